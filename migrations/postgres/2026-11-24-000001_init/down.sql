@@ -1,0 +1,9 @@
+DROP TABLE locks;
+DROP TABLE code_changes;
+DROP TABLE tasks;
+DROP TABLE message_acks;
+DROP TABLE messages;
+DROP TABLE context_snapshots;
+DROP TABLE events;
+DROP TABLE participants;
+DROP TABLE sessions;

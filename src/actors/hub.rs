@@ -1,0 +1,145 @@
+//! `Hub`: the registry of live sessions. It creates sessions, lists them, and routes every
+//! session command to that session's actor, loading the session from the database on first use
+//! after a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::messages::{CreateSession, ListSessions, SessionCreated, ToSession};
+use super::session::SessionActor;
+use crate::domain::auth::{new_token, token_digest};
+use crate::domain::now;
+use crate::domain::session::{AccessPolicy, Session, SessionSummary};
+use crate::error::HubError;
+use crate::store::{Store, queries};
+
+pub struct Hub {
+    store: Store,
+    policy: Arc<AccessPolicy>,
+    sessions: HashMap<Uuid, Addr<SessionActor>>,
+}
+
+impl Hub {
+    pub fn new(store: Store, policy: AccessPolicy) -> Self {
+        Hub {
+            store,
+            policy: Arc::new(policy),
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// The live actor for `id`, started (and loading) if there is none.
+    fn session_actor(&mut self, id: Uuid, ctx: &mut Context<Self>) -> Addr<SessionActor> {
+        if let Some(addr) = self.sessions.get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let addr =
+            SessionActor::load(id, self.store.clone(), self.policy.clone(), ctx.address()).start();
+        self.sessions.insert(id, addr.clone());
+        addr
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<CreateSession> for Hub {
+    type Result = ResponseActFuture<Self, Result<SessionCreated, HubError>>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .policy
+            .operator(&msg.credential)
+            .and_then(|_| msg.spec.validate())
+            .map_err(HubError::from);
+        if let Err(e) = planned {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let tokens: Vec<(String, String)> = msg
+            .spec
+            .participants
+            .iter()
+            .map(|p| (p.ai_id.clone(), new_token()))
+            .collect();
+        let digests = tokens.iter().map(|(_, t)| token_digest(t)).collect();
+        let mut session = Session::new(Uuid::new_v4(), &msg.spec, digests, now());
+        let created = session.created_event();
+        let row = session.clone();
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                store
+                    .write(move |c| queries::insert_session(c, &row, &created))
+                    .await
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let event = result?;
+                session.last_event_id = event.id;
+                let view = session.view();
+                let actor = SessionActor::created(
+                    session,
+                    act.store.clone(),
+                    act.policy.clone(),
+                    ctx.address(),
+                )
+                .start();
+                act.sessions.insert(view.session_id, actor);
+                Ok(SessionCreated {
+                    session: view,
+                    tokens: tokens.into_iter().collect::<BTreeMap<_, _>>(),
+                })
+            }),
+        )
+    }
+}
+
+impl Handler<ListSessions> for Hub {
+    type Result = ResponseFuture<Result<Vec<SessionSummary>, HubError>>;
+
+    fn handle(&mut self, msg: ListSessions, _: &mut Self::Context) -> Self::Result {
+        let allowed = self.policy.operator(&msg.credential);
+        let store = self.store.clone();
+        Box::pin(async move {
+            allowed?;
+            store
+                .read(move |c| queries::list_sessions(c, msg.status, msg.limit, msg.offset))
+                .await
+        })
+    }
+}
+
+impl<M, R> Handler<ToSession<M>> for Hub
+where
+    M: Message<Result = Result<R, HubError>> + Send + 'static,
+    R: Send + 'static,
+    SessionActor: Handler<M>,
+{
+    type Result = ResponseFuture<Result<R, HubError>>;
+
+    fn handle(&mut self, msg: ToSession<M>, ctx: &mut Self::Context) -> Self::Result {
+        let addr = self.session_actor(msg.session_id, ctx);
+        Box::pin(async move { addr.send(msg.command).await? })
+    }
+}
+
+/// A session actor found no session (or could not load it): forget it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionGone(pub Uuid);
+
+impl Handler<SessionGone> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionGone, _: &mut Self::Context) {
+        self.sessions.remove(&msg.0);
+    }
+}

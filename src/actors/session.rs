@@ -1,0 +1,302 @@
+//! `SessionActor`: the one place a live session's state lives.
+//!
+//! Commands run one at a time (`AtomicResponse`): check against the domain rules, let the store
+//! commit the event with its projection, then apply the change in memory, reply, and fan the
+//! event out. A reply therefore never describes a state that is not on disk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::agent::{AgentActor, Deliver};
+use super::hub::{Hub, SessionGone};
+use super::messages::{ChangeStatus, GetSession, JoinSession, Joined, LeaveSession};
+use crate::domain::auth::{new_token, token_digest};
+use crate::domain::event::Event;
+use crate::domain::now;
+use crate::domain::session::{AccessPolicy, Session, SessionView};
+use crate::error::HubError;
+use crate::store::{Store, queries};
+
+/// How long an actor whose session could not be loaded keeps answering queued commands before
+/// it stops (the hub has already forgotten it, so new commands go to a fresh actor).
+const LINGER: Duration = Duration::from_secs(5);
+
+enum State {
+    Loading,
+    Live(Session),
+    /// Not in the database, or the load failed: every command gets this error.
+    Unusable(HubError),
+}
+
+struct AgentSlot {
+    addr: Addr<AgentActor>,
+    /// First event this agent did not receive because its mailbox was full.
+    missed_after: Option<i64>,
+}
+
+pub struct SessionActor {
+    id: Uuid,
+    store: Store,
+    policy: Arc<AccessPolicy>,
+    hub: Addr<Hub>,
+    state: State,
+    agents: HashMap<String, AgentSlot>,
+}
+
+type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
+
+fn reply<T: 'static>(result: Result<T, HubError>) -> Reply<T> {
+    AtomicResponse::new(Box::pin(fut::ready(result)))
+}
+
+impl SessionActor {
+    /// An actor that loads its session from the store before it handles any command.
+    pub fn load(id: Uuid, store: Store, policy: Arc<AccessPolicy>, hub: Addr<Hub>) -> Self {
+        SessionActor {
+            id,
+            store,
+            policy,
+            hub,
+            state: State::Loading,
+            agents: HashMap::new(),
+        }
+    }
+
+    /// An actor for a session that was just created and committed.
+    pub fn created(
+        session: Session,
+        store: Store,
+        policy: Arc<AccessPolicy>,
+        hub: Addr<Hub>,
+    ) -> Self {
+        SessionActor {
+            id: session.id,
+            store,
+            policy,
+            hub,
+            state: State::Live(session),
+            agents: HashMap::new(),
+        }
+    }
+
+    fn session(&self) -> Result<&Session, HubError> {
+        match &self.state {
+            State::Live(s) => Ok(s),
+            State::Unusable(e) => Err(e.clone()),
+            State::Loading => Err(HubError::Internal(
+                "session used before it was loaded".into(),
+            )),
+        }
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        match &mut self.state {
+            State::Live(s) => s,
+            _ => unreachable!("writes are only planned on a live session"),
+        }
+    }
+
+    fn start_agents(&mut self) {
+        let ids: Vec<String> = match &self.state {
+            State::Live(s) => s.active_participants().map(|p| p.ai_id.clone()).collect(),
+            _ => return,
+        };
+        for id in ids {
+            self.start_agent(id);
+        }
+    }
+
+    fn start_agent(&mut self, ai_id: String) {
+        self.agents
+            .entry(ai_id.clone())
+            .or_insert_with(|| AgentSlot {
+                addr: AgentActor::new(ai_id).start(),
+                missed_after: None,
+            });
+    }
+
+    fn stop_agent(&mut self, ai_id: &str) {
+        // Dropping the last address stops the agent once its mailbox is empty.
+        self.agents.remove(ai_id);
+    }
+
+    /// Hands a committed event to every agent without waiting and without unbounded queues.
+    fn fan_out(&mut self, event: Event) {
+        let event = Arc::new(event);
+        for (ai_id, slot) in &mut self.agents {
+            let msg = Deliver {
+                event: event.clone(),
+                missed_after: slot.missed_after,
+            };
+            match slot.addr.try_send(msg) {
+                Ok(()) => slot.missed_after = None,
+                Err(_) => {
+                    log::warn!(
+                        "participant {ai_id} is not keeping up; it will replay from the log"
+                    );
+                    slot.missed_after.get_or_insert(event.id - 1);
+                }
+            }
+        }
+    }
+
+    /// Commits `write`, then runs `apply` on the actor; the reply waits for both.
+    fn commit<T, W, A>(&mut self, write: W, apply: A) -> Reply<T>
+    where
+        T: 'static,
+        W: FnOnce(&mut crate::store::DbConn) -> Result<Event, HubError> + Send + 'static,
+        A: FnOnce(&mut SessionActor, Event) -> T + 'static,
+    {
+        let store = self.store.clone();
+        let fut = async move { store.write(write).await }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let event = result?;
+                let out = apply(act, event.clone());
+                act.fan_out(event);
+                Ok(out)
+            });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        if !matches!(self.state, State::Loading) {
+            self.start_agents();
+            return;
+        }
+        let store = self.store.clone();
+        let id = self.id;
+        // `wait` holds every command back until the session is loaded.
+        ctx.wait(
+            async move { store.read(move |c| queries::load_session(c, id)).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.state = match result {
+                        Ok(Some(session)) => State::Live(session),
+                        Ok(None) => State::Unusable(HubError::session_not_found(act.id)),
+                        Err(e) => State::Unusable(e),
+                    };
+                    if matches!(act.state, State::Live(_)) {
+                        act.start_agents();
+                    } else {
+                        act.hub.do_send(SessionGone(act.id));
+                        ctx.run_later(LINGER, |_, ctx| ctx.stop());
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<GetSession> for SessionActor {
+    type Result = Result<SessionView, HubError>;
+
+    fn handle(&mut self, msg: GetSession, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        s.authorize(&msg.credential, &self.policy)?;
+        Ok(s.view())
+    }
+}
+
+impl Handler<JoinSession> for SessionActor {
+    type Result = Reply<Joined>;
+
+    fn handle(&mut self, msg: JoinSession, _: &mut Self::Context) -> Self::Result {
+        let token = new_token();
+        let at = now();
+        let planned = self.session().and_then(|s| {
+            s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.check_join(&msg.participant, token_digest(&token), at)?)
+        });
+        let (participant, event) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let id = self.id;
+        let row = participant.clone();
+        self.commit(
+            move |c| {
+                queries::upsert_participant(c, id, &row)?;
+                queries::append_event(c, id, &event, at)
+            },
+            move |act, event| {
+                let ai_id = participant.ai_id.clone();
+                let session = act.session_mut();
+                session.apply_join(participant, event.id);
+                let view = session.view();
+                let participant = session.participants[&ai_id].clone();
+                act.start_agent(ai_id);
+                Joined {
+                    session_id: id,
+                    participant: (&participant).into(),
+                    token,
+                    session: view,
+                    event_id: event.id,
+                }
+            },
+        )
+    }
+}
+
+impl Handler<LeaveSession> for SessionActor {
+    type Result = Reply<SessionView>;
+
+    fn handle(&mut self, msg: LeaveSession, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let caller = s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.check_leave(&msg.ai_id, &caller)?)
+        });
+        let event = match planned {
+            Ok(e) => e,
+            Err(e) => return reply(Err(e)),
+        };
+        let (id, at, ai_id) = (self.id, now(), msg.ai_id);
+        let leaving = ai_id.clone();
+        self.commit(
+            move |c| {
+                queries::mark_left(c, id, &leaving, at)?;
+                queries::append_event(c, id, &event, at)
+            },
+            move |act, event| {
+                act.session_mut().apply_leave(&ai_id, at, event.id);
+                act.stop_agent(&ai_id);
+                act.session_mut().view()
+            },
+        )
+    }
+}
+
+impl Handler<ChangeStatus> for SessionActor {
+    type Result = Reply<SessionView>;
+
+    fn handle(&mut self, msg: ChangeStatus, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let caller = s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.check_status(msg.to, &caller)?)
+        });
+        let event = match planned {
+            Ok(e) => e,
+            Err(e) => return reply(Err(e)),
+        };
+        let (id, at, to) = (self.id, now(), msg.to);
+        self.commit(
+            move |c| {
+                queries::set_status(c, id, to)?;
+                queries::append_event(c, id, &event, at)
+            },
+            move |act, event| {
+                let session = act.session_mut();
+                session.apply_status(to, at, event.id);
+                session.view()
+            },
+        )
+    }
+}

@@ -1,0 +1,107 @@
+//! Wiring: opens the store, starts the actors, binds the HTTP server. `main` and the integration
+//! tests build the hub the same way, through `Application::build`.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+
+use crate::actors::Hub;
+use crate::config::Settings;
+use crate::domain::auth::token_digest;
+use crate::domain::session::AccessPolicy;
+use crate::http::{self, BodyLimit};
+use crate::store::Store;
+
+/// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    store: Store,
+    database: String,
+}
+
+impl Application {
+    /// Opens the database (applying migrations), starts the actors and binds the listener. Must
+    /// run inside an actix system. Errors are one line, fit for a person.
+    pub async fn build(settings: Settings) -> Result<Application, String> {
+        let target = settings.db_target()?;
+        let database = target.redacted();
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let policy = AccessPolicy {
+            trust_loopback: addr.ip().is_loopback(),
+            operator_digest: settings.operator_token.as_deref().map(token_digest),
+        };
+        if !policy.trust_loopback && policy.operator_digest.is_none() {
+            return Err(format!(
+                "{addr} is reachable beyond this machine: set --operator-token (COLLAB_HUB_OPERATOR_TOKEN) so that sessions cannot be created by anyone"
+            ));
+        }
+        let store = Store::open(target).await?;
+        let hub = Hub::new(store.clone(), policy).start();
+        let server = http_server(listener, &settings, hub, store.clone())?;
+        Ok(Application {
+            server,
+            addr,
+            store,
+            database,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The database as it may be shown (password redacted).
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (Ctrl-C, SIGTERM or `handle().stop()`), lets in-flight requests
+    /// finish, then lets every queued write commit before returning.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.store.shutdown().await;
+        served
+    }
+}
+
+fn http_server(
+    listener: TcpListener,
+    settings: &Settings,
+    hub: Addr<Hub>,
+    store: Store,
+) -> Result<Server, String> {
+    let hub = web::Data::new(hub);
+    let store = web::Data::new(store);
+    let limit = BodyLimit(settings.max_body_bytes);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(hub.clone())
+            .app_data(store.clone())
+            .app_data(limit)
+            .configure(http::configure)
+    })
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .listen(listener)
+    .map_err(|e| format!("cannot serve: {e}"))?;
+    if let Some(n) = settings.workers {
+        server = server.workers(n.max(1));
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,118 @@
+//! Settings from flags and environment variables (`collab-hub --help` lists them all).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::DbTarget;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "collab-hub",
+    version,
+    about = "Coordination hub for several AI coding agents working on one codebase",
+    long_about = "Coordination hub for several AI coding agents working on one codebase.\n\
+                  Agents connect over MCP; people watch over HTTP. Without a subcommand it serves."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the hub (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on. Beyond loopback, --operator-token is required and every request
+    /// needs a bearer token.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_BIND",
+        default_value = "127.0.0.1:9700",
+        global = true
+    )]
+    pub bind: String,
+
+    /// Database: sqlite:///abs/path, sqlite://rel/path, a file path, or postgres://…
+    /// [default: sqlite in --data-dir]
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded SQLite database (hub.db) and other local data.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_DATA_DIR",
+        default_value = ".collab-hub",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Operator token: creates and lists sessions when the hub listens beyond loopback.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_OPERATOR_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub operator_token: Option<String>,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "COLLAB_HUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// HTTP worker threads [default: number of cores].
+    #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Settings for tests and embedding: loopback on an OS-chosen port, everything else default.
+    pub fn for_database(database_url: impl Into<String>) -> Settings {
+        Settings {
+            bind: "127.0.0.1:0".into(),
+            database_url: Some(database_url.into()),
+            data_dir: PathBuf::from(".collab-hub"),
+            operator_token: None,
+            max_body_bytes: 1024 * 1024,
+            workers: Some(2),
+        }
+    }
+
+    /// Where the data lives: `--database-url`, else `hub.db` in the data directory.
+    pub fn db_target(&self) -> Result<DbTarget, String> {
+        match &self.database_url {
+            Some(url) => DbTarget::parse(url),
+            None => Ok(DbTarget::Sqlite(self.data_dir.join("hub.db"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_subcommands() {
+        let cli = Cli::try_parse_from(["collab-hub"]).unwrap();
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.settings.bind, "127.0.0.1:9700");
+        assert_eq!(
+            cli.settings.db_target().unwrap(),
+            DbTarget::Sqlite(PathBuf::from(".collab-hub/hub.db"))
+        );
+        let cli = Cli::try_parse_from(["collab-hub", "migrate", "--database-url", "x.db"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert_eq!(
+            cli.settings.db_target().unwrap(),
+            DbTarget::Sqlite("x.db".into())
+        );
+    }
+}

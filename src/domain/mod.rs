@@ -1,0 +1,60 @@
+//! Pure domain types and rules: no actors, no HTTP, no database.
+//!
+//! Everything here is unit-testable on its own; the actors call into it to decide whether a
+//! command is allowed and what event it produces, then apply the committed change.
+
+pub mod auth;
+pub mod event;
+pub mod ids;
+pub mod outbox;
+pub mod role;
+pub mod session;
+
+use thiserror::Error;
+
+/// A rule the command broke. Transports turn it into a 4xx answer through `HubError`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DomainError {
+    /// The input itself is wrong (bad id, empty name, unknown permission…).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The input is fine but clashes with the current state (duplicate participant, second driver…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Unknown participant in this session.
+    #[error("{0}")]
+    NotFound(String),
+    /// A credential was presented and is not valid for this session.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Current UTC time, truncated to microseconds so that it reads back identically from
+/// PostgreSQL (microsecond timestamps) and SQLite (text).
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let t = chrono::Utc::now().naive_utc();
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}

@@ -1,0 +1,816 @@
+//! A collaboration session: its participants, roles, status and configuration, and the rules
+//! for changing them. The session actor owns one `Session`, asks it whether a command is allowed
+//! (`check_*`), writes the resulting event, and only after the commit calls `apply_*`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::DomainError;
+use super::auth::{Caller, Credential, digests_match};
+use super::event::{NewEvent, Priority};
+use super::ids::{validate_ai_id, validate_session_name};
+use super::role::{Permission, Role};
+
+/// Upper bound on participants in one session; every event fans out to each of them.
+pub const MAX_PARTICIPANTS: usize = 32;
+/// Upper bound on the serialized `metadata` object.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Auto-save interval bounds in seconds; 0 turns auto-save off.
+pub const SAVE_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 10..=86_400;
+pub const DEFAULT_SAVE_INTERVAL: u32 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Active,
+    Paused,
+    Completed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Paused => "paused",
+            SessionStatus::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(SessionStatus::Active),
+            "paused" => Some(SessionStatus::Paused),
+            "completed" => Some(SessionStatus::Completed),
+            _ => None,
+        }
+    }
+
+    /// active ↔ paused, either → completed; completed is final.
+    pub fn can_become(self, to: SessionStatus) -> bool {
+        use SessionStatus::*;
+        matches!(
+            (self, to),
+            (Active, Paused) | (Paused, Active) | (Active, Completed) | (Paused, Completed)
+        )
+    }
+}
+
+/// A status change as people say it on the REST surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusAction {
+    Pause,
+    Resume,
+    Complete,
+}
+
+impl StatusAction {
+    pub fn target(self) -> SessionStatus {
+        match self {
+            StatusAction::Pause => SessionStatus::Paused,
+            StatusAction::Resume => SessionStatus::Active,
+            StatusAction::Complete => SessionStatus::Completed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HandshakeMode {
+    /// Only the driver writes; control moves only through the handshake.
+    #[default]
+    Strict,
+    /// The navigator may write within its permissions; writes are still recorded and announced.
+    Loose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationPolicy {
+    #[default]
+    Manual,
+    Automatic,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident = $text:literal),+ }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+text_enum!(HandshakeMode { Strict = "strict", Loose = "loose" });
+text_enum!(RotationPolicy { Manual = "manual", Automatic = "automatic" });
+
+/// A participant as asked for on create or join.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantSpec {
+    pub ai_id: String,
+    pub role: Role,
+    /// `None`: the role's defaults.
+    pub permissions: Option<BTreeSet<Permission>>,
+}
+
+/// Everything needed to create a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSpec {
+    pub name: String,
+    pub participants: Vec<ParticipantSpec>,
+    pub save_interval: u32,
+    pub handshake_mode: HandshakeMode,
+    pub rotation_policy: RotationPolicy,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    pub ai_id: String,
+    pub role: Role,
+    pub permissions: BTreeSet<Permission>,
+    pub token_digest: String,
+    pub joined_at: NaiveDateTime,
+    /// Set once the participant left; its token stops working. A later join revives the id.
+    pub left_at: Option<NaiveDateTime>,
+}
+
+impl Participant {
+    pub fn is_active(&self) -> bool {
+        self.left_at.is_none()
+    }
+
+    pub fn from_spec(spec: &ParticipantSpec, token_digest: String, at: NaiveDateTime) -> Self {
+        Participant {
+            ai_id: spec.ai_id.clone(),
+            role: spec.role,
+            permissions: spec
+                .permissions
+                .clone()
+                .unwrap_or_else(|| spec.role.default_permissions()),
+            token_digest,
+            joined_at: at,
+            left_at: None,
+        }
+    }
+}
+
+/// The live state of one session, as the session actor holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: Uuid,
+    pub name: String,
+    pub status: SessionStatus,
+    pub handshake_mode: HandshakeMode,
+    pub rotation_policy: RotationPolicy,
+    pub save_interval: u32,
+    pub metadata: Value,
+    /// By id; left participants stay (with `left_at`) so history keeps its names.
+    pub participants: BTreeMap<String, Participant>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    /// Id of the newest event in this session's log.
+    pub last_event_id: i64,
+}
+
+/// Who may do what, beyond the participants' own tokens: set once per hub.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    /// The hub listens on loopback only: a request without a token speaks as the operator.
+    pub trust_loopback: bool,
+    /// Digest of the operator token, if one is configured.
+    pub operator_digest: Option<String>,
+}
+
+impl AccessPolicy {
+    /// Resolves a credential when no session is involved (create, list): only the operator.
+    pub fn operator(&self, credential: &Credential) -> Result<Caller, DomainError> {
+        match credential {
+            Credential::None if self.trust_loopback => Ok(Caller::Operator),
+            Credential::None => Err(DomainError::Unauthorized(
+                "this hub listens beyond loopback: send Authorization: Bearer <operator token>"
+                    .into(),
+            )),
+            Credential::Bearer(d) if self.is_operator(d) => Ok(Caller::Operator),
+            Credential::Bearer(_) => Err(DomainError::Forbidden(
+                "only the hub operator may do this; participant tokens act inside their session"
+                    .into(),
+            )),
+        }
+    }
+
+    fn is_operator(&self, digest: &str) -> bool {
+        self.operator_digest
+            .as_deref()
+            .is_some_and(|op| digests_match(op, digest))
+    }
+}
+
+impl SessionSpec {
+    /// Checks a whole create request; on success every participant is valid and at most one drives.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate_session_name(&self.name)?;
+        if self.save_interval != 0 && !SAVE_INTERVAL_RANGE.contains(&self.save_interval) {
+            return Err(DomainError::invalid(
+                "saveInterval",
+                format!(
+                    "saveInterval must be 0 (off) or between {} and {} seconds",
+                    SAVE_INTERVAL_RANGE.start(),
+                    SAVE_INTERVAL_RANGE.end()
+                ),
+            ));
+        }
+        validate_metadata(&self.metadata)?;
+        if self.participants.len() > MAX_PARTICIPANTS {
+            return Err(DomainError::invalid(
+                "participants",
+                format!("a session holds at most {MAX_PARTICIPANTS} participants"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let mut driver: Option<&str> = None;
+        for p in &self.participants {
+            validate_participant(p)?;
+            if !seen.insert(p.ai_id.as_str()) {
+                return Err(DomainError::conflict(
+                    "duplicate_participant",
+                    format!("participant {:?} is listed twice", p.ai_id),
+                ));
+            }
+            if p.role == Role::Driver {
+                if let Some(first) = driver {
+                    return Err(two_drivers(first, &p.ai_id));
+                }
+                driver = Some(&p.ai_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_participant(p: &ParticipantSpec) -> Result<(), DomainError> {
+    validate_ai_id("participants.aiId", &p.ai_id)?;
+    if let Some(perms) = &p.permissions
+        && perms.is_empty()
+    {
+        return Err(DomainError::invalid(
+            "permissions",
+            "permissions must not be empty; leave them out for the role's defaults",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_metadata(metadata: &Value) -> Result<(), DomainError> {
+    if !metadata.is_object() {
+        return Err(DomainError::invalid(
+            "metadata",
+            "metadata must be a JSON object",
+        ));
+    }
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(DomainError::invalid(
+            "metadata",
+            format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn two_drivers(current: &str, other: &str) -> DomainError {
+    DomainError::conflict(
+        "driver_taken",
+        format!(
+            "{current:?} already drives this session; {other:?} may join as navigator or observer and take control through the handshake"
+        ),
+    )
+}
+
+impl Session {
+    /// A new session from a validated spec. Participants get the digests in the same order.
+    pub fn new(id: Uuid, spec: &SessionSpec, digests: Vec<String>, at: NaiveDateTime) -> Session {
+        let participants = spec
+            .participants
+            .iter()
+            .zip(digests)
+            .map(|(p, d)| (p.ai_id.clone(), Participant::from_spec(p, d, at)))
+            .collect();
+        Session {
+            id,
+            name: spec.name.clone(),
+            status: SessionStatus::Active,
+            handshake_mode: spec.handshake_mode,
+            rotation_policy: spec.rotation_policy,
+            save_interval: spec.save_interval,
+            metadata: spec.metadata.clone(),
+            participants,
+            created_at: at,
+            updated_at: at,
+            last_event_id: 0,
+        }
+    }
+
+    pub fn created_event(&self) -> NewEvent {
+        NewEvent {
+            kind: "session_created",
+            actor: None,
+            priority: Priority::Routine,
+            payload: json!({
+                "name": self.name,
+                "participants": self.active_participants().map(ParticipantView::from).collect::<Vec<_>>(),
+                "handshakeMode": self.handshake_mode,
+                "rotationPolicy": self.rotation_policy,
+                "saveInterval": self.save_interval,
+            }),
+        }
+    }
+
+    pub fn active_participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values().filter(|p| p.is_active())
+    }
+
+    pub fn driver(&self) -> Option<&Participant> {
+        self.active_participants().find(|p| p.role == Role::Driver)
+    }
+
+    /// Who the credential speaks for in this session.
+    pub fn authorize(
+        &self,
+        credential: &Credential,
+        policy: &AccessPolicy,
+    ) -> Result<Caller, DomainError> {
+        match credential {
+            Credential::None => policy.operator(credential),
+            Credential::Bearer(digest) => {
+                if policy.is_operator(digest) {
+                    return Ok(Caller::Operator);
+                }
+                self.active_participants()
+                    .find(|p| digests_match(&p.token_digest, digest))
+                    .map(|p| Caller::Participant(p.ai_id.clone()))
+                    .ok_or_else(|| {
+                        DomainError::Unauthorized(
+                            "the bearer token is not valid for this session (unknown, or its participant left)"
+                                .into(),
+                        )
+                    })
+            }
+        }
+    }
+
+    /// May `spec` join now? If so, the participant it becomes and the event that announces it.
+    /// Whoever asks must already be authorized (the operator, or a participant inviting).
+    pub fn check_join(
+        &self,
+        spec: &ParticipantSpec,
+        token_digest: String,
+        at: NaiveDateTime,
+    ) -> Result<(Participant, NewEvent), DomainError> {
+        validate_participant(spec)?;
+        if self.status == SessionStatus::Completed {
+            return Err(DomainError::conflict(
+                "session_completed",
+                "the session is completed; nobody can join it",
+            ));
+        }
+        if self
+            .participants
+            .get(&spec.ai_id)
+            .is_some_and(Participant::is_active)
+        {
+            return Err(DomainError::conflict(
+                "duplicate_participant",
+                format!("{:?} is already a participant of this session", spec.ai_id),
+            ));
+        }
+        if self.active_participants().count() >= MAX_PARTICIPANTS {
+            return Err(DomainError::conflict(
+                "session_full",
+                format!("a session holds at most {MAX_PARTICIPANTS} participants"),
+            ));
+        }
+        if spec.role == Role::Driver
+            && let Some(d) = self.driver()
+        {
+            return Err(two_drivers(&d.ai_id, &spec.ai_id));
+        }
+        let participant = Participant::from_spec(spec, token_digest, at);
+        let event = NewEvent {
+            kind: "participant_joined",
+            actor: Some(spec.ai_id.clone()),
+            priority: Priority::Important,
+            payload: json!({ "participant": ParticipantView::from(&participant) }),
+        };
+        Ok((participant, event))
+    }
+
+    pub fn apply_join(&mut self, participant: Participant, event_id: i64) {
+        self.updated_at = participant.joined_at;
+        self.participants
+            .insert(participant.ai_id.clone(), participant);
+        self.last_event_id = event_id;
+    }
+
+    /// May `ai_id` leave, asked by `caller`? Participants leave only as themselves.
+    pub fn check_leave(&self, ai_id: &str, caller: &Caller) -> Result<NewEvent, DomainError> {
+        act_as(caller, ai_id)?;
+        let p = self.active(ai_id)?;
+        Ok(NewEvent {
+            kind: "participant_left",
+            actor: Some(ai_id.to_owned()),
+            priority: if p.role == Role::Driver {
+                Priority::Critical
+            } else {
+                Priority::Important
+            },
+            payload: json!({ "aiId": ai_id, "role": p.role }),
+        })
+    }
+
+    pub fn apply_leave(&mut self, ai_id: &str, at: NaiveDateTime, event_id: i64) {
+        if let Some(p) = self.participants.get_mut(ai_id) {
+            p.left_at = Some(at);
+        }
+        self.updated_at = at;
+        self.last_event_id = event_id;
+    }
+
+    /// May `caller` move the session to `to`? Observers cannot; transitions follow `can_become`.
+    pub fn check_status(
+        &self,
+        to: SessionStatus,
+        caller: &Caller,
+    ) -> Result<NewEvent, DomainError> {
+        if let Caller::Participant(id) = caller {
+            let p = self.active(id)?;
+            if p.role == Role::Observer {
+                return Err(DomainError::Forbidden(format!(
+                    "{id:?} is an observer; only the driver, a navigator or the operator may change the session status"
+                )));
+            }
+        }
+        if !self.status.can_become(to) {
+            return Err(DomainError::conflict(
+                "invalid_transition",
+                format!(
+                    "the session is {} and cannot become {}; allowed: active↔paused, active/paused→completed",
+                    self.status.as_str(),
+                    to.as_str()
+                ),
+            ));
+        }
+        Ok(NewEvent {
+            kind: "session_status_changed",
+            actor: caller_id(caller),
+            priority: Priority::Important,
+            payload: json!({ "from": self.status, "to": to }),
+        })
+    }
+
+    pub fn apply_status(&mut self, to: SessionStatus, at: NaiveDateTime, event_id: i64) {
+        self.status = to;
+        self.updated_at = at;
+        self.last_event_id = event_id;
+    }
+
+    fn active(&self, ai_id: &str) -> Result<&Participant, DomainError> {
+        self.participants
+            .get(ai_id)
+            .filter(|p| p.is_active())
+            .ok_or_else(|| {
+                DomainError::NotFound(format!("{ai_id:?} is not a participant of this session"))
+            })
+    }
+
+    pub fn view(&self) -> SessionView {
+        SessionView {
+            session_id: self.id,
+            name: self.name.clone(),
+            status: self.status,
+            handshake_mode: self.handshake_mode,
+            rotation_policy: self.rotation_policy,
+            save_interval: self.save_interval,
+            metadata: self.metadata.clone(),
+            driver: self.driver().map(|p| p.ai_id.clone()),
+            participants: self
+                .participants
+                .values()
+                .map(ParticipantView::from)
+                .collect(),
+            created_at: self.created_at.and_utc(),
+            updated_at: self.updated_at.and_utc(),
+            last_event_id: self.last_event_id,
+        }
+    }
+}
+
+fn caller_id(caller: &Caller) -> Option<String> {
+    match caller {
+        Caller::Participant(id) => Some(id.clone()),
+        Caller::Operator => None,
+    }
+}
+
+/// A participant may act only as itself; the operator may act for anyone.
+pub fn act_as(caller: &Caller, ai_id: &str) -> Result<(), DomainError> {
+    match caller {
+        Caller::Participant(me) if me != ai_id => Err(DomainError::Forbidden(format!(
+            "you are {me:?} and cannot act as {ai_id:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A participant as shown to others: never its token digest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantView {
+    pub ai_id: String,
+    pub role: Role,
+    pub permissions: BTreeSet<Permission>,
+    pub joined_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Participant> for ParticipantView {
+    fn from(p: &Participant) -> Self {
+        ParticipantView {
+            ai_id: p.ai_id.clone(),
+            role: p.role,
+            permissions: p.permissions.clone(),
+            joined_at: p.joined_at.and_utc(),
+            left_at: p.left_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+/// The full picture of one session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub session_id: Uuid,
+    pub name: String,
+    pub status: SessionStatus,
+    pub handshake_mode: HandshakeMode,
+    pub rotation_policy: RotationPolicy,
+    pub save_interval: u32,
+    pub metadata: Value,
+    pub driver: Option<String>,
+    pub participants: Vec<ParticipantView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_event_id: i64,
+}
+
+/// One row of the session list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub session_id: Uuid,
+    pub name: String,
+    pub status: SessionStatus,
+    pub participants: Vec<ParticipantBrief>,
+    pub created_at: DateTime<Utc>,
+    /// Time of the newest change in the session.
+    pub last_activity: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantBrief {
+    pub ai_id: String,
+    pub role: Role,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ps: &[(&str, Role)]) -> SessionSpec {
+        SessionSpec {
+            name: "Payment Gateway".into(),
+            participants: ps
+                .iter()
+                .map(|(id, role)| ParticipantSpec {
+                    ai_id: (*id).into(),
+                    role: *role,
+                    permissions: None,
+                })
+                .collect(),
+            save_interval: DEFAULT_SAVE_INTERVAL,
+            handshake_mode: HandshakeMode::Strict,
+            rotation_policy: RotationPolicy::Manual,
+            metadata: json!({}),
+        }
+    }
+
+    fn session(ps: &[(&str, Role)]) -> Session {
+        let s = spec(ps);
+        s.validate().unwrap();
+        let digests = ps.iter().map(|(id, _)| format!("digest-{id}")).collect();
+        Session::new(Uuid::nil(), &s, digests, crate::domain::now())
+    }
+
+    fn open() -> AccessPolicy {
+        AccessPolicy {
+            trust_loopback: true,
+            operator_digest: None,
+        }
+    }
+
+    #[test]
+    fn status_machine() {
+        use SessionStatus::*;
+        assert!(Active.can_become(Paused));
+        assert!(Paused.can_become(Active));
+        assert!(Active.can_become(Completed));
+        assert!(Paused.can_become(Completed));
+        assert!(!Completed.can_become(Active));
+        assert!(!Completed.can_become(Paused));
+        assert!(!Active.can_become(Active));
+    }
+
+    #[test]
+    fn spec_rejects_two_drivers_and_duplicates() {
+        let err = spec(&[("claude", Role::Driver), ("gemini", Role::Driver)])
+            .validate()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "driver_taken",
+                ..
+            }
+        ));
+        let err = spec(&[("claude", Role::Driver), ("claude", Role::Navigator)])
+            .validate()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "duplicate_participant",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn spec_checks_interval_and_metadata() {
+        let mut s = spec(&[]);
+        s.save_interval = 5;
+        assert!(s.validate().is_err());
+        s.save_interval = 0;
+        assert!(s.validate().is_ok());
+        s.metadata = json!([1]);
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn join_rules() {
+        let mut s = session(&[("claude", Role::Driver)]);
+        let dup = ParticipantSpec {
+            ai_id: "claude".into(),
+            role: Role::Observer,
+            permissions: None,
+        };
+        let now = crate::domain::now();
+        assert!(matches!(
+            s.check_join(&dup, "d".into(), now),
+            Err(DomainError::Conflict {
+                code: "duplicate_participant",
+                ..
+            })
+        ));
+        let driver = ParticipantSpec {
+            ai_id: "gemini".into(),
+            role: Role::Driver,
+            permissions: None,
+        };
+        assert!(matches!(
+            s.check_join(&driver, "d".into(), now),
+            Err(DomainError::Conflict {
+                code: "driver_taken",
+                ..
+            })
+        ));
+        let nav = ParticipantSpec {
+            ai_id: "gemini".into(),
+            role: Role::Navigator,
+            permissions: None,
+        };
+        let (p, ev) = s.check_join(&nav, "d".into(), now).unwrap();
+        assert_eq!(ev.kind, "participant_joined");
+        assert_eq!(p.permissions, Role::Navigator.default_permissions());
+        s.apply_join(p, 2);
+        assert_eq!(s.active_participants().count(), 2);
+        assert_eq!(s.last_event_id, 2);
+    }
+
+    #[test]
+    fn leave_then_rejoin() {
+        let mut s = session(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+        let me = Caller::Participant("gemini".into());
+        assert!(matches!(
+            s.check_leave("claude", &me),
+            Err(DomainError::Forbidden(_))
+        ));
+        s.check_leave("gemini", &me).unwrap();
+        s.apply_leave("gemini", crate::domain::now(), 2);
+        assert!(s.check_leave("gemini", &Caller::Operator).is_err());
+        // Its token no longer works.
+        let cred = Credential::Bearer("digest-gemini".into());
+        assert!(matches!(
+            s.authorize(&cred, &open()),
+            Err(DomainError::Unauthorized(_))
+        ));
+        let back = ParticipantSpec {
+            ai_id: "gemini".into(),
+            role: Role::Observer,
+            permissions: None,
+        };
+        assert!(
+            s.check_join(&back, "d2".into(), crate::domain::now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn authorize_by_token_and_loopback() {
+        let s = session(&[("claude", Role::Driver)]);
+        let cred = Credential::Bearer("digest-claude".into());
+        assert_eq!(
+            s.authorize(&cred, &open()).unwrap(),
+            Caller::Participant("claude".into())
+        );
+        assert_eq!(
+            s.authorize(&Credential::None, &open()).unwrap(),
+            Caller::Operator
+        );
+        let closed = AccessPolicy {
+            trust_loopback: false,
+            operator_digest: Some("op".into()),
+        };
+        assert!(matches!(
+            s.authorize(&Credential::None, &closed),
+            Err(DomainError::Unauthorized(_))
+        ));
+        assert_eq!(
+            s.authorize(&Credential::Bearer("op".into()), &closed)
+                .unwrap(),
+            Caller::Operator
+        );
+        assert!(matches!(
+            closed.operator(&cred),
+            Err(DomainError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn observers_cannot_change_status_and_completed_is_final() {
+        let mut s = session(&[("claude", Role::Driver), ("cursor", Role::Observer)]);
+        let obs = Caller::Participant("cursor".into());
+        assert!(matches!(
+            s.check_status(SessionStatus::Paused, &obs),
+            Err(DomainError::Forbidden(_))
+        ));
+        let drv = Caller::Participant("claude".into());
+        s.check_status(SessionStatus::Completed, &drv).unwrap();
+        s.apply_status(SessionStatus::Completed, crate::domain::now(), 2);
+        let err = s.check_status(SessionStatus::Active, &drv).unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "invalid_transition",
+                ..
+            }
+        ));
+        let late = ParticipantSpec {
+            ai_id: "codex".into(),
+            role: Role::Observer,
+            permissions: None,
+        };
+        assert!(matches!(
+            s.check_join(&late, "d".into(), crate::domain::now()),
+            Err(DomainError::Conflict {
+                code: "session_completed",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn views_never_show_digests() {
+        let s = session(&[("claude", Role::Driver)]);
+        let text = serde_json::to_string(&s.view()).unwrap();
+        assert!(!text.contains("digest-claude"));
+        assert!(text.contains("\"driver\":\"claude\""));
+    }
+}

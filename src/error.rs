@@ -1,0 +1,208 @@
+//! One error type for the whole hub. It knows how to become an HTTP answer (status + JSON body),
+//! a JSON-RPC error object (MCP) and a WebSocket error frame, so every surface reports the same
+//! failure the same way.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::domain::DomainError;
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum HubError {
+    /// The request is malformed or a value is out of range. `field` names the culprit when known.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure. The message is safe to show; details go to the log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HubError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        HubError::Invalid {
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn session_not_found(id: impl std::fmt::Display) -> Self {
+        HubError::NotFound {
+            code: "session_not_found",
+            message: format!("no session with id {id}"),
+        }
+    }
+
+    /// Machine-readable code, stable across releases.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::Invalid { code, .. }
+            | HubError::NotFound { code, .. }
+            | HubError::Conflict { code, .. } => code,
+            HubError::Unauthorized(_) => "unauthorized",
+            HubError::Forbidden(_) => "forbidden",
+            HubError::PayloadTooLarge { .. } => "payload_too_large",
+            HubError::UnsupportedMediaType(_) => "unsupported_media_type",
+            HubError::Unavailable(_) => "unavailable",
+            HubError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            HubError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            HubError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            HubError::NotFound { .. } => StatusCode::NOT_FOUND,
+            HubError::Conflict { .. } => StatusCode::CONFLICT,
+            HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HubError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HubError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// `{"code", "message", "field"?}`: the inner object of every error answer.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "code": self.code(), "message": self.to_string() });
+        if let Some(field) = self.field() {
+            body["field"] = json!(field);
+        }
+        body
+    }
+
+    /// JSON-RPC 2.0 error object. Bad parameters are -32602, a missing resource -32002 (MCP),
+    /// internal failures -32603; refusals the caller can act on (conflict, permission) are
+    /// server errors in the -32000 range carrying the same `code` string in `data`.
+    pub fn json_rpc(&self) -> Value {
+        let code = match self {
+            HubError::Invalid { .. } | HubError::PayloadTooLarge { .. } => -32602,
+            HubError::NotFound { .. } => -32002,
+            HubError::Internal(_) => -32603,
+            HubError::Unauthorized(_) | HubError::Forbidden(_) => -32001,
+            HubError::Conflict { .. } => -32003,
+            HubError::UnsupportedMediaType(_) => -32600,
+            HubError::Unavailable(_) => -32000,
+        };
+        json!({ "code": code, "message": self.to_string(), "data": self.body() })
+    }
+
+    /// WebSocket frame for a failed command; `request_id` echoes the client's id if it sent one.
+    pub fn ws_frame(&self, request_id: Option<&Value>) -> Value {
+        json!({ "type": "error", "id": request_id, "error": self.body() })
+    }
+}
+
+impl ResponseError for HubError {
+    fn status_code(&self) -> StatusCode {
+        self.http_status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if matches!(self, HubError::Internal(_)) {
+            log::error!("internal error: {self}");
+        }
+        HttpResponse::build(self.http_status()).json(json!({ "error": self.body() }))
+    }
+}
+
+impl From<DomainError> for HubError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { field, message } => HubError::Invalid {
+                code: "invalid_field",
+                message,
+                field: Some(field.to_owned()),
+            },
+            DomainError::Conflict { code, message } => HubError::Conflict { code, message },
+            DomainError::NotFound(message) => HubError::NotFound {
+                code: "participant_not_found",
+                message,
+            },
+            DomainError::Unauthorized(m) => HubError::Unauthorized(m),
+            DomainError::Forbidden(m) => HubError::Forbidden(m),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for HubError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => HubError::Conflict {
+                code: "already_exists",
+                message: "a record with this key already exists".into(),
+            },
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                HubError::Unavailable(format!("database unavailable, retry: {e}"))
+            }
+            _ => {
+                log::error!("database error: {e}");
+                HubError::Unavailable(
+                    "the database failed this write; nothing was changed, retry".into(),
+                )
+            }
+        }
+    }
+}
+
+impl From<actix::MailboxError> for HubError {
+    fn from(e: actix::MailboxError) -> Self {
+        HubError::Unavailable(format!("the hub is shutting down or overloaded: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_names_field_only_when_known() {
+        let e = HubError::invalid("participants[0].role", "unknown role");
+        assert_eq!(e.http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.body()["field"], "participants[0].role");
+        let e = HubError::session_not_found("x");
+        assert_eq!(e.http_status(), StatusCode::NOT_FOUND);
+        assert!(e.body().get("field").is_none());
+        assert_eq!(e.json_rpc()["code"], -32002);
+        assert_eq!(e.ws_frame(Some(&json!(7)))["id"], 7);
+    }
+
+    #[test]
+    fn domain_errors_map_to_statuses() {
+        let c: HubError = DomainError::conflict("driver_taken", "x").into();
+        assert_eq!(c.http_status(), StatusCode::CONFLICT);
+        assert_eq!(c.code(), "driver_taken");
+        let f: HubError = DomainError::Forbidden("no".into()).into();
+        assert_eq!(f.http_status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,43 @@
+//! HTTP transport: REST endpoints of the concept, health. Each handler turns its input into one
+//! actor message and the reply into JSON; no domain logic lives here.
+
+mod auth;
+mod health;
+mod json;
+mod sessions;
+
+use actix_web::web;
+
+use crate::error::HubError;
+
+pub use json::BodyLimit;
+
+/// Registers every route. The app data (`Addr<Hub>`, `Store`, `BodyLimit`) is added by `app`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
+        HubError::Invalid {
+            code: "invalid_query",
+            message: format!("invalid query string: {err}"),
+            field: None,
+        }
+        .into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        HubError::Invalid {
+            code: "invalid_path",
+            message: format!("invalid path: {err}"),
+            field: None,
+        }
+        .into()
+    }))
+    .route("/healthz", web::get().to(health::healthz))
+    .configure(sessions::routes)
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, HubError> {
+    Err(HubError::NotFound {
+        code: "no_route",
+        message: format!("no endpoint {} {}", req.method(), req.path()),
+    })
+}

@@ -1,0 +1,291 @@
+//! The `Store`: the only code that touches the database.
+//!
+//! Writes go to one writer thread through a bounded queue. The writer drains whatever is queued
+//! (up to `MAX_BATCH`) into a single transaction, each write in its own savepoint, and commits
+//! once: N concurrent writes cost about one commit (group commit). Every caller is answered only
+//! after that commit, so "ok" means durable. A write that fails rolls back its savepoint and
+//! leaves the rest of the batch alone.
+//!
+//! Why a thread and not a `SyncArbiter` actor for the writer: group commit needs to see the whole
+//! queue and drain it, and an actor mailbox hands out one message at a time. Reads do go through
+//! a `SyncArbiter` of `StoreReader` actors, each with its own connection (on SQLite in WAL mode
+//! they run beside the writer without taking its lock).
+
+pub mod conn;
+pub mod models;
+pub mod queries;
+pub mod schema;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread;
+
+use actix::prelude::*;
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use tokio::sync::{mpsc, oneshot};
+
+pub use conn::{ConnRole, DbConn, DbTarget};
+
+use crate::error::HubError;
+
+/// Writes waiting for the writer; callers wait (backpressure) once it is full.
+const WRITE_QUEUE: usize = 4096;
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+/// Reader threads (and connections).
+const READERS: usize = 2;
+
+type Completion = Box<dyn FnOnce(Result<(), HubError>) + Send>;
+type WriteFn = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+/// Returns false when the read failed in a way that may have broken the connection.
+type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) -> bool + Send>;
+
+enum WriteJob {
+    Run(WriteFn),
+    /// Finish what is queued before this, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writes: mpsc::Sender<WriteJob>,
+    readers: Addr<StoreReader>,
+    backend: &'static str,
+}
+
+impl Store {
+    /// Connects, applies migrations and starts the writer and readers. Must run inside an actix
+    /// system. The connecting happens on the writer thread, never on the caller's async worker.
+    pub async fn open(target: DbTarget) -> Result<Store, String> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_target = target.clone();
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                let conn = writer_target
+                    .connect(ConnRole::Writer)
+                    .and_then(|mut c| conn::run_migrations(&mut c).map(|_| c));
+                match conn {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        writer_loop(writer_target, Some(c), rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the store writer thread: {e}"))?;
+        ready_rx
+            .await
+            .map_err(|_| "the store writer thread died during start".to_owned())??;
+        let backend = target.backend();
+        let readers = SyncArbiter::start(READERS, move || StoreReader {
+            target: target.clone(),
+            conn: None,
+        });
+        Ok(Store {
+            writes,
+            readers,
+            backend,
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Runs `f` in the next group-committed transaction and answers after the commit.
+    /// `f` must not open its own transaction; it runs inside a savepoint already.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, HubError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteFn = Box::new(move |conn: &mut DbConn| {
+            let result = conn.transaction::<T, HubError, _>(f);
+            Box::new(move |committed: Result<(), HubError>| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        self.writes
+            .send(WriteJob::Run(job))
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Runs `f` on a reader connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, HubError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadFn = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let healthy = !matches!(result, Err(HubError::Unavailable(_)));
+            let _ = tx.send(result);
+            healthy
+        });
+        self.readers.send(Read(job)).await?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Lets every queued write commit, then stops the writer. Writes sent afterwards fail with
+    /// `Unavailable`.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writes.send(WriteJob::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn shutting_down() -> HubError {
+    HubError::Unavailable("the store is shutting down or lost its database; retry".into())
+}
+
+fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        let mut stop = None;
+        match first {
+            WriteJob::Run(f) => batch.push(f),
+            WriteJob::Shutdown(done) => stop = Some(done),
+        }
+        while stop.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(WriteJob::Run(f)) => batch.push(f),
+                Ok(WriteJob::Shutdown(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            if conn.is_none() {
+                conn = target
+                    .connect(ConnRole::Writer)
+                    .inspect_err(|e| log::error!("store writer: {e}"))
+                    .ok();
+            }
+            match conn.as_mut() {
+                Some(c) => {
+                    if !commit_batch(c, batch.drain(..)) {
+                        conn = None; // reconnect before the next batch
+                    }
+                }
+                // Dropping the jobs answers their callers with `Unavailable`; nothing was written.
+                None => batch.clear(),
+            }
+        }
+        if let Some(done) = stop {
+            rx.close();
+            while rx.try_recv().is_ok() {}
+            let _ = done.send(());
+            break;
+        }
+    }
+    log::debug!("store writer stopped");
+}
+
+/// One transaction for the whole batch. Returns false when the connection looks broken.
+fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool {
+    let begun = match conn {
+        // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
+        // upgrade from read to write.
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    if let Err(e) = begun {
+        log::error!("store writer cannot begin a transaction: {e}");
+        return false;
+    }
+    let mut completions = Vec::new();
+    let mut panicked = false;
+    for job in batch {
+        if panicked {
+            continue; // dropped: its caller hears `Unavailable`
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok(done) => completions.push(done),
+            Err(_) => {
+                log::error!("a store write panicked; rolling back its whole batch");
+                panicked = true;
+            }
+        }
+    }
+    type Tm = <DbConn as Connection>::TransactionManager;
+    let outcome = if panicked {
+        let _ = Tm::rollback_transaction(conn);
+        Err(HubError::Internal(
+            "a write failed unexpectedly; nothing in its batch was stored".into(),
+        ))
+    } else {
+        Tm::commit_transaction(conn).map_err(|e| {
+            log::error!("store commit failed: {e}");
+            let _ = Tm::rollback_transaction(conn);
+            HubError::Unavailable(
+                "the database did not commit this write; nothing was stored, retry".into(),
+            )
+        })
+    };
+    let healthy = outcome.is_ok();
+    for done in completions {
+        done(outcome.clone());
+    }
+    healthy
+}
+
+/// A reader thread with its own connection, reopened after a failure.
+pub struct StoreReader {
+    target: DbTarget,
+    conn: Option<DbConn>,
+}
+
+impl Actor for StoreReader {
+    type Context = SyncContext<Self>;
+}
+
+struct Read(ReadFn);
+
+impl Message for Read {
+    type Result = ();
+}
+
+impl Handler<Read> for StoreReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Read, _: &mut Self::Context) {
+        if self.conn.is_none() {
+            match self.target.connect(ConnRole::Reader) {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    log::error!("store reader: {e}");
+                    (msg.0)(Err(HubError::Unavailable(
+                        "the database is unreachable; retry".into(),
+                    )));
+                    return;
+                }
+            }
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        // A read that failed for a database reason may have left a broken connection behind:
+        // reopen it next time rather than failing every later read.
+        let healthy = catch_unwind(AssertUnwindSafe(|| (msg.0)(Ok(conn)))).unwrap_or_else(|_| {
+            log::error!("a store read panicked; reopening its connection");
+            false
+        });
+        if !healthy {
+            self.conn = None;
+        }
+    }
+}
+
+/// Applies migrations and returns the versions applied (for `collab-hub migrate`).
+pub fn migrate(target: &DbTarget) -> Result<Vec<String>, String> {
+    let mut conn = target.connect(ConnRole::Writer)?;
+    conn::run_migrations(&mut conn)
+}

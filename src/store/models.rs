@@ -1,0 +1,141 @@
+//! Rows as diesel reads and writes them, and their conversion to domain types.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{events, participants, sessions};
+use crate::domain::event::{Event, Priority};
+use crate::domain::session::{HandshakeMode, Participant, RotationPolicy, Session, SessionStatus};
+use crate::error::HubError;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub handshake_mode: String,
+    pub rotation_policy: String,
+    pub save_interval: i32,
+    pub metadata: String,
+    pub last_event_id: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = participants)]
+pub struct ParticipantRow {
+    pub session_id: String,
+    pub ai_id: String,
+    pub role: String,
+    pub permissions: String,
+    pub token_digest: String,
+    pub joined_at: NaiveDateTime,
+    pub left_at: Option<NaiveDateTime>,
+    pub acked_event_id: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub session_id: String,
+    pub id: i64,
+    pub actor: Option<String>,
+    pub kind: String,
+    pub priority: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// A row that does not decode means the database was edited by hand or a migration is missing.
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> HubError {
+    log::error!("stored {what} does not decode: {detail}");
+    HubError::Internal(format!("stored {what} is unreadable"))
+}
+
+impl SessionRow {
+    pub fn from_session(s: &Session) -> SessionRow {
+        SessionRow {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            status: s.status.as_str().into(),
+            handshake_mode: s.handshake_mode.as_str().into(),
+            rotation_policy: s.rotation_policy.as_str().into(),
+            save_interval: i32::try_from(s.save_interval).unwrap_or(i32::MAX),
+            metadata: s.metadata.to_string(),
+            last_event_id: s.last_event_id,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+
+    pub fn into_session(self, participants: Vec<ParticipantRow>) -> Result<Session, HubError> {
+        let participants = participants
+            .into_iter()
+            .map(|p| p.into_participant().map(|p| (p.ai_id.clone(), p)))
+            .collect::<Result<_, _>>()?;
+        Ok(Session {
+            id: self.id.parse().map_err(|e| corrupt("session id", e))?,
+            name: self.name,
+            status: SessionStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("session status", &self.status))?,
+            handshake_mode: HandshakeMode::parse(&self.handshake_mode)
+                .ok_or_else(|| corrupt("handshake mode", &self.handshake_mode))?,
+            rotation_policy: RotationPolicy::parse(&self.rotation_policy)
+                .ok_or_else(|| corrupt("rotation policy", &self.rotation_policy))?,
+            save_interval: u32::try_from(self.save_interval).unwrap_or(0),
+            metadata: serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", e))?,
+            participants,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_event_id: self.last_event_id,
+        })
+    }
+}
+
+impl ParticipantRow {
+    pub fn from_participant(session_id: &str, p: &Participant) -> ParticipantRow {
+        ParticipantRow {
+            session_id: session_id.to_owned(),
+            ai_id: p.ai_id.clone(),
+            role: p.role.as_str().into(),
+            permissions: serde_json::to_string(&p.permissions).unwrap_or_else(|_| "[]".into()),
+            token_digest: p.token_digest.clone(),
+            joined_at: p.joined_at,
+            left_at: p.left_at,
+            acked_event_id: 0,
+        }
+    }
+
+    pub fn into_participant(self) -> Result<Participant, HubError> {
+        Ok(Participant {
+            role: self.role.parse().map_err(|e| corrupt("role", e))?,
+            permissions: serde_json::from_str(&self.permissions)
+                .map_err(|e| corrupt("permissions", e))?,
+            ai_id: self.ai_id,
+            token_digest: self.token_digest,
+            joined_at: self.joined_at,
+            left_at: self.left_at,
+        })
+    }
+}
+
+impl EventRow {
+    pub fn into_event(self) -> Result<Event, HubError> {
+        Ok(Event {
+            id: self.id,
+            session_id: self
+                .session_id
+                .parse()
+                .map_err(|e| corrupt("event session", e))?,
+            kind: self.kind,
+            actor: self.actor,
+            priority: Priority::parse(&self.priority)
+                .ok_or_else(|| corrupt("event priority", &self.priority))?,
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| corrupt("event payload", e))?,
+            at: self.created_at,
+        })
+    }
+}

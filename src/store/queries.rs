@@ -1,0 +1,217 @@
+//! The statements the actors need, written once for both backends. Each runs inside a store
+//! transaction (see `Store::write` / `Store::read`); none opens its own.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::DbConn;
+use super::models::{EventRow, ParticipantRow, SessionRow};
+use super::schema::{events, participants, sessions};
+use crate::domain::event::{Event, NewEvent};
+use crate::domain::session::{
+    Participant, ParticipantBrief, Session, SessionStatus, SessionSummary,
+};
+use crate::error::HubError;
+
+/// Appends `event` to the session's log with the next id and bumps the session's activity time.
+/// The id is taken from `sessions.last_event_id` inside the writing transaction, so ids are
+/// gap-free and monotonic per session whatever else runs.
+pub fn append_event(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    event: &NewEvent,
+    at: NaiveDateTime,
+) -> Result<Event, HubError> {
+    let sid = session_id.to_string();
+    let updated = diesel::update(sessions::table.find(&sid))
+        .set((
+            sessions::last_event_id.eq(sessions::last_event_id + 1),
+            sessions::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    if updated != 1 {
+        return Err(HubError::session_not_found(session_id));
+    }
+    let id: i64 = sessions::table
+        .find(&sid)
+        .select(sessions::last_event_id)
+        .first(conn)?;
+    let row = EventRow {
+        session_id: sid,
+        id,
+        actor: event.actor.clone(),
+        kind: event.kind.to_owned(),
+        priority: event.priority.as_str().to_owned(),
+        payload: event.payload.to_string(),
+        created_at: at,
+    };
+    diesel::insert_into(events::table)
+        .values(&row)
+        .execute(conn)?;
+    row.into_event()
+}
+
+/// Stores a brand-new session with its participants and its `session_created` event.
+pub fn insert_session(
+    conn: &mut DbConn,
+    session: &Session,
+    created: &NewEvent,
+) -> Result<Event, HubError> {
+    diesel::insert_into(sessions::table)
+        .values(SessionRow::from_session(session))
+        .execute(conn)?;
+    let sid = session.id.to_string();
+    for p in session.participants.values() {
+        diesel::insert_into(participants::table)
+            .values(ParticipantRow::from_participant(&sid, p))
+            .execute(conn)?;
+    }
+    append_event(conn, session.id, created, session.created_at)
+}
+
+/// Adds a participant, or revives one that left (new role, permissions and token).
+pub fn upsert_participant(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    p: &Participant,
+) -> Result<(), HubError> {
+    let sid = session_id.to_string();
+    let row = ParticipantRow::from_participant(&sid, p);
+    let revived = diesel::update(participants::table.find((&sid, &p.ai_id)))
+        .set((
+            participants::role.eq(&row.role),
+            participants::permissions.eq(&row.permissions),
+            participants::token_digest.eq(&row.token_digest),
+            participants::joined_at.eq(row.joined_at),
+            participants::left_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    if revived == 0 {
+        diesel::insert_into(participants::table)
+            .values(&row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn mark_left(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    diesel::update(participants::table.find((session_id.to_string(), ai_id)))
+        .set(participants::left_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_status(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    status: SessionStatus,
+) -> Result<(), HubError> {
+    diesel::update(sessions::table.find(session_id.to_string()))
+        .set(sessions::status.eq(status.as_str()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The whole session as the actor needs it, or `None` if it does not exist.
+pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Session>, HubError> {
+    let sid = session_id.to_string();
+    let Some(row) = sessions::table
+        .find(&sid)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let people = participants::table
+        .filter(participants::session_id.eq(&sid))
+        .select(ParticipantRow::as_select())
+        .load(conn)?;
+    row.into_session(people).map(Some)
+}
+
+/// Sessions, most recently active first, with their current participants.
+pub fn list_sessions(
+    conn: &mut DbConn,
+    status: Option<SessionStatus>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<SessionSummary>, HubError> {
+    let mut query = sessions::table
+        .select(SessionRow::as_select())
+        .order((sessions::updated_at.desc(), sessions::id.asc()))
+        .limit(limit)
+        .offset(offset)
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(sessions::status.eq(status.as_str()));
+    }
+    let rows: Vec<SessionRow> = query.load(conn)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let people: Vec<(String, String, String)> = participants::table
+        .filter(participants::session_id.eq_any(&ids))
+        .filter(participants::left_at.is_null())
+        .order((
+            participants::session_id,
+            participants::joined_at,
+            participants::ai_id,
+        ))
+        .select((
+            participants::session_id,
+            participants::ai_id,
+            participants::role,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|r| {
+            let participants = people
+                .iter()
+                .filter(|(sid, _, _)| *sid == r.id)
+                .map(|(_, ai_id, role)| {
+                    Ok(ParticipantBrief {
+                        ai_id: ai_id.clone(),
+                        role: role.parse().map_err(|e: String| HubError::Internal(e))?,
+                    })
+                })
+                .collect::<Result<_, HubError>>()?;
+            Ok(SessionSummary {
+                session_id: r
+                    .id
+                    .parse()
+                    .map_err(|_| HubError::Internal("stored session id is unreadable".into()))?,
+                name: r.name,
+                status: SessionStatus::parse(&r.status).ok_or_else(|| {
+                    HubError::Internal("stored session status is unreadable".into())
+                })?,
+                participants,
+                created_at: r.created_at.and_utc(),
+                last_activity: r.updated_at.and_utc(),
+            })
+        })
+        .collect()
+}
+
+/// Events of a session after `after_id`, oldest first.
+pub fn events_after(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<Event>, HubError> {
+    events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .filter(events::id.gt(after_id))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect()
+}

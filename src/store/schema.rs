@@ -1,0 +1,125 @@
+//! Diesel table definitions shared by both backends. Written by hand to match
+//! `migrations/{sqlite,postgres}`: only SQL types both backends share appear here.
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        name -> Text,
+        status -> Text,
+        handshake_mode -> Text,
+        rotation_policy -> Text,
+        save_interval -> Integer,
+        metadata -> Text,
+        last_event_id -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    participants (session_id, ai_id) {
+        session_id -> Text,
+        ai_id -> Text,
+        role -> Text,
+        permissions -> Text,
+        token_digest -> Text,
+        joined_at -> Timestamp,
+        left_at -> Nullable<Timestamp>,
+        acked_event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (session_id, id) {
+        session_id -> Text,
+        id -> BigInt,
+        actor -> Nullable<Text>,
+        kind -> Text,
+        priority -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    context_snapshots (id) {
+        id -> Text,
+        session_id -> Text,
+        event_id -> BigInt,
+        created_at -> Timestamp,
+        encoding -> Text,
+        context -> Binary,
+        trigger -> Text,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        session_id -> Text,
+        event_id -> BigInt,
+        from_ai -> Text,
+        to_ai -> Nullable<Text>,
+        priority -> Text,
+        body -> Text,
+        reply_to -> Nullable<Text>,
+        requires_ack -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    message_acks (message_id, ai_id) {
+        message_id -> Text,
+        ai_id -> Text,
+        read_at -> Nullable<Timestamp>,
+        acked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        session_id -> Text,
+        parent_id -> Nullable<Text>,
+        description -> Text,
+        assigned_to -> Nullable<Text>,
+        status -> Text,
+        metadata -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    code_changes (id) {
+        id -> Text,
+        session_id -> Text,
+        ai_id -> Text,
+        created_at -> Timestamp,
+        operation -> Text,
+        file_path -> Text,
+        diff -> Nullable<Text>,
+        metadata -> Text,
+    }
+}
+
+diesel::table! {
+    locks (id) {
+        id -> Text,
+        session_id -> Text,
+        resource -> Text,
+        holder -> Text,
+        mode -> Text,
+        operation -> Nullable<Text>,
+        fencing_token -> BigInt,
+        acquired_at -> Timestamp,
+        expires_at -> Timestamp,
+        released_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(participants -> sessions (session_id));
+diesel::joinable!(events -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(sessions, participants, events);

@@ -1,0 +1,284 @@
+//! Test harness: spawns the real application with a fresh database per test.
+//!
+//! PostgreSQL: each test gets its own database, created from `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards. Without a reachable
+//! server the PostgreSQL cases are skipped with a loud line on stderr, unless `REQUIRE_POSTGRES=1`,
+//! which makes them fail (CI sets it).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use actix_web::http::StatusCode;
+use collab_hub::{Application, Settings};
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `mod NAME { fn sqlite(); fn postgres(); }` for each `async fn NAME(Backend)`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+pub(crate) use both_backends;
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// Is PostgreSQL reachable? Asked once per test binary.
+fn postgres_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| match PgConnection::establish(&admin_url()) {
+        Ok(_) => true,
+        Err(e) if postgres_required() => {
+            panic!("REQUIRE_POSTGRES=1 but PostgreSQL at TEST_DATABASE_URL is unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! SKIPPING PostgreSQL test cases: {e}\n!!!!! set TEST_DATABASE_URL, or REQUIRE_POSTGRES=1 to fail instead\n"
+            );
+            false
+        }
+    })
+}
+
+/// A database that exists only for one test.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl TestDb {
+    /// `None` when the backend is PostgreSQL and it is unreachable (and not required).
+    pub fn fresh(backend: Backend) -> Option<TestDb> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("collab-hub-test-{tag}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                Some(TestDb {
+                    url: format!("sqlite://{}", dir.join("hub.db").display()),
+                    pg_name: None,
+                    dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                if !postgres_available() {
+                    return None;
+                }
+                let name = format!("collab_hub_test_{tag}");
+                let mut admin = PgConnection::establish(&admin_url()).expect("postgres admin");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .expect("create test database");
+                Some(TestDb {
+                    url: with_database(&admin_url(), &name),
+                    pg_name: Some(name),
+                    dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name
+            && let Ok(mut admin) = PgConnection::establish(&admin_url())
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `postgres://u@h:p/olddb?x` → `postgres://u@h:p/NAME?x`
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// The running hub of one test.
+pub struct TestApp {
+    pub address: String,
+    pub handle: actix_web::dev::ServerHandle,
+    pub db: TestDb,
+    client: awc::Client,
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let db = TestDb::fresh(backend)?;
+    Some(start_on(db, Settings::for_database("unused")).await)
+}
+
+/// Starts the hub on `db` with `settings` (their database URL is replaced by the test's).
+pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
+    settings.database_url = Some(db.url.clone());
+    let app = Application::build(settings).await.expect("hub starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        handle,
+        db,
+        client: client(),
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish()
+}
+
+impl TestApp {
+    /// Stops the server (graceful) and hands back its database for a restart.
+    pub async fn stop(self) -> TestDb {
+        self.handle.stop(true).await;
+        self.db
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.client.post(self.url(path)), Some(body), None)
+            .await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.client.post(self.url(path)), Some(body), Some(token))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(self.url(path)), None, None).await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(self.url(path)), None, Some(token))
+            .await
+    }
+
+    /// Sends raw bytes with a given content type (for malformed input).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let req = self
+            .client
+            .post(self.url(path))
+            .insert_header(("content-type", content_type));
+        let mut res = req.send_body(body).await.expect("request");
+        let status = res.status();
+        let bytes = res.body().limit(16 * 1024 * 1024).await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn send(
+        &self,
+        mut req: awc::ClientRequest,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        }
+        .expect("request reaches the hub");
+        let status = res.status();
+        let bytes = res.body().limit(16 * 1024 * 1024).await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "non-JSON answer ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    /// Creates the concept's two-AI session and returns (id, claude's token, gemini's token).
+    pub async fn create_pair(&self, name: &str) -> (String, String, String) {
+        let (status, body) = self
+            .post(
+                "/mcp/session/create",
+                &serde_json::json!({ "name": name, "participants": ["claude", "gemini"], "saveInterval": 300 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["sessionId"].as_str().unwrap().to_owned(),
+            body["tokens"]["claude"].as_str().unwrap().to_owned(),
+            body["tokens"]["gemini"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// Asserts a 4xx error answer of the documented shape; returns its `error` object.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) -> Value {
+    assert_eq!(status, expected, "{body}");
+    let err = &body["error"];
+    assert_eq!(err["code"], code, "{body}");
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
+    err.clone()
+}
+
+#[test]
+fn with_database_replaces_only_the_name() {
+    assert_eq!(
+        with_database("postgres://u@h:5/p", "x"),
+        "postgres://u@h:5/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/p?s=1", "x"),
+        "postgres://u@h/x?s=1"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real hub on port 0, a fresh database per test, HTTP from outside.
+//! Every test runs twice, on SQLite and on PostgreSQL (see `helpers::both_backends!`).
+
+mod helpers;
+
+mod crash;
+mod health;
+mod security;
+mod sessions;
