@@ -30,6 +30,8 @@ pub enum HubError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
     #[error("{0}")]
     Unavailable(String),
@@ -64,6 +66,7 @@ impl HubError {
             HubError::Forbidden(_) => "forbidden",
             HubError::PayloadTooLarge { .. } => "payload_too_large",
             HubError::UnsupportedMediaType(_) => "unsupported_media_type",
+            HubError::MethodNotAllowed(_) => "method_not_allowed",
             HubError::Unavailable(_) => "unavailable",
             HubError::Internal(_) => "internal",
         }
@@ -85,6 +88,7 @@ impl HubError {
             HubError::Forbidden(_) => StatusCode::FORBIDDEN,
             HubError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,6 +114,7 @@ impl HubError {
             HubError::Unauthorized(_) | HubError::Forbidden(_) => -32001,
             HubError::Conflict { .. } => -32003,
             HubError::UnsupportedMediaType(_) => -32600,
+            HubError::MethodNotAllowed(_) => -32601,
             HubError::Unavailable(_) => -32000,
         };
         json!({ "code": code, "message": self.to_string(), "data": self.body() })

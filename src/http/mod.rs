@@ -30,9 +30,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
-    .route("/healthz", web::get().to(health::healthz))
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
     .configure(sessions::routes)
     .default_service(web::to(not_found));
+}
+
+/// A resource whose wrong-method answer is a JSON 405 like every other error.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, HubError> {
+    Err(HubError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, HubError> {

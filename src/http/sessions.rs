@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::auth::Auth;
 use super::json::JsonBody;
+use super::resource;
 use crate::actors::Hub;
 use crate::actors::messages::{
     ChangeStatus, CreateSession, GetSession, JoinSession, LeaveSession, ListSessions, ToSession,
@@ -22,12 +23,12 @@ use crate::domain::session::{
 use crate::error::HubError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/mcp/session/create", web::post().to(create))
-        .route("/mcp/session/join", web::post().to(join))
-        .route("/mcp/session/leave", web::post().to(leave))
-        .route("/mcp/session/list", web::get().to(list))
-        .route("/mcp/session/{id}", web::get().to(get))
-        .route("/mcp/session/{id}/status", web::post().to(status));
+    cfg.service(resource("/mcp/session/create").route(web::post().to(create)))
+        .service(resource("/mcp/session/join").route(web::post().to(join)))
+        .service(resource("/mcp/session/leave").route(web::post().to(leave)))
+        .service(resource("/mcp/session/list").route(web::get().to(list)))
+        .service(resource("/mcp/session/{id}").route(web::get().to(get)))
+        .service(resource("/mcp/session/{id}/status").route(web::post().to(status)));
 }
 
 type Result<T> = std::result::Result<T, HubError>;

@@ -105,11 +105,16 @@ impl DbTarget {
                 format!(
                     "cannot connect to {}: {}",
                     self.redacted(),
-                    e.to_string().trim()
+                    one_line(&e.to_string())
                 )
             }),
         }
     }
+}
+
+/// libpq's messages span lines; a start-up error must be one.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn ensure_parent_dir(path: &Path) -> Result<(), String> {

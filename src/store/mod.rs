@@ -8,8 +8,8 @@
 //!
 //! Why a thread and not a `SyncArbiter` actor for the writer: group commit needs to see the whole
 //! queue and drain it, and an actor mailbox hands out one message at a time. Reads do go through
-//! a `SyncArbiter` of `StoreReader` actors, each with its own connection (on SQLite in WAL mode
-//! they run beside the writer without taking its lock).
+//! a `SyncArbiter` of `StoreReader` actors sharing an r2d2 pool of reader connections (on
+//! SQLite in WAL mode they run beside the writer without taking its lock).
 
 pub mod conn;
 pub mod models;
@@ -22,6 +22,7 @@ use std::thread;
 use actix::prelude::*;
 use diesel::Connection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::r2d2;
 use tokio::sync::{mpsc, oneshot};
 
 pub use conn::{ConnRole, DbConn, DbTarget};
@@ -37,8 +38,7 @@ const READERS: usize = 2;
 
 type Completion = Box<dyn FnOnce(Result<(), HubError>) + Send>;
 type WriteFn = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
-/// Returns false when the read failed in a way that may have broken the connection.
-type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) -> bool + Send>;
+type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) + Send>;
 
 enum WriteJob {
     Run(WriteFn),
@@ -82,10 +82,15 @@ impl Store {
             .await
             .map_err(|_| "the store writer thread died during start".to_owned())??;
         let backend = target.backend();
-        let readers = SyncArbiter::start(READERS, move || StoreReader {
-            target: target.clone(),
-            conn: None,
-        });
+        // Built lazily: the writer just proved the database is there, and a pool that fails
+        // to fill must not fail the start (reads report `Unavailable` and retry instead).
+        let pool = r2d2::Pool::builder()
+            .max_size(READERS as u32)
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .test_on_check_out(true)
+            .build_unchecked(ReaderConnections(target));
+        let readers = SyncArbiter::start(READERS, move || StoreReader { pool: pool.clone() });
         Ok(Store {
             writes,
             readers,
@@ -126,10 +131,7 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let job: ReadFn = Box::new(move |conn| {
-            let result = conn.and_then(f);
-            let healthy = !matches!(result, Err(HubError::Unavailable(_)));
-            let _ = tx.send(result);
-            healthy
+            let _ = tx.send(conn.and_then(f));
         });
         self.readers.send(Read(job)).await?;
         rx.await.map_err(|_| shutting_down())?
@@ -239,10 +241,35 @@ fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool
     healthy
 }
 
-/// A reader thread with its own connection, reopened after a failure.
+/// Opens reader connections for the r2d2 pool, with the same per-connection settings as the
+/// writer (and `query_only` on SQLite).
+#[derive(Debug)]
+struct ReaderConnections(DbTarget);
+
+impl r2d2::ManageConnection for ReaderConnections {
+    type Connection = DbConn;
+    type Error = HubError;
+
+    fn connect(&self) -> Result<DbConn, HubError> {
+        self.0.connect(ConnRole::Reader).map_err(|e| {
+            log::error!("store reader: {e}");
+            HubError::Unavailable("the database is unreachable; retry".into())
+        })
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), HubError> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("SELECT 1").map_err(HubError::from)
+    }
+
+    fn has_broken(&self, _: &mut DbConn) -> bool {
+        false // is_valid runs on checkout and catches a dead connection
+    }
+}
+
+/// A reader thread: takes a connection from the pool for each read.
 pub struct StoreReader {
-    target: DbTarget,
-    conn: Option<DbConn>,
+    pool: r2d2::Pool<ReaderConnections>,
 }
 
 impl Actor for StoreReader {
@@ -259,27 +286,18 @@ impl Handler<Read> for StoreReader {
     type Result = ();
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) {
-        if self.conn.is_none() {
-            match self.target.connect(ConnRole::Reader) {
-                Ok(c) => self.conn = Some(c),
-                Err(e) => {
-                    log::error!("store reader: {e}");
-                    (msg.0)(Err(HubError::Unavailable(
-                        "the database is unreachable; retry".into(),
-                    )));
-                    return;
-                }
+        let mut conn = match self.pool.get() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("store reader: no connection: {e}");
+                (msg.0)(Err(HubError::Unavailable(
+                    "the database is unreachable; retry".into(),
+                )));
+                return;
             }
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        // A read that failed for a database reason may have left a broken connection behind:
-        // reopen it next time rather than failing every later read.
-        let healthy = catch_unwind(AssertUnwindSafe(|| (msg.0)(Ok(conn)))).unwrap_or_else(|_| {
-            log::error!("a store read panicked; reopening its connection");
-            false
-        });
-        if !healthy {
-            self.conn = None;
+        };
+        if catch_unwind(AssertUnwindSafe(|| (msg.0)(Ok(&mut conn)))).is_err() {
+            log::error!("a store read panicked");
         }
     }
 }

@@ -153,6 +153,10 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
     let (s, b) = app.get("/no/such/route").await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "no_route");
+    let (s, b) = app.post("/mcp/session/list", &json!({})).await;
+    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let (s, b) = app.get("/mcp/session/create").await;
+    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     let (s, b) = app.get_as("", "/mcp/session/list").await;
     assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
 

@@ -54,12 +54,19 @@ fn postgres_available() -> bool {
             panic!("REQUIRE_POSTGRES=1 but PostgreSQL at TEST_DATABASE_URL is unreachable: {e}")
         }
         Err(e) => {
-            eprintln!(
-                "\n!!!!! SKIPPING PostgreSQL test cases: {e}\n!!!!! set TEST_DATABASE_URL, or REQUIRE_POSTGRES=1 to fail instead\n"
-            );
+            loud(&format!(
+                "SKIPPING every PostgreSQL test case: {e}; set TEST_DATABASE_URL, or REQUIRE_POSTGRES=1 to fail instead"
+            ));
             false
         }
     })
+}
+
+/// Writes straight to the process's stderr: libtest captures `eprintln!` of passing tests, and
+/// a skipped backend must not pass unnoticed.
+fn loud(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "!!!!! {line}");
 }
 
 /// A database that exists only for one test.
@@ -85,6 +92,8 @@ impl TestDb {
             }
             Backend::Postgres => {
                 if !postgres_available() {
+                    let test = std::thread::current().name().unwrap_or("?").to_owned();
+                    loud(&format!("SKIPPED (no PostgreSQL): {test}"));
                     return None;
                 }
                 let name = format!("collab_hub_test_{tag}");

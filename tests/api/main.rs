@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod cli;
 mod crash;
 mod health;
 mod security;

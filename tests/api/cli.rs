@@ -1,0 +1,85 @@
+//! The binary's own behaviour: start-up errors, `migrate`, `--help`.
+
+use std::process::Command;
+
+use crate::helpers::{Backend, TestDb, both_backends};
+
+fn hub(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_collab-hub"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run collab-hub")
+}
+
+#[test]
+fn unreachable_database_is_one_redacted_line_and_a_failure() {
+    let out = hub(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgres://bob:s3cret@127.0.0.1:1/hub",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("postgres://bob:***@127.0.0.1:1/hub"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn unusable_sqlite_path_is_refused() {
+    let out = hub(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--database-url",
+        "sqlite:///proc/collab-hub/none/hub.db",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/proc/collab-hub/none"), "{err}");
+}
+
+#[test]
+fn help_documents_every_flag_and_its_variable() {
+    let out = hub(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--bind", "COLLAB_HUB_BIND"),
+        ("--database-url", "DATABASE_URL"),
+        ("--data-dir", "COLLAB_HUB_DATA_DIR"),
+        ("--operator-token", "COLLAB_HUB_OPERATOR_TOKEN"),
+        ("--max-body-bytes", "COLLAB_HUB_MAX_BODY_BYTES"),
+        ("--workers", "COLLAB_HUB_WORKERS"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag}/{env} missing:\n{help}"
+        );
+    }
+    assert!(help.contains("migrate") && help.contains("serve"));
+}
+
+both_backends!(migrate_applies_then_reports_up_to_date);
+
+async fn migrate_applies_then_reports_up_to_date(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let first = hub(&["migrate", "--database-url", &db.url]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied 20261124000001"));
+    let again = hub(&["migrate", "--database-url", &db.url]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+}
