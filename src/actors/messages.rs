@@ -1,15 +1,18 @@
 //! The typed commands every transport (REST now; MCP and WebSocket later) sends to the actors,
 //! and their replies. A feature exists once: here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix::Message;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::auth::Credential;
+use crate::domain::event::Event;
+use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    ParticipantSpec, ParticipantView, SessionSpec, SessionStatus, SessionSummary, SessionView,
+    HandshakeMode, Participant, ParticipantBrief, ParticipantSpec, ParticipantView, Session,
+    SessionSpec, SessionStatus, SessionSummary, SessionView,
 };
 use crate::error::HubError;
 
@@ -96,3 +99,98 @@ pub struct ChangeStatus {
 pub struct GetSession {
     pub credential: Credential,
 }
+
+/// Who am I in this session (from the credential)?
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WhoamiView, HubError>")]
+pub struct Whoami {
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoamiView {
+    pub session_id: Uuid,
+    pub session_name: String,
+    pub status: SessionStatus,
+    pub ai_id: String,
+    pub role: Role,
+    pub permissions: BTreeSet<Permission>,
+    pub driver: Option<String>,
+    pub handshake_mode: HandshakeMode,
+    pub participants: Vec<ParticipantBrief>,
+    pub last_event_id: i64,
+    pub acked_event_id: i64,
+}
+
+impl WhoamiView {
+    pub fn new(s: &Session, p: &Participant) -> WhoamiView {
+        WhoamiView {
+            session_id: s.id,
+            session_name: s.name.clone(),
+            status: s.status,
+            ai_id: p.ai_id.clone(),
+            role: p.role,
+            permissions: p.permissions.clone(),
+            driver: s.driver().map(|d| d.ai_id.clone()),
+            handshake_mode: s.handshake_mode,
+            participants: s
+                .active_participants()
+                .map(|p| ParticipantBrief {
+                    ai_id: p.ai_id.clone(),
+                    role: p.role,
+                })
+                .collect(),
+            last_event_id: s.last_event_id,
+            acked_event_id: p.acked_event_id,
+        }
+    }
+}
+
+/// Events for the caller after `after` (default: its acknowledged cursor), oldest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<EventPage, HubError>")]
+pub struct PollEvents {
+    pub credential: Credential,
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// More events exist after the last one returned.
+    pub more: bool,
+    pub acked_event_id: i64,
+    pub last_event_id: i64,
+}
+
+/// Moves the caller's delivery cursor to `up_to`; replies with the cursor now stored.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, HubError>")]
+pub struct AckEvents {
+    pub credential: Credential,
+    pub up_to: i64,
+}
+
+/// Critical events this participant has not acknowledged (in memory; cheap).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Event>")]
+pub struct PendingCritical {
+    pub ai_id: String,
+}
+
+/// Connects a live stream (MCP GET SSE, WebSocket) to the caller's agent: events after `after`
+/// (default: its acknowledged cursor) are replayed from the log, then new ones follow.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct AttachStream {
+    pub credential: Credential,
+    pub after: Option<i64>,
+    pub sink: EventSink,
+}
+
+/// Where an agent pushes events for one live stream. Bounded: a consumer that falls behind is
+/// switched to replay from the log.
+pub type EventSink = tokio::sync::mpsc::Sender<std::sync::Arc<Event>>;

@@ -11,10 +11,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::agent::{AgentActor, Deliver};
+use super::agent::{AgentActor, Attach, Deliver};
 use super::hub::{Hub, SessionGone};
-use super::messages::{ChangeStatus, GetSession, JoinSession, Joined, LeaveSession};
-use crate::domain::auth::{new_token, token_digest};
+use super::messages::{
+    AckEvents, AttachStream, ChangeStatus, EventPage, GetSession, JoinSession, Joined,
+    LeaveSession, PendingCritical, PollEvents, Whoami, WhoamiView,
+};
+use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::event::Event;
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionView};
@@ -111,10 +114,11 @@ impl SessionActor {
     }
 
     fn start_agent(&mut self, ai_id: String) {
+        let (store, session_id) = (self.store.clone(), self.id);
         self.agents
             .entry(ai_id.clone())
             .or_insert_with(|| AgentSlot {
-                addr: AgentActor::new(ai_id).start(),
+                addr: AgentActor::new(session_id, ai_id, store).start(),
                 missed_after: None,
             });
     }
@@ -156,6 +160,7 @@ impl SessionActor {
             .into_actor(self)
             .map(move |result, act, _| {
                 let event = result?;
+                act.session_mut().record(&event);
                 let out = apply(act, event.clone());
                 act.fan_out(event);
                 Ok(out)
@@ -221,15 +226,20 @@ impl Handler<JoinSession> for SessionActor {
             Err(e) => return reply(Err(e)),
         };
         let id = self.id;
-        let row = participant.clone();
+        let mut row = participant.clone();
         self.commit(
             move |c| {
+                let event = queries::append_event(c, id, &event, at)?;
+                // Its own join is the first event the newcomer knows about.
+                row.acked_event_id = event.id;
                 queries::upsert_participant(c, id, &row)?;
-                queries::append_event(c, id, &event, at)
+                Ok(event)
             },
             move |act, event| {
                 let ai_id = participant.ai_id.clone();
                 let session = act.session_mut();
+                let mut participant = participant;
+                participant.acked_event_id = event.id;
                 session.apply_join(participant, event.id);
                 let view = session.view();
                 let participant = session.participants[&ai_id].clone();
@@ -298,5 +308,121 @@ impl Handler<ChangeStatus> for SessionActor {
                 session.view()
             },
         )
+    }
+}
+
+impl Handler<Whoami> for SessionActor {
+    type Result = Result<WhoamiView, HubError>;
+
+    fn handle(&mut self, msg: Whoami, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+        Ok(WhoamiView::new(s, s.active(&ai_id)?))
+    }
+}
+
+impl Handler<PendingCritical> for SessionActor {
+    type Result = MessageResult<PendingCritical>;
+
+    fn handle(&mut self, msg: PendingCritical, _: &mut Self::Context) -> Self::Result {
+        let events = match self.session() {
+            Ok(s) => s
+                .unacked_critical(&msg.ai_id)
+                .into_iter()
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        MessageResult(events)
+    }
+}
+
+impl Handler<PollEvents> for SessionActor {
+    type Result = ResponseFuture<Result<EventPage, HubError>>;
+
+    fn handle(&mut self, msg: PollEvents, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+            let p = s.active(&ai_id)?;
+            Ok((
+                msg.after.unwrap_or(p.acked_event_id),
+                p.acked_event_id,
+                s.last_event_id,
+            ))
+        });
+        let (store, id, limit) = (self.store.clone(), self.id, msg.limit);
+        Box::pin(async move {
+            let (after, acked, last) = planned?;
+            let events = store
+                .read(move |c| queries::events_after(c, id, after, limit))
+                .await?;
+            Ok(EventPage {
+                more: events.last().is_some_and(|e| e.id < last),
+                events,
+                acked_event_id: acked,
+                last_event_id: last,
+            })
+        })
+    }
+}
+
+impl Handler<AckEvents> for SessionActor {
+    type Result = Reply<i64>;
+
+    fn handle(&mut self, msg: AckEvents, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+            let cursor = s.check_ack(&ai_id, msg.up_to)?;
+            Ok((ai_id, cursor))
+        });
+        let (ai_id, cursor) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let (store, id) = (self.store.clone(), self.id);
+        let who = ai_id.clone();
+        let fut = async move {
+            store
+                .write(move |c| queries::set_cursor(c, id, &who, cursor))
+                .await
+        }
+        .into_actor(self)
+        .map(move |result, act, _| {
+            result?;
+            act.session_mut().apply_ack(&ai_id, cursor);
+            Ok(cursor)
+        });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Handler<AttachStream> for SessionActor {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: AttachStream, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+        let after = msg.after.unwrap_or(s.active(&ai_id)?.acked_event_id);
+        let slot = self
+            .agents
+            .get(&ai_id)
+            .ok_or_else(|| HubError::Internal("participant has no agent".into()))?;
+        slot.addr
+            .try_send(Attach {
+                sink: msg.sink,
+                after,
+            })
+            .map_err(|_| HubError::Unavailable("the participant's agent is busy; retry".into()))
+    }
+}
+
+/// The participant a caller speaks for; the operator is nobody in particular.
+fn participant_of(caller: Caller) -> Result<String, HubError> {
+    match caller {
+        Caller::Participant(id) => Ok(id),
+        Caller::Operator => Err(HubError::Forbidden(
+            "this needs a participant's identity: send its bearer token, or join the session first"
+                .into(),
+        )),
     }
 }

@@ -1,4 +1,5 @@
-//! A participant's outbox: events waiting to be delivered, critical first, bounded.
+//! A participant's outbox: events waiting to be delivered, bounded; critical ones can pass the
+//! others while a checkpoint holds those back.
 //!
 //! When the bound is hit the outbox does not grow: it drops its contents and remembers the
 //! oldest event id it no longer holds, so the transport replays from the event log instead
@@ -84,21 +85,23 @@ impl Outbox {
         self.routine.clear();
     }
 
-    /// Critical first, then important, then routine; within a priority, in log order.
-    /// `allow_non_critical` is false while the participant is in a non-interruptible checkpoint.
+    /// The next event to hand over. Normally that is log order (lowest id first), so a stream's
+    /// cursor never jumps past an event it has not sent. While the participant is in a
+    /// non-interruptible checkpoint (`allow_non_critical` false) only critical events come out;
+    /// the others wait their turn.
     pub fn next(&mut self, allow_non_critical: bool) -> Next {
         if let Some(after) = self.replay_after.take() {
             return Next::ReplayAfter(after);
         }
-        if let Some(e) = self.critical.pop_front() {
-            return Next::Event(e);
-        }
         if !allow_non_critical {
-            return Next::Empty;
+            return self.critical.pop_front().map_or(Next::Empty, Next::Event);
         }
-        self.important
-            .pop_front()
-            .or_else(|| self.routine.pop_front())
+        let head = |q: &VecDeque<Arc<Event>>| q.front().map_or(i64::MAX, |e| e.id);
+        let queue = [&mut self.critical, &mut self.important, &mut self.routine]
+            .into_iter()
+            .min_by_key(|q| head(q));
+        queue
+            .and_then(VecDeque::pop_front)
             .map_or(Next::Empty, Next::Event)
     }
 }
@@ -127,16 +130,15 @@ mod tests {
     }
 
     #[test]
-    fn critical_first_then_log_order() {
+    fn log_order_across_priorities() {
         let mut o = Outbox::new(10);
         o.push(ev(1, Priority::Routine));
         o.push(ev(2, Priority::Important));
         o.push(ev(3, Priority::Critical));
         o.push(ev(4, Priority::Routine));
-        assert_eq!(id(o.next(true)), 3);
-        assert_eq!(id(o.next(true)), 2);
-        assert_eq!(id(o.next(true)), 1);
-        assert_eq!(id(o.next(true)), 4);
+        for expected in 1..=4 {
+            assert_eq!(id(o.next(true)), expected);
+        }
         assert_eq!(o.next(true), Next::Empty);
     }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::DomainError;
 use super::auth::{Caller, Credential, digests_match};
-use super::event::{NewEvent, Priority};
+use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::role::{Permission, Role};
 
@@ -120,6 +120,39 @@ pub struct ParticipantSpec {
     pub permissions: Option<BTreeSet<Permission>>,
 }
 
+/// A participant as a request names it, before default roles are given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantRequest {
+    pub ai_id: String,
+    pub role: Option<Role>,
+    pub permissions: Option<BTreeSet<Permission>>,
+}
+
+/// Gives roles to participants named without one: the first drives unless someone else was
+/// named driver, the rest navigate (the concept's `["claude", "gemini"]`).
+pub fn assign_default_roles(requests: Vec<ParticipantRequest>) -> Vec<ParticipantSpec> {
+    let mut driver_named = requests.iter().any(|r| r.role == Some(Role::Driver));
+    requests
+        .into_iter()
+        .map(|r| {
+            let role = r.role.unwrap_or_else(|| {
+                let role = if driver_named {
+                    Role::Navigator
+                } else {
+                    Role::Driver
+                };
+                driver_named = true;
+                role
+            });
+            ParticipantSpec {
+                ai_id: r.ai_id,
+                role,
+                permissions: r.permissions,
+            }
+        })
+        .collect()
+}
+
 /// Everything needed to create a session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSpec {
@@ -140,6 +173,8 @@ pub struct Participant {
     pub joined_at: NaiveDateTime,
     /// Set once the participant left; its token stops working. A later join revives the id.
     pub left_at: Option<NaiveDateTime>,
+    /// Last event id the participant acknowledged: its delivery cursor.
+    pub acked_event_id: i64,
 }
 
 impl Participant {
@@ -158,6 +193,7 @@ impl Participant {
             token_digest,
             joined_at: at,
             left_at: None,
+            acked_event_id: 0,
         }
     }
 }
@@ -178,7 +214,13 @@ pub struct Session {
     pub updated_at: NaiveDateTime,
     /// Id of the newest event in this session's log.
     pub last_event_id: i64,
+    /// The newest critical events (at most `RECENT_CRITICAL`), to put in front of participants
+    /// who have not acknowledged them yet.
+    pub recent_critical: std::collections::VecDeque<Event>,
 }
+
+/// How many recent critical events a session keeps in memory for its participants.
+pub const RECENT_CRITICAL: usize = 32;
 
 /// Who may do what, beyond the participants' own tokens: set once per hub.
 #[derive(Debug, Clone, Default)]
@@ -296,11 +338,16 @@ fn two_drivers(current: &str, other: &str) -> DomainError {
 impl Session {
     /// A new session from a validated spec. Participants get the digests in the same order.
     pub fn new(id: Uuid, spec: &SessionSpec, digests: Vec<String>, at: NaiveDateTime) -> Session {
+        // The first event (id 1) is the creation itself, which every creator knows about.
         let participants = spec
             .participants
             .iter()
             .zip(digests)
-            .map(|(p, d)| (p.ai_id.clone(), Participant::from_spec(p, d, at)))
+            .map(|(p, d)| {
+                let mut p = Participant::from_spec(p, d, at);
+                p.acked_event_id = 1;
+                (p.ai_id.clone(), p)
+            })
             .collect();
         Session {
             id,
@@ -314,6 +361,50 @@ impl Session {
             created_at: at,
             updated_at: at,
             last_event_id: 0,
+            recent_critical: Default::default(),
+        }
+    }
+
+    /// Records a committed event: the newest id, and the event itself if it is critical.
+    pub fn record(&mut self, event: &Event) {
+        self.last_event_id = self.last_event_id.max(event.id);
+        if event.priority == Priority::Critical {
+            if self.recent_critical.len() == RECENT_CRITICAL {
+                self.recent_critical.pop_front();
+            }
+            self.recent_critical.push_back(event.clone());
+        }
+    }
+
+    /// Critical events `ai_id` has not acknowledged yet, oldest first.
+    pub fn unacked_critical(&self, ai_id: &str) -> Vec<&Event> {
+        let Some(p) = self.participants.get(ai_id) else {
+            return Vec::new();
+        };
+        self.recent_critical
+            .iter()
+            .filter(|e| e.id > p.acked_event_id && e.actor.as_deref() != Some(ai_id))
+            .collect()
+    }
+
+    /// Moves `ai_id`'s cursor forward to `up_to` (never back, never past the log).
+    pub fn check_ack(&self, ai_id: &str, up_to: i64) -> Result<i64, DomainError> {
+        let p = self.active(ai_id)?;
+        if up_to > self.last_event_id {
+            return Err(DomainError::invalid(
+                "upTo",
+                format!(
+                    "event {up_to} does not exist yet; the newest is {}",
+                    self.last_event_id
+                ),
+            ));
+        }
+        Ok(up_to.max(p.acked_event_id))
+    }
+
+    pub fn apply_ack(&mut self, ai_id: &str, cursor: i64) {
+        if let Some(p) = self.participants.get_mut(ai_id) {
+            p.acked_event_id = p.acked_event_id.max(cursor);
         }
     }
 
@@ -480,7 +571,7 @@ impl Session {
         self.last_event_id = event_id;
     }
 
-    fn active(&self, ai_id: &str) -> Result<&Participant, DomainError> {
+    pub fn active(&self, ai_id: &str) -> Result<&Participant, DomainError> {
         self.participants
             .get(ai_id)
             .filter(|p| p.is_active())

@@ -17,8 +17,8 @@ use crate::actors::messages::{
 };
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantSpec, RotationPolicy, SessionSpec,
-    SessionStatus, StatusAction,
+    DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
+    SessionSpec, SessionStatus, StatusAction, assign_default_roles,
 };
 use crate::error::HubError;
 
@@ -226,14 +226,14 @@ fn session_id(raw: &str, field: &str) -> Result<Uuid> {
 
 /// The three accepted shapes of `participants`, with field paths in every error.
 fn participants_from(value: Option<Value>) -> Result<Vec<ParticipantSpec>> {
-    let mut out: Vec<(ParticipantSpec, bool)> = Vec::new(); // (spec, role given)
+    let mut out = Vec::new();
     match value {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.into_iter().enumerate() {
                 let at = format!("participants[{i}]");
                 out.push(match item {
-                    Value::String(id) => (spec(id, None, None), false),
+                    Value::String(ai_id) => request(ai_id),
                     Value::Object(mut o) => {
                         let id = o
                             .remove("aiId")
@@ -260,7 +260,7 @@ fn participants_from(value: Option<Value>) -> Result<Vec<ParticipantSpec>> {
                 let at = format!("participants.{id}");
                 match cfg {
                     Value::Object(o) => out.push(entry(id, o, &at)?),
-                    Value::Null => out.push((spec(id, None, None), false)),
+                    Value::Null => out.push(request(id)),
                     _ => return Err(HubError::invalid(at, "expected {role?, permissions?}")),
                 }
             }
@@ -272,31 +272,22 @@ fn participants_from(value: Option<Value>) -> Result<Vec<ParticipantSpec>> {
             ));
         }
     }
-    // Unroled participants: the first drives unless someone was named driver; the rest navigate.
-    let mut driver_named = out
-        .iter()
-        .any(|(s, given)| *given && s.role == Role::Driver);
-    Ok(out
-        .into_iter()
-        .map(|(mut s, given)| {
-            if !given {
-                s.role = if driver_named {
-                    Role::Navigator
-                } else {
-                    Role::Driver
-                };
-                driver_named = true;
-            }
-            s
-        })
-        .collect())
+    Ok(assign_default_roles(out))
+}
+
+fn request(ai_id: String) -> ParticipantRequest {
+    ParticipantRequest {
+        ai_id,
+        role: None,
+        permissions: None,
+    }
 }
 
 fn entry(
     id: String,
     mut o: serde_json::Map<String, Value>,
     at: &str,
-) -> Result<(ParticipantSpec, bool)> {
+) -> Result<ParticipantRequest> {
     let role = o
         .remove("role")
         .map(|v| typed::<Role>(v, &format!("{at}.role")))
@@ -312,19 +303,11 @@ fn entry(
             format!("unknown field {unknown:?}; expected aiId, role, permissions"),
         ));
     }
-    Ok((spec(id, role, permissions), role.is_some()))
-}
-
-fn spec(
-    ai_id: String,
-    role: Option<Role>,
-    permissions: Option<BTreeSet<Permission>>,
-) -> ParticipantSpec {
-    ParticipantSpec {
-        ai_id,
-        role: role.unwrap_or(Role::Navigator),
+    Ok(ParticipantRequest {
+        ai_id: id,
+        role,
         permissions,
-    }
+    })
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value, field: &str) -> Result<T> {

@@ -90,6 +90,7 @@ impl SessionRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             last_event_id: self.last_event_id,
+            recent_critical: Default::default(),
         })
     }
 }
@@ -104,7 +105,7 @@ impl ParticipantRow {
             token_digest: p.token_digest.clone(),
             joined_at: p.joined_at,
             left_at: p.left_at,
-            acked_event_id: 0,
+            acked_event_id: p.acked_event_id,
         }
     }
 
@@ -117,6 +118,7 @@ impl ParticipantRow {
             token_digest: self.token_digest,
             joined_at: self.joined_at,
             left_at: self.left_at,
+            acked_event_id: self.acked_event_id,
         })
     }
 }

@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::DbConn;
 use super::models::{EventRow, ParticipantRow, SessionRow};
 use super::schema::{events, participants, sessions};
-use crate::domain::event::{Event, NewEvent};
+use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::session::{
-    Participant, ParticipantBrief, Session, SessionStatus, SessionSummary,
+    Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus, SessionSummary,
 };
 use crate::error::HubError;
 
@@ -85,6 +85,7 @@ pub fn upsert_participant(
             participants::token_digest.eq(&row.token_digest),
             participants::joined_at.eq(row.joined_at),
             participants::left_at.eq(None::<NaiveDateTime>),
+            participants::acked_event_id.eq(row.acked_event_id),
         ))
         .execute(conn)?;
     if revived == 0 {
@@ -133,7 +134,19 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
         .filter(participants::session_id.eq(&sid))
         .select(ParticipantRow::as_select())
         .load(conn)?;
-    row.into_session(people).map(Some)
+    let mut session = row.into_session(people)?;
+    let mut critical: Vec<EventRow> = events::table
+        .filter(events::session_id.eq(&sid))
+        .filter(events::priority.eq(Priority::Critical.as_str()))
+        .order(events::id.desc())
+        .limit(RECENT_CRITICAL as i64)
+        .select(EventRow::as_select())
+        .load(conn)?;
+    critical.reverse();
+    for row in critical {
+        session.record(&row.into_event()?);
+    }
+    Ok(Some(session))
 }
 
 /// Sessions, most recently active first, with their current participants.
@@ -195,6 +208,19 @@ pub fn list_sessions(
             })
         })
         .collect()
+}
+
+/// Moves a participant's delivery cursor.
+pub fn set_cursor(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    cursor: i64,
+) -> Result<(), HubError> {
+    diesel::update(participants::table.find((session_id.to_string(), ai_id)))
+        .set(participants::acked_event_id.eq(cursor))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Events of a session after `after_id`, oldest first.
