@@ -11,8 +11,11 @@ use crate::actors::Hub;
 use crate::config::Settings;
 use crate::domain::auth::token_digest;
 use crate::domain::session::AccessPolicy;
+use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
+use crate::mcp::McpRegistry;
 use crate::store::Store;
+use actix_web::middleware::from_fn;
 
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -46,7 +49,15 @@ impl Application {
         }
         let store = Store::open(target).await?;
         let hub = Hub::new(store.clone(), policy).start();
-        let server = http_server(listener, &settings, hub, store.clone())?;
+        let registry = McpRegistry::new(hub.clone()).start();
+        let mut hosts = settings.allowed_hosts.clone();
+        if !addr.ip().is_unspecified() {
+            hosts.push(match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            });
+        }
+        let server = http_server(listener, &settings, hosts, hub, registry, store.clone())?;
         Ok(Application {
             server,
             addr,
@@ -84,20 +95,28 @@ impl Application {
 fn http_server(
     listener: TcpListener,
     settings: &Settings,
+    hosts: Vec<String>,
     hub: Addr<Hub>,
+    registry: Addr<McpRegistry>,
     store: Store,
 ) -> Result<Server, String> {
     let hub = web::Data::new(hub);
+    let registry = web::Data::new(registry);
     let store = web::Data::new(store);
     let limit = BodyLimit(settings.max_body_bytes);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(guard::check_origin))
+            .app_data(AllowedHosts::new(&hosts))
             .app_data(hub.clone())
+            .app_data(registry.clone())
             .app_data(store.clone())
             .app_data(limit)
             .configure(http::configure)
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    // Small answers must not wait for Nagle + delayed ACK (tens of ms on SSE's two writes).
+    .tcp_nodelay(true)
     .listen(listener)
     .map_err(|e| format!("cannot serve: {e}"))?;
     if let Some(n) = settings.workers {

@@ -68,6 +68,16 @@ pub struct Settings {
     #[arg(long, env = "COLLAB_HUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Extra host names clients may address the hub by (Host/Origin checks against DNS
+    /// rebinding); loopback names are always allowed. Comma-separated.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -82,6 +92,7 @@ impl Settings {
             data_dir: PathBuf::from(".collab-hub"),
             operator_token: None,
             max_body_bytes: 1024 * 1024,
+            allowed_hosts: Vec::new(),
             workers: Some(2),
         }
     }

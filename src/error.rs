@@ -32,6 +32,8 @@ pub enum HubError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
     #[error("{0}")]
     Unavailable(String),
@@ -67,6 +69,7 @@ impl HubError {
             HubError::PayloadTooLarge { .. } => "payload_too_large",
             HubError::UnsupportedMediaType(_) => "unsupported_media_type",
             HubError::MethodNotAllowed(_) => "method_not_allowed",
+            HubError::NotAcceptable(_) => "not_acceptable",
             HubError::Unavailable(_) => "unavailable",
             HubError::Internal(_) => "internal",
         }
@@ -89,6 +92,7 @@ impl HubError {
             HubError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            HubError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -115,6 +119,7 @@ impl HubError {
             HubError::Conflict { .. } => -32003,
             HubError::UnsupportedMediaType(_) => -32600,
             HubError::MethodNotAllowed(_) => -32601,
+            HubError::NotAcceptable(_) => -32600,
             HubError::Unavailable(_) => -32000,
         };
         json!({ "code": code, "message": self.to_string(), "data": self.body() })

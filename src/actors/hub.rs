@@ -8,9 +8,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::messages::{CreateSession, ListSessions, SessionCreated, ToSession};
+use super::messages::{CreateSession, ListSessions, SessionCreated, ToSession, Whoami};
 use super::session::SessionActor;
-use crate::domain::auth::{new_token, token_digest};
+use crate::domain::auth::{Credential, new_token, token_digest};
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionSummary};
 use crate::error::HubError;
@@ -141,5 +141,65 @@ impl Handler<SessionGone> for Hub {
 
     fn handle(&mut self, msg: SessionGone, _: &mut Self::Context) {
         self.sessions.remove(&msg.0);
+    }
+}
+
+/// Who a credential belongs to, hub-wide: the operator, or one participant of one session.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Identity, HubError>")]
+pub struct Identify(pub Credential);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Identity {
+    Operator,
+    Participant { session_id: Uuid, ai_id: String },
+}
+
+impl Handler<Identify> for Hub {
+    type Result = ResponseActFuture<Self, Result<Identity, HubError>>;
+
+    fn handle(&mut self, msg: Identify, _: &mut Self::Context) -> Self::Result {
+        let digest = match &msg.0 {
+            Credential::None => {
+                let r = self.policy.operator(&msg.0).map(|_| Identity::Operator);
+                return Box::pin(fut::ready(r.map_err(HubError::from)));
+            }
+            Credential::Bearer(d) => d.clone(),
+        };
+        if self.policy.operator(&msg.0).is_ok() {
+            return Box::pin(fut::ready(Ok(Identity::Operator)));
+        }
+        let store = self.store.clone();
+        let credential = msg.0;
+        Box::pin(
+            async move {
+                store
+                    .read(move |c| queries::find_by_token(c, &digest))
+                    .await
+            }
+            .into_actor(self)
+            .then(move |found, act, ctx| {
+                // The session actor has the last word: the participant may have just left.
+                let checked = match found {
+                    Ok(Some((session_id, _))) => {
+                        let addr = act.session_actor(session_id, ctx);
+                        Ok((session_id, addr))
+                    }
+                    Ok(None) => Err(HubError::Unauthorized(
+                        "unknown bearer token (or its participant left)".into(),
+                    )),
+                    Err(e) => Err(e),
+                };
+                async move {
+                    let (session_id, addr) = checked?;
+                    let me = addr.send(Whoami { credential }).await??;
+                    Ok(Identity::Participant {
+                        session_id,
+                        ai_id: me.ai_id,
+                    })
+                }
+                .into_actor(act)
+            }),
+        )
     }
 }

@@ -176,7 +176,7 @@ pub struct AckEvents {
 
 /// Critical events this participant has not acknowledged (in memory; cheap).
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<Event>")]
+#[rtype(result = "Result<Vec<Event>, HubError>")]
 pub struct PendingCritical {
     pub ai_id: String,
 }

@@ -322,18 +322,14 @@ impl Handler<Whoami> for SessionActor {
 }
 
 impl Handler<PendingCritical> for SessionActor {
-    type Result = MessageResult<PendingCritical>;
+    type Result = Result<Vec<Event>, HubError>;
 
     fn handle(&mut self, msg: PendingCritical, _: &mut Self::Context) -> Self::Result {
-        let events = match self.session() {
-            Ok(s) => s
-                .unacked_critical(&msg.ai_id)
-                .into_iter()
-                .cloned()
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        MessageResult(events)
+        let s = self.session()?;
+        Ok(s.unacked_critical(&msg.ai_id)
+            .into_iter()
+            .cloned()
+            .collect())
     }
 }
 

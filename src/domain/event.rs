@@ -1,6 +1,6 @@
 //! Events: one per state change, appended to the session's log before anyone is told "ok".
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -54,5 +54,5 @@ pub struct Event {
     pub actor: Option<String>,
     pub priority: Priority,
     pub payload: Value,
-    pub at: NaiveDateTime,
+    pub at: DateTime<Utc>,
 }

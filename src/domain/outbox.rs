@@ -118,7 +118,7 @@ mod tests {
             actor: None,
             priority,
             payload: serde_json::Value::Null,
-            at: crate::domain::now(),
+            at: crate::domain::now().and_utc(),
         })
     }
 

@@ -23,7 +23,7 @@ pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 pub const SAVE_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 10..=86_400;
 pub const DEFAULT_SAVE_INTERVAL: u32 = 300;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Active,
@@ -60,7 +60,7 @@ impl SessionStatus {
 }
 
 /// A status change as people say it on the REST surface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusAction {
     Pause,
@@ -78,7 +78,9 @@ impl StatusAction {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HandshakeMode {
     /// Only the driver writes; control moves only through the handshake.
@@ -88,7 +90,9 @@ pub enum HandshakeMode {
     Loose,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RotationPolicy {
     #[default]

@@ -21,7 +21,8 @@ impl FromRequest for Auth {
     }
 }
 
-fn credential(req: &HttpRequest) -> Result<Credential, HubError> {
+/// The request's credential; a malformed `Authorization` header is a 401.
+pub fn credential(req: &HttpRequest) -> Result<Credential, HubError> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Ok(Credential::None);
     };

@@ -25,24 +25,30 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
         let early = check_headers(req, limit);
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             early?;
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| HubError::Invalid {
-                    code: "unreadable_body",
-                    message: format!("could not read the request body: {e}"),
-                    field: None,
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(HubError::PayloadTooLarge { limit });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(payload, limit).await?;
             parse(&body).map(JsonBody)
         })
     }
+}
+
+/// Reads a whole request body, refusing (413) as soon as it passes `limit` bytes.
+pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, HubError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| HubError::Invalid {
+            code: "unreadable_body",
+            message: format!("could not read the request body: {e}"),
+            field: None,
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(HubError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), HubError> {

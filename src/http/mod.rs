@@ -2,6 +2,7 @@
 //! actor message and the reply into JSON; no domain logic lives here.
 
 mod auth;
+pub mod guard;
 mod health;
 mod json;
 mod sessions;
@@ -10,7 +11,8 @@ use actix_web::web;
 
 use crate::error::HubError;
 
-pub use json::BodyLimit;
+pub use auth::credential;
+pub use json::{BodyLimit, read_body};
 
 /// Registers every route. The app data (`Addr<Hub>`, `Store`, `BodyLimit`) is added by `app`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .configure(sessions::routes)
+    .configure(crate::mcp::configure)
     .default_service(web::to(not_found));
 }
 

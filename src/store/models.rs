@@ -137,7 +137,7 @@ impl EventRow {
                 .ok_or_else(|| corrupt("event priority", &self.priority))?,
             payload: serde_json::from_str(&self.payload)
                 .map_err(|e| corrupt("event payload", e))?,
-            at: self.created_at,
+            at: self.created_at.and_utc(),
         })
     }
 }

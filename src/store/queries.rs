@@ -241,3 +241,20 @@ pub fn events_after(
         .map(EventRow::into_event)
         .collect()
 }
+
+/// The active participant holding the token with this digest, as (session id, ai id).
+pub fn find_by_token(conn: &mut DbConn, digest: &str) -> Result<Option<(Uuid, String)>, HubError> {
+    let found: Option<(String, String)> = participants::table
+        .filter(participants::token_digest.eq(digest))
+        .filter(participants::left_at.is_null())
+        .select((participants::session_id, participants::ai_id))
+        .first(conn)
+        .optional()?;
+    found
+        .map(|(sid, ai)| {
+            sid.parse()
+                .map(|sid| (sid, ai))
+                .map_err(|_| HubError::Internal("stored session id is unreadable".into()))
+        })
+        .transpose()
+}

@@ -6,5 +6,6 @@ mod helpers;
 mod cli;
 mod crash;
 mod health;
+mod mcp_sdk;
 mod security;
 mod sessions;

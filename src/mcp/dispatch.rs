@@ -1,0 +1,191 @@
+//! JSON-RPC methods of an initialized MCP session → tools, logging, ping.
+
+use actix::Addr;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock as Content};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::protocol::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError};
+use super::registry::{Bind, McpRegistry, McpSession, SetLogLevel};
+use super::tools::{self, Audience, ToolCtx};
+use crate::actors::Hub;
+use crate::actors::messages::{PendingCritical, ToSession, Whoami};
+use crate::domain::event::Event;
+use crate::error::HubError;
+
+pub struct RequestCtx {
+    pub hub: Addr<Hub>,
+    pub registry: Addr<McpRegistry>,
+    pub mcp_id: String,
+    pub session: McpSession,
+}
+
+/// Answers one request of an initialized session.
+pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Value, RpcError> {
+    match method {
+        "ping" => Ok(json!({})),
+        "logging/setLevel" => {
+            let p: SetLevel = protocol::params(params)?;
+            if !LOG_LEVELS.contains(&p.level.as_str()) {
+                return Err(RpcError::new(
+                    INVALID_PARAMS,
+                    format!(
+                        "unknown log level {:?}; one of {}",
+                        p.level,
+                        LOG_LEVELS.join(", ")
+                    ),
+                ));
+            }
+            ctx.registry.do_send(SetLogLevel {
+                id: ctx.mcp_id,
+                level: p.level,
+            });
+            Ok(json!({}))
+        }
+        "tools/list" => {
+            reject_cursor(&params)?;
+            let audience = audience(&ctx).await;
+            Ok(json!({ "tools": tools::listed(audience) }))
+        }
+        "tools/call" => call_tool(ctx, params).await,
+        "resources/list" | "resources/templates/list" | "prompts/list" => {
+            reject_cursor(&params)?;
+            let key = match method {
+                "resources/list" => "resources",
+                "resources/templates/list" => "resourceTemplates",
+                _ => "prompts",
+            };
+            Ok(json!({ key: [] }))
+        }
+        _ => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )),
+    }
+}
+
+/// RFC 5424 levels, as MCP names them.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+#[derive(Deserialize)]
+struct SetLevel {
+    level: String,
+}
+
+/// We hand out no cursors (every list fits one page), so any cursor is one we did not issue.
+fn reject_cursor(params: &Value) -> Result<(), RpcError> {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(RpcError::new(
+            INVALID_PARAMS,
+            "invalid cursor: this list has a single page",
+        )),
+    }
+}
+
+async fn audience(ctx: &RequestCtx) -> Audience {
+    let Some(b) = &ctx.session.binding else {
+        return Audience::Unbound;
+    };
+    let command = Whoami {
+        credential: ctx.session.credential.clone(),
+    };
+    match ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await
+    {
+        Ok(Ok(me)) => Audience::Participant(me.role),
+        // Left or unknown: it may still create or join.
+        _ => Audience::Unbound,
+    }
+}
+
+async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
+    let p: CallToolRequestParams = protocol::params(params)?;
+    let tool = tools::find(&p.name)
+        .ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("unknown tool: {}", p.name)))?;
+    let arguments = p.arguments.map(Value::Object).unwrap_or(Value::Null);
+    let (hub, registry, mcp_id) = (ctx.hub.clone(), ctx.registry.clone(), ctx.mcp_id.clone());
+    let tool_ctx = ToolCtx {
+        hub: ctx.hub,
+        registry: ctx.registry,
+        mcp_id: ctx.mcp_id,
+        session: ctx.session,
+    };
+    let binding = tool_ctx.session.binding.clone();
+    let outcome = (tool.call)(tool_ctx, arguments).await;
+    let mut result = match outcome {
+        Ok(out) => {
+            let text = out.value.to_string();
+            if let Some((credential, binding)) = out.bind {
+                registry.do_send(Bind {
+                    id: mcp_id,
+                    credential,
+                    binding,
+                });
+            }
+            let mut r = CallToolResult::success(vec![Content::text(text)]);
+            r.structured_content = Some(out.value);
+            r
+        }
+        Err(e) => CallToolResult::error(vec![Content::text(tool_error_text(&e))]),
+    };
+    // Critical events the caller has not acknowledged go on top, so that a model that never
+    // reads notifications still sees them.
+    if let Some(b) = binding {
+        let pending = hub
+            .send(ToSession {
+                session_id: b.session_id,
+                command: PendingCritical { ai_id: b.ai_id },
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            result
+                .content
+                .insert(0, Content::text(critical_block(&pending)));
+        }
+    }
+    result.result_type = None; // a 2026-07-28 field; the handshake versions do not know it
+    serde_json::to_value(result).map_err(|e| RpcError::new(protocol::INTERNAL_ERROR, e.to_string()))
+}
+
+/// What a model reads when a tool fails: the code, then what to do.
+fn tool_error_text(e: &HubError) -> String {
+    match e.field() {
+        Some(f) => format!("{} ({f}): {e}", e.code()),
+        None => format!("{}: {e}", e.code()),
+    }
+}
+
+/// A short summary of unacknowledged critical events.
+pub fn critical_block(events: &[Event]) -> String {
+    let mut out = format!("⚠ {} critical event(s) not acknowledged:", events.len());
+    for e in events.iter().take(5) {
+        let by = e.actor.as_deref().unwrap_or("hub");
+        out.push_str(&format!("\n#{} {} by {by}", e.id, e.kind));
+    }
+    if events.len() > 5 {
+        out.push_str("\n…");
+    }
+    let newest = events.last().map_or(0, |e| e.id);
+    out.push_str(&format!(
+        "\nevents_poll for details; events_ack {{\"upTo\": {newest}}} to clear."
+    ));
+    out
+}

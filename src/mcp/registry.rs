@@ -1,0 +1,270 @@
+//! `McpRegistry`: the MCP sessions (`Mcp-Session-Id`) this hub has open, what each is bound to,
+//! and its server-to-client stream. Every MCP session is owned here and nowhere else.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::actors::Hub;
+use crate::actors::messages::{AttachStream, EventSink, ToSession};
+use crate::domain::auth::Credential;
+use crate::error::HubError;
+
+/// Most MCP sessions open at once; `initialize` beyond it is refused (503) until some end.
+pub const MAX_SESSIONS: usize = 10_000;
+/// An MCP session with no request and no open stream for this long ends by itself.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Notifications waiting for one session's GET stream.
+pub const CONTROL_QUEUE: usize = 64;
+
+/// The participant an MCP session acts as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub session_id: Uuid,
+    pub ai_id: String,
+}
+
+/// What a request needs to know about its MCP session.
+#[derive(Debug, Clone)]
+pub struct McpSession {
+    pub version: &'static str,
+    /// The `Authorization` the session was initialized with; later requests may not switch.
+    pub credential_at_start: Credential,
+    /// Presented on every actor message this MCP session sends.
+    pub credential: Credential,
+    pub binding: Option<Binding>,
+    /// Minimum level of `notifications/message` the client asked for (`None`: none sent).
+    pub log_level: Option<String>,
+}
+
+struct Entry {
+    session: McpSession,
+    last_seen: Instant,
+    control: Option<mpsc::Sender<Value>>,
+    events: Option<EventSink>,
+    /// Cursor the open stream asked for (`Last-Event-ID`), used when it attaches later.
+    after: Option<i64>,
+}
+
+impl Entry {
+    fn stream_open(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| !c.is_closed())
+    }
+}
+
+pub struct McpRegistry {
+    hub: Addr<Hub>,
+    sessions: HashMap<String, Entry>,
+}
+
+impl McpRegistry {
+    pub fn new(hub: Addr<Hub>) -> Self {
+        McpRegistry {
+            hub,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// Connects the open stream of `id` to its participant's agent, if both exist.
+    fn attach(&self, id: &str) {
+        let Some(entry) = self.sessions.get(id) else {
+            return;
+        };
+        let (Some(binding), Some(sink)) = (&entry.session.binding, &entry.events) else {
+            return;
+        };
+        let msg = ToSession {
+            session_id: binding.session_id,
+            command: AttachStream {
+                credential: entry.session.credential.clone(),
+                after: entry.after,
+                sink: sink.clone(),
+            },
+        };
+        let hub = self.hub.clone();
+        actix::spawn(async move {
+            match hub.send(msg).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("cannot attach MCP stream: {e}"),
+                Err(e) => log::warn!("cannot attach MCP stream: {e}"),
+            }
+        });
+    }
+}
+
+impl Actor for McpRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(Duration::from_secs(60), |act, _| {
+            let now = Instant::now();
+            act.sessions
+                .retain(|_, e| e.stream_open() || now.duration_since(e.last_seen) < IDLE_TIMEOUT);
+        });
+    }
+}
+
+/// Opens an MCP session after `initialize`; replies with its new id.
+#[derive(Message)]
+#[rtype(result = "Result<String, HubError>")]
+pub struct Open(pub McpSession);
+
+impl Handler<Open> for McpRegistry {
+    type Result = Result<String, HubError>;
+
+    fn handle(&mut self, msg: Open, _: &mut Self::Context) -> Self::Result {
+        if self.sessions.len() >= MAX_SESSIONS {
+            return Err(HubError::Unavailable(format!(
+                "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
+            )));
+        }
+        // 122 random bits, visible ASCII as the spec asks.
+        let id = Uuid::new_v4().to_string();
+        self.sessions.insert(
+            id.clone(),
+            Entry {
+                session: msg.0,
+                last_seen: Instant::now(),
+                control: None,
+                events: None,
+                after: None,
+            },
+        );
+        Ok(id)
+    }
+}
+
+/// The session behind an `Mcp-Session-Id`, if it is open.
+#[derive(Message)]
+#[rtype(result = "Option<McpSession>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for McpRegistry {
+    type Result = Option<McpSession>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get_mut(&msg.0)?;
+        entry.last_seen = Instant::now();
+        Some(entry.session.clone())
+    }
+}
+
+/// Binds the MCP session to a participant (after `session_join`/`session_create`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Bind {
+    pub id: String,
+    pub credential: Credential,
+    pub binding: Binding,
+}
+
+impl Handler<Bind> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Bind, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            entry.session.credential = msg.credential;
+            entry.session.binding = Some(msg.binding);
+            // The tools this session may use changed with its identity.
+            if let Some(control) = &entry.control {
+                let _ = control.try_send(crate::mcp::protocol::notification(
+                    "notifications/tools/list_changed",
+                    Value::Null,
+                ));
+            }
+            self.attach(&msg.id);
+        }
+    }
+}
+
+/// Drops the binding (after `session_leave`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind(pub String);
+
+impl Handler<Unbind> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unbind, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.0) {
+            entry.session.binding = None;
+            entry.session.credential = Credential::None;
+            entry.events = None;
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetLogLevel {
+    pub id: String,
+    pub level: String,
+}
+
+impl Handler<SetLogLevel> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetLogLevel, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            entry.session.log_level = Some(msg.level);
+        }
+    }
+}
+
+/// Opens the session's GET stream, replacing (and so ending) any earlier one: a client that
+/// reconnects with `Last-Event-ID` may do so before the hub noticed the old connection died.
+/// Each message still goes to exactly one stream.
+#[derive(Message)]
+#[rtype(result = "Result<StreamReceivers, HubError>")]
+pub struct OpenStream {
+    pub id: String,
+    pub after: Option<i64>,
+}
+
+pub struct StreamReceivers {
+    pub control: mpsc::Receiver<Value>,
+    pub events: mpsc::Receiver<std::sync::Arc<crate::domain::event::Event>>,
+}
+
+/// Events waiting for one stream before the agent falls back to the log.
+pub const EVENT_QUEUE: usize = 256;
+
+impl Handler<OpenStream> for McpRegistry {
+    type Result = Result<StreamReceivers, HubError>;
+
+    fn handle(&mut self, msg: OpenStream, _: &mut Self::Context) -> Self::Result {
+        let entry = self
+            .sessions
+            .get_mut(&msg.id)
+            .ok_or_else(|| HubError::NotFound {
+                code: "mcp_session_not_found",
+                message: "MCP session not found or ended; initialize a new one".into(),
+            })?;
+        let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        entry.control = Some(control_tx);
+        entry.events = Some(events_tx);
+        entry.after = msg.after;
+        entry.last_seen = Instant::now();
+        self.attach(&msg.id);
+        Ok(StreamReceivers { control, events })
+    }
+}
+
+/// Ends an MCP session (DELETE); replies whether it existed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Close(pub String);
+
+impl Handler<Close> for McpRegistry {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Close, _: &mut Self::Context) -> bool {
+        self.sessions.remove(&msg.0).is_some()
+    }
+}

@@ -1,0 +1,72 @@
+//! Server-sent events framing for MCP streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use futures::Stream;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::protocol::notification;
+use crate::domain::event::Event;
+
+/// A comment line every so often keeps proxies and clients from timing the stream out.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Method of the notification that carries a session event.
+pub const EVENT_NOTIFICATION: &str = "notifications/collab/event";
+
+pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
+    let mut out = String::with_capacity(128);
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    out.push_str("event: message\ndata: ");
+    out.push_str(&message.to_string());
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// The GET stream: session events (with their log id as SSE id, so `Last-Event-ID` resumes
+/// exactly), other notifications, and keep-alives. Ends when the MCP session ends.
+pub fn get_stream(
+    control: mpsc::Receiver<Value>,
+    events: mpsc::Receiver<Arc<Event>>,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    struct State {
+        control: mpsc::Receiver<Value>,
+        events: Option<mpsc::Receiver<Arc<Event>>>,
+        tick: tokio::time::Interval,
+    }
+    let mut tick = tokio::time::interval(KEEP_ALIVE);
+    tick.reset(); // the first tick would fire at once
+    let state = State {
+        control,
+        events: Some(events),
+        tick,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            let bytes = tokio::select! {
+                biased;
+                msg = s.control.recv() => match msg {
+                    Some(m) => frame(None, &m),
+                    None => return None, // the MCP session ended
+                },
+                ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
+                    Some(e) => {
+                        let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
+                        frame(Some(e.id), &notification(EVENT_NOTIFICATION, params))
+                    }
+                    None => {
+                        s.events = None; // the agent let go (participant left); keep the rest
+                        continue;
+                    }
+                },
+                _ = s.tick.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            return Some((Ok(bytes), s));
+        }
+    })
+}

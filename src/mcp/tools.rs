@@ -1,0 +1,614 @@
+//! The tool catalogue: one table, name → input type → actor message → output. Every tool is a
+//! thin adapter; the REST surface sends the same actor messages.
+//!
+//! Descriptions are short on purpose: every connected model pays for them in tokens.
+
+use std::sync::OnceLock;
+
+use actix::Addr;
+use futures::future::LocalBoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::registry::{Binding, McpRegistry, McpSession};
+use crate::actors::Hub;
+use crate::actors::messages::{
+    AckEvents, ChangeStatus, CreateSession, JoinSession, Joined, LeaveSession, ListSessions,
+    PollEvents, SessionCreated, ToSession, Whoami,
+};
+use crate::domain::auth::{Credential, token_digest};
+use crate::domain::role::{Permission, Role};
+use crate::domain::session::{
+    DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
+    SessionSpec, SessionStatus, StatusAction, assign_default_roles,
+};
+use crate::error::HubError;
+
+/// Everything a tool call may use.
+pub struct ToolCtx {
+    pub hub: Addr<Hub>,
+    pub registry: Addr<McpRegistry>,
+    pub mcp_id: String,
+    pub session: McpSession,
+}
+
+/// What a tool produced: its structured output, and a new identity for the MCP session if the
+/// tool created or joined a session.
+pub struct ToolOutput {
+    pub value: Value,
+    pub bind: Option<(Credential, Binding)>,
+}
+
+type ToolFn = fn(ToolCtx, Value) -> LocalBoxFuture<'static, Result<ToolOutput, HubError>>;
+
+/// Who is asking for the tool list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Not bound to a participant yet: may create, join, list.
+    Unbound,
+    Participant(Role),
+}
+
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    input: fn() -> Value,
+    output: fn() -> Value,
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    visible: fn(Audience) -> bool,
+    pub call: ToolFn,
+}
+
+impl ToolSpec {
+    pub fn visible_to(&self, audience: Audience) -> bool {
+        (self.visible)(audience)
+    }
+
+    /// The tool as `tools/list` shows it.
+    pub fn describe(&self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": (self.input)(),
+            "outputSchema": (self.output)(),
+            "annotations": {
+                "readOnlyHint": self.read_only,
+                "destructiveHint": self.destructive,
+                "idempotentHint": self.idempotent,
+                "openWorldHint": false,
+            }
+        })
+    }
+}
+
+fn unbound(a: Audience) -> bool {
+    a == Audience::Unbound
+}
+fn participant(a: Audience) -> bool {
+    matches!(a, Audience::Participant(_))
+}
+fn steering(a: Audience) -> bool {
+    matches!(a, Audience::Participant(r) if r != Role::Observer)
+}
+
+pub static CATALOGUE: &[ToolSpec] = &[
+    ToolSpec {
+        name: "session_create",
+        description: "Create a collaboration session and act in it as `me`.",
+        input: schema::<CreateArgs>,
+        output: session_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: unbound,
+        call: |ctx, args| Box::pin(session_create(ctx, args)),
+    },
+    ToolSpec {
+        name: "session_join",
+        description: "Join a session as a new participant and act as it.",
+        input: schema::<JoinArgs>,
+        output: session_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: unbound,
+        call: |ctx, args| Box::pin(session_join(ctx, args)),
+    },
+    ToolSpec {
+        name: "session_list",
+        description: "List sessions, most recently active first.",
+        input: schema::<ListArgs>,
+        output: || object(&[("sessions", json!({"type": "array"}))]),
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: unbound,
+        call: |ctx, args| Box::pin(session_list(ctx, args)),
+    },
+    ToolSpec {
+        name: "whoami",
+        description: "Your session, role, permissions, driver and event cursor.",
+        input: schema::<NoArgs>,
+        output: || {
+            object(&[
+                ("sessionId", json!({"type": "string"})),
+                ("aiId", json!({"type": "string"})),
+                ("role", json!({"type": "string"})),
+                ("lastEventId", json!({"type": "integer"})),
+                ("ackedEventId", json!({"type": "integer"})),
+            ])
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(whoami(ctx, args)),
+    },
+    ToolSpec {
+        name: "events_poll",
+        description: "Session events after your cursor (or `after`), oldest first.",
+        input: schema::<PollArgs>,
+        output: || {
+            object(&[
+                ("events", json!({"type": "array"})),
+                ("more", json!({"type": "boolean"})),
+                ("lastEventId", json!({"type": "integer"})),
+            ])
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(events_poll(ctx, args)),
+    },
+    ToolSpec {
+        name: "events_ack",
+        description: "Acknowledge events up to `upTo`; they stop being flagged.",
+        input: schema::<AckArgs>,
+        output: || object(&[("ackedEventId", json!({"type": "integer"}))]),
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(events_ack(ctx, args)),
+    },
+    ToolSpec {
+        name: "session_status",
+        description: "Pause, resume or complete the session.",
+        input: schema::<StatusArgs>,
+        output: session_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: steering,
+        call: |ctx, args| Box::pin(session_status(ctx, args)),
+    },
+    ToolSpec {
+        name: "session_leave",
+        description: "Leave the session; your identity here ends.",
+        input: schema::<NoArgs>,
+        output: session_output,
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(session_leave(ctx, args)),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ToolSpec> {
+    CATALOGUE.iter().find(|t| t.name == name)
+}
+
+/// The `tools/list` entries for `audience`, built once per audience.
+pub fn listed(audience: Audience) -> &'static [Value] {
+    static UNBOUND: OnceLock<Vec<Value>> = OnceLock::new();
+    static ROLES: OnceLock<[Vec<Value>; 3]> = OnceLock::new();
+    let build = |a: Audience| -> Vec<Value> {
+        CATALOGUE
+            .iter()
+            .filter(|t| t.visible_to(a))
+            .map(ToolSpec::describe)
+            .collect()
+    };
+    match audience {
+        Audience::Unbound => UNBOUND.get_or_init(|| build(Audience::Unbound)),
+        Audience::Participant(role) => {
+            let all = ROLES.get_or_init(|| Role::ALL.map(|r| build(Audience::Participant(r))));
+            &all[Role::ALL.iter().position(|r| *r == role).unwrap_or(2)]
+        }
+    }
+}
+
+/// A JSON schema for `T`, without the `$schema`/`title` noise that costs tokens.
+fn schema<T: JsonSchema>() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+        o.entry("type").or_insert(json!("object"));
+    }
+    v
+}
+
+fn object(props: &[(&str, Value)]) -> Value {
+    let properties: Map<String, Value> = props
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    json!({ "type": "object", "properties": properties, "required": required })
+}
+
+fn session_output() -> Value {
+    object(&[
+        ("sessionId", json!({"type": "string"})),
+        ("name", json!({"type": "string"})),
+        ("status", json!({"type": "string"})),
+        ("participants", json!({"type": "array"})),
+    ])
+}
+
+/// Tool arguments: a missing `arguments` is an empty object; errors name the field.
+fn args<T: DeserializeOwned>(value: Value) -> Result<T, HubError> {
+    let value = if value.is_null() { json!({}) } else { value };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "arguments".to_owned()
+        } else {
+            path
+        };
+        HubError::invalid(field.clone(), format!("{field}: {}", e.into_inner()))
+    })
+}
+
+fn value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn plain(value: Value) -> ToolOutput {
+    ToolOutput { value, bind: None }
+}
+
+/// The bound participant, or a message telling the model how to get one.
+fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
+    ctx.session.binding.as_ref().ok_or_else(|| {
+        HubError::Forbidden(
+            "this MCP session acts as nobody yet: call session_join or session_create, or connect with Authorization: Bearer <token>"
+                .into(),
+        )
+    })
+}
+
+fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
+    match &ctx.session.binding {
+        Some(b) => Err(HubError::Conflict {
+            code: "already_bound",
+            message: format!(
+                "this MCP session already acts as {:?}; open another MCP session to act as someone else",
+                b.ai_id
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ParticipantArg {
+    ai_id: String,
+    /// Default: the first drives, the rest navigate.
+    role: Option<Role>,
+    permissions: Option<Vec<Permission>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateArgs {
+    name: String,
+    participants: Vec<ParticipantArg>,
+    /// Your aiId among them (default: the first).
+    me: Option<String>,
+    handshake_mode: Option<HandshakeMode>,
+    rotation_policy: Option<RotationPolicy>,
+    /// Auto-save seconds (0 = off).
+    save_interval: Option<u32>,
+    metadata: Option<Map<String, Value>>,
+}
+
+async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    not_bound(&ctx)?;
+    let a: CreateArgs = args(raw)?;
+    let requests = a
+        .participants
+        .into_iter()
+        .map(|p| ParticipantRequest {
+            ai_id: p.ai_id,
+            role: p.role,
+            permissions: p.permissions.map(|v| v.into_iter().collect()),
+        })
+        .collect();
+    let participants: Vec<ParticipantSpec> = assign_default_roles(requests);
+    let me = match a.me {
+        Some(me) => me,
+        None => participants
+            .first()
+            .map(|p| p.ai_id.clone())
+            .ok_or_else(|| {
+                HubError::invalid("participants", "name at least one participant: you")
+            })?,
+    };
+    if !participants.iter().any(|p| p.ai_id == me) {
+        return Err(HubError::invalid(
+            "me",
+            format!("{me:?} is not among the participants"),
+        ));
+    }
+    let spec = SessionSpec {
+        name: a.name,
+        participants,
+        save_interval: a.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
+        handshake_mode: a.handshake_mode.unwrap_or_default(),
+        rotation_policy: a.rotation_policy.unwrap_or_default(),
+        metadata: Value::Object(a.metadata.unwrap_or_default()),
+    };
+    let credential = ctx.session.credential.clone();
+    let SessionCreated { session, tokens } =
+        ctx.hub.send(CreateSession { credential, spec }).await??;
+    // Tokens never go into a tool result (they would sit in the model's transcript); this MCP
+    // session keeps its own identity, the others get theirs via REST or the CLI.
+    let token = tokens.get(&me).cloned().unwrap_or_default();
+    let binding = Binding {
+        session_id: session.session_id,
+        ai_id: me,
+    };
+    Ok(ToolOutput {
+        value: value(&session),
+        bind: Some((Credential::Bearer(token_digest(&token)), binding)),
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JoinArgs {
+    session_id: Uuid,
+    /// Your aiId, e.g. "gemini".
+    participant: String,
+    /// Default: observer.
+    role: Option<Role>,
+    permissions: Option<Vec<Permission>>,
+}
+
+async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    not_bound(&ctx)?;
+    let a: JoinArgs = args(raw)?;
+    let participant = ParticipantSpec {
+        ai_id: a.participant,
+        role: a.role.unwrap_or(Role::Observer),
+        permissions: a.permissions.map(|v| v.into_iter().collect()),
+    };
+    let command = JoinSession {
+        credential: ctx.session.credential.clone(),
+        participant,
+    };
+    let Joined {
+        session_id,
+        participant,
+        token,
+        session,
+        ..
+    } = ctx
+        .hub
+        .send(ToSession {
+            session_id: a.session_id,
+            command,
+        })
+        .await??;
+    Ok(ToolOutput {
+        value: value(&session),
+        bind: Some((
+            Credential::Bearer(token_digest(&token)),
+            Binding {
+                session_id,
+                ai_id: participant.ai_id,
+            },
+        )),
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListArgs {
+    status: Option<SessionStatus>,
+    /// 1–100, default 20.
+    limit: Option<i64>,
+}
+
+async fn session_list(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: ListArgs = args(raw)?;
+    let limit = a.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(HubError::invalid(
+            "limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    let sessions = ctx
+        .hub
+        .send(ListSessions {
+            credential: ctx.session.credential.clone(),
+            status: a.status,
+            limit,
+            offset: 0,
+        })
+        .await??;
+    Ok(plain(json!({ "sessions": sessions })))
+}
+
+async fn whoami(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let _: NoArgs = args(raw)?;
+    let b = bound(&ctx)?;
+    let command = Whoami {
+        credential: ctx.session.credential.clone(),
+    };
+    let view = ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await??;
+    Ok(plain(value(&view)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PollArgs {
+    /// Event id to read after (default: your acknowledged cursor).
+    after: Option<i64>,
+    /// 1–200, default 50.
+    limit: Option<i64>,
+}
+
+async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: PollArgs = args(raw)?;
+    let limit = a.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(HubError::invalid(
+            "limit",
+            "limit must be between 1 and 200",
+        ));
+    }
+    if a.after.is_some_and(|n| n < 0) {
+        return Err(HubError::invalid("after", "after must not be negative"));
+    }
+    let b = bound(&ctx)?;
+    let command = PollEvents {
+        credential: ctx.session.credential.clone(),
+        after: a.after,
+        limit,
+    };
+    let page = ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await??;
+    Ok(plain(value(&page)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AckArgs {
+    /// Newest event id you have seen.
+    up_to: i64,
+}
+
+async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: AckArgs = args(raw)?;
+    if a.up_to < 0 {
+        return Err(HubError::invalid("upTo", "upTo must not be negative"));
+    }
+    let b = bound(&ctx)?;
+    let command = AckEvents {
+        credential: ctx.session.credential.clone(),
+        up_to: a.up_to,
+    };
+    let cursor = ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await??;
+    Ok(plain(json!({ "ackedEventId": cursor })))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StatusArgs {
+    action: StatusAction,
+}
+
+async fn session_status(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: StatusArgs = args(raw)?;
+    let b = bound(&ctx)?;
+    let command = ChangeStatus {
+        credential: ctx.session.credential.clone(),
+        to: a.action.target(),
+    };
+    let view = ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await??;
+    Ok(plain(value(&view)))
+}
+
+async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let _: NoArgs = args(raw)?;
+    let b = bound(&ctx)?.clone();
+    let command = LeaveSession {
+        credential: ctx.session.credential.clone(),
+        ai_id: b.ai_id.clone(),
+    };
+    let view = ctx
+        .hub
+        .send(ToSession {
+            session_id: b.session_id,
+            command,
+        })
+        .await??;
+    ctx.registry
+        .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
+    Ok(plain(value(&view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_is_described_with_object_schemas() {
+        let mut names = std::collections::HashSet::new();
+        for t in CATALOGUE {
+            assert!(names.insert(t.name), "duplicate tool {}", t.name);
+            let d = t.describe();
+            assert_eq!(d["inputSchema"]["type"], "object", "{}", t.name);
+            assert_eq!(d["outputSchema"]["type"], "object", "{}", t.name);
+            assert!(
+                !t.description.is_empty() && t.description.len() < 100,
+                "{}",
+                t.name
+            );
+            assert!(d["inputSchema"].get("$schema").is_none());
+        }
+    }
+
+    #[test]
+    fn observers_do_not_see_steering_tools() {
+        let names = |a| {
+            listed(a)
+                .iter()
+                .map(|t| t["name"].as_str().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert!(names(Audience::Participant(Role::Driver)).contains(&"session_status"));
+        assert!(!names(Audience::Participant(Role::Observer)).contains(&"session_status"));
+        assert!(names(Audience::Unbound).contains(&"session_join"));
+        assert!(!names(Audience::Participant(Role::Driver)).contains(&"session_join"));
+    }
+}

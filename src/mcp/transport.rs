@@ -1,0 +1,420 @@
+//! MCP Streamable HTTP (protocol 2025-11-25, 2025-06-18, 2025-03-26) on `/mcp` and its aliases:
+//! headers, sessions, status codes, JSON or SSE answers. Methods are in `dispatch`, tools in
+//! `tools`; nothing here knows what a session of collaborators is.
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::dispatch::{self, RequestCtx};
+use super::protocol::{self, INVALID_PARAMS, INVALID_REQUEST, Incoming, PARSE_ERROR, RpcError};
+use super::registry::{Binding, Close, Lookup, McpRegistry, McpSession, Open, OpenStream};
+use super::sse;
+use crate::actors::Hub;
+use crate::actors::hub::{Identify, Identity};
+use crate::domain::auth::Credential;
+use crate::error::HubError;
+use crate::http::{BodyLimit, credential, read_body};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// An HTTP answer carrying a JSON-RPC error (id null when it could not be read).
+fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpResponse {
+    HttpResponse::build(status).json(protocol::error(id, &err))
+}
+
+fn hub_failure(e: HubError) -> HttpResponse {
+    Refusal::from(e).response()
+}
+
+/// A request refused before dispatch: the HTTP status plus the JSON-RPC error body.
+struct Refusal {
+    status: StatusCode,
+    err: RpcError,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, err: RpcError) -> Self {
+        Refusal { status, err }
+    }
+
+    fn response(self) -> HttpResponse {
+        rpc_failure(self.status, Value::Null, self.err)
+    }
+}
+
+impl From<HubError> for Refusal {
+    fn from(e: HubError) -> Self {
+        Refusal::new(e.http_status(), RpcError::from(e))
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    let Some(accept) = header(headers, "accept") else {
+        return true; // no preference stated
+    };
+    let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+    accept.split(',').any(|part| {
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        mime == wanted || mime == "*/*" || mime == format!("{kind}/*")
+    })
+}
+
+/// `MCP-Protocol-Version`, if sent, must be one we speak (any of them: clients may send an
+/// older one than negotiated, and the conformance suite does).
+fn check_version(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    match header(headers, VERSION_HEADER) {
+        Some(v) if !protocol::is_supported(v) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "unsupported protocol version {v:?}; this hub speaks {} (initialize first)",
+                    protocol::SUPPORTED_VERSIONS.join(", ")
+                ),
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The open MCP session named by the request, or the 400/404 the spec asks for.
+async fn session_of(
+    req: &HttpRequest,
+    registry: &Addr<McpRegistry>,
+) -> Result<(String, McpSession), Refusal> {
+    let Some(id) = header(req.headers(), SESSION_HEADER) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            RpcError::new(
+                INVALID_REQUEST,
+                "Mcp-Session-Id header is required; send initialize first",
+            ),
+        ));
+    };
+    match registry.send(Lookup(id.to_owned())).await {
+        Ok(Some(s)) => Ok((id.to_owned(), s)),
+        Ok(None) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            RpcError::new(
+                INVALID_REQUEST,
+                "MCP session not found or ended; initialize a new one",
+            ),
+        )),
+        Err(e) => Err(HubError::from(e).into()),
+    }
+}
+
+/// A request's bearer token must be the one its MCP session started with, if it sends one.
+fn same_identity(req: &HttpRequest, started_with: &Credential) -> Result<(), Refusal> {
+    match credential(req)? {
+        Credential::None => Ok(()),
+        c if &c == started_with => Ok(()),
+        _ => Err(HubError::Forbidden(
+            "one MCP session speaks for one identity; initialize a new session for another token"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+pub async fn post(
+    req: HttpRequest,
+    payload: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    registry: web::Data<Addr<McpRegistry>>,
+) -> HttpResponse {
+    let headers = req.headers();
+    if !accepts(headers, "application/json") && !accepts(headers, "text/event-stream") {
+        return hub_failure(HubError::NotAcceptable(
+            "Accept must allow application/json or text/event-stream".into(),
+        ));
+    }
+    if let Some(ct) = header(headers, "content-type") {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" {
+            return hub_failure(HubError::UnsupportedMediaType(format!(
+                "expected Content-Type: application/json, got {mime:?}"
+            )));
+        }
+    }
+    let version_header = match check_version(headers) {
+        Ok(v) => v.map(str::to_owned),
+        Err(refusal) => return refusal.response(),
+    };
+    let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
+    let body = match read_body(payload.into_inner(), limit).await {
+        Ok(b) => b,
+        Err(e) => return hub_failure(e),
+    };
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc_failure(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                RpcError::new(PARSE_ERROR, format!("parse error: {e}")),
+            );
+        }
+    };
+    let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+    if is_initialize {
+        return initialize(&req, message, &hub, &registry).await;
+    }
+    let (mcp_id, session) = match session_of(&req, &registry).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal.response(),
+    };
+    if let Err(refusal) = same_identity(&req, &session.credential_at_start) {
+        return refusal.response();
+    }
+    let ctx = || RequestCtx {
+        hub: hub.get_ref().clone(),
+        registry: registry.get_ref().clone(),
+        mcp_id: mcp_id.clone(),
+        session: session.clone(),
+    };
+    let answer = match message {
+        Value::Array(batch) => {
+            let version = version_header.as_deref().unwrap_or(session.version);
+            if version != "2025-03-26" {
+                return rpc_failure(
+                    StatusCode::BAD_REQUEST,
+                    Value::Null,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        format!(
+                            "JSON-RPC batches ended with protocol 2025-03-26; this session speaks {version}"
+                        ),
+                    ),
+                );
+            }
+            if batch.is_empty() {
+                return rpc_failure(
+                    StatusCode::BAD_REQUEST,
+                    Value::Null,
+                    RpcError::new(INVALID_REQUEST, "empty batch"),
+                );
+            }
+            let mut replies = Vec::new();
+            for m in batch {
+                if let Some(r) = one(ctx(), m).await {
+                    replies.push(r);
+                }
+            }
+            if replies.is_empty() {
+                None
+            } else {
+                Some(Value::Array(replies))
+            }
+        }
+        single => one(ctx(), single).await,
+    };
+    match answer {
+        None => HttpResponse::Accepted().finish(),
+        Some(reply) => respond(&req, reply, &mcp_id),
+    }
+}
+
+/// Handles one message; `None` for notifications and responses (202).
+async fn one(ctx: RequestCtx, message: Value) -> Option<Value> {
+    match protocol::classify(message) {
+        Err((id, err)) => Some(protocol::error(id, &err)),
+        Ok(Incoming::Notification { .. } | Incoming::Response) => None,
+        Ok(Incoming::Request { id, method, params }) => {
+            if method == "initialize" {
+                let err = RpcError::new(
+                    INVALID_REQUEST,
+                    "initialize must be sent alone, without a session",
+                );
+                return Some(protocol::error(id, &err));
+            }
+            Some(match dispatch::request(ctx, &method, params).await {
+                Ok(result) => protocol::result(id, result),
+                Err(err) => protocol::error(id, &err),
+            })
+        }
+    }
+}
+
+/// JSON unless the client only takes SSE; then one event carrying the answer.
+fn respond(req: &HttpRequest, reply: Value, mcp_id: &str) -> HttpResponse {
+    if accepts(req.headers(), "application/json") {
+        HttpResponse::Ok()
+            .insert_header((SESSION_HEADER, mcp_id.to_owned()))
+            .json(reply)
+    } else {
+        HttpResponse::Ok()
+            .insert_header((SESSION_HEADER, mcp_id.to_owned()))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header(("x-accel-buffering", "no"))
+            .content_type("text/event-stream")
+            .body(sse::frame(None, &reply))
+    }
+}
+
+async fn initialize(
+    req: &HttpRequest,
+    message: Value,
+    hub: &Addr<Hub>,
+    registry: &Addr<McpRegistry>,
+) -> HttpResponse {
+    let (id, params) = match protocol::classify(message) {
+        Ok(Incoming::Request { id, params, .. }) => (id, params),
+        Ok(_) => {
+            return rpc_failure(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "initialize must be a request with an id"),
+            );
+        }
+        Err((id, err)) => return rpc_failure(StatusCode::BAD_REQUEST, id, err),
+    };
+    let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
+        return rpc_failure(
+            StatusCode::BAD_REQUEST,
+            id,
+            RpcError::new(INVALID_PARAMS, "initialize needs params.protocolVersion"),
+        );
+    };
+    let version = protocol::negotiate(requested);
+    let credential = match credential(req) {
+        Ok(c) => c,
+        Err(e) => return hub_failure(e),
+    };
+    let binding = match hub.send(Identify(credential.clone())).await {
+        Ok(Ok(Identity::Operator)) => None,
+        Ok(Ok(Identity::Participant { session_id, ai_id })) => Some(Binding { session_id, ai_id }),
+        Ok(Err(e)) => return hub_failure(e),
+        Err(e) => return hub_failure(e.into()),
+    };
+    let session = McpSession {
+        version,
+        credential_at_start: credential.clone(),
+        credential,
+        binding,
+        log_level: None,
+    };
+    let mcp_id = match registry.send(Open(session)).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return hub_failure(e),
+        Err(e) => return hub_failure(e.into()),
+    };
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": { "listChanged": true },
+            "logging": {},
+        },
+        "serverInfo": {
+            "name": "collab-hub",
+            "title": "collab-hub",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "instructions": INSTRUCTIONS,
+    });
+    respond(req, protocol::result(id, result), &mcp_id)
+}
+
+/// Sent once per MCP session in the initialize result; keep it short (tokens).
+const INSTRUCTIONS: &str = "Coordination hub for several AIs on one codebase. Act as one participant: connect with your bearer token, or call session_join/session_create. Critical events you have not acknowledged appear at the top of tool results; clear them with events_ack.";
+
+pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
+    if !accepts(req.headers(), "text/event-stream") {
+        return hub_failure(HubError::NotAcceptable(
+            "the GET stream is text/event-stream: send Accept: text/event-stream".into(),
+        ));
+    }
+    if let Err(refusal) = check_version(req.headers()) {
+        return refusal.response();
+    }
+    let (mcp_id, session) = match session_of(&req, &registry).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal.response(),
+    };
+    if let Err(refusal) = same_identity(&req, &session.credential_at_start) {
+        return refusal.response();
+    }
+    let after = match header(req.headers(), "last-event-id").map(|v| v.trim().parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) if n >= 0 => Some(n),
+        Some(_) => {
+            return rpc_failure(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    "Last-Event-ID must be an event id this hub sent",
+                ),
+            );
+        }
+    };
+    let receivers = match registry
+        .send(OpenStream {
+            id: mcp_id.clone(),
+            after,
+        })
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return hub_failure(e),
+        Err(e) => return hub_failure(e.into()),
+    };
+    HttpResponse::Ok()
+        .insert_header((SESSION_HEADER, mcp_id))
+        .insert_header((header::CACHE_CONTROL, "no-cache, no-transform"))
+        .insert_header(("x-accel-buffering", "no"))
+        .content_type("text/event-stream")
+        .streaming(sse::get_stream(receivers.control, receivers.events))
+}
+
+pub async fn delete(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
+    if let Err(refusal) = check_version(req.headers()) {
+        return refusal.response();
+    }
+    let (mcp_id, session) = match session_of(&req, &registry).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal.response(),
+    };
+    if let Err(refusal) = same_identity(&req, &session.credential_at_start) {
+        return refusal.response();
+    }
+    match registry.send(Close(mcp_id)).await {
+        Ok(true) => HttpResponse::Ok().finish(),
+        Ok(false) => rpc_failure(
+            StatusCode::NOT_FOUND,
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "MCP session not found"),
+        ),
+        Err(e) => hub_failure(e.into()),
+    }
+}
+
+pub async fn other_method() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "GET, POST, DELETE"))
+        .json(protocol::error(
+            Value::Null,
+            &RpcError::new(
+                INVALID_REQUEST,
+                "the MCP endpoint takes POST, GET and DELETE",
+            ),
+        ))
+}

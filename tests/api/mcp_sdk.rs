@@ -1,0 +1,153 @@
+//! The official MCP SDK clients (TypeScript and Python) against the real hub. Their packages are
+//! installed on first run (tests/mcp_clients; npm and pip need the package registries).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::helpers::{Backend, both_backends, spawn_app};
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_clients")
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `npm ci` once per checkout (pinned by package-lock.json).
+pub fn node_clients() -> &'static Result<PathBuf, String> {
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = clients_dir();
+        if !dir
+            .join("node_modules/@modelcontextprotocol/sdk/package.json")
+            .exists()
+        {
+            run(
+                Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+                    .current_dir(&dir),
+                "npm ci (tests/mcp_clients)",
+            )?;
+        }
+        Ok(dir)
+    })
+}
+
+/// A virtualenv with the pinned `mcp` package, once per checkout.
+pub fn python_clients() -> &'static Result<PathBuf, String> {
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = clients_dir();
+        let python = dir.join(".venv/bin/python");
+        let marker = dir.join(".venv/.installed-requirements");
+        let wanted = std::fs::read_to_string(dir.join("requirements.txt")).unwrap_or_default();
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+            run(
+                Command::new("python3")
+                    .args(["-m", "venv", ".venv"])
+                    .current_dir(&dir),
+                "python3 -m venv",
+            )?;
+            run(
+                Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "--disable-pip-version-check",
+                        "-r",
+                        "requirements.txt",
+                    ])
+                    .current_dir(&dir),
+                "pip install -r tests/mcp_clients/requirements.txt",
+            )?;
+            std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
+        }
+        Ok(python)
+    })
+}
+
+/// Runs a client script; panics with its whole output unless it exits 0.
+async fn run_script(program: PathBuf, args: Vec<String>) {
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new(program)
+            .args(args)
+            .current_dir(clients_dir())
+            .output()
+            .expect("client script runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "client script failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains(r#""ev":"done","failed":false"#), "{stdout}");
+}
+
+both_backends!(
+    typescript_sdk_session,
+    python_sdk_legacy_session,
+    python_sdk_auto_session
+);
+
+async fn typescript_sdk_session(backend: Backend) {
+    let dir = node_clients()
+        .as_ref()
+        .expect("TypeScript SDK installs")
+        .clone();
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("ts sdk").await;
+    let args = vec![
+        dir.join("ts_scenario.mjs").display().to_string(),
+        app.address.clone(),
+        id,
+        claude,
+    ];
+    run_script(PathBuf::from("node"), args).await;
+}
+
+async fn python_session(backend: Backend, mode: &str) {
+    let python = python_clients()
+        .as_ref()
+        .expect("Python SDK installs")
+        .clone();
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("py sdk").await;
+    let script = clients_dir().join("py_scenario.py").display().to_string();
+    run_script(
+        python,
+        vec![script, app.address.clone(), id, claude, mode.into()],
+    )
+    .await;
+}
+
+async fn python_sdk_legacy_session(backend: Backend) {
+    python_session(backend, "legacy").await
+}
+
+async fn python_sdk_auto_session(backend: Backend) {
+    python_session(backend, "auto").await
+}

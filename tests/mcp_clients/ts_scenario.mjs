@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+// Scripted session with the official TypeScript SDK client against a running hub.
+// Usage: node ts_scenario.mjs <hub base URL> <collab session id> <claude's bearer token>
+// Prints one JSON line per step ({"ev": ...}); exits 0 only if every check held.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import * as z from 'zod/v4';
+
+const [base, sessionId, token] = process.argv.slice(2);
+const mcpUrl = new URL('/mcp', base);
+const out = (ev, data = {}) => console.log(JSON.stringify({ ev, ...data }));
+let failed = false;
+const check = (cond, what, detail) => {
+  out(cond ? 'ok' : 'fail', { check: what, detail });
+  if (!cond) failed = true;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const waitFor = async (pred, ms = 5000) => {
+  for (let t = 0; t < ms; t += 25) { if (pred()) return true; await sleep(25); }
+  return false;
+};
+
+const EventNotification = z.object({
+  method: z.literal('notifications/collab/event'),
+  params: z.looseObject({ id: z.number(), kind: z.string() }),
+});
+
+// A client acting as `token`'s participant, recording the session events pushed to it.
+async function connect(name, { auth, sessionIdToReuse } = {}) {
+  const events = [];
+  let listChanged = 0;
+  const headers = auth ? { Authorization: `Bearer ${auth}` } : {};
+  const transport = new StreamableHTTPClientTransport(mcpUrl, {
+    requestInit: { headers },
+    reconnectionOptions: { initialReconnectionDelay: 100, maxReconnectionDelay: 500, reconnectionDelayGrowFactor: 1.5, maxRetries: 0 },
+    ...(sessionIdToReuse ? { sessionId: sessionIdToReuse } : {}),
+  });
+  const client = new Client({ name, version: '0.0.1' }, { capabilities: {} });
+  client.setNotificationHandler(EventNotification, (n) => events.push(n.params));
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => { listChanged += 1; });
+  await client.connect(transport);
+  return { client, transport, events, listChanged: () => listChanged };
+}
+
+const structured = (r) => r.structuredContent;
+
+try {
+  // 1. Claude connects with its bearer token (the normal way) and uses every tool it sees.
+  const a = await connect('claude-ts', { auth: token });
+  check(a.transport.sessionId?.length > 0, 'session id issued');
+  check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
+  const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
+  check(JSON.stringify(names) === JSON.stringify(['events_ack', 'events_poll', 'session_leave', 'session_status', 'whoami']),
+    'driver sees the participant tools', names);
+  const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
+  check(me.aiId === 'claude' && me.role === 'driver' && me.sessionId === sessionId, 'whoami', me);
+  const poll = structured(await a.client.callTool({ name: 'events_poll', arguments: { after: 0 } }));
+  check(poll.events.length >= 1 && poll.events[0].kind === 'session_created', 'events_poll from the start', poll.events.map((e) => e.kind));
+  const acked = structured(await a.client.callTool({ name: 'events_ack', arguments: { upTo: poll.lastEventId } }));
+  check(acked.ackedEventId === poll.lastEventId, 'events_ack', acked);
+  const bad = await a.client.callTool({ name: 'events_ack', arguments: { upTo: 'soon' } });
+  check(bad.isError === true && /upTo/.test(bad.content[0].text), 'bad argument is a tool error naming the field', bad.content[0].text);
+
+  // 2. A change is pushed on the GET stream with its log id.
+  const paused = structured(await a.client.callTool({ name: 'session_status', arguments: { action: 'pause' } }));
+  check(paused.status === 'paused', 'session_status pause', paused.status);
+  check(await waitFor(() => a.events.some((e) => e.kind === 'session_status_changed')), 'pushed event arrives', a.events);
+  const seen = a.events.at(-1).id;
+  check(seen === paused.lastEventId, 'SSE event carries the log id', { seen, last: paused.lastEventId });
+
+  // 3. A second AI, not configured with a token, joins through a tool and is then bound to it.
+  const b = await connect('cursor-ts');
+  const unboundNames = (await b.client.listTools()).tools.map((t) => t.name).sort();
+  check(JSON.stringify(unboundNames) === JSON.stringify(['session_create', 'session_join', 'session_list']), 'unbound client sees create/join/list', unboundNames);
+  const listed = structured(await b.client.callTool({ name: 'session_list', arguments: {} }));
+  check(listed.sessions.some((s) => s.sessionId === sessionId), 'session_list', listed.sessions.length);
+  const joined = await b.client.callTool({ name: 'session_join', arguments: { sessionId, participant: 'cursor', role: 'observer' } });
+  check(!joined.isError && !JSON.stringify(joined).includes('chp_'), 'session_join without a token in the result', joined.content[0].text.slice(0, 200));
+  check(await waitFor(() => b.listChanged() > 0), 'tools/list_changed after binding');
+  const observerNames = (await b.client.listTools()).tools.map((t) => t.name).sort();
+  check(!observerNames.includes('session_status') && observerNames.includes('whoami'), 'observer does not see session_status', observerNames);
+  const cursor = structured(await b.client.callTool({ name: 'whoami', arguments: {} }));
+  check(cursor.aiId === 'cursor' && cursor.role === 'observer', 'bound as cursor', cursor);
+  check(await waitFor(() => a.events.some((e) => e.kind === 'participant_joined')), 'claude hears cursor join');
+
+  // 4. A third client creates a session of its own through the tool.
+  const c = await connect('codex-ts');
+  const created = structured(await c.client.callTool({ name: 'session_create', arguments: { name: 'side quest', participants: [{ aiId: 'codex' }, { aiId: 'claude' }] } }));
+  check(created.driver === 'codex' && created.participants.length === 2, 'session_create', created);
+  const codex = structured(await c.client.callTool({ name: 'whoami', arguments: {} }));
+  check(codex.aiId === 'codex' && codex.sessionId === created.sessionId, 'creator is bound as me', codex);
+  const leftView = structured(await c.client.callTool({ name: 'session_leave', arguments: {} }));
+  check(leftView.participants.find((p) => p.aiId === 'codex')?.leftAt, 'session_leave', leftView.participants);
+  await c.transport.terminateSession();
+  await c.client.close();
+
+  // 5. Claude's stream drops; events happen meanwhile; it resumes with Last-Event-ID.
+  const lastSeen = Math.max(...a.events.map((e) => e.id));
+  const mcpSession = a.transport.sessionId;
+  await a.client.close();
+  const before = a.events.length;
+  const rest = await fetch(new URL(`/mcp/session/${sessionId}/status`, base), {
+    method: 'POST', headers: { 'content-type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ action: 'resume' }),
+  });
+  check(rest.status === 200, 'REST change while disconnected', rest.status);
+  const missed = (await rest.json()).lastEventId;
+  const again = await connect('claude-ts-again', { auth: token, sessionIdToReuse: mcpSession });
+  again.transport.setProtocolVersion('2025-11-25');
+  await again.transport.resumeStream(String(lastSeen));
+  check(await waitFor(() => again.events.some((e) => e.id === missed)), 'missed event replayed after Last-Event-ID', again.events);
+  await sleep(300);
+  const ids = again.events.map((e) => e.id);
+  check(ids.every((id) => id > lastSeen) && new Set(ids).size === ids.length, 'nothing replayed twice or from before the cursor', { lastSeen, ids });
+  check(a.events.length === before, 'the closed client got nothing more');
+  const tool = await again.client.callTool({ name: 'whoami', arguments: {} });
+  check(!tool.isError, 're-attached session still works');
+  await again.transport.terminateSession();
+  await again.client.close();
+  await b.transport.terminateSession();
+  await b.client.close();
+} catch (e) {
+  out('fail', { check: 'exception', detail: String(e?.stack ?? e) });
+  failed = true;
+}
+out('done', { failed });
+process.exit(failed ? 1 : 0);
