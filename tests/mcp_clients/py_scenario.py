@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Scripted session with the official Python SDK client (mcp 2.x) against a running hub.
+
+Usage: python py_scenario.py <hub base URL> <collab session id> <claude's bearer token> <legacy|auto>
+Prints one JSON line per check ({"ev": ...}); exits 0 only if every check held.
+"auto" is the SDK's default: it probes the 2026-07-28 `server/discover` first and must end up
+working against this hub either way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ConfigDict
+
+import mcp.types as types
+from mcp import Client
+from mcp.client import ClientExtension, NotificationBinding
+from mcp.client.streamable_http import streamable_http_client
+
+base, session_id, token, mode = sys.argv[1:5]
+warnings.filterwarnings("ignore")
+failed = False
+events: list[dict[str, Any]] = []
+requests: list[dict[str, Any]] = []
+
+
+def out(ev: str, **data: Any) -> None:
+    print(json.dumps({"ev": ev, **data}, default=str, separators=(",", ":")), flush=True)
+
+
+def check(cond: bool, what: str, detail: Any = None) -> None:
+    global failed
+    out("ok" if cond else "fail", check=what, detail=detail)
+    if not cond:
+        failed = True
+
+
+class EventParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+async def on_event(params: EventParams) -> None:
+    events.append(params.model_dump())
+
+
+class CollabEvents(ClientExtension):
+    """mcp 2.x drops notifications it does not know unless an extension claims them."""
+
+    identifier = "dev.collabhub/events"
+
+    def notifications(self):
+        return [NotificationBinding(method="notifications/collab/event", params_type=EventParams, handler=on_event)]
+
+
+async def on_request(req: httpx2.Request) -> None:
+    requests.append({"method": req.method, "version": req.headers.get("mcp-protocol-version"),
+                     "session": req.headers.get("mcp-session-id")})
+
+
+async def wait_for(pred, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.025)):
+        if pred():
+            return True
+        await anyio.sleep(0.025)
+    return False
+
+
+async def main() -> int:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                              timeout=httpx2.Timeout(30.0, read=300.0),
+                              event_hooks={"request": [on_request]})
+    async with http:
+        transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
+        client = Client(transport, mode=mode,
+                        client_info=types.Implementation(name=f"collab-hub-py-{mode}", version="0.0.1"),
+                        extensions=[CollabEvents()], read_timeout_seconds=30, cache=None)
+        async with client:
+            check(client.protocol_version == "2025-11-25", "negotiated 2025-11-25", client.protocol_version)
+            if mode == "auto":
+                probe = requests[0] if requests else {}
+                check(probe.get("version") == "2026-07-28", "auto mode probed the 2026-07-28 era first", probe)
+            tools = sorted(t.name for t in (await client.list_tools()).tools)
+            check(tools == ["events_ack", "events_poll", "session_leave", "session_status", "whoami"], "tools", tools)
+            me = (await client.call_tool("whoami", {})).structured_content
+            check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)
+            page = (await client.call_tool("events_poll", {"after": 0})).structured_content
+            check([e["kind"] for e in page["events"]] == ["session_created"], "events_poll", page)
+            acked = (await client.call_tool("events_ack", {"upTo": page["lastEventId"]})).structured_content
+            check(acked["ackedEventId"] == page["lastEventId"], "events_ack", acked)
+            paused = (await client.call_tool("session_status", {"action": "pause"})).structured_content
+            check(paused["status"] == "paused", "session_status", paused["status"])
+            arrived = await wait_for(lambda: any(e.get("kind") == "session_status_changed" for e in events))
+            check(arrived, "pushed event on the GET stream", events)
+            if arrived:
+                check(events[-1]["id"] == paused["lastEventId"], "event carries its log id", events[-1])
+            bad = await client.call_tool("session_status", {"action": "explode"})
+            check(bad.is_error is True, "bad argument is a tool error", bad.content[0].text if bad.content else None)
+            await client.send_ping()
+            left = (await client.call_tool("session_leave", {})).structured_content
+            check(any(p["aiId"] == "claude" and p.get("leftAt") for p in left["participants"]), "session_leave", left)
+    out("done", failed=failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main))
