@@ -6,6 +6,8 @@ mod helpers;
 mod cli;
 mod crash;
 mod health;
+mod mcp_conformance;
+mod mcp_protocol;
 mod mcp_sdk;
 mod security;
 mod sessions;
