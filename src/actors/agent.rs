@@ -1,8 +1,10 @@
-//! `AgentActor`: one per active participant of a live session. It holds the participant's
-//! bounded outbox and pushes events to the participant's live stream (MCP GET SSE now,
-//! WebSocket later) in log order. A stream that attaches, or falls behind, is first fed from the
-//! event log, then live: nothing skipped, nothing sent twice.
+//! `AgentActor`: one per active participant of a live session. It pushes the session's events to
+//! each live stream the participant has open (an MCP GET stream per MCP session, a 2026-07-28
+//! `subscriptions/listen` stream, WebSocket later), each in log order from its own cursor. A
+//! stream that attaches, or falls behind, is fed from the event log first, then live: nothing
+//! skipped, nothing sent twice.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,29 +17,56 @@ use crate::domain::event::Event;
 use crate::domain::outbox::{Next, Outbox};
 use crate::store::{Store, queries};
 
-/// Events one participant may have waiting in memory before it must replay from the log.
+/// Events one stream may have waiting in memory (while it replays) before it must go back to
+/// the log.
 pub const OUTBOX_CAPACITY: usize = 1024;
 /// Events read from the log per replay step.
 const REPLAY_PAGE: i64 = 500;
 /// Pause before pushing again to a stream whose buffer was full.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// Most live streams one participant may hold; the oldest is dropped beyond.
+const MAX_STREAMS: usize = 16;
 
 struct Stream {
     sink: EventSink,
     /// Highest event id handed to this stream.
     last_sent: i64,
+    /// Live events that arrived while the stream was replaying.
+    outbox: Outbox,
+    replaying: bool,
+    /// Bumped on every (re)attach, so a replay that finishes late throws its page away.
+    generation: u64,
+    attached: u64,
+}
+
+enum Push {
+    Sent,
+    Full,
+    Closed,
+}
+
+impl Stream {
+    fn push(&mut self, event: Arc<Event>) -> Push {
+        if event.id <= self.last_sent {
+            return Push::Sent;
+        }
+        let id = event.id;
+        match self.sink.try_send(event) {
+            Ok(()) => {
+                self.last_sent = id;
+                Push::Sent
+            }
+            Err(TrySendError::Full(_)) => Push::Full,
+            Err(TrySendError::Closed(_)) => Push::Closed,
+        }
+    }
 }
 
 pub struct AgentActor {
     session_id: Uuid,
     pub ai_id: String,
     store: Store,
-    outbox: Outbox,
-    stream: Option<Stream>,
-    /// A replay from the log is running; live events wait in the outbox meanwhile.
-    replaying: bool,
-    /// Bumped on every attach, so a replay that finishes after its stream was replaced throws
-    /// its page away.
+    streams: HashMap<String, Stream>,
     generation: u64,
 }
 
@@ -47,55 +76,50 @@ impl AgentActor {
             session_id,
             ai_id,
             store,
-            outbox: Outbox::new(OUTBOX_CAPACITY),
-            stream: None,
-            replaying: false,
+            streams: HashMap::new(),
             generation: 0,
         }
     }
 
-    /// Hands queued events to the stream, in log order, until it is full or the queue empty.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.replaying {
+    /// Hands what `key`'s outbox holds to its sink, in log order.
+    fn pump(&mut self, key: &str, ctx: &mut Context<Self>) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        if stream.replaying {
             return;
         }
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
         loop {
-            match self.outbox.next(true) {
+            match stream.outbox.next(true) {
                 Next::Empty => return,
                 Next::ReplayAfter(after) => {
                     let from = after.max(stream.last_sent);
-                    self.replay(from, ctx);
-                    return;
+                    return self.replay(key.to_owned(), from, ctx);
                 }
-                Next::Event(e) if e.id <= stream.last_sent => continue,
-                Next::Event(e) => {
-                    let id = e.id;
-                    match stream.sink.try_send(e) {
-                        Ok(()) => stream.last_sent = id,
-                        Err(TrySendError::Full(_)) => {
-                            // The consumer is slow: forget the queue, read the log later.
-                            self.outbox.mark_missed(stream.last_sent);
-                            ctx.run_later(BACKOFF, |act, ctx| act.pump(ctx));
-                            return;
-                        }
-                        Err(TrySendError::Closed(_)) => {
-                            self.stream = None;
-                            return;
-                        }
+                Next::Event(e) => match stream.push(e) {
+                    Push::Sent => {}
+                    Push::Full => return self.fall_behind(key.to_owned(), ctx),
+                    Push::Closed => {
+                        self.streams.remove(key);
+                        return;
                     }
-                }
+                },
             }
         }
     }
 
-    /// Feeds the stream from the log after `after`, page by page, then goes back to live.
-    fn replay(&mut self, after: i64, ctx: &mut Context<Self>) {
-        self.replaying = true;
-        let (store, session_id, generation) =
-            (self.store.clone(), self.session_id, self.generation);
+    /// The consumer is slow: forget what is queued and read the log again a little later.
+    fn fall_behind(&mut self, key: String, ctx: &mut Context<Self>) {
+        if let Some(stream) = self.streams.get_mut(&key) {
+            stream.outbox.mark_missed(stream.last_sent);
+            ctx.run_later(BACKOFF, move |act, ctx| act.pump(&key, ctx));
+        }
+    }
+
+    /// Feeds `key`'s stream from the log after `after`, page by page, then goes back to live.
+    fn replay(&mut self, key: String, after: i64, ctx: &mut Context<Self>) {
+        let Some(stream) = self.streams.get_mut(&key) else { return };
+        stream.replaying = true;
+        let generation = stream.generation;
+        let (store, session_id) = (self.store.clone(), self.session_id);
         ctx.spawn(
             async move {
                 store
@@ -104,46 +128,36 @@ impl AgentActor {
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
-                act.replaying = false;
-                if act.generation != generation {
-                    return act.pump(ctx); // a new stream attached meanwhile: start over for it
+                let Some(stream) = act.streams.get_mut(&key) else { return };
+                if stream.generation != generation {
+                    return; // replaced meanwhile; the new stream runs its own replay
                 }
+                stream.replaying = false;
                 let events = match result {
                     Ok(events) => events,
                     Err(e) => {
                         log::warn!("replay for {} failed: {e}; retrying", act.ai_id);
-                        act.outbox.mark_missed(after);
-                        ctx.run_later(BACKOFF * 10, |act, ctx| act.pump(ctx));
+                        stream.outbox.mark_missed(after);
+                        ctx.run_later(BACKOFF * 10, move |act, ctx| act.pump(&key, ctx));
                         return;
                     }
                 };
                 let page_full = events.len() as i64 == REPLAY_PAGE;
                 for event in events {
-                    let Some(stream) = act.stream.as_mut() else {
-                        return;
-                    };
-                    if event.id <= stream.last_sent {
-                        continue;
-                    }
-                    let id = event.id;
-                    match stream.sink.try_send(Arc::new(event)) {
-                        Ok(()) => stream.last_sent = id,
-                        Err(TrySendError::Full(_)) => {
-                            act.outbox.mark_missed(stream.last_sent);
-                            ctx.run_later(BACKOFF, |act, ctx| act.pump(ctx));
-                            return;
-                        }
-                        Err(TrySendError::Closed(_)) => {
-                            act.stream = None;
+                    match stream.push(Arc::new(event)) {
+                        Push::Sent => {}
+                        Push::Full => return act.fall_behind(key, ctx),
+                        Push::Closed => {
+                            act.streams.remove(&key);
                             return;
                         }
                     }
                 }
-                if page_full && let Some(stream) = act.stream.as_ref() {
+                if page_full {
                     let from = stream.last_sent;
-                    act.replay(from, ctx);
+                    act.replay(key, from, ctx);
                 } else {
-                    act.pump(ctx);
+                    act.pump(&key, ctx);
                 }
             }),
         );
@@ -160,7 +174,7 @@ impl Actor for AgentActor {
 }
 
 /// A committed event this participant should see. `missed_after` is set when earlier events
-/// could not be handed over (the mailbox was full): the outbox then replays from the log.
+/// could not be handed over (the mailbox was full): every stream then replays from the log.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
@@ -172,18 +186,24 @@ impl Handler<Deliver> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if let Some(after) = msg.missed_after {
-            self.outbox.mark_missed(after);
+        let keys: Vec<String> = self.streams.keys().cloned().collect();
+        for key in keys {
+            let Some(stream) = self.streams.get_mut(&key) else { continue };
+            if let Some(after) = msg.missed_after {
+                stream.outbox.mark_missed(after);
+            }
+            stream.outbox.push(msg.event.clone());
+            self.pump(&key, ctx);
         }
-        self.outbox.push(msg.event);
-        self.pump(ctx);
     }
 }
 
-/// A live stream for this participant; replaces any earlier one.
+/// A live stream for this participant, named by `key` (e.g. the MCP session id); replaces an
+/// earlier stream with the same key, leaves the others alone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
+    pub key: String,
     pub sink: EventSink,
     pub after: i64,
 }
@@ -192,15 +212,29 @@ impl Handler<Attach> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) {
-        self.generation += 1;
-        self.stream = Some(Stream {
-            sink: msg.sink,
-            last_sent: msg.after,
-        });
-        // Whatever waited in memory is in the log too; read it from there in order.
-        self.outbox.mark_missed(msg.after);
-        if !self.replaying {
-            self.pump(ctx);
+        self.streams.retain(|_, s| !s.sink.is_closed());
+        if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&msg.key) {
+            let oldest = self
+                .streams
+                .iter()
+                .min_by_key(|(_, s)| s.attached)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.streams.remove(&k);
+            }
         }
+        self.generation += 1;
+        self.streams.insert(
+            msg.key.clone(),
+            Stream {
+                sink: msg.sink,
+                last_sent: msg.after,
+                outbox: Outbox::new(OUTBOX_CAPACITY),
+                replaying: false,
+                generation: self.generation,
+                attached: self.generation,
+            },
+        );
+        self.replay(msg.key, msg.after, ctx);
     }
 }

@@ -187,6 +187,8 @@ pub struct PendingCritical {
 #[rtype(result = "Result<(), HubError>")]
 pub struct AttachStream {
     pub credential: Credential,
+    /// Names the stream (e.g. the MCP session id): a later attach with the same key replaces it.
+    pub key: String,
     pub after: Option<i64>,
     pub sink: EventSink,
 }

@@ -405,6 +405,7 @@ impl Handler<AttachStream> for SessionActor {
             .ok_or_else(|| HubError::Internal("participant has no agent".into()))?;
         slot.addr
             .try_send(Attach {
+                key: msg.key,
                 sink: msg.sink,
                 after,
             })

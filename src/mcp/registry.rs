@@ -81,6 +81,7 @@ impl McpRegistry {
             session_id: binding.session_id,
             command: AttachStream {
                 credential: entry.session.credential.clone(),
+                key: id.to_owned(),
                 after: entry.after,
                 sink: sink.clone(),
             },
