@@ -83,7 +83,9 @@ impl AgentActor {
 
     /// Hands what `key`'s outbox holds to its sink, in log order.
     fn pump(&mut self, key: &str, ctx: &mut Context<Self>) {
-        let Some(stream) = self.streams.get_mut(key) else { return };
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
         if stream.replaying {
             return;
         }
@@ -116,7 +118,9 @@ impl AgentActor {
 
     /// Feeds `key`'s stream from the log after `after`, page by page, then goes back to live.
     fn replay(&mut self, key: String, after: i64, ctx: &mut Context<Self>) {
-        let Some(stream) = self.streams.get_mut(&key) else { return };
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
         stream.replaying = true;
         let generation = stream.generation;
         let (store, session_id) = (self.store.clone(), self.session_id);
@@ -128,7 +132,9 @@ impl AgentActor {
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
-                let Some(stream) = act.streams.get_mut(&key) else { return };
+                let Some(stream) = act.streams.get_mut(&key) else {
+                    return;
+                };
                 if stream.generation != generation {
                     return; // replaced meanwhile; the new stream runs its own replay
                 }
@@ -188,7 +194,9 @@ impl Handler<Deliver> for AgentActor {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let keys: Vec<String> = self.streams.keys().cloned().collect();
         for key in keys {
-            let Some(stream) = self.streams.get_mut(&key) else { continue };
+            let Some(stream) = self.streams.get_mut(&key) else {
+                continue;
+            };
             if let Some(after) = msg.missed_after {
                 stream.outbox.mark_missed(after);
             }

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::protocol::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError};
-use super::registry::{Bind, McpRegistry, McpSession, SetLogLevel};
+use super::registry::{Bind, McpRegistry, McpSession, SetLogLevel, Subscribe};
 use super::tools::{self, Audience, ToolCtx};
+use super::{prompts, resources};
 use crate::actors::Hub;
 use crate::actors::messages::{PendingCritical, ToSession, Whoami};
 use crate::domain::event::Event;
@@ -48,15 +49,42 @@ pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Val
             Ok(json!({ "tools": tools::listed(audience) }))
         }
         "tools/call" => call_tool(ctx, params).await,
-        "resources/list" | "resources/templates/list" | "prompts/list" => {
+        "resources/list" => {
             reject_cursor(&params)?;
-            let key = match method {
-                "resources/list" => "resources",
-                "resources/templates/list" => "resourceTemplates",
-                _ => "prompts",
-            };
-            Ok(json!({ key: [] }))
+            Ok(resources::list(&ctx))
         }
+        "resources/templates/list" => {
+            reject_cursor(&params)?;
+            Ok(resources::templates())
+        }
+        "resources/read" => {
+            let p: UriParams = protocol::params(params)?;
+            resources::read(&ctx, &p.uri).await
+        }
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let p: UriParams = protocol::params(params)?;
+            let on = method == "resources/subscribe";
+            if on {
+                resources::read_value(&ctx, &p.uri).await?; // exists, and the caller may read it
+            }
+            let msg = Subscribe {
+                id: ctx.mcp_id.clone(),
+                uri: p.uri,
+                on,
+            };
+            ctx.registry
+                .send(msg)
+                .await
+                .map_err(HubError::from)
+                .and_then(|r| r)
+                .map_err(RpcError::from)?;
+            Ok(json!({}))
+        }
+        "prompts/list" => {
+            reject_cursor(&params)?;
+            Ok(prompts::list())
+        }
+        "prompts/get" => prompts::get(&ctx, params).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("method not found: {method}"),
@@ -75,6 +103,11 @@ const LOG_LEVELS: [&str; 8] = [
     "alert",
     "emergency",
 ];
+
+#[derive(Deserialize)]
+struct UriParams {
+    uri: String,
+}
 
 #[derive(Deserialize)]
 struct SetLevel {

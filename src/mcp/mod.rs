@@ -2,8 +2,10 @@
 //! kept from the tool this grew out of), JSON-RPC dispatch, and the tool catalogue.
 
 pub mod dispatch;
+pub mod prompts;
 pub mod protocol;
 pub mod registry;
+pub mod resources;
 mod sse;
 pub mod tools;
 pub mod transport;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::actors::Hub;
@@ -20,6 +20,12 @@ pub const MAX_SESSIONS: usize = 10_000;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Notifications waiting for one session's GET stream.
 pub const CONTROL_QUEUE: usize = 64;
+
+/// The resource URIs one MCP session subscribed to.
+pub type Subscriptions = std::sync::Arc<std::collections::BTreeSet<String>>;
+
+/// Most resources one MCP session may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// The participant an MCP session acts as.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +49,8 @@ pub struct McpSession {
 
 struct Entry {
     session: McpSession,
+    /// Resource URIs the client subscribed to; the GET stream watches this set.
+    subscriptions: watch::Sender<Subscriptions>,
     last_seen: Instant,
     control: Option<mpsc::Sender<Value>>,
     events: Option<EventSink>,
@@ -130,6 +138,7 @@ impl Handler<Open> for McpRegistry {
             id.clone(),
             Entry {
                 session: msg.0,
+                subscriptions: watch::channel(Subscriptions::default()).0,
                 last_seen: Instant::now(),
                 control: None,
                 events: None,
@@ -228,6 +237,7 @@ pub struct OpenStream {
 }
 
 pub struct StreamReceivers {
+    pub subscriptions: watch::Receiver<Subscriptions>,
     pub control: mpsc::Receiver<Value>,
     pub events: mpsc::Receiver<std::sync::Arc<crate::domain::event::Event>>,
 }
@@ -252,8 +262,13 @@ impl Handler<OpenStream> for McpRegistry {
         entry.events = Some(events_tx);
         entry.after = msg.after;
         entry.last_seen = Instant::now();
+        let subscriptions = entry.subscriptions.subscribe();
         self.attach(&msg.id);
-        Ok(StreamReceivers { control, events })
+        Ok(StreamReceivers {
+            subscriptions,
+            control,
+            events,
+        })
     }
 }
 
@@ -267,5 +282,43 @@ impl Handler<Close> for McpRegistry {
 
     fn handle(&mut self, msg: Close, _: &mut Self::Context) -> bool {
         self.sessions.remove(&msg.0).is_some()
+    }
+}
+
+/// Adds (`on`) or removes a resource subscription.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct Subscribe {
+    pub id: String,
+    pub uri: String,
+    pub on: bool,
+}
+
+impl Handler<Subscribe> for McpRegistry {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        let entry = self
+            .sessions
+            .get_mut(&msg.id)
+            .ok_or_else(|| HubError::NotFound {
+                code: "mcp_session_not_found",
+                message: "MCP session not found".into(),
+            })?;
+        let mut result = Ok(());
+        entry.subscriptions.send_if_modified(|subs| {
+            if !msg.on {
+                return std::sync::Arc::make_mut(subs).remove(&msg.uri);
+            }
+            if subs.len() >= MAX_SUBSCRIPTIONS && !subs.contains(&msg.uri) {
+                result = Err(HubError::invalid(
+                    "uri",
+                    format!("at most {MAX_SUBSCRIPTIONS} subscriptions per MCP session"),
+                ));
+                return false;
+            }
+            std::sync::Arc::make_mut(subs).insert(msg.uri.clone())
+        });
+        result
     }
 }

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use futures::Stream;
-use serde_json::Value;
-use tokio::sync::mpsc;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
 
 use super::protocol::notification;
+use super::registry::Subscriptions;
+use super::resources::updated_by;
 use crate::domain::event::Event;
 
 /// A comment line every so often keeps proxies and clients from timing the stream out.
@@ -31,10 +33,12 @@ pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
 /// The GET stream: session events (with their log id as SSE id, so `Last-Event-ID` resumes
 /// exactly), other notifications, and keep-alives. Ends when the MCP session ends.
 pub fn get_stream(
+    subscriptions: watch::Receiver<Subscriptions>,
     control: mpsc::Receiver<Value>,
     events: mpsc::Receiver<Arc<Event>>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     struct State {
+        subscriptions: watch::Receiver<Subscriptions>,
         control: mpsc::Receiver<Value>,
         events: Option<mpsc::Receiver<Arc<Event>>>,
         tick: tokio::time::Interval,
@@ -42,6 +46,7 @@ pub fn get_stream(
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     tick.reset(); // the first tick would fire at once
     let state = State {
+        subscriptions,
         control,
         events: Some(events),
         tick,
@@ -57,7 +62,13 @@ pub fn get_stream(
                 ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
                     Some(e) => {
                         let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
-                        frame(Some(e.id), &notification(EVENT_NOTIFICATION, params))
+                        let mut out = frame(Some(e.id), &notification(EVENT_NOTIFICATION, params)).to_vec();
+                        let subs = s.subscriptions.borrow().clone();
+                        for uri in updated_by(&e).into_iter().filter(|u| subs.contains(u)) {
+                            let n = notification("notifications/resources/updated", json!({ "uri": uri }));
+                            out.extend_from_slice(&frame(None, &n));
+                        }
+                        Bytes::from(out)
                     }
                     None => {
                         s.events = None; // the agent let go (participant left); keep the rest

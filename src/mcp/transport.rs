@@ -321,6 +321,8 @@ async fn initialize(
         "protocolVersion": version,
         "capabilities": {
             "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": false },
+            "prompts": { "listChanged": false },
             "logging": {},
         },
         "serverInfo": {
@@ -382,7 +384,11 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
         .insert_header((header::CACHE_CONTROL, "no-cache, no-transform"))
         .insert_header(("x-accel-buffering", "no"))
         .content_type("text/event-stream")
-        .streaming(sse::get_stream(receivers.control, receivers.events))
+        .streaming(sse::get_stream(
+            receivers.subscriptions,
+            receivers.control,
+            receivers.events,
+        ))
 }
 
 pub async fn delete(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {

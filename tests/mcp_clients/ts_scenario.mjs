@@ -4,7 +4,7 @@
 // Prints one JSON line per step ({"ev": ...}); exits 0 only if every check held.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ResourceUpdatedNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import * as z from 'zod/v4';
 
 const [base, sessionId, token] = process.argv.slice(2);
@@ -29,6 +29,7 @@ const EventNotification = z.object({
 // A client acting as `token`'s participant, recording the session events pushed to it.
 async function connect(name, { auth, sessionIdToReuse } = {}) {
   const events = [];
+  const updated = [];
   let listChanged = 0;
   const headers = auth ? { Authorization: `Bearer ${auth}` } : {};
   const transport = new StreamableHTTPClientTransport(mcpUrl, {
@@ -39,8 +40,9 @@ async function connect(name, { auth, sessionIdToReuse } = {}) {
   const client = new Client({ name, version: '0.0.1' }, { capabilities: {} });
   client.setNotificationHandler(EventNotification, (n) => events.push(n.params));
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => { listChanged += 1; });
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updated.push(n.params.uri));
   await client.connect(transport);
-  return { client, transport, events, listChanged: () => listChanged };
+  return { client, transport, events, updated, listChanged: () => listChanged };
 }
 
 const structured = (r) => r.structuredContent;
@@ -62,12 +64,31 @@ try {
   const bad = await a.client.callTool({ name: 'events_ack', arguments: { upTo: 'soon' } });
   check(bad.isError === true && /upTo/.test(bad.content[0].text), 'bad argument is a tool error naming the field', bad.content[0].text);
 
+  // Resources: the session as documents, subscribable; the resume prompt.
+  const resources = (await a.client.listResources()).resources.map((r) => r.uri);
+  const sessionUri = `collab://session/${sessionId}`;
+  check(resources.includes(sessionUri) && resources.includes(`${sessionUri}/participants`), 'resources/list', resources);
+  const templates = (await a.client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
+  check(templates.includes('collab://session/{sessionId}'), 'resource templates', templates);
+  const read = await a.client.readResource({ uri: `${sessionUri}/participants` });
+  const doc = JSON.parse(read.contents[0].text);
+  check(doc.driver === 'claude' && read.contents[0].mimeType === 'application/json', 'resources/read', doc);
+  await a.client.subscribeResource({ uri: sessionUri });
+  let missing;
+  try { await a.client.readResource({ uri: 'collab://session/00000000-0000-0000-0000-000000000000' }); } catch (e) { missing = e; }
+  check(missing?.code === -32002, 'unknown resource is -32002', missing?.code);
+  const prompt = await a.client.getPrompt({ name: 'resume' });
+  const brief = prompt.messages[0].content.text;
+  check(brief.includes('You are claude (driver)') && brief.includes('Nothing happened'), 'resume prompt', brief);
+
   // 2. A change is pushed on the GET stream with its log id.
   const paused = structured(await a.client.callTool({ name: 'session_status', arguments: { action: 'pause' } }));
   check(paused.status === 'paused', 'session_status pause', paused.status);
   check(await waitFor(() => a.events.some((e) => e.kind === 'session_status_changed')), 'pushed event arrives', a.events);
   const seen = a.events.at(-1).id;
   check(seen === paused.lastEventId, 'SSE event carries the log id', { seen, last: paused.lastEventId });
+  check(await waitFor(() => a.updated.includes(sessionUri)), 'resources/updated for the subscribed session', a.updated);
+  check(!a.updated.includes(`${sessionUri}/participants`), 'no update for what was not subscribed', a.updated);
 
   // 3. A second AI, not configured with a token, joins through a tool and is then bound to it.
   const b = await connect('cursor-ts');
