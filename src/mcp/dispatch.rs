@@ -46,7 +46,7 @@ pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Val
         "tools/list" => {
             reject_cursor(&params)?;
             let audience = audience(&ctx).await;
-            Ok(json!({ "tools": tools::listed(audience) }))
+            Ok(json!({ "tools": tools::listed(audience, ctx.session.stateless) }))
         }
         "tools/call" => call_tool(ctx, params).await,
         "resources/list" => {

@@ -2,6 +2,7 @@
 //! kept from the tool this grew out of), JSON-RPC dispatch, and the tool catalogue.
 
 pub mod dispatch;
+pub mod modern;
 pub mod prompts;
 pub mod protocol;
 pub mod registry;

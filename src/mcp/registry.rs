@@ -45,6 +45,8 @@ pub struct McpSession {
     pub binding: Option<Binding>,
     /// Minimum level of `notifications/message` the client asked for (`None`: none sent).
     pub log_level: Option<String>,
+    /// A 2026-07-28 request: no session to bind, so tools that would bind are not offered.
+    pub stateless: bool,
 }
 
 struct Entry {

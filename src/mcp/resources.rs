@@ -43,6 +43,16 @@ impl CollabUri {
         }
     }
 
+    /// The session the resource belongs to, if any.
+    pub fn session(self) -> Option<Uuid> {
+        match self {
+            CollabUri::Sessions => None,
+            CollabUri::Session(id) | CollabUri::Participants(id) | CollabUri::Events(id) => {
+                Some(id)
+            }
+        }
+    }
+
     pub fn uri(self) -> String {
         match self {
             CollabUri::Sessions => "collab://sessions".into(),

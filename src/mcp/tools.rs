@@ -54,6 +54,8 @@ pub enum Audience {
 
 pub struct ToolSpec {
     pub name: &'static str,
+    /// The tool gives the MCP session an identity (only where there is a session to keep it).
+    pub binds: bool,
     pub description: &'static str,
     input: fn() -> Value,
     output: fn() -> Value,
@@ -99,6 +101,7 @@ fn steering(a: Audience) -> bool {
 pub static CATALOGUE: &[ToolSpec] = &[
     ToolSpec {
         name: "session_create",
+        binds: true,
         description: "Create a collaboration session and act in it as `me`.",
         input: schema::<CreateArgs>,
         output: session_output,
@@ -110,6 +113,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "session_join",
+        binds: true,
         description: "Join a session as a new participant and act as it.",
         input: schema::<JoinArgs>,
         output: session_output,
@@ -121,6 +125,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "session_list",
+        binds: false,
         description: "List sessions, most recently active first.",
         input: schema::<ListArgs>,
         output: || object(&[("sessions", json!({"type": "array"}))]),
@@ -132,6 +137,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "whoami",
+        binds: false,
         description: "Your session, role, permissions, driver and event cursor.",
         input: schema::<NoArgs>,
         output: || {
@@ -151,6 +157,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "events_poll",
+        binds: false,
         description: "Session events after your cursor (or `after`), oldest first.",
         input: schema::<PollArgs>,
         output: || {
@@ -168,6 +175,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "events_ack",
+        binds: false,
         description: "Acknowledge events up to `upTo`; they stop being flagged.",
         input: schema::<AckArgs>,
         output: || object(&[("ackedEventId", json!({"type": "integer"}))]),
@@ -179,6 +187,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "session_status",
+        binds: false,
         description: "Pause, resume or complete the session.",
         input: schema::<StatusArgs>,
         output: session_output,
@@ -190,6 +199,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "session_leave",
+        binds: false,
         description: "Leave the session; your identity here ends.",
         input: schema::<NoArgs>,
         output: session_output,
@@ -205,8 +215,27 @@ pub fn find(name: &str) -> Option<&'static ToolSpec> {
     CATALOGUE.iter().find(|t| t.name == name)
 }
 
+/// The `tools/list` entries for `audience`; stateless (2026-07-28) callers without an identity
+/// do not see the tools that would bind one.
+pub fn listed(audience: Audience, stateless: bool) -> Vec<Value> {
+    let all = listed_for(audience);
+    if stateless && audience == Audience::Unbound {
+        let binding: Vec<&str> = CATALOGUE
+            .iter()
+            .filter(|t| t.binds)
+            .map(|t| t.name)
+            .collect();
+        all.iter()
+            .filter(|t| !binding.contains(&t["name"].as_str().unwrap_or("")))
+            .cloned()
+            .collect()
+    } else {
+        all.to_vec()
+    }
+}
+
 /// The `tools/list` entries for `audience`, built once per audience.
-pub fn listed(audience: Audience) -> &'static [Value] {
+fn listed_for(audience: Audience) -> &'static [Value] {
     static UNBOUND: OnceLock<Vec<Value>> = OnceLock::new();
     static ROLES: OnceLock<[Vec<Value>; 3]> = OnceLock::new();
     let build = |a: Audience| -> Vec<Value> {
@@ -287,6 +316,11 @@ fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
 }
 
 fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
+    if ctx.session.stateless {
+        return Err(HubError::Forbidden(
+            "2026-07-28 requests are stateless and cannot take on an identity: send Authorization: Bearer <token> (from POST /mcp/session/join or the session's creator)".into(),
+        ));
+    }
     match &ctx.session.binding {
         Some(b) => Err(HubError::Conflict {
             code: "already_bound",
@@ -600,15 +634,20 @@ mod tests {
 
     #[test]
     fn observers_do_not_see_steering_tools() {
-        let names = |a| {
-            listed(a)
+        let names = |a, stateless| -> Vec<String> {
+            listed(a, stateless)
                 .iter()
-                .map(|t| t["name"].as_str().unwrap())
-                .collect::<Vec<_>>()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect()
         };
-        assert!(names(Audience::Participant(Role::Driver)).contains(&"session_status"));
-        assert!(!names(Audience::Participant(Role::Observer)).contains(&"session_status"));
-        assert!(names(Audience::Unbound).contains(&"session_join"));
-        assert!(!names(Audience::Participant(Role::Driver)).contains(&"session_join"));
+        let has = |a, n: &str| names(a, false).iter().any(|x| x == n);
+        assert!(has(Audience::Participant(Role::Driver), "session_status"));
+        assert!(!has(
+            Audience::Participant(Role::Observer),
+            "session_status"
+        ));
+        assert!(has(Audience::Unbound, "session_join"));
+        assert!(!has(Audience::Participant(Role::Driver), "session_join"));
+        assert_eq!(names(Audience::Unbound, true), ["session_list"]);
     }
 }

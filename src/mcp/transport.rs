@@ -76,6 +76,13 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
 /// older one than negotiated, and the conformance suite does).
 fn check_version(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     match header(headers, VERSION_HEADER) {
+        Some(super::modern::VERSION) => Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            RpcError::new(
+                INVALID_REQUEST,
+                "2026-07-28 has no GET stream or DELETE: use POST subscriptions/listen",
+            ),
+        )),
         Some(v) if !protocol::is_supported(v) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             RpcError::new(
@@ -155,10 +162,12 @@ pub async fn post(
             )));
         }
     }
-    let version_header = match check_version(headers) {
-        Ok(v) => v.map(str::to_owned),
-        Err(refusal) => return refusal.response(),
-    };
+    // A version header that is not a handshake version selects the 2026-07-28 rules.
+    let version_header = header(headers, VERSION_HEADER).map(str::to_owned);
+    let modern = version_header
+        .as_deref()
+        .filter(|v| !protocol::is_supported(v))
+        .map(str::to_owned);
     let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
     let body = match read_body(payload.into_inner(), limit).await {
         Ok(b) => b,
@@ -174,6 +183,16 @@ pub async fn post(
             );
         }
     };
+    if let Some(v) = modern {
+        if message.is_array() {
+            return rpc_failure(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "no batches in 2026-07-28"),
+            );
+        }
+        return super::modern::post(&req, message, &v, &hub, &registry).await;
+    }
     let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
     if is_initialize {
         return initialize(&req, message, &hub, &registry).await;
@@ -311,6 +330,7 @@ async fn initialize(
         credential,
         binding,
         log_level: None,
+        stateless: false,
     };
     let mcp_id = match registry.send(Open(session)).await {
         Ok(Ok(id)) => id,
@@ -336,7 +356,7 @@ async fn initialize(
 }
 
 /// Sent once per MCP session in the initialize result; keep it short (tokens).
-const INSTRUCTIONS: &str = "Coordination hub for several AIs on one codebase. Act as one participant: connect with your bearer token, or call session_join/session_create. Critical events you have not acknowledged appear at the top of tool results; clear them with events_ack.";
+pub const INSTRUCTIONS: &str = "Coordination hub for several AIs on one codebase. Act as one participant: connect with your bearer token, or call session_join/session_create. Critical events you have not acknowledged appear at the top of tool results; clear them with events_ack.";
 
 pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
     if !accepts(req.headers(), "text/event-stream") {

@@ -160,7 +160,14 @@ async fn wire_rules_hold(backend: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(rpc_code(&b), -32600);
+    // Unknown versions get the 2026-07-28 answer, listing every version we speak.
+    assert_eq!(rpc_code(&b), -32022);
+    assert!(
+        b["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2025-11-25"))
+    );
 
     // The aliases serve the same endpoint; other methods get 405 with Allow.
     for path in ["/mcp-gemini", "/mcp-streaming"] {

@@ -81,10 +81,11 @@ async def main() -> int:
                         client_info=types.Implementation(name=f"collab-hub-py-{mode}", version="0.0.1"),
                         extensions=[CollabEvents()], read_timeout_seconds=30, cache=None)
         async with client:
-            check(client.protocol_version == "2025-11-25", "negotiated 2025-11-25", client.protocol_version)
+            # auto: the hub answers server/discover, so the client stays in the stateless era.
+            expected = "2026-07-28" if mode == "auto" else "2025-11-25"
+            check(client.protocol_version == expected, f"negotiated {expected}", client.protocol_version)
             if mode == "auto":
-                probe = requests[0] if requests else {}
-                check(probe.get("version") == "2026-07-28", "auto mode probed the 2026-07-28 era first", probe)
+                check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
             check(tools == ["events_ack", "events_poll", "session_leave", "session_status", "whoami"], "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
@@ -93,15 +94,33 @@ async def main() -> int:
             check([e["kind"] for e in page["events"]] == ["session_created"], "events_poll", page)
             acked = (await client.call_tool("events_ack", {"upTo": page["lastEventId"]})).structured_content
             check(acked["ackedEventId"] == page["lastEventId"], "events_ack", acked)
-            paused = (await client.call_tool("session_status", {"action": "pause"})).structured_content
-            check(paused["status"] == "paused", "session_status", paused["status"])
-            arrived = await wait_for(lambda: any(e.get("kind") == "session_status_changed" for e in events))
-            check(arrived, "pushed event on the GET stream", events)
-            if arrived:
-                check(events[-1]["id"] == paused["lastEventId"], "event carries its log id", events[-1])
+            uri = f"collab://session/{session_id}"
+            read = await client.read_resource(uri)
+            check(json.loads(read.contents[0].text)["sessionId"] == session_id, "resources/read", uri)
+            prompt = await client.get_prompt("resume")
+            check("You are claude (driver)" in prompt.messages[0].content.text, "resume prompt")
+            if mode == "legacy":
+                paused = (await client.call_tool("session_status", {"action": "pause"})).structured_content
+                check(paused["status"] == "paused", "session_status", paused["status"])
+                arrived = await wait_for(lambda: any(e.get("kind") == "session_status_changed" for e in events))
+                check(arrived, "pushed event on the GET stream", events)
+                if arrived:
+                    check(events[-1]["id"] == paused["lastEventId"], "event carries its log id", events[-1])
+                await client.send_ping()
+            else:
+                # 2026-07-28 push: subscriptions/listen, then a change to the watched resource.
+                async with client.listen(resource_subscriptions=[uri]) as sub:
+                    check(list(sub.honored.resource_subscriptions or []) == [uri], "listen honoured the URI", sub.honored)
+                    paused = (await client.call_tool("session_status", {"action": "pause"})).structured_content
+                    check(paused["status"] == "paused", "session_status", paused["status"])
+                    got = None
+                    with anyio.move_on_after(5):
+                        async for event in sub:
+                            got = event
+                            break
+                    check(getattr(got, "uri", None) == uri, "resources/updated on the listen stream", repr(got))
             bad = await client.call_tool("session_status", {"action": "explode"})
             check(bad.is_error is True, "bad argument is a tool error", bad.content[0].text if bad.content else None)
-            await client.send_ping()
             left = (await client.call_tool("session_leave", {})).structured_content
             check(any(p["aiId"] == "claude" and p.get("leftAt") for p in left["participants"]), "session_leave", left)
     out("done", failed=failed)
