@@ -21,12 +21,25 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the hub (the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Ask the running hub for a fresh bearer token for a participant (its old token stops
+    /// working), to put in an MCP client's configuration.
+    Token {
+        /// Session id.
+        #[arg(long)]
+        session: String,
+        /// Participant id, e.g. claude.
+        #[arg(long)]
+        participant: String,
+        /// The hub to ask [default: http://<--bind>].
+        #[arg(long)]
+        hub_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

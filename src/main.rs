@@ -6,14 +6,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use collab_hub::config::{Cli, Command};
-use collab_hub::{Application, Settings, store};
+use collab_hub::{Application, Settings, client, store};
+use serde_json::json;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match cli.command.clone().unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.settings),
         Command::Migrate => migrate(&cli.settings),
+        Command::Token {
+            session,
+            participant,
+            hub_url,
+        } => token(&cli.settings, &session, &participant, hub_url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,5 +57,33 @@ fn migrate(settings: &Settings) -> Result<(), String> {
     } else {
         println!("{}: applied {}", target.redacted(), applied.join(", "));
     }
+    Ok(())
+}
+
+fn token(
+    settings: &Settings,
+    session: &str,
+    participant: &str,
+    hub_url: Option<String>,
+) -> Result<(), String> {
+    let base = hub_url.unwrap_or_else(|| format!("http://{}", settings.bind));
+    let url = format!("{}/mcp/session/{session}/token", base.trim_end_matches('/'));
+    let body = json!({ "participant": participant });
+    let (status, answer) = client::request(
+        "POST",
+        &url,
+        settings.operator_token.as_deref(),
+        Some(&body),
+    )?;
+    let Some(token) = answer["token"].as_str().filter(|_| status == 200) else {
+        let why = answer["error"]["message"]
+            .as_str()
+            .unwrap_or("unexpected answer");
+        return Err(format!("{url}: {status}: {why}"));
+    };
+    println!("{token}");
+    eprintln!(
+        "Configure the agent with header  Authorization: Bearer {token}\n  Claude Code: claude mcp add --transport http collab-hub {base}/mcp --header \"Authorization: Bearer {token}\""
+    );
     Ok(())
 }

@@ -196,3 +196,11 @@ pub struct AttachStream {
 /// Where an agent pushes events for one live stream. Bounded: a consumer that falls behind is
 /// switched to replay from the log.
 pub type EventSink = tokio::sync::mpsc::Sender<std::sync::Arc<Event>>;
+
+/// Gives a participant a fresh bearer token; its old one stops working. Replies with the token.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, HubError>")]
+pub struct ReissueToken {
+    pub credential: Credential,
+    pub ai_id: String,
+}

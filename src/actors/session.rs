@@ -15,7 +15,7 @@ use super::agent::{AgentActor, Attach, Deliver};
 use super::hub::{Hub, SessionGone};
 use super::messages::{
     AckEvents, AttachStream, ChangeStatus, EventPage, GetSession, JoinSession, Joined,
-    LeaveSession, PendingCritical, PollEvents, Whoami, WhoamiView,
+    LeaveSession, PendingCritical, PollEvents, ReissueToken, Whoami, WhoamiView,
 };
 use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::event::Event;
@@ -421,5 +421,34 @@ fn participant_of(caller: Caller) -> Result<String, HubError> {
             "this needs a participant's identity: send its bearer token, or join the session first"
                 .into(),
         )),
+    }
+}
+
+impl Handler<ReissueToken> for SessionActor {
+    type Result = Reply<String>;
+
+    fn handle(&mut self, msg: ReissueToken, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let caller = s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.check_reissue(&msg.ai_id, &caller)?)
+        });
+        let event = match planned {
+            Ok(e) => e,
+            Err(e) => return reply(Err(e)),
+        };
+        let (id, at, ai_id, token) = (self.id, now(), msg.ai_id, new_token());
+        let digest = token_digest(&token);
+        let (who, stored) = (ai_id.clone(), digest.clone());
+        self.commit(
+            move |c| {
+                queries::set_token_digest(c, id, &who, &stored)?;
+                queries::append_event(c, id, &event, at)
+            },
+            move |act, event| {
+                act.session_mut()
+                    .apply_reissue(&ai_id, digest, at, event.id);
+                token
+            },
+        )
     }
 }

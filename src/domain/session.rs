@@ -569,6 +569,27 @@ impl Session {
         })
     }
 
+    /// May `caller` give `ai_id` a new token (the old one stops working)? The operator may for
+    /// anyone, a participant for itself.
+    pub fn check_reissue(&self, ai_id: &str, caller: &Caller) -> Result<NewEvent, DomainError> {
+        act_as(caller, ai_id)?;
+        self.active(ai_id)?;
+        Ok(NewEvent {
+            kind: "token_reissued",
+            actor: Some(ai_id.to_owned()),
+            priority: Priority::Routine,
+            payload: json!({ "aiId": ai_id }),
+        })
+    }
+
+    pub fn apply_reissue(&mut self, ai_id: &str, digest: String, at: NaiveDateTime, event_id: i64) {
+        if let Some(p) = self.participants.get_mut(ai_id) {
+            p.token_digest = digest;
+        }
+        self.updated_at = at;
+        self.last_event_id = event_id;
+    }
+
     pub fn apply_status(&mut self, to: SessionStatus, at: NaiveDateTime, event_id: i64) {
         self.status = to;
         self.updated_at = at;

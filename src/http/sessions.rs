@@ -13,7 +13,8 @@ use super::json::JsonBody;
 use super::resource;
 use crate::actors::Hub;
 use crate::actors::messages::{
-    ChangeStatus, CreateSession, GetSession, JoinSession, LeaveSession, ListSessions, ToSession,
+    ChangeStatus, CreateSession, GetSession, JoinSession, LeaveSession, ListSessions, ReissueToken,
+    ToSession,
 };
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
@@ -28,7 +29,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/session/leave").route(web::post().to(leave)))
         .service(resource("/mcp/session/list").route(web::get().to(list)))
         .service(resource("/mcp/session/{id}").route(web::get().to(get)))
-        .service(resource("/mcp/session/{id}/status").route(web::post().to(status)));
+        .service(resource("/mcp/session/{id}/status").route(web::post().to(status)))
+        .service(resource("/mcp/session/{id}/token").route(web::post().to(token)));
 }
 
 type Result<T> = std::result::Result<T, HubError>;
@@ -217,6 +219,38 @@ async fn status(
         })
         .await??;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// `POST /mcp/session/{id}/token` `{participant}`: a fresh bearer token for an MCP client's
+/// configuration (the old one stops working). The operator, or the participant itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    participant: String,
+}
+
+async fn token(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> Result<HttpResponse> {
+    let session_id = session_id(&path, "id")?;
+    let command = ReissueToken {
+        credential,
+        ai_id: body.participant.clone(),
+    };
+    let token = hub
+        .send(ToSession {
+            session_id,
+            command,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "sessionId": session_id,
+        "participant": body.participant,
+        "token": token,
+    })))
 }
 
 fn session_id(raw: &str, field: &str) -> Result<Uuid> {

@@ -258,3 +258,15 @@ pub fn find_by_token(conn: &mut DbConn, digest: &str) -> Result<Option<(Uuid, St
         })
         .transpose()
 }
+
+pub fn set_token_digest(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    digest: &str,
+) -> Result<(), HubError> {
+    diesel::update(participants::table.find((session_id.to_string(), ai_id)))
+        .set(participants::token_digest.eq(digest))
+        .execute(conn)?;
+    Ok(())
+}

@@ -66,7 +66,49 @@ fn help_documents_every_flag_and_its_variable() {
     assert!(help.contains("migrate") && help.contains("serve"));
 }
 
-both_backends!(migrate_applies_then_reports_up_to_date);
+both_backends!(
+    migrate_applies_then_reports_up_to_date,
+    token_command_asks_the_running_hub
+);
+
+async fn token_command_asks_the_running_hub(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let (id, _, _) = app.create_pair("cli token").await;
+    let address = app.address.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        hub(&[
+            "token",
+            "--session",
+            &id,
+            "--participant",
+            "gemini",
+            "--hub-url",
+            &address,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("chp_"), "{token}");
+    let (s, me) = app
+        .get_as(
+            &token,
+            &format!("/mcp/session/{}", app.create_pair("other").await.0),
+        )
+        .await;
+    assert_eq!(
+        s.as_u16(),
+        401,
+        "a token is good for its own session only: {me}"
+    );
+}
 
 async fn migrate_applies_then_reports_up_to_date(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {

@@ -15,6 +15,7 @@ both_backends!(
     leave_is_only_for_oneself,
     list_filters_and_pages,
     sessions_survive_a_restart,
+    tokens_can_be_reissued_by_the_operator_or_oneself,
 );
 
 async fn create_returns_session_and_tokens(backend: Backend) {
@@ -321,4 +322,38 @@ async fn sessions_survive_a_restart(backend: Backend) {
         .get(&format!("/mcp/session/{}", uuid::Uuid::new_v4()))
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "session_not_found");
+}
+
+async fn tokens_can_be_reissued_by_the_operator_or_oneself(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("tokens").await;
+    let path = format!("/mcp/session/{id}/token");
+    let (s, b) = app
+        .post_as(&claude, &path, &json!({ "participant": "gemini" }))
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = app
+        .post_as(&gemini, &path, &json!({ "participant": "gemini" }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let fresh = b["token"].as_str().unwrap().to_owned();
+    assert!(fresh.starts_with("chp_") && fresh != gemini);
+    let (s, b) = app.get_as(&gemini, &format!("/mcp/session/{id}")).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, _) = app.get_as(&fresh, &format!("/mcp/session/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    // The operator (loopback) may reissue for anyone; unknown participants are 404.
+    let (s, b) = app.post(&path, &json!({ "participant": "claude" })).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.post(&path, &json!({ "participant": "nobody" })).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "participant_not_found");
+    // The digest change is durable: a restarted hub knows only the new token.
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let (s, _) = app.get_as(&fresh, &format!("/mcp/session/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.get_as(&claude, &format!("/mcp/session/{id}")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
