@@ -14,6 +14,7 @@ use crate::domain::session::AccessPolicy;
 use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
 use crate::mcp::McpRegistry;
+use crate::mcp::registry::CloseStreams;
 use crate::store::Store;
 use actix_web::middleware::from_fn;
 
@@ -24,6 +25,7 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     store: Store,
+    registry: Addr<McpRegistry>,
     database: String,
 }
 
@@ -57,11 +59,19 @@ impl Application {
                 ip => ip.to_string(),
             });
         }
-        let server = http_server(listener, &settings, hosts, hub, registry, store.clone())?;
+        let server = http_server(
+            listener,
+            &settings,
+            hosts,
+            hub,
+            registry.clone(),
+            store.clone(),
+        )?;
         Ok(Application {
             server,
             addr,
             store,
+            registry,
             database,
         })
     }
@@ -86,10 +96,41 @@ impl Application {
     /// Serves until stopped (Ctrl-C, SIGTERM or `handle().stop()`), lets in-flight requests
     /// finish, then lets every queued write commit before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (handle, registry) = (self.server.handle(), self.registry.clone());
+        // Our own signal handling: open event streams never finish by themselves, so they are
+        // ended first; then the server drains the requests still in flight.
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("stopping: ending event streams, finishing requests in flight");
+            let _ = registry.send(CloseStreams).await;
+            handle.stop(true).await;
+        });
         let served = self.server.await;
         self.store.shutdown().await;
         served
     }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use actix_web::rt::signal;
+    #[cfg(unix)]
+    {
+        let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM: {e}");
+                let _ = signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = signal::ctrl_c().await;
 }
 
 fn http_server(
@@ -115,6 +156,7 @@ fn http_server(
             .configure(http::configure)
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .disable_signals()
     // Small answers must not wait for Nagle + delayed ACK (tens of ms on SSE's two writes).
     .tcp_nodelay(true)
     .listen(listener)

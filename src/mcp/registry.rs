@@ -324,3 +324,19 @@ impl Handler<Subscribe> for McpRegistry {
         result
     }
 }
+
+/// Ends every open stream (the hub is stopping); the MCP sessions themselves stay.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseStreams;
+
+impl Handler<CloseStreams> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseStreams, _: &mut Self::Context) {
+        for entry in self.sessions.values_mut() {
+            entry.control = None;
+            entry.events = None;
+        }
+    }
+}

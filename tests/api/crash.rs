@@ -15,7 +15,8 @@ use crate::helpers::{Backend, TestDb, both_backends, client};
 
 both_backends!(
     kill_9_loses_no_acknowledged_session,
-    sigterm_finishes_in_flight_writes
+    sigterm_finishes_in_flight_writes,
+    sigterm_ends_open_event_streams,
 );
 
 const CLIENTS: usize = 8;
@@ -182,4 +183,58 @@ async fn sigterm_finishes_in_flight_writes(backend: Backend) {
     assert_all_present(&url, &acked).await;
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// An agent's open GET stream never ends by itself; SIGTERM must end it rather than wait out
+/// the 30 s grace period for in-flight requests.
+async fn sigterm_ends_open_event_streams(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let (mut child, url) = start_hub(&db);
+    let http = client();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let res = http
+        .post(format!("{url}/mcp"))
+        .send_json(&init)
+        .await
+        .unwrap();
+    let sid = res
+        .headers()
+        .get("mcp-session-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let stream = http
+        .get(format!("{url}/mcp"))
+        .insert_header(("accept", "text/event-stream"))
+        .insert_header(("mcp-session-id", sid))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut status = None;
+    for _ in 0..2000 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = status.expect("hub exited");
+    assert!(status.success(), "{status}");
+    // Far below the 30 s grace the server would otherwise wait for the stream.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(stream);
 }
