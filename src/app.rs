@@ -15,6 +15,7 @@ use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
 use crate::mcp::McpRegistry;
 use crate::mcp::registry::CloseStreams;
+use crate::mcp::transport::StreamLifetime;
 use crate::store::Store;
 use actix_web::middleware::from_fn;
 
@@ -145,6 +146,10 @@ fn http_server(
     let registry = web::Data::new(registry);
     let store = web::Data::new(store);
     let limit = BodyLimit(settings.max_body_bytes);
+    let lifetime = StreamLifetime(
+        (settings.stream_max_secs > 0)
+            .then(|| std::time::Duration::from_secs(settings.stream_max_secs)),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(guard::check_origin))
@@ -153,6 +158,7 @@ fn http_server(
             .app_data(registry.clone())
             .app_data(store.clone())
             .app_data(limit)
+            .app_data(lifetime)
             .configure(http::configure)
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)

@@ -91,6 +91,17 @@ pub struct Settings {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// End MCP event streams after this many seconds with a reconnect hint (SSE polling; clients
+    /// resume with Last-Event-ID). 0 keeps them open. Helps behind proxies that cut long
+    /// responses.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_STREAM_MAX_SECS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub stream_max_secs: u64,
+
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -106,6 +117,7 @@ impl Settings {
             operator_token: None,
             max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
+            stream_max_secs: 0,
             workers: Some(2),
         }
     }

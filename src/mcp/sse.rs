@@ -16,6 +16,9 @@ use crate::domain::event::Event;
 /// A comment line every so often keeps proxies and clients from timing the stream out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Sent before a stream ends by its lifetime: reconnect after half a second.
+const RECONNECT: &[u8] = b"retry: 500\n\n";
+
 /// Method of the notification that carries a session event.
 pub const EVENT_NOTIFICATION: &str = "notifications/collab/event";
 
@@ -32,16 +35,23 @@ pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
 
 /// The GET stream: session events (with their log id as SSE id, so `Last-Event-ID` resumes
 /// exactly), other notifications, and keep-alives. Ends when the MCP session ends.
+///
+/// With a `lifetime`, the stream ends after it with a `retry:` hint, and the client reconnects
+/// with `Last-Event-ID` (SSE polling, MCP 2025-11-25): events still in flight are replayed then
+/// from the log, so none is lost.
 pub fn get_stream(
     subscriptions: watch::Receiver<Subscriptions>,
     control: mpsc::Receiver<Value>,
     events: mpsc::Receiver<Arc<Event>>,
+    lifetime: Option<Duration>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     struct State {
         subscriptions: watch::Receiver<Subscriptions>,
         control: mpsc::Receiver<Value>,
         events: Option<mpsc::Receiver<Arc<Event>>>,
         tick: tokio::time::Interval,
+        deadline: Option<tokio::time::Instant>,
+        ending: bool,
     }
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     tick.reset(); // the first tick would fire at once
@@ -50,11 +60,21 @@ pub fn get_stream(
         control,
         events: Some(events),
         tick,
+        deadline: lifetime.map(|l| tokio::time::Instant::now() + l),
+        ending: false,
     };
     futures::stream::unfold(state, |mut s| async move {
+        if s.ending {
+            return None;
+        }
+        let deadline = s.deadline;
         loop {
             let bytes = tokio::select! {
                 biased;
+                _ = async { tokio::time::sleep_until(deadline?).await; Some(()) }, if deadline.is_some() => {
+                    s.ending = true;
+                    Bytes::from_static(RECONNECT)
+                }
                 msg = s.control.recv() => match msg {
                     Some(m) => frame(None, &m),
                     None => return None, // the MCP session ended

@@ -19,6 +19,11 @@ use crate::error::HubError;
 use crate::http::{BodyLimit, credential, read_body};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// How long a GET stream lives before the client is asked to reconnect (app data; `None`: no
+/// limit).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLifetime(pub Option<std::time::Duration>);
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// An HTTP answer carrying a JSON-RPC error (id null when it could not be read).
@@ -413,6 +418,7 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
             receivers.subscriptions,
             receivers.control,
             receivers.events,
+            req.app_data::<StreamLifetime>().and_then(|l| l.0),
         ))
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Backend, both_backends, clients_dir, run_step, spawn_app};
+use collab_hub::Settings;
+
+use crate::helpers::{Backend, TestDb, both_backends, clients_dir, run_step, spawn_app, start_on};
 
 /// `npm ci` once per checkout (pinned by package-lock.json).
 pub fn node_clients() -> &'static Result<PathBuf, String> {
@@ -86,7 +88,8 @@ async fn run_script(program: PathBuf, args: Vec<String>) {
 both_backends!(
     typescript_sdk_session,
     python_sdk_legacy_session,
-    python_sdk_auto_session
+    python_sdk_auto_session,
+    python_sdk_resumes_when_the_hub_ends_its_stream,
 );
 
 async fn typescript_sdk_session(backend: Backend) {
@@ -130,4 +133,22 @@ async fn python_sdk_legacy_session(backend: Backend) {
 
 async fn python_sdk_auto_session(backend: Backend) {
     python_session(backend, "auto").await
+}
+
+/// SSE polling: the hub ends each GET stream after a second; the SDK reconnects with
+/// Last-Event-ID and must see every event exactly once.
+async fn python_sdk_resumes_when_the_hub_ends_its_stream(backend: Backend) {
+    let python = python_clients()
+        .as_ref()
+        .expect("Python SDK installs")
+        .clone();
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = Settings::for_database("unused");
+    settings.stream_max_secs = 1;
+    let app = start_on(db, settings).await;
+    let (id, claude, _) = app.create_pair("py reconnect").await;
+    let script = clients_dir().join("py_reconnect.py").display().to_string();
+    run_script(python, vec![script, app.address.clone(), id, claude]).await;
 }

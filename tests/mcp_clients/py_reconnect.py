@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The hub ends GET streams after a second (SSE polling); the Python SDK reconnects with
+Last-Event-ID. Every event emitted meanwhile must arrive exactly once, in order.
+
+Usage: python py_reconnect.py <hub base URL> <collab session id> <claude's bearer token>
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ConfigDict
+
+import mcp.types as types
+from mcp import Client
+from mcp.client import ClientExtension, NotificationBinding
+from mcp.client.streamable_http import streamable_http_client
+
+base, session_id, token = sys.argv[1:4]
+warnings.filterwarnings("ignore")
+failed = False
+received: list[int] = []
+resumed_from: list[str] = []
+
+
+def out(ev: str, **data: Any) -> None:
+    print(json.dumps({"ev": ev, **data}, default=str, separators=(",", ":")), flush=True)
+
+
+def check(cond: bool, what: str, detail: Any = None) -> None:
+    global failed
+    out("ok" if cond else "fail", check=what, detail=detail)
+    if not cond:
+        failed = True
+
+
+class EventParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+async def on_event(params: EventParams) -> None:
+    received.append(params.model_dump()["id"])
+
+
+class CollabEvents(ClientExtension):
+    identifier = "dev.collabhub/events"
+
+    def notifications(self):
+        return [NotificationBinding(method="notifications/collab/event", params_type=EventParams, handler=on_event)]
+
+
+async def on_request(req: httpx2.Request) -> None:
+    if req.method == "GET" and req.headers.get("last-event-id"):
+        resumed_from.append(req.headers["last-event-id"])
+
+
+async def main() -> int:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                              timeout=httpx2.Timeout(30.0, read=300.0),
+                              event_hooks={"request": [on_request]})
+    async with http:
+        transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
+        client = Client(transport, mode="legacy", extensions=[CollabEvents()], read_timeout_seconds=30, cache=None)
+        async with client:
+            last = 0
+            # Changes keep coming for 3.5 s while the hub ends the stream every second.
+            for i in range(14):
+                action = "pause" if i % 2 == 0 else "resume"
+                r = (await client.call_tool("session_status", {"action": action})).structured_content
+                last = r["lastEventId"]
+                await anyio.sleep(0.25)
+            with anyio.move_on_after(5):
+                while not received or received[-1] < last:
+                    await anyio.sleep(0.05)
+            check(len(resumed_from) >= 2, "the SDK reconnected with Last-Event-ID", resumed_from)
+            check(received == list(range(received[0], last + 1)) if received else False,
+                  "every event exactly once, in order", {"received": received, "last": last})
+            check(received and received[0] <= 2, "from the first change on", received[:3])
+    out("done", failed=failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main))
