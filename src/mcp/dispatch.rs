@@ -19,6 +19,45 @@ pub struct RequestCtx {
     pub registry: Addr<McpRegistry>,
     pub mcp_id: String,
     pub session: McpSession,
+    /// Where notifications about this request go (progress, log) when it is answered as SSE.
+    pub notify: Option<Notifier>,
+}
+
+/// Sends notifications that belong to one request onto its SSE answer.
+#[derive(Clone)]
+pub struct Notifier {
+    pub tx: tokio::sync::mpsc::Sender<Value>,
+    pub progress_token: Option<Value>,
+    /// Minimum level the client asked for with `logging/setLevel`.
+    pub log_level: Option<String>,
+}
+
+impl Notifier {
+    /// `notifications/progress`, if the request carried a progress token.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: &str) {
+        if let Some(token) = &self.progress_token {
+            let mut params =
+                json!({ "progressToken": token, "progress": progress, "message": message });
+            if let Some(t) = total {
+                params["total"] = json!(t);
+            }
+            let _ = self
+                .tx
+                .try_send(protocol::notification("notifications/progress", params));
+        }
+    }
+
+    /// `notifications/message` at `level`, if the client asked for that level or a lower one.
+    pub fn log(&self, level: &str, data: Value) {
+        let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
+        let wanted = self.log_level.as_deref().and_then(rank);
+        if wanted.is_some_and(|w| rank(level).is_some_and(|r| r >= w)) {
+            let params = json!({ "level": level, "logger": "collab-hub", "data": data });
+            let _ = self
+                .tx
+                .try_send(protocol::notification("notifications/message", params));
+        }
+    }
 }
 
 /// Answers one request of an initialized session.
@@ -92,8 +131,8 @@ pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Val
     }
 }
 
-/// RFC 5424 levels, as MCP names them.
-const LOG_LEVELS: [&str; 8] = [
+/// RFC 5424 levels, as MCP names them, least severe first.
+pub const LOG_LEVELS: [&str; 8] = [
     "debug",
     "info",
     "notice",
@@ -157,6 +196,7 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
         registry: ctx.registry,
         mcp_id: ctx.mcp_id,
         session: ctx.session,
+        notify: ctx.notify,
     };
     let binding = tool_ctx.session.binding.clone();
     let outcome = (tool.call)(tool_ctx, arguments).await;

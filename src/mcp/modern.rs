@@ -186,6 +186,7 @@ pub async fn post(
             log_level: None,
             stateless: true,
         },
+        notify: None,
     };
     let result = match method.as_str() {
         "server/discover" => Ok(discover()),

@@ -58,6 +58,8 @@ struct Entry {
     events: Option<EventSink>,
     /// Cursor the open stream asked for (`Last-Event-ID`), used when it attaches later.
     after: Option<i64>,
+    /// Requests in progress, by JSON-RPC id, with the switch that cancels each.
+    calls: HashMap<String, tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Entry {
@@ -145,6 +147,7 @@ impl Handler<Open> for McpRegistry {
                 control: None,
                 events: None,
                 after: None,
+                calls: HashMap::new(),
             },
         );
         Ok(id)
@@ -337,6 +340,73 @@ impl Handler<CloseStreams> for McpRegistry {
         for entry in self.sessions.values_mut() {
             entry.control = None;
             entry.events = None;
+        }
+    }
+}
+
+/// Most requests one MCP session may have in progress at once.
+pub const MAX_CALLS: usize = 64;
+
+/// Registers a request in progress; replies with the receiver that fires if the client cancels
+/// it (`None` for an unknown session or too many calls at once).
+#[derive(Message)]
+#[rtype(result = "Option<tokio::sync::oneshot::Receiver<()>>")]
+pub struct TrackCall {
+    pub id: String,
+    pub request: String,
+}
+
+impl Handler<TrackCall> for McpRegistry {
+    type Result = Option<tokio::sync::oneshot::Receiver<()>>;
+
+    fn handle(&mut self, msg: TrackCall, _: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get_mut(&msg.id)?;
+        entry.calls.retain(|_, tx| !tx.is_closed());
+        if entry.calls.len() >= MAX_CALLS {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        entry.calls.insert(msg.request, tx);
+        Some(rx)
+    }
+}
+
+/// `notifications/cancelled`: stops the request if it is still running.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelCall {
+    pub id: String,
+    pub request: String,
+}
+
+impl Handler<CancelCall> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelCall, _: &mut Self::Context) {
+        if let Some(tx) = self
+            .sessions
+            .get_mut(&msg.id)
+            .and_then(|e| e.calls.remove(&msg.request))
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The request finished (answered or cancelled).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UntrackCall {
+    pub id: String,
+    pub request: String,
+}
+
+impl Handler<UntrackCall> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: UntrackCall, _: &mut Self::Context) {
+        if let Some(e) = self.sessions.get_mut(&msg.id) {
+            e.calls.remove(&msg.request);
         }
     }
 }

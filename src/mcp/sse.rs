@@ -101,3 +101,47 @@ pub fn get_stream(
         }
     })
 }
+
+/// The SSE answer to one request: its notifications as they come, then the response (none if
+/// the request was cancelled), then the end.
+pub fn call_stream<F>(
+    notifications: mpsc::Receiver<Value>,
+    done: F,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>>
+where
+    F: std::future::Future<Output = Option<Value>> + 'static,
+{
+    let state = (Some(notifications), Some(Box::pin(done)));
+    futures::stream::unfold(state, |(mut notes, mut done)| async move {
+        let fut = done.as_mut()?;
+        let bytes = match notes.as_mut() {
+            Some(rx) => tokio::select! {
+                biased;
+                n = rx.recv() => match n {
+                    Some(n) => frame(None, &n),
+                    None => {
+                        notes = None;
+                        return Some((Ok(Bytes::new()), (notes, done)));
+                    }
+                },
+                reply = fut => {
+                    // Notifications sent before the answer go out first.
+                    let mut out = Vec::new();
+                    while let Ok(n) = rx.try_recv() {
+                        out.extend_from_slice(&frame(None, &n));
+                    }
+                    if let Some(r) = reply {
+                        out.extend_from_slice(&frame(None, &r));
+                    }
+                    return Some((Ok(Bytes::from(out)), (None, None)));
+                }
+            },
+            None => {
+                let reply = fut.await;
+                let out = reply.map(|r| frame(None, &r)).unwrap_or_default();
+                return Some((Ok(out), (None, None)));
+            }
+        };
+        Some((Ok(bytes), (notes, done)))
+    })
+}

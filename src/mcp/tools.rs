@@ -4,6 +4,7 @@
 //! Descriptions are short on purpose: every connected model pays for them in tokens.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use actix::Addr;
 use futures::future::LocalBoxFuture;
@@ -13,11 +14,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
 use crate::actors::messages::{
-    AckEvents, ChangeStatus, CreateSession, JoinSession, Joined, LeaveSession, ListSessions,
-    PollEvents, SessionCreated, ToSession, Whoami,
+    AckEvents, AttachStream, ChangeStatus, CreateSession, JoinSession, Joined, LeaveSession,
+    ListSessions, PollEvents, SessionCreated, ToSession, Whoami,
 };
 use crate::domain::auth::{Credential, token_digest};
 use crate::domain::role::{Permission, Role};
@@ -33,6 +35,8 @@ pub struct ToolCtx {
     pub registry: Addr<McpRegistry>,
     pub mcp_id: String,
     pub session: McpSession,
+    /// Progress and log notifications for this call (when it is answered as SSE).
+    pub notify: Option<Notifier>,
 }
 
 /// What a tool produced: its structured output, and a new identity for the MCP session if the
@@ -587,7 +591,12 @@ struct PollArgs {
     after: Option<i64>,
     /// 1–200, default 50.
     limit: Option<i64>,
+    /// If nothing is new, wait up to this many seconds (0–60) for the next event.
+    wait_secs: Option<u64>,
 }
+
+/// Longest `events_poll` wait.
+const MAX_WAIT_SECS: u64 = 60;
 
 async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let a: PollArgs = args(raw)?;
@@ -601,13 +610,62 @@ async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     if a.after.is_some_and(|n| n < 0) {
         return Err(HubError::invalid("after", "after must not be negative"));
     }
-    let command = PollEvents {
+    let wait = a.wait_secs.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(HubError::invalid(
+            "waitSecs",
+            format!("waitSecs must be at most {MAX_WAIT_SECS}"),
+        ));
+    }
+    let poll = |after| PollEvents {
         credential: ctx.session.credential.clone(),
-        after: a.after,
+        after,
         limit,
     };
-    let page = in_session(&ctx, command).await?;
+    let mut page = in_session(&ctx, poll(a.after)).await?;
+    if page.events.is_empty() && wait > 0 {
+        let newest = page.last_event_id;
+        wait_for_event(&ctx, newest, Duration::from_secs(wait)).await?;
+        page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
+    }
     Ok(plain(value(&page)))
+}
+
+/// Waits until an event after `newest` is committed, or `wait` passes, reporting progress once
+/// a second. A cancelled call drops this future, and with it the temporary stream.
+async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<(), HubError> {
+    let (sink, mut events) = tokio::sync::mpsc::channel(8);
+    let attach = AttachStream {
+        credential: ctx.session.credential.clone(),
+        key: format!("poll:{}", Uuid::new_v4()),
+        after: Some(newest),
+        sink,
+    };
+    in_session(ctx, attach).await?;
+    if let Some(n) = &ctx.notify {
+        n.log(
+            "debug",
+            json!(format!(
+                "events_poll: waiting up to {}s for an event after #{newest}",
+                wait.as_secs()
+            )),
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.reset();
+    loop {
+        tokio::select! {
+            _ = events.recv() => return Ok(()),
+            _ = tokio::time::sleep_until(started + wait) => return Ok(()),
+            _ = tick.tick() => {
+                if let Some(n) = &ctx.notify {
+                    let waited = started.elapsed().as_secs_f64().round();
+                    n.progress(waited, Some(wait.as_secs_f64()), "waiting for events");
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,9 +8,13 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use super::dispatch::Notifier;
 use super::dispatch::{self, RequestCtx};
 use super::protocol::{self, INVALID_PARAMS, INVALID_REQUEST, Incoming, PARSE_ERROR, RpcError};
-use super::registry::{Binding, Close, Lookup, McpRegistry, McpSession, Open, OpenStream};
+use super::registry::{
+    Binding, CancelCall, Close, Lookup, McpRegistry, McpSession, Open, OpenStream, TrackCall,
+    UntrackCall,
+};
 use super::sse;
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
@@ -225,6 +229,7 @@ pub async fn post(
         registry: registry.get_ref().clone(),
         mcp_id: mcp_id.clone(),
         session: session.clone(),
+        notify: None,
     };
     let answer = match message {
         Value::Array(batch) => {
@@ -260,7 +265,12 @@ pub async fn post(
                 Some(Value::Array(replies))
             }
         }
-        single => one(ctx(), single).await,
+        single => match protocol::classify(single) {
+            Ok(Incoming::Request { id, method, params }) if method != "initialize" => {
+                return call(&req, ctx(), id, method, params).await;
+            }
+            classified => one_classified(ctx(), classified).await,
+        },
     };
     match answer {
         None => HttpResponse::Accepted().finish(),
@@ -270,9 +280,27 @@ pub async fn post(
 
 /// Handles one message; `None` for notifications and responses (202).
 async fn one(ctx: RequestCtx, message: Value) -> Option<Value> {
-    match protocol::classify(message) {
+    one_classified(ctx, protocol::classify(message)).await
+}
+
+async fn one_classified(
+    ctx: RequestCtx,
+    message: Result<Incoming, (Value, RpcError)>,
+) -> Option<Value> {
+    match message {
         Err((id, err)) => Some(protocol::error(id, &err)),
-        Ok(Incoming::Notification { .. } | Incoming::Response) => None,
+        Ok(Incoming::Notification { method, params }) => {
+            if method == "notifications/cancelled"
+                && let Some(request) = params.get("requestId")
+            {
+                ctx.registry.do_send(CancelCall {
+                    id: ctx.mcp_id.clone(),
+                    request: request.to_string(),
+                });
+            }
+            None
+        }
+        Ok(Incoming::Response) => None,
         Ok(Incoming::Request { id, method, params }) => {
             if method == "initialize" {
                 let err = RpcError::new(
@@ -287,6 +315,85 @@ async fn one(ctx: RequestCtx, message: Value) -> Option<Value> {
             })
         }
     }
+}
+
+/// One request of an initialized session. It can be cancelled (`notifications/cancelled`):
+/// then no answer is sent, as the spec asks (a JSON-mode POST gets an empty 202). A tool call
+/// whose client wants progress or log messages is answered as SSE: those notifications, then
+/// the result.
+async fn call(
+    req: &HttpRequest,
+    mut ctx: RequestCtx,
+    id: Value,
+    method: String,
+    params: Value,
+) -> HttpResponse {
+    let (registry, mcp_id, key) = (ctx.registry.clone(), ctx.mcp_id.clone(), id.to_string());
+    let cancelled = registry
+        .send(TrackCall {
+            id: mcp_id.clone(),
+            request: key.clone(),
+        })
+        .await
+        .ok()
+        .flatten();
+    let progress_token = params.pointer("/_meta/progressToken").cloned();
+    let stream = method == "tools/call"
+        && accepts(req.headers(), "text/event-stream")
+        && (progress_token.is_some() || ctx.session.log_level.is_some());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    if stream {
+        ctx.notify = Some(Notifier {
+            tx,
+            progress_token,
+            log_level: ctx.session.log_level.clone(),
+        });
+    }
+    let work = async move {
+        let work = dispatch::request(ctx, &method, params);
+        let outcome = match cancelled {
+            Some(cancel) => tokio::select! {
+                r = work => Some(r),
+                _ = cancel => None,
+            },
+            None => Some(work.await),
+        };
+        outcome.map(|r| match r {
+            Ok(result) => protocol::result(id, result),
+            Err(err) => protocol::error(id, &err),
+        })
+    };
+    if !stream {
+        let outcome = work.await;
+        registry.do_send(UntrackCall {
+            id: mcp_id.clone(),
+            request: key,
+        });
+        return match outcome {
+            Some(reply) => respond(req, reply, &mcp_id),
+            None => HttpResponse::Accepted().finish(),
+        };
+    }
+    let done = async move {
+        let outcome = work.await;
+        registry.do_send(UntrackCall {
+            id: mcp_id,
+            request: key,
+        });
+        outcome
+    };
+    HttpResponse::Ok()
+        .insert_header((SESSION_HEADER, req_session(req)))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .content_type("text/event-stream")
+        .streaming(sse::call_stream(rx, done))
+}
+
+fn req_session(req: &HttpRequest) -> String {
+    header(req.headers(), SESSION_HEADER)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// JSON unless the client only takes SSE; then one event carrying the answer.

@@ -11,6 +11,7 @@ both_backends!(
     bad_input_gets_the_right_error_and_the_session_survives,
     batches_only_for_2025_03_26,
     bearer_token_binds_and_cannot_be_switched,
+    a_cancelled_call_gets_no_answer,
 );
 
 struct Mcp<'a> {
@@ -404,4 +405,38 @@ async fn bearer_token_binds_and_cannot_be_switched(backend: Backend) {
         .call(7, "tools/call", json!({"name": "whoami", "arguments": {}}))
         .await;
     assert_eq!(b["result"]["content"].as_array().unwrap().len(), 1, "{b}");
+}
+
+async fn a_cancelled_call_gets_no_answer(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, claude, _) = app.create_pair("cancel").await;
+    let mut mcp = Mcp::new(&app);
+    mcp.token = Some(claude);
+    mcp.initialize("2025-11-25").await;
+    let long = mcp.call(
+        41,
+        "tools/call",
+        json!({"name": "events_poll", "arguments": {"after": 1, "waitSecs": 30}}),
+    );
+    let cancel = async {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 41, "reason": "test"}});
+        mcp.send(note).await
+    };
+    let ((status, body), (cancel_status, _)) = futures::join!(long, cancel);
+    assert_eq!(cancel_status, StatusCode::ACCEPTED);
+    // JSON mode: the POST ends with an empty 202 instead of a response.
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, b) = mcp
+        .call(
+            42,
+            "tools/call",
+            json!({"name": "events_poll", "arguments": {"waitSecs": 61}}),
+        )
+        .await;
+    assert_eq!(b["result"]["isError"], true, "{b}");
+    let (s, b) = mcp.call(43, "ping", json!({})).await;
+    assert_eq!((s, &b["result"]), (StatusCode::OK, &json!({})));
 }

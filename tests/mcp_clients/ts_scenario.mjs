@@ -4,7 +4,7 @@
 // Prints one JSON line per step ({"ev": ...}); exits 0 only if every check held.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ResourceUpdatedNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import * as z from 'zod/v4';
 
 const [base, sessionId, token] = process.argv.slice(2);
@@ -30,6 +30,7 @@ const EventNotification = z.object({
 async function connect(name, { auth, sessionIdToReuse } = {}) {
   const events = [];
   const updated = [];
+  const logs = [];
   let listChanged = 0;
   const headers = auth ? { Authorization: `Bearer ${auth}` } : {};
   const transport = new StreamableHTTPClientTransport(mcpUrl, {
@@ -41,8 +42,9 @@ async function connect(name, { auth, sessionIdToReuse } = {}) {
   client.setNotificationHandler(EventNotification, (n) => events.push(n.params));
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => { listChanged += 1; });
   client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updated.push(n.params.uri));
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
   await client.connect(transport);
-  return { client, transport, events, updated, listChanged: () => listChanged };
+  return { client, transport, events, updated, logs, listChanged: () => listChanged };
 }
 
 const structured = (r) => r.structuredContent;
@@ -90,6 +92,34 @@ try {
   check(await waitFor(() => a.updated.includes(sessionUri)), 'resources/updated for the subscribed session', a.updated);
   check(!a.updated.includes(`${sessionUri}/participants`), 'no update for what was not subscribed', a.updated);
 
+  // Long poll: waits for the next event, reports progress, logs at the level asked for.
+  await a.client.setLoggingLevel('debug');
+  const newest = structured(await a.client.callTool({ name: 'whoami', arguments: {} })).lastEventId;
+  const progress = [];
+  const longPoll = a.client.callTool({ name: 'events_poll', arguments: { after: newest, waitSecs: 10 } }, undefined,
+    { onprogress: (p) => progress.push(p), timeout: 30_000 });
+  await sleep(2300);
+  const change = await fetch(new URL(`/mcp/session/${sessionId}/status`, base), {
+    method: 'POST', headers: { 'content-type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ action: 'resume' }),
+  });
+  check(change.status === 200, 'REST change during the long poll', change.status);
+  const polled = structured(await longPoll);
+  check(polled.events.length === 1 && polled.events[0].id === newest + 1, 'long poll returns the new event', polled.events);
+  check(progress.length >= 2 && progress.every((p, i) => i === 0 || p.progress >= progress[i - 1].progress), 'progress while waiting', progress);
+  check(a.logs.some((l) => l.level === 'debug' && /waiting/.test(String(l.data))), 'debug log message', a.logs);
+  // Cancellation: the SDK sends notifications/cancelled; the hub stops the call.
+  const abort = new AbortController();
+  const doomed = a.client.callTool({ name: 'events_poll', arguments: { after: newest + 1, waitSecs: 30 } }, undefined, { signal: abort.signal });
+  await sleep(300);
+  abort.abort('changed my mind');
+  let aborted;
+  try { await doomed; } catch (e) { aborted = e; }
+  check(aborted !== undefined, 'cancelled call ends', String(aborted));
+  const after = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
+  check(after.aiId === 'claude', 'session fine after a cancel', after);
+  await a.client.setLoggingLevel('emergency');
+
   // 3. A second AI, not configured with a token, joins through a tool and is then bound to it.
   const b = await connect('cursor-ts');
   const unboundNames = (await b.client.listTools()).tools.map((t) => t.name).sort();
@@ -123,7 +153,7 @@ try {
   const before = a.events.length;
   const rest = await fetch(new URL(`/mcp/session/${sessionId}/status`, base), {
     method: 'POST', headers: { 'content-type': 'application/json', Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ action: 'resume' }),
+    body: JSON.stringify({ action: 'pause' }),
   });
   check(rest.status === 200, 'REST change while disconnected', rest.status);
   const missed = (await rest.json()).lastEventId;
