@@ -8,6 +8,7 @@
 //! * `read`  — `tools/call whoami` (answered from the hub's memory);
 //! * `write` — `tools/call session_status` alternating pause/resume (each one commits an event
 //!   and a projection row before the hub answers);
+//! * `sse`   — the same read answered as an SSE stream (the client sends a progress token);
 //! * `ping`  — the MCP `ping` method (transport + JSON-RPC, no tool and no actor), for comparison.
 //!
 //! Each client sends its next request as soon as the previous answer arrives. An error is a
@@ -17,7 +18,7 @@
 //! cargo build --release
 //! target/release/collab-hub --bind 127.0.0.1:0 --database-url sqlite:///tmp/x/hub.db
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
-//!     [--seconds 5] [--warmup 1] [--phases read,write,ping] [--hub-pid PID]
+//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,ping] [--hub-pid PID]
 //! ```
 //!
 //! With `--hub-pid` (Linux) the CPU time used during each measured window by the hub, by this
@@ -51,7 +52,7 @@ struct Args {
     warmup: f64,
     /// Phases to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "read,write",
-          value_parser = ["read", "write", "ping"])]
+          value_parser = ["read", "sse", "write", "ping"])]
     phases: Vec<String>,
     /// The hub's process id, to report its CPU use (reads /proc).
     #[arg(long)]
@@ -112,7 +113,7 @@ impl Conn {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("bad status line {line:?}"))?;
-        let (mut length, mut session_id) = (None, None);
+        let (mut length, mut session_id, mut chunked) = (None, None, false);
         loop {
             line.clear();
             if self.io.read_line(&mut line).map_err(io)? == 0 {
@@ -129,10 +130,32 @@ impl Conn {
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = value.parse::<usize>().ok(),
                 "mcp-session-id" => session_id = Some(value.to_owned()),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
                 _ => {}
             }
         }
-        // The hub answers with Content-Length (no chunked bodies, no SSE for these requests).
+        if chunked {
+            // A streamed (SSE) answer: read chunks until the empty one.
+            let mut body = Vec::new();
+            loop {
+                line.clear();
+                self.io.read_line(&mut line).map_err(io)?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| format!("bad chunk size {line:?}"))?;
+                let mut chunk = vec![0; size + 2]; // data + CRLF
+                self.io.read_exact(&mut chunk).map_err(io)?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+            return Ok(Response {
+                status,
+                session_id,
+                body,
+            });
+        }
+        // Otherwise the hub answers with Content-Length.
         let mut body = vec![0; length.unwrap_or(0)];
         if length.is_none() && status != 202 && status != 204 {
             return Err(format!("{status} answer without Content-Length"));
@@ -208,6 +231,12 @@ impl Client {
         self.next_id += 1;
         let (method, params) = match phase {
             "read" => ("tools/call", json!({"name": "whoami", "arguments": {}})),
+            // The same read answered as SSE (a progress token asks for it): several writes per
+            // answer, where Nagle + delayed ACK would show if TCP_NODELAY were missing.
+            "sse" => (
+                "tools/call",
+                json!({"name": "whoami", "arguments": {}, "_meta": {"progressToken": self.next_id}}),
+            ),
             "write" => {
                 let action = if self.paused { "resume" } else { "pause" };
                 (
@@ -224,7 +253,7 @@ impl Client {
                 self.conn = c;
             }
         })?;
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("bad JSON: {e}"))?;
+        let v = answer(&r.body)?;
         if r.status != 200 || v.get("error").is_some() || v["result"]["isError"] == true {
             return Err(format!(
                 "{}: {}",
@@ -237,6 +266,22 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The JSON-RPC answer in a body: plain JSON, or the last `data:` line of an SSE stream.
+fn answer(body: &[u8]) -> Result<Value, String> {
+    let text = String::from_utf8_lossy(body);
+    let json = if text.starts_with("event:") || text.starts_with("data:") || text.starts_with("id:")
+    {
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("data: "))
+            .ok_or("SSE answer without data")?
+            .to_owned()
+    } else {
+        text.into_owned()
+    };
+    serde_json::from_str(&json).map_err(|e| format!("bad JSON: {e}"))
 }
 
 /// What one client measured in one phase.

@@ -5,6 +5,7 @@ mod auth;
 pub mod guard;
 mod health;
 mod json;
+mod pages;
 mod sessions;
 
 use actix_web::web;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
+    .service(resource("/").route(web::get().to(pages::index)))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .configure(sessions::routes)
     .configure(crate::mcp::configure)

@@ -7,8 +7,31 @@ use crate::helpers::{Backend, assert_error, both_backends, spawn_app};
 
 both_backends!(
     healthz_names_the_backend,
-    bad_input_is_refused_and_changes_nothing
+    bad_input_is_refused_and_changes_nothing,
+    the_front_page_is_served
 );
+
+async fn the_front_page_is_served(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut res = crate::helpers::client()
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(page.contains("<title>collab-hub</title>") && page.contains("/mcp/session/list"));
+}
 
 async fn healthz_names_the_backend(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {

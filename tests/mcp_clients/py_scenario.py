@@ -71,6 +71,28 @@ async def wait_for(pred, seconds: float = 5.0) -> bool:
     return False
 
 
+async def unbound_clients() -> None:
+    """Clients without a token (loopback): list, join, and create through the tools."""
+    for role in ("joiner", "creator"):
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0)) as http:
+            transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
+            async with Client(transport, mode="legacy", cache=None, read_timeout_seconds=30) as anon:
+                names = sorted(t.name for t in (await anon.list_tools()).tools)
+                check(names == ["session_create", "session_join", "session_list"], f"{role}: unbound tools", names)
+                if role == "joiner":
+                    listed = (await anon.call_tool("session_list", {})).structured_content
+                    check(any(x["sessionId"] == session_id for x in listed["sessions"]), "session_list")
+                    joined = await anon.call_tool("session_join", {"sessionId": session_id, "participant": "cursor"})
+                    check(not joined.is_error and "chp_" not in str(joined.content), "session_join", joined.content[0].text[:120])
+                    name = "cursor"
+                else:
+                    made = await anon.call_tool("session_create", {"name": "py side", "participants": [{"aiId": "codex"}]})
+                    check(not made.is_error, "session_create", made.content[0].text[:120])
+                    name = "codex"
+                me = (await anon.call_tool("whoami", {})).structured_content
+                check(me["aiId"] == name, f"{role}: bound as {name}", me)
+
+
 async def main() -> int:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
                               timeout=httpx2.Timeout(30.0, read=300.0),
@@ -121,6 +143,8 @@ async def main() -> int:
                     check(getattr(got, "uri", None) == uri, "resources/updated on the listen stream", repr(got))
             bad = await client.call_tool("session_status", {"action": "explode"})
             check(bad.is_error is True, "bad argument is a tool error", bad.content[0].text if bad.content else None)
+            if mode == "legacy":
+                await unbound_clients()
             left = (await client.call_tool("session_leave", {})).structured_content
             check(any(p["aiId"] == "claude" and p.get("leftAt") for p in left["participants"]), "session_leave", left)
     out("done", failed=failed)
