@@ -154,18 +154,35 @@ impl Handler<Open> for McpRegistry {
     }
 }
 
-/// The session behind an `Mcp-Session-Id`, if it is open.
+/// Fires when the client cancels the request it was handed out for.
+pub type Cancellation = tokio::sync::oneshot::Receiver<()>;
+
+/// The session behind an `Mcp-Session-Id`, if it is open. With `track` (a JSON-RPC request
+/// id), the request is also registered for cancellation, in the same round trip.
 #[derive(Message)]
-#[rtype(result = "Option<McpSession>")]
-pub struct Lookup(pub String);
+#[rtype(result = "Option<(McpSession, Option<Cancellation>)>")]
+pub struct Lookup {
+    pub id: String,
+    pub track: Option<String>,
+}
 
 impl Handler<Lookup> for McpRegistry {
-    type Result = Option<McpSession>;
+    type Result = Option<(McpSession, Option<Cancellation>)>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get_mut(&msg.0)?;
+        let entry = self.sessions.get_mut(&msg.id)?;
         entry.last_seen = Instant::now();
-        Some(entry.session.clone())
+        let cancel = msg.track.and_then(|request| {
+            // Calls whose receiver is gone (answered, or abandoned) are forgotten here.
+            entry.calls.retain(|_, tx| !tx.is_closed());
+            if entry.calls.len() >= MAX_CALLS {
+                return None; // still served, just not cancellable
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            entry.calls.insert(request, tx);
+            Some(rx)
+        });
+        Some((entry.session.clone(), cancel))
     }
 }
 
@@ -344,32 +361,8 @@ impl Handler<CloseStreams> for McpRegistry {
     }
 }
 
-/// Most requests one MCP session may have in progress at once.
+/// Most cancellable requests one MCP session may have in progress at once.
 pub const MAX_CALLS: usize = 64;
-
-/// Registers a request in progress; replies with the receiver that fires if the client cancels
-/// it (`None` for an unknown session or too many calls at once).
-#[derive(Message)]
-#[rtype(result = "Option<tokio::sync::oneshot::Receiver<()>>")]
-pub struct TrackCall {
-    pub id: String,
-    pub request: String,
-}
-
-impl Handler<TrackCall> for McpRegistry {
-    type Result = Option<tokio::sync::oneshot::Receiver<()>>;
-
-    fn handle(&mut self, msg: TrackCall, _: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get_mut(&msg.id)?;
-        entry.calls.retain(|_, tx| !tx.is_closed());
-        if entry.calls.len() >= MAX_CALLS {
-            return None;
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        entry.calls.insert(msg.request, tx);
-        Some(rx)
-    }
-}
 
 /// `notifications/cancelled`: stops the request if it is still running.
 #[derive(Message)]
@@ -389,24 +382,6 @@ impl Handler<CancelCall> for McpRegistry {
             .and_then(|e| e.calls.remove(&msg.request))
         {
             let _ = tx.send(());
-        }
-    }
-}
-
-/// The request finished (answered or cancelled).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UntrackCall {
-    pub id: String,
-    pub request: String,
-}
-
-impl Handler<UntrackCall> for McpRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: UntrackCall, _: &mut Self::Context) {
-        if let Some(e) = self.sessions.get_mut(&msg.id) {
-            e.calls.remove(&msg.request);
         }
     }
 }

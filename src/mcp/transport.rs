@@ -12,8 +12,7 @@ use super::dispatch::Notifier;
 use super::dispatch::{self, RequestCtx};
 use super::protocol::{self, INVALID_PARAMS, INVALID_REQUEST, Incoming, PARSE_ERROR, RpcError};
 use super::registry::{
-    Binding, CancelCall, Close, Lookup, McpRegistry, McpSession, Open, OpenStream, TrackCall,
-    UntrackCall,
+    Binding, CancelCall, Cancellation, Close, Lookup, McpRegistry, McpSession, Open, OpenStream,
 };
 use super::sse;
 use crate::actors::Hub;
@@ -107,10 +106,13 @@ fn check_version(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
 }
 
 /// The open MCP session named by the request, or the 400/404 the spec asks for.
+/// With `track`, the request (by JSON-RPC id) is registered for cancellation in the same
+/// round trip: the receiver fires on `notifications/cancelled`.
 async fn session_of(
     req: &HttpRequest,
     registry: &Addr<McpRegistry>,
-) -> Result<(String, McpSession), Refusal> {
+    track: Option<String>,
+) -> Result<(String, McpSession, Option<Cancellation>), Refusal> {
     let Some(id) = header(req.headers(), SESSION_HEADER) else {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -120,8 +122,12 @@ async fn session_of(
             ),
         ));
     };
-    match registry.send(Lookup(id.to_owned())).await {
-        Ok(Some(s)) => Ok((id.to_owned(), s)),
+    let lookup = Lookup {
+        id: id.to_owned(),
+        track,
+    };
+    match registry.send(lookup).await {
+        Ok(Some((s, cancel))) => Ok((id.to_owned(), s, cancel)),
         Ok(None) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             RpcError::new(
@@ -139,7 +145,7 @@ async fn existing_session(
     registry: &Addr<McpRegistry>,
 ) -> Result<String, Refusal> {
     check_version(req.headers())?;
-    let (mcp_id, session) = session_of(req, registry).await?;
+    let (mcp_id, session, _) = session_of(req, registry, None).await?;
     same_identity(req, &session.credential_at_start)?;
     Ok(mcp_id)
 }
@@ -217,7 +223,11 @@ pub async fn post(
     if is_initialize {
         return initialize(&req, message, &hub, &registry).await;
     }
-    let (mcp_id, session) = match session_of(&req, &registry).await {
+    // Tool calls may run long: register them for cancellation while looking the session up.
+    let track = (message.get("method").and_then(Value::as_str) == Some("tools/call"))
+        .then(|| message.get("id").map(Value::to_string))
+        .flatten();
+    let (mcp_id, session, cancel) = match session_of(&req, &registry, track).await {
         Ok(s) => s,
         Err(refusal) => return refusal.response(),
     };
@@ -267,7 +277,7 @@ pub async fn post(
         }
         single => match protocol::classify(single) {
             Ok(Incoming::Request { id, method, params }) if method != "initialize" => {
-                return call(&req, ctx(), id, method, params).await;
+                return call(&req, ctx(), id, method, params, cancel).await;
             }
             classified => one_classified(ctx(), classified).await,
         },
@@ -327,16 +337,9 @@ async fn call(
     id: Value,
     method: String,
     params: Value,
+    cancelled: Option<Cancellation>,
 ) -> HttpResponse {
-    let (registry, mcp_id, key) = (ctx.registry.clone(), ctx.mcp_id.clone(), id.to_string());
-    let cancelled = registry
-        .send(TrackCall {
-            id: mcp_id.clone(),
-            request: key.clone(),
-        })
-        .await
-        .ok()
-        .flatten();
+    let mcp_id = ctx.mcp_id.clone();
     let progress_token = params.pointer("/_meta/progressToken").cloned();
     let stream = method == "tools/call"
         && accepts(req.headers(), "text/event-stream")
@@ -349,12 +352,15 @@ async fn call(
             log_level: ctx.session.log_level.clone(),
         });
     }
+    // When this future ends (answered or cancelled) its receiver drops, and the registry
+    // forgets the call the next time it looks.
     let work = async move {
         let work = dispatch::request(ctx, &method, params);
         let outcome = match cancelled {
+            // Only a real cancel counts: a dropped sender (session ended) lets the call finish.
             Some(cancel) => tokio::select! {
                 r = work => Some(r),
-                _ = cancel => None,
+                Ok(()) = cancel => None,
             },
             None => Some(work.await),
         };
@@ -364,36 +370,17 @@ async fn call(
         })
     };
     if !stream {
-        let outcome = work.await;
-        registry.do_send(UntrackCall {
-            id: mcp_id.clone(),
-            request: key,
-        });
-        return match outcome {
+        return match work.await {
             Some(reply) => respond(req, reply, &mcp_id),
             None => HttpResponse::Accepted().finish(),
         };
     }
-    let done = async move {
-        let outcome = work.await;
-        registry.do_send(UntrackCall {
-            id: mcp_id,
-            request: key,
-        });
-        outcome
-    };
     HttpResponse::Ok()
-        .insert_header((SESSION_HEADER, req_session(req)))
+        .insert_header((SESSION_HEADER, mcp_id))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .content_type("text/event-stream")
-        .streaming(sse::call_stream(rx, done))
-}
-
-fn req_session(req: &HttpRequest) -> String {
-    header(req.headers(), SESSION_HEADER)
-        .unwrap_or_default()
-        .to_owned()
+        .streaming(sse::call_stream(rx, work))
 }
 
 /// JSON unless the client only takes SSE; then one event carrying the answer.
