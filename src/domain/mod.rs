@@ -4,6 +4,7 @@
 //! command is allowed and what event it produces, then apply the committed change.
 
 pub mod auth;
+pub mod context;
 pub mod event;
 pub mod ids;
 pub mod outbox;

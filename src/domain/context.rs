@@ -1,0 +1,775 @@
+//! The shared context: one JSON document per session (the concept's `sharedContext`:
+//! projectUnderstanding, activeWork, aiNotes, workingMemory, free to extend), addressed by
+//! dotted paths, with a version on every path so that two AIs writing at once cannot silently
+//! overwrite each other.
+//!
+//! Paths: `activeWork.currentRefactoring.status`; `\.` is a literal dot inside a key
+//! (`versions.react\.dom`), `\\` a literal backslash, `[2]` an array index
+//! (`recentDiscoveries[0].severity`). The empty path is the whole document.
+//!
+//! Versions are event ids: a path's version is the id of the newest event that wrote the path,
+//! one of its ancestors or one of its descendants. So `expectedVersion` on `activeWork` fails if
+//! anything under it changed since, and on `activeWork.x` if `activeWork` was replaced.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::DomainError;
+
+/// Longest path accepted, in characters.
+pub const MAX_PATH_LEN: usize = 512;
+/// Deepest nesting a path may address.
+pub const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A parsed path; `Display` gives its canonical text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Path(pub Vec<Segment>);
+
+impl Path {
+    pub fn root() -> Path {
+        Path(Vec::new())
+    }
+
+    pub fn parse(text: &str) -> Result<Path, DomainError> {
+        let bad = |why: &str| DomainError::invalid("path", format!("path {text:?}: {why}"));
+        if text.chars().count() > MAX_PATH_LEN {
+            return Err(bad(&format!("longer than {MAX_PATH_LEN} characters")));
+        }
+        let mut segments = Vec::new();
+        let mut key = String::new();
+        let mut key_open = false; // a key segment is being read (possibly empty so far)
+        let mut chars = text.chars().peekable();
+        let mut expect_key = !text.is_empty();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('.' | '\\' | '[' | ']')) => {
+                        key.push(e);
+                        key_open = true;
+                    }
+                    _ => return Err(bad("'\\' escapes only '.', '[', ']' and '\\'")),
+                },
+                '.' => {
+                    if !key_open && !matches!(segments.last(), Some(Segment::Index(_))) {
+                        return Err(bad("empty key"));
+                    }
+                    if key_open {
+                        segments.push(Segment::Key(std::mem::take(&mut key)));
+                    }
+                    key_open = false;
+                    expect_key = true;
+                }
+                '[' => {
+                    if key_open {
+                        segments.push(Segment::Key(std::mem::take(&mut key)));
+                        key_open = false;
+                    } else if segments.is_empty()
+                        || expect_key && !matches!(segments.last(), Some(Segment::Index(_)))
+                    {
+                        return Err(bad("an index must follow a key"));
+                    }
+                    let mut digits = String::new();
+                    loop {
+                        match chars.next() {
+                            Some(']') => break,
+                            Some(d) if d.is_ascii_digit() => digits.push(d),
+                            _ => return Err(bad("an index is [digits]")),
+                        }
+                    }
+                    let index = digits.parse().map_err(|_| bad("an index is [digits]"))?;
+                    segments.push(Segment::Index(index));
+                    expect_key = false;
+                    if let Some(&next) = chars.peek()
+                        && next != '.'
+                        && next != '['
+                    {
+                        return Err(bad("expected '.' or '[' after an index"));
+                    }
+                }
+                ']' => return Err(bad("unmatched ']'")),
+                c if c.is_control() => return Err(bad("control characters are not allowed")),
+                c => {
+                    key.push(c);
+                    key_open = true;
+                }
+            }
+        }
+        if key_open {
+            segments.push(Segment::Key(key));
+        } else if expect_key && !text.is_empty() {
+            return Err(bad("ends with '.'"));
+        }
+        if segments.len() > MAX_DEPTH {
+            return Err(bad(&format!("deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(Path(segments))
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `self` is `other` or lies inside it.
+    pub fn within(&self, other: &Path) -> bool {
+        self.0.starts_with(&other.0)
+    }
+
+    /// One path contains the other (a write to either changes what the other reads).
+    pub fn overlaps(&self, other: &Path) -> bool {
+        self.within(other) || other.within(self)
+    }
+
+    fn child(&self, segment: Segment) -> Path {
+        let mut p = self.clone();
+        p.0.push(segment);
+        p
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Index(n) => write!(f, "[{n}]")?,
+                Segment::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    for c in k.chars() {
+                        if matches!(c, '.' | '\\' | '[' | ']') {
+                            f.write_str("\\")?;
+                        }
+                        write!(f, "{c}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One path's value before and after a change (`None`: absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: Path,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// The document and the versions of what was written.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Context {
+    doc: Value,
+    /// Paths written, with the id of the event that last wrote each.
+    written: BTreeMap<Path, i64>,
+}
+
+impl Context {
+    pub fn new() -> Context {
+        Context {
+            doc: Value::Object(Map::new()),
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds a context from a snapshot (document plus versions).
+    pub fn from_parts(doc: Value, written: BTreeMap<Path, i64>) -> Context {
+        Context { doc, written }
+    }
+
+    pub fn document(&self) -> &Value {
+        &self.doc
+    }
+
+    pub fn versions(&self) -> &BTreeMap<Path, i64> {
+        &self.written
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&Value> {
+        let mut node = &self.doc;
+        for s in &path.0 {
+            node = match s {
+                Segment::Key(k) => node.as_object()?.get(k)?,
+                Segment::Index(i) => node.as_array()?.get(*i)?,
+            };
+        }
+        Some(node)
+    }
+
+    /// The version of `path`: the newest write to it, above it or below it (0: never written).
+    pub fn version(&self, path: &Path) -> i64 {
+        self.written
+            .iter()
+            .filter(|(p, _)| p.overlaps(path))
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn check_expected(&self, path: &Path, expected: Option<i64>) -> Result<(), DomainError> {
+        match expected {
+            Some(e) if e != self.version(path) => Err(DomainError::conflict(
+                "version_conflict",
+                format!(
+                    "{path} is at version {}, not {e}: someone changed it; read it again and retry",
+                    self.version(path)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a write of `value` at `path` and returns the change it makes. Missing objects on
+    /// the way are created; a non-object in the way, or an index past the end, is an error.
+    pub fn plan_set(
+        &self,
+        path: &Path,
+        value: Value,
+        expected: Option<i64>,
+    ) -> Result<Change, DomainError> {
+        if path.is_root() && !value.is_object() {
+            return Err(DomainError::invalid(
+                "value",
+                "the whole context must be a JSON object",
+            ));
+        }
+        self.check_expected(path, expected)?;
+        self.check_reachable(path)?;
+        Ok(Change {
+            path: path.clone(),
+            old: self.get(path).cloned(),
+            new: Some(value),
+        })
+    }
+
+    /// Appends to the array at `path` (created when absent).
+    pub fn plan_append(
+        &self,
+        path: &Path,
+        value: Value,
+        expected: Option<i64>,
+    ) -> Result<Change, DomainError> {
+        self.check_expected(path, expected)?;
+        let old = self.get(path).cloned();
+        let mut array = match &old {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(other) => {
+                return Err(DomainError::invalid(
+                    "path",
+                    format!(
+                        "{path} holds {}, not an array: append needs an array",
+                        kind(other)
+                    ),
+                ));
+            }
+        };
+        self.check_reachable(path)?;
+        array.push(value);
+        Ok(Change {
+            path: path.clone(),
+            old,
+            new: Some(Value::Array(array)),
+        })
+    }
+
+    pub fn plan_delete(&self, path: &Path, expected: Option<i64>) -> Result<Change, DomainError> {
+        if path.is_root() {
+            return Err(DomainError::invalid(
+                "path",
+                "the whole context cannot be deleted; delete its keys",
+            ));
+        }
+        self.check_expected(path, expected)?;
+        let old = self
+            .get(path)
+            .cloned()
+            .ok_or_else(|| DomainError::NotFound(format!("nothing at {path}")))?;
+        Ok(Change {
+            path: path.clone(),
+            old: Some(old),
+            new: None,
+        })
+    }
+
+    /// Deep merge of `updates` (an object) into the document: every leaf (a non-object value)
+    /// of `updates` is set at its path; objects merge key by key. Returns one change per leaf
+    /// that actually differs.
+    pub fn plan_merge(&self, updates: &Value) -> Result<Vec<Change>, DomainError> {
+        let Value::Object(map) = updates else {
+            return Err(DomainError::invalid(
+                "updates",
+                "updates must be a JSON object",
+            ));
+        };
+        let mut changes = Vec::new();
+        self.merge_into(&Path::root(), map, &mut changes)?;
+        Ok(changes)
+    }
+
+    fn merge_into(
+        &self,
+        at: &Path,
+        map: &Map<String, Value>,
+        out: &mut Vec<Change>,
+    ) -> Result<(), DomainError> {
+        for (k, v) in map {
+            let path = at.child(Segment::Key(k.clone()));
+            if path.0.len() > MAX_DEPTH {
+                return Err(DomainError::invalid(
+                    "updates",
+                    format!("deeper than {MAX_DEPTH} levels"),
+                ));
+            }
+            match (v, self.get(&path)) {
+                (Value::Object(inner), Some(Value::Object(_))) => {
+                    self.merge_into(&path, inner, out)?
+                }
+                (_, old) if old != Some(v) => {
+                    self.check_reachable(&path)?;
+                    out.push(Change {
+                        path,
+                        old: old.cloned(),
+                        new: Some(v.clone()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parent of `path` is an object (or absent, to be created), or an array holding the
+    /// indexed element.
+    fn check_reachable(&self, path: &Path) -> Result<(), DomainError> {
+        let mut node = Some(&self.doc);
+        for (i, s) in path.0.iter().enumerate() {
+            let Some(n) = node else {
+                // Absent so far: only keys can be created.
+                if matches!(s, Segment::Index(_)) {
+                    return Err(DomainError::invalid(
+                        "path",
+                        format!("{path}: no array at {}", Path(path.0[..i].to_vec())),
+                    ));
+                }
+                continue;
+            };
+            node = match (s, n) {
+                (Segment::Key(k), Value::Object(o)) => o.get(k),
+                (Segment::Index(ix), Value::Array(a)) => {
+                    if *ix >= a.len() && i + 1 < path.0.len() || *ix > a.len() {
+                        return Err(DomainError::invalid(
+                            "path",
+                            format!(
+                                "{path}: index {ix} is past the end of an array of {}",
+                                a.len()
+                            ),
+                        ));
+                    }
+                    a.get(*ix)
+                }
+                (_, other) => {
+                    return Err(DomainError::invalid(
+                        "path",
+                        format!(
+                            "{path}: {} holds {}",
+                            Path(path.0[..i].to_vec()),
+                            kind(other)
+                        ),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Applies a planned (and committed) change written by event `event_id`.
+    pub fn apply(&mut self, change: &Change, event_id: i64) {
+        match &change.new {
+            Some(v) => put(&mut self.doc, &change.path.0, v.clone()),
+            None => remove(&mut self.doc, &change.path.0),
+        }
+        // Versions below a replaced or deleted path are folded into the path's own entry.
+        self.written
+            .retain(|p, _| !(p.within(&change.path) && p != &change.path));
+        self.written.insert(change.path.clone(), event_id);
+    }
+
+    /// Serialized size of the document in bytes.
+    pub fn size(&self) -> usize {
+        self.doc.to_string().len()
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn put(node: &mut Value, path: &[Segment], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *node = value;
+        return;
+    };
+    match first {
+        Segment::Key(k) => {
+            if !node.is_object() {
+                *node = Value::Object(Map::new());
+            }
+            let child = node
+                .as_object_mut()
+                .expect("made an object above")
+                .entry(k.clone())
+                .or_insert(Value::Null);
+            if rest.is_empty() {
+                *child = value;
+            } else {
+                if child.is_null() {
+                    *child = Value::Object(Map::new());
+                }
+                put(child, rest, value);
+            }
+        }
+        Segment::Index(i) => {
+            if let Some(a) = node.as_array_mut() {
+                if *i == a.len() {
+                    a.push(Value::Null);
+                }
+                if let Some(child) = a.get_mut(*i) {
+                    put(child, rest, value);
+                }
+            }
+        }
+    }
+}
+
+fn remove(node: &mut Value, path: &[Segment]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut n = node;
+    for s in parents {
+        n = match (s, n) {
+            (Segment::Key(k), Value::Object(o)) => match o.get_mut(k) {
+                Some(c) => c,
+                None => return,
+            },
+            (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                Some(c) => c,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    match (last, n) {
+        (Segment::Key(k), Value::Object(o)) => {
+            o.remove(k);
+        }
+        (Segment::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+        }
+        _ => {}
+    }
+}
+
+/// What changed between two points of the log, keyed by canonical path.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Diff {
+    pub added: BTreeMap<String, DiffEntry>,
+    pub modified: BTreeMap<String, DiffEntry>,
+    pub removed: BTreeMap<String, DiffEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiffEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+    /// Who changed it last.
+    pub by: Option<String>,
+    /// Event id of the last change.
+    pub event_id: i64,
+}
+
+/// Folds changes (oldest first, with who made them and in which event) into a diff: for each
+/// path its first old value and last new value. A path added then removed does not appear.
+pub fn fold_diff<'a>(
+    changes: impl IntoIterator<Item = (&'a Change, Option<&'a str>, i64)>,
+) -> Diff {
+    let mut seen: BTreeMap<String, (Option<Value>, Option<Value>, Option<String>, i64)> =
+        BTreeMap::new();
+    for (c, by, id) in changes {
+        let entry = seen
+            .entry(c.path.to_string())
+            .or_insert_with(|| (c.old.clone(), None, None, id));
+        entry.1 = c.new.clone();
+        entry.2 = by.map(str::to_owned);
+        entry.3 = id;
+    }
+    let mut diff = Diff::default();
+    for (path, (old, new, by, event_id)) in seen {
+        let entry = DiffEntry {
+            old: old.clone(),
+            new: new.clone(),
+            by,
+            event_id,
+        };
+        match (old, new) {
+            (None, Some(_)) => {
+                diff.added.insert(path, entry);
+            }
+            (Some(_), None) => {
+                diff.removed.insert(path, entry);
+            }
+            (Some(o), Some(n)) if o != n => {
+                diff.modified.insert(path, entry);
+            }
+            _ => {}
+        }
+    }
+    diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> Path {
+        Path::parse(s).unwrap()
+    }
+
+    fn set(c: &mut Context, path: &str, v: Value, id: i64) {
+        let change = c.plan_set(&p(path), v, None).unwrap();
+        c.apply(&change, id);
+    }
+
+    #[test]
+    fn paths_parse_and_print() {
+        assert_eq!(p("a.b.c").0.len(), 3);
+        assert_eq!(
+            p("recentDiscoveries[0].severity").0,
+            vec![
+                Segment::Key("recentDiscoveries".into()),
+                Segment::Index(0),
+                Segment::Key("severity".into()),
+            ]
+        );
+        assert_eq!(
+            p(r"versions.react\.dom").0[1],
+            Segment::Key("react.dom".into())
+        );
+        assert_eq!(p("m[1][2]").0.len(), 3);
+        assert!(p("").is_root());
+        for text in [
+            "a.b.c",
+            r"versions.react\.dom",
+            "x[0].y",
+            "m[1][2]",
+            r"a\[1\]",
+            r"b\\c",
+        ] {
+            assert_eq!(p(text).to_string(), text, "round trip");
+        }
+        for bad in [
+            "a..b", ".a", "a.", "[0]", "a[x]", "a[1]b", "a]", r"a\q", "a[", "a\u{7}",
+        ] {
+            assert!(Path::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(Path::parse(&"a.".repeat(40).trim_end_matches('.').to_owned()).is_err());
+    }
+
+    #[test]
+    fn set_get_creates_objects_on_the_way() {
+        let mut c = Context::new();
+        set(
+            &mut c,
+            "activeWork.currentRefactoring.status",
+            json!("in_progress"),
+            1,
+        );
+        assert_eq!(
+            c.get(&p("activeWork.currentRefactoring")).unwrap(),
+            &json!({"status": "in_progress"})
+        );
+        assert!(
+            c.plan_set(
+                &p("activeWork.currentRefactoring.status.deeper"),
+                json!(1),
+                None
+            )
+            .is_err()
+        );
+        assert!(c.plan_set(&Path::root(), json!([1]), None).is_err());
+    }
+
+    #[test]
+    fn versions_cover_ancestors_and_descendants() {
+        let mut c = Context::new();
+        set(&mut c, "a.b", json!(1), 3);
+        set(&mut c, "a.c", json!(2), 5);
+        set(&mut c, "z", json!(0), 6);
+        assert_eq!(c.version(&p("a")), 5);
+        assert_eq!(c.version(&p("a.b")), 3);
+        assert_eq!(c.version(&p("a.b.q")), 3);
+        assert_eq!(c.version(&p("nope")), 0);
+        // Compare-and-set: exactly one of two racers with the same expectation wins.
+        let first = c.plan_set(&p("a.b"), json!(10), Some(3)).unwrap();
+        c.apply(&first, 7);
+        let err = c.plan_set(&p("a.b"), json!(11), Some(3)).unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "version_conflict",
+                ..
+            }
+        ));
+        // Replacing the parent moves every child's version.
+        set(&mut c, "a", json!({"b": 1}), 8);
+        assert_eq!(c.version(&p("a.c")), 8);
+        assert_eq!(
+            c.versions().len(),
+            2,
+            "child entries folded into the parent: {:?}",
+            c.versions()
+        );
+    }
+
+    #[test]
+    fn append_needs_an_array() {
+        let mut c = Context::new();
+        let ch = c
+            .plan_append(
+                &p("activeWork.recentDiscoveries"),
+                json!({"finding": "leak"}),
+                None,
+            )
+            .unwrap();
+        c.apply(&ch, 1);
+        let ch = c
+            .plan_append(
+                &p("activeWork.recentDiscoveries"),
+                json!({"finding": "n+1"}),
+                None,
+            )
+            .unwrap();
+        c.apply(&ch, 2);
+        assert_eq!(
+            c.get(&p("activeWork.recentDiscoveries[1].finding"))
+                .unwrap(),
+            "n+1"
+        );
+        set(&mut c, "s", json!("text"), 3);
+        assert!(c.plan_append(&p("s"), json!(1), None).is_err());
+        // Index writes: in place, or one past the end; never further.
+        set(
+            &mut c,
+            "activeWork.recentDiscoveries[0].severity",
+            json!("high"),
+            4,
+        );
+        assert!(
+            c.plan_set(&p("activeWork.recentDiscoveries[5]"), json!(1), None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn delete_and_merge() {
+        let mut c = Context::new();
+        set(
+            &mut c,
+            "projectUnderstanding.conventions.testing",
+            json!("Jest"),
+            1,
+        );
+        let changes = c
+            .plan_merge(&json!({"projectUnderstanding": {"newPattern": "Repository", "conventions": {"testing": "Jest"}}}))
+            .unwrap();
+        assert_eq!(
+            changes.len(),
+            1,
+            "unchanged leaves are not changes: {changes:?}"
+        );
+        assert_eq!(
+            changes[0].path.to_string(),
+            "projectUnderstanding.newPattern"
+        );
+        for ch in &changes {
+            c.apply(ch, 2);
+        }
+        let del = c
+            .plan_delete(&p("projectUnderstanding.conventions"), None)
+            .unwrap();
+        c.apply(&del, 3);
+        assert!(c.get(&p("projectUnderstanding.conventions")).is_none());
+        assert!(matches!(
+            c.plan_delete(&p("nope"), None),
+            Err(DomainError::NotFound(_))
+        ));
+        assert!(c.plan_merge(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn diff_folds_first_old_and_last_new() {
+        let a = Change {
+            path: p("x"),
+            old: None,
+            new: Some(json!(1)),
+        };
+        let b = Change {
+            path: p("x"),
+            old: Some(json!(1)),
+            new: Some(json!(2)),
+        };
+        let c = Change {
+            path: p("y"),
+            old: Some(json!("v")),
+            new: Some(json!("w")),
+        };
+        let d = Change {
+            path: p("z"),
+            old: Some(json!(true)),
+            new: None,
+        };
+        let e = Change {
+            path: p("t"),
+            old: None,
+            new: Some(json!(1)),
+        };
+        let f = Change {
+            path: p("t"),
+            old: Some(json!(1)),
+            new: None,
+        };
+        let diff = fold_diff([
+            (&a, Some("claude"), 1),
+            (&b, Some("gemini"), 2),
+            (&c, Some("claude"), 3),
+            (&d, None, 4),
+            (&e, Some("cursor"), 5),
+            (&f, Some("cursor"), 6),
+        ]);
+        assert_eq!(diff.added["x"].new, Some(json!(2)));
+        assert_eq!(diff.added["x"].by.as_deref(), Some("gemini"));
+        assert_eq!(diff.modified["y"].old, Some(json!("v")));
+        assert!(diff.removed.contains_key("z"));
+        assert!(!diff.added.contains_key("t") && !diff.removed.contains_key("t"));
+    }
+}
