@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::auth::Credential;
+use crate::domain::context::{ContextOp, Diff, Path};
 use crate::domain::event::Event;
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
@@ -203,4 +204,49 @@ pub type EventSink = tokio::sync::mpsc::Sender<std::sync::Arc<Event>>;
 pub struct ReissueToken {
     pub credential: Credential,
     pub ai_id: String,
+}
+
+/// A write to the shared context (set, append, delete, merge).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ContextWritten, HubError>")]
+pub struct WriteContext {
+    pub credential: Credential,
+    pub op: ContextOp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextWritten {
+    /// The event that recorded the write, which is also the new version of every path it
+    /// changed; `None` when nothing changed.
+    pub event_id: Option<i64>,
+    pub changed: Vec<String>,
+}
+
+/// Reads one path of the shared context (the whole document for the empty path).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ContextValue, HubError>")]
+pub struct ReadContext {
+    pub credential: Credential,
+    pub path: Path,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextValue {
+    pub path: String,
+    /// `null` when nothing is stored there (`exists` tells the two apart).
+    pub value: serde_json::Value,
+    pub exists: bool,
+    /// Pass as `expectedVersion` to make the next write compare-and-set.
+    pub version: i64,
+}
+
+/// What changed in the shared context after event `since` (default: after the caller's own
+/// last context write).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Diff, HubError>")]
+pub struct DiffContext {
+    pub credential: Credential,
+    pub since: Option<i64>,
 }

@@ -14,12 +14,15 @@ use uuid::Uuid;
 use super::agent::{AgentActor, Attach, Deliver};
 use super::hub::{Hub, SessionGone};
 use super::messages::{
-    AckEvents, AttachStream, ChangeStatus, EventPage, GetSession, JoinSession, Joined,
-    LeaveSession, PendingCritical, PollEvents, ReissueToken, Whoami, WhoamiView,
+    AckEvents, AttachStream, ChangeStatus, ContextValue, ContextWritten, DiffContext, EventPage,
+    GetSession, JoinSession, Joined, LeaveSession, PendingCritical, PollEvents, ReadContext,
+    ReissueToken, Whoami, WhoamiView, WriteContext,
 };
 use crate::domain::auth::{Caller, new_token, token_digest};
+use crate::domain::context::{Diff, changes_from_json, diff_since};
 use crate::domain::event::Event;
 use crate::domain::now;
+use crate::domain::session::CONTEXT_CHANGED;
 use crate::domain::session::{AccessPolicy, Session, SessionView};
 use crate::error::HubError;
 use crate::store::{Store, queries};
@@ -450,5 +453,94 @@ impl Handler<ReissueToken> for SessionActor {
                 token
             },
         )
+    }
+}
+
+/// Context changes a diff folds at most (older ones are summarised by the current document).
+const MAX_DIFF_CHANGES: i64 = 10_000;
+
+impl Handler<WriteContext> for SessionActor {
+    type Result = Reply<ContextWritten>;
+
+    fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let caller = s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.check_context(&caller, &msg.op)?)
+        });
+        let (changes, event) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        if changes.is_empty() {
+            return reply(Ok(ContextWritten {
+                event_id: None,
+                changed: Vec::new(),
+            }));
+        }
+        let (id, at) = (self.id, now());
+        self.commit(
+            move |c| queries::append_event(c, id, &event, at),
+            move |act, event| {
+                act.session_mut().apply_context(&changes, event.id);
+                ContextWritten {
+                    event_id: Some(event.id),
+                    changed: changes.iter().map(|c| c.path.to_string()).collect(),
+                }
+            },
+        )
+    }
+}
+
+impl Handler<ReadContext> for SessionActor {
+    type Result = Result<ContextValue, HubError>;
+
+    fn handle(&mut self, msg: ReadContext, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        s.authorize(&msg.credential, &self.policy)?;
+        let value = s.context.get(&msg.path).cloned();
+        Ok(ContextValue {
+            path: msg.path.to_string(),
+            exists: value.is_some(),
+            value: value.unwrap_or(serde_json::Value::Null),
+            version: s.context.version(&msg.path),
+        })
+    }
+}
+
+impl Handler<DiffContext> for SessionActor {
+    type Result = ResponseFuture<Result<Diff, HubError>>;
+
+    fn handle(&mut self, msg: DiffContext, _: &mut Self::Context) -> Self::Result {
+        let caller = self
+            .session()
+            .and_then(|s| Ok(s.authorize(&msg.credential, &self.policy)?));
+        let (store, id) = (self.store.clone(), self.id);
+        // The document now; the log says how it got here from `since`.
+        let current = self.session().map(|s| s.context.document().clone());
+        Box::pin(async move {
+            let caller = caller?;
+            let current = current?;
+            let events = store
+                .read(move |c| {
+                    let since = match (msg.since, &caller) {
+                        (Some(n), _) => n,
+                        (None, Caller::Participant(me)) => {
+                            queries::last_event_by(c, id, CONTEXT_CHANGED, me)?
+                        }
+                        (None, Caller::Operator) => 0,
+                    };
+                    queries::events_of_kind_after(c, id, CONTEXT_CHANGED, since, MAX_DIFF_CHANGES)
+                })
+                .await?;
+            let mut logged = Vec::new();
+            for e in events {
+                for c in changes_from_json(&e.payload["changes"]).map_err(HubError::from)? {
+                    logged.push((c, e.actor.clone(), e.id));
+                }
+            }
+            // Changes committed after this read began are in `current` but not in `logged`;
+            // the diff then shows them as if they were older. Acceptable for a snapshot view.
+            Ok(diff_since(&current, &logged))
+        })
     }
 }

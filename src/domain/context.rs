@@ -165,11 +165,17 @@ pub struct Change {
 }
 
 /// The document and the versions of what was written.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Context {
     doc: Value,
     /// Paths written, with the id of the event that last wrote each.
     written: BTreeMap<Path, i64>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
 }
 
 impl Context {
@@ -507,43 +513,60 @@ pub struct DiffEntry {
     pub event_id: i64,
 }
 
-/// Folds changes (oldest first, with who made them and in which event) into a diff: for each
-/// path its first old value and last new value. A path added then removed does not appear.
-pub fn fold_diff<'a>(
-    changes: impl IntoIterator<Item = (&'a Change, Option<&'a str>, i64)>,
-) -> Diff {
-    let mut seen: BTreeMap<String, (Option<Value>, Option<Value>, Option<String>, i64)> =
-        BTreeMap::new();
-    for (c, by, id) in changes {
-        let entry = seen
-            .entry(c.path.to_string())
-            .or_insert_with(|| (c.old.clone(), None, None, id));
-        entry.1 = c.new.clone();
-        entry.2 = by.map(str::to_owned);
-        entry.3 = id;
+/// A change as the log holds it: what changed, who did it, in which event.
+pub type LoggedChange = (Change, Option<String>, i64);
+
+/// What differs between the document as it was before `changes` (oldest first, all of them
+/// after the point of comparison) and `current`, leaf by leaf: objects are compared key by key,
+/// anything else as a whole value. Each entry names who changed it last and in which event.
+pub fn diff_since(current: &Value, changes: &[LoggedChange]) -> Diff {
+    let mut before = current.clone();
+    for (c, _, _) in changes.iter().rev() {
+        match &c.old {
+            Some(v) => put(&mut before, &c.path.0, v.clone()),
+            None => remove(&mut before, &c.path.0),
+        }
     }
+    let mut entries = Vec::new();
+    leaf_diff(&Path::root(), Some(&before), Some(current), &mut entries);
     let mut diff = Diff::default();
-    for (path, (old, new, by, event_id)) in seen {
+    for (path, old, new) in entries {
+        let last = changes
+            .iter()
+            .rev()
+            .find(|(c, _, _)| c.path.overlaps(&path));
         let entry = DiffEntry {
             old: old.clone(),
             new: new.clone(),
-            by,
-            event_id,
+            by: last.and_then(|(_, by, _)| by.clone()),
+            event_id: last.map_or(0, |(_, _, id)| *id),
         };
+        let key = path.to_string();
         match (old, new) {
-            (None, Some(_)) => {
-                diff.added.insert(path, entry);
-            }
-            (Some(_), None) => {
-                diff.removed.insert(path, entry);
-            }
-            (Some(o), Some(n)) if o != n => {
-                diff.modified.insert(path, entry);
-            }
-            _ => {}
-        }
+            (None, Some(_)) => diff.added.insert(key, entry),
+            (Some(_), None) => diff.removed.insert(key, entry),
+            _ => diff.modified.insert(key, entry),
+        };
     }
     diff
+}
+
+fn leaf_diff(
+    at: &Path,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    out: &mut Vec<(Path, Option<Value>, Option<Value>)>,
+) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                leaf_diff(&at.child(Segment::Key(k.clone())), a.get(k), b.get(k), out);
+            }
+        }
+        (a, b) if a != b => out.push((at.clone(), a.cloned(), b.cloned())),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -592,7 +615,7 @@ mod tests {
         ] {
             assert!(Path::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert!(Path::parse(&"a.".repeat(40).trim_end_matches('.').to_owned()).is_err());
+        assert!(Path::parse("a.".repeat(40).trim_end_matches('.')).is_err());
     }
 
     #[test]
@@ -727,49 +750,239 @@ mod tests {
     }
 
     #[test]
-    fn diff_folds_first_old_and_last_new() {
-        let a = Change {
-            path: p("x"),
-            old: None,
-            new: Some(json!(1)),
+    fn diff_compares_then_and_now_leaf_by_leaf() {
+        let mut c = Context::new();
+        set(&mut c, "keep", json!(1), 1);
+        set(&mut c, "conv.style", json!("emotion"), 2);
+        let mut log = Vec::new();
+        let mut run = |c: &mut Context, op: ContextOp, by: &str, id: i64| {
+            for ch in c.plan(&op).unwrap() {
+                c.apply(&ch, id);
+                log.push((ch, Some(by.to_owned()), id));
+            }
         };
-        let b = Change {
-            path: p("x"),
-            old: Some(json!(1)),
-            new: Some(json!(2)),
-        };
-        let c = Change {
-            path: p("y"),
-            old: Some(json!("v")),
-            new: Some(json!("w")),
-        };
-        let d = Change {
-            path: p("z"),
-            old: Some(json!(true)),
-            new: None,
-        };
-        let e = Change {
-            path: p("t"),
-            old: None,
-            new: Some(json!(1)),
-        };
-        let f = Change {
-            path: p("t"),
-            old: Some(json!(1)),
-            new: None,
-        };
-        let diff = fold_diff([
-            (&a, Some("claude"), 1),
-            (&b, Some("gemini"), 2),
-            (&c, Some("claude"), 3),
-            (&d, None, 4),
-            (&e, Some("cursor"), 5),
-            (&f, Some("cursor"), 6),
-        ]);
+        let path = |s: &str| Path::parse(s).unwrap();
+        run(
+            &mut c,
+            ContextOp::Set {
+                path: path("x"),
+                value: json!(1),
+                expected: None,
+            },
+            "claude",
+            3,
+        );
+        run(
+            &mut c,
+            ContextOp::Set {
+                path: path("x"),
+                value: json!(2),
+                expected: None,
+            },
+            "gemini",
+            4,
+        );
+        run(
+            &mut c,
+            ContextOp::Merge {
+                updates: json!({"conv": {"testing": "Jest"}}),
+            },
+            "claude",
+            5,
+        );
+        run(
+            &mut c,
+            ContextOp::Delete {
+                path: path("conv"),
+                expected: None,
+            },
+            "cursor",
+            6,
+        );
+        run(
+            &mut c,
+            ContextOp::Set {
+                path: path("t"),
+                value: json!(1),
+                expected: None,
+            },
+            "cursor",
+            7,
+        );
+        run(
+            &mut c,
+            ContextOp::Delete {
+                path: path("t"),
+                expected: None,
+            },
+            "cursor",
+            8,
+        );
+        let diff = diff_since(c.document(), &log);
         assert_eq!(diff.added["x"].new, Some(json!(2)));
         assert_eq!(diff.added["x"].by.as_deref(), Some("gemini"));
-        assert_eq!(diff.modified["y"].old, Some(json!("v")));
-        assert!(diff.removed.contains_key("z"));
-        assert!(!diff.added.contains_key("t") && !diff.removed.contains_key("t"));
+        // conv.testing came and went with its parent: what remains is conv as it was before.
+        assert_eq!(diff.removed.keys().collect::<Vec<_>>(), ["conv"]);
+        assert_eq!(diff.removed["conv"].old, Some(json!({"style": "emotion"})));
+        assert_eq!(diff.removed["conv"].by.as_deref(), Some("cursor"));
+        assert!(!diff.added.contains_key("t") && !diff.added.contains_key("conv.testing"));
+        assert!(diff.modified.is_empty() && !diff.added.contains_key("keep"));
+    }
+}
+
+/// Largest single value written, serialized.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+/// Largest context document of one session, serialized.
+pub const MAX_CONTEXT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A write to the context, as the tools and endpoints ask for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContextOp {
+    Set {
+        path: Path,
+        value: Value,
+        expected: Option<i64>,
+    },
+    Append {
+        path: Path,
+        value: Value,
+        expected: Option<i64>,
+    },
+    Delete {
+        path: Path,
+        expected: Option<i64>,
+    },
+    /// Deep merge of an object (the concept's `context/sync`).
+    Merge {
+        updates: Value,
+    },
+}
+
+impl Context {
+    /// Plans `op`: the changes it makes, within the size limits. An op that changes nothing
+    /// (a merge of values already there) yields no changes.
+    pub fn plan(&self, op: &ContextOp) -> Result<Vec<Change>, DomainError> {
+        let value_size = |v: &Value| v.to_string().len();
+        let checked = |v: &Value| {
+            if value_size(v) > MAX_VALUE_BYTES {
+                Err(DomainError::invalid(
+                    "value",
+                    format!(
+                        "the value is larger than {MAX_VALUE_BYTES} bytes; store a summary or a reference"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let changes = match op {
+            ContextOp::Set {
+                path,
+                value,
+                expected,
+            } => {
+                checked(value)?;
+                vec![self.plan_set(path, value.clone(), *expected)?]
+            }
+            ContextOp::Append {
+                path,
+                value,
+                expected,
+            } => {
+                checked(value)?;
+                vec![self.plan_append(path, value.clone(), *expected)?]
+            }
+            ContextOp::Delete { path, expected } => vec![self.plan_delete(path, *expected)?],
+            ContextOp::Merge { updates } => {
+                checked(updates)?;
+                self.plan_merge(updates)?
+            }
+        };
+        let grows: i64 = changes
+            .iter()
+            .map(|c| {
+                c.new.as_ref().map_or(0, |v| value_size(v) as i64)
+                    - c.old.as_ref().map_or(0, |v| value_size(v) as i64)
+            })
+            .sum();
+        if self.size() as i64 + grows > MAX_CONTEXT_BYTES as i64 {
+            return Err(DomainError::conflict(
+                "context_full",
+                format!(
+                    "the session's context would pass {MAX_CONTEXT_BYTES} bytes; delete or summarize something first"
+                ),
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+/// Changes as an event payload: `[{path, old?, new?}]` with canonical path text.
+pub fn changes_to_json(changes: &[Change]) -> Value {
+    Value::Array(
+        changes
+            .iter()
+            .map(|c| {
+                let mut o = Map::new();
+                o.insert("path".into(), Value::String(c.path.to_string()));
+                if let Some(v) = &c.old {
+                    o.insert("old".into(), v.clone());
+                }
+                if let Some(v) = &c.new {
+                    o.insert("new".into(), v.clone());
+                }
+                Value::Object(o)
+            })
+            .collect(),
+    )
+}
+
+/// Reads back what `changes_to_json` wrote.
+pub fn changes_from_json(v: &Value) -> Result<Vec<Change>, DomainError> {
+    let bad = || DomainError::invalid("changes", "stored context change is unreadable");
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|c| {
+            let path = Path::parse(c.get("path").and_then(Value::as_str).ok_or_else(bad)?)?;
+            Ok(Change {
+                path,
+                old: c.get("old").cloned(),
+                new: c.get("new").cloned(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod op_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_round_trip_through_json() {
+        let c = Context::new();
+        let changes = c
+            .plan(&ContextOp::Merge {
+                updates: json!({"a": {"b": 1}, "c": [1, 2]}),
+            })
+            .unwrap();
+        let back = changes_from_json(&changes_to_json(&changes)).unwrap();
+        assert_eq!(back, changes);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let c = Context::new();
+        let big = Value::String("x".repeat(MAX_VALUE_BYTES + 1));
+        let op = ContextOp::Set {
+            path: Path::parse("a").unwrap(),
+            value: big,
+            expected: None,
+        };
+        assert!(matches!(
+            c.plan(&op),
+            Err(DomainError::Invalid { field: "value", .. })
+        ));
     }
 }

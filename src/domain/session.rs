@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::DomainError;
 use super::auth::{Caller, Credential, digests_match};
+use super::context::{Change, Context, ContextOp, changes_to_json};
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::role::{Permission, Role};
@@ -221,7 +222,12 @@ pub struct Session {
     /// The newest critical events (at most `RECENT_CRITICAL`), to put in front of participants
     /// who have not acknowledged them yet.
     pub recent_critical: std::collections::VecDeque<Event>,
+    /// The shared context document with its versions.
+    pub context: Context,
 }
+
+/// Kind of the event that records context changes.
+pub const CONTEXT_CHANGED: &str = "context_changed";
 
 /// How many recent critical events a session keeps in memory for its participants.
 pub const RECENT_CRITICAL: usize = 32;
@@ -366,7 +372,46 @@ impl Session {
             updated_at: at,
             last_event_id: 0,
             recent_critical: Default::default(),
+            context: Context::new(),
         }
+    }
+
+    /// May `caller` make this context write? Observers comment, they do not change the shared
+    /// context. Returns the changes and the event that records them.
+    pub fn check_context(
+        &self,
+        caller: &Caller,
+        op: &ContextOp,
+    ) -> Result<(Vec<Change>, NewEvent), DomainError> {
+        if let Caller::Participant(id) = caller
+            && self.active(id)?.role == Role::Observer
+        {
+            return Err(DomainError::Forbidden(format!(
+                "{id:?} is an observer: it may read the shared context but not change it"
+            )));
+        }
+        if self.status == SessionStatus::Completed {
+            return Err(DomainError::conflict(
+                "session_completed",
+                "the session is completed; its context is read-only",
+            ));
+        }
+        let changes = self.context.plan(op)?;
+        let event = NewEvent {
+            kind: CONTEXT_CHANGED,
+            actor: caller_id(caller),
+            priority: Priority::Routine,
+            payload: json!({ "changes": changes_to_json(&changes) }),
+        };
+        Ok((changes, event))
+    }
+
+    /// Applies committed context changes (from `check_context`, or replayed from the log).
+    pub fn apply_context(&mut self, changes: &[Change], event_id: i64) {
+        for c in changes {
+            self.context.apply(c, event_id);
+        }
+        self.last_event_id = self.last_event_id.max(event_id);
     }
 
     /// Records a committed event: the newest id, and the event itself if it is critical.

@@ -18,10 +18,12 @@ use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
 use crate::actors::messages::{
-    AckEvents, AttachStream, ChangeStatus, CreateSession, JoinSession, Joined, LeaveSession,
-    ListSessions, PollEvents, SessionCreated, ToSession, Whoami,
+    AckEvents, AttachStream, ChangeStatus, CreateSession, DiffContext, JoinSession, Joined,
+    LeaveSession, ListSessions, PollEvents, ReadContext, SessionCreated, ToSession, Whoami,
+    WriteContext,
 };
 use crate::domain::auth::{Credential, token_digest};
+use crate::domain::context::{ContextOp, Path};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
@@ -213,6 +215,90 @@ pub static CATALOGUE: &[ToolSpec] = &[
         visible: participant,
         call: |ctx, args| Box::pin(session_leave(ctx, args)),
     },
+    ToolSpec {
+        name: "context_get",
+        binds: false,
+        description: "Read the shared context at a dotted path (empty: all), with its version.",
+        input: schema::<ContextGetArgs>,
+        output: || {
+            object(&[
+                ("path", json!({"type": "string"})),
+                ("version", json!({"type": "integer"})),
+                ("exists", json!({"type": "boolean"})),
+            ])
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(context_get(ctx, args)),
+    },
+    ToolSpec {
+        name: "context_set",
+        binds: false,
+        description: "Set a value at a dotted path; expectedVersion makes it compare-and-set.",
+        input: schema::<ContextSetArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: steering,
+        call: |ctx, args| Box::pin(context_write(ctx, args, WriteKind::Set)),
+    },
+    ToolSpec {
+        name: "context_append",
+        binds: false,
+        description: "Append a value to the array at a dotted path (created if absent).",
+        input: schema::<ContextSetArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: steering,
+        call: |ctx, args| Box::pin(context_write(ctx, args, WriteKind::Append)),
+    },
+    ToolSpec {
+        name: "context_delete",
+        binds: false,
+        description: "Delete the value at a dotted path.",
+        input: schema::<ContextDeleteArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        visible: steering,
+        call: |ctx, args| Box::pin(context_delete(ctx, args)),
+    },
+    ToolSpec {
+        name: "context_sync",
+        binds: false,
+        description: "Deep-merge an object of updates into the shared context.",
+        input: schema::<ContextSyncArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: steering,
+        call: |ctx, args| Box::pin(context_sync(ctx, args)),
+    },
+    ToolSpec {
+        name: "context_diff",
+        binds: false,
+        description: "What changed in the context since an event id (default: your last write).",
+        input: schema::<ContextDiffArgs>,
+        output: || {
+            object(&[
+                ("added", json!({"type": "object"})),
+                ("modified", json!({"type": "object"})),
+                ("removed", json!({"type": "object"})),
+            ])
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(context_diff(ctx, args)),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
@@ -331,6 +417,16 @@ fn compact(node: &mut Value, defs: &Value) {
     }
     if o.remove("format").is_some() && o.get("minimum") == Some(&json!(0)) {
         o.remove("minimum");
+    }
+    // `true` ("anything") is valid JSON Schema, but clients validate property and item schemas
+    // as objects: say it as `{}`.
+    if let Some(Value::Object(props)) = o.get_mut("properties") {
+        for v in props.values_mut().filter(|v| v.is_boolean()) {
+            *v = json!({});
+        }
+    }
+    if let Some(items) = o.get_mut("items").filter(|v| v.is_boolean()) {
+        *items = json!({});
     }
     for v in o.values_mut() {
         compact(v, defs);
@@ -716,6 +812,132 @@ async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError>
     Ok(plain(value(&view)))
 }
 
+fn context_written_output() -> Value {
+    object(&[
+        ("eventId", json!({"type": ["integer", "null"]})),
+        (
+            "changed",
+            json!({"type": "array", "items": {"type": "string"}}),
+        ),
+    ])
+}
+
+fn context_path(text: Option<&str>) -> Result<Path, HubError> {
+    Ok(Path::parse(text.unwrap_or(""))?)
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextGetArgs {
+    /// Dotted path, e.g. activeWork.currentRefactoring.status; `\\.` escapes a dot, [n] indexes.
+    path: Option<String>,
+}
+
+async fn context_get(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: ContextGetArgs = args(raw)?;
+    let path = context_path(a.path.as_deref())?;
+    let credential = ctx.session.credential.clone();
+    let found = in_session(&ctx, ReadContext { credential, path }).await?;
+    Ok(plain(value(&found)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextSetArgs {
+    path: String,
+    value: Value,
+    /// Version read with context_get; the write fails if the path changed since.
+    expected_version: Option<i64>,
+}
+
+enum WriteKind {
+    Set,
+    Append,
+}
+
+async fn context_write(ctx: ToolCtx, raw: Value, kind: WriteKind) -> Result<ToolOutput, HubError> {
+    let a: ContextSetArgs = args(raw)?;
+    let path = context_path(Some(&a.path))?;
+    let op = match kind {
+        WriteKind::Set => ContextOp::Set {
+            path,
+            value: a.value,
+            expected: a.expected_version,
+        },
+        WriteKind::Append => ContextOp::Append {
+            path,
+            value: a.value,
+            expected: a.expected_version,
+        },
+    };
+    write_context(&ctx, op).await
+}
+
+async fn write_context(ctx: &ToolCtx, op: ContextOp) -> Result<ToolOutput, HubError> {
+    let credential = ctx.session.credential.clone();
+    let written = in_session(ctx, WriteContext { credential, op }).await?;
+    Ok(plain(value(&written)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextDeleteArgs {
+    path: String,
+    expected_version: Option<i64>,
+}
+
+async fn context_delete(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: ContextDeleteArgs = args(raw)?;
+    let path = context_path(Some(&a.path))?;
+    write_context(
+        &ctx,
+        ContextOp::Delete {
+            path,
+            expected: a.expected_version,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextSyncArgs {
+    /// Object merged key by key into the context.
+    updates: Map<String, Value>,
+}
+
+async fn context_sync(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: ContextSyncArgs = args(raw)?;
+    write_context(
+        &ctx,
+        ContextOp::Merge {
+            updates: Value::Object(a.updates),
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextDiffArgs {
+    /// Event id to diff from (default: your own last context write).
+    since: Option<i64>,
+}
+
+async fn context_diff(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: ContextDiffArgs = args(raw)?;
+    let credential = ctx.session.credential.clone();
+    let diff = in_session(
+        &ctx,
+        DiffContext {
+            credential,
+            since: a.since,
+        },
+    )
+    .await?;
+    Ok(plain(value(&diff)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,6 +958,17 @@ mod tests {
             assert!(d["inputSchema"].get("$schema").is_none());
             let text = d["inputSchema"].to_string();
             assert!(!text.contains("$ref") && !text.contains("null"), "{text}");
+            for (name, prop) in d["inputSchema"]["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    prop.is_object(),
+                    "{}: property {name} schema is not an object",
+                    t.name
+                );
+            }
         }
     }
 

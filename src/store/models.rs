@@ -91,6 +91,7 @@ impl SessionRow {
             updated_at: self.updated_at,
             last_event_id: self.last_event_id,
             recent_critical: Default::default(),
+            context: Default::default(),
         })
     }
 }

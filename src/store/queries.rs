@@ -8,9 +8,11 @@ use uuid::Uuid;
 use super::DbConn;
 use super::models::{EventRow, ParticipantRow, SessionRow};
 use super::schema::{events, participants, sessions};
+use crate::domain::context::changes_from_json;
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::session::{
-    Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus, SessionSummary,
+    CONTEXT_CHANGED, Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus,
+    SessionSummary,
 };
 use crate::error::HubError;
 
@@ -146,6 +148,24 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
     for row in critical {
         session.record(&row.into_event()?);
     }
+    // The shared context is rebuilt from its change events. (Snapshots to shorten this replay
+    // are the next step; until then it reads every context change of the session.)
+    let changes: Vec<EventRow> = events::table
+        .filter(events::session_id.eq(&sid))
+        .filter(events::kind.eq(CONTEXT_CHANGED))
+        .order(events::id.asc())
+        .select(EventRow::as_select())
+        .load(conn)?;
+    for row in changes {
+        let event = row.into_event()?;
+        let applied = changes_from_json(&event.payload["changes"]).map_err(|e| {
+            HubError::Internal(format!(
+                "stored context change #{} is unreadable: {e}",
+                event.id
+            ))
+        })?;
+        session.apply_context(&applied, event.id);
+    }
     Ok(Some(session))
 }
 
@@ -269,4 +289,41 @@ pub fn set_token_digest(
         .set(participants::token_digest.eq(digest))
         .execute(conn)?;
     Ok(())
+}
+
+/// Events of one kind after `after_id`, oldest first, at most `limit`.
+pub fn events_of_kind_after(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    kind: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<Event>, HubError> {
+    events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .filter(events::kind.eq(kind))
+        .filter(events::id.gt(after_id))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect()
+}
+
+/// The newest event of `kind` that `actor` caused (0 if none).
+pub fn last_event_by(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    kind: &str,
+    actor: &str,
+) -> Result<i64, HubError> {
+    let id: Option<i64> = events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .filter(events::kind.eq(kind))
+        .filter(events::actor.eq(actor))
+        .select(diesel::dsl::max(events::id))
+        .first(conn)?;
+    Ok(id.unwrap_or(0))
 }

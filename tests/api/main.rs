@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cli;
+mod context;
 mod crash;
 mod health;
 mod mcp_conformance;

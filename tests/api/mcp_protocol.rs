@@ -14,14 +14,14 @@ both_backends!(
     a_cancelled_call_gets_no_answer,
 );
 
-struct Mcp<'a> {
+pub struct Mcp<'a> {
     app: &'a TestApp,
-    session: Option<String>,
-    token: Option<String>,
+    pub session: Option<String>,
+    pub token: Option<String>,
 }
 
 impl<'a> Mcp<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         Mcp {
             app,
             session: None,
@@ -65,7 +65,7 @@ impl<'a> Mcp<'a> {
         (s, v)
     }
 
-    async fn initialize(&mut self, version: &str) -> Value {
+    pub async fn initialize(&mut self, version: &str) -> Value {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
         let (status, sid, body) = self.raw(init.to_string().into_bytes(), &[]).await;
@@ -83,7 +83,7 @@ impl<'a> Mcp<'a> {
         body
     }
 
-    async fn call(&self, id: i64, method: &str, params: Value) -> (StatusCode, Value) {
+    pub async fn call(&self, id: i64, method: &str, params: Value) -> (StatusCode, Value) {
         self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await
     }
@@ -439,4 +439,25 @@ async fn a_cancelled_call_gets_no_answer(backend: Backend) {
     assert_eq!(b["result"]["isError"], true, "{b}");
     let (s, b) = mcp.call(43, "ping", json!({})).await;
     assert_eq!((s, &b["result"]), (StatusCode::OK, &json!({})));
+}
+
+impl Mcp<'_> {
+    /// Calls a tool; returns (isError, structuredContent or the error text).
+    pub async fn tool(&self, name: &str, arguments: Value) -> (bool, Value) {
+        let (_, b) = self
+            .call(
+                1,
+                "tools/call",
+                json!({"name": name, "arguments": arguments}),
+            )
+            .await;
+        let r = &b["result"];
+        let is_error = r["isError"] == true;
+        let out = if is_error {
+            r["content"][0]["text"].clone()
+        } else {
+            r["structuredContent"].clone()
+        };
+        (is_error, out)
+    }
 }

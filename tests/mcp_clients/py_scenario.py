@@ -109,7 +109,9 @@ async def main() -> int:
             if mode == "auto":
                 check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
-            check(tools == ["events_ack", "events_poll", "session_leave", "session_status", "whoami"], "tools", tools)
+            expected_tools = ["context_append", "context_delete", "context_diff", "context_get", "context_set",
+                              "context_sync", "events_ack", "events_poll", "session_leave", "session_status", "whoami"]
+            check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
             check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)
             page = (await client.call_tool("events_poll", {"after": 0})).structured_content

@@ -55,7 +55,8 @@ try {
   check(a.transport.sessionId?.length > 0, 'session id issued');
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
-  check(JSON.stringify(names) === JSON.stringify(['events_ack', 'events_poll', 'session_leave', 'session_status', 'whoami']),
+  check(JSON.stringify(names) === JSON.stringify(['context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
+    'events_ack', 'events_poll', 'session_leave', 'session_status', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
   check(me.aiId === 'claude' && me.role === 'driver' && me.sessionId === sessionId, 'whoami', me);
@@ -130,7 +131,8 @@ try {
   check(!joined.isError && !JSON.stringify(joined).includes('chp_'), 'session_join without a token in the result', joined.content[0].text.slice(0, 200));
   check(await waitFor(() => b.listChanged() > 0), 'tools/list_changed after binding');
   const observerNames = (await b.client.listTools()).tools.map((t) => t.name).sort();
-  check(!observerNames.includes('session_status') && observerNames.includes('whoami'), 'observer does not see session_status', observerNames);
+  check(!observerNames.includes('session_status') && !observerNames.includes('context_set') && observerNames.includes('context_get'),
+    'observer sees reads, not writes', observerNames);
   const cursor = structured(await b.client.callTool({ name: 'whoami', arguments: {} }));
   check(cursor.aiId === 'cursor' && cursor.role === 'observer', 'bound as cursor', cursor);
   check(await waitFor(() => a.events.some((e) => e.kind === 'participant_joined')), 'claude hears cursor join');

@@ -1,0 +1,151 @@
+//! The shared context through the MCP tools: versioned writes, compare-and-set races, merge,
+//! append, delete, diff, roles, and survival across a restart.
+
+use collab_hub::Settings;
+use serde_json::json;
+
+use crate::helpers::{Backend, both_backends, spawn_app, start_on};
+use crate::mcp_protocol::Mcp;
+
+both_backends!(context_is_versioned_shared_and_durable);
+
+async fn context_is_versioned_shared_and_durable(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("context").await;
+    let mut a = Mcp::new(&app);
+    a.token = Some(claude.clone());
+    a.initialize("2025-11-25").await;
+    let mut b = Mcp::new(&app);
+    b.token = Some(gemini.clone());
+    b.initialize("2025-11-25").await;
+
+    let (err, w) = a
+        .tool(
+            "context_set",
+            json!({"path": "activeWork.currentRefactoring.status", "value": "in_progress"}),
+        )
+        .await;
+    assert!(!err, "{w}");
+    let v1 = w["eventId"].as_i64().unwrap();
+    let (_, got) = b
+        .tool(
+            "context_get",
+            json!({"path": "activeWork.currentRefactoring"}),
+        )
+        .await;
+    assert_eq!(got["value"], json!({"status": "in_progress"}));
+    assert_eq!(got["version"], v1);
+
+    // Two AIs race with the same expected version: exactly one wins.
+    let args = |value: &str| json!({"path": "activeWork.currentRefactoring.status", "value": value, "expectedVersion": v1});
+    let ((ea, ra), (eb, rb)) = futures::join!(
+        a.tool("context_set", args("done")),
+        b.tool("context_set", args("blocked"))
+    );
+    assert!(ea ^ eb, "exactly one conflict: {ra} / {rb}");
+    let loser = if ea { &ra } else { &rb };
+    assert!(
+        loser.as_str().unwrap().contains("version_conflict"),
+        "{loser}"
+    );
+
+    // Merge, append, delete, and refusals that change nothing.
+    let (err, _) = b
+        .tool("context_sync", json!({"updates": {"projectUnderstanding": {"conventions": {"testing": "Jest with RTL"}}}}))
+        .await;
+    assert!(!err);
+    for finding in ["memory leak in ws handler", "N+1 in user loader"] {
+        let (err, _) = a
+            .tool(
+                "context_append",
+                json!({"path": "activeWork.recentDiscoveries", "value": {"finding": finding}}),
+            )
+            .await;
+        assert!(!err);
+    }
+    let (_, got) = a
+        .tool(
+            "context_get",
+            json!({"path": "activeWork.recentDiscoveries[1].finding"}),
+        )
+        .await;
+    assert_eq!(got["value"], "N+1 in user loader");
+    let (err, msg) = a
+        .tool(
+            "context_append",
+            json!({"path": "projectUnderstanding.conventions.testing", "value": 1}),
+        )
+        .await;
+    assert!(
+        err && msg.as_str().unwrap().contains("not an array"),
+        "{msg}"
+    );
+    let (err, msg) = a
+        .tool("context_set", json!({"path": "a..b", "value": 1}))
+        .await;
+    assert!(err && msg.as_str().unwrap().contains("path"), "{msg}");
+    let (err, _) = a
+        .tool("context_delete", json!({"path": "nothing.here"}))
+        .await;
+    assert!(err);
+    let (err, _) = a
+        .tool(
+            "context_delete",
+            json!({"path": "projectUnderstanding.conventions"}),
+        )
+        .await;
+    assert!(!err);
+
+    // Diff since the first write: who changed what.
+    let (_, diff) = b.tool("context_diff", json!({"since": v1})).await;
+    assert!(
+        diff["added"]["activeWork.recentDiscoveries"].is_object(),
+        "{diff}"
+    );
+    assert!(
+        diff["modified"]["activeWork.currentRefactoring.status"]["by"].is_string(),
+        "{diff}"
+    );
+    // The conventions came with the sync and went with the delete, both after v1: only the
+    // (now empty) projectUnderstanding object is new, and nothing was removed.
+    assert_eq!(
+        diff["added"]["projectUnderstanding"]["new"],
+        json!({}),
+        "{diff}"
+    );
+    assert_eq!(diff["removed"], json!({}), "{diff}");
+
+    // Observers read but do not write.
+    let (_, joined) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "cursor", "role": "observer"}),
+        )
+        .await;
+    let mut o = Mcp::new(&app);
+    o.token = Some(joined["token"].as_str().unwrap().to_owned());
+    o.initialize("2025-11-25").await;
+    let (err, msg) = o
+        .tool("context_set", json!({"path": "x", "value": 1}))
+        .await;
+    assert!(err && msg.as_str().unwrap().contains("observer"), "{msg}");
+    let (_, before) = o.tool("context_get", json!({})).await;
+
+    // Everything acknowledged survives a restart, versions included.
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let mut again = Mcp::new(&app);
+    again.token = Some(claude);
+    again.initialize("2025-11-25").await;
+    let (_, after) = again.tool("context_get", json!({})).await;
+    assert_eq!(after, before);
+    assert!(
+        after["value"]["activeWork"]["recentDiscoveries"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    );
+}
