@@ -211,6 +211,8 @@ pub struct ReissueToken {
 #[rtype(result = "Result<ContextWritten, HubError>")]
 pub struct WriteContext {
     pub credential: Credential,
+    /// The participant the write is attributed to when the operator makes it (REST `aiId`).
+    pub as_participant: Option<String>,
     pub op: ContextOp,
 }
 
@@ -248,5 +250,18 @@ pub struct ContextValue {
 #[rtype(result = "Result<Diff, HubError>")]
 pub struct DiffContext {
     pub credential: Credential,
-    pub since: Option<i64>,
+    /// Who asks, when the operator asks for a participant (REST `aiId`).
+    pub as_participant: Option<String>,
+    pub since: Since,
+}
+
+/// Where a diff starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Since {
+    /// After this event id.
+    Event(i64),
+    /// After the last event at or before this time.
+    Time(chrono::DateTime<chrono::Utc>),
+    /// After the caller's own last context write.
+    MyLastWrite,
 }

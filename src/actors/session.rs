@@ -16,7 +16,7 @@ use super::hub::{Hub, SessionGone};
 use super::messages::{
     AckEvents, AttachStream, ChangeStatus, ContextValue, ContextWritten, DiffContext, EventPage,
     GetSession, JoinSession, Joined, LeaveSession, PendingCritical, PollEvents, ReadContext,
-    ReissueToken, Whoami, WhoamiView, WriteContext,
+    ReissueToken, Since, Whoami, WhoamiView, WriteContext,
 };
 use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::context::{Diff, changes_from_json, diff_since};
@@ -465,6 +465,7 @@ impl Handler<WriteContext> for SessionActor {
     fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
             let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = s.speaking_as(caller, msg.as_participant.as_deref())?;
             Ok(s.check_context(&caller, &msg.op)?)
         });
         let (changes, event) = match planned {
@@ -511,9 +512,10 @@ impl Handler<DiffContext> for SessionActor {
     type Result = ResponseFuture<Result<Diff, HubError>>;
 
     fn handle(&mut self, msg: DiffContext, _: &mut Self::Context) -> Self::Result {
-        let caller = self
-            .session()
-            .and_then(|s| Ok(s.authorize(&msg.credential, &self.policy)?));
+        let caller = self.session().and_then(|s| {
+            let caller = s.authorize(&msg.credential, &self.policy)?;
+            Ok(s.speaking_as(caller, msg.as_participant.as_deref())?)
+        });
         let (store, id) = (self.store.clone(), self.id);
         // The document now; the log says how it got here from `since`.
         let current = self.session().map(|s| s.context.document().clone());
@@ -523,11 +525,12 @@ impl Handler<DiffContext> for SessionActor {
             let events = store
                 .read(move |c| {
                     let since = match (msg.since, &caller) {
-                        (Some(n), _) => n,
-                        (None, Caller::Participant(me)) => {
+                        (Since::Event(n), _) => n,
+                        (Since::Time(t), _) => queries::last_event_at(c, id, t.naive_utc())?,
+                        (Since::MyLastWrite, Caller::Participant(me)) => {
                             queries::last_event_by(c, id, CONTEXT_CHANGED, me)?
                         }
-                        (None, Caller::Operator) => 0,
+                        (Since::MyLastWrite, Caller::Operator) => 0,
                     };
                     queries::events_of_kind_after(c, id, CONTEXT_CHANGED, since, MAX_DIFF_CHANGES)
                 })

@@ -376,6 +376,17 @@ impl Session {
         }
     }
 
+    /// The caller a request speaks as when it names a participant (`aiId` on the REST surface):
+    /// the operator may speak for any active participant, a participant only for itself.
+    pub fn speaking_as(&self, caller: Caller, named: Option<&str>) -> Result<Caller, DomainError> {
+        let Some(named) = named else {
+            return Ok(caller);
+        };
+        act_as(&caller, named)?;
+        self.active(named)?;
+        Ok(Caller::Participant(named.to_owned()))
+    }
+
     /// May `caller` make this context write? Observers comment, they do not change the shared
     /// context. Returns the changes and the event that records them.
     pub fn check_context(

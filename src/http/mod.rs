@@ -2,6 +2,7 @@
 //! actor message and the reply into JSON; no domain logic lives here.
 
 mod auth;
+mod context;
 pub mod guard;
 mod health;
 mod json;
@@ -36,12 +37,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/").route(web::get().to(pages::index)))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .configure(sessions::routes)
+    .configure(context::routes)
     .configure(crate::mcp::configure)
     .default_service(web::to(not_found));
 }
 
 /// A resource whose wrong-method answer is a JSON 405 like every other error.
-fn resource(path: &str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 

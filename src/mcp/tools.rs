@@ -19,7 +19,7 @@ use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
 use crate::actors::messages::{
     AckEvents, AttachStream, ChangeStatus, CreateSession, DiffContext, JoinSession, Joined,
-    LeaveSession, ListSessions, PollEvents, ReadContext, SessionCreated, ToSession, Whoami,
+    LeaveSession, ListSessions, PollEvents, ReadContext, SessionCreated, Since, ToSession, Whoami,
     WriteContext,
 };
 use crate::domain::auth::{Credential, token_digest};
@@ -875,7 +875,12 @@ async fn context_write(ctx: ToolCtx, raw: Value, kind: WriteKind) -> Result<Tool
 
 async fn write_context(ctx: &ToolCtx, op: ContextOp) -> Result<ToolOutput, HubError> {
     let credential = ctx.session.credential.clone();
-    let written = in_session(ctx, WriteContext { credential, op }).await?;
+    let command = WriteContext {
+        credential,
+        as_participant: None,
+        op,
+    };
+    let written = in_session(ctx, command).await?;
     Ok(plain(value(&written)))
 }
 
@@ -927,14 +932,13 @@ struct ContextDiffArgs {
 async fn context_diff(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let a: ContextDiffArgs = args(raw)?;
     let credential = ctx.session.credential.clone();
-    let diff = in_session(
-        &ctx,
-        DiffContext {
-            credential,
-            since: a.since,
-        },
-    )
-    .await?;
+    let since = a.since.map_or(Since::MyLastWrite, Since::Event);
+    let command = DiffContext {
+        credential,
+        as_participant: None,
+        since,
+    };
+    let diff = in_session(&ctx, command).await?;
     Ok(plain(value(&diff)))
 }
 

@@ -327,3 +327,17 @@ pub fn last_event_by(
         .first(conn)?;
     Ok(id.unwrap_or(0))
 }
+
+/// The newest event at or before `at` (0 if none): a point in time as a log position.
+pub fn last_event_at(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    at: NaiveDateTime,
+) -> Result<i64, HubError> {
+    let id: Option<i64> = events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .filter(events::created_at.le(at))
+        .select(diesel::dsl::max(events::id))
+        .first(conn)?;
+    Ok(id.unwrap_or(0))
+}

@@ -149,3 +149,125 @@ async fn context_is_versioned_shared_and_durable(backend: Backend) {
             == 2
     );
 }
+
+both_backends!(rest_context_endpoints_follow_the_concept);
+
+async fn rest_context_endpoints_follow_the_concept(backend: Backend) {
+    use actix_web::http::StatusCode;
+
+    use crate::helpers::assert_error;
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("rest context").await;
+    let start = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let (s, b) = app
+        .post("/mcp/context/set", &json!({"sessionId": id, "path": "projectUnderstanding.architecture", "value": "Microservices"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["eventId"].as_i64().unwrap() > 1);
+    // The concept's sync: the bearer token names the session, aiId the author.
+    let (s, b) = app
+        .post_as(&claude, "/mcp/context/sync", &json!({"aiId": "claude", "updates": {"projectUnderstanding": {"newPattern": "Repository pattern"}}}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["changed"], json!(["projectUnderstanding.newPattern"]));
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/context/sync",
+            &json!({"aiId": "claude", "updates": {"x": 1}}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/context/append/activeWork.recentDiscoveries",
+            &json!({"value": {"finding": "leak", "severity": "high"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, got) = app
+        .get_as(
+            &gemini,
+            "/mcp/context/get/projectUnderstanding.architecture",
+        )
+        .await;
+    assert_eq!(
+        (s, &got["value"]),
+        (StatusCode::OK, &json!("Microservices"))
+    );
+    let (_, all) = app.get(&format!("/mcp/context/get?sessionId={id}")).await;
+    assert_eq!(
+        all["value"]["activeWork"]["recentDiscoveries"][0]["finding"],
+        "leak"
+    );
+
+    let (s, diff) = app
+        .get(&format!("/mcp/context/diff/claude/0?sessionId={id}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{diff}");
+    assert_eq!(
+        diff["added"]["projectUnderstanding.newPattern"]["new"], "Repository pattern",
+        "{diff}"
+    );
+    assert_eq!(
+        diff["added"]["projectUnderstanding.newPattern"]["by"], "claude",
+        "{diff}"
+    );
+    assert_eq!(
+        diff["added"]["activeWork.recentDiscoveries"]["by"], "gemini",
+        "{diff}"
+    );
+    let since = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s, by_time) = app
+        .get(&format!("/mcp/context/diff/claude/{since}?sessionId={id}"))
+        .await;
+    assert_eq!((s, &by_time), (StatusCode::OK, &diff));
+
+    let (s, b) = app
+        .get(&format!(
+            "/mcp/context/diff/claude/yesterday?sessionId={id}"
+        ))
+        .await;
+    assert_eq!(
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field")["field"],
+        "since"
+    );
+    let (s, b) = app
+        .post(
+            "/mcp/context/set",
+            &json!({"sessionId": id, "path": "a..b", "value": 1}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field")["field"],
+        "path"
+    );
+    let (s, b) = app
+        .post("/mcp/context/set", &json!({"path": "a", "value": 1}))
+        .await;
+    assert_eq!(
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field")["field"],
+        "sessionId"
+    );
+    let (s, b) = app
+        .post("/mcp/context/set", &json!({"sessionId": id, "path": "projectUnderstanding.architecture", "value": "Monolith", "expectedVersion": 1}))
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "version_conflict");
+
+    let (s, _) = app
+        .post_as(
+            &claude,
+            "/mcp/context/delete/projectUnderstanding",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, gone) = app
+        .get_as(&claude, "/mcp/context/get/projectUnderstanding")
+        .await;
+    assert_eq!(gone["exists"], false);
+}
