@@ -243,19 +243,45 @@ pub fn set_cursor(
     Ok(())
 }
 
-/// Events of a session after `after_id`, oldest first.
+/// Events of a session after `after_id`, oldest first, at most `limit`.
 pub fn events_after(
     conn: &mut DbConn,
     session_id: Uuid,
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, HubError> {
-    events::table
+    events_page(conn, session_id, None, after_id, limit)
+}
+
+/// Events of one kind after `after_id`, oldest first, at most `limit`.
+pub fn events_of_kind_after(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    kind: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<Event>, HubError> {
+    events_page(conn, session_id, Some(kind), after_id, limit)
+}
+
+fn events_page(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    kind: Option<&str>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<Event>, HubError> {
+    let mut query = events::table
         .filter(events::session_id.eq(session_id.to_string()))
         .filter(events::id.gt(after_id))
         .order(events::id.asc())
         .limit(limit)
         .select(EventRow::as_select())
+        .into_boxed();
+    if let Some(kind) = kind {
+        query = query.filter(events::kind.eq(kind));
+    }
+    query
         .load(conn)?
         .into_iter()
         .map(EventRow::into_event)
@@ -289,27 +315,6 @@ pub fn set_token_digest(
         .set(participants::token_digest.eq(digest))
         .execute(conn)?;
     Ok(())
-}
-
-/// Events of one kind after `after_id`, oldest first, at most `limit`.
-pub fn events_of_kind_after(
-    conn: &mut DbConn,
-    session_id: Uuid,
-    kind: &str,
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<Event>, HubError> {
-    events::table
-        .filter(events::session_id.eq(session_id.to_string()))
-        .filter(events::kind.eq(kind))
-        .filter(events::id.gt(after_id))
-        .order(events::id.asc())
-        .limit(limit)
-        .select(EventRow::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(EventRow::into_event)
-        .collect()
 }
 
 /// The newest event of `kind` that `actor` caused (0 if none).

@@ -46,6 +46,20 @@ fn start_hub(db: &TestDb) -> (Child, String) {
     (child, url)
 }
 
+/// Sends SIGTERM and waits (without blocking the runtime) up to 30 s for the exit status.
+async fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    for _ in 0..3000 {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 /// Clients create sessions as fast as they can until `stop`; returns the acknowledged
 /// (id, name) pairs.
 async fn hammer(url: &str, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<(String, String)>>>) {
@@ -151,7 +165,6 @@ async fn sigterm_finishes_in_flight_writes(backend: Backend) {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let load = hammer(&url, stop.clone(), acked.clone());
-    let pid = child.id().to_string();
     let status = Arc::new(Mutex::new(None));
     let terminator = {
         let (acked, status) = (acked.clone(), status.clone());
@@ -162,16 +175,7 @@ async fn sigterm_finishes_in_flight_writes(backend: Backend) {
                 }
                 actix_web::rt::time::sleep(Duration::from_millis(10)).await;
             }
-            let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-            assert!(sent.success());
-            // Poll without blocking the test's runtime.
-            for _ in 0..3000 {
-                if let Some(s) = child.try_wait().unwrap() {
-                    *status.lock().unwrap() = Some(s);
-                    break;
-                }
-                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-            }
+            *status.lock().unwrap() = terminate(&mut child).await;
             stop.store(true, Ordering::Relaxed);
         }
     };
@@ -215,19 +219,7 @@ async fn sigterm_ends_open_event_streams(backend: Backend) {
         .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     let started = std::time::Instant::now();
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let mut status = None;
-    for _ in 0..2000 {
-        if let Some(s) = child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-    }
+    let status = terminate(&mut child).await;
     let status = status.expect("hub exited");
     assert!(status.success(), "{status}");
     // Far below the 30 s grace the server would otherwise wait for the stream.
