@@ -479,10 +479,26 @@ impl Handler<WriteContext> for SessionActor {
             }));
         }
         let (id, at) = (self.id, now());
+        let snapshot = self.session_mut().snapshot_due(&changes);
+        let snapshotted = snapshot.is_some();
         self.commit(
-            move |c| queries::append_event(c, id, &event, at),
+            move |c| {
+                let event = queries::append_event(c, id, &event, at)?;
+                // Every SNAPSHOT_EVERY context changes, the whole context is stored with the
+                // change, so a restart replays at most that many.
+                if let Some((mut context, changes)) = snapshot {
+                    for ch in &changes {
+                        context.apply(ch, event.id);
+                    }
+                    queries::insert_snapshot(c, id, event.id, &context, "auto", at)?;
+                }
+                Ok(event)
+            },
             move |act, event| {
                 act.session_mut().apply_context(&changes, event.id);
+                if snapshotted {
+                    act.session_mut().context_since_snapshot = 0;
+                }
                 ContextWritten {
                     event_id: Some(event.id),
                     changed: changes.iter().map(|c| c.path.to_string()).collect(),

@@ -917,6 +917,39 @@ impl Context {
     }
 }
 
+/// Context changes between two snapshots: a restarted hub replays at most this many.
+pub const SNAPSHOT_EVERY: u32 = 100;
+
+impl Context {
+    /// The whole context (document and versions) as stored in a snapshot.
+    pub fn to_snapshot(&self) -> Value {
+        let versions: Map<String, Value> = self
+            .written
+            .iter()
+            .map(|(p, v)| (p.to_string(), Value::from(*v)))
+            .collect();
+        serde_json::json!({ "doc": self.doc, "versions": versions })
+    }
+
+    pub fn from_snapshot(v: &Value) -> Result<Context, DomainError> {
+        let bad = || DomainError::invalid("snapshot", "stored context snapshot is unreadable");
+        let doc = v
+            .get("doc")
+            .filter(|d| d.is_object())
+            .cloned()
+            .ok_or_else(bad)?;
+        let mut written = BTreeMap::new();
+        for (p, id) in v
+            .get("versions")
+            .and_then(Value::as_object)
+            .ok_or_else(bad)?
+        {
+            written.insert(Path::parse(p)?, id.as_i64().ok_or_else(bad)?);
+        }
+        Ok(Context { doc, written })
+    }
+}
+
 /// Changes as an event payload: `[{path, old?, new?}]` with canonical path text.
 pub fn changes_to_json(changes: &[Change]) -> Value {
     Value::Array(
@@ -969,6 +1002,21 @@ mod op_tests {
             .unwrap();
         let back = changes_from_json(&changes_to_json(&changes)).unwrap();
         assert_eq!(back, changes);
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let mut c = Context::new();
+        let ch = c
+            .plan(&ContextOp::Merge {
+                updates: json!({"a": {"b.c": [1, {"d": 2}]}}),
+            })
+            .unwrap();
+        for x in &ch {
+            c.apply(x, 7);
+        }
+        assert_eq!(Context::from_snapshot(&c.to_snapshot()).unwrap(), c);
+        assert!(Context::from_snapshot(&json!({"doc": []})).is_err());
     }
 
     #[test]

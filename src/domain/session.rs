@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::DomainError;
 use super::auth::{Caller, Credential, digests_match};
-use super::context::{Change, Context, ContextOp, changes_to_json};
+use super::context::{Change, Context, ContextOp, SNAPSHOT_EVERY, changes_to_json};
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::role::{Permission, Role};
@@ -224,6 +224,8 @@ pub struct Session {
     pub recent_critical: std::collections::VecDeque<Event>,
     /// The shared context document with its versions.
     pub context: Context,
+    /// Context changes since the last snapshot (a snapshot is due at `SNAPSHOT_EVERY`).
+    pub context_since_snapshot: u32,
 }
 
 /// Kind of the event that records context changes.
@@ -373,6 +375,7 @@ impl Session {
             last_event_id: 0,
             recent_critical: Default::default(),
             context: Context::new(),
+            context_since_snapshot: 0,
         }
     }
 
@@ -422,7 +425,14 @@ impl Session {
         for c in changes {
             self.context.apply(c, event_id);
         }
+        self.context_since_snapshot += 1;
         self.last_event_id = self.last_event_id.max(event_id);
+    }
+
+    /// The context as it will be after `changes`, if this write is due to be snapshotted.
+    pub fn snapshot_due(&self, changes: &[Change]) -> Option<(Context, Vec<Change>)> {
+        (self.context_since_snapshot + 1 >= SNAPSHOT_EVERY)
+            .then(|| (self.context.clone(), changes.to_vec()))
     }
 
     /// Records a committed event: the newest id, and the event itself if it is critical.

@@ -92,6 +92,7 @@ impl SessionRow {
             last_event_id: self.last_event_id,
             recent_critical: Default::default(),
             context: Default::default(),
+            context_since_snapshot: 0,
         })
     }
 }

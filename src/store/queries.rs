@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::DbConn;
 use super::models::{EventRow, ParticipantRow, SessionRow};
-use super::schema::{events, participants, sessions};
-use crate::domain::context::changes_from_json;
+use super::schema::{context_snapshots, events, participants, sessions};
+use crate::domain::context::{Context, changes_from_json};
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::session::{
     CONTEXT_CHANGED, Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus,
@@ -148,11 +148,34 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
     for row in critical {
         session.record(&row.into_event()?);
     }
-    // The shared context is rebuilt from its change events. (Snapshots to shorten this replay
-    // are the next step; until then it reads every context change of the session.)
+    // The shared context: the latest snapshot, then the changes logged after it.
+    let snapshot: Option<(i64, String, Vec<u8>)> = context_snapshots::table
+        .filter(context_snapshots::session_id.eq(&sid))
+        .order(context_snapshots::event_id.desc())
+        .select((
+            context_snapshots::event_id,
+            context_snapshots::encoding,
+            context_snapshots::context,
+        ))
+        .first(conn)
+        .optional()?;
+    let mut replay_after = 0;
+    if let Some((event_id, encoding, bytes)) = snapshot {
+        if encoding != "json" {
+            return Err(HubError::Internal(format!(
+                "context snapshot encoding {encoding:?} is not supported"
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| HubError::Internal("stored context snapshot is unreadable".into()))?;
+        session.context = Context::from_snapshot(&value)
+            .map_err(|e| HubError::Internal(format!("stored context snapshot: {e}")))?;
+        replay_after = event_id;
+    }
     let changes: Vec<EventRow> = events::table
         .filter(events::session_id.eq(&sid))
         .filter(events::kind.eq(CONTEXT_CHANGED))
+        .filter(events::id.gt(replay_after))
         .order(events::id.asc())
         .select(EventRow::as_select())
         .load(conn)?;
@@ -167,6 +190,29 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
         session.apply_context(&applied, event.id);
     }
     Ok(Some(session))
+}
+
+/// Stores the whole context as of event `event_id`.
+pub fn insert_snapshot(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    event_id: i64,
+    context: &Context,
+    trigger: &str,
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    diesel::insert_into(context_snapshots::table)
+        .values((
+            context_snapshots::id.eq(Uuid::new_v4().to_string()),
+            context_snapshots::session_id.eq(session_id.to_string()),
+            context_snapshots::event_id.eq(event_id),
+            context_snapshots::created_at.eq(at),
+            context_snapshots::encoding.eq("json"),
+            context_snapshots::context.eq(context.to_snapshot().to_string().into_bytes()),
+            context_snapshots::trigger.eq(trigger),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Sessions, most recently active first, with their current participants.

@@ -271,3 +271,46 @@ async fn rest_context_endpoints_follow_the_concept(backend: Backend) {
         .await;
     assert_eq!(gone["exists"], false);
 }
+
+both_backends!(snapshots_bound_the_replay_and_lose_nothing);
+
+/// Past SNAPSHOT_EVERY changes the context is snapshotted with the change; a restart loads the
+/// snapshot plus the changes after it and ends up exactly where it was, versions included.
+async fn snapshots_bound_the_replay_and_lose_nothing(backend: Backend) {
+    use collab_hub::domain::context::SNAPSHOT_EVERY;
+    use collab_hub::store::{ConnRole, DbTarget, schema::context_snapshots};
+    use diesel::{QueryDsl, RunQueryDsl};
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("snapshots").await;
+    let total = SNAPSHOT_EVERY as i64 + 7;
+    for i in 0..total {
+        let body = json!({"sessionId": id, "path": format!("counters.c{}", i % 10), "value": i});
+        let (s, b) = app.post("/mcp/context/set", &body).await;
+        assert_eq!(s.as_u16(), 200, "{b}");
+    }
+    let (_, before) = app.get(&format!("/mcp/context/get?sessionId={id}")).await;
+    let (_, c3) = app
+        .get(&format!("/mcp/context/get/counters.c3?sessionId={id}"))
+        .await;
+    let db = app.stop().await;
+
+    let mut conn = DbTarget::parse(&db.url)
+        .unwrap()
+        .connect(ConnRole::Reader)
+        .unwrap();
+    let snapshots: i64 = context_snapshots::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(snapshots, 1, "one snapshot after {total} changes");
+    drop(conn);
+
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let (_, after) = app.get_as(&claude, "/mcp/context/get").await;
+    assert_eq!(after, before);
+    let (_, c3_after) = app.get_as(&claude, "/mcp/context/get/counters.c3").await;
+    assert_eq!(c3_after["version"], c3["version"]);
+}
