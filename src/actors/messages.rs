@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::auth::Credential;
-use crate::domain::context::{ContextOp, Diff, Path};
+use crate::domain::context::{ContextRequest, Diff, Path};
 use crate::domain::event::Event;
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
@@ -213,7 +213,7 @@ pub struct WriteContext {
     pub credential: Credential,
     /// The participant the write is attributed to when the operator makes it (REST `aiId`).
     pub as_participant: Option<String>,
-    pub op: ContextOp,
+    pub request: ContextRequest,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -22,7 +22,7 @@ use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::context::{Diff, changes_from_json, diff_since};
 use crate::domain::event::Event;
 use crate::domain::now;
-use crate::domain::session::CONTEXT_CHANGED;
+use crate::domain::session::CONTEXT_KINDS;
 use crate::domain::session::{AccessPolicy, Session, SessionView};
 use crate::error::HubError;
 use crate::store::{Store, queries};
@@ -466,7 +466,7 @@ impl Handler<WriteContext> for SessionActor {
         let planned = self.session().and_then(|s| {
             let caller = s.authorize(&msg.credential, &self.policy)?;
             let caller = s.speaking_as(caller, msg.as_participant.as_deref())?;
-            Ok(s.check_context(&caller, &msg.op)?)
+            Ok(s.check_context(&caller, &msg.request)?)
         });
         let (changes, event) = match planned {
             Ok(p) => p,
@@ -544,11 +544,11 @@ impl Handler<DiffContext> for SessionActor {
                         (Since::Event(n), _) => n,
                         (Since::Time(t), _) => queries::last_event_at(c, id, t.naive_utc())?,
                         (Since::MyLastWrite, Caller::Participant(me)) => {
-                            queries::last_event_by(c, id, CONTEXT_CHANGED, me)?
+                            queries::last_event_by(c, id, &CONTEXT_KINDS, me)?
                         }
                         (Since::MyLastWrite, Caller::Operator) => 0,
                     };
-                    queries::events_of_kind_after(c, id, CONTEXT_CHANGED, since, MAX_DIFF_CHANGES)
+                    queries::events_of_kind_after(c, id, &CONTEXT_KINDS, since, MAX_DIFF_CHANGES)
                 })
                 .await?;
             let mut logged = Vec::new();

@@ -917,6 +917,139 @@ impl Context {
     }
 }
 
+/// Entries kept per working-memory list; the oldest go first.
+pub const MEMORY_LIMIT: usize = 50;
+
+/// What working memory holds (the concept's `workingMemory`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    Symbol,
+    File,
+    Breakpoint,
+}
+
+impl MemoryKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            MemoryKind::Symbol => "recentSymbols",
+            MemoryKind::File => "openFiles",
+            MemoryKind::Breakpoint => "breakpoints",
+        }
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// A context write as the surfaces ask for it: a plain operation, or one of the concept's
+/// shaped sections (working memory, per-AI notes, discoveries).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContextRequest {
+    Op(ContextOp),
+    MemoryPush {
+        kind: MemoryKind,
+        entry: Value,
+    },
+    MemoryClear {
+        kind: Option<MemoryKind>,
+    },
+    /// `aiNotes.<aiId>` merged with `notes` (observations, preferences…); only the AI itself.
+    Notes {
+        ai_id: String,
+        notes: Value,
+    },
+    Discovery {
+        finding: String,
+        location: Option<String>,
+        severity: Severity,
+    },
+}
+
+impl From<ContextOp> for ContextRequest {
+    fn from(op: ContextOp) -> Self {
+        ContextRequest::Op(op)
+    }
+}
+
+fn key_path(keys: &[&str]) -> Path {
+    Path(keys.iter().map(|k| Segment::Key((*k).to_owned())).collect())
+}
+
+impl Context {
+    /// The working-memory list of `kind`, newest last.
+    pub fn memory(&self, kind: MemoryKind) -> Vec<Value> {
+        self.get(&key_path(&["workingMemory", kind.key()]))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Plans a push: the list with `entry` added and the oldest dropped past `MEMORY_LIMIT`.
+    pub fn plan_memory_push(
+        &self,
+        kind: MemoryKind,
+        entry: Value,
+    ) -> Result<Vec<Change>, DomainError> {
+        let mut list = self.memory(kind);
+        list.push(entry);
+        let excess = list.len().saturating_sub(MEMORY_LIMIT);
+        list.drain(..excess);
+        let path = key_path(&["workingMemory", kind.key()]);
+        self.plan(&ContextOp::Set {
+            path,
+            value: Value::Array(list),
+            expected: None,
+        })
+    }
+
+    /// Plans clearing one list, or all of working memory; nothing to clear is no change.
+    pub fn plan_memory_clear(&self, kind: Option<MemoryKind>) -> Result<Vec<Change>, DomainError> {
+        let path = match kind {
+            Some(k) => key_path(&["workingMemory", k.key()]),
+            None => key_path(&["workingMemory"]),
+        };
+        if self.get(&path).is_none() {
+            return Ok(Vec::new());
+        }
+        self.plan(&ContextOp::Delete {
+            path,
+            expected: None,
+        })
+    }
+}
+
+/// The newest `limit` entries of each working-memory list (or of `kind`), newest last.
+pub fn recent_memory(memory: &Value, kind: Option<MemoryKind>, limit: usize) -> Value {
+    let kinds = kind.map_or(
+        vec![MemoryKind::Symbol, MemoryKind::File, MemoryKind::Breakpoint],
+        |k| vec![k],
+    );
+    let lists: Map<String, Value> = kinds
+        .into_iter()
+        .map(|k| {
+            let list = memory
+                .get(k.key())
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let skip = list.len().saturating_sub(limit);
+            (k.key().to_owned(), Value::Array(list[skip..].to_vec()))
+        })
+        .collect();
+    Value::Object(lists)
+}
+
 /// Context changes between two snapshots: a restarted hub replays at most this many.
 pub const SNAPSHOT_EVERY: u32 = 100;
 

@@ -9,12 +9,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::DomainError;
 use super::auth::{Caller, Credential, digests_match};
-use super::context::{Change, Context, ContextOp, SNAPSHOT_EVERY, changes_to_json};
+use super::context::{
+    Change, Context, ContextOp, ContextRequest, Path, SNAPSHOT_EVERY, Segment, Severity,
+    changes_to_json,
+};
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::role::{Permission, Role};
+use super::{DomainError, now};
 
 /// Upper bound on participants in one session; every event fans out to each of them.
 pub const MAX_PARTICIPANTS: usize = 32;
@@ -228,8 +231,16 @@ pub struct Session {
     pub context_since_snapshot: u32,
 }
 
-/// Kind of the event that records context changes.
+/// Kind of the event that records plain context changes.
 pub const CONTEXT_CHANGED: &str = "context_changed";
+/// Every event kind that changes the context (each carries `changes`); a load replays them.
+pub const CONTEXT_KINDS: [&str; 5] = [
+    CONTEXT_CHANGED,
+    "memory_pushed",
+    "memory_cleared",
+    "notes_updated",
+    "discovery_reported",
+];
 
 /// How many recent critical events a session keeps in memory for its participants.
 pub const RECENT_CRITICAL: usize = 32;
@@ -390,32 +401,101 @@ impl Session {
         Ok(Caller::Participant(named.to_owned()))
     }
 
-    /// May `caller` make this context write? Observers comment, they do not change the shared
-    /// context. Returns the changes and the event that records them.
+    /// May `caller` make this context write? Observers comment: they may keep their own notes
+    /// and report discoveries, but not change the rest of the shared context. Returns the
+    /// changes and the event that records (and announces) them.
     pub fn check_context(
         &self,
         caller: &Caller,
-        op: &ContextOp,
+        request: &ContextRequest,
     ) -> Result<(Vec<Change>, NewEvent), DomainError> {
-        if let Caller::Participant(id) = caller
-            && self.active(id)?.role == Role::Observer
-        {
-            return Err(DomainError::Forbidden(format!(
-                "{id:?} is an observer: it may read the shared context but not change it"
-            )));
-        }
         if self.status == SessionStatus::Completed {
             return Err(DomainError::conflict(
                 "session_completed",
                 "the session is completed; its context is read-only",
             ));
         }
-        let changes = self.context.plan(op)?;
+        let observer = match caller {
+            Caller::Participant(id) => self.active(id)?.role == Role::Observer,
+            Caller::Operator => false,
+        };
+        let commenting = matches!(
+            request,
+            ContextRequest::Notes { .. } | ContextRequest::Discovery { .. }
+        );
+        if observer && !commenting {
+            return Err(DomainError::Forbidden(format!(
+                "{:?} is an observer: it may read the shared context, keep its notes and report discoveries, not change the rest",
+                caller_id(caller).unwrap_or_default()
+            )));
+        }
+        let mut extra = serde_json::Map::new();
+        let (changes, kind, priority) = match request {
+            ContextRequest::Op(op) => (self.context.plan(op)?, CONTEXT_CHANGED, Priority::Routine),
+            ContextRequest::MemoryPush { kind, entry } => (
+                self.context.plan_memory_push(*kind, entry.clone())?,
+                "memory_pushed",
+                Priority::Routine,
+            ),
+            ContextRequest::MemoryClear { kind } => (
+                self.context.plan_memory_clear(*kind)?,
+                "memory_cleared",
+                Priority::Routine,
+            ),
+            ContextRequest::Notes { ai_id, notes } => {
+                act_as(caller, ai_id)?;
+                self.active(ai_id)?;
+                if !notes.is_object() {
+                    return Err(DomainError::invalid(
+                        "notes",
+                        "notes are an object, e.g. {observations: [...], preferences: [...]}",
+                    ));
+                }
+                let updates = json!({ "aiNotes": { ai_id.as_str(): notes } });
+                (
+                    self.context.plan(&ContextOp::Merge { updates })?,
+                    "notes_updated",
+                    Priority::Routine,
+                )
+            }
+            ContextRequest::Discovery {
+                finding,
+                location,
+                severity,
+            } => {
+                if finding.trim().is_empty() {
+                    return Err(DomainError::invalid("finding", "say what was found"));
+                }
+                let discovery = json!({
+                    "by": caller_id(caller),
+                    "finding": finding,
+                    "location": location,
+                    "severity": severity,
+                    "at": now().and_utc(),
+                });
+                extra.insert("discovery".into(), discovery.clone());
+                let op = ContextOp::Append {
+                    path: Path(vec![
+                        Segment::Key("activeWork".into()),
+                        Segment::Key("recentDiscoveries".into()),
+                    ]),
+                    value: discovery,
+                    expected: None,
+                };
+                let priority = match severity {
+                    Severity::Critical => Priority::Critical,
+                    Severity::High => Priority::Important,
+                    _ => Priority::Routine,
+                };
+                (self.context.plan(&op)?, "discovery_reported", priority)
+            }
+        };
+        extra.insert("changes".into(), changes_to_json(&changes));
         let event = NewEvent {
-            kind: CONTEXT_CHANGED,
+            kind,
             actor: caller_id(caller),
-            priority: Priority::Routine,
-            payload: json!({ "changes": changes_to_json(&changes) }),
+            priority,
+            payload: Value::Object(extra),
         };
         Ok((changes, event))
     }

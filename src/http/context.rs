@@ -16,7 +16,9 @@ use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
 use crate::actors::messages::{DiffContext, ReadContext, Since, ToSession, WriteContext};
 use crate::domain::auth::Credential;
-use crate::domain::context::{ContextOp, Path};
+use crate::domain::context::{
+    ContextOp, ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, recent_memory,
+};
 use crate::error::HubError;
 
 type Result<T> = std::result::Result<T, HubError>;
@@ -28,6 +30,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/context/append/{key}").route(web::post().to(append)))
         .service(resource("/mcp/context/delete/{key}").route(web::post().to(delete)))
         .service(resource("/mcp/context/sync").route(web::post().to(sync)))
+        .service(resource("/mcp/context/memory/push").route(web::post().to(memory_push)))
+        .service(resource("/mcp/context/memory/recent").route(web::get().to(memory_recent)))
+        .service(resource("/mcp/context/memory/clear").route(web::post().to(memory_clear)))
+        .service(
+            resource("/mcp/context/notes/{ai_id}")
+                .route(web::post().to(notes_set))
+                .route(web::get().to(notes_get)),
+        )
         .service(resource("/mcp/context/diff/{ai_id}/{since}").route(web::get().to(diff)));
 }
 
@@ -71,13 +81,13 @@ async fn write(
     credential: Credential,
     session: Option<&str>,
     ai_id: Option<String>,
-    op: ContextOp,
+    request: impl Into<ContextRequest>,
 ) -> Result<HttpResponse> {
     let session_id = session_for(hub, &credential, session).await?;
     let command = WriteContext {
         credential,
         as_participant: ai_id,
-        op,
+        request: request.into(),
     };
     let written = hub
         .send(ToSession {
@@ -242,4 +252,114 @@ async fn diff(
         })
         .await??;
     Ok(HttpResponse::Ok().json(diff))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MemoryPushBody {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    kind: MemoryKind,
+    value: Value,
+}
+
+/// `POST /mcp/context/memory/push` `{sessionId?, aiId?, kind: symbol|file|breakpoint, value}`.
+async fn memory_push(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<MemoryPushBody>,
+) -> Result<HttpResponse> {
+    let request = ContextRequest::MemoryPush {
+        kind: b.kind,
+        entry: b.value,
+    };
+    write(&hub, credential, b.session_id.as_deref(), b.ai_id, request).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MemoryClearBody {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    kind: Option<MemoryKind>,
+}
+
+/// `POST /mcp/context/memory/clear` `{sessionId?, aiId?, kind?}`.
+async fn memory_clear(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<MemoryClearBody>,
+) -> Result<HttpResponse> {
+    let request = ContextRequest::MemoryClear { kind: b.kind };
+    write(&hub, credential, b.session_id.as_deref(), b.ai_id, request).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecentQuery {
+    session_id: Option<String>,
+    kind: Option<MemoryKind>,
+    limit: Option<usize>,
+}
+
+/// `GET /mcp/context/memory/recent?sessionId=&kind=&limit=`.
+async fn memory_recent(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<RecentQuery>,
+) -> Result<HttpResponse> {
+    let session_id = session_for(&hub, &credential, q.session_id.as_deref()).await?;
+    let path = Path::parse("workingMemory")?;
+    let found = hub
+        .send(ToSession {
+            session_id,
+            command: ReadContext { credential, path },
+        })
+        .await??;
+    let limit = q.limit.unwrap_or(10).clamp(1, MEMORY_LIMIT);
+    Ok(HttpResponse::Ok().json(recent_memory(&found.value, q.kind, limit)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NotesBody {
+    session_id: Option<String>,
+    observations: Option<Vec<String>>,
+    preferences: Option<Vec<String>>,
+}
+
+/// `POST /mcp/context/notes/{aiId}` `{sessionId?, observations?, preferences?}`: each AI writes
+/// its own notes (the operator may write for it).
+async fn notes_set(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    ai_id: web::Path<String>,
+    JsonBody(b): JsonBody<NotesBody>,
+) -> Result<HttpResponse> {
+    let mut notes = serde_json::Map::new();
+    if let Some(o) = b.observations {
+        notes.insert("observations".into(), serde_json::json!(o));
+    }
+    if let Some(p) = b.preferences {
+        notes.insert("preferences".into(), serde_json::json!(p));
+    }
+    let request = ContextRequest::Notes {
+        ai_id: ai_id.into_inner(),
+        notes: Value::Object(notes),
+    };
+    write(&hub, credential, b.session_id.as_deref(), None, request).await
+}
+
+/// `GET /mcp/context/notes/{aiId}?sessionId=`: everyone reads everyone's notes.
+async fn notes_get(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    ai_id: web::Path<String>,
+    q: web::Query<SessionQuery>,
+) -> Result<HttpResponse> {
+    let path = Path(vec![
+        Segment::Key("aiNotes".into()),
+        Segment::Key(ai_id.into_inner()),
+    ]);
+    read(&hub, credential, q.session_id.as_deref(), path).await
 }

@@ -23,7 +23,9 @@ use crate::actors::messages::{
     WriteContext,
 };
 use crate::domain::auth::{Credential, token_digest};
-use crate::domain::context::{ContextOp, Path};
+use crate::domain::context::{
+    ContextOp, ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, Severity, recent_memory,
+};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
@@ -298,6 +300,42 @@ pub static CATALOGUE: &[ToolSpec] = &[
         idempotent: true,
         visible: participant,
         call: |ctx, args| Box::pin(context_diff(ctx, args)),
+    },
+    ToolSpec {
+        name: "memory",
+        binds: false,
+        description: "Working memory (symbols, files, breakpoints): push, recent, or clear.",
+        input: schema::<MemoryArgs>,
+        output: || object(&[]),
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(memory(ctx, args)),
+    },
+    ToolSpec {
+        name: "notes",
+        binds: false,
+        description: "Per-AI notes: set your observations/preferences, or read anyone's.",
+        input: schema::<NotesArgs>,
+        output: || object(&[]),
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(notes(ctx, args)),
+    },
+    ToolSpec {
+        name: "discovery_report",
+        binds: false,
+        description: "Share a finding with everyone; high and critical ones are announced.",
+        input: schema::<DiscoveryArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(discovery_report(ctx, args)),
     },
 ];
 
@@ -874,14 +912,7 @@ async fn context_write(ctx: ToolCtx, raw: Value, kind: WriteKind) -> Result<Tool
 }
 
 async fn write_context(ctx: &ToolCtx, op: ContextOp) -> Result<ToolOutput, HubError> {
-    let credential = ctx.session.credential.clone();
-    let command = WriteContext {
-        credential,
-        as_participant: None,
-        op,
-    };
-    let written = in_session(ctx, command).await?;
-    Ok(plain(value(&written)))
+    write_request(ctx, ContextRequest::Op(op)).await
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -940,6 +971,116 @@ async fn context_diff(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> 
     };
     let diff = in_session(&ctx, command).await?;
     Ok(plain(value(&diff)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum MemoryAction {
+    Push,
+    Recent,
+    Clear,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MemoryArgs {
+    action: MemoryAction,
+    /// push: required; recent/clear: one list (default: all).
+    kind: Option<MemoryKind>,
+    /// push: the entry, e.g. "UserService" or {"file": "/src/api.ts", "line": 45}.
+    value: Option<Value>,
+    /// recent: newest entries per list, default 10.
+    limit: Option<usize>,
+}
+
+async fn memory(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: MemoryArgs = args(raw)?;
+    let request = match a.action {
+        MemoryAction::Recent => {
+            let limit = a.limit.unwrap_or(10).clamp(1, MEMORY_LIMIT);
+            let credential = ctx.session.credential.clone();
+            let path = Path::parse("workingMemory")?;
+            let found = in_session(&ctx, ReadContext { credential, path }).await?;
+            return Ok(plain(recent_memory(&found.value, a.kind, limit)));
+        }
+        MemoryAction::Push => ContextRequest::MemoryPush {
+            kind: a.kind.ok_or_else(|| {
+                HubError::invalid("kind", "push needs kind: symbol, file or breakpoint")
+            })?,
+            entry: a
+                .value
+                .ok_or_else(|| HubError::invalid("value", "push needs a value"))?,
+        },
+        MemoryAction::Clear => ContextRequest::MemoryClear { kind: a.kind },
+    };
+    write_request(&ctx, request).await
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NotesArgs {
+    /// Whose notes to read (default: yours). Setting is always your own.
+    ai_id: Option<String>,
+    observations: Option<Vec<String>>,
+    preferences: Option<Vec<String>>,
+}
+
+async fn notes(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: NotesArgs = args(raw)?;
+    let me = bound(&ctx)?.ai_id.clone();
+    if a.observations.is_none() && a.preferences.is_none() {
+        let who = a.ai_id.unwrap_or(me);
+        let credential = ctx.session.credential.clone();
+        let path = Path(vec![Segment::Key("aiNotes".into()), Segment::Key(who)]);
+        let found = in_session(&ctx, ReadContext { credential, path }).await?;
+        return Ok(plain(value(&found)));
+    }
+    let mut notes = Map::new();
+    if let Some(o) = a.observations {
+        notes.insert("observations".into(), json!(o));
+    }
+    if let Some(p) = a.preferences {
+        notes.insert("preferences".into(), json!(p));
+    }
+    let ai_id = a.ai_id.unwrap_or(me);
+    write_request(
+        &ctx,
+        ContextRequest::Notes {
+            ai_id,
+            notes: Value::Object(notes),
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DiscoveryArgs {
+    finding: String,
+    /// e.g. /src/ws/handler.ts:145
+    location: Option<String>,
+    severity: Severity,
+}
+
+async fn discovery_report(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: DiscoveryArgs = args(raw)?;
+    let request = ContextRequest::Discovery {
+        finding: a.finding,
+        location: a.location,
+        severity: a.severity,
+    };
+    write_request(&ctx, request).await
+}
+
+async fn write_request(ctx: &ToolCtx, request: ContextRequest) -> Result<ToolOutput, HubError> {
+    let credential = ctx.session.credential.clone();
+    let command = WriteContext {
+        credential,
+        as_participant: None,
+        request,
+    };
+    let written = in_session(ctx, command).await?;
+    Ok(plain(value(&written)))
 }
 
 #[cfg(test)]

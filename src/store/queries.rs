@@ -11,7 +11,7 @@ use super::schema::{context_snapshots, events, participants, sessions};
 use crate::domain::context::{Context, changes_from_json};
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::session::{
-    CONTEXT_CHANGED, Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus,
+    CONTEXT_KINDS, Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus,
     SessionSummary,
 };
 use crate::error::HubError;
@@ -174,7 +174,7 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
     }
     let changes: Vec<EventRow> = events::table
         .filter(events::session_id.eq(&sid))
-        .filter(events::kind.eq(CONTEXT_CHANGED))
+        .filter(events::kind.eq_any(CONTEXT_KINDS))
         .filter(events::id.gt(replay_after))
         .order(events::id.asc())
         .select(EventRow::as_select())
@@ -299,21 +299,21 @@ pub fn events_after(
     events_page(conn, session_id, None, after_id, limit)
 }
 
-/// Events of one kind after `after_id`, oldest first, at most `limit`.
+/// Events of the given kinds after `after_id`, oldest first, at most `limit`.
 pub fn events_of_kind_after(
     conn: &mut DbConn,
     session_id: Uuid,
-    kind: &str,
+    kinds: &[&str],
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, HubError> {
-    events_page(conn, session_id, Some(kind), after_id, limit)
+    events_page(conn, session_id, Some(kinds), after_id, limit)
 }
 
 fn events_page(
     conn: &mut DbConn,
     session_id: Uuid,
-    kind: Option<&str>,
+    kinds: Option<&[&str]>,
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, HubError> {
@@ -324,8 +324,8 @@ fn events_page(
         .limit(limit)
         .select(EventRow::as_select())
         .into_boxed();
-    if let Some(kind) = kind {
-        query = query.filter(events::kind.eq(kind));
+    if let Some(kinds) = kinds {
+        query = query.filter(events::kind.eq_any(kinds));
     }
     query
         .load(conn)?
@@ -363,16 +363,16 @@ pub fn set_token_digest(
     Ok(())
 }
 
-/// The newest event of `kind` that `actor` caused (0 if none).
+/// The newest event of the given kinds that `actor` caused (0 if none).
 pub fn last_event_by(
     conn: &mut DbConn,
     session_id: Uuid,
-    kind: &str,
+    kinds: &[&str],
     actor: &str,
 ) -> Result<i64, HubError> {
     let id: Option<i64> = events::table
         .filter(events::session_id.eq(session_id.to_string()))
-        .filter(events::kind.eq(kind))
+        .filter(events::kind.eq_any(kinds))
         .filter(events::actor.eq(actor))
         .select(diesel::dsl::max(events::id))
         .first(conn)?;

@@ -314,3 +314,169 @@ async fn snapshots_bound_the_replay_and_lose_nothing(backend: Backend) {
     let (_, c3_after) = app.get_as(&claude, "/mcp/context/get/counters.c3").await;
     assert_eq!(c3_after["version"], c3["version"]);
 }
+
+both_backends!(memory_notes_and_discoveries);
+
+async fn memory_notes_and_discoveries(backend: Backend) {
+    use actix_web::http::StatusCode;
+
+    use crate::helpers::assert_error;
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("memory").await;
+    let (_, joined) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "cursor", "role": "observer"}),
+        )
+        .await;
+    let cursor = joined["token"].as_str().unwrap().to_owned();
+    let mut a = Mcp::new(&app);
+    a.token = Some(claude);
+    a.initialize("2025-11-25").await;
+    let mut b = Mcp::new(&app);
+    b.token = Some(gemini.clone());
+    b.initialize("2025-11-25").await;
+    let mut o = Mcp::new(&app);
+    o.token = Some(cursor);
+    o.initialize("2025-11-25").await;
+
+    // Working memory is bounded: the newest entries stay.
+    for i in 0..55 {
+        let (err, w) = a
+            .tool(
+                "memory",
+                json!({"action": "push", "kind": "symbol", "value": format!("Sym{i}")}),
+            )
+            .await;
+        assert!(!err, "{w}");
+    }
+    let (err, _) = a
+        .tool("memory", json!({"action": "push", "kind": "breakpoint", "value": {"file": "/src/api/users.ts", "line": 45}}))
+        .await;
+    assert!(!err);
+    let (_, recent) = b
+        .tool("memory", json!({"action": "recent", "limit": 3}))
+        .await;
+    assert_eq!(
+        recent["recentSymbols"],
+        json!(["Sym52", "Sym53", "Sym54"]),
+        "{recent}"
+    );
+    assert_eq!(recent["breakpoints"][0]["line"], 45);
+    let (_, all) = a
+        .tool(
+            "context_get",
+            json!({"path": "workingMemory.recentSymbols"}),
+        )
+        .await;
+    assert_eq!(all["value"].as_array().unwrap().len(), 50);
+    assert_eq!(all["value"][0], "Sym5");
+    let (err, msg) = a
+        .tool("memory", json!({"action": "push", "kind": "symbol"}))
+        .await;
+    assert!(err && msg.as_str().unwrap().contains("value"), "{msg}");
+    let (err, _) = a
+        .tool("memory", json!({"action": "clear", "kind": "symbol"}))
+        .await;
+    assert!(!err);
+    let (_, recent) = a.tool("memory", json!({"action": "recent"})).await;
+    assert_eq!(recent["recentSymbols"], json!([]));
+    // Observers read memory but do not change it.
+    let (err, _) = o
+        .tool(
+            "memory",
+            json!({"action": "push", "kind": "file", "value": "/x"}),
+        )
+        .await;
+    assert!(err);
+
+    // Notes: each AI writes its own, everyone reads; observers too.
+    let (err, _) = a
+        .tool("notes", json!({"observations": ["Database queries need optimization"], "preferences": ["Functional patterns"]}))
+        .await;
+    assert!(!err);
+    let (_, read) = b.tool("notes", json!({"aiId": "claude"})).await;
+    assert_eq!(
+        read["value"]["observations"][0],
+        "Database queries need optimization"
+    );
+    let (err, msg) = b
+        .tool(
+            "notes",
+            json!({"aiId": "claude", "observations": ["hijack"]}),
+        )
+        .await;
+    assert!(err && msg.as_str().unwrap().contains("forbidden"), "{msg}");
+    let (err, _) = o
+        .tool("notes", json!({"observations": ["watching perf"]}))
+        .await;
+    assert!(!err);
+
+    // A critical discovery is announced: it leads the others' next tool result.
+    let (err, _) = o
+        .tool("discovery_report", json!({"finding": "Memory leak in websocket handler", "location": "/src/ws/handler.ts:145", "severity": "critical"}))
+        .await;
+    assert!(!err);
+    let (_, res) = a
+        .call(9, "tools/call", json!({"name": "whoami", "arguments": {}}))
+        .await;
+    let first = res["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(first.contains("discovery_reported by cursor"), "{first}");
+    let (_, found) = a
+        .tool(
+            "context_get",
+            json!({"path": "activeWork.recentDiscoveries[0]"}),
+        )
+        .await;
+    assert_eq!(found["value"]["by"], "cursor");
+    assert_eq!(found["value"]["severity"], "critical");
+
+    // The same over REST.
+    let (s, b2) = app
+        .post("/mcp/context/memory/push", &json!({"sessionId": id, "aiId": "claude", "kind": "file", "value": "/src/services/user.ts"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b2}");
+    let (_, recent) = app
+        .get(&format!(
+            "/mcp/context/memory/recent?sessionId={id}&kind=file"
+        ))
+        .await;
+    assert_eq!(recent, json!({"openFiles": ["/src/services/user.ts"]}));
+    let (s, _) = app
+        .post_as(
+            &gemini,
+            "/mcp/context/notes/gemini",
+            &json!({"observations": ["Test coverage below 60% in payments"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, notes) = app
+        .get(&format!("/mcp/context/notes/gemini?sessionId={id}"))
+        .await;
+    assert_eq!(
+        notes["value"]["observations"][0],
+        "Test coverage below 60% in payments"
+    );
+    let (s, b2) = app
+        .post_as(
+            &gemini,
+            "/mcp/context/notes/claude",
+            &json!({"observations": ["no"]}),
+        )
+        .await;
+    assert_error(s, &b2, StatusCode::FORBIDDEN, "forbidden");
+    let (s, _) = app
+        .post("/mcp/context/memory/clear", &json!({"sessionId": id}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, recent) = app
+        .get(&format!("/mcp/context/memory/recent?sessionId={id}"))
+        .await;
+    assert_eq!(
+        recent,
+        json!({"recentSymbols": [], "openFiles": [], "breakpoints": []})
+    );
+}

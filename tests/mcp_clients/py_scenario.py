@@ -110,7 +110,8 @@ async def main() -> int:
                 check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
             expected_tools = ["context_append", "context_delete", "context_diff", "context_get", "context_set",
-                              "context_sync", "events_ack", "events_poll", "session_leave", "session_status", "whoami"]
+                              "context_sync", "discovery_report", "events_ack", "events_poll", "memory", "notes",
+                              "session_leave", "session_status", "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
             check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)

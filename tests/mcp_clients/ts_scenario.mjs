@@ -56,7 +56,7 @@ try {
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
   check(JSON.stringify(names) === JSON.stringify(['context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
-    'events_ack', 'events_poll', 'session_leave', 'session_status', 'whoami']),
+    'discovery_report', 'events_ack', 'events_poll', 'memory', 'notes', 'session_leave', 'session_status', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
   check(me.aiId === 'claude' && me.role === 'driver' && me.sessionId === sessionId, 'whoami', me);
