@@ -119,6 +119,24 @@ async def main() -> int:
             check([e["kind"] for e in page["events"]] == ["session_created"], "events_poll", page)
             acked = (await client.call_tool("events_ack", {"upTo": page["lastEventId"]})).structured_content
             check(acked["ackedEventId"] == page["lastEventId"], "events_ack", acked)
+            # The shared-context tools, each once.
+            for name, args in [
+                ("context_set", {"path": "activeWork.currentRefactoring.status", "value": "in_progress"}),
+                ("context_get", {"path": "activeWork"}),
+                ("context_append", {"path": "activeWork.recentDiscoveries", "value": {"finding": "leak"}}),
+                ("context_sync", {"updates": {"projectUnderstanding": {"architecture": "Microservices"}}}),
+                ("context_delete", {"path": "projectUnderstanding"}),
+                ("context_diff", {"since": 0}),
+                ("memory", {"action": "push", "kind": "file", "value": "/src/auth.ts"}),
+                ("memory", {"action": "recent"}),
+                ("notes", {"observations": ["coverage is low in payments"]}),
+                ("notes", {}),
+                ("discovery_report", {"finding": "slow query", "severity": "medium"}),
+            ]:
+                r = await client.call_tool(name, args)
+                check(not r.is_error, name, r.content[0].text[:160] if r.content else None)
+            diff = (await client.call_tool("context_diff", {"since": 0})).structured_content
+            check(diff["added"]["activeWork.currentRefactoring.status"]["new"] == "in_progress", "context_diff content", diff)
             uri = f"collab://session/{session_id}"
             read = await client.read_resource(uri)
             check(json.loads(read.contents[0].text)["sessionId"] == session_id, "resources/read", uri)

@@ -84,6 +84,33 @@ try {
   const brief = prompt.messages[0].content.text;
   check(brief.includes('You are claude (driver)') && brief.includes('Nothing happened'), 'resume prompt', brief);
 
+  // The shared-context tools, each once.
+  const call = async (name, args) => {
+    const r = await a.client.callTool({ name, arguments: args });
+    check(!r.isError, name, r.isError ? r.content[0].text : r.structuredContent);
+    return r.structuredContent;
+  };
+  const put = await call('context_set', { path: 'activeWork.currentRefactoring.status', value: 'in_progress' });
+  const got = await call('context_get', { path: 'activeWork.currentRefactoring.status' });
+  check(got.value === 'in_progress' && got.version === put.eventId, 'context_get sees the write and its version', got);
+  const race = await a.client.callTool({ name: 'context_set', arguments: { path: 'activeWork.currentRefactoring.status', value: 'x', expectedVersion: put.eventId - 1 } });
+  check(race.isError && /version_conflict/.test(race.content[0].text), 'stale expectedVersion is refused', race.content[0].text);
+  await call('context_append', { path: 'activeWork.recentDiscoveries', value: { finding: 'n+1' } });
+  await call('context_sync', { updates: { projectUnderstanding: { architecture: 'Microservices' } } });
+  await call('context_delete', { path: 'projectUnderstanding' });
+  const changes = await call('context_diff', { since: put.eventId - 1 });
+  check(changes.added['activeWork.currentRefactoring.status']?.new === 'in_progress', 'context_diff', changes);
+  await call('memory', { action: 'push', kind: 'symbol', value: 'UserService' });
+  const mem = await call('memory', { action: 'recent', kind: 'symbol' });
+  check(mem.recentSymbols[0] === 'UserService', 'memory recent', mem);
+  await call('notes', { observations: ['prefers small PRs'] });
+  const mine = await call('notes', {});
+  check(mine.value.observations[0] === 'prefers small PRs', 'notes read back', mine);
+  await call('discovery_report', { finding: 'race in cache', location: '/src/cache.ts:9', severity: 'low' });
+  await call('events_ack', { upTo: structured(await a.client.callTool({ name: 'whoami', arguments: {} })).lastEventId });
+  const emptyPrompt = await a.client.getPrompt({ name: 'resume' });
+  check(emptyPrompt.messages[0].content.text.includes('Nothing happened'), 'acked: nothing new in the briefing');
+
   // 2. A change is pushed on the GET stream with its log id.
   const paused = structured(await a.client.callTool({ name: 'session_status', arguments: { action: 'pause' } }));
   check(paused.status === 'paused', 'session_status pause', paused.status);
