@@ -313,3 +313,16 @@ pub fn run_step(cmd: &mut std::process::Command, what: &str) -> Result<(), Strin
         ))
     }
 }
+
+/// `npm ci` (pinned by the package-lock.json in `dir`) unless `installed` already exists.
+pub fn npm_ci(dir: &std::path::Path, installed: &str) -> Result<(), String> {
+    if dir.join(installed).exists() {
+        return Ok(());
+    }
+    run_step(
+        std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+            .current_dir(dir),
+        &format!("npm ci in {}", dir.display()),
+    )
+}

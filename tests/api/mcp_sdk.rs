@@ -7,24 +7,16 @@ use std::sync::OnceLock;
 
 use collab_hub::Settings;
 
-use crate::helpers::{Backend, TestDb, both_backends, clients_dir, run_step, spawn_app, start_on};
+use crate::helpers::{
+    Backend, TestDb, both_backends, clients_dir, npm_ci, run_step, spawn_app, start_on,
+};
 
 /// `npm ci` once per checkout (pinned by package-lock.json).
 pub fn node_clients() -> &'static Result<PathBuf, String> {
     static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     READY.get_or_init(|| {
         let dir = clients_dir();
-        if !dir
-            .join("node_modules/@modelcontextprotocol/sdk/package.json")
-            .exists()
-        {
-            run_step(
-                Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
-                    .current_dir(&dir),
-                "npm ci (tests/mcp_clients)",
-            )?;
-        }
+        npm_ci(&dir, "node_modules/@modelcontextprotocol/sdk/package.json")?;
         Ok(dir)
     })
 }

@@ -14,44 +14,20 @@ from typing import Any
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict
 
 import mcp.types as types
+from collab_client import Report, collab_events
 from mcp import Client
-from mcp.client import ClientExtension, NotificationBinding
 from mcp.client.streamable_http import streamable_http_client
 
 base, session_id, token = sys.argv[1:4]
 warnings.filterwarnings("ignore")
-failed = False
 received: list[int] = []
 resumed_from: list[str] = []
 
 
-def out(ev: str, **data: Any) -> None:
-    print(json.dumps({"ev": ev, **data}, default=str, separators=(",", ":")), flush=True)
-
-
-def check(cond: bool, what: str, detail: Any = None) -> None:
-    global failed
-    out("ok" if cond else "fail", check=what, detail=detail)
-    if not cond:
-        failed = True
-
-
-class EventParams(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-async def on_event(params: EventParams) -> None:
-    received.append(params.model_dump()["id"])
-
-
-class CollabEvents(ClientExtension):
-    identifier = "dev.collabhub/events"
-
-    def notifications(self):
-        return [NotificationBinding(method="notifications/collab/event", params_type=EventParams, handler=on_event)]
+report = Report()
+out, check = report.out, report.check
 
 
 async def on_request(req: httpx2.Request) -> None:
@@ -65,7 +41,7 @@ async def main() -> int:
                               event_hooks={"request": [on_request]})
     async with http:
         transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
-        client = Client(transport, mode="legacy", extensions=[CollabEvents()], read_timeout_seconds=30, cache=None)
+        client = Client(transport, mode="legacy", extensions=[collab_events(lambda e: received.append(e["id"]))], read_timeout_seconds=30, cache=None)
         async with client:
             last = 0
             # Changes keep coming for 3.5 s while the hub ends the stream every second.
@@ -81,8 +57,7 @@ async def main() -> int:
             check(received == list(range(received[0], last + 1)) if received else False,
                   "every event exactly once, in order", {"received": received, "last": last})
             check(received and received[0] <= 2, "from the first change on", received[:3])
-    out("done", failed=failed)
-    return 1 if failed else 0
+    return report.done()
 
 
 if __name__ == "__main__":

@@ -16,46 +16,20 @@ from typing import Any
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict
 
 import mcp.types as types
+from collab_client import Report, collab_events
 from mcp import Client
-from mcp.client import ClientExtension, NotificationBinding
 from mcp.client.streamable_http import streamable_http_client
 
 base, session_id, token, mode = sys.argv[1:5]
 warnings.filterwarnings("ignore")
-failed = False
 events: list[dict[str, Any]] = []
 requests: list[dict[str, Any]] = []
 
 
-def out(ev: str, **data: Any) -> None:
-    print(json.dumps({"ev": ev, **data}, default=str, separators=(",", ":")), flush=True)
-
-
-def check(cond: bool, what: str, detail: Any = None) -> None:
-    global failed
-    out("ok" if cond else "fail", check=what, detail=detail)
-    if not cond:
-        failed = True
-
-
-class EventParams(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-async def on_event(params: EventParams) -> None:
-    events.append(params.model_dump())
-
-
-class CollabEvents(ClientExtension):
-    """mcp 2.x drops notifications it does not know unless an extension claims them."""
-
-    identifier = "dev.collabhub/events"
-
-    def notifications(self):
-        return [NotificationBinding(method="notifications/collab/event", params_type=EventParams, handler=on_event)]
+report = Report()
+out, check = report.out, report.check
 
 
 async def on_request(req: httpx2.Request) -> None:
@@ -101,7 +75,7 @@ async def main() -> int:
         transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
         client = Client(transport, mode=mode,
                         client_info=types.Implementation(name=f"collab-hub-py-{mode}", version="0.0.1"),
-                        extensions=[CollabEvents()], read_timeout_seconds=30, cache=None)
+                        extensions=[collab_events(lambda e: events.append(e))], read_timeout_seconds=30, cache=None)
         async with client:
             # auto: the hub answers server/discover, so the client stays in the stateless era.
             expected = "2026-07-28" if mode == "auto" else "2025-11-25"
@@ -168,8 +142,7 @@ async def main() -> int:
                 await unbound_clients()
             left = (await client.call_tool("session_leave", {})).structured_content
             check(any(p["aiId"] == "claude" and p.get("leftAt") for p in left["participants"]), "session_leave", left)
-    out("done", failed=failed)
-    return 1 if failed else 0
+    return report.done()
 
 
 if __name__ == "__main__":
