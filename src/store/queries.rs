@@ -161,13 +161,7 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
         .optional()?;
     let mut replay_after = 0;
     if let Some((event_id, encoding, bytes)) = snapshot {
-        if encoding != "json" {
-            return Err(HubError::Internal(format!(
-                "context snapshot encoding {encoding:?} is not supported"
-            )));
-        }
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| HubError::Internal("stored context snapshot is unreadable".into()))?;
+        let value = decode_snapshot(&encoding, &bytes)?;
         session.context = Context::from_snapshot(&value)
             .map_err(|e| HubError::Internal(format!("stored context snapshot: {e}")))?;
         replay_after = event_id;
@@ -192,6 +186,33 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
     Ok(Some(session))
 }
 
+/// Snapshots larger than this are stored zstd-compressed.
+pub const COMPRESS_ABOVE: usize = 64 * 1024;
+
+/// A snapshot as stored: plain JSON, or zstd-compressed JSON above `COMPRESS_ABOVE`.
+pub fn encode_snapshot(value: &serde_json::Value) -> Result<(&'static str, Vec<u8>), HubError> {
+    let json = value.to_string().into_bytes();
+    if json.len() <= COMPRESS_ABOVE {
+        return Ok(("json", json));
+    }
+    zstd::bulk::compress(&json, 3)
+        .map(|z| ("zstd", z))
+        .map_err(|e| HubError::Internal(format!("cannot compress a context snapshot: {e}")))
+}
+
+pub fn decode_snapshot(encoding: &str, bytes: &[u8]) -> Result<serde_json::Value, HubError> {
+    let unreadable =
+        |why: String| HubError::Internal(format!("stored context snapshot is unreadable: {why}"));
+    let json = match encoding {
+        "json" => bytes.to_vec(),
+        // Bounded: a context is at most MAX_CONTEXT_BYTES (plus its versions).
+        "zstd" => zstd::bulk::decompress(bytes, 4 * crate::domain::context::MAX_CONTEXT_BYTES)
+            .map_err(|e| unreadable(e.to_string()))?,
+        other => return Err(unreadable(format!("unknown encoding {other:?}"))),
+    };
+    serde_json::from_slice(&json).map_err(|e| unreadable(e.to_string()))
+}
+
 /// Stores the whole context as of event `event_id`.
 pub fn insert_snapshot(
     conn: &mut DbConn,
@@ -201,14 +222,15 @@ pub fn insert_snapshot(
     trigger: &str,
     at: NaiveDateTime,
 ) -> Result<(), HubError> {
+    let (encoding, bytes) = encode_snapshot(&context.to_snapshot())?;
     diesel::insert_into(context_snapshots::table)
         .values((
             context_snapshots::id.eq(Uuid::new_v4().to_string()),
             context_snapshots::session_id.eq(session_id.to_string()),
             context_snapshots::event_id.eq(event_id),
             context_snapshots::created_at.eq(at),
-            context_snapshots::encoding.eq("json"),
-            context_snapshots::context.eq(context.to_snapshot().to_string().into_bytes()),
+            context_snapshots::encoding.eq(encoding),
+            context_snapshots::context.eq(bytes),
             context_snapshots::trigger.eq(trigger),
         ))
         .execute(conn)?;
@@ -391,4 +413,25 @@ pub fn last_event_at(
         .select(diesel::dsl::max(events::id))
         .first(conn)?;
     Ok(id.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snapshots_compress_only_when_large() {
+        let small = json!({"doc": {"a": 1}, "versions": {}});
+        let (enc, bytes) = encode_snapshot(&small).unwrap();
+        assert_eq!(enc, "json");
+        assert_eq!(decode_snapshot(enc, &bytes).unwrap(), small);
+        let large = json!({"doc": {"text": "abc ".repeat(40_000)}, "versions": {"text": 3}});
+        let (enc, bytes) = encode_snapshot(&large).unwrap();
+        assert_eq!(enc, "zstd");
+        assert!(bytes.len() < COMPRESS_ABOVE / 4, "{} bytes", bytes.len());
+        assert_eq!(decode_snapshot(enc, &bytes).unwrap(), large);
+        assert!(decode_snapshot("zstd", b"not zstd").is_err());
+        assert!(decode_snapshot("gzip", b"{}").is_err());
+    }
 }

@@ -274,45 +274,59 @@ async fn rest_context_endpoints_follow_the_concept(backend: Backend) {
 
 both_backends!(snapshots_bound_the_replay_and_lose_nothing);
 
-/// Past SNAPSHOT_EVERY changes the context is snapshotted with the change; a restart loads the
-/// snapshot plus the changes after it and ends up exactly where it was, versions included.
+/// Past SNAPSHOT_EVERY changes the context is snapshotted with the change (zstd-compressed
+/// when large); a restart loads the snapshot plus the changes after it and ends up exactly
+/// where it was, versions included.
 async fn snapshots_bound_the_replay_and_lose_nothing(backend: Backend) {
     use collab_hub::domain::context::SNAPSHOT_EVERY;
     use collab_hub::store::{ConnRole, DbTarget, schema::context_snapshots};
-    use diesel::{QueryDsl, RunQueryDsl};
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (id, claude, _) = app.create_pair("snapshots").await;
     let total = SNAPSHOT_EVERY as i64 + 7;
-    for i in 0..total {
-        let body = json!({"sessionId": id, "path": format!("counters.c{}", i % 10), "value": i});
-        let (s, b) = app.post("/mcp/context/set", &body).await;
-        assert_eq!(s.as_u16(), 200, "{b}");
+    // One session with small values (plain JSON snapshot), one with ~1 KiB values (compressed).
+    let mut sessions = Vec::new();
+    for (name, pad) in [("small", 0), ("large", 1000)] {
+        let (id, claude, _) = app.create_pair(name).await;
+        for i in 0..total {
+            let value = format!("{i}{}", "x".repeat(pad));
+            let body =
+                json!({"sessionId": id, "path": format!("items.k{}", i % 90), "value": value});
+            let (s, b) = app.post("/mcp/context/set", &body).await;
+            assert_eq!(s.as_u16(), 200, "{b}");
+        }
+        let (_, before) = app.get(&format!("/mcp/context/get?sessionId={id}")).await;
+        let (_, k3) = app
+            .get(&format!("/mcp/context/get/items.k3?sessionId={id}"))
+            .await;
+        sessions.push((id, claude, before, k3));
     }
-    let (_, before) = app.get(&format!("/mcp/context/get?sessionId={id}")).await;
-    let (_, c3) = app
-        .get(&format!("/mcp/context/get/counters.c3?sessionId={id}"))
-        .await;
     let db = app.stop().await;
 
     let mut conn = DbTarget::parse(&db.url)
         .unwrap()
         .connect(ConnRole::Reader)
         .unwrap();
-    let snapshots: i64 = context_snapshots::table
-        .count()
-        .get_result(&mut conn)
-        .unwrap();
-    assert_eq!(snapshots, 1, "one snapshot after {total} changes");
+    for ((id, ..), expected) in sessions.iter().zip(["json", "zstd"]) {
+        let encodings: Vec<String> = context_snapshots::table
+            .filter(context_snapshots::session_id.eq(id))
+            .select(context_snapshots::encoding)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(encodings, [expected], "one snapshot after {total} changes");
+    }
     drop(conn);
 
     let app = start_on(db, Settings::for_database("unused")).await;
-    let (_, after) = app.get_as(&claude, "/mcp/context/get").await;
-    assert_eq!(after, before);
-    let (_, c3_after) = app.get_as(&claude, "/mcp/context/get/counters.c3").await;
-    assert_eq!(c3_after["version"], c3["version"]);
+    for (_, claude, before, k3) in &sessions {
+        let (_, after) = app.get_as(claude, "/mcp/context/get").await;
+        // (Compared without printing: the large document runs to ~100 KB.)
+        assert!(&after == before, "context differs after the restart");
+        let (_, k3_after) = app.get_as(claude, "/mcp/context/get/items.k3").await;
+        assert_eq!(k3_after["version"], k3["version"]);
+    }
 }
 
 both_backends!(memory_notes_and_discoveries);
