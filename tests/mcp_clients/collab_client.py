@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+import httpx2
 from pydantic import BaseModel, ConfigDict
 
 from mcp.client import ClientExtension, NotificationBinding
+from mcp.client.streamable_http import streamable_http_client
 
 EVENT_METHOD = "notifications/collab/event"
 
@@ -49,3 +51,15 @@ def collab_events(on_event: Callable[[dict[str, Any]], None]) -> ClientExtension
             return [NotificationBinding(method=EVENT_METHOD, params_type=EventParams, handler=handler)]
 
     return CollabEvents()
+
+
+def http_client(token: str | None = None, on_request: Callable | None = None) -> httpx2.AsyncClient:
+    """An HTTP client for the SDK: the bearer token (if any) and a long read timeout (SSE)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    hooks = {"request": [on_request]} if on_request else {}
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0), event_hooks=hooks)
+
+
+def transport(base: str, http: httpx2.AsyncClient):
+    """The hub's /mcp endpoint over Streamable HTTP, ending the MCP session on close."""
+    return streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)

@@ -16,9 +16,8 @@ import anyio
 import httpx2
 
 import mcp.types as types
-from collab_client import Report, collab_events
+from collab_client import Report, collab_events, http_client, transport
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 base, session_id, token = sys.argv[1:4]
 warnings.filterwarnings("ignore")
@@ -36,12 +35,8 @@ async def on_request(req: httpx2.Request) -> None:
 
 
 async def main() -> int:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
-                              timeout=httpx2.Timeout(30.0, read=300.0),
-                              event_hooks={"request": [on_request]})
-    async with http:
-        transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
-        client = Client(transport, mode="legacy", extensions=[collab_events(lambda e: received.append(e["id"]))], read_timeout_seconds=30, cache=None)
+    async with http_client(token, on_request) as http:
+        client = Client(transport(base, http), mode="legacy", extensions=[collab_events(lambda e: received.append(e["id"]))], read_timeout_seconds=30, cache=None)
         async with client:
             last = 0
             # Changes keep coming for 3.5 s while the hub ends the stream every second.

@@ -18,9 +18,8 @@ import anyio
 import httpx2
 
 import mcp.types as types
-from collab_client import Report, collab_events
+from collab_client import Report, collab_events, http_client, transport
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 base, session_id, token, mode = sys.argv[1:5]
 warnings.filterwarnings("ignore")
@@ -48,9 +47,8 @@ async def wait_for(pred, seconds: float = 5.0) -> bool:
 async def unbound_clients() -> None:
     """Clients without a token (loopback): list, join, and create through the tools."""
     for role in ("joiner", "creator"):
-        async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0)) as http:
-            transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
-            async with Client(transport, mode="legacy", cache=None, read_timeout_seconds=30) as anon:
+        async with http_client() as http:
+            async with Client(transport(base, http), mode="legacy", cache=None, read_timeout_seconds=30) as anon:
                 names = sorted(t.name for t in (await anon.list_tools()).tools)
                 check(names == ["session_create", "session_join", "session_list"], f"{role}: unbound tools", names)
                 if role == "joiner":
@@ -68,12 +66,8 @@ async def unbound_clients() -> None:
 
 
 async def main() -> int:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
-                              timeout=httpx2.Timeout(30.0, read=300.0),
-                              event_hooks={"request": [on_request]})
-    async with http:
-        transport = streamable_http_client(f"{base}/mcp", http_client=http, terminate_on_close=True)
-        client = Client(transport, mode=mode,
+    async with http_client(token, on_request) as http:
+        client = Client(transport(base, http), mode=mode,
                         client_info=types.Implementation(name=f"collab-hub-py-{mode}", version="0.0.1"),
                         extensions=[collab_events(lambda e: events.append(e))], read_timeout_seconds=30, cache=None)
         async with client:
