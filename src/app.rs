@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 use crate::actors::Hub;
 use crate::config::Settings;
 use crate::domain::auth::token_digest;
+use crate::domain::message::SendRate;
 use crate::domain::session::AccessPolicy;
 use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
@@ -44,7 +45,17 @@ impl Application {
         let policy = AccessPolicy {
             trust_loopback: addr.ip().is_loopback(),
             operator_digest: settings.operator_token.as_deref().map(token_digest),
+            send_rate: SendRate {
+                burst: settings.message_burst.max(1),
+                per_sec: settings.message_rate,
+            },
         };
+        if !(settings.message_rate.is_finite() && settings.message_rate > 0.0) {
+            return Err(format!(
+                "--message-rate must be a positive number of messages per second, not {}",
+                settings.message_rate
+            ));
+        }
         if !policy.trust_loopback && policy.operator_digest.is_none() {
             return Err(format!(
                 "{addr} is reachable beyond this machine: set --operator-token (COLLAB_HUB_OPERATOR_TOKEN) so that sessions cannot be created by anyone"

@@ -105,6 +105,24 @@ pub struct Settings {
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
     pub workers: Option<usize>,
+
+    /// Messages one participant may send per second, sustained.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_MESSAGE_RATE",
+        default_value_t = 5.0,
+        global = true
+    )]
+    pub message_rate: f64,
+
+    /// Messages one participant may send in a burst before the rate applies.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_MESSAGE_BURST",
+        default_value_t = 30,
+        global = true
+    )]
+    pub message_burst: u32,
 }
 
 impl Settings {
@@ -119,6 +137,8 @@ impl Settings {
             allowed_hosts: Vec::new(),
             stream_max_secs: 0,
             workers: Some(2),
+            message_rate: 5.0,
+            message_burst: 30,
         }
     }
 

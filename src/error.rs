@@ -37,6 +37,12 @@ pub enum HubError {
     /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller is over a rate limit; retry after the given time.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A bug or an unexpected failure. The message is safe to show; details go to the log.
     #[error("{0}")]
     Internal(String),
@@ -71,6 +77,7 @@ impl HubError {
             HubError::MethodNotAllowed(_) => "method_not_allowed",
             HubError::NotAcceptable(_) => "not_acceptable",
             HubError::Unavailable(_) => "unavailable",
+            HubError::RateLimited { .. } => "rate_limited",
             HubError::Internal(_) => "internal",
         }
     }
@@ -94,6 +101,7 @@ impl HubError {
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HubError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +111,12 @@ impl HubError {
         let mut body = json!({ "code": self.code(), "message": self.to_string() });
         if let Some(field) = self.field() {
             body["field"] = json!(field);
+        }
+        if let HubError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            body["retryAfterSecs"] = json!(retry_after_secs);
         }
         body
     }
@@ -120,7 +134,7 @@ impl HubError {
             HubError::UnsupportedMediaType(_) => -32600,
             HubError::MethodNotAllowed(_) => -32601,
             HubError::NotAcceptable(_) => -32600,
-            HubError::Unavailable(_) => -32000,
+            HubError::Unavailable(_) | HubError::RateLimited { .. } => -32000,
         };
         json!({ "code": code, "message": self.to_string(), "data": self.body() })
     }
@@ -140,7 +154,14 @@ impl ResponseError for HubError {
         if matches!(self, HubError::Internal(_)) {
             log::error!("internal error: {self}");
         }
-        HttpResponse::build(self.http_status()).json(json!({ "error": self.body() }))
+        let mut answer = HttpResponse::build(self.http_status());
+        if let HubError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            answer.insert_header(("retry-after", retry_after_secs.to_string()));
+        }
+        answer.json(json!({ "error": self.body() }))
     }
 }
 

@@ -3,8 +3,12 @@
 //! `subscriptions/listen` stream, WebSocket later), each in log order from its own cursor. A
 //! stream that attaches, or falls behind, is fed from the event log first, then live: nothing
 //! skipped, nothing sent twice.
+//!
+//! While the participant is in a non-interruptible checkpoint (`SetHold`), only critical events
+//! go out, ahead of log order and marked `early`; the rest wait in the log and follow in order
+//! once the hold ends (the in-order pass skips nothing and does not resend what went early).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +16,10 @@ use actix::prelude::*;
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
-use super::messages::EventSink;
-use crate::domain::event::Event;
+use super::messages::{Delivery, EventSink};
+use crate::domain::event::{Event, Priority};
 use crate::domain::outbox::{Next, Outbox};
+use crate::store::queries::EventFilter;
 use crate::store::{Store, queries};
 
 /// Events one stream may have waiting in memory (while it replays) before it must go back to
@@ -29,8 +34,10 @@ const MAX_STREAMS: usize = 16;
 
 struct Stream {
     sink: EventSink,
-    /// Highest event id handed to this stream.
+    /// Every event up to here that this participant sees was handed to this stream in order.
     last_sent: i64,
+    /// Critical events after `last_sent` that went out early (during a hold).
+    early: BTreeSet<i64>,
     /// Live events that arrived while the stream was replaying.
     outbox: Outbox,
     replaying: bool,
@@ -46,19 +53,47 @@ enum Push {
 }
 
 impl Stream {
+    /// Hands `event` over in log order.
     fn push(&mut self, event: Arc<Event>) -> Push {
-        if event.id <= self.last_sent {
+        let id = event.id;
+        if id <= self.last_sent {
             return Push::Sent;
         }
+        if !self.early.remove(&id) {
+            match self.sink.try_send(Delivery {
+                event,
+                early: false,
+            }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Push::Full,
+                Err(TrySendError::Closed(_)) => return Push::Closed,
+            }
+        }
+        self.last_sent = id;
+        self.early.retain(|&e| e > id);
+        Push::Sent
+    }
+
+    /// Hands a critical `event` over ahead of the events held before it.
+    fn push_early(&mut self, event: Arc<Event>) -> Push {
         let id = event.id;
-        match self.sink.try_send(event) {
+        if id <= self.last_sent || self.early.contains(&id) {
+            return Push::Sent;
+        }
+        match self.sink.try_send(Delivery { event, early: true }) {
             Ok(()) => {
-                self.last_sent = id;
+                self.early.insert(id);
                 Push::Sent
             }
+            // It still comes in order after the hold, and on top of the next tool result.
             Err(TrySendError::Full(_)) => Push::Full,
             Err(TrySendError::Closed(_)) => Push::Closed,
         }
+    }
+
+    /// While held: remember to read the log from the in-order mark once the hold ends.
+    fn defer(&mut self) {
+        self.outbox.mark_missed(self.last_sent);
     }
 }
 
@@ -68,16 +103,19 @@ pub struct AgentActor {
     store: Store,
     streams: HashMap<String, Stream>,
     generation: u64,
+    /// In a non-interruptible checkpoint: only critical events go out.
+    held: bool,
 }
 
 impl AgentActor {
-    pub fn new(session_id: Uuid, ai_id: String, store: Store) -> Self {
+    pub fn new(session_id: Uuid, ai_id: String, store: Store, held: bool) -> Self {
         AgentActor {
             session_id,
             ai_id,
             store,
             streams: HashMap::new(),
             generation: 0,
+            held,
         }
     }
 
@@ -86,7 +124,7 @@ impl AgentActor {
         let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
-        if stream.replaying {
+        if stream.replaying || self.held {
             return;
         }
         loop {
@@ -117,21 +155,31 @@ impl AgentActor {
     }
 
     /// Feeds `key`'s stream from the log after `after`, page by page, then goes back to live.
+    /// During a hold only critical events are read (and sent early); the rest wait.
     fn replay(&mut self, key: String, after: i64, ctx: &mut Context<Self>) {
         let Some(stream) = self.streams.get_mut(&key) else {
             return;
         };
         stream.replaying = true;
         let generation = stream.generation;
-        let (store, session_id) = (self.store.clone(), self.session_id);
+        let critical_only = self.held;
+        let (store, session_id, viewer) = (self.store.clone(), self.session_id, self.ai_id.clone());
         ctx.spawn(
             async move {
                 store
-                    .read(move |c| queries::events_after(c, session_id, after, REPLAY_PAGE))
+                    .read(move |c| {
+                        let filter = EventFilter {
+                            viewer: Some(&viewer),
+                            kinds: None,
+                            critical_only,
+                        };
+                        queries::events_after(c, session_id, filter, after, REPLAY_PAGE)
+                    })
                     .await
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
+                let held = act.held;
                 let Some(stream) = act.streams.get_mut(&key) else {
                     return;
                 };
@@ -149,9 +197,23 @@ impl AgentActor {
                     }
                 };
                 let page_full = events.len() as i64 == REPLAY_PAGE;
+                let read_up_to = events.last().map_or(after, |e| e.id);
+                // A critical-only page must not be pushed in order even if the hold ended
+                // meanwhile: it skipped the held events.
+                let early_mode = held || critical_only;
                 for event in events {
-                    match stream.push(Arc::new(event)) {
+                    let pushed = if early_mode {
+                        if event.priority != Priority::Critical {
+                            stream.defer();
+                            continue;
+                        }
+                        stream.push_early(Arc::new(event))
+                    } else {
+                        stream.push(Arc::new(event))
+                    };
+                    match pushed {
                         Push::Sent => {}
+                        Push::Full if early_mode => {}
                         Push::Full => return act.fall_behind(key, ctx),
                         Push::Closed => {
                             act.streams.remove(&key);
@@ -159,7 +221,15 @@ impl AgentActor {
                         }
                     }
                 }
-                if page_full {
+                if early_mode {
+                    // The in-order pass reads the log once the hold is over.
+                    stream.defer();
+                    if !held {
+                        act.pump(&key, ctx);
+                    } else if page_full {
+                        act.replay(key, read_up_to, ctx);
+                    }
+                } else if page_full {
                     let from = stream.last_sent;
                     act.replay(key, from, ctx);
                 } else {
@@ -200,6 +270,17 @@ impl Handler<Deliver> for AgentActor {
             if let Some(after) = msg.missed_after {
                 stream.outbox.mark_missed(after);
             }
+            if self.held {
+                if msg.event.priority == Priority::Critical
+                    && !stream.replaying
+                    && let Push::Closed = stream.push_early(msg.event.clone())
+                {
+                    self.streams.remove(&key);
+                    continue;
+                }
+                stream.defer();
+                continue;
+            }
             stream.outbox.push(msg.event.clone());
             self.pump(&key, ctx);
         }
@@ -237,6 +318,7 @@ impl Handler<Attach> for AgentActor {
             Stream {
                 sink: msg.sink,
                 last_sent: msg.after,
+                early: BTreeSet::new(),
                 outbox: Outbox::new(OUTBOX_CAPACITY),
                 replaying: false,
                 generation: self.generation,
@@ -244,5 +326,30 @@ impl Handler<Attach> for AgentActor {
             },
         );
         self.replay(msg.key, msg.after, ctx);
+    }
+}
+
+/// The participant entered (`true`) or left (`false`) a non-interruptible checkpoint.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetHold(pub bool);
+
+impl Handler<SetHold> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetHold, ctx: &mut Self::Context) {
+        if self.held == msg.0 {
+            return;
+        }
+        self.held = msg.0;
+        let keys: Vec<String> = self.streams.keys().cloned().collect();
+        for key in keys {
+            if let Some(stream) = self.streams.get_mut(&key) {
+                // Held: what the outbox holds goes back to the log. Released: the in-order
+                // pass reads it from there.
+                stream.defer();
+            }
+            self.pump(&key, ctx);
+        }
     }
 }

@@ -10,12 +10,14 @@ use uuid::Uuid;
 use crate::domain::auth::Credential;
 use crate::domain::context::{ContextRequest, Diff, Path};
 use crate::domain::event::Event;
+use crate::domain::message::{AckSelection, MessageSpec};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     HandshakeMode, Participant, ParticipantBrief, ParticipantSpec, ParticipantView, Session,
     SessionSpec, SessionStatus, SessionSummary, SessionView,
 };
 use crate::error::HubError;
+use crate::store::messages::{MessagePage, MessageQuery};
 
 /// Create a session (operator only). Replies with the session and each participant's token.
 #[derive(Debug, Message)]
@@ -165,6 +167,10 @@ pub struct EventPage {
     pub more: bool,
     pub acked_event_id: i64,
     pub last_event_id: i64,
+    /// The caller is in a non-interruptible checkpoint: only critical events were returned;
+    /// the others follow once it ends.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Moves the caller's delivery cursor to `up_to`; replies with the cursor now stored.
@@ -196,7 +202,16 @@ pub struct AttachStream {
 
 /// Where an agent pushes events for one live stream. Bounded: a consumer that falls behind is
 /// switched to replay from the log.
-pub type EventSink = tokio::sync::mpsc::Sender<std::sync::Arc<Event>>;
+pub type EventSink = tokio::sync::mpsc::Sender<Delivery>;
+
+/// One event handed to a live stream.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: std::sync::Arc<Event>,
+    /// Sent ahead of log order: a critical event passing a checkpoint's hold. Transports must
+    /// not advance a resume cursor (SSE id) with it; it comes again in order after the hold.
+    pub early: bool,
+}
 
 /// Gives a participant a fresh bearer token; its old one stops working. Replies with the token.
 #[derive(Debug, Message)]
@@ -264,4 +279,81 @@ pub enum Since {
     Time(chrono::DateTime<chrono::Utc>),
     /// After the caller's own last context write.
     MyLastWrite,
+}
+
+/// Send a message (`to: None` broadcasts).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MessageSent, HubError>")]
+pub struct SendMessage {
+    pub credential: Credential,
+    /// The sender when the operator sends for a participant (REST `aiId`).
+    pub as_participant: Option<String>,
+    pub spec: MessageSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSent {
+    /// The message id (= the id of the event that carried it).
+    pub id: i64,
+    pub thread: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Read messages the caller can see; messages to it that come back are marked read.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MessagePage, HubError>")]
+pub struct ReadMessages {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub query: MessageQuery,
+}
+
+/// Acknowledge messages by id or everything up to an id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MessagesAcked, HubError>")]
+pub struct AckMessages {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub selection: AckSelection,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesAcked {
+    /// Newly acknowledged by this call (earlier acknowledgements are kept, not repeated).
+    pub acked: Vec<i64>,
+}
+
+/// Start a checkpoint for the caller.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CheckpointView, HubError>")]
+pub struct BeginCheckpoint {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub task: String,
+    pub estimated_secs: u32,
+    pub interruptible: bool,
+}
+
+/// End the caller's checkpoint.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CheckpointView, HubError>")]
+pub struct EndCheckpoint {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointView {
+    pub event_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Non-critical events wait while this is true.
+    pub holding: bool,
+    /// When the hub ends the checkpoint by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_by: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -4,6 +4,8 @@
 //! commit the event with its projection, then apply the change in memory, reply, and fan the
 //! event out. A reply therefore never describes a state that is not on disk.
 
+mod messaging;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,12 @@ use super::messages::{
 use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::context::{Diff, changes_from_json, diff_since};
 use crate::domain::event::Event;
+use crate::domain::message::RateLimit;
 use crate::domain::now;
 use crate::domain::session::CONTEXT_KINDS;
 use crate::domain::session::{AccessPolicy, Session, SessionView};
 use crate::error::HubError;
+use crate::store::queries::EventFilter;
 use crate::store::{Store, queries};
 
 /// How long an actor whose session could not be loaded keeps answering queued commands before
@@ -51,6 +55,8 @@ pub struct SessionActor {
     hub: Addr<Hub>,
     state: State,
     agents: HashMap<String, AgentSlot>,
+    /// Per-participant send budget (not persisted: a restart refills it).
+    send_limits: HashMap<String, RateLimit>,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -69,6 +75,7 @@ impl SessionActor {
             hub,
             state: State::Loading,
             agents: HashMap::new(),
+            send_limits: HashMap::new(),
         }
     }
 
@@ -86,6 +93,7 @@ impl SessionActor {
             hub,
             state: State::Live(session),
             agents: HashMap::new(),
+            send_limits: HashMap::new(),
         }
     }
 
@@ -118,10 +126,11 @@ impl SessionActor {
 
     fn start_agent(&mut self, ai_id: String) {
         let (store, session_id) = (self.store.clone(), self.id);
+        let held = self.session().is_ok_and(|s| s.holding(&ai_id));
         self.agents
             .entry(ai_id.clone())
             .or_insert_with(|| AgentSlot {
-                addr: AgentActor::new(session_id, ai_id, store).start(),
+                addr: AgentActor::new(session_id, ai_id, store, held).start(),
                 missed_after: None,
             });
     }
@@ -135,6 +144,9 @@ impl SessionActor {
     fn fan_out(&mut self, event: Event) {
         let event = Arc::new(event);
         for (ai_id, slot) in &mut self.agents {
+            if !event.visible_to(ai_id) {
+                continue;
+            }
             let msg = Deliver {
                 event: event.clone(),
                 missed_after: slot.missed_after,
@@ -158,17 +170,39 @@ impl SessionActor {
         W: FnOnce(&mut crate::store::DbConn) -> Result<Event, HubError> + Send + 'static,
         A: FnOnce(&mut SessionActor, Event) -> T + 'static,
     {
+        AtomicResponse::new(self.commit_events(
+            move |c| write(c).map(|e| vec![e]),
+            move |act, mut events, _| apply(act, events.remove(0)),
+        ))
+    }
+
+    /// Commits `write` (any number of events, in one transaction), then runs `apply` and fans
+    /// the events out. For handlers that chain it after other steps.
+    fn commit_events<T, W, A>(
+        &mut self,
+        write: W,
+        apply: A,
+    ) -> ResponseActFuture<Self, Result<T, HubError>>
+    where
+        T: 'static,
+        W: FnOnce(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
+        A: FnOnce(&mut SessionActor, Vec<Event>, &mut Context<Self>) -> T + 'static,
+    {
         let store = self.store.clone();
         let fut = async move { store.write(write).await }
             .into_actor(self)
-            .map(move |result, act, _| {
-                let event = result?;
-                act.session_mut().record(&event);
-                let out = apply(act, event.clone());
-                act.fan_out(event);
+            .map(move |result, act, ctx| {
+                let events = result?;
+                for event in &events {
+                    act.session_mut().record(event);
+                }
+                let out = apply(act, events.clone(), ctx);
+                for event in events {
+                    act.fan_out(event);
+                }
                 Ok(out)
             });
-        AtomicResponse::new(Box::pin(fut))
+        Box::pin(fut)
     }
 }
 
@@ -195,6 +229,7 @@ impl Actor for SessionActor {
                     };
                     if matches!(act.state, State::Live(_)) {
                         act.start_agents();
+                        act.schedule_loaded_timers(ctx);
                     } else {
                         act.hub.do_send(SessionGone(act.id));
                         ctx.run_later(LINGER, |_, ctx| ctx.stop());
@@ -347,19 +382,29 @@ impl Handler<PollEvents> for SessionActor {
                 msg.after.unwrap_or(p.acked_event_id),
                 p.acked_event_id,
                 s.last_event_id,
+                s.holding(&ai_id),
+                ai_id,
             ))
         });
         let (store, id, limit) = (self.store.clone(), self.id, msg.limit);
         Box::pin(async move {
-            let (after, acked, last) = planned?;
+            let (after, acked, last, held, ai_id) = planned?;
             let events = store
-                .read(move |c| queries::events_after(c, id, after, limit))
+                .read(move |c| {
+                    let filter = EventFilter {
+                        viewer: Some(&ai_id),
+                        kinds: None,
+                        critical_only: held,
+                    };
+                    queries::events_after(c, id, filter, after, limit)
+                })
                 .await?;
             Ok(EventPage {
-                more: events.last().is_some_and(|e| e.id < last),
+                more: events.len() as i64 == limit,
                 events,
                 acked_event_id: acked,
                 last_event_id: last,
+                held,
             })
         })
     }
@@ -374,6 +419,7 @@ impl Handler<AckEvents> for SessionActor {
             let cursor = s.check_ack(&ai_id, msg.up_to)?;
             Ok((ai_id, cursor))
         });
+        let up_to = msg.up_to;
         let (ai_id, cursor) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
@@ -388,7 +434,7 @@ impl Handler<AckEvents> for SessionActor {
         .into_actor(self)
         .map(move |result, act, _| {
             result?;
-            act.session_mut().apply_ack(&ai_id, cursor);
+            act.session_mut().apply_ack(&ai_id, cursor, up_to);
             Ok(cursor)
         });
         AtomicResponse::new(Box::pin(fut))
@@ -548,7 +594,12 @@ impl Handler<DiffContext> for SessionActor {
                         }
                         (Since::MyLastWrite, Caller::Operator) => 0,
                     };
-                    queries::events_of_kind_after(c, id, &CONTEXT_KINDS, since, MAX_DIFF_CHANGES)
+                    let filter = EventFilter {
+                        viewer: None,
+                        kinds: Some(&CONTEXT_KINDS),
+                        critical_only: false,
+                    };
+                    queries::events_after(c, id, filter, since, MAX_DIFF_CHANGES)
                 })
                 .await?;
             let mut logged = Vec::new();

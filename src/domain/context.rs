@@ -162,6 +162,10 @@ pub struct Change {
     pub path: Path,
     pub old: Option<Value>,
     pub new: Option<Value>,
+    /// The write also created missing objects on the way: the first `n` segments of `path`
+    /// existed, the rest did not. A diff rewinding this change removes the whole new branch.
+    /// Versions do not depend on it.
+    pub created_from: Option<usize>,
 }
 
 /// The document and the versions of what was written.
@@ -253,7 +257,16 @@ impl Context {
             path: path.clone(),
             old: self.get(path).cloned(),
             new: Some(value),
+            created_from: self.missing_from(path),
         })
+    }
+
+    /// How many leading segments of `path`'s parents exist, if some do not (the write will
+    /// create the rest).
+    fn missing_from(&self, path: &Path) -> Option<usize> {
+        (1..path.0.len())
+            .find(|n| self.get(&Path(path.0[..*n].to_vec())).is_none())
+            .map(|n| n - 1)
     }
 
     /// Appends to the array at `path` (created when absent).
@@ -284,6 +297,7 @@ impl Context {
             path: path.clone(),
             old,
             new: Some(Value::Array(array)),
+            created_from: self.missing_from(path),
         })
     }
 
@@ -303,6 +317,7 @@ impl Context {
             path: path.clone(),
             old: Some(old),
             new: None,
+            created_from: None,
         })
     }
 
@@ -341,10 +356,12 @@ impl Context {
                 }
                 (_, old) if old != Some(v) => {
                     self.check_reachable(&path)?;
+                    // Merges descend only into objects that exist: the parent is there.
                     out.push(Change {
                         path,
                         old: old.cloned(),
                         new: Some(v.clone()),
+                        created_from: None,
                     });
                 }
                 _ => {}
@@ -492,6 +509,34 @@ fn remove(node: &mut Value, path: &[Segment]) {
     }
 }
 
+/// Undoes a delete: a deleted array element goes back at its index, moving the later ones up
+/// (`put` would overwrite the element that took its place).
+fn reinsert(node: &mut Value, path: &[Segment], value: Value) {
+    if let Some((Segment::Index(i), parents)) = path.split_last() {
+        let mut n = &mut *node;
+        for s in parents {
+            n = match (s, n) {
+                (Segment::Key(k), Value::Object(o)) => match o.get_mut(k) {
+                    Some(c) => c,
+                    None => return,
+                },
+                (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                    Some(c) => c,
+                    None => return,
+                },
+                _ => return,
+            };
+        }
+        if let Value::Array(a) = n
+            && *i <= a.len()
+        {
+            a.insert(*i, value);
+        }
+        return;
+    }
+    put(node, path, value);
+}
+
 /// What changed between two points of the log, keyed by canonical path.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Diff {
@@ -522,9 +567,13 @@ pub type LoggedChange = (Change, Option<String>, i64);
 pub fn diff_since(current: &Value, changes: &[LoggedChange]) -> Diff {
     let mut before = current.clone();
     for (c, _, _) in changes.iter().rev() {
-        match &c.old {
-            Some(v) => put(&mut before, &c.path.0, v.clone()),
-            None => remove(&mut before, &c.path.0),
+        match (&c.old, &c.new) {
+            (Some(v), None) => reinsert(&mut before, &c.path.0, v.clone()),
+            (Some(v), Some(_)) => put(&mut before, &c.path.0, v.clone()),
+            (None, _) => {
+                let created = c.created_from.map_or(c.path.0.len(), |n| n + 1);
+                remove(&mut before, &c.path.0[..created])
+            }
         }
     }
     let mut entries = Vec::new();
@@ -974,6 +1023,8 @@ pub enum ContextRequest {
         location: Option<String>,
         severity: Severity,
     },
+    /// A test/build/merge/lint result (`domain::monitor`), kept at `monitoring.<kind>`.
+    StatusReport(super::monitor::StatusReport),
 }
 
 impl From<ContextOp> for ContextRequest {
@@ -1097,6 +1148,9 @@ pub fn changes_to_json(changes: &[Change]) -> Value {
                 if let Some(v) = &c.new {
                     o.insert("new".into(), v.clone());
                 }
+                if let Some(n) = c.created_from {
+                    o.insert("createdFrom".into(), n.into());
+                }
                 Value::Object(o)
             })
             .collect(),
@@ -1111,10 +1165,15 @@ pub fn changes_from_json(v: &Value) -> Result<Vec<Change>, DomainError> {
         .iter()
         .map(|c| {
             let path = Path::parse(c.get("path").and_then(Value::as_str).ok_or_else(bad)?)?;
+            let created_from = match c.get("createdFrom") {
+                None => None,
+                Some(n) => Some(n.as_u64().ok_or_else(bad)? as usize),
+            };
             Ok(Change {
                 path,
                 old: c.get("old").cloned(),
                 new: c.get("new").cloned(),
+                created_from,
             })
         })
         .collect()

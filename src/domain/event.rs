@@ -5,7 +5,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How urgently the participants should see an event (DESIGN "Delivery semantics").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Critical,
@@ -41,6 +53,9 @@ pub struct NewEvent {
     pub actor: Option<String>,
     pub priority: Priority,
     pub payload: Value,
+    /// `None`: every participant sees it. `Some(id)`: only the actor and `id` do (a directed
+    /// message, an alert for one participant).
+    pub to: Option<String>,
 }
 
 /// An event as it stands in the log.
@@ -55,4 +70,37 @@ pub struct Event {
     pub priority: Priority,
     pub payload: Value,
     pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// Longest gist of an event shown in a one-line summary.
+const GIST_CHARS: usize = 120;
+
+impl Event {
+    /// What the event says in a few words, for one-line summaries (critical alerts on top of a
+    /// tool result): a message's body, a report's summary, a discovery's finding.
+    pub fn gist(&self) -> Option<String> {
+        let p = &self.payload;
+        let text = [&p["summary"], &p["body"], &p["discovery"]["finding"]]
+            .into_iter()
+            .find(|v| !v.is_null())?;
+        let text = match text {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut gist: String = text.chars().take(GIST_CHARS).collect();
+        if gist.len() < text.len() {
+            gist.push('…');
+        }
+        Some(gist)
+    }
+
+    /// Does `ai_id` see this event? Broadcasts: everyone; directed: its actor and recipient.
+    pub fn visible_to(&self, ai_id: &str) -> bool {
+        match &self.to {
+            None => true,
+            Some(to) => to == ai_id || self.actor.as_deref() == Some(ai_id),
+        }
+    }
 }

@@ -4,9 +4,14 @@
 //! command is allowed and what event it produces, then apply the committed change.
 
 pub mod auth;
+pub mod checkpoint;
 pub mod context;
+#[cfg(test)]
+mod context_diff_props;
 pub mod event;
 pub mod ids;
+pub mod message;
+pub mod monitor;
 pub mod outbox;
 pub mod role;
 pub mod session;

@@ -119,6 +119,7 @@ mod tests {
             priority,
             payload: serde_json::Value::Null,
             at: crate::domain::now().and_utc(),
+            to: None,
         })
     }
 

@@ -10,17 +10,22 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::{Caller, Credential, digests_match};
+use super::checkpoint::{self, Checkpoint, EndReason};
 use super::context::{
     Change, Context, ContextOp, ContextRequest, Path, SNAPSHOT_EVERY, Segment, Severity,
     changes_to_json,
 };
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
+use super::message::{
+    self, MessageSpec, Parent, PendingAck, PendingAcks, PlannedMessage, SendRate,
+};
+use super::monitor::{MONITORING_KEY, STATUS_REPORTED, stored_status};
 use super::role::{Permission, Role};
 use super::{DomainError, now};
 
 /// Upper bound on participants in one session; every event fans out to each of them.
-pub const MAX_PARTICIPANTS: usize = 32;
+pub const MAX_PARTICIPANTS: usize = 128;
 /// Upper bound on the serialized `metadata` object.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 /// Auto-save interval bounds in seconds; 0 turns auto-save off.
@@ -183,6 +188,14 @@ pub struct Participant {
     pub left_at: Option<NaiveDateTime>,
     /// Last event id the participant acknowledged: its delivery cursor.
     pub acked_event_id: i64,
+    /// Its open checkpoint, if any (stored with the participant, so a restart keeps the hold).
+    pub checkpoint: Option<Checkpoint>,
+    /// Critical events up to here were acknowledged even if the cursor stayed behind (an ack
+    /// during a checkpoint's hold). In memory only: after a restart they show once more.
+    pub acked_critical: i64,
+    /// Critical messages acknowledged one by one (`message_ack`), among the recent critical
+    /// events. In memory only, like `acked_critical`.
+    pub acked_critical_ids: BTreeSet<i64>,
 }
 
 impl Participant {
@@ -202,6 +215,9 @@ impl Participant {
             joined_at: at,
             left_at: None,
             acked_event_id: 0,
+            checkpoint: None,
+            acked_critical: 0,
+            acked_critical_ids: BTreeSet::new(),
         }
     }
 }
@@ -229,17 +245,20 @@ pub struct Session {
     pub context: Context,
     /// Context changes since the last snapshot (a snapshot is due at `SNAPSHOT_EVERY`).
     pub context_since_snapshot: u32,
+    /// Ack-required messages still waiting for acknowledgements before their deadline.
+    pub pending_acks: PendingAcks,
 }
 
 /// Kind of the event that records plain context changes.
 pub const CONTEXT_CHANGED: &str = "context_changed";
 /// Every event kind that changes the context (each carries `changes`); a load replays them.
-pub const CONTEXT_KINDS: [&str; 5] = [
+pub const CONTEXT_KINDS: [&str; 6] = [
     CONTEXT_CHANGED,
     "memory_pushed",
     "memory_cleared",
     "notes_updated",
     "discovery_reported",
+    STATUS_REPORTED,
 ];
 
 /// How many recent critical events a session keeps in memory for its participants.
@@ -252,6 +271,8 @@ pub struct AccessPolicy {
     pub trust_loopback: bool,
     /// Digest of the operator token, if one is configured.
     pub operator_digest: Option<String>,
+    /// How fast each participant may send messages.
+    pub send_rate: SendRate,
 }
 
 impl AccessPolicy {
@@ -387,6 +408,7 @@ impl Session {
             recent_critical: Default::default(),
             context: Context::new(),
             context_since_snapshot: 0,
+            pending_acks: PendingAcks::default(),
         }
     }
 
@@ -421,7 +443,9 @@ impl Session {
         };
         let commenting = matches!(
             request,
-            ContextRequest::Notes { .. } | ContextRequest::Discovery { .. }
+            ContextRequest::Notes { .. }
+                | ContextRequest::Discovery { .. }
+                | ContextRequest::StatusReport(_)
         );
         if observer && !commenting {
             return Err(DomainError::Forbidden(format!(
@@ -489,12 +513,33 @@ impl Session {
                 };
                 (self.context.plan(&op)?, "discovery_reported", priority)
             }
+            ContextRequest::StatusReport(report) => {
+                report.validate()?;
+                let path = Path(vec![
+                    Segment::Key(MONITORING_KEY.into()),
+                    Segment::Key(report.kind.as_str().into()),
+                ]);
+                let previous = stored_status(self.context.get(&path));
+                let priority = report.priority(previous);
+                let recovered = priority == Priority::Important;
+                extra.insert("kind".into(), json!(report.kind));
+                extra.insert("status".into(), json!(report.status));
+                extra.insert("summary".into(), json!(report.summary.trim()));
+                extra.insert("recovered".into(), json!(recovered));
+                let op = ContextOp::Set {
+                    path,
+                    value: report.entry(caller_id(caller).as_deref(), recovered),
+                    expected: None,
+                };
+                (self.context.plan(&op)?, STATUS_REPORTED, priority)
+            }
         };
         extra.insert("changes".into(), changes_to_json(&changes));
         let event = NewEvent {
             kind,
             actor: caller_id(caller),
             priority,
+            to: None,
             payload: Value::Object(extra),
         };
         Ok((changes, event))
@@ -531,9 +576,15 @@ impl Session {
         let Some(p) = self.participants.get(ai_id) else {
             return Vec::new();
         };
+        let acked = p.acked_event_id.max(p.acked_critical);
         self.recent_critical
             .iter()
-            .filter(|e| e.id > p.acked_event_id && e.actor.as_deref() != Some(ai_id))
+            .filter(|e| {
+                e.id > acked
+                    && e.actor.as_deref() != Some(ai_id)
+                    && e.visible_to(ai_id)
+                    && !p.acked_critical_ids.contains(&e.id)
+            })
             .collect()
     }
 
@@ -549,13 +600,134 @@ impl Session {
                 ),
             ));
         }
-        Ok(up_to.max(p.acked_event_id))
+        // In a holding checkpoint only critical events were delivered after it began: the
+        // cursor stays at the checkpoint so the held ones still come, the critical ones count
+        // as acknowledged.
+        let cursor = match &p.checkpoint {
+            Some(cp) if cp.holds() => up_to.min(cp.begun_event.max(p.acked_event_id)),
+            _ => up_to,
+        };
+        Ok(cursor.max(p.acked_event_id))
     }
 
-    pub fn apply_ack(&mut self, ai_id: &str, cursor: i64) {
+    pub fn apply_ack(&mut self, ai_id: &str, cursor: i64, up_to: i64) {
         if let Some(p) = self.participants.get_mut(ai_id) {
             p.acked_event_id = p.acked_event_id.max(cursor);
+            p.acked_critical = p.acked_critical.max(up_to);
         }
+    }
+
+    /// Does `ai_id` hold its non-critical events back (a non-interruptible checkpoint)?
+    pub fn holding(&self, ai_id: &str) -> bool {
+        self.participants
+            .get(ai_id)
+            .and_then(|p| p.checkpoint.as_ref())
+            .is_some_and(Checkpoint::holds)
+    }
+
+    /// Active participants by id.
+    pub fn active_ids(&self) -> BTreeSet<String> {
+        self.active_participants()
+            .map(|p| p.ai_id.clone())
+            .collect()
+    }
+
+    /// May `caller` send this message? `parent` is the message `spec.reply_to` names, as the
+    /// store found it.
+    pub fn check_send(
+        &self,
+        caller: &Caller,
+        spec: MessageSpec,
+        parent: Option<Parent>,
+        at: NaiveDateTime,
+    ) -> Result<PlannedMessage, DomainError> {
+        self.check_open("messages")?;
+        let from = caller_id(caller).ok_or_else(|| {
+            DomainError::invalid(
+                "aiId",
+                "the operator sends as a participant: name it in aiId",
+            )
+        })?;
+        self.active(&from)?;
+        message::plan_send(&from, &self.active_ids(), spec, parent, at)
+    }
+
+    /// Records a committed message that awaits acknowledgements.
+    pub fn apply_send(&mut self, planned: &PlannedMessage, event_id: i64) {
+        if let Some(deadline) = planned.ack_deadline {
+            self.pending_acks.insert(PendingAck {
+                id: event_id,
+                from: planned.from.clone(),
+                deadline,
+                awaiting: planned.awaiting.clone(),
+            });
+        }
+    }
+
+    /// `by` acknowledged the messages `ids`: they no longer await it, and critical ones stop
+    /// leading its tool results.
+    pub fn apply_message_acks(&mut self, by: &str, ids: &[i64]) {
+        for id in ids {
+            self.pending_acks.acked(*id, by);
+        }
+        let recent: BTreeSet<i64> = self.recent_critical.iter().map(|e| e.id).collect();
+        if let Some(p) = self.participants.get_mut(by) {
+            p.acked_critical_ids
+                .extend(ids.iter().filter(|id| recent.contains(id)));
+            p.acked_critical_ids.retain(|id| recent.contains(id));
+        }
+    }
+
+    /// Starts a checkpoint for the caller.
+    pub fn check_checkpoint_begin(
+        &self,
+        caller: &Caller,
+        task: &str,
+        estimated_secs: u32,
+        interruptible: bool,
+        at: NaiveDateTime,
+    ) -> Result<(Checkpoint, NewEvent), DomainError> {
+        self.check_open("checkpoints")?;
+        let ai_id = caller_id(caller).ok_or_else(|| {
+            DomainError::invalid("aiId", "name the participant the checkpoint is for")
+        })?;
+        let p = self.active(&ai_id)?;
+        checkpoint::plan_begin(
+            &ai_id,
+            p.checkpoint.as_ref(),
+            task,
+            estimated_secs,
+            interruptible,
+            at,
+        )
+    }
+
+    /// Ends `ai_id`'s checkpoint.
+    pub fn check_checkpoint_end(
+        &self,
+        ai_id: &str,
+        reason: EndReason,
+        at: NaiveDateTime,
+    ) -> Result<NewEvent, DomainError> {
+        let p = self.active(ai_id)?;
+        checkpoint::plan_end(ai_id, p.checkpoint.as_ref(), reason, at)
+    }
+
+    pub fn apply_checkpoint(&mut self, ai_id: &str, checkpoint: Option<Checkpoint>, event_id: i64) {
+        if let Some(p) = self.participants.get_mut(ai_id) {
+            p.checkpoint = checkpoint;
+        }
+        self.last_event_id = self.last_event_id.max(event_id);
+    }
+
+    fn check_open(&self, what: &str) -> Result<(), DomainError> {
+        if self.status == SessionStatus::Completed {
+            return Err(DomainError::conflict(
+                "session_completed",
+                format!("the session is completed; {what} are closed"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn created_event(&self) -> NewEvent {
@@ -563,6 +735,7 @@ impl Session {
             kind: "session_created",
             actor: None,
             priority: Priority::Routine,
+            to: None,
             payload: json!({
                 "name": self.name,
                 "participants": self.active_participants().map(ParticipantView::from).collect::<Vec<_>>(),
@@ -647,6 +820,7 @@ impl Session {
             kind: "participant_joined",
             actor: Some(spec.ai_id.clone()),
             priority: Priority::Important,
+            to: None,
             payload: json!({ "participant": ParticipantView::from(&participant) }),
         };
         Ok((participant, event))
@@ -672,13 +846,16 @@ impl Session {
                 Priority::Important
             },
             payload: json!({ "aiId": ai_id, "role": p.role }),
+            to: None,
         })
     }
 
     pub fn apply_leave(&mut self, ai_id: &str, at: NaiveDateTime, event_id: i64) {
         if let Some(p) = self.participants.get_mut(ai_id) {
             p.left_at = Some(at);
+            p.checkpoint = None;
         }
+        self.pending_acks.forget_participant(ai_id);
         self.updated_at = at;
         self.last_event_id = event_id;
     }
@@ -711,6 +888,7 @@ impl Session {
             kind: "session_status_changed",
             actor: caller_id(caller),
             priority: Priority::Important,
+            to: None,
             payload: json!({ "from": self.status, "to": to }),
         })
     }
@@ -724,6 +902,7 @@ impl Session {
             kind: "token_reissued",
             actor: Some(ai_id.to_owned()),
             priority: Priority::Routine,
+            to: None,
             payload: json!({ "aiId": ai_id }),
         })
     }
@@ -885,6 +1064,7 @@ mod tests {
         AccessPolicy {
             trust_loopback: true,
             operator_digest: None,
+            send_rate: SendRate::default(),
         }
     }
 
@@ -1019,6 +1199,7 @@ mod tests {
         let closed = AccessPolicy {
             trust_loopback: false,
             operator_digest: Some("op".into()),
+            send_rate: SendRate::default(),
         };
         assert!(matches!(
             s.authorize(&Credential::None, &closed),

@@ -42,7 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The session a request is about: named, or the bearer token's own.
-async fn session_for(
+pub(super) async fn session_for(
     hub: &Addr<Hub>,
     credential: &Credential,
     named: Option<&str>,

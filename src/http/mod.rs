@@ -2,6 +2,7 @@
 //! actor message and the reply into JSON; no domain logic lives here.
 
 mod auth;
+mod collaborate;
 mod context;
 pub mod guard;
 mod health;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .configure(sessions::routes)
     .configure(context::routes)
+    .configure(collaborate::routes)
     .configure(crate::mcp::configure)
     .default_service(web::to(not_found));
 }

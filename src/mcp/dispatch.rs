@@ -252,6 +252,9 @@ pub fn critical_block(events: &[Event]) -> String {
     for e in events.iter().take(5) {
         let by = e.actor.as_deref().unwrap_or("hub");
         out.push_str(&format!("\n#{} {} by {by}", e.id, e.kind));
+        if let Some(gist) = e.gist() {
+            out.push_str(&format!(": {gist}"));
+        }
     }
     if events.len() > 5 {
         out.push_str("\n…");

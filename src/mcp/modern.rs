@@ -23,8 +23,7 @@ use super::resources::{self, updated_by};
 use super::sse::frame;
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
-use crate::actors::messages::{AttachStream, ToSession, Whoami};
-use crate::domain::event::Event;
+use crate::actors::messages::{AttachStream, Delivery, ToSession, Whoami};
 use crate::error::HubError;
 use crate::http::credential;
 
@@ -326,7 +325,7 @@ async fn listen(id: Value, params: Value, ctx: RequestCtx) -> HttpResponse {
 
 fn listen_stream(
     first: Bytes,
-    events: mpsc::Receiver<Arc<Event>>,
+    events: mpsc::Receiver<Delivery>,
     honoured: Arc<Vec<String>>,
     subscription_id: Value,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
@@ -343,7 +342,7 @@ fn listen_stream(
                 let bytes = tokio::select! {
                     ev = events.recv() => {
                         // A closed sink (participant left) ends the subscription.
-                        let e = ev?;
+                        let e = ev?.event;
                         let mut out = Vec::new();
                         for uri in updated_by(&e).into_iter().filter(|u| honoured.contains(u)) {
                             let n = protocol::notification(

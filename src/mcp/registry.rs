@@ -261,7 +261,7 @@ pub struct OpenStream {
 pub struct StreamReceivers {
     pub subscriptions: watch::Receiver<Subscriptions>,
     pub control: mpsc::Receiver<Value>,
-    pub events: mpsc::Receiver<std::sync::Arc<crate::domain::event::Event>>,
+    pub events: mpsc::Receiver<crate::actors::messages::Delivery>,
 }
 
 /// Events waiting for one stream before the agent falls back to the log.

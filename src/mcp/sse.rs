@@ -1,6 +1,5 @@
 //! Server-sent events framing for MCP streams.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -11,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::protocol::notification;
 use super::registry::Subscriptions;
 use super::resources::updated_by;
-use crate::domain::event::Event;
+use crate::actors::messages::Delivery;
 
 /// A comment line every so often keeps proxies and clients from timing the stream out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -42,13 +41,13 @@ pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
 pub fn get_stream(
     subscriptions: watch::Receiver<Subscriptions>,
     control: mpsc::Receiver<Value>,
-    events: mpsc::Receiver<Arc<Event>>,
+    events: mpsc::Receiver<Delivery>,
     lifetime: Option<Duration>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     struct State {
         subscriptions: watch::Receiver<Subscriptions>,
         control: mpsc::Receiver<Value>,
-        events: Option<mpsc::Receiver<Arc<Event>>>,
+        events: Option<mpsc::Receiver<Delivery>>,
         tick: tokio::time::Interval,
         deadline: Option<tokio::time::Instant>,
         ending: bool,
@@ -80,9 +79,12 @@ pub fn get_stream(
                     None => return None, // the MCP session ended
                 },
                 ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
-                    Some(e) => {
+                    Some(Delivery { event: e, early }) => {
                         let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
-                        let mut out = frame(Some(e.id), &notification(EVENT_NOTIFICATION, params)).to_vec();
+                        // An early (critical, during a hold) event carries no SSE id, so a
+                        // reconnect still resumes from the last in-order event.
+                        let sse_id = (!early).then_some(e.id);
+                        let mut out = frame(sse_id, &notification(EVENT_NOTIFICATION, params)).to_vec();
                         let subs = s.subscriptions.borrow().clone();
                         for uri in updated_by(&e).into_iter().filter(|u| subs.contains(u)) {
                             let n = notification("notifications/resources/updated", json!({ "uri": uri }));

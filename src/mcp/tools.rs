@@ -3,6 +3,10 @@
 //!
 //! Descriptions are short on purpose: every connected model pays for them in tokens.
 
+mod messaging;
+
+pub use messaging::{ack_selection, message_query};
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -79,19 +83,29 @@ impl ToolSpec {
         (self.visible)(audience)
     }
 
-    /// The tool as `tools/list` shows it.
+    /// The tool as `tools/list` shows it. Annotations that equal the spec's defaults
+    /// (readOnly false, destructive true, idempotent false, openWorld true) are left out: every
+    /// connected model pays for these bytes.
     pub fn describe(&self) -> Value {
+        let mut hints = Map::new();
+        hints.insert("openWorldHint".into(), json!(false));
+        if self.read_only {
+            hints.insert("readOnlyHint".into(), json!(true));
+        } else {
+            // Only meaningful for tools that change something.
+            if !self.destructive {
+                hints.insert("destructiveHint".into(), json!(false));
+            }
+            if self.idempotent {
+                hints.insert("idempotentHint".into(), json!(true));
+            }
+        }
         json!({
             "name": self.name,
             "description": self.description,
             "inputSchema": (self.input)(),
             "outputSchema": (self.output)(),
-            "annotations": {
-                "readOnlyHint": self.read_only,
-                "destructiveHint": self.destructive,
-                "idempotentHint": self.idempotent,
-                "openWorldHint": false,
-            }
+            "annotations": hints,
         })
     }
 }
@@ -336,6 +350,66 @@ pub static CATALOGUE: &[ToolSpec] = &[
         idempotent: false,
         visible: participant,
         call: |ctx, args| Box::pin(discovery_report(ctx, args)),
+    },
+    ToolSpec {
+        name: "message_send",
+        binds: false,
+        description: "Message one participant (`to`) or everyone; critical ones interrupt.",
+        input: schema::<messaging::SendArgs>,
+        output: messaging::sent_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(messaging::message_send(ctx, args)),
+    },
+    ToolSpec {
+        name: "messages_read",
+        binds: false,
+        description: "Messages you can see, with unread count; marks yours read.",
+        input: schema::<messaging::ReadArgs>,
+        output: messaging::page_output,
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(messaging::messages_read(ctx, args)),
+    },
+    ToolSpec {
+        name: "message_ack",
+        binds: false,
+        description: "Acknowledge messages by ids or upTo an id.",
+        input: schema::<messaging::AckArgs>,
+        output: messaging::acked_output,
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(messaging::message_ack(ctx, args)),
+    },
+    ToolSpec {
+        name: "checkpoint",
+        binds: false,
+        description: "Begin/end a focus period; non-critical events wait unless interruptible.",
+        input: schema::<messaging::CheckpointArgs>,
+        output: messaging::checkpoint_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(messaging::checkpoint(ctx, args)),
+    },
+    ToolSpec {
+        name: "status_report",
+        binds: false,
+        description: "Report a test/build/merge/lint result; failures alert everyone.",
+        input: schema::<messaging::StatusReportArgs>,
+        output: context_written_output,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(messaging::status_report(ctx, args)),
     },
 ];
 
@@ -1124,6 +1198,15 @@ mod tests {
         let all: Vec<Value> = CATALOGUE.iter().map(ToolSpec::describe).collect();
         let bytes = json!({ "tools": all }).to_string().len();
         assert!(bytes < 16 * 1024, "tools/list is {bytes} bytes");
+        // What each audience pays (README quotes these; `--nocapture` shows them).
+        for a in [
+            Audience::Unbound,
+            Audience::Participant(Role::Driver),
+            Audience::Participant(Role::Observer),
+        ] {
+            let size = json!({ "tools": listed(a, false) }).to_string().len();
+            println!("tools/list for {a:?}: {size} bytes");
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! a `SyncArbiter` of `StoreReader` actors sharing an r2d2 pool of reader connections (on
 //! SQLite in WAL mode they run beside the writer without taking its lock).
 
+pub mod codec;
 pub mod conn;
+pub mod messages;
 pub mod models;
 pub mod queries;
 pub mod schema;

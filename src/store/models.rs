@@ -34,6 +34,8 @@ pub struct ParticipantRow {
     pub joined_at: NaiveDateTime,
     pub left_at: Option<NaiveDateTime>,
     pub acked_event_id: i64,
+    /// The open checkpoint as JSON.
+    pub checkpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -46,6 +48,7 @@ pub struct EventRow {
     pub priority: String,
     pub payload: String,
     pub created_at: NaiveDateTime,
+    pub recipient: Option<String>,
 }
 
 /// A row that does not decode means the database was edited by hand or a migration is missing.
@@ -93,6 +96,7 @@ impl SessionRow {
             recent_critical: Default::default(),
             context: Default::default(),
             context_since_snapshot: 0,
+            pending_acks: Default::default(),
         })
     }
 }
@@ -108,6 +112,10 @@ impl ParticipantRow {
             joined_at: p.joined_at,
             left_at: p.left_at,
             acked_event_id: p.acked_event_id,
+            checkpoint: p
+                .checkpoint
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         }
     }
 
@@ -121,6 +129,14 @@ impl ParticipantRow {
             joined_at: self.joined_at,
             left_at: self.left_at,
             acked_event_id: self.acked_event_id,
+            checkpoint: self
+                .checkpoint
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("checkpoint", e))?,
+            acked_critical: self.acked_event_id,
+            acked_critical_ids: Default::default(),
         })
     }
 }
@@ -137,9 +153,10 @@ impl EventRow {
             actor: self.actor,
             priority: Priority::parse(&self.priority)
                 .ok_or_else(|| corrupt("event priority", &self.priority))?,
-            payload: serde_json::from_str(&self.payload)
+            payload: super::codec::decode_payload(&self.payload)
                 .map_err(|e| corrupt("event payload", e))?,
             at: self.created_at.and_utc(),
+            to: self.recipient,
         })
     }
 }

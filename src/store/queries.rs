@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbConn;
+use super::codec::{decode_snapshot, encode_payload, encode_snapshot};
 use super::models::{EventRow, ParticipantRow, SessionRow};
 use super::schema::{context_snapshots, events, participants, sessions};
 use crate::domain::context::{Context, changes_from_json};
@@ -45,8 +46,9 @@ pub fn append_event(
         actor: event.actor.clone(),
         kind: event.kind.to_owned(),
         priority: event.priority.as_str().to_owned(),
-        payload: event.payload.to_string(),
+        payload: encode_payload(&event.payload)?,
         created_at: at,
+        recipient: event.to.clone(),
     };
     diesel::insert_into(events::table)
         .values(&row)
@@ -88,6 +90,7 @@ pub fn upsert_participant(
             participants::joined_at.eq(row.joined_at),
             participants::left_at.eq(None::<NaiveDateTime>),
             participants::acked_event_id.eq(row.acked_event_id),
+            participants::checkpoint.eq(None::<String>),
         ))
         .execute(conn)?;
     if revived == 0 {
@@ -105,7 +108,10 @@ pub fn mark_left(
     at: NaiveDateTime,
 ) -> Result<(), HubError> {
     diesel::update(participants::table.find((session_id.to_string(), ai_id)))
-        .set(participants::left_at.eq(Some(at)))
+        .set((
+            participants::left_at.eq(Some(at)),
+            participants::checkpoint.eq(None::<String>),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -183,34 +189,27 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
         })?;
         session.apply_context(&applied, event.id);
     }
+    for pending in super::messages::pending_acks(conn, session_id)? {
+        session.pending_acks.insert(pending);
+    }
     Ok(Some(session))
 }
 
-/// Snapshots larger than this are stored zstd-compressed.
-pub const COMPRESS_ABOVE: usize = 64 * 1024;
-
-/// A snapshot as stored: plain JSON, or zstd-compressed JSON above `COMPRESS_ABOVE`.
-pub fn encode_snapshot(value: &serde_json::Value) -> Result<(&'static str, Vec<u8>), HubError> {
-    let json = value.to_string().into_bytes();
-    if json.len() <= COMPRESS_ABOVE {
-        return Ok(("json", json));
-    }
-    zstd::bulk::compress(&json, 3)
-        .map(|z| ("zstd", z))
-        .map_err(|e| HubError::Internal(format!("cannot compress a context snapshot: {e}")))
-}
-
-pub fn decode_snapshot(encoding: &str, bytes: &[u8]) -> Result<serde_json::Value, HubError> {
-    let unreadable =
-        |why: String| HubError::Internal(format!("stored context snapshot is unreadable: {why}"));
-    let json = match encoding {
-        "json" => bytes.to_vec(),
-        // Bounded: a context is at most MAX_CONTEXT_BYTES (plus its versions).
-        "zstd" => zstd::bulk::decompress(bytes, 4 * crate::domain::context::MAX_CONTEXT_BYTES)
-            .map_err(|e| unreadable(e.to_string()))?,
-        other => return Err(unreadable(format!("unknown encoding {other:?}"))),
-    };
-    serde_json::from_slice(&json).map_err(|e| unreadable(e.to_string()))
+/// Stores (or clears) a participant's open checkpoint.
+pub fn set_checkpoint(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    checkpoint: Option<&crate::domain::checkpoint::Checkpoint>,
+) -> Result<(), HubError> {
+    let json = checkpoint
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| HubError::Internal(format!("checkpoint does not serialize: {e}")))?;
+    diesel::update(participants::table.find((session_id.to_string(), ai_id)))
+        .set(participants::checkpoint.eq(json))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Stores the whole context as of event `event_id`.
@@ -311,31 +310,23 @@ pub fn set_cursor(
     Ok(())
 }
 
-/// Events of a session after `after_id`, oldest first, at most `limit`.
+/// Which events a page holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    /// Only events this participant sees (broadcasts, and directed events it sent or received);
+    /// `None` reads the whole log (the operator, the hub itself).
+    pub viewer: Option<&'a str>,
+    /// Only these kinds.
+    pub kinds: Option<&'a [&'a str]>,
+    /// Only critical events (what passes a checkpoint's hold).
+    pub critical_only: bool,
+}
+
+/// Events of a session after `after_id` that `filter` lets through, oldest first, at most `limit`.
 pub fn events_after(
     conn: &mut DbConn,
     session_id: Uuid,
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<Event>, HubError> {
-    events_page(conn, session_id, None, after_id, limit)
-}
-
-/// Events of the given kinds after `after_id`, oldest first, at most `limit`.
-pub fn events_of_kind_after(
-    conn: &mut DbConn,
-    session_id: Uuid,
-    kinds: &[&str],
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<Event>, HubError> {
-    events_page(conn, session_id, Some(kinds), after_id, limit)
-}
-
-fn events_page(
-    conn: &mut DbConn,
-    session_id: Uuid,
-    kinds: Option<&[&str]>,
+    filter: EventFilter<'_>,
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, HubError> {
@@ -346,8 +337,19 @@ fn events_page(
         .limit(limit)
         .select(EventRow::as_select())
         .into_boxed();
-    if let Some(kinds) = kinds {
+    if let Some(kinds) = filter.kinds {
         query = query.filter(events::kind.eq_any(kinds));
+    }
+    if let Some(me) = filter.viewer {
+        query = query.filter(
+            events::recipient
+                .is_null()
+                .or(events::recipient.eq(me))
+                .or(events::actor.eq(me)),
+        );
+    }
+    if filter.critical_only {
+        query = query.filter(events::priority.eq(Priority::Critical.as_str()));
     }
     query
         .load(conn)?
@@ -413,25 +415,4 @@ pub fn last_event_at(
         .select(diesel::dsl::max(events::id))
         .first(conn)?;
     Ok(id.unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn snapshots_compress_only_when_large() {
-        let small = json!({"doc": {"a": 1}, "versions": {}});
-        let (enc, bytes) = encode_snapshot(&small).unwrap();
-        assert_eq!(enc, "json");
-        assert_eq!(decode_snapshot(enc, &bytes).unwrap(), small);
-        let large = json!({"doc": {"text": "abc ".repeat(40_000)}, "versions": {"text": 3}});
-        let (enc, bytes) = encode_snapshot(&large).unwrap();
-        assert_eq!(enc, "zstd");
-        assert!(bytes.len() < COMPRESS_ABOVE / 4, "{} bytes", bytes.len());
-        assert_eq!(decode_snapshot(enc, &bytes).unwrap(), large);
-        assert!(decode_snapshot("zstd", b"not zstd").is_err());
-        assert!(decode_snapshot("gzip", b"{}").is_err());
-    }
 }

@@ -26,6 +26,7 @@ diesel::table! {
         joined_at -> Timestamp,
         left_at -> Nullable<Timestamp>,
         acked_event_id -> BigInt,
+        checkpoint -> Nullable<Text>,
     }
 }
 
@@ -38,6 +39,7 @@ diesel::table! {
         priority -> Text,
         payload -> Text,
         created_at -> Timestamp,
+        recipient -> Nullable<Text>,
     }
 }
 
@@ -54,23 +56,26 @@ diesel::table! {
 }
 
 diesel::table! {
-    messages (id) {
-        id -> Text,
+    messages (session_id, id) {
         session_id -> Text,
-        event_id -> BigInt,
+        id -> BigInt,
         from_ai -> Text,
         to_ai -> Nullable<Text>,
         priority -> Text,
         body -> Text,
-        reply_to -> Nullable<Text>,
+        reply_to -> Nullable<BigInt>,
+        thread_id -> BigInt,
         requires_ack -> Bool,
+        ack_deadline -> Nullable<Timestamp>,
+        overdue_alerted -> Bool,
         created_at -> Timestamp,
     }
 }
 
 diesel::table! {
-    message_acks (message_id, ai_id) {
-        message_id -> Text,
+    message_receipts (session_id, message_id, ai_id) {
+        session_id -> Text,
+        message_id -> BigInt,
         ai_id -> Text,
         read_at -> Nullable<Timestamp>,
         acked_at -> Nullable<Timestamp>,
@@ -122,4 +127,10 @@ diesel::table! {
 
 diesel::joinable!(participants -> sessions (session_id));
 diesel::joinable!(events -> sessions (session_id));
-diesel::allow_tables_to_appear_in_same_query!(sessions, participants, events);
+diesel::allow_tables_to_appear_in_same_query!(
+    sessions,
+    participants,
+    events,
+    messages,
+    message_receipts
+);

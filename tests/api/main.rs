@@ -10,5 +10,7 @@ mod health;
 mod mcp_conformance;
 mod mcp_protocol;
 mod mcp_sdk;
+mod mcp_team;
+mod messaging;
 mod security;
 mod sessions;

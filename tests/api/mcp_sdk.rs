@@ -44,7 +44,7 @@ pub fn python_clients() -> &'static Result<PathBuf, String> {
 }
 
 /// Runs a client script; panics with its whole output unless it exits 0.
-async fn run_script(program: PathBuf, args: Vec<String>) {
+pub(crate) async fn run_script(program: PathBuf, args: Vec<String>) {
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new(program)
             .args(args)

@@ -1,0 +1,224 @@
+//! Messages, checkpoints and status reports over plain HTTP+JSON: the REST twins of the
+//! `message_*`, `messages_read`, `checkpoint` and `status_report` tools (same actor messages).
+//!
+//! As in `/mcp/context/*`, the session is `sessionId` or the bearer token's own; `aiId` names the
+//! participant an operator acts for (a participant may only name itself).
+
+use actix::Addr;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Auth;
+use super::context::session_for;
+use super::json::JsonBody;
+use super::resource;
+use crate::actors::Hub;
+use crate::actors::messages::{
+    AckMessages, BeginCheckpoint, EndCheckpoint, ReadMessages, SendMessage, ToSession, WriteContext,
+};
+use crate::domain::auth::Credential;
+use crate::domain::checkpoint::parse_duration;
+use crate::domain::context::ContextRequest;
+use crate::domain::event::Priority;
+use crate::domain::message::MessageSpec;
+use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
+use crate::error::HubError;
+use crate::mcp::tools::{ack_selection, message_query};
+
+type Result<T> = std::result::Result<T, HubError>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/mcp/messages").route(web::get().to(read)))
+        .service(resource("/mcp/messages/send").route(web::post().to(send)))
+        .service(resource("/mcp/messages/ack").route(web::post().to(ack)))
+        .service(resource("/mcp/collaborate/checkpoint").route(web::post().to(checkpoint_begin)))
+        .service(resource("/mcp/collaborate/checkpoint/end").route(web::post().to(checkpoint_end)))
+        .service(resource("/mcp/collaborate/status").route(web::post().to(status)));
+}
+
+/// Sends `command` to the request's session and answers its reply as JSON.
+async fn to_session<M, R>(
+    hub: &Addr<Hub>,
+    credential: &Credential,
+    session: Option<&str>,
+    command: M,
+) -> Result<HttpResponse>
+where
+    M: actix::Message<Result = Result<R>> + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    crate::actors::session::SessionActor: actix::Handler<M>,
+{
+    let session_id = session_for(hub, credential, session).await?;
+    let reply = hub
+        .send(ToSession {
+            session_id,
+            command,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SendBody {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    to: Option<String>,
+    priority: Option<Priority>,
+    body: Value,
+    reply_to: Option<i64>,
+    requires_ack: Option<bool>,
+    ack_within_secs: Option<u32>,
+}
+
+/// `POST /mcp/messages/send`.
+async fn send(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<SendBody>,
+) -> Result<HttpResponse> {
+    let command = SendMessage {
+        credential: credential.clone(),
+        as_participant: b.ai_id,
+        spec: MessageSpec {
+            to: b.to,
+            priority: b.priority.unwrap_or(Priority::Routine),
+            body: b.body,
+            reply_to: b.reply_to,
+            requires_ack: b.requires_ack.unwrap_or(false),
+            ack_within_secs: b.ack_within_secs,
+        },
+    };
+    to_session(&hub, &credential, b.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadQuery {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    unread_only: Option<bool>,
+    since: Option<i64>,
+    priority: Option<Priority>,
+    thread: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /mcp/messages?unreadOnly&since&priority&thread&limit`.
+async fn read(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<ReadQuery>,
+) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let command = ReadMessages {
+        credential: credential.clone(),
+        as_participant: q.ai_id,
+        query: message_query(q.unread_only, q.since, q.priority, q.thread, q.limit)?,
+    };
+    to_session(&hub, &credential, q.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AckBody {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    ids: Option<Vec<i64>>,
+    up_to: Option<i64>,
+}
+
+/// `POST /mcp/messages/ack` `{ids}` or `{upTo}`.
+async fn ack(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<AckBody>,
+) -> Result<HttpResponse> {
+    let command = AckMessages {
+        credential: credential.clone(),
+        as_participant: b.ai_id,
+        selection: ack_selection(b.ids, b.up_to)?,
+    };
+    to_session(&hub, &credential, b.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CheckpointBody {
+    session_id: Option<String>,
+    /// The concept's name for the participant.
+    #[serde(alias = "ai")]
+    ai_id: Option<String>,
+    task: String,
+    estimated_duration: Value,
+    #[serde(default)]
+    interruptible: bool,
+}
+
+/// `POST /mcp/collaborate/checkpoint` `{ai, task, estimatedDuration: "30s", interruptible}`.
+async fn checkpoint_begin(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<CheckpointBody>,
+) -> Result<HttpResponse> {
+    let command = BeginCheckpoint {
+        credential: credential.clone(),
+        as_participant: b.ai_id,
+        task: b.task,
+        estimated_secs: parse_duration(&b.estimated_duration)?,
+        interruptible: b.interruptible,
+    };
+    to_session(&hub, &credential, b.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndBody {
+    session_id: Option<String>,
+    #[serde(alias = "ai")]
+    ai_id: Option<String>,
+}
+
+/// `POST /mcp/collaborate/checkpoint/end`.
+async fn checkpoint_end(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<EndBody>,
+) -> Result<HttpResponse> {
+    let command = EndCheckpoint {
+        credential: credential.clone(),
+        as_participant: b.ai_id,
+    };
+    to_session(&hub, &credential, b.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StatusBody {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    kind: CheckKind,
+    status: CheckStatus,
+    summary: String,
+    details: Option<Value>,
+}
+
+/// `POST /mcp/collaborate/status` `{kind, status, summary, details?}`, e.g. from a CI job.
+async fn status(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(b): JsonBody<StatusBody>,
+) -> Result<HttpResponse> {
+    let command = WriteContext {
+        credential: credential.clone(),
+        as_participant: b.ai_id,
+        request: ContextRequest::StatusReport(StatusReport {
+            kind: b.kind,
+            status: b.status,
+            summary: b.summary,
+            details: b.details,
+        }),
+    };
+    to_session(&hub, &credential, b.session_id.as_deref(), command).await
+}

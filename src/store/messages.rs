@@ -1,0 +1,434 @@
+//! Statements for messages and their receipts (read / acknowledged), for both backends.
+//!
+//! A message row is written in the same transaction as the `message_sent` event that carries it
+//! (its id is that event's id). Receipts are one row per (message, reader), created on first
+//! read or acknowledgement.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::DbConn;
+use super::schema::{message_receipts, messages, participants};
+use crate::domain::event::Priority;
+use crate::domain::message::{AckSelection, AckTarget, Parent, PendingAck, PlannedMessage};
+use crate::error::HubError;
+
+/// Most messages an `upTo` acknowledgement covers at once.
+const MAX_UP_TO: i64 = 10_000;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+struct MessageRow {
+    session_id: String,
+    id: i64,
+    from_ai: String,
+    to_ai: Option<String>,
+    priority: String,
+    body: String,
+    reply_to: Option<i64>,
+    thread_id: i64,
+    requires_ack: bool,
+    ack_deadline: Option<NaiveDateTime>,
+    overdue_alerted: bool,
+    created_at: NaiveDateTime,
+}
+
+pub fn insert_message(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    id: i64,
+    m: &PlannedMessage,
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    let row = MessageRow {
+        session_id: session_id.to_string(),
+        id,
+        from_ai: m.from.clone(),
+        to_ai: m.to.clone(),
+        priority: m.priority.as_str().into(),
+        body: m.body.to_string(),
+        reply_to: m.reply_to,
+        thread_id: m.thread.unwrap_or(id),
+        requires_ack: m.requires_ack,
+        ack_deadline: m.ack_deadline,
+        overdue_alerted: false,
+        created_at: at,
+    };
+    diesel::insert_into(messages::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The message `id`, as a reply needs it.
+pub fn find_parent(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    id: i64,
+) -> Result<Option<Parent>, HubError> {
+    let row: Option<(String, Option<String>, i64)> = messages::table
+        .find((session_id.to_string(), id))
+        .select((messages::from_ai, messages::to_ai, messages::thread_id))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(from, to, thread)| Parent {
+        id,
+        from,
+        to,
+        thread,
+    }))
+}
+
+/// Messages `viewer` can see (sent by it, to it, or broadcast), by `selection`, with whether
+/// `viewer` acknowledged each already.
+pub fn ack_targets(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    viewer: &str,
+    selection: &AckSelection,
+) -> Result<Vec<AckTarget>, HubError> {
+    let sid = session_id.to_string();
+    let mut query = messages::table
+        .filter(messages::session_id.eq(&sid))
+        .filter(
+            messages::to_ai
+                .is_null()
+                .or(messages::to_ai.eq(viewer))
+                .or(messages::from_ai.eq(viewer)),
+        )
+        .select((messages::id, messages::from_ai, messages::requires_ack))
+        .order(messages::id.asc())
+        .into_boxed();
+    query = match selection {
+        AckSelection::Ids(ids) => query.filter(messages::id.eq_any(ids.clone())),
+        AckSelection::UpTo(n) => query
+            .filter(messages::id.le(*n))
+            .filter(messages::from_ai.ne(viewer))
+            .limit(MAX_UP_TO),
+    };
+    let rows: Vec<(i64, String, bool)> = query.load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let acked: BTreeSet<i64> = message_receipts::table
+        .filter(message_receipts::session_id.eq(&sid))
+        .filter(message_receipts::ai_id.eq(viewer))
+        .filter(message_receipts::message_id.eq_any(ids))
+        .filter(message_receipts::acked_at.is_not_null())
+        .select(message_receipts::message_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|(id, from, requires_ack)| AckTarget {
+            acked: acked.contains(&id),
+            id,
+            from,
+            requires_ack,
+        })
+        .collect())
+}
+
+/// Stamps `ids` as read (and acknowledged, with `ack`) by `ai_id`, keeping earlier stamps.
+pub fn stamp_receipts(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    ids: &[i64],
+    ack: bool,
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    let sid = session_id.to_string();
+    for &id in ids {
+        let mine = message_receipts::table.find((&sid, id, ai_id));
+        let existing: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = mine
+            .select((message_receipts::read_at, message_receipts::acked_at))
+            .first(conn)
+            .optional()?;
+        let acked_at = if ack { Some(at) } else { None };
+        match existing {
+            None => {
+                diesel::insert_into(message_receipts::table)
+                    .values((
+                        message_receipts::session_id.eq(&sid),
+                        message_receipts::message_id.eq(id),
+                        message_receipts::ai_id.eq(ai_id),
+                        message_receipts::read_at.eq(Some(at)),
+                        message_receipts::acked_at.eq(acked_at),
+                    ))
+                    .execute(conn)?;
+            }
+            Some((read, acked)) => {
+                let read = read.or(Some(at));
+                let acked = acked.or(acked_at);
+                diesel::update(mine)
+                    .set((
+                        message_receipts::read_at.eq(read),
+                        message_receipts::acked_at.eq(acked),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ack-required messages whose deadline has not been dealt with, for a session being loaded.
+/// Who is awaited is worked out again: the recipient, or (broadcasts) every participant active
+/// now other than the sender, minus those who acknowledged.
+pub fn pending_acks(conn: &mut DbConn, session_id: Uuid) -> Result<Vec<PendingAck>, HubError> {
+    let sid = session_id.to_string();
+    let rows: Vec<(i64, String, Option<String>, Option<NaiveDateTime>)> = messages::table
+        .filter(messages::session_id.eq(&sid))
+        .filter(messages::requires_ack.eq(true))
+        .filter(messages::overdue_alerted.eq(false))
+        .select((
+            messages::id,
+            messages::from_ai,
+            messages::to_ai,
+            messages::ack_deadline,
+        ))
+        .load(conn)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let active: Vec<String> = participants::table
+        .filter(participants::session_id.eq(&sid))
+        .filter(participants::left_at.is_null())
+        .select(participants::ai_id)
+        .load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let mut acked: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let receipts: Vec<(i64, String)> = message_receipts::table
+        .filter(message_receipts::session_id.eq(&sid))
+        .filter(message_receipts::message_id.eq_any(ids))
+        .filter(message_receipts::acked_at.is_not_null())
+        .select((message_receipts::message_id, message_receipts::ai_id))
+        .load(conn)?;
+    for (id, who) in receipts {
+        acked.entry(id).or_default().insert(who);
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, from, to, deadline)| {
+            let done = acked.remove(&id).unwrap_or_default();
+            let awaiting: BTreeSet<String> = match to {
+                Some(to) => vec![to],
+                None => active
+                    .iter()
+                    .filter(|a| **a != from)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            }
+            .into_iter()
+            .filter(|a| active.contains(a) && !done.contains(a))
+            .collect();
+            Some(PendingAck {
+                id,
+                from,
+                deadline: deadline?,
+                awaiting,
+            })
+        })
+        .collect())
+}
+
+/// Records that the overdue alert for message `id` was sent (it is not sent again).
+pub fn mark_overdue_alerted(conn: &mut DbConn, session_id: Uuid, id: i64) -> Result<(), HubError> {
+    diesel::update(messages::table.find((session_id.to_string(), id)))
+        .set(messages::overdue_alerted.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What `messages_read` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// Who reads: only messages it can see, with its own read/ack state. `None`: the operator
+    /// (everything).
+    pub viewer: Option<String>,
+    pub unread_only: bool,
+    /// After this message id, oldest first; without it, the newest `limit` (unread ones: the
+    /// oldest `limit`).
+    pub since: Option<i64>,
+    pub priority: Option<Priority>,
+    pub thread: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: i64,
+    pub from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub priority: Priority,
+    pub body: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    pub thread: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub requires_ack: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The reader's own state (messages it received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<bool>,
+    /// Receipts of the reader's own messages (and of every message, for the operator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Messages to the reader it has not read, counted before this read marked any.
+    pub unread: i64,
+    /// More messages match after the last one returned.
+    pub more: bool,
+}
+
+type Receipt = (i64, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
+
+pub fn read_messages(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    q: &MessageQuery,
+) -> Result<MessagePage, HubError> {
+    let sid = session_id.to_string();
+    let viewer = q.viewer.as_deref();
+    // "Not read by `me`": no receipt of `me` with a read stamp for the message.
+    macro_rules! unread_by {
+        ($me:expr) => {
+            diesel::dsl::not(diesel::dsl::exists(
+                message_receipts::table
+                    .filter(message_receipts::session_id.eq(messages::session_id))
+                    .filter(message_receipts::message_id.eq(messages::id))
+                    .filter(message_receipts::ai_id.eq($me))
+                    .filter(message_receipts::read_at.is_not_null()),
+            ))
+        };
+    }
+    let unread = match viewer {
+        Some(me) => messages::table
+            .filter(messages::session_id.eq(&sid))
+            .filter(messages::to_ai.is_null().or(messages::to_ai.eq(me)))
+            .filter(messages::from_ai.ne(me))
+            .filter(unread_by!(me))
+            .count()
+            .get_result(conn)?,
+        None => 0,
+    };
+    let mut query = messages::table
+        .filter(messages::session_id.eq(&sid))
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some(me) = viewer {
+        query = query.filter(
+            messages::to_ai
+                .is_null()
+                .or(messages::to_ai.eq(me))
+                .or(messages::from_ai.eq(me)),
+        );
+        if q.unread_only {
+            query = query
+                .filter(messages::from_ai.ne(me))
+                .filter(unread_by!(me));
+        }
+    }
+    if let Some(p) = q.priority {
+        query = query.filter(messages::priority.eq(p.as_str()));
+    }
+    if let Some(t) = q.thread {
+        query = query.filter(messages::thread_id.eq(t));
+    }
+    let fetch = q.limit + 1;
+    // After `since`, or unread ones: oldest first, so repeated reads drain them in order.
+    // Otherwise the newest `limit`, still listed oldest first.
+    let oldest_first = q.since.is_some() || q.unread_only;
+    let mut rows: Vec<MessageRow> = if oldest_first {
+        query
+            .filter(messages::id.gt(q.since.unwrap_or(0)))
+            .order(messages::id.asc())
+            .limit(fetch)
+            .load(conn)?
+    } else {
+        let mut newest: Vec<MessageRow> =
+            query.order(messages::id.desc()).limit(fetch).load(conn)?;
+        newest.reverse();
+        newest
+    };
+    let more = rows.len() as i64 > q.limit;
+    if more {
+        if oldest_first {
+            rows.truncate(q.limit as usize);
+        } else {
+            rows.remove(0); // newest-first: the extra row is the oldest one
+        }
+    }
+    // Receipts: the viewer's own state, and who read/acknowledged what the viewer sent.
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let receipts: Vec<Receipt> = message_receipts::table
+        .filter(message_receipts::session_id.eq(&sid))
+        .filter(message_receipts::message_id.eq_any(ids))
+        .select((
+            message_receipts::message_id,
+            message_receipts::ai_id,
+            message_receipts::read_at,
+            message_receipts::acked_at,
+        ))
+        .load(conn)?;
+    let mut by_message: BTreeMap<i64, Vec<&Receipt>> = BTreeMap::new();
+    for r in &receipts {
+        by_message.entry(r.0).or_default().push(r);
+    }
+    let messages = rows
+        .into_iter()
+        .map(|row| {
+            let here = by_message.get(&row.id).map(Vec::as_slice).unwrap_or(&[]);
+            let own = viewer.is_none_or(|me| me == row.from_ai);
+            let mine = viewer.and_then(|me| here.iter().find(|r| r.1 == me));
+            let who = |pick: fn(&Receipt) -> bool| -> Vec<String> {
+                here.iter()
+                    .filter(|r| pick(r))
+                    .map(|r| r.1.clone())
+                    .collect()
+            };
+            Ok(MessageView {
+                id: row.id,
+                priority: Priority::parse(&row.priority).ok_or_else(|| {
+                    HubError::Internal("stored message priority is unreadable".into())
+                })?,
+                body: serde_json::from_str(&row.body)
+                    .map_err(|_| HubError::Internal("stored message body is unreadable".into()))?,
+                from: row.from_ai,
+                to: row.to_ai,
+                reply_to: row.reply_to,
+                thread: row.thread_id,
+                requires_ack: row.requires_ack,
+                ack_deadline: row.ack_deadline.map(|d| d.and_utc()),
+                at: row.created_at.and_utc(),
+                read: (!own).then(|| mine.is_some_and(|r| r.2.is_some())),
+                acked: (!own).then(|| mine.is_some_and(|r| r.3.is_some())),
+                read_by: own.then(|| who(|r| r.2.is_some())),
+                acked_by: own.then(|| who(|r| r.3.is_some())),
+            })
+        })
+        .collect::<Result<Vec<_>, HubError>>()?;
+    Ok(MessagePage {
+        messages,
+        unread,
+        more,
+    })
+}

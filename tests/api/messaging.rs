@@ -1,0 +1,657 @@
+//! Messages, checkpoints and status reports at the wire level (REST and MCP tools): who sees
+//! what, receipts, threads, acknowledgements with deadlines, rate limits, holds, and what
+//! survives a restart.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use collab_hub::Settings;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_error, both_backends, spawn_app, start_on};
+use crate::mcp_protocol::Mcp;
+
+both_backends!(
+    directed_messages_reach_only_their_recipient,
+    acknowledgements_receipts_and_deadlines,
+    bad_messages_change_nothing,
+    sends_are_rate_limited,
+    checkpoints_hold_non_critical_events,
+    status_reports_alert_and_recover,
+    deadlines_and_checkpoints_survive_a_restart,
+);
+
+/// A session with claude (driver), gemini and cursor; returns (id, tokens by name).
+async fn trio(app: &TestApp) -> (String, Value) {
+    let (status, body) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "trio", "participants": ["claude", "gemini", "cursor"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (
+        body["sessionId"].as_str().unwrap().to_owned(),
+        body["tokens"].clone(),
+    )
+}
+
+fn tok(tokens: &Value, who: &str) -> String {
+    tokens[who].as_str().unwrap().to_owned()
+}
+
+async fn send(app: &TestApp, token: &str, body: Value) -> Value {
+    let (status, sent) = app.post_as(token, "/mcp/messages/send", &body).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    sent
+}
+
+async fn read(app: &TestApp, token: &str, query: &str) -> Value {
+    let (status, page) = app.get_as(token, &format!("/mcp/messages?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp<'a> {
+    let mut m = Mcp::new(app);
+    m.token = Some(token.to_owned());
+    m.initialize("2025-11-25").await;
+    m
+}
+
+/// Kinds and ids of the events `m`'s participant sees after `after`.
+async fn poll(m: &Mcp<'_>, after: i64) -> Value {
+    let (err, page) = m
+        .tool("events_poll", json!({"after": after, "limit": 200}))
+        .await;
+    assert!(!err, "{page}");
+    page
+}
+
+fn ids_of(page: &Value, kind: &str) -> Vec<i64> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn last_event_id(app: &TestApp, id: &str) -> i64 {
+    let (_, s) = app.get(&format!("/mcp/session/{id}")).await;
+    s["lastEventId"].as_i64().expect("lastEventId")
+}
+
+async fn directed_messages_reach_only_their_recipient(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, tokens) = trio(&app).await;
+    let (claude, gemini, cursor) = (
+        tok(&tokens, "claude"),
+        tok(&tokens, "gemini"),
+        tok(&tokens, "cursor"),
+    );
+    let direct = send(
+        &app,
+        &claude,
+        json!({"to": "gemini", "body": "review auth.ts please"}),
+    )
+    .await;
+    let all = send(
+        &app,
+        &claude,
+        json!({"body": {"note": "lunch at noon"}, "priority": "important"}),
+    )
+    .await;
+    let (d, b) = (direct["id"].as_i64().unwrap(), all["id"].as_i64().unwrap());
+    assert_eq!(direct["thread"], d, "a first message starts its thread");
+
+    // The event log as each participant sees it.
+    let g = mcp_as(&app, &gemini).await;
+    let c = mcp_as(&app, &cursor).await;
+    assert_eq!(ids_of(&poll(&g, 0).await, "message_sent"), vec![d, b]);
+    assert_eq!(ids_of(&poll(&c, 0).await, "message_sent"), vec![b]);
+
+    // messages_read: visibility, unread counts, receipts.
+    let page = read(&app, &cursor, "unreadOnly=true").await;
+    assert_eq!(page["unread"], 1, "{page}");
+    let seen: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, vec![b]);
+    let page = read(&app, &gemini, "").await;
+    assert_eq!(page["unread"], 2, "{page}");
+    assert_eq!(page["messages"][0]["body"], "review auth.ts please");
+    assert_eq!(
+        page["messages"][0]["read"], false,
+        "first read: not read before"
+    );
+    let again = read(&app, &gemini, "unreadOnly=true").await;
+    assert_eq!(
+        (
+            again["unread"].as_i64(),
+            again["messages"].as_array().unwrap().len()
+        ),
+        (Some(0), 0),
+        "{again}"
+    );
+    let mine = read(&app, &claude, "").await;
+    let directed = mine["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == d)
+        .unwrap();
+    assert_eq!(directed["readBy"], json!(["gemini"]), "{mine}");
+    assert_eq!(mine["unread"], 0, "own messages are never unread");
+
+    // Threads: gemini answers the directed message; cursor cannot answer what it cannot see.
+    let reply = send(
+        &app,
+        &gemini,
+        json!({"to": "claude", "body": "on it", "replyTo": d}),
+    )
+    .await;
+    assert_eq!(reply["thread"], d);
+    let (status, body) = app
+        .post_as(
+            &cursor,
+            "/mcp/messages/send",
+            &json!({"body": "me too", "replyTo": d}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+    let thread = read(&app, &claude, &format!("thread={d}")).await;
+    assert_eq!(thread["messages"].as_array().unwrap().len(), 2, "{thread}");
+
+    // The same through the tools.
+    let (err, sent) = c
+        .tool("message_send", json!({"to": "claude", "body": "ping"}))
+        .await;
+    assert!(!err, "{sent}");
+    let a = mcp_as(&app, &claude).await;
+    let (err, page) = a.tool("messages_read", json!({"unreadOnly": true})).await;
+    assert!(!err, "{page}");
+    // Reading the thread above marked gemini's reply read: only cursor's ping is new.
+    assert_eq!(page["unread"], 1, "{page}");
+    assert_eq!(page["messages"][0]["body"], "ping");
+}
+
+async fn acknowledgements_receipts_and_deadlines(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, tokens) = trio(&app).await;
+    let (claude, gemini, cursor) = (
+        tok(&tokens, "claude"),
+        tok(&tokens, "gemini"),
+        tok(&tokens, "cursor"),
+    );
+    let sent = send(
+        &app,
+        &claude,
+        json!({"body": "freeze main", "requiresAck": true, "ackWithinSecs": 1}),
+    )
+    .await;
+    let id = sent["id"].as_i64().unwrap();
+    assert!(sent["ackDeadline"].is_string(), "{sent}");
+
+    // gemini acknowledges; claude is told (a directed event only claude and gemini see).
+    let (status, acked) = app
+        .post_as(&gemini, "/mcp/messages/ack", &json!({"ids": [id]}))
+        .await;
+    assert_eq!(
+        (status, &acked["acked"]),
+        (StatusCode::OK, &json!([id])),
+        "{acked}"
+    );
+    let (_, again) = app
+        .post_as(&gemini, "/mcp/messages/ack", &json!({"upTo": id}))
+        .await;
+    assert_eq!(
+        again["acked"],
+        json!([]),
+        "acknowledging twice changes nothing"
+    );
+    let a = mcp_as(&app, &claude).await;
+    let c = mcp_as(&app, &cursor).await;
+    assert_eq!(ids_of(&poll(&a, id).await, "message_acked").len(), 1);
+    assert!(ids_of(&poll(&c, id).await, "message_acked").is_empty());
+
+    // cursor stays silent past the deadline: claude gets an alert naming cursor.
+    let mut alert = Value::Null;
+    for _ in 0..50 {
+        let page = poll(&a, id).await;
+        if let Some(e) = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "message_ack_overdue")
+        {
+            alert = e.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        alert["payload"]["notAcknowledgedBy"],
+        json!(["cursor"]),
+        "{alert}"
+    );
+    assert_eq!(alert["to"], "claude");
+    assert!(
+        ids_of(&poll(&c, id).await, "message_ack_overdue").is_empty(),
+        "the alert is the sender's"
+    );
+
+    // Receipts as the sender sees them.
+    let mine = read(&app, &claude, "").await;
+    let m = &mine["messages"][0];
+    assert_eq!(
+        (m["readBy"].clone(), m["ackedBy"].clone()),
+        (json!(["gemini"]), json!(["gemini"])),
+        "{mine}"
+    );
+
+    // Through the tool: cursor acknowledges late, by upTo.
+    let (err, late) = c.tool("message_ack", json!({"upTo": id})).await;
+    assert!(!err, "{late}");
+    assert_eq!(late["acked"], json!([id]));
+}
+
+async fn bad_messages_change_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = trio(&app).await;
+    let claude = tok(&tokens, "claude");
+    let gemini = tok(&tokens, "gemini");
+    let before = last_event_id(&app, &id).await;
+    let cases = [
+        ("/mcp/messages/send", json!({"body": ""}), "invalid_field"),
+        ("/mcp/messages/send", json!({"body": null}), "invalid_field"),
+        (
+            "/mcp/messages/send",
+            json!({"to": "nobody", "body": "hi"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"to": "claude", "body": "hi"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"body": "hi", "priority": "urgent"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"body": "hi", "replyTo": 999}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"body": "hi", "ackWithinSecs": 5}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"body": "x".repeat(70 * 1024)}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/send",
+            json!({"body": "hi", "aiId": "gemini"}),
+            "forbidden",
+        ),
+        (
+            "/mcp/messages/ack",
+            json!({"ids": [12345]}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/messages/ack",
+            json!({"ids": [1], "upTo": 3}),
+            "invalid_field",
+        ),
+        ("/mcp/messages/ack", json!({}), "invalid_field"),
+        (
+            "/mcp/collaborate/checkpoint",
+            json!({"task": "x", "estimatedDuration": "5 weeks"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/collaborate/checkpoint",
+            json!({"task": "", "estimatedDuration": "5s"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/collaborate/checkpoint/end",
+            json!({}),
+            "no_checkpoint",
+        ),
+        (
+            "/mcp/collaborate/status",
+            json!({"kind": "deploy", "status": "fail", "summary": "x"}),
+            "invalid_field",
+        ),
+        (
+            "/mcp/collaborate/status",
+            json!({"kind": "test", "status": "fail", "summary": " "}),
+            "invalid_field",
+        ),
+    ];
+    for (path, body, code) in cases {
+        let (status, answer) = app.post_as(&claude, path, &body).await;
+        assert!(status.is_client_error(), "{path} {body}: {status} {answer}");
+        assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
+    }
+    // Acknowledging your own message is refused too.
+    let own = send(&app, &gemini, json!({"body": "mine"})).await;
+    let (status, answer) = app
+        .post_as(&gemini, "/mcp/messages/ack", &json!({"ids": [own["id"]]}))
+        .await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(
+        last_event_id(&app, &id).await,
+        before + 1,
+        "only the one good send was written"
+    );
+    let page = read(&app, &claude, "").await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
+    // Query errors name the parameter.
+    let (status, answer) = app.get_as(&claude, "/mcp/messages?limit=0").await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_field");
+}
+
+async fn sends_are_rate_limited(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = trio(&app).await;
+    let claude = tok(&tokens, "claude");
+    let before = last_event_id(&app, &id).await;
+    let (mut ok, mut limited) = (0, 0);
+    for n in 0..80 {
+        let (status, answer) = app
+            .post_as(
+                &claude,
+                "/mcp/messages/send",
+                &json!({"body": format!("spam {n}")}),
+            )
+            .await;
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(answer["error"]["code"], "rate_limited", "{answer}");
+                assert!(
+                    answer["error"]["retryAfterSecs"].as_u64().is_some(),
+                    "{answer}"
+                );
+                limited += 1;
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert!(
+        limited > 0,
+        "80 sends in a burst must hit the limit (ok {ok})"
+    );
+    assert_eq!(
+        last_event_id(&app, &id).await,
+        before + ok,
+        "refused sends wrote nothing"
+    );
+    // Other participants have their own budget.
+    send(&app, &tok(&tokens, "gemini"), json!({"body": "still fine"})).await;
+}
+
+async fn checkpoints_hold_non_critical_events(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, tokens) = trio(&app).await;
+    let (claude, cursor) = (tok(&tokens, "claude"), tok(&tokens, "cursor"));
+    let c = mcp_as(&app, &cursor).await;
+    let start = poll(&c, 0).await["lastEventId"].as_i64().unwrap();
+    let (err, cp) = c
+        .tool(
+            "checkpoint",
+            json!({"action": "begin", "task": "big refactor", "estimatedDuration": "60s"}),
+        )
+        .await;
+    assert!(!err, "{cp}");
+    assert_eq!(cp["holding"], true);
+    let (err, twice) = c
+        .tool(
+            "checkpoint",
+            json!({"action": "begin", "task": "another", "estimatedDuration": 5}),
+        )
+        .await;
+    assert!(
+        err && twice.as_str().unwrap().contains("checkpoint_open"),
+        "{twice}"
+    );
+
+    let routine = send(&app, &claude, json!({"body": "fyi: renamed a file"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let critical = send(
+        &app,
+        &claude,
+        json!({"body": "tests broken on main", "priority": "critical"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let held = poll(&c, start).await;
+    assert_eq!(held["held"], true, "{held}");
+    assert_eq!(
+        ids_of(&held, "message_sent"),
+        vec![critical],
+        "only the critical one passes: {held}"
+    );
+    // Acknowledging during the hold does not skip the held events.
+    let (_, acked) = c.tool("events_ack", json!({"upTo": critical})).await;
+    assert!(acked["ackedEventId"].as_i64().unwrap() < routine, "{acked}");
+
+    // The checkpoint ends: everything follows, in order.
+    let (err, _) = c.tool("checkpoint", json!({"action": "end"})).await;
+    assert!(!err);
+    let after = poll(&c, start).await;
+    assert!(after.get("held").is_none(), "{after}");
+    assert_eq!(ids_of(&after, "message_sent"), vec![routine, critical]);
+    let kinds: Vec<&str> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"checkpoint_begun"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"checkpoint_ended"), "{kinds:?}");
+
+    // An interruptible checkpoint holds nothing; an overrun one ends by itself and says so.
+    let (_, soft) = c
+        .tool("checkpoint", json!({"action": "begin", "task": "reading", "estimatedDuration": 1, "interruptible": true}))
+        .await;
+    assert_eq!(soft["holding"], false, "{soft}");
+    let begun = soft["eventId"].as_i64().unwrap();
+    let mut ended = Value::Null;
+    for _ in 0..80 {
+        let page = poll(&c, begun).await;
+        if let Some(e) = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "checkpoint_ended")
+        {
+            ended = e.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended["payload"]["reason"], "overran", "{ended}");
+
+    // The concept's REST shape, by the operator for a participant.
+    let (status, body) = app
+        .post(
+            "/mcp/collaborate/checkpoint",
+            &json!({"sessionId": soft_session(&app, &cursor).await, "ai": "cursor", "task": "large_refactoring", "estimatedDuration": "30s", "interruptible": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["holding"], true);
+}
+
+async fn soft_session(app: &TestApp, token: &str) -> String {
+    let m = mcp_as(app, token).await;
+    let (_, me) = m.tool("whoami", json!({})).await;
+    me["sessionId"].as_str().unwrap().to_owned()
+}
+
+async fn status_reports_alert_and_recover(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = trio(&app).await;
+    let (claude, gemini) = (tok(&tokens, "claude"), tok(&tokens, "gemini"));
+    let g = mcp_as(&app, &gemini).await;
+    // A CI job reports with the operator's access and the session id.
+    let (status, body) = app
+        .post(
+            "/mcp/collaborate/status",
+            &json!({"sessionId": id, "kind": "test", "status": "fail", "summary": "3 failed in auth.spec.ts", "details": {"failed": 3}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let failed = body["eventId"].as_i64().unwrap();
+    let page = poll(&g, failed - 1).await;
+    assert_eq!(page["events"][0]["priority"], "critical", "{page}");
+    assert_eq!(page["events"][0]["kind"], "status_reported");
+    // Critical: on top of gemini's next tool result until acknowledged.
+    let (_, raw) = g
+        .call(7, "tools/call", json!({"name": "whoami", "arguments": {}}))
+        .await;
+    let text = raw["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("3 failed in auth.spec.ts"), "{raw}");
+
+    // A critical message acknowledged with message_ack stops leading the results too.
+    let alarm = send(
+        &app,
+        &claude,
+        json!({"to": "gemini", "body": "stop pushing", "priority": "critical"}),
+    )
+    .await;
+    let (_, raw) = g
+        .call(8, "tools/call", json!({"name": "whoami", "arguments": {}}))
+        .await;
+    assert!(
+        raw["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("stop pushing"),
+        "{raw}"
+    );
+    let (err, _) = g.tool("message_ack", json!({"ids": [alarm["id"]]})).await;
+    assert!(!err);
+    let (_, raw) = g
+        .call(9, "tools/call", json!({"name": "whoami", "arguments": {}}))
+        .await;
+    let text = raw["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        !text.contains("stop pushing") && text.contains("3 failed"),
+        "{raw}"
+    );
+
+    let (err, got) = g
+        .tool("context_get", json!({"path": "monitoring.test"}))
+        .await;
+    assert!(!err);
+    assert_eq!(got["value"]["status"], "fail", "{got}");
+    assert_eq!(got["value"]["details"], json!({"failed": 3}));
+
+    // Recovery through the tool: important, marked as a recovery.
+    let a = mcp_as(&app, &claude).await;
+    let (err, w) = a
+        .tool(
+            "status_report",
+            json!({"kind": "test", "status": "pass", "summary": "all green"}),
+        )
+        .await;
+    assert!(!err, "{w}");
+    let page = poll(&g, alarm["id"].as_i64().unwrap()).await;
+    let e = &page["events"][0];
+    assert_eq!(
+        (e["priority"].as_str(), e["payload"]["recovered"].as_bool()),
+        (Some("important"), Some(true)),
+        "{page}"
+    );
+    // Another pass is routine.
+    let (_, w) = a
+        .tool(
+            "status_report",
+            json!({"kind": "test", "status": "pass", "summary": "still green"}),
+        )
+        .await;
+    let page = poll(&g, w["eventId"].as_i64().unwrap() - 1).await;
+    assert_eq!(page["events"][0]["priority"], "routine", "{page}");
+    let (_, got) = g
+        .tool("context_get", json!({"path": "monitoring.test.summary"}))
+        .await;
+    assert_eq!(got["value"], "still green");
+}
+
+async fn deadlines_and_checkpoints_survive_a_restart(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = trio(&app).await;
+    let (claude, cursor) = (tok(&tokens, "claude"), tok(&tokens, "cursor"));
+    let sent = send(
+        &app,
+        &claude,
+        json!({"to": "cursor", "body": "ack me", "requiresAck": true, "ackWithinSecs": 2}),
+    )
+    .await;
+    let msg = sent["id"].as_i64().unwrap();
+    let (status, cp) = app
+        .post_as(
+            &cursor,
+            "/mcp/collaborate/checkpoint",
+            &json!({"task": "migration", "estimatedDuration": "10m"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cp}");
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+
+    // The checkpoint still holds: a routine message waits, a critical one passes.
+    let routine = send(&app, &claude, json!({"body": "after restart"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let c = mcp_as(&app, &cursor).await;
+    let page = poll(&c, msg).await;
+    assert_eq!(page["held"], true, "{page}");
+    assert!(!ids_of(&page, "message_sent").contains(&routine), "{page}");
+
+    // The deadline set before the restart still fires.
+    let a = mcp_as(&app, &claude).await;
+    let mut overdue = false;
+    for _ in 0..60 {
+        if !ids_of(&poll(&a, msg).await, "message_ack_overdue").is_empty() {
+            overdue = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(overdue, "no overdue alert after the restart");
+    assert!(last_event_id(&app, &id).await > routine);
+}
