@@ -26,6 +26,12 @@ pub enum HubError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A code write refused by the session's rules: says who drives and what to do instead.
+    #[error("{message}")]
+    WriteDenied {
+        message: String,
+        current_driver: Option<String>,
+    },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -72,6 +78,7 @@ impl HubError {
             | HubError::Conflict { code, .. } => code,
             HubError::Unauthorized(_) => "unauthorized",
             HubError::Forbidden(_) => "forbidden",
+            HubError::WriteDenied { .. } => "write_permission_denied",
             HubError::PayloadTooLarge { .. } => "payload_too_large",
             HubError::UnsupportedMediaType(_) => "unsupported_media_type",
             HubError::MethodNotAllowed(_) => "method_not_allowed",
@@ -95,7 +102,7 @@ impl HubError {
             HubError::NotFound { .. } => StatusCode::NOT_FOUND,
             HubError::Conflict { .. } => StatusCode::CONFLICT,
             HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            HubError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HubError::Forbidden(_) | HubError::WriteDenied { .. } => StatusCode::FORBIDDEN,
             HubError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -118,6 +125,11 @@ impl HubError {
         {
             body["retryAfterSecs"] = json!(retry_after_secs);
         }
+        // The concept's shape: who drives, and what to do instead.
+        if let HubError::WriteDenied { current_driver, .. } = self {
+            body["currentDriver"] = json!(current_driver);
+            body["suggestion"] = json!("Request driver role or submit as suggestion");
+        }
         body
     }
 
@@ -129,7 +141,9 @@ impl HubError {
             HubError::Invalid { .. } | HubError::PayloadTooLarge { .. } => -32602,
             HubError::NotFound { .. } => -32002,
             HubError::Internal(_) => -32603,
-            HubError::Unauthorized(_) | HubError::Forbidden(_) => -32001,
+            HubError::Unauthorized(_) | HubError::Forbidden(_) | HubError::WriteDenied { .. } => {
+                -32001
+            }
             HubError::Conflict { .. } => -32003,
             HubError::UnsupportedMediaType(_) => -32600,
             HubError::MethodNotAllowed(_) => -32601,
@@ -180,6 +194,13 @@ impl From<DomainError> for HubError {
             },
             DomainError::Unauthorized(m) => HubError::Unauthorized(m),
             DomainError::Forbidden(m) => HubError::Forbidden(m),
+            DomainError::WriteDenied {
+                message,
+                current_driver,
+            } => HubError::WriteDenied {
+                message,
+                current_driver,
+            },
         }
     }
 }

@@ -34,6 +34,8 @@ const MAX_STREAMS: usize = 16;
 
 struct Stream {
     sink: EventSink,
+    /// The participant this stream belongs to.
+    viewer: Arc<str>,
     /// Every event up to here that this participant sees was handed to this stream in order.
     last_sent: i64,
     /// Critical events after `last_sent` that went out early (during a hold).
@@ -63,6 +65,7 @@ impl Stream {
             match self.sink.try_send(Delivery {
                 event,
                 early: false,
+                viewer: self.viewer.clone(),
             }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => return Push::Full,
@@ -80,7 +83,12 @@ impl Stream {
         if id <= self.last_sent || self.early.contains(&id) {
             return Push::Sent;
         }
-        match self.sink.try_send(Delivery { event, early: true }) {
+        let viewer = self.viewer.clone();
+        match self.sink.try_send(Delivery {
+            event,
+            early: true,
+            viewer,
+        }) {
             Ok(()) => {
                 self.early.insert(id);
                 Push::Sent
@@ -317,6 +325,7 @@ impl Handler<Attach> for AgentActor {
             msg.key.clone(),
             Stream {
                 sink: msg.sink,
+                viewer: Arc::from(self.ai_id.as_str()),
                 last_sent: msg.after,
                 early: BTreeSet::new(),
                 outbox: Outbox::new(OUTBOX_CAPACITY),

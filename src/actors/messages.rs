@@ -10,6 +10,8 @@ use uuid::Uuid;
 use crate::domain::auth::Credential;
 use crate::domain::context::{ContextRequest, Diff, Path};
 use crate::domain::event::Event;
+use crate::domain::handshake::{Phase, Step};
+use crate::domain::ledger::ChangeSpec;
 use crate::domain::message::{AckSelection, MessageSpec};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
@@ -17,6 +19,7 @@ use crate::domain::session::{
     SessionSpec, SessionStatus, SessionSummary, SessionView,
 };
 use crate::error::HubError;
+use crate::store::ledger::{ChangeQuery, ChangeView};
 use crate::store::messages::{MessagePage, MessageQuery};
 
 /// Create a session (operator only). Replies with the session and each participant's token.
@@ -124,6 +127,7 @@ pub struct WhoamiView {
     pub participants: Vec<ParticipantBrief>,
     pub last_event_id: i64,
     pub acked_event_id: i64,
+    pub handshake: Phase,
 }
 
 impl WhoamiView {
@@ -146,6 +150,7 @@ impl WhoamiView {
                 .collect(),
             last_event_id: s.last_event_id,
             acked_event_id: p.acked_event_id,
+            handshake: s.coordination.handshake.clone(),
         }
     }
 }
@@ -211,6 +216,18 @@ pub struct Delivery {
     /// Sent ahead of log order: a critical event passing a checkpoint's hold. Transports must
     /// not advance a resume cursor (SSE id) with it; it comes again in order after the hold.
     pub early: bool,
+    /// The participant receiving it.
+    pub viewer: std::sync::Arc<str>,
+}
+
+impl Delivery {
+    /// Did this event change the receiver's role (so its tool list changed)?
+    pub fn changes_my_role(&self) -> bool {
+        self.event.kind == crate::domain::coordination::ROLE_CHANGED
+            && self.event.payload["changes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["aiId"] == *self.viewer))
+    }
 }
 
 /// Gives a participant a fresh bearer token; its old one stops working. Replies with the token.
@@ -356,4 +373,106 @@ pub struct CheckpointView {
     /// When the hub ends the checkpoint by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ends_by: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A handshake step (work_complete, review_start, review_complete, control_received, cancel).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<HandshakeView, HubError>")]
+pub struct HandshakeStep {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub step: Step,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandshakeView {
+    pub event_id: i64,
+    /// The handshake after the step.
+    pub handshake: Phase,
+    /// Roles that waited for this boundary and changed with it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles_changed: BTreeMap<String, Role>,
+}
+
+/// Ask for a role; the driver (or the session) decides.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RoleOutcome, HubError>")]
+pub struct RequestRole {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub role: Role,
+    pub reason: Option<String>,
+}
+
+/// The driver (or the operator) answers a role request.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RoleOutcome, HubError>")]
+pub struct RespondRole {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub request_id: i64,
+    pub grant: bool,
+    pub note: Option<String>,
+}
+
+/// The driver (or the operator) sets roles.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RoleOutcome, HubError>")]
+pub struct AssignRoles {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub roles: BTreeMap<String, Role>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleStatus {
+    /// Changed now.
+    Changed,
+    /// Decided; takes effect when the open handshake closes.
+    Pending,
+    /// Asked; waiting for the driver.
+    Requested,
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleOutcome {
+    pub event_id: i64,
+    pub status: RoleStatus,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
+}
+
+/// Record a change to a file in the ledger.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ChangeRecorded, HubError>")]
+pub struct RecordChange {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub spec: ChangeSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRecorded {
+    pub id: i64,
+    pub lines: Vec<(u32, u32)>,
+    /// Recent changes by others this one overlaps (both sides were alerted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<i64>,
+    /// Loose mode: recorded although the author lacks the write permission (alerted).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outside_permissions: bool,
+}
+
+/// The ledger, filtered.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ChangeView>, HubError>")]
+pub struct ListChanges {
+    pub credential: Credential,
+    pub query: ChangeQuery,
 }

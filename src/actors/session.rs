@@ -4,6 +4,7 @@
 //! commit the event with its projection, then apply the change in memory, reply, and fan the
 //! event out. A reply therefore never describes a state that is not on disk.
 
+mod coordination;
 mod messaging;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ const LINGER: Duration = Duration::from_secs(5);
 
 enum State {
     Loading,
-    Live(Session),
+    Live(Box<Session>),
     /// Not in the database, or the load failed: every command gets this error.
     Unusable(HubError),
 }
@@ -57,6 +58,8 @@ pub struct SessionActor {
     agents: HashMap<String, AgentSlot>,
     /// Per-participant send budget (not persisted: a restart refills it).
     send_limits: HashMap<String, RateLimit>,
+    /// The pending automatic-rotation check, replaced when the rotation clock moves.
+    rotation_timer: Option<SpawnHandle>,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -76,6 +79,7 @@ impl SessionActor {
             state: State::Loading,
             agents: HashMap::new(),
             send_limits: HashMap::new(),
+            rotation_timer: None,
         }
     }
 
@@ -91,9 +95,10 @@ impl SessionActor {
             store,
             policy,
             hub,
-            state: State::Live(session),
+            state: State::Live(Box::new(session)),
             agents: HashMap::new(),
             send_limits: HashMap::new(),
+            rotation_timer: None,
         }
     }
 
@@ -213,6 +218,7 @@ impl Actor for SessionActor {
         ctx.set_mailbox_capacity(256);
         if !matches!(self.state, State::Loading) {
             self.start_agents();
+            self.schedule_coordination_timers(ctx);
             return;
         }
         let store = self.store.clone();
@@ -223,13 +229,14 @@ impl Actor for SessionActor {
                 .into_actor(self)
                 .map(|result, act, ctx| {
                     act.state = match result {
-                        Ok(Some(session)) => State::Live(session),
+                        Ok(Some(session)) => State::Live(Box::new(session)),
                         Ok(None) => State::Unusable(HubError::session_not_found(act.id)),
                         Err(e) => State::Unusable(e),
                     };
                     if matches!(act.state, State::Live(_)) {
                         act.start_agents();
                         act.schedule_loaded_timers(ctx);
+                        act.schedule_coordination_timers(ctx);
                     } else {
                         act.hub.do_send(SessionGone(act.id));
                         ctx.run_later(LINGER, |_, ctx| ctx.stop());

@@ -8,8 +8,11 @@ pub mod checkpoint;
 pub mod context;
 #[cfg(test)]
 mod context_diff_props;
+pub mod coordination;
 pub mod event;
+pub mod handshake;
 pub mod ids;
+pub mod ledger;
 pub mod message;
 pub mod monitor;
 pub mod outbox;
@@ -39,6 +42,12 @@ pub enum DomainError {
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A code write by someone who may not write now (concept §6 "Write Protection").
+    #[error("{message}")]
+    WriteDenied {
+        message: String,
+        current_driver: Option<String>,
+    },
 }
 
 impl DomainError {

@@ -15,6 +15,7 @@ use super::context::{
     Change, Context, ContextOp, ContextRequest, Path, SNAPSHOT_EVERY, Segment, Severity,
     changes_to_json,
 };
+use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::message::{
@@ -174,8 +175,18 @@ pub struct SessionSpec {
     pub save_interval: u32,
     pub handshake_mode: HandshakeMode,
     pub rotation_policy: RotationPolicy,
+    /// Automatic rotation: seconds per driver (0: never). People give minutes
+    /// (`roleRotationInterval`, fractions allowed).
+    pub rotation_interval_secs: u32,
+    /// A handshake waiting this long for a reviewer raises an alert.
+    pub review_timeout_secs: u32,
     pub metadata: Value,
 }
+
+/// Bounds for the session's rotation interval (minutes) and review timeout (seconds).
+pub const ROTATION_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 1..=24 * 3600;
+pub const REVIEW_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 1..=86_400;
+pub const DEFAULT_REVIEW_TIMEOUT: u32 = 600;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
@@ -247,6 +258,10 @@ pub struct Session {
     pub context_since_snapshot: u32,
     /// Ack-required messages still waiting for acknowledgements before their deadline.
     pub pending_acks: PendingAcks,
+    pub rotation_interval_secs: u32,
+    pub review_timeout_secs: u32,
+    /// Handshake phase, role requests, rotation clock (stored with the session).
+    pub coordination: Coordination,
 }
 
 /// Kind of the event that records plain context changes.
@@ -303,6 +318,24 @@ impl SessionSpec {
     /// Checks a whole create request; on success every participant is valid and at most one drives.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_session_name(&self.name)?;
+        if self.rotation_interval_secs != 0
+            && !ROTATION_INTERVAL_RANGE.contains(&self.rotation_interval_secs)
+        {
+            return Err(DomainError::invalid(
+                "roleRotationInterval",
+                "roleRotationInterval is minutes per driver: 0 (off), or from 1 second (0.017) to 24 hours (1440)",
+            ));
+        }
+        if !REVIEW_TIMEOUT_RANGE.contains(&self.review_timeout_secs) {
+            return Err(DomainError::invalid(
+                "reviewTimeoutSecs",
+                format!(
+                    "reviewTimeoutSecs must be between {} and {}",
+                    REVIEW_TIMEOUT_RANGE.start(),
+                    REVIEW_TIMEOUT_RANGE.end()
+                ),
+            ));
+        }
         if self.save_interval != 0 && !SAVE_INTERVAL_RANGE.contains(&self.save_interval) {
             return Err(DomainError::invalid(
                 "saveInterval",
@@ -409,6 +442,9 @@ impl Session {
             context: Context::new(),
             context_since_snapshot: 0,
             pending_acks: PendingAcks::default(),
+            rotation_interval_secs: spec.rotation_interval_secs,
+            review_timeout_secs: spec.review_timeout_secs,
+            coordination: Coordination::default(),
         }
     }
 
@@ -948,6 +984,9 @@ impl Session {
             created_at: self.created_at.and_utc(),
             updated_at: self.updated_at.and_utc(),
             last_event_id: self.last_event_id,
+            coordination: self.coordination.clone(),
+            role_rotation_interval: f64::from(self.rotation_interval_secs) / 60.0,
+            review_timeout_secs: self.review_timeout_secs,
         }
     }
 }
@@ -1009,6 +1048,29 @@ pub struct SessionView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_event_id: i64,
+    /// Where the driver/navigator handshake stands, open role requests, pending role changes.
+    pub coordination: Coordination,
+    /// Minutes per driver under automatic rotation.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub role_rotation_interval: f64,
+    pub review_timeout_secs: u32,
+}
+
+fn is_zero(n: &f64) -> bool {
+    *n == 0.0
+}
+
+/// `roleRotationInterval` minutes (fractions allowed) as whole seconds; refuses what cannot be.
+pub fn rotation_secs(minutes: Option<f64>) -> Result<u32, DomainError> {
+    let Some(m) = minutes else { return Ok(0) };
+    let secs = (m * 60.0).round();
+    if !m.is_finite() || secs < 0.0 || secs > f64::from(*ROTATION_INTERVAL_RANGE.end()) {
+        return Err(DomainError::invalid(
+            "roleRotationInterval",
+            "roleRotationInterval is minutes per driver: 0 (off) up to 1440",
+        ));
+    }
+    Ok(secs as u32)
 }
 
 /// One row of the session list.
@@ -1031,6 +1093,35 @@ pub struct ParticipantBrief {
     pub role: Role,
 }
 
+/// Sessions for unit tests elsewhere in the domain.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn session_of(ps: &[(&str, Role)]) -> Session {
+        let spec = SessionSpec {
+            name: "Payment Gateway".into(),
+            participants: ps
+                .iter()
+                .map(|(id, role)| ParticipantSpec {
+                    ai_id: (*id).into(),
+                    role: *role,
+                    permissions: None,
+                })
+                .collect(),
+            save_interval: DEFAULT_SAVE_INTERVAL,
+            handshake_mode: HandshakeMode::Strict,
+            rotation_policy: RotationPolicy::Manual,
+            rotation_interval_secs: 0,
+            review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
+            metadata: json!({}),
+        };
+        spec.validate().unwrap();
+        let digests = ps.iter().map(|(id, _)| format!("digest-{id}")).collect();
+        Session::new(Uuid::nil(), &spec, digests, crate::domain::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1049,15 +1140,14 @@ mod tests {
             save_interval: DEFAULT_SAVE_INTERVAL,
             handshake_mode: HandshakeMode::Strict,
             rotation_policy: RotationPolicy::Manual,
+            rotation_interval_secs: 0,
+            review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
             metadata: json!({}),
         }
     }
 
     fn session(ps: &[(&str, Role)]) -> Session {
-        let s = spec(ps);
-        s.validate().unwrap();
-        let digests = ps.iter().map(|(id, _)| format!("digest-{id}")).collect();
-        Session::new(Uuid::nil(), &s, digests, crate::domain::now())
+        super::tests_support::session_of(ps)
     }
 
     fn open() -> AccessPolicy {

@@ -15,7 +15,8 @@ use super::json::JsonBody;
 use super::resource;
 use crate::actors::Hub;
 use crate::actors::messages::{
-    AckMessages, BeginCheckpoint, EndCheckpoint, ReadMessages, SendMessage, ToSession, WriteContext,
+    AckMessages, BeginCheckpoint, EndCheckpoint, HandshakeStep, ListChanges, ReadMessages,
+    RecordChange, SendMessage, ToSession, WriteContext,
 };
 use crate::domain::auth::Credential;
 use crate::domain::checkpoint::parse_duration;
@@ -24,7 +25,11 @@ use crate::domain::event::Priority;
 use crate::domain::message::MessageSpec;
 use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
 use crate::error::HubError;
-use crate::mcp::tools::{ack_selection, message_query};
+use crate::mcp::tools::coordination::{
+    ChangesArgs, ChangesCommand, HandshakeArgs, RoleArgs, RoleCommand,
+};
+use crate::mcp::tools::{ack_selection, args, message_query};
+use crate::store::ledger::ChangeQuery;
 
 type Result<T> = std::result::Result<T, HubError>;
 
@@ -34,7 +39,148 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/messages/ack").route(web::post().to(ack)))
         .service(resource("/mcp/collaborate/checkpoint").route(web::post().to(checkpoint_begin)))
         .service(resource("/mcp/collaborate/checkpoint/end").route(web::post().to(checkpoint_end)))
-        .service(resource("/mcp/collaborate/status").route(web::post().to(status)));
+        .service(resource("/mcp/collaborate/status").route(web::post().to(status)))
+        .service(resource("/mcp/collaborate/handshake").route(web::post().to(handshake)))
+        .service(resource("/mcp/collaborate/role").route(web::post().to(role)))
+        .service(resource("/mcp/collaborate/change").route(web::post().to(change)))
+        .service(resource("/mcp/collaborate/changes").route(web::get().to(changes)));
+}
+
+/// A body with the session fields taken out: `sessionId`, and the participant as `aiId` (or
+/// the concept's `from` / `ai`). The rest is parsed as the matching tool's arguments, so REST
+/// and MCP accept exactly the same fields.
+struct Addressed {
+    session_id: Option<String>,
+    ai_id: Option<String>,
+    rest: Value,
+}
+
+fn addressed(body: Value, drop: &[&str]) -> Result<Addressed> {
+    let Value::Object(mut map) = body else {
+        return Err(HubError::invalid("body", "the body is a JSON object"));
+    };
+    let mut text = |key: &str| -> Result<Option<String>> {
+        match map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(HubError::invalid(
+                key.to_owned(),
+                format!("{key} is a string"),
+            )),
+        }
+    };
+    let session_id = text("sessionId")?;
+    let ai_id = match (text("aiId")?, text("from")?, text("ai")?) {
+        (a, None, None) | (None, a, None) | (None, None, a) => a,
+        _ => {
+            return Err(HubError::invalid(
+                "aiId",
+                "name the participant once (aiId, from or ai)",
+            ));
+        }
+    };
+    for key in drop {
+        map.remove(*key);
+    }
+    Ok(Addressed {
+        session_id,
+        ai_id,
+        rest: Value::Object(map),
+    })
+}
+
+/// `POST /mcp/collaborate/handshake`: the concept's messages, e.g.
+/// `{from, role, status: "work_complete", changes, needsReview, message}` (`role` is informative;
+/// the session knows each participant's role).
+async fn handshake(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &["role"])?;
+    let command = HandshakeStep {
+        credential: credential.clone(),
+        as_participant: a.ai_id,
+        step: args::<HandshakeArgs>(a.rest)?.into_step()?,
+    };
+    to_session(&hub, &credential, a.session_id.as_deref(), command).await
+}
+
+/// `POST /mcp/collaborate/role` `{action: request|respond|assign, …}` as the `role` tool.
+async fn role(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &[])?;
+    let session = a.session_id.as_deref();
+    match args::<RoleArgs>(a.rest)?.into_command(credential.clone(), a.ai_id)? {
+        RoleCommand::Request(c) => to_session(&hub, &credential, session, c).await,
+        RoleCommand::Respond(c) => to_session(&hub, &credential, session, c).await,
+        RoleCommand::Assign(c) => to_session(&hub, &credential, session, c).await,
+    }
+}
+
+/// `POST /mcp/collaborate/change` `{filePath, operation?, diff | before/after, …}`.
+async fn change(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &[])?;
+    let Value::Object(mut rest) = a.rest else {
+        unreachable!("addressed keeps an object");
+    };
+    rest.insert("action".into(), Value::from("record"));
+    let ChangesCommand::Record(spec) = args::<ChangesArgs>(Value::Object(rest))?.into_command()?
+    else {
+        unreachable!("action is record");
+    };
+    let command = RecordChange {
+        credential: credential.clone(),
+        as_participant: a.ai_id,
+        spec,
+    };
+    to_session(&hub, &credential, a.session_id.as_deref(), command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangesQuery {
+    session_id: Option<String>,
+    file: Option<String>,
+    ai: Option<String>,
+    since: Option<i64>,
+    limit: Option<i64>,
+    with_diff: Option<bool>,
+}
+
+/// `GET /mcp/collaborate/changes?file=&ai=&since=&limit=&withDiff=`: the ledger (a file's
+/// history with `file` and `withDiff=true`).
+async fn changes(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<ChangesQuery>,
+) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(HubError::invalid(
+            "limit",
+            "limit must be between 1 and 200",
+        ));
+    }
+    let command = ListChanges {
+        credential: credential.clone(),
+        query: ChangeQuery {
+            file: q.file,
+            ai_id: q.ai,
+            since: q.since,
+            limit,
+            with_diff: q.with_diff.unwrap_or(false),
+        },
+    };
+    to_session(&hub, &credential, q.session_id.as_deref(), command).await
 }
 
 /// Sends `command` to the request's session and answers its reply as JSON.

@@ -18,8 +18,9 @@ use crate::actors::messages::{
 };
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
-    SessionSpec, SessionStatus, StatusAction, assign_default_roles,
+    DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest,
+    ParticipantSpec, RotationPolicy, SessionSpec, SessionStatus, StatusAction,
+    assign_default_roles, rotation_secs,
 };
 use crate::error::HubError;
 
@@ -47,6 +48,9 @@ struct CreateBody {
     save_interval: Option<u32>,
     handshake_mode: Option<HandshakeMode>,
     rotation_policy: Option<RotationPolicy>,
+    /// Minutes per driver under automatic rotation (the concept's `roleRotationInterval`).
+    role_rotation_interval: Option<f64>,
+    review_timeout_secs: Option<u32>,
     metadata: Option<Value>,
 }
 
@@ -61,6 +65,8 @@ async fn create(
         save_interval: body.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
         handshake_mode: body.handshake_mode.unwrap_or_default(),
         rotation_policy: body.rotation_policy.unwrap_or_default(),
+        rotation_interval_secs: rotation_secs(body.role_rotation_interval)?,
+        review_timeout_secs: body.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
         metadata: body
             .metadata
             .unwrap_or_else(|| Value::Object(Default::default())),

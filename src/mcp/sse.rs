@@ -79,7 +79,9 @@ pub fn get_stream(
                     None => return None, // the MCP session ended
                 },
                 ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
-                    Some(Delivery { event: e, early }) => {
+                    Some(delivery) => {
+                        let list_changed = delivery.changes_my_role();
+                        let Delivery { event: e, early, .. } = delivery;
                         let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
                         // An early (critical, during a hold) event carries no SSE id, so a
                         // reconnect still resumes from the last in-order event.
@@ -88,6 +90,11 @@ pub fn get_stream(
                         let subs = s.subscriptions.borrow().clone();
                         for uri in updated_by(&e).into_iter().filter(|u| subs.contains(u)) {
                             let n = notification("notifications/resources/updated", json!({ "uri": uri }));
+                            out.extend_from_slice(&frame(None, &n));
+                        }
+                        if list_changed {
+                            // A new role shows other tools (MCP tools/list_changed).
+                            let n = notification("notifications/tools/list_changed", Value::Null);
                             out.extend_from_slice(&frame(None, &n));
                         }
                         Bytes::from(out)

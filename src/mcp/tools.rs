@@ -3,6 +3,7 @@
 //!
 //! Descriptions are short on purpose: every connected model pays for them in tokens.
 
+pub mod coordination;
 mod messaging;
 
 pub use messaging::{ack_selection, message_query};
@@ -32,8 +33,9 @@ use crate::domain::context::{
 };
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest, ParticipantSpec, RotationPolicy,
-    SessionSpec, SessionStatus, StatusAction, assign_default_roles,
+    DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest,
+    ParticipantSpec, RotationPolicy, SessionSpec, SessionStatus, StatusAction,
+    assign_default_roles, rotation_secs,
 };
 use crate::error::HubError;
 
@@ -70,7 +72,6 @@ pub struct ToolSpec {
     pub binds: bool,
     pub description: &'static str,
     input: fn() -> Value,
-    output: fn() -> Value,
     pub read_only: bool,
     pub destructive: bool,
     pub idempotent: bool,
@@ -83,9 +84,10 @@ impl ToolSpec {
         (self.visible)(audience)
     }
 
-    /// The tool as `tools/list` shows it. Annotations that equal the spec's defaults
-    /// (readOnly false, destructive true, idempotent false, openWorld true) are left out: every
-    /// connected model pays for these bytes.
+    /// The tool as `tools/list` shows it. Every connected model pays for these bytes, so: no
+    /// output schemas (results are self-describing JSON, sent as `structuredContent` and as
+    /// text), and no annotations that equal the spec's defaults (readOnly false, destructive
+    /// true, idempotent false, openWorld true).
     pub fn describe(&self) -> Value {
         let mut hints = Map::new();
         hints.insert("openWorldHint".into(), json!(false));
@@ -104,7 +106,6 @@ impl ToolSpec {
             "name": self.name,
             "description": self.description,
             "inputSchema": (self.input)(),
-            "outputSchema": (self.output)(),
             "annotations": hints,
         })
     }
@@ -126,7 +127,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: true,
         description: "Create a collaboration session and act in it as `me`.",
         input: schema::<CreateArgs>,
-        output: session_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -138,7 +138,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: true,
         description: "Join a session as a new participant and act as it.",
         input: schema::<JoinArgs>,
-        output: session_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -150,7 +149,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "List sessions, most recently active first.",
         input: schema::<ListArgs>,
-        output: || object(&[("sessions", json!({"type": "array"}))]),
         read_only: true,
         destructive: false,
         idempotent: true,
@@ -162,15 +160,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Your session, role, permissions, driver and event cursor.",
         input: schema::<NoArgs>,
-        output: || {
-            object(&[
-                ("sessionId", json!({"type": "string"})),
-                ("aiId", json!({"type": "string"})),
-                ("role", json!({"type": "string"})),
-                ("lastEventId", json!({"type": "integer"})),
-                ("ackedEventId", json!({"type": "integer"})),
-            ])
-        },
         read_only: true,
         destructive: false,
         idempotent: true,
@@ -182,13 +171,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Session events after your cursor (or `after`), oldest first.",
         input: schema::<PollArgs>,
-        output: || {
-            object(&[
-                ("events", json!({"type": "array"})),
-                ("more", json!({"type": "boolean"})),
-                ("lastEventId", json!({"type": "integer"})),
-            ])
-        },
         read_only: true,
         destructive: false,
         idempotent: true,
@@ -200,7 +182,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Acknowledge events up to `upTo`; they stop being flagged.",
         input: schema::<AckArgs>,
-        output: || object(&[("ackedEventId", json!({"type": "integer"}))]),
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -212,7 +193,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Pause, resume or complete the session.",
         input: schema::<StatusArgs>,
-        output: session_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -224,7 +204,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Leave the session; your identity here ends.",
         input: schema::<NoArgs>,
-        output: session_output,
         read_only: false,
         destructive: true,
         idempotent: false,
@@ -236,13 +215,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Read the shared context at a dotted path (empty: all), with its version.",
         input: schema::<ContextGetArgs>,
-        output: || {
-            object(&[
-                ("path", json!({"type": "string"})),
-                ("version", json!({"type": "integer"})),
-                ("exists", json!({"type": "boolean"})),
-            ])
-        },
         read_only: true,
         destructive: false,
         idempotent: true,
@@ -254,7 +226,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Set a value at a dotted path; expectedVersion makes it compare-and-set.",
         input: schema::<ContextSetArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -266,7 +237,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Append a value to the array at a dotted path (created if absent).",
         input: schema::<ContextSetArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -278,7 +248,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Delete the value at a dotted path.",
         input: schema::<ContextDeleteArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: true,
         idempotent: false,
@@ -290,7 +259,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Deep-merge an object of updates into the shared context.",
         input: schema::<ContextSyncArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -302,13 +270,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "What changed in the context since an event id (default: your last write).",
         input: schema::<ContextDiffArgs>,
-        output: || {
-            object(&[
-                ("added", json!({"type": "object"})),
-                ("modified", json!({"type": "object"})),
-                ("removed", json!({"type": "object"})),
-            ])
-        },
         read_only: true,
         destructive: false,
         idempotent: true,
@@ -320,7 +281,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Working memory (symbols, files, breakpoints): push, recent, or clear.",
         input: schema::<MemoryArgs>,
-        output: || object(&[]),
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -332,7 +292,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Per-AI notes: set your observations/preferences, or read anyone's.",
         input: schema::<NotesArgs>,
-        output: || object(&[]),
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -344,7 +303,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Share a finding with everyone; high and critical ones are announced.",
         input: schema::<DiscoveryArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -356,7 +314,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Message one participant (`to`) or everyone; critical ones interrupt.",
         input: schema::<messaging::SendArgs>,
-        output: messaging::sent_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -368,7 +325,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Messages you can see, with unread count; marks yours read.",
         input: schema::<messaging::ReadArgs>,
-        output: messaging::page_output,
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -380,7 +336,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Acknowledge messages by ids or upTo an id.",
         input: schema::<messaging::AckArgs>,
-        output: messaging::acked_output,
         read_only: false,
         destructive: false,
         idempotent: true,
@@ -392,7 +347,6 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Begin/end a focus period; non-critical events wait unless interruptible.",
         input: schema::<messaging::CheckpointArgs>,
-        output: messaging::checkpoint_output,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -404,12 +358,44 @@ pub static CATALOGUE: &[ToolSpec] = &[
         binds: false,
         description: "Report a test/build/merge/lint result; failures alert everyone.",
         input: schema::<messaging::StatusReportArgs>,
-        output: context_written_output,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
         call: |ctx, args| Box::pin(messaging::status_report(ctx, args)),
+    },
+    ToolSpec {
+        name: "handshake",
+        binds: false,
+        description: "Turns: work_complete (driver), review_start {acknowledgeId}, review_complete {feedback, passControl}, control_received, cancel.",
+        input: schema::<coordination::HandshakeArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: steering,
+        call: |ctx, args| Box::pin(coordination::handshake(ctx, args)),
+    },
+    ToolSpec {
+        name: "role",
+        binds: false,
+        description: "Roles: request one; the driver responds {requestId, grant} or assigns {roles}.",
+        input: schema::<coordination::RoleArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(coordination::role(ctx, args)),
+    },
+    ToolSpec {
+        name: "changes",
+        binds: false,
+        description: "Change ledger: record a file change, or list changes (by file, ai, since).",
+        input: schema::<coordination::ChangesArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(coordination::changes(ctx, args)),
     },
 ];
 
@@ -545,26 +531,8 @@ fn compact(node: &mut Value, defs: &Value) {
     }
 }
 
-fn object(props: &[(&str, Value)]) -> Value {
-    let properties: Map<String, Value> = props
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
-    json!({ "type": "object", "properties": properties, "required": required })
-}
-
-fn session_output() -> Value {
-    object(&[
-        ("sessionId", json!({"type": "string"})),
-        ("name", json!({"type": "string"})),
-        ("status", json!({"type": "string"})),
-        ("participants", json!({"type": "array"})),
-    ])
-}
-
 /// Tool arguments: a missing `arguments` is an empty object; errors name the field.
-fn args<T: DeserializeOwned>(value: Value) -> Result<T, HubError> {
+pub fn args<T: DeserializeOwned>(value: Value) -> Result<T, HubError> {
     let value = if value.is_null() { json!({}) } else { value };
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -653,6 +621,9 @@ struct CreateArgs {
     rotation_policy: Option<RotationPolicy>,
     /// Auto-save seconds (0 = off).
     save_interval: Option<u32>,
+    /// Automatic rotation: minutes per driver.
+    role_rotation_interval: Option<f64>,
+    review_timeout_secs: Option<u32>,
     metadata: Option<Map<String, Value>>,
 }
 
@@ -690,6 +661,8 @@ async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError
         save_interval: a.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
         handshake_mode: a.handshake_mode.unwrap_or_default(),
         rotation_policy: a.rotation_policy.unwrap_or_default(),
+        rotation_interval_secs: rotation_secs(a.role_rotation_interval)?,
+        review_timeout_secs: a.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
         metadata: Value::Object(a.metadata.unwrap_or_default()),
     };
     let credential = ctx.session.credential.clone();
@@ -922,16 +895,6 @@ async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError>
     ctx.registry
         .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
     Ok(plain(value(&view)))
-}
-
-fn context_written_output() -> Value {
-    object(&[
-        ("eventId", json!({"type": ["integer", "null"]})),
-        (
-            "changed",
-            json!({"type": "array", "items": {"type": "string"}}),
-        ),
-    ])
 }
 
 fn context_path(text: Option<&str>) -> Result<Path, HubError> {
@@ -1168,9 +1131,13 @@ mod tests {
             assert!(names.insert(t.name), "duplicate tool {}", t.name);
             let d = t.describe();
             assert_eq!(d["inputSchema"]["type"], "object", "{}", t.name);
-            assert_eq!(d["outputSchema"]["type"], "object", "{}", t.name);
             assert!(
-                !t.description.is_empty() && t.description.len() < 100,
+                d.get("outputSchema").is_none(),
+                "{}: no output schemas",
+                t.name
+            );
+            assert!(
+                !t.description.is_empty() && t.description.len() < 140,
                 "{}",
                 t.name
             );

@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod conn;
+pub mod ledger;
 pub mod messages;
 pub mod models;
 pub mod queries;

@@ -21,6 +21,10 @@ pub struct SessionRow {
     pub last_event_id: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// `Coordination` as JSON.
+    pub coordination: String,
+    pub rotation_interval_secs: i32,
+    pub review_timeout_secs: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -51,6 +55,11 @@ pub struct EventRow {
     pub recipient: Option<String>,
 }
 
+/// The coordination column's text.
+pub fn coordination_json(c: &crate::domain::coordination::Coordination) -> String {
+    serde_json::to_string(c).unwrap_or_else(|_| "{}".into())
+}
+
 /// A row that does not decode means the database was edited by hand or a migration is missing.
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> HubError {
     log::error!("stored {what} does not decode: {detail}");
@@ -70,6 +79,9 @@ impl SessionRow {
             last_event_id: s.last_event_id,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            coordination: coordination_json(&s.coordination),
+            rotation_interval_secs: i32::try_from(s.rotation_interval_secs).unwrap_or(i32::MAX),
+            review_timeout_secs: i32::try_from(s.review_timeout_secs).unwrap_or(i32::MAX),
         }
     }
 
@@ -97,6 +109,10 @@ impl SessionRow {
             context: Default::default(),
             context_since_snapshot: 0,
             pending_acks: Default::default(),
+            rotation_interval_secs: u32::try_from(self.rotation_interval_secs).unwrap_or(0),
+            review_timeout_secs: u32::try_from(self.review_timeout_secs).unwrap_or(600),
+            coordination: serde_json::from_str(&self.coordination)
+                .map_err(|e| corrupt("coordination", e))?,
         })
     }
 }

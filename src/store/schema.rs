@@ -13,6 +13,9 @@ diesel::table! {
         last_event_id -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        coordination -> Text,
+        rotation_interval_secs -> Integer,
+        review_timeout_secs -> Integer,
     }
 }
 
@@ -98,15 +101,19 @@ diesel::table! {
 }
 
 diesel::table! {
-    code_changes (id) {
-        id -> Text,
+    code_changes (session_id, id) {
         session_id -> Text,
+        id -> BigInt,
         ai_id -> Text,
-        created_at -> Timestamp,
+        co_author -> Nullable<Text>,
         operation -> Text,
         file_path -> Text,
+        new_path -> Nullable<Text>,
         diff -> Nullable<Text>,
-        metadata -> Text,
+        lines -> Text,
+        symbols -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }
 

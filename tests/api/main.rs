@@ -5,6 +5,7 @@ mod helpers;
 
 mod cli;
 mod context;
+mod coordination;
 mod crash;
 mod health;
 mod mcp_conformance;

@@ -454,7 +454,11 @@ impl Mcp<'_> {
         let r = &b["result"];
         let is_error = r["isError"] == true;
         let out = if is_error {
-            r["content"][0]["text"].clone()
+            // Unacknowledged critical events may lead the content: the error is the last block.
+            r["content"]
+                .as_array()
+                .and_then(|c| c.last())
+                .map_or(Value::Null, |c| c["text"].clone())
         } else {
             r["structuredContent"].clone()
         };

@@ -77,10 +77,10 @@ async def main() -> int:
             if mode == "auto":
                 check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
-            expected_tools = ["checkpoint", "context_append", "context_delete", "context_diff", "context_get",
-                              "context_set", "context_sync", "discovery_report", "events_ack", "events_poll", "memory",
-                              "message_ack", "message_send", "messages_read", "notes", "session_leave",
-                              "session_status", "status_report", "whoami"]
+            expected_tools = ["changes", "checkpoint", "context_append", "context_delete", "context_diff",
+                              "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
+                              "events_poll", "handshake", "memory", "message_ack", "message_send", "messages_read",
+                              "notes", "role", "session_leave", "session_status", "status_report", "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
             check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)
@@ -108,6 +108,10 @@ async def main() -> int:
                                 "interruptible": True}),
                 ("checkpoint", {"action": "end"}),
                 ("status_report", {"kind": "lint", "status": "pass", "summary": "clean"}),
+                ("changes", {"action": "record", "filePath": "/src/auth.py", "before": "a\n", "after": "b\n"}),
+                ("changes", {"action": "list"}),
+                ("handshake", {"step": "work_complete", "changes": ["auth"], "needsReview": False}),
+                ("role", {"action": "request", "role": "navigator"}),
             ]:
                 r = await client.call_tool(name, args)
                 check(not r.is_error, name, r.content[0].text[:160] if r.content else None)

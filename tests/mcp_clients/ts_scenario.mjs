@@ -55,9 +55,9 @@ try {
   check(a.transport.sessionId?.length > 0, 'session id issued');
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
-  check(JSON.stringify(names) === JSON.stringify(['checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
-    'discovery_report', 'events_ack', 'events_poll', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'session_leave', 'session_status',
-    'status_report', 'whoami']),
+  check(JSON.stringify(names) === JSON.stringify(['changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
+    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session_leave',
+    'session_status', 'status_report', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
   check(me.aiId === 'claude' && me.role === 'driver' && me.sessionId === sessionId, 'whoami', me);
@@ -117,6 +117,14 @@ try {
   check(cp.holding === false, 'interruptible checkpoint holds nothing', cp);
   await call('checkpoint', { action: 'end' });
   await call('status_report', { kind: 'lint', status: 'pass', summary: 'clean' });
+  const rec = await call('changes', { action: 'record', filePath: '/src/auth.ts', before: 'a\n', after: 'b\n' });
+  check(rec.lines.length === 1, 'changes record', rec);
+  const ledger = await call('changes', { action: 'list', filePath: '/src/auth.ts' });
+  check(ledger.changes.some((c) => c.id === rec.id), 'changes list', ledger);
+  const hs = await call('handshake', { step: 'work_complete', changes: ['auth'], needsReview: false });
+  check(hs.handshake.state === 'idle', 'handshake without review keeps control', hs);
+  const asked = await call('role', { action: 'request', role: 'navigator', reason: 'let gemini drive' });
+  check(asked.status === 'requested', 'role request', asked);
   await call('events_ack', { upTo: structured(await a.client.callTool({ name: 'whoami', arguments: {} })).lastEventId });
   const emptyPrompt = await a.client.getPrompt({ name: 'resume' });
   check(emptyPrompt.messages[0].content.text.includes('Nothing happened'), 'acked: nothing new in the briefing');

@@ -33,7 +33,7 @@ pub(super) struct CheckpointOverrun {
 }
 
 /// Time from now until `at` (zero if it has passed).
-fn until(at: chrono::NaiveDateTime) -> Duration {
+pub(super) fn until(at: chrono::NaiveDateTime) -> Duration {
     (at - now()).to_std().unwrap_or(Duration::ZERO)
 }
 
@@ -58,7 +58,7 @@ impl SessionActor {
         }
     }
 
-    fn set_hold(&self, ai_id: &str, held: bool) {
+    pub(super) fn set_hold(&self, ai_id: &str, held: bool) {
         if let Some(slot) = self.agents.get(ai_id) {
             // A full mailbox must not lose the hold change: the agent is ours, so wait for room.
             if slot.addr.try_send(SetHold(held)).is_err() {
@@ -68,7 +68,7 @@ impl SessionActor {
     }
 
     /// The participant a caller acts as, when only a participant can do this.
-    fn acting_participant(
+    pub(super) fn acting_participant(
         &self,
         credential: &crate::domain::auth::Credential,
         named: Option<&str>,

@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ToolCtx, ToolOutput, args, in_session, plain, value, write_request};
 use crate::actors::messages::{
@@ -204,33 +204,4 @@ pub(super) async fn status_report(ctx: ToolCtx, raw: Value) -> Result<ToolOutput
         details: a.details,
     };
     write_request(&ctx, ContextRequest::StatusReport(report)).await
-}
-
-pub(super) fn sent_output() -> Value {
-    super::object(&[
-        ("id", json!({"type": "integer"})),
-        ("thread", json!({"type": "integer"})),
-    ])
-}
-
-pub(super) fn page_output() -> Value {
-    super::object(&[
-        ("messages", json!({"type": "array"})),
-        ("unread", json!({"type": "integer"})),
-        ("more", json!({"type": "boolean"})),
-    ])
-}
-
-pub(super) fn acked_output() -> Value {
-    super::object(&[(
-        "acked",
-        json!({"type": "array", "items": {"type": "integer"}}),
-    )])
-}
-
-pub(super) fn checkpoint_output() -> Value {
-    super::object(&[
-        ("eventId", json!({"type": "integer"})),
-        ("holding", json!({"type": "boolean"})),
-    ])
 }

@@ -1,0 +1,29 @@
+-- Step 4: a session's coordination state (handshake phase, role requests, rotation) and the
+-- change ledger. Keep in step with migrations/postgres.
+
+-- JSON: {"handshake": {"state": "idle"|…}, "roleRequests": […], "pendingRoles": …, "roleSince": …}
+ALTER TABLE sessions ADD COLUMN coordination TEXT NOT NULL DEFAULT '{}';
+-- Automatic rotation swaps driver and navigator after this many seconds (0: manual only).
+ALTER TABLE sessions ADD COLUMN rotation_interval_secs INTEGER NOT NULL DEFAULT 0;
+-- A handshake waiting this long for a reviewer raises an alert.
+ALTER TABLE sessions ADD COLUMN review_timeout_secs INTEGER NOT NULL DEFAULT 600;
+
+-- The first schema's ledger table was never written; a change is keyed by the id of the event
+-- that announced it, like messages.
+DROP TABLE code_changes;
+CREATE TABLE code_changes (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id BIGINT NOT NULL,
+    ai_id TEXT NOT NULL,
+    co_author TEXT,
+    operation TEXT NOT NULL CHECK (operation IN ('edit', 'create', 'delete', 'rename')),
+    file_path TEXT NOT NULL,
+    new_path TEXT,
+    diff TEXT,
+    lines TEXT NOT NULL,
+    symbols TEXT NOT NULL,
+    reason TEXT,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (session_id, id)
+);
+CREATE INDEX code_changes_file ON code_changes (session_id, file_path, id);

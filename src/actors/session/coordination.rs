@@ -1,0 +1,513 @@
+//! The session actor's coordination side: the handshake, roles (request, answer, assign,
+//! automatic rotation, all at handshake boundaries), and the change ledger with its write gate
+//! and conflict alerts.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+
+use super::messaging::until;
+use super::{Reply, SessionActor, reply};
+use crate::actors::messages::{
+    AssignRoles, ChangeRecorded, HandshakeStep, HandshakeView, ListChanges, RecordChange,
+    RequestRole, RespondRole, RoleOutcome, RoleStatus,
+};
+use crate::domain::auth::Caller;
+use crate::domain::coordination::{PlannedRoles, RoleRequest};
+use crate::domain::event::{Event, NewEvent, Priority};
+use crate::domain::handshake::{self, Phase};
+use crate::domain::ledger::{self, CHANGE_RECORDED, CONFLICT_WINDOW_SECS};
+use crate::domain::now;
+use crate::domain::role::Role;
+use crate::error::HubError;
+use crate::store::{ledger as ledger_store, queries};
+
+/// Internal: is handshake `0` still waiting for a reviewer?
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub(super) struct ReviewTimeout(i64);
+
+/// Internal: time to look at the automatic rotation.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub(super) struct RotationCheck;
+
+impl SessionActor {
+    /// The caller, speaking for `named` when it is the operator.
+    fn caller_as(
+        &self,
+        credential: &crate::domain::auth::Credential,
+        named: Option<&str>,
+    ) -> Result<Caller, HubError> {
+        let s = self.session()?;
+        let caller = s.authorize(credential, &self.policy)?;
+        Ok(s.speaking_as(caller, named)?)
+    }
+
+    /// Timers that follow the coordination state: the review deadline of an open handshake,
+    /// and the next automatic rotation.
+    pub(super) fn schedule_coordination_timers(&mut self, ctx: &mut Context<Self>) {
+        let Ok(s) = self.session() else { return };
+        if let Phase::AwaitingReview { id, since, .. } = &s.coordination.handshake
+            && s.coordination.overdue_alerted != Some(*id)
+        {
+            let due = *since + chrono::TimeDelta::seconds(i64::from(s.review_timeout_secs));
+            ctx.notify_later(ReviewTimeout(*id), until(due));
+        }
+        if let Some(at) = s.next_rotation_at() {
+            if let Some(old) = self.rotation_timer.take() {
+                ctx.cancel_future(old);
+            }
+            self.rotation_timer = Some(ctx.notify_later(RotationCheck, until(at)));
+        }
+    }
+
+    /// Commits a role decision: its event, the participants' new roles, the coordination state.
+    fn commit_roles(
+        &mut self,
+        planned: PlannedRoles,
+        status: RoleStatus,
+    ) -> ResponseActFuture<Self, Result<RoleOutcome, HubError>> {
+        let (id, at) = (self.id, now());
+        let coordination = match self.session() {
+            Ok(s) => {
+                let driver_changes = planned.apply.as_ref().is_some_and(|c| s.changes_driver(c));
+                s.coordination.after_roles(&planned, driver_changes, at)
+            }
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let stored = coordination.clone();
+        let (event, apply) = (planned.event.clone(), planned.apply.clone());
+        let roles = planned
+            .apply
+            .as_ref()
+            .or(planned.pending.as_ref())
+            .map(|c| c.roles.clone())
+            .unwrap_or_default();
+        self.commit_events(
+            move |c| {
+                let event = queries::append_event(c, id, &event, at)?;
+                if let Some(change) = &apply {
+                    ledger_store::set_roles(c, id, change)?;
+                }
+                ledger_store::set_coordination(c, id, &stored)?;
+                Ok(vec![event])
+            },
+            move |act, events, ctx| {
+                let s = act.session_mut();
+                if let Some(change) = &planned.apply {
+                    s.apply_roles(change);
+                }
+                s.coordination = coordination;
+                act.schedule_coordination_timers(ctx);
+                RoleOutcome {
+                    event_id: events[0].id,
+                    status,
+                    roles,
+                }
+            },
+        )
+    }
+
+    /// Commits a plain event that only changes the coordination state.
+    fn commit_coordination_event(
+        &mut self,
+        event: NewEvent,
+        coordination: crate::domain::coordination::Coordination,
+    ) -> ResponseActFuture<Self, Result<Event, HubError>> {
+        let (id, at) = (self.id, now());
+        let stored = coordination.clone();
+        self.commit_events(
+            move |c| {
+                let event = queries::append_event(c, id, &event, at)?;
+                ledger_store::set_coordination(c, id, &stored)?;
+                Ok(vec![event])
+            },
+            move |act, mut events, _| {
+                act.session_mut().coordination = coordination;
+                events.remove(0)
+            },
+        )
+    }
+}
+
+fn roles_outcome(
+    act: &mut SessionActor,
+    planned: Result<Result<PlannedRoles, NewEvent>, HubError>,
+    on_event: RoleStatus,
+) -> ResponseActFuture<SessionActor, Result<RoleOutcome, HubError>> {
+    match planned {
+        Err(e) => Box::pin(fut::ready(Err(e))),
+        Ok(Ok(p)) => {
+            let status = if p.apply.is_some() {
+                RoleStatus::Changed
+            } else {
+                RoleStatus::Pending
+            };
+            act.commit_roles(p, status)
+        }
+        Ok(Err(event)) => {
+            let Ok(s) = act.session() else {
+                return Box::pin(fut::ready(Err(HubError::Internal(
+                    "session not live".into(),
+                ))));
+            };
+            let current = s.coordination.clone();
+            let answered = event.payload["requestId"].as_i64();
+            let request = (on_event == RoleStatus::Requested).then(|| {
+                (
+                    event.actor.clone().unwrap_or_default(),
+                    event.payload["role"].clone(),
+                    event.payload["reason"].as_str().map(String::from),
+                )
+            });
+            let (id, at) = (act.id, now());
+            let stored_base = current.clone();
+            let req_for_write = request.clone();
+            Box::pin(act.commit_events(
+                move |c| {
+                    let written = queries::append_event(c, id, &event, at)?;
+                    let next = next_requests(&stored_base, req_for_write, answered, written.id);
+                    ledger_store::set_coordination(c, id, &next)?;
+                    Ok(vec![written])
+                },
+                move |act, events, _| {
+                    let event_id = events[0].id;
+                    let s = act.session_mut();
+                    s.coordination = next_requests(&current, request, answered, event_id);
+                    RoleOutcome {
+                        event_id,
+                        status: on_event,
+                        roles: BTreeMap::new(),
+                    }
+                },
+            ))
+        }
+    }
+}
+
+/// The open requests after one was asked (recorded under its event id) or refused.
+fn next_requests(
+    c: &crate::domain::coordination::Coordination,
+    asked: Option<(String, serde_json::Value, Option<String>)>,
+    refused: Option<i64>,
+    event_id: i64,
+) -> crate::domain::coordination::Coordination {
+    let mut next = c.clone();
+    if let Some(id) = refused {
+        next.role_requests.retain(|r| r.id != id);
+    }
+    if let Some((ai_id, role, reason)) = asked
+        && let Ok(role) = serde_json::from_value::<Role>(role)
+    {
+        next = next.with_request(RoleRequest {
+            id: event_id,
+            ai_id,
+            role,
+            reason,
+        });
+    }
+    next
+}
+
+impl Handler<RequestRole> for SessionActor {
+    type Result = Reply<RoleOutcome>;
+
+    fn handle(&mut self, msg: RequestRole, _: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                Ok(self
+                    .session()?
+                    .check_role_request(&caller, msg.role, msg.reason)?)
+            });
+        AtomicResponse::new(roles_outcome(self, planned, RoleStatus::Requested))
+    }
+}
+
+impl Handler<RespondRole> for SessionActor {
+    type Result = Reply<RoleOutcome>;
+
+    fn handle(&mut self, msg: RespondRole, _: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                Ok(self.session()?.check_role_respond(
+                    &caller,
+                    msg.request_id,
+                    msg.grant,
+                    msg.note,
+                )?)
+            });
+        AtomicResponse::new(roles_outcome(self, planned, RoleStatus::Refused))
+    }
+}
+
+impl Handler<AssignRoles> for SessionActor {
+    type Result = Reply<RoleOutcome>;
+
+    fn handle(&mut self, msg: AssignRoles, _: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                Ok(self
+                    .session()?
+                    .check_role_assign(&caller, msg.roles, msg.reason)?)
+            });
+        AtomicResponse::new(roles_outcome(self, planned.map(Ok), RoleStatus::Changed))
+    }
+}
+
+impl Handler<HandshakeStep> for SessionActor {
+    type Result = Reply<HandshakeView>;
+
+    fn handle(&mut self, msg: HandshakeStep, _: &mut Self::Context) -> Self::Result {
+        let at = now();
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                let s = self.session()?;
+                let (planned, boundary) = s.check_handshake(&caller, &msg.step, at)?;
+                let driver_changes = boundary.as_ref().is_some_and(|(_, c)| s.changes_driver(c));
+                Ok((planned, boundary, driver_changes, s.coordination.clone()))
+            });
+        let (planned, boundary, driver_changes, current) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let id = self.id;
+        let (to_write, roles_event) = (
+            planned.events.clone(),
+            boundary.as_ref().map(|(e, _)| e.clone()),
+        );
+        let change = boundary.map(|(_, c)| c);
+        let (stored_current, stored_planned, stored_change) =
+            (current.clone(), planned.clone(), change.clone());
+        AtomicResponse::new(self.commit_events(
+            move |c| {
+                let mut events = Vec::new();
+                for e in &to_write {
+                    events.push(queries::append_event(c, id, e, at)?);
+                }
+                if let (Some(e), Some(change)) = (&roles_event, &stored_change) {
+                    events.push(queries::append_event(c, id, e, at)?);
+                    ledger_store::set_roles(c, id, change)?;
+                }
+                let next = stored_current.after_handshake(
+                    &stored_planned,
+                    events[0].id,
+                    stored_change.as_ref().map(|c| (c, driver_changes)),
+                    at,
+                );
+                ledger_store::set_coordination(c, id, &next)?;
+                Ok(events)
+            },
+            move |act, events, ctx| {
+                let next = current.after_handshake(
+                    &planned,
+                    events[0].id,
+                    change.as_ref().map(|c| (c, driver_changes)),
+                    at,
+                );
+                let s = act.session_mut();
+                if let Some(change) = &change {
+                    s.apply_roles(change);
+                }
+                s.coordination = next;
+                act.schedule_coordination_timers(ctx);
+                HandshakeView {
+                    event_id: events[0].id,
+                    handshake: act.session_mut().coordination.handshake.clone(),
+                    roles_changed: change.map(|c| c.roles).unwrap_or_default(),
+                }
+            },
+        ))
+    }
+}
+
+impl Handler<ReviewTimeout> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: ReviewTimeout, _: &mut Self::Context) -> Self::Result {
+        let Ok(s) = self.session() else {
+            return reply(Ok(()));
+        };
+        if s.coordination.handshake.id() != Some(msg.0)
+            || s.coordination.overdue_alerted == Some(msg.0)
+        {
+            return reply(Ok(()));
+        }
+        let Some(event) =
+            handshake::review_overdue(&s.coordination.handshake, s.review_timeout_secs)
+        else {
+            return reply(Ok(())); // review started meanwhile
+        };
+        let mut next = s.coordination.clone();
+        next.overdue_alerted = Some(msg.0);
+        AtomicResponse::new(Box::pin(
+            self.commit_coordination_event(event, next)
+                .map(|r, _, _| r.map(|_| ())),
+        ))
+    }
+}
+
+impl Handler<RotationCheck> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, _: RotationCheck, ctx: &mut Self::Context) -> Self::Result {
+        self.rotation_timer = None;
+        let at = now();
+        let Ok(s) = self.session() else {
+            return reply(Ok(()));
+        };
+        let Some((event, change)) = s.rotation_due(at) else {
+            self.schedule_coordination_timers(ctx);
+            return reply(Ok(()));
+        };
+        let at_boundary = s.coordination.handshake.at_boundary();
+        if !at_boundary && s.coordination.pending_roles.is_some() {
+            return reply(Ok(())); // already waiting for the boundary
+        }
+        let planned = PlannedRoles {
+            event: if at_boundary {
+                event
+            } else {
+                NewEvent {
+                    kind: crate::domain::coordination::ROLE_CHANGE_PENDING,
+                    actor: None,
+                    priority: Priority::Routine,
+                    payload: serde_json::json!({"roles": change.roles, "reason": change.reason}),
+                    to: None,
+                }
+            },
+            apply: at_boundary.then(|| change.clone()),
+            pending: (!at_boundary).then_some(change),
+            answers: None,
+        };
+        AtomicResponse::new(Box::pin(
+            self.commit_roles(planned, RoleStatus::Changed)
+                .map(|r, _, _| r.map(|_| ())),
+        ))
+    }
+}
+
+impl Handler<RecordChange> for SessionActor {
+    type Result = Reply<ChangeRecorded>;
+
+    fn handle(&mut self, msg: RecordChange, _: &mut Self::Context) -> Self::Result {
+        let checked = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                let who = match caller {
+                    Caller::Participant(id) => id,
+                    Caller::Operator => {
+                        return Err(HubError::invalid(
+                            "aiId",
+                            "name the participant who changed the file",
+                        ));
+                    }
+                };
+                let outside = self.session()?.check_code_write(&who)?;
+                let change = ledger::plan_change(msg.spec)?;
+                Ok((who, outside, change))
+            });
+        let (who, outside, change) = match checked {
+            Ok(c) => c,
+            Err(e) => return reply(Err(e)),
+        };
+        let (store, id, at) = (self.store.clone(), self.id, now());
+        let file = change.file_path.clone();
+        let since = at - chrono::TimeDelta::seconds(CONFLICT_WINDOW_SECS);
+        let driver = self
+            .session()
+            .ok()
+            .and_then(|s| s.driver().map(|d| d.ai_id.clone()));
+        let fut = async move {
+            store
+                .read(move |c| ledger_store::recent_changes(c, id, &file, since))
+                .await
+        }
+        .into_actor(self)
+        .then(move |recent, act, _| {
+            let recent = match recent {
+                Ok(r) => r,
+                Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
+            let hits = ledger::conflicts(&change, &who, &recent, at);
+            let conflict_ids: Vec<i64> = hits.iter().map(|r| r.id).collect();
+            let mut others: Vec<String> = hits.iter().map(|r| r.ai_id.clone()).collect();
+            others.sort();
+            others.dedup();
+            let recorded = NewEvent {
+                kind: CHANGE_RECORDED,
+                actor: Some(who.clone()),
+                priority: Priority::Routine,
+                payload: serde_json::json!({
+                    "filePath": change.file_path,
+                    "operation": change.operation,
+                    "newPath": change.new_path,
+                    "lines": change.lines,
+                    "symbols": change.symbols,
+                    "reason": change.reason,
+                }),
+                to: None,
+            };
+            let mut alerts = Vec::new();
+            for other in &others {
+                let why = format!(
+                    "{who} changed {} where {other} changed it recently (overlapping lines or symbols)",
+                    change.file_path
+                );
+                alerts.push(ledger::conflict_event(other, &change.file_path, &why, &conflict_ids));
+                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &conflict_ids));
+            }
+            if outside {
+                let why = format!(
+                    "{who} changed {} without the write permission (loose mode: recorded)",
+                    change.file_path
+                );
+                if let Some(d) = driver.as_ref().filter(|d| **d != who) {
+                    alerts.push(ledger::conflict_event(d, &change.file_path, &why, &[]));
+                }
+                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &[]));
+            }
+            let stored = change.clone();
+            let author = who.clone();
+            act.commit_events(
+                move |c| {
+                    let event = queries::append_event(c, id, &recorded, at)?;
+                    ledger_store::insert_change(c, id, event.id, &author, None, &stored, at)?;
+                    let mut events = vec![event];
+                    for a in &alerts {
+                        events.push(queries::append_event(c, id, a, at)?);
+                    }
+                    Ok(events)
+                },
+                move |_, events, _| ChangeRecorded {
+                    id: events[0].id,
+                    lines: change.lines,
+                    conflicts: conflict_ids,
+                    outside_permissions: outside,
+                },
+            )
+        });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Handler<ListChanges> for SessionActor {
+    type Result = ResponseFuture<Result<Vec<crate::store::ledger::ChangeView>, HubError>>;
+
+    fn handle(&mut self, msg: ListChanges, _: &mut Self::Context) -> Self::Result {
+        let allowed = self
+            .session()
+            .and_then(|s| Ok(s.authorize(&msg.credential, &self.policy)?));
+        let (store, id, query) = (self.store.clone(), self.id, msg.query);
+        Box::pin(async move {
+            allowed?;
+            store
+                .read(move |c| ledger_store::list_changes(c, id, &query))
+                .await
+        })
+    }
+}

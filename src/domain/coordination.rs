@@ -1,0 +1,635 @@
+//! Who drives: role requests, assignments and rotation, the handshake's place in the session,
+//! and the write gate every code change passes.
+//!
+//! Role changes take effect at a handshake boundary (no handshake open); one decided while a
+//! handshake is open waits in `pending_roles` and is applied when the handshake closes.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::DomainError;
+use super::auth::Caller;
+use super::event::{NewEvent, Priority};
+use super::handshake::{self, Phase, Planned, Step};
+use super::role::{Permission, Role};
+use super::session::{HandshakeMode, RotationPolicy, Session, SessionStatus};
+
+pub const ROLE_REQUESTED: &str = "role_requested";
+pub const ROLE_REQUEST_REFUSED: &str = "role_request_refused";
+pub const ROLE_CHANGED: &str = "role_changed";
+pub const ROLE_CHANGE_PENDING: &str = "role_change_pending";
+/// Most open role requests a session keeps (one per participant at most).
+const MAX_REASON_CHARS: usize = 500;
+
+/// The coordination state stored with the session (`sessions.coordination`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Coordination {
+    pub handshake: Phase,
+    /// Open requests, one per participant, oldest first.
+    pub role_requests: Vec<RoleRequest>,
+    /// Role changes waiting for the handshake to close.
+    pub pending_roles: Option<RoleChange>,
+    /// When the current driver took the wheel (the rotation clock).
+    pub role_since: Option<NaiveDateTime>,
+    /// The handshake whose review-overdue alert was raised (raised once).
+    pub overdue_alerted: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleRequest {
+    /// The `role_requested` event's id.
+    pub id: i64,
+    pub ai_id: String,
+    pub role: Role,
+    pub reason: Option<String>,
+}
+
+/// New roles by participant, with why and who decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleChange {
+    pub roles: BTreeMap<String, Role>,
+    pub reason: String,
+    pub by: Option<String>,
+}
+
+/// What the session asks a role change to do now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRoles {
+    pub event: NewEvent,
+    /// Apply now (`Some`), or wait for the handshake boundary (`None`: `pending` set).
+    pub apply: Option<RoleChange>,
+    pub pending: Option<RoleChange>,
+    /// The request this answers, to drop from the open list.
+    pub answers: Option<i64>,
+}
+
+fn caller_name(caller: &Caller) -> Option<String> {
+    match caller {
+        Caller::Participant(id) => Some(id.clone()),
+        Caller::Operator => None,
+    }
+}
+
+fn check_reason(reason: Option<&str>) -> Result<(), DomainError> {
+    if reason.is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
+        return Err(DomainError::invalid(
+            "reason",
+            format!("at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl Coordination {
+    /// The state after a role decision (`driver_changes`: the session gets another driver).
+    pub fn after_roles(
+        &self,
+        plan: &PlannedRoles,
+        driver_changes: bool,
+        at: NaiveDateTime,
+    ) -> Coordination {
+        let mut c = self.clone();
+        if let Some(id) = plan.answers {
+            c.role_requests.retain(|r| r.id != id);
+        }
+        if let Some(change) = &plan.apply {
+            c.apply_change(change, driver_changes, at);
+        }
+        if let Some(pending) = &plan.pending {
+            c.pending_roles = Some(pending.clone());
+        }
+        c
+    }
+
+    fn apply_change(&mut self, change: &RoleChange, driver_changes: bool, at: NaiveDateTime) {
+        self.role_requests
+            .retain(|r| change.roles.get(&r.ai_id) != Some(&r.role));
+        self.pending_roles = None;
+        if driver_changes {
+            self.role_since = Some(at);
+        }
+    }
+
+    /// The state after a handshake step whose first event got `first_event_id`, with the roles
+    /// that waited for this boundary.
+    pub fn after_handshake(
+        &self,
+        planned: &Planned,
+        first_event_id: i64,
+        boundary: Option<(&RoleChange, bool)>,
+        at: NaiveDateTime,
+    ) -> Coordination {
+        let mut c = self.clone();
+        c.handshake = planned.phase_for(first_event_id);
+        if let Some((change, driver_changes)) = boundary {
+            c.apply_change(change, driver_changes, at);
+        }
+        c
+    }
+
+    /// A new open request (named by its event id); it replaces the same participant's older one.
+    pub fn with_request(&self, request: RoleRequest) -> Coordination {
+        let mut c = self.clone();
+        c.role_requests.retain(|r| r.ai_id != request.ai_id);
+        c.role_requests.push(request);
+        c
+    }
+}
+
+impl Session {
+    fn check_open_session(&self) -> Result<(), DomainError> {
+        if self.status == SessionStatus::Completed {
+            return Err(DomainError::conflict(
+                "session_completed",
+                "the session is completed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds the implied changes (a new driver demotes the old one to navigator) and checks
+    /// that everyone named is active and at most one drives.
+    fn normalize_roles(
+        &self,
+        mut roles: BTreeMap<String, Role>,
+    ) -> Result<BTreeMap<String, Role>, DomainError> {
+        for id in roles.keys() {
+            self.active(id)?;
+        }
+        if let Some((new_driver, _)) = roles.iter().find(|(_, r)| **r == Role::Driver) {
+            let new_driver = new_driver.clone();
+            if let Some(old) = self.driver().map(|d| d.ai_id.clone())
+                && old != new_driver
+            {
+                roles.entry(old).or_insert(Role::Navigator);
+            }
+        }
+        let drivers = self
+            .active_participants()
+            .filter(|p| roles.get(&p.ai_id).copied().unwrap_or(p.role) == Role::Driver)
+            .count();
+        if drivers > 1 {
+            return Err(DomainError::conflict(
+                "driver_taken",
+                "a session has at most one driver",
+            ));
+        }
+        roles.retain(|id, r| self.participants.get(id).is_some_and(|p| p.role != *r));
+        if roles.is_empty() {
+            return Err(DomainError::invalid("role", "nobody's role would change"));
+        }
+        Ok(roles)
+    }
+
+    /// A role change now if no handshake is open, else at its end.
+    fn plan_role_change(
+        &self,
+        change: RoleChange,
+        answers: Option<i64>,
+    ) -> Result<PlannedRoles, DomainError> {
+        let roles = self.normalize_roles(change.roles.clone())?;
+        let change = RoleChange { roles, ..change };
+        if self.coordination.handshake.at_boundary() {
+            Ok(PlannedRoles {
+                event: self.role_changed_event(&change),
+                apply: Some(change),
+                pending: None,
+                answers,
+            })
+        } else {
+            Ok(PlannedRoles {
+                event: NewEvent {
+                    kind: ROLE_CHANGE_PENDING,
+                    actor: change.by.clone(),
+                    priority: Priority::Routine,
+                    payload: json!({
+                        "roles": change.roles,
+                        "reason": change.reason,
+                        "summary": "takes effect when the open handshake closes",
+                    }),
+                    to: None,
+                },
+                apply: None,
+                pending: Some(change),
+                answers,
+            })
+        }
+    }
+
+    fn role_changed_event(&self, change: &RoleChange) -> NewEvent {
+        let changes: Vec<_> = change
+            .roles
+            .iter()
+            .map(|(id, to)| {
+                let from = self.participants.get(id).map(|p| p.role);
+                json!({"aiId": id, "from": from, "to": to})
+            })
+            .collect();
+        NewEvent {
+            kind: ROLE_CHANGED,
+            actor: change.by.clone(),
+            priority: Priority::Important,
+            payload: json!({
+                "changes": changes,
+                "reason": change.reason,
+                "summary": change.roles.iter().map(|(id, r)| format!("{id} → {r}")).collect::<Vec<_>>().join(", "),
+            }),
+            to: None,
+        }
+    }
+
+    /// `caller` asks for `role`. Granted by the session at once when nobody drives or the
+    /// rotation is automatic; otherwise the driver (or the operator) answers.
+    pub fn check_role_request(
+        &self,
+        caller: &Caller,
+        role: Role,
+        reason: Option<String>,
+    ) -> Result<Result<PlannedRoles, NewEvent>, DomainError> {
+        self.check_open_session()?;
+        check_reason(reason.as_deref())?;
+        let me = caller_name(caller)
+            .ok_or_else(|| DomainError::invalid("aiId", "name the participant asking"))?;
+        let p = self.active(&me)?;
+        if p.role == role {
+            return Err(DomainError::invalid(
+                "role",
+                format!("{me} already is {role}"),
+            ));
+        }
+        let self_granting =
+            self.driver().is_none() || self.rotation_policy == RotationPolicy::Automatic;
+        if self_granting {
+            let change = RoleChange {
+                roles: [(me.clone(), role)].into(),
+                reason: reason.unwrap_or_else(|| format!("{me} asked; granted by the session")),
+                by: None,
+            };
+            return Ok(Ok(self.plan_role_change(change, None)?));
+        }
+        Ok(Err(NewEvent {
+            kind: ROLE_REQUESTED,
+            actor: Some(me.clone()),
+            priority: Priority::Important,
+            payload: json!({
+                "aiId": me,
+                "role": role,
+                "reason": reason,
+                "summary": format!("{me} asks to become {role}: answer with role respond"),
+            }),
+            to: None,
+        }))
+    }
+
+    /// The driver (or the operator) grants or refuses request `id`.
+    pub fn check_role_respond(
+        &self,
+        caller: &Caller,
+        id: i64,
+        grant: bool,
+        note: Option<String>,
+    ) -> Result<Result<PlannedRoles, NewEvent>, DomainError> {
+        self.check_open_session()?;
+        check_reason(note.as_deref())?;
+        let Some(request) = self.coordination.role_requests.iter().find(|r| r.id == id) else {
+            return Err(DomainError::invalid(
+                "requestId",
+                format!("no open role request {id}"),
+            ));
+        };
+        let by = caller_name(caller);
+        if let Some(me) = &by
+            && self.driver().map(|d| &d.ai_id) != Some(me)
+        {
+            return Err(DomainError::Forbidden(format!(
+                "only the driver ({}) or the operator answers role requests",
+                self.driver().map_or("nobody", |d| d.ai_id.as_str())
+            )));
+        }
+        if !grant {
+            return Ok(Err(NewEvent {
+                kind: ROLE_REQUEST_REFUSED,
+                actor: by,
+                priority: Priority::Important,
+                payload: json!({"requestId": id, "aiId": request.ai_id, "role": request.role, "note": note}),
+                to: Some(request.ai_id.clone()),
+            }));
+        }
+        let change = RoleChange {
+            roles: [(request.ai_id.clone(), request.role)].into(),
+            reason: note.unwrap_or_else(|| {
+                request
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "request granted".into())
+            }),
+            by,
+        };
+        Ok(Ok(self.plan_role_change(change, Some(id))?))
+    }
+
+    /// The operator, or the driver, sets roles directly.
+    pub fn check_role_assign(
+        &self,
+        caller: &Caller,
+        roles: BTreeMap<String, Role>,
+        reason: Option<String>,
+    ) -> Result<PlannedRoles, DomainError> {
+        self.check_open_session()?;
+        check_reason(reason.as_deref())?;
+        let by = caller_name(caller);
+        if let Some(me) = &by
+            && self.driver().map(|d| &d.ai_id) != Some(me)
+        {
+            return Err(DomainError::Forbidden(format!(
+                "only the driver ({}) or the operator assigns roles; ask with role request",
+                self.driver().map_or("nobody", |d| d.ai_id.as_str())
+            )));
+        }
+        let change = RoleChange {
+            roles,
+            reason: reason.unwrap_or_else(|| "assigned".into()),
+            by,
+        };
+        self.plan_role_change(change, None)
+    }
+
+    /// Does `change` give the session another driver?
+    pub fn changes_driver(&self, change: &RoleChange) -> bool {
+        let driver = self.driver().map(|d| d.ai_id.as_str());
+        change
+            .roles
+            .iter()
+            .any(|(id, role)| *role == Role::Driver || Some(id.as_str()) == driver)
+    }
+
+    /// Applies committed roles to the participants: new role, that role's default permissions.
+    /// (The coordination state moves with `Coordination::after_roles`.)
+    pub fn apply_roles(&mut self, change: &RoleChange) {
+        for (id, role) in &change.roles {
+            if let Some(p) = self.participants.get_mut(id) {
+                p.role = *role;
+                p.permissions = role.default_permissions();
+            }
+        }
+    }
+
+    /// A handshake step by `caller`. When it closes the handshake and roles wait for that,
+    /// `Planned` carries their event too (see `check_handshake`'s second value).
+    pub fn check_handshake(
+        &self,
+        caller: &Caller,
+        step: &Step,
+        at: NaiveDateTime,
+    ) -> Result<(Planned, Option<(NewEvent, RoleChange)>), DomainError> {
+        self.check_open_session()?;
+        let who = caller_name(caller)
+            .ok_or_else(|| DomainError::invalid("aiId", "name the participant taking the step"))?;
+        let p = self.active(&who)?;
+        let driver = self.driver().map(|d| d.ai_id.as_str());
+        let planned =
+            handshake::plan(&self.coordination.handshake, step, &who, p.role, driver, at)?;
+        let closes = planned.phase_for(0) == Phase::Idle;
+        let boundary_roles = match (&self.coordination.pending_roles, closes) {
+            (Some(pending), true) => {
+                self.normalize_roles(pending.roles.clone())
+                    .ok()
+                    .map(|roles| {
+                        let change = RoleChange {
+                            roles,
+                            ..pending.clone()
+                        };
+                        (self.role_changed_event(&change), change)
+                    })
+            }
+            _ => None,
+        };
+        Ok((planned, boundary_roles))
+    }
+
+    /// The automatic rotation, if it is due at `now` and no handshake is open: the driver and
+    /// the next navigator (by id, after the driver) swap.
+    pub fn rotation_due(&self, now: NaiveDateTime) -> Option<(NewEvent, RoleChange)> {
+        if self.rotation_policy != RotationPolicy::Automatic
+            || self.rotation_interval_secs == 0
+            || self.status != SessionStatus::Active
+        {
+            return None;
+        }
+        let since = self.coordination.role_since.unwrap_or(self.created_at);
+        if now < since + chrono::TimeDelta::seconds(i64::from(self.rotation_interval_secs)) {
+            return None;
+        }
+        let driver = self.driver()?.ai_id.clone();
+        let navigators: Vec<&str> = self
+            .active_participants()
+            .filter(|p| p.role == Role::Navigator)
+            .map(|p| p.ai_id.as_str())
+            .collect();
+        let next = navigators
+            .iter()
+            .find(|n| **n > driver.as_str())
+            .or_else(|| navigators.first())?;
+        let change = RoleChange {
+            roles: [
+                (driver, Role::Navigator),
+                ((*next).to_owned(), Role::Driver),
+            ]
+            .into(),
+            reason: format!("automatic rotation every {} s", self.rotation_interval_secs),
+            by: None,
+        };
+        Some((self.role_changed_event(&change), change))
+    }
+
+    /// When the next rotation is due (for the timer), if rotation is automatic.
+    pub fn next_rotation_at(&self) -> Option<NaiveDateTime> {
+        (self.rotation_policy == RotationPolicy::Automatic && self.rotation_interval_secs > 0).then(
+            || {
+                self.coordination.role_since.unwrap_or(self.created_at)
+                    + chrono::TimeDelta::seconds(i64::from(self.rotation_interval_secs))
+            },
+        )
+    }
+
+    /// May `who` change code now? Strict mode: only the driver, and only while it holds control
+    /// (not while its work awaits review). Loose mode: anyone with the write permission; the
+    /// handshake is advisory. Returns `Ok(true)` when the change is allowed but outside the
+    /// author's permissions (loose mode: recorded, and alerted).
+    pub fn check_code_write(&self, who: &str) -> Result<bool, DomainError> {
+        self.check_open_session()?;
+        let p = self.active(who)?;
+        let current_driver = self.driver().map(|d| d.ai_id.clone());
+        let may_write = p.permissions.contains(&Permission::Write);
+        match self.handshake_mode {
+            HandshakeMode::Strict => {
+                if p.role != Role::Driver || !may_write {
+                    return Err(DomainError::WriteDenied {
+                        message: format!(
+                            "Write permission denied: {who} is {} and only the driver writes in strict mode",
+                            p.role
+                        ),
+                        current_driver,
+                    });
+                }
+                if !self.coordination.handshake.driver_has_control() {
+                    return Err(DomainError::WriteDenied {
+                        message: format!(
+                            "Write permission denied: control is with the review (handshake {}); writes resume after control_received",
+                            self.coordination.handshake.name()
+                        ),
+                        current_driver,
+                    });
+                }
+                Ok(false)
+            }
+            HandshakeMode::Loose => Ok(!may_write),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::session::tests_support::session_of;
+
+    fn op() -> Caller {
+        Caller::Operator
+    }
+
+    fn me(id: &str) -> Caller {
+        Caller::Participant(id.into())
+    }
+
+    #[test]
+    fn strict_mode_write_gate_follows_the_handshake() {
+        let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+        assert_eq!(s.check_code_write("claude"), Ok(false));
+        assert!(matches!(
+            s.check_code_write("gemini"),
+            Err(DomainError::WriteDenied { current_driver: Some(d), .. }) if d == "claude"
+        ));
+        let work = Step::WorkComplete {
+            changes: vec![],
+            needs_review: true,
+            message: None,
+        };
+        let (planned, _) = s
+            .check_handshake(&me("claude"), &work, crate::domain::now())
+            .unwrap();
+        s.coordination.handshake = planned.phase_for(7);
+        assert!(matches!(
+            s.check_code_write("claude"),
+            Err(DomainError::WriteDenied { .. })
+        ));
+        s.handshake_mode = HandshakeMode::Loose;
+        assert_eq!(s.check_code_write("claude"), Ok(false));
+        assert_eq!(
+            s.check_code_write("gemini"),
+            Ok(true),
+            "recorded, outside its permissions"
+        );
+    }
+
+    #[test]
+    fn a_new_driver_demotes_the_old_one_at_a_boundary() {
+        let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+        let planned = s
+            .check_role_assign(&op(), [("gemini".to_owned(), Role::Driver)].into(), None)
+            .unwrap();
+        let change = planned.apply.clone().expect("no handshake open: now");
+        assert_eq!(change.roles["claude"], Role::Navigator);
+        assert!(s.changes_driver(&change));
+        s.coordination = s
+            .coordination
+            .after_roles(&planned, true, crate::domain::now());
+        s.apply_roles(&change);
+        assert_eq!(s.driver().unwrap().ai_id, "gemini");
+        assert!(
+            s.participants["gemini"]
+                .permissions
+                .contains(&Permission::Write)
+        );
+        // Navigators cannot assign; the new driver can.
+        assert!(
+            s.check_role_assign(
+                &me("claude"),
+                [("claude".to_owned(), Role::Driver)].into(),
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn requests_wait_for_the_driver_and_the_boundary() {
+        let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+        let Err(asked) = s
+            .check_role_request(&me("gemini"), Role::Driver, None)
+            .unwrap()
+        else {
+            panic!("a driver exists: it decides");
+        };
+        assert_eq!(asked.kind, ROLE_REQUESTED);
+        s.coordination = s.coordination.with_request(RoleRequest {
+            id: 5,
+            ai_id: "gemini".into(),
+            role: Role::Driver,
+            reason: None,
+        });
+        assert!(
+            s.check_role_respond(&me("gemini"), 5, true, None).is_err(),
+            "not the driver"
+        );
+        // Mid-handshake the grant waits.
+        s.coordination.handshake = Phase::AwaitingReview {
+            id: 9,
+            driver: "claude".into(),
+            since: crate::domain::now(),
+        };
+        let planned = s
+            .check_role_respond(&me("claude"), 5, true, None)
+            .unwrap()
+            .unwrap();
+        assert!(planned.apply.is_none() && planned.pending.is_some());
+        s.coordination.pending_roles = planned.pending;
+        let cancel = Step::Cancel { reason: None };
+        let (_, at_boundary) = s
+            .check_handshake(&me("claude"), &cancel, crate::domain::now())
+            .unwrap();
+        let (event, change) = at_boundary.expect("closing the handshake applies the roles");
+        assert_eq!(event.kind, ROLE_CHANGED);
+        assert_eq!(change.roles["gemini"], Role::Driver);
+    }
+
+    #[test]
+    fn automatic_rotation_swaps_after_the_interval() {
+        let mut s = session_of(&[
+            ("claude", Role::Driver),
+            ("gemini", Role::Navigator),
+            ("codex", Role::Navigator),
+        ]);
+        s.rotation_policy = RotationPolicy::Automatic;
+        s.rotation_interval_secs = 30 * 60;
+        let start = s.created_at;
+        assert!(
+            s.rotation_due(start + chrono::TimeDelta::minutes(29))
+                .is_none()
+        );
+        let (_, change) = s
+            .rotation_due(start + chrono::TimeDelta::minutes(31))
+            .unwrap();
+        assert_eq!(
+            change.roles["codex"],
+            Role::Driver,
+            "the next navigator after claude by id"
+        );
+        assert_eq!(change.roles["claude"], Role::Navigator);
+    }
+}

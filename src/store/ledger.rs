@@ -1,0 +1,224 @@
+//! Statements for the change ledger and the session's coordination state, for both backends.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::DbConn;
+use super::models::coordination_json;
+use super::schema::{code_changes, participants, sessions};
+use crate::domain::coordination::{Coordination, RoleChange};
+use crate::domain::ledger::{Operation, PlannedChange, RecentChange};
+use crate::error::HubError;
+
+/// Stores the session's handshake phase, role requests and rotation clock.
+pub fn set_coordination(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    c: &Coordination,
+) -> Result<(), HubError> {
+    diesel::update(sessions::table.find(session_id.to_string()))
+        .set(sessions::coordination.eq(coordination_json(c)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Gives participants their new roles, with the new role's default permissions.
+pub fn set_roles(conn: &mut DbConn, session_id: Uuid, change: &RoleChange) -> Result<(), HubError> {
+    let sid = session_id.to_string();
+    for (ai_id, role) in &change.roles {
+        let permissions = serde_json::to_string(&role.default_permissions())
+            .map_err(|e| HubError::Internal(format!("permissions do not serialize: {e}")))?;
+        diesel::update(participants::table.find((&sid, ai_id)))
+            .set((
+                participants::role.eq(role.as_str()),
+                participants::permissions.eq(permissions),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+pub fn insert_change(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    id: i64,
+    by: &str,
+    co_author: Option<&str>,
+    c: &PlannedChange,
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    diesel::insert_into(code_changes::table)
+        .values((
+            code_changes::session_id.eq(session_id.to_string()),
+            code_changes::id.eq(id),
+            code_changes::ai_id.eq(by),
+            code_changes::co_author.eq(co_author),
+            code_changes::operation.eq(c.operation.as_str()),
+            code_changes::file_path.eq(&c.file_path),
+            code_changes::new_path.eq(&c.new_path),
+            code_changes::diff.eq(&c.diff),
+            code_changes::lines.eq(json_text(&c.lines)),
+            code_changes::symbols.eq(json_text(&c.symbols)),
+            code_changes::reason.eq(&c.reason),
+            code_changes::created_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+type ChangeRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+);
+
+fn unreadable() -> HubError {
+    HubError::Internal("a stored change is unreadable".into())
+}
+
+/// Changes to `file` since `since` (conflict detection's window).
+pub fn recent_changes(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    file: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<RecentChange>, HubError> {
+    let rows: Vec<(i64, String, String, String, NaiveDateTime)> = code_changes::table
+        .filter(code_changes::session_id.eq(session_id.to_string()))
+        .filter(code_changes::file_path.eq(file))
+        .filter(code_changes::created_at.ge(since))
+        .select((
+            code_changes::id,
+            code_changes::ai_id,
+            code_changes::lines,
+            code_changes::symbols,
+            code_changes::created_at,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(id, ai_id, lines, symbols, at)| {
+            Ok(RecentChange {
+                id,
+                ai_id,
+                lines: serde_json::from_str(&lines).map_err(|_| unreadable())?,
+                symbols: serde_json::from_str(&symbols).map_err(|_| unreadable())?,
+                at,
+            })
+        })
+        .collect()
+}
+
+/// What `changes_list` filters by.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeQuery {
+    pub file: Option<String>,
+    pub ai_id: Option<String>,
+    /// After this change id.
+    pub since: Option<i64>,
+    pub limit: i64,
+    /// Include the diffs (a file's history), not just the summaries.
+    pub with_diff: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeView {
+    pub id: i64,
+    pub ai_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub co_author: Option<String>,
+    pub operation: Operation,
+    pub file_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub lines: Vec<(u32, u32)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Changes oldest first after `since` (or the newest `limit` without it).
+pub fn list_changes(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    q: &ChangeQuery,
+) -> Result<Vec<ChangeView>, HubError> {
+    let mut query = code_changes::table
+        .filter(code_changes::session_id.eq(session_id.to_string()))
+        .select((
+            code_changes::id,
+            code_changes::ai_id,
+            code_changes::co_author,
+            code_changes::operation,
+            code_changes::file_path,
+            code_changes::new_path,
+            code_changes::diff,
+            code_changes::lines,
+            code_changes::symbols,
+            code_changes::reason,
+            code_changes::created_at,
+        ))
+        .into_boxed();
+    if let Some(f) = &q.file {
+        query = query.filter(
+            code_changes::file_path
+                .eq(f.clone())
+                .or(code_changes::new_path.eq(f.clone())),
+        );
+    }
+    if let Some(a) = &q.ai_id {
+        query = query.filter(code_changes::ai_id.eq(a.clone()));
+    }
+    let mut rows: Vec<ChangeRow> = match q.since {
+        Some(after) => query
+            .filter(code_changes::id.gt(after))
+            .order(code_changes::id.asc())
+            .limit(q.limit)
+            .load(conn)?,
+        None => {
+            let mut rows: Vec<ChangeRow> = query
+                .order(code_changes::id.desc())
+                .limit(q.limit)
+                .load(conn)?;
+            rows.reverse();
+            rows
+        }
+    };
+    rows.drain(..)
+        .map(
+            |(id, ai_id, co_author, op, file_path, new_path, diff, lines, symbols, reason, at)| {
+                Ok(ChangeView {
+                    id,
+                    ai_id,
+                    co_author,
+                    operation: Operation::parse(&op).ok_or_else(unreadable)?,
+                    file_path,
+                    new_path,
+                    diff: if q.with_diff { diff } else { None },
+                    lines: serde_json::from_str(&lines).map_err(|_| unreadable())?,
+                    symbols: serde_json::from_str(&symbols).map_err(|_| unreadable())?,
+                    reason,
+                    at: at.and_utc(),
+                })
+            },
+        )
+        .collect()
+}
