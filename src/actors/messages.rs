@@ -12,6 +12,7 @@ use crate::domain::context::{ContextRequest, Diff, Path};
 use crate::domain::event::Event;
 use crate::domain::handshake::{Phase, Step};
 use crate::domain::ledger::ChangeSpec;
+use crate::domain::lock::{Lock, Mode};
 use crate::domain::message::{AckSelection, MessageSpec};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
@@ -475,4 +476,64 @@ pub struct ChangeRecorded {
 pub struct ListChanges {
     pub credential: Credential,
     pub query: ChangeQuery,
+}
+
+/// Acquire (or queue for) a lock.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LockView, HubError>")]
+pub struct AcquireLock {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub resource: String,
+    pub operation: Option<String>,
+    pub duration: Option<serde_json::Value>,
+    pub mode: Mode,
+    pub wait: bool,
+}
+
+/// Extend a held lease.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LockView, HubError>")]
+pub struct RenewLock {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub lock_id: i64,
+    pub duration: Option<serde_json::Value>,
+}
+
+/// Release a held lock or cancel a queued request; `force` lets the driver or the operator
+/// release someone else's (its holder gets a critical notice).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LockReleased, HubError>")]
+pub struct ReleaseLock {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub lock_id: i64,
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockView {
+    #[serde(flatten)]
+    pub lock: Lock,
+    /// Queued: the locks ahead of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockReleased {
+    pub event_id: i64,
+    /// Waiting requests granted because of this release.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<i64>,
+}
+
+/// The session's locks, held and waiting.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Lock>, HubError>")]
+pub struct ListLocks {
+    pub credential: Credential,
 }

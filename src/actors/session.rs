@@ -5,6 +5,7 @@
 //! event out. A reply therefore never describes a state that is not on disk.
 
 mod coordination;
+mod locks;
 mod messaging;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ pub struct SessionActor {
     send_limits: HashMap<String, RateLimit>,
     /// The pending automatic-rotation check, replaced when the rotation clock moves.
     rotation_timer: Option<SpawnHandle>,
+    /// The pending check for the next lease expiry.
+    lease_timer: Option<SpawnHandle>,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -80,6 +83,7 @@ impl SessionActor {
             agents: HashMap::new(),
             send_limits: HashMap::new(),
             rotation_timer: None,
+            lease_timer: None,
         }
     }
 
@@ -99,6 +103,7 @@ impl SessionActor {
             agents: HashMap::new(),
             send_limits: HashMap::new(),
             rotation_timer: None,
+            lease_timer: None,
         }
     }
 
@@ -237,6 +242,7 @@ impl Actor for SessionActor {
                         act.start_agents();
                         act.schedule_loaded_timers(ctx);
                         act.schedule_coordination_timers(ctx);
+                        act.schedule_lease_timer(ctx);
                     } else {
                         act.hub.do_send(SessionGone(act.id));
                         ctx.run_later(LINGER, |_, ctx| ctx.stop());
@@ -315,17 +321,36 @@ impl Handler<LeaveSession> for SessionActor {
         };
         let (id, at, ai_id) = (self.id, now(), msg.ai_id);
         let leaving = ai_id.clone();
-        self.commit(
+        let left = self.commit_events(
             move |c| {
                 queries::mark_left(c, id, &leaving, at)?;
-                queries::append_event(c, id, &event, at)
+                Ok(vec![queries::append_event(c, id, &event, at)?])
             },
-            move |act, event| {
-                act.session_mut().apply_leave(&ai_id, at, event.id);
+            move |act, events, _| {
+                act.session_mut().apply_leave(&ai_id, at, events[0].id);
                 act.stop_agent(&ai_id);
-                act.session_mut().view()
+                let locks = act.session_mut().locks.of(&ai_id);
+                (act.session_mut().view(), locks)
             },
-        )
+        );
+        // Whatever the leaver held or awaited is released, and waiters move up.
+        AtomicResponse::new(Box::pin(left.then(|result, act, _| {
+            let fut: ResponseActFuture<Self, Result<SessionView, HubError>> = match result {
+                Err(e) => Box::pin(fut::ready(Err(e))),
+                Ok((view, locks)) if locks.is_empty() => Box::pin(fut::ready(Ok(view))),
+                Ok((view, locks)) => {
+                    let releases = locks
+                        .into_iter()
+                        .map(|id| (id, crate::domain::lock::Release::Left))
+                        .collect();
+                    Box::pin(
+                        act.release_and_grant(releases, None, Vec::new())
+                            .map(move |r, _, _| r.map(|_| view)),
+                    )
+                }
+            };
+            fut
+        })))
     }
 }
 

@@ -56,6 +56,8 @@ pub struct ChangeSpec {
     pub new_path: Option<String>,
     pub symbols: Vec<String>,
     pub reason: Option<String>,
+    /// The fencing token of the lock the author holds on the file, if it cites one.
+    pub lock_token: Option<i64>,
 }
 
 /// A checked change, ready to store.

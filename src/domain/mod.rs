@@ -13,6 +13,7 @@ pub mod event;
 pub mod handshake;
 pub mod ids;
 pub mod ledger;
+pub mod lock;
 pub mod message;
 pub mod monitor;
 pub mod outbox;

@@ -18,6 +18,7 @@ use super::context::{
 use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
+use super::lock::LockTable;
 use super::message::{
     self, MessageSpec, Parent, PendingAck, PendingAcks, PlannedMessage, SendRate,
 };
@@ -262,6 +263,8 @@ pub struct Session {
     pub review_timeout_secs: u32,
     /// Handshake phase, role requests, rotation clock (stored with the session).
     pub coordination: Coordination,
+    /// Locks held or waiting.
+    pub locks: LockTable,
 }
 
 /// Kind of the event that records plain context changes.
@@ -445,6 +448,7 @@ impl Session {
             rotation_interval_secs: spec.rotation_interval_secs,
             review_timeout_secs: spec.review_timeout_secs,
             coordination: Coordination::default(),
+            locks: LockTable::default(),
         }
     }
 

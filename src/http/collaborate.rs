@@ -26,7 +26,7 @@ use crate::domain::message::MessageSpec;
 use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
 use crate::error::HubError;
 use crate::mcp::tools::coordination::{
-    ChangesArgs, ChangesCommand, HandshakeArgs, RoleArgs, RoleCommand,
+    ChangesArgs, ChangesCommand, HandshakeArgs, LockArgs, LockCommand, RoleArgs, RoleCommand,
 };
 use crate::mcp::tools::{ack_selection, args, message_query};
 use crate::store::ledger::ChangeQuery;
@@ -43,7 +43,83 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/collaborate/handshake").route(web::post().to(handshake)))
         .service(resource("/mcp/collaborate/role").route(web::post().to(role)))
         .service(resource("/mcp/collaborate/change").route(web::post().to(change)))
-        .service(resource("/mcp/collaborate/changes").route(web::get().to(changes)));
+        .service(resource("/mcp/collaborate/changes").route(web::get().to(changes)))
+        .service(resource("/mcp/collaborate/lock").route(web::post().to(lock_acquire)))
+        .service(resource("/mcp/collaborate/lock/renew").route(web::post().to(lock_renew)))
+        .service(resource("/mcp/collaborate/lock/release").route(web::post().to(lock_release)))
+        .service(resource("/mcp/collaborate/locks").route(web::get().to(locks)));
+}
+
+/// Runs a lock command given as the `lock` tool's arguments with `action` set.
+async fn lock_command(
+    hub: &Addr<Hub>,
+    credential: Credential,
+    body: Value,
+    action: &str,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &[])?;
+    let Value::Object(mut rest) = a.rest else {
+        unreachable!("addressed keeps an object");
+    };
+    if rest.insert("action".into(), Value::from(action)).is_some() {
+        return Err(HubError::invalid(
+            "action",
+            "the endpoint says what to do; drop action",
+        ));
+    }
+    let session = a.session_id.as_deref();
+    match args::<LockArgs>(Value::Object(rest))?.into_command(credential.clone(), a.ai_id)? {
+        LockCommand::Acquire(c) => to_session(hub, &credential, session, c).await,
+        LockCommand::Renew(c) => to_session(hub, &credential, session, c).await,
+        LockCommand::Release(c) => to_session(hub, &credential, session, c).await,
+        LockCommand::List(c) => to_session(hub, &credential, session, c).await,
+    }
+}
+
+/// `POST /mcp/collaborate/lock`: the concept's `{ai, resource, operation, duration: "estimated_30s"}`
+/// (plus `mode`, `wait`).
+async fn lock_acquire(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    lock_command(&hub, credential, body, "acquire").await
+}
+
+/// `POST /mcp/collaborate/lock/renew` `{lockId, duration?}`.
+async fn lock_renew(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    lock_command(&hub, credential, body, "renew").await
+}
+
+/// `POST /mcp/collaborate/lock/release` `{lockId, force?}` (also cancels a queued request).
+async fn lock_release(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    lock_command(&hub, credential, body, "release").await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SessionQuery {
+    session_id: Option<String>,
+}
+
+/// `GET /mcp/collaborate/locks?sessionId=`: held and queued locks.
+async fn locks(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<SessionQuery>,
+) -> Result<HttpResponse> {
+    let command = crate::actors::messages::ListLocks {
+        credential: credential.clone(),
+    };
+    to_session(&hub, &credential, q.session_id.as_deref(), command).await
 }
 
 /// A body with the session fields taken out: `sessionId`, and the participant as `aiId` (or

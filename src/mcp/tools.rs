@@ -397,6 +397,17 @@ pub static CATALOGUE: &[ToolSpec] = &[
         visible: participant,
         call: |ctx, args| Box::pin(coordination::changes(ctx, args)),
     },
+    ToolSpec {
+        name: "lock",
+        binds: false,
+        description: "Leases on files/dirs/globs: acquire (wait to queue), renew, release, list. Cite the token in changes.",
+        input: schema::<coordination::LockArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(coordination::lock(ctx, args)),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {

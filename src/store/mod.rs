@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod conn;
 pub mod ledger;
+pub mod locks;
 pub mod messages;
 pub mod models;
 pub mod queries;

@@ -113,6 +113,7 @@ impl SessionRow {
             review_timeout_secs: u32::try_from(self.review_timeout_secs).unwrap_or(600),
             coordination: serde_json::from_str(&self.coordination)
                 .map_err(|e| corrupt("coordination", e))?,
+            locks: Default::default(),
         })
     }
 }

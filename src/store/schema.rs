@@ -118,17 +118,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    locks (id) {
-        id -> Text,
+    locks (session_id, id) {
         session_id -> Text,
+        id -> BigInt,
         resource -> Text,
         holder -> Text,
         mode -> Text,
         operation -> Nullable<Text>,
-        fencing_token -> BigInt,
-        acquired_at -> Timestamp,
-        expires_at -> Timestamp,
+        state -> Text,
+        lease_secs -> Integer,
+        fencing_token -> Nullable<BigInt>,
+        requested_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
         released_at -> Nullable<Timestamp>,
+        release_reason -> Nullable<Text>,
     }
 }
 

@@ -79,7 +79,7 @@ async def main() -> int:
             tools = sorted(t.name for t in (await client.list_tools()).tools)
             expected_tools = ["changes", "checkpoint", "context_append", "context_delete", "context_diff",
                               "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
-                              "events_poll", "handshake", "memory", "message_ack", "message_send", "messages_read",
+                              "events_poll", "handshake", "lock", "memory", "message_ack", "message_send", "messages_read",
                               "notes", "role", "session_leave", "session_status", "status_report", "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
@@ -111,6 +111,8 @@ async def main() -> int:
                 ("changes", {"action": "record", "filePath": "/src/auth.py", "before": "a\n", "after": "b\n"}),
                 ("changes", {"action": "list"}),
                 ("handshake", {"step": "work_complete", "changes": ["auth"], "needsReview": False}),
+                ("lock", {"action": "acquire", "resource": "/src/auth.py", "duration": "30s"}),
+                ("lock", {"action": "list"}),
                 ("role", {"action": "request", "role": "navigator"}),
             ]:
                 r = await client.call_tool(name, args)

@@ -56,7 +56,7 @@ try {
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
   check(JSON.stringify(names) === JSON.stringify(['changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
-    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session_leave',
+    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session_leave',
     'session_status', 'status_report', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
@@ -123,6 +123,9 @@ try {
   check(ledger.changes.some((c) => c.id === rec.id), 'changes list', ledger);
   const hs = await call('handshake', { step: 'work_complete', changes: ['auth'], needsReview: false });
   check(hs.handshake.state === 'idle', 'handshake without review keeps control', hs);
+  const held = await call('lock', { action: 'acquire', resource: '/src/auth/', operation: 'refactor', duration: 'estimated_30s' });
+  check(held.state === 'held' && held.token === held.id, 'lock acquire', held);
+  await call('lock', { action: 'release', lockId: held.id });
   const asked = await call('role', { action: 'request', role: 'navigator', reason: 'let gemini drive' });
   check(asked.status === 'requested', 'role request', asked);
   await call('events_ack', { upTo: structured(await a.client.callTool({ name: 'whoami', arguments: {} })).lastEventId });

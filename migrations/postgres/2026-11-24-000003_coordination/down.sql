@@ -1,3 +1,4 @@
+DROP TABLE locks;
 DROP TABLE code_changes;
 ALTER TABLE sessions DROP COLUMN review_timeout_secs;
 ALTER TABLE sessions DROP COLUMN rotation_interval_secs;
@@ -13,3 +14,16 @@ CREATE TABLE code_changes (
     metadata TEXT NOT NULL
 );
 CREATE INDEX code_changes_session ON code_changes (session_id, created_at);
+CREATE TABLE locks (
+    id TEXT PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    resource TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+    operation TEXT,
+    fencing_token BIGINT NOT NULL,
+    acquired_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    released_at TIMESTAMP
+);
+CREATE INDEX locks_session_resource ON locks (session_id, resource);

@@ -27,3 +27,24 @@ CREATE TABLE code_changes (
     PRIMARY KEY (session_id, id)
 );
 CREATE INDEX code_changes_file ON code_changes (session_id, file_path, id);
+
+-- Locks are leases: a request is keyed by the id of the event that recorded it; a grant's
+-- fencing token is the id of the event that announced it. Released rows stay as history.
+DROP TABLE locks;
+CREATE TABLE locks (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id BIGINT NOT NULL,
+    resource TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+    operation TEXT,
+    state TEXT NOT NULL CHECK (state IN ('waiting', 'held', 'released')),
+    lease_secs INTEGER NOT NULL,
+    fencing_token BIGINT,
+    requested_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP,
+    released_at TIMESTAMP,
+    release_reason TEXT,
+    PRIMARY KEY (session_id, id)
+);
+CREATE INDEX locks_open ON locks (session_id, state);

@@ -407,11 +407,21 @@ impl Handler<RecordChange> for SessionActor {
                         ));
                     }
                 };
-                let outside = self.session()?.check_code_write(&who)?;
+                let s = self.session()?;
+                let outside = s.check_code_write(&who)?;
+                if let Some(token) = msg.spec.lock_token {
+                    s.locks.check_fence(&who, &msg.spec.file_path, token)?;
+                }
+                let foreign: Vec<(String, String)> = s
+                    .locks
+                    .others_covering(&who, &msg.spec.file_path)
+                    .iter()
+                    .map(|l| (l.holder.clone(), l.resource.to_string()))
+                    .collect();
                 let change = ledger::plan_change(msg.spec)?;
-                Ok((who, outside, change))
+                Ok((who, outside, change, foreign))
             });
-        let (who, outside, change) = match checked {
+        let (who, outside, change, foreign) = match checked {
             Ok(c) => c,
             Err(e) => return reply(Err(e)),
         };
@@ -460,6 +470,11 @@ impl Handler<RecordChange> for SessionActor {
                 );
                 alerts.push(ledger::conflict_event(other, &change.file_path, &why, &conflict_ids));
                 alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &conflict_ids));
+            }
+            for (holder, resource) in &foreign {
+                let why = format!("{who} changed {} while {holder} holds the lock on {resource}", change.file_path);
+                alerts.push(ledger::conflict_event(holder, &change.file_path, &why, &[]));
+                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &[]));
             }
             if outside {
                 let why = format!(

@@ -10,11 +10,13 @@ use serde_json::{Value, json};
 
 use super::{ToolCtx, ToolOutput, args, in_session, plain, value};
 use crate::actors::messages::{
-    AssignRoles, HandshakeStep, ListChanges, RecordChange, RequestRole, RespondRole,
+    AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, RecordChange, ReleaseLock,
+    RenewLock, RequestRole, RespondRole,
 };
 use crate::domain::auth::Credential;
 use crate::domain::handshake::{Feedback, Step};
 use crate::domain::ledger::{ChangeSpec, Operation};
+use crate::domain::lock::Mode;
 use crate::domain::role::Role;
 use crate::error::HubError;
 use crate::store::ledger::ChangeQuery;
@@ -208,6 +210,8 @@ pub struct ChangesArgs {
     new_path: Option<String>,
     symbols: Option<Vec<String>>,
     reason: Option<String>,
+    /// Your lock's fencing token.
+    lock_token: Option<i64>,
     /// list: by this aiId.
     ai: Option<String>,
     /// list: after this change id.
@@ -236,6 +240,7 @@ impl ChangesArgs {
                 new_path: self.new_path,
                 symbols: self.symbols.unwrap_or_default(),
                 reason: self.reason,
+                lock_token: self.lock_token,
             }),
             ChangesAction::List => {
                 let limit = self.limit.unwrap_or(50);
@@ -272,6 +277,91 @@ pub async fn changes(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
             let list = in_session(&ctx, ListChanges { credential, query }).await?;
             json!({ "changes": list })
         }
+    };
+    Ok(plain(out))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum LockAction {
+    Acquire,
+    Renew,
+    Release,
+    List,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockArgs {
+    action: LockAction,
+    /// acquire: /file, /dir/, /glob/*, optionally #Symbol.
+    resource: Option<String>,
+    operation: Option<String>,
+    /// "30s", "5m", seconds; default 300.
+    duration: Option<Value>,
+    /// Default exclusive.
+    mode: Option<Mode>,
+    /// acquire: queue if taken.
+    wait: Option<bool>,
+    /// renew, release (also cancels a queued request).
+    lock_id: Option<i64>,
+    /// release: someone else's (driver).
+    force: Option<bool>,
+}
+
+/// What `lock` asks for (shared with REST).
+pub enum LockCommand {
+    Acquire(AcquireLock),
+    Renew(RenewLock),
+    Release(ReleaseLock),
+    List(ListLocks),
+}
+
+impl LockArgs {
+    pub fn into_command(
+        self,
+        credential: Credential,
+        as_participant: Option<String>,
+    ) -> Result<LockCommand, HubError> {
+        let lock_id = |id: Option<i64>| {
+            id.ok_or_else(|| HubError::invalid("lockId", "name the lock (lockId)"))
+        };
+        Ok(match self.action {
+            LockAction::Acquire => LockCommand::Acquire(AcquireLock {
+                credential,
+                as_participant,
+                resource: self
+                    .resource
+                    .ok_or_else(|| HubError::invalid("resource", "acquire names the resource"))?,
+                operation: self.operation,
+                duration: self.duration,
+                mode: self.mode.unwrap_or_default(),
+                wait: self.wait.unwrap_or(false),
+            }),
+            LockAction::Renew => LockCommand::Renew(RenewLock {
+                credential,
+                as_participant,
+                lock_id: lock_id(self.lock_id)?,
+                duration: self.duration,
+            }),
+            LockAction::Release => LockCommand::Release(ReleaseLock {
+                credential,
+                as_participant,
+                lock_id: lock_id(self.lock_id)?,
+                force: self.force.unwrap_or(false),
+            }),
+            LockAction::List => LockCommand::List(ListLocks { credential }),
+        })
+    }
+}
+
+pub async fn lock(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: LockArgs = args(raw)?;
+    let out = match a.into_command(ctx.session.credential.clone(), None)? {
+        LockCommand::Acquire(c) => value(&in_session(&ctx, c).await?),
+        LockCommand::Renew(c) => value(&in_session(&ctx, c).await?),
+        LockCommand::Release(c) => value(&in_session(&ctx, c).await?),
+        LockCommand::List(c) => json!({ "locks": in_session(&ctx, c).await? }),
     };
     Ok(plain(out))
 }

@@ -1,0 +1,417 @@
+//! The session actor's locks: acquire (or queue), renew, release/cancel/force, expiry, release
+//! on leave, and granting waiters whenever something is released. Every release and every grant
+//! is an event written in the same transaction as the lock rows; a grant's fencing token is the
+//! id of its `resource_locked` event.
+
+use actix::prelude::*;
+use serde_json::json;
+
+use super::messaging::until;
+use super::{Reply, SessionActor, reply};
+use crate::actors::messages::{
+    AcquireLock, ListLocks, LockReleased, LockView, ReleaseLock, RenewLock,
+};
+use crate::domain::auth::Caller;
+use crate::domain::event::{Event, NewEvent, Priority};
+use crate::domain::lock::{
+    LOCK_QUEUED, Lock, Mode, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, Request,
+    Resource, parse_lease,
+};
+use crate::domain::now;
+use crate::domain::role::Role;
+use crate::domain::session::SessionStatus;
+use crate::error::HubError;
+use crate::store::{locks as lock_store, queries};
+
+/// Internal: leases may have run out.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub(super) struct LeaseCheck;
+
+fn locked_event(l: &Lock, at: chrono::NaiveDateTime) -> NewEvent {
+    NewEvent {
+        kind: RESOURCE_LOCKED,
+        actor: Some(l.holder.clone()),
+        priority: Priority::Important,
+        // The fencing token is this event's id.
+        payload: json!({
+            "lockId": l.id,
+            "by": l.holder,
+            "resource": l.resource.to_string(),
+            "mode": l.mode,
+            "operation": l.operation,
+            "until": (at + chrono::TimeDelta::seconds(i64::from(l.lease_secs))).and_utc(),
+        }),
+        to: None,
+    }
+}
+
+impl SessionActor {
+    /// Re-arms the lease timer for the next expiry.
+    pub(super) fn schedule_lease_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.lease_timer.take() {
+            ctx.cancel_future(old);
+        }
+        if let Some(at) = self.session().ok().and_then(|s| s.locks.next_expiry()) {
+            self.lease_timer = Some(ctx.notify_later(LeaseCheck, until(at)));
+        }
+    }
+
+    /// Releases `releases` (with why), grants every waiter that can go now, in one transaction.
+    /// `notices` are extra events written with them (a forced release's critical notice).
+    pub(super) fn release_and_grant(
+        &mut self,
+        releases: Vec<(i64, Release)>,
+        actor: Option<String>,
+        notices: Vec<NewEvent>,
+    ) -> ResponseActFuture<Self, Result<Vec<Event>, HubError>> {
+        let at = now();
+        let mut table = match self.session() {
+            Ok(s) => s.locks.clone(),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let mut released = Vec::new();
+        for (id, why) in &releases {
+            if let Some(l) = table.remove(*id) {
+                released.push((l, *why));
+            }
+        }
+        let waiters: Vec<Lock> = table
+            .grantable()
+            .iter()
+            .filter_map(|id| table.get(*id).cloned())
+            .collect();
+        let id = self.id;
+        let release_events: Vec<(i64, NewEvent)> = released
+            .iter()
+            .map(|(l, why)| {
+                (
+                    l.id,
+                    NewEvent {
+                        kind: RESOURCE_RELEASED,
+                        actor: actor.clone(),
+                        priority: Priority::Routine,
+                        payload: json!({
+                            "lockId": l.id,
+                            "by": l.holder,
+                            "resource": l.resource.to_string(),
+                            "reason": why,
+                            "wasHeld": l.state == crate::domain::lock::State::Held,
+                        }),
+                        to: None,
+                    },
+                )
+            })
+            .collect();
+        let reasons: Vec<(i64, Release)> = released.iter().map(|(l, w)| (l.id, *w)).collect();
+        let grants = waiters.clone();
+        self.commit_events(
+            move |c| {
+                let mut events = Vec::new();
+                for ((lock_id, event), (_, why)) in release_events.iter().zip(&reasons) {
+                    events.push(queries::append_event(c, id, event, at)?);
+                    lock_store::release(c, id, *lock_id, *why, at)?;
+                }
+                for n in &notices {
+                    events.push(queries::append_event(c, id, n, at)?);
+                }
+                for w in &grants {
+                    let e = queries::append_event(c, id, &locked_event(w, at), at)?;
+                    let expires = at + chrono::TimeDelta::seconds(i64::from(w.lease_secs));
+                    lock_store::set_held(c, id, w.id, e.id, expires)?;
+                    events.push(e);
+                }
+                Ok(events)
+            },
+            move |act, events, ctx| {
+                let s = act.session_mut();
+                for (l, _) in &released {
+                    s.locks.remove(l.id);
+                }
+                for e in events.iter().filter(|e| e.kind == RESOURCE_LOCKED) {
+                    if let Some(lock_id) = e.payload["lockId"].as_i64() {
+                        s.locks.grant(lock_id, e.id, at);
+                    }
+                }
+                act.schedule_lease_timer(ctx);
+                events
+            },
+        )
+    }
+
+    /// The participant acting, for lock commands.
+    fn lock_caller(
+        &self,
+        credential: &crate::domain::auth::Credential,
+        named: Option<&str>,
+    ) -> Result<(String, Role), HubError> {
+        let s = self.session()?;
+        let caller = s.speaking_as(s.authorize(credential, &self.policy)?, named)?;
+        let Caller::Participant(who) = caller else {
+            return Err(HubError::invalid(
+                "aiId",
+                "name the participant the lock is for",
+            ));
+        };
+        if s.status == SessionStatus::Completed {
+            return Err(HubError::Conflict {
+                code: "session_completed",
+                message: "the session is completed".into(),
+            });
+        }
+        let role = s.active(&who)?.role;
+        Ok((who, role))
+    }
+}
+
+impl Handler<AcquireLock> for SessionActor {
+    type Result = Reply<LockView>;
+
+    fn handle(&mut self, msg: AcquireLock, _: &mut Self::Context) -> Self::Result {
+        let at = now();
+        let planned = self
+            .lock_caller(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|(who, role)| {
+                if role == Role::Observer && msg.mode == Mode::Exclusive {
+                    return Err(HubError::Forbidden(format!(
+                        "{who} is an observer: it may take shared (read) locks only"
+                    )));
+                }
+                if msg
+                    .operation
+                    .as_ref()
+                    .is_some_and(|o| o.chars().count() > 200)
+                {
+                    return Err(HubError::invalid("operation", "at most 200 characters"));
+                }
+                let request = Request {
+                    resource: Resource::parse(&msg.resource)?,
+                    holder: who,
+                    mode: msg.mode,
+                    operation: msg.operation,
+                    lease_secs: parse_lease(msg.duration.as_ref())?,
+                    wait: msg.wait,
+                };
+                let outcome = self.session()?.locks.check(&request)?;
+                Ok((request, outcome))
+            });
+        let (request, outcome) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let granted = outcome == Outcome::Granted;
+        let behind = match &outcome {
+            Outcome::Queued { behind } => behind.clone(),
+            Outcome::Granted => Vec::new(),
+        };
+        let probe = Lock {
+            id: 0,
+            resource: request.resource.clone(),
+            holder: request.holder.clone(),
+            mode: request.mode,
+            operation: request.operation.clone(),
+            state: crate::domain::lock::State::Waiting,
+            lease_secs: request.lease_secs,
+            token: None,
+            expires_at: None,
+        };
+        let event = if granted {
+            let mut e = locked_event(&probe, at);
+            // Granted at once: this event's id is the lock's id and its fencing token.
+            if let Some(p) = e.payload.as_object_mut() {
+                p.remove("lockId");
+            }
+            e
+        } else {
+            NewEvent {
+                kind: LOCK_QUEUED,
+                actor: Some(request.holder.clone()),
+                priority: Priority::Routine,
+                payload: json!({
+                    "by": request.holder,
+                    "resource": request.resource.to_string(),
+                    "mode": request.mode,
+                    "operation": request.operation,
+                    "behind": behind,
+                }),
+                to: None,
+            }
+        };
+        let (id, stored) = (self.id, request.clone());
+        AtomicResponse::new(self.commit_events(
+            move |c| {
+                let e = queries::append_event(c, id, &event, at)?;
+                lock_store::insert_request(c, id, e.id, &stored, granted, at)?;
+                Ok(vec![e])
+            },
+            move |act, events, ctx| {
+                let lock_id = events[0].id;
+                let s = act.session_mut();
+                s.locks.insert(lock_id, request, granted, at);
+                let lock = s.locks.get(lock_id).cloned().expect("just inserted");
+                act.schedule_lease_timer(ctx);
+                LockView { lock, behind }
+            },
+        ))
+    }
+}
+
+impl Handler<RenewLock> for SessionActor {
+    type Result = Reply<LockView>;
+
+    fn handle(&mut self, msg: RenewLock, _: &mut Self::Context) -> Self::Result {
+        let at = now();
+        let planned = self
+            .lock_caller(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|(who, _)| {
+                let lease = parse_lease(msg.duration.as_ref())?;
+                let lock = self.session()?.locks.get(msg.lock_id).cloned();
+                match lock {
+                    Some(l) if l.holder == who && l.state == crate::domain::lock::State::Held => {
+                        Ok((l, lease))
+                    }
+                    Some(l) if l.holder == who => Err(HubError::Conflict {
+                        code: "lock_waiting",
+                        message: format!("lock {} is still queued; nothing to renew", l.id),
+                    }),
+                    _ => Err(HubError::invalid(
+                        "lockId",
+                        format!(
+                            "{who} holds no lock {} (expired, released, or someone else's)",
+                            msg.lock_id
+                        ),
+                    )),
+                }
+            });
+        let (lock, lease) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let expires = at + chrono::TimeDelta::seconds(i64::from(lease));
+        let event = NewEvent {
+            kind: "lock_renewed",
+            actor: Some(lock.holder.clone()),
+            priority: Priority::Routine,
+            payload: json!({"lockId": lock.id, "resource": lock.resource.to_string(), "until": expires.and_utc()}),
+            to: None,
+        };
+        let (id, lock_id) = (self.id, lock.id);
+        AtomicResponse::new(self.commit_events(
+            move |c| {
+                let e = queries::append_event(c, id, &event, at)?;
+                lock_store::renew(c, id, lock_id, lease, expires)?;
+                Ok(vec![e])
+            },
+            move |act, _, ctx| {
+                let s = act.session_mut();
+                s.locks.renew(lock_id, lease, at);
+                let lock = s.locks.get(lock_id).cloned().expect("held");
+                act.schedule_lease_timer(ctx);
+                LockView {
+                    lock,
+                    behind: Vec::new(),
+                }
+            },
+        ))
+    }
+}
+
+impl Handler<ReleaseLock> for SessionActor {
+    type Result = Reply<LockReleased>;
+
+    fn handle(&mut self, msg: ReleaseLock, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let caller = s.speaking_as(s.authorize(&msg.credential, &self.policy)?, msg.as_participant.as_deref())?;
+            let lock = s.locks.get(msg.lock_id).cloned().ok_or_else(|| {
+                HubError::invalid("lockId", format!("no lock {} is held or queued", msg.lock_id))
+            })?;
+            let me = match &caller {
+                Caller::Participant(id) => Some(id.clone()),
+                Caller::Operator => None,
+            };
+            if me.as_deref() == Some(lock.holder.as_str()) {
+                let why = if lock.state == crate::domain::lock::State::Held {
+                    Release::Released
+                } else {
+                    Release::Cancelled
+                };
+                return Ok((lock, why, me, Vec::new()));
+            }
+            // Someone else's: only by force, by the driver or the operator.
+            let may_force = match &me {
+                None => true,
+                Some(id) => s.driver().is_some_and(|d| &d.ai_id == id),
+            };
+            if !msg.force || !may_force {
+                return Err(HubError::Forbidden(format!(
+                    "lock {} is {}'s; only it releases it, or the driver/operator with force: true",
+                    lock.id, lock.holder
+                )));
+            }
+            let notice = NewEvent {
+                kind: "lock_force_released",
+                actor: None,
+                priority: Priority::Critical,
+                payload: json!({
+                    "lockId": lock.id,
+                    "resource": lock.resource.to_string(),
+                    "by": me,
+                    "summary": format!("your lock on {} was force-released by {}", lock.resource, me.as_deref().unwrap_or("the operator")),
+                }),
+                to: Some(lock.holder.clone()),
+            };
+            Ok((lock, Release::Forced, me, vec![notice]))
+        });
+        let (lock, why, actor, notices) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        AtomicResponse::new(Box::pin(
+            self.release_and_grant(vec![(lock.id, why)], actor, notices)
+                .map(|r, _, _| {
+                    r.map(|events| LockReleased {
+                        event_id: events.first().map_or(0, |e| e.id),
+                        granted: events
+                            .iter()
+                            .filter(|e| e.kind == RESOURCE_LOCKED)
+                            .filter_map(|e| e.payload["lockId"].as_i64())
+                            .collect(),
+                    })
+                }),
+        ))
+    }
+}
+
+impl Handler<LeaseCheck> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, _: LeaseCheck, ctx: &mut Self::Context) -> Self::Result {
+        self.lease_timer = None;
+        let expired = self
+            .session()
+            .map(|s| s.locks.expired(now()))
+            .unwrap_or_default();
+        if expired.is_empty() {
+            self.schedule_lease_timer(ctx);
+            return reply(Ok(()));
+        }
+        let releases = expired
+            .into_iter()
+            .map(|id| (id, Release::Expired))
+            .collect();
+        AtomicResponse::new(Box::pin(
+            self.release_and_grant(releases, None, Vec::new())
+                .map(|r, _, _| r.map(|_| ())),
+        ))
+    }
+}
+
+impl Handler<ListLocks> for SessionActor {
+    type Result = Result<Vec<Lock>, HubError>;
+
+    fn handle(&mut self, msg: ListLocks, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        s.authorize(&msg.credential, &self.policy)?;
+        Ok(s.locks.iter().cloned().collect())
+    }
+}

@@ -1,0 +1,647 @@
+//! Locks as leases with fencing tokens (concept §6 "Lock Management").
+//!
+//! A resource is a file path (`/src/auth.ts`), a directory prefix (`/src/auth/`), or a glob
+//! (`/src/auth/*`, `/src/**/*.ts`), optionally narrowed to a symbol (`/src/auth.ts#AuthService.login`).
+//! Two resources conflict when some file could match both (decided conservatively: when in doubt
+//! they conflict) and, if both name symbols, one symbol contains the other.
+//!
+//! Exclusive locks conflict with every overlapping lock, shared ones only with exclusive ones.
+//! A grant's fencing token is the id of the event that announced it: strictly increasing per
+//! session. Requests that wait are granted first come, first served: a waiter is granted once
+//! nothing it conflicts with is held, and no earlier waiter it conflicts with is still waiting.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::DomainError;
+
+pub const RESOURCE_LOCKED: &str = "resource_locked";
+pub const RESOURCE_RELEASED: &str = "resource_released";
+pub const LOCK_QUEUED: &str = "lock_queued";
+/// Longest lease, and the default when no duration is given.
+pub const MAX_LEASE_SECS: u32 = 4 * 3600;
+pub const DEFAULT_LEASE_SECS: u32 = 300;
+const MAX_RESOURCE_CHARS: usize = 1024;
+/// Most locks (held and waiting) one participant may have at once.
+pub const MAX_LOCKS_PER_PARTICIPANT: usize = 64;
+
+/// A parsed resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    segments: Vec<String>,
+    /// Ends with `/`: everything below.
+    prefix: bool,
+    symbol: Option<String>,
+}
+
+impl Resource {
+    pub fn parse(text: &str) -> Result<Resource, DomainError> {
+        let bad = |why: &str| {
+            DomainError::invalid(
+                "resource",
+                format!(
+                    "{why}: a path like /src/auth.ts, a directory /src/auth/, a glob /src/auth/*, optionally #Symbol"
+                ),
+            )
+        };
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > MAX_RESOURCE_CHARS || text.contains('\0') {
+            return Err(bad("empty or too long"));
+        }
+        let (path, symbol) = match text.split_once('#') {
+            Some((p, s)) if !s.trim().is_empty() && !s.contains('#') => {
+                (p, Some(s.trim().to_owned()))
+            }
+            Some(_) => return Err(bad("an empty or repeated #symbol")),
+            None => (text, None),
+        };
+        let prefix = path.ends_with('/');
+        if prefix && symbol.is_some() {
+            return Err(bad(
+                "a symbol names something in one file, not in a directory",
+            ));
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .map(str::to_owned)
+            .collect();
+        if segments.iter().any(|s| s == "..") {
+            return Err(bad("`..` is not allowed"));
+        }
+        if segments.is_empty() && !prefix {
+            return Err(bad("no path"));
+        }
+        Ok(Resource {
+            segments,
+            prefix,
+            symbol,
+        })
+    }
+
+    /// Could some file be covered by both? (Conservative: wildcards against wildcards overlap.)
+    fn paths_overlap(&self, other: &Resource) -> bool {
+        overlap(&self.segments, self.prefix, &other.segments, other.prefix)
+    }
+
+    pub fn conflicts_with(&self, other: &Resource) -> bool {
+        if !self.paths_overlap(other) {
+            return false;
+        }
+        match (&self.symbol, &other.symbol) {
+            (Some(a), Some(b)) => symbol_contains(a, b) || symbol_contains(b, a),
+            _ => true,
+        }
+    }
+
+    /// Does this resource cover the file `path` (for fencing checks on changes to it)?
+    pub fn covers_file(&self, path: &str) -> bool {
+        let file = Resource {
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_owned)
+                .collect(),
+            prefix: false,
+            symbol: None,
+        };
+        self.paths_overlap(&file)
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/{}", self.segments.join("/"))?;
+        if self.prefix && !self.segments.is_empty() {
+            f.write_str("/")?;
+        }
+        if let Some(s) = &self.symbol {
+            write!(f, "#{s}")?;
+        }
+        Ok(())
+    }
+}
+
+fn symbol_contains(outer: &str, inner: &str) -> bool {
+    inner == outer || inner.starts_with(&format!("{outer}."))
+}
+
+/// Segment lists `a` and `b` (either may end in "everything below", or contain `**`) can match
+/// a common path.
+fn overlap(a: &[String], a_prefix: bool, b: &[String], b_prefix: bool) -> bool {
+    match (a.split_first(), b.split_first()) {
+        (None, None) => true,
+        (None, Some(_)) => a_prefix,
+        (Some(_), None) => b_prefix,
+        (Some((x, rest_a)), Some((y, rest_b))) => {
+            if x == "**" {
+                // Zero or more segments: try every split.
+                return (0..=b.len()).any(|k| overlap(rest_a, a_prefix, &b[k..], b_prefix))
+                    || b_prefix && rest_a.is_empty();
+            }
+            if y == "**" {
+                return (0..=a.len()).any(|k| overlap(&a[k..], a_prefix, rest_b, b_prefix))
+                    || a_prefix && rest_b.is_empty();
+            }
+            segment_overlap(x, y) && overlap(rest_a, a_prefix, rest_b, b_prefix)
+        }
+    }
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn segment_overlap(x: &str, y: &str) -> bool {
+    match (is_glob(x), is_glob(y)) {
+        (false, false) => x == y,
+        (true, false) => glob_match(x, y),
+        (false, true) => glob_match(y, x),
+        (true, true) => true, // conservative
+    }
+}
+
+/// `*` any run, `?` one character, `[…]` taken as a wildcard character (conservative).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some('[') => {
+                let close = p.iter().position(|c| *c == ']').unwrap_or(p.len() - 1);
+                !t.is_empty() && go(&p[close + 1..], &t[1..])
+            }
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(&p, &t)
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Exclusive,
+    Shared,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
+/// `30`, `"30s"`, `"5m"`, `"1h"`, the concept's `"estimated_30s"`.
+pub fn parse_lease(v: Option<&Value>) -> Result<u32, DomainError> {
+    let Some(v) = v else {
+        return Ok(DEFAULT_LEASE_SECS);
+    };
+    let stripped;
+    let v = match v {
+        Value::String(s) => {
+            stripped = Value::String(s.trim().trim_start_matches("estimated_").to_owned());
+            &stripped
+        }
+        other => other,
+    };
+    super::checkpoint::parse_duration(v)
+        .map_err(|_| {
+            DomainError::invalid(
+                "duration",
+                format!("seconds, or \"30s\", \"5m\", \"1h\", \"estimated_30s\" (at most {MAX_LEASE_SECS} s)"),
+            )
+        })
+        .and_then(|s| {
+            if s > MAX_LEASE_SECS {
+                Err(DomainError::invalid("duration", format!("at most {MAX_LEASE_SECS} s")))
+            } else {
+                Ok(s)
+            }
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Waiting,
+    Held,
+}
+
+/// One lock request, waiting or held. Its id is the id of the event that recorded the request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lock {
+    pub id: i64,
+    #[serde(serialize_with = "as_text")]
+    pub resource: Resource,
+    pub holder: String,
+    pub mode: Mode,
+    pub operation: Option<String>,
+    pub state: State,
+    pub lease_secs: u32,
+    /// Held: the fencing token (the id of the event that granted it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+fn as_text<S: serde::Serializer>(r: &Resource, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(r)
+}
+
+impl Lock {
+    fn conflicts_with(&self, other: &Lock) -> bool {
+        !(self.mode == Mode::Shared && other.mode == Mode::Shared)
+            && self.resource.conflicts_with(&other.resource)
+    }
+}
+
+/// Why a lock stopped being held (or waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    Released,
+    Expired,
+    Left,
+    Forced,
+    Cancelled,
+}
+
+/// A request as asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub resource: Resource,
+    pub holder: String,
+    pub mode: Mode,
+    pub operation: Option<String>,
+    pub lease_secs: u32,
+    pub wait: bool,
+}
+
+/// What a request leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Granted at once (the table fills in the token from the event id).
+    Granted,
+    /// Queued behind these locks.
+    Queued { behind: Vec<i64> },
+}
+
+/// Every lock of one session that is held or waiting, in request order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LockTable {
+    locks: BTreeMap<i64, Lock>,
+}
+
+impl LockTable {
+    pub fn from_locks(locks: impl IntoIterator<Item = Lock>) -> LockTable {
+        LockTable {
+            locks: locks.into_iter().map(|l| (l.id, l)).collect(),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Lock> {
+        self.locks.values()
+    }
+
+    pub fn get(&self, id: i64) -> Option<&Lock> {
+        self.locks.get(&id)
+    }
+
+    fn held(&self) -> impl Iterator<Item = &Lock> {
+        self.locks.values().filter(|l| l.state == State::Held)
+    }
+
+    /// Would `request` be granted now, or queued (behind what), or refused (conflict, no wait)?
+    pub fn check(&self, request: &Request) -> Result<Outcome, DomainError> {
+        let mine = self
+            .locks
+            .values()
+            .filter(|l| l.holder == request.holder)
+            .count();
+        if mine >= MAX_LOCKS_PER_PARTICIPANT {
+            return Err(DomainError::conflict(
+                "too_many_locks",
+                format!(
+                    "{} holds or awaits {mine} locks already; release some",
+                    request.holder
+                ),
+            ));
+        }
+        let probe = Lock {
+            id: i64::MAX,
+            resource: request.resource.clone(),
+            holder: request.holder.clone(),
+            mode: request.mode,
+            operation: request.operation.clone(),
+            state: State::Waiting,
+            lease_secs: request.lease_secs,
+            token: None,
+            expires_at: None,
+        };
+        // Waiters count too: nobody jumps the queue.
+        let blocking: Vec<&Lock> = self
+            .locks
+            .values()
+            .filter(|l| l.holder != request.holder || l.state == State::Waiting)
+            .filter(|l| l.conflicts_with(&probe))
+            .collect();
+        // Own locks never block each other (holding a symbol, then its class, is fine); the very
+        // same lock twice is a mistake worth saying.
+        if let Some(own) = self.held().find(|l| {
+            l.holder == request.holder && l.resource == request.resource && l.mode == request.mode
+        }) {
+            return Err(DomainError::conflict(
+                "already_locked",
+                format!(
+                    "{} already holds {} (lock {}); renew it instead",
+                    request.holder, own.resource, own.id
+                ),
+            ));
+        }
+        if blocking.is_empty() {
+            return Ok(Outcome::Granted);
+        }
+        if !request.wait {
+            let held = blocking
+                .iter()
+                .find(|l| l.state == State::Held)
+                .unwrap_or(&blocking[0]);
+            return Err(DomainError::conflict(
+                "resource_locked",
+                format!(
+                    "{} is locked by {} ({}{}){}; pass wait: true to queue",
+                    held.resource,
+                    held.holder,
+                    held.mode.as_str(),
+                    held.operation
+                        .as_deref()
+                        .map(|o| format!(", {o}"))
+                        .unwrap_or_default(),
+                    held.expires_at
+                        .map(|t| format!(" until {}", t.and_utc()))
+                        .unwrap_or_default(),
+                ),
+            ));
+        }
+        Ok(Outcome::Queued {
+            behind: blocking.iter().map(|l| l.id).collect(),
+        })
+    }
+
+    /// Adds a checked request under `id`; granted ones get `token` and their lease from `at`.
+    pub fn insert(&mut self, id: i64, request: Request, granted: bool, at: NaiveDateTime) {
+        let lease = request.lease_secs;
+        self.locks.insert(
+            id,
+            Lock {
+                id,
+                resource: request.resource,
+                holder: request.holder,
+                mode: request.mode,
+                operation: request.operation,
+                state: if granted { State::Held } else { State::Waiting },
+                lease_secs: lease,
+                token: granted.then_some(id),
+                expires_at: granted.then(|| at + TimeDelta::seconds(i64::from(lease))),
+            },
+        );
+    }
+
+    /// Removes lock `id` (released, expired, cancelled…).
+    pub fn remove(&mut self, id: i64) -> Option<Lock> {
+        self.locks.remove(&id)
+    }
+
+    /// Waiters that can be granted now, in request order (first come, first served).
+    pub fn grantable(&self) -> Vec<i64> {
+        let mut granted: Vec<&Lock> = Vec::new();
+        let mut still_waiting: Vec<&Lock> = Vec::new();
+        for l in self.locks.values().filter(|l| l.state == State::Waiting) {
+            let blocked = self
+                .held()
+                .any(|h| h.holder != l.holder && h.conflicts_with(l))
+                || granted
+                    .iter()
+                    .any(|g| g.holder != l.holder && g.conflicts_with(l))
+                || still_waiting.iter().any(|w| w.conflicts_with(l));
+            if blocked {
+                still_waiting.push(l);
+            } else {
+                granted.push(l);
+            }
+        }
+        granted.iter().map(|l| l.id).collect()
+    }
+
+    /// Marks waiter `id` held with fencing `token` from `at`.
+    pub fn grant(&mut self, id: i64, token: i64, at: NaiveDateTime) {
+        if let Some(l) = self.locks.get_mut(&id) {
+            l.state = State::Held;
+            l.token = Some(token);
+            l.expires_at = Some(at + TimeDelta::seconds(i64::from(l.lease_secs)));
+        }
+    }
+
+    /// Extends a held lease from `at`.
+    pub fn renew(&mut self, id: i64, lease_secs: u32, at: NaiveDateTime) {
+        if let Some(l) = self.locks.get_mut(&id) {
+            l.lease_secs = lease_secs;
+            l.expires_at = Some(at + TimeDelta::seconds(i64::from(lease_secs)));
+        }
+    }
+
+    /// Held locks whose lease has run out at `now`.
+    pub fn expired(&self, now: NaiveDateTime) -> Vec<i64> {
+        self.held()
+            .filter(|l| l.expires_at.is_some_and(|e| e <= now))
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// When the next lease runs out.
+    pub fn next_expiry(&self) -> Option<NaiveDateTime> {
+        self.held().filter_map(|l| l.expires_at).min()
+    }
+
+    /// Everything `holder` holds or awaits.
+    pub fn of(&self, holder: &str) -> Vec<i64> {
+        self.locks
+            .values()
+            .filter(|l| l.holder == holder)
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// The newest fencing token among `holder`'s held locks that cover `file`.
+    pub fn token_for(&self, holder: &str, file: &str) -> Option<i64> {
+        self.held()
+            .filter(|l| l.holder == holder && l.resource.covers_file(file))
+            .filter_map(|l| l.token)
+            .max()
+    }
+
+    /// A write citing `token` for `file` must present the current token of a lock its author
+    /// holds on that file (fencing: a lease that expired and was granted again is stale).
+    pub fn check_fence(&self, holder: &str, file: &str, token: i64) -> Result<(), DomainError> {
+        match self.token_for(holder, file) {
+            Some(current) if current == token => Ok(()),
+            Some(current) => Err(DomainError::conflict(
+                "stale_fencing_token",
+                format!(
+                    "token {token} is not the current one for {file} ({current}); re-read your lock"
+                ),
+            )),
+            None => Err(DomainError::conflict(
+                "stale_fencing_token",
+                format!(
+                    "{holder} holds no lock covering {file} now (expired or released); acquire it again"
+                ),
+            )),
+        }
+    }
+
+    /// Held locks by others that cover `file`.
+    pub fn others_covering(&self, holder: &str, file: &str) -> Vec<&Lock> {
+        self.held()
+            .filter(|l| {
+                l.holder != holder && l.mode == Mode::Exclusive && l.resource.covers_file(file)
+            })
+            .collect()
+    }
+
+    /// Invariant (for tests): no two held locks conflict unless one holder holds both.
+    pub fn consistent(&self) -> bool {
+        let held: Vec<&Lock> = self.held().collect();
+        held.iter().enumerate().all(|(i, a)| {
+            held[i + 1..]
+                .iter()
+                .all(|b| a.holder == b.holder || !a.conflicts_with(b))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Resource {
+        Resource::parse(s).unwrap()
+    }
+
+    #[test]
+    fn containment_and_globs() {
+        assert!(r("/src/auth/").conflicts_with(&r("/src/auth/jwt.ts")));
+        assert!(r("/src/auth/*").conflicts_with(&r("/src/auth/jwt.ts")));
+        assert!(!r("/src/auth/*").conflicts_with(&r("/src/auth/deep/jwt.ts")));
+        assert!(r("/src/**/*.ts").conflicts_with(&r("/src/auth/deep/jwt.ts")));
+        assert!(!r("/src/**/*.ts").conflicts_with(&r("/src/auth/deep/jwt.rs")));
+        assert!(!r("/src/auth.ts").conflicts_with(&r("/src/auth.tsx")));
+        assert!(!r("/src/auth/").conflicts_with(&r("/src/authz/x.ts")));
+        assert!(r("/").conflicts_with(&r("/anything/at/all")));
+        // Symbols narrow a file lock.
+        assert!(
+            !r("/src/auth.ts#AuthService.login")
+                .conflicts_with(&r("/src/auth.ts#AuthService.logout"))
+        );
+        assert!(r("/src/auth.ts#AuthService").conflicts_with(&r("/src/auth.ts#AuthService.login")));
+        assert!(r("/src/auth.ts").conflicts_with(&r("/src/auth.ts#AuthService.login")));
+        assert_eq!(r("src//auth/./x.ts").to_string(), "/src/auth/x.ts");
+        for bad in ["", "  ", "/a/../b", "/src/#x", "/a#", "/a#b#c"] {
+            assert!(Resource::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn leases() {
+        assert_eq!(
+            parse_lease(Some(&Value::from("estimated_30s"))).unwrap(),
+            30
+        );
+        assert_eq!(parse_lease(Some(&Value::from("5m"))).unwrap(), 300);
+        assert_eq!(parse_lease(None).unwrap(), DEFAULT_LEASE_SECS);
+        assert!(parse_lease(Some(&Value::from("5h"))).is_err());
+        assert!(parse_lease(Some(&Value::from("soon"))).is_err());
+    }
+
+    fn req(res: &str, who: &str, mode: Mode, wait: bool) -> Request {
+        Request {
+            resource: r(res),
+            holder: who.into(),
+            mode,
+            operation: None,
+            lease_secs: 30,
+            wait,
+        }
+    }
+
+    #[test]
+    fn exclusive_shared_and_the_queue() {
+        let at = crate::domain::now();
+        let mut t = LockTable::default();
+        let a = req("/src/auth/", "claude", Mode::Exclusive, false);
+        assert_eq!(t.check(&a).unwrap(), Outcome::Granted);
+        t.insert(1, a, true, at);
+        assert!(
+            t.check(&req("/src/auth/jwt.ts", "gemini", Mode::Exclusive, false))
+                .is_err()
+        );
+        let q = req("/src/auth/jwt.ts", "gemini", Mode::Exclusive, true);
+        assert_eq!(t.check(&q).unwrap(), Outcome::Queued { behind: vec![1] });
+        t.insert(2, q, false, at);
+        // A later reader of an unrelated file goes ahead; one of the same file waits its turn.
+        let other = req("/src/pay.ts", "cursor", Mode::Shared, true);
+        assert_eq!(t.check(&other).unwrap(), Outcome::Granted);
+        let later = req("/src/auth/jwt.ts", "cursor", Mode::Shared, true);
+        assert!(matches!(t.check(&later).unwrap(), Outcome::Queued { .. }));
+        t.insert(3, later, false, at);
+        assert!(t.grantable().is_empty());
+        t.remove(1);
+        assert_eq!(t.grantable(), vec![2], "first come, first served");
+        t.grant(2, 10, at);
+        assert!(t.consistent());
+        t.remove(2);
+        assert_eq!(t.grantable(), vec![3]);
+        // Shared with shared is fine.
+        t.grant(3, 11, at);
+        assert_eq!(
+            t.check(&req("/src/auth/jwt.ts", "claude", Mode::Shared, false))
+                .unwrap(),
+            Outcome::Granted
+        );
+        assert_eq!(t.token_for("cursor", "/src/auth/jwt.ts"), Some(11));
+        assert!(t.check_fence("cursor", "/src/auth/jwt.ts", 11).is_ok());
+        assert!(
+            t.check_fence("cursor", "/src/auth/jwt.ts", 3).is_err(),
+            "stale"
+        );
+        assert!(
+            t.check_fence("gemini", "/src/auth/jwt.ts", 11).is_err(),
+            "not its lock"
+        );
+    }
+
+    #[test]
+    fn expiry() {
+        let at = crate::domain::now();
+        let mut t = LockTable::default();
+        t.insert(1, req("/a", "claude", Mode::Exclusive, false), true, at);
+        assert!(t.expired(at + TimeDelta::seconds(29)).is_empty());
+        assert_eq!(t.expired(at + TimeDelta::seconds(30)), vec![1]);
+        t.renew(1, 60, at + TimeDelta::seconds(20));
+        assert!(t.expired(at + TimeDelta::seconds(30)).is_empty());
+        assert_eq!(t.next_expiry(), Some(at + TimeDelta::seconds(80)));
+    }
+}
