@@ -7,6 +7,7 @@
 mod coordination;
 mod locks;
 mod messaging;
+mod suggestions;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -458,6 +458,49 @@ impl Session {
         )
     }
 
+    /// May `who` suggest a change? It needs the suggest permission (navigators by default).
+    pub fn check_suggest(&self, who: &str) -> Result<(), DomainError> {
+        self.check_open_session()?;
+        let p = self.active(who)?;
+        if !p.permissions.contains(&Permission::Suggest) {
+            return Err(DomainError::Forbidden(format!(
+                "{who} is {} without the suggest permission{}",
+                p.role,
+                if p.permissions.contains(&Permission::Write) {
+                    "; it records changes directly"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// May `caller` resolve suggestions? The driver (who then writes the accepted change, so the
+    /// write gate applies) or the operator.
+    pub fn check_resolve(
+        &self,
+        caller: &Caller,
+        accept: bool,
+    ) -> Result<Option<String>, DomainError> {
+        self.check_open_session()?;
+        match caller {
+            Caller::Operator => Ok(None),
+            Caller::Participant(me) => {
+                if self.driver().map(|d| &d.ai_id) != Some(me) {
+                    return Err(DomainError::Forbidden(format!(
+                        "only the driver ({}) or the operator resolves suggestions",
+                        self.driver().map_or("nobody", |d| d.ai_id.as_str())
+                    )));
+                }
+                if accept {
+                    self.check_code_write(me)?;
+                }
+                Ok(Some(me.clone()))
+            }
+        }
+    }
+
     /// May `who` change code now? Strict mode: only the driver, and only while it holds control
     /// (not while its work awaits review). Loose mode: anyone with the write permission; the
     /// handshake is advisory. Returns `Ok(true)` when the change is allowed but outside the

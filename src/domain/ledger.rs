@@ -129,6 +129,12 @@ pub fn plan_change(spec: ChangeSpec) -> Result<PlannedChange, DomainError> {
             ));
         }
         (Some(d), None, None) => Some(d.clone()),
+        (None, before, after) if before.is_some() && before == after => {
+            return Err(DomainError::invalid(
+                "after",
+                "before and after are the same: nothing changed",
+            ));
+        }
         (None, before, after) if before.is_some() || after.is_some() => {
             let (old, new) = (
                 before.as_deref().unwrap_or(""),

@@ -27,6 +27,7 @@ use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
 use crate::error::HubError;
 use crate::mcp::tools::coordination::{
     ChangesArgs, ChangesCommand, HandshakeArgs, LockArgs, LockCommand, RoleArgs, RoleCommand,
+    SuggestionArgs, SuggestionCommand,
 };
 use crate::mcp::tools::{ack_selection, args, message_query};
 use crate::store::ledger::ChangeQuery;
@@ -47,7 +48,77 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/collaborate/lock").route(web::post().to(lock_acquire)))
         .service(resource("/mcp/collaborate/lock/renew").route(web::post().to(lock_renew)))
         .service(resource("/mcp/collaborate/lock/release").route(web::post().to(lock_release)))
-        .service(resource("/mcp/collaborate/locks").route(web::get().to(locks)));
+        .service(resource("/mcp/collaborate/locks").route(web::get().to(locks)))
+        .service(resource("/mcp/collaborate/suggestion").route(web::post().to(suggestion_submit)))
+        .service(
+            resource("/mcp/collaborate/suggestion/resolve")
+                .route(web::post().to(suggestion_resolve)),
+        )
+        .service(resource("/mcp/collaborate/suggestions").route(web::get().to(suggestions)));
+}
+
+/// Runs a suggestion command given as the `suggestion` tool's arguments with `action` set.
+async fn suggestion_command(
+    hub: &Addr<Hub>,
+    credential: Credential,
+    body: Value,
+    action: &str,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &[])?;
+    let Value::Object(mut rest) = a.rest else {
+        unreachable!("addressed keeps an object");
+    };
+    if rest.insert("action".into(), Value::from(action)).is_some() {
+        return Err(HubError::invalid(
+            "action",
+            "the endpoint says what to do; drop action",
+        ));
+    }
+    let session = a.session_id.as_deref();
+    match args::<SuggestionArgs>(Value::Object(rest))?.into_command(credential.clone(), a.ai_id)? {
+        SuggestionCommand::Submit(c) => to_session(hub, &credential, session, c).await,
+        SuggestionCommand::Resolve(c) => to_session(hub, &credential, session, c).await,
+        SuggestionCommand::List(c) => to_session(hub, &credential, session, c).await,
+    }
+}
+
+/// `POST /mcp/collaborate/suggestion` `{filePath, diff | before/after, reason?, taskId?}`.
+async fn suggestion_submit(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    suggestion_command(&hub, credential, body, "submit").await
+}
+
+/// `POST /mcp/collaborate/suggestion/resolve` `{id, accept, note?}`.
+async fn suggestion_resolve(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    suggestion_command(&hub, credential, body, "resolve").await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SuggestionsQuery {
+    session_id: Option<String>,
+    all: Option<bool>,
+}
+
+/// `GET /mcp/collaborate/suggestions?sessionId=&all=`: pending (or all) suggestions.
+async fn suggestions(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<SuggestionsQuery>,
+) -> Result<HttpResponse> {
+    let command = crate::actors::messages::ListSuggestions {
+        credential: credential.clone(),
+        pending_only: !q.all.unwrap_or(false),
+        limit: 100,
+    };
+    to_session(&hub, &credential, q.session_id.as_deref(), command).await
 }
 
 /// Runs a lock command given as the `lock` tool's arguments with `action` set.

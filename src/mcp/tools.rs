@@ -408,6 +408,17 @@ pub static CATALOGUE: &[ToolSpec] = &[
         visible: participant,
         call: |ctx, args| Box::pin(coordination::lock(ctx, args)),
     },
+    ToolSpec {
+        name: "suggestion",
+        binds: false,
+        description: "Propose a change (submit) for the driver to accept or reject (resolve); list pending.",
+        input: schema::<coordination::SuggestionArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(coordination::suggestion(ctx, args)),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod models;
 pub mod queries;
 pub mod schema;
+pub mod suggestions;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;

@@ -135,6 +135,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    suggestions (session_id, id) {
+        session_id -> Text,
+        id -> BigInt,
+        ai_id -> Text,
+        file_path -> Text,
+        diff -> Text,
+        lines -> Text,
+        reason -> Nullable<Text>,
+        task_id -> Nullable<BigInt>,
+        status -> Text,
+        resolved_by -> Nullable<Text>,
+        note -> Nullable<Text>,
+        change_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(participants -> sessions (session_id));
 diesel::joinable!(events -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(

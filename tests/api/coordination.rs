@@ -18,6 +18,7 @@ both_backends!(
     roles_change_at_handshake_boundaries,
     automatic_rotation_and_review_timeout,
     the_ledger_keeps_history_and_refuses_bad_diffs,
+    suggestions_become_changes_or_stay_rejected,
 );
 
 async fn session(app: &TestApp, body: Value) -> (String, Value) {
@@ -191,7 +192,7 @@ async fn the_concepts_handshake_in_strict_mode(backend: Backend) {
     let (err, rec) = claude
         .tool(
             "changes",
-            edit("/src/auth.ts", 45, "if (!user) return null;"),
+            edit("/src/auth.ts", 25, "if (!user) return null;"),
         )
         .await;
     assert!(!err, "{rec}");
@@ -599,4 +600,142 @@ async fn the_ledger_keeps_history_and_refuses_bad_diffs(backend: Backend) {
             .contains("-line 3\n+x"),
         "{computed}"
     );
+}
+
+async fn suggestions_become_changes_or_stay_rejected(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = session(&app, json!({"name": "suggest", "participants": {
+        "claude": {"role": "driver"}, "gemini": {"role": "navigator"}, "cursor": {"role": "observer"}}})).await;
+    let claude = mcp(&app, &tokens, "claude").await;
+    let gemini = mcp(&app, &tokens, "gemini").await;
+    let cursor = mcp(&app, &tokens, "cursor").await;
+    // The concept's answer to a refused write: submit it as a suggestion.
+    let mut proposal = edit("/src/auth.ts", 25, "if (!user) return null;");
+    proposal["action"] = json!("submit");
+    proposal["reason"] = json!("null check on line 25");
+    let (err, first) = gemini.tool("suggestion", proposal.clone()).await;
+    assert!(!err, "{first}");
+    let (err, r) = cursor.tool("suggestion", proposal.clone()).await;
+    assert!(
+        err && r.as_str().unwrap().contains("suggest permission"),
+        "{r}"
+    );
+    let (_, page) = claude
+        .tool(
+            "events_poll",
+            json!({"after": first["id"].as_i64().unwrap() - 1}),
+        )
+        .await;
+    assert_eq!(
+        (
+            page["events"][0]["kind"].as_str(),
+            page["events"][0]["priority"].as_str()
+        ),
+        (Some("suggestion_submitted"), Some("important"))
+    );
+
+    // Only the driver resolves; accepting writes a change attributed to both.
+    let (err, r) = gemini
+        .tool(
+            "suggestion",
+            json!({"action": "resolve", "id": first["id"], "accept": true}),
+        )
+        .await;
+    assert!(
+        err && r.as_str().unwrap().contains("only the driver"),
+        "{r}"
+    );
+    let (err, accepted) = claude
+        .tool(
+            "suggestion",
+            json!({"action": "resolve", "id": first["id"], "accept": true, "note": "good catch"}),
+        )
+        .await;
+    assert!(!err, "{accepted}");
+    let change = accepted["changeId"].as_i64().unwrap();
+    let (_, ledger) = claude
+        .tool(
+            "changes",
+            json!({"action": "list", "filePath": "/src/auth.ts", "withDiff": true}),
+        )
+        .await;
+    let c = &ledger["changes"][0];
+    assert_eq!(
+        (c["id"].as_i64(), c["aiId"].as_str(), c["coAuthor"].as_str()),
+        (Some(change), Some("gemini"), Some("claude")),
+        "{ledger}"
+    );
+    assert!(
+        c["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+if (!user) return null;")
+    );
+    let (_, told) = gemini.tool("events_poll", json!({"after": change})).await;
+    assert!(
+        told["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "suggestion_resolved" && e["to"] == "gemini"),
+        "{told}"
+    );
+    let (err, r) = claude
+        .tool(
+            "suggestion",
+            json!({"action": "resolve", "id": first["id"], "accept": false}),
+        )
+        .await;
+    assert!(err && r.as_str().unwrap().contains("already"), "{r}");
+
+    // While its work awaits review the driver cannot accept (that would be a write), but may reject.
+    let (err, second) = gemini.tool("suggestion", proposal).await;
+    assert!(!err);
+    claude
+        .tool("handshake", json!({"step": "work_complete"}))
+        .await;
+    let (err, r) = claude
+        .tool(
+            "suggestion",
+            json!({"action": "resolve", "id": second["id"], "accept": true}),
+        )
+        .await;
+    assert!(
+        err && r.as_str().unwrap().contains("write_permission_denied"),
+        "{r}"
+    );
+    let (err, rejected) = claude.tool("suggestion", json!({"action": "resolve", "id": second["id"], "accept": false, "note": "out of scope"})).await;
+    assert!(!err, "{rejected}");
+    let (status, all) = app
+        .get(&format!(
+            "/mcp/collaborate/suggestions?sessionId={id}&all=true"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let statuses: Vec<(&str, Option<&str>)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["status"].as_str().unwrap(), s["note"].as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("accepted", Some("good catch")),
+            ("rejected", Some("out of scope"))
+        ]
+    );
+    let (_, pending) = app
+        .get(&format!("/mcp/collaborate/suggestions?sessionId={id}"))
+        .await;
+    assert_eq!(pending, json!([]));
+    let (status, body) = app
+        .post(
+            "/mcp/collaborate/suggestion/resolve",
+            &json!({"sessionId": id, "id": 424242, "accept": true}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
 }

@@ -80,7 +80,8 @@ async def main() -> int:
             expected_tools = ["changes", "checkpoint", "context_append", "context_delete", "context_diff",
                               "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
                               "events_poll", "handshake", "lock", "memory", "message_ack", "message_send", "messages_read",
-                              "notes", "role", "session_leave", "session_status", "status_report", "whoami"]
+                              "notes", "role", "session_leave", "session_status", "status_report", "suggestion",
+                              "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
             check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)
@@ -113,6 +114,7 @@ async def main() -> int:
                 ("handshake", {"step": "work_complete", "changes": ["auth"], "needsReview": False}),
                 ("lock", {"action": "acquire", "resource": "/src/auth.py", "duration": "30s"}),
                 ("lock", {"action": "list"}),
+                ("suggestion", {"action": "list"}),
                 ("role", {"action": "request", "role": "navigator"}),
             ]:
                 r = await client.call_tool(name, args)

@@ -1,3 +1,4 @@
+DROP TABLE suggestions;
 DROP TABLE locks;
 DROP TABLE code_changes;
 ALTER TABLE sessions DROP COLUMN review_timeout_secs;

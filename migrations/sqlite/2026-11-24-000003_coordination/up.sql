@@ -48,3 +48,23 @@ CREATE TABLE locks (
     PRIMARY KEY (session_id, id)
 );
 CREATE INDEX locks_open ON locks (session_id, state);
+
+-- Suggestions: a proposed change, by someone who may suggest, for the driver to accept (it then
+-- becomes a change attributed to both) or reject (kept with its reason).
+CREATE TABLE suggestions (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id BIGINT NOT NULL,
+    ai_id TEXT NOT NULL,
+    file_path TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    lines TEXT NOT NULL,
+    reason TEXT,
+    task_id BIGINT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+    resolved_by TEXT,
+    note TEXT,
+    change_id BIGINT,
+    created_at TIMESTAMP NOT NULL,
+    resolved_at TIMESTAMP,
+    PRIMARY KEY (session_id, id)
+);

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::{ToolCtx, ToolOutput, args, in_session, plain, value};
 use crate::actors::messages::{
-    AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, RecordChange, ReleaseLock,
-    RenewLock, RequestRole, RespondRole,
+    AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, ListSuggestions, RecordChange,
+    ReleaseLock, RenewLock, RequestRole, ResolveSuggestion, RespondRole, SubmitSuggestion,
 };
 use crate::domain::auth::Credential;
 use crate::domain::handshake::{Feedback, Step};
@@ -362,6 +362,96 @@ pub async fn lock(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
         LockCommand::Renew(c) => value(&in_session(&ctx, c).await?),
         LockCommand::Release(c) => value(&in_session(&ctx, c).await?),
         LockCommand::List(c) => json!({ "locks": in_session(&ctx, c).await? }),
+    };
+    Ok(plain(out))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum SuggestionAction {
+    Submit,
+    Resolve,
+    List,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SuggestionArgs {
+    action: SuggestionAction,
+    file_path: Option<String>,
+    /// Unified diff, or before + after.
+    diff: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    reason: Option<String>,
+    task_id: Option<i64>,
+    /// resolve
+    id: Option<i64>,
+    /// resolve
+    accept: Option<bool>,
+    note: Option<String>,
+    /// list: all, not only pending.
+    all: Option<bool>,
+}
+
+/// What `suggestion` asks for (shared with REST).
+pub enum SuggestionCommand {
+    Submit(SubmitSuggestion),
+    Resolve(ResolveSuggestion),
+    List(ListSuggestions),
+}
+
+impl SuggestionArgs {
+    pub fn into_command(
+        self,
+        credential: Credential,
+        as_participant: Option<String>,
+    ) -> Result<SuggestionCommand, HubError> {
+        Ok(match self.action {
+            SuggestionAction::Submit => SuggestionCommand::Submit(SubmitSuggestion {
+                credential,
+                as_participant,
+                spec: ChangeSpec {
+                    file_path: self
+                        .file_path
+                        .ok_or_else(|| HubError::invalid("filePath", "submit names the file"))?,
+                    operation: None,
+                    diff: self.diff,
+                    before: self.before,
+                    after: self.after,
+                    new_path: None,
+                    symbols: Vec::new(),
+                    reason: self.reason,
+                    lock_token: None,
+                },
+                task_id: self.task_id,
+            }),
+            SuggestionAction::Resolve => SuggestionCommand::Resolve(ResolveSuggestion {
+                credential,
+                as_participant,
+                id: self
+                    .id
+                    .ok_or_else(|| HubError::invalid("id", "resolve names the suggestion"))?,
+                accept: self.accept.ok_or_else(|| {
+                    HubError::invalid("accept", "resolve says accept: true or false")
+                })?,
+                note: self.note,
+            }),
+            SuggestionAction::List => SuggestionCommand::List(ListSuggestions {
+                credential,
+                pending_only: !self.all.unwrap_or(false),
+                limit: 100,
+            }),
+        })
+    }
+}
+
+pub async fn suggestion(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: SuggestionArgs = args(raw)?;
+    let out = match a.into_command(ctx.session.credential.clone(), None)? {
+        SuggestionCommand::Submit(c) => value(&in_session(&ctx, c).await?),
+        SuggestionCommand::Resolve(c) => value(&in_session(&ctx, c).await?),
+        SuggestionCommand::List(c) => json!({ "suggestions": in_session(&ctx, c).await? }),
     };
     Ok(plain(out))
 }
