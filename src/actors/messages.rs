@@ -14,6 +14,8 @@ use crate::domain::handshake::{Phase, Step};
 use crate::domain::ledger::ChangeSpec;
 use crate::domain::lock::{Lock, Mode};
 use crate::domain::message::{AckSelection, MessageSpec};
+use crate::domain::task::{Status as TaskStatus, Task};
+use crate::domain::task_rules::TaskOp;
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     HandshakeMode, Participant, ParticipantBrief, ParticipantSpec, ParticipantView, Session,
@@ -490,6 +492,8 @@ pub struct AcquireLock {
     pub duration: Option<serde_json::Value>,
     pub mode: Mode,
     pub wait: bool,
+    /// Released when this task completes.
+    pub task_id: Option<i64>,
 }
 
 /// Extend a held lease.
@@ -582,4 +586,31 @@ pub struct ListSuggestions {
     pub credential: Credential,
     pub pending_only: bool,
     pub limit: i64,
+}
+
+/// Create, update, assign, hand off or claim tasks.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TasksWritten, HubError>")]
+pub struct TaskCommand {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub op: TaskOp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TasksWritten {
+    /// The tasks as they are now (a created task and its subtasks, or the changed task).
+    pub tasks: Vec<Task>,
+}
+
+/// Tasks, filtered (from memory).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Task>, HubError>")]
+pub struct ListTasks {
+    pub credential: Credential,
+    pub status: Option<TaskStatus>,
+    pub assigned_to: Option<String>,
+    pub parent: Option<i64>,
+    pub id: Option<i64>,
 }

@@ -8,6 +8,7 @@ mod coordination;
 mod locks;
 mod messaging;
 mod suggestions;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -253,6 +253,9 @@ pub struct Lock {
     /// Held: the fencing token (the id of the event that granted it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<i64>,
+    /// Taken for this task: released when the task completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<NaiveDateTime>,
 }
@@ -270,13 +273,15 @@ impl Lock {
 
 /// Why a lock stopped being held (or waiting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Release {
     Released,
     Expired,
     Left,
     Forced,
     Cancelled,
+    /// The task it was taken for completed.
+    TaskDone,
 }
 
 /// A request as asked.
@@ -288,6 +293,7 @@ pub struct Request {
     pub operation: Option<String>,
     pub lease_secs: u32,
     pub wait: bool,
+    pub task_id: Option<i64>,
 }
 
 /// What a request leads to.
@@ -349,6 +355,7 @@ impl LockTable {
             state: State::Waiting,
             lease_secs: request.lease_secs,
             token: None,
+            task_id: request.task_id,
             expires_at: None,
         };
         // Waiters count too: nobody jumps the queue.
@@ -414,6 +421,7 @@ impl LockTable {
                 operation: request.operation,
                 state: if granted { State::Held } else { State::Waiting },
                 lease_secs: lease,
+                task_id: request.task_id,
                 token: granted.then_some(id),
                 expires_at: granted.then(|| at + TimeDelta::seconds(i64::from(lease))),
             },
@@ -474,6 +482,15 @@ impl LockTable {
     /// When the next lease runs out.
     pub fn next_expiry(&self) -> Option<NaiveDateTime> {
         self.held().filter_map(|l| l.expires_at).min()
+    }
+
+    /// Locks taken for `task`.
+    pub fn of_task(&self, task: i64) -> Vec<i64> {
+        self.locks
+            .values()
+            .filter(|l| l.task_id == Some(task))
+            .map(|l| l.id)
+            .collect()
     }
 
     /// Everything `holder` holds or awaits.
@@ -584,6 +601,7 @@ mod tests {
             operation: None,
             lease_secs: 30,
             wait,
+            task_id: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub mod monitor;
 pub mod outbox;
 pub mod role;
 pub mod session;
+pub mod task;
+pub mod task_rules;
 
 use thiserror::Error;
 

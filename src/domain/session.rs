@@ -19,6 +19,7 @@ use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::lock::LockTable;
+use super::task::{Strategy, TaskBoard};
 use super::message::{
     self, MessageSpec, Parent, PendingAck, PendingAcks, PlannedMessage, SendRate,
 };
@@ -133,6 +134,8 @@ pub struct ParticipantSpec {
     pub role: Role,
     /// `None`: the role's defaults.
     pub permissions: Option<BTreeSet<Permission>>,
+    /// What it is good at, for skill-based task assignment.
+    pub skills: Vec<String>,
 }
 
 /// A participant as a request names it, before default roles are given.
@@ -141,6 +144,7 @@ pub struct ParticipantRequest {
     pub ai_id: String,
     pub role: Option<Role>,
     pub permissions: Option<BTreeSet<Permission>>,
+    pub skills: Vec<String>,
 }
 
 /// Gives roles to participants named without one: the first drives unless someone else was
@@ -163,6 +167,7 @@ pub fn assign_default_roles(requests: Vec<ParticipantRequest>) -> Vec<Participan
                 ai_id: r.ai_id,
                 role,
                 permissions: r.permissions,
+                skills: r.skills,
             }
         })
         .collect()
@@ -181,6 +186,8 @@ pub struct SessionSpec {
     pub rotation_interval_secs: u32,
     /// A handshake waiting this long for a reviewer raises an alert.
     pub review_timeout_secs: u32,
+    /// How unassigned tasks find a participant (the concept's `taskAllocation`).
+    pub task_allocation: Strategy,
     pub metadata: Value,
 }
 
@@ -200,6 +207,8 @@ pub struct Participant {
     pub left_at: Option<NaiveDateTime>,
     /// Last event id the participant acknowledged: its delivery cursor.
     pub acked_event_id: i64,
+    /// What it is good at (skill-based task assignment).
+    pub skills: Vec<String>,
     /// Its open checkpoint, if any (stored with the participant, so a restart keeps the hold).
     pub checkpoint: Option<Checkpoint>,
     /// Critical events up to here were acknowledged even if the cursor stayed behind (an ack
@@ -227,6 +236,7 @@ impl Participant {
             joined_at: at,
             left_at: None,
             acked_event_id: 0,
+            skills: spec.skills.clone(),
             checkpoint: None,
             acked_critical: 0,
             acked_critical_ids: BTreeSet::new(),
@@ -265,6 +275,9 @@ pub struct Session {
     pub coordination: Coordination,
     /// Locks held or waiting.
     pub locks: LockTable,
+    /// Default assignment strategy for unassigned work.
+    pub task_allocation: Strategy,
+    pub tasks: TaskBoard,
 }
 
 /// Kind of the event that records plain context changes.
@@ -449,6 +462,8 @@ impl Session {
             review_timeout_secs: spec.review_timeout_secs,
             coordination: Coordination::default(),
             locks: LockTable::default(),
+            task_allocation: spec.task_allocation,
+            tasks: TaskBoard::default(),
         }
     }
 
@@ -991,6 +1006,7 @@ impl Session {
             coordination: self.coordination.clone(),
             role_rotation_interval: f64::from(self.rotation_interval_secs) / 60.0,
             review_timeout_secs: self.review_timeout_secs,
+            task_allocation: self.task_allocation,
         }
     }
 }
@@ -1058,6 +1074,7 @@ pub struct SessionView {
     #[serde(skip_serializing_if = "is_zero")]
     pub role_rotation_interval: f64,
     pub review_timeout_secs: u32,
+    pub task_allocation: Strategy,
 }
 
 fn is_zero(n: &f64) -> bool {
@@ -1111,6 +1128,7 @@ pub(crate) mod tests_support {
                     ai_id: (*id).into(),
                     role: *role,
                     permissions: None,
+                    skills: Vec::new(),
                 })
                 .collect(),
             save_interval: DEFAULT_SAVE_INTERVAL,
@@ -1118,6 +1136,7 @@ pub(crate) mod tests_support {
             rotation_policy: RotationPolicy::Manual,
             rotation_interval_secs: 0,
             review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
+            task_allocation: Strategy::default(),
             metadata: json!({}),
         };
         spec.validate().unwrap();
@@ -1139,6 +1158,7 @@ mod tests {
                     ai_id: (*id).into(),
                     role: *role,
                     permissions: None,
+                    skills: Vec::new(),
                 })
                 .collect(),
             save_interval: DEFAULT_SAVE_INTERVAL,
@@ -1146,6 +1166,7 @@ mod tests {
             rotation_policy: RotationPolicy::Manual,
             rotation_interval_secs: 0,
             review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
+            task_allocation: Strategy::default(),
             metadata: json!({}),
         }
     }
@@ -1216,6 +1237,7 @@ mod tests {
             ai_id: "claude".into(),
             role: Role::Observer,
             permissions: None,
+            skills: Vec::new(),
         };
         let now = crate::domain::now();
         assert!(matches!(
@@ -1229,6 +1251,7 @@ mod tests {
             ai_id: "gemini".into(),
             role: Role::Driver,
             permissions: None,
+            skills: Vec::new(),
         };
         assert!(matches!(
             s.check_join(&driver, "d".into(), now),
@@ -1241,6 +1264,7 @@ mod tests {
             ai_id: "gemini".into(),
             role: Role::Navigator,
             permissions: None,
+            skills: Vec::new(),
         };
         let (p, ev) = s.check_join(&nav, "d".into(), now).unwrap();
         assert_eq!(ev.kind, "participant_joined");
@@ -1271,6 +1295,7 @@ mod tests {
             ai_id: "gemini".into(),
             role: Role::Observer,
             permissions: None,
+            skills: Vec::new(),
         };
         assert!(
             s.check_join(&back, "d2".into(), crate::domain::now())
@@ -1333,6 +1358,7 @@ mod tests {
             ai_id: "codex".into(),
             role: Role::Observer,
             permissions: None,
+            skills: Vec::new(),
         };
         assert!(matches!(
             s.check_join(&late, "d".into(), crate::domain::now()),

@@ -27,7 +27,7 @@ use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
 use crate::error::HubError;
 use crate::mcp::tools::coordination::{
     ChangesArgs, ChangesCommand, HandshakeArgs, LockArgs, LockCommand, RoleArgs, RoleCommand,
-    SuggestionArgs, SuggestionCommand,
+    SuggestionArgs, SuggestionCommand, TaskArgs, TaskRequest,
 };
 use crate::mcp::tools::{ack_selection, args, message_query};
 use crate::store::ledger::ChangeQuery;
@@ -54,7 +54,88 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/mcp/collaborate/suggestion/resolve")
                 .route(web::post().to(suggestion_resolve)),
         )
-        .service(resource("/mcp/collaborate/suggestions").route(web::get().to(suggestions)));
+        .service(resource("/mcp/collaborate/suggestions").route(web::get().to(suggestions)))
+        .service(resource("/mcp/collaborate/task").route(web::post().to(task_create)))
+        .service(resource("/mcp/collaborate/task/{action}").route(web::post().to(task_action)))
+        .service(resource("/mcp/collaborate/tasks").route(web::get().to(tasks)));
+}
+
+/// Runs a task request given as the `task` tool's arguments with `action` set.
+async fn task_command(
+    hub: &Addr<Hub>,
+    credential: Credential,
+    body: Value,
+    action: &str,
+) -> Result<HttpResponse> {
+    let a = addressed(body, &[])?;
+    let Value::Object(mut rest) = a.rest else {
+        unreachable!("addressed keeps an object");
+    };
+    if rest.insert("action".into(), Value::from(action)).is_some() {
+        return Err(HubError::invalid(
+            "action",
+            "the endpoint says what to do; drop action",
+        ));
+    }
+    let session = a.session_id.as_deref();
+    match args::<TaskArgs>(Value::Object(rest))?.into_request(credential.clone(), a.ai_id)? {
+        TaskRequest::Write(c) => to_session(hub, &credential, session, c).await,
+        TaskRequest::List(c) => to_session(hub, &credential, session, c).await,
+    }
+}
+
+/// `POST /mcp/collaborate/task` `{description, assignedTo?, subtasks?, dependencies?, skills?,
+/// estimatedDuration?, metadata?, parent?, strategy?}`: creates a task (and its subtasks).
+async fn task_create(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    task_command(&hub, credential, body, "create").await
+}
+
+/// `POST /mcp/collaborate/task/{update|assign|handoff|claim}` `{taskId, …}`.
+async fn task_action(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    action: web::Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse> {
+    let action = action.into_inner();
+    if !["update", "assign", "handoff", "claim"].contains(&action.as_str()) {
+        return Err(HubError::NotFound {
+            code: "no_route",
+            message: format!("no task action {action:?}; use update, assign, handoff or claim"),
+        });
+    }
+    task_command(&hub, credential, body, &action).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TasksQuery {
+    session_id: Option<String>,
+    status: Option<crate::domain::task::Status>,
+    assigned_to: Option<String>,
+    parent: Option<i64>,
+    id: Option<i64>,
+}
+
+/// `GET /mcp/collaborate/tasks?status=&assignedTo=&parent=&id=`.
+async fn tasks(
+    hub: web::Data<Addr<Hub>>,
+    Auth(credential): Auth,
+    q: web::Query<TasksQuery>,
+) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let command = crate::actors::messages::ListTasks {
+        credential: credential.clone(),
+        status: q.status,
+        assigned_to: q.assigned_to,
+        parent: q.parent,
+        id: q.id,
+    };
+    to_session(&hub, &credential, q.session_id.as_deref(), command).await
 }
 
 /// Runs a suggestion command given as the `suggestion` tool's arguments with `action` set.

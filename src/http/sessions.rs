@@ -51,6 +51,8 @@ struct CreateBody {
     /// Minutes per driver under automatic rotation (the concept's `roleRotationInterval`).
     role_rotation_interval: Option<f64>,
     review_timeout_secs: Option<u32>,
+    /// Default assignment strategy: roundRobin, loadBalanced, skillBased, random.
+    task_allocation: Option<crate::domain::task::Strategy>,
     metadata: Option<Value>,
 }
 
@@ -67,6 +69,7 @@ async fn create(
         rotation_policy: body.rotation_policy.unwrap_or_default(),
         rotation_interval_secs: rotation_secs(body.role_rotation_interval)?,
         review_timeout_secs: body.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
+        task_allocation: body.task_allocation.unwrap_or_default(),
         metadata: body
             .metadata
             .unwrap_or_else(|| Value::Object(Default::default())),
@@ -84,6 +87,9 @@ struct JoinBody {
     participant: String,
     role: Option<Role>,
     permissions: Option<BTreeSet<Permission>>,
+    /// For skill-based task assignment.
+    #[serde(default)]
+    skills: Vec<String>,
 }
 
 async fn join(
@@ -96,6 +102,7 @@ async fn join(
         ai_id: body.participant,
         role: body.role.unwrap_or(Role::Observer),
         permissions: body.permissions,
+        skills: body.skills,
     };
     let command = JoinSession {
         credential,
@@ -320,6 +327,7 @@ fn request(ai_id: String) -> ParticipantRequest {
         ai_id,
         role: None,
         permissions: None,
+        skills: Vec::new(),
     }
 }
 
@@ -336,17 +344,23 @@ fn entry(
         .remove("permissions")
         .map(|v| typed::<BTreeSet<Permission>>(v, &format!("{at}.permissions")))
         .transpose()?;
+    let skills = o
+        .remove("skills")
+        .map(|v| typed::<Vec<String>>(v, &format!("{at}.skills")))
+        .transpose()?
+        .unwrap_or_default();
     o.remove("endpoint"); // the concept's config names the MCP endpoint; every endpoint is equal here
     if let Some(unknown) = o.keys().next() {
         return Err(HubError::invalid(
             format!("{at}.{unknown}"),
-            format!("unknown field {unknown:?}; expected aiId, role, permissions"),
+            format!("unknown field {unknown:?}; expected aiId, role, permissions, skills"),
         ));
     }
     Ok(ParticipantRequest {
         ai_id: id,
         role,
         permissions,
+        skills,
     })
 }
 

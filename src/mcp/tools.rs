@@ -419,6 +419,17 @@ pub static CATALOGUE: &[ToolSpec] = &[
         visible: participant,
         call: |ctx, args| Box::pin(coordination::suggestion(ctx, args)),
     },
+    ToolSpec {
+        name: "task",
+        binds: false,
+        description: "Tasks with subtasks and dependencies: create, update status, assign, handoff, claim, list, get.",
+        input: schema::<coordination::TaskArgs>,
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: |ctx, args| Box::pin(coordination::task(ctx, args)),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
@@ -630,6 +641,7 @@ struct ParticipantArg {
     /// Default: the first drives, the rest navigate.
     role: Option<Role>,
     permissions: Option<Vec<Permission>>,
+    skills: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -646,6 +658,7 @@ struct CreateArgs {
     /// Automatic rotation: minutes per driver.
     role_rotation_interval: Option<f64>,
     review_timeout_secs: Option<u32>,
+    task_allocation: Option<crate::domain::task::Strategy>,
     metadata: Option<Map<String, Value>>,
 }
 
@@ -659,6 +672,7 @@ async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError
             ai_id: p.ai_id,
             role: p.role,
             permissions: p.permissions.map(|v| v.into_iter().collect()),
+            skills: p.skills.unwrap_or_default(),
         })
         .collect();
     let participants: Vec<ParticipantSpec> = assign_default_roles(requests);
@@ -685,6 +699,7 @@ async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError
         rotation_policy: a.rotation_policy.unwrap_or_default(),
         rotation_interval_secs: rotation_secs(a.role_rotation_interval)?,
         review_timeout_secs: a.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
+        task_allocation: a.task_allocation.unwrap_or_default(),
         metadata: Value::Object(a.metadata.unwrap_or_default()),
     };
     let credential = ctx.session.credential.clone();
@@ -712,6 +727,7 @@ struct JoinArgs {
     /// Default: observer.
     role: Option<Role>,
     permissions: Option<Vec<Permission>>,
+    skills: Option<Vec<String>>,
 }
 
 async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
@@ -721,6 +737,7 @@ async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> 
         ai_id: a.participant,
         role: a.role.unwrap_or(Role::Observer),
         permissions: a.permissions.map(|v| v.into_iter().collect()),
+        skills: a.skills.unwrap_or_default(),
     };
     let command = JoinSession {
         credential: ctx.session.credential.clone(),

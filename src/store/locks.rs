@@ -30,6 +30,7 @@ pub fn insert_request(
             locks::lease_secs.eq(i32::try_from(r.lease_secs).unwrap_or(i32::MAX)),
             locks::fencing_token.eq(granted.then_some(id)),
             locks::requested_at.eq(at),
+            locks::task_id.eq(r.task_id),
             locks::expires_at
                 .eq(granted.then(|| at + chrono::TimeDelta::seconds(i64::from(r.lease_secs)))),
         ))
@@ -78,6 +79,7 @@ fn reason_text(r: Release) -> &'static str {
         Release::Left => "left",
         Release::Forced => "forced",
         Release::Cancelled => "cancelled",
+        Release::TaskDone => "task_done",
     }
 }
 
@@ -108,6 +110,7 @@ type LockRow = (
     i32,
     Option<i64>,
     Option<NaiveDateTime>,
+    Option<i64>,
 );
 
 /// The locks held or waiting, for a session being loaded.
@@ -126,12 +129,13 @@ pub fn open_locks(conn: &mut DbConn, session_id: Uuid) -> Result<Vec<Lock>, HubE
             locks::lease_secs,
             locks::fencing_token,
             locks::expires_at,
+            locks::task_id,
         ))
         .load(conn)?;
     let bad = |what: &str| HubError::Internal(format!("a stored lock's {what} is unreadable"));
     rows.into_iter()
         .map(
-            |(id, resource, holder, mode, operation, state, lease, token, expires_at)| {
+            |(id, resource, holder, mode, operation, state, lease, token, expires_at, task_id)| {
                 Ok(Lock {
                     id,
                     resource: Resource::parse(&resource).map_err(|_| bad("resource"))?,
@@ -149,6 +153,7 @@ pub fn open_locks(conn: &mut DbConn, session_id: Uuid) -> Result<Vec<Lock>, HubE
                     },
                     lease_secs: u32::try_from(lease).map_err(|_| bad("lease"))?,
                     token,
+                    task_id,
                     expires_at,
                 })
             },

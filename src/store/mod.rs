@@ -20,6 +20,7 @@ pub mod models;
 pub mod queries;
 pub mod schema;
 pub mod suggestions;
+pub mod tasks;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;

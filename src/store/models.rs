@@ -25,6 +25,7 @@ pub struct SessionRow {
     pub coordination: String,
     pub rotation_interval_secs: i32,
     pub review_timeout_secs: i32,
+    pub task_allocation: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -40,6 +41,8 @@ pub struct ParticipantRow {
     pub acked_event_id: i64,
     /// The open checkpoint as JSON.
     pub checkpoint: Option<String>,
+    /// JSON list.
+    pub skills: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -82,6 +85,7 @@ impl SessionRow {
             coordination: coordination_json(&s.coordination),
             rotation_interval_secs: i32::try_from(s.rotation_interval_secs).unwrap_or(i32::MAX),
             review_timeout_secs: i32::try_from(s.review_timeout_secs).unwrap_or(i32::MAX),
+            task_allocation: s.task_allocation.as_str().into(),
         }
     }
 
@@ -114,6 +118,9 @@ impl SessionRow {
             coordination: serde_json::from_str(&self.coordination)
                 .map_err(|e| corrupt("coordination", e))?,
             locks: Default::default(),
+            task_allocation: crate::domain::task::Strategy::parse(&self.task_allocation)
+                .ok_or_else(|| corrupt("task allocation", &self.task_allocation))?,
+            tasks: Default::default(),
         })
     }
 }
@@ -133,6 +140,7 @@ impl ParticipantRow {
                 .checkpoint
                 .as_ref()
                 .and_then(|c| serde_json::to_string(c).ok()),
+            skills: serde_json::to_string(&p.skills).unwrap_or_else(|_| "[]".into()),
         }
     }
 
@@ -153,6 +161,7 @@ impl ParticipantRow {
                 .transpose()
                 .map_err(|e| corrupt("checkpoint", e))?,
             acked_critical: self.acked_event_id,
+            skills: serde_json::from_str(&self.skills).map_err(|e| corrupt("skills", e))?,
             acked_critical_ids: Default::default(),
         })
     }

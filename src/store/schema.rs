@@ -16,6 +16,7 @@ diesel::table! {
         coordination -> Text,
         rotation_interval_secs -> Integer,
         review_timeout_secs -> Integer,
+        task_allocation -> Text,
     }
 }
 
@@ -30,6 +31,7 @@ diesel::table! {
         left_at -> Nullable<Timestamp>,
         acked_event_id -> BigInt,
         checkpoint -> Nullable<Text>,
+        skills -> Text,
     }
 }
 
@@ -86,14 +88,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    tasks (id) {
-        id -> Text,
+    tasks (session_id, id) {
         session_id -> Text,
-        parent_id -> Nullable<Text>,
+        id -> BigInt,
+        parent_id -> Nullable<BigInt>,
         description -> Text,
         assigned_to -> Nullable<Text>,
         status -> Text,
+        blocked_reason -> Nullable<Text>,
+        dependencies -> Text,
+        skills -> Text,
+        estimated_secs -> Nullable<Integer>,
         metadata -> Text,
+        handoff -> Nullable<Text>,
+        created_by -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
@@ -132,6 +140,7 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         released_at -> Nullable<Timestamp>,
         release_reason -> Nullable<Text>,
+        task_id -> Nullable<BigInt>,
     }
 }
 

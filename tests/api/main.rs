@@ -16,3 +16,4 @@ mod mcp_team;
 mod messaging;
 mod security;
 mod sessions;
+mod tasks;

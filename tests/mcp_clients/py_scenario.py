@@ -81,7 +81,7 @@ async def main() -> int:
                               "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
                               "events_poll", "handshake", "lock", "memory", "message_ack", "message_send", "messages_read",
                               "notes", "role", "session_leave", "session_status", "status_report", "suggestion",
-                              "whoami"]
+                              "task", "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content
             check(me["aiId"] == "claude" and me["sessionId"] == session_id, "whoami", me)
@@ -115,6 +115,8 @@ async def main() -> int:
                 ("lock", {"action": "acquire", "resource": "/src/auth.py", "duration": "30s"}),
                 ("lock", {"action": "list"}),
                 ("suggestion", {"action": "list"}),
+                ("task", {"action": "create", "description": "Refactor auth", "assignedTo": "claude"}),
+                ("task", {"action": "list"}),
                 ("role", {"action": "request", "role": "navigator"}),
             ]:
                 r = await client.call_tool(name, args)

@@ -57,7 +57,7 @@ try {
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
   check(JSON.stringify(names) === JSON.stringify(['changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
     'discovery_report', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session_leave',
-    'session_status', 'status_report', 'suggestion', 'whoami']),
+    'session_status', 'status_report', 'suggestion', 'task', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
   check(me.aiId === 'claude' && me.role === 'driver' && me.sessionId === sessionId, 'whoami', me);
@@ -126,6 +126,8 @@ try {
   const held = await call('lock', { action: 'acquire', resource: '/src/auth/', operation: 'refactor', duration: 'estimated_30s' });
   check(held.state === 'held' && held.token === held.id, 'lock acquire', held);
   await call('lock', { action: 'release', lockId: held.id });
+  const made = await call('task', { action: 'create', description: 'Refactor auth', subtasks: ['tests'], strategy: 'loadBalanced' });
+  check(made.tasks.length === 2 && made.tasks[1].parent === made.tasks[0].id, 'task create', made);
   const pending = await call('suggestion', { action: 'list' });
   check(Array.isArray(pending.suggestions), 'suggestion list', pending);
   const asked = await call('role', { action: 'request', role: 'navigator', reason: 'let gemini drive' });

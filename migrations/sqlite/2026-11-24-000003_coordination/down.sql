@@ -1,3 +1,6 @@
+DROP TABLE tasks;
+ALTER TABLE sessions DROP COLUMN task_allocation;
+ALTER TABLE participants DROP COLUMN skills;
 DROP TABLE suggestions;
 DROP TABLE locks;
 DROP TABLE code_changes;
@@ -28,3 +31,17 @@ CREATE TABLE locks (
     released_at TIMESTAMP
 );
 CREATE INDEX locks_session_resource ON locks (session_id, resource);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    parent_id TEXT REFERENCES tasks (id) ON DELETE CASCADE,
+    description TEXT NOT NULL,
+    assigned_to TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'in_progress', 'completed', 'blocked')),
+    metadata TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    completed_at TIMESTAMP
+);
+CREATE INDEX tasks_session ON tasks (session_id);
+

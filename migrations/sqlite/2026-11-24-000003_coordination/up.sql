@@ -45,6 +45,7 @@ CREATE TABLE locks (
     expires_at TIMESTAMP,
     released_at TIMESTAMP,
     release_reason TEXT,
+    task_id BIGINT,
     PRIMARY KEY (session_id, id)
 );
 CREATE INDEX locks_open ON locks (session_id, state);
@@ -66,5 +67,31 @@ CREATE TABLE suggestions (
     change_id BIGINT,
     created_at TIMESTAMP NOT NULL,
     resolved_at TIMESTAMP,
+    PRIMARY KEY (session_id, id)
+);
+
+-- Skills per participant (JSON list) for skill-based assignment; the session's default strategy.
+ALTER TABLE participants ADD COLUMN skills TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE sessions ADD COLUMN task_allocation TEXT NOT NULL DEFAULT 'loadBalanced';
+
+-- Tasks: keyed by the id of the event that created them; dependencies and skills as JSON lists.
+DROP TABLE tasks;
+CREATE TABLE tasks (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id BIGINT NOT NULL,
+    parent_id BIGINT,
+    description TEXT NOT NULL,
+    assigned_to TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'in_progress', 'completed', 'blocked')),
+    blocked_reason TEXT,
+    dependencies TEXT NOT NULL,
+    skills TEXT NOT NULL,
+    estimated_secs INTEGER,
+    metadata TEXT NOT NULL,
+    handoff TEXT,
+    created_by TEXT,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    completed_at TIMESTAMP,
     PRIMARY KEY (session_id, id)
 );

@@ -191,7 +191,11 @@ impl Handler<AcquireLock> for SessionActor {
                     operation: msg.operation,
                     lease_secs: parse_lease(msg.duration.as_ref())?,
                     wait: msg.wait,
+                    task_id: msg.task_id,
                 };
+                if let Some(t) = msg.task_id {
+                    self.session()?.tasks.get(t)?;
+                }
                 let outcome = self.session()?.locks.check(&request)?;
                 Ok((request, outcome))
             });
@@ -213,6 +217,7 @@ impl Handler<AcquireLock> for SessionActor {
             state: crate::domain::lock::State::Waiting,
             lease_secs: request.lease_secs,
             token: None,
+            task_id: request.task_id,
             expires_at: None,
         };
         let event = if granted {

@@ -10,14 +10,17 @@ use serde_json::{Value, json};
 
 use super::{ToolCtx, ToolOutput, args, in_session, plain, value};
 use crate::actors::messages::{
-    AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, ListSuggestions, RecordChange,
-    ReleaseLock, RenewLock, RequestRole, ResolveSuggestion, RespondRole, SubmitSuggestion,
+    AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, ListSuggestions, ListTasks,
+    RecordChange, ReleaseLock, RenewLock, RequestRole, ResolveSuggestion, RespondRole,
+    SubmitSuggestion, TaskCommand,
 };
 use crate::domain::auth::Credential;
 use crate::domain::handshake::{Feedback, Step};
 use crate::domain::ledger::{ChangeSpec, Operation};
 use crate::domain::lock::Mode;
 use crate::domain::role::Role;
+use crate::domain::task::{Status as TaskStatus, Strategy, TaskSpec};
+use crate::domain::task_rules::TaskOp;
 use crate::error::HubError;
 use crate::store::ledger::ChangeQuery;
 
@@ -303,6 +306,8 @@ pub struct LockArgs {
     mode: Option<Mode>,
     /// acquire: queue if taken.
     wait: Option<bool>,
+    /// acquire: released when this task completes.
+    task_id: Option<i64>,
     /// renew, release (also cancels a queued request).
     lock_id: Option<i64>,
     /// release: someone else's (driver).
@@ -337,6 +342,7 @@ impl LockArgs {
                 duration: self.duration,
                 mode: self.mode.unwrap_or_default(),
                 wait: self.wait.unwrap_or(false),
+                task_id: self.task_id,
             }),
             LockAction::Renew => LockCommand::Renew(RenewLock {
                 credential,
@@ -452,6 +458,132 @@ pub async fn suggestion(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError
         SuggestionCommand::Submit(c) => value(&in_session(&ctx, c).await?),
         SuggestionCommand::Resolve(c) => value(&in_session(&ctx, c).await?),
         SuggestionCommand::List(c) => json!({ "suggestions": in_session(&ctx, c).await? }),
+    };
+    Ok(plain(out))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum TaskAction {
+    Create,
+    Update,
+    Assign,
+    Handoff,
+    Claim,
+    List,
+    Get,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskArgs {
+    action: TaskAction,
+    task_id: Option<i64>,
+    description: Option<String>,
+    /// create/assign; list: filter.
+    assigned_to: Option<String>,
+    /// create: subtask descriptions.
+    subtasks: Option<Vec<String>>,
+    /// create/update: task ids that must complete first.
+    dependencies: Option<Vec<i64>>,
+    skills: Option<Vec<String>>,
+    estimated_duration: Option<Value>,
+    metadata: Option<Value>,
+    /// create: as a subtask of this task; list: filter.
+    parent: Option<i64>,
+    /// create/assign without assignedTo.
+    strategy: Option<Strategy>,
+    /// update; list: filter.
+    status: Option<TaskStatus>,
+    reason: Option<String>,
+    /// handoff: {notes, files, state}.
+    context: Option<Value>,
+}
+
+/// What `task` asks for (shared with REST).
+pub enum TaskRequest {
+    Write(TaskCommand),
+    List(ListTasks),
+}
+
+impl TaskArgs {
+    pub fn into_request(
+        self,
+        credential: Credential,
+        as_participant: Option<String>,
+    ) -> Result<TaskRequest, HubError> {
+        let id = |id: Option<i64>| {
+            id.ok_or_else(|| HubError::invalid("taskId", "name the task (taskId)"))
+        };
+        let op = match self.action {
+            TaskAction::List | TaskAction::Get => {
+                return Ok(TaskRequest::List(ListTasks {
+                    credential,
+                    status: self.status,
+                    assigned_to: self.assigned_to,
+                    parent: self.parent,
+                    id: match self.action {
+                        TaskAction::Get => Some(id(self.task_id)?),
+                        _ => None,
+                    },
+                }));
+            }
+            TaskAction::Create => TaskOp::Create {
+                spec: TaskSpec {
+                    description: self.description.ok_or_else(|| {
+                        HubError::invalid("description", "create needs a description")
+                    })?,
+                    assigned_to: self.assigned_to,
+                    subtasks: self.subtasks.unwrap_or_default(),
+                    dependencies: self.dependencies.unwrap_or_default(),
+                    skills: self.skills.unwrap_or_default(),
+                    estimated_secs: self
+                        .estimated_duration
+                        .as_ref()
+                        .map(crate::domain::checkpoint::parse_duration)
+                        .transpose()?,
+                    metadata: self.metadata.unwrap_or(Value::Null),
+                    parent: self.parent,
+                },
+                strategy: self.strategy,
+            },
+            TaskAction::Update => TaskOp::Update {
+                id: id(self.task_id)?,
+                status: self.status,
+                reason: self.reason,
+                dependencies: self.dependencies,
+            },
+            TaskAction::Assign => TaskOp::Assign {
+                id: id(self.task_id)?,
+                to: self.assigned_to,
+                strategy: self.strategy,
+            },
+            TaskAction::Handoff => TaskOp::Handoff {
+                id: id(self.task_id)?,
+                context: self.context.ok_or_else(|| {
+                    HubError::invalid(
+                        "context",
+                        "handoff leaves {notes, files, state} for the next worker",
+                    )
+                })?,
+            },
+            TaskAction::Claim => TaskOp::Claim {
+                id: id(self.task_id)?,
+            },
+        };
+        Ok(TaskRequest::Write(TaskCommand {
+            credential,
+            as_participant,
+            op,
+        }))
+    }
+}
+
+pub async fn task(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: TaskArgs = args(raw)?;
+    let out = match a.into_request(ctx.session.credential.clone(), None)? {
+        TaskRequest::Write(c) => value(&in_session(&ctx, c).await?),
+        TaskRequest::List(c) => json!({ "tasks": in_session(&ctx, c).await? }),
     };
     Ok(plain(out))
 }
