@@ -49,6 +49,7 @@ impl Application {
                 burst: settings.message_burst.max(1),
                 per_sec: settings.message_rate,
             },
+            disconnect_grace_secs: settings.disconnect_grace_secs.max(1),
         };
         if !(settings.message_rate.is_finite() && settings.message_rate > 0.0) {
             return Err(format!(

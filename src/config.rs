@@ -123,6 +123,16 @@ pub struct Settings {
         global = true
     )]
     pub message_burst: u32,
+
+    /// Seconds a participant may be gone (no open event stream, no request) before the hub
+    /// releases its locks.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_DISCONNECT_GRACE_SECS",
+        default_value_t = 120,
+        global = true
+    )]
+    pub disconnect_grace_secs: u64,
 }
 
 impl Settings {
@@ -139,6 +149,7 @@ impl Settings {
             workers: Some(2),
             message_rate: 5.0,
             message_burst: 30,
+            disconnect_grace_secs: 120,
         }
     }
 

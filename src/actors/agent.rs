@@ -362,3 +362,17 @@ impl Handler<SetHold> for AgentActor {
         }
     }
 }
+
+/// Does this participant hold a live stream right now?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct HasStreams;
+
+impl Handler<HasStreams> for AgentActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: HasStreams, _: &mut Self::Context) -> bool {
+        self.streams.retain(|_, s| !s.sink.is_closed());
+        !self.streams.is_empty()
+    }
+}

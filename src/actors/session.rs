@@ -65,6 +65,11 @@ pub struct SessionActor {
     rotation_timer: Option<SpawnHandle>,
     /// The pending check for the next lease expiry.
     lease_timer: Option<SpawnHandle>,
+    /// When each participant last called the hub (for releasing the locks of those who are
+    /// gone). Interior mutability: noted while the session is borrowed to authorize.
+    seen: std::cell::RefCell<HashMap<String, std::time::Instant>>,
+    /// A presence sweep is scheduled.
+    sweeping: bool,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -86,6 +91,8 @@ impl SessionActor {
             send_limits: HashMap::new(),
             rotation_timer: None,
             lease_timer: None,
+            seen: Default::default(),
+            sweeping: false,
         }
     }
 
@@ -106,6 +113,8 @@ impl SessionActor {
             send_limits: HashMap::new(),
             rotation_timer: None,
             lease_timer: None,
+            seen: Default::default(),
+            sweeping: false,
         }
     }
 
@@ -117,6 +126,21 @@ impl SessionActor {
                 "session used before it was loaded".into(),
             )),
         }
+    }
+
+    /// Who the credential speaks for, noting that a participant was seen.
+    fn authorized(
+        &self,
+        s: &Session,
+        credential: &crate::domain::auth::Credential,
+    ) -> Result<Caller, crate::domain::DomainError> {
+        let caller = s.authorize(credential, &self.policy)?;
+        if let Caller::Participant(id) = &caller {
+            self.seen
+                .borrow_mut()
+                .insert(id.clone(), std::time::Instant::now());
+        }
+        Ok(caller)
     }
 
     fn session_mut(&mut self) -> &mut Session {
@@ -131,6 +155,11 @@ impl SessionActor {
             State::Live(s) => s.active_participants().map(|p| p.ai_id.clone()).collect(),
             _ => return,
         };
+        // A (re)started session gives everyone a full grace period before it judges absence.
+        let now = std::time::Instant::now();
+        self.seen
+            .borrow_mut()
+            .extend(ids.iter().map(|id| (id.clone(), now)));
         for id in ids {
             self.start_agent(id);
         }
@@ -259,7 +288,7 @@ impl Handler<GetSession> for SessionActor {
 
     fn handle(&mut self, msg: GetSession, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        s.authorize(&msg.credential, &self.policy)?;
+        self.authorized(s, &msg.credential)?;
         Ok(s.view())
     }
 }
@@ -271,7 +300,7 @@ impl Handler<JoinSession> for SessionActor {
         let token = new_token();
         let at = now();
         let planned = self.session().and_then(|s| {
-            s.authorize(&msg.credential, &self.policy)?;
+            self.authorized(s, &msg.credential)?;
             Ok(s.check_join(&msg.participant, token_digest(&token), at)?)
         });
         let (participant, event) = match planned {
@@ -314,7 +343,7 @@ impl Handler<LeaveSession> for SessionActor {
 
     fn handle(&mut self, msg: LeaveSession, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             Ok(s.check_leave(&msg.ai_id, &caller)?)
         });
         let event = match planned {
@@ -361,7 +390,7 @@ impl Handler<ChangeStatus> for SessionActor {
 
     fn handle(&mut self, msg: ChangeStatus, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             Ok(s.check_status(msg.to, &caller)?)
         });
         let event = match planned {
@@ -388,7 +417,7 @@ impl Handler<Whoami> for SessionActor {
 
     fn handle(&mut self, msg: Whoami, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+        let ai_id = participant_of(self.authorized(s, &msg.credential)?)?;
         Ok(WhoamiView::new(s, s.active(&ai_id)?))
     }
 }
@@ -410,7 +439,7 @@ impl Handler<PollEvents> for SessionActor {
 
     fn handle(&mut self, msg: PollEvents, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+            let ai_id = participant_of(self.authorized(s, &msg.credential)?)?;
             let p = s.active(&ai_id)?;
             Ok((
                 msg.after.unwrap_or(p.acked_event_id),
@@ -449,7 +478,7 @@ impl Handler<AckEvents> for SessionActor {
 
     fn handle(&mut self, msg: AckEvents, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+            let ai_id = participant_of(self.authorized(s, &msg.credential)?)?;
             let cursor = s.check_ack(&ai_id, msg.up_to)?;
             Ok((ai_id, cursor))
         });
@@ -480,7 +509,7 @@ impl Handler<AttachStream> for SessionActor {
 
     fn handle(&mut self, msg: AttachStream, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        let ai_id = participant_of(s.authorize(&msg.credential, &self.policy)?)?;
+        let ai_id = participant_of(self.authorized(s, &msg.credential)?)?;
         let after = msg.after.unwrap_or(s.active(&ai_id)?.acked_event_id);
         let slot = self
             .agents
@@ -512,7 +541,7 @@ impl Handler<ReissueToken> for SessionActor {
 
     fn handle(&mut self, msg: ReissueToken, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             Ok(s.check_reissue(&msg.ai_id, &caller)?)
         });
         let event = match planned {
@@ -544,7 +573,7 @@ impl Handler<WriteContext> for SessionActor {
 
     fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             let caller = s.speaking_as(caller, msg.as_participant.as_deref())?;
             Ok(s.check_context(&caller, &msg.request)?)
         });
@@ -593,7 +622,7 @@ impl Handler<ReadContext> for SessionActor {
 
     fn handle(&mut self, msg: ReadContext, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        s.authorize(&msg.credential, &self.policy)?;
+        self.authorized(s, &msg.credential)?;
         let value = s.context.get(&msg.path).cloned();
         Ok(ContextValue {
             path: msg.path.to_string(),
@@ -609,7 +638,7 @@ impl Handler<DiffContext> for SessionActor {
 
     fn handle(&mut self, msg: DiffContext, _: &mut Self::Context) -> Self::Result {
         let caller = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             Ok(s.speaking_as(caller, msg.as_participant.as_deref())?)
         });
         let (store, id) = (self.store.clone(), self.id);

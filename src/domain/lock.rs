@@ -282,6 +282,8 @@ pub enum Release {
     Cancelled,
     /// The task it was taken for completed.
     TaskDone,
+    /// Its holder was gone longer than the disconnect grace period.
+    Disconnected,
 }
 
 /// A request as asked.

@@ -304,6 +304,9 @@ pub struct AccessPolicy {
     pub operator_digest: Option<String>,
     /// How fast each participant may send messages.
     pub send_rate: SendRate,
+    /// A participant with no open stream that has not called the hub for this long is gone:
+    /// its locks are released.
+    pub disconnect_grace_secs: u64,
 }
 
 impl AccessPolicy {
@@ -1180,6 +1183,7 @@ mod tests {
             trust_loopback: true,
             operator_digest: None,
             send_rate: SendRate::default(),
+            disconnect_grace_secs: 120,
         }
     }
 
@@ -1319,6 +1323,7 @@ mod tests {
             trust_loopback: false,
             operator_digest: Some("op".into()),
             send_rate: SendRate::default(),
+            disconnect_grace_secs: 120,
         };
         assert!(matches!(
             s.authorize(&Credential::None, &closed),

@@ -80,6 +80,7 @@ fn reason_text(r: Release) -> &'static str {
         Release::Forced => "forced",
         Release::Cancelled => "cancelled",
         Release::TaskDone => "task_done",
+        Release::Disconnected => "disconnected",
     }
 }
 

@@ -7,13 +7,16 @@ use actix_web::http::StatusCode;
 use collab_hub::Settings;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_error, both_backends, spawn_app, start_on};
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_error, both_backends, client, spawn_app, start_on,
+};
 use crate::mcp_protocol::Mcp;
 
 both_backends!(
     locks_conflict_queue_and_fence,
     leases_expire_are_forced_and_follow_leavers,
     locks_survive_a_restart_and_refuse_bad_input,
+    locks_of_the_departed_are_released,
 );
 
 async fn trio(app: &TestApp) -> (String, Value) {
@@ -423,4 +426,71 @@ async fn locks_survive_a_restart_and_refuse_bad_input(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(state, "held");
+}
+
+async fn locks_of_the_departed_are_released(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = Settings::for_database("unused");
+    settings.disconnect_grace_secs = 1;
+    let app = start_on(db, settings).await;
+    let (id, tokens) = trio(&app).await;
+    let (claude, gemini) = (t(&tokens, "claude"), t(&tokens, "gemini"));
+    // claude keeps its event stream open; gemini takes a lock over REST and goes quiet.
+    let mut m = Mcp::new(&app);
+    m.token = Some(claude.clone());
+    m.initialize("2025-11-25").await;
+    let stream = client()
+        .get(format!("{}/mcp", app.address))
+        .insert_header(("accept", "text/event-stream"))
+        .insert_header(("mcp-session-id", m.session.clone().unwrap().as_str()))
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let (_, mine) = lock(
+        &app,
+        &claude,
+        json!({"resource": "/kept.ts", "duration": "10m"}),
+    )
+    .await;
+    let (_, theirs) = lock(
+        &app,
+        &gemini,
+        json!({"resource": "/dropped.ts", "duration": "10m"}),
+    )
+    .await;
+    assert_eq!(
+        (mine["state"].as_str(), theirs["state"].as_str()),
+        (Some("held"), Some("held"))
+    );
+    let mut ids = Vec::new();
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, list) = app
+            .get(&format!("/mcp/collaborate/locks?sessionId={id}"))
+            .await;
+        ids = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect();
+        if !ids.contains(&theirs["id"].as_i64().unwrap()) {
+            break;
+        }
+    }
+    assert_eq!(
+        ids,
+        vec![mine["id"].as_i64().unwrap()],
+        "gemini's lock went, claude's (with a stream) stayed"
+    );
+    let log = events(&app, &claude, theirs["id"].as_i64().unwrap()).await;
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "resource_released" && e["payload"]["reason"] == "disconnected"),
+        "{log:?}"
+    );
+    drop(stream);
 }

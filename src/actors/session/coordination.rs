@@ -40,7 +40,7 @@ impl SessionActor {
         named: Option<&str>,
     ) -> Result<Caller, HubError> {
         let s = self.session()?;
-        let caller = s.authorize(credential, &self.policy)?;
+        let caller = self.authorized(s, credential)?;
         Ok(s.speaking_as(caller, named)?)
     }
 
@@ -516,7 +516,7 @@ impl Handler<ListChanges> for SessionActor {
     fn handle(&mut self, msg: ListChanges, _: &mut Self::Context) -> Self::Result {
         let allowed = self
             .session()
-            .and_then(|s| Ok(s.authorize(&msg.credential, &self.policy)?));
+            .and_then(|s| Ok(self.authorized(s, &msg.credential)?));
         let (store, id, query) = (self.store.clone(), self.id, msg.query);
         Box::pin(async move {
             allowed?;

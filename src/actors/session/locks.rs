@@ -22,11 +22,17 @@ use crate::domain::role::Role;
 use crate::domain::session::SessionStatus;
 use crate::error::HubError;
 use crate::store::{locks as lock_store, queries};
+use actix::Addr;
 
 /// Internal: leases may have run out.
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
 pub(super) struct LeaseCheck;
+
+/// Internal: are the holders of locks still here?
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub(super) struct PresenceSweep;
 
 fn locked_event(l: &Lock, at: chrono::NaiveDateTime) -> NewEvent {
     NewEvent {
@@ -47,13 +53,23 @@ fn locked_event(l: &Lock, at: chrono::NaiveDateTime) -> NewEvent {
 }
 
 impl SessionActor {
-    /// Re-arms the lease timer for the next expiry.
+    /// Re-arms the lease timer for the next expiry, and the presence sweep while locks exist.
     pub(super) fn schedule_lease_timer(&mut self, ctx: &mut Context<Self>) {
         if let Some(old) = self.lease_timer.take() {
             ctx.cancel_future(old);
         }
         if let Some(at) = self.session().ok().and_then(|s| s.locks.next_expiry()) {
             self.lease_timer = Some(ctx.notify_later(LeaseCheck, until(at)));
+        }
+        let any = self
+            .session()
+            .is_ok_and(|s| s.locks.iter().next().is_some());
+        if any && !self.sweeping {
+            self.sweeping = true;
+            let every = std::time::Duration::from_secs(
+                self.policy.disconnect_grace_secs.div_ceil(2).max(1),
+            );
+            ctx.notify_later(PresenceSweep, every);
         }
     }
 
@@ -146,7 +162,7 @@ impl SessionActor {
         named: Option<&str>,
     ) -> Result<(String, Role), HubError> {
         let s = self.session()?;
-        let caller = s.speaking_as(s.authorize(credential, &self.policy)?, named)?;
+        let caller = s.speaking_as(self.authorized(s, credential)?, named)?;
         let Caller::Participant(who) = caller else {
             return Err(HubError::invalid(
                 "aiId",
@@ -326,7 +342,7 @@ impl Handler<ReleaseLock> for SessionActor {
 
     fn handle(&mut self, msg: ReleaseLock, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.speaking_as(s.authorize(&msg.credential, &self.policy)?, msg.as_participant.as_deref())?;
+            let caller = s.speaking_as(self.authorized(s, &msg.credential)?, msg.as_participant.as_deref())?;
             let lock = s.locks.get(msg.lock_id).cloned().ok_or_else(|| {
                 HubError::invalid("lockId", format!("no lock {} is held or queued", msg.lock_id))
             })?;
@@ -416,7 +432,81 @@ impl Handler<ListLocks> for SessionActor {
 
     fn handle(&mut self, msg: ListLocks, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        s.authorize(&msg.credential, &self.policy)?;
+        self.authorized(s, &msg.credential)?;
         Ok(s.locks.iter().cloned().collect())
+    }
+}
+
+impl Handler<PresenceSweep> for SessionActor {
+    type Result = Reply<()>;
+
+    /// Releases the locks of holders gone longer than the grace period: no request since, and
+    /// no open event stream now.
+    fn handle(&mut self, _: PresenceSweep, ctx: &mut Self::Context) -> Self::Result {
+        self.sweeping = false;
+        let grace = std::time::Duration::from_secs(self.policy.disconnect_grace_secs);
+        let now = std::time::Instant::now();
+        let quiet: Vec<String> = match self.session() {
+            Ok(s) => {
+                let mut holders: Vec<String> = s.locks.iter().map(|l| l.holder.clone()).collect();
+                holders.sort();
+                holders.dedup();
+                let seen = self.seen.borrow();
+                holders
+                    .into_iter()
+                    .filter(|h| seen.get(h).is_none_or(|t| now.duration_since(*t) > grace))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let agents: Vec<(String, Option<Addr<crate::actors::agent::AgentActor>>)> = quiet
+            .into_iter()
+            .map(|h| {
+                let addr = self.agents.get(&h).map(|a| a.addr.clone());
+                (h, addr)
+            })
+            .collect();
+        let fut = async move {
+            let mut gone = Vec::new();
+            for (holder, addr) in agents {
+                let streaming = match addr {
+                    Some(a) => a
+                        .send(crate::actors::agent::HasStreams)
+                        .await
+                        .unwrap_or(false),
+                    None => false,
+                };
+                if !streaming {
+                    gone.push(holder);
+                }
+            }
+            gone
+        }
+        .into_actor(self)
+        .then(|gone, act, ctx| {
+            let releases: Vec<(i64, Release)> = match act.session() {
+                Ok(s) => gone
+                    .iter()
+                    .flat_map(|h| s.locks.of(h))
+                    .map(|id| (id, Release::Disconnected))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if releases.is_empty() {
+                act.schedule_lease_timer(ctx);
+                return Box::pin(fut::ready(Ok(()))) as ResponseActFuture<Self, _>;
+            }
+            for h in &gone {
+                log::info!(
+                    "releasing the locks of {h}: gone longer than the disconnect grace period"
+                );
+            }
+            Box::pin(
+                act.release_and_grant(releases, None, Vec::new())
+                    .map(|r, _, _| r.map(|_| ())),
+            )
+        });
+        let _ = ctx;
+        AtomicResponse::new(Box::pin(fut))
     }
 }

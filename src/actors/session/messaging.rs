@@ -74,7 +74,7 @@ impl SessionActor {
         named: Option<&str>,
     ) -> Result<String, HubError> {
         let s = self.session()?;
-        let caller = s.authorize(credential, &self.policy)?;
+        let caller = self.authorized(s, credential)?;
         let caller = s.speaking_as(caller, named)?;
         participant_of(caller)
     }
@@ -159,7 +159,7 @@ impl Handler<ReadMessages> for SessionActor {
 
     fn handle(&mut self, msg: ReadMessages, _: &mut Self::Context) -> Self::Result {
         let viewer = self.session().and_then(|s| {
-            let caller = s.authorize(&msg.credential, &self.policy)?;
+            let caller = self.authorized(s, &msg.credential)?;
             Ok(
                 match s.speaking_as(caller, msg.as_participant.as_deref())? {
                     Caller::Participant(id) => Some(id),

@@ -25,7 +25,7 @@ impl Handler<SubmitSuggestion> for SessionActor {
         let at = now();
         let planned = self.session().and_then(|s| {
             let caller = s.speaking_as(
-                s.authorize(&msg.credential, &self.policy)?,
+                self.authorized(s, &msg.credential)?,
                 msg.as_participant.as_deref(),
             )?;
             let Caller::Participant(who) = caller else {
@@ -83,7 +83,7 @@ impl Handler<ResolveSuggestion> for SessionActor {
     fn handle(&mut self, msg: ResolveSuggestion, _: &mut Self::Context) -> Self::Result {
         let resolver = self.session().and_then(|s| {
             let caller = s.speaking_as(
-                s.authorize(&msg.credential, &self.policy)?,
+                self.authorized(s, &msg.credential)?,
                 msg.as_participant.as_deref(),
             )?;
             Ok(s.check_resolve(&caller, msg.accept)?)
@@ -193,7 +193,7 @@ impl Handler<ListSuggestions> for SessionActor {
     fn handle(&mut self, msg: ListSuggestions, _: &mut Self::Context) -> Self::Result {
         let allowed = self
             .session()
-            .and_then(|s| Ok(s.authorize(&msg.credential, &self.policy)?));
+            .and_then(|s| Ok(self.authorized(s, &msg.credential)?));
         let (handle, id) = (self.store.clone(), self.id);
         Box::pin(async move {
             allowed?;

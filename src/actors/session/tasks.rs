@@ -31,7 +31,7 @@ impl Handler<TaskCommand> for SessionActor {
         let at = now();
         let planned = self.session().and_then(|s| {
             let caller = s.speaking_as(
-                s.authorize(&msg.credential, &self.policy)?,
+                self.authorized(s, &msg.credential)?,
                 msg.as_participant.as_deref(),
             )?;
             Ok(s.plan_task(&caller, msg.op, at, seed())?)
@@ -126,7 +126,7 @@ impl Handler<ListTasks> for SessionActor {
 
     fn handle(&mut self, msg: ListTasks, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        s.authorize(&msg.credential, &self.policy)?;
+        self.authorized(s, &msg.credential)?;
         if let Some(id) = msg.id {
             return Ok(vec![s.tasks.get(id)?.clone()]);
         }
