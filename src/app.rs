@@ -50,6 +50,7 @@ impl Application {
                 per_sec: settings.message_rate,
             },
             disconnect_grace_secs: settings.disconnect_grace_secs.max(1),
+            conflict_window_secs: settings.conflict_window_secs,
         };
         if !(settings.message_rate.is_finite() && settings.message_rate > 0.0) {
             return Err(format!(

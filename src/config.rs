@@ -133,6 +133,16 @@ pub struct Settings {
         global = true
     )]
     pub disconnect_grace_secs: u64,
+
+    /// Two participants' changes to overlapping lines (or the same symbol) of one file within
+    /// this many seconds raise a conflict alert.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_CONFLICT_WINDOW_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub conflict_window_secs: u64,
 }
 
 impl Settings {
@@ -150,6 +160,7 @@ impl Settings {
             message_rate: 5.0,
             message_burst: 30,
             disconnect_grace_secs: 120,
+            conflict_window_secs: 600,
         }
     }
 

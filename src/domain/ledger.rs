@@ -14,8 +14,9 @@ pub const CHANGE_CONFLICT: &str = "change_conflict";
 pub const MAX_TEXT_BYTES: usize = 512 * 1024;
 const MAX_PATH_CHARS: usize = 1024;
 const MAX_SYMBOLS: usize = 100;
-/// Two participants' changes to overlapping lines of one file this close together conflict.
-pub const CONFLICT_WINDOW_SECS: i64 = 600;
+/// Two participants' changes to overlapping lines of one file this close together conflict
+/// (default; the hub's `--conflict-window-secs`).
+pub const CONFLICT_WINDOW_SECS: u64 = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +59,8 @@ pub struct ChangeSpec {
     pub reason: Option<String>,
     /// The fencing token of the lock the author holds on the file, if it cites one.
     pub lock_token: Option<i64>,
+    /// The task this change belongs to.
+    pub task_id: Option<i64>,
 }
 
 /// A checked change, ready to store.
@@ -73,6 +76,7 @@ pub struct PlannedChange {
     pub lines: Vec<(u32, u32)>,
     pub symbols: Vec<String>,
     pub reason: Option<String>,
+    pub task_id: Option<i64>,
 }
 
 fn check_path(field: &'static str, path: &str) -> Result<(), DomainError> {
@@ -180,6 +184,7 @@ pub fn plan_change(spec: ChangeSpec) -> Result<PlannedChange, DomainError> {
         lines,
         symbols: spec.symbols,
         reason: spec.reason,
+        task_id: spec.task_id,
     })
 }
 
@@ -237,8 +242,9 @@ pub fn conflicts<'a>(
     by: &str,
     recent: &'a [RecentChange],
     at: NaiveDateTime,
+    window_secs: u64,
 ) -> Vec<&'a RecentChange> {
-    let window = chrono::TimeDelta::seconds(CONFLICT_WINDOW_SECS);
+    let window = chrono::TimeDelta::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX));
     recent
         .iter()
         .filter(|r| r.ai_id != by && at - r.at <= window)
@@ -386,7 +392,7 @@ mod tests {
                 at: at - chrono::TimeDelta::hours(1),
             },
         ];
-        let ids: Vec<i64> = conflicts(&mine, "claude", &recent, at)
+        let ids: Vec<i64> = conflicts(&mine, "claude", &recent, at, CONFLICT_WINDOW_SECS)
             .iter()
             .map(|r| r.id)
             .collect();

@@ -368,15 +368,27 @@ impl LockTable {
             .filter(|l| l.conflicts_with(&probe))
             .collect();
         // Own locks never block each other (holding a symbol, then its class, is fine); the very
-        // same lock twice is a mistake worth saying.
-        if let Some(own) = self.held().find(|l| {
+        // same lock twice (held or queued) is a mistake worth saying.
+        if let Some(own) = self.locks.values().find(|l| {
             l.holder == request.holder && l.resource == request.resource && l.mode == request.mode
         }) {
             return Err(DomainError::conflict(
                 "already_locked",
                 format!(
-                    "{} already holds {} (lock {}); renew it instead",
-                    request.holder, own.resource, own.id
+                    "{} already {} {} (lock {}); {}",
+                    request.holder,
+                    if own.state == State::Held {
+                        "holds"
+                    } else {
+                        "awaits"
+                    },
+                    own.resource,
+                    own.id,
+                    if own.state == State::Held {
+                        "renew it instead"
+                    } else {
+                        "it is queued"
+                    }
                 ),
             ));
         }

@@ -14,6 +14,8 @@ pub mod handshake;
 pub mod ids;
 pub mod ledger;
 pub mod lock;
+#[cfg(test)]
+mod lock_props;
 pub mod message;
 pub mod monitor;
 pub mod outbox;

@@ -307,6 +307,8 @@ pub struct AccessPolicy {
     /// A participant with no open stream that has not called the hub for this long is gone:
     /// its locks are released.
     pub disconnect_grace_secs: u64,
+    /// Changes by two participants to overlapping lines within this many seconds conflict.
+    pub conflict_window_secs: u64,
 }
 
 impl AccessPolicy {
@@ -1184,6 +1186,7 @@ mod tests {
             operator_digest: None,
             send_rate: SendRate::default(),
             disconnect_grace_secs: 120,
+            conflict_window_secs: 600,
         }
     }
 
@@ -1324,6 +1327,7 @@ mod tests {
             operator_digest: Some("op".into()),
             send_rate: SendRate::default(),
             disconnect_grace_secs: 120,
+            conflict_window_secs: 600,
         };
         assert!(matches!(
             s.authorize(&Credential::None, &closed),

@@ -66,6 +66,7 @@ pub fn insert_change(
             code_changes::lines.eq(json_text(&c.lines)),
             code_changes::symbols.eq(json_text(&c.symbols)),
             code_changes::reason.eq(&c.reason),
+            code_changes::task_id.eq(c.task_id),
             code_changes::created_at.eq(at),
         ))
         .execute(conn)?;
@@ -84,6 +85,7 @@ type ChangeRow = (
     String,
     Option<String>,
     NaiveDateTime,
+    Option<i64>,
 );
 
 fn unreadable() -> HubError {
@@ -152,6 +154,8 @@ pub struct ChangeView {
     pub symbols: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -175,6 +179,7 @@ pub fn list_changes(
             code_changes::symbols,
             code_changes::reason,
             code_changes::created_at,
+            code_changes::task_id,
         ))
         .into_boxed();
     if let Some(f) = &q.file {
@@ -204,7 +209,20 @@ pub fn list_changes(
     };
     rows.drain(..)
         .map(
-            |(id, ai_id, co_author, op, file_path, new_path, diff, lines, symbols, reason, at)| {
+            |(
+                id,
+                ai_id,
+                co_author,
+                op,
+                file_path,
+                new_path,
+                diff,
+                lines,
+                symbols,
+                reason,
+                at,
+                task_id,
+            )| {
                 Ok(ChangeView {
                     id,
                     ai_id,
@@ -216,6 +234,7 @@ pub fn list_changes(
                     lines: serde_json::from_str(&lines).map_err(|_| unreadable())?,
                     symbols: serde_json::from_str(&symbols).map_err(|_| unreadable())?,
                     reason,
+                    task_id,
                     at: at.and_utc(),
                 })
             },

@@ -122,6 +122,7 @@ diesel::table! {
         symbols -> Text,
         reason -> Nullable<Text>,
         created_at -> Timestamp,
+        task_id -> Nullable<BigInt>,
     }
 }
 

@@ -8,6 +8,7 @@ mod context;
 mod coordination;
 mod crash;
 mod health;
+mod lock_concurrency;
 mod locks;
 mod mcp_conformance;
 mod mcp_protocol;

@@ -358,6 +358,23 @@ async fn handoff_claim_and_task_locks_survive_a_restart(backend: Backend) {
         .tool("task", json!({"action": "get", "taskId": tid}))
         .await;
     assert_eq!(got["tasks"][0]["assignedTo"], "gemini");
+    // A change recorded for the task carries it; an unknown task is refused.
+    let change = |task: i64| json!({"filePath": "/migrations/004.sql", "diff": "@@ -1 +1 @@\n-a\n+b\n", "taskId": task});
+    let (status, rec) = app
+        .post_as(&claude, "/mcp/collaborate/change", &change(tid))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    let (_, ledger) = g
+        .tool(
+            "changes",
+            json!({"action": "list", "filePath": "/migrations/004.sql"}),
+        )
+        .await;
+    assert_eq!(ledger["changes"][0]["taskId"], tid);
+    let (status, body) = app
+        .post_as(&claude, "/mcp/collaborate/change", &change(999_999))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
     // Completing the task releases the lock taken for it.
     let (err, done) = g
         .tool(

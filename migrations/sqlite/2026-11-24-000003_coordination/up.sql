@@ -24,6 +24,7 @@ CREATE TABLE code_changes (
     symbols TEXT NOT NULL,
     reason TEXT,
     created_at TIMESTAMP NOT NULL,
+    task_id BIGINT,
     PRIMARY KEY (session_id, id)
 );
 CREATE INDEX code_changes_file ON code_changes (session_id, file_path, id);

@@ -16,7 +16,7 @@ use crate::domain::auth::Caller;
 use crate::domain::coordination::{PlannedRoles, RoleRequest};
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::handshake::{self, Phase};
-use crate::domain::ledger::{self, CHANGE_RECORDED, CONFLICT_WINDOW_SECS};
+use crate::domain::ledger::{self, CHANGE_RECORDED};
 use crate::domain::now;
 use crate::domain::role::Role;
 use crate::error::HubError;
@@ -409,6 +409,9 @@ impl Handler<RecordChange> for SessionActor {
                 };
                 let s = self.session()?;
                 let outside = s.check_code_write(&who)?;
+                if let Some(task) = msg.spec.task_id {
+                    s.tasks.get(task)?;
+                }
                 if let Some(token) = msg.spec.lock_token {
                     s.locks.check_fence(&who, &msg.spec.file_path, token)?;
                 }
@@ -427,7 +430,8 @@ impl Handler<RecordChange> for SessionActor {
         };
         let (store, id, at) = (self.store.clone(), self.id, now());
         let file = change.file_path.clone();
-        let since = at - chrono::TimeDelta::seconds(CONFLICT_WINDOW_SECS);
+        let window = self.policy.conflict_window_secs;
+        let since = at - chrono::TimeDelta::seconds(i64::try_from(window).unwrap_or(i64::MAX));
         let driver = self
             .session()
             .ok()
@@ -443,7 +447,7 @@ impl Handler<RecordChange> for SessionActor {
                 Ok(r) => r,
                 Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
             };
-            let hits = ledger::conflicts(&change, &who, &recent, at);
+            let hits = ledger::conflicts(&change, &who, &recent, at, window);
             let conflict_ids: Vec<i64> = hits.iter().map(|r| r.id).collect();
             let mut others: Vec<String> = hits.iter().map(|r| r.ai_id.clone()).collect();
             others.sort();
@@ -459,6 +463,7 @@ impl Handler<RecordChange> for SessionActor {
                     "lines": change.lines,
                     "symbols": change.symbols,
                     "reason": change.reason,
+                    "taskId": change.task_id,
                 }),
                 to: None,
             };

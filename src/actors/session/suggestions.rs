@@ -138,6 +138,7 @@ impl Handler<ResolveSuggestion> for SessionActor {
                             lines: found.lines.clone(),
                             symbols: Vec::new(),
                             reason: found.reason.clone(),
+                            task_id: found.task_id,
                         },
                         NewEvent {
                             kind: CHANGE_RECORDED,

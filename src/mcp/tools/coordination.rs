@@ -215,6 +215,7 @@ pub struct ChangesArgs {
     reason: Option<String>,
     /// Your lock's fencing token.
     lock_token: Option<i64>,
+    task_id: Option<i64>,
     /// list: by this aiId.
     ai: Option<String>,
     /// list: after this change id.
@@ -244,6 +245,7 @@ impl ChangesArgs {
                 symbols: self.symbols.unwrap_or_default(),
                 reason: self.reason,
                 lock_token: self.lock_token,
+                task_id: self.task_id,
             }),
             ChangesAction::List => {
                 let limit = self.limit.unwrap_or(50);
@@ -429,6 +431,7 @@ impl SuggestionArgs {
                     symbols: Vec::new(),
                     reason: self.reason,
                     lock_token: None,
+                    task_id: self.task_id,
                 },
                 task_id: self.task_id,
             }),

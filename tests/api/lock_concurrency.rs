@@ -1,0 +1,682 @@
+//! Locks under real concurrency: 32 participants of one session, each its own HTTP client,
+//! acquire, hold, renew and release (or queue, wait, and cancel) locks on a small pool of
+//! overlapping resources at once. Afterwards the whole event log is read back (`events_poll`,
+//! page by page) and replayed: at no point may two participants hold conflicting locks (by the
+//! hub's own rule, `Resource::conflicts_with` and the mode), fencing tokens (the ids of the
+//! `resource_locked` events) strictly increase, waiters are granted first come, first served,
+//! every request ends released after being held, or cancelled while waiting, the log agrees
+//! with what each client was told, and no request ever got a 5xx.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use collab_hub::domain::lock::Resource;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, both_backends, client, spawn_app};
+use crate::mcp_protocol::Mcp;
+
+both_backends!(concurrent_lock_traffic_replays_cleanly);
+
+const CLIENTS: usize = 32;
+const ROUNDS: usize = 15;
+/// Overlapping on purpose: the directory, a file in it, a glob over it, a glob over all `.ts`,
+/// symbols of one file, the file itself, and one unrelated file.
+const POOL: [&str; 8] = [
+    "/src/auth/",
+    "/src/auth/jwt.ts",
+    "/src/auth/*",
+    "/src/**/*.ts",
+    "/src/auth.ts#A",
+    "/src/auth.ts#A.b",
+    "/src/auth.ts",
+    "/docs/readme.md",
+];
+
+/// xorshift64, seeded per client.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// What one client asked for and what it was told.
+#[derive(Debug, Clone)]
+struct Asked {
+    who: String,
+    resource: String,
+    mode: &'static str,
+    wait: bool,
+    /// The lock id (absent when refused).
+    id: Option<i64>,
+    /// Granted at once.
+    immediate: bool,
+    /// The token the client saw once its lock was held.
+    token: Option<i64>,
+    /// Gave up waiting and cancelled (the grant may have raced the cancel).
+    cancelled: bool,
+    refused: bool,
+}
+
+struct Agent {
+    who: String,
+    token: String,
+    session: String,
+    address: String,
+    http: awc::Client,
+    rng: Rng,
+    asked: Vec<Asked>,
+    /// Every answer that is not what the protocol promises (5xx above all).
+    problems: Vec<String>,
+    requests: usize,
+}
+
+impl Agent {
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.address);
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        }
+        .bearer_auth(&self.token);
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        self.requests += 1;
+        let mut res = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.problems
+                    .push(format!("{method} {path}: no answer: {e}"));
+                return (StatusCode::SERVICE_UNAVAILABLE, Value::Null);
+            }
+        };
+        let status = res.status();
+        let bytes = res.body().limit(16 << 20).await.unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_server_error() {
+            self.problems.push(format!(
+                "{method} {path} {body:?} → {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        (status, json)
+    }
+
+    fn unexpected(&mut self, what: &str, status: StatusCode, body: &Value) {
+        self.problems
+            .push(format!("{}: {what} → {status} {body}", self.who));
+    }
+
+    async fn list(&mut self) -> Option<Vec<Value>> {
+        let path = format!("/mcp/collaborate/locks?sessionId={}", self.session);
+        let (status, body) = self.send("GET", &path, None).await;
+        match body.as_array() {
+            Some(all) if status == StatusCode::OK => {
+                // Every snapshot is consistent on its own.
+                let held: Vec<&Value> = all.iter().filter(|l| l["state"] == "held").collect();
+                for (i, a) in held.iter().enumerate() {
+                    for b in &held[i + 1..] {
+                        if a["holder"] != b["holder"] && clash(a, b) {
+                            self.problems
+                                .push(format!("a lock list shows both {a} and {b} held"));
+                        }
+                    }
+                }
+                Some(all.clone())
+            }
+            _ => {
+                self.unexpected("list locks", status, &body);
+                None
+            }
+        }
+    }
+
+    /// Holds `id` a few ms, sometimes renews it, then releases it.
+    async fn hold_and_release(&mut self, id: i64, token: i64) {
+        tokio::time::sleep(Duration::from_millis(1 + self.rng.below(8))).await;
+        if self.rng.chance(30) {
+            let lease = 2 + self.rng.below(4);
+            let (status, body) = self
+                .send(
+                    "POST",
+                    "/mcp/collaborate/lock/renew",
+                    Some(&json!({"sessionId": self.session, "lockId": id, "duration": format!("{lease}s")})),
+                )
+                .await;
+            if status != StatusCode::OK
+                || body["state"] != "held"
+                || body["leaseSecs"] != lease
+                || body["token"] != token
+            {
+                self.unexpected(&format!("renew {id}"), status, &body);
+            }
+            tokio::time::sleep(Duration::from_millis(self.rng.below(4))).await;
+        }
+        let (status, body) = self
+            .send(
+                "POST",
+                "/mcp/collaborate/lock/release",
+                Some(&json!({"sessionId": self.session, "lockId": id})),
+            )
+            .await;
+        if status != StatusCode::OK || !body["eventId"].is_i64() {
+            self.unexpected(&format!("release {id}"), status, &body);
+        }
+    }
+
+    async fn run(&mut self) {
+        for _ in 0..ROUNDS {
+            let resource = POOL[self.rng.below(POOL.len() as u64) as usize];
+            let mode = if self.rng.chance(30) {
+                "shared"
+            } else {
+                "exclusive"
+            };
+            let wait = self.rng.chance(50);
+            let lease = 2 + self.rng.below(4);
+            // Both spellings of a lease.
+            let duration = if self.rng.chance(50) {
+                json!(lease)
+            } else {
+                json!(format!("{lease}s"))
+            };
+            let mut asked = Asked {
+                who: self.who.clone(),
+                resource: resource.to_owned(),
+                mode,
+                wait,
+                id: None,
+                immediate: false,
+                token: None,
+                cancelled: false,
+                refused: false,
+            };
+            let body = json!({"sessionId": self.session, "resource": resource, "mode": mode,
+                "wait": wait, "duration": duration, "operation": "edit"});
+            let (status, got) = self
+                .send("POST", "/mcp/collaborate/lock", Some(&body))
+                .await;
+            match (status, got["state"].as_str()) {
+                (StatusCode::OK, Some("held")) => {
+                    let id = got["id"].as_i64().unwrap_or_default();
+                    asked.id = Some(id);
+                    asked.immediate = true;
+                    asked.token = got["token"].as_i64();
+                    if asked.token != Some(id) || got["holder"] != self.who.as_str() {
+                        self.unexpected("an immediate grant", status, &got);
+                    }
+                    self.hold_and_release(id, id).await;
+                }
+                (StatusCode::OK, Some("waiting")) if wait => {
+                    let id = got["id"].as_i64().unwrap_or_default();
+                    asked.id = Some(id);
+                    if got["behind"].as_array().is_none_or(Vec::is_empty) {
+                        self.unexpected("queued behind nothing", status, &got);
+                    }
+                    let patience = Duration::from_millis(200 + self.rng.below(1800));
+                    let started = Instant::now();
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(5 + self.rng.below(15))).await;
+                        let Some(all) = self.list().await else { break };
+                        let mine = all.iter().find(|l| l["id"] == id).cloned();
+                        match mine.as_ref().and_then(|l| l["state"].as_str()) {
+                            Some("held") => {
+                                let token = mine.as_ref().unwrap()["token"].as_i64();
+                                asked.token = token;
+                                if token.is_none_or(|t| t <= id) {
+                                    self.unexpected("a granted waiter's token", status, &got);
+                                }
+                                self.hold_and_release(id, token.unwrap_or_default()).await;
+                                break;
+                            }
+                            Some("waiting") if started.elapsed() < patience => {}
+                            Some("waiting") => {
+                                asked.cancelled = true;
+                                let (status, body) = self
+                                    .send(
+                                        "POST",
+                                        "/mcp/collaborate/lock/release",
+                                        Some(&json!({"sessionId": self.session, "lockId": id})),
+                                    )
+                                    .await;
+                                if status != StatusCode::OK {
+                                    self.unexpected(&format!("cancel {id}"), status, &body);
+                                }
+                                break;
+                            }
+                            _ => {
+                                self.problems.push(format!(
+                                    "{}: waiting lock {id} vanished from the list",
+                                    self.who
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
+                (StatusCode::CONFLICT, _) if !wait && got["error"]["code"] == "resource_locked" => {
+                    asked.refused = true;
+                }
+                _ => self.unexpected(&format!("acquire {body}"), status, &got),
+            }
+            self.asked.push(asked);
+        }
+    }
+}
+
+/// The hub's own conflict rule, on two lock-shaped JSON values (`resource` and `mode`).
+fn clash(a: &Value, b: &Value) -> bool {
+    let parse = |v: &Value| Resource::parse(v["resource"].as_str().unwrap_or_default()).unwrap();
+    !(a["mode"] == "shared" && b["mode"] == "shared") && parse(a).conflicts_with(&parse(b))
+}
+
+/// A lock as the replay knows it.
+#[derive(Debug, Clone)]
+struct Live {
+    id: i64,
+    holder: String,
+    view: Value,
+    token: Option<i64>,
+}
+
+impl Live {
+    fn show(&self) -> String {
+        format!(
+            "{} {} {} {} ({})",
+            self.id,
+            self.holder,
+            self.view["resource"],
+            self.view["mode"],
+            self.token
+                .map_or("waiting".to_owned(), |t| format!("held, token {t}"))
+        )
+    }
+}
+
+/// How one lock ended, by the log.
+#[derive(Debug, Clone)]
+struct Ended {
+    holder: String,
+    view: Value,
+    reason: String,
+    granted_by: Option<i64>,
+    immediate: bool,
+}
+
+/// What the replay saw: the most locks held at once, and grants of a lock that overlaps one
+/// held by someone else (shared with shared, or disjoint symbols of one file's neighbours).
+#[derive(Debug, Default)]
+struct Seen {
+    most_held: usize,
+    shared_overlaps: usize,
+}
+
+/// Replays the log; returns how each lock ended, or every violation found.
+fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>> {
+    let mut seen = Seen::default();
+    let mut bad = Vec::new();
+    let mut live: BTreeMap<i64, Live> = BTreeMap::new();
+    let mut ended: BTreeMap<i64, Ended> = BTreeMap::new();
+    let mut granted_by: BTreeMap<i64, (i64, bool)> = BTreeMap::new();
+    let (mut last_id, mut last_token) = (0, 0);
+    for e in events {
+        let id = e["id"].as_i64().unwrap();
+        if id <= last_id {
+            bad.push(format!(
+                "event {id} after {last_id}: the log is out of order"
+            ));
+        }
+        last_id = id;
+        let p = &e["payload"];
+        let kind = e["kind"].as_str().unwrap_or_default();
+        match kind {
+            "resource_locked" | "lock_queued" => {
+                let view = json!({"resource": p["resource"], "mode": p["mode"]});
+                let holder = p["by"].as_str().unwrap_or_default().to_owned();
+                let (lock_id, held) = match (kind, p["lockId"].as_i64()) {
+                    ("lock_queued", _) => (id, false),
+                    (_, None) => (id, true),
+                    (_, Some(waiter)) => (waiter, true),
+                };
+                let fresh = kind == "lock_queued" || p["lockId"].is_null();
+                if fresh {
+                    if live.contains_key(&lock_id) || ended.contains_key(&lock_id) {
+                        bad.push(format!("event {id}: lock {lock_id} requested twice"));
+                    }
+                    if let Some(other) = live.values().find(|l| l.holder == holder) {
+                        bad.push(format!(
+                            "event {id}: {holder} asks for a second lock while it has {}",
+                            other.show()
+                        ));
+                    }
+                    // Was it right to queue / grant? Blocking: others' held, anyone's waiting.
+                    let blocking: Vec<i64> = live
+                        .values()
+                        .filter(|l| (l.token.is_some() && l.holder != holder) || l.token.is_none())
+                        .filter(|l| clash(&l.view, &view))
+                        .map(|l| l.id)
+                        .collect();
+                    if held && !blocking.is_empty() {
+                        let ahead: Vec<String> = blocking.iter().map(|b| live[b].show()).collect();
+                        bad.push(format!(
+                            "event {id}: {holder} granted {view} at once despite {ahead:?}"
+                        ));
+                    }
+                    if !held {
+                        let behind: Vec<i64> = p["behind"]
+                            .as_array()
+                            .map(|b| b.iter().filter_map(Value::as_i64).collect())
+                            .unwrap_or_default();
+                        if blocking.is_empty() || behind != blocking {
+                            bad.push(format!(
+                                "event {id}: {holder} queued for {view} behind {behind:?}; the log says {blocking:?}"
+                            ));
+                        }
+                    }
+                    live.insert(
+                        lock_id,
+                        Live {
+                            id: lock_id,
+                            holder: holder.clone(),
+                            view: view.clone(),
+                            token: None,
+                        },
+                    );
+                } else {
+                    match live.get(&lock_id) {
+                        None => bad.push(format!("event {id}: grants unknown lock {lock_id}")),
+                        Some(l) if l.token.is_some() => {
+                            bad.push(format!("event {id}: grants {} again", l.show()))
+                        }
+                        Some(l) if l.holder != holder || l.view != view => bad.push(format!(
+                            "event {id}: grant of {} names {holder} {view}",
+                            l.show()
+                        )),
+                        Some(l) => {
+                            // First come, first served.
+                            for w in live.values() {
+                                if w.token.is_none() && w.id < lock_id && clash(&w.view, &l.view) {
+                                    bad.push(format!(
+                                        "event {id}: {} granted before the earlier waiter {}",
+                                        l.show(),
+                                        w.show()
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                if held {
+                    // The fencing token is this event's id: strictly increasing.
+                    if id <= last_token {
+                        bad.push(format!("event {id}: token {id} not above {last_token}"));
+                    }
+                    last_token = id;
+                    if let Some(me) = live.get(&lock_id).cloned() {
+                        for other in live.values() {
+                            if other.token.is_some()
+                                && other.holder != me.holder
+                                && clash(&other.view, &me.view)
+                            {
+                                bad.push(format!(
+                                    "event {id}: {} held together with {}",
+                                    me.show(),
+                                    other.show()
+                                ));
+                            }
+                        }
+                        if live.values().any(|o| {
+                            o.token.is_some()
+                                && o.holder != me.holder
+                                && o.view["mode"] == "shared"
+                                && me.view["mode"] == "shared"
+                                && Resource::parse(o.view["resource"].as_str().unwrap())
+                                    .unwrap()
+                                    .conflicts_with(
+                                        &Resource::parse(me.view["resource"].as_str().unwrap())
+                                            .unwrap(),
+                                    )
+                        }) {
+                            seen.shared_overlaps += 1;
+                        }
+                        live.get_mut(&lock_id).unwrap().token = Some(id);
+                        granted_by.insert(lock_id, (id, fresh));
+                        seen.most_held = seen
+                            .most_held
+                            .max(live.values().filter(|l| l.token.is_some()).count());
+                    }
+                }
+            }
+            "resource_released" => {
+                let lock_id = p["lockId"].as_i64().unwrap_or_default();
+                let reason = p["reason"].as_str().unwrap_or_default().to_owned();
+                match live.remove(&lock_id) {
+                    None => bad.push(format!("event {id}: releases unknown lock {lock_id}")),
+                    Some(l) => {
+                        let was_held = l.token.is_some();
+                        let fine = match reason.as_str() {
+                            "released" => was_held,
+                            "cancelled" => !was_held,
+                            _ => false,
+                        };
+                        if !fine || p["wasHeld"] != was_held || p["by"] != l.holder.as_str() {
+                            bad.push(format!(
+                                "event {id}: {} ended {reason} (wasHeld {}, by {})",
+                                l.show(),
+                                p["wasHeld"],
+                                p["by"]
+                            ));
+                        }
+                        let (granted, immediate) = granted_by
+                            .get(&lock_id)
+                            .map_or((None, false), |(g, i)| (Some(*g), *i));
+                        ended.insert(
+                            lock_id,
+                            Ended {
+                                holder: l.holder.clone(),
+                                view: l.view.clone(),
+                                reason,
+                                granted_by: granted,
+                                immediate,
+                            },
+                        );
+                    }
+                }
+            }
+            "lock_renewed" => {
+                let lock_id = p["lockId"].as_i64().unwrap_or_default();
+                if live.get(&lock_id).is_none_or(|l| l.token.is_none()) {
+                    bad.push(format!("event {id}: renews {lock_id}, which is not held"));
+                }
+            }
+            k if k.contains("lock") => bad.push(format!("event {id}: unexpected {k}: {e}")),
+            _ => {}
+        }
+    }
+    for l in live.values() {
+        bad.push(format!("never ended: {}", l.show()));
+    }
+    if bad.is_empty() {
+        Ok((ended, seen))
+    } else {
+        Err(bad)
+    }
+}
+
+/// The whole log as `who` sees it, page by page.
+async fn whole_log(app: &TestApp, token: &str) -> Vec<Value> {
+    let mut m = Mcp::new(app);
+    m.token = Some(token.to_owned());
+    m.initialize("2025-11-25").await;
+    let (mut after, mut all) = (0, Vec::new());
+    loop {
+        let (err, page) = m
+            .tool("events_poll", json!({"after": after, "limit": 200}))
+            .await;
+        assert!(!err, "{page}");
+        let events = page["events"].as_array().unwrap().clone();
+        let Some(last) = events.last() else { break };
+        after = last["id"].as_i64().unwrap();
+        all.extend(events);
+    }
+    all
+}
+
+async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let started = Instant::now();
+    let names: Vec<String> = (0..CLIENTS).map(|i| format!("a{i}")).collect();
+    let (status, body) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "lock storm", "participants": names}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let session = body["sessionId"].as_str().unwrap().to_owned();
+    let mut agents: Vec<Agent> = names
+        .iter()
+        .enumerate()
+        .map(|(i, who)| Agent {
+            who: who.clone(),
+            token: body["tokens"][who].as_str().unwrap().to_owned(),
+            session: session.clone(),
+            address: app.address.clone(),
+            http: client(),
+            rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
+            asked: Vec::new(),
+            problems: Vec::new(),
+            requests: 0,
+        })
+        .collect();
+    futures::future::join_all(agents.iter_mut().map(Agent::run)).await;
+    let traffic = started.elapsed();
+
+    let problems: Vec<&String> = agents.iter().flat_map(|a| &a.problems).collect();
+    assert!(
+        problems.is_empty(),
+        "{} bad answers ({backend:?}):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(30)
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Nothing is left held or waiting.
+    let (status, left) = app
+        .get_as(
+            &agents[0].token,
+            &format!("/mcp/collaborate/locks?sessionId={session}"),
+        )
+        .await;
+    assert_eq!(
+        (status, left.clone()),
+        (StatusCode::OK, json!([])),
+        "{left}"
+    );
+
+    let events = whole_log(&app, &agents[0].token).await;
+    let (ended, seen) = match replay(&events) {
+        Ok(e) => e,
+        Err(bad) => panic!(
+            "{} violations in the replay of {} events ({backend:?}):\n{}",
+            bad.len(),
+            events.len(),
+            bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        ),
+    };
+
+    // The log agrees with what every client was told, and every request ended properly.
+    let asked: Vec<&Asked> = agents.iter().flat_map(|a| &a.asked).collect();
+    let mut ids = BTreeSet::new();
+    let mut mismatches = Vec::new();
+    for a in &asked {
+        let Some(id) = a.id else {
+            assert!(a.refused, "{a:?}");
+            continue;
+        };
+        ids.insert(id);
+        let Some(end) = ended.get(&id) else {
+            mismatches.push(format!("{a:?}: not in the log"));
+            continue;
+        };
+        let same = end.holder == a.who
+            && end.view == json!({"resource": a.resource, "mode": a.mode})
+            && (a.wait || a.immediate);
+        let fine = same
+            && if a.immediate {
+                end.immediate && end.granted_by == Some(id) && end.reason == "released"
+            } else if a.cancelled {
+                // A cancel that raced the grant releases the now-held lock.
+                (end.reason == "cancelled" && end.granted_by.is_none())
+                    || (end.reason == "released" && end.granted_by.is_some_and(|t| t > id))
+            } else {
+                !end.immediate
+                    && end.granted_by == a.token
+                    && a.token.is_some_and(|t| t > id)
+                    && end.reason == "released"
+            };
+        if !fine {
+            mismatches.push(format!("{a:?}: the log says {end:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_eq!(ids.len(), ended.len(), "the log has locks nobody asked for");
+
+    let count = |f: &dyn Fn(&&Asked) -> bool| asked.iter().filter(|a| f(a)).count();
+    let immediate = count(&|a| a.immediate);
+    let waited = count(&|a| a.id.is_some() && !a.immediate && !a.cancelled);
+    let cancelled = count(&|a| a.cancelled);
+    let raced = count(&|a| {
+        a.cancelled
+            && a.id
+                .and_then(|id| ended.get(&id))
+                .is_some_and(|e| e.reason == "released")
+    });
+    let refused = count(&|a| a.refused);
+    let requests: usize = agents.iter().map(|a| a.requests).sum();
+    eprintln!(
+        "lock_concurrency ({backend:?}): {} acquisitions: {immediate} at once, {waited} after \
+         waiting, {cancelled} cancelled ({raced} raced their grant), {refused} refused; {requests} HTTP \
+         requests in {traffic:?}; {} events replayed ({seen:?}); {:?} in all",
+        asked.len(),
+        events.len(),
+        started.elapsed()
+    );
+    // The pool must really be contended, or the test proves little.
+    assert_eq!(asked.len(), CLIENTS * ROUNDS);
+    assert!(
+        immediate > 20 && waited > 20 && refused > 20,
+        "too little contention: {immediate} at once, {waited} waited, {refused} refused"
+    );
+    // Non-conflicting locks really were held side by side.
+    assert!(seen.most_held >= 2 && seen.shared_overlaps > 0, "{seen:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
