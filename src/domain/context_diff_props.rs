@@ -13,6 +13,7 @@
 //! A failure prints the seed and the op transcript; `CONTEXT_DIFF_SEED=<seed> cargo test --lib
 //! context_diff_props` reruns that one case.
 
+use super::test_rng::Rng;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -25,43 +26,6 @@ const CASES: u64 = 300;
 const MAX_OPS: u64 = 40;
 const BASE_SEED: u64 = 0x00C0_11AB_D1FF_5EED;
 const ACTORS: [&str; 3] = ["claude", "gemini", "cursor"];
-
-/// xorshift64: small, deterministic, good enough to shuffle test inputs.
-struct Rng(u64);
-
-impl Rng {
-    /// The seed is scrambled first (splitmix64's finalizer): consecutive xorshift outputs used
-    /// as seeds would otherwise give cases that are the same stream shifted by one.
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)).max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform-ish in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Keys by depth: few enough that paths collide often; `k.v` and `[q]` need escaping.
 fn keys_at(depth: usize) -> &'static [&'static str] {

@@ -21,6 +21,7 @@
 //! A failure prints the seed and the op transcript; `LOCK_PROPS_SEED=<seed> cargo test --lib
 //! lock_props` reruns that one case.
 
+use super::test_rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -50,40 +51,6 @@ const RESOURCES: [&str; 12] = [
     "/src/pay.ts",
     "/docs/",
 ];
-
-/// xorshift64: small, deterministic, good enough to shuffle test inputs.
-struct Rng(u64);
-
-impl Rng {
-    /// The seed is scrambled first (splitmix64's finalizer) so that neighbouring seeds differ.
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)).max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn seed_from_env() -> Option<u64> {
     let seed = std::env::var("LOCK_PROPS_SEED").ok()?;

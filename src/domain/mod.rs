@@ -23,6 +23,8 @@ pub mod role;
 pub mod session;
 pub mod task;
 pub mod task_rules;
+#[cfg(test)]
+mod test_rng;
 
 use thiserror::Error;
 

@@ -60,15 +60,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/collaborate/tasks").route(web::get().to(tasks)));
 }
 
-/// Runs a task request given as the `task` tool's arguments with `action` set.
-async fn task_command(
-    hub: &Addr<Hub>,
-    credential: Credential,
-    body: Value,
-    action: &str,
-) -> Result<HttpResponse> {
-    let a = addressed(body, &[])?;
-    let Value::Object(mut rest) = a.rest else {
+/// A body parsed as the matching tool's arguments, with `action` set by the endpoint.
+fn tool_args<T: serde::de::DeserializeOwned>(body: Value, action: &str) -> Result<(Addressed, T)> {
+    let mut a = addressed(body, &[])?;
+    let Value::Object(rest) = &mut a.rest else {
         unreachable!("addressed keeps an object");
     };
     if rest.insert("action".into(), Value::from(action)).is_some() {
@@ -77,8 +72,20 @@ async fn task_command(
             "the endpoint says what to do; drop action",
         ));
     }
+    let parsed = args::<T>(std::mem::take(&mut a.rest))?;
+    Ok((a, parsed))
+}
+
+/// Runs a task request given as the `task` tool's arguments with `action` set.
+async fn task_command(
+    hub: &Addr<Hub>,
+    credential: Credential,
+    body: Value,
+    action: &str,
+) -> Result<HttpResponse> {
+    let (a, parsed) = tool_args::<TaskArgs>(body, action)?;
     let session = a.session_id.as_deref();
-    match args::<TaskArgs>(Value::Object(rest))?.into_request(credential.clone(), a.ai_id)? {
+    match parsed.into_request(credential.clone(), a.ai_id)? {
         TaskRequest::Write(c) => to_session(hub, &credential, session, c).await,
         TaskRequest::List(c) => to_session(hub, &credential, session, c).await,
     }
@@ -145,18 +152,9 @@ async fn suggestion_command(
     body: Value,
     action: &str,
 ) -> Result<HttpResponse> {
-    let a = addressed(body, &[])?;
-    let Value::Object(mut rest) = a.rest else {
-        unreachable!("addressed keeps an object");
-    };
-    if rest.insert("action".into(), Value::from(action)).is_some() {
-        return Err(HubError::invalid(
-            "action",
-            "the endpoint says what to do; drop action",
-        ));
-    }
+    let (a, parsed) = tool_args::<SuggestionArgs>(body, action)?;
     let session = a.session_id.as_deref();
-    match args::<SuggestionArgs>(Value::Object(rest))?.into_command(credential.clone(), a.ai_id)? {
+    match parsed.into_command(credential.clone(), a.ai_id)? {
         SuggestionCommand::Submit(c) => to_session(hub, &credential, session, c).await,
         SuggestionCommand::Resolve(c) => to_session(hub, &credential, session, c).await,
         SuggestionCommand::List(c) => to_session(hub, &credential, session, c).await,
@@ -209,18 +207,9 @@ async fn lock_command(
     body: Value,
     action: &str,
 ) -> Result<HttpResponse> {
-    let a = addressed(body, &[])?;
-    let Value::Object(mut rest) = a.rest else {
-        unreachable!("addressed keeps an object");
-    };
-    if rest.insert("action".into(), Value::from(action)).is_some() {
-        return Err(HubError::invalid(
-            "action",
-            "the endpoint says what to do; drop action",
-        ));
-    }
+    let (a, parsed) = tool_args::<LockArgs>(body, action)?;
     let session = a.session_id.as_deref();
-    match args::<LockArgs>(Value::Object(rest))?.into_command(credential.clone(), a.ai_id)? {
+    match parsed.into_command(credential.clone(), a.ai_id)? {
         LockCommand::Acquire(c) => to_session(hub, &credential, session, c).await,
         LockCommand::Renew(c) => to_session(hub, &credential, session, c).await,
         LockCommand::Release(c) => to_session(hub, &credential, session, c).await,
@@ -355,13 +344,8 @@ async fn change(
     Auth(credential): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse> {
-    let a = addressed(body, &[])?;
-    let Value::Object(mut rest) = a.rest else {
-        unreachable!("addressed keeps an object");
-    };
-    rest.insert("action".into(), Value::from("record"));
-    let ChangesCommand::Record(spec) = args::<ChangesArgs>(Value::Object(rest))?.into_command()?
-    else {
+    let (a, parsed) = tool_args::<ChangesArgs>(body, "record")?;
+    let ChangesCommand::Record(spec) = parsed.into_command()? else {
         unreachable!("action is record");
     };
     let command = RecordChange {
