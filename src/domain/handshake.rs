@@ -326,9 +326,12 @@ pub fn plan(
                 // Control handed to the driver: critical for it, and for it alone.
                 events.push(NewEvent {
                     kind: CONTROL_PASSED,
-                    actor: Some(who.to_owned()),
+                    // Said by the hub: a directed event is also seen by its actor, and this one
+                    // is for the driver alone.
+                    actor: None,
                     priority: Priority::Critical,
                     payload: json!({
+                        "by": who,
                         "handshakeId": id,
                         "approved": feedback.approved,
                         "summary": format!(

@@ -11,6 +11,7 @@ mod health;
 mod lock_concurrency;
 mod locks;
 mod mcp_conformance;
+mod mcp_handshake;
 mod mcp_protocol;
 mod mcp_sdk;
 mod mcp_team;
