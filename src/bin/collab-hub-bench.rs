@@ -8,25 +8,41 @@
 //! * `read`  — `tools/call whoami` (answered from the hub's memory);
 //! * `write` — `tools/call session_status` alternating pause/resume (each one commits an event
 //!   and a projection row before the hub answers);
+//! * `send`  — `tools/call message_send`, a directed message to the session's other participant
+//!   (`gemini`); the hub answers once the message is durably committed;
 //! * `sse`   — the same read answered as an SSE stream (the client sends a progress token);
 //! * `ping`  — the MCP `ping` method (transport + JSON-RPC, no tool and no actor), for comparison.
 //!
 //! Each client sends its next request as soon as the previous answer arrives. An error is a
 //! transport error, a non-200 status, a JSON-RPC error or a tool result with `"isError": true`.
 //!
+//! The `deliver` phase does not use `--sessions`: for each R in `--recipients` it creates one
+//! collab session with a sender and R recipients. Every recipient opens its MCP GET event stream
+//! on its own connection, read by its own thread, which timestamps each `message_sent` event as
+//! its frame arrives. The sender broadcasts `{"seq": n}` with `message_send`, then waits until
+//! all R recipients have message n before sending n+1 (closed loop on delivery). Latency is
+//! receive instant − the instant just before the send request, over all (message, recipient)
+//! pairs; `all p99` is the p99 of the time until the last of the R recipients has a message.
+//! A message some recipient never got is `missing`, one it got twice is a `dup`: both must be 0.
+//!
 //! ```text
 //! cargo build --release
-//! target/release/collab-hub --bind 127.0.0.1:0 --database-url sqlite:///tmp/x/hub.db
+//! target/release/collab-hub --bind 127.0.0.1:PORT --database-url sqlite:///tmp/x/hub.db \
+//!     --message-rate 1000000 --message-burst 1000000
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
-//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,ping] [--hub-pid PID]
+//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ping,deliver] \
+//!     [--recipients 1,10,100] [--hub-pid PID]
 //! ```
+//!
+//! The `send` and `deliver` phases need the hub's per-participant send rate limit raised (the
+//! `--message-*` flags above); with the defaults (5/s, burst 30) nearly every send is refused.
 //!
 //! With `--hub-pid` (Linux) the CPU time used during each measured window by the hub, by this
 //! generator and by everything else on the machine is printed as well, in % of one core.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::sync::{Arc, Barrier};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +50,13 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 const PROTOCOL: &str = "2025-11-25";
+
+/// Participants per session allowed by the hub: the deliver phase needs R + 1 of them.
+const MAX_PARTICIPANTS: usize = 128;
+
+/// How long the deliver sender waits for a message to reach every recipient before it gives up
+/// on it and sends the next one (the message is then reported missing unless it shows up late).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(about = "Load generator for collab-hub's MCP endpoint")]
@@ -44,16 +67,22 @@ struct Args {
     /// Concurrent MCP sessions; a comma list runs each in turn.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     sessions: Vec<usize>,
+    /// Recipients of each broadcast in the deliver phase; a comma list runs each in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    recipients: Vec<usize>,
     /// Measured seconds per phase.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Unmeasured seconds at the start of each phase.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Phases to run, in order.
+    /// Phases to run, in order (`deliver` and `lock` run after the per-session phases).
     #[arg(long, value_delimiter = ',', default_value = "read,write",
-          value_parser = ["read", "sse", "write", "ping"])]
+          value_parser = ["read", "sse", "write", "send", "ping", "deliver", "lock"])]
     phases: Vec<String>,
+    /// Resources the lock phase's clients contend for (fewer: more contention).
+    #[arg(long, default_value_t = 4)]
+    lock_resources: usize,
     /// The hub's process id, to report its CPU use (reads /proc).
     #[arg(long)]
     hub_pid: Option<u32>,
@@ -71,6 +100,14 @@ struct Response {
     body: Vec<u8>,
 }
 
+/// The status line and the headers this generator cares about.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    session_id: Option<String>,
+    chunked: bool,
+}
+
 impl Conn {
     fn open(addr: &str) -> Result<Conn, String> {
         let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
@@ -84,6 +121,86 @@ impl Conn {
         })
     }
 
+    /// Writes one request (a body only when given one).
+    fn write_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
+        if let Some(body) = body {
+            req.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            ));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut out = req.into_bytes();
+        out.extend_from_slice(body.unwrap_or_default());
+        self.io.get_mut().write_all(&out).map_err(|e| e.to_string())
+    }
+
+    /// Reads the status line and the headers up to the blank line.
+    fn read_head(&mut self) -> Result<Head, String> {
+        let io = |e: std::io::Error| e.to_string();
+        let mut line = String::new();
+        self.io.read_line(&mut line).map_err(io)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
+        let mut head = Head {
+            status,
+            length: None,
+            session_id: None,
+            chunked: false,
+        };
+        loop {
+            line.clear();
+            if self.io.read_line(&mut line).map_err(io)? == 0 {
+                return Err("connection closed in headers".into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                return Ok(head);
+            }
+            let Some((name, value)) = l.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => head.length = value.parse::<usize>().ok(),
+                "mcp-session-id" => head.session_id = Some(value.to_owned()),
+                "transfer-encoding" => head.chunked = value.eq_ignore_ascii_case("chunked"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads one chunk of a chunked body into `out`; false for the last (empty) chunk.
+    fn read_chunk(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+        let io = |e: std::io::Error| e.to_string();
+        let mut line = String::new();
+        if self.io.read_line(&mut line).map_err(io)? == 0 {
+            return Err("connection closed in a chunked body".into());
+        }
+        let size_field = line.trim().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size_field, 16)
+            .map_err(|_| format!("bad chunk size {line:?}"))?;
+        let start = out.len();
+        out.resize(start + size, 0);
+        self.io.read_exact(&mut out[start..]).map_err(io)?;
+        let mut crlf = [0; 2];
+        self.io.read_exact(&mut crlf).map_err(io)?;
+        Ok(size > 0)
+    }
+
     /// Sends one POST and reads the whole answer: the status line, headers up to the blank
     /// line, then exactly Content-Length bytes of body, leaving the connection ready for reuse.
     fn post(
@@ -92,78 +209,33 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, String> {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut out = req.into_bytes();
-        out.extend_from_slice(body);
-        let io = |e: std::io::Error| e.to_string();
-        self.io.get_mut().write_all(&out).map_err(io)?;
+        self.request("POST", path, headers, Some(body))
+    }
 
-        let mut line = String::new();
-        self.io.read_line(&mut line).map_err(io)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line {line:?}"))?;
-        let (mut length, mut session_id, mut chunked) = (None, None, false);
-        loop {
-            line.clear();
-            if self.io.read_line(&mut line).map_err(io)? == 0 {
-                return Err("connection closed in headers".into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let Some((name, value)) = l.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse::<usize>().ok(),
-                "mcp-session-id" => session_id = Some(value.to_owned()),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                _ => {}
-            }
-        }
-        if chunked {
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, String> {
+        self.write_request(method, path, headers, body)?;
+        let head = self.read_head()?;
+        let mut body = Vec::new();
+        if head.chunked {
             // A streamed (SSE) answer: read chunks until the empty one.
-            let mut body = Vec::new();
-            loop {
-                line.clear();
-                self.io.read_line(&mut line).map_err(io)?;
-                let size = usize::from_str_radix(line.trim(), 16)
-                    .map_err(|_| format!("bad chunk size {line:?}"))?;
-                let mut chunk = vec![0; size + 2]; // data + CRLF
-                self.io.read_exact(&mut chunk).map_err(io)?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
+            while self.read_chunk(&mut body)? {}
+        } else {
+            // Otherwise the hub answers with Content-Length.
+            if head.length.is_none() && head.status != 202 && head.status != 204 {
+                return Err(format!("{} answer without Content-Length", head.status));
             }
-            return Ok(Response {
-                status,
-                session_id,
-                body,
-            });
+            body.resize(head.length.unwrap_or(0), 0);
+            self.io.read_exact(&mut body).map_err(|e| e.to_string())?;
         }
-        // Otherwise the hub answers with Content-Length.
-        let mut body = vec![0; length.unwrap_or(0)];
-        if length.is_none() && status != 202 && status != 204 {
-            return Err(format!("{status} answer without Content-Length"));
-        }
-        self.io.read_exact(&mut body).map_err(io)?;
         Ok(Response {
-            status,
-            session_id,
+            status: head.status,
+            session_id: head.session_id,
             body,
         })
     }
@@ -228,14 +300,13 @@ impl Client {
 
     /// One request of `phase`; Ok(()) only for a 200 carrying a successful result.
     fn call(&mut self, phase: &str) -> Result<(), String> {
-        self.next_id += 1;
         let (method, params) = match phase {
             "read" => ("tools/call", json!({"name": "whoami", "arguments": {}})),
             // The same read answered as SSE (a progress token asks for it): several writes per
             // answer, where Nagle + delayed ACK would show if TCP_NODELAY were missing.
             "sse" => (
                 "tools/call",
-                json!({"name": "whoami", "arguments": {}, "_meta": {"progressToken": self.next_id}}),
+                json!({"name": "whoami", "arguments": {}, "_meta": {"progressToken": self.next_id + 1}}),
             ),
             "write" => {
                 let action = if self.paused { "resume" } else { "pause" };
@@ -244,8 +315,25 @@ impl Client {
                     json!({"name": "session_status", "arguments": {"action": action}}),
                 )
             }
+            // Directed, so that the one recipient's stream and unread count grow but no fan-out
+            // beyond it: this measures the durable send path, `deliver` measures fan-out.
+            "send" => (
+                "tools/call",
+                json!({"name": "message_send", "arguments": {
+                    "to": "gemini", "body": format!("bench message {}", self.next_id + 1)}}),
+            ),
             _ => ("ping", json!({})),
         };
+        self.rpc(method, params)?;
+        if phase == "write" {
+            self.paused = !self.paused;
+        }
+        Ok(())
+    }
+
+    /// One JSON-RPC request; its result only for a 200 carrying a successful one.
+    fn rpc(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next_id += 1;
         let msg = json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
         let r = self.send(&msg).inspect_err(|_| {
             // The connection is in an unknown state: start a fresh one (same MCP session).
@@ -253,7 +341,7 @@ impl Client {
                 self.conn = c;
             }
         })?;
-        let v = answer(&r.body)?;
+        let mut v = answer(&r.body)?;
         if r.status != 200 || v.get("error").is_some() || v["result"]["isError"] == true {
             return Err(format!(
                 "{}: {}",
@@ -261,10 +349,42 @@ impl Client {
                 String::from_utf8_lossy(&r.body)
             ));
         }
-        if phase == "write" {
-            self.paused = !self.paused;
+        Ok(v["result"].take())
+    }
+
+    /// Opens this MCP session's GET event stream on a connection of its own and returns it
+    /// with the response head read, and whether the body is chunked.
+    fn open_stream(&self) -> Result<(Conn, bool), String> {
+        let mut conn = Conn::open(&self.conn.addr)?;
+        let auth = format!("Bearer {}", self.token);
+        let headers = [
+            ("accept", "text/event-stream"),
+            ("authorization", auth.as_str()),
+            ("mcp-session-id", self.session_id.as_str()),
+            ("mcp-protocol-version", PROTOCOL),
+        ];
+        conn.write_request("GET", "/mcp", &headers, None)?;
+        let head = conn.read_head()?;
+        if head.status != 200 {
+            return Err(format!("GET /mcp: {}", head.status));
         }
-        Ok(())
+        Ok((conn, head.chunked))
+    }
+
+    /// Ends the MCP session (DELETE /mcp), which also ends its GET stream on the hub. On a
+    /// connection of its own: the hub has likely closed this client's idle one by now.
+    fn close(self) -> Result<(), String> {
+        let auth = format!("Bearer {}", self.token);
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("mcp-session-id", self.session_id.as_str()),
+            ("mcp-protocol-version", PROTOCOL),
+        ];
+        let r = Conn::open(&self.conn.addr)?.request("DELETE", "/mcp", &headers, None)?;
+        match r.status {
+            200 | 204 => Ok(()),
+            s => Err(format!("DELETE /mcp: {s}")),
+        }
     }
 }
 
@@ -290,6 +410,42 @@ struct Tally {
     latencies_us: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
+}
+
+/// CPU time of the hub, of this generator and of the whole machine at the start of a window.
+struct CpuMeter {
+    pids: Vec<u32>,
+    before: Vec<u64>,
+    machine_before: (f64, f64),
+}
+
+impl CpuMeter {
+    fn start(hub_pid: Option<u32>) -> CpuMeter {
+        let pids: Vec<u32> = hub_pid.into_iter().chain([std::process::id()]).collect();
+        CpuMeter {
+            before: pids.iter().map(|p| cpu_ns(*p)).collect(),
+            pids,
+            machine_before: machine_ticks(),
+        }
+    }
+
+    /// % of one core used since `start` by the hub (if given), this process, and everything
+    /// else; read it while the generator's threads still live (a dead thread's time is gone).
+    fn finish(self, seconds: f64) -> Vec<f64> {
+        let mut cpu: Vec<f64> = self
+            .pids
+            .iter()
+            .zip(self.before)
+            .map(|(p, b)| cpu_ns(*p).saturating_sub(b) as f64 / 1e7 / seconds)
+            .collect();
+        // Everything else running on the machine meanwhile (noise from other users).
+        let (busy, total) = machine_ticks();
+        let (busy0, total0) = self.machine_before;
+        let cores = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let all = (busy - busy0) / (total - total0).max(1.0) * cores * 100.0;
+        cpu.push((all - cpu.iter().sum::<f64>()).max(0.0));
+        cpu
+    }
 }
 
 /// Runs `phase` on every client at once; latencies count for calls started inside the window.
@@ -325,23 +481,11 @@ fn run_phase(clients: Vec<Client>, phase: &str, args: &Args) -> (Vec<Client>, Ta
             })
         })
         .collect();
-    // CPU time (ns) of the hub and of this process over the measured window.
-    let me = std::process::id();
-    let pids: Vec<u32> = args.hub_pid.into_iter().chain([me]).collect();
+    // CPU time of the hub and of this process over the measured window.
     thread::sleep(window.saturating_duration_since(Instant::now()));
-    let before: Vec<u64> = pids.iter().map(|p| cpu_ns(*p)).collect();
-    let machine_before = machine_ticks();
+    let meter = CpuMeter::start(args.hub_pid);
     thread::sleep(end.saturating_duration_since(Instant::now()));
-    let mut cpu: Vec<f64> = pids
-        .iter()
-        .zip(before)
-        .map(|(p, b)| cpu_ns(*p).saturating_sub(b) as f64 / 1e7 / args.seconds) // % of one core
-        .collect();
-    // Everything else running on the machine meanwhile (noise from other users).
-    let (busy, total) = machine_ticks();
-    let cores = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let all = (busy - machine_before.0) / (total - machine_before.1).max(1.0) * cores * 100.0;
-    cpu.push((all - cpu.iter().sum::<f64>()).max(0.0));
+    let cpu = meter.finish(args.seconds);
     done.wait();
     let mut total = Tally::default();
     let mut clients = Vec::new();
@@ -355,6 +499,295 @@ fn run_phase(clients: Vec<Client>, phase: &str, args: &Args) -> (Vec<Client>, Ta
         }
     }
     (clients, total, cpu)
+}
+
+/// Progress of the deliver phase, shared by the sender and the recipients' stream readers.
+struct Deliveries {
+    /// By sequence number: how many recipients have the message (first receipts only).
+    have: Mutex<Vec<usize>>,
+    /// Signalled when a message has reached every recipient.
+    complete: Condvar,
+    recipients: usize,
+}
+
+impl Deliveries {
+    fn received(&self, seq: usize) {
+        let mut have = self.have.lock().expect("deliveries lock");
+        if have.len() <= seq {
+            have.resize(seq + 1, 0);
+        }
+        have[seq] += 1;
+        if have[seq] == self.recipients {
+            self.complete.notify_one(); // only the sender waits
+        }
+    }
+
+    /// Waits until every recipient has message `seq`; false if `timeout` passed first.
+    fn wait_complete(&self, seq: usize, timeout: Duration) -> bool {
+        let have = self.have.lock().expect("deliveries lock");
+        let (_have, waited) = self
+            .complete
+            .wait_timeout_while(have, timeout, |h| {
+                h.get(seq).copied().unwrap_or(0) < self.recipients
+            })
+            .expect("deliveries lock");
+        !waited.timed_out()
+    }
+}
+
+/// What one recipient's stream reader saw: per `message_sent` event of this run, its sequence
+/// number and the instant its frame was read, in arrival order (duplicates included).
+struct Receipts {
+    got: Vec<(usize, Instant)>,
+    /// Why the stream ended, unless the generator ended it.
+    error: Option<String>,
+}
+
+/// Reads a GET event stream until it ends (or its socket is shut down) and reports every
+/// `message_sent` event carrying a `{"seq": n}` body. The instant is taken as soon as the bytes
+/// that complete a frame are read, before any parsing, so that JSON work here does not count as
+/// delivery latency.
+fn read_events(mut conn: Conn, chunked: bool, shared: &Deliveries, stop: &Mutex<bool>) -> Receipts {
+    let mut receipts = Receipts {
+        got: Vec::new(),
+        error: None,
+    };
+    let mut first = Vec::<bool>::new(); // seq → already counted for the sender's closed loop
+    let mut buf = Vec::new();
+    loop {
+        let read = if chunked {
+            conn.read_chunk(&mut buf)
+        } else {
+            let mut tmp = [0; 16 * 1024];
+            match conn.io.read(&mut tmp) {
+                Ok(n) => {
+                    buf.extend_from_slice(&tmp[..n]);
+                    Ok(n > 0)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let at = Instant::now();
+        let ended = match read {
+            Ok(true) => None,
+            Ok(false) => Some("the hub ended the stream".to_owned()),
+            Err(e) => Some(e),
+        };
+        if let Some(why) = ended {
+            // After a shutdown by the generator an error is expected; before it, anything that
+            // ends the stream is worth reporting (the missing deliveries will show as well).
+            if !*stop.lock().expect("stop lock") {
+                receipts.error = Some(why);
+            }
+            break;
+        }
+        // An SSE frame ends with a blank line; one read may hold several frames or a part.
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let frame: Vec<u8> = buf.drain(..end + 2).collect();
+            let Some(seq) = message_seq(&frame) else {
+                continue;
+            };
+            receipts.got.push((seq, at));
+            if first.len() <= seq {
+                first.resize(seq + 1, false);
+            }
+            if !first[seq] {
+                first[seq] = true;
+                shared.received(seq);
+            }
+        }
+    }
+    receipts
+}
+
+/// The `seq` of a frame carrying a `message_sent` event with a `{"seq": n}` body.
+fn message_seq(frame: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let data = text.lines().find_map(|l| l.strip_prefix("data:"))?;
+    let v: Value = serde_json::from_str(data.trim_start()).ok()?;
+    if v["method"] != "notifications/collab/event" || v["params"]["kind"] != "message_sent" {
+        return None;
+    }
+    v["params"]["payload"]["body"]["seq"]
+        .as_u64()
+        .map(|n| n as usize)
+}
+
+/// One deliver measurement for `r` recipients.
+struct DeliverReport {
+    /// Messages sent (successfully) inside the measured window.
+    messages: usize,
+    /// (message, recipient) latencies for messages sent inside the window, in µs.
+    latencies_us: Vec<u64>,
+    /// Per message sent inside the window and received by all: time until the last recipient.
+    complete_us: Vec<u64>,
+    /// (message, recipient) pairs never received, over every message sent, warm-up included.
+    missing: usize,
+    /// Extra receipts of a message a recipient already had.
+    duplicates: usize,
+    /// Messages the sender gave up waiting for (DELIVERY_TIMEOUT).
+    stalls: usize,
+    errors: u64,
+    first_error: Option<String>,
+    cpu: Vec<f64>,
+}
+
+/// One message the sender tried to send.
+struct Sent {
+    at: Instant,
+    measured: bool,
+    ok: bool,
+}
+
+fn run_deliver(addr: &str, r: usize, run: u32, args: &Args) -> Result<DeliverReport, String> {
+    let mut names = vec!["sender".to_owned()];
+    names.extend((0..r).map(|i| format!("r{i}")));
+    let mut rest = Conn::open(addr)?;
+    let tokens = create_session(&mut rest, &format!("bench-{run}-deliver-{r}"), &names)?;
+    let token = |name: &str| -> Result<String, String> {
+        tokens[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no token for {name}"))
+    };
+    let mut sender = Client::connect(addr, token("sender")?)?;
+    let shared = Arc::new(Deliveries {
+        have: Mutex::new(Vec::new()),
+        complete: Condvar::new(),
+        recipients: r,
+    });
+    let stop = Arc::new(Mutex::new(false));
+    // All MCP sessions first, then all streams: actix hands new connections to its workers in
+    // turn, so opening each recipient's POST and GET connections back to back would put every
+    // stream on the same worker and leave the other one idle.
+    let recipients = names[1..]
+        .iter()
+        .map(|name| Client::connect(addr, token(name)?))
+        .collect::<Result<Vec<_>, String>>()?;
+    let (mut sockets, mut readers) = (Vec::new(), Vec::new());
+    for client in &recipients {
+        // The hub has registered the stream by the time it answers the GET, so no event sent
+        // after this returns can be missed.
+        let (conn, chunked) = client.open_stream()?;
+        sockets.push(conn.io.get_ref().try_clone().map_err(|e| e.to_string())?);
+        let (shared, stop) = (shared.clone(), stop.clone());
+        readers.push(thread::spawn(move || {
+            read_events(conn, chunked, &shared, &stop)
+        }));
+    }
+
+    let start = Instant::now() + Duration::from_millis(100);
+    let window = start + Duration::from_secs_f64(args.warmup);
+    let end = window + Duration::from_secs_f64(args.seconds);
+    let done = Arc::new(Barrier::new(2));
+    let sending = {
+        let (shared, done) = (shared.clone(), done.clone());
+        thread::spawn(move || {
+            let (mut sent, mut t) = (Vec::<Sent>::new(), Tally::default());
+            let mut stalls = 0;
+            thread::sleep(start.saturating_duration_since(Instant::now()));
+            loop {
+                let at = Instant::now();
+                if at >= end {
+                    break;
+                }
+                // A failed send still uses up its number: it may have been committed anyway,
+                // and reusing the number would make its delivery look like a duplicate.
+                let seq = sent.len();
+                let outcome = sender.rpc(
+                    "tools/call",
+                    json!({"name": "message_send", "arguments": {"body": {"seq": seq}}}),
+                );
+                let ok = outcome.is_ok();
+                if let Err(e) = outcome {
+                    t.errors += 1;
+                    t.first_error.get_or_insert(e);
+                }
+                sent.push(Sent {
+                    at,
+                    measured: at >= window,
+                    ok,
+                });
+                if ok && !shared.wait_complete(seq, DELIVERY_TIMEOUT) {
+                    stalls += 1;
+                }
+            }
+            done.wait();
+            (sender, sent, t, stalls)
+        })
+    };
+    thread::sleep(window.saturating_duration_since(Instant::now()));
+    let meter = CpuMeter::start(args.hub_pid);
+    thread::sleep(end.saturating_duration_since(Instant::now()));
+    let cpu = meter.finish(args.seconds);
+    done.wait();
+    let (sender, sent, tally, stalls) = sending.join().expect("sender thread panicked");
+
+    // Every delivery the sender waited for is in; give late ones (after a stall) and any
+    // duplicate of the last messages a moment to show up before the streams are cut.
+    thread::sleep(if stalls > 0 {
+        DELIVERY_TIMEOUT
+    } else {
+        Duration::from_millis(300)
+    });
+    *stop.lock().expect("stop lock") = true;
+    for s in &sockets {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    let mut report = DeliverReport {
+        messages: sent.iter().filter(|s| s.measured && s.ok).count(),
+        latencies_us: Vec::new(),
+        complete_us: Vec::new(),
+        missing: 0,
+        duplicates: 0,
+        stalls,
+        errors: tally.errors,
+        first_error: tally.first_error,
+        cpu,
+    };
+    // Per measured message: the latest first receipt so far, and how many recipients had it.
+    let mut last = vec![(0u64, 0usize); sent.len()];
+    for reader in readers {
+        let receipts = reader.join().expect("stream reader panicked");
+        if let Some(e) = receipts.error {
+            report.errors += 1;
+            report
+                .first_error
+                .get_or_insert(format!("event stream: {e}"));
+        }
+        let mut count = vec![0usize; sent.len()];
+        for (seq, at) in receipts.got {
+            let Some(s) = sent.get(seq) else {
+                report.duplicates += 1; // a message this run never sent: count it as extra
+                continue;
+            };
+            count[seq] += 1;
+            if count[seq] > 1 {
+                report.duplicates += 1;
+            } else if s.measured {
+                let us = at.saturating_duration_since(s.at).as_micros() as u64;
+                report.latencies_us.push(us);
+                last[seq] = (last[seq].0.max(us), last[seq].1 + 1);
+            }
+        }
+        report.missing += sent
+            .iter()
+            .zip(&count)
+            .filter(|(s, n)| s.ok && **n == 0)
+            .count();
+    }
+    report.complete_us = last
+        .into_iter()
+        .filter(|(_, n)| *n == r)
+        .map(|(us, _)| us)
+        .collect();
+    // End the MCP sessions so that they do not linger on the hub between measurements.
+    for c in recipients.into_iter().chain([sender]) {
+        if let Err(e) = c.close() {
+            report.first_error.get_or_insert(e);
+        }
+    }
+    Ok(report)
 }
 
 /// Run time of every thread of `pid` so far, from /proc/PID/task/*/schedstat (0 if unavailable).
@@ -385,14 +818,22 @@ fn machine_ticks() -> (f64, f64) {
     (total - idle, total)
 }
 
-/// Creates one collab session over REST and returns its `claude` token.
-fn create_session(conn: &mut Conn, name: &str) -> Result<String, String> {
-    let body = json!({"name": name, "participants": ["claude", "gemini"]});
+/// Creates one collab session over REST and returns its `tokens` object (aiId → token).
+fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Result<Value, String> {
+    let body = json!({"name": name, "participants": participants});
     let r = conn.post("/mcp/session/create", &[], body.to_string().as_bytes())?;
-    let v: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
-    match (r.status, v["tokens"]["claude"].as_str()) {
-        (201, Some(token)) => Ok(token.to_owned()),
+    let mut v: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    match (r.status, v["tokens"].is_object()) {
+        (201, true) => Ok(v["tokens"].take()),
         (s, _) => Err(format!("session create: {s} {v}")),
+    }
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds (0 for none).
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        len => sorted[((len as f64 * p).ceil() as usize).clamp(1, len) - 1] as f64 / 1000.0,
     }
 }
 
@@ -409,48 +850,243 @@ fn main() -> Result<(), String> {
     if !(args.seconds > 0.0 && args.warmup >= 0.0) {
         return Err("--seconds must be > 0 and --warmup >= 0".into());
     }
+    if args
+        .recipients
+        .iter()
+        .any(|&r| r == 0 || r + 1 > MAX_PARTICIPANTS)
+    {
+        return Err(format!(
+            "--recipients must be 1..={} (a session holds at most {MAX_PARTICIPANTS})",
+            MAX_PARTICIPANTS - 1
+        ));
+    }
     let cpu_cols = if args.hub_pid.is_some() {
         "  hub cpu%  gen cpu%  other cpu%"
     } else {
         ""
     };
-    println!("sessions  phase  calls/s  p50 ms  p99 ms  max ms  errors{cpu_cols}");
+    let cpu_line = |cpu: &[f64]| match args.hub_pid {
+        Some(_) => format!("  {:>8.0}  {:>8.0}  {:>10.0}", cpu[0], cpu[1], cpu[2]),
+        None => String::new(),
+    };
     let run = std::process::id(); // makes session names unique across runs
-    for &n in &args.sessions {
-        let mut rest = Conn::open(&addr)?;
-        let mut clients = Vec::new();
-        for i in 0..n {
-            let token = create_session(&mut rest, &format!("bench-{run}-{n}-{i}"))?;
-            clients.push(Client::connect(&addr, token)?);
-        }
-        for phase in &args.phases {
-            let (back, tally, cpu) = run_phase(clients, phase, &args);
-            clients = back;
-            let mut l = tally.latencies_us;
-            l.sort_unstable();
-            let pct = |p: f64| match l.len() {
-                0 => 0.0,
-                len => l[((len as f64 * p).ceil() as usize).clamp(1, len) - 1] as f64 / 1000.0,
-            };
-            let rate = l.len() as f64 / args.seconds;
-            let mut line = format!(
-                "{n:>8}  {phase:<5}  {rate:>7.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6}",
-                pct(0.50),
-                pct(0.99),
-                pct(1.0),
-                tally.errors
-            );
-            if args.hub_pid.is_some() {
-                line.push_str(&format!(
-                    "  {:>8.0}  {:>8.0}  {:>10.0}",
-                    cpu[0], cpu[1], cpu[2]
-                ));
+    let phases: Vec<&String> = args
+        .phases
+        .iter()
+        .filter(|p| *p != "deliver" && *p != "lock")
+        .collect();
+    if !phases.is_empty() {
+        println!("sessions  phase  calls/s  p50 ms  p99 ms  max ms  errors{cpu_cols}");
+        let pair = ["claude".to_owned(), "gemini".to_owned()];
+        for &n in &args.sessions {
+            let mut rest = Conn::open(&addr)?;
+            let mut clients = Vec::new();
+            for i in 0..n {
+                let tokens = create_session(&mut rest, &format!("bench-{run}-{n}-{i}"), &pair)?;
+                let token = tokens["claude"].as_str().ok_or("no token for claude")?;
+                clients.push(Client::connect(&addr, token.to_owned())?);
             }
-            println!("{line}");
-            if let Some(e) = tally.first_error {
+            for phase in &phases {
+                let (back, tally, cpu) = run_phase(clients, phase, &args);
+                clients = back;
+                let mut l = tally.latencies_us;
+                l.sort_unstable();
+                let rate = l.len() as f64 / args.seconds;
+                println!(
+                    "{n:>8}  {phase:<5}  {rate:>7.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6}{}",
+                    pct(&l, 0.50),
+                    pct(&l, 0.99),
+                    pct(&l, 1.0),
+                    tally.errors,
+                    cpu_line(&cpu)
+                );
+                if let Some(e) = tally.first_error {
+                    eprintln!("  first error: {}", e.chars().take(300).collect::<String>());
+                }
+            }
+        }
+    }
+    if args.phases.iter().any(|p| p == "deliver") {
+        println!(
+            "recipients  phase    msgs/s  deliv/s  p50 ms  p99 ms  max ms  all p99  missing  dups  stalls  errors{cpu_cols}"
+        );
+        for &r in &args.recipients {
+            let mut d = run_deliver(&addr, r, run, &args)?;
+            d.latencies_us.sort_unstable();
+            d.complete_us.sort_unstable();
+            let l = &d.latencies_us;
+            println!(
+                "{r:>10}  deliver  {:>6.0}  {:>7.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>7.2}  {:>7}  {:>4}  {:>6}  {:>6}{}",
+                d.messages as f64 / args.seconds,
+                l.len() as f64 / args.seconds,
+                pct(l, 0.50),
+                pct(l, 0.99),
+                pct(l, 1.0),
+                pct(&d.complete_us, 0.99),
+                d.missing,
+                d.duplicates,
+                d.stalls,
+                d.errors,
+                cpu_line(&d.cpu)
+            );
+            if let Some(e) = d.first_error {
+                eprintln!("  first error: {}", e.chars().take(300).collect::<String>());
+            }
+        }
+    }
+    if args.phases.iter().any(|p| p == "lock") {
+        if args.lock_resources == 0 {
+            return Err("--lock-resources must be at least 1".into());
+        }
+        println!(
+            "clients  phase  resources  trips/s  tries/s  refused%  p50 ms  p99 ms  max ms  errors{cpu_cols}"
+        );
+        for &n in &args.sessions {
+            let mut t = run_locks(&addr, n, run, &args)?;
+            t.trips_us.sort_unstable();
+            let l = &t.trips_us;
+            println!(
+                "{n:>7}  lock   {:>9}  {:>7.0}  {:>7.0}  {:>8.1}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6}{}",
+                args.lock_resources,
+                l.len() as f64 / args.seconds,
+                t.tries as f64 / args.seconds,
+                100.0 * t.refused as f64 / t.tries.max(1) as f64,
+                pct(l, 0.50),
+                pct(l, 0.99),
+                pct(l, 1.0),
+                t.errors,
+                cpu_line(&t.cpu)
+            );
+            if let Some(e) = t.first_error {
                 eprintln!("  first error: {}", e.chars().take(300).collect::<String>());
             }
         }
     }
     Ok(())
+}
+
+/// What the lock phase counted.
+#[derive(Default)]
+struct LockTally {
+    /// Acquire + release round trips that got the lock, in microseconds.
+    trips_us: Vec<u64>,
+    tries: u64,
+    /// Acquires answered 409 (someone else holds a conflicting lock).
+    refused: u64,
+    errors: u64,
+    first_error: Option<String>,
+    cpu: Vec<f64>,
+}
+
+/// `n` participants of one session contend for `--lock-resources` files: each client loops
+/// acquire (no wait) → release when granted. Every acquire and release is a durable write (event
+/// plus lock row) in the one session actor, so this measures the lock path under contention.
+fn run_locks(addr: &str, n: usize, run: u32, args: &Args) -> Result<LockTally, String> {
+    if n == 0 || n > MAX_PARTICIPANTS {
+        return Err(format!("lock phase: 1..={MAX_PARTICIPANTS} clients"));
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+    let mut rest = Conn::open(addr)?;
+    let tokens = create_session(&mut rest, &format!("locks-{run}-{n}"), &names)?;
+    let start = Instant::now() + Duration::from_millis(200);
+    let window = start + Duration::from_secs_f64(args.warmup);
+    let end = window + Duration::from_secs_f64(args.seconds);
+    let done = Arc::new(Barrier::new(n + 1));
+    let resources = args.lock_resources;
+    let handles: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let token = format!("Bearer {}", tokens[name].as_str().unwrap_or_default());
+            let (addr, done) = (addr.to_owned(), done.clone());
+            thread::spawn(move || {
+                let mut t = LockTally::default();
+                let mut conn = match Conn::open(&addr) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        t.errors += 1;
+                        t.first_error = Some(e);
+                        done.wait();
+                        return t;
+                    }
+                };
+                let headers = [
+                    ("authorization", token.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1);
+                thread::sleep(start.saturating_duration_since(Instant::now()));
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let resource = format!("/src/file{}.ts", seed % resources as u64);
+                    let body = json!({"resource": resource, "operation": "bench", "duration": 60});
+                    let measured = t0 >= window;
+                    let outcome = conn
+                        .post(
+                            "/mcp/collaborate/lock",
+                            &headers,
+                            body.to_string().as_bytes(),
+                        )
+                        .and_then(|r| match r.status {
+                            200 => {
+                                let v: Value =
+                                    serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+                                let id = v["id"].as_i64().ok_or("no lock id")?;
+                                let rel = json!({"lockId": id}).to_string();
+                                let r = conn.post(
+                                    "/mcp/collaborate/lock/release",
+                                    &headers,
+                                    rel.as_bytes(),
+                                )?;
+                                if r.status != 200 {
+                                    return Err(format!("release: {}", r.status));
+                                }
+                                Ok(true)
+                            }
+                            409 => Ok(false),
+                            s => Err(format!("acquire: {s} {}", String::from_utf8_lossy(&r.body))),
+                        });
+                    if measured {
+                        t.tries += 1;
+                        match outcome {
+                            Ok(true) => t.trips_us.push(t0.elapsed().as_micros() as u64),
+                            Ok(false) => t.refused += 1,
+                            Err(e) => {
+                                t.errors += 1;
+                                t.first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                done.wait();
+                t
+            })
+        })
+        .collect();
+    thread::sleep(window.saturating_duration_since(Instant::now()));
+    let meter = CpuMeter::start(args.hub_pid);
+    thread::sleep(end.saturating_duration_since(Instant::now()));
+    let cpu = meter.finish(args.seconds);
+    done.wait();
+    let mut total = LockTally {
+        cpu,
+        ..Default::default()
+    };
+    for h in handles {
+        let t = h.join().map_err(|_| "lock client thread panicked")?;
+        total.trips_us.extend(t.trips_us);
+        total.tries += t.tries;
+        total.refused += t.refused;
+        total.errors += t.errors;
+        if total.first_error.is_none() {
+            total.first_error = t.first_error;
+        }
+    }
+    Ok(total)
 }
