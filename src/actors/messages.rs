@@ -14,13 +14,13 @@ use crate::domain::handshake::{Phase, Step};
 use crate::domain::ledger::ChangeSpec;
 use crate::domain::lock::{Lock, Mode};
 use crate::domain::message::{AckSelection, MessageSpec};
-use crate::domain::task::{Status as TaskStatus, Task};
-use crate::domain::task_rules::TaskOp;
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     HandshakeMode, Participant, ParticipantBrief, ParticipantSpec, ParticipantView, Session,
     SessionSpec, SessionStatus, SessionSummary, SessionView,
 };
+use crate::domain::task::{Status as TaskStatus, Task};
+use crate::domain::task_rules::TaskOp;
 use crate::error::HubError;
 use crate::store::ledger::{ChangeQuery, ChangeView};
 use crate::store::messages::{MessagePage, MessageQuery};

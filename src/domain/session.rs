@@ -19,12 +19,12 @@ use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};
 use super::lock::LockTable;
-use super::task::{Strategy, TaskBoard};
 use super::message::{
     self, MessageSpec, Parent, PendingAck, PendingAcks, PlannedMessage, SendRate,
 };
 use super::monitor::{MONITORING_KEY, STATUS_REPORTED, stored_status};
 use super::role::{Permission, Role};
+use super::task::{Strategy, TaskBoard};
 use super::{DomainError, now};
 
 /// Upper bound on participants in one session; every event fans out to each of them.
