@@ -52,6 +52,12 @@ impl Application {
             disconnect_grace_secs: settings.disconnect_grace_secs.max(1),
             conflict_window_secs: settings.conflict_window_secs,
         };
+        if settings.conflict_window_secs > 30 * 24 * 3600 {
+            return Err("--conflict-window-secs is at most 30 days (2592000)".into());
+        }
+        if settings.disconnect_grace_secs > 7 * 24 * 3600 {
+            return Err("--disconnect-grace-secs is at most 7 days (604800)".into());
+        }
         if !(settings.message_rate.is_finite() && settings.message_rate > 0.0) {
             return Err(format!(
                 "--message-rate must be a positive number of messages per second, not {}",

@@ -43,6 +43,8 @@ struct Stream {
     /// Live events that arrived while the stream was replaying.
     outbox: Outbox,
     replaying: bool,
+    /// A critical event arrived during a held replay: read the log for critical ones again.
+    recheck: bool,
     /// Bumped on every (re)attach, so a replay that finishes late throws its page away.
     generation: u64,
     attached: u64,
@@ -234,7 +236,7 @@ impl AgentActor {
                     stream.defer();
                     if !held {
                         act.pump(&key, ctx);
-                    } else if page_full {
+                    } else if page_full || std::mem::take(&mut stream.recheck) {
                         act.replay(key, read_up_to, ctx);
                     }
                 } else if page_full {
@@ -279,6 +281,10 @@ impl Handler<Deliver> for AgentActor {
                 stream.outbox.mark_missed(after);
             }
             if self.held {
+                if msg.event.priority == Priority::Critical && stream.replaying {
+                    // The replay in flight may have read the log before this commit.
+                    stream.recheck = true;
+                }
                 if msg.event.priority == Priority::Critical
                     && !stream.replaying
                     && let Push::Closed = stream.push_early(msg.event.clone())
@@ -330,6 +336,7 @@ impl Handler<Attach> for AgentActor {
                 early: BTreeSet::new(),
                 outbox: Outbox::new(OUTBOX_CAPACITY),
                 replaying: false,
+                recheck: false,
                 generation: self.generation,
                 attached: self.generation,
             },

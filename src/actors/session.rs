@@ -342,46 +342,55 @@ impl Handler<LeaveSession> for SessionActor {
     type Result = Reply<SessionView>;
 
     fn handle(&mut self, msg: LeaveSession, _: &mut Self::Context) -> Self::Result {
+        let at = now();
         let planned = self.session().and_then(|s| {
             let caller = self.authorized(s, &msg.credential)?;
-            Ok(s.check_leave(&msg.ai_id, &caller)?)
+            let event = s.check_leave(&msg.ai_id, &caller)?;
+            // What leaving also ends, written in the same transaction: the leaver's locks
+            // (waiters move up), and its part in an open handshake.
+            let releases: Vec<_> = s
+                .locks
+                .of(&msg.ai_id)
+                .into_iter()
+                .map(|id| (id, crate::domain::lock::Release::Left))
+                .collect();
+            let release = self.plan_release(&releases, None, Vec::new())?;
+            let coordination = s.coordination.after_leave(&msg.ai_id, at);
+            Ok((event, release, coordination))
         });
-        let event = match planned {
-            Ok(e) => e,
+        let (event, release, coordination) = match planned {
+            Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
-        let (id, at, ai_id) = (self.id, now(), msg.ai_id);
+        let (id, ai_id) = (self.id, msg.ai_id);
         let leaving = ai_id.clone();
-        let left = self.commit_events(
+        let (stored_release, stored_coordination) = (release.clone(), coordination.clone());
+        AtomicResponse::new(Box::pin(self.commit_events(
             move |c| {
                 queries::mark_left(c, id, &leaving, at)?;
-                Ok(vec![queries::append_event(c, id, &event, at)?])
-            },
-            move |act, events, _| {
-                act.session_mut().apply_leave(&ai_id, at, events[0].id);
-                act.stop_agent(&ai_id);
-                let locks = act.session_mut().locks.of(&ai_id);
-                (act.session_mut().view(), locks)
-            },
-        );
-        // Whatever the leaver held or awaited is released, and waiters move up.
-        AtomicResponse::new(Box::pin(left.then(|result, act, _| {
-            let fut: ResponseActFuture<Self, Result<SessionView, HubError>> = match result {
-                Err(e) => Box::pin(fut::ready(Err(e))),
-                Ok((view, locks)) if locks.is_empty() => Box::pin(fut::ready(Ok(view))),
-                Ok((view, locks)) => {
-                    let releases = locks
-                        .into_iter()
-                        .map(|id| (id, crate::domain::lock::Release::Left))
-                        .collect();
-                    Box::pin(
-                        act.release_and_grant(releases, None, Vec::new())
-                            .map(move |r, _, _| r.map(|_| view)),
-                    )
+                let mut events = vec![queries::append_event(c, id, &event, at)?];
+                if let Some((next, announce)) = &stored_coordination {
+                    crate::store::ledger::set_coordination(c, id, next)?;
+                    if let Some(e) = announce {
+                        events.push(queries::append_event(c, id, e, at)?);
+                    }
                 }
-            };
-            fut
-        })))
+                events.extend(stored_release.write(c, id, at)?);
+                Ok(events)
+            },
+            move |act, events, ctx| {
+                let s = act.session_mut();
+                s.apply_leave(&ai_id, at, events[0].id);
+                if let Some((next, _)) = coordination {
+                    s.coordination = next;
+                }
+                release.apply(s, &events, at);
+                act.stop_agent(&ai_id);
+                act.schedule_lease_timer(ctx);
+                act.schedule_coordination_timers(ctx);
+                act.session_mut().view()
+            },
+        )))
     }
 }
 

@@ -130,7 +130,77 @@ impl Coordination {
         if let Some((change, driver_changes)) = boundary {
             c.apply_change(change, driver_changes, at);
         }
+        if c.handshake.at_boundary() {
+            // Whatever waited for this boundary is decided now (applied above, or no longer
+            // possible, e.g. its participant left).
+            c.pending_roles = None;
+        }
         c
+    }
+
+    /// The state after `ai_id` left, and the event that says what that did to an open
+    /// handshake: the driver leaving ends it; the reviewer leaving sends it back to await another
+    /// review. `None` when nothing changes.
+    pub fn after_leave(
+        &self,
+        ai_id: &str,
+        at: NaiveDateTime,
+    ) -> Option<(Coordination, Option<NewEvent>)> {
+        let mut c = self.clone();
+        c.role_requests.retain(|r| r.ai_id != ai_id);
+        if let Some(p) = &mut c.pending_roles {
+            p.roles.remove(ai_id);
+            if p.roles.is_empty() {
+                c.pending_roles = None;
+            }
+        }
+        let announce = |step: &str, id: i64, summary: String| NewEvent {
+            kind: handshake::HANDSHAKE_EVENT,
+            actor: None,
+            priority: Priority::Important,
+            payload: json!({"step": step, "handshakeId": id, "reason": format!("{ai_id} left"), "summary": summary}),
+            to: None,
+        };
+        let event = match &self.handshake {
+            Phase::AwaitingReview { id, driver, .. }
+            | Phase::Reviewing { id, driver, .. }
+            | Phase::Reviewed { id, driver, .. }
+            | Phase::ControlPassed { id, driver, .. }
+                if driver == ai_id =>
+            {
+                c.handshake = Phase::Idle;
+                Some(announce(
+                    "cancel",
+                    *id,
+                    format!("handshake {id} ended: its driver {ai_id} left"),
+                ))
+            }
+            Phase::Reviewing {
+                id,
+                driver,
+                reviewer,
+                ..
+            }
+            | Phase::Reviewed {
+                id,
+                driver,
+                reviewer,
+            } if reviewer == ai_id => {
+                c.handshake = Phase::AwaitingReview {
+                    id: *id,
+                    driver: driver.clone(),
+                    since: at,
+                };
+                c.overdue_alerted = None; // the review clock starts again
+                Some(announce(
+                    "review_abandoned",
+                    *id,
+                    format!("{ai_id} left mid-review: handshake {id} awaits another reviewer"),
+                ))
+            }
+            _ => None,
+        };
+        (c != *self).then_some((c, event))
     }
 
     /// A new open request (named by its event id); it replaces the same participant's older one.

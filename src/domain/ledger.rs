@@ -12,6 +12,8 @@ pub const CHANGE_RECORDED: &str = "change_recorded";
 pub const CHANGE_CONFLICT: &str = "change_conflict";
 /// Largest diff, and largest before/after text, accepted.
 pub const MAX_TEXT_BYTES: usize = 512 * 1024;
+/// Longest a diff computation may take before settling for a coarser diff.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(100);
 const MAX_PATH_CHARS: usize = 1024;
 const MAX_SYMBOLS: usize = 100;
 /// Two participants' changes to overlapping lines of one file this close together conflict
@@ -145,7 +147,11 @@ pub fn plan_change(spec: ChangeSpec) -> Result<PlannedChange, DomainError> {
                 after.as_deref().unwrap_or(""),
             );
             Some(
-                similar::TextDiff::from_lines(old, new)
+                // Bounded: past the deadline `similar` settles for a coarser (still correct)
+                // diff, so a huge rewrite cannot hold the session actor for seconds.
+                similar::TextDiff::configure()
+                    .timeout(DIFF_DEADLINE)
+                    .diff_lines(old, new)
                     .unified_diff()
                     .context_radius(3)
                     .header(
@@ -221,7 +227,7 @@ pub fn hunk_ranges(diff: &str) -> Result<Vec<(u32, u32)>, DomainError> {
         parse(old, '-').ok_or_else(|| bad(line))?;
         let (start, len) = parse(new, '+').ok_or_else(|| bad(line))?;
         let first = start.max(1);
-        ranges.push((first, first + len.saturating_sub(1)));
+        ranges.push((first, first.saturating_add(len.saturating_sub(1))));
     }
     Ok(ranges)
 }
@@ -345,6 +351,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok.lines, vec![(3, 4)]);
+        let huge = plan_change(ChangeSpec {
+            diff: Some("@@ -1 +4294967295,3 @@\n+x\n".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(huge.lines, vec![(u32::MAX, u32::MAX)]);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const LOCK_QUEUED: &str = "lock_queued";
 pub const MAX_LEASE_SECS: u32 = 4 * 3600;
 pub const DEFAULT_LEASE_SECS: u32 = 300;
 const MAX_RESOURCE_CHARS: usize = 1024;
+/// Deepest path a resource may name.
+const MAX_SEGMENTS: usize = 128;
 /// Most locks (held and waiting) one participant may have at once.
 pub const MAX_LOCKS_PER_PARTICIPANT: usize = 64;
 
@@ -69,6 +71,9 @@ impl Resource {
             .filter(|s| !s.is_empty() && *s != ".")
             .map(str::to_owned)
             .collect();
+        if segments.len() > MAX_SEGMENTS {
+            return Err(bad("too deep"));
+        }
         if segments.iter().any(|s| s == "..") {
             return Err(bad("`..` is not allowed"));
         }
@@ -130,25 +135,44 @@ fn symbol_contains(outer: &str, inner: &str) -> bool {
 }
 
 /// Segment lists `a` and `b` (either may end in "everything below", or contain `**`) can match
-/// a common path.
+/// a common path. Memoised over positions: O(len(a) × len(b)), whatever the wildcards (a naive
+/// search is exponential in the number of `**`, and this runs on the session actor).
 fn overlap(a: &[String], a_prefix: bool, b: &[String], b_prefix: bool) -> bool {
-    match (a.split_first(), b.split_first()) {
-        (None, None) => true,
-        (None, Some(_)) => a_prefix,
-        (Some(_), None) => b_prefix,
-        (Some((x, rest_a)), Some((y, rest_b))) => {
-            if x == "**" {
-                // Zero or more segments: try every split.
-                return (0..=b.len()).any(|k| overlap(rest_a, a_prefix, &b[k..], b_prefix))
-                    || b_prefix && rest_a.is_empty();
+    struct Walk<'a> {
+        a: &'a [String],
+        b: &'a [String],
+        a_prefix: bool,
+        b_prefix: bool,
+        memo: Vec<Option<bool>>,
+    }
+    impl Walk<'_> {
+        fn go(&mut self, i: usize, j: usize) -> bool {
+            let (n, m) = (self.a.len(), self.b.len());
+            let slot = i * (m + 1) + j;
+            if let Some(v) = self.memo[slot] {
+                return v;
             }
-            if y == "**" {
-                return (0..=a.len()).any(|k| overlap(&a[k..], a_prefix, rest_b, b_prefix))
-                    || a_prefix && rest_b.is_empty();
-            }
-            segment_overlap(x, y) && overlap(rest_a, a_prefix, rest_b, b_prefix)
+            let all_stars = |s: &[String]| s.iter().all(|x| x == "**");
+            let v = match (i < n, j < m) {
+                (false, false) => true,
+                (false, true) => self.a_prefix || all_stars(&self.b[j..]),
+                (true, false) => self.b_prefix || all_stars(&self.a[i..]),
+                (true, true) if self.a[i] == "**" => self.go(i + 1, j) || self.go(i, j + 1),
+                (true, true) if self.b[j] == "**" => self.go(i, j + 1) || self.go(i + 1, j),
+                (true, true) => segment_overlap(&self.a[i], &self.b[j]) && self.go(i + 1, j + 1),
+            };
+            self.memo[slot] = Some(v);
+            v
         }
     }
+    let mut walk = Walk {
+        a,
+        b,
+        a_prefix,
+        b_prefix,
+        memo: vec![None; (a.len() + 1) * (b.len() + 1)],
+    };
+    walk.go(0, 0)
 }
 
 fn is_glob(s: &str) -> bool {
@@ -165,22 +189,47 @@ fn segment_overlap(x: &str, y: &str) -> bool {
 }
 
 /// `*` any run, `?` one character, `[…]` taken as a wildcard character (conservative).
+/// Dynamic programming over (pattern, text) positions: O(len × len), never exponential.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('[') => {
-                let close = p.iter().position(|c| *c == ']').unwrap_or(p.len() - 1);
-                !t.is_empty() && go(&p[close + 1..], &t[1..])
-            }
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
-        }
+    enum Tok {
+        Star,
+        One,
+        Lit(char),
     }
-    go(&p, &t)
+    let mut toks = Vec::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        toks.push(match c {
+            '*' => Tok::Star,
+            '?' => Tok::One,
+            '[' => {
+                // A class matches one character; which ones does not matter here.
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        break;
+                    }
+                }
+                Tok::One
+            }
+            c => Tok::Lit(c),
+        });
+    }
+    let t: Vec<char> = text.chars().collect();
+    // `next[j]`: tokens after the current one match t[j..].
+    let mut next = vec![false; t.len() + 1];
+    next[t.len()] = true;
+    for tok in toks.iter().rev() {
+        let mut cur = vec![false; t.len() + 1];
+        for j in (0..=t.len()).rev() {
+            cur[j] = match tok {
+                Tok::Star => next[j] || (j < t.len() && cur[j + 1]),
+                Tok::One => j < t.len() && next[j + 1],
+                Tok::Lit(c) => j < t.len() && t[j] == *c && next[j + 1],
+            };
+        }
+        next = cur;
+    }
+    next[0]
 }
 
 #[derive(
@@ -524,24 +573,43 @@ impl LockTable {
             .max()
     }
 
-    /// A write citing `token` for `file` must present the current token of a lock its author
-    /// holds on that file (fencing: a lease that expired and was granted again is stale).
-    pub fn check_fence(&self, holder: &str, file: &str, token: i64) -> Result<(), DomainError> {
-        match self.token_for(holder, file) {
-            Some(current) if current == token => Ok(()),
-            Some(current) => Err(DomainError::conflict(
-                "stale_fencing_token",
-                format!(
-                    "token {token} is not the current one for {file} ({current}); re-read your lock"
-                ),
-            )),
-            None => Err(DomainError::conflict(
-                "stale_fencing_token",
-                format!(
-                    "{holder} holds no lock covering {file} now (expired or released); acquire it again"
-                ),
-            )),
+    /// A write citing `token` for `file` must present the token of an exclusive lock its author
+    /// holds on that file now (fencing: a lease that expired, or was released and granted to
+    /// someone again, is stale; a shared lock does not license a write).
+    pub fn check_fence(
+        &self,
+        holder: &str,
+        file: &str,
+        token: i64,
+        now: NaiveDateTime,
+    ) -> Result<(), DomainError> {
+        let valid: Vec<i64> = self
+            .held()
+            .filter(|l| {
+                l.holder == holder && l.mode == Mode::Exclusive && l.resource.covers_file(file)
+            })
+            .filter(|l| l.expires_at.is_none_or(|e| e > now))
+            .filter_map(|l| l.token)
+            .collect();
+        if valid.contains(&token) {
+            return Ok(());
         }
+        if valid.is_empty() {
+            return Err(DomainError::conflict(
+                "stale_fencing_token",
+                format!(
+                    "{holder} holds no exclusive lock covering {file} now (expired or released); acquire it again"
+                ),
+            ));
+        }
+        let current: Vec<String> = valid.iter().map(i64::to_string).collect();
+        Err(DomainError::conflict(
+            "stale_fencing_token",
+            format!(
+                "token {token} is not a current exclusive lock on {file} (current: {})",
+                current.join(", ")
+            ),
+        ))
     }
 
     /// Held locks by others that cover `file`.
@@ -590,6 +658,14 @@ mod tests {
         assert!(r("/src/auth.ts#AuthService").conflicts_with(&r("/src/auth.ts#AuthService.login")));
         assert!(r("/src/auth.ts").conflicts_with(&r("/src/auth.ts#AuthService.login")));
         assert_eq!(r("src//auth/./x.ts").to_string(), "/src/auth/x.ts");
+        // Patterns that make a naive matcher exponential answer at once.
+        let many = format!("/{}", "*a".repeat(12) + "*b");
+        let long = format!("/{}", "a".repeat(200));
+        assert!(!r(&many).conflicts_with(&r(&long)));
+        let stars = format!("{}/y", "/**/x".repeat(8));
+        let deep = format!("/{}", ["x"; 100].join("/"));
+        assert!(!r(&stars).conflicts_with(&r(&deep)));
+        assert!(r(&stars).covers_file(&format!("{deep}/y")));
         for bad in ["", "  ", "/a/../b", "/src/#x", "/a#", "/a#b#c"] {
             assert!(Resource::parse(bad).is_err(), "{bad:?}");
         }
@@ -654,14 +730,40 @@ mod tests {
             Outcome::Granted
         );
         assert_eq!(t.token_for("cursor", "/src/auth/jwt.ts"), Some(11));
-        assert!(t.check_fence("cursor", "/src/auth/jwt.ts", 11).is_ok());
         assert!(
-            t.check_fence("cursor", "/src/auth/jwt.ts", 3).is_err(),
+            t.check_fence("cursor", "/src/auth/jwt.ts", 11, at).is_err(),
+            "a shared lock does not license a write"
+        );
+        t.insert(
+            20,
+            req("/src/auth/", "cursor", Mode::Exclusive, false),
+            true,
+            at,
+        );
+        t.insert(
+            21,
+            req("/src/auth/jwt.ts", "cursor", Mode::Exclusive, false),
+            true,
+            at,
+        );
+        assert!(
+            t.check_fence("cursor", "/src/auth/jwt.ts", 20, at).is_ok(),
+            "the directory's token is valid too"
+        );
+        assert!(t.check_fence("cursor", "/src/auth/jwt.ts", 21, at).is_ok());
+        assert!(
+            t.check_fence("cursor", "/src/auth/jwt.ts", 3, at).is_err(),
             "stale"
         );
         assert!(
-            t.check_fence("gemini", "/src/auth/jwt.ts", 11).is_err(),
+            t.check_fence("gemini", "/src/auth/jwt.ts", 21, at).is_err(),
             "not its lock"
+        );
+        let later = at + TimeDelta::seconds(31);
+        assert!(
+            t.check_fence("cursor", "/src/auth/jwt.ts", 21, later)
+                .is_err(),
+            "lease ran out"
         );
     }
 

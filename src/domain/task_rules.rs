@@ -238,6 +238,18 @@ impl Session {
                     board.check_dependencies(id, &deps)?;
                     next.dependencies = deps;
                 }
+                // A status change in the same update is judged against the new dependencies.
+                let revised;
+                let board = if next.dependencies != t.dependencies {
+                    let mut b = board.clone();
+                    if let Some(task) = b.get_mut(id) {
+                        task.dependencies = next.dependencies.clone();
+                    }
+                    revised = b;
+                    &revised
+                } else {
+                    board
+                };
                 if let Some(to) = status {
                     if !(mine || self.is_driver_or_operator(&me) || t.assigned_to.is_none()) {
                         return Err(DomainError::Forbidden(format!(

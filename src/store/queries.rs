@@ -91,6 +91,7 @@ pub fn upsert_participant(
             participants::left_at.eq(None::<NaiveDateTime>),
             participants::acked_event_id.eq(row.acked_event_id),
             participants::checkpoint.eq(None::<String>),
+            participants::skills.eq(&row.skills),
         ))
         .execute(conn)?;
     if revived == 0 {

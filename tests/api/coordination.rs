@@ -19,6 +19,7 @@ both_backends!(
     automatic_rotation_and_review_timeout,
     the_ledger_keeps_history_and_refuses_bad_diffs,
     suggestions_become_changes_or_stay_rejected,
+    leaving_mid_handshake_does_not_wedge_it,
 );
 
 async fn session(app: &TestApp, body: Value) -> (String, Value) {
@@ -280,9 +281,22 @@ async fn loose_mode_records_and_alerts(backend: Backend) {
     assert_eq!(second["outsidePermissions"], true);
     assert_eq!(second["conflicts"], json!([first["id"]]));
     let text = call_text(&claude, "whoami", json!({})).await;
+    assert!(text.contains("change_conflict"), "{text}");
+    // One alert per recipient, with every reason that concerns it.
+    let (_, page) = claude
+        .tool("events_poll", json!({"after": first["id"], "limit": 50}))
+        .await;
+    let alert = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "change_conflict")
+        .unwrap()
+        .clone();
+    let summary = alert["payload"]["summary"].as_str().unwrap();
     assert!(
-        text.contains("change_conflict") && text.contains("without the write permission"),
-        "{text}"
+        summary.contains("overlapping lines") && summary.contains("without the write permission"),
+        "{alert}"
     );
     let text = call_text(&gemini, "whoami", json!({})).await;
     assert!(text.contains("change_conflict"), "{text}");
@@ -738,4 +752,66 @@ async fn suggestions_become_changes_or_stay_rejected(backend: Backend) {
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+}
+
+async fn leaving_mid_handshake_does_not_wedge_it(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = session(&app, json!({"name": "leavers", "participants": {
+        "claude": {"role": "driver"}, "gemini": {"role": "navigator"}, "codex": {"role": "navigator"}}})).await;
+    let claude = mcp(&app, &tokens, "claude").await;
+    let gemini = mcp(&app, &tokens, "gemini").await;
+    let codex = mcp(&app, &tokens, "codex").await;
+    let (_, work) = claude
+        .tool("handshake", json!({"step": "work_complete"}))
+        .await;
+    let hs = work["eventId"].as_i64().unwrap();
+    gemini
+        .tool(
+            "handshake",
+            json!({"step": "review_start", "acknowledgeId": hs}),
+        )
+        .await;
+    // The reviewer leaves: the work awaits another review, which codex takes.
+    let (status, _) = app
+        .post(
+            "/mcp/session/leave",
+            &json!({"sessionId": id, "participant": "gemini"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, me) = claude.tool("whoami", json!({})).await;
+    assert_eq!(me["handshake"]["state"], "awaiting_review", "{me}");
+    let (err, r) = codex
+        .tool(
+            "handshake",
+            json!({"step": "review_start", "acknowledgeId": hs}),
+        )
+        .await;
+    assert!(!err, "{r}");
+    // The driver leaves: the handshake ends, and a pending role change naming it is dropped.
+    let (err, pending) = claude
+        .tool(
+            "role",
+            json!({"action": "assign", "roles": {"codex": "driver"}}),
+        )
+        .await;
+    assert!(!err && pending["status"] == "pending", "{pending}");
+    let (status, _) = app
+        .post(
+            "/mcp/session/leave",
+            &json!({"sessionId": id, "participant": "claude"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, s) = app.get(&format!("/mcp/session/{id}")).await;
+    assert_eq!(s["coordination"]["handshake"]["state"], "idle", "{s}");
+    // With nobody driving, codex asks and the session grants at once.
+    let (err, granted) = codex
+        .tool("role", json!({"action": "request", "role": "driver"}))
+        .await;
+    assert!(!err && granted["status"] == "changed", "{granted}");
+    let (err, _) = codex.tool("changes", edit("/src/a.ts", 3, "x")).await;
+    assert!(!err, "the new driver writes");
 }

@@ -54,11 +54,21 @@ impl SessionActor {
             let due = *since + chrono::TimeDelta::seconds(i64::from(s.review_timeout_secs));
             ctx.notify_later(ReviewTimeout(*id), until(due));
         }
-        if let Some(at) = s.next_rotation_at() {
+        let rotation = s
+            .next_rotation_at()
+            .map(|at| (at, s.rotation_interval_secs));
+        if let Some((at, interval_secs)) = rotation {
             if let Some(old) = self.rotation_timer.take() {
                 ctx.cancel_future(old);
             }
-            self.rotation_timer = Some(ctx.notify_later(RotationCheck, until(at)));
+            // Due but impossible now (paused, nobody to swap with): look again one interval
+            // later rather than at once, over and over.
+            let interval = std::time::Duration::from_secs(u64::from(interval_secs));
+            let wait = match until(at) {
+                d if d.is_zero() => interval,
+                d => d,
+            };
+            self.rotation_timer = Some(ctx.notify_later(RotationCheck, wait));
         }
     }
 
@@ -413,7 +423,8 @@ impl Handler<RecordChange> for SessionActor {
                     s.tasks.get(task)?;
                 }
                 if let Some(token) = msg.spec.lock_token {
-                    s.locks.check_fence(&who, &msg.spec.file_path, token)?;
+                    s.locks
+                        .check_fence(&who, &msg.spec.file_path, token, now())?;
                 }
                 let foreign: Vec<(String, String)> = s
                     .locks
@@ -467,19 +478,21 @@ impl Handler<RecordChange> for SessionActor {
                 }),
                 to: None,
             };
-            let mut alerts = Vec::new();
+            // One critical alert per recipient, saying every reason that concerns it.
+            let mut reasons: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            let mut note = |to: &str, why: String| reasons.entry(to.to_owned()).or_default().push(why);
             for other in &others {
                 let why = format!(
                     "{who} changed {} where {other} changed it recently (overlapping lines or symbols)",
                     change.file_path
                 );
-                alerts.push(ledger::conflict_event(other, &change.file_path, &why, &conflict_ids));
-                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &conflict_ids));
+                note(other, why.clone());
+                note(&who, why);
             }
             for (holder, resource) in &foreign {
                 let why = format!("{who} changed {} while {holder} holds the lock on {resource}", change.file_path);
-                alerts.push(ledger::conflict_event(holder, &change.file_path, &why, &[]));
-                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &[]));
+                note(holder, why.clone());
+                note(&who, why);
             }
             if outside {
                 let why = format!(
@@ -487,10 +500,14 @@ impl Handler<RecordChange> for SessionActor {
                     change.file_path
                 );
                 if let Some(d) = driver.as_ref().filter(|d| **d != who) {
-                    alerts.push(ledger::conflict_event(d, &change.file_path, &why, &[]));
+                    note(d, why.clone());
                 }
-                alerts.push(ledger::conflict_event(&who, &change.file_path, &why, &[]));
+                note(&who, why);
             }
+            let alerts: Vec<NewEvent> = reasons
+                .iter()
+                .map(|(to, why)| ledger::conflict_event(to, &change.file_path, &why.join("; "), &conflict_ids))
+                .collect();
             let stored = change.clone();
             let author = who.clone();
             act.commit_events(

@@ -34,6 +34,72 @@ pub(super) struct LeaseCheck;
 #[rtype(result = "Result<(), HubError>")]
 pub(super) struct PresenceSweep;
 
+/// Locks to release and waiters to grant, decided before the transaction that writes them
+/// (which may also hold other writes: a participant leaving, a task completing).
+#[derive(Clone)]
+pub(super) struct ReleasePlan {
+    released: Vec<(Lock, Release)>,
+    actor: Option<String>,
+    notices: Vec<NewEvent>,
+    grants: Vec<Lock>,
+}
+
+impl ReleasePlan {
+    /// Writes the releases, the notices and the grants (inside the caller's transaction).
+    pub(super) fn write(
+        &self,
+        c: &mut crate::store::DbConn,
+        id: uuid::Uuid,
+        at: chrono::NaiveDateTime,
+    ) -> Result<Vec<Event>, HubError> {
+        let mut events = Vec::new();
+        for (l, why) in &self.released {
+            let event = NewEvent {
+                kind: RESOURCE_RELEASED,
+                actor: self.actor.clone(),
+                priority: Priority::Routine,
+                payload: json!({
+                    "lockId": l.id,
+                    "by": l.holder,
+                    "resource": l.resource.to_string(),
+                    "reason": why,
+                    "wasHeld": l.state == crate::domain::lock::State::Held,
+                }),
+                to: None,
+            };
+            events.push(queries::append_event(c, id, &event, at)?);
+            lock_store::release(c, id, l.id, *why, at)?;
+        }
+        for n in &self.notices {
+            events.push(queries::append_event(c, id, n, at)?);
+        }
+        for w in &self.grants {
+            let e = queries::append_event(c, id, &locked_event(w, at), at)?;
+            let expires = at + chrono::TimeDelta::seconds(i64::from(w.lease_secs));
+            lock_store::set_held(c, id, w.id, e.id, expires)?;
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    /// Mirrors what `write` stored: releases gone, waiters held with their tokens.
+    pub(super) fn apply(
+        &self,
+        s: &mut crate::domain::session::Session,
+        events: &[Event],
+        at: chrono::NaiveDateTime,
+    ) {
+        for (l, _) in &self.released {
+            s.locks.remove(l.id);
+        }
+        for e in events.iter().filter(|e| e.kind == RESOURCE_LOCKED) {
+            if let Some(lock_id) = e.payload["lockId"].as_i64() {
+                s.locks.grant(lock_id, e.id, at);
+            }
+        }
+    }
+}
+
 fn locked_event(l: &Lock, at: chrono::NaiveDateTime) -> NewEvent {
     NewEvent {
         kind: RESOURCE_LOCKED,
@@ -73,7 +139,36 @@ impl SessionActor {
         }
     }
 
-    /// Releases `releases` (with why), grants every waiter that can go now, in one transaction.
+    /// What releasing `releases` (with why) means now: the rows and events to write, and the
+    /// waiters that can then be granted. Planned while the actor is busy with one command, so
+    /// it still holds when that command's transaction runs.
+    pub(super) fn plan_release(
+        &self,
+        releases: &[(i64, Release)],
+        actor: Option<String>,
+        notices: Vec<NewEvent>,
+    ) -> Result<ReleasePlan, HubError> {
+        let mut table = self.session()?.locks.clone();
+        let mut released = Vec::new();
+        for (id, why) in releases {
+            if let Some(l) = table.remove(*id) {
+                released.push((l, *why));
+            }
+        }
+        let grants: Vec<Lock> = table
+            .grantable()
+            .iter()
+            .filter_map(|id| table.get(*id).cloned())
+            .collect();
+        Ok(ReleasePlan {
+            released,
+            actor,
+            notices,
+            grants,
+        })
+    }
+
+    /// Releases `releases`, grants every waiter that can go now, in one transaction.
     /// `notices` are extra events written with them (a forced release's critical notice).
     pub(super) fn release_and_grant(
         &mut self,
@@ -81,74 +176,15 @@ impl SessionActor {
         actor: Option<String>,
         notices: Vec<NewEvent>,
     ) -> ResponseActFuture<Self, Result<Vec<Event>, HubError>> {
-        let at = now();
-        let mut table = match self.session() {
-            Ok(s) => s.locks.clone(),
+        let plan = match self.plan_release(&releases, actor, notices) {
+            Ok(p) => p,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let mut released = Vec::new();
-        for (id, why) in &releases {
-            if let Some(l) = table.remove(*id) {
-                released.push((l, *why));
-            }
-        }
-        let waiters: Vec<Lock> = table
-            .grantable()
-            .iter()
-            .filter_map(|id| table.get(*id).cloned())
-            .collect();
-        let id = self.id;
-        let release_events: Vec<(i64, NewEvent)> = released
-            .iter()
-            .map(|(l, why)| {
-                (
-                    l.id,
-                    NewEvent {
-                        kind: RESOURCE_RELEASED,
-                        actor: actor.clone(),
-                        priority: Priority::Routine,
-                        payload: json!({
-                            "lockId": l.id,
-                            "by": l.holder,
-                            "resource": l.resource.to_string(),
-                            "reason": why,
-                            "wasHeld": l.state == crate::domain::lock::State::Held,
-                        }),
-                        to: None,
-                    },
-                )
-            })
-            .collect();
-        let reasons: Vec<(i64, Release)> = released.iter().map(|(l, w)| (l.id, *w)).collect();
-        let grants = waiters.clone();
+        let (id, at, stored) = (self.id, now(), plan.clone());
         self.commit_events(
-            move |c| {
-                let mut events = Vec::new();
-                for ((lock_id, event), (_, why)) in release_events.iter().zip(&reasons) {
-                    events.push(queries::append_event(c, id, event, at)?);
-                    lock_store::release(c, id, *lock_id, *why, at)?;
-                }
-                for n in &notices {
-                    events.push(queries::append_event(c, id, n, at)?);
-                }
-                for w in &grants {
-                    let e = queries::append_event(c, id, &locked_event(w, at), at)?;
-                    let expires = at + chrono::TimeDelta::seconds(i64::from(w.lease_secs));
-                    lock_store::set_held(c, id, w.id, e.id, expires)?;
-                    events.push(e);
-                }
-                Ok(events)
-            },
+            move |c| stored.write(c, id, at),
             move |act, events, ctx| {
-                let s = act.session_mut();
-                for (l, _) in &released {
-                    s.locks.remove(l.id);
-                }
-                for e in events.iter().filter(|e| e.kind == RESOURCE_LOCKED) {
-                    if let Some(lock_id) = e.payload["lockId"].as_i64() {
-                        s.locks.grant(lock_id, e.id, at);
-                    }
-                }
+                plan.apply(act.session_mut(), &events, at);
                 act.schedule_lease_timer(ctx);
                 events
             },
@@ -209,8 +245,20 @@ impl Handler<AcquireLock> for SessionActor {
                     wait: msg.wait,
                     task_id: msg.task_id,
                 };
+                // A lock tied to a task goes when the task completes: only its assignee ties
+                // locks to it (or anyone, while it is unassigned).
                 if let Some(t) = msg.task_id {
-                    self.session()?.tasks.get(t)?;
+                    let task = self.session()?.tasks.get(t)?;
+                    if task
+                        .assigned_to
+                        .as_ref()
+                        .is_some_and(|a| *a != request.holder)
+                    {
+                        return Err(HubError::Forbidden(format!(
+                            "task {t} is {}'s; lock for your own tasks",
+                            task.assigned_to.as_deref().unwrap_or_default()
+                        )));
+                    }
                 }
                 let outcome = self.session()?.locks.check(&request)?;
                 Ok((request, outcome))

@@ -32,6 +32,9 @@ impl Handler<SubmitSuggestion> for SessionActor {
                 return Err(HubError::invalid("aiId", "name the participant suggesting"));
             };
             s.check_suggest(&who)?;
+            if let Some(t) = msg.task_id {
+                s.tasks.get(t)?;
+            }
             let mut spec = msg.spec;
             if spec.operation.is_some_and(|o| o != Operation::Edit) || spec.new_path.is_some() {
                 return Err(HubError::invalid(

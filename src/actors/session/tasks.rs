@@ -36,10 +36,22 @@ impl Handler<TaskCommand> for SessionActor {
             )?;
             Ok(s.plan_task(&caller, msg.op, at, seed())?)
         });
-        let plan = match planned {
+        // A completed task's locks are released (and waiters move up) in the same transaction.
+        let planned = planned.and_then(|plan| {
+            let s = self.session()?;
+            let releases: Vec<_> = plan
+                .completed
+                .iter()
+                .flat_map(|t| s.locks.of_task(*t))
+                .map(|l| (l, Release::TaskDone))
+                .collect();
+            Ok((plan, self.plan_release(&releases, None, Vec::new())?))
+        });
+        let (plan, release) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
+        let stored_release = release.clone();
         let id = self.id;
         let stored = plan.clone();
         let written = self.commit_events(
@@ -74,9 +86,10 @@ impl Handler<TaskCommand> for SessionActor {
                     n.payload["taskId"] = ids.get(*i).copied().into();
                     events.push(queries::append_event(c, id, &n, at)?);
                 }
+                events.extend(stored_release.write(c, id, at)?);
                 Ok(events)
             },
-            move |act, events, _| {
+            move |act, events, ctx| {
                 let s = act.session_mut();
                 let mut tasks: Vec<Task> = Vec::new();
                 for (w, e) in plan.writes.iter().zip(&events) {
@@ -93,31 +106,12 @@ impl Handler<TaskCommand> for SessionActor {
                 if let Some(rr) = &plan.round_robin {
                     s.tasks.note_round_robin(rr);
                 }
-                let locks: Vec<i64> = plan
-                    .completed
-                    .iter()
-                    .flat_map(|t| s.locks.of_task(*t))
-                    .collect();
-                (tasks, locks)
+                release.apply(s, &events, at);
+                act.schedule_lease_timer(ctx);
+                TasksWritten { tasks }
             },
         );
-        // A completed task's locks are released (and waiters move up).
-        AtomicResponse::new(Box::pin(written.then(|result, act, _| {
-            let fut: ResponseActFuture<Self, Result<TasksWritten, HubError>> = match result {
-                Err(e) => Box::pin(fut::ready(Err(e))),
-                Ok((tasks, locks)) if locks.is_empty() => {
-                    Box::pin(fut::ready(Ok(TasksWritten { tasks })))
-                }
-                Ok((tasks, locks)) => {
-                    let releases = locks.into_iter().map(|l| (l, Release::TaskDone)).collect();
-                    Box::pin(
-                        act.release_and_grant(releases, None, Vec::new())
-                            .map(move |r, _, _| r.map(|_| TasksWritten { tasks })),
-                    )
-                }
-            };
-            fut
-        })))
+        AtomicResponse::new(written)
     }
 }
 
