@@ -20,15 +20,28 @@ pub struct Hub {
     store: Store,
     policy: Arc<AccessPolicy>,
     sessions: HashMap<Uuid, Addr<SessionActor>>,
+    /// Threads the session actors (and their agents) run on, one per core, handed out in turn:
+    /// a busy session does not stall the others, and sessions use every core.
+    arbiters: Vec<Arbiter>,
+    next: usize,
 }
 
 impl Hub {
+    /// Must be called inside a running actix system (it starts the session threads).
     pub fn new(store: Store, policy: AccessPolicy) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
             store,
             policy: Arc::new(policy),
             sessions: HashMap::new(),
+            arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
+            next: 0,
         }
+    }
+
+    fn next_arbiter(&mut self) -> ArbiterHandle {
+        self.next = (self.next + 1) % self.arbiters.len();
+        self.arbiters[self.next].handle()
     }
 
     /// The live actor for `id`, started (and loading) if there is none.
@@ -36,10 +49,20 @@ impl Hub {
         if let Some(addr) = self.sessions.get(&id).filter(|a| a.connected()) {
             return addr.clone();
         }
-        let addr =
-            SessionActor::load(id, self.store.clone(), self.policy.clone(), ctx.address()).start();
+        let (store, policy, hub) = (self.store.clone(), self.policy.clone(), ctx.address());
+        let addr = SessionActor::start_in_arbiter(&self.next_arbiter(), move |_| {
+            SessionActor::load(id, store, policy, hub)
+        });
         self.sessions.insert(id, addr.clone());
         addr
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
     }
 }
 
@@ -85,13 +108,10 @@ impl Handler<CreateSession> for Hub {
                 let event = result?;
                 session.last_event_id = event.id;
                 let view = session.view();
-                let actor = SessionActor::created(
-                    session,
-                    act.store.clone(),
-                    act.policy.clone(),
-                    ctx.address(),
-                )
-                .start();
+                let (store, policy, hub) = (act.store.clone(), act.policy.clone(), ctx.address());
+                let actor = SessionActor::start_in_arbiter(&act.next_arbiter(), move |_| {
+                    SessionActor::created(session, store, policy, hub)
+                });
                 act.sessions.insert(view.session_id, actor);
                 Ok(SessionCreated {
                     session: view,
