@@ -41,6 +41,36 @@ async fn lock(app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
     app.post_as(token, "/mcp/collaborate/lock", &body).await
 }
 
+/// Lock `lock`'s state once it is `wanted`, or whatever it is after 6 s (`null`: gone).
+async fn state_within(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    lock: &Value,
+    wanted: &str,
+) -> Value {
+    let mut state = Value::Null;
+    for _ in 0..60 {
+        let (_, list) = app
+            .get_as(
+                token,
+                &format!("/mcp/collaborate/locks?sessionId={session}"),
+            )
+            .await;
+        state = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == *lock)
+            .map_or(Value::Null, |l| l["state"].clone());
+        if state == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    state
+}
+
 async fn events(app: &TestApp, token: &str, after: i64) -> Vec<Value> {
     let mut m = Mcp::new(app);
     m.token = Some(token.to_owned());
@@ -232,22 +262,7 @@ async fn leases_expire_are_forced_and_follow_leavers(backend: Backend) {
     .await;
     assert_eq!(waiter["state"], "waiting");
     // Expiry hands the resource on.
-    let mut state = Value::Null;
-    for _ in 0..60 {
-        let (_, list) = app
-            .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
-            .await;
-        state = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["id"] == waiter["id"])
-            .map_or(Value::Null, |l| l["state"].clone());
-        if state == "held" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let state = state_within(&app, &claude, &id, &waiter["id"], "held").await;
     assert_eq!(state, "held", "granted after the lease expired");
     let log = events(&app, &claude, short["id"].as_i64().unwrap()).await;
     assert!(
@@ -409,22 +424,7 @@ async fn locks_survive_a_restart_and_refuse_bad_input(backend: Backend) {
         ]
     );
     // gemini's own Parser.emit lock does not block its Parser request; claude's does until expiry.
-    let mut state = Value::Null;
-    for _ in 0..60 {
-        let (_, list) = app
-            .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
-            .await;
-        state = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["id"] == waiting["id"])
-            .map_or(Value::Null, |l| l["state"].clone());
-        if state == "held" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let state = state_within(&app, &claude, &id, &waiting["id"], "held").await;
     assert_eq!(state, "held");
 }
 

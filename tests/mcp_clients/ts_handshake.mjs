@@ -8,56 +8,11 @@
 // exits 0 only if every check held.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import * as z from 'zod/v4';
+import { EventNotification, check, fail, finish, out, sleep, tapSse, waitFor } from './checks.mjs';
 
 const [base, sessionId, claudeToken, geminiToken] = process.argv.slice(2);
 const tokens = { claude: claudeToken, gemini: geminiToken };
 const mcpUrl = new URL('/mcp', base);
-const out = (ev, data = {}) => console.log(JSON.stringify({ ev, ...data }));
-let failed = false;
-const check = (cond, what, detail) => {
-  out(cond ? 'ok' : 'fail', { check: what, detail });
-  if (!cond) failed = true;
-  return cond;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const waitFor = async (pred, ms = 5000) => {
-  for (let t = 0; t < ms; t += 25) { if (pred()) return true; await sleep(25); }
-  return pred();
-};
-
-const EventNotification = z.object({
-  method: z.literal('notifications/collab/event'),
-  params: z.looseObject({ id: z.number(), kind: z.string() }),
-});
-
-// Reads a copy of the GET stream at the SSE level: which notifications came on the standalone
-// stream (not on a POST answer).
-async function tapSse(body, onMessage) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value.replace(/\r\n?/g, '\n');
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const data = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-        }
-        if (data.length === 0) continue;
-        try { onMessage(JSON.parse(data.join('\n'))); } catch { /* not JSON */ }
-      }
-    }
-  } catch {
-    // aborted when the client closes
-  }
-}
-
 // A client acting as `who` (its bearer token), with its GET stream open and tapped.
 async function connect(who) {
   const events = []; // notifications/collab/event params, from the SDK's notification handler
@@ -69,7 +24,7 @@ async function connect(who) {
     if ((init?.method ?? 'GET').toUpperCase() !== 'GET' || !res.ok || !res.body) return res;
     getOpened += 1;
     const [mine, theirs] = res.body.tee();
-    tapSse(mine, (msg) => {
+    tapSse(mine, ({ message: msg }) => {
       if (msg?.method === 'notifications/collab/event') onGet.events.push(msg.params);
       if (msg?.method === 'notifications/tools/list_changed') onGet.listChanged += 1;
     });
@@ -260,8 +215,6 @@ try {
     await c.client.close();
   }
 } catch (e) {
-  out('fail', { check: 'exception', detail: String(e?.stack ?? e) });
-  failed = true;
+  fail('exception', String(e?.stack ?? e));
 }
-out('done', { failed });
-process.exit(failed ? 1 : 0);
+finish();

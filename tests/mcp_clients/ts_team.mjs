@@ -7,66 +7,11 @@
 // exits 0 only if every check held.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import * as z from 'zod/v4';
+import { EventNotification, check, fail, finish, out, sleep, tapSse, waitFor } from './checks.mjs';
 
 const [base, sessionId, ...tokenList] = process.argv.slice(2);
 const tokens = { claude: tokenList[0], gemini: tokenList[1], cursor: tokenList[2] };
 const mcpUrl = new URL('/mcp', base);
-const out = (ev, data = {}) => console.log(JSON.stringify({ ev, ...data }));
-let failed = false;
-const check = (cond, what, detail) => {
-  out(cond ? 'ok' : 'fail', { check: what, detail });
-  if (!cond) failed = true;
-  return cond;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const waitFor = async (pred, ms = 5000) => {
-  for (let t = 0; t < ms; t += 25) { if (pred()) return true; await sleep(25); }
-  return pred();
-};
-
-const EventNotification = z.object({
-  method: z.literal('notifications/collab/event'),
-  params: z.looseObject({ id: z.number(), kind: z.string() }),
-});
-
-// Reads a copy of the GET stream at the SSE level, so that we know which events came with an
-// SSE `id:` (in log order) and which without (critical ones sent early during a hold).
-async function tapSse(body, frames) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value.replace(/\r\n?/g, '\n');
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        let id = null;
-        const data = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith(':')) continue;
-          const colon = line.indexOf(':');
-          const field = colon < 0 ? line : line.slice(0, colon);
-          const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-          if (field === 'id') id = val;
-          else if (field === 'data') data.push(val);
-        }
-        if (data.length === 0) continue;
-        let msg;
-        try { msg = JSON.parse(data.join('\n')); } catch { continue; }
-        if (msg?.method === 'notifications/collab/event') {
-          frames.push({ sseId: id === null ? null : Number(id), ev: msg.params, at: Date.now() });
-        }
-      }
-    }
-  } catch {
-    // aborted when the client closes
-  }
-}
-
 // A client acting as `who` (its bearer token), with its GET stream open and tapped.
 async function connect(who, label = who) {
   const frames = []; // from the SSE tap: {sseId, ev}
@@ -77,7 +22,9 @@ async function connect(who, label = who) {
     if ((init?.method ?? 'GET').toUpperCase() !== 'GET' || !res.ok || !res.body) return res;
     getOpened += 1;
     const [mine, theirs] = res.body.tee();
-    tapSse(mine, frames);
+    tapSse(mine, ({ sseId, message }) => {
+      if (message?.method === 'notifications/collab/event') frames.push({ sseId, ev: message.params, at: Date.now() });
+    });
     return new Response(theirs, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
   const transport = new StreamableHTTPClientTransport(mcpUrl, {
@@ -298,8 +245,6 @@ try {
     await c.client.close();
   }
 } catch (e) {
-  out('fail', { check: 'exception', detail: String(e?.stack ?? e) });
-  failed = true;
+  fail('exception', String(e?.stack ?? e));
 }
-out('done', { failed });
-process.exit(failed ? 1 : 0);
+finish();
