@@ -63,6 +63,8 @@ pub struct SessionActor {
     send_limits: HashMap<String, RateLimit>,
     /// The pending automatic-rotation check, replaced when the rotation clock moves.
     rotation_timer: Option<SpawnHandle>,
+    /// The pending review-deadline check of the open handshake.
+    review_timer: Option<SpawnHandle>,
     /// The pending check for the next lease expiry.
     lease_timer: Option<SpawnHandle>,
     /// When each participant last called the hub (for releasing the locks of those who are
@@ -90,6 +92,7 @@ impl SessionActor {
             agents: HashMap::new(),
             send_limits: HashMap::new(),
             rotation_timer: None,
+            review_timer: None,
             lease_timer: None,
             seen: Default::default(),
             sweeping: false,
@@ -112,6 +115,7 @@ impl SessionActor {
             agents: HashMap::new(),
             send_limits: HashMap::new(),
             rotation_timer: None,
+            review_timer: None,
             lease_timer: None,
             seen: Default::default(),
             sweeping: false,
@@ -136,11 +140,29 @@ impl SessionActor {
     ) -> Result<Caller, crate::domain::DomainError> {
         let caller = s.authorize(credential, &self.policy)?;
         if let Caller::Participant(id) = &caller {
-            self.seen
-                .borrow_mut()
-                .insert(id.clone(), std::time::Instant::now());
+            // On every command: update in place, allocate only for a first sighting.
+            let now = std::time::Instant::now();
+            let mut seen = self.seen.borrow_mut();
+            match seen.get_mut(id) {
+                Some(t) => *t = now,
+                None => {
+                    seen.insert(id.clone(), now);
+                }
+            }
         }
         Ok(caller)
+    }
+
+    /// Who a command speaks for: the credential's participant, or (operator only) the
+    /// participant it names (`aiId`).
+    fn caller_as(
+        &self,
+        credential: &crate::domain::auth::Credential,
+        named: Option<&str>,
+    ) -> Result<Caller, HubError> {
+        let s = self.session()?;
+        let caller = self.authorized(s, credential)?;
+        Ok(s.speaking_as(caller, named)?)
     }
 
     fn session_mut(&mut self) -> &mut Session {
@@ -581,11 +603,9 @@ impl Handler<WriteContext> for SessionActor {
     type Result = Reply<ContextWritten>;
 
     fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
-        let planned = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            let caller = s.speaking_as(caller, msg.as_participant.as_deref())?;
-            Ok(s.check_context(&caller, &msg.request)?)
-        });
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| Ok(self.session()?.check_context(&caller, &msg.request)?));
         let (changes, event) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
@@ -646,10 +666,7 @@ impl Handler<DiffContext> for SessionActor {
     type Result = ResponseFuture<Result<Diff, HubError>>;
 
     fn handle(&mut self, msg: DiffContext, _: &mut Self::Context) -> Self::Result {
-        let caller = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            Ok(s.speaking_as(caller, msg.as_participant.as_deref())?)
-        });
+        let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref());
         let (store, id) = (self.store.clone(), self.id);
         // The document now; the log says how it got here from `since`.
         let current = self.session().map(|s| s.context.document().clone());

@@ -58,6 +58,22 @@ pub struct RoleChange {
     pub by: Option<String>,
 }
 
+/// What a role request or answer comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoleDecision {
+    /// Roles change (now, or at the next boundary).
+    Roles(PlannedRoles),
+    /// An open request for the driver to answer; recorded under its event's id.
+    Asked {
+        event: NewEvent,
+        ai_id: String,
+        role: Role,
+        reason: Option<String>,
+    },
+    /// The driver refused open request `request`.
+    Refused { event: NewEvent, request: i64 },
+}
+
 /// What the session asks a role change to do now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRoles {
@@ -203,6 +219,29 @@ impl Coordination {
         (c != *self).then_some((c, event))
     }
 
+    /// The state after an `Asked` or `Refused` decision was written as event `event_id`.
+    pub fn after_request(&self, decision: &RoleDecision, event_id: i64) -> Coordination {
+        match decision {
+            RoleDecision::Asked {
+                ai_id,
+                role,
+                reason,
+                ..
+            } => self.with_request(RoleRequest {
+                id: event_id,
+                ai_id: ai_id.clone(),
+                role: *role,
+                reason: reason.clone(),
+            }),
+            RoleDecision::Refused { request, .. } => {
+                let mut next = self.clone();
+                next.role_requests.retain(|r| r.id != *request);
+                next
+            }
+            RoleDecision::Roles(_) => self.clone(),
+        }
+    }
+
     /// A new open request (named by its event id); it replaces the same participant's older one.
     pub fn with_request(&self, request: RoleRequest) -> Coordination {
         let mut c = self.clone();
@@ -321,7 +360,7 @@ impl Session {
         caller: &Caller,
         role: Role,
         reason: Option<String>,
-    ) -> Result<Result<PlannedRoles, NewEvent>, DomainError> {
+    ) -> Result<RoleDecision, DomainError> {
         self.check_open_session()?;
         check_reason(reason.as_deref())?;
         let me = caller_name(caller)
@@ -341,20 +380,25 @@ impl Session {
                 reason: reason.unwrap_or_else(|| format!("{me} asked; granted by the session")),
                 by: None,
             };
-            return Ok(Ok(self.plan_role_change(change, None)?));
+            return Ok(RoleDecision::Roles(self.plan_role_change(change, None)?));
         }
-        Ok(Err(NewEvent {
-            kind: ROLE_REQUESTED,
-            actor: Some(me.clone()),
-            priority: Priority::Important,
-            payload: json!({
-                "aiId": me,
-                "role": role,
-                "reason": reason,
-                "summary": format!("{me} asks to become {role}: answer with role respond"),
-            }),
-            to: None,
-        }))
+        Ok(RoleDecision::Asked {
+            event: NewEvent {
+                kind: ROLE_REQUESTED,
+                actor: Some(me.clone()),
+                priority: Priority::Important,
+                payload: json!({
+                    "aiId": me,
+                    "role": role,
+                    "reason": reason,
+                    "summary": format!("{me} asks to become {role}: answer with role respond"),
+                }),
+                to: None,
+            },
+            ai_id: me,
+            role,
+            reason,
+        })
     }
 
     /// The driver (or the operator) grants or refuses request `id`.
@@ -364,7 +408,7 @@ impl Session {
         id: i64,
         grant: bool,
         note: Option<String>,
-    ) -> Result<Result<PlannedRoles, NewEvent>, DomainError> {
+    ) -> Result<RoleDecision, DomainError> {
         self.check_open_session()?;
         check_reason(note.as_deref())?;
         let Some(request) = self.coordination.role_requests.iter().find(|r| r.id == id) else {
@@ -383,13 +427,16 @@ impl Session {
             )));
         }
         if !grant {
-            return Ok(Err(NewEvent {
-                kind: ROLE_REQUEST_REFUSED,
-                actor: by,
-                priority: Priority::Important,
-                payload: json!({"requestId": id, "aiId": request.ai_id, "role": request.role, "note": note}),
-                to: Some(request.ai_id.clone()),
-            }));
+            return Ok(RoleDecision::Refused {
+                event: NewEvent {
+                    kind: ROLE_REQUEST_REFUSED,
+                    actor: by,
+                    priority: Priority::Important,
+                    payload: json!({"requestId": id, "aiId": request.ai_id, "role": request.role, "note": note}),
+                    to: Some(request.ai_id.clone()),
+                },
+                request: id,
+            });
         }
         let change = RoleChange {
             roles: [(request.ai_id.clone(), request.role)].into(),
@@ -401,7 +448,9 @@ impl Session {
             }),
             by,
         };
-        Ok(Ok(self.plan_role_change(change, Some(id))?))
+        Ok(RoleDecision::Roles(
+            self.plan_role_change(change, Some(id))?,
+        ))
     }
 
     /// The operator, or the driver, sets roles directly.
@@ -683,7 +732,7 @@ mod tests {
     #[test]
     fn requests_wait_for_the_driver_and_the_boundary() {
         let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
-        let Err(asked) = s
+        let RoleDecision::Asked { event: asked, .. } = s
             .check_role_request(&me("gemini"), Role::Driver, None)
             .unwrap()
         else {
@@ -706,10 +755,11 @@ mod tests {
             driver: "claude".into(),
             since: crate::domain::now(),
         };
-        let planned = s
-            .check_role_respond(&me("claude"), 5, true, None)
-            .unwrap()
-            .unwrap();
+        let RoleDecision::Roles(planned) =
+            s.check_role_respond(&me("claude"), 5, true, None).unwrap()
+        else {
+            panic!("granted");
+        };
         assert!(planned.apply.is_none() && planned.pending.is_some());
         s.coordination.pending_roles = planned.pending;
         let cancel = Step::Cancel { reason: None };

@@ -565,14 +565,6 @@ impl LockTable {
             .collect()
     }
 
-    /// The newest fencing token among `holder`'s held locks that cover `file`.
-    pub fn token_for(&self, holder: &str, file: &str) -> Option<i64> {
-        self.held()
-            .filter(|l| l.holder == holder && l.resource.covers_file(file))
-            .filter_map(|l| l.token)
-            .max()
-    }
-
     /// A write citing `token` for `file` must present the token of an exclusive lock its author
     /// holds on that file now (fencing: a lease that expired, or was released and granted to
     /// someone again, is stale; a shared lock does not license a write).
@@ -729,7 +721,7 @@ mod tests {
                 .unwrap(),
             Outcome::Granted
         );
-        assert_eq!(t.token_for("cursor", "/src/auth/jwt.ts"), Some(11));
+        assert_eq!(t.get(3).and_then(|l| l.token), Some(11));
         assert!(
             t.check_fence("cursor", "/src/auth/jwt.ts", 11, at).is_err(),
             "a shared lock does not license a write"

@@ -78,6 +78,23 @@ fn ids_of(page: &Value, kind: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The first event of `kind` after `after` that `m` sees, waiting up to 8 s (`null`: none).
+async fn wait_for_event(m: &Mcp<'_>, after: i64, kind: &str) -> Value {
+    for _ in 0..80 {
+        let page = poll(m, after).await;
+        if let Some(e) = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+        {
+            return e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Value::Null
+}
+
 async fn last_event_id(app: &TestApp, id: &str) -> i64 {
     let (_, s) = app.get(&format!("/mcp/session/{id}")).await;
     s["lastEventId"].as_i64().expect("lastEventId")
@@ -224,20 +241,7 @@ async fn acknowledgements_receipts_and_deadlines(backend: Backend) {
     assert!(ids_of(&poll(&c, id).await, "message_acked").is_empty());
 
     // cursor stays silent past the deadline: claude gets an alert naming cursor.
-    let mut alert = Value::Null;
-    for _ in 0..50 {
-        let page = poll(&a, id).await;
-        if let Some(e) = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "message_ack_overdue")
-        {
-            alert = e.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let alert = wait_for_event(&a, id, "message_ack_overdue").await;
     assert_eq!(
         alert["payload"]["notAcknowledgedBy"],
         json!(["cursor"]),
@@ -482,20 +486,7 @@ async fn checkpoints_hold_non_critical_events(backend: Backend) {
         .await;
     assert_eq!(soft["holding"], false, "{soft}");
     let begun = soft["eventId"].as_i64().unwrap();
-    let mut ended = Value::Null;
-    for _ in 0..80 {
-        let page = poll(&c, begun).await;
-        if let Some(e) = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "checkpoint_ended")
-        {
-            ended = e.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ended = wait_for_event(&c, begun, "checkpoint_ended").await;
     assert_eq!(ended["payload"]["reason"], "overran", "{ended}");
 
     // The concept's REST shape, by the operator for a participant.
@@ -644,14 +635,7 @@ async fn deadlines_and_checkpoints_survive_a_restart(backend: Backend) {
 
     // The deadline set before the restart still fires.
     let a = mcp_as(&app, &claude).await;
-    let mut overdue = false;
-    for _ in 0..60 {
-        if !ids_of(&poll(&a, msg).await, "message_ack_overdue").is_empty() {
-            overdue = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(overdue, "no overdue alert after the restart");
+    let overdue = wait_for_event(&a, msg, "message_ack_overdue").await;
+    assert!(!overdue.is_null(), "no overdue alert after the restart");
     assert!(last_event_id(&app, &id).await > routine);
 }

@@ -13,12 +13,11 @@ use crate::actors::messages::{
     RequestRole, RespondRole, RoleOutcome, RoleStatus,
 };
 use crate::domain::auth::Caller;
-use crate::domain::coordination::{PlannedRoles, RoleRequest};
+use crate::domain::coordination::{PlannedRoles, RoleDecision};
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::handshake::{self, Phase};
 use crate::domain::ledger::{self, CHANGE_RECORDED};
 use crate::domain::now;
-use crate::domain::role::Role;
 use crate::error::HubError;
 use crate::store::{ledger as ledger_store, queries};
 
@@ -33,27 +32,30 @@ pub(super) struct ReviewTimeout(i64);
 pub(super) struct RotationCheck;
 
 impl SessionActor {
-    /// The caller, speaking for `named` when it is the operator.
-    fn caller_as(
-        &self,
-        credential: &crate::domain::auth::Credential,
-        named: Option<&str>,
-    ) -> Result<Caller, HubError> {
-        let s = self.session()?;
-        let caller = self.authorized(s, credential)?;
-        Ok(s.speaking_as(caller, named)?)
-    }
-
     /// Timers that follow the coordination state: the review deadline of an open handshake,
     /// and the next automatic rotation.
     pub(super) fn schedule_coordination_timers(&mut self, ctx: &mut Context<Self>) {
         let Ok(s) = self.session() else { return };
-        if let Phase::AwaitingReview { id, since, .. } = &s.coordination.handshake
-            && s.coordination.overdue_alerted != Some(*id)
-        {
-            let due = *since + chrono::TimeDelta::seconds(i64::from(s.review_timeout_secs));
-            ctx.notify_later(ReviewTimeout(*id), until(due));
+        // One review timer at a time, for the handshake's current wait (a reviewer leaving
+        // restarts the wait).
+        let review = match &s.coordination.handshake {
+            Phase::AwaitingReview { id, since, .. }
+                if s.coordination.overdue_alerted != Some(*id) =>
+            {
+                Some((
+                    *id,
+                    *since + chrono::TimeDelta::seconds(i64::from(s.review_timeout_secs)),
+                ))
+            }
+            _ => None,
+        };
+        if let Some(old) = self.review_timer.take() {
+            ctx.cancel_future(old);
         }
+        if let Some((id, due)) = review {
+            self.review_timer = Some(ctx.notify_later(ReviewTimeout(id), until(due)));
+        }
+        let Ok(s) = self.session() else { return };
         let rotation = s
             .next_rotation_at()
             .map(|at| (at, s.rotation_interval_secs));
@@ -143,81 +145,48 @@ impl SessionActor {
 
 fn roles_outcome(
     act: &mut SessionActor,
-    planned: Result<Result<PlannedRoles, NewEvent>, HubError>,
-    on_event: RoleStatus,
+    planned: Result<RoleDecision, HubError>,
 ) -> ResponseActFuture<SessionActor, Result<RoleOutcome, HubError>> {
-    match planned {
-        Err(e) => Box::pin(fut::ready(Err(e))),
-        Ok(Ok(p)) => {
+    let decision = match planned {
+        Err(e) => return Box::pin(fut::ready(Err(e))),
+        Ok(RoleDecision::Roles(p)) => {
             let status = if p.apply.is_some() {
                 RoleStatus::Changed
             } else {
                 RoleStatus::Pending
             };
-            act.commit_roles(p, status)
+            return act.commit_roles(p, status);
         }
-        Ok(Err(event)) => {
-            let Ok(s) = act.session() else {
-                return Box::pin(fut::ready(Err(HubError::Internal(
-                    "session not live".into(),
-                ))));
-            };
-            let current = s.coordination.clone();
-            let answered = event.payload["requestId"].as_i64();
-            let request = (on_event == RoleStatus::Requested).then(|| {
-                (
-                    event.actor.clone().unwrap_or_default(),
-                    event.payload["role"].clone(),
-                    event.payload["reason"].as_str().map(String::from),
-                )
-            });
-            let (id, at) = (act.id, now());
-            let stored_base = current.clone();
-            let req_for_write = request.clone();
-            Box::pin(act.commit_events(
-                move |c| {
-                    let written = queries::append_event(c, id, &event, at)?;
-                    let next = next_requests(&stored_base, req_for_write, answered, written.id);
-                    ledger_store::set_coordination(c, id, &next)?;
-                    Ok(vec![written])
-                },
-                move |act, events, _| {
-                    let event_id = events[0].id;
-                    let s = act.session_mut();
-                    s.coordination = next_requests(&current, request, answered, event_id);
-                    RoleOutcome {
-                        event_id,
-                        status: on_event,
-                        roles: BTreeMap::new(),
-                    }
-                },
-            ))
-        }
-    }
-}
-
-/// The open requests after one was asked (recorded under its event id) or refused.
-fn next_requests(
-    c: &crate::domain::coordination::Coordination,
-    asked: Option<(String, serde_json::Value, Option<String>)>,
-    refused: Option<i64>,
-    event_id: i64,
-) -> crate::domain::coordination::Coordination {
-    let mut next = c.clone();
-    if let Some(id) = refused {
-        next.role_requests.retain(|r| r.id != id);
-    }
-    if let Some((ai_id, role, reason)) = asked
-        && let Ok(role) = serde_json::from_value::<Role>(role)
-    {
-        next = next.with_request(RoleRequest {
-            id: event_id,
-            ai_id,
-            role,
-            reason,
-        });
-    }
-    next
+        Ok(d) => d,
+    };
+    let (event, status) = match &decision {
+        RoleDecision::Asked { event, .. } => (event.clone(), RoleStatus::Requested),
+        RoleDecision::Refused { event, .. } => (event.clone(), RoleStatus::Refused),
+        RoleDecision::Roles(_) => unreachable!("handled above"),
+    };
+    let current = match act.session() {
+        Ok(s) => s.coordination.clone(),
+        Err(e) => return Box::pin(fut::ready(Err(e))),
+    };
+    let (id, at) = (act.id, now());
+    let (stored_base, stored_decision) = (current.clone(), decision.clone());
+    act.commit_events(
+        move |c| {
+            let written = queries::append_event(c, id, &event, at)?;
+            let next = stored_base.after_request(&stored_decision, written.id);
+            ledger_store::set_coordination(c, id, &next)?;
+            Ok(vec![written])
+        },
+        move |act, events, _| {
+            let event_id = events[0].id;
+            act.session_mut().coordination = current.after_request(&decision, event_id);
+            RoleOutcome {
+                event_id,
+                status,
+                roles: BTreeMap::new(),
+            }
+        },
+    )
 }
 
 impl Handler<RequestRole> for SessionActor {
@@ -231,7 +200,7 @@ impl Handler<RequestRole> for SessionActor {
                     .session()?
                     .check_role_request(&caller, msg.role, msg.reason)?)
             });
-        AtomicResponse::new(roles_outcome(self, planned, RoleStatus::Requested))
+        AtomicResponse::new(roles_outcome(self, planned))
     }
 }
 
@@ -249,7 +218,7 @@ impl Handler<RespondRole> for SessionActor {
                     msg.note,
                 )?)
             });
-        AtomicResponse::new(roles_outcome(self, planned, RoleStatus::Refused))
+        AtomicResponse::new(roles_outcome(self, planned))
     }
 }
 
@@ -264,7 +233,7 @@ impl Handler<AssignRoles> for SessionActor {
                     .session()?
                     .check_role_assign(&caller, msg.roles, msg.reason)?)
             });
-        AtomicResponse::new(roles_outcome(self, planned.map(Ok), RoleStatus::Changed))
+        AtomicResponse::new(roles_outcome(self, planned.map(RoleDecision::Roles)))
     }
 }
 
@@ -339,6 +308,7 @@ impl Handler<ReviewTimeout> for SessionActor {
     type Result = Reply<()>;
 
     fn handle(&mut self, msg: ReviewTimeout, _: &mut Self::Context) -> Self::Result {
+        self.review_timer = None;
         let Ok(s) = self.session() else {
             return reply(Ok(()));
         };

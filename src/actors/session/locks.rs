@@ -197,8 +197,8 @@ impl SessionActor {
         credential: &crate::domain::auth::Credential,
         named: Option<&str>,
     ) -> Result<(String, Role), HubError> {
+        let caller = self.caller_as(credential, named)?;
         let s = self.session()?;
-        let caller = s.speaking_as(self.authorized(s, credential)?, named)?;
         let Caller::Participant(who) = caller else {
             return Err(HubError::invalid(
                 "aiId",
@@ -390,7 +390,7 @@ impl Handler<ReleaseLock> for SessionActor {
 
     fn handle(&mut self, msg: ReleaseLock, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
-            let caller = s.speaking_as(self.authorized(s, &msg.credential)?, msg.as_participant.as_deref())?;
+            let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             let lock = s.locks.get(msg.lock_id).cloned().ok_or_else(|| {
                 HubError::invalid("lockId", format!("no lock {} is held or queued", msg.lock_id))
             })?;

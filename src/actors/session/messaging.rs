@@ -73,10 +73,7 @@ impl SessionActor {
         credential: &crate::domain::auth::Credential,
         named: Option<&str>,
     ) -> Result<String, HubError> {
-        let s = self.session()?;
-        let caller = self.authorized(s, credential)?;
-        let caller = s.speaking_as(caller, named)?;
-        participant_of(caller)
+        participant_of(self.caller_as(credential, named)?)
     }
 }
 
@@ -158,15 +155,12 @@ impl Handler<ReadMessages> for SessionActor {
     type Result = ResponseFuture<Result<messages::MessagePage, HubError>>;
 
     fn handle(&mut self, msg: ReadMessages, _: &mut Self::Context) -> Self::Result {
-        let viewer = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            Ok(
-                match s.speaking_as(caller, msg.as_participant.as_deref())? {
-                    Caller::Participant(id) => Some(id),
-                    Caller::Operator => None,
-                },
-            )
-        });
+        let viewer = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .map(|caller| match caller {
+                Caller::Participant(id) => Some(id),
+                Caller::Operator => None,
+            });
         let (store, id) = (self.store.clone(), self.id);
         let mut query = msg.query;
         Box::pin(async move {

@@ -24,10 +24,7 @@ impl Handler<SubmitSuggestion> for SessionActor {
     fn handle(&mut self, msg: SubmitSuggestion, _: &mut Self::Context) -> Self::Result {
         let at = now();
         let planned = self.session().and_then(|s| {
-            let caller = s.speaking_as(
-                self.authorized(s, &msg.credential)?,
-                msg.as_participant.as_deref(),
-            )?;
+            let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             let Caller::Participant(who) = caller else {
                 return Err(HubError::invalid("aiId", "name the participant suggesting"));
             };
@@ -85,10 +82,7 @@ impl Handler<ResolveSuggestion> for SessionActor {
 
     fn handle(&mut self, msg: ResolveSuggestion, _: &mut Self::Context) -> Self::Result {
         let resolver = self.session().and_then(|s| {
-            let caller = s.speaking_as(
-                self.authorized(s, &msg.credential)?,
-                msg.as_participant.as_deref(),
-            )?;
+            let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             Ok(s.check_resolve(&caller, msg.accept)?)
         });
         let resolver = match resolver {

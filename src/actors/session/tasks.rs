@@ -30,10 +30,7 @@ impl Handler<TaskCommand> for SessionActor {
     fn handle(&mut self, msg: TaskCommand, _: &mut Self::Context) -> Self::Result {
         let at = now();
         let planned = self.session().and_then(|s| {
-            let caller = s.speaking_as(
-                self.authorized(s, &msg.credential)?,
-                msg.as_participant.as_deref(),
-            )?;
+            let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             Ok(s.plan_task(&caller, msg.op, at, seed())?)
         });
         // A completed task's locks are released (and waiters move up) in the same transaction.
