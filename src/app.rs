@@ -18,6 +18,7 @@ use crate::mcp::McpRegistry;
 use crate::mcp::registry::CloseStreams;
 use crate::mcp::transport::StreamLifetime;
 use crate::store::Store;
+use crate::store::claim::{Claim, claim as claim_database};
 use actix_web::middleware::from_fn;
 
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
@@ -29,6 +30,8 @@ pub struct Application {
     store: Store,
     registry: Addr<McpRegistry>,
     database: String,
+    /// This hub's exclusive claim on its database, released after the last write committed.
+    claim: Claim,
 }
 
 impl Application {
@@ -43,7 +46,8 @@ impl Application {
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
         let policy = AccessPolicy {
-            trust_loopback: addr.ip().is_loopback(),
+            // `[::ffff:127.0.0.1]` is loopback too.
+            trust_loopback: addr.ip().to_canonical().is_loopback(),
             operator_digest: settings.operator_token.as_deref().map(token_digest),
             send_rate: SendRate {
                 burst: settings.message_burst.max(1),
@@ -69,6 +73,12 @@ impl Application {
                 "{addr} is reachable beyond this machine: set --operator-token (COLLAB_HUB_OPERATOR_TOKEN) so that sessions cannot be created by anyone"
             ));
         }
+        let claim = {
+            let (target, listening) = (target.clone(), addr.to_string());
+            actix_web::rt::task::spawn_blocking(move || claim_database(&target, &listening))
+                .await
+                .map_err(|e| format!("cannot claim the database: {e}"))??
+        };
         let store = Store::open(target).await?;
         let hub = Hub::new(store.clone(), policy).start();
         let registry = McpRegistry::new(hub.clone()).start();
@@ -93,6 +103,7 @@ impl Application {
             store,
             registry,
             database,
+            claim,
         })
     }
 
@@ -127,6 +138,7 @@ impl Application {
         });
         let served = self.server.await;
         self.store.shutdown().await;
+        drop(self.claim);
         served
     }
 }
@@ -164,7 +176,10 @@ fn http_server(
     let hub = web::Data::new(hub);
     let registry = web::Data::new(registry);
     let store = web::Data::new(store);
-    let limit = BodyLimit(settings.max_body_bytes);
+    let limit = BodyLimit {
+        bytes: settings.max_body_bytes,
+        timeout: std::time::Duration::from_secs(settings.body_timeout_secs.max(1)),
+    };
     let lifetime = StreamLifetime(
         (settings.stream_max_secs > 0)
             .then(|| std::time::Duration::from_secs(settings.stream_max_secs)),

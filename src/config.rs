@@ -81,6 +81,15 @@ pub struct Settings {
     #[arg(long, env = "COLLAB_HUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Seconds a request body may take to arrive once its headers are in (408 beyond).
+    #[arg(
+        long,
+        env = "COLLAB_HUB_BODY_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub body_timeout_secs: u64,
+
     /// Extra host names clients may address the hub by (Host/Origin checks against DNS
     /// rebinding); loopback names are always allowed. Comma-separated.
     #[arg(
@@ -154,6 +163,7 @@ impl Settings {
             data_dir: PathBuf::from(".collab-hub"),
             operator_token: None,
             max_body_bytes: 1024 * 1024,
+            body_timeout_secs: 10,
             allowed_hosts: Vec::new(),
             stream_max_secs: 0,
             workers: Some(2),

@@ -43,6 +43,9 @@ pub enum HubError {
     /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// The request body did not arrive in time (a stalled or trickling client).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The caller is over a rate limit; retry after the given time.
     #[error("{message}")]
     RateLimited {
@@ -85,6 +88,7 @@ impl HubError {
             HubError::NotAcceptable(_) => "not_acceptable",
             HubError::Unavailable(_) => "unavailable",
             HubError::RateLimited { .. } => "rate_limited",
+            HubError::RequestTimeout(_) => "request_timeout",
             HubError::Internal(_) => "internal",
         }
     }
@@ -109,6 +113,7 @@ impl HubError {
             HubError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HubError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,7 +153,9 @@ impl HubError {
             HubError::UnsupportedMediaType(_) => -32600,
             HubError::MethodNotAllowed(_) => -32601,
             HubError::NotAcceptable(_) => -32600,
-            HubError::Unavailable(_) | HubError::RateLimited { .. } => -32000,
+            HubError::Unavailable(_)
+            | HubError::RateLimited { .. }
+            | HubError::RequestTimeout(_) => -32000,
         };
         json!({ "code": code, "message": self.to_string(), "data": self.body() })
     }

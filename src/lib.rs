@@ -5,6 +5,7 @@
 //! (wiring, used by `main` and the tests).
 
 pub mod actors;
+pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;

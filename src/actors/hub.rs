@@ -185,6 +185,11 @@ impl Handler<Identify> for Hub {
                 return Box::pin(fut::ready(r.map_err(HubError::from)));
             }
             Credential::Bearer(d) => d.clone(),
+            Credential::OperatorAs(_) => {
+                return Box::pin(fut::ready(Err(HubError::Unauthorized(
+                    "a bound MCP identity is not a bearer token".into(),
+                ))));
+            }
         };
         if self.policy.operator(&msg.0).is_ok() {
             return Box::pin(fut::ready(Ok(Identity::Operator)));

@@ -74,6 +74,9 @@ where
 pub struct JoinSession {
     pub credential: Credential,
     pub participant: ParticipantSpec,
+    /// The operator connects as a participant already in the session (an MCP client on
+    /// loopback taking the seat it was given at create) instead of adding a new one.
+    pub connect_existing: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,8 +84,10 @@ pub struct JoinSession {
 pub struct Joined {
     pub session_id: Uuid,
     pub participant: ParticipantView,
-    /// Bearer token of the new participant. Shown once.
-    pub token: String,
+    /// Bearer token of the new participant. Shown once. None when the operator connected as
+    /// an existing participant (its token stays as it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub session: SessionView,
     pub event_id: i64,
 }
@@ -255,9 +260,11 @@ pub struct WriteContext {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextWritten {
-    /// The event that recorded the write, which is also the new version of every path it
-    /// changed; `None` when nothing changed.
+    /// The event that recorded the write; `None` when nothing changed.
     pub event_id: Option<i64>,
+    /// The new version of every path it changed (the same number as `eventId`): pass it as the
+    /// next write's `expectedVersion`.
+    pub version: Option<i64>,
     pub changed: Vec<String>,
 }
 

@@ -322,11 +322,31 @@ impl Handler<JoinSession> for SessionActor {
         let token = new_token();
         let at = now();
         let planned = self.session().and_then(|s| {
-            self.authorized(s, &msg.credential)?;
-            Ok(s.check_join(&msg.participant, token_digest(&token), at)?)
+            let caller = self.authorized(s, &msg.credential)?;
+            let ai_id = &msg.participant.ai_id;
+            if msg.connect_existing
+                && caller == Caller::Operator
+                && let Ok(existing) = s.active(ai_id)
+            {
+                // Nothing changes: the operator's MCP session takes this participant's seat.
+                return Ok(Err(Joined {
+                    session_id: s.id,
+                    participant: existing.into(),
+                    token: None,
+                    session: s.view(),
+                    event_id: s.last_event_id,
+                }));
+            }
+            Ok(Ok(s.check_join(
+                &caller,
+                &msg.participant,
+                token_digest(&token),
+                at,
+            )?))
         });
         let (participant, event) = match planned {
-            Ok(p) => p,
+            Ok(Ok(p)) => p,
+            Ok(Err(existing)) => return reply(Ok(existing)),
             Err(e) => return reply(Err(e)),
         };
         let id = self.id;
@@ -351,7 +371,7 @@ impl Handler<JoinSession> for SessionActor {
                 Joined {
                     session_id: id,
                     participant: (&participant).into(),
-                    token,
+                    token: Some(token),
                     session: view,
                     event_id: event.id,
                 }
@@ -613,6 +633,7 @@ impl Handler<WriteContext> for SessionActor {
         if changes.is_empty() {
             return reply(Ok(ContextWritten {
                 event_id: None,
+                version: None,
                 changed: Vec::new(),
             }));
         }
@@ -639,6 +660,7 @@ impl Handler<WriteContext> for SessionActor {
                 }
                 ContextWritten {
                     event_id: Some(event.id),
+                    version: Some(event.id),
                     changed: changes.iter().map(|c| c.path.to_string()).collect(),
                 }
             },

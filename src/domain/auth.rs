@@ -43,6 +43,11 @@ pub enum Credential {
     None,
     /// `Authorization: Bearer <token>`, digested.
     Bearer(String),
+    /// The operator, acting as one participant: an MCP session that the operator (on loopback,
+    /// or with the operator token) bound to a participant already listed in the session
+    /// (`session_join` without a token). Made only by the MCP registry after the session actor
+    /// accepted that bind; no transport builds it from request input.
+    OperatorAs(String),
 }
 
 /// Who a command speaks for, once the session has checked the credential.

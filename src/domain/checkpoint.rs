@@ -23,6 +23,7 @@ pub struct Checkpoint {
     pub task: String,
     pub estimated_secs: u32,
     pub interruptible: bool,
+    #[serde(with = "crate::domain::utc")]
     pub started_at: NaiveDateTime,
     /// The `checkpoint_begun` event: everything up to it was deliverable before the hold.
     pub begun_event: i64,

@@ -156,6 +156,71 @@ impl fmt::Display for Path {
     }
 }
 
+/// Longest object key a written value may hold, in characters.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Checks that every change can be stored and read back exactly: its path survives the
+/// round trip through its canonical text (the form the log keeps and the loader parses), and
+/// every object key inside its new value is one a path can address later (not empty, no control
+/// characters, not too long). Every write path runs this before committing, so the loader never
+/// meets a change it cannot read.
+pub fn check_storable(changes: &[Change]) -> Result<(), DomainError> {
+    for c in changes {
+        let text = c.path.to_string();
+        let long_key = c.path.0.iter().any(|s| match s {
+            Segment::Key(k) => k.chars().count() > MAX_KEY_LEN,
+            Segment::Index(_) => false,
+        });
+        if long_key {
+            return Err(DomainError::invalid(
+                "path",
+                format!("{text:?}: a key is longer than {MAX_KEY_LEN} characters"),
+            ));
+        }
+        if Path::parse(&text).as_ref() != Ok(&c.path) {
+            return Err(DomainError::invalid(
+                "path",
+                format!("{text:?} cannot be addressed as a context path"),
+            ));
+        }
+        if let Some(v) = &c.new {
+            check_keys(v, &text)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_keys(value: &Value, at: &str) -> Result<(), DomainError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let why = if k.is_empty() {
+                    Some("an empty key")
+                } else if k.chars().any(char::is_control) {
+                    Some("a key with a control character")
+                } else if k.chars().count() > MAX_KEY_LEN {
+                    Some("a key longer than 256 characters")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    let at = if at.is_empty() { "the top level" } else { at };
+                    return Err(DomainError::invalid(
+                        "value",
+                        format!(
+                            "{why} ({k:?}) under {at}: every key must be addressable by a path"
+                        ),
+                    ));
+                }
+                check_keys(v, at)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| check_keys(v, at)),
+        _ => Ok(()),
+    }
+}
+
 /// One path's value before and after a change (`None`: absent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -1128,7 +1193,14 @@ impl Context {
             .and_then(Value::as_object)
             .ok_or_else(bad)?
         {
-            written.insert(Path::parse(p)?, id.as_i64().ok_or_else(bad)?);
+            // One unreadable entry costs only its version (the path reads as unwritten), never
+            // the whole session.
+            match (Path::parse(p), id.as_i64()) {
+                (Ok(path), Some(id)) => {
+                    written.insert(path, id);
+                }
+                _ => log::warn!("context snapshot: skipping unreadable version {p:?}"),
+            }
         }
         Ok(Context { doc, written })
     }
@@ -1209,6 +1281,43 @@ mod op_tests {
         }
         assert_eq!(Context::from_snapshot(&c.to_snapshot()).unwrap(), c);
         assert!(Context::from_snapshot(&json!({"doc": []})).is_err());
+    }
+
+    #[test]
+    fn only_changes_the_loader_can_read_back_are_storable() {
+        let mut c = Context::new();
+        for x in &c
+            .plan(&ContextOp::Merge {
+                updates: json!({"a": {"b": 1}}),
+            })
+            .unwrap()
+        {
+            c.apply(x, 1);
+        }
+        let storable = |updates: Value| {
+            c.plan(&ContextOp::Merge { updates })
+                .and_then(|ch| check_storable(&ch))
+        };
+        assert!(storable(json!({"ok.key [1]": {"x\\y": 2}})).is_ok());
+        for bad in [
+            json!({"": 3}),
+            json!({"x\ny": 1}),
+            json!({"a": {"": 1}}),
+            json!({"new": {"deep": {"": 1}}}),
+            json!({"a": {"k": [{"\u{0}": 1}]}}),
+            json!({"a": {"long": {"k".repeat(MAX_KEY_LEN + 1): 1}}}),
+            json!({"p".repeat(300): {"q".repeat(250): 1}}),
+        ] {
+            assert!(storable(bad.clone()).is_err(), "{bad}");
+        }
+        // Whatever passes survives the trip through the log's text form.
+        let ch = c
+            .plan(&ContextOp::Merge {
+                updates: json!({"a": {"b.c]": {"[0]": true}}}),
+            })
+            .unwrap();
+        check_storable(&ch).unwrap();
+        assert_eq!(changes_from_json(&changes_to_json(&ch)).unwrap(), ch);
     }
 
     #[test]

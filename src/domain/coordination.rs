@@ -34,6 +34,7 @@ pub struct Coordination {
     /// Role changes waiting for the handshake to close.
     pub pending_roles: Option<RoleChange>,
     /// When the current driver took the wheel (the rotation clock).
+    #[serde(with = "crate::domain::utc::option", default)]
     pub role_since: Option<NaiveDateTime>,
     /// The handshake whose review-overdue alert was raised (raised once).
     pub overdue_alerted: Option<i64>,

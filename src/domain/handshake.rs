@@ -42,12 +42,14 @@ pub enum Phase {
     AwaitingReview {
         id: i64,
         driver: String,
+        #[serde(with = "crate::domain::utc")]
         since: NaiveDateTime,
     },
     Reviewing {
         id: i64,
         driver: String,
         reviewer: String,
+        #[serde(with = "crate::domain::utc")]
         since: NaiveDateTime,
     },
     /// Reviewed without passing control: the reviewer holds it.

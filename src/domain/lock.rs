@@ -306,6 +306,7 @@ pub struct Lock {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::domain::utc::option", default)]
     pub expires_at: Option<NaiveDateTime>,
 }
 

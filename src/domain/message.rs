@@ -288,6 +288,7 @@ pub fn acked_event(by: &str, sender: &str, ids: &[i64]) -> NewEvent {
 pub struct PendingAck {
     pub id: i64,
     pub from: String,
+    #[serde(with = "crate::domain::utc")]
     pub deadline: NaiveDateTime,
     pub awaiting: BTreeSet<String>,
 }

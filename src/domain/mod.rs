@@ -25,6 +25,7 @@ pub mod task;
 pub mod task_rules;
 #[cfg(test)]
 mod test_rng;
+pub mod utc;
 
 use thiserror::Error;
 

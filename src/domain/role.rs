@@ -43,6 +43,19 @@ pub enum Permission {
     Comment,
 }
 
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Execute => "execute",
+            Permission::Suggest => "suggest",
+            Permission::Review => "review",
+            Permission::Comment => "comment",
+        }
+    }
+}
+
 impl Role {
     pub const ALL: [Role; 3] = [Role::Driver, Role::Navigator, Role::Observer];
 

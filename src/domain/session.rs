@@ -321,7 +321,7 @@ impl AccessPolicy {
                     .into(),
             )),
             Credential::Bearer(d) if self.is_operator(d) => Ok(Caller::Operator),
-            Credential::Bearer(_) => Err(DomainError::Forbidden(
+            Credential::Bearer(_) | Credential::OperatorAs(_) => Err(DomainError::Forbidden(
                 "only the hub operator may do this; participant tokens act inside their session"
                     .into(),
             )),
@@ -333,6 +333,43 @@ impl AccessPolicy {
             .as_deref()
             .is_some_and(|op| digests_match(op, digest))
     }
+}
+
+/// Who may invite whom. Observers change nothing, so they invite nobody. Drivers and
+/// navigators may add navigators and observers, never a driver (the driver's seat is given by
+/// the operator or moves through `role` and the handshake). Explicit permissions may add to the
+/// role's defaults only what the inviter holds itself.
+pub fn check_invitation(inviter: &Participant, spec: &ParticipantSpec) -> Result<(), DomainError> {
+    if inviter.role == Role::Observer {
+        return Err(DomainError::Forbidden(format!(
+            "{:?} is an observer: observers cannot invite; ask the driver or a navigator",
+            inviter.ai_id
+        )));
+    }
+    if spec.role == Role::Driver {
+        return Err(DomainError::Forbidden(
+            "an invitation cannot make a driver: invite a navigator and pass control with the handshake, or ask the operator"
+                .into(),
+        ));
+    }
+    if let Some(asked) = &spec.permissions {
+        let defaults = spec.role.default_permissions();
+        let beyond: Vec<&str> = asked
+            .iter()
+            .filter(|p| !defaults.contains(p) && !inviter.permissions.contains(p))
+            .map(|p| p.as_str())
+            .collect();
+        if !beyond.is_empty() {
+            return Err(DomainError::Forbidden(format!(
+                "{:?} cannot grant {} beyond a {}'s defaults: it does not hold {}",
+                inviter.ai_id,
+                beyond.join(", "),
+                spec.role,
+                if beyond.len() == 1 { "it" } else { "them" }
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl SessionSpec {
@@ -594,6 +631,7 @@ impl Session {
                 (self.context.plan(&op)?, STATUS_REPORTED, priority)
             }
         };
+        crate::domain::context::check_storable(&changes)?;
         extra.insert("changes".into(), changes_to_json(&changes));
         let event = NewEvent {
             kind,
@@ -822,6 +860,14 @@ impl Session {
     ) -> Result<Caller, DomainError> {
         match credential {
             Credential::None => policy.operator(credential),
+            Credential::OperatorAs(ai_id) => {
+                self.active(ai_id).map_err(|_| {
+                    DomainError::Unauthorized(format!(
+                        "{ai_id:?} is no longer a participant of this session"
+                    ))
+                })?;
+                Ok(Caller::Participant(ai_id.clone()))
+            }
             Credential::Bearer(digest) => {
                 if policy.is_operator(digest) {
                     return Ok(Caller::Operator);
@@ -839,15 +885,20 @@ impl Session {
         }
     }
 
-    /// May `spec` join now? If so, the participant it becomes and the event that announces it.
-    /// Whoever asks must already be authorized (the operator, or a participant inviting).
+    /// May `caller` add `spec` now? If so, the participant it becomes and the event that
+    /// announces it. The operator may add anyone. A participant's invitation never grants more
+    /// than the inviter may grant (see [`check_invitation`]).
     pub fn check_join(
         &self,
+        caller: &Caller,
         spec: &ParticipantSpec,
         token_digest: String,
         at: NaiveDateTime,
     ) -> Result<(Participant, NewEvent), DomainError> {
         validate_participant(spec)?;
+        if let Caller::Participant(inviter) = caller {
+            check_invitation(self.active(inviter)?, spec)?;
+        }
         if self.status == SessionStatus::Completed {
             return Err(DomainError::conflict(
                 "session_completed",
@@ -1248,7 +1299,7 @@ mod tests {
         };
         let now = crate::domain::now();
         assert!(matches!(
-            s.check_join(&dup, "d".into(), now),
+            s.check_join(&Caller::Operator, &dup, "d".into(), now),
             Err(DomainError::Conflict {
                 code: "duplicate_participant",
                 ..
@@ -1261,7 +1312,7 @@ mod tests {
             skills: Vec::new(),
         };
         assert!(matches!(
-            s.check_join(&driver, "d".into(), now),
+            s.check_join(&Caller::Operator, &driver, "d".into(), now),
             Err(DomainError::Conflict {
                 code: "driver_taken",
                 ..
@@ -1273,12 +1324,67 @@ mod tests {
             permissions: None,
             skills: Vec::new(),
         };
-        let (p, ev) = s.check_join(&nav, "d".into(), now).unwrap();
+        let (p, ev) = s
+            .check_join(&Caller::Operator, &nav, "d".into(), now)
+            .unwrap();
         assert_eq!(ev.kind, "participant_joined");
         assert_eq!(p.permissions, Role::Navigator.default_permissions());
         s.apply_join(p, 2);
         assert_eq!(s.active_participants().count(), 2);
         assert_eq!(s.last_event_id, 2);
+    }
+
+    #[test]
+    fn invitations_grant_no_more_than_the_inviter_holds() {
+        let s = session(&[
+            ("claude", Role::Driver),
+            ("gemini", Role::Navigator),
+            ("cursor", Role::Observer),
+        ]);
+        let spec = |role, permissions: Option<&[Permission]>| ParticipantSpec {
+            ai_id: "codex".into(),
+            role,
+            permissions: permissions.map(|p| p.iter().copied().collect()),
+            skills: Vec::new(),
+        };
+        let by = |id: &str| Caller::Participant(id.into());
+        let now = crate::domain::now();
+        let allowed = |caller: &Caller, spec: &ParticipantSpec| {
+            s.check_join(caller, spec, "d".into(), now).is_ok()
+        };
+        use Permission::*;
+        // Observers invite nobody.
+        assert!(!allowed(&by("cursor"), &spec(Role::Observer, None)));
+        // Nobody but the operator makes a driver (here the seat is free of a second one only
+        // for the operator's check to say driver_taken instead).
+        assert!(!allowed(&by("gemini"), &spec(Role::Driver, None)));
+        // Navigators and the driver add navigators and observers with their defaults.
+        for inviter in ["claude", "gemini"] {
+            assert!(allowed(&by(inviter), &spec(Role::Navigator, None)));
+            assert!(allowed(&by(inviter), &spec(Role::Observer, None)));
+        }
+        // Explicit permissions: only what the role has anyway or the inviter holds.
+        assert!(!allowed(
+            &by("gemini"),
+            &spec(Role::Navigator, Some(&[Read, Write]))
+        ));
+        assert!(allowed(
+            &by("claude"),
+            &spec(Role::Navigator, Some(&[Read, Write]))
+        ));
+        assert!(!allowed(
+            &by("claude"),
+            &spec(Role::Observer, Some(&[Review]))
+        ));
+        assert!(allowed(
+            &by("gemini"),
+            &spec(Role::Observer, Some(&[Review]))
+        ));
+        // The operator may add anyone.
+        assert!(allowed(
+            &Caller::Operator,
+            &spec(Role::Navigator, Some(&[Write]))
+        ));
     }
 
     #[test]
@@ -1305,7 +1411,7 @@ mod tests {
             skills: Vec::new(),
         };
         assert!(
-            s.check_join(&back, "d2".into(), crate::domain::now())
+            s.check_join(&Caller::Operator, &back, "d2".into(), crate::domain::now())
                 .is_ok()
         );
     }
@@ -1370,7 +1476,7 @@ mod tests {
             skills: Vec::new(),
         };
         assert!(matches!(
-            s.check_join(&late, "d".into(), crate::domain::now()),
+            s.check_join(&Caller::Operator, &late, "d".into(), crate::domain::now()),
             Err(DomainError::Conflict {
                 code: "session_completed",
                 ..

@@ -117,9 +117,12 @@ pub struct Task {
     pub handoff: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    #[serde(with = "crate::domain::utc")]
     pub created_at: NaiveDateTime,
+    #[serde(with = "crate::domain::utc")]
     pub updated_at: NaiveDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::domain::utc::option", default)]
     pub completed_at: Option<NaiveDateTime>,
 }
 

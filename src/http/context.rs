@@ -11,25 +11,27 @@ use uuid::Uuid;
 
 use super::auth::Auth;
 use super::json::JsonBody;
+use super::operation::{get, post};
 use super::resource;
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
-use crate::actors::messages::{DiffContext, ReadContext, Since, ToSession, WriteContext};
+use crate::actors::messages::{ReadContext, ToSession, WriteContext};
+use crate::api::context;
 use crate::domain::auth::Credential;
 use crate::domain::context::{
-    ContextOp, ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, recent_memory,
+    ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, recent_memory,
 };
 use crate::error::HubError;
 
 type Result<T> = std::result::Result<T, HubError>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/mcp/context/set").route(web::post().to(set)))
-        .service(resource("/mcp/context/get").route(web::get().to(get_all)))
-        .service(resource("/mcp/context/get/{key}").route(web::get().to(get)))
-        .service(resource("/mcp/context/append/{key}").route(web::post().to(append)))
-        .service(resource("/mcp/context/delete/{key}").route(web::post().to(delete)))
-        .service(resource("/mcp/context/sync").route(web::post().to(sync)))
+    cfg.service(resource("/mcp/context/set").route(post::<context::Set>()))
+        .service(resource("/mcp/context/get").route(get::<context::Get>()))
+        .service(resource("/mcp/context/get/{path}").route(get::<context::Get>()))
+        .service(resource("/mcp/context/append/{path}").route(post::<context::Append>()))
+        .service(resource("/mcp/context/delete/{path}").route(post::<context::Delete>()))
+        .service(resource("/mcp/context/sync").route(post::<context::Sync>()))
         .service(resource("/mcp/context/memory/push").route(web::post().to(memory_push)))
         .service(resource("/mcp/context/memory/recent").route(web::get().to(memory_recent)))
         .service(resource("/mcp/context/memory/clear").route(web::post().to(memory_clear)))
@@ -38,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(notes_set))
                 .route(web::get().to(notes_get)),
         )
-        .service(resource("/mcp/context/diff/{ai_id}/{since}").route(web::get().to(diff)));
+        .service(resource("/mcp/context/diff/{aiId}/{since}").route(get::<context::DiffSince>()));
 }
 
 /// The session a request is about: named, or the bearer token's own.
@@ -59,21 +61,6 @@ pub(super) async fn session_for(
             "sessionId is required (or send a participant's bearer token)",
         )),
     }
-}
-
-fn path(text: &str) -> Result<Path> {
-    Ok(Path::parse(text)?)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetBody {
-    session_id: Option<String>,
-    ai_id: Option<String>,
-    #[serde(alias = "key")]
-    path: String,
-    value: Value,
-    expected_version: Option<i64>,
 }
 
 async fn write(
@@ -98,84 +85,6 @@ async fn write(
     Ok(HttpResponse::Ok().json(written))
 }
 
-/// `POST /mcp/context/set` `{sessionId?, aiId?, path, value, expectedVersion?}`.
-async fn set(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    JsonBody(b): JsonBody<SetBody>,
-) -> Result<HttpResponse> {
-    let op = ContextOp::Set {
-        path: path(&b.path)?,
-        value: b.value,
-        expected: b.expected_version,
-    };
-    write(&hub, credential, b.session_id.as_deref(), b.ai_id, op).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AppendBody {
-    session_id: Option<String>,
-    ai_id: Option<String>,
-    value: Value,
-    expected_version: Option<i64>,
-}
-
-/// `POST /mcp/context/append/{key}` `{sessionId?, aiId?, value, expectedVersion?}`.
-async fn append(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    key: web::Path<String>,
-    JsonBody(b): JsonBody<AppendBody>,
-) -> Result<HttpResponse> {
-    let op = ContextOp::Append {
-        path: path(&key)?,
-        value: b.value,
-        expected: b.expected_version,
-    };
-    write(&hub, credential, b.session_id.as_deref(), b.ai_id, op).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DeleteBody {
-    session_id: Option<String>,
-    ai_id: Option<String>,
-    expected_version: Option<i64>,
-}
-
-/// `POST /mcp/context/delete/{key}` `{sessionId?, aiId?, expectedVersion?}`.
-async fn delete(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    key: web::Path<String>,
-    JsonBody(b): JsonBody<DeleteBody>,
-) -> Result<HttpResponse> {
-    let op = ContextOp::Delete {
-        path: path(&key)?,
-        expected: b.expected_version,
-    };
-    write(&hub, credential, b.session_id.as_deref(), b.ai_id, op).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SyncBody {
-    session_id: Option<String>,
-    ai_id: Option<String>,
-    updates: Value,
-}
-
-/// `POST /mcp/context/sync` `{sessionId?, aiId?, updates}`: deep merge, attributed to the caller.
-async fn sync(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    JsonBody(b): JsonBody<SyncBody>,
-) -> Result<HttpResponse> {
-    let op = ContextOp::Merge { updates: b.updates };
-    write(&hub, credential, b.session_id.as_deref(), b.ai_id, op).await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SessionQuery {
@@ -196,62 +105,6 @@ async fn read(
         })
         .await??;
     Ok(HttpResponse::Ok().json(value))
-}
-
-/// `GET /mcp/context/get/{key}?sessionId=`.
-async fn get(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    key: web::Path<String>,
-    q: web::Query<SessionQuery>,
-) -> Result<HttpResponse> {
-    read(&hub, credential, q.session_id.as_deref(), path(&key)?).await
-}
-
-/// `GET /mcp/context/get?sessionId=`: the whole document.
-async fn get_all(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    q: web::Query<SessionQuery>,
-) -> Result<HttpResponse> {
-    read(&hub, credential, q.session_id.as_deref(), Path::root()).await
-}
-
-/// `GET /mcp/context/diff/{aiId}/{since}?sessionId=`: `since` is an event id or an RFC 3339
-/// time; `aiId` is who asks (a participant may only ask as itself).
-async fn diff(
-    hub: web::Data<Addr<Hub>>,
-    Auth(credential): Auth,
-    p: web::Path<(String, String)>,
-    q: web::Query<SessionQuery>,
-) -> Result<HttpResponse> {
-    let (ai_id, since) = p.into_inner();
-    let since = match since.parse::<i64>() {
-        Ok(n) if n >= 0 => Since::Event(n),
-        _ => Since::Time(
-            chrono::DateTime::parse_from_rfc3339(&since)
-                .map_err(|_| {
-                    HubError::invalid(
-                        "since",
-                        format!("{since:?} is neither an event id nor an RFC 3339 time"),
-                    )
-                })?
-                .with_timezone(&chrono::Utc),
-        ),
-    };
-    let session_id = session_for(&hub, &credential, q.session_id.as_deref()).await?;
-    let command = DiffContext {
-        credential,
-        as_participant: Some(ai_id),
-        since,
-    };
-    let diff = hub
-        .send(ToSession {
-            session_id,
-            command,
-        })
-        .await??;
-    Ok(HttpResponse::Ok().json(diff))
 }
 
 #[derive(Debug, Deserialize)]

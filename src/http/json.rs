@@ -12,9 +12,30 @@ use serde::de::DeserializeOwned;
 
 use crate::error::HubError;
 
-/// Largest accepted request body, in bytes (app data).
+/// Request body rules (app data): the largest accepted body in bytes, and how long the whole
+/// body may take to arrive once the headers are in. A client that stalls mid-body gets 408 and
+/// its connection back, instead of holding a worker's connection open forever.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        BodyLimit {
+            bytes: 1024 * 1024,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl BodyLimit {
+    /// The rules in force for `req`.
+    pub fn of(req: &HttpRequest) -> BodyLimit {
+        req.app_data::<BodyLimit>().copied().unwrap_or_default()
+    }
+}
 
 pub struct JsonBody<T>(pub T);
 
@@ -23,8 +44,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, HubError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
-        let early = check_headers(req, limit);
+        let limit = BodyLimit::of(req);
+        let early = check_headers(req, limit.bytes);
         let payload = payload.take();
         Box::pin(async move {
             early?;
@@ -34,8 +55,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Reads a whole request body, refusing (413) as soon as it passes `limit` bytes.
-pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, HubError> {
+/// Reads a whole request body, refusing (413) as soon as it passes the byte limit and (408)
+/// when it has not all arrived within the time limit.
+pub async fn read_body(payload: Payload, limit: BodyLimit) -> Result<BytesMut, HubError> {
+    let secs = limit.timeout.as_secs_f64();
+    tokio::time::timeout(limit.timeout, read_all(payload, limit.bytes))
+        .await
+        .unwrap_or_else(|_| {
+            Err(HubError::RequestTimeout(format!(
+                "the request body did not arrive within {secs} s"
+            )))
+        })
+}
+
+async fn read_all(mut payload: Payload, limit: usize) -> Result<BytesMut, HubError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| HubError::Invalid {
@@ -72,7 +105,8 @@ fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), HubError> {
     Ok(())
 }
 
-/// Deserializes `body` into `T`, turning serde's complaint into a 400 that names the field.
+/// Deserializes `body` into `T`, turning serde's complaint into a 400 that names the field
+/// (the same answer every surface gives: see [`crate::api::parse`]).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HubError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(HubError::Invalid {
@@ -81,60 +115,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HubError> {
             field: None,
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
-    de.end().map_err(|e| HubError::Invalid {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| HubError::Invalid {
         code: "invalid_json",
         message: format!("malformed JSON: {e}"),
         field: None,
     })?;
-    Ok(value)
-}
-
-fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> HubError {
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-        return HubError::Invalid {
-            code: "invalid_json",
-            message: format!("malformed JSON: {inner}"),
-            field: None,
-        };
-    }
-    let message = inner.to_string();
-    // "missing field `role`" is reported at the parent's path; name the field itself.
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    let field = match (path.as_str(), missing) {
-        (".", Some(name)) => name.to_owned(),
-        (parent, Some(name)) => format!("{parent}.{name}"),
-        (".", None) => String::new(),
-        (p, None) => p.to_owned(),
-    };
-    let code = if missing.is_some() {
-        "missing_field"
-    } else {
-        "invalid_field"
-    };
-    let message = strip_position(&message);
-    HubError::Invalid {
-        code,
-        message: if field.is_empty() {
-            message
-        } else {
-            format!("{field}: {message}")
-        },
-        field: (!field.is_empty()).then_some(field),
-    }
-}
-
-/// serde_json appends " at line 1 column 42" even to data errors; the field name says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
+    crate::api::parse(value)
 }
 
 #[cfg(test)]

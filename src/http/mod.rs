@@ -7,6 +7,7 @@ mod context;
 pub mod guard;
 mod health;
 mod json;
+mod operation;
 mod pages;
 mod sessions;
 

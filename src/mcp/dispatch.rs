@@ -214,7 +214,14 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
             r.structured_content = Some(out.value);
             r
         }
-        Err(e) => CallToolResult::error(vec![Content::text(tool_error_text(&e))]),
+        Err(e) => {
+            // The same error object as the REST answer's `error` (code, message, field,
+            // currentDriver, suggestion, retryAfterSecs): one failure reads alike everywhere.
+            let body = e.body();
+            let mut r = CallToolResult::error(vec![Content::text(body.to_string())]);
+            r.structured_content = Some(serde_json::json!({ "error": body }));
+            r
+        }
     };
     // Critical events the caller has not acknowledged go on top, so that a model that never
     // reads notifications still sees them.
@@ -239,13 +246,6 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
 }
 
 /// What a model reads when a tool fails: the code, then what to do.
-fn tool_error_text(e: &HubError) -> String {
-    match e.field() {
-        Some(f) => format!("{} ({f}): {e}", e.code()),
-        None => format!("{}: {e}", e.code()),
-    }
-}
-
 /// A short summary of unacknowledged critical events.
 pub fn critical_block(events: &[Event]) -> String {
     let mut out = format!("⚠ {} critical event(s) not acknowledged:", events.len());

@@ -14,8 +14,13 @@ use crate::actors::messages::{AttachStream, EventSink, ToSession};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
 
-/// Most MCP sessions open at once; `initialize` beyond it is refused (503) until some end.
+/// Most MCP sessions open at once. Beyond it the least recently used session without an open
+/// stream is ended to make room; only when every one has a stream is `initialize` refused (503).
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most MCP sessions one credential (one token, or all token-less clients on loopback) may hold.
+/// Beyond it that credential's least recently used session without an open stream is ended, so
+/// one client opening sessions in a loop crowds out only itself.
+pub const MAX_SESSIONS_PER_CREDENTIAL: usize = 64;
 /// An MCP session with no request and no open stream for this long ends by itself.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Notifications waiting for one session's GET stream.
@@ -109,6 +114,23 @@ impl McpRegistry {
     }
 }
 
+impl McpRegistry {
+    /// Ends the least recently used session without an open stream (of `credential`, if
+    /// given); `None` when there is none.
+    fn evict_idle(&mut self, credential: Option<&Credential>) -> Option<()> {
+        let victim = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.stream_open())
+            .filter(|(_, e)| credential.is_none_or(|c| &e.session.credential_at_start == c))
+            .min_by_key(|(_, e)| e.last_seen)
+            .map(|(id, _)| id.clone())?;
+        log::debug!("MCP session {victim} ended to make room");
+        self.sessions.remove(&victim);
+        Some(())
+    }
+}
+
 impl Actor for McpRegistry {
     type Context = Context<Self>;
 
@@ -131,10 +153,25 @@ impl Handler<Open> for McpRegistry {
     type Result = Result<String, HubError>;
 
     fn handle(&mut self, msg: Open, _: &mut Self::Context) -> Self::Result {
+        let credential = &msg.0.credential_at_start;
+        let mine = self
+            .sessions
+            .values()
+            .filter(|e| &e.session.credential_at_start == credential)
+            .count();
+        if mine >= MAX_SESSIONS_PER_CREDENTIAL {
+            self.evict_idle(Some(credential)).ok_or_else(|| {
+                HubError::Unavailable(format!(
+                    "this credential holds {MAX_SESSIONS_PER_CREDENTIAL} MCP sessions with open streams; end one (DELETE) first"
+                ))
+            })?;
+        }
         if self.sessions.len() >= MAX_SESSIONS {
-            return Err(HubError::Unavailable(format!(
-                "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
-            )));
+            self.evict_idle(None).ok_or_else(|| {
+                HubError::Unavailable(format!(
+                    "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
+                ))
+            })?;
         }
         // 122 random bits, visible ASCII as the spec asks.
         let id = Uuid::new_v4().to_string();

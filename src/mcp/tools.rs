@@ -23,20 +23,14 @@ use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
 use crate::actors::messages::{
-    AckEvents, AttachStream, ChangeStatus, CreateSession, DiffContext, JoinSession, Joined,
-    LeaveSession, ListSessions, PollEvents, ReadContext, SessionCreated, Since, ToSession, Whoami,
-    WriteContext,
+    AckEvents, AttachStream, Joined, PollEvents, ReadContext, ToSession, Whoami,
 };
+use crate::api::{self, Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
 use crate::domain::context::{
-    ContextOp, ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, Severity, recent_memory,
+    ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, Severity, recent_memory,
 };
-use crate::domain::role::{Permission, Role};
-use crate::domain::session::{
-    DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantRequest,
-    ParticipantSpec, RotationPolicy, SessionSpec, SessionStatus, StatusAction,
-    assign_default_roles, rotation_secs,
-};
+use crate::domain::role::Role;
 use crate::error::HubError;
 
 /// Everything a tool call may use.
@@ -126,7 +120,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "session_create",
         binds: true,
         description: "Create a collaboration session and act in it as `me`.",
-        input: schema::<CreateArgs>,
+        input: schema::<api::sessions::Create>,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -137,7 +131,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "session_join",
         binds: true,
         description: "Join a session as a new participant and act as it.",
-        input: schema::<JoinArgs>,
+        input: schema::<api::sessions::Join>,
         read_only: false,
         destructive: false,
         idempotent: false,
@@ -148,12 +142,12 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "session_list",
         binds: false,
         description: "List sessions, most recently active first.",
-        input: schema::<ListArgs>,
+        input: schema::<api::sessions::List>,
         read_only: true,
         destructive: false,
         idempotent: true,
         visible: unbound,
-        call: |ctx, args| Box::pin(session_list(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::sessions::List>(ctx, args)),
     },
     ToolSpec {
         name: "whoami",
@@ -192,18 +186,18 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "session_status",
         binds: false,
         description: "Pause, resume or complete the session.",
-        input: schema::<StatusArgs>,
+        input: schema::<api::sessions::SetStatus>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(session_status(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::sessions::SetStatus>(ctx, args)),
     },
     ToolSpec {
         name: "session_leave",
         binds: false,
         description: "Leave the session; your identity here ends.",
-        input: schema::<NoArgs>,
+        input: schema::<api::sessions::Leave>,
         read_only: false,
         destructive: true,
         idempotent: false,
@@ -214,67 +208,67 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "context_get",
         binds: false,
         description: "Read the shared context at a dotted path (empty: all), with its version.",
-        input: schema::<ContextGetArgs>,
+        input: schema::<api::context::Get>,
         read_only: true,
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(context_get(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::context::Get>(ctx, args)),
     },
     ToolSpec {
         name: "context_set",
         binds: false,
         description: "Set a value at a dotted path; expectedVersion makes it compare-and-set.",
-        input: schema::<ContextSetArgs>,
+        input: schema::<api::context::Set>,
         read_only: false,
         destructive: false,
         idempotent: true,
         visible: steering,
-        call: |ctx, args| Box::pin(context_write(ctx, args, WriteKind::Set)),
+        call: |ctx, args| Box::pin(op::<api::context::Set>(ctx, args)),
     },
     ToolSpec {
         name: "context_append",
         binds: false,
         description: "Append a value to the array at a dotted path (created if absent).",
-        input: schema::<ContextSetArgs>,
+        input: schema::<api::context::Append>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(context_write(ctx, args, WriteKind::Append)),
+        call: |ctx, args| Box::pin(op::<api::context::Append>(ctx, args)),
     },
     ToolSpec {
         name: "context_delete",
         binds: false,
         description: "Delete the value at a dotted path.",
-        input: schema::<ContextDeleteArgs>,
+        input: schema::<api::context::Delete>,
         read_only: false,
         destructive: true,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(context_delete(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::context::Delete>(ctx, args)),
     },
     ToolSpec {
         name: "context_sync",
         binds: false,
         description: "Deep-merge an object of updates into the shared context.",
-        input: schema::<ContextSyncArgs>,
+        input: schema::<api::context::Sync>,
         read_only: false,
         destructive: false,
         idempotent: true,
         visible: steering,
-        call: |ctx, args| Box::pin(context_sync(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::context::Sync>(ctx, args)),
     },
     ToolSpec {
         name: "context_diff",
         binds: false,
         description: "What changed in the context since an event id (default: your last write).",
-        input: schema::<ContextDiffArgs>,
+        input: schema::<api::context::DiffSince>,
         read_only: true,
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(context_diff(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::context::DiffSince>(ctx, args)),
     },
     ToolSpec {
         name: "memory",
@@ -486,6 +480,9 @@ fn schema<T: JsonSchema>() -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("$schema");
         o.remove("title");
+        // The request type's doc comment is for developers; the tool's description is the
+        // catalogue's.
+        o.remove("description");
         o.entry("type").or_insert(json!("object"));
     }
     v
@@ -542,9 +539,11 @@ fn compact(node: &mut Value, defs: &Value) {
     }
     if let Some(Value::Array(types)) = o.get("type") {
         let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-        if kept.len() == 1 {
-            o.insert("type".into(), kept[0].clone());
-        }
+        let kept = match kept.len() {
+            1 => kept[0].clone(),
+            _ => Value::Array(kept),
+        };
+        o.insert("type".into(), kept);
     }
     if o.remove("format").is_some() && o.get("minimum") == Some(&json!(0)) {
         o.remove("minimum");
@@ -567,15 +566,7 @@ fn compact(node: &mut Value, defs: &Value) {
 /// Tool arguments: a missing `arguments` is an empty object; errors name the field.
 pub fn args<T: DeserializeOwned>(value: Value) -> Result<T, HubError> {
     let value = if value.is_null() { json!({}) } else { value };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "arguments".to_owned()
-        } else {
-            path
-        };
-        HubError::invalid(field.clone(), format!("{field}: {}", e.into_inner()))
-    })
+    api::parse(value)
 }
 
 fn value<T: serde::Serialize>(v: &T) -> Value {
@@ -634,167 +625,80 @@ fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ParticipantArg {
-    ai_id: String,
-    /// Default: the first drives, the rest navigate.
-    role: Option<Role>,
-    permissions: Option<Vec<Permission>>,
-    skills: Option<Vec<String>>,
+/// Runs an operation as this MCP session's identity and answers with its output.
+async fn op<O: Operation>(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let request: O = args(raw)?;
+    let out = request.run(call_of(&ctx)).await?;
+    Ok(plain(value(&out)))
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateArgs {
-    name: String,
-    participants: Vec<ParticipantArg>,
-    /// Your aiId among them (default: the first).
-    me: Option<String>,
-    handshake_mode: Option<HandshakeMode>,
-    rotation_policy: Option<RotationPolicy>,
-    /// Auto-save seconds (0 = off).
-    save_interval: Option<u32>,
-    /// Automatic rotation: minutes per driver.
-    role_rotation_interval: Option<f64>,
-    review_timeout_secs: Option<u32>,
-    task_allocation: Option<crate::domain::task::Strategy>,
-    metadata: Option<Map<String, Value>>,
+/// The caller as the operations see it: this MCP session's credential and binding.
+pub fn call_of(ctx: &ToolCtx) -> Call {
+    Call {
+        hub: ctx.hub.clone(),
+        credential: ctx.session.credential.clone(),
+        seat: ctx.session.binding.as_ref().map(|b| Seat {
+            session_id: b.session_id,
+            ai_id: b.ai_id.clone(),
+        }),
+    }
 }
 
+/// `session_create`: the operation, then this MCP session acts as `me`. Tokens never go into a
+/// tool result (they would sit in the model's transcript); the others get theirs via REST or
+/// the CLI.
 async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     not_bound(&ctx)?;
-    let a: CreateArgs = args(raw)?;
-    let requests = a
-        .participants
-        .into_iter()
-        .map(|p| ParticipantRequest {
-            ai_id: p.ai_id,
-            role: p.role,
-            permissions: p.permissions.map(|v| v.into_iter().collect()),
-            skills: p.skills.unwrap_or_default(),
-        })
-        .collect();
-    let participants: Vec<ParticipantSpec> = assign_default_roles(requests);
-    let me = match a.me {
-        Some(me) => me,
-        None => participants
-            .first()
-            .map(|p| p.ai_id.clone())
-            .ok_or_else(|| {
-                HubError::invalid("participants", "name at least one participant: you")
-            })?,
-    };
-    if !participants.iter().any(|p| p.ai_id == me) {
-        return Err(HubError::invalid(
-            "me",
-            format!("{me:?} is not among the participants"),
-        ));
-    }
-    let spec = SessionSpec {
-        name: a.name,
-        participants,
-        save_interval: a.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
-        handshake_mode: a.handshake_mode.unwrap_or_default(),
-        rotation_policy: a.rotation_policy.unwrap_or_default(),
-        rotation_interval_secs: rotation_secs(a.role_rotation_interval)?,
-        review_timeout_secs: a.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
-        task_allocation: a.task_allocation.unwrap_or_default(),
-        metadata: Value::Object(a.metadata.unwrap_or_default()),
-    };
-    let credential = ctx.session.credential.clone();
-    let SessionCreated { session, tokens } =
-        ctx.hub.send(CreateSession { credential, spec }).await??;
-    // Tokens never go into a tool result (they would sit in the model's transcript); this MCP
-    // session keeps its own identity, the others get theirs via REST or the CLI.
-    let token = tokens.get(&me).cloned().unwrap_or_default();
-    let binding = Binding {
-        session_id: session.session_id,
-        ai_id: me,
-    };
+    let request: api::sessions::Create = args(raw)?;
+    let created = request.run(call_of(&ctx)).await?;
+    let session = created.created.session;
+    let me = created
+        .me
+        .ok_or_else(|| HubError::invalid("participants", "name at least one participant: you"))?;
+    let token = created.created.tokens.get(&me).cloned().unwrap_or_default();
     Ok(ToolOutput {
         value: value(&session),
-        bind: Some((Credential::Bearer(token_digest(&token)), binding)),
+        bind: Some((
+            Credential::Bearer(token_digest(&token)),
+            Binding {
+                session_id: session.session_id,
+                ai_id: me,
+            },
+        )),
     })
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JoinArgs {
-    session_id: Uuid,
-    /// Your aiId, e.g. "gemini".
-    participant: String,
-    /// Default: observer.
-    role: Option<Role>,
-    permissions: Option<Vec<Permission>>,
-    skills: Option<Vec<String>>,
-}
-
+/// `session_join`: the operation, then this MCP session acts as the participant. Naming no
+/// role, the operator's client (loopback, or the operator token) takes the seat of a participant
+/// listed at create instead of being refused as a duplicate.
 async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     not_bound(&ctx)?;
-    let a: JoinArgs = args(raw)?;
-    let participant = ParticipantSpec {
-        ai_id: a.participant,
-        role: a.role.unwrap_or(Role::Observer),
-        permissions: a.permissions.map(|v| v.into_iter().collect()),
-        skills: a.skills.unwrap_or_default(),
-    };
-    let command = JoinSession {
-        credential: ctx.session.credential.clone(),
-        participant,
-    };
+    let request: api::sessions::Join = args(raw)?;
+    let call = call_of(&ctx);
+    let target = request.session_id;
+    let connect_existing = request.names_no_role();
+    let command = request.command(&call, connect_existing);
     let Joined {
         session_id,
         participant,
         token,
         session,
         ..
-    } = ctx
-        .hub
-        .send(ToSession {
-            session_id: a.session_id,
-            command,
-        })
-        .await??;
+    } = call.send(target, command).await?;
+    let credential = match token {
+        Some(token) => Credential::Bearer(token_digest(&token)),
+        None => Credential::OperatorAs(participant.ai_id.clone()),
+    };
     Ok(ToolOutput {
         value: value(&session),
         bind: Some((
-            Credential::Bearer(token_digest(&token)),
+            credential,
             Binding {
                 session_id,
                 ai_id: participant.ai_id,
             },
         )),
     })
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListArgs {
-    status: Option<SessionStatus>,
-    /// 1–100, default 20.
-    limit: Option<i64>,
-}
-
-async fn session_list(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: ListArgs = args(raw)?;
-    let limit = a.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(HubError::invalid(
-            "limit",
-            "limit must be between 1 and 100",
-        ));
-    }
-    let sessions = ctx
-        .hub
-        .send(ListSessions {
-            credential: ctx.session.credential.clone(),
-            status: a.status,
-            limit,
-            offset: 0,
-        })
-        .await??;
-    Ok(plain(json!({ "sessions": sessions })))
 }
 
 async fn whoami(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
@@ -908,145 +812,12 @@ async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     Ok(plain(json!({ "ackedEventId": cursor })))
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StatusArgs {
-    action: StatusAction,
-}
-
-async fn session_status(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: StatusArgs = args(raw)?;
-    let command = ChangeStatus {
-        credential: ctx.session.credential.clone(),
-        to: a.action.target(),
-    };
-    let view = in_session(&ctx, command).await?;
-    Ok(plain(value(&view)))
-}
-
 async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let _: NoArgs = args(raw)?;
-    let command = LeaveSession {
-        credential: ctx.session.credential.clone(),
-        ai_id: bound(&ctx)?.ai_id.clone(),
-    };
-    let view = in_session(&ctx, command).await?;
+    let request: api::sessions::Leave = args(raw)?;
+    let view = request.run(call_of(&ctx)).await?;
     ctx.registry
         .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
     Ok(plain(value(&view)))
-}
-
-fn context_path(text: Option<&str>) -> Result<Path, HubError> {
-    Ok(Path::parse(text.unwrap_or(""))?)
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextGetArgs {
-    /// Dotted path, e.g. activeWork.currentRefactoring.status; `\\.` escapes a dot, [n] indexes.
-    path: Option<String>,
-}
-
-async fn context_get(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: ContextGetArgs = args(raw)?;
-    let path = context_path(a.path.as_deref())?;
-    let credential = ctx.session.credential.clone();
-    let found = in_session(&ctx, ReadContext { credential, path }).await?;
-    Ok(plain(value(&found)))
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextSetArgs {
-    path: String,
-    value: Value,
-    /// Version read with context_get; the write fails if the path changed since.
-    expected_version: Option<i64>,
-}
-
-enum WriteKind {
-    Set,
-    Append,
-}
-
-async fn context_write(ctx: ToolCtx, raw: Value, kind: WriteKind) -> Result<ToolOutput, HubError> {
-    let a: ContextSetArgs = args(raw)?;
-    let path = context_path(Some(&a.path))?;
-    let op = match kind {
-        WriteKind::Set => ContextOp::Set {
-            path,
-            value: a.value,
-            expected: a.expected_version,
-        },
-        WriteKind::Append => ContextOp::Append {
-            path,
-            value: a.value,
-            expected: a.expected_version,
-        },
-    };
-    write_context(&ctx, op).await
-}
-
-async fn write_context(ctx: &ToolCtx, op: ContextOp) -> Result<ToolOutput, HubError> {
-    write_request(ctx, ContextRequest::Op(op)).await
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextDeleteArgs {
-    path: String,
-    expected_version: Option<i64>,
-}
-
-async fn context_delete(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: ContextDeleteArgs = args(raw)?;
-    let path = context_path(Some(&a.path))?;
-    write_context(
-        &ctx,
-        ContextOp::Delete {
-            path,
-            expected: a.expected_version,
-        },
-    )
-    .await
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextSyncArgs {
-    /// Object merged key by key into the context.
-    updates: Map<String, Value>,
-}
-
-async fn context_sync(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: ContextSyncArgs = args(raw)?;
-    write_context(
-        &ctx,
-        ContextOp::Merge {
-            updates: Value::Object(a.updates),
-        },
-    )
-    .await
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextDiffArgs {
-    /// Event id to diff from (default: your own last context write).
-    since: Option<i64>,
-}
-
-async fn context_diff(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: ContextDiffArgs = args(raw)?;
-    let credential = ctx.session.credential.clone();
-    let since = a.since.map_or(Since::MyLastWrite, Since::Event);
-    let command = DiffContext {
-        credential,
-        as_participant: None,
-        since,
-    };
-    let diff = in_session(&ctx, command).await?;
-    Ok(plain(value(&diff)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -1149,13 +920,7 @@ async fn discovery_report(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubErr
 }
 
 async fn write_request(ctx: &ToolCtx, request: ContextRequest) -> Result<ToolOutput, HubError> {
-    let credential = ctx.session.credential.clone();
-    let command = WriteContext {
-        credential,
-        as_participant: None,
-        request,
-    };
-    let written = in_session(ctx, command).await?;
+    let written = api::context::write(&call_of(ctx), None, None, request).await?;
     Ok(plain(value(&written)))
 }
 

@@ -150,11 +150,16 @@ async fn existing_session(
     Ok(mcp_id)
 }
 
-/// A request's bearer token must be the one its MCP session started with, if it sends one.
+/// Every request carries its own credential, and it must be the one its MCP session started
+/// with: the `Mcp-Session-Id` names a session, it never proves who is asking. A session opened
+/// with a token answers 401 to a request without one.
 fn same_identity(req: &HttpRequest, started_with: &Credential) -> Result<(), Refusal> {
     match credential(req)? {
-        Credential::None => Ok(()),
         c if &c == started_with => Ok(()),
+        Credential::None => Err(HubError::Unauthorized(
+            "this MCP session was opened with a bearer token: send Authorization: Bearer <token> on every request".into(),
+        )
+        .into()),
         _ => Err(HubError::Forbidden(
             "one MCP session speaks for one identity; initialize a new session for another token"
                 .into(),
@@ -194,8 +199,7 @@ pub async fn post(
         .as_deref()
         .filter(|v| !protocol::is_supported(v))
         .map(str::to_owned);
-    let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
-    let body = match read_body(payload.into_inner(), limit).await {
+    let body = match read_body(payload.into_inner(), BodyLimit::of(&req)).await {
         Ok(b) => b,
         Err(e) => return hub_failure(e),
     };

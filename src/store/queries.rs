@@ -181,14 +181,18 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
         .select(EventRow::as_select())
         .load(conn)?;
     for row in changes {
-        let event = row.into_event()?;
-        let applied = changes_from_json(&event.payload["changes"]).map_err(|e| {
-            HubError::Internal(format!(
-                "stored context change #{} is unreadable: {e}",
-                event.id
-            ))
-        })?;
-        session.apply_context(&applied, event.id);
+        let id = row.id;
+        // One unreadable change (written before every write path checked its keys) is skipped
+        // with a warning: it must not make the whole session unreadable.
+        match row
+            .into_event()
+            .and_then(|event| changes_from_json(&event.payload["changes"]).map_err(Into::into))
+        {
+            Ok(applied) => session.apply_context(&applied, id),
+            Err(e) => {
+                log::warn!("session {session_id}: skipping unreadable context change #{id}: {e}")
+            }
+        }
     }
     session.locks =
         crate::domain::lock::LockTable::from_locks(super::locks::open_locks(conn, session_id)?);

@@ -312,17 +312,19 @@ async fn loose_mode_records_and_alerts(backend: Backend) {
 /// Reads `mcp`'s GET stream until `needle` shows up (or 10 s pass).
 async fn stream_shows(
     app: &TestApp,
-    session: &str,
+    (session, token): (&str, Option<&str>),
     needle: &str,
     act: impl std::future::Future<Output = ()>,
 ) -> bool {
-    let mut res = client()
+    let mut req = client()
         .get(format!("{}/mcp", app.address))
         .insert_header(("accept", "text/event-stream"))
-        .insert_header(("mcp-session-id", session))
-        .send()
-        .await
-        .expect("GET stream");
+        .insert_header(("mcp-session-id", session));
+    // Every request carries its credential, the stream too.
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut res = req.send().await.expect("GET stream");
     assert_eq!(res.status(), StatusCode::OK);
     act.await;
     let mut seen = String::new();
@@ -379,7 +381,7 @@ async fn roles_change_at_handshake_boundaries(backend: Backend) {
     let session_id = cursor.session.clone().unwrap();
     let granted = stream_shows(
         &app,
-        &session_id,
+        (&session_id, cursor.token.as_deref()),
         "notifications/tools/list_changed",
         async {
             let (err, g) = claude

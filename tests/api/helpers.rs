@@ -145,6 +145,8 @@ fn with_database(url: &str, name: &str) -> String {
 pub struct TestApp {
     pub address: String,
     pub handle: actix_web::dev::ServerHandle,
+    /// The serving task; done once every write committed and the database claim is released.
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub db: TestDb,
     client: awc::Client,
 }
@@ -160,10 +162,11 @@ pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
     let app = Application::build(settings).await.expect("hub starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address,
         handle,
+        running,
         db,
         client: client(),
     }
@@ -179,6 +182,7 @@ impl TestApp {
     /// Stops the server (graceful) and hands back its database for a restart.
     pub async fn stop(self) -> TestDb {
         self.handle.stop(true).await;
+        let _ = self.running.await;
         self.db
     }
 

@@ -445,6 +445,7 @@ async fn locks_of_the_departed_are_released(backend: Backend) {
         .get(format!("{}/mcp", app.address))
         .insert_header(("accept", "text/event-stream"))
         .insert_header(("mcp-session-id", m.session.clone().unwrap().as_str()))
+        .bearer_auth(&claude)
         .send()
         .await
         .expect("GET stream");

@@ -281,8 +281,10 @@ async fn list_filters_and_pages(backend: Backend) {
     assert_eq!(b["sessions"].as_array().unwrap().len(), 1);
     let (s, b) = app.get("/mcp/session/list?limit=0").await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    // A bad query value is refused like a bad body field: the answer names it.
     let (s, b) = app.get("/mcp/session/list?status=sleeping").await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_query");
+    let err = assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(err["field"], "status", "{b}");
 }
 
 async fn sessions_survive_a_restart(backend: Backend) {

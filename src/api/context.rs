@@ -1,0 +1,210 @@
+//! The shared context: get, set, append, delete, sync (deep merge), diff.
+
+use futures::future::LocalBoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::shapes::SinceArg;
+use super::{Call, Operation};
+use crate::actors::messages::{
+    ContextValue, ContextWritten, DiffContext, ReadContext, Since, WriteContext,
+};
+use crate::domain::context::{ContextOp, ContextRequest, Diff, Path};
+use crate::error::HubError;
+
+/// Sends one context write, attributed to `ai_id` when the operator names one.
+pub async fn write(
+    call: &Call,
+    session: Option<Uuid>,
+    ai_id: Option<String>,
+    request: ContextRequest,
+) -> Result<ContextWritten, HubError> {
+    let session_id = call.session(session).await?;
+    let command = WriteContext {
+        credential: call.credential.clone(),
+        as_participant: ai_id,
+        request,
+    };
+    call.send(session_id, command).await
+}
+
+/// Reads one path (the whole document for the root).
+pub async fn read(
+    call: &Call,
+    session: Option<Uuid>,
+    path: Path,
+) -> Result<ContextValue, HubError> {
+    let session_id = call.session(session).await?;
+    let credential = call.credential.clone();
+    call.send(session_id, ReadContext { credential, path })
+        .await
+}
+
+fn path(text: &str) -> Result<Path, HubError> {
+    Ok(Path::parse(text)?)
+}
+
+/// `context_get` / `GET /mcp/context/get[/{path}]`: a value with its version.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Get {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    /// Dotted path, e.g. activeWork.currentRefactoring.status; `\\.` escapes a dot, [n] indexes.
+    #[serde(alias = "key")]
+    pub path: Option<String>,
+}
+
+impl Operation for Get {
+    type Output = ContextValue;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextValue, HubError>> {
+        Box::pin(async move {
+            let path = path(self.path.as_deref().unwrap_or(""))?;
+            read(&call, self.session_id, path).await
+        })
+    }
+}
+
+/// `context_set` / `POST /mcp/context/set`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Set {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub ai_id: Option<String>,
+    #[serde(alias = "key")]
+    pub path: String,
+    pub value: Value,
+    /// `version` from context_get or your last write; fails if the path changed since.
+    pub expected_version: Option<i64>,
+}
+
+impl Operation for Set {
+    type Output = ContextWritten;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
+        Box::pin(async move {
+            let op = ContextOp::Set {
+                path: path(&self.path)?,
+                value: self.value,
+                expected: self.expected_version,
+            };
+            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
+        })
+    }
+}
+
+/// `context_append` / `POST /mcp/context/append/{path}`: appends to an array (created when
+/// absent).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Append {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub ai_id: Option<String>,
+    #[serde(alias = "key")]
+    pub path: String,
+    pub value: Value,
+    pub expected_version: Option<i64>,
+}
+
+impl Operation for Append {
+    type Output = ContextWritten;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
+        Box::pin(async move {
+            let op = ContextOp::Append {
+                path: path(&self.path)?,
+                value: self.value,
+                expected: self.expected_version,
+            };
+            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
+        })
+    }
+}
+
+/// `context_delete` / `POST /mcp/context/delete/{path}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Delete {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub ai_id: Option<String>,
+    #[serde(alias = "key")]
+    pub path: String,
+    pub expected_version: Option<i64>,
+}
+
+impl Operation for Delete {
+    type Output = ContextWritten;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
+        Box::pin(async move {
+            let op = ContextOp::Delete {
+                path: path(&self.path)?,
+                expected: self.expected_version,
+            };
+            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
+        })
+    }
+}
+
+/// `context_sync` / `POST /mcp/context/sync`: deep merge, attributed to the caller.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sync {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub ai_id: Option<String>,
+    /// Object merged key by key into the context.
+    pub updates: Map<String, Value>,
+}
+
+impl Operation for Sync {
+    type Output = ContextWritten;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
+        Box::pin(async move {
+            let op = ContextOp::Merge {
+                updates: Value::Object(self.updates),
+            };
+            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
+        })
+    }
+}
+
+/// `context_diff` / `GET /mcp/context/diff/{aiId}/{since}`: what changed since an event id or
+/// an RFC 3339 time (default: the caller's own last context write), by path, then versus now.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiffSince {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub ai_id: Option<String>,
+    /// Event id or RFC 3339 time (default: your last context write).
+    pub since: Option<SinceArg>,
+}
+
+impl Operation for DiffSince {
+    type Output = Diff;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Diff, HubError>> {
+        Box::pin(async move {
+            let session_id = call.session(self.session_id).await?;
+            let command = DiffContext {
+                credential: call.credential.clone(),
+                as_participant: self.ai_id,
+                since: self.since.map_or(Since::MyLastWrite, |s| s.0),
+            };
+            call.send(session_id, command).await
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! One request type per operation, used by every transport.
+//!
+//! Each operation is a `Deserialize + JsonSchema` type (camelCase, unknown fields refused) that
+//! accepts the concept's shapes as well as ours, holds its defaults and limits, and turns itself
+//! into one typed actor message ([`Operation::run`]). The MCP tools and the REST routes are
+//! generic adapters over these types (`mcp::tools::op`, `http::operation`): a route or a tool is
+//! a name, a description and the type. A feature therefore exists once; the parity test
+//! (`tests/api/parity.rs`) keeps the surfaces equal.
+//!
+//! Addressing is the same everywhere: `sessionId` names the session (default: the caller's own,
+//! from its MCP binding or bearer token) and `aiId` the participant an operator acts for (a
+//! participant may only name itself). Both are hidden from the MCP tool schemas, where the
+//! binding says it already, but accepted there too.
+
+pub mod context;
+pub mod sessions;
+pub mod shapes;
+
+use actix::Addr;
+use futures::future::LocalBoxFuture;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::actors::Hub;
+use crate::actors::hub::{Identify, Identity};
+use crate::actors::messages::ToSession;
+use crate::actors::session::SessionActor;
+use crate::domain::auth::Credential;
+use crate::error::HubError;
+
+/// Who is calling, as the transport established it.
+#[derive(Clone)]
+pub struct Call {
+    pub hub: Addr<Hub>,
+    /// Presented on every actor message; the session actor decides what it may do.
+    pub credential: Credential,
+    /// The participant this caller already acts as (an MCP session's binding), if known.
+    pub seat: Option<Seat>,
+}
+
+/// A participant of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seat {
+    pub session_id: Uuid,
+    pub ai_id: String,
+}
+
+impl Call {
+    /// The session a request is about: the one it names, or the caller's own.
+    pub async fn session(&self, named: Option<Uuid>) -> Result<Uuid, HubError> {
+        match (named, &self.seat) {
+            (Some(named), Some(seat)) if named != seat.session_id => Err(HubError::invalid(
+                "sessionId",
+                format!(
+                    "you act in session {}; sessionId names another (open another MCP session for it)",
+                    seat.session_id
+                ),
+            )),
+            (Some(named), _) => Ok(named),
+            (None, Some(seat)) => Ok(seat.session_id),
+            (None, None) => Ok(self.identify().await?.session_id),
+        }
+    }
+
+    /// The participant the caller is: its seat, or the one its bearer token belongs to.
+    pub async fn identify(&self) -> Result<Seat, HubError> {
+        if let Some(seat) = &self.seat {
+            return Ok(seat.clone());
+        }
+        match self.hub.send(Identify(self.credential.clone())).await?? {
+            Identity::Participant { session_id, ai_id } => Ok(Seat { session_id, ai_id }),
+            Identity::Operator => Err(HubError::invalid(
+                "sessionId",
+                "sessionId is required (or send a participant's bearer token)",
+            )),
+        }
+    }
+
+    /// Sends `command` to the actor of `session_id`.
+    pub async fn send<M, R>(&self, session_id: Uuid, command: M) -> Result<R, HubError>
+    where
+        M: actix::Message<Result = Result<R, HubError>> + Send + 'static,
+        R: Send + 'static,
+        SessionActor: actix::Handler<M>,
+    {
+        self.hub
+            .send(ToSession {
+                session_id,
+                command,
+            })
+            .await?
+    }
+}
+
+/// One operation of the hub, the same on every surface.
+pub trait Operation: DeserializeOwned + JsonSchema + 'static {
+    type Output: Serialize + 'static;
+
+    /// Checks what the types could not and sends the one actor message.
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Self::Output, HubError>>;
+}
+
+/// Reads a request from JSON, with a 400 that names the failing field (`participants[1].role`,
+/// `missing_field` for an absent one). Every transport parses through here, so one bad argument
+/// gets one answer on every surface.
+pub fn parse<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HubError> {
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+fn field_error(err: serde_path_to_error::Error<serde_json::Error>) -> HubError {
+    let path = err.path().to_string();
+    let message = err.into_inner().to_string();
+    // "missing field `role`" is reported at the parent's path; name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = match (path.as_str(), missing) {
+        (".", Some(name)) => name.to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (".", None) => String::new(),
+        (p, None) => p.to_owned(),
+    };
+    let code = if missing.is_some() {
+        "missing_field"
+    } else {
+        "invalid_field"
+    };
+    // serde_json appends " at line 1 column 42" even to data errors; the field name says more.
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    HubError::Invalid {
+        code,
+        message: if field.is_empty() {
+            message
+        } else {
+            format!("{field}: {message}")
+        },
+        field: (!field.is_empty()).then_some(field),
+    }
+}

@@ -1,0 +1,272 @@
+//! Session lifecycle: create, join, list, get, status, leave.
+
+use std::collections::BTreeSet;
+
+use futures::future::LocalBoxFuture;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::shapes::Participants;
+use super::{Call, Operation};
+use crate::actors::messages::{
+    ChangeStatus, CreateSession, GetSession, JoinSession, Joined, LeaveSession, ListSessions,
+    SessionCreated,
+};
+use crate::domain::role::{Permission, Role};
+use crate::domain::session::{
+    DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantSpec, RotationPolicy,
+    SessionSpec, SessionStatus, SessionSummary, SessionView, StatusAction, rotation_secs,
+};
+use crate::domain::task::Strategy;
+use crate::error::HubError;
+
+/// `session_create` / `POST /mcp/session/create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Create {
+    pub name: String,
+    #[serde(default)]
+    pub participants: Participants,
+    /// Your aiId among them (default: the first).
+    pub me: Option<String>,
+    pub handshake_mode: Option<HandshakeMode>,
+    pub rotation_policy: Option<RotationPolicy>,
+    /// Auto-save seconds (0 = off).
+    pub save_interval: Option<u32>,
+    /// Automatic rotation: minutes per driver.
+    pub role_rotation_interval: Option<f64>,
+    pub review_timeout_secs: Option<u32>,
+    pub task_allocation: Option<Strategy>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A created session: its view, the tokens (shown once), and who the creator acts as.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    #[serde(flatten)]
+    pub created: SessionCreated,
+    #[serde(skip)]
+    pub me: Option<String>,
+}
+
+impl Operation for Create {
+    type Output = Created;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Created, HubError>> {
+        Box::pin(async move {
+            let participants = self.participants.specs()?;
+            let me = match self.me {
+                Some(me) if !participants.iter().any(|p| p.ai_id == me) => {
+                    return Err(HubError::invalid(
+                        "me",
+                        format!("{me:?} is not among the participants"),
+                    ));
+                }
+                Some(me) => Some(me),
+                None => participants.first().map(|p| p.ai_id.clone()),
+            };
+            let spec = SessionSpec {
+                name: self.name,
+                participants,
+                save_interval: self.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
+                handshake_mode: self.handshake_mode.unwrap_or_default(),
+                rotation_policy: self.rotation_policy.unwrap_or_default(),
+                rotation_interval_secs: rotation_secs(self.role_rotation_interval)?,
+                review_timeout_secs: self.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
+                task_allocation: self.task_allocation.unwrap_or_default(),
+                metadata: Value::Object(self.metadata.unwrap_or_default()),
+            };
+            let credential = call.credential.clone();
+            let created = call.hub.send(CreateSession { credential, spec }).await??;
+            Ok(Created { created, me })
+        })
+    }
+}
+
+/// `session_join` / `POST /mcp/session/join`. Without a role a newcomer observes (least
+/// privilege); naming no role, the operator's MCP client takes the seat of a participant listed
+/// at create instead.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Join {
+    pub session_id: Uuid,
+    /// Your aiId, e.g. "gemini".
+    pub participant: String,
+    /// Default: observer.
+    pub role: Option<Role>,
+    pub permissions: Option<BTreeSet<Permission>>,
+    pub skills: Option<Vec<String>>,
+}
+
+impl Join {
+    /// Whether this join may connect to an existing participant (MCP only: REST always adds).
+    pub fn names_no_role(&self) -> bool {
+        self.role.is_none() && self.permissions.is_none()
+    }
+
+    pub fn command(self, call: &Call, connect_existing: bool) -> JoinSession {
+        JoinSession {
+            credential: call.credential.clone(),
+            participant: ParticipantSpec {
+                ai_id: self.participant,
+                role: self.role.unwrap_or(Role::Observer),
+                permissions: self.permissions,
+                skills: self.skills.unwrap_or_default(),
+            },
+            connect_existing,
+        }
+    }
+}
+
+impl Operation for Join {
+    type Output = Joined;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Joined, HubError>> {
+        Box::pin(async move {
+            let session_id = self.session_id;
+            let command = self.command(&call, false);
+            call.send(session_id, command).await
+        })
+    }
+}
+
+/// Most sessions one list returns.
+pub const MAX_LIST: i64 = 100;
+
+/// `session_list` / `GET /mcp/session/list`: most recently active first.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct List {
+    pub status: Option<SessionStatus>,
+    /// 1–100, default 20.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Sessions {
+    pub sessions: Vec<SessionSummary>,
+}
+
+impl Operation for List {
+    type Output = Sessions;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Sessions, HubError>> {
+        Box::pin(async move {
+            let limit = self.limit.unwrap_or(20);
+            if !(1..=MAX_LIST).contains(&limit) {
+                return Err(HubError::invalid(
+                    "limit",
+                    format!("limit must be between 1 and {MAX_LIST}"),
+                ));
+            }
+            let offset = self.offset.unwrap_or(0);
+            if offset < 0 {
+                return Err(HubError::invalid("offset", "offset must not be negative"));
+            }
+            let sessions = call
+                .hub
+                .send(ListSessions {
+                    credential: call.credential.clone(),
+                    status: self.status,
+                    limit,
+                    offset,
+                })
+                .await??;
+            Ok(Sessions { sessions })
+        })
+    }
+}
+
+/// `session_get` / `GET /mcp/session/{sessionId}`: the whole session.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Get {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+}
+
+impl Operation for Get {
+    type Output = SessionView;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<SessionView, HubError>> {
+        Box::pin(async move {
+            let session_id = call.session(self.session_id).await?;
+            let credential = call.credential.clone();
+            call.send(session_id, GetSession { credential }).await
+        })
+    }
+}
+
+/// `session_status` / `POST /mcp/session/{sessionId}/status`: `{action: pause|resume|complete}`
+/// or the target state `{status: active|paused|completed}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetStatus {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    pub action: Option<StatusAction>,
+    #[schemars(skip)]
+    pub status: Option<SessionStatus>,
+}
+
+impl Operation for SetStatus {
+    type Output = SessionView;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<SessionView, HubError>> {
+        Box::pin(async move {
+            let to = match (self.action, self.status) {
+                (Some(a), None) => a.target(),
+                (None, Some(s)) => s,
+                _ => {
+                    return Err(HubError::invalid(
+                        "action",
+                        "send exactly one of action (pause, resume, complete) or status (active, paused, completed)",
+                    ));
+                }
+            };
+            let session_id = call.session(self.session_id).await?;
+            let credential = call.credential.clone();
+            call.send(session_id, ChangeStatus { credential, to }).await
+        })
+    }
+}
+
+/// `session_leave` / `POST /mcp/session/leave`: the caller leaves (the operator may remove
+/// anyone by naming `participant`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Leave {
+    #[schemars(skip)]
+    pub session_id: Option<Uuid>,
+    #[schemars(skip)]
+    pub participant: Option<String>,
+}
+
+impl Operation for Leave {
+    type Output = SessionView;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<SessionView, HubError>> {
+        Box::pin(async move {
+            let session_id = call.session(self.session_id).await?;
+            let ai_id = match self.participant {
+                Some(named) => named,
+                None => match call.identify().await {
+                    Ok(me) => me.ai_id,
+                    Err(HubError::Invalid { .. }) => {
+                        return Err(HubError::invalid(
+                            "participant",
+                            "name the participant who leaves",
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let credential = call.credential.clone();
+            call.send(session_id, LeaveSession { credential, ai_id })
+                .await
+        })
+    }
+}
