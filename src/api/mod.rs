@@ -13,6 +13,9 @@
 //! binding says it already, but accepted there too.
 
 pub mod context;
+pub mod coordination;
+pub mod messaging;
+pub mod notes;
 pub mod sessions;
 pub mod shapes;
 

@@ -462,7 +462,12 @@ impl LockTable {
                         .map(|o| format!(", {o}"))
                         .unwrap_or_default(),
                     held.expires_at
-                        .map(|t| format!(" until {}", t.and_utc()))
+                        .map(|t| {
+                            let at = t
+                                .and_utc()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                            format!(" until {at}")
+                        })
                         .unwrap_or_default(),
                 ),
             ));

@@ -22,23 +22,39 @@ use crate::error::HubError;
 
 /// `GET`: path parameters and the query string.
 pub fn get<O: Operation>() -> Route {
-    web::get().to(query::<O>)
+    web::get().to(|req, hub, auth| query::<O>(req, hub, auth, None))
+}
+
+/// `GET` of a grouped operation with its `action` set by the route (`/mcp/collaborate/locks`
+/// is `lock` with `action: list`).
+pub fn get_action<O: Operation>(action: &'static str) -> Route {
+    web::get().to(move |req, hub, auth| query::<O>(req, hub, auth, Some(action)))
 }
 
 /// `POST` answered 200: path parameters and the JSON body.
 pub fn post<O: Operation>() -> Route {
-    web::post().to(body::<O, false>)
+    web::post()
+        .to(|req, hub, auth, body| with_body::<O>(req, hub, auth, body, None, StatusCode::OK))
+}
+
+/// `POST` of a grouped operation with its `action` set by the route.
+pub fn post_action<O: Operation>(action: &'static str) -> Route {
+    web::post().to(move |req, hub, auth, body| {
+        with_body::<O>(req, hub, auth, body, Some(action), StatusCode::OK)
+    })
 }
 
 /// `POST` answered 201 Created.
 pub fn create<O: Operation>() -> Route {
-    web::post().to(body::<O, true>)
+    web::post()
+        .to(|req, hub, auth, body| with_body::<O>(req, hub, auth, body, None, StatusCode::CREATED))
 }
 
 async fn query<O: Operation>(
     req: HttpRequest,
     hub: web::Data<actix::Addr<Hub>>,
     Auth(credential): Auth,
+    action: Option<&'static str>,
 ) -> Result<HttpResponse, HubError> {
     let mut fields = Map::new();
     let schema = schema_of::<O>();
@@ -51,30 +67,46 @@ async fn query<O: Operation>(
             ));
         }
     }
+    with_action(&mut fields, action)?;
     let request = with_path(&req, &schema, fields)?;
     answer::<O>(request, hub, credential, StatusCode::OK).await
 }
 
-async fn body<O: Operation, const CREATED: bool>(
+async fn with_body<O: Operation>(
     req: HttpRequest,
     hub: web::Data<actix::Addr<Hub>>,
     Auth(credential): Auth,
     JsonBody(body): JsonBody<Value>,
+    action: Option<&'static str>,
+    status: StatusCode,
 ) -> Result<HttpResponse, HubError> {
-    let Value::Object(fields) = body else {
+    let Value::Object(mut fields) = body else {
         return Err(HubError::Invalid {
             code: "invalid_json",
             message: "the body must be a JSON object".into(),
             field: None,
         });
     };
+    with_action(&mut fields, action)?;
     let request = with_path(&req, &schema_of::<O>(), fields)?;
-    let status = if CREATED {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     answer::<O>(request, hub, credential, status).await
+}
+
+/// The route's action; the request may not name another.
+fn with_action(
+    fields: &mut Map<String, Value>,
+    action: Option<&'static str>,
+) -> Result<(), HubError> {
+    if let Some(action) = action
+        && let Some(given) = fields.insert("action".into(), Value::from(action))
+        && given != action
+    {
+        return Err(HubError::invalid(
+            "action",
+            format!("this endpoint does {action}; drop action (or use the endpoint for {given})"),
+        ));
+    }
+    Ok(())
 }
 
 async fn answer<O: Operation>(

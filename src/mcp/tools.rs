@@ -3,11 +3,6 @@
 //!
 //! Descriptions are short on purpose: every connected model pays for them in tokens.
 
-pub mod coordination;
-mod messaging;
-
-pub use messaging::{ack_selection, message_query};
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,14 +17,9 @@ use uuid::Uuid;
 use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
-use crate::actors::messages::{
-    AckEvents, AttachStream, Joined, PollEvents, ReadContext, ToSession, Whoami,
-};
+use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, ToSession, Whoami};
 use crate::api::{self, Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
-use crate::domain::context::{
-    ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, Severity, recent_memory,
-};
 use crate::domain::role::Role;
 use crate::error::HubError;
 
@@ -274,155 +264,155 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "memory",
         binds: false,
         description: "Working memory (symbols, files, breakpoints): push, recent, or clear.",
-        input: schema::<MemoryArgs>,
+        input: schema::<api::notes::Memory>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(memory(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::notes::Memory>(ctx, args)),
     },
     ToolSpec {
         name: "notes",
         binds: false,
         description: "Per-AI notes: set your observations/preferences, or read anyone's.",
-        input: schema::<NotesArgs>,
+        input: schema::<api::notes::Notes>,
         read_only: false,
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(notes(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::notes::Notes>(ctx, args)),
     },
     ToolSpec {
         name: "discovery_report",
         binds: false,
         description: "Share a finding with everyone; high and critical ones are announced.",
-        input: schema::<DiscoveryArgs>,
+        input: schema::<api::notes::Discovery>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(discovery_report(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::notes::Discovery>(ctx, args)),
     },
     ToolSpec {
         name: "message_send",
         binds: false,
         description: "Message one participant (`to`) or everyone; critical ones interrupt.",
-        input: schema::<messaging::SendArgs>,
+        input: schema::<api::messaging::Send>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(messaging::message_send(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::messaging::Send>(ctx, args)),
     },
     ToolSpec {
         name: "messages_read",
         binds: false,
         description: "Messages you can see, with unread count; marks yours read.",
-        input: schema::<messaging::ReadArgs>,
+        input: schema::<api::messaging::Read>,
         read_only: false,
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(messaging::messages_read(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::messaging::Read>(ctx, args)),
     },
     ToolSpec {
         name: "message_ack",
         binds: false,
         description: "Acknowledge messages by ids or upTo an id.",
-        input: schema::<messaging::AckArgs>,
+        input: schema::<api::messaging::Ack>,
         read_only: false,
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(messaging::message_ack(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::messaging::Ack>(ctx, args)),
     },
     ToolSpec {
         name: "checkpoint",
         binds: false,
         description: "Begin/end a focus period; non-critical events wait unless interruptible.",
-        input: schema::<messaging::CheckpointArgs>,
+        input: schema::<api::messaging::Checkpoint>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(messaging::checkpoint(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::messaging::Checkpoint>(ctx, args)),
     },
     ToolSpec {
         name: "status_report",
         binds: false,
         description: "Report a test/build/merge/lint result; failures alert everyone.",
-        input: schema::<messaging::StatusReportArgs>,
+        input: schema::<api::messaging::Report>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(messaging::status_report(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::messaging::Report>(ctx, args)),
     },
     ToolSpec {
         name: "handshake",
         binds: false,
         description: "Turns: work_complete (driver), review_start {acknowledgeId}, review_complete {feedback, passControl}, control_received, cancel.",
-        input: schema::<coordination::HandshakeArgs>,
+        input: schema::<api::coordination::HandshakeArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(coordination::handshake(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::HandshakeArgs>(ctx, args)),
     },
     ToolSpec {
         name: "role",
         binds: false,
         description: "Roles: request one; the driver responds {requestId, grant} or assigns {roles}.",
-        input: schema::<coordination::RoleArgs>,
+        input: schema::<api::coordination::RoleArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(coordination::role(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::RoleArgs>(ctx, args)),
     },
     ToolSpec {
         name: "changes",
         binds: false,
         description: "Change ledger: record a file change, or list changes (by file, ai, since).",
-        input: schema::<coordination::ChangesArgs>,
+        input: schema::<api::coordination::ChangesArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(coordination::changes(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::ChangesArgs>(ctx, args)),
     },
     ToolSpec {
         name: "lock",
         binds: false,
         description: "Leases on files/dirs/globs: acquire (wait to queue), renew, release, list. Cite the token in changes.",
-        input: schema::<coordination::LockArgs>,
+        input: schema::<api::coordination::LockArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(coordination::lock(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::LockArgs>(ctx, args)),
     },
     ToolSpec {
         name: "suggestion",
         binds: false,
         description: "Propose a change (submit) for the driver to accept or reject (resolve); list pending.",
-        input: schema::<coordination::SuggestionArgs>,
+        input: schema::<api::coordination::SuggestionArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(coordination::suggestion(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::SuggestionArgs>(ctx, args)),
     },
     ToolSpec {
         name: "task",
         binds: false,
         description: "Tasks with subtasks and dependencies: create, update status, assign, handoff, claim, list, get.",
-        input: schema::<coordination::TaskArgs>,
+        input: schema::<api::coordination::TaskArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(coordination::task(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::coordination::TaskArgs>(ctx, args)),
     },
 ];
 
@@ -678,26 +668,19 @@ async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> 
     let target = request.session_id;
     let connect_existing = request.names_no_role();
     let command = request.command(&call, connect_existing);
-    let Joined {
-        session_id,
-        participant,
-        token,
-        session,
-        ..
-    } = call.send(target, command).await?;
-    let credential = match token {
+    let mut joined: Joined = call.send(target, command).await?;
+    let credential = match joined.token.take() {
         Some(token) => Credential::Bearer(token_digest(&token)),
-        None => Credential::OperatorAs(participant.ai_id.clone()),
+        None => Credential::OperatorAs(joined.participant.ai_id.clone()),
     };
+    let binding = Binding {
+        session_id: joined.session_id,
+        ai_id: joined.participant.ai_id.clone(),
+    };
+    // The REST answer without the token.
     Ok(ToolOutput {
-        value: value(&session),
-        bind: Some((
-            credential,
-            Binding {
-                session_id,
-                ai_id: participant.ai_id,
-            },
-        )),
+        value: value(&joined),
+        bind: Some((credential, binding)),
     })
 }
 
@@ -818,110 +801,6 @@ async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError>
     ctx.registry
         .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
     Ok(plain(value(&view)))
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-enum MemoryAction {
-    Push,
-    Recent,
-    Clear,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MemoryArgs {
-    action: MemoryAction,
-    /// push: required; recent/clear: one list (default: all).
-    kind: Option<MemoryKind>,
-    /// push: the entry, e.g. "UserService" or {"file": "/src/api.ts", "line": 45}.
-    value: Option<Value>,
-    /// recent: newest entries per list, default 10.
-    limit: Option<usize>,
-}
-
-async fn memory(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: MemoryArgs = args(raw)?;
-    let request = match a.action {
-        MemoryAction::Recent => {
-            let limit = a.limit.unwrap_or(10).clamp(1, MEMORY_LIMIT);
-            let credential = ctx.session.credential.clone();
-            let path = Path::parse("workingMemory")?;
-            let found = in_session(&ctx, ReadContext { credential, path }).await?;
-            return Ok(plain(recent_memory(&found.value, a.kind, limit)));
-        }
-        MemoryAction::Push => ContextRequest::MemoryPush {
-            kind: a.kind.ok_or_else(|| {
-                HubError::invalid("kind", "push needs kind: symbol, file or breakpoint")
-            })?,
-            entry: a
-                .value
-                .ok_or_else(|| HubError::invalid("value", "push needs a value"))?,
-        },
-        MemoryAction::Clear => ContextRequest::MemoryClear { kind: a.kind },
-    };
-    write_request(&ctx, request).await
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NotesArgs {
-    /// Whose notes to read (default: yours). Setting is always your own.
-    ai_id: Option<String>,
-    observations: Option<Vec<String>>,
-    preferences: Option<Vec<String>>,
-}
-
-async fn notes(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: NotesArgs = args(raw)?;
-    let me = bound(&ctx)?.ai_id.clone();
-    if a.observations.is_none() && a.preferences.is_none() {
-        let who = a.ai_id.unwrap_or(me);
-        let credential = ctx.session.credential.clone();
-        let path = Path(vec![Segment::Key("aiNotes".into()), Segment::Key(who)]);
-        let found = in_session(&ctx, ReadContext { credential, path }).await?;
-        return Ok(plain(value(&found)));
-    }
-    let mut notes = Map::new();
-    if let Some(o) = a.observations {
-        notes.insert("observations".into(), json!(o));
-    }
-    if let Some(p) = a.preferences {
-        notes.insert("preferences".into(), json!(p));
-    }
-    let ai_id = a.ai_id.unwrap_or(me);
-    write_request(
-        &ctx,
-        ContextRequest::Notes {
-            ai_id,
-            notes: Value::Object(notes),
-        },
-    )
-    .await
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DiscoveryArgs {
-    finding: String,
-    /// e.g. /src/ws/handler.ts:145
-    location: Option<String>,
-    severity: Severity,
-}
-
-async fn discovery_report(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: DiscoveryArgs = args(raw)?;
-    let request = ContextRequest::Discovery {
-        finding: a.finding,
-        location: a.location,
-        severity: a.severity,
-    };
-    write_request(&ctx, request).await
-}
-
-async fn write_request(ctx: &ToolCtx, request: ContextRequest) -> Result<ToolOutput, HubError> {
-    let written = api::context::write(&call_of(ctx), None, None, request).await?;
-    Ok(plain(value(&written)))
 }
 
 #[cfg(test)]

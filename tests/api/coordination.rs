@@ -599,7 +599,7 @@ async fn the_ledger_keeps_history_and_refuses_bad_diffs(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{history}");
-    let history = history.as_array().unwrap();
+    let history = history["changes"].as_array().unwrap();
     assert_eq!(history.len(), 2, "the edit and the rename");
     assert!(history[0]["diff"].as_str().unwrap().contains("+d"));
     assert_eq!(history[1]["newPath"], "/src/c.ts");
@@ -610,7 +610,7 @@ async fn the_ledger_keeps_history_and_refuses_bad_diffs(backend: Backend) {
         )
         .await;
     assert!(
-        computed[0]["diff"]
+        computed["changes"][0]["diff"]
             .as_str()
             .unwrap()
             .contains("-line 3\n+x"),
@@ -730,7 +730,7 @@ async fn suggestions_become_changes_or_stay_rejected(backend: Backend) {
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{all}");
-    let statuses: Vec<(&str, Option<&str>)> = all
+    let statuses: Vec<(&str, Option<&str>)> = all["suggestions"]
         .as_array()
         .unwrap()
         .iter()
@@ -746,7 +746,7 @@ async fn suggestions_become_changes_or_stay_rejected(backend: Backend) {
     let (_, pending) = app
         .get(&format!("/mcp/collaborate/suggestions?sessionId={id}"))
         .await;
-    assert_eq!(pending, json!([]));
+    assert_eq!(pending, json!({"suggestions": []}));
     let (status, body) = app
         .post(
             "/mcp/collaborate/suggestion/resolve",

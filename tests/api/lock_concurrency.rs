@@ -129,7 +129,7 @@ impl Agent {
     async fn list(&mut self) -> Option<Vec<Value>> {
         let path = format!("/mcp/collaborate/locks?sessionId={}", self.session);
         let (status, body) = self.send("GET", &path, None).await;
-        match body.as_array() {
+        match body["locks"].as_array() {
             Some(all) if status == StatusCode::OK => {
                 // Every snapshot is consistent on its own.
                 let held: Vec<&Value> = all.iter().filter(|l| l["state"] == "held").collect();
@@ -594,7 +594,7 @@ async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
         .await;
     assert_eq!(
         (status, left.clone()),
-        (StatusCode::OK, json!([])),
+        (StatusCode::OK, json!({"locks": []})),
         "{left}"
     );
 

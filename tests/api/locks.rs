@@ -57,7 +57,7 @@ async fn state_within(
                 &format!("/mcp/collaborate/locks?sessionId={session}"),
             )
             .await;
-        state = list
+        state = list["locks"]
             .as_array()
             .unwrap()
             .iter()
@@ -162,7 +162,7 @@ async fn locks_conflict_queue_and_fence(backend: Backend) {
     let (_, list) = app
         .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
         .await;
-    let gemini_lock = list
+    let gemini_lock = list["locks"]
         .as_array()
         .unwrap()
         .iter()
@@ -174,7 +174,7 @@ async fn locks_conflict_queue_and_fence(backend: Backend) {
         gemini_lock["token"].as_i64().unwrap() > first_token,
         "tokens only grow"
     );
-    let cursor_lock = list
+    let cursor_lock = list["locks"]
         .as_array()
         .unwrap()
         .iter()
@@ -320,7 +320,8 @@ async fn leases_expire_are_forced_and_follow_leavers(backend: Backend) {
         .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
         .await;
     assert!(
-        list.as_array()
+        list["locks"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|l| l["holder"] != "cursor"),
@@ -409,7 +410,7 @@ async fn locks_survive_a_restart_and_refuse_bad_input(backend: Backend) {
     let (_, list) = app
         .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
         .await;
-    let ids: Vec<i64> = list
+    let ids: Vec<i64> = list["locks"]
         .as_array()
         .unwrap()
         .iter()
@@ -472,7 +473,7 @@ async fn locks_of_the_departed_are_released(backend: Backend) {
         let (_, list) = app
             .get(&format!("/mcp/collaborate/locks?sessionId={id}"))
             .await;
-        ids = list
+        ids = list["locks"]
             .as_array()
             .unwrap()
             .iter()

@@ -16,6 +16,7 @@ mod mcp_protocol;
 mod mcp_sdk;
 mod mcp_team;
 mod messaging;
+mod parity;
 mod safety;
 mod security;
 mod sessions;

@@ -173,7 +173,7 @@ async fn the_task_dag_holds(backend: Backend) {
     let (_, all) = app
         .get_as(&claude, "/mcp/collaborate/tasks?status=completed")
         .await;
-    assert_eq!(all.as_array().unwrap().len(), 4);
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 4);
 }
 
 async fn every_assignment_strategy(backend: Backend) {
@@ -387,7 +387,7 @@ async fn handoff_claim_and_task_locks_survive_a_restart(backend: Backend) {
         .get_as(&claude, &format!("/mcp/collaborate/locks?sessionId={id}"))
         .await;
     assert!(
-        locks
+        locks["locks"]
             .as_array()
             .unwrap()
             .iter()

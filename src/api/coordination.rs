@@ -1,6 +1,6 @@
-//! Tools for working as a team on code: the handshake, roles, and the change ledger. Grouped by
-//! action (one tool each) to keep `tools/list` small. The REST surface parses the same argument
-//! types (`/mcp/collaborate/*`).
+//! Working as a team on code: the handshake, roles, the change ledger, locks, suggestions and
+//! tasks. Each is one operation grouped by `action` (one MCP tool each, to keep `tools/list`
+//! small); the REST routes (`/mcp/collaborate/*`) set the action from their path.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ToolCtx, ToolOutput, args, in_session, plain, value};
+use futures::future::LocalBoxFuture;
+use uuid::Uuid;
+
+use super::{Call, Operation as Op};
 use crate::actors::messages::{
     AcquireLock, AssignRoles, HandshakeStep, ListChanges, ListLocks, ListSuggestions, ListTasks,
     RecordChange, ReleaseLock, RenewLock, RequestRole, ResolveSuggestion, RespondRole,
@@ -38,6 +41,15 @@ pub enum StepName {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HandshakeArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    #[serde(alias = "from")]
+    ai_id: Option<String>,
+    /// The concept's handshake messages carry the sender's role; the session knows it.
+    #[schemars(skip)]
+    #[serde(rename = "role")]
+    _role: Option<Value>,
     #[serde(alias = "status")]
     step: StepName,
     changes: Option<Vec<String>>,
@@ -104,16 +116,6 @@ impl HandshakeArgs {
     }
 }
 
-pub async fn handshake(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let step = args::<HandshakeArgs>(raw)?.into_step()?;
-    let command = HandshakeStep {
-        credential: ctx.session.credential.clone(),
-        as_participant: None,
-        step,
-    };
-    Ok(plain(value(&in_session(&ctx, command).await?)))
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum RoleAction {
@@ -125,6 +127,10 @@ enum RoleAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    ai_id: Option<String>,
     action: RoleAction,
     role: Option<Role>,
     reason: Option<String>,
@@ -182,16 +188,6 @@ impl RoleArgs {
     }
 }
 
-pub async fn role(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: RoleArgs = args(raw)?;
-    let outcome = match a.into_command(ctx.session.credential.clone(), None)? {
-        RoleCommand::Request(c) => in_session(&ctx, c).await?,
-        RoleCommand::Respond(c) => in_session(&ctx, c).await?,
-        RoleCommand::Assign(c) => in_session(&ctx, c).await?,
-    };
-    Ok(plain(value(&outcome)))
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum ChangesAction {
@@ -202,7 +198,12 @@ enum ChangesAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangesArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    ai_id: Option<String>,
     action: ChangesAction,
+    #[serde(alias = "file")]
     file_path: Option<String>,
     /// Default edit.
     operation: Option<Operation>,
@@ -267,25 +268,6 @@ impl ChangesArgs {
     }
 }
 
-pub async fn changes(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let credential = ctx.session.credential.clone();
-    let out = match args::<ChangesArgs>(raw)?.into_command()? {
-        ChangesCommand::Record(spec) => {
-            let command = RecordChange {
-                credential,
-                as_participant: None,
-                spec,
-            };
-            value(&in_session(&ctx, command).await?)
-        }
-        ChangesCommand::List(query) => {
-            let list = in_session(&ctx, ListChanges { credential, query }).await?;
-            json!({ "changes": list })
-        }
-    };
-    Ok(plain(out))
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum LockAction {
@@ -298,6 +280,11 @@ enum LockAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LockArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    #[serde(alias = "ai")]
+    ai_id: Option<String>,
     action: LockAction,
     /// acquire: /file, /dir/, /glob/*, optionally #Symbol.
     resource: Option<String>,
@@ -363,17 +350,6 @@ impl LockArgs {
     }
 }
 
-pub async fn lock(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: LockArgs = args(raw)?;
-    let out = match a.into_command(ctx.session.credential.clone(), None)? {
-        LockCommand::Acquire(c) => value(&in_session(&ctx, c).await?),
-        LockCommand::Renew(c) => value(&in_session(&ctx, c).await?),
-        LockCommand::Release(c) => value(&in_session(&ctx, c).await?),
-        LockCommand::List(c) => json!({ "locks": in_session(&ctx, c).await? }),
-    };
-    Ok(plain(out))
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum SuggestionAction {
@@ -385,6 +361,10 @@ enum SuggestionAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuggestionArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    ai_id: Option<String>,
     action: SuggestionAction,
     file_path: Option<String>,
     /// Unified diff, or before + after.
@@ -455,16 +435,6 @@ impl SuggestionArgs {
     }
 }
 
-pub async fn suggestion(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: SuggestionArgs = args(raw)?;
-    let out = match a.into_command(ctx.session.credential.clone(), None)? {
-        SuggestionCommand::Submit(c) => value(&in_session(&ctx, c).await?),
-        SuggestionCommand::Resolve(c) => value(&in_session(&ctx, c).await?),
-        SuggestionCommand::List(c) => json!({ "suggestions": in_session(&ctx, c).await? }),
-    };
-    Ok(plain(out))
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum TaskAction {
@@ -480,7 +450,12 @@ enum TaskAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskArgs {
+    #[schemars(skip)]
+    session_id: Option<Uuid>,
+    #[schemars(skip)]
+    ai_id: Option<String>,
     action: TaskAction,
+    #[serde(alias = "id")]
     task_id: Option<i64>,
     description: Option<String>,
     /// create/assign; list: filter.
@@ -527,7 +502,7 @@ impl TaskArgs {
                     parent: self.parent,
                     id: match self.action {
                         TaskAction::Get => Some(id(self.task_id)?),
-                        _ => None,
+                        _ => self.task_id,
                     },
                 }));
             }
@@ -582,11 +557,117 @@ impl TaskArgs {
     }
 }
 
-pub async fn task(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: TaskArgs = args(raw)?;
-    let out = match a.into_request(ctx.session.credential.clone(), None)? {
-        TaskRequest::Write(c) => value(&in_session(&ctx, c).await?),
-        TaskRequest::List(c) => json!({ "tasks": in_session(&ctx, c).await? }),
-    };
-    Ok(plain(out))
+/// Answers a command's reply as JSON.
+fn json<T: serde::Serialize>(reply: T) -> Value {
+    serde_json::to_value(reply).unwrap_or(Value::Null)
+}
+
+impl Op for HandshakeArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let as_participant = self.ai_id.clone();
+            let command = HandshakeStep {
+                credential: call.credential.clone(),
+                as_participant,
+                step: self.into_step()?,
+            };
+            Ok(json(call.send(session, command).await?))
+        })
+    }
+}
+
+impl Op for RoleArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let ai_id = self.ai_id.clone();
+            Ok(match self.into_command(call.credential.clone(), ai_id)? {
+                RoleCommand::Request(c) => json(call.send(session, c).await?),
+                RoleCommand::Respond(c) => json(call.send(session, c).await?),
+                RoleCommand::Assign(c) => json(call.send(session, c).await?),
+            })
+        })
+    }
+}
+
+impl Op for ChangesArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let (credential, as_participant) = (call.credential.clone(), self.ai_id.clone());
+            Ok(match self.into_command()? {
+                ChangesCommand::Record(spec) => {
+                    let command = RecordChange {
+                        credential,
+                        as_participant,
+                        spec,
+                    };
+                    json(call.send(session, command).await?)
+                }
+                ChangesCommand::List(query) => {
+                    let list = call
+                        .send(session, ListChanges { credential, query })
+                        .await?;
+                    json!({ "changes": list })
+                }
+            })
+        })
+    }
+}
+
+impl Op for LockArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let ai_id = self.ai_id.clone();
+            Ok(match self.into_command(call.credential.clone(), ai_id)? {
+                LockCommand::Acquire(c) => json(call.send(session, c).await?),
+                LockCommand::Renew(c) => json(call.send(session, c).await?),
+                LockCommand::Release(c) => json(call.send(session, c).await?),
+                LockCommand::List(c) => json!({ "locks": call.send(session, c).await? }),
+            })
+        })
+    }
+}
+
+impl Op for SuggestionArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let ai_id = self.ai_id.clone();
+            Ok(match self.into_command(call.credential.clone(), ai_id)? {
+                SuggestionCommand::Submit(c) => json(call.send(session, c).await?),
+                SuggestionCommand::Resolve(c) => json(call.send(session, c).await?),
+                SuggestionCommand::List(c) => {
+                    json!({ "suggestions": call.send(session, c).await? })
+                }
+            })
+        })
+    }
+}
+
+impl Op for TaskArgs {
+    type Output = Value;
+
+    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
+        Box::pin(async move {
+            let session = call.session(self.session_id).await?;
+            let ai_id = self.ai_id.clone();
+            Ok(match self.into_request(call.credential.clone(), ai_id)? {
+                TaskRequest::Write(c) => json(call.send(session, c).await?),
+                TaskRequest::List(c) => json!({ "tasks": call.send(session, c).await? }),
+            })
+        })
+    }
 }

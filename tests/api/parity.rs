@@ -1,0 +1,605 @@
+//! One operation, every surface: the same calls, good and bad, over MCP and over REST give the
+//! same answer. Two sessions are built the same way, one driven only through MCP tools and one
+//! only through REST, so their event ids line up and every result can be compared whole (with
+//! the session id and the clock taken out). A failure names the operation and both answers.
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, both_backends, spawn_app};
+use crate::mcp_protocol::Mcp;
+
+both_backends!(every_operation_answers_alike_over_mcp_and_rest);
+
+/// One participant on both surfaces: an MCP client in session A, a token in session B.
+struct Both<'a> {
+    app: &'a TestApp,
+    mcp: Mcp<'a>,
+    token: Option<String>,
+    sessions: (String, String),
+}
+
+impl Both<'_> {
+    /// Runs `tool` with `args` over MCP and `rest` (`"GET /path"` or `"POST /path"`, `{s}` for
+    /// the session id) with the same arguments, and asserts the two answers are the same.
+    async fn same(&self, tool: &str, args: Value, rest: &str) -> Value {
+        let over_mcp = self.tool(tool, args.clone()).await;
+        let over_rest = self.rest(rest, &args).await;
+        let (a, b) = (self.normal(&over_mcp), self.normal(&over_rest));
+        assert_eq!(
+            a, b,
+            "{tool} {args} answers differently\n  MCP:  {over_mcp}\n  REST: {over_rest}"
+        );
+        over_mcp
+    }
+
+    /// The same, for a call that must fail: same error code, field and message.
+    async fn same_error(&self, tool: &str, args: Value, rest: &str) -> Value {
+        let answer = self.same(tool, args.clone(), rest).await;
+        assert!(
+            answer["error"]["code"].is_string(),
+            "{tool} {args} should fail: {answer}"
+        );
+        answer
+    }
+
+    async fn tool(&self, name: &str, args: Value) -> Value {
+        let (_, b) = self
+            .mcp
+            .call(9, "tools/call", json!({"name": name, "arguments": args}))
+            .await;
+        let r = &b["result"];
+        assert!(r.is_object(), "{name}: no tool result: {b}");
+        if r["isError"] == true {
+            json!({ "error": r["structuredContent"]["error"] })
+        } else {
+            r["structuredContent"].clone()
+        }
+    }
+
+    async fn rest(&self, route: &str, args: &Value) -> Value {
+        let (method, path) = route.split_once(' ').expect("METHOD /path");
+        let path = path.replace("{s}", &self.sessions.1);
+        let (status, body) = match (method, &self.token) {
+            ("GET", token) => {
+                let query: Vec<String> = args
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                        format!("{k}={}", encode(&text))
+                    })
+                    .collect();
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let url = format!("{path}{sep}{}", query.join("&"));
+                match token {
+                    Some(t) => self.app.get_as(t, &url).await,
+                    None => self.app.get(&url).await,
+                }
+            }
+            (_, Some(t)) => self.app.post_as(t, &path, args).await,
+            (_, None) => self.app.post(&path, args).await,
+        };
+        if status.is_success() {
+            body
+        } else {
+            assert!(status.is_client_error(), "{route}: {status} {body}");
+            body
+        }
+    }
+
+    /// Takes out what differs by construction: the session ids and the clock.
+    fn normal(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => {
+                if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
+                    return json!("<time>");
+                }
+                Value::String(without_times(
+                    &s.replace(&self.sessions.0, "<session>")
+                        .replace(&self.sessions.1, "<session>"),
+                ))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| self.normal(i)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "tokens" && k.as_str() != "token")
+                    .map(|(k, v)| (k.clone(), self.normal(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `… until 2026-12-02T10:00:00Z; …` → `… until <time>; …` (times inside messages).
+fn without_times(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '+')))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        if chrono::DateTime::parse_from_rfc3339(word).is_ok() {
+            out.push_str("<time>");
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // session_create: the concept's shape on both surfaces.
+    let create =
+        json!({"name": "parity", "participants": ["claude", "gemini"], "saveInterval": 300});
+    let mut claude_mcp = Mcp::new(&app);
+    claude_mcp.initialize("2025-11-25").await;
+    let (err, a) = claude_mcp.tool("session_create", create.clone()).await;
+    assert!(!err, "{a}");
+    let (status, b) = app.post("/mcp/session/create", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let sessions = (
+        a["sessionId"].as_str().unwrap().to_owned(),
+        b["sessionId"].as_str().unwrap().to_owned(),
+    );
+    let claude = Both {
+        app: &app,
+        mcp: claude_mcp,
+        token: b["tokens"]["claude"].as_str().map(str::to_owned),
+        sessions: sessions.clone(),
+    };
+    assert_eq!(claude.normal(&a), claude.normal(&b), "session_create");
+    // gemini takes its listed seat over MCP (loopback) and uses its token over REST.
+    let mut gemini_mcp = Mcp::new(&app);
+    gemini_mcp.initialize("2025-11-25").await;
+    let (err, joined) = gemini_mcp
+        .tool(
+            "session_join",
+            json!({"sessionId": sessions.0, "participant": "gemini"}),
+        )
+        .await;
+    assert!(!err, "{joined}");
+    let gemini = Both {
+        app: &app,
+        mcp: gemini_mcp,
+        token: b["tokens"]["gemini"].as_str().map(str::to_owned),
+        sessions: sessions.clone(),
+    };
+    // A newcomer joins both sessions the same way.
+    let mut cursor_mcp = Mcp::new(&app);
+    cursor_mcp.initialize("2025-11-25").await;
+    let (err, over_mcp) = cursor_mcp
+        .tool(
+            "session_join",
+            json!({"sessionId": sessions.0, "participant": "cursor", "role": "observer"}),
+        )
+        .await;
+    assert!(!err, "{over_mcp}");
+    let (status, over_rest) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": sessions.1, "participant": "cursor", "role": "observer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{over_rest}");
+    assert_eq!(
+        claude.normal(&over_mcp),
+        claude.normal(&over_rest),
+        "session_join"
+    );
+
+    // The shared context.
+    let set = claude
+        .same(
+            "context_set",
+            json!({"path": "a.b", "value": 1}),
+            "POST /mcp/context/set",
+        )
+        .await;
+    assert_eq!(set["version"], set["eventId"], "{set}");
+    claude
+        .same(
+            "context_get",
+            json!({"path": "a.b"}),
+            "GET /mcp/context/get",
+        )
+        .await;
+    claude
+        .same(
+            "context_get",
+            json!({"path": "a.b"}),
+            "GET /mcp/context/get/a.b",
+        )
+        .await;
+    claude
+        .same(
+            "context_append",
+            json!({"path": "list", "value": {"x": 1}}),
+            "POST /mcp/context/append/list",
+        )
+        .await;
+    claude
+        .same(
+            "context_sync",
+            json!({"updates": {"a": {"c": [1, 2]}, "d": "e"}}),
+            "POST /mcp/context/sync",
+        )
+        .await;
+    claude
+        .same(
+            "context_delete",
+            json!({"path": "a.b", "expectedVersion": set["version"]}),
+            "POST /mcp/context/delete/a.b",
+        )
+        .await;
+    claude
+        .same(
+            "context_diff",
+            json!({"since": 1}),
+            "GET /mcp/context/diff/claude/1",
+        )
+        .await;
+    claude
+        .same(
+            "context_diff",
+            json!({"since": "2020-01-01T00:00:00Z"}),
+            "GET /mcp/context/diff/claude/2020-01-01T00:00:00Z",
+        )
+        .await;
+    claude
+        .same(
+            "memory",
+            json!({"action": "push", "kind": "symbol", "value": "AuthService"}),
+            "POST /mcp/context/memory/push",
+        )
+        .await;
+    claude
+        .same(
+            "memory",
+            json!({"action": "recent", "limit": 5}),
+            "GET /mcp/context/memory/recent",
+        )
+        .await;
+    claude
+        .same(
+            "notes",
+            json!({"observations": ["tests are slow"]}),
+            "POST /mcp/context/notes/claude",
+        )
+        .await;
+    gemini
+        .same(
+            "notes",
+            json!({"aiId": "claude"}),
+            "GET /mcp/context/notes/claude",
+        )
+        .await;
+    claude
+        .same(
+            "discovery_report",
+            json!({"finding": "race in the cache", "severity": "high"}),
+            "POST /mcp/context/discovery",
+        )
+        .await;
+    claude
+        .same(
+            "status_report",
+            json!({"kind": "test", "status": "pass", "summary": "42 passed"}),
+            "POST /mcp/collaborate/status",
+        )
+        .await;
+
+    // Messages and checkpoints.
+    let sent = claude
+        .same(
+            "message_send",
+            json!({"to": "gemini", "body": "look at auth", "requiresAck": true}),
+            "POST /mcp/messages/send",
+        )
+        .await;
+    gemini
+        .same(
+            "messages_read",
+            json!({"unreadOnly": true}),
+            "GET /mcp/messages",
+        )
+        .await;
+    gemini
+        .same(
+            "message_ack",
+            json!({"upTo": sent["id"]}),
+            "POST /mcp/messages/ack",
+        )
+        .await;
+    gemini
+        .same(
+            "checkpoint",
+            json!({"action": "begin", "task": "review", "estimatedDuration": "30s"}),
+            "POST /mcp/collaborate/checkpoint",
+        )
+        .await;
+    gemini
+        .same(
+            "checkpoint",
+            json!({"action": "end"}),
+            "POST /mcp/collaborate/checkpoint/end",
+        )
+        .await;
+
+    // Code work: the ledger, locks, suggestions, tasks, the handshake, roles.
+    claude
+        .same(
+            "changes",
+            json!({"action": "record", "filePath": "/src/a.rs", "before": "a\n", "after": "b\n"}),
+            "POST /mcp/collaborate/change",
+        )
+        .await;
+    claude
+        .same(
+            "changes",
+            json!({"action": "list", "filePath": "/src/a.rs", "withDiff": true}),
+            "GET /mcp/collaborate/changes",
+        )
+        .await;
+    let lock = claude
+        .same(
+            "lock",
+            json!({"action": "acquire", "resource": "/src/a.rs", "duration": "estimated_30s"}),
+            "POST /mcp/collaborate/lock",
+        )
+        .await;
+    gemini
+        .same(
+            "lock",
+            json!({"action": "list"}),
+            "GET /mcp/collaborate/locks",
+        )
+        .await;
+    gemini
+        .same_error(
+            "lock",
+            json!({"action": "acquire", "resource": "/src/"}),
+            "POST /mcp/collaborate/lock",
+        )
+        .await;
+    claude
+        .same(
+            "lock",
+            json!({"action": "release", "lockId": lock["id"]}),
+            "POST /mcp/collaborate/lock/release",
+        )
+        .await;
+    let suggestion = gemini
+        .same(
+            "suggestion",
+            json!({"action": "submit", "filePath": "/src/a.rs", "before": "b\n", "after": "c\n"}),
+            "POST /mcp/collaborate/suggestion",
+        )
+        .await;
+    claude
+        .same(
+            "suggestion",
+            json!({"action": "list"}),
+            "GET /mcp/collaborate/suggestions",
+        )
+        .await;
+    claude
+        .same(
+            "suggestion",
+            json!({"action": "resolve", "id": suggestion["id"], "accept": false, "note": "later"}),
+            "POST /mcp/collaborate/suggestion/resolve",
+        )
+        .await;
+    let tasks = claude
+        .same(
+            "task",
+            json!({"action": "create", "description": "split the cache", "assignedTo": "gemini", "subtasks": ["read", "write"]}),
+            "POST /mcp/collaborate/task",
+        )
+        .await;
+    let task_id = tasks["tasks"][0]["id"].clone();
+    gemini
+        .same(
+            "task",
+            json!({"action": "update", "taskId": task_id, "status": "in_progress"}),
+            "POST /mcp/collaborate/task/update",
+        )
+        .await;
+    gemini
+        .same(
+            "task",
+            json!({"action": "list", "assignedTo": "gemini"}),
+            "GET /mcp/collaborate/tasks",
+        )
+        .await;
+    let work = claude
+        .same(
+            "handshake",
+            json!({"step": "work_complete", "changes": ["/src/a.rs"], "message": "done"}),
+            "POST /mcp/collaborate/handshake",
+        )
+        .await;
+    gemini
+        .same(
+            "handshake",
+            json!({"step": "review_start", "acknowledgeId": work["eventId"]}),
+            "POST /mcp/collaborate/handshake",
+        )
+        .await;
+    gemini
+        .same(
+            "role",
+            json!({"action": "request", "role": "driver", "reason": "my turn"}),
+            "POST /mcp/collaborate/role",
+        )
+        .await;
+    claude
+        .same(
+            "session_status",
+            json!({"action": "pause"}),
+            "POST /mcp/session/{s}/status",
+        )
+        .await;
+    claude
+        .same(
+            "session_status",
+            json!({"action": "resume"}),
+            "POST /mcp/session/{s}/status",
+        )
+        .await;
+
+    // Bad arguments: the same error, naming the same field.
+    for (tool, args, route, field) in [
+        (
+            "context_set",
+            json!({"path": "a..b", "value": 1}),
+            "POST /mcp/context/set",
+            "path",
+        ),
+        (
+            "context_set",
+            json!({"value": 1}),
+            "POST /mcp/context/set",
+            "path",
+        ),
+        (
+            "context_set",
+            json!({"path": "x", "value": 1, "bogus": 2}),
+            "POST /mcp/context/set",
+            "",
+        ),
+        (
+            "context_sync",
+            json!({"updates": {"": 3}}),
+            "POST /mcp/context/sync",
+            "path",
+        ),
+        (
+            "context_diff",
+            json!({"since": "abc"}),
+            "GET /mcp/context/diff/claude/abc",
+            "since",
+        ),
+        (
+            "lock",
+            json!({"action": "acquire"}),
+            "POST /mcp/collaborate/lock",
+            "resource",
+        ),
+        (
+            "lock",
+            json!({"action": "acquire", "resource": "/x", "duration": "forever"}),
+            "POST /mcp/collaborate/lock",
+            "duration",
+        ),
+        (
+            "messages_read",
+            json!({"limit": 0}),
+            "GET /mcp/messages",
+            "limit",
+        ),
+        (
+            "message_send",
+            json!({"to": "nobody", "body": "hi"}),
+            "POST /mcp/messages/send",
+            "",
+        ),
+        (
+            "task",
+            json!({"action": "update", "taskId": 999_999, "status": "completed"}),
+            "POST /mcp/collaborate/task/update",
+            "",
+        ),
+        (
+            "checkpoint",
+            json!({"action": "begin", "task": "x", "estimatedDuration": "soon"}),
+            "POST /mcp/collaborate/checkpoint",
+            "estimatedDuration",
+        ),
+    ] {
+        let err = claude.same_error(tool, args, route).await;
+        if !field.is_empty() {
+            assert_eq!(err["error"]["field"], field, "{tool}: {err}");
+        }
+    }
+    // A refused code write says who drives, on both surfaces.
+    let denied = gemini
+        .same_error(
+            "changes",
+            json!({"action": "record", "filePath": "/src/b.rs", "before": "a\n", "after": "b\n"}),
+            "POST /mcp/collaborate/change",
+        )
+        .await;
+    assert_eq!(
+        denied["error"]["code"], "write_permission_denied",
+        "{denied}"
+    );
+    assert_eq!(denied["error"]["currentDriver"], "claude", "{denied}");
+
+    // The concept's shapes, accepted alike: participants as names, objects or a map.
+    for participants in [
+        json!(["claude", "gemini"]),
+        json!([{"aiId": "claude"}, {"aiId": "gemini", "role": "navigator", "skills": ["rust"]}]),
+        json!({"claude": {"role": "driver"}, "gemini": {"role": "navigator", "permissions": ["read", "suggest"]}}),
+    ] {
+        let create =
+            json!({"name": "shapes", "participants": participants, "rotationPolicy": "manual"});
+        let mut fresh = Mcp::new(&app);
+        fresh.initialize("2025-11-25").await;
+        let (err, mut a) = fresh.tool("session_create", create.clone()).await;
+        assert!(!err, "{a}");
+        let (status, mut b) = app.post("/mcp/session/create", &create).await;
+        assert_eq!(status, StatusCode::CREATED, "{b}");
+        for v in [&mut a, &mut b] {
+            v.as_object_mut().unwrap().remove("sessionId");
+        }
+        assert_eq!(
+            claude.normal(&a),
+            claude.normal(&b),
+            "session_create {participants}"
+        );
+        assert_eq!(a["driver"], "claude", "{a}");
+    }
+    // session_list: an unbound MCP client and the operator over REST see the same list.
+    let mut anon = Mcp::new(&app);
+    anon.initialize("2025-11-25").await;
+    let (err, listed) = anon.tool("session_list", json!({"limit": 100})).await;
+    assert!(!err, "{listed}");
+    let (_, over_rest) = app.get("/mcp/session/list?limit=100").await;
+    assert_eq!(listed, over_rest, "session_list");
+    // The two sessions above and two for each of the three shapes.
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 8, "{listed}");
+    let (err, refused) = anon.tool("session_list", json!({"limit": 101})).await;
+    assert!(
+        err && refused.as_str().unwrap().contains("limit"),
+        "{refused}"
+    );
+    let (status, _) = app.get("/mcp/session/list?limit=101").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // session_leave: the caller leaves.
+    gemini
+        .same("session_leave", json!({}), "POST /mcp/session/leave")
+        .await;
+}
