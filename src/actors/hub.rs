@@ -131,7 +131,10 @@ impl Handler<ListSessions> for Hub {
         Box::pin(async move {
             allowed?;
             store
-                .read(move |c| queries::list_sessions(c, msg.status, msg.limit, msg.offset))
+                .read(move |c| {
+                    let project = msg.project.as_deref();
+                    queries::list_sessions(c, msg.status, project, msg.limit, msg.offset)
+                })
                 .await
         })
     }

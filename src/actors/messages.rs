@@ -49,6 +49,8 @@ pub struct SessionCreated {
 pub struct ListSessions {
     pub credential: Credential,
     pub status: Option<SessionStatus>,
+    /// Only this project's sessions.
+    pub project: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }

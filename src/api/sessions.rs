@@ -16,8 +16,9 @@ use crate::actors::messages::{
 };
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantSpec, RotationPolicy,
-    SessionSpec, SessionStatus, SessionSummary, SessionView, StatusAction, rotation_secs,
+    DEFAULT_PROJECT, DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantSpec,
+    RotationPolicy, SessionSpec, SessionStatus, SessionSummary, SessionView, StatusAction,
+    rotation_secs,
 };
 use crate::domain::task::Strategy;
 use crate::error::HubError;
@@ -27,6 +28,8 @@ use crate::error::HubError;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Create {
     pub name: String,
+    /// The codebase: repository path or remote (default "default"). Its sessions share locks.
+    pub project: Option<String>,
     #[serde(default)]
     pub participants: Participants,
     /// Your aiId among them (default: the first).
@@ -69,6 +72,7 @@ impl Operation for Create {
             };
             let spec = SessionSpec {
                 name: self.name,
+                project: self.project.unwrap_or_else(|| DEFAULT_PROJECT.into()),
                 participants,
                 save_interval: self.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
                 handshake_mode: self.handshake_mode.unwrap_or_default(),
@@ -140,6 +144,8 @@ pub const MAX_LIST: i64 = 100;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct List {
     pub status: Option<SessionStatus>,
+    /// Only this project's sessions.
+    pub project: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<i64>,
     pub offset: Option<i64>,
@@ -171,6 +177,7 @@ impl Operation for List {
                 .send(ListSessions {
                     credential: call.credential.clone(),
                     status: self.status,
+                    project: self.project,
                     limit,
                     offset,
                 })

@@ -189,6 +189,8 @@ pub struct SessionSpec {
     /// How unassigned tasks find a participant (the concept's `taskAllocation`).
     pub task_allocation: Strategy,
     pub metadata: Value,
+    /// The codebase the session works on (see [`validate_project`]).
+    pub project: String,
 }
 
 /// Bounds for the session's rotation interval (minutes) and review timeout (seconds).
@@ -278,6 +280,8 @@ pub struct Session {
     /// Default assignment strategy for unassigned work.
     pub task_allocation: Strategy,
     pub tasks: TaskBoard,
+    /// The codebase the session works on; its sessions share one lock table.
+    pub project: String,
 }
 
 /// Kind of the event that records plain context changes.
@@ -372,10 +376,38 @@ pub fn check_invitation(inviter: &Participant, spec: &ParticipantSpec) -> Result
     Ok(())
 }
 
+/// The project a session belongs to when none is named.
+pub const DEFAULT_PROJECT: &str = "default";
+/// Longest project key, in characters.
+pub const MAX_PROJECT_LEN: usize = 512;
+
+/// A project key names a codebase: the repository's path (`/home/me/shop`) or remote
+/// (`github.com/acme/shop`), or any label the team agrees on. Not empty, no control characters,
+/// at most 512 characters; compared exactly (the hub does not resolve paths).
+pub fn validate_project(project: &str) -> Result<(), DomainError> {
+    if project.trim().is_empty() {
+        return Err(DomainError::invalid("project", "project must not be empty"));
+    }
+    if project.chars().count() > MAX_PROJECT_LEN {
+        return Err(DomainError::invalid(
+            "project",
+            format!("project is at most {MAX_PROJECT_LEN} characters"),
+        ));
+    }
+    if project.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "project",
+            "project must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 impl SessionSpec {
     /// Checks a whole create request; on success every participant is valid and at most one drives.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_session_name(&self.name)?;
+        validate_project(&self.project)?;
         if self.rotation_interval_secs != 0
             && !ROTATION_INTERVAL_RANGE.contains(&self.rotation_interval_secs)
         {
@@ -505,6 +537,7 @@ impl Session {
             coordination: Coordination::default(),
             locks: LockTable::default(),
             task_allocation: spec.task_allocation,
+            project: spec.project.clone(),
             tasks: TaskBoard::default(),
         }
     }
@@ -1063,6 +1096,7 @@ impl Session {
             role_rotation_interval: f64::from(self.rotation_interval_secs) / 60.0,
             review_timeout_secs: self.review_timeout_secs,
             task_allocation: self.task_allocation,
+            project: self.project.clone(),
         }
     }
 }
@@ -1131,6 +1165,7 @@ pub struct SessionView {
     pub role_rotation_interval: f64,
     pub review_timeout_secs: u32,
     pub task_allocation: Strategy,
+    pub project: String,
 }
 
 fn is_zero(n: &f64) -> bool {
@@ -1156,6 +1191,7 @@ pub fn rotation_secs(minutes: Option<f64>) -> Result<u32, DomainError> {
 pub struct SessionSummary {
     pub session_id: Uuid,
     pub name: String,
+    pub project: String,
     pub status: SessionStatus,
     pub participants: Vec<ParticipantBrief>,
     pub created_at: DateTime<Utc>,
@@ -1193,6 +1229,7 @@ pub(crate) mod tests_support {
             rotation_interval_secs: 0,
             review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
             task_allocation: Strategy::default(),
+            project: DEFAULT_PROJECT.into(),
             metadata: json!({}),
         };
         spec.validate().unwrap();
@@ -1223,6 +1260,7 @@ mod tests {
             rotation_interval_secs: 0,
             review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
             task_allocation: Strategy::default(),
+            project: DEFAULT_PROJECT.into(),
             metadata: json!({}),
         }
     }

@@ -141,6 +141,7 @@ pub async fn read_value(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> 
                 .send(ListSessions {
                     credential: credential.clone(),
                     status: None,
+                    project: None,
                     limit: 100,
                     offset: 0,
                 })

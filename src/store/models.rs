@@ -26,6 +26,7 @@ pub struct SessionRow {
     pub rotation_interval_secs: i32,
     pub review_timeout_secs: i32,
     pub task_allocation: String,
+    pub project: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -86,6 +87,7 @@ impl SessionRow {
             rotation_interval_secs: i32::try_from(s.rotation_interval_secs).unwrap_or(i32::MAX),
             review_timeout_secs: i32::try_from(s.review_timeout_secs).unwrap_or(i32::MAX),
             task_allocation: s.task_allocation.as_str().into(),
+            project: s.project.clone(),
         }
     }
 
@@ -121,6 +123,7 @@ impl SessionRow {
             task_allocation: crate::domain::task::Strategy::parse(&self.task_allocation)
                 .ok_or_else(|| corrupt("task allocation", &self.task_allocation))?,
             tasks: Default::default(),
+            project: self.project,
         })
     }
 }

@@ -249,6 +249,7 @@ pub fn insert_snapshot(
 pub fn list_sessions(
     conn: &mut DbConn,
     status: Option<SessionStatus>,
+    project: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SessionSummary>, HubError> {
@@ -260,6 +261,9 @@ pub fn list_sessions(
         .into_boxed();
     if let Some(status) = status {
         query = query.filter(sessions::status.eq(status.as_str()));
+    }
+    if let Some(project) = project {
+        query = query.filter(sessions::project.eq(project.to_owned()));
     }
     let rows: Vec<SessionRow> = query.load(conn)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
@@ -295,6 +299,7 @@ pub fn list_sessions(
                     .parse()
                     .map_err(|_| HubError::Internal("stored session id is unreadable".into()))?,
                 name: r.name,
+                project: r.project,
                 status: SessionStatus::parse(&r.status).ok_or_else(|| {
                     HubError::Internal("stored session status is unreadable".into())
                 })?,

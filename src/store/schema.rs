@@ -17,6 +17,7 @@ diesel::table! {
         rotation_interval_secs -> Integer,
         review_timeout_secs -> Integer,
         task_allocation -> Text,
+        project -> Text,
     }
 }
 

@@ -16,6 +16,7 @@ both_backends!(
     list_filters_and_pages,
     sessions_survive_a_restart,
     tokens_can_be_reissued_by_the_operator_or_oneself,
+    sessions_belong_to_a_project,
 );
 
 async fn create_returns_session_and_tokens(backend: Backend) {
@@ -358,4 +359,66 @@ async fn tokens_can_be_reissued_by_the_operator_or_oneself(backend: Backend) {
     assert_eq!(s, StatusCode::OK);
     let (s, _) = app.get_as(&claude, &format!("/mcp/session/{id}")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+async fn sessions_belong_to_a_project(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for (name, project) in [
+        ("fix", Some("/home/me/shop")),
+        ("feature", Some("/home/me/shop")),
+        ("other", None),
+    ] {
+        let mut body = json!({"name": name, "participants": ["claude"]});
+        if let Some(p) = project {
+            body["project"] = json!(p);
+        }
+        let (status, created) = app.post("/mcp/session/create", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert_eq!(
+            created["project"],
+            project.unwrap_or("default"),
+            "{created}"
+        );
+    }
+    let (_, shop) = app
+        .get("/mcp/session/list?project=%2Fhome%2Fme%2Fshop")
+        .await;
+    let mut names: Vec<&str> = shop["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["feature", "fix"], "{shop}");
+    assert!(
+        shop["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["project"] == "/home/me/shop")
+    );
+    let (_, default) = app.get("/mcp/session/list?project=default").await;
+    assert_eq!(
+        default["sessions"].as_array().unwrap().len(),
+        1,
+        "{default}"
+    );
+    // A project key is not empty and has no control characters; the refusal names it.
+    for bad in [json!(""), json!("a\nb"), json!(7)] {
+        let (status, body) = app
+            .post("/mcp/session/create", &json!({"name": "x", "project": bad}))
+            .await;
+        let err = assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+        assert_eq!(err["field"], "project", "{body}");
+    }
+    // The project survives a restart.
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let (_, shop) = app
+        .get("/mcp/session/list?project=%2Fhome%2Fme%2Fshop")
+        .await;
+    assert_eq!(shop["sessions"].as_array().unwrap().len(), 2, "{shop}");
 }

@@ -1,0 +1,2 @@
+DROP INDEX sessions_by_project;
+ALTER TABLE sessions DROP COLUMN project;
