@@ -24,7 +24,15 @@ pub struct Hub {
     /// a busy session does not stall the others, and sessions use every core.
     arbiters: Vec<Arbiter>,
     next: usize,
+    /// Token digest → its session, so a REST call with a bearer token finds its session
+    /// without reading the database. Only a hint: the session actor still checks the token
+    /// (it may have been reissued, or its participant may have left), and a miss falls back to
+    /// the database. Bounded: cleared when it grows past `MAX_TOKEN_INDEX`.
+    tokens: HashMap<String, Uuid>,
 }
+
+/// Most token digests the hub remembers.
+const MAX_TOKEN_INDEX: usize = 100_000;
 
 impl Hub {
     /// Must be called inside a running actix system (it starts the session threads).
@@ -36,7 +44,15 @@ impl Hub {
             sessions: HashMap::new(),
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             next: 0,
+            tokens: HashMap::new(),
         }
+    }
+
+    fn remember_token(&mut self, digest: String, session: Uuid) {
+        if self.tokens.len() >= MAX_TOKEN_INDEX {
+            self.tokens.clear();
+        }
+        self.tokens.insert(digest, session);
     }
 
     fn next_arbiter(&mut self) -> ArbiterHandle {
@@ -92,8 +108,8 @@ impl Handler<CreateSession> for Hub {
             .iter()
             .map(|p| (p.ai_id.clone(), new_token()))
             .collect();
-        let digests = tokens.iter().map(|(_, t)| token_digest(t)).collect();
-        let mut session = Session::new(Uuid::new_v4(), &msg.spec, digests, now());
+        let digests: Vec<String> = tokens.iter().map(|(_, t)| token_digest(t)).collect();
+        let mut session = Session::new(Uuid::new_v4(), &msg.spec, digests.clone(), now());
         let created = session.created_event();
         let row = session.clone();
         let store = self.store.clone();
@@ -113,6 +129,9 @@ impl Handler<CreateSession> for Hub {
                     SessionActor::created(session, store, policy, hub)
                 });
                 act.sessions.insert(view.session_id, actor);
+                for digest in digests {
+                    act.remember_token(digest, view.session_id);
+                }
                 Ok(SessionCreated {
                     session: view,
                     tokens: tokens.into_iter().collect::<BTreeMap<_, _>>(),
@@ -181,7 +200,7 @@ pub enum Identity {
 impl Handler<Identify> for Hub {
     type Result = ResponseActFuture<Self, Result<Identity, HubError>>;
 
-    fn handle(&mut self, msg: Identify, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Identify, ctx: &mut Self::Context) -> Self::Result {
         let digest = match &msg.0 {
             Credential::None => {
                 let r = self.policy.operator(&msg.0).map(|_| Identity::Operator);
@@ -197,37 +216,85 @@ impl Handler<Identify> for Hub {
         if self.policy.operator(&msg.0).is_ok() {
             return Box::pin(fut::ready(Ok(Identity::Operator)));
         }
-        let store = self.store.clone();
         let credential = msg.0;
-        Box::pin(
-            async move {
-                store
-                    .read(move |c| queries::find_by_token(c, &digest))
-                    .await
-            }
-            .into_actor(self)
-            .then(move |found, act, ctx| {
-                // The session actor has the last word: the participant may have just left.
-                let checked = match found {
-                    Ok(Some((session_id, _))) => {
-                        let addr = act.session_actor(session_id, ctx);
-                        Ok((session_id, addr))
-                    }
-                    Ok(None) => Err(HubError::Unauthorized(
-                        "unknown bearer token (or its participant left)".into(),
-                    )),
-                    Err(e) => Err(e),
-                };
-                async move {
-                    let (session_id, addr) = checked?;
-                    let me = addr.send(Whoami { credential }).await??;
-                    Ok(Identity::Participant {
-                        session_id,
-                        ai_id: me.ai_id,
-                    })
-                }
-                .into_actor(act)
-            }),
-        )
+        // The session actor has the last word: the token may have been reissued, or its
+        // participant may have just left.
+        let confirm = move |session_id: Uuid, addr: Addr<SessionActor>, credential: Credential| async move {
+            let me = addr.send(Whoami { credential }).await??;
+            Ok::<_, HubError>(Identity::Participant {
+                session_id,
+                ai_id: me.ai_id,
+            })
+        };
+        if let Some(&session_id) = self.tokens.get(&digest) {
+            let addr = self.session_actor(session_id, ctx);
+            let first_try = credential.clone();
+            return Box::pin(
+                async move { confirm(session_id, addr, first_try).await }
+                    .into_actor(self)
+                    .then(move |known, act, ctx| {
+                        let answer: futures::future::LocalBoxFuture<'static, _> = match known {
+                            Ok(identity) => Box::pin(fut::ready(Ok(identity))),
+                            // Reissued or gone: forget the hint, ask the database.
+                            Err(_) => {
+                                act.tokens.remove(&digest);
+                                act.lookup_token(digest, credential, ctx)
+                            }
+                        };
+                        answer.into_actor(act)
+                    }),
+            );
+        }
+        let lookup = self.lookup_token(digest, credential, ctx);
+        Box::pin(lookup.into_actor(self))
+    }
+}
+
+impl Hub {
+    /// Finds a token's session in the database, confirms it with the session actor, and
+    /// remembers it.
+    fn lookup_token(
+        &mut self,
+        digest: String,
+        credential: Credential,
+        ctx: &mut Context<Self>,
+    ) -> futures::future::LocalBoxFuture<'static, Result<Identity, HubError>> {
+        let (store, hub) = (self.store.clone(), ctx.address());
+        Box::pin(async move {
+            let key = digest.clone();
+            let found = store.read(move |c| queries::find_by_token(c, &key)).await?;
+            let Some((session_id, _)) = found else {
+                return Err(HubError::Unauthorized(
+                    "unknown bearer token (or its participant left)".into(),
+                ));
+            };
+            let me = hub
+                .send(ToSession {
+                    session_id,
+                    command: Whoami { credential },
+                })
+                .await??;
+            hub.do_send(RememberToken { digest, session_id });
+            Ok(Identity::Participant {
+                session_id,
+                ai_id: me.ai_id,
+            })
+        })
+    }
+}
+
+/// A token proved to belong to a session (after a database lookup).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RememberToken {
+    digest: String,
+    session_id: Uuid,
+}
+
+impl Handler<RememberToken> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: RememberToken, _: &mut Self::Context) {
+        self.remember_token(msg.digest, msg.session_id);
     }
 }
