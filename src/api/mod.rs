@@ -14,10 +14,13 @@
 
 pub mod context;
 pub mod coordination;
+pub mod locks;
 pub mod messaging;
 pub mod notes;
 pub mod sessions;
 pub mod shapes;
+pub mod suggestions;
+pub mod tasks;
 
 use actix::Addr;
 use futures::future::LocalBoxFuture;

@@ -254,13 +254,7 @@ impl Coordination {
 
 impl Session {
     fn check_open_session(&self) -> Result<(), DomainError> {
-        if self.status == SessionStatus::Completed {
-            return Err(DomainError::conflict(
-                "session_completed",
-                "the session is completed",
-            ));
-        }
-        Ok(())
+        self.check_open("the handshake, roles and the ledger")
     }
 
     /// Adds the implied changes (a new driver demotes the old one to navigator) and checks

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lock;
 #[cfg(test)]
 mod lock_props;
+pub mod lock_rules;
 pub mod message;
 pub mod monitor;
 pub mod outbox;

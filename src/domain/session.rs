@@ -561,12 +561,7 @@ impl Session {
         caller: &Caller,
         request: &ContextRequest,
     ) -> Result<(Vec<Change>, NewEvent), DomainError> {
-        if self.status == SessionStatus::Completed {
-            return Err(DomainError::conflict(
-                "session_completed",
-                "the session is completed; its context is read-only",
-            ));
-        }
+        self.check_open("context writes")?;
         let observer = match caller {
             Caller::Participant(id) => self.active(id)?.role == Role::Observer,
             Caller::Operator => false,
@@ -851,7 +846,8 @@ impl Session {
         self.last_event_id = self.last_event_id.max(event_id);
     }
 
-    fn check_open(&self, what: &str) -> Result<(), DomainError> {
+    /// The one check that a completed session is closed to `what` (final: nothing reopens it).
+    pub fn check_open(&self, what: &str) -> Result<(), DomainError> {
         if self.status == SessionStatus::Completed {
             return Err(DomainError::conflict(
                 "session_completed",
@@ -932,12 +928,7 @@ impl Session {
         if let Caller::Participant(inviter) = caller {
             check_invitation(self.active(inviter)?, spec)?;
         }
-        if self.status == SessionStatus::Completed {
-            return Err(DomainError::conflict(
-                "session_completed",
-                "the session is completed; nobody can join it",
-            ));
-        }
+        self.check_open("joins")?;
         if self
             .participants
             .get(&spec.ai_id)

@@ -10,7 +10,7 @@ use super::DomainError;
 use super::auth::Caller;
 use super::event::{NewEvent, Priority};
 use super::role::Role;
-use super::session::{Session, SessionStatus};
+use super::session::Session;
 use super::task::{
     Status, Strategy, TASK_ASSIGNED, TASK_CLAIMED, TASK_CREATED, TASK_HANDED_OFF, TASK_STATUS,
     Task, TaskSpec, TaskSpecOrTask,
@@ -79,12 +79,7 @@ fn caller_name(caller: &Caller) -> Option<String> {
 
 impl Session {
     fn may_steer(&self, caller: &Caller) -> Result<Option<String>, DomainError> {
-        if self.status == SessionStatus::Completed {
-            return Err(DomainError::conflict(
-                "session_completed",
-                "the session is completed",
-            ));
-        }
+        self.check_open("tasks")?;
         let me = caller_name(caller);
         if let Some(me) = &me
             && self.active(me)?.role == Role::Observer

@@ -11,10 +11,11 @@ use actix_web::web;
 
 use super::operation::{get, get_action, post, post_action};
 use super::resource;
-use crate::api::coordination::{
-    ChangesArgs, HandshakeArgs, LockArgs, RoleArgs, SuggestionArgs, TaskArgs,
-};
+use crate::api::coordination::{ChangesArgs, HandshakeArgs, RoleArgs};
+use crate::api::locks::LockArgs;
 use crate::api::messaging;
+use crate::api::suggestions::SuggestionArgs;
+use crate::api::tasks::TaskArgs;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/mcp/messages").route(get::<messaging::Read>()))

@@ -3,8 +3,15 @@
 //!
 //! Descriptions are short on purpose: every connected model pays for them in tokens.
 
+mod identity;
+mod schema;
+
+use identity::{
+    AckArgs, PollArgs, events_ack, events_poll, session_create, session_join, session_leave, whoami,
+};
+use schema::schema;
+
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use actix::Addr;
 use futures::future::LocalBoxFuture;
@@ -12,14 +19,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
 use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
-use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, ToSession, Whoami};
+use crate::actors::messages::ToSession;
 use crate::api::{self, Call, Operation, Seat};
-use crate::domain::auth::{Credential, token_digest};
+use crate::domain::auth::Credential;
 use crate::domain::role::Role;
 use crate::error::HubError;
 
@@ -385,34 +391,34 @@ pub static CATALOGUE: &[ToolSpec] = &[
         name: "lock",
         binds: false,
         description: "Leases on files/dirs/globs: acquire (wait to queue), renew, release, list. Cite the token in changes.",
-        input: schema::<api::coordination::LockArgs>,
+        input: schema::<api::locks::LockArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::coordination::LockArgs>(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::locks::LockArgs>(ctx, args)),
     },
     ToolSpec {
         name: "suggestion",
         binds: false,
         description: "Propose a change (submit) for the driver to accept or reject (resolve); list pending.",
-        input: schema::<api::coordination::SuggestionArgs>,
+        input: schema::<api::suggestions::SuggestionArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::coordination::SuggestionArgs>(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::suggestions::SuggestionArgs>(ctx, args)),
     },
     ToolSpec {
         name: "task",
         binds: false,
         description: "Tasks with subtasks and dependencies: create, update status, assign, handoff, claim, list, get.",
-        input: schema::<api::coordination::TaskArgs>,
+        input: schema::<api::tasks::TaskArgs>,
         read_only: false,
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::coordination::TaskArgs>(ctx, args)),
+        call: |ctx, args| Box::pin(op::<api::tasks::TaskArgs>(ctx, args)),
     },
 ];
 
@@ -459,116 +465,22 @@ fn listed_for(audience: Audience) -> &'static [Value] {
     }
 }
 
-/// A JSON schema for `T`, compacted: every model that connects pays for these bytes.
-fn schema<T: JsonSchema>() -> Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({}));
-    let defs = v
-        .as_object_mut()
-        .and_then(|o| o.remove("$defs"))
-        .unwrap_or_else(|| json!({}));
-    compact(&mut v, &defs);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("$schema");
-        o.remove("title");
-        // The request type's doc comment is for developers; the tool's description is the
-        // catalogue's.
-        o.remove("description");
-        o.entry("type").or_insert(json!("object"));
-    }
-    v
-}
-
-/// Inlines `$ref`s, turns `oneOf` of constants into `enum`, drops `null` alternatives (optional
-/// fields are simply not `required`), integer formats, and the doc comments of shared types.
-fn compact(node: &mut Value, defs: &Value) {
-    let Some(o) = node.as_object_mut() else {
-        if let Some(items) = node.as_array_mut() {
-            items.iter_mut().for_each(|i| compact(i, defs));
-        }
-        return;
-    };
-    if let Some(name) = o
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
-        let mut def = defs.get(name).cloned().unwrap_or_else(|| json!({}));
-        if let Some(d) = def.as_object_mut() {
-            d.remove("description");
-        }
-        o.remove("$ref");
-        if let Some(d) = def.as_object() {
-            for (k, v) in d {
-                o.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-    }
-    for key in ["anyOf", "oneOf"] {
-        let Some(Value::Array(alts)) = o.get(key) else {
-            continue;
-        };
-        let consts: Option<Vec<Value>> = alts.iter().map(|a| a.get("const").cloned()).collect();
-        let non_null: Vec<Value> = alts
-            .iter()
-            .filter(|a| a.get("type") != Some(&json!("null")))
-            .cloned()
-            .collect();
-        if let Some(consts) = consts {
-            o.remove(key);
-            o.insert("type".into(), json!("string"));
-            o.insert("enum".into(), Value::Array(consts));
-        } else if non_null.len() == 1 && alts.len() == 2 {
-            o.remove(key);
-            if let Value::Object(inner) = &non_null[0] {
-                for (k, v) in inner {
-                    o.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-            return compact(node, defs); // the inlined alternative may hold more to compact
-        }
-    }
-    if let Some(Value::Array(types)) = o.get("type") {
-        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-        let kept = match kept.len() {
-            1 => kept[0].clone(),
-            _ => Value::Array(kept),
-        };
-        o.insert("type".into(), kept);
-    }
-    if o.remove("format").is_some() && o.get("minimum") == Some(&json!(0)) {
-        o.remove("minimum");
-    }
-    // `true` ("anything") is valid JSON Schema, but clients validate property and item schemas
-    // as objects: say it as `{}`.
-    if let Some(Value::Object(props)) = o.get_mut("properties") {
-        for v in props.values_mut().filter(|v| v.is_boolean()) {
-            *v = json!({});
-        }
-    }
-    if let Some(items) = o.get_mut("items").filter(|v| v.is_boolean()) {
-        *items = json!({});
-    }
-    for v in o.values_mut() {
-        compact(v, defs);
-    }
-}
-
 /// Tool arguments: a missing `arguments` is an empty object; errors name the field.
 pub fn args<T: DeserializeOwned>(value: Value) -> Result<T, HubError> {
     let value = if value.is_null() { json!({}) } else { value };
     api::parse(value)
 }
 
-fn value<T: serde::Serialize>(v: &T) -> Value {
+pub(super) fn value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-fn plain(value: Value) -> ToolOutput {
+pub(super) fn plain(value: Value) -> ToolOutput {
     ToolOutput { value, bind: None }
 }
 
 /// Sends `command` to the caller's own session.
-async fn in_session<M, R>(ctx: &ToolCtx, command: M) -> Result<R, HubError>
+pub(super) async fn in_session<M, R>(ctx: &ToolCtx, command: M) -> Result<R, HubError>
 where
     M: actix::Message<Result = Result<R, HubError>> + Send + 'static,
     R: Send + 'static,
@@ -584,7 +496,7 @@ where
 }
 
 /// The bound participant, or a message telling the model how to get one.
-fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
+pub(super) fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
     ctx.session.binding.as_ref().ok_or_else(|| {
         HubError::Forbidden(
             "this MCP session acts as nobody yet: call session_join or session_create, or connect with Authorization: Bearer <token>"
@@ -593,7 +505,7 @@ fn bound(ctx: &ToolCtx) -> Result<&Binding, HubError> {
     })
 }
 
-fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
+pub(super) fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
     if ctx.session.stateless {
         return Err(HubError::Forbidden(
             "2026-07-28 requests are stateless and cannot take on an identity: send Authorization: Bearer <token> (from POST /mcp/session/join or the session's creator)".into(),
@@ -613,7 +525,7 @@ fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NoArgs {}
+pub(super) struct NoArgs {}
 
 /// Runs an operation as this MCP session's identity and answers with its output.
 async fn op<O: Operation>(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
@@ -632,175 +544,6 @@ pub fn call_of(ctx: &ToolCtx) -> Call {
             ai_id: b.ai_id.clone(),
         }),
     }
-}
-
-/// `session_create`: the operation, then this MCP session acts as `me`. Tokens never go into a
-/// tool result (they would sit in the model's transcript); the others get theirs via REST or
-/// the CLI.
-async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    not_bound(&ctx)?;
-    let request: api::sessions::Create = args(raw)?;
-    let created = request.run(call_of(&ctx)).await?;
-    let session = created.created.session;
-    let me = created
-        .me
-        .ok_or_else(|| HubError::invalid("participants", "name at least one participant: you"))?;
-    let token = created.created.tokens.get(&me).cloned().unwrap_or_default();
-    Ok(ToolOutput {
-        value: value(&session),
-        bind: Some((
-            Credential::Bearer(token_digest(&token)),
-            Binding {
-                session_id: session.session_id,
-                ai_id: me,
-            },
-        )),
-    })
-}
-
-/// `session_join`: the operation, then this MCP session acts as the participant. Naming no
-/// role, the operator's client (loopback, or the operator token) takes the seat of a participant
-/// listed at create instead of being refused as a duplicate.
-async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    not_bound(&ctx)?;
-    let request: api::sessions::Join = args(raw)?;
-    let call = call_of(&ctx);
-    let target = request.session_id;
-    let connect_existing = request.names_no_role();
-    let command = request.command(&call, connect_existing);
-    let mut joined: Joined = call.send(target, command).await?;
-    let credential = match joined.token.take() {
-        Some(token) => Credential::Bearer(token_digest(&token)),
-        None => Credential::OperatorAs(joined.participant.ai_id.clone()),
-    };
-    let binding = Binding {
-        session_id: joined.session_id,
-        ai_id: joined.participant.ai_id.clone(),
-    };
-    // The REST answer without the token.
-    Ok(ToolOutput {
-        value: value(&joined),
-        bind: Some((credential, binding)),
-    })
-}
-
-async fn whoami(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let _: NoArgs = args(raw)?;
-    let credential = ctx.session.credential.clone();
-    let view = in_session(&ctx, Whoami { credential }).await?;
-    Ok(plain(value(&view)))
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PollArgs {
-    /// Event id to read after (default: your acknowledged cursor).
-    after: Option<i64>,
-    /// 1–200, default 50.
-    limit: Option<i64>,
-    /// If nothing is new, wait up to this many seconds (0–60) for the next event.
-    wait_secs: Option<u64>,
-}
-
-/// Longest `events_poll` wait.
-const MAX_WAIT_SECS: u64 = 60;
-
-async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: PollArgs = args(raw)?;
-    let limit = a.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(HubError::invalid(
-            "limit",
-            "limit must be between 1 and 200",
-        ));
-    }
-    if a.after.is_some_and(|n| n < 0) {
-        return Err(HubError::invalid("after", "after must not be negative"));
-    }
-    let wait = a.wait_secs.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(HubError::invalid(
-            "waitSecs",
-            format!("waitSecs must be at most {MAX_WAIT_SECS}"),
-        ));
-    }
-    let poll = |after| PollEvents {
-        credential: ctx.session.credential.clone(),
-        after,
-        limit,
-    };
-    let mut page = in_session(&ctx, poll(a.after)).await?;
-    if page.events.is_empty() && wait > 0 {
-        let newest = page.last_event_id;
-        wait_for_event(&ctx, newest, Duration::from_secs(wait)).await?;
-        page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
-    }
-    Ok(plain(value(&page)))
-}
-
-/// Waits until an event after `newest` is committed, or `wait` passes, reporting progress once
-/// a second. A cancelled call drops this future, and with it the temporary stream.
-async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<(), HubError> {
-    let (sink, mut events) = tokio::sync::mpsc::channel(8);
-    let attach = AttachStream {
-        credential: ctx.session.credential.clone(),
-        key: format!("poll:{}", Uuid::new_v4()),
-        after: Some(newest),
-        sink,
-    };
-    in_session(ctx, attach).await?;
-    if let Some(n) = &ctx.notify {
-        n.log(
-            "debug",
-            json!(format!(
-                "events_poll: waiting up to {}s for an event after #{newest}",
-                wait.as_secs()
-            )),
-        );
-    }
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.reset();
-    loop {
-        tokio::select! {
-            _ = events.recv() => return Ok(()),
-            _ = tokio::time::sleep_until(started + wait) => return Ok(()),
-            _ = tick.tick() => {
-                if let Some(n) = &ctx.notify {
-                    let waited = started.elapsed().as_secs_f64().round();
-                    n.progress(waited, Some(wait.as_secs_f64()), "waiting for events");
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AckArgs {
-    /// Newest event id you have seen.
-    up_to: i64,
-}
-
-async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let a: AckArgs = args(raw)?;
-    if a.up_to < 0 {
-        return Err(HubError::invalid("upTo", "upTo must not be negative"));
-    }
-    let command = AckEvents {
-        credential: ctx.session.credential.clone(),
-        up_to: a.up_to,
-    };
-    let cursor = in_session(&ctx, command).await?;
-    Ok(plain(json!({ "ackedEventId": cursor })))
-}
-
-async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let request: api::sessions::Leave = args(raw)?;
-    let view = request.run(call_of(&ctx)).await?;
-    ctx.registry
-        .do_send(super::registry::Unbind(ctx.mcp_id.clone()));
-    Ok(plain(value(&view)))
 }
 
 #[cfg(test)]

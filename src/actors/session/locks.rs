@@ -14,12 +14,11 @@ use crate::actors::messages::{
 use crate::domain::auth::Caller;
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::lock::{
-    LOCK_QUEUED, Lock, Mode, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, Request,
-    Resource, parse_lease,
+    LOCK_QUEUED, Lock, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, parse_lease,
 };
+use crate::domain::lock_rules::LockAsk;
 use crate::domain::now;
 use crate::domain::role::Role;
-use crate::domain::session::SessionStatus;
 use crate::error::HubError;
 use crate::store::{locks as lock_store, queries};
 use actix::Addr;
@@ -198,21 +197,7 @@ impl SessionActor {
         named: Option<&str>,
     ) -> Result<(String, Role), HubError> {
         let caller = self.caller_as(credential, named)?;
-        let s = self.session()?;
-        let Caller::Participant(who) = caller else {
-            return Err(HubError::invalid(
-                "aiId",
-                "name the participant the lock is for",
-            ));
-        };
-        if s.status == SessionStatus::Completed {
-            return Err(HubError::Conflict {
-                code: "session_completed",
-                message: "the session is completed".into(),
-            });
-        }
-        let role = s.active(&who)?.role;
-        Ok((who, role))
+        Ok(self.session()?.lock_holder(&caller)?)
     }
 }
 
@@ -222,46 +207,17 @@ impl Handler<AcquireLock> for SessionActor {
     fn handle(&mut self, msg: AcquireLock, _: &mut Self::Context) -> Self::Result {
         let at = now();
         let planned = self
-            .lock_caller(&msg.credential, msg.as_participant.as_deref())
-            .and_then(|(who, role)| {
-                if role == Role::Observer && msg.mode == Mode::Exclusive {
-                    return Err(HubError::Forbidden(format!(
-                        "{who} is an observer: it may take shared (read) locks only"
-                    )));
-                }
-                if msg
-                    .operation
-                    .as_ref()
-                    .is_some_and(|o| o.chars().count() > 200)
-                {
-                    return Err(HubError::invalid("operation", "at most 200 characters"));
-                }
-                let request = Request {
-                    resource: Resource::parse(&msg.resource)?,
-                    holder: who,
-                    mode: msg.mode,
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                let ask = LockAsk {
+                    resource: msg.resource,
                     operation: msg.operation,
-                    lease_secs: parse_lease(msg.duration.as_ref())?,
+                    duration: msg.duration,
+                    mode: msg.mode,
                     wait: msg.wait,
                     task_id: msg.task_id,
                 };
-                // A lock tied to a task goes when the task completes: only its assignee ties
-                // locks to it (or anyone, while it is unassigned).
-                if let Some(t) = msg.task_id {
-                    let task = self.session()?.tasks.get(t)?;
-                    if task
-                        .assigned_to
-                        .as_ref()
-                        .is_some_and(|a| *a != request.holder)
-                    {
-                        return Err(HubError::Forbidden(format!(
-                            "task {t} is {}'s; lock for your own tasks",
-                            task.assigned_to.as_deref().unwrap_or_default()
-                        )));
-                    }
-                }
-                let outcome = self.session()?.locks.check(&request)?;
-                Ok((request, outcome))
+                Ok(self.session()?.check_lock(&caller, ask)?)
             });
         let (request, outcome) = match planned {
             Ok(p) => p,

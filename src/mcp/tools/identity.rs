@@ -1,0 +1,187 @@
+//! The tools whose behaviour belongs to MCP itself: taking on an identity (create, join,
+//! leave bind and unbind this MCP session), and reading the event cursor (`whoami`,
+//! `events_poll` with its long poll and progress notifications, `events_ack`). Everything else
+//! is a generic adapter over an `api` operation.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{NoArgs, ToolCtx, ToolOutput, args, call_of, in_session, not_bound, plain, value};
+use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, Whoami};
+use crate::api::{self, Operation};
+use crate::domain::auth::{Credential, token_digest};
+use crate::error::HubError;
+use crate::mcp::registry::Binding;
+
+/// `session_create`: the operation, then this MCP session acts as `me`. Tokens never go into a
+/// tool result (they would sit in the model's transcript); the others get theirs via REST or
+/// the CLI.
+pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    not_bound(&ctx)?;
+    let request: api::sessions::Create = args(raw)?;
+    let created = request.run(call_of(&ctx)).await?;
+    let session = created.created.session;
+    let me = created
+        .me
+        .ok_or_else(|| HubError::invalid("participants", "name at least one participant: you"))?;
+    let token = created.created.tokens.get(&me).cloned().unwrap_or_default();
+    Ok(ToolOutput {
+        value: value(&session),
+        bind: Some((
+            Credential::Bearer(token_digest(&token)),
+            Binding {
+                session_id: session.session_id,
+                ai_id: me,
+            },
+        )),
+    })
+}
+
+/// `session_join`: the operation, then this MCP session acts as the participant. Naming no
+/// role, the operator's client (loopback, or the operator token) takes the seat of a participant
+/// listed at create instead of being refused as a duplicate.
+pub(super) async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    not_bound(&ctx)?;
+    let request: api::sessions::Join = args(raw)?;
+    let call = call_of(&ctx);
+    let target = request.session_id;
+    let connect_existing = request.names_no_role();
+    let command = request.command(&call, connect_existing);
+    let mut joined: Joined = call.send(target, command).await?;
+    let credential = match joined.token.take() {
+        Some(token) => Credential::Bearer(token_digest(&token)),
+        None => Credential::OperatorAs(joined.participant.ai_id.clone()),
+    };
+    let binding = Binding {
+        session_id: joined.session_id,
+        ai_id: joined.participant.ai_id.clone(),
+    };
+    // The REST answer without the token.
+    Ok(ToolOutput {
+        value: value(&joined),
+        bind: Some((credential, binding)),
+    })
+}
+
+pub(super) async fn whoami(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let _: NoArgs = args(raw)?;
+    let credential = ctx.session.credential.clone();
+    let view = in_session(&ctx, Whoami { credential }).await?;
+    Ok(plain(value(&view)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct PollArgs {
+    /// Event id to read after (default: your acknowledged cursor).
+    after: Option<i64>,
+    /// 1–200, default 50.
+    limit: Option<i64>,
+    /// If nothing is new, wait up to this many seconds (0–60) for the next event.
+    wait_secs: Option<u64>,
+}
+
+/// Longest `events_poll` wait.
+const MAX_WAIT_SECS: u64 = 60;
+
+pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: PollArgs = args(raw)?;
+    let limit = a.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(HubError::invalid(
+            "limit",
+            "limit must be between 1 and 200",
+        ));
+    }
+    if a.after.is_some_and(|n| n < 0) {
+        return Err(HubError::invalid("after", "after must not be negative"));
+    }
+    let wait = a.wait_secs.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(HubError::invalid(
+            "waitSecs",
+            format!("waitSecs must be at most {MAX_WAIT_SECS}"),
+        ));
+    }
+    let poll = |after| PollEvents {
+        credential: ctx.session.credential.clone(),
+        after,
+        limit,
+    };
+    let mut page = in_session(&ctx, poll(a.after)).await?;
+    if page.events.is_empty() && wait > 0 {
+        let newest = page.last_event_id;
+        wait_for_event(&ctx, newest, Duration::from_secs(wait)).await?;
+        page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
+    }
+    Ok(plain(value(&page)))
+}
+
+/// Waits until an event after `newest` is committed, or `wait` passes, reporting progress once
+/// a second. A cancelled call drops this future, and with it the temporary stream.
+async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<(), HubError> {
+    let (sink, mut events) = tokio::sync::mpsc::channel(8);
+    let attach = AttachStream {
+        credential: ctx.session.credential.clone(),
+        key: format!("poll:{}", Uuid::new_v4()),
+        after: Some(newest),
+        sink,
+    };
+    in_session(ctx, attach).await?;
+    if let Some(n) = &ctx.notify {
+        n.log(
+            "debug",
+            json!(format!(
+                "events_poll: waiting up to {}s for an event after #{newest}",
+                wait.as_secs()
+            )),
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.reset();
+    loop {
+        tokio::select! {
+            _ = events.recv() => return Ok(()),
+            _ = tokio::time::sleep_until(started + wait) => return Ok(()),
+            _ = tick.tick() => {
+                if let Some(n) = &ctx.notify {
+                    let waited = started.elapsed().as_secs_f64().round();
+                    n.progress(waited, Some(wait.as_secs_f64()), "waiting for events");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct AckArgs {
+    /// Newest event id you have seen.
+    up_to: i64,
+}
+
+pub(super) async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let a: AckArgs = args(raw)?;
+    if a.up_to < 0 {
+        return Err(HubError::invalid("upTo", "upTo must not be negative"));
+    }
+    let command = AckEvents {
+        credential: ctx.session.credential.clone(),
+        up_to: a.up_to,
+    };
+    let cursor = in_session(&ctx, command).await?;
+    Ok(plain(json!({ "ackedEventId": cursor })))
+}
+
+pub(super) async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    let request: api::sessions::Leave = args(raw)?;
+    let view = request.run(call_of(&ctx)).await?;
+    ctx.registry
+        .do_send(crate::mcp::registry::Unbind(ctx.mcp_id.clone()));
+    Ok(plain(value(&view)))
+}
