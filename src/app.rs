@@ -89,14 +89,7 @@ impl Application {
                 ip => ip.to_string(),
             });
         }
-        let server = http_server(
-            listener,
-            &settings,
-            hosts,
-            hub,
-            registry.clone(),
-            store.clone(),
-        )?;
+        let server = http_server(listener, &settings, hosts, hub, registry.clone())?;
         Ok(Application {
             server,
             addr,
@@ -171,11 +164,9 @@ fn http_server(
     hosts: Vec<String>,
     hub: Addr<Hub>,
     registry: Addr<McpRegistry>,
-    store: Store,
 ) -> Result<Server, String> {
     let hub = web::Data::new(hub);
     let registry = web::Data::new(registry);
-    let store = web::Data::new(store);
     let limit = BodyLimit {
         bytes: settings.max_body_bytes,
         timeout: std::time::Duration::from_secs(settings.body_timeout_secs.max(1)),
@@ -190,7 +181,6 @@ fn http_server(
             .app_data(AllowedHosts::new(&hosts))
             .app_data(hub.clone())
             .app_data(registry.clone())
-            .app_data(store.clone())
             .app_data(limit)
             .app_data(lifetime)
             .configure(http::configure)

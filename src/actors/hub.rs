@@ -298,3 +298,17 @@ impl Handler<RememberToken> for Hub {
         self.remember_token(msg.digest, msg.session_id);
     }
 }
+
+/// Is the hub's database answering? Replies with the backend's name and the probe's outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "(&'static str, Result<(), HubError>)")]
+pub struct Health;
+
+impl Handler<Health> for Hub {
+    type Result = ResponseFuture<(&'static str, Result<(), HubError>)>;
+
+    fn handle(&mut self, _: Health, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { (store.backend(), store.ping().await) })
+    }
+}

@@ -12,8 +12,10 @@ use crate::domain::context::{ContextRequest, Diff, Path};
 use crate::domain::event::Event;
 use crate::domain::handshake::{Phase, Step};
 use crate::domain::ledger::ChangeSpec;
+use crate::domain::ledger::{ChangeQuery, ChangeView, SuggestionView};
 use crate::domain::lock::{Lock, Mode};
 use crate::domain::message::{AckSelection, MessageSpec};
+use crate::domain::message::{MessagePage, MessageQuery};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
     HandshakeMode, Participant, ParticipantBrief, ParticipantSpec, ParticipantView, Session,
@@ -22,9 +24,6 @@ use crate::domain::session::{
 use crate::domain::task::{Status as TaskStatus, Task};
 use crate::domain::task_rules::TaskOp;
 use crate::error::HubError;
-use crate::store::ledger::{ChangeQuery, ChangeView};
-use crate::store::messages::{MessagePage, MessageQuery};
-use crate::store::suggestions::SuggestionView;
 
 /// Create a session (operator only). Replies with the session and each participant's token.
 #[derive(Debug, Message)]

@@ -18,10 +18,10 @@ use crate::actors::messages::{
 };
 use crate::domain::auth::Credential;
 use crate::domain::handshake::{Feedback, Step};
+use crate::domain::ledger::ChangeQuery;
 use crate::domain::ledger::{ChangeSpec, Operation};
 use crate::domain::role::Role;
 use crate::error::HubError;
-use crate::store::ledger::ChangeQuery;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

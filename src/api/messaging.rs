@@ -14,10 +14,10 @@ use crate::actors::messages::{
 use crate::domain::checkpoint::parse_duration;
 use crate::domain::context::ContextRequest;
 use crate::domain::event::Priority;
+use crate::domain::message::MessageQuery;
 use crate::domain::message::{AckSelection, MessageSpec};
 use crate::domain::monitor::{CheckKind, CheckStatus, StatusReport};
 use crate::error::HubError;
-use crate::store::messages::MessageQuery;
 
 fn json<T: serde::Serialize>(reply: T) -> Value {
     serde_json::to_value(reply).unwrap_or(Value::Null)

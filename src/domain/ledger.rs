@@ -276,6 +276,63 @@ pub fn conflict_event(to: &str, file: &str, why: &str, with: &[i64]) -> NewEvent
     }
 }
 
+/// What `changes_list` filters by.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeQuery {
+    pub file: Option<String>,
+    pub ai_id: Option<String>,
+    /// After this change id.
+    pub since: Option<i64>,
+    pub limit: i64,
+    /// Include the diffs (a file's history), not just the summaries.
+    pub with_diff: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeView {
+    pub id: i64,
+    pub ai_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub co_author: Option<String>,
+    pub operation: Operation,
+    pub file_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub lines: Vec<(u32, u32)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuggestionView {
+    pub id: i64,
+    pub ai_id: String,
+    pub file_path: String,
+    pub diff: String,
+    pub lines: Vec<(u32, u32)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<i64>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

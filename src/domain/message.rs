@@ -410,6 +410,60 @@ impl RateLimit {
     }
 }
 
+/// What `messages_read` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// Who reads: only messages it can see, with its own read/ack state. `None`: the operator
+    /// (everything).
+    pub viewer: Option<String>,
+    pub unread_only: bool,
+    /// After this message id, oldest first; without it, the newest `limit` (unread ones: the
+    /// oldest `limit`).
+    pub since: Option<i64>,
+    pub priority: Option<Priority>,
+    pub thread: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: i64,
+    pub from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub priority: Priority,
+    pub body: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    pub thread: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub requires_ack: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The reader's own state (messages it received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<bool>,
+    /// Receipts of the reader's own messages (and of every message, for the operator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Messages to the reader it has not read, counted before this read marked any.
+    pub unread: i64,
+    /// More messages match after the last one returned.
+    pub more: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,8 @@ use crate::error::HubError;
 pub use auth::credential;
 pub use json::{BodyLimit, read_body};
 
-/// Registers every route. The app data (`Addr<Hub>`, `Store`, `BodyLimit`) is added by `app`.
+/// Registers every route. The app data (`Addr<Hub>`, `Addr<McpRegistry>`, `BodyLimit`) is added
+/// by `app`. No transport touches the store: everything goes through the actors.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
         HubError::Invalid {

@@ -9,6 +9,7 @@ use super::DbConn;
 use super::models::coordination_json;
 use super::schema::{code_changes, participants, sessions};
 use crate::domain::coordination::{Coordination, RoleChange};
+use crate::domain::ledger::{ChangeQuery, ChangeView};
 use crate::domain::ledger::{Operation, PlannedChange, RecentChange};
 use crate::error::HubError;
 
@@ -122,41 +123,6 @@ pub fn recent_changes(
             })
         })
         .collect()
-}
-
-/// What `changes_list` filters by.
-#[derive(Debug, Clone, Default)]
-pub struct ChangeQuery {
-    pub file: Option<String>,
-    pub ai_id: Option<String>,
-    /// After this change id.
-    pub since: Option<i64>,
-    pub limit: i64,
-    /// Include the diffs (a file's history), not just the summaries.
-    pub with_diff: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChangeView {
-    pub id: i64,
-    pub ai_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub co_author: Option<String>,
-    pub operation: Operation,
-    pub file_path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub new_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
-    pub lines: Vec<(u32, u32)>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub symbols: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<i64>,
-    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Changes oldest first after `since` (or the newest `limit` without it).

@@ -8,14 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::Serialize;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::DbConn;
 use super::schema::{message_receipts, messages, participants};
 use crate::domain::event::Priority;
 use crate::domain::message::{AckSelection, AckTarget, Parent, PendingAck, PlannedMessage};
+use crate::domain::message::{MessagePage, MessageQuery, MessageView};
 use crate::error::HubError;
 
 /// Most messages an `upTo` acknowledgement covers at once.
@@ -243,60 +242,6 @@ pub fn mark_overdue_alerted(conn: &mut DbConn, session_id: Uuid, id: i64) -> Res
         .set(messages::overdue_alerted.eq(true))
         .execute(conn)?;
     Ok(())
-}
-
-/// What `messages_read` asks for.
-#[derive(Debug, Clone, Default)]
-pub struct MessageQuery {
-    /// Who reads: only messages it can see, with its own read/ack state. `None`: the operator
-    /// (everything).
-    pub viewer: Option<String>,
-    pub unread_only: bool,
-    /// After this message id, oldest first; without it, the newest `limit` (unread ones: the
-    /// oldest `limit`).
-    pub since: Option<i64>,
-    pub priority: Option<Priority>,
-    pub thread: Option<i64>,
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageView {
-    pub id: i64,
-    pub from: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    pub priority: Priority,
-    pub body: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<i64>,
-    pub thread: i64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub requires_ack: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack_deadline: Option<chrono::DateTime<chrono::Utc>>,
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// The reader's own state (messages it received).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acked: Option<bool>,
-    /// Receipts of the reader's own messages (and of every message, for the operator).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_by: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acked_by: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessagePage {
-    pub messages: Vec<MessageView>,
-    /// Messages to the reader it has not read, counted before this read marked any.
-    pub unread: i64,
-    /// More messages match after the last one returned.
-    pub more: bool,
 }
 
 type Receipt = (i64, String, Option<NaiveDateTime>, Option<NaiveDateTime>);

@@ -109,6 +109,15 @@ impl Store {
         self.backend
     }
 
+    /// Does the database answer? (`SELECT 1` on a reader connection.)
+    pub async fn ping(&self) -> Result<(), HubError> {
+        self.read(|c| {
+            diesel::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), c)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` in the next group-committed transaction and answers after the commit.
     /// `f` must not open its own transaction; it runs inside a savepoint already.
     pub async fn write<T, F>(&self, f: F) -> Result<T, HubError>

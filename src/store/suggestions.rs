@@ -2,12 +2,12 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::DbConn;
 use super::schema::suggestions;
 use crate::domain::ledger::PlannedChange;
+use crate::domain::ledger::SuggestionView;
 use crate::error::HubError;
 
 pub fn insert(
@@ -34,28 +34,6 @@ pub fn insert(
         ))
         .execute(conn)?;
     Ok(())
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SuggestionView {
-    pub id: i64,
-    pub ai_id: String,
-    pub file_path: String,
-    pub diff: String,
-    pub lines: Vec<(u32, u32)>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<i64>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub change_id: Option<i64>,
-    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 type Row = (

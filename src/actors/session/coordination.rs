@@ -503,7 +503,7 @@ impl Handler<RecordChange> for SessionActor {
 }
 
 impl Handler<ListChanges> for SessionActor {
-    type Result = ResponseFuture<Result<Vec<crate::store::ledger::ChangeView>, HubError>>;
+    type Result = ResponseFuture<Result<Vec<crate::domain::ledger::ChangeView>, HubError>>;
 
     fn handle(&mut self, msg: ListChanges, _: &mut Self::Context) -> Self::Result {
         let allowed = self

@@ -152,7 +152,7 @@ impl Handler<SendMessage> for SessionActor {
 }
 
 impl Handler<ReadMessages> for SessionActor {
-    type Result = ResponseFuture<Result<messages::MessagePage, HubError>>;
+    type Result = ResponseFuture<Result<crate::domain::message::MessagePage, HubError>>;
 
     fn handle(&mut self, msg: ReadMessages, _: &mut Self::Context) -> Self::Result {
         let viewer = self

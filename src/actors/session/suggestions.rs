@@ -186,7 +186,7 @@ impl Handler<ResolveSuggestion> for SessionActor {
 }
 
 impl Handler<ListSuggestions> for SessionActor {
-    type Result = ResponseFuture<Result<Vec<store::SuggestionView>, HubError>>;
+    type Result = ResponseFuture<Result<Vec<crate::domain::ledger::SuggestionView>, HubError>>;
 
     fn handle(&mut self, msg: ListSuggestions, _: &mut Self::Context) -> Self::Result {
         let allowed = self
