@@ -7,7 +7,13 @@ use serde_json::Value;
 
 use super::DomainError;
 use super::auth::Caller;
-use super::lock::{Mode, Outcome, Request, Resource, parse_lease};
+use chrono::NaiveDateTime;
+
+use super::event::{NewEvent, Priority};
+use super::lock::{
+    LOCK_QUEUED, Lock, Mode, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, Request,
+    Resource, State, parse_lease,
+};
 use super::role::Role;
 use super::session::Session;
 
@@ -82,6 +88,171 @@ impl Session {
         let outcome = self.locks.check(&request)?;
         Ok((request, outcome))
     }
+}
+
+/// What the lock events carry, typed: the actor writes these and nothing else.
+mod payloads {
+    use chrono::{DateTime, Utc};
+    use serde::Serialize;
+
+    use crate::domain::lock::{Mode, Release};
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Locked<'a> {
+        /// Absent when the lock is granted as it is asked: the event's id is then the lock's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub lock_id: Option<i64>,
+        pub by: &'a str,
+        pub resource: String,
+        pub mode: Mode,
+        pub operation: &'a Option<String>,
+        pub until: DateTime<Utc>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Queued<'a> {
+        pub by: &'a str,
+        pub resource: String,
+        pub mode: Mode,
+        pub operation: &'a Option<String>,
+        pub behind: &'a [i64],
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Released<'a> {
+        pub lock_id: i64,
+        pub by: &'a str,
+        pub resource: String,
+        pub reason: Release,
+        pub was_held: bool,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Renewed {
+        pub lock_id: i64,
+        pub resource: String,
+        pub until: DateTime<Utc>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ForceReleased<'a> {
+        pub lock_id: i64,
+        pub resource: String,
+        pub by: Option<&'a str>,
+        pub summary: String,
+    }
+}
+
+fn event(
+    kind: &'static str,
+    actor: Option<String>,
+    priority: Priority,
+    payload: impl serde::Serialize,
+    to: Option<String>,
+) -> NewEvent {
+    NewEvent {
+        kind,
+        actor,
+        priority,
+        payload: serde_json::to_value(payload).unwrap_or(Value::Null),
+        to,
+    }
+}
+
+fn lease_end(at: NaiveDateTime, lease_secs: u32) -> NaiveDateTime {
+    at + chrono::TimeDelta::seconds(i64::from(lease_secs))
+}
+
+/// `resource_locked`: a lock granted at `at`. Its event id is the lock's fencing token;
+/// `granted_as_asked` (no wait in between) makes it the lock's id too.
+pub fn locked_event(l: &Lock, at: NaiveDateTime, granted_as_asked: bool) -> NewEvent {
+    let payload = payloads::Locked {
+        lock_id: (!granted_as_asked).then_some(l.id),
+        by: &l.holder,
+        resource: l.resource.to_string(),
+        mode: l.mode,
+        operation: &l.operation,
+        until: lease_end(at, l.lease_secs).and_utc(),
+    };
+    event(
+        RESOURCE_LOCKED,
+        Some(l.holder.clone()),
+        Priority::Important,
+        payload,
+        None,
+    )
+}
+
+/// `lock_queued`: a request waiting behind `behind`.
+pub fn queued_event(r: &Request, behind: &[i64]) -> NewEvent {
+    let payload = payloads::Queued {
+        by: &r.holder,
+        resource: r.resource.to_string(),
+        mode: r.mode,
+        operation: &r.operation,
+        behind,
+    };
+    event(
+        LOCK_QUEUED,
+        Some(r.holder.clone()),
+        Priority::Routine,
+        payload,
+        None,
+    )
+}
+
+/// `resource_released`: a lock that stopped being held or waiting, and why.
+pub fn released_event(l: &Lock, why: Release, actor: Option<String>) -> NewEvent {
+    let payload = payloads::Released {
+        lock_id: l.id,
+        by: &l.holder,
+        resource: l.resource.to_string(),
+        reason: why,
+        was_held: l.state == State::Held,
+    };
+    event(RESOURCE_RELEASED, actor, Priority::Routine, payload, None)
+}
+
+/// `lock_renewed`: a lease extended to `until`.
+pub fn renewed_event(l: &Lock, until: NaiveDateTime) -> NewEvent {
+    let payload = payloads::Renewed {
+        lock_id: l.id,
+        resource: l.resource.to_string(),
+        until: until.and_utc(),
+    };
+    event(
+        "lock_renewed",
+        Some(l.holder.clone()),
+        Priority::Routine,
+        payload,
+        None,
+    )
+}
+
+/// `lock_force_released`: critical, for the holder alone.
+pub fn force_notice(l: &Lock, by: Option<&str>) -> NewEvent {
+    let payload = payloads::ForceReleased {
+        lock_id: l.id,
+        resource: l.resource.to_string(),
+        by,
+        summary: format!(
+            "your lock on {} was force-released by {}",
+            l.resource,
+            by.unwrap_or("the operator")
+        ),
+    };
+    event(
+        "lock_force_released",
+        None,
+        Priority::Critical,
+        payload,
+        Some(l.holder.clone()),
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! id of its `resource_locked` event.
 
 use actix::prelude::*;
-use serde_json::json;
 
 use super::messaging::until;
 use super::{Reply, SessionActor, reply};
@@ -12,11 +11,11 @@ use crate::actors::messages::{
     AcquireLock, ListLocks, LockReleased, LockView, ReleaseLock, RenewLock,
 };
 use crate::domain::auth::Caller;
-use crate::domain::event::{Event, NewEvent, Priority};
-use crate::domain::lock::{
-    LOCK_QUEUED, Lock, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, parse_lease,
+use crate::domain::event::{Event, NewEvent};
+use crate::domain::lock::{Lock, Outcome, RESOURCE_LOCKED, Release, parse_lease};
+use crate::domain::lock_rules::{
+    LockAsk, force_notice, locked_event, queued_event, released_event, renewed_event,
 };
-use crate::domain::lock_rules::LockAsk;
 use crate::domain::now;
 use crate::domain::role::Role;
 use crate::error::HubError;
@@ -53,19 +52,7 @@ impl ReleasePlan {
     ) -> Result<Vec<Event>, HubError> {
         let mut events = Vec::new();
         for (l, why) in &self.released {
-            let event = NewEvent {
-                kind: RESOURCE_RELEASED,
-                actor: self.actor.clone(),
-                priority: Priority::Routine,
-                payload: json!({
-                    "lockId": l.id,
-                    "by": l.holder,
-                    "resource": l.resource.to_string(),
-                    "reason": why,
-                    "wasHeld": l.state == crate::domain::lock::State::Held,
-                }),
-                to: None,
-            };
+            let event = released_event(l, *why, self.actor.clone());
             events.push(queries::append_event(c, id, &event, at)?);
             lock_store::release(c, id, l.id, *why, at)?;
         }
@@ -73,7 +60,7 @@ impl ReleasePlan {
             events.push(queries::append_event(c, id, n, at)?);
         }
         for w in &self.grants {
-            let e = queries::append_event(c, id, &locked_event(w, at), at)?;
+            let e = queries::append_event(c, id, &locked_event(w, at, false), at)?;
             let expires = at + chrono::TimeDelta::seconds(i64::from(w.lease_secs));
             lock_store::set_held(c, id, w.id, e.id, expires)?;
             events.push(e);
@@ -96,24 +83,6 @@ impl ReleasePlan {
                 s.locks.grant(lock_id, e.id, at);
             }
         }
-    }
-}
-
-fn locked_event(l: &Lock, at: chrono::NaiveDateTime) -> NewEvent {
-    NewEvent {
-        kind: RESOURCE_LOCKED,
-        actor: Some(l.holder.clone()),
-        priority: Priority::Important,
-        // The fencing token is this event's id.
-        payload: json!({
-            "lockId": l.id,
-            "by": l.holder,
-            "resource": l.resource.to_string(),
-            "mode": l.mode,
-            "operation": l.operation,
-            "until": (at + chrono::TimeDelta::seconds(i64::from(l.lease_secs))).and_utc(),
-        }),
-        to: None,
     }
 }
 
@@ -241,26 +210,10 @@ impl Handler<AcquireLock> for SessionActor {
             expires_at: None,
         };
         let event = if granted {
-            let mut e = locked_event(&probe, at);
             // Granted at once: this event's id is the lock's id and its fencing token.
-            if let Some(p) = e.payload.as_object_mut() {
-                p.remove("lockId");
-            }
-            e
+            locked_event(&probe, at, true)
         } else {
-            NewEvent {
-                kind: LOCK_QUEUED,
-                actor: Some(request.holder.clone()),
-                priority: Priority::Routine,
-                payload: json!({
-                    "by": request.holder,
-                    "resource": request.resource.to_string(),
-                    "mode": request.mode,
-                    "operation": request.operation,
-                    "behind": behind,
-                }),
-                to: None,
-            }
+            queued_event(&request, &behind)
         };
         let (id, stored) = (self.id, request.clone());
         AtomicResponse::new(self.commit_events(
@@ -313,13 +266,7 @@ impl Handler<RenewLock> for SessionActor {
             Err(e) => return reply(Err(e)),
         };
         let expires = at + chrono::TimeDelta::seconds(i64::from(lease));
-        let event = NewEvent {
-            kind: "lock_renewed",
-            actor: Some(lock.holder.clone()),
-            priority: Priority::Routine,
-            payload: json!({"lockId": lock.id, "resource": lock.resource.to_string(), "until": expires.and_utc()}),
-            to: None,
-        };
+        let event = renewed_event(&lock, expires);
         let (id, lock_id) = (self.id, lock.id);
         AtomicResponse::new(self.commit_events(
             move |c| {
@@ -348,7 +295,10 @@ impl Handler<ReleaseLock> for SessionActor {
         let planned = self.session().and_then(|s| {
             let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             let lock = s.locks.get(msg.lock_id).cloned().ok_or_else(|| {
-                HubError::invalid("lockId", format!("no lock {} is held or queued", msg.lock_id))
+                HubError::invalid(
+                    "lockId",
+                    format!("no lock {} is held or queued", msg.lock_id),
+                )
             })?;
             let me = match &caller {
                 Caller::Participant(id) => Some(id.clone()),
@@ -373,18 +323,7 @@ impl Handler<ReleaseLock> for SessionActor {
                     lock.id, lock.holder
                 )));
             }
-            let notice = NewEvent {
-                kind: "lock_force_released",
-                actor: None,
-                priority: Priority::Critical,
-                payload: json!({
-                    "lockId": lock.id,
-                    "resource": lock.resource.to_string(),
-                    "by": me,
-                    "summary": format!("your lock on {} was force-released by {}", lock.resource, me.as_deref().unwrap_or("the operator")),
-                }),
-                to: Some(lock.holder.clone()),
-            };
+            let notice = force_notice(&lock, me.as_deref());
             Ok((lock, Release::Forced, me, vec![notice]))
         });
         let (lock, why, actor, notices) = match planned {
