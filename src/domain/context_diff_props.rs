@@ -349,7 +349,7 @@ fn run_case(seed: u64) -> Result<usize, String> {
                     "#{i} id {last_id} {by:?} {op:?}\n      -> {}",
                     changes
                         .iter()
-                        .map(|ch| format!("{} {:?} => {:?}", ch.path, ch.old, ch.new))
+                        .map(|ch| format!("{} {:?}", ch.path, ch.edit))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
