@@ -96,6 +96,35 @@ pub fn changes_from_json(v: &Value) -> Result<Vec<Change>, DomainError> {
         .collect()
 }
 
+/// The entry a hub before compact appends wrote for `change`: an append as the whole array
+/// before and after. `at` is the context just before the change.
+#[cfg(test)]
+pub(super) fn legacy_entry(change: &Change, at: &super::context::Context) -> Value {
+    let (old, new) = match &change.edit {
+        Edit::Replace { old, new } => (old.clone(), new.clone()),
+        Edit::Append { .. } => {
+            let mut after = at.clone();
+            after.apply(change, 0);
+            (
+                at.get(&change.path).cloned(),
+                after.get(&change.path).cloned(),
+            )
+        }
+    };
+    let mut o = Map::new();
+    o.insert("path".into(), Value::String(change.path.to_string()));
+    if let Some(v) = old {
+        o.insert("old".into(), v);
+    }
+    if let Some(v) = new {
+        o.insert("new".into(), v);
+    }
+    if let Some(n) = change.created_from {
+        o.insert("createdFrom".into(), n.into());
+    }
+    Value::Object(o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
