@@ -25,7 +25,8 @@ use super::messages::{
     ReissueToken, Since, Whoami, WhoamiView, WriteContext,
 };
 use crate::domain::auth::{Caller, new_token, token_digest};
-use crate::domain::context::{Diff, changes_from_json, diff_since};
+use crate::domain::context::{Diff, diff_since};
+use crate::domain::context_log::changes_from_json;
 use crate::domain::event::Event;
 use crate::domain::message::RateLimit;
 use crate::domain::now;

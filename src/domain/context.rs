@@ -183,7 +183,7 @@ pub fn check_storable(changes: &[Change]) -> Result<(), DomainError> {
                 format!("{text:?} cannot be addressed as a context path"),
             ));
         }
-        if let Some(v) = &c.new {
+        if let Some(v) = c.written() {
             check_keys(v, &text)?;
         }
     }
@@ -221,16 +221,63 @@ fn check_keys(value: &Value, at: &str) -> Result<(), DomainError> {
     }
 }
 
-/// One path's value before and after a change (`None`: absent).
+/// What one change did at its path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub path: Path,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
+    pub edit: Edit,
     /// The write also created missing objects on the way: the first `n` segments of `path`
     /// existed, the rest did not. A diff rewinding this change removes the whole new branch.
     /// Versions do not depend on it.
     pub created_from: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// The value at the path before and after (`None`: absent).
+    Replace {
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    /// `value` pushed onto the array at the path, at `index`, after the array's first
+    /// `dropped.len()` elements (`dropped`) went to make room. Only what the push added and
+    /// removed, not the whole array: the log keeps changes, and must grow with the work done.
+    Append {
+        value: Value,
+        index: usize,
+        dropped: Vec<Value>,
+    },
+}
+
+impl Change {
+    /// The value this change writes, if any (the new value, or the appended element).
+    pub fn written(&self) -> Option<&Value> {
+        match &self.edit {
+            Edit::Replace { new, .. } => new.as_ref(),
+            Edit::Append { value, .. } => Some(value),
+        }
+    }
+
+    /// How many bytes the serialized document grows by (negative: shrinks); for an append,
+    /// without serializing the array.
+    pub(super) fn growth(&self) -> i64 {
+        let size = |v: &Value| v.to_string().len() as i64;
+        match &self.edit {
+            Edit::Replace { old, new } => {
+                new.as_ref().map_or(0, size) - old.as_ref().map_or(0, size)
+            }
+            Edit::Append {
+                value,
+                index,
+                dropped,
+            } => {
+                // An array is its brackets, its elements and a comma between each two.
+                let commas = |n: usize| n.saturating_sub(1) as i64;
+                size(value) - dropped.iter().map(size).sum::<i64>() + commas(index + 1)
+                    - commas(index + dropped.len())
+            }
+        }
+    }
 }
 
 /// The document and the versions of what was written.
@@ -320,8 +367,10 @@ impl Context {
         self.check_reachable(path)?;
         Ok(Change {
             path: path.clone(),
-            old: self.get(path).cloned(),
-            new: Some(value),
+            edit: Edit::Replace {
+                old: self.get(path).cloned(),
+                new: Some(value),
+            },
             created_from: self.missing_from(path),
         })
     }
@@ -342,10 +391,9 @@ impl Context {
         expected: Option<i64>,
     ) -> Result<Change, DomainError> {
         self.check_expected(path, expected)?;
-        let old = self.get(path).cloned();
-        let mut array = match &old {
-            None => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
+        let index = match self.get(path) {
+            None => None,
+            Some(Value::Array(a)) => Some(a.len()),
             Some(other) => {
                 return Err(DomainError::invalid(
                     "path",
@@ -357,11 +405,21 @@ impl Context {
             }
         };
         self.check_reachable(path)?;
-        array.push(value);
+        let edit = match index {
+            Some(index) => Edit::Append {
+                value,
+                index,
+                dropped: Vec::new(),
+            },
+            // The first element: the array itself is new, and as small as the element.
+            None => Edit::Replace {
+                old: None,
+                new: Some(Value::Array(vec![value])),
+            },
+        };
         Ok(Change {
             path: path.clone(),
-            old,
-            new: Some(Value::Array(array)),
+            edit,
             created_from: self.missing_from(path),
         })
     }
@@ -380,8 +438,10 @@ impl Context {
             .ok_or_else(|| DomainError::NotFound(format!("nothing at {path}")))?;
         Ok(Change {
             path: path.clone(),
-            old: Some(old),
-            new: None,
+            edit: Edit::Replace {
+                old: Some(old),
+                new: None,
+            },
             created_from: None,
         })
     }
@@ -424,8 +484,10 @@ impl Context {
                     // Merges descend only into objects that exist: the parent is there.
                     out.push(Change {
                         path,
-                        old: old.cloned(),
-                        new: Some(v.clone()),
+                        edit: Edit::Replace {
+                            old: old.cloned(),
+                            new: Some(v.clone()),
+                        },
                         created_from: None,
                     });
                 }
@@ -481,9 +543,14 @@ impl Context {
 
     /// Applies a planned (and committed) change written by event `event_id`.
     pub fn apply(&mut self, change: &Change, event_id: i64) {
-        match &change.new {
-            Some(v) => put(&mut self.doc, &change.path.0, v.clone()),
-            None => remove(&mut self.doc, &change.path.0),
+        match &change.edit {
+            Edit::Replace { new: Some(v), .. } => put(&mut self.doc, &change.path.0, v.clone()),
+            Edit::Replace { new: None, .. } => remove(&mut self.doc, &change.path.0),
+            Edit::Append {
+                value,
+                index,
+                dropped,
+            } => push(&mut self.doc, &change.path, value, *index, dropped.len()),
         }
         // Versions below a replaced or deleted path are folded into the path's own entry.
         self.written
@@ -545,29 +612,24 @@ fn put(node: &mut Value, path: &[Segment], value: Value) {
     }
 }
 
+/// The node at `path`, if there is one.
+fn node_mut<'a>(node: &'a mut Value, path: &[Segment]) -> Option<&'a mut Value> {
+    path.iter().try_fold(node, |n, s| match (s, n) {
+        (Segment::Key(k), Value::Object(o)) => o.get_mut(k),
+        (Segment::Index(i), Value::Array(a)) => a.get_mut(*i),
+        _ => None,
+    })
+}
+
 fn remove(node: &mut Value, path: &[Segment]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    let mut n = node;
-    for s in parents {
-        n = match (s, n) {
-            (Segment::Key(k), Value::Object(o)) => match o.get_mut(k) {
-                Some(c) => c,
-                None => return,
-            },
-            (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
-                Some(c) => c,
-                None => return,
-            },
-            _ => return,
-        };
-    }
-    match (last, n) {
-        (Segment::Key(k), Value::Object(o)) => {
+    match (last, node_mut(node, parents)) {
+        (Segment::Key(k), Some(Value::Object(o))) => {
             o.remove(k);
         }
-        (Segment::Index(i), Value::Array(a)) if *i < a.len() => {
+        (Segment::Index(i), Some(Value::Array(a))) if *i < a.len() => {
             a.remove(*i);
         }
         _ => {}
@@ -578,21 +640,7 @@ fn remove(node: &mut Value, path: &[Segment]) {
 /// (`put` would overwrite the element that took its place).
 fn reinsert(node: &mut Value, path: &[Segment], value: Value) {
     if let Some((Segment::Index(i), parents)) = path.split_last() {
-        let mut n = &mut *node;
-        for s in parents {
-            n = match (s, n) {
-                (Segment::Key(k), Value::Object(o)) => match o.get_mut(k) {
-                    Some(c) => c,
-                    None => return,
-                },
-                (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
-                    Some(c) => c,
-                    None => return,
-                },
-                _ => return,
-            };
-        }
-        if let Value::Array(a) = n
+        if let Some(Value::Array(a)) = node_mut(node, parents)
             && *i <= a.len()
         {
             a.insert(*i, value);
@@ -600,6 +648,40 @@ fn reinsert(node: &mut Value, path: &[Segment], value: Value) {
         return;
     }
     put(node, path, value);
+}
+
+/// Replays an append: drops the first `dropped` elements, pushes `value`. Planned against
+/// the same document, the array is there with `index + dropped` elements; if a change before
+/// was lost (an unreadable event skipped at load), the element still goes at the end.
+fn push(doc: &mut Value, path: &Path, value: &Value, index: usize, dropped: usize) {
+    match node_mut(doc, &path.0) {
+        Some(Value::Array(a)) => {
+            if a.len() != index + dropped {
+                log::warn!(
+                    "context replay: {path} holds {} elements, the append expected {}",
+                    a.len(),
+                    index + dropped
+                );
+            }
+            a.drain(..dropped.min(a.len()));
+            a.push(value.clone());
+        }
+        _ => {
+            log::warn!("context replay: no array at {path} to append to; starting one");
+            put(doc, &path.0, Value::Array(vec![value.clone()]));
+        }
+    }
+}
+
+/// Undoes an append: takes the element out of `index` and puts the dropped ones back in front.
+/// An array without that element (the diff raced a write) is left alone.
+fn unpush(doc: &mut Value, path: &[Segment], index: usize, dropped: &[Value]) {
+    if let Some(Value::Array(a)) = node_mut(doc, path)
+        && index < a.len()
+    {
+        a.remove(index);
+        a.splice(0..0, dropped.iter().cloned());
+    }
 }
 
 /// What changed between two points of the log, keyed by canonical path.
@@ -632,13 +714,20 @@ pub type LoggedChange = (Change, Option<String>, i64);
 pub fn diff_since(current: &Value, changes: &[LoggedChange]) -> Diff {
     let mut before = current.clone();
     for (c, _, _) in changes.iter().rev() {
-        match (&c.old, &c.new) {
-            (Some(v), None) => reinsert(&mut before, &c.path.0, v.clone()),
-            (Some(v), Some(_)) => put(&mut before, &c.path.0, v.clone()),
-            (None, _) => {
+        match &c.edit {
+            Edit::Replace {
+                old: Some(v),
+                new: None,
+            } => reinsert(&mut before, &c.path.0, v.clone()),
+            Edit::Replace {
+                old: Some(v),
+                new: Some(_),
+            } => put(&mut before, &c.path.0, v.clone()),
+            Edit::Replace { old: None, .. } => {
                 let created = c.created_from.map_or(c.path.0.len(), |n| n + 1);
                 remove(&mut before, &c.path.0[..created])
             }
+            Edit::Append { index, dropped, .. } => unpush(&mut before, &c.path.0, *index, dropped),
         }
     }
     let mut entries = Vec::new();
@@ -976,19 +1065,7 @@ impl Context {
     /// Plans `op`: the changes it makes, within the size limits. An op that changes nothing
     /// (a merge of values already there) yields no changes.
     pub fn plan(&self, op: &ContextOp) -> Result<Vec<Change>, DomainError> {
-        let value_size = |v: &Value| v.to_string().len();
-        let checked = |v: &Value| {
-            if value_size(v) > MAX_VALUE_BYTES {
-                Err(DomainError::invalid(
-                    "value",
-                    format!(
-                        "the value is larger than {MAX_VALUE_BYTES} bytes; store a summary or a reference"
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let checked = |v: &Value| check_value_size(v.to_string().len());
         let changes = match op {
             ContextOp::Set {
                 path,
@@ -1012,13 +1089,13 @@ impl Context {
                 self.plan_merge(updates)?
             }
         };
-        let grows: i64 = changes
-            .iter()
-            .map(|c| {
-                c.new.as_ref().map_or(0, |v| value_size(v) as i64)
-                    - c.old.as_ref().map_or(0, |v| value_size(v) as i64)
-            })
-            .sum();
+        self.check_room(&changes)?;
+        Ok(changes)
+    }
+
+    /// The document stays within `MAX_CONTEXT_BYTES` after `changes`.
+    fn check_room(&self, changes: &[Change]) -> Result<(), DomainError> {
+        let grows: i64 = changes.iter().map(Change::growth).sum();
         if self.size() as i64 + grows > MAX_CONTEXT_BYTES as i64 {
             return Err(DomainError::conflict(
                 "context_full",
@@ -1027,8 +1104,21 @@ impl Context {
                 ),
             ));
         }
-        Ok(changes)
+        Ok(())
     }
+}
+
+/// A value written serializes to `bytes`: within `MAX_VALUE_BYTES`?
+fn check_value_size(bytes: usize) -> Result<(), DomainError> {
+    if bytes > MAX_VALUE_BYTES {
+        return Err(DomainError::invalid(
+            "value",
+            format!(
+                "the value is larger than {MAX_VALUE_BYTES} bytes; store a summary or a reference"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Entries kept per working-memory list; the oldest go first.
@@ -1117,16 +1207,44 @@ impl Context {
         kind: MemoryKind,
         entry: Value,
     ) -> Result<Vec<Change>, DomainError> {
-        let mut list = self.memory(kind);
-        list.push(entry);
-        let excess = list.len().saturating_sub(MEMORY_LIMIT);
-        list.drain(..excess);
-        let path = key_path(&["workingMemory", kind.key()]);
-        self.plan(&ContextOp::Set {
-            path,
-            value: Value::Array(list),
-            expected: None,
-        })
+        self.plan_capped_push(
+            &key_path(&["workingMemory", kind.key()]),
+            entry,
+            MEMORY_LIMIT,
+        )
+    }
+
+    /// Pushes `entry` onto the list at `path`, dropping the oldest entries past `limit` (at
+    /// least 1). Checked as the set of the whole new list it amounts to (value and context
+    /// limits), recorded as an append: the entry and what it pushed out.
+    pub(super) fn plan_capped_push(
+        &self,
+        path: &Path,
+        entry: Value,
+        limit: usize,
+    ) -> Result<Vec<Change>, DomainError> {
+        let Some(list @ Value::Array(items)) = self.get(path) else {
+            // No list there (or not a list, which the push replaces): a new list, as a set.
+            return self.plan(&ContextOp::Set {
+                path: path.clone(),
+                value: Value::Array(vec![entry]),
+                expected: None,
+            });
+        };
+        let excess = (items.len() + 1).saturating_sub(limit.max(1));
+        let change = Change {
+            path: path.clone(),
+            edit: Edit::Append {
+                value: entry,
+                index: items.len() - excess,
+                dropped: items[..excess].to_vec(),
+            },
+            created_from: None,
+        };
+        check_value_size((list.to_string().len() as i64 + change.growth()) as usize)?;
+        let changes = vec![change];
+        self.check_room(&changes)?;
+        Ok(changes)
     }
 
     /// Plans clearing one list, or all of working memory; nothing to clear is no change.
@@ -1206,53 +1324,9 @@ impl Context {
     }
 }
 
-/// Changes as an event payload: `[{path, old?, new?}]` with canonical path text.
-pub fn changes_to_json(changes: &[Change]) -> Value {
-    Value::Array(
-        changes
-            .iter()
-            .map(|c| {
-                let mut o = Map::new();
-                o.insert("path".into(), Value::String(c.path.to_string()));
-                if let Some(v) = &c.old {
-                    o.insert("old".into(), v.clone());
-                }
-                if let Some(v) = &c.new {
-                    o.insert("new".into(), v.clone());
-                }
-                if let Some(n) = c.created_from {
-                    o.insert("createdFrom".into(), n.into());
-                }
-                Value::Object(o)
-            })
-            .collect(),
-    )
-}
-
-/// Reads back what `changes_to_json` wrote.
-pub fn changes_from_json(v: &Value) -> Result<Vec<Change>, DomainError> {
-    let bad = || DomainError::invalid("changes", "stored context change is unreadable");
-    v.as_array()
-        .ok_or_else(bad)?
-        .iter()
-        .map(|c| {
-            let path = Path::parse(c.get("path").and_then(Value::as_str).ok_or_else(bad)?)?;
-            let created_from = match c.get("createdFrom") {
-                None => None,
-                Some(n) => Some(n.as_u64().ok_or_else(bad)? as usize),
-            };
-            Ok(Change {
-                path,
-                old: c.get("old").cloned(),
-                new: c.get("new").cloned(),
-                created_from,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod op_tests {
+    use super::super::context_log::{changes_from_json, changes_to_json};
     use super::*;
     use serde_json::json;
 

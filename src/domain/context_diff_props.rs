@@ -8,7 +8,13 @@
 //!
 //! Writes that create missing objects on the way (`a.b.c` with no `a`) are generated too: the
 //! change records where the new branch starts (`Change::created_from`), so the diff reports the
-//! new branch (`a`) as added.
+//! new branch (`a`) as added. So are pushes onto capped lists (working memory's shape, with
+//! caps of 1..4 so that they drop their oldest entries often).
+//!
+//! Every change also goes through the log's stored form (JSON text, read back), and through the
+//! form hubs wrote before appends were recorded as such (whole values before and after). Both
+//! must read back to what was applied: replayed from the start, and from a snapshot at the cut,
+//! they rebuild the same context (document and versions), and the diff over them is the same.
 //!
 //! A failure prints the seed and the op transcript; `CONTEXT_DIFF_SEED=<seed> cargo test --lib
 //! context_diff_props` reruns that one case.
@@ -18,9 +24,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::DomainError;
 use super::context::{
-    Context, ContextOp, Diff, DiffEntry, LoggedChange, Path, Segment, diff_since,
+    Change, Context, ContextOp, Diff, DiffEntry, Edit, LoggedChange, Path, Segment, diff_since,
 };
+use super::context_log::{changes_from_json, changes_to_json, legacy_entry};
 
 const CASES: u64 = 300;
 const MAX_OPS: u64 = 40;
@@ -181,7 +189,38 @@ fn random_expected(rng: &mut Rng, c: &Context, path: &Path, last_id: i64) -> Opt
     }
 }
 
-fn random_op(rng: &mut Rng, c: &Context, last_id: i64) -> ContextOp {
+/// A write: a plain op, or a push onto a list capped at `limit` (what working memory does).
+#[derive(Debug)]
+enum Write {
+    Op(ContextOp),
+    Push {
+        path: Path,
+        value: Value,
+        limit: usize,
+    },
+}
+
+impl Write {
+    fn plan(&self, c: &Context) -> Result<Vec<Change>, DomainError> {
+        match self {
+            Write::Op(op) => c.plan(op),
+            Write::Push { path, value, limit } => c.plan_capped_push(path, value.clone(), *limit),
+        }
+    }
+}
+
+fn random_op(rng: &mut Rng, c: &Context, last_id: i64) -> Write {
+    if rng.chance(15) {
+        return Write::Push {
+            path: append_path(rng, c),
+            value: random_value(rng, 2),
+            limit: 1 + rng.below(4) as usize,
+        };
+    }
+    Write::Op(random_context_op(rng, c, last_id))
+}
+
+fn random_context_op(rng: &mut Rng, c: &Context, last_id: i64) -> ContextOp {
     match rng.below(40) {
         0..=13 => {
             let path = target_path(rng, c);
@@ -294,8 +333,16 @@ struct Applied {
     paths: Vec<Path>,
 }
 
+/// What a case exercised.
+#[derive(Default)]
+struct Covered {
+    entries: usize,
+    appends: usize,
+    drops: usize,
+}
+
 /// Runs one case; `Err` carries everything needed to understand and replay it.
-fn run_case(seed: u64) -> Result<usize, String> {
+fn run_case(seed: u64) -> Result<Covered, String> {
     let mut rng = Rng::new(seed);
     let n_ops = 1 + rng.below(MAX_OPS) as usize;
     let cut_at = rng.below(n_ops as u64 + 1) as usize; // ops before this index are "then"
@@ -303,6 +350,13 @@ fn run_case(seed: u64) -> Result<usize, String> {
     let mut transcript = Vec::new();
     let mut applied = Vec::new();
     let mut log: Vec<LoggedChange> = Vec::new();
+    // The same changes read back from the stored form, and from the legacy form.
+    let (mut log_stored, mut log_legacy) = (Vec::new(), Vec::new());
+    // Contexts rebuilt from those forms, as a load does: from the start, and from a snapshot
+    // taken at the cut.
+    let (mut replayed, mut replayed_legacy) = (Context::new(), Context::new());
+    let mut from_snapshot = None;
+    let mut covered = Covered::default();
     let mut last_id = 0i64;
     // The cut: the last event id before it, and the document then.
     let mut cut: Option<(i64, Value)> = None;
@@ -316,6 +370,9 @@ fn run_case(seed: u64) -> Result<usize, String> {
     for i in 0..=n_ops {
         if i == cut_at {
             cut = Some((last_id, c.document().clone()));
+            let snapshot = Context::from_snapshot(&c.to_snapshot())
+                .map_err(|e| format!("seed {seed:#x}: snapshot: {e}"))?;
+            from_snapshot = Some(snapshot);
             transcript.push(format!("---- cut: since = {last_id}"));
         }
         if i == n_ops {
@@ -328,11 +385,11 @@ fn run_case(seed: u64) -> Result<usize, String> {
             Some((*rng.pick(&ACTORS)).to_owned())
         };
         let before = c.clone();
-        match c.plan(&op) {
+        match op.plan(&c) {
             Err(e) => {
                 // A refused op leaves the document and the versions as they were, and is
                 // refused again for the same reason.
-                if c != before || c.plan(&op).as_ref().err() != Some(&e) {
+                if c != before || op.plan(&c).as_ref().err() != Some(&e) {
                     return fail(&transcript, format!("refused op {op:?} changed something"));
                 }
                 transcript.push(format!("#{i} {by:?} REFUSED {op:?}: {e}"));
@@ -342,18 +399,65 @@ fn run_case(seed: u64) -> Result<usize, String> {
             }
             Ok(changes) => {
                 last_id += 1 + rng.below(2) as i64; // ids need not be contiguous
+                let mut legacy = Vec::new();
                 for ch in &changes {
+                    legacy.push(legacy_entry(ch, &c));
+                    let size = c.size() as i64;
                     c.apply(ch, last_id);
+                    // The size limit counts an append's growth without serializing the array
+                    // (a replace counts its values only, as it always did).
+                    let appended = matches!(ch.edit, Edit::Append { .. });
+                    if appended && c.size() as i64 - size != ch.growth() {
+                        return fail(
+                            &transcript,
+                            format!(
+                                "{ch:?} grows the document by {}, not {}",
+                                c.size() as i64 - size,
+                                ch.growth()
+                            ),
+                        );
+                    }
+                    if let Edit::Append { dropped, .. } = &ch.edit {
+                        covered.appends += 1;
+                        covered.drops += usize::from(!dropped.is_empty());
+                    }
                 }
                 transcript.push(format!(
                     "#{i} id {last_id} {by:?} {op:?}\n      -> {}",
                     changes
                         .iter()
-                        .map(|ch| format!("{} {:?} => {:?}", ch.path, ch.old, ch.new))
+                        .map(|ch| format!("{} {:?}", ch.path, ch.edit))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
+                // Through the log: JSON text, read back; and the legacy form, read back.
+                let text = changes_to_json(&changes).to_string();
+                let stored = serde_json::from_str(&text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| changes_from_json(&v).map_err(|e| e.to_string()));
+                let legacy = changes_from_json(&Value::Array(legacy));
+                let (stored, legacy) = match (stored, legacy) {
+                    (Ok(s), Ok(l)) => (s, l),
+                    (s, l) => return fail(&transcript, format!("unreadable: {s:?} / {l:?}")),
+                };
+                if stored != changes {
+                    return fail(
+                        &transcript,
+                        format!("{text} reads back as {stored:?}, not as written"),
+                    );
+                }
+                for ch in &stored {
+                    replayed.apply(ch, last_id);
+                    if let Some(snapshot) = from_snapshot.as_mut() {
+                        snapshot.apply(ch, last_id);
+                    }
+                }
+                for ch in &legacy {
+                    replayed_legacy.apply(ch, last_id);
+                }
                 if i >= cut_at {
+                    log_stored.extend(stored.into_iter().map(|ch| (ch, by.clone(), last_id)));
+                    log_legacy.extend(legacy.into_iter().map(|ch| (ch, by.clone(), last_id)));
                     applied.push(Applied {
                         event_id: last_id,
                         by: by.clone(),
@@ -374,7 +478,45 @@ fn run_case(seed: u64) -> Result<usize, String> {
         return fail(&transcript, "the document stopped being an object".into());
     }
 
+    // A load, whichever form the log holds and wherever it starts, rebuilds this context.
+    let from_snapshot = from_snapshot.expect("cut_at <= n_ops");
+    for (name, rebuilt) in [
+        ("the stored log", &replayed),
+        ("the legacy log", &replayed_legacy),
+        (
+            "the snapshot at the cut plus the stored log",
+            &from_snapshot,
+        ),
+    ] {
+        if *rebuilt != c {
+            return fail(
+                &transcript,
+                format!(
+                    "replaying {name} gives {} with versions {:?}, not the context",
+                    rebuilt.document(),
+                    rebuilt.versions()
+                ),
+            );
+        }
+    }
+
     let diff = diff_since(now, &log);
+    for (name, read) in [
+        ("the stored log", &log_stored),
+        ("the legacy log", &log_legacy),
+    ] {
+        let other = diff_since(now, read);
+        if other != diff {
+            return fail(
+                &transcript,
+                format!(
+                    "the diff over {name} differs\n got:      {}\n in memory: {}",
+                    serde_json::to_string(&other).unwrap_or_default(),
+                    serde_json::to_string(&diff).unwrap_or_default()
+                ),
+            );
+        }
+    }
     let expected = reference_diff(&then, now);
     let mut reference = Diff::default();
     for (path, (old, new)) in &expected {
@@ -425,7 +567,8 @@ fn run_case(seed: u64) -> Result<usize, String> {
     if patched != *now {
         return fail(&transcript, format!("then + diff = {patched}, not now"));
     }
-    Ok(expected.len())
+    covered.entries = expected.len();
+    Ok(covered)
 }
 
 #[test]
@@ -443,17 +586,31 @@ fn diff_since_matches_a_direct_comparison_of_then_and_now() {
         return;
     }
     let mut seeds = Rng::new(BASE_SEED);
-    let mut entries = 0;
+    let mut total = Covered::default();
     for _ in 0..CASES {
         match run_case(seeds.next()) {
-            Ok(n) => entries += n,
+            Ok(c) => {
+                total.entries += c.entries;
+                total.appends += c.appends;
+                total.drops += c.drops;
+            }
             Err(report) => panic!("{report}"),
         }
     }
-    // The generator must actually exercise the diff, not produce empty ones.
+    // The generator must actually exercise the diff, not produce empty ones, and the compact
+    // appends, dropping pushes included.
+    let Covered {
+        entries,
+        appends,
+        drops,
+    } = total;
     assert!(
         entries > CASES as usize,
         "only {entries} diff entries in {CASES} cases"
+    );
+    assert!(
+        appends > CASES as usize && drops > CASES as usize / 4,
+        "only {appends} appends ({drops} dropping) in {CASES} cases"
     );
 }
 

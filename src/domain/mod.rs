@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod context;
 #[cfg(test)]
 mod context_diff_props;
+pub mod context_log;
 pub mod coordination;
 pub mod event;
 pub mod handshake;

@@ -13,8 +13,8 @@ use super::auth::{Caller, Credential, digests_match};
 use super::checkpoint::{self, Checkpoint, EndReason};
 use super::context::{
     Change, Context, ContextOp, ContextRequest, Path, SNAPSHOT_EVERY, Segment, Severity,
-    changes_to_json,
 };
+use super::context_log::changes_to_json;
 use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
 use super::ids::{validate_ai_id, validate_session_name};

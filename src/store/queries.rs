@@ -9,7 +9,8 @@ use super::DbConn;
 use super::codec::{decode_snapshot, encode_payload, encode_snapshot};
 use super::models::{EventRow, ParticipantRow, SessionRow};
 use super::schema::{context_snapshots, events, participants, sessions};
-use crate::domain::context::{Context, changes_from_json};
+use crate::domain::context::Context;
+use crate::domain::context_log::changes_from_json;
 use crate::domain::event::{Event, NewEvent, Priority};
 use crate::domain::session::{
     CONTEXT_KINDS, Participant, ParticipantBrief, RECENT_CRITICAL, Session, SessionStatus,

@@ -512,3 +512,115 @@ async fn memory_notes_and_discoveries(backend: Backend) {
         json!({"recentSymbols": [], "openFiles": [], "breakpoints": []})
     );
 }
+
+both_backends!(logs_written_before_compact_appends_still_load);
+
+/// A log written by a hub from before appends were stored compactly (each change as the whole
+/// value before and after, an append as the whole array) loads into the same context, versions
+/// included, and gives the same diff.
+async fn logs_written_before_compact_appends_still_load(backend: Backend) {
+    use actix_web::http::StatusCode;
+    use collab_hub::domain::context::{Context, Edit};
+    use collab_hub::domain::context_log::changes_from_json;
+    use collab_hub::domain::session::CONTEXT_KINDS;
+    use collab_hub::store::codec::{decode_payload, encode_payload};
+    use collab_hub::store::{ConnRole, DbTarget, schema::events};
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    use serde_json::{Map, Value};
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("old log").await;
+    let mut since = None;
+    for i in 0..3 {
+        let (s, b) = app
+            .post_as(
+                &claude,
+                "/mcp/context/append/activeWork.log",
+                &json!({"value": {"n": i}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        since.get_or_insert(b["eventId"].as_i64().unwrap());
+    }
+    // Past the 50 a list keeps, so that pushes drop their oldest entries.
+    for i in 0..55 {
+        let (s, b) = app
+            .post_as(
+                &claude,
+                "/mcp/context/memory/push",
+                &json!({"kind": "symbol", "value": format!("S{i}")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let since = since.unwrap();
+    let (_, before) = app.get_as(&claude, "/mcp/context/get").await;
+    let (_, log_before) = app.get_as(&claude, "/mcp/context/get/activeWork.log").await;
+    let diff_url = format!("/mcp/context/diff/claude/{since}?sessionId={id}");
+    let (s, diff_before) = app.get(&diff_url).await;
+    assert_eq!(s, StatusCode::OK, "{diff_before}");
+    let db = app.stop().await;
+
+    // Rewrite every context change of the session as the older hub wrote it.
+    let mut conn = DbTarget::parse(&db.url)
+        .unwrap()
+        .connect(ConnRole::Writer)
+        .unwrap();
+    let rows: Vec<(i64, String)> = events::table
+        .filter(events::session_id.eq(&id))
+        .filter(events::kind.eq_any(CONTEXT_KINDS))
+        .order(events::id.asc())
+        .select((events::id, events::payload))
+        .load(&mut conn)
+        .unwrap();
+    let (mut context, mut rewritten) = (Context::new(), 0);
+    for (event_id, text) in rows {
+        let mut payload = decode_payload(&text).unwrap();
+        let mut legacy = Vec::new();
+        for change in changes_from_json(&payload["changes"]).unwrap() {
+            let old = context.get(&change.path).cloned();
+            context.apply(&change, event_id);
+            let (old, new) = match change.edit {
+                Edit::Replace { old, new } => (old, new),
+                Edit::Append { .. } => {
+                    rewritten += 1;
+                    (old, context.get(&change.path).cloned())
+                }
+            };
+            let mut entry = Map::new();
+            entry.insert("path".into(), json!(change.path.to_string()));
+            if let Some(v) = old {
+                entry.insert("old".into(), v);
+            }
+            if let Some(v) = new {
+                entry.insert("new".into(), v);
+            }
+            if let Some(n) = change.created_from {
+                entry.insert("createdFrom".into(), json!(n));
+            }
+            legacy.push(Value::Object(entry));
+        }
+        payload["changes"] = Value::Array(legacy);
+        diesel::update(
+            events::table
+                .filter(events::session_id.eq(&id))
+                .filter(events::id.eq(event_id)),
+        )
+        .set(events::payload.eq(encode_payload(&payload).unwrap()))
+        .execute(&mut conn)
+        .unwrap();
+    }
+    // All but the first append to each list were stored compactly, and are now whole arrays.
+    assert_eq!(rewritten, 2 + 54);
+    drop(conn);
+
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let (_, after) = app.get_as(&claude, "/mcp/context/get").await;
+    assert_eq!(after, before);
+    let (_, log_after) = app.get_as(&claude, "/mcp/context/get/activeWork.log").await;
+    assert_eq!(log_after, log_before, "versions too");
+    let (_, diff_after) = app.get(&diff_url).await;
+    assert_eq!(diff_after, diff_before);
+}

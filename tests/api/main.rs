@@ -7,6 +7,7 @@ mod cli;
 mod context;
 mod coordination;
 mod crash;
+mod event_log_size;
 mod health;
 mod lock_concurrency;
 mod locks;
