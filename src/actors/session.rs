@@ -617,7 +617,9 @@ impl Handler<ReissueToken> for SessionActor {
     }
 }
 
-/// Context changes a diff folds at most (older ones are summarised by the current document).
+/// Context changes a diff rewinds at most. A diff rewinds the log from the current document
+/// back to `since`, newest first, so it needs every change in between: a longer span is
+/// refused (diff from a later point) rather than answered wrongly.
 const MAX_DIFF_CHANGES: i64 = 10_000;
 
 impl Handler<WriteContext> for SessionActor {
@@ -711,9 +713,17 @@ impl Handler<DiffContext> for SessionActor {
                         kinds: Some(&CONTEXT_KINDS),
                         critical_only: false,
                     };
-                    queries::events_after(c, id, filter, since, MAX_DIFF_CHANGES)
+                    queries::events_after(c, id, filter, since, MAX_DIFF_CHANGES + 1)
                 })
                 .await?;
+            if events.len() as i64 > MAX_DIFF_CHANGES {
+                return Err(HubError::Conflict {
+                    code: "diff_too_long",
+                    message: format!(
+                        "more than {MAX_DIFF_CHANGES} context changes since then; diff from a later event or time"
+                    ),
+                });
+            }
             let mut logged = Vec::new();
             for e in events {
                 for c in changes_from_json(&e.payload["changes"]).map_err(HubError::from)? {
