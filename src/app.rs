@@ -131,7 +131,9 @@ impl Application {
         });
         let served = self.server.await;
         self.store.shutdown().await;
-        drop(self.claim);
+        // Releasing joins the claim's watchdog thread: not on an async worker.
+        let claim = self.claim;
+        let _ = actix_web::rt::task::spawn_blocking(move || drop(claim)).await;
         served
     }
 }

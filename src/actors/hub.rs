@@ -207,7 +207,7 @@ impl Handler<Identify> for Hub {
                 return Box::pin(fut::ready(r.map_err(HubError::from)));
             }
             Credential::Bearer(d) => d.clone(),
-            Credential::OperatorAs(_) => {
+            Credential::OperatorAs { .. } => {
                 return Box::pin(fut::ready(Err(HubError::Unauthorized(
                     "a bound MCP identity is not a bearer token".into(),
                 ))));

@@ -68,10 +68,16 @@ impl Operation for Get {
     }
 }
 
-/// `context_set` / `POST /mcp/context/set`.
+/// `context_set` / `POST /mcp/context/set`: replaces the value at a path.
+pub type Set = ValueWrite<false>;
+/// `context_append` / `POST /mcp/context/append/{path}`: appends to an array (created when
+/// absent).
+pub type Append = ValueWrite<true>;
+
+/// A value written at a path: set (`APPEND = false`) or appended.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Set {
+pub struct ValueWrite<const APPEND: bool> {
     #[schemars(skip)]
     pub session_id: Option<Uuid>,
     #[schemars(skip)]
@@ -83,45 +89,24 @@ pub struct Set {
     pub expected_version: Option<i64>,
 }
 
-impl Operation for Set {
+impl<const APPEND: bool> Operation for ValueWrite<APPEND> {
     type Output = ContextWritten;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
         Box::pin(async move {
-            let op = ContextOp::Set {
-                path: path(&self.path)?,
-                value: self.value,
-                expected: self.expected_version,
-            };
-            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
-        })
-    }
-}
-
-/// `context_append` / `POST /mcp/context/append/{path}`: appends to an array (created when
-/// absent).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Append {
-    #[schemars(skip)]
-    pub session_id: Option<Uuid>,
-    #[schemars(skip)]
-    pub ai_id: Option<String>,
-    #[serde(alias = "key")]
-    pub path: String,
-    pub value: Value,
-    pub expected_version: Option<i64>,
-}
-
-impl Operation for Append {
-    type Output = ContextWritten;
-
-    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
-        Box::pin(async move {
-            let op = ContextOp::Append {
-                path: path(&self.path)?,
-                value: self.value,
-                expected: self.expected_version,
+            let (path, value, expected) = (path(&self.path)?, self.value, self.expected_version);
+            let op = if APPEND {
+                ContextOp::Append {
+                    path,
+                    value,
+                    expected,
+                }
+            } else {
+                ContextOp::Set {
+                    path,
+                    value,
+                    expected,
+                }
             };
             write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
         })

@@ -37,7 +37,7 @@ pub fn digests_match(a: &str, b: &str) -> bool {
 }
 
 /// What a request brings to prove who it is, already reduced to a digest by the transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Credential {
     /// No `Authorization` header.
     None,
@@ -47,7 +47,7 @@ pub enum Credential {
     /// or with the operator token) bound to a participant already listed in the session
     /// (`session_join` without a token). Made only by the MCP registry after the session actor
     /// accepted that bind; no transport builds it from request input.
-    OperatorAs(String),
+    OperatorAs { session: uuid::Uuid, ai_id: String },
 }
 
 /// Who a command speaks for, once the session has checked the credential.

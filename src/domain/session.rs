@@ -325,7 +325,7 @@ impl AccessPolicy {
                     .into(),
             )),
             Credential::Bearer(d) if self.is_operator(d) => Ok(Caller::Operator),
-            Credential::Bearer(_) | Credential::OperatorAs(_) => Err(DomainError::Forbidden(
+            Credential::Bearer(_) | Credential::OperatorAs { .. } => Err(DomainError::Forbidden(
                 "only the hub operator may do this; participant tokens act inside their session"
                     .into(),
             )),
@@ -341,8 +341,10 @@ impl AccessPolicy {
 
 /// Who may invite whom. Observers change nothing, so they invite nobody. Drivers and
 /// navigators may add navigators and observers, never a driver (the driver's seat is given by
-/// the operator or moves through `role` and the handshake). Explicit permissions may add to the
-/// role's defaults only what the inviter holds itself.
+/// the operator or moves through `role` and the handshake). Whatever the newcomer gets, by its
+/// role's defaults or named explicitly, must be grantable by the inviter: the permissions it
+/// holds itself, `comment` (an observer's right to keep notes), and for the driver, who leads
+/// the team, a navigator's defaults.
 pub fn check_invitation(inviter: &Participant, spec: &ParticipantSpec) -> Result<(), DomainError> {
     if inviter.role == Role::Observer {
         return Err(DomainError::Forbidden(format!(
@@ -356,22 +358,26 @@ pub fn check_invitation(inviter: &Participant, spec: &ParticipantSpec) -> Result
                 .into(),
         ));
     }
-    if let Some(asked) = &spec.permissions {
-        let defaults = spec.role.default_permissions();
-        let beyond: Vec<&str> = asked
-            .iter()
-            .filter(|p| !defaults.contains(p) && !inviter.permissions.contains(p))
-            .map(|p| p.as_str())
-            .collect();
-        if !beyond.is_empty() {
-            return Err(DomainError::Forbidden(format!(
-                "{:?} cannot grant {} beyond a {}'s defaults: it does not hold {}",
-                inviter.ai_id,
-                beyond.join(", "),
-                spec.role,
-                if beyond.len() == 1 { "it" } else { "them" }
-            )));
-        }
+    let mut grantable = inviter.permissions.clone();
+    grantable.insert(Permission::Comment);
+    if inviter.role == Role::Driver {
+        grantable.extend(Role::Navigator.default_permissions());
+    }
+    let asked = spec
+        .permissions
+        .clone()
+        .unwrap_or_else(|| spec.role.default_permissions());
+    let beyond: Vec<&str> = asked
+        .iter()
+        .filter(|p| !grantable.contains(p))
+        .map(|p| p.as_str())
+        .collect();
+    if !beyond.is_empty() {
+        return Err(DomainError::Forbidden(format!(
+            "{:?} cannot grant {}: name permissions it may grant (or ask the operator)",
+            inviter.ai_id,
+            beyond.join(", ")
+        )));
     }
     Ok(())
 }
@@ -889,7 +895,12 @@ impl Session {
     ) -> Result<Caller, DomainError> {
         match credential {
             Credential::None => policy.operator(credential),
-            Credential::OperatorAs(ai_id) => {
+            Credential::OperatorAs { session, ai_id } => {
+                if *session != self.id {
+                    return Err(DomainError::Forbidden(
+                        "this MCP session acts in another session".into(),
+                    ));
+                }
                 self.active(ai_id).map_err(|_| {
                     DomainError::Unauthorized(format!(
                         "{ai_id:?} is no longer a participant of this session"
@@ -1392,7 +1403,7 @@ mod tests {
             assert!(allowed(&by(inviter), &spec(Role::Navigator, None)));
             assert!(allowed(&by(inviter), &spec(Role::Observer, None)));
         }
-        // Explicit permissions: only what the role has anyway or the inviter holds.
+        // Explicit permissions: only what the inviter may grant.
         assert!(!allowed(
             &by("gemini"),
             &spec(Role::Navigator, Some(&[Read, Write]))
@@ -1401,7 +1412,7 @@ mod tests {
             &by("claude"),
             &spec(Role::Navigator, Some(&[Read, Write]))
         ));
-        assert!(!allowed(
+        assert!(allowed(
             &by("claude"),
             &spec(Role::Observer, Some(&[Review]))
         ));
@@ -1409,6 +1420,22 @@ mod tests {
             &by("gemini"),
             &spec(Role::Observer, Some(&[Review]))
         ));
+        // A navigator restricted to read cannot hand out a navigator's defaults.
+        let mut restricted = s.clone();
+        restricted
+            .participants
+            .get_mut("gemini")
+            .unwrap()
+            .permissions = [Read].into();
+        let by_restricted = |spec: &ParticipantSpec| {
+            restricted
+                .check_join(&by("gemini"), spec, "d".into(), now)
+                .is_ok()
+        };
+        assert!(!by_restricted(&spec(Role::Navigator, None)));
+        assert!(by_restricted(&spec(Role::Navigator, Some(&[Read]))));
+        assert!(by_restricted(&spec(Role::Observer, None)));
+        assert!(!by_restricted(&spec(Role::Observer, Some(&[Review]))));
         // The operator may add anyone.
         assert!(allowed(
             &Caller::Operator,

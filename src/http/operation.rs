@@ -80,6 +80,12 @@ async fn with_body<O: Operation>(
     action: Option<&'static str>,
     status: StatusCode,
 ) -> Result<HttpResponse, HubError> {
+    if !req.query_string().is_empty() {
+        return Err(HubError::invalid(
+            "query",
+            "this endpoint reads its arguments from the JSON body; move them out of the query string",
+        ));
+    }
     let Value::Object(mut fields) = body else {
         return Err(HubError::Invalid {
             code: "invalid_json",

@@ -17,10 +17,27 @@ use crate::error::HubError;
 /// Most MCP sessions open at once. Beyond it the least recently used session without an open
 /// stream is ended to make room; only when every one has a stream is `initialize` refused (503).
 pub const MAX_SESSIONS: usize = 10_000;
-/// Most MCP sessions one credential (one token, or all token-less clients on loopback) may hold.
-/// Beyond it that credential's least recently used session without an open stream is ended, so
-/// one client opening sessions in a loop crowds out only itself.
+/// Most MCP sessions one owner may hold: a participant (however many tokens were issued to it),
+/// or else one credential (the operator token, or all token-less clients on loopback). Beyond it
+/// that owner's least recently used session without an open stream is ended, so a client
+/// opening sessions in a loop crowds out its own.
 pub const MAX_SESSIONS_PER_CREDENTIAL: usize = 64;
+
+/// Who an MCP session counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Owner {
+    Participant(Uuid, String),
+    Credential(Credential),
+}
+
+impl McpSession {
+    fn owner(&self) -> Owner {
+        match &self.binding {
+            Some(b) => Owner::Participant(b.session_id, b.ai_id.clone()),
+            None => Owner::Credential(self.credential_at_start.clone()),
+        }
+    }
+}
 /// An MCP session with no request and no open stream for this long ends by itself.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Notifications waiting for one session's GET stream.
@@ -115,14 +132,14 @@ impl McpRegistry {
 }
 
 impl McpRegistry {
-    /// Ends the least recently used session without an open stream (of `credential`, if
-    /// given); `None` when there is none.
-    fn evict_idle(&mut self, credential: Option<&Credential>) -> Option<()> {
+    /// Ends `owner`'s least recently used session without an open stream; `None` when there is
+    /// none.
+    fn evict_idle(&mut self, owner: &Owner) -> Option<()> {
         let victim = self
             .sessions
             .iter()
             .filter(|(_, e)| !e.stream_open())
-            .filter(|(_, e)| credential.is_none_or(|c| &e.session.credential_at_start == c))
+            .filter(|(_, e)| &e.session.owner() == owner)
             .min_by_key(|(_, e)| e.last_seen)
             .map(|(id, _)| id.clone())?;
         log::debug!("MCP session {victim} ended to make room");
@@ -153,21 +170,27 @@ impl Handler<Open> for McpRegistry {
     type Result = Result<String, HubError>;
 
     fn handle(&mut self, msg: Open, _: &mut Self::Context) -> Self::Result {
-        let credential = &msg.0.credential_at_start;
+        let owner = msg.0.owner();
         let mine = self
             .sessions
             .values()
-            .filter(|e| &e.session.credential_at_start == credential)
+            .filter(|e| e.session.owner() == owner)
             .count();
         if mine >= MAX_SESSIONS_PER_CREDENTIAL {
-            self.evict_idle(Some(credential)).ok_or_else(|| {
+            self.evict_idle(&owner).ok_or_else(|| {
                 HubError::Unavailable(format!(
-                    "this credential holds {MAX_SESSIONS_PER_CREDENTIAL} MCP sessions with open streams; end one (DELETE) first"
+                    "you hold {MAX_SESSIONS_PER_CREDENTIAL} MCP sessions with open streams; end one (DELETE) first"
                 ))
             })?;
         }
         if self.sessions.len() >= MAX_SESSIONS {
-            self.evict_idle(None).ok_or_else(|| {
+            // Full: the owner holding the most sessions makes room, not a bystander.
+            let mut counts: HashMap<Owner, usize> = HashMap::new();
+            for e in self.sessions.values().filter(|e| !e.stream_open()) {
+                *counts.entry(e.session.owner()).or_default() += 1;
+            }
+            let biggest = counts.into_iter().max_by_key(|(_, n)| *n).map(|(o, _)| o);
+            biggest.and_then(|o| self.evict_idle(&o)).ok_or_else(|| {
                 HubError::Unavailable(format!(
                     "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
                 ))
@@ -262,7 +285,9 @@ impl Handler<Unbind> for McpRegistry {
     fn handle(&mut self, msg: Unbind, _: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.0) {
             entry.session.binding = None;
-            entry.session.credential = Credential::None;
+            // Back to what its requests prove (never to "no credential", which on loopback
+            // would be the operator).
+            entry.session.credential = entry.session.credential_at_start.clone();
             entry.events = None;
         }
     }

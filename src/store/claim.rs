@@ -153,7 +153,7 @@ struct Holder {
 
 /// Connects, names the connection and tries the advisory lock. `Ok(None)`: someone else has it.
 fn try_pg_lock(url: &str, target: &DbTarget, label: &str) -> Result<(PgConnection, bool), Refused> {
-    let mut conn = PgConnection::establish(url).map_err(|e| {
+    let mut conn = PgConnection::establish(&with_timeouts(url)).map_err(|e| {
         Refused::Failed(format!(
             "cannot connect to {}: {}",
             target.redacted(),
@@ -174,6 +174,23 @@ fn try_pg_lock(url: &str, target: &DbTarget, label: &str) -> Result<(PgConnectio
         .get_result(&mut conn)
         .map_err(failed)?;
     Ok((conn, locked))
+}
+
+/// `url` with a connect timeout and TCP keepalives (unless it sets them), so that neither a
+/// start nor the watchdog hangs on a database that stopped answering.
+fn with_timeouts(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (key, value) in [
+        ("connect_timeout", "5"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "10"),
+    ] {
+        if !url.contains(&format!("{key}=")) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{key}={value}"));
+        }
+    }
+    url
 }
 
 /// The `application_name` of whoever holds the claim on this database.
@@ -235,9 +252,21 @@ fn watch_pg(
                 alive = true;
             }
             Ok((mut c, false)) => {
+                let holder = pg_holder(&mut c);
+                if holder == label {
+                    // Our own old connection still holds it (the server has not noticed it is
+                    // gone): end that backend and take the claim again at the next check.
+                    let _ = diesel::sql_query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                          WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind::<Text, _>(label)
+                    .execute(&mut c);
+                    log::warn!("ended this hub's stale claim connection; claiming again");
+                    continue;
+                }
                 log::error!(
-                    "another hub ({}) took {} while this hub's connection was lost; stopping so that two hubs never write one database",
-                    pg_holder(&mut c),
+                    "another hub ({holder}) took {} while this hub's connection was lost; stopping so that two hubs never write one database",
                     target.redacted()
                 );
                 std::process::exit(1);

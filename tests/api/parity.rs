@@ -24,6 +24,10 @@ impl Both<'_> {
     /// the session id) with the same arguments, and asserts the two answers are the same.
     async fn same(&self, tool: &str, args: Value, rest: &str) -> Value {
         let over_mcp = self.tool(tool, args.clone()).await;
+        assert!(
+            !over_mcp.to_string().contains("chp_"),
+            "{tool}: a token in a tool result: {over_mcp}"
+        );
         let over_rest = self.rest(rest, &args).await;
         let (a, b) = (self.normal(&over_mcp), self.normal(&over_rest));
         assert_eq!(

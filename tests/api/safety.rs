@@ -22,6 +22,7 @@ both_backends!(
     a_second_hub_on_one_database_refuses_to_start,
     a_listed_participant_takes_its_seat_over_mcp_on_loopback,
     a_refused_write_says_the_same_over_mcp_and_rest,
+    leaving_does_not_make_an_mcp_session_the_operator,
 );
 
 async fn context_keys_the_loader_refuses_are_refused_at_write(backend: Backend) {
@@ -151,6 +152,31 @@ async fn an_invitation_never_grants_more_than_the_inviter_holds(backend: Backend
         )
         .await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "write_permission_denied");
+    // An inviter restricted to read cannot hand out a navigator's defaults either.
+    let (s, b) = app
+        .post(
+            "/mcp/session/join",
+            &join("reader", json!("navigator"), Some(json!(["read"]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let reader = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post_as(
+            &reader,
+            "/mcp/session/join",
+            &join("x4", json!("navigator"), None),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = app
+        .post_as(
+            &reader,
+            "/mcp/session/join",
+            &join("x5", json!("observer"), Some(json!(["read"]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
     // The operator (loopback, no token) may still add a driver.
     let (s, b) = app
         .post("/mcp/session/join", &join("codex", json!("driver"), None))
@@ -162,7 +188,7 @@ async fn every_mcp_request_carries_its_credential(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (_, claude, _) = app.create_pair("creds").await;
+    let (_, claude, gemini) = app.create_pair("creds").await;
     let mut mcp = Mcp::new(&app);
     mcp.token = Some(claude.clone());
     mcp.initialize("2025-11-25").await;
@@ -180,6 +206,21 @@ async fn every_mcp_request_carries_its_credential(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = client()
+        .delete(format!("{}/mcp", app.address))
+        .insert_header(("mcp-session-id", mcp.session.clone().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "DELETE needs it too"
+    );
+    // Another participant's token is refused.
+    mcp.token = Some(gemini);
+    let (s, b) = mcp.call(3, "ping", json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     // With it, the same session works.
     mcp.token = Some(claude);
     let (s, b) = mcp
@@ -193,15 +234,32 @@ async fn one_credential_cannot_exhaust_the_mcp_sessions(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (_, claude, gemini) = app.create_pair("flood").await;
+    let (id, claude, gemini) = app.create_pair("flood").await;
+    // gemini is connected before the flood, and stays idle through it.
+    let mut other = Mcp::new(&app);
+    other.token = Some(gemini);
+    other.initialize("2025-11-25").await;
     let mut first = Mcp::new(&app);
     first.token = Some(claude.clone());
     first.initialize("2025-11-25").await;
-    // Far more sessions than one credential may hold: every initialize still succeeds, the
-    // oldest idle ones of that credential make room.
-    for _ in 0..200 {
+    // Far more sessions than one participant may hold, half of them with a fresh token
+    // (reissuing does not make a new owner): every initialize still succeeds, the oldest idle
+    // ones of that participant make room.
+    let mut token = claude.clone();
+    for i in 0..200 {
+        if i == 100 {
+            let (s, b) = app
+                .post_as(
+                    &token,
+                    &format!("/mcp/session/{id}/token"),
+                    &json!({"participant": "claude"}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            token = b["token"].as_str().unwrap().to_owned();
+        }
         let mut m = Mcp::new(&app);
-        m.token = Some(claude.clone());
+        m.token = Some(token.clone());
         m.initialize("2025-11-25").await;
     }
     let (s, _) = first.call(1, "ping", json!({})).await;
@@ -210,10 +268,7 @@ async fn one_credential_cannot_exhaust_the_mcp_sessions(backend: Backend) {
         StatusCode::NOT_FOUND,
         "the oldest idle session was ended"
     );
-    // Another participant is not affected.
-    let mut other = Mcp::new(&app);
-    other.token = Some(gemini);
-    other.initialize("2025-11-25").await;
+    // Another participant is not affected, though its session was idle all along.
     let (s, b) = other
         .call(2, "tools/call", json!({"name": "whoami", "arguments": {}}))
         .await;
@@ -353,4 +408,44 @@ async fn a_refused_write_says_the_same_over_mcp_and_rest(backend: Backend) {
         over_mcp["suggestion"],
         "Request driver role or submit as suggestion"
     );
+}
+
+async fn leaving_does_not_make_an_mcp_session_the_operator(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, _, gemini) = app.create_pair("leave").await;
+    // One client with its token, one that took its seat on loopback without one.
+    let mut with_token = Mcp::new(&app);
+    with_token.token = Some(gemini);
+    with_token.initialize("2025-11-25").await;
+    let mut seated = Mcp::new(&app);
+    seated.initialize("2025-11-25").await;
+    let (err, out) = seated
+        .tool(
+            "session_join",
+            json!({"sessionId": id, "participant": "claude"}),
+        )
+        .await;
+    assert!(!err, "{out}");
+    let (err, out) = with_token.tool("session_leave", json!({})).await;
+    assert!(!err, "{out}");
+    // The departed token's session is nobody now: not the operator.
+    let (err, out) = with_token.tool("session_list", json!({})).await;
+    assert!(
+        err,
+        "a departed participant's MCP session listed sessions: {out}"
+    );
+    let (err, out) = with_token
+        .tool(
+            "session_join",
+            json!({"sessionId": id, "participant": "gemini"}),
+        )
+        .await;
+    assert!(err, "it took a seat again: {out}");
+    // The seated client leaves too; it is back to what its requests prove (loopback, no token).
+    let (err, out) = seated.tool("session_leave", json!({})).await;
+    assert!(!err, "{out}");
+    let (err, out) = seated.tool("whoami", json!({})).await;
+    assert!(err, "{out}");
 }

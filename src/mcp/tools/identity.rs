@@ -23,6 +23,13 @@ use crate::mcp::registry::Binding;
 pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     not_bound(&ctx)?;
     let request: api::sessions::Create = args(raw)?;
+    // Checked before anything is written: this client must be among the participants.
+    if request.participants.clone().specs()?.is_empty() {
+        return Err(HubError::invalid(
+            "participants",
+            "name at least one participant: you",
+        ));
+    }
     let created = request.run(call_of(&ctx)).await?;
     let session = created.created.session;
     let me = created
@@ -54,7 +61,10 @@ pub(super) async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput,
     let mut joined: Joined = call.send(target, command).await?;
     let credential = match joined.token.take() {
         Some(token) => Credential::Bearer(token_digest(&token)),
-        None => Credential::OperatorAs(joined.participant.ai_id.clone()),
+        None => Credential::OperatorAs {
+            session: joined.session_id,
+            ai_id: joined.participant.ai_id.clone(),
+        },
     };
     let binding = Binding {
         session_id: joined.session_id,
@@ -180,8 +190,16 @@ pub(super) async fn events_ack(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, H
 
 pub(super) async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let request: api::sessions::Leave = args(raw)?;
-    let view = request.run(call_of(&ctx)).await?;
-    ctx.registry
-        .do_send(crate::mcp::registry::Unbind(ctx.mcp_id.clone()));
+    let call = call_of(&ctx);
+    // The operator's client may remove someone else; it stays who it is then.
+    let me_leaving = match (&request.participant, &call.seat) {
+        (Some(named), Some(seat)) => *named == seat.ai_id,
+        _ => true,
+    };
+    let view = request.run(call).await?;
+    if me_leaving {
+        ctx.registry
+            .do_send(crate::mcp::registry::Unbind(ctx.mcp_id.clone()));
+    }
     Ok(plain(value(&view)))
 }
