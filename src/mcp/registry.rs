@@ -82,6 +82,8 @@ struct Entry {
     after: Option<i64>,
     /// Requests in progress, by JSON-RPC id, with the switch that cancels each.
     calls: HashMap<String, tokio::sync::oneshot::Sender<()>>,
+    /// A create or join is running that will bind this session: a second one must not.
+    binding_pending: bool,
 }
 
 impl Entry {
@@ -208,6 +210,7 @@ impl Handler<Open> for McpRegistry {
                 events: None,
                 after: None,
                 calls: HashMap::new(),
+                binding_pending: false,
             },
         );
         Ok(id)
@@ -260,6 +263,7 @@ impl Handler<Bind> for McpRegistry {
 
     fn handle(&mut self, msg: Bind, _: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            entry.binding_pending = false;
             entry.session.credential = msg.credential;
             entry.session.binding = Some(msg.binding);
             // The tools this session may use changed with its identity.
@@ -270,6 +274,49 @@ impl Handler<Bind> for McpRegistry {
                 ));
             }
             self.attach(&msg.id);
+        }
+    }
+}
+
+/// Claims the right to bind an MCP session before a create or join runs, so that two calls at
+/// once on one unbound session cannot both take an identity. Cleared by `Bind`, or by
+/// `ReleaseBind` when the call fails.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct ReserveBind(pub String);
+
+impl Handler<ReserveBind> for McpRegistry {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: ReserveBind, _: &mut Self::Context) -> Self::Result {
+        let entry = self
+            .sessions
+            .get_mut(&msg.0)
+            .ok_or_else(|| HubError::NotFound {
+                code: "mcp_session_not_found",
+                message: "MCP session not found".into(),
+            })?;
+        if entry.binding_pending || entry.session.binding.is_some() {
+            return Err(HubError::Conflict {
+                code: "already_bound",
+                message: "this MCP session is taking on (or has) an identity already; open another MCP session to act as someone else".into(),
+            });
+        }
+        entry.binding_pending = true;
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseBind(pub String);
+
+impl Handler<ReleaseBind> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseBind, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.0) {
+            entry.binding_pending = false;
         }
     }
 }

@@ -23,6 +23,7 @@ both_backends!(
     a_listed_participant_takes_its_seat_over_mcp_on_loopback,
     a_refused_write_says_the_same_over_mcp_and_rest,
     leaving_does_not_make_an_mcp_session_the_operator,
+    one_mcp_session_takes_one_identity_even_when_asked_twice_at_once,
 );
 
 async fn context_keys_the_loader_refuses_are_refused_at_write(backend: Backend) {
@@ -448,4 +449,37 @@ async fn leaving_does_not_make_an_mcp_session_the_operator(backend: Backend) {
     assert!(!err, "{out}");
     let (err, out) = seated.tool("whoami", json!({})).await;
     assert!(err, "{out}");
+}
+
+async fn one_mcp_session_takes_one_identity_even_when_asked_twice_at_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, _, _) = app.create_pair("race").await;
+    let mut mcp = Mcp::new(&app);
+    mcp.initialize("2025-11-25").await;
+    for round in 0..5 {
+        let join = |who: String| json!({"sessionId": id, "participant": who, "role": "observer"});
+        let (a, b) = futures::join!(
+            mcp.tool("session_join", join(format!("a{round}"))),
+            mcp.tool("session_join", join(format!("b{round}"))),
+        );
+        let ok = [&a, &b].iter().filter(|(err, _)| !err).count();
+        if round == 0 {
+            assert_eq!(ok, 1, "exactly one bind wins: {a:?} {b:?}");
+        } else {
+            assert_eq!(ok, 0, "already bound: {a:?} {b:?}");
+        }
+        for (err, out) in [&a, &b] {
+            if *err {
+                assert!(out.as_str().unwrap().contains("already_bound"), "{out}");
+            }
+        }
+    }
+    let (_, session) = app.get(&format!("/mcp/session/{id}")).await;
+    assert_eq!(
+        session["participants"].as_array().unwrap().len(),
+        3,
+        "one newcomer, not two: {session}"
+    );
 }

@@ -15,13 +15,57 @@ use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, Whoam
 use crate::api::{self, Operation};
 use crate::domain::auth::{Credential, token_digest};
 use crate::error::HubError;
-use crate::mcp::registry::Binding;
+use crate::mcp::registry::{Binding, ReleaseBind, ReserveBind};
 
 /// `session_create`: the operation, then this MCP session acts as `me`. Tokens never go into a
 /// tool result (they would sit in the model's transcript); the others get theirs via REST or
 /// the CLI.
 pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+    binding(ctx, raw, create).await
+}
+
+/// Runs a create or join that will bind this MCP session, holding the registry's reservation
+/// so that a second one at once is refused; the reservation ends with the bind or the failure.
+async fn binding<F>(
+    ctx: ToolCtx,
+    raw: Value,
+    run: fn(ToolCtx, Value) -> F,
+) -> Result<ToolOutput, HubError>
+where
+    F: std::future::Future<Output = Result<ToolOutput, HubError>>,
+{
     not_bound(&ctx)?;
+    let (registry, id) = (ctx.registry.clone(), ctx.mcp_id.clone());
+    registry.send(ReserveBind(id.clone())).await??;
+    // Released on failure, and when a cancelled call drops this future half way.
+    let mut reservation = Reservation {
+        registry,
+        id,
+        held: true,
+    };
+    let outcome = run(ctx, raw).await;
+    if outcome.as_ref().is_ok_and(|o| o.bind.is_some()) {
+        reservation.held = false; // the Bind that follows ends it
+    }
+    outcome
+}
+
+struct Reservation {
+    registry: actix::Addr<crate::mcp::McpRegistry>,
+    id: String,
+    held: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held {
+            self.registry
+                .do_send(ReleaseBind(std::mem::take(&mut self.id)));
+        }
+    }
+}
+
+async fn create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let request: api::sessions::Create = args(raw)?;
     // Checked before anything is written: this client must be among the participants.
     if request.participants.clone().specs()?.is_empty() {
@@ -52,7 +96,10 @@ pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutpu
 /// role, the operator's client (loopback, or the operator token) takes the seat of a participant
 /// listed at create instead of being refused as a duplicate.
 pub(super) async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    not_bound(&ctx)?;
+    binding(ctx, raw, join).await
+}
+
+async fn join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let request: api::sessions::Join = args(raw)?;
     let call = call_of(&ctx);
     let target = request.session_id;
