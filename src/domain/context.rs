@@ -12,149 +12,13 @@
 //! anything under it changed since, and on `activeWork.x` if `activeWork` was replaced.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde_json::{Map, Value};
 
 use super::DomainError;
 
-/// Longest path accepted, in characters.
-pub const MAX_PATH_LEN: usize = 512;
-/// Deepest nesting a path may address.
-pub const MAX_DEPTH: usize = 32;
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-/// A parsed path; `Display` gives its canonical text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Path(pub Vec<Segment>);
-
-impl Path {
-    pub fn root() -> Path {
-        Path(Vec::new())
-    }
-
-    pub fn parse(text: &str) -> Result<Path, DomainError> {
-        let bad = |why: &str| DomainError::invalid("path", format!("path {text:?}: {why}"));
-        if text.chars().count() > MAX_PATH_LEN {
-            return Err(bad(&format!("longer than {MAX_PATH_LEN} characters")));
-        }
-        let mut segments = Vec::new();
-        let mut key = String::new();
-        let mut key_open = false; // a key segment is being read (possibly empty so far)
-        let mut chars = text.chars().peekable();
-        let mut expect_key = !text.is_empty();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some(e @ ('.' | '\\' | '[' | ']')) => {
-                        key.push(e);
-                        key_open = true;
-                    }
-                    _ => return Err(bad("'\\' escapes only '.', '[', ']' and '\\'")),
-                },
-                '.' => {
-                    if !key_open && !matches!(segments.last(), Some(Segment::Index(_))) {
-                        return Err(bad("empty key"));
-                    }
-                    if key_open {
-                        segments.push(Segment::Key(std::mem::take(&mut key)));
-                    }
-                    key_open = false;
-                    expect_key = true;
-                }
-                '[' => {
-                    if key_open {
-                        segments.push(Segment::Key(std::mem::take(&mut key)));
-                        key_open = false;
-                    } else if segments.is_empty()
-                        || expect_key && !matches!(segments.last(), Some(Segment::Index(_)))
-                    {
-                        return Err(bad("an index must follow a key"));
-                    }
-                    let mut digits = String::new();
-                    loop {
-                        match chars.next() {
-                            Some(']') => break,
-                            Some(d) if d.is_ascii_digit() => digits.push(d),
-                            _ => return Err(bad("an index is [digits]")),
-                        }
-                    }
-                    let index = digits.parse().map_err(|_| bad("an index is [digits]"))?;
-                    segments.push(Segment::Index(index));
-                    expect_key = false;
-                    if let Some(&next) = chars.peek()
-                        && next != '.'
-                        && next != '['
-                    {
-                        return Err(bad("expected '.' or '[' after an index"));
-                    }
-                }
-                ']' => return Err(bad("unmatched ']'")),
-                c if c.is_control() => return Err(bad("control characters are not allowed")),
-                c => {
-                    key.push(c);
-                    key_open = true;
-                }
-            }
-        }
-        if key_open {
-            segments.push(Segment::Key(key));
-        } else if expect_key && !text.is_empty() {
-            return Err(bad("ends with '.'"));
-        }
-        if segments.len() > MAX_DEPTH {
-            return Err(bad(&format!("deeper than {MAX_DEPTH} levels")));
-        }
-        Ok(Path(segments))
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `self` is `other` or lies inside it.
-    pub fn within(&self, other: &Path) -> bool {
-        self.0.starts_with(&other.0)
-    }
-
-    /// One path contains the other (a write to either changes what the other reads).
-    pub fn overlaps(&self, other: &Path) -> bool {
-        self.within(other) || other.within(self)
-    }
-
-    fn child(&self, segment: Segment) -> Path {
-        let mut p = self.clone();
-        p.0.push(segment);
-        p
-    }
-}
-
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            match s {
-                Segment::Index(n) => write!(f, "[{n}]")?,
-                Segment::Key(k) => {
-                    if i > 0 {
-                        f.write_str(".")?;
-                    }
-                    for c in k.chars() {
-                        if matches!(c, '.' | '\\' | '[' | ']') {
-                            f.write_str("\\")?;
-                        }
-                        write!(f, "{c}")?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub use super::context_diff::{Diff, DiffEntry, LoggedChange, diff_since};
+pub use super::context_path::{MAX_DEPTH, MAX_PATH_LEN, Path, Segment};
 
 /// Longest object key a written value may hold, in characters.
 pub const MAX_KEY_LEN: usize = 256;
@@ -575,7 +439,7 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn put(node: &mut Value, path: &[Segment], value: Value) {
+pub(super) fn put(node: &mut Value, path: &[Segment], value: Value) {
     let Some((first, rest)) = path.split_first() else {
         *node = value;
         return;
@@ -621,7 +485,7 @@ fn node_mut<'a>(node: &'a mut Value, path: &[Segment]) -> Option<&'a mut Value> 
     })
 }
 
-fn remove(node: &mut Value, path: &[Segment]) {
+pub(super) fn remove(node: &mut Value, path: &[Segment]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
@@ -638,7 +502,7 @@ fn remove(node: &mut Value, path: &[Segment]) {
 
 /// Undoes a delete: a deleted array element goes back at its index, moving the later ones up
 /// (`put` would overwrite the element that took its place).
-fn reinsert(node: &mut Value, path: &[Segment], value: Value) {
+pub(super) fn reinsert(node: &mut Value, path: &[Segment], value: Value) {
     if let Some((Segment::Index(i), parents)) = path.split_last() {
         if let Some(Value::Array(a)) = node_mut(node, parents)
             && *i <= a.len()
@@ -675,7 +539,7 @@ fn push(doc: &mut Value, path: &Path, value: &Value, index: usize, dropped: usiz
 
 /// Undoes an append: takes the element out of `index` and puts the dropped ones back in front.
 /// An array without that element (the diff raced a write) is left alone.
-fn unpush(doc: &mut Value, path: &[Segment], index: usize, dropped: &[Value]) {
+pub(super) fn unpush(doc: &mut Value, path: &[Segment], index: usize, dropped: &[Value]) {
     if let Some(Value::Array(a)) = node_mut(doc, path)
         && index < a.len()
     {
@@ -684,354 +548,9 @@ fn unpush(doc: &mut Value, path: &[Segment], index: usize, dropped: &[Value]) {
     }
 }
 
-/// What changed between two points of the log, keyed by canonical path.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
-pub struct Diff {
-    pub added: BTreeMap<String, DiffEntry>,
-    pub modified: BTreeMap<String, DiffEntry>,
-    pub removed: BTreeMap<String, DiffEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiffEntry {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub old: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub new: Option<Value>,
-    /// Who changed it last.
-    pub by: Option<String>,
-    /// Event id of the last change.
-    pub event_id: i64,
-}
-
-/// A change as the log holds it: what changed, who did it, in which event.
-pub type LoggedChange = (Change, Option<String>, i64);
-
-/// What differs between the document as it was before `changes` (oldest first, all of them
-/// after the point of comparison) and `current`, leaf by leaf: objects are compared key by key,
-/// anything else as a whole value. Each entry names who changed it last and in which event.
-pub fn diff_since(current: &Value, changes: &[LoggedChange]) -> Diff {
-    let mut before = current.clone();
-    for (c, _, _) in changes.iter().rev() {
-        match &c.edit {
-            Edit::Replace {
-                old: Some(v),
-                new: None,
-            } => reinsert(&mut before, &c.path.0, v.clone()),
-            Edit::Replace {
-                old: Some(v),
-                new: Some(_),
-            } => put(&mut before, &c.path.0, v.clone()),
-            Edit::Replace { old: None, .. } => {
-                let created = c.created_from.map_or(c.path.0.len(), |n| n + 1);
-                remove(&mut before, &c.path.0[..created])
-            }
-            Edit::Append { index, dropped, .. } => unpush(&mut before, &c.path.0, *index, dropped),
-        }
-    }
-    let mut entries = Vec::new();
-    leaf_diff(&Path::root(), Some(&before), Some(current), &mut entries);
-    let mut diff = Diff::default();
-    for (path, old, new) in entries {
-        let last = changes
-            .iter()
-            .rev()
-            .find(|(c, _, _)| c.path.overlaps(&path));
-        let entry = DiffEntry {
-            old: old.clone(),
-            new: new.clone(),
-            by: last.and_then(|(_, by, _)| by.clone()),
-            event_id: last.map_or(0, |(_, _, id)| *id),
-        };
-        let key = path.to_string();
-        match (old, new) {
-            (None, Some(_)) => diff.added.insert(key, entry),
-            (Some(_), None) => diff.removed.insert(key, entry),
-            _ => diff.modified.insert(key, entry),
-        };
-    }
-    diff
-}
-
-fn leaf_diff(
-    at: &Path,
-    old: Option<&Value>,
-    new: Option<&Value>,
-    out: &mut Vec<(Path, Option<Value>, Option<Value>)>,
-) {
-    match (old, new) {
-        (Some(Value::Object(a)), Some(Value::Object(b))) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                leaf_diff(&at.child(Segment::Key(k.clone())), a.get(k), b.get(k), out);
-            }
-        }
-        (a, b) if a != b => out.push((at.clone(), a.cloned(), b.cloned())),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn p(s: &str) -> Path {
-        Path::parse(s).unwrap()
-    }
-
-    fn set(c: &mut Context, path: &str, v: Value, id: i64) {
-        let change = c.plan_set(&p(path), v, None).unwrap();
-        c.apply(&change, id);
-    }
-
-    #[test]
-    fn paths_parse_and_print() {
-        assert_eq!(p("a.b.c").0.len(), 3);
-        assert_eq!(
-            p("recentDiscoveries[0].severity").0,
-            vec![
-                Segment::Key("recentDiscoveries".into()),
-                Segment::Index(0),
-                Segment::Key("severity".into()),
-            ]
-        );
-        assert_eq!(
-            p(r"versions.react\.dom").0[1],
-            Segment::Key("react.dom".into())
-        );
-        assert_eq!(p("m[1][2]").0.len(), 3);
-        assert!(p("").is_root());
-        for text in [
-            "a.b.c",
-            r"versions.react\.dom",
-            "x[0].y",
-            "m[1][2]",
-            r"a\[1\]",
-            r"b\\c",
-        ] {
-            assert_eq!(p(text).to_string(), text, "round trip");
-        }
-        for bad in [
-            "a..b", ".a", "a.", "[0]", "a[x]", "a[1]b", "a]", r"a\q", "a[", "a\u{7}",
-        ] {
-            assert!(Path::parse(bad).is_err(), "{bad:?} should be refused");
-        }
-        assert!(Path::parse("a.".repeat(40).trim_end_matches('.')).is_err());
-    }
-
-    #[test]
-    fn set_get_creates_objects_on_the_way() {
-        let mut c = Context::new();
-        set(
-            &mut c,
-            "activeWork.currentRefactoring.status",
-            json!("in_progress"),
-            1,
-        );
-        assert_eq!(
-            c.get(&p("activeWork.currentRefactoring")).unwrap(),
-            &json!({"status": "in_progress"})
-        );
-        assert!(
-            c.plan_set(
-                &p("activeWork.currentRefactoring.status.deeper"),
-                json!(1),
-                None
-            )
-            .is_err()
-        );
-        assert!(c.plan_set(&Path::root(), json!([1]), None).is_err());
-    }
-
-    #[test]
-    fn versions_cover_ancestors_and_descendants() {
-        let mut c = Context::new();
-        set(&mut c, "a.b", json!(1), 3);
-        set(&mut c, "a.c", json!(2), 5);
-        set(&mut c, "z", json!(0), 6);
-        assert_eq!(c.version(&p("a")), 5);
-        assert_eq!(c.version(&p("a.b")), 3);
-        assert_eq!(c.version(&p("a.b.q")), 3);
-        assert_eq!(c.version(&p("nope")), 0);
-        // Compare-and-set: exactly one of two racers with the same expectation wins.
-        let first = c.plan_set(&p("a.b"), json!(10), Some(3)).unwrap();
-        c.apply(&first, 7);
-        let err = c.plan_set(&p("a.b"), json!(11), Some(3)).unwrap_err();
-        assert!(matches!(
-            err,
-            DomainError::Conflict {
-                code: "version_conflict",
-                ..
-            }
-        ));
-        // Replacing the parent moves every child's version.
-        set(&mut c, "a", json!({"b": 1}), 8);
-        assert_eq!(c.version(&p("a.c")), 8);
-        assert_eq!(
-            c.versions().len(),
-            2,
-            "child entries folded into the parent: {:?}",
-            c.versions()
-        );
-    }
-
-    #[test]
-    fn append_needs_an_array() {
-        let mut c = Context::new();
-        let ch = c
-            .plan_append(
-                &p("activeWork.recentDiscoveries"),
-                json!({"finding": "leak"}),
-                None,
-            )
-            .unwrap();
-        c.apply(&ch, 1);
-        let ch = c
-            .plan_append(
-                &p("activeWork.recentDiscoveries"),
-                json!({"finding": "n+1"}),
-                None,
-            )
-            .unwrap();
-        c.apply(&ch, 2);
-        assert_eq!(
-            c.get(&p("activeWork.recentDiscoveries[1].finding"))
-                .unwrap(),
-            "n+1"
-        );
-        set(&mut c, "s", json!("text"), 3);
-        assert!(c.plan_append(&p("s"), json!(1), None).is_err());
-        // Index writes: in place, or one past the end; never further.
-        set(
-            &mut c,
-            "activeWork.recentDiscoveries[0].severity",
-            json!("high"),
-            4,
-        );
-        assert!(
-            c.plan_set(&p("activeWork.recentDiscoveries[5]"), json!(1), None)
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn delete_and_merge() {
-        let mut c = Context::new();
-        set(
-            &mut c,
-            "projectUnderstanding.conventions.testing",
-            json!("Jest"),
-            1,
-        );
-        let changes = c
-            .plan_merge(&json!({"projectUnderstanding": {"newPattern": "Repository", "conventions": {"testing": "Jest"}}}))
-            .unwrap();
-        assert_eq!(
-            changes.len(),
-            1,
-            "unchanged leaves are not changes: {changes:?}"
-        );
-        assert_eq!(
-            changes[0].path.to_string(),
-            "projectUnderstanding.newPattern"
-        );
-        for ch in &changes {
-            c.apply(ch, 2);
-        }
-        let del = c
-            .plan_delete(&p("projectUnderstanding.conventions"), None)
-            .unwrap();
-        c.apply(&del, 3);
-        assert!(c.get(&p("projectUnderstanding.conventions")).is_none());
-        assert!(matches!(
-            c.plan_delete(&p("nope"), None),
-            Err(DomainError::NotFound(_))
-        ));
-        assert!(c.plan_merge(&json!([1])).is_err());
-    }
-
-    #[test]
-    fn diff_compares_then_and_now_leaf_by_leaf() {
-        let mut c = Context::new();
-        set(&mut c, "keep", json!(1), 1);
-        set(&mut c, "conv.style", json!("emotion"), 2);
-        let mut log = Vec::new();
-        let mut run = |c: &mut Context, op: ContextOp, by: &str, id: i64| {
-            for ch in c.plan(&op).unwrap() {
-                c.apply(&ch, id);
-                log.push((ch, Some(by.to_owned()), id));
-            }
-        };
-        let path = |s: &str| Path::parse(s).unwrap();
-        run(
-            &mut c,
-            ContextOp::Set {
-                path: path("x"),
-                value: json!(1),
-                expected: None,
-            },
-            "claude",
-            3,
-        );
-        run(
-            &mut c,
-            ContextOp::Set {
-                path: path("x"),
-                value: json!(2),
-                expected: None,
-            },
-            "gemini",
-            4,
-        );
-        run(
-            &mut c,
-            ContextOp::Merge {
-                updates: json!({"conv": {"testing": "Jest"}}),
-            },
-            "claude",
-            5,
-        );
-        run(
-            &mut c,
-            ContextOp::Delete {
-                path: path("conv"),
-                expected: None,
-            },
-            "cursor",
-            6,
-        );
-        run(
-            &mut c,
-            ContextOp::Set {
-                path: path("t"),
-                value: json!(1),
-                expected: None,
-            },
-            "cursor",
-            7,
-        );
-        run(
-            &mut c,
-            ContextOp::Delete {
-                path: path("t"),
-                expected: None,
-            },
-            "cursor",
-            8,
-        );
-        let diff = diff_since(c.document(), &log);
-        assert_eq!(diff.added["x"].new, Some(json!(2)));
-        assert_eq!(diff.added["x"].by.as_deref(), Some("gemini"));
-        // conv.testing came and went with its parent: what remains is conv as it was before.
-        assert_eq!(diff.removed.keys().collect::<Vec<_>>(), ["conv"]);
-        assert_eq!(diff.removed["conv"].old, Some(json!({"style": "emotion"})));
-        assert_eq!(diff.removed["conv"].by.as_deref(), Some("cursor"));
-        assert!(!diff.added.contains_key("t") && !diff.added.contains_key("conv.testing"));
-        assert!(diff.modified.is_empty() && !diff.added.contains_key("keep"));
-    }
-}
+#[path = "context_tests.rs"]
+mod tests;
 
 /// Largest single value written, serialized.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;

@@ -6,9 +6,12 @@
 pub mod auth;
 pub mod checkpoint;
 pub mod context;
+mod context_diff;
 #[cfg(test)]
 mod context_diff_props;
 pub mod context_log;
+mod context_path;
+pub mod context_rules;
 pub mod coordination;
 pub mod event;
 pub mod handshake;
@@ -19,6 +22,7 @@ pub mod lock;
 mod lock_props;
 pub mod lock_rules;
 pub mod message;
+pub mod message_rules;
 pub mod monitor;
 pub mod outbox;
 pub mod role;
@@ -28,6 +32,7 @@ pub mod task_rules;
 #[cfg(test)]
 mod test_rng;
 pub mod utc;
+pub mod views;
 
 use thiserror::Error;
 
