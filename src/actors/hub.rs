@@ -8,7 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::messages::{CreateSession, ListSessions, SessionCreated, ToSession, Whoami};
+use super::messages::{
+    CreateSession, ListSessions, PendingCritical, SessionCreated, ToSession, ToSessionReporting,
+    Whoami,
+};
 use super::session::SessionActor;
 use crate::domain::auth::{Credential, new_token, token_digest};
 use crate::domain::now;
@@ -170,6 +173,34 @@ where
     fn handle(&mut self, msg: ToSession<M>, ctx: &mut Self::Context) -> Self::Result {
         let addr = self.session_actor(msg.session_id, ctx);
         Box::pin(async move { addr.send(msg.command).await? })
+    }
+}
+
+impl<M, R> Handler<ToSessionReporting<M>> for Hub
+where
+    M: Message<Result = Result<R, HubError>> + Send + 'static,
+    R: Send + 'static,
+    SessionActor: Handler<M>,
+{
+    type Result = ResponseFuture<(Result<R, HubError>, Vec<crate::domain::event::Event>)>;
+
+    fn handle(&mut self, msg: ToSessionReporting<M>, ctx: &mut Self::Context) -> Self::Result {
+        let addr = self.session_actor(msg.session_id, ctx);
+        let ai_id = msg.critical_for;
+        Box::pin(async move {
+            let reply = match addr.send(msg.command).await {
+                Ok(r) => r,
+                Err(e) => Err(e.into()),
+            };
+            // The session handles this after the command: it reflects what the command did.
+            let pending =
+                Addr::<SessionActor>::send::<PendingCritical>(&addr, PendingCritical { ai_id })
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+            (reply, pending)
+        })
     }
 }
 

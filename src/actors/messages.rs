@@ -196,6 +196,24 @@ pub struct AckEvents {
     pub up_to: i64,
 }
 
+/// A command for one session, and in the same trip through the hub the critical events
+/// `critical_for` has not acknowledged once the command is done: what an MCP tool result
+/// carries on top, without a second request.
+#[derive(Debug)]
+pub struct ToSessionReporting<M> {
+    pub session_id: Uuid,
+    pub command: M,
+    pub critical_for: String,
+}
+
+impl<M> Message for ToSessionReporting<M>
+where
+    M: Message,
+    M::Result: 'static,
+{
+    type Result = (M::Result, Vec<crate::domain::event::Event>);
+}
+
 /// Critical events this participant has not acknowledged (in memory; cheap).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<Event>, HubError>")]

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
-use crate::actors::messages::ToSession;
+use crate::actors::messages::{ToSession, ToSessionReporting};
 use crate::actors::session::SessionActor;
 use crate::domain::auth::Credential;
 use crate::error::HubError;
@@ -44,7 +44,13 @@ pub struct Call {
     pub credential: Credential,
     /// The participant this caller already acts as (an MCP session's binding), if known.
     pub seat: Option<Seat>,
+    /// Where to leave the seat's unacknowledged critical events, fetched in the same trip as
+    /// the command (MCP puts them on top of the tool result).
+    pub critical: Option<CriticalSlot>,
 }
+
+/// The critical events a command's trip brought back.
+pub type CriticalSlot = std::rc::Rc<std::cell::RefCell<Option<Vec<crate::domain::event::Event>>>>;
 
 /// A participant of a session.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +97,20 @@ impl Call {
         R: Send + 'static,
         SessionActor: actix::Handler<M>,
     {
+        if let (Some(slot), Some(seat)) = (&self.critical, &self.seat)
+            && seat.session_id == session_id
+        {
+            let (reply, pending) = self
+                .hub
+                .send(ToSessionReporting {
+                    session_id,
+                    command,
+                    critical_for: seat.ai_id.clone(),
+                })
+                .await?;
+            *slot.borrow_mut() = Some(pending);
+            return reply;
+        }
         self.hub
             .send(ToSession {
                 session_id,

@@ -126,6 +126,7 @@ async fn answer<O: Operation>(
         hub: hub.get_ref().clone(),
         credential,
         seat: None,
+        critical: None,
     };
     let out = request.run(call).await?;
     Ok(HttpResponse::build(status).json(out))

@@ -197,8 +197,10 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
         mcp_id: ctx.mcp_id,
         session: ctx.session,
         notify: ctx.notify,
+        critical: Default::default(),
     };
     let binding = tool_ctx.session.binding.clone();
+    let critical = tool_ctx.critical.clone();
     let outcome = (tool.call)(tool_ctx, arguments).await;
     let mut result = match outcome {
         Ok(out) => {
@@ -226,15 +228,20 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
     // Critical events the caller has not acknowledged go on top, so that a model that never
     // reads notifications still sees them.
     if let Some(b) = binding {
-        let pending = hub
-            .send(ToSession {
-                session_id: b.session_id,
-                command: PendingCritical { ai_id: b.ai_id },
-            })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        // Most tools brought them back with their command; the rest ask once more.
+        let carried = critical.borrow_mut().take();
+        let pending = match carried {
+            Some(pending) => pending,
+            None => hub
+                .send(ToSession {
+                    session_id: b.session_id,
+                    command: PendingCritical { ai_id: b.ai_id },
+                })
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+        };
         if !pending.is_empty() {
             result
                 .content

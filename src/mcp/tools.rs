@@ -37,6 +37,8 @@ pub struct ToolCtx {
     pub session: McpSession,
     /// Progress and log notifications for this call (when it is answered as SSE).
     pub notify: Option<Notifier>,
+    /// The caller's unacknowledged critical events, when the call's command brought them back.
+    pub critical: crate::api::CriticalSlot,
 }
 
 /// What a tool produced: its structured output, and a new identity for the MCP session if the
@@ -543,6 +545,7 @@ pub fn call_of(ctx: &ToolCtx) -> Call {
             session_id: b.session_id,
             ai_id: b.ai_id.clone(),
         }),
+        critical: Some(ctx.critical.clone()),
     }
 }
 

@@ -391,6 +391,19 @@ async fn bearer_token_binds_and_cannot_be_switched(backend: Backend) {
         first.contains("critical") && first.contains("participant_left"),
         "{first}"
     );
+    // Every tool, not only whoami: an operation brings them back with its own command.
+    let (_, g) = other
+        .call(
+            8,
+            "tools/call",
+            json!({"name": "context_get", "arguments": {}}),
+        )
+        .await;
+    let first = g["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        first.contains("critical") && first.contains("participant_left"),
+        "{first}"
+    );
     let newest = b["result"]["structuredContent"]["lastEventId"]
         .as_i64()
         .unwrap();
@@ -405,6 +418,14 @@ async fn bearer_token_binds_and_cannot_be_switched(backend: Backend) {
         .call(7, "tools/call", json!({"name": "whoami", "arguments": {}}))
         .await;
     assert_eq!(b["result"]["content"].as_array().unwrap().len(), 1, "{b}");
+    let (_, g) = other
+        .call(
+            9,
+            "tools/call",
+            json!({"name": "context_get", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(g["result"]["content"].as_array().unwrap().len(), 1, "{g}");
 }
 
 async fn a_cancelled_call_gets_no_answer(backend: Backend) {
