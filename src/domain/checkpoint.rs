@@ -58,39 +58,9 @@ impl Checkpoint {
     }
 }
 
-/// `30`, `"30"`, `"30s"`, `"5m"`, `"1h"` → seconds.
+/// A checkpoint's (or a task's) estimate in seconds, in any form `duration` reads.
 pub fn parse_duration(v: &Value) -> Result<u32, DomainError> {
-    let bad = || {
-        DomainError::invalid(
-            "estimatedDuration",
-            format!(
-                "seconds, or a string like \"30s\", \"5m\", \"1h\" (at most {MAX_ESTIMATE_SECS} s)"
-            ),
-        )
-    };
-    let secs = match v {
-        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-        Value::String(s) => {
-            let s = s.trim();
-            let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-                Some((i, _)) => s.split_at(i),
-                None => (s, "s"),
-            };
-            let n: u64 = num.parse().map_err(|_| bad())?;
-            let factor = match unit.trim() {
-                "s" | "sec" | "secs" => 1,
-                "m" | "min" | "mins" => 60,
-                "h" => 3600,
-                _ => return Err(bad()),
-            };
-            n.checked_mul(factor).ok_or_else(bad)?
-        }
-        _ => return Err(bad()),
-    };
-    if secs == 0 || secs > u64::from(MAX_ESTIMATE_SECS) {
-        return Err(bad());
-    }
-    Ok(secs as u32)
+    super::duration::parse(v, "estimatedDuration", MAX_ESTIMATE_SECS)
 }
 
 /// Starts a checkpoint for `ai_id` unless one is open. The returned checkpoint gets its

@@ -251,33 +251,12 @@ impl Mode {
     }
 }
 
-/// `30`, `"30s"`, `"5m"`, `"1h"`, the concept's `"estimated_30s"`.
+/// A lease in seconds (default 5 minutes), in any form `duration` reads.
 pub fn parse_lease(v: Option<&Value>) -> Result<u32, DomainError> {
-    let Some(v) = v else {
-        return Ok(DEFAULT_LEASE_SECS);
-    };
-    let stripped;
-    let v = match v {
-        Value::String(s) => {
-            stripped = Value::String(s.trim().trim_start_matches("estimated_").to_owned());
-            &stripped
-        }
-        other => other,
-    };
-    super::checkpoint::parse_duration(v)
-        .map_err(|_| {
-            DomainError::invalid(
-                "duration",
-                format!("seconds, or \"30s\", \"5m\", \"1h\", \"estimated_30s\" (at most {MAX_LEASE_SECS} s)"),
-            )
-        })
-        .and_then(|s| {
-            if s > MAX_LEASE_SECS {
-                Err(DomainError::invalid("duration", format!("at most {MAX_LEASE_SECS} s")))
-            } else {
-                Ok(s)
-            }
-        })
+    match v {
+        None => Ok(DEFAULT_LEASE_SECS),
+        Some(v) => super::duration::parse(v, "duration", MAX_LEASE_SECS),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

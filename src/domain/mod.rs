@@ -13,6 +13,7 @@ pub mod context_log;
 mod context_path;
 pub mod context_rules;
 pub mod coordination;
+pub mod duration;
 pub mod event;
 pub mod handshake;
 pub mod ids;

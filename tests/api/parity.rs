@@ -351,6 +351,24 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
         )
         .await;
 
+    // Durations in every form the concept writes them, on both surfaces.
+    for estimate in [json!(45), json!("45s"), json!("2m"), json!("estimated_30s")] {
+        gemini
+            .same(
+                "checkpoint",
+                json!({"action": "begin", "task": "read", "estimatedDuration": estimate, "interruptible": true}),
+                "POST /mcp/collaborate/checkpoint",
+            )
+            .await;
+        gemini
+            .same(
+                "checkpoint",
+                json!({"action": "end"}),
+                "POST /mcp/collaborate/checkpoint/end",
+            )
+            .await;
+    }
+
     // Code work: the ledger, locks, suggestions, tasks, the handshake, roles.
     claude
         .same(
