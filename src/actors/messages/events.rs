@@ -1,0 +1,97 @@
+//! The event log as a participant reads it: polls, acks, critical events, live streams.
+
+#[allow(unused_imports)]
+use super::imports::*;
+
+/// Events for the caller after `after` (default: its acknowledged cursor), oldest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<EventPage, HubError>")]
+pub struct PollEvents {
+    pub credential: Credential,
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// More events exist after the last one returned.
+    pub more: bool,
+    pub acked_event_id: i64,
+    pub last_event_id: i64,
+    /// The caller is in a non-interruptible checkpoint: only critical events were returned;
+    /// the others follow once it ends.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// Moves the caller's delivery cursor to `up_to`; replies with the cursor now stored.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, HubError>")]
+pub struct AckEvents {
+    pub credential: Credential,
+    pub up_to: i64,
+}
+
+/// A command for one session, and in the same trip through the hub the critical events
+/// `critical_for` has not acknowledged once the command is done: what an MCP tool result
+/// carries on top, without a second request.
+#[derive(Debug)]
+pub struct ToSessionReporting<M> {
+    pub session_id: Uuid,
+    pub command: M,
+    pub critical_for: String,
+}
+
+impl<M> Message for ToSessionReporting<M>
+where
+    M: Message,
+    M::Result: 'static,
+{
+    type Result = (M::Result, Vec<crate::domain::event::Event>);
+}
+
+/// Critical events this participant has not acknowledged (in memory; cheap).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Event>, HubError>")]
+pub struct PendingCritical {
+    pub ai_id: String,
+}
+
+/// Connects a live stream (MCP GET SSE, WebSocket) to the caller's agent: events after `after`
+/// (default: its acknowledged cursor) are replayed from the log, then new ones follow.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct AttachStream {
+    pub credential: Credential,
+    /// Names the stream (e.g. the MCP session id): a later attach with the same key replaces it.
+    pub key: String,
+    pub after: Option<i64>,
+    pub sink: EventSink,
+}
+
+/// Where an agent pushes events for one live stream. Bounded: a consumer that falls behind is
+/// switched to replay from the log.
+pub type EventSink = tokio::sync::mpsc::Sender<Delivery>;
+
+/// One event handed to a live stream.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: std::sync::Arc<Event>,
+    /// Sent ahead of log order: a critical event passing a checkpoint's hold. Transports must
+    /// not advance a resume cursor (SSE id) with it; it comes again in order after the hold.
+    pub early: bool,
+    /// The participant receiving it.
+    pub viewer: std::sync::Arc<str>,
+}
+
+impl Delivery {
+    /// Did this event change the receiver's role (so its tool list changed)?
+    pub fn changes_my_role(&self) -> bool {
+        self.event.kind == crate::domain::coordination::ROLE_CHANGED
+            && self.event.payload["changes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["aiId"] == *self.viewer))
+    }
+}
