@@ -915,8 +915,9 @@ pub use super::views::{ParticipantBrief, ParticipantView, SessionSummary, Sessio
 pub(crate) mod tests_support {
     use super::*;
 
-    pub fn session_of(ps: &[(&str, Role)]) -> Session {
-        let spec = SessionSpec {
+    /// A strict, manually rotated session spec with these participants.
+    pub fn spec_of(ps: &[(&str, Role)]) -> SessionSpec {
+        SessionSpec {
             name: "Payment Gateway".into(),
             participants: ps
                 .iter()
@@ -935,7 +936,11 @@ pub(crate) mod tests_support {
             task_allocation: Strategy::default(),
             project: DEFAULT_PROJECT.into(),
             metadata: json!({}),
-        };
+        }
+    }
+
+    pub fn session_of(ps: &[(&str, Role)]) -> Session {
+        let spec = spec_of(ps);
         spec.validate().unwrap();
         let digests = ps.iter().map(|(id, _)| format!("digest-{id}")).collect();
         Session::new(Uuid::nil(), &spec, digests, crate::domain::now())

@@ -1,26 +1,7 @@
 use super::*;
 
 fn spec(ps: &[(&str, Role)]) -> SessionSpec {
-    SessionSpec {
-        name: "Payment Gateway".into(),
-        participants: ps
-            .iter()
-            .map(|(id, role)| ParticipantSpec {
-                ai_id: (*id).into(),
-                role: *role,
-                permissions: None,
-                skills: Vec::new(),
-            })
-            .collect(),
-        save_interval: DEFAULT_SAVE_INTERVAL,
-        handshake_mode: HandshakeMode::Strict,
-        rotation_policy: RotationPolicy::Manual,
-        rotation_interval_secs: 0,
-        review_timeout_secs: DEFAULT_REVIEW_TIMEOUT,
-        task_allocation: Strategy::default(),
-        project: DEFAULT_PROJECT.into(),
-        metadata: json!({}),
-    }
+    super::tests_support::spec_of(ps)
 }
 
 fn session(ps: &[(&str, Role)]) -> Session {

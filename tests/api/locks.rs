@@ -17,6 +17,7 @@ both_backends!(
     leases_expire_are_forced_and_follow_leavers,
     locks_survive_a_restart_and_refuse_bad_input,
     locks_of_the_departed_are_released,
+    sessions_of_different_projects_never_conflict,
 );
 
 async fn trio(app: &TestApp) -> (String, Value) {
@@ -495,4 +496,30 @@ async fn locks_of_the_departed_are_released(backend: Backend) {
         "{log:?}"
     );
     drop(stream);
+}
+
+/// Files belong to a codebase: sessions on different projects lock the same paths without
+/// ever meeting. (Sessions of one project will share one lock table; see the README's notes.)
+async fn sessions_of_different_projects_never_conflict(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut held = Vec::new();
+    for project in ["/repos/shop", "/repos/blog"] {
+        let (status, created) = app
+            .post(
+                "/mcp/session/create",
+                &json!({"name": project, "project": project, "participants": ["claude"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let token = created["tokens"]["claude"].as_str().unwrap().to_owned();
+        for resource in ["/src/auth.ts", "/src/"] {
+            let (status, got) = lock(&app, &token, json!({"resource": resource})).await;
+            assert_eq!(status, StatusCode::OK, "{project} {resource}: {got}");
+            assert_eq!(got["state"], "held", "{got}");
+            held.push(got);
+        }
+    }
+    assert_eq!(held.len(), 4);
 }
