@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::lock_table::LockTableActor;
 use super::messages::{
     CreateSession, ListSessions, PendingCritical, SessionCreated, ToSession, ToSessionReporting,
     Whoami,
@@ -32,6 +33,8 @@ pub struct Hub {
     /// (it may have been reissued, or its participant may have left), and a miss falls back to
     /// the database. Bounded: cleared when it grows past `MAX_TOKEN_INDEX`.
     tokens: HashMap<String, Uuid>,
+    /// One lock table per project, started with the first session of the project that needs it.
+    tables: HashMap<String, Addr<LockTableActor>>,
 }
 
 /// Most token digests the hub remembers.
@@ -48,6 +51,7 @@ impl Hub {
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             next: 0,
             tokens: HashMap::new(),
+            tables: HashMap::new(),
         }
     }
 
@@ -61,6 +65,19 @@ impl Hub {
     fn next_arbiter(&mut self) -> ArbiterHandle {
         self.next = (self.next + 1) % self.arbiters.len();
         self.arbiters[self.next].handle()
+    }
+
+    /// The lock table of `project`, started (and loading) if there is none.
+    fn lock_table(&mut self, project: &str, ctx: &mut Context<Self>) -> Addr<LockTableActor> {
+        if let Some(addr) = self.tables.get(project).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let (store, hub, key) = (self.store.clone(), ctx.address(), project.to_owned());
+        let addr = LockTableActor::start_in_arbiter(&self.next_arbiter(), move |_| {
+            LockTableActor::new(key, store, hub)
+        });
+        self.tables.insert(project.to_owned(), addr.clone());
+        addr
     }
 
     /// The live actor for `id`, started (and loading) if there is none.
@@ -128,8 +145,9 @@ impl Handler<CreateSession> for Hub {
                 session.last_event_id = event.id;
                 let view = session.view();
                 let (store, policy, hub) = (act.store.clone(), act.policy.clone(), ctx.address());
+                let table = act.lock_table(&session.project, ctx);
                 let actor = SessionActor::start_in_arbiter(&act.next_arbiter(), move |_| {
-                    SessionActor::created(session, store, policy, hub)
+                    SessionActor::created(session, store, policy, hub, table)
                 });
                 act.sessions.insert(view.session_id, actor);
                 for digest in digests {
@@ -201,6 +219,33 @@ where
                     .unwrap_or_default();
             (reply, pending)
         })
+    }
+}
+
+/// The actor of a session (started and loading if need be): for the lock tables, which tell
+/// sessions about grants and expiries.
+#[derive(Message)]
+#[rtype(result = "Addr<SessionActor>")]
+pub struct SessionAddr(pub Uuid);
+
+impl Handler<SessionAddr> for Hub {
+    type Result = Addr<SessionActor>;
+
+    fn handle(&mut self, msg: SessionAddr, ctx: &mut Self::Context) -> Self::Result {
+        self.session_actor(msg.0, ctx)
+    }
+}
+
+/// The lock table of a project, for a session that has just loaded.
+#[derive(Message)]
+#[rtype(result = "Addr<LockTableActor>")]
+pub struct LockTableFor(pub String);
+
+impl Handler<LockTableFor> for Hub {
+    type Result = Addr<LockTableActor>;
+
+    fn handle(&mut self, msg: LockTableFor, ctx: &mut Self::Context) -> Self::Result {
+        self.lock_table(&msg.0, ctx)
     }
 }
 

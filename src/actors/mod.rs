@@ -7,7 +7,9 @@
 
 pub mod agent;
 pub mod hub;
+pub mod lock_table;
 pub mod messages;
 pub mod session;
+pub mod task_coordinator;
 
 pub use hub::Hub;

@@ -4,8 +4,10 @@
 //! commit the event with its projection, then apply the change in memory, reply, and fan the
 //! event out. A reply therefore never describes a state that is not on disk.
 
+mod context;
 mod coordination;
 mod locks;
+mod membership;
 mod messaging;
 mod suggestions;
 mod tasks;
@@ -18,12 +20,14 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::agent::{AgentActor, Attach, Deliver};
-use super::hub::{Hub, SessionGone};
+use super::hub::{Hub, LockTableFor, SessionGone};
+use super::lock_table::LockTableActor;
 use super::messages::{
     AckEvents, AttachStream, ChangeStatus, ContextValue, ContextWritten, DiffContext, EventPage,
     GetSession, JoinSession, Joined, LeaveSession, PendingCritical, PollEvents, ReadContext,
     ReissueToken, Since, Whoami, WhoamiView, WriteContext,
 };
+use super::task_coordinator::TaskCoordinator;
 use crate::domain::auth::{Caller, new_token, token_digest};
 use crate::domain::context::{Diff, diff_since};
 use crate::domain::context_log::changes_from_json;
@@ -31,7 +35,8 @@ use crate::domain::event::Event;
 use crate::domain::message::RateLimit;
 use crate::domain::now;
 use crate::domain::session::CONTEXT_KINDS;
-use crate::domain::session::{AccessPolicy, Session, SessionView};
+use crate::domain::session::{AccessPolicy, Session, SessionStatus, SessionView};
+use crate::domain::task::TaskBoard;
 use crate::error::HubError;
 use crate::store::queries::EventFilter;
 use crate::store::{Store, queries};
@@ -66,8 +71,10 @@ pub struct SessionActor {
     rotation_timer: Option<SpawnHandle>,
     /// The pending review-deadline check of the open handshake.
     review_timer: Option<SpawnHandle>,
-    /// The pending check for the next lease expiry.
-    lease_timer: Option<SpawnHandle>,
+    /// The project's lock table (set once the session is loaded).
+    lock_table: Option<Addr<LockTableActor>>,
+    /// The session's task DAG (started once the session is loaded).
+    tasks: Option<Addr<TaskCoordinator>>,
     /// When each participant last called the hub (for releasing the locks of those who are
     /// gone). Interior mutability: noted while the session is borrowed to authorize.
     seen: std::cell::RefCell<HashMap<String, std::time::Instant>>,
@@ -94,7 +101,8 @@ impl SessionActor {
             send_limits: HashMap::new(),
             rotation_timer: None,
             review_timer: None,
-            lease_timer: None,
+            lock_table: None,
+            tasks: None,
             seen: Default::default(),
             sweeping: false,
         }
@@ -106,6 +114,7 @@ impl SessionActor {
         store: Store,
         policy: Arc<AccessPolicy>,
         hub: Addr<Hub>,
+        lock_table: Addr<LockTableActor>,
     ) -> Self {
         SessionActor {
             id: session.id,
@@ -117,7 +126,8 @@ impl SessionActor {
             send_limits: HashMap::new(),
             rotation_timer: None,
             review_timer: None,
-            lease_timer: None,
+            lock_table: Some(lock_table),
+            tasks: None,
             seen: Default::default(),
             sweeping: false,
         }
@@ -276,201 +286,50 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
         if !matches!(self.state, State::Loading) {
+            self.tasks = Some(TaskCoordinator::new(TaskBoard::default()).start());
             self.start_agents();
             self.schedule_coordination_timers(ctx);
+            self.schedule_presence_sweep(ctx);
             return;
         }
-        let store = self.store.clone();
-        let id = self.id;
-        // `wait` holds every command back until the session is loaded.
-        ctx.wait(
-            async move { store.read(move |c| queries::load_session(c, id)).await }
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    act.state = match result {
-                        Ok(Some(session)) => State::Live(Box::new(session)),
-                        Ok(None) => State::Unusable(HubError::session_not_found(act.id)),
-                        Err(e) => State::Unusable(e),
+        let (store, hub, id) = (self.store.clone(), self.hub.clone(), self.id);
+        // `wait` holds every command back until the session and its project's lock table are
+        // known.
+        let load = async move {
+            let loaded = store
+                .read(move |c| {
+                    let Some(session) = queries::load_session(c, id)? else {
+                        return Ok(None);
                     };
-                    if matches!(act.state, State::Live(_)) {
-                        act.start_agents();
-                        act.schedule_loaded_timers(ctx);
-                        act.schedule_coordination_timers(ctx);
-                        act.schedule_lease_timer(ctx);
-                    } else {
-                        act.hub.do_send(SessionGone(act.id));
-                        ctx.run_later(LINGER, |_, ctx| ctx.stop());
-                    }
-                }),
-        );
-    }
-}
-
-impl Handler<GetSession> for SessionActor {
-    type Result = Result<SessionView, HubError>;
-
-    fn handle(&mut self, msg: GetSession, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        self.authorized(s, &msg.credential)?;
-        Ok(s.view())
-    }
-}
-
-impl Handler<JoinSession> for SessionActor {
-    type Result = Reply<Joined>;
-
-    fn handle(&mut self, msg: JoinSession, _: &mut Self::Context) -> Self::Result {
-        let token = new_token();
-        let at = now();
-        let planned = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            let ai_id = &msg.participant.ai_id;
-            if msg.connect_existing
-                && caller == Caller::Operator
-                && let Ok(existing) = s.active(ai_id)
-            {
-                // Nothing changes: the operator's MCP session takes this participant's seat.
-                return Ok(Err(Joined {
-                    session_id: s.id,
-                    participant: existing.into(),
-                    token: None,
-                    session: s.view(),
-                    event_id: s.last_event_id,
-                }));
-            }
-            Ok(Ok(s.check_join(
-                &caller,
-                &msg.participant,
-                token_digest(&token),
-                at,
-            )?))
-        });
-        let (participant, event) = match planned {
-            Ok(Ok(p)) => p,
-            Ok(Err(existing)) => return reply(Ok(existing)),
-            Err(e) => return reply(Err(e)),
+                    Ok(Some((session, crate::store::tasks::load(c, id)?)))
+                })
+                .await?;
+            let Some((session, tasks)) = loaded else {
+                return Ok(None);
+            };
+            let table = hub.send(LockTableFor(session.project.clone())).await?;
+            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table)))
         };
-        let id = self.id;
-        let mut row = participant.clone();
-        self.commit(
-            move |c| {
-                let event = queries::append_event(c, id, &event, at)?;
-                // Its own join is the first event the newcomer knows about.
-                row.acked_event_id = event.id;
-                queries::upsert_participant(c, id, &row)?;
-                Ok(event)
-            },
-            move |act, event| {
-                let ai_id = participant.ai_id.clone();
-                let session = act.session_mut();
-                let mut participant = participant;
-                participant.acked_event_id = event.id;
-                session.apply_join(participant, event.id);
-                let view = session.view();
-                let participant = session.participants[&ai_id].clone();
-                act.start_agent(ai_id);
-                Joined {
-                    session_id: id,
-                    participant: (&participant).into(),
-                    token: Some(token),
-                    session: view,
-                    event_id: event.id,
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| {
+            act.state = match result {
+                Ok(Some((session, board, table))) => {
+                    act.lock_table = Some(table);
+                    act.tasks = Some(TaskCoordinator::new(board).start());
+                    State::Live(Box::new(session))
                 }
-            },
-        )
-    }
-}
-
-impl Handler<LeaveSession> for SessionActor {
-    type Result = Reply<SessionView>;
-
-    fn handle(&mut self, msg: LeaveSession, _: &mut Self::Context) -> Self::Result {
-        let at = now();
-        let planned = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            let event = s.check_leave(&msg.ai_id, &caller)?;
-            // What leaving also ends, written in the same transaction: the leaver's locks
-            // (waiters move up), and its part in an open handshake.
-            let releases: Vec<_> = s
-                .locks
-                .of(&msg.ai_id)
-                .into_iter()
-                .map(|id| (id, crate::domain::lock::Release::Left))
-                .collect();
-            let release = self.plan_release(&releases, None, Vec::new())?;
-            let coordination = s.coordination.after_leave(&msg.ai_id, at);
-            Ok((event, release, coordination))
-        });
-        let (event, release, coordination) = match planned {
-            Ok(p) => p,
-            Err(e) => return reply(Err(e)),
-        };
-        let (id, ai_id) = (self.id, msg.ai_id);
-        let leaving = ai_id.clone();
-        let (stored_release, stored_coordination) = (release.clone(), coordination.clone());
-        AtomicResponse::new(Box::pin(self.commit_events(
-            move |c| {
-                queries::mark_left(c, id, &leaving, at)?;
-                let mut events = vec![queries::append_event(c, id, &event, at)?];
-                if let Some((next, announce)) = &stored_coordination {
-                    crate::store::ledger::set_coordination(c, id, next)?;
-                    if let Some(e) = announce {
-                        events.push(queries::append_event(c, id, e, at)?);
-                    }
-                }
-                events.extend(stored_release.write(c, id, at)?);
-                Ok(events)
-            },
-            move |act, events, ctx| {
-                let s = act.session_mut();
-                s.apply_leave(&ai_id, at, events[0].id);
-                if let Some((next, _)) = coordination {
-                    s.coordination = next;
-                }
-                release.apply(s, &events, at);
-                act.stop_agent(&ai_id);
-                act.schedule_lease_timer(ctx);
+                Ok(None) => State::Unusable(HubError::session_not_found(act.id)),
+                Err(e) => State::Unusable(e),
+            };
+            if matches!(act.state, State::Live(_)) {
+                act.start_agents();
+                act.schedule_loaded_timers(ctx);
                 act.schedule_coordination_timers(ctx);
-                act.session_mut().view()
-            },
-        )))
-    }
-}
-
-impl Handler<ChangeStatus> for SessionActor {
-    type Result = Reply<SessionView>;
-
-    fn handle(&mut self, msg: ChangeStatus, _: &mut Self::Context) -> Self::Result {
-        let planned = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            Ok(s.check_status(msg.to, &caller)?)
-        });
-        let event = match planned {
-            Ok(e) => e,
-            Err(e) => return reply(Err(e)),
-        };
-        let (id, at, to) = (self.id, now(), msg.to);
-        self.commit(
-            move |c| {
-                queries::set_status(c, id, to)?;
-                queries::append_event(c, id, &event, at)
-            },
-            move |act, event| {
-                let session = act.session_mut();
-                session.apply_status(to, at, event.id);
-                session.view()
-            },
-        )
-    }
-}
-
-impl Handler<Whoami> for SessionActor {
-    type Result = Result<WhoamiView, HubError>;
-
-    fn handle(&mut self, msg: Whoami, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        let ai_id = participant_of(self.authorized(s, &msg.credential)?)?;
-        Ok(WhoamiView::new(s, s.active(&ai_id)?))
+                act.schedule_presence_sweep(ctx);
+            } else {
+                act.hub.do_send(SessionGone(act.id));
+                ctx.run_later(LINGER, |_, ctx| ctx.stop());
+            }
+        }));
     }
 }
 
@@ -585,162 +444,5 @@ fn participant_of(caller: Caller) -> Result<String, HubError> {
             "this needs a participant's identity: send its bearer token, or join the session first"
                 .into(),
         )),
-    }
-}
-
-impl Handler<ReissueToken> for SessionActor {
-    type Result = Reply<String>;
-
-    fn handle(&mut self, msg: ReissueToken, _: &mut Self::Context) -> Self::Result {
-        let planned = self.session().and_then(|s| {
-            let caller = self.authorized(s, &msg.credential)?;
-            Ok(s.check_reissue(&msg.ai_id, &caller)?)
-        });
-        let event = match planned {
-            Ok(e) => e,
-            Err(e) => return reply(Err(e)),
-        };
-        let (id, at, ai_id, token) = (self.id, now(), msg.ai_id, new_token());
-        let digest = token_digest(&token);
-        let (who, stored) = (ai_id.clone(), digest.clone());
-        self.commit(
-            move |c| {
-                queries::set_token_digest(c, id, &who, &stored)?;
-                queries::append_event(c, id, &event, at)
-            },
-            move |act, event| {
-                act.session_mut()
-                    .apply_reissue(&ai_id, digest, at, event.id);
-                token
-            },
-        )
-    }
-}
-
-/// Context changes a diff rewinds at most. A diff rewinds the log from the current document
-/// back to `since`, newest first, so it needs every change in between: a longer span is
-/// refused (diff from a later point) rather than answered wrongly.
-const MAX_DIFF_CHANGES: i64 = 10_000;
-
-impl Handler<WriteContext> for SessionActor {
-    type Result = Reply<ContextWritten>;
-
-    fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
-        let planned = self
-            .caller_as(&msg.credential, msg.as_participant.as_deref())
-            .and_then(|caller| Ok(self.session()?.check_context(&caller, &msg.request)?));
-        let (changes, event) = match planned {
-            Ok(p) => p,
-            Err(e) => return reply(Err(e)),
-        };
-        if changes.is_empty() {
-            return reply(Ok(ContextWritten {
-                event_id: None,
-                version: None,
-                changed: Vec::new(),
-            }));
-        }
-        let (id, at) = (self.id, now());
-        let snapshot = self.session_mut().snapshot_due(&changes);
-        let snapshotted = snapshot.is_some();
-        self.commit(
-            move |c| {
-                let event = queries::append_event(c, id, &event, at)?;
-                // Every SNAPSHOT_EVERY context changes, the whole context is stored with the
-                // change, so a restart replays at most that many.
-                if let Some((mut context, changes)) = snapshot {
-                    for ch in &changes {
-                        context.apply(ch, event.id);
-                    }
-                    queries::insert_snapshot(c, id, event.id, &context, "auto", at)?;
-                }
-                Ok(event)
-            },
-            move |act, event| {
-                act.session_mut().apply_context(&changes, event.id);
-                if snapshotted {
-                    act.session_mut().context_since_snapshot = 0;
-                }
-                ContextWritten {
-                    event_id: Some(event.id),
-                    version: Some(event.id),
-                    changed: changes.iter().map(|c| c.path.to_string()).collect(),
-                }
-            },
-        )
-    }
-}
-
-impl Handler<ReadContext> for SessionActor {
-    type Result = Result<ContextValue, HubError>;
-
-    fn handle(&mut self, msg: ReadContext, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        self.authorized(s, &msg.credential)?;
-        let value = s.context.get(&msg.path).cloned();
-        Ok(ContextValue {
-            path: msg.path.to_string(),
-            exists: value.is_some(),
-            value: value.unwrap_or(serde_json::Value::Null),
-            version: s.context.version(&msg.path),
-        })
-    }
-}
-
-impl Handler<DiffContext> for SessionActor {
-    type Result = ResponseFuture<Result<Diff, HubError>>;
-
-    fn handle(&mut self, msg: DiffContext, _: &mut Self::Context) -> Self::Result {
-        let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref());
-        let (store, id) = (self.store.clone(), self.id);
-        // The document now, and the newest event it reflects; the log says how it got here
-        // from `since`. Events committed after this moment are left out of the rewind.
-        let current = self
-            .session()
-            .map(|s| (s.context.document().clone(), s.last_event_id));
-        Box::pin(async move {
-            let caller = caller?;
-            let (current, reflected) = current?;
-            let events = store
-                .read(move |c| {
-                    let since = match (msg.since, &caller) {
-                        (Since::Event(n), _) => n,
-                        (Since::Time(t), _) => queries::last_event_at(c, id, t.naive_utc())?,
-                        (Since::MyLastWrite, Caller::Participant(me)) => {
-                            queries::last_event_by(c, id, &CONTEXT_KINDS, me)?
-                        }
-                        (Since::MyLastWrite, Caller::Operator) => 0,
-                    };
-                    let filter = EventFilter {
-                        viewer: None,
-                        kinds: Some(&CONTEXT_KINDS),
-                        critical_only: false,
-                    };
-                    queries::events_after(c, id, filter, since, MAX_DIFF_CHANGES + 1)
-                })
-                .await?;
-            if events.len() as i64 > MAX_DIFF_CHANGES {
-                return Err(HubError::Conflict {
-                    code: "diff_too_long",
-                    message: format!(
-                        "more than {MAX_DIFF_CHANGES} context changes since then; diff from a later event or time"
-                    ),
-                });
-            }
-            let mut logged = Vec::new();
-            for e in events.into_iter().filter(|e| e.id <= reflected) {
-                match changes_from_json(&e.payload["changes"]) {
-                    Ok(changes) => {
-                        logged.extend(changes.into_iter().map(|c| (c, e.actor.clone(), e.id)))
-                    }
-                    // Skipped at load too (written before every write checked its keys).
-                    Err(why) => log::warn!(
-                        "session {id}: diff skips unreadable context change #{}: {why}",
-                        e.id
-                    ),
-                }
-            }
-            Ok(diff_since(&current, &logged))
-        })
     }
 }

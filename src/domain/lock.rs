@@ -6,15 +6,14 @@
 //! they conflict) and, if both name symbols, one symbol contains the other.
 //!
 //! Exclusive locks conflict with every overlapping lock, shared ones only with exclusive ones.
-//! A grant's fencing token is the id of the event that announced it: strictly increasing per
-//! session. Requests that wait are granted first come, first served: a waiter is granted once
+//! Locks belong to a project (see `lock_table`): a grant's fencing token comes from the
+//! project's sequence, so it strictly increases per project. Requests that wait are granted first come, first served: a waiter is granted once
 //! nothing it conflicts with is held, and no earlier waiter it conflicts with is still waiting.
 
-use std::collections::BTreeMap;
-
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::DomainError;
 
@@ -266,11 +265,15 @@ pub enum State {
     Held,
 }
 
-/// One lock request, waiting or held. Its id is the id of the event that recorded the request.
+/// One lock request, waiting or held, in one session of the project. Its id comes from the
+/// project's lock sequence, and so does its fencing token when it is granted (the same number
+/// when granted as asked).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lock {
     pub id: i64,
+    /// The session its holder works in.
+    pub session_id: Uuid,
     #[serde(serialize_with = "as_text")]
     pub resource: Resource,
     pub holder: String,
@@ -278,7 +281,7 @@ pub struct Lock {
     pub operation: Option<String>,
     pub state: State,
     pub lease_secs: u32,
-    /// Held: the fencing token (the id of the event that granted it).
+    /// Held: the fencing token (strictly increasing per project, in grant order).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<i64>,
     /// Taken for this task: released when the task completes.
@@ -294,9 +297,21 @@ fn as_text<S: serde::Serializer>(r: &Resource, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl Lock {
-    fn conflicts_with(&self, other: &Lock) -> bool {
-        !(self.mode == Mode::Shared && other.mode == Mode::Shared)
-            && self.resource.conflicts_with(&other.resource)
+    /// A request as it waits in the table under `id`.
+    pub fn waiting(id: i64, r: Request) -> Lock {
+        Lock {
+            id,
+            session_id: r.session_id,
+            resource: r.resource,
+            holder: r.holder,
+            mode: r.mode,
+            operation: r.operation,
+            state: State::Waiting,
+            lease_secs: r.lease_secs,
+            token: None,
+            task_id: r.task_id,
+            expires_at: None,
+        }
     }
 }
 
@@ -313,11 +328,14 @@ pub enum Release {
     TaskDone,
     /// Its holder was gone longer than the disconnect grace period.
     Disconnected,
+    /// Its session completed.
+    SessionEnded,
 }
 
 /// A request as asked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    pub session_id: Uuid,
     pub resource: Resource,
     pub holder: String,
     pub mode: Mode,
@@ -330,284 +348,13 @@ pub struct Request {
 /// What a request leads to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Granted at once (the table fills in the token from the event id).
+    /// Granted at once (the lock's id is its token).
     Granted,
     /// Queued behind these locks.
     Queued { behind: Vec<i64> },
 }
 
-/// Every lock of one session that is held or waiting, in request order.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LockTable {
-    locks: BTreeMap<i64, Lock>,
-}
-
-impl LockTable {
-    pub fn from_locks(locks: impl IntoIterator<Item = Lock>) -> LockTable {
-        LockTable {
-            locks: locks.into_iter().map(|l| (l.id, l)).collect(),
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Lock> {
-        self.locks.values()
-    }
-
-    pub fn get(&self, id: i64) -> Option<&Lock> {
-        self.locks.get(&id)
-    }
-
-    fn held(&self) -> impl Iterator<Item = &Lock> {
-        self.locks.values().filter(|l| l.state == State::Held)
-    }
-
-    /// Would `request` be granted now, or queued (behind what), or refused (conflict, no wait)?
-    pub fn check(&self, request: &Request) -> Result<Outcome, DomainError> {
-        let mine = self
-            .locks
-            .values()
-            .filter(|l| l.holder == request.holder)
-            .count();
-        if mine >= MAX_LOCKS_PER_PARTICIPANT {
-            return Err(DomainError::conflict(
-                "too_many_locks",
-                format!(
-                    "{} holds or awaits {mine} locks already; release some",
-                    request.holder
-                ),
-            ));
-        }
-        let probe = Lock {
-            id: i64::MAX,
-            resource: request.resource.clone(),
-            holder: request.holder.clone(),
-            mode: request.mode,
-            operation: request.operation.clone(),
-            state: State::Waiting,
-            lease_secs: request.lease_secs,
-            token: None,
-            task_id: request.task_id,
-            expires_at: None,
-        };
-        // Waiters count too: nobody jumps the queue.
-        let blocking: Vec<&Lock> = self
-            .locks
-            .values()
-            .filter(|l| l.holder != request.holder || l.state == State::Waiting)
-            .filter(|l| l.conflicts_with(&probe))
-            .collect();
-        // Own locks never block each other (holding a symbol, then its class, is fine); the very
-        // same lock twice (held or queued) is a mistake worth saying.
-        if let Some(own) = self.locks.values().find(|l| {
-            l.holder == request.holder && l.resource == request.resource && l.mode == request.mode
-        }) {
-            return Err(DomainError::conflict(
-                "already_locked",
-                format!(
-                    "{} already {} {} (lock {}); {}",
-                    request.holder,
-                    if own.state == State::Held {
-                        "holds"
-                    } else {
-                        "awaits"
-                    },
-                    own.resource,
-                    own.id,
-                    if own.state == State::Held {
-                        "renew it instead"
-                    } else {
-                        "it is queued"
-                    }
-                ),
-            ));
-        }
-        if blocking.is_empty() {
-            return Ok(Outcome::Granted);
-        }
-        if !request.wait {
-            let held = blocking
-                .iter()
-                .find(|l| l.state == State::Held)
-                .unwrap_or(&blocking[0]);
-            return Err(DomainError::conflict(
-                "resource_locked",
-                format!(
-                    "{} is locked by {} ({}{}){}; pass wait: true to queue",
-                    held.resource,
-                    held.holder,
-                    held.mode.as_str(),
-                    held.operation
-                        .as_deref()
-                        .map(|o| format!(", {o}"))
-                        .unwrap_or_default(),
-                    held.expires_at
-                        .map(|t| {
-                            let at = t
-                                .and_utc()
-                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                            format!(" until {at}")
-                        })
-                        .unwrap_or_default(),
-                ),
-            ));
-        }
-        Ok(Outcome::Queued {
-            behind: blocking.iter().map(|l| l.id).collect(),
-        })
-    }
-
-    /// Adds a checked request under `id`; granted ones get `token` and their lease from `at`.
-    pub fn insert(&mut self, id: i64, request: Request, granted: bool, at: NaiveDateTime) {
-        let lease = request.lease_secs;
-        self.locks.insert(
-            id,
-            Lock {
-                id,
-                resource: request.resource,
-                holder: request.holder,
-                mode: request.mode,
-                operation: request.operation,
-                state: if granted { State::Held } else { State::Waiting },
-                lease_secs: lease,
-                task_id: request.task_id,
-                token: granted.then_some(id),
-                expires_at: granted.then(|| at + TimeDelta::seconds(i64::from(lease))),
-            },
-        );
-    }
-
-    /// Removes lock `id` (released, expired, cancelled…).
-    pub fn remove(&mut self, id: i64) -> Option<Lock> {
-        self.locks.remove(&id)
-    }
-
-    /// Waiters that can be granted now, in request order (first come, first served).
-    pub fn grantable(&self) -> Vec<i64> {
-        let mut granted: Vec<&Lock> = Vec::new();
-        let mut still_waiting: Vec<&Lock> = Vec::new();
-        for l in self.locks.values().filter(|l| l.state == State::Waiting) {
-            let blocked = self
-                .held()
-                .any(|h| h.holder != l.holder && h.conflicts_with(l))
-                || granted
-                    .iter()
-                    .any(|g| g.holder != l.holder && g.conflicts_with(l))
-                || still_waiting.iter().any(|w| w.conflicts_with(l));
-            if blocked {
-                still_waiting.push(l);
-            } else {
-                granted.push(l);
-            }
-        }
-        granted.iter().map(|l| l.id).collect()
-    }
-
-    /// Marks waiter `id` held with fencing `token` from `at`.
-    pub fn grant(&mut self, id: i64, token: i64, at: NaiveDateTime) {
-        if let Some(l) = self.locks.get_mut(&id) {
-            l.state = State::Held;
-            l.token = Some(token);
-            l.expires_at = Some(at + TimeDelta::seconds(i64::from(l.lease_secs)));
-        }
-    }
-
-    /// Extends a held lease from `at`.
-    pub fn renew(&mut self, id: i64, lease_secs: u32, at: NaiveDateTime) {
-        if let Some(l) = self.locks.get_mut(&id) {
-            l.lease_secs = lease_secs;
-            l.expires_at = Some(at + TimeDelta::seconds(i64::from(lease_secs)));
-        }
-    }
-
-    /// Held locks whose lease has run out at `now`.
-    pub fn expired(&self, now: NaiveDateTime) -> Vec<i64> {
-        self.held()
-            .filter(|l| l.expires_at.is_some_and(|e| e <= now))
-            .map(|l| l.id)
-            .collect()
-    }
-
-    /// When the next lease runs out.
-    pub fn next_expiry(&self) -> Option<NaiveDateTime> {
-        self.held().filter_map(|l| l.expires_at).min()
-    }
-
-    /// Locks taken for `task`.
-    pub fn of_task(&self, task: i64) -> Vec<i64> {
-        self.locks
-            .values()
-            .filter(|l| l.task_id == Some(task))
-            .map(|l| l.id)
-            .collect()
-    }
-
-    /// Everything `holder` holds or awaits.
-    pub fn of(&self, holder: &str) -> Vec<i64> {
-        self.locks
-            .values()
-            .filter(|l| l.holder == holder)
-            .map(|l| l.id)
-            .collect()
-    }
-
-    /// A write citing `token` for `file` must present the token of an exclusive lock its author
-    /// holds on that file now (fencing: a lease that expired, or was released and granted to
-    /// someone again, is stale; a shared lock does not license a write).
-    pub fn check_fence(
-        &self,
-        holder: &str,
-        file: &str,
-        token: i64,
-        now: NaiveDateTime,
-    ) -> Result<(), DomainError> {
-        let valid: Vec<i64> = self
-            .held()
-            .filter(|l| {
-                l.holder == holder && l.mode == Mode::Exclusive && l.resource.covers_file(file)
-            })
-            .filter(|l| l.expires_at.is_none_or(|e| e > now))
-            .filter_map(|l| l.token)
-            .collect();
-        if valid.contains(&token) {
-            return Ok(());
-        }
-        if valid.is_empty() {
-            return Err(DomainError::conflict(
-                "stale_fencing_token",
-                format!(
-                    "{holder} holds no exclusive lock covering {file} now (expired or released); acquire it again"
-                ),
-            ));
-        }
-        let current: Vec<String> = valid.iter().map(i64::to_string).collect();
-        Err(DomainError::conflict(
-            "stale_fencing_token",
-            format!(
-                "token {token} is not a current exclusive lock on {file} (current: {})",
-                current.join(", ")
-            ),
-        ))
-    }
-
-    /// Held locks by others that cover `file`.
-    pub fn others_covering(&self, holder: &str, file: &str) -> Vec<&Lock> {
-        self.held()
-            .filter(|l| {
-                l.holder != holder && l.mode == Mode::Exclusive && l.resource.covers_file(file)
-            })
-            .collect()
-    }
-
-    /// Invariant (for tests): no two held locks conflict unless one holder holds both.
-    pub fn consistent(&self) -> bool {
-        let held: Vec<&Lock> = self.held().collect();
-        held.iter().enumerate().all(|(i, a)| {
-            held[i + 1..]
-                .iter()
-                .all(|b| a.holder == b.holder || !a.conflicts_with(b))
-        })
-    }
-}
+pub use super::lock_table::{LockKey, LockTable};
 
 #[cfg(test)]
 mod tests {
@@ -658,101 +405,5 @@ mod tests {
         assert_eq!(parse_lease(None).unwrap(), DEFAULT_LEASE_SECS);
         assert!(parse_lease(Some(&Value::from("5h"))).is_err());
         assert!(parse_lease(Some(&Value::from("soon"))).is_err());
-    }
-
-    fn req(res: &str, who: &str, mode: Mode, wait: bool) -> Request {
-        Request {
-            resource: r(res),
-            holder: who.into(),
-            mode,
-            operation: None,
-            lease_secs: 30,
-            wait,
-            task_id: None,
-        }
-    }
-
-    #[test]
-    fn exclusive_shared_and_the_queue() {
-        let at = crate::domain::now();
-        let mut t = LockTable::default();
-        let a = req("/src/auth/", "claude", Mode::Exclusive, false);
-        assert_eq!(t.check(&a).unwrap(), Outcome::Granted);
-        t.insert(1, a, true, at);
-        assert!(
-            t.check(&req("/src/auth/jwt.ts", "gemini", Mode::Exclusive, false))
-                .is_err()
-        );
-        let q = req("/src/auth/jwt.ts", "gemini", Mode::Exclusive, true);
-        assert_eq!(t.check(&q).unwrap(), Outcome::Queued { behind: vec![1] });
-        t.insert(2, q, false, at);
-        // A later reader of an unrelated file goes ahead; one of the same file waits its turn.
-        let other = req("/src/pay.ts", "cursor", Mode::Shared, true);
-        assert_eq!(t.check(&other).unwrap(), Outcome::Granted);
-        let later = req("/src/auth/jwt.ts", "cursor", Mode::Shared, true);
-        assert!(matches!(t.check(&later).unwrap(), Outcome::Queued { .. }));
-        t.insert(3, later, false, at);
-        assert!(t.grantable().is_empty());
-        t.remove(1);
-        assert_eq!(t.grantable(), vec![2], "first come, first served");
-        t.grant(2, 10, at);
-        assert!(t.consistent());
-        t.remove(2);
-        assert_eq!(t.grantable(), vec![3]);
-        // Shared with shared is fine.
-        t.grant(3, 11, at);
-        assert_eq!(
-            t.check(&req("/src/auth/jwt.ts", "claude", Mode::Shared, false))
-                .unwrap(),
-            Outcome::Granted
-        );
-        assert_eq!(t.get(3).and_then(|l| l.token), Some(11));
-        assert!(
-            t.check_fence("cursor", "/src/auth/jwt.ts", 11, at).is_err(),
-            "a shared lock does not license a write"
-        );
-        t.insert(
-            20,
-            req("/src/auth/", "cursor", Mode::Exclusive, false),
-            true,
-            at,
-        );
-        t.insert(
-            21,
-            req("/src/auth/jwt.ts", "cursor", Mode::Exclusive, false),
-            true,
-            at,
-        );
-        assert!(
-            t.check_fence("cursor", "/src/auth/jwt.ts", 20, at).is_ok(),
-            "the directory's token is valid too"
-        );
-        assert!(t.check_fence("cursor", "/src/auth/jwt.ts", 21, at).is_ok());
-        assert!(
-            t.check_fence("cursor", "/src/auth/jwt.ts", 3, at).is_err(),
-            "stale"
-        );
-        assert!(
-            t.check_fence("gemini", "/src/auth/jwt.ts", 21, at).is_err(),
-            "not its lock"
-        );
-        let later = at + TimeDelta::seconds(31);
-        assert!(
-            t.check_fence("cursor", "/src/auth/jwt.ts", 21, later)
-                .is_err(),
-            "lease ran out"
-        );
-    }
-
-    #[test]
-    fn expiry() {
-        let at = crate::domain::now();
-        let mut t = LockTable::default();
-        t.insert(1, req("/a", "claude", Mode::Exclusive, false), true, at);
-        assert!(t.expired(at + TimeDelta::seconds(29)).is_empty());
-        assert_eq!(t.expired(at + TimeDelta::seconds(30)), vec![1]);
-        t.renew(1, 60, at + TimeDelta::seconds(20));
-        assert!(t.expired(at + TimeDelta::seconds(30)).is_empty());
-        assert_eq!(t.next_expiry(), Some(at + TimeDelta::seconds(80)));
     }
 }

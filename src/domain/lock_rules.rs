@@ -1,7 +1,7 @@
 //! Who may lock what in a session, as plain rules (the lock table's own conflict and queue
 //! rules are in `lock`): the session is open, the holder is an active participant, observers
-//! take shared (read) locks only, an operation note is short, and a lock tied to a task is the
-//! task's assignee's (or anyone's while it is unassigned).
+//! take shared (read) locks only, and an operation note is short. (A lock tied to a task is the
+//! task's assignee's: `task_rules::check_task_lock`, with the task from the task coordinator.)
 
 use serde_json::Value;
 
@@ -11,8 +11,8 @@ use chrono::NaiveDateTime;
 
 use super::event::{NewEvent, Priority};
 use super::lock::{
-    LOCK_QUEUED, Lock, Mode, Outcome, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, Request,
-    Resource, State, parse_lease,
+    LOCK_QUEUED, Lock, Mode, RESOURCE_LOCKED, RESOURCE_RELEASED, Release, Request, Resource, State,
+    parse_lease,
 };
 use super::role::Role;
 use super::session::Session;
@@ -45,13 +45,9 @@ impl Session {
         Ok((who.clone(), self.active(who)?.role))
     }
 
-    /// Checks `ask` for `caller`: the request it becomes and whether it is granted now or
-    /// queued (or why not).
-    pub fn check_lock(
-        &self,
-        caller: &Caller,
-        ask: LockAsk,
-    ) -> Result<(Request, Outcome), DomainError> {
+    /// Checks `ask` for `caller` against the session's rules: the request it becomes. Whether
+    /// it is granted, queued or refused is the project's lock table's to say.
+    pub fn check_lock(&self, caller: &Caller, ask: LockAsk) -> Result<Request, DomainError> {
         let (holder, role) = self.lock_holder(caller)?;
         if role == Role::Observer && ask.mode == Mode::Exclusive {
             return Err(DomainError::Forbidden(format!(
@@ -68,15 +64,8 @@ impl Session {
                 format!("at most {MAX_OPERATION_CHARS} characters"),
             ));
         }
-        if let Some(t) = ask.task_id {
-            let task = self.tasks.get(t)?;
-            if let Some(owner) = task.assigned_to.as_ref().filter(|a| **a != holder) {
-                return Err(DomainError::Forbidden(format!(
-                    "task {t} is {owner}'s; lock for your own tasks"
-                )));
-            }
-        }
-        let request = Request {
+        Ok(Request {
+            session_id: self.id,
             resource: Resource::parse(&ask.resource)?,
             holder,
             mode: ask.mode,
@@ -84,9 +73,7 @@ impl Session {
             lease_secs: parse_lease(ask.duration.as_ref())?,
             wait: ask.wait,
             task_id: ask.task_id,
-        };
-        let outcome = self.locks.check(&request)?;
-        Ok((request, outcome))
+        })
     }
 }
 
@@ -100,9 +87,9 @@ mod payloads {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct Locked<'a> {
-        /// Absent when the lock is granted as it is asked: the event's id is then the lock's.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub lock_id: Option<i64>,
+        pub lock_id: i64,
+        /// The fencing token: the lock's id when granted as asked.
+        pub token: i64,
         pub by: &'a str,
         pub resource: String,
         pub mode: Mode,
@@ -113,6 +100,7 @@ mod payloads {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct Queued<'a> {
+        pub lock_id: i64,
         pub by: &'a str,
         pub resource: String,
         pub mode: Mode,
@@ -124,6 +112,8 @@ mod payloads {
     #[serde(rename_all = "camelCase")]
     pub struct Released<'a> {
         pub lock_id: i64,
+        /// The project's sequence number of this release (ids and tokens share it).
+        pub seq: i64,
         pub by: &'a str,
         pub resource: String,
         pub reason: Release,
@@ -168,11 +158,11 @@ fn lease_end(at: NaiveDateTime, lease_secs: u32) -> NaiveDateTime {
     at + chrono::TimeDelta::seconds(i64::from(lease_secs))
 }
 
-/// `resource_locked`: a lock granted at `at`. Its event id is the lock's fencing token;
-/// `granted_as_asked` (no wait in between) makes it the lock's id too.
-pub fn locked_event(l: &Lock, at: NaiveDateTime, granted_as_asked: bool) -> NewEvent {
+/// `resource_locked`: a lock granted at `at` with its fencing token.
+pub fn locked_event(l: &Lock, at: NaiveDateTime) -> NewEvent {
     let payload = payloads::Locked {
-        lock_id: (!granted_as_asked).then_some(l.id),
+        lock_id: l.id,
+        token: l.token.unwrap_or(l.id),
         by: &l.holder,
         resource: l.resource.to_string(),
         mode: l.mode,
@@ -188,9 +178,10 @@ pub fn locked_event(l: &Lock, at: NaiveDateTime, granted_as_asked: bool) -> NewE
     )
 }
 
-/// `lock_queued`: a request waiting behind `behind`.
-pub fn queued_event(r: &Request, behind: &[i64]) -> NewEvent {
+/// `lock_queued`: request `id` waiting behind `behind`.
+pub fn queued_event(r: &Request, id: i64, behind: &[i64]) -> NewEvent {
     let payload = payloads::Queued {
+        lock_id: id,
         by: &r.holder,
         resource: r.resource.to_string(),
         mode: r.mode,
@@ -206,10 +197,12 @@ pub fn queued_event(r: &Request, behind: &[i64]) -> NewEvent {
     )
 }
 
-/// `resource_released`: a lock that stopped being held or waiting, and why.
-pub fn released_event(l: &Lock, why: Release, actor: Option<String>) -> NewEvent {
+/// `resource_released`: a lock that stopped being held or waiting, and why; `seq` is the
+/// project sequence number the lock table gave the release.
+pub fn released_event(l: &Lock, why: Release, seq: i64, actor: Option<String>) -> NewEvent {
     let payload = payloads::Released {
         lock_id: l.id,
+        seq,
         by: &l.holder,
         resource: l.resource.to_string(),
         reason: why,

@@ -22,12 +22,17 @@ pub mod lock;
 #[cfg(test)]
 mod lock_props;
 pub mod lock_rules;
+pub mod lock_table;
+pub mod membership;
 pub mod message;
 pub mod message_rules;
 pub mod monitor;
 pub mod outbox;
+#[cfg(test)]
+mod resource_props;
 pub mod role;
 pub mod session;
+pub mod session_spec;
 pub mod task;
 pub mod task_rules;
 #[cfg(test)]

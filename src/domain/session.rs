@@ -15,12 +15,10 @@ use super::checkpoint::Checkpoint;
 use super::context::Context;
 use super::coordination::Coordination;
 use super::event::{Event, NewEvent, Priority};
-use super::ids::{validate_ai_id, validate_session_name};
-use super::lock::LockTable;
 use super::message::{PendingAcks, SendRate};
 use super::monitor::STATUS_REPORTED;
 use super::role::{Permission, Role};
-use super::task::{Strategy, TaskBoard};
+use super::task::Strategy;
 
 /// Upper bound on participants in one session; every event fans out to each of them.
 pub const MAX_PARTICIPANTS: usize = 128;
@@ -122,77 +120,6 @@ macro_rules! text_enum {
 text_enum!(HandshakeMode { Strict = "strict", Loose = "loose" });
 text_enum!(RotationPolicy { Manual = "manual", Automatic = "automatic" });
 
-/// A participant as asked for on create or join.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParticipantSpec {
-    pub ai_id: String,
-    pub role: Role,
-    /// `None`: the role's defaults.
-    pub permissions: Option<BTreeSet<Permission>>,
-    /// What it is good at, for skill-based task assignment.
-    pub skills: Vec<String>,
-}
-
-/// A participant as a request names it, before default roles are given.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParticipantRequest {
-    pub ai_id: String,
-    pub role: Option<Role>,
-    pub permissions: Option<BTreeSet<Permission>>,
-    pub skills: Vec<String>,
-}
-
-/// Gives roles to participants named without one: the first drives unless someone else was
-/// named driver, the rest navigate (the concept's `["claude", "gemini"]`).
-pub fn assign_default_roles(requests: Vec<ParticipantRequest>) -> Vec<ParticipantSpec> {
-    let mut driver_named = requests.iter().any(|r| r.role == Some(Role::Driver));
-    requests
-        .into_iter()
-        .map(|r| {
-            let role = r.role.unwrap_or_else(|| {
-                let role = if driver_named {
-                    Role::Navigator
-                } else {
-                    Role::Driver
-                };
-                driver_named = true;
-                role
-            });
-            ParticipantSpec {
-                ai_id: r.ai_id,
-                role,
-                permissions: r.permissions,
-                skills: r.skills,
-            }
-        })
-        .collect()
-}
-
-/// Everything needed to create a session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionSpec {
-    pub name: String,
-    pub participants: Vec<ParticipantSpec>,
-    pub save_interval: u32,
-    pub handshake_mode: HandshakeMode,
-    pub rotation_policy: RotationPolicy,
-    /// Automatic rotation: seconds per driver (0: never). People give minutes
-    /// (`roleRotationInterval`, fractions allowed).
-    pub rotation_interval_secs: u32,
-    /// A handshake waiting this long for a reviewer raises an alert.
-    pub review_timeout_secs: u32,
-    /// How unassigned tasks find a participant (the concept's `taskAllocation`).
-    pub task_allocation: Strategy,
-    pub metadata: Value,
-    /// The codebase the session works on (see [`validate_project`]).
-    pub project: String,
-}
-
-/// Bounds for the session's rotation interval (minutes) and review timeout (seconds).
-pub const ROTATION_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 1..=24 * 3600;
-pub const REVIEW_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 1..=86_400;
-pub const DEFAULT_REVIEW_TIMEOUT: u32 = 600;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
     pub ai_id: String,
@@ -270,11 +197,8 @@ pub struct Session {
     pub review_timeout_secs: u32,
     /// Handshake phase, role requests, rotation clock (stored with the session).
     pub coordination: Coordination,
-    /// Locks held or waiting.
-    pub locks: LockTable,
     /// Default assignment strategy for unassigned work.
     pub task_allocation: Strategy,
-    pub tasks: TaskBoard,
     /// The codebase the session works on; its sessions share one lock table.
     pub project: String,
 }
@@ -327,180 +251,11 @@ impl AccessPolicy {
         }
     }
 
-    fn is_operator(&self, digest: &str) -> bool {
+    pub(super) fn is_operator(&self, digest: &str) -> bool {
         self.operator_digest
             .as_deref()
             .is_some_and(|op| digests_match(op, digest))
     }
-}
-
-/// Who may invite whom. Observers change nothing, so they invite nobody. Drivers and
-/// navigators may add navigators and observers, never a driver (the driver's seat is given by
-/// the operator or moves through `role` and the handshake). Whatever the newcomer gets, by its
-/// role's defaults or named explicitly, must be grantable by the inviter: the permissions it
-/// holds itself, `comment` (an observer's right to keep notes), and for the driver, who leads
-/// the team, a navigator's defaults.
-pub fn check_invitation(inviter: &Participant, spec: &ParticipantSpec) -> Result<(), DomainError> {
-    if inviter.role == Role::Observer {
-        return Err(DomainError::Forbidden(format!(
-            "{:?} is an observer: observers cannot invite; ask the driver or a navigator",
-            inviter.ai_id
-        )));
-    }
-    if spec.role == Role::Driver {
-        return Err(DomainError::Forbidden(
-            "an invitation cannot make a driver: invite a navigator and pass control with the handshake, or ask the operator"
-                .into(),
-        ));
-    }
-    let mut grantable = inviter.permissions.clone();
-    grantable.insert(Permission::Comment);
-    if inviter.role == Role::Driver {
-        grantable.extend(Role::Navigator.default_permissions());
-    }
-    let asked = spec
-        .permissions
-        .clone()
-        .unwrap_or_else(|| spec.role.default_permissions());
-    let beyond: Vec<&str> = asked
-        .iter()
-        .filter(|p| !grantable.contains(p))
-        .map(|p| p.as_str())
-        .collect();
-    if !beyond.is_empty() {
-        return Err(DomainError::Forbidden(format!(
-            "{:?} cannot grant {}: name permissions it may grant (or ask the operator)",
-            inviter.ai_id,
-            beyond.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// The project a session belongs to when none is named.
-pub const DEFAULT_PROJECT: &str = "default";
-/// Longest project key, in characters.
-pub const MAX_PROJECT_LEN: usize = 512;
-
-/// A project key names a codebase: the repository's path (`/home/me/shop`) or remote
-/// (`github.com/acme/shop`), or any label the team agrees on. Not empty, no control characters,
-/// at most 512 characters; compared exactly (the hub does not resolve paths).
-pub fn validate_project(project: &str) -> Result<(), DomainError> {
-    if project.trim().is_empty() {
-        return Err(DomainError::invalid("project", "project must not be empty"));
-    }
-    if project.chars().count() > MAX_PROJECT_LEN {
-        return Err(DomainError::invalid(
-            "project",
-            format!("project is at most {MAX_PROJECT_LEN} characters"),
-        ));
-    }
-    if project.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            "project",
-            "project must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
-impl SessionSpec {
-    /// Checks a whole create request; on success every participant is valid and at most one drives.
-    pub fn validate(&self) -> Result<(), DomainError> {
-        validate_session_name(&self.name)?;
-        validate_project(&self.project)?;
-        if self.rotation_interval_secs != 0
-            && !ROTATION_INTERVAL_RANGE.contains(&self.rotation_interval_secs)
-        {
-            return Err(DomainError::invalid(
-                "roleRotationInterval",
-                "roleRotationInterval is minutes per driver: 0 (off), or from 1 second (0.017) to 24 hours (1440)",
-            ));
-        }
-        if !REVIEW_TIMEOUT_RANGE.contains(&self.review_timeout_secs) {
-            return Err(DomainError::invalid(
-                "reviewTimeoutSecs",
-                format!(
-                    "reviewTimeoutSecs must be between {} and {}",
-                    REVIEW_TIMEOUT_RANGE.start(),
-                    REVIEW_TIMEOUT_RANGE.end()
-                ),
-            ));
-        }
-        if self.save_interval != 0 && !SAVE_INTERVAL_RANGE.contains(&self.save_interval) {
-            return Err(DomainError::invalid(
-                "saveInterval",
-                format!(
-                    "saveInterval must be 0 (off) or between {} and {} seconds",
-                    SAVE_INTERVAL_RANGE.start(),
-                    SAVE_INTERVAL_RANGE.end()
-                ),
-            ));
-        }
-        validate_metadata(&self.metadata)?;
-        if self.participants.len() > MAX_PARTICIPANTS {
-            return Err(DomainError::invalid(
-                "participants",
-                format!("a session holds at most {MAX_PARTICIPANTS} participants"),
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        let mut driver: Option<&str> = None;
-        for p in &self.participants {
-            validate_participant(p)?;
-            if !seen.insert(p.ai_id.as_str()) {
-                return Err(DomainError::conflict(
-                    "duplicate_participant",
-                    format!("participant {:?} is listed twice", p.ai_id),
-                ));
-            }
-            if p.role == Role::Driver {
-                if let Some(first) = driver {
-                    return Err(two_drivers(first, &p.ai_id));
-                }
-                driver = Some(&p.ai_id);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn validate_participant(p: &ParticipantSpec) -> Result<(), DomainError> {
-    validate_ai_id("participants.aiId", &p.ai_id)?;
-    if let Some(perms) = &p.permissions
-        && perms.is_empty()
-    {
-        return Err(DomainError::invalid(
-            "permissions",
-            "permissions must not be empty; leave them out for the role's defaults",
-        ));
-    }
-    Ok(())
-}
-
-fn validate_metadata(metadata: &Value) -> Result<(), DomainError> {
-    if !metadata.is_object() {
-        return Err(DomainError::invalid(
-            "metadata",
-            "metadata must be a JSON object",
-        ));
-    }
-    if metadata.to_string().len() > MAX_METADATA_BYTES {
-        return Err(DomainError::invalid(
-            "metadata",
-            format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-fn two_drivers(current: &str, other: &str) -> DomainError {
-    DomainError::conflict(
-        "driver_taken",
-        format!(
-            "{current:?} already drives this session; {other:?} may join as navigator or observer and take control through the handshake"
-        ),
-    )
 }
 
 impl Session {
@@ -536,10 +291,8 @@ impl Session {
             rotation_interval_secs: spec.rotation_interval_secs,
             review_timeout_secs: spec.review_timeout_secs,
             coordination: Coordination::default(),
-            locks: LockTable::default(),
             task_allocation: spec.task_allocation,
             project: spec.project.clone(),
-            tasks: TaskBoard::default(),
         }
     }
 
@@ -661,125 +414,6 @@ impl Session {
         self.active_participants().find(|p| p.role == Role::Driver)
     }
 
-    /// Who the credential speaks for in this session.
-    pub fn authorize(
-        &self,
-        credential: &Credential,
-        policy: &AccessPolicy,
-    ) -> Result<Caller, DomainError> {
-        match credential {
-            Credential::None => policy.operator(credential),
-            Credential::OperatorAs { session, ai_id } => {
-                if *session != self.id {
-                    return Err(DomainError::Forbidden(
-                        "this MCP session acts in another session".into(),
-                    ));
-                }
-                self.active(ai_id).map_err(|_| {
-                    DomainError::Unauthorized(format!(
-                        "{ai_id:?} is no longer a participant of this session"
-                    ))
-                })?;
-                Ok(Caller::Participant(ai_id.clone()))
-            }
-            Credential::Bearer(digest) => {
-                if policy.is_operator(digest) {
-                    return Ok(Caller::Operator);
-                }
-                self.active_participants()
-                    .find(|p| digests_match(&p.token_digest, digest))
-                    .map(|p| Caller::Participant(p.ai_id.clone()))
-                    .ok_or_else(|| {
-                        DomainError::Unauthorized(
-                            "the bearer token is not valid for this session (unknown, or its participant left)"
-                                .into(),
-                        )
-                    })
-            }
-        }
-    }
-
-    /// May `caller` add `spec` now? If so, the participant it becomes and the event that
-    /// announces it. The operator may add anyone. A participant's invitation never grants more
-    /// than the inviter may grant (see [`check_invitation`]).
-    pub fn check_join(
-        &self,
-        caller: &Caller,
-        spec: &ParticipantSpec,
-        token_digest: String,
-        at: NaiveDateTime,
-    ) -> Result<(Participant, NewEvent), DomainError> {
-        validate_participant(spec)?;
-        if let Caller::Participant(inviter) = caller {
-            check_invitation(self.active(inviter)?, spec)?;
-        }
-        self.check_open("joins")?;
-        if self
-            .participants
-            .get(&spec.ai_id)
-            .is_some_and(Participant::is_active)
-        {
-            return Err(DomainError::conflict(
-                "duplicate_participant",
-                format!("{:?} is already a participant of this session", spec.ai_id),
-            ));
-        }
-        if self.active_participants().count() >= MAX_PARTICIPANTS {
-            return Err(DomainError::conflict(
-                "session_full",
-                format!("a session holds at most {MAX_PARTICIPANTS} participants"),
-            ));
-        }
-        if spec.role == Role::Driver
-            && let Some(d) = self.driver()
-        {
-            return Err(two_drivers(&d.ai_id, &spec.ai_id));
-        }
-        let participant = Participant::from_spec(spec, token_digest, at);
-        let event = NewEvent {
-            kind: "participant_joined",
-            actor: Some(spec.ai_id.clone()),
-            priority: Priority::Important,
-            to: None,
-            payload: json!({ "participant": ParticipantView::from(&participant) }),
-        };
-        Ok((participant, event))
-    }
-
-    pub fn apply_join(&mut self, participant: Participant, event_id: i64) {
-        self.updated_at = participant.joined_at;
-        self.participants
-            .insert(participant.ai_id.clone(), participant);
-        self.last_event_id = event_id;
-    }
-
-    /// May `ai_id` leave, asked by `caller`? Participants leave only as themselves.
-    pub fn check_leave(&self, ai_id: &str, caller: &Caller) -> Result<NewEvent, DomainError> {
-        act_as(caller, ai_id)?;
-        let p = self.active(ai_id)?;
-        Ok(NewEvent {
-            kind: "participant_left",
-            actor: Some(ai_id.to_owned()),
-            priority: if p.role == Role::Driver {
-                Priority::Critical
-            } else {
-                Priority::Important
-            },
-            payload: json!({ "aiId": ai_id, "role": p.role }),
-            to: None,
-        })
-    }
-
-    pub fn apply_leave(&mut self, ai_id: &str, at: NaiveDateTime, event_id: i64) {
-        if let Some(p) = self.participants.get_mut(ai_id) {
-            p.left_at = Some(at);
-            p.checkpoint = None;
-        }
-        self.pending_acks.forget_participant(ai_id);
-        self.updated_at = at;
-        self.last_event_id = event_id;
-    }
-
     /// May `caller` move the session to `to`? Observers cannot; transitions follow `can_become`.
     pub fn check_status(
         &self,
@@ -811,28 +445,6 @@ impl Session {
             to: None,
             payload: json!({ "from": self.status, "to": to }),
         })
-    }
-
-    /// May `caller` give `ai_id` a new token (the old one stops working)? The operator may for
-    /// anyone, a participant for itself.
-    pub fn check_reissue(&self, ai_id: &str, caller: &Caller) -> Result<NewEvent, DomainError> {
-        act_as(caller, ai_id)?;
-        self.active(ai_id)?;
-        Ok(NewEvent {
-            kind: "token_reissued",
-            actor: Some(ai_id.to_owned()),
-            priority: Priority::Routine,
-            to: None,
-            payload: json!({ "aiId": ai_id }),
-        })
-    }
-
-    pub fn apply_reissue(&mut self, ai_id: &str, digest: String, at: NaiveDateTime, event_id: i64) {
-        if let Some(p) = self.participants.get_mut(ai_id) {
-            p.token_digest = digest;
-        }
-        self.updated_at = at;
-        self.last_event_id = event_id;
     }
 
     pub fn apply_status(&mut self, to: SessionStatus, at: NaiveDateTime, event_id: i64) {
@@ -895,19 +507,11 @@ pub fn act_as(caller: &Caller, ai_id: &str) -> Result<(), DomainError> {
 }
 
 /// A participant as shown to others: never its token digest.
-/// `roleRotationInterval` minutes (fractions allowed) as whole seconds; refuses what cannot be.
-pub fn rotation_secs(minutes: Option<f64>) -> Result<u32, DomainError> {
-    let Some(m) = minutes else { return Ok(0) };
-    let secs = (m * 60.0).round();
-    if !m.is_finite() || secs < 0.0 || secs > f64::from(*ROTATION_INTERVAL_RANGE.end()) {
-        return Err(DomainError::invalid(
-            "roleRotationInterval",
-            "roleRotationInterval is minutes per driver: 0 (off) up to 1440",
-        ));
-    }
-    Ok(secs as u32)
-}
-
+pub use super::session_spec::{
+    DEFAULT_PROJECT, DEFAULT_REVIEW_TIMEOUT, MAX_PROJECT_LEN, ParticipantRequest, ParticipantSpec,
+    REVIEW_TIMEOUT_RANGE, ROTATION_INTERVAL_RANGE, SessionSpec, assign_default_roles,
+    rotation_secs, validate_project,
+};
 pub use super::views::{ParticipantBrief, ParticipantView, SessionSummary, SessionView};
 
 /// Sessions for unit tests elsewhere in the domain.

@@ -10,10 +10,10 @@ use super::DomainError;
 use super::auth::Caller;
 use super::event::{NewEvent, Priority};
 use super::role::Role;
-use super::session::Session;
+use super::session::{Session, SessionStatus};
 use super::task::{
     Status, Strategy, TASK_ASSIGNED, TASK_CLAIMED, TASK_CREATED, TASK_HANDED_OFF, TASK_STATUS,
-    Task, TaskSpec, TaskSpecOrTask,
+    Task, TaskBoard, TaskSpec, TaskSpecOrTask,
 };
 
 /// A task operation as asked.
@@ -77,12 +77,64 @@ fn caller_name(caller: &Caller) -> Option<String> {
     }
 }
 
+/// What the task rules need to know of a session: whether it is open, who is in it (active
+/// participants with their role and skills), who drives, and its default strategy. The session
+/// hands a copy to its task coordinator with each task command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roster {
+    pub status: SessionStatus,
+    pub allocation: Strategy,
+    pub members: BTreeMap<String, (Role, Vec<String>)>,
+    pub driver: Option<String>,
+}
+
 impl Session {
+    pub fn roster(&self) -> Roster {
+        Roster {
+            status: self.status,
+            allocation: self.task_allocation,
+            members: self
+                .active_participants()
+                .map(|p| (p.ai_id.clone(), (p.role, p.skills.clone())))
+                .collect(),
+            driver: self.driver().map(|d| d.ai_id.clone()),
+        }
+    }
+}
+
+/// A lock taken for task `task` must be its assignee's (anyone's while it is unassigned).
+pub fn check_task_lock(task: &Task, holder: &str) -> Result<(), DomainError> {
+    match task.assigned_to.as_ref().filter(|a| **a != holder) {
+        Some(owner) => Err(DomainError::Forbidden(format!(
+            "task {} is {owner}'s; lock for your own tasks",
+            task.id
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Roster {
+    fn check_open(&self) -> Result<(), DomainError> {
+        if self.status == SessionStatus::Completed {
+            return Err(DomainError::conflict(
+                "session_completed",
+                "the session is completed; tasks are closed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn role(&self, ai_id: &str) -> Result<Role, DomainError> {
+        self.members.get(ai_id).map(|(r, _)| *r).ok_or_else(|| {
+            DomainError::NotFound(format!("{ai_id:?} is not a participant of this session"))
+        })
+    }
+
     fn may_steer(&self, caller: &Caller) -> Result<Option<String>, DomainError> {
-        self.check_open("tasks")?;
+        self.check_open()?;
         let me = caller_name(caller);
         if let Some(me) = &me
-            && self.active(me)?.role == Role::Observer
+            && self.role(me)? == Role::Observer
         {
             return Err(DomainError::Forbidden(format!(
                 "{me} is an observer: it reads tasks, nothing else"
@@ -92,20 +144,20 @@ impl Session {
     }
 
     fn is_driver_or_operator(&self, me: &Option<String>) -> bool {
-        me.is_none() || self.driver().map(|d| &d.ai_id) == me.as_ref()
+        me.is_none() || self.driver.as_ref() == me.as_ref()
     }
 
     /// Who may get work: active participants that are not observers, with their skills.
     fn workers(&self) -> BTreeMap<String, Vec<String>> {
-        self.active_participants()
-            .filter(|p| p.role != Role::Observer)
-            .map(|p| (p.ai_id.clone(), p.skills.clone()))
+        self.members
+            .iter()
+            .filter(|(_, (role, _))| *role != Role::Observer)
+            .map(|(id, (_, skills))| (id.clone(), skills.clone()))
             .collect()
     }
 
     fn check_assignee(&self, to: &str) -> Result<(), DomainError> {
-        let p = self.active(to)?;
-        if p.role == Role::Observer {
+        if self.role(to)? == Role::Observer {
             return Err(DomainError::invalid(
                 "assignedTo",
                 format!("{to} is an observer and takes no tasks"),
@@ -131,16 +183,17 @@ impl Session {
         })
     }
 
-    /// Checks `op` by `caller` and plans its writes. `seed` feeds the random strategy.
+    /// Checks `op` by `caller` against `board` and plans its writes. `seed` feeds the random
+    /// strategy.
     pub fn plan_task(
         &self,
+        board: &TaskBoard,
         caller: &Caller,
         op: TaskOp,
         at: NaiveDateTime,
         seed: u64,
     ) -> Result<TaskPlan, DomainError> {
         let me = self.may_steer(caller)?;
-        let board = &self.tasks;
         let mut plan = TaskPlan::default();
         let event = |kind: &'static str, priority, payload: Value| NewEvent {
             kind,
@@ -293,7 +346,7 @@ impl Session {
                 }
                 let strategy = match (&to, strategy) {
                     (Some(_), _) => None,
-                    (None, s) => Some(s.unwrap_or(self.task_allocation)),
+                    (None, s) => Some(s.unwrap_or(self.allocation)),
                 };
                 let who = match (&to, strategy) {
                     (Some(to), _) => {
@@ -419,11 +472,36 @@ mod tests {
     use super::*;
     use crate::domain::session::tests_support::session_of;
 
+    /// A session's roster and its task board, as the task coordinator holds them.
+    struct Team {
+        roster: Roster,
+        tasks: TaskBoard,
+    }
+
+    impl Team {
+        fn of(members: &[(&str, Role)]) -> Team {
+            Team {
+                roster: session_of(members).roster(),
+                tasks: TaskBoard::default(),
+            }
+        }
+
+        fn plan_task(
+            &self,
+            caller: &Caller,
+            op: TaskOp,
+            at: NaiveDateTime,
+            seed: u64,
+        ) -> Result<TaskPlan, DomainError> {
+            self.roster.plan_task(&self.tasks, caller, op, at, seed)
+        }
+    }
+
     fn me(id: &str) -> Caller {
         Caller::Participant(id.into())
     }
 
-    fn apply(s: &mut Session, plan: TaskPlan, first_id: i64) -> Vec<i64> {
+    fn apply(s: &mut Team, plan: TaskPlan, first_id: i64) -> Vec<i64> {
         let mut ids = Vec::new();
         for (i, mut w) in plan.writes.into_iter().enumerate() {
             if w.new {
@@ -440,7 +518,7 @@ mod tests {
 
     #[test]
     fn create_start_block_complete_and_handoff() {
-        let mut s = session_of(&[
+        let mut s = Team::of(&[
             ("claude", Role::Driver),
             ("gemini", Role::Navigator),
             ("cursor", Role::Observer),

@@ -24,6 +24,12 @@ pub fn parse(text: &str) -> Option<NaiveDateTime> {
         .or_else(|| text.parse::<NaiveDateTime>().ok())
 }
 
+/// To the second, for messages people read (`2026-12-02T22:34:51Z`).
+pub fn text(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 pub mod option {
     use super::*;
 

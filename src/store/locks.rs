@@ -38,22 +38,27 @@ pub fn insert_request(
     Ok(())
 }
 
-/// A waiter is granted: held from `at` with `token`.
+/// A waiter is granted: held from `at` with `token`. False when it is no longer waiting (it
+/// was cancelled, or its holder left, before the grant reached its session).
 pub fn set_held(
     conn: &mut DbConn,
     session_id: Uuid,
     id: i64,
     token: i64,
     expires_at: NaiveDateTime,
-) -> Result<(), HubError> {
-    diesel::update(locks::table.find((session_id.to_string(), id)))
-        .set((
-            locks::state.eq("held"),
-            locks::fencing_token.eq(Some(token)),
-            locks::expires_at.eq(Some(expires_at)),
-        ))
-        .execute(conn)?;
-    Ok(())
+) -> Result<bool, HubError> {
+    let n = diesel::update(
+        locks::table
+            .find((session_id.to_string(), id))
+            .filter(locks::state.eq("waiting")),
+    )
+    .set((
+        locks::state.eq("held"),
+        locks::fencing_token.eq(Some(token)),
+        locks::expires_at.eq(Some(expires_at)),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 pub fn renew(
@@ -81,6 +86,7 @@ fn reason_text(r: Release) -> &'static str {
         Release::Cancelled => "cancelled",
         Release::TaskDone => "task_done",
         Release::Disconnected => "disconnected",
+        Release::SessionEnded => "session_ended",
     }
 }
 
@@ -102,6 +108,7 @@ pub fn release(
 }
 
 type LockRow = (
+    String,
     i64,
     String,
     String,
@@ -114,13 +121,30 @@ type LockRow = (
     Option<i64>,
 );
 
-/// The locks held or waiting, for a session being loaded.
-pub fn open_locks(conn: &mut DbConn, session_id: Uuid) -> Result<Vec<Lock>, HubError> {
+/// What a project's lock table starts from.
+pub struct ProjectLocks {
+    /// Held or waiting, from every session of the project.
+    pub locks: Vec<Lock>,
+    /// The largest lock id or fencing token ever given in the project (released ones too).
+    pub last_seq: i64,
+    /// The names of the sessions those locks belong to.
+    pub labels: Vec<(Uuid, String)>,
+}
+
+/// The locks of every session of `project` that are held or waiting, for its lock table.
+pub fn load_project(conn: &mut DbConn, project: &str) -> Result<ProjectLocks, HubError> {
+    use super::schema::sessions;
+    let of_project = || {
+        sessions::table
+            .filter(sessions::project.eq(project.to_owned()))
+            .select(sessions::id)
+    };
     let rows: Vec<LockRow> = locks::table
-        .filter(locks::session_id.eq(session_id.to_string()))
+        .filter(locks::session_id.eq_any(of_project()))
         .filter(locks::state.ne("released"))
-        .order(locks::id.asc())
+        .order((locks::id.asc(), locks::session_id.asc()))
         .select((
+            locks::session_id,
             locks::id,
             locks::resource,
             locks::holder,
@@ -133,31 +157,58 @@ pub fn open_locks(conn: &mut DbConn, session_id: Uuid) -> Result<Vec<Lock>, HubE
             locks::task_id,
         ))
         .load(conn)?;
+    let max_id: Option<i64> = locks::table
+        .filter(locks::session_id.eq_any(of_project()))
+        .select(diesel::dsl::max(locks::id))
+        .first(conn)?;
+    let max_token: Option<i64> = locks::table
+        .filter(locks::session_id.eq_any(of_project()))
+        .select(diesel::dsl::max(locks::fencing_token))
+        .first(conn)?;
+    let locks = rows
+        .into_iter()
+        .map(read_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ids: Vec<String> = locks.iter().map(|l| l.session_id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let labels: Vec<(String, String)> = sessions::table
+        .filter(sessions::id.eq_any(ids))
+        .select((sessions::id, sessions::name))
+        .load(conn)?;
+    Ok(ProjectLocks {
+        locks,
+        last_seq: max_id.unwrap_or(0).max(max_token.unwrap_or(0)),
+        labels: labels
+            .into_iter()
+            .filter_map(|(id, name)| Some((id.parse().ok()?, name)))
+            .collect(),
+    })
+}
+
+fn read_row(row: LockRow) -> Result<Lock, HubError> {
+    let (session, id, resource, holder, mode, operation, state, lease, token, expires_at, task_id) =
+        row;
     let bad = |what: &str| HubError::Internal(format!("a stored lock's {what} is unreadable"));
-    rows.into_iter()
-        .map(
-            |(id, resource, holder, mode, operation, state, lease, token, expires_at, task_id)| {
-                Ok(Lock {
-                    id,
-                    resource: Resource::parse(&resource).map_err(|_| bad("resource"))?,
-                    holder,
-                    mode: match mode.as_str() {
-                        "shared" => Mode::Shared,
-                        "exclusive" => Mode::Exclusive,
-                        _ => return Err(bad("mode")),
-                    },
-                    operation,
-                    state: if state == "held" {
-                        State::Held
-                    } else {
-                        State::Waiting
-                    },
-                    lease_secs: u32::try_from(lease).map_err(|_| bad("lease"))?,
-                    token,
-                    task_id,
-                    expires_at,
-                })
-            },
-        )
-        .collect()
+    Ok(Lock {
+        id,
+        session_id: session.parse().map_err(|_| bad("session"))?,
+        resource: Resource::parse(&resource).map_err(|_| bad("resource"))?,
+        holder,
+        mode: match mode.as_str() {
+            "shared" => Mode::Shared,
+            "exclusive" => Mode::Exclusive,
+            _ => return Err(bad("mode")),
+        },
+        operation,
+        state: if state == "held" {
+            State::Held
+        } else {
+            State::Waiting
+        },
+        lease_secs: u32::try_from(lease).map_err(|_| bad("lease"))?,
+        token,
+        task_id,
+        expires_at,
+    })
 }

@@ -119,10 +119,8 @@ impl SessionRow {
             review_timeout_secs: u32::try_from(self.review_timeout_secs).unwrap_or(600),
             coordination: serde_json::from_str(&self.coordination)
                 .map_err(|e| corrupt("coordination", e))?,
-            locks: Default::default(),
             task_allocation: crate::domain::task::Strategy::parse(&self.task_allocation)
                 .ok_or_else(|| corrupt("task allocation", &self.task_allocation))?,
-            tasks: Default::default(),
             project: self.project,
         })
     }

@@ -195,10 +195,6 @@ pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Sessio
             }
         }
     }
-    session.locks =
-        crate::domain::lock::LockTable::from_locks(super::locks::open_locks(conn, session_id)?);
-    session.tasks =
-        crate::domain::task::TaskBoard::from_tasks(super::tasks::load(conn, session_id)?);
     for pending in super::messages::pending_acks(conn, session_id)? {
         session.pending_acks.insert(pending);
     }

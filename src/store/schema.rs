@@ -172,5 +172,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     participants,
     events,
     messages,
-    message_receipts
+    message_receipts,
+    locks
 );

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, both_backends, client, spawn_app};
 use crate::mcp_protocol::Mcp;
 
-both_backends!(concurrent_lock_traffic_replays_cleanly);
+both_backends!(
+    concurrent_lock_traffic_replays_cleanly,
+    two_sessions_of_one_project_share_one_lock_table
+);
 
 const CLIENTS: usize = 32;
 const ROUNDS: usize = 15;
@@ -55,6 +58,7 @@ impl Rng {
 /// What one client asked for and what it was told.
 #[derive(Debug, Clone)]
 struct Asked {
+    /// `session/participant`, as the replay names holders.
     who: String,
     resource: String,
     mode: &'static str,
@@ -135,7 +139,8 @@ impl Agent {
                 let held: Vec<&Value> = all.iter().filter(|l| l["state"] == "held").collect();
                 for (i, a) in held.iter().enumerate() {
                     for b in &held[i + 1..] {
-                        if a["holder"] != b["holder"] && clash(a, b) {
+                        let owner = |l: &Value| (l["sessionId"].clone(), l["holder"].clone());
+                        if owner(a) != owner(b) && clash(a, b) {
                             self.problems
                                 .push(format!("a lock list shows both {a} and {b} held"));
                         }
@@ -200,7 +205,7 @@ impl Agent {
                 json!(format!("{lease}s"))
             };
             let mut asked = Asked {
-                who: self.who.clone(),
+                who: format!("{}/{}", self.session, self.who),
                 resource: resource.to_owned(),
                 mode,
                 wait,
@@ -293,6 +298,7 @@ fn clash(a: &Value, b: &Value) -> bool {
 #[derive(Debug, Clone)]
 struct Live {
     id: i64,
+    /// `session/participant`: one name in two sessions is two holders.
     holder: String,
     view: Value,
     token: Option<i64>,
@@ -322,75 +328,135 @@ struct Ended {
     immediate: bool,
 }
 
-/// What the replay saw: the most locks held at once, and grants of a lock that overlaps one
-/// held by someone else (shared with shared, or disjoint symbols of one file's neighbours).
+/// What the replay saw: the most locks held at once, grants of a lock that overlaps one held by
+/// someone else (shared with shared), and requests that met a lock of another session.
 #[derive(Debug, Default)]
 struct Seen {
     most_held: usize,
     shared_overlaps: usize,
+    across_sessions: usize,
 }
 
-/// Replays the log; returns how each lock ended, or every violation found.
-fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>> {
+/// The project sequence number of a lock event: every acquire (its lock id), grant (its token)
+/// and release (`seq`) of a project takes the next one when the lock table decides it, so
+/// sorting by it replays the table's decisions in order, whichever session's log holds them.
+fn seq_of(e: &Value) -> Option<i64> {
+    let p = &e["payload"];
+    match e["kind"].as_str()? {
+        "lock_queued" => p["lockId"].as_i64(),
+        "resource_locked" => p["token"].as_i64(),
+        "resource_released" => p["seq"].as_i64(),
+        _ => None,
+    }
+}
+
+/// Replays the lock events of every session of one project (`(session, event)`) in the lock
+/// table's order; returns how each lock ended, or every violation found.
+///
+/// A release takes effect in the table when its session has committed it, a moment after its
+/// sequence number: decisions in between still count the lock. So a queue's `behind` must
+/// name every lock that surely blocks it and nothing that could not have.
+fn replay(logs: &[(String, Vec<Value>)]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>> {
     let mut seen = Seen::default();
     let mut bad = Vec::new();
-    let mut live: BTreeMap<i64, Live> = BTreeMap::new();
-    let mut ended: BTreeMap<i64, Ended> = BTreeMap::new();
-    let mut granted_by: BTreeMap<i64, (i64, bool)> = BTreeMap::new();
-    let (mut last_id, mut last_token) = (0, 0);
-    for e in events {
-        let id = e["id"].as_i64().unwrap();
-        if id <= last_id {
+    let mut events: Vec<(i64, &str, &Value)> = Vec::new();
+    for (session, log) in logs {
+        let mut last_id = 0;
+        for e in log {
+            // Each session's own log is in order.
+            let id = e["id"].as_i64().unwrap();
+            if id <= last_id {
+                bad.push(format!(
+                    "{session}: event {id} after {last_id}: the log is out of order"
+                ));
+            }
+            last_id = id;
+            let kind = e["kind"].as_str().unwrap_or_default();
+            match seq_of(e) {
+                Some(seq) => events.push((seq, session.as_str(), e)),
+                None if kind == "lock_renewed" || !kind.contains("lock") => {}
+                None => bad.push(format!(
+                    "{session}: event {id}: {kind} without a sequence number: {e}"
+                )),
+            }
+        }
+    }
+    events.sort_by_key(|(seq, _, _)| *seq);
+    for w in events.windows(2) {
+        if w[0].0 == w[1].0 {
             bad.push(format!(
-                "event {id} after {last_id}: the log is out of order"
+                "sequence number {} used twice: {} and {}",
+                w[0].0, w[0].2, w[1].2
             ));
         }
-        last_id = id;
+    }
+    let mut live: BTreeMap<i64, Live> = BTreeMap::new();
+    // Released (by sequence number) but perhaps not yet out of the table when later decisions ran.
+    let mut leaving: BTreeMap<i64, Live> = BTreeMap::new();
+    let mut ended: BTreeMap<i64, Ended> = BTreeMap::new();
+    let mut granted_by: BTreeMap<i64, (i64, bool)> = BTreeMap::new();
+    for (seq, session, e) in events {
         let p = &e["payload"];
         let kind = e["kind"].as_str().unwrap_or_default();
+        let holder = format!("{session}/{}", p["by"].as_str().unwrap_or_default());
+        let lock_id = p["lockId"].as_i64().unwrap_or_default();
         match kind {
             "resource_locked" | "lock_queued" => {
                 let view = json!({"resource": p["resource"], "mode": p["mode"]});
-                let holder = p["by"].as_str().unwrap_or_default().to_owned();
-                let (lock_id, held) = match (kind, p["lockId"].as_i64()) {
-                    ("lock_queued", _) => (id, false),
-                    (_, None) => (id, true),
-                    (_, Some(waiter)) => (waiter, true),
-                };
-                let fresh = kind == "lock_queued" || p["lockId"].is_null();
+                let held = kind == "resource_locked";
+                let fresh = kind == "lock_queued" || lock_id == seq;
                 if fresh {
+                    if lock_id != seq {
+                        bad.push(format!(
+                            "seq {seq}: a new request's id {lock_id} is not its sequence number"
+                        ));
+                    }
                     if live.contains_key(&lock_id) || ended.contains_key(&lock_id) {
-                        bad.push(format!("event {id}: lock {lock_id} requested twice"));
+                        bad.push(format!("seq {seq}: lock {lock_id} requested twice"));
                     }
                     if let Some(other) = live.values().find(|l| l.holder == holder) {
                         bad.push(format!(
-                            "event {id}: {holder} asks for a second lock while it has {}",
+                            "seq {seq}: {holder} asks for a second lock while it has {}",
                             other.show()
                         ));
                     }
                     // Was it right to queue / grant? Blocking: others' held, anyone's waiting.
-                    let blocking: Vec<i64> = live
+                    let blocks = |l: &&Live| {
+                        (l.token.is_none() || l.holder != holder) && clash(&l.view, &view)
+                    };
+                    let surely: Vec<i64> = live.values().filter(blocks).map(|l| l.id).collect();
+                    let maybe: BTreeSet<i64> = leaving
                         .values()
-                        .filter(|l| (l.token.is_some() && l.holder != holder) || l.token.is_none())
-                        .filter(|l| clash(&l.view, &view))
+                        .filter(blocks)
                         .map(|l| l.id)
+                        .chain(surely.iter().copied())
                         .collect();
-                    if held && !blocking.is_empty() {
-                        let ahead: Vec<String> = blocking.iter().map(|b| live[b].show()).collect();
+                    if held && !surely.is_empty() {
+                        let ahead: Vec<String> = surely.iter().map(|b| live[b].show()).collect();
                         bad.push(format!(
-                            "event {id}: {holder} granted {view} at once despite {ahead:?}"
+                            "seq {seq}: {holder} granted {view} at once despite {ahead:?}"
                         ));
                     }
                     if !held {
-                        let behind: Vec<i64> = p["behind"]
+                        let behind: BTreeSet<i64> = p["behind"]
                             .as_array()
                             .map(|b| b.iter().filter_map(Value::as_i64).collect())
                             .unwrap_or_default();
-                        if blocking.is_empty() || behind != blocking {
+                        if behind.is_empty()
+                            || !surely.iter().all(|b| behind.contains(b))
+                            || !behind.is_subset(&maybe)
+                        {
                             bad.push(format!(
-                                "event {id}: {holder} queued for {view} behind {behind:?}; the log says {blocking:?}"
+                                "seq {seq}: {holder} queued for {view} behind {behind:?}; the log says {surely:?} (maybe {maybe:?})"
                             ));
                         }
+                    }
+                    if maybe.iter().any(|b| {
+                        live.get(b)
+                            .or(leaving.get(b))
+                            .is_some_and(|l| !l.holder.starts_with(&format!("{session}/")))
+                    }) {
+                        seen.across_sessions += 1;
                     }
                     live.insert(
                         lock_id,
@@ -403,12 +469,12 @@ fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>>
                     );
                 } else {
                     match live.get(&lock_id) {
-                        None => bad.push(format!("event {id}: grants unknown lock {lock_id}")),
+                        None => bad.push(format!("seq {seq}: grants unknown lock {lock_id}")),
                         Some(l) if l.token.is_some() => {
-                            bad.push(format!("event {id}: grants {} again", l.show()))
+                            bad.push(format!("seq {seq}: grants {} again", l.show()))
                         }
                         Some(l) if l.holder != holder || l.view != view => bad.push(format!(
-                            "event {id}: grant of {} names {holder} {view}",
+                            "seq {seq}: grant of {} names {holder} {view}",
                             l.show()
                         )),
                         Some(l) => {
@@ -416,7 +482,7 @@ fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>>
                             for w in live.values() {
                                 if w.token.is_none() && w.id < lock_id && clash(&w.view, &l.view) {
                                     bad.push(format!(
-                                        "event {id}: {} granted before the earlier waiter {}",
+                                        "seq {seq}: {} granted before the earlier waiter {}",
                                         l.show(),
                                         w.show()
                                     ));
@@ -425,52 +491,44 @@ fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>>
                         }
                     }
                 }
-                if held {
-                    // The fencing token is this event's id: strictly increasing.
-                    if id <= last_token {
-                        bad.push(format!("event {id}: token {id} not above {last_token}"));
-                    }
-                    last_token = id;
-                    if let Some(me) = live.get(&lock_id).cloned() {
-                        for other in live.values() {
-                            if other.token.is_some()
-                                && other.holder != me.holder
-                                && clash(&other.view, &me.view)
-                            {
-                                bad.push(format!(
-                                    "event {id}: {} held together with {}",
-                                    me.show(),
-                                    other.show()
-                                ));
-                            }
+                if held && let Some(me) = live.get(&lock_id).cloned() {
+                    for other in live.values() {
+                        if other.token.is_some()
+                            && other.holder != me.holder
+                            && clash(&other.view, &me.view)
+                        {
+                            bad.push(format!(
+                                "seq {seq}: {} held together with {}",
+                                me.show(),
+                                other.show()
+                            ));
                         }
-                        if live.values().any(|o| {
-                            o.token.is_some()
-                                && o.holder != me.holder
-                                && o.view["mode"] == "shared"
-                                && me.view["mode"] == "shared"
-                                && Resource::parse(o.view["resource"].as_str().unwrap())
-                                    .unwrap()
-                                    .conflicts_with(
-                                        &Resource::parse(me.view["resource"].as_str().unwrap())
-                                            .unwrap(),
-                                    )
-                        }) {
-                            seen.shared_overlaps += 1;
-                        }
-                        live.get_mut(&lock_id).unwrap().token = Some(id);
-                        granted_by.insert(lock_id, (id, fresh));
-                        seen.most_held = seen
-                            .most_held
-                            .max(live.values().filter(|l| l.token.is_some()).count());
                     }
+                    if live.values().any(|o| {
+                        o.token.is_some()
+                            && o.holder != me.holder
+                            && o.view["mode"] == "shared"
+                            && me.view["mode"] == "shared"
+                            && Resource::parse(o.view["resource"].as_str().unwrap())
+                                .unwrap()
+                                .conflicts_with(
+                                    &Resource::parse(me.view["resource"].as_str().unwrap())
+                                        .unwrap(),
+                                )
+                    }) {
+                        seen.shared_overlaps += 1;
+                    }
+                    live.get_mut(&lock_id).unwrap().token = Some(seq);
+                    granted_by.insert(lock_id, (seq, fresh));
+                    seen.most_held = seen
+                        .most_held
+                        .max(live.values().filter(|l| l.token.is_some()).count());
                 }
             }
             "resource_released" => {
-                let lock_id = p["lockId"].as_i64().unwrap_or_default();
                 let reason = p["reason"].as_str().unwrap_or_default().to_owned();
                 match live.remove(&lock_id) {
-                    None => bad.push(format!("event {id}: releases unknown lock {lock_id}")),
+                    None => bad.push(format!("seq {seq}: releases unknown lock {lock_id}")),
                     Some(l) => {
                         let was_held = l.token.is_some();
                         let fine = match reason.as_str() {
@@ -478,12 +536,11 @@ fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>>
                             "cancelled" => !was_held,
                             _ => false,
                         };
-                        if !fine || p["wasHeld"] != was_held || p["by"] != l.holder.as_str() {
+                        if !fine || p["wasHeld"] != was_held || holder != l.holder {
                             bad.push(format!(
-                                "event {id}: {} ended {reason} (wasHeld {}, by {})",
+                                "seq {seq}: {} ended {reason} (wasHeld {}, by {holder})",
                                 l.show(),
                                 p["wasHeld"],
-                                p["by"]
                             ));
                         }
                         let (granted, immediate) = granted_by
@@ -499,17 +556,11 @@ fn replay(events: &[Value]) -> Result<(BTreeMap<i64, Ended>, Seen), Vec<String>>
                                 immediate,
                             },
                         );
+                        leaving.insert(lock_id, l);
                     }
                 }
             }
-            "lock_renewed" => {
-                let lock_id = p["lockId"].as_i64().unwrap_or_default();
-                if live.get(&lock_id).is_none_or(|l| l.token.is_none()) {
-                    bad.push(format!("event {id}: renews {lock_id}, which is not held"));
-                }
-            }
-            k if k.contains("lock") => bad.push(format!("event {id}: unexpected {k}: {e}")),
-            _ => {}
+            k => bad.push(format!("seq {seq}: unexpected {k}: {e}")),
         }
     }
     for l in live.values() {
@@ -542,34 +593,49 @@ async fn whole_log(app: &TestApp, token: &str) -> Vec<Value> {
 }
 
 async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
+    storm(backend, 1).await;
+}
+
+/// The same storm, its clients spread over two sessions of one project that use the same
+/// participant names: one lock table, one order, no conflicting holders across sessions.
+async fn two_sessions_of_one_project_share_one_lock_table(backend: Backend) {
+    storm(backend, 2).await;
+}
+
+async fn storm(backend: Backend, sessions: usize) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     let started = Instant::now();
-    let names: Vec<String> = (0..CLIENTS).map(|i| format!("a{i}")).collect();
-    let (status, body) = app
-        .post(
-            "/mcp/session/create",
-            &json!({"name": "lock storm", "participants": names}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let session = body["sessionId"].as_str().unwrap().to_owned();
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .enumerate()
-        .map(|(i, who)| Agent {
-            who: who.clone(),
-            token: body["tokens"][who].as_str().unwrap().to_owned(),
-            session: session.clone(),
-            address: app.address.clone(),
-            http: client(),
-            rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
-            asked: Vec::new(),
-            problems: Vec::new(),
-            requests: 0,
-        })
-        .collect();
+    let per_session = CLIENTS / sessions;
+    let names: Vec<String> = (0..per_session).map(|i| format!("a{i}")).collect();
+    let mut agents: Vec<Agent> = Vec::new();
+    let mut session_ids = Vec::new();
+    for s in 0..sessions {
+        let (status, body) = app
+            .post(
+                "/mcp/session/create",
+                &json!({"name": format!("lock storm {s}"), "project": "/repo/storm", "participants": names}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let session = body["sessionId"].as_str().unwrap().to_owned();
+        session_ids.push(session.clone());
+        for (i, who) in names.iter().enumerate() {
+            let n = (s * per_session + i) as u64;
+            agents.push(Agent {
+                who: who.clone(),
+                token: body["tokens"][who].as_str().unwrap().to_owned(),
+                session: session.clone(),
+                address: app.address.clone(),
+                http: client(),
+                rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (n + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
+                asked: Vec::new(),
+                problems: Vec::new(),
+                requests: 0,
+            });
+        }
+    }
     futures::future::join_all(agents.iter_mut().map(Agent::run)).await;
     let traffic = started.elapsed();
 
@@ -585,21 +651,27 @@ async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // Nothing is left held or waiting.
-    let (status, left) = app
-        .get_as(
-            &agents[0].token,
-            &format!("/mcp/collaborate/locks?sessionId={session}"),
-        )
-        .await;
-    assert_eq!(
-        (status, left.clone()),
-        (StatusCode::OK, json!({"locks": []})),
-        "{left}"
-    );
+    // Nothing is left held or waiting, in any session of the project.
+    for a in agents.iter().step_by(per_session) {
+        let (status, left) = app
+            .get_as(
+                &a.token,
+                &format!("/mcp/collaborate/locks?sessionId={}", a.session),
+            )
+            .await;
+        assert_eq!(
+            (status, left.clone()),
+            (StatusCode::OK, json!({"locks": []})),
+            "{left}"
+        );
+    }
 
-    let events = whole_log(&app, &agents[0].token).await;
-    let (ended, seen) = match replay(&events) {
+    let mut logs = Vec::new();
+    for a in agents.iter().step_by(per_session) {
+        logs.push((a.session.clone(), whole_log(&app, &a.token).await));
+    }
+    let events: Vec<&Value> = logs.iter().flat_map(|(_, l)| l).collect();
+    let (ended, seen) = match replay(&logs) {
         Ok(e) => e,
         Err(bad) => panic!(
             "{} violations in the replay of {} events ({backend:?}):\n{}",
@@ -659,7 +731,7 @@ async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
     let refused = count(&|a| a.refused);
     let requests: usize = agents.iter().map(|a| a.requests).sum();
     eprintln!(
-        "lock_concurrency ({backend:?}): {} acquisitions: {immediate} at once, {waited} after \
+        "lock_concurrency ({backend:?}, {sessions} session(s) of one project): {} acquisitions: {immediate} at once, {waited} after \
          waiting, {cancelled} cancelled ({raced} raced their grant), {refused} refused; {requests} HTTP \
          requests in {traffic:?}; {} events replayed ({seen:?}); {:?} in all",
         asked.len(),
@@ -668,12 +740,20 @@ async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
     );
     // The pool must really be contended, or the test proves little.
     assert_eq!(asked.len(), CLIENTS * ROUNDS);
+    // (Across two sessions every grant that follows another session's release takes one more
+    // hop, so fewer requests find their resource free at once on a loaded machine.)
+    let at_once = if sessions == 1 { 20 } else { 10 };
     assert!(
-        immediate > 20 && waited > 20 && refused > 20,
+        immediate > at_once && waited > 20 && refused > 20,
         "too little contention: {immediate} at once, {waited} waited, {refused} refused"
     );
     // Non-conflicting locks really were held side by side.
     assert!(seen.most_held >= 2 && seen.shared_overlaps > 0, "{seen:?}");
+    // With two sessions, requests really met the other session's locks.
+    assert!(
+        sessions == 1 || seen.across_sessions > 20,
+        "{seen:?} ({session_ids:?})"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",

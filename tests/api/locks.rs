@@ -1,5 +1,6 @@
 //! Locks at the wire level: the concept's request, conflicts by containment, queues, fencing
-//! tokens on changes, expiry, force release, release on leave, and a restart.
+//! tokens on changes, expiry, force release, release on leave, and a restart; and locks shared
+//! by the sessions of one project (and not by different projects).
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ both_backends!(
     locks_survive_a_restart_and_refuse_bad_input,
     locks_of_the_departed_are_released,
     sessions_of_different_projects_never_conflict,
+    sessions_of_one_project_share_one_lock_table,
 );
 
 async fn trio(app: &TestApp) -> (String, Value) {
@@ -101,17 +103,27 @@ async fn locks_conflict_queue_and_fence(backend: Backend) {
     );
     let first_token = held["token"].as_i64().unwrap();
     assert_eq!(held["id"], held["token"]);
-    // Others hear about it.
-    let seen = events(&app, &gemini, first_token - 1).await;
-    assert_eq!(seen[0]["kind"], "resource_locked");
+    // Others hear about it (ids and tokens are the project's, not event ids).
+    let seen = events(&app, &gemini, 0).await;
+    let locked = seen
+        .iter()
+        .find(|e| e["kind"] == "resource_locked")
+        .expect("a resource_locked event");
     assert_eq!(
         (
-            seen[0]["payload"]["by"].as_str(),
-            seen[0]["payload"]["resource"].as_str()
+            locked["payload"]["by"].as_str(),
+            locked["payload"]["resource"].as_str(),
+            locked["payload"]["lockId"].as_i64(),
+            locked["payload"]["token"].as_i64(),
         ),
-        (Some("claude"), Some("/src/auth/"))
+        (
+            Some("claude"),
+            Some("/src/auth/"),
+            Some(first_token),
+            Some(first_token)
+        )
     );
-    assert!(seen[0]["payload"]["until"].is_string());
+    assert!(locked["payload"]["until"].is_string());
 
     // Containment: a file inside is taken; a sibling directory is not.
     let (status, body) = lock(&app, &gemini, json!({"resource": "/src/auth/jwt.ts"})).await;
@@ -522,4 +534,227 @@ async fn sessions_of_different_projects_never_conflict(backend: Backend) {
         }
     }
     assert_eq!(held.len(), 4);
+}
+
+/// The project's locks as `session` lists them: `(sessionId, holder, resource, state, token)`.
+async fn project_locks(app: &TestApp, token: &str, session: &str) -> Vec<Value> {
+    let (status, list) = app
+        .get_as(
+            token,
+            &format!("/mcp/collaborate/locks?sessionId={session}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["locks"].as_array().unwrap().clone()
+}
+
+async fn sessions_of_one_project_share_one_lock_table(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let app = start_on(db, Settings::for_database("unused")).await;
+    // A feature and a bug fix on one repository, both with a "claude".
+    let mut made = Vec::new();
+    for (name, team) in [
+        ("feature", ["claude", "gemini"]),
+        ("bugfix", ["claude", "codex"]),
+    ] {
+        let (status, created) = app
+            .post(
+                "/mcp/session/create",
+                &json!({"name": name, "project": "/repos/shop", "participants": team}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        made.push(created);
+    }
+    let (a, b) = (
+        made[0]["sessionId"].as_str().unwrap(),
+        made[1]["sessionId"].as_str().unwrap(),
+    );
+    let (a_claude, a_gemini) = (
+        t(&made[0]["tokens"], "claude"),
+        t(&made[0]["tokens"], "gemini"),
+    );
+    let (b_claude, b_codex) = (
+        t(&made[1]["tokens"], "claude"),
+        t(&made[1]["tokens"], "codex"),
+    );
+
+    let (_, held) = lock(
+        &app,
+        &a_claude,
+        json!({"resource": "/src/auth/", "duration": 60}),
+    )
+    .await;
+    assert_eq!(held["state"], "held", "{held}");
+    assert_eq!(held["sessionId"], a);
+    // The other session's claude is another holder: refused, and told whose lock it is.
+    let (status, body) = lock(&app, &b_claude, json!({"resource": "/src/auth/jwt.ts"})).await;
+    let e = assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("claude of session 'feature'") && message.contains(a),
+        "{message}"
+    );
+    // Queued behind it, with the next number of the project's sequence.
+    let (_, waiting) = lock(
+        &app,
+        &b_codex,
+        json!({"resource": "/src/auth/jwt.ts", "wait": true, "duration": 60}),
+    )
+    .await;
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    assert_eq!(waiting["behind"], json!([held["id"]]));
+    assert!(waiting["id"].as_i64() > held["id"].as_i64());
+    // Both sessions list both locks, each with its session.
+    for (token, session) in [(&a_gemini, a), (&b_codex, b)] {
+        let all = project_locks(&app, token, session).await;
+        let owners: Vec<(&str, &str)> = all
+            .iter()
+            .map(|l| {
+                (
+                    l["sessionId"].as_str().unwrap(),
+                    l["holder"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(owners, vec![(a, "claude"), (b, "codex")], "{all:?}");
+    }
+    // A change in the bug fix under the feature's lock: recorded, and its author is told whose
+    // lock it is.
+    let (status, rec) = app
+        .post_as(
+            &b_claude,
+            "/mcp/collaborate/change",
+            &json!({"filePath": "/src/auth/jwt.ts", "diff": "@@ -1 +1 @@\n-a\n+b\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    let alerts = events(&app, &b_claude, rec["id"].as_i64().unwrap()).await;
+    assert!(
+        alerts.iter().any(|e| e["kind"] == "change_conflict"
+            && e["payload"].to_string().contains("session 'feature'")),
+        "{alerts:?}"
+    );
+    // A fencing token of the other session's holder is not ours.
+    let (status, body) = app
+        .post_as(
+            &b_claude,
+            "/mcp/collaborate/change",
+            &json!({"filePath": "/src/auth/jwt.ts", "diff": "@@ -2 +2 @@\n-c\n+d\n",
+                "lockToken": held["token"]}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "stale_fencing_token");
+    // Nobody releases another session's lock through their own session, not even by force.
+    let (status, body) = app
+        .post_as(
+            &b_claude,
+            "/mcp/collaborate/lock/release",
+            &json!({"lockId": held["id"], "force": true}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+
+    // The holder releases: the waiter in the other session is granted there, with a newer token.
+    let (status, released) = app
+        .post_as(
+            &a_claude,
+            "/mcp/collaborate/lock/release",
+            &json!({"lockId": held["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert_eq!(
+        state_within(&app, &b_codex, b, &waiting["id"], "held").await,
+        "held"
+    );
+    let granted = project_locks(&app, &b_codex, b)
+        .await
+        .into_iter()
+        .find(|l| l["id"] == waiting["id"])
+        .unwrap();
+    assert!(released["eventId"].is_i64(), "{released}");
+    assert!(
+        granted["token"].as_i64() > held["token"].as_i64(),
+        "{granted}"
+    );
+    let seen = events(&app, &b_codex, 0).await;
+    assert!(
+        seen.iter().any(|e| e["kind"] == "resource_locked"
+            && e["payload"]["lockId"] == waiting["id"]
+            && e["payload"]["token"] == granted["token"]),
+        "the grant is in the waiter's session log: {seen:?}"
+    );
+
+    // A lease that runs out in one session lets the other session's waiter in.
+    let (_, short) = lock(
+        &app,
+        &a_gemini,
+        json!({"resource": "/src/pay.ts", "duration": "1s"}),
+    )
+    .await;
+    assert_eq!(short["state"], "held", "{short}");
+    let (_, after) = lock(
+        &app,
+        &b_claude,
+        json!({"resource": "/src/pay.ts", "wait": true}),
+    )
+    .await;
+    assert_eq!(after["state"], "waiting", "{after}");
+    assert_eq!(
+        state_within(&app, &b_claude, b, &after["id"], "held").await,
+        "held"
+    );
+    let expired = events(&app, &a_gemini, 0).await;
+    assert!(
+        expired.iter().any(|e| e["kind"] == "resource_released"
+            && e["payload"]["lockId"] == short["id"]
+            && e["payload"]["reason"] == "expired"),
+        "the expiry is in the holder's session log: {expired:?}"
+    );
+
+    // Across a restart: a held lock in the bug fix, a waiter in the feature; leaving releases.
+    let (_, queued) = lock(
+        &app,
+        &a_claude,
+        json!({"resource": "/src/pay.ts", "wait": true}),
+    )
+    .await;
+    assert_eq!(queued["state"], "waiting", "{queued}");
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let all = project_locks(&app, &a_claude, a).await;
+    let states: Vec<(i64, &str)> = all
+        .iter()
+        .map(|l| (l["id"].as_i64().unwrap(), l["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (waiting["id"].as_i64().unwrap(), "held"),
+            (after["id"].as_i64().unwrap(), "held"),
+            (queued["id"].as_i64().unwrap(), "waiting"),
+        ]
+    );
+    let (status, _) = app
+        .post_as(
+            &b_claude,
+            "/mcp/session/leave",
+            &json!({"sessionId": b, "participant": "claude"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        state_within(&app, &a_claude, a, &queued["id"], "held").await,
+        "held"
+    );
+    // Ids and tokens kept growing across the restart.
+    let last = project_locks(&app, &a_claude, a)
+        .await
+        .into_iter()
+        .find(|l| l["id"] == queued["id"])
+        .unwrap();
+    assert!(last["token"].as_i64() > granted["token"].as_i64(), "{last}");
 }

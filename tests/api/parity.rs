@@ -93,7 +93,8 @@ impl Both<'_> {
         }
     }
 
-    /// Takes out what differs by construction: the session ids and the clock.
+    /// Takes out what differs by construction: the session ids, their projects (two, so that
+    /// the two sessions' locks do not meet in one lock table) and the clock.
     fn normal(&self, v: &Value) -> Value {
         match v {
             Value::String(s) => {
@@ -102,7 +103,9 @@ impl Both<'_> {
                 }
                 Value::String(without_times(
                     &s.replace(&self.sessions.0, "<session>")
-                        .replace(&self.sessions.1, "<session>"),
+                        .replace(&self.sessions.1, "<session>")
+                        .replace(PROJECTS.0, "<project>")
+                        .replace(PROJECTS.1, "<project>"),
                 ))
             }
             Value::Array(items) => Value::Array(items.iter().map(|i| self.normal(i)).collect()),
@@ -150,18 +153,20 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// The MCP session's project and the REST session's.
+const PROJECTS: (&str, &str) = ("/parity/over-mcp", "/parity/over-rest");
+
 async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     // session_create: the concept's shape on both surfaces.
-    let create =
-        json!({"name": "parity", "participants": ["claude", "gemini"], "saveInterval": 300});
+    let create = |project: &str| json!({"name": "parity", "participants": ["claude", "gemini"], "saveInterval": 300, "project": project});
     let mut claude_mcp = Mcp::new(&app);
     claude_mcp.initialize("2025-11-25").await;
-    let (err, a) = claude_mcp.tool("session_create", create.clone()).await;
+    let (err, a) = claude_mcp.tool("session_create", create(PROJECTS.0)).await;
     assert!(!err, "{a}");
-    let (status, b) = app.post("/mcp/session/create", &create).await;
+    let (status, b) = app.post("/mcp/session/create", &create(PROJECTS.1)).await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
     let sessions = (
         a["sessionId"].as_str().unwrap().to_owned(),

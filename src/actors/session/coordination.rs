@@ -9,8 +9,8 @@ use actix::prelude::*;
 use super::messaging::until;
 use super::{Reply, SessionActor, reply};
 use crate::actors::messages::{
-    AssignRoles, ChangeRecorded, HandshakeStep, HandshakeView, ListChanges, RecordChange,
-    RequestRole, RespondRole, RoleOutcome, RoleStatus,
+    AssignRoles, ChangeRecorded, FenceCheck, HandshakeStep, HandshakeView, ListChanges,
+    RecordChange, RequestRole, RespondRole, RoleOutcome, RoleStatus,
 };
 use crate::domain::auth::Caller;
 use crate::domain::coordination::{PlannedRoles, RoleDecision};
@@ -389,23 +389,21 @@ impl Handler<RecordChange> for SessionActor {
                 };
                 let s = self.session()?;
                 let outside = s.check_code_write(&who)?;
-                if let Some(task) = msg.spec.task_id {
-                    s.tasks.get(task)?;
-                }
-                if let Some(token) = msg.spec.lock_token {
-                    s.locks
-                        .check_fence(&who, &msg.spec.file_path, token, now())?;
-                }
-                let foreign: Vec<(String, String)> = s
-                    .locks
-                    .others_covering(&who, &msg.spec.file_path)
-                    .iter()
-                    .map(|l| (l.holder.clone(), l.resource.to_string()))
-                    .collect();
+                let fence = FenceCheck {
+                    session: self.id,
+                    holder: who.clone(),
+                    file: msg.spec.file_path.clone(),
+                    token: msg.spec.lock_token,
+                };
                 let change = ledger::plan_change(msg.spec)?;
-                Ok((who, outside, change, foreign))
+                Ok((who, outside, change, fence, self.lock_table()?))
             });
-        let (who, outside, change, foreign) = match checked {
+        let task = checked
+            .as_ref()
+            .ok()
+            .and_then(|(_, _, change, _, _)| change.task_id)
+            .map(|t| self.find_task(t));
+        let (who, outside, change, fence, table) = match checked {
             Ok(c) => c,
             Err(e) => return reply(Err(e)),
         };
@@ -417,14 +415,20 @@ impl Handler<RecordChange> for SessionActor {
             .session()
             .ok()
             .and_then(|s| s.driver().map(|d| d.ai_id.clone()));
+        // The project's lock table checks the fencing token and says whose locks cover the file.
         let fut = async move {
-            store
+            if let Some(task) = task {
+                task.await?;
+            }
+            let foreign = table.send(fence).await??;
+            let recent = store
                 .read(move |c| ledger_store::recent_changes(c, id, &file, since))
-                .await
+                .await?;
+            Ok::<_, HubError>((foreign, recent))
         }
         .into_actor(self)
-        .then(move |recent, act, _| {
-            let recent = match recent {
+        .then(move |found, act, _| {
+            let (foreign, recent) = match found {
                 Ok(r) => r,
                 Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
             };
@@ -459,9 +463,12 @@ impl Handler<RecordChange> for SessionActor {
                 note(other, why.clone());
                 note(&who, why);
             }
-            for (holder, resource) in &foreign {
-                let why = format!("{who} changed {} while {holder} holds the lock on {resource}", change.file_path);
-                note(holder, why.clone());
+            for c in &foreign {
+                let why = format!("{who} changed {} while {} holds the lock on {}", change.file_path, c.who, c.resource);
+                // A holder in a sibling session hears of it there, when its own tools look.
+                if c.same_session {
+                    note(&c.holder, why.clone());
+                }
                 note(&who, why);
             }
             if outside {

@@ -1,162 +1,185 @@
-//! The session actor's locks: acquire (or queue), renew, release/cancel/force, expiry, release
-//! on leave, and granting waiters whenever something is released. Every release and every grant
-//! is an event written in the same transaction as the lock rows; a grant's fencing token is the
-//! id of its `resource_locked` event.
+//! The session actor's side of locking. The project's `LockTableActor` decides (conflicts
+//! across every session of the project, queues, ids and tokens); this session writes what the
+//! table decided for its participants into its own log, in one transaction with whatever else
+//! the command writes (a leave, a task completing), then settles with the table. Grants for its
+//! waiters and expiries of its leases arrive from the table as `GrantLocks` / `ExpireLocks`.
 
 use actix::prelude::*;
 
-use super::messaging::until;
 use super::{Reply, SessionActor, reply};
+use crate::actors::lock_table::LockTableActor;
 use crate::actors::messages::{
-    AcquireLock, ListLocks, LockReleased, LockView, ReleaseLock, RenewLock,
+    AcquireLock, ExpireLocks, GrantLocks, HoldersIn, ListLocks, LockReleased, LockView,
+    PlanRelease, ProjectLocks, ReleaseLock, ReleasePlan, RenewInTable, RenewLock, ReserveLock,
+    Select, Settle,
 };
 use crate::domain::auth::Caller;
-use crate::domain::event::{Event, NewEvent};
-use crate::domain::lock::{Lock, Outcome, RESOURCE_LOCKED, Release, parse_lease};
+use crate::domain::event::Event;
+use crate::domain::lock::{Lock, RESOURCE_LOCKED, Release, State, parse_lease};
 use crate::domain::lock_rules::{
     LockAsk, force_notice, locked_event, queued_event, released_event, renewed_event,
 };
 use crate::domain::now;
-use crate::domain::role::Role;
+use crate::domain::task_rules::check_task_lock;
 use crate::error::HubError;
-use crate::store::{locks as lock_store, queries};
-use actix::Addr;
-
-/// Internal: leases may have run out.
-#[derive(Message)]
-#[rtype(result = "Result<(), HubError>")]
-pub(super) struct LeaseCheck;
+use crate::store::{DbConn, locks as lock_store, queries};
 
 /// Internal: are the holders of locks still here?
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
 pub(super) struct PresenceSweep;
 
-/// Locks to release and waiters to grant, decided before the transaction that writes them
-/// (which may also hold other writes: a participant leaving, a task completing).
-#[derive(Clone)]
-pub(super) struct ReleasePlan {
-    released: Vec<(Lock, Release)>,
-    actor: Option<String>,
-    notices: Vec<NewEvent>,
-    grants: Vec<Lock>,
+fn lease_end(at: chrono::NaiveDateTime, secs: u32) -> chrono::NaiveDateTime {
+    at + chrono::TimeDelta::seconds(i64::from(secs))
 }
 
 impl ReleasePlan {
-    /// Writes the releases, the notices and the grants (inside the caller's transaction).
-    pub(super) fn write(
+    /// Writes the releases (with a critical notice to the holder of a forced one) and the
+    /// grants, inside the caller's transaction. `actor` is who released.
+    fn write(
         &self,
-        c: &mut crate::store::DbConn,
+        c: &mut DbConn,
         id: uuid::Uuid,
         at: chrono::NaiveDateTime,
+        actor: Option<String>,
     ) -> Result<Vec<Event>, HubError> {
         let mut events = Vec::new();
-        for (l, why) in &self.released {
-            let event = released_event(l, *why, self.actor.clone());
-            events.push(queries::append_event(c, id, &event, at)?);
-            lock_store::release(c, id, l.id, *why, at)?;
+        for r in &self.released {
+            let (l, why) = (&r.lock, r.why);
+            events.push(queries::append_event(
+                c,
+                id,
+                &released_event(l, why, r.seq, actor.clone()),
+                at,
+            )?);
+            lock_store::release(c, id, l.id, why, at)?;
+            if why == Release::Forced {
+                events.push(queries::append_event(
+                    c,
+                    id,
+                    &force_notice(l, actor.as_deref()),
+                    at,
+                )?);
+            }
         }
-        for n in &self.notices {
-            events.push(queries::append_event(c, id, n, at)?);
-        }
-        for w in &self.grants {
-            let e = queries::append_event(c, id, &locked_event(w, at, false), at)?;
-            let expires = at + chrono::TimeDelta::seconds(i64::from(w.lease_secs));
-            lock_store::set_held(c, id, w.id, e.id, expires)?;
-            events.push(e);
+        for g in &self.grants {
+            let token = g.token.unwrap_or(g.id);
+            if lock_store::set_held(c, id, g.id, token, lease_end(at, g.lease_secs))? {
+                events.push(queries::append_event(c, id, &locked_event(g, at), at)?);
+            }
         }
         Ok(events)
     }
 
-    /// Mirrors what `write` stored: releases gone, waiters held with their tokens.
-    pub(super) fn apply(
-        &self,
-        s: &mut crate::domain::session::Session,
-        events: &[Event],
-        at: chrono::NaiveDateTime,
-    ) {
-        for (l, _) in &self.released {
-            s.locks.remove(l.id);
-        }
-        for e in events.iter().filter(|e| e.kind == RESOURCE_LOCKED) {
-            if let Some(lock_id) = e.payload["lockId"].as_i64() {
-                s.locks.grant(lock_id, e.id, at);
-            }
+    fn settle(&self, session: uuid::Uuid, committed: bool) -> Settle {
+        Settle {
+            session,
+            committed,
+            released: self.released.iter().map(|r| r.lock.id).collect(),
+            granted: self.grants.iter().map(|g| g.id).collect(),
+            ..Settle::default()
         }
     }
 }
 
 impl SessionActor {
-    /// Re-arms the lease timer for the next expiry, and the presence sweep while locks exist.
-    pub(super) fn schedule_lease_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(old) = self.lease_timer.take() {
-            ctx.cancel_future(old);
-        }
-        if let Some(at) = self.session().ok().and_then(|s| s.locks.next_expiry()) {
-            self.lease_timer = Some(ctx.notify_later(LeaseCheck, until(at)));
-        }
-        let any = self
-            .session()
-            .is_ok_and(|s| s.locks.iter().next().is_some());
-        if any && !self.sweeping {
-            self.sweeping = true;
-            let every = std::time::Duration::from_secs(
-                self.policy.disconnect_grace_secs.div_ceil(2).max(1),
-            );
-            ctx.notify_later(PresenceSweep, every);
-        }
+    /// The project's lock table (known once the session is loaded).
+    pub(super) fn lock_table(&self) -> Result<Addr<LockTableActor>, HubError> {
+        self.lock_table
+            .clone()
+            .ok_or_else(|| HubError::Internal("the session has no lock table yet".into()))
     }
 
-    /// What releasing `releases` (with why) means now: the rows and events to write, and the
-    /// waiters that can then be granted. Planned while the actor is busy with one command, so
-    /// it still holds when that command's transaction runs.
-    pub(super) fn plan_release(
-        &self,
-        releases: &[(i64, Release)],
-        actor: Option<String>,
-        notices: Vec<NewEvent>,
-    ) -> Result<ReleasePlan, HubError> {
-        let mut table = self.session()?.locks.clone();
-        let mut released = Vec::new();
-        for (id, why) in releases {
-            if let Some(l) = table.remove(*id) {
-                released.push((l, *why));
-            }
+    /// Every `grace / 2`: releases the locks of participants gone longer than the grace period.
+    pub(super) fn schedule_presence_sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
         }
-        let grants: Vec<Lock> = table
-            .grantable()
-            .iter()
-            .filter_map(|id| table.get(*id).cloned())
-            .collect();
-        Ok(ReleasePlan {
-            released,
-            actor,
-            notices,
-            grants,
-        })
+        self.sweeping = true;
+        let every =
+            std::time::Duration::from_secs(self.policy.disconnect_grace_secs.div_ceil(2).max(1));
+        ctx.notify_later(PresenceSweep, every);
     }
 
-    /// Releases `releases`, grants every waiter that can go now, in one transaction.
-    /// `notices` are extra events written with them (a forced release's critical notice).
-    pub(super) fn release_and_grant(
+    /// Has the table release what `select` picks, and commits `write` (the command's own rows
+    /// and events, if any) with those releases and the grants they allow in one transaction;
+    /// then `apply` runs and the table learns how it went.
+    pub(super) fn commit_with_release<T, W, A>(
         &mut self,
-        releases: Vec<(i64, Release)>,
+        select: Select,
         actor: Option<String>,
-        notices: Vec<NewEvent>,
-    ) -> ResponseActFuture<Self, Result<Vec<Event>, HubError>> {
-        let plan = match self.plan_release(&releases, actor, notices) {
-            Ok(p) => p,
+        write: W,
+        apply: A,
+    ) -> ResponseActFuture<Self, Result<T, HubError>>
+    where
+        T: 'static,
+        W: FnOnce(&mut DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
+        A: FnOnce(&mut SessionActor, &ReleasePlan, Vec<Event>, &mut Context<Self>) -> T + 'static,
+    {
+        let table = match self.lock_table() {
+            Ok(t) => t,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let (id, at, stored) = (self.id, now(), plan.clone());
-        self.commit_events(
-            move |c| stored.write(c, id, at),
-            move |act, events, ctx| {
-                plan.apply(act.session_mut(), &events, at);
-                act.schedule_lease_timer(ctx);
-                events
+        let id = self.id;
+        // Nothing to release (a task command that completes no task): no trip to the table.
+        let nothing = matches!(&select, Select::Tasks(t) if t.is_empty());
+        let ask = PlanRelease {
+            session: id,
+            select,
+        };
+        let planned = async move {
+            if nothing {
+                return Ok(Ok(ReleasePlan::default()));
+            }
+            table.send(ask).await
+        };
+        Box::pin(planned.into_actor(self).then(move |planned, act, _| {
+            let plan = match planned.map_err(HubError::from).and_then(|r| r) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
+                }
+            };
+            // Timed after the table's answer: a release is never stamped earlier than
+            // the decisions it follows.
+            let at = now();
+            let (stored, applied) = (plan.clone(), plan.clone());
+            Box::pin(
+                act.commit_events(
+                    move |c| {
+                        let mut events = write(c)?;
+                        events.extend(stored.write(c, id, at, actor)?);
+                        Ok(events)
+                    },
+                    move |act, events, ctx| apply(act, &applied, events, ctx),
+                )
+                .map(move |result, act, _| {
+                    if let Some(t) = act.lock_table.as_ref().filter(|_| !nothing) {
+                        t.do_send(plan.settle(id, result.is_ok()));
+                    }
+                    result
+                }),
+            )
+        }))
+    }
+
+    /// Releases what `select` picks (and grants what that lets go), nothing else.
+    fn release(&mut self, select: Select, actor: Option<String>) -> Reply<LockReleased> {
+        AtomicResponse::new(self.commit_with_release(
+            select,
+            actor,
+            |_| Ok(Vec::new()),
+            |_, _, events, _| {
+                LockReleased {
+                    event_id: events.first().map_or(0, |e| e.id),
+                    granted: events
+                        .iter()
+                        .filter(|e| e.kind == RESOURCE_LOCKED)
+                        .filter_map(|e| e.payload["lockId"].as_i64())
+                        .collect(),
+                }
             },
-        )
+        ))
     }
 
     /// The participant acting, for lock commands.
@@ -164,9 +187,9 @@ impl SessionActor {
         &self,
         credential: &crate::domain::auth::Credential,
         named: Option<&str>,
-    ) -> Result<(String, Role), HubError> {
+    ) -> Result<String, HubError> {
         let caller = self.caller_as(credential, named)?;
-        Ok(self.session()?.lock_holder(&caller)?)
+        Ok(self.session()?.lock_holder(&caller)?.0)
     }
 }
 
@@ -174,7 +197,6 @@ impl Handler<AcquireLock> for SessionActor {
     type Result = Reply<LockView>;
 
     fn handle(&mut self, msg: AcquireLock, _: &mut Self::Context) -> Self::Result {
-        let at = now();
         let planned = self
             .caller_as(&msg.credential, msg.as_participant.as_deref())
             .and_then(|caller| {
@@ -186,51 +208,89 @@ impl Handler<AcquireLock> for SessionActor {
                     wait: msg.wait,
                     task_id: msg.task_id,
                 };
-                Ok(self.session()?.check_lock(&caller, ask)?)
+                let s = self.session()?;
+                Ok((
+                    s.check_lock(&caller, ask)?,
+                    s.name.clone(),
+                    self.lock_table()?,
+                ))
             });
-        let (request, outcome) = match planned {
+        let (request, label, table) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
-        let granted = outcome == Outcome::Granted;
-        let behind = match &outcome {
-            Outcome::Queued { behind } => behind.clone(),
-            Outcome::Granted => Vec::new(),
+        let id = self.id;
+        // A lock for a task is its assignee's: the session's task coordinator has the task.
+        let task = request.task_id.map(|t| self.find_task(t));
+        let holder = request.holder.clone();
+        let reserve = async move {
+            if let Some(task) = task {
+                check_task_lock(&task.await?, &holder)?;
+            }
+            table
+                .send(ReserveLock { request, label })
+                .await
+                .map_err(HubError::from)?
         };
-        let probe = Lock {
-            id: 0,
-            resource: request.resource.clone(),
-            holder: request.holder.clone(),
-            mode: request.mode,
-            operation: request.operation.clone(),
-            state: crate::domain::lock::State::Waiting,
-            lease_secs: request.lease_secs,
-            token: None,
-            task_id: request.task_id,
-            expires_at: None,
-        };
-        let event = if granted {
-            // Granted at once: this event's id is the lock's id and its fencing token.
-            locked_event(&probe, at, true)
-        } else {
-            queued_event(&request, &behind)
-        };
-        let (id, stored) = (self.id, request.clone());
-        AtomicResponse::new(self.commit_events(
-            move |c| {
-                let e = queries::append_event(c, id, &event, at)?;
-                lock_store::insert_request(c, id, e.id, &stored, granted, at)?;
-                Ok(vec![e])
+        AtomicResponse::new(Box::pin(reserve.into_actor(self).then(
+            move |reserved, act, _| {
+                let reserved = match reserved {
+                    Ok(r) => r,
+                    Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+                };
+                // The lease starts when the table granted it, not when it was asked.
+                let at = now();
+                let mut lock = reserved.lock;
+                let granted = lock.state == State::Held;
+                // The row goes in as the table first decided; a grant that raced in meanwhile
+                // arrives as `GrantLocks` and is written after this.
+                let request = crate::domain::lock::Request {
+                    session_id: id,
+                    resource: lock.resource.clone(),
+                    holder: lock.holder.clone(),
+                    mode: lock.mode,
+                    operation: lock.operation.clone(),
+                    lease_secs: lock.lease_secs,
+                    wait: true,
+                    task_id: lock.task_id,
+                };
+                let event = if granted {
+                    locked_event(&lock, at)
+                } else {
+                    queued_event(&request, lock.id, &reserved.behind)
+                };
+                let lock_id = lock.id;
+                if granted {
+                    lock.expires_at = Some(lease_end(at, lock.lease_secs));
+                } else {
+                    lock.state = State::Waiting;
+                    lock.token = None;
+                    lock.expires_at = None;
+                }
+                let behind = reserved.behind;
+                Box::pin(
+                    act.commit_events(
+                        move |c| {
+                            let e = queries::append_event(c, id, &event, at)?;
+                            lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
+                            Ok(vec![e])
+                        },
+                        move |_, _, _| LockView { lock, behind },
+                    )
+                    .map(move |result, act, _| {
+                        if let Some(t) = &act.lock_table {
+                            t.do_send(Settle {
+                                session: id,
+                                committed: result.is_ok(),
+                                acquired: vec![lock_id],
+                                ..Settle::default()
+                            });
+                        }
+                        result
+                    }),
+                )
             },
-            move |act, events, ctx| {
-                let lock_id = events[0].id;
-                let s = act.session_mut();
-                s.locks.insert(lock_id, request, granted, at);
-                let lock = s.locks.get(lock_id).cloned().expect("just inserted");
-                act.schedule_lease_timer(ctx);
-                LockView { lock, behind }
-            },
-        ))
+        )))
     }
 }
 
@@ -238,52 +298,47 @@ impl Handler<RenewLock> for SessionActor {
     type Result = Reply<LockView>;
 
     fn handle(&mut self, msg: RenewLock, _: &mut Self::Context) -> Self::Result {
-        let at = now();
         let planned = self
             .lock_caller(&msg.credential, msg.as_participant.as_deref())
-            .and_then(|(who, _)| {
-                let lease = parse_lease(msg.duration.as_ref())?;
-                let lock = self.session()?.locks.get(msg.lock_id).cloned();
-                match lock {
-                    Some(l) if l.holder == who && l.state == crate::domain::lock::State::Held => {
-                        Ok((l, lease))
-                    }
-                    Some(l) if l.holder == who => Err(HubError::Conflict {
-                        code: "lock_waiting",
-                        message: format!("lock {} is still queued; nothing to renew", l.id),
-                    }),
-                    _ => Err(HubError::invalid(
-                        "lockId",
-                        format!(
-                            "{who} holds no lock {} (expired, released, or someone else's)",
-                            msg.lock_id
-                        ),
-                    )),
-                }
+            .and_then(|holder| {
+                let lease_secs = parse_lease(msg.duration.as_ref())?;
+                Ok((holder, lease_secs, self.lock_table()?))
             });
-        let (lock, lease) = match planned {
+        let (holder, lease_secs, table) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
-        let expires = at + chrono::TimeDelta::seconds(i64::from(lease));
-        let event = renewed_event(&lock, expires);
-        let (id, lock_id) = (self.id, lock.id);
-        AtomicResponse::new(self.commit_events(
-            move |c| {
-                let e = queries::append_event(c, id, &event, at)?;
-                lock_store::renew(c, id, lock_id, lease, expires)?;
-                Ok(vec![e])
-            },
-            move |act, _, ctx| {
-                let s = act.session_mut();
-                s.locks.renew(lock_id, lease, at);
-                let lock = s.locks.get(lock_id).cloned().expect("held");
-                act.schedule_lease_timer(ctx);
-                LockView {
-                    lock,
-                    behind: Vec::new(),
-                }
-            },
+        let (id, at, lock_id) = (self.id, now(), msg.lock_id);
+        let renew = RenewInTable {
+            session: id,
+            holder,
+            id: lock_id,
+            lease_secs,
+        };
+        AtomicResponse::new(Box::pin(
+            async move { table.send(renew).await }
+                .into_actor(self)
+                .then(move |renewed, act, _| {
+                    let lock = match renewed.map_err(HubError::from).and_then(|r| r) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
+                        }
+                    };
+                    let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
+                    let event = renewed_event(&lock, expires);
+                    act.commit_events(
+                        move |c| {
+                            let e = queries::append_event(c, id, &event, at)?;
+                            lock_store::renew(c, id, lock_id, lease_secs, expires)?;
+                            Ok(vec![e])
+                        },
+                        move |_, _, _| LockView {
+                            lock,
+                            behind: Vec::new(),
+                        },
+                    )
+                }),
         ))
     }
 }
@@ -294,89 +349,129 @@ impl Handler<ReleaseLock> for SessionActor {
     fn handle(&mut self, msg: ReleaseLock, _: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
             let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
-            let lock = s.locks.get(msg.lock_id).cloned().ok_or_else(|| {
-                HubError::invalid(
-                    "lockId",
-                    format!("no lock {} is held or queued", msg.lock_id),
-                )
-            })?;
-            let me = match &caller {
+            let by = match &caller {
                 Caller::Participant(id) => Some(id.clone()),
                 Caller::Operator => None,
             };
-            if me.as_deref() == Some(lock.holder.as_str()) {
-                let why = if lock.state == crate::domain::lock::State::Held {
-                    Release::Released
-                } else {
-                    Release::Cancelled
-                };
-                return Ok((lock, why, me, Vec::new()));
-            }
-            // Someone else's: only by force, by the driver or the operator.
-            let may_force = match &me {
+            // Someone else's lock: only by force, by the driver or the operator.
+            let may_force = match &by {
                 None => true,
                 Some(id) => s.driver().is_some_and(|d| &d.ai_id == id),
             };
-            if !msg.force || !may_force {
-                return Err(HubError::Forbidden(format!(
-                    "lock {} is {}'s; only it releases it, or the driver/operator with force: true",
-                    lock.id, lock.holder
-                )));
-            }
-            let notice = force_notice(&lock, me.as_deref());
-            Ok((lock, Release::Forced, me, vec![notice]))
+            Ok((by, may_force))
         });
-        let (lock, why, actor, notices) = match planned {
+        let (by, may_force) = match planned {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
-        AtomicResponse::new(Box::pin(
-            self.release_and_grant(vec![(lock.id, why)], actor, notices)
-                .map(|r, _, _| {
-                    r.map(|events| LockReleased {
-                        event_id: events.first().map_or(0, |e| e.id),
-                        granted: events
-                            .iter()
-                            .filter(|e| e.kind == RESOURCE_LOCKED)
-                            .filter_map(|e| e.payload["lockId"].as_i64())
-                            .collect(),
-                    })
-                }),
-        ))
+        let select = Select::One {
+            id: msg.lock_id,
+            by: by.clone(),
+            force: msg.force,
+            may_force,
+        };
+        self.release(select, by)
     }
 }
 
-impl Handler<LeaseCheck> for SessionActor {
-    type Result = Reply<()>;
+impl Handler<GrantLocks> for SessionActor {
+    type Result = ();
 
-    fn handle(&mut self, _: LeaseCheck, ctx: &mut Self::Context) -> Self::Result {
-        self.lease_timer = None;
-        let expired = self
-            .session()
-            .map(|s| s.locks.expired(now()))
-            .unwrap_or_default();
-        if expired.is_empty() {
-            self.schedule_lease_timer(ctx);
-            return reply(Ok(()));
+    /// Writes the grants the table made for this session's waiters. A waiter that is no longer
+    /// waiting (cancelled, or its holder left, before the grant arrived) is reported gone.
+    fn handle(&mut self, msg: GrantLocks, ctx: &mut Self::Context) {
+        let (id, at) = (self.id, now());
+        let (grants, table) = (msg.grants, msg.table);
+        let stored = grants.clone();
+        let ids: Vec<i64> = grants.iter().map(|g| g.id).collect();
+        if let Err(e) = self.session() {
+            // Not loadable: the table tries again later.
+            log::warn!("session {id}: cannot write lock grants {ids:?}: {e}");
+            table.do_send(Settle {
+                session: id,
+                committed: false,
+                granted: ids,
+                ..Settle::default()
+            });
+            return;
         }
-        let releases = expired
-            .into_iter()
-            .map(|id| (id, Release::Expired))
-            .collect();
-        AtomicResponse::new(Box::pin(
-            self.release_and_grant(releases, None, Vec::new())
-                .map(|r, _, _| r.map(|_| ())),
-        ))
+        let written = self.commit_events(
+            move |c| {
+                let mut events = Vec::new();
+                for g in &stored {
+                    let token = g.token.unwrap_or(g.id);
+                    if lock_store::set_held(c, id, g.id, token, lease_end(at, g.lease_secs))? {
+                        events.push(queries::append_event(c, id, &locked_event(g, at), at)?);
+                    }
+                }
+                Ok(events)
+            },
+            |_, events, _| {
+                events
+                    .iter()
+                    .filter(|e| e.kind == RESOURCE_LOCKED)
+                    .filter_map(|e| e.payload["lockId"].as_i64())
+                    .collect::<Vec<i64>>()
+            },
+        );
+        ctx.wait(written.map(move |result, _, _| {
+            let settle = match result {
+                Ok(granted) => Settle {
+                    session: id,
+                    committed: true,
+                    gone: ids
+                        .iter()
+                        .filter(|i| !granted.contains(i))
+                        .copied()
+                        .collect(),
+                    granted,
+                    ..Settle::default()
+                },
+                Err(e) => {
+                    log::warn!("session {id}: could not write lock grants {ids:?}: {e}");
+                    Settle {
+                        session: id,
+                        committed: false,
+                        granted: ids,
+                        ..Settle::default()
+                    }
+                }
+            };
+            table.do_send(settle);
+        }));
+    }
+}
+
+impl Handler<ExpireLocks> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExpireLocks, ctx: &mut Self::Context) {
+        let released = self.commit_with_release(
+            Select::Expired(msg.0),
+            None,
+            |_| Ok(Vec::new()),
+            |_, _, _, _| (),
+        );
+        let id = self.id;
+        ctx.wait(released.map(move |r, _, _| {
+            if let Err(e) = r {
+                log::warn!("session {id}: could not release expired locks: {e}");
+            }
+        }));
     }
 }
 
 impl Handler<ListLocks> for SessionActor {
-    type Result = Result<Vec<Lock>, HubError>;
+    type Result = ResponseFuture<Result<Vec<Lock>, HubError>>;
 
+    /// Every lock of the project, this session's and its sibling sessions' (each names its
+    /// `sessionId`): files belong to the codebase.
     fn handle(&mut self, msg: ListLocks, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        self.authorized(s, &msg.credential)?;
-        Ok(s.locks.iter().cloned().collect())
+        let table = self.session().and_then(|s| {
+            self.authorized(s, &msg.credential)?;
+            self.lock_table()
+        });
+        Box::pin(async move { Ok(table?.send(ProjectLocks).await?) })
     }
 }
 
@@ -387,32 +482,33 @@ impl Handler<PresenceSweep> for SessionActor {
     /// no open event stream now.
     fn handle(&mut self, _: PresenceSweep, ctx: &mut Self::Context) -> Self::Result {
         self.sweeping = false;
-        let grace = std::time::Duration::from_secs(self.policy.disconnect_grace_secs);
-        let now = std::time::Instant::now();
-        let quiet: Vec<String> = match self.session() {
-            Ok(s) => {
-                let mut holders: Vec<String> = s.locks.iter().map(|l| l.holder.clone()).collect();
-                holders.sort();
-                holders.dedup();
-                let seen = self.seen.borrow();
-                holders
-                    .into_iter()
-                    .filter(|h| seen.get(h).is_none_or(|t| now.duration_since(*t) > grace))
-                    .collect()
-            }
-            Err(_) => Vec::new(),
+        self.schedule_presence_sweep(ctx);
+        let Ok(table) = self.lock_table() else {
+            return reply(Ok(()));
         };
-        let agents: Vec<(String, Option<Addr<crate::actors::agent::AgentActor>>)> = quiet
-            .into_iter()
-            .map(|h| {
-                let addr = self.agents.get(&h).map(|a| a.addr.clone());
-                (h, addr)
-            })
+        let grace = std::time::Duration::from_secs(self.policy.disconnect_grace_secs);
+        let (id, now) = (self.id, std::time::Instant::now());
+        // Who was heard from lately, and who has an agent that may hold a stream open.
+        let recent: std::collections::HashSet<String> = self
+            .seen
+            .borrow()
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) <= grace)
+            .map(|(h, _)| h.clone())
             .collect();
+        let agents: std::collections::HashMap<String, Addr<crate::actors::agent::AgentActor>> =
+            self.agents
+                .iter()
+                .map(|(h, a)| (h.clone(), a.addr.clone()))
+                .collect();
         let fut = async move {
+            let holders = table.send(HoldersIn(id)).await.unwrap_or_default();
             let mut gone = Vec::new();
-            for (holder, addr) in agents {
-                let streaming = match addr {
+            for holder in holders {
+                if recent.contains(&holder) {
+                    continue;
+                }
+                let streaming = match agents.get(&holder) {
                     Some(a) => a
                         .send(crate::actors::agent::HasStreams)
                         .await
@@ -426,17 +522,8 @@ impl Handler<PresenceSweep> for SessionActor {
             gone
         }
         .into_actor(self)
-        .then(|gone, act, ctx| {
-            let releases: Vec<(i64, Release)> = match act.session() {
-                Ok(s) => gone
-                    .iter()
-                    .flat_map(|h| s.locks.of(h))
-                    .map(|id| (id, Release::Disconnected))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            if releases.is_empty() {
-                act.schedule_lease_timer(ctx);
+        .then(|gone, act, _| {
+            if gone.is_empty() {
                 return Box::pin(fut::ready(Ok(()))) as ResponseActFuture<Self, _>;
             }
             for h in &gone {
@@ -445,11 +532,15 @@ impl Handler<PresenceSweep> for SessionActor {
                 );
             }
             Box::pin(
-                act.release_and_grant(releases, None, Vec::new())
-                    .map(|r, _, _| r.map(|_| ())),
+                act.commit_with_release(
+                    Select::Gone(gone),
+                    None,
+                    |_| Ok(Vec::new()),
+                    |_, _, _, _| (),
+                )
+                .map(|r, _, _| r.map(|_| ())),
             )
         });
-        let _ = ctx;
         AtomicResponse::new(Box::pin(fut))
     }
 }

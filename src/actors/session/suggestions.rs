@@ -29,9 +29,6 @@ impl Handler<SubmitSuggestion> for SessionActor {
                 return Err(HubError::invalid("aiId", "name the participant suggesting"));
             };
             s.check_suggest(&who)?;
-            if let Some(t) = msg.task_id {
-                s.tasks.get(t)?;
-            }
             let mut spec = msg.spec;
             if spec.operation.is_some_and(|o| o != Operation::Edit) || spec.new_path.is_some() {
                 return Err(HubError::invalid(
@@ -62,18 +59,33 @@ impl Handler<SubmitSuggestion> for SessionActor {
             to: None,
         };
         let (id, task) = (self.id, msg.task_id);
+        // The task it is for must exist (the session's task coordinator knows).
+        let found = task.map(|t| self.find_task(t));
         let stored = change.clone();
-        AtomicResponse::new(self.commit_events(
-            move |c| {
-                let e = queries::append_event(c, id, &event, at)?;
-                store::insert(c, id, e.id, &who, &stored, task, at)?;
-                Ok(vec![e])
+        let checked = async move {
+            if let Some(found) = found {
+                found.await?;
+            }
+            Ok::<_, HubError>(())
+        };
+        AtomicResponse::new(Box::pin(checked.into_actor(self).then(
+            move |ok, act, _| {
+                if let Err(e) = ok {
+                    return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
+                }
+                act.commit_events(
+                    move |c| {
+                        let e = queries::append_event(c, id, &event, at)?;
+                        store::insert(c, id, e.id, &who, &stored, task, at)?;
+                        Ok(vec![e])
+                    },
+                    move |_, events, _| SuggestionSubmitted {
+                        id: events[0].id,
+                        lines: change.lines,
+                    },
+                )
             },
-            move |_, events, _| SuggestionSubmitted {
-                id: events[0].id,
-                lines: change.lines,
-            },
-        ))
+        )))
     }
 }
 

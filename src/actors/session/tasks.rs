@@ -1,14 +1,18 @@
-//! The session actor's tasks: each operation is planned by the domain rules, written (task rows
-//! and events in one transaction; a new task's id is its `task_created` event's id), applied to
-//! the board, and, when a task completes, the locks taken for it are released.
+//! The session actor's side of tasks: its `TaskCoordinator` plans each operation against the
+//! DAG; the session writes it (task rows and events in one transaction; a new task's id is its
+//! `task_created` event's id; a completed task's locks are released in that same transaction)
+//! and hands the written tasks back to the coordinator.
 
 use actix::prelude::*;
 
 use super::{Reply, SessionActor, reply};
-use crate::actors::messages::{ListTasks, TaskCommand, TasksWritten};
-use crate::domain::lock::Release;
+use crate::actors::messages::{ListTasks, Select, TaskCommand, TasksWritten};
+use crate::actors::task_coordinator::{
+    ApplyTasks, FindTask, PlanTasks, SelectTasks, TaskCoordinator,
+};
 use crate::domain::now;
 use crate::domain::task::Task;
+use crate::domain::task_rules::TaskPlan;
 use crate::error::HubError;
 use crate::store::{queries, tasks as store};
 
@@ -29,29 +33,59 @@ impl Handler<TaskCommand> for SessionActor {
 
     fn handle(&mut self, msg: TaskCommand, _: &mut Self::Context) -> Self::Result {
         let at = now();
-        let planned = self.session().and_then(|s| {
+        let asked = self.session().and_then(|s| {
             let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
-            Ok(s.plan_task(&caller, msg.op, at, seed())?)
+            Ok(PlanTasks {
+                roster: s.roster(),
+                caller,
+                op: msg.op,
+                at,
+                seed: seed(),
+            })
         });
-        // A completed task's locks are released (and waiters move up) in the same transaction.
-        let planned = planned.and_then(|plan| {
-            let s = self.session()?;
-            let releases: Vec<_> = plan
-                .completed
-                .iter()
-                .flat_map(|t| s.locks.of_task(*t))
-                .map(|l| (l, Release::TaskDone))
-                .collect();
-            Ok((plan, self.plan_release(&releases, None, Vec::new())?))
-        });
-        let (plan, release) = match planned {
+        let (ask, coordinator) = match asked.and_then(|a| Ok((a, self.task_coordinator()?))) {
             Ok(p) => p,
             Err(e) => return reply(Err(e)),
         };
-        let stored_release = release.clone();
+        let planned = async move { coordinator.send(ask).await };
+        AtomicResponse::new(Box::pin(planned.into_actor(self).then(
+            move |plan, act, _| match plan.map_err(HubError::from).and_then(|p| p) {
+                Ok(plan) => act.write_tasks(plan, at),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            },
+        )))
+    }
+}
+
+impl SessionActor {
+    pub(super) fn task_coordinator(&self) -> Result<Addr<TaskCoordinator>, HubError> {
+        self.tasks
+            .clone()
+            .ok_or_else(|| HubError::Internal("the session has no task coordinator yet".into()))
+    }
+
+    /// The task a command names, from the coordinator.
+    pub(super) fn find_task(
+        &self,
+        id: i64,
+    ) -> impl std::future::Future<Output = Result<Task, HubError>> + 'static {
+        let coordinator = self.task_coordinator();
+        async move { coordinator?.send(FindTask(id)).await? }
+    }
+
+    /// Writes a planned task operation; then the coordinator applies it.
+    fn write_tasks(
+        &mut self,
+        plan: TaskPlan,
+        at: chrono::NaiveDateTime,
+    ) -> ResponseActFuture<Self, Result<TasksWritten, HubError>> {
         let id = self.id;
         let stored = plan.clone();
-        let written = self.commit_events(
+        // A completed task's locks are released (and waiters move up) in the same transaction:
+        // no crash can leave the task done and its locks held.
+        self.commit_with_release(
+            Select::Tasks(plan.completed.clone()),
+            None,
             move |c| {
                 let mut events = Vec::new();
                 let mut ids = Vec::new();
@@ -83,11 +117,9 @@ impl Handler<TaskCommand> for SessionActor {
                     n.payload["taskId"] = ids.get(*i).copied().into();
                     events.push(queries::append_event(c, id, &n, at)?);
                 }
-                events.extend(stored_release.write(c, id, at)?);
                 Ok(events)
             },
-            move |act, events, ctx| {
-                let s = act.session_mut();
+            move |act, _, events, _| {
                 let mut tasks: Vec<Task> = Vec::new();
                 for (w, e) in plan.writes.iter().zip(&events) {
                     let mut task = w.task.clone();
@@ -97,40 +129,28 @@ impl Handler<TaskCommand> for SessionActor {
                             task.parent = tasks.first().map(|t| t.id);
                         }
                     }
-                    s.tasks.put(task.clone());
                     tasks.push(task);
                 }
-                if let Some(rr) = &plan.round_robin {
-                    s.tasks.note_round_robin(rr);
+                if let Some(c) = &act.tasks {
+                    c.do_send(ApplyTasks {
+                        tasks: tasks.clone(),
+                        round_robin: plan.round_robin.clone(),
+                    });
                 }
-                release.apply(s, &events, at);
-                act.schedule_lease_timer(ctx);
                 TasksWritten { tasks }
             },
-        );
-        AtomicResponse::new(written)
+        )
     }
 }
 
 impl Handler<ListTasks> for SessionActor {
-    type Result = Result<Vec<Task>, HubError>;
+    type Result = ResponseFuture<Result<Vec<Task>, HubError>>;
 
     fn handle(&mut self, msg: ListTasks, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        self.authorized(s, &msg.credential)?;
-        if let Some(id) = msg.id {
-            return Ok(vec![s.tasks.get(id)?.clone()]);
-        }
-        Ok(s.tasks
-            .iter()
-            .filter(|t| msg.status.is_none_or(|st| t.status == st))
-            .filter(|t| {
-                msg.assigned_to
-                    .as_ref()
-                    .is_none_or(|a| t.assigned_to.as_ref() == Some(a))
-            })
-            .filter(|t| msg.parent.is_none_or(|p| t.parent == Some(p)))
-            .cloned()
-            .collect())
+        let coordinator = self.session().and_then(|s| {
+            self.authorized(s, &msg.credential)?;
+            self.task_coordinator()
+        });
+        Box::pin(async move { coordinator?.send(SelectTasks(msg)).await? })
     }
 }
