@@ -10,6 +10,7 @@ mod context_diff;
 #[cfg(test)]
 mod context_diff_props;
 pub mod context_log;
+mod context_ops;
 mod context_path;
 pub mod context_rules;
 pub mod coordination;
