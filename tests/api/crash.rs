@@ -1,6 +1,8 @@
 //! The hub as a child process: `kill -9` while many clients create sessions, then restart on the
-//! same database and find every session whose creation was acknowledged. And SIGTERM: stops
-//! cleanly, with exit status 0, after finishing what was in flight.
+//! same database and find every session whose creation was acknowledged; `kill -9` while a
+//! session completes tasks whose locks another session of the project waits for, then find
+//! tasks and locks consistent. And SIGTERM: stops cleanly, with exit status 0, after finishing
+//! what was in flight.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +19,7 @@ both_backends!(
     kill_9_loses_no_acknowledged_session,
     sigterm_finishes_in_flight_writes,
     sigterm_ends_open_event_streams,
+    kill_9_during_task_completions_keeps_tasks_and_locks_consistent,
 );
 
 const CLIENTS: usize = 8;
@@ -229,4 +232,515 @@ async fn sigterm_ends_open_event_streams(backend: Backend) {
         started.elapsed()
     );
     drop(stream);
+}
+
+/// One REST call with a participant's token; `None` when the hub did not answer (it is gone).
+async fn call_as(
+    http: &awc::Client,
+    url: &str,
+    token: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(StatusCode, Value)> {
+    let mut req = match body {
+        Some(_) => http.post(format!("{url}{path}")),
+        None => http.get(format!("{url}{path}")),
+    };
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    let mut res = match body {
+        Some(b) => req.send_json(b).await,
+        None => req.send().await,
+    }
+    .ok()?;
+    let status = res.status();
+    // Answered means committed: the body may still be cut off by the kill.
+    let bytes = res.body().limit(16 * 1024 * 1024).await.unwrap_or_default();
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// The same, for a hub that must answer.
+async fn rest(
+    http: &awc::Client,
+    url: &str,
+    token: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    call_as(http, url, token, path, body)
+        .await
+        .unwrap_or_else(|| panic!("the hub did not answer {path}"))
+}
+
+/// The project's locks as session `session` lists them.
+async fn project_locks(http: &awc::Client, url: &str, token: &str, session: &str) -> Vec<Value> {
+    let (status, list) = rest(
+        http,
+        url,
+        token,
+        &format!("/mcp/collaborate/locks?sessionId={session}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["locks"].as_array().unwrap().clone()
+}
+
+/// Task id → status, of every task of `session`.
+async fn task_statuses(
+    http: &awc::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+) -> std::collections::HashMap<i64, String> {
+    let (status, list) = rest(
+        http,
+        url,
+        token,
+        &format!("/mcp/collaborate/tasks?sessionId={session}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_i64().unwrap(),
+                t["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[derive(diesel::QueryableByName)]
+struct AfterKill {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    stuck: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ungranted: i64,
+}
+
+/// For the report only (the assertions go over REST): what the killed hub left in the database,
+/// read before the restart: completed tasks of `a` whose lock is not released, and waiters of
+/// `b` on a file whose lock in `a` was released (the grants the lock table makes at load).
+fn stored_after_kill(
+    backend: Backend,
+    db: &TestDb,
+    a: &str,
+    b: &str,
+) -> Result<(i64, i64), String> {
+    use diesel::{Connection, RunQueryDsl};
+    let query = diesel::sql_query(format!(
+        "SELECT \
+           (SELECT COUNT(*) FROM tasks t JOIN locks l ON l.session_id = t.session_id \
+              AND l.task_id = t.id WHERE t.session_id = '{a}' AND t.status = 'completed' \
+              AND l.state <> 'released') AS stuck, \
+           (SELECT COUNT(*) FROM locks w JOIN locks h ON h.resource = w.resource \
+              WHERE w.session_id = '{b}' AND w.state = 'waiting' AND h.session_id = '{a}' \
+              AND h.state = 'released') AS ungranted"
+    ));
+    let row: AfterKill = match backend {
+        Backend::Postgres => {
+            let mut c = diesel::PgConnection::establish(&db.url).map_err(|e| e.to_string())?;
+            query.get_result(&mut c).map_err(|e| e.to_string())?
+        }
+        Backend::Sqlite => {
+            // Read-only: the restarted hub, not this look, finds the database as the kill left it.
+            let path = format!("file:{}?mode=ro", db.url.trim_start_matches("sqlite://"));
+            let mut c = diesel::SqliteConnection::establish(&path).map_err(|e| e.to_string())?;
+            query.get_result(&mut c).map_err(|e| e.to_string())?
+        }
+    };
+    Ok((row.stuck, row.ungranted))
+}
+
+/// A hub child process that is killed when the test ends, also when it fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const TASKS: usize = 40;
+/// Every `WAIT_EVERY`th file has a waiter in the other session.
+const WAIT_EVERY: usize = 4;
+
+/// What the task of file `i` is and holds, and who waits for it in the other session.
+struct TaskLock {
+    task: i64,
+    /// The lock claude took for the task in session A.
+    lock: i64,
+    /// codex's queued request for the same file in session B.
+    waiter: Option<i64>,
+}
+
+/// Checks, against the hub at `url`: every task that completed left no lock behind, every
+/// other task still holds its lock in A, and every B waiter whose file is free is held by codex
+/// (polled: the grants of other sessions follow the release) with a token newer than both the
+/// released lock and its own request. Returns the completed task ids.
+async fn assert_tasks_and_locks_consistent(
+    http: &awc::Client,
+    url: &str,
+    (a, claude): (&str, &str),
+    (b, codex): (&str, &str),
+    files: &[TaskLock],
+    what: &str,
+) -> std::collections::HashSet<i64> {
+    let statuses = task_statuses(http, url, claude, a).await;
+    assert_eq!(statuses.len(), TASKS, "{what}: tasks lost: {statuses:?}");
+    let completed: std::collections::HashSet<i64> = statuses
+        .iter()
+        .filter(|(_, s)| s.as_str() == "completed")
+        .map(|(id, _)| *id)
+        .collect();
+    let locks = project_locks(http, url, claude, a).await;
+    for (i, f) in files.iter().enumerate() {
+        let resource = format!("/src/f{i}.rs");
+        let of_task: Vec<&Value> = locks
+            .iter()
+            .filter(|l| l["sessionId"] == a && l["taskId"] == f.task)
+            .collect();
+        if completed.contains(&f.task) {
+            assert!(
+                of_task.is_empty(),
+                "{what}: task {} ({resource}) is completed but its lock is still there: {of_task:?}\nall locks: {locks:#?}",
+                f.task
+            );
+        } else {
+            assert_eq!(
+                statuses[&f.task], "pending",
+                "{what}: task {} in an unexpected state",
+                f.task
+            );
+            assert!(
+                matches!(of_task.as_slice(), [l] if l["id"] == f.lock && l["state"] == "held"
+                    && l["holder"] == "claude" && l["resource"] == resource.as_str()),
+                "{what}: task {} ({resource}) is not completed but its lock {} is not held by claude: {of_task:?}\nall locks: {locks:#?}",
+                f.task,
+                f.lock
+            );
+        }
+    }
+    // Nothing but claude's task locks and codex's requests, all in the project.
+    for l in &locks {
+        let ours = (l["sessionId"] == a && l["holder"] == "claude")
+            || (l["sessionId"] == b && l["holder"] == "codex");
+        assert!(ours, "{what}: a lock nobody took: {l}");
+    }
+
+    // B's waiters: granted once their file's task lock is gone, waiting while it is held.
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    loop {
+        let locks = project_locks(http, url, codex, b).await;
+        let mut pending = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let Some(waiter) = f.waiter else { continue };
+            let mine: Vec<&Value> = locks
+                .iter()
+                .filter(|l| l["sessionId"] == b && l["id"] == waiter)
+                .collect();
+            let [l] = mine.as_slice() else {
+                panic!("{what}: codex's request {waiter} for /src/f{i}.rs is gone: {locks:#?}");
+            };
+            assert_eq!(
+                (l["holder"].as_str(), l["resource"].as_str()),
+                (Some("codex"), Some(format!("/src/f{i}.rs").as_str())),
+                "{what}: {l}"
+            );
+            if completed.contains(&f.task) {
+                if l["state"] == "held" {
+                    let token = l["token"].as_i64().unwrap_or_default();
+                    assert!(
+                        token > f.lock && token > waiter,
+                        "{what}: codex's lock {waiter} on /src/f{i}.rs holds token {token}, not newer than the released lock {} and the request: {l}",
+                        f.lock
+                    );
+                } else {
+                    pending.push((waiter, l["state"].clone()));
+                }
+            } else {
+                assert_eq!(
+                    l["state"], "waiting",
+                    "{what}: codex's request {waiter} for /src/f{i}.rs while task {} holds it: {l}",
+                    f.task
+                );
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: codex's requests whose files are free were not granted within 10 s: {pending:?}\nall locks: {locks:#?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Fencing tokens stay unique in the project.
+    let locks = project_locks(http, url, claude, a).await;
+    let mut tokens: Vec<i64> = locks.iter().filter_map(|l| l["token"].as_i64()).collect();
+    let n = tokens.len();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        n,
+        "{what}: a fencing token given twice: {locks:#?}"
+    );
+    eprintln!(
+        "{what}: {} of {TASKS} tasks completed; B's waiters on free files all held {:?} after \
+         the check began",
+        completed.len(),
+        started.elapsed()
+    );
+    completed
+}
+
+/// A session completes tasks whose locks another session of the project waits for, and the
+/// hub is killed (SIGKILL) in the middle. After a restart on the same database: every
+/// acknowledged completion is there, no completed task still holds (or queues) a lock, every
+/// other task still holds its own, and the other session's waiters on freed files are granted
+/// (the lock table repairs a crash between a release and the grants it allows). Then the rest
+/// completes and every waiter gets its file.
+async fn kill_9_during_task_completions_keeps_tasks_and_locks_consistent(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let (child, url) = start_hub(&db);
+    let child = Arc::new(Mutex::new(KillOnDrop(child)));
+    let http = client();
+    // Two sessions of one project: one lock table.
+    let create = |name: &str, who: &str| {
+        json!({"name": name, "project": "/repo/crash",
+               "participants": {who: {"role": "driver"}}})
+    };
+    let (status, sa) = rest(
+        &http,
+        &url,
+        "",
+        "/mcp/session/create",
+        Some(&create("crash A", "claude")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sa}");
+    let (status, sb) = rest(
+        &http,
+        &url,
+        "",
+        "/mcp/session/create",
+        Some(&create("crash B", "codex")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sb}");
+    let a = sa["sessionId"].as_str().unwrap().to_owned();
+    let b = sb["sessionId"].as_str().unwrap().to_owned();
+    let claude = sa["tokens"]["claude"].as_str().unwrap().to_owned();
+    let codex = sb["tokens"]["codex"].as_str().unwrap().to_owned();
+
+    // Claude's tasks, each with an exclusive lock on its own file; codex queues on every 4th.
+    let mut files = Vec::new();
+    for i in 0..TASKS {
+        let (status, made) = rest(
+            &http,
+            &url,
+            &claude,
+            "/mcp/collaborate/task",
+            Some(&json!({"description": format!("edit f{i}"), "assignedTo": "claude"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{made}");
+        let task = made["tasks"][0]["id"].as_i64().unwrap();
+        let resource = format!("/src/f{i}.rs");
+        let (status, held) = rest(
+            &http,
+            &url,
+            &claude,
+            "/mcp/collaborate/lock",
+            Some(&json!({"resource": resource, "mode": "exclusive", "taskId": task})),
+        )
+        .await;
+        assert_eq!(
+            (status, held["state"].as_str()),
+            (StatusCode::OK, Some("held")),
+            "{held}"
+        );
+        let waiter = if i % WAIT_EVERY == 0 {
+            let (status, queued) = rest(
+                &http,
+                &url,
+                &codex,
+                "/mcp/collaborate/lock",
+                Some(&json!({"resource": resource, "mode": "exclusive", "wait": true})),
+            )
+            .await;
+            assert_eq!(
+                (status, queued["state"].as_str()),
+                (StatusCode::OK, Some("waiting")),
+                "{queued}"
+            );
+            Some(queued["id"].as_i64().unwrap())
+        } else {
+            None
+        };
+        files.push(TaskLock {
+            task,
+            lock: held["id"].as_i64().unwrap(),
+            waiter,
+        });
+    }
+
+    // Every completion at once from CLIENTS clients. The hub dies (SIGKILL) a random moment
+    // (0-2 ms, spinning: the other clients wait) after the first acknowledged completion, from
+    // the `kill_at`-th on, of a task whose file codex waits for: the grant to codex in the other
+    // session is then on its way, or just written. The other completions are still in flight.
+    let noise = uuid::Uuid::new_v4().as_u128();
+    let kill_at = 8 + (noise % 12) as usize; // 8..=19 of 40
+    let jitter = Duration::from_micros((noise >> 8) as u64 % 2000);
+    let waited_for: Arc<std::collections::HashSet<i64>> = Arc::new(
+        files
+            .iter()
+            .filter(|f| f.waiter.is_some())
+            .map(|f| f.task)
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let killed_at = Arc::new(Mutex::new(None::<(std::time::Instant, usize)>));
+    let tasks: Arc<Vec<i64>> = Arc::new(files.iter().map(|f| f.task).collect());
+    let started = std::time::Instant::now();
+    let workers = (0..CLIENTS).map(|_| {
+        let (url, claude, child, next, acks, acked, killed_at, tasks, waited_for) = (
+            url.clone(),
+            claude.clone(),
+            child.clone(),
+            next.clone(),
+            acks.clone(),
+            acked.clone(),
+            killed_at.clone(),
+            tasks.clone(),
+            waited_for.clone(),
+        );
+        async move {
+            let http = client();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&task) = tasks.get(n) else { break };
+                let body = json!({"taskId": task, "status": "completed"});
+                let answer = call_as(
+                    &http,
+                    &url,
+                    &claude,
+                    "/mcp/collaborate/task/update",
+                    Some(&body),
+                )
+                .await;
+                let Some((status, done)) = answer else {
+                    break; // the hub is gone
+                };
+                assert_eq!(status, StatusCode::OK, "completing task {task}: {done}");
+                acked.lock().unwrap().push(task);
+                let n = acks.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut killed = killed_at.lock().unwrap();
+                if killed.is_none() && n >= kill_at && waited_for.contains(&task) {
+                    let until = std::time::Instant::now() + jitter;
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                    child.lock().unwrap().0.kill().expect("SIGKILL");
+                    *killed = Some((std::time::Instant::now(), n));
+                }
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    let (killed, kill_ack) = killed_at
+        .lock()
+        .unwrap()
+        .expect("the hub was never killed: too few completions were acknowledged");
+    child.lock().unwrap().0.wait().unwrap();
+    let acked: Vec<i64> = acked.lock().unwrap().clone();
+    eprintln!(
+        "{backend:?}: kill -9 {jitter:?} after acknowledgement {kill_ack}, {:?} into the completions; {} of {TASKS} acknowledged",
+        killed - started,
+        acked.len()
+    );
+    assert!(
+        acked.len() < TASKS,
+        "every completion was acknowledged before the kill"
+    );
+
+    match stored_after_kill(backend, &db, &a, &b) {
+        Ok((stuck, ungranted)) => eprintln!(
+            "{backend:?}: in the database after the kill: {stuck} completed task(s) with an open \
+             lock, {ungranted} waiter(s) of B on a released file still waiting (to be granted at load)"
+        ),
+        Err(e) => eprintln!("{backend:?}: could not read the database after the kill: {e}"),
+    }
+
+    let restarted = std::time::Instant::now();
+    let (child, url) = start_hub(&db);
+    let _child = KillOnDrop(child);
+    let completed = assert_tasks_and_locks_consistent(
+        &http,
+        &url,
+        (&a, &claude),
+        (&b, &codex),
+        &files,
+        &format!("{backend:?} after kill -9"),
+    )
+    .await;
+    for task in &acked {
+        assert!(
+            completed.contains(task),
+            "the acknowledged completion of task {task} was lost"
+        );
+    }
+    eprintln!(
+        "{backend:?}: restart and checks took {:?}; {} completed ({} acknowledged, {} committed unanswered)",
+        restarted.elapsed(),
+        completed.len(),
+        acked.len(),
+        completed.len() - acked.len()
+    );
+
+    // The rest completes normally, and every waiter gets its file.
+    for f in files.iter().filter(|f| !completed.contains(&f.task)) {
+        let (status, done) = rest(
+            &http,
+            &url,
+            &claude,
+            "/mcp/collaborate/task/update",
+            Some(&json!({"taskId": f.task, "status": "completed"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+    }
+    let completed = assert_tasks_and_locks_consistent(
+        &http,
+        &url,
+        (&a, &claude),
+        (&b, &codex),
+        &files,
+        &format!("{backend:?} after the rest"),
+    )
+    .await;
+    assert_eq!(completed.len(), TASKS);
+    let left = project_locks(&http, &url, &claude, &a).await;
+    assert!(
+        left.iter()
+            .all(|l| l["sessionId"] == b.as_str() && l["state"] == "held"),
+        "{left:#?}"
+    );
+    assert_eq!(left.len(), TASKS.div_ceil(WAIT_EVERY), "{left:#?}");
 }
