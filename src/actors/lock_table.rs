@@ -48,7 +48,8 @@ pub struct LockTableActor {
     expiry_asked: HashMap<LockKey, Instant>,
     /// Grants that could not be written, and when they may be tried again.
     grant_backoff: HashMap<LockKey, Instant>,
-    timer: Option<SpawnHandle>,
+    /// The pending expiry check, and when it fires.
+    timer: Option<(SpawnHandle, Instant)>,
     /// The load failed: every request is answered with this.
     broken: Option<HubError>,
 }
@@ -132,9 +133,6 @@ impl LockTableActor {
     /// Asks the sessions of expired leases to release them, and re-arms the timer for the next
     /// lease to run out (or the next retry).
     fn check_expiry(&mut self, ctx: &mut Context<Self>) {
-        if let Some(old) = self.timer.take() {
-            ctx.cancel_future(old);
-        }
         let (at, ready) = (now(), Instant::now());
         let mut by_session: HashMap<Uuid, Vec<i64>> = HashMap::new();
         for key in self.table.expired(at) {
@@ -167,13 +165,22 @@ impl LockTableActor {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(wait) = wait {
-            self.timer = Some(ctx.run_later(wait, |act, ctx| {
-                act.timer = None;
-                act.dispatch_grants(ctx);
-                act.check_expiry(ctx);
-            }));
+        let Some(wait) = wait else { return };
+        // A check already due no later is kept (it looks again when it fires): most calls come
+        // from acquires and releases, and need not re-arm anything.
+        let fires = ready + wait;
+        if self.timer.is_some_and(|(_, armed)| armed <= fires) {
+            return;
         }
+        if let Some((old, _)) = self.timer.take() {
+            ctx.cancel_future(old);
+        }
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.dispatch_grants(ctx);
+            act.check_expiry(ctx);
+        });
+        self.timer = Some((handle, fires));
     }
 
     /// A lock as its session has written it: a grant still on its way is waiting there.
