@@ -19,7 +19,8 @@ use crate::mcp_protocol::Mcp;
 
 both_backends!(
     concurrent_lock_traffic_replays_cleanly,
-    two_sessions_of_one_project_share_one_lock_table
+    two_sessions_of_one_project_share_one_lock_table,
+    two_projects_never_meet
 );
 
 const CLIENTS: usize = 32;
@@ -593,16 +594,25 @@ async fn whole_log(app: &TestApp, token: &str) -> Vec<Value> {
 }
 
 async fn concurrent_lock_traffic_replays_cleanly(backend: Backend) {
-    storm(backend, 1).await;
+    storm(backend, &["/repo/storm"]).await;
 }
 
 /// The same storm, its clients spread over two sessions of one project that use the same
 /// participant names: one lock table, one order, no conflicting holders across sessions.
 async fn two_sessions_of_one_project_share_one_lock_table(backend: Backend) {
-    storm(backend, 2).await;
+    storm(backend, &["/repo/storm", "/repo/storm"]).await;
 }
 
-async fn storm(backend: Backend, sessions: usize) {
+/// The same storm in two projects on the same files and names: each project's log replays
+/// cleanly on its own (a queue behind, or a grant held up by, the other project's lock would
+/// be a violation there), and each has its own sequence.
+async fn two_projects_never_meet(backend: Backend) {
+    storm(backend, &["/repo/shop", "/repo/blog"]).await;
+}
+
+/// 32 clients spread evenly over one session per entry of `projects` (that session's project).
+async fn storm(backend: Backend, projects: &[&str]) {
+    let sessions = projects.len();
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -611,11 +621,11 @@ async fn storm(backend: Backend, sessions: usize) {
     let names: Vec<String> = (0..per_session).map(|i| format!("a{i}")).collect();
     let mut agents: Vec<Agent> = Vec::new();
     let mut session_ids = Vec::new();
-    for s in 0..sessions {
+    for (s, project) in projects.iter().enumerate() {
         let (status, body) = app
             .post(
                 "/mcp/session/create",
-                &json!({"name": format!("lock storm {s}"), "project": "/repo/storm", "participants": names}),
+                &json!({"name": format!("lock storm {s}"), "project": project, "participants": names}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -666,32 +676,55 @@ async fn storm(backend: Backend, sessions: usize) {
         );
     }
 
-    let mut logs = Vec::new();
-    for a in agents.iter().step_by(per_session) {
-        logs.push((a.session.clone(), whole_log(&app, &a.token).await));
+    // Each project's sessions' logs replay together, in that project's sequence.
+    let mut by_project: BTreeMap<&str, Vec<(String, Vec<Value>)>> = BTreeMap::new();
+    for (s, a) in agents.iter().step_by(per_session).enumerate() {
+        let log = whole_log(&app, &a.token).await;
+        by_project
+            .entry(projects[s])
+            .or_default()
+            .push((a.session.clone(), log));
     }
-    let events: Vec<&Value> = logs.iter().flat_map(|(_, l)| l).collect();
-    let (ended, seen) = match replay(&logs) {
-        Ok(e) => e,
-        Err(bad) => panic!(
-            "{} violations in the replay of {} events ({backend:?}):\n{}",
-            bad.len(),
-            events.len(),
-            bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
-        ),
-    };
+    let project_of: BTreeMap<&str, &str> = session_ids
+        .iter()
+        .zip(projects)
+        .map(|(s, p)| (s.as_str(), *p))
+        .collect();
+    let mut events = 0;
+    let mut ended: BTreeMap<(&str, i64), Ended> = BTreeMap::new();
+    let mut seen = Seen::default();
+    for (project, logs) in &by_project {
+        events += logs.iter().map(|(_, l)| l.len()).sum::<usize>();
+        match replay(logs) {
+            Ok((e, s)) => {
+                ended.extend(e.into_iter().map(|(id, end)| ((*project, id), end)));
+                seen.most_held = seen.most_held.max(s.most_held);
+                seen.shared_overlaps += s.shared_overlaps;
+                seen.across_sessions += s.across_sessions;
+            }
+            Err(bad) => panic!(
+                "{} violations in the replay of {project} ({backend:?}):\n{}",
+                bad.len(),
+                bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+            ),
+        }
+    }
 
     // The log agrees with what every client was told, and every request ended properly.
     let asked: Vec<&Asked> = agents.iter().flat_map(|a| &a.asked).collect();
     let mut ids = BTreeSet::new();
     let mut mismatches = Vec::new();
+    let key = |a: &Asked, id: i64| {
+        let session = a.who.split('/').next().unwrap_or_default();
+        (project_of.get(session).copied().unwrap_or_default(), id)
+    };
     for a in &asked {
         let Some(id) = a.id else {
             assert!(a.refused, "{a:?}");
             continue;
         };
-        ids.insert(id);
-        let Some(end) = ended.get(&id) else {
+        ids.insert(key(a, id));
+        let Some(end) = ended.get(&key(a, id)) else {
             mismatches.push(format!("{a:?}: not in the log"));
             continue;
         };
@@ -725,17 +758,17 @@ async fn storm(backend: Backend, sessions: usize) {
     let raced = count(&|a| {
         a.cancelled
             && a.id
-                .and_then(|id| ended.get(&id))
+                .and_then(|id| ended.get(&key(a, id)))
                 .is_some_and(|e| e.reason == "released")
     });
     let refused = count(&|a| a.refused);
     let requests: usize = agents.iter().map(|a| a.requests).sum();
     eprintln!(
-        "lock_concurrency ({backend:?}, {sessions} session(s) of one project): {} acquisitions: {immediate} at once, {waited} after \
+        "lock_concurrency ({backend:?}, sessions in {projects:?}): {} acquisitions: {immediate} at once, {waited} after \
          waiting, {cancelled} cancelled ({raced} raced their grant), {refused} refused; {requests} HTTP \
          requests in {traffic:?}; {} events replayed ({seen:?}); {:?} in all",
         asked.len(),
-        events.len(),
+        events,
         started.elapsed()
     );
     // The pool must really be contended, or the test proves little.
@@ -749,9 +782,15 @@ async fn storm(backend: Backend, sessions: usize) {
     );
     // Non-conflicting locks really were held side by side.
     assert!(seen.most_held >= 2 && seen.shared_overlaps > 0, "{seen:?}");
-    // With two sessions, requests really met the other session's locks.
+    // Two sessions of one project: requests really met the other session's locks. Two
+    // projects: never.
+    let shared = by_project.values().any(|logs| logs.len() > 1);
     assert!(
-        sessions == 1 || seen.across_sessions > 20,
+        if shared {
+            seen.across_sessions > 20
+        } else {
+            seen.across_sessions == 0
+        },
         "{seen:?} ({session_ids:?})"
     );
     assert!(
