@@ -33,6 +33,34 @@ fn lease_end(at: chrono::NaiveDateTime, secs: u32) -> chrono::NaiveDateTime {
     at + chrono::TimeDelta::seconds(i64::from(secs))
 }
 
+/// Writes the grants the table reserved (held from `at`, with their tokens) and their
+/// `resource_locked` events; a request no longer waiting (cancelled, or its holder left first)
+/// is skipped.
+fn write_grants(
+    c: &mut DbConn,
+    id: uuid::Uuid,
+    at: chrono::NaiveDateTime,
+    grants: &[Lock],
+) -> Result<Vec<Event>, HubError> {
+    let mut events = Vec::new();
+    for g in grants {
+        let token = g.token.unwrap_or(g.id);
+        if lock_store::set_held(c, id, g.id, token, lease_end(at, g.lease_secs))? {
+            events.push(queries::append_event(c, id, &locked_event(g, at), at)?);
+        }
+    }
+    Ok(events)
+}
+
+/// The locks `events` granted.
+fn granted_ids(events: &[Event]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e.kind == RESOURCE_LOCKED)
+        .filter_map(|e| e.payload["lockId"].as_i64())
+        .collect()
+}
+
 impl ReleasePlan {
     /// Writes the releases (with a critical notice to the holder of a forced one) and the
     /// grants, inside the caller's transaction. `actor` is who released.
@@ -62,12 +90,7 @@ impl ReleasePlan {
                 )?);
             }
         }
-        for g in &self.grants {
-            let token = g.token.unwrap_or(g.id);
-            if lock_store::set_held(c, id, g.id, token, lease_end(at, g.lease_secs))? {
-                events.push(queries::append_event(c, id, &locked_event(g, at), at)?);
-            }
-        }
+        events.extend(write_grants(c, id, at, &self.grants)?);
         Ok(events)
     }
 
@@ -396,23 +419,8 @@ impl Handler<GrantLocks> for SessionActor {
             return;
         }
         let written = self.commit_events(
-            move |c| {
-                let mut events = Vec::new();
-                for g in &stored {
-                    let token = g.token.unwrap_or(g.id);
-                    if lock_store::set_held(c, id, g.id, token, lease_end(at, g.lease_secs))? {
-                        events.push(queries::append_event(c, id, &locked_event(g, at), at)?);
-                    }
-                }
-                Ok(events)
-            },
-            |_, events, _| {
-                events
-                    .iter()
-                    .filter(|e| e.kind == RESOURCE_LOCKED)
-                    .filter_map(|e| e.payload["lockId"].as_i64())
-                    .collect::<Vec<i64>>()
-            },
+            move |c| write_grants(c, id, at, &stored),
+            |_, events, _| granted_ids(&events),
         );
         ctx.wait(written.map(move |result, _, _| {
             let settle = match result {
