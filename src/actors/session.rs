@@ -9,6 +9,7 @@ mod coordination;
 mod locks;
 mod membership;
 mod messaging;
+mod resume;
 mod suggestions;
 mod tasks;
 

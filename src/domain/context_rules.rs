@@ -25,7 +25,7 @@ impl Session {
         caller: &Caller,
         request: &ContextRequest,
     ) -> Result<(Vec<Change>, NewEvent), DomainError> {
-        self.check_open("context writes")?;
+        self.check_writable("context writes")?;
         let observer = match caller {
             Caller::Participant(id) => self.active(id)?.role == Role::Observer,
             Caller::Operator => false,

@@ -254,7 +254,7 @@ impl Coordination {
 
 impl Session {
     fn check_open_session(&self) -> Result<(), DomainError> {
-        self.check_open("the handshake, roles and the ledger")
+        self.check_writable("the handshake, roles and the ledger")
     }
 
     /// Adds the implied changes (a new driver demotes the old one to navigator) and checks

@@ -49,6 +49,7 @@ impl Session {
     /// it is granted, queued or refused is the project's lock table's to say.
     pub fn check_lock(&self, caller: &Caller, ask: LockAsk) -> Result<Request, DomainError> {
         let (holder, role) = self.lock_holder(caller)?;
+        self.check_writable("new locks")?;
         if role == Role::Observer && ask.mode == Mode::Exclusive {
             return Err(DomainError::Forbidden(format!(
                 "{holder} is an observer: it may take shared (read) locks only"

@@ -23,7 +23,7 @@ impl Session {
         parent: Option<Parent>,
         at: NaiveDateTime,
     ) -> Result<PlannedMessage, DomainError> {
-        self.check_open("messages")?;
+        self.check_writable("messages")?;
         let from = caller_id(caller).ok_or_else(|| {
             DomainError::invalid(
                 "aiId",
@@ -69,7 +69,7 @@ impl Session {
         interruptible: bool,
         at: NaiveDateTime,
     ) -> Result<(Checkpoint, NewEvent), DomainError> {
-        self.check_open("checkpoints")?;
+        self.check_writable("checkpoints")?;
         let ai_id = caller_id(caller).ok_or_else(|| {
             DomainError::invalid("aiId", "name the participant the checkpoint is for")
         })?;

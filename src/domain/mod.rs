@@ -4,6 +4,7 @@
 //! command is allowed and what event it produces, then apply the committed change.
 
 pub mod auth;
+pub mod briefing;
 pub mod checkpoint;
 pub mod context;
 mod context_diff;

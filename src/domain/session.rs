@@ -390,6 +390,16 @@ impl Session {
         Ok(())
     }
 
+    /// Completed closes `what` for good; paused holds it until someone resumes. Reads,
+    /// briefings, lock releases and leaving keep working while paused.
+    pub fn check_writable(&self, what: &str) -> Result<(), DomainError> {
+        self.check_open(what)?;
+        if self.status == SessionStatus::Paused {
+            return Err(paused(what));
+        }
+        Ok(())
+    }
+
     pub fn created_event(&self) -> NewEvent {
         NewEvent {
             kind: "session_created",
@@ -487,6 +497,16 @@ impl Session {
             project: self.project.clone(),
         }
     }
+}
+
+/// The refusal of a write while the session is paused, saying how to go on.
+pub fn paused(what: &str) -> DomainError {
+    DomainError::conflict(
+        "session_paused",
+        format!(
+            "the session is paused; {what} wait until it resumes: session_status {{action: resume}} (driver, a navigator or the operator)"
+        ),
+    )
 }
 
 pub(crate) fn caller_id(caller: &Caller) -> Option<String> {

@@ -121,6 +121,9 @@ impl Roster {
                 "the session is completed; tasks are closed",
             ));
         }
+        if self.status == SessionStatus::Paused {
+            return Err(super::session::paused("task changes"));
+        }
         Ok(())
     }
 

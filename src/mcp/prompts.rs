@@ -1,29 +1,32 @@
-//! MCP prompts. `resume`: what a participant coming back needs to know, in a few lines
-//! instead of a re-read of everything. (Step 5 deepens it into the full briefing.)
+//! MCP prompts. `resume`: the briefing of `session_resume` (without the context), for clients
+//! that surface prompts to the model.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::dispatch::RequestCtx;
 use super::protocol::{self, INVALID_PARAMS, RpcError};
-use crate::actors::messages::{PollEvents, ToSession, Whoami};
+use crate::actors::messages::{Resume, ToSession};
+use crate::api;
 use crate::error::HubError;
-
-/// Events the briefing lists at most.
-const BRIEF_EVENTS: i64 = 20;
 
 pub fn list() -> Value {
     json!({ "prompts": [{
         "name": "resume",
         "title": "Resume this session",
-        "description": "Your briefing: role, team, and what happened since you last acknowledged.",
-        "arguments": []
+        "description": "Your briefing: what others did while you were away, alerts, next steps.",
+        "arguments": [
+            {"name": "strategy", "description": "quick, standard or deep (default: by time away)"},
+            {"name": "maxTokens", "description": "cut the briefing to about this many tokens"}
+        ]
     }]})
 }
 
 #[derive(Deserialize)]
 struct GetParams {
     name: String,
+    #[serde(default)]
+    arguments: serde_json::Map<String, Value>,
 }
 
 pub async fn get(ctx: &RequestCtx, params: Value) -> Result<Value, RpcError> {
@@ -40,24 +43,31 @@ pub async fn get(ctx: &RequestCtx, params: Value) -> Result<Value, RpcError> {
             "resume needs an identity: connect with your bearer token or call session_join",
         )
     })?;
-    let credential = ctx.session.credential.clone();
-    let session_id = binding.session_id;
-    let me = routed(
-        ctx.hub
-            .send(ToSession {
-                session_id,
-                command: Whoami {
-                    credential: credential.clone(),
-                },
-            })
-            .await,
-    )?;
-    let command = PollEvents {
-        credential,
-        after: None,
-        limit: BRIEF_EVENTS,
+    // Prompt arguments are strings; the briefing's own request type checks them.
+    let mut args = serde_json::Map::new();
+    if let Some(s) = p.arguments.get("strategy") {
+        args.insert("strategy".into(), s.clone());
+    }
+    if let Some(n) = p.arguments.get("maxTokens") {
+        let n = n
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Value::from)
+            .unwrap_or_else(|| n.clone());
+        args.insert("maxTokens".into(), n);
+    }
+    args.insert("includeContext".into(), Value::Bool(false));
+    let request: api::resume::Resume = api::parse(Value::Object(args)).map_err(RpcError::from)?;
+    let command = Resume {
+        credential: ctx.session.credential.clone(),
+        ai_id: None,
+        strategy: request.strategy,
+        max_tokens: request.max_tokens,
+        load_messages: None,
+        include_context: false,
     };
-    let page = routed(
+    let session_id = binding.session_id;
+    let resumed = routed(
         ctx.hub
             .send(ToSession {
                 session_id,
@@ -65,47 +75,20 @@ pub async fn get(ctx: &RequestCtx, params: Value) -> Result<Value, RpcError> {
             })
             .await,
     )?;
-    let team: Vec<String> = me
-        .participants
-        .iter()
-        .map(|p| format!("{} ({})", p.ai_id, p.role))
-        .collect();
-    let mut text = format!(
-        "You are {} ({}) in session \"{}\" ({}, {} handshake). Driver: {}. Team: {}.",
-        me.ai_id,
-        me.role,
-        me.session_name,
-        me.status.as_str(),
-        me.handshake_mode.as_str(),
-        me.driver.as_deref().unwrap_or("nobody"),
-        team.join(", ")
-    );
-    let unseen = me.last_event_id - me.acked_event_id;
-    if unseen == 0 {
-        text.push_str("\nNothing happened since your last acknowledgement.");
+    let news = if resumed.briefing.size.raw_events == 0 {
+        "Nothing happened since you were last active."
     } else {
-        text.push_str(&format!(
-            "\n{unseen} event(s) since your last acknowledgement:"
-        ));
-        for e in &page.events {
-            let by = e.actor.as_deref().unwrap_or("hub");
-            text.push_str(&format!(
-                "\n#{} {} by {by} ({})",
-                e.id,
-                e.kind,
-                e.priority.as_str()
-            ));
-        }
-        if page.more {
-            text.push_str("\n… more: events_poll.");
-        }
-        text.push_str(&format!(
-            "\nWhen read: events_ack {{\"upTo\": {}}}.",
-            me.last_event_id
-        ));
-    }
+        "Your briefing (JSON; context_get reads the shared context):"
+    };
+    let text = format!(
+        "You are {} ({}) in session {}. {news}\n{}",
+        resumed.participant,
+        resumed.role.as_str(),
+        session_id,
+        serde_json::to_string(&resumed.briefing).unwrap_or_default()
+    );
     Ok(json!({
-        "description": format!("Briefing for {} in {}", me.ai_id, me.session_name),
+        "description": format!("Briefing for {}", resumed.participant),
         "messages": [{ "role": "user", "content": { "type": "text", "text": text } }]
     }))
 }

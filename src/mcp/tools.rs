@@ -192,6 +192,17 @@ pub static CATALOGUE: &[ToolSpec] = &[
         call: |ctx, args| Box::pin(op::<api::sessions::SetStatus>(ctx, args)),
     },
     ToolSpec {
+        name: "session_resume",
+        binds: false,
+        description: "Your briefing after a break: what others did, alerts, next steps (maxTokens caps it).",
+        input: schema::<api::resume::Resume>,
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        visible: participant,
+        call: |ctx, args| Box::pin(op::<api::resume::Resume>(ctx, args)),
+    },
+    ToolSpec {
         name: "session_leave",
         binds: false,
         description: "Leave the session; your identity here ends.",

@@ -11,6 +11,7 @@
 //! a `SyncArbiter` of `StoreReader` actors sharing an r2d2 pool of reader connections (on
 //! SQLite in WAL mode they run beside the writer without taking its lock).
 
+pub mod briefing;
 pub mod claim;
 pub mod codec;
 pub mod conn;

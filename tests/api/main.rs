@@ -18,6 +18,7 @@ mod mcp_sdk;
 mod mcp_team;
 mod messaging;
 mod parity;
+mod resume;
 mod safety;
 mod security;
 mod sessions;

@@ -10,6 +10,7 @@ mod lock_table;
 mod locks;
 mod membership;
 mod messaging;
+mod resume;
 mod suggestions;
 mod tasks;
 
@@ -21,6 +22,7 @@ pub use lock_table::*;
 pub use locks::*;
 pub use membership::*;
 pub use messaging::*;
+pub use resume::*;
 pub use suggestions::*;
 pub use tasks::*;
 

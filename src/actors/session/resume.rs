@@ -1,0 +1,161 @@
+//! Briefing a participant that comes back (`session_resume`, the `resume` prompt): the actor
+//! supplies what it holds in memory (roles, handshake, context, unacknowledged critical
+//! events), the store the counted history, the lock table the locks; the domain writes the
+//! briefing.
+
+use super::*;
+use crate::actors::messages::{ProjectLocks, Resume, Resumed};
+use crate::domain::briefing::{self, Facts, Me, Report, SessionFacts, Strategy, budget};
+use crate::domain::monitor::MONITORING_KEY;
+
+impl Handler<Resume> for SessionActor {
+    type Result = ResponseFuture<Result<Resumed, HubError>>;
+
+    fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
+        let planned = self.plan_briefing(&msg);
+        let (store, id, table) = (self.store.clone(), self.id, self.lock_table.clone());
+        let window = chrono::Duration::seconds(self.policy.conflict_window_secs as i64);
+        Box::pin(async move {
+            let (mut facts, acked, context) = planned?;
+            let (me, role) = (facts.me.ai_id.clone(), facts.me.role);
+            let wanted = msg
+                .load_messages
+                .unwrap_or(Strategy::Deep.messages())
+                .clamp(0, 200);
+            let after = facts.now - window;
+            let who = me.clone();
+            let (g, tasks) = store
+                .read(move |c| {
+                    let g = crate::store::briefing::gather(c, id, &who, acked, wanted, after)?;
+                    Ok((g, crate::store::tasks::load(c, id)?))
+                })
+                .await?;
+            let locks = match table {
+                Some(t) => t.send(ProjectLocks).await?,
+                None => Vec::new(),
+            };
+            facts.horizon = g.horizon;
+            facts.last_active = g.my_last.as_ref().map(|e| e.at.naive_utc());
+            facts.my_last = g.my_last;
+            facts.raw = g.raw;
+            facts.collaborators = g.collaborators;
+            facts.my_files = g.my_files;
+            facts.tasks = tasks;
+            facts.messages = g.messages;
+            facts.unacked = g.unacked;
+            facts.discoveries = g.discoveries;
+            facts.conflicts = g.conflicts;
+            facts.locks = locks
+                .into_iter()
+                .filter(|l| l.session_id == id && l.holder == me && l.token.is_some())
+                .collect();
+            let away = facts.now - facts.last_active.unwrap_or(facts.me.joined_at);
+            let strategy = msg
+                .strategy
+                .unwrap_or_else(|| Strategy::for_absence(away.num_seconds()));
+            if msg.load_messages.is_none() {
+                facts.messages.truncate(strategy.messages() as usize);
+            }
+            let briefing = briefing::brief(&facts, strategy, msg.max_tokens);
+            let (context, context_omitted) = match (msg.include_context, msg.max_tokens) {
+                (false, _) => (None, None),
+                (true, None) => (Some(context), None),
+                (true, Some(max)) => {
+                    let need = budget::tokens(&context.to_string());
+                    let left = max.saturating_sub(briefing.size.tokens);
+                    if need <= left {
+                        (Some(context), None)
+                    } else {
+                        (
+                            None,
+                            Some(format!(
+                                "the context is {need} tokens, over the budget left ({left}); read parts with context_get"
+                            )),
+                        )
+                    }
+                }
+            };
+            Ok(Resumed {
+                session_id: id,
+                participant: me,
+                role,
+                context,
+                context_omitted,
+                briefing,
+            })
+        })
+    }
+}
+
+impl SessionActor {
+    /// What the briefing needs from memory, and the participant's acknowledged cursor.
+    fn plan_briefing(&self, msg: &Resume) -> Result<(Facts, i64, serde_json::Value), HubError> {
+        if let Some(max) = msg.max_tokens
+            && !(budget::MIN_TOKENS..=budget::MAX_TOKENS).contains(&max)
+        {
+            return Err(HubError::invalid(
+                "maxTokens",
+                format!(
+                    "between {} and {} tokens",
+                    budget::MIN_TOKENS,
+                    budget::MAX_TOKENS
+                ),
+            ));
+        }
+        let s = self.session()?;
+        let ai_id = participant_of(self.caller_as(&msg.credential, msg.ai_id.as_deref())?)?;
+        let p = s.active(&ai_id)?;
+        let doc = s.context.document();
+        let reports = doc[MONITORING_KEY]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(kind, r)| Report {
+                        kind: kind.clone(),
+                        failing: r["status"] == "fail",
+                        summary: r["summary"].as_str().unwrap_or("").to_owned(),
+                        by: r["by"].as_str().map(str::to_owned),
+                        details: if r["details"].is_null() {
+                            String::new()
+                        } else {
+                            r["details"].to_string()
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let facts = Facts {
+            now: now(),
+            me: Me {
+                ai_id: ai_id.clone(),
+                role: p.role,
+                skills: p.skills.clone(),
+                joined_at: p.joined_at,
+            },
+            session: SessionFacts {
+                name: s.name.clone(),
+                project: s.project.clone(),
+                status: s.status,
+                created_at: s.created_at,
+                driver: s.driver().map(|d| d.ai_id.clone()),
+                phase: s.coordination.handshake.clone(),
+                focus: briefing::focus_of(doc),
+            },
+            horizon: 0,
+            last_active: None,
+            my_last: None,
+            raw: Default::default(),
+            collaborators: Vec::new(),
+            my_files: Vec::new(),
+            tasks: Vec::new(),
+            messages: Vec::new(),
+            unacked: Vec::new(),
+            reports,
+            discoveries: Vec::new(),
+            conflicts: Vec::new(),
+            critical: s.unacked_critical(&ai_id).into_iter().cloned().collect(),
+            locks: Vec::new(),
+        };
+        Ok((facts, p.acked_event_id, doc.clone()))
+    }
+}
