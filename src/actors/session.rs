@@ -9,7 +9,8 @@ mod coordination;
 mod locks;
 mod membership;
 mod messaging;
-mod resume;
+mod over_time;
+mod snapshots;
 mod suggestions;
 mod tasks;
 
@@ -81,6 +82,8 @@ pub struct SessionActor {
     seen: std::cell::RefCell<HashMap<String, std::time::Instant>>,
     /// A presence sweep is scheduled.
     sweeping: bool,
+    /// The event the newest whole-session snapshot stands at (auto-save only after it).
+    saved_event_id: i64,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -106,6 +109,7 @@ impl SessionActor {
             tasks: None,
             seen: Default::default(),
             sweeping: false,
+            saved_event_id: 0,
         }
     }
 
@@ -131,6 +135,7 @@ impl SessionActor {
             tasks: None,
             seen: Default::default(),
             sweeping: false,
+            saved_event_id: 0,
         }
     }
 
@@ -272,8 +277,16 @@ impl SessionActor {
                     act.session_mut().record(event);
                 }
                 let out = apply(act, events.clone(), ctx);
+                let milestone = events
+                    .iter()
+                    .any(|e| crate::domain::snapshot::is_milestone(&e.kind, &e.payload));
                 for event in events {
                     act.fan_out(event);
+                }
+                if milestone {
+                    ctx.notify(snapshots::AutoSave(
+                        crate::domain::snapshot::Trigger::Milestone,
+                    ));
                 }
                 Ok(out)
             });
@@ -291,6 +304,7 @@ impl Actor for SessionActor {
             self.start_agents();
             self.schedule_coordination_timers(ctx);
             self.schedule_presence_sweep(ctx);
+            self.schedule_auto_save(ctx);
             return;
         }
         let (store, hub, id) = (self.store.clone(), self.hub.clone(), self.id);
@@ -302,19 +316,22 @@ impl Actor for SessionActor {
                     let Some(session) = queries::load_session(c, id)? else {
                         return Ok(None);
                     };
-                    Ok(Some((session, crate::store::tasks::load(c, id)?)))
+                    let tasks = crate::store::tasks::load(c, id)?;
+                    let saved = crate::store::snapshots::latest_event(c, id)?;
+                    Ok(Some((session, tasks, saved)))
                 })
                 .await?;
-            let Some((session, tasks)) = loaded else {
+            let Some((session, tasks, saved)) = loaded else {
                 return Ok(None);
             };
             let table = hub.send(LockTableFor(session.project.clone())).await?;
-            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table)))
+            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table, saved)))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
             act.state = match result {
-                Ok(Some((session, board, table))) => {
+                Ok(Some((session, board, table, saved))) => {
                     act.lock_table = Some(table);
+                    act.saved_event_id = saved;
                     act.tasks = Some(TaskCoordinator::new(board).start());
                     State::Live(Box::new(session))
                 }
@@ -326,6 +343,7 @@ impl Actor for SessionActor {
                 act.schedule_loaded_timers(ctx);
                 act.schedule_coordination_timers(ctx);
                 act.schedule_presence_sweep(ctx);
+                act.schedule_auto_save(ctx);
             } else {
                 act.hub.do_send(SessionGone(act.id));
                 ctx.run_later(LINGER, |_, ctx| ctx.stop());

@@ -17,7 +17,7 @@ pub mod coordination;
 pub mod locks;
 pub mod messaging;
 pub mod notes;
-pub mod resume;
+pub mod over_time;
 pub mod sessions;
 pub mod shapes;
 pub mod suggestions;

@@ -35,6 +35,7 @@ mod resource_props;
 pub mod role;
 pub mod session;
 pub mod session_spec;
+pub mod snapshot;
 pub mod task;
 pub mod task_rules;
 #[cfg(test)]

@@ -310,6 +310,8 @@ impl Session {
     /// Records a committed event: the newest id, and the event itself if it is critical.
     pub fn record(&mut self, event: &Event) {
         self.last_event_id = self.last_event_id.max(event.id);
+        // As `append_event` stamps the row: the session's activity time is its newest event's.
+        self.updated_at = self.updated_at.max(event.at.naive_utc());
         if event.priority == Priority::Critical {
             if self.recent_critical.len() == RECENT_CRITICAL {
                 self.recent_critical.pop_front();

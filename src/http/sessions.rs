@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use super::auth::Auth;
 use super::json::JsonBody;
-use super::operation::{create, get, post};
+use super::operation::{create, get, post, post_action};
 use super::resource;
 use crate::actors::Hub;
 use crate::actors::messages::{ReissueToken, ToSession};
-use crate::api::{resume, sessions};
+use crate::api::over_time::SessionArgs;
+use crate::api::sessions;
 use crate::error::HubError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -20,7 +21,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/session/join").route(create::<sessions::Join>()))
         .service(resource("/mcp/session/leave").route(post::<sessions::Leave>()))
         .service(resource("/mcp/session/list").route(get::<sessions::List>()))
-        .service(resource("/mcp/session/resume").route(post::<resume::Resume>()))
+        .service(resource("/mcp/session/resume").route(post_action::<SessionArgs>("resume")))
+        .service(resource("/mcp/session/save").route(post_action::<SessionArgs>("save")))
         .service(resource("/mcp/session/{sessionId}").route(get::<sessions::Get>()))
         .service(resource("/mcp/session/{sessionId}/status").route(post::<sessions::SetStatus>()))
         .service(resource("/mcp/session/{id}/token").route(web::post().to(token)));

@@ -57,7 +57,8 @@ pub async fn get(ctx: &RequestCtx, params: Value) -> Result<Value, RpcError> {
         args.insert("maxTokens".into(), n);
     }
     args.insert("includeContext".into(), Value::Bool(false));
-    let request: api::resume::Resume = api::parse(Value::Object(args)).map_err(RpcError::from)?;
+    let request: api::over_time::Resume =
+        api::parse(Value::Object(args)).map_err(RpcError::from)?;
     let command = Resume {
         credential: ctx.session.credential.clone(),
         ai_id: None,

@@ -23,13 +23,25 @@ pub fn encode_snapshot(value: &serde_json::Value) -> Result<(&'static str, Vec<u
 }
 
 pub fn decode_snapshot(encoding: &str, bytes: &[u8]) -> Result<serde_json::Value, HubError> {
+    // Bounded: a context is at most MAX_CONTEXT_BYTES (plus its versions).
+    decode_bounded(
+        encoding,
+        bytes,
+        4 * crate::domain::context::MAX_CONTEXT_BYTES,
+    )
+}
+
+/// A stored snapshot whose JSON may be up to `max` bytes.
+pub fn decode_bounded(
+    encoding: &str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<serde_json::Value, HubError> {
     let unreadable =
         |why: String| HubError::Internal(format!("stored context snapshot is unreadable: {why}"));
     let json = match encoding {
         "json" => bytes.to_vec(),
-        // Bounded: a context is at most MAX_CONTEXT_BYTES (plus its versions).
-        "zstd" => zstd::bulk::decompress(bytes, 4 * crate::domain::context::MAX_CONTEXT_BYTES)
-            .map_err(|e| unreadable(e.to_string()))?,
+        "zstd" => zstd::bulk::decompress(bytes, max).map_err(|e| unreadable(e.to_string()))?,
         other => return Err(unreadable(format!("unknown encoding {other:?}"))),
     };
     serde_json::from_slice(&json).map_err(|e| unreadable(e.to_string()))

@@ -21,6 +21,7 @@ pub mod messages;
 pub mod models;
 pub mod queries;
 pub mod schema;
+pub mod snapshots;
 pub mod suggestions;
 pub mod tasks;
 

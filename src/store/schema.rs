@@ -62,6 +62,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    session_snapshots (session_id, id) {
+        session_id -> Text,
+        id -> BigInt,
+        event_id -> BigInt,
+        created_at -> Timestamp,
+        trigger -> Text,
+        encoding -> Text,
+        bytes -> BigInt,
+        state -> Binary,
+    }
+}
+
+diesel::table! {
     messages (session_id, id) {
         session_id -> Text,
         id -> BigInt,

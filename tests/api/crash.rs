@@ -25,7 +25,7 @@ both_backends!(
 const CLIENTS: usize = 8;
 
 /// Starts the built binary on port 0 and returns it with its base URL.
-fn start_hub(db: &TestDb) -> (Child, String) {
+pub(crate) fn start_hub(db: &TestDb) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
         .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
         .env("RUST_LOG", "warn")
@@ -264,7 +264,7 @@ async fn call_as(
 }
 
 /// The same, for a hub that must answer.
-async fn rest(
+pub(crate) async fn rest(
     http: &awc::Client,
     url: &str,
     token: &str,
@@ -362,7 +362,7 @@ fn stored_after_kill(
 }
 
 /// A hub child process that is killed when the test ends, also when it fails.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

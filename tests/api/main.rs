@@ -22,4 +22,5 @@ mod resume;
 mod safety;
 mod security;
 mod sessions;
+mod snapshots;
 mod tasks;

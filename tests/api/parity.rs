@@ -495,6 +495,15 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
             "POST /mcp/session/{s}/status",
         )
         .await;
+    // The briefing: the same facts give the same briefing on both surfaces.
+    let brief = claude
+        .same(
+            "session",
+            json!({"action": "resume", "strategy": "standard", "includeContext": false}),
+            "POST /mcp/session/resume",
+        )
+        .await;
+    assert_eq!(brief["briefing"]["strategy"], "standard", "{brief}");
 
     // Bad arguments: the same error, naming the same field.
     for (tool, args, route, field) in [
@@ -563,6 +572,24 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
             json!({"action": "begin", "task": "x", "estimatedDuration": "soon"}),
             "POST /mcp/collaborate/checkpoint",
             "estimatedDuration",
+        ),
+        (
+            "session",
+            json!({"action": "resume", "maxTokens": 5}),
+            "POST /mcp/session/resume",
+            "maxTokens",
+        ),
+        (
+            "session",
+            json!({"action": "resume", "trigger": "manual"}),
+            "POST /mcp/session/resume",
+            "trigger",
+        ),
+        (
+            "session",
+            json!({"action": "save", "trigger": "sometimes"}),
+            "POST /mcp/session/save",
+            "trigger",
         ),
     ] {
         let err = claude.same_error(tool, args, route).await;

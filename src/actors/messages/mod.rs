@@ -10,7 +10,7 @@ mod lock_table;
 mod locks;
 mod membership;
 mod messaging;
-mod resume;
+mod over_time;
 mod suggestions;
 mod tasks;
 
@@ -22,7 +22,7 @@ pub use lock_table::*;
 pub use locks::*;
 pub use membership::*;
 pub use messaging::*;
-pub use resume::*;
+pub use over_time::*;
 pub use suggestions::*;
 pub use tasks::*;
 

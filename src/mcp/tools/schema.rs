@@ -24,7 +24,9 @@ pub(super) fn schema<T: JsonSchema>() -> Value {
 }
 
 /// Inlines `$ref`s, turns `oneOf` of constants into `enum`, drops `null` alternatives (optional
-/// fields are simply not `required`), integer formats, and the doc comments of shared types.
+/// fields are simply not `required`), integer formats, the doc comments of shared types, and
+/// `additionalProperties: false` (the hub still refuses unknown fields, naming them; the
+/// listing need not say so on every object).
 fn compact(node: &mut Value, defs: &Value) {
     let Some(o) = node.as_object_mut() else {
         if let Some(items) = node.as_array_mut() {
@@ -32,6 +34,9 @@ fn compact(node: &mut Value, defs: &Value) {
         }
         return;
     };
+    if o.get("additionalProperties") == Some(&Value::Bool(false)) {
+        o.remove("additionalProperties");
+    }
     if let Some(name) = o
         .get("$ref")
         .and_then(Value::as_str)

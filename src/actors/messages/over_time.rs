@@ -33,3 +33,14 @@ pub struct Resumed {
     pub context_omitted: Option<String>,
     pub briefing: Briefing,
 }
+
+/// Snapshot the whole session now (`session_save`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Saved, HubError>")]
+pub struct SaveSession {
+    pub credential: Credential,
+    pub trigger: crate::domain::snapshot::Trigger,
+    pub includes: crate::domain::snapshot::Includes,
+}
+
+pub type Saved = crate::store::snapshots::Stored;
