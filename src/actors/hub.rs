@@ -171,10 +171,7 @@ impl Handler<ListSessions> for Hub {
         Box::pin(async move {
             allowed?;
             store
-                .read(move |c| {
-                    let project = msg.project.as_deref();
-                    queries::list_sessions(c, msg.status, project, msg.limit, msg.offset)
-                })
+                .read(move |c| queries::list_sessions(c, &msg.filter, msg.limit, msg.offset))
                 .await
         })
     }

@@ -22,6 +22,7 @@ use crate::domain::session::{
 };
 use crate::domain::task::Strategy;
 use crate::error::HubError;
+use crate::store::queries::SessionFilter;
 
 /// `session_create` / `POST /mcp/session/create`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -146,6 +147,10 @@ pub struct List {
     pub status: Option<SessionStatus>,
     /// Only this project's sessions.
     pub project: Option<String>,
+    /// Only sessions with this participant.
+    pub participant: Option<String>,
+    /// In the name or project, any case.
+    pub text: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<i64>,
     pub offset: Option<i64>,
@@ -176,8 +181,12 @@ impl Operation for List {
                 .hub
                 .send(ListSessions {
                     credential: call.credential.clone(),
-                    status: self.status,
-                    project: self.project,
+                    filter: SessionFilter {
+                        status: self.status,
+                        project: self.project,
+                        participant: self.participant,
+                        text: self.text.filter(|t| !t.trim().is_empty()),
+                    },
                     limit,
                     offset,
                 })

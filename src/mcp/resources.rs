@@ -140,8 +140,7 @@ pub async fn read_value(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> 
                 .hub
                 .send(ListSessions {
                     credential: credential.clone(),
-                    status: None,
-                    project: None,
+                    filter: Default::default(),
                     limit: 100,
                     offset: 0,
                 })

@@ -242,11 +242,24 @@ pub fn insert_snapshot(
     Ok(())
 }
 
+/// Which sessions a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    /// Only this project's sessions.
+    pub project: Option<String>,
+    /// Only sessions this participant is in (and has not left).
+    pub participant: Option<String>,
+    /// Only sessions whose name or project contains this text (any case).
+    pub text: Option<String>,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
 /// Sessions, most recently active first, with their current participants.
 pub fn list_sessions(
     conn: &mut DbConn,
-    status: Option<SessionStatus>,
-    project: Option<&str>,
+    filter: &SessionFilter,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SessionSummary>, HubError> {
@@ -256,11 +269,39 @@ pub fn list_sessions(
         .limit(limit)
         .offset(offset)
         .into_boxed();
-    if let Some(status) = status {
+    if let Some(status) = filter.status {
         query = query.filter(sessions::status.eq(status.as_str()));
     }
-    if let Some(project) = project {
-        query = query.filter(sessions::project.eq(project.to_owned()));
+    if let Some(project) = &filter.project {
+        query = query.filter(sessions::project.eq(project.clone()));
+    }
+    if let Some(who) = &filter.participant {
+        query = query.filter(
+            sessions::id.eq_any(
+                participants::table
+                    .filter(participants::ai_id.eq(who.clone()))
+                    .filter(participants::left_at.is_null())
+                    .select(participants::session_id),
+            ),
+        );
+    }
+    if let Some(text) = &filter.text {
+        // LIKE with its wildcards escaped: the text is matched literally, in any case.
+        let escaped: String = text
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("%{escaped}%");
+        query = query.filter(
+            lower(sessions::name)
+                .like(pattern.clone())
+                .escape('\\')
+                .or(lower(sessions::project).like(pattern).escape('\\')),
+        );
     }
     let rows: Vec<SessionRow> = query.load(conn)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();

@@ -286,6 +286,51 @@ async fn list_filters_and_pages(backend: Backend) {
     let (s, b) = app.get("/mcp/session/list?status=sleeping").await;
     let err = assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
     assert_eq!(err["field"], "status", "{b}");
+
+    // By participant (present, not departed) and by text in the name or project, any case,
+    // wildcards taken literally.
+    let (_, made) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "Payment_Gateway 100%", "project": "/repo/Shop", "participants": ["cursor"]}),
+        )
+        .await;
+    let shop = made["sessionId"].as_str().unwrap();
+    let names = |b: &serde_json::Value| -> Vec<String> {
+        b["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, b) = app.get("/mcp/session/list?participant=cursor").await;
+    assert_eq!(names(&b), ["Payment_Gateway 100%"]);
+    let (_, b) = app.get("/mcp/session/list?participant=gemini").await;
+    assert_eq!(names(&b).len(), 3);
+    for text in ["gateway", "SHOP", "_gateway", "100%"] {
+        let (_, b) = app
+            .get(&format!(
+                "/mcp/session/list?text={}",
+                text.replace('%', "%25")
+            ))
+            .await;
+        assert_eq!(names(&b), ["Payment_Gateway 100%"], "{text}");
+    }
+    let (_, b) = app.get("/mcp/session/list?text=s%25").await;
+    assert!(names(&b).is_empty(), "% is literal: {b}");
+    let (_, b) = app.get("/mcp/session/list?text=s_").await;
+    assert!(names(&b).is_empty(), "_ is literal: {b}");
+    app.post(
+        "/mcp/session/leave",
+        &json!({"sessionId": shop, "participant": "cursor"}),
+    )
+    .await;
+    let (_, b) = app.get("/mcp/session/list?participant=cursor").await;
+    assert!(
+        names(&b).is_empty(),
+        "a departed participant's sessions are not its own: {b}"
+    );
 }
 
 async fn sessions_survive_a_restart(backend: Backend) {

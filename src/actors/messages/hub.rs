@@ -26,9 +26,7 @@ pub struct SessionCreated {
 #[rtype(result = "Result<Vec<SessionSummary>, HubError>")]
 pub struct ListSessions {
     pub credential: Credential,
-    pub status: Option<SessionStatus>,
-    /// Only this project's sessions.
-    pub project: Option<String>,
+    pub filter: crate::store::queries::SessionFilter,
     pub limit: i64,
     pub offset: i64,
 }
