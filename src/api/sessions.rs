@@ -103,6 +103,8 @@ pub struct Join {
     pub role: Option<Role>,
     pub permissions: Option<BTreeSet<Permission>>,
     pub skills: Option<Vec<String>>,
+    /// Cap the onboarding at about this many tokens.
+    pub max_tokens: Option<usize>,
 }
 
 impl Join {
@@ -121,6 +123,7 @@ impl Join {
                 skills: self.skills.unwrap_or_default(),
             },
             connect_existing,
+            max_tokens: self.max_tokens,
         }
     }
 }

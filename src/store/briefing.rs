@@ -38,12 +38,14 @@ pub struct Gathered {
 }
 
 /// Reads the facts for `me`, whose acknowledged cursor is `acked`: news is what came after
-/// the newer of its own last event and that cursor.
+/// `since` if given (0 for a newcomer's onboarding), else after the newer of its own last
+/// event and that cursor.
 pub fn gather(
     conn: &mut DbConn,
     session_id: Uuid,
     me: &str,
     acked: i64,
+    since: Option<i64>,
     messages_wanted: i64,
     conflicts_after: NaiveDateTime,
 ) -> Result<Gathered, HubError> {
@@ -57,7 +59,7 @@ pub fn gather(
         .optional()?
         .map(EventRow::into_event)
         .transpose()?;
-    let horizon = my_last.as_ref().map_or(0, |e| e.id).max(acked);
+    let horizon = since.unwrap_or_else(|| my_last.as_ref().map_or(0, |e| e.id).max(acked));
     // Events after the horizon that `me` can see.
     macro_rules! news {
         () => {

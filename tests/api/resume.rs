@@ -12,6 +12,7 @@ both_backends!(
     a_resumed_participant_hears_what_the_others_did_and_nothing_of_its_own,
     a_briefing_fits_its_budget_and_keeps_its_alerts,
     a_paused_session_refuses_writes_and_still_briefs,
+    a_newcomer_is_onboarded_with_the_work_done_and_tasks_that_fit,
 );
 
 /// `session_resume` with a participant's token (the operator's, without one).
@@ -376,4 +377,111 @@ async fn a_paused_session_refuses_writes_and_still_briefs(backend: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+async fn a_newcomer_is_onboarded_with_the_work_done_and_tasks_that_fit(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = day_one(&app).await;
+    let task = |body: Value| {
+        let claude = claude.clone();
+        let app = &app;
+        async move {
+            let (s, b) = app.post_as(&claude, "/mcp/collaborate/task", &body).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b["tasks"][0]["id"].as_i64().unwrap()
+        }
+    };
+    let backend_done =
+        task(json!({"description": "Backend service", "assignedTo": "claude"})).await;
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/collaborate/task/update",
+            &json!({"taskId": backend_done, "status": "completed"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    task(json!({"description": "Create payment form component", "skills": ["react"]})).await;
+    task(json!({"description": "Port the worker to Go", "skills": ["go"]})).await;
+
+    let (s, joined) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "cursor", "role": "observer", "skills": ["react"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{joined}");
+    let o = &joined["onboarding"];
+    assert!(
+        o["projectContext"]
+            .as_str()
+            .unwrap()
+            .contains("Stripe payments"),
+        "{o}"
+    );
+    assert_eq!(
+        strings(&o["completedWork"]),
+        ["#1 Backend service (claude)".replace("#1", &format!("#{backend_done}"))]
+    );
+    let changes = strings(&o["codebaseChanges"]);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("tests/pay_test.rs: 2 change(s) by gemini")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("src/pay.rs: 1 change(s) by claude")),
+        "{changes:?}"
+    );
+    let suggested: Vec<&str> = o["suggestedTasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        suggested.len(),
+        1,
+        "only what fits cursor's skills: {suggested:?}"
+    );
+    assert!(
+        suggested[0].contains("payment form") && suggested[0].starts_with("ask for a role"),
+        "{suggested:?}"
+    );
+    assert!(
+        strings(&o["currentFocus"])
+            .iter()
+            .any(|f| f == "claude drives"),
+        "{o}"
+    );
+
+    // Under a budget, and refused outside the accepted range with nothing joined.
+    let (s, small) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "codex", "role": "navigator", "maxTokens": 100}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{small}");
+    assert!(
+        small["onboarding"]["size"]["tokens"].as_u64().unwrap() <= 100,
+        "{small}"
+    );
+    let (s, b) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "devin", "maxTokens": 10}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (_, view) = app.get(&format!("/mcp/session/{id}")).await;
+    assert!(
+        !view.to_string().contains("devin"),
+        "a refused join adds nobody"
+    );
 }

@@ -12,6 +12,8 @@ pub struct JoinSession {
     /// The operator connects as a participant already in the session (an MCP client on
     /// loopback taking the seat it was given at create) instead of adding a new one.
     pub connect_existing: bool,
+    /// Cap on the newcomer's onboarding, in tokens.
+    pub max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +27,10 @@ pub struct Joined {
     pub token: Option<String>,
     pub session: SessionView,
     pub event_id: i64,
+    /// For a newcomer: the project, the work done, the focus, the files changed and the tasks
+    /// that fit it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding: Option<crate::domain::briefing::Onboarding>,
 }
 
 /// A participant leaves (itself, or the operator removes it).

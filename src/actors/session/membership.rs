@@ -35,6 +35,7 @@ impl Handler<JoinSession> for SessionActor {
                     token: None,
                     session: s.view(),
                     event_id: s.last_event_id,
+                    onboarding: None,
                 }));
             }
             Ok(Ok(s.check_join(
@@ -44,22 +45,27 @@ impl Handler<JoinSession> for SessionActor {
                 at,
             )?))
         });
+        let planned = planned.and_then(|p| {
+            super::over_time::check_budget(msg.max_tokens)?;
+            Ok(p)
+        });
         let (participant, event) = match planned {
             Ok(Ok(p)) => p,
             Ok(Err(existing)) => return reply(Ok(existing)),
             Err(e) => return reply(Err(e)),
         };
-        let id = self.id;
+        let (id, max_tokens) = (self.id, msg.max_tokens);
         let mut row = participant.clone();
-        self.commit(
+        let committed = self.commit_events(
             move |c| {
                 let event = queries::append_event(c, id, &event, at)?;
                 // Its own join is the first event the newcomer knows about.
                 row.acked_event_id = event.id;
                 queries::upsert_participant(c, id, &row)?;
-                Ok(event)
+                Ok(vec![event])
             },
-            move |act, event| {
+            move |act, mut events, _| {
+                let event = events.remove(0);
                 let ai_id = participant.ai_id.clone();
                 let session = act.session_mut();
                 let mut participant = participant;
@@ -74,9 +80,34 @@ impl Handler<JoinSession> for SessionActor {
                     token: Some(token),
                     session: view,
                     event_id: event.id,
+                    onboarding: None,
                 }
             },
-        )
+        );
+        // Then the newcomer's onboarding: everything since the session began is news to it.
+        let onboarded = committed.then(move |joined, act, _| {
+            let gathering = joined.as_ref().ok().map(|j| {
+                act.gathering(&j.participant.ai_id, Some(0), 0)
+                    .map(|(g, _)| g)
+            });
+            async move {
+                let mut joined = joined?;
+                if let Some(gathering) = gathering {
+                    // The join is committed: an onboarding that cannot be built is left out,
+                    // not turned into a failed join.
+                    match async { gathering?.run().await }.await {
+                        Ok(facts) => {
+                            joined.onboarding =
+                                Some(crate::domain::briefing::onboard(&facts, max_tokens));
+                        }
+                        Err(e) => log::warn!("session {id}: no onboarding for the newcomer: {e}"),
+                    }
+                }
+                Ok(joined)
+            }
+            .into_actor(act)
+        });
+        AtomicResponse::new(Box::pin(onboarded))
     }
 }
 

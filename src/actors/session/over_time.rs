@@ -1,54 +1,92 @@
-//! Briefing a participant that comes back (`session_resume`, the `resume` prompt): the actor
-//! supplies what it holds in memory (roles, handshake, context, unacknowledged critical
-//! events), the store the counted history, the lock table the locks; the domain writes the
-//! briefing.
+//! Briefing a participant that comes back (`session_resume`, the `resume` prompt) and onboarding
+//! one that joins: the actor supplies what it holds in memory (roles, handshake, context,
+//! unacknowledged critical events), the store the counted history, the lock table the locks;
+//! the domain writes the briefing.
 
 use super::*;
+use crate::actors::lock_table::LockTableActor;
 use crate::actors::messages::{ProjectLocks, Resume, Resumed};
 use crate::domain::briefing::{self, Facts, Me, Report, SessionFacts, Strategy, budget};
 use crate::domain::monitor::MONITORING_KEY;
+
+/// What a briefing reads from the store and the lock table, once the actor planned it.
+pub(super) struct Gathering {
+    store: Store,
+    id: Uuid,
+    table: Option<Addr<LockTableActor>>,
+    window: chrono::Duration,
+    facts: Facts,
+    acked: i64,
+    /// News after this event (default: after the participant's last action or cursor).
+    since: Option<i64>,
+    messages: i64,
+}
+
+impl Gathering {
+    /// Completes the facts: the counted history, tasks, and the locks the participant holds.
+    pub(super) async fn run(self) -> Result<Facts, HubError> {
+        let Gathering {
+            store,
+            id,
+            table,
+            window,
+            mut facts,
+            acked,
+            since,
+            messages,
+        } = self;
+        let me = facts.me.ai_id.clone();
+        let after = facts.now - window;
+        let who = me.clone();
+        let (g, tasks) = store
+            .read(move |c| {
+                let g = crate::store::briefing::gather(c, id, &who, acked, since, messages, after)?;
+                Ok((g, crate::store::tasks::load(c, id)?))
+            })
+            .await?;
+        let locks = match table {
+            Some(t) => t.send(ProjectLocks).await?,
+            None => Vec::new(),
+        };
+        facts.horizon = g.horizon;
+        facts.last_active = g.my_last.as_ref().map(|e| e.at.naive_utc());
+        facts.my_last = g.my_last;
+        facts.raw = g.raw;
+        facts.collaborators = g.collaborators;
+        facts.my_files = g.my_files;
+        facts.tasks = tasks;
+        facts.messages = g.messages;
+        facts.unacked = g.unacked;
+        facts.discoveries = g.discoveries;
+        facts.conflicts = g.conflicts;
+        facts.locks = locks
+            .into_iter()
+            .filter(|l| l.session_id == id && l.holder == me && l.token.is_some())
+            .collect();
+        Ok(facts)
+    }
+}
 
 impl Handler<Resume> for SessionActor {
     type Result = ResponseFuture<Result<Resumed, HubError>>;
 
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
-        let planned = self.plan_briefing(&msg);
-        let (store, id, table) = (self.store.clone(), self.id, self.lock_table.clone());
-        let window = chrono::Duration::seconds(self.policy.conflict_window_secs as i64);
+        let planned = check_budget(msg.max_tokens)
+            .and_then(|()| {
+                let caller = self.caller_as(&msg.credential, msg.ai_id.as_deref())?;
+                participant_of(caller)
+            })
+            .and_then(|ai_id| {
+                let wanted = msg
+                    .load_messages
+                    .unwrap_or(Strategy::Deep.messages())
+                    .clamp(0, 200);
+                self.gathering(&ai_id, None, wanted)
+            });
         Box::pin(async move {
-            let (mut facts, acked, context) = planned?;
+            let (gathering, context) = planned?;
+            let mut facts = gathering.run().await?;
             let (me, role) = (facts.me.ai_id.clone(), facts.me.role);
-            let wanted = msg
-                .load_messages
-                .unwrap_or(Strategy::Deep.messages())
-                .clamp(0, 200);
-            let after = facts.now - window;
-            let who = me.clone();
-            let (g, tasks) = store
-                .read(move |c| {
-                    let g = crate::store::briefing::gather(c, id, &who, acked, wanted, after)?;
-                    Ok((g, crate::store::tasks::load(c, id)?))
-                })
-                .await?;
-            let locks = match table {
-                Some(t) => t.send(ProjectLocks).await?,
-                None => Vec::new(),
-            };
-            facts.horizon = g.horizon;
-            facts.last_active = g.my_last.as_ref().map(|e| e.at.naive_utc());
-            facts.my_last = g.my_last;
-            facts.raw = g.raw;
-            facts.collaborators = g.collaborators;
-            facts.my_files = g.my_files;
-            facts.tasks = tasks;
-            facts.messages = g.messages;
-            facts.unacked = g.unacked;
-            facts.discoveries = g.discoveries;
-            facts.conflicts = g.conflicts;
-            facts.locks = locks
-                .into_iter()
-                .filter(|l| l.session_id == id && l.holder == me && l.token.is_some())
-                .collect();
             let away = facts.now - facts.last_active.unwrap_or(facts.me.joined_at);
             let strategy = msg
                 .strategy
@@ -76,7 +114,7 @@ impl Handler<Resume> for SessionActor {
                 }
             };
             Ok(Resumed {
-                session_id: id,
+                session_id: facts.session.id,
                 participant: me,
                 role,
                 context,
@@ -87,24 +125,34 @@ impl Handler<Resume> for SessionActor {
     }
 }
 
-impl SessionActor {
-    /// What the briefing needs from memory, and the participant's acknowledged cursor.
-    fn plan_briefing(&self, msg: &Resume) -> Result<(Facts, i64, serde_json::Value), HubError> {
-        if let Some(max) = msg.max_tokens
-            && !(budget::MIN_TOKENS..=budget::MAX_TOKENS).contains(&max)
-        {
-            return Err(HubError::invalid(
+/// A budget outside what the hub accepts is refused before anything is read.
+pub(super) fn check_budget(max_tokens: Option<usize>) -> Result<(), HubError> {
+    match max_tokens {
+        Some(max) if !(budget::MIN_TOKENS..=budget::MAX_TOKENS).contains(&max) => {
+            Err(HubError::invalid(
                 "maxTokens",
                 format!(
                     "between {} and {} tokens",
                     budget::MIN_TOKENS,
                     budget::MAX_TOKENS
                 ),
-            ));
+            ))
         }
+        _ => Ok(()),
+    }
+}
+
+impl SessionActor {
+    /// Plans a briefing of `ai_id` (already authorized): what memory holds, and what is left
+    /// to read. Also hands back the context document.
+    pub(super) fn gathering(
+        &self,
+        ai_id: &str,
+        since: Option<i64>,
+        messages: i64,
+    ) -> Result<(Gathering, serde_json::Value), HubError> {
         let s = self.session()?;
-        let ai_id = participant_of(self.caller_as(&msg.credential, msg.ai_id.as_deref())?)?;
-        let p = s.active(&ai_id)?;
+        let p = s.active(ai_id)?;
         let doc = s.context.document();
         let reports = doc[MONITORING_KEY]
             .as_object()
@@ -127,12 +175,13 @@ impl SessionActor {
         let facts = Facts {
             now: now(),
             me: Me {
-                ai_id: ai_id.clone(),
+                ai_id: ai_id.to_owned(),
                 role: p.role,
                 skills: p.skills.clone(),
                 joined_at: p.joined_at,
             },
             session: SessionFacts {
+                id: s.id,
                 name: s.name.clone(),
                 project: s.project.clone(),
                 status: s.status,
@@ -153,9 +202,19 @@ impl SessionActor {
             reports,
             discoveries: Vec::new(),
             conflicts: Vec::new(),
-            critical: s.unacked_critical(&ai_id).into_iter().cloned().collect(),
+            critical: s.unacked_critical(ai_id).into_iter().cloned().collect(),
             locks: Vec::new(),
         };
-        Ok((facts, p.acked_event_id, doc.clone()))
+        let gathering = Gathering {
+            store: self.store.clone(),
+            id: self.id,
+            table: self.lock_table.clone(),
+            window: chrono::Duration::seconds(self.policy.conflict_window_secs as i64),
+            facts,
+            acked: p.acked_event_id,
+            since,
+            messages,
+        };
+        Ok((gathering, doc.clone()))
     }
 }

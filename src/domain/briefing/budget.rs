@@ -6,7 +6,7 @@
 //! fits. The alerts are never dropped: the last resort only shortens each of them.
 
 use super::describe::clip;
-use super::{Briefing, MessageLine};
+use super::{Briefing, MessageLine, Size};
 
 pub const BYTES_PER_TOKEN: usize = 4;
 /// Smallest and largest budget a caller may ask for.
@@ -18,15 +18,26 @@ pub fn tokens(text: &str) -> usize {
     text.len().div_ceil(BYTES_PER_TOKEN)
 }
 
-/// The briefing's own size in tokens, as it will be sent.
-pub fn measure(b: &Briefing) -> usize {
+/// Something sent under a budget: it serializes and reports its own size.
+pub trait Budgeted: serde::Serialize {
+    fn size_mut(&mut self) -> &mut Size;
+}
+
+impl Budgeted for Briefing {
+    fn size_mut(&mut self) -> &mut Size {
+        &mut self.size
+    }
+}
+
+/// Its size in tokens, as it will be sent.
+pub fn measure<T: serde::Serialize>(b: &T) -> usize {
     tokens(&serde_json::to_string(b).expect("a briefing serializes"))
 }
 
-type Cut = fn(&mut Briefing) -> bool;
+type Cut<T> = fn(&mut T) -> bool;
 
 /// Each cut changes the briefing and says whether it changed anything. Least important first.
-const CUTS: &[(&str, Cut)] = &[
+const CUTS: &[(&str, Cut<Briefing>)] = &[
     ("changeAnalysis", |b| take(&mut b.change_analysis)),
     ("supersededMessages", |b| {
         let before = b.messages.len();
@@ -100,46 +111,55 @@ const CUTS: &[(&str, Cut)] = &[
 
 /// Cuts `b` until it fits `max_tokens` (if given) and fills in its size.
 pub fn fit(b: &mut Briefing, max_tokens: Option<usize>) {
-    let mut cuts = CUTS.iter();
+    fit_by(b, CUTS, max_tokens);
+}
+
+/// Applies `cuts` in order until `b` fits; a cut named "all" stands for every one before it.
+pub fn fit_by<T: Budgeted>(b: &mut T, cuts: &[(&'static str, Cut<T>)], max_tokens: Option<usize>) {
+    let mut cuts = cuts.iter();
     loop {
         settle_size(b);
         let Some(max) = max_tokens else { return };
-        if b.size.tokens <= max {
+        if b.size_mut().tokens <= max {
             return;
         }
         let Some((name, cut)) = cuts.next() else {
-            // Only the alerts are left over budget: they are never dropped.
+            // Only what is never dropped (the alerts) is left over budget.
             return;
         };
-        if cut(b) && !b.size.omitted.contains(name) {
+        if cut(b) {
+            let omitted = &mut b.size_mut().omitted;
             if *name == "all" {
-                b.size.omitted.clear();
+                omitted.clear();
             }
-            b.size.omitted.push(name);
+            if !omitted.contains(name) {
+                omitted.push(name);
+            }
         }
     }
 }
 
-/// Sets `tokens` to the briefing's size including the size block itself (which changes with
-/// the number it holds, hence the second pass).
-fn settle_size(b: &mut Briefing) {
+/// Sets `tokens` to the size including the size block itself (which changes with the number
+/// it holds, hence the second pass).
+fn settle_size<T: Budgeted>(b: &mut T) {
     for _ in 0..3 {
         let tokens = measure(b);
-        b.size.saved_tokens = (b.size.raw_tokens - tokens as i64).max(0);
-        if b.size.tokens == tokens {
+        let size = b.size_mut();
+        size.saved_tokens = (size.raw_tokens - tokens as i64).max(0);
+        if size.tokens == tokens {
             return;
         }
-        b.size.tokens = tokens;
+        size.tokens = tokens;
     }
 }
 
-fn take<T>(v: &mut Vec<T>) -> bool {
+pub(super) fn take<T>(v: &mut Vec<T>) -> bool {
     let cut = !v.is_empty();
     v.clear();
     cut
 }
 
-fn shorten<T>(v: &mut Vec<T>, keep: usize) -> bool {
+pub(super) fn shorten<T>(v: &mut Vec<T>, keep: usize) -> bool {
     let cut = v.len() > keep;
     v.truncate(keep);
     cut
@@ -154,7 +174,7 @@ fn halve(v: &mut Vec<MessageLine>) -> bool {
     true
 }
 
-fn shrink(text: &mut String, max: usize) -> bool {
+pub(super) fn shrink(text: &mut String, max: usize) -> bool {
     let short = clip(text, max);
     let cut = short != *text;
     *text = short;

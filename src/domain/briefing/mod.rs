@@ -14,6 +14,7 @@
 
 pub mod budget;
 mod describe;
+pub mod onboarding;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use super::role::Role;
 use super::session::SessionStatus;
 use super::task::{Status, Task};
 pub use describe::{describe, humanize_ago, humanize_span};
+pub use onboarding::{Onboarding, onboard};
 
 /// How much to rebuild and say (the concept's resume strategies).
 #[derive(
@@ -90,6 +92,7 @@ pub struct Me {
 /// The session as the briefing describes it.
 #[derive(Debug, Clone)]
 pub struct SessionFacts {
+    pub id: uuid::Uuid,
     pub name: String,
     pub project: String,
     pub status: SessionStatus,
@@ -333,7 +336,7 @@ pub fn brief(facts: &Facts, strategy: Strategy, max_tokens: Option<usize>) -> Br
 }
 
 /// The history's size in tokens: its events' payloads and its diffs.
-fn raw_tokens(raw: &RawHistory) -> i64 {
+pub(super) fn raw_tokens(raw: &RawHistory) -> i64 {
     let per = budget::BYTES_PER_TOKEN as i64;
     (raw.bytes + raw.diff_bytes + per - 1) / per
 }

@@ -76,6 +76,7 @@ fn facts() -> Facts {
             joined_at: t0(),
         },
         session: SessionFacts {
+            id: Uuid::nil(),
             name: "Payment Gateway".into(),
             project: "pay".into(),
             status: SessionStatus::Active,
