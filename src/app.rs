@@ -79,8 +79,17 @@ impl Application {
                 .await
                 .map_err(|e| format!("cannot claim the database: {e}"))??
         };
+        if settings.retention_interval_secs == 0 {
+            return Err("--retention-interval-secs must be at least 1".into());
+        }
         let store = Store::open(target).await?;
         let hub = Hub::new(store.clone(), policy).start();
+        crate::actors::retention::Retention::new(
+            store.clone(),
+            settings.retention(),
+            std::time::Duration::from_secs(settings.retention_interval_secs),
+        )
+        .start();
         let registry = McpRegistry::new(hub.clone()).start();
         let mut hosts = settings.allowed_hosts.clone();
         if !addr.ip().is_unspecified() {

@@ -40,6 +40,43 @@ pub enum Command {
         #[arg(long)]
         hub_url: Option<String>,
     },
+    /// Export a session from the running hub: a summary, then everything that happened, as
+    /// Markdown, JSON (docs/export.schema.json) or one self-contained HTML page. Written to
+    /// stdout or --out. Uses --operator-token when set (the operator sees every event).
+    Export {
+        /// Session id.
+        session: String,
+        /// markdown, json or html.
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json", "html"])]
+        format: String,
+        /// Include the diffs of recorded changes and suggestions.
+        #[arg(long)]
+        include_code: bool,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The hub to ask [default: http://<--bind>].
+        #[arg(long)]
+        hub_url: Option<String>,
+    },
+    /// Write whole sessions (all by default) of the database to one portable, self-checking
+    /// file (zstd-compressed JSON rows with a SHA-256). Safe while a hub runs.
+    Backup {
+        /// The file to write (replaced only once the new one is complete).
+        file: PathBuf,
+        /// Back up only this session (repeat for several).
+        #[arg(long)]
+        session: Vec<String>,
+    },
+    /// Restore a backup file into the database (migrating it first), all or nothing. Refuses
+    /// while a hub runs on the database.
+    Restore {
+        /// The backup file to read.
+        file: PathBuf,
+        /// Replace sessions that already exist (all their rows) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -152,6 +189,35 @@ pub struct Settings {
         global = true
     )]
     pub conflict_window_secs: u64,
+
+    /// Compact completed sessions last active more than this many days ago: their events and
+    /// older snapshots go, a final snapshot stays (they still resume and export). 0: never.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_RETENTION_DAYS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub retention_days: u32,
+
+    /// Compact a completed session as soon as its events take more than this many bytes.
+    /// 0: no limit.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_RETENTION_MAX_BYTES",
+        default_value_t = 0,
+        global = true
+    )]
+    pub retention_max_bytes: u64,
+
+    /// How often the retention sweep looks for sessions to compact.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub retention_interval_secs: u64,
 }
 
 impl Settings {
@@ -171,6 +237,18 @@ impl Settings {
             message_burst: 30,
             disconnect_grace_secs: 120,
             conflict_window_secs: 600,
+            retention_days: 0,
+            retention_max_bytes: 0,
+            retention_interval_secs: 3600,
+        }
+    }
+
+    /// What `--retention-*` ask for.
+    pub fn retention(&self) -> crate::domain::retention::RetentionPolicy {
+        crate::domain::retention::RetentionPolicy {
+            max_age: (self.retention_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.retention_days))),
+            max_bytes: (self.retention_max_bytes > 0).then_some(self.retention_max_bytes),
         }
     }
 

@@ -58,6 +58,35 @@ pub enum HubError {
 }
 
 impl HubError {
+    /// The same error, said of the `i`th operation of a batch (`operations[i]`).
+    pub fn in_operation(self, i: usize) -> HubError {
+        let at = format!("operations[{i}]");
+        match self {
+            HubError::Invalid {
+                code,
+                message,
+                field,
+            } => HubError::Invalid {
+                code,
+                message: format!("{at}: {message}"),
+                field: Some(match field {
+                    Some(f) if !f.is_empty() => format!("{at}.{f}"),
+                    _ => at,
+                }),
+            },
+            HubError::NotFound { code, message } => HubError::NotFound {
+                code,
+                message: format!("{at}: {message}"),
+            },
+            HubError::Conflict { code, message } => HubError::Conflict {
+                code,
+                message: format!("{at}: {message}"),
+            },
+            HubError::Forbidden(m) => HubError::Forbidden(format!("{at}: {m}")),
+            other => other,
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         HubError::Invalid {
             code: "invalid_field",

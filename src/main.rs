@@ -20,6 +20,22 @@ fn main() -> ExitCode {
             participant,
             hub_url,
         } => token(&cli.settings, &session, &participant, hub_url),
+        Command::Export {
+            session,
+            format,
+            include_code,
+            out,
+            hub_url,
+        } => export(
+            &cli.settings,
+            &session,
+            &format,
+            include_code,
+            out.as_deref(),
+            hub_url,
+        ),
+        Command::Backup { file, session } => backup(&cli.settings, &file, &session),
+        Command::Restore { file, replace } => restore(&cli.settings, &file, replace),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,6 +76,40 @@ fn migrate(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// `collab-hub backup FILE [--session ID]...` (format and guarantees: `store::backup`).
+fn backup(settings: &Settings, file: &std::path::Path, sessions: &[String]) -> Result<(), String> {
+    let target = settings.db_target()?;
+    let done = store::backup::backup(&target, file, sessions)?;
+    println!(
+        "backed up {} session{} ({} rows) to {}",
+        store::backup::grouped(done.sessions),
+        if done.sessions == 1 { "" } else { "s" },
+        store::backup::grouped(done.rows),
+        file.display()
+    );
+    Ok(())
+}
+
+/// `collab-hub restore FILE [--replace]`: all or nothing, never beside a running hub.
+fn restore(settings: &Settings, file: &std::path::Path, replace: bool) -> Result<(), String> {
+    let target = settings.db_target()?;
+    let done = store::backup::restore(&target, file, replace)?;
+    println!(
+        "restored {} session{} ({} rows) from {} into {}{}",
+        store::backup::grouped(done.sessions),
+        if done.sessions == 1 { "" } else { "s" },
+        store::backup::grouped(done.rows),
+        file.display(),
+        target.redacted(),
+        if done.replaced > 0 {
+            format!(", replacing {}", done.replaced)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
 fn token(
     settings: &Settings,
     session: &str,
@@ -85,5 +135,52 @@ fn token(
     eprintln!(
         "Configure the agent with header  Authorization: Bearer {token}\n  Claude Code: claude mcp add --transport http collab-hub {base}/mcp --header \"Authorization: Bearer {token}\""
     );
+    Ok(())
+}
+
+/// `collab-hub export SESSION`: asks the running hub (`POST /mcp/session/export`) and writes the
+/// answer's `content` as it is (Markdown, HTML) or pretty-printed (JSON).
+fn export(
+    settings: &Settings,
+    session: &str,
+    format: &str,
+    include_code: bool,
+    out: Option<&std::path::Path>,
+    hub_url: Option<String>,
+) -> Result<(), String> {
+    let base = hub_url.unwrap_or_else(|| format!("http://{}", settings.bind));
+    let url = format!("{}/mcp/session/export", base.trim_end_matches('/'));
+    let body = json!({ "sessionId": session, "format": format, "includeCode": include_code });
+    let (status, answer) = client::request(
+        "POST",
+        &url,
+        settings.operator_token.as_deref(),
+        Some(&body),
+    )?;
+    let text = match (&answer["content"], status) {
+        (serde_json::Value::String(text), 200) => text.clone(),
+        (doc @ serde_json::Value::Object(_), 200) => {
+            let mut text = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+            text.push('\n');
+            text
+        }
+        _ => {
+            let why = answer["error"]["message"]
+                .as_str()
+                .unwrap_or("unexpected answer");
+            return Err(format!("{url}: {status}: {why}"));
+        }
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {} ({} bytes)", path.display(), text.len());
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write to stdout: {e}"))?,
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod hub;
 pub mod lock_table;
 pub mod messages;
+pub mod retention;
 pub mod session;
 pub mod task_coordinator;
 

@@ -6,6 +6,7 @@
 
 mod context;
 mod coordination;
+mod export;
 mod locks;
 mod membership;
 mod messaging;
@@ -84,6 +85,8 @@ pub struct SessionActor {
     sweeping: bool,
     /// The event the newest whole-session snapshot stands at (auto-save only after it).
     saved_event_id: i64,
+    /// Who did what in the log, by buckets (briefings count from it).
+    activity: crate::domain::activity::Activity,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -110,6 +113,7 @@ impl SessionActor {
             seen: Default::default(),
             sweeping: false,
             saved_event_id: 0,
+            activity: Default::default(),
         }
     }
 
@@ -121,6 +125,16 @@ impl SessionActor {
         hub: Addr<Hub>,
         lock_table: Addr<LockTableActor>,
     ) -> Self {
+        // Its log so far: the creation (event 1), committed by the hub.
+        let mut activity = crate::domain::activity::Activity::default();
+        let created = session.created_event();
+        activity.record(
+            session.last_event_id,
+            None,
+            created.kind,
+            None,
+            crate::store::codec::stored_length(&created.payload),
+        );
         SessionActor {
             id: session.id,
             store,
@@ -136,6 +150,7 @@ impl SessionActor {
             seen: Default::default(),
             sweeping: false,
             saved_event_id: 0,
+            activity,
         }
     }
 
@@ -275,6 +290,13 @@ impl SessionActor {
                 let events = result?;
                 for event in &events {
                     act.session_mut().record(event);
+                    act.activity.record(
+                        event.id,
+                        event.actor.as_deref(),
+                        &event.kind,
+                        event.to.as_deref(),
+                        crate::store::codec::stored_length(&event.payload),
+                    );
                 }
                 let out = apply(act, events.clone(), ctx);
                 let milestone = events
@@ -318,20 +340,22 @@ impl Actor for SessionActor {
                     };
                     let tasks = crate::store::tasks::load(c, id)?;
                     let saved = crate::store::snapshots::latest_event(c, id)?;
-                    Ok(Some((session, tasks, saved)))
+                    let activity = crate::store::briefing::activity(c, id)?;
+                    Ok(Some((session, tasks, (saved, activity))))
                 })
                 .await?;
-            let Some((session, tasks, saved)) = loaded else {
+            let Some((session, tasks, extra)) = loaded else {
                 return Ok(None);
             };
             let table = hub.send(LockTableFor(session.project.clone())).await?;
-            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table, saved)))
+            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table, extra)))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
             act.state = match result {
-                Ok(Some((session, board, table, saved))) => {
+                Ok(Some((session, board, table, (saved, activity)))) => {
                     act.lock_table = Some(table);
                     act.saved_event_id = saved;
+                    act.activity = activity;
                     act.tasks = Some(TaskCoordinator::new(board).start());
                     State::Live(Box::new(session))
                 }

@@ -89,27 +89,46 @@ pub struct ValueWrite<const APPEND: bool> {
     pub expected_version: Option<i64>,
 }
 
+/// A context write as a request, without sending it (a batch collects several): the session
+/// and participant it names, and the request.
+pub trait AsContextWrite {
+    fn into_write(self) -> Result<Addressed, HubError>;
+}
+
+/// A request with the session (`sessionId`) and participant (`aiId`) it names, if any.
+pub type Addressed = (Option<Uuid>, Option<String>, ContextRequest);
+
+impl<const APPEND: bool> AsContextWrite for ValueWrite<APPEND> {
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let (path, value, expected) = (path(&self.path)?, self.value, self.expected_version);
+        let op = if APPEND {
+            ContextOp::Append {
+                path,
+                value,
+                expected,
+            }
+        } else {
+            ContextOp::Set {
+                path,
+                value,
+                expected,
+            }
+        };
+        Ok((self.session_id, self.ai_id, ContextRequest::Op(op)))
+    }
+}
+
+/// Sends what `into_write` made.
+async fn send_write<W: AsContextWrite>(call: Call, w: W) -> Result<ContextWritten, HubError> {
+    let (session, ai_id, request) = w.into_write()?;
+    write(&call, session, ai_id, request).await
+}
+
 impl<const APPEND: bool> Operation for ValueWrite<APPEND> {
     type Output = ContextWritten;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
-        Box::pin(async move {
-            let (path, value, expected) = (path(&self.path)?, self.value, self.expected_version);
-            let op = if APPEND {
-                ContextOp::Append {
-                    path,
-                    value,
-                    expected,
-                }
-            } else {
-                ContextOp::Set {
-                    path,
-                    value,
-                    expected,
-                }
-            };
-            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
-        })
+        Box::pin(send_write(call, self))
     }
 }
 
@@ -126,17 +145,21 @@ pub struct Delete {
     pub expected_version: Option<i64>,
 }
 
+impl AsContextWrite for Delete {
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let op = ContextOp::Delete {
+            path: path(&self.path)?,
+            expected: self.expected_version,
+        };
+        Ok((self.session_id, self.ai_id, ContextRequest::Op(op)))
+    }
+}
+
 impl Operation for Delete {
     type Output = ContextWritten;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
-        Box::pin(async move {
-            let op = ContextOp::Delete {
-                path: path(&self.path)?,
-                expected: self.expected_version,
-            };
-            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
-        })
+        Box::pin(send_write(call, self))
     }
 }
 
@@ -152,16 +175,20 @@ pub struct Sync {
     pub updates: Map<String, Value>,
 }
 
+impl AsContextWrite for Sync {
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let op = ContextOp::Merge {
+            updates: Value::Object(self.updates),
+        };
+        Ok((self.session_id, self.ai_id, ContextRequest::Op(op)))
+    }
+}
+
 impl Operation for Sync {
     type Output = ContextWritten;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<ContextWritten, HubError>> {
-        Box::pin(async move {
-            let op = ContextOp::Merge {
-                updates: Value::Object(self.updates),
-            };
-            write(&call, self.session_id, self.ai_id, ContextRequest::Op(op)).await
-        })
+        Box::pin(send_write(call, self))
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::context::write;
+use super::context::{Addressed, AsContextWrite, write};
 use super::{Call, Operation};
 use crate::actors::messages::{
     AckMessages, BeginCheckpoint, EndCheckpoint, ReadMessages, SendMessage,
@@ -252,21 +252,29 @@ pub struct Report {
     pub details: Option<Value>,
 }
 
+impl AsContextWrite for Report {
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let report = StatusReport {
+            kind: self.kind,
+            status: self.status,
+            summary: self.summary,
+            details: self.details,
+        };
+        Ok((
+            self.session_id,
+            self.ai_id,
+            ContextRequest::StatusReport(report),
+        ))
+    }
+}
+
 impl Operation for Report {
     type Output = Value;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
         Box::pin(async move {
-            let report = StatusReport {
-                kind: self.kind,
-                status: self.status,
-                summary: self.summary,
-                details: self.details,
-            };
-            let request = ContextRequest::StatusReport(report);
-            Ok(json(
-                write(&call, self.session_id, self.ai_id, request).await?,
-            ))
+            let (session, ai_id, request) = self.into_write()?;
+            Ok(json(write(&call, session, ai_id, request).await?))
         })
     }
 }

@@ -12,8 +12,10 @@
 //! participant may only name itself). Both are hidden from the MCP tool schemas, where the
 //! binding says it already, but accepted there too.
 
+pub mod batch;
 pub mod context;
 pub mod coordination;
+pub mod export;
 pub mod locks;
 pub mod messaging;
 pub mod notes;

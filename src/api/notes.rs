@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::context::{read, write};
+use super::context::{Addressed, AsContextWrite, read, write};
 use super::{Call, Operation};
 use crate::domain::context::{
     ContextRequest, MEMORY_LIMIT, MemoryKind, Path, Segment, Severity, recent_memory,
@@ -42,31 +42,43 @@ pub struct Memory {
     pub limit: Option<usize>,
 }
 
+impl AsContextWrite for Memory {
+    /// push and clear; `recent` is a read and is not batched.
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let request = match self.action {
+            MemoryAction::Recent => {
+                return Err(HubError::invalid(
+                    "action",
+                    "recent is a read; a batch holds writes",
+                ));
+            }
+            MemoryAction::Push => ContextRequest::MemoryPush {
+                kind: self.kind.ok_or_else(|| {
+                    HubError::invalid("kind", "push needs kind: symbol, file or breakpoint")
+                })?,
+                entry: self
+                    .value
+                    .ok_or_else(|| HubError::invalid("value", "push needs a value"))?,
+            },
+            MemoryAction::Clear => ContextRequest::MemoryClear { kind: self.kind },
+        };
+        Ok((self.session_id, self.ai_id, request))
+    }
+}
+
 impl Operation for Memory {
     type Output = Value;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
         Box::pin(async move {
-            let request = match self.action {
-                MemoryAction::Recent => {
-                    let limit = self.limit.unwrap_or(10).clamp(1, MEMORY_LIMIT);
-                    let path = Path::parse("workingMemory")?;
-                    let found = read(&call, self.session_id, path).await?;
-                    return Ok(recent_memory(&found.value, self.kind, limit));
-                }
-                MemoryAction::Push => ContextRequest::MemoryPush {
-                    kind: self.kind.ok_or_else(|| {
-                        HubError::invalid("kind", "push needs kind: symbol, file or breakpoint")
-                    })?,
-                    entry: self
-                        .value
-                        .ok_or_else(|| HubError::invalid("value", "push needs a value"))?,
-                },
-                MemoryAction::Clear => ContextRequest::MemoryClear { kind: self.kind },
-            };
-            Ok(json_of(
-                write(&call, self.session_id, self.ai_id, request).await?,
-            ))
+            if let MemoryAction::Recent = self.action {
+                let limit = self.limit.unwrap_or(10).clamp(1, MEMORY_LIMIT);
+                let path = Path::parse("workingMemory")?;
+                let found = read(&call, self.session_id, path).await?;
+                return Ok(recent_memory(&found.value, self.kind, limit));
+            }
+            let (session, ai_id, request) = self.into_write()?;
+            Ok(json_of(write(&call, session, ai_id, request).await?))
         })
     }
 }
@@ -134,19 +146,24 @@ pub struct Discovery {
     pub severity: Severity,
 }
 
+impl AsContextWrite for Discovery {
+    fn into_write(self) -> Result<Addressed, HubError> {
+        let request = ContextRequest::Discovery {
+            finding: self.finding,
+            location: self.location,
+            severity: self.severity,
+        };
+        Ok((self.session_id, self.ai_id, request))
+    }
+}
+
 impl Operation for Discovery {
     type Output = Value;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
         Box::pin(async move {
-            let request = ContextRequest::Discovery {
-                finding: self.finding,
-                location: self.location,
-                severity: self.severity,
-            };
-            Ok(json_of(
-                write(&call, self.session_id, self.ai_id, request).await?,
-            ))
+            let (session, ai_id, request) = self.into_write()?;
+            Ok(json_of(write(&call, session, ai_id, request).await?))
         })
     }
 }

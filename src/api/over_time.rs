@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Call, Operation};
-use crate::actors::messages::{Resume as ResumeCommand, Resumed, SaveSession, Saved};
+use crate::actors::messages::{Exported, Resume as ResumeCommand, Resumed, SaveSession, Saved};
+use crate::api::export::Export;
 use crate::domain::briefing::Strategy;
+use crate::domain::export::Format;
 use crate::domain::snapshot::{Includes, Trigger};
 use crate::error::HubError;
 
@@ -91,9 +93,10 @@ impl Operation for Save {
 pub enum SessionAction {
     Resume,
     Save,
+    Export,
 }
 
-/// The MCP `session` tool: one schema for resume and save, so the catalogue stays small.
+/// The MCP `session` tool: one schema for resume, save and export, so the catalogue stays small.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionArgs {
@@ -117,20 +120,25 @@ pub struct SessionArgs {
     /// save; default true.
     include_messages: Option<bool>,
     include_changes: Option<bool>,
+    /// export: markdown (default), json, html.
+    format: Option<Format>,
+    /// export: with diffs; default false.
+    include_code: Option<bool>,
 }
 
 /// What the grouped tool answered.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum SessionOutput {
-    Resumed(Resumed),
+    Resumed(Box<Resumed>),
     Saved(Saved),
+    Exported(Exported),
 }
 
 impl SessionArgs {
     /// A field the action does not take is refused, naming it.
     fn only(&self, action: &str, allowed: &[&'static str]) -> Result<(), HubError> {
-        let given: [(&'static str, bool); 8] = [
+        let given: [(&'static str, bool); 10] = [
             ("participant", self.participant.is_some()),
             ("strategy", self.strategy.is_some()),
             ("maxTokens", self.max_tokens.is_some()),
@@ -139,6 +147,8 @@ impl SessionArgs {
             ("trigger", self.trigger.is_some()),
             ("includeMessages", self.include_messages.is_some()),
             ("includeChanges", self.include_changes.is_some()),
+            ("format", self.format.is_some()),
+            ("includeCode", self.include_code.is_some()),
         ];
         match given
             .iter()
@@ -179,7 +189,11 @@ impl Operation for SessionArgs {
                     load_messages: self.load_messages,
                     include_context: self.include_context,
                 };
-                Box::pin(async move { op.run(call).await.map(SessionOutput::Resumed) })
+                Box::pin(async move {
+                    op.run(call)
+                        .await
+                        .map(|r| SessionOutput::Resumed(Box::new(r)))
+                })
             }
             SessionAction::Save => {
                 if let Err(e) = self.only(
@@ -201,6 +215,17 @@ impl Operation for SessionArgs {
                     include_changes: self.include_changes,
                 };
                 Box::pin(async move { op.run(call).await.map(SessionOutput::Saved) })
+            }
+            SessionAction::Export => {
+                if let Err(e) = self.only("export", &["format", "includeCode"]) {
+                    return Box::pin(async move { Err(e) });
+                }
+                let op = Export {
+                    session_id: self.session_id,
+                    format: self.format,
+                    include_code: self.include_code,
+                };
+                Box::pin(async move { op.run(call).await.map(SessionOutput::Exported) })
             }
         }
     }

@@ -3,6 +3,7 @@
 //! Everything here is unit-testable on its own; the actors call into it to decide whether a
 //! command is allowed and what event it produces, then apply the committed change.
 
+pub mod activity;
 pub mod auth;
 pub mod briefing;
 pub mod checkpoint;
@@ -17,6 +18,7 @@ pub mod context_rules;
 pub mod coordination;
 pub mod duration;
 pub mod event;
+pub mod export;
 pub mod handshake;
 pub mod ids;
 pub mod ledger;
@@ -32,6 +34,7 @@ pub mod monitor;
 pub mod outbox;
 #[cfg(test)]
 mod resource_props;
+pub mod retention;
 pub mod role;
 pub mod session;
 pub mod session_spec;

@@ -329,7 +329,7 @@ impl Roster {
                     event: event(
                         TASK_STATUS,
                         priority,
-                        json!({"taskId": id, "from": t.status, "to": next.status, "reason": reason, "dependencies": next.dependencies, "assignedTo": next.assigned_to}),
+                        json!({"taskId": id, "description": t.description, "from": t.status, "to": next.status, "reason": reason, "dependencies": next.dependencies, "assignedTo": next.assigned_to}),
                     ),
                     task: next,
                     new: false,

@@ -8,7 +8,7 @@ use actix_web::web;
 
 use super::operation::{get, get_action, post, post_action};
 use super::resource;
-use crate::api::{context, notes};
+use crate::api::{batch, context, notes};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/mcp/context/set").route(post::<context::Set>()))
@@ -17,6 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/context/append/{path}").route(post::<context::Append>()))
         .service(resource("/mcp/context/delete/{path}").route(post::<context::Delete>()))
         .service(resource("/mcp/context/sync").route(post::<context::Sync>()))
+        .service(resource("/mcp/batch").route(post::<batch::Batch>()))
         .service(resource("/mcp/context/diff/{aiId}/{since}").route(get::<context::DiffSince>()))
         .service(resource("/mcp/context/memory/push").route(post_action::<notes::Memory>("push")))
         .service(

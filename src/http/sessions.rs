@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/mcp/session/list").route(get::<sessions::List>()))
         .service(resource("/mcp/session/resume").route(post_action::<SessionArgs>("resume")))
         .service(resource("/mcp/session/save").route(post_action::<SessionArgs>("save")))
+        .service(resource("/mcp/session/export").route(post_action::<SessionArgs>("export")))
         .service(resource("/mcp/session/{sessionId}").route(get::<sessions::Get>()))
         .service(resource("/mcp/session/{sessionId}/status").route(post::<sessions::SetStatus>()))
         .service(resource("/mcp/session/{id}/token").route(web::post().to(token)));

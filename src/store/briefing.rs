@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::DbConn;
 use super::models::EventRow;
 use super::schema::{code_changes, events, message_receipts, messages};
+use crate::domain::activity::{Activity, Counts, Tally};
 use crate::domain::briefing::{Collaborator, RawHistory};
 use crate::domain::event::Event;
 use crate::domain::message::{MessageQuery, MessageView};
@@ -37,29 +38,48 @@ pub struct Gathered {
     pub conflicts: Vec<Event>,
 }
 
-/// Reads the facts for `me`, whose acknowledged cursor is `acked`: news is what came after
-/// `since` if given (0 for a newcomer's onboarding), else after the newer of its own last
-/// event and that cursor.
+/// What the session actor already knows from its [`Activity`] index: the horizon, the
+/// participant's newest event, the counts of whole buckets after the horizon (from
+/// `counted_from` on), and each actor's newest event.
+pub struct Known {
+    pub horizon: i64,
+    pub my_last: Option<i64>,
+    pub counted: Counts,
+    pub counted_from: i64,
+    pub last_of: Vec<(String, i64)>,
+}
+
+/// Reads the rest of the facts for `me`: the few events between the horizon and the counted
+/// buckets, the rows behind the counts, and the newest of each kind of row.
 pub fn gather(
     conn: &mut DbConn,
     session_id: Uuid,
     me: &str,
-    acked: i64,
-    since: Option<i64>,
+    known: Known,
     messages_wanted: i64,
     conflicts_after: NaiveDateTime,
 ) -> Result<Gathered, HubError> {
     let sid = session_id.to_string();
-    let my_last = events::table
-        .filter(events::session_id.eq(&sid))
-        .filter(events::actor.eq(me))
-        .order(events::id.desc())
-        .select(EventRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(EventRow::into_event)
-        .transpose()?;
-    let horizon = since.unwrap_or_else(|| my_last.as_ref().map_or(0, |e| e.id).max(acked));
+    let Known {
+        horizon,
+        my_last,
+        counted,
+        counted_from,
+        last_of,
+    } = known;
+    let by_id = |conn: &mut DbConn, id: i64| -> Result<Option<Event>, HubError> {
+        events::table
+            .find((&sid, id))
+            .select(EventRow::as_select())
+            .first(conn)
+            .optional()?
+            .map(EventRow::into_event)
+            .transpose()
+    };
+    let my_last = match my_last {
+        Some(id) => by_id(conn, id)?,
+        None => None,
+    };
     // Events after the horizon that `me` can see.
     macro_rules! news {
         () => {
@@ -74,16 +94,34 @@ pub fn gather(
                 )
         };
     }
-    let (count, bytes): (i64, i64) = news!()
-        .select(sql::<(BigInt, BigInt)>(
-            "COUNT(*), COALESCE(SUM(LENGTH(payload)), 0)",
-        ))
-        .get_result(conn)?;
-    let by_kind: Vec<(Option<String>, String, i64)> = news!()
-        .filter(events::actor.is_not_null())
+    // The whole buckets are counted already; the log adds the events before them.
+    let rest: Vec<(Option<String>, String, i64, i64)> = news!()
+        .filter(events::id.lt(counted_from))
         .group_by((events::actor, events::kind))
-        .select((events::actor, events::kind, count_star()))
+        .select((
+            events::actor,
+            events::kind,
+            count_star(),
+            sql::<BigInt>("COALESCE(SUM(LENGTH(payload)), 0)"),
+        ))
         .load(conn)?;
+    let mut counts: Counts = counted;
+    for (actor, kind, count, bytes) in rest {
+        counts
+            .entry((actor, kind))
+            .or_default()
+            .add(Tally { count, bytes });
+    }
+    let total = counts.values().fold(Tally::default(), |mut t, c| {
+        t.add(*c);
+        t
+    });
+    let by_kind: Vec<(Option<String>, String, i64)> = counts
+        .into_iter()
+        .filter(|((actor, _), _)| actor.is_some())
+        .map(|((actor, kind), t)| (actor, kind, t.count))
+        .collect();
+    let (count, bytes) = (total.count, total.bytes);
     let (changes, diff_bytes): (i64, i64) = code_changes::table
         .filter(code_changes::session_id.eq(&sid))
         .filter(code_changes::id.gt(horizon))
@@ -118,8 +156,14 @@ pub fn gather(
     others.sort_unstable();
     others.dedup();
     for who in others {
+        // Its newest event, or (if that one is not for `me`) the newest before it that is.
+        let newest = last_of
+            .iter()
+            .find(|(a, _)| a == who)
+            .map_or(i64::MAX, |(_, id)| *id);
         let last = news!()
             .filter(events::actor.eq(who))
+            .filter(events::id.le(newest))
             .order(events::id.desc())
             .select(EventRow::as_select())
             .first(conn)?
@@ -236,4 +280,27 @@ fn unacked(conn: &mut DbConn, session_id: Uuid, me: &str) -> Result<Vec<MessageV
         out.extend(page.messages.into_iter().filter(|m| m.id == id));
     }
     Ok(out)
+}
+
+/// id, actor, kind, recipient, payload length.
+type ActivityRow = (i64, Option<String>, String, Option<String>, i64);
+
+/// The activity index of a session, built from its log (once, when the session loads).
+pub fn activity(conn: &mut DbConn, session_id: Uuid) -> Result<Activity, HubError> {
+    let rows: Vec<ActivityRow> = events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .order(events::id.asc())
+        .select((
+            events::id,
+            events::actor,
+            events::kind,
+            events::recipient,
+            sql::<BigInt>("CAST(LENGTH(payload) AS BIGINT)"),
+        ))
+        .load(conn)?;
+    let mut a = Activity::default();
+    for (id, actor, kind, to, bytes) in rows {
+        a.record(id, actor.as_deref(), &kind, to.as_deref(), bytes);
+    }
+    Ok(a)
 }

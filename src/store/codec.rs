@@ -67,6 +67,12 @@ pub fn encode_payload(value: &serde_json::Value) -> Result<String, HubError> {
     })
 }
 
+/// The stored payload's length as the databases' `LENGTH()` counts it (characters of the
+/// stored text), for the activity index to count what a load would count.
+pub fn stored_length(value: &serde_json::Value) -> i64 {
+    encode_payload(value).map_or(0, |t| t.chars().count() as i64)
+}
+
 pub fn decode_payload(stored: &str) -> Result<serde_json::Value, String> {
     match stored.strip_prefix(ZSTD_PREFIX) {
         None => serde_json::from_str(stored).map_err(|e| e.to_string()),

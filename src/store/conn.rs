@@ -15,8 +15,8 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub(super) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub(super) const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// How long a SQLite connection waits for a lock held by another process (a backup, a second
 /// hub by mistake) before giving up.

@@ -11,15 +11,18 @@
 //! a `SyncArbiter` of `StoreReader` actors sharing an r2d2 pool of reader connections (on
 //! SQLite in WAL mode they run beside the writer without taking its lock).
 
+pub mod backup;
 pub mod briefing;
 pub mod claim;
 pub mod codec;
 pub mod conn;
+pub mod export;
 pub mod ledger;
 pub mod locks;
 pub mod messages;
 pub mod models;
 pub mod queries;
+pub mod retention;
 pub mod schema;
 pub mod snapshots;
 pub mod suggestions;

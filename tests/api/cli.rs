@@ -68,8 +68,67 @@ fn help_documents_every_flag_and_its_variable() {
 
 both_backends!(
     migrate_applies_then_reports_up_to_date,
-    token_command_asks_the_running_hub
+    token_command_asks_the_running_hub,
+    export_command_writes_a_file_from_the_running_hub
 );
+
+/// `collab-hub export SESSION --format markdown --include-code --out FILE` asks the running
+/// hub and writes the Markdown as it is; a refusal is one line and a failure.
+async fn export_command_writes_a_file_from_the_running_hub(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("cli export").await;
+    let (status, body) = app
+        .post_as(
+            &claude,
+            "/mcp/collaborate/change",
+            &serde_json::json!({"filePath": "src/a.rs", "before": "a\n", "after": "b\n"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let dir = std::env::temp_dir().join(format!("collab-hub-cli-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_file = dir.join("session.md");
+    let (address, out_path, session) = (
+        app.address.clone(),
+        out_file.display().to_string(),
+        id.clone(),
+    );
+    let (out, refused) = actix_web::rt::task::spawn_blocking(move || {
+        let out = hub(&[
+            "export",
+            &session,
+            "--format",
+            "markdown",
+            "--include-code",
+            "--out",
+            &out_path,
+            "--hub-url",
+            &address,
+        ]);
+        let refused = hub(&["export", "not-a-session", "--hub-url", &address]);
+        (out, refused)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&out_file).expect("the export was written");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(md.starts_with("# cli export\n"), "{md}");
+    for part in ["## Summary", "## Timeline", "edit src/a.rs", "+b"] {
+        assert!(md.contains(part), "{part} missing:\n{md}");
+    }
+    assert!(out.stdout.is_empty(), "--out: nothing on stdout");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("400") && err.contains("sessionId"), "{err}");
+}
 
 async fn token_command_asks_the_running_hub(backend: Backend) {
     let Some(app) = crate::helpers::spawn_app(backend).await else {

@@ -3,22 +3,27 @@
 
 mod helpers;
 
+mod backup;
+mod batch;
 mod cli;
 mod context;
 mod coordination;
 mod crash;
 mod event_log_size;
+mod export;
 mod health;
 mod lock_concurrency;
 mod locks;
 mod mcp_conformance;
 mod mcp_handshake;
+mod mcp_multiday;
 mod mcp_protocol;
 mod mcp_sdk;
 mod mcp_team;
 mod messaging;
 mod parity;
 mod resume;
+mod retention;
 mod safety;
 mod security;
 mod sessions;

@@ -142,6 +142,35 @@ fn without_times(text: &str) -> String {
     out
 }
 
+/// An export without what the clock decides: durations (the two sessions' differ by a moment)
+/// and how long a checkpoint ran.
+fn steady(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "durationSecs" | "ranSecs"))
+                .map(|(k, v)| (k.clone(), steady(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(steady).collect()),
+        Value::String(s) => Value::String(
+            s.lines()
+                .filter(|l| !l.contains("Duration"))
+                .map(|l| match l.find(" after ") {
+                    Some(i) => {
+                        let rest = &l[i + 7..];
+                        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                        format!("{} after <n>{}", &l[..i], &rest[digits..])
+                    }
+                    None => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -504,6 +533,31 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
         )
         .await;
     assert_eq!(brief["briefing"]["strategy"], "standard", "{brief}");
+    claude
+        .same(
+            "batch",
+            json!({"operations": [
+                {"op": "context_set", "args": {"path": "batched", "value": []}},
+                {"op": "context_append", "args": {"path": "batched", "value": 1}},
+            ]}),
+            "POST /mcp/batch",
+        )
+        .await;
+    // The export: the same record in every form (what the clock decides taken out).
+    for args in [
+        json!({"action": "export", "format": "json", "includeCode": true}),
+        json!({"action": "export", "format": "markdown", "includeCode": true}),
+        json!({"action": "export", "format": "html"}),
+    ] {
+        let over_mcp = gemini.tool("session", args.clone()).await;
+        let over_rest = gemini.rest("POST /mcp/session/export", &args).await;
+        assert_eq!(
+            steady(&gemini.normal(&over_mcp)),
+            steady(&gemini.normal(&over_rest)),
+            "session export {args} answers differently\n  MCP:  {over_mcp}\n  REST: {over_rest}"
+        );
+        assert_eq!(over_mcp["format"], args["format"], "{over_mcp}");
+    }
 
     // Bad arguments: the same error, naming the same field.
     for (tool, args, route, field) in [
@@ -574,6 +628,12 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
             "estimatedDuration",
         ),
         (
+            "batch",
+            json!({"operations": [{"op": "context_set", "args": {"path": "a..b", "value": 1}}]}),
+            "POST /mcp/batch",
+            "operations[0].path",
+        ),
+        (
             "session",
             json!({"action": "resume", "maxTokens": 5}),
             "POST /mcp/session/resume",
@@ -590,6 +650,18 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
             json!({"action": "save", "trigger": "sometimes"}),
             "POST /mcp/session/save",
             "trigger",
+        ),
+        (
+            "session",
+            json!({"action": "export", "format": "pdf"}),
+            "POST /mcp/session/export",
+            "format",
+        ),
+        (
+            "session",
+            json!({"action": "export", "strategy": "quick"}),
+            "POST /mcp/session/export",
+            "strategy",
         ),
     ] {
         let err = claude.same_error(tool, args, route).await;

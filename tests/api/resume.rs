@@ -135,9 +135,13 @@ async fn a_resumed_participant_hears_what_the_others_did_and_nothing_of_its_own(
         return;
     };
     let (id, claude, gemini) = day_one(&app).await;
+    let before = resume(&app, &claude, json!({"strategy": "deep"})).await;
     // The next day: a restart in between.
     let db = app.stop().await;
     let app = start_on(db, Settings::for_database("unused")).await;
+    // The counts kept while the hub ran equal those rebuilt from the log at load.
+    let after = resume(&app, &claude, json!({"strategy": "deep"})).await;
+    assert_eq!(before["briefing"]["size"], after["briefing"]["size"]);
 
     let got = resume(
         &app,

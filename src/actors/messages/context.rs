@@ -13,6 +13,15 @@ pub struct WriteContext {
     pub request: ContextRequest,
 }
 
+/// Several context writes of one participant, committed together or not at all (`batch`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ContextWritten>, HubError>")]
+pub struct WriteBatch {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub requests: Vec<ContextRequest>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextWritten {

@@ -5,6 +5,7 @@
 mod context;
 mod coordination;
 mod events;
+mod export;
 mod hub;
 mod lock_table;
 mod locks;
@@ -17,6 +18,7 @@ mod tasks;
 pub use context::*;
 pub use coordination::*;
 pub use events::*;
+pub use export::*;
 pub use hub::*;
 pub use lock_table::*;
 pub use locks::*;

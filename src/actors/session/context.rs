@@ -96,6 +96,20 @@ impl Handler<DiffContext> for SessionActor {
                         }
                         (Since::MyLastWrite, Caller::Operator) => 0,
                     };
+                    // A compacted session has no history before its final snapshot.
+                    let kept = match crate::store::retention::oldest_event(c, id)? {
+                        0 => reflected + 1,
+                        oldest => oldest,
+                    };
+                    if since + 1 < kept {
+                        return Err(HubError::Conflict {
+                            code: "history_compacted",
+                            message: format!(
+                                "the history before event {kept} was compacted (retention); diff from event {} or later",
+                                kept - 1
+                            ),
+                        });
+                    }
                     let filter = EventFilter {
                         viewer: None,
                         kinds: Some(&CONTEXT_KINDS),
@@ -127,5 +141,94 @@ impl Handler<DiffContext> for SessionActor {
             }
             Ok(diff_since(&current, &logged))
         })
+    }
+}
+
+impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
+    type Result = Reply<Vec<ContextWritten>>;
+
+    /// Plans every write against a scratch copy of the session that the writes before it
+    /// changed (with the event ids the log will give them: this actor is the log's only
+    /// writer), then commits all the events in one transaction and applies them in order.
+    fn handle(
+        &mut self,
+        msg: crate::actors::messages::WriteBatch,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                let mut scratch = self.session()?.clone();
+                let mut plan = Vec::with_capacity(msg.requests.len());
+                for (i, request) in msg.requests.iter().enumerate() {
+                    let (changes, event) = scratch
+                        .check_context(&caller, request)
+                        .map_err(|e| HubError::from(e).in_operation(i))?;
+                    if changes.is_empty() {
+                        plan.push((changes, None));
+                        continue;
+                    }
+                    let id = scratch.last_event_id + 1;
+                    scratch.apply_context(&changes, id);
+                    plan.push((changes, Some((id, event))));
+                }
+                let snapshot = (scratch.context_since_snapshot
+                    >= crate::domain::context::SNAPSHOT_EVERY)
+                    .then(|| (scratch.context.clone(), scratch.last_event_id));
+                Ok((plan, snapshot))
+            });
+        let (plan, snapshot) = match planned {
+            Ok(p) => p,
+            Err(e) => return reply(Err(e)),
+        };
+        let (id, at) = (self.id, now());
+        let to_write: Vec<(i64, crate::domain::event::NewEvent)> =
+            plan.iter().filter_map(|(_, e)| e.clone()).collect();
+        let snapshotted = snapshot.is_some();
+        AtomicResponse::new(self.commit_events(
+            move |c| {
+                let mut events = Vec::with_capacity(to_write.len());
+                for (expected, event) in &to_write {
+                    let e = queries::append_event(c, id, event, at)?;
+                    if e.id != *expected {
+                        // Someone else wrote to this log: roll the whole batch back.
+                        return Err(HubError::Internal(format!(
+                            "batch planned event {expected}, the log gave {}",
+                            e.id
+                        )));
+                    }
+                    events.push(e);
+                }
+                if let Some((context, through)) = &snapshot {
+                    queries::insert_snapshot(c, id, *through, context, "auto", at)?;
+                }
+                Ok(events)
+            },
+            move |act, events, _| {
+                let mut events = events.into_iter();
+                let mut results = Vec::with_capacity(plan.len());
+                for (changes, event) in plan {
+                    if event.is_none() {
+                        results.push(ContextWritten {
+                            event_id: None,
+                            version: None,
+                            changed: Vec::new(),
+                        });
+                        continue;
+                    }
+                    let e = events.next().expect("one committed event per planned one");
+                    act.session_mut().apply_context(&changes, e.id);
+                    results.push(ContextWritten {
+                        event_id: Some(e.id),
+                        version: Some(e.id),
+                        changed: changes.iter().map(|c| c.path.to_string()).collect(),
+                    });
+                }
+                if snapshotted {
+                    act.session_mut().context_since_snapshot = 0;
+                }
+                results
+            },
+        ))
     }
 }

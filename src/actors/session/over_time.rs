@@ -16,9 +16,7 @@ pub(super) struct Gathering {
     table: Option<Addr<LockTableActor>>,
     window: chrono::Duration,
     facts: Facts,
-    acked: i64,
-    /// News after this event (default: after the participant's last action or cursor).
-    since: Option<i64>,
+    known: crate::store::briefing::Known,
     messages: i64,
 }
 
@@ -31,8 +29,7 @@ impl Gathering {
             table,
             window,
             mut facts,
-            acked,
-            since,
+            known,
             messages,
         } = self;
         let me = facts.me.ai_id.clone();
@@ -40,7 +37,7 @@ impl Gathering {
         let who = me.clone();
         let (g, tasks) = store
             .read(move |c| {
-                let g = crate::store::briefing::gather(c, id, &who, acked, since, messages, after)?;
+                let g = crate::store::briefing::gather(c, id, &who, known, messages, after)?;
                 Ok((g, crate::store::tasks::load(c, id)?))
             })
             .await?;
@@ -205,14 +202,30 @@ impl SessionActor {
             critical: s.unacked_critical(ai_id).into_iter().cloned().collect(),
             locks: Vec::new(),
         };
+        // News: after `since` if given (0 for a newcomer), else after the newer of the
+        // participant's own last event and its acknowledged cursor.
+        let my_last = self.activity.last_by(ai_id);
+        let horizon = since.unwrap_or_else(|| my_last.unwrap_or(0).max(p.acked_event_id));
+        let (counted, counted_from) = self.activity.since(horizon, ai_id);
+        let known = crate::store::briefing::Known {
+            horizon,
+            my_last,
+            counted,
+            counted_from,
+            last_of: self
+                .activity
+                .actors()
+                .filter(|(a, id)| *a != ai_id && *id > horizon)
+                .map(|(a, id)| (a.to_owned(), id))
+                .collect(),
+        };
         let gathering = Gathering {
             store: self.store.clone(),
             id: self.id,
             table: self.lock_table.clone(),
             window: chrono::Duration::seconds(self.policy.conflict_window_secs as i64),
             facts,
-            acked: p.acked_event_id,
-            since,
+            known,
             messages,
         };
         Ok((gathering, doc.clone()))

@@ -152,11 +152,8 @@ pub(super) fn summary(f: &Facts) -> String {
     if let Some(focus) = &f.session.focus {
         text.push_str(&format!(": {}", clip(focus, QUOTE_CHARS)));
     }
-    if total > 0 {
-        text.push_str(&format!(
-            "; {done} of {total} tasks done ({}%)",
-            done * 100 / total
-        ));
+    if let Some(percent) = (done * 100).checked_div(total) {
+        text.push_str(&format!("; {done} of {total} tasks done ({percent}%)"));
     }
     text.push_str(&format!(
         "; {}, driver {}",

@@ -12,6 +12,7 @@ pub(super) fn schema<T: JsonSchema>() -> Value {
         .and_then(|o| o.remove("$defs"))
         .unwrap_or_else(|| json!({}));
     compact(&mut v, &defs);
+    strip_closed(&mut v);
     if let Some(o) = v.as_object_mut() {
         o.remove("$schema");
         o.remove("title");
@@ -21,6 +22,21 @@ pub(super) fn schema<T: JsonSchema>() -> Value {
         o.entry("type").or_insert(json!("object"));
     }
     v
+}
+
+/// Drops `additionalProperties: false` everywhere (inlined definitions bring it back after
+/// `compact` looked).
+fn strip_closed(node: &mut Value) {
+    match node {
+        Value::Object(o) => {
+            if o.get("additionalProperties") == Some(&Value::Bool(false)) {
+                o.remove("additionalProperties");
+            }
+            o.values_mut().for_each(strip_closed);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_closed),
+        _ => {}
+    }
 }
 
 /// Inlines `$ref`s, turns `oneOf` of constants into `enum`, drops `null` alternatives (optional
@@ -85,8 +101,12 @@ fn compact(node: &mut Value, defs: &Value) {
         };
         o.insert("type".into(), kept);
     }
-    if o.remove("format").is_some() && o.get("minimum") == Some(&json!(0)) {
-        o.remove("minimum");
+    // The `format` keyword is a string; a property named `format` (session export) is kept.
+    if o.get("format").is_some_and(Value::is_string) {
+        o.remove("format");
+        if o.get("minimum") == Some(&json!(0)) {
+            o.remove("minimum");
+        }
     }
     // `true` ("anything") is valid JSON Schema, but clients validate property and item schemas
     // as objects: say it as `{}`.

@@ -1,0 +1,95 @@
+//! The retention sweep: every interval, compacts the completed sessions the policy names, one
+//! at a time and in small transactions, so live sessions' writes never wait long behind it.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::domain::now;
+use crate::domain::retention::RetentionPolicy;
+use crate::store::{Store, retention};
+
+pub struct Retention {
+    store: Store,
+    policy: RetentionPolicy,
+    every: Duration,
+    running: bool,
+}
+
+impl Retention {
+    pub fn new(store: Store, policy: RetentionPolicy, every: Duration) -> Retention {
+        Retention {
+            store,
+            policy,
+            every,
+            running: false,
+        }
+    }
+}
+
+impl Actor for Retention {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.policy.is_off() {
+            return;
+        }
+        ctx.run_interval(self.every, |act, ctx| {
+            if act.running {
+                return;
+            }
+            act.running = true;
+            let (store, policy) = (act.store.clone(), act.policy);
+            ctx.spawn(
+                sweep(store, policy)
+                    .into_actor(act)
+                    .map(|_, act, _| act.running = false),
+            );
+        });
+    }
+}
+
+/// One sweep; failures are logged and retried at the next interval.
+async fn sweep(store: Store, policy: RetentionPolicy) {
+    let due = match store
+        .read(move |c| retention::candidates(c, &policy, now()))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("retention: cannot list sessions to compact: {e}");
+            return;
+        }
+    };
+    for id in due {
+        let sealed = store.write(move |c| retention::seal(c, id, now())).await;
+        let through = match sealed {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("retention: session {id}: no final snapshot, nothing deleted: {e}");
+                continue;
+            }
+        };
+        let mut deleted = 0;
+        loop {
+            match store
+                .write(move |c| retention::delete_chunk(c, id, through))
+                .await
+            {
+                Ok(0) => break,
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    log::warn!("retention: session {id}: {e}");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = store
+            .write(move |c| retention::prune_snapshots(c, id, through))
+            .await
+        {
+            log::warn!("retention: session {id}: older snapshots kept: {e}");
+        }
+        log::info!("retention: compacted session {id}: {deleted} events through #{through}");
+    }
+}

@@ -1,0 +1,122 @@
+//! `batch`: several writes of one participant, in order, in one round trip; all or nothing.
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, assert_error, both_backends, spawn_app};
+
+both_backends!(a_batch_commits_all_its_writes_or_none);
+
+async fn a_batch_commits_all_its_writes_or_none(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("batch").await;
+    let last = |v: &Value| v["lastEventId"].as_i64().unwrap();
+    let (_, before) = app.get_as(&claude, &format!("/mcp/session/{id}")).await;
+
+    // In order, each seeing what the ones before it did: the append lands in the list the
+    // first operation created.
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "context_set", "args": {"path": "plan", "value": {"steps": []}}},
+                {"op": "context_append", "args": {"path": "plan.steps", "value": "design"}},
+                {"op": "context_sync", "args": {"updates": {"owner": "claude"}}},
+                {"op": "memory", "args": {"action": "push", "kind": "file", "value": "/src/a.rs"}},
+                {"op": "discovery_report", "args": {"finding": "cache is cold", "severity": "low"}},
+                {"op": "status_report", "args": {"kind": "build", "status": "pass", "summary": "ok"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ids: Vec<i64> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventId"].as_i64().unwrap())
+        .collect();
+    let first = last(&before) + 1;
+    assert_eq!(ids, (first..first + 6).collect::<Vec<_>>(), "{b}");
+    let (_, plan) = app.get_as(&gemini, "/mcp/context/get/plan.steps").await;
+    assert_eq!(plan["value"], json!(["design"]));
+    let (_, owner) = app.get_as(&gemini, "/mcp/context/get/owner").await;
+    assert_eq!(owner["value"], "claude");
+
+    // One bad operation: the answer names it, and nothing of the batch is written.
+    let (_, mid) = app.get_as(&claude, &format!("/mcp/session/{id}")).await;
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "context_set", "args": {"path": "written", "value": 1}},
+                {"op": "context_set", "args": {"path": "a..b", "value": 2}},
+            ]}),
+        )
+        .await;
+    let e = assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(e["field"], "operations[1].path", "{b}");
+    let version = plan["version"].as_i64().unwrap();
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "context_set", "args": {"path": "written", "value": 1}},
+                {"op": "context_append", "args": {"path": "plan.steps", "value": "x", "expectedVersion": version - 1}},
+            ]}),
+        )
+        .await;
+    let e = assert_error(s, &b, StatusCode::CONFLICT, "version_conflict");
+    assert!(
+        e["message"].as_str().unwrap().starts_with("operations[1]"),
+        "{e}"
+    );
+    let (_, after) = app.get_as(&claude, &format!("/mcp/session/{id}")).await;
+    assert_eq!(last(&after), last(&mid), "no event from a failed batch");
+    let (_, written) = app.get_as(&claude, "/mcp/context/get/written").await;
+    assert_eq!(written["exists"], false, "{written}");
+
+    // Shapes: unknown op, a read, another session, empty, too many.
+    for (body, field) in [
+        (
+            json!({"operations": [{"op": "message_send", "args": {}}]}),
+            "operations[0].op",
+        ),
+        (
+            json!({"operations": [{"op": "memory", "args": {"action": "recent"}}]}),
+            "operations[0].action",
+        ),
+        (
+            json!({"operations": [{"op": "context_set", "args": {"path": "x", "value": 1, "sessionId": "00000000-0000-0000-0000-000000000000"}}]}),
+            "operations[0].sessionId",
+        ),
+        (json!({"operations": []}), "operations"),
+        (
+            json!({"operations": vec![json!({"op": "context_set", "args": {"path": "x", "value": 1}}); 101]}),
+            "operations",
+        ),
+    ] {
+        let (s, b) = app.post_as(&claude, "/mcp/batch", &body).await;
+        let e = assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+        assert_eq!(e["field"], field, "{b}");
+    }
+    // The session's rules hold inside a batch: a paused session refuses it whole.
+    app.post_as(
+        &claude,
+        &format!("/mcp/session/{id}/status"),
+        &json!({"action": "pause"}),
+    )
+    .await;
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [{"op": "context_set", "args": {"path": "y", "value": 1}}]}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "session_paused");
+}
