@@ -29,6 +29,10 @@ struct Args {
     /// Timed requests per case.
     #[arg(long, default_value_t = 30)]
     samples: usize,
+    /// Seconds to wait between building the history and timing (e.g. for the database's
+    /// statistics to catch up: run ANALYZE meanwhile).
+    #[arg(long, default_value_t = 0)]
+    settle_secs: u64,
 }
 
 fn post(url: &str, token: &str, path: &str, body: Value) -> Result<Value, String> {

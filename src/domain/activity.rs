@@ -9,6 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Events per bucket.
 pub const BUCKET: i64 = 1024;
+/// Kinds whose newest events a briefing lists; their ids are kept here so that finding them
+/// never scans the log (a session may have none in 100,000 events).
+pub const TRACKED: [&str; 2] = ["discovery_reported", "change_conflict"];
+/// Newest ids kept per tracked kind and recipient.
+pub const RECENT: usize = 25;
 
 /// Who, what, and to whom (directed events are seen only by their actor and recipient).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +46,8 @@ pub struct Activity {
     buckets: Vec<BTreeMap<Key, Tally>>,
     /// Each actor's newest event.
     last_by: HashMap<String, i64>,
+    /// The newest ids of each tracked kind, by recipient (`None`: everyone), oldest first.
+    recent: HashMap<(&'static str, Option<String>), std::collections::VecDeque<i64>>,
 }
 
 fn bucket_of(id: i64) -> usize {
@@ -74,6 +81,30 @@ impl Activity {
             let last = self.last_by.entry(a.to_owned()).or_default();
             *last = (*last).max(id);
         }
+        if let Some(kind) = TRACKED.iter().find(|k| **k == kind) {
+            let ids = self
+                .recent
+                .entry((kind, to.map(str::to_owned)))
+                .or_default();
+            ids.push_back(id);
+            if ids.len() > RECENT {
+                ids.pop_front();
+            }
+        }
+    }
+
+    /// The newest ids (at most [`RECENT`], newest first) of a tracked `kind` that `viewer`
+    /// sees: those for everyone and those addressed to it.
+    pub fn recent(&self, kind: &str, viewer: &str) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .recent
+            .iter()
+            .filter(|((k, to), _)| *k == kind && to.as_deref().is_none_or(|t| t == viewer))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(RECENT);
+        ids
     }
 
     /// The newest event of `actor`, if any.
@@ -165,5 +196,22 @@ mod tests {
             log.iter().rev().find(|e| e.1 == "claude").map(|e| e.0)
         );
         assert_eq!(act.last_by("nobody"), None);
+    }
+
+    #[test]
+    fn recent_ids_of_tracked_kinds_newest_first_per_viewer() {
+        let mut act = Activity::default();
+        for id in 1..=100 {
+            let to = if id % 2 == 0 { Some("claude") } else { Some("gemini") };
+            act.record(id, None, "change_conflict", to, 1);
+            act.record(1000 + id, Some("gemini"), "discovery_reported", None, 1);
+            act.record(2000 + id, Some("gemini"), "context_changed", None, 1);
+        }
+        let mine = act.recent("change_conflict", "claude");
+        assert_eq!(mine.len(), RECENT);
+        assert_eq!(mine[0], 100);
+        assert!(mine.iter().all(|id| id % 2 == 0));
+        assert_eq!(act.recent("discovery_reported", "anyone")[0], 1100);
+        assert!(act.recent("context_changed", "claude").is_empty());
     }
 }

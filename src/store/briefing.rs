@@ -47,6 +47,9 @@ pub struct Known {
     pub counted: Counts,
     pub counted_from: i64,
     pub last_of: Vec<(String, i64)>,
+    /// The newest discoveries and conflicts `me` sees (ids, newest first).
+    pub discoveries: Vec<i64>,
+    pub conflicts: Vec<i64>,
 }
 
 /// Reads the rest of the facts for `me`: the few events between the horizon and the counted
@@ -66,6 +69,8 @@ pub fn gather(
         counted,
         counted_from,
         last_of,
+        discoveries,
+        conflicts,
     } = known;
     let by_id = |conn: &mut DbConn, id: i64| -> Result<Option<Event>, HubError> {
         events::table
@@ -198,22 +203,24 @@ pub fn gather(
     let newest_of = |rows: Vec<EventRow>| -> Result<Vec<Event>, HubError> {
         rows.into_iter().map(EventRow::into_event).collect()
     };
-    let discoveries = newest_of(
-        news!()
-            .filter(events::kind.eq("discovery_reported"))
+    // By id: the activity index knows the newest of each; no scan of the log.
+    let mut discoveries = newest_of(
+        events::table
+            .filter(events::session_id.eq(&sid))
+            .filter(events::id.eq_any(discoveries))
+            .filter(events::id.gt(horizon))
             .order(events::id.desc())
-            .limit(NEWEST)
             .select(EventRow::as_select())
             .load(conn)?,
     )?;
+    discoveries.truncate(NEWEST as usize);
     let conflicts = newest_of(
         events::table
             .filter(events::session_id.eq(&sid))
-            .filter(events::kind.eq("change_conflict"))
+            .filter(events::id.eq_any(conflicts))
             .filter(events::recipient.eq(me))
             .filter(events::created_at.ge(conflicts_after))
             .order(events::id.desc())
-            .limit(NEWEST)
             .select(EventRow::as_select())
             .load(conn)?,
     )?;

@@ -218,6 +218,8 @@ impl SessionActor {
                 .filter(|(a, id)| *a != ai_id && *id > horizon)
                 .map(|(a, id)| (a.to_owned(), id))
                 .collect(),
+            discoveries: self.activity.recent("discovery_reported", ai_id),
+            conflicts: self.activity.recent("change_conflict", ai_id),
         };
         let gathering = Gathering {
             store: self.store.clone(),
