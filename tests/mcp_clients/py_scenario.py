@@ -77,10 +77,10 @@ async def main() -> int:
             if mode == "auto":
                 check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
-            expected_tools = ["changes", "checkpoint", "context_append", "context_delete", "context_diff",
+            expected_tools = ["batch", "changes", "checkpoint", "context_append", "context_delete", "context_diff",
                               "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
                               "events_poll", "handshake", "lock", "memory", "message_ack", "message_send", "messages_read",
-                              "notes", "role", "session_leave", "session_status", "status_report", "suggestion",
+                              "notes", "role", "session", "session_leave", "session_status", "status_report", "suggestion",
                               "task", "whoami"]
             check(tools == expected_tools, "tools", tools)
             me = (await client.call_tool("whoami", {})).structured_content

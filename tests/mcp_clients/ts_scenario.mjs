@@ -55,8 +55,8 @@ try {
   check(a.transport.sessionId?.length > 0, 'session id issued');
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
-  check(JSON.stringify(names) === JSON.stringify(['changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
-    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session_leave',
+  check(JSON.stringify(names) === JSON.stringify(['batch', 'changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
+    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session', 'session_leave',
     'session_status', 'status_report', 'suggestion', 'task', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));

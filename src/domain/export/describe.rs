@@ -149,14 +149,7 @@ fn says(id: i64, kind: &str, p: &Value) -> (String, Option<String>) {
         "message_acked" => none(format!(
             "{} acknowledged message(s) {}",
             s(p, "by"),
-            p["ids"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .map(|i| format!("#{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
+            id_list(&p["ids"])
         )),
         "message_ack_overdue" => none(format!(
             "message {} not acknowledged by {} before {}",
@@ -264,14 +257,7 @@ fn says(id: i64, kind: &str, p: &Value) -> (String, Option<String>) {
             "waits for {} ({}) behind {}",
             s(p, "resource"),
             s(p, "mode"),
-            p["behind"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .map(|i| format!("#{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
+            id_list(&p["behind"])
         )),
         "resource_released" => none(format!(
             "{}'s lock on {} released ({})",
@@ -478,4 +464,16 @@ fn handshake(p: &Value) -> (String, Option<String>) {
         ),
         other => (format!("handshake {id} {}", other.replace('_', " ")), None),
     }
+}
+
+/// `[3, 5]` as "#3, #5".
+fn id_list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| format!("#{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
