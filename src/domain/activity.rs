@@ -202,7 +202,11 @@ mod tests {
     fn recent_ids_of_tracked_kinds_newest_first_per_viewer() {
         let mut act = Activity::default();
         for id in 1..=100 {
-            let to = if id % 2 == 0 { Some("claude") } else { Some("gemini") };
+            let to = if id % 2 == 0 {
+                Some("claude")
+            } else {
+                Some("gemini")
+            };
             act.record(id, None, "change_conflict", to, 1);
             act.record(1000 + id, Some("gemini"), "discovery_reported", None, 1);
             act.record(2000 + id, Some("gemini"), "context_changed", None, 1);
