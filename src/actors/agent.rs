@@ -29,6 +29,9 @@ pub const OUTBOX_CAPACITY: usize = 1024;
 const REPLAY_PAGE: i64 = 500;
 /// Pause before pushing again to a stream whose buffer was full.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// How often the messages handed to streams are stamped as delivered (a receipt the sender
+/// sees as `deliveredTo`), in one write.
+const DELIVERED_EVERY: Duration = Duration::from_millis(200);
 /// Most live streams one participant may hold; the oldest is dropped beyond.
 const MAX_STREAMS: usize = 16;
 
@@ -48,6 +51,8 @@ struct Stream {
     /// Bumped on every (re)attach, so a replay that finishes late throws its page away.
     generation: u64,
     attached: u64,
+    /// Messages to this participant handed to the stream since the last flush: delivered.
+    delivered: Vec<i64>,
 }
 
 enum Push {
@@ -57,6 +62,13 @@ enum Push {
 }
 
 impl Stream {
+    /// The id of a message someone else sent, if `event` is one: handing it over delivers it.
+    fn message_for_viewer(&self, event: &Event) -> Option<i64> {
+        (event.kind == crate::domain::message::MESSAGE_SENT
+            && event.actor.as_deref() != Some(&*self.viewer))
+        .then_some(event.id)
+    }
+
     /// Hands `event` over in log order.
     fn push(&mut self, event: Arc<Event>) -> Push {
         let id = event.id;
@@ -64,12 +76,13 @@ impl Stream {
             return Push::Sent;
         }
         if !self.early.remove(&id) {
+            let message = self.message_for_viewer(&event);
             match self.sink.try_send(Delivery {
                 event,
                 early: false,
                 viewer: self.viewer.clone(),
             }) {
-                Ok(()) => {}
+                Ok(()) => self.delivered.extend(message),
                 Err(TrySendError::Full(_)) => return Push::Full,
                 Err(TrySendError::Closed(_)) => return Push::Closed,
             }
@@ -86,6 +99,7 @@ impl Stream {
             return Push::Sent;
         }
         let viewer = self.viewer.clone();
+        let message = self.message_for_viewer(&event);
         match self.sink.try_send(Delivery {
             event,
             early: true,
@@ -93,6 +107,7 @@ impl Stream {
         }) {
             Ok(()) => {
                 self.early.insert(id);
+                self.delivered.extend(message);
                 Push::Sent
             }
             // It still comes in order after the hold, and on top of the next tool result.
@@ -127,6 +142,38 @@ impl AgentActor {
             generation: 0,
             held,
         }
+    }
+
+    /// Stamps the messages its streams were handed since the last time as delivered (not read:
+    /// a stream reaching the client does not mean the model saw it). A failed
+    /// stamp is logged: a receipt, not the message, is what is lost.
+    fn flush_delivered(&mut self, ctx: &mut Context<Self>) {
+        let mut ids: Vec<i64> = self
+            .streams
+            .values_mut()
+            .flat_map(|s| std::mem::take(&mut s.delivered))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let (store, session_id, ai_id) = (self.store.clone(), self.session_id, self.ai_id.clone());
+        ctx.spawn(
+            async move {
+                let who = ai_id.clone();
+                let at = crate::domain::now();
+                if let Err(e) = store
+                    .write(move |c| {
+                        crate::store::messages::stamp_delivered(c, session_id, &who, &ids, at)
+                    })
+                    .await
+                {
+                    log::warn!("{ai_id}: delivery receipts not stored: {e}");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Hands what `key`'s outbox holds to its sink, in log order.
@@ -256,6 +303,7 @@ impl Actor for AgentActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Bounded: the session actor uses try_send and falls back to "replay from the log".
         ctx.set_mailbox_capacity(256);
+        ctx.run_interval(DELIVERED_EVERY, |act, ctx| act.flush_delivered(ctx));
     }
 }
 
@@ -339,6 +387,7 @@ impl Handler<Attach> for AgentActor {
                 recheck: false,
                 generation: self.generation,
                 attached: self.generation,
+                delivered: Vec::new(),
             },
         );
         self.replay(msg.key, msg.after, ctx);

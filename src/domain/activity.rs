@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const BUCKET: i64 = 1024;
 /// Kinds whose newest events a briefing lists; their ids are kept here so that finding them
 /// never scans the log (a session may have none in 100,000 events).
-pub const TRACKED: [&str; 2] = ["discovery_reported", "change_conflict"];
+pub const TRACKED: [&str; 3] = ["discovery_reported", "change_conflict", "task_handed_off"];
 /// Newest ids kept per tracked kind and recipient.
 pub const RECENT: usize = 25;
 

@@ -448,6 +448,10 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked: Option<bool>,
     /// Receipts of the reader's own messages (and of every message, for the operator).
+    /// Receipts of the reader's own messages: delivered (handed to a stream or returned in a
+    /// result), read (returned by messages_read), acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_by: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,7 @@ pub struct Gathered {
     pub unacked: Vec<MessageView>,
     pub discoveries: Vec<Event>,
     pub conflicts: Vec<Event>,
+    pub handoffs: Vec<Event>,
 }
 
 /// What the session actor already knows from its [`Activity`] index: the horizon, the
@@ -47,9 +48,10 @@ pub struct Known {
     pub counted: Counts,
     pub counted_from: i64,
     pub last_of: Vec<(String, i64)>,
-    /// The newest discoveries and conflicts `me` sees (ids, newest first).
+    /// The newest discoveries, conflicts and handoffs `me` sees (ids, newest first).
     pub discoveries: Vec<i64>,
     pub conflicts: Vec<i64>,
+    pub handoffs: Vec<i64>,
 }
 
 /// Reads the rest of the facts for `me`: the few events between the horizon and the counted
@@ -71,6 +73,7 @@ pub fn gather(
         last_of,
         discoveries,
         conflicts,
+        handoffs,
     } = known;
     let by_id = |conn: &mut DbConn, id: i64| -> Result<Option<Event>, HubError> {
         events::table
@@ -214,6 +217,15 @@ pub fn gather(
             .load(conn)?,
     )?;
     discoveries.truncate(NEWEST as usize);
+    let handoffs = newest_of(
+        events::table
+            .filter(events::session_id.eq(&sid))
+            .filter(events::id.eq_any(handoffs))
+            .filter(events::id.gt(horizon))
+            .order(events::id.desc())
+            .select(EventRow::as_select())
+            .load(conn)?,
+    )?;
     let conflicts = newest_of(
         events::table
             .filter(events::session_id.eq(&sid))
@@ -247,6 +259,7 @@ pub fn gather(
         unacked: unacked(conn, session_id, me)?,
         discoveries,
         conflicts,
+        handoffs,
     })
 }
 

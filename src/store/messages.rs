@@ -176,6 +176,37 @@ pub fn stamp_receipts(
     Ok(())
 }
 
+/// Stamps `ids` as delivered to `ai_id` (handed to one of its event streams), keeping earlier
+/// stamps and leaving read and acknowledged alone.
+pub fn stamp_delivered(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    ids: &[i64],
+    at: NaiveDateTime,
+) -> Result<(), HubError> {
+    let sid = session_id.to_string();
+    for &id in ids {
+        let mine = message_receipts::table.find((&sid, id, ai_id));
+        let updated = diesel::update(mine.filter(message_receipts::delivered_at.is_null()))
+            .set(message_receipts::delivered_at.eq(Some(at)))
+            .execute(conn)?;
+        let exists =
+            updated > 0 || diesel::select(diesel::dsl::exists(mine)).get_result::<bool>(conn)?;
+        if !exists {
+            diesel::insert_into(message_receipts::table)
+                .values((
+                    message_receipts::session_id.eq(&sid),
+                    message_receipts::message_id.eq(id),
+                    message_receipts::ai_id.eq(ai_id),
+                    message_receipts::delivered_at.eq(Some(at)),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
 /// Ack-required messages whose deadline has not been dealt with, for a session being loaded.
 /// Who is awaited is worked out again: the recipient, or (broadcasts) every participant active
 /// now other than the sender, minus those who acknowledged.
@@ -244,7 +275,14 @@ pub fn mark_overdue_alerted(conn: &mut DbConn, session_id: Uuid, id: i64) -> Res
     Ok(())
 }
 
-type Receipt = (i64, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
+/// message, reader, read, acknowledged, delivered.
+type Receipt = (
+    i64,
+    String,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
 
 pub fn read_messages(
     conn: &mut DbConn,
@@ -332,6 +370,7 @@ pub fn read_messages(
             message_receipts::ai_id,
             message_receipts::read_at,
             message_receipts::acked_at,
+            message_receipts::delivered_at,
         ))
         .load(conn)?;
     let mut by_message: BTreeMap<i64, Vec<&Receipt>> = BTreeMap::new();
@@ -368,6 +407,8 @@ pub fn read_messages(
                 acked: (!own).then(|| mine.is_some_and(|r| r.3.is_some())),
                 read_by: own.then(|| who(|r| r.2.is_some())),
                 acked_by: own.then(|| who(|r| r.3.is_some())),
+                // Handed to a stream, or read (a result reached it), or acknowledged.
+                delivered_to: own.then(|| who(|r| r.4.is_some() || r.2.is_some() || r.3.is_some())),
             })
         })
         .collect::<Result<Vec<_>, HubError>>()?;

@@ -98,6 +98,7 @@ diesel::table! {
         ai_id -> Text,
         read_at -> Nullable<Timestamp>,
         acked_at -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
     }
 }
 

@@ -310,7 +310,7 @@ async fn loose_mode_records_and_alerts(backend: Backend) {
 }
 
 /// Reads `mcp`'s GET stream until `needle` shows up (or 10 s pass).
-async fn stream_shows(
+pub(crate) async fn stream_shows(
     app: &TestApp,
     (session, token): (&str, Option<&str>),
     needle: &str,

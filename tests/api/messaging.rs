@@ -19,6 +19,7 @@ both_backends!(
     checkpoints_hold_non_critical_events,
     status_reports_alert_and_recover,
     deadlines_and_checkpoints_survive_a_restart,
+    delivered_read_and_acknowledged_are_three_receipts,
 );
 
 /// A session with claude (driver), gemini and cursor; returns (id, tokens by name).
@@ -638,4 +639,64 @@ async fn deadlines_and_checkpoints_survive_a_restart(backend: Backend) {
     let overdue = wait_for_event(&a, msg, "message_ack_overdue").await;
     assert!(!overdue.is_null(), "no overdue alert after the restart");
     assert!(last_event_id(&app, &id).await > routine);
+}
+
+/// A message handed to the recipient's event stream is delivered, not read: the model may not
+/// have seen it (stock MCP clients do not show notifications). Returned by messages_read it is
+/// read; acknowledged only when the recipient says so. The sender sees all three.
+async fn delivered_read_and_acknowledged_are_three_receipts(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, tokens) = trio(&app).await;
+    let (claude, gemini) = (tok(&tokens, "claude"), tok(&tokens, "gemini"));
+    let mut stream = Mcp::new(&app);
+    stream.token = Some(gemini.clone());
+    stream.initialize("2025-11-25").await;
+    let session = stream.session.clone().unwrap();
+    let sent = async {
+        let (s, b) = app
+            .post_as(
+                &claude,
+                "/mcp/messages/send",
+                &json!({"to": "gemini", "body": "on the wire", "requiresAck": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    };
+    assert!(
+        crate::coordination::stream_shows(&app, (&session, Some(&gemini)), "on the wire", sent)
+            .await,
+        "the message reaches gemini's stream"
+    );
+    let receipts = || async {
+        let (_, page) = app.get_as(&claude, "/mcp/messages").await;
+        page["messages"][0].clone()
+    };
+    let mut m = receipts().await;
+    for _ in 0..50 {
+        if m["deliveredTo"] == json!(["gemini"]) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        m = receipts().await;
+    }
+    assert_eq!(m["deliveredTo"], json!(["gemini"]), "{m}");
+    assert_eq!(m["readBy"], json!([]), "delivered is not read: {m}");
+    // Still unread for gemini; reading it is the second receipt, acknowledging the third.
+    let (_, unread) = app.get_as(&gemini, "/mcp/messages?unreadOnly=true").await;
+    assert_eq!(unread["messages"][0]["body"], "on the wire", "{unread}");
+    let m = receipts().await;
+    assert_eq!(
+        (&m["readBy"], &m["ackedBy"]),
+        (&json!(["gemini"]), &json!([])),
+        "{m}"
+    );
+    let (s, _) = app
+        .post_as(&gemini, "/mcp/messages/ack", &json!({"ids": [m["id"]]}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let m = receipts().await;
+    assert_eq!(m["ackedBy"], json!(["gemini"]), "{m}");
+    assert_eq!(m["deliveredTo"], json!(["gemini"]));
 }

@@ -56,6 +56,7 @@ impl Gathering {
         facts.unacked = g.unacked;
         facts.discoveries = g.discoveries;
         facts.conflicts = g.conflicts;
+        facts.handoffs = g.handoffs;
         facts.locks = locks
             .into_iter()
             .filter(|l| l.session_id == id && l.holder == me && l.token.is_some())
@@ -199,6 +200,7 @@ impl SessionActor {
             reports,
             discoveries: Vec::new(),
             conflicts: Vec::new(),
+            handoffs: Vec::new(),
             critical: s.unacked_critical(ai_id).into_iter().cloned().collect(),
             locks: Vec::new(),
         };
@@ -220,6 +222,7 @@ impl SessionActor {
                 .collect(),
             discoveries: self.activity.recent("discovery_reported", ai_id),
             conflicts: self.activity.recent("change_conflict", ai_id),
+            handoffs: self.activity.recent("task_handed_off", ai_id),
         };
         let gathering = Gathering {
             store: self.store.clone(),

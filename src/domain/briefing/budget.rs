@@ -44,6 +44,11 @@ const CUTS: &[(&str, Cut<Briefing>)] = &[
         b.messages.retain(|m| !m.superseded);
         b.messages.len() < before
     }),
+    ("supersededHandoffs", |b| {
+        let before = b.handoffs.len();
+        b.handoffs.retain(|h| !h.superseded);
+        b.handoffs.len() < before
+    }),
     ("olderMessages", |b| halve(&mut b.messages)),
     ("completed", |b| take(&mut b.completed)),
     ("statusReports", |b| take(&mut b.status_reports)),
@@ -63,6 +68,7 @@ const CUTS: &[(&str, Cut<Briefing>)] = &[
         cut
     }),
     ("messages", |b| take(&mut b.messages)),
+    ("handoffs", |b| shorten(&mut b.handoffs, 2)),
     ("inProgress", |b| shorten(&mut b.in_progress, 2)),
     ("blocked", |b| shorten(&mut b.blocked, 2)),
     ("pendingTasks", |b| shorten(&mut b.pending_tasks, 2)),
@@ -94,6 +100,7 @@ const CUTS: &[(&str, Cut<Briefing>)] = &[
     // Everything but the alerts (reported as one omission, "all", to keep the size block short).
     ("all", |b| {
         b.suggestions.clear();
+        b.handoffs.clear();
         b.collaborator_updates.clear();
         b.session_duration.clear();
         b.summary.clear();

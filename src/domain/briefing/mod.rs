@@ -166,6 +166,8 @@ pub struct Facts {
     pub discoveries: Vec<Event>,
     /// Conflict alerts addressed to the participant within the conflict window, newest first.
     pub conflicts: Vec<Event>,
+    /// Task handoffs after the horizon, newest first.
+    pub handoffs: Vec<Event>,
     /// Critical events it has not acknowledged, oldest first.
     pub critical: Vec<Event>,
     /// Locks it holds in this session.
@@ -190,6 +192,17 @@ pub struct Update {
     pub actions: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+}
+
+/// One handoff, newest first; an older handoff of a task handed off again is superseded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoffLine {
+    pub task_id: i64,
+    pub from: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// One message line, newest first; an older one in a thread with a newer is superseded.
@@ -248,6 +261,8 @@ pub struct Briefing {
     pub completed: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub new_issues: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<HandoffLine>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<MessageLine>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -309,6 +324,7 @@ pub fn brief(facts: &Facts, strategy: Strategy, max_tokens: Option<usize>) -> Br
         blocked: tasks(Status::Blocked).take(n).map(task_line).collect(),
         completed: if detailed { completed_since } else { vec![] },
         new_issues: facts.discoveries.iter().take(n).map(describe).collect(),
+        handoffs: handoff_lines(facts),
         messages: message_lines(facts),
         status_reports: if detailed {
             facts.reports.iter().map(describe::report).collect()
@@ -354,6 +370,37 @@ fn message_lines(facts: &Facts) -> Vec<MessageLine> {
             text: describe::message_text(&m.body),
             superseded: !seen_threads.insert(m.thread),
             needs_ack: m.requires_ack && m.acked == Some(false),
+        })
+        .collect()
+}
+
+/// Handoffs newest first; an older handoff of a task listed again is superseded, so the reader
+/// acts on the latest. The latest of each task carries the notes its task holds.
+fn handoff_lines(facts: &Facts) -> Vec<HandoffLine> {
+    let mut seen = std::collections::BTreeSet::new();
+    facts
+        .handoffs
+        .iter()
+        .map(|e| {
+            let task_id = e.payload["taskId"].as_i64().unwrap_or(0);
+            let latest = seen.insert(task_id);
+            let notes = facts
+                .tasks
+                .iter()
+                .find(|t| t.id == task_id && latest)
+                .and_then(|t| t.handoff.as_ref())
+                .and_then(|h| h["context"]["notes"].as_str())
+                .map(|n| format!(": {}", describe::clip(n, 100)))
+                .unwrap_or_default();
+            HandoffLine {
+                task_id,
+                from: e.actor.clone().unwrap_or_default(),
+                text: format!(
+                    "{}{notes}",
+                    describe::clip(e.payload["description"].as_str().unwrap_or(""), 80)
+                ),
+                superseded: !latest,
+            }
         })
         .collect()
 }

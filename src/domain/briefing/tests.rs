@@ -60,6 +60,7 @@ fn message(id: i64, from: &str, thread: i64, body: &str) -> MessageView {
         at: (t0() + Duration::minutes(id)).and_utc(),
         read: Some(false),
         acked: Some(false),
+        delivered_to: None,
         read_by: None,
         acked_by: None,
     }
@@ -122,6 +123,7 @@ fn facts() -> Facts {
         reports: vec![],
         discoveries: vec![],
         conflicts: vec![],
+        handoffs: vec![],
         critical: vec![],
         locks: vec![],
     }
@@ -346,6 +348,40 @@ fn messages_lead_with_the_latest_and_mark_superseded_ones() {
     let b = brief(&f, Strategy::Standard, None);
     let ids: Vec<(i64, bool)> = b.messages.iter().map(|m| (m.id, m.superseded)).collect();
     assert_eq!(ids, [(40, false), (30, false), (20, true)]);
+}
+
+#[test]
+fn handoffs_lead_with_the_latest_and_mark_superseded_ones() {
+    let mut f = facts();
+    let mut docs = task(5, "Docs", None, Status::Pending);
+    docs.handoff = Some(json!({"from": "gemini", "context": {"notes": "API section left"}}));
+    f.tasks.push(docs);
+    let handoff = |id, task: i64, desc: &str| {
+        event(
+            id,
+            "task_handed_off",
+            "gemini",
+            json!({"taskId": task, "description": desc}),
+        )
+    };
+    // Newest first, as the store gives them: task 5 was handed off twice.
+    f.handoffs = vec![
+        handoff(90, 5, "Docs"),
+        handoff(80, 6, "Retries"),
+        handoff(70, 5, "Docs"),
+    ];
+    let b = brief(&f, Strategy::Standard, None);
+    let lines: Vec<(i64, bool)> = b
+        .handoffs
+        .iter()
+        .map(|h| (h.task_id, h.superseded))
+        .collect();
+    assert_eq!(lines, [(5, false), (6, false), (5, true)]);
+    assert_eq!(b.handoffs[0].text, "Docs: API section left");
+    assert_eq!(
+        b.handoffs[2].text, "Docs",
+        "the superseded one carries no notes"
+    );
 }
 
 /// A busy day: many of everything, so that every budget has to cut.

@@ -1,0 +1,1 @@
+ALTER TABLE message_receipts DROP COLUMN delivered_at;
