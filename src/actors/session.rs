@@ -406,6 +406,7 @@ impl Handler<PollEvents> for SessionActor {
         let (store, id, limit) = (self.store.clone(), self.id, msg.limit);
         Box::pin(async move {
             let (after, acked, last, held, ai_id) = planned?;
+            let reader = ai_id.clone();
             let events = store
                 .read(move |c| {
                     let filter = EventFilter {
@@ -416,6 +417,16 @@ impl Handler<PollEvents> for SessionActor {
                     queries::events_after(c, id, filter, after, limit)
                 })
                 .await?;
+            // The messages in this result reached the participant: delivered (not read).
+            let messages: Vec<i64> = events
+                .iter()
+                .filter(|e| {
+                    e.kind == crate::domain::message::MESSAGE_SENT
+                        && e.actor.as_deref() != Some(reader.as_str())
+                })
+                .map(|e| e.id)
+                .collect();
+            stamp_delivered(&store, id, reader, messages).await;
             Ok(EventPage {
                 more: events.len() as i64 == limit,
                 events,
@@ -476,6 +487,22 @@ impl Handler<AttachStream> for SessionActor {
                 after,
             })
             .map_err(|_| HubError::Unavailable("the participant's agent is busy; retry".into()))
+    }
+}
+
+/// Stamps messages that reached `ai_id` in a result as delivered. A failure is logged: a receipt,
+/// not the answer, is what is lost.
+pub(crate) async fn stamp_delivered(store: &Store, session: Uuid, ai_id: String, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    let who = ai_id.clone();
+    let at = now();
+    if let Err(e) = store
+        .write(move |c| crate::store::messages::stamp_delivered(c, session, &who, &ids, at))
+        .await
+    {
+        log::warn!("{ai_id}: delivery receipts not stored: {e}");
     }
 }
 

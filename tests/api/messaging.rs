@@ -699,4 +699,40 @@ async fn delivered_read_and_acknowledged_are_three_receipts(backend: Backend) {
     let m = receipts().await;
     assert_eq!(m["ackedBy"], json!(["gemini"]), "{m}");
     assert_eq!(m["deliveredTo"], json!(["gemini"]));
+
+    // A result delivers too: an events_poll page (cursor), a briefing (gemini, no stream now).
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"body": "to everyone"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let broadcast = b["id"].clone();
+    let mut cursor = Mcp::new(&app);
+    cursor.token = Some(tok(&tokens, "cursor"));
+    cursor.initialize("2025-11-25").await;
+    let (err, page) = cursor.tool("events_poll", json!({"after": 0})).await;
+    assert!(!err, "{page}");
+    let (s, _) = app
+        .post_as(&gemini, "/mcp/session/resume", &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, page) = app.get_as(&claude, "/mcp/messages").await;
+    let m = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == broadcast)
+        .unwrap()
+        .clone();
+    let mut delivered: Vec<String> = serde_json::from_value(m["deliveredTo"].clone()).unwrap();
+    delivered.sort();
+    assert_eq!(delivered, ["cursor", "gemini"], "{m}");
+    assert_eq!(
+        m["readBy"],
+        json!([]),
+        "polls and briefings do not read: {m}"
+    );
 }

@@ -69,6 +69,7 @@ impl Handler<Resume> for SessionActor {
     type Result = ResponseFuture<Result<Resumed, HubError>>;
 
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
         let planned = check_budget(msg.max_tokens)
             .and_then(|()| {
                 let caller = self.caller_as(&msg.credential, msg.ai_id.as_deref())?;
@@ -93,6 +94,14 @@ impl Handler<Resume> for SessionActor {
                 facts.messages.truncate(strategy.messages() as usize);
             }
             let briefing = briefing::brief(&facts, strategy, msg.max_tokens);
+            // The messages it lists reached the participant: delivered, not read or acknowledged.
+            let listed = briefing
+                .messages
+                .iter()
+                .filter(|m| m.from != me)
+                .map(|m| m.id)
+                .collect();
+            super::stamp_delivered(&store, facts.session.id, me.clone(), listed).await;
             let (context, context_omitted) = match (msg.include_context, msg.max_tokens) {
                 (false, _) => (None, None),
                 (true, None) => (Some(context), None),
