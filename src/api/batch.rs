@@ -1,7 +1,7 @@
 //! `batch` / `POST /mcp/batch`: several writes of one participant, in order, in one round trip,
 //! committed together or not at all. Each operation is `{op, args}` with the args of the tool
 //! of that name; a batch holds context writes (set, append, delete, sync, memory push/clear,
-//! discovery_report, status_report). Each is checked against the state the ones before it
+//! discovery_report, status_report) and messages (message_send). Each is checked against the state the ones before it
 //! left, so a later one may build on an earlier one; the first that fails fails the batch,
 //! naming it (`operations[2].path`), and nothing is written.
 
@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::context::{Addressed, AsContextWrite};
+use super::context::AsContextWrite;
 use super::{Call, Operation, parse};
-use crate::actors::messages::{ContextWritten, WriteBatch};
+use crate::actors::messages::{BatchRequest, BatchResult, WriteBatch};
 use crate::error::HubError;
 
 /// Most operations in one batch.
@@ -29,6 +29,7 @@ pub enum BatchOp {
     Memory,
     DiscoveryReport,
     StatusReport,
+    MessageSend,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -52,21 +53,33 @@ pub struct Batch {
 #[derive(Debug, Serialize)]
 pub struct BatchResults {
     /// One result per operation, in order.
-    pub results: Vec<ContextWritten>,
+    pub results: Vec<BatchResult>,
 }
 
+/// A request with the session (`sessionId`) and participant (`aiId`) it names, if any.
+type Named = (Option<Uuid>, Option<String>, BatchRequest);
+
 impl BatchItem {
-    fn request(self) -> Result<Addressed, HubError> {
+    fn request(self) -> Result<Named, HubError> {
         let args = Value::Object(self.args);
-        match self.op {
-            BatchOp::ContextSet => parse::<super::context::Set>(args)?.into_write(),
-            BatchOp::ContextAppend => parse::<super::context::Append>(args)?.into_write(),
-            BatchOp::ContextDelete => parse::<super::context::Delete>(args)?.into_write(),
-            BatchOp::ContextSync => parse::<super::context::Sync>(args)?.into_write(),
-            BatchOp::Memory => parse::<super::notes::Memory>(args)?.into_write(),
-            BatchOp::DiscoveryReport => parse::<super::notes::Discovery>(args)?.into_write(),
-            BatchOp::StatusReport => parse::<super::messaging::Report>(args)?.into_write(),
-        }
+        let context = |(s, a, r)| (s, a, BatchRequest::Context(r));
+        Ok(match self.op {
+            BatchOp::ContextSet => context(parse::<super::context::Set>(args)?.into_write()?),
+            BatchOp::ContextAppend => context(parse::<super::context::Append>(args)?.into_write()?),
+            BatchOp::ContextDelete => context(parse::<super::context::Delete>(args)?.into_write()?),
+            BatchOp::ContextSync => context(parse::<super::context::Sync>(args)?.into_write()?),
+            BatchOp::Memory => context(parse::<super::notes::Memory>(args)?.into_write()?),
+            BatchOp::DiscoveryReport => {
+                context(parse::<super::notes::Discovery>(args)?.into_write()?)
+            }
+            BatchOp::StatusReport => {
+                context(parse::<super::messaging::Report>(args)?.into_write()?)
+            }
+            BatchOp::MessageSend => {
+                let (s, a, spec) = parse::<super::messaging::Send>(args)?.into_spec();
+                (s, a, BatchRequest::Message(spec))
+            }
+        })
     }
 }
 

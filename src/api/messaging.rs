@@ -44,23 +44,32 @@ pub struct Send {
     pub ack_within_secs: Option<u32>,
 }
 
+impl Send {
+    /// The message as a spec, with the session and sender the request names.
+    pub fn into_spec(self) -> (Option<Uuid>, Option<String>, MessageSpec) {
+        let spec = MessageSpec {
+            to: self.to,
+            priority: self.priority.unwrap_or(Priority::Routine),
+            body: self.body,
+            reply_to: self.reply_to,
+            requires_ack: self.requires_ack.unwrap_or(false),
+            ack_within_secs: self.ack_within_secs,
+        };
+        (self.session_id, self.ai_id, spec)
+    }
+}
+
 impl Operation for Send {
     type Output = Value;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Value, HubError>> {
         Box::pin(async move {
-            let session = call.session(self.session_id).await?;
+            let (session, as_participant, spec) = self.into_spec();
+            let session = call.session(session).await?;
             let command = SendMessage {
                 credential: call.credential.clone(),
-                as_participant: self.ai_id,
-                spec: MessageSpec {
-                    to: self.to,
-                    priority: self.priority.unwrap_or(Priority::Routine),
-                    body: self.body,
-                    reply_to: self.reply_to,
-                    requires_ack: self.requires_ack.unwrap_or(false),
-                    ack_within_secs: self.ack_within_secs,
-                },
+                as_participant,
+                spec,
             };
             Ok(json(call.send(session, command).await?))
         })

@@ -271,7 +271,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     ToolSpec {
         name: "batch",
         binds: false,
-        description: "Several context writes [{op: tool name, args}] in order, all or none.",
+        description: "Several writes [{op: tool name, args}] (context, message_send) in order, all or none.",
         input: schema::<api::batch::Batch>,
         read_only: false,
         destructive: false,

@@ -80,10 +80,70 @@ async fn a_batch_commits_all_its_writes_or_none(backend: Backend) {
     let (_, written) = app.get_as(&claude, "/mcp/context/get/written").await;
     assert_eq!(written["exists"], false, "{written}");
 
+    // Messages too: a context write and the messages announcing it, or none of them.
+    let (_, inbox) = app.get_as(&gemini, "/mcp/messages").await;
+    let before_msgs = inbox["messages"].as_array().unwrap().len();
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "context_set", "args": {"path": "release", "value": "1.2"}},
+                {"op": "message_send", "args": {"to": "gemini", "body": "1.2 is set", "requiresAck": true}},
+                {"op": "message_send", "args": {"body": "release notes next"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r = &b["results"];
+    assert!(
+        r[0]["eventId"].is_i64() && r[1]["id"].is_i64() && r[1]["ackDeadline"].is_string(),
+        "{b}"
+    );
+    assert_eq!(r[2]["thread"], r[2]["id"]);
+    // A reply to a message of an earlier round trip joins its thread.
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/batch",
+            &json!({"operations": [{"op": "message_send", "args": {"to": "claude", "body": "ack soon", "replyTo": r[1]["id"]}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["results"][0]["thread"], r[1]["id"], "{b}");
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "message_send", "args": {"body": "this must not go out"}},
+                {"op": "context_set", "args": {"path": "", "value": 1}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (_, inbox) = app.get_as(&gemini, "/mcp/messages").await;
+    let bodies: Vec<&str> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(bodies.len(), before_msgs + 3, "{bodies:?}");
+    assert!(!bodies.contains(&"this must not go out"));
+    // The send budget counts every message of a batch: more than a burst is refused whole.
+    let flood: Vec<Value> = (0..31)
+        .map(|i| json!({"op": "message_send", "args": {"body": format!("flood {i}")}}))
+        .collect();
+    let (s, b) = app
+        .post_as(&claude, "/mcp/batch", &json!({"operations": flood}))
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+
     // Shapes: unknown op, a read, another session, empty, too many.
     for (body, field) in [
         (
-            json!({"operations": [{"op": "message_send", "args": {}}]}),
+            json!({"operations": [{"op": "events_ack", "args": {}}]}),
             "operations[0].op",
         ),
         (

@@ -13,13 +13,28 @@ pub struct WriteContext {
     pub request: ContextRequest,
 }
 
-/// Several context writes of one participant, committed together or not at all (`batch`).
+/// Several writes of one participant, committed together or not at all (`batch`).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<ContextWritten>, HubError>")]
+#[rtype(result = "Result<Vec<BatchResult>, HubError>")]
 pub struct WriteBatch {
     pub credential: Credential,
     pub as_participant: Option<String>,
-    pub requests: Vec<ContextRequest>,
+    pub requests: Vec<BatchRequest>,
+}
+
+/// One write of a batch.
+#[derive(Debug)]
+pub enum BatchRequest {
+    Context(ContextRequest),
+    Message(crate::domain::message::MessageSpec),
+}
+
+/// What one write of a batch answered: as the tool of the same name does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Context(ContextWritten),
+    Message(super::MessageSent),
 }
 
 #[derive(Debug, Clone, Serialize)]

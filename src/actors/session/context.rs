@@ -144,91 +144,244 @@ impl Handler<DiffContext> for SessionActor {
     }
 }
 
+/// One planned write of a batch: a context change or a message, with the event id it will get.
+enum Staged {
+    Context(
+        Vec<crate::domain::context::Change>,
+        Option<(i64, crate::domain::event::NewEvent)>,
+    ),
+    Message(crate::domain::message::PlannedMessage, i64),
+}
+
 impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
-    type Result = Reply<Vec<ContextWritten>>;
+    type Result = Reply<Vec<crate::actors::messages::BatchResult>>;
 
     /// Plans every write against a scratch copy of the session that the writes before it
     /// changed (with the event ids the log will give them: this actor is the log's only
     /// writer), then commits all the events in one transaction and applies them in order.
+    /// Messages take their send budget up front and give it back if the batch fails.
     fn handle(
         &mut self,
         msg: crate::actors::messages::WriteBatch,
         _: &mut Self::Context,
     ) -> Self::Result {
-        let planned = self
-            .caller_as(&msg.credential, msg.as_participant.as_deref())
-            .and_then(|caller| {
-                let mut scratch = self.session()?.clone();
-                let mut plan = Vec::with_capacity(msg.requests.len());
-                for (i, request) in msg.requests.iter().enumerate() {
-                    let (changes, event) = scratch
-                        .check_context(&caller, request)
-                        .map_err(|e| HubError::from(e).in_operation(i))?;
+        use crate::actors::messages::{BatchRequest, BatchResult, MessageSent};
+        let caller = match self.caller_as(&msg.credential, msg.as_participant.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return reply(Err(e)),
+        };
+        let sends = msg
+            .requests
+            .iter()
+            .filter(|r| matches!(r, BatchRequest::Message(_)))
+            .count();
+        let sender = match (sends, &caller) {
+            (0, _) => None,
+            (_, Caller::Participant(id)) => Some(id.clone()),
+            (_, Caller::Operator) => {
+                return reply(Err(HubError::invalid(
+                    "aiId",
+                    "the operator sends as a participant: name it in aiId",
+                )));
+            }
+        };
+        if let Some(from) = &sender
+            && let Err(e) = self.take_sends(from, sends)
+        {
+            return reply(Err(e));
+        }
+        let parents: Vec<i64> = msg
+            .requests
+            .iter()
+            .filter_map(|r| match r {
+                BatchRequest::Message(spec) => spec.reply_to,
+                _ => None,
+            })
+            .collect();
+        let (store, id) = (self.store.clone(), self.id);
+        let refund = move |act: &mut SessionActor| {
+            if let Some(from) = &sender
+                && let Some(b) = act.send_limits.get_mut(from)
+            {
+                (0..sends).for_each(|_| b.refund());
+            }
+        };
+        let fut = async move {
+            store
+                .read(move |c| {
+                    let mut found = std::collections::HashMap::new();
+                    for p in parents {
+                        if let Some(parent) = crate::store::messages::find_parent(c, id, p)? {
+                            found.insert(p, parent);
+                        }
+                    }
+                    Ok(found)
+                })
+                .await
+        }
+        .into_actor(self)
+        .then(move |parents, act, _| {
+            let at = now();
+            let planned =
+                parents.and_then(|parents| act.stage(&caller, msg.requests, &parents, at));
+            let (plan, snapshot) = match planned {
+                Ok(p) => p,
+                // The budget goes back below, with every other failure.
+                Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
+            let to_write: Vec<(i64, crate::domain::event::NewEvent, Option<_>)> = plan
+                .iter()
+                .filter_map(|s| match s {
+                    Staged::Context(_, Some((id, e))) => Some((*id, e.clone(), None)),
+                    Staged::Context(_, None) => None,
+                    Staged::Message(m, id) => Some((*id, m.event.clone(), Some(m.clone()))),
+                })
+                .collect();
+            let snapshotted = snapshot.is_some();
+            act.commit_events(
+                move |c| {
+                    let mut events = Vec::with_capacity(to_write.len());
+                    for (expected, event, message) in &to_write {
+                        let e = queries::append_event(c, id, event, at)?;
+                        if e.id != *expected {
+                            // Someone else wrote to this log: roll the whole batch back.
+                            return Err(HubError::Internal(format!(
+                                "batch planned event {expected}, the log gave {}",
+                                e.id
+                            )));
+                        }
+                        if let Some(m) = message {
+                            crate::store::messages::insert_message(c, id, e.id, m, at)?;
+                        }
+                        events.push(e);
+                    }
+                    if let Some((context, through)) = &snapshot {
+                        queries::insert_snapshot(c, id, *through, context, "auto", at)?;
+                    }
+                    Ok(events)
+                },
+                move |act, events, ctx| {
+                    let mut events = events.into_iter();
+                    let mut results = Vec::with_capacity(plan.len());
+                    for staged in plan {
+                        match staged {
+                            Staged::Context(_, None) => {
+                                results.push(BatchResult::Context(ContextWritten {
+                                    event_id: None,
+                                    version: None,
+                                    changed: Vec::new(),
+                                }));
+                            }
+                            Staged::Context(changes, Some(_)) => {
+                                let e = events.next().expect("one event per planned write");
+                                act.session_mut().apply_context(&changes, e.id);
+                                results.push(BatchResult::Context(ContextWritten {
+                                    event_id: Some(e.id),
+                                    version: Some(e.id),
+                                    changed: changes.iter().map(|c| c.path.to_string()).collect(),
+                                }));
+                            }
+                            Staged::Message(planned, _) => {
+                                let e = events.next().expect("one event per planned write");
+                                act.session_mut().apply_send(&planned, e.id);
+                                if let Some(deadline) = planned.ack_deadline {
+                                    ctx.notify_later(
+                                        super::messaging::AckDeadline(e.id),
+                                        super::messaging::until(deadline),
+                                    );
+                                }
+                                results.push(BatchResult::Message(MessageSent {
+                                    id: e.id,
+                                    thread: planned.thread.unwrap_or(e.id),
+                                    ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
+                                }));
+                            }
+                        }
+                    }
+                    if snapshotted {
+                        act.session_mut().context_since_snapshot = 0;
+                    }
+                    results
+                },
+            )
+        })
+        .map(move |result, act, _| {
+            if result.is_err() {
+                refund(act);
+            }
+            result
+        });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+/// A staged batch, and the context snapshot due at its end (the context and its event).
+type StagedBatch = (Vec<Staged>, Option<(crate::domain::context::Context, i64)>);
+
+impl SessionActor {
+    /// Takes `n` sends from `from`'s budget at once, or none.
+    fn take_sends(&mut self, from: &str, n: usize) -> Result<(), HubError> {
+        let rate = self.policy.send_rate;
+        let bucket = self
+            .send_limits
+            .entry(from.to_owned())
+            .or_insert_with(|| RateLimit::new(rate.burst, rate.per_sec, std::time::Instant::now()));
+        for taken in 0..n {
+            if let Err(wait) = bucket.take(std::time::Instant::now()) {
+                (0..taken).for_each(|_| bucket.refund());
+                return Err(HubError::RateLimited {
+                    message: format!(
+                        "{from} is sending faster than {} messages/s (bursts of {}); this batch holds {n}; retry in {} ms",
+                        rate.per_sec,
+                        rate.burst,
+                        wait.as_millis().max(1)
+                    ),
+                    retry_after_secs: wait.as_secs() + 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans each request against a scratch session the ones before it changed.
+    fn stage(
+        &self,
+        caller: &Caller,
+        requests: Vec<crate::actors::messages::BatchRequest>,
+        parents: &std::collections::HashMap<i64, crate::domain::message::Parent>,
+        at: chrono::NaiveDateTime,
+    ) -> Result<StagedBatch, HubError> {
+        use crate::actors::messages::BatchRequest;
+        let mut scratch = self.session()?.clone();
+        let mut plan = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            let at_op = |e: crate::domain::DomainError| HubError::from(e).in_operation(i);
+            match request {
+                BatchRequest::Context(request) => {
+                    let (changes, event) =
+                        scratch.check_context(caller, &request).map_err(at_op)?;
                     if changes.is_empty() {
-                        plan.push((changes, None));
+                        plan.push(Staged::Context(changes, None));
                         continue;
                     }
                     let id = scratch.last_event_id + 1;
                     scratch.apply_context(&changes, id);
-                    plan.push((changes, Some((id, event))));
+                    plan.push(Staged::Context(changes, Some((id, event))));
                 }
-                let snapshot = (scratch.context_since_snapshot
-                    >= crate::domain::context::SNAPSHOT_EVERY)
-                    .then(|| (scratch.context.clone(), scratch.last_event_id));
-                Ok((plan, snapshot))
-            });
-        let (plan, snapshot) = match planned {
-            Ok(p) => p,
-            Err(e) => return reply(Err(e)),
-        };
-        let (id, at) = (self.id, now());
-        let to_write: Vec<(i64, crate::domain::event::NewEvent)> =
-            plan.iter().filter_map(|(_, e)| e.clone()).collect();
-        let snapshotted = snapshot.is_some();
-        AtomicResponse::new(self.commit_events(
-            move |c| {
-                let mut events = Vec::with_capacity(to_write.len());
-                for (expected, event) in &to_write {
-                    let e = queries::append_event(c, id, event, at)?;
-                    if e.id != *expected {
-                        // Someone else wrote to this log: roll the whole batch back.
-                        return Err(HubError::Internal(format!(
-                            "batch planned event {expected}, the log gave {}",
-                            e.id
-                        )));
-                    }
-                    events.push(e);
+                BatchRequest::Message(spec) => {
+                    let parent = spec.reply_to.and_then(|r| parents.get(&r).cloned());
+                    let planned = scratch
+                        .check_send(caller, spec, parent, at)
+                        .map_err(at_op)?;
+                    let id = scratch.last_event_id + 1;
+                    scratch.apply_send(&planned, id);
+                    scratch.last_event_id = id;
+                    plan.push(Staged::Message(planned, id));
                 }
-                if let Some((context, through)) = &snapshot {
-                    queries::insert_snapshot(c, id, *through, context, "auto", at)?;
-                }
-                Ok(events)
-            },
-            move |act, events, _| {
-                let mut events = events.into_iter();
-                let mut results = Vec::with_capacity(plan.len());
-                for (changes, event) in plan {
-                    if event.is_none() {
-                        results.push(ContextWritten {
-                            event_id: None,
-                            version: None,
-                            changed: Vec::new(),
-                        });
-                        continue;
-                    }
-                    let e = events.next().expect("one committed event per planned one");
-                    act.session_mut().apply_context(&changes, e.id);
-                    results.push(ContextWritten {
-                        event_id: Some(e.id),
-                        version: Some(e.id),
-                        changed: changes.iter().map(|c| c.path.to_string()).collect(),
-                    });
-                }
-                if snapshotted {
-                    act.session_mut().context_since_snapshot = 0;
-                }
-                results
-            },
-        ))
+            }
+        }
+        let snapshot = (scratch.context_since_snapshot >= crate::domain::context::SNAPSHOT_EVERY)
+            .then(|| (scratch.context.clone(), scratch.last_event_id));
+        Ok((plan, snapshot))
     }
 }

@@ -22,7 +22,7 @@ use crate::store::{messages, queries};
 /// Internal: the ack deadline of message `0` has come.
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
-pub(super) struct AckDeadline(i64);
+pub(super) struct AckDeadline(pub(super) i64);
 
 /// Internal: `ai_id`'s checkpoint begun at event `begun_event` may have overrun.
 #[derive(Message)]
