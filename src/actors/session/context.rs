@@ -319,30 +319,6 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
 type StagedBatch = (Vec<Staged>, Option<(crate::domain::context::Context, i64)>);
 
 impl SessionActor {
-    /// Takes `n` sends from `from`'s budget at once, or none.
-    fn take_sends(&mut self, from: &str, n: usize) -> Result<(), HubError> {
-        let rate = self.policy.send_rate;
-        let bucket = self
-            .send_limits
-            .entry(from.to_owned())
-            .or_insert_with(|| RateLimit::new(rate.burst, rate.per_sec, std::time::Instant::now()));
-        for taken in 0..n {
-            if let Err(wait) = bucket.take(std::time::Instant::now()) {
-                (0..taken).for_each(|_| bucket.refund());
-                return Err(HubError::RateLimited {
-                    message: format!(
-                        "{from} is sending faster than {} messages/s (bursts of {}); this batch holds {n}; retry in {} ms",
-                        rate.per_sec,
-                        rate.burst,
-                        wait.as_millis().max(1)
-                    ),
-                    retry_after_secs: wait.as_secs() + 1,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Plans each request against a scratch session the ones before it changed.
     fn stage(
         &self,

@@ -67,6 +67,35 @@ impl SessionActor {
         }
     }
 
+    /// Takes `n` sends from `from`'s budget at once, or none.
+    pub(super) fn take_sends(&mut self, from: &str, n: usize) -> Result<(), HubError> {
+        let rate = self.policy.send_rate;
+        let bucket = self
+            .send_limits
+            .entry(from.to_owned())
+            .or_insert_with(|| RateLimit::new(rate.burst, rate.per_sec, Instant::now()));
+        for taken in 0..n {
+            if let Err(wait) = bucket.take(Instant::now()) {
+                (0..taken).for_each(|_| bucket.refund());
+                return Err(HubError::RateLimited {
+                    message: format!(
+                        "{from} is sending faster than {} messages/s (bursts of {}){}; retry in {} ms",
+                        rate.per_sec,
+                        rate.burst,
+                        if n > 1 {
+                            format!("; this batch holds {n}")
+                        } else {
+                            String::new()
+                        },
+                        wait.as_millis().max(1)
+                    ),
+                    retry_after_secs: wait.as_secs() + 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The participant a caller acts as, when only a participant can do this.
     pub(super) fn acting_participant(
         &self,
@@ -85,21 +114,8 @@ impl Handler<SendMessage> for SessionActor {
             Ok(f) => f,
             Err(e) => return reply(Err(e)),
         };
-        let rate = self.policy.send_rate;
-        let bucket = self
-            .send_limits
-            .entry(from.clone())
-            .or_insert_with(|| RateLimit::new(rate.burst, rate.per_sec, Instant::now()));
-        if let Err(wait) = bucket.take(Instant::now()) {
-            return reply(Err(HubError::RateLimited {
-                message: format!(
-                    "{from} is sending faster than {} messages/s (bursts of {}); retry in {} ms",
-                    rate.per_sec,
-                    rate.burst,
-                    wait.as_millis().max(1)
-                ),
-                retry_after_secs: wait.as_secs() + 1,
-            }));
+        if let Err(e) = self.take_sends(&from, 1) {
+            return reply(Err(e));
         }
         let (store, id) = (self.store.clone(), self.id);
         let parent_id = msg.spec.reply_to;
