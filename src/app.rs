@@ -182,6 +182,10 @@ fn http_server(
         bytes: settings.max_body_bytes,
         timeout: std::time::Duration::from_secs(settings.body_timeout_secs.max(1)),
     };
+    let ws = web::Data::new(crate::ws::WsConfig {
+        heartbeat: std::time::Duration::from_secs(settings.ws_heartbeat_secs.max(1)),
+        stats: Default::default(),
+    });
     let lifetime = StreamLifetime(
         (settings.stream_max_secs > 0)
             .then(|| std::time::Duration::from_secs(settings.stream_max_secs)),
@@ -194,6 +198,7 @@ fn http_server(
             .app_data(registry.clone())
             .app_data(limit)
             .app_data(lifetime)
+            .app_data(ws.clone())
             .configure(http::configure)
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)

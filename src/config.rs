@@ -148,6 +148,15 @@ pub struct Settings {
     )]
     pub stream_max_secs: u64,
 
+    /// Seconds between WebSocket pings; a connection silent for three of them is closed.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_WS_HEARTBEAT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ws_heartbeat_secs: u64,
+
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -232,6 +241,7 @@ impl Settings {
             body_timeout_secs: 10,
             allowed_hosts: Vec::new(),
             stream_max_secs: 0,
+            ws_heartbeat_secs: 10,
             workers: Some(2),
             message_rate: 5.0,
             message_burst: 30,

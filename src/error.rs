@@ -189,9 +189,13 @@ impl HubError {
         json!({ "code": code, "message": self.to_string(), "data": self.body() })
     }
 
-    /// WebSocket frame for a failed command; `request_id` echoes the client's id if it sent one.
+    /// WebSocket frame for a failed client frame: a `reply` echoing the frame's id, or an
+    /// `error` frame when the frame could not be read far enough to have one.
     pub fn ws_frame(&self, request_id: Option<&Value>) -> Value {
-        json!({ "type": "error", "id": request_id, "error": self.body() })
+        match request_id {
+            Some(id) => json!({ "type": "reply", "id": id, "error": self.body() }),
+            None => json!({ "type": "error", "error": self.body() }),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod mcp;
 pub mod store;
+pub mod ws;
 
 pub use app::Application;
 pub use config::Settings;

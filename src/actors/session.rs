@@ -7,6 +7,7 @@
 mod context;
 mod coordination;
 mod export;
+mod live;
 mod locks;
 mod membership;
 mod messaging;
@@ -87,6 +88,8 @@ pub struct SessionActor {
     saved_event_id: i64,
     /// Who did what in the log, by buckets (briefings count from it).
     activity: crate::domain::activity::Activity,
+    /// The viewers' feed and everyone's presence.
+    live: live::Live,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -114,6 +117,7 @@ impl SessionActor {
             sweeping: false,
             saved_event_id: 0,
             activity: Default::default(),
+            live: Default::default(),
         }
     }
 
@@ -151,6 +155,7 @@ impl SessionActor {
             sweeping: false,
             saved_event_id: 0,
             activity,
+            live: Default::default(),
         }
     }
 
@@ -217,6 +222,7 @@ impl SessionActor {
         for id in ids {
             self.start_agent(id);
         }
+        self.assume_idle();
     }
 
     fn start_agent(&mut self, ai_id: String) {
@@ -238,6 +244,7 @@ impl SessionActor {
     /// Hands a committed event to every agent without waiting and without unbounded queues.
     fn fan_out(&mut self, event: Event) {
         let event = Arc::new(event);
+        self.live.publish(&event);
         for (ai_id, slot) in &mut self.agents {
             if !event.visible_to(ai_id) {
                 continue;

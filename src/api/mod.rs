@@ -131,6 +131,26 @@ pub trait Operation: DeserializeOwned + JsonSchema + 'static {
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Self::Output, HubError>>;
 }
 
+/// An operation as a function of JSON: what the MCP tools and the WebSocket `call` frame run.
+pub type OpFn =
+    fn(Call, serde_json::Value) -> LocalBoxFuture<'static, Result<serde_json::Value, HubError>>;
+
+/// Parses `raw` (absent arguments read as `{}`) as `O`, runs it and answers with its output.
+pub fn run_json<O: Operation>(
+    call: Call,
+    raw: serde_json::Value,
+) -> LocalBoxFuture<'static, Result<serde_json::Value, HubError>> {
+    Box::pin(async move {
+        let raw = if raw.is_null() {
+            serde_json::json!({})
+        } else {
+            raw
+        };
+        let out = parse::<O>(raw)?.run(call).await?;
+        serde_json::to_value(&out).map_err(|e| HubError::Internal(format!("answer not JSON: {e}")))
+    })
+}
+
 /// Reads a request from JSON, with a 400 that names the failing field (`participants[1].role`,
 /// `missing_field` for an absent one). Every transport parses through here, so one bad argument
 /// gets one answer on every surface.

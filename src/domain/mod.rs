@@ -32,6 +32,7 @@ pub mod message;
 pub mod message_rules;
 pub mod monitor;
 pub mod outbox;
+pub mod presence;
 #[cfg(test)]
 mod resource_props;
 pub mod retention;

@@ -39,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .service(resource("/").route(web::get().to(pages::index)))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
+    .service(resource("/metrics").route(web::get().to(crate::ws::metrics)))
     .configure(sessions::routes)
     .configure(context::routes)
     .configure(collaborate::routes)

@@ -201,7 +201,7 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
     };
     let binding = tool_ctx.session.binding.clone();
     let critical = tool_ctx.critical.clone();
-    let outcome = (tool.call)(tool_ctx, arguments).await;
+    let outcome = tool.run(tool_ctx, arguments).await;
     let mut result = match outcome {
         Ok(out) => {
             let text = out.value.to_string();

@@ -24,7 +24,7 @@ use super::dispatch::Notifier;
 use super::registry::{Binding, McpRegistry, McpSession};
 use crate::actors::Hub;
 use crate::actors::messages::ToSession;
-use crate::api::{self, Call, Operation, Seat};
+use crate::api::{self, Call, Seat};
 use crate::domain::auth::Credential;
 use crate::domain::role::Role;
 use crate::error::HubError;
@@ -68,7 +68,16 @@ pub struct ToolSpec {
     pub destructive: bool,
     pub idempotent: bool,
     visible: fn(Audience) -> bool,
-    pub call: ToolFn,
+    pub call: Run,
+}
+
+/// How a tool runs.
+pub enum Run {
+    /// A generic adapter over an `api` operation: the same on MCP, REST and WebSocket.
+    Op(api::OpFn),
+    /// Behaviour that belongs to MCP itself (binding this MCP session to an identity, its
+    /// event cursor).
+    Mcp(ToolFn),
 }
 
 impl ToolSpec {
@@ -123,7 +132,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: unbound,
-        call: |ctx, args| Box::pin(session_create(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(session_create(ctx, args))),
     },
     ToolSpec {
         name: "session_join",
@@ -134,7 +143,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: unbound,
-        call: |ctx, args| Box::pin(session_join(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(session_join(ctx, args))),
     },
     ToolSpec {
         name: "session_list",
@@ -145,7 +154,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: unbound,
-        call: |ctx, args| Box::pin(op::<api::sessions::List>(ctx, args)),
+        call: Run::Op(api::run_json::<api::sessions::List>),
     },
     ToolSpec {
         name: "whoami",
@@ -156,7 +165,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(whoami(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(whoami(ctx, args))),
     },
     ToolSpec {
         name: "events_poll",
@@ -167,7 +176,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(events_poll(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(events_poll(ctx, args))),
     },
     ToolSpec {
         name: "events_ack",
@@ -178,7 +187,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(events_ack(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(events_ack(ctx, args))),
     },
     ToolSpec {
         name: "session_status",
@@ -189,7 +198,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::sessions::SetStatus>(ctx, args)),
+        call: Run::Op(api::run_json::<api::sessions::SetStatus>),
     },
     ToolSpec {
         name: "session",
@@ -200,7 +209,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::over_time::SessionArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::over_time::SessionArgs>),
     },
     ToolSpec {
         name: "session_leave",
@@ -211,7 +220,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: true,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(session_leave(ctx, args)),
+        call: Run::Mcp(|ctx, args| Box::pin(session_leave(ctx, args))),
     },
     ToolSpec {
         name: "context_get",
@@ -222,7 +231,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::context::Get>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::Get>),
     },
     ToolSpec {
         name: "context_set",
@@ -233,7 +242,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::context::Set>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::Set>),
     },
     ToolSpec {
         name: "context_append",
@@ -244,7 +253,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::context::Append>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::Append>),
     },
     ToolSpec {
         name: "context_delete",
@@ -255,7 +264,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: true,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::context::Delete>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::Delete>),
     },
     ToolSpec {
         name: "context_sync",
@@ -266,7 +275,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::context::Sync>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::Sync>),
     },
     ToolSpec {
         name: "batch",
@@ -277,7 +286,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::batch::Batch>(ctx, args)),
+        call: Run::Op(api::run_json::<api::batch::Batch>),
     },
     ToolSpec {
         name: "context_diff",
@@ -288,7 +297,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::context::DiffSince>(ctx, args)),
+        call: Run::Op(api::run_json::<api::context::DiffSince>),
     },
     ToolSpec {
         name: "memory",
@@ -299,7 +308,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::notes::Memory>(ctx, args)),
+        call: Run::Op(api::run_json::<api::notes::Memory>),
     },
     ToolSpec {
         name: "notes",
@@ -310,7 +319,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::notes::Notes>(ctx, args)),
+        call: Run::Op(api::run_json::<api::notes::Notes>),
     },
     ToolSpec {
         name: "discovery_report",
@@ -321,7 +330,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::notes::Discovery>(ctx, args)),
+        call: Run::Op(api::run_json::<api::notes::Discovery>),
     },
     ToolSpec {
         name: "message_send",
@@ -332,7 +341,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::messaging::Send>(ctx, args)),
+        call: Run::Op(api::run_json::<api::messaging::Send>),
     },
     ToolSpec {
         name: "messages_read",
@@ -343,7 +352,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::messaging::Read>(ctx, args)),
+        call: Run::Op(api::run_json::<api::messaging::Read>),
     },
     ToolSpec {
         name: "message_ack",
@@ -354,7 +363,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: true,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::messaging::Ack>(ctx, args)),
+        call: Run::Op(api::run_json::<api::messaging::Ack>),
     },
     ToolSpec {
         name: "checkpoint",
@@ -365,7 +374,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::messaging::Checkpoint>(ctx, args)),
+        call: Run::Op(api::run_json::<api::messaging::Checkpoint>),
     },
     ToolSpec {
         name: "status_report",
@@ -376,7 +385,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::messaging::Report>(ctx, args)),
+        call: Run::Op(api::run_json::<api::messaging::Report>),
     },
     ToolSpec {
         name: "handshake",
@@ -387,7 +396,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: steering,
-        call: |ctx, args| Box::pin(op::<api::coordination::HandshakeArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::coordination::HandshakeArgs>),
     },
     ToolSpec {
         name: "role",
@@ -398,7 +407,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::coordination::RoleArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::coordination::RoleArgs>),
     },
     ToolSpec {
         name: "changes",
@@ -409,7 +418,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::coordination::ChangesArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::coordination::ChangesArgs>),
     },
     ToolSpec {
         name: "lock",
@@ -420,7 +429,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::locks::LockArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::locks::LockArgs>),
     },
     ToolSpec {
         name: "suggestion",
@@ -431,7 +440,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::suggestions::SuggestionArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::suggestions::SuggestionArgs>),
     },
     ToolSpec {
         name: "task",
@@ -442,7 +451,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         visible: participant,
-        call: |ctx, args| Box::pin(op::<api::tasks::TaskArgs>(ctx, args)),
+        call: Run::Op(api::run_json::<api::tasks::TaskArgs>),
     },
 ];
 
@@ -551,11 +560,17 @@ pub(super) fn not_bound(ctx: &ToolCtx) -> Result<(), HubError> {
 #[serde(deny_unknown_fields)]
 pub(super) struct NoArgs {}
 
-/// Runs an operation as this MCP session's identity and answers with its output.
-async fn op<O: Operation>(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    let request: O = args(raw)?;
-    let out = request.run(call_of(&ctx)).await?;
-    Ok(plain(value(&out)))
+impl ToolSpec {
+    /// Runs the tool as this MCP session's identity.
+    pub async fn run(&self, ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
+        match self.call {
+            Run::Op(run) => {
+                let call = call_of(&ctx);
+                Ok(plain(run(call, raw).await?))
+            }
+            Run::Mcp(run) => run(ctx, raw).await,
+        }
+    }
 }
 
 /// The caller as the operations see it: this MCP session's credential and binding.

@@ -29,3 +29,4 @@ mod security;
 mod sessions;
 mod snapshots;
 mod tasks;
+mod ws;

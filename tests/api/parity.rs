@@ -1,22 +1,26 @@
-//! One operation, every surface: the same calls, good and bad, over MCP and over REST give the
-//! same answer. Two sessions are built the same way, one driven only through MCP tools and one
-//! only through REST, so their event ids line up and every result can be compared whole (with
-//! the session id and the clock taken out). A failure names the operation and both answers.
+//! One operation, every surface: the same calls, good and bad, over MCP, over REST and as a
+//! WebSocket `call` frame give the same answer. Three sessions are built the same way, one
+//! driven only through MCP tools, one only through REST and one only over WebSockets, so their
+//! event ids line up and every result can be compared whole (with the session id and the clock
+//! taken out). A failure names the operation and the answers.
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, both_backends, spawn_app};
 use crate::mcp_protocol::Mcp;
+use crate::ws::Ws;
 
-both_backends!(every_operation_answers_alike_over_mcp_and_rest);
+both_backends!(every_operation_answers_alike_over_mcp_rest_and_websocket);
 
-/// One participant on both surfaces: an MCP client in session A, a token in session B.
+/// One participant on every surface: an MCP client in session A, a token in session B, a
+/// WebSocket authenticated with its token in session C.
 struct Both<'a> {
     app: &'a TestApp,
     mcp: Mcp<'a>,
     token: Option<String>,
-    sessions: (String, String),
+    ws: Option<tokio::sync::Mutex<Ws>>,
+    sessions: (String, String, String),
 }
 
 impl Both<'_> {
@@ -34,6 +38,22 @@ impl Both<'_> {
             a, b,
             "{tool} {args} answers differently\n  MCP:  {over_mcp}\n  REST: {over_rest}"
         );
+        if let Some(ws) = &self.ws {
+            let reply = ws
+                .lock()
+                .await
+                .request(json!({"type": "call", "operation": tool, "arguments": args}))
+                .await;
+            let over_ws = match reply.get("ok") {
+                Some(ok) => ok.clone(),
+                None => json!({ "error": reply["error"] }),
+            };
+            assert_eq!(
+                a,
+                self.normal(&over_ws),
+                "{tool} {args} answers differently\n  MCP: {over_mcp}\n  WS:  {over_ws}"
+            );
+        }
         over_mcp
     }
 
@@ -104,8 +124,10 @@ impl Both<'_> {
                 Value::String(without_times(
                     &s.replace(&self.sessions.0, "<session>")
                         .replace(&self.sessions.1, "<session>")
+                        .replace(&self.sessions.2, "<session>")
                         .replace(PROJECTS.0, "<project>")
-                        .replace(PROJECTS.1, "<project>"),
+                        .replace(PROJECTS.1, "<project>")
+                        .replace(PROJECTS.2, "<project>"),
                 ))
             }
             Value::Array(items) => Value::Array(items.iter().map(|i| self.normal(i)).collect()),
@@ -183,9 +205,9 @@ fn encode(text: &str) -> String {
 }
 
 /// The MCP session's project and the REST session's.
-const PROJECTS: (&str, &str) = ("/parity/over-mcp", "/parity/over-rest");
+const PROJECTS: (&str, &str, &str) = ("/parity/over-mcp", "/parity/over-rest", "/parity/over-wss");
 
-async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
+async fn every_operation_answers_alike_over_mcp_rest_and_websocket(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -197,14 +219,23 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
     assert!(!err, "{a}");
     let (status, b) = app.post("/mcp/session/create", &create(PROJECTS.1)).await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
+    let (status, c) = app.post("/mcp/session/create", &create(PROJECTS.2)).await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
     let sessions = (
         a["sessionId"].as_str().unwrap().to_owned(),
         b["sessionId"].as_str().unwrap().to_owned(),
+        c["sessionId"].as_str().unwrap().to_owned(),
     );
+    let socket = |who: &str| {
+        let token = c["tokens"][who].as_str().unwrap().to_owned();
+        let app = &app;
+        async move { tokio::sync::Mutex::new(Ws::connect(app, Some(&token)).await) }
+    };
     let claude = Both {
         app: &app,
         mcp: claude_mcp,
         token: b["tokens"]["claude"].as_str().map(str::to_owned),
+        ws: Some(socket("claude").await),
         sessions: sessions.clone(),
     };
     assert_eq!(claude.normal(&a), claude.normal(&b), "session_create");
@@ -222,6 +253,7 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
         app: &app,
         mcp: gemini_mcp,
         token: b["tokens"]["gemini"].as_str().map(str::to_owned),
+        ws: Some(socket("gemini").await),
         sessions: sessions.clone(),
     };
     // A newcomer joins both sessions the same way.
@@ -245,6 +277,18 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
         claude.normal(&over_mcp),
         claude.normal(&over_rest),
         "session_join"
+    );
+    let mut newcomer = Ws::connect(&app, None).await;
+    let over_ws = newcomer
+        .call(
+            "session_join",
+            json!({"sessionId": sessions.2, "participant": "cursor", "role": "observer"}),
+        )
+        .await;
+    assert_eq!(
+        claude.normal(&over_mcp),
+        claude.normal(&over_ws),
+        "session_join over a WebSocket"
     );
 
     // The shared context.
@@ -714,8 +758,11 @@ async fn every_operation_answers_alike_over_mcp_and_rest(backend: Backend) {
     assert!(!err, "{listed}");
     let (_, over_rest) = app.get("/mcp/session/list?limit=100").await;
     assert_eq!(listed, over_rest, "session_list");
-    // The two sessions above and two for each of the three shapes.
-    assert_eq!(listed["sessions"].as_array().unwrap().len(), 8, "{listed}");
+    let mut viewer = Ws::connect(&app, None).await;
+    let over_ws = viewer.call("session_list", json!({"limit": 100})).await;
+    assert_eq!(listed, over_ws, "session_list over a WebSocket");
+    // The three sessions above and two for each of the three shapes.
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 9, "{listed}");
     let (err, refused) = anon.tool("session_list", json!({"limit": 101})).await;
     assert!(
         err && refused.as_str().unwrap().contains("limit"),

@@ -95,3 +95,44 @@ impl Delivery {
                 .is_some_and(|c| c.iter().any(|c| c["aiId"] == *self.viewer))
     }
 }
+
+/// Every event of a session, live, for a viewer (the dashboard, an operator): no participant's
+/// visibility rules apply. Participants attach a stream instead (`AttachStream`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Watch, HubError>")]
+pub struct WatchSession {
+    pub credential: Credential,
+}
+
+/// A viewer's feed: every event after `last_event_id` arrives on `events`, in log order. The
+/// channel is bounded; a receiver that falls behind is told how far (`Lagged`) and must read
+/// the log from where it was.
+#[derive(Debug)]
+pub struct Watch {
+    pub events: tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
+    pub last_event_id: i64,
+}
+
+/// A live connection of `ai_id` opened (`open`) or closed: its presence may change.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct StreamPresence {
+    pub ai_id: String,
+    pub open: bool,
+}
+
+/// A page of the log after `after`, as the caller may see it: every event for the operator
+/// (a viewer), a participant's own view otherwise. Reading changes nothing (no receipts).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LogPage, HubError>")]
+pub struct ReadLog {
+    pub credential: Credential,
+    pub after: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug)]
+pub struct LogPage {
+    pub events: Vec<Event>,
+    pub last_event_id: i64,
+}

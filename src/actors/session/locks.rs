@@ -491,6 +491,7 @@ impl Handler<PresenceSweep> for SessionActor {
     fn handle(&mut self, _: PresenceSweep, ctx: &mut Self::Context) -> Self::Result {
         self.sweeping = false;
         self.schedule_presence_sweep(ctx);
+        ctx.notify(super::live::PresenceCheck);
         let Ok(table) = self.lock_table() else {
             return reply(Ok(()));
         };

@@ -1,0 +1,236 @@
+//! What people and programs watching a session see live: the viewers' feed (every event, for
+//! the dashboard) and each participant's presence (`domain::presence`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::{Reply, SessionActor, reply};
+use crate::actors::agent::HasStreams;
+use crate::actors::messages::{LogPage, ReadLog, StreamPresence, Watch, WatchSession};
+use crate::domain::auth::Caller;
+use crate::domain::event::Event;
+use crate::domain::now;
+use crate::domain::presence::{self, Presence};
+use crate::error::HubError;
+use crate::store::queries::{self, EventFilter};
+
+/// Events a viewer may be behind the live edge before it must go back to the log.
+pub const WATCH_CAPACITY: usize = 1024;
+
+/// The viewers' side of a session: one bounded broadcast, and who is here.
+pub(super) struct Live {
+    pub(super) viewers: tokio::sync::broadcast::Sender<Arc<Event>>,
+    /// Open WebSocket connections per participant.
+    connections: HashMap<String, usize>,
+    /// Participants whose agent held an MCP stream at the last check.
+    mcp_streaming: std::collections::HashSet<String>,
+    /// The presence last announced (or assumed at load: everyone starts idle, see `start_agents`).
+    presence: HashMap<String, Presence>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            viewers: tokio::sync::broadcast::channel(WATCH_CAPACITY).0,
+            connections: HashMap::new(),
+            mcp_streaming: Default::default(),
+            presence: HashMap::new(),
+        }
+    }
+}
+
+impl Live {
+    /// Hands a committed event to the viewers, if any watch.
+    pub(super) fn publish(&self, event: &Arc<Event>) {
+        if self.viewers.receiver_count() > 0 {
+            let _ = self.viewers.send(event.clone());
+        }
+    }
+}
+
+impl SessionActor {
+    /// Presence as it is now, for `ai_ids`, and the events announcing the ones that changed.
+    fn presence_changes(&mut self, ai_ids: Vec<String>) -> Vec<(String, Presence)> {
+        let grace = Duration::from_secs(self.policy.disconnect_grace_secs);
+        let now = Instant::now();
+        let seen = self.seen.borrow();
+        let mut changed = Vec::new();
+        for ai_id in ai_ids {
+            let streams = self.live.connections.get(&ai_id).copied().unwrap_or(0)
+                + usize::from(self.live.mcp_streaming.contains(&ai_id));
+            let heard = seen.get(&ai_id).map(|t| now.duration_since(*t));
+            let state = Presence::of(streams, heard, grace);
+            let before = self
+                .live
+                .presence
+                .insert(ai_id.clone(), state)
+                .unwrap_or(Presence::Idle);
+            if before != state {
+                changed.push((ai_id, state));
+            }
+        }
+        changed
+    }
+
+    /// When `ai_id` was last heard from, as a time of day.
+    fn last_seen(&self, ai_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let t = *self.seen.borrow().get(ai_id)?;
+        let ago = chrono::Duration::from_std(Instant::now().duration_since(t)).ok()?;
+        Some(now().and_utc() - ago)
+    }
+
+    /// Commits one `presence_changed` event per change (one transaction).
+    fn announce_presence(
+        &mut self,
+        changed: Vec<(String, Presence)>,
+    ) -> ResponseActFuture<Self, Result<(), HubError>> {
+        if changed.is_empty() {
+            return Box::pin(fut::ready(Ok(())));
+        }
+        let events: Vec<_> = changed
+            .iter()
+            .map(|(ai_id, state)| presence::changed(ai_id, *state, self.last_seen(ai_id)))
+            .collect();
+        let (id, at) = (self.id, now());
+        self.commit_events(
+            move |c| {
+                events
+                    .iter()
+                    .map(|e| queries::append_event(c, id, e, at))
+                    .collect()
+            },
+            |_, _, _| (),
+        )
+    }
+
+    /// The active participants, by id.
+    fn active_ids(&self) -> Vec<String> {
+        self.session()
+            .map(|s| s.active_participants().map(|p| p.ai_id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Everyone starts idle: a (re)loaded session has just given them a full grace period.
+    pub(super) fn assume_idle(&mut self) {
+        for ai_id in self.active_ids() {
+            self.live.presence.insert(ai_id, Presence::Idle);
+        }
+    }
+}
+
+impl Handler<WatchSession> for SessionActor {
+    type Result = Result<Watch, HubError>;
+
+    /// The operator (a loopback viewer, or the operator token) may watch everything.
+    fn handle(&mut self, msg: WatchSession, _: &mut Self::Context) -> Self::Result {
+        let s = self.session()?;
+        match self.authorized(s, &msg.credential)? {
+            Caller::Operator => Ok(Watch {
+                events: self.live.viewers.subscribe(),
+                last_event_id: s.last_event_id,
+            }),
+            Caller::Participant(_) => Err(HubError::Forbidden(
+                "a participant subscribes to its own stream; watching every event takes the operator"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl Handler<StreamPresence> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: StreamPresence, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.session() {
+            return reply(Err(e));
+        }
+        let count = self.live.connections.entry(msg.ai_id.clone()).or_default();
+        if msg.open {
+            *count += 1;
+            // A connection is being heard from.
+            self.seen
+                .borrow_mut()
+                .insert(msg.ai_id.clone(), Instant::now());
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.live.connections.remove(&msg.ai_id);
+                // Its subscriptions were streams of the agent too; the next check re-counts
+                // any MCP stream still open.
+                self.live.mcp_streaming.remove(&msg.ai_id);
+            }
+        }
+        let changed = self.presence_changes(vec![msg.ai_id]);
+        AtomicResponse::new(self.announce_presence(changed))
+    }
+}
+
+/// Re-evaluates everyone's presence (part of the periodic presence sweep).
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub(super) struct PresenceCheck;
+
+impl Handler<PresenceCheck> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, _: PresenceCheck, _: &mut Self::Context) -> Self::Result {
+        let ids = self.active_ids();
+        let agents: Vec<_> = self
+            .agents
+            .iter()
+            .map(|(h, a)| (h.clone(), a.addr.clone()))
+            .collect();
+        let fut = async move {
+            let mut streaming = std::collections::HashSet::new();
+            for (ai_id, agent) in agents {
+                if agent.send(HasStreams).await.unwrap_or(false) {
+                    streaming.insert(ai_id);
+                }
+            }
+            streaming
+        }
+        .into_actor(self)
+        .then(move |streaming, act, _| {
+            // An agent's streams include this hub's WebSocket subscriptions; counted once.
+            act.live.mcp_streaming = streaming;
+            let changed = act.presence_changes(ids);
+            act.announce_presence(changed)
+        });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Handler<ReadLog> for SessionActor {
+    type Result = ResponseFuture<Result<LogPage, HubError>>;
+
+    fn handle(&mut self, msg: ReadLog, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().and_then(|s| {
+            let viewer = match self.authorized(s, &msg.credential)? {
+                Caller::Operator => None,
+                Caller::Participant(ai_id) => Some(ai_id),
+            };
+            Ok((viewer, s.last_event_id))
+        });
+        let (store, id, after, limit) = (self.store.clone(), self.id, msg.after, msg.limit);
+        Box::pin(async move {
+            let (viewer, last_event_id) = planned?;
+            let events = store
+                .read(move |c| {
+                    let filter = EventFilter {
+                        viewer: viewer.as_deref(),
+                        kinds: None,
+                        critical_only: false,
+                    };
+                    queries::events_after(c, id, filter, after, limit)
+                })
+                .await?;
+            Ok(LogPage {
+                events,
+                last_event_id,
+            })
+        })
+    }
+}

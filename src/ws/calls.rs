@@ -1,0 +1,62 @@
+//! The `call` frame: any operation the MCP tools offer, by tool name, through the same request
+//! types and actor messages (`mcp::tools::CATALOGUE`, `api`). The few tools whose behaviour
+//! belongs to MCP (binding an MCP session, its event cursor) map to their plain operations or
+//! to this protocol's own frames.
+
+use serde_json::{Value, json};
+
+use crate::actors::messages::Whoami;
+use crate::api::{self, Call, OpFn};
+use crate::error::HubError;
+use crate::mcp::tools::{self, Run};
+
+/// Runs `operation` as `call`'s caller. `viewer`: the connection has no participant identity;
+/// it may read, and take a seat (create or join), nothing else.
+pub async fn run(
+    call: Call,
+    operation: &str,
+    arguments: Value,
+    viewer: bool,
+) -> Result<Value, HubError> {
+    let tool = tools::find(operation).ok_or_else(|| {
+        HubError::invalid(
+            "operation",
+            format!("unknown operation {operation:?}: the names are the MCP tool names"),
+        )
+    })?;
+    let run: OpFn = match (&tool.call, operation) {
+        (Run::Op(run), _) => *run,
+        (Run::Mcp(_), "session_create") => api::run_json::<api::sessions::Create>,
+        (Run::Mcp(_), "session_join") => api::run_json::<api::sessions::Join>,
+        (Run::Mcp(_), "session_leave") => api::run_json::<api::sessions::Leave>,
+        (Run::Mcp(_), "whoami") => return whoami(call).await,
+        (Run::Mcp(_), _) => {
+            return Err(HubError::invalid(
+                "operation",
+                format!("{operation} is MCP's; on a WebSocket use the subscribe and ack frames"),
+            ));
+        }
+    };
+    let takes_seat = matches!(operation, "session_create" | "session_join");
+    if viewer && !tool.read_only && !takes_seat {
+        return Err(HubError::Forbidden(format!(
+            "{operation} acts for a participant: send an auth frame with its token first (a viewer may read, create or join)"
+        )));
+    }
+    run(call, arguments).await
+}
+
+async fn whoami(call: Call) -> Result<Value, HubError> {
+    let Ok(seat) = call.identify().await else {
+        return Ok(json!({ "viewer": true }));
+    };
+    let me = call
+        .send(
+            seat.session_id,
+            Whoami {
+                credential: call.credential.clone(),
+            },
+        )
+        .await?;
+    serde_json::to_value(me).map_err(|e| HubError::Internal(e.to_string()))
+}

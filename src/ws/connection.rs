@@ -1,0 +1,512 @@
+//! `Connection`: the actor behind one WebSocket. It reads client frames, answers them through
+//! the same operations as every other surface, runs one task per subscribed session
+//! (`subscription`), and keeps the peer honest with heartbeats. Everything it writes goes
+//! through two bounded queues drained by one writer task: replies and interrupts first, then
+//! events in log order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::calls;
+use super::frames::{
+    self, Ack, Auth, CallFrame, ClientFrame, Filter, Ping, Subscribe, Unsubscribe,
+};
+use super::stats::{Queued, WsStats};
+use super::subscription::{Live, Outbound, Subscription};
+use crate::actors::Hub;
+use crate::actors::hub::{Identify, Identity};
+use crate::actors::messages::{AckEvents, StreamPresence, ToSession, WatchSession, Whoami};
+use crate::api::{Call, Operation, Seat};
+use crate::domain::auth::{Credential, token_digest};
+use crate::error::HubError;
+
+/// Events queued for the client in log order before a subscription must `resync`.
+pub const OUTBOUND_FRAMES: usize = 256;
+/// Replies and interrupts queued before the connection is deemed stuck and closed.
+const URGENT_FRAMES: usize = 64;
+/// Subscriptions one connection may hold.
+const MAX_SUBSCRIPTIONS: usize = 32;
+/// Sessions one project subscription covers.
+const MAX_PROJECT_SESSIONS: i64 = 100;
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+pub struct Connection {
+    id: u64,
+    hub: Addr<Hub>,
+    ws: actix_ws::Session,
+    out: Outbound,
+    credential: Credential,
+    /// The participant this connection acts as; `None`: a viewer.
+    seat: Option<Seat>,
+    subscriptions: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    next_subscription: u64,
+    heartbeat: Duration,
+    last_heard: Instant,
+    ping_pending: bool,
+    /// The seat's presence counts this connection (it holds a subscription).
+    streaming: bool,
+}
+
+impl Connection {
+    /// Starts the actor for an upgraded request and its writer task.
+    pub fn start(
+        hub: Addr<Hub>,
+        ws: actix_ws::Session,
+        incoming: actix_ws::AggregatedMessageStream,
+        credential: Credential,
+        seat: Option<Seat>,
+        heartbeat: Duration,
+        stats: Arc<WsStats>,
+    ) {
+        let (urgent_tx, urgent_rx) = mpsc::channel(URGENT_FRAMES);
+        let (routine_tx, routine_rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let queued = Arc::new(Queued::new(stats.clone()));
+        actix_web::rt::spawn(write(ws.clone(), urgent_rx, routine_rx, queued.clone()));
+        Connection::create(move |ctx| {
+            ctx.add_stream(incoming);
+            Connection {
+                id: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+                hub,
+                ws,
+                out: Outbound {
+                    urgent: urgent_tx,
+                    routine: routine_tx,
+                    queued,
+                    stats,
+                },
+                credential,
+                seat,
+                subscriptions: HashMap::new(),
+                next_subscription: 1,
+                heartbeat,
+                last_heard: Instant::now(),
+                ping_pending: false,
+                streaming: false,
+            }
+        });
+    }
+
+    fn call(&self) -> Call {
+        Call {
+            hub: self.hub.clone(),
+            credential: self.credential.clone(),
+            seat: self.seat.clone(),
+            critical: None,
+        }
+    }
+
+    /// Queues a reply (ahead of events). A client that leaves its replies unread this long is
+    /// stuck: the connection closes.
+    fn answer(&mut self, frame: String, ctx: &mut Context<Self>) {
+        if self.out.urgent.try_send(frame).is_err() {
+            self.close(CloseCode::Policy, "replies left unread", ctx);
+        }
+    }
+
+    fn reply(&mut self, id: &Value, result: Result<Value, HubError>, ctx: &mut Context<Self>) {
+        let frame = match result {
+            Ok(ok) => frames::reply_ok(id, ok),
+            Err(e) => frames::reply_error(Some(id), &e),
+        };
+        self.answer(frame, ctx);
+    }
+
+    fn close(&mut self, code: CloseCode, why: &str, ctx: &mut Context<Self>) {
+        let ws = self.ws.clone();
+        let reason = CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        };
+        actix_web::rt::spawn(async move {
+            let _ = ws.close(Some(reason)).await;
+        });
+        ctx.stop();
+    }
+
+    /// A participant is connected while it listens: the first subscription of its connection
+    /// opens a live stream for its presence, the last one ending closes it.
+    fn set_streaming(&mut self, on: bool) {
+        if self.streaming == on || self.seat.is_none() {
+            return;
+        }
+        self.streaming = on;
+        if let Some(seat) = &self.seat {
+            self.hub.do_send(ToSession {
+                session_id: seat.session_id,
+                command: StreamPresence {
+                    ai_id: seat.ai_id.clone(),
+                    open: on,
+                },
+            });
+        }
+    }
+
+    fn end_subscriptions(&mut self) {
+        let n = self.subscriptions.len() as i64;
+        self.out.stats.subscriptions.fetch_sub(n, Ordering::Relaxed);
+        for (_, tasks) in self.subscriptions.drain() {
+            tasks.iter().for_each(|t| t.abort());
+        }
+        self.set_streaming(false);
+    }
+
+    fn handle_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        match frame {
+            ClientFrame::Ping(Ping { id }) => self.reply(&id, Ok(json!({})), ctx),
+            ClientFrame::Auth(Auth { id, token }) => self.auth(id, token, ctx),
+            ClientFrame::Subscribe(Subscribe {
+                id,
+                session_id,
+                project,
+                since,
+                min_priority,
+                kinds,
+            }) => {
+                let filter = Filter {
+                    min_priority,
+                    kinds,
+                };
+                self.subscribe(id, session_id, project, since, filter, ctx)
+            }
+            ClientFrame::Unsubscribe(Unsubscribe { id, subscription }) => {
+                let result = match self.subscriptions.remove(&subscription) {
+                    Some(tasks) => {
+                        self.out.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                        tasks.iter().for_each(|t| t.abort());
+                        if self.subscriptions.is_empty() {
+                            self.set_streaming(false);
+                        }
+                        Ok(json!({}))
+                    }
+                    None => Err(HubError::NotFound {
+                        code: "subscription_not_found",
+                        message: format!("no subscription {subscription:?} on this connection"),
+                    }),
+                };
+                self.reply(&id, result, ctx);
+            }
+            ClientFrame::Ack(Ack {
+                id,
+                up_to,
+                session_id,
+            }) => {
+                let call = self.call();
+                let fut = async move {
+                    let session_id = call.session(session_id).await?;
+                    let command = AckEvents {
+                        credential: call.credential.clone(),
+                        up_to,
+                    };
+                    let acked = call.send(session_id, command).await?;
+                    Ok(json!({ "ackedEventId": acked }))
+                };
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |r, act, ctx| act.reply(&id, r, ctx)),
+                );
+            }
+            ClientFrame::Call(CallFrame {
+                id,
+                operation,
+                arguments,
+            }) => {
+                let (call, viewer) = (self.call(), self.seat.is_none());
+                let arguments = arguments.unwrap_or(Value::Null);
+                let fut = async move { calls::run(call, &operation, arguments, viewer).await };
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |r, act, ctx| act.reply(&id, r, ctx)),
+                );
+            }
+        }
+    }
+
+    /// Takes on the token's participant. Later frames wait for it (`ctx.wait`), so a subscribe
+    /// sent right after an auth acts as the participant.
+    fn auth(&mut self, id: Value, token: String, ctx: &mut Context<Self>) {
+        let credential = Credential::Bearer(token_digest(token.trim()));
+        let hub = self.hub.clone();
+        let fut = async move {
+            match hub.send(Identify(credential.clone())).await?? {
+                Identity::Operator => Ok((credential, None, json!({ "viewer": true }))),
+                Identity::Participant { session_id, ai_id } => {
+                    let me = hub
+                        .send(ToSession {
+                            session_id,
+                            command: Whoami {
+                                credential: credential.clone(),
+                            },
+                        })
+                        .await??;
+                    let ok = json!({ "sessionId": session_id, "aiId": ai_id, "role": me.role });
+                    Ok((credential, Some(Seat { session_id, ai_id }), ok))
+                }
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(move |r, act, ctx| {
+            let r = r.map(|(credential, seat, ok)| {
+                act.end_subscriptions();
+                act.credential = credential;
+                act.seat = seat;
+                ok
+            });
+            act.reply(&id, r, ctx);
+        }));
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Value,
+        session_id: Option<Uuid>,
+        project: Option<String>,
+        since: Option<i64>,
+        filter: Filter,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            let e = HubError::Conflict {
+                code: "too_many_subscriptions",
+                message: format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+            };
+            return self.reply(&id, Err(e), ctx);
+        }
+        let name: Arc<str> = format!("s{}", self.next_subscription).into();
+        self.next_subscription += 1;
+        let (call, conn) = (self.call(), self.id);
+        let fut = plan(call, session_id, project, since);
+        ctx.wait(fut.into_actor(self).map(move |planned, act, ctx| {
+            let planned = match planned {
+                Ok(p) => p,
+                Err(e) => return act.reply(&id, Err(e), ctx),
+            };
+            let sessions: Vec<Value> = planned
+                .iter()
+                .map(|p| json!({ "sessionId": p.session_id, "lastEventId": p.last_event_id }))
+                .collect();
+            act.reply(
+                &id,
+                Ok(json!({ "subscription": &*name, "sessions": sessions })),
+                ctx,
+            );
+            let mut tasks = Vec::with_capacity(planned.len());
+            for p in planned {
+                let live = match p.watch {
+                    Some(watch) => Live::Viewer(watch),
+                    None => Live::Participant {
+                        key: format!("ws{conn}-{name}"),
+                    },
+                };
+                let task = Subscription {
+                    name: name.clone(),
+                    hub: act.hub.clone(),
+                    credential: act.credential.clone(),
+                    session_id: p.session_id,
+                    cursor: p.cursor,
+                    filter: filter.clone(),
+                    out: act.out.clone(),
+                };
+                tasks.push(actix_web::rt::spawn(task.run(live)));
+            }
+            act.out.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+            act.subscriptions.insert(name.to_string(), tasks);
+            act.set_streaming(true);
+        }));
+    }
+}
+
+/// One session a subscription covers.
+struct Planned {
+    session_id: Uuid,
+    last_event_id: i64,
+    /// Where the task starts reading.
+    cursor: i64,
+    /// A viewer's feed (joined now, so nothing falls between it and the replay).
+    watch: Option<crate::actors::messages::Watch>,
+}
+
+/// Works out which sessions a `subscribe` covers and where each starts.
+async fn plan(
+    call: Call,
+    session_id: Option<Uuid>,
+    project: Option<String>,
+    since: Option<i64>,
+) -> Result<Vec<Planned>, HubError> {
+    if since.is_some_and(|s| s < 0) {
+        return Err(HubError::invalid("since", "an event id, 0 or more"));
+    }
+    let ids = match (session_id, project) {
+        (Some(_), Some(_)) => {
+            return Err(HubError::invalid(
+                "project",
+                "subscribe to a sessionId or to a project, not both",
+            ));
+        }
+        (None, Some(project)) => {
+            if since.is_some() {
+                return Err(HubError::invalid(
+                    "since",
+                    "since goes with one sessionId (each session has its own log)",
+                ));
+            }
+            project_sessions(&call, project).await?
+        }
+        (named, None) => vec![call.session(named).await?],
+    };
+    let mut planned = Vec::with_capacity(ids.len());
+    for session_id in ids {
+        planned.push(match &call.seat {
+            Some(_) => {
+                let me = call
+                    .send(
+                        session_id,
+                        Whoami {
+                            credential: call.credential.clone(),
+                        },
+                    )
+                    .await?;
+                Planned {
+                    session_id,
+                    last_event_id: me.last_event_id,
+                    cursor: since.unwrap_or(me.acked_event_id),
+                    watch: None,
+                }
+            }
+            None => {
+                let watch = call
+                    .send(
+                        session_id,
+                        WatchSession {
+                            credential: call.credential.clone(),
+                        },
+                    )
+                    .await?;
+                Planned {
+                    session_id,
+                    last_event_id: watch.last_event_id,
+                    cursor: since.unwrap_or(watch.last_event_id),
+                    watch: Some(watch),
+                }
+            }
+        });
+    }
+    Ok(planned)
+}
+
+/// The project's sessions that are not completed, newest activity first.
+async fn project_sessions(call: &Call, project: String) -> Result<Vec<Uuid>, HubError> {
+    if call.seat.is_some() {
+        return Err(HubError::Forbidden(
+            "a participant subscribes to its own session; a project takes a viewer".into(),
+        ));
+    }
+    let list = crate::api::sessions::List {
+        status: None,
+        project: Some(project),
+        participant: None,
+        text: None,
+        limit: Some(MAX_PROJECT_SESSIONS),
+        offset: None,
+    };
+    let found = list.run(call.clone()).await?;
+    Ok(found
+        .sessions
+        .into_iter()
+        .filter(|s| s.status != crate::domain::session::SessionStatus::Completed)
+        .map(|s| s.session_id)
+        .collect())
+}
+
+/// The writer: replies and interrupts first, then events, each as the socket takes it.
+async fn write(
+    mut ws: actix_ws::Session,
+    mut urgent: mpsc::Receiver<String>,
+    mut routine: mpsc::Receiver<String>,
+    queued: Arc<Queued>,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            Some(f) = urgent.recv() => f,
+            Some(f) = routine.recv() => {
+                queued.sub(f.len());
+                f
+            }
+            else => break,
+        };
+        if ws.text(frame).await.is_err() {
+            break;
+        }
+    }
+    drop(routine);
+    queued.forget();
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.out.stats.connections.fetch_add(1, Ordering::Relaxed);
+        ctx.run_interval(self.heartbeat, |act, ctx| {
+            if act.last_heard.elapsed() > act.heartbeat * 3 {
+                return act.close(CloseCode::Away, "no heartbeat", ctx);
+            }
+            if act.ping_pending {
+                return;
+            }
+            act.ping_pending = true;
+            let mut ws = act.ws.clone();
+            ctx.spawn(
+                async move { ws.ping(b"").await.is_ok() }
+                    .into_actor(act)
+                    .map(|sent, act, ctx| {
+                        act.ping_pending = false;
+                        if !sent {
+                            ctx.stop();
+                        }
+                    }),
+            );
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.out.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        self.end_subscriptions();
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Connection {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(AggregatedMessage::Text(text)) => match frames::read(&text) {
+                Ok(frame) => self.handle_frame(frame, ctx),
+                Err((e, id)) => self.answer(frames::reply_error(id.as_ref(), &e), ctx),
+            },
+            Ok(AggregatedMessage::Binary(_)) => {
+                let e = HubError::invalid("", "binary frames are not read: send JSON as text");
+                self.answer(frames::reply_error(None, &e), ctx);
+            }
+            Ok(AggregatedMessage::Ping(bytes)) => {
+                let mut ws = self.ws.clone();
+                actix_web::rt::spawn(async move {
+                    let _ = ws.pong(&bytes).await;
+                });
+            }
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => ctx.stop(),
+            Err(ProtocolError::Overflow) => {
+                self.close(CloseCode::Size, "frame larger than the hub accepts", ctx)
+            }
+            Err(e) => self.close(CloseCode::Protocol, &e.to_string(), ctx),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `GET /ws`: the WebSocket transport (docs/websocket.md). Agents subscribe to live event
+//! streams and send the same operations the MCP tools offer; the dashboard watches and steers.
+//! One actor per connection (`connection`); frames in `frames`; the per-session event tasks in
+//! `subscription`; `call` routing in `calls`.
+
+mod calls;
+mod connection;
+mod frames;
+mod stats;
+mod subscription;
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::actors::Hub;
+use crate::actors::hub::{Identify, Identity};
+use crate::api::Seat;
+use crate::error::HubError;
+use crate::http::BodyLimit;
+
+pub use connection::OUTBOUND_FRAMES;
+pub use stats::WsStats;
+pub use subscription::OUTBOUND_BYTES;
+
+/// How the WebSocket endpoint behaves (from the command line).
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Between pings; three without an answer close the connection.
+    pub heartbeat: Duration,
+    pub stats: std::sync::Arc<WsStats>,
+}
+
+/// Upgrades the request. Who the connection speaks for is settled here from the
+/// `Authorization` header (a participant token, the operator token, or nothing: a viewer, on a
+/// hub that listens on loopback only); an `auth` frame may change it later.
+pub async fn endpoint(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    config: web::Data<WsConfig>,
+) -> Result<HttpResponse, HubError> {
+    let credential = crate::http::credential(&req)?;
+    let seat = match hub.send(Identify(credential.clone())).await?? {
+        Identity::Operator => None,
+        Identity::Participant { session_id, ai_id } => Some(Seat { session_id, ai_id }),
+    };
+    let limit = req
+        .app_data::<BodyLimit>()
+        .map_or(BodyLimit::default().bytes, |l| l.bytes);
+    let (response, session, incoming) =
+        actix_ws::handle(&req, body).map_err(|e| HubError::Invalid {
+            code: "not_a_websocket",
+            message: format!("GET /ws upgrades to a WebSocket: {e}"),
+            field: None,
+        })?;
+    let incoming = incoming
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit);
+    connection::Connection::start(
+        hub.get_ref().clone(),
+        session,
+        incoming,
+        credential,
+        seat,
+        config.heartbeat,
+        config.stats.clone(),
+    );
+    Ok(response)
+}
+
+/// `GET /metrics`: the WebSocket side's gauges and counters, Prometheus text format.
+pub async fn metrics(config: web::Data<WsConfig>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(config.stats.render())
+}

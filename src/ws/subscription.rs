@@ -1,0 +1,258 @@
+//! One subscription of one connection: a task that first replays the log after the client's
+//! `since` (at the pace the socket takes it), then forwards live events. It writes into the
+//! connection's two bounded queues: critical events go to the urgent one as `interrupt`
+//! frames, ahead of the routine events still queued; the rest go in log order. A live event
+//! that finds the routine queue full ends the subscription with `resync {from}`, written once
+//! the socket drains: a client that stops reading costs the hub at most the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix::Addr;
+use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
+
+use super::frames::{self, Filter};
+use super::stats::{Queued, WsStats};
+use crate::actors::Hub;
+use crate::actors::messages::{AttachStream, Delivery, ReadLog, ToSession, Watch};
+use crate::domain::auth::Credential;
+use crate::domain::event::{Event, Priority};
+
+/// Events read from the log per replay step.
+const REPLAY_PAGE: i64 = 500;
+/// Live events an agent may hand this subscription before the task takes them.
+const LIVE_BUFFER: usize = 64;
+
+/// Bytes of routine frames one connection may have queued (besides the frame count bound):
+/// a client that stops reading costs at most this much, whatever the size of the events.
+pub const OUTBOUND_BYTES: usize = 1024 * 1024;
+
+/// The connection's outbound queues (the writer drains the urgent one first).
+#[derive(Clone)]
+pub struct Outbound {
+    pub urgent: mpsc::Sender<String>,
+    pub routine: mpsc::Sender<String>,
+    /// Bytes in `routine` now (the writer subtracts what it takes).
+    pub queued: Arc<Queued>,
+    pub stats: Arc<WsStats>,
+}
+
+impl Outbound {
+    /// Queues a routine frame if both bounds allow it.
+    fn try_routine(&self, frame: String) -> Result<(), mpsc::error::TrySendError<String>> {
+        let len = frame.len();
+        let queued = self.queued.get();
+        if queued > 0 && queued + len > OUTBOUND_BYTES {
+            return Err(mpsc::error::TrySendError::Full(frame));
+        }
+        // Counted before it is queued: the writer may take it at once.
+        self.queued.add(len);
+        self.routine
+            .try_send(frame)
+            .inspect_err(|_| self.queued.sub(len))
+    }
+
+    /// Queues a routine frame once there is room. False: the connection is gone.
+    async fn routine(&self, frame: String) -> bool {
+        let len = frame.len();
+        while self.queued.get() > 0 && self.queued.get() + len > OUTBOUND_BYTES {
+            if self.routine.is_closed() {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.queued.add(len);
+        if self.routine.send(frame).await.is_err() {
+            self.queued.sub(len);
+            return false;
+        }
+        true
+    }
+}
+
+/// Where live events come from once the log is read.
+pub enum Live {
+    /// A viewer: the session's broadcast, joined before the replay so nothing falls between.
+    Viewer(Watch),
+    /// A participant: its agent's stream, attached after the replay (the agent fills the gap).
+    Participant { key: String },
+}
+
+pub struct Subscription {
+    pub name: Arc<str>,
+    pub hub: Addr<Hub>,
+    pub credential: Credential,
+    pub session_id: Uuid,
+    /// Last event handled (sent or filtered out).
+    pub cursor: i64,
+    pub filter: Filter,
+    pub out: Outbound,
+}
+
+/// How a send went.
+enum Sent {
+    Ok,
+    /// The routine queue is full: the client is not reading.
+    Behind,
+    /// The connection is gone.
+    Gone,
+}
+
+impl Subscription {
+    pub async fn run(mut self, live: Live) {
+        if !self.replay().await {
+            return;
+        }
+        match live {
+            Live::Viewer(watch) => self.follow_viewer(watch.events).await,
+            Live::Participant { key } => self.follow_agent(key).await,
+        }
+    }
+
+    /// Reads the log after the cursor up to its end, waiting for room in the queue (a replay
+    /// goes at the client's pace and is never cut short). False: the connection is gone.
+    async fn replay(&mut self) -> bool {
+        loop {
+            let page = self
+                .hub
+                .send(ToSession {
+                    session_id: self.session_id,
+                    command: ReadLog {
+                        credential: self.credential.clone(),
+                        after: self.cursor,
+                        limit: REPLAY_PAGE,
+                    },
+                })
+                .await;
+            let page = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => {
+                    log::info!("ws replay of {} stopped: {e}", self.session_id);
+                    return self.resync().await;
+                }
+                Err(_) => return false,
+            };
+            let full = page.events.len() as i64 == REPLAY_PAGE;
+            for e in page.events {
+                self.cursor = e.id;
+                if !self.filter.passes(&e) {
+                    continue;
+                }
+                let frame = frames::event(&self.name, &e, false);
+                if !self.out.routine(frame).await {
+                    return false;
+                }
+            }
+            if !full {
+                return true;
+            }
+        }
+    }
+
+    async fn follow_viewer(mut self, mut events: broadcast::Receiver<Arc<Event>>) {
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                // Fell behind the session's feed, or the session actor stopped: catch up from
+                // the log by subscribing again.
+                Err(_) => {
+                    drop(events);
+                    self.resync().await;
+                    return;
+                }
+            };
+            if event.id <= self.cursor {
+                continue;
+            }
+            match self.forward(&event, false) {
+                Sent::Ok => {}
+                Sent::Behind => {
+                    drop(events);
+                    self.resync().await;
+                    return;
+                }
+                Sent::Gone => return,
+            }
+        }
+    }
+
+    async fn follow_agent(mut self, key: String) {
+        let (sink, mut events) = mpsc::channel::<Delivery>(LIVE_BUFFER);
+        let attach = AttachStream {
+            credential: self.credential.clone(),
+            key,
+            after: Some(self.cursor),
+            sink,
+        };
+        let attached = self
+            .hub
+            .send(ToSession {
+                session_id: self.session_id,
+                command: attach,
+            })
+            .await;
+        if !matches!(attached, Ok(Ok(()))) {
+            self.resync().await;
+            return;
+        }
+        while let Some(delivery) = events.recv().await {
+            let event = delivery.event;
+            // Early: a critical event passing a checkpoint's hold; it does not move the cursor.
+            if !delivery.early && event.id <= self.cursor {
+                continue;
+            }
+            match self.forward(&event, delivery.early) {
+                Sent::Ok => {}
+                Sent::Behind => {
+                    drop(events);
+                    self.resync().await;
+                    return;
+                }
+                Sent::Gone => return,
+            }
+        }
+        // The agent dropped the stream (replaced, or the participant left).
+        self.resync().await;
+    }
+
+    /// Hands one live event to the connection.
+    fn forward(&mut self, event: &Event, early: bool) -> Sent {
+        if !early {
+            self.cursor = event.id;
+        }
+        if !self.filter.passes(event) {
+            return Sent::Ok;
+        }
+        let critical = event.priority == Priority::Critical;
+        let sent = if critical {
+            self.out.stats.interrupts.fetch_add(1, Ordering::Relaxed);
+            self.out
+                .urgent
+                .try_send(frames::event(&self.name, event, true))
+        } else {
+            self.out
+                .try_routine(frames::event(&self.name, event, false))
+        };
+        match sent {
+            Ok(()) => Sent::Ok,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !early {
+                    // Not sent: the client reads it again from the log.
+                    self.cursor = event.id - 1;
+                }
+                Sent::Behind
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+        }
+    }
+
+    /// Tells the client to catch up from the log after what it was handed, once the events
+    /// queued before are written. False: the connection is gone.
+    async fn resync(&mut self) -> bool {
+        self.out.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        let frame = frames::resync(&self.name, self.session_id, self.cursor + 1);
+        self.out.routine(frame).await;
+        false
+    }
+}
