@@ -56,6 +56,60 @@ impl Handler<PlanTasks> for TaskCoordinator {
     }
 }
 
+/// Plan several operations by `caller` in order (a batch), each against the board the ones
+/// before it left. New tasks get stand-in ids (negative) on that scratch board; their real ids
+/// come from their events when the batch commits. The first failure is returned with the
+/// operation's position in `ops`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<TaskPlan>, (usize, HubError)>")]
+pub struct PlanTaskBatch {
+    pub roster: Roster,
+    pub caller: Caller,
+    pub ops: Vec<TaskOp>,
+    pub at: chrono::NaiveDateTime,
+    pub seed: u64,
+}
+
+impl Handler<PlanTaskBatch> for TaskCoordinator {
+    type Result = Result<Vec<TaskPlan>, (usize, HubError)>;
+
+    fn handle(&mut self, msg: PlanTaskBatch, _: &mut Self::Context) -> Self::Result {
+        let mut scratch = self.board.clone();
+        let mut stand_in = 0;
+        let mut plans = Vec::with_capacity(msg.ops.len());
+        for (i, op) in msg.ops.into_iter().enumerate() {
+            let plan = msg
+                .roster
+                .plan_task(
+                    &scratch,
+                    &msg.caller,
+                    op,
+                    msg.at,
+                    msg.seed.wrapping_add(i as u64),
+                )
+                .map_err(|e| (i, HubError::from(e)))?;
+            let mut first = None;
+            for w in &plan.writes {
+                let mut task = w.task.clone();
+                if w.new {
+                    stand_in -= 1;
+                    task.id = stand_in;
+                    if w.parent_is_first {
+                        task.parent = first;
+                    }
+                }
+                first.get_or_insert(task.id);
+                scratch.put(task);
+            }
+            if let Some(rr) = &plan.round_robin {
+                scratch.note_round_robin(rr);
+            }
+            plans.push(plan);
+        }
+        Ok(plans)
+    }
+}
+
 /// What the session committed: the tasks as written, and whom round-robin picked.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -1,9 +1,15 @@
 //! `batch` / `POST /mcp/batch`: several writes of one participant, in order, in one round trip,
 //! committed together or not at all. Each operation is `{op, args}` with the args of the tool
 //! of that name; a batch holds context writes (set, append, delete, sync, memory push/clear,
-//! discovery_report, status_report) and messages (message_send). Each is checked against the state the ones before it
-//! left, so a later one may build on an earlier one; the first that fails fails the batch,
-//! naming it (`operations[2].path`), and nothing is written.
+//! discovery_report, status_report), messages (message_send) and task writes (task create,
+//! update, assign, handoff, claim; a task completed releases its locks in the same
+//! transaction). Each is checked against the state the ones before it left, so a later one may
+//! build on an earlier one; the first that fails fails the batch, naming it
+//! (`operations[2].path`), and nothing is written.
+//!
+//! Locks, recorded changes, suggestions and handshake steps are not batched: each is a
+//! decision of its own (a lock may queue, a handshake step moves control), and the tools answer
+//! them in one round trip already.
 
 use futures::future::LocalBoxFuture;
 use schemars::JsonSchema;
@@ -30,6 +36,7 @@ pub enum BatchOp {
     DiscoveryReport,
     StatusReport,
     MessageSend,
+    Task,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -78,6 +85,10 @@ impl BatchItem {
             BatchOp::MessageSend => {
                 let (s, a, spec) = parse::<super::messaging::Send>(args)?.into_spec();
                 (s, a, BatchRequest::Message(spec))
+            }
+            BatchOp::Task => {
+                let (s, a, op) = parse::<super::tasks::TaskArgs>(args)?.into_batch()?;
+                (s, a, BatchRequest::Task(op))
             }
         })
     }

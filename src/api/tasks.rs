@@ -64,6 +64,18 @@ pub enum TaskRequest {
 }
 
 impl TaskArgs {
+    /// A write for a batch, with the session and participant it names.
+    pub fn into_batch(self) -> Result<(Option<Uuid>, Option<String>, TaskOp), HubError> {
+        let (session, ai_id) = (self.session_id, self.ai_id.clone());
+        match self.into_request(Credential::None, None)? {
+            TaskRequest::Write(c) => Ok((session, ai_id, c.op)),
+            TaskRequest::List(_) => Err(HubError::invalid(
+                "action",
+                "a batch holds writes: create, update, assign, handoff or claim",
+            )),
+        }
+    }
+
     pub fn into_request(
         self,
         credential: Credential,

@@ -180,3 +180,128 @@ async fn a_batch_commits_all_its_writes_or_none(backend: Backend) {
         .await;
     assert_error(s, &b, StatusCode::CONFLICT, "session_paused");
 }
+
+both_backends!(task_writes_join_a_batch);
+
+/// Tasks in a batch: created, announced and noted in one commit; a failure anywhere writes
+/// none of it; completing a task in a batch releases its locks in the same transaction.
+async fn task_writes_join_a_batch(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = app.create_pair("batch-tasks").await;
+    let path = format!("/mcp/session/{id}");
+    let session = async |app: &crate::helpers::TestApp| app.get_as(&claude, &path).await.1;
+    let before = session(&app).await["lastEventId"].as_i64().unwrap();
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "task", "args": {"action": "create", "description": "split the cache", "assignedTo": "gemini", "subtasks": ["read", "write"]}},
+                {"op": "message_send", "args": {"to": "gemini", "body": "the cache split is yours"}},
+                {"op": "context_set", "args": {"path": "focus", "value": "cache"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let results = b["results"].as_array().unwrap();
+    let tasks = results[0]["tasks"].as_array().expect("the task result");
+    assert_eq!(tasks.len(), 3, "{b}");
+    let parent = tasks[0]["id"].as_i64().unwrap();
+    assert_eq!(parent, before + 1, "a new task's id is its event's: {b}");
+    assert!(tasks[1..].iter().all(|t| t["parent"] == parent), "{b}");
+    // The message and the context write come right after the task's events, in order.
+    let message = results[1]["id"].as_i64().unwrap();
+    assert!(message > tasks[2]["id"].as_i64().unwrap(), "{b}");
+    assert_eq!(results[2]["eventId"].as_i64().unwrap(), message + 1, "{b}");
+    let after = session(&app).await["lastEventId"].as_i64().unwrap();
+    assert_eq!(after, message + 1, "nothing else was written");
+    let (_, listed) = app
+        .get_as(&gemini, "/mcp/collaborate/tasks?assignedTo=gemini")
+        .await;
+    assert!(
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == parent && t["description"] == "split the cache"),
+        "{listed}"
+    );
+
+    // A bad task operation fails the batch, names its place, and nothing is written.
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "task", "args": {"action": "create", "description": "never"}},
+                {"op": "context_set", "args": {"path": "never", "value": 1}},
+                {"op": "task", "args": {"action": "update", "taskId": 999_999, "status": "completed"}},
+            ]}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operations[2]"),
+        "{b}"
+    );
+    assert_eq!(session(&app).await["lastEventId"].as_i64().unwrap(), after);
+    let (_, all) = app.get_as(&claude, "/mcp/collaborate/tasks").await;
+    assert!(!all.to_string().contains("never"), "{all}");
+    let (_, never) = app.get_as(&claude, "/mcp/context/get/never").await;
+    assert_eq!(never["exists"], false, "{never}");
+    // Reading is not a write.
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [{"op": "task", "args": {"action": "list"}}]}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+
+    // Completing a task in a batch releases the locks taken for it, in the same commit.
+    let write = tasks[2]["id"].as_i64().unwrap();
+    for step in ["in_progress"] {
+        let (s, b) = app
+            .post_as(
+                &gemini,
+                "/mcp/collaborate/task/update",
+                &json!({"taskId": write, "status": step}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, lock) = app
+        .post_as(
+            &gemini,
+            "/mcp/collaborate/lock",
+            &json!({"resource": "/src/cache.rs", "taskId": write}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{lock}");
+    let (_, locks) = app.get_as(&claude, "/mcp/collaborate/locks").await;
+    assert!(locks.to_string().contains("/src/cache.rs"), "{locks}");
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "task", "args": {"action": "update", "taskId": write, "status": "completed"}},
+                {"op": "status_report", "args": {"kind": "test", "status": "pass", "summary": "cache tests green"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["results"][0]["tasks"][0]["status"], "completed", "{b}");
+    let (_, locks) = app.get_as(&claude, "/mcp/collaborate/locks").await;
+    assert!(
+        !locks.to_string().contains("/src/cache.rs"),
+        "the task's lock went with it: {locks}"
+    );
+    app.stop().await;
+}

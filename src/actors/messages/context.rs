@@ -27,6 +27,7 @@ pub struct WriteBatch {
 pub enum BatchRequest {
     Context(ContextRequest),
     Message(crate::domain::message::MessageSpec),
+    Task(TaskOp),
 }
 
 /// What one write of a batch answered: as the tool of the same name does.
@@ -35,6 +36,7 @@ pub enum BatchRequest {
 pub enum BatchResult {
     Context(ContextWritten),
     Message(super::MessageSent),
+    Task(super::TasksWritten),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -144,13 +144,25 @@ impl Handler<DiffContext> for SessionActor {
     }
 }
 
-/// One planned write of a batch: a context change or a message, with the event id it will get.
+/// One planned write of a batch: a context change, a message or a task operation, with the
+/// event id it will get (a task operation's first).
 enum Staged {
     Context(
         Vec<crate::domain::context::Change>,
         Option<(i64, crate::domain::event::NewEvent)>,
     ),
     Message(crate::domain::message::PlannedMessage, i64),
+    Task(crate::domain::task_rules::TaskPlan, i64),
+}
+
+/// What a batch appends, in order.
+enum Append {
+    One(
+        i64,
+        crate::domain::event::NewEvent,
+        Option<Box<crate::domain::message::PlannedMessage>>,
+    ),
+    Tasks(i64, crate::domain::task_rules::TaskPlan),
 }
 
 impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
@@ -159,7 +171,9 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
     /// Plans every write against a scratch copy of the session that the writes before it
     /// changed (with the event ids the log will give them: this actor is the log's only
     /// writer), then commits all the events in one transaction and applies them in order.
-    /// Messages take their send budget up front and give it back if the batch fails.
+    /// Messages take their send budget up front and give it back if the batch fails. Task
+    /// operations are planned by the task coordinator on a scratch board, all at once; a task
+    /// they complete has its locks released in the same transaction.
     fn handle(
         &mut self,
         msg: crate::actors::messages::WriteBatch,
@@ -169,6 +183,34 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
         let caller = match self.caller_as(&msg.credential, msg.as_participant.as_deref()) {
             Ok(c) => c,
             Err(e) => return reply(Err(e)),
+        };
+        let at = now();
+        let (positions, ops): (Vec<usize>, Vec<_>) = msg
+            .requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                BatchRequest::Task(op) => Some((i, op.clone())),
+                _ => None,
+            })
+            .unzip();
+        let task_ask = if ops.is_empty() {
+            None
+        } else {
+            let asked = self.session().and_then(|s| {
+                let ask = crate::actors::task_coordinator::PlanTaskBatch {
+                    roster: s.roster(),
+                    caller: caller.clone(),
+                    ops,
+                    at,
+                    seed: super::tasks::seed(),
+                };
+                Ok((self.task_coordinator()?, ask))
+            });
+            match asked {
+                Ok(a) => Some(a),
+                Err(e) => return reply(Err(e)),
+            }
         };
         let sends = msg
             .requests
@@ -207,7 +249,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
             }
         };
         let fut = async move {
-            store
+            let parents = store
                 .read(move |c| {
                     let mut found = std::collections::HashMap::new();
                     for p in parents {
@@ -217,50 +259,84 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                     }
                     Ok(found)
                 })
-                .await
+                .await?;
+            let plans = match task_ask {
+                None => Vec::new(),
+                Some((coordinator, ask)) => coordinator
+                    .send(ask)
+                    .await?
+                    .map_err(|(i, e)| e.in_operation(positions[i]))?,
+            };
+            Ok::<_, HubError>((parents, plans))
         }
         .into_actor(self)
-        .then(move |parents, act, _| {
-            let at = now();
-            let planned =
-                parents.and_then(|parents| act.stage(&caller, msg.requests, &parents, at));
+        .then(move |planned, act, _| {
+            let planned = planned
+                .and_then(|(parents, plans)| act.stage(&caller, msg.requests, &parents, plans, at));
             let (plan, snapshot) = match planned {
                 Ok(p) => p,
                 // The budget goes back below, with every other failure.
                 Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
             };
-            let to_write: Vec<(i64, crate::domain::event::NewEvent, Option<_>)> = plan
+            let to_write: Vec<Append> = plan
                 .iter()
                 .filter_map(|s| match s {
-                    Staged::Context(_, Some((id, e))) => Some((*id, e.clone(), None)),
+                    Staged::Context(_, Some((id, e))) => Some(Append::One(*id, e.clone(), None)),
                     Staged::Context(_, None) => None,
-                    Staged::Message(m, id) => Some((*id, m.event.clone(), Some(m.clone()))),
+                    Staged::Message(m, id) => {
+                        Some(Append::One(*id, m.event.clone(), Some(Box::new(m.clone()))))
+                    }
+                    Staged::Task(p, first) => Some(Append::Tasks(*first, p.clone())),
+                })
+                .collect();
+            let completed: Vec<i64> = plan
+                .iter()
+                .flat_map(|s| match s {
+                    Staged::Task(p, _) => p.completed.clone(),
+                    _ => Vec::new(),
                 })
                 .collect();
             let snapshotted = snapshot.is_some();
-            act.commit_events(
+            // Someone else wrote to this log: roll the whole batch back.
+            let unexpected = |expected: i64, got: i64| {
+                HubError::Internal(format!(
+                    "batch planned event {expected}, the log gave {got}"
+                ))
+            };
+            act.commit_with_release(
+                crate::actors::messages::Select::Tasks(completed),
+                None,
                 move |c| {
                     let mut events = Vec::with_capacity(to_write.len());
-                    for (expected, event, message) in &to_write {
-                        let e = queries::append_event(c, id, event, at)?;
-                        if e.id != *expected {
-                            // Someone else wrote to this log: roll the whole batch back.
-                            return Err(HubError::Internal(format!(
-                                "batch planned event {expected}, the log gave {}",
-                                e.id
-                            )));
+                    for append in &to_write {
+                        match append {
+                            Append::One(expected, event, message) => {
+                                let e = queries::append_event(c, id, event, at)?;
+                                if e.id != *expected {
+                                    return Err(unexpected(*expected, e.id));
+                                }
+                                if let Some(m) = message {
+                                    crate::store::messages::insert_message(c, id, e.id, m, at)?;
+                                }
+                                events.push(e);
+                            }
+                            Append::Tasks(first, p) => {
+                                let written = super::tasks::store_task_plan(c, id, p, at)?;
+                                match written.first() {
+                                    Some(e) if e.id != *first => {
+                                        return Err(unexpected(*first, e.id));
+                                    }
+                                    _ => events.extend(written),
+                                }
+                            }
                         }
-                        if let Some(m) = message {
-                            crate::store::messages::insert_message(c, id, e.id, m, at)?;
-                        }
-                        events.push(e);
                     }
                     if let Some((context, through)) = &snapshot {
                         queries::insert_snapshot(c, id, *through, context, "auto", at)?;
                     }
                     Ok(events)
                 },
-                move |act, events, ctx| {
+                move |act, _, events, ctx| {
                     let mut events = events.into_iter();
                     let mut results = Vec::with_capacity(plan.len());
                     for staged in plan {
@@ -296,6 +372,15 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                                     ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
                                 }));
                             }
+                            Staged::Task(p, _) => {
+                                let n = super::tasks::plan_events(&p);
+                                let written: Vec<_> = events.by_ref().take(n).collect();
+                                let tasks = super::tasks::written_tasks(&p, &written);
+                                act.apply_tasks(&p, &tasks);
+                                results.push(BatchResult::Task(
+                                    crate::actors::messages::TasksWritten { tasks },
+                                ));
+                            }
                         }
                     }
                     if snapshotted {
@@ -325,10 +410,12 @@ impl SessionActor {
         caller: &Caller,
         requests: Vec<crate::actors::messages::BatchRequest>,
         parents: &std::collections::HashMap<i64, crate::domain::message::Parent>,
+        task_plans: Vec<crate::domain::task_rules::TaskPlan>,
         at: chrono::NaiveDateTime,
     ) -> Result<StagedBatch, HubError> {
         use crate::actors::messages::BatchRequest;
         let mut scratch = self.session()?.clone();
+        let mut task_plans = task_plans.into_iter();
         let mut plan = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
             let at_op = |e: crate::domain::DomainError| HubError::from(e).in_operation(i);
@@ -353,6 +440,14 @@ impl SessionActor {
                     scratch.apply_send(&planned, id);
                     scratch.last_event_id = id;
                     plan.push(Staged::Message(planned, id));
+                }
+                BatchRequest::Task(_) => {
+                    let planned = task_plans.next().ok_or_else(|| {
+                        HubError::Internal("a task operation went unplanned".into())
+                    })?;
+                    let first = scratch.last_event_id + 1;
+                    scratch.last_event_id += super::tasks::plan_events(&planned) as i64;
+                    plan.push(Staged::Task(planned, first));
                 }
             }
         }

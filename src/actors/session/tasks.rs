@@ -17,7 +17,7 @@ use crate::error::HubError;
 use crate::store::{queries, tasks as store};
 
 /// A seed for the random strategy: different per call, no dependency needed.
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -86,61 +86,85 @@ impl SessionActor {
         self.commit_with_release(
             Select::Tasks(plan.completed.clone()),
             None,
-            move |c| {
-                let mut events = Vec::new();
-                let mut ids = Vec::new();
-                for w in &stored.writes {
-                    let mut event = w.event.clone();
-                    let mut task = w.task.clone();
-                    if w.new {
-                        // The id is this event's; a subtask's parent is the first task's.
-                        if w.parent_is_first {
-                            task.parent = ids.first().copied();
-                        }
-                        event.payload["task"] = serde_json::to_value(&task).unwrap_or_default();
-                        if let Some(t) = event.payload["task"].as_object_mut() {
-                            t.remove("id");
-                        }
-                    }
-                    let e = queries::append_event(c, id, &event, at)?;
-                    if w.new {
-                        task.id = e.id;
-                        store::insert(c, id, &task)?;
-                    } else {
-                        store::update(c, id, &task)?;
-                    }
-                    ids.push(task.id);
-                    events.push(e);
-                }
-                for (i, notice) in &stored.notices {
-                    let mut n = notice.clone();
-                    n.payload["taskId"] = ids.get(*i).copied().into();
-                    events.push(queries::append_event(c, id, &n, at)?);
-                }
-                Ok(events)
-            },
+            move |c| store_task_plan(c, id, &stored, at),
             move |act, _, events, _| {
-                let mut tasks: Vec<Task> = Vec::new();
-                for (w, e) in plan.writes.iter().zip(&events) {
-                    let mut task = w.task.clone();
-                    if w.new {
-                        task.id = e.id;
-                        if w.parent_is_first {
-                            task.parent = tasks.first().map(|t| t.id);
-                        }
-                    }
-                    tasks.push(task);
-                }
-                if let Some(c) = &act.tasks {
-                    c.do_send(ApplyTasks {
-                        tasks: tasks.clone(),
-                        round_robin: plan.round_robin.clone(),
-                    });
-                }
+                let tasks = written_tasks(&plan, &events);
+                act.apply_tasks(&plan, &tasks);
                 TasksWritten { tasks }
             },
         )
     }
+
+    /// Hands written tasks to the coordinator.
+    pub(super) fn apply_tasks(&self, plan: &TaskPlan, tasks: &[Task]) {
+        if let Some(c) = &self.tasks {
+            c.do_send(ApplyTasks {
+                tasks: tasks.to_vec(),
+                round_robin: plan.round_robin.clone(),
+            });
+        }
+    }
+}
+
+/// Events a plan appends: one per write, then its notices.
+pub(super) fn plan_events(plan: &TaskPlan) -> usize {
+    plan.writes.len() + plan.notices.len()
+}
+
+/// Appends a plan's events and task rows (a new task's id is its event's; a subtask's parent is
+/// the first task of the plan).
+pub(super) fn store_task_plan(
+    c: &mut crate::store::DbConn,
+    id: uuid::Uuid,
+    plan: &TaskPlan,
+    at: chrono::NaiveDateTime,
+) -> Result<Vec<crate::domain::event::Event>, HubError> {
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    for w in &plan.writes {
+        let mut event = w.event.clone();
+        let mut task = w.task.clone();
+        if w.new {
+            if w.parent_is_first {
+                task.parent = ids.first().copied();
+            }
+            event.payload["task"] = serde_json::to_value(&task).unwrap_or_default();
+            if let Some(t) = event.payload["task"].as_object_mut() {
+                t.remove("id");
+            }
+        }
+        let e = queries::append_event(c, id, &event, at)?;
+        if w.new {
+            task.id = e.id;
+            store::insert(c, id, &task)?;
+        } else {
+            store::update(c, id, &task)?;
+        }
+        ids.push(task.id);
+        events.push(e);
+    }
+    for (i, notice) in &plan.notices {
+        let mut n = notice.clone();
+        n.payload["taskId"] = ids.get(*i).copied().into();
+        events.push(queries::append_event(c, id, &n, at)?);
+    }
+    Ok(events)
+}
+
+/// The tasks as `store_task_plan` wrote them, from the plan and its events (in order).
+pub(super) fn written_tasks(plan: &TaskPlan, events: &[crate::domain::event::Event]) -> Vec<Task> {
+    let mut tasks: Vec<Task> = Vec::new();
+    for (w, e) in plan.writes.iter().zip(events) {
+        let mut task = w.task.clone();
+        if w.new {
+            task.id = e.id;
+            if w.parent_is_first {
+                task.parent = tasks.first().map(|t| t.id);
+            }
+        }
+        tasks.push(task);
+    }
+    tasks
 }
 
 impl Handler<ListTasks> for SessionActor {
