@@ -1,15 +1,16 @@
 //! `batch` / `POST /mcp/batch`: several writes of one participant, in order, in one round trip,
 //! committed together or not at all. Each operation is `{op, args}` with the args of the tool
 //! of that name; a batch holds context writes (set, append, delete, sync, memory push/clear,
-//! discovery_report, status_report), messages (message_send) and task writes (task create,
+//! discovery_report, status_report), messages (message_send), task writes (task create,
 //! update, assign, handoff, claim; a task completed releases its locks in the same
-//! transaction). Each is checked against the state the ones before it left, so a later one may
+//! transaction) and lock acquisitions (lock acquire, without waiting: a batch takes a free lock
+//! or fails). Each is checked against the state the ones before it left, so a later one may
 //! build on an earlier one; the first that fails fails the batch, naming it
-//! (`operations[2].path`), and nothing is written.
+//! (`operations[2].path`), and nothing is written (a lock it reserved is given back).
 //!
-//! Locks, recorded changes, suggestions and handshake steps are not batched: each is a
-//! decision of its own (a lock may queue, a handshake step moves control), and the tools answer
-//! them in one round trip already.
+//! Not batched: lock renew/release, recorded changes, suggestions and handshake steps. Each is
+//! a decision of its own (a release grants waiters, a handshake step moves control) and its
+//! tool answers in one round trip already.
 
 use futures::future::LocalBoxFuture;
 use schemars::JsonSchema;
@@ -37,6 +38,7 @@ pub enum BatchOp {
     StatusReport,
     MessageSend,
     Task,
+    Lock,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -89,6 +91,10 @@ impl BatchItem {
             BatchOp::Task => {
                 let (s, a, op) = parse::<super::tasks::TaskArgs>(args)?.into_batch()?;
                 (s, a, BatchRequest::Task(op))
+            }
+            BatchOp::Lock => {
+                let (s, a, ask) = parse::<super::locks::LockArgs>(args)?.into_batch()?;
+                (s, a, BatchRequest::Lock(ask))
             }
         })
     }

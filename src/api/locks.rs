@@ -57,6 +57,45 @@ pub enum LockCommand {
 }
 
 impl LockArgs {
+    /// A lock taken in a batch, with the session and participant it names. A batch decides at
+    /// once: it takes a free lock or fails, it does not queue.
+    pub fn into_batch(
+        self,
+    ) -> Result<
+        (
+            Option<Uuid>,
+            Option<String>,
+            crate::domain::lock_rules::LockAsk,
+        ),
+        HubError,
+    > {
+        let (session, ai_id) = (self.session_id, self.ai_id.clone());
+        if self.wait == Some(true) {
+            return Err(HubError::invalid(
+                "wait",
+                "a batch does not queue: take a free lock, or use the lock tool to wait",
+            ));
+        }
+        match self.into_command(Credential::None, None)? {
+            LockCommand::Acquire(a) => Ok((
+                session,
+                ai_id,
+                crate::domain::lock_rules::LockAsk {
+                    resource: a.resource,
+                    operation: a.operation,
+                    duration: a.duration,
+                    mode: a.mode,
+                    wait: false,
+                    task_id: a.task_id,
+                },
+            )),
+            _ => Err(HubError::invalid(
+                "action",
+                "a batch takes locks (acquire); renew, release and list them with the lock tool",
+            )),
+        }
+    }
+
     pub fn into_command(
         self,
         credential: Credential,

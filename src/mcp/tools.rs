@@ -280,7 +280,7 @@ pub static CATALOGUE: &[ToolSpec] = &[
     ToolSpec {
         name: "batch",
         binds: false,
-        description: "Several writes [{op: tool name, args}] (context, message_send, task) in order, all or none.",
+        description: "Several writes [{op: tool name, args}] (context, message_send, task, lock acquire) in order, all or none.",
         input: schema::<api::batch::Batch>,
         read_only: false,
         destructive: false,

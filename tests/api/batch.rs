@@ -305,3 +305,97 @@ async fn task_writes_join_a_batch(backend: Backend) {
     );
     app.stop().await;
 }
+
+both_backends!(a_batch_takes_free_locks_or_nothing);
+
+/// Locks in a batch: taken, announced and noted in one commit; a lock someone holds fails the
+/// batch (it does not queue); a batch that fails after reserving a lock gives it back.
+async fn a_batch_takes_free_locks_or_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, claude, gemini) = app.create_pair("batch-locks").await;
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "lock", "args": {"action": "acquire", "resource": "/src/a.rs", "duration": "5m"}},
+                {"op": "context_set", "args": {"path": "owners.a", "value": "claude"}},
+                {"op": "message_send", "args": {"to": "gemini", "body": "taking a.rs"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let lock = &b["results"][0];
+    assert_eq!(lock["state"], "held", "{b}");
+    assert_eq!(lock["holder"], "claude", "{b}");
+    assert!(lock["expiresAt"].is_string(), "{b}");
+    let (_, locks) = app.get_as(&gemini, "/mcp/collaborate/locks").await;
+    assert!(locks.to_string().contains("/src/a.rs"), "{locks}");
+
+    // Held by claude: gemini's batch fails on it, naming it, and writes nothing.
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "context_set", "args": {"path": "owners.b", "value": "gemini"}},
+                {"op": "lock", "args": {"action": "acquire", "resource": "/src/a.rs"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operations[1]"),
+        "{b}"
+    );
+    let (_, owner) = app.get_as(&gemini, "/mcp/context/get/owners.b").await;
+    assert_eq!(owner["exists"], false, "{owner}");
+    // A batch does not queue.
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/batch",
+            &json!({"operations": [{"op": "lock", "args": {"action": "acquire", "resource": "/src/a.rs", "wait": true}}]}),
+        )
+        .await;
+    let e = assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(e["field"], "operations[0].wait", "{b}");
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/batch",
+            &json!({"operations": [{"op": "lock", "args": {"action": "list"}}]}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+
+    // A batch that fails after its lock was reserved gives the lock back.
+    let (s, b) = app
+        .post_as(
+            &claude,
+            "/mcp/batch",
+            &json!({"operations": [
+                {"op": "lock", "args": {"action": "acquire", "resource": "/src/b.rs"}},
+                {"op": "context_set", "args": {"path": "a..b", "value": 1}},
+            ]}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (_, locks) = app.get_as(&gemini, "/mcp/collaborate/locks").await;
+    assert!(!locks.to_string().contains("/src/b.rs"), "{locks}");
+    let (s, b) = app
+        .post_as(
+            &gemini,
+            "/mcp/collaborate/lock",
+            &json!({"resource": "/src/b.rs"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "free again: {b}");
+    assert_eq!(b["state"], "held", "{b}");
+    app.stop().await;
+}

@@ -28,6 +28,7 @@ pub enum BatchRequest {
     Context(ContextRequest),
     Message(crate::domain::message::MessageSpec),
     Task(TaskOp),
+    Lock(crate::domain::lock_rules::LockAsk),
 }
 
 /// What one write of a batch answered: as the tool of the same name does.
@@ -37,6 +38,7 @@ pub enum BatchResult {
     Context(ContextWritten),
     Message(super::MessageSent),
     Task(super::TasksWritten),
+    Lock(super::LockView),
 }
 
 #[derive(Debug, Clone, Serialize)]

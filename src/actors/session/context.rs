@@ -153,6 +153,8 @@ enum Staged {
     ),
     Message(crate::domain::message::PlannedMessage, i64),
     Task(crate::domain::task_rules::TaskPlan, i64),
+    /// A lock the project's table reserved (granted) for the batch.
+    Lock(crate::domain::lock::Lock, i64),
 }
 
 /// What a batch appends, in order.
@@ -163,6 +165,12 @@ enum Append {
         Option<Box<crate::domain::message::PlannedMessage>>,
     ),
     Tasks(i64, crate::domain::task_rules::TaskPlan),
+    Lock(
+        i64,
+        crate::domain::event::NewEvent,
+        crate::domain::lock::Request,
+        i64,
+    ),
 }
 
 impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
@@ -179,7 +187,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
         msg: crate::actors::messages::WriteBatch,
         _: &mut Self::Context,
     ) -> Self::Result {
-        use crate::actors::messages::{BatchRequest, BatchResult, MessageSent};
+        use crate::actors::messages::{BatchRequest, BatchResult, MessageSent, ReserveLock};
         let caller = match self.caller_as(&msg.credential, msg.as_participant.as_deref()) {
             Ok(c) => c,
             Err(e) => return reply(Err(e)),
@@ -212,6 +220,35 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                 Err(e) => return reply(Err(e)),
             }
         };
+        // Locks: checked now, reserved in the project's table before anything is staged.
+        let mut lock_asks = Vec::new();
+        for (i, r) in msg.requests.iter().enumerate() {
+            if let BatchRequest::Lock(ask) = r {
+                let checked = self.session().and_then(|s| {
+                    let request = s.check_lock(&caller, ask.clone())?;
+                    let task = request.task_id.map(|t| self.find_task(t));
+                    Ok((i, request, task))
+                });
+                match checked {
+                    Ok(c) => lock_asks.push(c),
+                    Err(e) => return reply(Err(e.in_operation(i))),
+                }
+            }
+        }
+        let table = if lock_asks.is_empty() {
+            None
+        } else {
+            match self
+                .lock_table()
+                .and_then(|t| Ok((t, self.session()?.name.clone())))
+            {
+                Ok(t) => Some(t),
+                Err(e) => return reply(Err(e)),
+            }
+        };
+        let table_addr = table.as_ref().map(|(t, _)| t.clone());
+        let acquired = std::rc::Rc::new(std::cell::RefCell::new(Vec::<i64>::new()));
+        let reserved_ids = acquired.clone();
         let sends = msg
             .requests
             .iter()
@@ -267,12 +304,31 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                     .await?
                     .map_err(|(i, e)| e.in_operation(positions[i]))?,
             };
-            Ok::<_, HubError>((parents, plans))
+            let mut locks = Vec::with_capacity(lock_asks.len());
+            if let Some((table, label)) = table {
+                for (i, request, task) in lock_asks {
+                    let holder = request.holder.clone();
+                    let reserved = async {
+                        if let Some(task) = task {
+                            crate::domain::task_rules::check_task_lock(&task.await?, &holder)?;
+                        }
+                        let label = label.clone();
+                        table.send(ReserveLock { request, label }).await?
+                    }
+                    .await
+                    .map_err(|e| e.in_operation(i))?;
+                    // Given back below (settled as not committed) if the batch fails.
+                    reserved_ids.borrow_mut().push(reserved.lock.id);
+                    locks.push(reserved.lock);
+                }
+            }
+            Ok::<_, HubError>((parents, plans, locks))
         }
         .into_actor(self)
         .then(move |planned, act, _| {
-            let planned = planned
-                .and_then(|(parents, plans)| act.stage(&caller, msg.requests, &parents, plans, at));
+            let planned = planned.and_then(|(parents, plans, locks)| {
+                act.stage(&caller, msg.requests, &parents, plans, locks, at)
+            });
             let (plan, snapshot) = match planned {
                 Ok(p) => p,
                 // The budget goes back below, with every other failure.
@@ -287,6 +343,11 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                         Some(Append::One(*id, m.event.clone(), Some(Box::new(m.clone()))))
                     }
                     Staged::Task(p, first) => Some(Append::Tasks(*first, p.clone())),
+                    Staged::Lock(lock, expected) => {
+                        let (_, event) = super::locks::held_from(lock.clone(), at);
+                        let row = super::locks::request_row(id, lock);
+                        Some(Append::Lock(*expected, event, row, lock.id))
+                    }
                 })
                 .collect();
             let completed: Vec<i64> = plan
@@ -318,6 +379,16 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                                 if let Some(m) = message {
                                     crate::store::messages::insert_message(c, id, e.id, m, at)?;
                                 }
+                                events.push(e);
+                            }
+                            Append::Lock(expected, event, row, lock_id) => {
+                                let e = queries::append_event(c, id, event, at)?;
+                                if e.id != *expected {
+                                    return Err(unexpected(*expected, e.id));
+                                }
+                                crate::store::locks::insert_request(
+                                    c, id, *lock_id, row, true, at,
+                                )?;
                                 events.push(e);
                             }
                             Append::Tasks(first, p) => {
@@ -372,6 +443,16 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                                     ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
                                 }));
                             }
+                            Staged::Lock(lock, _) => {
+                                events.next().expect("one event per planned write");
+                                let (lock, _) = super::locks::held_from(lock, at);
+                                results.push(BatchResult::Lock(
+                                    crate::actors::messages::LockView {
+                                        lock,
+                                        behind: Vec::new(),
+                                    },
+                                ));
+                            }
                             Staged::Task(p, _) => {
                                 let n = super::tasks::plan_events(&p);
                                 let written: Vec<_> = events.by_ref().take(n).collect();
@@ -394,6 +475,16 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
             if result.is_err() {
                 refund(act);
             }
+            // The table learns whether the locks it reserved for the batch were written.
+            let acquired = std::mem::take(&mut *acquired.borrow_mut());
+            if let Some(table) = table_addr.filter(|_| !acquired.is_empty()) {
+                table.do_send(crate::actors::messages::Settle {
+                    session: act.id,
+                    committed: result.is_ok(),
+                    acquired,
+                    ..Default::default()
+                });
+            }
             result
         });
         AtomicResponse::new(Box::pin(fut))
@@ -411,11 +502,13 @@ impl SessionActor {
         requests: Vec<crate::actors::messages::BatchRequest>,
         parents: &std::collections::HashMap<i64, crate::domain::message::Parent>,
         task_plans: Vec<crate::domain::task_rules::TaskPlan>,
+        locks: Vec<crate::domain::lock::Lock>,
         at: chrono::NaiveDateTime,
     ) -> Result<StagedBatch, HubError> {
         use crate::actors::messages::BatchRequest;
         let mut scratch = self.session()?.clone();
         let mut task_plans = task_plans.into_iter();
+        let mut locks = locks.into_iter();
         let mut plan = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
             let at_op = |e: crate::domain::DomainError| HubError::from(e).in_operation(i);
@@ -448,6 +541,13 @@ impl SessionActor {
                     let first = scratch.last_event_id + 1;
                     scratch.last_event_id += super::tasks::plan_events(&planned) as i64;
                     plan.push(Staged::Task(planned, first));
+                }
+                BatchRequest::Lock(_) => {
+                    let lock = locks
+                        .next()
+                        .ok_or_else(|| HubError::Internal("a lock went unreserved".into()))?;
+                    scratch.last_event_id += 1;
+                    plan.push(Staged::Lock(lock, scratch.last_event_id));
                 }
             }
         }

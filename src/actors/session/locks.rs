@@ -33,6 +33,31 @@ fn lease_end(at: chrono::NaiveDateTime, secs: u32) -> chrono::NaiveDateTime {
     at + chrono::TimeDelta::seconds(i64::from(secs))
 }
 
+/// The row a reserved lock goes in as (the table's first decision; a grant that raced in
+/// meanwhile arrives as `GrantLocks` and is written after it).
+pub(super) fn request_row(session_id: uuid::Uuid, lock: &Lock) -> crate::domain::lock::Request {
+    crate::domain::lock::Request {
+        session_id,
+        resource: lock.resource.clone(),
+        holder: lock.holder.clone(),
+        mode: lock.mode,
+        operation: lock.operation.clone(),
+        lease_secs: lock.lease_secs,
+        wait: true,
+        task_id: lock.task_id,
+    }
+}
+
+/// A lock the table granted, as it stands once written at `at`: its lease runs from then.
+pub(super) fn held_from(
+    mut lock: Lock,
+    at: chrono::NaiveDateTime,
+) -> (Lock, crate::domain::event::NewEvent) {
+    let event = locked_event(&lock, at);
+    lock.expires_at = Some(lease_end(at, lock.lease_secs));
+    (lock, event)
+}
+
 /// Writes the grants the table reserved (held from `at`, with their tokens) and their
 /// `resource_locked` events; a request no longer waiting (cancelled, or its holder left first)
 /// is skipped.
@@ -263,33 +288,19 @@ impl Handler<AcquireLock> for SessionActor {
                 };
                 // The lease starts when the table granted it, not when it was asked.
                 let at = now();
-                let mut lock = reserved.lock;
-                let granted = lock.state == State::Held;
-                // The row goes in as the table first decided; a grant that raced in meanwhile
-                // arrives as `GrantLocks` and is written after this.
-                let request = crate::domain::lock::Request {
-                    session_id: id,
-                    resource: lock.resource.clone(),
-                    holder: lock.holder.clone(),
-                    mode: lock.mode,
-                    operation: lock.operation.clone(),
-                    lease_secs: lock.lease_secs,
-                    wait: true,
-                    task_id: lock.task_id,
-                };
-                let event = if granted {
-                    locked_event(&lock, at)
+                let granted = reserved.lock.state == State::Held;
+                let request = request_row(id, &reserved.lock);
+                let lock_id = reserved.lock.id;
+                let (lock, event) = if granted {
+                    held_from(reserved.lock, at)
                 } else {
-                    queued_event(&request, lock.id, &reserved.behind)
-                };
-                let lock_id = lock.id;
-                if granted {
-                    lock.expires_at = Some(lease_end(at, lock.lease_secs));
-                } else {
+                    let mut lock = reserved.lock;
+                    let event = queued_event(&request, lock.id, &reserved.behind);
                     lock.state = State::Waiting;
                     lock.token = None;
                     lock.expires_at = None;
-                }
+                    (lock, event)
+                };
                 let behind = reserved.behind;
                 Box::pin(
                     act.commit_events(
