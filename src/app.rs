@@ -26,9 +26,9 @@ const SHUTDOWN_GRACE_SECS: u64 = 30;
 
 pub struct Application {
     server: Server,
+    shutdown: Shutdown,
     addr: SocketAddr,
     store: Store,
-    registry: Addr<McpRegistry>,
     database: String,
     /// This hub's exclusive claim on its database, released after the last write committed.
     claim: Claim,
@@ -98,12 +98,20 @@ impl Application {
                 ip => ip.to_string(),
             });
         }
-        let server = http_server(listener, &settings, hosts, hub, registry.clone())?;
+        let ws = std::sync::Arc::new(crate::ws::WsStats::default());
+        let server = http_server(
+            listener,
+            &settings,
+            hosts,
+            hub,
+            registry.clone(),
+            ws.clone(),
+        )?;
         Ok(Application {
             server,
+            shutdown: Shutdown { registry, ws },
             addr,
             store,
-            registry,
             database,
             claim,
         })
@@ -126,16 +134,22 @@ impl Application {
         self.server.handle()
     }
 
+    /// What ends the connections that never end by themselves (event streams, WebSockets),
+    /// for a graceful stop.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// Serves until stopped (Ctrl-C, SIGTERM or `handle().stop()`), lets in-flight requests
     /// finish, then lets every queued write commit before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (handle, registry) = (self.server.handle(), self.registry.clone());
+        let (handle, shutdown) = (self.server.handle(), self.shutdown.clone());
         // Our own signal handling: open event streams never finish by themselves, so they are
         // ended first; then the server drains the requests still in flight.
         actix_web::rt::spawn(async move {
             shutdown_signal().await;
             log::info!("stopping: ending event streams, finishing requests in flight");
-            let _ = registry.send(CloseStreams).await;
+            shutdown.begin().await;
             handle.stop(true).await;
         });
         let served = self.server.await;
@@ -144,6 +158,20 @@ impl Application {
         let claim = self.claim;
         let _ = actix_web::rt::task::spawn_blocking(move || drop(claim)).await;
         served
+    }
+}
+
+/// Ends the connections that stay open until told: MCP event streams and WebSockets.
+#[derive(Clone)]
+pub struct Shutdown {
+    registry: Addr<McpRegistry>,
+    ws: std::sync::Arc<crate::ws::WsStats>,
+}
+
+impl Shutdown {
+    pub async fn begin(&self) {
+        let _ = self.registry.send(CloseStreams).await;
+        self.ws.close_all();
     }
 }
 
@@ -175,6 +203,7 @@ fn http_server(
     hosts: Vec<String>,
     hub: Addr<Hub>,
     registry: Addr<McpRegistry>,
+    ws_stats: std::sync::Arc<crate::ws::WsStats>,
 ) -> Result<Server, String> {
     let hub = web::Data::new(hub);
     let registry = web::Data::new(registry);
@@ -184,7 +213,7 @@ fn http_server(
     };
     let ws = web::Data::new(crate::ws::WsConfig {
         heartbeat: std::time::Duration::from_secs(settings.ws_heartbeat_secs.max(1)),
-        stats: Default::default(),
+        stats: ws_stats,
     });
     let lifetime = StreamLifetime(
         (settings.stream_max_secs > 0)

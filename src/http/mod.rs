@@ -37,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
-    .service(resource("/").route(web::get().to(pages::index)))
+    .configure(pages::routes)
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
     .service(resource("/metrics").route(web::get().to(crate::ws::metrics)))

@@ -161,6 +161,9 @@ fn typed_text(schema: &Value, field: &str, text: String) -> Value {
     let types: Vec<&str> = match &schema["properties"][field]["type"] {
         Value::String(t) => vec![t.as_str()],
         Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        // Not in the schema: an alias (`id` for `taskId`) or a field the parser will refuse.
+        // Numbers and booleans are read as such, so that an alias of one works.
+        _ if schema["properties"].get(field).is_none() => vec!["integer", "boolean"],
         _ => Vec::new(),
     };
     let has = |t: &str| types.contains(&t);

@@ -18,10 +18,17 @@ pub async fn run(
     arguments: Value,
     viewer: bool,
 ) -> Result<Value, HubError> {
+    // The session as REST's `GET /mcp/session/{id}` shows it (MCP clients read theirs with
+    // `whoami`): a viewer has no other way to see who drives and where the handshake is.
+    if operation == "session_get" {
+        return api::run_json::<api::sessions::Get>(call, arguments).await;
+    }
     let tool = tools::find(operation).ok_or_else(|| {
         HubError::invalid(
             "operation",
-            format!("unknown operation {operation:?}: the names are the MCP tool names"),
+            format!(
+                "unknown operation {operation:?}: the names are the MCP tool names (and session_get)"
+            ),
         )
     })?;
     let run: OpFn = match (&tool.call, operation) {
@@ -38,7 +45,7 @@ pub async fn run(
         }
     };
     let takes_seat = matches!(operation, "session_create" | "session_join");
-    if viewer && !tool.read_only && !takes_seat {
+    if viewer && !tool.reads(&arguments) && !takes_seat {
         return Err(HubError::Forbidden(format!(
             "{operation} acts for a participant: send an auth frame with its token first (a viewer may read, create or join)"
         )));

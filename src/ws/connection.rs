@@ -455,6 +455,14 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.out.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let mut closing = self.out.stats.closing.subscribe();
+        ctx.spawn(
+            async move {
+                let _ = closing.wait_for(|c| *c).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| act.close(CloseCode::Away, "the hub is stopping", ctx)),
+        );
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_heard.elapsed() > act.heartbeat * 3 {
                 return act.close(CloseCode::Away, "no heartbeat", ctx);

@@ -115,10 +115,7 @@ impl Filter {
     pub fn passes(&self, event: &Event) -> bool {
         // `Priority` orders critical first.
         self.min_priority.is_none_or(|min| event.priority <= min)
-            && self
-                .kinds
-                .as_ref()
-                .is_none_or(|k| k.contains(&event.kind))
+            && self.kinds.as_ref().is_none_or(|k| k.contains(&event.kind))
     }
 }
 

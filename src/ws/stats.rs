@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WsStats {
     pub connections: AtomicI64,
     pub subscriptions: AtomicI64,
@@ -12,9 +12,30 @@ pub struct WsStats {
     pub queued_bytes: AtomicI64,
     pub resyncs: AtomicU64,
     pub interrupts: AtomicU64,
+    /// Set when the hub stops: every connection closes (1001), so that a graceful stop does
+    /// not wait for sockets that never end by themselves.
+    pub closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for WsStats {
+    fn default() -> Self {
+        WsStats {
+            connections: AtomicI64::new(0),
+            subscriptions: AtomicI64::new(0),
+            queued_bytes: AtomicI64::new(0),
+            resyncs: AtomicU64::new(0),
+            interrupts: AtomicU64::new(0),
+            closing: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 impl WsStats {
+    /// Closes every WebSocket of this hub.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Prometheus text format.
     pub fn render(&self) -> String {
         let g = |a: &AtomicI64| a.load(Ordering::Relaxed);

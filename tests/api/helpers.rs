@@ -149,6 +149,7 @@ pub struct TestApp {
     running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub db: TestDb,
     client: awc::Client,
+    shutdown: collab_hub::app::Shutdown,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -161,7 +162,7 @@ pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
     settings.database_url = Some(db.url.clone());
     let app = Application::build(settings).await.expect("hub starts");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
+    let (handle, shutdown) = (app.handle(), app.shutdown());
     let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -169,6 +170,7 @@ pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
         running,
         db,
         client: client(),
+        shutdown,
     }
 }
 
@@ -181,6 +183,8 @@ pub fn client() -> awc::Client {
 impl TestApp {
     /// Stops the server (graceful) and hands back its database for a restart.
     pub async fn stop(self) -> TestDb {
+        // As on SIGTERM: streams and sockets end first, then the requests in flight finish.
+        self.shutdown.begin().await;
         self.handle.stop(true).await;
         let _ = self.running.await;
         self.db

@@ -9,6 +9,7 @@ mod cli;
 mod context;
 mod coordination;
 mod crash;
+mod dashboard;
 mod event_log_size;
 mod export;
 mod health;

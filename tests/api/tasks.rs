@@ -174,6 +174,14 @@ async fn the_task_dag_holds(backend: Backend) {
         .get_as(&claude, "/mcp/collaborate/tasks?status=completed")
         .await;
     assert_eq!(all["tasks"].as_array().unwrap().len(), 4);
+    // One task by id, with the README's `id=` as well as `taskId=`.
+    for key in ["id", "taskId"] {
+        let (status, one) = app
+            .get_as(&claude, &format!("/mcp/collaborate/tasks?{key}={main}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{key}: {one}");
+        assert_eq!(one["tasks"][0]["id"], main, "{key}: {one}");
+    }
 }
 
 async fn every_assignment_strategy(backend: Backend) {

@@ -21,6 +21,7 @@ both_backends!(
     critical_events_jump_ahead_of_queued_routine_ones,
     a_client_that_stops_reading_gets_resync_and_costs_nothing,
     silent_peers_are_closed_and_presence_follows,
+    who_may_connect_beyond_loopback_and_from_which_pages,
 );
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -37,6 +38,17 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
+        Ws::try_connect(app, token, None)
+            .await
+            .unwrap_or_else(|s| panic!("websocket upgrade refused: {s}"))
+    }
+
+    /// The upgrade, or the status it was refused with.
+    pub async fn try_connect(
+        app: &TestApp,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Ws, StatusCode> {
         let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
         let mut req = crate::helpers::client()
             .ws(url)
@@ -44,13 +56,21 @@ impl Ws {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let (res, socket) = req.connect().await.expect("websocket upgrade");
-        assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
-        Ws {
-            socket,
-            kept: VecDeque::new(),
-            next_id: 1,
-            closed: None,
+        if let Some(o) = origin {
+            req = req.origin(o);
+        }
+        match req.connect().await {
+            Ok((res, socket)) => {
+                assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+                Ok(Ws {
+                    socket,
+                    kept: VecDeque::new(),
+                    next_id: 1,
+                    closed: None,
+                })
+            }
+            Err(awc::error::WsClientError::InvalidResponseStatus(s)) => Err(s),
+            Err(e) => panic!("websocket upgrade: {e}"),
         }
     }
 
@@ -287,6 +307,22 @@ async fn call_runs_the_same_operations_with_the_same_errors(backend: Backend) {
         .request(json!({"type": "call", "operation": "message_send", "arguments": {"sessionId": session, "body": "hi"}}))
         .await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    // The read actions of grouped tools are reads; their writes are not.
+    let tasks = ws
+        .call("task", json!({"sessionId": session, "action": "list"}))
+        .await;
+    assert!(tasks["tasks"].is_array(), "{tasks}");
+    let locks = ws
+        .call("lock", json!({"sessionId": session, "action": "list"}))
+        .await;
+    assert!(locks.is_object() || locks.is_array(), "{locks}");
+    let refused = ws
+        .request(json!({"type": "call", "operation": "task", "arguments": {"sessionId": session, "action": "create", "description": "x"}}))
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    // The session as REST shows it: who drives, the handshake.
+    let view = ws.call("session_get", json!({"sessionId": session})).await;
+    assert_eq!(view["driver"], "claude", "{view}");
     // A bad token changes nothing; a good one makes the connection that participant.
     let bad = ws
         .request(json!({"type": "auth", "token": "chp_nope"}))
@@ -633,5 +669,57 @@ async fn silent_peers_are_closed_and_presence_follows(backend: Backend) {
     while g.read(Duration::from_secs(2)).await.is_some() {}
     assert_eq!(g.closed, Some(Some(CloseCode::Away)), "closed for silence");
     assert_eq!(viewer.ok(json!({"type": "ping"})).await, json!({}));
+    app.stop().await;
+}
+
+async fn who_may_connect_beyond_loopback_and_from_which_pages(backend: Backend) {
+    let Some(db) = crate::helpers::TestDb::fresh(backend) else {
+        return;
+    };
+    const OPERATOR: &str = "operator-secret-for-ws-tests";
+    let mut settings = Settings::for_database("unused");
+    settings.bind = "0.0.0.0:0".into();
+    settings.operator_token = Some(OPERATOR.into());
+    let app = start_on(db, settings).await;
+    let (s, b) = app
+        .post_as(
+            OPERATOR,
+            "/mcp/session/create",
+            &json!({"name": "open", "participants": ["claude", "gemini"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (session, claude) = (
+        b["sessionId"].as_str().unwrap().to_owned(),
+        b["tokens"]["claude"].as_str().unwrap().to_owned(),
+    );
+    // Beyond loopback nobody watches without a token.
+    assert_eq!(
+        Ws::try_connect(&app, None, None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        Ws::try_connect(&app, Some("chp_unknown"), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    // The operator token watches; a participant's token acts as that participant.
+    let mut operator = Ws::try_connect(&app, Some(OPERATOR), None).await.unwrap();
+    operator
+        .ok(json!({"type": "subscribe", "sessionId": session, "since": 0}))
+        .await;
+    let mut c = Ws::try_connect(&app, Some(&claude), None).await.unwrap();
+    assert_eq!(c.call("whoami", json!({})).await["aiId"], "claude");
+    // A participant may not watch everything.
+    let e = c
+        .request(json!({"type": "subscribe", "project": "default"}))
+        .await;
+    assert_eq!(e["error"]["code"], "forbidden", "{e}");
+    // A page from another site cannot open a socket with the browser's cookies or tokens.
+    assert_eq!(
+        Ws::try_connect(&app, Some(&claude), Some("http://evil.example"))
+            .await
+            .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
     app.stop().await;
 }

@@ -1,0 +1,446 @@
+// The dashboard's picture of one session, folded from its event log (replayed from id 0, then
+// live). Pure data: no DOM, no socket. Tasks, locks, suggestions and the context document are
+// read with `call` frames (see app.js); everything else here comes from events.
+//
+// Events can arrive out of log order: a critical event comes ahead of queued routine ones as an
+// `interrupt`, and comes only once. So every derived value is "the newest by event id wins"
+// and counters only ever add, which makes the fold independent of arrival order.
+
+export const CATEGORIES = [
+  ["message", "Messages"],
+  ["handshake", "Handshakes"],
+  ["role", "Roles"],
+  ["task", "Tasks"],
+  ["lock", "Locks"],
+  ["change", "Changes & suggestions"],
+  ["status", "Status reports"],
+  ["context", "Context & notes"],
+  ["membership", "Joins & leaves"],
+  ["presence", "Presence"],
+  ["checkpoint", "Checkpoints"],
+  ["session", "Session"],
+  ["other", "Other"],
+];
+
+export function category(kind) {
+  switch (kind) {
+    case "session_created": case "session_status_changed": case "session_saved": return "session";
+    case "participant_joined": case "participant_left": case "token_reissued": return "membership";
+    case "message_sent": case "message_acked": case "message_ack_overdue": return "message";
+    case "handshake": case "control_passed": case "review_overdue": return "handshake";
+    case "role_requested": case "role_request_refused": case "role_changed": case "role_change_pending": return "role";
+    case "resource_locked": case "resource_released": case "lock_queued": case "lock_renewed": case "lock_force_released": return "lock";
+    case "change_recorded": case "change_conflict": case "suggestion_submitted": case "suggestion_resolved": return "change";
+    case "status_reported": return "status";
+    case "context_changed": case "memory_pushed": case "memory_cleared": case "notes_updated": case "discovery_reported": return "context";
+    case "checkpoint_begun": case "checkpoint_ended": return "checkpoint";
+    case "presence_changed": return "presence";
+    default: return kind.startsWith("task_") ? "task" : "other";
+  }
+}
+
+/** Kinds whose events change what `lock list` answers. */
+export const LOCK_KINDS = ["resource_locked", "resource_released", "lock_queued", "lock_renewed", "lock_force_released"];
+
+const s = (v) => (v == null ? "" : typeof v === "string" ? v : JSON.stringify(v));
+const oneLine = (v, max = 240) => {
+  const text = s(v).replace(/\s+/g, " ").trim();
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+};
+const list = (a) => (Array.isArray(a) ? a.map(s).join(", ") : "");
+const paren = (t) => (t ? ` (${t})` : "");
+const colon = (t) => (t ? `: ${t}` : "");
+
+/** One line of text for an event, from its payload (as the export's timeline says it). */
+export function describe(kind, p = {}, to) {
+  p = p || {};
+  switch (kind) {
+    case "session_created":
+      return `created the session “${s(p.name)}” (${s(p.handshakeMode) || "strict"} handshake; ${(p.participants || []).map((x) => `${x.aiId} ${x.role}`).join(", ") || "nobody yet"})`;
+    case "session_status_changed": return `set the session ${s(p.to)} (was ${s(p.from)})`;
+    case "participant_joined": return `${s(p.participant?.aiId)} joined as ${s(p.participant?.role)}`;
+    case "participant_left": return `${s(p.aiId)} left (was ${s(p.role)})`;
+    case "token_reissued": return `${s(p.aiId)} got a fresh token`;
+    case "message_sent": {
+      const flags = [];
+      if (p.replyTo != null) flags.push(`reply to #${p.replyTo}`);
+      if (p.requiresAck) flags.push("acknowledgement required");
+      return `to ${p.to ? s(p.to) : "everyone"}${paren(flags.join(", "))}: ${oneLine(p.body, 600)}`;
+    }
+    case "message_acked": return `${s(p.by)} acknowledged ${list(p.ids)}`;
+    case "message_ack_overdue": return `message #${s(p.id)} not acknowledged by ${list(p.notAcknowledgedBy)} in time`;
+    case "handshake": return handshakeText(p);
+    case "control_passed": case "review_overdue": case "lock_force_released": return s(p.summary) || kind.replaceAll("_", " ");
+    case "change_conflict": return `conflict on ${s(p.filePath)}: ${s(p.summary)}`;
+    case "role_requested": return `${s(p.aiId)} asks to become ${s(p.role)}${colon(s(p.reason))}`;
+    case "role_request_refused": return `refused ${s(p.aiId)}'s request to become ${s(p.role)}${colon(s(p.note))}`;
+    case "role_changed": return `roles changed: ${s(p.summary)}${paren(s(p.reason))}`;
+    case "role_change_pending": return `role change waits for the open handshake: ${Object.entries(p.roles || {}).map(([k, v]) => `${k} → ${v}`).join(", ")}`;
+    case "task_created": {
+      const t = p.task || {};
+      return `created task${t.parent != null ? ` (subtask of #${t.parent})` : ""}${t.assignedTo ? ` for ${t.assignedTo}` : ""}: ${oneLine(t.description)}`;
+    }
+    case "task_assigned": return `assigned task #${s(p.taskId)}${to ? ` to ${to}` : ""}${p.how && p.how !== "assigned" ? ` (by ${p.how})` : ""}: ${oneLine(p.description)}`;
+    case "task_status_changed": return `task #${s(p.taskId)}: ${p.from && p.from !== p.to ? `${p.from} → ${p.to}` : s(p.to)}${colon(s(p.reason))}`;
+    case "task_handed_off": return `handed off task #${s(p.taskId)}: ${oneLine(p.description)}`;
+    case "task_claimed": return `claimed task #${s(p.taskId)}`;
+    case "resource_locked": return `locked ${s(p.resource)} (${s(p.mode)})${colon(s(p.operation))}`;
+    case "lock_queued": return `waits for ${s(p.resource)} (${s(p.mode)}) behind ${(p.behind || []).map((b) => `#${b}`).join(", ")}`;
+    case "resource_released": return `${s(p.by)}'s lock on ${s(p.resource)} released (${s(p.reason)})`;
+    case "lock_renewed": return `renewed the lock on ${s(p.resource)}`;
+    case "change_recorded": return `${s(p.operation) || "edit"} ${s(p.filePath)}${p.newPath ? ` → ${p.newPath}` : ""}${colon(s(p.reason))}`;
+    case "suggestion_submitted": return `suggests a change to ${s(p.filePath)}${colon(s(p.reason))}`;
+    case "suggestion_resolved": return `${p.accepted ? "accepted" : "rejected"} suggestion #${s(p.id)}${colon(s(p.note))}`;
+    case "status_reported": return `${s(p.kind)} ${s(p.status)}${p.recovered ? " (recovered)" : ""}: ${oneLine(p.summary)}`;
+    case "discovery_reported": return `${s(p.discovery?.severity)} discovery: ${oneLine(p.discovery?.finding)}${paren(s(p.discovery?.location))}`;
+    case "context_changed": case "memory_pushed": case "memory_cleared": case "notes_updated": {
+      const what = { context_changed: "updated the shared context", memory_pushed: "pushed to working memory", memory_cleared: "cleared working memory", notes_updated: "updated its notes" }[kind];
+      const paths = (p.changes || []).map((c) => c.path).filter(Boolean);
+      return `${what}${colon(paths.slice(0, 6).join(", ") + (paths.length > 6 ? ` and ${paths.length - 6} more` : ""))}`;
+    }
+    case "checkpoint_begun": return `focus: ${s(p.task)} (about ${s(p.estimatedSecs)} s${p.interruptible === false ? ", not interruptible" : ""})`;
+    case "checkpoint_ended": return `ended focus on ${s(p.task)} after ${s(p.ranSecs)} s (${s(p.reason)})`;
+    case "presence_changed": return `${s(p.aiId)} is ${s(p.state)}`;
+    default: return `${kind.replaceAll("_", " ")}${colon(s(p.summary))}`;
+  }
+}
+
+function handshakeText(p) {
+  switch (p.step) {
+    case "work_complete":
+      return `work complete${p.needsReview === false ? " (no review needed)" : ", review requested"}${colon(list(p.changes))}${p.message ? ` — ${oneLine(p.message)}` : ""}`;
+    case "review_start": return `started reviewing handshake #${s(p.handshakeId)}`;
+    case "review_complete": {
+      const f = p.feedback || {};
+      const notes = [...(f.suggestions || []), ...(f.issues || [])];
+      return `review of #${s(p.handshakeId)}: ${f.approved ? "approved" : "changes requested"}${p.passControl ? ", control passed back" : ""}${notes.length ? ` — ${oneLine(notes.join("; "))}` : ""}`;
+    }
+    case "control_received": return `took control back${p.nextAction ? `, next: ${oneLine(p.nextAction)}` : ""}`;
+    case "cancel": return `cancelled handshake #${s(p.handshakeId)}${colon(s(p.reason))}`;
+    default: return `handshake ${s(p.step)}${colon(s(p.reason) || s(p.summary))}`;
+  }
+}
+
+const RECENT_MS = 5 * 60 * 1000;
+
+function emptyMetrics() {
+  return { messages: 0, handoffs: 0, reviews: 0, conflicts: 0, tasksCompleted: 0, changes: 0, locks: 0 };
+}
+
+export class SessionModel {
+  constructor(sessionId) {
+    this.sessionId = sessionId;
+    this.events = []; // sorted by id
+    this.seen = new Set();
+    /** Newest id received in log order (`event` frames): where a reconnect resumes. */
+    this.cursor = 0;
+    this.status = "active";
+    this.name = "";
+    this.handshakeMode = "";
+    this.participants = new Map();
+    this.handshake = { state: "idle", at: 0 };
+    this.reports = new Map(); // kind → latest report
+    this.reportHistory = [];
+    this.contextChanges = new Map(); // path → {at, by, id}
+    this.roleRequests = new Map(); // requestId → {aiId, role, reason, at}
+    this.lastActivity = null;
+    // Folded from events too, for when the hub will not list them to this connection (see
+    // app.js `fallback`): tasks by id, locks of the project by id, suggestions by id.
+    this.tasks = new Map();
+    this.locks = new Map();
+    this.suggestions = new Map();
+  }
+
+  participant(aiId) {
+    let p = this.participants.get(aiId);
+    if (!p) {
+      p = { aiId, role: "observer", roleAt: 0, active: true, memberAt: 0, presence: null, lastAction: null, checkpoint: null, metrics: emptyMetrics() };
+      this.participants.set(aiId, p);
+    }
+    return p;
+  }
+
+  get driver() {
+    for (const p of this.participants.values()) if (p.active && p.role === "driver") return p.aiId;
+    return null;
+  }
+
+  /**
+   * Takes one event frame. `inOrder` is false for `interrupt` frames. Returns the names of the
+   * views it changed (empty when the event was seen before).
+   */
+  apply(ev, inOrder = true) {
+    if (inOrder && ev.id > this.cursor) this.cursor = ev.id;
+    if (this.seen.has(ev.id)) return [];
+    this.seen.add(ev.id);
+    const entry = { id: ev.id, at: ev.at, kind: ev.kind, priority: ev.priority || "routine", actor: ev.actor || null, to: ev.to || null, payload: ev.payload || {}, category: category(ev.kind) };
+    entry.text = describe(ev.kind, entry.payload, entry.to);
+    insertSorted(this.events, entry);
+    if (!this.lastActivity || ev.at > this.lastActivity) this.lastActivity = ev.at;
+    return this.fold(entry);
+  }
+
+  fold(e) {
+    const p = e.payload;
+    const changed = new Set(["timeline", "overview"]);
+    if (e.actor && e.kind !== "presence_changed") {
+      const who = this.participant(e.actor);
+      if (!who.lastAction || e.id > who.lastAction.id) who.lastAction = { id: e.id, at: e.at, text: e.text, kind: e.kind };
+      changed.add("people");
+    }
+    switch (e.kind) {
+      case "session_created":
+        this.name = p.name || this.name;
+        this.handshakeMode = p.handshakeMode || this.handshakeMode;
+        for (const x of p.participants || []) this.setMember(x.aiId, x.role, e.id, true);
+        changed.add("people");
+        break;
+      case "session_status_changed":
+        if (e.id >= (this.statusAt || 0)) {
+          this.status = p.to;
+          this.statusAt = e.id;
+        }
+        break;
+      case "participant_joined":
+        if (p.participant) this.setMember(p.participant.aiId, p.participant.role, e.id, true);
+        changed.add("people");
+        break;
+      case "participant_left":
+        this.setMember(p.aiId, p.role, e.id, false);
+        changed.add("people");
+        break;
+      case "role_changed":
+        for (const c of p.changes || []) {
+          const who = this.participant(c.aiId);
+          if (e.id > who.roleAt) {
+            who.role = c.to;
+            who.roleAt = e.id;
+          }
+        }
+        for (const [id, r] of this.roleRequests) if ((p.changes || []).some((c) => c.aiId === r.aiId)) this.roleRequests.delete(id);
+        changed.add("people").add("handshake");
+        break;
+      case "role_requested":
+        this.roleRequests.set(e.id, { id: e.id, aiId: p.aiId, role: p.role, reason: p.reason, at: e.at });
+        changed.add("handshake");
+        break;
+      case "role_request_refused":
+        this.roleRequests.delete(p.requestId);
+        changed.add("handshake");
+        break;
+      case "presence_changed": {
+        const who = this.participant(p.aiId);
+        if (!who.presence || e.id > who.presence.id) who.presence = { id: e.id, state: p.state, lastSeen: p.lastSeen || e.at };
+        changed.add("people");
+        break;
+      }
+      case "checkpoint_begun": case "checkpoint_ended": {
+        const who = this.participant(p.aiId || e.actor);
+        if (!who.checkpoint || e.id > who.checkpoint.id) {
+          who.checkpoint = e.kind === "checkpoint_begun" ? { id: e.id, task: p.task, endsBy: p.endsBy, interruptible: p.interruptible, open: true } : { id: e.id, open: false };
+        }
+        changed.add("people");
+        break;
+      }
+      case "handshake": case "control_passed":
+        this.foldHandshake(e);
+        changed.add("handshake");
+        break;
+      case "status_reported": {
+        const report = { id: e.id, kind: p.kind, status: p.status, summary: p.summary, recovered: p.recovered, by: e.actor, at: e.at };
+        const latest = this.reports.get(p.kind);
+        if (!latest || e.id > latest.id) this.reports.set(p.kind, report);
+        insertSorted(this.reportHistory, report);
+        changed.add("reports");
+        break;
+      }
+      default:
+        break;
+    }
+    if (e.category === "task") {
+      this.foldTask(e);
+      changed.add("tasks");
+    } else if (e.category === "lock") {
+      this.foldLock({ ...e, sessionId: this.sessionId });
+      changed.add("locks");
+    } else if (e.kind === "suggestion_submitted" || e.kind === "suggestion_resolved") {
+      this.foldSuggestion(e);
+      changed.add("suggestions");
+    }
+    // Context paths written by this event (context writes, status reports, discoveries, notes).
+    if (Array.isArray(p.changes) && category(e.kind) !== "role") {
+      for (const c of p.changes) {
+        if (typeof c?.path !== "string") continue;
+        const before = this.contextChanges.get(c.path);
+        if (!before || e.id > before.id) this.contextChanges.set(c.path, { id: e.id, at: e.at, by: e.actor });
+      }
+      changed.add("context");
+    }
+    this.count(e);
+    return [...changed];
+  }
+
+  setMember(aiId, role, id, active) {
+    if (!aiId) return;
+    const who = this.participant(aiId);
+    if (id >= who.memberAt) {
+      who.active = active;
+      who.memberAt = id;
+    }
+    if (role && id > who.roleAt) {
+      who.role = role;
+      who.roleAt = id;
+    }
+  }
+
+  foldHandshake(e) {
+    const p = e.payload;
+    if (e.id < this.handshake.at) return;
+    const h = this.handshake;
+    const base = { at: e.id, atTime: e.at };
+    if (e.kind === "control_passed") {
+      this.handshake = { ...h, ...base, state: "control_passed", id: p.handshakeId ?? h.id, reviewer: p.by ?? h.reviewer, approved: p.approved };
+      return;
+    }
+    switch (p.step) {
+      case "work_complete":
+        this.handshake = p.needsReview === false
+          ? { ...base, state: "idle", lastStep: "work_complete" }
+          : { ...base, state: "awaiting_review", id: e.id, driver: e.actor, since: e.at, changes: p.changes || [], message: p.message };
+        break;
+      case "review_start":
+        this.handshake = { ...h, ...base, state: "reviewing", id: p.handshakeId ?? h.id, reviewer: p.reviewer || e.actor, since: e.at };
+        break;
+      case "review_complete":
+        this.handshake = { ...h, ...base, state: p.passControl ? "control_passed" : "reviewed", feedback: p.feedback, reviewer: h.reviewer || e.actor };
+        break;
+      case "control_received":
+        this.handshake = { ...base, state: "idle", lastStep: "control_received", nextAction: p.nextAction };
+        break;
+      case "cancel":
+        this.handshake = { ...base, state: "idle", lastStep: "cancel", reason: p.reason };
+        break;
+      default:
+        // A step this page does not know (a newer hub): keep the state, show the event.
+        this.handshake = { ...h, ...base };
+    }
+  }
+
+  foldTask(e) {
+    const p = e.payload;
+    if (e.kind === "task_created") {
+      const t = { ...(p.task || {}), id: p.task?.id ?? e.id };
+      this.tasks.set(t.id, { ...t, at: e.id });
+      return;
+    }
+    const t = this.tasks.get(p.taskId);
+    if (!t || e.id < t.at) return;
+    t.at = e.id;
+    switch (e.kind) {
+      case "task_assigned":
+        if (e.to) t.assignedTo = e.to;
+        break;
+      case "task_status_changed":
+        t.status = p.to || t.status;
+        if ("assignedTo" in p) t.assignedTo = p.assignedTo || undefined;
+        if (Array.isArray(p.dependencies)) t.dependencies = p.dependencies;
+        t.blockedReason = t.status === "blocked" ? p.reason : undefined;
+        break;
+      case "task_handed_off":
+        t.assignedTo = undefined;
+        t.handoff = { from: e.actor, context: p.context };
+        break;
+      case "task_claimed":
+        t.assignedTo = e.actor || t.assignedTo;
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A lock event of any session of the project (`ev.sessionId` says which). */
+  foldLock(ev) {
+    const p = ev.payload || {};
+    const id = p.lockId;
+    if (id == null) return;
+    const before = this.locks.get(id);
+    if (before && ev.id < before.at && before.sessionId === ev.sessionId) return;
+    switch (ev.kind) {
+      case "resource_locked":
+        this.locks.set(id, { id, sessionId: ev.sessionId, resource: p.resource, holder: p.by || ev.actor, mode: p.mode, operation: p.operation, state: "held", token: p.token, expiresAt: p.until, at: ev.id });
+        break;
+      case "lock_queued":
+        this.locks.set(id, { id, sessionId: ev.sessionId, resource: p.resource, holder: p.by || ev.actor, mode: p.mode, operation: p.operation, state: "waiting", behind: p.behind, at: ev.id });
+        break;
+      case "lock_renewed":
+        if (before) this.locks.set(id, { ...before, expiresAt: p.until || before.expiresAt, at: ev.id });
+        break;
+      case "resource_released":
+        this.locks.delete(id);
+        break;
+      default:
+        break;
+    }
+  }
+
+  foldSuggestion(e) {
+    const p = e.payload;
+    if (e.kind === "suggestion_submitted") {
+      this.suggestions.set(e.id, { id: e.id, aiId: p.by || e.actor, filePath: p.filePath, reason: p.reason, lines: p.lines, at: e.at, status: "pending" });
+    } else {
+      const sg = this.suggestions.get(p.id);
+      if (sg) sg.status = p.accepted ? "accepted" : "rejected";
+    }
+  }
+
+  taskList() {
+    return [...this.tasks.values()].sort((a, b) => a.id - b.id);
+  }
+
+  lockList() {
+    return [...this.locks.values()].sort((a, b) => a.id - b.id);
+  }
+
+  suggestionList() {
+    return [...this.suggestions.values()];
+  }
+
+  /** Per-AI counters; what they mean is in the README ("Dashboard"). */
+  count(e) {
+    const p = e.payload;
+    const m = (aiId) => (aiId ? this.participant(aiId).metrics : null);
+    switch (e.kind) {
+      case "message_sent": { const x = m(e.actor); if (x) x.messages += 1; break; }
+      case "task_handed_off": { const x = m(e.actor); if (x) x.handoffs += 1; break; }
+      case "handshake":
+        if (p.step === "review_complete") { const x = m(e.actor); if (x) x.reviews += 1; }
+        if (p.step === "work_complete" && p.needsReview !== false) { const x = m(e.actor); if (x) x.handoffs += 1; }
+        break;
+      case "change_conflict": { const x = m(e.to); if (x) x.conflicts += 1; break; }
+      case "task_status_changed":
+        if (p.to === "completed") { const x = m(p.assignedTo || e.actor); if (x) x.tasksCompleted += 1; }
+        break;
+      case "change_recorded": { const x = m(e.actor); if (x) x.changes += 1; break; }
+      case "resource_locked": { const x = m(p.by || e.actor); if (x) x.locks += 1; break; }
+      default: break;
+    }
+  }
+
+  /** Context paths changed within the last five minutes: path → {at, by}. */
+  recentPaths(now = Date.now()) {
+    const out = new Map();
+    for (const [path, c] of this.contextChanges) if (now - Date.parse(c.at) < RECENT_MS) out.set(path, c);
+    return out;
+  }
+
+  /** The open role requests addressed to the driver. */
+  openRoleRequests() {
+    return [...this.roleRequests.values()];
+  }
+}
+
+function insertSorted(array, item) {
+  let i = array.length;
+  while (i > 0 && array[i - 1].id > item.id) i -= 1;
+  array.splice(i, 0, item);
+}

@@ -1,0 +1,343 @@
+// The dashboard in a real browser: headless Chromium (Debian's `chromium` package) driven by
+// playwright-core. Run by tests/api/dashboard.rs, which starts the hub and plays the AI agents.
+//
+//   node dashboard.mjs HUB_URL SESSION_ID ARTIFACT_DIR
+//
+// Talks to its runner with JSON lines: it prints {"ev":"need","step":NAME,...} when the agents
+// must act, and reads one JSON line back ({"step":NAME,...}) before it goes on. It ends with
+// {"ev":"done","failed":bool,"checks":[…],"consoleErrors":[…]} and exits 1 on failure.
+// A person's side only: every check looks at what the page shows, never at the hub directly.
+
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [hub, sessionId, artifacts] = process.argv.slice(2);
+if (!hub || !sessionId || !artifacts) {
+  console.error("usage: node dashboard.mjs HUB_URL SESSION_ID ARTIFACT_DIR");
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const say = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+const checks = [];
+const consoleErrors = [];
+let failed = false;
+
+// ------------------------------------------------------------------ the runner's side
+
+const input = createInterface({ input: process.stdin });
+const lines = [];
+const waiters = [];
+input.on("line", (line) => {
+  const w = waiters.shift();
+  if (w) w(line);
+  else lines.push(line);
+});
+input.on("close", () => {
+  while (waiters.length) waiters.shift()(null);
+});
+function nextLine() {
+  if (lines.length) return Promise.resolve(lines.shift());
+  return new Promise((resolve) => waiters.push(resolve));
+}
+
+/** Asks the runner (the agents) to do `step`; resolves with its answer. */
+async function agents(step, data = {}) {
+  say({ ev: "need", step, ...data });
+  const line = await nextLine();
+  if (line == null) throw new Error(`the runner went away during ${step}`);
+  const answer = JSON.parse(line);
+  if (answer.error) throw new Error(`the agents could not ${step}: ${answer.error}`);
+  return answer;
+}
+
+// ------------------------------------------------------------------ helpers
+
+const TIMEOUT = 15_000;
+
+function check(name, ok, detail) {
+  checks.push({ name, ok: Boolean(ok), ...(detail === undefined ? {} : { detail }) });
+  say({ ev: "check", name, ok: Boolean(ok), ...(detail === undefined ? {} : { detail }) });
+  if (!ok) failed = true;
+}
+
+/** Waits until `fn` (run in the page) returns a truthy value. */
+async function until(page, name, fn, arg, timeout = TIMEOUT) {
+  try {
+    const handle = await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+    const value = await handle.jsonValue();
+    check(name, true);
+    return value;
+  } catch (e) {
+    check(name, false, `${e.message.split("\n")[0]}`);
+    await shot(page, `failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}`);
+    throw new Error(`page never showed: ${name}`);
+  }
+}
+
+let shots = 0;
+async function shot(page, name) {
+  shots += 1;
+  const path = join(artifacts, `${String(shots).padStart(2, "0")}-${name}.png`);
+  try {
+    await page.screenshot({ path, fullPage: true });
+    say({ ev: "screenshot", path });
+  } catch (e) {
+    say({ ev: "log", msg: `screenshot ${name} failed: ${e.message}` });
+  }
+}
+
+function chromiumPath() {
+  const candidates = [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);
+  for (const c of candidates) if (existsSync(c)) return c;
+  throw new Error(`no Chromium at ${candidates.join(" or ")}: apt-get install chromium chromium-driver (or set CHROMIUM)`);
+}
+
+// ------------------------------------------------------------------ the scenario
+
+async function scenario(page) {
+  // Dev aid: DASHBOARD_STATIC=/path/to/static serves the page's files from disk instead of the
+  // copies built into the hub, so a change to static/ can be tried without rebuilding.
+  if (process.env.DASHBOARD_STATIC) {
+    await page.route(/\/(app|hub|model|views|dom)\.js$|\/style\.css$/, async (route) => {
+      const name = new URL(route.request().url()).pathname.slice(1);
+      const response = await route.fetch();
+      await route.fulfill({ response, body: readFileSync(join(process.env.DASHBOARD_STATIC, name), "utf8") });
+    });
+  }
+
+  // 1. Open the dashboard and choose the session with the pickers, as a person would.
+  const response = await page.goto(hub, { waitUntil: "domcontentloaded" });
+  const csp = response.headers()["content-security-policy"] || "";
+  check("the page is served with a CSP that allows no inline script", /script-src 'self'(;|$)/.test(csp) && !csp.includes("unsafe-inline"), csp);
+  await until(page, "the session list arrives over the WebSocket", (id) => [...document.querySelectorAll("#session option")].some((o) => o.value === id), sessionId);
+  await page.selectOption("#project", "dashboard-demo");
+  await page.selectOption("#session", sessionId);
+  await until(page, "the chosen session is shown and live", () => document.querySelector("#session-name")?.textContent === "Dashboard demo" && document.querySelector("#conn")?.textContent === "Live");
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await until(page, "the replayed log shows both AIs with their roles", () => {
+    const rows = [...document.querySelectorAll("#people-body [data-ai]")].map((r) => r.textContent);
+    return rows.some((t) => t.includes("claude") && t.includes("driver")) && rows.some((t) => t.includes("gemini") && t.includes("navigator"));
+  });
+  await shot(page, "opened");
+
+  // 2. Agents act; each shows up without a reload.
+  const arrived = await agents("agents_arrive");
+  await until(page, "a newly joined AI appears in the participants", () => !!document.querySelector('#people-body [data-ai="codex"]'));
+  await until(page, "the AI's message appears in the timeline", (body) => [...document.querySelectorAll("#timeline-list .event")].some((e) => e.textContent.includes(body)), arrived.message);
+  await until(page, "the AI's lock appears with its holder and time left", () => {
+    const row = document.querySelector('#locks-body tr[data-resource="/src/auth.ts"]');
+    return row && row.textContent.includes("claude") && /\d+:\d\d/.test(row.querySelector(".countdown")?.textContent || "");
+  });
+  await until(page, "a lock of the project's other session shows, named by its session", () => {
+    const row = document.querySelector('#locks-body tr[data-resource="/src/db.rs"]');
+    return row && row.textContent.includes("Bugfix");
+  });
+  check("no reload happened", await page.evaluate(() => window.__sameDocument === true));
+
+  // 3. A person takes a seat.
+  await page.fill("#seat-name", "alice");
+  await page.selectOption("#seat-role", "navigator");
+  await page.click("#seat-join");
+  await until(page, "the seat shows human:alice as navigator", () => {
+    const t = document.querySelector("#seat-who")?.textContent || "";
+    return t.includes("human:alice") && t.includes("navigator") && !t.includes("signing in");
+  });
+  await until(page, "the message composer appears for the seated person", () => !document.querySelector("#composer").hidden);
+  await until(page, "the seated person is listed as a participant", () => !!document.querySelector('#people-body [data-ai="human:alice"]'));
+  await shot(page, "seated");
+
+  // 4. A navigator may not force-release: the hub's refusal is shown clearly.
+  await page.click('#locks-body tr[data-resource="/src/auth.ts"] button');
+  await until(page, "a refused action shows the hub's error", () => {
+    const n = document.querySelector("#notice");
+    return !n.hidden && /Force-releasing \/src\/auth\.ts failed: .+\[forbidden\]/.test(n.textContent);
+  });
+  await shot(page, "error-shown");
+  await page.click("#notice-close");
+
+  // 5. The driver asks for review; the person approves from the page.
+  await agents("work_complete");
+  await until(page, "the handshake shows the review request", () => (document.querySelector("#handshake-state")?.textContent || "") === "Awaiting review");
+  await page.fill("#review-notes", "Looks good; maybe rename verify()");
+  await page.click('#handshake-controls button:text-is("Approve")');
+  await until(page, "the approval passes control back", () => document.querySelector("#handshake-state")?.dataset.state === "control_passed");
+  const seen = await agents("driver_sees_approval");
+  check("the driver's events_poll shows the approval by human:alice", seen.approvedBy === "human:alice" && seen.controlPassed === true, seen);
+  await until(page, "the driver takes control back", () => document.querySelector("#handshake-state")?.dataset.state === "idle");
+
+  // 6. The person asks to drive; the driver grants it.
+  await page.click('#seat-info button:text-is("Ask to drive")');
+  await agents("grant_driver");
+  await until(page, "the person drives now", () => (document.querySelector("#driver")?.textContent || "").includes("human:alice"));
+
+  // 7. As driver, force-release the AI's stale lock; the holder is told.
+  await until(page, "the lock offers a force release to the driver", () => !!document.querySelector('#locks-body tr[data-resource="/src/auth.ts"] button'));
+  await page.click('#locks-body tr[data-resource="/src/auth.ts"] button');
+  await until(page, "the force-released lock disappears", () => !document.querySelector('#locks-body tr[data-resource="/src/auth.ts"]'));
+  const told = await agents("holder_told");
+  check("the lock's holder receives lock_force_released", told.forceReleasedBy === "human:alice", told);
+
+  // 8. Accept a navigator's suggestion.
+  const suggestion = await agents("suggest");
+  await until(page, "the suggestion appears with its diff", (id) => {
+    const li = document.querySelector(`#suggestions-body [data-suggestion="${id}"]`);
+    return li && li.querySelector(".diff .add");
+  }, suggestion.id);
+  await page.click(`#suggestions-body [data-suggestion="${suggestion.id}"] button:text-is("Accept")`);
+  await until(page, "the accepted suggestion leaves the list", (id) => !document.querySelector(`#suggestions-body [data-suggestion="${id}"]`), suggestion.id);
+  const outcome = await agents("suggestion_outcome", { id: suggestion.id });
+  check("the suggester is told its suggestion was accepted", outcome.accepted === true, outcome);
+
+  // 9. Tasks: a board with subtasks and dependencies; unblock and reassign from the page.
+  const tasks = await agents("tasks");
+  await until(page, "the task board shows the tasks in their columns", (t) => {
+    const blocked = document.querySelector(`#tasks-body .col-blocked [data-task="${t.blocked}"]`);
+    const parent = document.querySelector(`#tasks-body [data-task="${t.parent}"]`);
+    const ship = document.querySelector(`#tasks-body [data-task="${t.ship}"]`);
+    return blocked && blocked.textContent.includes("waiting on the API") && parent && /Subtasks 0\/2 done/.test(parent.textContent) && ship && ship.querySelector(".deps")?.textContent.includes(`#${t.parent}`);
+  }, tasks);
+  await page.click(`#tasks-body [data-task="${tasks.blocked}"] button:text-is("Unblock")`);
+  await until(page, "the unblocked task moves to pending", (id) => !!document.querySelector(`#tasks-body .col-pending [data-task="${id}"]`), tasks.blocked);
+  await page.selectOption(`#assign-${tasks.ship}`, "codex");
+  await page.click(`#tasks-body [data-task="${tasks.ship}"] button:text-is("Reassign")`);
+  await until(page, "the reassigned task shows its new assignee", (id) => document.querySelector(`#tasks-body [data-task="${id}"] .assignee`)?.textContent === "codex", tasks.ship);
+
+  // 10. Status reports and the shared context, live.
+  await agents("report_and_context");
+  await until(page, "a failing test report shows as FAIL", () => (document.querySelector('#reports-body [data-report="test"]')?.textContent || "").includes("FAIL"));
+  await until(page, "a just-changed context key is highlighted", () => {
+    const node = document.querySelector('#context-body [data-path="activeWork.currentFocus"]');
+    return node && node.classList.contains("recent") && node.textContent.includes("token refresh");
+  });
+
+  // 11. The person sends a critical message; an AI reads it.
+  await page.selectOption("#msg-priority", "critical");
+  await page.fill("#msg-body", "Stop merging: main is red");
+  await page.click("#msg-send");
+  await until(page, "the sent message appears in the timeline", () => [...document.querySelectorAll("#timeline-list .event")].some((e) => e.textContent.includes("Stop merging: main is red") && e.textContent.includes("human:alice")));
+  const read = await agents("read_message", { body: "Stop merging: main is red" });
+  check("an AI reads the person's message with its priority", read.from === "human:alice" && read.priority === "critical", read);
+
+  // 12. A dropped socket: reconnect with `since`, nothing missed, nothing twice.
+  await page.selectOption("#filter-kind", "");
+  const before = await page.evaluate(() => window.collabHubDebug.cursor);
+  await page.evaluate(() => window.collabHubDebug.dropConnection());
+  await until(page, "a dropped connection is shown", () => document.querySelector("#conn")?.dataset.state !== "live");
+  const away = await agents("while_away");
+  await until(page, "after reconnecting the missed message shows", (body) => document.querySelector("#conn")?.textContent === "Live" && [...document.querySelectorAll("#timeline-list .event")].some((e) => e.textContent.includes(body)), away.message);
+  const ids = await page.evaluate(() => [...document.querySelectorAll("#timeline-list .event")].map((e) => Number(e.dataset.id)));
+  check("no event is shown twice after the reconnect", new Set(ids).size === ids.length, { count: ids.length });
+  const after = await page.evaluate(() => window.collabHubDebug.cursor);
+  check("the cursor moved past the missed events", after > before, { before, after });
+  check("the reconnect did not reload the page", await page.evaluate(() => window.__sameDocument === true));
+
+  // 13. Timeline filters.
+  await page.selectOption("#filter-ai", "gemini");
+  await until(page, "the AI filter keeps only that AI's events", () => {
+    const events = [...document.querySelectorAll("#timeline-list .event")];
+    return events.length > 0 && events.every((e) => e.textContent.includes("gemini"));
+  });
+  await page.selectOption("#filter-ai", "");
+  await page.selectOption("#filter-priority", "critical");
+  await until(page, "the priority filter keeps only critical events", () => {
+    const events = [...document.querySelectorAll("#timeline-list .event")];
+    return events.length > 0 && events.every((e) => e.classList.contains("prio-critical"));
+  });
+  await page.selectOption("#filter-priority", "");
+  await page.selectOption("#filter-kind", "conversation");
+
+  // 14. Pause and resume the session.
+  await page.click('#session-controls button:text-is("Pause session")');
+  await until(page, "the session shows paused", () => (document.querySelector("#session-status")?.textContent || "") === "paused");
+  await page.click('#session-controls button:text-is("Resume session")');
+  await until(page, "the session shows active again", () => (document.querySelector("#session-status")?.textContent || "") === "active");
+
+  // 15. Snapshot, briefing, export.
+  await page.click("#snapshot-save");
+  await until(page, "a saved snapshot is reported", () => /Snapshot #\d+ saved at event #\d+/.test((document.querySelector("#records-body")?.textContent || "")));
+  await page.click("#briefing-load");
+  await until(page, "the resume briefing is shown", () => !!document.querySelector("#briefing h3") && (document.querySelector("#briefing")?.textContent || "").includes("Dashboard demo"));
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: TIMEOUT }), page.click('[data-export="markdown"]')]);
+  const exported = join(artifacts, download.suggestedFilename());
+  await download.saveAs(exported);
+  const markdown = readFileSync(exported, "utf8");
+  check("the markdown export downloads the session's record", markdown.startsWith("# Dashboard demo") && markdown.includes("Stop merging: main is red"), { file: exported, bytes: markdown.length });
+
+  // 16. Metrics counted from the events.
+  const metrics = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll("#metrics-body tbody tr")].map((r) => [r.dataset.ai, Object.fromEntries([...r.querySelectorAll("td")].map((td) => [td.dataset.metric, Number(td.textContent)]))])));
+  check("per-AI metrics count messages and reviews", metrics.claude?.messages >= 2 && metrics["human:alice"]?.reviews === 1 && metrics["human:alice"]?.messages === 1, metrics);
+
+  // 17. Keyboard and labels.
+  const unlabelled = await page.evaluate(() => [
+    ...[...document.querySelectorAll("button")].filter((b) => !b.hidden && b.offsetParent && !(b.textContent.trim() || b.getAttribute("aria-label"))).map((b) => b.outerHTML.slice(0, 80)),
+    ...[...document.querySelectorAll("select, input, textarea")].filter((f) => f.offsetParent && f.type !== "hidden" && f.labels.length === 0 && !f.getAttribute("aria-label")).map((f) => f.outerHTML.slice(0, 80)),
+  ]);
+  check("every visible control has a name or label", unlabelled.length === 0, unlabelled);
+  // Reach a button with the keyboard (Tab from the one before it) and look at its focus ring.
+  await page.focus("#snapshot-save");
+  await page.keyboard.press("Tab");
+  const focusStyle = await page.evaluate(() => {
+    const el = document.activeElement;
+    const style = getComputedStyle(el);
+    return { tag: el.tagName, id: el.id, outline: style.outlineStyle, width: style.outlineWidth };
+  });
+  check("keyboard focus is visible", focusStyle.outline !== "none" && focusStyle.width !== "0px", focusStyle);
+  await shot(page, "wide-end");
+
+  // 18. A narrow window: one column, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, view: window.innerWidth }));
+  check("the narrow layout fits the window", overflow.scroll <= overflow.view + 1, overflow);
+  await shot(page, "narrow");
+}
+
+// ------------------------------------------------------------------ main
+
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    timeout: 120_000,
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") {
+      const entry = `${m.type()}: ${m.text()}`;
+      say({ ev: "console", entry });
+      if (m.type() === "error") consoleErrors.push(entry);
+    }
+  });
+  page.on("pageerror", (e) => {
+    const entry = `uncaught: ${e.message}`;
+    say({ ev: "console", entry });
+    consoleErrors.push(entry);
+  });
+  page.on("requestfailed", (r) => {
+    // A download's blob URL and a closed WebSocket are not failures of the page.
+    if (!r.url().startsWith("blob:")) say({ ev: "log", msg: `request failed: ${r.url()} ${r.failure()?.errorText}` });
+  });
+  try {
+    await scenario(page);
+  } catch (e) {
+    failed = true;
+    say({ ev: "error", message: e.message, stack: e.stack });
+    await shot(page, "at-failure");
+  }
+  check("no console errors", consoleErrors.length === 0, consoleErrors);
+} catch (e) {
+  failed = true;
+  say({ ev: "error", message: e.message, stack: e.stack });
+} finally {
+  await browser?.close().catch(() => {});
+}
+say({ ev: "done", failed, passed: checks.filter((c) => c.ok).length, checks: checks.length, consoleErrors });
+input.close();
+process.exit(failed ? 1 : 0);

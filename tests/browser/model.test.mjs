@@ -1,0 +1,113 @@
+// The dashboard's event fold (static/model.js) without a browser: node --test model.test.mjs.
+// Run by tests/api/dashboard.rs.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SessionModel, describe, category } from "../../static/model.js";
+
+let at = Date.parse("2026-12-01T10:00:00Z");
+function ev(id, kind, actor, payload = {}, extra = {}) {
+  at += 1000;
+  return { type: "event", id, kind, actor, priority: "routine", at: new Date(at).toISOString(), payload, ...extra };
+}
+
+const log = [
+  ev(1, "session_created", null, { name: "Demo", handshakeMode: "strict", participants: [{ aiId: "claude", role: "driver" }, { aiId: "gemini", role: "navigator" }] }),
+  ev(2, "message_sent", "claude", { body: "hello", to: null }),
+  ev(3, "resource_locked", "claude", { lockId: 3, by: "claude", resource: "/src/a.rs", mode: "exclusive", until: "2026-12-01T10:10:00Z" }),
+  ev(4, "handshake", "claude", { step: "work_complete", needsReview: true, changes: ["/src/a.rs"] }, { priority: "important" }),
+  ev(5, "handshake", "gemini", { step: "review_start", handshakeId: 4, reviewer: "gemini" }),
+  ev(6, "handshake", "gemini", { step: "review_complete", handshakeId: 4, passControl: true, feedback: { approved: true } }),
+  ev(7, "control_passed", null, { handshakeId: 4, by: "gemini", approved: true }, { priority: "critical", to: "claude" }),
+  ev(8, "presence_changed", null, { aiId: "gemini", state: "connected", lastSeen: "2026-12-01T10:00:08Z" }),
+  ev(9, "handshake", "claude", { step: "control_received", handshakeId: 4 }),
+  ev(10, "task_created", "claude", { task: { description: "Refactor", assignedTo: "gemini", status: "pending" } }),
+  ev(11, "task_status_changed", "gemini", { taskId: 10, from: "pending", to: "blocked", reason: "API", assignedTo: "gemini" }, { priority: "important" }),
+  ev(12, "role_changed", "claude", { changes: [{ aiId: "claude", from: "driver", to: "navigator" }, { aiId: "gemini", from: "navigator", to: "driver" }] }),
+  ev(13, "resource_released", "gemini", { lockId: 3, by: "claude", reason: "forced", resource: "/src/a.rs" }),
+  ev(14, "lock_force_released", null, { lockId: 3, by: "gemini", resource: "/src/a.rs", summary: "your lock on /src/a.rs was force-released by gemini" }, { priority: "critical", to: "claude" }),
+  ev(15, "status_reported", "claude", { kind: "test", status: "fail", summary: "2 failing", changes: [{ path: "monitoring.test", new: {} }] }, { priority: "critical" }),
+  ev(16, "change_conflict", null, { filePath: "/src/a.rs", summary: "overlap" }, { priority: "critical", to: "gemini" }),
+  ev(17, "task_status_changed", "gemini", { taskId: 10, from: "blocked", to: "completed", assignedTo: "gemini" }),
+];
+
+function folded(order, interrupts = []) {
+  const m = new SessionModel("s");
+  for (const e of order) m.apply(e, !interrupts.includes(e.id));
+  return m;
+}
+
+function state(m) {
+  return {
+    events: m.events.map((e) => e.id),
+    handshake: m.handshake.state,
+    driver: m.driver,
+    roles: Object.fromEntries([...m.participants].map(([k, p]) => [k, p.role])),
+    presence: m.participants.get("gemini").presence?.state,
+    locks: m.lockList().map((l) => l.id),
+    tasks: m.taskList().map((t) => `${t.id}:${t.status}`),
+    metrics: Object.fromEntries([...m.participants].map(([k, p]) => [k, p.metrics])),
+    reports: [...m.reports.values()].map((r) => `${r.kind}:${r.status}`),
+  };
+}
+
+test("the fold of the log in order", () => {
+  const m = folded(log);
+  assert.equal(m.cursor, 17);
+  assert.equal(m.name, "Demo");
+  const s = state(m);
+  assert.equal(s.handshake, "idle");
+  assert.equal(s.driver, "gemini");
+  assert.deepEqual(s.roles, { claude: "navigator", gemini: "driver" });
+  assert.equal(s.presence, "connected");
+  assert.deepEqual(s.locks, []);
+  assert.deepEqual(s.tasks, ["10:completed"]);
+  assert.equal(s.metrics.claude.messages, 1);
+  assert.equal(s.metrics.claude.handoffs, 1, "work sent for review");
+  assert.equal(s.metrics.gemini.reviews, 1);
+  assert.equal(s.metrics.gemini.conflicts, 1, "the conflict alert addressed to gemini");
+  assert.equal(s.metrics.gemini.tasksCompleted, 1);
+  assert.deepEqual(s.reports, ["test:fail"]);
+  assert.ok(m.recentPaths(Date.parse("2026-12-01T10:01:00Z")).has("monitoring.test"));
+});
+
+test("critical events arriving ahead as interrupts give the same view, and the cursor only follows log order", () => {
+  const critical = log.filter((e) => e.priority === "critical");
+  const rest = log.filter((e) => e.priority !== "critical");
+  const m = new SessionModel("s");
+  for (const e of critical) m.apply({ ...e, type: "interrupt" }, false);
+  assert.equal(m.cursor, 0, "interrupts do not move the resume cursor");
+  for (const e of rest) m.apply(e, true);
+  assert.deepEqual(state(m), state(folded(log)));
+  assert.equal(m.cursor, 17);
+});
+
+test("a replay after a reconnect adds nothing twice", () => {
+  const m = folded(log.slice(0, 9));
+  const before = m.events.length;
+  for (const e of log) m.apply(e, true); // since: 0 again, as after a resync
+  assert.equal(m.events.length, log.length);
+  assert.ok(m.events.length > before);
+  assert.equal(new Set(m.events.map((e) => e.id)).size, m.events.length);
+  assert.deepEqual(state(m), state(folded(log)));
+});
+
+test("the handshake follows its steps", () => {
+  const m = new SessionModel("s");
+  const steps = [];
+  for (const e of log.slice(0, 9)) {
+    m.apply(e);
+    steps.push(m.handshake.state);
+  }
+  assert.deepEqual(steps.slice(3), ["awaiting_review", "reviewing", "control_passed", "control_passed", "control_passed", "idle"]);
+});
+
+test("every event has a line of text and a category", () => {
+  for (const e of log) {
+    assert.ok(describe(e.kind, e.payload, e.to).length > 0, e.kind);
+    assert.ok(category(e.kind), e.kind);
+  }
+  assert.equal(describe("something_new", { summary: "from a newer hub" }), "something new: from a newer hub");
+  assert.equal(category("something_new"), "other");
+  assert.equal(describe("message_sent", { body: { json: true }, to: "gemini" }), 'to gemini: {"json":true}');
+});
