@@ -90,6 +90,16 @@ pub struct Subscription {
     pub out: Outbound,
 }
 
+/// Why live forwarding stopped.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// The source ended.
+    Ended,
+    /// The client is not reading.
+    Behind,
+    Gone,
+}
+
 /// How a send went.
 enum Sent {
     Ok,
@@ -151,29 +161,14 @@ impl Subscription {
     }
 
     async fn follow_viewer(mut self, mut events: broadcast::Receiver<Arc<Event>>) {
-        loop {
-            let event = match events.recv().await {
-                Ok(e) => e,
-                // Fell behind the session's feed, or the session actor stopped: catch up from
-                // the log by subscribing again.
-                Err(_) => {
-                    drop(events);
-                    self.resync().await;
-                    return;
-                }
-            };
-            if event.id <= self.cursor {
-                continue;
-            }
-            match self.forward(&event, false) {
-                Sent::Ok => {}
-                Sent::Behind => {
-                    drop(events);
-                    self.resync().await;
-                    return;
-                }
-                Sent::Gone => return,
-            }
+        // `Err`: fell behind the session's feed, or the session actor stopped.
+        let end = self
+            .follow(async || events.recv().await.ok().map(|e| (e, false)))
+            .await;
+        // Not read any more: the broadcast must not keep events for it while it waits.
+        drop(events);
+        if end != End::Gone {
+            self.resync().await;
         }
     }
 
@@ -196,24 +191,31 @@ impl Subscription {
             self.resync().await;
             return;
         }
-        while let Some(delivery) = events.recv().await {
-            let event = delivery.event;
-            // Early: a critical event passing a checkpoint's hold; it does not move the cursor.
-            if !delivery.early && event.id <= self.cursor {
+        // `None`: the agent dropped the stream (replaced, or the participant left).
+        let end = self
+            .follow(async || events.recv().await.map(|d| (d.event, d.early)))
+            .await;
+        drop(events);
+        if end != End::Gone {
+            self.resync().await;
+        }
+    }
+
+    /// Forwards live events `(event, early)` until the source ends, the client falls behind or
+    /// the connection is gone. Early: a critical event passing a checkpoint's hold; it does not
+    /// move the cursor.
+    async fn follow(&mut self, mut next: impl AsyncFnMut() -> Option<(Arc<Event>, bool)>) -> End {
+        while let Some((event, early)) = next().await {
+            if !early && event.id <= self.cursor {
                 continue;
             }
-            match self.forward(&event, delivery.early) {
+            match self.forward(&event, early) {
                 Sent::Ok => {}
-                Sent::Behind => {
-                    drop(events);
-                    self.resync().await;
-                    return;
-                }
-                Sent::Gone => return,
+                Sent::Behind => return End::Behind,
+                Sent::Gone => return End::Gone,
             }
         }
-        // The agent dropped the stream (replaced, or the participant left).
-        self.resync().await;
+        End::Ended
     }
 
     /// Hands one live event to the connection.
