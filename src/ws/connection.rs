@@ -32,6 +32,8 @@ use crate::error::HubError;
 pub const OUTBOUND_FRAMES: usize = 256;
 /// Replies and interrupts queued before the connection is deemed stuck and closed.
 const URGENT_FRAMES: usize = 64;
+/// Commands one connection may have running at once.
+const MAX_IN_FLIGHT: usize = 32;
 /// Subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 32;
 /// Sessions one project subscription covers.
@@ -54,6 +56,8 @@ pub struct Connection {
     ping_pending: bool,
     /// The seat's presence counts this connection (it holds a subscription).
     streaming: bool,
+    /// Commands (`call`, `ack`) running now.
+    in_flight: usize,
 }
 
 impl Connection {
@@ -91,6 +95,7 @@ impl Connection {
                 last_heard: Instant::now(),
                 ping_pending: false,
                 streaming: false,
+                in_flight: 0,
             }
         });
     }
@@ -209,10 +214,7 @@ impl Connection {
                     let acked = call.send(session_id, command).await?;
                     Ok(json!({ "ackedEventId": acked }))
                 };
-                ctx.spawn(
-                    fut.into_actor(self)
-                        .map(move |r, act, ctx| act.reply(&id, r, ctx)),
-                );
+                self.run(id, fut, ctx);
             }
             ClientFrame::Call(CallFrame {
                 id,
@@ -222,12 +224,33 @@ impl Connection {
                 let (call, viewer) = (self.call(), self.seat.is_none());
                 let arguments = arguments.unwrap_or(Value::Null);
                 let fut = async move { calls::run(call, &operation, arguments, viewer).await };
-                ctx.spawn(
-                    fut.into_actor(self)
-                        .map(move |r, act, ctx| act.reply(&id, r, ctx)),
-                );
+                self.run(id, fut, ctx);
             }
         }
+    }
+
+    /// Runs a frame's command alongside others (replies may come in any order: ids tell them
+    /// apart), at most `MAX_IN_FLIGHT` at once: one more is refused, not queued.
+    fn run(
+        &mut self,
+        id: Value,
+        command: impl std::future::Future<Output = Result<Value, HubError>> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            let e = HubError::RateLimited {
+                message: format!(
+                    "{MAX_IN_FLIGHT} commands of this connection are still running; wait for their replies"
+                ),
+                retry_after_secs: 1,
+            };
+            return self.reply(&id, Err(e), ctx);
+        }
+        self.in_flight += 1;
+        ctx.spawn(command.into_actor(self).map(move |r, act, ctx| {
+            act.in_flight -= 1;
+            act.reply(&id, r, ctx)
+        }));
     }
 
     /// Takes on the token's participant. Later frames wait for it (`ctx.wait`), so a subscribe

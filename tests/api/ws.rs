@@ -434,6 +434,26 @@ async fn bad_frames_get_an_error_and_the_connection_stays_usable(backend: Backen
         .request(json!({"type": "subscribe", "sessionId": uuid::Uuid::new_v4()}))
         .await;
     assert_eq!(e["error"]["code"], "session_not_found", "{e}");
+    // A flood of commands: each gets one reply; beyond what may run at once, `rate_limited`.
+    for id in 100..200 {
+        ws.send(json!({"type": "call", "id": id, "operation": "session_list", "arguments": {}}))
+            .await;
+    }
+    let mut replies = std::collections::BTreeMap::new();
+    while replies.len() < 100 {
+        let f = ws
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a reply each");
+        let id = f["id"].as_i64().unwrap();
+        assert!(replies.insert(id, f).is_none(), "two replies to {id}");
+    }
+    let limited = replies
+        .values()
+        .filter(|f| f.get("error").is_some())
+        .inspect(|f| assert_eq!(f["error"]["code"], "rate_limited", "{f}"))
+        .count();
+    assert!(limited > 0 && limited <= 100 - 32, "{limited} refused");
     // Still usable.
     assert_eq!(ws.ok(json!({"type": "ping"})).await, json!({}));
     app.stop().await;
