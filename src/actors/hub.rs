@@ -197,7 +197,7 @@ where
     R: Send + 'static,
     SessionActor: Handler<M>,
 {
-    type Result = ResponseFuture<(Result<R, HubError>, Vec<crate::domain::event::Event>)>;
+    type Result = ResponseFuture<(Result<R, HubError>, crate::domain::digest::Pending)>;
 
     fn handle(&mut self, msg: ToSessionReporting<M>, ctx: &mut Self::Context) -> Self::Result {
         let addr = self.session_actor(msg.session_id, ctx);

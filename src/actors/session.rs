@@ -90,6 +90,8 @@ pub struct SessionActor {
     activity: crate::domain::activity::Activity,
     /// The viewers' feed and everyone's presence.
     live: live::Live,
+    /// The newest events' headers: what waits for whom, for the digests on tool results.
+    recent: crate::domain::digest::Recent,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -118,6 +120,7 @@ impl SessionActor {
             saved_event_id: 0,
             activity: Default::default(),
             live: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -132,6 +135,8 @@ impl SessionActor {
         // Its log so far: the creation (event 1), committed by the hub.
         let mut activity = crate::domain::activity::Activity::default();
         let created = session.created_event();
+        let mut recent = crate::domain::digest::Recent::default();
+        recent.push(session.last_event_id, created.priority, None, None);
         activity.record(
             session.last_event_id,
             None,
@@ -156,6 +161,7 @@ impl SessionActor {
             saved_event_id: 0,
             activity,
             live: Default::default(),
+            recent,
         }
     }
 
@@ -297,6 +303,7 @@ impl SessionActor {
                 let events = result?;
                 for event in &events {
                     act.session_mut().record(event);
+                    act.recent.record(event);
                     act.activity.record(
                         event.id,
                         event.actor.as_deref(),
@@ -348,7 +355,8 @@ impl Actor for SessionActor {
                     let tasks = crate::store::tasks::load(c, id)?;
                     let saved = crate::store::snapshots::latest_event(c, id)?;
                     let activity = crate::store::briefing::activity(c, id)?;
-                    Ok(Some((session, tasks, (saved, activity))))
+                    let recent = crate::store::briefing::recent(c, id)?;
+                    Ok(Some((session, tasks, (saved, activity, recent))))
                 })
                 .await?;
             let Some((session, tasks, extra)) = loaded else {
@@ -359,10 +367,11 @@ impl Actor for SessionActor {
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
             act.state = match result {
-                Ok(Some((session, board, table, (saved, activity)))) => {
+                Ok(Some((session, board, table, (saved, activity, recent)))) => {
                     act.lock_table = Some(table);
                     act.saved_event_id = saved;
                     act.activity = activity;
+                    act.recent = recent;
                     act.tasks = Some(TaskCoordinator::new(board).start());
                     State::Live(Box::new(session))
                 }
@@ -384,14 +393,20 @@ impl Actor for SessionActor {
 }
 
 impl Handler<PendingCritical> for SessionActor {
-    type Result = Result<Vec<Event>, HubError>;
+    type Result = Result<crate::domain::digest::Pending, HubError>;
 
     fn handle(&mut self, msg: PendingCritical, _: &mut Self::Context) -> Self::Result {
         let s = self.session()?;
-        Ok(s.unacked_critical(&msg.ai_id)
-            .into_iter()
-            .cloned()
-            .collect())
+        let cursor = s.active(&msg.ai_id)?.acked_event_id;
+        Ok(crate::domain::digest::Pending {
+            critical: s
+                .unacked_critical(&msg.ai_id)
+                .into_iter()
+                .cloned()
+                .collect(),
+            counts: self.recent.waiting(&msg.ai_id, cursor),
+            cursor,
+        })
     }
 }
 

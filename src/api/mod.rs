@@ -52,8 +52,8 @@ pub struct Call {
     pub critical: Option<CriticalSlot>,
 }
 
-/// The critical events a command's trip brought back.
-pub type CriticalSlot = std::rc::Rc<std::cell::RefCell<Option<Vec<crate::domain::event::Event>>>>;
+/// What waits for the caller, as a command's trip brought it back.
+pub type CriticalSlot = std::rc::Rc<std::cell::RefCell<Option<crate::domain::digest::Pending>>>;
 
 /// A participant of a session.
 #[derive(Debug, Clone, PartialEq)]

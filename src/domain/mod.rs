@@ -8,6 +8,7 @@ pub mod auth;
 pub mod briefing;
 pub mod checkpoint;
 pub mod context;
+pub mod digest;
 mod context_diff;
 #[cfg(test)]
 mod context_diff_props;

@@ -11,7 +11,7 @@ use super::tools::{self, Audience, ToolCtx};
 use super::{prompts, resources};
 use crate::actors::Hub;
 use crate::actors::messages::{PendingCritical, ToSession, Whoami};
-use crate::domain::event::Event;
+use crate::domain::digest::{DIGEST_BYTES, digest};
 use crate::error::HubError;
 
 pub struct RequestCtx {
@@ -225,8 +225,9 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
             r
         }
     };
-    // Critical events the caller has not acknowledged go on top, so that a model that never
-    // reads notifications still sees them.
+    // What waits for the caller goes on top (its unacknowledged critical events in full, counts
+    // of the rest; nothing when nothing waits), so that a model that never reads notifications
+    // still sees it: `domain::digest`.
     if let Some(b) = binding {
         // Most tools brought them back with their command; the rest ask once more.
         let carried = critical.borrow_mut().take();
@@ -242,33 +243,16 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
                 .and_then(Result::ok)
                 .unwrap_or_default(),
         };
-        if !pending.is_empty() {
-            result
-                .content
-                .insert(0, Content::text(critical_block(&pending)));
+        // Critical events lead; counts alone follow the answer.
+        if let Some(text) = digest(&pending, DIGEST_BYTES) {
+            let at = if pending.critical.is_empty() {
+                result.content.len()
+            } else {
+                0
+            };
+            result.content.insert(at, Content::text(text));
         }
     }
     result.result_type = None; // a 2026-07-28 field; the handshake versions do not know it
     serde_json::to_value(result).map_err(|e| RpcError::new(protocol::INTERNAL_ERROR, e.to_string()))
-}
-
-/// What a model reads when a tool fails: the code, then what to do.
-/// A short summary of unacknowledged critical events.
-pub fn critical_block(events: &[Event]) -> String {
-    let mut out = format!("⚠ {} critical event(s) not acknowledged:", events.len());
-    for e in events.iter().take(5) {
-        let by = e.actor.as_deref().unwrap_or("hub");
-        out.push_str(&format!("\n#{} {} by {by}", e.id, e.kind));
-        if let Some(gist) = e.gist() {
-            out.push_str(&format!(": {gist}"));
-        }
-    }
-    if events.len() > 5 {
-        out.push_str("\n…");
-    }
-    let newest = events.last().map_or(0, |e| e.id);
-    out.push_str(&format!(
-        "\nevents_poll for details; events_ack {{\"upTo\": {newest}}} to clear."
-    ));
-    out
 }

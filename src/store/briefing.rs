@@ -324,3 +324,29 @@ pub fn activity(conn: &mut DbConn, session_id: Uuid) -> Result<Activity, HubErro
     }
     Ok(a)
 }
+
+/// The headers of the log's newest events, for the digests on tool results (once, when the
+/// session loads).
+pub fn recent(
+    conn: &mut DbConn,
+    session_id: Uuid,
+) -> Result<crate::domain::digest::Recent, HubError> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = events::table
+        .filter(events::session_id.eq(session_id.to_string()))
+        .order(events::id.desc())
+        .limit(crate::domain::digest::RECENT_EVENTS as i64)
+        .select((
+            events::id,
+            events::priority,
+            events::actor,
+            events::recipient,
+        ))
+        .load(conn)?;
+    let mut recent = crate::domain::digest::Recent::default();
+    for (id, priority, actor, to) in rows.into_iter().rev() {
+        let priority = crate::domain::event::Priority::parse(&priority)
+            .unwrap_or(crate::domain::event::Priority::Routine);
+        recent.push(id, priority, actor.as_deref(), to.as_deref());
+    }
+    Ok(recent)
+}

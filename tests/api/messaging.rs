@@ -736,3 +736,87 @@ async fn delivered_read_and_acknowledged_are_three_receipts(backend: Backend) {
         "polls and briefings do not read: {m}"
     );
 }
+
+both_backends!(every_tool_result_carries_what_waits_within_its_budget);
+
+/// The digest on tool results (`domain::digest`): nothing when nothing waits; counts after the
+/// answer; critical events in full ahead of it; never more than its byte budget, however many
+/// events wait; gone once acknowledged.
+async fn every_tool_result_carries_what_waits_within_its_budget(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, tokens) = trio(&app).await;
+    let (claude, gemini) = (tok(&tokens, "claude"), tok(&tokens, "gemini"));
+    let g = mcp_as(&app, &gemini).await;
+    let content = async |g: &Mcp<'_>| -> Vec<String> {
+        let (_, b) = g
+            .call(7, "tools/call", json!({"name": "whoami", "arguments": {}}))
+            .await;
+        b["result"]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Catch up first: then nothing waits, and the answer comes alone.
+    let (_, me) = app
+        .get_as(&gemini, &format!("/mcp/session/{session}"))
+        .await;
+    let last = me["lastEventId"].as_i64().unwrap();
+    let (err, b) = g.tool("events_ack", json!({"upTo": last})).await;
+    assert!(!err, "{b}");
+    let quiet = content(&g).await;
+    assert_eq!(quiet.len(), 1, "{quiet:?}");
+
+    // Routine and important news: counted after the answer.
+    send(&app, &claude, json!({"body": "fyi", "priority": "routine"})).await;
+    let important = send(
+        &app,
+        &claude,
+        json!({"body": "look", "priority": "important"}),
+    )
+    .await;
+    // Someone else's private message does not wait for gemini.
+    send(&app, &claude, json!({"to": "cursor", "body": "psst"})).await;
+    let news = content(&g).await;
+    assert_eq!(news.len(), 2, "{news:?}");
+    assert!(news[0].starts_with('{'), "the answer comes first: {news:?}");
+    assert_eq!(
+        news[1],
+        format!(
+            "Waiting after #{last}: 1 important (newest #{}), 1 routine (newest #{}).\n\
+             events_poll to read; events_ack {{\"upTo\": {}}} to clear.",
+            important["id"],
+            last + 1,
+            important["id"]
+        )
+    );
+
+    // A flood of critical messages: in full ahead of the answer, within the budget.
+    let mut newest = 0;
+    for i in 0..25 {
+        let body = format!("stop #{i}: {}", "the build is red ".repeat(8));
+        newest = send(&app, &claude, json!({"body": body, "priority": "critical"})).await["id"]
+            .as_i64()
+            .unwrap();
+    }
+    let flood = content(&g).await;
+    assert!(
+        flood[0].starts_with("⚠ 25 critical not acknowledged:"),
+        "{flood:?}"
+    );
+    assert!(
+        flood[0].len() <= collab_hub::domain::digest::DIGEST_BYTES,
+        "{} bytes",
+        flood[0].len()
+    );
+    assert!(flood[0].contains("more critical"), "{}", flood[0]);
+    assert!(flood[1].starts_with('{'), "{flood:?}");
+    // Acknowledged: nothing waits any more.
+    let (err, b) = g.tool("events_ack", json!({"upTo": newest})).await;
+    assert!(!err, "{b}");
+    assert_eq!(content(&g).await.len(), 1);
+    app.stop().await;
+}

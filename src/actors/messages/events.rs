@@ -34,9 +34,9 @@ pub struct AckEvents {
     pub up_to: i64,
 }
 
-/// A command for one session, and in the same trip through the hub the critical events
-/// `critical_for` has not acknowledged once the command is done: what an MCP tool result
-/// carries on top, without a second request.
+/// A command for one session, and in the same trip through the hub what waits for
+/// `critical_for` once the command is done (its unacknowledged critical events, counts of the
+/// rest): the digest an MCP tool result carries on top, without a second request.
 #[derive(Debug)]
 pub struct ToSessionReporting<M> {
     pub session_id: Uuid,
@@ -49,12 +49,13 @@ where
     M: Message,
     M::Result: 'static,
 {
-    type Result = (M::Result, Vec<crate::domain::event::Event>);
+    type Result = (M::Result, crate::domain::digest::Pending);
 }
 
-/// Critical events this participant has not acknowledged (in memory; cheap).
+/// What waits for this participant: unacknowledged critical events, counts of the rest (in
+/// memory; cheap).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<Event>, HubError>")]
+#[rtype(result = "Result<crate::domain::digest::Pending, HubError>")]
 pub struct PendingCritical {
     pub ai_id: String,
 }

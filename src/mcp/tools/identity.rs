@@ -138,12 +138,14 @@ pub(super) struct PollArgs {
     after: Option<i64>,
     /// 1–200, default 50.
     limit: Option<i64>,
-    /// If nothing is new, wait up to this many seconds (0–60) for the next event.
+    /// If nothing is new, wait up to this many seconds (at most 50) for the next event.
     wait_secs: Option<u64>,
 }
 
-/// Longest `events_poll` wait.
-const MAX_WAIT_SECS: u64 = 60;
+/// Longest `events_poll` wait: below the 60 s most MCP clients give a request before they give
+/// up on it, so a waiting agent gets an answer (empty) rather than a timeout. A longer wait is
+/// cut to this, not refused.
+pub const MAX_WAIT_SECS: u64 = 50;
 
 pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let a: PollArgs = args(raw)?;
@@ -157,13 +159,7 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
     if a.after.is_some_and(|n| n < 0) {
         return Err(HubError::invalid("after", "after must not be negative"));
     }
-    let wait = a.wait_secs.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(HubError::invalid(
-            "waitSecs",
-            format!("waitSecs must be at most {MAX_WAIT_SECS}"),
-        ));
-    }
+    let wait = a.wait_secs.unwrap_or(0).min(MAX_WAIT_SECS);
     let poll = |after| PollEvents {
         credential: ctx.session.credential.clone(),
         after,

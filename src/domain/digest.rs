@@ -1,0 +1,301 @@
+//! What waits for a participant, as every tool result tells it: its unacknowledged critical
+//! events in full, then how many important and routine events came after its cursor, with the
+//! newest ids, in at most `DIGEST_BYTES`. Nothing when nothing waits. Stock MCP clients show
+//! the model tool results, not server notifications, so this is the one channel every client
+//! has.
+//!
+//! The counts come from `Recent`, a bounded ring of the session's newest event headers kept in
+//! memory (no database read per tool call). A cursor older than the ring is counted as far as
+//! the ring reaches and marked `at least`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::event::{Event, Priority};
+
+/// Most bytes the digest on a tool result takes.
+pub const DIGEST_BYTES: usize = 800;
+/// Event headers a session keeps for the counts.
+pub const RECENT_EVENTS: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct Header {
+    id: i64,
+    priority: Priority,
+    actor: Option<Arc<str>>,
+    to: Option<Arc<str>>,
+}
+
+impl Header {
+    /// Waits for `ai_id`: someone else's, and meant for everyone or for it.
+    fn waits_for(&self, ai_id: &str) -> bool {
+        self.actor.as_deref() != Some(ai_id) && self.to.as_deref().is_none_or(|to| to == ai_id)
+    }
+}
+
+/// The newest events' headers, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    ring: VecDeque<Header>,
+}
+
+impl Recent {
+    pub fn record(&mut self, e: &Event) {
+        self.push(e.id, e.priority, e.actor.as_deref(), e.to.as_deref());
+    }
+
+    /// An event by its header (the log's newest ones, oldest first, when a session loads).
+    pub fn push(&mut self, id: i64, priority: Priority, actor: Option<&str>, to: Option<&str>) {
+        if self.ring.len() == RECENT_EVENTS {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(Header {
+            id,
+            priority,
+            actor: actor.map(Arc::from),
+            to: to.map(Arc::from),
+        });
+    }
+
+    /// Important and routine events after `after` that wait for `ai_id`.
+    pub fn waiting(&self, ai_id: &str, after: i64) -> Counts {
+        let mut counts = Counts {
+            partial: self.ring.front().is_some_and(|h| h.id > after + 1),
+            ..Counts::default()
+        };
+        // Newest first: stop at the cursor.
+        for h in self.ring.iter().rev().take_while(|h| h.id > after) {
+            if !h.waits_for(ai_id) {
+                continue;
+            }
+            let slot = match h.priority {
+                Priority::Critical => continue, // listed in full instead
+                Priority::Important => &mut counts.important,
+                Priority::Routine => &mut counts.routine,
+            };
+            slot.0 += 1;
+            slot.1 = slot.1.max(h.id);
+        }
+        counts
+    }
+}
+
+/// How many events of a priority wait, and the newest one's id.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counts {
+    pub important: (u32, i64),
+    pub routine: (u32, i64),
+    /// The cursor is older than what is counted: these are lower bounds.
+    pub partial: bool,
+}
+
+/// Everything a digest says.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    /// Unacknowledged critical events, oldest first.
+    pub critical: Vec<Event>,
+    pub counts: Counts,
+    /// The participant's acknowledged cursor.
+    pub cursor: i64,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.critical.is_empty() && self.counts.important.0 == 0 && self.counts.routine.0 == 0
+    }
+
+    fn newest(&self) -> i64 {
+        let critical = self.critical.iter().map(|e| e.id).max().unwrap_or(0);
+        critical
+            .max(self.counts.important.1)
+            .max(self.counts.routine.1)
+    }
+}
+
+/// The digest for a tool result, in at most `budget` bytes; `None` when nothing waits.
+pub fn digest(p: &Pending, budget: usize) -> Option<String> {
+    if p.is_empty() {
+        return None;
+    }
+    let mut tail = String::new();
+    let at_least = if p.counts.partial { "at least " } else { "" };
+    let mut parts = Vec::new();
+    for (name, (n, newest)) in [
+        ("important", p.counts.important),
+        ("routine", p.counts.routine),
+    ] {
+        if n > 0 {
+            parts.push(format!("{at_least}{n} {name} (newest #{newest})"));
+        }
+    }
+    if !parts.is_empty() {
+        let lead = if p.critical.is_empty() {
+            "Waiting"
+        } else {
+            "Also waiting"
+        };
+        tail.push_str(&format!(
+            "{lead} after #{}: {}.\n",
+            p.cursor,
+            parts.join(", ")
+        ));
+    }
+    tail.push_str(&format!(
+        "events_poll to read; events_ack {{\"upTo\": {}}} to clear.",
+        p.newest()
+    ));
+    let mut out = String::new();
+    if !p.critical.is_empty() {
+        out.push_str(&format!(
+            "⚠ {} critical not acknowledged:",
+            p.critical.len()
+        ));
+        for (i, e) in p.critical.iter().enumerate() {
+            let by = e.actor.as_deref().unwrap_or("hub");
+            let mut line = format!("\n#{} {} by {by}", e.id, e.kind);
+            if let Some(gist) = e.gist() {
+                line.push_str(&format!(": {gist}"));
+            }
+            let more = format!("\n+{} more critical", p.critical.len() - i);
+            // Room for this line, a possible "+N more" and the tail.
+            if out.len() + line.len() + more.len() + 1 + tail.len() > budget {
+                out.push_str(&more);
+                break;
+            }
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    out.push_str(&tail);
+    // A budget too small for even the tail still gets something whole-line and short.
+    if out.len() > budget {
+        out = truncate(&out, budget);
+    }
+    Some(out)
+}
+
+fn truncate(text: &str, budget: usize) -> String {
+    let mut end = budget.saturating_sub('…'.len_utf8()).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: i64, priority: Priority, actor: &str, to: Option<&str>) -> Event {
+        Event {
+            id,
+            session_id: uuid::Uuid::nil(),
+            kind: "message_sent".into(),
+            actor: Some(actor.into()),
+            priority,
+            payload: json!({ "body": format!("message {id} with some words in it") }),
+            at: chrono::Utc::now(),
+            to: to.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn nothing_waiting_says_nothing() {
+        assert_eq!(digest(&Pending::default(), DIGEST_BYTES), None);
+        let mut r = Recent::default();
+        r.record(&event(1, Priority::Routine, "claude", None));
+        // Your own events and others' private ones do not wait for you.
+        r.record(&event(2, Priority::Important, "gemini", Some("cursor")));
+        let p = Pending {
+            counts: r.waiting("claude", 0),
+            ..Pending::default()
+        };
+        assert!(p.is_empty());
+        assert_eq!(digest(&p, DIGEST_BYTES), None);
+    }
+
+    #[test]
+    fn counts_after_the_cursor_with_the_newest_ids() {
+        let mut r = Recent::default();
+        for id in 1..=10 {
+            let priority = if id % 3 == 0 {
+                Priority::Important
+            } else {
+                Priority::Routine
+            };
+            r.record(&event(id, priority, "gemini", None));
+        }
+        let c = r.waiting("claude", 4);
+        assert_eq!(c.important, (2, 9));
+        assert_eq!(c.routine, (4, 10));
+        assert!(!c.partial);
+        let text = digest(
+            &Pending {
+                counts: c,
+                cursor: 4,
+                ..Pending::default()
+            },
+            DIGEST_BYTES,
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "Waiting after #4: 2 important (newest #9), 4 routine (newest #10).\n\
+             events_poll to read; events_ack {\"upTo\": 10} to clear."
+        );
+    }
+
+    #[test]
+    fn a_cursor_older_than_the_ring_is_a_lower_bound() {
+        let mut r = Recent::default();
+        for id in 1..=(RECENT_EVENTS as i64 + 10) {
+            r.record(&event(id, Priority::Routine, "gemini", None));
+        }
+        let c = r.waiting("claude", 0);
+        assert!(c.partial);
+        assert_eq!(c.routine.0 as usize, RECENT_EVENTS);
+        let text = digest(
+            &Pending {
+                counts: c,
+                ..Pending::default()
+            },
+            DIGEST_BYTES,
+        )
+        .unwrap();
+        assert!(text.contains("at least 4096 routine"), "{text}");
+    }
+
+    #[test]
+    fn critical_events_come_in_full_within_the_budget() {
+        let critical: Vec<Event> = (1..=50)
+            .map(|id| event(id, Priority::Critical, "gemini", None))
+            .collect();
+        let p = Pending {
+            critical,
+            counts: Counts {
+                important: (3, 60),
+                routine: (7, 61),
+                partial: false,
+            },
+            cursor: 0,
+        };
+        let text = digest(&p, DIGEST_BYTES).unwrap();
+        assert!(text.len() <= DIGEST_BYTES, "{} bytes", text.len());
+        assert!(
+            text.starts_with(
+                "⚠ 50 critical not acknowledged:\n#1 message_sent by gemini: message 1"
+            )
+        );
+        assert!(text.contains("more critical"), "{text}");
+        assert!(
+            text.ends_with("events_ack {\"upTo\": 61} to clear."),
+            "{text}"
+        );
+        // Every budget is honoured, down to a tiny one.
+        for budget in [40, 100, 200, 400, 800, 2000] {
+            let text = digest(&p, budget).unwrap();
+            assert!(text.len() <= budget, "{budget}: {}", text.len());
+        }
+    }
+}
