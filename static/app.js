@@ -1,14 +1,18 @@
 // The dashboard: picks a session, follows it over the hub's WebSocket, and lets a person who
-// took a seat (`human:<name>`) steer. Reads and actions are `call` frames (the MCP tools by
-// name); the view is folded from the session's events (model.js) and drawn by views.js.
+// took a seat (`human:<name>`) steer. Two sockets: the watch, a viewer that follows the session's
+// events and the project's lock events and makes every read; and, once a person has a seat, the
+// seat's own socket (after `auth`) that makes every action. Reads and actions are `call` frames
+// (the MCP tools by name); the view is the session as `session_get` shows it with the events
+// folded on top (model.js), plus the hub's own task, lock and suggestion lists, drawn by views.js.
 
-import { HubConnection } from "./hub.js";
+import { HubConnection, HubError } from "./hub.js";
 import { SessionModel, LOCK_KINDS, category } from "./model.js";
 import * as views from "./views.js";
 import { $, h, fill, relative, countdown, download } from "./dom.js";
 
 const app = {
-  conn: null,
+  watch: null, // the viewer socket: session list, events, reads
+  seatConn: null, // the seat's socket: actions
   sessions: [],
   sessionsLoaded: false,
   project: "",
@@ -22,12 +26,9 @@ const app = {
   filters: { kind: "conversation", ai: "", priority: "" },
   // What a person typed or picked in controls that live updates redraw.
   ui: { timelineLimit: 200, confirmComplete: false, reviewNotes: "", passTo: "", assign: new Map(), notes: new Map() },
-  subs: { session: null, project: null, projectPending: false },
+  subs: { session: null, project: null, projectSessions: [], projectPending: false },
   replayTarget: 0,
   live: false,
-  // Lists this connection may not read with `call` (a viewer, on a hub that lists tasks, locks
-  // and suggestions to participants only): drawn from the events instead (model.js).
-  fallback: {},
   act: {},
 };
 
@@ -102,10 +103,14 @@ function clearError() {
   $("#notice-text").textContent = "";
 }
 
-/** Runs one person's action: a `call` frame; its error is shown, its success noted. */
-async function run(doing, operation, args, done) {
+/**
+ * Runs one `call` for the person: an action on the seat's socket (the default), or a read on
+ * the watch (`conn`). Its error is shown, its success noted.
+ */
+async function run(doing, operation, args, done, conn = app.seatConn) {
   try {
-    const ok = await app.conn.call(operation, args);
+    if (!conn) throw new HubError({ code: "no_seat", message: "take a seat first: a viewer may only watch and read" }, operation);
+    const ok = await conn.call(operation, args);
     clearError();
     if (done) done(ok);
     return ok;
@@ -138,122 +143,94 @@ function connState(state, info = {}) {
 
 function setLive() {
   app.live = true;
-  if (app.conn?.isOpen) {
+  if (app.watch?.isOpen) {
     $("#conn").textContent = "Live";
     $("#conn").dataset.state = "live";
   }
 }
 
-let lockPoll = 0;
-
+/** (Re)builds the watch: on start and whenever another session is chosen. */
 function connect() {
-  if (app.conn) app.conn.stop();
-  app.fallback = {};
-  clearInterval(lockPoll);
-  clearTimeout(quietTimer);
-  app.subs = { session: null, project: null, projectPending: false };
+  app.watch?.stop();
+  app.subs = { session: null, project: null, projectSessions: [], projectPending: false };
   app.live = false;
-  app.conn = new HubConnection({ onopen: onOpen, onframe: onFrame, onstate: connState });
-  app.conn.start();
+  app.watch = new HubConnection({ onopen: onOpen, onframe: onFrame, onstate: connState });
+  app.watch.start();
 }
 
 async function onOpen() {
-  app.subs = { session: null, project: null, projectPending: false };
-  const conn = app.conn;
+  app.subs = { session: null, project: null, projectSessions: [], projectPending: false };
+  const watch = app.watch;
   try {
     await refreshSessions();
-    if (!app.model || conn !== app.conn) return;
-    if (app.seat?.token) await authenticate();
+    if (!app.model || watch !== app.watch) return;
+    await readSession();
     await subscribeSession();
     refreshAll();
     await subscribeProject();
   } catch (e) {
-    if (conn === app.conn && e.code !== "disconnected") showError(e, "Following the session");
+    if (watch === app.watch && e.code !== "disconnected") showError(e, "Following the session");
   }
 }
 
-async function authenticate() {
+/** The session as the hub holds it now; the events after it fold on top. */
+async function readSession() {
   const model = app.model;
-  try {
-    const ok = await app.conn.request({ type: "auth", token: app.seat.token });
-    if (ok.sessionId && ok.sessionId !== model.sessionId) throw Object.assign(new Error(`this token belongs to another session (${ok.sessionId})`), { code: "wrong_session" });
-    app.seat = { ...app.seat, aiId: ok.aiId || app.seat.aiId, role: ok.role, authed: true };
-    saveSeat();
-  } catch (e) {
-    if (e.code === "disconnected") throw e;
-    showError(e, `Signing in as ${app.seat.aiId || "the saved seat"}`);
-    forgetSeat();
-  }
-  markDirty(PEOPLE_VIEWS);
+  const view = await app.watch.call("session_get", { sessionId: model.sessionId });
+  if (model !== app.model) return;
+  markDirty(model.seed(view), PEOPLE_VIEWS);
 }
 
 async function subscribeSession() {
   const model = app.model;
-  const ok = await app.conn.request({ type: "subscribe", sessionId: model.sessionId, since: model.cursor });
+  const ok = await app.watch.request({ type: "subscribe", sessionId: model.sessionId, since: model.cursor });
   if (model !== app.model) return;
   app.subs.session = ok.subscription;
   const last = (ok.sessions || []).find((x) => x.sessionId === model.sessionId)?.lastEventId ?? 0;
   app.replayTarget = Math.max(app.replayTarget, last);
   if (model.cursor >= app.replayTarget) setLive();
-  else {
-    connState("open");
-    armLive();
-  }
+  else connState("open");
 }
 
-// A seated participant does not see every event (directed ones between others), so the replay
-// may end below the log's last id: it is also over once the events stop coming for a moment.
-let quietTimer = 0;
-function armLive() {
-  clearTimeout(quietTimer);
-  quietTimer = setTimeout(() => app.model && setLive(), 400);
-}
-
+/**
+ * Lock events of every open session of the project (the lock table is the project's). A
+ * project subscription covers the sessions open when it is made: when the session list shows a
+ * newer one, it is made again (`refreshSessions`).
+ */
 async function subscribeProject() {
-  const project = app.sessions.find((x) => x.sessionId === sid())?.project;
-  if (!project) return;
-  app.subs.projectPending = true;
+  const { model, watch, subs } = app;
+  if (!model?.project || subs.projectPending) return;
+  subs.projectPending = true;
   try {
-    const ok = await app.conn.request({ type: "subscribe", project, kinds: LOCK_KINDS });
-    app.subs.project = ok.subscription;
-  } catch (e) {
-    // A participant follows its own session only: read the project's lock table now and then
-    // so other sessions' locks still show (ours refresh with our events).
-    app.subs.project = null;
-    clearInterval(lockPoll);
-    lockPoll = setInterval(() => app.conn?.isOpen && scheduleRefresh("locks"), 10_000);
+    const ok = await watch.request({ type: "subscribe", project: model.project, kinds: LOCK_KINDS });
+    if (subs.project) watch.request({ type: "unsubscribe", subscription: subs.project }).catch(() => {});
+    subs.project = ok.subscription;
+    subs.projectSessions = (ok.sessions || []).map((x) => x.sessionId);
   } finally {
-    app.subs.projectPending = false;
+    subs.projectPending = false;
   }
+  scheduleRefresh("locks", 0);
 }
 
 function onFrame(f) {
   if (f.type === "event" || f.type === "interrupt") {
-    const fromSession = f.subscription != null && f.subscription === app.subs.session;
-    const fromProject = f.subscription != null && (f.subscription === app.subs.project || (app.subs.projectPending && !fromSession));
-    if (fromProject || !app.model || f.sessionId !== sid()) {
-      if (app.model && LOCK_KINDS.includes(f.kind)) {
-        if (f.sessionId !== sid()) app.model.foldLock(f);
-        scheduleRefresh("locks");
-      }
+    if (!app.model) return;
+    if (f.subscription !== app.subs.session) {
+      // The project's lock events (ours come on both subscriptions).
+      if (LOCK_KINDS.includes(f.kind)) scheduleRefresh("locks");
       return;
     }
     const changed = app.model.apply(f, f.type === "event");
     if (changed.length === 0) return;
     markDirty(MODEL_VIEWS, changed, changed.includes("people") ? PEOPLE_VIEWS : []);
     afterEvent(f);
-    if (!app.live) {
-      if (app.model.cursor >= app.replayTarget) setLive();
-      else armLive();
-    }
+    if (!app.live && app.model.cursor >= app.replayTarget) setLive();
     return;
   }
-  if (f.type === "resync") {
+  if (f.type === "resync" && app.model) {
     if (f.subscription === app.subs.project) {
-      app.conn.request({ type: "subscribe", project: app.sessions.find((x) => x.sessionId === sid())?.project, kinds: LOCK_KINDS })
-        .then((ok) => { app.subs.project = ok.subscription; scheduleRefresh("locks"); })
-        .catch(() => {});
-    } else if (f.sessionId === sid()) {
+      subscribeProject().catch(() => {});
+    } else if (f.subscription === app.subs.session) {
       // Our queue was dropped: read again from the log after the last event we hold.
       app.live = false;
       connState("open");
@@ -266,10 +243,10 @@ function onFrame(f) {
   if (f.type === "error") showError({ code: f.error?.code, message: f.error?.message }, "A frame the page sent");
 }
 
-/** Live events refresh the views that are read with `call` rather than folded from events. */
+/** Live events refresh the views that are the hub's lists rather than folded from events. */
 function afterEvent(f) {
   // Replayed history: the reads made right after subscribing already cover it.
-  if (app.subs.session == null || f.id <= app.replayTarget) return;
+  if (f.id <= app.replayTarget) return;
   const kind = f.kind;
   const cat = category(kind);
   if (LOCK_KINDS.includes(kind) || kind === "participant_left" || kind === "task_status_changed") scheduleRefresh("locks");
@@ -283,13 +260,58 @@ function afterEvent(f) {
   if (app.seat?.authed) scheduleAck();
 }
 
+// ------------------------------------------------------------------ the seat's socket
+
+/** (Re)builds the seat's socket (after taking a seat, or with a saved one); closes it without. */
+function connectSeat() {
+  app.seatConn?.stop();
+  app.seatConn = null;
+  if (!app.seat?.token || !app.model) return;
+  const conn = new HubConnection({
+    onopen: () => authenticate(conn),
+    onstate: (state) => {
+      // Actions wait for the socket to be back and signed in.
+      if (state !== "open" && conn === app.seatConn && app.seat?.authed) {
+        app.seat.authed = false;
+        markDirty(PEOPLE_VIEWS);
+      }
+    },
+  });
+  app.seatConn = conn;
+  conn.start();
+}
+
+async function authenticate(conn) {
+  const model = app.model;
+  try {
+    const ok = await conn.request({ type: "auth", token: app.seat.token });
+    if (conn !== app.seatConn) return;
+    if (ok.sessionId !== model.sessionId) {
+      throw new HubError({ code: "wrong_session", message: ok.sessionId ? `this token belongs to another session (${ok.sessionId})` : "this is not a participant's token" });
+    }
+    app.seat = { ...app.seat, aiId: ok.aiId, role: ok.role, authed: true };
+    saveSeat();
+  } catch (e) {
+    if (conn !== app.seatConn || e.code === "disconnected" || e.code === "timeout") return;
+    showError(e, `Signing in as ${app.seat.aiId || "the saved seat"}`);
+    forgetSeat();
+    connectSeat();
+    return;
+  } finally {
+    markDirty(PEOPLE_VIEWS);
+  }
+  // The page reads events on the watch; listening here too is what shows the person as
+  // connected (presence). Critical ones only, from what the page already holds.
+  conn.request({ type: "subscribe", sessionId: model.sessionId, since: model.cursor, minPriority: "critical" }).catch(() => {});
+}
+
 let ackTimer = 0;
 function scheduleAck() {
   clearTimeout(ackTimer);
   ackTimer = setTimeout(() => {
-    if (document.visibilityState !== "visible" || !app.seat?.authed || !app.conn.isOpen) return;
+    if (document.visibilityState !== "visible" || !app.seat?.authed || !app.seatConn?.isOpen) return;
     // What the page shows, the person has seen: move their delivery cursor.
-    app.conn.request({ type: "ack", upTo: app.model.cursor, sessionId: sid() }).catch(() => {});
+    app.seatConn.request({ type: "ack", upTo: app.model.cursor, sessionId: sid() }).catch(() => {});
   }, 2000);
 }
 
@@ -307,33 +329,27 @@ function scheduleRefresh(what, wait = 120) {
   }, wait));
 }
 
-/** Reads a list with `call`; when this connection may not, falls back to the folded events. */
-async function readList(what, operation, field) {
+/** One of the hub's lists (`task`, `lock`, `suggestion` with action `list`). */
+async function readList(what, operation) {
   const model = app.model;
   if (!model) return;
-  if (app.fallback[what]) return markDirty(what);
-  try {
-    const ok = await app.conn.call(operation, { sessionId: model.sessionId, action: "list" });
-    if (model !== app.model) return;
-    app[what] = ok[field] || [];
-  } catch (e) {
-    if (e.code !== "forbidden") throw e;
-    app.fallback[what] = true;
-  }
+  const ok = await app.watch.call(operation, { sessionId: model.sessionId, action: "list" });
+  if (model !== app.model) return;
+  app[what] = ok[what] || [];
   markDirty(what);
 }
 
 const READS = {
   sessions: refreshSessions,
-  tasks: () => readList("tasks", "task", "tasks"),
+  tasks: () => readList("tasks", "task"),
   async locks() {
     expiredSeen.clear();
-    await readList("locks", "lock", "locks");
+    await readList("locks", "lock");
   },
-  suggestions: () => readList("suggestions", "suggestion", "suggestions"),
+  suggestions: () => readList("suggestions", "suggestion"),
   async context() {
     const model = app.model;
-    const ok = await app.conn.call("context_get", { sessionId: model.sessionId });
+    const ok = await app.watch.call("context_get", { sessionId: model.sessionId });
     if (model !== app.model) return;
     app.context = ok;
     markDirty("context");
@@ -344,15 +360,18 @@ function refreshAll() {
   for (const what of ["tasks", "locks", "suggestions", "context"]) scheduleRefresh(what, 0);
 }
 
-let lastListed = 0;
-
 async function refreshSessions() {
-  const ok = await app.conn.call("session_list", { limit: 100 });
-  lastListed = Date.now();
+  const ok = await app.watch.call("session_list", { limit: 100 });
   app.sessions = ok.sessions || [];
   app.sessionsLoaded = true;
   renderPicker();
-  if (app.model) markDirty("overview", "locks");
+  if (!app.model) return;
+  markDirty("overview", "locks");
+  // A session of the project that opened after the project subscription: subscribe again.
+  const project = app.model.project;
+  if (app.subs.project && app.sessions.some((x) => x.project === project && x.status !== "completed" && !app.subs.projectSessions.includes(x.sessionId))) {
+    await subscribeProject();
+  }
 }
 
 function renderPicker() {
@@ -413,6 +432,7 @@ function chooseSession(sessionId) {
   document.title = summary ? `${summary.name} · collab-hub` : "collab-hub";
   if (sessionId) markDirty(Object.keys(RENDER));
   connect();
+  connectSeat();
 }
 
 function sessionFromHash() {
@@ -501,7 +521,7 @@ Object.assign(app.act, {
   },
   signOut() {
     forgetSeat();
-    connect();
+    connectSeat();
     markDirty(PEOPLE_VIEWS);
   },
 });
@@ -515,7 +535,7 @@ async function joinSeat(event) {
   const button = $("#seat-join");
   button.disabled = true;
   try {
-    const ok = await run(`Taking the seat ${participant}`, "session_join", { sessionId: sid(), participant, role });
+    const ok = await run(`Taking the seat ${participant}`, "session_join", { sessionId: sid(), participant, role }, null, app.watch);
     if (!ok) return;
     const token = ok.token || ok.tokens?.[participant];
     if (!token) {
@@ -525,7 +545,8 @@ async function joinSeat(event) {
     app.seat = { aiId: participant, token, role, authed: false };
     saveSeat();
     toast(`You joined as ${participant} (${role}).`);
-    connect();
+    connectSeat();
+    markDirty(PEOPLE_VIEWS);
   } finally {
     button.disabled = false;
   }
@@ -536,7 +557,8 @@ async function useToken() {
   if (!token) return;
   app.seat = { aiId: "", token, role: null, authed: false };
   $("#seat-token").value = "";
-  connect();
+  connectSeat();
+  markDirty(PEOPLE_VIEWS);
 }
 
 async function sendMessage(event) {
@@ -567,13 +589,12 @@ async function saveSnapshot() {
 }
 
 async function loadBriefing() {
-  const args = { sessionId: sid(), action: "resume", includeContext: false };
   const forWhom = app.seat?.authed ? app.seat.aiId : $("#briefing-for").value;
-  if (!app.seat?.authed && forWhom) args.participant = forWhom;
+  const args = { sessionId: sid(), action: "resume", participant: forWhom || undefined, includeContext: false };
   await run(`Loading ${forWhom ? `${forWhom}'s` : "the"} briefing`, "session", args, (ok) => {
     app.records = { kind: "briefing", value: ok, for: forWhom };
     markDirty("records");
-  });
+  }, app.watch);
 }
 
 const EXPORT_TYPES = {
@@ -591,7 +612,7 @@ async function exportSession(format) {
     download(name, content, type);
     app.records = { kind: "export", format, name, bytes: new Blob([content]).size };
     markDirty("records");
-  });
+  }, app.watch);
 }
 
 // ------------------------------------------------------------------ the clock
@@ -653,9 +674,10 @@ function wire() {
     if (document.visibilityState === "visible" && app.seat?.authed) scheduleAck();
   });
   setInterval(tick, 1000);
-  // New sessions and status changes elsewhere reach the pickers: often while nothing is chosen.
+  // New sessions and status changes elsewhere reach the pickers, and the project's new
+  // sessions its lock subscription.
   setInterval(() => {
-    if (app.conn?.isOpen && (!app.model || Date.now() - lastListed > 60_000)) refreshSessions().catch(() => {});
+    if (app.watch?.isOpen) refreshSessions().catch(() => {});
   }, 10_000);
   // Recently changed context keys stop being highlighted after five minutes.
   setInterval(() => app.model && markDirty("context"), 30_000);
@@ -665,12 +687,15 @@ function wire() {
 const seatRender = views.renderSeat;
 RENDER.seat = (a) => {
   seatRender(a);
-  $("#composer").hidden = !(a.seat && a.seat.authed);
+  $("#composer").hidden = !views.acting(a);
 };
 
 /** For tests and the curious: drop the socket as a network failure would. */
 window.collabHubDebug = {
-  dropConnection: () => app.conn?.drop(),
+  dropConnection: () => {
+    app.watch?.drop();
+    app.seatConn?.drop();
+  },
   get cursor() {
     return app.model?.cursor ?? 0;
   },

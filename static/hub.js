@@ -1,7 +1,7 @@
-// The one WebSocket to the hub (docs/websocket.md): numbered client frames answered by
-// `reply`, events pushed as `event`/`interrupt`, `resync` when the hub had to drop our queue.
-// Reconnects with backoff after a dropped socket; the owner re-subscribes with `since` from its
-// `onopen` callback. No DOM in here.
+// One WebSocket to the hub (docs/websocket.md): numbered client frames answered by `reply`,
+// events pushed as `event`/`interrupt`, `resync` when the hub had to drop our queue. Reconnects
+// with backoff after a dropped socket; the owner authenticates and re-subscribes (with `since`)
+// from its `onopen` callback. The page keeps two: the watch and the seat (app.js). No DOM here.
 
 /** A refused frame: the hub's error object (code, message, field?). */
 export class HubError extends Error {

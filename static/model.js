@@ -1,10 +1,12 @@
-// The dashboard's picture of one session, folded from its event log (replayed from id 0, then
-// live). Pure data: no DOM, no socket. Tasks, locks, suggestions and the context document are
-// read with `call` frames (see app.js); everything else here comes from events.
+// The dashboard's picture of one session: the session as `session_get` shows it (`seed`), with
+// its event log (replayed from id 0, then live) folded on top. Pure data: no DOM, no socket.
+// Tasks, locks, suggestions and the context document are the hub's own lists, read with `call`
+// frames (see app.js); everything else here comes from the seed and the events.
 //
 // Events can arrive out of log order: a critical event comes ahead of queued routine ones as an
 // `interrupt`, and comes only once. So every derived value is "the newest by event id wins"
-// and counters only ever add, which makes the fold independent of arrival order.
+// (the seed counts as the event it was read at) and counters only ever add, which makes the
+// fold independent of arrival order.
 
 export const CATEGORIES = [
   ["message", "Messages"],
@@ -135,7 +137,9 @@ export class SessionModel {
     /** Newest id received in log order (`event` frames): where a reconnect resumes. */
     this.cursor = 0;
     this.status = "active";
+    this.statusAt = 0;
     this.name = "";
+    this.project = "";
     this.handshakeMode = "";
     this.participants = new Map();
     this.handshake = { state: "idle", at: 0 };
@@ -144,11 +148,37 @@ export class SessionModel {
     this.contextChanges = new Map(); // path → {at, by, id}
     this.roleRequests = new Map(); // requestId → {aiId, role, reason, at}
     this.lastActivity = null;
-    // Folded from events too, for when the hub will not list them to this connection (see
-    // app.js `fallback`): tasks by id, locks of the project by id, suggestions by id.
-    this.tasks = new Map();
-    this.locks = new Map();
-    this.suggestions = new Map();
+    /** The `lastEventId` of the newest seed: events up to it are already in the seed. */
+    this.seededAt = 0;
+  }
+
+  /**
+   * Takes the session as `session_get` answers (`GET /mcp/session/{id}`): name, status,
+   * participants and roles, the handshake, open role requests, as of its `lastEventId`. It
+   * counts as that event: older events (the replay) do not override it, newer ones fold on top.
+   * It is read before the events after it arrive (app.js reads it, then subscribes). Returns the
+   * names of the views it changed.
+   */
+  seed(view) {
+    const at = view.lastEventId ?? 0;
+    this.seededAt = Math.max(this.seededAt, at);
+    this.name = view.name || this.name;
+    this.project = view.project || this.project;
+    this.handshakeMode = view.handshakeMode || this.handshakeMode;
+    if (at >= this.statusAt) {
+      this.status = view.status;
+      this.statusAt = at;
+    }
+    for (const p of view.participants || []) this.setMember(p.aiId, p.role, at, !p.leftAt);
+    const hs = view.coordination?.handshake;
+    if (hs && at >= this.handshake.at) {
+      const same = hs.id != null && hs.id === this.handshake.id ? this.handshake : {};
+      this.handshake = { ...same, state: hs.state, id: hs.id, driver: hs.driver, reviewer: hs.reviewer, since: hs.since, at };
+    }
+    const open = view.coordination?.roleRequests || [];
+    for (const id of this.roleRequests.keys()) if (id <= at && !open.some((r) => r.id === id)) this.roleRequests.delete(id);
+    for (const r of open) this.roleRequests.set(r.id, { at: this.roleRequests.get(r.id)?.at, ...r });
+    return ["overview", "people", "handshake"];
   }
 
   participant(aiId) {
@@ -196,10 +226,11 @@ export class SessionModel {
         changed.add("people");
         break;
       case "session_status_changed":
-        if (e.id >= (this.statusAt || 0)) {
+        if (e.id >= this.statusAt) {
           this.status = p.to;
           this.statusAt = e.id;
         }
+        changed.add("people"); // what a seat may do
         break;
       case "participant_joined":
         if (p.participant) this.setMember(p.participant.aiId, p.participant.role, e.id, true);
@@ -217,11 +248,13 @@ export class SessionModel {
             who.roleAt = e.id;
           }
         }
-        for (const [id, r] of this.roleRequests) if ((p.changes || []).some((c) => c.aiId === r.aiId)) this.roleRequests.delete(id);
+        for (const [id, r] of this.roleRequests) if (id < e.id && (p.changes || []).some((c) => c.aiId === r.aiId)) this.roleRequests.delete(id);
         changed.add("people").add("handshake");
         break;
       case "role_requested":
-        this.roleRequests.set(e.id, { id: e.id, aiId: p.aiId, role: p.role, reason: p.reason, at: e.at });
+        // One the seed covers is open only if the seed lists it; the event still tells when.
+        if (e.id > this.seededAt) this.roleRequests.set(e.id, { id: e.id, aiId: p.aiId, role: p.role, reason: p.reason, at: e.at });
+        else if (this.roleRequests.has(e.id)) this.roleRequests.get(e.id).at = e.at;
         changed.add("handshake");
         break;
       case "role_request_refused":
@@ -257,16 +290,6 @@ export class SessionModel {
       default:
         break;
     }
-    if (e.category === "task") {
-      this.foldTask(e);
-      changed.add("tasks");
-    } else if (e.category === "lock") {
-      this.foldLock({ ...e, sessionId: this.sessionId });
-      changed.add("locks");
-    } else if (e.kind === "suggestion_submitted" || e.kind === "suggestion_resolved") {
-      this.foldSuggestion(e);
-      changed.add("suggestions");
-    }
     // Context paths written by this event (context writes, status reports, discoveries, notes).
     if (Array.isArray(p.changes) && category(e.kind) !== "role") {
       for (const c of p.changes) {
@@ -295,8 +318,19 @@ export class SessionModel {
 
   foldHandshake(e) {
     const p = e.payload;
-    if (e.id < this.handshake.at) return;
     const h = this.handshake;
+    if (e.id <= h.at) {
+      // Older than the state held (a seed, or a later step): only details. Of the open
+      // handshake; or, when none is open, of the step that closed the last one.
+      if (e.kind !== "handshake") return;
+      if (h.id != null) {
+        if (p.step === "work_complete" && e.id === h.id) Object.assign(h, { changes: p.changes || [], message: p.message });
+        if (p.step === "review_complete" && p.handshakeId === h.id) h.feedback = p.feedback;
+      } else if (h.state === "idle" && e.id > (h.closedBy || 0) && (p.step === "control_received" || p.step === "cancel")) {
+        Object.assign(h, { closedBy: e.id, lastStep: p.step, nextAction: p.nextAction, reason: p.reason });
+      }
+      return;
+    }
     const base = { at: e.id, atTime: e.at };
     if (e.kind === "control_passed") {
       this.handshake = { ...h, ...base, state: "control_passed", id: p.handshakeId ?? h.id, reviewer: p.by ?? h.reviewer, approved: p.approved };
@@ -324,85 +358,6 @@ export class SessionModel {
         // A step this page does not know (a newer hub): keep the state, show the event.
         this.handshake = { ...h, ...base };
     }
-  }
-
-  foldTask(e) {
-    const p = e.payload;
-    if (e.kind === "task_created") {
-      const t = { ...(p.task || {}), id: p.task?.id ?? e.id };
-      this.tasks.set(t.id, { ...t, at: e.id });
-      return;
-    }
-    const t = this.tasks.get(p.taskId);
-    if (!t || e.id < t.at) return;
-    t.at = e.id;
-    switch (e.kind) {
-      case "task_assigned":
-        if (e.to) t.assignedTo = e.to;
-        break;
-      case "task_status_changed":
-        t.status = p.to || t.status;
-        if ("assignedTo" in p) t.assignedTo = p.assignedTo || undefined;
-        if (Array.isArray(p.dependencies)) t.dependencies = p.dependencies;
-        t.blockedReason = t.status === "blocked" ? p.reason : undefined;
-        break;
-      case "task_handed_off":
-        t.assignedTo = undefined;
-        t.handoff = { from: e.actor, context: p.context };
-        break;
-      case "task_claimed":
-        t.assignedTo = e.actor || t.assignedTo;
-        break;
-      default:
-        break;
-    }
-  }
-
-  /** A lock event of any session of the project (`ev.sessionId` says which). */
-  foldLock(ev) {
-    const p = ev.payload || {};
-    const id = p.lockId;
-    if (id == null) return;
-    const before = this.locks.get(id);
-    if (before && ev.id < before.at && before.sessionId === ev.sessionId) return;
-    switch (ev.kind) {
-      case "resource_locked":
-        this.locks.set(id, { id, sessionId: ev.sessionId, resource: p.resource, holder: p.by || ev.actor, mode: p.mode, operation: p.operation, state: "held", token: p.token, expiresAt: p.until, at: ev.id });
-        break;
-      case "lock_queued":
-        this.locks.set(id, { id, sessionId: ev.sessionId, resource: p.resource, holder: p.by || ev.actor, mode: p.mode, operation: p.operation, state: "waiting", behind: p.behind, at: ev.id });
-        break;
-      case "lock_renewed":
-        if (before) this.locks.set(id, { ...before, expiresAt: p.until || before.expiresAt, at: ev.id });
-        break;
-      case "resource_released":
-        this.locks.delete(id);
-        break;
-      default:
-        break;
-    }
-  }
-
-  foldSuggestion(e) {
-    const p = e.payload;
-    if (e.kind === "suggestion_submitted") {
-      this.suggestions.set(e.id, { id: e.id, aiId: p.by || e.actor, filePath: p.filePath, reason: p.reason, lines: p.lines, at: e.at, status: "pending" });
-    } else {
-      const sg = this.suggestions.get(p.id);
-      if (sg) sg.status = p.accepted ? "accepted" : "rejected";
-    }
-  }
-
-  taskList() {
-    return [...this.tasks.values()].sort((a, b) => a.id - b.id);
-  }
-
-  lockList() {
-    return [...this.locks.values()].sort((a, b) => a.id - b.id);
-  }
-
-  suggestionList() {
-    return [...this.suggestions.values()];
   }
 
   /** Per-AI counters; what they mean is in the README ("Dashboard"). */

@@ -38,6 +38,11 @@ function seated(app) {
   return Boolean(app.seat && app.seat.authed);
 }
 
+/** Seated in a session that still takes writes (a completed one takes none). */
+export function acting(app) {
+  return seated(app) && app.model?.status !== "completed";
+}
+
 function myRole(app) {
   if (!seated(app)) return null;
   return app.model?.participants.get(app.seat.aiId)?.role || app.seat.role || null;
@@ -76,7 +81,7 @@ export function renderOverview(app) {
     h("p", { class: "session-name" }, h("strong", { id: "session-name" }, name),
       " ", h("span", { id: "session-status", class: `status status-${m.status}` }, m.status)),
     h("dl", { class: "facts" },
-      fact("Project", summary?.project || "—"),
+      fact("Project", m.project || summary?.project || "—"),
       fact("Driver", h("span", { id: "driver" }, m.driver ? who(app, m.driver) : "nobody")),
       fact("Handshake", h("span", { id: "handshake-state", dataset: { state: hs.state } }, stepLabel)),
       fact("Mode", m.handshakeMode || "—"),
@@ -85,18 +90,18 @@ export function renderOverview(app) {
       fact("Last activity", m.lastActivity ? timeAgo(m.lastActivity) : "—")),
   );
   const controls = [];
-  if (seated(app)) {
+  if (m.status === "completed") {
+    controls.push(h("p", { class: "muted small" }, "Completed: nobody can write here any more; everything stays readable."));
+  } else if (seated(app)) {
     if (m.status === "active") controls.push(actionButton("Pause session", "pause", () => app.act.status("pause")));
     if (m.status === "paused") controls.push(actionButton("Resume session", "resume", () => app.act.status("resume"), { class: "primary" }));
-    if (m.status !== "completed") {
-      if (app.ui.confirmComplete) {
-        controls.push(h("span", { class: "confirm" }, "Complete for good? Nobody can write afterwards. ",
-          actionButton("Yes, complete it", "complete-yes", () => app.act.status("complete"), { class: "danger" }),
-          " ",
-          h("button", { type: "button", dataset: { key: "complete-no" }, onclick: () => app.act.confirmComplete(false) }, "Keep it open")));
-      } else {
-        controls.push(h("button", { type: "button", dataset: { key: "complete" }, onclick: () => app.act.confirmComplete(true) }, "Complete session…"));
-      }
+    if (app.ui.confirmComplete) {
+      controls.push(h("span", { class: "confirm" }, "Complete for good? Nobody can write afterwards. ",
+        actionButton("Yes, complete it", "complete-yes", () => app.act.status("complete"), { class: "danger" }),
+        " ",
+        h("button", { type: "button", dataset: { key: "complete-no" }, onclick: () => app.act.confirmComplete(false) }, "Keep it open")));
+    } else {
+      controls.push(h("button", { type: "button", dataset: { key: "complete" }, onclick: () => app.act.confirmComplete(true) }, "Complete session…"));
     }
   } else {
     controls.push(h("p", { class: "muted small" }, "Watching as a viewer. Take a seat to steer."));
@@ -113,6 +118,7 @@ function fact(label, value) {
 export function renderSeat(app) {
   const form = $("#seat-form");
   const info = $("#seat-info");
+  const completed = app.model?.status === "completed";
   if (app.seat) {
     form.hidden = true;
     const role = myRole(app);
@@ -122,13 +128,13 @@ export function renderSeat(app) {
         role ? roleBadge(role) : "", app.seat.authed ? "" : h("span", { class: "muted" }, " (signing in…)")),
       p && !p.active ? h("p", { class: "warn" }, "You left this session; sign out to take a new seat.") : null,
       h("div", { class: "row" },
-        role && role !== "driver" && hasOpenRoleRequest(app) === false
+        acting(app) && role && role !== "driver" && hasOpenRoleRequest(app) === false
           ? actionButton("Ask to drive", "ask-drive", () => app.act.requestRole("driver"), { title: "Ask the driver (or the session) for the driver role" })
           : null,
         h("button", { type: "button", dataset: { key: "sign-out" }, onclick: () => app.act.signOut() }, "Sign out")));
   } else {
-    form.hidden = false;
-    fill(info);
+    form.hidden = completed;
+    fill(info, completed ? h("p", { class: "muted" }, "This session is completed: there is no seat to take.") : null);
   }
 }
 
@@ -182,13 +188,13 @@ export function renderHandshake(app) {
         hs.lastStep === "control_received" && hs.nextAction ? ` Next: ${hs.nextAction}` : ""),
     m.openRoleRequests().length ? h("div", { class: "requests" }, h("h3", null, "Role requests"),
       h("ul", null, m.openRoleRequests().map((r) => h("li", null, `${who(app, r.aiId)} asks to become ${r.role}`, r.reason ? `: ${r.reason}` : "", " · ", timeAgo(r.at),
-        seated(app) && myRole(app) === "driver" ? [" ",
+        acting(app) && myRole(app) === "driver" ? [" ",
           actionButton("Grant", `grant-${r.id}`, () => app.act.respondRole(r.id, true), { class: "primary" }), " ",
           actionButton("Refuse", `refuse-${r.id}`, () => app.act.respondRole(r.id, false))] : null)))) : null,
   );
 
   const controls = [];
-  if (seated(app)) {
+  if (acting(app)) {
     const me = app.seat.aiId;
     const role = myRole(app);
     if ((hs.state === "awaiting_review" && role === "navigator") || ((hs.state === "reviewing" || hs.state === "reviewed") && hs.reviewer === me)) {
@@ -287,21 +293,15 @@ function timelineItem(app, e) {
 
 // ---------------------------------------------------------------- tasks
 
-function derivedNote(app, what) {
-  return app.fallback[what]
-    ? h("p", { class: "muted small derived" }, "Drawn from the event log: the hub lists these to participants only; take a seat for the hub's own list.")
-    : null;
-}
-
 export function renderTasks(app) {
-  const tasks = app.fallback.tasks ? app.model.taskList() : app.tasks;
+  const tasks = app.tasks;
   if (!tasks) return fill($("#tasks-body"), h("p", { class: "muted" }, "Loading…"));
   if (tasks.length === 0) return fill($("#tasks-body"), h("p", { class: "muted" }, "No tasks yet."));
   const byId = new Map(tasks.map((t) => [t.id, t]));
   const children = new Map();
   for (const t of tasks) if (t.parent != null) children.set(t.parent, [...(children.get(t.parent) || []), t]);
   const assignable = [...app.model.participants.values()].filter((p) => p.active && p.role !== "observer").map((p) => p.aiId).sort();
-  fill($("#tasks-body"), derivedNote(app, "tasks"), h("div", { class: "columns" }, STATUS_COLUMNS.map(([status, label]) => {
+  fill($("#tasks-body"), h("div", { class: "columns" }, STATUS_COLUMNS.map(([status, label]) => {
     const mine = tasks.filter((t) => t.status === status);
     return h("section", { class: `column col-${status}`, "aria-label": `${label}: ${mine.length}` },
       h("h3", null, label, " ", h("span", { class: "count" }, String(mine.length))),
@@ -314,7 +314,7 @@ function taskCard(app, t, byId, children, assignable) {
   const done = subs.filter((x) => x.status === "completed").length;
   const parent = t.parent != null ? byId.get(t.parent) : null;
   const controls = [];
-  if (seated(app) && t.status !== "completed") {
+  if (acting(app) && t.status !== "completed") {
     if (t.status === "blocked") controls.push(actionButton("Unblock", `unblock-${t.id}`, () => app.act.unblockTask(t.id), { class: "primary", ariaLabel: `Unblock task ${t.id}` }));
     const selectId = `assign-${t.id}`;
     controls.push(h("label", { class: "inline" }, h("span", { class: "sr-only" }, `Assign task ${t.id} to`),
@@ -343,12 +343,12 @@ function taskCard(app, t, byId, children, assignable) {
 // ---------------------------------------------------------------- locks
 
 export function renderLocks(app) {
-  const locks = app.fallback.locks ? app.model.lockList() : app.locks;
+  const locks = app.locks;
   if (!locks) return fill($("#locks-body"), h("p", { class: "muted" }, "Loading…"));
   if (locks.length === 0) return fill($("#locks-body"), h("p", { class: "muted" }, "No locks held or waiting in this project."));
   const names = new Map(app.sessions.map((x) => [x.sessionId, x.name]));
   const sid = app.model.sessionId;
-  fill($("#locks-body"), derivedNote(app, "locks"), h("div", { class: "table-wrap" }, h("table", { class: "locks-table" },
+  fill($("#locks-body"), h("div", { class: "table-wrap" }, h("table", { class: "locks-table" },
     h("thead", null, h("tr", null, ["Resource", "Holder", "Mode", "State", "Time left", ""].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", null, locks.map((l) => {
       const ours = l.sessionId === sid;
@@ -360,24 +360,24 @@ export function renderLocks(app) {
         h("td", null, l.mode),
         h("td", null, l.state === "waiting" ? ["waiting", l.behind?.length ? h("div", { class: "small muted" }, `behind ${l.behind.map((b) => `#${b}`).join(", ")}`) : null] : "held"),
         h("td", null, l.expiresAt ? h("span", { class: `countdown${stale ? " stale" : ""}`, dataset: { expires: l.expiresAt } }, countdown(l.expiresAt)) : h("span", { class: "muted" }, `${Math.round((l.leaseSecs || 0) / 60)} min lease once granted`)),
-        h("td", null, seated(app) && ours && l.holder !== app.seat.aiId
+        h("td", null, acting(app) && ours && l.holder !== app.seat.aiId
           ? actionButton(l.state === "waiting" ? "Cancel request" : "Force release", `release-${l.id}`, () => app.act.forceRelease(l), { class: "danger", ariaLabel: `Force release ${l.resource} held by ${l.holder}` })
-          : seated(app) && ours && l.holder === app.seat.aiId ? actionButton("Release", `release-${l.id}`, () => app.act.releaseLock(l)) : null));
+          : acting(app) && ours && l.holder === app.seat.aiId ? actionButton("Release", `release-${l.id}`, () => app.act.releaseLock(l)) : null));
     })))));
 }
 
 // ---------------------------------------------------------------- suggestions
 
 export function renderSuggestions(app) {
-  const list = app.fallback.suggestions ? app.model.suggestionList() : app.suggestions;
+  const list = app.suggestions;
   if (!list) return fill($("#suggestions-body"), h("p", { class: "muted" }, "Loading…"));
   const pending = list.filter((x) => x.status === "pending");
   if (pending.length === 0) return fill($("#suggestions-body"), h("p", { class: "muted" }, "No suggestions waiting."));
-  fill($("#suggestions-body"), derivedNote(app, "suggestions"), h("ul", { class: "suggestion-list" }, pending.map((sg) => h("li", { class: "suggestion", dataset: { suggestion: String(sg.id) } },
+  fill($("#suggestions-body"), h("ul", { class: "suggestion-list" }, pending.map((sg) => h("li", { class: "suggestion", dataset: { suggestion: String(sg.id) } },
     h("div", null, h("strong", null, who(app, sg.aiId)), " suggests a change to ", h("code", null, sg.filePath), " · ", timeAgo(sg.at)),
     sg.reason ? h("p", { class: "small" }, sg.reason) : null,
     sg.diff ? diffBlock(sg.diff) : null,
-    seated(app) ? h("div", { class: "row" },
+    acting(app) ? h("div", { class: "row" },
       h("label", { class: "grow" }, "Note (optional)", h("input", { id: `sg-note-${sg.id}`, dataset: { key: `sg-note-${sg.id}` }, value: app.ui.notes.get(sg.id) || "", oninput: (e) => app.ui.notes.set(sg.id, e.target.value) })),
       actionButton("Accept", `accept-${sg.id}`, () => app.act.resolveSuggestion(sg.id, true), { class: "primary", ariaLabel: `Accept suggestion ${sg.id}` }),
       actionButton("Reject", `reject-${sg.id}`, () => app.act.resolveSuggestion(sg.id, false), { ariaLabel: `Reject suggestion ${sg.id}` })) : null))));

@@ -121,9 +121,13 @@ async function scenario(page) {
     const rows = [...document.querySelectorAll("#people-body [data-ai]")].map((r) => r.textContent);
     return rows.some((t) => t.includes("claude") && t.includes("driver")) && rows.some((t) => t.includes("gemini") && t.includes("navigator"));
   });
+  await until(page, "a viewer sees the project's lock held since before the page opened, from the hub's list", () => {
+    const row = document.querySelector('#locks-body tr[data-resource="/src/db.rs"]');
+    return row && row.textContent.includes("codex") && row.textContent.includes("Bugfix") && /\d+:\d\d/.test(row.querySelector(".countdown")?.textContent || "");
+  });
   await shot(page, "opened");
 
-  // 2. Agents act; each shows up without a reload.
+  // 2. Agents act; each shows up without a reload (a viewer still: no seat yet).
   const arrived = await agents("agents_arrive");
   await until(page, "a newly joined AI appears in the participants", () => !!document.querySelector('#people-body [data-ai="codex"]'));
   await until(page, "the AI's message appears in the timeline", (body) => [...document.querySelectorAll("#timeline-list .event")].some((e) => e.textContent.includes(body)), arrived.message);
@@ -131,11 +135,41 @@ async function scenario(page) {
     const row = document.querySelector('#locks-body tr[data-resource="/src/auth.ts"]');
     return row && row.textContent.includes("claude") && /\d+:\d\d/.test(row.querySelector(".countdown")?.textContent || "");
   });
-  await until(page, "a lock of the project's other session shows, named by its session", () => {
-    const row = document.querySelector('#locks-body tr[data-resource="/src/db.rs"]');
+  await until(page, "a lock the project's other session takes now shows, named by its session", () => {
+    const row = document.querySelector('#locks-body tr[data-resource="/src/cache.rs"]');
     return row && row.textContent.includes("Bugfix");
   });
+  check("a viewer is offered no lock actions", await page.evaluate(() => document.querySelectorAll("#locks-body button").length === 0));
+  // A session of the project opened after the page: the page finds it in the session list
+  // (read every 10 s) and follows its lock events too.
+  await agents("sibling_session");
+  await until(page, "a lock of a session of the project opened after the page shows", () => {
+    const row = document.querySelector('#locks-body tr[data-resource="/src/hotfix.rs"]');
+    return row && row.textContent.includes("copilot") && row.textContent.includes("Hotfix");
+  }, undefined, 30_000);
   check("no reload happened", await page.evaluate(() => window.__sameDocument === true));
+
+  // 2b. Tasks and a suggestion, still as a viewer: the hub's own lists, refreshed by events.
+  const tasks = await agents("tasks");
+  await until(page, "a viewer sees the task board in its columns", (t) => {
+    const blocked = document.querySelector(`#tasks-body .col-blocked [data-task="${t.blocked}"]`);
+    const parent = document.querySelector(`#tasks-body [data-task="${t.parent}"]`);
+    const ship = document.querySelector(`#tasks-body [data-task="${t.ship}"]`);
+    return blocked && blocked.textContent.includes("waiting on the API") && parent && /Subtasks 0\/2 done/.test(parent.textContent) && ship && ship.querySelector(".deps")?.textContent.includes(`#${t.parent}`);
+  }, tasks);
+  check("a viewer is offered no task actions", await page.evaluate(() => document.querySelectorAll("#tasks-body button, #tasks-body select").length === 0));
+  const suggestion = await agents("suggest");
+  await until(page, "a viewer sees the suggestion with its diff", (id) => {
+    const li = document.querySelector(`#suggestions-body [data-suggestion="${id}"]`);
+    return li && li.querySelector(".diff .add") && li.querySelector(".diff .del");
+  }, suggestion.id);
+  check("a viewer is offered no suggestion actions", await page.evaluate(() => document.querySelectorAll("#suggestions-body button").length === 0));
+
+  // 2c. A viewer reads any participant's resume briefing.
+  await page.selectOption("#briefing-for", "claude");
+  await page.click("#briefing-load");
+  await until(page, "a viewer loads claude's resume briefing", () => (document.querySelector("#briefing h3")?.textContent || "").startsWith("Briefing for claude"));
+  await shot(page, "viewer");
 
   // 3. A person takes a seat.
   await page.fill("#seat-name", "alice");
@@ -147,6 +181,7 @@ async function scenario(page) {
   });
   await until(page, "the message composer appears for the seated person", () => !document.querySelector("#composer").hidden);
   await until(page, "the seated person is listed as a participant", () => !!document.querySelector('#people-body [data-ai="human:alice"]'));
+  await until(page, "the seated person shows as connected (the seat's socket listens)", () => !!document.querySelector('#people-body [data-ai="human:alice"].presence-connected'));
   await shot(page, "seated");
 
   // 4. A navigator may not force-release: the hub's refusal is shown clearly.
@@ -179,26 +214,17 @@ async function scenario(page) {
   await until(page, "the force-released lock disappears", () => !document.querySelector('#locks-body tr[data-resource="/src/auth.ts"]'));
   const told = await agents("holder_told");
   check("the lock's holder receives lock_force_released", told.forceReleasedBy === "human:alice", told);
+  // Seated, the page still follows the other sessions' lock events (no polling: within 5 s).
+  await agents("sibling_release");
+  await until(page, "a lock released in the project's other session leaves the table", () => !document.querySelector('#locks-body tr[data-resource="/src/cache.rs"]'), undefined, 5_000);
 
-  // 8. Accept a navigator's suggestion.
-  const suggestion = await agents("suggest");
-  await until(page, "the suggestion appears with its diff", (id) => {
-    const li = document.querySelector(`#suggestions-body [data-suggestion="${id}"]`);
-    return li && li.querySelector(".diff .add");
-  }, suggestion.id);
+  // 8. Accept the navigator's suggestion (shown since 2b).
   await page.click(`#suggestions-body [data-suggestion="${suggestion.id}"] button:text-is("Accept")`);
   await until(page, "the accepted suggestion leaves the list", (id) => !document.querySelector(`#suggestions-body [data-suggestion="${id}"]`), suggestion.id);
   const outcome = await agents("suggestion_outcome", { id: suggestion.id });
   check("the suggester is told its suggestion was accepted", outcome.accepted === true, outcome);
 
-  // 9. Tasks: a board with subtasks and dependencies; unblock and reassign from the page.
-  const tasks = await agents("tasks");
-  await until(page, "the task board shows the tasks in their columns", (t) => {
-    const blocked = document.querySelector(`#tasks-body .col-blocked [data-task="${t.blocked}"]`);
-    const parent = document.querySelector(`#tasks-body [data-task="${t.parent}"]`);
-    const ship = document.querySelector(`#tasks-body [data-task="${t.ship}"]`);
-    return blocked && blocked.textContent.includes("waiting on the API") && parent && /Subtasks 0\/2 done/.test(parent.textContent) && ship && ship.querySelector(".deps")?.textContent.includes(`#${t.parent}`);
-  }, tasks);
+  // 9. Tasks (on the board since 2b): unblock and reassign from the page.
   await page.click(`#tasks-body [data-task="${tasks.blocked}"] button:text-is("Unblock")`);
   await until(page, "the unblocked task moves to pending", (id) => !!document.querySelector(`#tasks-body .col-pending [data-task="${id}"]`), tasks.blocked);
   await page.selectOption(`#assign-${tasks.ship}`, "codex");
@@ -259,7 +285,7 @@ async function scenario(page) {
   await page.click("#snapshot-save");
   await until(page, "a saved snapshot is reported", () => /Snapshot #\d+ saved at event #\d+/.test((document.querySelector("#records-body")?.textContent || "")));
   await page.click("#briefing-load");
-  await until(page, "the resume briefing is shown", () => !!document.querySelector("#briefing h3") && (document.querySelector("#briefing")?.textContent || "").includes("Dashboard demo"));
+  await until(page, "the seated person's own resume briefing is shown", () => (document.querySelector("#briefing h3")?.textContent || "").startsWith("Briefing for human:alice") && (document.querySelector("#briefing")?.textContent || "").includes("Dashboard demo"));
   const [download] = await Promise.all([page.waitForEvent("download", { timeout: TIMEOUT }), page.click('[data-export="markdown"]')]);
   const exported = join(artifacts, download.suggestedFilename());
   await download.saveAs(exported);
@@ -293,6 +319,29 @@ async function scenario(page) {
   const overflow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, view: window.innerWidth }));
   check("the narrow layout fits the window", overflow.scroll <= overflow.view + 1, overflow);
   await shot(page, "narrow");
+  await page.setViewportSize({ width: 1440, height: 1000 });
+
+  // 19. The driver passes control to an AI.
+  await page.selectOption("#pass-to", "claude");
+  await page.click('#handshake-controls button:text-is("Pass control")');
+  await until(page, "the AI drives after the person passed control", () => document.querySelector("#driver")?.textContent === "claude");
+  await until(page, "the person is a navigator again", () => {
+    const t = document.querySelector("#seat-who")?.textContent || "";
+    return t.includes("human:alice") && t.includes("navigator");
+  });
+  const drives = await agents("driver");
+  check("the hub has the AI as driver", drives.driver === "claude", drives);
+
+  // 20. Complete the session, confirming first. The very end: nobody may write afterwards.
+  await page.click('#session-controls button:text-is("Complete session…")');
+  await page.click('#session-controls button:text-is("Yes, complete it")');
+  await until(page, "the session shows completed", () => (document.querySelector("#session-status")?.textContent || "") === "completed");
+  await until(page, "a completed session offers nothing to write with", () => document.querySelectorAll("#session-controls button, #handshake-controls button, #tasks-body button, #seat-info button:not([data-key=sign-out])").length === 0 && document.querySelector("#composer").hidden);
+  const ended = await agents("driver");
+  check("the hub has the session completed", ended.status === "completed", ended);
+  await page.waitForTimeout(1000);
+  check("no error notice is shown at the end", await page.evaluate(() => document.querySelector("#notice").hidden), await page.evaluate(() => document.querySelector("#notice-text").textContent));
+  await shot(page, "completed");
 }
 
 // ------------------------------------------------------------------ main
