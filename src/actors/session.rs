@@ -392,6 +392,22 @@ impl Actor for SessionActor {
     }
 }
 
+impl Handler<super::messages::WaitingFor> for SessionActor {
+    type Result = Result<crate::domain::digest::Pending, HubError>;
+
+    fn handle(
+        &mut self,
+        msg: super::messages::WaitingFor,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
+        let ai_id = participant_of(caller).map_err(|_| {
+            HubError::invalid("aiId", "name the participant whose waiting events to read")
+        })?;
+        self.handle(PendingCritical { ai_id }, ctx)
+    }
+}
+
 impl Handler<PendingCritical> for SessionActor {
     type Result = Result<crate::domain::digest::Pending, HubError>;
 

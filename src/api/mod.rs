@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod context;
 pub mod coordination;
+pub mod events;
 pub mod export;
 pub mod locks;
 pub mod messaging;

@@ -794,6 +794,16 @@ async fn every_tool_result_carries_what_waits_within_its_budget(backend: Backend
         )
     );
 
+    // The same over REST, for clients' hooks.
+    let (s, waiting) = app.get_as(&gemini, "/mcp/events/waiting").await;
+    assert_eq!(s, StatusCode::OK, "{waiting}");
+    assert_eq!(waiting["digest"], news[1].as_str(), "{waiting}");
+    assert_eq!(waiting["important"]["count"], 1, "{waiting}");
+    assert_eq!(waiting["routine"]["newest"], last + 1, "{waiting}");
+    assert_eq!(waiting["cursor"], last, "{waiting}");
+    let (s, b) = app.get_as(&gemini, "/mcp/events/waiting?maxBytes=5").await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+
     // A flood of critical messages: in full ahead of the answer, within the budget.
     let mut newest = 0;
     for i in 0..25 {
@@ -815,8 +825,34 @@ async fn every_tool_result_carries_what_waits_within_its_budget(backend: Backend
     assert!(flood[0].contains("more critical"), "{}", flood[0]);
     assert!(flood[1].starts_with('{'), "{flood:?}");
     // Acknowledged: nothing waits any more.
+    let (_, waiting) = app
+        .get_as(&gemini, "/mcp/events/waiting?maxBytes=200")
+        .await;
+    assert_eq!(
+        waiting["critical"].as_array().unwrap().len(),
+        25,
+        "{waiting}"
+    );
+    let text = waiting["digest"].as_str().unwrap();
+    assert!(
+        text.starts_with("⚠ 25 critical") && text.len() <= 200,
+        "{text}"
+    );
     let (err, b) = g.tool("events_ack", json!({"upTo": newest})).await;
     assert!(!err, "{b}");
     assert_eq!(content(&g).await.len(), 1);
+    let (_, waiting) = app.get_as(&gemini, "/mcp/events/waiting").await;
+    assert!(waiting["digest"].is_null(), "{waiting}");
+    // The operator names whose; without a name it is refused.
+    let (s, b) = app
+        .get(&format!("/mcp/events/waiting?sessionId={session}"))
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (s, b) = app
+        .get(&format!(
+            "/mcp/events/waiting?sessionId={session}&aiId=gemini"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     app.stop().await;
 }

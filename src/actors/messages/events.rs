@@ -52,6 +52,15 @@ where
     type Result = (M::Result, crate::domain::digest::Pending);
 }
 
+/// What waits for the caller (a participant, or the one the operator names), as a tool
+/// result's digest tells it: for clients' hooks (`GET /mcp/events/waiting`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::domain::digest::Pending, HubError>")]
+pub struct WaitingFor {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+}
+
 /// What waits for this participant: unacknowledged critical events, counts of the rest (in
 /// memory; cheap).
 #[derive(Debug, Message)]
