@@ -35,6 +35,22 @@ pub struct Hub {
     tokens: HashMap<String, Uuid>,
     /// One lock table per project, started with the first session of the project that needs it.
     tables: HashMap<String, Addr<LockTableActor>>,
+    /// Sessions created since (project, id), for watchers of a whole project.
+    opened: tokio::sync::broadcast::Sender<(String, Uuid)>,
+}
+
+/// A receiver of the sessions created from now on, `(project, session)`. Bounded: a watcher
+/// that falls behind is told (`Lagged`).
+#[derive(Message)]
+#[rtype(result = "tokio::sync::broadcast::Receiver<(String, Uuid)>")]
+pub struct WatchOpened;
+
+impl Handler<WatchOpened> for Hub {
+    type Result = actix::MessageResult<WatchOpened>;
+
+    fn handle(&mut self, _: WatchOpened, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.opened.subscribe())
+    }
 }
 
 /// Most token digests the hub remembers.
@@ -51,6 +67,7 @@ impl Hub {
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             next: 0,
             tokens: HashMap::new(),
+            opened: tokio::sync::broadcast::channel(64).0,
             tables: HashMap::new(),
         }
     }
@@ -150,6 +167,7 @@ impl Handler<CreateSession> for Hub {
                     SessionActor::created(session, store, policy, hub, table)
                 });
                 act.sessions.insert(view.session_id, actor);
+                let _ = act.opened.send((view.project.clone(), view.session_id));
                 for digest in digests {
                     act.remember_token(digest, view.session_id);
                 }

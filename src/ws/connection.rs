@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::calls;
@@ -22,7 +22,7 @@ use super::frames::{
 use super::stats::{Queued, WsStats};
 use super::subscription::{Live, Outbound, Subscription};
 use crate::actors::Hub;
-use crate::actors::hub::{Identify, Identity};
+use crate::actors::hub::{Identify, Identity, WatchOpened};
 use crate::actors::messages::{AckEvents, StreamPresence, ToSession, WatchSession, Whoami};
 use crate::api::{Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
@@ -41,6 +41,30 @@ const MAX_PROJECT_SESSIONS: i64 = 100;
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
+/// One subscription: a task per session it covers.
+struct Sub {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sessions: std::collections::HashSet<Uuid>,
+    filter: Filter,
+    /// A project subscription follows the project's new sessions through this stream.
+    follows: Option<SpawnHandle>,
+}
+
+impl Sub {
+    fn end(self, ctx: &mut Context<Connection>) {
+        self.tasks.iter().for_each(|t| t.abort());
+        if let Some(h) = self.follows {
+            ctx.cancel_future(h);
+        }
+    }
+}
+
+/// A session created in a project a subscription covers.
+struct NewSession {
+    subscription: Arc<str>,
+    session_id: Uuid,
+}
+
 pub struct Connection {
     id: u64,
     hub: Addr<Hub>,
@@ -49,7 +73,7 @@ pub struct Connection {
     credential: Credential,
     /// The participant this connection acts as; `None`: a viewer.
     seat: Option<Seat>,
-    subscriptions: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    subscriptions: HashMap<String, Sub>,
     next_subscription: u64,
     heartbeat: Duration,
     last_heard: Instant,
@@ -155,11 +179,11 @@ impl Connection {
         }
     }
 
-    fn end_subscriptions(&mut self) {
+    fn end_subscriptions(&mut self, ctx: &mut Context<Self>) {
         let n = self.subscriptions.len() as i64;
         self.out.stats.subscriptions.fetch_sub(n, Ordering::Relaxed);
-        for (_, tasks) in self.subscriptions.drain() {
-            tasks.iter().for_each(|t| t.abort());
+        for (_, sub) in self.subscriptions.drain() {
+            sub.end(ctx);
         }
         self.set_streaming(false);
     }
@@ -184,9 +208,9 @@ impl Connection {
             }
             ClientFrame::Unsubscribe(Unsubscribe { id, subscription }) => {
                 let result = match self.subscriptions.remove(&subscription) {
-                    Some(tasks) => {
+                    Some(sub) => {
                         self.out.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
-                        tasks.iter().for_each(|t| t.abort());
+                        sub.end(ctx);
                         if self.subscriptions.is_empty() {
                             self.set_streaming(false);
                         }
@@ -277,7 +301,7 @@ impl Connection {
         };
         ctx.wait(fut.into_actor(self).map(move |r, act, ctx| {
             let r = r.map(|(credential, seat, ok)| {
-                act.end_subscriptions();
+                act.end_subscriptions(ctx);
                 act.credential = credential;
                 act.seat = seat;
                 ok
@@ -307,7 +331,7 @@ impl Connection {
         let (call, conn) = (self.call(), self.id);
         let fut = plan(call, session_id, project, since);
         ctx.wait(fut.into_actor(self).map(move |planned, act, ctx| {
-            let planned = match planned {
+            let (planned, opened) = match planned {
                 Ok(p) => p,
                 Err(e) => return act.reply(&id, Err(e), ctx),
             };
@@ -321,6 +345,7 @@ impl Connection {
                 ctx,
             );
             let mut tasks = Vec::with_capacity(planned.len());
+            let sessions = planned.iter().map(|p| p.session_id).collect();
             for p in planned {
                 let live = match p.watch {
                     Some(watch) => Live::Viewer(watch),
@@ -339,12 +364,90 @@ impl Connection {
                 };
                 tasks.push(actix_web::rt::spawn(task.run(live)));
             }
+            let follows = opened.map(|(project, opened)| {
+                let subscription = name.clone();
+                let new_sessions = futures::stream::unfold(opened, move |mut opened| {
+                    let (project, subscription) = (project.clone(), subscription.clone());
+                    async move {
+                        loop {
+                            match opened.recv().await {
+                                Ok((p, session_id)) if p == project => {
+                                    let item = NewSession {
+                                        subscription,
+                                        session_id,
+                                    };
+                                    return Some((item, opened));
+                                }
+                                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(broadcast::error::RecvError::Closed) => return None,
+                            }
+                        }
+                    }
+                });
+                ctx.add_stream(new_sessions)
+            });
             act.out.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-            act.subscriptions.insert(name.to_string(), tasks);
+            let sub = Sub {
+                tasks,
+                sessions,
+                filter,
+                follows,
+            };
+            act.subscriptions.insert(name.to_string(), sub);
             act.set_streaming(true);
         }));
     }
 }
+
+impl StreamHandler<NewSession> for Connection {
+    /// A session created in a project a subscription covers: followed from its first event.
+    fn handle(&mut self, item: NewSession, ctx: &mut Context<Self>) {
+        let NewSession {
+            subscription,
+            session_id,
+        } = item;
+        if !self
+            .subscriptions
+            .get(&*subscription)
+            .is_some_and(|s| !s.sessions.contains(&session_id))
+        {
+            return;
+        }
+        let call = self.call();
+        let watch = async move {
+            let command = WatchSession {
+                credential: call.credential.clone(),
+            };
+            call.send(session_id, command).await
+        };
+        ctx.spawn(watch.into_actor(self).map(move |watch, act, _| {
+            let (hub, credential, out) = (act.hub.clone(), act.credential.clone(), act.out.clone());
+            let (Ok(watch), Some(sub)) = (watch, act.subscriptions.get_mut(&*subscription)) else {
+                return;
+            };
+            if !sub.sessions.insert(session_id) {
+                return;
+            }
+            let task = Subscription {
+                name: subscription,
+                hub,
+                credential,
+                session_id,
+                cursor: 0,
+                filter: sub.filter.clone(),
+                out,
+            };
+            sub.tasks
+                .push(actix_web::rt::spawn(task.run(Live::Viewer(watch))));
+        }));
+    }
+
+    /// The hub's feed of new sessions ending does not end the connection.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+/// A project subscription's feed of the sessions created from now on.
+type Opened = (String, broadcast::Receiver<(String, Uuid)>);
 
 /// One session a subscription covers.
 struct Planned {
@@ -362,10 +465,11 @@ async fn plan(
     session_id: Option<Uuid>,
     project: Option<String>,
     since: Option<i64>,
-) -> Result<Vec<Planned>, HubError> {
+) -> Result<(Vec<Planned>, Option<Opened>), HubError> {
     if since.is_some_and(|s| s < 0) {
         return Err(HubError::invalid("since", "an event id, 0 or more"));
     }
+    let mut opened = None;
     let ids = match (session_id, project) {
         (Some(_), Some(_)) => {
             return Err(HubError::invalid(
@@ -380,6 +484,14 @@ async fn plan(
                     "since goes with one sessionId (each session has its own log)",
                 ));
             }
+            if call.seat.is_some() {
+                return Err(HubError::Forbidden(
+                    "a participant subscribes to its own session; a project takes a viewer".into(),
+                ));
+            }
+            // Joined before the list is read: a session created in between is in both (and
+            // followed once).
+            opened = Some((project.clone(), call.hub.send(WatchOpened).await?));
             project_sessions(&call, project).await?
         }
         (named, None) => vec![call.session(named).await?],
@@ -421,16 +533,11 @@ async fn plan(
             }
         });
     }
-    Ok(planned)
+    Ok((planned, opened))
 }
 
 /// The project's sessions that are not completed, newest activity first.
 async fn project_sessions(call: &Call, project: String) -> Result<Vec<Uuid>, HubError> {
-    if call.seat.is_some() {
-        return Err(HubError::Forbidden(
-            "a participant subscribes to its own session; a project takes a viewer".into(),
-        ));
-    }
     let list = crate::api::sessions::List {
         status: None,
         project: Some(project),
@@ -508,9 +615,9 @@ impl Actor for Connection {
         });
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stopped(&mut self, ctx: &mut Self::Context) {
         self.out.stats.connections.fetch_sub(1, Ordering::Relaxed);
-        self.end_subscriptions();
+        self.end_subscriptions(ctx);
     }
 }
 

@@ -22,6 +22,7 @@ both_backends!(
     a_client_that_stops_reading_gets_resync_and_costs_nothing,
     silent_peers_are_closed_and_presence_follows,
     who_may_connect_beyond_loopback_and_from_which_pages,
+    a_project_subscription_follows_the_projects_sessions,
 );
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -741,5 +742,54 @@ async fn who_may_connect_beyond_loopback_and_from_which_pages(backend: Backend) 
             .err(),
         Some(StatusCode::FORBIDDEN)
     );
+    app.stop().await;
+}
+
+async fn a_project_subscription_follows_the_projects_sessions(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let create = async |project: &str, name: &str| {
+        let (s, b) = app
+            .post(
+                "/mcp/session/create",
+                &json!({"name": name, "project": project, "participants": ["claude", "gemini"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        (
+            b["sessionId"].as_str().unwrap().to_owned(),
+            b["tokens"]["claude"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (first, claude1) = create("/repo/a", "first").await;
+    let mut viewer = Ws::connect(&app, None).await;
+    let sub = viewer
+        .ok(json!({"type": "subscribe", "project": "/repo/a", "kinds": ["message_sent", "session_created"]}))
+        .await;
+    assert_eq!(sub["sessions"].as_array().unwrap().len(), 1, "{sub}");
+    send_message(&app, &claude1, "in the first", "routine").await;
+    let got = viewer
+        .events_until(Duration::from_secs(10), |e| e["kind"] == "message_sent")
+        .await;
+    assert_eq!(got.last().unwrap()["sessionId"], first.as_str());
+    // A session of another project is not followed; a new one of this project is, from its
+    // first event.
+    let (_, other) = create("/repo/b", "elsewhere").await;
+    send_message(&app, &other, "elsewhere", "routine").await;
+    let (second, claude2) = create("/repo/a", "second").await;
+    send_message(&app, &claude2, "in the second", "routine").await;
+    let got = viewer
+        .events_until(Duration::from_secs(10), |e| {
+            e["payload"]["body"] == "in the second"
+        })
+        .await;
+    assert!(
+        got.iter().all(|e| e["sessionId"] == second.as_str()),
+        "only the new session of this project: {got:?}"
+    );
+    assert_eq!(got[0]["kind"], "session_created", "{got:?}");
+    assert_eq!(got[0]["id"], 1);
+    assert!(viewer.next(Duration::from_millis(300)).await.is_none());
     app.stop().await;
 }
