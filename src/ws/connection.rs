@@ -406,10 +406,10 @@ impl StreamHandler<NewSession> for Connection {
             subscription,
             session_id,
         } = item;
-        if !self
+        if self
             .subscriptions
             .get(&*subscription)
-            .is_some_and(|s| !s.sessions.contains(&session_id))
+            .is_none_or(|s| s.sessions.contains(&session_id))
         {
             return;
         }
