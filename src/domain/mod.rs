@@ -8,7 +8,6 @@ pub mod auth;
 pub mod briefing;
 pub mod checkpoint;
 pub mod context;
-pub mod digest;
 mod context_diff;
 #[cfg(test)]
 mod context_diff_props;
@@ -17,6 +16,7 @@ mod context_ops;
 mod context_path;
 pub mod context_rules;
 pub mod coordination;
+pub mod digest;
 pub mod duration;
 pub mod event;
 pub mod export;

@@ -475,10 +475,13 @@ impl Mcp<'_> {
         let r = &b["result"];
         let is_error = r["isError"] == true;
         let out = if is_error {
-            // Unacknowledged critical events may lead the content: the error is the last block.
-            r["content"]
-                .as_array()
-                .and_then(|c| c.last())
+            // The digest of what waits may come before or after it: the error is the block
+            // that is a JSON object.
+            let blocks = r["content"].as_array().cloned().unwrap_or_default();
+            blocks
+                .iter()
+                .find(|c| c["text"].as_str().is_some_and(|t| t.starts_with('{')))
+                .or(blocks.last())
                 .map_or(Value::Null, |c| c["text"].clone())
         } else {
             r["structuredContent"].clone()

@@ -2,7 +2,8 @@
 //! WebSocket `call` frame give the same answer. Three sessions are built the same way, one
 //! driven only through MCP tools, one only through REST and one only over WebSockets, so their
 //! event ids line up and every result can be compared whole (with the session id and the clock
-//! taken out). A failure names the operation and the answers.
+//! taken out; the three projects' names are equally long, since sizes are counted). A failure
+//! names the operation and the answers.
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
@@ -205,7 +206,7 @@ fn encode(text: &str) -> String {
 }
 
 /// The MCP session's project and the REST session's.
-const PROJECTS: (&str, &str, &str) = ("/parity/over-mcp", "/parity/over-rest", "/parity/over-wss");
+const PROJECTS: (&str, &str, &str) = ("/parity/over-mcp", "/parity/over-rst", "/parity/over-wss");
 
 async fn every_operation_answers_alike_over_mcp_rest_and_websocket(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
