@@ -34,6 +34,48 @@ fn main() -> ExitCode {
             out.as_deref(),
             hub_url,
         ),
+        Command::Hook {
+            client,
+            event,
+            url,
+            token,
+            payload,
+        } => {
+            let args = collab_hub::cli::hook::HookArgs {
+                client,
+                event,
+                url,
+                token,
+                payload,
+            };
+            if let Some(out) = collab_hub::cli::hook::run(&args) {
+                println!("{out}");
+            }
+            Ok(())
+        }
+        Command::Connect {
+            client,
+            session,
+            participant,
+            role,
+            url,
+            print,
+            dir,
+        } => connect(
+            &cli.settings,
+            collab_hub::cli::connect::ConnectArgs {
+                client,
+                session,
+                participant,
+                role,
+                url,
+                print,
+                dir: dir.unwrap_or_else(|| ".".into()),
+                home: std::env::var_os("HOME").map(Into::into).unwrap_or_default(),
+                operator_token: None,
+                exe: String::new(),
+            },
+        ),
         Command::Backup { file, session } => backup(&cli.settings, &file, &session),
         Command::Restore { file, replace } => restore(&cli.settings, &file, replace),
     };
@@ -63,6 +105,22 @@ fn serve(settings: Settings) -> Result<(), String> {
         log::info!("stopped cleanly");
         Ok(())
     })
+}
+
+/// `collab-hub connect`: see `collab_hub::cli::connect`.
+fn connect(
+    settings: &Settings,
+    mut args: collab_hub::cli::connect::ConnectArgs,
+) -> Result<(), String> {
+    args.dir =
+        std::fs::canonicalize(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    args.operator_token = settings.operator_token.clone();
+    args.exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "collab-hub".into());
+    print!("{}", collab_hub::cli::connect::run(&args)?);
+    Ok(())
 }
 
 fn migrate(settings: &Settings) -> Result<(), String> {

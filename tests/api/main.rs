@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod agent_setup;
 mod backup;
 mod batch;
 mod cli;
