@@ -214,6 +214,9 @@ fn http_server(
     let ws = web::Data::new(crate::ws::WsConfig {
         heartbeat: std::time::Duration::from_secs(settings.ws_heartbeat_secs.max(1)),
         stats: ws_stats,
+        viewer_budget: std::sync::Arc::new(crate::ws::ViewerBudget::new(
+            settings.viewer_reads_per_sec,
+        )),
     });
     let lifetime = StreamLifetime(
         (settings.stream_max_secs > 0)

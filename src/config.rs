@@ -203,6 +203,17 @@ pub struct Settings {
     )]
     pub ws_heartbeat_secs: u64,
 
+    /// Calls all read-only viewers (dashboards) together may make per second; over it they
+    /// wait, so that people watching never slow the agents down. Each viewer connection also
+    /// has its own 10 per second (30 at once).
+    #[arg(
+        long,
+        env = "COLLAB_HUB_VIEWER_READS_PER_SEC",
+        default_value_t = 50.0,
+        global = true
+    )]
+    pub viewer_reads_per_sec: f64,
+
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "COLLAB_HUB_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -288,6 +299,7 @@ impl Settings {
             allowed_hosts: Vec::new(),
             stream_max_secs: 0,
             ws_heartbeat_secs: 10,
+            viewer_reads_per_sec: 50.0,
             workers: Some(2),
             message_rate: 5.0,
             message_burst: 30,

@@ -5,8 +5,8 @@
 //! events in log order.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -15,17 +15,20 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
+use super::WsConfig;
+use super::budget::ViewerBudget;
 use super::calls;
 use super::frames::{
     self, Ack, Auth, CallFrame, ClientFrame, Filter, Ping, Subscribe, Unsubscribe,
 };
-use super::stats::{Queued, WsStats};
+use super::stats::Queued;
 use super::subscription::{Live, Outbound, Subscription};
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity, WatchOpened};
 use crate::actors::messages::{AckEvents, StreamPresence, ToSession, WatchSession, Whoami};
 use crate::api::{Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
+use crate::domain::message::RateLimit;
 use crate::error::HubError;
 
 /// Events queued for the client in log order before a subscription must `resync`.
@@ -82,6 +85,9 @@ pub struct Connection {
     streaming: bool,
     /// Commands (`call`, `ack`) running now.
     in_flight: usize,
+    /// Paces this connection's calls while it is a viewer (`budget`).
+    budget: Arc<ViewerBudget>,
+    reads: Arc<Mutex<RateLimit>>,
 }
 
 impl Connection {
@@ -92,9 +98,11 @@ impl Connection {
         incoming: actix_ws::AggregatedMessageStream,
         credential: Credential,
         seat: Option<Seat>,
-        heartbeat: Duration,
-        stats: Arc<WsStats>,
+        config: &WsConfig,
     ) {
+        let (heartbeat, stats) = (config.heartbeat, config.stats.clone());
+        let budget = config.viewer_budget.clone();
+        let reads = Arc::new(budget.connection());
         let (urgent_tx, urgent_rx) = mpsc::channel(URGENT_FRAMES);
         let (routine_tx, routine_rx) = mpsc::channel(OUTBOUND_FRAMES);
         let queued = Arc::new(Queued::new(stats.clone()));
@@ -120,6 +128,8 @@ impl Connection {
                 ping_pending: false,
                 streaming: false,
                 in_flight: 0,
+                budget,
+                reads,
             }
         });
     }
@@ -247,7 +257,13 @@ impl Connection {
             }) => {
                 let (call, viewer) = (self.call(), self.seat.is_none());
                 let arguments = arguments.unwrap_or(Value::Null);
-                let fut = async move { calls::run(call, &operation, arguments, viewer).await };
+                let pace = viewer.then(|| (self.budget.clone(), self.reads.clone()));
+                let fut = async move {
+                    if let Some((budget, reads)) = pace {
+                        budget.admit(&reads).await;
+                    }
+                    calls::run(call, &operation, arguments, viewer).await
+                };
                 self.run(id, fut, ctx);
             }
         }

@@ -127,23 +127,23 @@ pub fn reply_error(id: Option<&Value>, error: &HubError) -> String {
     error.ws_frame(id).to_string()
 }
 
-/// `event`, or `interrupt` for a critical one sent ahead of the routine ones queued.
-pub fn event(subscription: &str, e: &Event, interrupt: bool) -> String {
-    let mut frame = json!({
-        "type": if interrupt { "interrupt" } else { "event" },
-        "subscription": subscription,
-        "id": e.id,
-        "sessionId": e.session_id,
-        "kind": e.kind,
-        "priority": e.priority,
-        "actor": e.actor,
-        "at": e.at,
-        "payload": e.payload,
-    });
-    if let Some(to) = &e.to {
-        frame["to"] = json!(to);
+/// `event`, or `interrupt` for a critical one sent ahead of the routine ones queued:
+/// `{"type", "subscription"}` and then the event's own fields (`Published::json`), written as
+/// text so that an event serialized once serves every subscriber.
+pub fn event(subscription: &str, event_json: &str, interrupt: bool) -> String {
+    let kind = if interrupt { "interrupt" } else { "event" };
+    // `event_json` is an object: drop its `{` and splice the two fields in front.
+    let fields = event_json.strip_prefix('{').unwrap_or(event_json);
+    let mut frame = String::with_capacity(event_json.len() + subscription.len() + 40);
+    frame.push_str(r#"{"type":""#);
+    frame.push_str(kind);
+    frame.push_str(r#"","subscription":"#);
+    frame.push_str(&Value::from(subscription).to_string());
+    if fields != "}" {
+        frame.push(',');
     }
-    frame.to_string()
+    frame.push_str(fields);
+    frame
 }
 
 pub fn resync(subscription: &str, session_id: Uuid, from: i64) -> String {
@@ -176,6 +176,34 @@ mod tests {
         ));
         let (e, _) = read(r#"{"type":"subscribe","id":1,"sessionId":"nope"}"#).unwrap_err();
         assert_eq!(e.field(), Some("sessionId"));
+    }
+
+    #[test]
+    fn event_frames_carry_the_event_fields_and_the_subscription() {
+        let e = Event {
+            id: 7,
+            session_id: Uuid::nil(),
+            kind: "message_sent".into(),
+            actor: Some("claude".into()),
+            priority: Priority::Critical,
+            payload: json!({ "body": "stop \"now\"" }),
+            at: chrono::Utc::now(),
+            to: Some("gemini".into()),
+        };
+        let text = event("s1", &serde_json::to_string(&e).unwrap(), true);
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["type"], "interrupt");
+        assert_eq!(frame["subscription"], "s1");
+        assert_eq!(frame["id"], 7);
+        assert_eq!(frame["sessionId"], Uuid::nil().to_string());
+        assert_eq!(frame["kind"], "message_sent");
+        assert_eq!(frame["priority"], "critical");
+        assert_eq!(frame["actor"], "claude");
+        assert_eq!(frame["to"], "gemini");
+        assert_eq!(frame["payload"]["body"], "stop \"now\"");
+        assert!(frame["at"].is_string());
+        let text = event("s2", "{}", false);
+        assert_eq!(text, r#"{"type":"event","subscription":"s2"}"#);
     }
 
     #[test]

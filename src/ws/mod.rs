@@ -3,6 +3,7 @@
 //! One actor per connection (`connection`); frames in `frames`; the per-session event tasks in
 //! `subscription`; `call` routing in `calls`.
 
+mod budget;
 mod calls;
 mod connection;
 mod frames;
@@ -20,6 +21,7 @@ use crate::api::Seat;
 use crate::error::HubError;
 use crate::http::BodyLimit;
 
+pub use budget::ViewerBudget;
 pub use connection::OUTBOUND_FRAMES;
 pub use stats::WsStats;
 pub use subscription::OUTBOUND_BYTES;
@@ -30,6 +32,8 @@ pub struct WsConfig {
     /// Between pings; three without an answer close the connection.
     pub heartbeat: Duration,
     pub stats: std::sync::Arc<WsStats>,
+    /// Paces viewers' calls, so that dashboards never slow the agents down.
+    pub viewer_budget: std::sync::Arc<ViewerBudget>,
 }
 
 /// Upgrades the request. Who the connection speaks for is settled here from the
@@ -65,8 +69,7 @@ pub async fn endpoint(
         incoming,
         credential,
         seat,
-        config.heartbeat,
-        config.stats.clone(),
+        &config,
     );
     Ok(response)
 }

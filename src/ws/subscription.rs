@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::frames::{self, Filter};
 use super::stats::{Queued, WsStats};
 use crate::actors::Hub;
-use crate::actors::messages::{AttachStream, Delivery, ReadLog, ToSession, Watch};
+use crate::actors::messages::{AttachStream, Delivery, Published, ReadLog, ToSession, Watch};
 use crate::domain::auth::Credential;
-use crate::domain::event::{Event, Priority};
+use crate::domain::event::Priority;
 
 /// Events read from the log per replay step.
 const REPLAY_PAGE: i64 = 500;
@@ -149,7 +149,8 @@ impl Subscription {
                 if !self.filter.passes(&e) {
                     continue;
                 }
-                let frame = frames::event(&self.name, &e, false);
+                let json = serde_json::to_string(&e).expect("an event serializes");
+                let frame = frames::event(&self.name, &json, false);
                 if !self.out.routine(frame).await {
                     return false;
                 }
@@ -160,7 +161,7 @@ impl Subscription {
         }
     }
 
-    async fn follow_viewer(mut self, mut events: broadcast::Receiver<Arc<Event>>) {
+    async fn follow_viewer(mut self, mut events: broadcast::Receiver<Arc<Published>>) {
         // `Err`: fell behind the session's feed, or the session actor stopped.
         let end = self
             .follow(async || events.recv().await.ok().map(|e| (e, false)))
@@ -193,7 +194,10 @@ impl Subscription {
         }
         // `None`: the agent dropped the stream (replaced, or the participant left).
         let end = self
-            .follow(async || events.recv().await.map(|d| (d.event, d.early)))
+            .follow(async || {
+                let d = events.recv().await?;
+                Some((Arc::new(Published::new(d.event)), d.early))
+            })
             .await;
         drop(events);
         if end != End::Gone {
@@ -204,9 +208,12 @@ impl Subscription {
     /// Forwards live events `(event, early)` until the source ends, the client falls behind or
     /// the connection is gone. Early: a critical event passing a checkpoint's hold; it does not
     /// move the cursor.
-    async fn follow(&mut self, mut next: impl AsyncFnMut() -> Option<(Arc<Event>, bool)>) -> End {
+    async fn follow(
+        &mut self,
+        mut next: impl AsyncFnMut() -> Option<(Arc<Published>, bool)>,
+    ) -> End {
         while let Some((event, early)) = next().await {
-            if !early && event.id <= self.cursor {
+            if !early && event.event.id <= self.cursor {
                 continue;
             }
             match self.forward(&event, early) {
@@ -219,7 +226,8 @@ impl Subscription {
     }
 
     /// Hands one live event to the connection.
-    fn forward(&mut self, event: &Event, early: bool) -> Sent {
+    fn forward(&mut self, published: &Published, early: bool) -> Sent {
+        let event = &*published.event;
         if !early {
             self.cursor = event.id;
         }
@@ -231,10 +239,10 @@ impl Subscription {
             self.out.stats.interrupts.fetch_add(1, Ordering::Relaxed);
             self.out
                 .urgent
-                .try_send(frames::event(&self.name, event, true))
+                .try_send(frames::event(&self.name, published.json(), true))
         } else {
             self.out
-                .try_routine(frames::event(&self.name, event, false))
+                .try_routine(frames::event(&self.name, published.json(), false))
         };
         match sent {
             Ok(()) => Sent::Ok,

@@ -23,6 +23,7 @@ both_backends!(
     silent_peers_are_closed_and_presence_follows,
     who_may_connect_beyond_loopback_and_from_which_pages,
     a_project_subscription_follows_the_projects_sessions,
+    viewers_calls_are_paced_and_participants_calls_are_not,
 );
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -791,5 +792,55 @@ async fn a_project_subscription_follows_the_projects_sessions(backend: Backend) 
     assert_eq!(got[0]["kind"], "session_created", "{got:?}");
     assert_eq!(got[0]["id"], 1);
     assert!(viewer.next(Duration::from_millis(300)).await.is_none());
+    app.stop().await;
+}
+
+/// Dashboards read through the agents' own actors, so viewers' calls are paced
+/// (`--viewer-reads-per-sec`, `ws::budget`): over budget they wait, none is refused, and a
+/// participant's calls are not paced. Only lower bounds on time are asserted (a slow machine
+/// makes them longer, never shorter), and an upper bound ten times the pacing.
+async fn viewers_calls_are_paced_and_participants_calls_are_not(backend: Backend) {
+    let Some(db) = crate::helpers::TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = Settings::for_database("unused");
+    // 2 calls a second for all viewers, 4 at once.
+    settings.viewer_reads_per_sec = 2.0;
+    let app = start_on(db, settings).await;
+    let (session, claude, _gemini) = app.create_pair("ws-pacing").await;
+    let mut viewer = Ws::connect(&app, None).await;
+    let started = std::time::Instant::now();
+    for id in 0..8 {
+        viewer
+            .send(json!({"type": "call", "id": id, "operation": "session_list", "arguments": {}}))
+            .await;
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 8 {
+        let f = viewer
+            .next(Duration::from_secs(20))
+            .await
+            .expect("every paced call is answered");
+        assert!(f.get("ok").is_some(), "a paced call is not refused: {f}");
+        answered.push((f["id"].as_i64().unwrap(), started.elapsed()));
+    }
+    // 4 at once, then 2 a second: the 8th no sooner than 2 s after the start.
+    let last = answered.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(last >= Duration::from_millis(1900), "{answered:?}");
+    // A participant on its own connection while the viewers' budget is spent: 20 calls
+    // would take 10 s paced at 2 a second.
+    let mut agent = Ws::connect(&app, Some(&claude)).await;
+    for id in 0..8 {
+        viewer
+            .send(json!({"type": "call", "id": 100 + id, "operation": "session_list", "arguments": {}}))
+            .await;
+    }
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        agent
+            .call("context_get", json!({"sessionId": session}))
+            .await;
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     app.stop().await;
 }

@@ -119,8 +119,33 @@ pub struct WatchSession {
 /// the log from where it was.
 #[derive(Debug)]
 pub struct Watch {
-    pub events: tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
+    pub events: tokio::sync::broadcast::Receiver<std::sync::Arc<Published>>,
     pub last_event_id: i64,
+}
+
+/// A committed event as the viewers' feed carries it: one copy for all of them, its JSON
+/// written once, by the first watcher that needs it (at ten thousand dashboards, writing each
+/// event ten thousand times was most of the hub's work).
+#[derive(Debug)]
+pub struct Published {
+    pub event: std::sync::Arc<Event>,
+    json: std::sync::OnceLock<String>,
+}
+
+impl Published {
+    pub fn new(event: std::sync::Arc<Event>) -> Self {
+        Published {
+            event,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event as a JSON object (`Event`'s own fields and names).
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            serde_json::to_string(&*self.event).expect("an event serializes: its payload is JSON")
+        })
+    }
 }
 
 /// A live connection of `ai_id` opened (`open`) or closed: its presence may change.

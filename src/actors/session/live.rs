@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::{Reply, SessionActor, reply};
 use crate::actors::agent::HasStreams;
-use crate::actors::messages::{LogPage, ReadLog, StreamPresence, Watch, WatchSession};
+use crate::actors::messages::{LogPage, Published, ReadLog, StreamPresence, Watch, WatchSession};
 use crate::domain::auth::Caller;
 use crate::domain::event::Event;
 use crate::domain::now;
@@ -22,7 +22,7 @@ pub const WATCH_CAPACITY: usize = 1024;
 
 /// The viewers' side of a session: one bounded broadcast, and who is here.
 pub(super) struct Live {
-    pub(super) viewers: tokio::sync::broadcast::Sender<Arc<Event>>,
+    pub(super) viewers: tokio::sync::broadcast::Sender<Arc<Published>>,
     /// Open WebSocket connections per participant.
     connections: HashMap<String, usize>,
     /// Participants whose agent held an MCP stream at the last check.
@@ -46,7 +46,7 @@ impl Live {
     /// Hands a committed event to the viewers, if any watch.
     pub(super) fn publish(&self, event: &Arc<Event>) {
         if self.viewers.receiver_count() > 0 {
-            let _ = self.viewers.send(event.clone());
+            let _ = self.viewers.send(Arc::new(Published::new(event.clone())));
         }
     }
 }
