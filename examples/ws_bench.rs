@@ -47,8 +47,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
@@ -63,7 +62,12 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt, channel::oneshot, stream};
 use serde_json::{Value, json};
 
-const PROTOCOL: &str = "2025-11-25";
+// Shared with collab-hub-bench, which uses parts this generator does not.
+#[allow(dead_code)]
+#[path = "../src/bin/bench/wire.rs"]
+mod wire;
+
+use wire::{cpu_ns, machine_ticks};
 /// A broadcast that has not reached every subscriber by then counts its missing receipts.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -226,34 +230,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Run time of every thread of `pid` so far (ns), from /proc/PID/task/*/schedstat.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Busy and total CPU ticks of the machine so far (/proc/stat).
-fn machine_ticks() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let t: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    let idle = t.get(3).unwrap_or(&0.0) + t.get(4).unwrap_or(&0.0);
-    let total = t.iter().take(8).sum::<f64>();
-    (total - idle, total)
 }
 
 /// Machine CPU over `d`, in % of one core.
@@ -860,194 +836,6 @@ async fn report_state(fan: &Rc<RefCell<Fan>>, c: &Client, base: &str, hub: &Hub)
 // ---------------------------------------------------------------------------------------------
 // mcp: agents over raw HTTP/1.1 (as collab-hub-bench), the dashboard over awc
 
-struct Conn {
-    addr: String,
-    io: BufReader<TcpStream>,
-}
-
-struct Response {
-    status: u16,
-    session_id: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Result<Conn, String> {
-        let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        Ok(Conn {
-            addr: addr.to_owned(),
-            io: BufReader::new(s),
-        })
-    }
-
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Result<Response, String> {
-        let io = |e: std::io::Error| e.to_string();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "content-type: application/json\r\ncontent-length: {}\r\n",
-                b.len()
-            ));
-        }
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut out = req.into_bytes();
-        out.extend_from_slice(body.unwrap_or_default());
-        self.io.get_mut().write_all(&out).map_err(io)?;
-        let mut line = String::new();
-        self.io.read_line(&mut line).map_err(io)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line {line:?}"))?;
-        let (mut length, mut session_id, mut chunked) = (None, None, false);
-        loop {
-            line.clear();
-            if self.io.read_line(&mut line).map_err(io)? == 0 {
-                return Err("closed in headers".into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let v = v.trim();
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.parse().ok(),
-                    "mcp-session-id" => session_id = Some(v.to_owned()),
-                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.io.read_line(&mut line).map_err(io)?;
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| format!("bad chunk size {line:?}"))?;
-                let start = body.len();
-                body.resize(start + size, 0);
-                self.io.read_exact(&mut body[start..]).map_err(io)?;
-                let mut crlf = [0; 2];
-                self.io.read_exact(&mut crlf).map_err(io)?;
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            body.resize(length.unwrap_or(0), 0);
-            self.io.read_exact(&mut body).map_err(io)?;
-        }
-        Ok(Response {
-            status,
-            session_id,
-            body,
-        })
-    }
-}
-
-/// An initialized MCP session on its own keep-alive connection.
-struct McpClient {
-    conn: Conn,
-    auth: String,
-    session_id: String,
-    next_id: u64,
-}
-
-impl McpClient {
-    fn connect(addr: &str, token: &str) -> Result<McpClient, String> {
-        let mut conn = Conn::open(addr)?;
-        let auth = format!("Bearer {token}");
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": PROTOCOL, "capabilities": {},
-            "clientInfo": {"name": "ws_bench", "version": "1"}}});
-        let hs = [
-            ("accept", "application/json, text/event-stream"),
-            ("authorization", auth.as_str()),
-        ];
-        let r = conn.request("POST", "/mcp", &hs, Some(init.to_string().as_bytes()))?;
-        let session_id = match (r.status, r.session_id) {
-            (200, Some(id)) => id,
-            (s, _) => {
-                return Err(format!(
-                    "initialize: {s} {}",
-                    String::from_utf8_lossy(&r.body)
-                ));
-            }
-        };
-        let mut c = McpClient {
-            conn,
-            auth,
-            session_id,
-            next_id: 1,
-        };
-        let r = c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
-        if r.status != 202 {
-            return Err(format!("notifications/initialized: {}", r.status));
-        }
-        Ok(c)
-    }
-
-    fn send(&mut self, msg: &Value) -> Result<Response, String> {
-        let headers = [
-            ("accept", "application/json, text/event-stream"),
-            ("authorization", self.auth.as_str()),
-            ("mcp-session-id", self.session_id.as_str()),
-            ("mcp-protocol-version", PROTOCOL),
-        ];
-        self.conn
-            .request("POST", "/mcp", &headers, Some(msg.to_string().as_bytes()))
-    }
-
-    fn context_get(&mut self) -> Result<(), String> {
-        self.next_id += 1;
-        let msg = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
-            "params": {"name": "context_get", "arguments": {}}});
-        let r = self.send(&msg)?;
-        let text = String::from_utf8_lossy(&r.body);
-        let json =
-            if text.starts_with("event:") || text.starts_with("data:") || text.starts_with("id:") {
-                text.lines()
-                    .rev()
-                    .find_map(|l| l.strip_prefix("data: "))
-                    .unwrap_or("")
-                    .to_owned()
-            } else {
-                text.into_owned()
-            };
-        let v: Value = serde_json::from_str(&json).map_err(|e| format!("bad JSON: {e}"))?;
-        if r.status != 200 || v.get("error").is_some() || v["result"]["isError"] == true {
-            return Err(format!("{}: {}", r.status, json));
-        }
-        Ok(())
-    }
-
-    fn close(self) {
-        let headers = [
-            ("authorization", self.auth.as_str()),
-            ("mcp-session-id", self.session_id.as_str()),
-            ("mcp-protocol-version", PROTOCOL),
-        ];
-        if let Ok(mut c) = Conn::open(&self.conn.addr) {
-            let _ = c.request("DELETE", "/mcp", &headers, None);
-        }
-    }
-}
-
 struct AgentsResult {
     calls: usize,
     errors: usize,
@@ -1066,7 +854,7 @@ fn run_agents(
 ) -> Result<AgentsResult, String> {
     let clients = tokens
         .iter()
-        .map(|t| McpClient::connect(addr, t))
+        .map(|t| wire::Client::connect(addr, t.clone(), "ws_bench"))
         .collect::<Result<Vec<_>, _>>()?;
     let barrier = Arc::new(Barrier::new(clients.len() + 1));
     let start = Instant::now() + Duration::from_millis(200);
@@ -1081,7 +869,12 @@ fn run_agents(
                 let (mut lat, mut errors, mut first) = (Vec::new(), 0usize, None);
                 while Instant::now() < until {
                     let t = Instant::now();
-                    let r = c.context_get();
+                    let r = c
+                        .rpc(
+                            "tools/call",
+                            json!({"name": "context_get", "arguments": {}}),
+                        )
+                        .map(drop);
                     if t >= from {
                         match r {
                             Ok(()) => lat.push(t.elapsed().as_micros() as u64),
@@ -1092,7 +885,7 @@ fn run_agents(
                         }
                     }
                 }
-                c.close();
+                let _ = c.close();
                 (lat, errors, first)
             })
         })
