@@ -8,7 +8,7 @@
 //! go out, ahead of log order and marked `early`; the rest wait in the log and follow in order
 //! once the hold ends (the in-order pass skips nothing and does not resend what went early).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +130,9 @@ pub struct AgentActor {
     generation: u64,
     /// In a non-interruptible checkpoint: only critical events go out.
     held: bool,
+    /// Messages shown to the model since the last flush (listed in full in a tool result's
+    /// digest), stamped with the delivered ones.
+    shown: BTreeMap<crate::store::messages::ShownVia, Vec<i64>>,
 }
 
 impl AgentActor {
@@ -141,6 +144,7 @@ impl AgentActor {
             streams: HashMap::new(),
             generation: 0,
             held,
+            shown: BTreeMap::new(),
         }
     }
 
@@ -148,6 +152,7 @@ impl AgentActor {
     /// a stream reaching the client does not mean the model saw it). A failed
     /// stamp is logged: a receipt, not the message, is what is lost.
     fn flush_delivered(&mut self, ctx: &mut Context<Self>) {
+        self.flush_shown(ctx);
         let mut ids: Vec<i64> = self
             .streams
             .values_mut()
@@ -170,6 +175,38 @@ impl AgentActor {
                     .await
                 {
                     log::warn!("{ai_id}: delivery receipts not stored: {e}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Stamps the messages shown to the model since the last time (one write for all of them;
+    /// none when nothing was shown). A failed stamp is logged, like a delivery receipt.
+    fn flush_shown(&mut self, ctx: &mut Context<Self>) {
+        if self.shown.is_empty() {
+            return;
+        }
+        let shown = std::mem::take(&mut self.shown);
+        let (store, session_id, ai_id) = (self.store.clone(), self.session_id, self.ai_id.clone());
+        ctx.spawn(
+            async move {
+                let who = ai_id.clone();
+                let at = crate::domain::now();
+                let stamped = store
+                    .write(move |c| {
+                        for (via, mut ids) in shown {
+                            ids.sort_unstable();
+                            ids.dedup();
+                            crate::store::messages::stamp_shown(
+                                c, session_id, &who, &ids, via, at,
+                            )?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = stamped {
+                    log::warn!("{ai_id}: shown receipts not stored: {e}");
                 }
             }
             .into_actor(self),
@@ -346,6 +383,23 @@ impl Handler<Deliver> for AgentActor {
             stream.outbox.push(msg.event.clone());
             self.pump(&key, ctx);
         }
+    }
+}
+
+/// Messages shown to this participant's model (`via` how): stamped with the next flush of
+/// receipts, in one write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shown {
+    pub ids: Vec<i64>,
+    pub via: crate::store::messages::ShownVia,
+}
+
+impl Handler<Shown> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shown, _: &mut Self::Context) {
+        self.shown.entry(msg.via).or_default().extend(msg.ids);
     }
 }
 

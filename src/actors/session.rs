@@ -92,6 +92,12 @@ pub struct SessionActor {
     live: live::Live,
     /// The newest events' headers: what waits for whom, for the digests on tool results.
     recent: crate::domain::digest::Recent,
+    /// Critical alerts whose reader has taken the action they asked for (`domain::settle`):
+    /// they stop leading its results. Rebuilt from the log when the session loads.
+    settled: crate::domain::settle::Settled,
+    /// Critical messages each participant's tool-result digest showed in full and whose
+    /// `shown` receipt is already on its way to the store (no second write per tool call).
+    shown: HashMap<String, std::collections::BTreeSet<i64>>,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -121,6 +127,8 @@ impl SessionActor {
             activity: Default::default(),
             live: Default::default(),
             recent: Default::default(),
+            settled: Default::default(),
+            shown: HashMap::new(),
         }
     }
 
@@ -162,6 +170,8 @@ impl SessionActor {
             activity,
             live: Default::default(),
             recent,
+            settled: Default::default(),
+            shown: HashMap::new(),
         }
     }
 
@@ -304,6 +314,7 @@ impl SessionActor {
                 for event in &events {
                     act.session_mut().record(event);
                     act.recent.record(event);
+                    act.settle(event);
                     act.activity.record(
                         event.id,
                         event.actor.as_deref(),
@@ -356,7 +367,12 @@ impl Actor for SessionActor {
                     let saved = crate::store::snapshots::latest_event(c, id)?;
                     let activity = crate::store::briefing::activity(c, id)?;
                     let recent = crate::store::briefing::recent(c, id)?;
-                    Ok(Some((session, tasks, (saved, activity, recent))))
+                    // What settled the critical alerts it keeps (alerts that clear themselves).
+                    let mut settled = crate::domain::settle::Settled::default();
+                    for later in crate::store::settle::settling(c, id, &session.recent_critical)? {
+                        settled.record(&later, &session.recent_critical);
+                    }
+                    Ok(Some((session, tasks, (saved, activity, recent, settled))))
                 })
                 .await?;
             let Some((session, tasks, extra)) = loaded else {
@@ -367,11 +383,12 @@ impl Actor for SessionActor {
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
             act.state = match result {
-                Ok(Some((session, board, table, (saved, activity, recent)))) => {
+                Ok(Some((session, board, table, (saved, activity, recent, settled)))) => {
                     act.lock_table = Some(table);
                     act.saved_event_id = saved;
                     act.activity = activity;
                     act.recent = recent;
+                    act.settled = settled;
                     act.tasks = Some(TaskCoordinator::new(board).start());
                     State::Live(Box::new(session))
                 }
@@ -395,34 +412,129 @@ impl Actor for SessionActor {
 impl Handler<super::messages::WaitingFor> for SessionActor {
     type Result = Result<crate::domain::digest::Pending, HubError>;
 
-    fn handle(
-        &mut self,
-        msg: super::messages::WaitingFor,
-        ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: super::messages::WaitingFor, _: &mut Self::Context) -> Self::Result {
         let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
         let ai_id = participant_of(caller).map_err(|_| {
             HubError::invalid("aiId", "name the participant whose waiting events to read")
         })?;
-        self.handle(PendingCritical { ai_id }, ctx)
+        // Read, not shown: the hook confirms what it printed (`POST /mcp/events/shown`).
+        self.pending(&ai_id)
+    }
+}
+
+impl SessionActor {
+    /// What waits for `ai_id`, as a digest says it: its unacknowledged critical events that
+    /// still ask something of it (settled ones stop leading: `domain::settle`), the older ones
+    /// counted, then the counts of the rest.
+    fn pending(&self, ai_id: &str) -> Result<crate::domain::digest::Pending, HubError> {
+        let s = self.session()?;
+        let p = s.active(ai_id)?;
+        let cursor = p.acked_event_id;
+        let critical: Vec<Event> = s
+            .unacked_critical(ai_id)
+            .into_iter()
+            .filter(|e| !self.settled.is_settled(e.id, ai_id))
+            .cloned()
+            .collect();
+        // The session keeps the newest critical events in full; when it keeps as many as it
+        // can, older unacknowledged ones may wait beyond them: count those from the ring.
+        let older_critical = match s.recent_critical.front() {
+            Some(oldest) if s.recent_critical.len() == crate::domain::session::RECENT_CRITICAL => {
+                self.recent
+                    .critical_between(ai_id, cursor.max(p.acked_critical), oldest.id, |id| {
+                        p.acked_critical_ids.contains(&id)
+                    })
+            }
+            _ => 0,
+        };
+        Ok(crate::domain::digest::Pending {
+            critical,
+            older_critical,
+            counts: self.recent.waiting(ai_id, cursor),
+            cursor,
+        })
+    }
+
+    /// Applies a committed event to the alerts it may settle.
+    fn settle(&mut self, event: &Event) {
+        let State::Live(s) = &self.state else {
+            return;
+        };
+        self.settled.record(event, &s.recent_critical);
+        if let Some(oldest) = s.recent_critical.front() {
+            self.settled.forget_before(oldest.id);
+            let oldest = oldest.id;
+            for ids in self.shown.values_mut() {
+                *ids = ids.split_off(&oldest);
+            }
+        }
+    }
+
+    /// The critical messages a tool result's digest lists in full were shown to the model:
+    /// hands the new ones to the participant's agent, which stores the receipts in batches.
+    fn note_shown(&mut self, ai_id: &str, pending: &crate::domain::digest::Pending) {
+        let listed = crate::domain::digest::listed(pending, crate::domain::digest::DIGEST_BYTES);
+        if listed.is_empty() {
+            return;
+        }
+        let seen = self.shown.entry(ai_id.to_owned()).or_default();
+        let fresh: Vec<i64> = pending
+            .critical
+            .iter()
+            .filter(|e| {
+                listed.contains(&e.id)
+                    && e.kind == crate::domain::message::MESSAGE_SENT
+                    && e.actor.as_deref() != Some(ai_id)
+                    && !seen.contains(&e.id)
+            })
+            .map(|e| e.id)
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        if let Some(slot) = self.agents.get(ai_id) {
+            let sent = slot.addr.try_send(super::agent::Shown {
+                ids: fresh.clone(),
+                via: crate::store::messages::ShownVia::Digest,
+            });
+            if sent.is_ok() {
+                seen.extend(fresh);
+            }
+        }
+    }
+}
+
+impl Handler<super::messages::MarkShown> for SessionActor {
+    type Result = ResponseFuture<Result<Vec<i64>, HubError>>;
+
+    /// Stores the receipts before it answers: a receipt reported is a receipt kept.
+    fn handle(&mut self, msg: super::messages::MarkShown, _: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                participant_of(caller).map_err(|_| {
+                    HubError::invalid("aiId", "name the participant whose model was shown them")
+                })
+            });
+        let (store, id) = (self.store.clone(), self.id);
+        Box::pin(async move {
+            let ai_id = planned?;
+            let (ids, via, at) = (msg.ids, msg.via, now());
+            store
+                .write(move |c| crate::store::messages::stamp_shown(c, id, &ai_id, &ids, via, at))
+                .await
+        })
     }
 }
 
 impl Handler<PendingCritical> for SessionActor {
     type Result = Result<crate::domain::digest::Pending, HubError>;
 
+    /// For an MCP tool result's digest: what it lists in full is shown to the model.
     fn handle(&mut self, msg: PendingCritical, _: &mut Self::Context) -> Self::Result {
-        let s = self.session()?;
-        let cursor = s.active(&msg.ai_id)?.acked_event_id;
-        Ok(crate::domain::digest::Pending {
-            critical: s
-                .unacked_critical(&msg.ai_id)
-                .into_iter()
-                .cloned()
-                .collect(),
-            counts: self.recent.waiting(&msg.ai_id, cursor),
-            cursor,
-        })
+        let pending = self.pending(&msg.ai_id)?;
+        self.note_shown(&msg.ai_id, &pending);
+        Ok(pending)
     }
 }
 
@@ -525,6 +637,27 @@ impl Handler<AttachStream> for SessionActor {
                 after,
             })
             .map_err(|_| HubError::Unavailable("the participant's agent is busy; retry".into()))
+    }
+}
+
+/// Stamps messages a briefing listed for `ai_id` as delivered and shown to its model (the
+/// briefing is made for the model), in one write. A failure is logged, as for
+/// `stamp_delivered`.
+pub(crate) async fn stamp_briefed(store: &Store, session: Uuid, ai_id: String, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    let who = ai_id.clone();
+    let at = now();
+    let via = crate::store::messages::ShownVia::Briefing;
+    if let Err(e) = store
+        .write(move |c| {
+            crate::store::messages::stamp_delivered(c, session, &who, &ids, at)?;
+            crate::store::messages::stamp_shown(c, session, &who, &ids, via, at).map(|_| ())
+        })
+        .await
+    {
+        log::warn!("{ai_id}: briefing receipts not stored: {e}");
     }
 }
 

@@ -7,6 +7,16 @@
 //! The counts come from `Recent`, a bounded ring of the session's newest event headers kept in
 //! memory (no database read per tool call). A cursor older than the ring is counted as far as
 //! the ring reaches and marked `at least`.
+//!
+//! The critical block lists the session's newest unacknowledged critical events (the session
+//! keeps `RECENT_CRITICAL` of them in full); older unacknowledged ones are counted from the
+//! ring (`Pending::older_critical`), so the header's number is the whole count. A critical
+//! event that asked the reader for an action it has since taken (`domain::settle`) is not
+//! listed (it is not acknowledged either: it just stops leading).
+//!
+//! The critical events the text lists in full are *shown to the model* (`listed`): for
+//! messages the hub records that receipt (`shownTo`), apart from delivery to a stream and from
+//! acknowledgement. Counts are not "shown".
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,10 +43,12 @@ impl Header {
     }
 }
 
-/// The newest events' headers, oldest first.
+/// The newest events' headers, oldest first; and apart, the newest critical ones, so that a
+/// flood of routine events does not push unacknowledged critical events out of the count.
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
     ring: VecDeque<Header>,
+    critical: VecDeque<Header>,
 }
 
 impl Recent {
@@ -46,15 +58,57 @@ impl Recent {
 
     /// An event by its header (the log's newest ones, oldest first, when a session loads).
     pub fn push(&mut self, id: i64, priority: Priority, actor: Option<&str>, to: Option<&str>) {
-        if self.ring.len() == RECENT_EVENTS {
-            self.ring.pop_front();
-        }
-        self.ring.push_back(Header {
+        let header = Header {
             id,
             priority,
             actor: actor.map(Arc::from),
             to: to.map(Arc::from),
+        };
+        if priority == Priority::Critical {
+            self.push_older_critical(header.clone());
+        }
+        if self.ring.len() == RECENT_EVENTS {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(header);
+    }
+
+    /// A critical event older than those in the ring (when a session loads: oldest first,
+    /// before the ring's events).
+    pub fn push_critical(&mut self, id: i64, actor: Option<&str>, to: Option<&str>) {
+        self.push_older_critical(Header {
+            id,
+            priority: Priority::Critical,
+            actor: actor.map(Arc::from),
+            to: to.map(Arc::from),
         });
+    }
+
+    fn push_older_critical(&mut self, header: Header) {
+        if self.critical.len() == RECENT_EVENTS {
+            self.critical.pop_front();
+        }
+        self.critical.push_back(header);
+    }
+
+    /// How many critical events with ids in `after+1..before` wait for `ai_id`, leaving out
+    /// those `skip` names (acknowledged one by one, settled): the ones older than those a
+    /// session keeps in full. From the critical headers kept apart (the newest
+    /// `RECENT_EVENTS` of them), however many other events came after.
+    pub fn critical_between(
+        &self,
+        ai_id: &str,
+        after: i64,
+        before: i64,
+        skip: impl Fn(i64) -> bool,
+    ) -> u32 {
+        self.critical
+            .iter()
+            .rev()
+            .skip_while(|h| h.id >= before)
+            .take_while(|h| h.id > after)
+            .filter(|h| h.waits_for(ai_id) && !skip(h.id))
+            .count() as u32
     }
 
     /// Important and routine events after `after` that wait for `ai_id`.
@@ -94,6 +148,9 @@ pub struct Counts {
 pub struct Pending {
     /// Unacknowledged critical events, oldest first.
     pub critical: Vec<Event>,
+    /// More unacknowledged critical events, older than those in `critical` (counted, not
+    /// listed).
+    pub older_critical: u32,
     pub counts: Counts,
     /// The participant's acknowledged cursor.
     pub cursor: i64,
@@ -101,7 +158,10 @@ pub struct Pending {
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.critical.is_empty() && self.counts.important.0 == 0 && self.counts.routine.0 == 0
+        self.critical.is_empty()
+            && self.older_critical == 0
+            && self.counts.important.0 == 0
+            && self.counts.routine.0 == 0
     }
 
     fn newest(&self) -> i64 {
@@ -114,6 +174,18 @@ impl Pending {
 
 /// The digest for a tool result, in at most `budget` bytes; `None` when nothing waits.
 pub fn digest(p: &Pending, budget: usize) -> Option<String> {
+    compose(p, budget).map(|(text, _)| text)
+}
+
+/// The ids of the critical events `digest(p, budget)` shows in full, oldest first: what the
+/// model reads of them (the rest of the digest is counts).
+pub fn listed(p: &Pending, budget: usize) -> Vec<i64> {
+    let n = compose(p, budget).map_or(0, |(_, n)| n);
+    p.critical.iter().take(n).map(|e| e.id).collect()
+}
+
+/// The digest and how many of `p.critical` it lists in full.
+fn compose(p: &Pending, budget: usize) -> Option<(String, usize)> {
     if p.is_empty() {
         return None;
     }
@@ -145,11 +217,17 @@ pub fn digest(p: &Pending, budget: usize) -> Option<String> {
         p.newest()
     ));
     let mut out = String::new();
-    if !p.critical.is_empty() {
-        out.push_str(&format!(
-            "⚠ {} critical not acknowledged:",
-            p.critical.len()
-        ));
+    let mut shown = 0;
+    let total = p.critical.len() + p.older_critical as usize;
+    if total > 0 {
+        out.push_str(&format!("⚠ {total} critical not acknowledged:"));
+        if p.older_critical > 0 {
+            // The oldest are counted, not listed: say so first (they are the oldest).
+            out.push_str(&format!(
+                "\n({} older, not listed: events_poll to read)",
+                p.older_critical
+            ));
+        }
         for (i, e) in p.critical.iter().enumerate() {
             let by = e.actor.as_deref().unwrap_or("hub");
             let mut line = format!("\n#{} {} by {by}", e.id, e.kind);
@@ -163,15 +241,18 @@ pub fn digest(p: &Pending, budget: usize) -> Option<String> {
                 break;
             }
             out.push_str(&line);
+            shown += 1;
         }
         out.push('\n');
     }
     out.push_str(&tail);
-    // A budget too small for even the tail still gets something whole-line and short.
+    // A budget too small for even the tail still gets something whole-line and short (and
+    // lists nothing in full).
     if out.len() > budget {
         out = truncate(&out, budget);
+        shown = 0;
     }
-    Some(out)
+    Some((out, shown))
 }
 
 fn truncate(text: &str, budget: usize) -> String {
@@ -267,12 +348,60 @@ mod tests {
     }
 
     #[test]
+    fn older_critical_events_are_counted_and_listed_ones_named() {
+        let mut r = Recent::default();
+        for id in 1..=40 {
+            r.record(&event(id, Priority::Critical, "gemini", None));
+        }
+        // The session keeps 31..=40 in full; 6..=30 are older, #7 was acknowledged by id.
+        assert_eq!(r.critical_between("claude", 5, 31, |id| id == 7), 24);
+        assert_eq!(r.critical_between("gemini", 5, 31, |_| false), 0);
+        let p = Pending {
+            critical: (31..=40)
+                .map(|id| event(id, Priority::Critical, "gemini", None))
+                .collect(),
+            older_critical: 24,
+            counts: Counts::default(),
+            cursor: 5,
+        };
+        let text = digest(&p, DIGEST_BYTES).unwrap();
+        assert!(
+            text.starts_with("⚠ 34 critical not acknowledged:\n(24 older, not listed"),
+            "{text}"
+        );
+        let ids = listed(&p, DIGEST_BYTES);
+        assert_eq!(ids, (31..=40).collect::<Vec<_>>());
+        for id in &ids {
+            assert!(text.contains(&format!("#{id} message_sent")), "{text}");
+        }
+        // A smaller budget lists fewer, and names exactly those.
+        let small = digest(&p, 400).unwrap();
+        let ids = listed(&p, 400);
+        assert!(!ids.is_empty() && ids.len() < 10, "{ids:?}");
+        for id in &ids {
+            assert!(small.contains(&format!("#{id} message_sent")), "{small}");
+        }
+        let next = 31 + ids.len() as i64;
+        assert!(!small.contains(&format!("#{next} ")), "{small}");
+        // A flood of routine events pushes the critical ones out of the ring, not the count.
+        for id in 41..=(RECENT_EVENTS as i64 + 100) {
+            r.record(&event(id, Priority::Routine, "gemini", None));
+        }
+        assert_eq!(r.critical_between("claude", 5, 31, |id| id == 7), 24);
+        assert!(r.waiting("claude", 5).partial);
+        // Nothing listed in a budget too small for a line.
+        assert!(listed(&p, 60).is_empty());
+        assert!(listed(&Pending::default(), DIGEST_BYTES).is_empty());
+    }
+
+    #[test]
     fn critical_events_come_in_full_within_the_budget() {
         let critical: Vec<Event> = (1..=50)
             .map(|id| event(id, Priority::Critical, "gemini", None))
             .collect();
         let p = Pending {
             critical,
+            older_critical: 0,
             counts: Counts {
                 important: (3, 60),
                 routine: (7, 61),

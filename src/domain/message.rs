@@ -452,10 +452,26 @@ pub struct MessageView {
     /// result), read (returned by messages_read), acknowledged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_to: Option<Vec<String>>,
+    /// Receipts of the reader's own messages: shown to the recipient's model (listed in full
+    /// in a tool result's digest, printed by its client's hook, or listed in its briefing),
+    /// with when and how. Apart from delivered (a stream is not the model) and from read and
+    /// acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shown_to: Option<Vec<Shown>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_by: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_by: Option<Vec<String>>,
+}
+
+/// A message shown to a participant's model: who, when, how (`digest`, `hook`, `briefing`,
+/// `channel`: the first way it was shown).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shown {
+    pub ai_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub via: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

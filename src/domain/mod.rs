@@ -40,6 +40,7 @@ pub mod retention;
 pub mod role;
 pub mod session;
 pub mod session_spec;
+pub mod settle;
 pub mod snapshot;
 pub mod task;
 pub mod task_rules;

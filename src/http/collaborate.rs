@@ -19,6 +19,7 @@ use crate::api::tasks::TaskArgs;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/mcp/events/waiting").route(get::<crate::api::events::Waiting>()))
+        .service(resource("/mcp/events/shown").route(post::<crate::api::events::Shown>()))
         .service(resource("/mcp/messages").route(get::<messaging::Read>()))
         .service(resource("/mcp/messages/send").route(post::<messaging::Send>()))
         .service(resource("/mcp/messages/ack").route(post::<messaging::Ack>()))

@@ -364,6 +364,8 @@ tables! {
         read_at: Option<NaiveDateTime> = "ts_opt",
         acked_at: Option<NaiveDateTime> = "ts_opt",
         delivered_at: Option<NaiveDateTime> = "ts_opt",
+        shown_at: Option<NaiveDateTime> = "ts_opt",
+        shown_via: Option<String> = "plain",
     }
     tasks (session_id; session_id, id) TaskRow {
         session_id: String = "plain",
@@ -1373,7 +1375,7 @@ mod tests {
 
     #[test]
     fn rows_must_carry_every_column_and_no_other() {
-        let good = serde_json::json!({"session_id": "s", "message_id": 1, "ai_id": "a", "read_at": null, "acked_at": "2026-12-03T10:11:12.000000Z", "delivered_at": null});
+        let good = serde_json::json!({"session_id": "s", "message_id": 1, "ai_id": "a", "read_at": null, "acked_at": "2026-12-03T10:11:12.000000Z", "delivered_at": null, "shown_at": null, "shown_via": null});
         assert!(serde_json::from_value::<ReceiptRow>(good.clone()).is_ok());
         let mut missing = good.clone();
         missing.as_object_mut().unwrap().remove("read_at");

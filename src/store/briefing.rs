@@ -343,6 +343,20 @@ pub fn recent(
         ))
         .load(conn)?;
     let mut recent = crate::domain::digest::Recent::default();
+    // Critical events older than those: counted apart, so what waits is counted whole.
+    if let Some(oldest) = rows.last().map(|r| r.0) {
+        let older: Vec<(i64, Option<String>, Option<String>)> = events::table
+            .filter(events::session_id.eq(session_id.to_string()))
+            .filter(events::priority.eq(crate::domain::event::Priority::Critical.as_str()))
+            .filter(events::id.lt(oldest))
+            .order(events::id.desc())
+            .limit(crate::domain::digest::RECENT_EVENTS as i64)
+            .select((events::id, events::actor, events::recipient))
+            .load(conn)?;
+        for (id, actor, to) in older.into_iter().rev() {
+            recent.push_critical(id, actor.as_deref(), to.as_deref());
+        }
+    }
     for (id, priority, actor, to) in rows.into_iter().rev() {
         let priority = crate::domain::event::Priority::parse(&priority)
             .unwrap_or(crate::domain::event::Priority::Routine);

@@ -14,7 +14,7 @@ use super::DbConn;
 use super::schema::{message_receipts, messages, participants};
 use crate::domain::event::Priority;
 use crate::domain::message::{AckSelection, AckTarget, Parent, PendingAck, PlannedMessage};
-use crate::domain::message::{MessagePage, MessageQuery, MessageView};
+use crate::domain::message::{MessagePage, MessageQuery, MessageView, Shown};
 use crate::error::HubError;
 
 /// Most messages an `upTo` acknowledgement covers at once.
@@ -207,6 +207,88 @@ pub fn stamp_delivered(
     Ok(())
 }
 
+/// How a message was shown to a participant's model (the `shown` receipt's `via`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ShownVia {
+    /// Listed in full in the digest on one of its MCP tool results.
+    Digest,
+    /// Printed into its context by `collab-hub hook`, which confirmed it.
+    Hook,
+    /// Listed in a briefing it was given (`session resume`, onboarding).
+    Briefing,
+    /// Sent as a Claude Code channel notification, which the client puts before the model.
+    Channel,
+}
+
+impl ShownVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShownVia::Digest => "digest",
+            ShownVia::Hook => "hook",
+            ShownVia::Briefing => "briefing",
+            ShownVia::Channel => "channel",
+        }
+    }
+}
+
+/// Stamps `ids` as shown to `ai_id`'s model (`via` how), keeping an earlier stamp and leaving
+/// delivered, read and acknowledged alone. Only messages `ai_id` received count: its own, ones
+/// directed to someone else and ids that are no message are left out. Returns the ids stamped
+/// now or before (the receipts that exist once this commits).
+pub fn stamp_shown(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    ai_id: &str,
+    ids: &[i64],
+    via: ShownVia,
+    at: NaiveDateTime,
+) -> Result<Vec<i64>, HubError> {
+    let sid = session_id.to_string();
+    let theirs: Vec<i64> = messages::table
+        .filter(messages::session_id.eq(&sid))
+        .filter(messages::id.eq_any(ids))
+        .filter(messages::from_ai.ne(ai_id))
+        .filter(messages::to_ai.is_null().or(messages::to_ai.eq(ai_id)))
+        .select(messages::id)
+        .load(conn)?;
+    for &id in &theirs {
+        let mine = message_receipts::table.find((&sid, id, ai_id));
+        let updated = diesel::update(mine.filter(message_receipts::shown_at.is_null()))
+            .set((
+                message_receipts::shown_at.eq(Some(at)),
+                message_receipts::shown_via.eq(Some(via.as_str())),
+            ))
+            .execute(conn)?;
+        let exists =
+            updated > 0 || diesel::select(diesel::dsl::exists(mine)).get_result::<bool>(conn)?;
+        if !exists {
+            diesel::insert_into(message_receipts::table)
+                .values((
+                    message_receipts::session_id.eq(&sid),
+                    message_receipts::message_id.eq(id),
+                    message_receipts::ai_id.eq(ai_id),
+                    message_receipts::shown_at.eq(Some(at)),
+                    message_receipts::shown_via.eq(Some(via.as_str())),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(theirs)
+}
+
 /// Ack-required messages whose deadline has not been dealt with, for a session being loaded.
 /// Who is awaited is worked out again: the recipient, or (broadcasts) every participant active
 /// now other than the sender, minus those who acknowledged.
@@ -275,13 +357,15 @@ pub fn mark_overdue_alerted(conn: &mut DbConn, session_id: Uuid, id: i64) -> Res
     Ok(())
 }
 
-/// message, reader, read, acknowledged, delivered.
+/// message, reader, read, acknowledged, delivered, shown, shown how.
 type Receipt = (
     i64,
     String,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<String>,
 );
 
 pub fn read_messages(
@@ -371,6 +455,8 @@ pub fn read_messages(
             message_receipts::read_at,
             message_receipts::acked_at,
             message_receipts::delivered_at,
+            message_receipts::shown_at,
+            message_receipts::shown_via,
         ))
         .load(conn)?;
     let mut by_message: BTreeMap<i64, Vec<&Receipt>> = BTreeMap::new();
@@ -407,8 +493,21 @@ pub fn read_messages(
                 acked: (!own).then(|| mine.is_some_and(|r| r.3.is_some())),
                 read_by: own.then(|| who(|r| r.2.is_some())),
                 acked_by: own.then(|| who(|r| r.3.is_some())),
-                // Handed to a stream, or read (a result reached it), or acknowledged.
-                delivered_to: own.then(|| who(|r| r.4.is_some() || r.2.is_some() || r.3.is_some())),
+                // Handed to a stream, or read (a result reached it), acknowledged or shown.
+                delivered_to: own.then(|| {
+                    who(|r| r.4.is_some() || r.2.is_some() || r.3.is_some() || r.5.is_some())
+                }),
+                shown_to: own.then(|| {
+                    here.iter()
+                        .filter_map(|r| {
+                            Some(Shown {
+                                ai_id: r.1.clone(),
+                                at: r.5?.and_utc(),
+                                via: r.6.clone().unwrap_or_default(),
+                            })
+                        })
+                        .collect()
+                }),
             })
         })
         .collect::<Result<Vec<_>, HubError>>()?;

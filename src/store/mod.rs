@@ -24,6 +24,7 @@ pub mod models;
 pub mod queries;
 pub mod retention;
 pub mod schema;
+pub mod settle;
 pub mod snapshots;
 pub mod suggestions;
 pub mod tasks;

@@ -99,6 +99,8 @@ diesel::table! {
         read_at -> Nullable<Timestamp>,
         acked_at -> Nullable<Timestamp>,
         delivered_at -> Nullable<Timestamp>,
+        shown_at -> Nullable<Timestamp>,
+        shown_via -> Nullable<Text>,
     }
 }
 

@@ -171,3 +171,14 @@ pub struct LogPage {
     pub events: Vec<Event>,
     pub last_event_id: i64,
 }
+
+/// Messages the caller's client put before its model (a hook that printed them, a channel
+/// notification): the `shown` receipt, stored before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<i64>, HubError>")]
+pub struct MarkShown {
+    pub credential: Credential,
+    pub as_participant: Option<String>,
+    pub ids: Vec<i64>,
+    pub via: crate::store::messages::ShownVia,
+}

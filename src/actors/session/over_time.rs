@@ -70,6 +70,14 @@ impl Handler<Resume> for SessionActor {
 
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
+        // Only a participant asking with its own token gets the briefing into its model; the
+        // operator (the dashboard's "Resume briefing", a script acting for someone) only looks.
+        let own = self.session().is_ok_and(|s| {
+            matches!(
+                self.authorized(s, &msg.credential),
+                Ok(Caller::Participant(_))
+            )
+        });
         let planned = check_budget(msg.max_tokens)
             .and_then(|()| {
                 let caller = self.caller_as(&msg.credential, msg.ai_id.as_deref())?;
@@ -94,14 +102,17 @@ impl Handler<Resume> for SessionActor {
                 facts.messages.truncate(strategy.messages() as usize);
             }
             let briefing = briefing::brief(&facts, strategy, msg.max_tokens);
-            // The messages it lists reached the participant: delivered, not read or acknowledged.
-            let listed = briefing
-                .messages
-                .iter()
-                .filter(|m| m.from != me)
-                .map(|m| m.id)
-                .collect();
-            super::stamp_delivered(&store, facts.session.id, me.clone(), listed).await;
+            // The messages it lists reached the participant and are put before its model:
+            // delivered and shown, not read or acknowledged.
+            if own {
+                let listed = briefing
+                    .messages
+                    .iter()
+                    .filter(|m| m.from != me)
+                    .map(|m| m.id)
+                    .collect();
+                super::stamp_briefed(&store, facts.session.id, me.clone(), listed).await;
+            }
             let (context, context_omitted) = match (msg.include_context, msg.max_tokens) {
                 (false, _) => (None, None),
                 (true, None) => (Some(context), None),
@@ -210,7 +221,13 @@ impl SessionActor {
             discoveries: Vec::new(),
             conflicts: Vec::new(),
             handoffs: Vec::new(),
-            critical: s.unacked_critical(ai_id).into_iter().cloned().collect(),
+            // Settled alerts (the action they asked for was taken) stop leading here too.
+            critical: s
+                .unacked_critical(ai_id)
+                .into_iter()
+                .filter(|e| !self.settled.is_settled(e.id, ai_id))
+                .cloned()
+                .collect(),
             locks: Vec::new(),
         };
         // News: after `since` if given (0 for a newcomer), else after the newer of the

@@ -168,7 +168,8 @@ pub struct Facts {
     pub conflicts: Vec<Event>,
     /// Task handoffs after the horizon, newest first.
     pub handoffs: Vec<Event>,
-    /// Critical events it has not acknowledged, oldest first.
+    /// Critical events it has not acknowledged and that still ask something of it (settled
+    /// alerts left out: `domain::settle`), oldest first.
     pub critical: Vec<Event>,
     /// Locks it holds in this session.
     pub locks: Vec<Lock>,

@@ -61,6 +61,7 @@ fn message(id: i64, from: &str, thread: i64, body: &str) -> MessageView {
         read: Some(false),
         acked: Some(false),
         delivered_to: None,
+        shown_to: None,
         read_by: None,
         acked_by: None,
     }

@@ -1,0 +1,2 @@
+ALTER TABLE message_receipts DROP COLUMN shown_via;
+ALTER TABLE message_receipts DROP COLUMN shown_at;
