@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::protocol::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError};
 use super::registry::{Bind, McpRegistry, McpSession, SetLogLevel, Subscribe};
 use super::tools::{self, Audience, ToolCtx};
-use super::{prompts, resources};
+use super::{prompts, push, resources};
 use crate::actors::Hub;
 use crate::actors::messages::{PendingCritical, ToSession, Whoami};
 use crate::domain::digest::{DIGEST_BYTES, digest};
@@ -49,10 +49,8 @@ impl Notifier {
 
     /// `notifications/message` at `level`, if the client asked for that level or a lower one.
     pub fn log(&self, level: &str, data: Value) {
-        let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
-        let wanted = self.log_level.as_deref().and_then(rank);
-        if wanted.is_some_and(|w| rank(level).is_some_and(|r| r >= w)) {
-            let params = json!({ "level": level, "logger": "collab-hub", "data": data });
+        if push::log_wanted(self.log_level.as_deref(), level) {
+            let params = json!({ "level": level, "logger": push::LOGGER, "data": data });
             let _ = self
                 .tx
                 .try_send(protocol::notification("notifications/message", params));
@@ -104,7 +102,7 @@ pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Val
             let p: UriParams = protocol::params(params)?;
             let on = method == "resources/subscribe";
             if on {
-                resources::read_value(&ctx, &p.uri).await?; // exists, and the caller may read it
+                resources::check(&ctx, &p.uri).await?; // exists, and the caller may read it
             }
             let msg = Subscribe {
                 id: ctx.mcp_id.clone(),
@@ -131,17 +129,7 @@ pub async fn request(ctx: RequestCtx, method: &str, params: Value) -> Result<Val
     }
 }
 
-/// RFC 5424 levels, as MCP names them, least severe first.
-pub const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+pub use super::push::LOG_LEVELS;
 
 #[derive(Deserialize)]
 struct UriParams {

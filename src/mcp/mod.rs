@@ -5,6 +5,7 @@ pub mod dispatch;
 pub mod modern;
 pub mod prompts;
 pub mod protocol;
+pub mod push;
 pub mod registry;
 pub mod resources;
 mod sse;

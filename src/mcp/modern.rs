@@ -184,6 +184,8 @@ pub async fn post(
             binding,
             log_level: None,
             stateless: true,
+            // Claude Code takes no channel notifications in this era.
+            channel: None,
         },
         notify: None,
     };
@@ -274,7 +276,7 @@ async fn listen(id: Value, params: Value, ctx: RequestCtx) -> HttpResponse {
         for uri in asked.into_iter().take(super::registry::MAX_SUBSCRIPTIONS) {
             let own = resources::CollabUri::parse(&uri)
                 .is_some_and(|u| u.session() == Some(b.session_id));
-            if own && resources::read_value(&ctx, &uri).await.is_ok() {
+            if own && resources::check(&ctx, &uri).await.is_ok() {
                 honoured.push(uri);
             }
         }
@@ -342,9 +344,9 @@ fn listen_stream(
                 let bytes = tokio::select! {
                     ev = events.recv() => {
                         // A closed sink (participant left) ends the subscription.
-                        let e = ev?.event;
+                        let d = ev?;
                         let mut out = Vec::new();
-                        for uri in updated_by(&e).into_iter().filter(|u| honoured.contains(u)) {
+                        for uri in updated_by(&d.event, &d.viewer).into_iter().filter(|u| honoured.contains(u)) {
                             let n = protocol::notification(
                                 "notifications/resources/updated",
                                 json!({ "uri": uri, "_meta": { META_SUBSCRIPTION: sid } }),

@@ -9,8 +9,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use super::push::ChannelOptIn;
 use crate::actors::Hub;
-use crate::actors::messages::{AttachStream, EventSink, ToSession};
+use crate::actors::messages::{AttachStream, EventSink, MarkShown, ToSession};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
 
@@ -69,12 +70,16 @@ pub struct McpSession {
     pub log_level: Option<String>,
     /// A 2026-07-28 request: no session to bind, so tools that would bind are not offered.
     pub stateless: bool,
+    /// Critical events also go out as Claude Code channel notifications (`push`), and why.
+    pub channel: Option<ChannelOptIn>,
 }
 
 struct Entry {
     session: McpSession,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
+    /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
+    log_level: watch::Sender<Option<String>>,
     last_seen: Instant,
     control: Option<mpsc::Sender<Value>>,
     events: Option<EventSink>,
@@ -200,11 +205,13 @@ impl Handler<Open> for McpRegistry {
         }
         // 122 random bits, visible ASCII as the spec asks.
         let id = Uuid::new_v4().to_string();
+        let level = msg.0.log_level.clone();
         self.sessions.insert(
             id.clone(),
             Entry {
                 session: msg.0,
                 subscriptions: watch::channel(Subscriptions::default()).0,
+                log_level: watch::channel(level).0,
                 last_seen: Instant::now(),
                 control: None,
                 events: None,
@@ -352,6 +359,7 @@ impl Handler<SetLogLevel> for McpRegistry {
 
     fn handle(&mut self, msg: SetLogLevel, _: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            entry.log_level.send_replace(Some(msg.level.clone()));
             entry.session.log_level = Some(msg.level);
         }
     }
@@ -369,6 +377,8 @@ pub struct OpenStream {
 
 pub struct StreamReceivers {
     pub subscriptions: watch::Receiver<Subscriptions>,
+    pub log_level: watch::Receiver<Option<String>>,
+    pub channel: Option<ChannelOptIn>,
     pub control: mpsc::Receiver<Value>,
     pub events: mpsc::Receiver<crate::actors::messages::Delivery>,
 }
@@ -394,9 +404,13 @@ impl Handler<OpenStream> for McpRegistry {
         entry.after = msg.after;
         entry.last_seen = Instant::now();
         let subscriptions = entry.subscriptions.subscribe();
+        let log_level = entry.log_level.subscribe();
+        let channel = entry.session.channel;
         self.attach(&msg.id);
         Ok(StreamReceivers {
             subscriptions,
+            log_level,
+            channel,
             control,
             events,
         })
@@ -492,5 +506,44 @@ impl Handler<CancelCall> for McpRegistry {
         {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Messages a GET stream sent as channel notifications to a client that declared it puts them
+/// before its model: their `shown` receipts (`via: channel`), as its participant.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShownOnChannel {
+    pub id: String,
+    pub ids: Vec<i64>,
+}
+
+impl Handler<ShownOnChannel> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ShownOnChannel, _: &mut Self::Context) {
+        let Some(entry) = self.sessions.get(&msg.id) else {
+            return;
+        };
+        let Some(binding) = &entry.session.binding else {
+            return;
+        };
+        let command = ToSession {
+            session_id: binding.session_id,
+            command: MarkShown {
+                credential: entry.session.credential.clone(),
+                as_participant: None,
+                ids: msg.ids,
+                via: crate::store::messages::ShownVia::Channel,
+            },
+        };
+        let hub = self.hub.clone();
+        actix::spawn(async move {
+            match hub.send(command).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::warn!("cannot record channel receipts: {e}"),
+                Err(e) => log::warn!("cannot record channel receipts: {e}"),
+            }
+        });
     }
 }

@@ -4,6 +4,9 @@
 //! `collab://session/{id}`                 the session: status, roles, driver, participants
 //! `collab://session/{id}/participants`    who is in it, with roles and permissions
 //! `collab://session/{id}/events`          the newest events of its log
+//! `collab://session/{id}/inbox`           what waits for the reader (its participant): the
+//!                                         events after its cursor; updated whenever one
+//!                                         arrives (docs/mcp-notifications.md)
 //! (step 3 adds `/context`, step 5 `/briefing`.)
 
 use serde_json::{Value, json};
@@ -11,12 +14,14 @@ use uuid::Uuid;
 
 use super::dispatch::RequestCtx;
 use super::protocol::{INVALID_PARAMS, RESOURCE_NOT_FOUND, RpcError};
-use crate::actors::messages::{GetSession, ListSessions, PollEvents, ToSession};
+use crate::actors::messages::{GetSession, ListSessions, PollEvents, ToSession, Whoami};
 use crate::domain::event::Event;
 use crate::error::HubError;
 
 /// Events the `/events` resource shows.
 const RECENT_EVENTS: i64 = 50;
+/// Events the `/inbox` resource shows (oldest first; `more` says there are others).
+const INBOX_EVENTS: i64 = 50;
 const JSON: &str = "application/json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +30,7 @@ pub enum CollabUri {
     Session(Uuid),
     Participants(Uuid),
     Events(Uuid),
+    Inbox(Uuid),
 }
 
 impl CollabUri {
@@ -39,6 +45,7 @@ impl CollabUri {
             "" => Some(CollabUri::Session(id)),
             "participants" => Some(CollabUri::Participants(id)),
             "events" => Some(CollabUri::Events(id)),
+            "inbox" => Some(CollabUri::Inbox(id)),
             _ => None,
         }
     }
@@ -47,9 +54,10 @@ impl CollabUri {
     pub fn session(self) -> Option<Uuid> {
         match self {
             CollabUri::Sessions => None,
-            CollabUri::Session(id) | CollabUri::Participants(id) | CollabUri::Events(id) => {
-                Some(id)
-            }
+            CollabUri::Session(id)
+            | CollabUri::Participants(id)
+            | CollabUri::Events(id)
+            | CollabUri::Inbox(id) => Some(id),
         }
     }
 
@@ -59,6 +67,7 @@ impl CollabUri {
             CollabUri::Session(id) => format!("collab://session/{id}"),
             CollabUri::Participants(id) => format!("collab://session/{id}/participants"),
             CollabUri::Events(id) => format!("collab://session/{id}/events"),
+            CollabUri::Inbox(id) => format!("collab://session/{id}/inbox"),
         }
     }
 
@@ -70,17 +79,26 @@ impl CollabUri {
                 ("participants", "Participants with roles and permissions")
             }
             CollabUri::Events(_) => ("events", "Newest events of the session log"),
+            CollabUri::Inbox(_) => (
+                "inbox",
+                "Events waiting for you; subscribe to hear of new ones",
+            ),
         };
         json!({ "uri": self.uri(), "name": name, "description": description, "mimeType": JSON })
     }
 }
 
-/// The URIs whose content an event changes (for `notifications/resources/updated`).
-pub fn updated_by(event: &Event) -> Vec<String> {
+/// The URIs whose content an event delivered to `viewer` changes (for
+/// `notifications/resources/updated`): the inbox only when the event waits for the viewer
+/// (someone else's).
+pub fn updated_by(event: &Event, viewer: &str) -> Vec<String> {
     let id = event.session_id;
     let mut uris = vec![CollabUri::Session(id).uri(), CollabUri::Events(id).uri()];
     if event.kind.starts_with("participant_") || event.kind.starts_with("role_") {
         uris.push(CollabUri::Participants(id).uri());
+    }
+    if super::push::waits_for(event, viewer) {
+        uris.push(CollabUri::Inbox(id).uri());
     }
     uris
 }
@@ -91,6 +109,7 @@ pub fn list(ctx: &RequestCtx) -> Value {
             CollabUri::Session(b.session_id),
             CollabUri::Participants(b.session_id),
             CollabUri::Events(b.session_id),
+            CollabUri::Inbox(b.session_id),
         ]
         .into_iter()
         .map(CollabUri::describe)
@@ -106,6 +125,7 @@ pub fn templates() -> Value {
         t("", "session", "A session: status, roles, driver, participants"),
         t("/participants", "participants", "A session's participants"),
         t("/events", "events", "A session's newest events"),
+        t("/inbox", "inbox", "Events waiting for you in a session"),
     ]})
 }
 
@@ -189,7 +209,52 @@ pub async fn read_value(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> 
                 .map_err(refused)?;
             json!({ "sessionId": id, "events": page.events, "lastEventId": page.last_event_id })
         }
+        CollabUri::Inbox(id) => {
+            // What `events_poll` without arguments answers: the events after the reader's
+            // cursor (critical ones only during its non-interruptible checkpoint).
+            let command = PollEvents {
+                credential: credential.clone(),
+                after: None,
+                limit: INBOX_EVENTS,
+            };
+            let page = ctx
+                .hub
+                .send(ToSession {
+                    session_id: id,
+                    command,
+                })
+                .await
+                .map_err(HubError::from)
+                .and_then(|r| r)
+                .map_err(refused)?;
+            let mut v = serde_json::to_value(page).unwrap_or(Value::Null);
+            v["sessionId"] = json!(id);
+            v
+        }
     })
+}
+
+/// Whether the caller may read `uri` (for a subscription), without reading it: reading the
+/// inbox counts its messages delivered.
+pub async fn check(ctx: &RequestCtx, uri: &str) -> Result<(), RpcError> {
+    match CollabUri::parse(uri) {
+        Some(CollabUri::Inbox(id)) => {
+            let command = Whoami {
+                credential: ctx.session.credential.clone(),
+            };
+            ctx.hub
+                .send(ToSession {
+                    session_id: id,
+                    command,
+                })
+                .await
+                .map_err(HubError::from)
+                .and_then(|r| r)
+                .map_err(|e| not_found(uri, e))?;
+            Ok(())
+        }
+        _ => read_value(ctx, uri).await.map(drop),
+    }
 }
 
 pub async fn read(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> {
@@ -209,6 +274,7 @@ mod tests {
             CollabUri::Session(id),
             CollabUri::Participants(id),
             CollabUri::Events(id),
+            CollabUri::Inbox(id),
         ] {
             assert_eq!(CollabUri::parse(&u.uri()), Some(u));
         }

@@ -7,10 +7,14 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use actix::Addr;
+
 use super::protocol::notification;
-use super::registry::Subscriptions;
+use super::push::{self, ChannelOptIn};
+use super::registry::{McpRegistry, ShownOnChannel, Subscriptions};
 use super::resources::updated_by;
 use crate::actors::messages::Delivery;
+use crate::domain::event::Priority;
 
 /// A comment line every so often keeps proxies and clients from timing the stream out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -20,6 +24,17 @@ const RECONNECT: &[u8] = b"retry: 500\n\n";
 
 /// Method of the notification that carries a session event.
 pub const EVENT_NOTIFICATION: &str = "notifications/collab/event";
+
+/// What a GET stream sends besides the event itself (`push`): what the client asked for.
+pub struct Forms {
+    pub subscriptions: watch::Receiver<Subscriptions>,
+    /// `logging/setLevel`, as it stands.
+    pub log_level: watch::Receiver<Option<String>>,
+    pub channel: Option<ChannelOptIn>,
+    /// Where channel receipts go, for the MCP session `mcp_id`.
+    pub registry: Addr<McpRegistry>,
+    pub mcp_id: String,
+}
 
 pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
     let mut out = String::with_capacity(128);
@@ -33,19 +48,21 @@ pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
 }
 
 /// The GET stream: session events (with their log id as SSE id, so `Last-Event-ID` resumes
-/// exactly), other notifications, and keep-alives. Ends when the MCP session ends.
+/// exactly) followed by the forms a stock client surfaces (`push`: resource updates, log
+/// entries, channel notifications), other notifications, and keep-alives. Ends when the MCP
+/// session ends.
 ///
 /// With a `lifetime`, the stream ends after it with a `retry:` hint, and the client reconnects
 /// with `Last-Event-ID` (SSE polling, MCP 2025-11-25): events still in flight are replayed then
 /// from the log, so none is lost.
 pub fn get_stream(
-    subscriptions: watch::Receiver<Subscriptions>,
+    forms: Forms,
     control: mpsc::Receiver<Value>,
     events: mpsc::Receiver<Delivery>,
     lifetime: Option<Duration>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     struct State {
-        subscriptions: watch::Receiver<Subscriptions>,
+        forms: Forms,
         control: mpsc::Receiver<Value>,
         events: Option<mpsc::Receiver<Delivery>>,
         tick: tokio::time::Interval,
@@ -55,7 +72,7 @@ pub fn get_stream(
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     tick.reset(); // the first tick would fire at once
     let state = State {
-        subscriptions,
+        forms,
         control,
         events: Some(events),
         tick,
@@ -81,16 +98,35 @@ pub fn get_stream(
                 ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
                     Some(delivery) => {
                         let list_changed = delivery.changes_my_role();
-                        let Delivery { event: e, early, .. } = delivery;
+                        let Delivery { event: e, early, viewer } = delivery;
                         let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
                         // An early (critical, during a hold) event carries no SSE id, so a
                         // reconnect still resumes from the last in-order event.
                         let sse_id = (!early).then_some(e.id);
                         let mut out = frame(sse_id, &notification(EVENT_NOTIFICATION, params)).to_vec();
-                        let subs = s.subscriptions.borrow().clone();
-                        for uri in updated_by(&e).into_iter().filter(|u| subs.contains(u)) {
+                        let subs = s.forms.subscriptions.borrow().clone();
+                        for uri in updated_by(&e, &viewer).into_iter().filter(|u| subs.contains(u)) {
                             let n = notification("notifications/resources/updated", json!({ "uri": uri }));
                             out.extend_from_slice(&frame(None, &n));
+                        }
+                        // (The agent hands a stream each event once: one sent early, during a
+                        // hold, is not repeated in order.)
+                        if push::waits_for(&e, &viewer) {
+                            let level = push::level_of(e.priority);
+                            if push::log_wanted(s.forms.log_level.borrow().as_deref(), level) {
+                                out.extend_from_slice(&frame(None, &push::log_entry(&e)));
+                            }
+                            if e.priority == Priority::Critical && let Some(opt_in) = s.forms.channel {
+                                out.extend_from_slice(&frame(None, &push::channel_message(&e)));
+                                if opt_in == ChannelOptIn::Declared
+                                    && e.kind == crate::domain::message::MESSAGE_SENT
+                                {
+                                    s.forms.registry.do_send(ShownOnChannel {
+                                        id: s.forms.mcp_id.clone(),
+                                        ids: vec![e.id],
+                                    });
+                                }
+                            }
                         }
                         if list_changed {
                             // A new role shows other tools (MCP tools/list_changed).

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::dispatch::Notifier;
 use super::dispatch::{self, RequestCtx};
 use super::protocol::{self, INVALID_PARAMS, INVALID_REQUEST, Incoming, PARSE_ERROR, RpcError};
+use super::push::{self, ChannelOptIn};
 use super::registry::{
     Binding, CancelCall, Cancellation, Close, Lookup, McpRegistry, McpSession, Open, OpenStream,
 };
@@ -438,6 +439,7 @@ async fn initialize(
         Ok(Err(e)) => return hub_failure(e),
         Err(e) => return hub_failure(e.into()),
     };
+    let channel = ChannelOptIn::of(&params);
     let session = McpSession {
         version,
         credential_at_start: credential.clone(),
@@ -445,6 +447,7 @@ async fn initialize(
         binding,
         log_level: None,
         stateless: false,
+        channel,
     };
     let mcp_id = match registry.send(Open(session)).await {
         Ok(Ok(id)) => id,
@@ -458,19 +461,28 @@ async fn initialize(
             "resources": { "subscribe": true, "listChanged": false },
             "prompts": { "listChanged": false },
             "logging": {},
+            // Claude Code listens for channel notifications only from servers declaring this.
+            "experimental": { push::CHANNEL_CAPABILITY: {} },
         },
         "serverInfo": {
             "name": "collab-hub",
             "title": "collab-hub",
             "version": env!("CARGO_PKG_VERSION"),
         },
-        "instructions": INSTRUCTIONS,
+        "instructions": if channel.is_some() {
+            format!("{INSTRUCTIONS} {CHANNEL_INSTRUCTIONS}")
+        } else {
+            INSTRUCTIONS.to_owned()
+        },
     });
     respond(req, protocol::result(id, result), &mcp_id)
 }
 
 /// Sent once per MCP session in the initialize result; keep it short (tokens).
 pub const INSTRUCTIONS: &str = "Coordination hub for several AIs on one codebase. Act as one participant: connect with your bearer token, or call session_join/session_create. Critical events you have not acknowledged appear at the top of tool results; clear them with events_ack.";
+
+/// Added for clients that take channel notifications (`push::ChannelOptIn`).
+pub const CHANNEL_INSTRUCTIONS: &str = "Critical events also arrive as <channel> messages (event_id, kind, from): act on them, then events_ack.";
 
 pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
     if !accepts(req.headers(), "text/event-stream") {
@@ -507,13 +519,20 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
         Ok(Err(e)) => return hub_failure(e),
         Err(e) => return hub_failure(e.into()),
     };
+    let forms = sse::Forms {
+        subscriptions: receivers.subscriptions,
+        log_level: receivers.log_level,
+        channel: receivers.channel,
+        registry: registry.get_ref().clone(),
+        mcp_id: mcp_id.clone(),
+    };
     HttpResponse::Ok()
         .insert_header((SESSION_HEADER, mcp_id))
         .insert_header((header::CACHE_CONTROL, "no-cache, no-transform"))
         .insert_header(("x-accel-buffering", "no"))
         .content_type("text/event-stream")
         .streaming(sse::get_stream(
-            receivers.subscriptions,
+            forms,
             receivers.control,
             receivers.events,
             req.app_data::<StreamLifetime>().and_then(|l| l.0),
