@@ -7,9 +7,9 @@
 //! | client | MCP server | hooks | token |
 //! |---|---|---|---|
 //! | Claude Code | `~/.claude.json` `projects[<dir>].mcpServers` (what `claude mcp add --scope local` writes; `.mcp.json` is committed and settings files hold no servers) | `.claude/settings.local.json` `hooks` | both files; settings.local.json (`env` for the hooks) is added to `.gitignore` |
-//! | Gemini CLI | `.gemini/settings.json` `mcpServers` (`httpUrl`, header `Bearer $COLLAB_HUB_TOKEN`) | same file, `hooks` | `.gemini/.env` (Gemini CLI loads it), added to `.gitignore` |
+//! | Gemini CLI | `.gemini/settings.json` `mcpServers` (`httpUrl`, header `Bearer $GEMINI_CLI_COLLAB_HUB_TOKEN`) | same file, `hooks` | `.gemini/.env` (Gemini CLI loads it, in trusted folders), added to `.gitignore` |
 //! | Cursor | `.cursor/mcp.json` | none | the file, added to `.gitignore` |
-//! | Codex | `.codex/config.toml` `[mcp_servers.collab-hub]` `url` + `bearer_token_env_var` | `notify` | `.codex/collab-hub.env` (source it before `codex`), added to `.gitignore` |
+//! | Codex | `.codex/config.toml` `[mcp_servers.collab-hub]` `url` + `bearer_token_env_var` | `.codex/hooks.json` `hooks` (trusted in Codex's `/hooks` before they run) | `.codex/collab-hub.env` (source it before `codex`; the hooks inherit Codex's environment), added to `.gitignore` |
 //!
 //! JSON files are merged (other keys stay); the TOML file gets collab-hub's lines between
 //! marker comments, replaced on the next run.
@@ -24,6 +24,14 @@ use crate::client;
 
 /// The MCP server's name in every client's configuration.
 pub const SERVER_NAME: &str = "collab-hub";
+/// The variable Gemini CLI's MCP header reads the token from (`.gemini/.env` sets it beside
+/// `COLLAB_HUB_TOKEN`, which the hooks read). Gemini CLI (0.61) expands `$VAR` in MCP headers
+/// from an environment in which it redacts every variable whose name contains `TOKEN`, `KEY`,
+/// `AUTH`, … except those starting with `GEMINI_CLI_` (docs/reference/configuration.md,
+/// "Environment variable redaction"); and `.gemini/.env` is loaded only after settings.json was
+/// expanded. So `$COLLAB_HUB_TOKEN` became `Bearer ` (`gemini mcp list`: Disconnected), while
+/// this name survives both steps (tests/api/agent_clis.rs runs the real CLI).
+pub const GEMINI_TOKEN_VAR: &str = "GEMINI_CLI_COLLAB_HUB_TOKEN";
 const TOML_BEGIN: &str = "# >>> collab-hub (written by `collab-hub connect`; replaced on rerun)";
 const TOML_END: &str = "# <<< collab-hub";
 
@@ -107,10 +115,10 @@ fn write_file(path: &Path, content: &str, secret: bool) -> Result<(), String> {
 fn next_step(client: Agent, dir: &Path) -> String {
     match client {
         Agent::Claude => "Start `claude` in this directory; /mcp lists collab-hub.".into(),
-        Agent::Gemini => "Start `gemini` in this directory; /mcp lists collab-hub.".into(),
+        Agent::Gemini => "Start `gemini` in this directory and trust the folder when asked (in an untrusted folder Gemini CLI reads neither .gemini/settings.json nor .gemini/.env); /mcp lists collab-hub.".into(),
         Agent::Cursor => "Open this directory in Cursor; Settings > MCP lists collab-hub.".into(),
         Agent::Codex => format!(
-            "Start Codex with the token in its environment: `. {}/.codex/collab-hub.env && codex` (project config is read for trusted projects).",
+            "Start Codex with the token in its environment: `. {}/.codex/collab-hub.env && codex`. Trust the project when asked (Codex reads .codex/ only in trusted projects), then open /hooks and trust collab-hub's hooks (Codex runs a new or changed hook only once trusted, and warns at startup while one waits for review).",
             dir.display()
         ),
     }
@@ -220,7 +228,7 @@ pub fn plan(args: &ConnectArgs, token: &str) -> Result<Vec<Planned>, String> {
             servers.insert(
                 SERVER_NAME.into(),
                 json!({"httpUrl": format!("{base}/mcp-gemini"),
-                       "headers": {"Authorization": "Bearer $COLLAB_HUB_TOKEN"}}),
+                       "headers": {"Authorization": format!("Bearer ${GEMINI_TOKEN_VAR}")}}),
             );
             // The hooks system is off unless `tools.enableHooks` (gemini-cli docs/hooks/index.md,
             // "Verifying hooks system status"); an explicit choice already there is kept.
@@ -241,10 +249,10 @@ pub fn plan(args: &ConnectArgs, token: &str) -> Result<Vec<Planned>, String> {
             files.push(json_file(
                 path,
                 &doc,
-                "MCP server (token from $COLLAB_HUB_TOKEN) and hooks".into(),
+                format!("MCP server (token from ${GEMINI_TOKEN_VAR}) and hooks"),
             )?);
             let path = dir.join(".gemini/.env");
-            files.push(env_file(path, base, token, "")?);
+            files.push(env_file(path, base, token, "", &[GEMINI_TOKEN_VAR])?);
             files.extend(gitignore(dir, ".gemini/.env")?);
         }
         Agent::Cursor => {
@@ -265,23 +273,41 @@ pub fn plan(args: &ConnectArgs, token: &str) -> Result<Vec<Planned>, String> {
         Agent::Codex => {
             let path = dir.join(".codex/config.toml");
             let old = read_text(&path)?;
-            let notify = format!(
-                "notify = [{}, \"hook\", \"--client\", \"codex\", \"--url\", {}]",
-                toml_string(&args.exe),
-                toml_string(base)
-            );
             let server = format!(
                 "[mcp_servers.{SERVER_NAME}]\nurl = {}\nbearer_token_env_var = \"COLLAB_HUB_TOKEN\"",
                 toml_string(&format!("{base}/mcp"))
             );
             files.push(Planned {
                 path,
-                content: codex_toml(&old, &notify, &server),
-                what: "MCP server (token from $COLLAB_HUB_TOKEN) and notify".into(),
+                content: codex_toml(&old, &server),
+                what: "MCP server (token from $COLLAB_HUB_TOKEN)".into(),
                 excerpt: None,
             });
+            // Codex 0.171 reads lifecycle hooks from the project's .codex/hooks.json (a project
+            // config.toml may not set `notify`: Codex ignores it there with a warning). Each
+            // command names its event (`--event`), as `/hooks` then shows it.
+            let path = dir.join(".codex/hooks.json");
+            let mut doc = read_json(&path)?;
+            let hooks = entry(&mut doc, &["hooks"]);
+            for event in [
+                "SessionStart",
+                "UserPromptSubmit",
+                "PostToolUse",
+                "PreCompact",
+                "Stop",
+            ] {
+                // No matcher: every SessionStart source (startup, resume, clear, compact,
+                // fork) and every tool.
+                let command = format!("{} --event {event}", hook(Agent::Codex));
+                set_hook(hooks, event, None, &command, json!(5), false);
+            }
+            files.push(json_file(
+                path,
+                &doc,
+                "hooks (no token: they read $COLLAB_HUB_TOKEN)".into(),
+            )?);
             let path = dir.join(".codex/collab-hub.env");
-            files.push(env_file(path, base, token, "export ")?);
+            files.push(env_file(path, base, token, "export ", &[])?);
             files.extend(gitignore(dir, ".codex/collab-hub.env")?);
         }
     }
@@ -375,18 +401,32 @@ fn json_file(path: PathBuf, doc: &Value, what: String) -> Result<Planned, String
 }
 
 /// `KEY=value` lines for the URL and token; other lines of an existing file stay.
-fn env_file(path: PathBuf, base: &str, token: &str, prefix: &str) -> Result<Planned, String> {
+/// `token_aliases`: more names the token is written under (see `GEMINI_TOKEN_VAR`).
+fn env_file(
+    path: PathBuf,
+    base: &str,
+    token: &str,
+    prefix: &str,
+    token_aliases: &[&str],
+) -> Result<Planned, String> {
     let old = read_text(&path)?;
+    let ours = |l: &str| {
+        let l = l.trim_start().trim_start_matches("export ").trim_start();
+        ["COLLAB_HUB_URL", "COLLAB_HUB_TOKEN"]
+            .iter()
+            .chain(token_aliases)
+            .any(|k| l.starts_with(&format!("{k}=")))
+    };
     let mut lines: Vec<String> = old
         .lines()
-        .filter(|l| {
-            let l = l.trim_start().trim_start_matches("export ").trim_start();
-            !l.starts_with("COLLAB_HUB_URL=") && !l.starts_with("COLLAB_HUB_TOKEN=")
-        })
+        .filter(|l| !ours(l))
         .map(str::to_owned)
         .collect();
     lines.push(format!("{prefix}COLLAB_HUB_URL={base}"));
     lines.push(format!("{prefix}COLLAB_HUB_TOKEN={token}"));
+    for alias in token_aliases {
+        lines.push(format!("{prefix}{alias}={token}"));
+    }
     Ok(Planned {
         path,
         content: lines.join("\n") + "\n",
@@ -419,9 +459,9 @@ fn gitignore(dir: &Path, entry: &str) -> Result<Option<Planned>, String> {
     }))
 }
 
-/// `old` without a previous collab-hub block, with `notify` first (TOML root keys precede
-/// tables) unless the file has a `notify` of its own, and the server table last.
-fn codex_toml(old: &str, notify: &str, server: &str) -> String {
+/// `old` without a previous collab-hub block (an earlier version also wrote a `notify` block,
+/// which goes too), with the server table last.
+fn codex_toml(old: &str, server: &str) -> String {
     let mut kept = Vec::new();
     let mut inside = false;
     for line in old.lines() {
@@ -433,11 +473,7 @@ fn codex_toml(old: &str, notify: &str, server: &str) -> String {
             kept.push(line);
         }
     }
-    let own_notify = kept.iter().any(|l| l.trim_start().starts_with("notify"));
     let mut out = String::new();
-    if !own_notify {
-        let _ = writeln!(out, "{TOML_BEGIN}\n{notify}\n{TOML_END}");
-    }
     let rest = kept.join("\n");
     let rest = rest.trim();
     if !rest.is_empty() {
@@ -469,18 +505,19 @@ mod tests {
 
     #[test]
     fn codex_toml_replaces_its_own_block_and_keeps_the_rest() {
-        let first = codex_toml(
-            "model = \"o3\"\n[tui]\nx = 1\n",
-            "notify = []",
-            "[mcp_servers.a]",
-        );
-        assert!(first.starts_with(TOML_BEGIN), "{first}");
-        let second = codex_toml(&first, "notify = [\"b\"]", "[mcp_servers.b]");
-        assert_eq!(second.matches(TOML_BEGIN).count(), 2, "{second}");
+        let first = codex_toml("model = \"o3\"\n[tui]\nx = 1\n", "[mcp_servers.a]");
+        assert!(first.starts_with("model = \"o3\""), "{first}");
+        let second = codex_toml(&first, "[mcp_servers.b]");
+        assert_eq!(second.matches(TOML_BEGIN).count(), 1, "{second}");
         assert!(second.contains("model = \"o3\"") && second.contains("[tui]"));
-        assert!(!second.contains("[mcp_servers.a]") && second.contains("notify = [\"b\"]"));
-        let own = codex_toml("notify = [\"mine\"]\n", "notify = []", "[mcp_servers.a]");
-        assert_eq!(own.matches("notify").count(), 1, "{own}");
+        assert!(!second.contains("[mcp_servers.a]") && second.contains("[mcp_servers.b]"));
+        // The notify block an earlier version wrote goes; the user's own notify stays.
+        let old = format!(
+            "{TOML_BEGIN}\nnotify = [\"collab-hub\", \"hook\"]\n{TOML_END}\nnotify = [\"mine\"]\n"
+        );
+        let cleaned = codex_toml(&old, "[mcp_servers.a]");
+        assert_eq!(cleaned.matches("notify").count(), 1, "{cleaned}");
+        assert!(cleaned.contains("notify = [\"mine\"]"), "{cleaned}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! hook points; asks the hub what waits for the participant (`GET /mcp/events/waiting`) and, at
 //! session start, for its briefing (`POST /mcp/session/resume` `{"maxTokens": 1500}`), and prints
 //! exactly what that client documents for adding context to the model. Nothing waiting, or the
-//! hub down or slow: nothing printed, exit 0, within [`BUDGET`].
+//! hub down or slow: nothing printed, exit 0, within [`BUDGET`]. When what it prints carries the
+//! digest, it confirms the critical messages the digest lists in full (`POST
+//! /mcp/events/shown`): their senders see them shown to this model (`shownTo`).
 //!
 //! The documented shapes followed:
 //!
@@ -23,10 +25,23 @@
 //!   `BeforeAgent`/`AfterTool` of that Gemini session (its `session_id`) carries the briefing.
 //!   Gemini CLI's own hooks guide (`docs/hooks/index.md`) shows `hookEventName` inside
 //!   `hookSpecificOutput` too, as Claude Code's does.
-//! - Codex CLI, `notify` in `config.toml` (developers.openai.com/codex/config-advanced, "notify"):
-//!   the command gets one JSON argument (`{"type": "agent-turn-complete", ...}`) and its output is
-//!   ignored. So the hook only asks the hub (which also keeps the participant present) and prints
-//!   nothing; Codex's model sees waiting events through the digest on every collab-hub tool result.
+//! - Codex (0.171), lifecycle hooks (<https://developers.openai.com/codex/hooks>; the JSON
+//!   schemas of every event's input and output ship inside the `codex` binary): input JSON on
+//!   stdin with `session_id`, `transcript_path`, `cwd`, `hook_event_name`, `model`, and per event
+//!   `source` (SessionStart: startup|resume|clear|compact|fork), `turn_id` and `prompt`
+//!   (UserPromptSubmit), `tool_name`, `tool_input`, `tool_response`, `tool_use_id`
+//!   (PostToolUse), `trigger` (PreCompact), `stop_hook_active` and `last_assistant_message`
+//!   (Stop). Output: Claude Code's shapes, with no other keys allowed
+//!   (`additionalProperties: false`): `{"hookSpecificOutput": {"hookEventName",
+//!   "additionalContext"}}` for SessionStart, UserPromptSubmit and PostToolUse (the model reads it
+//!   as developer context), `{"decision": "block", "reason"}` for Stop (Codex continues, the
+//!   reason its continuation prompt). PreCompact (and PostCompact) accept no context: PreCompact
+//!   prints nothing but marks the Codex session (its `session_id`) as compacted, so the
+//!   `SessionStart` that follows a compaction, or else the next UserPromptSubmit/PostToolUse,
+//!   carries the briefing again, once.
+//! - Codex's older `notify` (a user-level `config.toml` key; Codex ignores it in a project's
+//!   config): one JSON argument (`{"type": "agent-turn-complete", ...}`), output ignored. Still
+//!   read: the call asks the hub (keeping the participant present) and prints nothing.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -52,7 +67,7 @@ pub struct HookArgs {
     pub event: Option<String>,
     pub url: String,
     pub token: Option<String>,
-    /// Codex `notify` passes its JSON as the last argument instead of stdin.
+    /// Codex's `notify` passes its JSON as the last argument instead of stdin.
     pub payload: Option<String>,
 }
 
@@ -60,10 +75,9 @@ pub struct HookArgs {
 /// every problem ends in `None`, with a line on stderr at most.
 pub fn run(args: &HookArgs) -> Option<String> {
     let started = Instant::now();
-    let input = match (&args.payload, args.client) {
-        (Some(raw), _) => serde_json::from_str(raw).unwrap_or(Value::Null),
-        (None, Agent::Codex) => Value::Null,
-        (None, _) => read_stdin(STDIN_WAIT),
+    let input = match &args.payload {
+        Some(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+        None => read_stdin(STDIN_WAIT),
     };
     let event = args
         .event
@@ -75,21 +89,26 @@ pub fn run(args: &HookArgs) -> Option<String> {
     let base = args.url.trim_end_matches('/').to_owned();
     let mut plan = Plan::of(args.client, &event);
     let marker = compaction_marker(&input);
-    if args.client == Agent::Gemini && event == "PreCompress" {
-        // Gemini CLI cannot add context here (advisory only): remember the compaction so the
-        // next BeforeAgent/AfterTool of this Gemini session carries the briefing again.
+    if matches!(
+        (args.client, event.as_str()),
+        (Agent::Gemini, "PreCompress") | (Agent::Codex, "PreCompact")
+    ) {
+        // These clients cannot add context here: remember the compaction so that this client
+        // session's next context-adding hook carries the briefing again.
         if let Some(m) = &marker {
             let _ = std::fs::write(m, b"");
         }
         return None;
     }
-    if plan == (Plan::Context { briefing: false })
-        && args.client == Agent::Gemini
+    if matches!(plan, Plan::Context { .. })
+        && matches!(args.client, Agent::Gemini | Agent::Codex)
         && marker.is_some_and(|m| std::fs::remove_file(m).is_ok())
     {
+        // Briefed again, once (a SessionStart briefs anyway: consuming the marker there keeps
+        // the next turn from briefing twice).
         plan = Plan::Context { briefing: true };
     }
-    if plan == Plan::Nothing && args.client != Agent::Codex {
+    if plan == Plan::Nothing {
         return None;
     }
     let left = BUDGET.saturating_sub(started.elapsed());
@@ -136,13 +155,16 @@ pub fn run(args: &HookArgs) -> Option<String> {
         .as_ref()
         .and_then(|w| w["critical"].as_array())
         .is_some_and(|c| !c.is_empty());
-    match plan {
-        Plan::Nothing => None,
+    // The text the model will read, and whether it carries the whole digest.
+    let (out, printed) = match plan {
+        Plan::Nothing | Plan::Presence => return None,
         Plan::Context { .. } => {
             let text = compose(briefing.as_ref(), digest)?;
-            Some(
+            let whole = digest.is_some_and(|d| text.contains(d));
+            (
                 json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}})
                     .to_string(),
+                whole,
             )
         }
         Plan::BlockStop { deny_word } => {
@@ -154,8 +176,43 @@ pub fn run(args: &HookArgs) -> Option<String> {
                 "collab-hub: a critical event waits for you; read it and act on it (events_ack once handled) before stopping.\n{}",
                 digest.unwrap_or("")
             );
-            Some(json!({"decision": deny_word, "reason": reason}).to_string())
+            (
+                json!({"decision": deny_word, "reason": reason}).to_string(),
+                digest.is_some(),
+            )
         }
+    };
+    if printed {
+        confirm_shown(&base, token, waiting.as_ref(), started);
+    }
+    Some(out)
+}
+
+/// Tells the hub which critical messages the printed digest lists in full (`listed`): their
+/// `shown` receipt (`POST /mcp/events/shown`, `via: hook`). Within what is left of [`BUDGET`];
+/// a failure costs the receipt, never the output.
+fn confirm_shown(base: &str, token: &str, waiting: Option<&Value>, started: Instant) {
+    let Some(ids) = waiting
+        .and_then(|w| w["listed"].as_array())
+        .filter(|ids| !ids.is_empty())
+    else {
+        return;
+    };
+    let left = BUDGET.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return;
+    }
+    let body = json!({"ids": ids, "via": "hook"});
+    match client::request_within(
+        "POST",
+        &format!("{base}/mcp/events/shown"),
+        Some(token),
+        Some(&body),
+        left,
+    ) {
+        Ok((200, _)) => {}
+        Ok((status, body)) => eprintln!("collab-hub hook: shown receipts: {status}: {body}"),
+        Err(e) => eprintln!("collab-hub hook: shown receipts: {e}"),
     }
 }
 
@@ -163,6 +220,8 @@ pub fn run(args: &HookArgs) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
     Nothing,
+    /// Ask the hub (which keeps the participant present), print nothing: Codex's `notify`.
+    Presence,
     /// Add context for the model (with the briefing at session start).
     Context {
         briefing: bool,
@@ -176,11 +235,16 @@ enum Plan {
 impl Plan {
     fn of(client: Agent, event: &str) -> Plan {
         match (client, event) {
-            (Agent::Claude | Agent::Gemini, "SessionStart") => Plan::Context { briefing: true },
-            (Agent::Claude, "UserPromptSubmit" | "PostToolUse")
+            (Agent::Claude | Agent::Gemini | Agent::Codex, "SessionStart") => {
+                Plan::Context { briefing: true }
+            }
+            (Agent::Claude | Agent::Codex, "UserPromptSubmit" | "PostToolUse")
             | (Agent::Gemini, "BeforeAgent" | "AfterTool") => Plan::Context { briefing: false },
-            (Agent::Claude, "Stop" | "SubagentStop") => Plan::BlockStop { deny_word: "block" },
+            (Agent::Claude, "Stop" | "SubagentStop") | (Agent::Codex, "Stop") => {
+                Plan::BlockStop { deny_word: "block" }
+            }
             (Agent::Gemini, "AfterAgent") => Plan::BlockStop { deny_word: "deny" },
+            (Agent::Codex, "agent-turn-complete") => Plan::Presence,
             _ => Plan::Nothing,
         }
     }
@@ -271,7 +335,23 @@ mod tests {
         );
         assert_eq!(Plan::of(Agent::Claude, "PreCompact"), Plan::Nothing);
         assert_eq!(Plan::of(Agent::Gemini, "PreCompress"), Plan::Nothing);
-        assert_eq!(Plan::of(Agent::Codex, "agent-turn-complete"), Plan::Nothing);
+        assert_eq!(
+            Plan::of(Agent::Codex, "agent-turn-complete"),
+            Plan::Presence
+        );
+        assert_eq!(
+            Plan::of(Agent::Codex, "SessionStart"),
+            Plan::Context { briefing: true }
+        );
+        assert_eq!(
+            Plan::of(Agent::Codex, "PostToolUse"),
+            Plan::Context { briefing: false }
+        );
+        assert_eq!(
+            Plan::of(Agent::Codex, "Stop"),
+            Plan::BlockStop { deny_word: "block" }
+        );
+        assert_eq!(Plan::of(Agent::Codex, "PreCompact"), Plan::Nothing);
     }
 
     #[test]

@@ -87,6 +87,66 @@ fn gemini_input(event: &str, extra: Value) -> Value {
     v
 }
 
+/// Codex's hook input (0.171; the input schemas ship in the `codex` binary): the common fields,
+/// `turn_id` for the events inside a turn, plus the event's own.
+fn codex_input(event: &str, extra: Value) -> Value {
+    let mut v = json!({
+        "session_id": "01a23c1e-bf46-7f52-9448-025df8c6f767",
+        "transcript_path": null,
+        "cwd": "/tmp",
+        "hook_event_name": event,
+        "model": "gpt-5",
+        "permission_mode": "default",
+    });
+    if event != "SessionStart" {
+        v["turn_id"] = json!("01a23c1e-bf69-7430-a99b-1e8d29da43ee");
+    }
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    v
+}
+
+/// What Codex 0.171 accepts on a hook's stdout for `event` (its output schemas, shipped in the
+/// binary, allow no other keys: `additionalProperties: false`); returns the text for the model
+/// (`additionalContext`, or a Stop's `reason`).
+fn codex_output(out: &Value, event: &str) -> String {
+    let common = ["continue", "stopReason", "suppressOutput", "systemMessage"];
+    let own: &[&str] = match event {
+        "SessionStart" => &["hookSpecificOutput"],
+        "UserPromptSubmit" | "PostToolUse" => &["decision", "reason", "hookSpecificOutput"],
+        "Stop" => &["decision", "reason"],
+        _ => &[],
+    };
+    for key in out.as_object().expect("an object").keys() {
+        assert!(
+            common.contains(&key.as_str()) || own.contains(&key.as_str()),
+            "{event}: Codex does not accept `{key}`: {out}"
+        );
+    }
+    if event == "Stop" {
+        assert_eq!(out["decision"], "block", "{out}");
+        return out["reason"]
+            .as_str()
+            .expect("a block needs its reason")
+            .to_owned();
+    }
+    let spec = out["hookSpecificOutput"]
+        .as_object()
+        .expect("hookSpecificOutput");
+    for key in spec.keys() {
+        assert!(
+            ["hookEventName", "additionalContext"].contains(&key.as_str()),
+            "{event}: hookSpecificOutput.{key}: {out}"
+        );
+    }
+    assert_eq!(spec["hookEventName"], event, "{out}");
+    spec["additionalContext"]
+        .as_str()
+        .expect("additionalContext")
+        .to_owned()
+}
+
 /// One JSON document on stdout, exit 0.
 fn json_out(run: &Run, what: &str) -> Value {
     assert!(run.ok, "{what}: {}", run.stderr);
@@ -134,7 +194,7 @@ async fn hook_answers_in_each_clients_documented_shape(backend: Backend) {
 
     // Nothing waits yet: the per-turn hooks print nothing; session start still briefs.
     let (u, t) = (url.clone(), claude.clone());
-    let (prompt, start, gem_start) = blocking(move || {
+    let (prompt, start, gem_start, codex_start, codex_prompt) = blocking(move || {
         (
             hook(
                 &u,
@@ -154,10 +214,31 @@ async fn hook_answers_in_each_clients_documented_shape(backend: Backend) {
                 "gemini",
                 &gemini_input("SessionStart", json!({"source": "startup"})),
             ),
+            hook(
+                &u,
+                &t,
+                "codex",
+                &codex_input("SessionStart", json!({"source": "startup"})),
+            ),
+            hook(
+                &u,
+                &t,
+                "codex",
+                &codex_input("UserPromptSubmit", json!({"prompt": "hi"})),
+            ),
         )
     })
     .await;
     silent(&prompt, "UserPromptSubmit with nothing waiting");
+    silent(&codex_prompt, "codex UserPromptSubmit with nothing waiting");
+    let text = codex_output(
+        &json_out(&codex_start, "codex SessionStart"),
+        "SessionStart",
+    );
+    assert!(
+        text.contains("you are claude (driver)") && text.contains("Briefing:"),
+        "codex SessionStart: {text}"
+    );
     for (run, what) in [
         (&start, "claude SessionStart"),
         (&gem_start, "gemini SessionStart"),
@@ -254,6 +335,107 @@ async fn hook_answers_in_each_clients_documented_shape(backend: Backend) {
     })
     .await;
     silent(&quiet, "gemini with nothing waiting");
+
+    // Codex, as `connect codex` registers it (`--event` named on the command line), fed Codex's
+    // documented input for each event.
+    let (u, t) = (url.clone(), claude.clone());
+    let (compacted, restarted) = (
+        format!("codex-{}", uuid::Uuid::new_v4()),
+        format!("codex-{}", uuid::Uuid::new_v4()),
+    );
+    let runs = blocking(move || {
+        let x = |event: &str, extra: Value| {
+            hub(
+                &["hook", "--client", "codex", "--event", event],
+                &[("COLLAB_HUB_URL", &u), ("COLLAB_HUB_TOKEN", &t)],
+                &codex_input(event, extra).to_string(),
+            )
+        };
+        let tool = json!({"tool_name": "Bash", "tool_input": {"command": "ls"},
+                          "tool_response": "Cargo.toml", "tool_use_id": "call_1"});
+        let in_session = |id: &str, extra: Value| {
+            let mut e = tool.clone();
+            e.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            e["session_id"] = json!(id);
+            e
+        };
+        vec![
+            x("UserPromptSubmit", json!({"prompt": "go on"})),
+            x("PostToolUse", tool.clone()),
+            x(
+                "Stop",
+                json!({"stop_hook_active": false, "last_assistant_message": "done"}),
+            ),
+            x(
+                "Stop",
+                json!({"stop_hook_active": true, "last_assistant_message": "done"}),
+            ),
+            x(
+                "PreCompact",
+                json!({"trigger": "auto", "session_id": compacted}),
+            ),
+            // After a compaction, the next context of that Codex session is briefed, once.
+            x("PostToolUse", in_session(&compacted, json!({}))),
+            x("PostToolUse", in_session(&compacted, json!({}))),
+            // The SessionStart that follows a compaction briefs and settles the mark.
+            x(
+                "PreCompact",
+                json!({"trigger": "manual", "session_id": restarted}),
+            ),
+            x(
+                "SessionStart",
+                json!({"source": "compact", "session_id": restarted}),
+            ),
+            x(
+                "UserPromptSubmit",
+                json!({"prompt": "x", "session_id": restarted}),
+            ),
+            // Without --event the input names it.
+            hook(&u, &t, "codex", &codex_input("PostToolUse", tool.clone())),
+        ]
+    })
+    .await;
+    for (i, event) in [
+        (0, "UserPromptSubmit"),
+        (1, "PostToolUse"),
+        (10, "PostToolUse"),
+    ] {
+        let text = codex_output(&json_out(&runs[i], event), event);
+        assert!(
+            text.contains(finding) && !text.contains("you are claude"),
+            "codex {event}: {text}"
+        );
+    }
+    let reason = codex_output(&json_out(&runs[2], "codex Stop"), "Stop");
+    assert!(reason.contains(finding), "{reason}");
+    silent(&runs[3], "codex Stop again (stop_hook_active)");
+    silent(&runs[4], "codex PreCompact");
+    let briefed = codex_output(&json_out(&runs[5], "after PreCompact"), "PostToolUse");
+    assert!(
+        briefed.contains("you are claude (driver)") && briefed.contains(finding),
+        "{briefed}"
+    );
+    let again = codex_output(&json_out(&runs[6], "later"), "PostToolUse");
+    assert!(
+        !again.contains("you are claude") && again.contains(finding),
+        "{again}"
+    );
+    silent(&runs[7], "codex PreCompact");
+    let start = codex_output(&json_out(&runs[8], "SessionStart compact"), "SessionStart");
+    assert!(
+        start.contains("you are claude (driver)") && start.contains(finding),
+        "{start}"
+    );
+    let next = codex_output(
+        &json_out(&runs[9], "after SessionStart"),
+        "UserPromptSubmit",
+    );
+    assert!(
+        !next.contains("you are claude") && next.contains(finding),
+        "briefed once: {next}"
+    );
 }
 
 /// A closed port, and a port that accepts but never answers: nothing on stdout, exit 0, within
@@ -267,7 +449,7 @@ fn hook_with_the_hub_down_or_stuck_is_silent_and_quick() {
     let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let stuck_url = format!("http://{}", stuck.local_addr().unwrap());
     let holder = std::thread::spawn(move || {
-        let held: Vec<_> = stuck.incoming().take(4).collect();
+        let held: Vec<_> = stuck.incoming().take(7).collect();
         std::thread::sleep(Duration::from_secs(3));
         drop(held);
     });
@@ -284,6 +466,17 @@ fn hook_with_the_hub_down_or_stuck_is_silent_and_quick() {
             (
                 "gemini",
                 gemini_input("BeforeAgent", json!({"prompt": "x"})),
+            ),
+            (
+                "codex",
+                codex_input("SessionStart", json!({"source": "startup"})),
+            ),
+            (
+                "codex",
+                codex_input(
+                    "Stop",
+                    json!({"stop_hook_active": false, "last_assistant_message": "x"}),
+                ),
             ),
         ] {
             let run = hook(url, "chp_x", client, &input);
@@ -332,6 +525,31 @@ async fn token_works(app: &TestApp, id: &str, token: &str) {
     assert_eq!(body["sessionId"], id);
 }
 
+/// A hook command as `connect` wrote it, run the way the clients run it (`sh -c`, the token in
+/// the environment, the input on stdin); its stdout as JSON.
+async fn run_written(command: String, token: String, input: Value) -> Value {
+    let out = blocking(move || {
+        let out = Command::new("sh")
+            .args(["-c", &command])
+            .env_remove("COLLAB_HUB_URL")
+            .env("COLLAB_HUB_TOKEN", &token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.to_string().as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("run the hook command");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await;
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 async fn connect_writes_each_clients_configuration(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -356,9 +574,18 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
     std::fs::create_dir_all(repo.join(".gemini")).unwrap();
     std::fs::write(repo.join(".gemini/settings.json"), r#"{"theme": "GitHub"}"#).unwrap();
     std::fs::create_dir_all(repo.join(".codex")).unwrap();
+    // What an earlier `connect codex` wrote (a `notify` Codex ignores in a project's config),
+    // and a hook of the user's own.
     std::fs::write(
         repo.join(".codex/config.toml"),
-        "model = \"o3\"\n\n[tui]\nnotifications = true\n",
+        "# >>> collab-hub (written by `collab-hub connect`; replaced on rerun)\n\
+         notify = [\"collab-hub\", \"hook\", \"--client\", \"codex\"]\n# <<< collab-hub\n\
+         model = \"o3\"\n\n[tui]\nnotifications = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".codex/hooks.json"),
+        r#"{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}}"#,
     )
     .unwrap();
 
@@ -473,29 +700,12 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(command.contains("hook --client claude"), "{command}");
-    let token = claude_token.clone();
-    let start = blocking(move || {
-        let out = Command::new("sh")
-            .args(["-c", &command])
-            .env_remove("COLLAB_HUB_URL")
-            .env("COLLAB_HUB_TOKEN", &token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                c.stdin.take().unwrap().write_all(
-                    claude_input("SessionStart", json!({"source": "startup"}))
-                        .to_string()
-                        .as_bytes(),
-                )?;
-                c.wait_with_output()
-            })
-            .expect("run the hook command");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    })
+    let start = run_written(
+        command,
+        claude_token.clone(),
+        claude_input("SessionStart", json!({"source": "startup"})),
+    )
     .await;
-    let start: Value =
-        serde_json::from_str(start.trim()).unwrap_or_else(|e| panic!("{e}: {start}"));
     assert!(
         context_of(&start, "SessionStart").contains("you are claude"),
         "{start}"
@@ -508,8 +718,8 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
     let server = &gem["mcpServers"]["collab-hub"];
     assert_eq!(server["httpUrl"], format!("{}/mcp-gemini", app.address));
     assert_eq!(
-        server["headers"]["Authorization"],
-        "Bearer $COLLAB_HUB_TOKEN"
+        server["headers"]["Authorization"], "Bearer $GEMINI_CLI_COLLAB_HUB_TOKEN",
+        "Gemini CLI redacts variables named *TOKEN* from header expansion, except GEMINI_CLI_*"
     );
     for event in [
         "SessionStart",
@@ -531,6 +741,11 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
     );
     let gem_token = env_value(&repo.join(".gemini/.env"), "COLLAB_HUB_TOKEN");
     assert_eq!(
+        env_value(&repo.join(".gemini/.env"), "GEMINI_CLI_COLLAB_HUB_TOKEN"),
+        gem_token,
+        "the header's variable and the hooks' carry the same token"
+    );
+    assert_eq!(
         env_value(&repo.join(".gemini/.env"), "COLLAB_HUB_URL"),
         app.address
     );
@@ -548,7 +763,8 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
         .to_owned();
     token_works(&app, &id, &cursor_token).await;
 
-    // Codex: config.toml keeps its keys, has one notify and one server table; token in env file.
+    // Codex: config.toml keeps its keys, has one server table and no `notify` (the old block
+    // is gone); token in the env file.
     let toml = std::fs::read_to_string(repo.join(".codex/config.toml")).unwrap();
     assert!(
         toml.contains("model = \"o3\"") && toml.contains("[tui]"),
@@ -559,11 +775,7 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
         1,
         "{toml}"
     );
-    assert_eq!(toml.matches("notify = [").count(), 1, "{toml}");
-    assert!(
-        toml.find("notify = [").unwrap() < toml.find("[tui]").unwrap(),
-        "root key before tables: {toml}"
-    );
+    assert!(!toml.contains("notify ="), "{toml}");
     assert!(
         toml.contains(&format!("url = \"{}/mcp\"", app.address)),
         "{toml}"
@@ -594,6 +806,72 @@ async fn connect_writes_each_clients_configuration(backend: Backend) {
         }
     }
     token_works(&app, &id, &codex_token).await;
+    // Codex's hooks: .codex/hooks.json, merged (the user's own Stop hook stays), one collab-hub
+    // group per event after two runs, each naming its event; no token in the file.
+    let hooks = read_json(&repo.join(".codex/hooks.json"));
+    let hooks_text = std::fs::read_to_string(repo.join(".codex/hooks.json")).unwrap();
+    assert!(!hooks_text.contains("chp_"), "{hooks_text}");
+    for event in [
+        "SessionStart",
+        "UserPromptSubmit",
+        "PostToolUse",
+        "PreCompact",
+        "Stop",
+    ] {
+        let groups = hooks["hooks"][event]
+            .as_array()
+            .unwrap_or_else(|| panic!("{event}: {hooks}"));
+        let ours: Vec<&Value> = groups
+            .iter()
+            .filter(|g| {
+                g["hooks"][0]["command"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(" hook --client codex "))
+            })
+            .collect();
+        assert_eq!(ours.len(), 1, "{event}: {hooks}");
+        assert_eq!(
+            groups.len(),
+            if event == "Stop" { 2 } else { 1 },
+            "{event}: {hooks}"
+        );
+        let group = ours[0];
+        assert!(
+            group.get("matcher").is_none(),
+            "every source and tool: {group}"
+        );
+        let hook = &group["hooks"][0];
+        assert_eq!(hook["type"], "command", "{group}");
+        assert_eq!(hook["timeout"], 5, "{group}");
+        let command = hook["command"].as_str().unwrap();
+        assert!(
+            command.ends_with(&format!(
+                "hook --client codex --url {} --event {event}",
+                app.address
+            )),
+            "{command}"
+        );
+    }
+    assert_eq!(
+        hooks["hooks"]["Stop"][0]["hooks"][0]["command"], "notify-send done",
+        "{hooks}"
+    );
+    // The written SessionStart command, run as Codex runs it (sh -c, the token from the
+    // sourced .codex/collab-hub.env in its environment): the briefing in Codex's shape.
+    let command = hooks["hooks"]["SessionStart"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let start = run_written(
+        command,
+        codex_token.clone(),
+        codex_input("SessionStart", json!({"source": "startup"})),
+    )
+    .await;
+    assert!(
+        codex_output(&start, "SessionStart").contains("you are codex (navigator)"),
+        "{start}"
+    );
     let (_, view) = app.get(&format!("/mcp/session/{id}")).await;
     let codex = view["participants"]
         .as_array()
