@@ -6,7 +6,7 @@
 // folded on top (model.js), plus the hub's own task, lock and suggestion lists, drawn by views.js.
 
 import { HubConnection, HubError } from "./hub.js";
-import { SessionModel, LOCK_KINDS, category } from "./model.js";
+import { SessionModel, LOCK_KINDS, category, receiptsSignature } from "./model.js";
 import * as views from "./views.js";
 import { $, h, fill, relative, countdown, download } from "./dom.js";
 
@@ -23,9 +23,13 @@ const app = {
   suggestions: null,
   context: null,
   records: null,
+  receipts: null, // message id → the message as `messages_read` lists it for the operator (receipts)
+  receiptsSig: "",
+  receiptsNoticed: new Map(), // "id aiId state" → when this page first saw a receipt appear
+
   filters: { kind: "conversation", ai: "", priority: "" },
   // What a person typed or picked in controls that live updates redraw.
-  ui: { timelineLimit: 200, confirmComplete: false, reviewNotes: "", passTo: "", assign: new Map(), notes: new Map() },
+  ui: { timelineLimit: 200, confirmComplete: false, reviewNotes: "", passTo: "", assign: new Map(), notes: new Map(), openReceipts: new Set() },
   subs: { session: null, project: null, projectSessions: [], projectPending: false },
   replayTarget: 0,
   live: false,
@@ -142,7 +146,10 @@ function connState(state, info = {}) {
 }
 
 function setLive() {
+  const was = app.live;
   app.live = true;
+  // The replay is in: the messages it brought get their receipts.
+  if (!was && app.model) scheduleRefresh("receipts", 0);
   if (app.watch?.isOpen) {
     $("#conn").textContent = "Live";
     $("#conn").dataset.state = "live";
@@ -252,6 +259,9 @@ function afterEvent(f) {
   if (LOCK_KINDS.includes(kind) || kind === "participant_left" || kind === "task_status_changed") scheduleRefresh("locks");
   if (cat === "task") scheduleRefresh("tasks");
   if (kind.startsWith("suggestion_")) scheduleRefresh("suggestions");
+  // Sent, acknowledged, overdue: read the receipts again once the hub's delivery batch (about
+  // 200 ms) has been written.
+  if (cat === "message") scheduleRefresh("receipts", RECEIPTS_AFTER_EVENT_MS);
   if (Array.isArray(f.payload?.changes) && cat !== "role") scheduleRefresh("context");
   if (kind === "participant_joined" || kind === "participant_left" || kind === "session_status_changed") scheduleRefresh("sessions");
   if (app.seat?.authed && f.to === app.seat.aiId && f.priority === "critical") {
@@ -339,7 +349,48 @@ async function readList(what, operation) {
   markDirty(what);
 }
 
+/** Receipts of the newest messages: at most this many per read (the hub's limit). */
+const RECEIPTS_LIMIT = 200;
+const RECEIPTS_AFTER_EVENT_MS = 600;
+/**
+ * Delivered and shown receipts are written without events of their own, so while the page is
+ * visible they are read again this often (one call: far below a viewer's 10 calls a second).
+ */
+const RECEIPTS_EVERY_MS = 5000;
+
+/**
+ * The receipts of the newest messages: `messages_read` as the operator (a viewer's call lists
+ * every message with every receipt and marks nothing read). Redraws the timeline only when a
+ * receipt changed; notes when this page first saw each new one (the list has times for shown
+ * receipts only).
+ */
+async function readReceipts() {
+  const model = app.model;
+  if (!model || !model.events.some((e) => e.kind === "message_sent")) return;
+  const ok = await app.watch.call("messages_read", { sessionId: model.sessionId, limit: RECEIPTS_LIMIT });
+  if (model !== app.model) return;
+  const messages = ok.messages || [];
+  const sig = receiptsSignature(messages);
+  if (sig === app.receiptsSig) return;
+  if (app.receipts) {
+    const now = new Date().toISOString();
+    for (const m of messages) {
+      const old = app.receipts.get(m.id) || {};
+      for (const [state, field] of [["delivered", "deliveredTo"], ["read", "readBy"], ["acked", "ackedBy"]]) {
+        for (const who of m[field] || []) {
+          const key = `${m.id} ${who} ${state}`;
+          if (!(old[field] || []).includes(who) && !app.receiptsNoticed.has(key)) app.receiptsNoticed.set(key, now);
+        }
+      }
+    }
+  }
+  app.receipts = new Map(messages.map((m) => [m.id, m]));
+  app.receiptsSig = sig;
+  markDirty("timeline");
+}
+
 const READS = {
+  receipts: readReceipts,
   sessions: refreshSessions,
   tasks: () => readList("tasks", "task"),
   async locks() {
@@ -357,7 +408,7 @@ const READS = {
 };
 
 function refreshAll() {
-  for (const what of ["tasks", "locks", "suggestions", "context"]) scheduleRefresh(what, 0);
+  for (const what of ["tasks", "locks", "suggestions", "context", "receipts"]) scheduleRefresh(what, 0);
 }
 
 async function refreshSessions() {
@@ -422,7 +473,10 @@ function chooseSession(sessionId) {
   app.model = sessionId ? new SessionModel(sessionId) : null;
   app.tasks = app.locks = app.suggestions = app.context = app.records = null;
   app.replayTarget = 0;
-  app.ui = { timelineLimit: 200, confirmComplete: false, reviewNotes: "", passTo: "", assign: new Map(), notes: new Map() };
+  app.receipts = null;
+  app.receiptsSig = "";
+  app.receiptsNoticed = new Map();
+  app.ui = { timelineLimit: 200, confirmComplete: false, reviewNotes: "", passTo: "", assign: new Map(), notes: new Map(), openReceipts: new Set() };
   app.seat = sessionId ? loadSeat(sessionId) : null;
   const summary = app.sessions.find((x) => x.sessionId === sessionId);
   if (summary) app.project = summary.project;
@@ -671,7 +725,9 @@ function wire() {
   $("#briefing-load").addEventListener("click", loadBriefing);
   for (const b of document.querySelectorAll("[data-export]")) b.addEventListener("click", () => exportSession(b.dataset.export));
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && app.seat?.authed) scheduleAck();
+    if (document.visibilityState !== "visible") return;
+    if (app.seat?.authed) scheduleAck();
+    if (app.model && app.watch?.isOpen) scheduleRefresh("receipts", 0);
   });
   setInterval(tick, 1000);
   // New sessions and status changes elsewhere reach the pickers, and the project's new
@@ -679,6 +735,10 @@ function wire() {
   setInterval(() => {
     if (app.watch?.isOpen) refreshSessions().catch(() => {});
   }, 10_000);
+  // Receipts written without an event (delivered, shown), while someone can see them.
+  setInterval(() => {
+    if (document.visibilityState === "visible" && app.model && app.live && app.watch?.isOpen) scheduleRefresh("receipts", 0);
+  }, RECEIPTS_EVERY_MS);
   // Recently changed context keys stop being highlighted after five minutes.
   setInterval(() => app.model && markDirty("context"), 30_000);
 }

@@ -129,6 +129,47 @@ function emptyMetrics() {
   return { messages: 0, handoffs: 0, reviews: 0, conflicts: 0, tasksCompleted: 0, changes: 0, locks: 0 };
 }
 
+/**
+ * Who a message is for: its recipient; for a broadcast, every active participant but the
+ * sender, and anyone who has a receipt of it (who may have left since). `participants` is the
+ * model's map (aiId → {active}).
+ */
+export function recipientsOf(message, participants) {
+  if (message.to) return [message.to];
+  const names = new Set();
+  for (const p of participants.values()) if (p.active && p.aiId !== message.from) names.add(p.aiId);
+  for (const list of [message.deliveredTo, message.readBy, message.ackedBy]) for (const n of list || []) names.add(n);
+  for (const x of message.shownTo || []) names.add(x.aiId);
+  names.delete(message.from);
+  return [...names].sort();
+}
+
+/**
+ * The receipts of one message per recipient, from the hub's message list (`messages_read` as
+ * the operator, which lists every receipt of every message): delivered (handed to one of the
+ * reader's streams, or returned in a result), shown (put before its model: when and how),
+ * read (`messages_read` returned it), acknowledged. Each is its own fact: shown is not read,
+ * read is not acknowledged.
+ */
+export function receiptRows(message, participants) {
+  const has = (list, aiId) => (list || []).includes(aiId);
+  return recipientsOf(message, participants).map((aiId) => {
+    const shown = (message.shownTo || []).find((x) => x.aiId === aiId) || null;
+    return {
+      aiId,
+      delivered: has(message.deliveredTo, aiId) || Boolean(shown) || has(message.readBy, aiId) || has(message.ackedBy, aiId),
+      shown: shown ? { at: shown.at, via: shown.via } : null,
+      read: has(message.readBy, aiId),
+      acked: has(message.ackedBy, aiId),
+    };
+  });
+}
+
+/** What changes in the receipts of a message list: a stable text to compare two reads by. */
+export function receiptsSignature(messages) {
+  return JSON.stringify((messages || []).map((m) => [m.id, m.deliveredTo, m.shownTo, m.readBy, m.ackedBy]));
+}
+
 export class SessionModel {
   constructor(sessionId) {
     this.sessionId = sessionId;

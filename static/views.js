@@ -2,7 +2,7 @@
 // hub goes through textContent or an attribute (dom.js `h`).
 
 import { h, fill, $, timeAgo, clock, countdown, plain } from "./dom.js";
-import { CATEGORIES } from "./model.js";
+import { CATEGORIES, receiptRows } from "./model.js";
 
 const STATUS_COLUMNS = [
   ["pending", "Pending"],
@@ -273,11 +273,12 @@ export function renderTimeline(app) {
   $("#timeline-count").textContent = total === all.length
     ? `${total} event${total === 1 ? "" : "s"}`
     : `${total} of ${all.length} events match`;
-  fill($("#timeline-list"), shown.length ? shown.map((e) => timelineItem(app, e)) : h("li", { class: "muted empty-row" }, "Nothing matches these filters yet."));
+  const acks = ackTimes(all);
+  fill($("#timeline-list"), shown.length ? shown.map((e) => timelineItem(app, e, acks)) : h("li", { class: "muted empty-row" }, "Nothing matches these filters yet."));
   $("#timeline-more").hidden = total <= shown.length;
 }
 
-function timelineItem(app, e) {
+function timelineItem(app, e, acks) {
   const detail = e.kind === "message_sent" && typeof e.payload.body !== "string" ? JSON.stringify(e.payload.body, null, 2) : null;
   return h("li", { class: `event cat-${e.category} prio-${e.priority}`, dataset: { id: String(e.id), kind: e.kind } },
     h("div", { class: "event-meta" },
@@ -288,7 +289,105 @@ function timelineItem(app, e) {
       e.priority !== "routine" ? [" ", badge(e.priority, `prio prio-${e.priority}`)] : null,
       h("span", { class: "event-id muted small" }, ` #${e.id}`)),
     h("p", { class: "event-text" }, e.text),
-    detail ? h("pre", { class: "event-detail" }, detail) : null);
+    detail ? h("pre", { class: "event-detail" }, detail) : null,
+    e.kind === "message_sent" ? receipts(app, e, acks) : null);
+}
+
+// ---------------------------------------------------------------- receipts
+
+const SHOWN_VIA = {
+  digest: "listed in full in the digest of one of its tool results",
+  hook: "printed into its context by its client's hook",
+  briefing: "listed in its resume briefing",
+  channel: "sent as a channel notification",
+};
+
+/** When each acknowledgement of an ack-required message was told to its sender (`message_acked`). */
+function ackTimes(events) {
+  const out = new Map();
+  for (const e of events) {
+    if (e.kind !== "message_acked" || !Array.isArray(e.payload?.ids)) continue;
+    for (const id of e.payload.ids) {
+      const key = `${id} ${e.payload.by}`;
+      if (!out.has(key)) out.set(key, e.at);
+    }
+  }
+  return out;
+}
+
+function at(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+/**
+ * One receipt: a word with an icon that says whether it happened (✓) or not yet (○), not only
+ * a colour; the details (what it means, when) as its tooltip.
+ */
+function receipt(kind, done, label, title, extra = "") {
+  return h("span", { class: `receipt ${done ? "yes" : "no"}${extra}`, dataset: { receipt: kind, state: done ? "yes" : "no" }, title },
+    h("span", { class: "receipt-icon", "aria-hidden": "true" }, done ? "✓" : "○"),
+    done ? null : h("span", { class: "sr-only" }, "not yet "),
+    label);
+}
+
+function receiptRow(app, message, row, acks) {
+  const name = who(app, row.aiId);
+  const noticed = (state) => {
+    const t = app.receiptsNoticed?.get(`${message.id} ${row.aiId} ${state}`);
+    return t ? ` (seen here at ${at(t)})` : "";
+  };
+  const parts = [
+    receipt("delivered", row.delivered, "delivered", row.delivered
+      ? `Delivered to ${name}: handed to one of its event streams or returned in one of its tool results${noticed("delivered")}`
+      : `Not delivered to ${name} yet`),
+    receipt("shown", Boolean(row.shown), row.shown ? `shown (${row.shown.via})` : "shown", row.shown
+      ? `Shown to ${name}'s model at ${at(row.shown.at)}: ${SHOWN_VIA[row.shown.via] || row.shown.via}`
+      : `Not put before ${name}'s model yet (by a tool result's digest, a hook, a briefing or a channel)`),
+    receipt("read", row.read, "read", row.read
+      ? `Read: messages_read returned it to ${name}${noticed("read")}`
+      : `Not read by ${name} yet (messages_read has not returned it)`),
+  ];
+  // Acknowledgement is asked for by some messages only; a message acknowledged anyway says so.
+  if (message.requiresAck || row.acked) {
+    const ackAt = acks.get(`${message.id} ${row.aiId}`);
+    const due = message.ackDeadline ? ` by ${at(message.ackDeadline)}` : "";
+    parts.push(receipt("acked", row.acked, "acked", row.acked
+      ? `Acknowledged by ${name}${ackAt ? ` at ${at(ackAt)}` : noticed("acked")}`
+      : `Not acknowledged by ${name} yet${message.requiresAck ? `; asked for${due}` : ""}`,
+    !row.acked && message.requiresAck ? " due" : ""));
+  }
+  const line = [];
+  parts.forEach((p, i) => line.push(i ? h("span", { class: "sep", "aria-hidden": "true" }, " · ") : null, p));
+  return h("li", { class: "receipt-row", dataset: { ai: row.aiId } }, h("span", { class: "receipt-who" }, name), " ", line);
+}
+
+/**
+ * A message's receipts per recipient, from the hub's message list (app.receipts, read with
+ * `messages_read` as the operator). Up to three recipients show as lines; more fold into a
+ * summary that opens.
+ */
+function receipts(app, e, acks) {
+  const message = app.receipts?.get(e.id);
+  if (!message) return null;
+  const rows = receiptRows(message, app.model.participants);
+  if (rows.length === 0) return null;
+  const list = h("ul", { class: "receipt-rows", "aria-label": `Receipts of message #${e.id}` }, rows.map((r) => receiptRow(app, message, r, acks)));
+  if (rows.length <= 3) return h("div", { class: "receipts" }, list);
+  const count = (pick) => `${rows.filter(pick).length}/${rows.length}`;
+  const summary = [
+    `delivered ${count((r) => r.delivered)}`,
+    `shown ${count((r) => r.shown)}`,
+    `read ${count((r) => r.read)}`,
+    message.requiresAck ? `acked ${count((r) => r.acked)}` : null,
+  ].filter(Boolean).join(" · ");
+  const open = app.ui.openReceipts?.has(e.id);
+  return h("details", { class: "receipts", open, ontoggle: (ev) => {
+    app.ui.openReceipts ??= new Set();
+    if (ev.target.open) app.ui.openReceipts.add(e.id);
+    else app.ui.openReceipts.delete(e.id);
+  } },
+  h("summary", { dataset: { key: `receipts-${e.id}` } }, `Receipts: ${summary}`),
+  list);
 }
 
 // ---------------------------------------------------------------- tasks

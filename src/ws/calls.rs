@@ -11,7 +11,8 @@ use crate::error::HubError;
 use crate::mcp::tools::{self, Run};
 
 /// Runs `operation` as `call`'s caller. `viewer`: the connection has no participant identity;
-/// it may read, and take a seat (create or join), nothing else.
+/// it may read (read-only tools, read actions, and `messages_read` as the operator), and take a
+/// seat (create or join), nothing else.
 pub async fn run(
     call: Call,
     operation: &str,
@@ -45,12 +46,27 @@ pub async fn run(
         }
     };
     let takes_seat = matches!(operation, "session_create" | "session_join");
-    if viewer && !tool.reads(&arguments) && !takes_seat {
+    let operator_read = operation == "messages_read" && reads_as_operator(&arguments);
+    if viewer && operation == "messages_read" && !operator_read {
+        return Err(HubError::Forbidden(
+            "messages_read naming a participant (aiId) reads, and marks read, for that participant: a viewer reads as the operator (leave aiId out), or sends an auth frame with the participant's token".into(),
+        ));
+    }
+    if viewer && !tool.reads(&arguments) && !takes_seat && !operator_read {
         return Err(HubError::Forbidden(format!(
             "{operation} acts for a participant: send an auth frame with its token first (a viewer may read, create or join)"
         )));
     }
     run(call, arguments).await
+}
+
+/// `messages_read` marks what it returns read for the participant who reads: it is no read-only
+/// tool. A caller without a participant identity reads as the operator (the session actor
+/// leaves `MessageQuery::viewer` at `None`): every message with every receipt (`deliveredTo`,
+/// `shownTo`, `readBy`, `ackedBy`), marking nothing. Only naming a participant (`aiId`) would
+/// read, and mark, for it.
+fn reads_as_operator(arguments: &Value) -> bool {
+    arguments.get("aiId").is_none_or(Value::is_null)
 }
 
 async fn whoami(call: Call) -> Result<Value, HubError> {

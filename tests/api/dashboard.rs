@@ -374,6 +374,78 @@ impl Agents<'_> {
                     .unwrap_or_else(|| panic!("gemini never got the page's message: {read}"));
                 json!({"from": message["from"], "priority": message["priority"]})
             }
+            // Receipts, as the recipient's client produces each: sent (nothing yet), delivered
+            // (its MCP client got the message in a tool result), shown to its model (its hook
+            // printed it; or the digest of a tool result listed a critical message in full),
+            // read (`messages_read`), acknowledged (`message_ack`).
+            "receipts_send" => {
+                let ask = json!({"to": "gemini", "body": "Please confirm the schema change", "requiresAck": true});
+                let sent = ok(app, claude, "/mcp/messages/send", ask).await;
+                json!({"id": sent["id"]})
+            }
+            "receipts_deliver" => {
+                let id = asked["id"].as_i64().unwrap();
+                let poll = json!({"after": id - 1, "limit": 20});
+                let (err, page) = self.gemini.mcp.tool("events_poll", poll).await;
+                assert!(!err, "{page}");
+                let got = page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["id"] == id);
+                assert!(got, "gemini's client got message {id}: {page}");
+                json!({})
+            }
+            "receipts_hook" => {
+                let id = asked["id"].as_i64().unwrap();
+                let shown = json!({"ids": [id], "via": "hook"});
+                let answer = ok(app, gemini, "/mcp/events/shown", shown).await;
+                assert_eq!(answer, json!({"shown": [id]}));
+                json!({})
+            }
+            "receipts_read" => {
+                let id = asked["id"].as_i64().unwrap();
+                let path = format!("/mcp/messages?since={}&limit=1", id - 1);
+                let (status, read) = app.get_as(gemini, &path).await;
+                assert_eq!(status, StatusCode::OK, "{read}");
+                assert_eq!(read["messages"][0]["id"], id, "{read}");
+                json!({})
+            }
+            "receipts_ack" => {
+                let id = asked["id"].as_i64().unwrap();
+                let (err, acked) = self
+                    .gemini
+                    .mcp
+                    .tool("message_ack", json!({"ids": [id]}))
+                    .await;
+                assert!(!err, "{acked}");
+                json!({})
+            }
+            "receipts_critical" => {
+                let urgent = json!({"to": "gemini", "body": "Hold the release: the migration is not reversible", "priority": "critical"});
+                let sent = ok(app, claude, "/mcp/messages/send", urgent).await;
+                json!({"id": sent["id"]})
+            }
+            "receipts_digest" => {
+                // Any tool call: its result's digest lists the critical message in full.
+                let id = asked["id"].as_i64().unwrap();
+                let (_, raw) = self
+                    .gemini
+                    .mcp
+                    .call(9, "tools/call", json!({"name": "whoami", "arguments": {}}))
+                    .await;
+                let listed = raw["result"]["content"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{raw}"))
+                    .iter()
+                    .any(|c| {
+                        c["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains(&format!("#{id} message_sent")))
+                    });
+                assert!(listed, "the digest lists message {id}: {raw}");
+                json!({})
+            }
             "while_away" => {
                 let message = "sent while the page was away";
                 ok(app, claude, "/mcp/messages/send", json!({"body": message})).await;

@@ -24,6 +24,7 @@ both_backends!(
     who_may_connect_beyond_loopback_and_from_which_pages,
     a_project_subscription_follows_the_projects_sessions,
     viewers_calls_are_paced_and_participants_calls_are_not,
+    a_viewer_reads_every_receipt_and_marks_nothing,
 );
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -556,6 +557,13 @@ async fn critical_events_jump_ahead_of_queued_routine_ones(backend: Backend) {
         "after {written}"
     );
     send_message(&app, &claude, "stop the build", "critical").await;
+    // Queued as an interrupt while the viewer still does not read (the subscription's task
+    // forwards it after the send has answered).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&app, "collab_hub_ws_interrupts_total").await < 1 {
+        assert!(std::time::Instant::now() < deadline, "no interrupt queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(metric(&app, "collab_hub_ws_interrupts_total").await, 1);
     let frames = viewer
         .events_until(Duration::from_secs(30), |e| e["type"] == "interrupt")
@@ -842,5 +850,152 @@ async fn viewers_calls_are_paced_and_participants_calls_are_not(backend: Backend
             .await;
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    app.stop().await;
+}
+
+/// `token`'s message list (`GET /mcp/messages`): for a sender, the receipts of its messages.
+async fn message_list(app: &TestApp, token: &str) -> Value {
+    let (status, page) = app.get_as(token, "/mcp/messages?limit=200").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+/// One message's receipts: deliveredTo, shownTo as (aiId, via), readBy, ackedBy.
+type Receipts = (Value, Vec<(String, String)>, Value, Value);
+
+/// The receipts of `ids` as a message list shows them, in the order of `ids`.
+fn receipts_of(page: &Value, ids: &[i64]) -> Vec<Receipts> {
+    ids.iter()
+        .map(|id| {
+            let m = page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == *id)
+                .unwrap_or_else(|| panic!("message {id} not listed: {page}"));
+            let shown = m["shownTo"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no shownTo: {m}"))
+                .iter()
+                .map(|s| {
+                    assert!(s["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
+                    (
+                        s["aiId"].as_str().unwrap().to_owned(),
+                        s["via"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (
+                m["deliveredTo"].clone(),
+                shown,
+                m["readBy"].clone(),
+                m["ackedBy"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A viewer (the dashboard) calls `messages_read` as the operator: every message of the session
+/// with every receipt (`shownTo` included), and it marks nothing: afterwards the recipient still
+/// counts both messages unread and the sender sees no read receipt. Naming a participant
+/// (`aiId`), which would read and mark for it, is refused.
+async fn a_viewer_reads_every_receipt_and_marks_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, gemini) = app.create_pair("ws-receipts").await;
+    let (status, sent) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"to": "gemini", "body": "stop the deploy", "priority": "critical", "requiresAck": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let urgent = sent["id"].as_i64().unwrap();
+    let fyi = send_message(&app, &claude, "fyi: release at noon", "routine").await;
+    // gemini's client printed the urgent one into its model's context (a hook).
+    let (status, shown) = app
+        .post_as(
+            &gemini,
+            "/mcp/events/shown",
+            &json!({"ids": [urgent], "via": "hook"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &shown),
+        (StatusCode::OK, &json!({"shown": [urgent]}))
+    );
+    let before = receipts_of(&message_list(&app, &claude).await, &[urgent, fyi]);
+    let hooked = (
+        json!(["gemini"]),
+        vec![("gemini".to_owned(), "hook".to_owned())],
+    );
+    assert_eq!(
+        (before[0].0.clone(), before[0].1.clone()),
+        hooked,
+        "{before:?}"
+    );
+    assert_eq!(before[0].2, json!([]), "{before:?}");
+
+    let mut viewer = Ws::connect(&app, None).await;
+    let page = viewer
+        .call("messages_read", json!({"sessionId": session, "limit": 200}))
+        .await;
+    // Every message, with the receipts the sender sees.
+    assert_eq!(receipts_of(&page, &[urgent, fyi]), before, "{page}");
+    assert_eq!(
+        page["unread"], 0,
+        "the operator has no unread count: {page}"
+    );
+    // By thread and by priority too: the same operation, the same filters.
+    let critical = viewer
+        .call(
+            "messages_read",
+            json!({"sessionId": session, "priority": "critical"}),
+        )
+        .await;
+    let listed: Vec<i64> = critical["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![urgent], "{critical}");
+    // Reading for a participant would mark for it: a viewer may not.
+    let refused = viewer
+        .request(json!({"type": "call", "operation": "messages_read", "arguments": {"sessionId": session, "aiId": "gemini"}}))
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+
+    // Nothing was marked: the sender sees no read receipt, the recipient counts both unread
+    // (counted before its own read marks them) and sees them as unread.
+    assert_eq!(
+        receipts_of(&message_list(&app, &claude).await, &[urgent, fyi]),
+        before
+    );
+    let inbox = message_list(&app, &gemini).await;
+    assert_eq!(inbox["unread"], 2, "{inbox}");
+    for id in [urgent, fyi] {
+        let m = inbox["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap();
+        assert_eq!(
+            (&m["read"], &m["acked"]),
+            (&json!(false), &json!(false)),
+            "{m}"
+        );
+    }
+    // The recipient's own read is what marks them; the viewer then sees that receipt.
+    let page = viewer
+        .call("messages_read", json!({"sessionId": session, "limit": 200}))
+        .await;
+    let after = receipts_of(&page, &[urgent, fyi]);
+    assert_eq!(after[0].2, json!(["gemini"]), "{page}");
+    assert_eq!(after[1].2, json!(["gemini"]), "{page}");
+    assert_eq!(after[0].3, json!([]), "read is not acknowledged: {page}");
     app.stop().await;
 }

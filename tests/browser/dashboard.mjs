@@ -89,6 +89,18 @@ async function shot(page, name) {
   }
 }
 
+/** A screenshot of one part of the page (`selector`), where a full page is too small to read. */
+async function shotOf(page, selector, name) {
+  shots += 1;
+  const path = join(artifacts, `${String(shots).padStart(2, "0")}-${name}.png`);
+  try {
+    await page.locator(selector).screenshot({ path });
+    say({ ev: "screenshot", path });
+  } catch (e) {
+    say({ ev: "log", msg: `screenshot ${name} failed: ${e.message}` });
+  }
+}
+
 function chromiumPath() {
   const candidates = [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);
   for (const c of candidates) if (existsSync(c)) return c;
@@ -247,6 +259,45 @@ async function scenario(page) {
   const read = await agents("read_message", { body: "Stop merging: main is red" });
   check("an AI reads the person's message with its priority", read.from === "human:alice" && read.priority === "critical", read);
 
+  // 11b. Receipts under each message, per recipient, as the recipient's client produces them:
+  // delivered (a tool result carried it), shown to the model (a hook printed it, or a tool
+  // result's digest listed a critical message in full), read, acknowledged. Delivered, shown
+  // and read come without an event of their own: the page reads them again every 5 s.
+  // A receipt chip of message `id` for gemini, as the page shows it (run in the page).
+  const chip = (id, kind) => page.evaluate(({ id, kind }) => {
+    const el = document.querySelector(`#timeline-list .event[data-id="${id}"] .receipt-row[data-ai="gemini"] [data-receipt="${kind}"]`);
+    return el ? { state: el.dataset.state, text: el.textContent, title: el.title } : null;
+  }, { id, kind });
+  const untilReceipts = (name, id, want) => until(page, name, ({ id, want }) => Object.entries(want).every(([kind, state]) =>
+    document.querySelector(`#timeline-list .event[data-id="${id}"] .receipt-row[data-ai="gemini"] [data-receipt="${kind}"]`)?.dataset.state === state), { id, want });
+  const asked = await agents("receipts_send");
+  await untilReceipts("a sent message shows its recipient's receipts: nothing delivered, shown, read or acked yet", asked.id, { delivered: "no", shown: "no", read: "no", acked: "no" });
+  await agents("receipts_deliver", { id: asked.id });
+  await untilReceipts("the message shows delivered once the recipient's MCP client got it in a result", asked.id, { delivered: "yes", shown: "no", read: "no", acked: "no" });
+  await agents("receipts_hook", { id: asked.id });
+  await untilReceipts("the message shows shown once the recipient's hook put it before its model", asked.id, { delivered: "yes", shown: "yes", read: "no", acked: "no" });
+  const hooked = await chip(asked.id, "shown");
+  check("the shown receipt names how (hook) and says when in its tooltip", hooked.text.includes("shown (hook)") && /model at .*\d/.test(hooked.title), hooked);
+  await agents("receipts_read", { id: asked.id });
+  await untilReceipts("the message shows read once the recipient read it", asked.id, { delivered: "yes", shown: "yes", read: "yes", acked: "no" });
+  await agents("receipts_ack", { id: asked.id });
+  await untilReceipts("the message shows acked once the recipient acknowledged it", asked.id, { delivered: "yes", shown: "yes", read: "yes", acked: "yes" });
+  const acked = await chip(asked.id, "acked");
+  check("the acknowledgement's tooltip says when", / at .*\d/.test(acked.title), acked);
+  const critical = await agents("receipts_critical");
+  await untilReceipts("a critical message waits unshown until the recipient's next tool result", critical.id, { shown: "no", read: "no" });
+  await agents("receipts_digest", { id: critical.id });
+  await untilReceipts("the critical message shows shown after the recipient's tool result digest listed it", critical.id, { delivered: "yes", shown: "yes", read: "no" });
+  const digest = await chip(critical.id, "shown");
+  check("the digest receipt says how (digest)", digest.text.includes("shown (digest)"), digest);
+  const unread = await chip(critical.id, "read");
+  check("a receipt not reached yet says so in words and icon, not colour only", unread.text.includes("not yet") && unread.text.includes("○"), unread);
+  await page.waitForTimeout(5500);
+  check("the page's own receipt reads mark nothing: still unread after another refresh", (await chip(critical.id, "read"))?.state === "no");
+  await page.locator(`#timeline-list .event[data-id="${asked.id}"]`).scrollIntoViewIfNeeded();
+  await shot(page, "receipts");
+  await shotOf(page, "#timeline", "receipts-timeline");
+
   // 12. A dropped socket: reconnect with `since`, nothing missed, nothing twice.
   await page.selectOption("#filter-kind", "");
   const before = await page.evaluate(() => window.collabHubDebug.cursor);
@@ -319,6 +370,10 @@ async function scenario(page) {
   const overflow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, view: window.innerWidth }));
   check("the narrow layout fits the window", overflow.scroll <= overflow.view + 1, overflow);
   await shot(page, "narrow");
+  await page.selectOption("#filter-kind", "message");
+  await page.locator(`#timeline-list .event[data-id="${asked.id}"]`).scrollIntoViewIfNeeded();
+  await shotOf(page, "#timeline", "narrow-receipts");
+  await page.selectOption("#filter-kind", "conversation");
   await page.setViewportSize({ width: 1440, height: 1000 });
 
   // 19. The driver passes control to an AI.

@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SessionModel, describe, category } from "../../static/model.js";
+import { SessionModel, describe, category, recipientsOf, receiptRows, receiptsSignature } from "../../static/model.js";
 
 let at = Date.parse("2026-12-01T10:00:00Z");
 function ev(id, kind, actor, payload = {}, extra = {}) {
@@ -154,4 +154,25 @@ test("the seed from session_get wins over older events, before or after it, and 
   again.apply(ev(9, "handshake", "claude", { step: "control_received", handshakeId: 4, nextAction: "fix the review" }));
   again.apply(ev(5, "handshake", "gemini", { step: "cancel", handshakeId: 3, reason: "older" }));
   assert.deepEqual([again.handshake.state, again.handshake.lastStep, again.handshake.nextAction], ["idle", "control_received", "fix the review"]);
+});
+
+test("receipts per recipient: delivered, shown, read and acked are separate facts", () => {
+  const m = folded(log);
+  m.apply(ev(18, "participant_joined", null, { participant: { aiId: "cursor", role: "observer" } }));
+  m.apply(ev(19, "participant_left", null, { aiId: "gemini", role: "driver" }));
+  // A directed message: its recipient only, with nothing yet.
+  const directed = { id: 20, from: "claude", to: "gemini", deliveredTo: [], shownTo: [], readBy: [], ackedBy: [] };
+  assert.deepEqual(receiptRows(directed, m.participants), [{ aiId: "gemini", delivered: false, shown: null, read: false, acked: false }]);
+  // Shown by a hook without a stream receipt still counts as delivered; read is not acked.
+  const hooked = { ...directed, shownTo: [{ aiId: "gemini", at: "2026-12-01T10:01:00Z", via: "hook" }], readBy: ["gemini"] };
+  assert.deepEqual(receiptRows(hooked, m.participants), [{ aiId: "gemini", delivered: true, shown: { at: "2026-12-01T10:01:00Z", via: "hook" }, read: true, acked: false }]);
+  // A broadcast: every active participant but the sender, plus whoever has a receipt (gemini
+  // left after reading it).
+  const broadcast = { id: 21, from: "claude", deliveredTo: ["gemini"], shownTo: [], readBy: ["gemini"], ackedBy: [] };
+  assert.deepEqual(recipientsOf(broadcast, m.participants), ["cursor", "gemini"]);
+  assert.deepEqual(receiptRows(broadcast, m.participants).map((r) => [r.aiId, r.delivered, r.read]), [["cursor", false, false], ["gemini", true, true]]);
+  // The signature changes with any receipt, and only then.
+  const a = receiptsSignature([directed, broadcast]);
+  assert.equal(receiptsSignature([{ ...directed }, { ...broadcast }]), a);
+  assert.notEqual(receiptsSignature([hooked, broadcast]), a);
 });
