@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod agent_clis;
+mod agent_config_sdk;
 mod agent_setup;
 mod backup;
 mod batch;
@@ -11,6 +13,7 @@ mod context;
 mod coordination;
 mod crash;
 mod dashboard;
+mod delivery;
 mod event_log_size;
 mod export;
 mod health;
@@ -19,6 +22,7 @@ mod locks;
 mod mcp_conformance;
 mod mcp_handshake;
 mod mcp_multiday;
+mod mcp_notifications;
 mod mcp_protocol;
 mod mcp_sdk;
 mod mcp_team;
