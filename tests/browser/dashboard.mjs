@@ -294,7 +294,7 @@ async function scenario(page) {
   check("a receipt not reached yet says so in words and icon, not colour only", unread.text.includes("not yet") && unread.text.includes("○"), unread);
   await page.waitForTimeout(5500);
   check("the page's own receipt reads mark nothing: still unread after another refresh", (await chip(critical.id, "read"))?.state === "no");
-  await page.locator(`#timeline-list .event[data-id="${asked.id}"]`).scrollIntoViewIfNeeded();
+  check("the asked message is in the timeline", await scrollToEvent(page, asked.id));
   await shot(page, "receipts");
   await shotOf(page, "#timeline", "receipts-timeline");
 
@@ -371,7 +371,8 @@ async function scenario(page) {
   check("the narrow layout fits the window", overflow.scroll <= overflow.view + 1, overflow);
   await shot(page, "narrow");
   await page.selectOption("#filter-kind", "message");
-  await page.locator(`#timeline-list .event[data-id="${asked.id}"]`).scrollIntoViewIfNeeded();
+  await page.waitForTimeout(200);
+  check("the asked message is in the filtered narrow timeline", await scrollToEvent(page, asked.id));
   await shotOf(page, "#timeline", "narrow-receipts");
   await page.selectOption("#filter-kind", "conversation");
   await page.setViewportSize({ width: 1440, height: 1000 });
@@ -445,3 +446,16 @@ try {
 say({ ev: "done", failed, passed: checks.filter((c) => c.ok).length, checks: checks.length, consoleErrors });
 input.close();
 process.exit(failed ? 1 : 0);
+
+/**
+ * Scrolls the timeline entry of event `id` into view, found and scrolled in one step inside the
+ * page: the timeline redraws whenever receipts or filters change, so a handle taken a moment
+ * earlier may already be detached. False: not in the timeline.
+ */
+async function scrollToEvent(page, id) {
+  return page.evaluate((id) => {
+    const el = document.querySelector(`#timeline-list .event[data-id="${id}"]`);
+    el?.scrollIntoView({ block: "center" });
+    return Boolean(el);
+  }, id);
+}
