@@ -63,48 +63,11 @@ pub enum Command {
     /// compaction, stop): reads the client's hook input on stdin, asks the hub what waits for
     /// the participant and prints it in the client's documented hook output. Prints nothing and
     /// exits 0 when nothing waits or the hub is down (within a second).
-    Hook {
-        /// The client running the hook.
-        #[arg(long, value_enum)]
-        client: crate::cli::Agent,
-        /// The hook event [default: `hook_event_name` of the input].
-        #[arg(long)]
-        event: Option<String>,
-        /// The hub.
-        #[arg(long, env = "COLLAB_HUB_URL", default_value = crate::cli::DEFAULT_HUB_URL)]
-        url: String,
-        /// The participant's bearer token.
-        #[arg(long, env = "COLLAB_HUB_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// The input as an argument (Codex `notify` passes its JSON this way).
-        payload: Option<String>,
-    },
+    Hook(crate::cli::hook::HookArgs),
     /// Get a participant's token from the running hub (joining the session if the name is not a
     /// participant yet) and write an agent client's configuration for this repository: the MCP
     /// server entry and the hooks. The token goes only into files kept out of version control.
-    Connect {
-        /// claude, gemini, cursor or codex.
-        #[arg(value_enum)]
-        client: crate::cli::Agent,
-        /// Session id.
-        #[arg(long)]
-        session: String,
-        /// Participant id, e.g. claude.
-        #[arg(long = "as", value_name = "NAME")]
-        participant: String,
-        /// Role when joining as a newcomer (driver, navigator, observer) [default: observer].
-        #[arg(long)]
-        role: Option<String>,
-        /// The hub.
-        #[arg(long, env = "COLLAB_HUB_URL", default_value = crate::cli::DEFAULT_HUB_URL)]
-        url: String,
-        /// Show the files instead of writing them.
-        #[arg(long)]
-        print: bool,
-        /// The repository to configure [default: the current directory].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    Connect(crate::cli::connect::ConnectArgs),
     /// Write whole sessions (all by default) of the database to one portable, self-checking
     /// file (zstd-compressed JSON rows with a SHA-256). Safe while a hub runs.
     Backup {

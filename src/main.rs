@@ -34,48 +34,13 @@ fn main() -> ExitCode {
             out.as_deref(),
             hub_url,
         ),
-        Command::Hook {
-            client,
-            event,
-            url,
-            token,
-            payload,
-        } => {
-            let args = collab_hub::cli::hook::HookArgs {
-                client,
-                event,
-                url,
-                token,
-                payload,
-            };
+        Command::Hook(args) => {
             if let Some(out) = collab_hub::cli::hook::run(&args) {
                 println!("{out}");
             }
             Ok(())
         }
-        Command::Connect {
-            client,
-            session,
-            participant,
-            role,
-            url,
-            print,
-            dir,
-        } => connect(
-            &cli.settings,
-            collab_hub::cli::connect::ConnectArgs {
-                client,
-                session,
-                participant,
-                role,
-                url,
-                print,
-                dir: dir.unwrap_or_else(|| ".".into()),
-                home: std::env::var_os("HOME").map(Into::into).unwrap_or_default(),
-                operator_token: None,
-                exe: String::new(),
-            },
-        ),
+        Command::Connect(args) => connect(&cli.settings, args),
         Command::Backup { file, session } => backup(&cli.settings, &file, &session),
         Command::Restore { file, replace } => restore(&cli.settings, &file, replace),
     };
@@ -112,6 +77,7 @@ fn connect(
     settings: &Settings,
     mut args: collab_hub::cli::connect::ConnectArgs,
 ) -> Result<(), String> {
+    args.home = std::env::var_os("HOME").map(Into::into).unwrap_or_default();
     args.dir =
         std::fs::canonicalize(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     args.operator_token = settings.operator_token.clone();

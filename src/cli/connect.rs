@@ -35,20 +35,38 @@ pub const GEMINI_TOKEN_VAR: &str = "GEMINI_CLI_COLLAB_HUB_TOKEN";
 const TOML_BEGIN: &str = "# >>> collab-hub (written by `collab-hub connect`; replaced on rerun)";
 const TOML_END: &str = "# <<< collab-hub";
 
-#[derive(Debug, Clone)]
+/// `collab-hub connect`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ConnectArgs {
+    /// claude, gemini, cursor or codex.
+    #[arg(value_enum)]
     pub client: Agent,
+    /// Session id.
+    #[arg(long)]
     pub session: String,
+    /// Participant id, e.g. claude.
+    #[arg(long = "as", value_name = "NAME")]
     pub participant: String,
+    /// Role when joining as a newcomer (driver, navigator, observer) [default: observer].
+    #[arg(long)]
     pub role: Option<String>,
+    /// The hub.
+    #[arg(long, env = "COLLAB_HUB_URL", default_value = super::DEFAULT_HUB_URL)]
     pub url: String,
+    /// Show the files instead of writing them.
+    #[arg(long)]
     pub print: bool,
     /// The repository to configure.
+    #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// The home directory (user-level files: `~/.claude.json`).
+    /// The home directory (user-level files: `~/.claude.json`); `$HOME` when run.
+    #[arg(skip)]
     pub home: PathBuf,
+    /// The hub's operator token (`--operator-token`), when it listens beyond loopback.
+    #[arg(skip)]
     pub operator_token: Option<String>,
-    /// The `collab-hub` binary the hooks run.
+    /// The `collab-hub` binary the hooks run; this one when run.
+    #[arg(skip)]
     pub exe: String,
 }
 

@@ -60,14 +60,22 @@ pub const BRIEFING_TOKENS: usize = 1500;
 /// Bytes of context injected at most (about [`BRIEFING_TOKENS`] tokens plus the digest).
 const MAX_CONTEXT_BYTES: usize = BRIEFING_TOKENS * 4 + 1024;
 
-#[derive(Debug, Clone)]
+/// `collab-hub hook`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct HookArgs {
+    /// The client running the hook.
+    #[arg(long, value_enum)]
     pub client: Agent,
-    /// Overrides the event named in the input.
+    /// The hook event [default: `hook_event_name` of the input].
+    #[arg(long)]
     pub event: Option<String>,
+    /// The hub.
+    #[arg(long, env = "COLLAB_HUB_URL", default_value = super::DEFAULT_HUB_URL)]
     pub url: String,
+    /// The participant's bearer token.
+    #[arg(long, env = "COLLAB_HUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Codex's `notify` passes its JSON as the last argument instead of stdin.
+    /// The input as an argument (Codex's user-level `notify` passes its JSON this way).
     pub payload: Option<String>,
 }
 
