@@ -154,6 +154,25 @@ pub async fn read_value(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> 
             },
         })
     };
+    // The caller's page of a session's log (what it may see), as `events_poll` reads it.
+    let poll = |session_id, after, limit| {
+        let command = PollEvents {
+            credential: credential.clone(),
+            after,
+            limit,
+        };
+        async move {
+            ctx.hub
+                .send(ToSession {
+                    session_id,
+                    command,
+                })
+                .await
+                .map_err(HubError::from)
+                .and_then(|r| r)
+                .map_err(refused)
+        }
+    };
     Ok(match parsed {
         CollabUri::Sessions => {
             let sessions = ctx
@@ -192,41 +211,14 @@ pub async fn read_value(ctx: &RequestCtx, uri: &str) -> Result<Value, RpcError> 
                 .map_err(HubError::from)
                 .and_then(|r| r)
                 .map_err(refused)?;
-            let command = PollEvents {
-                credential: credential.clone(),
-                after: Some((v.last_event_id - RECENT_EVENTS).max(0)),
-                limit: RECENT_EVENTS,
-            };
-            let page = ctx
-                .hub
-                .send(ToSession {
-                    session_id: id,
-                    command,
-                })
-                .await
-                .map_err(HubError::from)
-                .and_then(|r| r)
-                .map_err(refused)?;
+            let after = Some((v.last_event_id - RECENT_EVENTS).max(0));
+            let page = poll(id, after, RECENT_EVENTS).await?;
             json!({ "sessionId": id, "events": page.events, "lastEventId": page.last_event_id })
         }
         CollabUri::Inbox(id) => {
             // What `events_poll` without arguments answers: the events after the reader's
             // cursor (critical ones only during its non-interruptible checkpoint).
-            let command = PollEvents {
-                credential: credential.clone(),
-                after: None,
-                limit: INBOX_EVENTS,
-            };
-            let page = ctx
-                .hub
-                .send(ToSession {
-                    session_id: id,
-                    command,
-                })
-                .await
-                .map_err(HubError::from)
-                .and_then(|r| r)
-                .map_err(refused)?;
+            let page = poll(id, None, INBOX_EVENTS).await?;
             let mut v = serde_json::to_value(page).unwrap_or(Value::Null);
             v["sessionId"] = json!(id);
             v

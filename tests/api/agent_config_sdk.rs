@@ -5,26 +5,16 @@
 //! `agent_clis.rs`; Cursor has none here, so this is its end-to-end check.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::agent_setup::{read_json, temp_dir};
 use crate::helpers::{Backend, both_backends, clients_dir, spawn_app};
 use crate::mcp_sdk::python_clients;
 
 both_backends!(an_sdk_client_configured_from_each_written_file_binds_as_its_participant);
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collab-hub-{tag}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.canonicalize().unwrap()
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
-}
 
 /// `KEY=value` lines (`export ` allowed) of an env file.
 fn env_file(path: &Path) -> HashMap<String, String> {
