@@ -132,6 +132,28 @@ pub fn ack_targets(
         .collect())
 }
 
+/// The receipt row of message `id` for `ai_id`, created without stamps if there is none yet:
+/// each stamp then sets only its own column where it is still empty, so an earlier stamp is
+/// kept (the row is never seen bare: it is written in the same transaction as its stamp).
+fn receipt_row<'a>(
+    conn: &mut DbConn,
+    sid: &'a str,
+    id: i64,
+    ai_id: &'a str,
+) -> QueryResult<diesel::dsl::Find<message_receipts::table, (&'a str, i64, &'a str)>> {
+    let mine = message_receipts::table.find((sid, id, ai_id));
+    if !diesel::select(diesel::dsl::exists(mine)).get_result::<bool>(conn)? {
+        diesel::insert_into(message_receipts::table)
+            .values((
+                message_receipts::session_id.eq(sid),
+                message_receipts::message_id.eq(id),
+                message_receipts::ai_id.eq(ai_id),
+            ))
+            .execute(conn)?;
+    }
+    Ok(mine)
+}
+
 /// Stamps `ids` as read (and acknowledged, with `ack`) by `ai_id`, keeping earlier stamps.
 pub fn stamp_receipts(
     conn: &mut DbConn,
@@ -143,34 +165,14 @@ pub fn stamp_receipts(
 ) -> Result<(), HubError> {
     let sid = session_id.to_string();
     for &id in ids {
-        let mine = message_receipts::table.find((&sid, id, ai_id));
-        let existing: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = mine
-            .select((message_receipts::read_at, message_receipts::acked_at))
-            .first(conn)
-            .optional()?;
-        let acked_at = if ack { Some(at) } else { None };
-        match existing {
-            None => {
-                diesel::insert_into(message_receipts::table)
-                    .values((
-                        message_receipts::session_id.eq(&sid),
-                        message_receipts::message_id.eq(id),
-                        message_receipts::ai_id.eq(ai_id),
-                        message_receipts::read_at.eq(Some(at)),
-                        message_receipts::acked_at.eq(acked_at),
-                    ))
-                    .execute(conn)?;
-            }
-            Some((read, acked)) => {
-                let read = read.or(Some(at));
-                let acked = acked.or(acked_at);
-                diesel::update(mine)
-                    .set((
-                        message_receipts::read_at.eq(read),
-                        message_receipts::acked_at.eq(acked),
-                    ))
-                    .execute(conn)?;
-            }
+        let mine = receipt_row(conn, &sid, id, ai_id)?;
+        diesel::update(mine.filter(message_receipts::read_at.is_null()))
+            .set(message_receipts::read_at.eq(Some(at)))
+            .execute(conn)?;
+        if ack {
+            diesel::update(mine.filter(message_receipts::acked_at.is_null()))
+                .set(message_receipts::acked_at.eq(Some(at)))
+                .execute(conn)?;
         }
     }
     Ok(())
@@ -187,22 +189,10 @@ pub fn stamp_delivered(
 ) -> Result<(), HubError> {
     let sid = session_id.to_string();
     for &id in ids {
-        let mine = message_receipts::table.find((&sid, id, ai_id));
-        let updated = diesel::update(mine.filter(message_receipts::delivered_at.is_null()))
+        let mine = receipt_row(conn, &sid, id, ai_id)?;
+        diesel::update(mine.filter(message_receipts::delivered_at.is_null()))
             .set(message_receipts::delivered_at.eq(Some(at)))
             .execute(conn)?;
-        let exists =
-            updated > 0 || diesel::select(diesel::dsl::exists(mine)).get_result::<bool>(conn)?;
-        if !exists {
-            diesel::insert_into(message_receipts::table)
-                .values((
-                    message_receipts::session_id.eq(&sid),
-                    message_receipts::message_id.eq(id),
-                    message_receipts::ai_id.eq(ai_id),
-                    message_receipts::delivered_at.eq(Some(at)),
-                ))
-                .execute(conn)?;
-        }
     }
     Ok(())
 }
@@ -265,26 +255,13 @@ pub fn stamp_shown(
         .select(messages::id)
         .load(conn)?;
     for &id in &theirs {
-        let mine = message_receipts::table.find((&sid, id, ai_id));
-        let updated = diesel::update(mine.filter(message_receipts::shown_at.is_null()))
+        let mine = receipt_row(conn, &sid, id, ai_id)?;
+        diesel::update(mine.filter(message_receipts::shown_at.is_null()))
             .set((
                 message_receipts::shown_at.eq(Some(at)),
                 message_receipts::shown_via.eq(Some(via.as_str())),
             ))
             .execute(conn)?;
-        let exists =
-            updated > 0 || diesel::select(diesel::dsl::exists(mine)).get_result::<bool>(conn)?;
-        if !exists {
-            diesel::insert_into(message_receipts::table)
-                .values((
-                    message_receipts::session_id.eq(&sid),
-                    message_receipts::message_id.eq(id),
-                    message_receipts::ai_id.eq(ai_id),
-                    message_receipts::shown_at.eq(Some(at)),
-                    message_receipts::shown_via.eq(Some(via.as_str())),
-                ))
-                .execute(conn)?;
-        }
     }
     Ok(theirs)
 }
