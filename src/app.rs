@@ -82,8 +82,9 @@ impl Application {
         if settings.retention_interval_secs == 0 {
             return Err("--retention-interval-secs must be at least 1".into());
         }
+        let evolution = settings.evolution()?;
         let store = Store::open(target).await?;
-        let hub = Hub::new(store.clone(), policy).start();
+        let hub = Hub::new(store.clone(), policy, evolution).start();
         crate::actors::retention::Retention::new(
             store.clone(),
             settings.retention(),

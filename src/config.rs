@@ -247,6 +247,35 @@ pub struct Settings {
         global = true
     )]
     pub retention_interval_secs: u64,
+
+    /// Genomes per task type's population (the genetic algorithm's population size).
+    #[arg(
+        long,
+        env = "COLLAB_HUB_EVOLUTION_POPULATION",
+        default_value_t = 12,
+        global = true
+    )]
+    pub evolution_population: usize,
+
+    /// Scored sessions of a task type that close a generation and breed the next.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_EVOLUTION_SESSIONS_PER_GENERATION",
+        default_value_t = 12,
+        global = true
+    )]
+    pub evolution_sessions_per_generation: usize,
+
+    /// Seed of a new population's random numbers (the same seed breeds the same way); by
+    /// default a new population takes one from the clock. A population keeps its generator's
+    /// state, so a restart continues it.
+    #[arg(long, env = "COLLAB_HUB_EVOLUTION_SEED", global = true)]
+    pub evolution_seed: Option<u64>,
+
+    /// Fitness weights as JSON, e.g. '{"tasksCompleted": 100, "durationHours": -20}'; names
+    /// left out keep the concept's weights.
+    #[arg(long, env = "COLLAB_HUB_FITNESS_WEIGHTS", global = true)]
+    pub fitness_weights: Option<String>,
 }
 
 impl Settings {
@@ -271,7 +300,43 @@ impl Settings {
             retention_days: 0,
             retention_max_bytes: 0,
             retention_interval_secs: 3600,
+            evolution_population: 12,
+            evolution_sessions_per_generation: 12,
+            evolution_seed: None,
+            fitness_weights: None,
         }
+    }
+
+    /// What `--evolution-*` and `--fitness-weights` ask for, checked.
+    pub fn evolution(&self) -> Result<crate::actors::evolution::EvolutionSettings, String> {
+        use crate::domain::evolution::EvolutionConfig;
+        let config = EvolutionConfig {
+            population_size: self.evolution_population,
+            sessions_per_generation: self.evolution_sessions_per_generation,
+            elite_count: EvolutionConfig::default()
+                .elite_count
+                .min(self.evolution_population.saturating_sub(1)),
+            tournament_size: EvolutionConfig::default()
+                .tournament_size
+                .min(self.evolution_population),
+            ..EvolutionConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| format!("--evolution-*: {e}"))?;
+        let weights: crate::domain::fitness::FitnessWeights = match &self.fitness_weights {
+            None => Default::default(),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| format!("--fitness-weights is not valid weights JSON: {e}"))?,
+        };
+        weights
+            .validate()
+            .map_err(|e| format!("--fitness-weights: {e}"))?;
+        Ok(crate::actors::evolution::EvolutionSettings {
+            config,
+            weights,
+            seed: self.evolution_seed,
+        })
     }
 
     /// What `--retention-*` ask for.

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::evolution::{EvolutionActor, EvolutionSettings};
 use super::lock_table::LockTableActor;
 use super::messages::{
-    CreateSession, ListSessions, PendingCritical, SessionCreated, ToSession, ToSessionReporting,
-    Whoami,
+    CreateSession, DrawGenome, ListSessions, PendingCritical, ScoreOutcomes, SessionCreated,
+    ToSession, ToSessionReporting, Whoami,
 };
 use super::session::SessionActor;
 use crate::domain::auth::{Credential, new_token, token_digest};
+use crate::domain::evolution::Assignment;
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionSummary};
 use crate::error::HubError;
@@ -37,6 +39,38 @@ pub struct Hub {
     tables: HashMap<String, Addr<LockTableActor>>,
     /// Sessions created since (project, id), for watchers of a whole project.
     opened: tokio::sync::broadcast::Sender<(String, Uuid)>,
+    /// The populations' owner: draws genomes for new sessions, scores completed ones.
+    evolution: Addr<EvolutionActor>,
+}
+
+/// The evolution actor, for the operations that read populations and insights.
+#[derive(Message)]
+#[rtype(result = "Addr<EvolutionActor>")]
+pub struct GetEvolution;
+
+impl Handler<GetEvolution> for Hub {
+    type Result = actix::MessageResult<GetEvolution>;
+
+    fn handle(&mut self, _: GetEvolution, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.evolution.clone())
+    }
+}
+
+impl Handler<DrawGenome> for Hub {
+    type Result = ResponseFuture<Result<Assignment, HubError>>;
+
+    fn handle(&mut self, msg: DrawGenome, _: &mut Self::Context) -> Self::Result {
+        let evolution = self.evolution.clone();
+        Box::pin(async move { evolution.send(msg).await? })
+    }
+}
+
+impl Handler<ScoreOutcomes> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ScoreOutcomes, _: &mut Self::Context) {
+        self.evolution.do_send(msg);
+    }
 }
 
 /// A receiver of the sessions created from now on, `(project, session)`. Bounded: a watcher
@@ -58,9 +92,10 @@ const MAX_TOKEN_INDEX: usize = 100_000;
 
 impl Hub {
     /// Must be called inside a running actix system (it starts the session threads).
-    pub fn new(store: Store, policy: AccessPolicy) -> Self {
+    pub fn new(store: Store, policy: AccessPolicy, evolution: EvolutionSettings) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
+            evolution: EvolutionActor::new(store.clone(), evolution).start(),
             store,
             policy: Arc::new(policy),
             sessions: HashMap::new(),

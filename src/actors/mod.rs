@@ -6,6 +6,7 @@
 //! participants' `AgentActor`s.
 
 pub mod agent;
+pub mod evolution;
 pub mod hub;
 pub mod lock_table;
 pub mod messages;

@@ -10,18 +10,23 @@ use uuid::Uuid;
 
 use super::shapes::Participants;
 use super::{Call, Operation};
+use crate::actors::messages::DrawGenome;
 use crate::actors::messages::{
     ChangeStatus, CreateSession, GetSession, JoinSession, Joined, LeaveSession, ListSessions,
     SessionCreated,
 };
+use crate::domain::genome::{GENERAL_TASK_TYPE, Genome, GenomeOrigin, SessionGenome, TaskType};
 use crate::domain::role::{Permission, Role};
 use crate::domain::session::{
-    DEFAULT_PROJECT, DEFAULT_REVIEW_TIMEOUT, DEFAULT_SAVE_INTERVAL, HandshakeMode, ParticipantSpec,
-    RotationPolicy, SessionSpec, SessionStatus, SessionSummary, SessionView, StatusAction,
-    rotation_secs,
+    DEFAULT_PROJECT, HandshakeMode, ParticipantSpec, RotationPolicy, SessionSpec, SessionStatus,
+    SessionSummary, SessionView, StatusAction, rotation_secs,
 };
 use crate::domain::task::Strategy;
 use crate::error::HubError;
+
+fn general() -> TaskType {
+    TaskType::Custom(GENERAL_TASK_TYPE.into())
+}
 use crate::store::queries::SessionFilter;
 
 /// `session_create` / `POST /mcp/session/create`.
@@ -44,6 +49,11 @@ pub struct Create {
     pub review_timeout_secs: Option<u32>,
     pub task_allocation: Option<Strategy>,
     pub metadata: Option<Map<String, Value>>,
+    /// Kind of work: refactoring, bugHunting, featureDevelopment, codeReview or your label.
+    /// Without `genome`, the session runs a genome bred for this kind of work.
+    pub task_type: Option<String>,
+    /// The collaboration genome to run under (genes left out take their defaults).
+    pub genome: Option<Genome>,
 }
 
 /// A created session: its view, the tokens (shown once), and who the creator acts as.
@@ -71,17 +81,87 @@ impl Operation for Create {
                 Some(me) => Some(me),
                 None => participants.first().map(|p| p.ai_id.clone()),
             };
+            let task_type = self.task_type.as_deref().map(TaskType::parse).transpose()?;
+            let mut genome = match (self.genome, task_type) {
+                (Some(genome), task_type) => SessionGenome {
+                    task_type: task_type.unwrap_or_else(general),
+                    genome,
+                    origin: GenomeOrigin::Explicit,
+                    overridden: Vec::new(),
+                },
+                (None, Some(task_type)) => {
+                    let drawn = call.hub.send(DrawGenome(task_type.clone())).await??;
+                    SessionGenome {
+                        task_type,
+                        genome: drawn.genome,
+                        origin: GenomeOrigin::Population {
+                            member_id: drawn.member_id,
+                            generation: drawn.generation,
+                        },
+                        overridden: Vec::new(),
+                    }
+                }
+                (None, None) => SessionGenome::default(),
+            };
+            genome.genome.validate()?;
+            let bred = genome.genome.session_settings();
+            // Explicit settings win over the genome's; say which, so the session is not
+            // credited to a population member it did not run as.
+            let mut overridden = Vec::new();
+            let mut pick = |name: &str, given: Option<_>, bred| match given {
+                Some(v) if v != bred => {
+                    overridden.push(name.to_owned());
+                    v
+                }
+                Some(v) => v,
+                None => bred,
+            };
+            let save_interval = pick("saveInterval", self.save_interval, bred.save_interval);
+            let review_timeout_secs = pick(
+                "reviewTimeoutSecs",
+                self.review_timeout_secs,
+                bred.review_timeout_secs,
+            );
+            let rotation_interval_secs = pick(
+                "roleRotationInterval",
+                self.role_rotation_interval
+                    .map(|m| rotation_secs(Some(m)))
+                    .transpose()?,
+                bred.rotation_interval_secs,
+            );
+            let handshake_mode = match self.handshake_mode {
+                Some(m) if m != bred.handshake_mode => {
+                    overridden.push("handshakeMode".into());
+                    m
+                }
+                _ => bred.handshake_mode,
+            };
+            let task_allocation = match self.task_allocation {
+                Some(t) if t != bred.task_allocation => {
+                    overridden.push("taskAllocation".into());
+                    t
+                }
+                _ => bred.task_allocation,
+            };
+            // A plain session rotates by hand as it always has; a bred or given genome's
+            // rotation interval is its own, so it rotates automatically.
+            let rotation_policy = self.rotation_policy.unwrap_or(match genome.origin {
+                GenomeOrigin::Default => RotationPolicy::Manual,
+                _ => RotationPolicy::Automatic,
+            });
+            genome.overridden = overridden;
             let spec = SessionSpec {
                 name: self.name,
                 project: self.project.unwrap_or_else(|| DEFAULT_PROJECT.into()),
                 participants,
-                save_interval: self.save_interval.unwrap_or(DEFAULT_SAVE_INTERVAL),
-                handshake_mode: self.handshake_mode.unwrap_or_default(),
-                rotation_policy: self.rotation_policy.unwrap_or_default(),
-                rotation_interval_secs: rotation_secs(self.role_rotation_interval)?,
-                review_timeout_secs: self.review_timeout_secs.unwrap_or(DEFAULT_REVIEW_TIMEOUT),
-                task_allocation: self.task_allocation.unwrap_or_default(),
+                save_interval,
+                handshake_mode,
+                rotation_policy,
+                rotation_interval_secs,
+                review_timeout_secs,
+                task_allocation,
                 metadata: Value::Object(self.metadata.unwrap_or_default()),
+                genome,
             };
             let credential = call.credential.clone();
             let created = call.hub.send(CreateSession { credential, spec }).await??;

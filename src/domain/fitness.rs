@@ -121,7 +121,7 @@ impl SessionOutcome {
 
 /// The formula's weights: the concept's by default. Each multiplies one normalized term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct FitnessWeights {
     pub tasks_completed: f64,
     pub token_efficiency: f64,

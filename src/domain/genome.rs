@@ -644,3 +644,57 @@ mod tests {
         }
     }
 }
+
+/// Where a session's genome came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum GenomeOrigin {
+    /// Neither a genome nor a task type was named: the default genome.
+    #[default]
+    Default,
+    /// Given on create.
+    Explicit,
+    /// Drawn from the task type's population.
+    #[serde(rename_all = "camelCase")]
+    Population { member_id: u64, generation: u32 },
+}
+
+/// The task type a session's work belongs to when none is named.
+pub const GENERAL_TASK_TYPE: &str = "general";
+
+/// A session's genome as stored with the session and shown on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionGenome {
+    pub task_type: TaskType,
+    pub genome: Genome,
+    pub origin: GenomeOrigin,
+    /// Settings given explicitly on create that replaced what the genome would have set. A
+    /// population member is credited with the session's fitness only when this is empty: it
+    /// did not run as bred.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
+}
+
+impl Default for SessionGenome {
+    fn default() -> Self {
+        SessionGenome {
+            task_type: TaskType::Custom(GENERAL_TASK_TYPE.into()),
+            genome: Genome::default(),
+            origin: GenomeOrigin::Default,
+            overridden: Vec::new(),
+        }
+    }
+}
+
+impl SessionGenome {
+    /// The population member to credit with this session's fitness, if any.
+    pub fn credited_member(&self) -> Option<u64> {
+        match self.origin {
+            GenomeOrigin::Population { member_id, .. } if self.overridden.is_empty() => {
+                Some(member_id)
+            }
+            _ => None,
+        }
+    }
+}

@@ -201,6 +201,8 @@ pub struct Session {
     pub task_allocation: Strategy,
     /// The codebase the session works on; its sessions share one lock table.
     pub project: String,
+    /// The genome the session runs under (`genes` says what each gene changes).
+    pub genome: super::genome::SessionGenome,
 }
 
 /// Kind of the event that records plain context changes.
@@ -293,6 +295,7 @@ impl Session {
             coordination: Coordination::default(),
             task_allocation: spec.task_allocation,
             project: spec.project.clone(),
+            genome: spec.genome.clone(),
         }
     }
 
@@ -497,6 +500,7 @@ impl Session {
             review_timeout_secs: self.review_timeout_secs,
             task_allocation: self.task_allocation,
             project: self.project.clone(),
+            genome: self.genome.clone(),
         }
     }
 }
@@ -562,6 +566,7 @@ pub(crate) mod tests_support {
             task_allocation: Strategy::default(),
             project: DEFAULT_PROJECT.into(),
             metadata: json!({}),
+            genome: Default::default(),
         }
     }
 

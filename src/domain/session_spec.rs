@@ -78,6 +78,8 @@ pub struct SessionSpec {
     pub metadata: Value,
     /// The codebase the session works on (see [`validate_project`]).
     pub project: String,
+    /// The genome the session runs under, its task type and where it came from.
+    pub genome: super::genome::SessionGenome,
 }
 
 /// Bounds for the session's rotation interval (minutes) and review timeout (seconds).
@@ -117,6 +119,7 @@ impl SessionSpec {
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_session_name(&self.name)?;
         validate_project(&self.project)?;
+        self.genome.genome.validate()?;
         if self.rotation_interval_secs != 0
             && !ROTATION_INTERVAL_RANGE.contains(&self.rotation_interval_secs)
         {

@@ -60,6 +60,8 @@ pub struct SessionView {
     pub review_timeout_secs: u32,
     pub task_allocation: Strategy,
     pub project: String,
+    /// The collaboration genome the session runs under, its task type and origin.
+    pub genome: super::genome::SessionGenome,
 }
 
 fn is_zero(n: &f64) -> bool {

@@ -16,6 +16,7 @@ pub mod briefing;
 pub mod claim;
 pub mod codec;
 pub mod conn;
+pub mod evolution;
 pub mod export;
 pub mod ledger;
 pub mod locks;

@@ -27,6 +27,8 @@ pub struct SessionRow {
     pub review_timeout_secs: i32,
     pub task_allocation: String,
     pub project: String,
+    /// `SessionGenome` as JSON; '' for sessions from before genomes (the default).
+    pub genome: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -88,6 +90,7 @@ impl SessionRow {
             review_timeout_secs: i32::try_from(s.review_timeout_secs).unwrap_or(i32::MAX),
             task_allocation: s.task_allocation.as_str().into(),
             project: s.project.clone(),
+            genome: serde_json::to_string(&s.genome).unwrap_or_default(),
         }
     }
 
@@ -122,6 +125,11 @@ impl SessionRow {
             task_allocation: crate::domain::task::Strategy::parse(&self.task_allocation)
                 .ok_or_else(|| corrupt("task allocation", &self.task_allocation))?,
             project: self.project,
+            genome: if self.genome.is_empty() {
+                Default::default()
+            } else {
+                serde_json::from_str(&self.genome).map_err(|e| corrupt("genome", e))?
+            },
         })
     }
 }

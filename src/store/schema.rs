@@ -18,6 +18,29 @@ diesel::table! {
         review_timeout_secs -> Integer,
         task_allocation -> Text,
         project -> Text,
+        genome -> Text,
+    }
+}
+
+diesel::table! {
+    session_outcomes (session_id) {
+        session_id -> Text,
+        task_type -> Text,
+        member_id -> Nullable<BigInt>,
+        generation -> Nullable<Integer>,
+        genome -> Text,
+        outcome -> Text,
+        fitness -> Nullable<Double>,
+        terms -> Nullable<Text>,
+        completed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    populations (task_type) {
+        task_type -> Text,
+        state -> Text,
+        updated_at -> Timestamp,
     }
 }
 

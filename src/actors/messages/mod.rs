@@ -5,6 +5,7 @@
 mod context;
 mod coordination;
 mod events;
+mod evolution;
 mod export;
 mod hub;
 mod lock_table;
@@ -18,6 +19,7 @@ mod tasks;
 pub use context::*;
 pub use coordination::*;
 pub use events::*;
+pub use evolution::*;
 pub use export::*;
 pub use hub::*;
 pub use lock_table::*;

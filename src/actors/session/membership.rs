@@ -178,14 +178,27 @@ impl Handler<ChangeStatus> for SessionActor {
             SessionStatus::Completed => Select::Session,
             _ => Select::Tasks(Vec::new()),
         };
+        // Completing measures the session from its log in the same transaction, so its
+        // outcome is as durable as the completion; the evolution actor scores it after.
+        let measure = (to == SessionStatus::Completed)
+            .then(|| self.session().ok())
+            .flatten()
+            .map(|s| (s.genome.clone(), s.created_at));
         AtomicResponse::new(self.commit_with_release(
             select,
             None,
             move |c| {
                 queries::set_status(c, id, to)?;
-                Ok(vec![queries::append_event(c, id, &event, at)?])
+                let events = vec![queries::append_event(c, id, &event, at)?];
+                if let Some((genome, created)) = &measure {
+                    crate::store::evolution::record_outcome(c, id, genome, *created, at)?;
+                }
+                Ok(events)
             },
             move |act, _, events, _| {
+                if to == SessionStatus::Completed {
+                    act.hub.do_send(crate::actors::messages::ScoreOutcomes);
+                }
                 let session = act.session_mut();
                 session.apply_status(to, at, events[0].id);
                 session.view()
