@@ -9,6 +9,7 @@ import { HubConnection, HubError } from "./hub.js";
 import { SessionModel, LOCK_KINDS, category, receiptsSignature } from "./model.js";
 import * as views from "./views.js";
 import { $, h, fill, relative, countdown, download } from "./dom.js";
+import { initialEvolution, readEvolution, renderEvolution } from "./evolution.js";
 
 const app = {
   watch: null, // the viewer socket: session list, events, reads
@@ -23,6 +24,7 @@ const app = {
   suggestions: null,
   context: null,
   records: null,
+  evolution: null, // the evolution panel's reads (evolution.js)
   receipts: null, // message id → the message as `messages_read` lists it for the operator (receipts)
   receiptsSig: "",
   receiptsNoticed: new Map(), // "id aiId state" → when this page first saw a receipt appear
@@ -54,6 +56,7 @@ const RENDER = {
   context: views.renderContext,
   metrics: views.renderMetrics,
   records: views.renderRecords,
+  evolution: renderEvolution,
   options: views.renderPeopleOptions,
 };
 
@@ -264,6 +267,11 @@ function afterEvent(f) {
   if (cat === "message") scheduleRefresh("receipts", RECEIPTS_AFTER_EVENT_MS);
   if (Array.isArray(f.payload?.changes) && cat !== "role") scheduleRefresh("context");
   if (kind === "participant_joined" || kind === "participant_left" || kind === "session_status_changed") scheduleRefresh("sessions");
+  if (kind === "session_status_changed") {
+    markDirty("evolution");
+    // Completed: the hub measures the session and scores it in the background.
+    if (f.payload?.to === "completed") scheduleRefresh("evolution", EVOLUTION_AFTER_COMPLETE_MS);
+  }
   if (app.seat?.authed && f.to === app.seat.aiId && f.priority === "critical") {
     toast(`For you: ${app.model.events.find((e) => e.id === f.id)?.text || kind}`);
   }
@@ -389,8 +397,38 @@ async function readReceipts() {
   markDirty("timeline");
 }
 
+/** The evolution panel: read again this often while the page is visible (cheap reads). */
+const EVOLUTION_EVERY_MS = 30_000;
+/** After the session completes: its score is usually there this soon. */
+const EVOLUTION_AFTER_COMPLETE_MS = 1500;
+/** Completed but not scored yet: look again after this long (no faster than the hub needs). */
+const EVOLUTION_SCORE_RETRY_MS = 10_000;
+
+let evolutionQueue = Promise.resolve();
+
+/**
+ * The evolution panel's reads (evolution.js), one at a time. A failure shows in the panel (what
+ * was read before stays), not as the page's notice: the panel is a side view.
+ */
+function readEvolutionPanel(force = false) {
+  const run = async () => {
+    const { model, evolution } = app;
+    if (!model || !evolution || !app.watch?.isOpen) return;
+    try {
+      const { scorePending } = await readEvolution(app.watch, evolution, model.status, { force });
+      if (scorePending && evolution === app.evolution) scheduleRefresh("evolution", EVOLUTION_SCORE_RETRY_MS);
+    } catch {
+      // evolution.error holds it; drawn below.
+    }
+    if (evolution === app.evolution) markDirty("evolution");
+  };
+  evolutionQueue = evolutionQueue.then(run, run);
+  return evolutionQueue;
+}
+
 const READS = {
   receipts: readReceipts,
+  evolution: () => readEvolutionPanel(false),
   sessions: refreshSessions,
   tasks: () => readList("tasks", "task"),
   async locks() {
@@ -408,7 +446,7 @@ const READS = {
 };
 
 function refreshAll() {
-  for (const what of ["tasks", "locks", "suggestions", "context", "receipts"]) scheduleRefresh(what, 0);
+  for (const what of ["tasks", "locks", "suggestions", "context", "receipts", "evolution"]) scheduleRefresh(what, 0);
 }
 
 async function refreshSessions() {
@@ -472,6 +510,7 @@ function chooseSession(sessionId) {
   clearError();
   app.model = sessionId ? new SessionModel(sessionId) : null;
   app.tasks = app.locks = app.suggestions = app.context = app.records = null;
+  app.evolution = sessionId ? initialEvolution(sessionId) : null;
   app.replayTarget = 0;
   app.receipts = null;
   app.receiptsSig = "";
@@ -721,6 +760,18 @@ function wire() {
     app.ui.timelineLimit += 200;
     markDirty("timeline");
   });
+  $("#evolution-refresh").addEventListener("click", async (e) => {
+    const button = e.currentTarget;
+    if (button.disabled || !app.model) return;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try {
+      await readEvolutionPanel(true);
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+  });
   $("#snapshot-save").addEventListener("click", saveSnapshot);
   $("#briefing-load").addEventListener("click", loadBriefing);
   for (const b of document.querySelectorAll("[data-export]")) b.addEventListener("click", () => exportSession(b.dataset.export));
@@ -728,6 +779,9 @@ function wire() {
     if (document.visibilityState !== "visible") return;
     if (app.seat?.authed) scheduleAck();
     if (app.model && app.watch?.isOpen) scheduleRefresh("receipts", 0);
+    // Back after a while away: the timer below skipped its reads meanwhile.
+    const readAt = Date.parse(app.evolution?.readAt || "");
+    if (app.model && app.live && app.watch?.isOpen && !(Date.now() - readAt < EVOLUTION_EVERY_MS)) scheduleRefresh("evolution", 0);
   });
   setInterval(tick, 1000);
   // New sessions and status changes elsewhere reach the pickers, and the project's new
@@ -739,6 +793,10 @@ function wire() {
   setInterval(() => {
     if (document.visibilityState === "visible" && app.model && app.live && app.watch?.isOpen) scheduleRefresh("receipts", 0);
   }, RECEIPTS_EVERY_MS);
+  // Populations breed as other sessions of the task type are scored: a cheap look now and then.
+  setInterval(() => {
+    if (document.visibilityState === "visible" && app.model && app.live && app.watch?.isOpen) scheduleRefresh("evolution", 0);
+  }, EVOLUTION_EVERY_MS);
   // Recently changed context keys stop being highlighted after five minutes.
   setInterval(() => app.model && markDirty("context"), 30_000);
 }

@@ -103,7 +103,19 @@ impl Operation for Create {
                 }
                 (None, None) => SessionGenome::default(),
             };
-            genome.genome.validate()?;
+            genome.genome.validate().map_err(|e| match HubError::from(e) {
+                // The gene as the request spells it: inside `genome`.
+                HubError::Invalid {
+                    code,
+                    message,
+                    field: Some(f),
+                } => HubError::Invalid {
+                    code,
+                    message: format!("genome.{message}"),
+                    field: Some(format!("genome.{f}")),
+                },
+                other => other,
+            })?;
             let bred = genome.genome.session_settings();
             // Explicit settings win over the genome's; say which, so the session is not
             // credited to a population member it did not run as.

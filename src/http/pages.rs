@@ -35,6 +35,7 @@ static ASSETS: &[Asset] = &[
     asset!("/hub.js", JS, "hub.js"),
     asset!("/model.js", JS, "model.js"),
     asset!("/views.js", JS, "views.js"),
+    asset!("/evolution.js", JS, "evolution.js"),
     asset!("/dom.js", JS, "dom.js"),
     asset!("/favicon.svg", "image/svg+xml", "favicon.svg"),
 ];

@@ -3,7 +3,8 @@
 //! runs as in every test; this file plays the AI agents over REST and MCP, one step at a time as
 //! the page script asks for them, and checks the agents' side of what the person did in the
 //! page (an approval, a force-released lock, a message). Screenshots and the exported file go to
-//! `target/browser-artifacts/<backend>/`.
+//! `target/browser-artifacts/<backend>/`. The hub runs with small populations (3 genomes, a
+//! generation every 3 scored sessions) so that the evolution panel has a generation to chart.
 //!
 //! Needs `node` and `npm` (playwright-core is installed on first run with `npm ci`) and
 //! `chromium` (`apt-get install chromium chromium-driver`, as .ci/run does; `CHROMIUM=path`
@@ -16,10 +17,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use collab_hub::Settings;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, both_backends, npm_ci, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDb, both_backends, npm_ci, start_on};
 use crate::mcp_protocol::Mcp;
 
 both_backends!(dashboard_follows_and_steers_a_session);
@@ -210,6 +212,81 @@ async fn ok(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
     answer
 }
 
+/// Genomes per population and scored sessions per generation of the test hub.
+const POPULATION: usize = 3;
+
+/// The hub's evolution record of a session once the evolution actor has scored it (scoring
+/// runs after the completion, in the background).
+async fn scored(app: &TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let (status, b) = app
+            .get(&format!("/mcp/evolution/session?sessionId={id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        if !b["outcome"]["fitness"].is_null() {
+            return b;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("session {id} was never scored");
+}
+
+/// Scored sessions of a task type the insights rest on.
+async fn insight_sessions(app: &TestApp, task_type: &str) -> Value {
+    let (status, b) = app
+        .get(&format!("/mcp/evolution/insights?taskType={task_type}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    b["sessions"].clone()
+}
+
+async fn population(app: &TestApp, task_type: &str) -> Value {
+    let (status, b) = app
+        .get(&format!("/mcp/evolution?taskType={task_type}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    b["populations"][0].clone()
+}
+
+/// A "refactoring" session of the project evolution-demo, its genome drawn from the task
+/// type's population; returns its id and claude's token.
+async fn refactoring_session(app: &TestApp, name: &str) -> (String, String) {
+    let create = json!({"name": name, "project": "evolution-demo", "participants": ["claude"], "taskType": "refactoring"});
+    let (status, created) = app.post("/mcp/session/create", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["genome"]["origin"]["kind"], "population",
+        "{created}"
+    );
+    (
+        created["sessionId"].as_str().unwrap().to_owned(),
+        created["tokens"]["claude"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Does `tasks` tasks, reports the tests and the tokens, completes the session and waits for
+/// its score.
+async fn work_and_complete(app: &TestApp, id: &str, token: &str, tasks: usize) -> Value {
+    for i in 0..tasks {
+        let task = json!({"description": format!("refactor step {i}"), "assignedTo": "claude"});
+        let made = ok(app, token, "/mcp/collaborate/task", task).await;
+        let task = made["tasks"][0]["id"].clone();
+        for status in ["in_progress", "completed"] {
+            let update = json!({"taskId": task, "status": status});
+            ok(app, token, "/mcp/collaborate/task/update", update).await;
+        }
+    }
+    let report = json!({"kind": "test", "status": "pass", "summary": "green",
+        "details": {"testsWritten": tasks, "testsPassing": tasks, "tokensUsed": 20000}});
+    ok(app, token, "/mcp/collaborate/status", report).await;
+    let complete = json!({"action": "complete"});
+    let (status, b) = app
+        .post(&format!("/mcp/session/{id}/status"), &complete)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    scored(app, id).await
+}
+
 /// The agents of the scenario, and what they remember between steps.
 struct Agents<'a> {
     app: &'a TestApp,
@@ -222,6 +299,8 @@ struct Agents<'a> {
     cache_lock: i64,
     lock_id: i64,
     ship: i64,
+    /// The "refactoring" session the page watches last, and claude's token in it.
+    refactor: (String, String),
 }
 
 impl Agents<'_> {
@@ -451,6 +530,47 @@ impl Agents<'_> {
                 ok(app, claude, "/mcp/messages/send", json!({"body": message})).await;
                 json!({"message": message})
             }
+            // The session the page watched, completed from the page: the hub scores it.
+            "demo_fitness" => {
+                let record = scored(app, &self.session).await;
+                assert_eq!(record["origin"]["kind"], "default", "{record}");
+                json!({"score": record["outcome"]["fitness"]["score"],
+                       "insightSessions": insight_sessions(app, "general").await})
+            }
+            // A generation of "refactoring" sessions, each scored, then one more (drawn from
+            // the next generation) for the page to watch.
+            "evolution_sessions" => {
+                for i in 0..POPULATION {
+                    let (id, token) =
+                        refactoring_session(app, &format!("Refactor {}", i + 1)).await;
+                    work_and_complete(app, &id, &token, i + 1).await;
+                }
+                let pop = population(app, "refactoring").await;
+                assert_eq!(pop["generation"], 1, "{pop}");
+                self.refactor = refactoring_session(app, "Refactor 4").await;
+                let (status, record) = app
+                    .get(&format!(
+                        "/mcp/evolution/session?sessionId={}",
+                        self.refactor.0
+                    ))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{record}");
+                json!({"sessionId": self.refactor.0, "taskType": record["taskType"],
+                       "genome": record["genome"], "origin": record["origin"],
+                       "effects": record["effects"], "generation": pop["generation"],
+                       "history": pop["history"], "best": pop["best"],
+                       "insightSessions": insight_sessions(app, "refactoring").await})
+            }
+            "evolution_complete" => {
+                let (id, token) = self.refactor.clone();
+                let record = work_and_complete(app, &id, &token, 2).await;
+                let pop = population(app, "refactoring").await;
+                json!({"score": record["outcome"]["fitness"]["score"],
+                       "tasksCompleted": record["outcome"]["measured"]["tasksCompleted"],
+                       "scored": pop["scoredThisGeneration"],
+                       "perGeneration": pop["sessionsPerGeneration"],
+                       "insightSessions": insight_sessions(app, "refactoring").await})
+            }
             other => json!({"error": format!("no step {other} here")}),
         }
     }
@@ -461,9 +581,14 @@ async fn dashboard_follows_and_steers_a_session(backend: Backend) {
         .as_ref()
         .unwrap_or_else(|e| panic!("the browser test cannot run: {e}"))
         .clone();
-    let Some(app) = spawn_app(backend).await else {
+    let Some(db) = TestDb::fresh(backend) else {
         return;
     };
+    let mut settings = Settings::for_database("unused");
+    settings.evolution_population = POPULATION;
+    settings.evolution_sessions_per_generation = POPULATION;
+    settings.evolution_seed = Some(9);
+    let app = start_on(db, settings).await;
     let demo = json!({"name": "Dashboard demo", "project": "dashboard-demo", "participants": ["claude", "gemini"]});
     let (status, created) = app.post("/mcp/session/create", &demo).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -484,6 +609,7 @@ async fn dashboard_follows_and_steers_a_session(backend: Backend) {
         cache_lock: 0,
         lock_id: 0,
         ship: 0,
+        refactor: (String::new(), String::new()),
     };
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -515,7 +641,7 @@ async fn dashboard_follows_and_steers_a_session(backend: Backend) {
         script.fail(&format!("the page script failed ({status})"));
     }
     assert_eq!(done["consoleErrors"], json!([]), "{done}");
-    assert!(done["passed"].as_u64().unwrap_or(0) >= 55, "{done}");
+    assert!(done["passed"].as_u64().unwrap_or(0) >= 90, "{done}");
 
     // What the person did is in the hub's own record.
     let (_, locks) = app

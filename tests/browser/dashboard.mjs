@@ -113,7 +113,7 @@ async function scenario(page) {
   // Dev aid: DASHBOARD_STATIC=/path/to/static serves the page's files from disk instead of the
   // copies built into the hub, so a change to static/ can be tried without rebuilding.
   if (process.env.DASHBOARD_STATIC) {
-    await page.route(/\/(app|hub|model|views|dom)\.js$|\/style\.css$/, async (route) => {
+    await page.route(/\/(app|hub|model|views|dom|evolution)\.js$|\/style\.css$/, async (route) => {
       const name = new URL(route.request().url()).pathname.slice(1);
       const response = await route.fetch();
       await route.fulfill({ response, body: readFileSync(join(process.env.DASHBOARD_STATIC, name), "utf8") });
@@ -136,6 +136,14 @@ async function scenario(page) {
   await until(page, "a viewer sees the project's lock held since before the page opened, from the hub's list", () => {
     const row = document.querySelector('#locks-body tr[data-resource="/src/db.rs"]');
     return row && row.textContent.includes("codex") && row.textContent.includes("Bugfix") && /\d+:\d\d/.test(row.querySelector(".countdown")?.textContent || "");
+  });
+  await until(page, "the evolution panel shows the session's default genome, every gene with what it sets", () => {
+    const rows = [...document.querySelectorAll("#evolution-genes tbody tr[data-gene]")];
+    return document.querySelector("#evolution-task-type")?.textContent === "general"
+      && document.querySelector("#evolution-origin")?.textContent === "default"
+      && rows.length === 11 && rows.every((r) => r.querySelector(".gene-sets")?.textContent.trim().length > 5)
+      && document.querySelector('#evolution-genes tr[data-gene="handshakeStrictness"] .gene-sets')?.textContent.startsWith("strict handshake")
+      && !!document.querySelector("#evolution-no-population");
   });
   await shot(page, "opened");
 
@@ -398,6 +406,70 @@ async function scenario(page) {
   await page.waitForTimeout(1000);
   check("no error notice is shown at the end", await page.evaluate(() => document.querySelector("#notice").hidden), await page.evaluate(() => document.querySelector("#notice-text").textContent));
   await shot(page, "completed");
+
+  // 21. The evolution panel. The session just completed is measured and scored by the hub in
+  // the background: its fitness and terms show without a reload.
+  const demoScore = await agents("demo_fitness");
+  await until(page, "the completed session's panel shows its fitness once the hub scored it, with its terms", ({ score, text }) => {
+    const el = document.querySelector("#evolution-fitness");
+    return el && Math.abs(Number(el.dataset.score) - score) < 1e-6 && el.textContent === text
+      && document.querySelectorAll("#evolution-terms tbody tr[data-term]").length > 0;
+  }, { score: demoScore.score, text: fitnessText(demoScore.score) }, 30_000);
+  await until(page, "the insights of its task type say there is no significant pattern yet, with the count", (n) =>
+    document.querySelector("#evolution-no-insights")?.textContent === `No significant pattern yet (${n} session${n === 1 ? "" : "s"}).`, demoScore.insightSessions);
+  await shotOf(page, "#evolution", "evolution-default-genome");
+
+  // 22. A task type's population: a generation of scored "refactoring" sessions, then one more
+  // drawn from the next generation, chosen with the pickers.
+  const evo = await agents("evolution_sessions");
+  await page.click("#refresh-sessions");
+  await until(page, "the new project is in the project list", () => [...document.querySelectorAll("#project option")].some((o) => o.value === "evolution-demo"));
+  await page.selectOption("#project", "evolution-demo");
+  await until(page, "the refactoring session is in the project's session list", (id) => [...document.querySelectorAll("#session option")].some((o) => o.value === id), evo.sessionId);
+  await page.selectOption("#session", evo.sessionId);
+  await until(page, "the refactoring session is shown and live", () => document.querySelector("#session-name")?.textContent === "Refactor 4" && document.querySelector("#conn")?.textContent === "Live");
+  await until(page, "the panel shows the drawn genome: task type, origin and each gene's value", (evo) => {
+    const origin = document.querySelector("#evolution-genome");
+    if (document.querySelector("#evolution-task-type")?.textContent !== evo.taskType || origin?.dataset.origin !== "population") return false;
+    if (!origin.textContent.includes(`member #${evo.origin.memberId} of generation ${evo.origin.generation}`)) return false;
+    return Object.entries(evo.genome).every(([gene, value]) => {
+      const cell = document.querySelector(`#evolution-genes tr[data-gene="${gene}"] .gene-value`);
+      return cell && JSON.stringify(JSON.parse(cell.dataset.value)) === JSON.stringify(value);
+    });
+  }, evo);
+  const sets = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll("#evolution-genes tr[data-gene]")].map((r) => [r.dataset.gene, r.querySelector(".gene-sets").textContent])));
+  check("each gene says what it sets in this session", sets.handshakeStrictness.startsWith(`${evo.effects.handshakeMode} handshake`)
+    && sets.parallelWorkThreshold.includes(`at most ${evo.effects.maxTasksInProgress} task`)
+    && sets.conflictResolution.includes(evo.effects.conflictResolution === "consensus" ? "vote" : evo.effects.conflictResolution), { sets, effects: evo.effects });
+  await until(page, "the population shows its generation", (g) => document.querySelector("#evolution-population")?.dataset.generation === String(g) && document.querySelector("#evolution-generation")?.textContent === String(g), evo.generation);
+  await until(page, "the fitness chart has a mean and a best point per closed generation, and a table of them", (n) => {
+    const chart = document.querySelector("svg#evolution-chart");
+    return n > 0 && chart && chart.getAttribute("role") === "img" && chart.querySelectorAll("circle.point-best").length === n && chart.querySelectorAll("circle.point-mean").length === n
+      && document.querySelectorAll("#evolution-history tbody tr").length === n && !!document.querySelector("#evolution-chart-desc")?.textContent;
+  }, evo.history.length);
+  await until(page, "the best genome per task type lists refactoring with its best fitness", (text) =>
+    document.querySelector('#evolution-best tr[data-task-type="refactoring"] .best-fitness')?.textContent === text, fitnessText(evo.best.fitness));
+  await until(page, "the task type's insights say there is no significant pattern yet, with the count", (n) =>
+    document.querySelector("#evolution-no-insights")?.textContent === `No significant pattern yet (${n} sessions).`, evo.insightSessions);
+  check("no error notice after switching sessions", await page.evaluate(() => document.querySelector("#notice").hidden), await page.evaluate(() => document.querySelector("#notice-text").textContent));
+  await shotOf(page, "#evolution", "evolution");
+
+  // 23. The watched session completes (the agent completes it): the panel reads it again and
+  // shows the outcome, the fitness and the population's new count without a reload.
+  const evoDone = await agents("evolution_complete");
+  await until(page, "the watched session's outcome and fitness show once it completes and is scored", (done) => {
+    const el = document.querySelector("#evolution-fitness");
+    return document.querySelector("#session-status")?.textContent === "completed" && el && Math.abs(Number(el.dataset.score) - done.score) < 1e-6
+      && document.querySelector('#evolution-outcome [data-measured="tasksCompleted"]')?.textContent === String(done.tasksCompleted);
+  }, evoDone, 30_000);
+  await until(page, "the population counts the newly scored session", (done) => document.querySelector("#evolution-scored")?.textContent === `${done.scored} of ${done.perGeneration}`, evoDone);
+  check("the reconnects and session switches did not reload the page", await page.evaluate(() => window.__sameDocument === true));
+  await shotOf(page, "#evolution", "evolution-completed");
+}
+
+/** A fitness score as the panel writes it (static/evolution.js `fitnessText`). */
+function fitnessText(score) {
+  return score.toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 }
 
 // ------------------------------------------------------------------ main

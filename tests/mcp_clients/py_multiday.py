@@ -270,8 +270,8 @@ async def day3() -> dict[str, Any]:
 
         async with connect("cursor") as cursor:
             unbound = await cursor.tools()
-            check(unbound == ["session_create", "session_join", "session_list"],
-                  "cursor: an unbound client sees only create/join/list", unbound)
+            check(unbound == ["evolution", "session_create", "session_join", "session_list"],
+                  "cursor: an unbound client sees only evolution/create/join/list", unbound)
             joined_raw = await cursor.raw("session_join", {"sessionId": state["sessionId"], "participant": "cursor",
                                                            "role": "observer", "skills": ["react"]})
             check(not joined_raw.is_error, "cursor: session_join succeeds", text_of(joined_raw) if joined_raw.is_error else None)

@@ -50,7 +50,7 @@ async def unbound_clients() -> None:
         async with http_client() as http:
             async with Client(transport(base, http), mode="legacy", cache=None, read_timeout_seconds=30) as anon:
                 names = sorted(t.name for t in (await anon.list_tools()).tools)
-                check(names == ["session_create", "session_join", "session_list"], f"{role}: unbound tools", names)
+                check(names == ["evolution", "session_create", "session_join", "session_list"], f"{role}: unbound tools", names)
                 if role == "joiner":
                     listed = (await anon.call_tool("session_list", {})).structured_content
                     check(any(x["sessionId"] == session_id for x in listed["sessions"]), "session_list")
@@ -78,7 +78,7 @@ async def main() -> int:
                 check(all(r["session"] is None for r in requests), "stateless: no Mcp-Session-Id", requests[:3])
             tools = sorted(t.name for t in (await client.list_tools()).tools)
             expected_tools = ["batch", "changes", "checkpoint", "context_append", "context_delete", "context_diff",
-                              "context_get", "context_set", "context_sync", "discovery_report", "events_ack",
+                              "context_get", "context_set", "context_sync", "discovery_report", "dispute", "events_ack",
                               "events_poll", "handshake", "lock", "memory", "message_ack", "message_send", "messages_read",
                               "notes", "role", "session", "session_leave", "session_status", "status_report", "suggestion",
                               "task", "whoami"]

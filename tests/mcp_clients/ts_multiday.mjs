@@ -201,7 +201,7 @@ async function day3() {
   const go = await createTask(claude, { description: 'Port the worker to Go', skills: ['go'] });
 
   const cursor = await connect('cursor');
-  check(same(await cursor.tools(), ['session_create', 'session_join', 'session_list']), 'cursor: an unbound client sees only create/join/list', await cursor.tools());
+  check(same(await cursor.tools(), ['evolution', 'session_create', 'session_join', 'session_list']), 'cursor: an unbound client sees only evolution/create/join/list', await cursor.tools());
   const joinedRaw = await cursor.raw('session_join', { sessionId: state.sessionId, participant: 'cursor', role: 'observer', skills: ['react'] });
   check(!joinedRaw.isError, 'cursor: session_join succeeds', joinedRaw.isError ? texts(joinedRaw) : undefined);
   check(!JSON.stringify(joinedRaw).includes('chp_'), 'cursor: the tool result carries no token');

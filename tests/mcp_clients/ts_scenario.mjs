@@ -56,7 +56,7 @@ try {
   check(a.transport.protocolVersion === '2025-11-25', 'negotiated 2025-11-25', a.transport.protocolVersion);
   const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
   check(JSON.stringify(names) === JSON.stringify(['batch', 'changes', 'checkpoint', 'context_append', 'context_delete', 'context_diff', 'context_get', 'context_set', 'context_sync',
-    'discovery_report', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session', 'session_leave',
+    'discovery_report', 'dispute', 'events_ack', 'events_poll', 'handshake', 'lock', 'memory', 'message_ack', 'message_send', 'messages_read', 'notes', 'role', 'session', 'session_leave',
     'session_status', 'status_report', 'suggestion', 'task', 'whoami']),
     'driver sees the participant tools', names);
   const me = structured(await a.client.callTool({ name: 'whoami', arguments: {} }));
@@ -176,7 +176,7 @@ try {
   // 3. A second AI, not configured with a token, joins through a tool and is then bound to it.
   const b = await connect('cursor-ts');
   const unboundNames = (await b.client.listTools()).tools.map((t) => t.name).sort();
-  check(JSON.stringify(unboundNames) === JSON.stringify(['session_create', 'session_join', 'session_list']), 'unbound client sees create/join/list', unboundNames);
+  check(JSON.stringify(unboundNames) === JSON.stringify(['evolution', 'session_create', 'session_join', 'session_list']), 'unbound client sees evolution/create/join/list', unboundNames);
   const listed = structured(await b.client.callTool({ name: 'session_list', arguments: {} }));
   check(listed.sessions.some((s) => s.sessionId === sessionId), 'session_list', listed.sessions.length);
   const joined = await b.client.callTool({ name: 'session_join', arguments: { sessionId, participant: 'cursor', role: 'observer' } });
