@@ -53,6 +53,7 @@ struct Stream {
     attached: u64,
     /// Messages to this participant handed to the stream since the last flush: delivered.
     delivered: Vec<i64>,
+    verbosity: crate::domain::genome::MessageVerbosity,
 }
 
 enum Push {
@@ -81,6 +82,7 @@ impl Stream {
                 event,
                 early: false,
                 viewer: self.viewer.clone(),
+                verbosity: self.verbosity,
             }) {
                 Ok(()) => self.delivered.extend(message),
                 Err(TrySendError::Full(_)) => return Push::Full,
@@ -104,6 +106,7 @@ impl Stream {
             event,
             early: true,
             viewer,
+            verbosity: self.verbosity,
         }) {
             Ok(()) => {
                 self.early.insert(id);
@@ -411,6 +414,8 @@ pub struct Attach {
     pub key: String,
     pub sink: EventSink,
     pub after: i64,
+    /// The session's `messageVerbosity`, for the stream's event summaries.
+    pub verbosity: crate::domain::genome::MessageVerbosity,
 }
 
 impl Handler<Attach> for AgentActor {
@@ -442,6 +447,7 @@ impl Handler<Attach> for AgentActor {
                 generation: self.generation,
                 attached: self.generation,
                 delivered: Vec::new(),
+                verbosity: msg.verbosity,
             },
         );
         self.replay(msg.key, msg.after, ctx);

@@ -5,7 +5,9 @@
 //! event out. A reply therefore never describes a state that is not on disk.
 
 mod context;
+mod context_sync;
 mod coordination;
+mod disputes;
 mod export;
 mod live;
 mod locks;
@@ -98,6 +100,9 @@ pub struct SessionActor {
     /// Critical messages each participant's tool-result digest showed in full and whose
     /// `shown` receipt is already on its way to the store (no second write per tool call).
     shown: HashMap<String, std::collections::BTreeSet<i64>>,
+    /// When each active participant last wrote the context, for the sync reminders (in
+    /// memory: a restart starts every clock afresh).
+    sync: crate::domain::context_sync::SyncClocks,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -129,6 +134,7 @@ impl SessionActor {
             recent: Default::default(),
             settled: Default::default(),
             shown: HashMap::new(),
+            sync: Default::default(),
         }
     }
 
@@ -172,6 +178,7 @@ impl SessionActor {
             recent,
             settled: Default::default(),
             shown: HashMap::new(),
+            sync: Default::default(),
         }
     }
 
@@ -242,6 +249,7 @@ impl SessionActor {
     }
 
     fn start_agent(&mut self, ai_id: String) {
+        self.sync.start(&ai_id, std::time::Instant::now());
         let (store, session_id) = (self.store.clone(), self.id);
         let held = self.session().is_ok_and(|s| s.holding(&ai_id));
         self.agents
@@ -253,6 +261,7 @@ impl SessionActor {
     }
 
     fn stop_agent(&mut self, ai_id: &str) {
+        self.sync.forget(ai_id);
         // Dropping the last address stops the agent once its mailbox is empty.
         self.agents.remove(ai_id);
     }
@@ -294,6 +303,24 @@ impl SessionActor {
         ))
     }
 
+    /// Commits the hub's own announcements (presence, reminders): the events alone, in one
+    /// transaction, fanned out after the commit.
+    fn announce(
+        &mut self,
+        events: Vec<crate::domain::event::NewEvent>,
+    ) -> ResponseActFuture<Self, Result<(), HubError>> {
+        let (id, at) = (self.id, now());
+        self.commit_events(
+            move |c| {
+                events
+                    .iter()
+                    .map(|e| queries::append_event(c, id, e, at))
+                    .collect()
+            },
+            |_, _, _| (),
+        )
+    }
+
     /// Commits `write` (any number of events, in one transaction), then runs `apply` and fans
     /// the events out. For handlers that chain it after other steps.
     fn commit_events<T, W, A>(
@@ -315,6 +342,11 @@ impl SessionActor {
                     act.session_mut().record(event);
                     act.recent.record(event);
                     act.settle(event);
+                    act.sync.record(
+                        &event.kind,
+                        event.actor.as_deref(),
+                        std::time::Instant::now(),
+                    );
                     act.activity.record(
                         event.id,
                         event.actor.as_deref(),
@@ -352,6 +384,7 @@ impl Actor for SessionActor {
             self.schedule_coordination_timers(ctx);
             self.schedule_presence_sweep(ctx);
             self.schedule_auto_save(ctx);
+            self.schedule_context_sync(ctx);
             return;
         }
         let (store, hub, id) = (self.store.clone(), self.hub.clone(), self.id);
@@ -401,6 +434,7 @@ impl Actor for SessionActor {
                 act.schedule_coordination_timers(ctx);
                 act.schedule_presence_sweep(ctx);
                 act.schedule_auto_save(ctx);
+                act.schedule_context_sync(ctx);
             } else {
                 act.hub.do_send(SessionGone(act.id));
                 ctx.run_later(LINGER, |_, ctx| ctx.stop());
@@ -452,6 +486,7 @@ impl SessionActor {
             older_critical,
             counts: self.recent.waiting(ai_id, cursor),
             cursor,
+            verbosity: s.genome.genome.verbosity(),
         })
     }
 
@@ -635,6 +670,7 @@ impl Handler<AttachStream> for SessionActor {
                 key: msg.key,
                 sink: msg.sink,
                 after,
+                verbosity: s.genome.genome.verbosity(),
             })
             .map_err(|_| HubError::Unavailable("the participant's agent is busy; retry".into()))
     }

@@ -15,7 +15,9 @@
 pub mod batch;
 pub mod context;
 pub mod coordination;
+pub mod disputes;
 pub mod events;
+pub mod evolution;
 pub mod export;
 pub mod locks;
 pub mod messaging;

@@ -52,7 +52,10 @@ pub struct Create {
     /// Kind of work: refactoring, bugHunting, featureDevelopment, codeReview or your label.
     /// Without `genome`, the session runs a genome bred for this kind of work.
     pub task_type: Option<String>,
-    /// The collaboration genome to run under (genes left out take their defaults).
+    /// Genes to run under, e.g. {"handshakeStrictness": 0.9}; the rest default (docs/genome.md).
+    // Shown as a plain object: the eleven genes' full schema would cost every unbound client
+    // about 1.3 KB of tool list; the hub still checks each gene and names the bad one.
+    #[schemars(with = "Option<Map<String, Value>>")]
     pub genome: Option<Genome>,
 }
 
@@ -103,19 +106,22 @@ impl Operation for Create {
                 }
                 (None, None) => SessionGenome::default(),
             };
-            genome.genome.validate().map_err(|e| match HubError::from(e) {
-                // The gene as the request spells it: inside `genome`.
-                HubError::Invalid {
-                    code,
-                    message,
-                    field: Some(f),
-                } => HubError::Invalid {
-                    code,
-                    message: format!("genome.{message}"),
-                    field: Some(format!("genome.{f}")),
-                },
-                other => other,
-            })?;
+            genome
+                .genome
+                .validate()
+                .map_err(|e| match HubError::from(e) {
+                    // The gene as the request spells it: inside `genome`.
+                    HubError::Invalid {
+                        code,
+                        message,
+                        field: Some(f),
+                    } => HubError::Invalid {
+                        code,
+                        message: format!("genome.{message}"),
+                        field: Some(format!("genome.{f}")),
+                    },
+                    other => other,
+                })?;
             let bred = genome.genome.session_settings();
             // Explicit settings win over the genome's; say which, so the session is not
             // credited to a population member it did not run as.
@@ -157,10 +163,19 @@ impl Operation for Create {
             };
             // A plain session rotates by hand as it always has; a bred or given genome's
             // rotation interval is its own, so it rotates automatically.
-            let rotation_policy = self.rotation_policy.unwrap_or(match genome.origin {
+            let bred_policy = match genome.origin {
                 GenomeOrigin::Default => RotationPolicy::Manual,
                 _ => RotationPolicy::Automatic,
-            });
+            };
+            let rotation_policy = match self.rotation_policy {
+                // Manual rotation leaves the rotation gene without effect.
+                Some(p) if p != bred_policy && bred_policy == RotationPolicy::Automatic => {
+                    overridden.push("rotationPolicy".into());
+                    p
+                }
+                Some(p) => p,
+                None => bred_policy,
+            };
             genome.overridden = overridden;
             let spec = SessionSpec {
                 name: self.name,

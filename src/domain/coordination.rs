@@ -38,6 +38,12 @@ pub struct Coordination {
     pub role_since: Option<NaiveDateTime>,
     /// The handshake whose review-overdue alert was raised (raised once).
     pub overdue_alerted: Option<i64>,
+    /// Open disputes (`dispute`); left out while none was ever raised.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::domain::dispute::Disputes::is_empty"
+    )]
+    pub disputes: crate::domain::dispute::Disputes,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -648,6 +654,46 @@ impl Session {
             }
             HandshakeMode::Loose => Ok(!may_write),
         }
+    }
+
+    /// The genome whose `reviewRequirement` applies to `who`'s work: `who` drives, some size
+    /// requires review (r > 0), and a navigator is there to review (a lone driver is never
+    /// sent to wait for a reviewer who cannot come).
+    pub fn review_requirement_for(&self, who: &str) -> Option<&super::genome::Genome> {
+        let genome = &self.genome.genome;
+        (self.driver().is_some_and(|d| d.ai_id == who)
+            && genome.review_thresholds().is_some()
+            && self
+                .active_participants()
+                .any(|p| p.role == Role::Navigator))
+        .then_some(genome)
+    }
+
+    /// Loose mode: may navigator `who` record a change touching `lines` lines? The genome's
+    /// `navigatorAutonomy` bounds it (`Genome::navigator_line_limit`); past the bound the
+    /// change belongs in a suggestion for the driver. Strict mode and other roles: the write
+    /// gate (`check_code_write`) alone decides.
+    pub fn check_navigator_change(&self, who: &str, lines: u64) -> Result<(), DomainError> {
+        let p = self.active(who)?;
+        if self.handshake_mode != HandshakeMode::Loose || p.role != Role::Navigator {
+            return Ok(());
+        }
+        let genome = &self.genome.genome;
+        let autonomy = genome.navigator_autonomy;
+        let message = match genome.navigator_line_limit() {
+            None => return Ok(()),
+            Some(limit) if limit > 0 && lines <= u64::from(limit) => return Ok(()),
+            Some(0) => format!(
+                "Write permission denied: navigators do not write in this session (navigatorAutonomy {autonomy}); submit the change as a suggestion for the driver to apply"
+            ),
+            Some(limit) => format!(
+                "Write permission denied: {who}'s change touches {lines} lines, over the {limit} a navigator may write per change (navigatorAutonomy {autonomy}); submit it as a suggestion for the driver to apply"
+            ),
+        };
+        Err(DomainError::WriteDenied {
+            message,
+            current_driver: self.driver().map(|d| d.ai_id.clone()),
+        })
     }
 }
 

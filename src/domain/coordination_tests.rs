@@ -135,3 +135,59 @@ fn automatic_rotation_swaps_after_the_interval() {
     );
     assert_eq!(change.roles["claude"], Role::Navigator);
 }
+
+#[test]
+fn navigator_autonomy_bounds_a_navigators_change_in_loose_mode() {
+    let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+    s.genome.genome.navigator_autonomy = 0.1; // 10 lines
+    // Strict mode: the write gate alone decides (a navigator does not write at all).
+    assert_eq!(s.check_navigator_change("gemini", 500), Ok(()));
+    s.handshake_mode = HandshakeMode::Loose;
+    assert_eq!(s.check_navigator_change("gemini", 10), Ok(()));
+    let Err(DomainError::WriteDenied {
+        message,
+        current_driver,
+    }) = s.check_navigator_change("gemini", 30)
+    else {
+        panic!("30 lines are over 10");
+    };
+    assert!(
+        message.contains("30 lines")
+            && message.contains("10")
+            && message.contains("navigatorAutonomy 0.1")
+            && message.contains("suggestion"),
+        "{message}"
+    );
+    assert_eq!(current_driver.as_deref(), Some("claude"));
+    // The driver is not bounded.
+    assert_eq!(s.check_navigator_change("claude", 500), Ok(()));
+    // Under 0.05 a navigator writes nothing, not even a rename (0 lines).
+    s.genome.genome.navigator_autonomy = 0.0;
+    assert!(matches!(
+        s.check_navigator_change("gemini", 0),
+        Err(DomainError::WriteDenied { message, .. }) if message.contains("do not write")
+    ));
+    // From 0.95: unlimited.
+    s.genome.genome.navigator_autonomy = 0.95;
+    assert_eq!(s.check_navigator_change("gemini", 100_000), Ok(()));
+}
+
+#[test]
+fn review_requirement_applies_to_the_driver_with_a_reviewer_at_hand() {
+    let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+    assert!(s.review_requirement_for("claude").is_some());
+    assert!(
+        s.review_requirement_for("gemini").is_none(),
+        "not the driver"
+    );
+    s.genome.genome.review_requirement = 0.0;
+    assert!(
+        s.review_requirement_for("claude").is_none(),
+        "no size needs review"
+    );
+    let alone = session_of(&[("claude", Role::Driver), ("cursor", Role::Observer)]);
+    assert!(
+        alone.review_requirement_for("claude").is_none(),
+        "nobody could review"
+    );
+}

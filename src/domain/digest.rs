@@ -17,11 +17,17 @@
 //! The critical events the text lists in full are *shown to the model* (`listed`): for
 //! messages the hub records that receipt (`shownTo`), apart from delivery to a stream and from
 //! acknowledgement. Counts are not "shown".
+//!
+//! The session's `messageVerbosity` sets how much of each critical event the text carries:
+//! minimal its id, kind and sender only (nothing is shown in full, so nothing is `listed`),
+//! standard a gist of at most 120 characters, detailed the whole text (clipped only to fit
+//! the budget).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::event::{Event, Priority};
+use super::genome::MessageVerbosity;
 
 /// Most bytes the digest on a tool result takes.
 pub const DIGEST_BYTES: usize = 800;
@@ -154,6 +160,8 @@ pub struct Pending {
     pub counts: Counts,
     /// The participant's acknowledged cursor.
     pub cursor: i64,
+    /// How much of each critical event to say (the session genome's `messageVerbosity`).
+    pub verbosity: MessageVerbosity,
 }
 
 impl Pending {
@@ -169,6 +177,16 @@ impl Pending {
         critical
             .max(self.counts.important.1)
             .max(self.counts.routine.1)
+    }
+}
+
+/// What an event says at `verbosity`: nothing (minimal), its gist (standard), its whole text
+/// (detailed). For one-line event summaries.
+pub fn said(e: &Event, verbosity: MessageVerbosity) -> Option<String> {
+    match verbosity {
+        MessageVerbosity::Minimal => None,
+        MessageVerbosity::Standard => e.gist(),
+        MessageVerbosity::Detailed => e.text(),
     }
 }
 
@@ -231,12 +249,25 @@ fn compose(p: &Pending, budget: usize) -> Option<(String, usize)> {
         for (i, e) in p.critical.iter().enumerate() {
             let by = e.actor.as_deref().unwrap_or("hub");
             let mut line = format!("\n#{} {} by {by}", e.id, e.kind);
-            if let Some(gist) = e.gist() {
-                line.push_str(&format!(": {gist}"));
-            }
             let more = format!("\n+{} more critical", p.critical.len() - i);
             // Room for this line, a possible "+N more" and the tail.
-            if out.len() + line.len() + more.len() + 1 + tail.len() > budget {
+            let room = budget.saturating_sub(out.len() + more.len() + 1 + tail.len());
+            if let Some(mut text) = said(e, p.verbosity) {
+                let left = room.saturating_sub(line.len() + 2);
+                if p.verbosity == MessageVerbosity::Detailed && text.len() > left {
+                    // A whole body that does not fit is clipped to the room left, unless that
+                    // would say less than the gist.
+                    let clipped = truncate(&text, left);
+                    let gist = e.gist().unwrap_or_default();
+                    text = if clipped.chars().count() > gist.chars().count() {
+                        clipped
+                    } else {
+                        gist
+                    };
+                }
+                line.push_str(&format!(": {text}"));
+            }
+            if line.len() > room {
                 out.push_str(&more);
                 break;
             }
@@ -251,6 +282,9 @@ fn compose(p: &Pending, budget: usize) -> Option<(String, usize)> {
     if out.len() > budget {
         out = truncate(&out, budget);
         shown = 0;
+    }
+    if p.verbosity == MessageVerbosity::Minimal {
+        shown = 0; // ids and senders: no message was put before the model
     }
     Some((out, shown))
 }
@@ -363,6 +397,7 @@ mod tests {
             older_critical: 24,
             counts: Counts::default(),
             cursor: 5,
+            verbosity: MessageVerbosity::Standard,
         };
         let text = digest(&p, DIGEST_BYTES).unwrap();
         assert!(
@@ -408,6 +443,7 @@ mod tests {
                 partial: false,
             },
             cursor: 0,
+            verbosity: MessageVerbosity::Standard,
         };
         let text = digest(&p, DIGEST_BYTES).unwrap();
         assert!(text.len() <= DIGEST_BYTES, "{} bytes", text.len());
@@ -426,5 +462,66 @@ mod tests {
             let text = digest(&p, budget).unwrap();
             assert!(text.len() <= budget, "{budget}: {}", text.len());
         }
+    }
+
+    #[test]
+    fn verbosity_sets_how_much_of_each_critical_event_is_said() {
+        let long = "a long explanation of why the deploy must stop ".repeat(6);
+        let mut critical = vec![event(1, Priority::Critical, "gemini", None)];
+        critical[0].payload = json!({ "body": long });
+        critical.push(event(2, Priority::Critical, "cursor", None));
+        let with = |critical: &[Event], verbosity| Pending {
+            critical: critical.to_vec(),
+            counts: Counts {
+                routine: (1, 3),
+                ..Counts::default()
+            },
+            verbosity,
+            ..Pending::default()
+        };
+        let standard = digest(&with(&critical, MessageVerbosity::Standard), DIGEST_BYTES).unwrap();
+        let gist = critical[0].gist().unwrap();
+        assert!(
+            standard.contains(&format!("#1 message_sent by gemini: {gist}\n")),
+            "{standard}"
+        );
+        assert!(gist.ends_with('…') && !standard.contains(&long));
+        // Minimal: who sent what kind, no text; nothing counts as shown.
+        let minimal = digest(&with(&critical, MessageVerbosity::Minimal), DIGEST_BYTES).unwrap();
+        assert!(
+            minimal.starts_with(
+                "⚠ 2 critical not acknowledged:\n#1 message_sent by gemini\n#2 message_sent by cursor\n"
+            ),
+            "{minimal}"
+        );
+        assert!(!minimal.contains("explanation"), "{minimal}");
+        assert!(listed(&with(&critical, MessageVerbosity::Minimal), DIGEST_BYTES).is_empty());
+        // Detailed: the whole body, within the same budget.
+        let detailed = digest(&with(&critical, MessageVerbosity::Detailed), DIGEST_BYTES).unwrap();
+        assert!(
+            detailed.contains(&format!("by gemini: {long}\n")),
+            "{detailed}"
+        );
+        assert!(detailed.len() <= DIGEST_BYTES);
+        assert_eq!(
+            listed(&with(&critical, MessageVerbosity::Detailed), DIGEST_BYTES),
+            vec![1, 2]
+        );
+        // A body longer than the budget is clipped to it, still more than the gist.
+        critical[0].payload = json!({ "body": "x".repeat(5000) });
+        let p = with(&critical, MessageVerbosity::Detailed);
+        let text = digest(&p, DIGEST_BYTES).unwrap();
+        assert!(text.len() <= DIGEST_BYTES, "{}", text.len());
+        assert!(text.contains(&format!("{}…", "x".repeat(400))), "{text}");
+        assert!(text.contains("+1 more critical"), "{text}");
+        assert_eq!(listed(&p, DIGEST_BYTES), vec![1]);
+        // The said text of an event summary, by verbosity.
+        assert_eq!(said(&critical[1], MessageVerbosity::Minimal), None);
+        assert_eq!(
+            said(&critical[0], MessageVerbosity::Detailed)
+                .unwrap()
+                .len(),
+            5000
+        );
     }
 }

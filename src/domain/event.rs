@@ -81,19 +81,25 @@ impl Event {
     /// What the event says in a few words, for one-line summaries (critical alerts on top of a
     /// tool result): a message's body, a report's summary, a discovery's finding.
     pub fn gist(&self) -> Option<String> {
-        let p = &self.payload;
-        let text = [&p["summary"], &p["body"], &p["discovery"]["finding"]]
-            .into_iter()
-            .find(|v| !v.is_null())?;
-        let text = match text {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let text = self.text()?;
         let mut gist: String = text.chars().take(GIST_CHARS).collect();
         if gist.len() < text.len() {
             gist.push('…');
         }
         Some(gist)
+    }
+
+    /// What `gist` clips, whole: a message's body, a report's summary, a discovery's finding
+    /// (for `messageVerbosity` detailed).
+    pub fn text(&self) -> Option<String> {
+        let p = &self.payload;
+        let text = [&p["summary"], &p["body"], &p["discovery"]["finding"]]
+            .into_iter()
+            .find(|v| !v.is_null())?;
+        Some(match text {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     }
 
     /// Does `ai_id` see this event? Broadcasts: everyone; directed: its actor and recipient.

@@ -9,7 +9,7 @@
 //! | `roleRotationInterval` | automatic rotation | minutes per driver when rotation is automatic (the default for bred and explicit genomes) |
 //! | `navigatorAutonomy` | a navigator's writes in loose mode | at most 100 × a lines per change (a ≥ 0.95: unlimited; a < 0.05: none, suggest instead) |
 //! | `taskAllocation` | default assignment strategy | as named |
-//! | `briefingDepth` | default resume strategy | minimal → quick, standard → standard, comprehensive → deep |
+//! | `briefingDepth` | default resume strategy | minimal → quick, comprehensive → deep; standard → by time away (quick < 1 h, standard < 1 day, else deep) |
 //! | `checkpointFrequency` | auto-save interval | minutes × 60 s |
 //! | `contextSyncFrequency` | context-sync reminders | a participant that has not written the shared context for this many minutes is reminded (once per interval) |
 //! | `messageVerbosity` | detail in digests and events | minimal: counts and senders only; standard: previews; detailed: whole bodies |
@@ -19,7 +19,7 @@
 //! Every function here is pure; the session actor applies the result.
 
 use super::briefing;
-use super::genome::{ConflictResolution, Genome, MessageVerbosity};
+use super::genome::{BriefingDepth, ConflictResolution, Genome, MessageVerbosity};
 use super::session::HandshakeMode;
 use super::task::Strategy;
 
@@ -79,21 +79,25 @@ impl Genome {
         }
     }
 
-    /// Whether unreviewed work of this size needs review before control passes on.
-    pub fn review_required(&self, files_touched: usize, lines_touched: u64) -> bool {
+    /// Files or lines of unreviewed work that need review (whichever is reached first);
+    /// `None`: no size does (r = 0). r = 1 gives (1, 1): every change.
+    pub fn review_thresholds(&self) -> Option<(usize, u64)> {
         let r = self.review_requirement.clamp(0.0, 1.0);
-        if files_touched == 0 && lines_touched == 0 {
-            return false;
-        }
-        if r >= 1.0 {
-            return true;
-        }
         if r <= 0.0 {
-            return false;
+            return None;
         }
         let files = (10.0 * (1.0 - r)).ceil() as usize;
         let lines = (400.0 * (1.0 - r)).round() as u64;
-        files_touched >= files.max(1) || lines_touched >= lines.max(1)
+        Some((files.max(1), lines.max(1)))
+    }
+
+    /// Whether unreviewed work of this size needs review before control passes on.
+    pub fn review_required(&self, files_touched: usize, lines_touched: u64) -> bool {
+        if files_touched == 0 && lines_touched == 0 {
+            return false;
+        }
+        self.review_thresholds()
+            .is_some_and(|(files, lines)| files_touched >= files || lines_touched >= lines)
     }
 
     /// Seconds without a context write before a participant is reminded to sync.
@@ -103,6 +107,16 @@ impl Genome {
 
     pub fn resume_strategy(&self) -> briefing::Strategy {
         self.briefing_depth.resume_strategy()
+    }
+
+    /// The resume strategy when the caller names none, for a participant away `away_secs`:
+    /// minimal and comprehensive fix it; standard keeps the hub's long-standing choice by time
+    /// away (so a default genome briefs as before).
+    pub fn default_resume_strategy(&self, away_secs: i64) -> briefing::Strategy {
+        match self.briefing_depth {
+            BriefingDepth::Standard => briefing::Strategy::for_absence(away_secs),
+            depth => depth.resume_strategy(),
+        }
     }
 
     pub fn verbosity(&self) -> MessageVerbosity {
@@ -154,6 +168,40 @@ mod tests {
     }
 
     #[test]
+    fn briefing_depth_picks_the_default_resume_strategy() {
+        use briefing::Strategy::{Deep, Quick, Standard};
+        let g = |d| Genome {
+            briefing_depth: d,
+            ..Genome::default()
+        };
+        for away in [60, 7_200, 200_000] {
+            assert_eq!(
+                g(BriefingDepth::Minimal).default_resume_strategy(away),
+                Quick
+            );
+            assert_eq!(
+                g(BriefingDepth::Comprehensive).default_resume_strategy(away),
+                Deep
+            );
+        }
+        // Standard: by time away, as before genomes.
+        let standard = g(BriefingDepth::Standard);
+        assert_eq!(standard.default_resume_strategy(60), Quick);
+        assert_eq!(standard.default_resume_strategy(7_200), Standard);
+        assert_eq!(standard.default_resume_strategy(200_000), Deep);
+    }
+
+    #[test]
+    fn context_sync_is_minutes_in_seconds() {
+        let g = |m| Genome {
+            context_sync_frequency: m,
+            ..Genome::default()
+        };
+        assert_eq!(Genome::default().context_sync_secs(), 300);
+        assert_eq!(g(1.0).context_sync_secs(), 60);
+    }
+
+    #[test]
     fn autonomy_bounds_a_navigators_change() {
         let g = |a| Genome {
             navigator_autonomy: a,
@@ -171,6 +219,9 @@ mod tests {
             ..Genome::default()
         };
         // 0.6: 4 files or 160 lines.
+        assert_eq!(g(0.6).review_thresholds(), Some((4, 160)));
+        assert_eq!(g(1.0).review_thresholds(), Some((1, 1)));
+        assert_eq!(g(0.0).review_thresholds(), None);
         assert!(!g(0.6).review_required(3, 159));
         assert!(g(0.6).review_required(4, 1));
         assert!(g(0.6).review_required(1, 160));

@@ -16,12 +16,15 @@
 //! started within the session's review timeout raises one alert. Each step is an event; the
 //! step that hands control to someone is critical for them.
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::DomainError;
 use super::event::{NewEvent, Priority};
+use super::genome::Genome;
 use super::role::Role;
 
 pub const HANDSHAKE_EVENT: &str = "handshake";
@@ -179,6 +182,91 @@ impl Planned {
             },
             other => other.clone(),
         }
+    }
+}
+
+impl Step {
+    /// A `work_complete` that asks for no review: the session's review requirement may
+    /// overrule it (`Unreviewed::review_required`).
+    pub fn skips_review(&self) -> bool {
+        matches!(
+            self,
+            Step::WorkComplete {
+                needs_review: false,
+                ..
+            }
+        )
+    }
+
+    /// This `work_complete`, asking for review.
+    pub fn with_review(self) -> Step {
+        match self {
+            Step::WorkComplete {
+                changes, message, ..
+            } => Step::WorkComplete {
+                changes,
+                needs_review: true,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+impl Planned {
+    /// Says on the step's event why the hub made it ask for review.
+    pub fn note_review_required(&mut self, why: &str) {
+        if let Some(e) = self.events.first_mut() {
+            e.payload["reviewRequired"] = json!(why);
+        }
+    }
+}
+
+/// Does this handshake event end a review? Work recorded before the last such step counts as
+/// reviewed.
+pub fn ends_review(payload: &Value) -> bool {
+    matches!(
+        payload["step"].as_str(),
+        Some("review_complete" | "control_received")
+    )
+}
+
+/// The driver's work since the last review: its changes in the ledger after the last
+/// `review_complete` or `control_received` (or since the session began).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unreviewed {
+    pub files: BTreeSet<String>,
+    pub lines: u64,
+}
+
+fn count(n: u64, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
+}
+
+impl Unreviewed {
+    pub fn add(&mut self, file: &str, ranges: &[(u32, u32)]) {
+        self.files.insert(file.to_owned());
+        self.lines += super::ledger::lines_touched(ranges);
+    }
+
+    /// Why `genome`'s `reviewRequirement` wants this work reviewed; `None` when it does not.
+    pub fn review_required(&self, genome: &Genome) -> Option<String> {
+        let files = self.files.len();
+        if !genome.review_required(files, self.lines) {
+            return None;
+        }
+        let (f, l) = genome.review_thresholds()?;
+        let threshold = if (f, l) == (1, 1) {
+            "every change".to_owned()
+        } else {
+            format!("{} or {}", count(f as u64, "file"), count(l, "line"))
+        };
+        Some(format!(
+            "{}, {} since the last review ≥ reviewRequirement {} threshold ({threshold})",
+            count(files as u64, "file"),
+            count(self.lines, "line"),
+            genome.review_requirement
+        ))
     }
 }
 
@@ -559,6 +647,52 @@ mod tests {
     fn work_without_review_keeps_control() {
         let p = go(&Phase::Idle, work(false), "claude", Role::Driver, 1).unwrap();
         assert_eq!(p, Phase::Idle);
+    }
+
+    #[test]
+    fn review_requirement_overrules_work_without_review() {
+        let genome = |r| Genome {
+            review_requirement: r,
+            ..Genome::default()
+        };
+        let mut done = Unreviewed::default();
+        assert_eq!(done.review_required(&genome(1.0)), None, "nothing done");
+        done.add("/a.rs", &[(1, 1)]);
+        assert_eq!(
+            done.review_required(&genome(1.0)).as_deref(),
+            Some(
+                "1 file, 1 line since the last review ≥ reviewRequirement 1 threshold (every change)"
+            )
+        );
+        assert_eq!(done.review_required(&genome(0.0)), None);
+        for (i, f) in ["/b.rs", "/c.rs", "/d.rs"].into_iter().enumerate() {
+            done.add(f, &[(1, 50 + i as u32 * 10)]);
+        }
+        assert_eq!(done.lines, 1 + 50 + 60 + 70);
+        assert_eq!(
+            done.review_required(&genome(0.6)).as_deref(),
+            Some(
+                "4 files, 181 lines since the last review ≥ reviewRequirement 0.6 threshold (4 files or 160 lines)"
+            )
+        );
+        // The step asks for review, and its event says why.
+        let step = work(false);
+        assert!(step.skips_review() && !work(true).skips_review());
+        let mut planned = plan(
+            &Phase::Idle,
+            &step.with_review(),
+            "claude",
+            Role::Driver,
+            Some("claude"),
+            at(),
+        )
+        .unwrap();
+        planned.note_review_required("why");
+        assert!(matches!(planned.phase_for(3), Phase::AwaitingReview { .. }));
+        assert_eq!(planned.events[0].payload["needsReview"], true);
+        assert_eq!(planned.events[0].payload["reviewRequired"], "why");
+        assert!(ends_review(&json!({"step": "control_received"})));
+        assert!(!ends_review(&json!({"step": "work_complete"})));
     }
 
     #[test]

@@ -194,6 +194,14 @@ pub fn plan_change(spec: ChangeSpec) -> Result<PlannedChange, DomainError> {
     })
 }
 
+/// Lines a change touched: the sum of its ranges (what the genes measure work by).
+pub fn lines_touched(ranges: &[(u32, u32)]) -> u64 {
+    ranges
+        .iter()
+        .map(|(a, b)| u64::from(b.saturating_sub(*a)) + 1)
+        .sum()
+}
+
 /// The new-file line ranges of a unified diff's hunks (`@@ -a,b +c,d @@`).
 pub fn hunk_ranges(diff: &str) -> Result<Vec<(u32, u32)>, DomainError> {
     let bad = |line: &str| {
@@ -355,6 +363,9 @@ mod tests {
         let d = c.diff.as_deref().unwrap();
         assert!(d.contains("-line 10") && d.contains("+line ten"), "{d}");
         assert_eq!(c.lines, vec![(7, 13)], "the hunk with 3 lines of context");
+        assert_eq!(lines_touched(&c.lines), 7);
+        assert_eq!(lines_touched(&[(1, 30), (40, 40)]), 31);
+        assert_eq!(lines_touched(&[]), 0);
     }
 
     #[test]

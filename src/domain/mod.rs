@@ -15,6 +15,7 @@ pub mod context_log;
 mod context_ops;
 mod context_path;
 pub mod context_rules;
+pub mod context_sync;
 pub mod coordination;
 pub mod digest;
 pub mod dispute;

@@ -191,6 +191,19 @@ impl TaskBoard {
             .count()
     }
 
+    /// Ids of the tasks `ai_id` has in progress, apart from `except` (the task about to move).
+    pub fn in_progress_of(&self, ai_id: &str, except: i64) -> Vec<i64> {
+        self.tasks
+            .values()
+            .filter(|t| {
+                t.id != except
+                    && t.status == Status::InProgress
+                    && t.assigned_to.as_deref() == Some(ai_id)
+            })
+            .map(|t| t.id)
+            .collect()
+    }
+
     /// Checks a new task (and its subtasks) against the board.
     pub fn check_create(&self, spec: &TaskSpec) -> Result<(), DomainError> {
         check_text("description", &spec.description, true)?;

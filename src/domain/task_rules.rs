@@ -86,6 +86,15 @@ pub struct Roster {
     pub allocation: Strategy,
     pub members: BTreeMap<String, (Role, Vec<String>)>,
     pub driver: Option<String>,
+    pub parallel: ParallelLimit,
+}
+
+/// Most tasks one participant may have in progress at once, from the genome's
+/// `parallelWorkThreshold` (kept with the limit so a refusal can name it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParallelLimit {
+    pub max: usize,
+    pub threshold: f64,
 }
 
 impl Session {
@@ -98,6 +107,10 @@ impl Session {
                 .map(|p| (p.ai_id.clone(), (p.role, p.skills.clone())))
                 .collect(),
             driver: self.driver().map(|d| d.ai_id.clone()),
+            parallel: ParallelLimit {
+                max: self.genome.genome.max_tasks_in_progress(),
+                threshold: self.genome.genome.parallel_work_threshold,
+            },
         }
     }
 }
@@ -167,6 +180,27 @@ impl Roster {
             ));
         }
         Ok(())
+    }
+
+    /// `who` starting task `id` must stay within the parallel limit; the refusal names the
+    /// limit, the gene and the tasks already in progress, so the agent knows what to finish.
+    fn check_parallel(&self, board: &TaskBoard, who: &str, id: i64) -> Result<(), DomainError> {
+        let busy = board.in_progress_of(who, id);
+        if busy.len() < self.parallel.max {
+            return Ok(());
+        }
+        let ids: Vec<String> = busy.iter().map(i64::to_string).collect();
+        let n = busy.len();
+        Err(DomainError::conflict(
+            "parallel_limit",
+            format!(
+                "{who} has {n} task{} in progress ({}): parallelWorkThreshold {} allows {} at once; complete, block or hand one off before starting task {id}",
+                if n == 1 { "" } else { "s" },
+                ids.join(", "),
+                self.parallel.threshold,
+                self.parallel.max,
+            ),
+        ))
     }
 
     fn assigned_notice(task: &Task, by: &Option<String>, how: &str) -> Option<NewEvent> {
@@ -315,6 +349,11 @@ impl Roster {
                     if to == Status::InProgress && next.assigned_to.is_none() {
                         next.assigned_to = me.clone(); // starting unassigned work takes it
                     }
+                    if to == Status::InProgress
+                        && let Some(who) = &next.assigned_to
+                    {
+                        self.check_parallel(board, who, id)?;
+                    }
                     if to == Status::Completed {
                         next.completed_at = Some(at);
                         plan.completed.push(id);
@@ -372,6 +411,10 @@ impl Roster {
                     }
                     (None, None) => unreachable!("a strategy is always chosen without `to`"),
                 };
+                // Work already under way moves with it: it counts against the new assignee.
+                if t.status == Status::InProgress && t.assigned_to.as_ref() != Some(&who) {
+                    self.check_parallel(board, &who, id)?;
+                }
                 let mut next = t.clone();
                 next.assigned_to = Some(who.clone());
                 next.updated_at = at;
@@ -453,6 +496,7 @@ impl Roster {
                     && t.status == Status::Pending
                 {
                     next.status = Status::InProgress;
+                    self.check_parallel(board, &who, id)?;
                 }
                 plan.writes.push(TaskWrite {
                     event: event(
@@ -621,5 +665,89 @@ mod tests {
             (Some("gemini"), Status::InProgress)
         );
         assert_eq!(t.handoff.as_ref().unwrap()["context"]["notes"], "half done");
+    }
+
+    #[test]
+    fn the_parallel_limit_refuses_one_task_too_many_in_progress() {
+        let mut s = Team::of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+        assert_eq!(s.roster.parallel.max, 5, "the default genome's 0.8");
+        s.roster.parallel = ParallelLimit {
+            max: 2,
+            threshold: 0.2,
+        };
+        let at = crate::domain::now();
+        for (n, to) in [
+            (1, Some("claude")),
+            (2, Some("claude")),
+            (3, Some("claude")),
+            (4, None),
+        ] {
+            let spec = TaskSpec {
+                description: format!("task {n}"),
+                assigned_to: to.map(Into::into),
+                ..Default::default()
+            };
+            let plan = s
+                .plan_task(
+                    &me("claude"),
+                    TaskOp::Create {
+                        spec,
+                        strategy: None,
+                    },
+                    at,
+                    0,
+                )
+                .unwrap();
+            apply(&mut s, plan, n);
+        }
+        let set = |id, status| TaskOp::Update {
+            id,
+            status: Some(status),
+            reason: Some("waiting on review".into()),
+            dependencies: None,
+        };
+        let run = |s: &mut Team, who: &Caller, op| {
+            let plan = s.plan_task(who, op, at, 0)?;
+            apply(s, plan, 0);
+            Ok::<_, DomainError>(())
+        };
+        run(&mut s, &me("claude"), set(1, Status::InProgress)).unwrap();
+        run(&mut s, &me("claude"), set(2, Status::InProgress)).unwrap();
+        // A third, by any path (the operator starting it, claude claiming), is refused.
+        for (who, op) in [
+            (me("claude"), set(3, Status::InProgress)),
+            (Caller::Operator, set(3, Status::InProgress)),
+            (me("claude"), TaskOp::Claim { id: 4 }),
+        ] {
+            let err = run(&mut s, &who, op).unwrap_err();
+            let DomainError::Conflict { code, message } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(*code, "parallel_limit");
+            assert!(
+                message.starts_with("claude has 2 tasks in progress (1, 2): parallelWorkThreshold 0.2 allows 2 at once"),
+                "{message}"
+            );
+        }
+        assert_eq!(s.tasks.get(4).unwrap().assigned_to, None, "nothing changed");
+        // Others have their own allowance; blocking one frees a slot.
+        run(&mut s, &me("gemini"), TaskOp::Claim { id: 4 }).unwrap();
+        run(&mut s, &me("claude"), set(2, Status::Blocked)).unwrap();
+        run(&mut s, &me("claude"), set(3, Status::InProgress)).unwrap();
+        // Reassigning work under way counts against the new assignee.
+        let assign = |id, to: &str| TaskOp::Assign {
+            id,
+            to: Some(to.into()),
+            strategy: None,
+        };
+        run(&mut s, &me("claude"), assign(1, "gemini")).unwrap();
+        let err = run(&mut s, &me("claude"), assign(3, "gemini")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("gemini has 2 tasks in progress (1, 4)"),
+            "{err}"
+        );
+        // A pending task moves freely.
+        run(&mut s, &me("claude"), assign(2, "gemini")).unwrap();
     }
 }

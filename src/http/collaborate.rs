@@ -1,5 +1,6 @@
 //! `/mcp/messages/*` and `/mcp/collaborate/*`: messages, checkpoints, status reports, the
-//! handshake, roles, the change ledger, locks, suggestions and tasks over plain HTTP+JSON.
+//! handshake, roles, the change ledger, locks, suggestions, disputes and tasks over plain
+//! HTTP+JSON.
 //! Every route is the generic adapter over an `api` operation (grouped operations get their
 //! `action` from the route), so these endpoints accept exactly what the MCP tools accept.
 //!
@@ -12,6 +13,7 @@ use actix_web::web;
 use super::operation::{get, get_action, post, post_action};
 use super::resource;
 use crate::api::coordination::{ChangesArgs, HandshakeArgs, RoleArgs};
+use crate::api::disputes::DisputeArgs;
 use crate::api::locks::LockArgs;
 use crate::api::messaging;
 use crate::api::suggestions::SuggestionArgs;
@@ -52,6 +54,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/mcp/collaborate/suggestions").route(get_action::<SuggestionArgs>("list")),
         )
+        .service(resource("/mcp/collaborate/dispute").route(post_action::<DisputeArgs>("raise")))
+        .service(
+            resource("/mcp/collaborate/dispute/resolve")
+                .route(post_action::<DisputeArgs>("resolve")),
+        )
+        .service(
+            resource("/mcp/collaborate/dispute/vote").route(post_action::<DisputeArgs>("vote")),
+        )
+        .service(resource("/mcp/collaborate/disputes").route(get_action::<DisputeArgs>("list")))
         .service(resource("/mcp/collaborate/task").route(post_action::<TaskArgs>("create")))
         .service(resource("/mcp/collaborate/task/update").route(post_action::<TaskArgs>("update")))
         .service(resource("/mcp/collaborate/task/assign").route(post_action::<TaskArgs>("assign")))

@@ -4,6 +4,7 @@
 mod auth;
 mod collaborate;
 mod context;
+mod evolution;
 pub mod guard;
 mod health;
 mod json;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(sessions::routes)
     .configure(context::routes)
     .configure(collaborate::routes)
+    .configure(evolution::routes)
     .configure(crate::mcp::configure)
     .default_service(web::to(not_found));
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::protocol::notification;
 use crate::domain::event::{Event, Priority};
+use crate::domain::genome::MessageVerbosity;
 
 /// `logger` of the hub's log entries.
 pub const LOGGER: &str = "collab-hub";
@@ -108,15 +109,22 @@ fn clip(text: &str, chars: usize) -> String {
     out
 }
 
-/// What the event says in a line: its gist, else its payload, clipped.
-fn gist(e: &Event) -> String {
-    e.gist()
-        .unwrap_or_else(|| clip(&e.payload.to_string(), PAYLOAD_CHARS))
+/// What the event says in a line at the session's `messageVerbosity`: nothing (minimal); its
+/// gist, else its payload, clipped (standard); its whole text, else the clipped payload
+/// (detailed).
+fn gist(e: &Event, verbosity: MessageVerbosity) -> Option<String> {
+    if verbosity == MessageVerbosity::Minimal {
+        return None;
+    }
+    Some(
+        crate::domain::digest::said(e, verbosity)
+            .unwrap_or_else(|| clip(&e.payload.to_string(), PAYLOAD_CHARS)),
+    )
 }
 
-/// An event in a few fields: `{id, kind, priority, from, to?, gist}` (`from` is `hub` for the
-/// hub's own events; `to` only on directed ones).
-pub fn summary(e: &Event) -> Value {
+/// An event in a few fields: `{id, kind, priority, from, to?, gist?}` (`from` is `hub` for the
+/// hub's own events; `to` only on directed ones; no `gist` at minimal verbosity).
+pub fn summary(e: &Event, verbosity: MessageVerbosity) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(e.id));
     m.insert("kind".into(), json!(e.kind));
@@ -125,23 +133,28 @@ pub fn summary(e: &Event) -> Value {
     if let Some(to) = &e.to {
         m.insert("to".into(), json!(to));
     }
-    m.insert("gist".into(), json!(gist(e)));
+    if let Some(gist) = gist(e, verbosity) {
+        m.insert("gist".into(), json!(gist));
+    }
     Value::Object(m)
 }
 
 /// `notifications/message` for an event.
-pub fn log_entry(e: &Event) -> Value {
+pub fn log_entry(e: &Event, verbosity: MessageVerbosity) -> Value {
     notification(
         "notifications/message",
-        json!({ "level": level_of(e.priority), "logger": LOGGER, "data": summary(e) }),
+        json!({ "level": level_of(e.priority), "logger": LOGGER, "data": summary(e, verbosity) }),
     )
 }
 
 /// `notifications/claude/channel` for an event: `content` is the line the model reads,
 /// `meta` string attributes (identifier keys: Claude Code drops others) on its `<channel>` tag.
-pub fn channel_message(e: &Event) -> Value {
+pub fn channel_message(e: &Event, verbosity: MessageVerbosity) -> Value {
     let from = e.actor.as_deref().unwrap_or("hub");
-    let content = format!("#{} {} by {from}: {}", e.id, e.kind, gist(e));
+    let mut content = format!("#{} {} by {from}", e.id, e.kind);
+    if let Some(gist) = gist(e, verbosity) {
+        content.push_str(&format!(": {gist}"));
+    }
     notification(
         CHANNEL_NOTIFICATION,
         json!({
@@ -184,7 +197,7 @@ mod tests {
     fn a_log_entry_is_compact() {
         let body = "x".repeat(10_000);
         let e = event(Priority::Critical, Some("gemini"), json!({ "body": body }));
-        let n = log_entry(&e);
+        let n = log_entry(&e, MessageVerbosity::Standard);
         assert_eq!(n["method"], "notifications/message");
         assert_eq!(n["params"]["level"], "alert");
         assert_eq!(n["params"]["logger"], "collab-hub");
@@ -196,9 +209,25 @@ mod tests {
     }
 
     #[test]
+    fn summaries_say_as_much_as_the_sessions_verbosity() {
+        let body = "why the deploy must stop, in detail ".repeat(10);
+        let e = event(Priority::Critical, Some("gemini"), json!({ "body": body }));
+        let minimal = summary(&e, MessageVerbosity::Minimal);
+        assert!(minimal.get("gist").is_none(), "{minimal}");
+        assert_eq!(minimal["from"], "gemini");
+        let content = channel_message(&e, MessageVerbosity::Minimal)["params"]["content"].clone();
+        assert_eq!(content, "#7 message_sent by gemini");
+        assert_eq!(
+            summary(&e, MessageVerbosity::Standard)["gist"],
+            json!(e.gist().unwrap())
+        );
+        assert_eq!(summary(&e, MessageVerbosity::Detailed)["gist"], json!(body));
+    }
+
+    #[test]
     fn channel_notifications_have_the_claude_code_shape() {
         let e = event(Priority::Critical, None, json!({ "summary": "tests fail" }));
-        let n = channel_message(&e);
+        let n = channel_message(&e, MessageVerbosity::Standard);
         assert_eq!(n["method"], "notifications/claude/channel");
         assert_eq!(n["params"]["content"], "#7 message_sent by hub: tests fail");
         let meta = n["params"]["meta"].as_object().unwrap();
@@ -213,7 +242,8 @@ mod tests {
             Some("a"),
             json!({ "x": "y".repeat(1000) }),
         );
-        let content = channel_message(&e)["params"]["content"].to_string();
+        let content =
+            channel_message(&e, MessageVerbosity::Standard)["params"]["content"].to_string();
         assert!(content.len() < 320, "{content}");
     }
 

@@ -98,7 +98,7 @@ pub fn get_stream(
                 ev = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => match ev {
                     Some(delivery) => {
                         let list_changed = delivery.changes_my_role();
-                        let Delivery { event: e, early, viewer } = delivery;
+                        let Delivery { event: e, early, viewer, verbosity } = delivery;
                         let params = serde_json::to_value(&*e).unwrap_or(Value::Null);
                         // An early (critical, during a hold) event carries no SSE id, so a
                         // reconnect still resumes from the last in-order event.
@@ -114,10 +114,10 @@ pub fn get_stream(
                         if push::waits_for(&e, &viewer) {
                             let level = push::level_of(e.priority);
                             if push::log_wanted(s.forms.log_level.borrow().as_deref(), level) {
-                                out.extend_from_slice(&frame(None, &push::log_entry(&e)));
+                                out.extend_from_slice(&frame(None, &push::log_entry(&e, verbosity)));
                             }
                             if e.priority == Priority::Critical && let Some(opt_in) = s.forms.channel {
-                                out.extend_from_slice(&frame(None, &push::channel_message(&e)));
+                                out.extend_from_slice(&frame(None, &push::channel_message(&e, verbosity)));
                                 if opt_in == ChannelOptIn::Declared
                                     && e.kind == crate::domain::message::MESSAGE_SENT
                                 {

@@ -171,6 +171,18 @@ pub static CATALOGUE: &[ToolSpec] = &[
         call: Run::Op(api::run_json::<api::sessions::List>),
     },
     ToolSpec {
+        name: "evolution",
+        binds: false,
+        description: "Collaboration genomes: populations per task type (status), gene insights, a session's genome and fitness.",
+        input: schema::<api::evolution::EvolutionArgs>,
+        read_only: true,
+        read_actions: &[],
+        destructive: false,
+        idempotent: true,
+        visible: unbound,
+        call: Run::Op(api::run_json::<api::evolution::EvolutionArgs>),
+    },
+    ToolSpec {
         name: "whoami",
         binds: false,
         description: "Your session, role, permissions, driver and event cursor.",
@@ -483,6 +495,18 @@ pub static CATALOGUE: &[ToolSpec] = &[
         call: Run::Op(api::run_json::<api::suggestions::SuggestionArgs>),
     },
     ToolSpec {
+        name: "dispute",
+        binds: false,
+        description: "Dispute a review/suggestion/change: raise, resolve or vote (per the session's conflictResolution), list.",
+        input: schema::<api::disputes::DisputeArgs>,
+        read_only: false,
+        read_actions: &["list"],
+        destructive: false,
+        idempotent: false,
+        visible: participant,
+        call: Run::Op(api::run_json::<api::disputes::DisputeArgs>),
+    },
+    ToolSpec {
         name: "task",
         binds: false,
         description: "Tasks with subtasks and dependencies: create, update status, assign, handoff, claim, list, get.",
@@ -672,6 +696,9 @@ mod tests {
         let all: Vec<Value> = CATALOGUE.iter().map(ToolSpec::describe).collect();
         let bytes = json!({ "tools": all }).to_string().len();
         println!("all tools together: {bytes} bytes");
+        for t in &all {
+            println!("  {}: {} bytes", t["name"], t.to_string().len());
+        }
         // What each audience pays (README quotes these; `--nocapture` shows them).
         for a in [
             Audience::Unbound,
@@ -703,6 +730,9 @@ mod tests {
         ));
         assert!(has(Audience::Unbound, "session_join"));
         assert!(!has(Audience::Participant(Role::Driver), "session_join"));
-        assert_eq!(names(Audience::Unbound, true), ["session_list"]);
+        assert_eq!(
+            names(Audience::Unbound, true),
+            ["session_list", "evolution"]
+        );
     }
 }

@@ -6,9 +6,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::DbConn;
+use super::codec::decode_payload;
 use super::models::coordination_json;
-use super::schema::{code_changes, participants, sessions};
+use super::schema::{code_changes, events, participants, sessions};
 use crate::domain::coordination::{Coordination, RoleChange};
+use crate::domain::handshake::{HANDSHAKE_EVENT, Unreviewed, ends_review};
 use crate::domain::ledger::{ChangeQuery, ChangeView};
 use crate::domain::ledger::{Operation, PlannedChange, RecentChange};
 use crate::error::HubError;
@@ -123,6 +125,55 @@ pub fn recent_changes(
             })
         })
         .collect()
+}
+
+/// Handshake events read per query while looking back for the last review.
+const REVIEW_PAGE: i64 = 200;
+
+/// `driver`'s work since the session's last review (the last handshake step that
+/// `handshake::ends_review`, or the session's start), as the ledger has it.
+pub fn unreviewed_work(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    driver: &str,
+) -> Result<Unreviewed, HubError> {
+    let sid = session_id.to_string();
+    let mut boundary = 0;
+    let mut before = i64::MAX;
+    'scan: loop {
+        let page: Vec<(i64, String)> = events::table
+            .filter(events::session_id.eq(&sid))
+            .filter(events::kind.eq(HANDSHAKE_EVENT))
+            .filter(events::id.lt(before))
+            .order(events::id.desc())
+            .limit(REVIEW_PAGE)
+            .select((events::id, events::payload))
+            .load(conn)?;
+        for (id, payload) in &page {
+            let payload = decode_payload(payload)
+                .map_err(|e| HubError::Internal(format!("event {id} is unreadable: {e}")))?;
+            if ends_review(&payload) {
+                boundary = *id;
+                break 'scan;
+            }
+        }
+        match page.last() {
+            Some((oldest, _)) if page.len() as i64 == REVIEW_PAGE => before = *oldest,
+            _ => break,
+        }
+    }
+    let rows: Vec<(String, String)> = code_changes::table
+        .filter(code_changes::session_id.eq(&sid))
+        .filter(code_changes::ai_id.eq(driver))
+        .filter(code_changes::id.gt(boundary))
+        .select((code_changes::file_path, code_changes::lines))
+        .load(conn)?;
+    let mut work = Unreviewed::default();
+    for (file, lines) in rows {
+        let ranges: Vec<(u32, u32)> = serde_json::from_str(&lines).map_err(|_| unreadable())?;
+        work.add(&file, &ranges);
+    }
+    Ok(work)
 }
 
 /// Changes oldest first after `since` (or the newest `limit` without it).

@@ -192,13 +192,16 @@ async fn bad_genomes_are_refused_and_create_nothing(backend: Backend) {
     let cases = [
         (
             json!({"genome": {"handshakeStrictness": 2}}),
-            "handshakeStrictness",
+            "genome.handshakeStrictness",
         ),
         (
             json!({"genome": {"contextSyncFrequency": 0}}),
-            "contextSyncFrequency",
+            "genome.contextSyncFrequency",
         ),
-        (json!({"genome": {"messageVerbosity": "loud"}}), "genome.messageVerbosity"),
+        (
+            json!({"genome": {"messageVerbosity": "loud"}}),
+            "genome.messageVerbosity",
+        ),
         (json!({"genome": {"colour": "blue"}}), "genome.colour"),
         (json!({"taskType": ""}), "taskType"),
         (json!({"taskType": " padded"}), "taskType"),
@@ -210,7 +213,12 @@ async fn bad_genomes_are_refused_and_create_nothing(backend: Backend) {
             .extend(extra.as_object().unwrap().clone());
         let (s, b) = app.post("/mcp/session/create", &body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-        assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{b}"
+        );
         assert_eq!(b["error"]["field"], field, "{b}");
     }
     let (_, list) = app.get("/mcp/session/list").await;

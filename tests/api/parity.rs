@@ -512,6 +512,42 @@ async fn every_operation_answers_alike_over_mcp_rest_and_websocket(backend: Back
             "POST /mcp/collaborate/suggestion/resolve",
         )
         .await;
+    // Disputes (the default genome: a navigator settles them).
+    let dispute = gemini
+        .same(
+            "dispute",
+            json!({"action": "raise", "on": {"kind": "suggestion", "id": suggestion["id"]}, "reason": "c is wrong", "proposal": "keep b"}),
+            "POST /mcp/collaborate/dispute",
+        )
+        .await;
+    claude
+        .same(
+            "dispute",
+            json!({"action": "list"}),
+            "GET /mcp/collaborate/disputes",
+        )
+        .await;
+    claude
+        .same_error(
+            "dispute",
+            json!({"action": "resolve", "disputeId": dispute["disputeId"], "outcome": "accept"}),
+            "POST /mcp/collaborate/dispute/resolve",
+        )
+        .await;
+    gemini
+        .same_error(
+            "dispute",
+            json!({"action": "vote", "disputeId": dispute["disputeId"], "vote": "accept"}),
+            "POST /mcp/collaborate/dispute/vote",
+        )
+        .await;
+    gemini
+        .same(
+            "dispute",
+            json!({"action": "resolve", "disputeId": dispute["disputeId"], "outcome": "reject", "note": "agreed"}),
+            "POST /mcp/collaborate/dispute/resolve",
+        )
+        .await;
     let tasks = claude
         .same(
             "task",
@@ -667,6 +703,30 @@ async fn every_operation_answers_alike_over_mcp_rest_and_websocket(backend: Back
             "",
         ),
         (
+            "dispute",
+            json!({"action": "raise", "on": {"kind": "change", "id": 999_999}, "reason": "x"}),
+            "POST /mcp/collaborate/dispute",
+            "on.id",
+        ),
+        (
+            "dispute",
+            json!({"action": "raise", "on": {"kind": "change", "id": 1}, "reason": ""}),
+            "POST /mcp/collaborate/dispute",
+            "reason",
+        ),
+        (
+            "dispute",
+            json!({"action": "resolve", "disputeId": 999, "outcome": "accept"}),
+            "POST /mcp/collaborate/dispute/resolve",
+            "disputeId",
+        ),
+        (
+            "dispute",
+            json!({"action": "raise", "on": {"kind": "change", "id": 1, "x": 1}, "reason": "x"}),
+            "POST /mcp/collaborate/dispute",
+            "on.x",
+        ),
+        (
             "checkpoint",
             json!({"action": "begin", "task": "x", "estimatedDuration": "soon"}),
             "POST /mcp/collaborate/checkpoint",
@@ -771,6 +831,46 @@ async fn every_operation_answers_alike_over_mcp_rest_and_websocket(backend: Back
     );
     let (status, _) = app.get("/mcp/session/list?limit=101").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // evolution: a session's genome and what it sets, the populations, the insights, and a
+    // bad task type, alike on every surface.
+    claude
+        .same(
+            "evolution",
+            json!({"action": "session"}),
+            "GET /mcp/evolution/session",
+        )
+        .await;
+    claude
+        .same(
+            "evolution",
+            json!({"action": "status"}),
+            "GET /mcp/evolution",
+        )
+        .await;
+    claude
+        .same(
+            "evolution",
+            json!({"action": "insights", "taskType": "refactoring"}),
+            "GET /mcp/evolution/insights",
+        )
+        .await;
+    claude
+        .same_error(
+            "evolution",
+            json!({"action": "status", "taskType": ""}),
+            "GET /mcp/evolution",
+        )
+        .await;
+    let (err, over_mcp) = anon.tool("evolution", json!({})).await;
+    assert!(!err, "{over_mcp}");
+    let (_, over_rest) = app.get("/mcp/evolution").await;
+    assert_eq!(over_mcp, over_rest, "evolution for the operator");
+    assert_eq!(
+        over_mcp,
+        viewer.call("evolution", json!({})).await,
+        "evolution for a viewer"
+    );
 
     // session_leave: the caller leaves.
     gemini

@@ -21,6 +21,9 @@ pub struct HandshakeView {
     /// Roles that waited for this boundary and changed with it.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub roles_changed: BTreeMap<String, Role>,
+    /// Why a `work_complete` without review was made to await one (`reviewRequirement`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_required: Option<String>,
 }
 
 /// Ask for a role; the driver (or the session) decides.
@@ -95,6 +98,12 @@ pub struct ChangeRecorded {
     /// Loose mode: recorded although the author lacks the write permission (alerted).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub outside_permissions: bool,
+    /// The driver's unreviewed work now needs review (`reviewRequirement`): its next
+    /// `work_complete` will await one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_review: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_required: Option<String>,
 }
 
 /// The ledger, filtered.

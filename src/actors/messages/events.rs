@@ -94,6 +94,8 @@ pub struct Delivery {
     pub early: bool,
     /// The participant receiving it.
     pub viewer: std::sync::Arc<str>,
+    /// How much its one-line summaries say (the session genome's `messageVerbosity`).
+    pub verbosity: crate::domain::genome::MessageVerbosity,
 }
 
 impl Delivery {

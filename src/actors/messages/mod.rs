@@ -4,6 +4,7 @@
 
 mod context;
 mod coordination;
+mod disputes;
 mod events;
 mod evolution;
 mod export;
@@ -18,6 +19,7 @@ mod tasks;
 
 pub use context::*;
 pub use coordination::*;
+pub use disputes::*;
 pub use events::*;
 pub use evolution::*;
 pub use export::*;

@@ -15,7 +15,7 @@ use crate::actors::messages::{
 use crate::domain::auth::Caller;
 use crate::domain::coordination::{PlannedRoles, RoleDecision};
 use crate::domain::event::{Event, NewEvent, Priority};
-use crate::domain::handshake::{self, Phase};
+use crate::domain::handshake::{self, Phase, Step};
 use crate::domain::ledger::{self, CHANGE_RECORDED};
 use crate::domain::now;
 use crate::error::HubError;
@@ -237,22 +237,27 @@ impl Handler<AssignRoles> for SessionActor {
     }
 }
 
-impl Handler<HandshakeStep> for SessionActor {
-    type Result = Reply<HandshakeView>;
-
-    fn handle(&mut self, msg: HandshakeStep, _: &mut Self::Context) -> Self::Result {
-        let at = now();
-        let planned = self
-            .caller_as(&msg.credential, msg.as_participant.as_deref())
-            .and_then(|caller| {
-                let s = self.session()?;
-                let (planned, boundary) = s.check_handshake(&caller, &msg.step, at)?;
-                let driver_changes = boundary.as_ref().is_some_and(|(_, c)| s.changes_driver(c));
-                Ok((planned, boundary, driver_changes, s.coordination.clone()))
-            });
+impl SessionActor {
+    /// Commits handshake step `step` by `caller`; `review_required` says why the hub made a
+    /// `work_complete` await review.
+    fn commit_handshake(
+        &mut self,
+        caller: Caller,
+        step: Step,
+        at: chrono::NaiveDateTime,
+        review_required: Option<String>,
+    ) -> ResponseActFuture<Self, Result<HandshakeView, HubError>> {
+        let planned = self.session().and_then(|s| {
+            let (mut planned, boundary) = s.check_handshake(&caller, &step, at)?;
+            if let Some(why) = &review_required {
+                planned.note_review_required(why);
+            }
+            let driver_changes = boundary.as_ref().is_some_and(|(_, c)| s.changes_driver(c));
+            Ok((planned, boundary, driver_changes, s.coordination.clone()))
+        });
         let (planned, boundary, driver_changes, current) = match planned {
             Ok(p) => p,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let id = self.id;
         let (to_write, roles_event) = (
@@ -262,7 +267,7 @@ impl Handler<HandshakeStep> for SessionActor {
         let change = boundary.map(|(_, c)| c);
         let (stored_current, stored_planned, stored_change) =
             (current.clone(), planned.clone(), change.clone());
-        AtomicResponse::new(self.commit_events(
+        self.commit_events(
             move |c| {
                 let mut events = Vec::new();
                 for e in &to_write {
@@ -298,9 +303,62 @@ impl Handler<HandshakeStep> for SessionActor {
                     event_id: events[0].id,
                     handshake: act.session_mut().coordination.handshake.clone(),
                     roles_changed: change.map(|c| c.roles).unwrap_or_default(),
+                    review_required,
                 }
             },
-        ))
+        )
+    }
+}
+
+impl Handler<HandshakeStep> for SessionActor {
+    type Result = Reply<HandshakeView>;
+
+    fn handle(&mut self, msg: HandshakeStep, _: &mut Self::Context) -> Self::Result {
+        let at = now();
+        let checked = self
+            .caller_as(&msg.credential, msg.as_participant.as_deref())
+            .and_then(|caller| {
+                let s = self.session()?;
+                // Refusals first, before any read.
+                s.check_handshake(&caller, &msg.step, at)?;
+                // The driver's work_complete without review: the genome's reviewRequirement
+                // may want one after all, by the size of the work since the last review.
+                let probe = match &caller {
+                    Caller::Participant(me) if msg.step.skips_review() => s
+                        .review_requirement_for(me)
+                        .map(|g| (me.clone(), g.clone())),
+                    _ => None,
+                };
+                Ok((caller, probe))
+            });
+        let (caller, probe) = match checked {
+            Ok(c) => c,
+            Err(e) => return reply(Err(e)),
+        };
+        let Some((driver, genome)) = probe else {
+            return AtomicResponse::new(self.commit_handshake(caller, msg.step, at, None));
+        };
+        let (store, id, step) = (self.store.clone(), self.id, msg.step);
+        // Read off the actor's thread; the atomic response keeps other messages out meanwhile.
+        let fut = async move {
+            store
+                .read(move |c| ledger_store::unreviewed_work(c, id, &driver))
+                .await
+        }
+        .into_actor(self)
+        .then(move |work, act, _| match work {
+            Ok(work) => {
+                let why = work.review_required(&genome);
+                let step = if why.is_some() {
+                    step.with_review()
+                } else {
+                    step
+                };
+                act.commit_handshake(caller, step, at, why)
+            }
+            Err(e) => Box::pin(fut::ready(Err(e))),
+        });
+        AtomicResponse::new(Box::pin(fut))
     }
 }
 
@@ -396,6 +454,7 @@ impl Handler<RecordChange> for SessionActor {
                     token: msg.spec.lock_token,
                 };
                 let change = ledger::plan_change(msg.spec)?;
+                s.check_navigator_change(&who, ledger::lines_touched(&change.lines))?;
                 Ok((who, outside, change, fence, self.lock_table()?))
             });
         let task = checked
@@ -415,23 +474,41 @@ impl Handler<RecordChange> for SessionActor {
             .session()
             .ok()
             .and_then(|s| s.driver().map(|d| d.ai_id.clone()));
+        // The driver learns as soon as its unreviewed work needs review (`reviewRequirement`):
+        // one more read in the same store call, only where a size can require review.
+        let genome = self
+            .session()
+            .ok()
+            .and_then(|s| s.review_requirement_for(&who).cloned());
+        let unreviewed_of = genome.as_ref().map(|_| who.clone());
         // The project's lock table checks the fencing token and says whose locks cover the file.
         let fut = async move {
             if let Some(task) = task {
                 task.await?;
             }
             let foreign = table.send(fence).await??;
-            let recent = store
-                .read(move |c| ledger_store::recent_changes(c, id, &file, since))
+            let (recent, unreviewed) = store
+                .read(move |c| {
+                    let recent = ledger_store::recent_changes(c, id, &file, since)?;
+                    let unreviewed = match &unreviewed_of {
+                        Some(driver) => Some(ledger_store::unreviewed_work(c, id, driver)?),
+                        None => None,
+                    };
+                    Ok((recent, unreviewed))
+                })
                 .await?;
-            Ok::<_, HubError>((foreign, recent))
+            Ok::<_, HubError>((foreign, recent, unreviewed))
         }
         .into_actor(self)
         .then(move |found, act, _| {
-            let (foreign, recent) = match found {
+            let (foreign, recent, unreviewed) = match found {
                 Ok(r) => r,
                 Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
             };
+            let review_required = unreviewed.zip(genome.as_ref()).and_then(|(mut work, g)| {
+                work.add(&change.file_path, &change.lines);
+                work.review_required(g)
+            });
             let hits = ledger::conflicts(&change, &who, &recent, at, window);
             let conflict_ids: Vec<i64> = hits.iter().map(|r| r.id).collect();
             let mut others: Vec<String> = hits.iter().map(|r| r.ai_id.clone()).collect();
@@ -502,6 +579,8 @@ impl Handler<RecordChange> for SessionActor {
                     lines: change.lines,
                     conflicts: conflict_ids,
                     outside_permissions: outside,
+                    needs_review: review_required.is_some(),
+                    review_required,
                 },
             )
         });

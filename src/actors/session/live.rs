@@ -94,16 +94,7 @@ impl SessionActor {
             .iter()
             .map(|(ai_id, state)| presence::changed(ai_id, *state, self.last_seen(ai_id)))
             .collect();
-        let (id, at) = (self.id, now());
-        self.commit_events(
-            move |c| {
-                events
-                    .iter()
-                    .map(|e| queries::append_event(c, id, e, at))
-                    .collect()
-            },
-            |_, _, _| (),
-        )
+        self.announce(events)
     }
 
     /// The active participants, by id.

@@ -90,14 +90,17 @@ impl Handler<Resume> for SessionActor {
                     .clamp(0, 200);
                 self.gathering(&ai_id, None, wanted)
             });
+        // With no strategy asked for, the genome's `briefingDepth` picks it.
+        let genome = self.session().map(|s| s.genome.genome.clone());
         Box::pin(async move {
             let (gathering, context) = planned?;
+            let genome = genome?;
             let mut facts = gathering.run().await?;
             let (me, role) = (facts.me.ai_id.clone(), facts.me.role);
             let away = facts.now - facts.last_active.unwrap_or(facts.me.joined_at);
             let strategy = msg
                 .strategy
-                .unwrap_or_else(|| Strategy::for_absence(away.num_seconds()));
+                .unwrap_or_else(|| genome.default_resume_strategy(away.num_seconds()));
             if msg.load_messages.is_none() {
                 facts.messages.truncate(strategy.messages() as usize);
             }

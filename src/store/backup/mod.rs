@@ -27,7 +27,8 @@
 //! - A backup holds every row of every table that belongs to the chosen sessions (all by
 //!   default): the session, its participants, its event log, its context and session
 //!   snapshots, messages and receipts, tasks, changes, the locks it holds or waits for in its
-//!   project, suggestions. It is read in one read transaction (a snapshot: REPEATABLE READ on
+//!   project, suggestions, and its measured outcome once completed (the hub-wide populations
+//!   are not in a session backup). It is read in one read transaction (a snapshot: REPEATABLE READ on
 //!   PostgreSQL, a WAL read transaction on SQLite), so it is consistent even while a hub writes;
 //!   it never takes the hub's claim. Rows are streamed table by table, one row in memory at a
 //!   time, and the file appears under its name (atomic rename) only once it is complete.

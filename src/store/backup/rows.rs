@@ -231,6 +231,7 @@ tables! {
         review_timeout_secs: i32 = "plain",
         task_allocation: String = "plain",
         project: String = "plain",
+        genome: String = "plain",
     }
     participants (session_id; session_id, ai_id) ParticipantRow {
         session_id: String = "plain",
@@ -362,7 +363,23 @@ tables! {
         created_at: NaiveDateTime = "ts",
         resolved_at: Option<NaiveDateTime> = "ts_opt",
     }
+    session_outcomes (session_id; session_id) OutcomeRow {
+        session_id: String = "plain",
+        task_type: String = "plain",
+        member_id: Option<i64> = "plain",
+        generation: Option<i32> = "plain",
+        genome: String = "plain",
+        outcome: String = "plain",
+        fitness: Option<f64> = "plain",
+        terms: Option<String> = "plain",
+        completed_at: NaiveDateTime = "ts",
+    }
 }
+
+/// Hub-wide tables that belong to no session and so are in no session backup: the
+/// populations are bred from many sessions' outcomes (which do travel with their sessions).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const HUB_WIDE_TABLES: [&str; 1] = ["populations"];
 
 /// The tables a backup holds, in the order they are written and restored (parents first).
 pub fn table_names() -> Vec<&'static str> {
