@@ -44,7 +44,7 @@ export const GENES = [
   ["reviewRequirement", "Review requirement", "", (e) => (e.reviewThreshold
     ? `review is mandatory from ${e.reviewThreshold.files} file${e.reviewThreshold.files === 1 ? "" : "s"} or ${e.reviewThreshold.lines} line${e.reviewThreshold.lines === 1 ? "" : "s"} of unreviewed work`
     : "no amount of unreviewed work makes review mandatory")],
-  ["briefingDepth", "Briefing depth", "", (e) => `${e.resumeStrategy} resume briefings by default`],
+  ["briefingDepth", "Briefing depth", "", (e) => e.resumeStrategy === "byTimeAway" ? "resume briefings by time away (quick under 1 h, standard under a day, else deep)" : `${e.resumeStrategy} resume briefings by default`],
   ["checkpointFrequency", "Checkpoint frequency", " min", (e) => `an automatic snapshot every ${dur(e.saveInterval)}`],
   ["conflictResolution", "Conflict resolution", "", (e) => (e.conflictResolution === "consensus" ? "disputes are settled by a vote of the participants" : `disputes are settled by the ${e.conflictResolution}`)],
 ];

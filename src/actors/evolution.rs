@@ -38,7 +38,14 @@ pub struct EvolutionActor {
     store: Store,
     settings: EvolutionSettings,
     populations: BTreeMap<TaskType, Population>,
+    /// The stored populations are in memory.
+    loaded: bool,
+    /// Stored populations that did not decode: never drawn from, never overwritten.
+    unreadable: std::collections::BTreeSet<String>,
 }
+
+/// Most task types the hub keeps a population for (each is a stored row and memory).
+pub const MAX_TASK_TYPES: usize = 200;
 
 impl EvolutionActor {
     pub fn new(store: Store, settings: EvolutionSettings) -> Self {
@@ -46,6 +53,8 @@ impl EvolutionActor {
             store,
             settings,
             populations: BTreeMap::new(),
+            loaded: false,
+            unreadable: Default::default(),
         }
     }
 
@@ -64,42 +73,95 @@ impl EvolutionActor {
             })
     }
 
-    /// Scores every unscored outcome into the populations, in one transaction.
+    /// Scores every unscored outcome into the populations, in one transaction. A row that
+    /// cannot be scored (unreadable, or a weight that makes the score non-finite) is logged and
+    /// left unscored; it must not stop every later session from being scored.
     fn score_pending(&mut self, ctx: &mut Context<Self>) {
+        if !self.loaded {
+            return;
+        }
         let mut populations = self.populations.clone();
         let weights = self.settings.weights.clone();
         let store = self.store.clone();
         let fut = async move {
             store
                 .write(move |c| {
-                    let mut changed = false;
+                    let mut changed = BTreeMap::new();
                     for row in store::unscored(c)? {
-                        let measured = row.measured()?;
-                        let genome = row.session_genome()?;
-                        let scored = score(&measured, &weights).map_err(HubError::from)?;
-                        store::set_score(c, &row.session_id, &scored)?;
-                        if let (Some(member), Some(p)) = (
-                            genome.credited_member(),
-                            populations.get_mut(&genome.task_type),
-                        ) {
-                            // A member bred away since keeps its score for the insights only.
-                            let recorded = p.record(member, scored.score)?;
-                            if recorded.counted {
-                                store::save_population(c, p, now())?;
-                                changed = true;
+                        let scored = row.measured().and_then(|m| {
+                            let g = row.session_genome()?;
+                            Ok((score(&m, &weights).map_err(HubError::from)?, g))
+                        });
+                        let (scored, genome) = match scored {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::warn!("session {} cannot be scored: {e}", row.session_id);
+                                continue;
                             }
+                        };
+                        store::set_score(c, &row.session_id, &scored)?;
+                        let Some(member) = genome.credited_member() else {
+                            continue;
+                        };
+                        let Some(p) = populations.get_mut(&genome.task_type) else {
+                            continue;
+                        };
+                        // Credit the member only if it is still the genome the session ran
+                        // (ids are per population; a restored backup may bring other ones).
+                        if !p
+                            .members
+                            .iter()
+                            .any(|m| m.id == member && m.genome == genome.genome)
+                        {
+                            continue;
+                        }
+                        if p.record(member, scored.score)?.counted {
+                            store::save_population(c, p, now())?;
+                            changed.insert(genome.task_type.clone(), p.clone());
                         }
                     }
-                    Ok((populations, changed))
+                    Ok(changed)
                 })
                 .await
         }
         .into_actor(self)
         .map(|result, act, _| match result {
-            Ok((populations, _)) => act.populations = populations,
+            // Only what this pass changed: nothing else ran meanwhile (`wait`), but say so.
+            Ok(changed) => act.populations.extend(changed),
             Err(e) => log::error!("scoring completed sessions failed: {e}"),
         });
         ctx.wait(fut);
+    }
+
+    /// Loads the populations; until that succeeds nothing is drawn or scored (a population
+    /// started afresh would overwrite the stored one). Retries every few seconds.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        ctx.wait(
+            async move { store.read(store::load_populations).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok(list) => {
+                        for (key, p) in list {
+                            match p {
+                                Ok(p) => {
+                                    act.populations.insert(p.task_type.clone(), p);
+                                }
+                                Err(e) => {
+                                    log::error!("population {key:?} is unreadable: {e}");
+                                    act.unreadable.insert(key);
+                                }
+                            }
+                        }
+                        act.loaded = true;
+                        act.score_pending(ctx);
+                    }
+                    Err(e) => {
+                        log::error!("cannot load the populations (retrying): {e}");
+                        ctx.run_later(std::time::Duration::from_secs(5), |act, ctx| act.load(ctx));
+                    }
+                }),
+        );
     }
 }
 
@@ -107,32 +169,32 @@ impl Actor for EvolutionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let store = self.store.clone();
-        // Nothing is drawn or scored before the populations are in memory.
-        ctx.wait(
-            async move { store.read(store::load_populations).await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| {
-                    match loaded {
-                        Ok(list) => {
-                            act.populations =
-                                list.into_iter().map(|p| (p.task_type.clone(), p)).collect();
-                        }
-                        Err(e) => log::error!("cannot load the populations: {e}"),
-                    }
-                    act.score_pending(ctx);
-                }),
-        );
+        self.load(ctx);
     }
 }
 
 impl Handler<DrawGenome> for EvolutionActor {
-    type Result = ResponseActFuture<Self, Result<Assignment, HubError>>;
+    type Result = AtomicResponse<Self, Result<Assignment, HubError>>;
 
+    /// Atomic: no score and no other draw runs between reading the population and storing it.
     fn handle(&mut self, msg: DrawGenome, _: &mut Self::Context) -> Self::Result {
         let task_type = msg.0;
+        let refuse = |e: HubError| AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        if !self.loaded || self.unreadable.contains(task_type.as_str()) {
+            return refuse(HubError::Unavailable(format!(
+                "the population of {task_type} cannot be read now; create the session with a genome, or retry"
+            )));
+        }
         let mut population = match self.populations.get(&task_type) {
             Some(p) => p.clone(),
+            None if self.populations.len() >= MAX_TASK_TYPES => {
+                return refuse(HubError::Conflict {
+                    code: "too_many_task_types",
+                    message: format!(
+                        "the hub breeds at most {MAX_TASK_TYPES} task types; use one of them, or give a genome"
+                    ),
+                });
+            }
             None => match Population::new(
                 task_type.clone(),
                 self.settings.config.clone(),
@@ -140,13 +202,13 @@ impl Handler<DrawGenome> for EvolutionActor {
                 self.seed_for(&task_type),
             ) {
                 Ok(p) => p,
-                Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+                Err(e) => return refuse(e.into()),
             },
         };
         let assignment = population.assign();
         let saved = population.clone();
         let db = self.store.clone();
-        Box::pin(
+        AtomicResponse::new(Box::pin(
             async move {
                 db.write(move |c| store::save_population(c, &saved, now()))
                     .await
@@ -157,7 +219,7 @@ impl Handler<DrawGenome> for EvolutionActor {
                 act.populations.insert(task_type, population);
                 Ok(assignment)
             }),
-        )
+        ))
     }
 }
 

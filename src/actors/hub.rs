@@ -43,6 +43,20 @@ pub struct Hub {
     evolution: Addr<EvolutionActor>,
 }
 
+/// Is this credential the hub operator's? (What creating a session asks first.)
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct CheckOperator(pub Credential);
+
+impl Handler<CheckOperator> for Hub {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: CheckOperator, _: &mut Self::Context) -> Self::Result {
+        self.policy.operator(&msg.0)?;
+        Ok(())
+    }
+}
+
 /// The evolution actor, for the operations that read populations and insights.
 #[derive(Message)]
 #[rtype(result = "Addr<EvolutionActor>")]

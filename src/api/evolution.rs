@@ -18,7 +18,7 @@ use crate::actors::messages::{
     EvolutionStatus, GetSession, Insights, InsightsView, OutcomeView, PopulationView,
     SessionFitness,
 };
-use crate::domain::genome::{Genome, SessionGenome, TaskType};
+use crate::domain::genome::{BriefingDepth, Genome, SessionGenome, TaskType};
 use crate::error::HubError;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
@@ -59,7 +59,9 @@ pub struct Effects {
     /// Unreviewed work that makes review mandatory: this many files or lines (`null`: none).
     pub review_threshold: Option<Value>,
     pub context_sync_secs: u64,
-    pub resume_strategy: crate::domain::briefing::Strategy,
+    /// quick, standard or deep; `byTimeAway` (standard depth): quick under an hour away,
+    /// standard under a day, else deep.
+    pub resume_strategy: &'static str,
     pub message_verbosity: crate::domain::genome::MessageVerbosity,
     pub conflict_resolution: crate::domain::genome::ConflictResolution,
 }
@@ -67,7 +69,6 @@ pub struct Effects {
 impl Effects {
     pub fn of(g: &Genome) -> Effects {
         let s = g.session_settings();
-        let r = g.review_requirement.clamp(0.0, 1.0);
         Effects {
             handshake_mode: s.handshake_mode,
             review_timeout_secs: s.review_timeout_secs,
@@ -76,14 +77,15 @@ impl Effects {
             task_allocation: s.task_allocation,
             max_tasks_in_progress: g.max_tasks_in_progress(),
             navigator_line_limit: g.navigator_line_limit(),
-            review_threshold: (r > 0.0).then(|| {
-                json!({
-                    "files": ((10.0 * (1.0 - r)).ceil() as usize).max(1),
-                    "lines": ((400.0 * (1.0 - r)).round() as u64).max(1),
-                })
-            }),
+            review_threshold: g
+                .review_thresholds()
+                .map(|(files, lines)| json!({"files": files, "lines": lines})),
             context_sync_secs: g.context_sync_secs(),
-            resume_strategy: g.resume_strategy(),
+            resume_strategy: match g.briefing_depth {
+                BriefingDepth::Minimal => "quick",
+                BriefingDepth::Standard => "byTimeAway",
+                BriefingDepth::Comprehensive => "deep",
+            },
             message_verbosity: g.verbosity(),
             conflict_resolution: g.resolver(),
         }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::shapes::Participants;
 use super::{Call, Operation};
+use crate::actors::hub::CheckOperator;
 use crate::actors::messages::DrawGenome;
 use crate::actors::messages::{
     ChangeStatus, CreateSession, GetSession, JoinSession, Joined, LeaveSession, ListSessions,
@@ -68,31 +69,144 @@ pub struct Created {
     pub me: Option<String>,
 }
 
+/// The request's value if it names one (a difference from the genome's is recorded), else
+/// the genome's.
+fn pick<T: PartialEq>(overridden: &mut Vec<String>, name: &str, given: Option<T>, bred: T) -> T {
+    match given {
+        Some(v) if v != bred => {
+            overridden.push(name.to_owned());
+            v
+        }
+        Some(v) => v,
+        None => bred,
+    }
+}
+
+impl Create {
+    /// The spec this request asks for under `genome`: the genome's settings, except where the
+    /// request names its own (those are listed in `genome.overridden`).
+    fn spec(
+        &self,
+        participants: Vec<ParticipantSpec>,
+        mut genome: SessionGenome,
+    ) -> Result<SessionSpec, HubError> {
+        genome
+            .genome
+            .validate()
+            .map_err(|e| match HubError::from(e) {
+                // The gene as the request spells it: inside `genome`.
+                HubError::Invalid {
+                    code,
+                    message,
+                    field: Some(f),
+                } => HubError::Invalid {
+                    code,
+                    message: format!("genome.{message}"),
+                    field: Some(format!("genome.{f}")),
+                },
+                other => other,
+            })?;
+        let bred = genome.genome.session_settings();
+        let mut overridden = Vec::new();
+        let save_interval = pick(
+            &mut overridden,
+            "saveInterval",
+            self.save_interval,
+            bred.save_interval,
+        );
+        let review_timeout_secs = pick(
+            &mut overridden,
+            "reviewTimeoutSecs",
+            self.review_timeout_secs,
+            bred.review_timeout_secs,
+        );
+        let rotation_interval_secs = pick(
+            &mut overridden,
+            "roleRotationInterval",
+            self.role_rotation_interval
+                .map(|m| rotation_secs(Some(m)))
+                .transpose()?,
+            bred.rotation_interval_secs,
+        );
+        let handshake_mode = pick(
+            &mut overridden,
+            "handshakeMode",
+            self.handshake_mode,
+            bred.handshake_mode,
+        );
+        let task_allocation = pick(
+            &mut overridden,
+            "taskAllocation",
+            self.task_allocation,
+            bred.task_allocation,
+        );
+        // A plain session rotates by hand as it always has; a bred or given genome's rotation
+        // interval is its own, so it rotates automatically (manual leaves the gene unused).
+        let bred_policy = match genome.origin {
+            GenomeOrigin::Default => RotationPolicy::Manual,
+            _ => RotationPolicy::Automatic,
+        };
+        let rotation_policy = match self.rotation_policy {
+            Some(p) if p != bred_policy && bred_policy == RotationPolicy::Automatic => {
+                overridden.push("rotationPolicy".into());
+                p
+            }
+            Some(p) => p,
+            None => bred_policy,
+        };
+        genome.overridden = overridden;
+        let spec = SessionSpec {
+            name: self.name.clone(),
+            project: self
+                .project
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PROJECT.into()),
+            participants,
+            save_interval,
+            handshake_mode,
+            rotation_policy,
+            rotation_interval_secs,
+            review_timeout_secs,
+            task_allocation,
+            metadata: Value::Object(self.metadata.clone().unwrap_or_default()),
+            genome,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
 impl Operation for Create {
     type Output = Created;
 
-    fn run(self, call: Call) -> LocalBoxFuture<'static, Result<Created, HubError>> {
+    fn run(mut self, call: Call) -> LocalBoxFuture<'static, Result<Created, HubError>> {
         Box::pin(async move {
-            let participants = self.participants.specs()?;
-            let me = match self.me {
-                Some(me) if !participants.iter().any(|p| p.ai_id == me) => {
+            let participants = std::mem::take(&mut self.participants).specs()?;
+            let me = match &self.me {
+                Some(me) if !participants.iter().any(|p| p.ai_id == *me) => {
                     return Err(HubError::invalid(
                         "me",
                         format!("{me:?} is not among the participants"),
                     ));
                 }
-                Some(me) => Some(me),
+                Some(me) => Some(me.clone()),
                 None => participants.first().map(|p| p.ai_id.clone()),
             };
             let task_type = self.task_type.as_deref().map(TaskType::parse).transpose()?;
-            let mut genome = match (self.genome, task_type) {
+            let genome = match (&self.genome, task_type) {
                 (Some(genome), task_type) => SessionGenome {
                     task_type: task_type.unwrap_or_else(general),
-                    genome,
+                    genome: genome.clone(),
                     origin: GenomeOrigin::Explicit,
                     overridden: Vec::new(),
                 },
                 (None, Some(task_type)) => {
+                    // Everything that could refuse the create is checked before the draw: a
+                    // refused create must not have moved the population.
+                    call.hub
+                        .send(CheckOperator(call.credential.clone()))
+                        .await??;
+                    self.spec(participants.clone(), SessionGenome::default())?;
                     let drawn = call.hub.send(DrawGenome(task_type.clone())).await??;
                     SessionGenome {
                         task_type,
@@ -106,90 +220,7 @@ impl Operation for Create {
                 }
                 (None, None) => SessionGenome::default(),
             };
-            genome
-                .genome
-                .validate()
-                .map_err(|e| match HubError::from(e) {
-                    // The gene as the request spells it: inside `genome`.
-                    HubError::Invalid {
-                        code,
-                        message,
-                        field: Some(f),
-                    } => HubError::Invalid {
-                        code,
-                        message: format!("genome.{message}"),
-                        field: Some(format!("genome.{f}")),
-                    },
-                    other => other,
-                })?;
-            let bred = genome.genome.session_settings();
-            // Explicit settings win over the genome's; say which, so the session is not
-            // credited to a population member it did not run as.
-            let mut overridden = Vec::new();
-            let mut pick = |name: &str, given: Option<_>, bred| match given {
-                Some(v) if v != bred => {
-                    overridden.push(name.to_owned());
-                    v
-                }
-                Some(v) => v,
-                None => bred,
-            };
-            let save_interval = pick("saveInterval", self.save_interval, bred.save_interval);
-            let review_timeout_secs = pick(
-                "reviewTimeoutSecs",
-                self.review_timeout_secs,
-                bred.review_timeout_secs,
-            );
-            let rotation_interval_secs = pick(
-                "roleRotationInterval",
-                self.role_rotation_interval
-                    .map(|m| rotation_secs(Some(m)))
-                    .transpose()?,
-                bred.rotation_interval_secs,
-            );
-            let handshake_mode = match self.handshake_mode {
-                Some(m) if m != bred.handshake_mode => {
-                    overridden.push("handshakeMode".into());
-                    m
-                }
-                _ => bred.handshake_mode,
-            };
-            let task_allocation = match self.task_allocation {
-                Some(t) if t != bred.task_allocation => {
-                    overridden.push("taskAllocation".into());
-                    t
-                }
-                _ => bred.task_allocation,
-            };
-            // A plain session rotates by hand as it always has; a bred or given genome's
-            // rotation interval is its own, so it rotates automatically.
-            let bred_policy = match genome.origin {
-                GenomeOrigin::Default => RotationPolicy::Manual,
-                _ => RotationPolicy::Automatic,
-            };
-            let rotation_policy = match self.rotation_policy {
-                // Manual rotation leaves the rotation gene without effect.
-                Some(p) if p != bred_policy && bred_policy == RotationPolicy::Automatic => {
-                    overridden.push("rotationPolicy".into());
-                    p
-                }
-                Some(p) => p,
-                None => bred_policy,
-            };
-            genome.overridden = overridden;
-            let spec = SessionSpec {
-                name: self.name,
-                project: self.project.unwrap_or_else(|| DEFAULT_PROJECT.into()),
-                participants,
-                save_interval,
-                handshake_mode,
-                rotation_policy,
-                rotation_interval_secs,
-                review_timeout_secs,
-                task_allocation,
-                metadata: Value::Object(self.metadata.unwrap_or_default()),
-                genome,
-            };
+            let spec = self.spec(participants, genome)?;
             let credential = call.credential.clone();
             let created = call.hub.send(CreateSession { credential, spec }).await??;
             Ok(Created { created, me })

@@ -22,9 +22,11 @@
 //! - `codeQuality` ("test coverage, linting scores") = tests passing / tests written from the
 //!   status reports, 0 when no tests were written (no evidence of quality earns nothing).
 //!
-//! The token term is the concept's own normalization (10 000 tokens = 1); when no token count
-//! is known (0) the term is 0 rather than infinite. An estimated count (from payload sizes) is
-//! used like a reported one and the score says so (`tokensEstimated`). Duration, disputes and
+//! The token term is the concept's own normalization (10 000 tokens = 1), capped at 1 (fewer
+//! tokens than the reference earn no more: a tiny reported count must not outweigh the rest);
+//! when no token count is known (0) the term is 0 rather than infinite. An estimated count
+//! (payload bytes ÷ 4, `tokensEstimated`) is shown but scores 0: it is far below what the
+//! models actually read, and scoring it would reward near-empty sessions. Duration, disputes and
 //! messages are recorded and shown but not in the default formula (the concept does not score
 //! them); their weights exist and are 0 by default.
 //!
@@ -220,10 +222,13 @@ pub fn score(
     outcome.validate()?;
     weights.validate()?;
     let o = outcome;
-    let tokens = if o.tokens_used == 0 {
+    // Reported counts only, and at most 1 (the reference or fewer tokens): an estimate from
+    // log bytes is far below what the models read and would reward empty sessions, and a
+    // tiny reported count must not outweigh everything else.
+    let tokens = if o.tokens_used == 0 || o.tokens_estimated {
         0.0
     } else {
-        weights.token_reference / o.tokens_used as f64
+        (weights.token_reference / o.tokens_used as f64).min(1.0)
     };
     let errors = o.errors_introduced();
     let hours = o.duration_secs as f64 / 3600.0;
@@ -238,6 +243,8 @@ pub fn score(
             "tokenEfficiency",
             if o.tokens_used == 0 {
                 "no token count".to_owned()
+            } else if o.tokens_estimated {
+                format!("about {} tokens (estimated: not scored)", o.tokens_used)
             } else {
                 format!(
                     "{} / {} tokens{}",
@@ -373,13 +380,24 @@ mod tests {
             ..concept_session()
         };
         let s = score(&outcome, &weights).unwrap();
+        // No tasks term, 3 hours at −10, and the estimated tokens' 11.1 not scored.
         assert!(
-            (s.score - (1486.111 - 1200.0 - 30.0)).abs() < 1e-3,
+            (s.score - (1486.111 - 1200.0 - 30.0 - 11.111)).abs() < 1e-3,
             "{}",
             s.score
         );
         assert!(s.tokens_estimated);
-        assert!(s.terms[1].formula.ends_with("(estimated)"));
+        assert_eq!(
+            s.terms[1].formula,
+            "about 45000 tokens (estimated: not scored)"
+        );
+        // A tiny reported count earns no more than the reference's worth.
+        let tiny = SessionOutcome {
+            tokens_used: 1,
+            ..concept_session()
+        };
+        let t = score(&tiny, &FitnessWeights::default()).unwrap();
+        assert!((t.terms[1].value - 1.0).abs() < 1e-9, "{:?}", t.terms[1]);
     }
 
     #[test]

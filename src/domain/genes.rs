@@ -4,7 +4,7 @@
 //!
 //! | gene | drives | mapping |
 //! |---|---|---|
-//! | `handshakeStrictness` | handshake mode, review timeout | ≥ 0.5 strict, below loose; review timeout 600 s × 2^(5 × (0.7 − s)): 0.7 → 10 min, 1 → 3.5 min, 0 → 57 min |
+//! | `handshakeStrictness` | handshake mode, review timeout | ≥ 0.5 strict, below loose; review timeout 600 s × 2^(5 × (0.7 − s)): 0.7 → 10 min, 1 → 3.5 min, 0.2 → 57 min, 0 → 113 min |
 //! | `reviewRequirement` | which work needs review | `work_complete` is made to ask for review once the driver's changes since the last review touch ≥ ⌈10 × (1 − r)⌉ files or ≥ 400 × (1 − r) lines; r = 1: every change, r = 0: none |
 //! | `roleRotationInterval` | automatic rotation | minutes per driver when rotation is automatic (the default for bred and explicit genomes) |
 //! | `navigatorAutonomy` | a navigator's writes in loose mode | at most 100 × a lines per change (a ≥ 0.95: unlimited; a < 0.05: none, suggest instead) |
@@ -91,7 +91,8 @@ impl Genome {
         Some((files.max(1), lines.max(1)))
     }
 
-    /// Whether unreviewed work of this size needs review before control passes on.
+    /// Whether unreviewed work of this size needs review before the driver hands it on with
+    /// `work_complete` (rotation and role assignment do not wait for it).
     pub fn review_required(&self, files_touched: usize, lines_touched: u64) -> bool {
         if files_touched == 0 && lines_touched == 0 {
             return false;
@@ -133,7 +134,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_genome_keeps_the_hubs_long_standing_defaults() {
+    fn the_default_genome_is_the_concepts_example() {
         let s = Genome::default().session_settings();
         assert_eq!(s.handshake_mode, HandshakeMode::Strict);
         assert_eq!(s.review_timeout_secs, 600);

@@ -50,6 +50,11 @@ fn count(v: &Value) -> Option<u64> {
         .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
 }
 
+/// An agent's count as a u32, saturating (a huge report must not wrap to a small one).
+fn small(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// The `details` a status report carried, wherever the event's payload holds it.
 fn details(payload: &Value) -> Option<&Value> {
     match payload {
@@ -100,9 +105,10 @@ pub fn measure(
                 Some("control_received") => o.successful_handoffs += 1,
                 _ => {}
             },
-            CHANGE_CONFLICT => {
-                // One alert per recipient of one change: the change ids it conflicts with and
-                // the file name the change.
+            // A conflict between changes (alerts about permissions or locks name no changes).
+            // One alert per recipient of one change: the change ids it conflicts with and the
+            // file name the change.
+            CHANGE_CONFLICT if p["changes"].as_array().is_some_and(|c| !c.is_empty()) => {
                 conflicting_changes.insert((p["filePath"].to_string(), p["changes"].to_string()));
             }
             DISPUTE_RAISED => o.disputes += 1,
@@ -111,13 +117,17 @@ pub fn measure(
                 let d = details(p);
                 let failed = p["status"] == "fail";
                 match p["kind"].as_str() {
-                    Some("build") if failed => o.build_failures += 1,
-                    Some("test" | "lint" | "merge") if failed => o.errors += 1,
+                    Some("build") if failed => {
+                        o.build_failures = o.build_failures.saturating_add(1)
+                    }
+                    Some("test" | "lint" | "merge") if failed => {
+                        o.errors = o.errors.saturating_add(1)
+                    }
                     _ => {}
                 }
                 if let Some(d) = d {
                     if let Some(n) = count(&d["errors"]) {
-                        o.errors = o.errors.saturating_add(n as u32);
+                        o.errors = o.errors.saturating_add(small(n));
                     }
                     if let (Some(who), Some(n)) = (&e.actor, count(&d["tokensUsed"])) {
                         tokens.insert(who.clone(), n);
@@ -126,7 +136,7 @@ pub fn measure(
                         let written = count(&d["testsWritten"]).or_else(|| count(&d["total"]));
                         let passing = count(&d["testsPassing"]).or_else(|| count(&d["passed"]));
                         if let (Some(w), Some(p)) = (written, passing) {
-                            latest_tests = Some((w as u32, (p.min(w)) as u32));
+                            latest_tests = Some((small(w), small(p.min(w))));
                         }
                     }
                 }
@@ -139,7 +149,7 @@ pub fn measure(
     o.handoffs += handed_tasks.len() as u32;
     o.successful_handoffs += handed_tasks.intersection(&completed_tasks).count() as u32;
     o.successful_handoffs = o.successful_handoffs.min(o.handoffs);
-    o.conflicts_raised = conflicting_changes.len() as u32 + o.disputes;
+    o.conflicts_raised = small(conflicting_changes.len() as u64).saturating_add(o.disputes);
     o.conflicts_resolved = o.conflicts_resolved.min(o.conflicts_raised);
     if let Some((w, p)) = latest_tests {
         o.tests_written = w;
@@ -149,7 +159,7 @@ pub fn measure(
         o.tokens_used = payload_bytes / BYTES_PER_TOKEN;
         o.tokens_estimated = true;
     } else {
-        o.tokens_used = tokens.values().sum();
+        o.tokens_used = tokens.values().fold(0u64, |a, b| a.saturating_add(*b));
     }
     o
 }

@@ -161,15 +161,23 @@ pub fn outcome_of(conn: &mut DbConn, session_id: Uuid) -> Result<Option<OutcomeR
         .optional()?)
 }
 
-pub fn load_populations(conn: &mut DbConn) -> Result<Vec<Population>, HubError> {
-    let states: Vec<String> = populations::table
+/// A stored population by its task type, decoded or why not.
+pub type StoredPopulation = (String, Result<Population, HubError>);
+
+/// Every stored population by task type, each decoded on its own: one unreadable row must not
+/// hide the others.
+pub fn load_populations(conn: &mut DbConn) -> Result<Vec<StoredPopulation>, HubError> {
+    let rows: Vec<(String, String)> = populations::table
         .order(populations::task_type.asc())
-        .select(populations::state)
+        .select((populations::task_type, populations::state))
         .load(conn)?;
-    states
-        .iter()
-        .map(|s| serde_json::from_str(s).map_err(|e| json_err("population", e)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(key, state)| {
+            let p = serde_json::from_str(&state).map_err(|e| json_err("population", e));
+            (key, p)
+        })
+        .collect())
 }
 
 pub fn save_population(

@@ -93,7 +93,9 @@ async fn work_and_complete(app: &TestApp, id: &str, token: &str, tasks: usize) {
 
 /// The session's evolution record, once the evolution actor has scored it.
 async fn scored(app: &TestApp, id: &str) -> Value {
-    for _ in 0..100 {
+    // Scoring waits for the shared writer: generous on a loaded machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         let (s, b) = app
             .get(&format!("/mcp/evolution/session?sessionId={id}"))
             .await;
@@ -221,8 +223,38 @@ async fn bad_genomes_are_refused_and_create_nothing(backend: Backend) {
         );
         assert_eq!(b["error"]["field"], field, "{b}");
     }
+    // A create refused for anything else draws nothing from the population either.
+    let refused = [
+        json!({"name": "", "participants": ["claude"], "taskType": "refactoring"}),
+        json!({"name": "x", "participants": ["claude"], "taskType": "refactoring", "reviewTimeoutSecs": 0}),
+        json!({"name": "x", "participants": ["claude", "claude"], "taskType": "refactoring"}),
+    ];
+    for body in refused {
+        let (s, b) = app.post("/mcp/session/create", &body).await;
+        assert!(s.is_client_error(), "{body}: {s} {b}");
+    }
+    let (s, made) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "x", "participants": ["claude"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let token = made["tokens"]["claude"].as_str().unwrap();
+    let (s, b) = app
+        .post_as(
+            token,
+            "/mcp/session/create",
+            &json!({"name": "y", "participants": ["claude"], "taskType": "refactoring"}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
     let (_, list) = app.get("/mcp/session/list").await;
-    assert_eq!(list["sessions"], json!([]), "nothing was created: {list}");
+    assert_eq!(
+        list["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "only the good one was created: {list}"
+    );
     assert_eq!(populations(&app).await, json!([]), "no population started");
     let (s, b) = app.get("/mcp/evolution?taskType=").await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
@@ -303,11 +335,29 @@ async fn populations_breed_persist_and_survive_a_restart(backend: Backend) {
     assert_eq!(before[0]["history"].as_array().unwrap().len(), 1);
     assert_eq!(before[0]["scoredThisGeneration"], 1);
 
-    // A session completed but not yet scored when the hub stops is scored after the restart:
-    // the completion wrote its outcome, and the start scores what is left.
+    // A crash between the completion's commit and the scoring's: the outcome is stored, the
+    // population does not have it yet. Made exact by putting the database back to that
+    // moment: the population as it was after the draw, the outcome unscored.
     let (id, token, _) = create(&app, "codeReview").await;
+    let drawn = sql_state(backend, &app.db, "codeReview");
     work_and_complete(&app, &id, &token, 1).await;
+    scored(&app, &id).await;
     let db = app.stop().await;
+    sql_exec(
+        backend,
+        &db,
+        &format!(
+            "UPDATE populations SET state = '{}' WHERE task_type = 'codeReview'",
+            drawn.replace('\'', "''")
+        ),
+    );
+    sql_exec(
+        backend,
+        &db,
+        &format!(
+            "UPDATE session_outcomes SET fitness = NULL, terms = NULL WHERE session_id = '{id}'"
+        ),
+    );
     let app = start_on(db, evolving(3, 3, 11)).await;
     let b = scored(&app, &id).await;
     assert!(b["outcome"]["fitness"]["score"].as_f64().unwrap() > 0.0);
@@ -319,6 +369,50 @@ async fn populations_breed_persist_and_survive_a_restart(backend: Backend) {
     let db = app.stop().await;
     let app = start_on(db, evolving(3, 3, 11)).await;
     assert_eq!(populations(&app).await[0]["scoredThisGeneration"], 2);
+}
+
+#[derive(diesel::QueryableByName)]
+struct State {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+}
+
+/// The stored state of `task_type`'s population, read beside the running hub.
+fn sql_state(backend: Backend, db: &TestDb, task_type: &str) -> String {
+    use diesel::{Connection, RunQueryDsl};
+    let q = diesel::sql_query(format!(
+        "SELECT state FROM populations WHERE task_type = '{task_type}'"
+    ));
+    let row: State = match backend {
+        Backend::Postgres => q
+            .get_result(&mut diesel::PgConnection::establish(&db.url).unwrap())
+            .unwrap(),
+        Backend::Sqlite => q
+            .get_result(
+                &mut diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
+                    .unwrap(),
+            )
+            .unwrap(),
+    };
+    row.state
+}
+
+/// Runs `sql` on the stopped hub's database.
+fn sql_exec(backend: Backend, db: &TestDb, sql: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    let q = diesel::sql_query(sql);
+    let n = match backend {
+        Backend::Postgres => q
+            .execute(&mut diesel::PgConnection::establish(&db.url).unwrap())
+            .unwrap(),
+        Backend::Sqlite => q
+            .execute(
+                &mut diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
+                    .unwrap(),
+            )
+            .unwrap(),
+    };
+    assert_eq!(n, 1, "{sql}");
 }
 
 /// Runs `sessions` sessions of `task_type` in which `tasks_for(genome, i)` tasks get done.
