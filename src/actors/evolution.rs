@@ -137,8 +137,12 @@ impl EvolutionActor {
     /// started afresh would overwrite the stored one). Retries every few seconds.
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
+        // Through the writer, whose connection is already open: a reader would be the hub's
+        // first and connect at start, and a process told to stop right then (SIGTERM within
+        // milliseconds) could exit while libpq is still in that handshake (seen once as a
+        // SIGSEGV at exit under load).
         ctx.wait(
-            async move { store.read(store::load_populations).await }
+            async move { store.write(store::load_populations).await }
                 .into_actor(self)
                 .map(|loaded, act, ctx| match loaded {
                     Ok(list) => {
