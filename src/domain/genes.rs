@@ -106,10 +106,6 @@ impl Genome {
         (self.context_sync_frequency * 60.0).round().max(1.0) as u64
     }
 
-    pub fn resume_strategy(&self) -> briefing::Strategy {
-        self.briefing_depth.resume_strategy()
-    }
-
     /// The resume strategy when the caller names none, for a participant away `away_secs`:
     /// minimal and comprehensive fix it; standard keeps the hub's long-standing choice by time
     /// away (so a default genome briefs as before).

@@ -26,7 +26,6 @@ pub const MAX_PARTICIPANTS: usize = 128;
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 /// Auto-save interval bounds in seconds; 0 turns auto-save off.
 pub const SAVE_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 10..=86_400;
-pub const DEFAULT_SAVE_INTERVAL: u32 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -558,7 +557,10 @@ pub(crate) mod tests_support {
                     skills: Vec::new(),
                 })
                 .collect(),
-            save_interval: DEFAULT_SAVE_INTERVAL,
+            // The default genome's (docs/genome.md): the one place the default lives.
+            save_interval: crate::domain::genome::Genome::default()
+                .session_settings()
+                .save_interval,
             handshake_mode: HandshakeMode::Strict,
             rotation_policy: RotationPolicy::Manual,
             rotation_interval_secs: 0,

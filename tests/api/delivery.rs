@@ -46,19 +46,6 @@ async fn send(app: &TestApp, token: &str, body: Value) -> i64 {
     sent["id"].as_i64().unwrap()
 }
 
-/// The text blocks of a raw tool call: the digest (if any) and the answer.
-async fn blocks(m: &Mcp<'_>, name: &str, args: Value) -> Vec<String> {
-    let (_, raw) = m
-        .call(9, "tools/call", json!({"name": name, "arguments": args}))
-        .await;
-    raw["result"]["content"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{raw}"))
-        .iter()
-        .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 async fn waiting(app: &TestApp, token: &str) -> Value {
     let (status, w) = app.get_as(token, "/mcp/events/waiting").await;
     assert_eq!(status, StatusCode::OK, "{w}");
@@ -255,7 +242,7 @@ async fn the_digest_keeps_its_budget_under_a_flood(backend: Backend) {
     assert_eq!(last, cursor + 5500);
 
     let g = mcp_as(&app, &gemini).await;
-    let out = blocks(&g, "whoami", json!({})).await;
+    let out = g.blocks("whoami", json!({})).await;
     assert_eq!(out.len(), 2, "{out:?}");
     let digest = &out[0];
     println!(
@@ -310,7 +297,7 @@ async fn the_digest_keeps_its_budget_under_a_flood(backend: Backend) {
     }
     // The sender: 5,500 sent, nothing of its own waits for it.
     let c = mcp_as(&app, &claude).await;
-    assert_eq!(blocks(&c, "whoami", json!({})).await.len(), 1);
+    assert_eq!(c.blocks("whoami", json!({})).await.len(), 1);
     app.stop().await;
 }
 
@@ -364,7 +351,7 @@ async fn alerts_that_asked_for_an_action_clear_themselves(backend: Backend) {
     let w = waiting(&app, &claude_t).await;
     let passed = w["critical"][0].clone();
     assert_eq!(passed["kind"], "control_passed", "{w}");
-    let out = blocks(&claude, "whoami", json!({})).await;
+    let out = claude.blocks("whoami", json!({})).await;
     assert!(
         out[0].starts_with("⚠ 1 critical") && out[0].contains("control_passed"),
         "{out:?}"
@@ -400,7 +387,7 @@ async fn alerts_that_asked_for_an_action_clear_themselves(backend: Backend) {
     .await;
     let w = waiting(&app, &claude_t).await;
     assert_eq!(critical_ids(&w), Vec::<i64>::new(), "{w}");
-    let out = blocks(&claude, "whoami", json!({})).await;
+    let out = claude.blocks("whoami", json!({})).await;
     assert!(
         !out.iter().any(|b| b.contains("critical")),
         "no critical block any more: {out:?}"
@@ -510,7 +497,7 @@ async fn shown_to_the_model_is_a_receipt_of_its_own(backend: Backend) {
     // One tool call: the digest lists the critical message in full (shown), and only counts
     // the routine one (not shown).
     let g = mcp_as(&app, &gemini).await;
-    let out = blocks(&g, "whoami", json!({})).await;
+    let out = g.blocks("whoami", json!({})).await;
     assert!(
         out[0].contains(&format!("#{urgent} message_sent")),
         "{out:?}"
@@ -526,7 +513,7 @@ async fn shown_to_the_model_is_a_receipt_of_its_own(backend: Backend) {
     let first_at = m["shownTo"][0]["at"].clone();
     assert_eq!(shown_to(&my_message(&app, &claude, fyi).await), vec![]);
     // Shown again: the first receipt stays; acknowledged: a receipt of its own.
-    blocks(&g, "whoami", json!({})).await;
+    g.blocks("whoami", json!({})).await;
     let (err, b) = g.tool("message_ack", json!({"ids": [urgent]})).await;
     assert!(!err, "{b}");
     let m = my_message(&app, &claude, urgent).await;

@@ -88,17 +88,7 @@ async fn dispute_events(app: &TestApp, tokens: &Value, who: &str) -> Vec<Value> 
     let mut m = Mcp::new(app);
     m.token = Some(token(tokens, who).to_owned());
     m.initialize("2025-11-25").await;
-    let (err, page) = m
-        .tool("events_poll", json!({"after": 0, "limit": 200}))
-        .await;
-    assert!(!err, "{page}");
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"].as_str().unwrap().starts_with("dispute_"))
-        .cloned()
-        .collect()
+    m.events_where(|kind| kind.starts_with("dispute_")).await
 }
 
 async fn the_driver_settles_under_the_driver_rule(backend: Backend) {

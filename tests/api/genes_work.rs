@@ -198,19 +198,6 @@ async fn briefing_depth_picks_the_default_strategy(backend: Backend) {
     }
 }
 
-/// The text blocks of a raw tool call: the digest (if any) and the answer.
-async fn blocks(m: &Mcp<'_>, name: &str, args: Value) -> Vec<String> {
-    let (_, raw) = m
-        .call(9, "tools/call", json!({"name": name, "arguments": args}))
-        .await;
-    raw["result"]["content"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{raw}"))
-        .iter()
-        .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 async fn message_verbosity_sets_what_the_digest_says(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -235,7 +222,7 @@ async fn message_verbosity_sets_what_the_digest_says(backend: Backend) {
         let (status, waiting) = app.get_as(&gemini, "/mcp/events/waiting").await;
         assert_eq!(status, StatusCode::OK, "{waiting}");
         let g = mcp_as(&app, &gemini).await;
-        let out = blocks(&g, "whoami", json!({})).await;
+        let out = g.blocks("whoami", json!({})).await;
         digests.push((id, out[0].clone(), waiting["listed"].clone()));
     }
     // Minimal: who sent what, no text; nothing counts as shown to the model.
@@ -260,19 +247,8 @@ async fn message_verbosity_sets_what_the_digest_says(backend: Backend) {
 
 /// The `context_sync_due` events `m`'s participant sees.
 async fn reminders(m: &Mcp<'_>) -> Vec<Value> {
-    let (err, page) = m
-        .tool("events_poll", json!({"after": 0, "limit": 200}))
-        .await;
-    assert!(!err, "{page}");
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "context_sync_due")
-        .cloned()
-        .collect()
+    m.events_where(|kind| kind == "context_sync_due").await
 }
-
 /// The one slow test of this file: the shortest interval the gene allows is a minute.
 async fn context_sync_reminds_the_silent(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -332,7 +308,7 @@ async fn context_sync_reminds_the_silent(backend: Backend) {
         "no context update from you for 1 min: context_set what you know"
     );
     // Its next tool result counts it among what waits (after the answer: nothing critical).
-    let out = blocks(&one[1], "whoami", json!({})).await;
+    let out = one[1].blocks("whoami", json!({})).await;
     let newest = format!("1 important (newest #{})", r["id"]);
     assert!(out.last().unwrap().contains(&newest), "{out:?}");
     // Claude wrote half a minute ago; cursor observes; the two-minute session reminds nobody

@@ -463,6 +463,34 @@ async fn a_cancelled_call_gets_no_answer(backend: Backend) {
 }
 
 impl Mcp<'_> {
+    /// The text blocks of a raw tool call: the digest (if any) and the answer.
+    pub async fn blocks(&self, name: &str, args: Value) -> Vec<String> {
+        let (_, raw) = self
+            .call(9, "tools/call", json!({"name": name, "arguments": args}))
+            .await;
+        raw["result"]["content"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{raw}"))
+            .iter()
+            .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The events of the first page of this participant's log whose kind `keep` accepts.
+    pub async fn events_where(&self, keep: impl Fn(&str) -> bool) -> Vec<Value> {
+        let (err, page) = self
+            .tool("events_poll", json!({"after": 0, "limit": 200}))
+            .await;
+        assert!(!err, "{page}");
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| keep(e["kind"].as_str().unwrap_or_default()))
+            .cloned()
+            .collect()
+    }
+
     /// Calls a tool; returns (isError, structuredContent or the error text).
     pub async fn tool(&self, name: &str, arguments: Value) -> (bool, Value) {
         let (_, b) = self
