@@ -91,7 +91,7 @@ impl Application {
             std::time::Duration::from_secs(settings.retention_interval_secs),
         )
         .start();
-        let registry = McpRegistry::new(hub.clone()).start();
+        let registry = McpRegistry::new(hub.clone(), store.clone()).start();
         let mut hosts = settings.allowed_hosts.clone();
         if !addr.ip().is_unspecified() {
             hosts.push(match addr.ip() {

@@ -37,7 +37,8 @@ pub fn digests_match(a: &str, b: &str) -> bool {
 }
 
 /// What a request brings to prove who it is, already reduced to a digest by the transport.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serialized only into the hub's own `mcp_sessions` rows (a digest, never a token).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Credential {
     /// No `Authorization` header.
     None,

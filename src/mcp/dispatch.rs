@@ -194,11 +194,20 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
         Ok(out) => {
             let text = out.value.to_string();
             if let Some((credential, binding)) = out.bind {
-                registry.do_send(Bind {
-                    id: mcp_id,
-                    credential,
-                    binding,
-                });
+                // Answered once the binding is stored: after a restart the session still
+                // speaks for this participant.
+                let bound = registry
+                    .send(Bind {
+                        id: mcp_id,
+                        credential,
+                        binding,
+                    })
+                    .await;
+                match bound {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log::warn!("cannot save an MCP session's binding: {e}"),
+                    Err(e) => log::warn!("cannot save an MCP session's binding: {e}"),
+                }
             }
             let mut r = CallToolResult::success(vec![Content::text(text)]);
             r.structured_content = Some(out.value);

@@ -46,7 +46,7 @@ pub const LOG_LEVELS: [&str; 8] = [
 ];
 
 /// Why a client gets channel notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChannelOptIn {
     /// Its initialize declared `capabilities.experimental["claude/channel"]`: it puts channel
     /// notifications before its model, so a message sent this way counts as shown to it.

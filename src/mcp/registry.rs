@@ -1,5 +1,13 @@
 //! `McpRegistry`: the MCP sessions (`Mcp-Session-Id`) this hub has open, what each is bound to,
 //! and its server-to-client stream. Every MCP session is owned here and nowhere else.
+//!
+//! Each session is also a row in `mcp_sessions` (`Persisted`: version, credentials, binding,
+//! log level, channel opt-in, subscriptions), written before the client hears of the change:
+//! before `initialize` answers with the id, before a `session_join` answers, before a
+//! subscription is confirmed. A request naming a session this process does not hold (it
+//! restarted, or another hub handed the id out) loads the row, so a hub restart is invisible
+//! to clients: their next request, and their stream resumed with `Last-Event-ID`, simply work.
+//! What is not persisted is what a connection owns: the open stream and requests in progress.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,11 +17,14 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use serde::{Deserialize, Serialize};
+
 use super::push::ChannelOptIn;
 use crate::actors::Hub;
 use crate::actors::messages::{AttachStream, EventSink, MarkShown, ToSession};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
+use crate::store::{Store, mcp_sessions};
 
 /// Most MCP sessions open at once. Beyond it the least recently used session without an open
 /// stream is ended to make room; only when every one has a stream is `initialize` refused (503).
@@ -41,6 +52,8 @@ impl McpSession {
 }
 /// An MCP session with no request and no open stream for this long ends by itself.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often idle sessions are ended and the rows of used ones marked seen.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Notifications waiting for one session's GET stream.
 pub const CONTROL_QUEUE: usize = 64;
 
@@ -51,7 +64,8 @@ pub type Subscriptions = std::sync::Arc<std::collections::BTreeSet<String>>;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// The participant an MCP session acts as.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Binding {
     pub session_id: Uuid,
     pub ai_id: String,
@@ -74,8 +88,63 @@ pub struct McpSession {
     pub channel: Option<ChannelOptIn>,
 }
 
+/// What an MCP session's row holds: everything a request needs that outlives a connection.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Persisted {
+    version: String,
+    credential_at_start: Credential,
+    credential: Credential,
+    binding: Option<Binding>,
+    log_level: Option<String>,
+    channel: Option<ChannelOptIn>,
+    subscriptions: Vec<String>,
+}
+
+impl Persisted {
+    fn of(entry: &Entry) -> Persisted {
+        let s = &entry.session;
+        Persisted {
+            version: s.version.to_owned(),
+            credential_at_start: s.credential_at_start.clone(),
+            credential: s.credential.clone(),
+            binding: s.binding.clone(),
+            log_level: s.log_level.clone(),
+            channel: s.channel,
+            subscriptions: entry.subscriptions.borrow().iter().cloned().collect(),
+        }
+    }
+
+    /// The entry a loaded row stands for; `None` for a version this build no longer speaks.
+    fn into_entry(self, rev: i64) -> Option<Entry> {
+        let version = super::protocol::SUPPORTED_VERSIONS
+            .into_iter()
+            .find(|v| *v == self.version)?;
+        let subscriptions: Subscriptions = std::sync::Arc::new(
+            self.subscriptions
+                .into_iter()
+                .take(MAX_SUBSCRIPTIONS)
+                .collect(),
+        );
+        let mut entry = Entry::new(McpSession {
+            version,
+            credential_at_start: self.credential_at_start,
+            credential: self.credential,
+            binding: self.binding,
+            log_level: self.log_level,
+            stateless: false,
+            channel: self.channel,
+        });
+        entry.subscriptions.send_replace(subscriptions);
+        entry.rev = rev;
+        Some(entry)
+    }
+}
+
 struct Entry {
     session: McpSession,
+    /// The revision of the row last written for it.
+    rev: i64,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -92,6 +161,22 @@ struct Entry {
 }
 
 impl Entry {
+    fn new(session: McpSession) -> Entry {
+        let level = session.log_level.clone();
+        Entry {
+            session,
+            rev: 0,
+            subscriptions: watch::channel(Subscriptions::default()).0,
+            log_level: watch::channel(level).0,
+            last_seen: Instant::now(),
+            control: None,
+            events: None,
+            after: None,
+            calls: HashMap::new(),
+            binding_pending: false,
+        }
+    }
+
     fn stream_open(&self) -> bool {
         self.control.as_ref().is_some_and(|c| !c.is_closed())
     }
@@ -99,15 +184,112 @@ impl Entry {
 
 pub struct McpRegistry {
     hub: Addr<Hub>,
+    store: Store,
     sessions: HashMap<String, Entry>,
+    /// Sessions ended here whose rows are still being deleted: not to be loaded back meanwhile.
+    ending: std::collections::HashSet<String>,
 }
 
 impl McpRegistry {
-    pub fn new(hub: Addr<Hub>) -> Self {
+    pub fn new(hub: Addr<Hub>, store: Store) -> Self {
         McpRegistry {
             hub,
+            store,
             sessions: HashMap::new(),
+            ending: Default::default(),
         }
+    }
+
+    /// Writes the session's current state as its next revision; resolves after the commit.
+    /// Revisions let updates reach the writer in any order: the row keeps the newest.
+    fn persist(&mut self, id: &str) -> impl Future<Output = Result<(), HubError>> + 'static {
+        let state = self.sessions.get_mut(id).map(|entry| {
+            entry.rev += 1;
+            (
+                serde_json::to_string(&Persisted::of(entry)).unwrap_or_default(),
+                entry.rev,
+            )
+        });
+        let (store, id) = (self.store.clone(), id.to_owned());
+        async move {
+            match state {
+                Some((state, rev)) => {
+                    store
+                        .write(move |c| mcp_sessions::save(c, &id, &state, rev))
+                        .await
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// `persist` for changes the client is not waiting on (a failure is logged).
+    fn persist_later(&mut self, id: &str) {
+        let write = self.persist(id);
+        actix::spawn(async move {
+            if let Err(e) = write.await {
+                log::warn!("cannot save an MCP session: {e}");
+            }
+        });
+    }
+
+    /// Deletes the row of a session this process ended; resolves after the commit. Until then
+    /// the id is in `ending`, so that no request loads it back.
+    fn forget(
+        &mut self,
+        id: String,
+    ) -> impl ActorFuture<Self, Output = Result<(), HubError>> + 'static {
+        self.ending.insert(id.clone());
+        let (store, key) = (self.store.clone(), id.clone());
+        async move { store.write(move |c| mcp_sessions::delete(c, &[key])).await }
+            .into_actor(self)
+            .map(move |deleted, act, _| {
+                act.ending.remove(&id);
+                deleted
+            })
+    }
+
+    /// `forget` without waiting (a failure is logged: the idle sweep deletes the row later).
+    fn forget_later(&mut self, id: String, ctx: &mut Context<Self>) {
+        let forget = self.forget(id).map(|deleted, _, _| {
+            if let Err(e) = deleted {
+                log::warn!("cannot delete an ended MCP session: {e}");
+            }
+        });
+        ctx.spawn(forget);
+    }
+
+    /// Room for one more session of `owner`: ends its least recently used idle session when it
+    /// holds its limit, and the biggest owner's when the hub is full.
+    fn make_room(&mut self, owner: &Owner, ctx: &mut Context<Self>) -> Result<(), HubError> {
+        let mine = self
+            .sessions
+            .values()
+            .filter(|e| &e.session.owner() == owner)
+            .count();
+        if mine >= MAX_SESSIONS_PER_CREDENTIAL {
+            self.evict_idle(owner, ctx).ok_or_else(|| {
+                HubError::Unavailable(format!(
+                    "you hold {MAX_SESSIONS_PER_CREDENTIAL} MCP sessions with open streams; end one (DELETE) first"
+                ))
+            })?;
+        }
+        if self.sessions.len() >= MAX_SESSIONS {
+            // Full: the owner holding the most sessions makes room, not a bystander.
+            let mut counts: HashMap<Owner, usize> = HashMap::new();
+            for e in self.sessions.values().filter(|e| !e.stream_open()) {
+                *counts.entry(e.session.owner()).or_default() += 1;
+            }
+            let biggest = counts.into_iter().max_by_key(|(_, n)| *n).map(|(o, _)| o);
+            biggest
+                .and_then(|o| self.evict_idle(&o, ctx))
+                .ok_or_else(|| {
+                    HubError::Unavailable(format!(
+                        "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     /// Connects the open stream of `id` to its participant's agent, if both exist.
@@ -141,7 +323,7 @@ impl McpRegistry {
 impl McpRegistry {
     /// Ends `owner`'s least recently used session without an open stream; `None` when there is
     /// none.
-    fn evict_idle(&mut self, owner: &Owner) -> Option<()> {
+    fn evict_idle(&mut self, owner: &Owner, ctx: &mut Context<Self>) -> Option<()> {
         let victim = self
             .sessions
             .iter()
@@ -151,6 +333,7 @@ impl McpRegistry {
             .map(|(id, _)| id.clone())?;
         log::debug!("MCP session {victim} ended to make room");
         self.sessions.remove(&victim);
+        self.forget_later(victim, ctx);
         Some(())
     }
 }
@@ -160,10 +343,33 @@ impl Actor for McpRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(Duration::from_secs(60), |act, _| {
+        ctx.run_interval(SWEEP_EVERY, |act, _| {
             let now = Instant::now();
             act.sessions
                 .retain(|_, e| e.stream_open() || now.duration_since(e.last_seen) < IDLE_TIMEOUT);
+            // Rows of sessions used since the last sweep are marked seen; rows nobody used for
+            // the idle timeout (here or on another process) go.
+            let seen: Vec<String> = act
+                .sessions
+                .iter()
+                .filter(|(_, e)| {
+                    e.stream_open() || now.duration_since(e.last_seen) <= SWEEP_EVERY * 2
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let stale = chrono::Utc::now().naive_utc()
+                - chrono::Duration::from_std(IDLE_TIMEOUT).unwrap_or_default();
+            let store = act.store.clone();
+            actix::spawn(async move {
+                match store
+                    .write(move |c| mcp_sessions::sweep(c, &seen, stale))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => log::debug!("{n} idle MCP sessions ended"),
+                    Err(e) => log::warn!("cannot sweep MCP sessions: {e}"),
+                }
+            });
         });
     }
 }
@@ -174,53 +380,28 @@ impl Actor for McpRegistry {
 pub struct Open(pub McpSession);
 
 impl Handler<Open> for McpRegistry {
-    type Result = Result<String, HubError>;
+    type Result = ResponseActFuture<Self, Result<String, HubError>>;
 
-    fn handle(&mut self, msg: Open, _: &mut Self::Context) -> Self::Result {
-        let owner = msg.0.owner();
-        let mine = self
-            .sessions
-            .values()
-            .filter(|e| e.session.owner() == owner)
-            .count();
-        if mine >= MAX_SESSIONS_PER_CREDENTIAL {
-            self.evict_idle(&owner).ok_or_else(|| {
-                HubError::Unavailable(format!(
-                    "you hold {MAX_SESSIONS_PER_CREDENTIAL} MCP sessions with open streams; end one (DELETE) first"
-                ))
-            })?;
-        }
-        if self.sessions.len() >= MAX_SESSIONS {
-            // Full: the owner holding the most sessions makes room, not a bystander.
-            let mut counts: HashMap<Owner, usize> = HashMap::new();
-            for e in self.sessions.values().filter(|e| !e.stream_open()) {
-                *counts.entry(e.session.owner()).or_default() += 1;
-            }
-            let biggest = counts.into_iter().max_by_key(|(_, n)| *n).map(|(o, _)| o);
-            biggest.and_then(|o| self.evict_idle(&o)).ok_or_else(|| {
-                HubError::Unavailable(format!(
-                    "{MAX_SESSIONS} MCP sessions are open; end one (DELETE) or retry later"
-                ))
-            })?;
+    fn handle(&mut self, msg: Open, ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.make_room(&msg.0.owner(), ctx) {
+            return Box::pin(fut::ready(Err(e)));
         }
         // 122 random bits, visible ASCII as the spec asks.
         let id = Uuid::new_v4().to_string();
-        let level = msg.0.log_level.clone();
-        self.sessions.insert(
-            id.clone(),
-            Entry {
-                session: msg.0,
-                subscriptions: watch::channel(Subscriptions::default()).0,
-                log_level: watch::channel(level).0,
-                last_seen: Instant::now(),
-                control: None,
-                events: None,
-                after: None,
-                calls: HashMap::new(),
-                binding_pending: false,
-            },
-        );
-        Ok(id)
+        self.sessions.insert(id.clone(), Entry::new(msg.0));
+        // The id is handed out only once its row is committed: a restart cannot forget it.
+        let write = self.persist(&id);
+        Box::pin(
+            write
+                .into_actor(self)
+                .map(move |saved, act, _| match saved {
+                    Ok(()) => Ok(id),
+                    Err(e) => {
+                        act.sessions.remove(&id);
+                        Err(e)
+                    }
+                }),
+        )
     }
 }
 
@@ -230,19 +411,21 @@ pub type Cancellation = tokio::sync::oneshot::Receiver<()>;
 /// The session behind an `Mcp-Session-Id`, if it is open. With `track` (a JSON-RPC request
 /// id), the request is also registered for cancellation, in the same round trip.
 #[derive(Message)]
-#[rtype(result = "Option<(McpSession, Option<Cancellation>)>")]
+#[rtype(result = "Result<Option<(McpSession, Option<Cancellation>)>, HubError>")]
 pub struct Lookup {
     pub id: String,
     pub track: Option<String>,
 }
 
-impl Handler<Lookup> for McpRegistry {
-    type Result = Option<(McpSession, Option<Cancellation>)>;
-
-    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get_mut(&msg.id)?;
+impl McpRegistry {
+    fn found(
+        &mut self,
+        id: &str,
+        track: Option<String>,
+    ) -> Option<(McpSession, Option<Cancellation>)> {
+        let entry = self.sessions.get_mut(id)?;
         entry.last_seen = Instant::now();
-        let cancel = msg.track.and_then(|request| {
+        let cancel = track.and_then(|request| {
             // Calls whose receiver is gone (answered, or abandoned) are forgotten here.
             entry.calls.retain(|_, tx| !tx.is_closed());
             if entry.calls.len() >= MAX_CALLS {
@@ -256,9 +439,50 @@ impl Handler<Lookup> for McpRegistry {
     }
 }
 
-/// Binds the MCP session to a participant (after `session_join`/`session_create`).
+impl Handler<Lookup> for McpRegistry {
+    type Result =
+        ResponseActFuture<Self, Result<Option<(McpSession, Option<Cancellation>)>, HubError>>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        if self.sessions.contains_key(&msg.id) {
+            return Box::pin(fut::ready(Ok(self.found(&msg.id, msg.track))));
+        }
+        // Not held here: handed out before a restart, or by another hub. Its row says.
+        let (store, id) = (self.store.clone(), msg.id.clone());
+        let fresh = chrono::Utc::now().naive_utc()
+            - chrono::Duration::from_std(IDLE_TIMEOUT).unwrap_or_default();
+        let load = async move { store.read(move |c| mcp_sessions::load(c, &id, fresh)).await };
+        Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
+            let Some((state, rev)) = loaded? else {
+                return Ok(None);
+            };
+            if act.ending.contains(&msg.id) {
+                return Ok(None);
+            }
+            if !act.sessions.contains_key(&msg.id) {
+                let Some(entry) = serde_json::from_str::<Persisted>(&state)
+                    .ok()
+                    .and_then(|p| p.into_entry(rev))
+                else {
+                    log::warn!(
+                        "MCP session {} has an unreadable row; treated as ended",
+                        msg.id
+                    );
+                    return Ok(None);
+                };
+                act.make_room(&entry.session.owner(), ctx)?;
+                act.sessions.insert(msg.id.clone(), entry);
+                log::debug!("MCP session {} loaded from the database", msg.id);
+            }
+            Ok(act.found(&msg.id, msg.track))
+        }))
+    }
+}
+
+/// Binds the MCP session to a participant (after `session_join`/`session_create`); answers
+/// once the binding is stored.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), HubError>")]
 pub struct Bind {
     pub id: String,
     pub credential: Credential,
@@ -266,9 +490,9 @@ pub struct Bind {
 }
 
 impl Handler<Bind> for McpRegistry {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), HubError>>;
 
-    fn handle(&mut self, msg: Bind, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Bind, _: &mut Self::Context) -> Self::Result {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
             entry.binding_pending = false;
             entry.session.credential = msg.credential;
@@ -282,6 +506,7 @@ impl Handler<Bind> for McpRegistry {
             }
             self.attach(&msg.id);
         }
+        Box::pin(self.persist(&msg.id))
     }
 }
 
@@ -343,6 +568,7 @@ impl Handler<Unbind> for McpRegistry {
             // would be the operator).
             entry.session.credential = entry.session.credential_at_start.clone();
             entry.events = None;
+            self.persist_later(&msg.0);
         }
     }
 }
@@ -361,6 +587,7 @@ impl Handler<SetLogLevel> for McpRegistry {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
             entry.log_level.send_replace(Some(msg.level.clone()));
             entry.session.log_level = Some(msg.level);
+            self.persist_later(&msg.id);
         }
     }
 }
@@ -419,14 +646,19 @@ impl Handler<OpenStream> for McpRegistry {
 
 /// Ends an MCP session (DELETE); replies whether it existed.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<bool, HubError>")]
 pub struct Close(pub String);
 
 impl Handler<Close> for McpRegistry {
-    type Result = bool;
+    type Result = ResponseActFuture<Self, Result<bool, HubError>>;
 
-    fn handle(&mut self, msg: Close, _: &mut Self::Context) -> bool {
-        self.sessions.remove(&msg.0).is_some()
+    fn handle(&mut self, msg: Close, _: &mut Self::Context) -> Self::Result {
+        let existed = self.sessions.remove(&msg.0).is_some();
+        // Ended means ended everywhere: the row goes before the client hears so.
+        Box::pin(
+            self.forget(msg.0)
+                .map(move |deleted, _, _| deleted.map(|()| existed)),
+        )
     }
 }
 
@@ -440,18 +672,17 @@ pub struct Subscribe {
 }
 
 impl Handler<Subscribe> for McpRegistry {
-    type Result = Result<(), HubError>;
+    type Result = ResponseFuture<Result<(), HubError>>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
-        let entry = self
-            .sessions
-            .get_mut(&msg.id)
-            .ok_or_else(|| HubError::NotFound {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return Box::pin(fut::ready(Err(HubError::NotFound {
                 code: "mcp_session_not_found",
                 message: "MCP session not found".into(),
-            })?;
+            })));
+        };
         let mut result = Ok(());
-        entry.subscriptions.send_if_modified(|subs| {
+        let changed = entry.subscriptions.send_if_modified(|subs| {
             if !msg.on {
                 return std::sync::Arc::make_mut(subs).remove(&msg.uri);
             }
@@ -464,7 +695,10 @@ impl Handler<Subscribe> for McpRegistry {
             }
             std::sync::Arc::make_mut(subs).insert(msg.uri.clone())
         });
-        result
+        if result.is_err() || !changed {
+            return Box::pin(fut::ready(result));
+        }
+        Box::pin(self.persist(&msg.id))
     }
 }
 

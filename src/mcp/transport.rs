@@ -128,8 +128,9 @@ async fn session_of(
         track,
     };
     match registry.send(lookup).await {
-        Ok(Some((s, cancel))) => Ok((id.to_owned(), s, cancel)),
-        Ok(None) => Err(Refusal::new(
+        Ok(Ok(Some((s, cancel)))) => Ok((id.to_owned(), s, cancel)),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(None)) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             RpcError::new(
                 INVALID_REQUEST,
@@ -545,8 +546,9 @@ pub async fn delete(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) ->
         Err(refusal) => return refusal.response(),
     };
     match registry.send(Close(mcp_id)).await {
-        Ok(true) => HttpResponse::Ok().finish(),
-        Ok(false) => rpc_failure(
+        Ok(Ok(true)) => HttpResponse::Ok().finish(),
+        Ok(Err(e)) => hub_failure(e),
+        Ok(Ok(false)) => rpc_failure(
             StatusCode::NOT_FOUND,
             Value::Null,
             RpcError::new(INVALID_REQUEST, "MCP session not found"),

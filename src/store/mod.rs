@@ -20,6 +20,7 @@ pub mod evolution;
 pub mod export;
 pub mod ledger;
 pub mod locks;
+pub mod mcp_sessions;
 pub mod messages;
 pub mod models;
 pub mod queries;

@@ -37,6 +37,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    mcp_sessions (id) {
+        id -> Text,
+        state -> Text,
+        rev -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     populations (task_type) {
         task_type -> Text,
         state -> Text,

@@ -26,8 +26,13 @@ const CLIENTS: usize = 8;
 
 /// Starts the built binary on port 0 and returns it with its base URL.
 pub(crate) fn start_hub(db: &TestDb) -> (Child, String) {
+    start_hub_at(db, "127.0.0.1:0")
+}
+
+/// Starts the built binary listening on `bind` and returns it with its base URL.
+pub(crate) fn start_hub_at(db: &TestDb, bind: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
-        .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
+        .args(["--bind", bind, "--database-url", &db.url])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -50,7 +55,7 @@ pub(crate) fn start_hub(db: &TestDb) -> (Child, String) {
 }
 
 /// Sends SIGTERM and waits (without blocking the runtime) up to 30 s for the exit status.
-async fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
+pub(crate) async fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());

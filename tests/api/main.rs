@@ -28,6 +28,7 @@ mod mcp_handshake;
 mod mcp_multiday;
 mod mcp_notifications;
 mod mcp_protocol;
+mod mcp_restart;
 mod mcp_sdk;
 mod mcp_team;
 mod messaging;
