@@ -52,7 +52,9 @@ const MAX_BATCH: usize = 512;
 const READERS: usize = 2;
 
 type Completion = Box<dyn FnOnce(Result<(), HubError>) + Send>;
-type WriteFn = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+/// A write run in the batch's transaction: its completion, and whether the transaction is still
+/// sound afterwards (false: a failed write could not be rolled back on its own).
+type WriteFn = Box<dyn FnOnce(&mut DbConn) -> (Completion, bool) + Send>;
 type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) + Send>;
 
 enum WriteJob {
@@ -135,10 +137,11 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let job: WriteFn = Box::new(move |conn: &mut DbConn| {
-            let result = conn.transaction::<T, HubError, _>(f);
-            Box::new(move |committed: Result<(), HubError>| {
+            let (result, sound) = in_savepoint(conn, f);
+            let done: Completion = Box::new(move |committed: Result<(), HubError>| {
                 let _ = tx.send(committed.and(result));
-            })
+            });
+            (done, sound)
         });
         self.writes
             .send(WriteJob::Run(job))
@@ -167,6 +170,33 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         if self.writes.send(WriteJob::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+}
+
+/// Runs one write in its own savepoint, so that its failure leaves the rest of the batch alone.
+/// Hand-written rather than diesel's nested `transaction`: on PostgreSQL the savepoint is not
+/// released (the commit releases them all), which saves a round trip per write; SQLite, in
+/// process, releases it. Returns whether the transaction is still usable.
+fn in_savepoint<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, HubError>,
+) -> (Result<T, HubError>, bool) {
+    use diesel::connection::SimpleConnection;
+    if let Err(e) = conn.batch_execute("SAVEPOINT w") {
+        return (Err(e.into()), false);
+    }
+    match f(conn) {
+        Ok(v) => match conn {
+            DbConn::Pg(_) => (Ok(v), true),
+            DbConn::Sqlite(c) => match c.batch_execute("RELEASE SAVEPOINT w") {
+                Ok(()) => (Ok(v), true),
+                Err(e) => (Err(e.into()), false),
+            },
+        },
+        Err(e) => {
+            let sound = conn.batch_execute("ROLLBACK TO SAVEPOINT w").is_ok();
+            (Err(e), sound)
         }
     }
 }
@@ -230,21 +260,28 @@ fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool
         return false;
     }
     let mut completions = Vec::new();
-    let mut panicked = false;
+    let mut broken = false;
     for job in batch {
-        if panicked {
+        if broken {
             continue; // dropped: its caller hears `Unavailable`
         }
         match catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok(done) => completions.push(done),
+            Ok((done, true)) => completions.push(done),
+            Ok((done, false)) => {
+                log::error!(
+                    "a failed store write could not be undone alone; rolling back its whole batch"
+                );
+                completions.push(done);
+                broken = true;
+            }
             Err(_) => {
                 log::error!("a store write panicked; rolling back its whole batch");
-                panicked = true;
+                broken = true;
             }
         }
     }
     type Tm = <DbConn as Connection>::TransactionManager;
-    let outcome = if panicked {
+    let outcome = if broken {
         let _ = Tm::rollback_transaction(conn);
         Err(HubError::Internal(
             "a write failed unexpectedly; nothing in its batch was stored".into(),

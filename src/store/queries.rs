@@ -28,19 +28,34 @@ pub fn append_event(
     at: NaiveDateTime,
 ) -> Result<Event, HubError> {
     let sid = session_id.to_string();
-    let updated = diesel::update(sessions::table.find(&sid))
-        .set((
-            sessions::last_event_id.eq(sessions::last_event_id + 1),
-            sessions::updated_at.eq(at),
-        ))
-        .execute(conn)?;
-    if updated != 1 {
-        return Err(HubError::session_not_found(session_id));
+    // One round trip: take the next id and bump the activity time in the same statement.
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last_event_id: i64,
     }
-    let id: i64 = sessions::table
-        .find(&sid)
-        .select(sessions::last_event_id)
-        .first(conn)?;
+    use diesel::sql_types::{Text, Timestamp};
+    let next: Option<Next> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(
+            "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+             WHERE id = $2 RETURNING last_event_id",
+        )
+        .bind::<Timestamp, _>(at)
+        .bind::<Text, _>(&sid)
+        .get_result(c)
+        .optional()?,
+        DbConn::Sqlite(c) => diesel::sql_query(
+            "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = ? \
+             WHERE id = ? RETURNING last_event_id",
+        )
+        .bind::<Timestamp, _>(at)
+        .bind::<Text, _>(&sid)
+        .get_result(c)
+        .optional()?,
+    };
+    let Some(Next { last_event_id: id }) = next else {
+        return Err(HubError::session_not_found(session_id));
+    };
     let row = EventRow {
         session_id: sid,
         id,

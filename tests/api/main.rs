@@ -39,5 +39,6 @@ mod safety;
 mod security;
 mod sessions;
 mod snapshots;
+mod store_batch;
 mod tasks;
 mod ws;
