@@ -91,6 +91,31 @@ impl Resource {
         overlap(&self.segments, self.prefix, &other.segments, other.prefix)
     }
 
+    /// The path segments before the first glob segment (`**` included): where the lock
+    /// table's index files this resource (`lock_index` says why that is sound).
+    pub(super) fn literal_prefix(&self) -> &[String] {
+        let literal = self
+            .segments
+            .iter()
+            .position(|s| is_glob(s))
+            .unwrap_or(self.segments.len());
+        &self.segments[..literal]
+    }
+
+    /// A file `path` as a resource, to test it against many locks without splitting it again
+    /// for each (see `covers`).
+    pub fn file(path: &str) -> Resource {
+        Resource {
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_owned)
+                .collect(),
+            prefix: false,
+            symbol: None,
+        }
+    }
+
     pub fn conflicts_with(&self, other: &Resource) -> bool {
         if !self.paths_overlap(other) {
             return false;
@@ -103,16 +128,12 @@ impl Resource {
 
     /// Does this resource cover the file `path` (for fencing checks on changes to it)?
     pub fn covers_file(&self, path: &str) -> bool {
-        let file = Resource {
-            segments: path
-                .split('/')
-                .filter(|s| !s.is_empty() && *s != ".")
-                .map(str::to_owned)
-                .collect(),
-            prefix: false,
-            symbol: None,
-        };
-        self.paths_overlap(&file)
+        self.covers(&Resource::file(path))
+    }
+
+    /// `covers_file` for a file made by `Resource::file` (its symbol, if any, is ignored).
+    pub fn covers(&self, file: &Resource) -> bool {
+        self.paths_overlap(file)
     }
 }
 
