@@ -91,6 +91,31 @@ impl Resource {
         overlap(&self.segments, self.prefix, &other.segments, other.prefix)
     }
 
+    /// The path segments before the first glob segment (`**` included): where the lock
+    /// table's index files this resource (`lock_index` says why that is sound).
+    pub(super) fn literal_prefix(&self) -> &[String] {
+        let literal = self
+            .segments
+            .iter()
+            .position(|s| is_glob(s))
+            .unwrap_or(self.segments.len());
+        &self.segments[..literal]
+    }
+
+    /// A file `path` as a resource, to test it against many locks without splitting it again
+    /// for each (see `covers`).
+    pub fn file(path: &str) -> Resource {
+        Resource {
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_owned)
+                .collect(),
+            prefix: false,
+            symbol: None,
+        }
+    }
+
     pub fn conflicts_with(&self, other: &Resource) -> bool {
         if !self.paths_overlap(other) {
             return false;
@@ -103,16 +128,12 @@ impl Resource {
 
     /// Does this resource cover the file `path` (for fencing checks on changes to it)?
     pub fn covers_file(&self, path: &str) -> bool {
-        let file = Resource {
-            segments: path
-                .split('/')
-                .filter(|s| !s.is_empty() && *s != ".")
-                .map(str::to_owned)
-                .collect(),
-            prefix: false,
-            symbol: None,
-        };
-        self.paths_overlap(&file)
+        self.covers(&Resource::file(path))
+    }
+
+    /// `covers_file` for a file made by `Resource::file` (its symbol, if any, is ignored).
+    pub fn covers(&self, file: &Resource) -> bool {
+        self.paths_overlap(file)
     }
 }
 
@@ -188,15 +209,21 @@ fn segment_overlap(x: &str, y: &str) -> bool {
 }
 
 /// `*` any run, `?` one character, `[…]` taken as a wildcard character (conservative).
-/// Dynamic programming over (pattern, text) positions: O(len × len), never exponential.
+///
+/// First a necessary condition that costs one pass: the text is long enough for the tokens
+/// that take one character each, and the pattern's literal head and tail (before its first
+/// and after its last wildcard) begin and end it. Most non-matches stop there. What is left
+/// (the tokens between, against the text between) goes through dynamic programming over
+/// (pattern, text) positions: O(len × len), never exponential, in two rows reused throughout.
 fn glob_match(pattern: &str, text: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
     enum Tok {
         Star,
         One,
         Lit(char),
     }
-    let mut toks = Vec::new();
-    let mut chars = pattern.chars().peekable();
+    let mut toks = Vec::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         toks.push(match c {
             '*' => Tok::Star,
@@ -214,19 +241,56 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         });
     }
     let t: Vec<char> = text.chars().collect();
-    // `next[j]`: tokens after the current one match t[j..].
+    let same = |tok: &Tok, c: &char| *tok == Tok::Lit(*c);
+    let literal = |tok: &&Tok| matches!(tok, Tok::Lit(_));
+    let head = toks.iter().take_while(literal).count();
+    if head == toks.len() {
+        return toks.len() == t.len() && toks.iter().zip(&t).all(|(k, c)| same(k, c));
+    }
+    // There is a wildcard, so head and tail do not overlap in the pattern, and (the text being
+    // long enough for every literal) not in the text either.
+    let tail = toks.iter().rev().take_while(literal).count();
+    let needed = toks.iter().filter(|k| **k != Tok::Star).count();
+    if t.len() < needed
+        || !toks[..head].iter().zip(&t).all(|(k, c)| same(k, c))
+        || !toks[toks.len() - tail..]
+            .iter()
+            .zip(&t[t.len() - tail..])
+            .all(|(k, c)| same(k, c))
+    {
+        return false;
+    }
+    let (toks, t) = (&toks[head..toks.len() - tail], &t[head..t.len() - tail]);
+    // `next[j]`: tokens after the current one match t[j..]; `cur` is the current one's row.
     let mut next = vec![false; t.len() + 1];
+    let mut cur = vec![false; t.len() + 1];
     next[t.len()] = true;
+    // Each row is written by zipped iterators, one loop per token kind: no bounds checks and
+    // no branch on the token inside the loop (indexing both swapped rows made this slower
+    // than the fresh rows it replaces).
     for tok in toks.iter().rev() {
-        let mut cur = vec![false; t.len() + 1];
-        for j in (0..=t.len()).rev() {
-            cur[j] = match tok {
-                Tok::Star => next[j] || (j < t.len() && cur[j + 1]),
-                Tok::One => j < t.len() && next[j + 1],
-                Tok::Lit(c) => j < t.len() && t[j] == *c && next[j + 1],
-            };
+        let (last, rest) = cur.split_last_mut().expect("a row has t.len() + 1 cells");
+        match tok {
+            Tok::Star => {
+                // cur[j] = next[j] || cur[j + 1]: a running "or" from the end.
+                let mut any = false;
+                for (c, n) in cur.iter_mut().zip(&next).rev() {
+                    any |= *n;
+                    *c = any;
+                }
+            }
+            Tok::One => {
+                *last = false;
+                rest.copy_from_slice(&next[1..]);
+            }
+            Tok::Lit(ch) => {
+                *last = false;
+                for ((c, n), x) in rest.iter_mut().zip(&next[1..]).zip(t) {
+                    *c = *n && x == ch;
+                }
+            }
         }
-        next = cur;
+        std::mem::swap(&mut next, &mut cur);
     }
     next[0]
 }
@@ -393,6 +457,46 @@ mod tests {
         for bad in ["", "  ", "/a/../b", "/src/#x", "/a#", "/a#b#c"] {
             assert!(Resource::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// `glob_match` against a plain recursive matcher (exponential, fine for short inputs),
+    /// over every pattern and text of a small alphabet: the head/tail pre-check and the
+    /// reused rows must not change a single answer.
+    #[test]
+    fn glob_match_agrees_with_a_reference() {
+        fn reference(p: &[char], t: &[char]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some(('*', rest)) => (0..=t.len()).any(|k| reference(rest, &t[k..])),
+                Some(('?', rest)) => !t.is_empty() && reference(rest, &t[1..]),
+                Some((c, rest)) => t.first() == Some(c) && reference(rest, &t[1..]),
+            }
+        }
+        fn all(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut layer = vec![String::new()];
+            for _ in 0..max {
+                layer = layer
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(layer.iter().cloned());
+            }
+            out
+        }
+        let (patterns, texts) = (all(&['a', 'b', '*', '?'], 5), all(&['a', 'b'], 5));
+        for p in &patterns {
+            let pc: Vec<char> = p.chars().collect();
+            for t in &texts {
+                let tc: Vec<char> = t.chars().collect();
+                assert_eq!(glob_match(p, t), reference(&pc, &tc), "{p:?} against {t:?}");
+            }
+        }
+        // A class is one (any) character; an unclosed one runs to the end.
+        assert!(glob_match("[xy]b", "ab") && !glob_match("[xy]b", "b"));
+        assert!(glob_match("a[b", "ac") && !glob_match("a[b", "a"));
+        // Head and tail must not be taken from the same characters.
+        assert!(!glob_match("ab*ba", "aba") && glob_match("ab*ba", "abba"));
     }
 
     #[test]

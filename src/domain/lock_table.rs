@@ -7,14 +7,20 @@
 //! carries a larger token than every earlier grant on anything it overlaps. Locks are keyed by
 //! `(id, session)`: ids are unique per project for every lock taken since projects existed,
 //! and the session in the key keeps older databases (whose ids were per session) loading.
+//!
+//! Conflict checks run on the project actor's thread, so they look only at the locks the
+//! `lock_index` says could overlap the resource in question, not at every lock (a table of
+//! 1,024 long globs made each acquire compare against all of them); per-holder questions go
+//! through a per-holder key set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use uuid::Uuid;
 
 use super::DomainError;
-use super::lock::{Lock, MAX_LOCKS_PER_PARTICIPANT, Mode, Outcome, Request, State};
+use super::lock::{Lock, MAX_LOCKS_PER_PARTICIPANT, Mode, Outcome, Request, Resource, State};
+use super::lock_index::LockIndex;
 
 /// A lock's identity in its project's table: its id, then its session.
 pub type LockKey = (i64, Uuid);
@@ -36,19 +42,83 @@ impl Lock {
 }
 
 /// Every lock of one project that is held or waiting, in request order.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LockTable {
     locks: BTreeMap<LockKey, Lock>,
     /// Session names, for refusals that say whose lock is in the way.
     labels: HashMap<Uuid, String>,
+    /// Every key of `locks` by its resource's literal prefix: where conflicts are looked for.
+    index: LockIndex,
+    /// Every key of `locks` by holder (session, then name), in key order.
+    by_holder: HashMap<Uuid, HashMap<String, BTreeSet<LockKey>>>,
+}
+
+/// Two tables are equal when they hold the same locks under the same labels; the index and
+/// the holder sets are derived from the locks.
+impl PartialEq for LockTable {
+    fn eq(&self, other: &LockTable) -> bool {
+        self.locks == other.locks && self.labels == other.labels
+    }
 }
 
 impl LockTable {
     pub fn from_locks(locks: impl IntoIterator<Item = Lock>) -> LockTable {
-        LockTable {
-            locks: locks.into_iter().map(|l| (l.key(), l)).collect(),
-            labels: HashMap::new(),
+        let mut table = LockTable::default();
+        for lock in locks {
+            table.add(lock);
         }
+        table
+    }
+
+    /// Every way a lock enters the table: the index and the holder sets learn it too.
+    fn add(&mut self, lock: Lock) {
+        let key = lock.key();
+        if let Some(old) = self.locks.remove(&key) {
+            self.forget(&old);
+        }
+        self.index.insert(key, &lock.resource);
+        self.by_holder
+            .entry(lock.session_id)
+            .or_default()
+            .entry(lock.holder.clone())
+            .or_default()
+            .insert(key);
+        self.locks.insert(key, lock);
+    }
+
+    /// Takes a lock that left `locks` out of the index and the holder sets.
+    fn forget(&mut self, lock: &Lock) {
+        let key = lock.key();
+        self.index.remove(key, &lock.resource);
+        if let Some(names) = self.by_holder.get_mut(&lock.session_id) {
+            if let Some(keys) = names.get_mut(&lock.holder) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    names.remove(&lock.holder);
+                }
+            }
+            if names.is_empty() {
+                self.by_holder.remove(&lock.session_id);
+            }
+        }
+    }
+
+    /// The locks that could conflict with `probe` (a superset), in request order.
+    fn candidates(&self, probe: &Resource) -> impl Iterator<Item = &Lock> {
+        self.index
+            .candidates(probe)
+            .into_iter()
+            .filter_map(|k| self.locks.get(&k))
+    }
+
+    /// Everything `holder` of `session` holds or awaits, in request order.
+    fn holder_locks(&self, session: Uuid, holder: &str) -> impl Iterator<Item = &Lock> {
+        self.by_holder
+            .get(&session)
+            .and_then(|names| names.get(holder))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.locks.get(k))
     }
 
     /// Names `session` in refusals.
@@ -84,11 +154,8 @@ impl LockTable {
     /// Would `request` be granted now, or queued (behind what), or refused (conflict, no wait)?
     pub fn check(&self, request: &Request) -> Result<Outcome, DomainError> {
         let (session, holder) = (request.session_id, request.holder.as_str());
-        let mine = self
-            .locks
-            .values()
-            .filter(|l| l.same_holder(session, holder))
-            .count();
+        let own: Vec<&Lock> = self.holder_locks(session, holder).collect();
+        let mine = own.len();
         if mine >= MAX_LOCKS_PER_PARTICIPANT {
             return Err(DomainError::conflict(
                 "too_many_locks",
@@ -98,18 +165,16 @@ impl LockTable {
         let probe = Lock::waiting(i64::MAX, request.clone());
         // Waiters count too: nobody jumps the queue.
         let blocking: Vec<&Lock> = self
-            .locks
-            .values()
+            .candidates(&request.resource)
             .filter(|l| !l.same_holder(session, holder) || l.state == State::Waiting)
             .filter(|l| l.conflicts_with(&probe))
             .collect();
         // Own locks never block each other (holding a symbol, then its class, is fine); the very
         // same lock twice (held or queued) is a mistake worth saying.
-        if let Some(own) = self.locks.values().find(|l| {
-            l.same_holder(session, holder)
-                && l.resource == request.resource
-                && l.mode == request.mode
-        }) {
+        if let Some(own) = own
+            .iter()
+            .find(|l| l.resource == request.resource && l.mode == request.mode)
+        {
             let held = own.state == State::Held;
             return Err(DomainError::conflict(
                 "already_locked",
@@ -165,30 +230,40 @@ impl LockTable {
             lock.token = Some(id);
             lock.expires_at = Some(at + TimeDelta::seconds(i64::from(lock.lease_secs)));
         }
-        self.locks.insert(lock.key(), lock);
+        self.add(lock);
     }
 
     /// Removes a lock (released, expired, cancelled…).
     pub fn remove(&mut self, key: LockKey) -> Option<Lock> {
-        self.locks.remove(&key)
+        let lock = self.locks.remove(&key)?;
+        self.forget(&lock);
+        Some(lock)
     }
 
-    /// Waiters that can be granted now, in request order (first come, first served).
+    /// Waiters that can be granted now, in request order (first come, first served): a waiter
+    /// is blocked by a conflicting lock someone else holds, by an earlier waiter of someone
+    /// else granted in this round, and by any earlier conflicting waiter still waiting (its
+    /// holder's own included: nobody jumps the queue).
     pub fn grantable(&self) -> Vec<LockKey> {
-        let mut granted: Vec<&Lock> = Vec::new();
-        let mut still_waiting: Vec<&Lock> = Vec::new();
+        let mut granted: Vec<LockKey> = Vec::new();
+        let mut granted_now: HashSet<LockKey> = HashSet::new();
         for l in self.locks.values().filter(|l| l.state == State::Waiting) {
-            let other = |h: &&Lock| !h.same_holder(l.session_id, &l.holder);
-            let blocked = self.held().any(|h| other(&h) && h.conflicts_with(l))
-                || granted.iter().any(|g| other(g) && g.conflicts_with(l))
-                || still_waiting.iter().any(|w| w.conflicts_with(l));
-            if blocked {
-                still_waiting.push(l);
-            } else {
-                granted.push(l);
+            let other = |h: &Lock| !h.same_holder(l.session_id, &l.holder);
+            // Later waiters do not count; earlier ones were decided above, in key order.
+            let blocks = |c: &Lock| match c.state {
+                State::Held => other(c),
+                State::Waiting if c.key() < l.key() => !granted_now.contains(&c.key()) || other(c),
+                State::Waiting => false,
+            };
+            let blocked = self
+                .candidates(&l.resource)
+                .any(|c| blocks(c) && c.conflicts_with(l));
+            if !blocked {
+                granted.push(l.key());
+                granted_now.insert(l.key());
             }
         }
-        granted.iter().map(|l| l.key()).collect()
+        granted
     }
 
     /// Marks a waiter held with fencing `token` from `at`.
@@ -241,11 +316,7 @@ impl LockTable {
 
     /// Everything `holder` of `session` holds or awaits.
     pub fn of(&self, session: Uuid, holder: &str) -> Vec<LockKey> {
-        self.locks
-            .values()
-            .filter(|l| l.same_holder(session, holder))
-            .map(Lock::key)
-            .collect()
+        self.holder_locks(session, holder).map(Lock::key).collect()
     }
 
     /// A write citing `token` for `file` must present the token of an exclusive lock its author
@@ -259,12 +330,14 @@ impl LockTable {
         token: i64,
         now: NaiveDateTime,
     ) -> Result<(), DomainError> {
+        let path = Resource::file(file);
         let valid: Vec<i64> = self
-            .held()
+            .candidates(&path)
             .filter(|l| {
-                l.same_holder(session, holder)
+                l.state == State::Held
+                    && l.same_holder(session, holder)
                     && l.mode == Mode::Exclusive
-                    && l.resource.covers_file(file)
+                    && l.resource.covers(&path)
             })
             .filter(|l| l.expires_at.is_none_or(|e| e > now))
             .filter_map(|l| l.token)
@@ -293,17 +366,20 @@ impl LockTable {
     /// Exclusive locks held by others (of any session of the project) that cover `file`, each
     /// with the name that says whose it is.
     pub fn others_covering(&self, session: Uuid, holder: &str, file: &str) -> Vec<(String, &Lock)> {
-        self.held()
+        let path = Resource::file(file);
+        self.candidates(&path)
             .filter(|l| {
-                !l.same_holder(session, holder)
+                l.state == State::Held
+                    && !l.same_holder(session, holder)
                     && l.mode == Mode::Exclusive
-                    && l.resource.covers_file(file)
+                    && l.resource.covers(&path)
             })
             .map(|l| (self.who(l, session), l))
             .collect()
     }
 
     /// Invariant (for tests): no two held locks conflict unless one holder holds both.
+    /// Deliberately every pair, not the index's candidates: it checks the index's users.
     pub fn consistent(&self) -> bool {
         let held: Vec<&Lock> = self.held().collect();
         held.iter().enumerate().all(|(i, a)| {
@@ -311,6 +387,38 @@ impl LockTable {
                 .iter()
                 .all(|b| b.same_holder(a.session_id, &a.holder) || !a.conflicts_with(b))
         })
+    }
+}
+
+/// What the index's property test (`lock_index_props`) looks at.
+#[cfg(test)]
+impl LockTable {
+    /// The keys the index offers for `probe`.
+    pub(super) fn candidate_keys(&self, probe: &Resource) -> Vec<LockKey> {
+        self.index.candidates(probe)
+    }
+
+    /// The index and the holder sets hold exactly the table's keys, each under its holder.
+    pub(super) fn derived_in_sync(&self) -> bool {
+        let keys: Vec<LockKey> = self.locks.keys().copied().collect();
+        let by_holder = self.by_holder.iter().all(|(session, names)| {
+            !names.is_empty()
+                && names.iter().all(|(name, ks)| {
+                    !ks.is_empty()
+                        && ks.iter().all(|k| {
+                            self.locks
+                                .get(k)
+                                .is_some_and(|l| l.same_holder(*session, name))
+                        })
+                })
+        });
+        let counted: usize = self
+            .by_holder
+            .values()
+            .flat_map(HashMap::values)
+            .map(BTreeSet::len)
+            .sum();
+        self.index.all() == keys && by_holder && counted == keys.len()
     }
 }
 

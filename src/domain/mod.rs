@@ -31,6 +31,9 @@ pub mod ids;
 pub mod insights;
 pub mod ledger;
 pub mod lock;
+mod lock_index;
+#[cfg(test)]
+mod lock_index_props;
 #[cfg(test)]
 mod lock_props;
 pub mod lock_rules;

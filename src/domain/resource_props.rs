@@ -173,6 +173,19 @@ fn random_spec(rng: &mut Rng) -> Spec {
     Spec::of(&text)
 }
 
+/// A random resource text (directories, files, globs, `**`, symbols), for other properties
+/// that need the same mix (`lock_index_props`).
+pub(super) fn random_resource(rng: &mut Rng) -> String {
+    random_spec(rng).text
+}
+
+/// A random file path (depth 1..=4), as writes name them.
+pub(super) fn random_file(rng: &mut Rng) -> String {
+    let depth = 1 + rng.below(4);
+    let names: Vec<&str> = (0..depth).map(|_| *rng.pick(&FILE_NAMES)).collect();
+    format!("/{}", names.join("/"))
+}
+
 /// Every file of depth 1..=4 over `FILE_NAMES`.
 fn all_files() -> Vec<Vec<&'static str>> {
     let mut files: Vec<Vec<&str>> = Vec::new();
