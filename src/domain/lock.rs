@@ -213,8 +213,8 @@ fn segment_overlap(x: &str, y: &str) -> bool {
 /// First a necessary condition that costs one pass: the text is long enough for the tokens
 /// that take one character each, and the pattern's literal head and tail (before its first
 /// and after its last wildcard) begin and end it. Most non-matches stop there. What is left
-/// (the tokens between, against the text between) goes through dynamic programming over
-/// (pattern, text) positions: O(len × len), never exponential, in two rows reused throughout.
+/// (the tokens between, against the text between) is matched chunk by chunk, greedily: linear
+/// in the text for literal chunks, never exponential.
 fn glob_match(pattern: &str, text: &str) -> bool {
     #[derive(Clone, Copy, PartialEq)]
     enum Tok {
@@ -261,38 +261,83 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         return false;
     }
     let (toks, t) = (&toks[head..toks.len() - tail], &t[head..t.len() - tail]);
-    // `next[j]`: tokens after the current one match t[j..]; `cur` is the current one's row.
-    let mut next = vec![false; t.len() + 1];
-    let mut cur = vec![false; t.len() + 1];
-    next[t.len()] = true;
-    // Each row is written by zipped iterators, one loop per token kind: no bounds checks and
-    // no branch on the token inside the loop (indexing both swapped rows made this slower
-    // than the fresh rows it replaces).
-    for tok in toks.iter().rev() {
-        let (last, rest) = cur.split_last_mut().expect("a row has t.len() + 1 cells");
-        match tok {
-            Tok::Star => {
-                // cur[j] = next[j] || cur[j + 1]: a running "or" from the end.
-                let mut any = false;
-                for (c, n) in cur.iter_mut().zip(&next).rev() {
-                    any |= *n;
-                    *c = any;
-                }
-            }
-            Tok::One => {
-                *last = false;
-                rest.copy_from_slice(&next[1..]);
-            }
-            Tok::Lit(ch) => {
-                *last = false;
-                for ((c, n), x) in rest.iter_mut().zip(&next[1..]).zip(t) {
-                    *c = *n && x == ch;
-                }
-            }
-        }
-        std::mem::swap(&mut next, &mut cur);
+    // What is left is chunks of fixed length (literals and `?`) between stars. The first chunk
+    // is anchored at the start, the last at the end; each one between may go anywhere after
+    // the previous, and taking its leftmost occurrence never loses a match (a star absorbs
+    // whatever a later choice would have skipped). So one left-to-right pass decides, linear
+    // in the text for literal chunks (KMP): no table of pattern × text.
+    let fits = |chunk: &[Tok], at: usize| {
+        chunk
+            .iter()
+            .zip(&t[at..])
+            .all(|(k, c)| *k == Tok::One || same(k, c))
+    };
+    let chunks: Vec<&[Tok]> = toks.split(|k| *k == Tok::Star).collect();
+    let (first, last) = (chunks[0], chunks[chunks.len() - 1]);
+    if chunks.len() == 1 {
+        return first.len() == t.len() && fits(first, 0);
     }
-    next[0]
+    if first.len() + last.len() > t.len() || !fits(first, 0) || !fits(last, t.len() - last.len()) {
+        return false;
+    }
+    let (mut at, end) = (first.len(), t.len() - last.len());
+    for chunk in &chunks[1..chunks.len() - 1] {
+        match leftmost(chunk, &t[at..end], |k| *k == Tok::One, |k, c| same(k, c)) {
+            Some(i) => at += i + chunk.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Where `chunk` (of fixed length: each token matches one character) first matches in `text`.
+/// A chunk of literals is found by Knuth–Morris–Pratt, linear in `text`; one with `?` in it
+/// is tried at each position (`?` chunks are short in practice).
+fn leftmost<T: PartialEq>(
+    chunk: &[T],
+    text: &[char],
+    any: impl Fn(&T) -> bool,
+    same: impl Fn(&T, &char) -> bool,
+) -> Option<usize> {
+    if chunk.is_empty() {
+        return Some(0);
+    }
+    if chunk.len() > text.len() {
+        return None;
+    }
+    if chunk.iter().any(&any) {
+        return (0..=text.len() - chunk.len()).find(|&at| {
+            chunk
+                .iter()
+                .zip(&text[at..])
+                .all(|(k, c)| any(k) || same(k, c))
+        });
+    }
+    // fail[i]: length of the longest proper border of chunk[..=i].
+    let mut fail = vec![0usize; chunk.len()];
+    let mut k = 0;
+    for i in 1..chunk.len() {
+        while k > 0 && chunk[i] != chunk[k] {
+            k = fail[k - 1];
+        }
+        if chunk[i] == chunk[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let mut k = 0;
+    for (i, c) in text.iter().enumerate() {
+        while k > 0 && !same(&chunk[k], c) {
+            k = fail[k - 1];
+        }
+        if same(&chunk[k], c) {
+            k += 1;
+        }
+        if k == chunk.len() {
+            return Some(i + 1 - k);
+        }
+    }
+    None
 }
 
 #[derive(
