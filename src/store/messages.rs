@@ -3,6 +3,12 @@
 //! A message row is written in the same transaction as the `message_sent` event that carries it
 //! (its id is that event's id). Receipts are one row per (message, reader), created on first
 //! read or acknowledgement.
+//!
+//! What each participant has not read yet is kept as rows of `message_unread` (one per
+//! participant and message it received and has not read), written with the message and deleted
+//! by the read stamp, so an unread count or an unread page costs that participant's backlog,
+//! not the session's history. It is derived from messages, read receipts and participants
+//! ([`rebuild_unread`] says how), which is how the migration fills it and a restore rebuilds it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +17,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbConn;
-use super::schema::{message_receipts, messages, participants};
+use super::schema::{message_receipts, message_unread, messages, participants};
 use crate::domain::event::Priority;
 use crate::domain::message::{AckSelection, AckTarget, Parent, PendingAck, PlannedMessage};
 use crate::domain::message::{MessagePage, MessageQuery, MessageView, Shown};
@@ -61,7 +67,85 @@ pub fn insert_message(
     diesel::insert_into(messages::table)
         .values(&row)
         .execute(conn)?;
+    // Unread by whom it reaches: its recipient, or (a broadcast) every participant the session
+    // has had but the sender (one who left and comes back finds it unread).
+    let sid = session_id.to_string();
+    match &m.to {
+        Some(to) => {
+            diesel::insert_into(message_unread::table)
+                .values((
+                    message_unread::session_id.eq(&sid),
+                    message_unread::ai_id.eq(to),
+                    message_unread::message_id.eq(id),
+                ))
+                .execute(conn)?;
+        }
+        None => {
+            let readers = participants::table
+                .filter(participants::session_id.eq(&sid))
+                .filter(participants::ai_id.ne(&m.from))
+                .select((
+                    participants::session_id,
+                    participants::ai_id,
+                    id.into_sql::<diesel::sql_types::BigInt>(),
+                ));
+            diesel::insert_into(message_unread::table)
+                .values(readers)
+                .into_columns((
+                    message_unread::session_id,
+                    message_unread::ai_id,
+                    message_unread::message_id,
+                ))
+                .execute(conn)?;
+        }
+    }
     Ok(())
+}
+
+/// Fills `message_unread` from the messages, read receipts and participants: for the sessions
+/// `sessions`, or only for participant `only` of one of them (a participant who joins finds the
+/// broadcasts so far unread). The rows it writes must not exist yet (a restore clears them
+/// first with [`clear_unread`]; a new participant has none).
+pub fn rebuild_unread(
+    conn: &mut DbConn,
+    sessions: &[String],
+    only: Option<&str>,
+) -> QueryResult<usize> {
+    let mut query = messages::table
+        .inner_join(participants::table.on(participants::session_id.eq(messages::session_id)))
+        .filter(messages::session_id.eq_any(sessions))
+        .filter(
+            messages::to_ai
+                .is_null()
+                .or(messages::to_ai.eq(participants::ai_id.nullable())),
+        )
+        .filter(messages::from_ai.ne(participants::ai_id))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            message_receipts::table
+                .filter(message_receipts::session_id.eq(messages::session_id))
+                .filter(message_receipts::message_id.eq(messages::id))
+                .filter(message_receipts::ai_id.eq(participants::ai_id))
+                .filter(message_receipts::read_at.is_not_null()),
+        )))
+        .select((messages::session_id, participants::ai_id, messages::id))
+        .into_boxed();
+    if let Some(ai_id) = only {
+        query = query.filter(participants::ai_id.eq(ai_id));
+    }
+    diesel::insert_into(message_unread::table)
+        .values(query)
+        .into_columns((
+            message_unread::session_id,
+            message_unread::ai_id,
+            message_unread::message_id,
+        ))
+        .execute(conn)
+}
+
+/// Deletes the `message_unread` rows of `sessions` (before a restore writes them again).
+pub fn clear_unread(conn: &mut DbConn, sessions: &[String]) -> QueryResult<usize> {
+    diesel::delete(message_unread::table.filter(message_unread::session_id.eq_any(sessions)))
+        .execute(conn)
 }
 
 /// The message `id`, as a reply needs it.
@@ -164,6 +248,14 @@ pub fn stamp_receipts(
     at: NaiveDateTime,
 ) -> Result<(), HubError> {
     let sid = session_id.to_string();
+    // Read now (an acknowledgement reads too): no longer unread.
+    diesel::delete(
+        message_unread::table
+            .filter(message_unread::session_id.eq(&sid))
+            .filter(message_unread::ai_id.eq(ai_id))
+            .filter(message_unread::message_id.eq_any(ids)),
+    )
+    .execute(conn)?;
     for &id in ids {
         let mine = receipt_row(conn, &sid, id, ai_id)?;
         diesel::update(mine.filter(message_receipts::read_at.is_null()))
@@ -352,66 +444,77 @@ pub fn read_messages(
 ) -> Result<MessagePage, HubError> {
     let sid = session_id.to_string();
     let viewer = q.viewer.as_deref();
-    // "Not read by `me`": no receipt of `me` with a read stamp for the message.
-    macro_rules! unread_by {
-        ($me:expr) => {
-            diesel::dsl::not(diesel::dsl::exists(
-                message_receipts::table
-                    .filter(message_receipts::session_id.eq(messages::session_id))
-                    .filter(message_receipts::message_id.eq(messages::id))
-                    .filter(message_receipts::ai_id.eq($me))
-                    .filter(message_receipts::read_at.is_not_null()),
-            ))
-        };
-    }
+    // Unread = a `message_unread` row of `me`: what it received (addressed to it or broadcast,
+    // not its own) and has not read. Counting them costs its backlog, not the history.
     let unread = match viewer {
-        Some(me) => messages::table
-            .filter(messages::session_id.eq(&sid))
-            .filter(messages::to_ai.is_null().or(messages::to_ai.eq(me)))
-            .filter(messages::from_ai.ne(me))
-            .filter(unread_by!(me))
+        Some(me) => message_unread::table
+            .filter(message_unread::session_id.eq(&sid))
+            .filter(message_unread::ai_id.eq(me))
             .count()
             .get_result(conn)?,
         None => 0,
     };
-    let mut query = messages::table
-        .filter(messages::session_id.eq(&sid))
-        .select(MessageRow::as_select())
-        .into_boxed();
-    if let Some(me) = viewer {
-        query = query.filter(
-            messages::to_ai
-                .is_null()
-                .or(messages::to_ai.eq(me))
-                .or(messages::from_ai.eq(me)),
-        );
-        if q.unread_only {
-            query = query
-                .filter(messages::from_ai.ne(me))
-                .filter(unread_by!(me));
-        }
-    }
-    if let Some(p) = q.priority {
-        query = query.filter(messages::priority.eq(p.as_str()));
-    }
-    if let Some(t) = q.thread {
-        query = query.filter(messages::thread_id.eq(t));
-    }
     let fetch = q.limit + 1;
     // After `since`, or unread ones: oldest first, so repeated reads drain them in order.
     // Otherwise the newest `limit`, still listed oldest first.
     let oldest_first = q.since.is_some() || q.unread_only;
-    let mut rows: Vec<MessageRow> = if oldest_first {
-        query
-            .filter(messages::id.gt(q.since.unwrap_or(0)))
-            .order(messages::id.asc())
-            .limit(fetch)
-            .load(conn)?
-    } else {
-        let mut newest: Vec<MessageRow> =
-            query.order(messages::id.desc()).limit(fetch).load(conn)?;
-        newest.reverse();
-        newest
+    let mut rows: Vec<MessageRow> = match viewer {
+        // Unread ones: walk the reader's unread rows in id order, not the whole history.
+        Some(me) if q.unread_only => {
+            let mut query = message_unread::table
+                .inner_join(
+                    messages::table.on(messages::session_id
+                        .eq(message_unread::session_id)
+                        .and(messages::id.eq(message_unread::message_id))),
+                )
+                .filter(message_unread::session_id.eq(&sid))
+                .filter(message_unread::ai_id.eq(me))
+                .filter(message_unread::message_id.gt(q.since.unwrap_or(0)))
+                .select(MessageRow::as_select())
+                .into_boxed();
+            if let Some(p) = q.priority {
+                query = query.filter(messages::priority.eq(p.as_str()));
+            }
+            if let Some(t) = q.thread {
+                query = query.filter(messages::thread_id.eq(t));
+            }
+            query
+                .order(message_unread::message_id.asc())
+                .limit(fetch)
+                .load(conn)?
+        }
+        _ => {
+            let mut query = messages::table
+                .filter(messages::session_id.eq(&sid))
+                .select(MessageRow::as_select())
+                .into_boxed();
+            if let Some(me) = viewer {
+                query = query.filter(
+                    messages::to_ai
+                        .is_null()
+                        .or(messages::to_ai.eq(me))
+                        .or(messages::from_ai.eq(me)),
+                );
+            }
+            if let Some(p) = q.priority {
+                query = query.filter(messages::priority.eq(p.as_str()));
+            }
+            if let Some(t) = q.thread {
+                query = query.filter(messages::thread_id.eq(t));
+            }
+            if oldest_first {
+                query
+                    .filter(messages::id.gt(q.since.unwrap_or(0)))
+                    .order(messages::id.asc())
+                    .limit(fetch)
+                    .load(conn)?
+            } else {
+                let mut newest: Vec<MessageRow> =
+                    query.order(messages::id.desc()).limit(fetch).load(conn)?;
+                newest.reverse();
+                newest
+            }
+        }
     };
     let more = rows.len() as i64 > q.limit;
     if more {

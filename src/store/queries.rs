@@ -114,6 +114,8 @@ pub fn upsert_participant(
         diesel::insert_into(participants::table)
             .values(&row)
             .execute(conn)?;
+        // Broadcasts reach those who join later: the ones so far are unread for it.
+        super::messages::rebuild_unread(conn, std::slice::from_ref(&sid), Some(&p.ai_id))?;
     }
     Ok(())
 }

@@ -124,6 +124,15 @@ diesel::table! {
     }
 }
 
+// What each participant has not read yet (migration `000010_message_unread`).
+diesel::table! {
+    message_unread (session_id, ai_id, message_id) {
+        session_id -> Text,
+        ai_id -> Text,
+        message_id -> BigInt,
+    }
+}
+
 diesel::table! {
     message_receipts (session_id, message_id, ai_id) {
         session_id -> Text,
@@ -222,5 +231,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     messages,
     message_receipts,
+    message_unread,
     locks
 );

@@ -20,6 +20,7 @@ both_backends!(
     status_reports_alert_and_recover,
     deadlines_and_checkpoints_survive_a_restart,
     delivered_read_and_acknowledged_are_three_receipts,
+    unread_state_is_kept_on_write_and_survives_a_restart,
 );
 
 /// A session with claude (driver), gemini and cursor; returns (id, tokens by name).
@@ -854,5 +855,131 @@ async fn every_tool_result_carries_what_waits_within_its_budget(backend: Backend
         ))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    app.stop().await;
+}
+
+/// Ids of a message page, in order.
+fn message_ids(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// What each participant has not read is kept as messages are sent, read and acknowledged
+/// (`message_unread`), not worked out from the whole history: directed messages count for
+/// their recipient, broadcasts for everyone but the sender (one who joins later included),
+/// reads and acknowledgements take them off, and the counts and unread pages are the same
+/// after a restart.
+async fn unread_state_is_kept_on_write_and_survives_a_restart(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, tokens) = trio(&app).await;
+    let (claude, gemini, cursor) = (
+        tok(&tokens, "claude"),
+        tok(&tokens, "gemini"),
+        tok(&tokens, "cursor"),
+    );
+    let mut to_gemini = Vec::new();
+    for n in 0..3 {
+        let sent = send(
+            &app,
+            &claude,
+            json!({"to": "gemini", "body": format!("g{n}")}),
+        )
+        .await;
+        to_gemini.push(sent["id"].as_i64().unwrap());
+    }
+    let b1 = send(&app, &claude, json!({"body": "everyone 1"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let to_cursor = send(&app, &claude, json!({"to": "cursor", "body": "c"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let b2 = send(&app, &gemini, json!({"body": "everyone 2"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let unread_of = async |app: &TestApp, token: &str| -> Value {
+        read(app, token, "unreadOnly=true&limit=50").await
+    };
+    // Reading unread ones returns them oldest first (and marks them read); the count is what
+    // waited before this read.
+    let g = read(&app, &gemini, "unreadOnly=true&limit=2").await;
+    assert_eq!(g["unread"], 4, "{g}");
+    assert_eq!(message_ids(&g), to_gemini[..2].to_vec(), "{g}");
+    assert_eq!(g["more"], true, "{g}");
+    // Acknowledging reads too.
+    let (status, acked) = app
+        .post_as(&gemini, "/mcp/messages/ack", &json!({"ids": [b1]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    // The sender's own broadcast is not unread for it; claude has gemini's broadcast waiting.
+    let c = read(&app, &claude, "unreadOnly=true&limit=1").await;
+    assert_eq!(
+        (c["unread"].clone(), message_ids(&c)),
+        (json!(1), vec![b2]),
+        "{c}"
+    );
+
+    // A participant who joins later finds the broadcasts so far unread.
+    let (status, joined) = app
+        .post(
+            "/mcp/session/join",
+            &json!({"sessionId": id, "participant": "codex", "role": "navigator"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    let codex = joined["token"].as_str().unwrap().to_owned();
+    let b3 = send(&app, &cursor, json!({"body": "everyone 3"})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // After a restart: the same counts and pages (reading nothing first: `limit=1` pages of
+    // `since` the newest id are empty and mark nothing).
+    let newest = b3;
+    let counts = async |app: &TestApp| -> Vec<Value> {
+        let mut out = Vec::new();
+        for t in [&claude, &gemini, &cursor, &codex] {
+            let page = read(app, t, &format!("since={newest}&limit=1")).await;
+            assert!(page["messages"].as_array().unwrap().is_empty(), "{page}");
+            out.push(page["unread"].clone());
+        }
+        out
+    };
+    let before = counts(&app).await;
+    assert_eq!(before, vec![json!(1), json!(2), json!(3), json!(3)]);
+    let db = app.stop().await;
+    let app = start_on(db, Settings::for_database("unused")).await;
+    assert_eq!(counts(&app).await, before);
+
+    let g = unread_of(&app, &gemini).await;
+    assert_eq!(message_ids(&g), vec![to_gemini[2], b3], "{g}");
+    assert_eq!(g["more"], false, "{g}");
+    let c = unread_of(&app, &cursor).await;
+    assert_eq!(message_ids(&c), vec![b1, to_cursor, b2], "{c}");
+    let x = unread_of(&app, &codex).await;
+    assert_eq!(message_ids(&x), vec![b1, b2, b3], "{x}");
+    // Read now: nothing waits, for anyone who read.
+    for t in [&gemini, &cursor, &codex] {
+        let page = unread_of(&app, t).await;
+        assert_eq!(
+            (page["unread"].clone(), message_ids(&page)),
+            (json!(0), vec![]),
+            "{page}"
+        );
+    }
+    // What was read stays read for the sender's receipts too.
+    let mine = read(&app, &claude, &format!("since={}&limit=1", b1 - 1)).await;
+    let mut read_by: Vec<&str> = mine["messages"][0]["readBy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    read_by.sort_unstable();
+    assert_eq!(read_by, vec!["codex", "cursor", "gemini"], "{mine}");
     app.stop().await;
 }

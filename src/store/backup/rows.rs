@@ -381,6 +381,11 @@ tables! {
 #[cfg_attr(not(test), allow(dead_code))]
 pub const HUB_WIDE_TABLES: [&str; 1] = ["populations"];
 
+/// Tables derived from the ones a backup holds, so not carried: a restore rebuilds them for
+/// the sessions it restores (`message_unread` from messages, receipts and participants).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const DERIVED_TABLES: [&str; 1] = ["message_unread"];
+
 /// The tables a backup holds, in the order they are written and restored (parents first).
 pub fn table_names() -> Vec<&'static str> {
     TABLES.iter().map(|t| t.name()).collect()
