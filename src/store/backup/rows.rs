@@ -377,9 +377,11 @@ tables! {
 }
 
 /// Hub-wide tables that belong to no session and so are in no session backup: the
-/// populations are bred from many sessions' outcomes (which do travel with their sessions).
+/// populations are bred from many sessions' outcomes (which do travel with their sessions);
+/// `mcp_sessions` are the live connections' state of the hub that wrote them (a client of a
+/// restored database initializes again).
 #[cfg_attr(not(test), allow(dead_code))]
-pub const HUB_WIDE_TABLES: [&str; 1] = ["populations"];
+pub const HUB_WIDE_TABLES: [&str; 2] = ["populations", "mcp_sessions"];
 
 /// Tables derived from the ones a backup holds, so not carried: a restore rebuilds them for
 /// the sessions it restores (`message_unread` from messages, receipts and participants).
