@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 #[path = "../src/bin/bench/wire.rs"]
 mod wire;
 
-use wire::{Client, Conn};
+use wire::{Client, Conn, host_port, pct};
 
 #[derive(Parser)]
 #[command(about = "Cost of reads and writes as one session's history grows")]
@@ -261,14 +261,6 @@ impl Bench {
     }
 }
 
-/// The `p` quantile of sorted microseconds, in milliseconds (0 for none).
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        len => sorted[((len as f64 * p).ceil() as usize).clamp(1, len) - 1] as f64 / 1000.0,
-    }
-}
-
 const OPS: [&str; 5] = [
     "messages_read",
     "messages_read unread",
@@ -279,14 +271,7 @@ const OPS: [&str; 5] = [
 
 fn main() -> Result<(), String> {
     let args = Args::parse();
-    let addr = args
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    if addr.contains('/') {
-        return Err("--url must be http://HOST:PORT".into());
-    }
+    let addr = host_port(&args.url)?;
     let mut rest = Conn::open(&addr)?;
     let body = json!({"name": format!("history-{}", std::process::id()),
                       "participants": ["claude", "gemini", "codex"]});

@@ -52,7 +52,7 @@ use serde_json::{Value, json};
 #[path = "bench/wire.rs"]
 mod wire;
 
-use wire::{Client, Conn, cpu_ns, machine_ticks};
+use wire::{Client, Conn, cpu_ns, host_port, machine_ticks, pct};
 
 /// Participants per session allowed by the hub: the deliver phase needs R + 1 of them.
 const MAX_PARTICIPANTS: usize = 128;
@@ -530,24 +530,9 @@ fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Resul
     }
 }
 
-/// The `p` quantile of sorted microseconds, in milliseconds (0 for none).
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        len => sorted[((len as f64 * p).ceil() as usize).clamp(1, len) - 1] as f64 / 1000.0,
-    }
-}
-
 fn main() -> Result<(), String> {
     let args = Args::parse();
-    let addr = args
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    if addr.contains('/') || args.url.starts_with("https://") {
-        return Err("--url must be http://HOST:PORT".into());
-    }
+    let addr = host_port(&args.url)?;
     if !(args.seconds > 0.0 && args.warmup >= 0.0) {
         return Err("--seconds must be > 0 and --warmup >= 0".into());
     }

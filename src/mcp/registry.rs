@@ -54,6 +54,11 @@ impl McpSession {
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How often idle sessions are ended and the rows of used ones marked seen.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// A row last seen before this belongs to a session ended by its idleness.
+fn idle_since() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc() - chrono::Duration::from_std(IDLE_TIMEOUT).unwrap_or_default()
+}
 /// Notifications waiting for one session's GET stream.
 pub const CONTROL_QUEUE: usize = 64;
 
@@ -357,8 +362,7 @@ impl Actor for McpRegistry {
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
-            let stale = chrono::Utc::now().naive_utc()
-                - chrono::Duration::from_std(IDLE_TIMEOUT).unwrap_or_default();
+            let stale = idle_since();
             let store = act.store.clone();
             actix::spawn(async move {
                 match store
@@ -449,8 +453,7 @@ impl Handler<Lookup> for McpRegistry {
         }
         // Not held here: handed out before a restart, or by another hub. Its row says.
         let (store, id) = (self.store.clone(), msg.id.clone());
-        let fresh = chrono::Utc::now().naive_utc()
-            - chrono::Duration::from_std(IDLE_TIMEOUT).unwrap_or_default();
+        let fresh = idle_since();
         let load = async move { store.read(move |c| mcp_sessions::load(c, &id, fresh)).await };
         Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
             let Some((state, rev)) = loaded? else {

@@ -454,6 +454,19 @@ pub fn read_messages(
             .get_result(conn)?,
         None => 0,
     };
+    // The filters every page takes, on whichever rows it walks.
+    macro_rules! narrowed {
+        ($query:expr) => {{
+            let mut query = $query;
+            if let Some(p) = q.priority {
+                query = query.filter(messages::priority.eq(p.as_str()));
+            }
+            if let Some(t) = q.thread {
+                query = query.filter(messages::thread_id.eq(t));
+            }
+            query
+        }};
+    }
     let fetch = q.limit + 1;
     // After `since`, or unread ones: oldest first, so repeated reads drain them in order.
     // Otherwise the newest `limit`, still listed oldest first.
@@ -472,12 +485,7 @@ pub fn read_messages(
                 .filter(message_unread::message_id.gt(q.since.unwrap_or(0)))
                 .select(MessageRow::as_select())
                 .into_boxed();
-            if let Some(p) = q.priority {
-                query = query.filter(messages::priority.eq(p.as_str()));
-            }
-            if let Some(t) = q.thread {
-                query = query.filter(messages::thread_id.eq(t));
-            }
+            query = narrowed!(query);
             query
                 .order(message_unread::message_id.asc())
                 .limit(fetch)
@@ -496,12 +504,7 @@ pub fn read_messages(
                         .or(messages::from_ai.eq(me)),
                 );
             }
-            if let Some(p) = q.priority {
-                query = query.filter(messages::priority.eq(p.as_str()));
-            }
-            if let Some(t) = q.thread {
-                query = query.filter(messages::thread_id.eq(t));
-            }
+            query = narrowed!(query);
             if oldest_first {
                 query
                     .filter(messages::id.gt(q.since.unwrap_or(0)))

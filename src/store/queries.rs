@@ -35,23 +35,16 @@ pub fn append_event(
         last_event_id: i64,
     }
     use diesel::sql_types::{Text, Timestamp};
+    // `$n` placeholders: PostgreSQL's, and numbered parameters to SQLite as well.
+    let query = diesel::sql_query(
+        "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+         WHERE id = $2 RETURNING last_event_id",
+    )
+    .bind::<Timestamp, _>(at)
+    .bind::<Text, _>(&sid);
     let next: Option<Next> = match conn {
-        DbConn::Pg(c) => diesel::sql_query(
-            "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
-             WHERE id = $2 RETURNING last_event_id",
-        )
-        .bind::<Timestamp, _>(at)
-        .bind::<Text, _>(&sid)
-        .get_result(c)
-        .optional()?,
-        DbConn::Sqlite(c) => diesel::sql_query(
-            "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = ? \
-             WHERE id = ? RETURNING last_event_id",
-        )
-        .bind::<Timestamp, _>(at)
-        .bind::<Text, _>(&sid)
-        .get_result(c)
-        .optional()?,
+        DbConn::Pg(c) => query.get_result(c).optional()?,
+        DbConn::Sqlite(c) => query.get_result(c).optional()?,
     };
     let Some(Next { last_event_id: id }) = next else {
         return Err(HubError::session_not_found(session_id));

@@ -320,3 +320,20 @@ pub fn machine_ticks() -> (f64, f64) {
     let total = ticks.iter().take(8).sum::<f64>(); // guest time is already in user
     (total - idle, total)
 }
+
+/// `HOST:PORT` of an `http://HOST:PORT` base URL.
+pub fn host_port(url: &str) -> Result<String, String> {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    if addr.contains('/') || url.starts_with("https://") {
+        return Err("--url must be http://HOST:PORT".into());
+    }
+    Ok(addr.to_owned())
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds (0 for none).
+pub fn pct(sorted: &[u64], p: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        len => sorted[((len as f64 * p).ceil() as usize).clamp(1, len) - 1] as f64 / 1000.0,
+    }
+}
