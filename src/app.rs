@@ -12,31 +12,61 @@ use crate::config::Settings;
 use crate::domain::auth::token_digest;
 use crate::domain::message::SendRate;
 use crate::domain::session::AccessPolicy;
+use crate::http::forward::{self, Forwarding};
 use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
 use crate::mcp::McpRegistry;
 use crate::mcp::registry::CloseStreams;
 use crate::mcp::transport::StreamLifetime;
-use crate::store::Store;
 use crate::store::claim::{Claim, claim as claim_database};
+use crate::store::lease::{LeaseConfig, LeaseKeeper, Role};
+use crate::store::{DbTarget, Store};
 use actix_web::middleware::from_fn;
 
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
 pub struct Application {
+    addr: SocketAddr,
+    database: String,
+    mode: Mode,
+}
+
+/// An owner serves; a standby (another hub owns the shared PostgreSQL database) forwards to
+/// it, and becomes the owner when the owner's lease expires. (One per process: its size does
+/// not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Mode {
+    Owner(Owner),
+    Standby(Standby),
+}
+
+struct Owner {
     server: Server,
     shutdown: Shutdown,
-    addr: SocketAddr,
     store: Store,
-    database: String,
-    /// This hub's exclusive claim on its database, released after the last write committed.
+    /// This hub's claim on its database, released after the last write committed.
     claim: Claim,
+    /// On PostgreSQL: the lease that makes this hub the owner, handed back on a clean stop.
+    lease: Option<LeaseKeeper>,
+}
+
+struct Standby {
+    server: Server,
+    /// Told once the owner's server runs here after a takeover (`Forwarding::owner_ready`).
+    owner_ready: tokio::sync::watch::Sender<bool>,
+    /// What the owner's server is built from after a takeover, on the same socket.
+    settings: Settings,
+    listener: TcpListener,
+    policy: AccessPolicy,
+    claim: Claim,
+    lease: LeaseKeeper,
 }
 
 impl Application {
     /// Opens the database (applying migrations), starts the actors and binds the listener. Must
-    /// run inside an actix system. Errors are one line, fit for a person.
+    /// run inside an actix system. Errors are one line, fit for a person. On a PostgreSQL
+    /// database another hub owns, the application is a standby that forwards to the owner.
     pub async fn build(settings: Settings) -> Result<Application, String> {
         let target = settings.db_target()?;
         let database = target.redacted();
@@ -73,48 +103,61 @@ impl Application {
                 "{addr} is reachable beyond this machine: set --operator-token (COLLAB_HUB_OPERATOR_TOKEN) so that sessions cannot be created by anyone"
             ));
         }
+        if settings.retention_interval_secs == 0 {
+            return Err("--retention-interval-secs must be at least 1".into());
+        }
+        if !(1..=3600).contains(&settings.lease_secs) {
+            return Err("--lease-secs is between 1 and 3600".into());
+        }
+        settings.evolution()?;
         let claim = {
             let (target, listening) = (target.clone(), addr.to_string());
             actix_web::rt::task::spawn_blocking(move || claim_database(&target, &listening))
                 .await
                 .map_err(|e| format!("cannot claim the database: {e}"))??
         };
-        if settings.retention_interval_secs == 0 {
-            return Err("--retention-interval-secs must be at least 1".into());
-        }
-        let evolution = settings.evolution()?;
-        let store = Store::open(target).await?;
-        let hub = Hub::new(store.clone(), policy, evolution).start();
-        crate::actors::retention::Retention::new(
-            store.clone(),
-            settings.retention(),
-            std::time::Duration::from_secs(settings.retention_interval_secs),
-        )
-        .start();
-        let registry = McpRegistry::new(hub.clone(), store.clone()).start();
-        let mut hosts = settings.allowed_hosts.clone();
-        if !addr.ip().is_unspecified() {
-            hosts.push(match addr.ip() {
-                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                ip => ip.to_string(),
-            });
-        }
-        let ws = std::sync::Arc::new(crate::ws::WsStats::default());
-        let server = http_server(
-            listener,
-            &settings,
-            hosts,
-            hub,
-            registry.clone(),
-            ws.clone(),
-        )?;
+        let lease = match &target {
+            DbTarget::Postgres(url) => {
+                // The lease lives in a table: the schema first (one hub at a time migrates).
+                let migrating = target.clone();
+                actix_web::rt::task::spawn_blocking(move || crate::store::migrate(&migrating))
+                    .await
+                    .map_err(|e| format!("cannot migrate: {e}"))??;
+                let config = LeaseConfig {
+                    database_url: url.clone(),
+                    url: advertised(&settings, addr)?,
+                    trusts_loopback: policy.trust_loopback,
+                    ttl: std::time::Duration::from_secs(settings.lease_secs),
+                };
+                let lease = actix_web::rt::task::spawn_blocking(move || LeaseKeeper::start(config))
+                    .await
+                    .map_err(|e| format!("cannot take the lease: {e}"))??;
+                Some(lease)
+            }
+            DbTarget::Sqlite(_) => None,
+        };
+        let mode = match lease {
+            Some(lease) if !matches!(lease.role(), Role::Owner { .. }) => {
+                let own = listener
+                    .try_clone()
+                    .map_err(|e| format!("cannot share the listening socket: {e}"))?;
+                let (owner_ready, ready) = tokio::sync::watch::channel(false);
+                Mode::Standby(Standby {
+                    server: standby_server(own, &settings, &lease, ready)?,
+                    owner_ready,
+                    settings,
+                    listener,
+                    policy,
+                    claim,
+                    lease,
+                })
+            }
+            lease => Mode::Owner(build_owner(settings, listener, policy, claim, lease).await?),
+        };
         Ok(Application {
-            server,
-            shutdown: Shutdown { registry, ws },
             addr,
-            store,
             database,
-            claim,
+            mode,
         })
     }
 
@@ -131,19 +174,67 @@ impl Application {
         &self.database
     }
 
+    /// Where a standby forwards to (None: this hub owns its database).
+    pub fn forwarding_to(&self) -> Option<String> {
+        match &self.mode {
+            Mode::Owner(_) => None,
+            Mode::Standby(s) => match s.lease.role() {
+                Role::Standby { url, .. } => Some(url),
+                _ => Some("the next owner".into()),
+            },
+        }
+    }
+
     pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+        match &self.mode {
+            Mode::Owner(o) => o.server.handle(),
+            Mode::Standby(s) => s.server.handle(),
+        }
     }
 
     /// What ends the connections that never end by themselves (event streams, WebSockets),
     /// for a graceful stop.
     pub fn shutdown(&self) -> Shutdown {
-        self.shutdown.clone()
+        match &self.mode {
+            Mode::Owner(o) => o.shutdown.clone(),
+            Mode::Standby(_) => Shutdown {
+                registry: None,
+                ws: None,
+            },
+        }
     }
 
     /// Serves until stopped (Ctrl-C, SIGTERM or `handle().stop()`), lets in-flight requests
-    /// finish, then lets every queued write commit before returning.
+    /// finish, then lets every queued write commit before returning. A standby serves until it
+    /// is stopped or becomes the owner, and then serves as the owner.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        match self.mode {
+            Mode::Owner(owner) => owner.run().await,
+            Mode::Standby(standby) => match standby.wait_for_ownership().await? {
+                Some(owner) => owner.run().await,
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// The address the other hubs reach this one at.
+fn advertised(settings: &Settings, addr: SocketAddr) -> Result<String, String> {
+    if let Some(url) = &settings.advertise_url {
+        if !url.starts_with("http://") {
+            return Err(format!("--advertise-url must be an http:// URL, not {url}"));
+        }
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    Ok(format!("http://{}", SocketAddr::new(ip, addr.port())))
+}
+
+impl Owner {
+    async fn run(self) -> std::io::Result<()> {
         let (handle, shutdown) = (self.server.handle(), self.shutdown.clone());
         // Our own signal handling: open event streams never finish by themselves, so they are
         // ended first; then the server drains the requests still in flight.
@@ -155,24 +246,176 @@ impl Application {
         });
         let served = self.server.await;
         self.store.shutdown().await;
-        // Releasing joins the claim's watchdog thread: not on an async worker.
-        let claim = self.claim;
-        let _ = actix_web::rt::task::spawn_blocking(move || drop(claim)).await;
+        // Releasing joins the claim's watchdog and the lease's thread (handing the lease to a
+        // standby): not on an async worker.
+        let (claim, lease) = (self.claim, self.lease);
+        let _ = actix_web::rt::task::spawn_blocking(move || {
+            drop(lease);
+            drop(claim)
+        })
+        .await;
         served
     }
+}
+
+impl Standby {
+    /// Forwards until stopped (None) or until this hub takes the lease over: then the owner's
+    /// server starts on the same socket before the forwarding one stops, so no connection is
+    /// refused in between.
+    async fn wait_for_ownership(self) -> std::io::Result<Option<Owner>> {
+        let handle = self.server.handle();
+        let mut role = self.lease.watch();
+        let mut served = actix_web::rt::spawn(self.server);
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                done = &mut served => {
+                    let lease = self.lease;
+                    let _ = actix_web::rt::task::spawn_blocking(move || drop(lease)).await;
+                    return done.unwrap_or_else(|e| Err(std::io::Error::other(e))).map(|()| None);
+                }
+                () = &mut signal => {
+                    log::info!("stopping the standby");
+                    handle.stop(true).await;
+                }
+                changed = role.changed() => {
+                    if changed.is_err() {
+                        return Err(std::io::Error::other("the lease thread ended"));
+                    }
+                    if matches!(*role.borrow(), Role::Owner { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+        log::info!("this hub took the lease over; loading and serving as the owner");
+        handle.pause().await;
+        let lease = Some(self.lease);
+        let owner = build_owner(self.settings, self.listener, self.policy, self.claim, lease)
+            .await
+            .map_err(std::io::Error::other)?;
+        // Requests this server still holds go to the owner's server now.
+        self.owner_ready.send_replace(true);
+        actix_web::rt::spawn(async move {
+            handle.stop(true).await;
+            let _ = served.await;
+        });
+        Ok(Some(owner))
+    }
+}
+
+/// The owner's parts: the store (fenced by the lease on PostgreSQL), the actors and the server.
+async fn build_owner(
+    settings: Settings,
+    listener: TcpListener,
+    policy: AccessPolicy,
+    claim: Claim,
+    lease: Option<LeaseKeeper>,
+) -> Result<Owner, String> {
+    let target = settings.db_target()?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let evolution = settings.evolution()?;
+    let store = Store::open_fenced(target, lease.as_ref().and_then(LeaseKeeper::fence)).await?;
+    let hub = Hub::new(store.clone(), policy, evolution).start();
+    crate::actors::retention::Retention::new(
+        store.clone(),
+        settings.retention(),
+        std::time::Duration::from_secs(settings.retention_interval_secs),
+    )
+    .start();
+    let registry = McpRegistry::new(hub.clone(), store.clone()).start();
+    let ws = std::sync::Arc::new(crate::ws::WsStats::default());
+    let server = http_server(
+        listener,
+        &settings,
+        allowed_hosts(&settings, addr),
+        hub,
+        registry.clone(),
+        ws.clone(),
+    )?;
+    Ok(Owner {
+        server,
+        shutdown: Shutdown {
+            registry: Some(registry),
+            ws: Some(ws),
+        },
+        store,
+        claim,
+        lease,
+    })
+}
+
+fn allowed_hosts(settings: &Settings, addr: SocketAddr) -> Vec<String> {
+    let mut hosts = settings.allowed_hosts.clone();
+    if !addr.ip().is_unspecified() {
+        hosts.push(match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    }
+    hosts
+}
+
+/// A standby's server: the same origin checks, then everything forwarded to the owner.
+fn standby_server(
+    listener: TcpListener,
+    settings: &Settings,
+    lease: &LeaseKeeper,
+    owner_ready: tokio::sync::watch::Receiver<bool>,
+) -> Result<Server, String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let hosts = allowed_hosts(settings, addr);
+    let forwarding = web::Data::new(Forwarding {
+        role: lease.watch(),
+        own_url: advertised(settings, addr)?,
+        owner_ready,
+        // A killed owner's lease expires, a standby notices within a fifth of it, then loads.
+        patience: std::time::Duration::from_secs(settings.lease_secs * 2 + 10),
+        limit: BodyLimit {
+            bytes: settings.max_body_bytes,
+            timeout: std::time::Duration::from_secs(settings.body_timeout_secs.max(1)),
+        },
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(guard::check_origin))
+            .app_data(AllowedHosts::new(&hosts))
+            .app_data(forwarding.clone())
+            .app_data(forward::client())
+            .configure(forward::configure)
+    })
+    // Relayed streams never end by themselves; a stopping standby does not wait long for them.
+    .shutdown_timeout(5)
+    .disable_signals()
+    .tcp_nodelay(true)
+    .listen(listener)
+    .map_err(|e| format!("cannot serve: {e}"))?;
+    if let Some(n) = settings.workers {
+        server = server.workers(n.max(1));
+    }
+    Ok(server.run())
 }
 
 /// Ends the connections that stay open until told: MCP event streams and WebSockets.
 #[derive(Clone)]
 pub struct Shutdown {
-    registry: Addr<McpRegistry>,
-    ws: std::sync::Arc<crate::ws::WsStats>,
+    registry: Option<Addr<McpRegistry>>,
+    ws: Option<std::sync::Arc<crate::ws::WsStats>>,
 }
 
 impl Shutdown {
     pub async fn begin(&self) {
-        let _ = self.registry.send(CloseStreams).await;
-        self.ws.close_all();
+        if let Some(registry) = &self.registry {
+            let _ = registry.send(CloseStreams).await;
+        }
+        if let Some(ws) = &self.ws {
+            ws.close_all();
+        }
     }
 }
 

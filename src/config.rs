@@ -276,6 +276,21 @@ pub struct Settings {
     /// left out keep the concept's weights.
     #[arg(long, env = "COLLAB_HUB_FITNESS_WEIGHTS", global = true)]
     pub fitness_weights: Option<String>,
+
+    /// Several hubs on one PostgreSQL: seconds an owner's lease lasts without renewal, so the
+    /// longest a killed owner's sessions wait before another hub takes them over.
+    #[arg(
+        long,
+        env = "COLLAB_HUB_LEASE_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub lease_secs: u64,
+
+    /// Several hubs on one PostgreSQL: the URL the other hubs reach this one at (they forward
+    /// to the owner). Unique per hub. [default: http://<--bind>, 127.0.0.1 for 0.0.0.0]
+    #[arg(long, env = "COLLAB_HUB_ADVERTISE_URL", global = true)]
+    pub advertise_url: Option<String>,
 }
 
 impl Settings {
@@ -304,6 +319,8 @@ impl Settings {
             evolution_sessions_per_generation: 12,
             evolution_seed: None,
             fitness_weights: None,
+            lease_secs: 5,
+            advertise_url: None,
         }
     }
 

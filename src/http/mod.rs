@@ -5,6 +5,8 @@ mod auth;
 mod collaborate;
 mod context;
 mod evolution;
+pub mod forward;
+mod forward_ws;
 pub mod guard;
 mod health;
 mod json;

@@ -1,14 +1,13 @@
-//! One hub per database. Until hubs can share a database (each session owned by one process
-//! through a lease), two hub processes on one database would each load their own copy of a
-//! session and write to it independently, losing acknowledged writes. So a hub holds an
-//! exclusive claim on its database while it runs, and a second one refuses to start with a line
-//! naming the first.
+//! Who may use a database beside whom.
 //!
-//! - PostgreSQL: a session-level advisory lock held by a dedicated connection whose
-//!   `application_name` says who holds it. A watchdog pings it; if the connection is lost (a
-//!   database restart) it takes the claim again, and if another hub took it meanwhile this
-//!   process stops rather than write beside it.
-//! - SQLite: an exclusive `flock` on `<database>.hub-lock`, a file that also says who holds it.
+//! - SQLite: one hub per file. An exclusive `flock` on `<database>.hub-lock`, a file that also
+//!   says who holds it; a second hub (or a restore) refuses to start with a line naming the first.
+//! - PostgreSQL: several hubs may share one database (the lease in `lease.rs` makes one of them
+//!   the owner and the others forward to it). Each holds a *shared* session-level advisory lock
+//!   on a dedicated connection whose `application_name` says who holds it; a restore takes it
+//!   *exclusive*, so it never runs beside a hub and no hub starts during one. A watchdog pings
+//!   the connection; if it is lost (a database restart) it takes the lock again, and if a
+//!   restore took it meanwhile this process stops rather than write beside it.
 //!
 //! Either way a crashed hub's claim goes with its process (the OS closes the file or the socket).
 
@@ -60,19 +59,32 @@ fn holder_label(listening: &str) -> String {
 /// Takes the claim on `target` for a hub listening on `listening`. Blocking: call it from a
 /// thread that may block (start-up, before the server runs).
 pub fn claim(target: &DbTarget, listening: &str) -> Result<Claim, String> {
+    claim_as(target, listening, false)
+}
+
+/// The claim of a process that must be alone on the database even on PostgreSQL (a restore).
+pub fn claim_exclusive(target: &DbTarget, who: &str) -> Result<Claim, String> {
+    claim_as(target, who, true)
+}
+
+fn claim_as(target: &DbTarget, listening: &str, exclusive: bool) -> Result<Claim, String> {
     let label = holder_label(listening);
     let deadline = Instant::now() + WAIT_FOR_RELEASE;
     loop {
         let attempt = match target {
             DbTarget::Sqlite(path) => claim_file(path, &label),
-            DbTarget::Postgres(url) => claim_pg(url, target, &label),
+            DbTarget::Postgres(url) => claim_pg(url, target, &label, exclusive),
         };
         match attempt {
             Ok(claim) => return Ok(claim),
             Err(Refused::Held(by)) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "{} is in use by another hub ({by}); stop it first: one hub per database",
-                    target.redacted()
+                    "{} is in use by another hub ({by}); stop it first: {}",
+                    target.redacted(),
+                    match target {
+                        DbTarget::Sqlite(_) => "one hub per SQLite file",
+                        DbTarget::Postgres(_) => "a restore runs alone",
+                    }
                 ));
             }
             Err(Refused::Held(_)) => std::thread::sleep(Duration::from_millis(100)),
@@ -152,7 +164,12 @@ struct Holder {
 }
 
 /// Connects, names the connection and tries the advisory lock. `Ok(None)`: someone else has it.
-fn try_pg_lock(url: &str, target: &DbTarget, label: &str) -> Result<(PgConnection, bool), Refused> {
+fn try_pg_lock(
+    url: &str,
+    target: &DbTarget,
+    label: &str,
+    exclusive: bool,
+) -> Result<(PgConnection, bool), Refused> {
     let mut conn = PgConnection::establish(&with_timeouts(url)).map_err(|e| {
         Refused::Failed(format!(
             "cannot connect to {}: {}",
@@ -169,16 +186,20 @@ fn try_pg_lock(url: &str, target: &DbTarget, label: &str) -> Result<(PgConnectio
         .bind::<Text, _>(label)
         .execute(&mut conn)
         .map_err(failed)?;
-    let Locked { locked } = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-        .bind::<diesel::sql_types::BigInt, _>(CLAIM_KEY)
-        .get_result(&mut conn)
-        .map_err(failed)?;
+    let Locked { locked } = diesel::sql_query(if exclusive {
+        "SELECT pg_try_advisory_lock($1) AS locked"
+    } else {
+        "SELECT pg_try_advisory_lock_shared($1) AS locked"
+    })
+    .bind::<diesel::sql_types::BigInt, _>(CLAIM_KEY)
+    .get_result(&mut conn)
+    .map_err(failed)?;
     Ok((conn, locked))
 }
 
 /// `url` with a connect timeout and TCP keepalives (unless it sets them), so that neither a
 /// start nor the watchdog hangs on a database that stopped answering.
-fn with_timeouts(url: &str) -> String {
+pub(super) fn with_timeouts(url: &str) -> String {
     let mut url = url.to_owned();
     for (key, value) in [
         ("connect_timeout", "5"),
@@ -209,8 +230,8 @@ fn pg_holder(conn: &mut PgConnection) -> String {
     .unwrap_or_else(|_| "another process".into())
 }
 
-fn claim_pg(url: &str, target: &DbTarget, label: &str) -> Result<Claim, Refused> {
-    let (mut conn, locked) = try_pg_lock(url, target, label)?;
+fn claim_pg(url: &str, target: &DbTarget, label: &str, exclusive: bool) -> Result<Claim, Refused> {
+    let (mut conn, locked) = try_pg_lock(url, target, label, exclusive)?;
     if !locked {
         return Err(Refused::Held(pg_holder(&mut conn)));
     }
@@ -218,7 +239,7 @@ fn claim_pg(url: &str, target: &DbTarget, label: &str) -> Result<Claim, Refused>
     let (url, target, label) = (url.to_owned(), target.clone(), label.to_owned());
     let thread = std::thread::Builder::new()
         .name("db-claim".into())
-        .spawn(move || watch_pg(conn, stopped, &url, &target, &label))
+        .spawn(move || watch_pg(conn, stopped, &url, &target, &label, exclusive))
         .map_err(|e| Refused::Failed(format!("cannot start the claim watchdog: {e}")))?;
     Ok(Claim {
         _file: None,
@@ -234,6 +255,7 @@ fn watch_pg(
     url: &str,
     target: &DbTarget,
     label: &str,
+    exclusive: bool,
 ) {
     let mut alive = true;
     loop {
@@ -245,7 +267,7 @@ fn watch_pg(
             continue;
         }
         alive = false;
-        match try_pg_lock(url, target, label) {
+        match try_pg_lock(url, target, label, exclusive) {
             Ok((c, true)) => {
                 log::warn!("database connection was lost; the hub's claim is taken again");
                 conn = c;
@@ -266,7 +288,7 @@ fn watch_pg(
                     continue;
                 }
                 log::error!(
-                    "another hub ({holder}) took {} while this hub's connection was lost; stopping so that two hubs never write one database",
+                    "{holder} took {} while this process's connection was lost; stopping so that it never writes beside a restore",
                     target.redacted()
                 );
                 std::process::exit(1);

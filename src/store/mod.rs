@@ -18,6 +18,7 @@ pub mod codec;
 pub mod conn;
 pub mod evolution;
 pub mod export;
+pub mod lease;
 pub mod ledger;
 pub mod locks;
 pub mod mcp_sessions;
@@ -75,6 +76,15 @@ impl Store {
     /// Connects, applies migrations and starts the writer and readers. Must run inside an actix
     /// system. The connecting happens on the writer thread, never on the caller's async worker.
     pub async fn open(target: DbTarget) -> Result<Store, String> {
+        Store::open_fenced(target, None).await
+    }
+
+    /// `open`, for the owner of a database several hubs share: every batch first checks that
+    /// the lease still names this process with `fence`'s generation (`lease::fence_check`).
+    pub async fn open_fenced(
+        target: DbTarget,
+        fence: Option<lease::Fence>,
+    ) -> Result<Store, String> {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (writes, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_target = target.clone();
@@ -87,7 +97,7 @@ impl Store {
                 match conn {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
-                        writer_loop(writer_target, Some(c), rx);
+                        writer_loop(writer_target, Some(c), rx, fence);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -205,7 +215,12 @@ fn shutting_down() -> HubError {
     HubError::Unavailable("the store is shutting down or lost its database; retry".into())
 }
 
-fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(
+    target: DbTarget,
+    mut conn: Option<DbConn>,
+    mut rx: mpsc::Receiver<WriteJob>,
+    fence: Option<lease::Fence>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut stop = None;
@@ -229,7 +244,7 @@ fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receive
             }
             match conn.as_mut() {
                 Some(c) => {
-                    if !commit_batch(c, batch.drain(..)) {
+                    if !commit_batch(c, batch.drain(..), fence.as_ref()) {
                         conn = None; // reconnect before the next batch
                     }
                 }
@@ -248,7 +263,11 @@ fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receive
 }
 
 /// One transaction for the whole batch. Returns false when the connection looks broken.
-fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool {
+fn commit_batch(
+    conn: &mut DbConn,
+    batch: impl Iterator<Item = WriteFn>,
+    fence: Option<&lease::Fence>,
+) -> bool {
     let begun = match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
         // upgrade from read to write.
@@ -258,6 +277,14 @@ fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool
     if let Err(e) = begun {
         log::error!("store writer cannot begin a transaction: {e}");
         return false;
+    }
+    type Tm = <DbConn as Connection>::TransactionManager;
+    if let Some(Err(refused)) = fence.map(|f| lease::fence_check(conn, f)) {
+        // Not the owner any more (or the check failed): nothing of this batch may commit.
+        // Dropping the jobs unanswered tells their callers `Unavailable`.
+        log::error!("store writer: {refused}");
+        let _ = Tm::rollback_transaction(conn);
+        return matches!(refused, HubError::Unavailable(_));
     }
     let mut completions = Vec::new();
     let mut broken = false;
@@ -280,7 +307,6 @@ fn commit_batch(conn: &mut DbConn, batch: impl Iterator<Item = WriteFn>) -> bool
             }
         }
     }
-    type Tm = <DbConn as Connection>::TransactionManager;
     let outcome = if broken {
         let _ = Tm::rollback_transaction(conn);
         Err(HubError::Internal(

@@ -31,8 +31,16 @@ pub(crate) fn start_hub(db: &TestDb) -> (Child, String) {
 
 /// Starts the built binary listening on `bind` and returns it with its base URL.
 pub(crate) fn start_hub_at(db: &TestDb, bind: &str) -> (Child, String) {
+    let (child, url, _) = start_hub_with(db, bind, &[]);
+    (child, url)
+}
+
+/// Starts the built binary listening on `bind` with `extra` flags; returns it with its base
+/// URL and the whole line it printed when it started listening.
+pub(crate) fn start_hub_with(db: &TestDb, bind: &str, extra: &[&str]) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
         .args(["--bind", bind, "--database-url", &db.url])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -44,14 +52,14 @@ pub(crate) fn start_hub_at(db: &TestDb, bind: &str) -> (Child, String) {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                let _ = tx.send(url);
+                let _ = tx.send((url, line.clone()));
             }
         }
     });
-    let url = rx
+    let (url, line) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("hub printed its address");
-    (child, url)
+    (child, url, line)
 }
 
 /// Sends SIGTERM and waits (without blocking the runtime) up to 30 s for the exit status.

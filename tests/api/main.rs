@@ -32,6 +32,7 @@ mod mcp_restart;
 mod mcp_sdk;
 mod mcp_team;
 mod messaging;
+mod multi_hub;
 mod parity;
 mod resume;
 mod retention;

@@ -320,6 +320,37 @@ async fn a_second_hub_on_one_database_refuses_to_start(backend: Backend) {
     };
     let mut settings = Settings::for_database(app.db.url.clone());
     settings.bind = "127.0.0.1:0".into();
+    if backend == Backend::Postgres {
+        // Several hubs share a PostgreSQL database: the second is a standby that forwards.
+        let second = Application::build(settings)
+            .await
+            .expect("a standby starts");
+        assert_eq!(second.forwarding_to(), Some(app.address.clone()));
+        let (second_url, handle) = (format!("http://{}", second.addr()), second.handle());
+        let running = actix_web::rt::spawn(second.run_until_stopped());
+        let (status, created) = app
+            .post(
+                "/mcp/session/create",
+                &json!({"name": "via the owner", "participants": ["claude"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let mut res = client()
+            .get(format!("{second_url}/mcp/session/list"))
+            .send()
+            .await
+            .expect("the standby answers");
+        let listed: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{listed}");
+        assert_eq!(
+            listed["sessions"][0]["sessionId"], created["sessionId"],
+            "{listed}"
+        );
+        handle.stop(true).await;
+        running.await.unwrap().unwrap();
+        app.stop().await;
+        return;
+    }
     let refused = match Application::build(settings).await {
         Ok(_) => panic!("a second hub started on the same database"),
         Err(e) => e,

@@ -2,7 +2,8 @@
 // Three official TypeScript SDK clients (claude, gemini, cursor) in one collab session: directed
 // messages and broadcasts, threads, a non-interruptible checkpoint, offline catch-up, and a
 // compare-and-set race.
-// Usage: node ts_team.mjs <hub base URL> <collab session id> <claude token> <gemini token> <cursor token>
+// Usage: node ts_team.mjs <hub base URL>[,<URL>,<URL>] <collab session id> <claude token> <gemini token> <cursor token>
+// With several URLs (hubs sharing one database) claude, gemini and cursor each use their own.
 // Prints one JSON line per check ({"ev": "ok"|"fail", "check", "detail"}), then {"ev":"done"};
 // exits 0 only if every check held.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -11,7 +12,8 @@ import { EventNotification, check, fail, finish, out, sleep, tapSse, waitFor } f
 
 const [base, sessionId, ...tokenList] = process.argv.slice(2);
 const tokens = { claude: tokenList[0], gemini: tokenList[1], cursor: tokenList[2] };
-const mcpUrl = new URL('/mcp', base);
+const bases = base.split(',');
+const mcpUrl = (who) => new URL('/mcp', bases[['claude', 'gemini', 'cursor'].indexOf(who) % bases.length] ?? bases[0]);
 // A client acting as `who` (its bearer token), with its GET stream open and tapped.
 async function connect(who, label = who) {
   const frames = []; // from the SSE tap: {sseId, ev}
@@ -27,7 +29,7 @@ async function connect(who, label = who) {
     });
     return new Response(theirs, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
-  const transport = new StreamableHTTPClientTransport(mcpUrl, {
+  const transport = new StreamableHTTPClientTransport(mcpUrl(who), {
     requestInit: { headers: { Authorization: `Bearer ${tokens[who]}` } },
     fetch: tappingFetch,
     reconnectionOptions: { initialReconnectionDelay: 100, maxReconnectionDelay: 500, reconnectionDelayGrowFactor: 1.5, maxRetries: 0 },

@@ -259,7 +259,7 @@ pub(super) fn restore_inner(
         ));
     }
     // 2. No hub may run on the target meanwhile, and none may start.
-    let claim = crate::store::claim::claim(target, "restore")
+    let claim = crate::store::claim::claim_exclusive(target, "restore")
         .map_err(|e| format!("cannot restore: {e}"))?;
     let fresh_file = match target {
         DbTarget::Sqlite(path) if !path.exists() => Some(path.clone()),

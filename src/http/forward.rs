@@ -1,0 +1,182 @@
+//! A standby's whole HTTP surface: every request it receives is forwarded to the hub that owns
+//! the database (`store::lease`), and the answer relayed back as it arrives, so an event
+//! stream (MCP GET, a POST answered as SSE) flows through unbuffered. The owner serves it
+//! exactly as if the client had come to it: it checks the credentials, and its answer
+//! (status, headers, body) is passed on untouched. WebSockets are bridged frame by frame.
+//!
+//! When the owner cannot be reached (killed, and its lease not yet taken over), a request that
+//! was never delivered waits for the next owner, up to `patience`, and then goes there; the
+//! client sees a slow answer, not an error. A request that was delivered and then lost its
+//! connection is answered 503: it may or may not have been applied, and only the client may
+//! decide to send it again.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, HttpResponse, web};
+use awc::error::SendRequestError;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::BodyLimit;
+use crate::error::HubError;
+use crate::store::lease::Role;
+
+/// Marks a forwarded request: a hub that receives one while it is itself a standby (the hubs
+/// briefly disagree during a takeover) answers 503 instead of forwarding it in a circle.
+pub const FORWARDED: &str = "x-collab-hub-forwarded";
+
+/// The longest an answer's headers may take: a long poll answers only when it ends.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the forwarding needs (app data).
+#[derive(Clone)]
+pub struct Forwarding {
+    pub role: watch::Receiver<Role>,
+    /// This process's own address, where it serves once it becomes the owner.
+    pub own_url: String,
+    /// True once this process, having become the owner, serves on its address: until then a
+    /// request for the owner waits rather than reach this forwarding server again.
+    pub owner_ready: watch::Receiver<bool>,
+    /// How long a request waits for an owner to be reachable.
+    pub patience: Duration,
+    pub limit: BodyLimit,
+}
+
+/// One HTTP client per worker thread (awc clients are not `Send`), pooling connections to the
+/// owner. Bounded: the standby's own accepted connections bound the streams it relays.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .disable_timeout()
+        .disable_redirects()
+        .no_default_headers()
+        .connector(awc::Connector::new().limit(4096))
+        .finish()
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.default_service(web::to(forward));
+}
+
+/// Headers that describe one connection, not the request: never passed on.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    ) || name.as_str().starts_with("sec-websocket-")
+}
+
+impl Forwarding {
+    /// Where a request should go now, if anywhere. A request another hub already forwarded
+    /// goes only to this process's own owner server: that hub thinks this one owns the
+    /// database, and sending it back would go in a circle.
+    pub(super) fn target(&self, forwarded: bool) -> Option<String> {
+        match &*self.role.borrow() {
+            Role::Standby { url, .. } if !forwarded => Some(url.clone()),
+            // Became the owner: once its own server serves this address, send it there.
+            Role::Owner { .. } if *self.owner_ready.borrow() => Some(self.own_url.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn unreachable(why: impl std::fmt::Display) -> HubError {
+    HubError::Unavailable(format!(
+        "the hub that owns this database cannot be reached ({why}); another hub takes over when its lease expires: retry"
+    ))
+}
+
+async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    fw: web::Data<Forwarding>,
+) -> Result<HttpResponse, HubError> {
+    let forwarded = req.headers().contains_key(FORWARDED);
+    if req.headers().contains_key(header::UPGRADE) {
+        return super::forward_ws::bridge(req, payload, fw).await;
+    }
+    let body = super::read_body(payload.into_inner(), fw.limit)
+        .await?
+        .freeze();
+    let client = req
+        .app_data::<awc::Client>()
+        .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let deadline = Instant::now() + fw.patience;
+    let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
+    loop {
+        role.borrow_and_update();
+        ready.borrow_and_update();
+        if let Some(base) = fw.target(forwarded) {
+            let mut out = client.request(
+                req.method().clone(),
+                format!("{}{path}", base.trim_end_matches('/')),
+            );
+            for (name, value) in req.headers() {
+                if !hop_by_hop(name) {
+                    out = out.append_header((name.clone(), value.clone()));
+                }
+            }
+            out = out.insert_header((FORWARDED, "1"));
+            match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
+                Ok(Ok(answer)) => return Ok(relay(answer)),
+                // Never delivered: wait for the next owner and send it there.
+                Ok(Err(SendRequestError::Connect(e))) if Instant::now() < deadline => {
+                    log::debug!("forward to {base}: {e}; waiting for an owner");
+                }
+                Ok(Err(e)) => return Err(unreachable(e)),
+                Err(_) => return Err(unreachable("no answer in time")),
+            }
+        } else if Instant::now() >= deadline {
+            return Err(if forwarded {
+                HubError::Unavailable(
+                    "the hubs disagree about which one owns the database (a takeover is under way); retry"
+                        .into(),
+                )
+            } else {
+                unreachable("no owner")
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            tokio::select! {
+                _ = role.changed() => {}
+                _ = ready.changed() => {}
+            }
+        })
+        .await;
+    }
+}
+
+/// The owner's answer, passed on as it arrives.
+fn relay<S>(answer: awc::ClientResponse<S>) -> HttpResponse
+where
+    S: futures::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+{
+    let mut out = HttpResponse::build(answer.status());
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name) {
+            out.append_header((name.clone(), value.clone()));
+        }
+    }
+    let status = answer.status().as_u16();
+    if status == 204 || status == 304 {
+        return out.finish();
+    }
+    let length = answer
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(length) = length {
+        out.no_chunking(length);
+    }
+    out.streaming(answer.map(|chunk| chunk.map_err(std::io::Error::other)))
+}

@@ -1,0 +1,359 @@
+//! Several hubs on one PostgreSQL: the lease that makes one of them the owner.
+//!
+//! Every hub process on a PostgreSQL database runs a `LeaseKeeper` thread with a connection of
+//! its own. The keeper takes or renews the `owners` row (kind `hub`, key `''`: today one lease
+//! covers every session and every project's lock table) in one statement, against the
+//! database's clock:
+//!
+//! - free, expired, or already ours: it becomes (or stays) ours, until `now() + ttl`; taking it
+//!   from someone else raises `generation`, the fencing token;
+//! - held by another live process: this process is a standby and forwards what it receives to
+//!   the holder's `url` (`src/http/forward.rs`).
+//!
+//! The holder renews every ttl/3. It counts its lease from the instant it *sent* the renewal,
+//! so its own idea of the deadline always falls before the database's. Once that deadline
+//! passes without a renewal, or a renewal finds the row taken, the process exits: its memory
+//! may hold state another hub has since changed, and the safe way out is the one a crash
+//! takes (restart, load from the database). Its writer cannot commit meanwhile either: each
+//! batch begins with `fence_check`, a `FOR SHARE` read of the row that must still show this
+//! holder and generation, and a takeover (an `UPDATE` of that row) waits for a batch holding
+//! it to commit. So a write is acknowledged only while this process owned the database.
+//!
+//! A hub that successfully bound the address the holder advertises takes the lease at once:
+//! two live processes cannot listen on one address, so the holder is gone (restarted in place
+//! after `kill -9`). Hence every hub must advertise an address of its own (`--advertise-url`).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
+use tokio::sync::watch;
+
+use super::DbConn;
+use crate::error::HubError;
+
+/// What this process is, as the keeper last found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not known yet (before the first round).
+    Unknown,
+    /// This process holds the lease with this generation.
+    Owner { generation: i64 },
+    /// Another process holds it; what reaches this one is forwarded to `url`.
+    Standby { url: String, holder: String },
+}
+
+/// Who this process is to the other hubs.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// The database URL (PostgreSQL).
+    pub database_url: String,
+    /// Where the other hubs reach this one (`--advertise-url`).
+    pub url: String,
+    /// Whether this hub trusts loopback callers: every hub sharing a database must agree, or a
+    /// standby bound beyond loopback would forward strangers to an owner that trusts them.
+    pub trusts_loopback: bool,
+    /// How long a lease lasts without renewal (`--lease-secs`).
+    pub ttl: Duration,
+}
+
+/// The keeper thread and what it found. Dropping it (or `release`) stops the thread; a held
+/// lease is handed back so that a standby takes over within its next poll.
+pub struct LeaseKeeper {
+    me: String,
+    role: watch::Receiver<Role>,
+    stop: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+/// What the writer checks at the start of each batch (`fence_check`).
+#[derive(Clone, Debug)]
+pub struct Fence {
+    pub holder: String,
+    pub generation: i64,
+}
+
+#[derive(QueryableByName)]
+struct Generation {
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+}
+
+#[derive(QueryableByName)]
+struct Holder {
+    #[diesel(sql_type = Text)]
+    holder: String,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Bool)]
+    trusts_loopback: bool,
+}
+
+/// Takes or renews the lease; the generation if it is ours afterwards.
+const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at)
+     VALUES ('hub', '', $1, $2, $3, 1, now() + $4 * interval '1 millisecond')
+     ON CONFLICT (kind, key) DO UPDATE SET
+         holder = excluded.holder, url = excluded.url, trusts_loopback = excluded.trusts_loopback,
+         generation = owners.generation + CASE WHEN owners.holder = excluded.holder THEN 0 ELSE 1 END,
+         expires_at = excluded.expires_at
+     WHERE owners.holder = excluded.holder OR owners.expires_at < now() OR owners.url = excluded.url
+     RETURNING generation";
+
+impl LeaseKeeper {
+    /// Starts the keeper and waits for its first round (blocking: call it where a thread may
+    /// block). Fails only if the database cannot be reached at all, or its owner trusts
+    /// loopback callers differently from this hub.
+    pub fn start(config: LeaseConfig) -> Result<LeaseKeeper, String> {
+        let me = uuid::Uuid::new_v4().to_string();
+        let (tx, mut role) = watch::channel(Role::Unknown);
+        let (stop, stopped) = mpsc::channel();
+        let (first_tx, first_rx) = mpsc::channel();
+        let keeper = Keeper {
+            me: me.clone(),
+            config,
+            conn: None,
+            role: tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hub-lease".into())
+            .spawn(move || keeper.run(stopped, first_tx))
+            .map_err(|e| format!("cannot start the lease thread: {e}"))?;
+        let first = first_rx
+            .recv()
+            .unwrap_or_else(|_| Err("the lease thread ended during start".into()));
+        if let Err(e) = first {
+            let _ = stop.send(());
+            let _ = thread.join();
+            return Err(e);
+        }
+        role.mark_changed();
+        Ok(LeaseKeeper {
+            me,
+            role,
+            stop: Some((stop, thread)),
+        })
+    }
+
+    /// This process's holder id (a fresh UUID per process).
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// What the keeper last found; changes are seen through `watch`.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// The fence the writer checks, if this process owns the database.
+    pub fn fence(&self) -> Option<Fence> {
+        match self.role() {
+            Role::Owner { generation } => Some(Fence {
+                holder: self.me.clone(),
+                generation,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Keeper {
+    me: String,
+    config: LeaseConfig,
+    conn: Option<PgConnection>,
+    role: watch::Sender<Role>,
+}
+
+impl Keeper {
+    fn run(mut self, stop: mpsc::Receiver<()>, first: mpsc::Sender<Result<(), String>>) {
+        let ttl = self.config.ttl;
+        // The instant before which this process may still act as the owner.
+        let mut valid_until: Option<Instant> = None;
+        let mut first = Some(first);
+        loop {
+            let sent = Instant::now();
+            match self.round() {
+                Ok(role) => {
+                    if let Role::Standby { .. } = role
+                        && valid_until.is_some()
+                    {
+                        log::error!(
+                            "another hub took the lease on this database; stopping this one (a restart makes it a standby)"
+                        );
+                        std::process::exit(1);
+                    }
+                    if let Role::Owner { generation } = role {
+                        if valid_until.is_none() {
+                            log::info!(
+                                "this hub owns the database (lease generation {generation})"
+                            );
+                        }
+                        valid_until = Some(sent + ttl);
+                    }
+                    self.role.send_if_modified(|r| {
+                        let changed = *r != role;
+                        *r = role;
+                        changed
+                    });
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    self.conn = None;
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Err(e));
+                        return;
+                    }
+                    log::warn!("the hub's lease cannot be renewed: {e}");
+                }
+            }
+            // Renew well before the end; a standby polls a little more often, so that a
+            // takeover follows an expiry closely.
+            let every = match &*self.role.borrow() {
+                Role::Owner { .. } => ttl / 3,
+                _ => ttl / 5,
+            };
+            let wake = match valid_until {
+                Some(until) => (Instant::now() + every).min(until),
+                None => Instant::now() + every,
+            };
+            match stop.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => {
+                    self.release();
+                    return;
+                }
+            }
+            if valid_until.is_some_and(|until| Instant::now() >= until) {
+                // One last try before giving up: the renewal may merely have been slow.
+                if !matches!(self.round(), Ok(Role::Owner { .. })) {
+                    log::error!(
+                        "this hub could not renew its lease in time; stopping so that two hubs never act as owner (a restart makes it a standby)"
+                    );
+                    std::process::exit(1);
+                }
+                valid_until = Some(Instant::now() + ttl / 3);
+            }
+        }
+    }
+
+    fn connection(&mut self) -> Result<&mut PgConnection, String> {
+        if self.conn.is_none() {
+            let url = super::claim::with_timeouts(&self.config.database_url);
+            let mut conn = PgConnection::establish(&url)
+                .map_err(|e| format!("cannot connect: {}", one_line(&e.to_string())))?;
+            // A renewal that hangs must not outlive the lease it renews.
+            let timeout = (self.config.ttl / 3).as_millis().max(100);
+            diesel::sql_query(format!("SET statement_timeout = {timeout}"))
+                .execute(&mut conn)
+                .map_err(|e| e.to_string())?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    /// One take-or-renew; what this process is afterwards.
+    fn round(&mut self) -> Result<Role, String> {
+        let (me, url, trusts, ttl) = (
+            self.me.clone(),
+            self.config.url.clone(),
+            self.config.trusts_loopback,
+            self.config.ttl.as_millis() as i64,
+        );
+        let conn = self.connection()?;
+        let taken = diesel::sql_query(TAKE)
+            .bind::<Text, _>(&me)
+            .bind::<Text, _>(&url)
+            .bind::<Bool, _>(trusts)
+            .bind::<BigInt, _>(ttl)
+            .get_result::<Generation>(conn)
+            .optional()
+            .map_err(|e| e.to_string())?;
+        if let Some(Generation { generation }) = taken {
+            return Ok(Role::Owner { generation });
+        }
+        let holder = diesel::sql_query(
+            "SELECT holder, url, trusts_loopback FROM owners WHERE kind = 'hub' AND key = ''",
+        )
+        .get_result::<Holder>(conn)
+        .optional()
+        .map_err(|e| e.to_string())?;
+        match holder {
+            Some(h) if h.trusts_loopback != trusts => Err(format!(
+                "the hub that owns this database ({}) {} loopback callers and this one would {}; give every hub the same kind of --bind",
+                h.url,
+                if h.trusts_loopback {
+                    "trusts"
+                } else {
+                    "does not trust"
+                },
+                if trusts { "trust them" } else { "not" }
+            )),
+            Some(h) => Ok(Role::Standby {
+                url: h.url,
+                holder: h.holder,
+            }),
+            // Deleted between the two statements: the next round takes it.
+            None => Ok(Role::Unknown),
+        }
+    }
+
+    /// Hands a held lease back (graceful stop): a standby takes it at its next poll instead of
+    /// waiting for the expiry.
+    fn release(&mut self) {
+        if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
+            return;
+        }
+        let me = self.me.clone();
+        if let Ok(conn) = self.connection() {
+            let _ = diesel::sql_query(
+                "UPDATE owners SET expires_at = now() - interval '1 second'
+                  WHERE kind = 'hub' AND key = '' AND holder = $1",
+            )
+            .bind::<Text, _>(&me)
+            .execute(conn);
+        }
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The start of every batch the owner's writer commits on PostgreSQL: the lease row must still
+/// name this holder with the generation it loaded under. `FOR SHARE` makes a takeover wait for
+/// this transaction, so nothing commits after the lease moved.
+pub fn fence_check(conn: &mut DbConn, fence: &Fence) -> Result<(), HubError> {
+    let DbConn::Pg(c) = conn else {
+        return Ok(());
+    };
+    let held = diesel::sql_query(
+        "SELECT generation FROM owners
+          WHERE kind = 'hub' AND key = '' AND holder = $1 AND generation = $2 FOR SHARE",
+    )
+    .bind::<Text, _>(&fence.holder)
+    .bind::<BigInt, _>(fence.generation)
+    .get_result::<Generation>(c)
+    .optional()?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(HubError::Unavailable(
+            "this hub no longer owns the database (another hub took over); retry".into(),
+        )),
+    }
+}

@@ -1,0 +1,385 @@
+//! Several hub processes on one PostgreSQL (issue 14): the first to start owns the database
+//! through its lease, the others are standbys that forward to it, and one of them takes over
+//! when the owner is killed. On SQLite a second hub on the same file refuses to start.
+//!
+//! - `three_hubs_run_the_team_scenario`: the three-agent scenario (`ts_team.mjs`, official
+//!   TypeScript SDK) with claude, gemini and cursor each on a different hub.
+//! - `killing_the_owner_under_load_loses_nothing`: 16 writers spread over three hubs, a
+//!   TypeScript and a Python SDK client on the two standbys; `kill -9` of the owner. Every
+//!   acknowledged write is there afterwards, both clients carry on in the same MCP session
+//!   with their streams resumed (every event once, in order), and the takeover time is printed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::crash::start_hub_with;
+use crate::helpers::{Backend, TestDb, both_backends, client, clients_dir};
+use crate::mcp_sdk::{node_clients, python_clients};
+
+both_backends!(
+    three_hubs_run_the_team_scenario,
+    killing_the_owner_under_load_loses_nothing,
+);
+
+/// Short, so that a takeover is quick in a test.
+const LEASE_SECS: &str = "2";
+
+/// Hub processes on one database, killed when dropped.
+struct Hubs {
+    procs: Vec<Option<Child>>,
+    urls: Vec<String>,
+}
+
+impl Drop for Hubs {
+    fn drop(&mut self) {
+        for child in self.procs.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `n` hubs on `db`: the first owns it, the others say they forward to it. On SQLite the
+/// second is refused (checked here) and None is returned.
+fn start_hubs(db: &TestDb, backend: Backend, n: usize) -> Option<Hubs> {
+    let flags = [
+        "--lease-secs",
+        LEASE_SECS,
+        "--message-rate",
+        "100000",
+        "--message-burst",
+        "100000",
+    ];
+    let (first, url, _) = start_hub_with(db, "127.0.0.1:0", &flags);
+    let mut hubs = Hubs {
+        procs: vec![Some(first)],
+        urls: vec![url],
+    };
+    if backend == Backend::Sqlite {
+        let refused = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
+            .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
+            .output()
+            .expect("run a second hub");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success(),
+            "a second hub ran on one SQLite file"
+        );
+        assert!(
+            stderr.contains("in use by another hub") && stderr.contains("one hub per SQLite file"),
+            "{stderr}"
+        );
+        return None;
+    }
+    for _ in 1..n {
+        let (child, url, line) = start_hub_with(db, "127.0.0.1:0", &flags);
+        hubs.procs.push(Some(child));
+        hubs.urls.push(url);
+        assert!(
+            line.contains(&format!("standby, forwarding to {}", hubs.urls[0])),
+            "{line}"
+        );
+    }
+    Some(hubs)
+}
+
+async fn create_session(url: &str, participants: &[&str]) -> Value {
+    let mut res = client()
+        .post(format!("{url}/mcp/session/create"))
+        .send_json(&json!({ "name": "several hubs", "participants": participants }))
+        .await
+        .expect("hub answers");
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn three_hubs_run_the_team_scenario(backend: Backend) {
+    let dir = node_clients()
+        .as_ref()
+        .expect("TypeScript SDK installs")
+        .clone();
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(hubs) = start_hubs(&db, backend, 3) else {
+        return;
+    };
+    // Created through a standby: forwarded like everything else.
+    let body = create_session(&hubs.urls[2], &["claude", "gemini", "cursor"]).await;
+    let mut args = vec![
+        dir.join("ts_team.mjs").display().to_string(),
+        hubs.urls.join(","),
+        body["sessionId"].as_str().unwrap().to_owned(),
+    ];
+    for ai in ["claude", "gemini", "cursor"] {
+        args.push(body["tokens"][ai].as_str().unwrap().to_owned());
+    }
+    crate::mcp_sdk::run_script(PathBuf::from("node"), args).await;
+    drop(hubs);
+}
+
+/// Writes `w<i>.n<k>` = k through hub `i mod 3` until `stop`, moving to the next hub when its
+/// own is gone; records the acknowledged (i, k) and when.
+async fn writer(
+    i: usize,
+    urls: Vec<String>,
+    session: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(usize, u64, Instant)>>>,
+) {
+    let http = client();
+    let mut at = i % urls.len();
+    let mut k = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        k += 1;
+        let sent = http
+            .post(format!("{}/mcp/context/set", urls[at]))
+            .bearer_auth(&token)
+            .send_json(&json!({"sessionId": session, "path": format!("w{i}.n{k}"), "value": k}))
+            .await;
+        match sent {
+            Ok(res) if res.status() == StatusCode::OK => {
+                acked.lock().unwrap().push((i, k, Instant::now()))
+            }
+            Ok(_) => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+            // Its hub is gone: as behind a load balancer, go to another.
+            Err(_) => {
+                at = (at + 1) % urls.len();
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A client script on a standby, killed if the test ends early.
+struct Script {
+    child: Child,
+    name: &'static str,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    go_sent: bool,
+}
+
+impl Script {
+    fn start(
+        program: PathBuf,
+        name: &'static str,
+        url: &str,
+        session: &str,
+        token: &str,
+    ) -> Script {
+        let mut child = Command::new(program)
+            .args([
+                clients_dir().join(name).display().to_string(),
+                url.to_owned(),
+                session.to_owned(),
+                token.to_owned(),
+            ])
+            .current_dir(clients_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("client script starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Script {
+            child,
+            name,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            go_sent: false,
+        }
+    }
+
+    /// Reads what arrived; true once the script asked for the restart.
+    fn poll(&mut self) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().any(|l| l.contains(r#""ev":"restart""#))
+    }
+
+    fn go(&mut self) {
+        if !self.go_sent {
+            self.stdin.write_all(b"go\n").unwrap();
+            self.stdin.flush().unwrap();
+            self.go_sent = true;
+        }
+    }
+
+    fn finished(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    fn assert_passed(&mut self, status: std::process::ExitStatus) {
+        self.poll();
+        let out = self.seen.join("\n");
+        assert!(
+            status.success() && out.contains(r#""ev":"done","failed":false"#),
+            "{} failed ({status}):\n{out}",
+            self.name
+        );
+    }
+}
+
+async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
+    node_clients().as_ref().expect("TypeScript SDK installs");
+    let python = python_clients()
+        .as_ref()
+        .expect("Python SDK installs")
+        .clone();
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs(&db, backend, 3) else {
+        return;
+    };
+    let team = create_session(&hubs.urls[1], &["claude", "gemini"]).await;
+    let session = team["sessionId"].as_str().unwrap().to_owned();
+    let token = |ai: &str| team["tokens"][ai].as_str().unwrap().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            actix_web::rt::spawn(writer(
+                i,
+                hubs.urls.clone(),
+                session.clone(),
+                token("gemini"),
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
+        .collect();
+
+    // Each SDK client has a session of its own (the scripts create their pair) on a standby.
+    let pair_ts = create_session(&hubs.urls[1], &["claude", "gemini"]).await;
+    let pair_py = create_session(&hubs.urls[2], &["claude", "gemini"]).await;
+    let mut scripts = [
+        Script::start(
+            PathBuf::from("node"),
+            "ts_restart.mjs",
+            &hubs.urls[1],
+            pair_ts["sessionId"].as_str().unwrap(),
+            pair_ts["tokens"]["claude"].as_str().unwrap(),
+        ),
+        Script::start(
+            python,
+            "py_restart.py",
+            &hubs.urls[2],
+            pair_py["sessionId"].as_str().unwrap(),
+            pair_py["tokens"]["claude"].as_str().unwrap(),
+        ),
+    ];
+
+    let started = Instant::now();
+    let mut killed_at: Option<Instant> = None;
+    let mut done = vec![None; scripts.len()];
+    while done.iter().any(Option::is_none) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the scripts stalled:\n{}",
+            scripts
+                .iter()
+                .map(|s| format!("{}:\n{}", s.name, s.seen.join("\n")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let asked = scripts.iter_mut().map(Script::poll).collect::<Vec<_>>();
+        if killed_at.is_none() && asked.iter().all(|a| *a) {
+            // Both clients mid-session, 16 writers busy: the owner dies.
+            let before = acked.lock().unwrap().len();
+            assert!(
+                before > 0,
+                "the writers got acknowledgements before the kill"
+            );
+            let mut owner = hubs.procs[0].take().unwrap();
+            owner.kill().expect("SIGKILL");
+            owner.wait().unwrap();
+            killed_at = Some(Instant::now());
+        }
+        if killed_at.is_some() {
+            for (i, s) in scripts.iter_mut().enumerate() {
+                if asked[i] {
+                    s.go();
+                }
+                if done[i].is_none() {
+                    done[i] = s.finished();
+                }
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = killed_at.expect("the owner was killed");
+    // Writes go on after the takeover.
+    let acked_at_kill = acked.lock().unwrap().len();
+    let probe = Instant::now();
+    while acked.lock().unwrap().len() < acked_at_kill + 16 {
+        assert!(probe.elapsed() < Duration::from_secs(60), "no takeover");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (s, status) in scripts.iter_mut().zip(done) {
+        s.assert_passed(status.unwrap());
+    }
+    // The takeover as the writers saw it: the longest stretch without an acknowledgement
+    // around the kill.
+    let mut times: Vec<Instant> = acked.lock().unwrap().iter().map(|a| a.2).collect();
+    times.sort();
+    let stalled = times
+        .windows(2)
+        .filter(|w| w[1] > killed_at)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "multi_hub: writes stalled {stalled:?} across the owner's kill -9 (lease {LEASE_SECS} s)"
+    );
+
+    // Every acknowledged write is there, read through the surviving hubs.
+    let acked = acked.lock().unwrap().clone();
+    for url in &hubs.urls[1..] {
+        let mut res = client()
+            .get(format!("{url}/mcp/context/get?sessionId={session}"))
+            .bearer_auth(token("claude"))
+            .send()
+            .await
+            .expect("a standby answers");
+        let all: Value =
+            serde_json::from_slice(&res.body().limit(64 << 20).await.unwrap()).unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{all}");
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|(i, k, _)| all["value"][format!("w{i}")][format!("n{k}")] != json!(k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged writes missing through {url}: {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+}
