@@ -165,6 +165,10 @@ pub fn load_project(conn: &mut DbConn, project: &str) -> Result<ProjectLocks, Hu
         .filter(locks::session_id.eq_any(of_project()))
         .select(diesel::dsl::max(locks::fencing_token))
         .first(conn)?;
+    // A release takes a sequence number too, kept only in its event: without it a table
+    // loaded after its last decision was a release (a restart, a takeover by another hub)
+    // would hand that number out again.
+    let max_release = last_release_seq(conn, project)?;
     let locks = rows
         .into_iter()
         .map(read_row)
@@ -178,12 +182,41 @@ pub fn load_project(conn: &mut DbConn, project: &str) -> Result<ProjectLocks, Hu
         .load(conn)?;
     Ok(ProjectLocks {
         locks,
-        last_seq: max_id.unwrap_or(0).max(max_token.unwrap_or(0)),
+        last_seq: max_id
+            .unwrap_or(0)
+            .max(max_token.unwrap_or(0))
+            .max(max_release.unwrap_or(0)),
         labels: labels
             .into_iter()
             .filter_map(|(id, name)| Some((id.parse().ok()?, name)))
             .collect(),
     })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    seq: Option<i64>,
+}
+
+/// The largest `seq` of a `resource_released` event in the project.
+fn last_release_seq(conn: &mut DbConn, project: &str) -> Result<Option<i64>, HubError> {
+    use diesel::sql_types::Text;
+    const OF_PROJECT: &str = "FROM events WHERE kind = 'resource_released'
+          AND session_id IN (SELECT id FROM sessions WHERE project = $1)";
+    let found = match conn {
+        DbConn::Pg(c) => diesel::sql_query(format!(
+            "SELECT max((payload::jsonb ->> 'seq')::bigint) AS seq {OF_PROJECT}"
+        ))
+        .bind::<Text, _>(project)
+        .get_result::<Seq>(c)?,
+        DbConn::Sqlite(c) => diesel::sql_query(format!(
+            "SELECT max(CAST(json_extract(payload, '$.seq') AS INTEGER)) AS seq {OF_PROJECT}"
+        ))
+        .bind::<Text, _>(project)
+        .get_result::<Seq>(c)?,
+    };
+    Ok(found.seq)
 }
 
 fn read_row(row: LockRow) -> Result<Lock, HubError> {

@@ -31,7 +31,7 @@ async fn session(app: &TestApp, body: Value) -> (String, Value) {
     )
 }
 
-async fn mcp<'a>(app: &'a TestApp, tokens: &Value, who: &str) -> Mcp<'a> {
+async fn mcp<'a>(app: &'a TestApp, tokens: &Value, who: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(tokens[who].as_str().unwrap().to_owned());
     m.initialize("2025-11-25").await;
@@ -39,7 +39,7 @@ async fn mcp<'a>(app: &'a TestApp, tokens: &Value, who: &str) -> Mcp<'a> {
 }
 
 /// The text content of a raw tool call (critical alerts lead it).
-async fn call_text(m: &Mcp<'_>, name: &str, args: Value) -> String {
+async fn call_text(m: &Mcp, name: &str, args: Value) -> String {
     let (_, raw) = m
         .call(9, "tools/call", json!({"name": name, "arguments": args}))
         .await;

@@ -165,13 +165,13 @@ impl Drop for Script {
 }
 
 /// One AI agent as the tests see it: its token for REST, and an MCP session for events_poll.
-struct Agent<'a> {
+struct Agent {
     token: String,
-    mcp: Mcp<'a>,
+    mcp: Mcp,
 }
 
-impl<'a> Agent<'a> {
-    async fn new(app: &'a TestApp, token: &str) -> Agent<'a> {
+impl Agent {
+    async fn new(app: &TestApp, token: &str) -> Agent {
         let mut mcp = Mcp::new(app);
         mcp.token = Some(token.to_owned());
         mcp.initialize("2025-11-25").await;
@@ -291,8 +291,8 @@ async fn work_and_complete(app: &TestApp, id: &str, token: &str, tasks: usize) -
 struct Agents<'a> {
     app: &'a TestApp,
     session: String,
-    claude: Agent<'a>,
-    gemini: Agent<'a>,
+    claude: Agent,
+    gemini: Agent,
     /// codex in the project's other session ("Bugfix").
     bugfix_codex: String,
     /// Its lock taken after the page opened.

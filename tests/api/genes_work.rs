@@ -38,7 +38,7 @@ fn tok(tokens: &Value, who: &str) -> String {
     tokens[who].as_str().unwrap().to_owned()
 }
 
-async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp<'a> {
+async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(token.to_owned());
     m.initialize("2025-11-25").await;
@@ -246,7 +246,7 @@ async fn message_verbosity_sets_what_the_digest_says(backend: Backend) {
 }
 
 /// The `context_sync_due` events `m`'s participant sees.
-async fn reminders(m: &Mcp<'_>) -> Vec<Value> {
+async fn reminders(m: &Mcp) -> Vec<Value> {
     m.events_where(|kind| kind == "context_sync_due").await
 }
 /// The one slow test of this file: the shortest interval the gene allows is a minute.

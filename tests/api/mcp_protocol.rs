@@ -14,16 +14,21 @@ both_backends!(
     a_cancelled_call_gets_no_answer,
 );
 
-pub struct Mcp<'a> {
-    app: &'a TestApp,
+pub struct Mcp {
+    address: String,
     pub session: Option<String>,
     pub token: Option<String>,
 }
 
-impl<'a> Mcp<'a> {
-    pub fn new(app: &'a TestApp) -> Self {
+impl Mcp {
+    pub fn new(app: &TestApp) -> Self {
+        Mcp::at(&app.address)
+    }
+
+    /// A client of the hub at `address` (another process, or one of several hubs).
+    pub fn at(address: &str) -> Self {
         Mcp {
-            app,
+            address: address.to_owned(),
             session: None,
             token: None,
         }
@@ -35,7 +40,7 @@ impl<'a> Mcp<'a> {
         headers: &[(&str, &str)],
     ) -> (StatusCode, Option<String>, Value) {
         let mut req = client()
-            .post(format!("{}/mcp", self.app.address))
+            .post(format!("{}/mcp", self.address))
             .insert_header(("accept", "application/json, text/event-stream"))
             .insert_header(("content-type", "application/json"));
         if let Some(s) = &self.session {
@@ -462,7 +467,7 @@ async fn a_cancelled_call_gets_no_answer(backend: Backend) {
     assert_eq!((s, &b["result"]), (StatusCode::OK, &json!({})));
 }
 
-impl Mcp<'_> {
+impl Mcp {
     /// The text blocks of a raw tool call: the digest (if any) and the answer.
     pub async fn blocks(&self, name: &str, args: Value) -> Vec<String> {
         let (_, raw) = self

@@ -54,7 +54,7 @@ async fn read(app: &TestApp, token: &str, query: &str) -> Value {
     page
 }
 
-async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp<'a> {
+async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(token.to_owned());
     m.initialize("2025-11-25").await;
@@ -62,7 +62,7 @@ async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp<'a> {
 }
 
 /// Kinds and ids of the events `m`'s participant sees after `after`.
-async fn poll(m: &Mcp<'_>, after: i64) -> Value {
+async fn poll(m: &Mcp, after: i64) -> Value {
     let (err, page) = m
         .tool("events_poll", json!({"after": after, "limit": 200}))
         .await;
@@ -81,7 +81,7 @@ fn ids_of(page: &Value, kind: &str) -> Vec<i64> {
 }
 
 /// The first event of `kind` after `after` that `m` sees, waiting up to 8 s (`null`: none).
-async fn wait_for_event(m: &Mcp<'_>, after: i64, kind: &str) -> Value {
+async fn wait_for_event(m: &Mcp, after: i64, kind: &str) -> Value {
     for _ in 0..80 {
         let page = poll(m, after).await;
         if let Some(e) = page["events"]
@@ -750,7 +750,7 @@ async fn every_tool_result_carries_what_waits_within_its_budget(backend: Backend
     let (session, tokens) = trio(&app).await;
     let (claude, gemini) = (tok(&tokens, "claude"), tok(&tokens, "gemini"));
     let g = mcp_as(&app, &gemini).await;
-    let content = async |g: &Mcp<'_>| -> Vec<String> {
+    let content = async |g: &Mcp| -> Vec<String> {
         let (_, b) = g
             .call(7, "tools/call", json!({"name": "whoami", "arguments": {}}))
             .await;

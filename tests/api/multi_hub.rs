@@ -32,9 +32,16 @@ both_backends!(
 const LEASE_SECS: &str = "2";
 
 /// Hub processes on one database, killed when dropped.
-struct Hubs {
+pub(crate) struct Hubs {
     procs: Vec<Option<Child>>,
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
+}
+
+impl Hubs {
+    /// The `i`th process, to kill it.
+    pub(crate) fn take(&mut self, i: usize) -> Child {
+        self.procs[i].take().expect("still running")
+    }
 }
 
 impl Drop for Hubs {
@@ -48,7 +55,7 @@ impl Drop for Hubs {
 
 /// `n` hubs on `db`: the first owns it, the others say they forward to it. On SQLite the
 /// second is refused (checked here) and None is returned.
-fn start_hubs(db: &TestDb, backend: Backend, n: usize) -> Option<Hubs> {
+pub(crate) fn start_hubs(db: &TestDb, backend: Backend, n: usize) -> Option<Hubs> {
     let flags = [
         "--lease-secs",
         LEASE_SECS,
@@ -312,7 +319,7 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
                 before > 0,
                 "the writers got acknowledgements before the kill"
             );
-            let mut owner = hubs.procs[0].take().unwrap();
+            let mut owner = hubs.take(0);
             owner.kill().expect("SIGKILL");
             owner.wait().unwrap();
             killed_at = Some(Instant::now());

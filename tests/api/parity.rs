@@ -18,7 +18,7 @@ both_backends!(every_operation_answers_alike_over_mcp_rest_and_websocket);
 /// WebSocket authenticated with its token in session C.
 struct Both<'a> {
     app: &'a TestApp,
-    mcp: Mcp<'a>,
+    mcp: Mcp,
     token: Option<String>,
     ws: Option<tokio::sync::Mutex<Ws>>,
     sessions: (String, String, String),
