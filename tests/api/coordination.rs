@@ -31,7 +31,7 @@ async fn session(app: &TestApp, body: Value) -> (String, Value) {
     )
 }
 
-async fn mcp<'a>(app: &'a TestApp, tokens: &Value, who: &str) -> Mcp {
+async fn mcp(app: &TestApp, tokens: &Value, who: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(tokens[who].as_str().unwrap().to_owned());
     m.initialize("2025-11-25").await;

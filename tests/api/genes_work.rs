@@ -38,7 +38,7 @@ fn tok(tokens: &Value, who: &str) -> String {
     tokens[who].as_str().unwrap().to_owned()
 }
 
-async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp {
+async fn mcp_as(app: &TestApp, token: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(token.to_owned());
     m.initialize("2025-11-25").await;

@@ -54,7 +54,7 @@ async fn read(app: &TestApp, token: &str, query: &str) -> Value {
     page
 }
 
-async fn mcp_as<'a>(app: &'a TestApp, token: &str) -> Mcp {
+async fn mcp_as(app: &TestApp, token: &str) -> Mcp {
     let mut m = Mcp::new(app);
     m.token = Some(token.to_owned());
     m.initialize("2025-11-25").await;
