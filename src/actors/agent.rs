@@ -172,7 +172,7 @@ impl AgentActor {
                 let who = ai_id.clone();
                 let at = crate::domain::now();
                 if let Err(e) = store
-                    .write(move |c| {
+                    .write_for(session_id, move |c| {
                         crate::store::messages::stamp_delivered(c, session_id, &who, &ids, at)
                     })
                     .await
@@ -197,7 +197,7 @@ impl AgentActor {
                 let who = ai_id.clone();
                 let at = crate::domain::now();
                 let stamped = store
-                    .write(move |c| {
+                    .write_for(session_id, move |c| {
                         for (via, mut ids) in shown {
                             ids.sort_unstable();
                             ids.dedup();

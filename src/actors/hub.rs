@@ -202,7 +202,7 @@ impl Handler<CreateSession> for Hub {
         Box::pin(
             async move {
                 store
-                    .write(move |c| queries::insert_session(c, &row, &created))
+                    .write_for(row.id, move |c| queries::insert_session(c, &row, &created))
                     .await
             }
             .into_actor(self)

@@ -62,7 +62,9 @@ async fn sweep(store: Store, policy: RetentionPolicy) {
         }
     };
     for id in due {
-        let sealed = store.write(move |c| retention::seal(c, id, now())).await;
+        let sealed = store
+            .write_for(id, move |c| retention::seal(c, id, now()))
+            .await;
         let through = match sealed {
             Ok(t) => t,
             Err(e) => {
@@ -73,7 +75,7 @@ async fn sweep(store: Store, policy: RetentionPolicy) {
         let mut deleted = 0;
         loop {
             match store
-                .write(move |c| retention::delete_chunk(c, id, through))
+                .write_for(id, move |c| retention::delete_chunk(c, id, through))
                 .await
             {
                 Ok(0) => break,
@@ -85,7 +87,7 @@ async fn sweep(store: Store, policy: RetentionPolicy) {
             }
         }
         if let Err(e) = store
-            .write(move |c| retention::prune_snapshots(c, id, through))
+            .write_for(id, move |c| retention::prune_snapshots(c, id, through))
             .await
         {
             log::warn!("retention: session {id}: older snapshots kept: {e}");

@@ -333,8 +333,8 @@ impl SessionActor {
         W: FnOnce(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
         A: FnOnce(&mut SessionActor, Vec<Event>, &mut Context<Self>) -> T + 'static,
     {
-        let store = self.store.clone();
-        let fut = async move { store.write(write).await }
+        let (store, id) = (self.store.clone(), self.id);
+        let fut = async move { store.write_for(id, write).await }
             .into_actor(self)
             .map(move |result, act, ctx| {
                 let events = result?;
@@ -556,7 +556,9 @@ impl Handler<super::messages::MarkShown> for SessionActor {
             let ai_id = planned?;
             let (ids, via, at) = (msg.ids, msg.via, now());
             store
-                .write(move |c| crate::store::messages::stamp_shown(c, id, &ai_id, &ids, via, at))
+                .write_for(id, move |c| {
+                    crate::store::messages::stamp_shown(c, id, &ai_id, &ids, via, at)
+                })
                 .await
         })
     }
@@ -641,7 +643,7 @@ impl Handler<AckEvents> for SessionActor {
         let who = ai_id.clone();
         let fut = async move {
             store
-                .write(move |c| queries::set_cursor(c, id, &who, cursor))
+                .write_for(id, move |c| queries::set_cursor(c, id, &who, cursor))
                 .await
         }
         .into_actor(self)
@@ -687,7 +689,7 @@ pub(crate) async fn stamp_briefed(store: &Store, session: Uuid, ai_id: String, i
     let at = now();
     let via = crate::store::messages::ShownVia::Briefing;
     if let Err(e) = store
-        .write(move |c| {
+        .write_for(session, move |c| {
             crate::store::messages::stamp_delivered(c, session, &who, &ids, at)?;
             crate::store::messages::stamp_shown(c, session, &who, &ids, via, at).map(|_| ())
         })
@@ -706,7 +708,9 @@ pub(crate) async fn stamp_delivered(store: &Store, session: Uuid, ai_id: String,
     let who = ai_id.clone();
     let at = now();
     if let Err(e) = store
-        .write(move |c| crate::store::messages::stamp_delivered(c, session, &who, &ids, at))
+        .write_for(session, move |c| {
+            crate::store::messages::stamp_delivered(c, session, &who, &ids, at)
+        })
         .await
     {
         log::warn!("{ai_id}: delivery receipts not stored: {e}");

@@ -1,6 +1,7 @@
 //! The `Store`: the only code that touches the database.
 //!
-//! Writes go to one writer thread through a bounded queue. The writer drains whatever is queued
+//! Writes go to a writer thread through a bounded queue (on PostgreSQL one of `PG_WRITERS`,
+//! chosen by session: see `write_for`). The writer drains whatever is queued
 //! (up to `MAX_BATCH`) into a single transaction, each write in its own savepoint, and commits
 //! once: N concurrent writes cost about one commit (group commit). Every caller is answered only
 //! after that commit, so "ok" means durable. A write that fails rolls back its savepoint and
@@ -51,6 +52,11 @@ const WRITE_QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// Reader threads (and connections).
 const READERS: usize = 2;
+/// Writer threads (and connections) on PostgreSQL. A writer there is bound by round trips, not
+/// by either side's CPU, so sessions are spread over several: a session's writes always go to
+/// the same one (`write_for`), so that its log still commits in id order and no two writers
+/// ever lock the same session's rows. SQLite has one writer: it allows no more.
+const PG_WRITERS: usize = 4;
 
 type Completion = Box<dyn FnOnce(Result<(), HubError>) + Send>;
 /// A write run in the batch's transaction: its completion, and whether the transaction is still
@@ -67,7 +73,8 @@ enum WriteJob {
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    writes: mpsc::Sender<WriteJob>,
+    /// One queue per writer thread; writes of no session go to the first.
+    writes: std::sync::Arc<[mpsc::Sender<WriteJob>]>,
     readers: Addr<StoreReader>,
     backend: &'static str,
 }
@@ -85,29 +92,15 @@ impl Store {
         target: DbTarget,
         fence: Option<lease::Fence>,
     ) -> Result<Store, String> {
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer_target = target.clone();
-        thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || {
-                let conn = writer_target
-                    .connect(ConnRole::Writer)
-                    .and_then(|mut c| conn::run_migrations(&mut c).map(|_| c));
-                match conn {
-                    Ok(c) => {
-                        let _ = ready_tx.send(Ok(()));
-                        writer_loop(writer_target, Some(c), rx, fence);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the store writer thread: {e}"))?;
-        ready_rx
-            .await
-            .map_err(|_| "the store writer thread died during start".to_owned())??;
+        let count = match target {
+            DbTarget::Postgres(_) => PG_WRITERS,
+            DbTarget::Sqlite(_) => 1,
+        };
+        let mut writes = Vec::with_capacity(count);
+        for i in 0..count {
+            // The first writer migrates; the others start once it has.
+            writes.push(start_writer(i, target.clone(), fence.clone()).await?);
+        }
         let backend = target.backend();
         // Built lazily: the writer just proved the database is there, and a pool that fails
         // to fill must not fail the start (reads report `Unavailable` and retry instead).
@@ -119,7 +112,7 @@ impl Store {
             .build_unchecked(ReaderConnections(target));
         let readers = SyncArbiter::start(READERS, move || StoreReader { pool: pool.clone() });
         Ok(Store {
-            writes,
+            writes: writes.into(),
             readers,
             backend,
         })
@@ -139,8 +132,28 @@ impl Store {
     }
 
     /// Runs `f` in the next group-committed transaction and answers after the commit.
-    /// `f` must not open its own transaction; it runs inside a savepoint already.
+    /// `f` must not open its own transaction; it runs inside a savepoint already. For writes
+    /// that belong to no session (MCP sessions, populations); a session's go through
+    /// `write_for`.
     pub async fn write<T, F>(&self, f: F) -> Result<T, HubError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+    {
+        self.write_on(0, f).await
+    }
+
+    /// `write`, for a write that touches `session`'s rows only: on that session's writer.
+    pub async fn write_for<T, F>(&self, session: uuid::Uuid, f: F) -> Result<T, HubError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+    {
+        let writer = (session.as_u128() % self.writes.len() as u128) as usize;
+        self.write_on(writer, f).await
+    }
+
+    async fn write_on<T, F>(&self, writer: usize, f: F) -> Result<T, HubError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
@@ -153,7 +166,7 @@ impl Store {
             });
             (done, sound)
         });
-        self.writes
+        self.writes[writer]
             .send(WriteJob::Run(job))
             .await
             .map_err(|_| shutting_down())?;
@@ -177,11 +190,47 @@ impl Store {
     /// Lets every queued write commit, then stops the writer. Writes sent afterwards fail with
     /// `Unavailable`.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.writes.send(WriteJob::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+        for writes in self.writes.iter() {
+            let (tx, rx) = oneshot::channel();
+            if writes.send(WriteJob::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
     }
+}
+
+/// Starts writer `i` (the first one applies the migrations) and waits until it is connected.
+async fn start_writer(
+    i: usize,
+    target: DbTarget,
+    fence: Option<lease::Fence>,
+) -> Result<mpsc::Sender<WriteJob>, String> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (writes, rx) = mpsc::channel(WRITE_QUEUE);
+    thread::Builder::new()
+        .name(format!("store-writer-{i}"))
+        .spawn(move || {
+            let conn = target.connect(ConnRole::Writer).and_then(|mut c| {
+                if i == 0 {
+                    conn::run_migrations(&mut c)?;
+                }
+                Ok(c)
+            });
+            match conn {
+                Ok(c) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer_loop(target, Some(c), rx, fence);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the store writer thread: {e}"))?;
+    ready_rx
+        .await
+        .map_err(|_| "the store writer thread died during start".to_owned())??;
+    Ok(writes)
 }
 
 /// Runs one write in its own savepoint, so that its failure leaves the rest of the batch alone.

@@ -28,30 +28,15 @@ pub fn append_event(
     at: NaiveDateTime,
 ) -> Result<Event, HubError> {
     let sid = session_id.to_string();
-    // One round trip: take the next id and bump the activity time in the same statement.
     #[derive(QueryableByName)]
     struct Next {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last_event_id: i64,
     }
-    use diesel::sql_types::{Text, Timestamp};
-    // `$n` placeholders: PostgreSQL's, and numbered parameters to SQLite as well.
-    let query = diesel::sql_query(
-        "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
-         WHERE id = $2 RETURNING last_event_id",
-    )
-    .bind::<Timestamp, _>(at)
-    .bind::<Text, _>(&sid);
-    let next: Option<Next> = match conn {
-        DbConn::Pg(c) => query.get_result(c).optional()?,
-        DbConn::Sqlite(c) => query.get_result(c).optional()?,
-    };
-    let Some(Next { last_event_id: id }) = next else {
-        return Err(HubError::session_not_found(session_id));
-    };
-    let row = EventRow {
+    use diesel::sql_types::{Nullable, Text, Timestamp};
+    let mut row = EventRow {
         session_id: sid,
-        id,
+        id: 0,
         actor: event.actor.clone(),
         kind: event.kind.to_owned(),
         priority: event.priority.as_str().to_owned(),
@@ -59,9 +44,45 @@ pub fn append_event(
         created_at: at,
         recipient: event.to.clone(),
     };
-    diesel::insert_into(events::table)
-        .values(&row)
-        .execute(conn)?;
+    // The next id is the session row's counter, bumped with the activity time; its row lock
+    // keeps ids in commit order. PostgreSQL takes the id and inserts the event in one round
+    // trip (a data-modifying CTE); SQLite, in process, in two statements.
+    let next: Option<Next> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(
+            "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+                         WHERE id = $2 RETURNING last_event_id) \
+             INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient) \
+             SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id AS last_event_id",
+        )
+        .bind::<Timestamp, _>(at)
+        .bind::<Text, _>(&row.session_id)
+        .bind::<Nullable<Text>, _>(&row.actor)
+        .bind::<Text, _>(&row.kind)
+        .bind::<Text, _>(&row.priority)
+        .bind::<Text, _>(&row.payload)
+        .bind::<Nullable<Text>, _>(&row.recipient)
+        .get_result(c)
+        .optional()?,
+        DbConn::Sqlite(c) => {
+            let next: Option<Next> = diesel::sql_query(
+                "UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+                 WHERE id = $2 RETURNING last_event_id",
+            )
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(&row.session_id)
+            .get_result(c)
+            .optional()?;
+            if let Some(n) = &next {
+                row.id = n.last_event_id;
+                diesel::insert_into(events::table).values(&row).execute(c)?;
+            }
+            next
+        }
+    };
+    let Some(Next { last_event_id: id }) = next else {
+        return Err(HubError::session_not_found(session_id));
+    };
+    row.id = id;
     row.into_event()
 }
 

@@ -328,6 +328,21 @@ impl Agent {
     }
 }
 
+/// Every answer was one the protocol promises (the first 30 that were not, if any).
+fn assert_no_bad_answers(agents: &[Agent]) {
+    let problems: Vec<&str> = agents
+        .iter()
+        .flat_map(|a| &a.problems)
+        .map(String::as_str)
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} bad answers:\n{}",
+        problems.len(),
+        problems[..problems.len().min(30)].join("\n")
+    );
+}
+
 /// The hub's own conflict rule, on two lock-shaped JSON values (`resource` and `mode`).
 fn clash(a: &Value, b: &Value) -> bool {
     let parse = |v: &Value| Resource::parse(v["resource"].as_str().unwrap_or_default()).unwrap();
@@ -709,18 +724,7 @@ async fn storm(backend: Backend, projects: &[&str]) {
     futures::future::join_all(agents.iter_mut().map(Agent::run)).await;
     let traffic = started.elapsed();
 
-    let problems: Vec<&String> = agents.iter().flat_map(|a| &a.problems).collect();
-    assert!(
-        problems.is_empty(),
-        "{} bad answers ({backend:?}):\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(30)
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_bad_answers(&agents);
     // Nothing is left held or waiting, in any session of the project.
     for a in agents.iter().step_by(per_session) {
         let (status, left) = app
@@ -914,18 +918,7 @@ async fn two_sessions_over_three_hubs_survive_the_owner_killed(backend: Backend)
         owner.wait().unwrap();
     };
     let ((), _) = futures::future::join(kill, storm).await;
-    let problems: Vec<&String> = agents.iter().flat_map(|a| &a.problems).collect();
-    assert!(
-        problems.is_empty(),
-        "{} bad answers:\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(30)
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_bad_answers(&agents);
     let lost: usize = agents.iter().map(|a| a.lost).sum();
     let granted = agents
         .iter()

@@ -196,7 +196,7 @@ impl Handler<ReadMessages> for SessionActor {
                 if !newly_read.is_empty() {
                     let at = now();
                     store
-                        .write(move |c| {
+                        .write_for(id, move |c| {
                             messages::stamp_receipts(c, id, &me, &newly_read, false, at)
                         })
                         .await?;

@@ -36,13 +36,17 @@ impl SessionActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let (store, id) = (self.store.clone(), self.id);
-        let fut = async move { store.write(move |c| snapshots::save(c, id, planned)).await }
-            .into_actor(self)
-            .map(|result, act, _| {
-                let saved = result?;
-                act.saved_event_id = act.saved_event_id.max(saved.event_id);
-                Ok(saved)
-            });
+        let fut = async move {
+            store
+                .write_for(id, move |c| snapshots::save(c, id, planned))
+                .await
+        }
+        .into_actor(self)
+        .map(|result, act, _| {
+            let saved = result?;
+            act.saved_event_id = act.saved_event_id.max(saved.event_id);
+            Ok(saved)
+        });
         Box::pin(fut)
     }
 
