@@ -25,17 +25,37 @@
 //! pairs; `all p99` is the p99 of the time until the last of the R recipients has a message.
 //! A message some recipient never got is `missing`, one it got twice is a `dup`: both must be 0.
 //!
+//! The `lock` phase: `--sessions` N participants of one collab session contend for
+//! `--lock-resources` files over REST (acquire, then release when granted).
+//!
+//! The `soak` phase (module `bench/soak.rs`) runs last, for each N of `--sessions`: N clients
+//! in a closed loop over ONE shared collab session for `--soak-seconds` (default 600), so that
+//! its history grows under a constant load, each doing in rotation `message_send` (directed to
+//! another participant), `messages_read`, `events_poll` (no wait), REST `context_set` and a REST
+//! lock acquire + release on a file of its own. One line per `--soak-interval` (default 60 s):
+//! ops/s, errors, messages so far and p50/p99 per operation; at the end the ratio of the last
+//! interval's ops/s to the first's and whether it is within 20 %.
+//!
+//! Several hubs: `--url` takes a comma list (`--url http://127.0.0.1:8001,http://127.0.0.1:8002`)
+//! and client i talks to URL i mod n for everything it does (its MCP session, its REST calls,
+//! its event stream). Client i is the i-th MCP session of the per-session phases, participant
+//! `r{i-1}` of `deliver` (the sender is client 0), and participant `p{i}` of `lock` and `soak`.
+//! Setup calls that create collab sessions go to the first URL. With one URL every client
+//! talks to it, as before.
+//!
 //! ```text
 //! cargo build --release
 //! target/release/collab-hub --bind 127.0.0.1:PORT --database-url sqlite:///tmp/x/hub.db \
 //!     --message-rate 1000000 --message-burst 1000000
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
-//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ping,deliver] \
-//!     [--recipients 1,10,100] [--hub-pid PID]
+//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ping,deliver,lock,soak] \
+//!     [--recipients 1,10,100] [--lock-resources 4] [--soak-seconds 600] [--soak-interval 60] \
+//!     [--hub-pid PID]
 //! ```
 //!
-//! The `send` and `deliver` phases need the hub's per-participant send rate limit raised (the
-//! `--message-*` flags above); with the defaults (5/s, burst 30) nearly every send is refused.
+//! The `send`, `deliver` and `soak` phases need the hub's per-participant send rate limit
+//! raised (the `--message-*` flags above); with the defaults (5/s, burst 30) nearly every send
+//! is refused.
 //!
 //! With `--hub-pid` (Linux) the CPU time used during each measured window by the hub, by this
 //! generator and by everything else on the machine is printed as well, in % of one core.
@@ -49,6 +69,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{Value, json};
 
+#[path = "bench/soak.rs"]
+mod soak;
 #[path = "bench/wire.rs"]
 mod wire;
 
@@ -64,9 +86,10 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Parser)]
 #[command(about = "Load generator for collab-hub's MCP endpoint")]
 struct Args {
-    /// Base URL of the hub, e.g. http://127.0.0.1:8080
-    #[arg(long)]
-    url: String,
+    /// Base URL of the hub, e.g. http://127.0.0.1:8080; a comma list spreads the clients over
+    /// several hubs (client i uses URL i mod n).
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
     /// Concurrent MCP sessions; a comma list runs each in turn.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     sessions: Vec<usize>,
@@ -79,13 +102,19 @@ struct Args {
     /// Unmeasured seconds at the start of each phase.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Phases to run, in order (`deliver` and `lock` run after the per-session phases).
+    /// Phases to run, in order (`deliver`, `lock` and `soak` run after the per-session phases).
     #[arg(long, value_delimiter = ',', default_value = "read,write",
-          value_parser = ["read", "sse", "write", "send", "ping", "deliver", "lock"])]
+          value_parser = ["read", "sse", "write", "send", "ping", "deliver", "lock", "soak"])]
     phases: Vec<String>,
     /// Resources the lock phase's clients contend for (fewer: more contention).
     #[arg(long, default_value_t = 4)]
     lock_resources: usize,
+    /// Measured seconds of the soak phase.
+    #[arg(long, default_value_t = 600.0)]
+    soak_seconds: f64,
+    /// Seconds per line of the soak phase's report.
+    #[arg(long, default_value_t = 60.0)]
+    soak_interval: f64,
     /// The hub's process id, to report its CPU use (reads /proc).
     #[arg(long)]
     hub_pid: Option<u32>,
@@ -368,10 +397,11 @@ struct Sent {
     ok: bool,
 }
 
-fn run_deliver(addr: &str, r: usize, run: u32, args: &Args) -> Result<DeliverReport, String> {
+/// The sender is client 0, recipient j client j + 1 (for the choice of URL).
+fn run_deliver(addrs: &[String], r: usize, run: u32, args: &Args) -> Result<DeliverReport, String> {
     let mut names = vec!["sender".to_owned()];
     names.extend((0..r).map(|i| format!("r{i}")));
-    let mut rest = Conn::open(addr)?;
+    let mut rest = Conn::open(&addrs[0])?;
     let tokens = create_session(&mut rest, &format!("bench-{run}-deliver-{r}"), &names)?;
     let token = |name: &str| -> Result<String, String> {
         tokens[name]
@@ -379,7 +409,7 @@ fn run_deliver(addr: &str, r: usize, run: u32, args: &Args) -> Result<DeliverRep
             .map(str::to_owned)
             .ok_or_else(|| format!("no token for {name}"))
     };
-    let mut sender = Client::connect(addr, token("sender")?, "bench")?;
+    let mut sender = Client::connect(addr_of(addrs, 0), token("sender")?, "bench")?;
     let shared = Arc::new(Deliveries {
         have: Mutex::new(Vec::new()),
         complete: Condvar::new(),
@@ -389,9 +419,11 @@ fn run_deliver(addr: &str, r: usize, run: u32, args: &Args) -> Result<DeliverRep
     // All MCP sessions first, then all streams: actix hands new connections to its workers in
     // turn, so opening each recipient's POST and GET connections back to back would put every
     // stream on the same worker and leave the other one idle.
-    let recipients = names[1..]
+    let recipients = names
         .iter()
-        .map(|name| Client::connect(addr, token(name)?, "bench"))
+        .enumerate()
+        .skip(1)
+        .map(|(i, name)| Client::connect(addr_of(addrs, i), token(name)?, "bench"))
         .collect::<Result<Vec<_>, String>>()?;
     let (mut sockets, mut readers) = (Vec::new(), Vec::new());
     for client in &recipients {
@@ -519,6 +551,11 @@ fn run_deliver(addr: &str, r: usize, run: u32, args: &Args) -> Result<DeliverRep
     Ok(report)
 }
 
+/// The `HOST:PORT` client `i` talks to: URL i mod n of `--url`.
+fn addr_of(addrs: &[String], i: usize) -> &str {
+    &addrs[i % addrs.len()]
+}
+
 /// Creates one collab session over REST and returns its `tokens` object (aiId → token).
 fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Result<Value, String> {
     let body = json!({"name": name, "participants": participants});
@@ -532,7 +569,14 @@ fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Resul
 
 fn main() -> Result<(), String> {
     let args = Args::parse();
-    let addr = host_port(&args.url)?;
+    let addrs = args
+        .url
+        .iter()
+        .map(|u| host_port(u.trim()))
+        .collect::<Result<Vec<_>, String>>()?;
+    if addrs.iter().any(|a| a.is_empty()) {
+        return Err("--url: an empty URL in the list".into());
+    }
     if !(args.seconds > 0.0 && args.warmup >= 0.0) {
         return Err("--seconds must be > 0 and --warmup >= 0".into());
     }
@@ -559,19 +603,19 @@ fn main() -> Result<(), String> {
     let phases: Vec<&String> = args
         .phases
         .iter()
-        .filter(|p| *p != "deliver" && *p != "lock")
+        .filter(|p| !matches!(p.as_str(), "deliver" | "lock" | "soak"))
         .collect();
     if !phases.is_empty() {
         println!("sessions  phase  calls/s  p50 ms  p99 ms  max ms  errors{cpu_cols}");
         let pair = ["claude".to_owned(), "gemini".to_owned()];
         for &n in &args.sessions {
-            let mut rest = Conn::open(&addr)?;
+            let mut rest = Conn::open(&addrs[0])?;
             let mut clients = Vec::new();
             for i in 0..n {
                 let tokens = create_session(&mut rest, &format!("bench-{run}-{n}-{i}"), &pair)?;
                 let token = tokens["claude"].as_str().ok_or("no token for claude")?;
                 clients.push(Agent {
-                    mcp: Client::connect(&addr, token.to_owned(), "bench")?,
+                    mcp: Client::connect(addr_of(&addrs, i), token.to_owned(), "bench")?,
                     paused: false,
                 });
             }
@@ -600,7 +644,7 @@ fn main() -> Result<(), String> {
             "recipients  phase    msgs/s  deliv/s  p50 ms  p99 ms  max ms  all p99  missing  dups  stalls  errors{cpu_cols}"
         );
         for &r in &args.recipients {
-            let mut d = run_deliver(&addr, r, run, &args)?;
+            let mut d = run_deliver(&addrs, r, run, &args)?;
             d.latencies_us.sort_unstable();
             d.complete_us.sort_unstable();
             let l = &d.latencies_us;
@@ -631,7 +675,7 @@ fn main() -> Result<(), String> {
             "clients  phase  resources  trips/s  tries/s  refused%  p50 ms  p99 ms  max ms  errors{cpu_cols}"
         );
         for &n in &args.sessions {
-            let mut t = run_locks(&addr, n, run, &args)?;
+            let mut t = run_locks(&addrs, n, run, &args)?;
             t.trips_us.sort_unstable();
             let l = &t.trips_us;
             println!(
@@ -649,6 +693,11 @@ fn main() -> Result<(), String> {
             if let Some(e) = t.first_error {
                 eprintln!("  first error: {}", e.chars().take(300).collect::<String>());
             }
+        }
+    }
+    if args.phases.iter().any(|p| p == "soak") {
+        for &n in &args.sessions {
+            soak::run_soak(&addrs, n, run, &args, cpu_cols, &cpu_line)?;
         }
     }
     Ok(())
@@ -670,12 +719,12 @@ struct LockTally {
 /// `n` participants of one session contend for `--lock-resources` files: each client loops
 /// acquire (no wait) → release when granted. Every acquire and release is a durable write (event
 /// plus lock row) in the one session actor, so this measures the lock path under contention.
-fn run_locks(addr: &str, n: usize, run: u32, args: &Args) -> Result<LockTally, String> {
+fn run_locks(addrs: &[String], n: usize, run: u32, args: &Args) -> Result<LockTally, String> {
     if n == 0 || n > MAX_PARTICIPANTS {
         return Err(format!("lock phase: 1..={MAX_PARTICIPANTS} clients"));
     }
     let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
-    let mut rest = Conn::open(addr)?;
+    let mut rest = Conn::open(&addrs[0])?;
     let tokens = create_session(&mut rest, &format!("locks-{run}-{n}"), &names)?;
     let start = Instant::now() + Duration::from_millis(200);
     let window = start + Duration::from_secs_f64(args.warmup);
@@ -687,7 +736,7 @@ fn run_locks(addr: &str, n: usize, run: u32, args: &Args) -> Result<LockTally, S
         .enumerate()
         .map(|(i, name)| {
             let token = format!("Bearer {}", tokens[name].as_str().unwrap_or_default());
-            let (addr, done) = (addr.to_owned(), done.clone());
+            let (addr, done) = (addr_of(addrs, i).to_owned(), done.clone());
             thread::spawn(move || {
                 let mut t = LockTally::default();
                 let mut conn = match Conn::open(&addr) {
