@@ -131,6 +131,37 @@ impl Store {
         .await
     }
 
+    /// On PostgreSQL with autovacuum off (some test and CI installations), refreshes the
+    /// planner's statistics of the tables that grow with a session's history. Without them the
+    /// planner takes a young table for empty and reads a session's whole history for a page of
+    /// messages or events (a 10-minute soak fell to 0.42 of its first minute that way; with one
+    /// `ANALYZE` the same queries walk the primary key). With autovacuum on it does nothing: the
+    /// server's own daemon keeps the statistics.
+    pub async fn refresh_statistics(&self) -> Result<(), HubError> {
+        if self.backend != "postgres" {
+            return Ok(());
+        }
+        self.read(|c| {
+            #[derive(diesel::QueryableByName)]
+            struct Setting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                value: String,
+            }
+            let DbConn::Pg(pg) = c else { return Ok(()) };
+            use diesel::RunQueryDsl;
+            let autovacuum: Setting =
+                diesel::sql_query("SELECT current_setting('autovacuum') AS value").get_result(pg)?;
+            if autovacuum.value != "on" {
+                diesel::sql_query(
+                    "ANALYZE events, messages, message_unread, message_receipts, locks, sessions, participants",
+                )
+                .execute(pg)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` in the next group-committed transaction and answers after the commit.
     /// `f` must not open its own transaction; it runs inside a savepoint already. For writes
     /// that belong to no session (MCP sessions, populations); a session's go through

@@ -11,6 +11,7 @@ use crate::helpers::{Backend, TestDb, both_backends};
 both_backends!(
     a_failed_write_in_a_batch_undoes_only_itself,
     a_stale_owner_commits_nothing,
+    statistics_are_kept_where_the_server_does_not_keep_them,
 );
 
 async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
@@ -147,5 +148,41 @@ async fn a_stale_owner_commits_nothing(backend: Backend) {
     exec("UPDATE owners SET holder = 'old'").await;
     assert!(save("k3").await.is_err());
     assert_eq!(stored("k3").await, None, "an old generation committed");
+    store.shutdown().await;
+}
+
+/// PostgreSQL without autovacuum: the hub's periodic refresh leaves the history tables analyzed
+/// (otherwise the planner scans a session's whole history for one page). With autovacuum on,
+/// and on SQLite, there is nothing to do and nothing fails.
+async fn statistics_are_kept_where_the_server_does_not_keep_them(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    store.refresh_statistics().await.expect("refreshes");
+    let kept = store
+        .read(|c| {
+            #[derive(diesel::QueryableByName)]
+            struct Kept {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                kept: bool,
+            }
+            let collab_hub::store::DbConn::Pg(pg) = c else {
+                return Ok(true);
+            };
+            let k: Kept = diesel::RunQueryDsl::get_result(
+                diesel::sql_query(
+                    "SELECT current_setting('autovacuum') = 'on' OR last_analyze IS NOT NULL AS kept
+                       FROM pg_stat_user_tables WHERE relname = 'events'",
+                ),
+                pg,
+            )?;
+            Ok(k.kept)
+        })
+        .await
+        .unwrap();
+    assert!(kept, "events was not analyzed");
     store.shutdown().await;
 }
