@@ -335,6 +335,10 @@ fn writer_loop(
         if let Some(done) = stop {
             rx.close();
             while rx.try_recv().is_ok() {}
+            // Closed before the stop is acknowledged: the process may exit right after, and a
+            // PostgreSQL connection still closing on this thread then crashed it (SIGSEGV
+            // after SIGTERM, seen with four writers).
+            drop(conn.take());
             let _ = done.send(());
             break;
         }
