@@ -174,6 +174,19 @@ pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
     }
 }
 
+/// Creates a collab session from `spec` (the body of `POST /mcp/session/create`) on the hub at
+/// `url` (a child process, or one of several hubs); the 201 answer's body.
+pub async fn create_session_at(url: &str, spec: &serde_json::Value) -> serde_json::Value {
+    let mut res = client()
+        .post(format!("{url}/mcp/session/create"))
+        .send_json(spec)
+        .await
+        .expect("hub answers");
+    let body: serde_json::Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{body}");
+    body
+}
+
 pub fn client() -> awc::Client {
     awc::Client::builder()
         .timeout(std::time::Duration::from_secs(30))

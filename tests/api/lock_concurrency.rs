@@ -97,6 +97,32 @@ struct Agent {
 }
 
 impl Agent {
+    /// Client `n` (its random seed) acting as `who` of the session `created` answered, at
+    /// `address`; `hubs`: every hub it may move to (several hubs), or none.
+    fn new(
+        who: &str,
+        created: &Value,
+        session: &str,
+        address: &str,
+        hubs: &[String],
+        n: u64,
+    ) -> Agent {
+        Agent {
+            who: who.to_owned(),
+            token: created["tokens"][who].as_str().unwrap().to_owned(),
+            session: session.to_owned(),
+            address: address.to_owned(),
+            hubs: hubs.to_vec(),
+            lost: 0,
+            gone: Vec::new(),
+            http: client(),
+            rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (n + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
+            asked: Vec::new(),
+            problems: Vec::new(),
+            requests: 0,
+        }
+    }
+
     async fn send(
         &mut self,
         method: &str,
@@ -705,20 +731,7 @@ async fn storm(backend: Backend, projects: &[&str]) {
         session_ids.push(session.clone());
         for (i, who) in names.iter().enumerate() {
             let n = (s * per_session + i) as u64;
-            agents.push(Agent {
-                who: who.clone(),
-                token: body["tokens"][who].as_str().unwrap().to_owned(),
-                session: session.clone(),
-                address: app.address.clone(),
-                hubs: Vec::new(),
-                lost: 0,
-                gone: Vec::new(),
-                http: client(),
-                rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (n + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
-                asked: Vec::new(),
-                problems: Vec::new(),
-                requests: 0,
-            });
+            agents.push(Agent::new(who, &body, &session, &app.address, &[], n));
         }
     }
     futures::future::join_all(agents.iter_mut().map(Agent::run)).await;
@@ -883,31 +896,23 @@ async fn two_sessions_over_three_hubs_survive_the_owner_killed(backend: Backend)
     let mut agents: Vec<Agent> = Vec::new();
     let mut tokens = Vec::new();
     for s in 0..2 {
-        let mut res = client()
-            .post(format!("{}/mcp/session/create", urls[1]))
-            .send_json(&json!({"name": format!("lock storm {s}"), "project": "/repo/storm", "participants": names}))
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED, "{body}");
+        let body = crate::helpers::create_session_at(
+            &urls[1],
+            &json!({"name": format!("lock storm {s}"), "project": "/repo/storm", "participants": names}),
+        )
+        .await;
         let session = body["sessionId"].as_str().unwrap().to_owned();
         tokens.push(body["tokens"]["a0"].as_str().unwrap().to_owned());
         for (i, who) in names.iter().enumerate() {
             let n = s * per_session + i;
-            agents.push(Agent {
-                who: who.clone(),
-                token: body["tokens"][who].as_str().unwrap().to_owned(),
-                session: session.clone(),
-                address: urls[n % urls.len()].clone(),
-                hubs: urls.clone(),
-                lost: 0,
-                gone: Vec::new(),
-                http: client(),
-                rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (n as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
-                asked: Vec::new(),
-                problems: Vec::new(),
-                requests: 0,
-            });
+            agents.push(Agent::new(
+                who,
+                &body,
+                &session,
+                &urls[n % urls.len()],
+                &urls,
+                n as u64,
+            ));
         }
     }
     let mut owner = hubs.take(0);

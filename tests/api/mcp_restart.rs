@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::crash::{start_hub_at, terminate};
-use crate::helpers::{Backend, TestDb, both_backends, client, clients_dir};
+use crate::helpers::{Backend, TestDb, both_backends, clients_dir, create_session_at};
 use crate::mcp_sdk::{node_clients, python_clients};
 
 both_backends!(
@@ -36,13 +35,11 @@ fn free_port() -> u16 {
 
 /// Creates the concept's pair session on the hub at `url`: (id, claude's token).
 async fn create_pair(url: &str) -> (String, String) {
-    let mut res = client()
-        .post(format!("{url}/mcp/session/create"))
-        .send_json(&json!({ "name": "restart", "participants": ["claude", "gemini"] }))
-        .await
-        .expect("hub answers");
-    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{body}");
+    let body = create_session_at(
+        url,
+        &json!({ "name": "restart", "participants": ["claude", "gemini"] }),
+    )
+    .await;
     (
         body["sessionId"].as_str().unwrap().to_owned(),
         body["tokens"]["claude"].as_str().unwrap().to_owned(),

@@ -20,7 +20,7 @@ use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::crash::start_hub_with;
-use crate::helpers::{Backend, TestDb, both_backends, client, clients_dir};
+use crate::helpers::{Backend, TestDb, both_backends, client, clients_dir, create_session_at};
 use crate::mcp_sdk::{node_clients, python_clients};
 
 both_backends!(
@@ -98,14 +98,11 @@ pub(crate) fn start_hubs(db: &TestDb, backend: Backend, n: usize) -> Option<Hubs
 }
 
 async fn create_session(url: &str, participants: &[&str]) -> Value {
-    let mut res = client()
-        .post(format!("{url}/mcp/session/create"))
-        .send_json(&json!({ "name": "several hubs", "participants": participants }))
-        .await
-        .expect("hub answers");
-    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{body}");
-    body
+    create_session_at(
+        url,
+        &json!({ "name": "several hubs", "participants": participants }),
+    )
+    .await
 }
 
 async fn three_hubs_run_the_team_scenario(backend: Backend) {
