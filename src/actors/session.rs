@@ -14,6 +14,7 @@ mod locks;
 mod membership;
 mod messaging;
 mod over_time;
+mod pipeline;
 mod snapshots;
 mod suggestions;
 mod tasks;
@@ -103,6 +104,8 @@ pub struct SessionActor {
     /// When each active participant last wrote the context, for the sync reminders (in
     /// memory: a restart starts every clock afresh).
     sync: crate::domain::context_sync::SyncClocks,
+    /// Writes queued to the store whose commit is not applied here yet, oldest first.
+    in_flight: pipeline::InFlight,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -135,6 +138,7 @@ impl SessionActor {
             settled: Default::default(),
             shown: HashMap::new(),
             sync: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -179,6 +183,7 @@ impl SessionActor {
             settled: Default::default(),
             shown: HashMap::new(),
             sync: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -337,39 +342,51 @@ impl SessionActor {
         let fut = async move { store.write_for(id, write).await }
             .into_actor(self)
             .map(move |result, act, ctx| {
-                let events = result?;
-                for event in &events {
-                    act.session_mut().record(event);
-                    act.recent.record(event);
-                    act.settle(event);
-                    act.sync.record(
-                        &event.kind,
-                        event.actor.as_deref(),
-                        std::time::Instant::now(),
-                    );
-                    act.activity.record(
-                        event.id,
-                        event.actor.as_deref(),
-                        &event.kind,
-                        event.to.as_deref(),
-                        crate::store::codec::stored_length(&event.payload),
-                    );
-                }
-                let out = apply(act, events.clone(), ctx);
-                let milestone = events
-                    .iter()
-                    .any(|e| crate::domain::snapshot::is_milestone(&e.kind, &e.payload));
-                for event in events {
-                    act.fan_out(event);
-                }
-                if milestone {
-                    ctx.notify(snapshots::AutoSave(
-                        crate::domain::snapshot::Trigger::Milestone,
-                    ));
-                }
-                Ok(out)
+                // Pipelined writes queued before this one committed before it: apply them first.
+                act.drain_in_flight(ctx);
+                Ok(act.applied(result?, ctx, apply))
             });
         Box::pin(fut)
+    }
+
+    /// Takes committed `events` into the session's state, runs `apply`, then fans the events
+    /// out (and saves a snapshot after a milestone).
+    fn applied<T>(
+        &mut self,
+        events: Vec<Event>,
+        ctx: &mut Context<Self>,
+        apply: impl FnOnce(&mut SessionActor, Vec<Event>, &mut Context<Self>) -> T,
+    ) -> T {
+        for event in &events {
+            self.session_mut().record(event);
+            self.recent.record(event);
+            self.settle(event);
+            self.sync.record(
+                &event.kind,
+                event.actor.as_deref(),
+                std::time::Instant::now(),
+            );
+            self.activity.record(
+                event.id,
+                event.actor.as_deref(),
+                &event.kind,
+                event.to.as_deref(),
+                crate::store::codec::stored_length(&event.payload),
+            );
+        }
+        let out = apply(self, events.clone(), ctx);
+        let milestone = events
+            .iter()
+            .any(|e| crate::domain::snapshot::is_milestone(&e.kind, &e.payload));
+        for event in events {
+            self.fan_out(event);
+        }
+        if milestone {
+            ctx.notify(snapshots::AutoSave(
+                crate::domain::snapshot::Trigger::Milestone,
+            ));
+        }
+        out
     }
 }
 

@@ -50,8 +50,11 @@
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
 //!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ping,deliver,lock,soak] \
 //!     [--recipients 1,10,100] [--lock-resources 4] [--soak-seconds 600] [--soak-interval 60] \
-//!     [--hub-pid PID]
+//!     [--hub-pid PID] [--one-session]
 //! ```
+//!
+//! `--one-session` puts the per-session phases' N clients into one collab session (what one
+//! busy session sustains; with `send`, N senders to one recipient) instead of one session each.
 //!
 //! The `send`, `deliver` and `soak` phases need the hub's per-participant send rate limit
 //! raised (the `--message-*` flags above); with the defaults (5/s, burst 30) nearly every send
@@ -106,6 +109,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "read,write",
           value_parser = ["read", "sse", "write", "send", "ping", "deliver", "lock", "soak"])]
     phases: Vec<String>,
+    /// The per-session phases put their N clients in ONE collab session (participants
+    /// `c0`…, plus `gemini`, the `send` phase's recipient) instead of one session each: what
+    /// one busy session sustains.
+    #[arg(long)]
+    one_session: bool,
     /// Resources the lock phase's clients contend for (fewer: more contention).
     #[arg(long, default_value_t = 4)]
     lock_resources: usize,
@@ -590,6 +598,12 @@ fn main() -> Result<(), String> {
             MAX_PARTICIPANTS - 1
         ));
     }
+    if args.one_session && args.sessions.iter().any(|&n| n + 1 > MAX_PARTICIPANTS) {
+        return Err(format!(
+            "--one-session: at most {} clients (a session holds at most {MAX_PARTICIPANTS})",
+            MAX_PARTICIPANTS - 1
+        ));
+    }
     let cpu_cols = if args.hub_pid.is_some() {
         "  hub cpu%  gen cpu%  other cpu%"
     } else {
@@ -611,9 +625,26 @@ fn main() -> Result<(), String> {
         for &n in &args.sessions {
             let mut rest = Conn::open(&addrs[0])?;
             let mut clients = Vec::new();
+            let shared = if args.one_session {
+                let mut names = vec!["gemini".to_owned()];
+                names.extend((0..n).map(|i| format!("c{i}")));
+                Some(create_session(
+                    &mut rest,
+                    &format!("bench-{run}-{n}"),
+                    &names,
+                )?)
+            } else {
+                None
+            };
             for i in 0..n {
-                let tokens = create_session(&mut rest, &format!("bench-{run}-{n}-{i}"), &pair)?;
-                let token = tokens["claude"].as_str().ok_or("no token for claude")?;
+                let (tokens, me) = match &shared {
+                    Some(tokens) => (tokens.clone(), format!("c{i}")),
+                    None => (
+                        create_session(&mut rest, &format!("bench-{run}-{n}-{i}"), &pair)?,
+                        "claude".to_owned(),
+                    ),
+                };
+                let token = tokens[&me].as_str().ok_or(format!("no token for {me}"))?;
                 clients.push(Agent {
                     mcp: Client::connect(addr_of(&addrs, i), token.to_owned(), "bench")?,
                     paused: false,

@@ -102,6 +102,82 @@ pub fn insert_message(
     Ok(())
 }
 
+/// A message's event and the message itself (with its unread rows): what a send writes. On
+/// PostgreSQL in ONE statement, since the writer's connection is bound by round trips (a send
+/// was four: savepoint, event, message, unread rows); on SQLite, in process, as two calls.
+pub fn append_sent(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    m: &PlannedMessage,
+    at: NaiveDateTime,
+) -> Result<crate::domain::event::Event, HubError> {
+    let c = match conn {
+        DbConn::Pg(c) => c,
+        DbConn::Sqlite(_) => {
+            let event = super::queries::append_event(conn, session_id, &m.event, at)?;
+            insert_message(conn, session_id, event.id, m, at)?;
+            return Ok(event);
+        }
+    };
+    use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let mut row = super::models::EventRow {
+        session_id: session_id.to_string(),
+        id: 0,
+        actor: m.event.actor.clone(),
+        kind: m.event.kind.to_owned(),
+        priority: m.event.priority.as_str().to_owned(),
+        payload: super::codec::encode_payload(&m.event.payload)?,
+        created_at: at,
+        recipient: m.event.to.clone(),
+    };
+    // The id is the session row's counter, as in `queries::append_event`. Unread by whom the
+    // message reaches: its recipient, or (a broadcast, `$9` null) every participant the session
+    // has had but the sender (one who left and comes back finds it unread).
+    let id: Option<Id> = diesel::sql_query(
+        "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+                    WHERE id = $2 RETURNING last_event_id), \
+              e AS (INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient) \
+                    SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id), \
+              m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, reply_to, \
+                    thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
+                    SELECT $2, e.id, $8, $9, $15, $10, $11, COALESCE($12, e.id), $13, $14, false, $1 \
+                    FROM e RETURNING id), \
+              u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
+                    SELECT $2, $9, m.id FROM m WHERE $9 IS NOT NULL \
+                    UNION ALL \
+                    SELECT p.session_id, p.ai_id, m.id FROM participants p, m \
+                    WHERE $9 IS NULL AND p.session_id = $2 AND p.ai_id <> $8) \
+         SELECT id FROM e",
+    )
+    .bind::<Timestamp, _>(at)
+    .bind::<Text, _>(&row.session_id)
+    .bind::<Nullable<Text>, _>(&row.actor)
+    .bind::<Text, _>(&row.kind)
+    .bind::<Text, _>(&row.priority)
+    .bind::<Text, _>(&row.payload)
+    .bind::<Nullable<Text>, _>(&row.recipient)
+    .bind::<Text, _>(&m.from)
+    .bind::<Nullable<Text>, _>(&m.to)
+    .bind::<Text, _>(m.body.to_string())
+    .bind::<Nullable<BigInt>, _>(m.reply_to)
+    .bind::<Nullable<BigInt>, _>(m.thread)
+    .bind::<Bool, _>(m.requires_ack)
+    .bind::<Nullable<Timestamp>, _>(m.ack_deadline)
+    .bind::<Text, _>(m.priority.as_str())
+    .get_result(c)
+    .optional()?;
+    let Some(Id { id }) = id else {
+        return Err(HubError::session_not_found(session_id));
+    };
+    row.id = id;
+    row.into_event()
+}
+
 /// Fills `message_unread` from the messages, read receipts and participants: for the sessions
 /// `sessions`, or only for participant `only` of one of them (a participant who joins finds the
 /// broadcasts so far unread). The rows it writes must not exist yet (a restore clears them

@@ -5,7 +5,9 @@
 //! (up to `MAX_BATCH`) into a single transaction, each write in its own savepoint, and commits
 //! once: N concurrent writes cost about one commit (group commit). Every caller is answered only
 //! after that commit, so "ok" means durable. A write that fails rolls back its savepoint and
-//! leaves the rest of the batch alone.
+//! leaves the rest of the batch alone. (On PostgreSQL a batch of writes that may run twice —
+//! `submit_for`, the session pipeline's — skips the savepoints and, should one fail, runs again
+//! with them: `Rerunnable`.)
 //!
 //! Why a thread and not a `SyncArbiter` actor for the writer: group commit needs to see the whole
 //! queue and drain it, and an actor mailbox hands out one message at a time. Reads do go through
@@ -66,8 +68,62 @@ type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) + Send>;
 
 enum WriteJob {
     Run(WriteFn),
+    Rerun(Box<dyn Rerunnable>),
     /// Finish what is queued before this, then stop.
     Shutdown(oneshot::Sender<()>),
+}
+
+/// A write that may run more than once (its function is `Fn`). On PostgreSQL a batch made only
+/// of these runs without a savepoint per write: a savepoint is one more round trip per write
+/// on a connection that is bound by round trips. If one of them fails, the batch is rolled
+/// back and run again with savepoints, so that a failing write still takes no other down.
+trait Rerunnable: Send {
+    /// Runs the write (in a savepoint or not) and keeps its result; returns whether the
+    /// transaction is still usable.
+    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, committed: Result<(), HubError>);
+}
+
+struct Again<T, F> {
+    f: F,
+    result: Option<Result<T, HubError>>,
+    tx: oneshot::Sender<Result<T, HubError>>,
+    wake: oneshot::Sender<()>,
+}
+
+impl<T, F> Rerunnable for Again<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+{
+    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
+        let (result, sound) = if savepoint {
+            in_savepoint(conn, &self.f)
+        } else {
+            let r = (self.f)(conn);
+            // PostgreSQL aborts the whole transaction on any error.
+            let sound = r.is_ok();
+            (r, sound)
+        };
+        self.result = Some(result);
+        sound
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), HubError>) {
+        let Again {
+            result, tx, wake, ..
+        } = *self;
+        let result = result.unwrap_or_else(|| Err(write_dropped()));
+        let _ = tx.send(committed.and(result));
+        let _ = wake.send(());
+    }
+}
+
+/// What a batch runs: a write that runs once, or one that may run again.
+enum Job {
+    Once(WriteFn),
+    Again(Box<dyn Rerunnable>),
 }
 
 /// Handle to the store; cheap to clone.
@@ -180,8 +236,12 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        let writer = (session.as_u128() % self.writes.len() as u128) as usize;
-        self.write_on(writer, f).await
+        self.write_on(self.writer_of(session), f).await
+    }
+
+    /// The writer a session's writes go to, always the same one.
+    fn writer_of(&self, session: uuid::Uuid) -> usize {
+        (session.as_u128() % self.writes.len() as u128) as usize
     }
 
     async fn write_on<T, F>(&self, writer: usize, f: F) -> Result<T, HubError>
@@ -190,18 +250,44 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: WriteFn = Box::new(move |conn: &mut DbConn| {
-            let (result, sound) = in_savepoint(conn, f);
-            let done: Completion = Box::new(move |committed: Result<(), HubError>| {
-                let _ = tx.send(committed.and(result));
-            });
-            (done, sound)
-        });
         self.writes[writer]
-            .send(WriteJob::Run(job))
+            .send(write_job(f, tx))
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// `write_for`, queued at once behind every write of `session` queued before it, without
+    /// waiting for the commit: the caller goes on and reads the outcome later (the session
+    /// actor's pipeline). The second value is `Some` when the writer's queue was full: the
+    /// caller must await it, before it queues anything else for the session, to keep the order.
+    pub fn submit_for<T, F>(
+        &self,
+        session: uuid::Uuid,
+        f: F,
+    ) -> (Submitted<T>, Option<impl Future<Output = ()> + 'static>)
+    where
+        T: Send + 'static,
+        F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+    {
+        let (tx, outcome) = oneshot::channel();
+        let (wake, ready) = oneshot::channel();
+        let writer = self.writes[self.writer_of(session)].clone();
+        let job = WriteJob::Rerun(Box::new(Again {
+            f,
+            result: None,
+            tx,
+            wake,
+        }));
+        let queued = match writer.try_send(job) {
+            Ok(()) => None,
+            // Dropping the job answers `Unavailable` through `outcome`.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(job)) => Some(async move {
+                let _ = writer.send(job).await;
+            }),
+        };
+        (Submitted { outcome, ready }, queued)
     }
 
     /// Runs `f` on a reader connection.
@@ -264,6 +350,36 @@ async fn start_writer(
     Ok(writes)
 }
 
+/// A write `submit_for` queued.
+pub struct Submitted<T> {
+    /// The write's outcome, there once its batch committed or failed; closed (= `Unavailable`)
+    /// when the write was dropped unrun.
+    pub outcome: oneshot::Receiver<Result<T, HubError>>,
+    /// Fires, or closes, once `outcome` can be read: for waking whoever reads it.
+    pub ready: oneshot::Receiver<()>,
+}
+
+/// The job that runs `f` in its savepoint and, after the batch's commit, sends the outcome to
+/// `tx`.
+fn write_job<T, F>(f: F, tx: oneshot::Sender<Result<T, HubError>>) -> WriteJob
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
+{
+    WriteJob::Run(Box::new(move |conn: &mut DbConn| {
+        let (result, sound) = in_savepoint(conn, f);
+        let done: Completion = Box::new(move |committed: Result<(), HubError>| {
+            let _ = tx.send(committed.and(result));
+        });
+        (done, sound)
+    }))
+}
+
+/// The error of a write the store dropped unrun (shutting down, or its database gone).
+pub fn write_dropped() -> HubError {
+    shutting_down()
+}
+
 /// Runs one write in its own savepoint, so that its failure leaves the rest of the batch alone.
 /// Hand-written rather than diesel's nested `transaction`: on PostgreSQL the savepoint is not
 /// released (the commit releases them all), which saves a round trip per write; SQLite, in
@@ -305,12 +421,14 @@ fn writer_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut stop = None;
         match first {
-            WriteJob::Run(f) => batch.push(f),
+            WriteJob::Run(f) => batch.push(Job::Once(f)),
+            WriteJob::Rerun(j) => batch.push(Job::Again(j)),
             WriteJob::Shutdown(done) => stop = Some(done),
         }
         while stop.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(WriteJob::Run(f)) => batch.push(f),
+                Ok(WriteJob::Run(f)) => batch.push(Job::Once(f)),
+                Ok(WriteJob::Rerun(j)) => batch.push(Job::Again(j)),
                 Ok(WriteJob::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }
@@ -324,7 +442,7 @@ fn writer_loop(
             }
             match conn.as_mut() {
                 Some(c) => {
-                    if !commit_batch(c, batch.drain(..), fence.as_ref()) {
+                    if !commit_batch(c, std::mem::take(&mut batch), fence.as_ref()) {
                         conn = None; // reconnect before the next batch
                     }
                 }
@@ -346,12 +464,55 @@ fn writer_loop(
     log::debug!("store writer stopped");
 }
 
+type Tm = <DbConn as Connection>::TransactionManager;
+
 /// One transaction for the whole batch. Returns false when the connection looks broken.
-fn commit_batch(
-    conn: &mut DbConn,
-    batch: impl Iterator<Item = WriteFn>,
-    fence: Option<&lease::Fence>,
-) -> bool {
+fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>) -> bool {
+    let fast = matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| matches!(j, Job::Again(_)));
+    if !fast {
+        return commit_in_savepoints(conn, batch, fence);
+    }
+    let mut jobs: Vec<Box<dyn Rerunnable>> = batch
+        .into_iter()
+        .filter_map(|j| match j {
+            Job::Again(j) => Some(j),
+            Job::Once(_) => None,
+        })
+        .collect();
+    if let Err(healthy) = begin(conn, fence) {
+        return healthy; // dropped: their callers hear `Unavailable`
+    }
+    let mut failed = false;
+    for job in jobs.iter_mut() {
+        match catch_unwind(AssertUnwindSafe(|| job.run(conn, false))) {
+            Ok(true) => {}
+            Ok(false) => {
+                failed = true;
+                break;
+            }
+            Err(_) => {
+                log::error!("a store write panicked; rolling back its whole batch");
+                let _ = Tm::rollback_transaction(conn);
+                return true; // dropped: their callers hear `Unavailable`
+            }
+        }
+    }
+    if failed {
+        // One write failed and took the transaction with it: again, each in its savepoint.
+        let _ = Tm::rollback_transaction(conn);
+        let again = jobs.into_iter().map(Job::Again).collect();
+        return commit_in_savepoints(conn, again, fence);
+    }
+    let outcome = commit(conn);
+    let healthy = outcome.is_ok();
+    for job in jobs {
+        job.finish(outcome.clone());
+    }
+    healthy
+}
+
+/// Begins the batch's transaction and checks the fence. `Err(healthy)`: nothing may run.
+fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>) -> Result<(), bool> {
     let begun = match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
         // upgrade from read to write.
@@ -360,15 +521,36 @@ fn commit_batch(
     };
     if let Err(e) = begun {
         log::error!("store writer cannot begin a transaction: {e}");
-        return false;
+        return Err(false);
     }
-    type Tm = <DbConn as Connection>::TransactionManager;
     if let Some(Err(refused)) = fence.map(|f| lease::fence_check(conn, f)) {
         // Not the owner any more (or the check failed): nothing of this batch may commit.
         // Dropping the jobs unanswered tells their callers `Unavailable`.
         log::error!("store writer: {refused}");
         let _ = Tm::rollback_transaction(conn);
-        return matches!(refused, HubError::Unavailable(_));
+        return Err(matches!(refused, HubError::Unavailable(_)));
+    }
+    Ok(())
+}
+
+fn commit(conn: &mut DbConn) -> Result<(), HubError> {
+    Tm::commit_transaction(conn).map_err(|e| {
+        log::error!("store commit failed: {e}");
+        let _ = Tm::rollback_transaction(conn);
+        HubError::Unavailable(
+            "the database did not commit this write; nothing was stored, retry".into(),
+        )
+    })
+}
+
+/// The batch in one transaction, each write in its own savepoint.
+fn commit_in_savepoints(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>) -> bool {
+    if let Err(healthy) = begin(conn, fence) {
+        return healthy;
+    }
+    enum Done {
+        Once(Completion),
+        Again(Box<dyn Rerunnable>),
     }
     let mut completions = Vec::new();
     let mut broken = false;
@@ -376,14 +558,25 @@ fn commit_batch(
         if broken {
             continue; // dropped: its caller hears `Unavailable`
         }
-        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok((done, true)) => completions.push(done),
-            Ok((done, false)) => {
-                log::error!(
-                    "a failed store write could not be undone alone; rolling back its whole batch"
-                );
+        let ran = catch_unwind(AssertUnwindSafe(|| match job {
+            Job::Once(job) => {
+                let (done, sound) = job(conn);
+                (Done::Once(done), sound)
+            }
+            Job::Again(mut job) => {
+                let sound = job.run(conn, true);
+                (Done::Again(job), sound)
+            }
+        }));
+        match ran {
+            Ok((done, sound)) => {
+                if !sound {
+                    log::error!(
+                        "a failed store write could not be undone alone; rolling back its whole batch"
+                    );
+                    broken = true;
+                }
                 completions.push(done);
-                broken = true;
             }
             Err(_) => {
                 log::error!("a store write panicked; rolling back its whole batch");
@@ -397,17 +590,14 @@ fn commit_batch(
             "a write failed unexpectedly; nothing in its batch was stored".into(),
         ))
     } else {
-        Tm::commit_transaction(conn).map_err(|e| {
-            log::error!("store commit failed: {e}");
-            let _ = Tm::rollback_transaction(conn);
-            HubError::Unavailable(
-                "the database did not commit this write; nothing was stored, retry".into(),
-            )
-        })
+        commit(conn)
     };
     let healthy = outcome.is_ok();
     for done in completions {
-        done(outcome.clone());
+        match done {
+            Done::Once(done) => done(outcome.clone()),
+            Done::Again(job) => job.finish(outcome.clone()),
+        }
     }
     healthy
 }

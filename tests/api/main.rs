@@ -34,6 +34,7 @@ mod mcp_team;
 mod messaging;
 mod multi_hub;
 mod parity;
+mod pipeline;
 mod resume;
 mod retention;
 mod safety;

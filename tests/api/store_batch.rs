@@ -10,6 +10,7 @@ use crate::helpers::{Backend, TestDb, both_backends};
 
 both_backends!(
     a_failed_write_in_a_batch_undoes_only_itself,
+    a_failed_rerunnable_write_undoes_only_itself,
     a_stale_owner_commits_nothing,
     statistics_are_kept_where_the_server_does_not_keep_them,
 );
@@ -41,6 +42,69 @@ async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
         }
     });
     let results = futures::future::join_all(writes).await;
+    check_only_failures_undone(&store, results).await;
+    store.shutdown().await;
+}
+
+/// The same through `submit_for` (the session pipeline's writes), whose batches PostgreSQL runs
+/// without savepoints first: a failure there aborts the whole transaction, so the batch must
+/// run again with savepoints. Every fifth write also fails in the database itself (an error
+/// that aborts a PostgreSQL transaction), not only in Rust.
+async fn a_failed_rerunnable_write_undoes_only_itself(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    let session = uuid::Uuid::new_v4();
+    // All queued before the writer wakes: they share batches.
+    let submitted: Vec<_> = (0..200)
+        .map(|i| {
+            let id = format!("w{i}");
+            let key = id.clone();
+            let (sub, full) = store.submit_for(session, move |c| {
+                mcp_sessions::save(c, &key, "{}", 1)?;
+                if i % 5 == 0 {
+                    c.batch_execute("SELECT * FROM no_such_table")?;
+                }
+                if i % 3 == 0 {
+                    return Err(HubError::invalid("i", "fails after writing"));
+                }
+                mcp_sessions::save(c, &key, "{\"second\":true}", 2)
+            });
+            assert!(full.is_none(), "the writer's queue holds 200");
+            (i, id, sub)
+        })
+        .collect();
+    let mut results = Vec::new();
+    for (i, id, sub) in submitted {
+        let result = sub
+            .outcome
+            .await
+            .unwrap_or_else(|_| panic!("{id}: dropped"));
+        let result = match result {
+            // Failed in the database: it must be an error, whatever its kind.
+            Err(_) if i % 5 == 0 => Err(HubError::invalid("i", "failed in SQL")),
+            r => r,
+        };
+        results.push((i % 5 == 0 || i % 3 == 0, id, result));
+    }
+    let results = results
+        .into_iter()
+        .map(|(fails, id, r)| (if fails { 0 } else { 1 }, id, r))
+        .collect();
+    check_only_failures_undone(&store, results).await;
+    store.shutdown().await;
+}
+
+/// Writes `(i, id, result)` where `i % 3 == 0` marks one that must have failed: it left no row
+/// and answered `Invalid`; every other one answered ok and left its second row.
+async fn check_only_failures_undone(
+    store: &Store,
+    results: Vec<(i32, String, Result<(), HubError>)>,
+) {
     let fresh = long_ago();
     for (i, id, result) in results {
         let key = id.clone();
@@ -63,7 +127,6 @@ async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
             );
         }
     }
-    store.shutdown().await;
 }
 
 fn long_ago() -> chrono::NaiveDateTime {

@@ -149,6 +149,26 @@ impl SessionActor {
         ctx.notify_later(PresenceSweep, every);
     }
 
+    /// Asks the table to release what `select` picks (and to grant what that lets go); `None`
+    /// when there is nothing to ask (a task command that completes no task).
+    fn plan_release(
+        &mut self,
+        select: Select,
+    ) -> Result<Option<impl Future<Output = Result<ReleasePlan, HubError>> + 'static>, HubError>
+    {
+        let table = self.lock_table()?;
+        if matches!(&select, Select::Tasks(t) if t.is_empty()) {
+            return Ok(None);
+        }
+        let ask = PlanRelease {
+            session: self.id,
+            select,
+        };
+        Ok(Some(async move {
+            table.send(ask).await.map_err(HubError::from)?
+        }))
+    }
+
     /// Has the table release what `select` picks, and commits `write` (the command's own rows
     /// and events, if any) with those releases and the grants they allow in one transaction;
     /// then `apply` runs and the table learns how it went.
@@ -164,25 +184,20 @@ impl SessionActor {
         W: FnOnce(&mut DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
         A: FnOnce(&mut SessionActor, &ReleasePlan, Vec<Event>, &mut Context<Self>) -> T + 'static,
     {
-        let table = match self.lock_table() {
-            Ok(t) => t,
+        let planned = match self.plan_release(select) {
+            Ok(p) => p,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        let asked = planned.is_some();
         let id = self.id;
-        // Nothing to release (a task command that completes no task): no trip to the table.
-        let nothing = matches!(&select, Select::Tasks(t) if t.is_empty());
-        let ask = PlanRelease {
-            session: id,
-            select,
-        };
         let planned = async move {
-            if nothing {
-                return Ok(Ok(ReleasePlan::default()));
+            match planned {
+                Some(p) => p.await,
+                None => Ok(ReleasePlan::default()),
             }
-            table.send(ask).await
         };
         Box::pin(planned.into_actor(self).then(move |planned, act, _| {
-            let plan = match planned.map_err(HubError::from).and_then(|r| r) {
+            let plan = match planned {
                 Ok(p) => p,
                 Err(e) => {
                     return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
@@ -202,7 +217,7 @@ impl SessionActor {
                     move |act, events, ctx| apply(act, &applied, events, ctx),
                 )
                 .map(move |result, act, _| {
-                    if let Some(t) = act.lock_table.as_ref().filter(|_| !nothing) {
+                    if let Some(t) = act.lock_table.as_ref().filter(|_| asked) {
                         t.do_send(plan.settle(id, result.is_ok()));
                     }
                     result
@@ -211,23 +226,58 @@ impl SessionActor {
         }))
     }
 
-    /// Releases what `select` picks (and grants what that lets go), nothing else.
-    fn release(&mut self, select: Select, actor: Option<String>) -> Reply<LockReleased> {
-        AtomicResponse::new(self.commit_with_release(
-            select,
-            actor,
-            |_| Ok(Vec::new()),
-            |_, _, events, _| {
-                LockReleased {
-                    event_id: events.first().map_or(0, |e| e.id),
-                    granted: events
-                        .iter()
-                        .filter(|e| e.kind == RESOURCE_LOCKED)
-                        .filter_map(|e| e.payload["lockId"].as_i64())
-                        .collect(),
+    /// Releases what `select` picks (and grants what that lets go), nothing else. Pipelined
+    /// (`pipeline.rs`): the table decides while the session is held; the commit is not held,
+    /// and the table settles once it is in, before the reply leaves.
+    fn release(
+        &mut self,
+        ctx: &mut Context<Self>,
+        select: Select,
+        actor: Option<String>,
+    ) -> ResponseFuture<Result<LockReleased, HubError>> {
+        let planned = match self.plan_release(select) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let none = LockReleased {
+                    event_id: 0,
+                    granted: Vec::new(),
+                };
+                return Box::pin(std::future::ready(Ok(none)));
+            }
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let id = self.id;
+        let step = planned.into_actor(self).map(move |planned, act, ctx| {
+            let plan = match planned {
+                Ok(p) => p,
+                Err(e) => return Box::pin(std::future::ready(Err(e))) as ResponseFuture<_>,
+            };
+            let at = now();
+            let stored = plan.clone();
+            // Grants of this session's own waiters ride on this release; the table counts them
+            // as waiting until it settles, so a later command of this session planned before
+            // that would be planned against a state the log no longer has: held until settled.
+            let hold = !plan.grants.is_empty();
+            let write = move |c: &mut DbConn| stored.write(c, id, at, actor.clone());
+            let apply = move |act: &mut SessionActor,
+                              outcome: Result<Vec<Event>, HubError>,
+                              ctx: &mut Context<SessionActor>| {
+                if let Some(t) = &act.lock_table {
+                    t.do_send(plan.settle(id, outcome.is_ok()));
                 }
-            },
-        ))
+                let events = outcome?;
+                Ok(act.applied(events, ctx, |_, events, _| LockReleased {
+                    event_id: events.first().map_or(0, |e| e.id),
+                    granted: granted_ids(&events),
+                }))
+            };
+            if hold {
+                act.held(ctx, write, apply)
+            } else {
+                act.pipelined(ctx, write, apply)
+            }
+        });
+        self.hold_then_pipeline(ctx, step)
     }
 
     /// The participant acting, for lock commands.
@@ -242,9 +292,12 @@ impl SessionActor {
 }
 
 impl Handler<AcquireLock> for SessionActor {
-    type Result = Reply<LockView>;
+    type Result = ResponseFuture<Result<LockView, HubError>>;
 
-    fn handle(&mut self, msg: AcquireLock, _: &mut Self::Context) -> Self::Result {
+    /// Pipelined (`pipeline.rs`): the table reserves while the session is held (it alone
+    /// decides conflicts, across sessions); the commit is not held, and the table settles once
+    /// it is in, before the reply leaves.
+    fn handle(&mut self, msg: AcquireLock, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .caller_as(&msg.credential, msg.as_participant.as_deref())
             .and_then(|caller| {
@@ -265,7 +318,7 @@ impl Handler<AcquireLock> for SessionActor {
             });
         let (request, label, table) = match planned {
             Ok(p) => p,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let id = self.id;
         // A lock for a task is its assignee's: the session's task coordinator has the task.
@@ -280,51 +333,48 @@ impl Handler<AcquireLock> for SessionActor {
                 .await
                 .map_err(HubError::from)?
         };
-        AtomicResponse::new(Box::pin(reserve.into_actor(self).then(
-            move |reserved, act, _| {
-                let reserved = match reserved {
-                    Ok(r) => r,
-                    Err(e) => return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
-                };
-                // The lease starts when the table granted it, not when it was asked.
-                let at = now();
-                let granted = reserved.lock.state == State::Held;
-                let request = request_row(id, &reserved.lock);
-                let lock_id = reserved.lock.id;
-                let (lock, event) = if granted {
-                    held_from(reserved.lock, at)
-                } else {
-                    let mut lock = reserved.lock;
-                    let event = queued_event(&request, lock.id, &reserved.behind);
-                    lock.state = State::Waiting;
-                    lock.token = None;
-                    lock.expires_at = None;
-                    (lock, event)
-                };
-                let behind = reserved.behind;
-                Box::pin(
-                    act.commit_events(
-                        move |c| {
-                            let e = queries::append_event(c, id, &event, at)?;
-                            lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
-                            Ok(vec![e])
-                        },
-                        move |_, _, _| LockView { lock, behind },
-                    )
-                    .map(move |result, act, _| {
-                        if let Some(t) = &act.lock_table {
-                            t.do_send(Settle {
-                                session: id,
-                                committed: result.is_ok(),
-                                acquired: vec![lock_id],
-                                ..Settle::default()
-                            });
-                        }
-                        result
-                    }),
-                )
-            },
-        )))
+        let step = reserve.into_actor(self).map(move |reserved, act, ctx| {
+            let reserved = match reserved {
+                Ok(r) => r,
+                Err(e) => return Box::pin(std::future::ready(Err(e))) as ResponseFuture<_>,
+            };
+            // The lease starts when the table granted it, not when it was asked.
+            let at = now();
+            let granted = reserved.lock.state == State::Held;
+            let request = request_row(id, &reserved.lock);
+            let lock_id = reserved.lock.id;
+            let (lock, event) = if granted {
+                held_from(reserved.lock, at)
+            } else {
+                let mut lock = reserved.lock;
+                let event = queued_event(&request, lock.id, &reserved.behind);
+                lock.state = State::Waiting;
+                lock.token = None;
+                lock.expires_at = None;
+                (lock, event)
+            };
+            let behind = reserved.behind;
+            act.pipelined(
+                ctx,
+                move |c| {
+                    let e = queries::append_event(c, id, &event, at)?;
+                    lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
+                    Ok(vec![e])
+                },
+                move |act, outcome, ctx| {
+                    if let Some(t) = &act.lock_table {
+                        t.do_send(Settle {
+                            session: id,
+                            committed: outcome.is_ok(),
+                            acquired: vec![lock_id],
+                            ..Settle::default()
+                        });
+                    }
+                    Ok(act.applied(outcome?, ctx, |_, _, _| LockView { lock, behind }))
+                },
+            )
+        });
+        self.hold_then_pipeline(ctx, step)
     }
 }
 
@@ -378,9 +428,9 @@ impl Handler<RenewLock> for SessionActor {
 }
 
 impl Handler<ReleaseLock> for SessionActor {
-    type Result = Reply<LockReleased>;
+    type Result = ResponseFuture<Result<LockReleased, HubError>>;
 
-    fn handle(&mut self, msg: ReleaseLock, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ReleaseLock, ctx: &mut Self::Context) -> Self::Result {
         let planned = self.session().and_then(|s| {
             let caller = self.caller_as(&msg.credential, msg.as_participant.as_deref())?;
             let by = match &caller {
@@ -396,7 +446,7 @@ impl Handler<ReleaseLock> for SessionActor {
         });
         let (by, may_force) = match planned {
             Ok(p) => p,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let select = Select::One {
             id: msg.lock_id,
@@ -404,7 +454,7 @@ impl Handler<ReleaseLock> for SessionActor {
             force: msg.force,
             may_force,
         };
-        self.release(select, by)
+        self.release(ctx, select, by)
     }
 }
 

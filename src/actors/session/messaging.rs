@@ -106,64 +106,86 @@ impl SessionActor {
     }
 }
 
+/// Pipelined (`pipeline.rs`): a send's checks read the membership and the session's status,
+/// which only held commands change, so sends of one session group-commit.
 impl Handler<SendMessage> for SessionActor {
-    type Result = Reply<MessageSent>;
+    type Result = ResponseFuture<Result<MessageSent, HubError>>;
 
-    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SendMessage, ctx: &mut Self::Context) -> Self::Result {
         let from = match self.acting_participant(&msg.credential, msg.as_participant.as_deref()) {
             Ok(f) => f,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         if let Err(e) = self.take_sends(&from, 1) {
-            return reply(Err(e));
+            return Box::pin(std::future::ready(Err(e)));
         }
-        let (store, id) = (self.store.clone(), self.id);
-        let parent_id = msg.spec.reply_to;
         let spec = msg.spec;
-        let fut = async move {
-            match parent_id {
-                Some(p) => store.read(move |c| messages::find_parent(c, id, p)).await,
-                None => Ok(None),
+        match spec.reply_to {
+            None => self.send_checked(ctx, from, spec, None),
+            // The parent's lookup holds the session, as the checks do.
+            Some(p) => {
+                let (store, id) = (self.store.clone(), self.id);
+                let lookup =
+                    async move { store.read(move |c| messages::find_parent(c, id, p)).await }
+                        .into_actor(self)
+                        .map(move |parent, act, ctx| match parent {
+                            Ok(parent) => act.send_checked(ctx, from, spec, parent),
+                            Err(e) => {
+                                act.refund_send(&from);
+                                Box::pin(std::future::ready(Err(e))) as ResponseFuture<_>
+                            }
+                        });
+                self.hold_then_pipeline(ctx, lookup)
             }
         }
-        .into_actor(self)
-        .then(move |parent, act, _| {
-            let at = now();
-            let planned = parent.and_then(|parent| {
-                let caller = Caller::Participant(from.clone());
-                Ok(act.session()?.check_send(&caller, spec, parent, at)?)
-            });
-            let planned = match planned {
-                Ok(p) => p,
-                Err(e) => {
-                    if let Some(b) = act.send_limits.get_mut(&from) {
-                        b.refund(); // refused sends do not count
-                    }
-                    return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
+    }
+}
+
+impl SessionActor {
+    /// A refused send does not count against the sender's budget.
+    fn refund_send(&mut self, from: &str) {
+        if let Some(b) = self.send_limits.get_mut(from) {
+            b.refund();
+        }
+    }
+
+    /// Checks a send against the session and queues its write.
+    fn send_checked(
+        &mut self,
+        ctx: &mut Context<Self>,
+        from: String,
+        spec: crate::domain::message::MessageSpec,
+        parent: Option<crate::domain::message::Parent>,
+    ) -> ResponseFuture<Result<MessageSent, HubError>> {
+        let at = now();
+        let caller = Caller::Participant(from.clone());
+        let planned = match self
+            .session()
+            .and_then(|s| Ok(s.check_send(&caller, spec, parent, at)?))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.refund_send(&from);
+                return Box::pin(std::future::ready(Err(e)));
+            }
+        };
+        let (stored, id) = (planned.clone(), self.id);
+        self.pipelined_events(
+            ctx,
+            move |c| Ok(vec![messages::append_sent(c, id, &stored, at)?]),
+            move |act, events, ctx| {
+                let event_id = events[0].id;
+                act.session_mut().apply_send(&planned, event_id);
+                if let Some(deadline) = planned.ack_deadline {
+                    ctx.notify_later(AckDeadline(event_id), until(deadline));
                 }
-            };
-            let stored = planned.clone();
-            act.commit_events(
-                move |c| {
-                    let event = queries::append_event(c, id, &stored.event, at)?;
-                    messages::insert_message(c, id, event.id, &stored, at)?;
-                    Ok(vec![event])
-                },
-                move |act, events, ctx| {
-                    let event_id = events[0].id;
-                    act.session_mut().apply_send(&planned, event_id);
-                    if let Some(deadline) = planned.ack_deadline {
-                        ctx.notify_later(AckDeadline(event_id), until(deadline));
-                    }
-                    MessageSent {
-                        id: event_id,
-                        thread: planned.thread.unwrap_or(event_id),
-                        ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
-                    }
-                },
-            )
-        });
-        AtomicResponse::new(Box::pin(fut))
+                MessageSent {
+                    id: event_id,
+                    thread: planned.thread.unwrap_or(event_id),
+                    ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
+                }
+            },
+        )
     }
 }
 
