@@ -125,16 +125,7 @@ pub fn append_sent(
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    let mut row = super::models::EventRow {
-        session_id: session_id.to_string(),
-        id: 0,
-        actor: m.event.actor.clone(),
-        kind: m.event.kind.to_owned(),
-        priority: m.event.priority.as_str().to_owned(),
-        payload: super::codec::encode_payload(&m.event.payload)?,
-        created_at: at,
-        recipient: m.event.to.clone(),
-    };
+    let mut row = super::queries::event_row(session_id.to_string(), &m.event, at)?;
     // The id is the session row's counter, as in `queries::append_event`. Unread by whom the
     // message reaches: its recipient, or (a broadcast, `$9` null) every participant the session
     // has had but the sender (one who left and comes back finds it unread).

@@ -18,6 +18,24 @@ use crate::domain::session::{
 };
 use crate::error::HubError;
 
+/// The row `event` is stored as, before it has its id.
+pub(super) fn event_row(
+    session_id: String,
+    event: &NewEvent,
+    at: NaiveDateTime,
+) -> Result<EventRow, HubError> {
+    Ok(EventRow {
+        session_id,
+        id: 0,
+        actor: event.actor.clone(),
+        kind: event.kind.to_owned(),
+        priority: event.priority.as_str().to_owned(),
+        payload: encode_payload(&event.payload)?,
+        created_at: at,
+        recipient: event.to.clone(),
+    })
+}
+
 /// Appends `event` to the session's log with the next id and bumps the session's activity time.
 /// The id is taken from `sessions.last_event_id` inside the writing transaction, so ids are
 /// gap-free and monotonic per session whatever else runs.
@@ -34,16 +52,7 @@ pub fn append_event(
         last_event_id: i64,
     }
     use diesel::sql_types::{Nullable, Text, Timestamp};
-    let mut row = EventRow {
-        session_id: sid,
-        id: 0,
-        actor: event.actor.clone(),
-        kind: event.kind.to_owned(),
-        priority: event.priority.as_str().to_owned(),
-        payload: encode_payload(&event.payload)?,
-        created_at: at,
-        recipient: event.to.clone(),
-    };
+    let mut row = event_row(sid, event, at)?;
     // The next id is the session row's counter, bumped with the activity time; its row lock
     // keeps ids in commit order. PostgreSQL takes the id and inserts the event in one round
     // trip (a data-modifying CTE); SQLite, in process, in two statements.
