@@ -106,7 +106,7 @@ async fn one_sessions_concurrent_writes_commit_in_order(backend: Backend) {
 }
 
 /// Client `i`: per round a message to gemini (checked readable by gemini as soon as it is
-/// acknowledged), every third round a lock on a file of its own taken and released, every
+/// acknowledged), every third round a lock on a file of its own taken, renewed and released, every
 /// fourth a context write (a held command between the pipelined ones). Its message ids.
 async fn run_client(app: &TestApp, i: usize, me: &str, gemini: &str) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -136,6 +136,14 @@ async fn run_client(app: &TestApp, i: usize, me: &str, gemini: &str) -> Vec<i64>
                 .await;
             assert_eq!(status, StatusCode::OK, "{lock}");
             let lock_id = lock_id(&lock);
+            let (status, renewed) = app
+                .post_as(
+                    me,
+                    "/mcp/collaborate/lock/renew",
+                    &json!({"lockId": lock_id, "duration": "10m"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{renewed}");
             let (status, released) = app
                 .post_as(
                     me,

@@ -379,9 +379,10 @@ impl Handler<AcquireLock> for SessionActor {
 }
 
 impl Handler<RenewLock> for SessionActor {
-    type Result = Reply<LockView>;
+    type Result = ResponseFuture<Result<LockView, HubError>>;
 
-    fn handle(&mut self, msg: RenewLock, _: &mut Self::Context) -> Self::Result {
+    /// Pipelined (`pipeline.rs`), as an acquire: the table renews while the session is held.
+    fn handle(&mut self, msg: RenewLock, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .lock_caller(&msg.credential, msg.as_participant.as_deref())
             .and_then(|holder| {
@@ -390,7 +391,7 @@ impl Handler<RenewLock> for SessionActor {
             });
         let (holder, lease_secs, table) = match planned {
             Ok(p) => p,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let (id, at, lock_id) = (self.id, now(), msg.lock_id);
         let renew = RenewInTable {
@@ -399,31 +400,29 @@ impl Handler<RenewLock> for SessionActor {
             id: lock_id,
             lease_secs,
         };
-        AtomicResponse::new(Box::pin(
-            async move { table.send(renew).await }
-                .into_actor(self)
-                .then(move |renewed, act, _| {
-                    let lock = match renewed.map_err(HubError::from).and_then(|r| r) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            return Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>;
-                        }
-                    };
-                    let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
-                    let event = renewed_event(&lock, expires);
-                    act.commit_events(
-                        move |c| {
-                            let e = queries::append_event(c, id, &event, at)?;
-                            lock_store::renew(c, id, lock_id, lease_secs, expires)?;
-                            Ok(vec![e])
-                        },
-                        move |_, _, _| LockView {
-                            lock,
-                            behind: Vec::new(),
-                        },
-                    )
-                }),
-        ))
+        let step = async move { table.send(renew).await }.into_actor(self).map(
+            move |renewed, act, ctx| {
+                let lock = match renewed.map_err(HubError::from).and_then(|r| r) {
+                    Ok(l) => l,
+                    Err(e) => return Box::pin(std::future::ready(Err(e))) as ResponseFuture<_>,
+                };
+                let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
+                let event = renewed_event(&lock, expires);
+                act.pipelined_events(
+                    ctx,
+                    move |c| {
+                        let e = queries::append_event(c, id, &event, at)?;
+                        lock_store::renew(c, id, lock_id, lease_secs, expires)?;
+                        Ok(vec![e])
+                    },
+                    move |_, _, _| LockView {
+                        lock,
+                        behind: Vec::new(),
+                    },
+                )
+            },
+        );
+        self.hold_then_pipeline(ctx, step)
     }
 }
 
