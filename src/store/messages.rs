@@ -126,32 +126,27 @@ pub fn append_sent(
         id: i64,
     }
     let mut row = super::queries::event_row(session_id.to_string(), &m.event, at)?;
+    // `$1`…`$7`: the event (`bind_event`); `$8`…: the message.
     // The id is the session row's counter, as in `queries::append_event`. Unread by whom the
     // message reaches: its recipient, or (a broadcast, `$9` null) every participant the session
     // has had but the sender (one who left and comes back finds it unread).
-    let id: Option<Id> = diesel::sql_query(
-        "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
-                    WHERE id = $2 RETURNING last_event_id), \
-              e AS (INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient) \
-                    SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id), \
-              m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, reply_to, \
-                    thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
-                    SELECT $2, e.id, $8, $9, $15, $10, $11, COALESCE($12, e.id), $13, $14, false, $1 \
-                    FROM e RETURNING id), \
-              u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
-                    SELECT $2, $9, m.id FROM m WHERE $9 IS NOT NULL \
-                    UNION ALL \
-                    SELECT p.session_id, p.ai_id, m.id FROM participants p, m \
-                    WHERE $9 IS NULL AND p.session_id = $2 AND p.ai_id <> $8) \
-         SELECT id FROM e",
+    let id: Option<Id> = super::queries::bind_event(
+        diesel::sql_query(concat!(
+            super::queries::pg_append_event!(),
+            ", m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, \
+                     reply_to, thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
+                     SELECT $2, e.id, $8, $9, $15, $10, $11, COALESCE($12, e.id), $13, $14, false, $1 \
+                     FROM e RETURNING id), \
+               u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
+                     SELECT $2, $9, m.id FROM m WHERE $9 IS NOT NULL \
+                     UNION ALL \
+                     SELECT p.session_id, p.ai_id, m.id FROM participants p, m \
+                     WHERE $9 IS NULL AND p.session_id = $2 AND p.ai_id <> $8) \
+             SELECT id FROM e"
+        ))
+        .into_boxed(),
+        &row,
     )
-    .bind::<Timestamp, _>(at)
-    .bind::<Text, _>(&row.session_id)
-    .bind::<Nullable<Text>, _>(&row.actor)
-    .bind::<Text, _>(&row.kind)
-    .bind::<Text, _>(&row.priority)
-    .bind::<Text, _>(&row.payload)
-    .bind::<Nullable<Text>, _>(&row.recipient)
     .bind::<Text, _>(&m.from)
     .bind::<Nullable<Text>, _>(&m.to)
     .bind::<Text, _>(m.body.to_string())

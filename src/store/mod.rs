@@ -114,7 +114,7 @@ where
         let Again {
             result, tx, wake, ..
         } = *self;
-        let result = result.unwrap_or_else(|| Err(write_dropped()));
+        let result = result.unwrap_or_else(|| Err(shutting_down()));
         let _ = tx.send(committed.and(result));
         let _ = wake.send(());
     }
@@ -375,11 +375,6 @@ where
     }))
 }
 
-/// The error of a write the store dropped unrun (shutting down, or its database gone).
-pub fn write_dropped() -> HubError {
-    shutting_down()
-}
-
 /// Runs one write in its own savepoint, so that its failure leaves the rest of the batch alone.
 /// Hand-written rather than diesel's nested `transaction`: on PostgreSQL the savepoint is not
 /// released (the commit releases them all), which saves a round trip per write; SQLite, in
@@ -407,7 +402,8 @@ fn in_savepoint<T>(
     }
 }
 
-fn shutting_down() -> HubError {
+/// The error of a write the store dropped unrun (shutting down, or its database gone).
+pub fn shutting_down() -> HubError {
     HubError::Unavailable("the store is shutting down or lost its database; retry".into())
 }
 
@@ -474,9 +470,9 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
     }
     let mut jobs: Vec<Box<dyn Rerunnable>> = batch
         .into_iter()
-        .filter_map(|j| match j {
-            Job::Again(j) => Some(j),
-            Job::Once(_) => None,
+        .map(|j| match j {
+            Job::Again(j) => j,
+            Job::Once(_) => unreachable!("a batch with a run-once write takes the savepoints"),
         })
         .collect();
     if let Err(healthy) = begin(conn, fence) {

@@ -36,6 +36,40 @@ pub(super) fn event_row(
     })
 }
 
+/// PostgreSQL: the head of a statement that takes the session's next event id and inserts the
+/// event, as CTEs `n` (the id) and `e` (the event, `RETURNING id`); its parameters are bound by
+/// `bind_event`. Shared by `append_event` and `messages::append_sent`, which adds the message.
+macro_rules! pg_append_event {
+    () => {
+        "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
+                    WHERE id = $2 RETURNING last_event_id), \
+              e AS (INSERT INTO events (session_id, id, actor, kind, priority, payload, \
+                    created_at, recipient) \
+                    SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id)"
+    };
+}
+pub(super) use pg_append_event;
+
+/// Binds `pg_append_event!`'s parameters `$1`…`$7` from the event's row.
+pub(super) fn bind_event<'a>(
+    query: diesel::query_builder::BoxedSqlQuery<
+        'a,
+        diesel::pg::Pg,
+        diesel::query_builder::SqlQuery,
+    >,
+    row: &'a EventRow,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::{Nullable, Text, Timestamp};
+    query
+        .bind::<Timestamp, _>(row.created_at)
+        .bind::<Text, _>(&row.session_id)
+        .bind::<Nullable<Text>, _>(&row.actor)
+        .bind::<Text, _>(&row.kind)
+        .bind::<Text, _>(&row.priority)
+        .bind::<Text, _>(&row.payload)
+        .bind::<Nullable<Text>, _>(&row.recipient)
+}
+
 /// Appends `event` to the session's log with the next id and bumps the session's activity time.
 /// The id is taken from `sessions.last_event_id` inside the writing transaction, so ids are
 /// gap-free and monotonic per session whatever else runs.
@@ -51,25 +85,20 @@ pub fn append_event(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last_event_id: i64,
     }
-    use diesel::sql_types::{Nullable, Text, Timestamp};
+    use diesel::sql_types::{Text, Timestamp};
     let mut row = event_row(sid, event, at)?;
     // The next id is the session row's counter, bumped with the activity time; its row lock
     // keeps ids in commit order. PostgreSQL takes the id and inserts the event in one round
     // trip (a data-modifying CTE); SQLite, in process, in two statements.
     let next: Option<Next> = match conn {
-        DbConn::Pg(c) => diesel::sql_query(
-            "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
-                         WHERE id = $2 RETURNING last_event_id) \
-             INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient) \
-             SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id AS last_event_id",
+        DbConn::Pg(c) => bind_event(
+            diesel::sql_query(concat!(
+                pg_append_event!(),
+                " SELECT id AS last_event_id FROM e"
+            ))
+            .into_boxed(),
+            &row,
         )
-        .bind::<Timestamp, _>(at)
-        .bind::<Text, _>(&row.session_id)
-        .bind::<Nullable<Text>, _>(&row.actor)
-        .bind::<Text, _>(&row.kind)
-        .bind::<Text, _>(&row.priority)
-        .bind::<Text, _>(&row.payload)
-        .bind::<Nullable<Text>, _>(&row.recipient)
         .get_result(c)
         .optional()?,
         DbConn::Sqlite(c) => {

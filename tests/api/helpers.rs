@@ -157,6 +157,15 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     Some(start_on(db, Settings::for_database("unused")).await)
 }
 
+/// The default settings with the per-participant send rate limit lifted: for tests that send
+/// more messages than a real agent may.
+pub fn without_send_limit() -> Settings {
+    let mut settings = Settings::for_database("unused");
+    settings.message_rate = 1_000_000.0;
+    settings.message_burst = 1_000_000;
+    settings
+}
+
 /// Starts the hub on `db` with `settings` (their database URL is replaced by the test's).
 pub async fn start_on(db: TestDb, mut settings: Settings) -> TestApp {
     settings.database_url = Some(db.url.clone());

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::StatusCode;
-use collab_hub::Settings;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, TestDb, both_backends, start_on};
@@ -22,10 +21,7 @@ async fn one_sessions_concurrent_writes_commit_in_order(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
     };
-    let mut settings = Settings::for_database("unused");
-    settings.message_rate = 1_000_000.0;
-    settings.message_burst = 1_000_000;
-    let app = start_on(db, settings).await;
+    let app = start_on(db, crate::helpers::without_send_limit()).await;
     let mut names = vec!["gemini".to_owned()];
     names.extend((0..CLIENTS).map(|i| format!("c{i}")));
     let (status, created) = app

@@ -149,24 +149,17 @@ impl SessionActor {
         ctx.notify_later(PresenceSweep, every);
     }
 
-    /// Asks the table to release what `select` picks (and to grant what that lets go); `None`
-    /// when there is nothing to ask (a task command that completes no task).
+    /// Asks the table to release what `select` picks (and to grant what that lets go).
     fn plan_release(
         &mut self,
         select: Select,
-    ) -> Result<Option<impl Future<Output = Result<ReleasePlan, HubError>> + 'static>, HubError>
-    {
+    ) -> Result<impl Future<Output = Result<ReleasePlan, HubError>> + 'static, HubError> {
         let table = self.lock_table()?;
-        if matches!(&select, Select::Tasks(t) if t.is_empty()) {
-            return Ok(None);
-        }
         let ask = PlanRelease {
             session: self.id,
             select,
         };
-        Ok(Some(async move {
-            table.send(ask).await.map_err(HubError::from)?
-        }))
+        Ok(async move { table.send(ask).await.map_err(HubError::from)? })
     }
 
     /// Has the table release what `select` picks, and commits `write` (the command's own rows
@@ -184,16 +177,19 @@ impl SessionActor {
         W: FnOnce(&mut DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
         A: FnOnce(&mut SessionActor, &ReleasePlan, Vec<Event>, &mut Context<Self>) -> T + 'static,
     {
+        // Nothing to release (a task command that completes no task): the plan, a lazy future,
+        // is never polled, so there is no trip to the table.
+        let asked = !matches!(&select, Select::Tasks(t) if t.is_empty());
         let planned = match self.plan_release(select) {
             Ok(p) => p,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let asked = planned.is_some();
         let id = self.id;
         let planned = async move {
-            match planned {
-                Some(p) => p.await,
-                None => Ok(ReleasePlan::default()),
+            if asked {
+                planned.await
+            } else {
+                Ok(ReleasePlan::default())
             }
         };
         Box::pin(planned.into_actor(self).then(move |planned, act, _| {
@@ -236,14 +232,7 @@ impl SessionActor {
         actor: Option<String>,
     ) -> ResponseFuture<Result<LockReleased, HubError>> {
         let planned = match self.plan_release(select) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                let none = LockReleased {
-                    event_id: 0,
-                    granted: Vec::new(),
-                };
-                return Box::pin(std::future::ready(Ok(none)));
-            }
+            Ok(p) => p,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let id = self.id;

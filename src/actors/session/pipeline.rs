@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use super::SessionActor;
 use crate::domain::event::Event;
 use crate::error::HubError;
-use crate::store::{DbConn, Submitted, write_dropped};
+use crate::store::{DbConn, Submitted, shutting_down};
 
 type Outcome = Result<Vec<Event>, HubError>;
 type Apply = Box<dyn FnOnce(&mut SessionActor, Outcome, &mut Context<SessionActor>)>;
@@ -62,7 +62,7 @@ impl SessionActor {
         });
         self.in_flight.0.push_back((outcome, apply));
         ctx.spawn(fut::wrap_future(ready).map(|_, act: &mut Self, ctx| act.drain_in_flight(ctx)));
-        Box::pin(async move { replied.await.unwrap_or_else(|_| Err(write_dropped())) })
+        answer(replied)
     }
 
     /// `pipelined`'s signature, but holding the session until the commit is applied, as
@@ -87,7 +87,7 @@ impl SessionActor {
                 let _ = reply.send(apply(act, outcome, ctx));
             });
         ctx.wait(committed);
-        Box::pin(async move { replied.await.unwrap_or_else(|_| Err(write_dropped())) })
+        answer(replied)
     }
 
     /// Applies, oldest first, every queued write whose outcome is in; stops at the first that
@@ -96,7 +96,7 @@ impl SessionActor {
         while let Some((outcome, _)) = self.in_flight.0.front_mut() {
             let outcome = match outcome.try_recv() {
                 Ok(o) => o,
-                Err(oneshot::error::TryRecvError::Closed) => Err(write_dropped()),
+                Err(oneshot::error::TryRecvError::Closed) => Err(shutting_down()),
                 Err(oneshot::error::TryRecvError::Empty) => return,
             };
             let (_, apply) = self.in_flight.0.pop_front().expect("front exists");
@@ -121,9 +121,7 @@ impl SessionActor {
             Ok(act.applied(outcome?, ctx, apply))
         })
     }
-}
 
-impl SessionActor {
     /// Runs `step` (a lookup before the checks, say) holding the session, as a held command
     /// would, then lets the pipelined command it yields answer.
     pub(super) fn hold_then_pipeline<T: 'static>(
@@ -138,8 +136,15 @@ impl SessionActor {
         Box::pin(async move {
             match rx.await {
                 Ok(answer) => answer.await,
-                Err(_) => Err(write_dropped()),
+                Err(_) => Err(shutting_down()),
             }
         })
     }
+}
+
+/// The reply a command waits for; a dropped sender (the actor stopped) answers `Unavailable`.
+fn answer<T: 'static>(
+    replied: oneshot::Receiver<Result<T, HubError>>,
+) -> ResponseFuture<Result<T, HubError>> {
+    Box::pin(async move { replied.await.unwrap_or_else(|_| Err(shutting_down())) })
 }
