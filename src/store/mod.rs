@@ -7,7 +7,8 @@
 //! after that commit, so "ok" means durable. A write that fails rolls back its savepoint and
 //! leaves the rest of the batch alone. (On PostgreSQL a batch of writes that may run twice —
 //! `submit_for`, the session pipeline's — skips the savepoints and, should one fail, runs again
-//! with them: `Rerunnable`.)
+//! with them: `Rerunnable`. In such a batch, consecutive message sends, whatever their
+//! sessions, are written by one statement: `submit_send`, `messages::append_sent_many`.)
 //!
 //! Why a thread and not a `SyncArbiter` actor for the writer: group commit needs to see the whole
 //! queue and drain it, and an actor mailbox hands out one message at a time. Reads do go through
@@ -46,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use conn::{ConnRole, DbConn, DbTarget};
 
+use crate::domain::event::Event;
 use crate::error::HubError;
 
 /// Writes waiting for the writer; callers wait (backpressure) once it is full.
@@ -54,11 +56,15 @@ const WRITE_QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// Reader threads (and connections).
 const READERS: usize = 2;
-/// Writer threads (and connections) on PostgreSQL. A writer there is bound by round trips, not
-/// by either side's CPU, so sessions are spread over several: a session's writes always go to
-/// the same one (`write_for`), so that its log still commits in id order and no two writers
-/// ever lock the same session's rows. SQLite has one writer: it allows no more.
-const PG_WRITERS: usize = 4;
+/// Writer threads (and connections) on PostgreSQL. A session's writes always go to the same one
+/// (`write_for`), so that its log still commits in id order and no two writers ever lock the
+/// same session's rows. Why two: a writer of one-statement-per-write commands (status, context)
+/// is bound by round trips, and a second writer doubled their throughput across 32 sessions;
+/// but sends are written one statement per batch (`messages::append_sent_many`), so fewer
+/// writers make bigger batches: 32 sessions' sends ran at 6,200/s on one writer, 5,060–5,290 on
+/// two and 2,400–3,570 on four, while the status writes ran at 440–460/s on one and 940–1,030
+/// on two or four (BENCHMARKS.md). SQLite has one writer: it allows no more.
+const PG_WRITERS: usize = 2;
 
 type Completion = Box<dyn FnOnce(Result<(), HubError>) + Send>;
 /// A write run in the batch's transaction: its completion, and whether the transaction is still
@@ -83,6 +89,13 @@ trait Rerunnable: Send {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), HubError>);
+    /// A message send, which a PostgreSQL batch writes in one statement with the sends queued
+    /// next to it (`messages::append_sent_many`).
+    fn send(&self) -> Option<&messages::SendWrite> {
+        None
+    }
+    /// Keeps the result of the send that statement wrote for this job.
+    fn sent(&mut self, _: Result<Event, HubError>) {}
 }
 
 struct Again<T, F> {
@@ -98,14 +111,7 @@ where
     F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
 {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
-        let (result, sound) = if savepoint {
-            in_savepoint(conn, &self.f)
-        } else {
-            let r = (self.f)(conn);
-            // PostgreSQL aborts the whole transaction on any error.
-            let sound = r.is_ok();
-            (r, sound)
-        };
+        let (result, sound) = run_again(conn, savepoint, &self.f);
         self.result = Some(result);
         sound
     }
@@ -114,10 +120,69 @@ where
         let Again {
             result, tx, wake, ..
         } = *self;
-        let result = result.unwrap_or_else(|| Err(shutting_down()));
-        let _ = tx.send(committed.and(result));
-        let _ = wake.send(());
+        answer_again(result, tx, wake, committed);
     }
+}
+
+/// A send on the pipeline: `Again` for `messages::append_sent`, kept as data (`send`).
+struct SendAgain {
+    write: messages::SendWrite,
+    result: Option<Result<Vec<Event>, HubError>>,
+    tx: oneshot::Sender<Result<Vec<Event>, HubError>>,
+    wake: oneshot::Sender<()>,
+}
+
+impl Rerunnable for SendAgain {
+    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
+        let write = &self.write;
+        let (result, sound) = run_again(conn, savepoint, |c| Ok(vec![write.write(c)?]));
+        self.result = Some(result);
+        sound
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), HubError>) {
+        let SendAgain {
+            result, tx, wake, ..
+        } = *self;
+        answer_again(result, tx, wake, committed);
+    }
+
+    fn send(&self) -> Option<&messages::SendWrite> {
+        Some(&self.write)
+    }
+
+    fn sent(&mut self, result: Result<Event, HubError>) {
+        self.result = Some(result.map(|e| vec![e]));
+    }
+}
+
+/// Runs a re-runnable write, in its savepoint or bare; returns its result and whether the
+/// transaction is still usable.
+fn run_again<T>(
+    conn: &mut DbConn,
+    savepoint: bool,
+    f: impl Fn(&mut DbConn) -> Result<T, HubError>,
+) -> (Result<T, HubError>, bool) {
+    if savepoint {
+        in_savepoint(conn, f)
+    } else {
+        let r = f(conn);
+        // PostgreSQL aborts the whole transaction on any error.
+        let sound = r.is_ok();
+        (r, sound)
+    }
+}
+
+/// Answers a re-runnable write's caller, then wakes whoever reads the answer.
+fn answer_again<T>(
+    result: Option<Result<T, HubError>>,
+    tx: oneshot::Sender<Result<T, HubError>>,
+    wake: oneshot::Sender<()>,
+    committed: Result<(), HubError>,
+) {
+    let result = result.unwrap_or_else(|| Err(shutting_down()));
+    let _ = tx.send(committed.and(result));
+    let _ = wake.send(());
 }
 
 /// What a batch runs: a write that runs once, or one that may run again.
@@ -239,8 +304,9 @@ impl Store {
         self.write_on(self.writer_of(session), f).await
     }
 
-    /// The writer a session's writes go to, always the same one.
-    fn writer_of(&self, session: uuid::Uuid) -> usize {
+    /// The writer a session's writes go to, always the same one (sessions that share it share
+    /// batches).
+    pub fn writer_of(&self, session: uuid::Uuid) -> usize {
         (session.as_u128() % self.writes.len() as u128) as usize
     }
 
@@ -259,35 +325,60 @@ impl Store {
 
     /// `write_for`, queued at once behind every write of `session` queued before it, without
     /// waiting for the commit: the caller goes on and reads the outcome later (the session
-    /// actor's pipeline). The second value is `Some` when the writer's queue was full: the
-    /// caller must await it, before it queues anything else for the session, to keep the order.
-    pub fn submit_for<T, F>(
-        &self,
-        session: uuid::Uuid,
-        f: F,
-    ) -> (Submitted<T>, Option<impl Future<Output = ()> + 'static>)
+    /// actor's pipeline). See `Submitted::queue_full` for the one thing it must await.
+    pub fn submit_for<T, F>(&self, session: uuid::Uuid, f: F) -> Submitted<T>
     where
         T: Send + 'static,
         F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
+        self.submit(session, |tx, wake| {
+            Box::new(Again {
+                f,
+                result: None,
+                tx,
+                wake,
+            })
+        })
+    }
+
+    /// `submit_for` of a message send (`messages::append_sent`): on PostgreSQL, sends queued
+    /// together are written in one statement.
+    pub fn submit_send(&self, write: messages::SendWrite) -> Submitted<Vec<Event>> {
+        self.submit(write.session_id, |tx, wake| {
+            Box::new(SendAgain {
+                write,
+                result: None,
+                tx,
+                wake,
+            })
+        })
+    }
+
+    fn submit<T>(
+        &self,
+        session: uuid::Uuid,
+        job: impl FnOnce(
+            oneshot::Sender<Result<T, HubError>>,
+            oneshot::Sender<()>,
+        ) -> Box<dyn Rerunnable>,
+    ) -> Submitted<T> {
         let (tx, outcome) = oneshot::channel();
         let (wake, ready) = oneshot::channel();
         let writer = self.writes[self.writer_of(session)].clone();
-        let job = WriteJob::Rerun(Box::new(Again {
-            f,
-            result: None,
-            tx,
-            wake,
-        }));
-        let queued = match writer.try_send(job) {
+        let queue_full = match writer.try_send(WriteJob::Rerun(job(tx, wake))) {
             Ok(()) => None,
             // Dropping the job answers `Unavailable` through `outcome`.
             Err(mpsc::error::TrySendError::Closed(_)) => None,
-            Err(mpsc::error::TrySendError::Full(job)) => Some(async move {
+            Err(mpsc::error::TrySendError::Full(job)) => Some(Box::pin(async move {
                 let _ = writer.send(job).await;
-            }),
+            })
+                as std::pin::Pin<Box<dyn Future<Output = ()>>>),
         };
-        (Submitted { outcome, ready }, queued)
+        Submitted {
+            outcome,
+            ready,
+            queue_full,
+        }
     }
 
     /// Runs `f` on a reader connection.
@@ -357,6 +448,9 @@ pub struct Submitted<T> {
     pub outcome: oneshot::Receiver<Result<T, HubError>>,
     /// Fires, or closes, once `outcome` can be read: for waking whoever reads it.
     pub ready: oneshot::Receiver<()>,
+    /// `Some` when the writer's queue was full: the write is queued once this finishes, and the
+    /// caller must await it before it queues anything else for the session, to keep the order.
+    pub queue_full: Option<std::pin::Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 /// The job that runs `f` in its savepoint and, after the batch's commit, sends the outcome to
@@ -479,8 +573,31 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
         return healthy; // dropped: their callers hear `Unavailable`
     }
     let mut failed = false;
-    for job in jobs.iter_mut() {
-        match catch_unwind(AssertUnwindSafe(|| job.run(conn, false))) {
+    let mut next = 0;
+    while next < jobs.len() {
+        // Consecutive sends go in one statement; anything else runs on its own.
+        let sends = jobs[next..]
+            .iter()
+            .take_while(|j| j.send().is_some())
+            .count();
+        let run = &mut jobs[next..next + sends.max(1)];
+        next += run.len();
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            if run.len() == 1 {
+                return run[0].run(conn, false);
+            }
+            let writes: Vec<_> = run.iter().filter_map(|j| j.send()).collect();
+            match messages::append_sent_many(conn, &writes) {
+                Ok(results) => {
+                    for (job, result) in run.iter_mut().zip(results) {
+                        job.sent(result);
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        }));
+        match ran {
             Ok(true) => {}
             Ok(false) => {
                 failed = true;

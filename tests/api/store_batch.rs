@@ -12,6 +12,7 @@ both_backends!(
     a_failed_write_in_a_batch_undoes_only_itself,
     a_failed_rerunnable_write_undoes_only_itself,
     a_stale_owner_commits_nothing,
+    sends_queued_together_are_written_as_one_by_one,
     statistics_are_kept_where_the_server_does_not_keep_them,
 );
 
@@ -64,7 +65,7 @@ async fn a_failed_rerunnable_write_undoes_only_itself(backend: Backend) {
         .map(|i| {
             let id = format!("w{i}");
             let key = id.clone();
-            let (sub, full) = store.submit_for(session, move |c| {
+            let sub = store.submit_for(session, move |c| {
                 mcp_sessions::save(c, &key, "{}", 1)?;
                 if i % 5 == 0 {
                     c.batch_execute("SELECT * FROM no_such_table")?;
@@ -74,7 +75,7 @@ async fn a_failed_rerunnable_write_undoes_only_itself(backend: Backend) {
                 }
                 mcp_sessions::save(c, &key, "{\"second\":true}", 2)
             });
-            assert!(full.is_none(), "the writer's queue holds 200");
+            assert!(sub.queue_full.is_none(), "the writer's queue holds 200");
             (i, id, sub)
         })
         .collect();
@@ -248,4 +249,263 @@ async fn statistics_are_kept_where_the_server_does_not_keep_them(backend: Backen
         .unwrap();
     assert!(kept, "events was not analyzed");
     store.shutdown().await;
+}
+
+/// Message sends queued together (`submit_send`, the session pipeline's sends). On PostgreSQL a
+/// run of them is written by ONE statement whatever sessions they belong to
+/// (`messages::append_sent_many`); what it writes must be what one send at a time writes (as
+/// SQLite does): each session's ids gap-free in queue order, the sessions' counters where the
+/// next send continues, each message with its thread, and unread by its recipient only, or for
+/// a broadcast by everyone but the sender. A send whose session does not exist is refused
+/// alone; one that fails in the database (here a unread row that already exists) makes the
+/// statement fail, and the batch then runs again one send at a time: only that send fails.
+async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
+    use collab_hub::domain::message::{MessageSpec, Parent, plan_send};
+    use collab_hub::store::messages::SendWrite;
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    // Sessions made by the hub, then written to by a store of our own once it stopped.
+    let mut sessions = Vec::new();
+    for name in ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"] {
+        let (status, body) = app
+            .post(
+                "/mcp/session/create",
+                &serde_json::json!({"name": name, "participants": ["x", "y", "z"]}),
+            )
+            .await;
+        assert_eq!(status, actix_web::http::StatusCode::CREATED, "{body}");
+        sessions.push(
+            body["sessionId"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let db = app.stop().await;
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    // Two sessions and a missing one, all on one writer: they share its batches.
+    let (a, b) = sessions
+        .iter()
+        .flat_map(|a| sessions.iter().map(move |b| (*a, *b)))
+        .find(|(a, b)| a != b && store.writer_of(*a) == store.writer_of(*b))
+        .expect("of 9 sessions two share one of the writers");
+    let gone = std::iter::repeat_with(uuid::Uuid::new_v4)
+        .find(|g| store.writer_of(*g) == store.writer_of(a))
+        .unwrap();
+    let base_a = last_event_id(&store, a).await;
+    let base_b = last_event_id(&store, b).await;
+    let at = chrono::Utc::now().naive_utc();
+    let everyone: std::collections::BTreeSet<String> = ["x", "y", "z"].map(String::from).into();
+    let send = |session, from: &str, to: Option<&str>, parent: Option<Parent>| SendWrite {
+        session_id: session,
+        message: plan_send(
+            from,
+            &everyone,
+            MessageSpec {
+                to: to.map(String::from),
+                priority: collab_hub::domain::event::Priority::Routine,
+                body: serde_json::json!(format!("{from} to {to:?}")),
+                reply_to: parent.as_ref().map(|p| p.id),
+                requires_ack: false,
+                ack_within_secs: None,
+            },
+            parent,
+            at,
+        )
+        .expect("a valid send"),
+        at,
+    };
+    // A's third message (x → y, id base_a + 3) will find its unread row already there.
+    let clash = base_a + 3;
+    let sid = a.to_string();
+    store
+        .write(move |c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "INSERT INTO message_unread (session_id, ai_id, message_id) VALUES ($1, 'y', $2)",
+            )
+            .bind::<diesel::sql_types::Text, _>(sid)
+            .bind::<diesel::sql_types::BigInt, _>(clash)
+            .execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let first_a = Parent {
+        id: base_a + 1,
+        from: "x".into(),
+        to: None,
+        thread: base_a + 1,
+    };
+    // (send, expected: Some(id) or None for refused), all queued before the writer wakes.
+    let plan = vec![
+        (send(a, "x", None, None), Some(base_a + 1)),
+        (send(b, "y", Some("z"), None), Some(base_b + 1)),
+        (send(a, "y", None, Some(first_a.clone())), Some(base_a + 2)),
+        (send(gone, "x", None, None), None),
+        (send(b, "z", None, None), Some(base_b + 2)),
+        (send(a, "x", Some("y"), None), None), // the clash
+        (send(a, "z", Some("x"), Some(first_a)), Some(base_a + 3)),
+        (send(b, "x", Some("y"), None), Some(base_b + 3)),
+    ];
+    let submitted: Vec<_> = plan
+        .into_iter()
+        .map(|(write, expected)| {
+            let shape = (
+                write.session_id,
+                write.message.from.clone(),
+                write.message.to.clone(),
+            );
+            let sub = store.submit_send(write);
+            assert!(sub.queue_full.is_none());
+            (shape, expected, sub)
+        })
+        .collect();
+    let mut written = Vec::new();
+    for ((session, from, to), expected, sub) in submitted {
+        let outcome = sub.outcome.await.expect("answered");
+        match expected {
+            Some(id) => {
+                let events = outcome.unwrap_or_else(|e| panic!("{from} → {to:?}: {e}"));
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].id, id, "{from} → {to:?} in {session}");
+                assert_eq!(events[0].kind, "message_sent");
+                written.push((session, id, from, to));
+            }
+            None => assert!(outcome.is_err(), "{from} → {to:?} must be refused"),
+        }
+    }
+    // The counters continue where the batch left them.
+    assert_eq!(last_event_id(&store, a).await, base_a + 3);
+    assert_eq!(last_event_id(&store, b).await, base_b + 3);
+    // What is stored is exactly what was acknowledged.
+    for (session, base) in [(a, base_a), (b, base_b)] {
+        let stored = stored_messages(&store, session, base).await;
+        let expected: Vec<_> = written
+            .iter()
+            .filter(|w| w.0 == session)
+            .map(|(_, id, from, to)| (*id, from.clone(), to.clone()))
+            .collect();
+        let stored: Vec<_> = stored.into_iter().map(|m| (m.0, m.1, m.2)).collect();
+        assert_eq!(stored, expected, "messages of {session}");
+        let mut unread = stored_unread(&store, session, base).await;
+        let mut want: Vec<(String, i64)> = expected
+            .iter()
+            .flat_map(|(id, from, to)| match to {
+                Some(to) => vec![(to.clone(), *id)],
+                None => ["x", "y", "z"]
+                    .iter()
+                    .filter(|p| **p != from.as_str())
+                    .map(|p| (p.to_string(), *id))
+                    .collect(),
+            })
+            .collect();
+        if session == a {
+            want.push(("y".into(), clash)); // planted before the batch
+        }
+        unread.sort();
+        want.sort();
+        assert_eq!(unread, want, "unread rows of {session}");
+    }
+    // Replies keep their thread: A's second and last messages answer its first.
+    let threads: Vec<_> = stored_messages(&store, a, base_a)
+        .await
+        .into_iter()
+        .map(|m| (m.0, m.3))
+        .collect();
+    assert_eq!(
+        threads,
+        vec![
+            (base_a + 1, base_a + 1),
+            (base_a + 2, base_a + 1),
+            (base_a + 3, base_a + 1)
+        ]
+    );
+    store.shutdown().await;
+}
+
+async fn last_event_id(store: &Store, session: uuid::Uuid) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last: i64,
+    }
+    store
+        .read(move |c| {
+            use diesel::RunQueryDsl;
+            let row: Last =
+                diesel::sql_query("SELECT last_event_id AS last FROM sessions WHERE id = $1")
+                    .bind::<diesel::sql_types::Text, _>(session.to_string())
+                    .get_result(c)?;
+            Ok(row.last)
+        })
+        .await
+        .unwrap()
+}
+
+/// `(id, from, to, thread)` of the session's messages after `after`, by id.
+async fn stored_messages(
+    store: &Store,
+    session: uuid::Uuid,
+    after: i64,
+) -> Vec<(i64, String, Option<String>, i64)> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        from_ai: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        to_ai: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        thread_id: i64,
+    }
+    store
+        .read(move |c| {
+            use diesel::RunQueryDsl;
+            let rows: Vec<Row> = diesel::sql_query(
+                "SELECT m.id, m.from_ai, m.to_ai, m.thread_id FROM messages m \
+                 JOIN events e ON e.session_id = m.session_id AND e.id = m.id \
+                 WHERE m.session_id = $1 AND m.id > $2 AND e.kind = 'message_sent' ORDER BY m.id",
+            )
+            .bind::<Text, _>(session.to_string())
+            .bind::<BigInt, _>(after)
+            .load(c)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.id, r.from_ai, r.to_ai, r.thread_id))
+                .collect())
+        })
+        .await
+        .unwrap()
+}
+
+/// `(reader, message)` of the session's unread rows after `after`.
+async fn stored_unread(store: &Store, session: uuid::Uuid, after: i64) -> Vec<(String, i64)> {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        ai_id: String,
+        #[diesel(sql_type = BigInt)]
+        message_id: i64,
+    }
+    store
+        .read(move |c| {
+            use diesel::RunQueryDsl;
+            let rows: Vec<Row> = diesel::sql_query(
+                "SELECT ai_id, message_id FROM message_unread WHERE session_id = $1 AND message_id > $2",
+            )
+            .bind::<Text, _>(session.to_string())
+            .bind::<BigInt, _>(after)
+            .load(c)?;
+            Ok(rows.into_iter().map(|r| (r.ai_id, r.message_id)).collect())
+        })
+        .await
+        .unwrap()
 }

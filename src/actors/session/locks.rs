@@ -263,7 +263,7 @@ impl SessionActor {
             if hold {
                 act.held(ctx, write, apply)
             } else {
-                act.pipelined(ctx, write, apply)
+                act.pipelined(ctx, act.submit(write), apply)
             }
         });
         self.hold_then_pipeline(ctx, step)
@@ -343,25 +343,22 @@ impl Handler<AcquireLock> for SessionActor {
                 (lock, event)
             };
             let behind = reserved.behind;
-            act.pipelined(
-                ctx,
-                move |c| {
-                    let e = queries::append_event(c, id, &event, at)?;
-                    lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
-                    Ok(vec![e])
-                },
-                move |act, outcome, ctx| {
-                    if let Some(t) = &act.lock_table {
-                        t.do_send(Settle {
-                            session: id,
-                            committed: outcome.is_ok(),
-                            acquired: vec![lock_id],
-                            ..Settle::default()
-                        });
-                    }
-                    Ok(act.applied(outcome?, ctx, |_, _, _| LockView { lock, behind }))
-                },
-            )
+            let write = act.submit(move |c| {
+                let e = queries::append_event(c, id, &event, at)?;
+                lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
+                Ok(vec![e])
+            });
+            act.pipelined(ctx, write, move |act, outcome, ctx| {
+                if let Some(t) = &act.lock_table {
+                    t.do_send(Settle {
+                        session: id,
+                        committed: outcome.is_ok(),
+                        acquired: vec![lock_id],
+                        ..Settle::default()
+                    });
+                }
+                Ok(act.applied(outcome?, ctx, |_, _, _| LockView { lock, behind }))
+            })
         });
         self.hold_then_pipeline(ctx, step)
     }
@@ -397,18 +394,15 @@ impl Handler<RenewLock> for SessionActor {
                 };
                 let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
                 let event = renewed_event(&lock, expires);
-                act.pipelined_events(
-                    ctx,
-                    move |c| {
-                        let e = queries::append_event(c, id, &event, at)?;
-                        lock_store::renew(c, id, lock_id, lease_secs, expires)?;
-                        Ok(vec![e])
-                    },
-                    move |_, _, _| LockView {
-                        lock,
-                        behind: Vec::new(),
-                    },
-                )
+                let write = act.submit(move |c| {
+                    let e = queries::append_event(c, id, &event, at)?;
+                    lock_store::renew(c, id, lock_id, lease_secs, expires)?;
+                    Ok(vec![e])
+                });
+                act.pipelined_events(ctx, write, move |_, _, _| LockView {
+                    lock,
+                    behind: Vec::new(),
+                })
             },
         );
         self.hold_then_pipeline(ctx, step)

@@ -169,23 +169,23 @@ impl SessionActor {
                 return Box::pin(std::future::ready(Err(e)));
             }
         };
-        let (stored, id) = (planned.clone(), self.id);
-        self.pipelined_events(
-            ctx,
-            move |c| Ok(vec![messages::append_sent(c, id, &stored, at)?]),
-            move |act, events, ctx| {
-                let event_id = events[0].id;
-                act.session_mut().apply_send(&planned, event_id);
-                if let Some(deadline) = planned.ack_deadline {
-                    ctx.notify_later(AckDeadline(event_id), until(deadline));
-                }
-                MessageSent {
-                    id: event_id,
-                    thread: planned.thread.unwrap_or(event_id),
-                    ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
-                }
-            },
-        )
+        let write = self.store.submit_send(messages::SendWrite {
+            session_id: self.id,
+            message: planned.clone(),
+            at,
+        });
+        self.pipelined_events(ctx, write, move |act, events, ctx| {
+            let event_id = events[0].id;
+            act.session_mut().apply_send(&planned, event_id);
+            if let Some(deadline) = planned.ack_deadline {
+                ctx.notify_later(AckDeadline(event_id), until(deadline));
+            }
+            MessageSent {
+                id: event_id,
+                thread: planned.thread.unwrap_or(event_id),
+                ack_deadline: planned.ack_deadline.map(|d| d.and_utc()),
+            }
+        })
     }
 }
 

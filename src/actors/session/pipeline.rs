@@ -36,22 +36,25 @@ type Apply = Box<dyn FnOnce(&mut SessionActor, Outcome, &mut Context<SessionActo
 pub(super) struct InFlight(VecDeque<(oneshot::Receiver<Outcome>, Apply)>);
 
 impl SessionActor {
-    /// Queues `write` behind this session's earlier writes and answers once it committed and
-    /// `apply` ran, in queue order. The caller has run the command's checks; see the module
-    /// comment for which commands may come this way.
-    pub(super) fn pipelined<T, W, A>(
+    /// Answers once `submitted` (a write queued behind this session's earlier ones, by
+    /// `Store::submit_for` or `submit_send`) committed and `apply` ran, in queue order. The
+    /// caller has run the command's checks; see the module comment for which commands may come
+    /// this way.
+    pub(super) fn pipelined<T, A>(
         &mut self,
         ctx: &mut Context<Self>,
-        write: W,
+        submitted: Submitted<Vec<Event>>,
         apply: A,
     ) -> ResponseFuture<Result<T, HubError>>
     where
         T: 'static,
-        // `Fn`: the store may run it again (`store::Rerunnable`).
-        W: Fn(&mut DbConn) -> Outcome + Send + 'static,
         A: FnOnce(&mut SessionActor, Outcome, &mut Context<Self>) -> Result<T, HubError> + 'static,
     {
-        let (Submitted { outcome, ready }, queue_full) = self.store.submit_for(self.id, write);
+        let Submitted {
+            outcome,
+            ready,
+            queue_full,
+        } = submitted;
         if let Some(queued) = queue_full {
             // Backpressure, and nothing else of this session may queue before it.
             ctx.wait(fut::wrap_future(queued));
@@ -63,6 +66,15 @@ impl SessionActor {
         self.in_flight.0.push_back((outcome, apply));
         ctx.spawn(fut::wrap_future(ready).map(|_, act: &mut Self, ctx| act.drain_in_flight(ctx)));
         answer(replied)
+    }
+
+    /// Queues `write` behind this session's earlier writes, for `pipelined`.
+    pub(super) fn submit<W>(&self, write: W) -> Submitted<Vec<Event>>
+    where
+        // `Fn`: the store may run it again (`store::Rerunnable`).
+        W: Fn(&mut DbConn) -> Outcome + Send + 'static,
+    {
+        self.store.submit_for(self.id, write)
     }
 
     /// `pipelined`'s signature, but holding the session until the commit is applied, as
@@ -106,18 +118,17 @@ impl SessionActor {
 
     /// `pipelined` for a command that commits events and answers from them, as
     /// `commit_events` does: the events enter the state and fan out before `apply` answers.
-    pub(super) fn pipelined_events<T, W, A>(
+    pub(super) fn pipelined_events<T, A>(
         &mut self,
         ctx: &mut Context<Self>,
-        write: W,
+        submitted: Submitted<Vec<Event>>,
         apply: A,
     ) -> ResponseFuture<Result<T, HubError>>
     where
         T: 'static,
-        W: Fn(&mut DbConn) -> Outcome + Send + 'static,
         A: FnOnce(&mut SessionActor, Vec<Event>, &mut Context<Self>) -> T + 'static,
     {
-        self.pipelined(ctx, write, move |act, outcome, ctx| {
+        self.pipelined(ctx, submitted, move |act, outcome, ctx| {
             Ok(act.applied(outcome?, ctx, apply))
         })
     }
