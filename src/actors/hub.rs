@@ -101,8 +101,8 @@ impl Handler<WatchOpened> for Hub {
     }
 }
 
-/// How often planner statistics are refreshed on a PostgreSQL without autovacuum.
-const STATISTICS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the hub vacuums and analyzes a PostgreSQL that runs without autovacuum.
+const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most token digests the hub remembers.
 const MAX_TOKEN_INDEX: usize = 100_000;
@@ -176,12 +176,12 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        // Planner statistics where the database server does not keep them (`refresh_statistics`).
-        ctx.run_interval(STATISTICS_EVERY, |act, _| {
+        // Vacuum and statistics where the database server does not keep them.
+        ctx.run_interval(VACUUM_EVERY, |act, _| {
             let store = act.store.clone();
             actix::spawn(async move {
-                if let Err(e) = store.refresh_statistics().await {
-                    log::warn!("cannot refresh the database's statistics: {e}");
+                if let Err(e) = store.vacuum_where_autovacuum_is_off().await {
+                    log::warn!("cannot vacuum or analyze the database: {e}");
                 }
             });
         });

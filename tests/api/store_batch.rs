@@ -13,7 +13,7 @@ both_backends!(
     a_failed_rerunnable_write_undoes_only_itself,
     a_stale_owner_commits_nothing,
     sends_queued_together_are_written_as_one_by_one,
-    statistics_are_kept_where_the_server_does_not_keep_them,
+    tables_are_vacuumed_where_the_server_does_not,
 );
 
 async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
@@ -218,14 +218,17 @@ async fn a_stale_owner_commits_nothing(backend: Backend) {
 /// PostgreSQL without autovacuum: the hub's periodic refresh leaves the history tables analyzed
 /// (otherwise the planner scans a session's whole history for one page). With autovacuum on,
 /// and on SQLite, there is nothing to do and nothing fails.
-async fn statistics_are_kept_where_the_server_does_not_keep_them(backend: Backend) {
+async fn tables_are_vacuumed_where_the_server_does_not(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
     };
     let store = Store::open(DbTarget::parse(&db.url).unwrap())
         .await
         .expect("store opens");
-    store.refresh_statistics().await.expect("refreshes");
+    store
+        .vacuum_where_autovacuum_is_off()
+        .await
+        .expect("vacuums");
     let kept = store
         .read(|c| {
             #[derive(diesel::QueryableByName)]
@@ -238,8 +241,9 @@ async fn statistics_are_kept_where_the_server_does_not_keep_them(backend: Backen
             };
             let k: Kept = diesel::RunQueryDsl::get_result(
                 diesel::sql_query(
-                    "SELECT current_setting('autovacuum') = 'on' OR last_analyze IS NOT NULL AS kept
-                       FROM pg_stat_user_tables WHERE relname = 'events'",
+                    "SELECT current_setting('autovacuum') = 'on' OR bool_and(last_analyze IS NOT NULL
+                            AND last_vacuum IS NOT NULL) AS kept
+                       FROM pg_stat_user_tables WHERE relname IN ('events', 'message_unread', 'sessions')",
                 ),
                 pg,
             )?;
@@ -247,7 +251,10 @@ async fn statistics_are_kept_where_the_server_does_not_keep_them(backend: Backen
         })
         .await
         .unwrap();
-    assert!(kept, "events was not analyzed");
+    assert!(
+        kept,
+        "events, message_unread or sessions was not vacuumed and analyzed"
+    );
     store.shutdown().await;
 }
 
