@@ -98,11 +98,45 @@ trait Rerunnable: Send {
     fn sent(&mut self, _: Result<Event, HubError>) {}
 }
 
-struct Again<T, F> {
-    f: F,
+/// The caller's side of a re-runnable write: its result so far, then its answer and the wake.
+struct Reply<T> {
     result: Option<Result<T, HubError>>,
     tx: oneshot::Sender<Result<T, HubError>>,
     wake: oneshot::Sender<()>,
+}
+
+impl<T> Reply<T> {
+    /// Runs `f`, in its savepoint or bare, and keeps its result; returns whether the
+    /// transaction is still usable.
+    fn run(
+        &mut self,
+        conn: &mut DbConn,
+        savepoint: bool,
+        f: impl Fn(&mut DbConn) -> Result<T, HubError>,
+    ) -> bool {
+        let (result, sound) = if savepoint {
+            in_savepoint(conn, f)
+        } else {
+            let r = f(conn);
+            // PostgreSQL aborts the whole transaction on any error.
+            let sound = r.is_ok();
+            (r, sound)
+        };
+        self.result = Some(result);
+        sound
+    }
+
+    /// Answers the caller, then wakes whoever reads the answer.
+    fn finish(self, committed: Result<(), HubError>) {
+        let result = self.result.unwrap_or_else(|| Err(shutting_down()));
+        let _ = self.tx.send(committed.and(result));
+        let _ = self.wake.send(());
+    }
+}
+
+struct Again<T, F> {
+    f: F,
+    reply: Reply<T>,
 }
 
 impl<T, F> Rerunnable for Again<T, F>
@@ -111,40 +145,29 @@ where
     F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
 {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
-        let (result, sound) = run_again(conn, savepoint, &self.f);
-        self.result = Some(result);
-        sound
+        self.reply.run(conn, savepoint, &self.f)
     }
 
     fn finish(self: Box<Self>, committed: Result<(), HubError>) {
-        let Again {
-            result, tx, wake, ..
-        } = *self;
-        answer_again(result, tx, wake, committed);
+        self.reply.finish(committed);
     }
 }
 
 /// A send on the pipeline: `Again` for `messages::append_sent`, kept as data (`send`).
 struct SendAgain {
     write: messages::SendWrite,
-    result: Option<Result<Vec<Event>, HubError>>,
-    tx: oneshot::Sender<Result<Vec<Event>, HubError>>,
-    wake: oneshot::Sender<()>,
+    reply: Reply<Vec<Event>>,
 }
 
 impl Rerunnable for SendAgain {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
         let write = &self.write;
-        let (result, sound) = run_again(conn, savepoint, |c| Ok(vec![write.write(c)?]));
-        self.result = Some(result);
-        sound
+        self.reply
+            .run(conn, savepoint, |c| Ok(vec![write.write(c)?]))
     }
 
     fn finish(self: Box<Self>, committed: Result<(), HubError>) {
-        let SendAgain {
-            result, tx, wake, ..
-        } = *self;
-        answer_again(result, tx, wake, committed);
+        self.reply.finish(committed);
     }
 
     fn send(&self) -> Option<&messages::SendWrite> {
@@ -152,37 +175,8 @@ impl Rerunnable for SendAgain {
     }
 
     fn sent(&mut self, result: Result<Event, HubError>) {
-        self.result = Some(result.map(|e| vec![e]));
+        self.reply.result = Some(result.map(|e| vec![e]));
     }
-}
-
-/// Runs a re-runnable write, in its savepoint or bare; returns its result and whether the
-/// transaction is still usable.
-fn run_again<T>(
-    conn: &mut DbConn,
-    savepoint: bool,
-    f: impl Fn(&mut DbConn) -> Result<T, HubError>,
-) -> (Result<T, HubError>, bool) {
-    if savepoint {
-        in_savepoint(conn, f)
-    } else {
-        let r = f(conn);
-        // PostgreSQL aborts the whole transaction on any error.
-        let sound = r.is_ok();
-        (r, sound)
-    }
-}
-
-/// Answers a re-runnable write's caller, then wakes whoever reads the answer.
-fn answer_again<T>(
-    result: Option<Result<T, HubError>>,
-    tx: oneshot::Sender<Result<T, HubError>>,
-    wake: oneshot::Sender<()>,
-    committed: Result<(), HubError>,
-) {
-    let result = result.unwrap_or_else(|| Err(shutting_down()));
-    let _ = tx.send(committed.and(result));
-    let _ = wake.send(());
 }
 
 /// What a batch runs: a write that runs once, or one that may run again.
@@ -338,41 +332,31 @@ impl Store {
         T: Send + 'static,
         F: Fn(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        self.submit(session, |tx, wake| {
-            Box::new(Again {
-                f,
-                result: None,
-                tx,
-                wake,
-            })
-        })
+        self.submit(session, |reply| Box::new(Again { f, reply }))
     }
 
     /// `submit_for` of a message send (`messages::append_sent`): on PostgreSQL, sends queued
     /// together are written in one statement.
     pub fn submit_send(&self, write: messages::SendWrite) -> Submitted<Vec<Event>> {
-        self.submit(write.session_id, |tx, wake| {
-            Box::new(SendAgain {
-                write,
-                result: None,
-                tx,
-                wake,
-            })
+        self.submit(write.session_id, |reply| {
+            Box::new(SendAgain { write, reply })
         })
     }
 
     fn submit<T>(
         &self,
         session: uuid::Uuid,
-        job: impl FnOnce(
-            oneshot::Sender<Result<T, HubError>>,
-            oneshot::Sender<()>,
-        ) -> Box<dyn Rerunnable>,
+        job: impl FnOnce(Reply<T>) -> Box<dyn Rerunnable>,
     ) -> Submitted<T> {
         let (tx, outcome) = oneshot::channel();
         let (wake, ready) = oneshot::channel();
+        let reply = Reply {
+            result: None,
+            tx,
+            wake,
+        };
         let writer = self.writes[self.writer_of(session)].clone();
-        let queue_full = match writer.try_send(WriteJob::Rerun(job(tx, wake))) {
+        let queue_full = match writer.try_send(WriteJob::Rerun(job(reply))) {
             Ok(()) => None,
             // Dropping the job answers `Unavailable` through `outcome`.
             Err(mpsc::error::TrySendError::Closed(_)) => None,
