@@ -6,10 +6,54 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbConn;
+use super::queries::append_event_with;
 use super::schema::locks;
+use crate::domain::event::{Event, NewEvent};
 use crate::domain::lock::{Lock, Mode, Release, Request, Resource, State};
 use crate::error::HubError;
 
+/// Appends `event` (the request's `lock_queued` or `resource_locked`) with the request's row,
+/// waiting or held from `at`: one round trip on PostgreSQL.
+pub fn append_request(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    event: &NewEvent,
+    id: i64,
+    r: &Request,
+    granted: bool,
+    at: NaiveDateTime,
+) -> Result<Event, HubError> {
+    use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+    let lease_secs = i32::try_from(r.lease_secs).unwrap_or(i32::MAX);
+    let expires_at = granted.then(|| at + chrono::TimeDelta::seconds(i64::from(r.lease_secs)));
+    let (resource, holder, mode) = (r.resource.to_string(), r.holder.clone(), r.mode.as_str());
+    let (operation, task_id) = (r.operation.clone(), r.task_id);
+    let state = if granted { "held" } else { "waiting" };
+    append_event_with(
+        conn,
+        session_id,
+        event,
+        at,
+        ", l AS (INSERT INTO locks (session_id, id, resource, holder, mode, operation, state, \
+                 lease_secs, fencing_token, requested_at, task_id, expires_at) \
+                 SELECT $2, $8, $9, $10, $11, $12, $13, $14, $15, $1, $16, $17 FROM e)",
+        |q| {
+            q.bind::<BigInt, _>(id)
+                .bind::<Text, _>(resource)
+                .bind::<Text, _>(holder)
+                .bind::<Text, _>(mode)
+                .bind::<Nullable<Text>, _>(operation)
+                .bind::<Text, _>(state)
+                .bind::<Integer, _>(lease_secs)
+                .bind::<Nullable<BigInt>, _>(granted.then_some(id))
+                .bind::<Nullable<BigInt>, _>(task_id)
+                .bind::<Nullable<Timestamp>, _>(expires_at)
+        },
+        |c, _| insert_request(c, session_id, id, r, granted, at),
+    )
+}
+
+/// The request's row, waiting or held from `at` (with `id` as its token).
 pub fn insert_request(
     conn: &mut DbConn,
     session_id: Uuid,
@@ -61,23 +105,44 @@ pub fn set_held(
     Ok(n == 1)
 }
 
-pub fn renew(
+/// Appends `event` (`lock_renewed`) with the new lease on the lock's row: one round trip on
+/// PostgreSQL.
+pub fn append_renewal(
     conn: &mut DbConn,
     session_id: Uuid,
+    event: &NewEvent,
     id: i64,
     lease_secs: u32,
     expires_at: NaiveDateTime,
-) -> Result<(), HubError> {
-    diesel::update(locks::table.find((session_id.to_string(), id)))
-        .set((
-            locks::lease_secs.eq(i32::try_from(lease_secs).unwrap_or(i32::MAX)),
-            locks::expires_at.eq(Some(expires_at)),
-        ))
-        .execute(conn)?;
-    Ok(())
+    at: NaiveDateTime,
+) -> Result<Event, HubError> {
+    use diesel::sql_types::{BigInt, Integer, Timestamp};
+    let secs = i32::try_from(lease_secs).unwrap_or(i32::MAX);
+    append_event_with(
+        conn,
+        session_id,
+        event,
+        at,
+        ", l AS (UPDATE locks SET lease_secs = $9, expires_at = $10 \
+                 WHERE session_id = $2 AND id = $8)",
+        |q| {
+            q.bind::<BigInt, _>(id)
+                .bind::<Integer, _>(secs)
+                .bind::<Timestamp, _>(expires_at)
+        },
+        |c, _| {
+            diesel::update(locks::table.find((session_id.to_string(), id)))
+                .set((
+                    locks::lease_secs.eq(secs),
+                    locks::expires_at.eq(Some(expires_at)),
+                ))
+                .execute(c)?;
+            Ok(())
+        },
+    )
 }
 
-fn reason_text(r: Release) -> &'static str {
+pub(super) fn reason_text(r: Release) -> &'static str {
     match r {
         Release::Released => "released",
         Release::Expired => "expired",
@@ -90,21 +155,36 @@ fn reason_text(r: Release) -> &'static str {
     }
 }
 
-pub fn release(
+/// Appends `event` (`resource_released`) and marks the lock's row released for `reason`: one
+/// round trip on PostgreSQL.
+pub fn append_release(
     conn: &mut DbConn,
     session_id: Uuid,
+    event: &NewEvent,
     id: i64,
     reason: Release,
     at: NaiveDateTime,
-) -> Result<(), HubError> {
-    diesel::update(locks::table.find((session_id.to_string(), id)))
-        .set((
-            locks::state.eq("released"),
-            locks::released_at.eq(Some(at)),
-            locks::release_reason.eq(Some(reason_text(reason))),
-        ))
-        .execute(conn)?;
-    Ok(())
+) -> Result<Event, HubError> {
+    use diesel::sql_types::{BigInt, Text};
+    append_event_with(
+        conn,
+        session_id,
+        event,
+        at,
+        ", l AS (UPDATE locks SET state = 'released', released_at = $1, release_reason = $9 \
+                 WHERE session_id = $2 AND id = $8)",
+        |q| q.bind::<BigInt, _>(id).bind::<Text, _>(reason_text(reason)),
+        |c, _| {
+            diesel::update(locks::table.find((session_id.to_string(), id)))
+                .set((
+                    locks::state.eq("released"),
+                    locks::released_at.eq(Some(at)),
+                    locks::release_reason.eq(Some(reason_text(reason))),
+                ))
+                .execute(c)?;
+            Ok(())
+        },
+    )
 }
 
 type LockRow = (

@@ -164,9 +164,9 @@ pub fn append_sent(
     row.into_event()
 }
 
-/// A send queued on the session pipeline (`Store::submit_send`): what `append_sent` writes, kept
-/// as data so that a PostgreSQL batch can write consecutive sends in one statement
-/// ([`append_sent_many`]).
+/// A send queued on the session pipeline (`Store::submit_event_write`): what `append_sent`
+/// writes, kept as data so that a PostgreSQL batch can write it in one statement with its
+/// neighbours (`event_writes::write_many`).
 pub struct SendWrite {
     pub session_id: Uuid,
     pub message: PlannedMessage,
@@ -178,103 +178,6 @@ impl SendWrite {
     pub fn write(&self, conn: &mut DbConn) -> Result<crate::domain::event::Event, HubError> {
         append_sent(conn, self.session_id, &self.message, self.at)
     }
-}
-
-/// PostgreSQL: `sends`, in order, in ONE statement, whatever sessions they belong to. Each
-/// session's counter is bumped once by its number of sends and the ids are handed out in queue
-/// order, so the log is what the sends one by one would have written; but the session row is
-/// updated once per batch instead of once per send (updating one row again and again in one
-/// transaction makes each update walk every earlier version of it), and the statement is
-/// planned and sent once. `Err`: the statement failed (the transaction is then aborted); a send
-/// whose session row is gone gets its own error.
-pub fn append_sent_many(
-    conn: &mut DbConn,
-    sends: &[&SendWrite],
-) -> Result<Vec<Result<crate::domain::event::Event, HubError>>, HubError> {
-    use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamp};
-    let DbConn::Pg(c) = conn else {
-        return Ok(sends.iter().map(|s| s.write(conn)).collect());
-    };
-    #[derive(QueryableByName)]
-    struct Numbered {
-        #[diesel(sql_type = BigInt)]
-        ord: i64,
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    // One slot per send, in order; a row whose payload cannot be encoded keeps its error and
-    // never reaches the statement, the others are "session gone" until the statement numbers
-    // them.
-    let mut answers = Vec::with_capacity(sends.len());
-    let mut rows = Vec::with_capacity(sends.len());
-    for s in sends {
-        match super::queries::event_row(s.session_id.to_string(), &s.message.event, s.at) {
-            Ok(row) => {
-                rows.push((answers.len(), row, *s));
-                answers.push(Err(HubError::session_not_found(s.session_id)));
-            }
-            Err(e) => answers.push(Err(e)),
-        }
-    }
-    macro_rules! column {
-        ($f:expr) => {
-            rows.iter().map($f).collect::<Vec<_>>()
-        };
-    }
-    // `i`: the sends, `ord` their place; `c`: how many each session gets; `n`: each session's
-    // counter bumped by that many; `r`: the sends numbered in order within their session. Then
-    // the events, the messages and their unread rows, as `append_sent` writes them.
-    let numbered: Vec<Numbered> = diesel::sql_query(
-        "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], \
-                $5::text[], $6::text[], $7::timestamp[], $8::text[], $9::text[], $10::text[], \
-                $11::text[], $12::int8[], $13::int8[], $14::bool[], $15::timestamp[], $16::text[]) \
-              AS t(ord, session_id, actor, kind, priority, payload, created_at, recipient, \
-                   from_ai, to_ai, body, reply_to, thread_id, requires_ack, ack_deadline, mpriority)), \
-              c AS (SELECT session_id, count(*) AS k, max(created_at) AS last_at FROM i GROUP BY session_id), \
-              n AS (UPDATE sessions s SET last_event_id = s.last_event_id + c.k, updated_at = c.last_at \
-                    FROM c WHERE s.id = c.session_id RETURNING s.id, s.last_event_id - c.k AS base), \
-              r AS (SELECT i.*, n.base + row_number() OVER (PARTITION BY i.session_id ORDER BY i.ord) AS id \
-                    FROM i JOIN n ON n.id = i.session_id), \
-              e AS (INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient) \
-                    SELECT session_id, id, actor, kind, priority, payload, created_at, recipient FROM r), \
-              m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, reply_to, \
-                    thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
-                    SELECT session_id, id, from_ai, to_ai, mpriority, body, reply_to, \
-                    COALESCE(thread_id, id), requires_ack, ack_deadline, false, created_at FROM r), \
-              u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
-                    SELECT session_id, to_ai, id FROM r WHERE to_ai IS NOT NULL \
-                    UNION ALL \
-                    SELECT r.session_id, p.ai_id, r.id FROM r JOIN participants p \
-                    ON p.session_id = r.session_id AND p.ai_id <> r.from_ai WHERE r.to_ai IS NULL) \
-         SELECT ord, id FROM r",
-    )
-    .bind::<Array<BigInt>, _>(column!(|(slot, _, _)| *slot as i64))
-    .bind::<Array<Text>, _>(column!(|(_, row, _)| row.session_id.clone()))
-    .bind::<Array<Nullable<Text>>, _>(column!(|(_, row, _)| row.actor.clone()))
-    .bind::<Array<Text>, _>(column!(|(_, row, _)| row.kind.clone()))
-    .bind::<Array<Text>, _>(column!(|(_, row, _)| row.priority.clone()))
-    .bind::<Array<Text>, _>(column!(|(_, row, _)| row.payload.clone()))
-    .bind::<Array<Timestamp>, _>(column!(|(_, row, _)| row.created_at))
-    .bind::<Array<Nullable<Text>>, _>(column!(|(_, row, _)| row.recipient.clone()))
-    .bind::<Array<Text>, _>(column!(|(_, _, s)| s.message.from.clone()))
-    .bind::<Array<Nullable<Text>>, _>(column!(|(_, _, s)| s.message.to.clone()))
-    .bind::<Array<Text>, _>(column!(|(_, _, s)| s.message.body.to_string()))
-    .bind::<Array<Nullable<BigInt>>, _>(column!(|(_, _, s)| s.message.reply_to))
-    .bind::<Array<Nullable<BigInt>>, _>(column!(|(_, _, s)| s.message.thread))
-    .bind::<Array<Bool>, _>(column!(|(_, _, s)| s.message.requires_ack))
-    .bind::<Array<Nullable<Timestamp>>, _>(column!(|(_, _, s)| s.message.ack_deadline))
-    .bind::<Array<Text>, _>(column!(|(_, _, s)| s.message.priority.as_str().to_owned()))
-    .load(c)?;
-    let mut rows: BTreeMap<usize, super::models::EventRow> =
-        rows.into_iter().map(|(slot, row, _)| (slot, row)).collect();
-    for Numbered { ord, id } in numbered {
-        let slot = ord as usize;
-        if let Some(mut row) = rows.remove(&slot) {
-            row.id = id;
-            answers[slot] = row.into_event();
-        }
-    }
-    Ok(answers)
 }
 
 /// Fills `message_unread` from the messages, read receipts and participants: for the sessions

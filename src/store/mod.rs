@@ -7,8 +7,8 @@
 //! after that commit, so "ok" means durable. A write that fails rolls back its savepoint and
 //! leaves the rest of the batch alone. (On PostgreSQL a batch of writes that may run twice —
 //! `submit_for`, the session pipeline's — skips the savepoints and, should one fail, runs again
-//! with them: `Rerunnable`. In such a batch, consecutive message sends, whatever their
-//! sessions, are written by one statement: `submit_send`, `messages::append_sent_many`.)
+//! with them: `Rerunnable`. In such a batch, consecutive message sends and lock writes, whatever
+//! their sessions, are written by one statement: `submit_event_write`, `event_writes`.)
 //!
 //! Why a thread and not a `SyncArbiter` actor for the writer: group commit needs to see the whole
 //! queue and drain it, and an actor mailbox hands out one message at a time. Reads do go through
@@ -20,6 +20,7 @@ pub mod briefing;
 pub mod claim;
 pub mod codec;
 pub mod conn;
+pub mod event_writes;
 pub mod evolution;
 pub mod export;
 pub mod lease;
@@ -49,6 +50,7 @@ pub use conn::{ConnRole, DbConn, DbTarget};
 
 use crate::domain::event::Event;
 use crate::error::HubError;
+use event_writes::EventWrite;
 
 /// Writes waiting for the writer; callers wait (backpressure) once it is full.
 const WRITE_QUEUE: usize = 4096;
@@ -60,7 +62,7 @@ const READERS: usize = 2;
 /// (`write_for`), so that its log still commits in id order and no two writers ever lock the
 /// same session's rows. Why two: a writer of one-statement-per-write commands (status, context)
 /// is bound by round trips, and a second writer doubled their throughput across 32 sessions;
-/// but sends are written one statement per batch (`messages::append_sent_many`), so fewer
+/// but sends are written one statement per batch (`event_writes::write_many`), so fewer
 /// writers make bigger batches: 32 sessions' sends ran at 6,200/s on one writer, 5,060–5,290 on
 /// two and 2,400–3,570 on four, while the status writes ran at 440–460/s on one and 940–1,030
 /// on two or four (BENCHMARKS.md). SQLite has one writer: it allows no more.
@@ -89,13 +91,13 @@ trait Rerunnable: Send {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), HubError>);
-    /// A message send, which a PostgreSQL batch writes in one statement with the sends queued
-    /// next to it (`messages::append_sent_many`).
-    fn send(&self) -> Option<&messages::SendWrite> {
+    /// A write kept as data, which a PostgreSQL batch writes in one statement with the ones
+    /// queued next to it (`event_writes::write_many`).
+    fn event_write(&self) -> Option<&EventWrite> {
         None
     }
-    /// Keeps the result of the send that statement wrote for this job.
-    fn sent(&mut self, _: Result<Event, HubError>) {}
+    /// Keeps the result that statement wrote for this job.
+    fn written(&mut self, _: Result<Event, HubError>) {}
 }
 
 /// The caller's side of a re-runnable write: its result so far, then its answer and the wake.
@@ -153,13 +155,13 @@ where
     }
 }
 
-/// A send on the pipeline: `Again` for `messages::append_sent`, kept as data (`send`).
-struct SendAgain {
-    write: messages::SendWrite,
+/// An `EventWrite` on the pipeline: `Again` for `EventWrite::write`, kept as data.
+struct EventAgain {
+    write: EventWrite,
     reply: Reply<Vec<Event>>,
 }
 
-impl Rerunnable for SendAgain {
+impl Rerunnable for EventAgain {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
         let write = &self.write;
         self.reply
@@ -170,11 +172,11 @@ impl Rerunnable for SendAgain {
         self.reply.finish(committed);
     }
 
-    fn send(&self) -> Option<&messages::SendWrite> {
+    fn event_write(&self) -> Option<&EventWrite> {
         Some(&self.write)
     }
 
-    fn sent(&mut self, result: Result<Event, HubError>) {
+    fn written(&mut self, result: Result<Event, HubError>) {
         self.reply.result = Some(result.map(|e| vec![e]));
     }
 }
@@ -335,11 +337,11 @@ impl Store {
         self.submit(session, |reply| Box::new(Again { f, reply }))
     }
 
-    /// `submit_for` of a message send (`messages::append_sent`): on PostgreSQL, sends queued
-    /// together are written in one statement.
-    pub fn submit_send(&self, write: messages::SendWrite) -> Submitted<Vec<Event>> {
-        self.submit(write.session_id, |reply| {
-            Box::new(SendAgain { write, reply })
+    /// `submit_for` of a write kept as data (a message send, a lock's acquire, renewal or
+    /// release): on PostgreSQL, such writes queued together are written in one statement.
+    pub fn submit_event_write(&self, write: EventWrite) -> Submitted<Vec<Event>> {
+        self.submit(write.session_id(), |reply| {
+            Box::new(EventAgain { write, reply })
         })
     }
 
@@ -566,22 +568,25 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
     let mut failed = false;
     let mut next = 0;
     while next < jobs.len() {
-        // Consecutive sends go in one statement; anything else runs on its own.
-        let sends = jobs[next..]
+        // Consecutive event writes go in one statement (but never two of one lock row);
+        // anything else runs on its own.
+        let mut rows = std::collections::HashSet::new();
+        let combined = jobs[next..]
             .iter()
-            .take_while(|j| j.send().is_some())
+            .map_while(|j| j.event_write())
+            .take_while(|w| w.lock_row().is_none_or(|row| rows.insert(row)))
             .count();
-        let run = &mut jobs[next..next + sends.max(1)];
+        let run = &mut jobs[next..next + combined.max(1)];
         next += run.len();
         let ran = catch_unwind(AssertUnwindSafe(|| {
             if run.len() == 1 {
                 return run[0].run(conn, false);
             }
-            let writes: Vec<_> = run.iter().filter_map(|j| j.send()).collect();
-            match messages::append_sent_many(conn, &writes) {
+            let writes: Vec<_> = run.iter().filter_map(|j| j.event_write()).collect();
+            match event_writes::write_many(conn, &writes) {
                 Ok(results) => {
                     for (job, result) in run.iter_mut().zip(results) {
-                        job.sent(result);
+                        job.written(result);
                     }
                     true
                 }

@@ -51,14 +51,7 @@ macro_rules! pg_append_event {
 pub(super) use pg_append_event;
 
 /// Binds `pg_append_event!`'s parameters `$1`…`$7` from the event's row.
-pub(super) fn bind_event<'a>(
-    query: diesel::query_builder::BoxedSqlQuery<
-        'a,
-        diesel::pg::Pg,
-        diesel::query_builder::SqlQuery,
-    >,
-    row: &'a EventRow,
-) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+pub(super) fn bind_event<'a>(query: PgQuery<'a>, row: &'a EventRow) -> PgQuery<'a> {
     use diesel::sql_types::{Nullable, Text, Timestamp};
     query
         .bind::<Timestamp, _>(row.created_at)
@@ -79,6 +72,27 @@ pub fn append_event(
     event: &NewEvent,
     at: NaiveDateTime,
 ) -> Result<Event, HubError> {
+    append_event_with(conn, session_id, event, at, "", |q| q, |_, _| Ok(()))
+}
+
+/// A PostgreSQL statement as `bind_event` takes and gives it.
+pub(super) type PgQuery<'a> =
+    diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
+
+/// `append_event`, and with it a change that belongs to the event (a lock's row, say). On
+/// PostgreSQL both are one statement, one round trip: `tail` adds CTEs after `e` (each
+/// `, name AS (…)`, reading the new id as `e.id` if needed), whose parameters from `$8` on
+/// `bind` binds. On SQLite (in process) `sqlite` runs after the event, given its id. Nothing
+/// of either is written when the session does not exist.
+pub(super) fn append_event_with(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    event: &NewEvent,
+    at: NaiveDateTime,
+    tail: &str,
+    bind: impl for<'a> FnOnce(PgQuery<'a>) -> PgQuery<'a>,
+    sqlite: impl FnOnce(&mut DbConn, i64) -> Result<(), HubError>,
+) -> Result<Event, HubError> {
     let sid = session_id.to_string();
     #[derive(QueryableByName)]
     struct Next {
@@ -91,14 +105,14 @@ pub fn append_event(
     // keeps ids in commit order. PostgreSQL takes the id and inserts the event in one round
     // trip (a data-modifying CTE); SQLite, in process, in two statements.
     let next: Option<Next> = match conn {
-        DbConn::Pg(c) => bind_event(
-            diesel::sql_query(concat!(
-                pg_append_event!(),
-                " SELECT id AS last_event_id FROM e"
+        DbConn::Pg(c) => bind(bind_event(
+            diesel::sql_query(format!(
+                "{}{tail} SELECT id AS last_event_id FROM e",
+                pg_append_event!()
             ))
             .into_boxed(),
             &row,
-        )
+        ))
         .get_result(c)
         .optional()?,
         DbConn::Sqlite(c) => {
@@ -113,6 +127,7 @@ pub fn append_event(
             if let Some(n) = &next {
                 row.id = n.last_event_id;
                 diesel::insert_into(events::table).values(&row).execute(c)?;
+                sqlite(conn, n.last_event_id)?;
             }
             next
         }

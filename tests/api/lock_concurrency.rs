@@ -959,11 +959,26 @@ async fn two_sessions_over_three_hubs_survive_the_owner_killed(backend: Backend)
             bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
         )
     });
-    for id in agents.iter().flat_map(|a| &a.gone) {
+    for (agent, id) in agents
+        .iter()
+        .flat_map(|a| a.gone.iter().map(move |id| (a, id)))
+    {
         let reason = ended.get(id).map(|e| e.reason.as_str());
+        // On failure, everything about the lock: what its client did and was told, and every
+        // event of the project's logs that names it.
+        let story = || {
+            let asked: Vec<&Asked> = agent.asked.iter().filter(|a| a.id == Some(*id)).collect();
+            let events: Vec<&Value> = logs
+                .iter()
+                .flat_map(|(_, log)| log)
+                .filter(|e| e["payload"]["lockId"] == *id)
+                .collect();
+            format!("{}: asked {asked:?}; events {events:#?}", agent.who)
+        };
         assert!(
             matches!(reason, Some("expired" | "released")),
-            "lock {id} was gone for its holder, yet the log says {reason:?}"
+            "lock {id} was gone for its holder, yet the log says {reason:?}; {}",
+            story()
         );
     }
     let gone: usize = agents.iter().map(|a| a.gone.len()).sum();

@@ -3,6 +3,7 @@
 //! write down with it. Against the real `Store` on both backends.
 
 use collab_hub::HubError;
+use collab_hub::store::event_writes::{EventWrite, LockChange, LockWrite};
 use collab_hub::store::lease::Fence;
 use collab_hub::store::{DbTarget, Store, mcp_sessions};
 
@@ -13,6 +14,7 @@ both_backends!(
     a_failed_rerunnable_write_undoes_only_itself,
     a_stale_owner_commits_nothing,
     sends_queued_together_are_written_as_one_by_one,
+    a_lock_write_and_its_event_land_together,
     tables_are_vacuumed_where_the_server_does_not,
 );
 
@@ -258,9 +260,9 @@ async fn tables_are_vacuumed_where_the_server_does_not(backend: Backend) {
     store.shutdown().await;
 }
 
-/// Message sends queued together (`submit_send`, the session pipeline's sends). On PostgreSQL a
+/// Message sends queued together (`submit_event_write`, the session pipeline's sends). On PostgreSQL a
 /// run of them is written by ONE statement whatever sessions they belong to
-/// (`messages::append_sent_many`); what it writes must be what one send at a time writes (as
+/// (`event_writes::write_many`); what it writes must be what one send at a time writes (as
 /// SQLite does): each session's ids gap-free in queue order, the sessions' counters where the
 /// next send continues, each message with its thread, and unread by its recipient only, or for
 /// a broadcast by everyone but the sender. A send whose session does not exist is refused
@@ -367,7 +369,7 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
                 write.message.from.clone(),
                 write.message.to.clone(),
             );
-            let sub = store.submit_send(write);
+            let sub = store.submit_event_write(EventWrite::Send(write));
             assert!(sub.queue_full.is_none());
             (shape, expected, sub)
         })
@@ -435,21 +437,382 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
     store.shutdown().await;
 }
 
-async fn last_event_id(store: &Store, session: uuid::Uuid) -> i64 {
+/// A lock's acquire, renewal and release each write the event and the lock's row together:
+/// alone (one statement each on PostgreSQL), and queued together with other sessions' writes
+/// and a send (then one statement for the batch on PostgreSQL). The rows read back are what
+/// the writes said, the events take their sessions' next ids in queue order, and a write into
+/// a session that does not exist is refused alone and leaves nothing.
+async fn a_lock_write_and_its_event_land_together(backend: Backend) {
+    use collab_hub::domain::event::{NewEvent, Priority};
+    use collab_hub::domain::lock::{Mode, Release, Request, Resource};
+    use collab_hub::domain::message::{MessageSpec, plan_send};
+    use collab_hub::store::messages::SendWrite;
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let mut sessions = Vec::new();
+    for name in ["alone", "together", "beside"] {
+        let (status, body) = app
+            .post(
+                "/mcp/session/create",
+                &serde_json::json!({"name": name, "participants": ["x", "y"]}),
+            )
+            .await;
+        assert_eq!(status, actix_web::http::StatusCode::CREATED, "{body}");
+        sessions.push(
+            body["sessionId"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let db = app.stop().await;
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    // Whole seconds: both backends give timestamps back as they were written.
+    let at = chrono::DateTime::from_timestamp(1_900_000_000, 0)
+        .unwrap()
+        .naive_utc();
+    let later = at + chrono::TimeDelta::seconds(1);
+    let lock = move |session, lock_id: i64, change: &str| {
+        let request = |resource: &str, mode, task_id| Request {
+            session_id: session,
+            resource: Resource::parse(resource).unwrap(),
+            holder: "x".into(),
+            mode,
+            operation: Some("edit".into()),
+            lease_secs: 30,
+            wait: true,
+            task_id,
+        };
+        let (kind, change, when) = match (change, lock_id % 10) {
+            ("acquire", 1) => (
+                "resource_locked",
+                LockChange::Request {
+                    id: lock_id,
+                    request: request("/src/a.rs", Mode::Exclusive, Some(7)),
+                    granted: true,
+                },
+                at,
+            ),
+            ("acquire", _) => (
+                "lock_queued",
+                LockChange::Request {
+                    id: lock_id,
+                    request: request("/src/b.rs", Mode::Shared, None),
+                    granted: false,
+                },
+                at,
+            ),
+            ("renew", _) => (
+                "lock_renewed",
+                LockChange::Renew {
+                    id: lock_id,
+                    lease_secs: 90,
+                    expires_at: later,
+                },
+                later,
+            ),
+            _ => (
+                "resource_released",
+                LockChange::Release {
+                    id: lock_id,
+                    reason: Release::Cancelled,
+                },
+                later,
+            ),
+        };
+        LockWrite {
+            session_id: session,
+            event: NewEvent {
+                kind,
+                actor: Some("x".into()),
+                priority: Priority::Routine,
+                payload: serde_json::json!({"lockId": lock_id}),
+                to: None,
+            },
+            at: when,
+            change,
+        }
+    };
+    let [alone, together, beside] = sessions[..] else {
+        unreachable!()
+    };
+    let base: Vec<i64> =
+        futures::future::join_all(sessions.iter().map(|s| last_event_id(&store, *s))).await;
+    let missing = std::iter::repeat_with(uuid::Uuid::new_v4)
+        .find(|g| store.writer_of(*g) == store.writer_of(together))
+        .unwrap();
+
+    // Alone: one write at a time, in one transaction.
+    let script = [
+        (41, "acquire"),
+        (42, "acquire"),
+        (41, "renew"),
+        (42, "release"),
+    ];
+    let ids = store
+        .write_for(alone, move |c| {
+            let mut ids = Vec::new();
+            for (id, change) in script {
+                ids.push(lock(alone, id, change).write(c)?.id);
+            }
+            let refused = lock(missing, 43, "acquire").write(c);
+            assert!(
+                matches!(refused, Err(HubError::NotFound { .. })),
+                "{refused:?}"
+            );
+            Ok(ids)
+        })
+        .await
+        .expect("the writes commit");
+    assert_eq!(ids, (1..=4).map(|n| base[0] + n).collect::<Vec<_>>());
+
+    // Together: the acquires of two sessions on one writer, a send between them and a request
+    // into no session, queued at once; then the renewal and the release, with another send.
+    let writer_mate = if store.writer_of(beside) == store.writer_of(together) {
+        beside
+    } else {
+        together
+    };
+    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
+    let send = |session| {
+        EventWrite::Send(SendWrite {
+            session_id: session,
+            message: plan_send(
+                "y",
+                &everyone,
+                MessageSpec {
+                    to: None,
+                    priority: Priority::Routine,
+                    body: serde_json::json!("between the locks"),
+                    reply_to: None,
+                    requires_ack: false,
+                    ack_within_secs: None,
+                },
+                None,
+                at,
+            )
+            .unwrap(),
+            at,
+        })
+    };
+    let rounds = [
+        vec![
+            EventWrite::Lock(lock(together, 51, "acquire")),
+            send(together),
+            EventWrite::Lock(lock(missing, 53, "acquire")),
+            EventWrite::Lock(lock(writer_mate, 61, "acquire")),
+            EventWrite::Lock(lock(together, 52, "acquire")),
+        ],
+        vec![
+            EventWrite::Lock(lock(together, 51, "renew")),
+            send(writer_mate),
+            EventWrite::Lock(lock(together, 52, "release")),
+        ],
+    ];
+    let mut answered = Vec::new();
+    for round in rounds {
+        let queued: Vec<_> = round
+            .into_iter()
+            .map(|w| (w.session_id(), store.submit_event_write(w)))
+            .collect();
+        for (session, sub) in queued {
+            let outcome = sub.outcome.await.expect("answered");
+            answered.push((session, outcome.map(|e| e[0].id).ok()));
+        }
+    }
+    let (t, m) = (
+        base[1],
+        if writer_mate == together {
+            base[1]
+        } else {
+            base[2]
+        },
+    );
+    let expected_ids = if writer_mate == together {
+        // The mate is `together` itself: its lock and send take ids in queue order.
+        vec![
+            (t, 1),
+            (t, 2),
+            (0, 0),
+            (t, 3),
+            (t, 4),
+            (t, 5),
+            (t, 6),
+            (t, 7),
+        ]
+    } else {
+        vec![
+            (t, 1),
+            (t, 2),
+            (0, 0),
+            (m, 1),
+            (t, 3),
+            (t, 4),
+            (m, 2),
+            (t, 5),
+        ]
+    };
+    let sessions_of = [
+        together,
+        together,
+        missing,
+        writer_mate,
+        together,
+        together,
+        writer_mate,
+        together,
+    ];
+    assert_eq!(
+        answered,
+        sessions_of
+            .iter()
+            .zip(&expected_ids)
+            .map(|(s, (b, n))| (*s, (*n > 0).then_some(b + n)))
+            .collect::<Vec<_>>(),
+        "each write's id, in queue order within its session; the missing session's refused"
+    );
+
+    let rows = store
+        .read(move |c| {
+            use collab_hub::store::schema::locks::dsl as l;
+            use diesel::prelude::*;
+            Ok(l::locks
+                .order((l::id, l::session_id))
+                .select(LockRow::as_select())
+                .load::<LockRow>(c)?)
+        })
+        .await
+        .unwrap();
+    let row = |session: uuid::Uuid,
+               id,
+               resource: &str,
+               mode: &str,
+               state: &str,
+               lease,
+               token,
+               task,
+               expires,
+               released,
+               why: Option<&str>| LockRow {
+        session_id: session.to_string(),
+        id,
+        resource: resource.to_owned(),
+        holder: "x".to_owned(),
+        mode: mode.to_owned(),
+        operation: Some("edit".to_owned()),
+        state: state.to_owned(),
+        lease_secs: lease,
+        fencing_token: token,
+        requested_at: at,
+        task_id: task,
+        expires_at: expires,
+        released_at: released,
+        release_reason: why.map(str::to_owned),
+    };
+    // Held at once (its id its token), then renewed: 90 s, to `later`.
+    let renewed = |s, id| {
+        row(
+            s,
+            id,
+            "/src/a.rs",
+            "exclusive",
+            "held",
+            90,
+            Some(id),
+            Some(7),
+            Some(later),
+            None,
+            None,
+        )
+    };
+    // Queued, then cancelled.
+    let cancelled = |s, id| {
+        row(
+            s,
+            id,
+            "/src/b.rs",
+            "shared",
+            "released",
+            30,
+            None,
+            None,
+            None,
+            Some(later),
+            Some("cancelled"),
+        )
+    };
+    // Held, as acquired.
+    let held = |s, id| {
+        row(
+            s,
+            id,
+            "/src/a.rs",
+            "exclusive",
+            "held",
+            30,
+            Some(id),
+            Some(7),
+            Some(at + chrono::TimeDelta::seconds(30)),
+            None,
+            None,
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            renewed(alone, 41),
+            cancelled(alone, 42),
+            renewed(together, 51),
+            cancelled(together, 52),
+            held(writer_mate, 61),
+        ]
+    );
+    store.shutdown().await;
+}
+
+#[derive(Debug, PartialEq, diesel::Queryable, diesel::Selectable)]
+#[diesel(table_name = collab_hub::store::schema::locks)]
+struct LockRow {
+    session_id: String,
+    id: i64,
+    resource: String,
+    holder: String,
+    mode: String,
+    operation: Option<String>,
+    state: String,
+    lease_secs: i32,
+    fencing_token: Option<i64>,
+    requested_at: chrono::NaiveDateTime,
+    task_id: Option<i64>,
+    expires_at: Option<chrono::NaiveDateTime>,
+    released_at: Option<chrono::NaiveDateTime>,
+    release_reason: Option<String>,
+}
+
+/// `last_event_id` inside a write.
+fn last_event_id_in(
+    c: &mut collab_hub::store::DbConn,
+    session: uuid::Uuid,
+) -> Result<i64, HubError> {
     #[derive(diesel::QueryableByName)]
     struct Last {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last: i64,
     }
+    use diesel::RunQueryDsl;
+    let row: Last = diesel::sql_query("SELECT last_event_id AS last FROM sessions WHERE id = $1")
+        .bind::<diesel::sql_types::Text, _>(session.to_string())
+        .get_result(c)?;
+    Ok(row.last)
+}
+
+async fn last_event_id(store: &Store, session: uuid::Uuid) -> i64 {
     store
-        .read(move |c| {
-            use diesel::RunQueryDsl;
-            let row: Last =
-                diesel::sql_query("SELECT last_event_id AS last FROM sessions WHERE id = $1")
-                    .bind::<diesel::sql_types::Text, _>(session.to_string())
-                    .get_result(c)?;
-            Ok(row.last)
-        })
+        .read(move |c| last_event_id_in(c, session))
         .await
         .unwrap()
 }

@@ -382,13 +382,12 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                                 events.push(e);
                             }
                             Append::Lock(expected, event, row, lock_id) => {
-                                let e = queries::append_event(c, id, event, at)?;
+                                let e = crate::store::locks::append_request(
+                                    c, id, event, *lock_id, row, true, at,
+                                )?;
                                 if e.id != *expected {
                                     return Err(unexpected(*expected, e.id));
                                 }
-                                crate::store::locks::insert_request(
-                                    c, id, *lock_id, row, true, at,
-                                )?;
                                 events.push(e);
                             }
                             Append::Tasks(first, p) => {

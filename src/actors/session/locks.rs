@@ -22,6 +22,7 @@ use crate::domain::lock_rules::{
 use crate::domain::now;
 use crate::domain::task_rules::check_task_lock;
 use crate::error::HubError;
+use crate::store::event_writes::{EventWrite, LockChange, LockWrite};
 use crate::store::{DbConn, locks as lock_store, queries};
 
 /// Internal: are the holders of locks still here?
@@ -99,13 +100,8 @@ impl ReleasePlan {
         let mut events = Vec::new();
         for r in &self.released {
             let (l, why) = (&r.lock, r.why);
-            events.push(queries::append_event(
-                c,
-                id,
-                &released_event(l, why, r.seq, actor.clone()),
-                at,
-            )?);
-            lock_store::release(c, id, l.id, why, at)?;
+            let event = released_event(l, why, r.seq, actor.clone());
+            events.push(lock_store::append_release(c, id, &event, l.id, why, at)?);
             if why == Release::Forced {
                 events.push(queries::append_event(
                     c,
@@ -117,6 +113,30 @@ impl ReleasePlan {
         }
         events.extend(write_grants(c, id, at, &self.grants)?);
         Ok(events)
+    }
+
+    /// The plan as one write kept as data, which a PostgreSQL batch may combine with its
+    /// neighbours: a single release of one's own lock (or cancel) that grants nothing.
+    fn as_event_write(
+        &self,
+        id: uuid::Uuid,
+        at: chrono::NaiveDateTime,
+        actor: Option<String>,
+    ) -> Option<EventWrite> {
+        let [r] = self.released.as_slice() else {
+            return None;
+        };
+        (self.grants.is_empty() && r.why != Release::Forced).then(|| {
+            EventWrite::Lock(LockWrite {
+                session_id: id,
+                event: released_event(&r.lock, r.why, r.seq, actor),
+                at,
+                change: LockChange::Release {
+                    id: r.lock.id,
+                    reason: r.why,
+                },
+            })
+        })
     }
 
     fn settle(&self, session: uuid::Uuid, committed: bool) -> Settle {
@@ -247,6 +267,7 @@ impl SessionActor {
             // as waiting until it settles, so a later command of this session planned before
             // that would be planned against a state the log no longer has: held until settled.
             let hold = !plan.grants.is_empty();
+            let combinable = plan.as_event_write(id, at, actor.clone());
             let write = move |c: &mut DbConn| stored.write(c, id, at, actor.clone());
             let apply = move |act: &mut SessionActor,
                               outcome: Result<Vec<Event>, HubError>,
@@ -262,6 +283,8 @@ impl SessionActor {
             };
             if hold {
                 act.held(ctx, write, apply)
+            } else if let Some(combinable) = combinable {
+                act.pipelined(ctx, act.store.submit_event_write(combinable), apply)
             } else {
                 act.pipelined(ctx, act.submit(write), apply)
             }
@@ -343,11 +366,16 @@ impl Handler<AcquireLock> for SessionActor {
                 (lock, event)
             };
             let behind = reserved.behind;
-            let write = act.submit(move |c| {
-                let e = queries::append_event(c, id, &event, at)?;
-                lock_store::insert_request(c, id, lock_id, &request, granted, at)?;
-                Ok(vec![e])
-            });
+            let write = act.store.submit_event_write(EventWrite::Lock(LockWrite {
+                session_id: id,
+                event,
+                at,
+                change: LockChange::Request {
+                    id: lock_id,
+                    request,
+                    granted,
+                },
+            }));
             act.pipelined(ctx, write, move |act, outcome, ctx| {
                 if let Some(t) = &act.lock_table {
                     t.do_send(Settle {
@@ -394,11 +422,16 @@ impl Handler<RenewLock> for SessionActor {
                 };
                 let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
                 let event = renewed_event(&lock, expires);
-                let write = act.submit(move |c| {
-                    let e = queries::append_event(c, id, &event, at)?;
-                    lock_store::renew(c, id, lock_id, lease_secs, expires)?;
-                    Ok(vec![e])
-                });
+                let write = act.store.submit_event_write(EventWrite::Lock(LockWrite {
+                    session_id: id,
+                    event,
+                    at,
+                    change: LockChange::Renew {
+                        id: lock_id,
+                        lease_secs,
+                        expires_at: expires,
+                    },
+                }));
                 act.pipelined_events(ctx, write, move |_, _, _| LockView {
                     lock,
                     behind: Vec::new(),

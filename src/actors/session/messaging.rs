@@ -17,6 +17,7 @@ use crate::domain::checkpoint::EndReason;
 use crate::domain::message::{self, RateLimit};
 use crate::domain::now;
 use crate::error::HubError;
+use crate::store::event_writes::EventWrite;
 use crate::store::{messages, queries};
 
 /// Internal: the ack deadline of message `0` has come.
@@ -169,11 +170,13 @@ impl SessionActor {
                 return Box::pin(std::future::ready(Err(e)));
             }
         };
-        let write = self.store.submit_send(messages::SendWrite {
-            session_id: self.id,
-            message: planned.clone(),
-            at,
-        });
+        let write = self
+            .store
+            .submit_event_write(EventWrite::Send(messages::SendWrite {
+                session_id: self.id,
+                message: planned.clone(),
+                at,
+            }));
         self.pipelined_events(ctx, write, move |act, events, ctx| {
             let event_id = events[0].id;
             act.session_mut().apply_send(&planned, event_id);

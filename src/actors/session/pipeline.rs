@@ -37,7 +37,7 @@ pub(super) struct InFlight(VecDeque<(oneshot::Receiver<Outcome>, Apply)>);
 
 impl SessionActor {
     /// Answers once `submitted` (a write queued behind this session's earlier ones, by
-    /// `Store::submit_for` or `submit_send`) committed and `apply` ran, in queue order. The
+    /// `Store::submit_for` or `submit_event_write`) committed and `apply` ran, in queue order. The
     /// caller has run the command's checks; see the module comment for which commands may come
     /// this way.
     pub(super) fn pipelined<T, A>(
