@@ -271,31 +271,10 @@ async fn tables_are_vacuumed_where_the_server_does_not(backend: Backend) {
 async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
     use collab_hub::domain::message::{MessageSpec, Parent, plan_send};
     use collab_hub::store::messages::SendWrite;
-    let Some(app) = crate::helpers::spawn_app(backend).await else {
+    let Some((_db, sessions, store)) = sessions_then_store(backend, 9, &["x", "y", "z"]).await
+    else {
         return;
     };
-    // Sessions made by the hub, then written to by a store of our own once it stopped.
-    let mut sessions = Vec::new();
-    for name in ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"] {
-        let (status, body) = app
-            .post(
-                "/mcp/session/create",
-                &serde_json::json!({"name": name, "participants": ["x", "y", "z"]}),
-            )
-            .await;
-        assert_eq!(status, actix_web::http::StatusCode::CREATED, "{body}");
-        sessions.push(
-            body["sessionId"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        );
-    }
-    let db = app.stop().await;
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     // Two sessions and a missing one, all on one writer: they share its batches.
     let (a, b) = sessions
         .iter()
@@ -447,30 +426,9 @@ async fn a_lock_write_and_its_event_land_together(backend: Backend) {
     use collab_hub::domain::lock::{Mode, Release, Request, Resource};
     use collab_hub::domain::message::{MessageSpec, plan_send};
     use collab_hub::store::messages::SendWrite;
-    let Some(app) = crate::helpers::spawn_app(backend).await else {
+    let Some((_db, sessions, store)) = sessions_then_store(backend, 3, &["x", "y"]).await else {
         return;
     };
-    let mut sessions = Vec::new();
-    for name in ["alone", "together", "beside"] {
-        let (status, body) = app
-            .post(
-                "/mcp/session/create",
-                &serde_json::json!({"name": name, "participants": ["x", "y"]}),
-            )
-            .await;
-        assert_eq!(status, actix_web::http::StatusCode::CREATED, "{body}");
-        sessions.push(
-            body["sessionId"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        );
-    }
-    let db = app.stop().await;
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     // Whole seconds: both backends give timestamps back as they were written.
     let at = chrono::DateTime::from_timestamp(1_900_000_000, 0)
         .unwrap()
@@ -808,6 +766,32 @@ fn last_event_id_in(
         .bind::<diesel::sql_types::Text, _>(session.to_string())
         .get_result(c)?;
     Ok(row.last)
+}
+
+/// `count` sessions of `participants` made by the hub, then a store of our own on its database
+/// once the hub stopped (the database lives as long as the `TestDb`).
+async fn sessions_then_store(
+    backend: Backend,
+    count: usize,
+    participants: &[&str],
+) -> Option<(TestDb, Vec<uuid::Uuid>, Store)> {
+    let app = crate::helpers::spawn_app(backend).await?;
+    let mut sessions = Vec::new();
+    for n in 0..count {
+        let (status, body) = app
+            .post(
+                "/mcp/session/create",
+                &serde_json::json!({"name": format!("s{n}"), "participants": participants}),
+            )
+            .await;
+        assert_eq!(status, actix_web::http::StatusCode::CREATED, "{body}");
+        sessions.push(body["sessionId"].as_str().unwrap().parse().unwrap());
+    }
+    let db = app.stop().await;
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    Some((db, sessions, store))
 }
 
 async fn last_event_id(store: &Store, session: uuid::Uuid) -> i64 {
