@@ -19,6 +19,14 @@
 //! holder and generation, and a takeover (an `UPDATE` of that row) waits for a batch holding
 //! it to commit. So a write is acknowledged only while this process owned the database.
 //!
+//! Hand-overs are announced: the keepers `LISTEN` on `OWNER_CHANNEL`, and a hub that hands its
+//! lease back (graceful stop) or takes one `NOTIFY`s it, so a standby takes over, and the
+//! others re-target their forwarding, at once rather than at their next poll (a deploy that
+//! restarts the owner then stalls requests for its drain, not for a fifth of the lease). A
+//! notice only wakes a keeper: what it then does is decided by the same statement as a poll,
+//! so a lost notice (a dropped connection, which the keeper re-opens and listens on again)
+//! costs time, never safety.
+//!
 //! A hub that successfully bound the address the holder advertises takes the lease at once:
 //! two live processes cannot listen on one address, so the holder is gone (restarted in place
 //! after `kill -9`). Hence every hub must advertise an address of its own (`--advertise-url`).
@@ -60,8 +68,8 @@ pub struct LeaseConfig {
     pub ttl: Duration,
 }
 
-/// The keeper thread and what it found. Dropping it (or `release`) stops the thread; a held
-/// lease is handed back so that a standby takes over within its next poll.
+/// The keeper thread and what it found. Dropping it stops the thread; a held lease is handed
+/// back and announced, so that a standby takes over at once.
 pub struct LeaseKeeper {
     me: String,
     role: watch::Receiver<Role>,
@@ -90,6 +98,14 @@ struct Holder {
     #[diesel(sql_type = Bool)]
     trusts_loopback: bool,
 }
+
+/// Where keepers announce a lease handed back or taken over (no payload: the `owners` row says
+/// what happened).
+const OWNER_CHANNEL: &str = "collab_hub_owner";
+
+/// How often a waiting keeper looks for a notice (reading what the socket already holds: no
+/// round trip).
+const NOTICE_POLL: Duration = Duration::from_millis(50);
 
 /// Takes or renews the lease; the generation if it is ours afterwards.
 const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at)
@@ -201,6 +217,8 @@ impl Keeper {
                             log::info!(
                                 "this hub owns the database (lease generation {generation})"
                             );
+                            // The other standbys forward here from now on.
+                            self.announce();
                         }
                         valid_until = Some(sent + ttl);
                     }
@@ -232,12 +250,24 @@ impl Keeper {
                 Some(until) => (Instant::now() + every).min(until),
                 None => Instant::now() + every,
             };
-            match stop.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                _ => {
-                    self.release();
-                    return;
+            // Until then, or until a notice says the lease changed hands.
+            let stopped = loop {
+                let left = wake.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break false;
                 }
+                match stop.recv_timeout(left.min(NOTICE_POLL)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if self.noticed() {
+                            break false;
+                        }
+                    }
+                    _ => break true,
+                }
+            };
+            if stopped {
+                self.release();
+                return;
             }
             if valid_until.is_some_and(|until| Instant::now() >= until) {
                 // One last try before giving up: the renewal may merely have been slow.
@@ -260,6 +290,9 @@ impl Keeper {
             // A renewal that hangs must not outlive the lease it renews.
             let timeout = (self.config.ttl / 3).as_millis().max(100);
             diesel::sql_query(format!("SET statement_timeout = {timeout}"))
+                .execute(&mut conn)
+                .map_err(|e| e.to_string())?;
+            diesel::sql_query(format!("LISTEN {OWNER_CHANNEL}"))
                 .execute(&mut conn)
                 .map_err(|e| e.to_string())?;
             self.conn = Some(conn);
@@ -313,8 +346,36 @@ impl Keeper {
         }
     }
 
-    /// Hands a held lease back (graceful stop): a standby takes it at its next poll instead of
-    /// waiting for the expiry.
+    /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included). A
+    /// broken connection is dropped, to be opened again by the next round.
+    fn noticed(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let drained = conn
+            .notifications_iter()
+            .try_fold(0usize, |n, notice| notice.map(|_| n + 1));
+        match drained {
+            Ok(n) => n > 0,
+            Err(e) => {
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+                false
+            }
+        }
+    }
+
+    /// Tells the other keepers that the lease changed hands.
+    fn announce(&mut self) {
+        if let Ok(conn) = self.connection()
+            && let Err(e) = diesel::sql_query(format!("NOTIFY {OWNER_CHANNEL}")).execute(conn)
+        {
+            log::warn!("cannot announce the lease: {e}");
+        }
+    }
+
+    /// Hands a held lease back (graceful stop) and announces it: a standby takes it at once
+    /// instead of waiting for the expiry.
     fn release(&mut self) {
         if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
             return;
@@ -328,6 +389,7 @@ impl Keeper {
             .bind::<Text, _>(&me)
             .execute(conn);
         }
+        self.announce();
     }
 }
 
