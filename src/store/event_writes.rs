@@ -171,23 +171,25 @@ fn columns(w: &EventWrite) -> Columns {
         EventWrite::Lock(l) => match &l.change {
             LockChange::Request {
                 id,
-                request: r,
+                request,
                 granted,
-            } => Columns {
-                op: "request",
-                lock_id: Some(*id),
-                resource: Some(r.resource.to_string()),
-                holder: Some(r.holder.clone()),
-                mode: Some(r.mode.as_str().to_owned()),
-                operation: r.operation.clone(),
-                lstate: Some(if *granted { "held" } else { "waiting" }.to_owned()),
-                lease_secs: Some(i32::try_from(r.lease_secs).unwrap_or(i32::MAX)),
-                token: granted.then_some(*id),
-                task_id: r.task_id,
-                expires_at: granted
-                    .then(|| l.at + chrono::TimeDelta::seconds(i64::from(r.lease_secs))),
-                ..Columns::default()
-            },
+            } => {
+                let row = locks::RequestRow::new(l.session_id, *id, request, *granted, l.at);
+                Columns {
+                    op: "request",
+                    lock_id: Some(row.id),
+                    resource: Some(row.resource),
+                    holder: Some(row.holder),
+                    mode: Some(row.mode.to_owned()),
+                    operation: row.operation,
+                    lstate: Some(row.state.to_owned()),
+                    lease_secs: Some(row.lease_secs),
+                    token: row.fencing_token,
+                    task_id: row.task_id,
+                    expires_at: row.expires_at,
+                    ..Columns::default()
+                }
+            }
             LockChange::Renew {
                 id,
                 lease_secs,

@@ -12,6 +12,45 @@ use crate::domain::event::{Event, NewEvent};
 use crate::domain::lock::{Lock, Mode, Release, Request, Resource, State};
 use crate::error::HubError;
 
+/// A request's row as first written: waiting, or held from `requested_at` (its id its token).
+/// Built once, so that the single write (`append_request`) and the batched one
+/// (`event_writes::write_many`) store the same thing.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = locks)]
+pub struct RequestRow {
+    pub session_id: String,
+    pub id: i64,
+    pub resource: String,
+    pub holder: String,
+    pub mode: &'static str,
+    pub operation: Option<String>,
+    pub state: &'static str,
+    pub lease_secs: i32,
+    pub fencing_token: Option<i64>,
+    pub requested_at: NaiveDateTime,
+    pub task_id: Option<i64>,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+impl RequestRow {
+    pub fn new(session_id: Uuid, id: i64, r: &Request, granted: bool, at: NaiveDateTime) -> Self {
+        RequestRow {
+            session_id: session_id.to_string(),
+            id,
+            resource: r.resource.to_string(),
+            holder: r.holder.clone(),
+            mode: r.mode.as_str(),
+            operation: r.operation.clone(),
+            state: if granted { "held" } else { "waiting" },
+            lease_secs: i32::try_from(r.lease_secs).unwrap_or(i32::MAX),
+            fencing_token: granted.then_some(id),
+            requested_at: at,
+            task_id: r.task_id,
+            expires_at: granted.then(|| at + chrono::TimeDelta::seconds(i64::from(r.lease_secs))),
+        }
+    }
+}
+
 /// Appends `event` (the request's `lock_queued` or `resource_locked`) with the request's row,
 /// waiting or held from `at`: one round trip on PostgreSQL.
 pub fn append_request(
@@ -24,11 +63,8 @@ pub fn append_request(
     at: NaiveDateTime,
 ) -> Result<Event, HubError> {
     use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
-    let lease_secs = i32::try_from(r.lease_secs).unwrap_or(i32::MAX);
-    let expires_at = granted.then(|| at + chrono::TimeDelta::seconds(i64::from(r.lease_secs)));
-    let (resource, holder, mode) = (r.resource.to_string(), r.holder.clone(), r.mode.as_str());
-    let (operation, task_id) = (r.operation.clone(), r.task_id);
-    let state = if granted { "held" } else { "waiting" };
+    let row = RequestRow::new(session_id, id, r, granted, at);
+    let bound = row.clone();
     append_event_with(
         conn,
         session_id,
@@ -38,48 +74,22 @@ pub fn append_request(
                  lease_secs, fencing_token, requested_at, task_id, expires_at) \
                  SELECT $2, $8, $9, $10, $11, $12, $13, $14, $15, $1, $16, $17 FROM e)",
         |q| {
-            q.bind::<BigInt, _>(id)
-                .bind::<Text, _>(resource)
-                .bind::<Text, _>(holder)
-                .bind::<Text, _>(mode)
-                .bind::<Nullable<Text>, _>(operation)
-                .bind::<Text, _>(state)
-                .bind::<Integer, _>(lease_secs)
-                .bind::<Nullable<BigInt>, _>(granted.then_some(id))
-                .bind::<Nullable<BigInt>, _>(task_id)
-                .bind::<Nullable<Timestamp>, _>(expires_at)
+            q.bind::<BigInt, _>(bound.id)
+                .bind::<Text, _>(bound.resource)
+                .bind::<Text, _>(bound.holder)
+                .bind::<Text, _>(bound.mode)
+                .bind::<Nullable<Text>, _>(bound.operation)
+                .bind::<Text, _>(bound.state)
+                .bind::<Integer, _>(bound.lease_secs)
+                .bind::<Nullable<BigInt>, _>(bound.fencing_token)
+                .bind::<Nullable<BigInt>, _>(bound.task_id)
+                .bind::<Nullable<Timestamp>, _>(bound.expires_at)
         },
-        |c, _| insert_request(c, session_id, id, r, granted, at),
+        |c, _| {
+            diesel::insert_into(locks::table).values(&row).execute(c)?;
+            Ok(())
+        },
     )
-}
-
-/// The request's row, waiting or held from `at` (with `id` as its token).
-pub fn insert_request(
-    conn: &mut DbConn,
-    session_id: Uuid,
-    id: i64,
-    r: &Request,
-    granted: bool,
-    at: NaiveDateTime,
-) -> Result<(), HubError> {
-    diesel::insert_into(locks::table)
-        .values((
-            locks::session_id.eq(session_id.to_string()),
-            locks::id.eq(id),
-            locks::resource.eq(r.resource.to_string()),
-            locks::holder.eq(&r.holder),
-            locks::mode.eq(r.mode.as_str()),
-            locks::operation.eq(&r.operation),
-            locks::state.eq(if granted { "held" } else { "waiting" }),
-            locks::lease_secs.eq(i32::try_from(r.lease_secs).unwrap_or(i32::MAX)),
-            locks::fencing_token.eq(granted.then_some(id)),
-            locks::requested_at.eq(at),
-            locks::task_id.eq(r.task_id),
-            locks::expires_at
-                .eq(granted.then(|| at + chrono::TimeDelta::seconds(i64::from(r.lease_secs)))),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// A waiter is granted: held from `at` with `token`. False when it is no longer waiting (it

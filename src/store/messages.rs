@@ -111,57 +111,37 @@ pub fn append_sent(
     m: &PlannedMessage,
     at: NaiveDateTime,
 ) -> Result<crate::domain::event::Event, HubError> {
-    let c = match conn {
-        DbConn::Pg(c) => c,
-        DbConn::Sqlite(_) => {
-            let event = super::queries::append_event(conn, session_id, &m.event, at)?;
-            insert_message(conn, session_id, event.id, m, at)?;
-            return Ok(event);
-        }
-    };
     use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    let mut row = super::queries::event_row(session_id.to_string(), &m.event, at)?;
-    // `$1`…`$7`: the event (`bind_event`); `$8`…: the message.
-    // The id is the session row's counter, as in `queries::append_event`. Unread by whom the
+    let (from, to, body) = (m.from.clone(), m.to.clone(), m.body.to_string());
+    // `$1`…`$7`: the event (`queries::bind_event`); `$8`…: the message. Unread by whom the
     // message reaches: its recipient, or (a broadcast, `$9` null) every participant the session
     // has had but the sender (one who left and comes back finds it unread).
-    let id: Option<Id> = super::queries::bind_event(
-        diesel::sql_query(concat!(
-            super::queries::pg_append_event!(),
-            ", m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, \
-                     reply_to, thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
-                     SELECT $2, e.id, $8, $9, $15, $10, $11, COALESCE($12, e.id), $13, $14, false, $1 \
-                     FROM e RETURNING id), \
-               u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
-                     SELECT $2, $9, m.id FROM m WHERE $9 IS NOT NULL \
-                     UNION ALL \
-                     SELECT p.session_id, p.ai_id, m.id FROM participants p, m \
-                     WHERE $9 IS NULL AND p.session_id = $2 AND p.ai_id <> $8) \
-             SELECT id FROM e"
-        ))
-        .into_boxed(),
-        &row,
+    super::queries::append_event_with(
+        conn,
+        session_id,
+        &m.event,
+        at,
+        ", m AS (INSERT INTO messages (session_id, id, from_ai, to_ai, priority, body, \
+                 reply_to, thread_id, requires_ack, ack_deadline, overdue_alerted, created_at) \
+                 SELECT $2, e.id, $8, $9, $15, $10, $11, COALESCE($12, e.id), $13, $14, false, $1 \
+                 FROM e RETURNING id), \
+           u AS (INSERT INTO message_unread (session_id, ai_id, message_id) \
+                 SELECT $2, $9, m.id FROM m WHERE $9 IS NOT NULL \
+                 UNION ALL \
+                 SELECT p.session_id, p.ai_id, m.id FROM participants p, m \
+                 WHERE $9 IS NULL AND p.session_id = $2 AND p.ai_id <> $8)",
+        |q| {
+            q.bind::<Text, _>(from)
+                .bind::<Nullable<Text>, _>(to)
+                .bind::<Text, _>(body)
+                .bind::<Nullable<BigInt>, _>(m.reply_to)
+                .bind::<Nullable<BigInt>, _>(m.thread)
+                .bind::<Bool, _>(m.requires_ack)
+                .bind::<Nullable<Timestamp>, _>(m.ack_deadline)
+                .bind::<Text, _>(m.priority.as_str())
+        },
+        |c, id| insert_message(c, session_id, id, m, at),
     )
-    .bind::<Text, _>(&m.from)
-    .bind::<Nullable<Text>, _>(&m.to)
-    .bind::<Text, _>(m.body.to_string())
-    .bind::<Nullable<BigInt>, _>(m.reply_to)
-    .bind::<Nullable<BigInt>, _>(m.thread)
-    .bind::<Bool, _>(m.requires_ack)
-    .bind::<Nullable<Timestamp>, _>(m.ack_deadline)
-    .bind::<Text, _>(m.priority.as_str())
-    .get_result(c)
-    .optional()?;
-    let Some(Id { id }) = id else {
-        return Err(HubError::session_not_found(session_id));
-    };
-    row.id = id;
-    row.into_event()
 }
 
 /// A send queued on the session pipeline (`Store::submit_event_write`): what `append_sent`

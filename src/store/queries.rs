@@ -38,7 +38,7 @@ pub(super) fn event_row(
 
 /// PostgreSQL: the head of a statement that takes the session's next event id and inserts the
 /// event, as CTEs `n` (the id) and `e` (the event, `RETURNING id`); its parameters are bound by
-/// `bind_event`. Shared by `append_event` and `messages::append_sent`, which adds the message.
+/// `bind_event`. `append_event_with` adds what goes with the event (a message, a lock's row).
 macro_rules! pg_append_event {
     () => {
         "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = $1 \
@@ -48,10 +48,9 @@ macro_rules! pg_append_event {
                     SELECT $2, last_event_id, $3, $4, $5, $6, $1, $7 FROM n RETURNING id)"
     };
 }
-pub(super) use pg_append_event;
 
 /// Binds `pg_append_event!`'s parameters `$1`…`$7` from the event's row.
-pub(super) fn bind_event<'a>(query: PgQuery<'a>, row: &'a EventRow) -> PgQuery<'a> {
+fn bind_event<'a>(query: PgQuery<'a>, row: &'a EventRow) -> PgQuery<'a> {
     use diesel::sql_types::{Nullable, Text, Timestamp};
     query
         .bind::<Timestamp, _>(row.created_at)
