@@ -26,6 +26,11 @@ use actix_web::middleware::from_fn;
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
+/// How long a stopping owner keeps serving after it told the standbys to hold their requests
+/// for the next owner: they read notices every 25 ms (`store::lease`), and what they sent
+/// before reading it is still answered here.
+const DRAIN_NOTICE: std::time::Duration = std::time::Duration::from_millis(150);
+
 pub struct Application {
     addr: SocketAddr,
     database: String,
@@ -208,10 +213,17 @@ impl Application {
     /// finish, then lets every queued write commit before returning. A standby serves until it
     /// is stopped or becomes the owner, and then serves as the owner.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Listened for once, for the process's whole life: a SIGTERM that arrives while a
+        // standby turns into the owner is not lost between the two.
+        let (told, stop) = tokio::sync::watch::channel(false);
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            told.send_replace(true);
+        });
         match self.mode {
-            Mode::Owner(owner) => owner.run().await,
-            Mode::Standby(standby) => match standby.wait_for_ownership().await? {
-                Some(owner) => owner.run().await,
+            Mode::Owner(owner) => owner.run(stop).await,
+            Mode::Standby(standby) => match standby.wait_for_ownership(stop.clone()).await? {
+                Some(owner) => owner.run(stop).await,
                 None => Ok(()),
             },
         }
@@ -234,12 +246,20 @@ fn advertised(settings: &Settings, addr: SocketAddr) -> Result<String, String> {
 }
 
 impl Owner {
-    async fn run(self) -> std::io::Result<()> {
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
         let (handle, shutdown) = (self.server.handle(), self.shutdown.clone());
+        let drainer = self.lease.as_ref().and_then(LeaseKeeper::drainer);
         // Our own signal handling: open event streams never finish by themselves, so they are
         // ended first; then the server drains the requests still in flight.
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            if let Some(drainer) = drainer {
+                // Standbys stop forwarding here before this server stops: a request they sent
+                // on a keep-alive connection it closes while stopping would be answered 503.
+                log::info!("stopping: telling the other hubs to hold requests for the next owner");
+                drainer.announce();
+                actix_web::rt::time::sleep(DRAIN_NOTICE).await;
+            }
             log::info!("stopping: ending event streams, finishing requests in flight");
             shutdown.begin().await;
             handle.stop(true).await;
@@ -262,12 +282,17 @@ impl Standby {
     /// Forwards until stopped (None) or until this hub takes the lease over: then the owner's
     /// server starts on the same socket before the forwarding one stops, so no connection is
     /// refused in between.
-    async fn wait_for_ownership(self) -> std::io::Result<Option<Owner>> {
+    async fn wait_for_ownership(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Option<Owner>> {
         let handle = self.server.handle();
         let mut role = self.lease.watch();
         let mut served = actix_web::rt::spawn(self.server);
-        let signal = shutdown_signal();
+        let signal = stop.wait_for(|stopped| *stopped);
         tokio::pin!(signal);
+        // A finished future must not be polled again.
+        let mut stopping = false;
         loop {
             tokio::select! {
                 done = &mut served => {
@@ -275,7 +300,8 @@ impl Standby {
                     let _ = actix_web::rt::task::spawn_blocking(move || drop(lease)).await;
                     return done.unwrap_or_else(|e| Err(std::io::Error::other(e))).map(|()| None);
                 }
-                () = &mut signal => {
+                _ = &mut signal, if !stopping => {
+                    stopping = true;
                     log::info!("stopping the standby");
                     handle.stop(true).await;
                 }

@@ -25,7 +25,10 @@
 //! restarts the owner then stalls requests for its drain, not for a fifth of the lease). A
 //! notice only wakes a keeper: what it then does is decided by the same statement as a poll,
 //! so a lost notice (a dropped connection, which the keeper re-opens and listens on again)
-//! costs time, never safety.
+//! costs time, never safety. Before a graceful stop the owner also announces that it is about
+//! to stop serving (`Drainer`): the other keepers report `Role::Unknown` while the row still
+//! names it, so their forwarding holds requests for the next owner instead of sending them
+//! onto connections the stopping server closes.
 //!
 //! A hub that successfully bound the address the holder advertises takes the lease at once:
 //! two live processes cannot listen on one address, so the holder is gone (restarted in place
@@ -43,10 +46,30 @@ use tokio::sync::watch;
 use super::DbConn;
 use crate::error::HubError;
 
+/// What the keeper thread is told.
+enum Command {
+    /// This owner is about to stop serving: tell the other hubs to stop sending it requests.
+    Drain,
+    /// Hand a held lease back and end.
+    Stop,
+}
+
+/// Tells the other hubs that this owner is about to stop serving (`LeaseKeeper::drainer`).
+#[derive(Clone)]
+pub struct Drainer(mpsc::Sender<Command>);
+
+impl Drainer {
+    /// Announces the drain (the keeper thread sends the notice; this does not block).
+    pub fn announce(&self) {
+        let _ = self.0.send(Command::Drain);
+    }
+}
+
 /// What this process is, as the keeper last found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Not known yet (before the first round).
+    /// Not known yet (before the first round), or the owner announced that it is stopping and
+    /// no other hub has taken the lease yet: requests wait for the next owner.
     Unknown,
     /// This process holds the lease with this generation.
     Owner { generation: i64 },
@@ -73,7 +96,7 @@ pub struct LeaseConfig {
 pub struct LeaseKeeper {
     me: String,
     role: watch::Receiver<Role>,
-    stop: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
 }
 
 /// What the writer checks at the start of each batch (`fence_check`).
@@ -100,12 +123,16 @@ struct Holder {
 }
 
 /// Where keepers announce a lease handed back or taken over (no payload: the `owners` row says
-/// what happened).
+/// what happened), and an owner that is about to stop serving (payload `DRAINING` + its holder
+/// id).
 const OWNER_CHANNEL: &str = "collab_hub_owner";
+
+/// The payload's start when an owner announces that it is about to stop serving.
+const DRAINING: &str = "draining ";
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip).
-const NOTICE_POLL: Duration = Duration::from_millis(50);
+const NOTICE_POLL: Duration = Duration::from_millis(25);
 
 /// Takes or renews the lease; the generation if it is ours afterwards.
 const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at)
@@ -131,6 +158,7 @@ impl LeaseKeeper {
             config,
             conn: None,
             role: tx,
+            draining: None,
         };
         let thread = std::thread::Builder::new()
             .name("hub-lease".into())
@@ -140,7 +168,7 @@ impl LeaseKeeper {
             .recv()
             .unwrap_or_else(|_| Err("the lease thread ended during start".into()));
         if let Err(e) = first {
-            let _ = stop.send(());
+            let _ = stop.send(Command::Stop);
             let _ = thread.join();
             return Err(e);
         }
@@ -166,6 +194,11 @@ impl LeaseKeeper {
         self.role.clone()
     }
 
+    /// What announces that this owner is about to stop serving.
+    pub fn drainer(&self) -> Option<Drainer> {
+        self.stop.as_ref().map(|(tx, _)| Drainer(tx.clone()))
+    }
+
     /// The fence the writer checks, if this process owns the database.
     pub fn fence(&self) -> Option<Fence> {
         match self.role() {
@@ -181,7 +214,7 @@ impl LeaseKeeper {
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         if let Some((stop, thread)) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(Command::Stop);
             let _ = thread.join();
         }
     }
@@ -192,10 +225,13 @@ struct Keeper {
     config: LeaseConfig,
     conn: Option<PgConnection>,
     role: watch::Sender<Role>,
+    /// The holder that announced it is stopping: while the row still names it, this process
+    /// sends it nothing (a request on a connection it closes while stopping would be lost).
+    draining: Option<String>,
 }
 
 impl Keeper {
-    fn run(mut self, stop: mpsc::Receiver<()>, first: mpsc::Sender<Result<(), String>>) {
+    fn run(mut self, stop: mpsc::Receiver<Command>, first: mpsc::Sender<Result<(), String>>) {
         let ttl = self.config.ttl;
         // The instant before which this process may still act as the owner.
         let mut valid_until: Option<Instant> = None;
@@ -262,7 +298,8 @@ impl Keeper {
                             break false;
                         }
                     }
-                    _ => break true,
+                    Ok(Command::Drain) => self.announce_drain(),
+                    Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
                 }
             };
             if stopped {
@@ -337,24 +374,39 @@ impl Keeper {
                 },
                 if trusts { "trust them" } else { "not" }
             )),
-            Some(h) => Ok(Role::Standby {
-                url: h.url,
-                holder: h.holder,
-            }),
+            // It is stopping: wait for the next owner rather than send it anything.
+            Some(h) if self.draining.as_deref() == Some(h.holder.as_str()) => Ok(Role::Unknown),
+            Some(h) => {
+                self.draining = None;
+                Ok(Role::Standby {
+                    url: h.url,
+                    holder: h.holder,
+                })
+            }
             // Deleted between the two statements: the next round takes it.
             None => Ok(Role::Unknown),
         }
     }
 
-    /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included). A
-    /// broken connection is dropped, to be opened again by the next round.
+    /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included), noting
+    /// an owner that announced it is stopping. A broken connection is dropped, to be opened
+    /// again by the next round.
     fn noticed(&mut self) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        let drained = conn
-            .notifications_iter()
-            .try_fold(0usize, |n, notice| notice.map(|_| n + 1));
+        let mut draining = None;
+        let drained = conn.notifications_iter().try_fold(0usize, |n, notice| {
+            notice.map(|notice| {
+                if let Some(holder) = notice.payload.strip_prefix(DRAINING) {
+                    draining = Some(holder.to_owned());
+                }
+                n + 1
+            })
+        });
+        if let Some(holder) = draining.filter(|h| *h != self.me) {
+            self.draining = Some(holder);
+        }
         match drained {
             Ok(n) => n > 0,
             Err(e) => {
@@ -371,6 +423,23 @@ impl Keeper {
             && let Err(e) = diesel::sql_query(format!("NOTIFY {OWNER_CHANNEL}")).execute(conn)
         {
             log::warn!("cannot announce the lease: {e}");
+        }
+    }
+
+    /// Tells the other hubs that this owner is about to stop serving: they hold what they
+    /// receive for the next owner instead of forwarding it here.
+    fn announce_drain(&mut self) {
+        if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
+            return;
+        }
+        let payload = format!("{DRAINING}{}", self.me);
+        if let Ok(conn) = self.connection()
+            && let Err(e) = diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(OWNER_CHANNEL)
+                .bind::<Text, _>(&payload)
+                .execute(conn)
+        {
+            log::warn!("cannot announce the drain: {e}");
         }
     }
 

@@ -334,6 +334,13 @@ impl Agent {
                                 }
                                 break;
                             }
+                            // Across a takeover the client may see no hub for longer
+                            // than the lease it asked for: granted meanwhile, the lock has
+                            // expired. Checked against the log afterwards (`gone`).
+                            _ if !self.hubs.is_empty() => {
+                                self.gone.push(id);
+                                break;
+                            }
                             _ => {
                                 self.problems.push(format!(
                                     "{}: waiting lock {id} vanished from the list",

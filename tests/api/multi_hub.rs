@@ -8,6 +8,8 @@
 //!   TypeScript and a Python SDK client on the two standbys; `kill -9` of the owner. Every
 //!   acknowledged write is there afterwards, both clients carry on in the same MCP session
 //!   with their streams resumed (every event once, in order), and the takeover time is printed.
+//! - `a_stopped_owner_hands_over_at_once`, `a_graceful_stop_under_load_refuses_nothing`: a
+//!   deploy's SIGTERM of the owner hands over on notice, and no request is refused meanwhile.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ both_backends!(
     three_hubs_run_the_team_scenario,
     killing_the_owner_under_load_loses_nothing,
     a_stopped_owner_hands_over_at_once,
+    a_graceful_stop_under_load_refuses_nothing,
+    stopping_every_hub_at_once_stops_them_all,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -140,8 +144,6 @@ async fn three_hubs_run_the_team_scenario(backend: Backend) {
 /// standby takes over at once, not at its next poll. With a 300 s lease a standby polls every
 /// 60 s, so a write through it answered within 15 s of the owner's exit was served after a
 /// takeover on notice (one found by polling would come that soon in one run of four at most).
-/// (The write is sent once the owner is gone: one sent while it stops may meet a keep-alive
-/// connection it closes, and is answered 503, as docs/multi-hub.md says.)
 async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -194,20 +196,129 @@ async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
     assert_eq!(read["value"], json!(1), "{read}");
 }
 
-/// Writes `w<i>.n<k>` = k through hub `i mod 3` until `stop`, moving to the next hub when its
-/// own is gone; records the acknowledged (i, k) and when.
+/// What the writers saw: the acknowledged (writer, k) and when, and every other answer.
+#[derive(Clone, Default)]
+struct Seen {
+    acked: Arc<Mutex<Vec<(usize, u64, Instant)>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+/// A deploy stops the owner gracefully (SIGTERM) while 16 writers work through the two
+/// standbys: every write is answered 200, none is lost, and the writes go on through the new
+/// owner. With a 300 s lease only the announced hand-over can make that happen within the
+/// test's time. (The owner also tells the standbys it is stopping before its server stops, so
+/// that nothing is forwarded onto a connection it closes; that race is too narrow for this
+/// test to hit reliably: it passed without the drain too.)
+async fn a_graceful_stop_under_load_refuses_nothing(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 3, "300") else {
+        return;
+    };
+    let body = create_session(&hubs.urls[1], &["a", "b"]).await;
+    let session = body["sessionId"].as_str().unwrap().to_owned();
+    let token = body["tokens"]["a"].as_str().unwrap().to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Seen::default();
+    // Writers that pause between writes leave the standbys' pooled connections to the owner
+    // idle, as a real team's agents do: those are the ones a stopping owner closes.
+    let rng_pause = |i: usize| 5 + (i as u64 * 7) % 25;
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            actix_web::rt::spawn(writer(
+                i,
+                hubs.urls[1..].to_vec(),
+                session.clone(),
+                token.clone(),
+                stop.clone(),
+                seen.clone(),
+                Duration::from_millis(rng_pause(i)),
+            ))
+        })
+        .collect();
+    let acked = || seen.acked.lock().unwrap().len();
+    let wait_for = |n: usize, what: &'static str| {
+        let started = Instant::now();
+        async move {
+            while acked() < n {
+                assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(200, "the writers got 200 acknowledgements before the stop").await;
+    let mut owner = hubs.take(0);
+    let signalled = Command::new("kill")
+        .args(["-TERM", &owner.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(signalled.success());
+    let stopped = owner.wait().expect("the owner exits");
+    assert!(stopped.success(), "a graceful stop: {stopped:?}");
+    wait_for(acked() + 200, "200 more acknowledgements after the stop").await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let refused = seen.refused.lock().unwrap().clone();
+    assert!(
+        refused.is_empty(),
+        "{} writes not acknowledged across a graceful stop, e.g. {:?}",
+        refused.len(),
+        &refused[..refused.len().min(10)]
+    );
+    let acked = seen.acked.lock().unwrap().clone();
+    all_acknowledged_writes_read_back(&hubs.urls[1..], &session, &token, &acked).await;
+}
+
+/// A deploy that stops every hub: the owner first, then the standby a few ms after the owner's
+/// exit, the moment the standby takes the lease over and turns into the owner. Whenever its
+/// SIGTERM lands, the standby must stop (a signal that arrived between its two lives was once
+/// lost, and the new owner served on). The delays sweep the takeover.
+async fn stopping_every_hub_at_once_stops_them_all(backend: Backend) {
+    for delay_ms in [0, 3, 6, 10, 15, 25] {
+        let Some(db) = TestDb::fresh(backend) else {
+            return;
+        };
+        let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
+            return;
+        };
+        let (mut owner, mut standby) = (hubs.take(0), hubs.take(1));
+        let signalled = Command::new("kill")
+            .args(["-TERM", &owner.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(signalled.success());
+        assert!(owner.wait().expect("the owner exits").success());
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let stopped = crate::crash::terminate(&mut standby).await;
+        if stopped.is_none() {
+            let _ = standby.kill();
+        }
+        let stopped = stopped.unwrap_or_else(|| {
+            panic!("the standby, told to stop {delay_ms} ms after the owner's exit, still ran 30 s later")
+        });
+        assert!(stopped.success(), "{delay_ms} ms: {stopped:?}");
+    }
+}
+
+/// Writes `w<i>.n<k>` = k through hub `i mod urls.len()` until `stop`, moving to the next hub
+/// when its own is gone.
 async fn writer(
     i: usize,
     urls: Vec<String>,
     session: String,
     token: String,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(usize, u64, Instant)>>>,
+    seen: Seen,
+    pause: Duration,
 ) {
     let http = client();
     let mut at = i % urls.len();
     let mut k = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        actix_web::rt::time::sleep(pause).await;
         k += 1;
         let sent = http
             .post(format!("{}/mcp/context/set", urls[at]))
@@ -216,11 +327,24 @@ async fn writer(
             .await;
         match sent {
             Ok(res) if res.status() == StatusCode::OK => {
-                acked.lock().unwrap().push((i, k, Instant::now()))
+                seen.acked.lock().unwrap().push((i, k, Instant::now()))
             }
-            Ok(_) => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+            Ok(mut res) => {
+                let body = res.body().await.unwrap_or_default();
+                seen.refused.lock().unwrap().push(format!(
+                    "w{i}.n{k} through {}: {} {}",
+                    urls[at],
+                    res.status(),
+                    String::from_utf8_lossy(&body)
+                ));
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await
+            }
             // Its hub is gone: as behind a load balancer, go to another.
-            Err(_) => {
+            Err(e) => {
+                seen.refused
+                    .lock()
+                    .unwrap()
+                    .push(format!("w{i}.n{k} through {}: {e}", urls[at]));
                 at = (at + 1) % urls.len();
                 actix_web::rt::time::sleep(Duration::from_millis(50)).await;
             }
@@ -325,7 +449,8 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
     let token = |ai: &str| team["tokens"][ai].as_str().unwrap().to_owned();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    let seen = Seen::default();
+    let acked = seen.acked.clone();
     let writers: Vec<_> = (0..16)
         .map(|i| {
             actix_web::rt::spawn(writer(
@@ -334,7 +459,8 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
                 session.clone(),
                 token("gemini"),
                 stop.clone(),
-                acked.clone(),
+                seen.clone(),
+                Duration::ZERO,
             ))
         })
         .collect();
@@ -428,10 +554,20 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
 
     // Every acknowledged write is there, read through the surviving hubs.
     let acked = acked.lock().unwrap().clone();
-    for url in &hubs.urls[1..] {
+    all_acknowledged_writes_read_back(&hubs.urls[1..], &session, &token("claude"), &acked).await;
+}
+
+/// Every write in `acked` reads back through each of `urls`.
+async fn all_acknowledged_writes_read_back(
+    urls: &[String],
+    session: &str,
+    token: &str,
+    acked: &[(usize, u64, Instant)],
+) {
+    for url in urls {
         let mut res = client()
             .get(format!("{url}/mcp/context/get?sessionId={session}"))
-            .bearer_auth(token("claude"))
+            .bearer_auth(token)
             .send()
             .await
             .expect("a standby answers");
