@@ -6,9 +6,10 @@
 //!
 //! When the owner cannot be reached (killed, and its lease not yet taken over), a request that
 //! was never delivered waits for the next owner, up to `patience`, and then goes there; the
-//! client sees a slow answer, not an error. A request that was delivered and then lost its
-//! connection is answered 503: it may or may not have been applied, and only the client may
-//! decide to send it again.
+//! client sees a slow answer, not an error. So does a GET (HEAD, OPTIONS) that lost its
+//! connection before the answer began: reading twice changes nothing. Any other request that
+//! was sent and then lost its connection is answered 503: it may or may not have been applied,
+//! and only the client may decide to send it again.
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,12 @@ async fn forward(
         .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let deadline = Instant::now() + fw.patience;
+    let safe = matches!(
+        *req.method(),
+        actix_web::http::Method::GET
+            | actix_web::http::Method::HEAD
+            | actix_web::http::Method::OPTIONS
+    );
     let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
     loop {
         role.borrow_and_update();
@@ -129,8 +136,9 @@ async fn forward(
             out = out.insert_header((FORWARDED, "1"));
             match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
                 Ok(Ok(answer)) => return Ok(relay(answer)),
-                // Never delivered: wait for the next owner and send it there.
-                Ok(Err(SendRequestError::Connect(e))) if Instant::now() < deadline => {
+                // Never delivered, or a read that may be asked twice (as any HTTP proxy
+                // retries an idempotent request): wait for the next owner and send it there.
+                Ok(Err(e)) if (safe || never_delivered(&e)) && Instant::now() < deadline => {
                     log::debug!("forward to {base}: {e}; waiting for an owner");
                 }
                 Ok(Err(e)) => return Err(unreachable(e)),
@@ -153,6 +161,19 @@ async fn forward(
             }
         })
         .await;
+    }
+}
+
+/// Whether the request surely never reached the owner, so that sending it to the next owner
+/// cannot apply it twice: the connection could not be made. Not awc's `Disconnected`, which
+/// it also reports when the connection closed after the request was sent, before the answer's
+/// head (an owner killed after it applied the request): that one may have been applied.
+fn never_delivered(e: &SendRequestError) -> bool {
+    use awc::error::ConnectError;
+    match e {
+        SendRequestError::Connect(ConnectError::Disconnected | ConnectError::H2(_)) => false,
+        SendRequestError::Connect(_) => true,
+        _ => false,
     }
 }
 
@@ -179,4 +200,28 @@ where
         out.no_chunking(length);
     }
     out.streaming(answer.map(|chunk| chunk.map_err(std::io::Error::other)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use awc::error::ConnectError;
+
+    #[test]
+    fn only_a_connection_never_made_is_sent_again() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(never_delivered(&SendRequestError::Connect(
+            ConnectError::Io(refused)
+        )));
+        assert!(never_delivered(&SendRequestError::Connect(
+            ConnectError::Timeout
+        )));
+        // awc's word for "the connection closed before the answer's head", request sent.
+        assert!(!never_delivered(&SendRequestError::Connect(
+            ConnectError::Disconnected
+        )));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!never_delivered(&SendRequestError::Send(reset)));
+        assert!(!never_delivered(&SendRequestError::Timeout));
+    }
 }

@@ -107,6 +107,17 @@ fn start_hubs_leasing(db: &TestDb, backend: Backend, n: usize, lease_secs: &str)
     Some(hubs)
 }
 
+/// SIGTERM (a deploy's stop), and a clean exit.
+fn stop_gracefully(mut hub: Child) {
+    let signalled = Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(signalled.success());
+    let stopped = hub.wait().expect("the hub exits");
+    assert!(stopped.success(), "a graceful stop: {stopped:?}");
+}
+
 async fn create_session(url: &str, participants: &[&str]) -> Value {
     create_session_at(
         url,
@@ -156,14 +167,7 @@ async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
         body["sessionId"].as_str().unwrap().to_owned(),
         body["tokens"]["a"].as_str().unwrap().to_owned(),
     );
-    let mut owner = hubs.take(0);
-    let signalled = Command::new("kill")
-        .args(["-TERM", &owner.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(signalled.success());
-    let stopped = owner.wait().expect("the owner exits");
-    assert!(stopped.success(), "a graceful stop: {stopped:?}");
+    stop_gracefully(hubs.take(0));
     let exited = Instant::now();
     let mut answer = client()
         .post(format!("{}/mcp/context/set", hubs.urls[1]))
@@ -248,14 +252,7 @@ async fn a_graceful_stop_under_load_refuses_nothing(backend: Backend) {
         }
     };
     wait_for(200, "the writers got 200 acknowledgements before the stop").await;
-    let mut owner = hubs.take(0);
-    let signalled = Command::new("kill")
-        .args(["-TERM", &owner.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(signalled.success());
-    let stopped = owner.wait().expect("the owner exits");
-    assert!(stopped.success(), "a graceful stop: {stopped:?}");
+    stop_gracefully(hubs.take(0));
     wait_for(acked() + 200, "200 more acknowledgements after the stop").await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -284,13 +281,8 @@ async fn stopping_every_hub_at_once_stops_them_all(backend: Backend) {
         let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
             return;
         };
-        let (mut owner, mut standby) = (hubs.take(0), hubs.take(1));
-        let signalled = Command::new("kill")
-            .args(["-TERM", &owner.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(signalled.success());
-        assert!(owner.wait().expect("the owner exits").success());
+        let (owner, mut standby) = (hubs.take(0), hubs.take(1));
+        stop_gracefully(owner);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let stopped = crate::crash::terminate(&mut standby).await;
         if stopped.is_none() {
