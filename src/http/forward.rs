@@ -6,7 +6,7 @@
 //!
 //! When the owner cannot be reached (killed, and its lease not yet taken over), a request that
 //! was never delivered waits for the next owner, up to `patience`, and then goes there; the
-//! client sees a slow answer, not an error. So does a GET (HEAD, OPTIONS) that lost its
+//! client sees a slow answer, not an error. So does a safe request (GET, HEAD, OPTIONS) that lost its
 //! connection before the answer began: reading twice changes nothing. Any other request that
 //! was sent and then lost its connection is answered 503: it may or may not have been applied,
 //! and only the client may decide to send it again.
@@ -113,12 +113,7 @@ async fn forward(
         .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let deadline = Instant::now() + fw.patience;
-    let safe = matches!(
-        *req.method(),
-        actix_web::http::Method::GET
-            | actix_web::http::Method::HEAD
-            | actix_web::http::Method::OPTIONS
-    );
+    let safe = req.method().is_safe();
     let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
     loop {
         role.borrow_and_update();

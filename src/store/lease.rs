@@ -419,27 +419,26 @@ impl Keeper {
 
     /// Tells the other keepers that the lease changed hands.
     fn announce(&mut self) {
-        if let Ok(conn) = self.connection()
-            && let Err(e) = diesel::sql_query(format!("NOTIFY {OWNER_CHANNEL}")).execute(conn)
-        {
-            log::warn!("cannot announce the lease: {e}");
-        }
+        self.notify("");
     }
 
     /// Tells the other hubs that this owner is about to stop serving: they hold what they
     /// receive for the next owner instead of forwarding it here.
     fn announce_drain(&mut self) {
-        if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
-            return;
+        if matches!(&*self.role.borrow(), Role::Owner { .. }) {
+            self.notify(&format!("{DRAINING}{}", self.me));
         }
-        let payload = format!("{DRAINING}{}", self.me);
+    }
+
+    /// One notice on `OWNER_CHANNEL`. A lost one costs time, never safety: only a warning.
+    fn notify(&mut self, payload: &str) {
         if let Ok(conn) = self.connection()
             && let Err(e) = diesel::sql_query("SELECT pg_notify($1, $2)")
                 .bind::<Text, _>(OWNER_CHANNEL)
-                .bind::<Text, _>(&payload)
+                .bind::<Text, _>(payload)
                 .execute(conn)
         {
-            log::warn!("cannot announce the drain: {e}");
+            log::warn!("cannot announce on {OWNER_CHANNEL}: {e}");
         }
     }
 
