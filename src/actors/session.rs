@@ -106,6 +106,9 @@ pub struct SessionActor {
     sync: crate::domain::context_sync::SyncClocks,
     /// Writes queued to the store whose commit is not applied here yet, oldest first.
     in_flight: pipeline::InFlight,
+    /// The context writes among them, for planning the next beside them (`domain::
+    /// context_in_flight`).
+    context_in_flight: crate::domain::context_in_flight::InFlight,
 }
 
 type Reply<T> = AtomicResponse<SessionActor, Result<T, HubError>>;
@@ -139,6 +142,7 @@ impl SessionActor {
             shown: HashMap::new(),
             sync: Default::default(),
             in_flight: Default::default(),
+            context_in_flight: Default::default(),
         }
     }
 
@@ -184,6 +188,7 @@ impl SessionActor {
             shown: HashMap::new(),
             sync: Default::default(),
             in_flight: Default::default(),
+            context_in_flight: Default::default(),
         }
     }
 

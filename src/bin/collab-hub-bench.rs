@@ -8,6 +8,8 @@
 //! * `read`  — `tools/call whoami` (answered from the hub's memory);
 //! * `write` — `tools/call session_status` alternating pause/resume (each one commits an event
 //!   and a projection row before the hub answers);
+//! * `ctx`   — `tools/call context_set` of a path of the client's own (`bench.<participant>`),
+//!   a durable write;
 //! * `send`  — `tools/call message_send`, a directed message to the session's other participant
 //!   (`gemini`); the hub answers once the message is durably committed;
 //! * `sse`   — the same read answered as an SSE stream (the client sends a progress token);
@@ -48,7 +50,7 @@
 //! target/release/collab-hub --bind 127.0.0.1:PORT --database-url sqlite:///tmp/x/hub.db \
 //!     --message-rate 1000000 --message-burst 1000000
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
-//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ping,deliver,lock,soak] \
+//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ctx,ping,deliver,lock,soak] \
 //!     [--recipients 1,10,100] [--lock-resources 4] [--soak-seconds 600] [--soak-interval 60] \
 //!     [--hub-pid PID] [--one-session]
 //! ```
@@ -107,7 +109,7 @@ struct Args {
     warmup: f64,
     /// Phases to run, in order (`deliver`, `lock` and `soak` run after the per-session phases).
     #[arg(long, value_delimiter = ',', default_value = "read,write",
-          value_parser = ["read", "sse", "write", "send", "ping", "deliver", "lock", "soak"])]
+          value_parser = ["read", "sse", "write", "send", "ctx", "ping", "deliver", "lock", "soak"])]
     phases: Vec<String>,
     /// The per-session phases put their N clients in ONE collab session (participants
     /// `c0`…, plus `gemini`, the `send` phase's recipient) instead of one session each: what
@@ -133,6 +135,8 @@ struct Agent {
     mcp: Client,
     /// The collab session's status as this client last set it (write phase).
     paused: bool,
+    /// Where this client writes in its session's shared context (ctx phase).
+    key: String,
 }
 
 impl Agent {
@@ -159,6 +163,13 @@ impl Agent {
                 "tools/call",
                 json!({"name": "message_send", "arguments": {
                     "to": "gemini", "body": format!("bench message {}", self.mcp.next_id + 1)}}),
+            ),
+            // A path of its own: with `--one-session`, N writers of one context that never
+            // overlap (pipelined beside each other).
+            "ctx" => (
+                "tools/call",
+                json!({"name": "context_set", "arguments": {
+                    "path": self.key, "value": self.mcp.next_id + 1}}),
             ),
             _ => ("ping", json!({})),
         };
@@ -648,6 +659,7 @@ fn main() -> Result<(), String> {
                 clients.push(Agent {
                     mcp: Client::connect(addr_of(&addrs, i), token.to_owned(), "bench")?,
                     paused: false,
+                    key: format!("bench.{me}"),
                 });
             }
             for phase in &phases {

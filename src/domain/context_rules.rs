@@ -144,9 +144,14 @@ impl Session {
         self.last_event_id = self.last_event_id.max(event_id);
     }
 
+    /// Whether the next context write is due to be snapshotted with its change.
+    pub fn snapshot_is_due(&self) -> bool {
+        self.context_since_snapshot + 1 >= SNAPSHOT_EVERY
+    }
+
     /// The context as it will be after `changes`, if this write is due to be snapshotted.
     pub fn snapshot_due(&self, changes: &[Change]) -> Option<(Context, Vec<Change>)> {
-        (self.context_since_snapshot + 1 >= SNAPSHOT_EVERY)
+        self.snapshot_is_due()
             .then(|| (self.context.clone(), changes.to_vec()))
     }
 }

@@ -11,6 +11,7 @@ pub mod context;
 mod context_diff;
 #[cfg(test)]
 mod context_diff_props;
+pub mod context_in_flight;
 pub mod context_log;
 mod context_ops;
 mod context_path;

@@ -1,7 +1,7 @@
 //! Writes kept as data rather than closures, so that the PostgreSQL writer can put the
 //! consecutive ones of a batch, whatever their sessions, in ONE statement ([`write_many`]):
-//! message sends, and a lock's acquire, renewal and release. Each is an event plus the row it
-//! carries (the message, the lock's row). Alone, or on SQLite, each is written by its own
+//! message sends, a lock's acquire, renewal and release, and context writes. Each is an event
+//! plus the row it carries (the message, the lock's row; a context write carries none). Alone, or on SQLite, each is written by its own
 //! function (`messages::append_sent`, `locks::append_*`), which says the same thing.
 //!
 //! Why: one session's writes all go to one writer connection (its log commits in id order), and
@@ -26,6 +26,15 @@ use crate::error::HubError;
 pub enum EventWrite {
     Send(SendWrite),
     Lock(LockWrite),
+    /// An event alone (a context write: its changes are in its payload).
+    Event(PlainWrite),
+}
+
+/// An event that carries no row of its own.
+pub struct PlainWrite {
+    pub session_id: Uuid,
+    pub event: NewEvent,
+    pub at: NaiveDateTime,
 }
 
 /// A lock's event and the change to its row that goes with it.
@@ -90,6 +99,7 @@ impl EventWrite {
         match self {
             EventWrite::Send(s) => s.session_id,
             EventWrite::Lock(l) => l.session_id,
+            EventWrite::Event(e) => e.session_id,
         }
     }
 
@@ -98,6 +108,9 @@ impl EventWrite {
         match self {
             EventWrite::Send(s) => s.write(conn),
             EventWrite::Lock(l) => l.write(conn),
+            EventWrite::Event(e) => {
+                super::queries::append_event(conn, e.session_id, &e.event, e.at)
+            }
         }
     }
 
@@ -105,7 +118,7 @@ impl EventWrite {
     /// apply one of the changes), so two writes of one lock never share a statement.
     pub fn lock_row(&self) -> Option<(Uuid, i64)> {
         match self {
-            EventWrite::Send(_) => None,
+            EventWrite::Send(_) | EventWrite::Event(_) => None,
             EventWrite::Lock(l) => Some((l.session_id, l.change.id())),
         }
     }
@@ -114,6 +127,7 @@ impl EventWrite {
         match self {
             EventWrite::Send(s) => &s.message.event,
             EventWrite::Lock(l) => &l.event,
+            EventWrite::Event(e) => &e.event,
         }
     }
 
@@ -121,6 +135,7 @@ impl EventWrite {
         match self {
             EventWrite::Send(s) => s.at,
             EventWrite::Lock(l) => l.at,
+            EventWrite::Event(e) => e.at,
         }
     }
 }
@@ -153,6 +168,10 @@ struct Columns {
 
 fn columns(w: &EventWrite) -> Columns {
     match w {
+        EventWrite::Event(_) => Columns {
+            op: "event",
+            ..Columns::default()
+        },
         EventWrite::Send(s) => {
             let m = &s.message;
             Columns {
@@ -257,7 +276,9 @@ pub fn write_many(
     // (as `locks::append_*`). Only the kinds the batch holds are in the statement: it is planned
     // anew for every batch, and a send-only batch was 5–12 % slower with the lock parts in.
     let sends = rows.iter().any(|(_, _, w)| w.op == "send");
-    let locks = rows.iter().any(|(_, _, w)| w.op != "send");
+    let locks = rows
+        .iter()
+        .any(|(_, _, w)| matches!(w.op, "request" | "renew" | "release"));
     let mut columns: Vec<(&str, &str)> = vec![
         ("ord", "int8"),
         ("session_id", "text"),

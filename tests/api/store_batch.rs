@@ -15,6 +15,7 @@ both_backends!(
     a_stale_owner_commits_nothing,
     sends_queued_together_are_written_as_one_by_one,
     a_lock_write_and_its_event_land_together,
+    plain_events_queued_with_sends_take_their_places,
     tables_are_vacuumed_where_the_server_does_not,
 );
 
@@ -413,6 +414,127 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
             (base_a + 3, base_a + 1)
         ]
     );
+    store.shutdown().await;
+}
+
+/// A context write's event queued with sends (`EventWrite::Event`): on PostgreSQL they share
+/// one statement, and a batch of events alone is one too. Each takes its session's next id in
+/// queue order, is stored as planned, and one into a session that does not exist is refused
+/// alone.
+async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
+    use collab_hub::domain::event::{NewEvent, Priority};
+    use collab_hub::domain::message::{MessageSpec, plan_send};
+    use collab_hub::store::event_writes::PlainWrite;
+    use collab_hub::store::messages::SendWrite;
+    use collab_hub::store::queries::{EventFilter, events_after};
+    let Some((_db, sessions, store)) = sessions_then_store(backend, 9, &["x", "y"]).await else {
+        return;
+    };
+    let (a, b) = sessions
+        .iter()
+        .flat_map(|a| sessions.iter().map(move |b| (*a, *b)))
+        .find(|(a, b)| a != b && store.writer_of(*a) == store.writer_of(*b))
+        .expect("of 9 sessions two share one of the writers");
+    let gone = std::iter::repeat_with(uuid::Uuid::new_v4)
+        .find(|g| store.writer_of(*g) == store.writer_of(a))
+        .unwrap();
+    let (base_a, base_b) = (
+        last_event_id(&store, a).await,
+        last_event_id(&store, b).await,
+    );
+    let at = chrono::Utc::now().naive_utc();
+    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
+    let send = |session| {
+        EventWrite::Send(SendWrite {
+            session_id: session,
+            message: plan_send(
+                "x",
+                &everyone,
+                MessageSpec {
+                    to: Some("y".into()),
+                    priority: Priority::Routine,
+                    body: serde_json::json!("beside the context"),
+                    reply_to: None,
+                    requires_ack: false,
+                    ack_within_secs: None,
+                },
+                None,
+                at,
+            )
+            .unwrap(),
+            at,
+        })
+    };
+    let plain = |session, n: i64| {
+        EventWrite::Event(PlainWrite {
+            session_id: session,
+            event: NewEvent {
+                kind: "context_changed",
+                actor: Some("y".into()),
+                priority: Priority::Routine,
+                payload: serde_json::json!({"changes": [], "n": n}),
+                to: None,
+            },
+            at,
+        })
+    };
+    let rounds = [
+        vec![
+            (send(a), Some(base_a + 1)),
+            (plain(a, 1), Some(base_a + 2)),
+            (plain(gone, 0), None),
+            (send(b), Some(base_b + 1)),
+            (plain(b, 2), Some(base_b + 2)),
+            (send(a), Some(base_a + 3)),
+        ],
+        // Events alone.
+        vec![
+            (plain(a, 3), Some(base_a + 4)),
+            (plain(b, 4), Some(base_b + 3)),
+        ],
+    ];
+    for round in rounds {
+        let queued: Vec<_> = round
+            .into_iter()
+            .map(|(w, expected)| (store.submit_event_write(w), expected))
+            .collect();
+        for (sub, expected) in queued {
+            let outcome = sub.outcome.await.expect("answered");
+            match expected {
+                Some(id) => assert_eq!(outcome.expect("written")[0].id, id),
+                None => assert!(outcome.is_err(), "a write into no session must be refused"),
+            }
+        }
+    }
+    assert_eq!(last_event_id(&store, a).await, base_a + 4);
+    assert_eq!(last_event_id(&store, b).await, base_b + 3);
+    for (session, base, want) in [
+        (a, base_a, vec![(2, 1), (4, 3)]),
+        (b, base_b, vec![(2, 2), (3, 4)]),
+    ] {
+        let events = store
+            .read(move |c| {
+                let all = EventFilter {
+                    viewer: None,
+                    kinds: None,
+                    critical_only: false,
+                };
+                events_after(c, session, all, base, 100)
+            })
+            .await
+            .unwrap();
+        let stored: Vec<(i64, i64)> = events
+            .iter()
+            .filter(|e| e.kind == "context_changed")
+            .map(|e| (e.id - base, e.payload["n"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(stored, want, "the context events of {session}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.kind != "context_changed" || e.actor.as_deref() == Some("y"))
+        );
+    }
     store.shutdown().await;
 }
 

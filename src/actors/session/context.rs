@@ -1,6 +1,8 @@
 //! The session actor's shared context: write (set, append, delete, sync), read, and diff.
 
 use super::*;
+use crate::domain::context::Change;
+use crate::store::event_writes::{EventWrite, PlainWrite};
 
 /// Context changes a diff rewinds at most. A diff rewinds the log from the current document
 /// back to `since`, newest first, so it needs every change in between: a longer span is
@@ -8,51 +10,85 @@ use super::*;
 const MAX_DIFF_CHANGES: i64 = 10_000;
 
 impl Handler<WriteContext> for SessionActor {
-    type Result = Reply<ContextWritten>;
+    type Result = ResponseFuture<Result<ContextWritten, HubError>>;
 
-    fn handle(&mut self, msg: WriteContext, _: &mut Self::Context) -> Self::Result {
+    /// Pipelined (`pipeline.rs`) unless a write still in flight overlaps it
+    /// (`domain::context_in_flight`): then it is planned again once they are applied. A write
+    /// that takes the context's snapshot holds the session through its commit.
+    fn handle(&mut self, msg: WriteContext, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .caller_as(&msg.credential, msg.as_participant.as_deref())
             .and_then(|caller| Ok(self.session()?.check_context(&caller, &msg.request)?));
         let (changes, event) = match planned {
             Ok(p) => p,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         if changes.is_empty() {
-            return reply(Ok(ContextWritten {
+            return Box::pin(fut::ready(Ok(ContextWritten {
                 event_id: None,
                 version: None,
                 changed: Vec::new(),
-            }));
+            })));
+        }
+        let (due, independent) = match self.session() {
+            Ok(s) => (
+                s.snapshot_is_due(),
+                self.context_in_flight.independent(&s.context, &changes),
+            ),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        if !self.context_in_flight.is_empty() && (due || !independent) {
+            // Planned against a context the writes in flight change: plan it again after them.
+            let again =
+                self.after_in_flight(move |act, ctx| Box::pin(fut::ready(act.handle(msg, ctx))));
+            return self.hold_then_pipeline(ctx, again);
         }
         let (id, at) = (self.id, now());
-        let snapshot = self.session_mut().snapshot_due(&changes);
-        let snapshotted = snapshot.is_some();
-        self.commit(
-            move |c| {
-                let event = queries::append_event(c, id, &event, at)?;
-                // Every SNAPSHOT_EVERY context changes, the whole context is stored with the
-                // change, so a restart replays at most that many.
-                if let Some((mut context, changes)) = snapshot {
-                    for ch in &changes {
-                        context.apply(ch, event.id);
+        let written = |act: &mut SessionActor, changes: &[Change], event: &Event| {
+            act.session_mut().apply_context(changes, event.id);
+            ContextWritten {
+                event_id: Some(event.id),
+                version: Some(event.id),
+                changed: changes.iter().map(|c| c.path.to_string()).collect(),
+            }
+        };
+        if due {
+            // Every SNAPSHOT_EVERY context changes, the whole context is stored with the
+            // change, so a restart replays at most that many (nothing is in flight here).
+            let snapshot = self.session_mut().snapshot_due(&changes);
+            return self.held(
+                ctx,
+                move |c| {
+                    let event = queries::append_event(c, id, &event, at)?;
+                    if let Some((mut context, changes)) = snapshot {
+                        for ch in &changes {
+                            context.apply(ch, event.id);
+                        }
+                        queries::insert_snapshot(c, id, event.id, &context, "auto", at)?;
                     }
-                    queries::insert_snapshot(c, id, event.id, &context, "auto", at)?;
-                }
-                Ok(event)
-            },
-            move |act, event| {
-                act.session_mut().apply_context(&changes, event.id);
-                if snapshotted {
-                    act.session_mut().context_since_snapshot = 0;
-                }
-                ContextWritten {
-                    event_id: Some(event.id),
-                    version: Some(event.id),
-                    changed: changes.iter().map(|c| c.path.to_string()).collect(),
-                }
-            },
-        )
+                    Ok(vec![event])
+                },
+                move |act, outcome, ctx| {
+                    Ok(act.applied(outcome?, ctx, move |act, events, _| {
+                        let w = written(act, &changes, &events[0]);
+                        act.session_mut().context_since_snapshot = 0;
+                        w
+                    }))
+                },
+            );
+        }
+        let submitted = self.store.submit_event_write(EventWrite::Event(PlainWrite {
+            session_id: id,
+            event,
+            at,
+        }));
+        self.context_in_flight.push(&changes);
+        self.pipelined(ctx, submitted, move |act, outcome, ctx| {
+            act.context_in_flight.pop();
+            Ok(act.applied(outcome?, ctx, move |act, events, _| {
+                written(act, &changes, &events[0])
+            }))
+        })
     }
 }
 
@@ -176,21 +212,33 @@ enum Append {
 impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
     type Result = Reply<Vec<crate::actors::messages::BatchResult>>;
 
-    /// Plans every write against a scratch copy of the session that the writes before it
-    /// changed (with the event ids the log will give them: this actor is the log's only
-    /// writer), then commits all the events in one transaction and applies them in order.
-    /// Messages take their send budget up front and give it back if the batch fails. Task
-    /// operations are planned by the task coordinator on a scratch board, all at once; a task
-    /// they complete has its locks released in the same transaction.
+    /// Once the pipelined writes in flight are applied (the batch plans its events' ids from
+    /// the session's last one), holding the session through its commit.
     fn handle(
         &mut self,
         msg: crate::actors::messages::WriteBatch,
         _: &mut Self::Context,
     ) -> Self::Result {
+        AtomicResponse::new(self.after_in_flight(move |act, _| act.write_batch(msg)))
+    }
+}
+
+impl SessionActor {
+    /// Plans every write against a scratch copy of the session that the writes before it
+    /// changed (with the event ids the log will give them: this actor is the log's only
+    /// writer, and nothing of this session is in flight), then commits all the events in one
+    /// transaction and applies them in order. Messages take their send budget up front and
+    /// give it back if the batch fails. Task operations are planned by the task coordinator on
+    /// a scratch board, all at once; a task they complete has its locks released in the same
+    /// transaction.
+    fn write_batch(
+        &mut self,
+        msg: crate::actors::messages::WriteBatch,
+    ) -> ResponseActFuture<Self, Result<Vec<crate::actors::messages::BatchResult>, HubError>> {
         use crate::actors::messages::{BatchRequest, BatchResult, MessageSent, ReserveLock};
         let caller = match self.caller_as(&msg.credential, msg.as_participant.as_deref()) {
             Ok(c) => c,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let at = now();
         let (positions, ops): (Vec<usize>, Vec<_>) = msg
@@ -217,7 +265,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
             });
             match asked {
                 Ok(a) => Some(a),
-                Err(e) => return reply(Err(e)),
+                Err(e) => return Box::pin(fut::ready(Err(e))),
             }
         };
         // Locks: checked now, reserved in the project's table before anything is staged.
@@ -231,7 +279,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                 });
                 match checked {
                     Ok(c) => lock_asks.push(c),
-                    Err(e) => return reply(Err(e.in_operation(i))),
+                    Err(e) => return Box::pin(fut::ready(Err(e.in_operation(i)))),
                 }
             }
         }
@@ -243,7 +291,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
                 .and_then(|t| Ok((t, self.session()?.name.clone())))
             {
                 Ok(t) => Some(t),
-                Err(e) => return reply(Err(e)),
+                Err(e) => return Box::pin(fut::ready(Err(e))),
             }
         };
         let table_addr = table.as_ref().map(|(t, _)| t.clone());
@@ -258,16 +306,16 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
             (0, _) => None,
             (_, Caller::Participant(id)) => Some(id.clone()),
             (_, Caller::Operator) => {
-                return reply(Err(HubError::invalid(
+                return Box::pin(fut::ready(Err(HubError::invalid(
                     "aiId",
                     "the operator sends as a participant: name it in aiId",
-                )));
+                ))));
             }
         };
         if let Some(from) = &sender
             && let Err(e) = self.take_sends(from, sends)
         {
-            return reply(Err(e));
+            return Box::pin(fut::ready(Err(e)));
         }
         let parents: Vec<i64> = msg
             .requests
@@ -486,7 +534,7 @@ impl Handler<crate::actors::messages::WriteBatch> for SessionActor {
             }
             result
         });
-        AtomicResponse::new(Box::pin(fut))
+        Box::pin(fut)
     }
 }
 

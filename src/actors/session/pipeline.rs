@@ -17,6 +17,12 @@
 //!   in flight", as the commit-one-at-a-time path would have it. Nothing is applied before its
 //!   commit, so a failed commit leaves nothing to undo: its caller gets the error, later
 //!   writes stand on their own (each write has its own savepoint).
+//! - Context writes change what later context writes check, but only at their paths: a context
+//!   write is pipelined beside the ones in flight when its paths are apart from theirs
+//!   (`domain::context_in_flight`), and otherwise planned again once they are applied
+//!   (`after_in_flight`). So is any command that must see every write in flight: a batch plans
+//!   its events' ids from the session's last one (before, a batch amid pipelined sends failed
+//!   with "batch planned event 8, the log gave 14"), and a snapshot stands at the last event.
 
 use std::collections::VecDeque;
 
@@ -100,6 +106,37 @@ impl SessionActor {
             });
         ctx.wait(committed);
         answer(replied)
+    }
+
+    /// Runs `command` once every write queued before now is applied, holding the session from
+    /// now on (the caller waits on the result, as `AtomicResponse` does): for a command whose
+    /// checks must see the effects of the writes in flight (a batch, which plans its events'
+    /// ids; a snapshot; a context write beside an overlapping one). It queues an empty write
+    /// behind them: the writer answers in queue order, so once its outcome is in, theirs are.
+    pub(super) fn after_in_flight<O: 'static>(
+        &mut self,
+        command: impl FnOnce(&mut SessionActor, &mut Context<Self>) -> ResponseActFuture<Self, O>
+        + 'static,
+    ) -> ResponseActFuture<Self, O> {
+        if self.in_flight.0.is_empty() {
+            return Box::pin(fut::ready(()).then(move |_, act, ctx| command(act, ctx)));
+        }
+        let Submitted {
+            outcome,
+            queue_full,
+            ..
+        } = self.submit(|_| Ok(Vec::new()));
+        let behind = async move {
+            if let Some(queued) = queue_full {
+                queued.await;
+            }
+            // Its own outcome does not matter (a failed batch fails theirs too): only when.
+            let _ = outcome.await;
+        };
+        Box::pin(behind.into_actor(self).then(move |_, act, ctx| {
+            act.drain_in_flight(ctx);
+            command(act, ctx)
+        }))
     }
 
     /// Applies, oldest first, every queued write whose outcome is in; stops at the first that

@@ -12,9 +12,18 @@ use crate::store::snapshots::{self, Planned};
 pub(super) struct AutoSave(pub Trigger);
 
 impl SessionActor {
-    /// Plans, writes and records a snapshot; the actor handles nothing else meanwhile, so the
-    /// snapshot stands exactly at the session's last event.
+    /// Plans, writes and records a snapshot once the writes in flight are applied; the actor
+    /// handles nothing else meanwhile, so the snapshot stands exactly at the session's last
+    /// event.
     fn save(
+        &mut self,
+        trigger: Trigger,
+        includes: Includes,
+    ) -> ResponseActFuture<Self, Result<Saved, HubError>> {
+        self.after_in_flight(move |act, _| act.save_now(trigger, includes))
+    }
+
+    fn save_now(
         &mut self,
         trigger: Trigger,
         includes: Includes,

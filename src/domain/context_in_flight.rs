@@ -1,0 +1,160 @@
+//! Context writes planned but not committed yet: when a new write may be planned against the
+//! committed context while they are in flight (`src/actors/session/pipeline.rs`).
+//!
+//! A context write's checks and changes read only what lies at its paths: the value there
+//! (and the objects above it, which must exist or be created), the versions above and below
+//! it, and the document's size. So a write whose paths neither contain nor lie inside the
+//! paths of any write in flight plans exactly as it would after them; nothing it was planned
+//! against can be changed by their commit, or by their failure. Only the size is shared: the
+//! writes in flight may grow the document, so their growth is counted against the limit.
+
+use std::collections::VecDeque;
+
+use super::context::{Change, Context, Path};
+use super::context_ops::MAX_CONTEXT_BYTES;
+
+/// Where a change reads and writes: its path, or, when it creates objects on the way, the
+/// root of the branch it creates (two writes creating the same branch would each plan it as
+/// new: a rewind of either would remove the other's value too).
+pub fn footprint(change: &Change) -> Path {
+    match change.created_from {
+        Some(existed) if existed < change.path.0.len() => Path(change.path.0[..=existed].to_vec()),
+        _ => change.path.clone(),
+    }
+}
+
+/// The context writes in flight, oldest first: their footprints and growth in bytes.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    writes: VecDeque<(Vec<Path>, i64)>,
+    growth: i64,
+}
+
+impl InFlight {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// May `changes`, planned against `committed`, be written while the writes in flight are?
+    /// Only if no footprint overlaps theirs, and the document stays within its limit even if
+    /// every write in flight grows it.
+    pub fn independent(&self, committed: &Context, changes: &[Change]) -> bool {
+        if self.writes.is_empty() {
+            return true;
+        }
+        let overlaps = changes.iter().map(footprint).any(|mine| {
+            self.writes
+                .iter()
+                .flat_map(|(paths, _)| paths)
+                .any(|theirs| theirs.overlaps(&mine))
+        });
+        if overlaps {
+            return false;
+        }
+        let grows: i64 = changes.iter().map(Change::growth).sum();
+        committed.size() as i64 + self.growth + grows <= MAX_CONTEXT_BYTES as i64
+    }
+
+    /// Notes a write sent to the store, after the ones already in flight.
+    pub fn push(&mut self, changes: &[Change]) {
+        let grows = changes.iter().map(Change::growth).sum::<i64>().max(0);
+        self.growth += grows;
+        self.writes
+            .push_back((changes.iter().map(footprint).collect(), grows));
+    }
+
+    /// The oldest write in flight committed or failed.
+    pub fn pop(&mut self) {
+        if let Some((_, grows)) = self.writes.pop_front() {
+            self.growth -= grows;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::context::ContextOp;
+
+    fn path(p: &str) -> Path {
+        Path::parse(p).unwrap()
+    }
+
+    fn set(c: &Context, p: &str, v: serde_json::Value) -> Vec<Change> {
+        c.plan(&ContextOp::Set {
+            path: path(p),
+            value: v,
+            expected: None,
+        })
+        .unwrap()
+    }
+
+    fn committed() -> Context {
+        let mut c = Context::default();
+        for (i, ch) in set(&c, "plan", json!({"steps": ["a"], "owner": "claude"}))
+            .iter()
+            .enumerate()
+        {
+            c.apply(ch, i as i64 + 1);
+        }
+        c
+    }
+
+    #[test]
+    fn writes_to_paths_apart_are_independent_and_nested_ones_are_not() {
+        let c = committed();
+        let mut in_flight = InFlight::default();
+        assert!(in_flight.independent(&c, &set(&c, "plan.owner", json!("x"))));
+        in_flight.push(&set(&c, "plan.owner", json!("gemini")));
+        assert!(in_flight.independent(&c, &set(&c, "plan.steps", json!([]))));
+        assert!(in_flight.independent(&c, &set(&c, "elsewhere", json!(1))));
+        // The same path, a path inside it, a path around it.
+        assert!(!in_flight.independent(&c, &set(&c, "plan.owner", json!("cursor"))));
+        assert!(!in_flight.independent(&c, &set(&c, "plan", json!({}))));
+        in_flight.push(&set(&c, "plan.steps", json!(["a", "b"])));
+        assert!(!in_flight.independent(&c, &set(&c, "plan.steps[0]", json!("c"))));
+        in_flight.pop();
+        in_flight.pop();
+        assert!(in_flight.is_empty());
+        assert!(in_flight.independent(&c, &set(&c, "plan", json!({}))));
+    }
+
+    #[test]
+    fn two_writes_creating_one_branch_are_not_independent() {
+        let c = committed();
+        let mut in_flight = InFlight::default();
+        // Both create `new`, under which each sets a different key.
+        let first = set(&c, "new.a", json!(1));
+        assert_eq!(footprint(&first[0]), path("new"));
+        in_flight.push(&first);
+        assert!(!in_flight.independent(&c, &set(&c, "new.b", json!(2))));
+        // Under an object that exists, different keys stay apart.
+        in_flight.push(&set(&c, "plan.x.y", json!(1)));
+        assert!(!in_flight.independent(&c, &set(&c, "plan.x.z", json!(1))));
+        assert!(in_flight.independent(&c, &set(&c, "plan.w", json!(1))));
+    }
+
+    #[test]
+    fn the_growth_in_flight_counts_against_the_limit() {
+        // A committed document a little under its limit.
+        let mut c = committed();
+        let mut n = 0;
+        while c.size() + 200_050 < MAX_CONTEXT_BYTES - 1_500 {
+            for ch in set(&c, &format!("fill{n}"), json!("x".repeat(200_000))) {
+                c.apply(&ch, 100 + n);
+            }
+            n += 1;
+        }
+        let room = MAX_CONTEXT_BYTES - c.size();
+        let mut in_flight = InFlight::default();
+        let first = set(&c, "a", json!("y".repeat(1_000)));
+        in_flight.push(&first);
+        // Alone it fits; after the write in flight it would not.
+        let second = set(&c, "b", json!("z".repeat(room - 100)));
+        assert!(!in_flight.independent(&c, &second));
+        in_flight.pop();
+        assert!(in_flight.independent(&c, &second));
+    }
+}
