@@ -181,20 +181,8 @@ async fn a_batch_amid_pipelined_writes_commits(backend: Backend) {
         return;
     };
     let app = start_on(db, crate::helpers::without_send_limit()).await;
-    let names: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
-    let (status, created) = app
-        .post(
-            "/mcp/session/create",
-            &json!({"name": "busy", "participants": names, "project": "/repo/batch"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let token = |i: usize| {
-        created["tokens"][format!("c{i}")]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let created = session_of_clients(&app, "/repo/batch").await;
+    let token = |i: usize| token_of(&created, i);
     let clients = (0..CLIENTS).map(|i| {
         let (app, me) = (&app, token(i));
         async move {
@@ -244,20 +232,8 @@ async fn concurrent_context_writes_lose_nothing(backend: Backend) {
         return;
     };
     let app = start_on(db, crate::helpers::without_send_limit()).await;
-    let names: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
-    let (status, created) = app
-        .post(
-            "/mcp/session/create",
-            &json!({"name": "ctx", "participants": names, "project": "/repo/ctx"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let token = |i: usize| {
-        created["tokens"][format!("c{i}")]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let created = session_of_clients(&app, "/repo/ctx").await;
+    let token = |i: usize| token_of(&created, i);
     let clients = (0..CLIENTS).map(|i| {
         let (app, me) = (&app, token(i));
         async move {
@@ -411,4 +387,25 @@ async fn snapshots_against_the_log(url: &str, session: uuid::Uuid) -> usize {
     }
     store.shutdown().await;
     snapshots.len()
+}
+
+/// A session of `CLIENTS` participants `c0`… in `project`: its creation's answer.
+async fn session_of_clients(app: &TestApp, project: &str) -> Value {
+    let names: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
+    let (status, created) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "busy", "participants": names, "project": project}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+/// Client `i`'s token in a session of `session_of_clients`.
+fn token_of(created: &Value, i: usize) -> String {
+    created["tokens"][format!("c{i}")]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

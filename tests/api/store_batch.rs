@@ -277,14 +277,7 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
         return;
     };
     // Two sessions and a missing one, all on one writer: they share its batches.
-    let (a, b) = sessions
-        .iter()
-        .flat_map(|a| sessions.iter().map(move |b| (*a, *b)))
-        .find(|(a, b)| a != b && store.writer_of(*a) == store.writer_of(*b))
-        .expect("of 9 sessions two share one of the writers");
-    let gone = std::iter::repeat_with(uuid::Uuid::new_v4)
-        .find(|g| store.writer_of(*g) == store.writer_of(a))
-        .unwrap();
+    let (a, b, gone) = two_sessions_on_one_writer(&store, &sessions);
     let base_a = last_event_id(&store, a).await;
     let base_b = last_event_id(&store, b).await;
     let at = chrono::Utc::now().naive_utc();
@@ -430,14 +423,7 @@ async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
     let Some((_db, sessions, store)) = sessions_then_store(backend, 9, &["x", "y"]).await else {
         return;
     };
-    let (a, b) = sessions
-        .iter()
-        .flat_map(|a| sessions.iter().map(move |b| (*a, *b)))
-        .find(|(a, b)| a != b && store.writer_of(*a) == store.writer_of(*b))
-        .expect("of 9 sessions two share one of the writers");
-    let gone = std::iter::repeat_with(uuid::Uuid::new_v4)
-        .find(|g| store.writer_of(*g) == store.writer_of(a))
-        .unwrap();
+    let (a, b, gone) = two_sessions_on_one_writer(&store, &sessions);
     let (base_a, base_b) = (
         last_event_id(&store, a).await,
         last_event_id(&store, b).await,
@@ -914,6 +900,23 @@ async fn sessions_then_store(
         .await
         .expect("store opens");
     Some((db, sessions, store))
+}
+
+/// Two of `sessions` whose writes go to one writer (so they share its batches), and a session
+/// id that exists nowhere, on the same writer.
+fn two_sessions_on_one_writer(
+    store: &Store,
+    sessions: &[uuid::Uuid],
+) -> (uuid::Uuid, uuid::Uuid, uuid::Uuid) {
+    let (a, b) = sessions
+        .iter()
+        .flat_map(|a| sessions.iter().map(move |b| (*a, *b)))
+        .find(|(a, b)| a != b && store.writer_of(*a) == store.writer_of(*b))
+        .expect("of 9 sessions two share one of the writers");
+    let gone = std::iter::repeat_with(uuid::Uuid::new_v4)
+        .find(|g| store.writer_of(*g) == store.writer_of(a))
+        .unwrap();
+    (a, b, gone)
 }
 
 async fn last_event_id(store: &Store, session: uuid::Uuid) -> i64 {
