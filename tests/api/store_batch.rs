@@ -416,9 +416,7 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
 /// alone.
 async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
     use collab_hub::domain::event::{NewEvent, Priority};
-    use collab_hub::domain::message::{MessageSpec, plan_send};
     use collab_hub::store::event_writes::PlainWrite;
-    use collab_hub::store::messages::SendWrite;
     use collab_hub::store::queries::{EventFilter, events_after};
     let Some((_db, sessions, store)) = sessions_then_store(backend, 9, &["x", "y"]).await else {
         return;
@@ -429,28 +427,7 @@ async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
         last_event_id(&store, b).await,
     );
     let at = chrono::Utc::now().naive_utc();
-    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
-    let send = |session| {
-        EventWrite::Send(SendWrite {
-            session_id: session,
-            message: plan_send(
-                "x",
-                &everyone,
-                MessageSpec {
-                    to: Some("y".into()),
-                    priority: Priority::Routine,
-                    body: serde_json::json!("beside the context"),
-                    reply_to: None,
-                    requires_ack: false,
-                    ack_within_secs: None,
-                },
-                None,
-                at,
-            )
-            .unwrap(),
-            at,
-        })
-    };
+    let send = |session| send_in_x_and_y(session, "x", Some("y"), "beside the context", at);
     let plain = |session, n: i64| {
         EventWrite::Event(PlainWrite {
             session_id: session,
@@ -532,8 +509,6 @@ async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
 async fn a_lock_write_and_its_event_land_together(backend: Backend) {
     use collab_hub::domain::event::{NewEvent, Priority};
     use collab_hub::domain::lock::{Mode, Release, Request, Resource};
-    use collab_hub::domain::message::{MessageSpec, plan_send};
-    use collab_hub::store::messages::SendWrite;
     let Some((_db, sessions, store)) = sessions_then_store(backend, 3, &["x", "y"]).await else {
         return;
     };
@@ -643,28 +618,7 @@ async fn a_lock_write_and_its_event_land_together(backend: Backend) {
     } else {
         together
     };
-    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
-    let send = |session| {
-        EventWrite::Send(SendWrite {
-            session_id: session,
-            message: plan_send(
-                "y",
-                &everyone,
-                MessageSpec {
-                    to: None,
-                    priority: Priority::Routine,
-                    body: serde_json::json!("between the locks"),
-                    reply_to: None,
-                    requires_ack: false,
-                    ack_within_secs: None,
-                },
-                None,
-                at,
-            )
-            .unwrap(),
-            at,
-        })
-    };
+    let send = |session| send_in_x_and_y(session, "y", None, "between the locks", at);
     let rounds = [
         vec![
             EventWrite::Lock(lock(together, 51, "acquire")),
@@ -900,6 +854,39 @@ async fn sessions_then_store(
         .await
         .expect("store opens");
     Some((db, sessions, store))
+}
+
+/// A send from `from` in a session of participants `x` and `y`, to `to` or to everyone.
+fn send_in_x_and_y(
+    session: uuid::Uuid,
+    from: &str,
+    to: Option<&str>,
+    body: &str,
+    at: chrono::NaiveDateTime,
+) -> EventWrite {
+    use collab_hub::domain::event::Priority;
+    use collab_hub::domain::message::{MessageSpec, plan_send};
+    use collab_hub::store::messages::SendWrite;
+    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
+    EventWrite::Send(SendWrite {
+        session_id: session,
+        message: plan_send(
+            from,
+            &everyone,
+            MessageSpec {
+                to: to.map(String::from),
+                priority: Priority::Routine,
+                body: serde_json::json!(body),
+                reply_to: None,
+                requires_ack: false,
+                ack_within_secs: None,
+            },
+            None,
+            at,
+        )
+        .unwrap(),
+        at,
+    })
 }
 
 /// Two of `sessions` whose writes go to one writer (so they share its batches), and a session
