@@ -116,6 +116,10 @@ struct Args {
     /// one busy session sustains.
     #[arg(long)]
     one_session: bool,
+    /// With `--one-session`: KiB of shared context (keys `fill.k0`…, 64 KiB each) written
+    /// before the phases, so that `ctx` measures writes into a large document.
+    #[arg(long, default_value_t = 0)]
+    context_kib: usize,
     /// Resources the lock phase's clients contend for (fewer: more contention).
     #[arg(long, default_value_t = 4)]
     lock_resources: usize,
@@ -586,6 +590,32 @@ fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Resul
     }
 }
 
+/// Writes `kib` KiB of context into the session of `tokens` (as `gemini`), 64 KiB per key.
+fn fill_context(conn: &mut Conn, tokens: &Value, kib: usize) -> Result<(), String> {
+    let token = tokens["gemini"].as_str().ok_or("no token for gemini")?;
+    let auth = format!("Bearer {token}");
+    for k in 0..kib.div_ceil(64) {
+        let chunk = "x".repeat(64 * 1024 - 16);
+        let body = json!({"path": format!("fill.k{k}"), "value": chunk});
+        let r = conn.post(
+            "/mcp/context/set",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )?;
+        if r.status != 200 {
+            return Err(format!(
+                "filling the context: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let args = Args::parse();
     let addrs = args
@@ -647,6 +677,9 @@ fn main() -> Result<(), String> {
             } else {
                 None
             };
+            if let Some(tokens) = &shared {
+                fill_context(&mut rest, tokens, args.context_kib)?;
+            }
             for i in 0..n {
                 let (tokens, me) = match &shared {
                     Some(tokens) => (tokens.clone(), format!("c{i}")),

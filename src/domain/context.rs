@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Map, Value};
 
 use super::DomainError;
@@ -114,6 +116,35 @@ pub enum Edit {
 }
 
 impl Change {
+    /// At least how many bytes the serialized document grows by: `growth`, plus for a value
+    /// written where there was none the key, quotes, colon and comma around it, and the braces
+    /// of the objects it created on the way (a key counted twice over, for escapes). A
+    /// deletion's `growth` already counts less than it removes.
+    pub fn growth_at_most(&self) -> i64 {
+        let placed = match &self.edit {
+            Edit::Replace {
+                old: None,
+                new: Some(_),
+            } => true,
+            // A new array, or a first element.
+            Edit::Append { index: 0, .. } => true,
+            _ => false,
+        };
+        if !placed || self.path.0.is_empty() {
+            return self.growth();
+        }
+        let first_new = self.created_from.unwrap_or(self.path.0.len() - 1);
+        let around: i64 = self.path.0[first_new.min(self.path.0.len() - 1)..]
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => 2 * k.len() as i64 + 4 + 2,
+                Segment::Index(_) => 1 + 2,
+            })
+            .sum();
+        // An append's brackets of a new array.
+        self.growth() + around + 2
+    }
+
     /// The value this change writes, if any (the new value, or the appended element).
     pub fn written(&self) -> Option<&Value> {
         match &self.edit {
@@ -145,11 +176,33 @@ impl Change {
 }
 
 /// The document and the versions of what was written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Context {
     pub(super) doc: Value,
     /// Paths written, with the id of the event that last wrote each.
     pub(super) written: BTreeMap<Path, i64>,
+    /// At least the document's serialized size: `apply` adds each change's
+    /// `growth_at_most`, and `size` sets it exactly. So the size check of every write
+    /// (`has_room_for`) serializes the whole document only when this bound says it might not
+    /// fit; before, every context write serialized it, a cost that grew with the document.
+    size_bound: AtomicUsize,
+}
+
+impl Clone for Context {
+    fn clone(&self) -> Self {
+        Context {
+            doc: self.doc.clone(),
+            written: self.written.clone(),
+            size_bound: AtomicUsize::new(self.size_bound.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The document and the versions; the size bound is bookkeeping.
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.doc == other.doc && self.written == other.written
+    }
 }
 
 impl Default for Context {
@@ -160,15 +213,17 @@ impl Default for Context {
 
 impl Context {
     pub fn new() -> Context {
-        Context {
-            doc: Value::Object(Map::new()),
-            written: BTreeMap::new(),
-        }
+        Context::from_parts(Value::Object(Map::new()), BTreeMap::new())
     }
 
     /// Rebuilds a context from a snapshot (document plus versions).
     pub fn from_parts(doc: Value, written: BTreeMap<Path, i64>) -> Context {
-        Context { doc, written }
+        let size = doc.to_string().len();
+        Context {
+            doc,
+            written,
+            size_bound: AtomicUsize::new(size),
+        }
     }
 
     pub fn document(&self) -> &Value {
@@ -420,11 +475,28 @@ impl Context {
         self.written
             .retain(|p, _| !(p.within(&change.path) && p != &change.path));
         self.written.insert(change.path.clone(), event_id);
+        let bound = self.size_bound.get_mut();
+        *bound = (*bound as i64 + change.growth_at_most()).max(0) as usize;
     }
 
-    /// Serialized size of the document in bytes.
+    /// Serialized size of the document in bytes (serializes it).
     pub fn size(&self) -> usize {
-        self.doc.to_string().len()
+        let size = self.doc.to_string().len();
+        self.size_bound.store(size, Ordering::Relaxed);
+        size
+    }
+
+    /// At least `size()`, without serializing the document.
+    pub fn size_bound(&self) -> usize {
+        self.size_bound.load(Ordering::Relaxed)
+    }
+
+    /// Whether the document, grown by `grows` bytes, stays within `MAX_CONTEXT_BYTES`: by
+    /// the bound if it says so, else by the exact size.
+    pub fn has_room_for(&self, grows: i64) -> bool {
+        let fits =
+            |size: usize| size as i64 + grows <= super::context_ops::MAX_CONTEXT_BYTES as i64;
+        fits(self.size_bound()) || fits(self.size())
     }
 }
 

@@ -404,6 +404,14 @@ fn run_case(seed: u64) -> Result<Covered, String> {
                     legacy.push(legacy_entry(ch, &c));
                     let size = c.size() as i64;
                     c.apply(ch, last_id);
+                    // The bound the size checks use never falls below the size.
+                    let (bound, exact) = (c.size_bound(), c.size());
+                    if bound < exact {
+                        return fail(
+                            &transcript,
+                            format!("{ch:?}: size bound {bound} below the size {exact}"),
+                        );
+                    }
                     // The size limit counts an append's growth without serializing the array
                     // (a replace counts its values only, as it always did).
                     let appended = matches!(ch.edit, Edit::Append { .. });

@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 
 use super::context::{Change, Context, Path};
-use super::context_ops::MAX_CONTEXT_BYTES;
 
 /// Where a change reads and writes: its path, or, when it creates objects on the way, the
 /// root of the branch it creates (two writes creating the same branch would each plan it as
@@ -52,7 +51,7 @@ impl InFlight {
             return false;
         }
         let grows: i64 = changes.iter().map(Change::growth).sum();
-        committed.size() as i64 + self.growth + grows <= MAX_CONTEXT_BYTES as i64
+        committed.has_room_for(self.growth + grows)
     }
 
     /// Notes a write sent to the store, after the ones already in flight.
@@ -76,7 +75,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::context::ContextOp;
+    use crate::domain::context::{ContextOp, MAX_CONTEXT_BYTES};
 
     fn path(p: &str) -> Path {
         Path::parse(p).unwrap()

@@ -72,7 +72,7 @@ impl Context {
     /// The document stays within `MAX_CONTEXT_BYTES` after `changes`.
     fn check_room(&self, changes: &[Change]) -> Result<(), DomainError> {
         let grows: i64 = changes.iter().map(Change::growth).sum();
-        if self.size() as i64 + grows > MAX_CONTEXT_BYTES as i64 {
+        if !self.has_room_for(grows) {
             return Err(DomainError::conflict(
                 "context_full",
                 format!(
@@ -296,7 +296,7 @@ impl Context {
                 _ => log::warn!("context snapshot: skipping unreadable version {p:?}"),
             }
         }
-        Ok(Context { doc, written })
+        Ok(Context::from_parts(doc, written))
     }
 }
 
