@@ -341,6 +341,68 @@ async fn concurrent_context_writes_lose_nothing(backend: Backend) {
     app.stop().await;
 }
 
+both_backends!(a_save_amid_pipelined_writes_stands_at_its_event);
+
+/// A session save waits for the writes in flight (`after_in_flight`): what it reads from the
+/// database (messages, unread counts, locks) and what it takes from memory (the context, the
+/// event it stands at) must tell of the same moment. Clients send and write the context
+/// (pipelined) while one saves, again and again: no saved message or context version may come
+/// after the event the snapshot says it stands at.
+async fn a_save_amid_pipelined_writes_stands_at_its_event(backend: Backend) {
+    const SAVES: usize = 12;
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let app = start_on(db, crate::helpers::without_send_limit()).await;
+    let created = session_of_clients(&app, "/repo/save").await;
+    let session = created["sessionId"].as_str().unwrap().to_owned();
+    let saving = std::cell::Cell::new(true);
+    let writers = (1..CLIENTS).map(|i| {
+        let (app, me, saving) = (&app, token_of(&created, i), &saving);
+        async move {
+            let mut n = 0;
+            while saving.get() {
+                let body = json!({"to": "c0", "body": format!("c{i} {n}")});
+                let (status, sent) = app.post_as(&me, "/mcp/messages/send", &body).await;
+                assert_eq!(status, StatusCode::OK, "{sent}");
+                let own = json!({"path": format!("w.c{i}.n{n}"), "value": n});
+                let (status, set) = app.post_as(&me, "/mcp/context/set", &own).await;
+                assert_eq!(status, StatusCode::OK, "{set}");
+                n += 1;
+            }
+        }
+    });
+    let saver = async {
+        let me = token_of(&created, 0);
+        let mut checked = 0;
+        for _ in 0..SAVES {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            let (status, saved) = app.post_as(&me, "/mcp/session/save", &json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{saved}");
+            let state = crate::snapshots::latest(&app.db.url, &session).expect("a snapshot");
+            let at = state["eventId"].as_i64().unwrap();
+            let messages = state["messages"].as_array().expect("messages are saved");
+            let newest = messages.iter().filter_map(|m| m["id"].as_i64()).max();
+            assert!(
+                newest.is_none_or(|id| id <= at),
+                "the snapshot at event {at} holds message {newest:?}"
+            );
+            let versions = state["context"]["versions"].as_object().unwrap();
+            let newest = versions.values().filter_map(Value::as_i64).max();
+            assert!(
+                newest.is_none_or(|v| v <= at),
+                "the snapshot at event {at} holds context version {newest:?}"
+            );
+            checked += usize::from(!messages.is_empty());
+        }
+        saving.set(false);
+        checked
+    };
+    let (checked, _) = futures::join!(saver, futures::future::join_all(writers));
+    assert!(checked >= SAVES / 2, "only {checked} saves held messages");
+    app.stop().await;
+}
+
 /// Checks each stored context snapshot of `session` against the log replayed to its event;
 /// how many there are.
 async fn snapshots_against_the_log(url: &str, session: uuid::Uuid) -> usize {

@@ -18,7 +18,7 @@ both_backends!(
 );
 
 /// The newest snapshot of `session`, read straight from the database.
-fn latest(db_url: &str, session: &str) -> Option<Value> {
+pub(crate) fn latest(db_url: &str, session: &str) -> Option<Value> {
     let mut conn = DbTarget::parse(db_url)
         .unwrap()
         .connect(ConnRole::Reader)
