@@ -120,6 +120,10 @@ struct Args {
     /// before the phases, so that `ctx` measures writes into a large document.
     #[arg(long, default_value_t = 0)]
     context_kib: usize,
+    /// With `--one-session`: small keys (`many.k0`…) written into the shared context before
+    /// the phases, so that `ctx` measures writes beside many written paths.
+    #[arg(long, default_value_t = 0)]
+    context_keys: usize,
     /// Resources the lock phase's clients contend for (fewer: more contention).
     #[arg(long, default_value_t = 4)]
     lock_resources: usize,
@@ -590,15 +594,27 @@ fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Resul
     }
 }
 
-/// Writes `kib` KiB of context into the session of `tokens` (as `gemini`), 64 KiB per key.
-fn fill_context(conn: &mut Conn, tokens: &Value, kib: usize) -> Result<(), String> {
+/// Writes `kib` KiB of context into the session of `tokens` (as `gemini`), 64 KiB per key,
+/// then `keys` small keys (2,000 per `context_sync`).
+fn fill_context(conn: &mut Conn, tokens: &Value, kib: usize, keys: usize) -> Result<(), String> {
     let token = tokens["gemini"].as_str().ok_or("no token for gemini")?;
     let auth = format!("Bearer {token}");
-    for k in 0..kib.div_ceil(64) {
+    let large = (0..kib.div_ceil(64)).map(|k| {
         let chunk = "x".repeat(64 * 1024 - 16);
-        let body = json!({"path": format!("fill.k{k}"), "value": chunk});
-        let r = conn.post(
+        (
             "/mcp/context/set",
+            json!({"path": format!("fill.k{k}"), "value": chunk}),
+        )
+    });
+    let small = (0..keys).step_by(2_000).map(|from| {
+        let updates: serde_json::Map<String, Value> = (from..keys.min(from + 2_000))
+            .map(|k| (format!("k{k}"), json!(k)))
+            .collect();
+        ("/mcp/context/sync", json!({"updates": {"many": updates}}))
+    });
+    for (path, body) in large.chain(small) {
+        let r = conn.post(
+            path,
             &[
                 ("authorization", &auth),
                 ("content-type", "application/json"),
@@ -678,7 +694,7 @@ fn main() -> Result<(), String> {
                 None
             };
             if let Some(tokens) = &shared {
-                fill_context(&mut rest, tokens, args.context_kib)?;
+                fill_context(&mut rest, tokens, args.context_kib, args.context_keys)?;
             }
             for i in 0..n {
                 let (tokens, me) = match &shared {

@@ -234,6 +234,15 @@ impl Context {
         &self.written
     }
 
+    /// The written paths that are `path` or lie inside it: one range of the map, since the
+    /// paths that extend a path follow it in the order of paths.
+    fn written_within<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = (&'a Path, &'a i64)> {
+        use std::ops::Bound;
+        self.written
+            .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
+            .take_while(move |(p, _)| p.within(path))
+    }
+
     pub fn get(&self, path: &Path) -> Option<&Value> {
         let mut node = &self.doc;
         for s in &path.0 {
@@ -246,13 +255,14 @@ impl Context {
     }
 
     /// The version of `path`: the newest write to it, above it or below it (0: never written).
+    /// Looks up the paths above it one by one and the paths within it as one range: not a scan
+    /// of every written path, which every CAS and every read paid before.
     pub fn version(&self, path: &Path) -> i64 {
-        self.written
-            .iter()
-            .filter(|(p, _)| p.overlaps(path))
-            .map(|(_, v)| *v)
-            .max()
-            .unwrap_or(0)
+        let above = (0..path.0.len())
+            .filter_map(|n| self.written.get(&Path(path.0[..n].to_vec())))
+            .copied();
+        let within = self.written_within(path).map(|(_, v)| *v);
+        above.chain(within).max().unwrap_or(0)
     }
 
     fn check_expected(&self, path: &Path, expected: Option<i64>) -> Result<(), DomainError> {
@@ -472,8 +482,14 @@ impl Context {
             } => push(&mut self.doc, &change.path, value, *index, dropped.len()),
         }
         // Versions below a replaced or deleted path are folded into the path's own entry.
-        self.written
-            .retain(|p, _| !(p.within(&change.path) && p != &change.path));
+        let below: Vec<Path> = self
+            .written_within(&change.path)
+            .map(|(p, _)| p.clone())
+            .filter(|p| *p != change.path)
+            .collect();
+        for p in below {
+            self.written.remove(&p);
+        }
         self.written.insert(change.path.clone(), event_id);
         let bound = self.size_bound.get_mut();
         *bound = (*bound as i64 + change.growth_at_most()).max(0) as usize;

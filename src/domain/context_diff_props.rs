@@ -404,6 +404,30 @@ fn run_case(seed: u64) -> Result<Covered, String> {
                     legacy.push(legacy_entry(ch, &c));
                     let size = c.size() as i64;
                     c.apply(ch, last_id);
+                    // Versions by ranges of the map are what a scan of every path gives, and
+                    // nothing stays written below the path just written.
+                    let parent = Path(ch.path.0[..ch.path.0.len().saturating_sub(1)].to_vec());
+                    for p in [&ch.path, &parent] {
+                        let scanned = c
+                            .versions()
+                            .iter()
+                            .filter(|(q, _)| q.overlaps(p))
+                            .map(|(_, v)| *v)
+                            .max()
+                            .unwrap_or(0);
+                        if c.version(p) != scanned {
+                            return fail(
+                                &transcript,
+                                format!("version of {p}: {}, a scan says {scanned}", c.version(p)),
+                            );
+                        }
+                    }
+                    if c.versions()
+                        .keys()
+                        .any(|q| q.within(&ch.path) && *q != ch.path)
+                    {
+                        return fail(&transcript, format!("versions left below {}", ch.path));
+                    }
                     // The bound the size checks use never falls below the size.
                     let (bound, exact) = (c.size_bound(), c.size());
                     if bound < exact {
