@@ -116,6 +116,21 @@ pub enum Edit {
 }
 
 impl Change {
+    /// About how many bytes this change takes in the log: its path, and what it wrote and
+    /// replaced (the log keeps both, for diffs).
+    pub fn logged_bytes(&self) -> u64 {
+        let size = |v: &Value| v.to_string().len() as u64;
+        let values = match &self.edit {
+            Edit::Replace { old, new } => {
+                old.as_ref().map_or(0, size) + new.as_ref().map_or(0, size)
+            }
+            Edit::Append { value, dropped, .. } => {
+                size(value) + dropped.iter().map(size).sum::<u64>()
+            }
+        };
+        self.path.0.len() as u64 * 8 + 16 + values
+    }
+
     /// At least how many bytes the serialized document grows by: `growth`, plus for a value
     /// written where there was none the key, quotes, colon and comma around it, and the braces
     /// of the objects it created on the way (a key counted twice over, for escapes). A
@@ -500,6 +515,12 @@ impl Context {
         let size = self.doc.to_string().len();
         self.size_bound.store(size, Ordering::Relaxed);
         size
+    }
+
+    /// About how many bytes a snapshot of this context stores: the document and a versions
+    /// entry per written path (taken as 24 bytes: asked on every write, it must not walk them).
+    pub fn snapshot_size_estimate(&self) -> u64 {
+        (self.size_bound() + self.written.len() * 24) as u64
     }
 
     /// At least `size()`, without serializing the document.

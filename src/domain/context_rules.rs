@@ -139,6 +139,7 @@ impl Session {
     pub fn apply_context(&mut self, changes: &[Change], event_id: i64) {
         for c in changes {
             self.context.apply(c, event_id);
+            self.context_bytes_since_snapshot += c.logged_bytes();
         }
         self.context_since_snapshot += 1;
         self.last_event_id = self.last_event_id.max(event_id);
@@ -146,7 +147,24 @@ impl Session {
 
     /// Whether the next context write is due to be snapshotted with its change.
     pub fn snapshot_is_due(&self) -> bool {
-        self.context_since_snapshot + 1 >= SNAPSHOT_EVERY
+        self.snapshot_due_after(1)
+    }
+
+    /// Whether a snapshot is due once `writes` more context writes are applied: after
+    /// `SNAPSHOT_EVERY` writes since the last one, and once the changes they logged weigh half
+    /// of what a snapshot stores. A small context is stored every 100 writes as before; a
+    /// large one not every 100 small writes (each snapshot copies, serializes and compresses
+    /// all of it while the session waits), and a restart replays at most about half a
+    /// snapshot's worth of changes more.
+    pub fn snapshot_due_after(&self, writes: u32) -> bool {
+        self.context_since_snapshot + writes >= SNAPSHOT_EVERY
+            && self.context_bytes_since_snapshot * 2 >= self.context.snapshot_size_estimate()
+    }
+
+    /// A snapshot of the context was stored: count afresh.
+    pub fn snapshot_taken(&mut self) {
+        self.context_since_snapshot = 0;
+        self.context_bytes_since_snapshot = 0;
     }
 
     /// The context as it will be after `changes`, if this write is due to be snapshotted.

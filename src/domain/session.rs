@@ -188,8 +188,10 @@ pub struct Session {
     pub recent_critical: std::collections::VecDeque<Event>,
     /// The shared context document with its versions.
     pub context: Context,
-    /// Context changes since the last snapshot (a snapshot is due at `SNAPSHOT_EVERY`).
+    /// Context writes since the last snapshot, and the bytes their changes logged (a snapshot
+    /// is due when both are enough: `Session::snapshot_is_due`).
     pub context_since_snapshot: u32,
+    pub context_bytes_since_snapshot: u64,
     /// Ack-required messages still waiting for acknowledgements before their deadline.
     pub pending_acks: PendingAcks,
     pub rotation_interval_secs: u32,
@@ -288,6 +290,7 @@ impl Session {
             recent_critical: Default::default(),
             context: Context::new(),
             context_since_snapshot: 0,
+            context_bytes_since_snapshot: 0,
             pending_acks: PendingAcks::default(),
             rotation_interval_secs: spec.rotation_interval_secs,
             review_timeout_secs: spec.review_timeout_secs,

@@ -117,6 +117,7 @@ impl SessionRow {
             recent_critical: Default::default(),
             context: Default::default(),
             context_since_snapshot: 0,
+            context_bytes_since_snapshot: 0,
             pending_acks: Default::default(),
             rotation_interval_secs: u32::try_from(self.rotation_interval_secs).unwrap_or(0),
             review_timeout_secs: u32::try_from(self.review_timeout_secs).unwrap_or(600),

@@ -347,6 +347,54 @@ async fn snapshots_bound_the_replay_and_lose_nothing(backend: Backend) {
     }
 }
 
+both_backends!(a_large_context_is_not_stored_every_hundred_small_writes);
+
+/// A snapshot copies, serializes and compresses the whole context while the session waits: a
+/// large one is stored once the changes logged since the last weigh half of it, not every 100
+/// small writes (`Session::snapshot_due_after`). A 200 KB value, then 350 small writes: one
+/// snapshot (at the 100th write, which the value's own weight makes due), where every 100
+/// writes would make three; and the restart, which now replays 250 changes, loses nothing.
+async fn a_large_context_is_not_stored_every_hundred_small_writes(backend: Backend) {
+    use collab_hub::store::{ConnRole, DbTarget, schema::context_snapshots};
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("large").await;
+    let big = json!({"sessionId": id, "path": "big", "value": "x".repeat(200_000)});
+    let (s, b) = app.post("/mcp/context/set", &big).await;
+    assert_eq!(s.as_u16(), 200, "{b}");
+    for i in 0..350 {
+        let body = json!({"sessionId": id, "path": format!("small.k{}", i % 20), "value": i});
+        let (s, b) = app.post("/mcp/context/set", &body).await;
+        assert_eq!(s.as_u16(), 200, "{b}");
+    }
+    let (_, before) = app.get_as(&claude, "/mcp/context/get").await;
+    let (_, k7) = app.get_as(&claude, "/mcp/context/get/small.k7").await;
+    let db = app.stop().await;
+    let mut conn = DbTarget::parse(&db.url)
+        .unwrap()
+        .connect(ConnRole::Reader)
+        .unwrap();
+    let stored: i64 = context_snapshots::table
+        .filter(context_snapshots::session_id.eq(&id))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(
+        stored, 1,
+        "snapshots after a 200 KB value and 350 small writes"
+    );
+    drop(conn);
+    let app = start_on(db, Settings::for_database("unused")).await;
+    let (_, after) = app.get_as(&claude, "/mcp/context/get").await;
+    assert!(after == before, "context differs after the restart");
+    let (_, k7_after) = app.get_as(&claude, "/mcp/context/get/small.k7").await;
+    assert_eq!(k7_after, k7);
+    app.stop().await;
+}
+
 both_backends!(memory_notes_and_discoveries);
 
 async fn memory_notes_and_discoveries(backend: Backend) {

@@ -53,8 +53,9 @@ impl Handler<WriteContext> for SessionActor {
             }
         };
         if due {
-            // Every SNAPSHOT_EVERY context changes, the whole context is stored with the
-            // change, so a restart replays at most that many (nothing is in flight here).
+            // Now and then (`Session::snapshot_due_after`) the whole context is stored with the
+            // change, so that a restart replays a bounded part of the log (nothing is in
+            // flight here).
             let snapshot = self.session_mut().snapshot_due(&changes);
             return self.held(
                 ctx,
@@ -71,7 +72,7 @@ impl Handler<WriteContext> for SessionActor {
                 move |act, outcome, ctx| {
                     Ok(act.applied(outcome?, ctx, move |act, events, _| {
                         let w = written(act, &changes, &events[0]);
-                        act.session_mut().context_since_snapshot = 0;
+                        act.session_mut().snapshot_taken();
                         w
                     }))
                 },
@@ -512,7 +513,7 @@ impl SessionActor {
                         }
                     }
                     if snapshotted {
-                        act.session_mut().context_since_snapshot = 0;
+                        act.session_mut().snapshot_taken();
                     }
                     results
                 },
@@ -598,7 +599,8 @@ impl SessionActor {
                 }
             }
         }
-        let snapshot = (scratch.context_since_snapshot >= crate::domain::context::SNAPSHOT_EVERY)
+        let snapshot = scratch
+            .snapshot_due_after(0)
             .then(|| (scratch.context.clone(), scratch.last_event_id));
         Ok((plan, snapshot))
     }
