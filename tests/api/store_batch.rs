@@ -270,8 +270,7 @@ async fn tables_are_vacuumed_where_the_server_does_not(backend: Backend) {
 /// alone; one that fails in the database (here a unread row that already exists) makes the
 /// statement fail, and the batch then runs again one send at a time: only that send fails.
 async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
-    use collab_hub::domain::message::{MessageSpec, Parent, plan_send};
-    use collab_hub::store::messages::SendWrite;
+    use collab_hub::domain::message::Parent;
     let Some((_db, sessions, store)) = sessions_then_store(backend, 9, &["x", "y", "z"]).await
     else {
         return;
@@ -281,25 +280,9 @@ async fn sends_queued_together_are_written_as_one_by_one(backend: Backend) {
     let base_a = last_event_id(&store, a).await;
     let base_b = last_event_id(&store, b).await;
     let at = chrono::Utc::now().naive_utc();
-    let everyone: std::collections::BTreeSet<String> = ["x", "y", "z"].map(String::from).into();
-    let send = |session, from: &str, to: Option<&str>, parent: Option<Parent>| SendWrite {
-        session_id: session,
-        message: plan_send(
-            from,
-            &everyone,
-            MessageSpec {
-                to: to.map(String::from),
-                priority: collab_hub::domain::event::Priority::Routine,
-                body: serde_json::json!(format!("{from} to {to:?}")),
-                reply_to: parent.as_ref().map(|p| p.id),
-                requires_ack: false,
-                ack_within_secs: None,
-            },
-            parent,
-            at,
-        )
-        .expect("a valid send"),
-        at,
+    let send = |session, from: &str, to: Option<&str>, parent: Option<Parent>| {
+        let body = format!("{from} to {to:?}");
+        send_write(session, &["x", "y", "z"], (from, to), parent, &body, at)
     };
     // A's third message (x → y, id base_a + 3) will find its unread row already there.
     let clash = base_a + 3;
@@ -427,7 +410,17 @@ async fn plain_events_queued_with_sends_take_their_places(backend: Backend) {
         last_event_id(&store, b).await,
     );
     let at = chrono::Utc::now().naive_utc();
-    let send = |session| send_in_x_and_y(session, "x", Some("y"), "beside the context", at);
+    let send = |session| {
+        let write = send_write(
+            session,
+            &["x", "y"],
+            ("x", Some("y")),
+            None,
+            "beside the context",
+            at,
+        );
+        EventWrite::Send(write)
+    };
     let plain = |session, n: i64| {
         EventWrite::Event(PlainWrite {
             session_id: session,
@@ -618,7 +611,17 @@ async fn a_lock_write_and_its_event_land_together(backend: Backend) {
     } else {
         together
     };
-    let send = |session| send_in_x_and_y(session, "y", None, "between the locks", at);
+    let send = |session| {
+        let write = send_write(
+            session,
+            &["x", "y"],
+            ("y", None),
+            None,
+            "between the locks",
+            at,
+        );
+        EventWrite::Send(write)
+    };
     let rounds = [
         vec![
             EventWrite::Lock(lock(together, 51, "acquire")),
@@ -856,19 +859,20 @@ async fn sessions_then_store(
     Some((db, sessions, store))
 }
 
-/// A send from `from` in a session of participants `x` and `y`, to `to` or to everyone.
-fn send_in_x_and_y(
+/// A send from `from` to `to` (or to everyone) in a session of `everyone`, answering `parent`.
+fn send_write(
     session: uuid::Uuid,
-    from: &str,
-    to: Option<&str>,
+    everyone: &[&str],
+    (from, to): (&str, Option<&str>),
+    parent: Option<collab_hub::domain::message::Parent>,
     body: &str,
     at: chrono::NaiveDateTime,
-) -> EventWrite {
+) -> collab_hub::store::messages::SendWrite {
     use collab_hub::domain::event::Priority;
     use collab_hub::domain::message::{MessageSpec, plan_send};
-    use collab_hub::store::messages::SendWrite;
-    let everyone: std::collections::BTreeSet<String> = ["x", "y"].map(String::from).into();
-    EventWrite::Send(SendWrite {
+    let everyone: std::collections::BTreeSet<String> =
+        everyone.iter().map(|p| p.to_string()).collect();
+    collab_hub::store::messages::SendWrite {
         session_id: session,
         message: plan_send(
             from,
@@ -877,16 +881,16 @@ fn send_in_x_and_y(
                 to: to.map(String::from),
                 priority: Priority::Routine,
                 body: serde_json::json!(body),
-                reply_to: None,
+                reply_to: parent.as_ref().map(|p| p.id),
                 requires_ack: false,
                 ack_within_secs: None,
             },
-            None,
+            parent,
             at,
         )
-        .unwrap(),
+        .expect("a valid send"),
         at,
-    })
+    }
 }
 
 /// Two of `sessions` whose writes go to one writer (so they share its batches), and a session
