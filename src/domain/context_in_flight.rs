@@ -22,6 +22,21 @@ pub fn footprint(change: &Change) -> Path {
     }
 }
 
+/// A write's footprints and growth in bytes.
+struct Measured {
+    footprints: Vec<Path>,
+    grows: i64,
+}
+
+impl Measured {
+    fn of(changes: &[Change]) -> Measured {
+        Measured {
+            footprints: changes.iter().map(footprint).collect(),
+            grows: changes.iter().map(Change::growth).sum(),
+        }
+    }
+}
+
 /// The context writes in flight, oldest first: their footprints and growth in bytes.
 #[derive(Debug, Default)]
 pub struct InFlight {
@@ -38,28 +53,37 @@ impl InFlight {
     /// Only if no footprint overlaps theirs, and the document stays within its limit even if
     /// every write in flight grows it.
     pub fn independent(&self, committed: &Context, changes: &[Change]) -> bool {
+        self.fits(committed, &Measured::of(changes))
+    }
+
+    /// Notes `changes` as in flight if they are `independent` of the writes in flight; whether
+    /// they were (measuring them once).
+    pub fn admit(&mut self, committed: &Context, changes: &[Change]) -> bool {
+        let write = Measured::of(changes);
+        let fits = self.fits(committed, &write);
+        if fits {
+            self.add(write);
+        }
+        fits
+    }
+
+    fn fits(&self, committed: &Context, write: &Measured) -> bool {
         if self.writes.is_empty() {
             return true;
         }
-        let overlaps = changes.iter().map(footprint).any(|mine| {
+        let overlaps = write.footprints.iter().any(|mine| {
             self.writes
                 .iter()
                 .flat_map(|(paths, _)| paths)
-                .any(|theirs| theirs.overlaps(&mine))
+                .any(|theirs| theirs.overlaps(mine))
         });
-        if overlaps {
-            return false;
-        }
-        let grows: i64 = changes.iter().map(Change::growth).sum();
-        committed.has_room_for(self.growth + grows)
+        !overlaps && committed.has_room_for(self.growth + write.grows)
     }
 
-    /// Notes a write sent to the store, after the ones already in flight.
-    pub fn push(&mut self, changes: &[Change]) {
-        let grows = changes.iter().map(Change::growth).sum::<i64>().max(0);
+    fn add(&mut self, write: Measured) {
+        let grows = write.grows.max(0);
         self.growth += grows;
-        self.writes
-            .push_back((changes.iter().map(footprint).collect(), grows));
+        self.writes.push_back((write.footprints, grows));
     }
 
     /// The oldest write in flight committed or failed.
@@ -106,13 +130,13 @@ mod tests {
         let c = committed();
         let mut in_flight = InFlight::default();
         assert!(in_flight.independent(&c, &set(&c, "plan.owner", json!("x"))));
-        in_flight.push(&set(&c, "plan.owner", json!("gemini")));
+        assert!(in_flight.admit(&c, &set(&c, "plan.owner", json!("gemini"))));
         assert!(in_flight.independent(&c, &set(&c, "plan.steps", json!([]))));
         assert!(in_flight.independent(&c, &set(&c, "elsewhere", json!(1))));
         // The same path, a path inside it, a path around it.
         assert!(!in_flight.independent(&c, &set(&c, "plan.owner", json!("cursor"))));
         assert!(!in_flight.independent(&c, &set(&c, "plan", json!({}))));
-        in_flight.push(&set(&c, "plan.steps", json!(["a", "b"])));
+        assert!(in_flight.admit(&c, &set(&c, "plan.steps", json!(["a", "b"]))));
         assert!(!in_flight.independent(&c, &set(&c, "plan.steps[0]", json!("c"))));
         in_flight.pop();
         in_flight.pop();
@@ -127,10 +151,10 @@ mod tests {
         // Both create `new`, under which each sets a different key.
         let first = set(&c, "new.a", json!(1));
         assert_eq!(footprint(&first[0]), path("new"));
-        in_flight.push(&first);
+        assert!(in_flight.admit(&c, &first));
         assert!(!in_flight.independent(&c, &set(&c, "new.b", json!(2))));
         // Under an object that exists, different keys stay apart.
-        in_flight.push(&set(&c, "plan.x.y", json!(1)));
+        assert!(in_flight.admit(&c, &set(&c, "plan.x.y", json!(1))));
         assert!(!in_flight.independent(&c, &set(&c, "plan.x.z", json!(1))));
         assert!(in_flight.independent(&c, &set(&c, "plan.w", json!(1))));
     }
@@ -149,7 +173,7 @@ mod tests {
         let room = MAX_CONTEXT_BYTES - c.size();
         let mut in_flight = InFlight::default();
         let first = set(&c, "a", json!("y".repeat(1_000)));
-        in_flight.push(&first);
+        assert!(in_flight.admit(&c, &first));
         // Alone it fits; after the write in flight it would not.
         let second = set(&c, "b", json!("z".repeat(room - 100)));
         assert!(!in_flight.independent(&c, &second));

@@ -30,14 +30,18 @@ impl Handler<WriteContext> for SessionActor {
                 changed: Vec::new(),
             })));
         }
-        let (due, independent) = match self.session() {
-            Ok(s) => (
-                s.snapshot_is_due(),
-                self.context_in_flight.independent(&s.context, &changes),
-            ),
+        let due = match self.session() {
+            Ok(s) => s.snapshot_is_due(),
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        if !self.context_in_flight.is_empty() && (due || !independent) {
+        // Pipelined if independent of the context writes in flight (and from here on noted
+        // among them); a write that takes the snapshot goes alone.
+        let admitted = !due
+            && match &self.state {
+                State::Live(s) => self.context_in_flight.admit(&s.context, &changes),
+                _ => false,
+            };
+        if !admitted && !self.context_in_flight.is_empty() {
             // Planned against a context the writes in flight change: plan it again after them.
             let again =
                 self.after_in_flight(move |act, ctx| Box::pin(fut::ready(act.handle(msg, ctx))));
@@ -52,7 +56,7 @@ impl Handler<WriteContext> for SessionActor {
                 changed: changes.iter().map(|c| c.path.to_string()).collect(),
             }
         };
-        if due {
+        if !admitted {
             // Now and then (`Session::snapshot_due_after`) the whole context is stored with the
             // change, so that a restart replays a bounded part of the log (nothing is in
             // flight here).
@@ -83,7 +87,6 @@ impl Handler<WriteContext> for SessionActor {
             event,
             at,
         }));
-        self.context_in_flight.push(&changes);
         self.pipelined(ctx, submitted, move |act, outcome, ctx| {
             act.context_in_flight.pop();
             Ok(act.applied(outcome?, ctx, move |act, events, _| {
