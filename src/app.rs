@@ -35,6 +35,7 @@ pub struct Application {
     addr: SocketAddr,
     database: String,
     mode: Mode,
+    signals: StopSignals,
 }
 
 /// An owner serves; a standby (another hub owns the shared PostgreSQL database) forwards to
@@ -73,6 +74,9 @@ impl Application {
     /// run inside an actix system. Errors are one line, fit for a person. On a PostgreSQL
     /// database another hub owns, the application is a standby that forwards to the owner.
     pub async fn build(settings: Settings) -> Result<Application, String> {
+        // First: a stop sent while the hub starts (it may take the lease meanwhile) is
+        // carried out once it runs, not by the signal's default action.
+        let signals = StopSignals::listen();
         let target = settings.db_target()?;
         let database = target.redacted();
         let listener = TcpListener::bind(&settings.bind)
@@ -163,6 +167,7 @@ impl Application {
             addr,
             database,
             mode,
+            signals,
         })
     }
 
@@ -216,8 +221,9 @@ impl Application {
         // Listened for once, for the process's whole life: a SIGTERM that arrives while a
         // standby turns into the owner is not lost between the two.
         let (told, stop) = tokio::sync::watch::channel(false);
+        let signals = self.signals;
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
+            signals.received().await;
             told.send_replace(true);
         });
         match self.mode {
@@ -445,26 +451,54 @@ impl Shutdown {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    use actix_web::rt::signal;
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made: from then on they
+/// stop the hub gracefully instead of ending the process (their default action). Made when the
+/// application's build begins, so that a stop sent the instant a script read where it listens
+/// is not lost (before, that killed the hub, skipping the hand-over).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("cannot listen for SIGTERM: {e}");
-                let _ = signal::ctrl_c().await;
-                return;
+    both: Option<(
+        actix_web::rt::signal::unix::Signal,
+        actix_web::rt::signal::unix::Signal,
+    )>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use actix_web::rt::signal::unix::{SignalKind, signal};
+            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                (Ok(int), Ok(term)) => StopSignals {
+                    both: Some((int, term)),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    log::warn!("cannot listen for SIGINT and SIGTERM: {e}");
+                    StopSignals { both: None }
+                }
             }
-        };
-        tokio::select! {
-            _ = signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    let _ = signal::ctrl_c().await;
+
+    /// Resolves on the first of them.
+    async fn received(self) {
+        #[cfg(unix)]
+        match self.both {
+            Some((mut int, mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            None => {
+                let _ = actix_web::rt::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
 }
 
 fn http_server(

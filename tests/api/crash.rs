@@ -20,6 +20,7 @@ both_backends!(
     sigterm_finishes_in_flight_writes,
     sigterm_ends_open_event_streams,
     kill_9_during_task_completions_keeps_tasks_and_locks_consistent,
+    sigterm_right_after_start_stops_gracefully,
 );
 
 const CLIENTS: usize = 8;
@@ -756,4 +757,19 @@ async fn kill_9_during_task_completions_keeps_tasks_and_locks_consistent(backend
         "{left:#?}"
     );
     assert_eq!(left.len(), TASKS.div_ceil(WAIT_EVERY), "{left:#?}");
+}
+
+/// A deploy script may stop a hub the instant it said where it listens. The signal must stop
+/// it gracefully (exit status 0; on PostgreSQL its lease handed back), not end it by the
+/// signal's default action: until the handlers were installed before that line, one stop in
+/// a few, sent at once, killed the hub.
+async fn sigterm_right_after_start_stops_gracefully(backend: Backend) {
+    for _ in 0..5 {
+        let Some(db) = TestDb::fresh(backend) else {
+            return;
+        };
+        let (mut child, _url) = start_hub(&db);
+        let status = terminate(&mut child).await.expect("the hub stops on SIGTERM");
+        assert!(status.success(), "SIGTERM at once: {status:?}");
+    }
 }
