@@ -468,7 +468,10 @@ impl StopSignals {
         #[cfg(unix)]
         {
             use actix_web::rt::signal::unix::{SignalKind, signal};
-            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
                 (Ok(int), Ok(term)) => StopSignals {
                     both: Some((int, term)),
                 },

@@ -33,13 +33,29 @@
 //! A hub that successfully bound the address the holder advertises takes the lease at once:
 //! two live processes cannot listen on one address, so the holder is gone (restarted in place
 //! after `kill -9`). Hence every hub must advertise an address of its own (`--advertise-url`).
+//!
+//! A dead owner is replaced at once, not when its lease expires. The owner's keeper connection
+//! holds a session-level advisory lock named after its generation (`LIFE_LOCK_CLASS`,
+//! generation): PostgreSQL releases it when that connection ends, which it does when the
+//! process dies (`kill -9`, a panic, the OOM killer: the kernel closes the socket). Each
+//! standby tries that lock every `NOTICE_POLL`; once it has seen it held, getting it means the
+//! owner's connection is gone, and it takes the lease from that generation (`STEAL`: a
+//! compare-and-set on the generation, so of several standbys one wins). Safety does not rest on
+//! this: a taken-over owner's writer is fenced as after an expiry. What it changes is that an
+//! owner alive but cut from its lease connection (a database restart, a terminated backend)
+//! loses its lease at once instead of at the expiry: its keeper notices the broken connection at
+//! its next look (within `NOTICE_POLL`), finds the row taken and exits. A standby that gets the
+//! lock without having seen it held lets it go again: an owner that takes no such lock (an older
+//! version during a rolling deploy) or has not taken it yet is not replaced, it expires as
+//! before. What still waits for the expiry: an owner whose connection the database has not seen
+//! close (a machine or network gone silent; TCP keepalives end it in time).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 use tokio::sync::watch;
 
@@ -116,6 +132,8 @@ struct Generation {
 struct Holder {
     #[diesel(sql_type = Text)]
     holder: String,
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
     #[diesel(sql_type = Text)]
     url: String,
     #[diesel(sql_type = Bool)]
@@ -131,8 +149,17 @@ const OWNER_CHANNEL: &str = "collab_hub_owner";
 const DRAINING: &str = "draining ";
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
-/// round trip).
+/// round trip), and a standby tries the owner's life lock (one round trip).
 const NOTICE_POLL: Duration = Duration::from_millis(25);
+
+/// The first key of the owner's life lock (two-key advisory locks are a key space apart from
+/// the one-key locks of `claim.rs` and the migrations); the second is its generation.
+pub const LIFE_LOCK_CLASS: i32 = 7300;
+
+/// The second key of the life lock of `generation`.
+pub fn life_lock_key(generation: i64) -> i32 {
+    (generation & 0x7fff_ffff) as i32
+}
 
 /// Takes or renews the lease; the generation if it is ours afterwards.
 const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at)
@@ -142,6 +169,13 @@ const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback,
          generation = owners.generation + CASE WHEN owners.holder = excluded.holder THEN 0 ELSE 1 END,
          expires_at = excluded.expires_at
      WHERE owners.holder = excluded.holder OR owners.expires_at < now() OR owners.url = excluded.url
+     RETURNING generation";
+
+/// Takes the lease from the generation whose owner's connection ended (its life lock, held by
+/// this keeper now, was free); nothing if another hub moved first.
+const STEAL: &str = "UPDATE owners SET holder = $1, url = $2, trusts_loopback = $3,
+         generation = generation + 1, expires_at = now() + $4 * interval '1 millisecond'
+     WHERE kind = 'hub' AND key = '' AND generation = $5 AND holder <> $1
      RETURNING generation";
 
 impl LeaseKeeper {
@@ -159,6 +193,9 @@ impl LeaseKeeper {
             conn: None,
             role: tx,
             draining: None,
+            life: None,
+            watched: None,
+            dead: None,
         };
         let thread = std::thread::Builder::new()
             .name("hub-lease".into())
@@ -228,6 +265,38 @@ struct Keeper {
     /// The holder that announced it is stopping: while the row still names it, this process
     /// sends it nothing (a request on a connection it closes while stopping would be lost).
     draining: Option<String>,
+    /// The owner's side: the generation whose life lock this keeper's connection holds.
+    life: Option<i64>,
+    /// A standby's side: the owner's generation, and whether its life lock was seen held.
+    watched: Option<(i64, bool)>,
+    /// This keeper holds the life lock of this generation, free because its owner's connection
+    /// ended: the next round takes the lease from it.
+    dead: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// Tries (without waiting) the life lock of `generation` on `conn`.
+fn try_life_lock(conn: &mut PgConnection, generation: i64) -> Result<bool, String> {
+    diesel::sql_query("SELECT pg_try_advisory_lock($1, $2) AS locked")
+        .bind::<Integer, _>(LIFE_LOCK_CLASS)
+        .bind::<Integer, _>(life_lock_key(generation))
+        .get_result::<Locked>(conn)
+        .map(|l| l.locked)
+        .map_err(|e| e.to_string())
+}
+
+fn unlock_life_lock(conn: &mut PgConnection, generation: i64) -> Result<(), String> {
+    diesel::sql_query("SELECT pg_advisory_unlock($1, $2) AS locked")
+        .bind::<Integer, _>(LIFE_LOCK_CLASS)
+        .bind::<Integer, _>(life_lock_key(generation))
+        .get_result::<Locked>(conn)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Keeper {
@@ -294,9 +363,10 @@ impl Keeper {
                 }
                 match stop.recv_timeout(left.min(NOTICE_POLL)) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if self.noticed() {
+                        if self.noticed() || self.owner_gone() {
                             break false;
                         }
+                        self.keep_life();
                     }
                     Ok(Command::Drain) => self.announce_drain(),
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
@@ -329,9 +399,21 @@ impl Keeper {
             diesel::sql_query(format!("SET statement_timeout = {timeout}"))
                 .execute(&mut conn)
                 .map_err(|e| e.to_string())?;
+            // Says whose it is in `pg_stat_activity` (63 characters at most).
+            let name: String = format!("collab-hub lease {}", self.config.url)
+                .chars()
+                .take(63)
+                .collect();
+            diesel::sql_query("SELECT set_config('application_name', $1, false)")
+                .bind::<Text, _>(name)
+                .execute(&mut conn)
+                .map_err(|e| e.to_string())?;
             diesel::sql_query(format!("LISTEN {OWNER_CHANNEL}"))
                 .execute(&mut conn)
                 .map_err(|e| e.to_string())?;
+            // Advisory locks went with the connection before.
+            self.life = None;
+            self.dead = None;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
@@ -345,24 +427,62 @@ impl Keeper {
             self.config.trusts_loopback,
             self.config.ttl.as_millis() as i64,
         );
-        let conn = self.connection()?;
-        let taken = diesel::sql_query(TAKE)
-            .bind::<Text, _>(&me)
-            .bind::<Text, _>(&url)
-            .bind::<Bool, _>(trusts)
-            .bind::<BigInt, _>(ttl)
-            .get_result::<Generation>(conn)
-            .optional()
-            .map_err(|e| e.to_string())?;
+        self.connection()?;
+        let dead = self.dead.take();
+        let conn = self.conn.as_mut().expect("just opened");
+        let mut taken = None;
+        if let Some(dead) = dead {
+            let stolen = diesel::sql_query(STEAL)
+                .bind::<Text, _>(&me)
+                .bind::<Text, _>(&url)
+                .bind::<Bool, _>(trusts)
+                .bind::<BigInt, _>(ttl)
+                .bind::<BigInt, _>(dead)
+                .get_result::<Generation>(conn)
+                .optional()
+                .map_err(|e| e.to_string());
+            let unlocked = unlock_life_lock(conn, dead);
+            taken = stolen?;
+            unlocked?;
+            if taken.is_none() {
+                log::info!("another hub took the lease from generation {dead} first");
+            }
+        }
+        if taken.is_none() {
+            taken = diesel::sql_query(TAKE)
+                .bind::<Text, _>(&me)
+                .bind::<Text, _>(&url)
+                .bind::<Bool, _>(trusts)
+                .bind::<BigInt, _>(ttl)
+                .get_result::<Generation>(conn)
+                .optional()
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(Generation { generation }) = taken {
+            self.watched = None;
+            if self.life != Some(generation) {
+                if let Some(old) = self.life.take() {
+                    unlock_life_lock(conn, old)?;
+                }
+                // Not got (a standby trying it this instant): `keep_life` tries again.
+                if try_life_lock(conn, generation)? {
+                    self.life = Some(generation);
+                }
+            }
             return Ok(Role::Owner { generation });
         }
         let holder = diesel::sql_query(
-            "SELECT holder, url, trusts_loopback FROM owners WHERE kind = 'hub' AND key = ''",
+            "SELECT holder, generation, url, trusts_loopback FROM owners
+              WHERE kind = 'hub' AND key = ''",
         )
         .get_result::<Holder>(conn)
         .optional()
         .map_err(|e| e.to_string())?;
+        if let Some(h) = &holder
+            && self.watched.map(|(generation, _)| generation) != Some(h.generation)
+        {
+            self.watched = Some((h.generation, false));
+        }
         match holder {
             Some(h) if h.trusts_loopback != trusts => Err(format!(
                 "the hub that owns this database ({}) {} loopback callers and this one would {}; give every hub the same kind of --bind",
@@ -410,9 +530,66 @@ impl Keeper {
         match drained {
             Ok(n) => n > 0,
             Err(e) => {
+                // A round at once: an owner's life lock went with the connection, and a
+                // standby may have taken the lease since (then this process must stop).
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+                true
+            }
+        }
+    }
+
+    /// A standby's look at the owner's life lock: true once the owner's connection ended (the
+    /// lock, seen held before, is free and now held here; the next round takes the lease).
+    fn owner_gone(&mut self) -> bool {
+        let (Some((generation, seen_held)), Some(conn)) = (self.watched, self.conn.as_mut()) else {
+            return false;
+        };
+        let looked = try_life_lock(conn, generation).and_then(|free| match (free, seen_held) {
+            (false, _) => Ok(Some(true)),
+            (true, true) => Ok(None),
+            // Never seen held: an owner that takes no life lock, or has not taken it yet. It is
+            // not replaced before its lease expires.
+            (true, false) => unlock_life_lock(conn, generation).map(|()| Some(false)),
+        });
+        // Some(held): the owner lives (as far as this look tells); None: it is gone.
+        match looked {
+            Ok(Some(held)) => {
+                self.watched = Some((generation, seen_held || held));
+                false
+            }
+            Ok(None) => {
+                log::warn!(
+                    "the owning hub's connection to the database ended (lease generation {generation}): taking over"
+                );
+                self.dead = Some(generation);
+                true
+            }
+            Err(e) => {
                 log::warn!("the hub's lease connection: {e}");
                 self.conn = None;
                 false
+            }
+        }
+    }
+
+    /// The owner's side: takes its life lock if it does not hold it (a standby was trying it
+    /// the instant the lease was taken).
+    fn keep_life(&mut self) {
+        let Role::Owner { generation } = self.role.borrow().clone() else {
+            return;
+        };
+        if self.life == Some(generation) {
+            return;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            match try_life_lock(conn, generation) {
+                Ok(true) => self.life = Some(generation),
+                Ok(false) => {}
+                Err(e) => {
+                    log::warn!("the hub's lease connection: {e}");
+                    self.conn = None;
+                }
             }
         }
     }

@@ -769,7 +769,9 @@ async fn sigterm_right_after_start_stops_gracefully(backend: Backend) {
             return;
         };
         let (mut child, _url) = start_hub(&db);
-        let status = terminate(&mut child).await.expect("the hub stops on SIGTERM");
+        let status = terminate(&mut child)
+            .await
+            .expect("the hub stops on SIGTERM");
         assert!(status.success(), "SIGTERM at once: {status:?}");
     }
 }

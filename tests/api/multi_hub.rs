@@ -8,6 +8,10 @@
 //!   TypeScript and a Python SDK client on the two standbys; `kill -9` of the owner. Every
 //!   acknowledged write is there afterwards, both clients carry on in the same MCP session
 //!   with their streams resumed (every event once, in order), and the takeover time is printed.
+//!   The lease lasts 300 s: the takeover comes from the owner's life lock, not the expiry.
+//! - `a_killed_owner_is_replaced_at_once`, `an_owner_cut_from_its_lease_connection_stops`,
+//!   `a_lease_is_taken_early_only_after_its_life_lock_was_seen`: the life lock's rules
+//!   (`store::lease`), each with a 300 s lease.
 //! - `a_stopped_owner_hands_over_at_once`, `a_graceful_stop_under_load_refuses_nothing`: a
 //!   deploy's SIGTERM of the owner hands over on notice, and no request is refused meanwhile.
 
@@ -19,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
+use diesel::{Connection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use crate::crash::start_hub_with;
@@ -31,10 +36,17 @@ both_backends!(
     a_stopped_owner_hands_over_at_once,
     a_graceful_stop_under_load_refuses_nothing,
     stopping_every_hub_at_once_stops_them_all,
+    a_killed_owner_is_replaced_at_once,
+    an_owner_cut_from_its_lease_connection_stops,
+    a_lease_is_taken_early_only_after_its_life_lock_was_seen,
 );
 
 /// Short, so that a takeover is quick in a test.
 const LEASE_SECS: &str = "2";
+
+/// The lease in `killing_the_owner_under_load_loses_nothing`: a takeover within the test's
+/// 60 s cannot have waited for its expiry.
+const KILLED_OWNERS_LEASE_SECS: &str = "300";
 
 /// Hub processes on one database, killed when dropped.
 pub(crate) struct Hubs {
@@ -162,35 +174,268 @@ async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
     let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
         return;
     };
-    let body = create_session(&hubs.urls[1], &["a", "b"]).await;
-    let (session, token) = (
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    stop_gracefully(hubs.take(0));
+    a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's graceful exit").await;
+}
+
+/// `kill -9` of the owner sends no notice, and its lease (300 s) is far from expiring: the
+/// standby takes over because the owner's life lock went with its connection to the database
+/// (`store::lease`). A write through it answered within 15 s was served by a new owner that did
+/// not wait for the expiry.
+async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 3, "300") else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    let mut owner = hubs.take(0);
+    owner.kill().expect("SIGKILL");
+    owner.wait().unwrap();
+    a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's kill -9").await;
+    // The other standby forwards to the new owner.
+    a_write_answers_soon(&hubs.urls[2], &session, &token, "the takeover").await;
+}
+
+/// An owner alive but cut from its lease connection (the database ends that backend) lost
+/// its life lock. Two ends are right, never both: it reconnects and takes its lock again before
+/// any standby looks, and keeps its lease; or a standby takes the lease at once, and then the
+/// old owner, which may no longer serve what it holds in memory, stops (exit status 1).
+///
+/// First the cut alone (the owner usually wins that race), then the cut of an owner frozen
+/// (SIGSTOP, as a long pause would): the standby must take over, and the owner, woken, stop.
+async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    let mut owner = crate::crash::KillOnDrop(hubs.take(0));
+    let lease_of_owner = format!("collab-hub lease {}", hubs.urls[0]);
+    let generation = sql_rows(&db, "SELECT generation::text AS v FROM owners")[0].clone();
+    let owners_row =
+        |db: &TestDb| sql_rows(db, "SELECT url || ' ' || generation::text AS v FROM owners");
+    let as_before = [format!("{} {generation}", hubs.urls[0])];
+    let cut = || {
+        let ended = sql_rows(
+            &db,
+            &format!(
+                "SELECT pg_terminate_backend(pid)::text AS v FROM pg_stat_activity
+                  WHERE application_name = '{lease_of_owner}'"
+            ),
+        );
+        assert_eq!(ended, ["true"], "the owner's lease connection was ended");
+        Instant::now()
+    };
+    // The owner's life lock, held by its own lease connection.
+    let relocked = format!(
+        "SELECT a.application_name AS v FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.classid = {} AND l.objid = {generation}
+            AND l.objsubid = 2 AND l.granted",
+        collab_hub::store::lease::LIFE_LOCK_CLASS
+    );
+
+    let since = cut();
+    let stopped = loop {
+        if let Some(status) = owner.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if sql_rows(&db, &relocked) == [lease_of_owner.clone()] {
+            break None;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "15 s after the cut the owner neither stopped nor took its lock again (lease 300 s)"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    match stopped {
+        Some(status) => {
+            assert!(!status.success(), "the cut owner exits failing: {status:?}");
+            assert_ne!(owners_row(&db), as_before, "the owner stopped: replaced");
+            eprintln!("multi_hub: the cut owner was replaced and stopped");
+        }
+        None => {
+            assert_eq!(owners_row(&db), as_before);
+            eprintln!("multi_hub: the cut owner took its lock again first");
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                owners_row(&db),
+                as_before,
+                "no standby took the lease meanwhile"
+            );
+            assert!(owner.0.try_wait().unwrap().is_none(), "it keeps its lease");
+
+            // Frozen, it cannot win the race.
+            let pid = owner.0.id().to_string();
+            let signal = |sig: &str| {
+                let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+                assert!(sent.success(), "kill {sig}");
+            };
+            signal("-STOP");
+            let since = cut();
+            while owners_row(&db) == as_before {
+                assert!(
+                    since.elapsed() < Duration::from_secs(15),
+                    "no standby took the lease of the cut, frozen owner within 15 s (lease 300 s)"
+                );
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            eprintln!(
+                "multi_hub: the cut, frozen owner was replaced {:?} later",
+                since.elapsed()
+            );
+            signal("-CONT");
+            let woke = Instant::now();
+            let status = loop {
+                if let Some(status) = owner.0.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    woke.elapsed() < Duration::from_secs(15),
+                    "the replaced owner still runs 15 s after it woke (lease 300 s)"
+                );
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert!(
+                !status.success(),
+                "the replaced owner exits failing: {status:?}"
+            );
+            eprintln!(
+                "multi_hub: woken, the replaced owner stopped {:?} later",
+                woke.elapsed()
+            );
+        }
+    }
+    a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's cut").await;
+}
+
+/// A lease whose life lock was never seen held (an owner of an older version, which takes
+/// none) is not taken before it expires; once its lock has been seen held, the end of the
+/// connection holding it hands the lease over at once. The owner here is this test: a row
+/// and a connection holding its lock.
+async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    // A hub migrates the database and hands its lease back.
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 1, "300") else {
+        return;
+    };
+    stop_gracefully(hubs.take(0));
+    let ghost = |db: &TestDb| {
+        sql_rows(
+            db,
+            "SELECT holder || ' ' || generation::text AS v FROM owners WHERE kind = 'hub'",
+        )
+    };
+    let generation = sql_rows(
+        &db,
+        "UPDATE owners SET holder = 'ghost', url = 'http://127.0.0.1:9',
+                generation = generation + 1, expires_at = now() + interval '300 seconds'
+          WHERE kind = 'hub' RETURNING generation::text AS v",
+    )[0]
+    .clone();
+    let (standby, url, line) = start_hub_with(&db, "127.0.0.1:0", &["--lease-secs", "300"]);
+    let _standby = crate::crash::KillOnDrop(standby);
+    assert!(
+        line.contains("standby, forwarding to http://127.0.0.1:9"),
+        "{line}"
+    );
+    // Forty looks at a free lock never seen held: the lease stays.
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ghost(&db), [format!("ghost {generation}")]);
+
+    // Now the "owner" holds its life lock; the standby sees it held, then free.
+    let mut owner = diesel::PgConnection::establish(&db.url).expect("connect");
+    let locked = diesel::sql_query(format!(
+        "SELECT pg_try_advisory_lock({}, {generation}) AS v",
+        collab_hub::store::lease::LIFE_LOCK_CLASS
+    ))
+    .get_result::<Row>(&mut owner)
+    .expect("lock");
+    assert!(locked.v, "the life lock was free");
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ghost(&db),
+        [format!("ghost {generation}")],
+        "held: the lease stays"
+    );
+    drop(owner);
+    let ended = Instant::now();
+    while ghost(&db)[0].starts_with("ghost") {
+        assert!(
+            ended.elapsed() < Duration::from_secs(15),
+            "the lease was not taken 15 s after its life lock's connection ended"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = create_session(&url, &["a", "b"]).await;
+    assert!(
+        body["sessionId"].is_string(),
+        "the new owner serves: {body}"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    v: bool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    v: String,
+}
+
+/// The `v` column of a query's rows (PostgreSQL).
+fn sql_rows(db: &TestDb, sql: &str) -> Vec<String> {
+    let mut c = diesel::PgConnection::establish(&db.url).expect("connect");
+    diesel::sql_query(sql)
+        .load::<TextRow>(&mut c)
+        .expect(sql)
+        .into_iter()
+        .map(|r| r.v)
+        .collect()
+}
+
+/// A session of a and b created through `url`: its id and a's token.
+async fn session_through(url: &str) -> (String, String) {
+    let body = create_session(url, &["a", "b"]).await;
+    (
         body["sessionId"].as_str().unwrap().to_owned(),
         body["tokens"]["a"].as_str().unwrap().to_owned(),
-    );
-    stop_gracefully(hubs.take(0));
-    let exited = Instant::now();
+    )
+}
+
+/// A write through `url` answers 200 within 15 s (of `after`), and reads back.
+async fn a_write_answers_soon(url: &str, session: &str, token: &str, after: &str) {
+    let since = Instant::now();
+    let path = format!("after.w{}", uuid::Uuid::new_v4().simple());
     let mut answer = client()
-        .post(format!("{}/mcp/context/set", hubs.urls[1]))
+        .post(format!("{url}/mcp/context/set"))
         .timeout(Duration::from_secs(15))
-        .bearer_auth(&token)
-        .send_json(&json!({"sessionId": session, "path": "after.stop", "value": 1}))
+        .bearer_auth(token)
+        .send_json(&json!({"sessionId": session, "path": path, "value": 1}))
         .await
         .unwrap_or_else(|e| {
-            panic!("no answer from the standby within 15 s of the owner's exit ({e}): it did not take over on notice")
+            panic!("no answer from {url} within 15 s of {after} ({e}): no takeover")
         });
-    let took = exited.elapsed();
+    let took = since.elapsed();
     let text = String::from_utf8_lossy(&answer.body().await.unwrap_or_default()).into_owned();
     assert_eq!(answer.status(), StatusCode::OK, "{text}");
-    eprintln!(
-        "multi_hub: a write through the standby answered {took:?} after the owner's graceful exit"
-    );
+    eprintln!("multi_hub: a write through {url} answered {took:?} after {after}");
     let (status, read) = {
         let mut res = client()
             .get(format!(
-                "{}/mcp/context/get?sessionId={session}&path=after.stop",
-                hubs.urls[1]
+                "{url}/mcp/context/get?sessionId={session}&path={path}"
             ))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await
             .expect("the new owner answers");
@@ -433,7 +678,9 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
     };
-    let Some(mut hubs) = start_hubs(&db, backend, 3) else {
+    // A lease far longer than the test: the takeover must come from the owner's life lock,
+    // released with its connection (`store::lease`), not from the lease's expiry.
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 3, KILLED_OWNERS_LEASE_SECS) else {
         return;
     };
     let team = create_session(&hubs.urls[1], &["claude", "gemini"]).await;
@@ -541,7 +788,7 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
         .max()
         .unwrap_or_default();
     eprintln!(
-        "multi_hub: writes stalled {stalled:?} across the owner's kill -9 (lease {LEASE_SECS} s)"
+        "multi_hub: writes stalled {stalled:?} across the owner's kill -9 (lease {KILLED_OWNERS_LEASE_SECS} s)"
     );
 
     // Every acknowledged write is there, read through the surviving hubs.
