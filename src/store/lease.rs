@@ -39,15 +39,17 @@
 //! generation): PostgreSQL releases it when that connection ends, which it does when the
 //! process dies (`kill -9`, a panic, the OOM killer: the kernel closes the socket). Each
 //! standby tries that lock every `NOTICE_POLL`; once it has seen it held, getting it means the
-//! owner's connection is gone, and it takes the lease from that generation (`STEAL`: a
-//! compare-and-set on the generation, so of several standbys one wins). Safety does not rest on
+//! owner's connection is gone, and `CONFIRM` later, its own connection still up, it takes the
+//! lease from that generation (`STEAL`: a compare-and-set on the generation, so of several
+//! standbys one wins). Safety does not rest on
 //! this: a taken-over owner's writer is fenced as after an expiry. What it changes is that an
 //! owner alive but cut from its lease connection (a database restart, a terminated backend)
 //! loses its lease at once instead of at the expiry: its keeper notices the broken connection at
 //! its next look (within `NOTICE_POLL`), finds the row taken and exits. A standby that gets the
-//! lock without having seen it held lets it go again: an owner that takes no such lock (an older
-//! version during a rolling deploy) or has not taken it yet is not replaced, it expires as
-//! before. What still waits for the expiry: an owner whose connection the database has not seen
+//! lock without having seen it held (on its current connection) lets it go again: an owner that
+//! takes no such lock (an older version during a rolling deploy), has not taken it yet, or
+//! lost it in a restart of the database that ended every connection, is not replaced that way
+//! (the owner takes its lock again; if it does not, its lease expires as before). What still waits for the expiry: an owner whose connection the database has not seen
 //! close (a machine or network gone silent; TCP keepalives end it in time).
 
 use std::sync::mpsc;
@@ -151,6 +153,12 @@ const DRAINING: &str = "draining ";
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
 const NOTICE_POLL: Duration = Duration::from_millis(25);
+
+/// How long a standby holds a dead owner's life lock before it takes the lease: if the
+/// database is ending every connection (a restart), its own ends meanwhile, and with it the
+/// lock and the takeover. Without this wait, a standby whose connection outlived the owner's
+/// by a moment took the lease from an owner that was about to reconnect (and then stopped).
+const CONFIRM: Duration = Duration::from_millis(100);
 
 /// The first key of the owner's life lock (two-key advisory locks are a key space apart from
 /// the one-key locks of `claim.rs` and the migrations); the second is its generation.
@@ -270,8 +278,8 @@ struct Keeper {
     /// A standby's side: the owner's generation, and whether its life lock was seen held.
     watched: Option<(i64, bool)>,
     /// This keeper holds the life lock of this generation, free because its owner's connection
-    /// ended: the next round takes the lease from it.
-    dead: Option<i64>,
+    /// ended (found at that instant): the first round `CONFIRM` later takes the lease from it.
+    dead: Option<(i64, Instant)>,
 }
 
 #[derive(QueryableByName)]
@@ -411,9 +419,14 @@ impl Keeper {
             diesel::sql_query(format!("LISTEN {OWNER_CHANNEL}"))
                 .execute(&mut conn)
                 .map_err(|e| e.to_string())?;
-            // Advisory locks went with the connection before.
+            // Advisory locks went with the connection before. And a standby must see the
+            // owner's life lock held again on this one before its being free means anything:
+            // when the database restarted, every connection ended, the owner's too, and the
+            // owner, alive, takes its lock again (it would lose its lease to a standby that
+            // looked first, and stop).
             self.life = None;
             self.dead = None;
+            self.watched = self.watched.map(|(generation, _)| (generation, false));
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
@@ -428,7 +441,13 @@ impl Keeper {
             self.config.ttl.as_millis() as i64,
         );
         self.connection()?;
-        let dead = self.dead.take();
+        let dead = match self.dead {
+            Some((generation, since)) if since.elapsed() >= CONFIRM => {
+                self.dead = None;
+                Some(generation)
+            }
+            _ => None,
+        };
         let conn = self.conn.as_mut().expect("just opened");
         let mut taken = None;
         if let Some(dead) = dead {
@@ -542,6 +561,9 @@ impl Keeper {
     /// A standby's look at the owner's life lock: true once the owner's connection ended (the
     /// lock, seen held before, is free and now held here; the next round takes the lease).
     fn owner_gone(&mut self) -> bool {
+        if let Some((_, since)) = self.dead {
+            return since.elapsed() >= CONFIRM;
+        }
         let (Some((generation, seen_held)), Some(conn)) = (self.watched, self.conn.as_mut()) else {
             return false;
         };
@@ -562,8 +584,8 @@ impl Keeper {
                 log::warn!(
                     "the owning hub's connection to the database ended (lease generation {generation}): taking over"
                 );
-                self.dead = Some(generation);
-                true
+                self.dead = Some((generation, Instant::now()));
+                false
             }
             Err(e) => {
                 log::warn!("the hub's lease connection: {e}");

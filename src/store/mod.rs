@@ -525,7 +525,7 @@ fn writer_loop(
             }
             match conn.as_mut() {
                 Some(c) => {
-                    if !commit_batch(c, std::mem::take(&mut batch), fence.as_ref()) {
+                    if !commit_batch(c, std::mem::take(&mut batch), fence.as_ref(), &target) {
                         conn = None; // reconnect before the next batch
                     }
                 }
@@ -550,10 +550,15 @@ fn writer_loop(
 type Tm = <DbConn as Connection>::TransactionManager;
 
 /// One transaction for the whole batch. Returns false when the connection looks broken.
-fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>) -> bool {
+fn commit_batch(
+    conn: &mut DbConn,
+    batch: Vec<Job>,
+    fence: Option<&lease::Fence>,
+    target: &DbTarget,
+) -> bool {
     let fast = matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| matches!(j, Job::Again(_)));
     if !fast {
-        return commit_in_savepoints(conn, batch, fence);
+        return commit_in_savepoints(conn, batch, fence, target);
     }
     let mut jobs: Vec<Box<dyn Rerunnable>> = batch
         .into_iter()
@@ -562,7 +567,7 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
             Job::Once(_) => unreachable!("a batch with a run-once write takes the savepoints"),
         })
         .collect();
-    if let Err(healthy) = begin(conn, fence) {
+    if let Err(healthy) = begin(conn, fence, target) {
         return healthy; // dropped: their callers hear `Unavailable`
     }
     let mut failed = false;
@@ -610,7 +615,7 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
         // One write failed and took the transaction with it: again, each in its savepoint.
         let _ = Tm::rollback_transaction(conn);
         let again = jobs.into_iter().map(Job::Again).collect();
-        return commit_in_savepoints(conn, again, fence);
+        return commit_in_savepoints(conn, again, fence, target);
     }
     let outcome = commit(conn);
     let healthy = outcome.is_ok();
@@ -621,13 +626,29 @@ fn commit_batch(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>
 }
 
 /// Begins the batch's transaction and checks the fence. `Err(healthy)`: nothing may run.
-fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>) -> Result<(), bool> {
-    let begun = match conn {
+///
+/// On PostgreSQL a connection the database ended while it sat idle (a restart of the database,
+/// a terminated backend) fails its next statement, this `BEGIN`, before anything of the batch
+/// ran: it is replaced once here, so that the batch's writes are not refused for it (they were,
+/// one batch per writer connection, after every restart of the database).
+fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>, target: &DbTarget) -> Result<(), bool> {
+    let begin_transaction = |conn: &mut DbConn| match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
         // upgrade from read to write.
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
         DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c),
     };
+    let mut begun = begin_transaction(conn);
+    if let (Err(e), DbConn::Pg(_)) = (&begun, &conn) {
+        log::warn!("store writer cannot begin a transaction ({e}); connecting again");
+        match target.connect(ConnRole::Writer) {
+            Ok(fresh) => {
+                *conn = fresh;
+                begun = begin_transaction(conn);
+            }
+            Err(e) => log::error!("store writer: {e}"),
+        }
+    }
     if let Err(e) = begun {
         log::error!("store writer cannot begin a transaction: {e}");
         return Err(false);
@@ -653,8 +674,13 @@ fn commit(conn: &mut DbConn) -> Result<(), HubError> {
 }
 
 /// The batch in one transaction, each write in its own savepoint.
-fn commit_in_savepoints(conn: &mut DbConn, batch: Vec<Job>, fence: Option<&lease::Fence>) -> bool {
-    if let Err(healthy) = begin(conn, fence) {
+fn commit_in_savepoints(
+    conn: &mut DbConn,
+    batch: Vec<Job>,
+    fence: Option<&lease::Fence>,
+    target: &DbTarget,
+) -> bool {
+    if let Err(healthy) = begin(conn, fence, target) {
         return healthy;
     }
     enum Done {

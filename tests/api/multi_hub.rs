@@ -39,6 +39,7 @@ both_backends!(
     a_killed_owner_is_replaced_at_once,
     an_owner_cut_from_its_lease_connection_stops,
     a_lease_is_taken_early_only_after_its_life_lock_was_seen,
+    every_connection_ended_keeps_the_owner,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -312,6 +313,49 @@ async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
         }
     }
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's cut").await;
+}
+
+/// What a database restart does to the hubs, at the scale of one database: every connection
+/// ends at once, the owner's and the standby's. The standby must see the owner's life lock
+/// held again on its new connection before a free one means anything, so the owner, which
+/// takes its lock again, keeps its lease (it would otherwise lose it to a standby that
+/// reconnected first, and stop), and both hubs serve on.
+async fn every_connection_ended_keeps_the_owner(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    let owners_row =
+        |db: &TestDb| sql_rows(db, "SELECT url || ' ' || generation::text AS v FROM owners");
+    let before = owners_row(&db);
+    for round in 0..3 {
+        let ended = sql_rows(
+            &db,
+            "SELECT pg_terminate_backend(pid)::text AS v FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        assert!(
+            ended.len() >= 2,
+            "round {round}: the hubs' connections: {ended:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            owners_row(&db),
+            before,
+            "round {round}: the owner kept its lease"
+        );
+        let mut owner = hubs.take(0);
+        assert!(
+            owner.try_wait().unwrap().is_none(),
+            "round {round}: the owner runs"
+        );
+        hubs.procs[0] = Some(owner);
+        a_write_answers_soon(&hubs.urls[1], &session, &token, "every connection ended").await;
+        a_write_answers_soon(&hubs.urls[0], &session, &token, "every connection ended").await;
+    }
 }
 
 /// A lease whose life lock was never seen held (an owner of an older version, which takes
