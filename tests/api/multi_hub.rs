@@ -10,8 +10,9 @@
 //!   with their streams resumed (every event once, in order), and the takeover time is printed.
 //!   The lease lasts 300 s: the takeover comes from the owner's life lock, not the expiry.
 //! - `a_killed_owner_is_replaced_at_once`, `an_owner_cut_from_its_lease_connection_stops`,
-//!   `a_lease_is_taken_early_only_after_its_life_lock_was_seen`: the life lock's rules
-//!   (`store::lease`), each with a 300 s lease.
+//!   `a_lease_is_taken_early_only_after_its_life_lock_was_seen`,
+//!   `every_connection_ended_keeps_the_owner`: the life lock's rules (`store::lease`), each
+//!   with a 300 s lease.
 //! - `a_stopped_owner_hands_over_at_once`, `a_graceful_stop_under_load_refuses_nothing`: a
 //!   deploy's SIGTERM of the owner hands over on notice, and no request is refused meanwhile.
 
