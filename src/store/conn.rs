@@ -101,13 +101,17 @@ impl DbTarget {
                     .map_err(|e| format!("cannot configure {}: {e}", self.redacted()))?;
                 Ok(DbConn::Sqlite(conn))
             }
-            DbTarget::Postgres(url) => PgConnection::establish(url).map(DbConn::Pg).map_err(|e| {
-                format!(
-                    "cannot connect to {}: {}",
-                    self.redacted(),
-                    one_line(&e.to_string())
-                )
-            }),
+            // A connect that cannot reach the database gives up in seconds (the writer connects
+            // again on its own thread), and keepalives end a connection to a host gone silent.
+            DbTarget::Postgres(url) => PgConnection::establish(&super::claim::with_timeouts(url))
+                .map(DbConn::Pg)
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to {}: {}",
+                        self.redacted(),
+                        one_line(&e.to_string())
+                    )
+                }),
         }
     }
 }

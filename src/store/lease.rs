@@ -36,21 +36,29 @@
 //!
 //! A dead owner is replaced at once, not when its lease expires. The owner's keeper connection
 //! holds a session-level advisory lock named after its generation (`LIFE_LOCK_CLASS`,
-//! generation): PostgreSQL releases it when that connection ends, which it does when the
-//! process dies (`kill -9`, a panic, the OOM killer: the kernel closes the socket). Each
-//! standby tries that lock every `NOTICE_POLL`; once it has seen it held, getting it means the
-//! owner's connection is gone, and `CONFIRM` later, its own connection still up, it takes the
-//! lease from that generation (`STEAL`: a compare-and-set on the generation, so of several
-//! standbys one wins). Safety does not rest on
-//! this: a taken-over owner's writer is fenced as after an expiry. What it changes is that an
-//! owner alive but cut from its lease connection (a database restart, a terminated backend)
-//! loses its lease at once instead of at the expiry: its keeper notices the broken connection at
-//! its next look (within `NOTICE_POLL`), finds the row taken and exits. A standby that gets the
-//! lock without having seen it held (on its current connection) lets it go again: an owner that
-//! takes no such lock (an older version during a rolling deploy), has not taken it yet, or
-//! lost it in a restart of the database that ended every connection, is not replaced that way
-//! (the owner takes its lock again; if it does not, its lease expires as before). What still waits for the expiry: an owner whose connection the database has not seen
-//! close (a machine or network gone silent; TCP keepalives end it in time).
+//! generation), exclusive: PostgreSQL releases it when that connection ends, which it does when
+//! the process dies (`kill -9`, a panic, the OOM killer: the kernel closes the socket). Each
+//! standby looks every `NOTICE_POLL`, trying the lock *shared* (so that the standbys' looks never
+//! stand in each other's way) and reading the lease's expiry in the same statement (`LOOK`).
+//! Once it has seen the lock held on its current connection, getting it means the owner's
+//! connection is gone. It holds it `CONFIRM` (100 ms), and then, its own connection still up,
+//! takes the lease from that generation if the row was not renewed since (`STEAL`: a
+//! compare-and-set on the generation and the expiry, so of several standbys one wins).
+//!
+//! - Safety does not rest on this: a taken-over owner's writer is fenced as after an expiry.
+//! - An owner alive but cut from its lease connection (a terminated backend) notices at its next
+//!   look (within `NOTICE_POLL`), reconnects, tries its lock and renews the lease at once, and
+//!   goes on renewing every look until it holds the lock again. A standby that found the lock
+//!   free in between sees the renewal: its `STEAL` takes nothing, and it waits to see the lock
+//!   held again. Only an owner that stays silent for `CONFIRM` (dead, or frozen) loses its
+//!   lease, and then its keeper finds the row taken and exits.
+//! - A database restart ends every connection: a standby must see the lock held again on its new
+//!   connection, and the owner reconnects and takes it; a standby whose connection outlived the
+//!   owner's by a moment loses its own within `CONFIRM`, and its claim with it.
+//! - A lock never seen held is let go at once: an owner of an older version takes none, and is
+//!   not replaced before its lease expires (a rolling deploy must not dethrone it).
+//! - What still waits for the expiry: an owner whose connection the database has not seen close
+//!   (its machine or the network gone silent, until TCP keepalives end the backend).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -156,8 +164,9 @@ const NOTICE_POLL: Duration = Duration::from_millis(25);
 
 /// How long a standby holds a dead owner's life lock before it takes the lease: if the
 /// database is ending every connection (a restart), its own ends meanwhile, and with it the
-/// lock and the takeover. Without this wait, a standby whose connection outlived the owner's
-/// by a moment took the lease from an owner that was about to reconnect (and then stopped).
+/// lock and the takeover; an owner that only lost its connection renews meanwhile. Without
+/// this wait, a standby whose connection outlived the owner's by a moment took the lease from
+/// an owner that was about to reconnect (and then stopped).
 const CONFIRM: Duration = Duration::from_millis(100);
 
 /// The first key of the owner's life lock (two-key advisory locks are a key space apart from
@@ -179,12 +188,21 @@ const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback,
      WHERE owners.holder = excluded.holder OR owners.expires_at < now() OR owners.url = excluded.url
      RETURNING generation";
 
-/// Takes the lease from the generation whose owner's connection ended (its life lock, held by
-/// this keeper now, was free); nothing if another hub moved first.
+/// Takes the lease from the generation whose owner's connection ended: its life lock was free
+/// (this keeper holds it shared now) and the row was not renewed since (an owner that
+/// reconnected renews at once, and so keeps its lease). Nothing if another hub moved first.
 const STEAL: &str = "UPDATE owners SET holder = $1, url = $2, trusts_loopback = $3,
          generation = generation + 1, expires_at = now() + $4 * interval '1 millisecond'
-     WHERE kind = 'hub' AND key = '' AND generation = $5 AND holder <> $1
+     WHERE kind = 'hub' AND key = '' AND generation = $5 AND expires_at::text = $6
+       AND holder <> $1
      RETURNING generation";
+
+/// A standby's look at the owner's life lock: tried *shared*, so that the standbys' looks never
+/// stand in each other's way (only the owner's exclusive hold makes it fail), and the lease's
+/// expiry as it stood just before (one statement: one snapshot, taken before the lock).
+const LOOK: &str = "SELECT pg_try_advisory_lock_shared($1, $2) AS locked,
+     (SELECT expires_at::text FROM owners
+       WHERE kind = 'hub' AND key = '' AND generation = $3) AS expires";
 
 impl LeaseKeeper {
     /// Starts the keeper and waits for its first round (blocking: call it where a thread may
@@ -277,9 +295,18 @@ struct Keeper {
     life: Option<i64>,
     /// A standby's side: the owner's generation, and whether its life lock was seen held.
     watched: Option<(i64, bool)>,
-    /// This keeper holds the life lock of this generation, free because its owner's connection
-    /// ended (found at that instant): the first round `CONFIRM` later takes the lease from it.
-    dead: Option<(i64, Instant)>,
+    /// A standby holds (shared) the life lock of an owner whose connection ended.
+    dead: Option<Dead>,
+}
+
+/// An owner found gone: its life lock was free, seen held before on this connection.
+struct Dead {
+    generation: i64,
+    /// The lease's expiry when the lock was found free: `STEAL` takes the lease only if the
+    /// owner has not renewed it since.
+    expires: String,
+    /// When: the first round `CONFIRM` later takes the lease.
+    since: Instant,
 }
 
 #[derive(QueryableByName)]
@@ -288,7 +315,55 @@ struct Locked {
     locked: bool,
 }
 
-/// Tries (without waiting) the life lock of `generation` on `conn`.
+#[derive(QueryableByName)]
+struct Look {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    expires: Option<String>,
+}
+
+/// What a standby's look found.
+enum Found {
+    /// The owner holds its life lock.
+    Held,
+    /// Free, but it means nothing (never seen held on this connection, or the row moved on).
+    Free,
+    /// Free after it was seen held: the owner's connection ended (the lease's expiry then).
+    Gone(String),
+}
+
+/// A standby's look (`LOOK`), letting the lock go again unless the owner is gone.
+fn look_at_life_lock(
+    conn: &mut PgConnection,
+    generation: i64,
+    seen_held: bool,
+) -> Result<Found, String> {
+    let look = diesel::sql_query(LOOK)
+        .bind::<Integer, _>(LIFE_LOCK_CLASS)
+        .bind::<Integer, _>(life_lock_key(generation))
+        .bind::<BigInt, _>(generation)
+        .get_result::<Look>(conn)
+        .map_err(|e| e.to_string())?;
+    match (look.locked, look.expires) {
+        (false, _) => Ok(Found::Held),
+        (true, Some(expires)) if seen_held => Ok(Found::Gone(expires)),
+        // Never seen held: an owner that takes no life lock (an older version) or has not
+        // taken it yet, which is not replaced before its lease expires; or the row moved on.
+        (true, _) => unlock_shared_life_lock(conn, generation).map(|()| Found::Free),
+    }
+}
+
+fn unlock_shared_life_lock(conn: &mut PgConnection, generation: i64) -> Result<(), String> {
+    diesel::sql_query("SELECT pg_advisory_unlock_shared($1, $2) AS locked")
+        .bind::<Integer, _>(LIFE_LOCK_CLASS)
+        .bind::<Integer, _>(life_lock_key(generation))
+        .get_result::<Locked>(conn)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The owner's side: tries (without waiting) its life lock, exclusive, on `conn`.
 fn try_life_lock(conn: &mut PgConnection, generation: i64) -> Result<bool, String> {
     diesel::sql_query("SELECT pg_try_advisory_lock($1, $2) AS locked")
         .bind::<Integer, _>(LIFE_LOCK_CLASS)
@@ -345,7 +420,10 @@ impl Keeper {
                     }
                 }
                 Err(e) => {
+                    // Its advisory locks went with it.
                     self.conn = None;
+                    self.life = None;
+                    self.dead = None;
                     if let Some(f) = first.take() {
                         let _ = f.send(Err(e));
                         return;
@@ -371,10 +449,9 @@ impl Keeper {
                 }
                 match stop.recv_timeout(left.min(NOTICE_POLL)) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if self.noticed() || self.owner_gone() {
+                        if self.noticed() || self.owner_gone() || self.keep_life() {
                             break false;
                         }
-                        self.keep_life();
                     }
                     Ok(Command::Drain) => self.announce_drain(),
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
@@ -407,6 +484,10 @@ impl Keeper {
             diesel::sql_query(format!("SET statement_timeout = {timeout}"))
                 .execute(&mut conn)
                 .map_err(|e| e.to_string())?;
+            // The owner's connection sits idle between renewals: a database set to end idle
+            // sessions must not end it (and with it the owner's life lock). Before PostgreSQL
+            // 14 there is no such setting, and nothing to undo.
+            let _ = diesel::sql_query("SET idle_session_timeout = 0").execute(&mut conn);
             // Says whose it is in `pg_stat_activity` (63 characters at most).
             let name: String = format!("collab-hub lease {}", self.config.url)
                 .chars()
@@ -441,14 +522,23 @@ impl Keeper {
             self.config.ttl.as_millis() as i64,
         );
         self.connection()?;
-        let dead = match self.dead {
-            Some((generation, since)) if since.elapsed() >= CONFIRM => {
-                self.dead = None;
-                Some(generation)
-            }
+        let dead = match &self.dead {
+            Some(d) if d.since.elapsed() >= CONFIRM => self.dead.take(),
+            _ => None,
+        };
+        let owner_of = match &*self.role.borrow() {
+            Role::Owner { generation } => Some(*generation),
             _ => None,
         };
         let conn = self.conn.as_mut().expect("just opened");
+        // An owner without its life lock (on a new connection) tries it before it renews: a
+        // standby that found it free in between sees the renewal, and lets the lease be.
+        if let Some(generation) = owner_of
+            && self.life != Some(generation)
+            && try_life_lock(conn, generation)?
+        {
+            self.life = Some(generation);
+        }
         let mut taken = None;
         if let Some(dead) = dead {
             let stolen = diesel::sql_query(STEAL)
@@ -456,16 +546,31 @@ impl Keeper {
                 .bind::<Text, _>(&url)
                 .bind::<Bool, _>(trusts)
                 .bind::<BigInt, _>(ttl)
-                .bind::<BigInt, _>(dead)
+                .bind::<BigInt, _>(dead.generation)
+                .bind::<Text, _>(&dead.expires)
                 .get_result::<Generation>(conn)
                 .optional()
-                .map_err(|e| e.to_string());
-            let unlocked = unlock_life_lock(conn, dead);
-            taken = stolen?;
-            unlocked?;
-            if taken.is_none() {
-                log::info!("another hub took the lease from generation {dead} first");
+                .map_err(|e| e.to_string())?;
+            let unlocked = unlock_shared_life_lock(conn, dead.generation);
+            match (&stolen, unlocked) {
+                (None, unlocked) => {
+                    log::info!(
+                        "the lease of generation {} was renewed or taken meanwhile: not taking it",
+                        dead.generation
+                    );
+                    // Gone only once seen held again.
+                    self.watched = Some((dead.generation, false));
+                    unlocked?;
+                }
+                (Some(Generation { generation }), Err(e)) => {
+                    // Ours now: the lock goes with the connection, opened again next round.
+                    log::warn!("the hub's lease connection: {e}");
+                    self.conn = None;
+                    return Ok(self.owned(*generation));
+                }
+                (Some(_), Ok(())) => {}
             }
+            taken = stolen;
         }
         if taken.is_none() {
             taken = diesel::sql_query(TAKE)
@@ -478,18 +583,9 @@ impl Keeper {
                 .map_err(|e| e.to_string())?;
         }
         if let Some(Generation { generation }) = taken {
-            self.watched = None;
-            if self.life != Some(generation) {
-                if let Some(old) = self.life.take() {
-                    unlock_life_lock(conn, old)?;
-                }
-                // Not got (a standby trying it this instant): `keep_life` tries again.
-                if try_life_lock(conn, generation)? {
-                    self.life = Some(generation);
-                }
-            }
-            return Ok(Role::Owner { generation });
+            return Ok(self.owned(generation));
         }
+        let conn = self.conn.as_mut().expect("just opened");
         let holder = diesel::sql_query(
             "SELECT holder, generation, url, trusts_loopback FROM owners
               WHERE kind = 'hub' AND key = ''",
@@ -558,60 +654,88 @@ impl Keeper {
         }
     }
 
-    /// A standby's look at the owner's life lock: true once the owner's connection ended (the
-    /// lock, seen held before, is free and now held here; the next round takes the lease).
-    fn owner_gone(&mut self) -> bool {
-        if let Some((_, since)) = self.dead {
-            return since.elapsed() >= CONFIRM;
-        }
-        let (Some((generation, seen_held)), Some(conn)) = (self.watched, self.conn.as_mut()) else {
-            return false;
-        };
-        let looked = try_life_lock(conn, generation).and_then(|free| match (free, seen_held) {
-            (false, _) => Ok(Some(true)),
-            (true, true) => Ok(None),
-            // Never seen held: an owner that takes no life lock, or has not taken it yet. It is
-            // not replaced before its lease expires.
-            (true, false) => unlock_life_lock(conn, generation).map(|()| Some(false)),
-        });
-        // Some(held): the owner lives (as far as this look tells); None: it is gone.
-        match looked {
-            Ok(Some(held)) => {
-                self.watched = Some((generation, seen_held || held));
-                false
-            }
-            Ok(None) => {
-                log::warn!(
-                    "the owning hub's connection to the database ended (lease generation {generation}): taking over"
-                );
-                self.dead = Some((generation, Instant::now()));
-                false
-            }
-            Err(e) => {
-                log::warn!("the hub's lease connection: {e}");
-                self.conn = None;
-                false
-            }
-        }
-    }
-
-    /// The owner's side: takes its life lock if it does not hold it (a standby was trying it
-    /// the instant the lease was taken).
-    fn keep_life(&mut self) {
-        let Role::Owner { generation } = self.role.borrow().clone() else {
-            return;
-        };
-        if self.life == Some(generation) {
-            return;
-        }
-        if let Some(conn) = self.conn.as_mut() {
-            match try_life_lock(conn, generation) {
+    /// The lease is ours (of `generation`): the life lock of that generation is taken if it is
+    /// not held yet. A failure to take it does not change that the lease is ours: it is logged,
+    /// the connection dropped, and the next round or look takes it.
+    fn owned(&mut self, generation: i64) -> Role {
+        self.watched = None;
+        if self.life != Some(generation)
+            && let Some(conn) = self.conn.as_mut()
+        {
+            let old = self.life.take();
+            let locked = old
+                .map_or(Ok(()), |old| unlock_life_lock(conn, old))
+                .and_then(|()| try_life_lock(conn, generation));
+            match locked {
                 Ok(true) => self.life = Some(generation),
+                // A standby's look holds it this instant: `keep_life` tries again.
                 Ok(false) => {}
                 Err(e) => {
                     log::warn!("the hub's lease connection: {e}");
                     self.conn = None;
                 }
+            }
+        }
+        Role::Owner { generation }
+    }
+
+    /// A standby's look at the owner's life lock. True: a round at once (the lease can be taken
+    /// from a dead owner, or the connection broke and must be opened again).
+    fn owner_gone(&mut self) -> bool {
+        if let Some(dead) = &self.dead {
+            return self.conn.is_some() && dead.since.elapsed() >= CONFIRM;
+        }
+        let (Some((generation, seen_held)), Some(conn)) = (self.watched, self.conn.as_mut()) else {
+            return false;
+        };
+        match look_at_life_lock(conn, generation, seen_held) {
+            Ok(Found::Held) => {
+                self.watched = Some((generation, true));
+                false
+            }
+            Ok(Found::Free) => false,
+            Ok(Found::Gone(expires)) => {
+                log::warn!(
+                    "the owning hub's connection to the database ended (lease generation {generation}): taking over"
+                );
+                self.dead = Some(Dead {
+                    generation,
+                    expires,
+                    since: Instant::now(),
+                });
+                false
+            }
+            Err(e) => {
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+                true
+            }
+        }
+    }
+
+    /// The owner's side: takes its life lock if it does not hold it. True: a round at once,
+    /// which renews the lease (a standby holding the free lock then lets the lease be) or opens
+    /// a broken connection again.
+    fn keep_life(&mut self) -> bool {
+        let Role::Owner { generation } = self.role.borrow().clone() else {
+            return false;
+        };
+        if self.life == Some(generation) {
+            return false;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match try_life_lock(conn, generation) {
+            Ok(true) => {
+                self.life = Some(generation);
+                false
+            }
+            Ok(false) => true,
+            Err(e) => {
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+                true
             }
         }
     }

@@ -628,9 +628,11 @@ fn commit_batch(
 /// Begins the batch's transaction and checks the fence. `Err(healthy)`: nothing may run.
 ///
 /// On PostgreSQL a connection the database ended while it sat idle (a restart of the database,
-/// a terminated backend) fails its next statement, this `BEGIN`, before anything of the batch
-/// ran: it is replaced once here, so that the batch's writes are not refused for it (they were,
-/// one batch per writer connection, after every restart of the database).
+/// a terminated backend) fails its next statement, this `BEGIN`: it is replaced once here, so
+/// that the batch's writes are not refused for it (they were, one batch per writer connection,
+/// after every restart of the database). Nothing was committed on the broken connection (a
+/// batch retried in savepoints after a failed transaction was rolled back first), so the writes
+/// run on the new one as if for the first time.
 fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>, target: &DbTarget) -> Result<(), bool> {
     let begin_transaction = |conn: &mut DbConn| match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an

@@ -237,7 +237,7 @@ async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
     let relocked = format!(
         "SELECT a.application_name AS v FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.classid = {} AND l.objid = {generation}
-            AND l.objsubid = 2 AND l.granted",
+            AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted",
         collab_hub::store::lease::LIFE_LOCK_CLASS
     );
 
@@ -360,9 +360,10 @@ async fn every_connection_ended_keeps_the_owner(backend: Backend) {
 }
 
 /// A lease whose life lock was never seen held (an owner of an older version, which takes
-/// none) is not taken before it expires; once its lock has been seen held, the end of the
-/// connection holding it hands the lease over at once. The owner here is this test: a row
-/// and a connection holding its lock.
+/// none) is not taken before it expires, however many standbys look (they look shared: one's
+/// look never passes, to another, for the owner's hold); once its lock has been seen held, the
+/// end of the connection holding it hands the lease over at once. The owner here is this
+/// test: a row and a connection holding its lock.
 async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -385,14 +386,20 @@ async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backe
           WHERE kind = 'hub' RETURNING generation::text AS v",
     )[0]
     .clone();
-    let (standby, url, line) = start_hub_with(&db, "127.0.0.1:0", &["--lease-secs", "300"]);
-    let _standby = crate::crash::KillOnDrop(standby);
-    assert!(
-        line.contains("standby, forwarding to http://127.0.0.1:9"),
-        "{line}"
-    );
-    // Forty looks at a free lock never seen held: the lease stays.
-    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    // Two standbys: one's look must never pass, to the other, for the owner's hold.
+    let mut standbys = Vec::new();
+    let mut url = String::new();
+    for _ in 0..2 {
+        let (standby, at, line) = start_hub_with(&db, "127.0.0.1:0", &["--lease-secs", "300"]);
+        standbys.push(crate::crash::KillOnDrop(standby));
+        assert!(
+            line.contains("standby, forwarding to http://127.0.0.1:9"),
+            "{line}"
+        );
+        url = at;
+    }
+    // A hundred and sixty looks at a free lock never seen held: the lease stays.
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ghost(&db), [format!("ghost {generation}")]);
 
     // Now the "owner" holds its life lock; the standby sees it held, then free.
