@@ -354,18 +354,10 @@ fn look_at_life_lock(
     }
 }
 
-fn unlock_shared_life_lock(conn: &mut PgConnection, generation: i64) -> Result<(), String> {
-    diesel::sql_query("SELECT pg_advisory_unlock_shared($1, $2) AS locked")
-        .bind::<Integer, _>(LIFE_LOCK_CLASS)
-        .bind::<Integer, _>(life_lock_key(generation))
-        .get_result::<Locked>(conn)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// The owner's side: tries (without waiting) its life lock, exclusive, on `conn`.
-fn try_life_lock(conn: &mut PgConnection, generation: i64) -> Result<bool, String> {
-    diesel::sql_query("SELECT pg_try_advisory_lock($1, $2) AS locked")
+/// Runs one of PostgreSQL's advisory lock functions (`pg_try_advisory_lock`,
+/// `pg_advisory_unlock`, their `_shared` forms) on the life lock of `generation`.
+fn life_lock(conn: &mut PgConnection, function: &str, generation: i64) -> Result<bool, String> {
+    diesel::sql_query(format!("SELECT {function}($1, $2) AS locked"))
         .bind::<Integer, _>(LIFE_LOCK_CLASS)
         .bind::<Integer, _>(life_lock_key(generation))
         .get_result::<Locked>(conn)
@@ -373,13 +365,17 @@ fn try_life_lock(conn: &mut PgConnection, generation: i64) -> Result<bool, Strin
         .map_err(|e| e.to_string())
 }
 
+fn unlock_shared_life_lock(conn: &mut PgConnection, generation: i64) -> Result<(), String> {
+    life_lock(conn, "pg_advisory_unlock_shared", generation).map(drop)
+}
+
+/// The owner's side: tries (without waiting) its life lock, exclusive, on `conn`.
+fn try_life_lock(conn: &mut PgConnection, generation: i64) -> Result<bool, String> {
+    life_lock(conn, "pg_try_advisory_lock", generation)
+}
+
 fn unlock_life_lock(conn: &mut PgConnection, generation: i64) -> Result<(), String> {
-    diesel::sql_query("SELECT pg_advisory_unlock($1, $2) AS locked")
-        .bind::<Integer, _>(LIFE_LOCK_CLASS)
-        .bind::<Integer, _>(life_lock_key(generation))
-        .get_result::<Locked>(conn)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    life_lock(conn, "pg_advisory_unlock", generation).map(drop)
 }
 
 impl Keeper {

@@ -170,13 +170,9 @@ async fn three_hubs_run_the_team_scenario(backend: Backend) {
 /// 60 s, so a write through it answered within 15 s of the owner's exit was served after a
 /// takeover on notice (one found by polling would come that soon in one run of four at most).
 async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
     };
-    let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
-        return;
-    };
-    let (session, token) = session_through(&hubs.urls[1]).await;
     stop_gracefully(hubs.take(0));
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's graceful exit").await;
 }
@@ -186,13 +182,9 @@ async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
 /// (`store::lease`). A write through it answered within 15 s was served by a new owner that did
 /// not wait for the expiry.
 async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 3).await else {
         return;
     };
-    let Some(mut hubs) = start_hubs_leasing(&db, backend, 3, "300") else {
-        return;
-    };
-    let (session, token) = session_through(&hubs.urls[1]).await;
     let mut owner = hubs.take(0);
     owner.kill().expect("SIGKILL");
     owner.wait().unwrap();
@@ -202,20 +194,18 @@ async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
 }
 
 /// An owner alive but cut from its lease connection (the database ends that backend) lost
-/// its life lock. Two ends are right, never both: it reconnects and takes its lock again before
-/// any standby looks, and keeps its lease; or a standby takes the lease at once, and then the
-/// old owner, which may no longer serve what it holds in memory, stops (exit status 1).
+/// its life lock. Two ends are right, never both: it reconnects and renews its lease within
+/// the 100 ms a standby holding the free lock waits, and keeps its lease; or (too slow) a
+/// standby takes the lease, and then the old owner, which may no longer serve what it holds in
+/// memory, stops (exit status 1).
 ///
-/// First the cut alone (the owner usually wins that race), then the cut of an owner frozen
-/// (SIGSTOP, as a long pause would): the standby must take over, and the owner, woken, stop.
+/// First the cut alone (the owner keeps its lease, unless the machine stalls it), then the cut
+/// of an owner frozen (SIGSTOP, as a long pause would): the standby must take over, and the
+/// owner, woken, stop.
 async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
     };
-    let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
-        return;
-    };
-    let (session, token) = session_through(&hubs.urls[1]).await;
     let mut owner = crate::crash::KillOnDrop(hubs.take(0));
     let lease_of_owner = format!("collab-hub lease {}", hubs.urls[0]);
     let generation = sql_rows(&db, "SELECT generation::text AS v FROM owners")[0].clone();
@@ -322,13 +312,9 @@ async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
 /// takes its lock again, keeps its lease (it would otherwise lose it to a standby that
 /// reconnected first, and stop), and both hubs serve on.
 async fn every_connection_ended_keeps_the_owner(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
     };
-    let Some(mut hubs) = start_hubs_leasing(&db, backend, 2, "300") else {
-        return;
-    };
-    let (session, token) = session_through(&hubs.urls[1]).await;
     let owners_row =
         |db: &TestDb| sql_rows(db, "SELECT url || ' ' || generation::text AS v FROM owners");
     let before = owners_row(&db);
@@ -454,6 +440,15 @@ fn sql_rows(db: &TestDb, sql: &str) -> Vec<String> {
         .into_iter()
         .map(|r| r.v)
         .collect()
+}
+
+/// `n` hubs with 300 s leases on a fresh database, and a session created through the second:
+/// its id and a's token. None on SQLite (where a second hub is refused, checked).
+async fn hubs_with_a_session(backend: Backend, n: usize) -> Option<(TestDb, Hubs, String, String)> {
+    let db = TestDb::fresh(backend)?;
+    let hubs = start_hubs_leasing(&db, backend, n, "300")?;
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    Some((db, hubs, session, token))
 }
 
 /// A session of a and b created through `url`: its id and a's token.
