@@ -56,7 +56,9 @@
 //!   connection, and the owner reconnects and takes it; a standby whose connection outlived the
 //!   owner's by a moment loses its own within `CONFIRM`, and its claim with it.
 //! - A lock never seen held is let go at once: an owner of an older version takes none, and is
-//!   not replaced before its lease expires (a rolling deploy must not dethrone it).
+//!   not replaced before its lease expires (a rolling deploy must not dethrone it). So a
+//!   standby that started after the owner died (it never saw the lock held) waits for the
+//!   expiry too.
 //! - What still waits for the expiry: an owner whose connection the database has not seen close
 //!   (its machine or the network gone silent, until TCP keepalives end the backend).
 
