@@ -92,7 +92,7 @@ impl Forwarding {
 
 fn unreachable(why: impl std::fmt::Display) -> HubError {
     HubError::Unavailable(format!(
-        "the hub that owns this database cannot be reached ({why}); another hub takes over when its lease expires: retry"
+        "the hub that owns this database cannot be reached ({why}); another hub takes over (at once when it died, else when its lease expires): retry"
     ))
 }
 
