@@ -54,7 +54,8 @@
 //!   lease, and then its keeper finds the row taken and exits.
 //! - A database restart ends every connection: a standby must see the lock held again on its new
 //!   connection, and the owner reconnects and takes it; a standby whose connection outlived the
-//!   owner's by a moment loses its own within `CONFIRM`, and its claim with it.
+//!   owner's by a moment loses its own within `CONFIRM`, and its takeover with it (and the
+//!   owner's renewal would defeat its `STEAL` anyway).
 //! - A lock never seen held is let go at once: an owner of an older version takes none, and is
 //!   not replaced before its lease expires (a rolling deploy must not dethrone it). So a
 //!   standby that started after the owner died (it never saw the lock held) waits for the
