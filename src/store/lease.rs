@@ -57,9 +57,14 @@
 //!   owner's by a moment loses its own within `CONFIRM`, and its takeover with it (and the
 //!   owner's renewal would defeat its `STEAL` anyway).
 //! - A lock never seen held is let go at once: an owner of an older version takes none, and is
-//!   not replaced before its lease expires (a rolling deploy must not dethrone it). So a
-//!   standby that started after the owner died (it never saw the lock held) waits for the
-//!   expiry too.
+//!   not replaced before its lease expires (a rolling deploy must not dethrone it).
+//! - A hub that started after the owner died never saw the lock held. On its first connection
+//!   it also counts the owner gone when the lock is free and the lease connection the owner's
+//!   row names (`owners.life`: holder and backend pid, written by every take and renewal) is
+//!   not connected; then the same wait and compare-and-set follow. An owner of an older version
+//!   writes no `life` (the row names another holder's, or none), so this never applies to it;
+//!   nor after a reconnect (a database restart ended the owner's connection too, and it comes
+//!   back on its own time).
 //! - What still waits for the expiry: an owner whose connection the database has not seen close
 //!   (its machine or the network gone silent, until TCP keepalives end the backend).
 
@@ -182,12 +187,14 @@ pub fn life_lock_key(generation: i64) -> i32 {
 }
 
 /// Takes or renews the lease; the generation if it is ours afterwards.
-const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at)
-     VALUES ('hub', '', $1, $2, $3, 1, now() + $4 * interval '1 millisecond')
+const TAKE: &str = "INSERT INTO owners
+         (kind, key, holder, url, trusts_loopback, generation, expires_at, life)
+     VALUES ('hub', '', $1, $2, $3, 1, now() + $4 * interval '1 millisecond',
+             $1 || ':' || pg_backend_pid())
      ON CONFLICT (kind, key) DO UPDATE SET
          holder = excluded.holder, url = excluded.url, trusts_loopback = excluded.trusts_loopback,
          generation = owners.generation + CASE WHEN owners.holder = excluded.holder THEN 0 ELSE 1 END,
-         expires_at = excluded.expires_at
+         expires_at = excluded.expires_at, life = excluded.life
      WHERE owners.holder = excluded.holder OR owners.expires_at < now() OR owners.url = excluded.url
      RETURNING generation";
 
@@ -195,17 +202,25 @@ const TAKE: &str = "INSERT INTO owners (kind, key, holder, url, trusts_loopback,
 /// (this keeper holds it shared now) and the row was not renewed since (an owner that
 /// reconnected renews at once, and so keeps its lease). Nothing if another hub moved first.
 const STEAL: &str = "UPDATE owners SET holder = $1, url = $2, trusts_loopback = $3,
-         generation = generation + 1, expires_at = now() + $4 * interval '1 millisecond'
+         generation = generation + 1, expires_at = now() + $4 * interval '1 millisecond',
+         life = $1 || ':' || pg_backend_pid()
      WHERE kind = 'hub' AND key = '' AND generation = $5 AND expires_at::text = $6
        AND holder <> $1
      RETURNING generation";
 
 /// A standby's look at the owner's life lock: tried *shared*, so that the standbys' looks never
 /// stand in each other's way (only the owner's exclusive hold makes it fail), and the lease's
-/// expiry as it stood just before (one statement: one snapshot, taken before the lock).
+/// expiry as it stood just before (one statement: one snapshot, taken before the lock); and
+/// whether the owner's lease connection, as its row names it (`life`: holder and backend pid),
+/// is gone from the database.
 const LOOK: &str = "SELECT pg_try_advisory_lock_shared($1, $2) AS locked,
      (SELECT expires_at::text FROM owners
-       WHERE kind = 'hub' AND key = '' AND generation = $3) AS expires";
+       WHERE kind = 'hub' AND key = '' AND generation = $3) AS expires,
+     coalesce((SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                   WHERE a.pid = split_part(o.life, ':', 2)::int)
+                 FROM owners o
+                WHERE o.kind = 'hub' AND o.key = '' AND o.generation = $3
+                  AND split_part(o.life, ':', 1) = o.holder), false) AS disconnected";
 
 impl LeaseKeeper {
     /// Starts the keeper and waits for its first round (blocking: call it where a thread may
@@ -225,6 +240,7 @@ impl LeaseKeeper {
             life: None,
             watched: None,
             dead: None,
+            connections: 0,
         };
         let thread = std::thread::Builder::new()
             .name("hub-lease".into())
@@ -300,6 +316,9 @@ struct Keeper {
     watched: Option<(i64, bool)>,
     /// A standby holds (shared) the life lock of an owner whose connection ended.
     dead: Option<Dead>,
+    /// Connections opened so far (the first is the one that may find an owner dead before
+    /// this process started).
+    connections: u32,
 }
 
 /// An owner found gone: its life lock was free, seen held before on this connection.
@@ -324,6 +343,9 @@ struct Look {
     locked: bool,
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     expires: Option<String>,
+    /// The owner's lease connection, as its row names it, is not connected.
+    #[diesel(sql_type = Bool)]
+    disconnected: bool,
 }
 
 /// What a standby's look found.
@@ -332,15 +354,19 @@ enum Found {
     Held,
     /// Free, but it means nothing (never seen held on this connection, or the row moved on).
     Free,
-    /// Free after it was seen held: the owner's connection ended (the lease's expiry then).
+    /// Free after it was seen held, or free while the owner's lease connection is gone: the
+    /// owner's connection ended (the lease's expiry then).
     Gone(String),
 }
 
-/// A standby's look (`LOOK`), letting the lock go again unless the owner is gone.
+/// A standby's look (`LOOK`), letting the lock go again unless the owner is gone. `fresh`: this
+/// is the process's first connection, so a lock it never saw held may be an owner that died
+/// before it started; it is gone if its lease connection, as its row names it, is.
 fn look_at_life_lock(
     conn: &mut PgConnection,
     generation: i64,
     seen_held: bool,
+    fresh: bool,
 ) -> Result<Found, String> {
     let look = diesel::sql_query(LOOK)
         .bind::<Integer, _>(LIFE_LOCK_CLASS)
@@ -350,9 +376,13 @@ fn look_at_life_lock(
         .map_err(|e| e.to_string())?;
     match (look.locked, look.expires) {
         (false, _) => Ok(Found::Held),
-        (true, Some(expires)) if seen_held => Ok(Found::Gone(expires)),
-        // Never seen held: an owner that takes no life lock (an older version) or has not
-        // taken it yet, which is not replaced before its lease expires; or the row moved on.
+        (true, Some(expires)) if seen_held || (fresh && look.disconnected) => {
+            Ok(Found::Gone(expires))
+        }
+        // Never seen held: an owner that takes no life lock (an older version: its row does not
+        // name its connection), has not taken it yet, or lost it in a restart of the database
+        // (after which a standby is not fresh), which is not replaced before its lease expires;
+        // or the row moved on.
         (true, _) => unlock_shared_life_lock(conn, generation).map(|()| Found::Free),
     }
 }
@@ -507,6 +537,7 @@ impl Keeper {
             self.life = None;
             self.dead = None;
             self.watched = self.watched.map(|(generation, _)| (generation, false));
+            self.connections += 1;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
@@ -687,7 +718,7 @@ impl Keeper {
         let (Some((generation, seen_held)), Some(conn)) = (self.watched, self.conn.as_mut()) else {
             return false;
         };
-        match look_at_life_lock(conn, generation, seen_held) {
+        match look_at_life_lock(conn, generation, seen_held, self.connections == 1) {
             Ok(Found::Held) => {
                 self.watched = Some((generation, true));
                 false

@@ -11,8 +11,9 @@
 //!   The lease lasts 300 s: the takeover comes from the owner's life lock, not the expiry.
 //! - `a_killed_owner_is_replaced_at_once`, `an_owner_cut_from_its_lease_connection_stops`,
 //!   `a_lease_is_taken_early_only_after_its_life_lock_was_seen`,
-//!   `every_connection_ended_keeps_the_owner`: the life lock's rules (`store::lease`), each
-//!   with a 300 s lease.
+//!   `every_connection_ended_keeps_the_owner`,
+//!   `a_hub_started_after_the_owner_died_takes_over_at_once`: the life lock's rules
+//!   (`store::lease`), each with a 300 s lease.
 //! - `a_stopped_owner_hands_over_at_once`, `a_graceful_stop_under_load_refuses_nothing`: a
 //!   deploy's SIGTERM of the owner hands over on notice, and no request is refused meanwhile.
 
@@ -41,6 +42,7 @@ both_backends!(
     an_owner_cut_from_its_lease_connection_stops,
     a_lease_is_taken_early_only_after_its_life_lock_was_seen,
     every_connection_ended_keeps_the_owner,
+    a_hub_started_after_the_owner_died_takes_over_at_once,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -191,6 +193,27 @@ async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's kill -9").await;
     // The other standby forwards to the new owner.
     a_write_answers_soon(&hubs.urls[2], &session, &token, "the takeover").await;
+}
+
+/// A hub started after the owner was killed never saw the owner's life lock held; on its first
+/// connection it counts the owner gone when the lock is free and the lease connection the
+/// owner's row names (`owners.life`) is not connected. So it takes over at once, not after the
+/// 300 s lease: what a replacement started elsewhere after a crash (a new container) does.
+async fn a_hub_started_after_the_owner_died_takes_over_at_once(backend: Backend) {
+    let Some((db, mut hubs)) = one_hub(backend) else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[0]).await;
+    let mut owner = hubs.take(0);
+    owner.kill().expect("SIGKILL");
+    owner.wait().unwrap();
+    let (successor, url, line) = start_hub_with(&db, "127.0.0.1:0", &["--lease-secs", "300"]);
+    let _successor = crate::crash::KillOnDrop(successor);
+    assert!(
+        line.contains(&format!("standby, forwarding to {}", hubs.urls[0])),
+        "{line}"
+    );
+    a_write_answers_soon(&url, &session, &token, "the dead owner's successor started").await;
 }
 
 /// An owner alive but cut from its lease connection (the database ends that backend) lost
@@ -351,11 +374,8 @@ async fn every_connection_ended_keeps_the_owner(backend: Backend) {
 /// end of the connection holding it hands the lease over at once. The owner here is this
 /// test: a row and a connection holding its lock.
 async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
-        return;
-    };
     // A hub migrates the database and hands its lease back.
-    let Some(mut hubs) = start_hubs_leasing(&db, backend, 1, "300") else {
+    let Some((db, mut hubs)) = one_hub(backend) else {
         return;
     };
     stop_gracefully(hubs.take(0));
@@ -440,6 +460,13 @@ fn sql_rows(db: &TestDb, sql: &str) -> Vec<String> {
         .into_iter()
         .map(|r| r.v)
         .collect()
+}
+
+/// One hub with a 300 s lease on a fresh database. None on SQLite.
+fn one_hub(backend: Backend) -> Option<(TestDb, Hubs)> {
+    let db = TestDb::fresh(backend)?;
+    let hubs = start_hubs_leasing(&db, backend, 1, "300")?;
+    Some((db, hubs))
 }
 
 /// `n` hubs with 300 s leases on a fresh database, and a session created through the second:
