@@ -212,15 +212,17 @@ const STEAL: &str = "UPDATE owners SET holder = $1, url = $2, trusts_loopback = 
 /// stand in each other's way (only the owner's exclusive hold makes it fail), and the lease's
 /// expiry as it stood just before (one statement: one snapshot, taken before the lock); and
 /// whether the owner's lease connection, as its row names it (`life`: holder and backend pid),
-/// is gone from the database.
+/// is gone from the database (asked only while it matters, `$4`: a look at `pg_stat_activity`
+/// every 25 ms would be wasted once the lock was seen held).
 const LOOK: &str = "SELECT pg_try_advisory_lock_shared($1, $2) AS locked,
      (SELECT expires_at::text FROM owners
        WHERE kind = 'hub' AND key = '' AND generation = $3) AS expires,
-     coalesce((SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+     CASE WHEN $4 THEN coalesce((SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                                    WHERE a.pid = split_part(o.life, ':', 2)::int)
                  FROM owners o
                 WHERE o.kind = 'hub' AND o.key = '' AND o.generation = $3
-                  AND split_part(o.life, ':', 1) = o.holder), false) AS disconnected";
+                  AND split_part(o.life, ':', 1) = o.holder), false)
+          ELSE false END AS disconnected";
 
 impl LeaseKeeper {
     /// Starts the keeper and waits for its first round (blocking: call it where a thread may
@@ -372,6 +374,7 @@ fn look_at_life_lock(
         .bind::<Integer, _>(LIFE_LOCK_CLASS)
         .bind::<Integer, _>(life_lock_key(generation))
         .bind::<BigInt, _>(generation)
+        .bind::<Bool, _>(fresh && !seen_held)
         .get_result::<Look>(conn)
         .map_err(|e| e.to_string())?;
     match (look.locked, look.expires) {
