@@ -277,12 +277,14 @@ pub struct Settings {
     #[arg(long, env = "COLLAB_HUB_FITNESS_WEIGHTS", global = true)]
     pub fitness_weights: Option<String>,
 
-    /// Several hubs on one PostgreSQL: seconds an owner's lease lasts without renewal, so the
-    /// longest a killed owner's sessions wait before another hub takes them over.
+    /// Hubs on PostgreSQL: seconds an owner's lease lasts without renewal (renewed every
+    /// third). How long an owner may lose the database (a restart of it) and carry on, and
+    /// how long an owner gone silent (its machine or network) keeps its sessions from the
+    /// other hubs. A killed owner is replaced at once, whatever this is (its life lock).
     #[arg(
         long,
         env = "COLLAB_HUB_LEASE_SECS",
-        default_value_t = 5,
+        default_value_t = 15,
         global = true
     )]
     pub lease_secs: u64,
@@ -319,7 +321,7 @@ impl Settings {
             evolution_sessions_per_generation: 12,
             evolution_seed: None,
             fitness_weights: None,
-            lease_secs: 5,
+            lease_secs: 15,
             advertise_url: None,
         }
     }
