@@ -177,11 +177,9 @@ both_backends!(a_batch_amid_pipelined_writes_commits);
 /// than it planned. Clients send (pipelined) while others post batches (message, context,
 /// lock) into the same session: every batch must commit.
 async fn a_batch_amid_pipelined_writes_commits(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((app, created)) = busy_session(backend, "/repo/batch").await else {
         return;
     };
-    let app = start_on(db, crate::helpers::without_send_limit()).await;
-    let created = session_of_clients(&app, "/repo/batch").await;
     let token = |i: usize| token_of(&created, i);
     let clients = (0..CLIENTS).map(|i| {
         let (app, me) = (&app, token(i));
@@ -228,11 +226,9 @@ both_backends!(concurrent_context_writes_lose_nothing);
 /// the log) must load exactly the context it served.
 async fn concurrent_context_writes_lose_nothing(backend: Backend) {
     const ROUNDS: usize = 30;
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((app, created)) = busy_session(backend, "/repo/ctx").await else {
         return;
     };
-    let app = start_on(db, crate::helpers::without_send_limit()).await;
-    let created = session_of_clients(&app, "/repo/ctx").await;
     let token = |i: usize| token_of(&created, i);
     let clients = (0..CLIENTS).map(|i| {
         let (app, me) = (&app, token(i));
@@ -350,11 +346,9 @@ both_backends!(a_save_amid_pipelined_writes_stands_at_its_event);
 /// after the event the snapshot says it stands at.
 async fn a_save_amid_pipelined_writes_stands_at_its_event(backend: Backend) {
     const SAVES: usize = 12;
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((app, created)) = busy_session(backend, "/repo/save").await else {
         return;
     };
-    let app = start_on(db, crate::helpers::without_send_limit()).await;
-    let created = session_of_clients(&app, "/repo/save").await;
     let session = created["sessionId"].as_str().unwrap().to_owned();
     let saving = std::cell::Cell::new(true);
     let writers = (1..CLIENTS).map(|i| {
@@ -452,6 +446,15 @@ async fn snapshots_against_the_log(url: &str, session: uuid::Uuid) -> usize {
 }
 
 /// A session of `CLIENTS` participants `c0`… in `project`: its creation's answer.
+/// A hub without a send limit on a fresh database, and a session of `CLIENTS` clients in
+/// `project` (None: the backend is not available).
+async fn busy_session(backend: Backend, project: &str) -> Option<(TestApp, Value)> {
+    let db = TestDb::fresh(backend)?;
+    let app = start_on(db, crate::helpers::without_send_limit()).await;
+    let created = session_of_clients(&app, project).await;
+    Some((app, created))
+}
+
 async fn session_of_clients(app: &TestApp, project: &str) -> Value {
     let names: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
     let (status, created) = app
