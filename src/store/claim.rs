@@ -170,7 +170,7 @@ fn try_pg_lock(
     label: &str,
     exclusive: bool,
 ) -> Result<(PgConnection, bool), Refused> {
-    let mut conn = PgConnection::establish(&with_timeouts(url)).map_err(|e| {
+    let mut conn = PgConnection::establish(&super::conn::with_timeouts(url)).map_err(|e| {
         Refused::Failed(format!(
             "cannot connect to {}: {}",
             target.redacted(),
@@ -195,23 +195,6 @@ fn try_pg_lock(
     .get_result(&mut conn)
     .map_err(failed)?;
     Ok((conn, locked))
-}
-
-/// `url` with a connect timeout and TCP keepalives (unless it sets them), so that neither a
-/// start nor the watchdog hangs on a database that stopped answering.
-pub(super) fn with_timeouts(url: &str) -> String {
-    let mut url = url.to_owned();
-    for (key, value) in [
-        ("connect_timeout", "5"),
-        ("keepalives", "1"),
-        ("keepalives_idle", "10"),
-    ] {
-        if !url.contains(&format!("{key}=")) {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str(&format!("{key}={value}"));
-        }
-    }
-    url
 }
 
 /// The `application_name` of whoever holds the claim on this database.

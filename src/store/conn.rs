@@ -103,7 +103,7 @@ impl DbTarget {
             }
             // A connect that cannot reach the database gives up in seconds (the writer connects
             // again on its own thread), and keepalives end a connection to a host gone silent.
-            DbTarget::Postgres(url) => PgConnection::establish(&super::claim::with_timeouts(url))
+            DbTarget::Postgres(url) => PgConnection::establish(&with_timeouts(url))
                 .map(DbConn::Pg)
                 .map_err(|e| {
                     format!(
@@ -114,6 +114,24 @@ impl DbTarget {
                 }),
         }
     }
+}
+
+/// `url` with a connect timeout and TCP keepalives (unless it sets them), so that no connect
+/// hangs on a database that stopped answering, and a connection to a host gone silent ends.
+/// Every PostgreSQL connection of the hub (writer, readers, claim, lease) is opened with it.
+pub(super) fn with_timeouts(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (key, value) in [
+        ("connect_timeout", "5"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "10"),
+    ] {
+        if !url.contains(&format!("{key}=")) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{key}={value}"));
+        }
+    }
+    url
 }
 
 /// libpq's messages span lines; a start-up error must be one.

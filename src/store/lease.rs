@@ -508,7 +508,7 @@ impl Keeper {
 
     fn connection(&mut self) -> Result<&mut PgConnection, String> {
         if self.conn.is_none() {
-            let url = super::claim::with_timeouts(&self.config.database_url);
+            let url = super::conn::with_timeouts(&self.config.database_url);
             let mut conn = PgConnection::establish(&url)
                 .map_err(|e| format!("cannot connect: {}", one_line(&e.to_string())))?;
             // A renewal that hangs must not outlive the lease it renews.
