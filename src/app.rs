@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 
@@ -19,7 +19,7 @@ use crate::mcp::McpRegistry;
 use crate::mcp::registry::CloseStreams;
 use crate::mcp::transport::StreamLifetime;
 use crate::store::claim::{Claim, claim as claim_database};
-use crate::store::lease::{LeaseConfig, LeaseKeeper, Role};
+use crate::store::lease::{Fence, LeaseConfig, LeaseKeeper, Role};
 use crate::store::{DbTarget, Store};
 use actix_web::middleware::from_fn;
 
@@ -39,8 +39,8 @@ pub struct Application {
 }
 
 /// An owner serves; a standby (another hub owns the shared PostgreSQL database) forwards to
-/// it, and becomes the owner when the owner's lease expires. (One per process: its size does
-/// not matter.)
+/// it, and becomes the owner when it takes the lease over. An owner that loses its lease
+/// becomes a standby. (One per process at a time: its size does not matter.)
 #[allow(clippy::large_enum_variant)]
 enum Mode {
     Owner(Owner),
@@ -55,10 +55,21 @@ struct Owner {
     claim: Claim,
     /// On PostgreSQL: the lease that makes this hub the owner, handed back on a clean stop.
     lease: Option<LeaseKeeper>,
+    /// The thread the owner's actors run on (the hub, which takes its session threads with
+    /// it, the MCP registry, retention): stopped when the owner steps down.
+    parts: Arbiter,
+    /// What a step-down serves as a standby with: the settings, a clone of the socket the
+    /// server listens on, the access policy.
+    settings: Settings,
+    listener: TcpListener,
+    policy: AccessPolicy,
 }
 
 struct Standby {
-    server: Server,
+    /// The forwarding server, running from the moment the standby is made (a server does
+    /// nothing until polled: spawned, it accepts at once).
+    handle: ServerHandle,
+    served: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     /// Told once the owner's server runs here after a takeover (`Forwarding::owner_ready`).
     owner_ready: tokio::sync::watch::Sender<bool>,
     /// What the owner's server is built from after a takeover, on the same socket.
@@ -151,8 +162,10 @@ impl Application {
                     .try_clone()
                     .map_err(|e| format!("cannot share the listening socket: {e}"))?;
                 let (owner_ready, ready) = tokio::sync::watch::channel(false);
+                let server = standby_server(own, &settings, &lease, ready)?;
                 Mode::Standby(Standby {
-                    server: standby_server(own, &settings, &lease, ready)?,
+                    handle: server.handle(),
+                    served: actix_web::rt::spawn(server),
                     owner_ready,
                     settings,
                     listener,
@@ -198,7 +211,7 @@ impl Application {
     pub fn handle(&self) -> ServerHandle {
         match &self.mode {
             Mode::Owner(o) => o.server.handle(),
-            Mode::Standby(s) => s.server.handle(),
+            Mode::Standby(s) => s.handle.clone(),
         }
     }
 
@@ -226,12 +239,20 @@ impl Application {
             signals.received().await;
             told.send_replace(true);
         });
-        match self.mode {
-            Mode::Owner(owner) => owner.run(stop).await,
-            Mode::Standby(standby) => match standby.wait_for_ownership(stop.clone()).await? {
-                Some(owner) => owner.run(stop).await,
-                None => Ok(()),
-            },
+        // An owner that loses its lease steps down to a standby, which serves as the owner
+        // again once it takes the lease back: as many lives as that takes, on one socket.
+        let mut mode = self.mode;
+        loop {
+            mode = match mode {
+                Mode::Owner(owner) => match owner.run(stop.clone()).await? {
+                    Some(standby) => Mode::Standby(standby),
+                    None => return Ok(()),
+                },
+                Mode::Standby(standby) => match standby.wait_for_ownership(stop.clone()).await? {
+                    Some(owner) => Mode::Owner(owner),
+                    None => return Ok(()),
+                },
+            };
         }
     }
 }
@@ -252,26 +273,79 @@ fn advertised(settings: &Settings, addr: SocketAddr) -> Result<String, String> {
 }
 
 impl Owner {
-    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
+    /// Serves until stopped (None), or until this hub's lease is lost (a database out of
+    /// reach for longer than the lease, another hub took it over): then its parts are
+    /// dropped, since their memory may be stale, and it goes on as a standby (Some).
+    async fn run(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Option<Standby>> {
         let (handle, shutdown) = (self.server.handle(), self.shutdown.clone());
         let drainer = self.lease.as_ref().and_then(LeaseKeeper::drainer);
-        // Our own signal handling: open event streams never finish by themselves, so they are
-        // ended first; then the server drains the requests still in flight.
-        actix_web::rt::spawn(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-            if let Some(drainer) = drainer {
-                // Standbys stop forwarding here before this server stops: a request they sent
-                // on a keep-alive connection it closes while stopping would be answered 503.
-                log::info!("stopping: telling the other hubs to hold requests for the next owner");
-                drainer.announce();
-                actix_web::rt::time::sleep(DRAIN_NOTICE).await;
+        let mut served = actix_web::rt::spawn(self.server);
+        let lapsed = lease_lost(
+            self.lease
+                .as_ref()
+                .and_then(|lease| Some((lease.watch(), lease.fence()?))),
+        );
+        tokio::pin!(lapsed);
+        let signal = stop.wait_for(|stopped| *stopped);
+        tokio::pin!(signal);
+        let mut stopping = false;
+        let served = loop {
+            tokio::select! {
+                done = &mut served => {
+                    break done.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                }
+                _ = &mut signal, if !stopping => {
+                    stopping = true;
+                    // Our own signal handling: open event streams never finish by themselves,
+                    // so they are ended first; then the server drains the requests in flight.
+                    if let Some(drainer) = &drainer {
+                        // Standbys stop forwarding here before this server stops: a request
+                        // they sent on a keep-alive connection it closes while stopping would
+                        // be answered 503.
+                        log::info!("stopping: telling the other hubs to hold requests for the next owner");
+                        drainer.announce();
+                        actix_web::rt::time::sleep(DRAIN_NOTICE).await;
+                    }
+                    log::info!("stopping: ending event streams, finishing requests in flight");
+                    shutdown.begin().await;
+                    handle.stop(true).await;
+                }
+                _ = &mut lapsed, if !stopping => {
+                    let Some(lease) = self.lease else {
+                        unreachable!("only a lease lapses");
+                    };
+                    // A standby's server first, on the same socket: no connection is refused
+                    // while the owner's server stops.
+                    let (owner_ready, ready) = tokio::sync::watch::channel(false);
+                    let own = self.listener.try_clone()?;
+                    let server = standby_server(own, &self.settings, &lease, ready)
+                        .map_err(std::io::Error::other)?;
+                    let standby = (server.handle(), actix_web::rt::spawn(server));
+                    log::warn!("this hub lost its lease: ending its streams and serving as a standby");
+                    // Its clients reconnect, through the standby's server, to the next owner.
+                    shutdown.begin().await;
+                    handle.stop(true).await;
+                    let _ = served.await;
+                    self.store.shutdown().await;
+                    self.parts.stop();
+                    return Ok(Some(Standby {
+                        handle: standby.0,
+                        served: standby.1,
+                        owner_ready,
+                        settings: self.settings,
+                        listener: self.listener,
+                        policy: self.policy,
+                        claim: self.claim,
+                        lease,
+                    }));
+                }
             }
-            log::info!("stopping: ending event streams, finishing requests in flight");
-            shutdown.begin().await;
-            handle.stop(true).await;
-        });
-        let served = self.server.await;
+        };
         self.store.shutdown().await;
+        self.parts.stop();
         // Releasing joins the claim's watchdog and the lease's thread (handing the lease to a
         // standby): not on an async worker.
         let (claim, lease) = (self.claim, self.lease);
@@ -280,8 +354,22 @@ impl Owner {
             drop(claim)
         })
         .await;
-        served
+        served.map(|()| None)
     }
+}
+
+/// Resolves once the lease's role no longer names this process with the generation its
+/// parts were built under (never without a lease, on SQLite).
+async fn lease_lost(lease: Option<(tokio::sync::watch::Receiver<Role>, Fence)>) {
+    let Some((mut role, held)) = lease else {
+        return std::future::pending().await;
+    };
+    let _ = role
+        .wait_for(|now| {
+            !matches!(now, Role::Owner { generation, holder }
+                if *generation == held.generation && *holder == held.holder)
+        })
+        .await;
 }
 
 impl Standby {
@@ -292,14 +380,19 @@ impl Standby {
         self,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<Option<Owner>> {
-        let handle = self.server.handle();
+        let handle = self.handle;
         let mut role = self.lease.watch();
-        let mut served = actix_web::rt::spawn(self.server);
+        let mut served = self.served;
         let signal = stop.wait_for(|stopped| *stopped);
         tokio::pin!(signal);
         // A finished future must not be polled again.
         let mut stopping = false;
         loop {
+            // Seen now, not only when it changes: an owner that stepped down may have taken
+            // the lease back while it dropped its parts.
+            if matches!(*role.borrow_and_update(), Role::Owner { .. }) {
+                break;
+            }
             tokio::select! {
                 done = &mut served => {
                     let lease = self.lease;
@@ -314,9 +407,6 @@ impl Standby {
                 changed = role.changed() => {
                     if changed.is_err() {
                         return Err(std::io::Error::other("the lease thread ended"));
-                    }
-                    if matches!(*role.borrow(), Role::Owner { .. }) {
-                        break;
                     }
                 }
             }
@@ -351,17 +441,29 @@ async fn build_owner(
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     let evolution = settings.evolution()?;
     let store = Store::open_fenced(target, lease.as_ref().and_then(LeaseKeeper::fence)).await?;
-    let hub = Hub::new(store.clone(), policy, evolution).start();
-    crate::actors::retention::Retention::new(
+    // On a thread of their own, so that a step-down stops them all at once.
+    let parts = Arbiter::new();
+    let hub = {
+        let (store, policy) = (store.clone(), policy.clone());
+        Hub::start_in_arbiter(&parts.handle(), move |_| Hub::new(store, policy, evolution))
+    };
+    let retention = (
         store.clone(),
         settings.retention(),
         std::time::Duration::from_secs(settings.retention_interval_secs),
-    )
-    .start();
-    let registry = McpRegistry::new(hub.clone(), store.clone()).start();
+    );
+    crate::actors::retention::Retention::start_in_arbiter(&parts.handle(), move |_| {
+        crate::actors::retention::Retention::new(retention.0, retention.1, retention.2)
+    });
+    let registry = {
+        let (hub, store) = (hub.clone(), store.clone());
+        McpRegistry::start_in_arbiter(&parts.handle(), move |_| McpRegistry::new(hub, store))
+    };
     let ws = std::sync::Arc::new(crate::ws::WsStats::default());
     let server = http_server(
-        listener,
+        listener
+            .try_clone()
+            .map_err(|e| format!("cannot share the listening socket: {e}"))?,
         &settings,
         allowed_hosts(&settings, addr),
         hub,
@@ -377,6 +479,10 @@ async fn build_owner(
         store,
         claim,
         lease,
+        parts,
+        settings,
+        listener,
+        policy,
     })
 }
 

@@ -278,7 +278,8 @@ pub struct Settings {
     pub fitness_weights: Option<String>,
 
     /// Hubs on PostgreSQL: seconds an owner's lease lasts without renewal (renewed every
-    /// third). How long an owner may lose the database (a restart of it) and carry on, and
+    /// third). How long an owner may lose the database (a restart of it) and carry on (past
+    /// it, it steps down to a standby and loads again once the database answers), and
     /// how long an owner gone silent (its machine or network) keeps its sessions from the
     /// other hubs. A killed owner is replaced at once, whatever this is (its life lock).
     #[arg(

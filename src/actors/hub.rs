@@ -163,10 +163,12 @@ impl Hub {
     }
 }
 
+/// The session threads go with the hub: an owner that steps down (`src/app.rs`) stops the
+/// thread its hub runs on, and nothing of its sessions may run on after it.
 impl Drop for Hub {
     fn drop(&mut self) {
-        for a in &self.arbiters {
-            a.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
         }
     }
 }

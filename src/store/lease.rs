@@ -12,9 +12,12 @@
 //!
 //! The holder renews every ttl/3. It counts its lease from the instant it *sent* the renewal,
 //! so its own idea of the deadline always falls before the database's. Once that deadline
-//! passes without a renewal, or a renewal finds the row taken, the process exits: its memory
-//! may hold state another hub has since changed, and the safe way out is the one a crash
-//! takes (restart, load from the database). Its writer cannot commit meanwhile either: each
+//! passes without a renewal, or a renewal finds the row taken, the keeper *steps down*
+//! (`Keeper::step_down`): its memory may hold state another hub has since changed, so the
+//! application drops every part built on it and serves as a standby (`src/app.rs`), and the
+//! keeper goes on as a standby's does under a new holder id. Taken again, the lease comes with
+//! a new generation, and the owner's parts are loaded from the database, as after a restart.
+//! Its writer cannot commit meanwhile either: each
 //! batch begins with `fence_check`, a `FOR SHARE` read of the row that must still show this
 //! holder and generation, and a takeover (an `UPDATE` of that row) waits for a batch holding
 //! it to commit. So a write is acknowledged only while this process owned the database.
@@ -51,7 +54,7 @@
 //!   goes on renewing every look until it holds the lock again. A standby that found the lock
 //!   free in between sees the renewal: its `STEAL` takes nothing, and it waits to see the lock
 //!   held again. Only an owner that stays silent for `CONFIRM` (dead, or frozen) loses its
-//!   lease, and then its keeper finds the row taken and exits.
+//!   lease, and then its keeper finds the row taken and steps down.
 //! - A database restart ends every connection: a standby must see the lock held again on its new
 //!   connection, and the owner reconnects and takes it; a standby whose connection outlived the
 //!   owner's by a moment loses its own within `CONFIRM`, and its takeover with it (and the
@@ -105,8 +108,9 @@ pub enum Role {
     /// Not known yet (before the first round), or the owner announced that it is stopping and
     /// no other hub has taken the lease yet: requests wait for the next owner.
     Unknown,
-    /// This process holds the lease with this generation.
-    Owner { generation: i64 },
+    /// This process holds the lease with this generation, as `holder` (its id until it steps
+    /// down: then it takes a new one, so that its next lease has a new generation).
+    Owner { generation: i64, holder: String },
     /// Another process holds it; what reaches this one is forwarded to `url`.
     Standby { url: String, holder: String },
 }
@@ -128,7 +132,6 @@ pub struct LeaseConfig {
 /// The keeper thread and what it found. Dropping it stops the thread; a held lease is handed
 /// back and announced, so that a standby takes over at once.
 pub struct LeaseKeeper {
-    me: String,
     role: watch::Receiver<Role>,
     stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
 }
@@ -169,6 +172,9 @@ const DRAINING: &str = "draining ";
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
 const NOTICE_POLL: Duration = Duration::from_millis(25);
+
+/// How often a keeper that cannot reach the database says so.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a standby holds a dead owner's life lock before it takes the lease: if the
 /// database is ending every connection (a restart), its own ends meanwhile, and with it the
@@ -234,7 +240,7 @@ impl LeaseKeeper {
         let (stop, stopped) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel();
         let keeper = Keeper {
-            me: me.clone(),
+            me,
             config,
             conn: None,
             role: tx,
@@ -243,6 +249,7 @@ impl LeaseKeeper {
             watched: None,
             dead: None,
             connections: 0,
+            quiet_until: None,
         };
         let thread = std::thread::Builder::new()
             .name("hub-lease".into())
@@ -258,15 +265,9 @@ impl LeaseKeeper {
         }
         role.mark_changed();
         Ok(LeaseKeeper {
-            me,
             role,
             stop: Some((stop, thread)),
         })
-    }
-
-    /// This process's holder id (a fresh UUID per process).
-    pub fn me(&self) -> &str {
-        &self.me
     }
 
     /// What the keeper last found; changes are seen through `watch`.
@@ -286,10 +287,7 @@ impl LeaseKeeper {
     /// The fence the writer checks, if this process owns the database.
     pub fn fence(&self) -> Option<Fence> {
         match self.role() {
-            Role::Owner { generation } => Some(Fence {
-                holder: self.me.clone(),
-                generation,
-            }),
+            Role::Owner { generation, holder } => Some(Fence { holder, generation }),
             _ => None,
         }
     }
@@ -305,6 +303,7 @@ impl Drop for LeaseKeeper {
 }
 
 struct Keeper {
+    /// The holder id: a fresh UUID per process, and a new one each time it steps down.
     me: String,
     config: LeaseConfig,
     conn: Option<PgConnection>,
@@ -321,6 +320,9 @@ struct Keeper {
     /// Connections opened so far (the first is the one that may find an owner dead before
     /// this process started).
     connections: u32,
+    /// While the database cannot be reached: when the failure may be logged again (once
+    /// every `FAILURE_LOG_EVERY`, not every round).
+    quiet_until: Option<Instant>,
 }
 
 /// An owner found gone: its life lock was free, seen held before on this connection.
@@ -424,15 +426,16 @@ impl Keeper {
             let sent = Instant::now();
             match self.round() {
                 Ok(role) => {
-                    if let Role::Standby { .. } = role
-                        && valid_until.is_some()
-                    {
-                        log::error!(
-                            "another hub took the lease on this database; stopping this one (a restart makes it a standby)"
-                        );
-                        std::process::exit(1);
+                    if self.quiet_until.take().is_some() {
+                        log::info!("the hub's lease connection works again");
                     }
-                    if let Role::Owner { generation } = role {
+                    if !matches!(role, Role::Owner { .. }) && valid_until.take().is_some() {
+                        log::error!(
+                            "another hub took the lease on this database; this hub steps down and forwards to it"
+                        );
+                        self.step_down();
+                    }
+                    if let Role::Owner { generation, .. } = role {
                         if valid_until.is_none() {
                             log::info!(
                                 "this hub owns the database (lease generation {generation})"
@@ -460,7 +463,13 @@ impl Keeper {
                         let _ = f.send(Err(e));
                         return;
                     }
-                    log::warn!("the hub's lease cannot be renewed: {e}");
+                    if self.quiet_until.is_none_or(|until| Instant::now() >= until) {
+                        log::warn!(
+                            "the hub's lease cannot be renewed: {e} (said again every {} s while it lasts)",
+                            FAILURE_LOG_EVERY.as_secs()
+                        );
+                        self.quiet_until = Some(Instant::now() + FAILURE_LOG_EVERY);
+                    }
                 }
             }
             // Renew well before the end; a standby polls a little more often, so that a
@@ -495,13 +504,23 @@ impl Keeper {
             }
             if valid_until.is_some_and(|until| Instant::now() >= until) {
                 // One last try before giving up: the renewal may merely have been slow.
-                if !matches!(self.round(), Ok(Role::Owner { .. })) {
-                    log::error!(
-                        "this hub could not renew its lease in time; stopping so that two hubs never act as owner (a restart makes it a standby)"
-                    );
-                    std::process::exit(1);
+                match self.round() {
+                    Ok(Role::Owner { .. }) => valid_until = Some(Instant::now() + ttl / 3),
+                    found => {
+                        log::error!(
+                            "this hub could not renew its lease in time ({}); it steps down, so that two hubs never act as owner, and serves again once it holds the lease",
+                            match &found {
+                                Ok(_) => "another hub holds it".to_owned(),
+                                Err(e) => e.clone(),
+                            }
+                        );
+                        valid_until = None;
+                        self.step_down();
+                        // Requests wait for the next owner, which may be this hub again.
+                        let role = found.unwrap_or(Role::Unknown);
+                        self.role.send_replace(role);
+                    }
                 }
-                valid_until = Some(Instant::now() + ttl / 3);
             }
         }
     }
@@ -560,7 +579,7 @@ impl Keeper {
             _ => None,
         };
         let owner_of = match &*self.role.borrow() {
-            Role::Owner { generation } => Some(*generation),
+            Role::Owner { generation, .. } => Some(*generation),
             _ => None,
         };
         let conn = self.conn.as_mut().expect("just opened");
@@ -709,7 +728,27 @@ impl Keeper {
                 }
             }
         }
-        Role::Owner { generation }
+        Role::Owner {
+            generation,
+            holder: self.me.clone(),
+        }
+    }
+
+    /// Leaves the lease this process held: its owner's parts are dropped by the application
+    /// (it watches the role), and from now on it is a standby like any other. Its life lock is
+    /// let go (a standby that watched it takes over at once), and it takes a new holder id, so
+    /// that a lease it takes again comes with a new generation: its writer from before cannot
+    /// pass the fence of the parts built then.
+    fn step_down(&mut self) {
+        if let (Some(conn), Some(generation)) = (self.conn.as_mut(), self.life.take())
+            && let Err(e) = unlock_life_lock(conn, generation)
+        {
+            log::warn!("the hub's lease connection: {e}");
+            self.conn = None;
+        }
+        self.me = uuid::Uuid::new_v4().to_string();
+        self.watched = None;
+        self.dead = None;
     }
 
     /// A standby's look at the owner's life lock. True: a round at once (the lease can be taken
@@ -750,7 +789,7 @@ impl Keeper {
     /// which renews the lease (a standby holding the free lock then lets the lease be) or opens
     /// a broken connection again.
     fn keep_life(&mut self) -> bool {
-        let Role::Owner { generation } = self.role.borrow().clone() else {
+        let Role::Owner { generation, .. } = self.role.borrow().clone() else {
             return false;
         };
         if self.life == Some(generation) {

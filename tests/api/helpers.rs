@@ -111,6 +111,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs `sql` on the server's admin database (PostgreSQL), `{db}` standing for this test
+    /// database's name: what must be done from outside it, such as closing it to connections.
+    pub fn admin_execute(&self, sql: &str) {
+        let name = self.pg_name.as_deref().expect("a PostgreSQL test database");
+        let mut admin = PgConnection::establish(&admin_url()).expect("postgres admin");
+        diesel::sql_query(sql.replace("{db}", name))
+            .execute(&mut admin)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name

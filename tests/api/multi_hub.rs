@@ -39,10 +39,11 @@ both_backends!(
     a_graceful_stop_under_load_refuses_nothing,
     stopping_every_hub_at_once_stops_them_all,
     a_killed_owner_is_replaced_at_once,
-    an_owner_cut_from_its_lease_connection_stops,
+    an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down,
     a_lease_is_taken_early_only_after_its_life_lock_was_seen,
     every_connection_ended_keeps_the_owner,
     a_hub_started_after_the_owner_died_takes_over_at_once,
+    an_owner_that_lost_its_database_serves_again,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -220,12 +221,13 @@ async fn a_hub_started_after_the_owner_died_takes_over_at_once(backend: Backend)
 /// its life lock. Two ends are right, never both: it reconnects and renews its lease within
 /// the 100 ms a standby holding the free lock waits, and keeps its lease; or (too slow) a
 /// standby takes the lease, and then the old owner, which may no longer serve what it holds in
-/// memory, stops (exit status 1).
+/// memory, steps down: it drops its parts and forwards to the new owner (until stop 28 it
+/// exited with status 1).
 ///
 /// First the cut alone (the owner keeps its lease, unless the machine stalls it), then the cut
 /// of an owner frozen (SIGSTOP, as a long pause would): the standby must take over, and the
-/// owner, woken, stop.
-async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
+/// owner, woken, step down and forward.
+async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: Backend) {
     let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
     };
@@ -255,26 +257,33 @@ async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
     );
 
     let since = cut();
-    let stopped = loop {
+    let replaced = loop {
         if let Some(status) = owner.0.try_wait().unwrap() {
-            break Some(status);
+            panic!("the cut owner stopped ({status:?}): it steps down instead");
+        }
+        if owners_row(&db) != as_before {
+            break true;
         }
         if sql_rows(&db, &relocked) == [lease_of_owner.clone()] {
-            break None;
+            break false;
         }
         assert!(
             since.elapsed() < Duration::from_secs(15),
-            "15 s after the cut the owner neither stopped nor took its lock again (lease 300 s)"
+            "15 s after the cut the owner was neither replaced nor took its lock again (lease 300 s)"
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     };
-    match stopped {
-        Some(status) => {
-            assert!(!status.success(), "the cut owner exits failing: {status:?}");
-            assert_ne!(owners_row(&db), as_before, "the owner stopped: replaced");
-            eprintln!("multi_hub: the cut owner was replaced and stopped");
+    match replaced {
+        true => {
+            eprintln!("multi_hub: the cut owner was replaced");
+            once_stepped_down(&hubs.urls[0], &session, &token).await;
+            a_write_answers_soon(&hubs.urls[0], &session, &token, "it stepped down").await;
+            assert!(
+                owner.0.try_wait().unwrap().is_none(),
+                "it runs, stepped down"
+            );
         }
-        None => {
+        false => {
             assert_eq!(owners_row(&db), as_before);
             eprintln!("multi_hub: the cut owner took its lock again first");
             actix_web::rt::time::sleep(Duration::from_millis(300)).await;
@@ -305,28 +314,116 @@ async fn an_owner_cut_from_its_lease_connection_stops(backend: Backend) {
                 since.elapsed()
             );
             signal("-CONT");
-            let woke = Instant::now();
-            let status = loop {
-                if let Some(status) = owner.0.try_wait().unwrap() {
-                    break status;
-                }
-                assert!(
-                    woke.elapsed() < Duration::from_secs(15),
-                    "the replaced owner still runs 15 s after it woke (lease 300 s)"
-                );
-                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-            };
+            // Woken, it finds the lease taken, drops what it held and forwards: a write
+            // through it lands at the new owner.
+            once_stepped_down(&hubs.urls[0], &session, &token).await;
+            a_write_answers_soon(&hubs.urls[0], &session, &token, "the replaced owner woke").await;
             assert!(
-                !status.success(),
-                "the replaced owner exits failing: {status:?}"
+                owner.0.try_wait().unwrap().is_none(),
+                "the replaced owner runs on, stepped down"
             );
-            eprintln!(
-                "multi_hub: woken, the replaced owner stopped {:?} later",
-                woke.elapsed()
+            let new_owner = owners_row(&db);
+            assert!(
+                new_owner[0].starts_with(&format!("{} ", hubs.urls[1])),
+                "the standby owns: {new_owner:?}"
             );
         }
     }
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's cut").await;
+}
+
+/// A database out of reach for longer than the lease (a failover, a restart that takes its
+/// time) stopped the owner (exit status 1), even a lone hub. Now it steps down: it drops what
+/// it held in memory, serves as a standby (a request waits for the next owner), and takes the
+/// lease back once the database answers, under a new generation, loading from the database as
+/// after a restart. The agent's MCP session and every acknowledged write carry on.
+async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    // A 2 s lease: the 6 s outage is three of them.
+    let Some(mut hubs) = start_hubs(&db, backend, 1) else {
+        return;
+    };
+    let url = hubs.urls[0].clone();
+    let (session, token) = session_through(&url).await;
+    let mut agent = crate::mcp_protocol::Mcp::at(&url);
+    agent.token = Some(token.clone());
+    agent.initialize("2025-06-18").await;
+    let (failed, wrote) = agent
+        .tool("context_set", json!({"path": "before", "value": 1}))
+        .await;
+    assert!(!failed, "{wrote}");
+    let lease = |db: &TestDb| {
+        sql_rows(
+            db,
+            "SELECT holder || ' ' || generation::text AS v FROM owners",
+        )
+    };
+    let before = lease(&db);
+
+    // Closed to connections, and every connection ended.
+    db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
+    db.admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+    );
+    actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+    let mut hub = hubs.take(0);
+    let running = hub.try_wait().unwrap().is_none();
+    hubs.procs[0] = Some(hub);
+    if !running {
+        db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
+        panic!("the hub stopped 4 s into an outage of its database (lease 2 s)");
+    }
+    // Past its lease: this write waits for the next owner.
+    let waiting = {
+        let (url, session, token) = (url.clone(), session.clone(), token.clone());
+        actix_web::rt::spawn(async move {
+            let mut answer = client()
+                .post(format!("{url}/mcp/context/set"))
+                .timeout(Duration::from_secs(30))
+                .bearer_auth(&token)
+                .send_json(&json!({"sessionId": session, "path": "during", "value": 2}))
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = answer.body().await.unwrap_or_default();
+            Ok::<_, String>((answer.status(), String::from_utf8_lossy(&body).into_owned()))
+        })
+    };
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
+    let back = Instant::now();
+    let (status, body) = waiting
+        .await
+        .unwrap()
+        .expect("the waiting write is answered");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the write sent during the outage: {body}"
+    );
+    eprintln!(
+        "multi_hub: the write held through the outage answered {:?} after the database came back",
+        back.elapsed()
+    );
+    a_write_answers_soon(&url, &session, &token, "the database came back").await;
+
+    let after = lease(&db);
+    let generation = |row: &[String]| -> i64 { row[0].split(' ').nth(1).unwrap().parse().unwrap() };
+    assert!(
+        generation(&after) > generation(&before)
+            && after[0].split(' ').next() != before[0].split(' ').next(),
+        "a new holder id and generation: {before:?} then {after:?}"
+    );
+    // The same MCP session, not initialized again, reads both writes.
+    for (path, value) in [("before", 1), ("during", 2)] {
+        let (failed, read) = agent.tool("context_get", json!({"path": path})).await;
+        assert!(!failed, "{read}");
+        assert_eq!(read["value"], json!(value), "{path}: {read}");
+    }
+    let mut hub = hubs.take(0);
+    assert!(hub.try_wait().unwrap().is_none(), "the hub runs");
+    stop_gracefully(hub);
 }
 
 /// What a database restart does to the hubs, at the scale of one database: every connection
@@ -517,6 +614,36 @@ async fn a_write_answers_soon(url: &str, session: &str, token: &str, after: &str
     };
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["value"], json!(1), "{read}");
+}
+
+/// Waits until the replaced owner at `url` no longer refuses writes (up to 15 s). Between the
+/// takeover and its step-down (milliseconds) its writer is fenced off, then shut: a write is
+/// refused 503 with nothing committed, and sending it again is safe.
+async fn once_stepped_down(url: &str, session: &str, token: &str) {
+    let since = Instant::now();
+    loop {
+        let mut answer = client()
+            .post(format!("{url}/mcp/context/set"))
+            .timeout(Duration::from_secs(15))
+            .bearer_auth(token)
+            .send_json(&json!({"sessionId": session, "path": "probe", "value": 1}))
+            .await
+            .expect("the replaced owner answers");
+        let body = String::from_utf8_lossy(&answer.body().await.unwrap_or_default()).into_owned();
+        let unrun = body.contains("no longer owns") || body.contains("store is shutting down");
+        if answer.status() != StatusCode::SERVICE_UNAVAILABLE || !unrun {
+            eprintln!(
+                "multi_hub: the replaced owner forwards {:?} later",
+                since.elapsed()
+            );
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "the replaced owner still refused writes 15 s later: {body}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// What the writers saw: the acknowledged (writer, k) and when, and every other answer.
