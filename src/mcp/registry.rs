@@ -193,6 +193,8 @@ pub struct McpRegistry {
     sessions: HashMap<String, Entry>,
     /// Sessions ended here whose rows are still being deleted: not to be loaded back meanwhile.
     ending: std::collections::HashSet<String>,
+    /// True once the hub stops serving (`CloseStreams`): long polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl McpRegistry {
@@ -202,6 +204,7 @@ impl McpRegistry {
             store,
             sessions: HashMap::new(),
             ending: Default::default(),
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -705,7 +708,8 @@ impl Handler<Subscribe> for McpRegistry {
     }
 }
 
-/// Ends every open stream (the hub is stopping); the MCP sessions themselves stay.
+/// Ends every open stream and answers every waiting long poll (the hub is stopping, or
+/// stepping down); the MCP sessions themselves stay.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CloseStreams;
@@ -718,6 +722,22 @@ impl Handler<CloseStreams> for McpRegistry {
             entry.control = None;
             entry.events = None;
         }
+        self.closing.send_replace(true);
+    }
+}
+
+/// What turns true when the hub stops serving: a long poll (`events_poll {waitSecs}`) answers
+/// then, instead of holding the stop for up to its grace period; the agent polls again, at
+/// the next owner.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::watch::Receiver<bool>")]
+pub struct WhenClosing;
+
+impl Handler<WhenClosing> for McpRegistry {
+    type Result = actix::MessageResult<WhenClosing>;
+
+    fn handle(&mut self, _: WhenClosing, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.closing.subscribe())
     }
 }
 

@@ -21,6 +21,7 @@ both_backends!(
     sigterm_ends_open_event_streams,
     kill_9_during_task_completions_keeps_tasks_and_locks_consistent,
     sigterm_right_after_start_stops_gracefully,
+    sigterm_answers_waiting_long_polls,
 );
 
 const CLIENTS: usize = 8;
@@ -246,6 +247,54 @@ async fn sigterm_ends_open_event_streams(backend: Backend) {
         started.elapsed()
     );
     drop(stream);
+}
+
+/// An agent waiting in `events_poll {waitSecs: 50}` gets its (empty) page when the hub is told
+/// to stop, and the hub exits soon after: before, the stop waited for the poll until the 30 s
+/// grace ran out and then cut it, so a deploy stalled that long for every waiting agent, and
+/// the agent got no answer.
+async fn sigterm_answers_waiting_long_polls(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let (child, url) = start_hub(&db);
+    let mut child = KillOnDrop(child);
+    let created = crate::helpers::create_session_at(
+        &url,
+        &json!({"name": "poll", "participants": ["claude", "gemini"]}),
+    )
+    .await;
+    let mut agent = crate::mcp_protocol::Mcp::at(&url);
+    agent.token = Some(created["tokens"]["gemini"].as_str().unwrap().to_owned());
+    agent.initialize("2025-06-18").await;
+    let (failed, page) = agent.tool("events_poll", json!({})).await;
+    assert!(!failed, "{page}");
+    let newest = page["lastEventId"].as_i64().expect("lastEventId");
+    let poll = async {
+        let (failed, page) = agent
+            .tool("events_poll", json!({"after": newest, "waitSecs": 50}))
+            .await;
+        (failed, page, std::time::Instant::now())
+    };
+    let stop = async {
+        // Long enough for the poll to find nothing and wait.
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        (terminate(&mut child.0).await, started)
+    };
+    let ((failed, page, answered), (status, started)) = futures::join!(poll, stop);
+    let status = status.expect("the hub exited within 30 s");
+    assert!(status.success(), "{status}");
+    assert!(!failed, "the poll is answered, not cut: {page}");
+    assert_eq!(page["events"], json!([]), "{page}");
+    let (answered, exited) = (answered.duration_since(started), started.elapsed());
+    eprintln!(
+        "crash: SIGTERM answered the waiting poll in {answered:?}; the hub exited in {exited:?}"
+    );
+    assert!(
+        exited < Duration::from_secs(15),
+        "the stop waited for the poll: {exited:?} (30 s grace)"
+    );
 }
 
 /// One REST call with a participant's token; `None` when the hub did not answer (it is gone).

@@ -15,7 +15,7 @@ use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, Whoam
 use crate::api::{self, Operation};
 use crate::domain::auth::{Credential, token_digest};
 use crate::error::HubError;
-use crate::mcp::registry::{Binding, ReleaseBind, ReserveBind};
+use crate::mcp::registry::{Binding, ReleaseBind, ReserveBind, WhenClosing};
 
 /// `session_create`: the operation, then this MCP session acts as `me`. Tokens never go into a
 /// tool result (they would sit in the model's transcript); the others get theirs via REST or
@@ -174,9 +174,11 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
     Ok(plain(value(&page)))
 }
 
-/// Waits until an event after `newest` is committed, or `wait` passes, reporting progress once
-/// a second. A cancelled call drops this future, and with it the temporary stream.
+/// Waits until an event after `newest` is committed, `wait` passes, or the hub stops serving,
+/// reporting progress once a second. A cancelled call drops this future, and with it the
+/// temporary stream.
 async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<(), HubError> {
+    let mut closing = ctx.registry.send(WhenClosing).await?;
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
     let attach = AttachStream {
         credential: ctx.session.credential.clone(),
@@ -201,6 +203,7 @@ async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<()
         tokio::select! {
             _ = events.recv() => return Ok(()),
             _ = tokio::time::sleep_until(started + wait) => return Ok(()),
+            _ = closing.wait_for(|closing| *closing) => return Ok(()),
             _ = tick.tick() => {
                 if let Some(n) = &ctx.notify {
                     let waited = started.elapsed().as_secs_f64().round();
