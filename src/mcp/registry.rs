@@ -623,6 +623,12 @@ impl Handler<OpenStream> for McpRegistry {
     type Result = Result<StreamReceivers, HubError>;
 
     fn handle(&mut self, msg: OpenStream, _: &mut Self::Context) -> Self::Result {
+        if *self.closing.borrow() {
+            // It would be served by parts about to go (a step-down) and hold their stop.
+            return Err(HubError::Unavailable(
+                "this hub is stopping; open the stream again".into(),
+            ));
+        }
         let entry = self
             .sessions
             .get_mut(&msg.id)

@@ -14,7 +14,7 @@
 //! so its own idea of the deadline always falls before the database's. Once that deadline
 //! passes without a renewal, or a renewal finds the row taken, the keeper *steps down*
 //! (`Keeper::step_down`): its memory may hold state another hub has since changed, so the
-//! application drops every part built on it and serves as a standby (`src/app.rs`), and the
+//! application drops every part built on it and serves as a standby (`src/app/lives.rs`), and the
 //! keeper goes on as a standby's does under a new holder id. Taken again, the lease comes with
 //! a new generation, and the owner's parts are loaded from the database, as after a restart.
 //! Its writer cannot commit meanwhile either: each
@@ -505,7 +505,17 @@ impl Keeper {
             if valid_until.is_some_and(|until| Instant::now() >= until) {
                 // One last try before giving up: the renewal may merely have been slow.
                 match self.round() {
-                    Ok(Role::Owner { .. }) => valid_until = Some(Instant::now() + ttl / 3),
+                    Ok(role @ Role::Owner { .. }) => {
+                        valid_until = Some(Instant::now() + ttl / 3);
+                        // Taken again under a new generation (a lease that expired while this
+                        // process was frozen, taken back by its address): the application
+                        // must see it, and load again.
+                        self.role.send_if_modified(|r| {
+                            let changed = *r != role;
+                            *r = role;
+                            changed
+                        });
+                    }
                     found => {
                         log::error!(
                             "this hub could not renew its lease in time ({}); it steps down, so that two hubs never act as owner, and serves again once it holds the lease",

@@ -287,6 +287,7 @@ async fn sigterm_answers_waiting_long_polls(backend: Backend) {
     assert!(status.success(), "{status}");
     assert!(!failed, "the poll is answered, not cut: {page}");
     assert_eq!(page["events"], json!([]), "{page}");
+    assert!(answered > started, "the poll waited for the stop: {page}");
     let (answered, exited) = (answered.duration_since(started), started.elapsed());
     eprintln!(
         "crash: SIGTERM answered the waiting poll in {answered:?}; the hub exited in {exited:?}"
