@@ -340,7 +340,9 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
 /// time) stopped the owner (exit status 1), even a lone hub. Now it steps down: it drops what
 /// it held in memory, serves as a standby (a request waits for the next owner), and takes the
 /// lease back once the database answers, under a new generation, loading from the database as
-/// after a restart. The agent's MCP session and every acknowledged write carry on.
+/// after a restart. The agent's MCP session and every acknowledged write carry on. A long
+/// poll waiting at the step-down is answered then, with nothing new (until stop 29 it read
+/// again through the parts whose database was gone, and still waited 4 s into the outage).
 async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -365,8 +367,23 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
         )
     };
     let before = lease(&db);
+    // A long poll waiting when the database goes: the step-down answers it (nothing new) rather
+    // than reading again through parts whose database is gone.
+    let mut poller = crate::mcp_protocol::Mcp::at(&url);
+    poller.token = Some(token.clone());
+    poller.initialize("2025-06-18").await;
+    let (failed, seen) = poller.tool("events_poll", json!({})).await;
+    assert!(!failed, "{seen}");
+    let newest = seen["lastEventId"].clone();
+    let polling = actix_web::rt::spawn(async move {
+        let wait = json!({"after": newest, "waitSecs": 50});
+        let answer = poller.tool("events_poll", wait).await;
+        (answer, Instant::now())
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
 
     // Closed to connections, and every connection ended.
+    let closed = Instant::now();
     db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
     db.admin_execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
@@ -379,6 +396,17 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
         db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
         panic!("the hub stopped 4 s into an outage of its database (lease 2 s)");
     }
+    assert!(
+        polling.is_finished(),
+        "the long poll still waits 4 s into the outage (lease 2 s)"
+    );
+    let ((failed, page), answered) = polling.await.unwrap();
+    assert!(!failed, "the long poll answered at the step-down: {page}");
+    assert_eq!(page["events"], json!([]), "{page}");
+    eprintln!(
+        "multi_hub: the long poll answered {:?} into the outage",
+        answered - closed
+    );
     // Past its lease: this write waits for the next owner.
     let waiting = {
         let (url, session, token) = (url.clone(), session.clone(), token.clone());

@@ -168,16 +168,31 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
     let mut page = in_session(&ctx, poll(a.after)).await?;
     if page.events.is_empty() && wait > 0 {
         let newest = page.last_event_id;
-        wait_for_event(&ctx, newest, Duration::from_secs(wait)).await?;
-        page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
+        match wait_for_event(&ctx, newest, Duration::from_secs(wait)).await? {
+            Woken::Event | Woken::TimedOut => {
+                page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
+            }
+            // The empty page already read: the parts that would read again are going (a stop,
+            // or a step-down whose database may be out of reach). The agent's cursor did not
+            // move, so its next poll, to whichever hub serves then, misses nothing.
+            Woken::Closing => {}
+        }
     }
     Ok(plain(value(&page)))
+}
+
+/// Why a long poll's wait ended.
+enum Woken {
+    Event,
+    TimedOut,
+    /// This hub stops serving (a stop, or an owner stepping down).
+    Closing,
 }
 
 /// Waits until an event after `newest` is committed, `wait` passes, or the hub stops serving,
 /// reporting progress once a second. A cancelled call drops this future, and with it the
 /// temporary stream.
-async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<(), HubError> {
+async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Woken, HubError> {
     let mut closing = ctx.registry.send(WhenClosing).await?;
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
     let attach = AttachStream {
@@ -201,9 +216,9 @@ async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<()
     tick.reset();
     loop {
         tokio::select! {
-            _ = events.recv() => return Ok(()),
-            _ = tokio::time::sleep_until(started + wait) => return Ok(()),
-            _ = closing.wait_for(|closing| *closing) => return Ok(()),
+            _ = events.recv() => return Ok(Woken::Event),
+            _ = tokio::time::sleep_until(started + wait) => return Ok(Woken::TimedOut),
+            _ = closing.wait_for(|closing| *closing) => return Ok(Woken::Closing),
             _ = tick.tick() => {
                 if let Some(n) = &ctx.notify {
                     let waited = started.elapsed().as_secs_f64().round();
