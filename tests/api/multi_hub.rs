@@ -19,6 +19,8 @@
 //!   deploy's SIGTERM of the owner hands over on notice, and no request is refused meanwhile.
 //! - `an_owner_that_lost_its_database_serves_again`: an owner out of its database's reach for
 //!   longer than its lease steps down to a standby and serves again once the database is back.
+//! - `a_long_database_outage_leaves_one_owner`: the same with three hubs: every hub loses the
+//!   database, one owns it again afterwards, and the writes each held are answered.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -48,6 +50,7 @@ both_backends!(
     every_connection_ended_keeps_the_owner,
     a_hub_started_after_the_owner_died_takes_over_at_once,
     an_owner_that_lost_its_database_serves_again,
+    a_long_database_outage_leaves_one_owner,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -456,6 +459,90 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
     let mut hub = hubs.take(0);
     assert!(hub.try_wait().unwrap().is_none(), "the hub runs");
     stop_gracefully(hub);
+}
+
+/// Three hubs, and the database out of everyone's reach for three leases: the owner steps
+/// down, the standbys lose their owner, and each holds a write sent meanwhile. Once the
+/// database is back, exactly one hub owns it (whichever reconnected first), the others
+/// forward to it, every held write is answered 200 and reads back through every hub.
+async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    // A 2 s lease: the 6 s outage is three of them.
+    let Some(mut hubs) = start_hubs(&db, backend, 3) else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[1]).await;
+    db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
+    db.admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+    );
+    actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+    // Past the lease: no hub owns anything now, and each holds its write.
+    let held: Vec<_> = hubs
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let (url, session, token) = (url.clone(), session.clone(), token.clone());
+            actix_web::rt::spawn(async move {
+                let mut answer = client()
+                    .post(format!("{url}/mcp/context/set"))
+                    .timeout(Duration::from_secs(30))
+                    .bearer_auth(&token)
+                    .send_json(
+                        &json!({"sessionId": session, "path": format!("during{i}"), "value": i}),
+                    )
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let body = answer.body().await.unwrap_or_default();
+                Ok::<_, String>((answer.status(), String::from_utf8_lossy(&body).into_owned()))
+            })
+        })
+        .collect();
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
+    let back = Instant::now();
+    for (i, waiting) in held.into_iter().enumerate() {
+        let (status, body) = waiting
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("the write held by hub {i} is answered: {e}"));
+        assert_eq!(status, StatusCode::OK, "the write held by hub {i}: {body}");
+    }
+    eprintln!(
+        "multi_hub: three held writes answered within {:?} of the database's return",
+        back.elapsed()
+    );
+    let owners = sql_rows(&db, "SELECT url AS v FROM owners WHERE expires_at > now()");
+    assert_eq!(owners.len(), 1, "one live lease: {owners:?}");
+    assert!(
+        hubs.urls.contains(&owners[0]),
+        "the owner is one of the hubs: {owners:?}"
+    );
+    for url in hubs.urls.clone() {
+        a_write_answers_soon(&url, &session, &token, "the database came back").await;
+        for i in 0..3 {
+            let read = client()
+                .get(format!(
+                    "{url}/mcp/context/get?sessionId={session}&path=during{i}"
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("an answer")
+                .json::<Value>()
+                .await
+                .unwrap_or_default();
+            assert_eq!(read["value"], json!(i), "during{i} through {url}: {read}");
+        }
+    }
+    for i in 0..3 {
+        let mut hub = hubs.take(i);
+        assert!(hub.try_wait().unwrap().is_none(), "hub {i} runs");
+        hubs.procs[i] = Some(hub);
+    }
 }
 
 /// What a database restart does to the hubs, at the scale of one database: every connection
