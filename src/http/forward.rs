@@ -6,8 +6,9 @@
 //!
 //! When the owner cannot be reached (killed, and its lease not yet taken over), a request that
 //! was never delivered waits for the next owner, up to `patience`, and then goes there; the
-//! client sees a slow answer, not an error. So does a safe request (GET, HEAD, OPTIONS) that lost its
-//! connection before the answer began: reading twice changes nothing. Any other request that
+//! client sees a slow answer, not an error. So does a safe request (GET, HEAD, OPTIONS, and an
+//! MCP post that only reads: `mcp::resend`) that lost its connection before the answer began:
+//! reading twice changes nothing. Any other request that
 //! was sent and then lost its connection is answered 503: it may or may not have been applied,
 //! and only the client may decide to send it again.
 
@@ -113,7 +114,11 @@ async fn forward(
         .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let deadline = Instant::now() + fw.patience;
-    let safe = req.method().is_safe();
+    // An MCP post that only reads (a long poll above all) is as safe as a GET.
+    let safe = req.method().is_safe()
+        || (req.method() == actix_web::http::Method::POST
+            && crate::mcp::PATHS.contains(&req.path())
+            && crate::mcp::resend::safe_to_resend(&body));
     let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
     loop {
         role.borrow_and_update();

@@ -7,6 +7,7 @@ pub mod prompts;
 pub mod protocol;
 pub mod push;
 pub mod registry;
+pub mod resend;
 pub mod resources;
 mod sse;
 pub mod tools;

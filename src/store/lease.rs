@@ -176,11 +176,14 @@ const NOTICE_POLL: Duration = Duration::from_millis(25);
 /// How often a keeper that cannot reach the database says so.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// How often a keeper without a connection tries to connect again (at most: a shorter lease's
-/// rounds come sooner anyway). The rounds' own pace (a third of the lease, a fifth for a
-/// standby) left a database that came back unused for up to a second with a 5 s lease, and an
-/// owner that lost its connection for a moment closer to its deadline; a refused connection
-/// costs the database next to nothing.
+/// How often a keeper whose last connection was refused at once tries again (at most: a
+/// shorter lease's rounds come sooner anyway). The rounds' own pace (a third of the lease, a
+/// fifth for a standby) left a database that came back unused for up to a second with a 5 s
+/// lease, and an owner that lost its connection for a moment closer to its deadline; a
+/// refused connection costs the database next to nothing. Not after other failures: an
+/// error once connected (a timeout, a permission) costs a backend's start each time, and a
+/// connection that times out (a host out of reach) would keep the keeper in `connect` and
+/// deaf to a stop.
 const RECONNECT_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a standby holds a dead owner's life lock before it takes the lease: if the
@@ -257,6 +260,7 @@ impl LeaseKeeper {
             dead: None,
             connections: 0,
             quiet_until: None,
+            refused_at_once: false,
         };
         let thread = std::thread::Builder::new()
             .name("hub-lease".into())
@@ -327,6 +331,9 @@ struct Keeper {
     /// Connections opened so far (the first is the one that may find an owner dead before
     /// this process started).
     connections: u32,
+    /// The last try to connect was refused at once (the database is down or closed to
+    /// connections, its host up): worth trying again soon (`RECONNECT_EVERY`).
+    refused_at_once: bool,
     /// While the database cannot be reached: when the failure may be logged again (once
     /// every `FAILURE_LOG_EVERY`, not every round).
     quiet_until: Option<Instant>,
@@ -485,9 +492,9 @@ impl Keeper {
                 Role::Owner { .. } => ttl / 3,
                 _ => ttl / 5,
             };
-            let every = match self.conn {
-                Some(_) => every,
-                None => every.min(RECONNECT_EVERY),
+            let every = match (&self.conn, self.refused_at_once) {
+                (None, true) => every.min(RECONNECT_EVERY),
+                _ => every,
             };
             let wake = match valid_until {
                 Some(until) => (Instant::now() + every).min(until),
@@ -549,8 +556,11 @@ impl Keeper {
     fn connection(&mut self) -> Result<&mut PgConnection, String> {
         if self.conn.is_none() {
             let url = super::conn::with_timeouts(&self.config.database_url);
-            let mut conn = PgConnection::establish(&url)
-                .map_err(|e| format!("cannot connect: {}", one_line(&e.to_string())))?;
+            let trying = Instant::now();
+            let established = PgConnection::establish(&url);
+            self.refused_at_once = established.is_err() && trying.elapsed() < RECONNECT_EVERY;
+            let mut conn =
+                established.map_err(|e| format!("cannot connect: {}", one_line(&e.to_string())))?;
             // A renewal that hangs must not outlive the lease it renews.
             let timeout = (self.config.ttl / 3).as_millis().max(100);
             diesel::sql_query(format!("SET statement_timeout = {timeout}"))

@@ -21,6 +21,8 @@
 //!   longer than its lease steps down to a standby and serves again once the database is back.
 //! - `a_long_database_outage_leaves_one_owner`: the same with three hubs: every hub loses the
 //!   database, one owns it again afterwards, and the writes each held are answered.
+//! - `a_long_poll_in_flight_on_a_killed_owner_is_answered`: an MCP post that only reads, in
+//!   flight through a standby when the owner is killed, is sent again to the next owner.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ both_backends!(
     a_hub_started_after_the_owner_died_takes_over_at_once,
     an_owner_that_lost_its_database_serves_again,
     a_long_database_outage_leaves_one_owner,
+    a_long_poll_in_flight_on_a_killed_owner_is_answered,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -543,6 +546,39 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
         assert!(hub.try_wait().unwrap().is_none(), "hub {i} runs");
         hubs.procs[i] = Some(hub);
     }
+}
+
+/// An agent's long poll (`events_poll`, an MCP POST) waits at the owner, through a standby,
+/// when the owner is killed. The standby sends it again to the next owner, as it does a GET:
+/// it only reads. Until stop 29 it answered 503, so every agent waiting on a killed owner got
+/// an error.
+async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
+    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
+        return;
+    };
+    let standby = hubs.urls[1].clone();
+    let mut agent = crate::mcp_protocol::Mcp::at(&standby);
+    agent.token = Some(token.clone());
+    agent.initialize("2025-06-18").await;
+    let (failed, seen) = agent.tool("events_poll", json!({})).await;
+    assert!(!failed, "{seen}");
+    let newest = seen["lastEventId"].clone();
+    let polling = actix_web::rt::spawn(async move {
+        let wait = json!({"after": newest, "waitSecs": 30});
+        agent.tool("events_poll", wait).await
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(!polling.is_finished(), "the poll waits for an event");
+    let mut owner = hubs.take(0);
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    a_write_answers_soon(&standby, &session, &token, "the owner's kill").await;
+    let (failed, page) = polling.await.unwrap();
+    assert!(!failed, "{page}");
+    assert!(
+        page["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "the poll, sent again, answers with the write made after the kill: {page}"
+    );
 }
 
 /// What a database restart does to the hubs, at the scale of one database: every connection

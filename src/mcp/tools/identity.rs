@@ -194,6 +194,13 @@ enum Woken {
 /// temporary stream.
 async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Woken, HubError> {
     let mut closing = ctx.registry.send(WhenClosing).await?;
+    if *closing.borrow_and_update() {
+        // Not an empty answer at once: the agent would poll again at once, in a loop, for as
+        // long as this hub finishes its requests.
+        return Err(HubError::Unavailable(
+            "this hub is stopping; poll again".into(),
+        ));
+    }
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
     let attach = AttachStream {
         credential: ctx.session.credential.clone(),

@@ -1,0 +1,125 @@
+//! Which MCP posts a standby may send again to the next owner after the owner died with them
+//! in flight (`http::forward`). HTTP calls every POST unsafe, but most MCP traffic is reads
+//! posted as JSON-RPC: above all the long poll (`events_poll {waitSecs}`) that an agent keeps
+//! waiting, which a killed owner would otherwise turn into an error for every waiting agent.
+//! A post is resent only if each message in it changes nothing the client could see twice.
+
+use serde_json::Value;
+
+use super::tools;
+
+/// Whether `body` (an MCP POST) may be sent again: every message in it (one, or a batch) is a
+/// request or notification that only reads, or sets what it sets to the same value again.
+/// Anything not understood (not JSON, a response to the server) is not.
+pub fn safe_to_resend(body: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(batch)) => !batch.is_empty() && batch.iter().all(safe_message),
+        Ok(message) => safe_message(&message),
+        Err(_) => false,
+    }
+}
+
+fn safe_message(message: &Value) -> bool {
+    let Some(method) = message["method"].as_str() else {
+        // A response to a request of the server's: not ours to repeat.
+        return false;
+    };
+    match method {
+        // Reads, and settings that are the same when set twice.
+        "ping"
+        | "tools/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "prompts/list"
+        | "logging/setLevel"
+        | "resources/subscribe"
+        | "resources/unsubscribe" => true,
+        // A second MCP session; the first, if it was made, is never used and expires.
+        "initialize" => true,
+        // Notifications (`initialized`, `cancelled`) change nothing a second time.
+        m if m.starts_with("notifications/") => true,
+        "tools/call" => {
+            let params = &message["params"];
+            params["name"]
+                .as_str()
+                .and_then(tools::find)
+                .is_some_and(|tool| tool.reads(&params["arguments"]))
+        }
+        // Not `resources/read` (reading the inbox counts its messages delivered) nor
+        // `prompts/get` (a resume records the briefing), nor anything unknown.
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_to_resend;
+    use serde_json::json;
+
+    fn safe(v: serde_json::Value) -> bool {
+        safe_to_resend(v.to_string().as_bytes())
+    }
+
+    fn call(name: &str, arguments: serde_json::Value) -> serde_json::Value {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": name, "arguments": arguments}})
+    }
+
+    #[test]
+    fn reading_tools_are_sent_again() {
+        assert!(safe(call("events_poll", json!({"waitSecs": 30}))));
+        assert!(safe(call("context_get", json!({"path": "a"}))));
+        assert!(safe(call("whoami", json!({}))));
+        // A grouped tool's reading action.
+        assert!(safe(call("lock", json!({"action": "list"}))));
+    }
+
+    #[test]
+    fn writing_tools_are_not() {
+        assert!(!safe(call("context_set", json!({"path": "a", "value": 1}))));
+        assert!(!safe(call("message_send", json!({"content": "hi"}))));
+        // Marks what it returns read.
+        assert!(!safe(call("messages_read", json!({}))));
+        assert!(!safe(call("lock", json!({"action": "acquire"}))));
+        assert!(!safe(call("lock", json!({}))));
+        assert!(!safe(call("no_such_tool", json!({}))));
+        assert!(!safe(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call"})
+        ));
+    }
+
+    #[test]
+    fn protocol_methods() {
+        for method in [
+            "ping",
+            "tools/list",
+            "initialize",
+            "notifications/initialized",
+        ] {
+            assert!(
+                safe(json!({"jsonrpc": "2.0", "id": 1, "method": method})),
+                "{method}"
+            );
+        }
+        for method in ["resources/read", "prompts/get", "sampling/unknown"] {
+            assert!(
+                !safe(json!({"jsonrpc": "2.0", "id": 1, "method": method})),
+                "{method}"
+            );
+        }
+        // A response to the server.
+        assert!(!safe(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+        assert!(!safe_to_resend(b"not json"));
+    }
+
+    #[test]
+    fn a_batch_is_safe_only_if_every_message_is() {
+        let read = call("context_get", json!({"path": "a"}));
+        let write = call("context_set", json!({"path": "a", "value": 1}));
+        assert!(safe(
+            json!([read.clone(), {"jsonrpc": "2.0", "id": 2, "method": "ping"}])
+        ));
+        assert!(!safe(json!([read, write])));
+        assert!(!safe(json!([])));
+    }
+}
