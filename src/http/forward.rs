@@ -61,7 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Headers that describe one connection, not the request: never passed on.
-fn hop_by_hop(name: &HeaderName) -> bool {
+pub(super) fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -109,59 +109,109 @@ async fn forward(
     let body = super::read_body(payload.into_inner(), fw.limit)
         .await?
         .freeze();
-    let client = req
-        .app_data::<awc::Client>()
-        .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let deadline = Instant::now() + fw.patience;
     // An MCP post that only reads (a long poll above all) is as safe as a GET.
-    let safe = req.method().is_safe()
-        || (req.method() == actix_web::http::Method::POST
-            && crate::mcp::PATHS.contains(&req.path())
-            && crate::mcp::resend::safe_to_resend(&body));
-    let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
-    loop {
-        role.borrow_and_update();
-        ready.borrow_and_update();
-        if let Some(base) = fw.target(forwarded) {
-            let mut out = client.request(
-                req.method().clone(),
-                format!("{}{path}", base.trim_end_matches('/')),
-            );
-            for (name, value) in req.headers() {
-                if !hop_by_hop(name) {
-                    out = out.append_header((name.clone(), value.clone()));
-                }
-            }
-            out = out.insert_header((FORWARDED, "1"));
-            match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
-                Ok(Ok(answer)) => return Ok(relay(answer)),
-                // Never delivered, or a read that may be asked twice (as any HTTP proxy
-                // retries an idempotent request): wait for the next owner and send it there.
-                Ok(Err(e)) if (safe || never_delivered(&e)) && Instant::now() < deadline => {
-                    log::debug!("forward to {base}: {e}; waiting for an owner");
-                }
-                Ok(Err(e)) => return Err(unreachable(e)),
-                Err(_) => return Err(unreachable("no answer in time")),
-            }
-        } else if Instant::now() >= deadline {
-            return Err(if forwarded {
-                HubError::Unavailable(
-                    "the hubs disagree about which one owns the database (a takeover is under way); retry"
-                        .into(),
-                )
-            } else {
-                unreachable("no owner")
-            });
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(200), async {
-            tokio::select! {
-                _ = role.changed() => {}
-                _ = ready.changed() => {}
-            }
-        })
-        .await;
+    let mcp_read = req.method() == actix_web::http::Method::POST
+        && crate::mcp::PATHS.contains(&req.path())
+        && crate::mcp::resend::safe_to_resend(&body);
+    let outgoing = Outgoing {
+        safe: req.method().is_safe() || mcp_read,
+        deadline: Instant::now() + fw.patience,
+        req,
+        body,
+        fw,
+        forwarded,
+    };
+    let answer = outgoing.deliver().await?;
+    if mcp_read && is_event_stream(&answer) {
+        return Ok(super::forward_sse::relay_resending(answer, outgoing));
     }
+    Ok(relay(answer))
+}
+
+/// The owner's answer as awc gives it.
+pub(super) type Answer = awc::ClientResponse;
+
+/// A request as the standby sends it to the owner, and again to the next one if need be.
+pub(super) struct Outgoing {
+    req: HttpRequest,
+    body: web::Bytes,
+    fw: web::Data<Forwarding>,
+    forwarded: bool,
+    /// May be sent again after it was delivered (it only reads).
+    safe: bool,
+    /// Until when it waits for an owner.
+    deadline: Instant,
+}
+
+impl Outgoing {
+    /// Sends it to the owner and returns the answer's head: after a connection never made (or
+    /// lost, for a safe request), to the next owner once there is one, up to the deadline.
+    pub(super) async fn deliver(&self) -> Result<Answer, HubError> {
+        let Outgoing {
+            req,
+            body,
+            fw,
+            forwarded,
+            safe,
+            deadline,
+        } = self;
+        let client = req
+            .app_data::<awc::Client>()
+            .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let (mut role, mut ready) = (fw.role.clone(), fw.owner_ready.clone());
+        loop {
+            role.borrow_and_update();
+            ready.borrow_and_update();
+            if let Some(base) = fw.target(*forwarded) {
+                let mut out = client.request(
+                    req.method().clone(),
+                    format!("{}{path}", base.trim_end_matches('/')),
+                );
+                for (name, value) in req.headers() {
+                    if !hop_by_hop(name) {
+                        out = out.append_header((name.clone(), value.clone()));
+                    }
+                }
+                out = out.insert_header((FORWARDED, "1"));
+                match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
+                    Ok(Ok(answer)) => return Ok(answer),
+                    // Never delivered, or a read that may be asked twice (as any HTTP proxy
+                    // retries an idempotent request): wait for the next owner and send it there.
+                    Ok(Err(e)) if (*safe || never_delivered(&e)) && Instant::now() < *deadline => {
+                        log::debug!("forward to {base}: {e}; waiting for an owner");
+                    }
+                    Ok(Err(e)) => return Err(unreachable(e)),
+                    Err(_) => return Err(unreachable("no answer in time")),
+                }
+            } else if Instant::now() >= *deadline {
+                return Err(if *forwarded {
+                    HubError::Unavailable(
+                        "the hubs disagree about which one owns the database (a takeover is under way); retry"
+                            .into(),
+                    )
+                } else {
+                    unreachable("no owner")
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                tokio::select! {
+                    _ = role.changed() => {}
+                    _ = ready.changed() => {}
+                }
+            })
+            .await;
+        }
+    }
+}
+
+pub(super) fn is_event_stream<S>(answer: &awc::ClientResponse<S>) -> bool {
+    answer.status().is_success()
+        && answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"))
 }
 
 /// Whether the request surely never reached the owner, so that sending it to the next owner

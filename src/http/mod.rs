@@ -6,6 +6,7 @@ mod collaborate;
 mod context;
 mod evolution;
 pub mod forward;
+mod forward_sse;
 mod forward_ws;
 pub mod guard;
 mod health;

@@ -9,7 +9,7 @@ pub mod push;
 pub mod registry;
 pub mod resend;
 pub mod resources;
-mod sse;
+pub(crate) mod sse;
 pub mod tools;
 pub mod transport;
 

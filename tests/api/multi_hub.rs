@@ -22,7 +22,9 @@
 //! - `a_long_database_outage_leaves_one_owner`: the same with three hubs: every hub loses the
 //!   database, one owns it again afterwards, and the writes each held are answered.
 //! - `a_long_poll_in_flight_on_a_killed_owner_is_answered`: an MCP post that only reads, in
-//!   flight through a standby when the owner is killed, is sent again to the next owner.
+//!   flight through a standby when the owner is killed, is sent again to the next owner;
+//!   `a_streamed_long_poll_carries_on_past_a_killed_owner`: the same for one answered as an
+//!   event stream (progress), whose stream goes on with the next owner's answer.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -54,6 +56,7 @@ both_backends!(
     an_owner_that_lost_its_database_serves_again,
     a_long_database_outage_leaves_one_owner,
     a_long_poll_in_flight_on_a_killed_owner_is_answered,
+    a_streamed_long_poll_carries_on_past_a_killed_owner,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -578,6 +581,86 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     assert!(
         page["events"].as_array().is_some_and(|e| !e.is_empty()),
         "the poll, sent again, answers with the write made after the kill: {page}"
+    );
+}
+
+/// The same long poll with a progress token: the owner answers it as an event stream and
+/// reports progress once a second, so the answer's head has long reached the client when the
+/// owner is killed. The standby sends the post again and the next owner's events follow on
+/// the same stream: the client reads progress, then one reply with the write made after the
+/// kill. Until stop 29 the stream broke off without a reply.
+async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
+    use futures::StreamExt;
+    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
+        return;
+    };
+    let standby = hubs.urls[1].clone();
+    let mut agent = crate::mcp_protocol::Mcp::at(&standby);
+    agent.token = Some(token.clone());
+    agent.initialize("2025-06-18").await;
+    let (failed, seen) = agent.tool("events_poll", json!({})).await;
+    assert!(!failed, "{seen}");
+    let poll = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "events_poll",
+        "arguments": {"after": seen["lastEventId"], "waitSecs": 30},
+        "_meta": {"progressToken": "p"}}});
+    let mut answer = client()
+        .post(format!("{standby}/mcp"))
+        .timeout(Duration::from_secs(60))
+        .insert_header(("accept", "application/json, text/event-stream"))
+        .insert_header(("mcp-session-id", agent.session.clone().unwrap()))
+        .bearer_auth(&token)
+        .send_json(&poll)
+        .await
+        .expect("the poll's head");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Two seconds of progress, so that the next owner's first reports repeat them.
+    while !text.contains(r#""progress":2.0"#) {
+        assert!(Instant::now() < deadline, "no progress within 10 s: {text}");
+        let chunk = answer
+            .next()
+            .await
+            .expect("more of the stream")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let mut owner = hubs.take(0);
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    // The next owner's poll reports progress 1, 2 (not passed on) and 3 meanwhile.
+    actix_web::rt::time::sleep(Duration::from_millis(3500)).await;
+    a_write_answers_soon(&standby, &session, &token, "the owner's kill").await;
+    while let Some(chunk) = answer.next().await {
+        match chunk {
+            Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(e) => panic!("the stream broke off after the kill ({e}): {text}"),
+        }
+    }
+    let messages: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).expect("JSON in every event"))
+        .collect();
+    let progress: Vec<f64> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["progress"].as_f64().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]) && progress.len() >= 3,
+        "progress only increases, and goes on with the next owner: {progress:?}"
+    );
+    let replies: Vec<&Value> = messages.iter().filter(|m| m.get("id").is_some()).collect();
+    assert_eq!(replies.len(), 1, "one reply: {text}");
+    let result = &replies[0]["result"];
+    assert_ne!(result["isError"], json!(true), "{text}");
+    assert!(
+        result["structuredContent"]["events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "the reply carries the write made after the kill: {text}"
     );
 }
 
