@@ -24,9 +24,17 @@ use super::BodyLimit;
 use crate::error::HubError;
 use crate::store::lease::Role;
 
-/// Marks a forwarded request: a hub that receives one while it is itself a standby (the hubs
-/// briefly disagree during a takeover) answers 503 instead of forwarding it in a circle.
+/// Marks a forwarded request: a hub that receives one while it is itself no owner (the hubs
+/// briefly disagree during a takeover) answers 421 (`NOT_OWNER`) at once instead of
+/// forwarding it in a circle, and the sender tries again once it knows the owner. (Until stop
+/// 29 it waited for its own deadline, and then answered 503, even when another hub had taken
+/// the lease meanwhile.)
 pub const FORWARDED: &str = "x-collab-hub-forwarded";
+
+/// Marks a 421 answer to a forwarded request from a hub that does not own the database: the
+/// sender's idea of the owner is stale (the lease moved, or is being taken), nothing was
+/// applied, and it sends the request again once it knows better.
+const NOT_OWNER: &str = "x-collab-hub-not-owner";
 
 /// The longest an answer's headers may take: a long poll answers only when it ends.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -106,6 +114,18 @@ async fn forward(
     if req.headers().contains_key(header::UPGRADE) {
         return super::forward_ws::bridge(req, payload, fw).await;
     }
+    if forwarded && !matches!(*fw.role.borrow(), Role::Owner { .. }) {
+        // Waiting here would hold the request until the deadline if another hub takes the
+        // lease: the sender re-routes it at once instead.
+        return Ok(
+            HttpResponse::build(actix_web::http::StatusCode::MISDIRECTED_REQUEST)
+                .insert_header((NOT_OWNER, "1"))
+                .json(serde_json::json!({"error": {
+                    "code": "not_owner",
+                    "message": "this hub does not own the database; the sender tries the owner"
+                }})),
+        );
+    }
     let body = super::read_body(payload.into_inner(), fw.limit)
         .await?
         .freeze();
@@ -175,6 +195,14 @@ impl Outgoing {
                 }
                 out = out.insert_header((FORWARDED, "1"));
                 match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
+                    // The hub this one took for the owner is not (any more, or not yet):
+                    // nothing was applied; wait to learn the owner, and send it there.
+                    Ok(Ok(answer)) if answer.headers().contains_key(NOT_OWNER) => {
+                        if Instant::now() >= *deadline {
+                            return Err(unreachable(format!("{base} does not own it")));
+                        }
+                        log::debug!("forward to {base}: not the owner; waiting for an owner");
+                    }
                     Ok(Ok(answer)) => return Ok(answer),
                     // Never delivered, or a read that may be asked twice (as any HTTP proxy
                     // retries an idempotent request): wait for the next owner and send it there.

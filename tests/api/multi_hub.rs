@@ -25,6 +25,8 @@
 //!   flight through a standby when the owner is killed, is sent again to the next owner;
 //!   `a_streamed_long_poll_carries_on_past_a_killed_owner`: the same for one answered as an
 //!   event stream (progress), whose stream goes on with the next owner's answer.
+//! - `a_forwarded_request_at_a_standby_is_turned_back_at_once`: a hub taken for the owner by
+//!   a stale sender says so (421) rather than holding the request.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -57,6 +59,7 @@ both_backends!(
     a_long_database_outage_leaves_one_owner,
     a_long_poll_in_flight_on_a_killed_owner_is_answered,
     a_streamed_long_poll_carries_on_past_a_killed_owner,
+    a_forwarded_request_at_a_standby_is_turned_back_at_once,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -417,20 +420,7 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
         answered - closed
     );
     // Past its lease: this write waits for the next owner.
-    let waiting = {
-        let (url, session, token) = (url.clone(), session.clone(), token.clone());
-        actix_web::rt::spawn(async move {
-            let mut answer = client()
-                .post(format!("{url}/mcp/context/set"))
-                .timeout(Duration::from_secs(30))
-                .bearer_auth(&token)
-                .send_json(&json!({"sessionId": session, "path": "during", "value": 2}))
-                .await
-                .map_err(|e| e.to_string())?;
-            let body = answer.body().await.unwrap_or_default();
-            Ok::<_, String>((answer.status(), String::from_utf8_lossy(&body).into_owned()))
-        })
-    };
+    let waiting = a_write_in_the_background(&url, &session, &token, "during", json!(2));
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
     let back = Instant::now();
@@ -491,20 +481,7 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
         .iter()
         .enumerate()
         .map(|(i, url)| {
-            let (url, session, token) = (url.clone(), session.clone(), token.clone());
-            actix_web::rt::spawn(async move {
-                let mut answer = client()
-                    .post(format!("{url}/mcp/context/set"))
-                    .timeout(Duration::from_secs(30))
-                    .bearer_auth(&token)
-                    .send_json(
-                        &json!({"sessionId": session, "path": format!("during{i}"), "value": i}),
-                    )
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))?;
-                let body = answer.body().await.unwrap_or_default();
-                Ok::<_, String>((answer.status(), String::from_utf8_lossy(&body).into_owned()))
-            })
+            a_write_in_the_background(url, &session, &token, &format!("during{i}"), json!(i))
         })
         .collect();
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
@@ -551,31 +528,53 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
     }
 }
 
+/// Two hubs (300 s leases), a session, and its agent's MCP session opened through the standby
+/// (hub 1), with the newest event id it has seen.
+struct Polling {
+    _db: TestDb,
+    hubs: Hubs,
+    session: String,
+    token: String,
+    agent: crate::mcp_protocol::Mcp,
+    newest: Value,
+}
+
+async fn an_agent_polling_through_a_standby(backend: Backend) -> Option<Polling> {
+    let (_db, hubs, session, token) = hubs_with_a_session(backend, 2).await?;
+    let mut agent = crate::mcp_protocol::Mcp::at(&hubs.urls[1]);
+    agent.token = Some(token.clone());
+    agent.initialize("2025-06-18").await;
+    let (failed, seen) = agent.tool("events_poll", json!({})).await;
+    assert!(!failed, "{seen}");
+    Some(Polling {
+        _db,
+        hubs,
+        session,
+        token,
+        agent,
+        newest: seen["lastEventId"].clone(),
+    })
+}
+
 /// An agent's long poll (`events_poll`, an MCP POST) waits at the owner, through a standby,
 /// when the owner is killed. The standby sends it again to the next owner, as it does a GET:
 /// it only reads. Until stop 29 it answered 503, so every agent waiting on a killed owner got
 /// an error.
 async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
-    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
+    let Some(mut p) = an_agent_polling_through_a_standby(backend).await else {
         return;
     };
-    let standby = hubs.urls[1].clone();
-    let mut agent = crate::mcp_protocol::Mcp::at(&standby);
-    agent.token = Some(token.clone());
-    agent.initialize("2025-06-18").await;
-    let (failed, seen) = agent.tool("events_poll", json!({})).await;
-    assert!(!failed, "{seen}");
-    let newest = seen["lastEventId"].clone();
+    let (standby, agent, newest) = (p.hubs.urls[1].clone(), p.agent, p.newest);
     let polling = actix_web::rt::spawn(async move {
         let wait = json!({"after": newest, "waitSecs": 30});
         agent.tool("events_poll", wait).await
     });
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert!(!polling.is_finished(), "the poll waits for an event");
-    let mut owner = hubs.take(0);
+    let mut owner = p.hubs.take(0);
     owner.kill().unwrap();
     owner.wait().unwrap();
-    a_write_answers_soon(&standby, &session, &token, "the owner's kill").await;
+    a_write_answers_soon(&standby, &p.session, &p.token, "the owner's kill").await;
     let (failed, page) = polling.await.unwrap();
     assert!(!failed, "{page}");
     assert!(
@@ -591,25 +590,20 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
 /// kill. Until stop 29 the stream broke off without a reply.
 async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
     use futures::StreamExt;
-    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
+    let Some(mut p) = an_agent_polling_through_a_standby(backend).await else {
         return;
     };
-    let standby = hubs.urls[1].clone();
-    let mut agent = crate::mcp_protocol::Mcp::at(&standby);
-    agent.token = Some(token.clone());
-    agent.initialize("2025-06-18").await;
-    let (failed, seen) = agent.tool("events_poll", json!({})).await;
-    assert!(!failed, "{seen}");
+    let (standby, agent, newest) = (p.hubs.urls[1].clone(), p.agent, p.newest);
     let poll = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
         "name": "events_poll",
-        "arguments": {"after": seen["lastEventId"], "waitSecs": 30},
+        "arguments": {"after": newest, "waitSecs": 30},
         "_meta": {"progressToken": "p"}}});
     let mut answer = client()
         .post(format!("{standby}/mcp"))
         .timeout(Duration::from_secs(60))
         .insert_header(("accept", "application/json, text/event-stream"))
         .insert_header(("mcp-session-id", agent.session.clone().unwrap()))
-        .bearer_auth(&token)
+        .bearer_auth(&p.token)
         .send_json(&poll)
         .await
         .expect("the poll's head");
@@ -626,12 +620,12 @@ async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
             .expect("a chunk");
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let mut owner = hubs.take(0);
+    let mut owner = p.hubs.take(0);
     owner.kill().unwrap();
     owner.wait().unwrap();
     // The next owner's poll reports progress 1, 2 (not passed on) and 3 meanwhile.
     actix_web::rt::time::sleep(Duration::from_millis(3500)).await;
-    a_write_answers_soon(&standby, &session, &token, "the owner's kill").await;
+    a_write_answers_soon(&standby, &p.session, &p.token, "the owner's kill").await;
     while let Some(chunk) = answer.next().await {
         match chunk {
             Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
@@ -662,6 +656,47 @@ async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
             .is_some_and(|e| !e.is_empty()),
         "the reply carries the write made after the kill: {text}"
     );
+}
+
+/// A standby that receives a request another hub forwarded (that hub takes it for the owner:
+/// its view is stale, during a takeover) turns it back at once with 421, and the sender
+/// tries again once it knows the owner. Until stop 29 it held the request until its own
+/// deadline (two leases and 10 s) and then answered 503, even when a third hub had taken the
+/// lease meanwhile: `a_long_database_outage_leaves_one_owner` failed so, 1 run in about 10,
+/// under the load of the other tests.
+async fn a_forwarded_request_at_a_standby_is_turned_back_at_once(backend: Backend) {
+    let Some((_db, hubs, session, token)) = hubs_with_a_session(backend, 3).await else {
+        return;
+    };
+    let since = Instant::now();
+    let mut answer = client()
+        .post(format!("{}/mcp/context/set", hubs.urls[2]))
+        .timeout(Duration::from_secs(30))
+        .insert_header(("x-collab-hub-forwarded", "1"))
+        .bearer_auth(&token)
+        .send_json(&json!({"sessionId": session, "path": "misdirected", "value": 1}))
+        .await
+        .expect("an answer");
+    let took = since.elapsed();
+    let body: Value = answer.json().await.unwrap_or_default();
+    assert_eq!(answer.status(), StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "not_owner", "{body}");
+    assert!(took < Duration::from_secs(2), "turned back in {took:?}");
+    // Nothing was applied; the same write through the standby, unmarked, reaches the owner.
+    let read = client()
+        .get(format!(
+            "{}/mcp/context/get?sessionId={session}&path=misdirected",
+            hubs.urls[1]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("an answer")
+        .json::<Value>()
+        .await
+        .unwrap_or_default();
+    assert_eq!(read["exists"], json!(false), "{read}");
+    a_write_answers_soon(&hubs.urls[2], &session, &token, "the misdirected write").await;
 }
 
 /// What a database restart does to the hubs, at the scale of one database: every connection
@@ -820,6 +855,30 @@ async fn session_through(url: &str) -> (String, String) {
         body["sessionId"].as_str().unwrap().to_owned(),
         body["tokens"]["a"].as_str().unwrap().to_owned(),
     )
+}
+
+/// A REST `context_set` of `path` through `url`, sent in the background (it may wait for the
+/// next owner, up to 30 s): its status and body, or why it had none.
+fn a_write_in_the_background(
+    url: &str,
+    session: &str,
+    token: &str,
+    path: &str,
+    value: Value,
+) -> actix_web::rt::task::JoinHandle<Result<(StatusCode, String), String>> {
+    let (url, token) = (url.to_owned(), token.to_owned());
+    let write = json!({"sessionId": session, "path": path, "value": value});
+    actix_web::rt::spawn(async move {
+        let mut answer = client()
+            .post(format!("{url}/mcp/context/set"))
+            .timeout(Duration::from_secs(30))
+            .bearer_auth(&token)
+            .send_json(&write)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let body = answer.body().await.unwrap_or_default();
+        Ok((answer.status(), String::from_utf8_lossy(&body).into_owned()))
+    })
 }
 
 /// A write through `url` answers 200 within 15 s (of `after`), and reads back.
