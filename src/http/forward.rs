@@ -36,6 +36,9 @@ pub const FORWARDED: &str = "x-collab-hub-forwarded";
 /// applied, and it sends the request again once it knows better.
 const NOT_OWNER: &str = "x-collab-hub-not-owner";
 
+/// How many times a read that an owner held and lost (it died) is asked again of the next.
+const MAX_LOSSES: u32 = 3;
+
 /// The longest an answer's headers may take: a long poll answers only when it ends.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -114,6 +117,12 @@ async fn forward(
     if req.headers().contains_key(header::UPGRADE) {
         return super::forward_ws::bridge(req, payload, fw).await;
     }
+    // Read first, even to turn it back: the sender writes the whole body before it reads an
+    // answer, and a connection closed under a large body would look to it like a request
+    // that may have been applied.
+    let body = super::read_body(payload.into_inner(), fw.limit)
+        .await?
+        .freeze();
     if forwarded && !matches!(*fw.role.borrow(), Role::Owner { .. }) {
         // Waiting here would hold the request until the deadline if another hub takes the
         // lease: the sender re-routes it at once instead.
@@ -126,16 +135,12 @@ async fn forward(
                 }})),
         );
     }
-    let body = super::read_body(payload.into_inner(), fw.limit)
-        .await?
-        .freeze();
     // An MCP post that only reads (a long poll above all) is as safe as a GET.
     let mcp_read = req.method() == actix_web::http::Method::POST
         && crate::mcp::PATHS.contains(&req.path())
         && crate::mcp::resend::safe_to_resend(&body);
     let outgoing = Outgoing {
         safe: req.method().is_safe() || mcp_read,
-        deadline: Instant::now() + fw.patience,
         req,
         body,
         fw,
@@ -154,13 +159,11 @@ pub(super) type Answer = awc::ClientResponse;
 /// A request as the standby sends it to the owner, and again to the next one if need be.
 pub(super) struct Outgoing {
     req: HttpRequest,
-    body: web::Bytes,
+    pub(super) body: web::Bytes,
     fw: web::Data<Forwarding>,
     forwarded: bool,
     /// May be sent again after it was delivered (it only reads).
     safe: bool,
-    /// Until when it waits for an owner.
-    deadline: Instant,
 }
 
 impl Outgoing {
@@ -173,8 +176,11 @@ impl Outgoing {
             fw,
             forwarded,
             safe,
-            deadline,
         } = self;
+        // How long it waits for an owner: from now, and again from each loss of a read the
+        // owner held (a long poll may have waited there longer than the patience).
+        let mut deadline = Instant::now() + fw.patience;
+        let mut losses = 0;
         let client = req
             .app_data::<awc::Client>()
             .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
@@ -198,7 +204,7 @@ impl Outgoing {
                     // The hub this one took for the owner is not (any more, or not yet):
                     // nothing was applied; wait to learn the owner, and send it there.
                     Ok(Ok(answer)) if answer.headers().contains_key(NOT_OWNER) => {
-                        if Instant::now() >= *deadline {
+                        if Instant::now() >= deadline {
                             return Err(unreachable(format!("{base} does not own it")));
                         }
                         log::debug!("forward to {base}: not the owner; waiting for an owner");
@@ -206,13 +212,20 @@ impl Outgoing {
                     Ok(Ok(answer)) => return Ok(answer),
                     // Never delivered, or a read that may be asked twice (as any HTTP proxy
                     // retries an idempotent request): wait for the next owner and send it there.
-                    Ok(Err(e)) if (*safe || never_delivered(&e)) && Instant::now() < *deadline => {
+                    Ok(Err(e)) if never_delivered(&e) && Instant::now() < deadline => {
                         log::debug!("forward to {base}: {e}; waiting for an owner");
+                    }
+                    // Delivered, and the connection lost (the owner died): a read is asked
+                    // again, with a new wait for the next owner (a few times at most).
+                    Ok(Err(e)) if *safe && !never_delivered(&e) && losses < MAX_LOSSES => {
+                        log::debug!("forward to {base}: {e}; waiting for an owner to ask again");
+                        losses += 1;
+                        deadline = Instant::now() + fw.patience;
                     }
                     Ok(Err(e)) => return Err(unreachable(e)),
                     Err(_) => return Err(unreachable("no answer in time")),
                 }
-            } else if Instant::now() >= *deadline {
+            } else if Instant::now() >= deadline {
                 return Err(if *forwarded {
                     HubError::Unavailable(
                         "the hubs disagree about which one owns the database (a takeover is under way); retry"

@@ -11,6 +11,10 @@ use super::forward::{Answer, Outgoing, hop_by_hop, is_event_stream};
 /// How many times one read's event stream is sent again (each time an owner died under it).
 const MAX_RESENDS: u32 = 3;
 
+/// The largest event held whole (notifications and most replies are far smaller); past it, the
+/// rest of the answer is passed on as it comes, without a resend.
+const MAX_EVENT: usize = 1 << 20;
+
 /// The owner's event-stream answer to an MCP post that only reads (a long poll that reports
 /// progress), passed on event by event; if the owner dies before its reply, the post is sent
 /// again to the next owner and that answer's events follow on the same stream. The client
@@ -27,6 +31,8 @@ pub(super) fn relay_resending(answer: Answer, outgoing: Outgoing) -> HttpRespons
     let splice = Splice {
         body: Some(answer),
         pending: web::BytesMut::new(),
+        scanned: 0,
+        raw: false,
         replied: false,
         progress: None,
         resent: 0,
@@ -39,6 +45,11 @@ struct Splice {
     body: Option<Answer>,
     /// What arrived of the event under way.
     pending: web::BytesMut,
+    /// How much of `pending` holds no event's end.
+    scanned: usize,
+    /// An event too large to hold (`MAX_EVENT`): the rest is passed on as it comes, and not
+    /// asked again.
+    raw: bool,
     /// The reply went out: nothing is sent again after it.
     replied: bool,
     /// The last progress passed on.
@@ -50,18 +61,29 @@ struct Splice {
 impl Splice {
     async fn next_event(mut self) -> Option<(Result<web::Bytes, std::io::Error>, Splice)> {
         loop {
-            if let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
-                let event = self.pending.split_to(end + 2).freeze();
+            let from = self.scanned.saturating_sub(1);
+            if let Some(at) = self.pending[from..].windows(2).position(|w| w == b"\n\n") {
+                let event = self.pending.split_to(from + at + 2).freeze();
+                self.scanned = 0;
                 match kind(&event) {
-                    Kind::Reply => self.replied = true,
+                    Kind::Reply | Kind::Cancelled => self.replied = true,
                     Kind::Progress(p) if self.progress.is_some_and(|last| p <= last) => continue,
                     Kind::Progress(p) => self.progress = Some(p),
                     Kind::Other => {}
                 }
                 return Some((Ok(event), self));
             }
+            self.scanned = self.pending.len();
+            if self.pending.len() > MAX_EVENT {
+                // A large reply (an export): passed on as it comes; it is not asked again.
+                self.raw = true;
+                self.replied = true;
+                self.scanned = 0;
+                return Some((Ok(self.pending.split().freeze()), self));
+            }
             let body = self.body.as_mut()?;
             let broke = match body.next().await {
+                Some(Ok(bytes)) if self.raw => return Some((Ok(bytes), self)),
                 Some(Ok(bytes)) => {
                     self.pending.extend_from_slice(&bytes);
                     continue;
@@ -71,10 +93,9 @@ impl Splice {
                     let rest = self.pending.split().freeze();
                     return (!rest.is_empty()).then_some((Ok(rest), self));
                 }
-                // The owner's answer to a call ends with its reply: an end before it is an
-                // owner that died (awc reports a connection closed mid-body as the end). Or a
-                // call the client cancelled: sent again, its reply is ignored, as the protocol
-                // has it, and the client has usually gone, which drops this stream.
+                // The owner's answer to a call ends with its reply, or with `CANCELLED`: an end
+                // before either is an owner that died (awc reports a connection closed
+                // mid-body as the end).
                 None => "the stream ended before the reply".to_owned(),
                 Some(Err(e)) => e.to_string(),
             };
@@ -84,22 +105,31 @@ impl Splice {
             }
             log::debug!("an event stream from the owner broke ({broke}); sending the read again");
             self.pending.clear();
+            self.scanned = 0;
             self.resent += 1;
             match self.outgoing.deliver().await {
                 Ok(again) if is_event_stream(&again) => self.body = Some(again),
                 Ok(mut again) => {
-                    // An error from the next owner (the MCP session is gone, say): one event
-                    // carrying its JSON-RPC answer; anything else breaks the stream.
+                    // An error from the next owner (the MCP session is gone, say): its
+                    // JSON-RPC answer, or an error for the request's id, so that the client
+                    // is not left waiting.
                     self.body = None;
-                    let message = match again.body().await {
-                        Ok(answer) => serde_json::from_slice::<serde_json::Value>(&answer).ok(),
-                        Err(_) => None,
-                    };
-                    let Some(message) = message else {
-                        let why = format!("the next owner answered {}", again.status());
-                        return Some((Err(std::io::Error::other(why)), self));
-                    };
                     self.replied = true;
+                    let status = again.status();
+                    let answer = again.body().await.unwrap_or_default();
+                    let message = serde_json::from_slice::<serde_json::Value>(&answer)
+                        .ok()
+                        .filter(|m| !m.get("id").is_none_or(serde_json::Value::is_null));
+                    let message = message.unwrap_or_else(|| {
+                        let id = serde_json::from_slice::<serde_json::Value>(&self.outgoing.body)
+                            .ok()
+                            .map_or(serde_json::Value::Null, |r| r["id"].clone());
+                        let text = String::from_utf8_lossy(&answer);
+                        serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
+                            "code": -32603,
+                            "message": format!("the hub that took over answered {status}: {text}")
+                        }})
+                    });
                     return Some((Ok(crate::mcp::sse::frame(None, &message)), self));
                 }
                 Err(e) => {
@@ -114,14 +144,19 @@ impl Splice {
 /// What an SSE event carries.
 #[derive(Debug, PartialEq)]
 enum Kind {
-    /// A JSON-RPC reply (an id, no method).
+    /// A JSON-RPC reply (an id, no method), or a batch's replies.
     Reply,
+    /// The owner's mark of a call the client cancelled (`mcp::sse::CANCELLED`).
+    Cancelled,
     /// `notifications/progress`, with its progress.
     Progress(f64),
     Other,
 }
 
 fn kind(event: &[u8]) -> Kind {
+    if event == crate::mcp::sse::CANCELLED {
+        return Kind::Cancelled;
+    }
     let data: String = String::from_utf8_lossy(event)
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
@@ -131,8 +166,15 @@ fn kind(event: &[u8]) -> Kind {
     let Ok(message) = serde_json::from_str::<serde_json::Value>(&data) else {
         return Kind::Other;
     };
+    let reply = |m: &serde_json::Value| m.get("id").is_some() && m.get("method").is_none();
+    if message
+        .as_array()
+        .is_some_and(|batch| batch.iter().any(reply))
+    {
+        return Kind::Reply;
+    }
     match message["method"].as_str() {
-        None if message.get("id").is_some() => Kind::Reply,
+        None if reply(&message) => Kind::Reply,
         Some("notifications/progress") => message["params"]["progress"]
             .as_f64()
             .map_or(Kind::Other, Kind::Progress),
@@ -163,5 +205,11 @@ mod tests {
         );
         assert_eq!(kind(&progress), Kind::Progress(3.0));
         assert_eq!(kind(b": keep-alive\n\n"), Kind::Other);
+        assert_eq!(kind(crate::mcp::sse::CANCELLED), Kind::Cancelled);
+        let batch = crate::mcp::sse::frame(
+            None,
+            &serde_json::json!([{"jsonrpc": "2.0", "id": 1, "result": {}}]),
+        );
+        assert_eq!(kind(&batch), Kind::Reply);
     }
 }

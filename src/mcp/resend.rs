@@ -45,8 +45,10 @@ fn safe_message(message: &Value) -> bool {
                 .and_then(tools::find)
                 .is_some_and(|tool| tool.reads(&params["arguments"]))
         }
-        // Not `resources/read` (reading the inbox counts its messages delivered) nor
-        // `prompts/get` (a resume records the briefing), nor anything unknown.
+        // Not `resources/read` nor `prompts/get`: what they record (an inbox's messages
+        // delivered, a resume's briefing) is only stamped once and would bear asking twice,
+        // but no waiting agent needs them sent again, so they keep the plain rule. Nor
+        // anything unknown.
         _ => false,
     }
 }

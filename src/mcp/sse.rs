@@ -147,8 +147,13 @@ pub fn get_stream(
     })
 }
 
-/// The SSE answer to one request: its notifications as they come, then the response (none if
-/// the request was cancelled), then the end.
+/// Ends a call's stream that has no reply (the client cancelled it): an SSE comment, which
+/// clients skip, telling a standby relaying the stream that it ended on purpose and is not to
+/// be asked again of the next owner (`http::forward_sse`).
+pub const CANCELLED: &[u8] = b": cancelled\n\n";
+
+/// The SSE answer to one request: its notifications as they come, then the response (or
+/// `CANCELLED` if the request was cancelled), then the end.
 pub fn call_stream<F>(
     notifications: mpsc::Receiver<Value>,
     done: F,
@@ -175,15 +180,16 @@ where
                     while let Ok(n) = rx.try_recv() {
                         out.extend_from_slice(&frame(None, &n));
                     }
-                    if let Some(r) = reply {
-                        out.extend_from_slice(&frame(None, &r));
+                    match reply {
+                        Some(r) => out.extend_from_slice(&frame(None, &r)),
+                        None => out.extend_from_slice(CANCELLED),
                     }
                     return Some((Ok(Bytes::from(out)), (None, None)));
                 }
             },
             None => {
                 let reply = fut.await;
-                let out = reply.map(|r| frame(None, &r)).unwrap_or_default();
+                let out = reply.map_or(Bytes::from_static(CANCELLED), |r| frame(None, &r));
                 return Some((Ok(out), (None, None)));
             }
         };

@@ -27,6 +27,8 @@
 //!   event stream (progress), whose stream goes on with the next owner's answer.
 //! - `a_forwarded_request_at_a_standby_is_turned_back_at_once`: a hub taken for the owner by
 //!   a stale sender says so (421) rather than holding the request.
+//! - `a_cancelled_streamed_poll_is_not_asked_again`: a stream that ends on a cancel is not
+//!   taken for a dead owner's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -60,6 +62,7 @@ both_backends!(
     a_long_poll_in_flight_on_a_killed_owner_is_answered,
     a_streamed_long_poll_carries_on_past_a_killed_owner,
     a_forwarded_request_at_a_standby_is_turned_back_at_once,
+    a_cancelled_streamed_poll_is_not_asked_again,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -583,6 +586,90 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     );
 }
 
+/// Opens `p.agent`'s long poll (request id 9, 30 s) through the standby with a progress
+/// token, so that the owner answers it as an event stream, and reads it until it reported
+/// progress `upto`: the stream, and what was read of it.
+async fn a_streamed_poll(
+    p: &Polling,
+    upto: u32,
+) -> (
+    impl futures::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin + use<>,
+    String,
+) {
+    use futures::StreamExt;
+    let poll = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "events_poll",
+        "arguments": {"after": p.newest, "waitSecs": 30},
+        "_meta": {"progressToken": "p"}}});
+    let mut answer = client()
+        .post(format!("{}/mcp", p.hubs.urls[1]))
+        .timeout(Duration::from_secs(60))
+        .insert_header(("accept", "application/json, text/event-stream"))
+        .insert_header(("mcp-session-id", p.agent.session.clone().unwrap()))
+        .bearer_auth(&p.token)
+        .send_json(&poll)
+        .await
+        .expect("the poll's head");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains(&format!(r#""progress":{upto}.0"#)) {
+        assert!(
+            Instant::now() < deadline,
+            "no progress {upto} within 10 s: {text}"
+        );
+        let chunk = answer
+            .next()
+            .await
+            .expect("more of the stream")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (answer, text)
+}
+
+/// A streamed long poll the client cancels ends at once through the standby: the owner marks
+/// the end as a cancel (`: cancelled`), so the standby does not take it for a dead owner and
+/// ask the poll again (which, before the mark, held the stream for another 30 s).
+async fn a_cancelled_streamed_poll_is_not_asked_again(backend: Backend) {
+    use futures::StreamExt;
+    let Some(p) = an_agent_polling_through_a_standby(backend).await else {
+        return;
+    };
+    let (mut answer, mut text) = a_streamed_poll(&p, 1).await;
+    let cancelled = client()
+        .post(format!("{}/mcp", p.hubs.urls[1]))
+        .insert_header(("accept", "application/json, text/event-stream"))
+        .insert_header(("mcp-session-id", p.agent.session.clone().unwrap()))
+        .bearer_auth(&p.token)
+        .send_json(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                           "params": {"requestId": 9}}),
+        )
+        .await
+        .expect("the cancel's answer");
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    let since = Instant::now();
+    let rest = actix_web::rt::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = answer.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("a chunk")));
+        }
+    })
+    .await;
+    assert!(
+        rest.is_ok(),
+        "the cancelled poll's stream still runs 5 s later: {text}"
+    );
+    assert!(
+        !text.contains(r#""result""#),
+        "no reply to a cancelled call: {text}"
+    );
+    eprintln!(
+        "multi_hub: a cancelled poll's stream ended {:?} after the cancel",
+        since.elapsed()
+    );
+}
+
 /// The same long poll with a progress token: the owner answers it as an event stream and
 /// reports progress once a second, so the answer's head has long reached the client when the
 /// owner is killed. The standby sends the post again and the next owner's events follow on
@@ -593,33 +680,9 @@ async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
     let Some(mut p) = an_agent_polling_through_a_standby(backend).await else {
         return;
     };
-    let (standby, agent, newest) = (p.hubs.urls[1].clone(), p.agent, p.newest);
-    let poll = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
-        "name": "events_poll",
-        "arguments": {"after": newest, "waitSecs": 30},
-        "_meta": {"progressToken": "p"}}});
-    let mut answer = client()
-        .post(format!("{standby}/mcp"))
-        .timeout(Duration::from_secs(60))
-        .insert_header(("accept", "application/json, text/event-stream"))
-        .insert_header(("mcp-session-id", agent.session.clone().unwrap()))
-        .bearer_auth(&p.token)
-        .send_json(&poll)
-        .await
-        .expect("the poll's head");
-    assert_eq!(answer.status(), StatusCode::OK);
-    let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let standby = p.hubs.urls[1].clone();
     // Two seconds of progress, so that the next owner's first reports repeat them.
-    while !text.contains(r#""progress":2.0"#) {
-        assert!(Instant::now() < deadline, "no progress within 10 s: {text}");
-        let chunk = answer
-            .next()
-            .await
-            .expect("more of the stream")
-            .expect("a chunk");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (mut answer, mut text) = a_streamed_poll(&p, 2).await;
     let mut owner = p.hubs.take(0);
     owner.kill().unwrap();
     owner.wait().unwrap();
