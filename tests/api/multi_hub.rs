@@ -510,17 +510,7 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
     for url in hubs.urls.clone() {
         a_write_answers_soon(&url, &session, &token, "the database came back").await;
         for i in 0..3 {
-            let read = client()
-                .get(format!(
-                    "{url}/mcp/context/get?sessionId={session}&path=during{i}"
-                ))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("an answer")
-                .json::<Value>()
-                .await
-                .unwrap_or_default();
+            let read = context_at(&url, &session, &token, &format!("during{i}")).await;
             assert_eq!(read["value"], json!(i), "during{i} through {url}: {read}");
         }
     }
@@ -746,18 +736,7 @@ async fn a_forwarded_request_at_a_standby_is_turned_back_at_once(backend: Backen
     assert_eq!(body["error"]["code"], "not_owner", "{body}");
     assert!(took < Duration::from_secs(2), "turned back in {took:?}");
     // Nothing was applied; the same write through the standby, unmarked, reaches the owner.
-    let read = client()
-        .get(format!(
-            "{}/mcp/context/get?sessionId={session}&path=misdirected",
-            hubs.urls[1]
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("an answer")
-        .json::<Value>()
-        .await
-        .unwrap_or_default();
+    let read = context_at(&hubs.urls[1], &session, &token, "misdirected").await;
     assert_eq!(read["exists"], json!(false), "{read}");
     a_write_answers_soon(&hubs.urls[2], &session, &token, "the misdirected write").await;
 }
@@ -918,6 +897,21 @@ async fn session_through(url: &str) -> (String, String) {
         body["sessionId"].as_str().unwrap().to_owned(),
         body["tokens"]["a"].as_str().unwrap().to_owned(),
     )
+}
+
+/// The REST `context_get` of `path` through `url` (Null if it has no JSON answer).
+async fn context_at(url: &str, session: &str, token: &str, path: &str) -> Value {
+    client()
+        .get(format!(
+            "{url}/mcp/context/get?sessionId={session}&path={path}"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer")
+        .json::<Value>()
+        .await
+        .unwrap_or_default()
 }
 
 /// A REST `context_set` of `path` through `url`, sent in the background (it may wait for the
