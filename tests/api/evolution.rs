@@ -405,12 +405,16 @@ fn sql_exec(backend: Backend, db: &TestDb, sql: &str) {
         Backend::Postgres => q
             .execute(&mut diesel::PgConnection::establish(&db.url).unwrap())
             .unwrap(),
-        Backend::Sqlite => q
-            .execute(
-                &mut diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
-                    .unwrap(),
-            )
-            .unwrap(),
+        Backend::Sqlite => {
+            let mut c = diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
+                .unwrap();
+            // The stopped hub's last connections may still be closing (a checkpoint): wait
+            // for them rather than fail with "database is locked" (seen once in CI).
+            diesel::sql_query("PRAGMA busy_timeout = 5000")
+                .execute(&mut c)
+                .unwrap();
+            q.execute(&mut c).unwrap()
+        }
     };
     assert_eq!(n, 1, "{sql}");
 }
