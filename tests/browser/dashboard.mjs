@@ -337,6 +337,10 @@ async function scenario(page) {
   // 14. Pause and resume the session.
   await page.click('#session-controls button:text-is("Pause session")');
   await until(page, "the session shows paused", () => (document.querySelector("#session-status")?.textContent || "") === "paused");
+  // The pause's reply comes after its event and redraws the controls: a click on Resume
+  // between the two can have its mouseup land on the redrawn button, and no click happens
+  // (once in CI the session stayed paused, no error shown). Wait for the reply.
+  await until(page, "the pause is confirmed", () => (document.querySelector("#toast")?.textContent || "") === "Session paused.");
   await page.click('#session-controls button:text-is("Resume session")');
   await until(page, "the session shows active again", () => (document.querySelector("#session-status")?.textContent || "") === "active");
 
