@@ -72,7 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Headers that describe one connection, not the request: never passed on.
-pub(super) fn hop_by_hop(name: &HeaderName) -> bool {
+fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -268,17 +268,23 @@ fn never_delivered(e: &SendRequestError) -> bool {
     }
 }
 
-/// The owner's answer, passed on as it arrives.
-fn relay<S>(answer: awc::ClientResponse<S>) -> HttpResponse
-where
-    S: futures::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
-{
+/// The owner's answer's status and headers, for the client (without those of its connection).
+pub(super) fn head_of<S>(answer: &awc::ClientResponse<S>) -> actix_web::HttpResponseBuilder {
     let mut out = HttpResponse::build(answer.status());
     for (name, value) in answer.headers() {
         if !hop_by_hop(name) {
             out.append_header((name.clone(), value.clone()));
         }
     }
+    out
+}
+
+/// The owner's answer, passed on as it arrives.
+fn relay<S>(answer: awc::ClientResponse<S>) -> HttpResponse
+where
+    S: futures::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+{
+    let mut out = head_of(&answer);
     let status = answer.status().as_u16();
     if status == 204 || status == 304 {
         return out.finish();

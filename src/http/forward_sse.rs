@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, web};
 use futures::StreamExt;
 
-use super::forward::{Answer, Outgoing, hop_by_hop, is_event_stream};
+use super::forward::{Answer, Outgoing, head_of, is_event_stream};
 
 /// How many times one read's event stream is sent again (each time an owner died under it).
 const MAX_RESENDS: u32 = 3;
@@ -22,12 +22,7 @@ const MAX_EVENT: usize = 1 << 20;
 /// passed on is dropped (progress must only increase). Whole events only: a cut one is
 /// dropped, since the next owner sends its own.
 pub(super) fn relay_resending(answer: Answer, outgoing: Outgoing) -> HttpResponse {
-    let mut out = HttpResponse::build(answer.status());
-    for (name, value) in answer.headers() {
-        if !hop_by_hop(name) {
-            out.append_header((name.clone(), value.clone()));
-        }
-    }
+    let mut out = head_of(&answer);
     let splice = Splice {
         body: Some(answer),
         pending: web::BytesMut::new(),

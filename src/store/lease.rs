@@ -459,11 +459,7 @@ impl Keeper {
                         }
                         valid_until = Some(sent + ttl);
                     }
-                    self.role.send_if_modified(|r| {
-                        let changed = *r != role;
-                        *r = role;
-                        changed
-                    });
+                    self.publish(role);
                     if let Some(f) = first.take() {
                         let _ = f.send(Ok(()));
                     }
@@ -528,11 +524,7 @@ impl Keeper {
                         // Taken again under a new generation (a lease that expired while this
                         // process was frozen, taken back by its address): the application
                         // must see it, and load again.
-                        self.role.send_if_modified(|r| {
-                            let changed = *r != role;
-                            *r = role;
-                            changed
-                        });
+                        self.publish(role);
                     }
                     found => {
                         log::error!(
@@ -763,6 +755,16 @@ impl Keeper {
             generation,
             holder: self.me.clone(),
         }
+    }
+
+    /// Tells the application what this process is now, if that changed (a role it already
+    /// has wakes nobody).
+    fn publish(&self, role: Role) {
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            *r = role;
+            changed
+        });
     }
 
     /// Leaves the lease this process held: its owner's parts are dropped by the application
