@@ -9,6 +9,8 @@ mod context_sync;
 mod coordination;
 mod disputes;
 mod export;
+mod keyed;
+pub use keyed::Keyed;
 mod live;
 mod locks;
 mod membership;
@@ -106,6 +108,9 @@ pub struct SessionActor {
     sync: crate::domain::context_sync::SyncClocks,
     /// Writes queued to the store whose commit is not applied here yet, oldest first.
     in_flight: pipeline::InFlight,
+    /// The key of the keyed command being handled, until its first write records it
+    /// (`keyed`).
+    request_key: std::cell::Cell<Option<Uuid>>,
     /// The context writes among them, for planning the next beside them (`domain::
     /// context_in_flight`).
     context_in_flight: crate::domain::context_in_flight::InFlight,
@@ -142,6 +147,7 @@ impl SessionActor {
             shown: HashMap::new(),
             sync: Default::default(),
             in_flight: Default::default(),
+            request_key: Default::default(),
             context_in_flight: Default::default(),
         }
     }
@@ -188,6 +194,7 @@ impl SessionActor {
             shown: HashMap::new(),
             sync: Default::default(),
             in_flight: Default::default(),
+            request_key: Default::default(),
             context_in_flight: Default::default(),
         }
     }
@@ -320,7 +327,7 @@ impl SessionActor {
         events: Vec<crate::domain::event::NewEvent>,
     ) -> ResponseActFuture<Self, Result<(), HubError>> {
         let (id, at) = (self.id, now());
-        self.commit_events(
+        self.commit_unkeyed(
             move |c| {
                 events
                     .iter()
@@ -332,8 +339,25 @@ impl SessionActor {
     }
 
     /// Commits `write` (any number of events, in one transaction), then runs `apply` and fans
-    /// the events out. For handlers that chain it after other steps.
+    /// the events out. For handlers that chain it after other steps. The write of a keyed
+    /// command records its key (`keyed`).
     fn commit_events<T, W, A>(
+        &mut self,
+        write: W,
+        apply: A,
+    ) -> ResponseActFuture<Self, Result<T, HubError>>
+    where
+        T: 'static,
+        W: FnOnce(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
+        A: FnOnce(&mut SessionActor, Vec<Event>, &mut Context<Self>) -> T + 'static,
+    {
+        let write = keyed::recording(self.take_request_key(), self.id, write);
+        self.commit_unkeyed(write, apply)
+    }
+
+    /// `commit_events` for what the hub writes of its own accord (announcements), which is
+    /// never a keyed command's write even when one is being handled.
+    fn commit_unkeyed<T, W, A>(
         &mut self,
         write: W,
         apply: A,

@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
 use crate::actors::messages::{ToSession, ToSessionReporting};
-use crate::actors::session::SessionActor;
+use crate::actors::session::{Keyed, SessionActor};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
 
@@ -53,6 +53,34 @@ pub struct Call {
     /// Where to leave the seat's unacknowledged critical events, fetched in the same trip as
     /// the command (MCP puts them on top of the tool result).
     pub critical: Option<CriticalSlot>,
+    /// The request's key (`REQUEST_KEY`), if it came with one: the first command sent carries
+    /// it, so that a second send of the same request is answered `already_applied`.
+    pub request_key: RequestKey,
+}
+
+/// A header a standby puts on each write it forwards (a random UUID): when the owner dies
+/// before answering, the standby sends the write again to the next owner with the same key,
+/// and a write whose key is on record is not applied again (`actors::session::Keyed`). A
+/// client may send one of its own, to the same effect.
+pub const REQUEST_KEY: &str = "x-collab-hub-request";
+
+/// A request's key, taken by the first command it sends.
+pub type RequestKey = std::rc::Rc<std::cell::Cell<Option<Uuid>>>;
+
+/// The key `headers` carry, if any; one that is not a UUID is refused.
+pub fn request_key(headers: &actix_web::http::header::HeaderMap) -> Result<RequestKey, HubError> {
+    let key = match headers.get(REQUEST_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| Uuid::parse_str(t.trim()).ok())
+                .ok_or_else(|| {
+                    HubError::invalid(REQUEST_KEY, format!("{REQUEST_KEY} must be a UUID"))
+                })?,
+        ),
+    };
+    Ok(std::rc::Rc::new(std::cell::Cell::new(key)))
 }
 
 /// What waits for the caller, as a command's trip brought it back.
@@ -98,6 +126,21 @@ impl Call {
 
     /// Sends `command` to the actor of `session_id`.
     pub async fn send<M, R>(&self, session_id: Uuid, command: M) -> Result<R, HubError>
+    where
+        M: actix::Message<Result = Result<R, HubError>> + Send + 'static,
+        R: Send + 'static,
+        SessionActor: actix::Handler<M>,
+    {
+        match self.request_key.take() {
+            Some(key) => {
+                self.send_as::<Keyed<M>, R>(session_id, Keyed { key, command })
+                    .await
+            }
+            None => self.send_as(session_id, command).await,
+        }
+    }
+
+    async fn send_as<M, R>(&self, session_id: Uuid, command: M) -> Result<R, HubError>
     where
         M: actix::Message<Result = Result<R, HubError>> + Send + 'static,
         R: Send + 'static,

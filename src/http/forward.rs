@@ -8,7 +8,9 @@
 //! was never delivered waits for the next owner, up to `patience`, and then goes there; the
 //! client sees a slow answer, not an error. So does a safe request (GET, HEAD, OPTIONS, and an
 //! MCP post that only reads: `mcp::resend`) that lost its connection before the answer began:
-//! reading twice changes nothing. Any other request that
+//! reading twice changes nothing. So does a write the standby sent with a key
+//! (`mcp::resend::resent_with_key`: sends, context writes, locks): the next owner applies it if
+//! it was not applied, and answers `already_applied` (409) if it was. Any other request that
 //! was sent and then lost its connection is answered 503: it may or may not have been applied,
 //! and only the client may decide to send it again.
 
@@ -139,8 +141,17 @@ async fn forward(
     let mcp_read = req.method() == actix_web::http::Method::POST
         && crate::mcp::PATHS.contains(&req.path())
         && crate::mcp::resend::safe_to_resend(&body);
+    // A write the next owner can tell it applied goes with a key, and is sent again too.
+    let key = (req.method() == actix_web::http::Method::POST
+        && crate::mcp::resend::resent_with_key(req.path(), &body))
+    .then(|| match req.headers().get(crate::api::REQUEST_KEY) {
+        Some(given) => given.clone(),
+        None => header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .expect("a UUID is a header value"),
+    });
     let outgoing = Outgoing {
         safe: req.method().is_safe() || mcp_read,
+        key,
         req,
         body,
         fw,
@@ -164,6 +175,9 @@ pub(super) struct Outgoing {
     forwarded: bool,
     /// May be sent again after it was delivered (it only reads).
     safe: bool,
+    /// A write sent with this key (`api::REQUEST_KEY`), and so sent again after it was
+    /// delivered: the next owner knows whether it was applied.
+    key: Option<header::HeaderValue>,
 }
 
 impl Outgoing {
@@ -176,7 +190,9 @@ impl Outgoing {
             fw,
             forwarded,
             safe,
+            key,
         } = self;
+        let again = *safe || key.is_some();
         // How long it waits for an owner: from now, and again from each loss of a read the
         // owner held (a long poll may have waited there longer than the patience).
         let mut deadline = Instant::now() + fw.patience;
@@ -200,6 +216,9 @@ impl Outgoing {
                     }
                 }
                 out = out.insert_header((FORWARDED, "1"));
+                if let Some(key) = key {
+                    out = out.insert_header((crate::api::REQUEST_KEY, key.clone()));
+                }
                 match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
                     // The hub this one took for the owner is not (any more, or not yet):
                     // nothing was applied; wait to learn the owner, and send it there.
@@ -215,9 +234,10 @@ impl Outgoing {
                     Ok(Err(e)) if never_delivered(&e) && Instant::now() < deadline => {
                         log::debug!("forward to {base}: {e}; waiting for an owner");
                     }
-                    // Delivered, and the connection lost (the owner died): a read is asked
-                    // again, with a new wait for the next owner (a few times at most).
-                    Ok(Err(e)) if *safe && !never_delivered(&e) && losses < MAX_LOSSES => {
+                    // Delivered, and the connection lost (the owner died): a read, or a
+                    // keyed write, is sent again, with a new wait for the next owner (a few
+                    // times at most).
+                    Ok(Err(e)) if again && !never_delivered(&e) && losses < MAX_LOSSES => {
                         log::debug!("forward to {base}: {e}; waiting for an owner to ask again");
                         losses += 1;
                         deadline = Instant::now() + fw.patience;

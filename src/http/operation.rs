@@ -69,7 +69,7 @@ async fn query<O: Operation>(
     }
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema, fields)?;
-    answer::<O>(request, hub, credential, StatusCode::OK).await
+    answer::<O>(request, hub, credential, Default::default(), StatusCode::OK).await
 }
 
 async fn with_body<O: Operation>(
@@ -95,7 +95,8 @@ async fn with_body<O: Operation>(
     };
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema_of::<O>(), fields)?;
-    answer::<O>(request, hub, credential, status).await
+    let key = crate::api::request_key(req.headers())?;
+    answer::<O>(request, hub, credential, key, status).await
 }
 
 /// The route's action; the request may not name another.
@@ -119,6 +120,7 @@ async fn answer<O: Operation>(
     request: Value,
     hub: web::Data<actix::Addr<Hub>>,
     credential: crate::domain::auth::Credential,
+    request_key: crate::api::RequestKey,
     status: StatusCode,
 ) -> Result<HttpResponse, HubError> {
     let request: O = crate::api::parse(request)?;
@@ -127,6 +129,7 @@ async fn answer<O: Operation>(
         credential,
         seat: None,
         critical: None,
+        request_key,
     };
     let out = request.run(call).await?;
     Ok(HttpResponse::build(status).json(out))

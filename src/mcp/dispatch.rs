@@ -21,6 +21,8 @@ pub struct RequestCtx {
     pub session: McpSession,
     /// Where notifications about this request go (progress, log) when it is answered as SSE.
     pub notify: Option<Notifier>,
+    /// The request's key (`api::REQUEST_KEY`): a single tool call's only.
+    pub request_key: Option<uuid::Uuid>,
 }
 
 /// Sends notifications that belong to one request onto its SSE answer.
@@ -186,6 +188,7 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
         session: ctx.session,
         notify: ctx.notify,
         critical: Default::default(),
+        request_key: ctx.request_key,
     };
     let binding = tool_ctx.session.binding.clone();
     let critical = tool_ctx.critical.clone();

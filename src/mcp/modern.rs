@@ -188,6 +188,10 @@ pub async fn post(
             channel: None,
         },
         notify: None,
+        request_key: match crate::api::request_key(req.headers()) {
+            Ok(key) => key.get(),
+            Err(e) => return fail(e.http_status(), id, e.into()),
+        },
     };
     let result = match method.as_str() {
         "server/discover" => Ok(discover()),

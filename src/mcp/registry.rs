@@ -369,7 +369,13 @@ impl Actor for McpRegistry {
             let store = act.store.clone();
             actix::spawn(async move {
                 match store
-                    .write(move |c| mcp_sessions::sweep(c, &seen, stale))
+                    .write(move |c| {
+                        // The keys of forwarded writes go with them: a standby sends a write
+                        // again within seconds of its owner's death, never a day later.
+                        let day_ago = chrono::Utc::now().naive_utc() - chrono::Duration::days(1);
+                        crate::store::applied::prune(c, day_ago)?;
+                        mcp_sessions::sweep(c, &seen, stale)
+                    })
                     .await
                 {
                     Ok(0) => {}

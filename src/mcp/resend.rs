@@ -53,9 +53,92 @@ fn safe_message(message: &Value) -> bool {
     }
 }
 
+/// A write a standby sends again, with the key it gave it (`api::REQUEST_KEY`), after the
+/// owner died before answering: its tool (and action) and its REST route (a route ending in
+/// `/` takes a path parameter). The next owner applies it if it was not, and answers
+/// `already_applied` if it was (`actors::session::Keyed`). Each of these is tested to record
+/// its key, whatever turn its write is queued in (`tests/api/resend_writes.rs`); any other
+/// write keeps the 503 "may have been applied".
+struct ResentWrite {
+    tool: &'static str,
+    action: Option<&'static str>,
+    route: &'static str,
+}
+
+const RESENT_WRITES: &[ResentWrite] = &[
+    ResentWrite {
+        tool: "message_send",
+        action: None,
+        route: "/mcp/messages/send",
+    },
+    ResentWrite {
+        tool: "message_ack",
+        action: None,
+        route: "/mcp/messages/ack",
+    },
+    ResentWrite {
+        tool: "context_set",
+        action: None,
+        route: "/mcp/context/set",
+    },
+    ResentWrite {
+        tool: "context_append",
+        action: None,
+        route: "/mcp/context/append/",
+    },
+    ResentWrite {
+        tool: "context_delete",
+        action: None,
+        route: "/mcp/context/delete/",
+    },
+    ResentWrite {
+        tool: "lock",
+        action: Some("acquire"),
+        route: "/mcp/collaborate/lock",
+    },
+    ResentWrite {
+        tool: "lock",
+        action: Some("renew"),
+        route: "/mcp/collaborate/lock/renew",
+    },
+    ResentWrite {
+        tool: "lock",
+        action: Some("release"),
+        route: "/mcp/collaborate/lock/release",
+    },
+];
+
+/// Whether a POST to `path` with `body` is a write a standby may send again with its key: one
+/// of `RESENT_WRITES`, alone (an MCP batch is not).
+pub fn resent_with_key(path: &str, body: &[u8]) -> bool {
+    if !super::PATHS.contains(&path) {
+        return RESENT_WRITES.iter().any(|w| {
+            if w.route.ends_with('/') {
+                path.strip_prefix(w.route)
+                    .is_some_and(|param| !param.is_empty() && !param.contains('/'))
+            } else {
+                path == w.route
+            }
+        });
+    }
+    let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    if message["method"] != "tools/call" {
+        return false;
+    }
+    let (name, action) = (
+        message["params"]["name"].as_str(),
+        message["params"]["arguments"]["action"].as_str(),
+    );
+    RESENT_WRITES
+        .iter()
+        .any(|w| Some(w.tool) == name && w.action == action)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::safe_to_resend;
+    use super::{resent_with_key, safe_to_resend};
     use serde_json::json;
 
     fn safe(v: serde_json::Value) -> bool {
@@ -112,6 +195,30 @@ mod tests {
         // A response to the server.
         assert!(!safe(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
         assert!(!safe_to_resend(b"not json"));
+    }
+
+    #[test]
+    fn the_writes_resent_with_a_key() {
+        let post = |v: serde_json::Value| resent_with_key("/mcp", v.to_string().as_bytes());
+        assert!(post(call("message_send", json!({"content": "hi"}))));
+        assert!(post(call(
+            "lock",
+            json!({"action": "acquire", "files": ["a"]})
+        )));
+        assert!(!post(call("lock", json!({"action": "list"}))));
+        assert!(!post(call("lock", json!({}))));
+        assert!(!post(call("task", json!({"action": "create"}))));
+        // A batch, even of one covered write.
+        assert!(!post(json!([call(
+            "message_send",
+            json!({"content": "hi"})
+        )])));
+        assert!(resent_with_key("/mcp/messages/send", b"{}"));
+        assert!(resent_with_key("/mcp/context/append/notes", b"{}"));
+        assert!(!resent_with_key("/mcp/context/append/", b"{}"));
+        assert!(!resent_with_key("/mcp/context/append/a/b", b"{}"));
+        assert!(!resent_with_key("/mcp/collaborate/task", b"{}"));
+        assert!(!resent_with_key("/mcp/session/create", b"{}"));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct ToolCtx {
     pub notify: Option<Notifier>,
     /// The caller's unacknowledged critical events, when the call's command brought them back.
     pub critical: crate::api::CriticalSlot,
+    /// The request's key (`api::REQUEST_KEY`), for the tool's command.
+    pub request_key: Option<uuid::Uuid>,
 }
 
 /// What a tool produced: its structured output, and a new identity for the MCP session if the
@@ -648,6 +650,7 @@ pub fn call_of(ctx: &ToolCtx) -> Call {
             ai_id: b.ai_id.clone(),
         }),
         critical: Some(ctx.critical.clone()),
+        request_key: std::rc::Rc::new(std::cell::Cell::new(ctx.request_key)),
     }
 }
 

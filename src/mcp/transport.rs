@@ -246,6 +246,7 @@ pub async fn post(
         mcp_id: mcp_id.clone(),
         session: session.clone(),
         notify: None,
+        request_key: None,
     };
     let answer = match message {
         Value::Array(batch) => {
@@ -283,7 +284,16 @@ pub async fn post(
         }
         single => match protocol::classify(single) {
             Ok(Incoming::Request { id, method, params }) if method != "initialize" => {
-                return call(&req, ctx(), id, method, params, cancel).await;
+                // A key names one request: a batch's messages get none.
+                let request_key = match crate::api::request_key(req.headers()) {
+                    Ok(key) => key.get(),
+                    Err(e) => return rpc_failure(StatusCode::BAD_REQUEST, id, e.into()),
+                };
+                let ctx = RequestCtx {
+                    request_key,
+                    ..ctx()
+                };
+                return call(&req, ctx, id, method, params, cancel).await;
             }
             classified => one_classified(ctx(), classified).await,
         },

@@ -15,6 +15,7 @@
 //! a `SyncArbiter` of `StoreReader` actors sharing an r2d2 pool of reader connections (on
 //! SQLite in WAL mode they run beside the writer without taking its lock).
 
+pub mod applied;
 pub mod backup;
 pub mod briefing;
 pub mod claim;

@@ -47,6 +47,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    applied_requests (key) {
+        key -> Text,
+        session_id -> Text,
+        first_event -> Nullable<BigInt>,
+        last_event -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     populations (task_type) {
         task_type -> Text,
         state -> Text,

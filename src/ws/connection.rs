@@ -140,6 +140,7 @@ impl Connection {
             credential: self.credential.clone(),
             seat: self.seat.clone(),
             critical: None,
+            request_key: Default::default(),
         }
     }
 

@@ -34,7 +34,7 @@ impl Mcp {
         }
     }
 
-    async fn raw(
+    pub async fn raw(
         &self,
         body: Vec<u8>,
         headers: &[(&str, &str)],

@@ -63,6 +63,7 @@ both_backends!(
     a_streamed_long_poll_carries_on_past_a_killed_owner,
     a_forwarded_request_at_a_standby_is_turned_back_at_once,
     a_cancelled_streamed_poll_is_not_asked_again,
+    a_write_in_flight_on_a_killed_owner_is_answered,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -574,6 +575,35 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
         page["events"].as_array().is_some_and(|e| !e.is_empty()),
         "the poll, sent again, answers with the write made after the kill: {page}"
     );
+}
+
+/// A write the standby delivered to the owner, which dies before answering it: the standby
+/// sends it again, with the key it gave it, to the next owner, which applies it (the frozen
+/// owner never did) and answers 200. Until stop 30 the client got 503, "it may have been
+/// applied; send it again". (That a write which *was* applied is answered `already_applied`
+/// instead of applied twice is `resend_writes`.)
+async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
+    let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
+        return;
+    };
+    let standby = hubs.urls[1].clone();
+    a_write_answers_soon(&standby, &session, &token, "the start").await;
+    let mut owner = hubs.take(0);
+    // Frozen, the owner's socket still takes the request: delivered, and not answered.
+    let sent = Command::new("kill")
+        .args(["-STOP", &owner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -STOP");
+    let write = a_write_in_the_background(&standby, &session, &token, "in_flight", json!(7));
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(!write.is_finished(), "the frozen owner holds the write");
+    owner.kill().expect("SIGKILL");
+    owner.wait().unwrap();
+    let (status, body) = write.await.unwrap().expect("an answer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read = context_at(&standby, &session, &token, "in_flight").await;
+    assert_eq!(read["value"], json!(7), "{read}");
 }
 
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through the standby with a progress
@@ -1354,6 +1384,16 @@ async fn killing_the_owner_under_load_loses_nothing(backend: Backend) {
         .unwrap_or_default();
     eprintln!(
         "multi_hub: writes stalled {stalled:?} across the owner's kill -9 (lease {KILLED_OWNERS_LEASE_SECS} s)"
+    );
+
+    // A write the owner died with is sent again by the standby that forwarded it (with its
+    // key), not refused "503, may have been applied" as until stop 30.
+    let refused = seen.refused.lock().unwrap().clone();
+    let unsure: Vec<_> = refused.iter().filter(|r| r.contains(" 503 ")).collect();
+    assert!(unsure.is_empty(), "writes refused 503: {unsure:?}");
+    eprintln!(
+        "multi_hub: {} writes refused across the kill (the killed hub's own)",
+        refused.len()
     );
 
     // Every acknowledged write is there, read through the surviving hubs.

@@ -82,7 +82,7 @@ impl Handler<WriteContext> for SessionActor {
                 },
             );
         }
-        let submitted = self.store.submit_event_write(EventWrite::Event(PlainWrite {
+        let submitted = self.submit_event(EventWrite::Event(PlainWrite {
             session_id: id,
             event,
             at,

@@ -284,7 +284,7 @@ impl SessionActor {
             if hold {
                 act.held(ctx, write, apply)
             } else if let Some(combinable) = combinable {
-                act.pipelined(ctx, act.store.submit_event_write(combinable), apply)
+                act.pipelined(ctx, act.submit_event(combinable), apply)
             } else {
                 act.pipelined(ctx, act.submit(write), apply)
             }
@@ -366,7 +366,7 @@ impl Handler<AcquireLock> for SessionActor {
                 (lock, event)
             };
             let behind = reserved.behind;
-            let write = act.store.submit_event_write(EventWrite::Lock(LockWrite {
+            let write = act.submit_event(EventWrite::Lock(LockWrite {
                 session_id: id,
                 event,
                 at,
@@ -422,7 +422,7 @@ impl Handler<RenewLock> for SessionActor {
                 };
                 let expires = lock.expires_at.unwrap_or_else(|| lease_end(at, lease_secs));
                 let event = renewed_event(&lock, expires);
-                let write = act.store.submit_event_write(EventWrite::Lock(LockWrite {
+                let write = act.submit_event(EventWrite::Lock(LockWrite {
                     session_id: id,
                     event,
                     at,

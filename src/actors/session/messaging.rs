@@ -170,13 +170,11 @@ impl SessionActor {
                 return Box::pin(std::future::ready(Err(e)));
             }
         };
-        let write = self
-            .store
-            .submit_event_write(EventWrite::Send(messages::SendWrite {
-                session_id: self.id,
-                message: planned.clone(),
-                at,
-            }));
+        let write = self.submit_event(EventWrite::Send(messages::SendWrite {
+            session_id: self.id,
+            message: planned.clone(),
+            at,
+        }));
         self.pipelined_events(ctx, write, move |act, events, ctx| {
             let event_id = events[0].id;
             act.session_mut().apply_send(&planned, event_id);

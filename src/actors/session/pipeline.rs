@@ -29,9 +29,10 @@ use std::collections::VecDeque;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::SessionActor;
+use super::{SessionActor, keyed};
 use crate::domain::event::Event;
 use crate::error::HubError;
+use crate::store::event_writes::EventWrite;
 use crate::store::{DbConn, Submitted, shutting_down};
 
 type Outcome = Result<Vec<Event>, HubError>;
@@ -80,7 +81,22 @@ impl SessionActor {
         // `Fn`: the store may run it again (`store::Rerunnable`).
         W: Fn(&mut DbConn) -> Outcome + Send + 'static,
     {
-        self.store.submit_for(self.id, write)
+        let key = self.take_request_key();
+        self.store
+            .submit_for(self.id, keyed::recording_again(key, self.id, write))
+    }
+
+    /// Queues a write kept as data (which a PostgreSQL batch may combine with its neighbours)
+    /// behind this session's earlier writes, for `pipelined`. A keyed command's goes alone, to
+    /// record its key with it.
+    pub(super) fn submit_event(&self, write: EventWrite) -> Submitted<Vec<Event>> {
+        match self.take_request_key() {
+            None => self.store.submit_event_write(write),
+            Some(key) => self.store.submit_for(
+                self.id,
+                keyed::recording_again(Some(key), self.id, move |c| Ok(vec![write.write(c)?])),
+            ),
+        }
     }
 
     /// `pipelined`'s signature, but holding the session until the commit is applied, as
@@ -98,6 +114,7 @@ impl SessionActor {
     {
         let (reply, replied) = oneshot::channel();
         let (store, id) = (self.store.clone(), self.id);
+        let write = keyed::recording(self.take_request_key(), id, write);
         let committed = async move { store.write_for(id, write).await }
             .into_actor(self)
             .map(move |outcome, act, ctx| {
@@ -125,7 +142,7 @@ impl SessionActor {
             outcome,
             queue_full,
             ..
-        } = self.submit(|_| Ok(Vec::new()));
+        } = self.store.submit_for(self.id, |_| Ok(Vec::<Event>::new()));
         let behind = async move {
             if let Some(queued) = queue_full {
                 queued.await;

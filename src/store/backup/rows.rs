@@ -379,9 +379,10 @@ tables! {
 /// Hub-wide tables that belong to no session and so are in no session backup: the
 /// populations are bred from many sessions' outcomes (which do travel with their sessions);
 /// `mcp_sessions` are the live connections' state of the hub that wrote them (a client of a
-/// restored database initializes again).
+/// restored database initializes again); `applied_requests` are the keys of writes a standby
+/// may send again within seconds (none reaches a restored database).
 #[cfg_attr(not(test), allow(dead_code))]
-pub const HUB_WIDE_TABLES: [&str; 2] = ["populations", "mcp_sessions"];
+pub const HUB_WIDE_TABLES: [&str; 3] = ["populations", "mcp_sessions", "applied_requests"];
 
 /// Tables derived from the ones a backup holds, so not carried: a restore rebuilds them for
 /// the sessions it restores (`message_unread` from messages, receipts and participants).

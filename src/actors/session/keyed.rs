@@ -1,0 +1,120 @@
+//! Keyed commands: a write a standby may send again, after its owner died answering it, is
+//! applied once (docs/multi-hub.md, "A write in flight on a killed owner").
+//!
+//! A command that arrives with a request key (`Keyed`) is first looked up: a key on record
+//! means its write committed before, and it is answered `already_applied` (409) without running
+//! again. Otherwise it runs as usual, and the first write it queues records the key in the
+//! same transaction (`applied::record`), so the record exists exactly when the write committed.
+//!
+//! How the write finds the key, whatever turn it is queued in: the key is set on the actor
+//! from the moment the command is handled until the actor's wait queue, as the command left
+//! it, has drained. Every session command that writes in a later turn does so while it holds
+//! the session (`AtomicResponse`, `held`, `hold_then_pipeline`, `after_in_flight`: all
+//! `ctx.wait`), and actix polls the futures a handler waits on before any other message or
+//! spawned future, last pushed first. So the reset is pushed *before* the command runs: it
+//! runs once everything the command waits on is done, and no other command's write can see
+//! the key. A write queued outside that window (a command that spawned its work instead of
+//! waiting on it) would not record it; the operations a standby resends are tested one by one
+//! (`tests/api/resend_writes.rs`).
+
+use actix::dev::MessageResponse;
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::SessionActor;
+use crate::domain::event::Event;
+use crate::error::HubError;
+use crate::store::applied;
+use crate::store::shutting_down;
+
+/// `command`, sent with the key its sender gave it.
+pub struct Keyed<M> {
+    pub key: Uuid,
+    pub command: M,
+}
+
+impl<M: Message> Message for Keyed<M> {
+    type Result = M::Result;
+}
+
+impl<M, R> Handler<Keyed<M>> for SessionActor
+where
+    M: Message<Result = Result<R, HubError>> + 'static,
+    R: 'static,
+    SessionActor: Handler<M>,
+{
+    type Result = ResponseFuture<Result<R, HubError>>;
+
+    fn handle(&mut self, msg: Keyed<M>, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let Keyed { key, command } = msg;
+        let store = self.store.clone();
+        // Held: a second send of the key must not run beside the first.
+        let lookup = async move { store.read(move |c| applied::find(c, key)).await }
+            .into_actor(self)
+            .map(move |found, act, ctx| match found {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+                Ok(Some(applied)) => {
+                    let _ = tx.send(Err(applied.error()));
+                }
+                Ok(None) => {
+                    // Pushed first, so polled last: see the module comment.
+                    ctx.wait(fut::ready(()).map(|_, act: &mut Self, _| {
+                        act.request_key.set(None);
+                    }));
+                    act.request_key.set(Some(key));
+                    let response = <Self as Handler<M>>::handle(act, command, ctx);
+                    response.handle(ctx, Some(tx));
+                }
+            });
+        ctx.wait(lookup);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) })
+    }
+}
+
+impl SessionActor {
+    /// The key of the command being handled, for its first write to record (later writes of
+    /// the same command record nothing: one record says it was applied).
+    pub(super) fn take_request_key(&self) -> Option<Uuid> {
+        self.request_key.take()
+    }
+}
+
+/// `write`, recording `key` (if any) in its transaction once it wrote its events.
+pub(super) fn recording<W>(
+    key: Option<Uuid>,
+    session: Uuid,
+    write: W,
+) -> impl FnOnce(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static
+where
+    W: FnOnce(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
+{
+    move |c| {
+        let events = write(c)?;
+        if let Some(key) = key {
+            applied::record(c, key, session, &events)?;
+        }
+        Ok(events)
+    }
+}
+
+/// `recording` for a write the store may run again (`Fn`).
+pub(super) fn recording_again<W>(
+    key: Option<Uuid>,
+    session: Uuid,
+    write: W,
+) -> impl Fn(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static
+where
+    W: Fn(&mut crate::store::DbConn) -> Result<Vec<Event>, HubError> + Send + 'static,
+{
+    move |c| {
+        let events = write(c)?;
+        if let Some(key) = key {
+            applied::record(c, key, session, &events)?;
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,82 @@
+//! Keys of applied writes (`applied_requests`), so that a write sent again after its owner
+//! died answering it is not applied twice (docs/multi-hub.md, "A write in flight on a killed
+//! owner"). A keyed write records its key in its own transaction: the row exists exactly when
+//! the write committed.
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::DbConn;
+use super::schema::applied_requests;
+use crate::domain::event::Event;
+use crate::error::HubError;
+
+/// The events a keyed write committed (none for a write that only changed rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Applied {
+    pub first_event: Option<i64>,
+    pub last_event: Option<i64>,
+}
+
+impl Applied {
+    /// What a request sent again is answered: it was applied, and where to read its effects.
+    pub fn error(self) -> HubError {
+        let events = match (self.first_event, self.last_event) {
+            (Some(a), Some(b)) if a == b => format!(" (event {a})"),
+            (Some(a), Some(b)) => format!(" (events {a}–{b})"),
+            _ => String::new(),
+        };
+        HubError::Conflict {
+            code: "already_applied",
+            message: format!(
+                "this request was already applied{events}; its answer was lost with the hub that applied it"
+            ),
+        }
+    }
+}
+
+/// Records that the write of `key` committed `events`, in the write's own transaction. A key
+/// already there (the same request, sent again while its first send was being committed)
+/// fails the write, which is then rolled back alone.
+pub fn record(
+    conn: &mut DbConn,
+    key: Uuid,
+    session: Uuid,
+    events: &[Event],
+) -> Result<(), HubError> {
+    if let Some(applied) = find(conn, key)? {
+        return Err(applied.error());
+    }
+    diesel::insert_into(applied_requests::table)
+        .values((
+            applied_requests::key.eq(key.to_string()),
+            applied_requests::session_id.eq(session.to_string()),
+            applied_requests::first_event.eq(events.first().map(|e| e.id)),
+            applied_requests::last_event.eq(events.last().map(|e| e.id)),
+            applied_requests::created_at.eq(Utc::now().naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The write `key` committed, if it did.
+pub fn find(conn: &mut DbConn, key: Uuid) -> Result<Option<Applied>, HubError> {
+    let found: Option<(Option<i64>, Option<i64>)> = applied_requests::table
+        .find(key.to_string())
+        .select((applied_requests::first_event, applied_requests::last_event))
+        .first(conn)
+        .optional()?;
+    Ok(found.map(|(first_event, last_event)| Applied {
+        first_event,
+        last_event,
+    }))
+}
+
+/// Forgets keys recorded before `before`: a standby sends a request again within seconds.
+pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, HubError> {
+    Ok(
+        diesel::delete(applied_requests::table.filter(applied_requests::created_at.lt(before)))
+            .execute(conn)?,
+    )
+}

@@ -1,0 +1,229 @@
+//! A write sent again with its request key (`x-collab-hub-request`) is applied once: what a
+//! standby relies on when it sends a write again to the next owner after the owner died
+//! before answering (`mcp::resend::resent_with_key`). Each write the standby sends again is
+//! here, on the surface it is sent on: the second send is answered `already_applied` (409, or
+//! an MCP tool error) and the session's log does not grow. Some of them queue their write in a
+//! later turn than the one they are handled in (a reply's parent lookup, a lock table's
+//! answer, an acknowledgement's lookup): the key must reach the write all the same.
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_error, both_backends, client, spawn_app};
+use crate::mcp_protocol::Mcp;
+
+both_backends!(
+    every_write_a_standby_resends_is_applied_once,
+    a_tool_call_sent_again_with_its_key_is_applied_once,
+    a_key_that_is_not_a_uuid_is_refused,
+);
+
+const KEY: &str = "x-collab-hub-request";
+
+/// POSTs `body` to `path` as `token` with request key `key`.
+async fn post_keyed(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let mut res = client()
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .insert_header((KEY, key))
+        .send_json(body)
+        .await
+        .expect("an answer");
+    let status = res.status();
+    (status, res.json::<Value>().await.unwrap_or_default())
+}
+
+async fn last_event(app: &TestApp, session: &str) -> i64 {
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    view["lastEventId"].as_i64().expect("lastEventId")
+}
+
+/// Sends the write twice with one key: the first is applied and answered, the second is
+/// answered `already_applied` and changes nothing. Returns the first answer.
+async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Value) -> Value {
+    let key = uuid::Uuid::new_v4().to_string();
+    let before = last_event(app, session).await;
+    let (status, first) = post_keyed(app, token, &key, path, &body).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {first}");
+    let applied = last_event(app, session).await;
+    assert!(applied > before, "{path} wrote events: {first}");
+    let (status, second) = post_keyed(app, token, &key, path, &body).await;
+    let err = assert_error(status, &second, StatusCode::CONFLICT, "already_applied");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&before.saturating_add(1).to_string())),
+        "{path}: the answer names the events written: {second}"
+    );
+    assert_eq!(
+        last_event(app, session).await,
+        applied,
+        "{path}: sent again, nothing was written"
+    );
+    first
+}
+
+async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, gemini) = app.create_pair("resend").await;
+
+    let sent = twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/messages/send",
+        json!({"to": "gemini", "body": "once", "priority": "important", "requiresAck": true}),
+    )
+    .await;
+    // A reply: its parent is looked up before the write is queued.
+    let reply = json!({"to": "claude", "body": "reply once", "replyTo": sent["id"]});
+    twice(&app, &session, &gemini, "/mcp/messages/send", reply).await;
+    let (status, page) = app
+        .get_as(&gemini, "/mcp/messages?unreadOnly=false&limit=50")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let copies = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"] == "once")
+        .count();
+    assert_eq!(copies, 1, "{page}");
+    // An acknowledgement: its targets are looked up before the write.
+    twice(
+        &app,
+        &session,
+        &gemini,
+        "/mcp/messages/ack",
+        json!({"ids": [sent["id"]]}),
+    )
+    .await;
+
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/context/set",
+        json!({"path": "plan", "value": {"step": 1}}),
+    )
+    .await;
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/context/append/notes",
+        json!({"value": "one line"}),
+    )
+    .await;
+    let (status, notes) = app.get_as(&claude, "/mcp/context/get/notes").await;
+    assert_eq!(status, StatusCode::OK, "{notes}");
+    assert_eq!(notes["value"], json!(["one line"]), "appended once");
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/context/delete/plan",
+        json!({}),
+    )
+    .await;
+
+    // A lock: the project's lock table answers before the write is queued.
+    let held = twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/lock",
+        json!({"resource": "/src/once.rs", "duration": 60}),
+    )
+    .await;
+    let lock_id = held["id"].clone();
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/lock/renew",
+        json!({"lockId": lock_id, "duration": 120}),
+    )
+    .await;
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/lock/release",
+        json!({"lockId": lock_id}),
+    )
+    .await;
+    let (status, locks) = app.get_as(&claude, "/mcp/collaborate/locks").await;
+    assert_eq!(status, StatusCode::OK, "{locks}");
+    assert!(
+        locks.to_string().find("/src/once.rs").is_none(),
+        "released, and not taken again: {locks}"
+    );
+}
+
+/// The MCP surface carries the key to the tool's command too, grouped tools included.
+async fn a_tool_call_sent_again_with_its_key_is_applied_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, _) = app.create_pair("resend-mcp").await;
+    let mut agent = Mcp::new(&app);
+    agent.token = Some(claude);
+    agent.initialize("2025-11-25").await;
+    for (name, arguments) in [
+        ("message_send", json!({"to": "gemini", "body": "once"})),
+        (
+            "lock",
+            json!({"action": "acquire", "resource": "/src/mcp.rs"}),
+        ),
+    ] {
+        let key = uuid::Uuid::new_v4().to_string();
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                          "params": {"name": name, "arguments": arguments}});
+        let before = last_event(&app, &session).await;
+        let (status, _, first) = agent
+            .raw(call.to_string().into_bytes(), &[(KEY, &key)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert_ne!(first["result"]["isError"], true, "{name}: {first}");
+        let applied = last_event(&app, &session).await;
+        assert!(applied > before, "{name} wrote: {first}");
+        let (status, _, second) = agent
+            .raw(call.to_string().into_bytes(), &[(KEY, &key)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{second}");
+        assert_eq!(second["result"]["isError"], true, "{name}: {second}");
+        assert!(
+            second.to_string().contains("already_applied"),
+            "{name}: {second}"
+        );
+        assert_eq!(last_event(&app, &session).await, applied, "{name}");
+    }
+}
+
+async fn a_key_that_is_not_a_uuid_is_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, _) = app.create_pair("resend-bad-key").await;
+    let before = last_event(&app, &session).await;
+    let (status, body) = post_keyed(
+        &app,
+        &claude,
+        "not-a-uuid",
+        "/mcp/messages/send",
+        &json!({"to": "gemini", "body": "never"}),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(last_event(&app, &session).await, before, "nothing written");
+}
