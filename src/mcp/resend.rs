@@ -106,6 +106,41 @@ const RESENT_WRITES: &[ResentWrite] = &[
         action: Some("release"),
         route: "/mcp/collaborate/lock/release",
     },
+    ResentWrite {
+        tool: "status_report",
+        action: None,
+        route: "/mcp/collaborate/status",
+    },
+    ResentWrite {
+        tool: "checkpoint",
+        action: Some("begin"),
+        route: "/mcp/collaborate/checkpoint",
+    },
+    ResentWrite {
+        tool: "checkpoint",
+        action: Some("end"),
+        route: "/mcp/collaborate/checkpoint/end",
+    },
+    ResentWrite {
+        tool: "task",
+        action: Some("create"),
+        route: "/mcp/collaborate/task",
+    },
+    ResentWrite {
+        tool: "task",
+        action: Some("update"),
+        route: "/mcp/collaborate/task/update",
+    },
+    ResentWrite {
+        tool: "changes",
+        action: Some("record"),
+        route: "/mcp/collaborate/change",
+    },
+    ResentWrite {
+        tool: "suggestion",
+        action: Some("submit"),
+        route: "/mcp/collaborate/suggestion",
+    },
 ];
 
 /// Whether a POST to `path` with `body` is a write a standby may send again with its key: one
@@ -207,7 +242,9 @@ mod tests {
         )));
         assert!(!post(call("lock", json!({"action": "list"}))));
         assert!(!post(call("lock", json!({}))));
-        assert!(!post(call("task", json!({"action": "create"}))));
+        assert!(post(call("task", json!({"action": "create"}))));
+        assert!(!post(call("task", json!({"action": "assign"}))));
+        assert!(!post(call("handshake", json!({"step": "propose"}))));
         // A batch, even of one covered write.
         assert!(!post(json!([call(
             "message_send",
@@ -217,7 +254,8 @@ mod tests {
         assert!(resent_with_key("/mcp/context/append/notes", b"{}"));
         assert!(!resent_with_key("/mcp/context/append/", b"{}"));
         assert!(!resent_with_key("/mcp/context/append/a/b", b"{}"));
-        assert!(!resent_with_key("/mcp/collaborate/task", b"{}"));
+        assert!(resent_with_key("/mcp/collaborate/task", b"{}"));
+        assert!(!resent_with_key("/mcp/collaborate/task/assign", b"{}"));
         assert!(!resent_with_key("/mcp/session/create", b"{}"));
     }
 

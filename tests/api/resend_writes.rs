@@ -162,6 +162,57 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         json!({"lockId": lock_id}),
     )
     .await;
+    // Coordination: a status report (a context write), a focus period, tasks (the session's
+    // task coordinator plans before the write), a change and a suggestion.
+    let report = json!({"kind": "test", "status": "pass", "summary": "green"});
+    twice(&app, &session, &claude, "/mcp/collaborate/status", report).await;
+    let focus = json!({"task": "reading", "estimatedDuration": "1h"});
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/checkpoint",
+        focus,
+    )
+    .await;
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/checkpoint/end",
+        json!({}),
+    )
+    .await;
+    let task = json!({"description": "split the module", "assignedTo": "claude"});
+    let made = twice(&app, &session, &claude, "/mcp/collaborate/task", task).await;
+    let update = json!({"taskId": made["tasks"][0]["id"], "status": "in_progress"});
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/task/update",
+        update,
+    )
+    .await;
+    let (status, tasks) = app.get_as(&claude, "/mcp/collaborate/tasks").await;
+    assert_eq!(status, StatusCode::OK, "{tasks}");
+    assert_eq!(
+        tasks["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "created once: {tasks}"
+    );
+    let change = json!({"filePath": "/src/once.rs", "before": "a\n", "after": "b\n"});
+    twice(&app, &session, &claude, "/mcp/collaborate/change", change).await;
+    let suggestion = json!({"filePath": "/src/once.rs", "before": "b\n", "after": "c\n"});
+    twice(
+        &app,
+        &session,
+        &gemini,
+        "/mcp/collaborate/suggestion",
+        suggestion,
+    )
+    .await;
+
     let (status, locks) = app.get_as(&claude, "/mcp/collaborate/locks").await;
     assert_eq!(status, StatusCode::OK, "{locks}");
     assert!(
