@@ -55,7 +55,7 @@ pub struct Call {
     pub critical: Option<CriticalSlot>,
     /// The request's key (`REQUEST_KEY`), if it came with one: the first command sent carries
     /// it, so that a second send of the same request is answered `already_applied`.
-    pub request_key: RequestKey,
+    pub request_key: KeySlot,
 }
 
 /// A header a standby puts on each write it forwards (a random UUID): when the owner dies
@@ -64,23 +64,42 @@ pub struct Call {
 /// client may send one of its own, to the same effect.
 pub const REQUEST_KEY: &str = "x-collab-hub-request";
 
+/// Put by a standby on a keyed write it sends again after a loss: the owner looks the key up
+/// before running the command. On the first send of a standby's key nothing can be on record,
+/// so it skips that read (a client's own key is always looked up: it may be sending again).
+pub const RESENT: &str = "x-collab-hub-resent";
+
+/// A request's key, as its command carries it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestKey {
+    pub id: Uuid,
+    /// It may have been applied already: look it up before running the command. (Without
+    /// the lookup a second send is still caught when its write records the key, but only
+    /// after the command's checks, which may answer something else first.)
+    pub maybe_sent: bool,
+}
+
 /// A request's key, taken by the first command it sends.
-pub type RequestKey = std::rc::Rc<std::cell::Cell<Option<Uuid>>>;
+pub type KeySlot = std::rc::Rc<std::cell::Cell<Option<RequestKey>>>;
 
 /// The key `headers` carry, if any; one that is not a UUID is refused.
-pub fn request_key(headers: &actix_web::http::header::HeaderMap) -> Result<RequestKey, HubError> {
-    let key = match headers.get(REQUEST_KEY) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|t| Uuid::parse_str(t.trim()).ok())
-                .ok_or_else(|| {
-                    HubError::invalid(REQUEST_KEY, format!("{REQUEST_KEY} must be a UUID"))
-                })?,
-        ),
+pub fn request_key(
+    headers: &actix_web::http::header::HeaderMap,
+) -> Result<Option<RequestKey>, HubError> {
+    let Some(value) = headers.get(REQUEST_KEY) else {
+        return Ok(None);
     };
-    Ok(std::rc::Rc::new(std::cell::Cell::new(key)))
+    let id = value
+        .to_str()
+        .ok()
+        .and_then(|t| Uuid::parse_str(t.trim()).ok())
+        .ok_or_else(|| HubError::invalid(REQUEST_KEY, format!("{REQUEST_KEY} must be a UUID")))?;
+    let first_send =
+        headers.contains_key(crate::http::forward::FORWARDED) && !headers.contains_key(RESENT);
+    Ok(Some(RequestKey {
+        id,
+        maybe_sent: !first_send,
+    }))
 }
 
 /// What waits for the caller, as a command's trip brought it back.

@@ -145,9 +145,13 @@ async fn forward(
     let key = (req.method() == actix_web::http::Method::POST
         && crate::mcp::resend::resent_with_key(req.path(), &body))
     .then(|| match req.headers().get(crate::api::REQUEST_KEY) {
-        Some(given) => given.clone(),
-        None => header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .expect("a UUID is a header value"),
+        // The client's own: it may be sending it again itself.
+        Some(given) => (given.clone(), true),
+        None => (
+            header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a header value"),
+            false,
+        ),
     });
     let outgoing = Outgoing {
         safe: req.method().is_safe() || mcp_read,
@@ -176,8 +180,8 @@ pub(super) struct Outgoing {
     /// May be sent again after it was delivered (it only reads).
     safe: bool,
     /// A write sent with this key (`api::REQUEST_KEY`), and so sent again after it was
-    /// delivered: the next owner knows whether it was applied.
-    key: Option<header::HeaderValue>,
+    /// delivered: the next owner knows whether it was applied. True if the client gave it.
+    key: Option<(header::HeaderValue, bool)>,
 }
 
 impl Outgoing {
@@ -216,8 +220,11 @@ impl Outgoing {
                     }
                 }
                 out = out.insert_header((FORWARDED, "1"));
-                if let Some(key) = key {
+                if let Some((key, given)) = key {
                     out = out.insert_header((crate::api::REQUEST_KEY, key.clone()));
+                    if losses > 0 || *given {
+                        out = out.insert_header((crate::api::RESENT, "1"));
+                    }
                 }
                 match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body.clone())).await {
                     // The hub this one took for the owner is not (any more, or not yet):

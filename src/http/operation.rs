@@ -95,7 +95,9 @@ async fn with_body<O: Operation>(
     };
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema_of::<O>(), fields)?;
-    let key = crate::api::request_key(req.headers())?;
+    let key = std::rc::Rc::new(std::cell::Cell::new(crate::api::request_key(
+        req.headers(),
+    )?));
     answer::<O>(request, hub, credential, key, status).await
 }
 
@@ -120,7 +122,7 @@ async fn answer<O: Operation>(
     request: Value,
     hub: web::Data<actix::Addr<Hub>>,
     credential: crate::domain::auth::Credential,
-    request_key: crate::api::RequestKey,
+    request_key: crate::api::KeySlot,
     status: StatusCode,
 ) -> Result<HttpResponse, HubError> {
     let request: O = crate::api::parse(request)?;

@@ -22,7 +22,7 @@ pub struct RequestCtx {
     /// Where notifications about this request go (progress, log) when it is answered as SSE.
     pub notify: Option<Notifier>,
     /// The request's key (`api::REQUEST_KEY`): a single tool call's only.
-    pub request_key: Option<uuid::Uuid>,
+    pub request_key: Option<crate::api::RequestKey>,
 }
 
 /// Sends notifications that belong to one request onto its SSE answer.

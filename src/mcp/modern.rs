@@ -189,7 +189,7 @@ pub async fn post(
         },
         notify: None,
         request_key: match crate::api::request_key(req.headers()) {
-            Ok(key) => key.get(),
+            Ok(key) => key,
             Err(e) => return fail(e.http_status(), id, e.into()),
         },
     };

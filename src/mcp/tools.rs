@@ -40,7 +40,7 @@ pub struct ToolCtx {
     /// The caller's unacknowledged critical events, when the call's command brought them back.
     pub critical: crate::api::CriticalSlot,
     /// The request's key (`api::REQUEST_KEY`), for the tool's command.
-    pub request_key: Option<uuid::Uuid>,
+    pub request_key: Option<crate::api::RequestKey>,
 }
 
 /// What a tool produced: its structured output, and a new identity for the MCP session if the

@@ -286,7 +286,7 @@ pub async fn post(
             Ok(Incoming::Request { id, method, params }) if method != "initialize" => {
                 // A key names one request: a batch's messages get none.
                 let request_key = match crate::api::request_key(req.headers()) {
-                    Ok(key) => key.get(),
+                    Ok(key) => key,
                     Err(e) => return rpc_failure(StatusCode::BAD_REQUEST, id, e.into()),
                 };
                 let ctx = RequestCtx {

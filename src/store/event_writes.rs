@@ -28,6 +28,8 @@ pub enum EventWrite {
     Lock(LockWrite),
     /// An event alone (a context write: its changes are in its payload).
     Event(PlainWrite),
+    /// A keyed command's write: it records its request key (`applied_requests`) with it.
+    Keyed(Box<EventWrite>, Uuid),
 }
 
 /// An event that carries no row of its own.
@@ -100,6 +102,7 @@ impl EventWrite {
             EventWrite::Send(s) => s.session_id,
             EventWrite::Lock(l) => l.session_id,
             EventWrite::Event(e) => e.session_id,
+            EventWrite::Keyed(w, _) => w.session_id(),
         }
     }
 
@@ -111,6 +114,11 @@ impl EventWrite {
             EventWrite::Event(e) => {
                 super::queries::append_event(conn, e.session_id, &e.event, e.at)
             }
+            EventWrite::Keyed(w, key) => {
+                let event = w.write(conn)?;
+                super::applied::record(conn, *key, w.session_id(), std::slice::from_ref(&event))?;
+                Ok(event)
+            }
         }
     }
 
@@ -120,6 +128,7 @@ impl EventWrite {
         match self {
             EventWrite::Send(_) | EventWrite::Event(_) => None,
             EventWrite::Lock(l) => Some((l.session_id, l.change.id())),
+            EventWrite::Keyed(w, _) => w.lock_row(),
         }
     }
 
@@ -128,6 +137,7 @@ impl EventWrite {
             EventWrite::Send(s) => &s.message.event,
             EventWrite::Lock(l) => &l.event,
             EventWrite::Event(e) => &e.event,
+            EventWrite::Keyed(w, _) => w.event(),
         }
     }
 
@@ -136,6 +146,7 @@ impl EventWrite {
             EventWrite::Send(s) => s.at,
             EventWrite::Lock(l) => l.at,
             EventWrite::Event(e) => e.at,
+            EventWrite::Keyed(w, _) => w.at(),
         }
     }
 }
@@ -164,10 +175,15 @@ struct Columns {
     task_id: Option<i64>,
     expires_at: Option<NaiveDateTime>,
     reason: Option<String>,
+    request_key: Option<String>,
 }
 
 fn columns(w: &EventWrite) -> Columns {
     match w {
+        EventWrite::Keyed(w, key) => Columns {
+            request_key: Some(key.to_string()),
+            ..columns(w)
+        },
         EventWrite::Event(_) => Columns {
             op: "event",
             ..Columns::default()
@@ -279,6 +295,7 @@ pub fn write_many(
     let locks = rows
         .iter()
         .any(|(_, _, w)| matches!(w.op, "request" | "renew" | "release"));
+    let keyed = rows.iter().any(|(_, _, w)| w.request_key.is_some());
     let mut columns: Vec<(&str, &str)> = vec![
         ("ord", "int8"),
         ("session_id", "text"),
@@ -316,6 +333,9 @@ pub fn write_many(
             ("expires_at", "timestamp"),
             ("reason", "text"),
         ]);
+    }
+    if keyed {
+        columns.push(("request_key", "text"));
     }
     let arrays: Vec<String> = columns
         .iter()
@@ -363,6 +383,16 @@ pub fn write_many(
                     FROM r WHERE r.op = 'release' AND l.session_id = r.session_id AND l.id = r.lock_id)",
         );
     }
+    if keyed {
+        // A key already there (the same write sent twice) fails the statement: the batch runs
+        // again one write at a time, where that write alone is refused (`applied::record`).
+        sql.push_str(
+            ", ak AS (INSERT INTO applied_requests (key, session_id, first_event, last_event, \
+                    created_at) \
+                    SELECT request_key, session_id, id, id, created_at FROM r \
+                    WHERE request_key IS NOT NULL)",
+        );
+    }
     sql.push_str(" SELECT ord, id FROM r");
     let mut query = diesel::sql_query(sql)
         .into_boxed::<diesel::pg::Pg>()
@@ -399,6 +429,9 @@ pub fn write_many(
             .bind::<Array<Nullable<BigInt>>, _>(column!(|(_, _, w)| w.task_id))
             .bind::<Array<Nullable<Timestamp>>, _>(column!(|(_, _, w)| w.expires_at))
             .bind::<Array<Nullable<Text>>, _>(column!(|(_, _, w)| w.reason.clone()));
+    }
+    if keyed {
+        query = query.bind::<Array<Nullable<Text>>, _>(column!(|(_, _, w)| w.request_key.clone()));
     }
     let numbered: Vec<Numbered> = query.load(c)?;
     let mut rows: BTreeMap<usize, super::models::EventRow> =

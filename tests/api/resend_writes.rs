@@ -16,6 +16,7 @@ both_backends!(
     every_write_a_standby_resends_is_applied_once,
     a_tool_call_sent_again_with_its_key_is_applied_once,
     a_key_that_is_not_a_uuid_is_refused,
+    one_key_sent_at_once_many_times_is_applied_once,
 );
 
 const KEY: &str = "x-collab-hub-request";
@@ -277,4 +278,65 @@ async fn a_key_that_is_not_a_uuid_is_refused(backend: Backend) {
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
     assert_eq!(last_event(&app, &session).await, before, "nothing written");
+}
+
+/// A standby's first send of a key is not looked up (nothing can be on record yet): the write
+/// records the key, and a second write of it fails alone. Eight sends of one key at once, as
+/// a standby's first sends: they may share one batch (on PostgreSQL one statement, which the
+/// duplicate key fails; the batch then runs one write at a time). Exactly one is applied.
+async fn one_key_sent_at_once_many_times_is_applied_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, gemini) = app.create_pair("resend-at-once").await;
+    for (path, body) in [
+        (
+            "/mcp/messages/send",
+            json!({"to": "gemini", "body": "at once"}),
+        ),
+        ("/mcp/context/set", json!({"path": "once", "value": 1})),
+    ] {
+        let key = uuid::Uuid::new_v4().to_string();
+        let before = last_event(&app, &session).await;
+        let sends = (0..8).map(|_| {
+            let (url, token, key, body) = (
+                format!("{}{path}", app.address),
+                claude.clone(),
+                key.clone(),
+                body.clone(),
+            );
+            async move {
+                let mut res = client()
+                    .post(url)
+                    .bearer_auth(token)
+                    .insert_header((KEY, key))
+                    .insert_header(("x-collab-hub-forwarded", "1"))
+                    .send_json(&body)
+                    .await
+                    .expect("an answer");
+                let status = res.status();
+                (status, res.json::<Value>().await.unwrap_or_default())
+            }
+        });
+        let answers = futures::future::join_all(sends).await;
+        let applied = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        assert_eq!(applied, 1, "{path}: {answers:?}");
+        for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+            assert_error(*status, body, StatusCode::CONFLICT, "already_applied");
+        }
+        assert_eq!(
+            last_event(&app, &session).await,
+            before + 1,
+            "{path}: one event"
+        );
+    }
+    let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let copies = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"] == "at once")
+        .count();
+    assert_eq!(copies, 1, "{page}");
 }

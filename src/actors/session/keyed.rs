@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::SessionActor;
+use crate::api::RequestKey;
 use crate::domain::event::Event;
 use crate::error::HubError;
 use crate::store::applied;
@@ -30,7 +31,7 @@ use crate::store::shutting_down;
 
 /// `command`, sent with the key its sender gave it.
 pub struct Keyed<M> {
-    pub key: Uuid,
+    pub key: RequestKey,
     pub command: M,
 }
 
@@ -49,9 +50,15 @@ where
     fn handle(&mut self, msg: Keyed<M>, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let Keyed { key, command } = msg;
-        let store = self.store.clone();
+        let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) });
+        if !key.maybe_sent {
+            // A standby's first send: nothing can be on record yet.
+            self.run_keyed(key.id, command, tx, ctx);
+            return answer;
+        }
+        let (store, id) = (self.store.clone(), key.id);
         // Held: a second send of the key must not run beside the first.
-        let lookup = async move { store.read(move |c| applied::find(c, key)).await }
+        let lookup = async move { store.read(move |c| applied::find(c, id)).await }
             .into_actor(self)
             .map(move |found, act, ctx| match found {
                 Err(e) => {
@@ -60,18 +67,33 @@ where
                 Ok(Some(applied)) => {
                     let _ = tx.send(Err(applied.error()));
                 }
-                Ok(None) => {
-                    // Pushed first, so polled last: see the module comment.
-                    ctx.wait(fut::ready(()).map(|_, act: &mut Self, _| {
-                        act.request_key.set(None);
-                    }));
-                    act.request_key.set(Some(key));
-                    let response = <Self as Handler<M>>::handle(act, command, ctx);
-                    response.handle(ctx, Some(tx));
-                }
+                Ok(None) => act.run_keyed(key.id, command, tx, ctx),
             });
         ctx.wait(lookup);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) })
+        answer
+    }
+}
+
+impl SessionActor {
+    /// Runs `command` with `key` set for its writes until what it waits on is done.
+    fn run_keyed<M, R>(
+        &mut self,
+        key: Uuid,
+        command: M,
+        tx: oneshot::Sender<Result<R, HubError>>,
+        ctx: &mut Context<Self>,
+    ) where
+        M: Message<Result = Result<R, HubError>> + 'static,
+        R: 'static,
+        SessionActor: Handler<M>,
+    {
+        // Pushed first, so polled last: see the module comment.
+        ctx.wait(fut::ready(()).map(|_, act: &mut Self, _| {
+            act.request_key.set(None);
+        }));
+        self.request_key.set(Some(key));
+        let response = <Self as Handler<M>>::handle(self, command, ctx);
+        response.handle(ctx, Some(tx));
     }
 }
 

@@ -87,16 +87,14 @@ impl SessionActor {
     }
 
     /// Queues a write kept as data (which a PostgreSQL batch may combine with its neighbours)
-    /// behind this session's earlier writes, for `pipelined`. A keyed command's goes alone, to
-    /// record its key with it.
+    /// behind this session's earlier writes, for `pipelined`. A keyed command's records its key
+    /// with it.
     pub(super) fn submit_event(&self, write: EventWrite) -> Submitted<Vec<Event>> {
-        match self.take_request_key() {
-            None => self.store.submit_event_write(write),
-            Some(key) => self.store.submit_for(
-                self.id,
-                keyed::recording_again(Some(key), self.id, move |c| Ok(vec![write.write(c)?])),
-            ),
-        }
+        self.store
+            .submit_event_write(match self.take_request_key() {
+                None => write,
+                Some(key) => EventWrite::Keyed(Box::new(write), key),
+            })
     }
 
     /// `pipelined`'s signature, but holding the session until the commit is applied, as
