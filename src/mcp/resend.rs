@@ -141,6 +141,37 @@ const RESENT_WRITES: &[ResentWrite] = &[
         action: Some("submit"),
         route: "/mcp/collaborate/suggestion",
     },
+    ResentWrite {
+        tool: "suggestion",
+        action: Some("resolve"),
+        route: "/mcp/collaborate/suggestion/resolve",
+    },
+    ResentWrite {
+        tool: "task",
+        action: Some("assign"),
+        route: "/mcp/collaborate/task/assign",
+    },
+    ResentWrite {
+        tool: "task",
+        action: Some("handoff"),
+        route: "/mcp/collaborate/task/handoff",
+    },
+    ResentWrite {
+        tool: "memory",
+        action: Some("push"),
+        route: "/mcp/context/memory/push",
+    },
+    ResentWrite {
+        tool: "discovery_report",
+        action: None,
+        route: "/mcp/context/discovery",
+    },
+    // A batch commits all its operations or none, in one write.
+    ResentWrite {
+        tool: "batch",
+        action: None,
+        route: "/mcp/batch",
+    },
 ];
 
 /// Whether a POST to `path` with `body` is a write a standby may send again with its key: one
@@ -243,7 +274,8 @@ mod tests {
         assert!(!post(call("lock", json!({"action": "list"}))));
         assert!(!post(call("lock", json!({}))));
         assert!(post(call("task", json!({"action": "create"}))));
-        assert!(!post(call("task", json!({"action": "assign"}))));
+        assert!(post(call("task", json!({"action": "assign"}))));
+        assert!(!post(call("task", json!({"action": "claim"}))));
         assert!(!post(call("handshake", json!({"step": "propose"}))));
         // A batch, even of one covered write.
         assert!(!post(json!([call(
@@ -255,7 +287,7 @@ mod tests {
         assert!(!resent_with_key("/mcp/context/append/", b"{}"));
         assert!(!resent_with_key("/mcp/context/append/a/b", b"{}"));
         assert!(resent_with_key("/mcp/collaborate/task", b"{}"));
-        assert!(!resent_with_key("/mcp/collaborate/task/assign", b"{}"));
+        assert!(!resent_with_key("/mcp/collaborate/task/claim", b"{}"));
         assert!(!resent_with_key("/mcp/session/create", b"{}"));
     }
 

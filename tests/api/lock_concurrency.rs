@@ -180,6 +180,12 @@ impl Agent {
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 return; // counted in `lost`
             }
+            if body["error"]["code"] == "already_applied" {
+                // Sent again by a standby after the owner died answering it: it was applied,
+                // and its answer is lost, as a 503's was before (the log says what it did).
+                self.lost += 1;
+                return;
+            }
             if body["error"]["code"] == "already_locked" {
                 // Its own lock, from a request whose answer was lost to the kill.
                 self.lost += 1;

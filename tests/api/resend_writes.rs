@@ -202,10 +202,31 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         Some(1),
         "created once: {tasks}"
     );
+    let task = json!({"description": "hand it on", "assignedTo": "claude"});
+    let made = twice(&app, &session, &claude, "/mcp/collaborate/task", task).await;
+    let id = made["tasks"][0]["id"].clone();
+    let assign = json!({"taskId": id, "assignedTo": "gemini"});
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/task/assign",
+        assign,
+    )
+    .await;
+    let handoff = json!({"taskId": id, "assignedTo": "claude", "context": {"notes": "step 2"}});
+    twice(
+        &app,
+        &session,
+        &gemini,
+        "/mcp/collaborate/task/handoff",
+        handoff,
+    )
+    .await;
     let change = json!({"filePath": "/src/once.rs", "before": "a\n", "after": "b\n"});
     twice(&app, &session, &claude, "/mcp/collaborate/change", change).await;
     let suggestion = json!({"filePath": "/src/once.rs", "before": "b\n", "after": "c\n"});
-    twice(
+    let made = twice(
         &app,
         &session,
         &gemini,
@@ -213,6 +234,26 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         suggestion,
     )
     .await;
+    let resolve = json!({"id": made["id"], "accept": true});
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/suggestion/resolve",
+        resolve,
+    )
+    .await;
+
+    // A note in the session's memory, a discovery, and a batch (all its operations, or none).
+    let memory = json!({"kind": "file", "value": "/src/once.rs"});
+    twice(&app, &session, &claude, "/mcp/context/memory/push", memory).await;
+    let finding = json!({"finding": "the cache is never invalidated", "severity": "high"});
+    twice(&app, &session, &claude, "/mcp/context/discovery", finding).await;
+    let batch = json!({"operations": [
+        {"op": "context_set", "args": {"path": "batched", "value": 1}},
+        {"op": "message_send", "args": {"to": "gemini", "body": "batched once"}},
+    ]});
+    twice(&app, &session, &claude, "/mcp/batch", batch).await;
 
     let (status, locks) = app.get_as(&claude, "/mcp/collaborate/locks").await;
     assert_eq!(status, StatusCode::OK, "{locks}");
