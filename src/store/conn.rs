@@ -117,14 +117,18 @@ impl DbTarget {
 }
 
 /// `url` with a connect timeout and TCP keepalives (unless it sets them), so that no connect
-/// hangs on a database that stopped answering, and a connection to a host gone silent ends.
-/// Every PostgreSQL connection of the hub (writer, readers, claim, lease) is opened with it.
+/// hangs on a database that stopped answering, and a connection to a host gone silent ends:
+/// data or a keepalive probe unacknowledged for 10 s (`tcp_user_timeout`) ends it, where the
+/// system's defaults waited minutes. Every PostgreSQL connection of the hub (writer, readers,
+/// claim, lease) is opened with it.
 pub(super) fn with_timeouts(url: &str) -> String {
     let mut url = url.to_owned();
     for (key, value) in [
         ("connect_timeout", "5"),
         ("keepalives", "1"),
         ("keepalives_idle", "10"),
+        ("keepalives_interval", "2"),
+        ("tcp_user_timeout", "10000"),
     ] {
         if !url.contains(&format!("{key}=")) {
             url.push(if url.contains('?') { '&' } else { '?' });

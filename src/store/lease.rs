@@ -71,6 +71,8 @@
 //! - What still waits for the expiry: an owner whose connection the database has not seen close
 //!   (its machine or the network gone silent, until TCP keepalives end the backend).
 
+mod deadline;
+
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -249,11 +251,15 @@ impl LeaseKeeper {
         let (tx, mut role) = watch::channel(Role::Unknown);
         let (stop, stopped) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel();
+        let tx = std::sync::Arc::new(tx);
+        let grace = (config.ttl / 10).min(Duration::from_secs(1));
+        let deadline = deadline::Deadline::start(tx.clone(), grace)?;
         let keeper = Keeper {
             me,
             config,
             conn: None,
             role: tx,
+            deadline,
             draining: None,
             life: None,
             watched: None,
@@ -304,6 +310,12 @@ impl LeaseKeeper {
     }
 }
 
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.deadline.stop();
+    }
+}
+
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         if let Some((stop, thread)) = self.stop.take() {
@@ -318,7 +330,9 @@ struct Keeper {
     me: String,
     config: LeaseConfig,
     conn: Option<PgConnection>,
-    role: watch::Sender<Role>,
+    role: std::sync::Arc<watch::Sender<Role>>,
+    /// The owner's deadline, enforced by a watchdog while a call to the database hangs.
+    deadline: std::sync::Arc<deadline::Deadline>,
     /// The holder that announced it is stopping: while the row still names it, this process
     /// sends it nothing (a request on a connection it closes while stopping would be lost).
     draining: Option<String>,
@@ -438,7 +452,15 @@ impl Keeper {
         let mut first = Some(first);
         loop {
             let sent = Instant::now();
-            match self.round() {
+            let found = self.round();
+            if self.deadline.take_passed() {
+                // The watchdog stepped down while this call hung: whatever it found comes too
+                // late. The step-down completes, and the next round runs under a new holder id.
+                valid_until = None;
+                self.step_down();
+                continue;
+            }
+            match found {
                 Ok(role) => {
                     if self.quiet_until.take().is_some() {
                         log::info!("the hub's lease connection works again");
@@ -482,6 +504,7 @@ impl Keeper {
                     }
                 }
             }
+            self.deadline.set(valid_until);
             // Renew well before the end; a standby polls a little more often, so that a
             // takeover follows an expiry closely.
             let every = match &*self.role.borrow() {
@@ -517,8 +540,15 @@ impl Keeper {
                 return;
             }
             if valid_until.is_some_and(|until| Instant::now() >= until) {
-                // One last try before giving up: the renewal may merely have been slow.
-                match self.round() {
+                // One last try before giving up: the renewal may merely have been slow. (If it
+                // hangs, the watchdog steps down meanwhile.)
+                let found = match self.round() {
+                    _ if self.deadline.take_passed() => {
+                        Err("no answer from the database before the deadline".to_owned())
+                    }
+                    found => found,
+                };
+                match found {
                     Ok(role @ Role::Owner { .. }) => {
                         valid_until = Some(Instant::now() + ttl / 3);
                         // Taken again under a new generation (a lease that expired while this
@@ -541,6 +571,7 @@ impl Keeper {
                         self.role.send_replace(role);
                     }
                 }
+                self.deadline.set(valid_until);
             }
         }
     }

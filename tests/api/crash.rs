@@ -40,8 +40,17 @@ pub(crate) fn start_hub_at(db: &TestDb, bind: &str) -> (Child, String) {
 /// Starts the built binary listening on `bind` with `extra` flags; returns it with its base
 /// URL and the whole line it printed when it started listening.
 pub(crate) fn start_hub_with(db: &TestDb, bind: &str, extra: &[&str]) -> (Child, String, String) {
+    start_hub_on(&db.url, bind, extra)
+}
+
+/// `start_hub_with`, on the database at `database_url`.
+pub(crate) fn start_hub_on(
+    database_url: &str,
+    bind: &str,
+    extra: &[&str],
+) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
-        .args(["--bind", bind, "--database-url", &db.url])
+        .args(["--bind", bind, "--database-url", database_url])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

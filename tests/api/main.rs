@@ -41,6 +41,7 @@ mod retention;
 mod safety;
 mod security;
 mod sessions;
+mod silent_database;
 mod snapshots;
 mod store_batch;
 mod tasks;
