@@ -162,6 +162,27 @@ const RESENT_WRITES: &[ResentWrite] = &[
         route: "/mcp/context/memory/push",
     },
     ResentWrite {
+        tool: "memory",
+        action: Some("clear"),
+        route: "/mcp/context/memory/clear",
+    },
+    // Without observations or preferences it reads, which is safe to send again anyway.
+    ResentWrite {
+        tool: "notes",
+        action: None,
+        route: "/mcp/context/notes/",
+    },
+    ResentWrite {
+        tool: "dispute",
+        action: Some("raise"),
+        route: "/mcp/collaborate/dispute",
+    },
+    ResentWrite {
+        tool: "dispute",
+        action: Some("resolve"),
+        route: "/mcp/collaborate/dispute/resolve",
+    },
+    ResentWrite {
         tool: "discovery_report",
         action: None,
         route: "/mcp/context/discovery",

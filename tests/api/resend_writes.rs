@@ -224,7 +224,19 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
     )
     .await;
     let change = json!({"filePath": "/src/once.rs", "before": "a\n", "after": "b\n"});
-    twice(&app, &session, &claude, "/mcp/collaborate/change", change).await;
+    let changed = twice(&app, &session, &claude, "/mcp/collaborate/change", change).await;
+    // A dispute over it, settled by the navigator (the genome's rule).
+    let dispute = json!({"on": {"kind": "change", "id": changed["id"]}, "reason": "keep a"});
+    let raised = twice(&app, &session, &gemini, "/mcp/collaborate/dispute", dispute).await;
+    let settle = json!({"disputeId": raised["disputeId"], "outcome": "accept"});
+    twice(
+        &app,
+        &session,
+        &gemini,
+        "/mcp/collaborate/dispute/resolve",
+        settle,
+    )
+    .await;
     let suggestion = json!({"filePath": "/src/once.rs", "before": "b\n", "after": "c\n"});
     let made = twice(
         &app,
@@ -247,6 +259,10 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
     // A note in the session's memory, a discovery, and a batch (all its operations, or none).
     let memory = json!({"kind": "file", "value": "/src/once.rs"});
     twice(&app, &session, &claude, "/mcp/context/memory/push", memory).await;
+    let clear = json!({"kind": "file"});
+    twice(&app, &session, &claude, "/mcp/context/memory/clear", clear).await;
+    let notes = json!({"observations": ["reads the tests first"]});
+    twice(&app, &session, &claude, "/mcp/context/notes/claude", notes).await;
     let finding = json!({"finding": "the cache is never invalidated", "severity": "high"});
     twice(&app, &session, &claude, "/mcp/context/discovery", finding).await;
     let batch = json!({"operations": [
