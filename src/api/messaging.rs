@@ -131,6 +131,8 @@ impl Operation for Read {
                 credential: call.credential.clone(),
                 as_participant: self.ai_id,
                 query,
+                // Kept by the read itself (with its page), not by the generic `Keyed`.
+                key: call.request_key.take(),
             };
             Ok(json(call.send(session, command).await?))
         })

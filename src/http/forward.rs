@@ -141,9 +141,13 @@ async fn forward(
     let mcp_read = req.method() == actix_web::http::Method::POST
         && crate::mcp::PATHS.contains(&req.path())
         && crate::mcp::resend::safe_to_resend(&body);
-    // A write the next owner can tell it applied goes with a key, and is sent again too.
-    let key = (req.method() == actix_web::http::Method::POST
-        && crate::mcp::resend::resent_with_key(req.path(), &body))
+    // A write the next owner can tell it applied goes with a key, and is sent again too; so
+    // does the read of messages, which marks them read (sent again, it gets its first page).
+    let key = (match *req.method() {
+        actix_web::http::Method::POST => crate::mcp::resend::resent_with_key(req.path(), &body),
+        actix_web::http::Method::GET => req.path() == "/mcp/messages",
+        _ => false,
+    })
     .then(|| match req.headers().get(crate::api::REQUEST_KEY) {
         // The client's own: it may be sending it again itself.
         Some(given) => (given.clone(), true),

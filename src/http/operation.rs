@@ -69,7 +69,11 @@ async fn query<O: Operation>(
     }
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema, fields)?;
-    answer::<O>(request, hub, credential, Default::default(), StatusCode::OK).await
+    // A read of messages marks them read: with a key, it can be answered again (`Read`).
+    let key = std::rc::Rc::new(std::cell::Cell::new(crate::api::request_key(
+        req.headers(),
+    )?));
+    answer::<O>(request, hub, credential, key, StatusCode::OK).await
 }
 
 async fn with_body<O: Operation>(

@@ -66,6 +66,13 @@ struct ResentWrite {
 }
 
 const RESENT_WRITES: &[ResentWrite] = &[
+    // A read that marks what it returns read: sent again with its key, it gets the page it
+    // first answered (REST: a GET, keyed by `http::forward` too).
+    ResentWrite {
+        tool: "messages_read",
+        action: None,
+        route: "/mcp/messages",
+    },
     ResentWrite {
         tool: "message_send",
         action: None,

@@ -13,10 +13,12 @@ use crate::domain::event::Event;
 use crate::error::HubError;
 
 /// The events a keyed write committed (none for a write that only changed rows).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     pub first_event: Option<i64>,
     pub last_event: Option<i64>,
+    /// What the write kept to answer a resend with (a read's page: `messages::Replay`).
+    pub detail: Option<String>,
 }
 
 impl Applied {
@@ -45,6 +47,17 @@ pub fn record(
     session: Uuid,
     events: &[Event],
 ) -> Result<(), HubError> {
+    record_with(conn, key, session, events, None)
+}
+
+/// `record`, keeping `detail` to answer a resend with.
+pub fn record_with(
+    conn: &mut DbConn,
+    key: Uuid,
+    session: Uuid,
+    events: &[Event],
+    detail: Option<&str>,
+) -> Result<(), HubError> {
     if let Some(applied) = find(conn, key)? {
         return Err(applied.error());
     }
@@ -54,6 +67,7 @@ pub fn record(
             applied_requests::session_id.eq(session.to_string()),
             applied_requests::first_event.eq(events.first().map(|e| e.id)),
             applied_requests::last_event.eq(events.last().map(|e| e.id)),
+            applied_requests::detail.eq(detail),
             applied_requests::created_at.eq(Utc::now().naive_utc()),
         ))
         .execute(conn)?;
@@ -62,14 +76,19 @@ pub fn record(
 
 /// The write `key` committed, if it did.
 pub fn find(conn: &mut DbConn, key: Uuid) -> Result<Option<Applied>, HubError> {
-    let found: Option<(Option<i64>, Option<i64>)> = applied_requests::table
+    let found: Option<(Option<i64>, Option<i64>, Option<String>)> = applied_requests::table
         .find(key.to_string())
-        .select((applied_requests::first_event, applied_requests::last_event))
+        .select((
+            applied_requests::first_event,
+            applied_requests::last_event,
+            applied_requests::detail,
+        ))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(first_event, last_event)| Applied {
+    Ok(found.map(|(first_event, last_event, detail)| Applied {
         first_event,
         last_event,
+        detail,
     }))
 }
 

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::DbConn;
@@ -585,10 +586,68 @@ pub fn read_messages(
             rows.remove(0); // newest-first: the extra row is the oldest one
         }
     }
+    page_of(conn, &sid, viewer, rows, unread, more)
+}
+
+/// A read's page as it was answered, kept with its request key (`applied_requests.detail`):
+/// a page whose answer was lost with its owner is answered again from it, although the read
+/// marked its messages read.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Replay {
+    pub ids: Vec<i64>,
+    /// Those the read marked read: answered again as unread, as they were.
+    pub newly_read: Vec<i64>,
+    pub unread: i64,
+    pub more: bool,
+}
+
+impl Replay {
+    pub fn of(page: &MessagePage, newly_read: &[i64]) -> Replay {
+        Replay {
+            ids: page.messages.iter().map(|m| m.id).collect(),
+            newly_read: newly_read.to_vec(),
+            unread: page.unread,
+            more: page.more,
+        }
+    }
+}
+
+/// The page `replay` describes, for `viewer`, as it was first answered.
+pub fn replay(
+    conn: &mut DbConn,
+    session_id: Uuid,
+    viewer: Option<&str>,
+    replay: &Replay,
+) -> Result<MessagePage, HubError> {
+    let sid = session_id.to_string();
+    let rows: Vec<MessageRow> = messages::table
+        .filter(messages::session_id.eq(&sid))
+        .filter(messages::id.eq_any(&replay.ids))
+        .select(MessageRow::as_select())
+        .order(messages::id.asc())
+        .load(conn)?;
+    let mut page = page_of(conn, &sid, viewer, rows, replay.unread, replay.more)?;
+    for m in &mut page.messages {
+        if replay.newly_read.contains(&m.id) {
+            m.read = Some(false);
+        }
+    }
+    Ok(page)
+}
+
+/// `rows` as the page `viewer` reads: each with its receipts.
+fn page_of(
+    conn: &mut DbConn,
+    sid: &str,
+    viewer: Option<&str>,
+    rows: Vec<MessageRow>,
+    unread: i64,
+    more: bool,
+) -> Result<MessagePage, HubError> {
     // Receipts: the viewer's own state, and who read/acknowledged what the viewer sent.
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let receipts: Vec<Receipt> = message_receipts::table
-        .filter(message_receipts::session_id.eq(&sid))
+        .filter(message_receipts::session_id.eq(sid))
         .filter(message_receipts::message_id.eq_any(ids))
         .select((
             message_receipts::message_id,

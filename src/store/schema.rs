@@ -52,6 +52,7 @@ diesel::table! {
         session_id -> Text,
         first_event -> Nullable<BigInt>,
         last_event -> Nullable<BigInt>,
+        detail -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }

@@ -17,6 +17,7 @@ both_backends!(
     a_tool_call_sent_again_with_its_key_is_applied_once,
     a_key_that_is_not_a_uuid_is_refused,
     one_key_sent_at_once_many_times_is_applied_once,
+    a_read_of_messages_sent_again_gets_its_page_again,
 );
 
 const KEY: &str = "x-collab-hub-request";
@@ -396,4 +397,84 @@ async fn one_key_sent_at_once_many_times_is_applied_once(backend: Backend) {
         .filter(|m| m["body"] == "at once")
         .count();
     assert_eq!(copies, 1, "{page}");
+}
+
+/// Reading messages marks them read, so a page lost with its owner would leave them read and
+/// never seen. Sent again with its key, the read gets the page it first answered, the messages
+/// it marked read shown unread as they were; a read without the key sees them read.
+async fn a_read_of_messages_sent_again_gets_its_page_again(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, claude, gemini) = app.create_pair("resend-read").await;
+    for body in ["first", "second"] {
+        let sent = json!({"to": "gemini", "body": body});
+        let (status, answer) = app.post_as(&claude, "/mcp/messages/send", &sent).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let get = |key: Option<String>| {
+        let (address, token) = (app.address.clone(), gemini.clone());
+        async move {
+            let mut req = client()
+                .get(format!("{address}/mcp/messages?unreadOnly=true"))
+                .bearer_auth(token);
+            if let Some(key) = key {
+                req = req.insert_header((KEY, key));
+            }
+            let mut res = req.send().await.expect("an answer");
+            assert_eq!(res.status(), StatusCode::OK);
+            res.json::<Value>().await.expect("a page")
+        }
+    };
+    let summary = |page: &Value| -> Vec<(Value, Value)> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["body"].clone(), m["read"].clone()))
+            .collect()
+    };
+    let key = uuid::Uuid::new_v4().to_string();
+    let first = get(Some(key.clone())).await;
+    let unread = vec![
+        (json!("first"), json!(false)),
+        (json!("second"), json!(false)),
+    ];
+    assert_eq!(summary(&first), unread, "{first}");
+    let again = get(Some(key)).await;
+    assert_eq!(summary(&again), unread, "the same page: {again}");
+    assert_eq!(again["unread"], first["unread"], "{again}");
+    let fresh = get(None).await;
+    assert_eq!(summary(&fresh), vec![], "read by the first: {fresh}");
+
+    // The same through the MCP tool.
+    let (status, _) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"to": "gemini", "body": "third"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut agent = Mcp::new(&app);
+    agent.token = Some(gemini.clone());
+    agent.initialize("2025-11-25").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                      "params": {"name": "messages_read", "arguments": {"unreadOnly": true}}});
+    let mut pages = Vec::new();
+    for _ in 0..2 {
+        let (status, _, answer) = agent
+            .raw(call.to_string().into_bytes(), &[(KEY, &key)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        pages.push(answer["result"]["structuredContent"].clone());
+    }
+    assert_eq!(
+        summary(&pages[0]),
+        vec![(json!("third"), json!(false))],
+        "{}",
+        pages[0]
+    );
+    assert_eq!(summary(&pages[1]), summary(&pages[0]), "{}", pages[1]);
 }

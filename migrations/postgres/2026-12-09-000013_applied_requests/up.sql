@@ -9,6 +9,10 @@ CREATE TABLE applied_requests (
     session_id TEXT NOT NULL,
     first_event BIGINT,
     last_event BIGINT,
+    -- What a resend is answered with when it is not "already applied": a read that marked
+    -- messages read keeps the page it returned (its ids as JSON), so that a page lost with
+    -- its owner is returned again, not lost.
+    detail TEXT,
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX applied_requests_created ON applied_requests (created_at);

@@ -30,6 +30,9 @@ pub struct ReadMessages {
     pub credential: Credential,
     pub as_participant: Option<String>,
     pub query: MessageQuery,
+    /// The request's key: a read sent again with it gets the page it first answered (which
+    /// marked those messages read), not the page of what is unread now.
+    pub key: Option<crate::api::RequestKey>,
 }
 
 /// Acknowledge messages by id or everything up to an id.

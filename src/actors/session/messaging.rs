@@ -18,7 +18,7 @@ use crate::domain::message::{self, RateLimit};
 use crate::domain::now;
 use crate::error::HubError;
 use crate::store::event_writes::EventWrite;
-use crate::store::{messages, queries};
+use crate::store::{applied, messages, queries};
 
 /// Internal: the ack deadline of message `0` has come.
 #[derive(Message)]
@@ -202,9 +202,23 @@ impl Handler<ReadMessages> for SessionActor {
             });
         let (store, id) = (self.store.clone(), self.id);
         let mut query = msg.query;
+        let key = msg.key;
         Box::pin(async move {
             query.viewer = viewer?;
             let viewer = query.viewer.clone();
+            // Sent again: the page it answered the first time, if that read marked any.
+            if let Some(key) = key.filter(|k| k.maybe_sent)
+                && let Some(applied) = store.read(move |c| applied::find(c, key.id)).await?
+            {
+                let replay: messages::Replay = applied
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .ok_or_else(|| applied.clone().error())?;
+                return store
+                    .read(move |c| messages::replay(c, id, viewer.as_deref(), &replay))
+                    .await;
+            }
             let page = store
                 .read(move |c| messages::read_messages(c, id, &query))
                 .await?;
@@ -218,9 +232,20 @@ impl Handler<ReadMessages> for SessionActor {
                     .collect();
                 if !newly_read.is_empty() {
                     let at = now();
+                    // With its page, should the answer be lost (`applied::record_with`).
+                    let kept = key.map(|k| {
+                        let replay = messages::Replay::of(&page, &newly_read);
+                        (k.id, serde_json::to_string(&replay).unwrap_or_default())
+                    });
                     store
                         .write_for(id, move |c| {
-                            messages::stamp_receipts(c, id, &me, &newly_read, false, at)
+                            messages::stamp_receipts(c, id, &me, &newly_read, false, at)?;
+                            match &kept {
+                                Some((key, replay)) => {
+                                    applied::record_with(c, *key, id, &[], Some(replay))
+                                }
+                                None => Ok(()),
+                            }
                         })
                         .await?;
                 }
