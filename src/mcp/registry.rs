@@ -369,18 +369,29 @@ impl Actor for McpRegistry {
             let store = act.store.clone();
             actix::spawn(async move {
                 match store
-                    .write(move |c| {
-                        // The keys of forwarded writes go with them: a standby sends a write
-                        // again within seconds of its owner's death, never a day later.
-                        let day_ago = chrono::Utc::now().naive_utc() - chrono::Duration::days(1);
-                        crate::store::applied::prune(c, day_ago)?;
-                        mcp_sessions::sweep(c, &seen, stale)
-                    })
+                    .write(move |c| mcp_sessions::sweep(c, &seen, stale))
                     .await
                 {
                     Ok(0) => {}
                     Ok(n) => log::debug!("{n} idle MCP sessions ended"),
                     Err(e) => log::warn!("cannot sweep MCP sessions: {e}"),
+                }
+            });
+            // The keys of forwarded requests (`store::applied`), a chunk per write.
+            let store = act.store.clone();
+            actix::spawn(async move {
+                use crate::store::applied::{KEPT, PRUNE_CHUNK, prune};
+                let before = chrono::Utc::now().naive_utc()
+                    - chrono::Duration::from_std(KEPT).unwrap_or_default();
+                loop {
+                    match store.write(move |c| prune(c, before)).await {
+                        Ok(n) if (n as i64) < PRUNE_CHUNK => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::warn!("cannot forget old request keys: {e}");
+                            break;
+                        }
+                    }
                 }
             });
         });

@@ -92,10 +92,26 @@ pub fn find(conn: &mut DbConn, key: Uuid) -> Result<Option<Applied>, HubError> {
     }))
 }
 
-/// Forgets keys recorded before `before`: a standby sends a request again within seconds.
+/// How long a key is kept: a standby sends a request again within its patience (two leases
+/// and 10 s) of each of at most 3 losses, so minutes; kept longer for a client's own retries.
+pub const KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Most keys one prune deletes: each is a write of its own, so that the writer it shares with
+/// sessions is never held long (a busy hub records thousands of keys a second).
+pub const PRUNE_CHUNK: i64 = 5_000;
+
+/// Forgets at most `PRUNE_CHUNK` keys recorded before `before`; how many it did.
 pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, HubError> {
+    let old: Vec<String> = applied_requests::table
+        .filter(applied_requests::created_at.lt(before))
+        .select(applied_requests::key)
+        .limit(PRUNE_CHUNK)
+        .load(conn)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
     Ok(
-        diesel::delete(applied_requests::table.filter(applied_requests::created_at.lt(before)))
+        diesel::delete(applied_requests::table.filter(applied_requests::key.eq_any(&old)))
             .execute(conn)?,
     )
 }

@@ -22,21 +22,25 @@ both_backends!(
 
 const KEY: &str = "x-collab-hub-request";
 
-/// POSTs `body` to `path` as `token` with request key `key`.
+/// POSTs `body` to `path` as `token` with request key `key`, as a standby sends it: the
+/// first time as a first send (no lookup), then as a resend (`x-collab-hub-resent`).
 async fn post_keyed(
     app: &TestApp,
     token: &str,
     key: &str,
     path: &str,
     body: &Value,
+    resent: bool,
 ) -> (StatusCode, Value) {
-    let mut res = client()
+    let mut req = client()
         .post(format!("{}{path}", app.address))
         .bearer_auth(token)
         .insert_header((KEY, key))
-        .send_json(body)
-        .await
-        .expect("an answer");
+        .insert_header(("x-collab-hub-forwarded", "1"));
+    if resent {
+        req = req.insert_header(("x-collab-hub-resent", "1"));
+    }
+    let mut res = req.send_json(body).await.expect("an answer");
     let status = res.status();
     (status, res.json::<Value>().await.unwrap_or_default())
 }
@@ -52,11 +56,11 @@ async fn last_event(app: &TestApp, session: &str) -> i64 {
 async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Value) -> Value {
     let key = uuid::Uuid::new_v4().to_string();
     let before = last_event(app, session).await;
-    let (status, first) = post_keyed(app, token, &key, path, &body).await;
+    let (status, first) = post_keyed(app, token, &key, path, &body, false).await;
     assert_eq!(status, StatusCode::OK, "{path}: {first}");
     let applied = last_event(app, session).await;
     assert!(applied > before, "{path} wrote events: {first}");
-    let (status, second) = post_keyed(app, token, &key, path, &body).await;
+    let (status, second) = post_keyed(app, token, &key, path, &body, true).await;
     let err = assert_error(status, &second, StatusCode::CONFLICT, "already_applied");
     assert!(
         err["message"]
@@ -332,6 +336,7 @@ async fn a_key_that_is_not_a_uuid_is_refused(backend: Backend) {
         "not-a-uuid",
         "/mcp/messages/send",
         &json!({"to": "gemini", "body": "never"}),
+        false,
     )
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");

@@ -17,7 +17,50 @@ both_backends!(
     a_lock_write_and_its_event_land_together,
     plain_events_queued_with_sends_take_their_places,
     tables_are_vacuumed_where_the_server_does_not,
+    old_request_keys_are_forgotten_a_chunk_at_a_time,
 );
+
+/// `applied::prune` forgets keys recorded before the cut, at most a chunk per write, and keeps
+/// the newer ones (what the MCP registry's sweep runs in a loop).
+async fn old_request_keys_are_forgotten_a_chunk_at_a_time(backend: Backend) {
+    use collab_hub::store::applied::{PRUNE_CHUNK, find, prune, record};
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    let session = uuid::Uuid::new_v4();
+    let old: Vec<uuid::Uuid> = (0..PRUNE_CHUNK + 7).map(|_| uuid::Uuid::new_v4()).collect();
+    let recorded = old.clone();
+    store
+        .write(move |c| {
+            for key in &recorded {
+                record(c, *key, session, &[])?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("recorded");
+    let cut = chrono::Utc::now().naive_utc() + chrono::Duration::milliseconds(1);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let new = uuid::Uuid::new_v4();
+    store
+        .write(move |c| record(c, new, session, &[]))
+        .await
+        .expect("recorded");
+    let first = store.write(move |c| prune(c, cut)).await.unwrap();
+    let second = store.write(move |c| prune(c, cut)).await.unwrap();
+    let third = store.write(move |c| prune(c, cut)).await.unwrap();
+    assert_eq!((first, second, third), (PRUNE_CHUNK as usize, 7, 0));
+    let (gone, kept) = (old[0], new);
+    let found = store
+        .read(move |c| Ok((find(c, gone)?, find(c, kept)?)))
+        .await
+        .unwrap();
+    assert!(found.0.is_none() && found.1.is_some(), "{found:?}");
+    store.shutdown().await;
+}
 
 async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {

@@ -2,8 +2,8 @@
 -- write it forwards a random key (`x-collab-hub-request`) and, when the owner dies before
 -- answering, sends it again with the same key to the next owner. The write's transaction
 -- records its key here, so the row exists exactly when the write committed: the next owner
--- finds it and answers "already applied" (409) instead of applying it twice. Rows older than a
--- day are deleted (a resend comes within seconds). Keep in step with migrations/sqlite.
+-- finds it and answers "already applied" (409) instead of applying it twice. Rows older than
+-- 30 minutes are deleted (a resend comes within minutes: src/store/applied.rs, KEPT). Keep in step with migrations/sqlite.
 CREATE TABLE applied_requests (
     key TEXT PRIMARY KEY NOT NULL,
     session_id TEXT NOT NULL,

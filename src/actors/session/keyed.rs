@@ -13,7 +13,10 @@
 //! `ctx.wait`), and actix polls the futures a handler waits on before any other message or
 //! spawned future, last pushed first. So the reset is pushed *before* the command runs: it
 //! runs once everything the command waits on is done, and no other command's write can see
-//! the key. A write queued outside that window (a command that spawned its work instead of
+//! the key. The command itself runs from the wait queue too (after the lookup, or as a
+//! ready future): run from the mailbox handler, its waits would only be merged after actix
+//! polled the actor's other items once, and an expired timer's handler (an ack deadline, a
+//! presence sweep) would have written with the key set (found by a review, stop 30). A write queued outside that window (a command that spawned its work instead of
 //! waiting on it) would not record it; the operations a standby resends are tested one by one
 //! (`tests/api/resend_writes.rs`).
 
@@ -52,8 +55,14 @@ where
         let Keyed { key, command } = msg;
         let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) });
         if !key.maybe_sent {
-            // A standby's first send: nothing can be on record yet.
-            self.run_keyed(key.id, command, tx, ctx);
+            // A standby's first send: nothing can be on record yet. Run from the wait queue
+            // all the same, not from here: actix merges the waits a handler pushes only after
+            // it polled the actor's other items once, and an expired timer among them (an ack
+            // deadline, a presence sweep) would write with the key set.
+            ctx.wait(
+                fut::ready(())
+                    .map(move |_, act: &mut Self, ctx| act.run_keyed(key.id, command, tx, ctx)),
+            );
             return answer;
         }
         let (store, id) = (self.store.clone(), key.id);

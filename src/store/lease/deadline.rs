@@ -76,11 +76,12 @@ impl Deadline {
     }
 
     /// The instant before which this process may act as the owner (None: it is not the owner).
+    /// A step-down the watchdog made stands until the keeper took it (`take_passed`), even if
+    /// the keeper renewed meanwhile: its next look completes it.
     pub(super) fn set(&self, until: Option<Instant>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.until != until {
+        if state.until != until && !state.passed {
             state.until = until;
-            state.passed = false;
             self.changed.notify_all();
         }
     }
