@@ -125,10 +125,7 @@ where
 {
     move |c| {
         let events = write(c)?;
-        if let Some(key) = key {
-            applied::record(c, key, session, &events)?;
-        }
-        Ok(events)
+        recorded(c, key, session, events)
     }
 }
 
@@ -143,9 +140,18 @@ where
 {
     move |c| {
         let events = write(c)?;
-        if let Some(key) = key {
-            applied::record(c, key, session, &events)?;
-        }
-        Ok(events)
+        recorded(c, key, session, events)
     }
+}
+
+fn recorded(
+    c: &mut crate::store::DbConn,
+    key: Option<Uuid>,
+    session: Uuid,
+    events: Vec<Event>,
+) -> Result<Vec<Event>, HubError> {
+    if let Some(key) = key {
+        applied::record(c, key, session, &events)?;
+    }
+    Ok(events)
 }
