@@ -164,6 +164,27 @@ const RESENT_WRITES: &[ResentWrite] = &[
         route: "/mcp/collaborate/task/handoff",
     },
     ResentWrite {
+        tool: "task",
+        action: Some("claim"),
+        route: "/mcp/collaborate/task/claim",
+    },
+    // One REST route for the three actions, each an `AtomicResponse` of the session.
+    ResentWrite {
+        tool: "role",
+        action: Some("request"),
+        route: "/mcp/collaborate/role",
+    },
+    ResentWrite {
+        tool: "role",
+        action: Some("respond"),
+        route: "/mcp/collaborate/role",
+    },
+    ResentWrite {
+        tool: "role",
+        action: Some("assign"),
+        route: "/mcp/collaborate/role",
+    },
+    ResentWrite {
         tool: "memory",
         action: Some("push"),
         route: "/mcp/context/memory/push",
@@ -303,7 +324,8 @@ mod tests {
         assert!(!post(call("lock", json!({}))));
         assert!(post(call("task", json!({"action": "create"}))));
         assert!(post(call("task", json!({"action": "assign"}))));
-        assert!(!post(call("task", json!({"action": "claim"}))));
+        assert!(post(call("task", json!({"action": "claim"}))));
+        assert!(!post(call("task", json!({"action": "list"}))));
         assert!(!post(call("handshake", json!({"step": "propose"}))));
         // A batch, even of one covered write.
         assert!(!post(json!([call(
@@ -315,7 +337,8 @@ mod tests {
         assert!(!resent_with_key("/mcp/context/append/", b"{}"));
         assert!(!resent_with_key("/mcp/context/append/a/b", b"{}"));
         assert!(resent_with_key("/mcp/collaborate/task", b"{}"));
-        assert!(!resent_with_key("/mcp/collaborate/task/claim", b"{}"));
+        assert!(resent_with_key("/mcp/collaborate/task/claim", b"{}"));
+        assert!(!resent_with_key("/mcp/collaborate/handshake", b"{}"));
         assert!(!resent_with_key("/mcp/session/create", b"{}"));
     }
 

@@ -219,7 +219,8 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         assign,
     )
     .await;
-    let handoff = json!({"taskId": id, "assignedTo": "claude", "context": {"notes": "step 2"}});
+    // Handed off to nobody: pending, for anyone to claim.
+    let handoff = json!({"taskId": id, "context": {"notes": "step 2"}});
     twice(
         &app,
         &session,
@@ -228,6 +229,20 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         handoff,
     )
     .await;
+    let claim = json!({"taskId": id});
+    twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/task/claim",
+        claim,
+    )
+    .await;
+    // Roles: the navigator asks to drive, the driver declines.
+    let ask = json!({"action": "request", "role": "driver", "reason": "I know this part"});
+    let asked = twice(&app, &session, &gemini, "/mcp/collaborate/role", ask).await;
+    let answer = json!({"action": "respond", "requestId": asked["eventId"], "grant": false});
+    twice(&app, &session, &claude, "/mcp/collaborate/role", answer).await;
     let change = json!({"filePath": "/src/once.rs", "before": "a\n", "after": "b\n"});
     let changed = twice(&app, &session, &claude, "/mcp/collaborate/change", change).await;
     // A dispute over it, settled by the navigator (the genome's rule).
