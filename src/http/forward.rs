@@ -9,8 +9,9 @@
 //! client sees a slow answer, not an error. So does a safe request (GET, HEAD, OPTIONS, and an
 //! MCP post that only reads: `mcp::resend`) that lost its connection before the answer began:
 //! reading twice changes nothing. So does a write the standby sent with a key
-//! (`mcp::resend::resent_with_key`: sends, context writes, locks): the next owner applies it if
-//! it was not applied, and answers `already_applied` (409) if it was. Any other request that
+//! (`mcp::resend::resent_with_key`: most writes, and the read of messages, which marks them
+//! read): the next owner applies it if it was not applied, and answers `already_applied` (409)
+//! if it was (a read of messages: the page it answered). Any other request that
 //! was sent and then lost its connection is answered 503: it may or may not have been applied,
 //! and only the client may decide to send it again.
 
@@ -143,20 +144,18 @@ async fn forward(
         && crate::mcp::resend::safe_to_resend(&body);
     // A write the next owner can tell it applied goes with a key, and is sent again too; so
     // does the read of messages, which marks them read (sent again, it gets its first page).
-    let key = (match *req.method() {
-        actix_web::http::Method::POST => crate::mcp::resend::resent_with_key(req.path(), &body),
-        actix_web::http::Method::GET => req.path() == "/mcp/messages",
-        _ => false,
-    })
-    .then(|| match req.headers().get(crate::api::REQUEST_KEY) {
-        // The client's own: it may be sending it again itself.
-        Some(given) => (given.clone(), true),
-        None => (
-            header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a header value"),
-            false,
-        ),
-    });
+    let key =
+        crate::mcp::resend::resent_with_key(req.method(), req.path(), &body).then(|| {
+            match req.headers().get(crate::api::REQUEST_KEY) {
+                // The client's own: it may be sending it again itself.
+                Some(given) => (given.clone(), true),
+                None => (
+                    header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                        .expect("a UUID is a header value"),
+                    false,
+                ),
+            }
+        });
     let outgoing = Outgoing {
         safe: req.method().is_safe() || mcp_read,
         key,

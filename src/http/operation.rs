@@ -69,11 +69,7 @@ async fn query<O: Operation>(
     }
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema, fields)?;
-    // A read of messages marks them read: with a key, it can be answered again (`Read`).
-    let key = std::rc::Rc::new(std::cell::Cell::new(crate::api::request_key(
-        req.headers(),
-    )?));
-    answer::<O>(request, hub, credential, key, StatusCode::OK).await
+    answer::<O>(&req, request, hub, credential, StatusCode::OK).await
 }
 
 async fn with_body<O: Operation>(
@@ -99,10 +95,7 @@ async fn with_body<O: Operation>(
     };
     with_action(&mut fields, action)?;
     let request = with_path(&req, &schema_of::<O>(), fields)?;
-    let key = std::rc::Rc::new(std::cell::Cell::new(crate::api::request_key(
-        req.headers(),
-    )?));
-    answer::<O>(request, hub, credential, key, status).await
+    answer::<O>(&req, request, hub, credential, status).await
 }
 
 /// The route's action; the request may not name another.
@@ -123,13 +116,18 @@ fn with_action(
 }
 
 async fn answer<O: Operation>(
+    req: &HttpRequest,
     request: Value,
     hub: web::Data<actix::Addr<Hub>>,
     credential: crate::domain::auth::Credential,
-    request_key: crate::api::KeySlot,
     status: StatusCode,
 ) -> Result<HttpResponse, HubError> {
     let request: O = crate::api::parse(request)?;
+    // A write's key (`api::REQUEST_KEY`); on a GET, a read of messages, which marks them read
+    // and so is answered again from its key.
+    let request_key = std::rc::Rc::new(std::cell::Cell::new(crate::api::request_key(
+        req.headers(),
+    )?));
     let call = Call {
         hub: hub.get_ref().clone(),
         credential,

@@ -4,6 +4,7 @@
 //! waiting, which a killed owner would otherwise turn into an error for every waiting agent.
 //! A post is resent only if each message in it changes nothing the client could see twice.
 
+use actix_web::http::Method;
 use serde_json::Value;
 
 use super::tools;
@@ -59,6 +60,8 @@ fn safe_message(message: &Value) -> bool {
 /// `already_applied` if it was (`actors::session::Keyed`). Each of these is tested to record
 /// its key, whatever turn its write is queued in (`tests/api/resend_writes.rs`); any other
 /// write keeps the 503 "may have been applied".
+const MESSAGES_READ: &str = "messages_read";
+
 struct ResentWrite {
     tool: &'static str,
     action: Option<&'static str>,
@@ -69,7 +72,7 @@ const RESENT_WRITES: &[ResentWrite] = &[
     // A read that marks what it returns read: sent again with its key, it gets the page it
     // first answered (REST: a GET, keyed by `http::forward` too).
     ResentWrite {
-        tool: "messages_read",
+        tool: MESSAGES_READ,
         action: None,
         route: "/mcp/messages",
     },
@@ -223,11 +226,19 @@ const RESENT_WRITES: &[ResentWrite] = &[
     },
 ];
 
-/// Whether a POST to `path` with `body` is a write a standby may send again with its key: one
-/// of `RESENT_WRITES`, alone (an MCP batch is not).
-pub fn resent_with_key(path: &str, body: &[u8]) -> bool {
+/// Whether a request is a write a standby may send again with its key: one of
+/// `RESENT_WRITES`, alone (an MCP batch is not).
+pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
+    // The read that writes (it marks what it returns read) is a GET on REST; the others POSTs.
+    let read = |w: &ResentWrite| w.tool == MESSAGES_READ;
+    if method == Method::GET {
+        return RESENT_WRITES.iter().any(|w| read(w) && w.route == path);
+    }
+    if method != Method::POST {
+        return false;
+    }
     if !super::PATHS.contains(&path) {
-        return RESENT_WRITES.iter().any(|w| {
+        return RESENT_WRITES.iter().filter(|w| !read(w)).any(|w| {
             if w.route.ends_with('/') {
                 path.strip_prefix(w.route)
                     .is_some_and(|param| !param.is_empty() && !param.contains('/'))
@@ -254,6 +265,8 @@ pub fn resent_with_key(path: &str, body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{resent_with_key, safe_to_resend};
+    use actix_web::http::Method;
+    const POST: Method = Method::POST;
     use serde_json::json;
 
     fn safe(v: serde_json::Value) -> bool {
@@ -314,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_writes_resent_with_a_key() {
-        let post = |v: serde_json::Value| resent_with_key("/mcp", v.to_string().as_bytes());
+        let post = |v: serde_json::Value| resent_with_key(&POST, "/mcp", v.to_string().as_bytes());
         assert!(post(call("message_send", json!({"content": "hi"}))));
         assert!(post(call(
             "lock",
@@ -332,14 +345,18 @@ mod tests {
             "message_send",
             json!({"content": "hi"})
         )])));
-        assert!(resent_with_key("/mcp/messages/send", b"{}"));
-        assert!(resent_with_key("/mcp/context/append/notes", b"{}"));
-        assert!(!resent_with_key("/mcp/context/append/", b"{}"));
-        assert!(!resent_with_key("/mcp/context/append/a/b", b"{}"));
-        assert!(resent_with_key("/mcp/collaborate/task", b"{}"));
-        assert!(resent_with_key("/mcp/collaborate/task/claim", b"{}"));
-        assert!(!resent_with_key("/mcp/collaborate/handshake", b"{}"));
-        assert!(!resent_with_key("/mcp/session/create", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/messages/send", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/context/append/notes", b"{}"));
+        assert!(!resent_with_key(&POST, "/mcp/context/append/", b"{}"));
+        assert!(!resent_with_key(&POST, "/mcp/context/append/a/b", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/collaborate/task", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/collaborate/task/claim", b"{}"));
+        assert!(!resent_with_key(&POST, "/mcp/collaborate/handshake", b"{}"));
+        assert!(!resent_with_key(&POST, "/mcp/session/create", b"{}"));
+        // The read of messages marks them read: a GET with a key.
+        assert!(resent_with_key(&Method::GET, "/mcp/messages", b""));
+        assert!(!resent_with_key(&POST, "/mcp/messages", b"{}"));
+        assert!(!resent_with_key(&Method::GET, "/mcp/context/get", b""));
     }
 
     #[test]

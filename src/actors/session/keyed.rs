@@ -104,9 +104,7 @@ impl SessionActor {
         let response = <Self as Handler<M>>::handle(self, command, ctx);
         response.handle(ctx, Some(tx));
     }
-}
 
-impl SessionActor {
     /// The key of the command being handled, for its first write to record (later writes of
     /// the same command record nothing: one record says it was applied).
     pub(super) fn take_request_key(&self) -> Option<Uuid> {

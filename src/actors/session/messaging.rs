@@ -206,18 +206,26 @@ impl Handler<ReadMessages> for SessionActor {
         Box::pin(async move {
             query.viewer = viewer?;
             let viewer = query.viewer.clone();
-            // Sent again: the page it answered the first time, if that read marked any.
-            if let Some(key) = key.filter(|k| k.maybe_sent)
-                && let Some(applied) = store.read(move |c| applied::find(c, key.id)).await?
-            {
-                let replay: messages::Replay = applied
-                    .detail
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str(d).ok())
-                    .ok_or_else(|| applied.clone().error())?;
-                return store
-                    .read(move |c| messages::replay(c, id, viewer.as_deref(), &replay))
-                    .await;
+            // Sent again: the page it answered the first time, if that read marked any (one
+            // trip to the store: the key, and the page it kept).
+            if let Some(key) = key.filter(|k| k.maybe_sent) {
+                let reader = viewer.clone();
+                let replayed = store
+                    .read(move |c| {
+                        let Some(applied) = applied::find(c, key.id)? else {
+                            return Ok(None);
+                        };
+                        let replay: messages::Replay = applied
+                            .detail
+                            .as_deref()
+                            .and_then(|d| serde_json::from_str(d).ok())
+                            .ok_or_else(|| applied.clone().error())?;
+                        messages::replay(c, id, reader.as_deref(), &replay).map(Some)
+                    })
+                    .await?;
+                if let Some(page) = replayed {
+                    return Ok(page);
+                }
             }
             let page = store
                 .read(move |c| messages::read_messages(c, id, &query))
