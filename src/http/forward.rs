@@ -144,18 +144,17 @@ async fn forward(
         && crate::mcp::resend::safe_to_resend(&body);
     // A write the next owner can tell it applied goes with a key, and is sent again too; so
     // does the read of messages, which marks them read (sent again, it gets its first page).
-    let key =
-        crate::mcp::resend::resent_with_key(req.method(), req.path(), &body).then(|| {
-            match req.headers().get(crate::api::REQUEST_KEY) {
-                // The client's own: it may be sending it again itself.
-                Some(given) => (given.clone(), true),
-                None => (
-                    header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                        .expect("a UUID is a header value"),
-                    false,
-                ),
-            }
-        });
+    let key = crate::mcp::resend::resent_with_key(req.method(), req.path(), &body).then(|| {
+        match req.headers().get(crate::api::REQUEST_KEY) {
+            // The client's own: it may be sending it again itself.
+            Some(given) => (given.clone(), true),
+            None => (
+                header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                    .expect("a UUID is a header value"),
+                false,
+            ),
+        }
+    });
     let outgoing = Outgoing {
         safe: req.method().is_safe() || mcp_read,
         key,
