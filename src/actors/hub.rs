@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::evolution::{EvolutionActor, EvolutionSettings};
 use super::lock_table::LockTableActor;
 use super::messages::{
-    CreateSession, DrawGenome, ListSessions, PendingCritical, ScoreOutcomes, SessionCreated,
-    ToSession, ToSessionReporting, Whoami,
+    CreateAnsweredAgain, CreateSession, DrawGenome, ListSessions, PendingCritical, ScoreOutcomes,
+    SessionCreated, ToSession, ToSessionReporting, TokensAgain, Whoami,
 };
 use super::session::SessionActor;
 use crate::domain::auth::{Credential, new_token, token_digest};
@@ -20,7 +20,7 @@ use crate::domain::evolution::Assignment;
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionSummary};
 use crate::error::HubError;
-use crate::store::{Store, queries};
+use crate::store::{Store, applied, queries};
 
 pub struct Hub {
     store: Store,
@@ -213,10 +213,20 @@ impl Handler<CreateSession> for Hub {
         let created = session.created_event();
         let row = session.clone();
         let store = self.store.clone();
+        // With whom it made: sent again, the create answers them new tokens.
+        let made: Vec<&str> = tokens.iter().map(|(ai_id, _)| ai_id.as_str()).collect();
+        let key = msg.key.map(|k| (k, serde_json::json!(made).to_string()));
         Box::pin(
             async move {
                 store
-                    .write_for(row.id, move |c| queries::insert_session(c, &row, &created))
+                    .write_for(row.id, move |c| {
+                        let event = queries::insert_session(c, &row, &created)?;
+                        if let Some((key, made)) = &key {
+                            let events = std::slice::from_ref(&event);
+                            applied::record_with(c, *key, row.id, events, Some(made))?;
+                        }
+                        Ok(event)
+                    })
                     .await
             }
             .into_actor(self)
@@ -240,6 +250,36 @@ impl Handler<CreateSession> for Hub {
                 })
             }),
         )
+    }
+}
+
+impl Handler<CreateAnsweredAgain> for Hub {
+    type Result = ResponseFuture<Result<Option<SessionCreated>, HubError>>;
+
+    fn handle(&mut self, msg: CreateAnsweredAgain, ctx: &mut Self::Context) -> Self::Result {
+        let allowed = self.policy.operator(&msg.credential);
+        let (store, hub, key) = (self.store.clone(), ctx.address(), msg.key);
+        Box::pin(async move {
+            allowed?;
+            let Some(applied) = store.read(move |c| applied::find(c, key)).await? else {
+                return Ok(None);
+            };
+            let made: Option<Vec<String>> = applied
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok());
+            // A key of some other request, sent again as a create.
+            let Some(ai_ids) = made else {
+                return Err(applied.error());
+            };
+            let (session, tokens) = hub
+                .send(ToSession {
+                    session_id: applied.session,
+                    command: TokensAgain { ai_ids },
+                })
+                .await??;
+            Ok(Some(SessionCreated { session, tokens }))
+        })
     }
 }
 
@@ -337,6 +377,20 @@ impl Handler<SessionGone> for Hub {
 
     fn handle(&mut self, msg: SessionGone, _: &mut Self::Context) {
         self.sessions.remove(&msg.0);
+    }
+}
+
+/// What the request of `key` applied, if it was (`store::applied`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<applied::Applied>, HubError>")]
+pub struct FindApplied(pub Uuid);
+
+impl Handler<FindApplied> for Hub {
+    type Result = ResponseFuture<Result<Option<applied::Applied>, HubError>>;
+
+    fn handle(&mut self, msg: FindApplied, _: &mut Self::Context) -> Self::Result {
+        let (store, key) = (self.store.clone(), msg.0);
+        Box::pin(async move { store.read(move |c| applied::find(c, key)).await })
     }
 }
 

@@ -34,7 +34,7 @@ use super::lock_table::LockTableActor;
 use super::messages::{
     AckEvents, AttachStream, ChangeStatus, ContextValue, ContextWritten, DiffContext, EventPage,
     GetSession, JoinSession, Joined, LeaveSession, PendingCritical, PollEvents, ReadContext,
-    ReissueToken, Since, Whoami, WhoamiView, WriteContext,
+    ReissueToken, Since, TokensAgain, Whoami, WhoamiView, WriteContext,
 };
 use super::task_coordinator::TaskCoordinator;
 use crate::domain::auth::{Caller, new_token, token_digest};

@@ -129,6 +129,22 @@ impl Call {
         }
     }
 
+    /// `refused`, or `already_applied` if this request's key may have been sent before and is
+    /// on record (in `session`, when the request names one): a write sent again after it ended
+    /// the sender's seat (leaving) is refused the sender's token, but the write it asked for
+    /// was done.
+    pub async fn unless_applied(&self, refused: HubError, session: Option<Uuid>) -> HubError {
+        let Some(key) = self.request_key.get().filter(|k| k.maybe_sent) else {
+            return refused;
+        };
+        match self.hub.send(crate::actors::hub::FindApplied(key.id)).await {
+            Ok(Ok(Some(applied))) if session.is_none_or(|s| s == applied.session) => {
+                applied.error()
+            }
+            _ => refused,
+        }
+    }
+
     /// The participant the caller is: its seat, or the one its bearer token belongs to.
     pub async fn identify(&self) -> Result<Seat, HubError> {
         if let Some(seat) = &self.seat {

@@ -13,8 +13,8 @@ use super::{Call, Operation};
 use crate::actors::hub::CheckOperator;
 use crate::actors::messages::DrawGenome;
 use crate::actors::messages::{
-    ChangeStatus, CreateSession, GetSession, JoinSession, Joined, LeaveSession, ListSessions,
-    SessionCreated,
+    ChangeStatus, CreateAnsweredAgain, CreateSession, GetSession, JoinSession, Joined,
+    LeaveSession, ListSessions, SessionCreated,
 };
 use crate::domain::genome::{GENERAL_TASK_TYPE, Genome, GenomeOrigin, SessionGenome, TaskType};
 use crate::domain::role::{Permission, Role};
@@ -192,6 +192,18 @@ impl Operation for Create {
                 Some(me) => Some(me.clone()),
                 None => participants.first().map(|p| p.ai_id.clone()),
             };
+            // Kept by the create itself: sent again after it was applied, it answers new
+            // tokens, and nothing else is drawn or written.
+            let key = call.request_key.take();
+            if let Some(key) = key.filter(|k| k.maybe_sent) {
+                let again = CreateAnsweredAgain {
+                    credential: call.credential.clone(),
+                    key: key.id,
+                };
+                if let Some(created) = call.hub.send(again).await?? {
+                    return Ok(Created { created, me });
+                }
+            }
             let task_type = self.task_type.as_deref().map(TaskType::parse).transpose()?;
             let genome = match (&self.genome, task_type) {
                 (Some(genome), task_type) => SessionGenome {
@@ -222,7 +234,13 @@ impl Operation for Create {
             };
             let spec = self.spec(participants, genome)?;
             let credential = call.credential.clone();
-            let created = call.hub.send(CreateSession { credential, spec }).await??;
+            let key = key.map(|k| k.id);
+            let create = CreateSession {
+                credential,
+                spec,
+                key,
+            };
+            let created = call.hub.send(create).await??;
             Ok(Created { created, me })
         })
     }
@@ -262,6 +280,7 @@ impl Join {
             },
             connect_existing,
             max_tokens: self.max_tokens,
+            key: call.request_key.take(),
         }
     }
 }
@@ -402,24 +421,37 @@ pub struct Leave {
     pub participant: Option<String>,
 }
 
+impl Leave {
+    /// The session and the participant who leaves.
+    async fn whom(&self, call: &Call) -> Result<(Uuid, String), HubError> {
+        let session_id = call.session(self.session_id).await?;
+        let ai_id = match &self.participant {
+            Some(named) => named.clone(),
+            None => match call.identify().await {
+                Ok(me) => me.ai_id,
+                Err(HubError::Invalid { .. }) => {
+                    return Err(HubError::invalid(
+                        "participant",
+                        "name the participant who leaves",
+                    ));
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok((session_id, ai_id))
+    }
+}
+
 impl Operation for Leave {
     type Output = SessionView;
 
     fn run(self, call: Call) -> LocalBoxFuture<'static, Result<SessionView, HubError>> {
         Box::pin(async move {
-            let session_id = call.session(self.session_id).await?;
-            let ai_id = match self.participant {
-                Some(named) => named,
-                None => match call.identify().await {
-                    Ok(me) => me.ai_id,
-                    Err(HubError::Invalid { .. }) => {
-                        return Err(HubError::invalid(
-                            "participant",
-                            "name the participant who leaves",
-                        ));
-                    }
-                    Err(e) => return Err(e),
-                },
+            let (session_id, ai_id) = match self.whom(&call).await {
+                Err(refused @ HubError::Unauthorized(_)) => {
+                    return Err(call.unless_applied(refused, self.session_id).await);
+                }
+                whom => whom?,
             };
             let credential = call.credential.clone();
             call.send(session_id, LeaveSession { credential, ai_id })

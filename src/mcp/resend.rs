@@ -59,7 +59,8 @@ fn safe_message(message: &Value) -> bool {
 /// `/` takes a path parameter). The next owner applies it if it was not, and answers
 /// `already_applied` if it was (`actors::session::Keyed`). Each of these is tested to record
 /// its key, whatever turn its write is queued in (`tests/api/resend_writes.rs`); any other
-/// write keeps the 503 "may have been applied".
+/// write keeps the 503 "may have been applied". A route's `{}` segment is a path parameter; an
+/// entry without an action covers the tool whatever its arguments.
 const MESSAGES_READ: &str = "messages_read";
 
 struct ResentWrite {
@@ -94,12 +95,12 @@ const RESENT_WRITES: &[ResentWrite] = &[
     ResentWrite {
         tool: "context_append",
         action: None,
-        route: "/mcp/context/append/",
+        route: "/mcp/context/append/{}",
     },
     ResentWrite {
         tool: "context_delete",
         action: None,
-        route: "/mcp/context/delete/",
+        route: "/mcp/context/delete/{}",
     },
     ResentWrite {
         tool: "lock",
@@ -201,7 +202,7 @@ const RESENT_WRITES: &[ResentWrite] = &[
     ResentWrite {
         tool: "notes",
         action: None,
-        route: "/mcp/context/notes/",
+        route: "/mcp/context/notes/{}",
     },
     ResentWrite {
         tool: "dispute",
@@ -224,7 +225,58 @@ const RESENT_WRITES: &[ResentWrite] = &[
         action: None,
         route: "/mcp/batch",
     },
+    ResentWrite {
+        tool: "context_sync",
+        action: None,
+        route: "/mcp/context/sync",
+    },
+    ResentWrite {
+        tool: "handshake",
+        action: None,
+        route: "/mcp/collaborate/handshake",
+    },
+    ResentWrite {
+        tool: "dispute",
+        action: Some("vote"),
+        route: "/mcp/collaborate/dispute/vote",
+    },
+    ResentWrite {
+        tool: "session_status",
+        action: None,
+        route: "/mcp/session/{}/status",
+    },
+    ResentWrite {
+        tool: "session_leave",
+        action: None,
+        route: "/mcp/session/leave",
+    },
+    // These answer with tokens, which an `already_applied` would lose: sent again after they
+    // were applied, they answer new tokens for the participants they made (the first ones,
+    // never delivered, stop working), and apply nothing else.
+    ResentWrite {
+        tool: "session_create",
+        action: None,
+        route: "/mcp/session/create",
+    },
+    ResentWrite {
+        tool: "session_join",
+        action: None,
+        route: "/mcp/session/join",
+    },
 ];
+
+/// Whether `path` is `route`, whose `{}` segments match any one non-empty segment.
+fn on_route(route: &str, path: &str) -> bool {
+    let (mut route, mut path) = (route.split('/'), path.split('/'));
+    loop {
+        match (route.next(), path.next()) {
+            (None, None) => return true,
+            (Some("{}"), Some(segment)) if !segment.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
 
 /// Whether a request is a write a standby may send again with its key: one of
 /// `RESENT_WRITES`, alone (an MCP batch is not).
@@ -238,14 +290,9 @@ pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
         return false;
     }
     if !super::PATHS.contains(&path) {
-        return RESENT_WRITES.iter().filter(|w| !read(w)).any(|w| {
-            if w.route.ends_with('/') {
-                path.strip_prefix(w.route)
-                    .is_some_and(|param| !param.is_empty() && !param.contains('/'))
-            } else {
-                path == w.route
-            }
-        });
+        return RESENT_WRITES
+            .iter()
+            .any(|w| !read(w) && on_route(w.route, path));
     }
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
         return false;
@@ -259,7 +306,7 @@ pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
     );
     RESENT_WRITES
         .iter()
-        .any(|w| Some(w.tool) == name && w.action == action)
+        .any(|w| Some(w.tool) == name && (w.action.is_none() || w.action == action))
 }
 
 #[cfg(test)]
@@ -339,7 +386,11 @@ mod tests {
         assert!(post(call("task", json!({"action": "assign"}))));
         assert!(post(call("task", json!({"action": "claim"}))));
         assert!(!post(call("task", json!({"action": "list"}))));
-        assert!(!post(call("handshake", json!({"step": "propose"}))));
+        assert!(post(call("handshake", json!({"step": "work_complete"}))));
+        assert!(post(call("session_status", json!({"action": "pause"}))));
+        assert!(post(call("dispute", json!({"action": "vote"}))));
+        assert!(!post(call("dispute", json!({"action": "list"}))));
+        assert!(!post(call("events_ack", json!({"upTo": 3}))));
         // A batch, even of one covered write.
         assert!(!post(json!([call(
             "message_send",
@@ -351,12 +402,27 @@ mod tests {
         assert!(!resent_with_key(&POST, "/mcp/context/append/a/b", b"{}"));
         assert!(resent_with_key(&POST, "/mcp/collaborate/task", b"{}"));
         assert!(resent_with_key(&POST, "/mcp/collaborate/task/claim", b"{}"));
-        assert!(!resent_with_key(&POST, "/mcp/collaborate/handshake", b"{}"));
-        assert!(!resent_with_key(&POST, "/mcp/session/create", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/collaborate/handshake", b"{}"));
+        assert!(resent_with_key(&POST, "/mcp/session/create", b"{}"));
+        let status = |path: &str| resent_with_key(&POST, path, b"{}");
+        assert!(status("/mcp/session/0b5d/status"));
+        assert!(!status("/mcp/session//status"));
+        assert!(!status("/mcp/session/0b5d/token"));
+        assert!(!status("/mcp/session/0b5d/status/x"));
         // The read of messages marks them read: a GET with a key.
         assert!(resent_with_key(&Method::GET, "/mcp/messages", b""));
         assert!(!resent_with_key(&POST, "/mcp/messages", b"{}"));
         assert!(!resent_with_key(&Method::GET, "/mcp/context/get", b""));
+    }
+
+    /// An entry without an action covers every action of its tool: so it must have no
+    /// reading ones, or a read would be taken for a write.
+    #[test]
+    fn an_entry_without_an_action_names_a_tool_without_reading_actions() {
+        for w in super::RESENT_WRITES.iter().filter(|w| w.action.is_none()) {
+            let tool = super::tools::find(w.tool).unwrap_or_else(|| panic!("{}", w.tool));
+            assert!(tool.read_actions.is_empty(), "{}", w.tool);
+        }
     }
 
     #[test]

@@ -346,7 +346,9 @@ async fn one_classified(
 /// One request of an initialized session. It can be cancelled (`notifications/cancelled`):
 /// then no answer is sent, as the spec asks (a JSON-mode POST gets an empty 202). A tool call
 /// whose client wants progress or log messages is answered as SSE: those notifications, then
-/// the result.
+/// the result; but not a keyed one (a write a standby may send again, `mcp::resend`), which
+/// answers in one piece once it is done: a stream's head goes out at once, and a standby that
+/// has passed a head on can no longer send the call again when the owner dies.
 async fn call(
     req: &HttpRequest,
     mut ctx: RequestCtx,
@@ -358,6 +360,7 @@ async fn call(
     let mcp_id = ctx.mcp_id.clone();
     let progress_token = params.pointer("/_meta/progressToken").cloned();
     let stream = method == "tools/call"
+        && ctx.request_key.is_none()
         && accepts(req.headers(), "text/event-stream")
         && (progress_token.is_some() || ctx.session.log_level.is_some());
     let (tx, rx) = tokio::sync::mpsc::channel(64);

@@ -15,6 +15,8 @@ use crate::error::HubError;
 /// The events a keyed write committed (none for a write that only changed rows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
+    /// The session it wrote (a create: the session it made).
+    pub session: Uuid,
     pub first_event: Option<i64>,
     pub last_event: Option<i64>,
     /// What the write kept to answer a resend with (a read's page: `messages::Replay`).
@@ -70,22 +72,51 @@ pub fn record_with(
             applied_requests::detail.eq(detail),
             applied_requests::created_at.eq(Utc::now().naive_utc()),
         ))
+        .execute(conn)
+        .map_err(|e| match e {
+            // Recorded meanwhile by a send of the same request in another transaction.
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Applied {
+                session,
+                first_event: None,
+                last_event: None,
+                detail: None,
+            }
+            .error(),
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// Replaces what the write of `key` kept to answer a resend with.
+pub fn set_detail(conn: &mut DbConn, key: Uuid, detail: &str) -> Result<(), HubError> {
+    diesel::update(applied_requests::table.find(key.to_string()))
+        .set(applied_requests::detail.eq(detail))
         .execute(conn)?;
     Ok(())
 }
 
 /// The write `key` committed, if it did.
 pub fn find(conn: &mut DbConn, key: Uuid) -> Result<Option<Applied>, HubError> {
-    let found: Option<(Option<i64>, Option<i64>, Option<String>)> = applied_requests::table
+    type Row = (String, Option<i64>, Option<i64>, Option<String>);
+    let found: Option<Row> = applied_requests::table
         .find(key.to_string())
         .select((
+            applied_requests::session_id,
             applied_requests::first_event,
             applied_requests::last_event,
             applied_requests::detail,
         ))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(first_event, last_event, detail)| Applied {
+    let Some((session, first_event, last_event, detail)) = found else {
+        return Ok(None);
+    };
+    Ok(Some(Applied {
+        session: Uuid::parse_str(&session)
+            .map_err(|e| HubError::Internal(format!("applied_requests.session_id: {e}")))?,
         first_event,
         last_event,
         detail,

@@ -580,8 +580,9 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
 /// A write the standby delivered to the owner, which dies before answering it: the standby
 /// sends it again, with the key it gave it, to the next owner, which applies it (the frozen
 /// owner never did) and answers 200. Until stop 30 the client got 503, "it may have been
-/// applied; send it again". (That a write which *was* applied is answered `already_applied`
-/// instead of applied twice is `resend_writes`.)
+/// applied; send it again". A join in flight (a 503 until stop 31) is answered its token. (That
+/// a write which *was* applied is answered `already_applied`, or for a create or a join a new
+/// token, instead of applied twice is `resend_writes`.)
 async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
@@ -596,14 +597,23 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
         .unwrap();
     assert!(sent.success(), "kill -STOP");
     let write = a_write_in_the_background(&standby, &session, &token, "in_flight", json!(7));
+    // A join too: it answers a token, which the resend must carry back.
+    let join = json!({"sessionId": session, "participant": "codex", "role": "navigator"});
+    let joining = posted_in_the_background(&standby, &token, "/mcp/session/join", join);
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert!(!write.is_finished(), "the frozen owner holds the write");
+    assert!(!joining.is_finished(), "and the join");
     owner.kill().expect("SIGKILL");
     owner.wait().unwrap();
     let (status, body) = write.await.unwrap().expect("an answer");
     assert_eq!(status, StatusCode::OK, "{body}");
     let read = context_at(&standby, &session, &token, "in_flight").await;
     assert_eq!(read["value"], json!(7), "{read}");
+    let (status, body) = joining.await.unwrap().expect("an answer");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let joined: Value = serde_json::from_str(&body).unwrap();
+    let codex = joined["token"].as_str().expect("codex's token");
+    a_write_answers_soon(&standby, &session, codex, "codex joined").await;
 }
 
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through the standby with a progress
@@ -953,11 +963,21 @@ fn a_write_in_the_background(
     path: &str,
     value: Value,
 ) -> actix_web::rt::task::JoinHandle<Result<(StatusCode, String), String>> {
-    let (url, token) = (url.to_owned(), token.to_owned());
     let write = json!({"sessionId": session, "path": path, "value": value});
+    posted_in_the_background(url, token, "/mcp/context/set", write)
+}
+
+/// POSTs `body` to `route` through `url` as `token`, in the background.
+fn posted_in_the_background(
+    url: &str,
+    token: &str,
+    route: &'static str,
+    write: Value,
+) -> actix_web::rt::task::JoinHandle<Result<(StatusCode, String), String>> {
+    let (url, token) = (url.to_owned(), token.to_owned());
     actix_web::rt::spawn(async move {
         let mut answer = client()
-            .post(format!("{url}/mcp/context/set"))
+            .post(format!("{url}{route}"))
             .timeout(Duration::from_secs(30))
             .bearer_auth(&token)
             .send_json(&write)

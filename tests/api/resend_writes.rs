@@ -18,23 +18,31 @@ both_backends!(
     a_key_that_is_not_a_uuid_is_refused,
     one_key_sent_at_once_many_times_is_applied_once,
     a_read_of_messages_sent_again_gets_its_page_again,
+    coordination_and_membership_writes_are_applied_once,
+    a_create_or_join_sent_again_answers_new_tokens,
+    a_join_sent_again_through_mcp_binds_with_a_new_token,
+    a_leave_sent_again_through_mcp_unbinds,
+    a_keyed_tool_call_is_answered_in_one_piece,
 );
 
 const KEY: &str = "x-collab-hub-request";
 
-/// POSTs `body` to `path` as `token` with request key `key`, as a standby sends it: the
-/// first time as a first send (no lookup), then as a resend (`x-collab-hub-resent`).
+/// POSTs `body` to `path` as `token` (the operator, on loopback, without one) with request key
+/// `key`, as a standby sends it: the first time as a first send (no lookup), then as a resend
+/// (`x-collab-hub-resent`).
 async fn post_keyed(
     app: &TestApp,
-    token: &str,
+    token: Option<&str>,
     key: &str,
     path: &str,
     body: &Value,
     resent: bool,
 ) -> (StatusCode, Value) {
-    let mut req = client()
-        .post(format!("{}{path}", app.address))
-        .bearer_auth(token)
+    let mut req = client().post(format!("{}{path}", app.address));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req = req
         .insert_header((KEY, key))
         .insert_header(("x-collab-hub-forwarded", "1"));
     if resent {
@@ -56,11 +64,11 @@ async fn last_event(app: &TestApp, session: &str) -> i64 {
 async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Value) -> Value {
     let key = uuid::Uuid::new_v4().to_string();
     let before = last_event(app, session).await;
-    let (status, first) = post_keyed(app, token, &key, path, &body, false).await;
+    let (status, first) = post_keyed(app, Some(token), &key, path, &body, false).await;
     assert_eq!(status, StatusCode::OK, "{path}: {first}");
     let applied = last_event(app, session).await;
     assert!(applied > before, "{path} wrote events: {first}");
-    let (status, second) = post_keyed(app, token, &key, path, &body, true).await;
+    let (status, second) = post_keyed(app, Some(token), &key, path, &body, true).await;
     let err = assert_error(status, &second, StatusCode::CONFLICT, "already_applied");
     assert!(
         err["message"]
@@ -347,7 +355,7 @@ async fn a_key_that_is_not_a_uuid_is_refused(backend: Backend) {
     let before = last_event(&app, &session).await;
     let (status, body) = post_keyed(
         &app,
-        &claude,
+        Some(&claude),
         "not-a-uuid",
         "/mcp/messages/send",
         &json!({"to": "gemini", "body": "never"}),
@@ -497,4 +505,388 @@ async fn a_read_of_messages_sent_again_gets_its_page_again(backend: Backend) {
         pages[0]
     );
     assert_eq!(summary(&pages[1]), summary(&pages[0]), "{}", pages[1]);
+}
+
+/// The writes a standby kept answering 503 until stop 31: a context sync, a role assignment, a
+/// handshake step, a vote, a session's status, leaving.
+async fn coordination_and_membership_writes_are_applied_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // A majority settles disputes here, so that a vote is a write of its own.
+    let (status, created) = app
+        .post(
+            "/mcp/session/create",
+            &json!({"name": "resend-more", "participants": ["claude", "gemini", "codex"],
+                    "genome": {"conflictResolution": "consensus"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let session = created["sessionId"].as_str().unwrap().to_owned();
+    let token = |who: &str| created["tokens"][who].as_str().unwrap().to_owned();
+    let (claude, gemini, codex) = (token("claude"), token("gemini"), token("codex"));
+
+    let sync = json!({"updates": {"projectUnderstanding": {"pattern": "actors"}}});
+    twice(&app, &session, &claude, "/mcp/context/sync", sync).await;
+    let assign = json!({"action": "assign", "roles": {"codex": "observer"}, "reason": "watch"});
+    twice(&app, &session, &claude, "/mcp/collaborate/role", assign).await;
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert!(
+        view["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["aiId"] == "codex" && p["role"] == "observer"),
+        "{view}"
+    );
+    let change = json!({"filePath": "/src/vote.rs", "before": "a\n", "after": "b\n"});
+    let (status, changed) = app
+        .post_as(&claude, "/mcp/collaborate/change", &change)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let dispute = json!({"on": {"kind": "change", "id": changed["id"]}, "reason": "keep a"});
+    let (status, raised) = app
+        .post_as(&gemini, "/mcp/collaborate/dispute", &dispute)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raised}");
+    let vote = json!({"disputeId": raised["disputeId"], "vote": "accept"});
+    let one = twice(
+        &app,
+        &session,
+        &claude,
+        "/mcp/collaborate/dispute/vote",
+        vote,
+    )
+    .await;
+    assert_eq!(one["needed"], 2, "one vote so far, counted once: {one}");
+
+    let work =
+        json!({"step": "work_complete", "changes": ["split the module"], "needsReview": true});
+    let done = twice(&app, &session, &claude, "/mcp/collaborate/handshake", work).await;
+    let review = json!({"step": "review_start", "acknowledgeId": done["eventId"]});
+    let started = twice(
+        &app,
+        &session,
+        &gemini,
+        "/mcp/collaborate/handshake",
+        review,
+    )
+    .await;
+    assert_eq!(started["handshake"]["state"], "reviewing", "{started}");
+
+    let status_route = format!("/mcp/session/{session}/status");
+    let paused = twice(
+        &app,
+        &session,
+        &claude,
+        &status_route,
+        json!({"action": "pause"}),
+    )
+    .await;
+    assert_eq!(paused["status"], "paused", "{paused}");
+    twice(
+        &app,
+        &session,
+        &claude,
+        &status_route,
+        json!({"action": "resume"}),
+    )
+    .await;
+    let left = twice(
+        &app,
+        &session,
+        &codex,
+        "/mcp/session/leave",
+        json!({"participant": "codex"}),
+    )
+    .await;
+    let codex_left = left["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["aiId"] == "codex" && p["leftAt"].is_string());
+    assert!(codex_left, "{left}");
+}
+
+/// A create or a join answers tokens, which `already_applied` would lose: sent again after it
+/// was applied, it answers new ones for the participants it made (the first ones, which nobody
+/// received, stop working), and writes nothing else.
+async fn a_create_or_join_sent_again_answers_new_tokens(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = uuid::Uuid::new_v4().to_string();
+    let create = json!({"name": "resend-create", "participants": ["claude", "gemini"]});
+    let (status, first) = post_keyed(&app, None, &key, "/mcp/session/create", &create, false).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let session = first["sessionId"].as_str().unwrap().to_owned();
+    let made = last_event(&app, &session).await;
+    let view = format!("/mcp/session/{session}");
+    let works = |token: &Value| {
+        let (app, view, token) = (&app, &view, token.as_str().unwrap_or("none").to_owned());
+        async move { app.get_as(&token, view).await.0 }
+    };
+    let (status, again) = post_keyed(&app, None, &key, "/mcp/session/create", &create, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(
+        again["sessionId"], first["sessionId"],
+        "the same session: {again}"
+    );
+    assert_eq!(
+        last_event(&app, &session).await,
+        made + 2,
+        "one token_reissued event per participant, nothing else"
+    );
+    for who in ["claude", "gemini"] {
+        let (old, new) = (&first["tokens"][who], &again["tokens"][who]);
+        assert!(new.is_string() && new != old, "{who}: {again}");
+        assert_eq!(
+            works(old).await,
+            StatusCode::UNAUTHORIZED,
+            "{who}'s first token"
+        );
+        assert_eq!(works(new).await, StatusCode::OK, "{who}'s new token");
+    }
+    let (status, list) = app.get("/mcp/session/list?text=resend-create").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // A join, invited by claude.
+    let claude = again["tokens"]["claude"].as_str().unwrap().to_owned();
+    let key = uuid::Uuid::new_v4().to_string();
+    let join = json!({"sessionId": session, "participant": "codex", "role": "navigator"});
+    let (status, joined) =
+        post_keyed(&app, Some(&claude), &key, "/mcp/session/join", &join, false).await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    let at = last_event(&app, &session).await;
+    let (status, rejoined) =
+        post_keyed(&app, Some(&claude), &key, "/mcp/session/join", &join, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{rejoined}");
+    assert_eq!(
+        rejoined["eventId"], joined["eventId"],
+        "the join's answer: {rejoined}"
+    );
+    assert_eq!(rejoined["participant"]["role"], "navigator", "{rejoined}");
+    assert!(rejoined["onboarding"].is_object(), "{rejoined}");
+    assert_eq!(
+        last_event(&app, &session).await,
+        at + 1,
+        "a token_reissued event"
+    );
+    let (old, new) = (&joined["token"], &rejoined["token"]);
+    assert!(new.is_string() && new != old, "{rejoined}");
+    assert_eq!(
+        works(old).await,
+        StatusCode::UNAUTHORIZED,
+        "the first token"
+    );
+    assert_eq!(works(new).await, StatusCode::OK, "the new token");
+    // Outside the budget: refused as the first send would be.
+    let (status, refused) = post_keyed(
+        &app,
+        Some(&claude),
+        &key,
+        "/mcp/session/join",
+        &json!({"sessionId": session, "participant": "codex", "role": "navigator", "maxTokens": 0}),
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let codexes = view["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["aiId"] == "codex")
+        .count();
+    assert_eq!(codexes, 1, "joined once: {view}");
+
+    // Sent again once more (that answer lost too): the token answered last was never used.
+    let (status, third) =
+        post_keyed(&app, Some(&claude), &key, "/mcp/session/join", &join, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_eq!(works(&rejoined["token"]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(&third["token"]).await, StatusCode::OK);
+    // Only for the one who sent it, in its session, while the token it answered is unused:
+    // otherwise only `already_applied`, and nothing changes.
+    let (status, gemini_sends) = post_keyed(
+        &app,
+        again["tokens"]["gemini"].as_str(),
+        &key,
+        "/mcp/session/join",
+        &join,
+        true,
+    )
+    .await;
+    assert_error(
+        status,
+        &gemini_sends,
+        StatusCode::CONFLICT,
+        "already_applied",
+    );
+    let (elsewhere, other_claude, _) = app.create_pair("resend-elsewhere").await;
+    let there = json!({"sessionId": elsewhere, "participant": "codex", "role": "navigator"});
+    let (status, refused) = post_keyed(
+        &app,
+        Some(&other_claude),
+        &key,
+        "/mcp/session/join",
+        &there,
+        true,
+    )
+    .await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "already_applied");
+    let reissue = json!({"participant": "codex"});
+    let (status, reissued) = app
+        .post(&format!("/mcp/session/{session}/token"), &reissue)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reissued}");
+    let (status, refused) =
+        post_keyed(&app, Some(&claude), &key, "/mcp/session/join", &join, true).await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "already_applied");
+    assert_eq!(
+        works(&reissued["token"]).await,
+        StatusCode::OK,
+        "left as it was"
+    );
+
+    // A key on record for another request is not a join: answered as applied, nothing new.
+    let (status, sent) = post_keyed(
+        &app,
+        Some(&claude),
+        &key,
+        "/mcp/messages/send",
+        &json!({"to": "gemini", "body": "x"}),
+        true,
+    )
+    .await;
+    assert_error(status, &sent, StatusCode::CONFLICT, "already_applied");
+    let other = json!({"sessionId": session, "participant": "cursor", "role": "navigator"});
+    let (status, refused) =
+        post_keyed(&app, Some(&claude), &key, "/mcp/session/join", &other, true).await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "already_applied");
+    let (status, refused) =
+        post_keyed(&app, None, &key, "/mcp/session/create", &create, true).await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "already_applied");
+}
+
+/// Through MCP: the join binds the MCP session that sent it (the operator's, here). Sent again (by a second MCP
+/// session, as a standby would after the first answer was lost), it binds that one with the
+/// new token; the first binding's token no longer works.
+async fn a_join_sent_again_through_mcp_binds_with_a_new_token(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, _, _) = app.create_pair("resend-mcp-join").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "session_join", "arguments":
+                          {"sessionId": session, "participant": "codex", "role": "navigator"}}});
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        // The operator's client, on loopback.
+        let mut agent = Mcp::new(&app);
+        agent.initialize("2025-11-25").await;
+        let (status, _, answer) = agent
+            .raw(call.to_string().into_bytes(), &[(KEY, &key)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+        assert!(
+            !answer.to_string().contains("token\\\":"),
+            "no token in a tool result"
+        );
+        agents.push(agent);
+    }
+    let (err, me) = agents[1].tool("whoami", json!({})).await;
+    assert!(!err, "{me}");
+    assert_eq!(me["aiId"], "codex", "{me}");
+    let (err, stale) = agents[0].tool("whoami", json!({})).await;
+    assert!(err, "the first binding's token was replaced: {stale}");
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let codexes = view["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["aiId"] == "codex")
+        .count();
+    assert_eq!(codexes, 1, "joined once: {view}");
+}
+
+/// A leave sent again after it was applied is answered `already_applied`; the MCP session
+/// that sent it is unbound all the same, not left acting as a participant who is gone.
+async fn a_leave_sent_again_through_mcp_unbinds(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, _, _) = app.create_pair("resend-mcp-leave").await;
+    let tool = |id: i64, name: &str, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": name, "arguments": arguments}})
+        .to_string()
+        .into_bytes()
+    };
+    // Two operator clients in gemini's seat (as a first send and the client it came back to).
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let mut agent = Mcp::new(&app);
+        agent.initialize("2025-11-25").await;
+        let seat = json!({"sessionId": session, "participant": "gemini"});
+        let (err, joined) = agent.tool("session_join", seat).await;
+        assert!(!err, "{joined}");
+        agents.push(agent);
+    }
+    let key = uuid::Uuid::new_v4().to_string();
+    let mut answers = Vec::new();
+    for agent in &agents {
+        let leave = tool(6, "session_leave", json!({}));
+        let (status, _, answer) = agent.raw(leave, &[(KEY, &key)]).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answers.push(answer);
+    }
+    assert_ne!(answers[0]["result"]["isError"], true, "{}", answers[0]);
+    assert!(
+        answers[1].to_string().contains("already_applied"),
+        "{}",
+        answers[1]
+    );
+    for agent in &agents {
+        let other = json!({"sessionId": session, "participant": "cursor", "role": "observer"});
+        let (status, _, answer) = agent.raw(tool(7, "session_join", other), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let text = answer.to_string();
+        assert!(!text.contains("already_bound"), "unbound: {text}");
+    }
+}
+
+/// A tool call whose client asks for progress is answered as an event stream, whose head goes
+/// out at once; a standby that passed that head on could not send the call again if the owner
+/// died. A keyed call (a write the standby may send again) is answered in one piece instead.
+async fn a_keyed_tool_call_is_answered_in_one_piece(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, claude, _) = app.create_pair("resend-one-piece").await;
+    let mut agent = Mcp::new(&app);
+    agent.token = Some(claude);
+    agent.initialize("2025-11-25").await;
+    let call = |id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "message_send", "_meta": {"progressToken": "p"},
+                          "arguments": {"to": "gemini", "body": format!("send {id}")}}})
+        .to_string()
+        .into_bytes()
+    };
+    // Not keyed: a stream (not one JSON document).
+    let (status, _, streamed) = agent.raw(call(1), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(streamed, Value::Null, "an event stream: {streamed}");
+    let key = uuid::Uuid::new_v4().to_string();
+    let (status, _, whole) = agent.raw(call(2), &[(KEY, &key)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(whole["id"], 2, "one JSON answer: {whole}");
+    assert_ne!(whole["result"]["isError"], true, "{whole}");
 }

@@ -10,6 +10,18 @@ use super::imports::*;
 pub struct CreateSession {
     pub credential: Credential,
     pub spec: SessionSpec,
+    /// Recorded with the session it makes (`store::applied`), for `CreateAnsweredAgain`.
+    pub key: Option<uuid::Uuid>,
+}
+
+/// A create sent again with its key after it was applied, its answer lost with the hub that
+/// applied it (operator only): new tokens for the participants it made, whose first ones
+/// nobody received. `None`: the key is not on record (the create was not applied).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<SessionCreated>, HubError>")]
+pub struct CreateAnsweredAgain {
+    pub credential: Credential,
+    pub key: uuid::Uuid,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,6 +14,9 @@ pub struct JoinSession {
     pub connect_existing: bool,
     /// Cap on the newcomer's onboarding, in tokens.
     pub max_tokens: Option<usize>,
+    /// Kept by the join itself, not by the generic `Keyed`: a join sent again after it was
+    /// applied answers a new token (the first was lost with its answer).
+    pub key: Option<crate::api::RequestKey>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,4 +114,13 @@ impl WhoamiView {
 pub struct ReissueToken {
     pub credential: Credential,
     pub ai_id: String,
+}
+
+/// New tokens for `ai_ids`, made by a create whose answer was lost (`CreateAnsweredAgain`,
+/// which checked the operator): the first ones, which nobody received, stop working. Replies
+/// with the session and the tokens of those still in it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(SessionView, BTreeMap<String, String>), HubError>")]
+pub struct TokensAgain {
+    pub ai_ids: Vec<String>,
 }

@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::actors::messages::Select;
+use crate::store::applied::{self, Applied};
+use std::collections::BTreeMap;
 
 impl Handler<GetSession> for SessionActor {
     type Result = Result<SessionView, HubError>;
@@ -19,6 +21,24 @@ impl Handler<JoinSession> for SessionActor {
     type Result = Reply<Joined>;
 
     fn handle(&mut self, msg: JoinSession, _: &mut Self::Context) -> Self::Result {
+        let Some(key) = msg.key.filter(|k| k.maybe_sent) else {
+            return AtomicResponse::new(self.join(msg));
+        };
+        let store = self.store.clone();
+        // Held: a second send of the key must not run beside the first.
+        let found = async move { store.read(move |c| applied::find(c, key.id)).await };
+        AtomicResponse::new(Box::pin(found.into_actor(self).then(
+            move |found, act, _| match found {
+                Ok(Some(applied)) => act.join_answered_again(msg, applied),
+                Ok(None) => act.join(msg),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            },
+        )))
+    }
+}
+
+impl SessionActor {
+    fn join(&mut self, msg: JoinSession) -> ResponseActFuture<Self, Result<Joined, HubError>> {
         let token = new_token();
         let at = now();
         let planned = self.session().and_then(|s| {
@@ -51,10 +71,15 @@ impl Handler<JoinSession> for SessionActor {
         });
         let (participant, event) = match planned {
             Ok(Ok(p)) => p,
-            Ok(Err(existing)) => return reply(Ok(existing)),
-            Err(e) => return reply(Err(e)),
+            Ok(Err(existing)) => return Box::pin(fut::ready(Ok(existing))),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let (id, max_tokens) = (self.id, msg.max_tokens);
+        let (id, key) = (self.id, msg.key);
+        let record = JoinRecord {
+            ai_id: participant.ai_id.clone(),
+            by: by(&msg.credential, self.session().ok(), &self.policy),
+            digest: participant.token_digest.clone(),
+        };
         let mut row = participant.clone();
         let committed = self.commit_events(
             move |c| {
@@ -62,7 +87,14 @@ impl Handler<JoinSession> for SessionActor {
                 // Its own join is the first event the newcomer knows about.
                 row.acked_event_id = event.id;
                 queries::upsert_participant(c, id, &row)?;
-                Ok(vec![event])
+                let events = vec![event];
+                // Whom it made, for whom: sent again, the join answers that participant a new
+                // token (`join_answered_again`).
+                if let Some(key) = key {
+                    let record = serde_json::to_string(&record).unwrap_or_default();
+                    applied::record_with(c, key.id, id, &events, Some(&record))?;
+                }
+                Ok(events)
             },
             move |act, mut events, _| {
                 let event = events.remove(0);
@@ -84,31 +116,129 @@ impl Handler<JoinSession> for SessionActor {
                 }
             },
         );
-        // Then the newcomer's onboarding: everything since the session began is news to it.
-        let onboarded = committed.then(move |joined, act, _| {
-            let gathering = joined.as_ref().ok().map(|j| {
-                act.gathering(&j.participant.ai_id, Some(0), 0)
-                    .map(|(g, _)| g)
-            });
-            async move {
-                let mut joined = joined?;
-                if let Some(gathering) = gathering {
-                    // The join is committed: an onboarding that cannot be built is left out,
-                    // not turned into a failed join.
-                    match async { gathering?.run().await }.await {
-                        Ok(facts) => {
-                            joined.onboarding =
-                                Some(crate::domain::briefing::onboard(&facts, max_tokens));
-                        }
-                        Err(e) => log::warn!("session {id}: no onboarding for the newcomer: {e}"),
-                    }
-                }
-                Ok(joined)
-            }
-            .into_actor(act)
-        });
-        AtomicResponse::new(Box::pin(onboarded))
+        with_onboarding(committed, msg.max_tokens)
     }
+
+    /// A join sent again after it was applied, its answer lost with the hub that applied it
+    /// (`applied` is its record): the participant it made gets a new token, and the answer is
+    /// the join's again. The first token, which nobody received, stops working; nothing else
+    /// is written.
+    fn join_answered_again(
+        &mut self,
+        msg: JoinSession,
+        applied: Applied,
+    ) -> ResponseActFuture<Self, Result<Joined, HubError>> {
+        let ai_id = msg.participant.ai_id;
+        let joined_at = applied.first_event.unwrap_or_default();
+        let record: Option<JoinRecord> = applied
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok());
+        let planned = self.session().and_then(|s| {
+            self.authorized(s, &msg.credential)?;
+            super::over_time::check_budget(msg.max_tokens)?;
+            // The key names a join of this participant, in this session, by this caller; and
+            // the token it answered was never used: not replaced since, and nothing acked
+            // past the join. Otherwise it is only `already_applied`.
+            let first = record.filter(|r| {
+                applied.session == s.id
+                    && r.ai_id == ai_id
+                    && r.by == by(&msg.credential, Some(s), &self.policy)
+                    && s.active(&ai_id)
+                        .is_ok_and(|p| p.token_digest == r.digest && p.acked_event_id <= joined_at)
+            });
+            let Some(mut record) = first else {
+                return Err(applied.clone().error());
+            };
+            let token = new_token();
+            record.digest = token_digest(&token);
+            Ok((s.check_reissue(&ai_id, &Caller::Operator)?, token, record))
+        });
+        let (event, token, record) = match planned {
+            Ok(p) => p,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let (id, at, key) = (self.id, now(), msg.key);
+        let digest = record.digest.clone();
+        let (who, stored) = (ai_id.clone(), digest.clone());
+        let committed = self.commit_events(
+            move |c| {
+                queries::set_token_digest(c, id, &who, &stored)?;
+                // Sent again once more, it may answer again (the token it answers now is the
+                // one not to have been used).
+                if let Some(key) = key {
+                    let record = serde_json::to_string(&record).unwrap_or_default();
+                    applied::set_detail(c, key.id, &record)?;
+                }
+                Ok(vec![queries::append_event(c, id, &event, at)?])
+            },
+            move |act, events, _| {
+                let session = act.session_mut();
+                session.apply_reissue(&ai_id, digest, at, events[0].id);
+                Joined {
+                    session_id: id,
+                    participant: (&session.participants[&ai_id]).into(),
+                    token: Some(token),
+                    session: session.view(),
+                    event_id: joined_at,
+                    onboarding: None,
+                }
+            },
+        );
+        with_onboarding(committed, msg.max_tokens)
+    }
+}
+
+/// What a keyed join records with its key: whom it made, who asked (`None`: the operator), and
+/// the digest of the token it answered.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JoinRecord {
+    ai_id: String,
+    by: Option<String>,
+    digest: String,
+}
+
+/// Who sends a join: the participant whose credential it carries, or `None` for the operator.
+fn by(
+    credential: &crate::domain::auth::Credential,
+    s: Option<&crate::domain::session::Session>,
+    policy: &AccessPolicy,
+) -> Option<String> {
+    match s.and_then(|s| s.authorize(credential, policy).ok()) {
+        Some(Caller::Participant(me)) => Some(me),
+        _ => None,
+    }
+}
+
+/// A committed join, then the newcomer's onboarding: everything since the session began is
+/// news to it.
+fn with_onboarding(
+    committed: ResponseActFuture<SessionActor, Result<Joined, HubError>>,
+    max_tokens: Option<usize>,
+) -> ResponseActFuture<SessionActor, Result<Joined, HubError>> {
+    Box::pin(committed.then(move |joined, act, _| {
+        let id = act.id;
+        let gathering = joined.as_ref().ok().map(|j| {
+            act.gathering(&j.participant.ai_id, Some(0), 0)
+                .map(|(g, _)| g)
+        });
+        async move {
+            let mut joined = joined?;
+            if let Some(gathering) = gathering {
+                // The join is committed: an onboarding that cannot be built is left out,
+                // not turned into a failed join.
+                match async { gathering?.run().await }.await {
+                    Ok(facts) => {
+                        joined.onboarding =
+                            Some(crate::domain::briefing::onboard(&facts, max_tokens));
+                    }
+                    Err(e) => log::warn!("session {id}: no onboarding for the newcomer: {e}"),
+                }
+            }
+            Ok(joined)
+        }
+        .into_actor(act)
+    }))
 }
 
 impl Handler<LeaveSession> for SessionActor {
@@ -202,6 +332,51 @@ impl Handler<ChangeStatus> for SessionActor {
                 let session = act.session_mut();
                 session.apply_status(to, at, events[0].id);
                 session.view()
+            },
+        ))
+    }
+}
+
+impl Handler<TokensAgain> for SessionActor {
+    type Result = Reply<(SessionView, BTreeMap<String, String>)>;
+
+    fn handle(&mut self, msg: TokensAgain, _: &mut Self::Context) -> Self::Result {
+        let planned = self.session().map(|s| {
+            // Those who left since have no seat to take: no token for them.
+            msg.ai_ids
+                .iter()
+                .filter_map(|ai_id| {
+                    let event = s.check_reissue(ai_id, &Caller::Operator).ok()?;
+                    Some((ai_id.clone(), new_token(), event))
+                })
+                .collect::<Vec<_>>()
+        });
+        let reissued = match planned {
+            Ok(r) => r,
+            Err(e) => return reply(Err(e)),
+        };
+        let (id, at) = (self.id, now());
+        let stored: Vec<_> = reissued
+            .iter()
+            .map(|(ai_id, token, event)| (ai_id.clone(), token_digest(token), event.clone()))
+            .collect();
+        AtomicResponse::new(self.commit_events(
+            move |c| {
+                let mut events = Vec::with_capacity(stored.len());
+                for (ai_id, digest, event) in &stored {
+                    queries::set_token_digest(c, id, ai_id, digest)?;
+                    events.push(queries::append_event(c, id, event, at)?);
+                }
+                Ok(events)
+            },
+            move |act, events, _| {
+                let session = act.session_mut();
+                let mut tokens = BTreeMap::new();
+                for ((ai_id, token, _), event) in reissued.into_iter().zip(&events) {
+                    session.apply_reissue(&ai_id, token_digest(&token), at, event.id);
+                    tokens.insert(ai_id, token);
+                }
+                (session.view(), tokens)
             },
         ))
     }

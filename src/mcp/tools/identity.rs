@@ -79,7 +79,16 @@ async fn create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
     let me = created
         .me
         .ok_or_else(|| HubError::invalid("participants", "name at least one participant: you"))?;
-    let token = created.created.tokens.get(&me).cloned().unwrap_or_default();
+    // Absent only when a create sent again finds `me` gone since (no seat to take).
+    let token = created
+        .created
+        .tokens
+        .get(&me)
+        .cloned()
+        .ok_or_else(|| HubError::Conflict {
+            code: "already_applied",
+            message: format!("this session was already created, and {me:?} has left it since"),
+        })?;
     Ok(ToolOutput {
         value: value(&session),
         bind: Some((
@@ -264,10 +273,13 @@ pub(super) async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput
         (Some(named), Some(seat)) => *named == seat.ai_id,
         _ => true,
     };
-    let view = request.run(call).await?;
-    if me_leaving {
+    let left = request.run(call).await;
+    // Sent again after the hub that applied it died (`already_applied`): it has left all
+    // the same, and this MCP session must not stay bound to a seat that is gone.
+    let gone = left.is_ok() || matches!(&left, Err(e) if e.code() == "already_applied");
+    if me_leaving && gone {
         ctx.registry
             .do_send(crate::mcp::registry::Unbind(ctx.mcp_id.clone()));
     }
-    Ok(plain(value(&view)))
+    Ok(plain(value(&left?)))
 }
