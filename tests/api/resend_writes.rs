@@ -23,6 +23,7 @@ both_backends!(
     a_join_sent_again_through_mcp_binds_with_a_new_token,
     a_leave_sent_again_through_mcp_unbinds,
     a_keyed_tool_call_is_answered_in_one_piece,
+    a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did,
 );
 
 const KEY: &str = "x-collab-hub-request";
@@ -889,4 +890,49 @@ async fn a_keyed_tool_call_is_answered_in_one_piece(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(whole["id"], 2, "one JSON answer: {whole}");
     assert_ne!(whole["result"]["isError"], true, "{whole}");
+}
+
+/// The owner stores a create's or a join's binding of the MCP session before it answers; if it
+/// dies in between, the standby sends the call again on the same MCP session, now bound. It is
+/// answered with what it did (not `already_bound`), and the seat's token stays as it is.
+async fn a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, _, _) = app.create_pair("resend-bound").await;
+    let join = json!({"sessionId": session, "participant": "codex", "role": "navigator"});
+    let create = json!({"name": "resend-bound-create", "participants": ["cursor"]});
+    for (name, arguments) in [("session_join", join), ("session_create", create)] {
+        let mut agent = Mcp::new(&app);
+        agent.initialize("2025-11-25").await;
+        let key = uuid::Uuid::new_v4().to_string();
+        let call = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                          "params": {"name": name, "arguments": arguments}});
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let (status, _, answer) = agent
+                .raw(call.to_string().into_bytes(), &[(KEY, &key)])
+                .await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_ne!(answer["result"]["isError"], true, "{name}: {answer}");
+            answers.push(answer["result"]["structuredContent"].clone());
+        }
+        assert_eq!(
+            answers[1]["sessionId"], answers[0]["sessionId"],
+            "{answers:?}"
+        );
+        let (err, me) = agent.tool("whoami", json!({})).await;
+        assert!(!err, "{name}: the seat's token still works: {me}");
+    }
+    let (status, list) = app.get("/mcp/session/list?text=resend-bound-create").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let codexes = view["participants"].as_array().unwrap();
+    assert_eq!(
+        codexes.iter().filter(|p| p["aiId"] == "codex").count(),
+        1,
+        "{view}"
+    );
 }

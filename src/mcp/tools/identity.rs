@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{NoArgs, ToolCtx, ToolOutput, args, call_of, in_session, not_bound, plain, value};
-use crate::actors::messages::{AckEvents, AttachStream, Joined, PollEvents, Whoami};
+use crate::actors::hub::FindApplied;
+use crate::actors::messages::{AckEvents, AttachStream, GetSession, Joined, PollEvents, Whoami};
 use crate::api::{self, Operation};
 use crate::domain::auth::{Credential, token_digest};
 use crate::error::HubError;
@@ -21,7 +22,14 @@ use crate::mcp::registry::{Binding, ReleaseBind, ReserveBind, WhenClosing};
 /// tool result (they would sit in the model's transcript); the others get theirs via REST or
 /// the CLI.
 pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    binding(ctx, raw, create).await
+    binding(ctx, raw, Makes::Session, create).await
+}
+
+/// What a binding tool makes: a session (create) or a seat in one (join).
+#[derive(Clone, Copy, PartialEq)]
+enum Makes {
+    Session,
+    Seat,
 }
 
 /// Runs a create or join that will bind this MCP session, holding the registry's reservation
@@ -29,11 +37,15 @@ pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutpu
 async fn binding<F>(
     ctx: ToolCtx,
     raw: Value,
+    makes: Makes,
     run: fn(ToolCtx, Value) -> F,
 ) -> Result<ToolOutput, HubError>
 where
     F: std::future::Future<Output = Result<ToolOutput, HubError>>,
 {
+    if let Some(answered) = bound_by_this_request(&ctx, makes).await? {
+        return Ok(answered);
+    }
     not_bound(&ctx)?;
     let (registry, id) = (ctx.registry.clone(), ctx.mcp_id.clone());
     registry.send(ReserveBind(id.clone())).await??;
@@ -48,6 +60,41 @@ where
         reservation.held = false; // the Bind that follows ends it
     }
     outcome
+}
+
+/// A create or join sent again by a standby (the owner died before answering) whose first send
+/// was applied and bound this very MCP session (the binding is stored before the answer): it
+/// is answered with what it did, not `already_bound`. A join's answer as the first had it, but
+/// without the onboarding; a create's, the session.
+async fn bound_by_this_request(
+    ctx: &ToolCtx,
+    makes: Makes,
+) -> Result<Option<ToolOutput>, HubError> {
+    let (Some(seat), Some(key)) = (
+        &ctx.session.binding,
+        ctx.request_key.filter(|k| k.maybe_sent),
+    ) else {
+        return Ok(None);
+    };
+    let found = ctx.hub.send(FindApplied(key.id)).await??;
+    let Some(applied) = found.filter(|a| a.session == seat.session_id) else {
+        return Ok(None);
+    };
+    let credential = ctx.session.credential.clone();
+    let session = in_session(ctx, GetSession { credential }).await?;
+    let value = match makes {
+        Makes::Session => value(&session),
+        Makes::Seat => {
+            let participant = session
+                .participants
+                .iter()
+                .find(|p| p.ai_id == seat.ai_id)
+                .cloned();
+            json!({"sessionId": seat.session_id, "participant": participant,
+                   "session": session, "eventId": applied.first_event})
+        }
+    };
+    Ok(Some(ToolOutput { value, bind: None }))
 }
 
 struct Reservation {
@@ -105,7 +152,7 @@ async fn create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
 /// role, the operator's client (loopback, or the operator token) takes the seat of a participant
 /// listed at create instead of being refused as a duplicate.
 pub(super) async fn session_join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
-    binding(ctx, raw, join).await
+    binding(ctx, raw, Makes::Seat, join).await
 }
 
 async fn join(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
