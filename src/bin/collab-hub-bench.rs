@@ -50,7 +50,7 @@
 //! target/release/collab-hub --bind 127.0.0.1:PORT --database-url sqlite:///tmp/x/hub.db \
 //!     --message-rate 1000000 --message-burst 1000000
 //! target/release/collab-hub-bench --url http://127.0.0.1:PORT --sessions 1,8,32 \
-//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ctx,ping,deliver,lock,soak] \
+//!     [--seconds 5] [--warmup 1] [--phases read,sse,write,send,ctx,task,ping,deliver,lock,soak] \
 //!     [--recipients 1,10,100] [--lock-resources 4] [--soak-seconds 600] [--soak-interval 60] \
 //!     [--hub-pid PID] [--one-session]
 //! ```
@@ -109,7 +109,7 @@ struct Args {
     warmup: f64,
     /// Phases to run, in order (`deliver`, `lock` and `soak` run after the per-session phases).
     #[arg(long, value_delimiter = ',', default_value = "read,write",
-          value_parser = ["read", "sse", "write", "send", "ctx", "ping", "deliver", "lock", "soak"])]
+          value_parser = ["read", "sse", "write", "send", "ctx", "task", "ping", "deliver", "lock", "soak"])]
     phases: Vec<String>,
     /// The per-session phases put their N clients in ONE collab session (participants
     /// `c0`…, plus `gemini`, the `send` phase's recipient) instead of one session each: what
@@ -178,6 +178,13 @@ impl Agent {
                 "tools/call",
                 json!({"name": "context_set", "arguments": {
                     "path": self.key, "value": self.mcp.next_id + 1}}),
+            ),
+            // A task for its sender (the one-session case: task commands are committed one
+            // at a time, not pipelined; docs/multi-hub.md says why).
+            "task" => (
+                "tools/call",
+                json!({"name": "task", "arguments": {
+                    "action": "create", "description": format!("bench task {}", self.mcp.next_id + 1)}}),
             ),
             _ => ("ping", json!({})),
         };
