@@ -60,6 +60,28 @@ async fn last_event(app: &TestApp, session: &str) -> i64 {
     view["lastEventId"].as_i64().expect("lastEventId")
 }
 
+/// How many participants named `ai_id` the session lists (a join applied twice would list two).
+async fn seats(app: &TestApp, session: &str, ai_id: &str) -> usize {
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    view["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["aiId"] == ai_id)
+        .count()
+}
+
+/// How many messages of `page` carry `body`.
+fn copies(page: &Value, body: &str) -> usize {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"] == body)
+        .count()
+}
+
 /// Sends the write twice with one key: the first is applied and answered, the second is
 /// answered `already_applied` and changes nothing. Returns the first answer.
 async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Value) -> Value {
@@ -106,13 +128,7 @@ async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
         .get_as(&gemini, "/mcp/messages?unreadOnly=false&limit=50")
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let copies = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["body"] == "once")
-        .count();
-    assert_eq!(copies, 1, "{page}");
+    assert_eq!(copies(&page, "once"), 1, "{page}");
     // An acknowledgement: its targets are looked up before the write.
     twice(
         &app,
@@ -419,13 +435,7 @@ async fn one_key_sent_at_once_many_times_is_applied_once(backend: Backend) {
     }
     let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let copies = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["body"] == "at once")
-        .count();
-    assert_eq!(copies, 1, "{page}");
+    assert_eq!(copies(&page, "at once"), 1, "{page}");
 }
 
 /// Reading messages marks them read, so a page lost with its owner would leave them read and
@@ -694,15 +704,7 @@ async fn a_create_or_join_sent_again_answers_new_tokens(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
-    assert_eq!(status, StatusCode::OK, "{view}");
-    let codexes = view["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["aiId"] == "codex")
-        .count();
-    assert_eq!(codexes, 1, "joined once: {view}");
+    assert_eq!(seats(&app, &session, "codex").await, 1, "joined once");
 
     // Sent again once more (that answer lost too): the token answered last was never used.
     let (status, third) =
@@ -806,15 +808,7 @@ async fn a_join_sent_again_through_mcp_binds_with_a_new_token(backend: Backend) 
     assert_eq!(me["aiId"], "codex", "{me}");
     let (err, stale) = agents[0].tool("whoami", json!({})).await;
     assert!(err, "the first binding's token was replaced: {stale}");
-    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
-    assert_eq!(status, StatusCode::OK, "{view}");
-    let codexes = view["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["aiId"] == "codex")
-        .count();
-    assert_eq!(codexes, 1, "joined once: {view}");
+    assert_eq!(seats(&app, &session, "codex").await, 1, "joined once");
 }
 
 /// A leave sent again after it was applied is answered `already_applied`; the MCP session
@@ -927,12 +921,5 @@ async fn a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did
     let (status, list) = app.get("/mcp/session/list?text=resend-bound-create").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
-    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
-    assert_eq!(status, StatusCode::OK, "{view}");
-    let codexes = view["participants"].as_array().unwrap();
-    assert_eq!(
-        codexes.iter().filter(|p| p["aiId"] == "codex").count(),
-        1,
-        "{view}"
-    );
+    assert_eq!(seats(&app, &session, "codex").await, 1, "joined once");
 }
