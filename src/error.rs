@@ -22,6 +22,10 @@ pub enum HubError {
     NotFound { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A request sent again with its key (`api::REQUEST_KEY`) after it was applied: the events
+    /// it committed, as the caller may see them, stand in for its lost answer.
+    #[error("{message}")]
+    AlreadyApplied { message: String, events: Vec<Value> },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -108,6 +112,7 @@ impl HubError {
             HubError::Invalid { code, .. }
             | HubError::NotFound { code, .. }
             | HubError::Conflict { code, .. } => code,
+            HubError::AlreadyApplied { .. } => "already_applied",
             HubError::Unauthorized(_) => "unauthorized",
             HubError::Forbidden(_) => "forbidden",
             HubError::WriteDenied { .. } => "write_permission_denied",
@@ -133,7 +138,7 @@ impl HubError {
         match self {
             HubError::Invalid { .. } => StatusCode::BAD_REQUEST,
             HubError::NotFound { .. } => StatusCode::NOT_FOUND,
-            HubError::Conflict { .. } => StatusCode::CONFLICT,
+            HubError::Conflict { .. } | HubError::AlreadyApplied { .. } => StatusCode::CONFLICT,
             HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HubError::Forbidden(_) | HubError::WriteDenied { .. } => StatusCode::FORBIDDEN,
             HubError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -159,6 +164,11 @@ impl HubError {
         {
             body["retryAfterSecs"] = json!(retry_after_secs);
         }
+        if let HubError::AlreadyApplied { events, .. } = self
+            && !events.is_empty()
+        {
+            body["events"] = json!(events);
+        }
         // The concept's shape: who drives, and what to do instead.
         if let HubError::WriteDenied { current_driver, .. } = self {
             body["currentDriver"] = json!(current_driver);
@@ -178,7 +188,7 @@ impl HubError {
             HubError::Unauthorized(_) | HubError::Forbidden(_) | HubError::WriteDenied { .. } => {
                 -32001
             }
-            HubError::Conflict { .. } => -32003,
+            HubError::Conflict { .. } | HubError::AlreadyApplied { .. } => -32003,
             HubError::UnsupportedMediaType(_) => -32600,
             HubError::MethodNotAllowed(_) => -32601,
             HubError::NotAcceptable(_) => -32600,

@@ -168,8 +168,13 @@ impl Call {
     {
         match self.request_key.take() {
             Some(key) => {
-                self.send_as::<Keyed<M>, R>(session_id, Keyed { key, command })
-                    .await
+                let credential = self.credential.clone();
+                let keyed = Keyed {
+                    key,
+                    command,
+                    credential,
+                };
+                self.send_as::<Keyed<M>, R>(session_id, keyed).await
             }
             None => self.send_as(session_id, command).await,
         }

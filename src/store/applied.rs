@@ -26,18 +26,60 @@ pub struct Applied {
 impl Applied {
     /// What a request sent again is answered: it was applied, and where to read its effects.
     pub fn error(self) -> HubError {
-        let events = match (self.first_event, self.last_event) {
+        self.answer(Vec::new())
+    }
+
+    /// `error`, carrying `events` (those it committed, as the caller may see them): what the
+    /// lost answer said is in them (a lock's id and fencing token, a task's or message's id).
+    pub fn answer(self, events: Vec<Event>) -> HubError {
+        let range = match (self.first_event, self.last_event) {
             (Some(a), Some(b)) if a == b => format!(" (event {a})"),
             (Some(a), Some(b)) => format!(" (events {a}–{b})"),
             _ => String::new(),
         };
-        HubError::Conflict {
-            code: "already_applied",
+        HubError::AlreadyApplied {
             message: format!(
-                "this request was already applied{events}; its answer was lost with the hub that applied it"
+                "this request was already applied{range}; its answer was lost with the hub that applied it"
             ),
+            events: events
+                .iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .collect(),
         }
     }
+}
+
+/// Most events an `already_applied` answer carries (a batch may have written many).
+pub const ANSWERED_EVENTS: i64 = 20;
+
+/// The write `key` committed, if it did, answered as `already_applied` with its events that
+/// `viewer` sees (`None`: the operator, who sees all; the caller is known to belong to
+/// `session`, and the events are only read if the write was in it).
+pub fn find_answered(
+    conn: &mut DbConn,
+    key: Uuid,
+    session: Uuid,
+    viewer: Option<&str>,
+) -> Result<Option<HubError>, HubError> {
+    let Some(applied) = find(conn, key)? else {
+        return Ok(None);
+    };
+    let events = match (applied.first_event, applied.last_event) {
+        (Some(first), Some(last)) if applied.session == session => {
+            let filter = super::queries::EventFilter {
+                viewer,
+                kinds: None,
+                critical_only: false,
+            };
+            let limit = (last - first + 1).clamp(0, ANSWERED_EVENTS);
+            super::queries::events_after(conn, session, filter, first - 1, limit)?
+                .into_iter()
+                .filter(|e| e.id <= last)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(Some(applied.answer(events)))
 }
 
 /// Records that the write of `key` committed `events`, in the write's own transaction. A key

@@ -104,6 +104,20 @@ async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Valu
         applied,
         "{path}: sent again, nothing was written"
     );
+    // What the lost answer said is in the events the write committed, which come with it;
+    // except to one who left: its token no longer reads the session.
+    let events = err["events"].as_array().cloned().unwrap_or_default();
+    let left = path == "/mcp/session/leave";
+    assert!(
+        left == events.is_empty(),
+        "{path}: the write's events: {second}"
+    );
+    assert!(
+        events.iter().all(|e| e["id"]
+            .as_i64()
+            .is_some_and(|id| id > before && id <= applied)),
+        "{path}: only the write's own events: {second}"
+    );
     first
 }
 
@@ -361,6 +375,15 @@ async fn a_tool_call_sent_again_with_its_key_is_applied_once(backend: Backend) {
             "{name}: {second}"
         );
         assert_eq!(last_event(&app, &session).await, applied, "{name}");
+        // What the lost answer said comes with it: here the lock's id and fencing token.
+        let answered = &second["result"]["structuredContent"]["error"]["events"][0];
+        let done = &first["result"]["structuredContent"];
+        if name == "lock" {
+            assert_eq!(answered["payload"]["lockId"], done["id"], "{second}");
+            assert_eq!(answered["payload"]["token"], done["token"], "{second}");
+        } else {
+            assert_eq!(answered["id"], done["id"], "{second}");
+        }
     }
 }
 
@@ -536,6 +559,21 @@ async fn coordination_and_membership_writes_are_applied_once(backend: Backend) {
     let session = created["sessionId"].as_str().unwrap().to_owned();
     let token = |who: &str| created["tokens"][who].as_str().unwrap().to_owned();
     let (claude, gemini, codex) = (token("claude"), token("gemini"), token("codex"));
+
+    // The events an `already_applied` carries are those its caller sees: a directed message
+    // is not shown to a third participant who sends its key.
+    let key = uuid::Uuid::new_v4().to_string();
+    let private = json!({"to": "gemini", "body": "between us"});
+    let send = "/mcp/messages/send";
+    let (status, sent) = post_keyed(&app, Some(&claude), &key, send, &private, false).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let (status, seen) = post_keyed(&app, Some(&codex), &key, send, &private, true).await;
+    let err = assert_error(status, &seen, StatusCode::CONFLICT, "already_applied");
+    assert!(err.get("events").is_none(), "{seen}");
+    assert!(!seen.to_string().contains("between us"), "{seen}");
+    let (status, seen) = post_keyed(&app, Some(&gemini), &key, send, &private, true).await;
+    let err = assert_error(status, &seen, StatusCode::CONFLICT, "already_applied");
+    assert_eq!(err["events"][0]["id"], sent["id"], "{seen}");
 
     let sync = json!({"updates": {"projectUnderstanding": {"pattern": "actors"}}});
     twice(&app, &session, &claude, "/mcp/context/sync", sync).await;

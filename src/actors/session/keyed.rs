@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::SessionActor;
 use crate::api::RequestKey;
+use crate::domain::auth::Caller;
 use crate::domain::event::Event;
 use crate::error::HubError;
 use crate::store::applied;
@@ -36,6 +37,9 @@ use crate::store::shutting_down;
 pub struct Keyed<M> {
     pub key: RequestKey,
     pub command: M,
+    /// The caller's credential (the command's own): an `already_applied` answer carries the
+    /// write's events that this caller may see, and none to a caller the session refuses.
+    pub credential: crate::domain::auth::Credential,
 }
 
 impl<M: Message> Message for Keyed<M> {
@@ -52,7 +56,11 @@ where
 
     fn handle(&mut self, msg: Keyed<M>, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let Keyed { key, command } = msg;
+        let Keyed {
+            key,
+            command,
+            credential,
+        } = msg;
         let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) });
         if !key.maybe_sent {
             // A standby's first send: nothing can be on record yet. Run from the wait queue
@@ -65,19 +73,36 @@ where
             );
             return answer;
         }
-        let (store, id) = (self.store.clone(), key.id);
-        // Held: a second send of the key must not run beside the first.
-        let lookup = async move { store.read(move |c| applied::find(c, id)).await }
-            .into_actor(self)
-            .map(move |found, act, ctx| match found {
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-                Ok(Some(applied)) => {
-                    let _ = tx.send(Err(applied.error()));
-                }
-                Ok(None) => act.run_keyed(key.id, command, tx, ctx),
+        // Who may see what the write did: the operator all of it, a participant what it sees
+        // of the log; a caller the session refuses, none of it (the command refuses it too).
+        let viewer = self
+            .session()
+            .ok()
+            .and_then(|s| self.authorized(s, &credential).ok())
+            .map(|caller| match caller {
+                Caller::Participant(me) => Some(me),
+                Caller::Operator => None,
             });
+        let (store, session, id) = (self.store.clone(), self.id, key.id);
+        // Held: a second send of the key must not run beside the first.
+        let lookup = async move {
+            store
+                .read(move |c| match viewer {
+                    Some(viewer) => applied::find_answered(c, id, session, viewer.as_deref()),
+                    None => Ok(applied::find(c, id)?.map(applied::Applied::error)),
+                })
+                .await
+        }
+        .into_actor(self)
+        .map(move |found, act, ctx| match found {
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+            Ok(Some(applied)) => {
+                let _ = tx.send(Err(applied));
+            }
+            Ok(None) => act.run_keyed(key.id, command, tx, ctx),
+        });
         ctx.wait(lookup);
         answer
     }

@@ -127,15 +127,16 @@ async fn create(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, HubError> {
         .me
         .ok_or_else(|| HubError::invalid("participants", "name at least one participant: you"))?;
     // Absent only when a create sent again finds `me` gone since (no seat to take).
-    let token = created
-        .created
-        .tokens
-        .get(&me)
-        .cloned()
-        .ok_or_else(|| HubError::Conflict {
-            code: "already_applied",
-            message: format!("this session was already created, and {me:?} has left it since"),
-        })?;
+    let token =
+        created
+            .created
+            .tokens
+            .get(&me)
+            .cloned()
+            .ok_or_else(|| HubError::AlreadyApplied {
+                message: format!("this session was already created, and {me:?} has left it since"),
+                events: Vec::new(),
+            })?;
     Ok(ToolOutput {
         value: value(&session),
         bind: Some((
