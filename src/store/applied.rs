@@ -41,10 +41,7 @@ impl Applied {
             message: format!(
                 "this request was already applied{range}; its answer was lost with the hub that applied it"
             ),
-            events: events
-                .iter()
-                .filter_map(|e| serde_json::to_value(e).ok())
-                .collect(),
+            events: within_budget(&events),
         }
     }
 }
@@ -52,9 +49,31 @@ impl Applied {
 /// Most events an `already_applied` answer carries (a batch may have written many).
 pub const ANSWERED_EVENTS: i64 = 20;
 
+/// Most bytes of event payloads one `already_applied` answer carries: a context value or a
+/// change's text may be hundreds of KiB, and an MCP answer carries its error twice.
+pub const ANSWERED_BYTES: usize = 16 * 1024;
+
+/// `events` as JSON; past `ANSWERED_BYTES` of them, only their ids and kinds.
+fn within_budget(events: &[Event]) -> Vec<serde_json::Value> {
+    let mut spent = 0;
+    events
+        .iter()
+        .filter_map(|e| {
+            let full = serde_json::to_value(e).ok()?;
+            spent += full.to_string().len();
+            Some(if spent <= ANSWERED_BYTES {
+                full
+            } else {
+                serde_json::json!({"id": e.id, "kind": e.kind, "payloadOmitted": true})
+            })
+        })
+        .collect()
+}
+
 /// The write `key` committed, if it did, answered as `already_applied` with its events that
-/// `viewer` sees (`None`: the operator, who sees all; the caller is known to belong to
-/// `session`, and the events are only read if the write was in it).
+/// `viewer` may see (`None`: the operator, who sees all; the caller is known to belong to
+/// `session`, and the events are only read if the write was in it). The events addressed to
+/// others are left out; a checkpoint's hold does not apply (they are the caller's own write's).
 pub fn find_answered(
     conn: &mut DbConn,
     key: Uuid,

@@ -574,6 +574,27 @@ async fn coordination_and_membership_writes_are_applied_once(backend: Backend) {
     let (status, seen) = post_keyed(&app, Some(&gemini), &key, send, &private, true).await;
     let err = assert_error(status, &seen, StatusCode::CONFLICT, "already_applied");
     assert_eq!(err["events"][0]["id"], sent["id"], "{seen}");
+    // Nor to a participant of another session.
+    let (_, stranger, _) = app.create_pair("resend-stranger").await;
+    let (status, seen) = post_keyed(&app, Some(&stranger), &key, send, &private, true).await;
+    let err = assert_error(status, &seen, StatusCode::CONFLICT, "already_applied");
+    assert!(err.get("events").is_none(), "{seen}");
+    // A batch of many events: at most 20 come back, and past 16 KiB only their ids and kinds.
+    let big = "x".repeat(4096);
+    let operations: Vec<Value> = (0..25)
+        .map(|i| json!({"op": "message_send", "args": {"to": "gemini", "body": format!("{i}{big}")}}))
+        .collect();
+    let batch = json!({"operations": operations});
+    let key = uuid::Uuid::new_v4().to_string();
+    let (status, done) = post_keyed(&app, Some(&claude), &key, "/mcp/batch", &batch, false).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (status, again) = post_keyed(&app, Some(&claude), &key, "/mcp/batch", &batch, true).await;
+    let err = assert_error(status, &again, StatusCode::CONFLICT, "already_applied");
+    let events = err["events"].as_array().unwrap();
+    assert_eq!(events.len(), 20, "{err}");
+    assert!(events[0]["payload"]["body"].is_string(), "{}", events[0]);
+    assert_eq!(events[19]["payloadOmitted"], true, "{}", events[19]);
+    assert!(again.to_string().len() < 24 * 1024, "bounded");
 
     let sync = json!({"updates": {"projectUnderstanding": {"pattern": "actors"}}});
     twice(&app, &session, &claude, "/mcp/context/sync", sync).await;
