@@ -156,7 +156,9 @@ async fn forward(
         }
     });
     let outgoing = Outgoing {
-        safe: req.method().is_safe() || mcp_read,
+        safe: req.method().is_safe()
+            || mcp_read
+            || crate::mcp::resend::rest_bears_applying_twice(req.method(), req.path()),
         key,
         req,
         body,

@@ -41,10 +41,13 @@ fn safe_message(message: &Value) -> bool {
         m if m.starts_with("notifications/") => true,
         "tools/call" => {
             let params = &message["params"];
-            params["name"]
-                .as_str()
-                .and_then(tools::find)
-                .is_some_and(|tool| tool.reads(&params["arguments"]))
+            let (name, arguments) = (params["name"].as_str(), &params["arguments"]);
+            name.and_then(tools::find)
+                .is_some_and(|tool| tool.reads(arguments))
+                || BEAR_APPLYING_TWICE.iter().any(|w| {
+                    Some(w.tool) == name
+                        && (w.action.is_none() || w.action == arguments["action"].as_str())
+                })
         }
         // Not `resources/read` nor `prompts/get`: what they record (an inbox's messages
         // delivered, a resume's briefing) is only stamped once and would bear asking twice,
@@ -265,6 +268,52 @@ const RESENT_WRITES: &[ResentWrite] = &[
     },
 ];
 
+/// Writes a standby sends again *without* a key: applied twice, they leave what once would
+/// (an acknowledgement moves a cursor forward only, a receipt is stamped once, a snapshot more
+/// is a snapshot), or the second answer is as good as the lost one (a token reissued again
+/// gives a new token, and the first, lost with its answer, stops working; a resume answers a
+/// briefing again).
+const BEAR_APPLYING_TWICE: &[ResentWrite] = &[
+    ResentWrite {
+        tool: "events_ack",
+        action: None,
+        route: "",
+    },
+    ResentWrite {
+        tool: "session",
+        action: Some("save"),
+        route: "/mcp/session/save",
+    },
+    ResentWrite {
+        tool: "",
+        action: None,
+        route: "/mcp/session/resume",
+    },
+    ResentWrite {
+        tool: "",
+        action: None,
+        route: "/mcp/session/export",
+    },
+    ResentWrite {
+        tool: "",
+        action: None,
+        route: "/mcp/events/shown",
+    },
+    ResentWrite {
+        tool: "",
+        action: None,
+        route: "/mcp/session/{}/token",
+    },
+];
+
+/// Whether a REST POST to `path` may be sent again as it is (`BEAR_APPLYING_TWICE`).
+pub fn rest_bears_applying_twice(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && BEAR_APPLYING_TWICE
+            .iter()
+            .any(|w| !w.route.is_empty() && on_route(w.route, path))
+}
+
 /// Whether `path` is `route`, whose `{}` segments match any one non-empty segment.
 fn on_route(route: &str, path: &str) -> bool {
     let (mut route, mut path) = (route.split('/'), path.split('/'));
@@ -348,6 +397,55 @@ mod tests {
         ));
     }
 
+    /// A tool call a standby delivered to an owner that died is sent again, whatever it is: as
+    /// a read, as a write that bears applying twice, or with a key. None is answered 503.
+    #[test]
+    fn every_tool_and_action_is_sent_again_one_way_or_another() {
+        let mut checked = 0;
+        for tool in super::tools::CATALOGUE {
+            let schema = tool.describe()["inputSchema"].clone();
+            let actions: Vec<Option<String>> =
+                match schema["properties"]["action"]["enum"].as_array() {
+                    Some(actions) => actions
+                        .iter()
+                        .map(|a| Some(a.as_str().expect("an action name").to_owned()))
+                        .collect(),
+                    None => vec![None],
+                };
+            for action in actions {
+                let arguments = match &action {
+                    Some(a) => json!({ "action": a }),
+                    None => json!({}),
+                };
+                let c = call(tool.name, arguments);
+                let keyed = resent_with_key(&POST, "/mcp", c.to_string().as_bytes());
+                assert!(safe(c) || keyed, "{} {action:?} would be 503", tool.name);
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 50,
+            "the grouped tools' actions were found: {checked}"
+        );
+    }
+
+    #[test]
+    fn writes_that_bear_applying_twice_go_again_without_a_key() {
+        assert!(safe(call("events_ack", json!({"upTo": 3}))));
+        assert!(safe(call("session", json!({"action": "save"}))));
+        assert!(!safe(call("session", json!({"action": "nonsense"}))));
+        let rest = |path: &str| super::rest_bears_applying_twice(&POST, path);
+        assert!(rest("/mcp/session/0b5d/token"));
+        assert!(rest("/mcp/events/shown"));
+        assert!(rest("/mcp/session/save"));
+        assert!(!rest("/mcp/session/0b5d/status"));
+        assert!(!rest("/mcp/messages/send"));
+        assert!(!super::rest_bears_applying_twice(
+            &Method::DELETE,
+            "/mcp/events/shown"
+        ));
+    }
+
     #[test]
     fn protocol_methods() {
         for method in [
@@ -390,7 +488,10 @@ mod tests {
         assert!(post(call("session_status", json!({"action": "pause"}))));
         assert!(post(call("dispute", json!({"action": "vote"}))));
         assert!(!post(call("dispute", json!({"action": "list"}))));
-        assert!(!post(call("events_ack", json!({"upTo": 3}))));
+        assert!(
+            !post(call("events_ack", json!({"upTo": 3}))),
+            "sent again, but unkeyed"
+        );
         // A batch, even of one covered write.
         assert!(!post(json!([call(
             "message_send",

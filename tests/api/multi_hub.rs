@@ -589,6 +589,11 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     };
     let standby = hubs.urls[1].clone();
     a_write_answers_soon(&standby, &session, &token, "the start").await;
+    let other = create_session(&standby, &["c", "d"]).await;
+    let (other, c) = (
+        other["sessionId"].as_str().unwrap().to_owned(),
+        other["tokens"]["c"].as_str().unwrap().to_owned(),
+    );
     let mut owner = hubs.take(0);
     // Frozen, the owner's socket still takes the request: delivered, and not answered.
     let sent = Command::new("kill")
@@ -600,6 +605,9 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     // A join too: it answers a token, which the resend must carry back.
     let join = json!({"sessionId": session, "participant": "codex", "role": "navigator"});
     let joining = posted_in_the_background(&standby, &token, "/mcp/session/join", join);
+    // And a token reissue, which is sent again as it is (a second reissue is as good).
+    let route = format!("/mcp/session/{other}/token");
+    let reissuing = posted_in_the_background(&standby, &c, &route, json!({"participant": "c"}));
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert!(!write.is_finished(), "the frozen owner holds the write");
     assert!(!joining.is_finished(), "and the join");
@@ -614,6 +622,11 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     let joined: Value = serde_json::from_str(&body).unwrap();
     let codex = joined["token"].as_str().expect("codex's token");
     a_write_answers_soon(&standby, &session, codex, "codex joined").await;
+    let (status, body) = reissuing.await.unwrap().expect("an answer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reissued: Value = serde_json::from_str(&body).unwrap();
+    let c = reissued["token"].as_str().expect("c's new token");
+    a_write_answers_soon(&standby, &other, c, "c's token reissued").await;
 }
 
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through the standby with a progress
@@ -971,10 +984,10 @@ fn a_write_in_the_background(
 fn posted_in_the_background(
     url: &str,
     token: &str,
-    route: &'static str,
+    route: &str,
     write: Value,
 ) -> actix_web::rt::task::JoinHandle<Result<(StatusCode, String), String>> {
-    let (url, token) = (url.to_owned(), token.to_owned());
+    let (url, token, route) = (url.to_owned(), token.to_owned(), route.to_owned());
     actix_web::rt::spawn(async move {
         let mut answer = client()
             .post(format!("{url}{route}"))
