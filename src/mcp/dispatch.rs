@@ -216,14 +216,7 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
             r.structured_content = Some(out.value);
             r
         }
-        Err(e) => {
-            // The same error object as the REST answer's `error` (code, message, field,
-            // currentDriver, suggestion, retryAfterSecs): one failure reads alike everywhere.
-            let body = e.body();
-            let mut r = CallToolResult::error(vec![Content::text(body.to_string())]);
-            r.structured_content = Some(serde_json::json!({ "error": body }));
-            r
-        }
+        Err(e) => tool_error(&e),
     };
     // What waits for the caller goes on top (its unacknowledged critical events in full, counts
     // of the rest; nothing when nothing waits), so that a model that never reads notifications
@@ -255,4 +248,14 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
     }
     result.result_type = None; // a 2026-07-28 field; the handshake versions do not know it
     serde_json::to_value(result).map_err(|e| RpcError::new(protocol::INTERNAL_ERROR, e.to_string()))
+}
+
+/// A tool's failure as its result: the same error object as the REST answer's `error` (code,
+/// message, field, currentDriver, suggestion, retryAfterSecs, events), so that one failure
+/// reads alike everywhere.
+pub fn tool_error(e: &HubError) -> CallToolResult {
+    let body = e.body();
+    let mut r = CallToolResult::error(vec![Content::text(body.to_string())]);
+    r.structured_content = Some(serde_json::json!({ "error": body }));
+    r
 }

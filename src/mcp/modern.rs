@@ -22,7 +22,7 @@ use super::registry::{Binding, McpRegistry, McpSession};
 use super::resources::{self, updated_by};
 use super::sse::frame;
 use crate::actors::Hub;
-use crate::actors::hub::{Identify, Identity};
+use crate::actors::hub::{FindApplied, Identify, Identity};
 use crate::actors::messages::{AttachStream, Delivery, ToSession, Whoami};
 use crate::error::HubError;
 use crate::http::credential;
@@ -164,6 +164,12 @@ pub async fn post(
     let binding = match hub.send(Identify(credential.clone())).await {
         Ok(Ok(Identity::Operator)) => None,
         Ok(Ok(Identity::Participant { session_id, ai_id })) => Some(Binding { session_id, ai_id }),
+        Ok(Err(e @ HubError::Unauthorized(_))) => {
+            return match left_already(req, hub, &method, &params).await {
+                Some(applied) => HttpResponse::Ok().json(protocol::result(id, applied)),
+                None => fail(e.http_status(), id, e.into()),
+            };
+        }
         Ok(Err(e)) => return fail(e.http_status(), id, e.into()),
         Err(e) => {
             return fail(
@@ -217,6 +223,27 @@ pub async fn post(
             fail(status, id, err)
         }
     }
+}
+
+/// A `session_leave` sent again (a standby's resend) after it was applied finds its token gone
+/// with the seat: answered as the tool's `already_applied` failure, not 401, when its key is on
+/// record.
+async fn left_already(
+    req: &HttpRequest,
+    hub: &Addr<Hub>,
+    method: &str,
+    params: &Value,
+) -> Option<Value> {
+    if method != "tools/call" || params["name"] != "session_leave" {
+        return None;
+    }
+    let key = crate::api::request_key(req.headers()).ok()??;
+    if !key.maybe_sent {
+        return None;
+    }
+    let applied = hub.send(FindApplied(key.id)).await.ok()?.ok()??;
+    let failed = serde_json::to_value(dispatch::tool_error(&applied.error())).ok()?;
+    Some(complete(method, failed))
 }
 
 fn server_info() -> Value {

@@ -24,6 +24,7 @@ both_backends!(
     a_leave_sent_again_through_mcp_unbinds,
     a_keyed_tool_call_is_answered_in_one_piece,
     a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did,
+    a_stateless_leave_sent_again_is_answered_already_applied,
 );
 
 const KEY: &str = "x-collab-hub-request";
@@ -981,4 +982,49 @@ async fn a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(seats(&app, &session, "codex").await, 1, "joined once");
+}
+
+/// On the stateless transport (2026-07-28) the bearer token is checked before the tool runs,
+/// and a leave's token goes with the seat: sent again after it was applied, the leave is
+/// answered the tool's `already_applied` failure, not 401.
+async fn a_stateless_leave_sent_again_is_answered_already_applied(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, _, gemini) = app.create_pair("resend-stateless-leave").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let leave = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "session_leave", "arguments": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let send = |key: Option<&str>| {
+        let mut req = client()
+            .post(format!("{}/mcp", app.address))
+            .bearer_auth(&gemini)
+            .insert_header(("accept", "application/json, text/event-stream"))
+            .insert_header(("mcp-protocol-version", "2026-07-28"))
+            .insert_header(("mcp-method", "tools/call"))
+            .insert_header(("mcp-name", "session_leave"));
+        if let Some(key) = key {
+            req = req.insert_header((KEY, key.to_owned()));
+        }
+        let leave = leave.clone();
+        async move {
+            let mut res = req.send_json(&leave).await.expect("an answer");
+            (res.status(), res.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, left) = send(Some(&key)).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert_ne!(left["result"]["isError"], true, "{left}");
+    let (status, again) = send(Some(&key)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["result"]["isError"], true, "{again}");
+    assert_eq!(
+        again["result"]["structuredContent"]["error"]["code"], "already_applied",
+        "{again}"
+    );
+    // Without the key it is what it is: a token that no longer works.
+    let (status, refused) = send(None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
 }
