@@ -15,6 +15,7 @@ use super::auth::Caller;
 use super::event::{NewEvent, Priority};
 use super::handshake::{self, Phase, Planned, Step};
 use super::role::{Permission, Role};
+use super::session::caller_id;
 use super::session::{HandshakeMode, RotationPolicy, Session, SessionStatus};
 
 pub const ROLE_REQUESTED: &str = "role_requested";
@@ -90,13 +91,6 @@ pub struct PlannedRoles {
     pub pending: Option<RoleChange>,
     /// The request this answers, to drop from the open list.
     pub answers: Option<i64>,
-}
-
-fn caller_name(caller: &Caller) -> Option<String> {
-    match caller {
-        Caller::Participant(id) => Some(id.clone()),
-        Caller::Operator => None,
-    }
 }
 
 fn check_reason(reason: Option<&str>) -> Result<(), DomainError> {
@@ -364,7 +358,7 @@ impl Session {
     ) -> Result<RoleDecision, DomainError> {
         self.check_open_session()?;
         check_reason(reason.as_deref())?;
-        let me = caller_name(caller)
+        let me = caller_id(caller)
             .ok_or_else(|| DomainError::invalid("aiId", "name the participant asking"))?;
         let p = self.active(&me)?;
         if p.role == role {
@@ -418,7 +412,7 @@ impl Session {
                 format!("no open role request {id}"),
             ));
         };
-        let by = caller_name(caller);
+        let by = caller_id(caller);
         if let Some(me) = &by
             && self.driver().map(|d| &d.ai_id) != Some(me)
         {
@@ -463,7 +457,7 @@ impl Session {
     ) -> Result<PlannedRoles, DomainError> {
         self.check_open_session()?;
         check_reason(reason.as_deref())?;
-        let by = caller_name(caller);
+        let by = caller_id(caller);
         if let Some(me) = &by
             && self.driver().map(|d| &d.ai_id) != Some(me)
         {
@@ -509,7 +503,7 @@ impl Session {
         at: NaiveDateTime,
     ) -> Result<(Planned, Option<(NewEvent, RoleChange)>), DomainError> {
         self.check_open_session()?;
-        let who = caller_name(caller)
+        let who = caller_id(caller)
             .ok_or_else(|| DomainError::invalid("aiId", "name the participant taking the step"))?;
         let p = self.active(&who)?;
         let driver = self.driver().map(|d| d.ai_id.as_str());

@@ -10,7 +10,7 @@ use super::DomainError;
 use super::auth::Caller;
 use super::event::{NewEvent, Priority};
 use super::role::Role;
-use super::session::{Session, SessionStatus};
+use super::session::{Session, SessionStatus, caller_id};
 use super::task::{
     Status, Strategy, TASK_ASSIGNED, TASK_CLAIMED, TASK_CREATED, TASK_HANDED_OFF, TASK_STATUS,
     Task, TaskBoard, TaskSpec, TaskSpecOrTask,
@@ -69,13 +69,6 @@ pub struct TaskPlan {
 }
 
 const MAX_HANDOFF_BYTES: usize = 64 * 1024;
-
-fn caller_name(caller: &Caller) -> Option<String> {
-    match caller {
-        Caller::Participant(id) => Some(id.clone()),
-        Caller::Operator => None,
-    }
-}
 
 /// What the task rules need to know of a session: whether it is open, who is in it (active
 /// participants with their role and skills), who drives, and its default strategy. The session
@@ -148,7 +141,7 @@ impl Roster {
 
     fn may_steer(&self, caller: &Caller) -> Result<Option<String>, DomainError> {
         self.check_open()?;
-        let me = caller_name(caller);
+        let me = caller_id(caller);
         if let Some(me) = &me
             && self.role(me)? == Role::Observer
         {

@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use super::SessionActor;
 use crate::api::RequestKey;
-use crate::domain::auth::Caller;
 use crate::domain::event::Event;
+use crate::domain::session::caller_id;
 use crate::error::HubError;
 use crate::store::applied;
 use crate::store::shutting_down;
@@ -79,10 +79,7 @@ where
             .session()
             .ok()
             .and_then(|s| self.authorized(s, &credential).ok())
-            .map(|caller| match caller {
-                Caller::Participant(me) => Some(me),
-                Caller::Operator => None,
-            });
+            .map(|caller| caller_id(&caller));
         let (store, session, id) = (self.store.clone(), self.id, key.id);
         // Held: a second send of the key must not run beside the first.
         let lookup = async move {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::actors::messages::Select;
+use crate::domain::session::caller_id;
 use crate::store::applied::{self, Applied};
 use std::collections::BTreeMap;
 
@@ -58,18 +59,14 @@ impl SessionActor {
                     onboarding: None,
                 }));
             }
-            Ok(Ok(s.check_join(
-                &caller,
-                &msg.participant,
-                token_digest(&token),
-                at,
-            )?))
+            let joined = s.check_join(&caller, &msg.participant, token_digest(&token), at)?;
+            Ok(Ok((joined, caller_id(&caller))))
         });
         let planned = planned.and_then(|p| {
             super::over_time::check_budget(msg.max_tokens)?;
             Ok(p)
         });
-        let (participant, event) = match planned {
+        let ((participant, event), by) = match planned {
             Ok(Ok(p)) => p,
             Ok(Err(existing)) => return Box::pin(fut::ready(Ok(existing))),
             Err(e) => return Box::pin(fut::ready(Err(e))),
@@ -77,7 +74,7 @@ impl SessionActor {
         let (id, key) = (self.id, msg.key);
         let record = JoinRecord {
             ai_id: participant.ai_id.clone(),
-            by: by(&msg.credential, self.session().ok(), &self.policy),
+            by,
             digest: participant.token_digest.clone(),
         };
         let mut row = participant.clone();
@@ -135,7 +132,7 @@ impl SessionActor {
             .as_deref()
             .and_then(|d| serde_json::from_str(d).ok());
         let planned = self.session().and_then(|s| {
-            self.authorized(s, &msg.credential)?;
+            let caller = self.authorized(s, &msg.credential)?;
             super::over_time::check_budget(msg.max_tokens)?;
             // The key names a join of this participant, in this session, by this caller; and
             // the token it answered was never used: not replaced since, and nothing acked
@@ -143,7 +140,7 @@ impl SessionActor {
             let first = record.filter(|r| {
                 applied.session == s.id
                     && r.ai_id == ai_id
-                    && r.by == by(&msg.credential, Some(s), &self.policy)
+                    && r.by == caller_id(&caller)
                     && s.active(&ai_id)
                         .is_ok_and(|p| p.token_digest == r.digest && p.acked_event_id <= joined_at)
             });
@@ -196,18 +193,6 @@ struct JoinRecord {
     ai_id: String,
     by: Option<String>,
     digest: String,
-}
-
-/// Who sends a join: the participant whose credential it carries, or `None` for the operator.
-fn by(
-    credential: &crate::domain::auth::Credential,
-    s: Option<&crate::domain::session::Session>,
-    policy: &AccessPolicy,
-) -> Option<String> {
-    match s.and_then(|s| s.authorize(credential, policy).ok()) {
-        Some(Caller::Participant(me)) => Some(me),
-        _ => None,
-    }
 }
 
 /// A committed join, then the newcomer's onboarding: everything since the session began is
