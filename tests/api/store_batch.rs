@@ -20,16 +20,22 @@ both_backends!(
     old_request_keys_are_forgotten_a_chunk_at_a_time,
 );
 
+/// A store on a fresh database of `backend` (kept while the test runs).
+async fn fresh_store(backend: Backend) -> Option<(TestDb, Store)> {
+    let db = TestDb::fresh(backend)?;
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    Some((db, store))
+}
+
 /// `applied::prune` forgets keys recorded before the cut, at most a chunk per write, and keeps
 /// the newer ones (what the MCP registry's sweep runs in a loop).
 async fn old_request_keys_are_forgotten_a_chunk_at_a_time(backend: Backend) {
     use collab_hub::store::applied::{PRUNE_CHUNK, find, prune, record};
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, store)) = fresh_store(backend).await else {
         return;
     };
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     let session = uuid::Uuid::new_v4();
     let old: Vec<uuid::Uuid> = (0..PRUNE_CHUNK + 7).map(|_| uuid::Uuid::new_v4()).collect();
     let recorded = old.clone();
@@ -63,12 +69,9 @@ async fn old_request_keys_are_forgotten_a_chunk_at_a_time(backend: Backend) {
 }
 
 async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, store)) = fresh_store(backend).await else {
         return;
     };
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     // 200 writes at once: they reach the writer together and commit in a few batches. Every
     // third one writes its row and then fails.
     let writes = (0..200).map(|i| {
@@ -99,12 +102,9 @@ async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
 /// that aborts a PostgreSQL transaction), not only in Rust.
 async fn a_failed_rerunnable_write_undoes_only_itself(backend: Backend) {
     use diesel::connection::SimpleConnection;
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, store)) = fresh_store(backend).await else {
         return;
     };
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     let session = uuid::Uuid::new_v4();
     // All queued before the writer wakes: they share batches.
     let submitted: Vec<_> = (0..200)
@@ -265,12 +265,9 @@ async fn a_stale_owner_commits_nothing(backend: Backend) {
 /// (otherwise the planner scans a session's whole history for one page). With autovacuum on,
 /// and on SQLite, there is nothing to do and nothing fails.
 async fn tables_are_vacuumed_where_the_server_does_not(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((_db, store)) = fresh_store(backend).await else {
         return;
     };
-    let store = Store::open(DbTarget::parse(&db.url).unwrap())
-        .await
-        .expect("store opens");
     store
         .vacuum_where_autovacuum_is_off()
         .await
