@@ -44,10 +44,9 @@ fn safe_message(message: &Value) -> bool {
             let (name, arguments) = (params["name"].as_str(), &params["arguments"]);
             name.and_then(tools::find)
                 .is_some_and(|tool| tool.reads(arguments))
-                || BEAR_APPLYING_TWICE.iter().any(|w| {
-                    Some(w.tool) == name
-                        && (w.action.is_none() || w.action == arguments["action"].as_str())
-                })
+                || BEAR_APPLYING_TWICE
+                    .iter()
+                    .any(|w| w.covers_call(name, arguments["action"].as_str()))
         }
         // Not `resources/read` nor `prompts/get`: what they record (an inbox's messages
         // delivered, a resume's briefing) is only stamped once and would bear asking twice,
@@ -67,9 +66,25 @@ fn safe_message(message: &Value) -> bool {
 const MESSAGES_READ: &str = "messages_read";
 
 struct ResentWrite {
+    /// Empty: no tool.
     tool: &'static str,
     action: Option<&'static str>,
+    /// Empty: no REST route.
     route: &'static str,
+}
+
+impl ResentWrite {
+    /// Whether a call of tool `name` with argument `action` is this write.
+    fn covers_call(&self, name: Option<&str>, action: Option<&str>) -> bool {
+        !self.tool.is_empty()
+            && Some(self.tool) == name
+            && (self.action.is_none() || self.action == action)
+    }
+
+    /// Whether a request to `path` is this write.
+    fn covers_route(&self, path: &str) -> bool {
+        !self.route.is_empty() && on_route(self.route, path)
+    }
 }
 
 const RESENT_WRITES: &[ResentWrite] = &[
@@ -308,10 +323,7 @@ const BEAR_APPLYING_TWICE: &[ResentWrite] = &[
 
 /// Whether a REST POST to `path` may be sent again as it is (`BEAR_APPLYING_TWICE`).
 pub fn rest_bears_applying_twice(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && BEAR_APPLYING_TWICE
-            .iter()
-            .any(|w| !w.route.is_empty() && on_route(w.route, path))
+    method == Method::POST && BEAR_APPLYING_TWICE.iter().any(|w| w.covers_route(path))
 }
 
 /// Whether `path` is `route`, whose `{}` segments match any one non-empty segment.
@@ -333,7 +345,9 @@ pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
     // The read that writes (it marks what it returns read) is a GET on REST; the others POSTs.
     let read = |w: &ResentWrite| w.tool == MESSAGES_READ;
     if method == Method::GET {
-        return RESENT_WRITES.iter().any(|w| read(w) && w.route == path);
+        return RESENT_WRITES
+            .iter()
+            .any(|w| read(w) && w.covers_route(path));
     }
     if method != Method::POST {
         return false;
@@ -341,7 +355,7 @@ pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
     if !super::PATHS.contains(&path) {
         return RESENT_WRITES
             .iter()
-            .any(|w| !read(w) && on_route(w.route, path));
+            .any(|w| !read(w) && w.covers_route(path));
     }
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
         return false;
@@ -353,9 +367,7 @@ pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
         message["params"]["name"].as_str(),
         message["params"]["arguments"]["action"].as_str(),
     );
-    RESENT_WRITES
-        .iter()
-        .any(|w| Some(w.tool) == name && (w.action.is_none() || w.action == action))
+    RESENT_WRITES.iter().any(|w| w.covers_call(name, action))
 }
 
 #[cfg(test)]
