@@ -26,7 +26,7 @@ pub(super) async fn session_create(ctx: ToolCtx, raw: Value) -> Result<ToolOutpu
 }
 
 /// What a binding tool makes: a session (create) or a seat in one (join).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Makes {
     Session,
     Seat,
@@ -324,7 +324,7 @@ pub(super) async fn session_leave(ctx: ToolCtx, raw: Value) -> Result<ToolOutput
     let left = request.run(call).await;
     // Sent again after the hub that applied it died (`already_applied`): it has left all
     // the same, and this MCP session must not stay bound to a seat that is gone.
-    let gone = left.is_ok() || matches!(&left, Err(e) if e.code() == "already_applied");
+    let gone = matches!(&left, Ok(_) | Err(HubError::AlreadyApplied { .. }));
     if me_leaving && gone {
         ctx.registry
             .do_send(crate::mcp::registry::Unbind(ctx.mcp_id.clone()));
