@@ -72,6 +72,9 @@
 //!   (its machine or the network gone silent, until TCP keepalives end the backend).
 
 mod deadline;
+mod projects;
+
+pub use projects::{HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence};
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -91,16 +94,25 @@ enum Command {
     Drain,
     /// Hand a held lease back and end.
     Stop,
+    /// Take a project's lease, or say who holds it (`LeaseKeeper::project`).
+    Project {
+        key: String,
+        reply: projects::Reply,
+    },
 }
+
+/// How many commands may wait for the keeper (it reads them every `NOTICE_POLL`): project
+/// takes beyond it are refused as busy rather than queued without bound.
+const COMMANDS: usize = 256;
 
 /// Tells the other hubs that this owner is about to stop serving (`LeaseKeeper::drainer`).
 #[derive(Clone)]
-pub struct Drainer(mpsc::Sender<Command>);
+pub struct Drainer(mpsc::SyncSender<Command>);
 
 impl Drainer {
     /// Announces the drain (the keeper thread sends the notice; this does not block).
     pub fn announce(&self) {
-        let _ = self.0.send(Command::Drain);
+        let _ = self.0.try_send(Command::Drain);
     }
 }
 
@@ -135,7 +147,10 @@ pub struct LeaseConfig {
 /// back and announced, so that a standby takes over at once.
 pub struct LeaseKeeper {
     role: watch::Receiver<Role>,
-    stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
+    projects: watch::Receiver<HeldProjects>,
+    /// This process's holder id in project rows (what `project_fence` checks).
+    project_holder: String,
+    stop: Option<(mpsc::SyncSender<Command>, JoinHandle<()>)>,
 }
 
 /// What the writer checks at the start of each batch (`fence_check`).
@@ -170,6 +185,10 @@ const OWNER_CHANNEL: &str = "collab_hub_owner";
 
 /// The payload's start when an owner announces that it is about to stop serving.
 const DRAINING: &str = "draining ";
+
+/// The payload's start when a keeper took a project over from a gone holder: a holder that was
+/// only cut from its connection runs a round, and finds out it lost the project.
+const PROJECT_TAKEN: &str = "project ";
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
@@ -249,12 +268,19 @@ impl LeaseKeeper {
     pub fn start(config: LeaseConfig) -> Result<LeaseKeeper, String> {
         let me = uuid::Uuid::new_v4().to_string();
         let (tx, mut role) = watch::channel(Role::Unknown);
-        let (stop, stopped) = mpsc::channel();
+        let (stop, stopped) = mpsc::sync_channel(COMMANDS);
         let (first_tx, first_rx) = mpsc::channel();
         let tx = std::sync::Arc::new(tx);
         let grace = (config.ttl / 10).min(Duration::from_secs(1));
         let deadline = deadline::Deadline::start(tx.clone(), grace)?;
+        let (projects, held) = projects::Projects::new(projects::Identity {
+            url: config.url.clone(),
+            trusts_loopback: config.trusts_loopback,
+            ttl: config.ttl,
+        });
+        let project_holder = projects.holder().to_owned();
         let keeper = Keeper {
+            projects,
             me,
             config,
             conn: None,
@@ -283,6 +309,8 @@ impl LeaseKeeper {
         role.mark_changed();
         Ok(LeaseKeeper {
             role,
+            projects: held,
+            project_holder,
             stop: Some((stop, thread)),
         })
     }
@@ -299,6 +327,38 @@ impl LeaseKeeper {
     /// What announces that this owner is about to stop serving.
     pub fn drainer(&self) -> Option<Drainer> {
         self.stop.as_ref().map(|(tx, _)| Drainer(tx.clone()))
+    }
+
+    /// Where `project` is served: here (its lease taken now if it was free, expired, or held by
+    /// a process that is gone), or by the hub at the answer's url.
+    pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        if let Some(generation) = self.projects.borrow().generation(project) {
+            return Ok(ProjectOwner::Here { generation });
+        }
+        let Some((commands, _)) = &self.stop else {
+            return Err(HubError::Unavailable("the lease thread has stopped".into()));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        commands
+            .try_send(Command::Project {
+                key: project.to_owned(),
+                reply,
+            })
+            .map_err(|_| HubError::Unavailable("the lease thread is busy; retry".into()))?;
+        answer
+            .await
+            .map_err(|_| HubError::Unavailable("the lease thread has stopped".into()))?
+            .map_err(|e| HubError::Unavailable(format!("project lease: {e}; retry")))
+    }
+
+    /// The projects this process holds, as they change.
+    pub fn projects(&self) -> watch::Receiver<HeldProjects> {
+        self.projects.clone()
+    }
+
+    /// This process's holder id in project rows, for `project_fence`.
+    pub fn project_holder(&self) -> &str {
+        &self.project_holder
     }
 
     /// The fence the writer checks, if this process owns the database.
@@ -326,6 +386,8 @@ impl Drop for LeaseKeeper {
 }
 
 struct Keeper {
+    /// The project leases this process holds (renewed with each round).
+    projects: projects::Projects,
     /// The holder id: a fresh UUID per process, and a new one each time it steps down.
     me: String,
     config: LeaseConfig,
@@ -453,6 +515,7 @@ impl Keeper {
         loop {
             let sent = Instant::now();
             let found = self.round();
+            self.renew_projects(sent);
             if self.deadline.take_passed() {
                 // The watchdog stepped down while this call hung: whatever it found comes too
                 // late. The step-down completes, and the next round runs under a new holder id.
@@ -532,8 +595,10 @@ impl Keeper {
                         }
                     }
                     Ok(Command::Drain) => self.announce_drain(),
+                    Ok(Command::Project { key, reply }) => self.take_project(key, reply),
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
                 }
+                self.tend_projects();
             };
             if stopped {
                 self.release();
@@ -612,6 +677,7 @@ impl Keeper {
             // looked first, and stop).
             self.life = None;
             self.dead = None;
+            self.projects.connected();
             self.watched = self.watched.map(|(generation, _)| (generation, false));
             self.connections += 1;
             self.conn = Some(conn);
@@ -901,9 +967,57 @@ impl Keeper {
         }
     }
 
+    /// Renews the project leases held, after a round (`sent`: when it began). A failure drops
+    /// the connection; what is held stays valid until its own time runs out.
+    fn renew_projects(&mut self, sent: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Err(e) = self.projects.renew(conn, sent) {
+            log::warn!("the hub's lease connection: {e}");
+            self.conn = None;
+        }
+    }
+
+    /// Takes a project's lease (or says who holds it), on the lease connection.
+    fn take_project(&mut self, key: String, reply: projects::Reply) {
+        if let Err(e) = self.connection() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let conn = self.conn.as_mut().expect("just opened");
+        if let Err(e) = self.projects.take(conn, key, reply) {
+            log::warn!("the hub's lease connection: {e}");
+            self.conn = None;
+        }
+    }
+
+    /// Between rounds: project leases whose time ran out are let go, and those of gone holders
+    /// taken once confirmed (and announced, so that a holder only cut from its connection finds
+    /// out at once).
+    fn tend_projects(&mut self) {
+        match self.projects.tick(self.conn.as_mut()) {
+            Ok(taken) => {
+                for key in taken {
+                    self.notify(&format!("{PROJECT_TAKEN}{key}"));
+                }
+            }
+            Err(e) => {
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+            }
+        }
+    }
+
     /// Hands a held lease back (graceful stop) and announces it: a standby takes it at once
-    /// instead of waiting for the expiry.
+    /// instead of waiting for the expiry. Project leases are handed back too.
     fn release(&mut self) {
+        if self.projects.holds_any()
+            && self.connection().is_ok()
+            && let Some(conn) = self.conn.as_mut()
+        {
+            self.projects.release(conn);
+        }
         if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
             return;
         }

@@ -35,6 +35,7 @@ mod messaging;
 mod multi_hub;
 mod parity;
 mod pipeline;
+mod project_leases;
 mod resend_writes;
 mod resume;
 mod retention;

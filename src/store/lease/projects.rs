@@ -1,0 +1,519 @@
+//! Project leases: a project's sessions and lock table owned by one hub process at a time, so
+//! that several owners share the load (docs/multi-hub.md, "Next", steps 3 and 4).
+//!
+//! Built and tested at the store's level (`tests/api/project_leases.rs`); no request is routed
+//! by them yet: the hub lease (`super`) still covers everything the application serves.
+//!
+//! - A project's row in `owners` has kind `project` and the project as key. The keeper takes it
+//!   on demand (`LeaseKeeper::project`): free, expired, already this process's, or left by a
+//!   process at this address (restarted in place), it becomes ours. Taking a row always raises
+//!   its generation, even from ourselves: a process that let a project go (its validity passed,
+//!   it dropped what it held) and takes it again must not let a write queued under the old
+//!   generation pass the fence.
+//! - Every row this process holds is renewed in one statement each round of the keeper (a third
+//!   of the lease at most); a row missing from its answer was lost (taken over, or expired), and
+//!   is dropped from what this process holds.
+//! - Validity is counted from the instant the take or renewal was *sent*, so it always ends
+//!   before the database's expiry, and it is checked where it is used
+//!   (`HeldProjects::generation`): a keeper stuck in a call cannot stretch it.
+//! - A process's life: its keeper connection holds the advisory lock (`PROCESS_LIFE_CLASS`, its
+//!   backend pid) while it is open, and each take and renewal writes `<holder>:<pid>` into
+//!   `life`. A row whose `life` names a pid without that lock belongs to a process whose lease
+//!   connection ended (dead, or cut). It is taken `CONFIRM` later if the row did not change
+//!   meanwhile: a live holder that lost its connection reconnects and renews at once (a
+//!   notice or a broken socket wakes its keeper), and its renewal defeats the take. One lock per
+//!   process, not per row: a process that died loses all its rows at once, and the others take
+//!   each on its next request. A take announces itself on the owners' channel, so that a cut
+//!   holder's keeper runs a round, finds the row gone and drops the project at once.
+//! - The fence (`fence`): a writer's batch first reads, `FOR SHARE`, the rows of the projects
+//!   it writes with the generations it loaded them under. A take is an `UPDATE` of the row, so
+//!   it waits for that batch to commit, and a batch after it finds the generation changed: the
+//!   writes of that project fail, the others of the batch do not.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
+use diesel::{OptionalExtension, QueryableByName, RunQueryDsl};
+use tokio::sync::{oneshot, watch};
+
+use super::{CONFIRM, Generation, Locked};
+use crate::error::HubError;
+use crate::store::DbConn;
+
+/// The first key of a process's life lock; the second is its lease connection's backend pid
+/// (unique among live connections). Apart from the hub lease's `LIFE_LOCK_CLASS`.
+pub const PROCESS_LIFE_CLASS: i32 = 7301;
+
+/// Where a project is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectOwner {
+    /// By this process, under this generation (the fencing token of its writes).
+    Here { generation: i64 },
+    /// By the process that advertises `url`.
+    Elsewhere { url: String },
+}
+
+/// A project this process holds.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldProject {
+    pub generation: i64,
+    /// Until when this process may act for it, unless renewed.
+    pub valid_until: Instant,
+}
+
+/// The projects this process holds, as its keeper last published them.
+#[derive(Clone, Debug, Default)]
+pub struct HeldProjects(Arc<BTreeMap<String, HeldProject>>);
+
+impl HeldProjects {
+    /// The generation under which this process holds `project` now, if it does.
+    pub fn generation(&self, project: &str) -> Option<i64> {
+        self.0
+            .get(project)
+            .filter(|held| Instant::now() < held.valid_until)
+            .map(|held| held.generation)
+    }
+
+    /// The projects held now.
+    pub fn projects(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.0
+            .iter()
+            .filter(|(_, held)| now < held.valid_until)
+            .map(|(project, _)| project.clone())
+            .collect()
+    }
+}
+
+/// Where the answer to a take goes.
+pub(super) type Reply = oneshot::Sender<Result<ProjectOwner, String>>;
+
+/// Whether the process named by a row's `life` still holds its life lock: false once its lease
+/// connection ended. `o` is the row. A row whose `life` names another holder than its own (none
+/// of ours) counts as alive: it is taken only once it expires.
+fn alive() -> String {
+    format!(
+        "coalesce(split_part(o.life, ':', 1) <> o.holder OR EXISTS (
+            SELECT 1 FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.classid = {PROCESS_LIFE_CLASS}::oid
+               AND l.objid = nullif(split_part(o.life, ':', 2), '')::bigint::oid), true)"
+    )
+}
+
+/// Takes a project's row: free, expired, ours, or left by a process at our address (two live
+/// processes cannot listen on one). Always a new generation.
+const TAKE: &str = "INSERT INTO owners AS o
+         (kind, key, holder, url, trusts_loopback, generation, expires_at, life)
+     VALUES ('project', $5, $1, $2, $3, 1, now() + $4 * interval '1 millisecond',
+             $1 || ':' || pg_backend_pid())
+     ON CONFLICT (kind, key) DO UPDATE SET
+         holder = excluded.holder, url = excluded.url, trusts_loopback = excluded.trusts_loopback,
+         generation = o.generation + 1, expires_at = excluded.expires_at, life = excluded.life
+     WHERE o.holder = excluded.holder OR o.expires_at < now() OR o.url = excluded.url
+     RETURNING generation";
+
+/// A row another process holds: where it serves, and whether that process is gone.
+fn look() -> String {
+    format!(
+        "SELECT o.url, o.generation, o.expires_at::text AS expires, NOT {} AS gone
+           FROM owners o WHERE o.kind = 'project' AND o.key = $1",
+        alive()
+    )
+}
+
+/// Takes a row whose holder's lease connection ended, if it did not change since it was seen
+/// so (a compare-and-set on generation and expiry: of several takers one wins, and a holder
+/// that reconnected and renewed keeps it).
+fn steal() -> String {
+    format!(
+        "UPDATE owners o SET holder = $1, url = $2, trusts_loopback = $3,
+                generation = o.generation + 1,
+                expires_at = now() + $4 * interval '1 millisecond',
+                life = $1 || ':' || pg_backend_pid()
+          WHERE o.kind = 'project' AND o.key = $5 AND o.generation = $6
+            AND o.expires_at::text = $7 AND NOT {}
+          RETURNING o.generation",
+        alive()
+    )
+}
+
+/// Renews every row this process holds, each with the generation it holds it under; the rows
+/// it still holds come back.
+const RENEW: &str = "UPDATE owners SET expires_at = now() + $2 * interval '1 millisecond',
+         life = $1 || ':' || pg_backend_pid()
+     WHERE kind = 'project' AND holder = $1 AND expires_at >= now()
+       AND (key, generation) IN (SELECT * FROM unnest($3::text[], $4::bigint[]))
+     RETURNING key, generation";
+
+/// The fence: the rows of the given projects (with their generations) this process holds,
+/// locked until the transaction ends.
+const FENCE: &str = "SELECT key, generation FROM owners
+     WHERE kind = 'project' AND holder = $1
+       AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
+     FOR SHARE OF owners";
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+}
+
+#[derive(QueryableByName)]
+struct Seen {
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+    #[diesel(sql_type = Text)]
+    expires: String,
+    #[diesel(sql_type = Bool)]
+    gone: bool,
+}
+
+/// The batch's fence on PostgreSQL: of `projects` (each with the generation its sessions were
+/// loaded under), those this process (`holder`) no longer holds so. The others' rows stay
+/// locked `FOR SHARE` until the transaction ends, so none of them moves before it commits. Call
+/// it first in the transaction.
+pub fn fence(
+    conn: &mut DbConn,
+    holder: &str,
+    projects: &[(String, i64)],
+) -> Result<Vec<String>, HubError> {
+    let DbConn::Pg(c) = conn else {
+        return Ok(Vec::new());
+    };
+    let (keys, generations): (Vec<String>, Vec<i64>) = projects.iter().cloned().unzip();
+    let held = diesel::sql_query(FENCE)
+        .bind::<Text, _>(holder)
+        .bind::<Array<Text>, _>(&keys)
+        .bind::<Array<BigInt>, _>(&generations)
+        .load::<Row>(c)?;
+    Ok(projects
+        .iter()
+        .filter(|(key, generation)| {
+            !held
+                .iter()
+                .any(|row| row.key == *key && row.generation == *generation)
+        })
+        .map(|(key, _)| key.clone())
+        .collect())
+}
+
+/// Who this process is in its project rows.
+pub(super) struct Identity {
+    pub(super) url: String,
+    pub(super) trusts_loopback: bool,
+    pub(super) ttl: Duration,
+}
+
+/// A row found held by a process whose lease connection ended, and the takes waiting for it.
+struct Gone {
+    generation: i64,
+    expires: String,
+    since: Instant,
+    waiting: Vec<Reply>,
+}
+
+/// The keeper's side: what this process holds, renewed each round.
+pub(super) struct Projects {
+    /// This process's holder id in project rows, for its whole life (a row taken again comes
+    /// with a new generation anyway).
+    holder: String,
+    who: Identity,
+    held: BTreeMap<String, HeldProject>,
+    /// Rows found held by a gone process, taken `CONFIRM` later.
+    gone: HashMap<String, Gone>,
+    /// Takes to run again: their look came from a connection that has since ended.
+    again: Vec<(String, Reply)>,
+    /// This process's life lock is held on the current connection.
+    life_locked: bool,
+    published: watch::Sender<HeldProjects>,
+}
+
+impl Projects {
+    pub(super) fn new(who: Identity) -> (Projects, watch::Receiver<HeldProjects>) {
+        let (published, held) = watch::channel(HeldProjects::default());
+        let projects = Projects {
+            holder: uuid::Uuid::new_v4().to_string(),
+            who,
+            held: BTreeMap::new(),
+            gone: HashMap::new(),
+            again: Vec::new(),
+            life_locked: false,
+            published,
+        };
+        (projects, held)
+    }
+
+    pub(super) fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    pub(super) fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The keeper opened a new connection: the life lock went with the old one, and what was
+    /// seen through it may be a database restart, which ended every connection (a holder that
+    /// is alive comes back): the takes waiting for a gone holder look again.
+    pub(super) fn connected(&mut self) {
+        self.life_locked = false;
+        for (key, gone) in self.gone.drain() {
+            self.again
+                .extend(gone.waiting.into_iter().map(|reply| (key.clone(), reply)));
+        }
+    }
+
+    /// Answers a take of `key` (at once, or once a gone holder's row was confirmed). `Err`: the
+    /// connection failed (the reply has been told).
+    pub(super) fn take(
+        &mut self,
+        conn: &mut PgConnection,
+        key: String,
+        reply: Reply,
+    ) -> Result<(), String> {
+        if let Some(held) = self.held.get(&key)
+            && Instant::now() < held.valid_until
+        {
+            let _ = reply.send(Ok(ProjectOwner::Here {
+                generation: held.generation,
+            }));
+            return Ok(());
+        }
+        if let Some(gone) = self.gone.get_mut(&key) {
+            gone.waiting.push(reply);
+            return Ok(());
+        }
+        match self.try_take(conn, &key) {
+            Ok(Some(owner)) => {
+                let _ = reply.send(Ok(owner));
+                Ok(())
+            }
+            Ok(None) => {
+                if let Some(gone) = self.gone.get_mut(&key) {
+                    gone.waiting.push(reply);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// One try: the owner, or None when the holder is gone (then `gone` has the row).
+    fn try_take(
+        &mut self,
+        conn: &mut PgConnection,
+        key: &str,
+    ) -> Result<Option<ProjectOwner>, String> {
+        self.keep_life(conn)?;
+        // A row deleted between the two statements is taken on the next try.
+        for _ in 0..2 {
+            let sent = Instant::now();
+            let taken = diesel::sql_query(TAKE)
+                .bind::<Text, _>(&self.holder)
+                .bind::<Text, _>(&self.who.url)
+                .bind::<Bool, _>(self.who.trusts_loopback)
+                .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+                .bind::<Text, _>(key)
+                .get_result::<Generation>(conn)
+                .optional()
+                .map_err(|e| e.to_string())?;
+            if let Some(Generation { generation }) = taken {
+                return Ok(Some(self.hold(key, generation, sent)));
+            }
+            let seen = diesel::sql_query(look())
+                .bind::<Text, _>(key)
+                .get_result::<Seen>(conn)
+                .optional()
+                .map_err(|e| e.to_string())?;
+            match seen {
+                Some(seen) if seen.gone => {
+                    log::warn!(
+                        "the hub holding project {key} lost its lease connection: taking it over"
+                    );
+                    self.gone.insert(
+                        key.to_owned(),
+                        Gone {
+                            generation: seen.generation,
+                            expires: seen.expires,
+                            since: Instant::now(),
+                            waiting: Vec::new(),
+                        },
+                    );
+                    return Ok(None);
+                }
+                Some(seen) => return Ok(Some(ProjectOwner::Elsewhere { url: seen.url })),
+                None => continue,
+            }
+        }
+        Err(format!("the lease of project {key} keeps changing; retry"))
+    }
+
+    /// The row of `key` is ours under `generation`, taken or renewed at `sent`.
+    fn hold(&mut self, key: &str, generation: i64, sent: Instant) -> ProjectOwner {
+        self.held.insert(
+            key.to_owned(),
+            HeldProject {
+                generation,
+                valid_until: sent + self.who.ttl,
+            },
+        );
+        self.publish();
+        ProjectOwner::Here { generation }
+    }
+
+    /// Renews every row held (one statement); a row missing from the answer is dropped.
+    pub(super) fn renew(&mut self, conn: &mut PgConnection, sent: Instant) -> Result<(), String> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.keep_life(conn)?;
+        let (keys, generations): (Vec<String>, Vec<i64>) = self
+            .held
+            .iter()
+            .map(|(key, held)| (key.clone(), held.generation))
+            .unzip();
+        let renewed = diesel::sql_query(RENEW)
+            .bind::<Text, _>(&self.holder)
+            .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+            .bind::<Array<Text>, _>(&keys)
+            .bind::<Array<BigInt>, _>(&generations)
+            .load::<Row>(conn)
+            .map_err(|e| e.to_string())?;
+        let until = sent + self.who.ttl;
+        self.held.retain(|key, held| {
+            let kept = renewed
+                .iter()
+                .any(|row| row.key == *key && row.generation == held.generation);
+            if kept {
+                held.valid_until = until;
+            } else {
+                log::error!(
+                    "another hub took project {key} (generation {}): this hub lets it go",
+                    held.generation
+                );
+            }
+            kept
+        });
+        self.publish();
+        Ok(())
+    }
+
+    /// Between rounds: lets go what is no longer valid, takes the rows of gone holders once
+    /// confirmed, and runs again the takes a new connection sent back. `Err`: the connection
+    /// failed. The keys taken over are returned, to be announced.
+    pub(super) fn tick(&mut self, conn: Option<&mut PgConnection>) -> Result<Vec<String>, String> {
+        let now = Instant::now();
+        let before = self.held.len();
+        self.held.retain(|key, held| {
+            let valid = now < held.valid_until;
+            if !valid {
+                log::error!("the lease of project {key} was not renewed in time: this hub lets it go");
+            }
+            valid
+        });
+        if self.held.len() != before {
+            self.publish();
+        }
+        let Some(conn) = conn else {
+            return Ok(Vec::new());
+        };
+        for (key, reply) in std::mem::take(&mut self.again) {
+            self.take(conn, key, reply)?;
+        }
+        let due: Vec<String> = self
+            .gone
+            .iter()
+            .filter(|(_, gone)| gone.since.elapsed() >= CONFIRM)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut taken = Vec::new();
+        for key in due {
+            let gone = self.gone.remove(&key).expect("listed above");
+            let sent = Instant::now();
+            let stolen = diesel::sql_query(steal())
+                .bind::<Text, _>(&self.holder)
+                .bind::<Text, _>(&self.who.url)
+                .bind::<Bool, _>(self.who.trusts_loopback)
+                .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+                .bind::<Text, _>(&key)
+                .bind::<BigInt, _>(gone.generation)
+                .bind::<Text, _>(&gone.expires)
+                .get_result::<Generation>(conn)
+                .optional();
+            match stolen {
+                Ok(Some(Generation { generation })) => {
+                    let owner = self.hold(&key, generation, sent);
+                    for reply in gone.waiting {
+                        let _ = reply.send(Ok(owner.clone()));
+                    }
+                    taken.push(key);
+                }
+                // Renewed, or taken by another hub, meanwhile: each waiting take looks again.
+                Ok(None) => {
+                    log::info!("project {key} was renewed or taken meanwhile: not taking it");
+                    for reply in gone.waiting {
+                        self.take(conn, key.clone(), reply)?;
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    for reply in gone.waiting {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Hands every held row back (a graceful stop), so that the next process takes each at
+    /// once.
+    pub(super) fn release(&mut self, conn: &mut PgConnection) {
+        let keys: Vec<String> = self.held.keys().cloned().collect();
+        if let Err(e) = diesel::sql_query(
+            "UPDATE owners SET expires_at = now() - interval '1 second'
+              WHERE kind = 'project' AND holder = $1 AND key = ANY($2::text[])",
+        )
+        .bind::<Text, _>(&self.holder)
+        .bind::<Array<Text>, _>(&keys)
+        .execute(conn)
+        {
+            log::warn!("cannot hand the project leases back: {e}");
+        }
+        self.held.clear();
+        self.publish();
+    }
+
+    /// Takes this process's life lock on `conn` if it does not hold it yet. No other process
+    /// asks for it (its key is this connection's pid), so it is granted.
+    fn keep_life(&mut self, conn: &mut PgConnection) -> Result<(), String> {
+        if self.life_locked {
+            return Ok(());
+        }
+        let locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, pg_backend_pid()) AS locked")
+            .bind::<Integer, _>(PROCESS_LIFE_CLASS)
+            .get_result::<Locked>(conn)
+            .map_err(|e| e.to_string())?;
+        if !locked.locked {
+            return Err("this process's life lock is held by another session".into());
+        }
+        self.life_locked = true;
+        Ok(())
+    }
+
+    fn publish(&self) {
+        self.published
+            .send_replace(HeldProjects(Arc::new(self.held.clone())));
+    }
+}

@@ -1,0 +1,342 @@
+//! Project leases (`store::lease::projects`, issue 14): each project owned by one hub process at
+//! a time, so that several owners can share the load. Two keepers on one database, as two hubs
+//! would run them; the application routes no request by them yet (docs/multi-hub.md, "Next").
+//!
+//! PostgreSQL only: leases are how hubs share a PostgreSQL database, and on SQLite one hub holds
+//! the file (`multi_hub` checks that a second is refused).
+
+use std::time::{Duration, Instant};
+
+use collab_hub::store::lease::{
+    LeaseConfig, LeaseKeeper, PROCESS_LIFE_CLASS, ProjectOwner, project_fence,
+};
+use collab_hub::store::{DbConn, DbTarget, migrate};
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Integer};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+use crate::helpers::{Backend, TestDb};
+
+/// Long enough that nothing in a test expires unless the test makes it.
+const LONG: Duration = Duration::from_secs(300);
+
+fn database() -> Option<TestDb> {
+    let db = TestDb::fresh(Backend::Postgres)?;
+    migrate(&DbTarget::parse(&db.url).unwrap()).expect("migrations");
+    Some(db)
+}
+
+/// A keeper as the hub at `http://127.0.0.1:{port}` runs it (nothing listens there: the url
+/// only names the holder to the others).
+async fn keeper(db: &TestDb, port: u16, ttl: Duration) -> LeaseKeeper {
+    let config = LeaseConfig {
+        database_url: db.url.clone(),
+        url: url(port),
+        trusts_loopback: true,
+        ttl,
+    };
+    actix_web::rt::task::spawn_blocking(move || LeaseKeeper::start(config))
+        .await
+        .unwrap()
+        .expect("the keeper starts")
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn here(owner: ProjectOwner) -> i64 {
+    match owner {
+        ProjectOwner::Here { generation } => generation,
+        other => panic!("expected to hold the project, got {other:?}"),
+    }
+}
+
+async fn owner(keeper: &LeaseKeeper, project: &str) -> ProjectOwner {
+    keeper.project(project).await.expect("an answer")
+}
+
+fn connect(db: &TestDb) -> PgConnection {
+    PgConnection::establish(&db.url).expect("connects")
+}
+
+#[derive(QueryableByName)]
+struct Generation {
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+}
+
+fn generation_in_database(db: &TestDb, project: &str) -> i64 {
+    diesel::sql_query("SELECT generation FROM owners WHERE kind = 'project' AND key = $1")
+        .bind::<diesel::sql_types::Text, _>(project)
+        .get_result::<Generation>(&mut connect(db))
+        .expect("the project's row")
+        .generation
+}
+
+/// Waits (at most `within`) until `done` holds.
+async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The first keeper to ask for a project holds it; the other is told where it is served. Asked
+/// again, the holder answers the same generation; asked at once by both, one holds it.
+#[actix_web::test]
+async fn a_project_has_one_holder_at_a_time() {
+    let Some(db) = database() else { return };
+    let (a, b) = (keeper(&db, 1, LONG).await, keeper(&db, 2, LONG).await);
+    let alpha = here(owner(&a, "alpha").await);
+    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    let beta = here(owner(&b, "beta").await);
+    assert_eq!(owner(&a, "beta").await, ProjectOwner::Elsewhere { url: url(2) });
+    assert_eq!(here(owner(&a, "alpha").await), alpha);
+    assert_eq!(a.projects().borrow().generation("alpha"), Some(alpha));
+    assert_eq!(a.projects().borrow().generation("beta"), None);
+    assert_eq!(b.projects().borrow().projects(), vec!["beta".to_owned()]);
+    assert_eq!(generation_in_database(&db, "beta"), beta);
+
+    // Eight takes of one project at once, four through each keeper.
+    let answers = futures::future::join_all(
+        (0..8).map(|i| if i % 2 == 0 { a.project("gamma") } else { b.project("gamma") }),
+    )
+    .await;
+    let (by_a, by_b): (Vec<_>, Vec<_>) = answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, answer)| (i, answer.expect("an answer")))
+        .partition(|(i, _)| i % 2 == 0);
+    let held_by_a = matches!(by_a[0].1, ProjectOwner::Here { .. });
+    let (holder, other, holder_url) = if held_by_a {
+        (&by_a, &by_b, url(1))
+    } else {
+        (&by_b, &by_a, url(2))
+    };
+    let generation = generation_in_database(&db, "gamma");
+    for (_, answer) in holder.iter() {
+        assert_eq!(*answer, ProjectOwner::Here { generation });
+    }
+    for (_, answer) in other.iter() {
+        assert_eq!(
+            *answer,
+            ProjectOwner::Elsewhere {
+                url: holder_url.clone()
+            }
+        );
+    }
+}
+
+/// Renewals keep what a keeper holds past its lease; a row taken from under it (its
+/// generation raised) is let go at the next renewal, and the others stay held.
+#[actix_web::test]
+async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
+    let Some(db) = database() else { return };
+    let ttl = Duration::from_secs(1);
+    let a = keeper(&db, 1, ttl).await;
+    let alpha = here(owner(&a, "alpha").await);
+    let beta = here(owner(&a, "beta").await);
+    actix_web::rt::time::sleep(ttl * 3).await;
+    let held = a.projects();
+    assert_eq!(held.borrow().generation("alpha"), Some(alpha));
+    assert_eq!(held.borrow().generation("beta"), Some(beta));
+    let b = keeper(&db, 2, ttl).await;
+    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+
+    diesel::sql_query(
+        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .execute(&mut connect(&db))
+    .unwrap();
+    eventually(ttl, "alpha let go", || {
+        held.borrow().generation("alpha").is_none()
+    })
+    .await;
+    assert_eq!(held.borrow().generation("beta"), Some(beta));
+}
+
+/// A row whose holder's lease connection ended (its life lock is free) is taken at once, not
+/// when its 300 s lease expires, with a new generation. A row that names another holder's life
+/// (an older hub's, say) is not: it waits for its expiry.
+#[actix_web::test]
+async fn a_gone_holders_project_is_taken_at_once() {
+    let Some(db) = database() else { return };
+    // The holder as its row and its lock show it: a connection holding its life lock.
+    let mut ghost = connect(&db);
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut ghost)
+        .unwrap()
+        .pid;
+    diesel::sql_query("SELECT pg_advisory_lock($1, $2)")
+        .bind::<Integer, _>(PROCESS_LIFE_CLASS)
+        .bind::<Integer, _>(pid)
+        .execute(&mut ghost)
+        .unwrap();
+    diesel::sql_query(
+        "INSERT INTO owners (kind, key, holder, url, trusts_loopback, generation, expires_at, life)
+         VALUES ('project', 'alpha', 'ghost', 'http://127.0.0.1:9', true, 5,
+                 now() + interval '300 seconds', 'ghost:' || $1),
+                ('project', 'beta', 'elder', 'http://127.0.0.1:8', true, 3,
+                 now() + interval '300 seconds', 'someone-else:' || $1)",
+    )
+    .bind::<Integer, _>(pid)
+    .execute(&mut ghost)
+    .unwrap();
+    let b = keeper(&db, 2, LONG).await;
+    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(9) });
+
+    drop(ghost);
+    let start = Instant::now();
+    loop {
+        match owner(&b, "alpha").await {
+            ProjectOwner::Here { generation } => {
+                assert_eq!(generation, 6);
+                break;
+            }
+            // The backend ends a moment after its client closed.
+            elsewhere => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still {elsewhere:?}"
+            ),
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(owner(&b, "beta").await, ProjectOwner::Elsewhere { url: url(8) });
+}
+
+/// A keeper whose lease connection is ended by the database reconnects and renews at once.
+/// Whether another keeper asking meanwhile took the project or not, afterwards exactly one of
+/// them holds it, under the generation the database shows.
+#[actix_web::test]
+async fn a_cut_holder_ends_with_one_holder() {
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let b = keeper(&db, 2, LONG).await;
+    here(owner(&a, "alpha").await);
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
+    )
+    .execute(&mut connect(&db))
+    .unwrap();
+    for _ in 0..20 {
+        b.project("alpha").await.expect("an answer");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (held_a, held_b) = (a.projects(), b.projects());
+    eventually(Duration::from_secs(5), "one holder", || {
+        let both = [
+            held_a.borrow().generation("alpha"),
+            held_b.borrow().generation("alpha"),
+        ];
+        both.iter().flatten().count() == 1
+    })
+    .await;
+    let held = held_a
+        .borrow()
+        .generation("alpha")
+        .or(held_b.borrow().generation("alpha"));
+    assert_eq!(held, Some(generation_in_database(&db, "alpha")));
+}
+
+/// The writer's fence: a batch's first statement reads the rows of the projects it writes,
+/// with the generations it loaded them under. A project that moved (or a stale generation) is
+/// refused, alone.
+#[actix_web::test]
+async fn the_fence_refuses_only_the_project_that_moved() {
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let alpha = here(owner(&a, "alpha").await);
+    let beta = here(owner(&a, "beta").await);
+    let mut conn = DbConn::Pg(connect(&db));
+    let both = [("alpha".to_owned(), alpha), ("beta".to_owned(), beta)];
+    let refused = project_fence(&mut conn, a.project_holder(), &both).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let stale = [("alpha".to_owned(), alpha - 1), ("beta".to_owned(), beta)];
+    assert_eq!(
+        project_fence(&mut conn, a.project_holder(), &stale).unwrap(),
+        vec!["alpha".to_owned()]
+    );
+    assert_eq!(
+        project_fence(&mut conn, "another holder", &both).unwrap().len(),
+        2
+    );
+    diesel::sql_query(
+        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .execute(&mut connect(&db))
+    .unwrap();
+    assert_eq!(
+        project_fence(&mut conn, a.project_holder(), &both).unwrap(),
+        vec!["alpha".to_owned()]
+    );
+}
+
+/// A take waits for a batch that passed the fence to commit, and a batch after the take is
+/// refused: nothing a stale holder writes commits after another hub took its project.
+#[actix_web::test]
+async fn a_take_waits_for_a_fenced_batch() {
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let alpha = here(owner(&a, "alpha").await);
+    // The lease runs out in the database (as if a's renewals stopped); a's writer has not
+    // noticed yet.
+    diesel::sql_query(
+        "UPDATE owners SET expires_at = now() - interval '1 second'
+          WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .execute(&mut connect(&db))
+    .unwrap();
+    let mut batch = DbConn::Pg(connect(&db));
+    let DbConn::Pg(pg) = &mut batch else {
+        unreachable!()
+    };
+    diesel::sql_query("BEGIN").execute(pg).unwrap();
+    let fenced = [("alpha".to_owned(), alpha)];
+    assert!(project_fence(&mut batch, a.project_holder(), &fenced).unwrap().is_empty());
+
+    let b = keeper(&db, 2, LONG).await;
+    let take = actix_web::rt::spawn(async move {
+        let owner = b.project("alpha").await;
+        (owner, b)
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(!take.is_finished(), "the take did not wait for the batch");
+    let DbConn::Pg(pg) = &mut batch else {
+        unreachable!()
+    };
+    diesel::sql_query("COMMIT").execute(pg).unwrap();
+    let (taken, _b) = take.await.unwrap();
+    assert_eq!(taken.unwrap(), ProjectOwner::Here { generation: alpha + 1 });
+    assert_eq!(
+        project_fence(&mut batch, a.project_holder(), &fenced).unwrap(),
+        vec!["alpha".to_owned()]
+    );
+}
+
+/// A keeper stopped gracefully hands its projects back: the next keeper takes each at once,
+/// under a higher generation.
+#[actix_web::test]
+async fn a_stopped_keeper_hands_its_projects_back() {
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let alpha = here(owner(&a, "alpha").await);
+    let b = keeper(&db, 2, LONG).await;
+    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    actix_web::rt::task::spawn_blocking(move || drop(a))
+        .await
+        .unwrap();
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Here {
+            generation: alpha + 1
+        }
+    );
+}
