@@ -36,6 +36,7 @@ pub mod schema;
 pub mod settle;
 pub mod snapshots;
 pub mod suggestions;
+pub mod tail;
 pub mod tasks;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

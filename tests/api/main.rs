@@ -16,6 +16,7 @@ mod dashboard;
 mod delivery;
 mod disputes;
 mod event_log_size;
+mod event_tail;
 mod evolution;
 mod export;
 mod genes_control;
