@@ -101,18 +101,22 @@ enum Command {
     },
 }
 
-/// How many commands may wait for the keeper (it reads them every `NOTICE_POLL`): project
-/// takes beyond it are refused as busy rather than queued without bound.
-const COMMANDS: usize = 256;
+/// How many project takes may wait for the keeper: one beyond is refused as busy rather than
+/// queued without bound. (A drain or a stop is never refused: there are at most a few.)
+const PROJECT_TAKES: usize = 256;
+
+/// How long `LeaseKeeper::project` waits for its answer (a gone holder's row is taken within
+/// about a second; a keeper without a connection answers when it has one again).
+const TAKE_WAIT: Duration = Duration::from_secs(5);
 
 /// Tells the other hubs that this owner is about to stop serving (`LeaseKeeper::drainer`).
 #[derive(Clone)]
-pub struct Drainer(mpsc::SyncSender<Command>);
+pub struct Drainer(mpsc::Sender<Command>);
 
 impl Drainer {
     /// Announces the drain (the keeper thread sends the notice; this does not block).
     pub fn announce(&self) {
-        let _ = self.0.try_send(Command::Drain);
+        let _ = self.0.send(Command::Drain);
     }
 }
 
@@ -150,7 +154,9 @@ pub struct LeaseKeeper {
     projects: watch::Receiver<HeldProjects>,
     /// This process's holder id in project rows (what `project_fence` checks).
     project_holder: String,
-    stop: Option<(mpsc::SyncSender<Command>, JoinHandle<()>)>,
+    /// Project takes sent and not yet taken up by the keeper (at most `PROJECT_TAKES`).
+    takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
 }
 
 /// What the writer checks at the start of each batch (`fence_check`).
@@ -186,9 +192,6 @@ const OWNER_CHANNEL: &str = "collab_hub_owner";
 /// The payload's start when an owner announces that it is about to stop serving.
 const DRAINING: &str = "draining ";
 
-/// The payload's start when a keeper took a project over from a gone holder: a holder that was
-/// only cut from its connection runs a round, and finds out it lost the project.
-const PROJECT_TAKEN: &str = "project ";
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
@@ -268,7 +271,7 @@ impl LeaseKeeper {
     pub fn start(config: LeaseConfig) -> Result<LeaseKeeper, String> {
         let me = uuid::Uuid::new_v4().to_string();
         let (tx, mut role) = watch::channel(Role::Unknown);
-        let (stop, stopped) = mpsc::sync_channel(COMMANDS);
+        let (stop, stopped) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel();
         let tx = std::sync::Arc::new(tx);
         let grace = (config.ttl / 10).min(Duration::from_secs(1));
@@ -279,8 +282,10 @@ impl LeaseKeeper {
             ttl: config.ttl,
         });
         let project_holder = projects.holder().to_owned();
+        let takes_queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let keeper = Keeper {
             projects,
+            takes_queued: takes_queued.clone(),
             me,
             config,
             conn: None,
@@ -311,6 +316,7 @@ impl LeaseKeeper {
             role,
             projects: held,
             project_holder,
+            takes_queued,
             stop: Some((stop, thread)),
         })
     }
@@ -338,17 +344,31 @@ impl LeaseKeeper {
         let Some((commands, _)) = &self.stop else {
             return Err(HubError::Unavailable("the lease thread has stopped".into()));
         };
+        use std::sync::atomic::Ordering;
+        if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
+            self.takes_queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(HubError::Unavailable("the lease thread is busy; retry".into()));
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        commands
-            .try_send(Command::Project {
+        if commands
+            .send(Command::Project {
                 key: project.to_owned(),
                 reply,
             })
-            .map_err(|_| HubError::Unavailable("the lease thread is busy; retry".into()))?;
-        answer
-            .await
-            .map_err(|_| HubError::Unavailable("the lease thread has stopped".into()))?
-            .map_err(|e| HubError::Unavailable(format!("project lease: {e}; retry")))
+            .is_err()
+        {
+            self.takes_queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(HubError::Unavailable("the lease thread has stopped".into()));
+        }
+        match tokio::time::timeout(TAKE_WAIT, answer).await {
+            Ok(Ok(Ok(owner))) => Ok(owner),
+            Ok(Ok(Err(e))) => Err(HubError::Unavailable(format!("project lease: {e}; retry"))),
+            Ok(Err(_)) => Err(HubError::Unavailable("the lease thread has stopped".into())),
+            Err(_) => Err(HubError::Unavailable(
+                "no answer about the project's lease in time (is the database reachable?); retry"
+                    .into(),
+            )),
+        }
     }
 
     /// The projects this process holds, as they change.
@@ -388,6 +408,8 @@ impl Drop for LeaseKeeper {
 struct Keeper {
     /// The project leases this process holds (renewed with each round).
     projects: projects::Projects,
+    /// Shared with `LeaseKeeper::takes_queued`: counted down as each take is taken up.
+    takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The holder id: a fresh UUID per process, and a new one each time it steps down.
     me: String,
     config: LeaseConfig,
@@ -582,23 +604,32 @@ impl Keeper {
                 Some(until) => (Instant::now() + every).min(until),
                 None => Instant::now() + every,
             };
-            // Until then, or until a notice says the lease changed hands.
+            // Until then, or until a notice says the lease changed hands. The looks run every
+            // `NOTICE_POLL` however many project takes arrive meanwhile.
+            let mut looked = Instant::now();
             let stopped = loop {
                 let left = wake.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break false;
                 }
-                match stop.recv_timeout(left.min(NOTICE_POLL)) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if self.noticed() || self.owner_gone() || self.keep_life() {
-                            break false;
-                        }
-                    }
+                let next_look = NOTICE_POLL.saturating_sub(looked.elapsed());
+                match stop.recv_timeout(left.min(next_look)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Ok(Command::Drain) => self.announce_drain(),
-                    Ok(Command::Project { key, reply }) => self.take_project(key, reply),
+                    Ok(Command::Project { key, reply }) => {
+                        self.takes_queued
+                            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        self.take_project(key, reply);
+                    }
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
                 }
-                self.tend_projects();
+                if looked.elapsed() >= NOTICE_POLL {
+                    looked = Instant::now();
+                    if self.noticed() || self.owner_gone() || self.keep_life() {
+                        break false;
+                    }
+                }
+                self.projects.tick(self.conn.as_mut());
             };
             if stopped {
                 self.release();
@@ -967,44 +998,27 @@ impl Keeper {
         }
     }
 
-    /// Renews the project leases held, after a round (`sent`: when it began). A failure drops
-    /// the connection; what is held stays valid until its own time runs out.
+    /// Renews the project leases held, after a round (`sent`: when it began). A failure leaves
+    /// the connection (dropping it would drop the hub lease's life lock for a project's
+    /// timeout; a broken one is found by the next look): what is held stays valid until its own
+    /// time runs out, and the next round renews it.
     fn renew_projects(&mut self, sent: Instant) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
         if let Err(e) = self.projects.renew(conn, sent) {
-            log::warn!("the hub's lease connection: {e}");
-            self.conn = None;
+            log::warn!("the project leases were not renewed: {e}");
         }
     }
 
-    /// Takes a project's lease (or says who holds it), on the lease connection.
+    /// Takes a project's lease (or says who holds it), on the lease connection. Without one it
+    /// answers at once: the next round connects (trying here would hold a stop behind a
+    /// connect's timeout per queued take).
     fn take_project(&mut self, key: String, reply: projects::Reply) {
-        if let Err(e) = self.connection() {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let conn = self.conn.as_mut().expect("just opened");
-        if let Err(e) = self.projects.take(conn, key, reply) {
-            log::warn!("the hub's lease connection: {e}");
-            self.conn = None;
-        }
-    }
-
-    /// Between rounds: project leases whose time ran out are let go, and those of gone holders
-    /// taken once confirmed (and announced, so that a holder only cut from its connection finds
-    /// out at once).
-    fn tend_projects(&mut self) {
-        match self.projects.tick(self.conn.as_mut()) {
-            Ok(taken) => {
-                for key in taken {
-                    self.notify(&format!("{PROJECT_TAKEN}{key}"));
-                }
-            }
-            Err(e) => {
-                log::warn!("the hub's lease connection: {e}");
-                self.conn = None;
+        match self.conn.as_mut() {
+            Some(conn) => self.projects.take(conn, key, reply),
+            None => {
+                let _ = reply.send(Err("the database is out of reach".into()));
             }
         }
     }

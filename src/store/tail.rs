@@ -201,7 +201,8 @@ impl Tail {
     }
 
     /// Asks an idle connection whether it is still there; one that is not is replaced (and its
-    /// followers read from their last ids) by the next poll.
+    /// followers read from their last ids) by the next poll. Followers whose receivers were
+    /// dropped are let go here too (a quiet session is never read, and would keep them).
     fn heartbeat(&mut self) {
         if self
             .answered_at
@@ -209,6 +210,10 @@ impl Tail {
         {
             return;
         }
+        self.followers.retain(|_, followers| {
+            followers.retain(|f| !f.to.is_closed());
+            !followers.is_empty()
+        });
         let Some(DbConn::Pg(conn)) = self.conn.as_mut() else {
             return;
         };

@@ -127,6 +127,7 @@ async fn a_broken_listening_connection_loses_nothing() {
     }
     // Events that commit while the tail cannot connect, and none after: only the read that
     // follows its reconnection finds them.
+    wait_for_the_tail(&mut admin).await;
     app.db.admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false");
     end_the_tails_connection(&mut admin).await;
     for n in 0..10 {
@@ -135,6 +136,32 @@ async fn a_broken_listening_connection_loses_nothing() {
     app.db.admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true");
     let last = last_id(&app, one);
     assert_each_once(&received_up_to(&mut follower, last).await, one, 1, last);
+}
+
+/// Waits until the tail listens (it may be between two connections).
+async fn wait_for_the_tail(admin: &mut PgConnection) {
+    #[derive(QueryableByName)]
+    struct Listening {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let start = Instant::now();
+    loop {
+        let found = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind::<Text, _>(APPLICATION_NAME)
+        .get_result::<Listening>(admin)
+        .unwrap();
+        if found.n > 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the tail never listened again"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Ends the tail's listening connection, once it has one (it may be between two).
@@ -175,8 +202,9 @@ async fn a_follower_that_does_not_keep_up_is_let_go() {
     let mut idle = tail.follow(one, 0).unwrap();
     let mut reading = tail.follow(one, 0).unwrap();
     let mut read = Vec::new();
-    // Apart, so that each send is a batch of its own.
-    for n in 0..(FOLLOWER_QUEUE + 16) {
+    // Apart, so that most sends are a batch of their own (twice the queue: on a busy machine
+    // some arrive together).
+    for n in 0..(2 * FOLLOWER_QUEUE) {
         send(&app, &claude, n).await;
         actix_web::rt::time::sleep(Duration::from_millis(40)).await;
         while let Ok(batch) = reading.try_recv() {

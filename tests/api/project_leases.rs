@@ -130,11 +130,12 @@ async fn a_project_has_one_holder_at_a_time() {
 }
 
 /// Renewals keep what a keeper holds past its lease; a row taken from under it (its
-/// generation raised) is let go at the next renewal, and the others stay held.
+/// generation raised) is let go at the next renewal, before its validity would have run out,
+/// and the others stay held.
 #[actix_web::test]
 async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
     let Some(db) = database() else { return };
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_millis(1500);
     let a = keeper(&db, 1, ttl).await;
     let alpha = here(owner(&a, "alpha").await);
     let beta = here(owner(&a, "beta").await);
@@ -150,7 +151,9 @@ async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
     )
     .execute(&mut connect(&db))
     .unwrap();
-    eventually(ttl, "alpha let go", || {
+    // At the next renewal (every third of the lease), well before its validity would run out
+    // by itself.
+    eventually(ttl * 2 / 3, "alpha let go", || {
         held.borrow().generation("alpha").is_none()
     })
     .await;
@@ -159,7 +162,7 @@ async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
 
 /// A row whose holder's lease connection ended (its life lock is free) is taken at once, not
 /// when its 300 s lease expires, with a new generation. A row that names another holder's life
-/// (an older hub's, say) is not: it waits for its expiry.
+/// (an older hub's, say), or none, is not: it waits for its expiry.
 #[actix_web::test]
 async fn a_gone_holders_project_is_taken_at_once() {
     let Some(db) = database() else { return };
@@ -184,7 +187,9 @@ async fn a_gone_holders_project_is_taken_at_once() {
          VALUES ('project', 'alpha', 'ghost', 'http://127.0.0.1:9', true, 5,
                  now() + interval '300 seconds', 'ghost:' || $1),
                 ('project', 'beta', 'elder', 'http://127.0.0.1:8', true, 3,
-                 now() + interval '300 seconds', 'someone-else:' || $1)",
+                 now() + interval '300 seconds', 'someone-else:' || $1),
+                ('project', 'gamma', 'older', 'http://127.0.0.1:7', true, 2,
+                 now() + interval '300 seconds', NULL)",
     )
     .bind::<Integer, _>(pid)
     .execute(&mut ghost)
@@ -209,11 +214,47 @@ async fn a_gone_holders_project_is_taken_at_once() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(owner(&b, "beta").await, ProjectOwner::Elsewhere { url: url(8) });
+    assert_eq!(owner(&b, "gamma").await, ProjectOwner::Elsewhere { url: url(7) });
 }
 
-/// A keeper whose lease connection is ended by the database reconnects and renews at once.
-/// Whether another keeper asking meanwhile took the project or not, afterwards exactly one of
-/// them holds it, under the generation the database shows.
+/// A keeper whose lease connection is ended by the database reconnects and renews at once (its
+/// row names its new connection within a second, with a 300 s lease), and keeps its project.
+#[actix_web::test]
+async fn a_cut_holder_renews_at_once() {
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let alpha = here(owner(&a, "alpha").await);
+    #[derive(QueryableByName)]
+    struct Life {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        life: String,
+    }
+    let life = || {
+        diesel::sql_query("SELECT life FROM owners WHERE kind = 'project' AND key = 'alpha'")
+            .get_result::<Life>(&mut connect(&db))
+            .unwrap()
+            .life
+    };
+    let before = life();
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
+    )
+    .execute(&mut connect(&db))
+    .unwrap();
+    eventually(Duration::from_secs(1), "renewed on a new connection", || {
+        life() != before
+    })
+    .await;
+    assert_eq!(generation_in_database(&db, "alpha"), alpha);
+    let b = keeper(&db, 2, LONG).await;
+    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    assert_eq!(a.projects().borrow().generation("alpha"), Some(alpha));
+}
+
+/// A keeper whose lease connection is ended while another keeper asks for its project: whether
+/// the other took it or not, afterwards exactly one of them holds it, under the generation the
+/// database shows.
 #[actix_web::test]
 async fn a_cut_holder_ends_with_one_holder() {
     let Some(db) = database() else { return };
@@ -333,6 +374,18 @@ async fn a_stopped_keeper_hands_its_projects_back() {
     actix_web::rt::task::spawn_blocking(move || drop(a))
         .await
         .unwrap();
+    // Handed back, not merely left by a connection that ended (which b would take too).
+    #[derive(QueryableByName)]
+    struct Expired {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        expired: bool,
+    }
+    let row = diesel::sql_query(
+        "SELECT expires_at < now() AS expired FROM owners WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .get_result::<Expired>(&mut connect(&db))
+    .unwrap();
+    assert!(row.expired, "the lease was not handed back");
     assert_eq!(
         owner(&b, "alpha").await,
         ProjectOwner::Here {

@@ -10,6 +10,9 @@
 //!   its generation, even from ourselves: a process that let a project go (its validity passed,
 //!   it dropped what it held) and takes it again must not let a write queued under the old
 //!   generation pass the fence.
+//! - Asking where a project is served reads its row first: one held by another live process
+//!   answers that process's url, locking and writing nothing; only a row that can be taken is
+//!   written.
 //! - Every row this process holds is renewed in one statement each round of the keeper (a third
 //!   of the lease at most); a row missing from its answer was lost (taken over, or expired), and
 //!   is dropped from what this process holds.
@@ -23,8 +26,12 @@
 //!   meanwhile: a live holder that lost its connection reconnects and renews at once (a
 //!   notice or a broken socket wakes its keeper), and its renewal defeats the take. One lock per
 //!   process, not per row: a process that died loses all its rows at once, and the others take
-//!   each on its next request. A take announces itself on the owners' channel, so that a cut
-//!   holder's keeper runs a round, finds the row gone and drops the project at once.
+//!   each on its next request. No keeper takes a row from a holder that looks gone in the
+//!   first `RESTART_GRACE` of its own connection: after a restart of the database every life
+//!   lock is free, and the holders, alive, reconnect and renew. A holder whose row was taken
+//!   while it was cut finds out at its renewal, which it runs as soon as it has reconnected.
+//!   Until then it may still answer reads of that project from memory (as an owner of the hub
+//!   lease does until it steps down); its writes are fenced.
 //! - The fence (`fence`): a writer's batch first reads, `FOR SHARE`, the rows of the projects
 //!   it writes with the generations it loaded them under. A take is an `UPDATE` of the row, so
 //!   it waits for that batch to commit, and a batch after it finds the generation changed: the
@@ -99,6 +106,7 @@ fn alive() -> String {
         "coalesce(split_part(o.life, ':', 1) <> o.holder OR EXISTS (
             SELECT 1 FROM pg_locks l
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                AND l.classid = {PROCESS_LIFE_CLASS}::oid
                AND l.objid = nullif(split_part(o.life, ':', 2), '')::bigint::oid), true)"
     )
@@ -116,10 +124,14 @@ const TAKE: &str = "INSERT INTO owners AS o
      WHERE o.holder = excluded.holder OR o.expires_at < now() OR o.url = excluded.url
      RETURNING generation";
 
-/// A row another process holds: where it serves, and whether that process is gone.
+/// A project's row: where it is served, whether `TAKE` would take it (`$2`: our holder id, `$3`:
+/// our url), and whether its holder is gone. A plain read, so that asking where a project held
+/// elsewhere is served locks and writes nothing.
 fn look() -> String {
     format!(
-        "SELECT o.url, o.generation, o.expires_at::text AS expires, NOT {} AS gone
+        "SELECT o.url, o.generation, o.expires_at::text AS expires,
+                (o.holder = $2 OR o.expires_at < now() OR o.url = $3) AS takeable,
+                NOT {} AS gone
            FROM owners o WHERE o.kind = 'project' AND o.key = $1",
         alive()
     )
@@ -173,6 +185,8 @@ struct Seen {
     #[diesel(sql_type = Text)]
     expires: String,
     #[diesel(sql_type = Bool)]
+    takeable: bool,
+    #[diesel(sql_type = Bool)]
     gone: bool,
 }
 
@@ -216,9 +230,17 @@ pub(super) struct Identity {
 struct Gone {
     generation: i64,
     expires: String,
-    since: Instant,
+    /// When it may be taken: `CONFIRM` after it was seen so, and not before `RESTART_GRACE`
+    /// after this keeper's connection was opened.
+    due: Instant,
     waiting: Vec<Reply>,
 }
+
+/// How long after its connection was opened a keeper takes no row from a holder that looks
+/// gone. When the database restarted, every connection ended and every life lock is free, and
+/// the holders, alive, reconnect and renew: a keeper that looked first would take their
+/// projects from them (safe, but a needless move of each).
+const RESTART_GRACE: Duration = Duration::from_secs(1);
 
 /// The keeper's side: what this process holds, renewed each round.
 pub(super) struct Projects {
@@ -233,6 +255,8 @@ pub(super) struct Projects {
     again: Vec<(String, Reply)>,
     /// This process's life lock is held on the current connection.
     life_locked: bool,
+    /// When the current connection was opened.
+    connected_at: Instant,
     published: watch::Sender<HeldProjects>,
 }
 
@@ -246,6 +270,7 @@ impl Projects {
             gone: HashMap::new(),
             again: Vec::new(),
             life_locked: false,
+            connected_at: Instant::now(),
             published,
         };
         (projects, held)
@@ -264,46 +289,41 @@ impl Projects {
     /// is alive comes back): the takes waiting for a gone holder look again.
     pub(super) fn connected(&mut self) {
         self.life_locked = false;
+        self.connected_at = Instant::now();
         for (key, gone) in self.gone.drain() {
             self.again
                 .extend(gone.waiting.into_iter().map(|reply| (key.clone(), reply)));
         }
     }
 
-    /// Answers a take of `key` (at once, or once a gone holder's row was confirmed). `Err`: the
-    /// connection failed (the reply has been told).
-    pub(super) fn take(
-        &mut self,
-        conn: &mut PgConnection,
-        key: String,
-        reply: Reply,
-    ) -> Result<(), String> {
+    /// Answers a take of `key`: at once, or once a gone holder's row was confirmed. A failure
+    /// is the take's answer; the connection stays (a broken one is found by the keeper's own
+    /// looks and rounds, which must not lose the hub lease's life lock to a project's timeout).
+    pub(super) fn take(&mut self, conn: &mut PgConnection, key: String, reply: Reply) {
         if let Some(held) = self.held.get(&key)
             && Instant::now() < held.valid_until
         {
             let _ = reply.send(Ok(ProjectOwner::Here {
                 generation: held.generation,
             }));
-            return Ok(());
+            return;
         }
         if let Some(gone) = self.gone.get_mut(&key) {
             gone.waiting.push(reply);
-            return Ok(());
+            return;
         }
         match self.try_take(conn, &key) {
             Ok(Some(owner)) => {
                 let _ = reply.send(Ok(owner));
-                Ok(())
             }
             Ok(None) => {
                 if let Some(gone) = self.gone.get_mut(&key) {
                     gone.waiting.push(reply);
                 }
-                Ok(())
             }
             Err(e) => {
-                let _ = reply.send(Err(e.clone()));
-                Err(e)
+                log::warn!("project lease of {key}: {e}");
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -315,8 +335,38 @@ impl Projects {
         key: &str,
     ) -> Result<Option<ProjectOwner>, String> {
         self.keep_life(conn)?;
-        // A row deleted between the two statements is taken on the next try.
-        for _ in 0..2 {
+        // A row taken or released between the look and the take is looked at again.
+        for _ in 0..3 {
+            let seen = diesel::sql_query(look())
+                .bind::<Text, _>(key)
+                .bind::<Text, _>(&self.holder)
+                .bind::<Text, _>(&self.who.url)
+                .get_result::<Seen>(conn)
+                .optional()
+                .map_err(|e| e.to_string())?;
+            match seen {
+                Some(seen) if seen.gone && !seen.takeable => {
+                    log::warn!(
+                        "the hub holding project {key} lost its lease connection: taking it over"
+                    );
+                    let due = (Instant::now() + CONFIRM).max(self.connected_at + RESTART_GRACE);
+                    self.gone.insert(
+                        key.to_owned(),
+                        Gone {
+                            generation: seen.generation,
+                            expires: seen.expires,
+                            due,
+                            waiting: Vec::new(),
+                        },
+                    );
+                    return Ok(None);
+                }
+                Some(seen) if !seen.takeable => {
+                    return Ok(Some(ProjectOwner::Elsewhere { url: seen.url }));
+                }
+                // Free (no row yet) or takeable.
+                _ => {}
+            }
             let sent = Instant::now();
             let taken = diesel::sql_query(TAKE)
                 .bind::<Text, _>(&self.holder)
@@ -329,30 +379,6 @@ impl Projects {
                 .map_err(|e| e.to_string())?;
             if let Some(Generation { generation }) = taken {
                 return Ok(Some(self.hold(key, generation, sent)));
-            }
-            let seen = diesel::sql_query(look())
-                .bind::<Text, _>(key)
-                .get_result::<Seen>(conn)
-                .optional()
-                .map_err(|e| e.to_string())?;
-            match seen {
-                Some(seen) if seen.gone => {
-                    log::warn!(
-                        "the hub holding project {key} lost its lease connection: taking it over"
-                    );
-                    self.gone.insert(
-                        key.to_owned(),
-                        Gone {
-                            generation: seen.generation,
-                            expires: seen.expires,
-                            since: Instant::now(),
-                            waiting: Vec::new(),
-                        },
-                    );
-                    return Ok(None);
-                }
-                Some(seen) => return Ok(Some(ProjectOwner::Elsewhere { url: seen.url })),
-                None => continue,
             }
         }
         Err(format!("the lease of project {key} keeps changing; retry"))
@@ -404,14 +430,16 @@ impl Projects {
             }
             kept
         });
+        // Published even when no project was let go: the new validity is the application's to
+        // read (`HeldProjects::generation`).
         self.publish();
         Ok(())
     }
 
     /// Between rounds: lets go what is no longer valid, takes the rows of gone holders once
-    /// confirmed, and runs again the takes a new connection sent back. `Err`: the connection
-    /// failed. The keys taken over are returned, to be announced.
-    pub(super) fn tick(&mut self, conn: Option<&mut PgConnection>) -> Result<Vec<String>, String> {
+    /// due, and runs again the takes a new connection sent back. Failures are the waiting
+    /// takes' answers.
+    pub(super) fn tick(&mut self, conn: Option<&mut PgConnection>) {
         let now = Instant::now();
         let before = self.held.len();
         self.held.retain(|key, held| {
@@ -424,19 +452,20 @@ impl Projects {
         if self.held.len() != before {
             self.publish();
         }
+        // Without a connection the takes wait for the keeper's next one (`LeaseKeeper::project`
+        // gives up on them after `TAKE_WAIT`).
         let Some(conn) = conn else {
-            return Ok(Vec::new());
+            return;
         };
         for (key, reply) in std::mem::take(&mut self.again) {
-            self.take(conn, key, reply)?;
+            self.take(conn, key, reply);
         }
         let due: Vec<String> = self
             .gone
             .iter()
-            .filter(|(_, gone)| gone.since.elapsed() >= CONFIRM)
+            .filter(|(_, gone)| now >= gone.due)
             .map(|(key, _)| key.clone())
             .collect();
-        let mut taken = Vec::new();
         for key in due {
             let gone = self.gone.remove(&key).expect("listed above");
             let sent = Instant::now();
@@ -456,25 +485,22 @@ impl Projects {
                     for reply in gone.waiting {
                         let _ = reply.send(Ok(owner.clone()));
                     }
-                    taken.push(key);
                 }
                 // Renewed, or taken by another hub, meanwhile: each waiting take looks again.
                 Ok(None) => {
                     log::info!("project {key} was renewed or taken meanwhile: not taking it");
                     for reply in gone.waiting {
-                        self.take(conn, key.clone(), reply)?;
+                        self.take(conn, key.clone(), reply);
                     }
                 }
                 Err(e) => {
-                    let e = e.to_string();
+                    log::warn!("project lease of {key}: {e}");
                     for reply in gone.waiting {
-                        let _ = reply.send(Err(e.clone()));
+                        let _ = reply.send(Err(e.to_string()));
                     }
-                    return Err(e);
                 }
             }
         }
-        Ok(taken)
     }
 
     /// Hands every held row back (a graceful stop), so that the next process takes each at
