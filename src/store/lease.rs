@@ -74,7 +74,9 @@
 mod deadline;
 mod projects;
 
-pub use projects::{HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence};
+pub use projects::{
+    HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence,
+};
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -95,10 +97,7 @@ enum Command {
     /// Hand a held lease back and end.
     Stop,
     /// Take a project's lease, or say who holds it (`LeaseKeeper::project`).
-    Project {
-        key: String,
-        reply: projects::Reply,
-    },
+    Project { key: String, reply: projects::Reply },
 }
 
 /// How many project takes may wait for the keeper: one beyond is refused as busy rather than
@@ -191,7 +190,6 @@ const OWNER_CHANNEL: &str = "collab_hub_owner";
 
 /// The payload's start when an owner announces that it is about to stop serving.
 const DRAINING: &str = "draining ";
-
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
@@ -347,7 +345,9 @@ impl LeaseKeeper {
         use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(HubError::Unavailable("the lease thread is busy; retry".into()));
+            return Err(HubError::Unavailable(
+                "the lease thread is busy; retry".into(),
+            ));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         if commands

@@ -101,7 +101,9 @@ impl EventTail {
         let (to, events) = queue::channel(FOLLOWER_QUEUE);
         self.commands
             .try_send(Command::Follow { session, after, to })
-            .map_err(|_| crate::error::HubError::Unavailable("the event tail is busy; retry".into()))?;
+            .map_err(|_| {
+                crate::error::HubError::Unavailable("the event tail is busy; retry".into())
+            })?;
         Ok(events)
     }
 }
@@ -204,10 +206,7 @@ impl Tail {
     /// followers read from their last ids) by the next poll. Followers whose receivers were
     /// dropped are let go here too (a quiet session is never read, and would keep them).
     fn heartbeat(&mut self) {
-        if self
-            .answered_at
-            .is_some_and(|at| at.elapsed() < HEARTBEAT)
-        {
+        if self.answered_at.is_some_and(|at| at.elapsed() < HEARTBEAT) {
             return;
         }
         self.followers.retain(|_, followers| {

@@ -95,8 +95,18 @@ async fn a_follower_gets_each_event_once_in_order() {
     .await;
     let (last_one, last_two) = (last_id(&app, one), last_id(&app, two));
     assert!(last_one > joined_at + 25 && last_two > 25);
-    assert_each_once(&received_up_to(&mut first, last_one).await, one, 1, last_one);
-    assert_each_once(&received_up_to(&mut other, last_two).await, two, 1, last_two);
+    assert_each_once(
+        &received_up_to(&mut first, last_one).await,
+        one,
+        1,
+        last_one,
+    );
+    assert_each_once(
+        &received_up_to(&mut other, last_two).await,
+        two,
+        1,
+        last_two,
+    );
     assert_each_once(
         &received_up_to(&mut later, last_one).await,
         one,
@@ -128,12 +138,14 @@ async fn a_broken_listening_connection_loses_nothing() {
     // Events that commit while the tail cannot connect, and none after: only the read that
     // follows its reconnection finds them.
     wait_for_the_tail(&mut admin).await;
-    app.db.admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false");
+    app.db
+        .admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false");
     end_the_tails_connection(&mut admin).await;
     for n in 0..10 {
         send(&app, &claude, 1000 + n).await;
     }
-    app.db.admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true");
+    app.db
+        .admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true");
     let last = last_id(&app, one);
     assert_each_once(&received_up_to(&mut follower, last).await, one, 1, last);
 }
@@ -223,9 +235,44 @@ async fn a_follower_that_does_not_keep_up_is_let_go() {
     assert!(stopped_at < last, "the idle follower was never let go");
     assert_each_once(&had, one, 1, stopped_at);
     let mut again = tail.follow(one, stopped_at).unwrap();
-    assert_each_once(&received_up_to(&mut again, last).await, one, stopped_at + 1, last);
+    assert_each_once(
+        &received_up_to(&mut again, last).await,
+        one,
+        stopped_at + 1,
+        last,
+    );
     if read.last().is_none_or(|e| e.id < last) {
         read.extend(received_up_to(&mut reading, last).await);
     }
     assert_each_once(&read, one, 1, last);
+}
+
+/// A follower far behind catches up page by page (`PAGE` events a read), in order, each event
+/// once, and then follows what comes next.
+#[actix_web::test]
+async fn a_long_history_is_read_in_pages() {
+    let Some(app) = hub().await else { return };
+    let (one, claude) = session(&app, "one").await;
+    for chunk in 0..11 {
+        futures::future::join_all((0..100).map(|n| send(&app, &claude, chunk * 100 + n))).await;
+    }
+    let history = last_id(&app, one);
+    assert!(history > 1_000, "{history} events");
+    let tail = EventTail::start(&app.db.url).unwrap();
+    let mut follower = tail.follow(one, 0).unwrap();
+    let mut batches = 0;
+    let mut got: Vec<Event> = Vec::new();
+    while got.last().is_none_or(|e| e.id < history) {
+        let batch = actix_web::rt::time::timeout(Duration::from_secs(10), follower.recv())
+            .await
+            .expect("the history within 10 s")
+            .expect("still followed");
+        batches += 1;
+        got.extend(batch);
+    }
+    assert!(batches >= 3, "{history} events in {batches} batches");
+    send(&app, &claude, 9_999).await;
+    let last = last_id(&app, one);
+    got.extend(received_up_to(&mut follower, last).await);
+    assert_each_once(&got, one, 1, last);
 }

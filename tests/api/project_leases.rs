@@ -90,9 +90,15 @@ async fn a_project_has_one_holder_at_a_time() {
     let Some(db) = database() else { return };
     let (a, b) = (keeper(&db, 1, LONG).await, keeper(&db, 2, LONG).await);
     let alpha = here(owner(&a, "alpha").await);
-    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Elsewhere { url: url(1) }
+    );
     let beta = here(owner(&b, "beta").await);
-    assert_eq!(owner(&a, "beta").await, ProjectOwner::Elsewhere { url: url(2) });
+    assert_eq!(
+        owner(&a, "beta").await,
+        ProjectOwner::Elsewhere { url: url(2) }
+    );
     assert_eq!(here(owner(&a, "alpha").await), alpha);
     assert_eq!(a.projects().borrow().generation("alpha"), Some(alpha));
     assert_eq!(a.projects().borrow().generation("beta"), None);
@@ -100,9 +106,13 @@ async fn a_project_has_one_holder_at_a_time() {
     assert_eq!(generation_in_database(&db, "beta"), beta);
 
     // Eight takes of one project at once, four through each keeper.
-    let answers = futures::future::join_all(
-        (0..8).map(|i| if i % 2 == 0 { a.project("gamma") } else { b.project("gamma") }),
-    )
+    let answers = futures::future::join_all((0..8).map(|i| {
+        if i % 2 == 0 {
+            a.project("gamma")
+        } else {
+            b.project("gamma")
+        }
+    }))
     .await;
     let (by_a, by_b): (Vec<_>, Vec<_>) = answers
         .into_iter()
@@ -144,7 +154,10 @@ async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
     assert_eq!(held.borrow().generation("alpha"), Some(alpha));
     assert_eq!(held.borrow().generation("beta"), Some(beta));
     let b = keeper(&db, 2, ttl).await;
-    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Elsewhere { url: url(1) }
+    );
 
     diesel::sql_query(
         "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
@@ -195,7 +208,10 @@ async fn a_gone_holders_project_is_taken_at_once() {
     .execute(&mut ghost)
     .unwrap();
     let b = keeper(&db, 2, LONG).await;
-    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(9) });
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Elsewhere { url: url(9) }
+    );
 
     drop(ghost);
     let start = Instant::now();
@@ -213,8 +229,14 @@ async fn a_gone_holders_project_is_taken_at_once() {
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(owner(&b, "beta").await, ProjectOwner::Elsewhere { url: url(8) });
-    assert_eq!(owner(&b, "gamma").await, ProjectOwner::Elsewhere { url: url(7) });
+    assert_eq!(
+        owner(&b, "beta").await,
+        ProjectOwner::Elsewhere { url: url(8) }
+    );
+    assert_eq!(
+        owner(&b, "gamma").await,
+        ProjectOwner::Elsewhere { url: url(7) }
+    );
 }
 
 /// A keeper whose lease connection is ended by the database reconnects and renews at once (its
@@ -242,13 +264,18 @@ async fn a_cut_holder_renews_at_once() {
     )
     .execute(&mut connect(&db))
     .unwrap();
-    eventually(Duration::from_secs(1), "renewed on a new connection", || {
-        life() != before
-    })
+    eventually(
+        Duration::from_secs(1),
+        "renewed on a new connection",
+        || life() != before,
+    )
     .await;
     assert_eq!(generation_in_database(&db, "alpha"), alpha);
     let b = keeper(&db, 2, LONG).await;
-    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Elsewhere { url: url(1) }
+    );
     assert_eq!(a.projects().borrow().generation("alpha"), Some(alpha));
 }
 
@@ -306,7 +333,9 @@ async fn the_fence_refuses_only_the_project_that_moved() {
         vec!["alpha".to_owned()]
     );
     assert_eq!(
-        project_fence(&mut conn, "another holder", &both).unwrap().len(),
+        project_fence(&mut conn, "another holder", &both)
+            .unwrap()
+            .len(),
         2
     );
     diesel::sql_query(
@@ -341,7 +370,11 @@ async fn a_take_waits_for_a_fenced_batch() {
     };
     diesel::sql_query("BEGIN").execute(pg).unwrap();
     let fenced = [("alpha".to_owned(), alpha)];
-    assert!(project_fence(&mut batch, a.project_holder(), &fenced).unwrap().is_empty());
+    assert!(
+        project_fence(&mut batch, a.project_holder(), &fenced)
+            .unwrap()
+            .is_empty()
+    );
 
     let b = keeper(&db, 2, LONG).await;
     let take = actix_web::rt::spawn(async move {
@@ -355,7 +388,12 @@ async fn a_take_waits_for_a_fenced_batch() {
     };
     diesel::sql_query("COMMIT").execute(pg).unwrap();
     let (taken, _b) = take.await.unwrap();
-    assert_eq!(taken.unwrap(), ProjectOwner::Here { generation: alpha + 1 });
+    assert_eq!(
+        taken.unwrap(),
+        ProjectOwner::Here {
+            generation: alpha + 1
+        }
+    );
     assert_eq!(
         project_fence(&mut batch, a.project_holder(), &fenced).unwrap(),
         vec!["alpha".to_owned()]
@@ -370,7 +408,10 @@ async fn a_stopped_keeper_hands_its_projects_back() {
     let a = keeper(&db, 1, LONG).await;
     let alpha = here(owner(&a, "alpha").await);
     let b = keeper(&db, 2, LONG).await;
-    assert_eq!(owner(&b, "alpha").await, ProjectOwner::Elsewhere { url: url(1) });
+    assert_eq!(
+        owner(&b, "alpha").await,
+        ProjectOwner::Elsewhere { url: url(1) }
+    );
     actix_web::rt::task::spawn_blocking(move || drop(a))
         .await
         .unwrap();

@@ -445,7 +445,9 @@ impl Projects {
         self.held.retain(|key, held| {
             let valid = now < held.valid_until;
             if !valid {
-                log::error!("the lease of project {key} was not renewed in time: this hub lets it go");
+                log::error!(
+                    "the lease of project {key} was not renewed in time: this hub lets it go"
+                );
             }
             valid
         });
@@ -527,10 +529,11 @@ impl Projects {
         if self.life_locked {
             return Ok(());
         }
-        let locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, pg_backend_pid()) AS locked")
-            .bind::<Integer, _>(PROCESS_LIFE_CLASS)
-            .get_result::<Locked>(conn)
-            .map_err(|e| e.to_string())?;
+        let locked =
+            diesel::sql_query("SELECT pg_try_advisory_lock($1, pg_backend_pid()) AS locked")
+                .bind::<Integer, _>(PROCESS_LIFE_CLASS)
+                .get_result::<Locked>(conn)
+                .map_err(|e| e.to_string())?;
         if !locked.locked {
             return Err("this process's life lock is held by another session".into());
         }
