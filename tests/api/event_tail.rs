@@ -130,17 +130,17 @@ async fn a_broken_listening_connection_loses_nothing() {
         for n in 0..15 {
             send(&app, &claude, round * 100 + n).await;
         }
-        end_the_tails_connection(&mut admin).await;
+        the_tails_connection(&mut admin, true).await;
         for n in 15..25 {
             send(&app, &claude, round * 100 + n).await;
         }
     }
     // Events that commit while the tail cannot connect, and none after: only the read that
     // follows its reconnection finds them.
-    wait_for_the_tail(&mut admin).await;
+    the_tails_connection(&mut admin, false).await;
     app.db
         .admin_execute("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false");
-    end_the_tails_connection(&mut admin).await;
+    the_tails_connection(&mut admin, true).await;
     for n in 0..10 {
         send(&app, &claude, 1000 + n).await;
     }
@@ -150,49 +150,28 @@ async fn a_broken_listening_connection_loses_nothing() {
     assert_each_once(&received_up_to(&mut follower, last).await, one, 1, last);
 }
 
-/// Waits until the tail listens (it may be between two connections).
-async fn wait_for_the_tail(admin: &mut PgConnection) {
+/// Waits until the tail listens (it may be between two connections); with `end`, ends that
+/// connection.
+async fn the_tails_connection(admin: &mut PgConnection, end: bool) {
     #[derive(QueryableByName)]
-    struct Listening {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let start = Instant::now();
-    loop {
-        let found = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1",
-        )
-        .bind::<Text, _>(APPLICATION_NAME)
-        .get_result::<Listening>(admin)
-        .unwrap();
-        if found.n > 0 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the tail never listened again"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Ends the tail's listening connection, once it has one (it may be between two).
-async fn end_the_tails_connection(admin: &mut PgConnection) {
-    #[derive(QueryableByName)]
-    struct Ended {
+    struct Found {
         #[diesel(sql_type = Bool)]
-        ended: bool,
+        found: bool,
     }
+    let what = if end {
+        "pg_terminate_backend(pid)"
+    } else {
+        "true"
+    };
     let start = Instant::now();
     loop {
-        let found = diesel::sql_query(
-            "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
-              WHERE application_name = $1",
-        )
+        let found = diesel::sql_query(format!(
+            "SELECT {what} AS found FROM pg_stat_activity WHERE application_name = $1"
+        ))
         .bind::<Text, _>(APPLICATION_NAME)
-        .load::<Ended>(admin)
+        .load::<Found>(admin)
         .unwrap();
-        if found.iter().any(|e| e.ended) {
+        if found.iter().any(|f| f.found) {
             return;
         }
         assert!(

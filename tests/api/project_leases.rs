@@ -60,6 +60,14 @@ fn connect(db: &TestDb) -> PgConnection {
     PgConnection::establish(&db.url).expect("connects")
 }
 
+/// Runs `sql` on the test's database from outside the keepers: what another hub, or the
+/// database itself, would do to a row.
+fn run(db: &TestDb, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(&mut connect(db))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 #[derive(QueryableByName)]
 struct Generation {
     #[diesel(sql_type = BigInt)]
@@ -159,11 +167,10 @@ async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
         ProjectOwner::Elsewhere { url: url(1) }
     );
 
-    diesel::sql_query(
+    run(
+        &db,
         "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
-    )
-    .execute(&mut connect(&db))
-    .unwrap();
+    );
     // At the next renewal (every third of the lease), well before its validity would run out
     // by itself.
     eventually(ttl * 2 / 3, "alpha let go", || {
@@ -258,12 +265,11 @@ async fn a_cut_holder_renews_at_once() {
             .life
     };
     let before = life();
-    diesel::sql_query(
+    run(
+        &db,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
           WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
-    )
-    .execute(&mut connect(&db))
-    .unwrap();
+    );
     eventually(
         Duration::from_secs(1),
         "renewed on a new connection",
@@ -288,12 +294,11 @@ async fn a_cut_holder_ends_with_one_holder() {
     let a = keeper(&db, 1, LONG).await;
     let b = keeper(&db, 2, LONG).await;
     here(owner(&a, "alpha").await);
-    diesel::sql_query(
+    run(
+        &db,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
           WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
-    )
-    .execute(&mut connect(&db))
-    .unwrap();
+    );
     for _ in 0..20 {
         b.project("alpha").await.expect("an answer");
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
@@ -338,11 +343,10 @@ async fn the_fence_refuses_only_the_project_that_moved() {
             .len(),
         2
     );
-    diesel::sql_query(
+    run(
+        &db,
         "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
-    )
-    .execute(&mut connect(&db))
-    .unwrap();
+    );
     assert_eq!(
         project_fence(&mut conn, a.project_holder(), &both).unwrap(),
         vec!["alpha".to_owned()]
@@ -358,12 +362,11 @@ async fn a_take_waits_for_a_fenced_batch() {
     let alpha = here(owner(&a, "alpha").await);
     // The lease runs out in the database (as if a's renewals stopped); a's writer has not
     // noticed yet.
-    diesel::sql_query(
+    run(
+        &db,
         "UPDATE owners SET expires_at = now() - interval '1 second'
           WHERE kind = 'project' AND key = 'alpha'",
-    )
-    .execute(&mut connect(&db))
-    .unwrap();
+    );
     let mut batch = DbConn::Pg(connect(&db));
     let DbConn::Pg(pg) = &mut batch else {
         unreachable!()
