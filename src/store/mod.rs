@@ -77,8 +77,8 @@ type WriteFn = Box<dyn FnOnce(&mut DbConn) -> (Completion, bool) + Send>;
 type ReadFn = Box<dyn FnOnce(Result<&mut DbConn, HubError>) + Send>;
 
 enum WriteJob {
-    Run(WriteFn),
-    Rerun(Box<dyn Rerunnable>),
+    Run(WriteFn, Fenced),
+    Rerun(Box<dyn Rerunnable>, Fenced),
     /// Finish what is queued before this, then stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -183,11 +183,34 @@ impl Rerunnable for EventAgain {
     }
 }
 
-/// What a batch runs: a write that runs once, or one that may run again.
+/// What a batch runs: a write that runs once, or one that may run again, each with the
+/// project lease its session's writes are fenced with, if any.
 enum Job {
-    Once(WriteFn),
-    Again(Box<dyn Rerunnable>),
+    Once(WriteFn, Fenced),
+    Again(Box<dyn Rerunnable>, Fenced),
 }
+
+impl Job {
+    fn fenced(&self) -> Option<&ProjectFence> {
+        match self {
+            Job::Once(_, fenced) | Job::Again(_, fenced) => fenced.as_ref(),
+        }
+    }
+}
+
+/// The project lease a session's writes are fenced with, when several hubs own projects of one
+/// PostgreSQL database apart (docs/multi-hub.md, "Next"): each batch first checks, in its own
+/// transaction, that the lease still names `holder` with the generation the session was
+/// loaded under (`lease::project_fence`); the writes of a project that moved are left out,
+/// unrun, and the rest of the batch commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectFence {
+    pub holder: std::sync::Arc<str>,
+    pub project: std::sync::Arc<str>,
+    pub generation: i64,
+}
+
+type Fenced = Option<ProjectFence>;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -196,6 +219,9 @@ pub struct Store {
     writes: std::sync::Arc<[mpsc::Sender<WriteJob>]>,
     readers: Addr<StoreReader>,
     backend: &'static str,
+    /// The sessions whose writes are fenced by a project lease (`fence_session`); empty while
+    /// one lease covers the database.
+    fences: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<uuid::Uuid, ProjectFence>>>,
 }
 
 impl Store {
@@ -234,11 +260,38 @@ impl Store {
             writes: writes.into(),
             readers,
             backend,
+            fences: Default::default(),
         })
     }
 
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// From now on `session`'s writes (`write_for`, `submit_for`, `submit_event_write`) are
+    /// fenced by `fence`: what the hub registers when it loads the session under a project
+    /// lease.
+    pub fn fence_session(&self, session: uuid::Uuid, fence: ProjectFence) {
+        self.fences
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(session, fence);
+    }
+
+    /// `session`'s writes are no longer fenced by a project lease (its project was let go).
+    pub fn unfence_session(&self, session: uuid::Uuid) {
+        self.fences
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&session);
+    }
+
+    fn fence_of(&self, session: uuid::Uuid) -> Fenced {
+        self.fences
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&session)
+            .cloned()
     }
 
     /// Does the database answer? (`SELECT 1` on a reader connection.)
@@ -297,7 +350,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_on(0, f).await
+        self.write_on(0, None, f).await
     }
 
     /// `write`, for a write that touches `session`'s rows only: on that session's writer.
@@ -306,7 +359,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_on(self.writer_of(session), f).await
+        self.write_on(self.writer_of(session), self.fence_of(session), f)
+            .await
     }
 
     /// The writer a session's writes go to, always the same one (sessions that share it share
@@ -315,14 +369,14 @@ impl Store {
         (session.as_u128() % self.writes.len() as u128) as usize
     }
 
-    async fn write_on<T, F>(&self, writer: usize, f: F) -> Result<T, HubError>
+    async fn write_on<T, F>(&self, writer: usize, fenced: Fenced, f: F) -> Result<T, HubError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         self.writes[writer]
-            .send(write_job(f, tx))
+            .send(write_job(f, tx, fenced))
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -360,7 +414,8 @@ impl Store {
             wake,
         };
         let writer = self.writes[self.writer_of(session)].clone();
-        let queue_full = match writer.try_send(WriteJob::Rerun(job(reply))) {
+        let job = WriteJob::Rerun(job(reply), self.fence_of(session));
+        let queue_full = match writer.try_send(job) {
             Ok(()) => None,
             // Dropping the job answers `Unavailable` through `outcome`.
             Err(mpsc::error::TrySendError::Closed(_)) => None,
@@ -450,18 +505,19 @@ pub struct Submitted<T> {
 
 /// The job that runs `f` in its savepoint and, after the batch's commit, sends the outcome to
 /// `tx`.
-fn write_job<T, F>(f: F, tx: oneshot::Sender<Result<T, HubError>>) -> WriteJob
+fn write_job<T, F>(f: F, tx: oneshot::Sender<Result<T, HubError>>, fenced: Fenced) -> WriteJob
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
 {
-    WriteJob::Run(Box::new(move |conn: &mut DbConn| {
+    let run: WriteFn = Box::new(move |conn: &mut DbConn| {
         let (result, sound) = in_savepoint(conn, f);
         let done: Completion = Box::new(move |committed: Result<(), HubError>| {
             let _ = tx.send(committed.and(result));
         });
         (done, sound)
-    }))
+    });
+    WriteJob::Run(run, fenced)
 }
 
 /// Runs one write in its own savepoint, so that its failure leaves the rest of the batch alone.
@@ -506,14 +562,14 @@ fn writer_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut stop = None;
         match first {
-            WriteJob::Run(f) => batch.push(Job::Once(f)),
-            WriteJob::Rerun(j) => batch.push(Job::Again(j)),
+            WriteJob::Run(f, fenced) => batch.push(Job::Once(f, fenced)),
+            WriteJob::Rerun(j, fenced) => batch.push(Job::Again(j, fenced)),
             WriteJob::Shutdown(done) => stop = Some(done),
         }
         while stop.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(WriteJob::Run(f)) => batch.push(Job::Once(f)),
-                Ok(WriteJob::Rerun(j)) => batch.push(Job::Again(j)),
+                Ok(WriteJob::Run(f, fenced)) => batch.push(Job::Once(f, fenced)),
+                Ok(WriteJob::Rerun(j, fenced)) => batch.push(Job::Again(j, fenced)),
                 Ok(WriteJob::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }
@@ -554,24 +610,24 @@ type Tm = <DbConn as Connection>::TransactionManager;
 /// One transaction for the whole batch. Returns false when the connection looks broken.
 fn commit_batch(
     conn: &mut DbConn,
-    batch: Vec<Job>,
+    mut batch: Vec<Job>,
     fence: Option<&lease::Fence>,
     target: &DbTarget,
 ) -> bool {
-    let fast = matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| matches!(j, Job::Again(_)));
+    let fast = matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| matches!(j, Job::Again(..)));
     if !fast {
         return commit_in_savepoints(conn, batch, fence, target);
     }
-    let mut jobs: Vec<Box<dyn Rerunnable>> = batch
-        .into_iter()
-        .map(|j| match j {
-            Job::Again(j) => j,
-            Job::Once(_) => unreachable!("a batch with a run-once write takes the savepoints"),
-        })
-        .collect();
-    if let Err(healthy) = begin(conn, fence, target) {
+    if let Err(healthy) = begin(conn, fence, target, &mut batch) {
         return healthy; // dropped: their callers hear `Unavailable`
     }
+    let mut jobs: Vec<(Box<dyn Rerunnable>, Fenced)> = batch
+        .into_iter()
+        .map(|j| match j {
+            Job::Again(j, fenced) => (j, fenced),
+            Job::Once(..) => unreachable!("a batch with a run-once write takes the savepoints"),
+        })
+        .collect();
     let mut failed = false;
     let mut next = 0;
     while next < jobs.len() {
@@ -580,19 +636,19 @@ fn commit_batch(
         let mut rows = std::collections::HashSet::new();
         let combined = jobs[next..]
             .iter()
-            .map_while(|j| j.event_write())
+            .map_while(|(j, _)| j.event_write())
             .take_while(|w| w.lock_row().is_none_or(|row| rows.insert(row)))
             .count();
         let run = &mut jobs[next..next + combined.max(1)];
         next += run.len();
         let ran = catch_unwind(AssertUnwindSafe(|| {
             if run.len() == 1 {
-                return run[0].run(conn, false);
+                return run[0].0.run(conn, false);
             }
-            let writes: Vec<_> = run.iter().filter_map(|j| j.event_write()).collect();
+            let writes: Vec<_> = run.iter().filter_map(|(j, _)| j.event_write()).collect();
             match event_writes::write_many(conn, &writes) {
                 Ok(results) => {
-                    for (job, result) in run.iter_mut().zip(results) {
+                    for ((job, _), result) in run.iter_mut().zip(results) {
                         job.written(result);
                     }
                     true
@@ -616,18 +672,23 @@ fn commit_batch(
     if failed {
         // One write failed and took the transaction with it: again, each in its savepoint.
         let _ = Tm::rollback_transaction(conn);
-        let again = jobs.into_iter().map(Job::Again).collect();
+        let again = jobs
+            .into_iter()
+            .map(|(job, fenced)| Job::Again(job, fenced))
+            .collect();
         return commit_in_savepoints(conn, again, fence, target);
     }
     let outcome = commit(conn);
     let healthy = outcome.is_ok();
-    for job in jobs {
+    for (job, _) in jobs {
         job.finish(outcome.clone());
     }
     healthy
 }
 
-/// Begins the batch's transaction and checks the fence. `Err(healthy)`: nothing may run.
+/// Begins the batch's transaction and checks the fences: the hub lease's, and the project
+/// leases the batch's sessions are fenced with (the writes of a project that moved are taken
+/// out of `batch`, unrun: their callers hear `Unavailable`). `Err(healthy)`: nothing may run.
 ///
 /// On PostgreSQL a connection the database ended while it sat idle (a restart of the database,
 /// a terminated backend) fails its next statement, this `BEGIN`: it is replaced once here, so
@@ -635,7 +696,12 @@ fn commit_batch(
 /// after every restart of the database). Nothing was committed on the broken connection (a
 /// batch retried in savepoints after a failed transaction was rolled back first), so the writes
 /// run on the new one as if for the first time.
-fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>, target: &DbTarget) -> Result<(), bool> {
+fn begin(
+    conn: &mut DbConn,
+    fence: Option<&lease::Fence>,
+    target: &DbTarget,
+    batch: &mut Vec<Job>,
+) -> Result<(), bool> {
     let begin_transaction = |conn: &mut DbConn| match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
         // upgrade from read to write.
@@ -664,6 +730,63 @@ fn begin(conn: &mut DbConn, fence: Option<&lease::Fence>, target: &DbTarget) -> 
         let _ = Tm::rollback_transaction(conn);
         return Err(matches!(refused, HubError::Unavailable(_)));
     }
+    if let Err(e) = fence_projects(conn, batch) {
+        log::error!("store writer: cannot check the project leases: {e}");
+        let _ = Tm::rollback_transaction(conn);
+        return Err(false);
+    }
+    Ok(())
+}
+
+/// Leaves out of `batch` the writes of sessions whose project lease moved (or whose generation
+/// is stale), after locking the rows of the others until the batch commits (`project_fence`).
+fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubError> {
+    let mut held: std::collections::BTreeMap<&str, std::collections::BTreeSet<(String, i64)>> =
+        Default::default();
+    for fenced in batch.iter().filter_map(Job::fenced) {
+        held.entry(&fenced.holder)
+            .or_default()
+            .insert((fenced.project.to_string(), fenced.generation));
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut refused = std::collections::BTreeSet::new();
+    for (holder, projects) in held {
+        let projects: Vec<(String, i64)> = projects.into_iter().collect();
+        for project in lease::project_fence(conn, holder, &projects)? {
+            refused.insert((holder.to_owned(), project));
+        }
+    }
+    if !refused.is_empty() {
+        log::warn!(
+            "store writer: leaving out the writes of projects this hub no longer holds: {:?}",
+            refused.iter().map(|(_, p)| p).collect::<Vec<_>>()
+        );
+        // Unrun, answered `Unavailable`: a request sent again reaches the project's new holder.
+        let (kept, moved): (Vec<Job>, Vec<Job>) =
+            std::mem::take(batch).into_iter().partition(|job| {
+                job.fenced().is_none_or(|f| {
+                    !refused.contains(&(f.holder.to_string(), f.project.to_string()))
+                })
+            });
+        *batch = kept;
+        for job in moved {
+            let project = job
+                .fenced()
+                .map(|f| f.project.to_string())
+                .unwrap_or_default();
+            let moved = HubError::Unavailable(format!(
+                "this hub no longer holds project {project} (another hub took it over); retry"
+            ));
+            match job {
+                Job::Again(job, _) => job.finish(Err(moved)),
+                // A run-once write answers only by running: dropped, its caller hears
+                // `Unavailable` all the same.
+                Job::Once(..) => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -684,7 +807,8 @@ fn commit_in_savepoints(
     fence: Option<&lease::Fence>,
     target: &DbTarget,
 ) -> bool {
-    if let Err(healthy) = begin(conn, fence, target) {
+    let mut batch = batch;
+    if let Err(healthy) = begin(conn, fence, target, &mut batch) {
         return healthy;
     }
     enum Done {
@@ -698,11 +822,11 @@ fn commit_in_savepoints(
             continue; // dropped: its caller hears `Unavailable`
         }
         let ran = catch_unwind(AssertUnwindSafe(|| match job {
-            Job::Once(job) => {
+            Job::Once(job, _) => {
                 let (done, sound) = job(conn);
                 (Done::Once(done), sound)
             }
-            Job::Again(mut job) => {
+            Job::Again(mut job, _) => {
                 let sound = job.run(conn, true);
                 (Done::Again(job), sound)
             }

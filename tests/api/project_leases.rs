@@ -437,3 +437,71 @@ async fn a_stopped_keeper_hands_its_projects_back() {
         }
     );
 }
+
+/// The writer's side of the fence: a store whose sessions are fenced by project leases leaves
+/// out, unrun, the writes of a session whose project moved (answered `Unavailable`, through
+/// both of its write paths), and commits the others; a session no longer fenced writes again.
+#[actix_web::test]
+async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
+    use collab_hub::store::applied::{find, record};
+    use collab_hub::store::{ProjectFence, Store};
+    let Some(db) = database() else { return };
+    let a = keeper(&db, 1, LONG).await;
+    let alpha = here(owner(&a, "alpha").await);
+    let beta = here(owner(&a, "beta").await);
+    let store = Store::open(DbTarget::parse(&db.url).unwrap())
+        .await
+        .expect("store opens");
+    let moving = uuid::Uuid::new_v4();
+    // On the same writer, so that both may share a batch.
+    let staying = std::iter::repeat_with(uuid::Uuid::new_v4)
+        .find(|s| store.writer_of(*s) == store.writer_of(moving))
+        .unwrap();
+    let fence = |project: &str, generation: i64| ProjectFence {
+        holder: a.project_holder().into(),
+        project: project.into(),
+        generation,
+    };
+    store.fence_session(moving, fence("alpha", alpha));
+    store.fence_session(staying, fence("beta", beta));
+    let write = |session: uuid::Uuid| {
+        let key = uuid::Uuid::new_v4();
+        let store = store.clone();
+        async move {
+            let written = store
+                .write_for(session, move |c| record(c, key, session, &[]))
+                .await;
+            (key, written)
+        }
+    };
+    for session in [moving, staying] {
+        let (_, written) = write(session).await;
+        written.expect("written while the lease holds");
+    }
+
+    run(
+        &db,
+        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
+    );
+    let ((refused_key, refused), (kept_key, kept)) = futures::join!(write(moving), write(staying));
+    let refused = refused.expect_err("the moved project's write is left out");
+    assert_eq!(refused.code(), "unavailable", "{refused}");
+    kept.expect("the other project's write commits");
+    let submitted = store.submit_for(moving, |_| Ok(()));
+    let answer = submitted.outcome.await.expect("answered");
+    let answer = answer.expect_err("a pipelined write is left out too");
+    assert!(answer.to_string().contains("project alpha"), "{answer}");
+    let stored = |key: uuid::Uuid| {
+        let store = store.clone();
+        async move { store.read(move |c| find(c, key)).await.unwrap().is_some() }
+    };
+    assert!(
+        !stored(refused_key).await,
+        "nothing of the moved project's write was stored"
+    );
+    assert!(stored(kept_key).await);
+
+    store.unfence_session(moving);
+    let (_, written) = write(moving).await;
+    written.expect("no longer fenced");
+}
