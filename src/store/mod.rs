@@ -270,7 +270,10 @@ impl Store {
 
     /// From now on `session`'s writes (`write_for`, `submit_for`, `submit_event_write`) are
     /// fenced by `fence`: what the hub registers when it loads the session under a project
-    /// lease.
+    /// lease, *before* its actor's first write. The fence is looked up by session when a write
+    /// is queued, so a session is registered under a new generation only once the actor loaded
+    /// under the old one has stopped (an actor still running would write under the new one).
+    /// On SQLite (one hub per file) nothing is checked.
     pub fn fence_session(&self, session: uuid::Uuid, fence: ProjectFence) {
         self.fences
             .write()
@@ -278,7 +281,9 @@ impl Store {
             .insert(session, fence);
     }
 
-    /// `session`'s writes are no longer fenced by a project lease (its project was let go).
+    /// `session`'s writes are no longer fenced by a project lease: for a session whose actor has
+    /// stopped. (A project let go keeps its sessions registered until their actors stop: their
+    /// writes are then refused by the fence, not let through unchecked.)
     pub fn unfence_session(&self, session: uuid::Uuid) {
         self.fences
             .write()
@@ -731,9 +736,10 @@ fn begin(
         return Err(matches!(refused, HubError::Unavailable(_)));
     }
     if let Err(e) = fence_projects(conn, batch) {
+        // Nothing ran: the batch is dropped (its callers hear `Unavailable`), and the
+        // connection is kept if it could roll back.
         log::error!("store writer: cannot check the project leases: {e}");
-        let _ = Tm::rollback_transaction(conn);
-        return Err(false);
+        return Err(Tm::rollback_transaction(conn).is_ok());
     }
     Ok(())
 }
@@ -741,50 +747,54 @@ fn begin(
 /// Leaves out of `batch` the writes of sessions whose project lease moved (or whose generation
 /// is stale), after locking the rows of the others until the batch commits (`project_fence`).
 fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubError> {
-    let mut held: std::collections::BTreeMap<&str, std::collections::BTreeSet<(String, i64)>> =
-        Default::default();
+    type Pairs = std::collections::BTreeSet<(String, i64)>;
+    let mut asked: std::collections::BTreeMap<&str, Pairs> = Default::default();
     for fenced in batch.iter().filter_map(Job::fenced) {
-        held.entry(&fenced.holder)
+        asked
+            .entry(&fenced.holder)
             .or_default()
             .insert((fenced.project.to_string(), fenced.generation));
     }
-    if held.is_empty() {
+    if asked.is_empty() {
         return Ok(());
     }
-    let mut refused = std::collections::BTreeSet::new();
-    for (holder, projects) in held {
+    let mut refused: std::collections::BTreeMap<String, Pairs> = Default::default();
+    for (holder, projects) in asked {
         let projects: Vec<(String, i64)> = projects.into_iter().collect();
-        for project in lease::project_fence(conn, holder, &projects)? {
-            refused.insert((holder.to_owned(), project));
+        let moved = lease::project_fence(conn, holder, &projects)?;
+        if !moved.is_empty() {
+            refused.insert(holder.to_owned(), moved.into_iter().collect());
         }
     }
-    if !refused.is_empty() {
-        log::warn!(
-            "store writer: leaving out the writes of projects this hub no longer holds: {:?}",
-            refused.iter().map(|(_, p)| p).collect::<Vec<_>>()
-        );
-        // Unrun, answered `Unavailable`: a request sent again reaches the project's new holder.
-        let (kept, moved): (Vec<Job>, Vec<Job>) =
-            std::mem::take(batch).into_iter().partition(|job| {
-                job.fenced().is_none_or(|f| {
-                    !refused.contains(&(f.holder.to_string(), f.project.to_string()))
-                })
-            });
-        *batch = kept;
-        for job in moved {
-            let project = job
-                .fenced()
-                .map(|f| f.project.to_string())
-                .unwrap_or_default();
-            let moved = HubError::Unavailable(format!(
-                "this hub no longer holds project {project} (another hub took it over); retry"
-            ));
-            match job {
-                Job::Again(job, _) => job.finish(Err(moved)),
-                // A run-once write answers only by running: dropped, its caller hears
-                // `Unavailable` all the same.
-                Job::Once(..) => {}
-            }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    log::warn!(
+        "store writer: leaving out the writes of project leases this hub no longer holds: {refused:?}"
+    );
+    let is_refused = |f: &ProjectFence| {
+        refused
+            .get(&*f.holder)
+            .is_some_and(|moved| moved.contains(&(f.project.to_string(), f.generation)))
+    };
+    // Unrun, answered `Unavailable`: a request sent again reaches the project's new holder.
+    let (moved, kept): (Vec<Job>, Vec<Job>) = std::mem::take(batch)
+        .into_iter()
+        .partition(|job| job.fenced().is_some_and(is_refused));
+    *batch = kept;
+    for job in moved {
+        let project = job
+            .fenced()
+            .map(|f| f.project.to_string())
+            .unwrap_or_default();
+        let moved = HubError::Unavailable(format!(
+            "this hub no longer holds project {project} (another hub took it over); retry"
+        ));
+        match job {
+            Job::Again(job, _) => job.finish(Err(moved)),
+            // A run-once write answers only by running: dropped, its caller hears
+            // `Unavailable` all the same (as "the store is shutting down or lost its database").
+            Job::Once(..) => {}
         }
     }
     Ok(())

@@ -335,7 +335,13 @@ async fn the_fence_refuses_only_the_project_that_moved() {
     let stale = [("alpha".to_owned(), alpha - 1), ("beta".to_owned(), beta)];
     assert_eq!(
         project_fence(&mut conn, a.project_holder(), &stale).unwrap(),
-        vec!["alpha".to_owned()]
+        vec![("alpha".to_owned(), alpha - 1)]
+    );
+    // Two generations of one project asked at once: only the stale one is refused.
+    let twice = [("alpha".to_owned(), alpha - 1), ("alpha".to_owned(), alpha)];
+    assert_eq!(
+        project_fence(&mut conn, a.project_holder(), &twice).unwrap(),
+        vec![("alpha".to_owned(), alpha - 1)]
     );
     assert_eq!(
         project_fence(&mut conn, "another holder", &both)
@@ -349,7 +355,7 @@ async fn the_fence_refuses_only_the_project_that_moved() {
     );
     assert_eq!(
         project_fence(&mut conn, a.project_holder(), &both).unwrap(),
-        vec!["alpha".to_owned()]
+        vec![("alpha".to_owned(), alpha)]
     );
 }
 
@@ -399,7 +405,7 @@ async fn a_take_waits_for_a_fenced_batch() {
     );
     assert_eq!(
         project_fence(&mut batch, a.project_holder(), &fenced).unwrap(),
-        vec!["alpha".to_owned()]
+        vec![("alpha".to_owned(), alpha)]
     );
 }
 
@@ -438,13 +444,17 @@ async fn a_stopped_keeper_hands_its_projects_back() {
     );
 }
 
-/// The writer's side of the fence: a store whose sessions are fenced by project leases leaves
-/// out, unrun, the writes of a session whose project moved (answered `Unavailable`, through
-/// both of its write paths), and commits the others; a session no longer fenced writes again.
+/// The writer's side of the fence: a store whose sessions are fenced by project leases checks
+/// them in each batch's own transaction (a batch holding the writer keeps its project's row
+/// locked: an update of it waits), leaves out, unrun, the writes of a session whose project
+/// moved (answered `Unavailable`, through both write paths), and commits the rest of that same
+/// batch; a session no longer fenced writes again.
 #[actix_web::test]
 async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     use collab_hub::store::applied::{find, record};
     use collab_hub::store::{ProjectFence, Store};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Some(db) = database() else { return };
     let a = keeper(&db, 1, LONG).await;
     let alpha = here(owner(&a, "alpha").await);
@@ -453,7 +463,7 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
         .await
         .expect("store opens");
     let moving = uuid::Uuid::new_v4();
-    // On the same writer, so that both may share a batch.
+    // On the same writer, so that both share its batches.
     let staying = std::iter::repeat_with(uuid::Uuid::new_v4)
         .find(|s| store.writer_of(*s) == store.writer_of(moving))
         .unwrap();
@@ -464,12 +474,15 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     };
     store.fence_session(moving, fence("alpha", alpha));
     store.fence_session(staying, fence("beta", beta));
+    let ran = Arc::new(AtomicBool::new(false));
     let write = |session: uuid::Uuid| {
-        let key = uuid::Uuid::new_v4();
-        let store = store.clone();
+        let (key, store, ran) = (uuid::Uuid::new_v4(), store.clone(), ran.clone());
         async move {
             let written = store
-                .write_for(session, move |c| record(c, key, session, &[]))
+                .write_for(session, move |c| {
+                    ran.store(true, Ordering::SeqCst);
+                    record(c, key, session, &[])
+                })
                 .await;
             (key, written)
         }
@@ -479,14 +492,48 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
         written.expect("written while the lease holds");
     }
 
+    // A write of beta holds the writer inside its batch's transaction.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let holding = actix_web::rt::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write_for(staying, move |_| {
+                    let _ = hold.recv();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let mut other = connect(&db);
+    diesel::sql_query("SET lock_timeout = '300ms'")
+        .execute(&mut other)
+        .unwrap();
+    let blocked = diesel::sql_query(
+        "UPDATE owners SET expires_at = expires_at WHERE kind = 'project' AND key = 'beta'",
+    )
+    .execute(&mut other);
+    assert!(
+        blocked.is_err(),
+        "beta's row was not locked by the batch that passed its fence"
+    );
     run(
         &db,
         "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
     );
-    let ((refused_key, refused), (kept_key, kept)) = futures::join!(write(moving), write(staying));
+    // Both queued behind the held batch: the next batch holds them together.
+    let refused = actix_web::rt::spawn(write(moving));
+    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    let kept = actix_web::rt::spawn(write(staying));
+    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    release.send(()).unwrap();
+    holding.await.unwrap().expect("the held write commits");
+    let (refused_key, refused) = refused.await.unwrap();
     let refused = refused.expect_err("the moved project's write is left out");
     assert_eq!(refused.code(), "unavailable", "{refused}");
-    kept.expect("the other project's write commits");
+    let (kept_key, kept) = kept.await.unwrap();
+    kept.expect("the other project's write in the same batch commits");
     let submitted = store.submit_for(moving, |_| Ok(()));
     let answer = submitted.outcome.await.expect("answered");
     let answer = answer.expect_err("a pipelined write is left out too");
@@ -497,9 +544,16 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     };
     assert!(
         !stored(refused_key).await,
-        "nothing of the moved project's write was stored"
+        "the moved project's write was stored"
     );
     assert!(stored(kept_key).await);
+
+    // Left out means unrun, not run and rolled back (checked alone: in a batch the kept write
+    // sets the flag too).
+    ran.store(false, Ordering::SeqCst);
+    let (_, again) = write(moving).await;
+    again.expect_err("still left out");
+    assert!(!ran.load(Ordering::SeqCst), "a left-out write ran");
 
     store.unfence_session(moving);
     let (_, written) = write(moving).await;

@@ -154,11 +154,16 @@ fn steal() -> String {
 }
 
 /// Renews every row this process holds, each with the generation it holds it under; the rows
-/// it still holds come back.
-const RENEW: &str = "UPDATE owners SET expires_at = now() + $2 * interval '1 millisecond',
+/// it still holds come back. The rows are locked in key order first, as the fence locks them:
+/// a renewal waits for the batches that passed the fence, and never deadlocks with one.
+const RENEW: &str = "WITH held AS (
+         SELECT key FROM owners
+          WHERE kind = 'project' AND holder = $1 AND expires_at >= now()
+            AND (key, generation) IN (SELECT * FROM unnest($3::text[], $4::bigint[]))
+          ORDER BY key FOR NO KEY UPDATE)
+     UPDATE owners SET expires_at = now() + $2 * interval '1 millisecond',
          life = $1 || ':' || pg_backend_pid()
-     WHERE kind = 'project' AND holder = $1 AND expires_at >= now()
-       AND (key, generation) IN (SELECT * FROM unnest($3::text[], $4::bigint[]))
+     WHERE kind = 'project' AND key IN (SELECT key FROM held)
      RETURNING key, generation";
 
 /// The fence: the rows of the given projects (with their generations) this process holds,
@@ -166,6 +171,7 @@ const RENEW: &str = "UPDATE owners SET expires_at = now() + $2 * interval '1 mil
 const FENCE: &str = "SELECT key, generation FROM owners
      WHERE kind = 'project' AND holder = $1
        AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
+     ORDER BY key
      FOR SHARE OF owners";
 
 #[derive(QueryableByName)]
@@ -191,14 +197,15 @@ struct Seen {
 }
 
 /// The batch's fence on PostgreSQL: of `projects` (each with the generation its sessions were
-/// loaded under), those this process (`holder`) no longer holds so. The others' rows stay
-/// locked `FOR SHARE` until the transaction ends, so none of them moves before it commits. Call
-/// it first in the transaction.
+/// loaded under), those this process (`holder`) no longer holds so, with that generation (two
+/// generations of one project may be asked: only the stale one is refused). The others' rows
+/// stay locked `FOR SHARE` until the transaction ends, so none of them moves before it commits.
+/// Call it first in the transaction.
 pub fn fence(
     conn: &mut DbConn,
     holder: &str,
     projects: &[(String, i64)],
-) -> Result<Vec<String>, HubError> {
+) -> Result<Vec<(String, i64)>, HubError> {
     let DbConn::Pg(c) = conn else {
         return Ok(Vec::new());
     };
@@ -215,7 +222,7 @@ pub fn fence(
                 .iter()
                 .any(|row| row.key == *key && row.generation == *generation)
         })
-        .map(|(key, _)| key.clone())
+        .cloned()
         .collect())
 }
 
