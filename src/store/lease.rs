@@ -195,6 +195,12 @@ const DRAINING: &str = "draining ";
 /// round trip), and a standby tries the owner's life lock (one round trip).
 const NOTICE_POLL: Duration = Duration::from_millis(25);
 
+/// How soon a keeper whose round did not renew the project leases it holds tries again.
+const PROJECT_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a keeper asks its connection whether it is still there (`Keeper::heartbeat`).
+const HEARTBEAT: Duration = Duration::from_millis(250);
+
 /// How often a keeper that cannot reach the database says so.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -282,6 +288,8 @@ impl LeaseKeeper {
         let project_holder = projects.holder().to_owned();
         let takes_queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let keeper = Keeper {
+            beat: Instant::now(),
+            projects_renewed: true,
             projects,
             takes_queued: takes_queued.clone(),
             me,
@@ -408,6 +416,10 @@ impl Drop for LeaseKeeper {
 struct Keeper {
     /// The project leases this process holds (renewed with each round).
     projects: projects::Projects,
+    /// When `heartbeat` last asked the connection.
+    beat: Instant,
+    /// The last round renewed the project leases held (or held none).
+    projects_renewed: bool,
     /// Shared with `LeaseKeeper::takes_queued`: counted down as each take is taken up.
     takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The holder id: a fresh UUID per process, and a new one each time it steps down.
@@ -600,6 +612,15 @@ impl Keeper {
                 (None, true) => every.min(RECONNECT_EVERY),
                 _ => every,
             };
+            // Project leases held and not renewed this round (no connection, or the renewal
+            // failed): again soon, not a third of a lease later. Until renewed, this process
+            // may believe it holds a project another hub has taken meanwhile (its writes are
+            // fenced; its memory would be read).
+            let every = if self.projects.holds_any() && !self.projects_renewed {
+                every.min(PROJECT_RETRY)
+            } else {
+                every
+            };
             let wake = match valid_until {
                 Some(until) => (Instant::now() + every).min(until),
                 None => Instant::now() + every,
@@ -625,7 +646,7 @@ impl Keeper {
                 }
                 if looked.elapsed() >= NOTICE_POLL {
                     looked = Instant::now();
-                    if self.noticed() || self.owner_gone() || self.keep_life() {
+                    if self.noticed() || self.heartbeat() || self.owner_gone() || self.keep_life() {
                         break false;
                     }
                 }
@@ -826,6 +847,29 @@ impl Keeper {
         }
     }
 
+    /// Asks the connection whether it is still there, every `HEARTBEAT`. Reading notices does
+    /// not always find a connection the database ended: over TLS the closed socket can read as
+    /// nothing to read, and then an owner cut from its connection (and with it its life locks)
+    /// found out only at its next round, a third of a lease later. True: the connection was
+    /// dropped, a round at once (which reconnects, takes the life locks and renews).
+    fn heartbeat(&mut self) -> bool {
+        if self.beat.elapsed() < HEARTBEAT {
+            return false;
+        }
+        self.beat = Instant::now();
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match diesel::sql_query("SELECT 1").execute(conn) {
+            Ok(_) => false,
+            Err(e) => {
+                log::warn!("the hub's lease connection: {e}");
+                self.conn = None;
+                true
+            }
+        }
+    }
+
     /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included), noting
     /// an owner that announced it is stopping. A broken connection is dropped, to be opened
     /// again by the next round.
@@ -1003,11 +1047,13 @@ impl Keeper {
     /// timeout; a broken one is found by the next look): what is held stays valid until its own
     /// time runs out, and the next round renews it.
     fn renew_projects(&mut self, sent: Instant) {
+        self.projects_renewed = false;
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        if let Err(e) = self.projects.renew(conn, sent) {
-            log::warn!("the project leases were not renewed: {e}");
+        match self.projects.renew(conn, sent) {
+            Ok(()) => self.projects_renewed = true,
+            Err(e) => log::warn!("the project leases were not renewed: {e}"),
         }
     }
 

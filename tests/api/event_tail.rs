@@ -151,7 +151,8 @@ async fn a_broken_listening_connection_loses_nothing() {
 }
 
 /// Waits until the tail listens (it may be between two connections); with `end`, ends that
-/// connection.
+/// connection. `admin` is on the test's database: the tails of the tests beside it are left
+/// alone.
 async fn the_tails_connection(admin: &mut PgConnection, end: bool) {
     #[derive(QueryableByName)]
     struct Found {
@@ -166,7 +167,8 @@ async fn the_tails_connection(admin: &mut PgConnection, end: bool) {
     let start = Instant::now();
     loop {
         let found = diesel::sql_query(format!(
-            "SELECT {what} AS found FROM pg_stat_activity WHERE application_name = $1"
+            "SELECT {what} AS found FROM pg_stat_activity
+              WHERE application_name = $1 AND datname = current_database()"
         ))
         .bind::<Text, _>(APPLICATION_NAME)
         .load::<Found>(admin)

@@ -18,6 +18,9 @@ use diesel::{Connection, QueryableByName, RunQueryDsl};
 use crate::helpers::{Backend, TestDb};
 
 /// Long enough that nothing in a test expires unless the test makes it.
+///
+/// Every test's keepers call themselves `http://127.0.0.1:1` and `:2`: what a test does to
+/// another process's connection names its own database too (tests run side by side).
 const LONG: Duration = Duration::from_secs(300);
 
 fn database() -> Option<TestDb> {
@@ -247,7 +250,8 @@ async fn a_gone_holders_project_is_taken_at_once() {
 }
 
 /// A keeper whose lease connection is ended by the database reconnects and renews at once (its
-/// row names its new connection within a second, with a 300 s lease), and keeps its project.
+/// row names its new connection within two seconds, with a 300 s lease: the keeper asks its
+/// connection every 250 ms), and keeps its project.
 #[actix_web::test]
 async fn a_cut_holder_renews_at_once() {
     let Some(db) = database() else { return };
@@ -268,10 +272,11 @@ async fn a_cut_holder_renews_at_once() {
     run(
         &db,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
+          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'
+            AND datname = current_database()",
     );
     eventually(
-        Duration::from_secs(1),
+        Duration::from_secs(2),
         "renewed on a new connection",
         || life() != before,
     )
@@ -297,7 +302,8 @@ async fn a_cut_holder_ends_with_one_holder() {
     run(
         &db,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'",
+          WHERE application_name = 'collab-hub lease http://127.0.0.1:1'
+            AND datname = current_database()",
     );
     for _ in 0..20 {
         b.project("alpha").await.expect("an answer");
@@ -390,7 +396,8 @@ async fn a_take_waits_for_a_fenced_batch() {
         let owner = b.project("alpha").await;
         (owner, b)
     });
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    // Less than the take's own lock wait (1 s), after which it would give up.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert!(!take.is_finished(), "the take did not wait for the batch");
     let DbConn::Pg(pg) = &mut batch else {
         unreachable!()

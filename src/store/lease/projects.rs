@@ -174,6 +174,32 @@ const FENCE: &str = "SELECT key, generation FROM owners
      ORDER BY key
      FOR SHARE OF owners";
 
+/// How long a take or a renewal waits for a row's lock: the batches that passed the fence hold
+/// it `FOR SHARE` until they commit (milliseconds). Longer means a batch is stuck, and the
+/// keeper's thread, which also renews the hub lease, must not wait for it: the statement
+/// fails (a take answers "retry"; a renewal is tried again next round, and what it renews
+/// stays valid until then). Found when a test held a fenced batch open: the renewal waited
+/// behind it with a row of another project locked, and that project's writes behind the
+/// renewal, for the whole statement timeout.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs `statement` in a transaction whose lock waits end after `LOCK_WAIT`.
+fn waiting_briefly<T>(
+    conn: &mut PgConnection,
+    statement: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
+) -> Result<T, String> {
+    use diesel::Connection;
+    conn.transaction(|c| {
+        diesel::sql_query(format!(
+            "SET LOCAL lock_timeout = {}",
+            LOCK_WAIT.as_millis()
+        ))
+        .execute(c)?;
+        statement(c)
+    })
+    .map_err(|e| e.to_string())
+}
+
 #[derive(QueryableByName)]
 struct Row {
     #[diesel(sql_type = Text)]
@@ -375,15 +401,16 @@ impl Projects {
                 _ => {}
             }
             let sent = Instant::now();
-            let taken = diesel::sql_query(TAKE)
-                .bind::<Text, _>(&self.holder)
-                .bind::<Text, _>(&self.who.url)
-                .bind::<Bool, _>(self.who.trusts_loopback)
-                .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
-                .bind::<Text, _>(key)
-                .get_result::<Generation>(conn)
-                .optional()
-                .map_err(|e| e.to_string())?;
+            let taken = waiting_briefly(conn, |c| {
+                diesel::sql_query(TAKE)
+                    .bind::<Text, _>(&self.holder)
+                    .bind::<Text, _>(&self.who.url)
+                    .bind::<Bool, _>(self.who.trusts_loopback)
+                    .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+                    .bind::<Text, _>(key)
+                    .get_result::<Generation>(c)
+                    .optional()
+            })?;
             if let Some(Generation { generation }) = taken {
                 return Ok(Some(self.hold(key, generation, sent)));
             }
@@ -415,13 +442,14 @@ impl Projects {
             .iter()
             .map(|(key, held)| (key.clone(), held.generation))
             .unzip();
-        let renewed = diesel::sql_query(RENEW)
-            .bind::<Text, _>(&self.holder)
-            .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
-            .bind::<Array<Text>, _>(&keys)
-            .bind::<Array<BigInt>, _>(&generations)
-            .load::<Row>(conn)
-            .map_err(|e| e.to_string())?;
+        let renewed = waiting_briefly(conn, |c| {
+            diesel::sql_query(RENEW)
+                .bind::<Text, _>(&self.holder)
+                .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+                .bind::<Array<Text>, _>(&keys)
+                .bind::<Array<BigInt>, _>(&generations)
+                .load::<Row>(c)
+        })?;
         let until = sent + self.who.ttl;
         self.held.retain(|key, held| {
             let kept = renewed
@@ -478,16 +506,18 @@ impl Projects {
         for key in due {
             let gone = self.gone.remove(&key).expect("listed above");
             let sent = Instant::now();
-            let stolen = diesel::sql_query(steal())
-                .bind::<Text, _>(&self.holder)
-                .bind::<Text, _>(&self.who.url)
-                .bind::<Bool, _>(self.who.trusts_loopback)
-                .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
-                .bind::<Text, _>(&key)
-                .bind::<BigInt, _>(gone.generation)
-                .bind::<Text, _>(&gone.expires)
-                .get_result::<Generation>(conn)
-                .optional();
+            let stolen = waiting_briefly(conn, |c| {
+                diesel::sql_query(steal())
+                    .bind::<Text, _>(&self.holder)
+                    .bind::<Text, _>(&self.who.url)
+                    .bind::<Bool, _>(self.who.trusts_loopback)
+                    .bind::<BigInt, _>(self.who.ttl.as_millis() as i64)
+                    .bind::<Text, _>(&key)
+                    .bind::<BigInt, _>(gone.generation)
+                    .bind::<Text, _>(&gone.expires)
+                    .get_result::<Generation>(c)
+                    .optional()
+            });
             match stolen {
                 Ok(Some(Generation { generation })) => {
                     let owner = self.hold(&key, generation, sent);
