@@ -289,7 +289,6 @@ impl LeaseKeeper {
         let takes_queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let keeper = Keeper {
             beat: Instant::now(),
-            projects_renewed: true,
             projects,
             takes_queued: takes_queued.clone(),
             me,
@@ -418,8 +417,6 @@ struct Keeper {
     projects: projects::Projects,
     /// When `heartbeat` last asked the connection.
     beat: Instant,
-    /// The last round renewed the project leases held (or held none).
-    projects_renewed: bool,
     /// Shared with `LeaseKeeper::takes_queued`: counted down as each take is taken up.
     takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The holder id: a fresh UUID per process, and a new one each time it steps down.
@@ -616,7 +613,7 @@ impl Keeper {
             // failed): again soon, not a third of a lease later. Until renewed, this process
             // may believe it holds a project another hub has taken meanwhile (its writes are
             // fenced; its memory would be read).
-            let every = if self.projects.holds_any() && !self.projects_renewed {
+            let every = if self.projects.unrenewed() {
                 every.min(PROJECT_RETRY)
             } else {
                 every
@@ -1047,13 +1044,8 @@ impl Keeper {
     /// timeout; a broken one is found by the next look): what is held stays valid until its own
     /// time runs out, and the next round renews it.
     fn renew_projects(&mut self, sent: Instant) {
-        self.projects_renewed = false;
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match self.projects.renew(conn, sent) {
-            Ok(()) => self.projects_renewed = true,
-            Err(e) => log::warn!("the project leases were not renewed: {e}"),
+        if let Err(e) = self.projects.renew(self.conn.as_mut(), sent) {
+            log::warn!("the project leases were not renewed: {e}");
         }
     }
 

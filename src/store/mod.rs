@@ -813,11 +813,10 @@ fn commit(conn: &mut DbConn) -> Result<(), HubError> {
 /// The batch in one transaction, each write in its own savepoint.
 fn commit_in_savepoints(
     conn: &mut DbConn,
-    batch: Vec<Job>,
+    mut batch: Vec<Job>,
     fence: Option<&lease::Fence>,
     target: &DbTarget,
 ) -> bool {
-    let mut batch = batch;
     if let Err(healthy) = begin(conn, fence, target, &mut batch) {
         return healthy;
     }

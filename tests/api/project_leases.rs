@@ -11,6 +11,7 @@ use collab_hub::store::lease::{
     LeaseConfig, LeaseKeeper, PROCESS_LIFE_CLASS, ProjectOwner, project_fence,
 };
 use collab_hub::store::{DbConn, DbTarget, migrate};
+use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Integer};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
@@ -75,6 +76,17 @@ fn run(db: &TestDb, sql: &str) {
 struct Generation {
     #[diesel(sql_type = BigInt)]
     generation: i64,
+}
+
+/// Raises `project`'s generation as another hub's take would, without the keepers knowing.
+fn taken_from_under(db: &TestDb, project: &str) {
+    run(
+        db,
+        &format!(
+            "UPDATE owners SET generation = generation + 1
+              WHERE kind = 'project' AND key = '{project}'"
+        ),
+    );
 }
 
 fn generation_in_database(db: &TestDb, project: &str) -> i64 {
@@ -170,10 +182,7 @@ async fn renewals_keep_projects_and_a_lost_one_is_let_go() {
         ProjectOwner::Elsewhere { url: url(1) }
     );
 
-    run(
-        &db,
-        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
-    );
+    taken_from_under(&db, "alpha");
     // At the next renewal (every third of the lease), well before its validity would run out
     // by itself.
     eventually(ttl * 2 / 3, "alpha let go", || {
@@ -355,10 +364,7 @@ async fn the_fence_refuses_only_the_project_that_moved() {
             .len(),
         2
     );
-    run(
-        &db,
-        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
-    );
+    taken_from_under(&db, "alpha");
     assert_eq!(
         project_fence(&mut conn, a.project_holder(), &both).unwrap(),
         vec![("alpha".to_owned(), alpha)]
@@ -380,10 +386,7 @@ async fn a_take_waits_for_a_fenced_batch() {
           WHERE kind = 'project' AND key = 'alpha'",
     );
     let mut batch = DbConn::Pg(connect(&db));
-    let DbConn::Pg(pg) = &mut batch else {
-        unreachable!()
-    };
-    diesel::sql_query("BEGIN").execute(pg).unwrap();
+    batch.batch_execute("BEGIN").unwrap();
     let fenced = [("alpha".to_owned(), alpha)];
     assert!(
         project_fence(&mut batch, a.project_holder(), &fenced)
@@ -399,10 +402,7 @@ async fn a_take_waits_for_a_fenced_batch() {
     // Less than the take's own lock wait (1 s), after which it would give up.
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert!(!take.is_finished(), "the take did not wait for the batch");
-    let DbConn::Pg(pg) = &mut batch else {
-        unreachable!()
-    };
-    diesel::sql_query("COMMIT").execute(pg).unwrap();
+    batch.batch_execute("COMMIT").unwrap();
     let (taken, _b) = take.await.unwrap();
     assert_eq!(
         taken.unwrap(),
@@ -525,10 +525,7 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
         blocked.is_err(),
         "beta's row was not locked by the batch that passed its fence"
     );
-    run(
-        &db,
-        "UPDATE owners SET generation = generation + 1 WHERE kind = 'project' AND key = 'alpha'",
-    );
+    taken_from_under(&db, "alpha");
     // Both queued behind the held batch: the next batch holds them together.
     let refused = actix_web::rt::spawn(write(moving));
     actix_web::rt::time::sleep(Duration::from_millis(100)).await;

@@ -290,6 +290,8 @@ pub(super) struct Projects {
     life_locked: bool,
     /// When the current connection was opened.
     connected_at: Instant,
+    /// The last round renewed what is held (or nothing was held).
+    renewed: bool,
     published: watch::Sender<HeldProjects>,
 }
 
@@ -304,6 +306,7 @@ impl Projects {
             again: Vec::new(),
             life_locked: false,
             connected_at: Instant::now(),
+            renewed: true,
             published,
         };
         (projects, held)
@@ -311,6 +314,12 @@ impl Projects {
 
     pub(super) fn holds_any(&self) -> bool {
         !self.held.is_empty()
+    }
+
+    /// Something is held that the last round did not renew (no connection, or the renewal
+    /// failed): the keeper tries again soon.
+    pub(super) fn unrenewed(&self) -> bool {
+        !self.renewed
     }
 
     pub(super) fn holder(&self) -> &str {
@@ -432,10 +441,15 @@ impl Projects {
     }
 
     /// Renews every row held (one statement); a row missing from the answer is dropped.
-    pub(super) fn renew(&mut self, conn: &mut PgConnection, sent: Instant) -> Result<(), String> {
-        if self.held.is_empty() {
+    pub(super) fn renew(
+        &mut self,
+        conn: Option<&mut PgConnection>,
+        sent: Instant,
+    ) -> Result<(), String> {
+        self.renewed = self.held.is_empty();
+        let Some(conn) = conn.filter(|_| !self.renewed) else {
             return Ok(());
-        }
+        };
         self.keep_life(conn)?;
         let (keys, generations): (Vec<String>, Vec<i64>) = self
             .held
@@ -468,6 +482,7 @@ impl Projects {
         // Published even when no project was let go: the new validity is the application's to
         // read (`HeldProjects::generation`).
         self.publish();
+        self.renewed = true;
         Ok(())
     }
 
