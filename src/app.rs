@@ -114,14 +114,15 @@ impl Application {
         let mode = match lease {
             Some(lease) => match lease.fence() {
                 Some(fence) => Mode::Owner(Owner {
-                    serving: Serving::build(&base, Some(fence)).await?,
+                    serving: Serving::build(&base, Some(fence), Some(lease.project_leases()))
+                        .await?,
                     lease: Some(lease),
                     base,
                 }),
                 None => Mode::Standby(Standby::start(base, lease)?),
             },
             None => Mode::Owner(Owner {
-                serving: Serving::build(&base, None).await?,
+                serving: Serving::build(&base, None, None).await?,
                 lease: None,
                 base,
             }),

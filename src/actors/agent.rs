@@ -337,6 +337,14 @@ impl AgentActor {
     }
 }
 
+impl Handler<super::hub::Retire> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: super::hub::Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 impl Actor for AgentActor {
     type Context = Context<Self>;
 

@@ -20,7 +20,8 @@ use crate::domain::evolution::Assignment;
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionSummary};
 use crate::error::HubError;
-use crate::store::{Store, applied, queries};
+use crate::store::lease::{HeldProjects, ProjectLeases, ProjectOwner};
+use crate::store::{ProjectFence, Store, applied, queries};
 
 pub struct Hub {
     store: Store,
@@ -35,13 +36,76 @@ pub struct Hub {
     /// (it may have been reissued, or its participant may have left), and a miss falls back to
     /// the database. Bounded: cleared when it grows past `MAX_TOKEN_INDEX`.
     tokens: HashMap<String, Uuid>,
-    /// One lock table per project, started with the first session of the project that needs it.
-    tables: HashMap<String, Addr<LockTableActor>>,
+    /// The projects served here, each loaded with the first session of it that needs it.
+    projects: HashMap<String, Served>,
+    /// When several hubs share one PostgreSQL database: a project is served here only under
+    /// its lease, and its actors write through a store fenced with the lease's generation
+    /// (docs/multi-hub.md). None on SQLite, where one hub holds the file.
+    leases: Option<ProjectLeases>,
+    /// Session → its project (fixed at create), so that a session loading again joins its
+    /// project before it reads anything. Bounded like `tokens`.
+    known: HashMap<Uuid, String>,
     /// Sessions created since (project, id), for watchers of a whole project.
     opened: tokio::sync::broadcast::Sender<(String, Uuid)>,
+    /// Sessions whose actors were stopped with a project let go: the MCP registry ends their
+    /// streams, so that their clients open them again and load the session where it is served.
+    retired: tokio::sync::broadcast::Sender<Vec<Uuid>>,
     /// The populations' owner: draws genomes for new sessions, scores completed ones.
     evolution: Addr<EvolutionActor>,
 }
+
+/// A project served here.
+struct Served {
+    /// The generation of its lease it was loaded under (None without project leases).
+    generation: Option<i64>,
+    /// The store its actors write through: fenced with that generation.
+    store: Store,
+    table: Addr<LockTableActor>,
+    /// Its sessions' actors, stopped with it when this hub lets it go.
+    sessions: HashMap<Uuid, Addr<SessionActor>>,
+}
+
+/// What a session's actor needs of its project (`JoinProject`): the project's lock table, and
+/// the store to write through (fenced with the project's lease, where there are leases).
+#[derive(Clone)]
+pub struct ProjectHere {
+    pub table: Addr<LockTableActor>,
+    pub store: Store,
+}
+
+/// A session's actor joins its project here before it reads its session: the project's lease
+/// is taken first (so that nothing its previous holder commits can follow the read), the
+/// actor is stopped with the project if this hub lets it go, and it writes through the
+/// project's store. Answers `Unavailable` while another hub serves the project.
+#[derive(Message)]
+#[rtype(result = "Result<ProjectHere, HubError>")]
+pub struct JoinProject {
+    pub project: String,
+    pub session: Uuid,
+    pub actor: Addr<SessionActor>,
+}
+
+/// A session's project, from memory or the database (None: no such session).
+#[derive(Message)]
+#[rtype(result = "Result<Option<String>, HubError>")]
+pub struct ProjectOf(pub Uuid);
+
+/// A receiver of the sessions whose actors are stopped with a project let go, from now on.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::broadcast::Receiver<Vec<Uuid>>")]
+pub struct WatchRetired;
+
+/// Stop now: what the hub sends the actors of a project it let go (their memory may be stale,
+/// and their writes are refused by the fence they carry). A request for the project loads it
+/// again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// What the project leases held changed (the keeper renewed, took or lost some).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ProjectsHeld(HeldProjects);
 
 /// Is this credential the hub operator's? (What creating a session asks first.)
 #[derive(Message)]
@@ -108,8 +172,14 @@ const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_TOKEN_INDEX: usize = 100_000;
 
 impl Hub {
-    /// Must be called inside a running actix system (it starts the session threads).
-    pub fn new(store: Store, policy: AccessPolicy, evolution: EvolutionSettings) -> Self {
+    /// Must be called inside a running actix system (it starts the session threads). `leases`:
+    /// the project leases, on a PostgreSQL database several hubs may share.
+    pub fn new(
+        store: Store,
+        policy: AccessPolicy,
+        evolution: EvolutionSettings,
+        leases: Option<ProjectLeases>,
+    ) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
             evolution: EvolutionActor::new(store.clone(), evolution).start(),
@@ -120,8 +190,18 @@ impl Hub {
             next: 0,
             tokens: HashMap::new(),
             opened: tokio::sync::broadcast::channel(64).0,
-            tables: HashMap::new(),
+            retired: tokio::sync::broadcast::channel(64).0,
+            known: HashMap::new(),
+            projects: HashMap::new(),
+            leases,
         }
+    }
+
+    fn remember_project(&mut self, session: Uuid, project: String) {
+        if self.known.len() >= MAX_TOKEN_INDEX {
+            self.known.clear();
+        }
+        self.known.insert(session, project);
     }
 
     fn remember_token(&mut self, digest: String, session: Uuid) {
@@ -136,17 +216,129 @@ impl Hub {
         self.arbiters[self.next].handle()
     }
 
-    /// The lock table of `project`, started (and loading) if there is none.
-    fn lock_table(&mut self, project: &str, ctx: &mut Context<Self>) -> Addr<LockTableActor> {
-        if let Some(addr) = self.tables.get(project).filter(|a| a.connected()) {
-            return addr.clone();
+    /// `project` as served here, under its lease's `generation` (None without leases): loaded
+    /// now (its lock table started) if it was not, or if it was under another generation (then
+    /// what was loaded is let go first: its memory may be stale).
+    fn serve(
+        &mut self,
+        project: &str,
+        generation: Option<i64>,
+        ctx: &mut Context<Self>,
+    ) -> ProjectHere {
+        if self
+            .projects
+            .get(project)
+            .is_some_and(|served| served.generation != generation)
+        {
+            self.let_go(project);
         }
-        let (store, hub, key) = (self.store.clone(), ctx.address(), project.to_owned());
-        let addr = LockTableActor::start_in_arbiter(&self.next_arbiter(), move |_| {
+        if !self.projects.contains_key(project) {
+            let store = match (&self.leases, generation) {
+                (Some(leases), Some(generation)) => self.store.fenced_by(ProjectFence {
+                    holder: leases.holder().clone(),
+                    project: project.into(),
+                    generation,
+                }),
+                _ => self.store.clone(),
+            };
+            let table = self.start_lock_table(project, &store, ctx);
+            self.projects.insert(
+                project.to_owned(),
+                Served {
+                    generation,
+                    store,
+                    table,
+                    sessions: HashMap::new(),
+                },
+            );
+        }
+        let store = self.projects[project].store.clone();
+        if !self.projects[project].table.connected() {
+            let table = self.start_lock_table(project, &store, ctx);
+            if let Some(served) = self.projects.get_mut(project) {
+                served.table = table;
+            }
+        }
+        ProjectHere {
+            table: self.projects[project].table.clone(),
+            store,
+        }
+    }
+
+    fn start_lock_table(
+        &mut self,
+        project: &str,
+        store: &Store,
+        ctx: &mut Context<Self>,
+    ) -> Addr<LockTableActor> {
+        let (store, hub, key) = (store.clone(), ctx.address(), project.to_owned());
+        LockTableActor::start_in_arbiter(&self.next_arbiter(), move |_| {
             LockTableActor::new(key, store, hub)
-        });
-        self.tables.insert(project.to_owned(), addr.clone());
-        addr
+        })
+    }
+
+    /// Where `project` is served now: here (loaded, under its lease if there are leases), or
+    /// by another hub (`Unavailable`, until requests are routed by project).
+    fn project_here(
+        &mut self,
+        project: String,
+        ctx: &mut Context<Self>,
+    ) -> fut::LocalBoxActorFuture<Self, Result<ProjectHere, HubError>> {
+        let Some(leases) = self.leases.clone() else {
+            let here = self.serve(&project, None, ctx);
+            return Box::pin(fut::ready(Ok(here)));
+        };
+        Box::pin(
+            async move {
+                let owner = leases.project(&project).await;
+                (project, owner)
+            }
+            .into_actor(self)
+            .map(|(project, owner), act, ctx| match owner? {
+                ProjectOwner::Here { .. } => {
+                    // What counts is what is held now: the answer may be older.
+                    let Some(generation) = act.held_generation(&project) else {
+                        return Err(HubError::Unavailable(format!(
+                            "this hub lost the lease of project {project} meanwhile; retry"
+                        )));
+                    };
+                    Ok(act.serve(&project, Some(generation), ctx))
+                }
+                ProjectOwner::Elsewhere { .. } => Err(HubError::Unavailable(format!(
+                    "project {project} is served by another hub right now; retry"
+                ))),
+            }),
+        )
+    }
+
+    fn held_generation(&self, project: &str) -> Option<i64> {
+        let leases = self.leases.as_ref()?;
+        leases.held().borrow().generation(project)
+    }
+
+    /// Stops what was loaded of `project` (its sessions' actors, its lock table): this hub no
+    /// longer holds its lease, or holds it under a newer generation. Their writes were refused
+    /// from the moment the lease moved (they carry the old generation); a request for one of
+    /// its sessions loads it again, under the lease held then.
+    fn let_go(&mut self, project: &str) {
+        let Some(served) = self.projects.remove(project) else {
+            return;
+        };
+        log::warn!(
+            "project {project}: this hub no longer holds it under the lease it loaded it with; stopping its {} session actors and its lock table",
+            served.sessions.len()
+        );
+        let retired: Vec<Uuid> = served.sessions.keys().copied().collect();
+        for (id, addr) in served.sessions {
+            // The map may already name a newer actor of the session (one that replaced a
+            // stopped one): that one is not this project's to stop.
+            if self.sessions.get(&id) == Some(&addr) {
+                self.sessions.remove(&id);
+            }
+            addr.do_send(Retire);
+        }
+        let _ = self.retired.send(retired);
+        served.table.do_send(Retire);
     }
 
     /// The live actor for `id`, started (and loading) if there is none.
@@ -178,6 +370,14 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        if let Some(leases) = &self.leases {
+            let changes = futures::stream::unfold(leases.held(), |mut held| async move {
+                held.changed().await.ok()?;
+                let now = held.borrow_and_update().clone();
+                Some((ProjectsHeld(now), held))
+            });
+            ctx.add_message_stream(changes);
+        }
         // Vacuum and statistics where the database server does not keep them.
         ctx.run_interval(VACUUM_EVERY, |act, _| {
             let store = act.store.clone();
@@ -193,7 +393,7 @@ impl Actor for Hub {
 impl Handler<CreateSession> for Hub {
     type Result = ResponseActFuture<Self, Result<SessionCreated, HubError>>;
 
-    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CreateSession, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .policy
             .operator(&msg.credential)
@@ -212,43 +412,64 @@ impl Handler<CreateSession> for Hub {
         let mut session = Session::new(Uuid::new_v4(), &msg.spec, digests.clone(), now());
         let created = session.created_event();
         let row = session.clone();
-        let store = self.store.clone();
         // With whom it made: sent again, the create answers them new tokens.
         let made: Vec<&str> = tokens.iter().map(|(ai_id, _)| ai_id.as_str()).collect();
         let key = msg.key.map(|k| (k, serde_json::json!(made).to_string()));
+        let project = session.project.clone();
+        // The project first: the session's first write is fenced with its lease.
         Box::pin(
-            async move {
-                store
-                    .write_for(row.id, move |c| {
-                        let event = queries::insert_session(c, &row, &created)?;
-                        if let Some((key, made)) = &key {
-                            let events = std::slice::from_ref(&event);
-                            applied::record_with(c, *key, row.id, events, Some(made))?;
-                        }
-                        Ok(event)
-                    })
-                    .await
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                let event = result?;
-                session.last_event_id = event.id;
-                let view = session.view();
-                let (store, policy, hub) = (act.store.clone(), act.policy.clone(), ctx.address());
-                let table = act.lock_table(&session.project, ctx);
-                let actor = SessionActor::start_in_arbiter(&act.next_arbiter(), move |_| {
-                    SessionActor::created(session, store, policy, hub, table)
-                });
-                act.sessions.insert(view.session_id, actor);
-                let _ = act.opened.send((view.project.clone(), view.session_id));
-                for digest in digests {
-                    act.remember_token(digest, view.session_id);
-                }
-                Ok(SessionCreated {
-                    session: view,
-                    tokens: tokens.into_iter().collect::<BTreeMap<_, _>>(),
+            self.project_here(project.clone(), ctx)
+                .then(move |here, act, _| {
+                    async move {
+                        let here = here?;
+                        let event = here
+                            .store
+                            .write_for(row.id, move |c| {
+                                let event = queries::insert_session(c, &row, &created)?;
+                                if let Some((key, made)) = &key {
+                                    let events = std::slice::from_ref(&event);
+                                    applied::record_with(c, *key, row.id, events, Some(made))?;
+                                }
+                                Ok(event)
+                            })
+                            .await?;
+                        Ok::<_, HubError>((here, event))
+                    }
+                    .into_actor(act)
                 })
-            }),
+                .map(move |result, act, ctx| {
+                    let (here, event) = result?;
+                    session.last_event_id = event.id;
+                    let view = session.view();
+                    let id = view.session_id;
+                    // Its actor starts with the project as it was written under; a project let
+                    // go meanwhile loads the session again on its next request.
+                    let current = act
+                        .projects
+                        .get(&project)
+                        .is_some_and(|served| served.table == here.table);
+                    if current {
+                        let (policy, hub) = (act.policy.clone(), ctx.address());
+                        let ProjectHere { table, store } = here;
+                        let actor =
+                            SessionActor::start_in_arbiter(&act.next_arbiter(), move |_| {
+                                SessionActor::created(session, store, policy, hub, table)
+                            });
+                        if let Some(served) = act.projects.get_mut(&project) {
+                            served.sessions.insert(id, actor.clone());
+                        }
+                        act.sessions.insert(id, actor);
+                    }
+                    act.remember_project(id, project);
+                    let _ = act.opened.send((view.project.clone(), id));
+                    for digest in digests {
+                        act.remember_token(digest, id);
+                    }
+                    Ok(SessionCreated {
+                        session: view,
+                        tokens: tokens.into_iter().collect::<BTreeMap<_, _>>(),
+                    })
+                }),
         )
     }
 }
@@ -340,30 +561,103 @@ where
     }
 }
 
-/// The actor of a session (started and loading if need be): for the lock tables, which tell
-/// sessions about grants and expiries.
+/// The actor of a session (started and loading if need be), for the lock table `from`, which
+/// tells sessions about grants and expiries. None when `from` is not the lock table of a
+/// project served here: a table stopped with its project may still be deciding from its memory,
+/// and the session's current actor, loaded under a newer lease, would write its decisions.
 #[derive(Message)]
-#[rtype(result = "Addr<SessionActor>")]
-pub struct SessionAddr(pub Uuid);
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct SessionAddr {
+    pub session: Uuid,
+    pub from: Addr<LockTableActor>,
+}
 
 impl Handler<SessionAddr> for Hub {
-    type Result = Addr<SessionActor>;
+    type Result = Option<Addr<SessionActor>>;
 
     fn handle(&mut self, msg: SessionAddr, ctx: &mut Self::Context) -> Self::Result {
-        self.session_actor(msg.0, ctx)
+        if !self
+            .projects
+            .values()
+            .any(|served| served.table == msg.from)
+        {
+            return None;
+        }
+        Some(self.session_actor(msg.session, ctx))
     }
 }
 
-/// The lock table of a project, for a session that has just loaded.
-#[derive(Message)]
-#[rtype(result = "Addr<LockTableActor>")]
-pub struct LockTableFor(pub String);
+impl Handler<JoinProject> for Hub {
+    type Result = ResponseActFuture<Self, Result<ProjectHere, HubError>>;
 
-impl Handler<LockTableFor> for Hub {
-    type Result = Addr<LockTableActor>;
+    fn handle(&mut self, msg: JoinProject, ctx: &mut Self::Context) -> Self::Result {
+        let JoinProject {
+            project,
+            session,
+            actor,
+        } = msg;
+        Box::pin(
+            self.project_here(project.clone(), ctx)
+                .map(move |here, act, _| {
+                    let here = here?;
+                    if let Some(served) = act.projects.get_mut(&project) {
+                        served.sessions.insert(session, actor);
+                    }
+                    Ok(here)
+                }),
+        )
+    }
+}
 
-    fn handle(&mut self, msg: LockTableFor, ctx: &mut Self::Context) -> Self::Result {
-        self.lock_table(&msg.0, ctx)
+impl Handler<ProjectOf> for Hub {
+    type Result = ResponseActFuture<Self, Result<Option<String>, HubError>>;
+
+    fn handle(&mut self, msg: ProjectOf, _: &mut Self::Context) -> Self::Result {
+        let id = msg.0;
+        if let Some(project) = self.known.get(&id) {
+            return Box::pin(fut::ready(Ok(Some(project.clone()))));
+        }
+        let store = self.store.clone();
+        Box::pin(
+            async move { store.read(move |c| queries::project_of(c, id)).await }
+                .into_actor(self)
+                .map(move |found, act, _| {
+                    if let Ok(Some(project)) = &found {
+                        act.remember_project(id, project.clone());
+                    }
+                    found
+                }),
+        )
+    }
+}
+
+impl Handler<WatchRetired> for Hub {
+    type Result = actix::MessageResult<WatchRetired>;
+
+    fn handle(&mut self, _: WatchRetired, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.retired.subscribe())
+    }
+}
+
+impl Handler<ProjectsHeld> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProjectsHeld, _: &mut Self::Context) {
+        let lost: Vec<String> = self
+            .projects
+            .iter()
+            .filter(|(project, served)| {
+                // Not `generation`, which also counts validity: a message read late would look
+                // like a lease that ran out, and a project let go and served again under the
+                // same generation would have two lock tables for a moment.
+                served.generation.is_some()
+                    && msg.0.published_generation(project) != served.generation
+            })
+            .map(|(project, _)| project.clone())
+            .collect();
+        for project in lost {
+            self.let_go(&project);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::hub::{Hub, SessionAddr};
+use super::hub::{Hub, Retire, SessionAddr};
 use super::messages::{
     Covering, ExpireLocks, FenceCheck, GrantLocks, HoldersIn, PlanRelease, ProjectLocks,
     ReleasePlan, Releasing, RenewInTable, ReserveLock, Reserved, Select, Settle,
@@ -91,11 +91,15 @@ impl LockTableActor {
         M: Message<Result = ()> + Send + 'static,
         super::session::SessionActor: Handler<M>,
     {
-        let hub = self.hub.clone();
+        let (hub, from) = (self.hub.clone(), ctx.address());
         ctx.spawn(
             async move {
-                match hub.send(SessionAddr(session)).await {
-                    Ok(addr) => addr.do_send(msg),
+                match hub.send(SessionAddr { session, from }).await {
+                    Ok(Some(addr)) => addr.do_send(msg),
+                    // This table was stopped with its project: what it decided is dropped.
+                    Ok(None) => {
+                        log::debug!("lock table of a project let go: not telling {session}")
+                    }
                     Err(e) => log::warn!("lock table: session {session} unreachable: {e}"),
                 }
             }
@@ -269,6 +273,14 @@ impl LockTableActor {
                 pick(keys, Release::Expired)
             }
         })
+    }
+}
+
+impl Handler<Retire> for LockTableActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

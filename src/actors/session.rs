@@ -29,7 +29,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::agent::{AgentActor, Attach, Deliver};
-use super::hub::{Hub, LockTableFor, SessionGone};
+use super::hub::{Hub, JoinProject, ProjectOf, Retire, SessionGone};
 use super::lock_table::LockTableActor;
 use super::messages::{
     AckEvents, AttachStream, ChangeStatus, ContextValue, ContextWritten, DiffContext, EventPage,
@@ -279,8 +279,10 @@ impl SessionActor {
 
     fn stop_agent(&mut self, ai_id: &str) {
         self.sync.forget(ai_id);
-        // Dropping the last address stops the agent once its mailbox is empty.
-        self.agents.remove(ai_id);
+        // Told, not only dropped: its timer would keep it running, and its streams open.
+        if let Some(slot) = self.agents.remove(ai_id) {
+            slot.addr.do_send(Retire);
+        }
     }
 
     /// Hands a committed event to every agent without waiting and without unbounded queues.
@@ -433,11 +435,23 @@ impl Actor for SessionActor {
             self.schedule_context_sync(ctx);
             return;
         }
-        let (store, hub, id) = (self.store.clone(), self.hub.clone(), self.id);
+        let (hub, id, actor) = (self.hub.clone(), self.id, ctx.address());
         // `wait` holds every command back until the session and its project's lock table are
-        // known.
+        // known. The project is joined first (its lease taken, where there are leases), then
+        // the session read: whatever the project's previous holder committed is in the read.
         let load = async move {
-            let loaded = store
+            let Some(project) = hub.send(ProjectOf(id)).await?? else {
+                return Ok(None);
+            };
+            let here = hub
+                .send(JoinProject {
+                    project,
+                    session: id,
+                    actor,
+                })
+                .await??;
+            let loaded = here
+                .store
                 .read(move |c| {
                     let Some(session) = queries::load_session(c, id)? else {
                         return Ok(None);
@@ -457,13 +471,14 @@ impl Actor for SessionActor {
             let Some((session, tasks, extra)) = loaded else {
                 return Ok(None);
             };
-            let table = hub.send(LockTableFor(session.project.clone())).await?;
-            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), table, extra)))
+            Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), here, extra)))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
             act.state = match result {
-                Ok(Some((session, board, table, (saved, activity, recent, settled)))) => {
-                    act.lock_table = Some(table);
+                Ok(Some((session, board, here, (saved, activity, recent, settled)))) => {
+                    act.lock_table = Some(here.table);
+                    // Fenced with its project's lease: every write from now on.
+                    act.store = here.store;
                     act.saved_event_id = saved;
                     act.activity = activity;
                     act.recent = recent;
@@ -486,6 +501,18 @@ impl Actor for SessionActor {
                 ctx.run_later(LINGER, |_, ctx| ctx.stop());
             }
         }));
+    }
+}
+
+impl Handler<Retire> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        // Its agents go with it: their streams end, and their clients open them again.
+        for (_, slot) in self.agents.drain() {
+            slot.addr.do_send(Retire);
+        }
+        ctx.stop();
     }
 }
 

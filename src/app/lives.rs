@@ -16,7 +16,7 @@ use crate::domain::session::AccessPolicy;
 use crate::mcp::McpRegistry;
 use crate::store::Store;
 use crate::store::claim::Claim;
-use crate::store::lease::{Fence, LeaseKeeper, Role};
+use crate::store::lease::{Fence, LeaseKeeper, ProjectLeases, Role};
 
 /// How long a stopping owner keeps serving after it told the standbys to hold their requests
 /// for the next owner: they read notices every 25 ms (`store::lease`), and what they sent
@@ -147,6 +147,8 @@ impl Owner {
                     let _ = served.await;
                     drop(actors);
                     store.shutdown().await;
+                    // What it served is dropped: the next owner takes each project at once.
+                    standby.lease.project_leases().let_go_all();
                     return Ok(Some(standby));
                 }
             }
@@ -235,7 +237,7 @@ impl Standby {
                 log::info!("this hub took the lease over; loading and serving as the owner");
                 handle.pause().await;
                 let fence = Fence { holder, generation };
-                match Serving::build(&base, Some(fence)).await {
+                match Serving::build(&base, Some(fence), Some(lease.project_leases())).await {
                     Ok(serving) => {
                         // Requests this server still holds go to the owner's server now.
                         owner_ready.send_replace(true);
@@ -289,8 +291,13 @@ impl Standby {
 
 impl Serving {
     /// Loads from the database and starts serving on a clone of `base`'s socket. `fence`: the
-    /// lease this hub holds (PostgreSQL), which every batch of the store's writer checks.
-    pub(super) async fn build(base: &Base, fence: Option<Fence>) -> Result<Serving, String> {
+    /// lease this hub holds (PostgreSQL), which every batch of the store's writer checks;
+    /// `leases`: the project leases, under which its projects are served (PostgreSQL).
+    pub(super) async fn build(
+        base: &Base,
+        fence: Option<Fence>,
+        leases: Option<ProjectLeases>,
+    ) -> Result<Serving, String> {
         let settings = &base.settings;
         let target = settings.db_target()?;
         let addr = base
@@ -304,7 +311,7 @@ impl Serving {
         let hub = {
             let (store, policy) = (store.clone(), base.policy.clone());
             Hub::start_in_arbiter(&actors.0.handle(), move |_| {
-                Hub::new(store, policy, evolution)
+                Hub::new(store, policy, evolution, leases)
             })
         };
         let retention = (

@@ -351,6 +351,27 @@ impl Actor for McpRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        // Streams of sessions whose actors stopped with a project let go end here: their
+        // clients open them again, and that loads the session where it is served.
+        let hub = self.hub.clone();
+        ctx.wait(
+            async move { hub.send(crate::actors::hub::WatchRetired).await.ok() }
+                .into_actor(self)
+                .map(|retired, _, ctx| {
+                    let Some(retired) = retired else { return };
+                    let retired = futures::stream::unfold(retired, |mut rx| async move {
+                        use tokio::sync::broadcast::error::RecvError;
+                        let sessions = match rx.recv().await {
+                            Ok(sessions) => Some(sessions),
+                            // Which ones is lost: every stream ends.
+                            Err(RecvError::Lagged(_)) => None,
+                            Err(RecvError::Closed) => return None,
+                        };
+                        Some((EndStreams(sessions), rx))
+                    });
+                    ctx.add_message_stream(retired);
+                }),
+        );
         ctx.run_interval(SWEEP_EVERY, |act, _| {
             let now = Instant::now();
             act.sessions
@@ -746,6 +767,29 @@ impl Handler<CloseStreams> for McpRegistry {
             entry.events = None;
         }
         self.closing.send_replace(true);
+    }
+}
+
+/// Ends the open streams of MCP sessions bound to these collab sessions (all: None), whose
+/// actors stopped with a project this hub let go. Nothing is lost: a client opens its stream
+/// again with its last event id.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EndStreams(Option<Vec<Uuid>>);
+
+impl Handler<EndStreams> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndStreams, _: &mut Self::Context) {
+        let ended = |entry: &Entry| match (&msg.0, &entry.session.binding) {
+            (None, _) => true,
+            (Some(sessions), Some(binding)) => sessions.contains(&binding.session_id),
+            (Some(_), None) => false,
+        };
+        for entry in self.sessions.values_mut().filter(|e| ended(e)) {
+            entry.control = None;
+            entry.events = None;
+        }
     }
 }
 

@@ -98,6 +98,8 @@ enum Command {
     Stop,
     /// Take a project's lease, or say who holds it (`LeaseKeeper::project`).
     Project { key: String, reply: projects::Reply },
+    /// Hand every project lease held back (`ProjectLeases::let_go_all`).
+    LetGoProjects,
 }
 
 /// How many project takes may wait for the keeper: one beyond is refused as busy rather than
@@ -150,12 +152,21 @@ pub struct LeaseConfig {
 /// back and announced, so that a standby takes over at once.
 pub struct LeaseKeeper {
     role: watch::Receiver<Role>,
+    leases: ProjectLeases,
+    stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
+}
+
+/// The project half of a `LeaseKeeper`, for the application: takes a project's lease or says
+/// who holds it, and shows what this process holds. Cheap to clone; once the keeper is gone its
+/// takes answer `Unavailable`.
+#[derive(Clone)]
+pub struct ProjectLeases {
     projects: watch::Receiver<HeldProjects>,
     /// This process's holder id in project rows (what `project_fence` checks).
-    project_holder: String,
+    holder: std::sync::Arc<str>,
     /// Project takes sent and not yet taken up by the keeper (at most `PROJECT_TAKES`).
     takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: Option<(mpsc::Sender<Command>, JoinHandle<()>)>,
+    commands: mpsc::Sender<Command>,
 }
 
 /// What the writer checks at the start of each batch (`fence_check`).
@@ -319,9 +330,12 @@ impl LeaseKeeper {
         role.mark_changed();
         Ok(LeaseKeeper {
             role,
-            projects: held,
-            project_holder,
-            takes_queued,
+            leases: ProjectLeases {
+                projects: held,
+                holder: project_holder.into(),
+                takes_queued,
+                commands: stop.clone(),
+            },
             stop: Some((stop, thread)),
         })
     }
@@ -340,15 +354,42 @@ impl LeaseKeeper {
         self.stop.as_ref().map(|(tx, _)| Drainer(tx.clone()))
     }
 
+    /// Where `project` is served (`ProjectLeases::project`).
+    pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        self.leases.project(project).await
+    }
+
+    /// The projects this process holds, as they change.
+    pub fn projects(&self) -> watch::Receiver<HeldProjects> {
+        self.leases.held()
+    }
+
+    /// This process's holder id in project rows, for `project_fence`.
+    pub fn project_holder(&self) -> &str {
+        &self.leases.holder
+    }
+
+    /// The project half, for the application.
+    pub fn project_leases(&self) -> ProjectLeases {
+        self.leases.clone()
+    }
+
+    /// The fence the writer checks, if this process owns the database.
+    pub fn fence(&self) -> Option<Fence> {
+        match self.role() {
+            Role::Owner { generation, holder } => Some(Fence { holder, generation }),
+            _ => None,
+        }
+    }
+}
+
+impl ProjectLeases {
     /// Where `project` is served: here (its lease taken now if it was free, expired, or held by
     /// a process that is gone), or by the hub at the answer's url.
     pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
         if let Some(generation) = self.projects.borrow().generation(project) {
             return Ok(ProjectOwner::Here { generation });
         }
-        let Some((commands, _)) = &self.stop else {
-            return Err(HubError::Unavailable("the lease thread has stopped".into()));
-        };
         use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
@@ -357,7 +398,8 @@ impl LeaseKeeper {
             ));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if commands
+        if self
+            .commands
             .send(Command::Project {
                 key: project.to_owned(),
                 reply,
@@ -369,7 +411,10 @@ impl LeaseKeeper {
         }
         match tokio::time::timeout(TAKE_WAIT, answer).await {
             Ok(Ok(Ok(owner))) => Ok(owner),
-            Ok(Ok(Err(e))) => Err(HubError::Unavailable(format!("project lease: {e}; retry"))),
+            // The database's words stay in the log (the keeper wrote them there).
+            Ok(Ok(Err(_))) => Err(HubError::Unavailable(format!(
+                "this hub cannot take the lease of project {project} right now; retry"
+            ))),
             Ok(Err(_)) => Err(HubError::Unavailable("the lease thread has stopped".into())),
             Err(_) => Err(HubError::Unavailable(
                 "no answer about the project's lease in time (is the database reachable?); retry"
@@ -379,21 +424,19 @@ impl LeaseKeeper {
     }
 
     /// The projects this process holds, as they change.
-    pub fn projects(&self) -> watch::Receiver<HeldProjects> {
+    pub fn held(&self) -> watch::Receiver<HeldProjects> {
         self.projects.clone()
     }
 
-    /// This process's holder id in project rows, for `project_fence`.
-    pub fn project_holder(&self) -> &str {
-        &self.project_holder
+    /// This process's holder id in project rows.
+    pub fn holder(&self) -> &std::sync::Arc<str> {
+        &self.holder
     }
 
-    /// The fence the writer checks, if this process owns the database.
-    pub fn fence(&self) -> Option<Fence> {
-        match self.role() {
-            Role::Owner { generation, holder } => Some(Fence { holder, generation }),
-            _ => None,
-        }
+    /// Hands every project lease this process holds back, so that the next hub takes each at
+    /// once: for an owner that stepped down (its memory of them is dropped). Not waited for.
+    pub fn let_go_all(&self) {
+        let _ = self.commands.send(Command::LetGoProjects);
     }
 }
 
@@ -639,6 +682,7 @@ impl Keeper {
                             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         self.take_project(key, reply);
                     }
+                    Ok(Command::LetGoProjects) => self.let_go_projects(),
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
                 }
                 if looked.elapsed() >= NOTICE_POLL {
@@ -1061,15 +1105,24 @@ impl Keeper {
         }
     }
 
+    /// Hands the project leases held back (an owner that stepped down).
+    fn let_go_projects(&mut self) {
+        if !self.projects.holds_any() {
+            return;
+        }
+        let connected = self.connection().is_ok();
+        match self.conn.as_mut() {
+            Some(conn) if connected => self.projects.release(conn),
+            // Forgotten all the same, never renewed again: each is taken once it expires (at
+            // once where this process's life lock went with its connection).
+            _ => self.projects.forget(),
+        }
+    }
+
     /// Hands a held lease back (graceful stop) and announces it: a standby takes it at once
     /// instead of waiting for the expiry. Project leases are handed back too.
     fn release(&mut self) {
-        if self.projects.holds_any()
-            && self.connection().is_ok()
-            && let Some(conn) = self.conn.as_mut()
-        {
-            self.projects.release(conn);
-        }
+        self.let_go_projects();
         if !matches!(&*self.role.borrow(), Role::Owner { .. }) {
             return;
         }

@@ -219,9 +219,9 @@ pub struct Store {
     writes: std::sync::Arc<[mpsc::Sender<WriteJob>]>,
     readers: Addr<StoreReader>,
     backend: &'static str,
-    /// The sessions whose writes are fenced by a project lease (`fence_session`); empty while
-    /// one lease covers the database.
-    fences: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<uuid::Uuid, ProjectFence>>>,
+    /// The project lease every write through this handle is fenced with (`fenced_by`); None
+    /// for the hub's own handle.
+    fenced: Fenced,
 }
 
 impl Store {
@@ -260,7 +260,7 @@ impl Store {
             writes: writes.into(),
             readers,
             backend,
-            fences: Default::default(),
+            fenced: None,
         })
     }
 
@@ -268,35 +268,17 @@ impl Store {
         self.backend
     }
 
-    /// From now on `session`'s writes (`write_for`, `submit_for`, `submit_event_write`) are
-    /// fenced by `fence`: what the hub registers when it loads the session under a project
-    /// lease, *before* its actor's first write. The fence is looked up by session when a write
-    /// is queued, so a session is registered under a new generation only once the actor loaded
-    /// under the old one has stopped (an actor still running would write under the new one).
-    /// On SQLite (one hub per file) nothing is checked.
-    pub fn fence_session(&self, session: uuid::Uuid, fence: ProjectFence) {
-        self.fences
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(session, fence);
-    }
-
-    /// `session`'s writes are no longer fenced by a project lease: for a session whose actor has
-    /// stopped. (A project let go keeps its sessions registered until their actors stop: their
-    /// writes are then refused by the fence, not let through unchecked.)
-    pub fn unfence_session(&self, session: uuid::Uuid) {
-        self.fences
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&session);
-    }
-
-    fn fence_of(&self, session: uuid::Uuid) -> Fenced {
-        self.fences
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&session)
-            .cloned()
+    /// A handle whose writes (`write`, `write_for`, `submit_for`, `submit_event_write`) are
+    /// fenced by `fence`: what the hub gives the actors of a project it loaded under that
+    /// project's lease. The fence travels with the handle, so whatever an actor loaded under one
+    /// generation still has in flight (a spawned future, a queued write) is refused once the
+    /// project moved, even after the hub took it again under a newer one. On SQLite (one hub
+    /// per file) nothing is checked.
+    pub fn fenced_by(&self, fence: ProjectFence) -> Store {
+        Store {
+            fenced: Some(fence),
+            ..self.clone()
+        }
     }
 
     /// Does the database answer? (`SELECT 1` on a reader connection.)
@@ -355,7 +337,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_on(0, None, f).await
+        self.write_on(0, self.fenced.clone(), f).await
     }
 
     /// `write`, for a write that touches `session`'s rows only: on that session's writer.
@@ -364,7 +346,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_on(self.writer_of(session), self.fence_of(session), f)
+        self.write_on(self.writer_of(session), self.fenced.clone(), f)
             .await
     }
 
@@ -380,11 +362,18 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, HubError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        // A run-once write left out by the project fence is dropped unanswered.
+        let project = fenced.as_ref().map(|f| f.project.clone());
         self.writes[writer]
             .send(write_job(f, tx, fenced))
             .await
             .map_err(|_| shutting_down())?;
-        rx.await.map_err(|_| shutting_down())?
+        rx.await.map_err(|_| match project {
+            Some(project) => HubError::Unavailable(format!(
+                "this hub no longer holds project {project} (or its store stopped); retry"
+            )),
+            None => shutting_down(),
+        })?
     }
 
     /// `write_for`, queued at once behind every write of `session` queued before it, without
@@ -419,7 +408,7 @@ impl Store {
             wake,
         };
         let writer = self.writes[self.writer_of(session)].clone();
-        let job = WriteJob::Rerun(job(reply), self.fence_of(session));
+        let job = WriteJob::Rerun(job(reply), self.fenced.clone());
         let queue_full = match writer.try_send(job) {
             Ok(()) => None,
             // Dropping the job answers `Unavailable` through `outcome`.

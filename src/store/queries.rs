@@ -213,6 +213,15 @@ pub fn set_status(
 }
 
 /// The whole session as the actor needs it, or `None` if it does not exist.
+/// A session's project (fixed when it was created), if the session exists.
+pub fn project_of(conn: &mut DbConn, session_id: Uuid) -> Result<Option<String>, HubError> {
+    Ok(sessions::table
+        .find(session_id.to_string())
+        .select(sessions::project)
+        .first::<String>(conn)
+        .optional()?)
+}
+
 pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Session>, HubError> {
     let sid = session_id.to_string();
     let Some(row) = sessions::table

@@ -37,6 +37,7 @@ mod multi_hub;
 mod parity;
 mod pipeline;
 mod project_leases;
+mod project_serving;
 mod resend_writes;
 mod resume;
 mod retention;

@@ -253,9 +253,17 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
     };
     let mut owner = crate::crash::KillOnDrop(hubs.take(0));
     let lease_of_owner = format!("collab-hub lease {}", hubs.urls[0]);
-    let generation = sql_rows(&db, "SELECT generation::text AS v FROM owners")[0].clone();
-    let owners_row =
-        |db: &TestDb| sql_rows(db, "SELECT url || ' ' || generation::text AS v FROM owners");
+    let generation = sql_rows(
+        &db,
+        "SELECT generation::text AS v FROM owners WHERE kind = 'hub'",
+    )[0]
+    .clone();
+    let owners_row = |db: &TestDb| {
+        sql_rows(
+            db,
+            "SELECT url || ' ' || generation::text AS v FROM owners WHERE kind = 'hub'",
+        )
+    };
     let as_before = [format!("{} {generation}", hubs.urls[0])];
     let cut = || {
         let ended = sql_rows(
@@ -379,7 +387,7 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
     let lease = |db: &TestDb| {
         sql_rows(
             db,
-            "SELECT holder || ' ' || generation::text AS v FROM owners",
+            "SELECT holder || ' ' || generation::text AS v FROM owners WHERE kind = 'hub'",
         )
     };
     let before = lease(&db);
@@ -502,12 +510,21 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
         "multi_hub: three held writes answered within {:?} of the database's return",
         back.elapsed()
     );
-    let owners = sql_rows(&db, "SELECT url AS v FROM owners WHERE expires_at > now()");
+    let owners = sql_rows(
+        &db,
+        "SELECT url AS v FROM owners WHERE kind = 'hub' AND expires_at > now()",
+    );
     assert_eq!(owners.len(), 1, "one live lease: {owners:?}");
     assert!(
         hubs.urls.contains(&owners[0]),
         "the owner is one of the hubs: {owners:?}"
     );
+    // The session's project is served by the owner, under a lease of its own.
+    let projects = sql_rows(
+        &db,
+        "SELECT url AS v FROM owners WHERE kind = 'project' AND expires_at > now()",
+    );
+    assert_eq!(projects, owners, "the project's lease names the owner");
     for url in hubs.urls.clone() {
         a_write_answers_soon(&url, &session, &token, "the database came back").await;
         for i in 0..3 {
@@ -803,8 +820,12 @@ async fn every_connection_ended_keeps_the_owner(backend: Backend) {
     let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
     };
-    let owners_row =
-        |db: &TestDb| sql_rows(db, "SELECT url || ' ' || generation::text AS v FROM owners");
+    let owners_row = |db: &TestDb| {
+        sql_rows(
+            db,
+            "SELECT url || ' ' || generation::text AS v FROM owners WHERE kind = 'hub'",
+        )
+    };
     let before = owners_row(&db);
     for round in 0..3 {
         let ended = sql_rows(

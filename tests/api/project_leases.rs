@@ -455,7 +455,7 @@ async fn a_stopped_keeper_hands_its_projects_back() {
 /// them in each batch's own transaction (a batch holding the writer keeps its project's row
 /// locked: an update of it waits), leaves out, unrun, the writes of a session whose project
 /// moved (answered `Unavailable`, through both write paths), and commits the rest of that same
-/// batch; a session no longer fenced writes again.
+/// batch; the fence is the handle's (`Store::fenced_by`), not the session's.
 #[actix_web::test]
 async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     use collab_hub::store::applied::{find, record};
@@ -479,10 +479,11 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
         project: project.into(),
         generation,
     };
-    store.fence_session(moving, fence("alpha", alpha));
-    store.fence_session(staying, fence("beta", beta));
+    // What the hub gives the actors of each project.
+    let of_alpha = store.fenced_by(fence("alpha", alpha));
+    let of_beta = store.fenced_by(fence("beta", beta));
     let ran = Arc::new(AtomicBool::new(false));
-    let write = |session: uuid::Uuid| {
+    let write = |store: &Store, session: uuid::Uuid| {
         let (key, store, ran) = (uuid::Uuid::new_v4(), store.clone(), ran.clone());
         async move {
             let written = store
@@ -494,15 +495,15 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
             (key, written)
         }
     };
-    for session in [moving, staying] {
-        let (_, written) = write(session).await;
+    for (store, session) in [(&of_alpha, moving), (&of_beta, staying)] {
+        let (_, written) = write(store, session).await;
         written.expect("written while the lease holds");
     }
 
     // A write of beta holds the writer inside its batch's transaction.
     let (release, hold) = std::sync::mpsc::channel::<()>();
     let holding = actix_web::rt::spawn({
-        let store = store.clone();
+        let store = of_beta.clone();
         async move {
             store
                 .write_for(staying, move |_| {
@@ -527,18 +528,19 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     );
     taken_from_under(&db, "alpha");
     // Both queued behind the held batch: the next batch holds them together.
-    let refused = actix_web::rt::spawn(write(moving));
+    let refused = actix_web::rt::spawn(write(&of_alpha, moving));
     actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    let kept = actix_web::rt::spawn(write(staying));
+    let kept = actix_web::rt::spawn(write(&of_beta, staying));
     actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     release.send(()).unwrap();
     holding.await.unwrap().expect("the held write commits");
     let (refused_key, refused) = refused.await.unwrap();
     let refused = refused.expect_err("the moved project's write is left out");
     assert_eq!(refused.code(), "unavailable", "{refused}");
+    assert!(refused.to_string().contains("project alpha"), "{refused}");
     let (kept_key, kept) = kept.await.unwrap();
     kept.expect("the other project's write in the same batch commits");
-    let submitted = store.submit_for(moving, |_| Ok(()));
+    let submitted = of_alpha.submit_for(moving, |_| Ok(()));
     let answer = submitted.outcome.await.expect("answered");
     let answer = answer.expect_err("a pipelined write is left out too");
     assert!(answer.to_string().contains("project alpha"), "{answer}");
@@ -555,11 +557,11 @@ async fn a_store_leaves_out_only_the_writes_of_a_project_that_moved() {
     // Left out means unrun, not run and rolled back (checked alone: in a batch the kept write
     // sets the flag too).
     ran.store(false, Ordering::SeqCst);
-    let (_, again) = write(moving).await;
+    let (_, again) = write(&of_alpha, moving).await;
     again.expect_err("still left out");
     assert!(!ran.load(Ordering::SeqCst), "a left-out write ran");
 
-    store.unfence_session(moving);
-    let (_, written) = write(moving).await;
-    written.expect("no longer fenced");
+    // The fence is the handle's, not the session's: the store's own handle is not fenced.
+    let (_, written) = write(&store, moving).await;
+    written.expect("not fenced");
 }

@@ -230,7 +230,7 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
                 page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
             }
             // The empty page already read: the parts that would read again are going (a stop,
-            // or a step-down whose database may be out of reach). The agent's cursor did not
+            // a step-down whose database may be out of reach, a project let go). The agent's cursor did not
             // move, so its next poll, to whichever hub serves then, misses nothing.
             Woken::Closing => {}
         }
@@ -242,7 +242,8 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
 enum Woken {
     Event,
     TimedOut,
-    /// This hub stops serving (a stop, or an owner stepping down).
+    /// This hub stops serving (a stop, or an owner stepping down), or the session's actor
+    /// stopped (its project let go).
     Closing,
 }
 
@@ -280,7 +281,12 @@ async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Wo
     tick.reset();
     loop {
         tokio::select! {
-            _ = events.recv() => return Ok(Woken::Event),
+            event = events.recv() => {
+                // None: the stream was ended, not woken: the session's actor stopped (its
+                // project let go, or this hub stepping down), and reading again would load it
+                // where it may not be served. Answered as a closing hub's wait is.
+                return Ok(if event.is_some() { Woken::Event } else { Woken::Closing });
+            }
             _ = tokio::time::sleep_until(started + wait) => return Ok(Woken::TimedOut),
             _ = closing.wait_for(|closing| *closing) => return Ok(Woken::Closing),
             _ = tick.tick() => {

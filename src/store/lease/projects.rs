@@ -84,6 +84,13 @@ impl HeldProjects {
             .map(|held| held.generation)
     }
 
+    /// The generation `project` was held under when the keeper published this, whether or not
+    /// its validity ran out since: for telling a lease that moved from one merely read late
+    /// (the keeper lets a lease whose validity ran out go itself, and publishes that).
+    pub fn published_generation(&self, project: &str) -> Option<i64> {
+        self.0.get(project).map(|held| held.generation)
+    }
+
     /// The projects held now.
     pub fn projects(&self) -> Vec<String> {
         let now = Instant::now();
@@ -571,6 +578,12 @@ impl Projects {
         {
             log::warn!("cannot hand the project leases back: {e}");
         }
+        self.held.clear();
+        self.publish();
+    }
+
+    /// Stops holding every row without handing it back (the database is out of reach).
+    pub(super) fn forget(&mut self) {
         self.held.clear();
         self.publish();
     }

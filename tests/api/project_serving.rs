@@ -1,0 +1,200 @@
+//! A hub on PostgreSQL serves each project under that project's lease (issue 14,
+//! docs/multi-hub.md): the writes of its sessions are fenced with the lease's generation, and a
+//! project whose lease moved is let go (its session actors and its lock table stopped) and loaded
+//! again from the database once its lease comes back. Requests are not routed by project yet:
+//! while another hub holds a project, this one answers 503 for it.
+//!
+//! PostgreSQL only: on SQLite one hub holds the file, and there are no leases.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestDb, assert_error, start_on, without_send_limit};
+
+/// A hub whose leases last 3 s: it renews them, and finds one taken from under it, every second.
+async fn hub() -> Option<TestApp> {
+    let db = TestDb::fresh(Backend::Postgres)?;
+    let mut settings = without_send_limit();
+    settings.lease_secs = 3;
+    Some(start_on(db, settings).await)
+}
+
+/// A session of claude and gemini in `project`: its id and their tokens.
+async fn session_in(app: &TestApp, project: &str) -> (String, String, String) {
+    let spec = json!({"name": project, "project": project, "participants": ["claude", "gemini"]});
+    let (status, body) = app.post("/mcp/session/create", &spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = |ai: &str| body["tokens"][ai].as_str().unwrap().to_owned();
+    (
+        body["sessionId"].as_str().unwrap().to_owned(),
+        token("claude"),
+        token("gemini"),
+    )
+}
+
+#[derive(QueryableByName, Debug)]
+struct ProjectRow {
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+}
+
+fn project_row(app: &TestApp, project: &str) -> Option<ProjectRow> {
+    diesel::sql_query("SELECT url, generation FROM owners WHERE kind = 'project' AND key = $1")
+        .bind::<Text, _>(project)
+        .get_result::<ProjectRow>(&mut PgConnection::establish(&app.db.url).unwrap())
+        .optional()
+        .unwrap()
+}
+
+/// Runs `sql` on the hub's database from outside it, as another hub would.
+fn run(app: &TestApp, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(&mut PgConnection::establish(&app.db.url).unwrap())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn send(app: &TestApp, token: &str, body: &str) -> (StatusCode, Value) {
+    let message = json!({"to": "gemini", "body": body});
+    app.post_as(token, "/mcp/messages/send", &message).await
+}
+
+/// The bodies of the messages `token`'s participant was sent.
+async fn received(app: &TestApp, token: &str) -> Vec<String> {
+    let (status, page) = app.get_as(token, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {page}"))
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Each project gets its lease row at its first session, naming this hub; a project whose row
+/// another hub took has its writes refused at once (nothing stored) while the other project's
+/// go on, is let go within a renewal round (answered 503 while the other hub holds it), and is
+/// served again, loaded from the database under a newer generation, once its lease comes back:
+/// its lock table read the lock held before, and the refused write is nowhere. Its agents go
+/// with it: a long poll waiting on one is answered.
+#[actix_web::test]
+async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
+    let Some(app) = hub().await else { return };
+    let (_, claude, gemini) = session_in(&app, "alpha").await;
+    let (_, beta_claude, _) = session_in(&app, "beta").await;
+    let first = project_row(&app, "alpha").expect("alpha's lease row");
+    assert_eq!(first.url, app.address, "{first:?}");
+    assert!(project_row(&app, "beta").is_some(), "beta's lease row");
+    let held = json!({"resource": "/src/auth/", "operation": "refactor"});
+    let (status, lock) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
+    assert_eq!(status, StatusCode::OK, "{lock}");
+    let (status, answer) = send(&app, &claude, "before").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // gemini waits for events (a long poll, through its agent's stream).
+    let mut poller = crate::mcp_protocol::Mcp::new(&app);
+    poller.token = Some(gemini.clone());
+    poller.initialize("2025-06-18").await;
+    let (failed, seen) = poller.tool("events_poll", json!({})).await;
+    assert!(!failed, "{seen}");
+    let newest = seen["lastEventId"].clone();
+    let polling = actix_web::rt::spawn(async move {
+        let wait = json!({"after": newest, "waitSecs": 40});
+        poller.tool("events_poll", wait).await
+    });
+
+    // Another hub takes alpha, as its take would: its holder, its url, the next generation.
+    run(
+        &app,
+        "UPDATE owners SET holder = 'another hub', url = 'http://127.0.0.1:9', life = NULL,
+                generation = generation + 1, expires_at = now() + interval '1 hour'
+          WHERE kind = 'project' AND key = 'alpha'",
+    );
+    // At once, before this hub has noticed: the fence refuses alpha's write.
+    let (status, refused) = send(&app, &claude, "while away").await;
+    assert_error(
+        status,
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    let (status, answer) = send(&app, &beta_claude, "beta goes on").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // Within a round or two, alpha is let go: a read of its messages, served from memory until
+    // then, now loads alpha again and finds it held elsewhere.
+    let start = Instant::now();
+    loop {
+        let (status, answer) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE if message.contains("served by another hub") => break,
+            // Until then the read is served, or refused where it writes (it marks messages
+            // read): the fence.
+            StatusCode::SERVICE_UNAVAILABLE => assert!(message.contains("project alpha")),
+            _ => assert_eq!(status, StatusCode::OK, "{answer}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "alpha not let go within 5 s"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, answer) = send(&app, &beta_claude, "beta still goes on").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // gemini's agent went with alpha's session actor: its long poll is answered (nothing new;
+    // its cursor did not move), not left waiting 40 s on a stream nothing feeds.
+    let (failed, page) = actix_web::rt::time::timeout(Duration::from_secs(5), polling)
+        .await
+        .expect("the long poll is answered once alpha is let go")
+        .unwrap();
+    assert!(!failed, "{page}");
+    assert_eq!(page["events"], json!([]), "{page}");
+
+    // The other hub's lease runs out: the next request takes alpha again and loads it.
+    run(
+        &app,
+        "UPDATE owners SET expires_at = now() - interval '1 second'
+          WHERE kind = 'project' AND key = 'alpha'",
+    );
+    let (status, answer) = send(&app, &claude, "after").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let again = project_row(&app, "alpha").unwrap();
+    assert_eq!(again.url, app.address, "{again:?}");
+    assert!(
+        again.generation > first.generation + 1,
+        "{first:?} then {again:?}"
+    );
+    // Loaded from the database: the lock table knows claude's lock.
+    let inside = json!({"resource": "/src/auth/jwt.ts"});
+    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
+    assert_eq!(received(&app, &gemini).await, ["before", "after"]);
+    app.stop().await;
+}
+
+/// A hub that stops hands its project leases back: the next hub takes each at once.
+#[actix_web::test]
+async fn a_stopping_hub_hands_its_projects_back() {
+    let Some(app) = hub().await else { return };
+    session_in(&app, "alpha").await;
+    let db_url = app.db.url.clone();
+    let db = app.stop().await;
+    #[derive(QueryableByName)]
+    struct Expired {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        expired: bool,
+    }
+    let row = diesel::sql_query(
+        "SELECT expires_at <= now() AS expired FROM owners WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .get_result::<Expired>(&mut PgConnection::establish(&db_url).unwrap())
+    .expect("alpha's row");
+    assert!(row.expired, "alpha's lease was not handed back");
+    drop(db);
+}
