@@ -137,6 +137,11 @@ impl Owner {
                         unreachable!("only a lease lapses");
                     };
                     log::warn!("this hub lost its lease: ending its streams and serving as a standby");
+                    // Its projects at once, not after its requests drained (up to the grace
+                    // period): the next owner would find them held by a live process and
+                    // refuse them meanwhile. What this store still has queued is refused by
+                    // the fences (the hub lease's, and each project's once it is taken).
+                    lease.project_leases().let_go_all();
                     // The standby's server first, on the same socket, and this one accepts no
                     // more: no connection is refused, and a client whose stream ends
                     // reconnects through the standby's server to the next owner.
@@ -147,8 +152,6 @@ impl Owner {
                     let _ = served.await;
                     drop(actors);
                     store.shutdown().await;
-                    // What it served is dropped: the next owner takes each project at once.
-                    standby.lease.project_leases().let_go_all();
                     return Ok(Some(standby));
                 }
             }

@@ -301,7 +301,11 @@ impl McpRegistry {
     }
 
     /// Connects the open stream of `id` to its participant's agent, if both exist.
-    fn attach(&self, id: &str) {
+    /// Attaches the open stream of MCP session `id` to its collab session's agent. If that
+    /// fails (the session is not served here now: its project is held elsewhere, or being
+    /// taken), the stream is ended rather than left open and silent: its client opens it
+    /// again, and that tries again.
+    fn attach(&self, id: &str, ctx: &Context<Self>) {
         let Some(entry) = self.sessions.get(id) else {
             return;
         };
@@ -317,13 +321,16 @@ impl McpRegistry {
                 sink: sink.clone(),
             },
         };
-        let hub = self.hub.clone();
+        let (hub, registry) = (self.hub.clone(), ctx.address());
+        let (id, sink) = (id.to_owned(), sink.clone());
         actix::spawn(async move {
-            match hub.send(msg).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("cannot attach MCP stream: {e}"),
-                Err(e) => log::warn!("cannot attach MCP stream: {e}"),
-            }
+            let failed = match hub.send(msg).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            log::warn!("cannot attach MCP stream: {failed}; ending it");
+            registry.do_send(AttachFailed { id, sink });
         });
     }
 }
@@ -536,7 +543,7 @@ pub struct Bind {
 impl Handler<Bind> for McpRegistry {
     type Result = ResponseFuture<Result<(), HubError>>;
 
-    fn handle(&mut self, msg: Bind, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Bind, ctx: &mut Self::Context) -> Self::Result {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
             entry.binding_pending = false;
             entry.session.credential = msg.credential;
@@ -548,7 +555,7 @@ impl Handler<Bind> for McpRegistry {
                     Value::Null,
                 ));
             }
-            self.attach(&msg.id);
+            self.attach(&msg.id, ctx);
         }
         Box::pin(self.persist(&msg.id))
     }
@@ -660,7 +667,7 @@ pub const EVENT_QUEUE: usize = 256;
 impl Handler<OpenStream> for McpRegistry {
     type Result = Result<StreamReceivers, HubError>;
 
-    fn handle(&mut self, msg: OpenStream, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: OpenStream, ctx: &mut Self::Context) -> Self::Result {
         if *self.closing.borrow() {
             // It would be served by parts about to go (a step-down) and hold their stop.
             return Err(HubError::Unavailable(
@@ -683,7 +690,7 @@ impl Handler<OpenStream> for McpRegistry {
         let subscriptions = entry.subscriptions.subscribe();
         let log_level = entry.log_level.subscribe();
         let channel = entry.session.channel;
-        self.attach(&msg.id);
+        self.attach(&msg.id, ctx);
         Ok(StreamReceivers {
             subscriptions,
             log_level,
@@ -787,6 +794,31 @@ impl Handler<EndStreams> for McpRegistry {
             (Some(_), None) => false,
         };
         for entry in self.sessions.values_mut().filter(|e| ended(e)) {
+            entry.control = None;
+            entry.events = None;
+        }
+    }
+}
+
+/// The stream of MCP session `id` could not be attached: ended, if it is still the one that
+/// failed (a stream opened since keeps going).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AttachFailed {
+    id: String,
+    sink: EventSink,
+}
+
+impl Handler<AttachFailed> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachFailed, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.id)
+            && entry
+                .events
+                .as_ref()
+                .is_some_and(|open| open.same_channel(&msg.sink))
+        {
             entry.control = None;
             entry.events = None;
         }

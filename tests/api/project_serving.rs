@@ -77,6 +77,42 @@ async fn received(app: &TestApp, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// An answer's body, as awc streams it.
+trait Body:
+    futures::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
+{
+}
+impl<S> Body for S where
+    S: futures::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
+{
+}
+
+/// Opens the MCP event stream (GET) of `mcp`'s session.
+async fn open_stream(
+    app: &TestApp,
+    mcp: &crate::mcp_protocol::Mcp,
+    token: &str,
+) -> awc::ClientResponse<impl Body + use<>> {
+    crate::helpers::client()
+        .get(format!("{}/mcp", app.address))
+        .insert_header(("accept", "text/event-stream"))
+        .insert_header(("mcp-session-id", mcp.session.clone().unwrap().as_str()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET stream")
+}
+
+/// Whether `stream` ends within 5 s.
+async fn ends_soon(mut stream: awc::ClientResponse<impl Body>) -> bool {
+    use futures::StreamExt;
+    actix_web::rt::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await
+    .is_ok()
+}
+
 /// Each project gets its lease row at its first session, naming this hub; a project whose row
 /// another hub took has its writes refused at once (nothing stored) while the other project's
 /// go on, is let go within a renewal round (answered 503 while the other hub holds it), and is
@@ -107,6 +143,12 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
         let wait = json!({"after": newest, "waitSecs": 40});
         poller.tool("events_poll", wait).await
     });
+    // And keeps an MCP event stream open.
+    let mut watcher = crate::mcp_protocol::Mcp::new(&app);
+    watcher.token = Some(gemini.clone());
+    watcher.initialize("2025-11-25").await;
+    let stream = open_stream(&app, &watcher, &gemini).await;
+    assert_eq!(stream.status(), StatusCode::OK);
 
     // Another hub takes alpha, as its take would: its holder, its url, the next generation.
     run(
@@ -155,6 +197,14 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
         .unwrap();
     assert!(!failed, "{page}");
     assert_eq!(page["events"], json!([]), "{page}");
+    // Its MCP event stream ended too, and one opened again while another hub holds alpha ends
+    // at once instead of staying open with nothing to feed it.
+    assert!(ends_soon(stream).await, "the MCP event stream went on");
+    let again = open_stream(&app, &watcher, &gemini).await;
+    assert!(
+        again.status() != StatusCode::OK || ends_soon(again).await,
+        "a stream opened while alpha is held elsewhere stays open"
+    );
 
     // The other hub's lease runs out: the next request takes alpha again and loads it.
     run(
