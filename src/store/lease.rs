@@ -76,6 +76,7 @@ mod projects;
 
 pub use projects::{
     HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence,
+    fence_with_hub as project_fence_with_hub,
 };
 
 use std::sync::mpsc;
@@ -1160,8 +1161,13 @@ pub fn fence_check(conn: &mut DbConn, fence: &Fence) -> Result<(), HubError> {
     .optional()?;
     match held {
         Some(_) => Ok(()),
-        None => Err(HubError::Unavailable(
-            "this hub no longer owns the database (another hub took over); retry".into(),
-        )),
+        None => Err(no_longer_owner()),
     }
+}
+
+/// What a write batch of an owner whose hub lease moved is answered.
+fn no_longer_owner() -> HubError {
+    HubError::Unavailable(
+        "this hub no longer owns the database (another hub took over); retry".into(),
+    )
 }

@@ -717,25 +717,26 @@ fn begin(
         log::error!("store writer cannot begin a transaction: {e}");
         return Err(false);
     }
-    if let Some(Err(refused)) = fence.map(|f| lease::fence_check(conn, f)) {
+    if let Err(refused) = fence_projects(conn, fence, batch) {
         // Not the owner any more (or the check failed): nothing of this batch may commit.
-        // Dropping the jobs unanswered tells their callers `Unavailable`.
+        // Dropping the jobs unanswered tells their callers `Unavailable`; the connection is
+        // kept after a refusal, dropped after an error.
         log::error!("store writer: {refused}");
         let _ = Tm::rollback_transaction(conn);
         return Err(matches!(refused, HubError::Unavailable(_)));
     }
-    if let Err(e) = fence_projects(conn, batch) {
-        // Nothing ran: the batch is dropped (its callers hear `Unavailable`), and the
-        // connection is kept if it could roll back.
-        log::error!("store writer: cannot check the project leases: {e}");
-        return Err(Tm::rollback_transaction(conn).is_ok());
-    }
     Ok(())
 }
 
-/// Leaves out of `batch` the writes of sessions whose project lease moved (or whose generation
-/// is stale), after locking the rows of the others until the batch commits (`project_fence`).
-fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubError> {
+/// Checks the hub lease (`hub`, an owner's) and leaves out of `batch` the writes of sessions
+/// whose project lease moved (or whose generation is stale), after locking the rows of the
+/// others until the batch commits (`project_fence`). Both in one statement where there are
+/// both. Errs, with nothing left out, when the hub lease moved or the check failed.
+fn fence_projects(
+    conn: &mut DbConn,
+    hub: Option<&lease::Fence>,
+    batch: &mut Vec<Job>,
+) -> Result<(), HubError> {
     type Pairs = std::collections::BTreeSet<(String, i64)>;
     let mut asked: std::collections::BTreeMap<&str, Pairs> = Default::default();
     for fenced in batch.iter().filter_map(Job::fenced) {
@@ -744,16 +745,21 @@ fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubErro
             .or_default()
             .insert((fenced.project.to_string(), fenced.generation));
     }
-    if asked.is_empty() {
-        return Ok(());
-    }
+    let mut hub = hub;
     let mut refused: std::collections::BTreeMap<String, Pairs> = Default::default();
     for (holder, projects) in asked {
         let projects: Vec<(String, i64)> = projects.into_iter().collect();
-        let moved = lease::project_fence(conn, holder, &projects)?;
+        let moved = match hub.take() {
+            Some(hub) => lease::project_fence_with_hub(conn, hub, holder, &projects)?,
+            None => lease::project_fence(conn, holder, &projects)?,
+        };
         if !moved.is_empty() {
             refused.insert(holder.to_owned(), moved.into_iter().collect());
         }
+    }
+    // No write of the batch is fenced by a project: the hub lease alone.
+    if let Some(hub) = hub {
+        lease::fence_check(conn, hub)?;
     }
     if refused.is_empty() {
         return Ok(());
@@ -782,7 +788,7 @@ fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubErro
         match job {
             Job::Again(job, _) => job.finish(Err(moved)),
             // A run-once write answers only by running: dropped, its caller hears
-            // `Unavailable` all the same (as "the store is shutting down or lost its database").
+            // `Unavailable` all the same (`write_on` names the project).
             Job::Once(..) => {}
         }
     }

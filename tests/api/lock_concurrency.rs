@@ -966,10 +966,61 @@ async fn two_sessions_over_three_hubs_survive_the_owner_killed(backend: Backend)
         "a fencing token was given twice: {tokens_seen:?}"
     );
     let (ended, seen) = replay_with(&logs, false).unwrap_or_else(|bad| {
+        // The project's lock events before the first violation, in the tables' order, and what
+        // the clients were told of the locks it names: what a next failure needs to be read.
+        let first = bad.first().and_then(|b| {
+            b.strip_prefix("seq ")?
+                .split(':')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        });
+        let named: BTreeSet<i64> = bad
+            .first()
+            .map(|b| {
+                b.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut events: Vec<(i64, String)> = logs
+            .iter()
+            .flat_map(|(session, log)| log.iter().map(move |e| (session, e)))
+            .filter_map(|(session, e)| {
+                let seq = seq_of(e)?;
+                let p = &e["payload"];
+                let near = first.is_none_or(|f| (f - 120..=f + 10).contains(&seq));
+                (near || named.contains(&p["lockId"].as_i64().unwrap_or(-1))).then(|| {
+                    (
+                        seq,
+                        format!(
+                            "{seq} event {} {} {} lock {} by {} {} {} {}",
+                            e["id"],
+                            &session[..8],
+                            e["kind"],
+                            p["lockId"],
+                            p["by"],
+                            p["resource"],
+                            p["mode"],
+                            p["reason"]
+                        ),
+                    )
+                })
+            })
+            .collect();
+        events.sort();
+        let told: Vec<String> = agents
+            .iter()
+            .flat_map(|a| a.asked.iter().map(move |q| (a, q)))
+            .filter(|(_, q)| q.id.is_some_and(|id| named.contains(&id)))
+            .map(|(a, q)| format!("{}: {q:?}", a.who))
+            .collect();
         panic!(
-            "{} violations in the replay across hubs:\n{}",
+            "{} violations in the replay across hubs:\n{}\nlock events near the first:\n{}\nthe clients of the locks it names:\n{}",
             bad.len(),
-            bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+            bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n"),
+            events.into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("\n"),
+            told.join("\n")
         )
     });
     for (agent, id) in agents

@@ -181,6 +181,17 @@ const FENCE: &str = "SELECT key, generation FROM owners
      ORDER BY key
      FOR SHARE OF owners";
 
+/// `FENCE` and the hub lease's check (`lease::fence_check`) in one statement: a batch of an
+/// owner's writes pays one round trip for both, not two (the second cost 14 % of one client's
+/// sends, BENCHMARKS.md "the project fence, used"). Rows are locked in (kind, key) order: the
+/// hub's row first, then the projects' in key order, as the renewals lock them.
+const FENCE_WITH_HUB: &str = "SELECT kind, key, generation FROM owners
+     WHERE (kind = 'hub' AND key = '' AND holder = $4 AND generation = $5)
+        OR (kind = 'project' AND holder = $1
+            AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[])))
+     ORDER BY kind, key
+     FOR SHARE OF owners";
+
 /// How long a take or a renewal waits for a row's lock: the batches that passed the fence hold
 /// it `FOR SHARE` until they commit (milliseconds). Longer means a batch is stuck, and the
 /// keeper's thread, which also renews the hub lease, must not wait for it: the statement
@@ -209,6 +220,16 @@ fn waiting_briefly<T>(
 
 #[derive(QueryableByName)]
 struct Row {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+}
+
+#[derive(QueryableByName)]
+struct KindRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
     #[diesel(sql_type = Text)]
     key: String,
     #[diesel(sql_type = BigInt)]
@@ -248,15 +269,47 @@ pub fn fence(
         .bind::<Array<Text>, _>(&keys)
         .bind::<Array<BigInt>, _>(&generations)
         .load::<Row>(c)?;
-    Ok(projects
+    let held: Vec<(String, i64)> = held.into_iter().map(|r| (r.key, r.generation)).collect();
+    Ok(not_held(projects, &held))
+}
+
+/// `fence`, and the hub lease's check (`hub`, as `lease::fence_check` does it) in the same
+/// statement: `Unavailable` if the hub lease no longer names this holder and generation.
+pub fn fence_with_hub(
+    conn: &mut DbConn,
+    hub: &super::Fence,
+    holder: &str,
+    projects: &[(String, i64)],
+) -> Result<Vec<(String, i64)>, HubError> {
+    let DbConn::Pg(c) = conn else {
+        return Ok(Vec::new());
+    };
+    let (keys, generations): (Vec<String>, Vec<i64>) = projects.iter().cloned().unzip();
+    let rows = diesel::sql_query(FENCE_WITH_HUB)
+        .bind::<Text, _>(holder)
+        .bind::<Array<Text>, _>(&keys)
+        .bind::<Array<BigInt>, _>(&generations)
+        .bind::<Text, _>(&hub.holder)
+        .bind::<BigInt, _>(hub.generation)
+        .load::<KindRow>(c)?;
+    if !rows.iter().any(|r| r.kind == "hub") {
+        return Err(super::no_longer_owner());
+    }
+    let held: Vec<(String, i64)> = rows
+        .into_iter()
+        .filter(|r| r.kind == "project")
+        .map(|r| (r.key, r.generation))
+        .collect();
+    Ok(not_held(projects, &held))
+}
+
+/// The pairs of `asked` missing from `held`.
+fn not_held(asked: &[(String, i64)], held: &[(String, i64)]) -> Vec<(String, i64)> {
+    asked
         .iter()
-        .filter(|(key, generation)| {
-            !held
-                .iter()
-                .any(|row| row.key == *key && row.generation == *generation)
-        })
+        .filter(|pair| !held.contains(pair))
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// Who this process is in its project rows.
