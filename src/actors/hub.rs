@@ -168,6 +168,11 @@ impl Handler<WatchOpened> for Hub {
 /// How often the hub vacuums and analyzes a PostgreSQL that runs without autovacuum.
 const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How often, and how many times, a request for a project another live hub holds asks again
+/// before it is answered 503: about 2 s for a hand-over under way.
+const HANDED_OVER_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+const HANDED_OVER_TRIES: u32 = 10;
+
 /// Most token digests the hub remembers.
 const MAX_TOKEN_INDEX: usize = 100_000;
 
@@ -290,7 +295,16 @@ impl Hub {
         };
         Box::pin(
             async move {
-                let owner = leases.project(&project).await;
+                // A project held elsewhere may be on its way here: a stepped-down owner hands
+                // its projects back a moment after it starts forwarding to this one.
+                let mut owner = leases.project(&project).await;
+                for _ in 0..HANDED_OVER_TRIES {
+                    if !matches!(owner, Ok(ProjectOwner::Elsewhere { .. })) {
+                        break;
+                    }
+                    actix_web::rt::time::sleep(HANDED_OVER_EVERY).await;
+                    owner = leases.project(&project).await;
+                }
                 (project, owner)
             }
             .into_actor(self)

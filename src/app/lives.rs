@@ -57,6 +57,8 @@ pub(super) struct Serving {
     store: Store,
     /// The lease (holder and generation) the store's writer is fenced with; None on SQLite.
     fence: Option<Fence>,
+    /// The project leases this life serves under (None on SQLite): closed when it ends.
+    leases: Option<ProjectLeases>,
     /// The thread the actors run on (the hub, which takes its session threads with it, the
     /// MCP registry, retention).
     actors: ActorThread,
@@ -101,6 +103,7 @@ impl Owner {
             shutdown,
             store,
             fence,
+            leases,
             actors,
         } = serving;
         let handle = server.handle();
@@ -141,7 +144,9 @@ impl Owner {
                     // period): the next owner would find them held by a live process and
                     // refuse them meanwhile. What this store still has queued is refused by
                     // the fences (the hub lease's, and each project's once it is taken).
-                    lease.project_leases().let_go_all();
+                    if let Some(leases) = &leases {
+                        leases.let_go_all();
+                    }
                     // The standby's server first, on the same socket, and this one accepts no
                     // more: no connection is refused, and a client whose stream ends
                     // reconnects through the standby's server to the next owner.
@@ -313,6 +318,7 @@ impl Serving {
         let actors = ActorThread(Arbiter::new());
         let hub = {
             let (store, policy) = (store.clone(), base.policy.clone());
+            let leases = leases.clone();
             Hub::start_in_arbiter(&actors.0.handle(), move |_| {
                 Hub::new(store, policy, evolution, leases)
             })
@@ -350,6 +356,7 @@ impl Serving {
             },
             store,
             fence,
+            leases,
             actors,
         })
     }

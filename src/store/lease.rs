@@ -168,6 +168,9 @@ pub struct ProjectLeases {
     /// Project takes sent and not yet taken up by the keeper (at most `PROJECT_TAKES`).
     takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     commands: mpsc::Sender<Command>,
+    /// Set by `let_go_all`: this handle takes nothing any more. One per handle made by
+    /// `LeaseKeeper::project_leases` (one per life of the application), shared by its clones.
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the writer checks at the start of each batch (`fence_check`).
@@ -336,6 +339,7 @@ impl LeaseKeeper {
                 holder: project_holder.into(),
                 takes_queued,
                 commands: stop.clone(),
+                closed: Default::default(),
             },
             stop: Some((stop, thread)),
         })
@@ -370,9 +374,12 @@ impl LeaseKeeper {
         &self.leases.holder
     }
 
-    /// The project half, for the application.
+    /// The project half, for one life of the application (closed by its `let_go_all`).
     pub fn project_leases(&self) -> ProjectLeases {
-        self.leases.clone()
+        ProjectLeases {
+            closed: Default::default(),
+            ..self.leases.clone()
+        }
     }
 
     /// The fence the writer checks, if this process owns the database.
@@ -388,10 +395,17 @@ impl ProjectLeases {
     /// Where `project` is served: here (its lease taken now if it was free, expired, or held by
     /// a process that is gone), or by the hub at the answer's url.
     pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        use std::sync::atomic::Ordering;
+        if self.closed.load(Ordering::Acquire) {
+            // A request still draining in a life that handed its projects back must not take
+            // one again (the next owner would find it held here).
+            return Err(HubError::Unavailable(
+                "this hub is handing its projects over; retry".into(),
+            ));
+        }
         if let Some(generation) = self.projects.borrow().generation(project) {
             return Ok(ProjectOwner::Here { generation });
         }
-        use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
             return Err(HubError::Unavailable(
@@ -435,8 +449,11 @@ impl ProjectLeases {
     }
 
     /// Hands every project lease this process holds back, so that the next hub takes each at
-    /// once: for an owner that stepped down (its memory of them is dropped). Not waited for.
+    /// once, and takes none through this handle from now on: for an owner that stepped down
+    /// (its memory of them is dropped). Not waited for.
     pub fn let_go_all(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.commands.send(Command::LetGoProjects);
     }
 }
