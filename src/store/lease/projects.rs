@@ -175,7 +175,7 @@ const RENEW: &str = "WITH held AS (
 
 /// The fence: the rows of the given projects (with their generations) this process holds,
 /// locked until the transaction ends.
-const FENCE: &str = "SELECT key, generation FROM owners
+const FENCE: &str = "SELECT kind, key, generation FROM owners
      WHERE kind = 'project' AND holder = $1
        AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
      ORDER BY key
@@ -260,17 +260,7 @@ pub fn fence(
     holder: &str,
     projects: &[(String, i64)],
 ) -> Result<Vec<(String, i64)>, HubError> {
-    let DbConn::Pg(c) = conn else {
-        return Ok(Vec::new());
-    };
-    let (keys, generations): (Vec<String>, Vec<i64>) = projects.iter().cloned().unzip();
-    let held = diesel::sql_query(FENCE)
-        .bind::<Text, _>(holder)
-        .bind::<Array<Text>, _>(&keys)
-        .bind::<Array<BigInt>, _>(&generations)
-        .load::<Row>(c)?;
-    let held: Vec<(String, i64)> = held.into_iter().map(|r| (r.key, r.generation)).collect();
-    Ok(not_held(projects, &held))
+    fenced(conn, None, holder, projects)
 }
 
 /// `fence`, and the hub lease's check (`hub`, as `lease::fence_check` does it) in the same
@@ -281,18 +271,33 @@ pub fn fence_with_hub(
     holder: &str,
     projects: &[(String, i64)],
 ) -> Result<Vec<(String, i64)>, HubError> {
+    fenced(conn, Some(hub), holder, projects)
+}
+
+/// `fence`, with the hub lease's check if `hub` is given.
+fn fenced(
+    conn: &mut DbConn,
+    hub: Option<&super::Fence>,
+    holder: &str,
+    projects: &[(String, i64)],
+) -> Result<Vec<(String, i64)>, HubError> {
     let DbConn::Pg(c) = conn else {
         return Ok(Vec::new());
     };
     let (keys, generations): (Vec<String>, Vec<i64>) = projects.iter().cloned().unzip();
-    let rows = diesel::sql_query(FENCE_WITH_HUB)
+    let query = diesel::sql_query(if hub.is_some() { FENCE_WITH_HUB } else { FENCE })
+        .into_boxed()
         .bind::<Text, _>(holder)
-        .bind::<Array<Text>, _>(&keys)
-        .bind::<Array<BigInt>, _>(&generations)
-        .bind::<Text, _>(&hub.holder)
-        .bind::<BigInt, _>(hub.generation)
-        .load::<KindRow>(c)?;
-    if !rows.iter().any(|r| r.kind == "hub") {
+        .bind::<Array<Text>, _>(keys)
+        .bind::<Array<BigInt>, _>(generations);
+    let query = match hub {
+        Some(hub) => query
+            .bind::<Text, _>(hub.holder.as_str())
+            .bind::<BigInt, _>(hub.generation),
+        None => query,
+    };
+    let rows = query.load::<KindRow>(c)?;
+    if hub.is_some() && !rows.iter().any(|r| r.kind == "hub") {
         return Err(super::no_longer_owner());
     }
     let held: Vec<(String, i64)> = rows
