@@ -157,8 +157,14 @@ struct Entry {
     last_seen: Instant,
     control: Option<mpsc::Sender<Value>>,
     events: Option<EventSink>,
-    /// Cursor the open stream asked for (`Last-Event-ID`), used when it attaches later.
+    /// Cursor the open stream asked for (`Last-Event-ID`), used when it attaches later, and
+    /// whose it is: (session, participant). Ids count per session, and what one participant
+    /// saw says nothing of what another may see.
     after: Option<i64>,
+    after_of: Option<(Uuid, String)>,
+    /// What the open stream wrote last (`sse::Written`): a stream attached again after its
+    /// participant left and joined again resumes after it.
+    written: crate::mcp::sse::Written,
     /// Requests in progress, by JSON-RPC id, with the switch that cancels each.
     calls: HashMap<String, tokio::sync::oneshot::Sender<()>>,
     /// A create or join is running that will bind this session: a second one must not.
@@ -177,6 +183,8 @@ impl Entry {
             control: None,
             events: None,
             after: None,
+            after_of: None,
+            written: Default::default(),
             calls: HashMap::new(),
             binding_pending: false,
         }
@@ -312,12 +320,22 @@ impl McpRegistry {
         let (Some(binding), Some(sink)) = (&entry.session.binding, &entry.events) else {
             return;
         };
+        // Cursors of this participant in this session only; none: the participant's own
+        // acknowledged cursor.
+        let (session, ai_id) = (binding.session_id, binding.ai_id.as_str());
+        let asked = entry.after.filter(|_| {
+            entry
+                .after_of
+                .as_ref()
+                .is_some_and(|(s, a)| *s == session && a == ai_id)
+        });
+        let after = asked.max(entry.written.for_participant(session, ai_id));
         let msg = ToSession {
             session_id: binding.session_id,
             command: AttachStream {
                 credential: entry.session.credential.clone(),
                 key: id.to_owned(),
-                after: entry.after,
+                after,
                 sink: sink.clone(),
             },
         };
@@ -618,7 +636,8 @@ impl Handler<Unbind> for McpRegistry {
             // Back to what its requests prove (never to "no credential", which on loopback
             // would be the operator).
             entry.session.credential = entry.session.credential_at_start.clone();
-            entry.events = None;
+            // The stream stays open with its sink: joining again attaches it to the new
+            // identity's agent, after the last event it wrote (`attach`).
             self.persist_later(&msg.0);
         }
     }
@@ -659,6 +678,7 @@ pub struct StreamReceivers {
     pub channel: Option<ChannelOptIn>,
     pub control: mpsc::Receiver<Value>,
     pub events: mpsc::Receiver<crate::actors::messages::Delivery>,
+    pub written: crate::mcp::sse::Written,
 }
 
 /// Events waiting for one stream before the agent falls back to the log.
@@ -686,6 +706,17 @@ impl Handler<OpenStream> for McpRegistry {
         entry.control = Some(control_tx);
         entry.events = Some(events_tx);
         entry.after = msg.after;
+        // Last-Event-ID is what the client received of the stream before: whose the last event
+        // it wrote was, or (none written) the identity bound now.
+        entry.after_of = entry.written.participant().or_else(|| {
+            entry
+                .session
+                .binding
+                .as_ref()
+                .map(|b| (b.session_id, b.ai_id.clone()))
+        });
+        entry.written = Default::default();
+        let written = entry.written.clone();
         entry.last_seen = Instant::now();
         let subscriptions = entry.subscriptions.subscribe();
         let log_level = entry.log_level.subscribe();
@@ -697,6 +728,7 @@ impl Handler<OpenStream> for McpRegistry {
             channel,
             control,
             events,
+            written,
         })
     }
 }

@@ -34,6 +34,62 @@ pub struct Forms {
     /// Where channel receipts go, for the MCP session `mcp_id`.
     pub registry: Addr<McpRegistry>,
     pub mcp_id: String,
+    /// The last in-order event this stream wrote, which the registry resumes after when the
+    /// stream attaches again (its participant left and joined again).
+    pub written: Written,
+}
+
+/// The last in-order event an MCP GET stream wrote: its session, the participant it was for,
+/// and its id. Shared by the stream's body, which writes, and the registry, which attaches the
+/// stream to an agent again after a leave and a join: it resumes after what the stream wrote
+/// for that same participant of that same session (ids count per session, and what one
+/// participant saw says nothing of another's), and the body drops what a resumed agent sends
+/// again that it already wrote (events the old agent had queued to it).
+#[derive(Clone, Default)]
+pub struct Written(std::sync::Arc<std::sync::Mutex<Option<LastWritten>>>);
+
+/// (session, participant, event id).
+type LastWritten = (uuid::Uuid, std::sync::Arc<str>, i64);
+
+impl Written {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<LastWritten>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `event`, in order for `viewer`, is new on this stream; noted as written if so.
+    fn first_time(
+        &self,
+        event: &crate::domain::event::Event,
+        viewer: &std::sync::Arc<str>,
+    ) -> bool {
+        let mut last = self.last();
+        if let Some((session, who, id)) = &*last
+            && *session == event.session_id
+            && **who == **viewer
+            && event.id <= *id
+        {
+            return false;
+        }
+        *last = Some((event.session_id, viewer.clone(), event.id));
+        true
+    }
+
+    /// The id written last, if it was written for `ai_id` in `session`.
+    pub fn for_participant(&self, session: uuid::Uuid, ai_id: &str) -> Option<i64> {
+        match &*self.last() {
+            Some((s, who, id)) if *s == session && &**who == ai_id => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Whom the last event written was for: (session, participant).
+    pub fn participant(&self) -> Option<(uuid::Uuid, String)> {
+        self.last()
+            .as_ref()
+            .map(|(session, who, _)| (*session, who.to_string()))
+    }
 }
 
 pub fn frame(id: Option<i64>, message: &Value) -> Bytes {
@@ -103,6 +159,9 @@ pub fn get_stream(
                         // An early (critical, during a hold) event carries no SSE id, so a
                         // reconnect still resumes from the last in-order event.
                         let sse_id = (!early).then_some(e.id);
+                        if !early && !s.forms.written.first_time(&e, &viewer) {
+                            continue; // written already: an agent attached again resends it
+                        }
                         let mut out = frame(sse_id, &notification(EVENT_NOTIFICATION, params)).to_vec();
                         let subs = s.forms.subscriptions.borrow().clone();
                         for uri in updated_by(&e, &viewer).into_iter().filter(|u| subs.contains(u)) {
@@ -195,4 +254,49 @@ where
         };
         Some((Ok(bytes), (notes, done)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Written;
+    use crate::domain::event::{Event, Priority};
+
+    fn event(session: uuid::Uuid, id: i64) -> Event {
+        Event {
+            id,
+            session_id: session,
+            kind: "message_sent".into(),
+            actor: Some("claude".into()),
+            priority: Priority::Routine,
+            payload: serde_json::Value::Null,
+            at: chrono::Utc::now(),
+            to: None,
+        }
+    }
+
+    /// What an agent attached again resends of what the stream wrote for the same participant
+    /// of the same session is dropped; another participant's or another session's events,
+    /// whatever their ids, are not.
+    #[test]
+    fn written_drops_only_what_it_wrote_for_the_same_participant() {
+        let (s1, s2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let (codex, devin): (Arc<str>, Arc<str>) = (Arc::from("codex"), Arc::from("devin"));
+        let written = Written::default();
+        assert_eq!(written.participant(), None);
+        assert!(written.first_time(&event(s1, 5), &codex));
+        assert!(written.first_time(&event(s1, 6), &codex));
+        assert!(!written.first_time(&event(s1, 6), &codex), "written twice");
+        assert!(!written.first_time(&event(s1, 4), &codex), "an older one");
+        assert_eq!(written.for_participant(s1, "codex"), Some(6));
+        assert_eq!(written.for_participant(s1, "devin"), None);
+        assert_eq!(written.for_participant(s2, "codex"), None);
+        // Joined again as devin: ids up to 6 may be new to devin.
+        assert!(written.first_time(&event(s1, 3), &devin));
+        assert_eq!(written.participant(), Some((s1, "devin".to_owned())));
+        // And in another session, ids start again.
+        assert!(written.first_time(&event(s2, 1), &devin));
+        assert_eq!(written.for_participant(s2, "devin"), Some(1));
+    }
 }

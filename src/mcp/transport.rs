@@ -539,6 +539,7 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
         channel: receivers.channel,
         registry: registry.get_ref().clone(),
         mcp_id: mcp_id.clone(),
+        written: receivers.written,
     };
     HttpResponse::Ok()
         .insert_header((SESSION_HEADER, mcp_id))

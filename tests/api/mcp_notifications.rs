@@ -18,6 +18,7 @@ both_backends!(
     stock_python_session_sees_logs_and_inbox_updates,
     channel_clients_get_critical_events_as_channel_notifications,
     raw_stream_carries_each_form_once,
+    a_stream_carries_on_after_leaving_and_joining_again,
 );
 
 async fn stock_python_session_sees_logs_and_inbox_updates(backend: Backend) {
@@ -288,4 +289,104 @@ async fn raw_stream_carries_each_form_once(backend: Backend) {
         .unwrap();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32002, "{v}");
+}
+
+/// A client that leaves its session and joins again on the same MCP session (a seat taken on
+/// loopback) keeps its GET stream: the events meant for it after the new join arrive on it,
+/// and those it had already received are not sent again. (Leaving used to drop the stream's
+/// sink: the stream stayed open, silent, until the client opened it again.)
+async fn a_stream_carries_on_after_leaving_and_joining_again(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (id, claude, _) = app.create_pair("leave and join").await;
+    let mut seated = crate::mcp_protocol::Mcp::new(&app);
+    seated.initialize("2025-11-25").await;
+    let join = json!({"sessionId": id, "participant": "codex"});
+    let (err, out) = seated.tool("session_join", join.clone()).await;
+    assert!(!err, "{out}");
+    // Opened as a reconnect is (`Last-Event-ID`): the cursor it asked for is older than what it
+    // will have received by the time it joins again.
+    let (err, out) = seated.tool("events_poll", json!({})).await;
+    assert!(!err, "{out}");
+    let newest = out["lastEventId"].as_i64().unwrap().to_string();
+    let mut res = client()
+        .get(format!("{}/mcp", app.address))
+        .insert_header(("mcp-session-id", seated.session.clone().unwrap()))
+        .insert_header(("last-event-id", newest))
+        .insert_header(("accept", "text/event-stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    actix_web::rt::spawn(async move {
+        let mut text = String::new();
+        while let Some(Ok(bytes)) = res.next().await {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            while let Some(end) = text.find("\n\n") {
+                let frame: String = text.drain(..end + 2).collect();
+                for data in frame.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                    let Ok(message) = serde_json::from_str::<Value>(data) else {
+                        continue;
+                    };
+                    if message["method"] == "notifications/collab/event" {
+                        let _ = tx.send(message["params"].clone());
+                    }
+                }
+            }
+        }
+    });
+    // The bodies of the messages sent to codex that the stream carried, until `body` came.
+    let mut carried = Vec::new();
+    let mut wait_for = async |body: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, seen.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{body:?} not on the stream; it carried {carried:?}"))
+                .expect("the stream ended");
+            if event["kind"] == "message_sent" {
+                let text = event["payload"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                carried.push(text.clone());
+                if text == body {
+                    return carried.clone();
+                }
+            }
+        }
+    };
+    let send = |body: &'static str| {
+        let (app, claude) = (&app, &claude);
+        async move {
+            let message = json!({"to": "codex", "body": body});
+            let (status, answer) = app.post_as(claude, "/mcp/messages/send", &message).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
+    send("before leaving").await;
+    wait_for("before leaving").await;
+    let (err, out) = seated.tool("session_leave", json!({})).await;
+    assert!(!err, "{out}");
+    let (err, out) = seated.tool("session_join", join).await;
+    assert!(!err, "{out}");
+    send("after joining again").await;
+    let carried = wait_for("after joining again").await;
+    assert_eq!(carried, ["before leaving", "after joining again"]);
+    // Leaving again and joining as someone else: the stream carries the newcomer's events.
+    let (err, out) = seated.tool("session_leave", json!({})).await;
+    assert!(!err, "{out}");
+    let join = json!({"sessionId": id, "participant": "devin"});
+    let (err, out) = seated.tool("session_join", join).await;
+    assert!(!err, "{out}");
+    let message = json!({"to": "devin", "body": "to the newcomer"});
+    let (status, answer) = app.post_as(&claude, "/mcp/messages/send", &message).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let carried = wait_for("to the newcomer").await;
+    assert_eq!(
+        carried,
+        ["before leaving", "after joining again", "to the newcomer"]
+    );
 }
