@@ -136,6 +136,8 @@ pub struct AgentActor {
     /// Messages shown to the model since the last flush (listed in full in a tool result's
     /// digest), stamped with the delivered ones.
     shown: BTreeMap<crate::store::messages::ShownVia, Vec<i64>>,
+    /// Delivered on streams since closed, not stamped yet.
+    left_delivered: Vec<i64>,
 }
 
 impl AgentActor {
@@ -148,72 +150,87 @@ impl AgentActor {
             generation: 0,
             held,
             shown: BTreeMap::new(),
+            left_delivered: Vec::new(),
         }
+    }
+
+    /// Forgets a stream; what it delivered is still stamped at the next flush.
+    fn forget_stream(&mut self, key: &str) {
+        if let Some(mut stream) = self.streams.remove(key) {
+            self.left_delivered.append(&mut stream.delivered);
+        }
+    }
+
+    /// Forgets the streams whose clients went; what they delivered is still stamped at the
+    /// next flush.
+    fn drop_closed_streams(&mut self) {
+        let left = &mut self.left_delivered;
+        self.streams.retain(|_, s| {
+            let open = !s.sink.is_closed();
+            if !open {
+                left.append(&mut s.delivered);
+            }
+            open
+        });
     }
 
     /// Stamps the messages its streams were handed since the last time as delivered (not read:
     /// a stream reaching the client does not mean the model saw it). A failed
     /// stamp is logged: a receipt, not the message, is what is lost.
-    fn flush_delivered(&mut self, ctx: &mut Context<Self>) {
-        self.flush_shown(ctx);
-        let mut ids: Vec<i64> = self
-            .streams
-            .values_mut()
-            .flat_map(|s| std::mem::take(&mut s.delivered))
-            .collect();
+    fn flush_delivered(&mut self) {
+        self.flush_shown();
+        let mut ids: Vec<i64> = std::mem::take(&mut self.left_delivered);
+        ids.extend(
+            self.streams
+                .values_mut()
+                .flat_map(|s| std::mem::take(&mut s.delivered)),
+        );
         if ids.is_empty() {
             return;
         }
         ids.sort_unstable();
         ids.dedup();
         let (store, session_id, ai_id) = (self.store.clone(), self.session_id, self.ai_id.clone());
-        ctx.spawn(
-            async move {
-                let who = ai_id.clone();
-                let at = crate::domain::now();
-                if let Err(e) = store
-                    .write_for(session_id, move |c| {
-                        crate::store::messages::stamp_delivered(c, session_id, &who, &ids, at)
-                    })
-                    .await
-                {
-                    log::warn!("{ai_id}: delivery receipts not stored: {e}");
-                }
+        // Not the actor's: a retiring agent's last receipts are written after it stopped.
+        spawn_detached(async move {
+            let who = ai_id.clone();
+            let at = crate::domain::now();
+            if let Err(e) = store
+                .write_for(session_id, move |c| {
+                    crate::store::messages::stamp_delivered(c, session_id, &who, &ids, at)
+                })
+                .await
+            {
+                log::warn!("{ai_id}: delivery receipts not stored: {e}");
             }
-            .into_actor(self),
-        );
+        });
     }
 
     /// Stamps the messages shown to the model since the last time (one write for all of them;
     /// none when nothing was shown). A failed stamp is logged, like a delivery receipt.
-    fn flush_shown(&mut self, ctx: &mut Context<Self>) {
+    fn flush_shown(&mut self) {
         if self.shown.is_empty() {
             return;
         }
         let shown = std::mem::take(&mut self.shown);
         let (store, session_id, ai_id) = (self.store.clone(), self.session_id, self.ai_id.clone());
-        ctx.spawn(
-            async move {
-                let who = ai_id.clone();
-                let at = crate::domain::now();
-                let stamped = store
-                    .write_for(session_id, move |c| {
-                        for (via, mut ids) in shown {
-                            ids.sort_unstable();
-                            ids.dedup();
-                            crate::store::messages::stamp_shown(
-                                c, session_id, &who, &ids, via, at,
-                            )?;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                if let Err(e) = stamped {
-                    log::warn!("{ai_id}: shown receipts not stored: {e}");
-                }
+        spawn_detached(async move {
+            let who = ai_id.clone();
+            let at = crate::domain::now();
+            let stamped = store
+                .write_for(session_id, move |c| {
+                    for (via, mut ids) in shown {
+                        ids.sort_unstable();
+                        ids.dedup();
+                        crate::store::messages::stamp_shown(c, session_id, &who, &ids, via, at)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = stamped {
+                log::warn!("{ai_id}: shown receipts not stored: {e}");
             }
-            .into_actor(self),
-        );
+        });
     }
 
     /// Hands what `key`'s outbox holds to its sink, in log order.
@@ -235,7 +252,7 @@ impl AgentActor {
                     Push::Sent => {}
                     Push::Full => return self.fall_behind(key.to_owned(), ctx),
                     Push::Closed => {
-                        self.streams.remove(key);
+                        self.forget_stream(key);
                         return;
                     }
                 },
@@ -313,7 +330,7 @@ impl AgentActor {
                         Push::Full if early_mode => {}
                         Push::Full => return act.fall_behind(key, ctx),
                         Push::Closed => {
-                            act.streams.remove(&key);
+                            act.forget_stream(&key);
                             return;
                         }
                     }
@@ -337,6 +354,14 @@ impl AgentActor {
     }
 }
 
+/// Runs a receipt's write on this thread's arbiter, outliving the agent; dropped (a receipt,
+/// not a message) when the thread is shutting down.
+fn spawn_detached(write: impl std::future::Future<Output = ()> + Send + 'static) {
+    if !actix::Arbiter::try_current().is_some_and(|a| a.spawn(write)) {
+        log::debug!("receipts not stored: the agent's thread is stopping");
+    }
+}
+
 impl Handler<super::hub::Retire> for AgentActor {
     type Result = ();
 
@@ -351,7 +376,13 @@ impl Actor for AgentActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Bounded: the session actor uses try_send and falls back to "replay from the log".
         ctx.set_mailbox_capacity(256);
-        ctx.run_interval(DELIVERED_EVERY, |act, ctx| act.flush_delivered(ctx));
+        ctx.run_interval(DELIVERED_EVERY, |act, _| act.flush_delivered());
+    }
+
+    /// What its streams delivered since the last flush (up to `DELIVERED_EVERY` of it) is
+    /// stamped even so: the writes are not the actor's.
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.flush_delivered();
     }
 }
 
@@ -385,7 +416,7 @@ impl Handler<Deliver> for AgentActor {
                     && !stream.replaying
                     && let Push::Closed = stream.push_early(msg.event.clone())
                 {
-                    self.streams.remove(&key);
+                    self.forget_stream(&key);
                     continue;
                 }
                 stream.defer();
@@ -430,7 +461,7 @@ impl Handler<Attach> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) {
-        self.streams.retain(|_, s| !s.sink.is_closed());
+        self.drop_closed_streams();
         if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&msg.key) {
             let oldest = self
                 .streams
@@ -438,10 +469,12 @@ impl Handler<Attach> for AgentActor {
                 .min_by_key(|(_, s)| s.attached)
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
-                self.streams.remove(&k);
+                self.forget_stream(&k);
             }
         }
         self.generation += 1;
+        // The stream it replaces (the client reconnected) may have delivered receipts to write.
+        self.forget_stream(&msg.key);
         self.streams.insert(
             msg.key.clone(),
             Stream {
@@ -496,7 +529,7 @@ impl Handler<HasStreams> for AgentActor {
     type Result = bool;
 
     fn handle(&mut self, _: HasStreams, _: &mut Self::Context) -> bool {
-        self.streams.retain(|_, s| !s.sink.is_closed());
+        self.drop_closed_streams();
         !self.streams.is_empty()
     }
 }

@@ -52,7 +52,23 @@ pub struct Hub {
     retired: tokio::sync::broadcast::Sender<Vec<Uuid>>,
     /// The populations' owner: draws genomes for new sessions, scores completed ones.
     evolution: Addr<EvolutionActor>,
+    /// A project nobody used for this long, and that nothing watches, is let go (`idle.rs`);
+    /// None keeps every project loaded.
+    idle: Option<std::time::Duration>,
+    /// Projects let go while idle whose lease is being handed back, with the generation handed
+    /// back: a request meanwhile asks the keeper, behind the hand-back, and takes it anew.
+    handing_back: HashMap<String, i64>,
+    /// Sessions whose actors joined a project served here → that project: what a request to
+    /// a session counts as use of (`idle.rs`). Emptied with each project let go.
+    serving: HashMap<Uuid, String>,
+    /// Projects the idle sweep is asking now, each with a gate that opens (the sender dropped)
+    /// once the answer is in: commands for their sessions wait for it (`idle_gate`).
+    asking_idle: HashMap<String, tokio::sync::watch::Sender<()>>,
 }
+
+mod idle;
+use idle::after_ask;
+pub use idle::{Loaded, Quiet, StopIfQuiet};
 
 /// A project served here.
 struct Served {
@@ -63,6 +79,8 @@ struct Served {
     table: Addr<LockTableActor>,
     /// Its sessions' actors, stopped with it when this hub lets it go.
     sessions: HashMap<Uuid, Addr<SessionActor>>,
+    /// When a request last reached one of its sessions (or its lock table asked for one).
+    last_used: std::time::Instant,
 }
 
 /// What a session's actor needs of its project (`JoinProject`): the project's lock table, and
@@ -184,6 +202,7 @@ impl Hub {
         policy: AccessPolicy,
         evolution: EvolutionSettings,
         leases: Option<ProjectLeases>,
+        idle: Option<std::time::Duration>,
     ) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
@@ -199,6 +218,10 @@ impl Hub {
             known: HashMap::new(),
             projects: HashMap::new(),
             leases,
+            idle,
+            handing_back: HashMap::new(),
+            serving: HashMap::new(),
+            asking_idle: Default::default(),
         }
     }
 
@@ -254,8 +277,12 @@ impl Hub {
                     store,
                     table,
                     sessions: HashMap::new(),
+                    last_used: std::time::Instant::now(),
                 },
             );
+        }
+        if let Some(served) = self.projects.get_mut(project) {
+            served.last_used = std::time::Instant::now();
         }
         let store = self.projects[project].store.clone();
         if !self.projects[project].table.connected() {
@@ -293,11 +320,22 @@ impl Hub {
             let here = self.serve(&project, None, ctx);
             return Box::pin(fut::ready(Ok(here)));
         };
+        // A request on its way counts as use: the idle sweep does not let it go meanwhile.
+        if let Some(served) = self.projects.get_mut(&project) {
+            served.last_used = std::time::Instant::now();
+        }
+        let handed_back = self.handing_back.contains_key(&project);
         Box::pin(
             async move {
+                // Let go while idle a moment ago: asked of the keeper itself, whose queue
+                // runs the hand-back first (what it last published may still name it held).
+                let mut owner = if handed_back {
+                    leases.take_anew(&project).await
+                } else {
+                    leases.project(&project).await
+                };
                 // A project held elsewhere may be on its way here: a stepped-down owner hands
                 // its projects back a moment after it starts forwarding to this one.
-                let mut owner = leases.project(&project).await;
                 for _ in 0..HANDED_OVER_TRIES {
                     if !matches!(owner, Ok(ProjectOwner::Elsewhere { .. })) {
                         break;
@@ -316,6 +354,17 @@ impl Hub {
                             "this hub lost the lease of project {project} meanwhile; retry"
                         )));
                     };
+                    match act.handing_back.get(&project) {
+                        Some(back) if *back == generation => {
+                            return Err(HubError::Unavailable(format!(
+                                "project {project} is being handed back after a quiet spell; retry"
+                            )));
+                        }
+                        Some(_) => {
+                            act.handing_back.remove(&project);
+                        }
+                        None => {}
+                    }
                     Ok(act.serve(&project, Some(generation), ctx))
                 }
                 ProjectOwner::Elsewhere { .. } => Err(HubError::Unavailable(format!(
@@ -335,13 +384,21 @@ impl Hub {
     /// from the moment the lease moved (they carry the old generation); a request for one of
     /// its sessions loads it again, under the lease held then.
     fn let_go(&mut self, project: &str) {
+        if let Some(served) = self.projects.get(project) {
+            log::warn!(
+                "project {project}: this hub no longer holds it under the lease it loaded it with; stopping its {} session actors and its lock table",
+                served.sessions.len()
+            );
+        }
+        self.stop_serving(project, true);
+    }
+
+    /// Stops a served project's session actors, their agents and its lock table, and forgets
+    /// it; `announce`: the MCP streams bound to its sessions are ended (`retired`).
+    fn stop_serving(&mut self, project: &str, announce: bool) {
         let Some(served) = self.projects.remove(project) else {
             return;
         };
-        log::warn!(
-            "project {project}: this hub no longer holds it under the lease it loaded it with; stopping its {} session actors and its lock table",
-            served.sessions.len()
-        );
         let retired: Vec<Uuid> = served.sessions.keys().copied().collect();
         for (id, addr) in served.sessions {
             // The map may already name a newer actor of the session (one that replaced a
@@ -349,14 +406,20 @@ impl Hub {
             if self.sessions.get(&id) == Some(&addr) {
                 self.sessions.remove(&id);
             }
+            if self.serving.get(&id).is_some_and(|p| p == project) {
+                self.serving.remove(&id);
+            }
             addr.do_send(Retire);
         }
-        let _ = self.retired.send(retired);
+        if announce {
+            let _ = self.retired.send(retired);
+        }
         served.table.do_send(Retire);
     }
 
     /// The live actor for `id`, started (and loading) if there is none.
     fn session_actor(&mut self, id: Uuid, ctx: &mut Context<Self>) -> Addr<SessionActor> {
+        self.note_use(id);
         if let Some(addr) = self.sessions.get(&id).filter(|a| a.connected()) {
             return addr.clone();
         }
@@ -392,6 +455,7 @@ impl Actor for Hub {
             });
             ctx.add_message_stream(changes);
         }
+        self.start_idle_sweep(ctx);
         // Vacuum and statistics where the database server does not keep them.
         ctx.run_interval(VACUUM_EVERY, |act, _| {
             let store = act.store.clone();
@@ -471,6 +535,7 @@ impl Handler<CreateSession> for Hub {
                             });
                         if let Some(served) = act.projects.get_mut(&project) {
                             served.sessions.insert(id, actor.clone());
+                            act.serving.insert(id, project.clone());
                         }
                         act.sessions.insert(id, actor);
                     }
@@ -542,6 +607,10 @@ where
     type Result = ResponseFuture<Result<R, HubError>>;
 
     fn handle(&mut self, msg: ToSession<M>, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(asked) = self.idle_gate(msg.session_id) {
+            let hub = ctx.address();
+            return Box::pin(async move { after_ask(asked, hub, msg).await? });
+        }
         let addr = self.session_actor(msg.session_id, ctx);
         Box::pin(async move { addr.send(msg.command).await? })
     }
@@ -556,6 +625,14 @@ where
     type Result = ResponseFuture<(Result<R, HubError>, crate::domain::digest::Pending)>;
 
     fn handle(&mut self, msg: ToSessionReporting<M>, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(asked) = self.idle_gate(msg.session_id) {
+            let hub = ctx.address();
+            return Box::pin(async move {
+                after_ask(asked, hub, msg)
+                    .await
+                    .unwrap_or_else(|e| (Err(e.into()), Default::default()))
+            });
+        }
         let addr = self.session_actor(msg.session_id, ctx);
         let ai_id = msg.critical_for;
         Box::pin(async move {
@@ -587,7 +664,7 @@ pub struct SessionAddr {
 }
 
 impl Handler<SessionAddr> for Hub {
-    type Result = Option<Addr<SessionActor>>;
+    type Result = ResponseFuture<Option<Addr<SessionActor>>>;
 
     fn handle(&mut self, msg: SessionAddr, ctx: &mut Self::Context) -> Self::Result {
         if !self
@@ -595,9 +672,15 @@ impl Handler<SessionAddr> for Hub {
             .values()
             .any(|served| served.table == msg.from)
         {
-            return None;
+            return Box::pin(std::future::ready(None));
         }
-        Some(self.session_actor(msg.session, ctx))
+        // A grant told to an actor that stops (idle) would be dropped with it.
+        if let Some(asked) = self.idle_gate(msg.session) {
+            let hub = ctx.address();
+            return Box::pin(async move { after_ask(asked, hub, msg).await.ok().flatten() });
+        }
+        let addr = self.session_actor(msg.session, ctx);
+        Box::pin(std::future::ready(Some(addr)))
     }
 }
 
@@ -616,6 +699,7 @@ impl Handler<JoinProject> for Hub {
                     let here = here?;
                     if let Some(served) = act.projects.get_mut(&project) {
                         served.sessions.insert(session, actor);
+                        act.serving.insert(session, project);
                     }
                     Ok(here)
                 }),
@@ -672,6 +756,9 @@ impl Handler<ProjectsHeld> for Hub {
         for project in lost {
             self.let_go(&project);
         }
+        // Handed back once the keeper no longer publishes the generation let go.
+        self.handing_back
+            .retain(|project, back| msg.0.published_generation(project) == Some(*back));
     }
 }
 

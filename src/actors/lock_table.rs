@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::hub::{Hub, Retire, SessionAddr};
+use super::hub::{Hub, Quiet, Retire, SessionAddr};
 use super::messages::{
     Covering, ExpireLocks, FenceCheck, GrantLocks, HoldersIn, PlanRelease, ProjectLocks,
     ReleasePlan, Releasing, RenewInTable, ReserveLock, Reserved, Select, Settle,
@@ -281,6 +281,15 @@ impl Handler<Retire> for LockTableActor {
 
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<Quiet> for LockTableActor {
+    type Result = bool;
+
+    /// Quiet: no acquire, release or grant of its sessions on its way to their logs.
+    fn handle(&mut self, _: Quiet, _: &mut Self::Context) -> bool {
+        self.unconfirmed.is_empty() && self.releasing.is_empty() && self.granting.is_empty()
     }
 }
 

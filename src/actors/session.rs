@@ -508,7 +508,13 @@ impl Handler<Retire> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
-        // Its agents go with it: their streams end, and their clients open them again.
+        self.retire(ctx);
+    }
+}
+
+impl SessionActor {
+    /// Stops, its agents with it: their streams end, and their clients open them again.
+    fn retire(&mut self, ctx: &mut Context<Self>) {
         for (_, slot) in self.agents.drain() {
             slot.addr.do_send(Retire);
         }

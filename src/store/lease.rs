@@ -101,6 +101,9 @@ enum Command {
     Project { key: String, reply: projects::Reply },
     /// Hand every project lease held back (`ProjectLeases::let_go_all`).
     LetGoProjects,
+    /// Hand one project's lease back if it is still held under this generation
+    /// (`ProjectLeases::hand_back`).
+    HandBack { key: String, generation: i64 },
 }
 
 /// How many project takes may wait for the keeper: one beyond is refused as busy rather than
@@ -406,6 +409,23 @@ impl ProjectLeases {
         if let Some(generation) = self.projects.borrow().generation(project) {
             return Ok(ProjectOwner::Here { generation });
         }
+        self.ask_keeper(project).await
+    }
+
+    /// `project`, asked of the keeper itself rather than of what it last published: a hand-back
+    /// sent before (`hand_back`) runs first, so a project this process just handed back is
+    /// taken anew, under a newer generation.
+    pub async fn take_anew(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(HubError::Unavailable(
+                "this hub is handing its projects over; retry".into(),
+            ));
+        }
+        self.ask_keeper(project).await
+    }
+
+    async fn ask_keeper(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
             return Err(HubError::Unavailable(
@@ -455,6 +475,16 @@ impl ProjectLeases {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.commands.send(Command::LetGoProjects);
+    }
+
+    /// Hands `project`'s lease back if this process still holds it under `generation` (a
+    /// project it stopped serving while idle): the next request for it, here or at another
+    /// hub, takes it again. Not waited for; the change is published (`held`).
+    pub fn hand_back(&self, project: &str, generation: i64) {
+        let _ = self.commands.send(Command::HandBack {
+            key: project.to_owned(),
+            generation,
+        });
     }
 }
 
@@ -701,6 +731,9 @@ impl Keeper {
                         self.take_project(key, reply);
                     }
                     Ok(Command::LetGoProjects) => self.let_go_projects(),
+                    Ok(Command::HandBack { key, generation }) => {
+                        self.hand_back_project(&key, generation)
+                    }
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
                 }
                 if looked.elapsed() >= NOTICE_POLL {
@@ -1135,6 +1168,15 @@ impl Keeper {
             // once where this process's life lock went with its connection).
             _ => self.projects.forget(),
         }
+    }
+
+    /// Hands one project's lease back (a project this hub stopped serving while idle); without
+    /// a connection it is forgotten, never renewed again, and taken by the next hub once it
+    /// expires.
+    fn hand_back_project(&mut self, key: &str, generation: i64) {
+        let connected = self.connection().is_ok();
+        let conn = self.conn.as_mut().filter(|_| connected);
+        self.projects.hand_back(conn, key, generation);
     }
 
     /// Hands a held lease back (graceful stop) and announces it: a standby takes it at once

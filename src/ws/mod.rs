@@ -75,8 +75,23 @@ pub async fn endpoint(
 }
 
 /// `GET /metrics`: the WebSocket side's gauges and counters, Prometheus text format.
-pub async fn metrics(config: web::Data<WsConfig>) -> HttpResponse {
+pub async fn metrics(
+    config: web::Data<WsConfig>,
+    hub: web::Data<actix::Addr<crate::actors::Hub>>,
+) -> HttpResponse {
+    // A hub too busy to answer within a second still reports its sockets.
+    let loaded = match hub
+        .send(crate::actors::hub::Loaded)
+        .timeout(std::time::Duration::from_secs(1))
+        .await
+    {
+        Ok((projects, sessions)) => format!(
+            "# TYPE collab_hub_projects_loaded gauge\ncollab_hub_projects_loaded {projects}\n\
+             # TYPE collab_hub_sessions_loaded gauge\ncollab_hub_sessions_loaded {sessions}\n"
+        ),
+        Err(_) => String::new(),
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(config.stats.render())
+        .body(config.stats.render() + &loaded)
 }

@@ -383,3 +383,29 @@ pub fn pip_install(
         &format!("pip install {}", args.join(" ")),
     )
 }
+
+/// One number of `GET /metrics` (asked again for up to 5 s while it is missing: a hub too busy
+/// to count what it holds within a second leaves those lines out).
+pub async fn metric(app: &TestApp, name: &str) -> i64 {
+    let start = std::time::Instant::now();
+    loop {
+        let mut res = client()
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+        if let Some(n) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        {
+            return n;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{name} not in {text}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

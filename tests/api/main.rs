@@ -22,6 +22,7 @@ mod export;
 mod genes_control;
 mod genes_work;
 mod health;
+mod idle_projects;
 mod lock_concurrency;
 mod locks;
 mod mcp_conformance;

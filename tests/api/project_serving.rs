@@ -78,7 +78,7 @@ async fn received(app: &TestApp, token: &str) -> Vec<String> {
 }
 
 /// An answer's body, as awc streams it.
-trait Body:
+pub(crate) trait Body:
     futures::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
 {
 }
@@ -88,7 +88,7 @@ impl<S> Body for S where
 }
 
 /// Opens the MCP event stream (GET) of `mcp`'s session.
-async fn open_stream(
+pub(crate) async fn open_stream(
     app: &TestApp,
     mcp: &crate::mcp_protocol::Mcp,
     token: &str,
@@ -104,7 +104,7 @@ async fn open_stream(
 }
 
 /// Whether `stream` ends within 5 s.
-async fn ends_soon(mut stream: awc::ClientResponse<impl Body>) -> bool {
+pub(crate) async fn ends_soon(mut stream: awc::ClientResponse<impl Body>) -> bool {
     use futures::StreamExt;
     actix_web::rt::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(_)) = stream.next().await {}

@@ -11,7 +11,7 @@ use collab_hub::Settings;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, both_backends, spawn_app, start_on};
+use crate::helpers::{Backend, TestApp, both_backends, metric, spawn_app, start_on};
 
 both_backends!(
     subscribe_replays_then_follows_live_and_resumes_without_gaps,
@@ -491,20 +491,6 @@ async fn bulky_events(app: &TestApp, token: &str, n: usize, bytes: usize) {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-}
-
-/// One number of `GET /metrics`.
-async fn metric(app: &TestApp, name: &str) -> i64 {
-    let mut res = crate::helpers::client()
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(res.status(), StatusCode::OK);
-    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in {text}"))
 }
 
 /// Writes bulky routine events until `until` holds of the metrics (checked after each), at

@@ -225,3 +225,71 @@ impl Handler<ReadLog> for SessionActor {
         })
     }
 }
+
+impl SessionActor {
+    /// Nothing of this session runs over time here: nobody watches it (no viewer, no
+    /// WebSocket connection), no write of it is in flight, and nothing is due later (a message's
+    /// acknowledgement deadline, a checkpoint's overrun, a handshake review deadline, a
+    /// rotation). Whether its agents hold streams is asked apart.
+    fn at_rest(&self) -> bool {
+        let due_later = match &self.state {
+            super::State::Live(s) => {
+                s.pending_acks.iter().next().is_some()
+                    || s.active_participants().any(|p| p.checkpoint.is_some())
+            }
+            super::State::Loading => true,
+            super::State::Unusable(_) => false,
+        };
+        !due_later
+            && self.live.viewers.receiver_count() == 0
+            && self.live.connections.values().all(|n| *n == 0)
+            && self.in_flight.is_empty()
+            && self.review_timer.is_none()
+            && self.rotation_timer.is_none()
+    }
+}
+
+impl Handler<crate::actors::hub::StopIfQuiet> for SessionActor {
+    type Result = AtomicResponse<Self, bool>;
+
+    /// Stops (its agents with it) and answers true when it is at rest and none of its agents
+    /// holds a stream or a long poll; atomically: nothing else is handled between the check and
+    /// the stop, so nothing it would write is left half done.
+    fn handle(
+        &mut self,
+        _: crate::actors::hub::StopIfQuiet,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        if !self.at_rest() {
+            return AtomicResponse::new(Box::pin(fut::ready(false)));
+        }
+        // Its auto-save first, if one is due: the next ask finds it taken.
+        if let super::State::Live(s) = &self.state
+            && s.save_interval > 0
+            && crate::domain::snapshot::auto_save_due(s.last_event_id, self.saved_event_id)
+        {
+            ctx.notify(super::snapshots::AutoSave(
+                crate::domain::snapshot::Trigger::Auto,
+            ));
+            return AtomicResponse::new(Box::pin(fut::ready(false)));
+        }
+        let agents: Vec<_> = self.agents.values().map(|a| a.addr.clone()).collect();
+        let streaming = async move {
+            for agent in agents {
+                if agent.send(HasStreams).await.unwrap_or(false) {
+                    return true;
+                }
+            }
+            false
+        };
+        AtomicResponse::new(Box::pin(streaming.into_actor(self).map(
+            |streaming, act, ctx| {
+                if streaming || !act.at_rest() {
+                    return false;
+                }
+                act.retire(ctx);
+                true
+            },
+        )))
+    }
+}

@@ -42,6 +42,12 @@ type Apply = Box<dyn FnOnce(&mut SessionActor, Outcome, &mut Context<SessionActo
 #[derive(Default)]
 pub(super) struct InFlight(VecDeque<(oneshot::Receiver<Outcome>, Apply)>);
 
+impl InFlight {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl SessionActor {
     /// Answers once `submitted` (a write queued behind this session's earlier ones, by
     /// `Store::submit_for` or `submit_event_write`) committed and `apply` ran, in queue order. The

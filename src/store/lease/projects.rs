@@ -640,6 +640,42 @@ impl Projects {
         self.publish();
     }
 
+    /// Hands `key`'s row back if it is held under `generation` (a later take's generation is
+    /// not this caller's to give up). Without a connection the row is only forgotten: never
+    /// renewed again, it is taken once it expires.
+    pub(super) fn hand_back(
+        &mut self,
+        conn: Option<&mut PgConnection>,
+        key: &str,
+        generation: i64,
+    ) {
+        if self
+            .held
+            .get(key)
+            .is_none_or(|held| held.generation != generation)
+        {
+            return;
+        }
+        // Briefly, as a take: the row waits for this hub's own fenced batches, and a stuck one
+        // must not hold the keeper's thread (the row then simply expires).
+        if let Some(conn) = conn
+            && let Err(e) = waiting_briefly(conn, |c| {
+                diesel::sql_query(
+                    "UPDATE owners SET expires_at = now() - interval '1 second'
+                      WHERE kind = 'project' AND key = $1 AND holder = $2 AND generation = $3",
+                )
+                .bind::<Text, _>(key)
+                .bind::<Text, _>(&self.holder)
+                .bind::<BigInt, _>(generation)
+                .execute(c)
+            })
+        {
+            log::warn!("cannot hand the lease of project {key} back: {e}");
+        }
+        self.held.remove(key);
+        self.publish();
+    }
+
     /// Stops holding every row without handing it back (the database is out of reach).
     pub(super) fn forget(&mut self) {
         self.held.clear();

@@ -1,0 +1,231 @@
+//! A project that no request reached for `--project-idle-secs`, and that nothing watches, is let
+//! go: its sessions and lock table leave memory (`GET /metrics` counts what is loaded), and on
+//! PostgreSQL its lease is handed back. The next request loads it again from the database, with
+//! nothing lost. A project something watches (an open MCP event stream) is kept.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Bool};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use serde_json::json;
+
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_error, both_backends, metric, start_on, without_send_limit,
+};
+use crate::project_serving::{ends_soon, open_stream};
+
+both_backends!(
+    an_idle_project_is_let_go_and_loaded_again,
+    a_watched_project_is_kept
+);
+
+/// A hub that lets a project go after 2 s unused (checks between two requests must fit in
+/// that, on a loaded machine).
+async fn hub(backend: Backend) -> Option<TestApp> {
+    let db = TestDb::fresh(backend)?;
+    let mut settings = without_send_limit();
+    settings.project_idle_secs = 2;
+    Some(start_on(db, settings).await)
+}
+
+/// A session of claude and gemini in `project`: its id and their tokens.
+async fn session(app: &TestApp, project: &str) -> (String, String, String) {
+    let spec = json!({"name": project, "project": project, "participants": ["claude", "gemini"]});
+    let (status, body) = app.post("/mcp/session/create", &spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = |ai: &str| body["tokens"][ai].as_str().unwrap().to_owned();
+    let id = body["sessionId"].as_str().unwrap().to_owned();
+    (id, token("claude"), token("gemini"))
+}
+
+async fn loaded(app: &TestApp) -> (i64, i64) {
+    (
+        metric(app, "collab_hub_projects_loaded").await,
+        metric(app, "collab_hub_sessions_loaded").await,
+    )
+}
+
+/// Waits until nothing is loaded, at most `within`.
+async fn until_let_go(app: &TestApp, within: Duration) {
+    let start = Instant::now();
+    while loaded(app).await != (0, 0) {
+        assert!(
+            start.elapsed() < within,
+            "still loaded after {within:?}: {:?}",
+            loaded(app).await
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Lease {
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+    #[diesel(sql_type = Bool)]
+    expired: bool,
+}
+
+/// The project's lease row (PostgreSQL).
+fn lease(app: &TestApp, project: &str) -> Lease {
+    diesel::sql_query(
+        "SELECT generation, expires_at < now() AS expired FROM owners
+          WHERE kind = 'project' AND key = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(project)
+    .get_result(&mut PgConnection::establish(&app.db.url).unwrap())
+    .expect("the project's lease row")
+}
+
+/// Unused for a while, a project is let go (its auto-save taken first; on PostgreSQL its lease
+/// handed back), and the next request loads it again: the message sent before is there, the lock held before still holds
+/// (the lock table read it back), and a new lease generation fences the new writes.
+async fn an_idle_project_is_let_go_and_loaded_again(backend: Backend) {
+    let Some(app) = hub(backend).await else {
+        return;
+    };
+    let (id, claude, gemini) = session(&app, "alpha").await;
+    let (status, body) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"to": "gemini", "body": "before"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let held = json!({"resource": "/src/auth/", "operation": "refactor"});
+    let (status, body) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(loaded(&app).await, (1, 1));
+    let first = (backend == Backend::Postgres).then(|| lease(&app, "alpha"));
+    if let Some(first) = &first {
+        assert!(!first.expired, "{first:?}");
+    }
+
+    until_let_go(&app, Duration::from_secs(10)).await;
+    // The auto-save it was due was taken first: loading it again starts from there.
+    let saved = crate::snapshots::latest(&app.db.url, &id).expect("an auto-save");
+    assert_eq!(saved["trigger"], "auto", "{saved}");
+    if let Some(first) = &first {
+        // Handed back by the keeper's thread, a moment after the project stopped.
+        let handed_back = Lease {
+            generation: first.generation,
+            expired: true,
+        };
+        let start = Instant::now();
+        while lease(&app, "alpha") != handed_back {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "alpha's lease was not handed back: {:?}",
+                lease(&app, "alpha")
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Loaded again by the next request, from the database (the auto-save stands at its last
+    // event).
+    let (status, view) = app.get(&format!("/mcp/session/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(saved["eventId"], view["lastEventId"], "{saved}");
+    let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["before"], "{page}");
+    assert_eq!(loaded(&app).await, (1, 1));
+    let inside = json!({"resource": "/src/auth/jwt.ts"});
+    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
+    if let Some(first) = &first {
+        let again = lease(&app, "alpha");
+        assert!(
+            !again.expired && again.generation > first.generation,
+            "{first:?} then {again:?}"
+        );
+    }
+    let (status, body) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"to": "gemini", "body": "after"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}
+
+/// A project with an open MCP event stream is kept however long nobody calls; once its client
+/// closes the stream's MCP session it is let go. A stream opened after that loads it again and
+/// stays open.
+async fn a_watched_project_is_kept(backend: Backend) {
+    let Some(app) = hub(backend).await else {
+        return;
+    };
+    let (_, _, gemini) = session(&app, "alpha").await;
+    let mut watcher = crate::mcp_protocol::Mcp::new(&app);
+    watcher.token = Some(gemini.clone());
+    watcher.initialize("2025-11-25").await;
+    let stream = open_stream(&app, &watcher, &gemini).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    // Two idle periods, eight sweeps: still loaded, and the stream still open.
+    actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(loaded(&app).await, (1, 1));
+    let (stream, ended) = {
+        use futures::StreamExt;
+        let mut stream = stream;
+        let next = actix_web::rt::time::timeout(Duration::from_millis(200), stream.next()).await;
+        let ended = matches!(next, Ok(None) | Ok(Some(Err(_))));
+        (stream, ended)
+    };
+    assert!(!ended, "the watched project's stream ended");
+    // The client closes its MCP session, as an SDK client does when it shuts down: its stream
+    // ends, and the project is let go. (A connection merely dropped is found closed when a
+    // keep-alive cannot be written: within two of them, 30 s.)
+    let closed = crate::helpers::client()
+        .delete(format!("{}/mcp", app.address))
+        .insert_header(("mcp-session-id", watcher.session.clone().unwrap()))
+        .bearer_auth(&gemini)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), StatusCode::OK);
+    assert!(
+        ends_soon(stream).await,
+        "the closed MCP session's stream went on"
+    );
+    until_let_go(&app, Duration::from_secs(10)).await;
+    // A stream opened again loads the project, and stays open.
+    let mut watcher = crate::mcp_protocol::Mcp::new(&app);
+    watcher.token = Some(gemini.clone());
+    watcher.initialize("2025-11-25").await;
+    let again = open_stream(&app, &watcher, &gemini).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let start = Instant::now();
+    while loaded(&app).await != (1, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            loaded(&app).await
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !ends_soon_enough(again).await,
+        "a new stream after the let-go ended at once"
+    );
+    app.stop().await;
+}
+
+/// Whether `stream` ends within 2 s (a stream that attached stays open).
+async fn ends_soon_enough(stream: awc::ClientResponse<impl crate::project_serving::Body>) -> bool {
+    actix_web::rt::time::timeout(Duration::from_secs(2), ends_soon(stream))
+        .await
+        .unwrap_or(false)
+}
