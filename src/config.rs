@@ -239,17 +239,18 @@ pub struct Settings {
     )]
     pub retention_max_bytes: u64,
 
-    /// Stop serving a project nobody used for this many seconds and that nothing watches (no
-    /// open stream, viewer or long poll): its sessions and lock table leave memory, its lease
-    /// (on a shared PostgreSQL) is handed back, and the next request loads it again. 0 keeps
-    /// every project loaded.
+    /// A session nobody used for this many seconds, that nothing watches (no open stream,
+    /// viewer or long poll) and nothing waits on (a deadline, a checkpoint), leaves memory; a
+    /// project all of whose sessions did leaves with its lock table, and hands its lease back
+    /// (on a shared PostgreSQL). The next request loads either again. 0 keeps everything
+    /// loaded.
     #[arg(
         long,
-        env = "COLLAB_HUB_PROJECT_IDLE_SECS",
+        env = "COLLAB_HUB_IDLE_SECS",
         default_value_t = 900,
         global = true
     )]
-    pub project_idle_secs: u64,
+    pub idle_secs: u64,
 
     /// How often the retention sweep looks for sessions to compact.
     #[arg(
@@ -330,7 +331,7 @@ impl Settings {
             retention_days: 0,
             retention_max_bytes: 0,
             retention_interval_secs: 3600,
-            project_idle_secs: 900,
+            idle_secs: 900,
             evolution_population: 12,
             evolution_sessions_per_generation: 12,
             evolution_seed: None,

@@ -58,12 +58,15 @@ pub struct Hub {
     /// Projects let go while idle whose lease is being handed back, with the generation handed
     /// back: a request meanwhile asks the keeper, behind the hand-back, and takes it anew.
     handing_back: HashMap<String, i64>,
-    /// Sessions whose actors joined a project served here → that project: what a request to
-    /// a session counts as use of (`idle.rs`). Emptied with each project let go.
-    serving: HashMap<Uuid, String>,
-    /// Projects the idle sweep is asking now, each with a gate that opens (the sender dropped)
-    /// once the answer is in: commands for their sessions wait for it (`idle_gate`).
-    asking_idle: HashMap<String, tokio::sync::watch::Sender<()>>,
+    /// Sessions whose actors joined a project served here: their project, and when a request
+    /// last reached them (`idle.rs`). Emptied of a session when its actor stops while idle, of
+    /// a project's when the project is let go.
+    serving: HashMap<Uuid, idle::Using>,
+    /// Sessions the idle sweep is asking to stop, each with a gate that opens (the sender
+    /// dropped) once the answer is in: commands for them wait for it (`idle_gate`).
+    asking: HashMap<Uuid, tokio::sync::watch::Sender<()>>,
+    /// Projects the idle sweep is asking as a whole.
+    asking_projects: std::collections::HashSet<String>,
 }
 
 mod idle;
@@ -221,7 +224,8 @@ impl Hub {
             idle,
             handing_back: HashMap::new(),
             serving: HashMap::new(),
-            asking_idle: Default::default(),
+            asking: HashMap::new(),
+            asking_projects: Default::default(),
         }
     }
 
@@ -406,7 +410,7 @@ impl Hub {
             if self.sessions.get(&id) == Some(&addr) {
                 self.sessions.remove(&id);
             }
-            if self.serving.get(&id).is_some_and(|p| p == project) {
+            if self.serving.get(&id).is_some_and(|u| u.project == project) {
                 self.serving.remove(&id);
             }
             addr.do_send(Retire);
@@ -535,7 +539,7 @@ impl Handler<CreateSession> for Hub {
                             });
                         if let Some(served) = act.projects.get_mut(&project) {
                             served.sessions.insert(id, actor.clone());
-                            act.serving.insert(id, project.clone());
+                            act.serving.insert(id, idle::Using::now(&project));
                         }
                         act.sessions.insert(id, actor);
                     }
@@ -699,7 +703,7 @@ impl Handler<JoinProject> for Hub {
                     let here = here?;
                     if let Some(served) = act.projects.get_mut(&project) {
                         served.sessions.insert(session, actor);
-                        act.serving.insert(session, project);
+                        act.serving.insert(session, idle::Using::now(&project));
                     }
                     Ok(here)
                 }),

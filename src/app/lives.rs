@@ -319,8 +319,8 @@ impl Serving {
         let hub = {
             let (store, policy) = (store.clone(), base.policy.clone());
             let leases = leases.clone();
-            let idle = (settings.project_idle_secs > 0)
-                .then(|| std::time::Duration::from_secs(settings.project_idle_secs));
+            let idle = (settings.idle_secs > 0)
+                .then(|| std::time::Duration::from_secs(settings.idle_secs));
             Hub::start_in_arbiter(&actors.0.handle(), move |_| {
                 Hub::new(store, policy, evolution, leases, idle)
             })

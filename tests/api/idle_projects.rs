@@ -1,7 +1,8 @@
-//! A project that no request reached for `--project-idle-secs`, and that nothing watches, is let
-//! go: its sessions and lock table leave memory (`GET /metrics` counts what is loaded), and on
-//! PostgreSQL its lease is handed back. The next request loads it again from the database, with
-//! nothing lost. A project something watches (an open MCP event stream) is kept.
+//! A session that no request reached for `--idle-secs`, and that nothing watches, leaves
+//! memory; a project all of whose sessions did is let go, its lock table with them (`GET
+//! /metrics` counts what is loaded), and on PostgreSQL its lease is handed back. The next
+//! request loads either again from the database, with nothing lost. A project something watches
+//! (an open MCP event stream) is kept.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::project_serving::{ends_soon, open_stream};
 
 both_backends!(
     an_idle_project_is_let_go_and_loaded_again,
+    an_idle_session_of_a_busy_project_leaves_memory,
     a_watched_project_is_kept
 );
 
@@ -26,7 +28,7 @@ both_backends!(
 async fn hub(backend: Backend) -> Option<TestApp> {
     let db = TestDb::fresh(backend)?;
     let mut settings = without_send_limit();
-    settings.project_idle_secs = 2;
+    settings.idle_secs = 2;
     Some(start_on(db, settings).await)
 }
 
@@ -228,4 +230,40 @@ async fn ends_soon_enough(stream: awc::ClientResponse<impl crate::project_servin
     actix_web::rt::time::timeout(Duration::from_secs(2), ends_soon(stream))
         .await
         .unwrap_or(false)
+}
+
+/// In a project that stays busy, a session nobody used for the idle period leaves memory on its
+/// own (the project stays, its lease with it), and its next request loads it again.
+async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
+    let Some(app) = hub(backend).await else {
+        return;
+    };
+    let (_, claude, gemini) = session(&app, "alpha").await;
+    let (_, busy, _) = session(&app, "alpha").await;
+    let (status, body) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"to": "gemini", "body": "kept"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(loaded(&app).await, (1, 2));
+    // The other session is read every 300 ms meanwhile.
+    let start = Instant::now();
+    while loaded(&app).await != (1, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the unused session still loaded after 10 s: {:?}",
+            loaded(&app).await
+        );
+        let (status, page) = app.get_as(&busy, "/mcp/messages?limit=5").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["messages"][0]["body"], "kept", "{page}");
+    assert_eq!(loaded(&app).await, (1, 2));
+    app.stop().await;
 }

@@ -1,15 +1,16 @@
-//! Letting an idle project go. A hub kept every project it served loaded (its session actors,
-//! their agents, its lock table) until its lease moved; over weeks that is every project ever
-//! touched. A project that no request reached for `--project-idle-secs`, and in which nothing
-//! runs over time, is stopped here and its lease handed back: the next request for it, at this
-//! hub or another, loads it again from the database.
+//! Letting idle sessions and projects go. A hub kept every session it served loaded (its actor,
+//! its agents) and every project (its lock table, its lease) until the project's lease moved;
+//! over weeks that is every session ever touched. A session that no request reached for
+//! `--idle-secs`, and in which nothing runs over time, now stops; a project none of
+//! whose sessions was used for that long is stopped as a whole and its lease handed back. The
+//! next request for either, at this hub or another, loads it again from the database.
 //!
 //! "Nothing runs over time": each session actor, asked at the end of the period, stops itself
 //! if nobody watches it (no viewer, no WebSocket, no agent stream or long poll), no write of it
 //! is in flight and nothing of it is due later (an acknowledgement deadline, a checkpoint's
 //! overrun, a review deadline, a rotation, an auto-save): atomically, so that nothing it would
-//! write is left half done (`StopIfQuiet`). A session that stopped while another of its project
-//! did not is loaded again by its next request. Once every session stopped, the lock table is
+//! write is left half done (`StopIfQuiet`). A stopped session is loaded again by its next
+//! request. Once every session of an idle project stopped, the lock table is
 //! asked whether a decision of it is on its way to a session's log (`Quiet`), and a project no
 //! request reached meanwhile is let go. What a loaded session held in memory only is rebuilt
 //! at load, as after a restart (presence starts a fresh grace period, lock leases that ran
@@ -42,32 +43,58 @@ pub struct Loaded;
 /// The sweep looks at least this often, and about four times per idle period.
 const LOOK_EVERY_AT_MOST: Duration = Duration::from_secs(60);
 
+/// A session whose actor joined a project served here.
+pub(super) struct Using {
+    pub(super) project: String,
+    /// When a request last reached it (or its project's lock table asked for it).
+    last_used: Instant,
+}
+
+impl Using {
+    pub(super) fn now(project: &str) -> Using {
+        Using {
+            project: project.to_owned(),
+            last_used: Instant::now(),
+        }
+    }
+}
+
+/// What one sweep asks of one project: `whole`, whether it may be let go (no request reached
+/// any of its sessions for the idle period: `asked_at` is when the last did), and the session
+/// actors asked to stop.
+struct Ask {
+    project: String,
+    whole: bool,
+    asked_at: Instant,
+    table: Addr<crate::actors::lock_table::LockTableActor>,
+    sessions: Vec<(Uuid, Addr<crate::actors::session::SessionActor>)>,
+}
+
 impl Hub {
     /// A request reached session `id` (or its project's lock table asked for it).
     pub(super) fn note_use(&mut self, id: Uuid) {
         if self.idle.is_none() {
             return;
         }
-        if let Some(served) = self
-            .serving
-            .get(&id)
-            .and_then(|project| self.projects.get_mut(project))
-        {
-            served.last_used = Instant::now();
+        let now = Instant::now();
+        if let Some(using) = self.serving.get_mut(&id) {
+            using.last_used = now;
+            if let Some(served) = self.projects.get_mut(&using.project) {
+                served.last_used = now;
+            }
         }
     }
 
-    /// While the sweep asks a project's sessions to stop, a command for one of them waits for
-    /// the answer (and then counts as use): sent at once, it could queue behind the ask in an
-    /// actor that then stops, and be dropped with it.
+    /// While the sweep asks a session to stop, a command for it waits for the answer (and then
+    /// counts as use): sent at once, it could queue behind the ask in an actor that then stops,
+    /// and be dropped with it.
     pub(super) fn idle_gate(&mut self, id: Uuid) -> Option<tokio::sync::watch::Receiver<()>> {
-        if self.asking_idle.is_empty() {
+        if self.asking.is_empty() {
             return None;
         }
         let gate = self
-            .serving
+            .asking
             .get(&id)
-            .and_then(|project| self.asking_idle.get(project))
             .map(tokio::sync::watch::Sender::subscribe)?;
         self.note_use(id);
         Some(gate)
@@ -79,47 +106,117 @@ impl Hub {
         ctx.run_interval(every, move |act, ctx| act.sweep_idle(idle, ctx));
     }
 
-    /// Asks each project unused for `idle` (and not being asked already) to stop, and lets go
-    /// those whose sessions all stopped, whose lock table is quiet, and that no request reached
-    /// meanwhile.
+    /// Asks the session actors no request reached for `idle` to stop; a project none of whose
+    /// sessions was used for that long is asked as a whole, and let go if they all stopped,
+    /// its lock table is quiet and no request reached it meanwhile.
     fn sweep_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
+        let mut asks = Vec::new();
         for (project, served) in &self.projects {
-            if served.last_used.elapsed() < idle || self.asking_idle.contains_key(project) {
+            if self.asking_projects.contains(project) {
                 continue;
             }
-            let (project, asked_at, table) =
-                (project.clone(), served.last_used, served.table.clone());
-            let sessions: Vec<_> = served.sessions.values().cloned().collect();
-            self.asking_idle
-                .insert(project.clone(), tokio::sync::watch::channel(()).0);
-            let asking = table.clone();
-            ctx.spawn(
-                async move {
-                    // A lock decision on its way keeps the project: its sessions are not asked.
-                    if !asking.send(Quiet).await.unwrap_or(true) {
-                        return false;
-                    }
-                    // Every session is asked (each that can stops); a stopped actor has
-                    // nothing left to do.
-                    let mut all_stopped = true;
-                    for session in sessions {
-                        all_stopped &= session.send(StopIfQuiet).await.unwrap_or(true);
-                    }
-                    all_stopped && asking.send(Quiet).await.unwrap_or(true)
+            let whole = served.last_used.elapsed() >= idle;
+            // A project is asked as a whole once none of its sessions is still being asked
+            // alone: every one of them must have stopped before it is let go.
+            if whole
+                && served
+                    .sessions
+                    .keys()
+                    .any(|id| self.asking.contains_key(id))
+            {
+                continue;
+            }
+            let sessions: Vec<_> = served
+                .sessions
+                .iter()
+                .filter(|(id, addr)| {
+                    // A stopped actor is asked only with its whole project (it answers at once).
+                    whole
+                        || (addr.connected()
+                            && !self.asking.contains_key(id)
+                            && self
+                                .serving
+                                .get(id)
+                                .is_none_or(|u| u.last_used.elapsed() >= idle))
+                })
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect();
+            if whole || !sessions.is_empty() {
+                asks.push(Ask {
+                    project: project.clone(),
+                    whole,
+                    asked_at: served.last_used,
+                    table: served.table.clone(),
+                    sessions,
+                });
+            }
+        }
+        for ask in asks {
+            self.ask(ask, idle, ctx);
+        }
+    }
+
+    fn ask(&mut self, ask: Ask, idle: Duration, ctx: &mut Context<Self>) {
+        for (id, _) in &ask.sessions {
+            self.asking.insert(*id, tokio::sync::watch::channel(()).0);
+        }
+        if ask.whole {
+            self.asking_projects.insert(ask.project.clone());
+        }
+        let (table, sessions, whole) = (ask.table.clone(), ask.sessions.clone(), ask.whole);
+        ctx.spawn(
+            async move {
+                // A lock decision on its way keeps a project: its sessions are not asked.
+                if whole && !table.send(Quiet).await.unwrap_or(true) {
+                    return (Vec::new(), false);
                 }
-                .into_actor(self)
-                .map(move |quiet, act, _| {
-                    act.asking_idle.remove(&project);
-                    let Some(served) = act.projects.get(&project) else {
-                        return;
-                    };
-                    // Used while it was asked, or loaded again: not idle after all.
-                    if !quiet || served.last_used != asked_at || served.table != table {
-                        return;
+                // Each that can stops; a stopped actor has nothing left to do.
+                let mut stopped = Vec::new();
+                for (id, session) in sessions.iter() {
+                    if session.send(StopIfQuiet).await.unwrap_or(true) {
+                        stopped.push((*id, session.clone()));
                     }
-                    act.let_idle_go(&project, idle);
-                }),
-            );
+                }
+                let all = stopped.len() == sessions.len();
+                let quiet = whole && all && table.send(Quiet).await.unwrap_or(true);
+                (stopped, quiet)
+            }
+            .into_actor(self)
+            .map(move |(stopped, quiet), act, _| {
+                // The gates open: commands that waited go to the actors loaded then.
+                for (id, _) in &ask.sessions {
+                    act.asking.remove(id);
+                }
+                act.asking_projects.remove(&ask.project);
+                for (id, addr) in stopped {
+                    act.forget_stopped(&ask.project, id, &addr);
+                }
+                let Some(served) = act.projects.get(&ask.project) else {
+                    return;
+                };
+                // Used while it was asked, or loaded again: not idle after all.
+                if quiet && served.last_used == ask.asked_at && served.table == ask.table {
+                    act.let_idle_go(&ask.project, idle);
+                }
+            }),
+        );
+    }
+
+    /// Forgets a session actor that stopped while idle (its next request loads it again).
+    fn forget_stopped(
+        &mut self,
+        project: &str,
+        id: Uuid,
+        addr: &Addr<crate::actors::session::SessionActor>,
+    ) {
+        if self.sessions.get(&id) == Some(addr) {
+            self.sessions.remove(&id);
+        }
+        if let Some(served) = self.projects.get_mut(project)
+            && served.sessions.get(&id) == Some(addr)
+        {
+            served.sessions.remove(&id);
+            self.serving.remove(&id);
         }
     }
 
