@@ -62,15 +62,14 @@ pub struct Hub {
     /// last reached them (`idle.rs`). Emptied of a session when its actor stops while idle, of
     /// a project's when the project is let go.
     serving: HashMap<Uuid, idle::Using>,
-    /// Sessions the idle sweep is asking to stop, each with a gate that opens (the sender
-    /// dropped) once the answer is in: commands for them wait for it (`idle_gate`).
-    asking: HashMap<Uuid, tokio::sync::watch::Sender<()>>,
+    /// Sessions the idle sweep is asking to stop, each with what waits for the answer, in the
+    /// order the hub took it (`being_asked`, `defer`).
+    asking: HashMap<Uuid, Vec<idle::Deferred>>,
     /// Projects the idle sweep is asking as a whole.
     asking_projects: std::collections::HashSet<String>,
 }
 
 mod idle;
-use idle::after_ask;
 pub use idle::{Loaded, Quiet, StopIfQuiet};
 
 /// A project served here.
@@ -611,12 +610,23 @@ where
     type Result = ResponseFuture<Result<R, HubError>>;
 
     fn handle(&mut self, msg: ToSession<M>, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(asked) = self.idle_gate(msg.session_id) {
-            let hub = ctx.address();
-            return Box::pin(async move { after_ask(asked, hub, msg).await? });
+        let ToSession {
+            session_id,
+            command,
+        } = msg;
+        if self.being_asked(session_id) {
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            self.defer(session_id, move |hub, ctx| {
+                let request = hub.session_actor(session_id, ctx).send(command);
+                actix::spawn(async move {
+                    let _ = reply.send(request.await);
+                });
+            });
+            return Box::pin(async move { replied.await.map_err(|_| hub_stopped())?? });
         }
-        let addr = self.session_actor(msg.session_id, ctx);
-        Box::pin(async move { addr.send(msg.command).await? })
+        // Queued now, in the order the hub handles commands.
+        let request = self.session_actor(session_id, ctx).send(command);
+        Box::pin(async move { request.await? })
     }
 }
 
@@ -629,31 +639,62 @@ where
     type Result = ResponseFuture<(Result<R, HubError>, crate::domain::digest::Pending)>;
 
     fn handle(&mut self, msg: ToSessionReporting<M>, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(asked) = self.idle_gate(msg.session_id) {
-            let hub = ctx.address();
+        let ToSessionReporting {
+            session_id,
+            command,
+            critical_for,
+        } = msg;
+        if self.being_asked(session_id) {
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            self.defer(session_id, move |hub, ctx| {
+                let addr = hub.session_actor(session_id, ctx);
+                let reported = reporting(addr, command, critical_for);
+                actix::spawn(async move {
+                    let _ = reply.send(reported.await);
+                });
+            });
             return Box::pin(async move {
-                after_ask(asked, hub, msg)
+                replied
                     .await
-                    .unwrap_or_else(|e| (Err(e.into()), Default::default()))
+                    .unwrap_or_else(|_| (Err(hub_stopped()), Default::default()))
             });
         }
-        let addr = self.session_actor(msg.session_id, ctx);
-        let ai_id = msg.critical_for;
-        Box::pin(async move {
-            let reply = match addr.send(msg.command).await {
-                Ok(r) => r,
-                Err(e) => Err(e.into()),
-            };
-            // The session handles this after the command: it reflects what the command did.
-            let pending =
-                Addr::<SessionActor>::send::<PendingCritical>(&addr, PendingCritical { ai_id })
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-            (reply, pending)
-        })
+        let addr = self.session_actor(session_id, ctx);
+        Box::pin(reporting(addr, command, critical_for))
     }
+}
+
+/// `command`'s reply, then what is pending for `ai_id` once it ran. The command is queued at
+/// once (in the order the hub handles commands).
+fn reporting<M, R>(
+    addr: Addr<SessionActor>,
+    command: M,
+    ai_id: String,
+) -> impl std::future::Future<Output = (Result<R, HubError>, crate::domain::digest::Pending)>
+where
+    M: Message<Result = Result<R, HubError>> + Send + 'static,
+    R: Send + 'static,
+    SessionActor: Handler<M>,
+{
+    let request = addr.send(command);
+    async move {
+        let reply = match request.await {
+            Ok(r) => r,
+            Err(e) => Err(e.into()),
+        };
+        // The session handles this after the command: it reflects what the command did.
+        let pending =
+            Addr::<SessionActor>::send::<PendingCritical>(&addr, PendingCritical { ai_id })
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+        (reply, pending)
+    }
+}
+
+fn hub_stopped() -> HubError {
+    HubError::Unavailable("the hub stopped before this reached its session; retry".into())
 }
 
 /// The actor of a session (started and loading if need be), for the lock table `from`, which
@@ -679,9 +720,13 @@ impl Handler<SessionAddr> for Hub {
             return Box::pin(std::future::ready(None));
         }
         // A grant told to an actor that stops (idle) would be dropped with it.
-        if let Some(asked) = self.idle_gate(msg.session) {
-            let hub = ctx.address();
-            return Box::pin(async move { after_ask(asked, hub, msg).await.ok().flatten() });
+        let session = msg.session;
+        if self.being_asked(session) {
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            self.defer(session, move |hub, ctx| {
+                let _ = reply.send(hub.session_actor(session, ctx));
+            });
+            return Box::pin(async move { replied.await.ok() });
         }
         let addr = self.session_actor(msg.session, ctx);
         Box::pin(std::future::ready(Some(addr)))
@@ -776,6 +821,11 @@ impl Handler<SessionGone> for Hub {
 
     fn handle(&mut self, msg: SessionGone, _: &mut Self::Context) {
         self.sessions.remove(&msg.0);
+        if let Some(using) = self.serving.remove(&msg.0)
+            && let Some(served) = self.projects.get_mut(&using.project)
+        {
+            served.sessions.remove(&msg.0);
+        }
     }
 }
 

@@ -85,19 +85,28 @@ impl Hub {
         }
     }
 
-    /// While the sweep asks a session to stop, a command for it waits for the answer (and then
-    /// counts as use): sent at once, it could queue behind the ask in an actor that then stops,
-    /// and be dropped with it.
-    pub(super) fn idle_gate(&mut self, id: Uuid) -> Option<tokio::sync::watch::Receiver<()>> {
-        if self.asking.is_empty() {
-            return None;
+    /// Whether the sweep is asking session `id` to stop. A command for it then waits at the hub
+    /// for the answer (`defer`), and counts as use: sent at once, it could queue behind the ask
+    /// in an actor that then stops, and be dropped with it.
+    pub(super) fn being_asked(&mut self, id: Uuid) -> bool {
+        if self.asking.is_empty() || !self.asking.contains_key(&id) {
+            return false;
         }
-        let gate = self
-            .asking
-            .get(&id)
-            .map(tokio::sync::watch::Sender::subscribe)?;
         self.note_use(id);
-        Some(gate)
+        true
+    }
+
+    /// Runs `then` once the ask of session `id` is answered, after what waited before it: the
+    /// session's actor (loaded again if it stopped) gets them in the order the hub took them.
+    pub(super) fn defer(
+        &mut self,
+        id: Uuid,
+        then: impl FnOnce(&mut Hub, &mut Context<Hub>) + 'static,
+    ) {
+        match self.asking.get_mut(&id) {
+            Some(waiting) => waiting.push(Box::new(then)),
+            None => log::error!("session {id}: deferred while not being asked; dropped"),
+        }
     }
 
     pub(super) fn start_idle_sweep(&self, ctx: &mut Context<Self>) {
@@ -158,7 +167,7 @@ impl Hub {
 
     fn ask(&mut self, ask: Ask, idle: Duration, ctx: &mut Context<Self>) {
         for (id, _) in &ask.sessions {
-            self.asking.insert(*id, tokio::sync::watch::channel(()).0);
+            self.asking.insert(*id, Vec::new());
         }
         if ask.whole {
             self.asking_projects.insert(ask.project.clone());
@@ -170,33 +179,41 @@ impl Hub {
                 if whole && !table.send(Quiet).await.unwrap_or(true) {
                     return (Vec::new(), false);
                 }
-                // Each that can stops; a stopped actor has nothing left to do.
-                let mut stopped = Vec::new();
-                for (id, session) in sessions.iter() {
-                    if session.send(StopIfQuiet).await.unwrap_or(true) {
-                        stopped.push((*id, session.clone()));
-                    }
-                }
+                // Each that can stops, all asked at once (their commands wait meanwhile); a stopped
+                // actor has nothing left to do.
+                let answers = futures::future::join_all(
+                    sessions
+                        .iter()
+                        .map(|(_, session)| session.send(StopIfQuiet)),
+                )
+                .await;
+                let stopped: Vec<_> = sessions
+                    .iter()
+                    .zip(answers)
+                    .filter(|(_, answer)| *answer.as_ref().unwrap_or(&true))
+                    .map(|((id, session), _)| (*id, session.clone()))
+                    .collect();
                 let all = stopped.len() == sessions.len();
                 let quiet = whole && all && table.send(Quiet).await.unwrap_or(true);
                 (stopped, quiet)
             }
             .into_actor(self)
-            .map(move |(stopped, quiet), act, _| {
-                // The gates open: commands that waited go to the actors loaded then.
-                for (id, _) in &ask.sessions {
-                    act.asking.remove(id);
-                }
+            .map(move |(stopped, quiet), act, ctx| {
                 act.asking_projects.remove(&ask.project);
                 for (id, addr) in stopped {
                     act.forget_stopped(&ask.project, id, &addr);
                 }
-                let Some(served) = act.projects.get(&ask.project) else {
-                    return;
-                };
                 // Used while it was asked, or loaded again: not idle after all.
-                if quiet && served.last_used == ask.asked_at && served.table == ask.table {
+                if act.projects.get(&ask.project).is_some_and(|served| {
+                    quiet && served.last_used == ask.asked_at && served.table == ask.table
+                }) {
                     act.let_idle_go(&ask.project, idle);
+                }
+                // What waited goes on, in order, to the actors loaded now.
+                for (id, _) in &ask.sessions {
+                    for then in act.asking.remove(id).unwrap_or_default() {
+                        then(act, ctx);
+                    }
                 }
             }),
         );
@@ -247,18 +264,5 @@ impl Handler<Loaded> for Hub {
     }
 }
 
-/// Sends `msg` to the hub again once the idle ask behind `asked` is answered.
-pub(super) async fn after_ask<M>(
-    mut asked: tokio::sync::watch::Receiver<()>,
-    hub: Addr<Hub>,
-    msg: M,
-) -> Result<M::Result, actix::MailboxError>
-where
-    M: Message + Send + 'static,
-    M::Result: Send,
-    Hub: Handler<M>,
-{
-    // Ends with an error once the sender is dropped: the answer is in.
-    let _ = asked.changed().await;
-    hub.send(msg).await
-}
+/// What waits at the hub for a session's ask to be answered (`Hub::defer`).
+pub(super) type Deferred = Box<dyn FnOnce(&mut Hub, &mut Context<Hub>)>;
