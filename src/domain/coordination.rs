@@ -564,12 +564,15 @@ impl Session {
 
     /// When the next rotation is due (for the timer), if rotation is automatic.
     pub fn next_rotation_at(&self) -> Option<NaiveDateTime> {
-        (self.rotation_policy == RotationPolicy::Automatic && self.rotation_interval_secs > 0).then(
-            || {
+        // A completed session is final: no rotation is due in it ever again (a timer armed for
+        // one kept the session, and its project, loaded for good).
+        (self.rotation_policy == RotationPolicy::Automatic
+            && self.rotation_interval_secs > 0
+            && self.status != crate::domain::session::SessionStatus::Completed)
+            .then(|| {
                 self.coordination.role_since.unwrap_or(self.created_at)
                     + chrono::TimeDelta::seconds(i64::from(self.rotation_interval_secs))
-            },
-        )
+            })
     }
 
     /// May `who` suggest a change? It needs the suggest permission (navigators by default).

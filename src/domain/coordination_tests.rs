@@ -134,6 +134,14 @@ fn automatic_rotation_swaps_after_the_interval() {
         "the next navigator after claude by id"
     );
     assert_eq!(change.roles["claude"], Role::Navigator);
+    // Completed, for good: nothing is due any more, so nothing is armed for it.
+    assert!(s.next_rotation_at().is_some());
+    s.status = crate::domain::session::SessionStatus::Completed;
+    assert_eq!(s.next_rotation_at(), None);
+    assert!(
+        s.rotation_due(start + chrono::TimeDelta::minutes(90))
+            .is_none()
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::helpers::{
     Backend, TestApp, TestDb, assert_error, both_backends, metric, start_on, without_send_limit,
 };
-use crate::project_serving::{ends_soon, open_stream};
+use crate::project_serving::{ends_soon, open_stream, session_in};
 
 both_backends!(
     an_idle_project_is_let_go_and_loaded_again,
@@ -30,16 +30,6 @@ async fn hub(backend: Backend) -> Option<TestApp> {
     let mut settings = without_send_limit();
     settings.idle_secs = 2;
     Some(start_on(db, settings).await)
-}
-
-/// A session of claude and gemini in `project`: its id and their tokens.
-async fn session(app: &TestApp, project: &str) -> (String, String, String) {
-    let spec = json!({"name": project, "project": project, "participants": ["claude", "gemini"]});
-    let (status, body) = app.post("/mcp/session/create", &spec).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = |ai: &str| body["tokens"][ai].as_str().unwrap().to_owned();
-    let id = body["sessionId"].as_str().unwrap().to_owned();
-    (id, token("claude"), token("gemini"))
 }
 
 async fn loaded(app: &TestApp) -> (i64, i64) {
@@ -88,7 +78,7 @@ async fn an_idle_project_is_let_go_and_loaded_again(backend: Backend) {
     let Some(app) = hub(backend).await else {
         return;
     };
-    let (id, claude, gemini) = session(&app, "alpha").await;
+    let (id, claude, gemini) = session_in(&app, "alpha").await;
     let (status, body) = app
         .post_as(
             &claude,
@@ -170,7 +160,7 @@ async fn a_watched_project_is_kept(backend: Backend) {
     let Some(app) = hub(backend).await else {
         return;
     };
-    let (_, _, gemini) = session(&app, "alpha").await;
+    let (_, _, gemini) = session_in(&app, "alpha").await;
     let mut watcher = crate::mcp_protocol::Mcp::new(&app);
     watcher.token = Some(gemini.clone());
     watcher.initialize("2025-11-25").await;
@@ -238,8 +228,8 @@ async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
     let Some(app) = hub(backend).await else {
         return;
     };
-    let (_, claude, gemini) = session(&app, "alpha").await;
-    let (_, busy, _) = session(&app, "alpha").await;
+    let (_, claude, gemini) = session_in(&app, "alpha").await;
+    let (_, busy, _) = session_in(&app, "alpha").await;
     let (status, body) = app
         .post_as(
             &claude,

@@ -25,7 +25,7 @@ async fn hub() -> Option<TestApp> {
 }
 
 /// A session of claude and gemini in `project`: its id and their tokens.
-async fn session_in(app: &TestApp, project: &str) -> (String, String, String) {
+pub(crate) async fn session_in(app: &TestApp, project: &str) -> (String, String, String) {
     let spec = json!({"name": project, "project": project, "participants": ["claude", "gemini"]});
     let (status, body) = app.post("/mcp/session/create", &spec).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
