@@ -420,6 +420,34 @@ impl Hub {
         served.table.do_send(Retire);
     }
 
+    /// Runs `start` with the actor of `session` (started and loading if need be), and answers
+    /// what it yields: at once, so that what it sends the actor is queued in the order the hub
+    /// handles commands; or, while the idle sweep asks that actor to stop, once the answer is in
+    /// and in the order they came (`idle.rs`, `defer`). None: the hub stopped first.
+    fn with_session<T, F>(
+        &mut self,
+        session: Uuid,
+        ctx: &mut Context<Self>,
+        start: impl FnOnce(Addr<SessionActor>) -> F + 'static,
+    ) -> futures::future::LocalBoxFuture<'static, Option<T>>
+    where
+        F: std::future::Future<Output = T> + 'static,
+        T: 'static,
+    {
+        if self.being_asked(session) {
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            self.defer(session, move |hub, ctx| {
+                let started = start(hub.session_actor(session, ctx));
+                actix::spawn(async move {
+                    let _ = reply.send(started.await);
+                });
+            });
+            return Box::pin(async move { replied.await.ok() });
+        }
+        let started = start(self.session_actor(session, ctx));
+        Box::pin(async move { Some(started.await) })
+    }
+
     /// The live actor for `id`, started (and loading) if there is none.
     fn session_actor(&mut self, id: Uuid, ctx: &mut Context<Self>) -> Addr<SessionActor> {
         self.note_use(id);
@@ -614,19 +642,8 @@ where
             session_id,
             command,
         } = msg;
-        if self.being_asked(session_id) {
-            let (reply, replied) = tokio::sync::oneshot::channel();
-            self.defer(session_id, move |hub, ctx| {
-                let request = hub.session_actor(session_id, ctx).send(command);
-                actix::spawn(async move {
-                    let _ = reply.send(request.await);
-                });
-            });
-            return Box::pin(async move { replied.await.map_err(|_| hub_stopped())?? });
-        }
-        // Queued now, in the order the hub handles commands.
-        let request = self.session_actor(session_id, ctx).send(command);
-        Box::pin(async move { request.await? })
+        let reply = self.with_session(session_id, ctx, move |addr| addr.send(command));
+        Box::pin(async move { reply.await.ok_or_else(hub_stopped)?? })
     }
 }
 
@@ -644,23 +661,14 @@ where
             command,
             critical_for,
         } = msg;
-        if self.being_asked(session_id) {
-            let (reply, replied) = tokio::sync::oneshot::channel();
-            self.defer(session_id, move |hub, ctx| {
-                let addr = hub.session_actor(session_id, ctx);
-                let reported = reporting(addr, command, critical_for);
-                actix::spawn(async move {
-                    let _ = reply.send(reported.await);
-                });
-            });
-            return Box::pin(async move {
-                replied
-                    .await
-                    .unwrap_or_else(|_| (Err(hub_stopped()), Default::default()))
-            });
-        }
-        let addr = self.session_actor(session_id, ctx);
-        Box::pin(reporting(addr, command, critical_for))
+        let reported = self.with_session(session_id, ctx, move |addr| {
+            reporting(addr, command, critical_for)
+        });
+        Box::pin(async move {
+            reported
+                .await
+                .unwrap_or_else(|| (Err(hub_stopped()), Default::default()))
+        })
     }
 }
 
@@ -719,17 +727,9 @@ impl Handler<SessionAddr> for Hub {
         {
             return Box::pin(std::future::ready(None));
         }
-        // A grant told to an actor that stops (idle) would be dropped with it.
-        let session = msg.session;
-        if self.being_asked(session) {
-            let (reply, replied) = tokio::sync::oneshot::channel();
-            self.defer(session, move |hub, ctx| {
-                let _ = reply.send(hub.session_actor(session, ctx));
-            });
-            return Box::pin(async move { replied.await.ok() });
-        }
-        let addr = self.session_actor(msg.session, ctx);
-        Box::pin(std::future::ready(Some(addr)))
+        // Not while the idle sweep asks the session to stop: a grant told to an actor that then
+        // stops would be dropped with it.
+        self.with_session(msg.session, ctx, std::future::ready)
     }
 }
 

@@ -212,7 +212,6 @@ pub fn set_status(
     Ok(())
 }
 
-/// The whole session as the actor needs it, or `None` if it does not exist.
 /// A session's project (fixed when it was created), if the session exists.
 pub fn project_of(conn: &mut DbConn, session_id: Uuid) -> Result<Option<String>, HubError> {
     Ok(sessions::table
@@ -222,6 +221,7 @@ pub fn project_of(conn: &mut DbConn, session_id: Uuid) -> Result<Option<String>,
         .optional()?)
 }
 
+/// The whole session as the actor needs it, or `None` if it does not exist.
 pub fn load_session(conn: &mut DbConn, session_id: Uuid) -> Result<Option<Session>, HubError> {
     let sid = session_id.to_string();
     let Some(row) = sessions::table

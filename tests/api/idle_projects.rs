@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::helpers::{
     Backend, TestApp, TestDb, assert_error, both_backends, metric, start_on, without_send_limit,
 };
-use crate::project_serving::{ends_soon, open_stream, session_in};
+use crate::project_serving::{ends_soon, open_stream, received, send, session_in};
 
 both_backends!(
     an_idle_project_is_let_go_and_loaded_again,
@@ -79,13 +79,7 @@ async fn an_idle_project_is_let_go_and_loaded_again(backend: Backend) {
         return;
     };
     let (id, claude, gemini) = session_in(&app, "alpha").await;
-    let (status, body) = app
-        .post_as(
-            &claude,
-            "/mcp/messages/send",
-            &json!({"to": "gemini", "body": "before"}),
-        )
-        .await;
+    let (status, body) = send(&app, &claude, "before").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let held = json!({"resource": "/src/auth/", "operation": "refactor"});
     let (status, body) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
@@ -122,15 +116,7 @@ async fn an_idle_project_is_let_go_and_loaded_again(backend: Backend) {
     let (status, view) = app.get(&format!("/mcp/session/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(saved["eventId"], view["lastEventId"], "{saved}");
-    let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let bodies: Vec<&str> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["body"].as_str())
-        .collect();
-    assert_eq!(bodies, ["before"], "{page}");
+    assert_eq!(received(&app, &gemini).await, ["before"]);
     assert_eq!(loaded(&app).await, (1, 1));
     let inside = json!({"resource": "/src/auth/jwt.ts"});
     let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
@@ -142,13 +128,7 @@ async fn an_idle_project_is_let_go_and_loaded_again(backend: Backend) {
             "{first:?} then {again:?}"
         );
     }
-    let (status, body) = app
-        .post_as(
-            &claude,
-            "/mcp/messages/send",
-            &json!({"to": "gemini", "body": "after"}),
-        )
-        .await;
+    let (status, body) = send(&app, &claude, "after").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;
 }
@@ -230,13 +210,7 @@ async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
     };
     let (_, claude, gemini) = session_in(&app, "alpha").await;
     let (_, busy, _) = session_in(&app, "alpha").await;
-    let (status, body) = app
-        .post_as(
-            &claude,
-            "/mcp/messages/send",
-            &json!({"to": "gemini", "body": "kept"}),
-        )
-        .await;
+    let (status, body) = send(&app, &claude, "kept").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(loaded(&app).await, (1, 2));
     // The other session is read every 300 ms meanwhile.
@@ -251,9 +225,7 @@ async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
         assert_eq!(status, StatusCode::OK, "{page}");
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     }
-    let (status, page) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(page["messages"][0]["body"], "kept", "{page}");
+    assert_eq!(received(&app, &gemini).await, ["kept"]);
     assert_eq!(loaded(&app).await, (1, 2));
     app.stop().await;
 }

@@ -60,13 +60,14 @@ fn run(app: &TestApp, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-async fn send(app: &TestApp, token: &str, body: &str) -> (StatusCode, Value) {
+/// `token`'s participant sends gemini `body`.
+pub(crate) async fn send(app: &TestApp, token: &str, body: &str) -> (StatusCode, Value) {
     let message = json!({"to": "gemini", "body": body});
     app.post_as(token, "/mcp/messages/send", &message).await
 }
 
 /// The bodies of the messages `token`'s participant was sent.
-async fn received(app: &TestApp, token: &str) -> Vec<String> {
+pub(crate) async fn received(app: &TestApp, token: &str) -> Vec<String> {
     let (status, page) = app.get_as(token, "/mcp/messages?limit=50").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     page["messages"]

@@ -230,8 +230,9 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
                 page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
             }
             // The empty page already read: the parts that would read again are going (a stop,
-            // a step-down whose database may be out of reach, a project let go). The agent's cursor did not
-            // move, so its next poll, to whichever hub serves then, misses nothing.
+            // a step-down whose database may be out of reach, a project let go). The agent's
+            // cursor did not move, so its next poll, to whichever hub serves then, misses
+            // nothing.
             Woken::Closing => {}
         }
     }
