@@ -249,7 +249,8 @@ impl SessionActor {
         }
     }
 
-    fn start_agents(&mut self) {
+    /// `presence`: what was last announced of each participant (none for a new session).
+    fn start_agents(&mut self, presence: &HashMap<String, crate::store::presence::Announced>) {
         let ids: Vec<String> = match &self.state {
             State::Live(s) => s.active_participants().map(|p| p.ai_id.clone()).collect(),
             _ => return,
@@ -262,7 +263,7 @@ impl SessionActor {
         for id in ids {
             self.start_agent(id);
         }
-        self.assume_idle();
+        self.assume_idle(presence);
     }
 
     fn start_agent(&mut self, ai_id: String) {
@@ -322,7 +323,7 @@ impl SessionActor {
         ))
     }
 
-    /// Commits the hub's own announcements (presence, reminders): the events alone, in one
+    /// Commits the hub's own announcements (reminders, context sync): the events alone, in one
     /// transaction, fanned out after the commit.
     fn announce(
         &mut self,
@@ -428,7 +429,7 @@ impl Actor for SessionActor {
         ctx.set_mailbox_capacity(256);
         if !matches!(self.state, State::Loading) {
             self.tasks = Some(TaskCoordinator::new(TaskBoard::default()).start());
-            self.start_agents();
+            self.start_agents(&HashMap::new());
             self.schedule_coordination_timers(ctx);
             self.schedule_presence_sweep(ctx);
             self.schedule_auto_save(ctx);
@@ -460,12 +461,17 @@ impl Actor for SessionActor {
                     let saved = crate::store::snapshots::latest_event(c, id)?;
                     let activity = crate::store::briefing::activity(c, id)?;
                     let recent = crate::store::briefing::recent(c, id)?;
+                    let presence = crate::store::presence::last_announced(c, id)?;
                     // What settled the critical alerts it keeps (alerts that clear themselves).
                     let mut settled = crate::domain::settle::Settled::default();
                     for later in crate::store::settle::settling(c, id, &session.recent_critical)? {
                         settled.record(&later, &session.recent_critical);
                     }
-                    Ok(Some((session, tasks, (saved, activity, recent, settled))))
+                    Ok(Some((
+                        session,
+                        tasks,
+                        (saved, activity, recent, settled, presence),
+                    )))
                 })
                 .await?;
             let Some((session, tasks, extra)) = loaded else {
@@ -474,8 +480,9 @@ impl Actor for SessionActor {
             Ok::<_, HubError>(Some((session, TaskBoard::from_tasks(tasks), here, extra)))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| {
+            let mut last_presence = HashMap::new();
             act.state = match result {
-                Ok(Some((session, board, here, (saved, activity, recent, settled)))) => {
+                Ok(Some((session, board, here, (saved, activity, recent, settled, presence)))) => {
                     act.lock_table = Some(here.table);
                     // Fenced with its project's lease: every write from now on.
                     act.store = here.store;
@@ -484,13 +491,14 @@ impl Actor for SessionActor {
                     act.recent = recent;
                     act.settled = settled;
                     act.tasks = Some(TaskCoordinator::new(board).start());
+                    last_presence = presence;
                     State::Live(Box::new(session))
                 }
                 Ok(None) => State::Unusable(HubError::session_not_found(act.id)),
                 Err(e) => State::Unusable(e),
             };
             if matches!(act.state, State::Live(_)) {
-                act.start_agents();
+                act.start_agents(&last_presence);
                 act.schedule_loaded_timers(ctx);
                 act.schedule_coordination_timers(ctx);
                 act.schedule_presence_sweep(ctx);

@@ -34,6 +34,13 @@ impl Presence {
         }
     }
 
+    /// The state `as_str` names.
+    pub fn parse(s: &str) -> Option<Presence> {
+        [Presence::Connected, Presence::Idle, Presence::Disconnected]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Presence::Connected => "connected",
@@ -82,6 +89,14 @@ mod tests {
             Presence::Disconnected
         );
         assert_eq!(Presence::of(0, None, GRACE), Presence::Disconnected);
+    }
+
+    #[test]
+    fn a_state_reads_back_from_its_name() {
+        for p in [Presence::Connected, Presence::Idle, Presence::Disconnected] {
+            assert_eq!(Presence::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Presence::parse("away"), None);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod locks;
 pub mod mcp_sessions;
 pub mod messages;
 pub mod models;
+pub mod presence;
 pub mod queries;
 pub mod retention;
 pub mod schema;

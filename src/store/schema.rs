@@ -144,6 +144,16 @@ diesel::table! {
     }
 }
 
+// Each participant's presence as last announced (migration `000015_presence`).
+diesel::table! {
+    presence (session_id, ai_id) {
+        session_id -> Text,
+        ai_id -> Text,
+        state -> Text,
+        last_seen -> Nullable<Timestamp>,
+    }
+}
+
 diesel::table! {
     message_receipts (session_id, message_id, ai_id) {
         session_id -> Text,

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use collab_hub::Settings;
-use collab_hub::store::DbTarget;
 use collab_hub::store::backup::count_rows;
+use collab_hub::store::{ConnRole, DbTarget};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -22,6 +23,7 @@ both_backends!(
     restore_is_refused_while_a_hub_runs,
     a_backup_under_load_is_one_consistent_snapshot,
     a_restored_lock_may_not_collide_with_one_held_in_its_project,
+    a_restore_rebuilds_the_presence_last_announced,
 );
 
 /// A directory for backup files, removed afterwards.
@@ -891,4 +893,48 @@ async fn a_restored_lock_may_not_collide_with_one_held_in_its_project(backend: B
         "{err}"
     );
     assert_eq!(counts(&target.url), before, "nothing written");
+}
+
+/// The presence last announced of each participant (`store::presence`, derived from the log,
+/// so not carried) is rebuilt by a restore: a restored session loaded for the first time does
+/// not announce its gone participants gone again.
+async fn a_restore_rebuilds_the_presence_last_announced(backend: Backend) {
+    let (Some(source), Some(target)) = (TestDb::fresh(backend), TestDb::fresh(backend)) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let file = scratch.file("presence.backup");
+    let mut s = settings();
+    s.disconnect_grace_secs = 1;
+    let app = start_on(source, s).await;
+    let (id, claude, _) = crate::project_serving::session_in(&app, "alpha").await;
+    let (status, body) = crate::project_serving::send(&app, &claude, "hello").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = |url: &str| {
+        let mut conn = DbTarget::parse(url)
+            .unwrap()
+            .connect(ConnRole::Reader)
+            .unwrap();
+        collab_hub::store::presence::last_announced(&mut conn, id.parse().unwrap()).unwrap()
+    };
+    let start = std::time::Instant::now();
+    while last(&app.db.url).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nobody announced gone"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let source = app.stop().await;
+    let announced = last(&source.url);
+    assert!(
+        announced
+            .values()
+            .all(|a| a.state == collab_hub::domain::presence::Presence::Disconnected),
+        "{announced:?}"
+    );
+    assert!(announced["claude"].last_seen.is_some(), "{announced:?}");
+    succeeded(&backup(&source.url, &file, &[]).await);
+    succeeded(&restore(&target.url, &file, false).await);
+    assert_eq!(last(&target.url), announced);
 }

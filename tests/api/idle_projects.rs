@@ -20,7 +20,8 @@ use crate::project_serving::{ends_soon, open_stream, received, send, session_in}
 both_backends!(
     an_idle_project_is_let_go_and_loaded_again,
     an_idle_session_of_a_busy_project_leaves_memory,
-    a_watched_project_is_kept
+    a_watched_project_is_kept,
+    a_session_loaded_again_does_not_announce_the_gone_again
 );
 
 /// A hub that lets a project go after 2 s unused (checks between two requests must fit in
@@ -228,4 +229,94 @@ async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
     assert_eq!(received(&app, &gemini).await, ["kept"]);
     assert_eq!(loaded(&app).await, (1, 2));
     app.stop().await;
+}
+
+/// Each `presence_changed` in the session's log, as (who, state), oldest first.
+fn announced(app: &TestApp, session: &str) -> Vec<(String, String)> {
+    use collab_hub::store::queries::{EventFilter, events_after};
+    use collab_hub::store::{ConnRole, DbTarget};
+    let mut conn = DbTarget::parse(&app.db.url)
+        .unwrap()
+        .connect(ConnRole::Reader)
+        .unwrap();
+    let filter = EventFilter {
+        kinds: Some(&["presence_changed"]),
+        ..Default::default()
+    };
+    events_after(&mut conn, session.parse().unwrap(), filter, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let field = |k: &str| e.payload[k].as_str().unwrap_or_default().to_owned();
+            (field("aiId"), field("state"))
+        })
+        .collect()
+}
+
+/// A session loaded again starts from the presence it last announced: participants announced
+/// gone stay gone, instead of being assumed idle and announced gone once more a grace period
+/// after each load (every agent's stream carried those). One who calls again is announced.
+async fn a_session_loaded_again_does_not_announce_the_gone_again(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = without_send_limit();
+    // A call is noticed at the next sweep (every second), within the grace period.
+    settings.idle_secs = 3;
+    settings.disconnect_grace_secs = 2;
+    let app = start_on(db, settings).await;
+    let (id, claude, _) = session_in(&app, "alpha").await;
+    let gone = |ai: &str| (ai.to_owned(), "disconnected".to_owned());
+    // Neither calls: both are announced gone once a grace period and a sweep passed (the
+    // operator's reads keep the session loaded meanwhile).
+    let start = Instant::now();
+    while announced(&app, &id).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            announced(&app, &id)
+        );
+        operator_reads(&app, &id).await;
+    }
+    let mut first = announced(&app, &id);
+    first.sort();
+    assert_eq!(first, [gone("claude"), gone("gemini")]);
+    until_let_go(&app, Duration::from_secs(10)).await;
+
+    // Loaded again, and kept loaded for two grace periods by the operator's reads (which hear
+    // from no participant): nothing is announced again.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        operator_reads(&app, &id).await;
+    }
+    assert_eq!(loaded(&app).await, (1, 1));
+    assert_eq!(announced(&app, &id).len(), 2, "{:?}", announced(&app, &id));
+
+    // One who calls again is back, and announced so.
+    let (status, body) = send(&app, &claude, "back").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let start = Instant::now();
+    while !announced(&app, &id)[2..].contains(&("claude".to_owned(), "idle".to_owned())) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            announced(&app, &id)
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !announced(&app, &id)[2..]
+            .iter()
+            .any(|(ai, _)| ai == "gemini"),
+        "{:?}",
+        announced(&app, &id)
+    );
+    app.stop().await;
+}
+
+/// The operator reads the session (use, from no participant), then waits 300 ms.
+async fn operator_reads(app: &TestApp, session: &str) {
+    let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
 }

@@ -15,6 +15,7 @@ use crate::domain::event::Event;
 use crate::domain::now;
 use crate::domain::presence::{self, Presence};
 use crate::error::HubError;
+use crate::store::presence::{self as store_presence, Announced};
 use crate::store::queries::{self, EventFilter};
 
 /// Events a viewer may be behind the live edge before it must go back to the log.
@@ -82,7 +83,8 @@ impl SessionActor {
         Some(now().and_utc() - ago)
     }
 
-    /// Commits one `presence_changed` event per change (one transaction).
+    /// Commits one `presence_changed` event per change, and what it announced
+    /// (`store::presence`, read back when the session is loaded again), in one transaction.
     fn announce_presence(
         &mut self,
         changed: Vec<(String, Presence)>,
@@ -90,11 +92,33 @@ impl SessionActor {
         if changed.is_empty() {
             return Box::pin(fut::ready(Ok(())));
         }
-        let events: Vec<_> = changed
-            .iter()
-            .map(|(ai_id, state)| presence::changed(ai_id, *state, self.last_seen(ai_id)))
+        let announced: Vec<(String, Announced)> = changed
+            .into_iter()
+            .map(|(ai_id, state)| {
+                let last_seen = self.last_seen(&ai_id);
+                let a = Announced {
+                    state,
+                    last_seen: last_seen.map(|t| t.naive_utc()),
+                };
+                (ai_id, a)
+            })
             .collect();
-        self.announce(events)
+        let events: Vec<_> = announced
+            .iter()
+            .map(|(ai_id, a)| presence::changed(ai_id, a.state, a.last_seen.map(|t| t.and_utc())))
+            .collect();
+        let (id, at) = (self.id, now());
+        self.commit_unkeyed(
+            move |c| {
+                let written = events
+                    .iter()
+                    .map(|e| queries::append_event(c, id, e, at))
+                    .collect::<Result<Vec<_>, _>>()?;
+                store_presence::record(c, id, &announced)?;
+                Ok(written)
+            },
+            |_, _, _| (),
+        )
     }
 
     /// The active participants, by id.
@@ -104,10 +128,19 @@ impl SessionActor {
             .unwrap_or_default()
     }
 
-    /// Everyone starts idle: a (re)loaded session has just given them a full grace period.
-    pub(super) fn assume_idle(&mut self) {
+    /// Everyone starts idle (a (re)loaded session has just given them a full grace period),
+    /// but for those last announced gone: they stay gone, unheard of since (`last`: what was
+    /// last announced, `store::presence`), until they call or open a stream again.
+    pub(super) fn assume_idle(&mut self, last: &HashMap<String, Announced>) {
         for ai_id in self.active_ids() {
-            self.live.presence.insert(ai_id, Presence::Idle);
+            let state = match last.get(&ai_id) {
+                Some(a) if a.state == Presence::Disconnected => {
+                    self.seen.get_mut().remove(&ai_id);
+                    Presence::Disconnected
+                }
+                _ => Presence::Idle,
+            };
+            self.live.presence.insert(ai_id, state);
         }
     }
 }

@@ -385,9 +385,10 @@ tables! {
 pub const HUB_WIDE_TABLES: [&str; 3] = ["populations", "mcp_sessions", "applied_requests"];
 
 /// Tables derived from the ones a backup holds, so not carried: a restore rebuilds them for
-/// the sessions it restores (`message_unread` from messages, receipts and participants).
+/// the sessions it restores (`message_unread` from messages, receipts and participants;
+/// `presence` from the `presence_changed` events).
 #[cfg_attr(not(test), allow(dead_code))]
-pub const DERIVED_TABLES: [&str; 1] = ["message_unread"];
+pub const DERIVED_TABLES: [&str; 2] = ["message_unread", "presence"];
 
 /// The tables a backup holds, in the order they are written and restored (parents first).
 pub fn table_names() -> Vec<&'static str> {
