@@ -564,15 +564,21 @@ impl Session {
 
     /// When the next rotation is due (for the timer), if rotation is automatic.
     pub fn next_rotation_at(&self) -> Option<NaiveDateTime> {
-        // A completed session is final: no rotation is due in it ever again (a timer armed for
-        // one kept the session, and its project, loaded for good).
+        // Only while one can happen: active (a paused session resumes, and is armed again
+        // then; a completed one is final), with a driver and a navigator to swap. A timer
+        // armed for one that cannot would keep the session, and its project, loaded for good.
+        // Every change of status, membership or roles arms it again.
         (self.rotation_policy == RotationPolicy::Automatic
             && self.rotation_interval_secs > 0
-            && self.status != crate::domain::session::SessionStatus::Completed)
-            .then(|| {
-                self.coordination.role_since.unwrap_or(self.created_at)
-                    + chrono::TimeDelta::seconds(i64::from(self.rotation_interval_secs))
-            })
+            && self.status == crate::domain::session::SessionStatus::Active
+            && self.driver().is_some()
+            && self
+                .active_participants()
+                .any(|p| p.role == Role::Navigator))
+        .then(|| {
+            self.coordination.role_since.unwrap_or(self.created_at)
+                + chrono::TimeDelta::seconds(i64::from(self.rotation_interval_secs))
+        })
     }
 
     /// May `who` suggest a change? It needs the suggest permission (navigators by default).

@@ -112,6 +112,18 @@ fn requests_wait_for_the_driver_and_the_boundary() {
 }
 
 #[test]
+fn no_rotation_is_armed_without_someone_to_swap_with() {
+    let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Observer)]);
+    s.rotation_policy = RotationPolicy::Automatic;
+    s.rotation_interval_secs = 60;
+    assert_eq!(s.next_rotation_at(), None);
+    let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
+    s.rotation_policy = RotationPolicy::Automatic;
+    s.rotation_interval_secs = 60;
+    assert!(s.next_rotation_at().is_some());
+}
+
+#[test]
 fn automatic_rotation_swaps_after_the_interval() {
     let mut s = session_of(&[
         ("claude", Role::Driver),
@@ -134,7 +146,12 @@ fn automatic_rotation_swaps_after_the_interval() {
         "the next navigator after claude by id"
     );
     assert_eq!(change.roles["claude"], Role::Navigator);
-    // Completed, for good: nothing is due any more, so nothing is armed for it.
+    // Paused, nothing is armed (resuming arms it again); completed, for good: nothing is due
+    // any more, so nothing is armed for it.
+    assert!(s.next_rotation_at().is_some());
+    s.status = crate::domain::session::SessionStatus::Paused;
+    assert_eq!(s.next_rotation_at(), None);
+    s.status = crate::domain::session::SessionStatus::Active;
     assert!(s.next_rotation_at().is_some());
     s.status = crate::domain::session::SessionStatus::Completed;
     assert_eq!(s.next_rotation_at(), None);

@@ -21,7 +21,8 @@ both_backends!(
     an_idle_project_is_let_go_and_loaded_again,
     an_idle_session_of_a_busy_project_leaves_memory,
     a_watched_project_is_kept,
-    a_session_loaded_again_does_not_announce_the_gone_again
+    a_session_loaded_again_does_not_announce_the_gone_again,
+    a_paused_session_with_automatic_rotation_is_let_go
 );
 
 /// A hub that lets a project go after 2 s unused (checks between two requests must fit in
@@ -319,4 +320,43 @@ async fn operator_reads(app: &TestApp, session: &str) {
     let (status, view) = app.get(&format!("/mcp/session/{session}")).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// A session with automatic rotation arms a check for its next turn; paused, it arms none (its
+/// turns wait for it to resume), so it leaves memory when unused like any other. Resumed, it
+/// arms the check again and keeps its project loaded until the turn.
+async fn a_paused_session_with_automatic_rotation_is_let_go(backend: Backend) {
+    let Some(app) = hub(backend).await else {
+        return;
+    };
+    let spec = json!({"name": "turns", "project": "alpha", "participants": ["claude", "gemini"],
+        "rotationPolicy": "automatic", "roleRotationInterval": 60});
+    let (status, body) = app.post("/mcp/session/create", &spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (id, claude) = (
+        body["sessionId"].as_str().unwrap().to_owned(),
+        body["tokens"]["claude"].as_str().unwrap().to_owned(),
+    );
+    let status_to = |action: &'static str| {
+        let (app, claude, id) = (&app, &claude, &id);
+        async move {
+            let path = format!("/mcp/session/{id}/status");
+            let (status, body) = app
+                .post_as(claude, &path, &json!({ "action": action }))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // Active, its next turn (an hour away) keeps it loaded past two idle periods.
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(loaded(&app).await, (1, 1));
+    status_to("pause").await;
+    until_let_go(&app, Duration::from_secs(10)).await;
+    status_to("resume").await;
+    let (status, view) = app.get(&format!("/mcp/session/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "active", "{view}");
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(loaded(&app).await, (1, 1));
+    app.stop().await;
 }

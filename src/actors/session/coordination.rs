@@ -59,12 +59,14 @@ impl SessionActor {
         let rotation = s
             .next_rotation_at()
             .map(|at| (at, s.rotation_interval_secs));
+        // Disarmed when none can happen (paused, completed, nobody to swap with): a session
+        // with nothing due may leave memory while idle.
+        if let Some(old) = self.rotation_timer.take() {
+            ctx.cancel_future(old);
+        }
         if let Some((at, interval_secs)) = rotation {
-            if let Some(old) = self.rotation_timer.take() {
-                ctx.cancel_future(old);
-            }
-            // Due but impossible now (paused, nobody to swap with): look again one interval
-            // later rather than at once, over and over.
+            // Due but not taken (a handshake in progress): look again one interval later
+            // rather than at once, over and over.
             let interval = std::time::Duration::from_secs(u64::from(interval_secs));
             let wait = match until(at) {
                 d if d.is_zero() => interval,

@@ -93,7 +93,7 @@ impl SessionActor {
                 }
                 Ok(events)
             },
-            move |act, mut events, _| {
+            move |act, mut events, ctx| {
                 let event = events.remove(0);
                 let ai_id = participant.ai_id.clone();
                 let session = act.session_mut();
@@ -103,6 +103,8 @@ impl SessionActor {
                 let view = session.view();
                 let participant = session.participants[&ai_id].clone();
                 act.start_agent(ai_id);
+                // Someone to rotate with, maybe.
+                act.schedule_coordination_timers(ctx);
                 Joined {
                     session_id: id,
                     participant: (&participant).into(),
@@ -310,13 +312,14 @@ impl Handler<ChangeStatus> for SessionActor {
                 }
                 Ok(events)
             },
-            move |act, _, events, _| {
+            move |act, _, events, ctx| {
                 if to == SessionStatus::Completed {
                     act.hub.do_send(crate::actors::messages::ScoreOutcomes);
                 }
-                let session = act.session_mut();
-                session.apply_status(to, at, events[0].id);
-                session.view()
+                act.session_mut().apply_status(to, at, events[0].id);
+                // Paused or completed, no rotation is armed; resumed, it is again.
+                act.schedule_coordination_timers(ctx);
+                act.session_mut().view()
             },
         ))
     }
