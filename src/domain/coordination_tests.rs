@@ -113,10 +113,15 @@ fn requests_wait_for_the_driver_and_the_boundary() {
 
 #[test]
 fn no_rotation_is_armed_without_someone_to_swap_with() {
-    let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Observer)]);
-    s.rotation_policy = RotationPolicy::Automatic;
-    s.rotation_interval_secs = 60;
-    assert_eq!(s.next_rotation_at(), None);
+    for nobody in [
+        [("claude", Role::Driver), ("gemini", Role::Observer)],
+        [("claude", Role::Navigator), ("gemini", Role::Navigator)],
+    ] {
+        let mut s = session_of(&nobody);
+        s.rotation_policy = RotationPolicy::Automatic;
+        s.rotation_interval_secs = 60;
+        assert_eq!(s.next_rotation_at(), None, "{nobody:?}");
+    }
     let mut s = session_of(&[("claude", Role::Driver), ("gemini", Role::Navigator)]);
     s.rotation_policy = RotationPolicy::Automatic;
     s.rotation_interval_secs = 60;

@@ -4,8 +4,9 @@
 //! one grace period later, announced the participants who had long been gone as gone again:
 //! one event per participant and load, which every agent's stream carried.
 //!
-//! Derived from the log (each participant's last `presence_changed`): a backup does not carry
-//! it, and a restore rebuilds it ([`rebuild`]).
+//! A backup carries it: it could be read back from each participant's last `presence_changed`,
+//! but a compacted session's events are gone (`store::retention`). A session restored from a
+//! backup written before it existed gives everyone a grace period at its first load.
 
 use std::collections::HashMap;
 
@@ -14,8 +15,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbConn;
-use super::schema::{events, presence};
-use crate::domain::presence::{PRESENCE_CHANGED, Presence};
+use super::schema::presence;
+use crate::domain::presence::Presence;
 use crate::error::HubError;
 
 /// A participant's presence as last announced, and when it was last heard from then.
@@ -73,46 +74,4 @@ pub fn last_announced(
             Some((ai, Announced { state, last_seen }))
         })
         .collect())
-}
-
-/// Deletes the rows of `sessions` (before a restore writes them again).
-pub fn clear(conn: &mut DbConn, sessions: &[String]) -> QueryResult<usize> {
-    diesel::delete(presence::table.filter(presence::session_id.eq_any(sessions))).execute(conn)
-}
-
-/// Writes the rows of `sessions` from their logs: each participant's last `presence_changed`.
-/// A restore's one read of those events (no index leads to them: it runs once per restore,
-/// never per load).
-pub fn rebuild(conn: &mut DbConn, sessions: &[String]) -> Result<(), HubError> {
-    for sid in sessions {
-        let payloads: Vec<String> = events::table
-            .filter(events::session_id.eq(sid))
-            .filter(events::kind.eq(PRESENCE_CHANGED))
-            .order(events::id.asc())
-            .select(events::payload)
-            .load(conn)?;
-        let mut last: HashMap<String, Announced> = HashMap::new();
-        for payload in payloads {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
-                continue;
-            };
-            let (Some(ai), Some(state)) = (
-                v["aiId"].as_str(),
-                v["state"].as_str().and_then(Presence::parse),
-            ) else {
-                continue;
-            };
-            let last_seen = v["lastSeen"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.naive_utc());
-            last.insert(ai.to_owned(), Announced { state, last_seen });
-        }
-        let Ok(session) = sid.parse::<Uuid>() else {
-            continue;
-        };
-        let announced: Vec<_> = last.into_iter().collect();
-        record(conn, session, &announced)?;
-    }
-    Ok(())
 }

@@ -23,7 +23,7 @@ both_backends!(
     restore_is_refused_while_a_hub_runs,
     a_backup_under_load_is_one_consistent_snapshot,
     a_restored_lock_may_not_collide_with_one_held_in_its_project,
-    a_restore_rebuilds_the_presence_last_announced,
+    a_backup_carries_the_presence_last_announced,
 );
 
 /// A directory for backup files, removed afterwards.
@@ -895,10 +895,11 @@ async fn a_restored_lock_may_not_collide_with_one_held_in_its_project(backend: B
     assert_eq!(counts(&target.url), before, "nothing written");
 }
 
-/// The presence last announced of each participant (`store::presence`, derived from the log,
-/// so not carried) is rebuilt by a restore: a restored session loaded for the first time does
-/// not announce its gone participants gone again.
-async fn a_restore_rebuilds_the_presence_last_announced(backend: Backend) {
+/// The presence last announced of each participant (`store::presence`) travels with its
+/// session: a restored session loaded for the first time does not announce its gone
+/// participants gone again. (A compacted session's `presence_changed` events are gone, so it
+/// could not be read back from the log.)
+async fn a_backup_carries_the_presence_last_announced(backend: Backend) {
     let (Some(source), Some(target)) = (TestDb::fresh(backend), TestDb::fresh(backend)) else {
         return;
     };

@@ -22,7 +22,9 @@ both_backends!(
     an_idle_session_of_a_busy_project_leaves_memory,
     a_watched_project_is_kept,
     a_session_loaded_again_does_not_announce_the_gone_again,
-    a_paused_session_with_automatic_rotation_is_let_go
+    a_paused_session_with_automatic_rotation_is_let_go,
+    one_back_just_before_the_stop_is_loaded_back,
+    one_back_just_before_a_restart_keeps_its_lock
 );
 
 /// A hub that lets a project go after 2 s unused (checks between two requests must fit in
@@ -358,5 +360,94 @@ async fn a_paused_session_with_automatic_rotation_is_let_go(backend: Backend) {
     assert_eq!(view["status"], "active", "{view}");
     actix_web::rt::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(loaded(&app).await, (1, 1));
+    app.stop().await;
+}
+
+/// The last state announced of `ai`.
+fn last_state(app: &TestApp, session: &str, ai: &str) -> Option<String> {
+    announced(app, session)
+        .into_iter()
+        .rev()
+        .find(|(who, _)| who == ai)
+        .map(|(_, state)| state)
+}
+
+/// A participant announced gone that calls again shortly before its session stops (the idle
+/// sweep's ask comes before the next presence check) is announced back before the stop, and
+/// is loaded back as such: its lock keeps the grace period, its presence is not gone.
+async fn one_back_just_before_the_stop_is_loaded_back(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = without_send_limit();
+    // Presence is looked at every 2 s; an unused session is asked every 250 ms.
+    settings.idle_secs = 1;
+    settings.disconnect_grace_secs = 4;
+    let app = start_on(db, settings).await;
+    let (id, claude, gemini) = session_in(&app, "alpha").await;
+    let start = Instant::now();
+    while announced(&app, &id).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            announced(&app, &id)
+        );
+        operator_reads(&app, &id).await;
+    }
+    assert_eq!(
+        last_state(&app, &id, "claude").as_deref(),
+        Some("disconnected")
+    );
+    // Back: a lock, and then nothing, so the session is asked to stop within a second.
+    let held = json!({"resource": "/src/auth/", "operation": "refactor"});
+    let (status, body) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until_let_go(&app, Duration::from_secs(10)).await;
+    assert_eq!(
+        last_state(&app, &id, "claude").as_deref(),
+        Some("idle"),
+        "{:?}",
+        announced(&app, &id)
+    );
+    // Loaded again: claude's lock outlives two presence sweeps (it had the grace period).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        operator_reads(&app, &id).await;
+    }
+    let inside = json!({"resource": "/src/auth/jwt.ts"});
+    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
+    app.stop().await;
+}
+
+/// Restarted before a presence check saw a participant announced gone come back, a hub loads it
+/// as gone (what was last announced), but its lock keeps the full grace period from the load,
+/// as everyone's does: the load does not count it gone since it was announced so.
+async fn one_back_just_before_a_restart_keeps_its_lock(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let mut settings = without_send_limit();
+    settings.idle_secs = 0;
+    settings.disconnect_grace_secs = 4;
+    let app = start_on(db, settings.clone()).await;
+    let (id, claude, gemini) = session_in(&app, "alpha").await;
+    let start = Instant::now();
+    while last_state(&app, &id, "claude").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(15));
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = json!({"resource": "/src/auth/", "operation": "refactor"});
+    let (status, body) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let app = start_on(app.stop().await, settings).await;
+    // Past the first presence sweep after the load (every 2 s), within the grace period.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        operator_reads(&app, &id).await;
+    }
+    let inside = json!({"resource": "/src/auth/jwt.ts"});
+    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
     app.stop().await;
 }

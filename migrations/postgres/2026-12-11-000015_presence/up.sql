@@ -3,9 +3,9 @@
 -- it last said instead of announcing the gone as gone once more. Keep in step with
 -- migrations/sqlite.
 --
--- Derived from the log (the last `presence_changed` of each participant): a backup does not
--- carry it, a restore rebuilds it (`store::presence::rebuild`). Sessions announced before this
--- migration have no rows: their first load gives everyone a grace period, as before.
+-- A backup carries it (a compacted session's events, which it could be read back from, are
+-- gone). Sessions announced before this migration have no rows: their first load gives
+-- everyone a grace period, as before.
 CREATE TABLE presence (
     session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     ai_id TEXT NOT NULL,

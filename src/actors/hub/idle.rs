@@ -8,12 +8,14 @@
 //! "Nothing runs over time": each session actor, asked at the end of the period, stops itself
 //! if nobody watches it (no viewer, no WebSocket, no agent stream or long poll), no write of it
 //! is in flight and nothing of it is due later (an acknowledgement deadline, a checkpoint's
-//! overrun, a review deadline, a rotation, an auto-save): atomically, so that nothing it would
+//! overrun, a review deadline, a rotation, an auto-save, a change of presence not announced
+//! yet): atomically, so that nothing it would
 //! write is left half done (`StopIfQuiet`). A stopped session is loaded again by its next
 //! request. Once every session of an idle project stopped, the lock table is
 //! asked whether a decision of it is on its way to a session's log (`Quiet`), and a project no
 //! request reached meanwhile is let go. What a loaded session held in memory only is rebuilt
-//! at load, as after a restart (presence starts a fresh grace period, lock leases that ran
+//! at load, as after a restart (presence starts from what was last announced: those gone stay
+//! gone, everyone else gets a fresh grace period; lock leases that ran
 //! out meanwhile are expired as the table loads, send budgets refill, round-robin assignment
 //! starts again from the first candidate).
 

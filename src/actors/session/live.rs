@@ -28,8 +28,14 @@ pub(super) struct Live {
     connections: HashMap<String, usize>,
     /// Participants whose agent held an MCP stream at the last check.
     mcp_streaming: std::collections::HashSet<String>,
-    /// The presence last announced (or assumed at load: everyone starts idle, see `start_agents`).
+    /// The presence last announced (or taken at load: the one last announced of those gone,
+    /// idle for everyone else, see `assume_idle`).
     presence: HashMap<String, Presence>,
+    /// Those loaded as last announced gone, with the instant their `seen` was given at load:
+    /// unheard of while `seen` still holds that instant. Their locks keep a full grace period
+    /// from the load (as everyone's), but they are not announced back before they call or
+    /// listen again.
+    gone_at_load: HashMap<String, Instant>,
 }
 
 impl Default for Live {
@@ -39,6 +45,7 @@ impl Default for Live {
             connections: HashMap::new(),
             mcp_streaming: Default::default(),
             presence: HashMap::new(),
+            gone_at_load: HashMap::new(),
         }
     }
 }
@@ -53,52 +60,84 @@ impl Live {
 }
 
 impl SessionActor {
-    /// Presence as it is now, for `ai_ids`, and the events announcing the ones that changed.
-    fn presence_changes(&mut self, ai_ids: Vec<String>) -> Vec<(String, Presence)> {
+    /// `ai_id`'s presence as it is now (its MCP streams as of the last check).
+    fn presence_now(&self, ai_id: &str, now: Instant) -> Presence {
         let grace = Duration::from_secs(self.policy.disconnect_grace_secs);
+        let streams = self.live.connections.get(ai_id).copied().unwrap_or(0)
+            + usize::from(self.live.mcp_streaming.contains(ai_id));
+        let heard = self
+            .seen
+            .borrow()
+            .get(ai_id)
+            .filter(|t| self.live.gone_at_load.get(ai_id) != Some(*t))
+            .map(|t| now.duration_since(*t));
+        Presence::of(streams, heard, grace)
+    }
+
+    /// Presence as it is now, for `ai_ids`: the ones that changed, as (who, before, now).
+    fn presence_changes(&mut self, ai_ids: Vec<String>) -> Vec<(String, Presence, Presence)> {
         let now = Instant::now();
-        let seen = self.seen.borrow();
         let mut changed = Vec::new();
         for ai_id in ai_ids {
-            let streams = self.live.connections.get(&ai_id).copied().unwrap_or(0)
-                + usize::from(self.live.mcp_streaming.contains(&ai_id));
-            let heard = seen.get(&ai_id).map(|t| now.duration_since(*t));
-            let state = Presence::of(streams, heard, grace);
+            let state = self.presence_now(&ai_id, now);
+            if state != Presence::Disconnected {
+                self.live.gone_at_load.remove(&ai_id);
+            }
             let before = self
                 .live
                 .presence
                 .insert(ai_id.clone(), state)
                 .unwrap_or(Presence::Idle);
             if before != state {
-                changed.push((ai_id, state));
+                changed.push((ai_id, before, state));
             }
         }
         changed
     }
 
+    /// Whether someone's presence changed since it was last announced: then the session must
+    /// announce it before it stops, or it would be loaded again with a stale one.
+    pub(super) fn presence_behind(&self) -> bool {
+        let now = Instant::now();
+        self.active_ids()
+            .iter()
+            .any(|ai_id| self.live.presence.get(ai_id) != Some(&self.presence_now(ai_id, now)))
+    }
+
     /// When `ai_id` was last heard from, as a time of day.
+    /// (Not heard from since a load that found it gone: unknown. Microseconds, as every time
+    /// the hub stores.)
     fn last_seen(&self, ai_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::{DurationRound, TimeDelta};
         let t = *self.seen.borrow().get(ai_id)?;
+        if self.live.gone_at_load.get(ai_id) == Some(&t) {
+            return None;
+        }
         let ago = chrono::Duration::from_std(Instant::now().duration_since(t)).ok()?;
-        Some(now().and_utc() - ago)
+        let at = now().and_utc() - ago;
+        Some(at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at))
     }
 
     /// Commits one `presence_changed` event per change, and what it announced
-    /// (`store::presence`, read back when the session is loaded again), in one transaction.
+    /// (`store::presence`, read back when the session is loaded again), in one transaction. A
+    /// write that fails puts the states back, so that the next check announces them again.
     fn announce_presence(
         &mut self,
-        changed: Vec<(String, Presence)>,
+        changed: Vec<(String, Presence, Presence)>,
     ) -> ResponseActFuture<Self, Result<(), HubError>> {
         if changed.is_empty() {
             return Box::pin(fut::ready(Ok(())));
         }
+        let before: Vec<(String, Presence)> = changed
+            .iter()
+            .map(|(ai_id, before, _)| (ai_id.clone(), *before))
+            .collect();
         let announced: Vec<(String, Announced)> = changed
             .into_iter()
-            .map(|(ai_id, state)| {
-                let last_seen = self.last_seen(&ai_id);
+            .map(|(ai_id, _, state)| {
                 let a = Announced {
                     state,
-                    last_seen: last_seen.map(|t| t.naive_utc()),
+                    last_seen: self.last_seen(&ai_id).map(|t| t.naive_utc()),
                 };
                 (ai_id, a)
             })
@@ -108,7 +147,7 @@ impl SessionActor {
             .map(|(ai_id, a)| presence::changed(ai_id, a.state, a.last_seen.map(|t| t.and_utc())))
             .collect();
         let (id, at) = (self.id, now());
-        self.commit_unkeyed(
+        let write = self.commit_unkeyed(
             move |c| {
                 let written = events
                     .iter()
@@ -118,7 +157,13 @@ impl SessionActor {
                 Ok(written)
             },
             |_, _, _| (),
-        )
+        );
+        Box::pin(write.map(move |result, act, _| {
+            if result.is_err() {
+                act.live.presence.extend(before);
+            }
+            result
+        }))
     }
 
     /// The active participants, by id.
@@ -129,16 +174,21 @@ impl SessionActor {
     }
 
     /// Everyone starts idle (a (re)loaded session has just given them a full grace period),
-    /// but for those last announced gone: they stay gone, unheard of since (`last`: what was
-    /// last announced, `store::presence`), until they call or open a stream again.
+    /// but for those last announced gone (`last`: what was last announced, `store::presence`):
+    /// they stay gone until they call or open a stream again. Their `seen` stays (given at
+    /// load): their locks keep the full grace period everyone's get.
     pub(super) fn assume_idle(&mut self, last: &HashMap<String, Announced>) {
         for ai_id in self.active_ids() {
-            let state = match last.get(&ai_id) {
-                Some(a) if a.state == Presence::Disconnected => {
-                    self.seen.get_mut().remove(&ai_id);
+            let gone_since = last
+                .get(&ai_id)
+                .filter(|a| a.state == Presence::Disconnected)
+                .and_then(|_| self.seen.get_mut().get(&ai_id).copied());
+            let state = match gone_since {
+                Some(at) => {
+                    self.live.gone_at_load.insert(ai_id.clone(), at);
                     Presence::Disconnected
                 }
-                _ => Presence::Idle,
+                None => Presence::Idle,
             };
             self.live.presence.insert(ai_id, state);
         }
@@ -294,6 +344,12 @@ impl Handler<crate::actors::hub::StopIfQuiet> for SessionActor {
         ctx: &mut Self::Context,
     ) -> Self::Result {
         if !self.at_rest() {
+            return AtomicResponse::new(Box::pin(fut::ready(false)));
+        }
+        // Someone came back (or left) since the last check: announced first, so that the
+        // session is loaded again with the presence it has now; the next ask finds it done.
+        if self.presence_behind() {
+            ctx.notify(PresenceCheck);
             return AtomicResponse::new(Box::pin(fut::ready(false)));
         }
         // Its auto-save first, if one is due: the next ask finds it taken.

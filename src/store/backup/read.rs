@@ -350,16 +350,11 @@ pub(super) fn restore_rows(
             "{shown} changed while it was restored; nothing was restored"
         ));
     }
-    // What each participant has not read, and the presence last announced of each, are
-    // derived, not carried: rebuilt from what came in.
+    // What each participant has not read is derived, not carried: rebuilt from what came in.
     for chunk in checked.sessions.chunks(ID_CHUNK) {
         crate::store::messages::clear_unread(conn, chunk)
             .and_then(|_| crate::store::messages::rebuild_unread(conn, chunk, None))
             .map_err(|e| format!("{db}: cannot rebuild the unread messages: {e}"))?;
-        crate::store::presence::clear(conn, chunk)
-            .map_err(crate::error::HubError::from)
-            .and_then(|_| crate::store::presence::rebuild(conn, chunk))
-            .map_err(|e| format!("{db}: cannot rebuild the participants' presence: {e}"))?;
     }
     check_lock_conflicts(conn, &checked.sessions, &shown, db)?;
     Ok(RestoreSummary {
