@@ -77,7 +77,7 @@ pub struct SessionActor {
     /// Per-participant send budget (not persisted: a restart refills it).
     send_limits: HashMap<String, RateLimit>,
     /// The pending automatic-rotation check, replaced when the rotation clock moves.
-    rotation_timer: Option<SpawnHandle>,
+    rotation_timer: Option<(SpawnHandle, std::time::Instant)>,
     /// The pending review-deadline check of the open handshake.
     review_timer: Option<SpawnHandle>,
     /// The project's lock table (set once the session is loaded).
@@ -225,6 +225,10 @@ impl SessionActor {
                 None => {
                     seen.insert(id.clone(), now);
                 }
+            }
+            // Heard from: no longer only as gone as it was last announced (`live`).
+            if !self.live.gone_at_load.borrow().is_empty() {
+                self.live.gone_at_load.borrow_mut().remove(id);
             }
         }
         Ok(caller)

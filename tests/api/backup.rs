@@ -935,6 +935,19 @@ async fn a_backup_carries_the_presence_last_announced(backend: Backend) {
         "{announced:?}"
     );
     assert!(announced["claude"].last_seen.is_some(), "{announced:?}");
+    // As compaction would: the log no longer says it.
+    {
+        use collab_hub::store::schema::events;
+        use diesel::prelude::*;
+        let mut conn = DbTarget::parse(&source.url)
+            .unwrap()
+            .connect(ConnRole::Writer)
+            .unwrap();
+        let gone = diesel::delete(events::table.filter(events::kind.eq("presence_changed")))
+            .execute(&mut conn)
+            .unwrap();
+        assert!(gone >= 2, "{gone}");
+    }
     succeeded(&backup(&source.url, &file, &[]).await);
     succeeded(&restore(&target.url, &file, false).await);
     assert_eq!(last(&target.url), announced);

@@ -21,9 +21,6 @@ use crate::domain::now;
 use crate::error::HubError;
 use crate::store::{ledger as ledger_store, queries};
 
-/// The soonest a rotation check is armed for: an overdue turn is looked at a second later.
-const OVERDUE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Internal: is handshake `0` still waiting for a reviewer?
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
@@ -59,21 +56,32 @@ impl SessionActor {
             self.review_timer = Some(ctx.notify_later(ReviewTimeout(id), until(due)));
         }
         let Ok(s) = self.session() else { return };
-        let rotation = s.next_rotation_at();
+        let rotation = s
+            .next_rotation_at()
+            .map(|at| (at, s.rotation_interval_secs));
         // Disarmed when none can happen (paused, completed, nobody to swap with): a session
-        // with nothing due may leave memory while idle.
-        if let Some(old) = self.rotation_timer.take() {
-            ctx.cancel_future(old);
-        }
-        if let Some(at) = rotation {
-            // Overdue (armed again at load, on a resume or a join; or a handshake's boundary
-            // it waited for came): a second from now. A check that finds it due but not
-            // takeable yet (a handshake in progress) records it pending and is armed again
-            // by the handshake's end, so this never spins. (It waited a whole interval until
-            // stop 35, when only checks re-armed it: every join or resume would have put an
-            // overdue turn off by an interval.)
-            let wait = until(at).max(OVERDUE_CHECK);
-            self.rotation_timer = Some(ctx.notify_later(RotationCheck, wait));
+        // with nothing due may leave memory while idle. Due but not taken (a handshake in
+        // progress), or due the moment one became possible again (a resume, a join after the
+        // driver was alone): one interval from now, so the newcomer has a turn to catch up
+        // and a check never spins. A check armed sooner is kept, so that joins or status
+        // changes do not put a turn off again and again (it was armed only by checks before
+        // stop 35, and always armed).
+        let fires = rotation.map(|(at, interval_secs)| {
+            let wait = match until(at) {
+                d if d.is_zero() => std::time::Duration::from_secs(u64::from(interval_secs)),
+                d => d,
+            };
+            (wait, std::time::Instant::now() + wait)
+        });
+        match (fires, self.rotation_timer) {
+            (Some((_, fires)), Some((_, armed))) if armed <= fires => {}
+            (fires, old) => {
+                if let Some((old, _)) = old {
+                    ctx.cancel_future(old);
+                }
+                self.rotation_timer =
+                    fires.map(|(wait, at)| (ctx.notify_later(RotationCheck, wait), at));
+            }
         }
     }
 

@@ -31,11 +31,11 @@ pub(super) struct Live {
     /// The presence last announced (or taken at load: the one last announced of those gone,
     /// idle for everyone else, see `assume_idle`).
     presence: HashMap<String, Presence>,
-    /// Those loaded as last announced gone, with the instant their `seen` was given at load:
-    /// unheard of while `seen` still holds that instant. Their locks keep a full grace period
-    /// from the load (as everyone's), but they are not announced back before they call or
-    /// listen again.
-    gone_at_load: HashMap<String, Instant>,
+    /// Those loaded as last announced gone, not heard from since (`authorized` and a stream's
+    /// opening take them out). Their locks keep a full grace period from the load (their
+    /// `seen` is the load's, as everyone's), but they are not announced back before they call
+    /// or listen again. Interior mutability: taken out while the session is borrowed.
+    pub(super) gone_at_load: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 impl Default for Live {
@@ -45,7 +45,7 @@ impl Default for Live {
             connections: HashMap::new(),
             mcp_streaming: Default::default(),
             presence: HashMap::new(),
-            gone_at_load: HashMap::new(),
+            gone_at_load: Default::default(),
         }
     }
 }
@@ -69,7 +69,7 @@ impl SessionActor {
             .seen
             .borrow()
             .get(ai_id)
-            .filter(|t| self.live.gone_at_load.get(ai_id) != Some(*t))
+            .filter(|_| !self.live.gone_at_load.borrow().contains(ai_id))
             .map(|t| now.duration_since(*t));
         Presence::of(streams, heard, grace)
     }
@@ -80,9 +80,6 @@ impl SessionActor {
         let mut changed = Vec::new();
         for ai_id in ai_ids {
             let state = self.presence_now(&ai_id, now);
-            if state != Presence::Disconnected {
-                self.live.gone_at_load.remove(&ai_id);
-            }
             let before = self
                 .live
                 .presence
@@ -110,7 +107,7 @@ impl SessionActor {
     fn last_seen(&self, ai_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         use chrono::{DurationRound, TimeDelta};
         let t = *self.seen.borrow().get(ai_id)?;
-        if self.live.gone_at_load.get(ai_id) == Some(&t) {
+        if self.live.gone_at_load.borrow().contains(ai_id) {
             return None;
         }
         let ago = chrono::Duration::from_std(Instant::now().duration_since(t)).ok()?;
@@ -159,7 +156,12 @@ impl SessionActor {
             |_, _, _| (),
         );
         Box::pin(write.map(move |result, act, _| {
-            if result.is_err() {
+            if let Err(e) = &result {
+                let who: Vec<&str> = before.iter().map(|(ai, _)| ai.as_str()).collect();
+                log::warn!(
+                    "session {}: presence of {who:?} not recorded ({e}); announced again at the next check",
+                    act.id
+                );
                 act.live.presence.extend(before);
             }
             result
@@ -179,16 +181,12 @@ impl SessionActor {
     /// load): their locks keep the full grace period everyone's get.
     pub(super) fn assume_idle(&mut self, last: &HashMap<String, Announced>) {
         for ai_id in self.active_ids() {
-            let gone_since = last
-                .get(&ai_id)
-                .filter(|a| a.state == Presence::Disconnected)
-                .and_then(|_| self.seen.get_mut().get(&ai_id).copied());
-            let state = match gone_since {
-                Some(at) => {
-                    self.live.gone_at_load.insert(ai_id.clone(), at);
+            let state = match last.get(&ai_id) {
+                Some(a) if a.state == Presence::Disconnected => {
+                    self.live.gone_at_load.get_mut().insert(ai_id.clone());
                     Presence::Disconnected
                 }
-                None => Presence::Idle,
+                _ => Presence::Idle,
             };
             self.live.presence.insert(ai_id, state);
         }
@@ -228,6 +226,7 @@ impl Handler<StreamPresence> for SessionActor {
             self.seen
                 .borrow_mut()
                 .insert(msg.ai_id.clone(), Instant::now());
+            self.live.gone_at_load.get_mut().remove(&msg.ai_id);
         } else {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -335,8 +334,9 @@ impl SessionActor {
 impl Handler<crate::actors::hub::StopIfQuiet> for SessionActor {
     type Result = AtomicResponse<Self, bool>;
 
-    /// Stops (its agents with it) and answers true when it is at rest and none of its agents
-    /// holds a stream or a long poll; atomically: nothing else is handled between the check and
+    /// Stops (its agents with it) and answers true when it is at rest, none of its agents
+    /// holds a stream or a long poll, and every change of presence was announced (else it
+    /// announces them, and answers false); atomically: nothing else is handled between the check and
     /// the stop, so nothing it would write is left half done.
     fn handle(
         &mut self,
@@ -374,6 +374,12 @@ impl Handler<crate::actors::hub::StopIfQuiet> for SessionActor {
         AtomicResponse::new(Box::pin(streaming.into_actor(self).map(
             |streaming, act, ctx| {
                 if streaming || !act.at_rest() {
+                    return false;
+                }
+                // No stream now: one that closed since the last check is announced first.
+                act.live.mcp_streaming.clear();
+                if act.presence_behind() {
+                    ctx.notify(PresenceCheck);
                     return false;
                 }
                 act.retire(ctx);
