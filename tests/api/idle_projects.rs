@@ -234,6 +234,33 @@ async fn an_idle_session_of_a_busy_project_leaves_memory(backend: Backend) {
     app.stop().await;
 }
 
+/// A hub that lets an unused session go after `idle_secs` (0: never) and counts a silent
+/// participant gone after `grace_secs`, with a session of project alpha whose two participants
+/// were both announced gone (the operator's reads keep it loaded meanwhile): the hub, the
+/// session, and the tokens of claude and gemini.
+async fn both_announced_gone(
+    backend: Backend,
+    idle_secs: u64,
+    grace_secs: u64,
+) -> Option<(TestApp, String, String, String)> {
+    let db = TestDb::fresh(backend)?;
+    let mut settings = without_send_limit();
+    settings.idle_secs = idle_secs;
+    settings.disconnect_grace_secs = grace_secs;
+    let app = start_on(db, settings).await;
+    let (id, claude, gemini) = session_in(&app, "alpha").await;
+    let start = Instant::now();
+    while announced(&app, &id).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            announced(&app, &id)
+        );
+        operator_reads(&app, &id).await;
+    }
+    Some((app, id, claude, gemini))
+}
+
 /// Each `presence_changed` in the session's log, as (who, state), oldest first.
 fn announced(app: &TestApp, session: &str) -> Vec<(String, String)> {
     use collab_hub::store::queries::{EventFilter, events_after};
@@ -260,27 +287,11 @@ fn announced(app: &TestApp, session: &str) -> Vec<(String, String)> {
 /// gone stay gone, instead of being assumed idle and announced gone once more a grace period
 /// after each load (every agent's stream carried those). One who calls again is announced.
 async fn a_session_loaded_again_does_not_announce_the_gone_again(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    // A call is noticed at the next sweep (every second), within the grace period.
+    let Some((app, id, claude, _)) = both_announced_gone(backend, 3, 2).await else {
         return;
     };
-    let mut settings = without_send_limit();
-    // A call is noticed at the next sweep (every second), within the grace period.
-    settings.idle_secs = 3;
-    settings.disconnect_grace_secs = 2;
-    let app = start_on(db, settings).await;
-    let (id, claude, _) = session_in(&app, "alpha").await;
     let gone = |ai: &str| (ai.to_owned(), "disconnected".to_owned());
-    // Neither calls: both are announced gone once a grace period and a sweep passed (the
-    // operator's reads keep the session loaded meanwhile).
-    let start = Instant::now();
-    while announced(&app, &id).len() < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            announced(&app, &id)
-        );
-        operator_reads(&app, &id).await;
-    }
     let mut first = announced(&app, &id);
     first.sort();
     assert_eq!(first, [gone("claude"), gone("gemini")]);
@@ -376,24 +387,10 @@ fn last_state(app: &TestApp, session: &str, ai: &str) -> Option<String> {
 /// sweep's ask comes before the next presence check) is announced back before the stop, and
 /// is loaded back as such: its lock keeps the grace period, its presence is not gone.
 async fn one_back_just_before_the_stop_is_loaded_back(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    // Presence is looked at every 2 s; an unused session is asked every 250 ms.
+    let Some((app, id, claude, gemini)) = both_announced_gone(backend, 1, 4).await else {
         return;
     };
-    let mut settings = without_send_limit();
-    // Presence is looked at every 2 s; an unused session is asked every 250 ms.
-    settings.idle_secs = 1;
-    settings.disconnect_grace_secs = 4;
-    let app = start_on(db, settings).await;
-    let (id, claude, gemini) = session_in(&app, "alpha").await;
-    let start = Instant::now();
-    while announced(&app, &id).len() < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            announced(&app, &id)
-        );
-        operator_reads(&app, &id).await;
-    }
     assert_eq!(
         last_state(&app, &id, "claude").as_deref(),
         Some("disconnected")
@@ -409,15 +406,8 @@ async fn one_back_just_before_the_stop_is_loaded_back(backend: Backend) {
         "{:?}",
         announced(&app, &id)
     );
-    // Loaded again: claude's lock outlives the first presence sweep (every 2 s; it had the
-    // grace period).
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(2500) {
-        operator_reads(&app, &id).await;
-    }
-    let inside = json!({"resource": "/src/auth/jwt.ts"});
-    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
-    assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
+    // Loaded again: claude's lock had the grace period.
+    still_locked_past_a_sweep(&app, &id, &gemini).await;
     app.stop().await;
 }
 
@@ -425,30 +415,28 @@ async fn one_back_just_before_the_stop_is_loaded_back(backend: Backend) {
 /// as gone (what was last announced), but its lock keeps the full grace period from the load,
 /// as everyone's does: the load does not count it gone since it was announced so.
 async fn one_back_just_before_a_restart_keeps_its_lock(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
+    let Some((app, id, claude, gemini)) = both_announced_gone(backend, 0, 4).await else {
         return;
     };
-    let mut settings = without_send_limit();
-    settings.idle_secs = 0;
-    settings.disconnect_grace_secs = 4;
-    let app = start_on(db, settings.clone()).await;
-    let (id, claude, gemini) = session_in(&app, "alpha").await;
-    let start = Instant::now();
-    while last_state(&app, &id, "claude").is_none() {
-        assert!(start.elapsed() < Duration::from_secs(15));
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
     let held = json!({"resource": "/src/auth/", "operation": "refactor"});
     let (status, body) = app.post_as(&claude, "/mcp/collaborate/lock", &held).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let mut settings = without_send_limit();
+    settings.idle_secs = 0;
+    settings.disconnect_grace_secs = 4;
     let app = start_on(app.stop().await, settings).await;
-    // Past the first presence sweep after the load (every 2 s), within the grace period.
+    still_locked_past_a_sweep(&app, &id, &gemini).await;
+    app.stop().await;
+}
+
+/// The session (just loaded, with a 4 s grace period) is read past its first presence sweep
+/// (every 2 s), within the grace period; then `/src/auth/` is still locked to `other`.
+async fn still_locked_past_a_sweep(app: &TestApp, session: &str, other: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(2500) {
-        operator_reads(&app, &id).await;
+        operator_reads(app, session).await;
     }
     let inside = json!({"resource": "/src/auth/jwt.ts"});
-    let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
+    let (status, body) = app.post_as(other, "/mcp/collaborate/lock", &inside).await;
     assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
-    app.stop().await;
 }
