@@ -863,10 +863,9 @@ async fn storm(backend: Backend, projects: &[&str]) {
     );
     // The pool must really be contended, or the test proves little.
     assert_eq!(asked.len(), CLIENTS * ROUNDS);
-    // (On a loaded machine fewer requests find their resource free at once: across two
-    // sessions every grant that follows another session's release takes one more hop, and with
-    // three suites side by side one session saw 19. Ten still shows both kinds of acquisition.)
-    let at_once = 10;
+    // (Across two sessions every grant that follows another session's release takes one more
+    // hop, so fewer requests find their resource free at once on a loaded machine.)
+    let at_once = if sessions == 1 { 20 } else { 10 };
     assert!(
         immediate > at_once && waited > 20 && refused > 20,
         "too little contention: {immediate} at once, {waited} waited, {refused} refused"
