@@ -8,6 +8,23 @@
 //! restarted, or another hub handed the id out) loads the row, so a hub restart is invisible
 //! to clients: their next request, and their stream resumed with `Last-Event-ID`, simply work.
 //! What is not persisted is what a connection owns: the open stream and requests in progress.
+//!
+//! The row is the truth and memory a copy of it (docs/multi-hub.md, "MCP sessions are rows"):
+//! - A copy not bound to a participant is checked against its row at every request (one
+//!   primary-key read; such requests are few: `initialize`'s followers up to the join). Another
+//!   hub may have run its `session_join`: a copy older than the row is dropped and read again,
+//!   and a row that is gone (ended on another hub) ends it here.
+//! - A bound copy is served from memory. A bound MCP session's requests need its collab
+//!   session, which is served only where its project is held; when this hub lets a project go,
+//!   the copies bound to its sessions are dropped with their streams (`EndStreams`), so a copy
+//!   held here was read while this hub held the project, and nobody else served it since.
+//!   Reading the row at every request was measured: it cost PostgreSQL two thirds or more of
+//!   the MCP request throughput (BENCHMARKS.md, "an MCP session's row").
+//! - Whatever slips past both, a write catches: each names its writer (this registry) and the
+//!   revision it read, and is applied only over that revision or over its own
+//!   (`mcp_sessions::save`). A stale copy never overwrites another hub's change; it is dropped,
+//!   its stream ended, and the client is told to send its change again (`mcp_session_changed`),
+//!   which is then served from the row.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,6 +41,7 @@ use crate::actors::Hub;
 use crate::actors::messages::{AttachStream, EventSink, MarkShown, ToSession};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
+use crate::store::mcp_sessions::{Saved, Stored};
 use crate::store::{Store, mcp_sessions};
 
 /// Most MCP sessions open at once. Beyond it the least recently used session without an open
@@ -142,6 +160,7 @@ impl Persisted {
         });
         entry.subscriptions.send_replace(subscriptions);
         entry.rev = rev;
+        entry.base = rev;
         Some(entry)
     }
 }
@@ -150,6 +169,9 @@ struct Entry {
     session: McpSession,
     /// The revision of the row last written for it.
     rev: i64,
+    /// The revision of the row as this copy was read (0: made here): another writer's revision
+    /// above it means this copy is stale.
+    base: i64,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -177,6 +199,7 @@ impl Entry {
         Entry {
             session,
             rev: 0,
+            base: 0,
             subscriptions: watch::channel(Subscriptions::default()).0,
             log_level: watch::channel(level).0,
             last_seen: Instant::now(),
@@ -198,6 +221,8 @@ impl Entry {
 pub struct McpRegistry {
     hub: Addr<Hub>,
     store: Store,
+    /// This registry's name on the rows it writes (one per process life).
+    writer: String,
     sessions: HashMap<String, Entry>,
     /// Sessions ended here whose rows are still being deleted: not to be loaded back meanwhile.
     ending: std::collections::HashSet<String>,
@@ -210,43 +235,86 @@ impl McpRegistry {
         McpRegistry {
             hub,
             store,
+            writer: Uuid::new_v4().to_string(),
             sessions: HashMap::new(),
             ending: Default::default(),
             closing: tokio::sync::watch::channel(false).0,
         }
     }
+}
 
+/// What a client hears whose change met a row another hub changed since this copy was read.
+fn changed_elsewhere() -> HubError {
+    HubError::Conflict {
+        code: "mcp_session_changed",
+        message: "this MCP session was changed by another hub meanwhile; send the request again"
+            .into(),
+    }
+}
+
+/// What a client hears whose MCP session ended (here, on another hub, or by its idleness).
+fn ended() -> HubError {
+    HubError::NotFound {
+        code: "mcp_session_not_found",
+        message: "MCP session not found or ended; initialize a new one".into(),
+    }
+}
+
+impl McpRegistry {
     /// Writes the session's current state as its next revision; resolves after the commit.
-    /// Revisions let updates reach the writer in any order: the row keeps the newest.
-    fn persist(&mut self, id: &str) -> impl Future<Output = Result<(), HubError>> + 'static {
+    /// Revisions let this registry's updates reach the writer in any order: the row keeps the
+    /// newest. A copy found stale by the write (another hub changed the row since it was read)
+    /// or whose row is gone is dropped, and the change refused: the client sends it again, and
+    /// that is served from the row.
+    fn persist(
+        &mut self,
+        id: &str,
+    ) -> impl ActorFuture<Self, Output = Result<(), HubError>> + 'static {
         let state = self.sessions.get_mut(id).map(|entry| {
             entry.rev += 1;
             (
                 serde_json::to_string(&Persisted::of(entry)).unwrap_or_default(),
                 entry.rev,
+                entry.base,
             )
         });
-        let (store, id) = (self.store.clone(), id.to_owned());
+        let (store, key, writer) = (self.store.clone(), id.to_owned(), self.writer.clone());
+        let id = id.to_owned();
         async move {
             match state {
-                Some((state, rev)) => {
-                    store
-                        .write(move |c| mcp_sessions::save(c, &id, &state, rev))
-                        .await
-                }
-                None => Ok(()),
+                Some((state, rev, base)) => store
+                    .write(move |c| mcp_sessions::save(c, &key, &state, rev, &writer, base))
+                    .await
+                    .map(|saved| Some((saved, base))),
+                None => Ok(None),
             }
         }
+        .into_actor(self)
+        .map(move |saved, act, _| match saved? {
+            // Dropped meanwhile (a bind that found its copy gone must not answer "bound").
+            None => Err(ended()),
+            Some((Saved::Written | Saved::Superseded, _)) => Ok(()),
+            Some((refused, base)) => {
+                // Only the copy that wrote: one read again since is current.
+                if act.sessions.get(&id).is_some_and(|e| e.base == base) {
+                    act.sessions.remove(&id);
+                }
+                Err(match refused {
+                    Saved::Gone => ended(),
+                    _ => changed_elsewhere(),
+                })
+            }
+        })
     }
 
     /// `persist` for changes the client is not waiting on (a failure is logged).
-    fn persist_later(&mut self, id: &str) {
-        let write = self.persist(id);
-        actix::spawn(async move {
-            if let Err(e) = write.await {
+    fn persist_later(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let write = self.persist(id).map(|saved, _, _| {
+            if let Err(e) = saved {
                 log::warn!("cannot save an MCP session: {e}");
             }
         });
+        ctx.spawn(write);
     }
 
     /// Deletes the row of a session this process ended; resolves after the commit. Until then
@@ -458,9 +526,17 @@ impl Handler<Open> for McpRegistry {
         }
         // 122 random bits, visible ASCII as the spec asks.
         let id = Uuid::new_v4().to_string();
-        self.sessions.insert(id.clone(), Entry::new(msg.0));
+        let mut entry = Entry::new(msg.0);
+        entry.rev = 1;
+        let state = serde_json::to_string(&Persisted::of(&entry)).unwrap_or_default();
+        self.sessions.insert(id.clone(), entry);
         // The id is handed out only once its row is committed: a restart cannot forget it.
-        let write = self.persist(&id);
+        let (store, key, writer) = (self.store.clone(), id.clone(), self.writer.clone());
+        let write = async move {
+            store
+                .write(move |c| mcp_sessions::create(c, &key, &state, &writer))
+                .await
+        };
         Box::pin(
             write
                 .into_actor(self)
@@ -513,25 +589,56 @@ impl Handler<Lookup> for McpRegistry {
     type Result =
         ResponseActFuture<Self, Result<Option<(McpSession, Option<Cancellation>)>, HubError>>;
 
-    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        if self.sessions.contains_key(&msg.id) {
+    fn handle(&mut self, mut msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        // A copy bound to a participant is current (module doc): served from memory.
+        if self
+            .sessions
+            .get(&msg.id)
+            .is_some_and(|e| e.session.binding.is_some())
+        {
             return Box::pin(fut::ready(Ok(self.found(&msg.id, msg.track))));
         }
-        // Not held here: handed out before a restart, or by another hub. Its row says.
+        // An unbound copy is checked against the row: a request of one held here is registered
+        // for cancellation at once, as before the row is read, so that a
+        // `notifications/cancelled` sent right after it finds it.
+        let early = self
+            .sessions
+            .contains_key(&msg.id)
+            .then(|| self.found(&msg.id, msg.track.take()))
+            .flatten()
+            .and_then(|(_, cancel)| cancel);
+        // The row: handed out before a restart or by another hub, or bound by another hub since
+        // it was read here.
         let (store, id) = (self.store.clone(), msg.id.clone());
         let fresh = idle_since();
         let load = async move { store.read(move |c| mcp_sessions::load(c, &id, fresh)).await };
         Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
-            let Some((state, rev)) = loaded? else {
+            let Some(row) = loaded? else {
+                // Ended on another hub (or swept as idle): ended here too.
+                act.sessions.remove(&msg.id);
                 return Ok(None);
             };
             if act.ending.contains(&msg.id) {
                 return Ok(None);
             }
+            // Requests in progress keep their cancellation across a copy read again.
+            let mut calls = HashMap::new();
+            if let Some(stale) = act.sessions.get(&msg.id).filter(|e| !act.current(e, &row)) {
+                if stale.binding_pending {
+                    // Bound elsewhere while a join runs here: that join's write is refused.
+                    return Err(changed_elsewhere());
+                }
+                log::debug!("MCP session {} changed on another hub; read again", msg.id);
+                calls = act
+                    .sessions
+                    .remove(&msg.id)
+                    .map(|e| e.calls)
+                    .unwrap_or_default();
+            }
             if !act.sessions.contains_key(&msg.id) {
-                let Some(entry) = serde_json::from_str::<Persisted>(&state)
+                let Some(mut entry) = serde_json::from_str::<Persisted>(&row.state)
                     .ok()
-                    .and_then(|p| p.into_entry(rev))
+                    .and_then(|p| p.into_entry(row.rev))
                 else {
                     log::warn!(
                         "MCP session {} has an unreadable row; treated as ended",
@@ -539,12 +646,24 @@ impl Handler<Lookup> for McpRegistry {
                     );
                     return Ok(None);
                 };
+                entry.calls = calls;
                 act.make_room(&entry.session.owner(), ctx)?;
                 act.sessions.insert(msg.id.clone(), entry);
                 log::debug!("MCP session {} loaded from the database", msg.id);
             }
-            Ok(act.found(&msg.id, msg.track))
+            Ok(act
+                .found(&msg.id, msg.track)
+                .map(|(session, cancel)| (session, cancel.or(early))))
         }))
+    }
+}
+
+impl McpRegistry {
+    /// Whether a copy held here still stands for `row`: the row was last written by this
+    /// registry (its own writes may still be on their way), or holds the revision the copy was
+    /// read at or an older one (a read that started before the copy was read again).
+    fn current(&self, entry: &Entry, row: &Stored) -> bool {
+        row.writer == self.writer || row.rev <= entry.base
     }
 }
 
@@ -559,7 +678,7 @@ pub struct Bind {
 }
 
 impl Handler<Bind> for McpRegistry {
-    type Result = ResponseFuture<Result<(), HubError>>;
+    type Result = ResponseActFuture<Self, Result<(), HubError>>;
 
     fn handle(&mut self, msg: Bind, ctx: &mut Self::Context) -> Self::Result {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
@@ -630,7 +749,7 @@ pub struct Unbind(pub String);
 impl Handler<Unbind> for McpRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: Unbind, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Unbind, ctx: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.0) {
             entry.session.binding = None;
             // Back to what its requests prove (never to "no credential", which on loopback
@@ -638,7 +757,7 @@ impl Handler<Unbind> for McpRegistry {
             entry.session.credential = entry.session.credential_at_start.clone();
             // The stream stays open with its sink: joining again attaches it to the new
             // identity's agent, after the last event it wrote (`attach`).
-            self.persist_later(&msg.0);
+            self.persist_later(&msg.0, ctx);
         }
     }
 }
@@ -653,11 +772,11 @@ pub struct SetLogLevel {
 impl Handler<SetLogLevel> for McpRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: SetLogLevel, _: &mut Self::Context) {
+    fn handle(&mut self, msg: SetLogLevel, ctx: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
             entry.log_level.send_replace(Some(msg.level.clone()));
             entry.session.log_level = Some(msg.level);
-            self.persist_later(&msg.id);
+            self.persist_later(&msg.id, ctx);
         }
     }
 }
@@ -761,7 +880,7 @@ pub struct Subscribe {
 }
 
 impl Handler<Subscribe> for McpRegistry {
-    type Result = ResponseFuture<Result<(), HubError>>;
+    type Result = ResponseActFuture<Self, Result<(), HubError>>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
@@ -825,6 +944,10 @@ impl Handler<EndStreams> for McpRegistry {
             (Some(sessions), Some(binding)) => sessions.contains(&binding.session_id),
             (Some(_), None) => false,
         };
+        // The copies go with their streams: another hub may serve their sessions from now on,
+        // and a copy is served from memory only while nobody else can change its row. One
+        // with a join in flight stays: the join's write checks the row.
+        self.sessions.retain(|_, e| !ended(e) || e.binding_pending);
         for entry in self.sessions.values_mut().filter(|e| ended(e)) {
             entry.control = None;
             entry.events = None;
@@ -832,8 +955,8 @@ impl Handler<EndStreams> for McpRegistry {
     }
 }
 
-/// The stream of MCP session `id` could not be attached: ended, if it is still the one that
-/// failed (a stream opened since keeps going).
+/// The stream of MCP session `id` could not be attached: ended, with the copy, if it is still
+/// the one that failed (a stream opened since keeps going).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct AttachFailed {
@@ -845,14 +968,17 @@ impl Handler<AttachFailed> for McpRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: AttachFailed, _: &mut Self::Context) {
-        if let Some(entry) = self.sessions.get_mut(&msg.id)
-            && entry
+        // The copy goes with its stream: its session is not served here (held by another hub,
+        // or being taken), so another hub may change its row meanwhile (module doc). Ending
+        // the stream is dropping the copy's senders.
+        let failed = self.sessions.get(&msg.id).is_some_and(|entry| {
+            entry
                 .events
                 .as_ref()
                 .is_some_and(|open| open.same_channel(&msg.sink))
-        {
-            entry.control = None;
-            entry.events = None;
+        });
+        if failed {
+            self.sessions.remove(&msg.id);
         }
     }
 }

@@ -10,51 +10,112 @@ use super::DbConn;
 use super::schema::mcp_sessions;
 use crate::error::HubError;
 
-/// Writes `state` as revision `rev` of MCP session `id`, unless the row already holds that
-/// revision or a later one (updates may reach the writer out of order).
-pub fn save(conn: &mut DbConn, id: &str, state: &str, rev: i64) -> Result<(), HubError> {
+/// What became of a write of an MCP session's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The row now holds this revision.
+    Written,
+    /// The row already holds this revision or a later one, written by the same writer (its
+    /// writes may reach the database out of order): nothing is lost, the later one holds this
+    /// one's change too.
+    Superseded,
+    /// Another writer (another hub, or an earlier life of this one) wrote a revision since this
+    /// writer read the row: what it holds in memory is stale, and this write is not applied.
+    Moved,
+    /// The row is gone: the session was ended (here or on another hub) or swept as idle.
+    Gone,
+}
+
+/// Writes the first revision of a new MCP session `id`, by `writer`.
+pub fn create(conn: &mut DbConn, id: &str, state: &str, writer: &str) -> Result<(), HubError> {
     let now = Utc::now().naive_utc();
-    let stored: Option<i64> = mcp_sessions::table
-        .find(id)
-        .select(mcp_sessions::rev)
-        .first(conn)
-        .optional()?;
-    match stored {
-        None => {
-            diesel::insert_into(mcp_sessions::table)
-                .values((
-                    mcp_sessions::id.eq(id),
-                    mcp_sessions::state.eq(state),
-                    mcp_sessions::rev.eq(rev),
-                    mcp_sessions::created_at.eq(now),
-                    mcp_sessions::last_seen_at.eq(now),
-                ))
-                .execute(conn)?;
-        }
-        Some(r) if r < rev => {
-            diesel::update(mcp_sessions::table.find(id))
-                .set((
-                    mcp_sessions::state.eq(state),
-                    mcp_sessions::rev.eq(rev),
-                    mcp_sessions::last_seen_at.eq(now),
-                ))
-                .execute(conn)?;
-        }
-        Some(_) => {}
-    }
+    diesel::insert_into(mcp_sessions::table)
+        .values((
+            mcp_sessions::id.eq(id),
+            mcp_sessions::state.eq(state),
+            mcp_sessions::rev.eq(1),
+            mcp_sessions::writer.eq(writer),
+            mcp_sessions::created_at.eq(now),
+            mcp_sessions::last_seen_at.eq(now),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
-/// The stored state and revision of MCP session `id`, if it exists and was seen since `fresh`.
-pub fn load(
+/// Writes `state` as revision `rev` of MCP session `id`, by `writer`, which read the row at
+/// revision `base` (0: it created it). Applied only if the row holds an earlier revision, and
+/// that revision is either the writer's own or one it had read: a write never overwrites a
+/// revision another writer made since (one statement, so two hubs cannot both pass the check).
+pub fn save(
     conn: &mut DbConn,
     id: &str,
-    fresh: NaiveDateTime,
-) -> Result<Option<(String, i64)>, HubError> {
+    state: &str,
+    rev: i64,
+    writer: &str,
+    base: i64,
+) -> Result<Saved, HubError> {
+    let now = Utc::now().naive_utc();
+    let written = diesel::update(
+        mcp_sessions::table
+            .find(id)
+            .filter(mcp_sessions::rev.lt(rev))
+            .filter(
+                mcp_sessions::writer
+                    .eq(writer)
+                    .or(mcp_sessions::rev.le(base)),
+            ),
+    )
+    .set((
+        mcp_sessions::state.eq(state),
+        mcp_sessions::rev.eq(rev),
+        mcp_sessions::writer.eq(writer),
+        mcp_sessions::last_seen_at.eq(now),
+    ))
+    .execute(conn)?;
+    if written > 0 {
+        return Ok(Saved::Written);
+    }
+    let stored: Option<String> = mcp_sessions::table
+        .find(id)
+        .select(mcp_sessions::writer)
+        .first(conn)
+        .optional()?;
+    Ok(match stored {
+        None => Saved::Gone,
+        Some(w) if w == writer => Saved::Superseded,
+        Some(_) => Saved::Moved,
+    })
+}
+
+/// A stored MCP session: its state, revision and last writer.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Stored {
+    pub state: String,
+    pub rev: i64,
+    pub writer: String,
+}
+
+/// The stored MCP session `id`, if it exists and was seen since `fresh`.
+pub fn load(conn: &mut DbConn, id: &str, fresh: NaiveDateTime) -> Result<Option<Stored>, HubError> {
     Ok(mcp_sessions::table
         .find(id)
         .filter(mcp_sessions::last_seen_at.ge(fresh))
-        .select((mcp_sessions::state, mcp_sessions::rev))
+        .select((mcp_sessions::state, mcp_sessions::rev, mcp_sessions::writer))
+        .first(conn)
+        .optional()?)
+}
+
+/// The revision and last writer of MCP session `id`, if it exists and was seen since `fresh`:
+/// what a hub holding it in memory checks before serving a request from that memory.
+pub fn revision(
+    conn: &mut DbConn,
+    id: &str,
+    fresh: NaiveDateTime,
+) -> Result<Option<(i64, String)>, HubError> {
+    Ok(mcp_sessions::table
+        .find(id)
+        .filter(mcp_sessions::last_seen_at.ge(fresh))
+        .select((mcp_sessions::rev, mcp_sessions::writer))
         .first(conn)
         .optional()?)
 }

@@ -43,6 +43,7 @@ diesel::table! {
         rev -> BigInt,
         created_at -> Timestamp,
         last_seen_at -> Timestamp,
+        writer -> Text,
     }
 }
 

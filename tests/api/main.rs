@@ -32,6 +32,7 @@ mod mcp_notifications;
 mod mcp_protocol;
 mod mcp_restart;
 mod mcp_sdk;
+mod mcp_shared_rows;
 mod mcp_team;
 mod messaging;
 mod multi_hub;

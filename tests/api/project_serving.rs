@@ -206,6 +206,18 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
         again.status() != StatusCode::OK || ends_soon(again).await,
         "a stream opened while alpha is held elsewhere stays open"
     );
+    // The hub holding alpha now changes the watcher's MCP session (gemini left it there): the
+    // copy here went with alpha, and again with the stream that could not be attached, so it
+    // is served as its row says once alpha is back.
+    run(
+        &app,
+        &format!(
+            "UPDATE mcp_sessions SET state = (state::jsonb || '{{\"binding\": null}}')::text,
+                    rev = rev + 1, writer = 'another hub'
+              WHERE id = '{}'",
+            watcher.session.clone().unwrap()
+        ),
+    );
 
     // The other hub's lease runs out: the next request takes alpha again and loads it.
     run(
@@ -226,6 +238,11 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
     let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
     assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
     assert_eq!(received(&app, &gemini).await, ["before", "after"]);
+    let (failed, answer) = watcher.tool("whoami", json!({})).await;
+    assert!(
+        failed && answer.to_string().contains("acts as nobody"),
+        "served from a copy older than its row: {answer}"
+    );
     app.stop().await;
 }
 

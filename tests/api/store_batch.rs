@@ -81,11 +81,11 @@ async fn a_failed_write_in_a_batch_undoes_only_itself(backend: Backend) {
             let key = id.clone();
             let result = store
                 .write(move |c| {
-                    mcp_sessions::save(c, &key, "{}", 1)?;
+                    mcp_sessions::create(c, &key, "{}", "w")?;
                     if i % 3 == 0 {
                         return Err(HubError::invalid("i", "fails after writing"));
                     }
-                    mcp_sessions::save(c, &key, "{\"second\":true}", 2)
+                    mcp_sessions::save(c, &key, "{\"second\":true}", 2, "w", 0).map(drop)
                 })
                 .await;
             (i, id, result)
@@ -112,14 +112,14 @@ async fn a_failed_rerunnable_write_undoes_only_itself(backend: Backend) {
             let id = format!("w{i}");
             let key = id.clone();
             let sub = store.submit_for(session, move |c| {
-                mcp_sessions::save(c, &key, "{}", 1)?;
+                mcp_sessions::create(c, &key, "{}", "w")?;
                 if i % 5 == 0 {
                     c.batch_execute("SELECT * FROM no_such_table")?;
                 }
                 if i % 3 == 0 {
                     return Err(HubError::invalid("i", "fails after writing"));
                 }
-                mcp_sessions::save(c, &key, "{\"second\":true}", 2)
+                mcp_sessions::save(c, &key, "{\"second\":true}", 2, "w", 0).map(drop)
             });
             assert!(sub.queue_full.is_none(), "the writer's queue holds 200");
             (i, id, sub)
@@ -158,7 +158,8 @@ async fn check_only_failures_undone(
         let stored = store
             .read(move |c| mcp_sessions::load(c, &key, fresh))
             .await
-            .unwrap();
+            .unwrap()
+            .map(|row| (row.state, row.rev));
         if i % 3 == 0 {
             assert!(
                 matches!(result, Err(HubError::Invalid { .. })),
@@ -205,7 +206,7 @@ async fn a_stale_owner_commits_nothing(backend: Backend) {
         let store = store.clone();
         async move {
             store
-                .write(move |c| mcp_sessions::save(c, key, "{}", 1))
+                .write(move |c| mcp_sessions::create(c, key, "{}", "w"))
                 .await
         }
     };
