@@ -105,6 +105,14 @@ pub struct JoinProject {
     pub actor: Addr<SessionActor>,
 }
 
+/// The store to write a session's rows through outside its actor (the retention sweep's
+/// compaction): its project's, fenced with the lease this hub holds it under, the project
+/// taken if it is free. `None`: no such session; `Unavailable` at once while another hub holds
+/// the project (the sweep comes back to it).
+#[derive(Message)]
+#[rtype(result = "Result<Option<Store>, HubError>")]
+pub struct ProjectStore(pub Uuid);
+
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
 #[rtype(result = "Result<Option<String>, HubError>")]
@@ -314,9 +322,12 @@ impl Hub {
 
     /// Where `project` is served now: here (loaded, under its lease if there are leases), or
     /// by another hub (`Unavailable`, until requests are routed by project).
+    /// `patient`: a project another live hub holds is asked for again for about 2 s (a
+    /// hand-over may be under way) before it is answered `Unavailable`; otherwise at once.
     fn project_here(
         &mut self,
         project: String,
+        patient: bool,
         ctx: &mut Context<Self>,
     ) -> fut::LocalBoxActorFuture<Self, Result<ProjectHere, HubError>> {
         let Some(leases) = self.leases.clone() else {
@@ -339,7 +350,7 @@ impl Hub {
                 };
                 // A project held elsewhere may be on its way here: a stepped-down owner hands
                 // its projects back a moment after it starts forwarding to this one.
-                for _ in 0..HANDED_OVER_TRIES {
+                for _ in 0..if patient { HANDED_OVER_TRIES } else { 0 } {
                     if !matches!(owner, Ok(ProjectOwner::Elsewhere { .. })) {
                         break;
                     }
@@ -527,7 +538,7 @@ impl Handler<CreateSession> for Hub {
         let project = session.project.clone();
         // The project first: the session's first write is fenced with its lease.
         Box::pin(
-            self.project_here(project.clone(), ctx)
+            self.project_here(project.clone(), true, ctx)
                 .then(move |here, act, _| {
                     async move {
                         let here = here?;
@@ -743,7 +754,7 @@ impl Handler<JoinProject> for Hub {
             actor,
         } = msg;
         Box::pin(
-            self.project_here(project.clone(), ctx)
+            self.project_here(project.clone(), true, ctx)
                 .map(move |here, act, _| {
                     let here = here?;
                     if let Some(served) = act.projects.get_mut(&project) {
@@ -753,6 +764,29 @@ impl Handler<JoinProject> for Hub {
                     Ok(here)
                 }),
         )
+    }
+}
+
+impl Handler<ProjectStore> for Hub {
+    type Result = ResponseActFuture<Self, Result<Option<Store>, HubError>>;
+
+    fn handle(&mut self, msg: ProjectStore, ctx: &mut Self::Context) -> Self::Result {
+        let project_of = <Self as Handler<ProjectOf>>::handle(self, ProjectOf(msg.0), ctx);
+        Box::pin(project_of.then(
+            |project,
+             act,
+             ctx|
+             -> fut::LocalBoxActorFuture<Self, Result<Option<Store>, HubError>> {
+                match project {
+                    Ok(Some(project)) => Box::pin(
+                        act.project_here(project, false, ctx)
+                            .map(|here, _, _| here.map(|here| Some(here.store))),
+                    ),
+                    Ok(None) => Box::pin(fut::ready(Ok(None))),
+                    Err(e) => Box::pin(fut::ready(Err(e))),
+                }
+            },
+        ))
     }
 }
 

@@ -1,25 +1,43 @@
 //! The retention sweep: every interval, compacts the completed sessions the policy names, one
 //! at a time and in small transactions, so live sessions' writes never wait long behind it.
+//!
+//! It runs at the hub that holds the `hub` row, but a session's rows are its project's: each
+//! session is compacted through its project's store (`ProjectStore`), fenced with the lease this
+//! hub holds the project under (taken if it is free). A project another hub holds is left for a
+//! later sweep: writes of a project moved mid-compaction are refused by the fence, and a
+//! compaction cut short leaves a session that loads (`store::retention`).
 
 use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::Hub;
+use super::hub::ProjectStore;
 use crate::domain::now;
 use crate::domain::retention::RetentionPolicy;
+use crate::error::HubError;
 use crate::store::{Store, retention};
 
 pub struct Retention {
+    /// Reads which sessions are due.
     store: Store,
+    /// Gives each session's project store.
+    hub: Addr<Hub>,
     policy: RetentionPolicy,
     every: Duration,
     running: bool,
 }
 
 impl Retention {
-    pub fn new(store: Store, policy: RetentionPolicy, every: Duration) -> Retention {
+    pub fn new(
+        store: Store,
+        hub: Addr<Hub>,
+        policy: RetentionPolicy,
+        every: Duration,
+    ) -> Retention {
         Retention {
             store,
+            hub,
             policy,
             every,
             running: false,
@@ -39,9 +57,9 @@ impl Actor for Retention {
                 return;
             }
             act.running = true;
-            let (store, policy) = (act.store.clone(), act.policy);
+            let (store, hub, policy) = (act.store.clone(), act.hub.clone(), act.policy);
             ctx.spawn(
-                sweep(store, policy)
+                sweep(store, hub, policy)
                     .into_actor(act)
                     .map(|_, act, _| act.running = false),
             );
@@ -50,7 +68,7 @@ impl Actor for Retention {
 }
 
 /// One sweep; failures are logged and retried at the next interval.
-async fn sweep(store: Store, policy: RetentionPolicy) {
+async fn sweep(store: Store, hub: Addr<Hub>, policy: RetentionPolicy) {
     let due = match store
         .read(move |c| retention::candidates(c, &policy, now()))
         .await
@@ -62,6 +80,18 @@ async fn sweep(store: Store, policy: RetentionPolicy) {
         }
     };
     for id in due {
+        let store = match hub.send(ProjectStore(id)).await.map_err(HubError::from) {
+            Ok(Ok(Some(store))) => store,
+            Ok(Ok(None)) => continue,
+            Ok(Err(HubError::Unavailable(why))) => {
+                log::debug!("retention: session {id} left for a later sweep: {why}");
+                continue;
+            }
+            Ok(Err(e)) | Err(e) => {
+                log::warn!("retention: session {id}: {e}");
+                continue;
+            }
+        };
         let sealed = store
             .write_for(id, move |c| retention::seal(c, id, now()))
             .await;

@@ -330,9 +330,12 @@ impl Serving {
             settings.retention(),
             std::time::Duration::from_secs(settings.retention_interval_secs),
         );
-        crate::actors::retention::Retention::start_in_arbiter(&actors.0.handle(), move |_| {
-            crate::actors::retention::Retention::new(retention.0, retention.1, retention.2)
-        });
+        {
+            let hub = hub.clone();
+            crate::actors::retention::Retention::start_in_arbiter(&actors.0.handle(), move |_| {
+                crate::actors::retention::Retention::new(retention.0, hub, retention.1, retention.2)
+            });
+        }
         let registry = {
             let (hub, store) = (hub.clone(), store.clone());
             McpRegistry::start_in_arbiter(&actors.0.handle(), move |_| McpRegistry::new(hub, store))

@@ -266,3 +266,97 @@ async fn a_stopping_hub_hands_its_projects_back() {
     assert!(row.expired, "alpha's lease was not handed back");
     drop(db);
 }
+
+/// Events stored for `session`.
+fn events_of(db_url: &str, session: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM events WHERE session_id = $1")
+        .bind::<Text, _>(session)
+        .get_result::<Count>(&mut PgConnection::establish(db_url).unwrap())
+        .unwrap()
+        .n
+}
+
+/// The retention sweep runs at the hub holding the `hub` row, but compacts each session through
+/// its project's store, under that project's lease: a completed session of a project another
+/// hub holds is left alone (its rows are that hub's to write), and compacted once the lease is
+/// free, by a sweep that takes it.
+#[actix_web::test]
+async fn retention_leaves_a_project_held_elsewhere_for_later() {
+    let Some(db) = TestDb::fresh(Backend::Postgres) else {
+        return;
+    };
+    // Both sessions worked in and completed, with retention off.
+    let app = start_on(db, without_send_limit()).await;
+    let (alpha, alpha_claude, _) = session_in(&app, "alpha").await;
+    let (beta, beta_claude, _) = session_in(&app, "beta").await;
+    for (id, token) in [(&alpha, &alpha_claude), (&beta, &beta_claude)] {
+        let (status, answer) = send(&app, token, "done for today").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, answer) = app
+            .post_as(
+                token,
+                &format!("/mcp/session/{id}/status"),
+                &json!({"action": "complete"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let db = app.stop().await;
+    let url = db.url.clone();
+    // Another hub holds alpha; a hub compacting every completed session every second starts.
+    diesel::sql_query(
+        "UPDATE owners SET holder = 'another hub', url = 'http://127.0.0.1:9', life = NULL,
+                generation = generation + 1, expires_at = now() + interval '1 hour'
+          WHERE kind = 'project' AND key = 'alpha'",
+    )
+    .execute(&mut PgConnection::establish(&url).unwrap())
+    .unwrap();
+    let alpha_events = events_of(&url, &alpha);
+    assert!(alpha_events > 0 && events_of(&url, &beta) > 0);
+    let mut settings = without_send_limit();
+    settings.lease_secs = 3;
+    settings.retention_max_bytes = 1;
+    settings.retention_interval_secs = 1;
+    let app = start_on(db, settings).await;
+    let compacted = |session: &str| events_of(&url, session) == 0;
+    let start = Instant::now();
+    while !compacted(&beta) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "beta not compacted"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Three more sweeps: alpha's rows stay as they were while another hub holds alpha.
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        events_of(&url, &alpha),
+        alpha_events,
+        "a project held elsewhere was compacted"
+    );
+    // Its lease runs out: a sweep takes alpha and compacts it.
+    run(
+        &app,
+        "UPDATE owners SET expires_at = now() - interval '1 second'
+          WHERE kind = 'project' AND key = 'alpha'",
+    );
+    let start = Instant::now();
+    while !compacted(&alpha) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "alpha not compacted once free"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        project_row(&app, "alpha").map(|row| row.url),
+        Some(app.address.clone()),
+        "alpha compacted without its lease"
+    );
+    app.stop().await;
+}
