@@ -196,25 +196,39 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
     let mut result = match outcome {
         Ok(out) => {
             let text = out.value.to_string();
-            if let Some((credential, binding)) = out.bind {
-                // Answered once the binding is stored: after a restart the session still
-                // speaks for this participant.
-                let bound = registry
+            // Answered once the binding is stored: after a restart the session still speaks
+            // for this participant. One that could not be stored is said, not answered "ok":
+            // the next call would find this MCP session acting as nobody.
+            let unbound = match out.bind {
+                Some((credential, binding)) => registry
                     .send(Bind {
                         id: mcp_id,
                         credential,
                         binding,
                     })
-                    .await;
-                match bound {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => log::warn!("cannot save an MCP session's binding: {e}"),
-                    Err(e) => log::warn!("cannot save an MCP session's binding: {e}"),
+                    .await
+                    .map_err(HubError::from)
+                    .and_then(|bound| bound)
+                    .err(),
+                None => None,
+            };
+            match unbound {
+                Some(e) => {
+                    log::warn!("cannot save an MCP session's binding: {e}");
+                    tool_error(&HubError::Conflict {
+                        code: "identity_not_kept",
+                        message: format!(
+                            "{} was applied ({text}), but this MCP session could not take that identity: {e}",
+                            p.name
+                        ),
+                    })
+                }
+                None => {
+                    let mut r = CallToolResult::success(vec![Content::text(text)]);
+                    r.structured_content = Some(out.value);
+                    r
                 }
             }
-            let mut r = CallToolResult::success(vec![Content::text(text)]);
-            r.structured_content = Some(out.value);
-            r
         }
         Err(e) => tool_error(&e),
     };

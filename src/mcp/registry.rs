@@ -11,20 +11,24 @@
 //!
 //! The row is the truth and memory a copy of it (docs/multi-hub.md, "MCP sessions are rows"):
 //! - A copy not bound to a participant is checked against its row at every request (one
-//!   primary-key read; such requests are few: `initialize`'s followers up to the join). Another
-//!   hub may have run its `session_join`: a copy older than the row is dropped and read again,
-//!   and a row that is gone (ended on another hub) ends it here.
-//! - A bound copy is served from memory. A bound MCP session's requests need its collab
-//!   session, which is served only where its project is held; when this hub lets a project go,
-//!   the copies bound to its sessions are dropped with their streams (`EndStreams`), so a copy
-//!   held here was read while this hub held the project, and nobody else served it since.
-//!   Reading the row at every request was measured: it cost PostgreSQL two thirds or more of
-//!   the MCP request throughput (BENCHMARKS.md, "an MCP session's row").
-//! - Whatever slips past both, a write catches: each names its writer (this registry) and the
-//!   revision it read, and is applied only over that revision or over its own
-//!   (`mcp_sessions::save`). A stale copy never overwrites another hub's change; it is dropped,
-//!   its stream ended, and the client is told to send its change again (`mcp_session_changed`),
-//!   which is then served from the row.
+//!   primary-key read; such requests are few: those of `initialize` up to the join). Another
+//!   hub may have run its `session_join`: a copy older than the row is read again, and a row
+//!   that is gone (ended on another hub) ends it here.
+//! - A bound copy is served from memory: a bound MCP session's requests need its collab
+//!   session, which only the hub holding its project serves. Where another hub may have served
+//!   it since, the copy is marked and checked like an unbound one at its next request: when
+//!   this hub lets its project go (`EndStreams`, also when an idle project is handed back), and
+//!   when its stream cannot be attached (`AttachFailed`). What is left to the switch: a request
+//!   for a bound session reaching a hub that does not hold its project loads a copy that stays
+//!   unmarked; the edge is to forward such requests before they are looked up. Reading the row
+//!   at every request was measured: it cost PostgreSQL two thirds or more of the MCP request
+//!   throughput (BENCHMARKS.md, "an MCP session's row, read per request or not").
+//! - Whatever slips past, a write catches: each names its writer (the copy: its registry's
+//!   name and a number) and the revision it read, and is applied only over that revision or
+//!   over its own (`mcp_sessions::save`). A stale copy never overwrites another hub's change,
+//!   nor does a write still on its way from a copy read again since; the copy is marked, its
+//!   stream ended, and the client told to send its change again (`mcp_session_changed`), which
+//!   is then served from the row.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -172,6 +176,13 @@ struct Entry {
     /// The revision of the row as this copy was read (0: made here): another writer's revision
     /// above it means this copy is stale.
     base: i64,
+    /// This copy's name on the rows it writes: its registry's and a number of its own, so that
+    /// a write still on its way from a copy dropped and read again is another writer's.
+    writer: String,
+    /// To be checked against its row at its next request before it is served from memory: its
+    /// project was let go here, its stream could not be attached, or a write of it met a row
+    /// changed elsewhere.
+    check: bool,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -200,6 +211,8 @@ impl Entry {
             session,
             rev: 0,
             base: 0,
+            writer: String::new(),
+            check: false,
             subscriptions: watch::channel(Subscriptions::default()).0,
             log_level: watch::channel(level).0,
             last_seen: Instant::now(),
@@ -221,8 +234,9 @@ impl Entry {
 pub struct McpRegistry {
     hub: Addr<Hub>,
     store: Store,
-    /// This registry's name on the rows it writes (one per process life).
-    writer: String,
+    /// This registry's name (one per process life), and how many copies it has named after it.
+    name: String,
+    copies: u64,
     sessions: HashMap<String, Entry>,
     /// Sessions ended here whose rows are still being deleted: not to be loaded back meanwhile.
     ending: std::collections::HashSet<String>,
@@ -235,7 +249,8 @@ impl McpRegistry {
         McpRegistry {
             hub,
             store,
-            writer: Uuid::new_v4().to_string(),
+            name: Uuid::new_v4().to_string(),
+            copies: 0,
             sessions: HashMap::new(),
             ending: Default::default(),
             closing: tokio::sync::watch::channel(false).0,
@@ -276,16 +291,20 @@ impl McpRegistry {
                 serde_json::to_string(&Persisted::of(entry)).unwrap_or_default(),
                 entry.rev,
                 entry.base,
+                entry.writer.clone(),
             )
         });
-        let (store, key, writer) = (self.store.clone(), id.to_owned(), self.writer.clone());
+        let (store, key) = (self.store.clone(), id.to_owned());
         let id = id.to_owned();
         async move {
             match state {
-                Some((state, rev, base)) => store
-                    .write(move |c| mcp_sessions::save(c, &key, &state, rev, &writer, base))
-                    .await
-                    .map(|saved| Some((saved, base))),
+                Some((state, rev, base, writer)) => {
+                    let copy = writer.clone();
+                    store
+                        .write(move |c| mcp_sessions::save(c, &key, &state, rev, &writer, base))
+                        .await
+                        .map(|saved| Some((saved, copy)))
+                }
                 None => Ok(None),
             }
         }
@@ -294,15 +313,20 @@ impl McpRegistry {
             // Dropped meanwhile (a bind that found its copy gone must not answer "bound").
             None => Err(ended()),
             Some((Saved::Written | Saved::Superseded, _)) => Ok(()),
-            Some((refused, base)) => {
-                // Only the copy that wrote: one read again since is current.
-                if act.sessions.get(&id).is_some_and(|e| e.base == base) {
-                    act.sessions.remove(&id);
+            Some((Saved::Gone, _)) => {
+                act.sessions.remove(&id);
+                Err(ended())
+            }
+            Some((_moved, copy)) => {
+                // Only the copy that wrote: one read again since is another copy. It is checked
+                // at its next request (read again from the row then) and its stream ends,
+                // which may carry the identity the row no longer holds.
+                if let Some(entry) = act.sessions.get_mut(&id).filter(|e| e.writer == copy) {
+                    entry.check = true;
+                    entry.control = None;
+                    entry.events = None;
                 }
-                Err(match refused {
-                    Saved::Gone => ended(),
-                    _ => changed_elsewhere(),
-                })
+                Err(changed_elsewhere())
             }
         })
     }
@@ -528,10 +552,12 @@ impl Handler<Open> for McpRegistry {
         let id = Uuid::new_v4().to_string();
         let mut entry = Entry::new(msg.0);
         entry.rev = 1;
+        entry.writer = self.next_writer();
+        let writer = entry.writer.clone();
         let state = serde_json::to_string(&Persisted::of(&entry)).unwrap_or_default();
         self.sessions.insert(id.clone(), entry);
         // The id is handed out only once its row is committed: a restart cannot forget it.
-        let (store, key, writer) = (self.store.clone(), id.clone(), self.writer.clone());
+        let (store, key) = (self.store.clone(), id.clone());
         let write = async move {
             store
                 .write(move |c| mcp_sessions::create(c, &key, &state, &writer))
@@ -594,12 +620,12 @@ impl Handler<Lookup> for McpRegistry {
         if self
             .sessions
             .get(&msg.id)
-            .is_some_and(|e| e.session.binding.is_some())
+            .is_some_and(|e| e.session.binding.is_some() && !e.check)
         {
             return Box::pin(fut::ready(Ok(self.found(&msg.id, msg.track))));
         }
-        // An unbound copy is checked against the row: a request of one held here is registered
-        // for cancellation at once, as before the row is read, so that a
+        // An unbound copy, or one marked, is checked against the row: a request of one held here
+        // is registered for cancellation at once, as before the row is read, so that a
         // `notifications/cancelled` sent right after it finds it.
         let early = self
             .sessions
@@ -623,7 +649,12 @@ impl Handler<Lookup> for McpRegistry {
             }
             // Requests in progress keep their cancellation across a copy read again.
             let mut calls = HashMap::new();
-            if let Some(stale) = act.sessions.get(&msg.id).filter(|e| !act.current(e, &row)) {
+            if let Some(copy) = act.sessions.get_mut(&msg.id)
+                && current(copy, &row)
+            {
+                copy.check = false;
+            }
+            if let Some(stale) = act.sessions.get(&msg.id).filter(|e| !current(e, &row)) {
                 if stale.binding_pending {
                     // Bound elsewhere while a join runs here: that join's write is refused.
                     return Err(changed_elsewhere());
@@ -647,6 +678,7 @@ impl Handler<Lookup> for McpRegistry {
                     return Ok(None);
                 };
                 entry.calls = calls;
+                entry.writer = act.next_writer();
                 act.make_room(&entry.session.owner(), ctx)?;
                 act.sessions.insert(msg.id.clone(), entry);
                 log::debug!("MCP session {} loaded from the database", msg.id);
@@ -659,12 +691,18 @@ impl Handler<Lookup> for McpRegistry {
 }
 
 impl McpRegistry {
-    /// Whether a copy held here still stands for `row`: the row was last written by this
-    /// registry (its own writes may still be on their way), or holds the revision the copy was
-    /// read at or an older one (a read that started before the copy was read again).
-    fn current(&self, entry: &Entry, row: &Stored) -> bool {
-        row.writer == self.writer || row.rev <= entry.base
+    /// A name for a new copy's writes.
+    fn next_writer(&mut self) -> String {
+        self.copies += 1;
+        format!("{}/{}", self.name, self.copies)
     }
+}
+
+/// Whether a copy still stands for `row`: the row was last written by this copy (its own writes
+/// may still be on their way), or holds the revision the copy was read at or an older one (a
+/// read that started before the copy was read again).
+fn current(entry: &Entry, row: &Stored) -> bool {
+    row.writer == entry.writer || row.rev <= entry.base
 }
 
 /// Binds the MCP session to a participant (after `session_join`/`session_create`); answers
@@ -929,8 +967,8 @@ impl Handler<CloseStreams> for McpRegistry {
 }
 
 /// Ends the open streams of MCP sessions bound to these collab sessions (all: None), whose
-/// actors stopped with a project this hub let go. Nothing is lost: a client opens its stream
-/// again with its last event id.
+/// actors stopped with a project this hub let go, and marks their copies to be checked against
+/// their rows. Nothing is lost: a client opens its stream again with its last event id.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct EndStreams(Option<Vec<Uuid>>);
@@ -944,19 +982,18 @@ impl Handler<EndStreams> for McpRegistry {
             (Some(sessions), Some(binding)) => sessions.contains(&binding.session_id),
             (Some(_), None) => false,
         };
-        // The copies go with their streams: another hub may serve their sessions from now on,
-        // and a copy is served from memory only while nobody else can change its row. One
-        // with a join in flight stays: the join's write checks the row.
-        self.sessions.retain(|_, e| !ended(e) || e.binding_pending);
+        // Another hub may serve their sessions from now on, and change their rows: each copy
+        // is checked against its row at its next request.
         for entry in self.sessions.values_mut().filter(|e| ended(e)) {
             entry.control = None;
             entry.events = None;
+            entry.check = true;
         }
     }
 }
 
-/// The stream of MCP session `id` could not be attached: ended, with the copy, if it is still
-/// the one that failed (a stream opened since keeps going).
+/// The stream of MCP session `id` could not be attached: ended, and the copy marked to be
+/// checked, if it is still the one that failed (a stream opened since keeps going).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct AttachFailed {
@@ -968,17 +1005,17 @@ impl Handler<AttachFailed> for McpRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: AttachFailed, _: &mut Self::Context) {
-        // The copy goes with its stream: its session is not served here (held by another hub,
-        // or being taken), so another hub may change its row meanwhile (module doc). Ending
-        // the stream is dropping the copy's senders.
-        let failed = self.sessions.get(&msg.id).is_some_and(|entry| {
-            entry
+        // Its session may not be served here (held by another hub, or being taken), and
+        // another hub may change its row meanwhile: the copy is checked at its next request.
+        if let Some(entry) = self.sessions.get_mut(&msg.id)
+            && entry
                 .events
                 .as_ref()
                 .is_some_and(|open| open.same_channel(&msg.sink))
-        });
-        if failed {
-            self.sessions.remove(&msg.id);
+        {
+            entry.control = None;
+            entry.events = None;
+            entry.check = true;
         }
     }
 }

@@ -1,7 +1,8 @@
 //! MCP sessions as rows (`mcp_sessions`), so that an `Mcp-Session-Id` outlives the process that
 //! handed it out: after a restart the registry finds the row and serves the request as if
 //! nothing happened. What a row holds is the registry's business (`mcp::registry::Persisted`);
-//! here it is an opaque JSON text with a revision.
+//! here it is an opaque JSON text with a revision and the name of its last writer (a copy held
+//! by one hub's registry).
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -101,21 +102,6 @@ pub fn load(conn: &mut DbConn, id: &str, fresh: NaiveDateTime) -> Result<Option<
         .find(id)
         .filter(mcp_sessions::last_seen_at.ge(fresh))
         .select((mcp_sessions::state, mcp_sessions::rev, mcp_sessions::writer))
-        .first(conn)
-        .optional()?)
-}
-
-/// The revision and last writer of MCP session `id`, if it exists and was seen since `fresh`:
-/// what a hub holding it in memory checks before serving a request from that memory.
-pub fn revision(
-    conn: &mut DbConn,
-    id: &str,
-    fresh: NaiveDateTime,
-) -> Result<Option<(i64, String)>, HubError> {
-    Ok(mcp_sessions::table
-        .find(id)
-        .filter(mcp_sessions::last_seen_at.ge(fresh))
-        .select((mcp_sessions::rev, mcp_sessions::writer))
         .first(conn)
         .optional()?)
 }

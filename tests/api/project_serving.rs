@@ -360,3 +360,59 @@ async fn retention_leaves_a_project_held_elsewhere_for_later() {
     );
     app.stop().await;
 }
+
+/// A project handed back while idle may be served next by another hub, which may change the
+/// MCP sessions bound to its sessions: their copies here are read again at their next request.
+/// (An MCP client that only posts keeps no stream to end; its copy is marked all the same.)
+#[actix_web::test]
+async fn an_mcp_session_of_a_project_handed_back_is_read_again() {
+    let Some(db) = TestDb::fresh(Backend::Postgres) else {
+        return;
+    };
+    let mut settings = without_send_limit();
+    settings.idle_secs = 2;
+    let app = start_on(db, settings).await;
+    let (_, _, gemini) = session_in(&app, "alpha").await;
+    let mut agent = crate::mcp_protocol::Mcp::new(&app);
+    agent.token = Some(gemini);
+    agent.initialize("2025-11-25").await;
+    let (failed, me) = agent.tool("whoami", json!({})).await;
+    assert!(!failed && me["aiId"] == "gemini", "{me}");
+    #[derive(QueryableByName)]
+    struct Expired {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        expired: bool,
+    }
+    let handed_back = || {
+        diesel::sql_query(
+            "SELECT expires_at <= now() AS expired FROM owners WHERE kind = 'project' AND key = 'alpha'",
+        )
+        .get_result::<Expired>(&mut PgConnection::establish(&app.db.url).unwrap())
+        .expect("alpha's row")
+        .expired
+    };
+    let start = Instant::now();
+    while !handed_back() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "alpha not handed back"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another hub serves alpha meanwhile, and gemini leaves its MCP session there.
+    run(
+        &app,
+        &format!(
+            "UPDATE mcp_sessions SET state = (state::jsonb || '{{\"binding\": null}}')::text,
+                    rev = rev + 1, writer = 'another hub'
+              WHERE id = '{}'",
+            agent.session.clone().unwrap()
+        ),
+    );
+    let (failed, answer) = agent.tool("whoami", json!({})).await;
+    assert!(
+        failed && answer.to_string().contains("acts as nobody"),
+        "served from a copy older than its row: {answer}"
+    );
+    app.stop().await;
+}
