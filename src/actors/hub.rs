@@ -408,12 +408,25 @@ impl Hub {
     }
 
     /// Stops a served project's session actors, their agents and its lock table, and forgets
-    /// it; `announce`: the MCP streams bound to its sessions are ended (`retired`).
+    /// it; `announce`: the MCP streams bound to its sessions are ended (`retired`). With leases
+    /// they always are (an idle project has none), so that their copies are checked.
     fn stop_serving(&mut self, project: &str, announce: bool) {
         let Some(served) = self.projects.remove(project) else {
             return;
         };
-        let retired: Vec<Uuid> = served.sessions.keys().copied().collect();
+        let mut retired: Vec<Uuid> = served.sessions.keys().copied().collect();
+        // With leases another hub may serve the project next, and change the MCP sessions
+        // bound to any of its sessions, also those whose actors stopped while idle: the MCP
+        // registry checks their copies against their rows (`mcp::registry`).
+        if self.leases.is_some() {
+            let loaded: std::collections::HashSet<Uuid> = retired.iter().copied().collect();
+            retired.extend(
+                self.known
+                    .iter()
+                    .filter(|(id, of)| of.as_str() == project && !loaded.contains(id))
+                    .map(|(id, _)| *id),
+            );
+        }
         for (id, addr) in served.sessions {
             // The map may already name a newer actor of the session (one that replaced a
             // stopped one): that one is not this project's to stop.
@@ -425,7 +438,7 @@ impl Hub {
             }
             addr.do_send(Retire);
         }
-        if announce {
+        if (announce || self.leases.is_some()) && !retired.is_empty() {
             let _ = self.retired.send(retired);
         }
         served.table.do_send(Retire);

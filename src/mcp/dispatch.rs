@@ -200,26 +200,29 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
             // for this participant. One that could not be stored is said, not answered "ok":
             // the next call would find this MCP session acting as nobody.
             let unbound = match out.bind {
-                Some((credential, binding)) => registry
-                    .send(Bind {
-                        id: mcp_id,
-                        credential,
-                        binding,
-                    })
-                    .await
-                    .map_err(HubError::from)
-                    .and_then(|bound| bound)
-                    .err(),
+                Some((credential, binding)) => {
+                    let who = binding.clone();
+                    let bound = registry
+                        .send(Bind {
+                            id: mcp_id,
+                            credential,
+                            binding,
+                        })
+                        .await
+                        .map_err(HubError::from)
+                        .and_then(|bound| bound);
+                    bound.err().map(|e| (who, e))
+                }
                 None => None,
             };
             match unbound {
-                Some(e) => {
+                Some((who, e)) => {
                     log::warn!("cannot save an MCP session's binding: {e}");
                     tool_error(&HubError::Conflict {
                         code: "identity_not_kept",
                         message: format!(
-                            "{} was applied ({text}), but this MCP session could not take that identity: {e}",
-                            p.name
+                            "{} was applied: {:?} is in session {}, but this MCP session could not keep that identity ({e}). Do not send it again: connect a new MCP session with {:?}'s token (POST /mcp/session/{}/token issues one)",
+                            p.name, who.ai_id, who.session_id, who.ai_id, who.session_id
                         ),
                     })
                 }

@@ -183,6 +183,9 @@ struct Entry {
     /// project was let go here, its stream could not be attached, or a write of it met a row
     /// changed elsewhere.
     check: bool,
+    /// How many times it was marked: a check whose read started before the last mark does
+    /// not clear it.
+    marks: u64,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -213,6 +216,7 @@ impl Entry {
             base: 0,
             writer: String::new(),
             check: false,
+            marks: 0,
             subscriptions: watch::channel(Subscriptions::default()).0,
             log_level: watch::channel(level).0,
             last_seen: Instant::now(),
@@ -279,8 +283,8 @@ impl McpRegistry {
     /// Writes the session's current state as its next revision; resolves after the commit.
     /// Revisions let this registry's updates reach the writer in any order: the row keeps the
     /// newest. A copy found stale by the write (another hub changed the row since it was read)
-    /// or whose row is gone is dropped, and the change refused: the client sends it again, and
-    /// that is served from the row.
+    /// is marked, one whose row is gone dropped, and the change refused: the client sends it
+    /// again, and that is served from the row.
     fn persist(
         &mut self,
         id: &str,
@@ -322,9 +326,7 @@ impl McpRegistry {
                 // at its next request (read again from the row then) and its stream ends,
                 // which may carry the identity the row no longer holds.
                 if let Some(entry) = act.sessions.get_mut(&id).filter(|e| e.writer == copy) {
-                    entry.check = true;
-                    entry.control = None;
-                    entry.events = None;
+                    entry.mark();
                 }
                 Err(changed_elsewhere())
             }
@@ -633,10 +635,16 @@ impl Handler<Lookup> for McpRegistry {
             .then(|| self.found(&msg.id, msg.track.take()))
             .flatten()
             .and_then(|(_, cancel)| cancel);
+        let marks = self.sessions.get(&msg.id).map(|e| e.marks);
         // The row: handed out before a restart or by another hub, or bound by another hub since
         // it was read here.
         let (store, id) = (self.store.clone(), msg.id.clone());
-        let fresh = idle_since();
+        // A copy held here was used since its row was last marked seen, which may be a sweep
+        // away: any row of it counts (the sweep deletes the abandoned ones).
+        let fresh = match marks {
+            Some(_) => chrono::DateTime::UNIX_EPOCH.naive_utc(),
+            None => idle_since(),
+        };
         let load = async move { store.read(move |c| mcp_sessions::load(c, &id, fresh)).await };
         Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
             let Some(row) = loaded? else {
@@ -651,6 +659,7 @@ impl Handler<Lookup> for McpRegistry {
             let mut calls = HashMap::new();
             if let Some(copy) = act.sessions.get_mut(&msg.id)
                 && current(copy, &row)
+                && Some(copy.marks) == marks
             {
                 copy.check = false;
             }
@@ -690,6 +699,17 @@ impl Handler<Lookup> for McpRegistry {
     }
 }
 
+impl Entry {
+    /// To be checked against its row at its next request; its streams end (they may carry an
+    /// identity the row no longer holds; the client opens them again with its last event id).
+    fn mark(&mut self) {
+        self.check = true;
+        self.marks += 1;
+        self.control = None;
+        self.events = None;
+    }
+}
+
 impl McpRegistry {
     /// A name for a new copy's writes.
     fn next_writer(&mut self) -> String {
@@ -719,7 +739,9 @@ impl Handler<Bind> for McpRegistry {
     type Result = ResponseActFuture<Self, Result<(), HubError>>;
 
     fn handle(&mut self, msg: Bind, ctx: &mut Self::Context) -> Self::Result {
+        let mut copy = None;
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            copy = Some(entry.writer.clone());
             entry.binding_pending = false;
             entry.session.credential = msg.credential;
             entry.session.binding = Some(msg.binding);
@@ -732,7 +754,22 @@ impl Handler<Bind> for McpRegistry {
             }
             self.attach(&msg.id, ctx);
         }
-        Box::pin(self.persist(&msg.id))
+        let id = msg.id;
+        Box::pin(self.persist(&id).map(move |saved, act, _| {
+            // Not stored: the copy takes back the identity it started with (that copy only),
+            // so that no later request acts as a participant its row does not name.
+            if saved.is_err()
+                && let Some(entry) = act
+                    .sessions
+                    .get_mut(&id)
+                    .filter(|e| Some(&e.writer) == copy.as_ref())
+            {
+                entry.session.binding = None;
+                entry.session.credential = entry.session.credential_at_start.clone();
+                entry.mark();
+            }
+            saved
+        }))
     }
 }
 
@@ -977,7 +1014,9 @@ impl Handler<EndStreams> for McpRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: EndStreams, _: &mut Self::Context) {
-        let ended = |entry: &Entry| match (&msg.0, &entry.session.binding) {
+        let sessions: Option<std::collections::HashSet<Uuid>> =
+            msg.0.map(|s| s.into_iter().collect());
+        let ended = |entry: &Entry| match (&sessions, &entry.session.binding) {
             (None, _) => true,
             (Some(sessions), Some(binding)) => sessions.contains(&binding.session_id),
             (Some(_), None) => false,
@@ -985,9 +1024,7 @@ impl Handler<EndStreams> for McpRegistry {
         // Another hub may serve their sessions from now on, and change their rows: each copy
         // is checked against its row at its next request.
         for entry in self.sessions.values_mut().filter(|e| ended(e)) {
-            entry.control = None;
-            entry.events = None;
-            entry.check = true;
+            entry.mark();
         }
     }
 }
@@ -1013,9 +1050,7 @@ impl Handler<AttachFailed> for McpRegistry {
                 .as_ref()
                 .is_some_and(|open| open.same_channel(&msg.sink))
         {
-            entry.control = None;
-            entry.events = None;
-            entry.check = true;
+            entry.mark();
         }
     }
 }

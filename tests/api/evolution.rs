@@ -399,24 +399,7 @@ fn sql_state(backend: Backend, db: &TestDb, task_type: &str) -> String {
 
 /// Runs `sql` on the stopped hub's database.
 fn sql_exec(backend: Backend, db: &TestDb, sql: &str) {
-    use diesel::{Connection, RunQueryDsl};
-    let q = diesel::sql_query(sql);
-    let n = match backend {
-        Backend::Postgres => q
-            .execute(&mut diesel::PgConnection::establish(&db.url).unwrap())
-            .unwrap(),
-        Backend::Sqlite => {
-            let mut c = diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
-                .unwrap();
-            // The stopped hub's last connections may still be closing (a checkpoint): wait
-            // for them rather than fail with "database is locked" (seen once in CI).
-            diesel::sql_query("PRAGMA busy_timeout = 5000")
-                .execute(&mut c)
-                .unwrap();
-            q.execute(&mut c).unwrap()
-        }
-    };
-    assert_eq!(n, 1, "{sql}");
+    assert_eq!(crate::helpers::execute_beside(backend, db, sql), 1, "{sql}");
 }
 
 /// Runs `sessions` sessions of `task_type` in which `tasks_for(genome, i)` tasks get done.

@@ -153,6 +153,27 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Runs `sql` on a test hub's database from outside the hub (running or stopped), as another
+/// process would; the number of rows it changed.
+pub fn execute_beside(backend: Backend, db: &TestDb, sql: &str) -> usize {
+    let q = diesel::sql_query(sql);
+    match backend {
+        Backend::Postgres => q
+            .execute(&mut PgConnection::establish(&db.url).unwrap())
+            .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        Backend::Sqlite => {
+            let mut c = diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
+                .unwrap();
+            // The hub writes beside it, or its last connections may still be closing (a
+            // checkpoint): wait for them rather than fail with "database is locked".
+            diesel::sql_query("PRAGMA busy_timeout = 5000")
+                .execute(&mut c)
+                .unwrap();
+            q.execute(&mut c).unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    }
+}
+
 /// The running hub of one test.
 pub struct TestApp {
     pub address: String,

@@ -1,8 +1,9 @@
 //! An MCP session's row is the truth, and a hub's memory a copy of it (`mcp::registry`): once
 //! several hubs serve MCP sessions, a client may `initialize` on one and `session_join` on
 //! another, and the first must then serve it as the row says, not from what it remembers.
-//! A bound copy is served from memory (its project is served only here, so nobody else changes
-//! it), but its writes check the row.
+//! An unbound copy is checked against its row at every request; a bound one is served from
+//! memory (only the hub holding its project serves it) until something marks it, but its writes
+//! check the row.
 //! Another hub is not running here yet (requests are not routed by project: docs/multi-hub.md),
 //! so what it would write is written beside the running hub: the row of a second MCP session
 //! that this hub bound itself (the same `Persisted` shape, made by the same code), under another
@@ -14,7 +15,7 @@ use collab_hub::store::{DbTarget, Store};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, TestDb, both_backends, client, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDb, both_backends, client, execute_beside, spawn_app};
 use crate::mcp_protocol::Mcp;
 
 both_backends!(
@@ -22,30 +23,10 @@ both_backends!(
     a_stale_copy_never_overwrites_another_hubs_revision,
 );
 
-/// Runs `sql` on the running hub's database; the number of rows it changed.
-fn exec(backend: Backend, db: &TestDb, sql: &str) -> usize {
-    use diesel::{Connection, RunQueryDsl};
-    let q = diesel::sql_query(sql);
-    match backend {
-        Backend::Postgres => q
-            .execute(&mut diesel::PgConnection::establish(&db.url).unwrap())
-            .unwrap_or_else(|e| panic!("{sql}: {e}")),
-        Backend::Sqlite => {
-            let mut c = diesel::SqliteConnection::establish(db.url.trim_start_matches("sqlite://"))
-                .unwrap();
-            // The hub writes beside us.
-            diesel::sql_query("PRAGMA busy_timeout = 5000")
-                .execute(&mut c)
-                .unwrap();
-            q.execute(&mut c).unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    }
-}
-
 /// What "another hub" writes: MCP session `to`'s row takes `from`'s state, as the next
 /// revision, under another writer's name.
 fn written_elsewhere(app: &TestApp, backend: Backend, from: &str, to: &str) {
-    let n = exec(
+    let n = execute_beside(
         backend,
         &app.db,
         &format!(
@@ -93,7 +74,7 @@ async fn a_session_changed_on_another_hub_is_served_as_its_row_says(backend: Bac
     let mut c = Mcp::new(&app);
     c.initialize("2025-11-25").await;
     let c_id = c.session.clone().unwrap();
-    let gone = exec(
+    let gone = execute_beside(
         backend,
         &app.db,
         &format!("DELETE FROM mcp_sessions WHERE id = '{c_id}'"),
@@ -133,7 +114,7 @@ async fn a_session_changed_on_another_hub_is_served_as_its_row_says(backend: Bac
     let (s, body) = b.call(8, "resources/subscribe", subscribe).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.get("error").is_none(), "{body}");
-    let mine = exec(
+    let mine = execute_beside(
         backend,
         &app.db,
         &format!(

@@ -60,6 +60,29 @@ fn run(app: &TestApp, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// What another hub serving the project writes when `mcp`'s participant leaves its MCP session
+/// there: the row unbound, as its next revision, under that hub's name.
+fn left_elsewhere(app: &TestApp, mcp: &crate::mcp_protocol::Mcp) {
+    run(
+        app,
+        &format!(
+            "UPDATE mcp_sessions SET state = (state::jsonb || '{{\"binding\": null}}')::text,
+                    rev = rev + 1, writer = 'another hub'
+              WHERE id = '{}'",
+            mcp.session.clone().unwrap()
+        ),
+    );
+}
+
+/// `mcp`'s next call is served as its row says (`left_elsewhere`): as nobody.
+async fn acts_as_nobody(mcp: &crate::mcp_protocol::Mcp) {
+    let (failed, answer) = mcp.tool("whoami", json!({})).await;
+    assert!(
+        failed && answer.to_string().contains("acts as nobody"),
+        "served from a copy older than its row: {answer}"
+    );
+}
+
 /// `token`'s participant sends gemini `body`.
 pub(crate) async fn send(app: &TestApp, token: &str, body: &str) -> (StatusCode, Value) {
     let message = json!({"to": "gemini", "body": body});
@@ -209,15 +232,7 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
     // The hub holding alpha now changes the watcher's MCP session (gemini left it there): the
     // copy here went with alpha, and again with the stream that could not be attached, so it
     // is served as its row says once alpha is back.
-    run(
-        &app,
-        &format!(
-            "UPDATE mcp_sessions SET state = (state::jsonb || '{{\"binding\": null}}')::text,
-                    rev = rev + 1, writer = 'another hub'
-              WHERE id = '{}'",
-            watcher.session.clone().unwrap()
-        ),
-    );
+    left_elsewhere(&app, &watcher);
 
     // The other hub's lease runs out: the next request takes alpha again and loads it.
     run(
@@ -238,11 +253,7 @@ async fn a_project_whose_lease_moved_is_let_go_and_loaded_again() {
     let (status, body) = app.post_as(&gemini, "/mcp/collaborate/lock", &inside).await;
     assert_error(status, &body, StatusCode::CONFLICT, "resource_locked");
     assert_eq!(received(&app, &gemini).await, ["before", "after"]);
-    let (failed, answer) = watcher.tool("whoami", json!({})).await;
-    assert!(
-        failed && answer.to_string().contains("acts as nobody"),
-        "served from a copy older than its row: {answer}"
-    );
+    acts_as_nobody(&watcher).await;
     app.stop().await;
 }
 
@@ -400,19 +411,7 @@ async fn an_mcp_session_of_a_project_handed_back_is_read_again() {
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     // Another hub serves alpha meanwhile, and gemini leaves its MCP session there.
-    run(
-        &app,
-        &format!(
-            "UPDATE mcp_sessions SET state = (state::jsonb || '{{\"binding\": null}}')::text,
-                    rev = rev + 1, writer = 'another hub'
-              WHERE id = '{}'",
-            agent.session.clone().unwrap()
-        ),
-    );
-    let (failed, answer) = agent.tool("whoami", json!({})).await;
-    assert!(
-        failed && answer.to_string().contains("acts as nobody"),
-        "served from a copy older than its row: {answer}"
-    );
+    left_elsewhere(&app, &agent);
+    acts_as_nobody(&agent).await;
     app.stop().await;
 }

@@ -248,22 +248,8 @@ impl Hub {
             idle.as_secs()
         );
         let generation = served.generation;
-        // Its sessions stopped themselves and had no stream: none to end. Once it is handed
-        // back another hub may serve them and change their MCP sessions' rows: the copies
-        // bound to them are checked against their rows from now on.
-        let retired: Vec<uuid::Uuid> = match &self.leases {
-            Some(_) => self
-                .known
-                .iter()
-                .filter(|(_, of)| of.as_str() == project)
-                .map(|(id, _)| *id)
-                .collect(),
-            None => Vec::new(),
-        };
+        // Its sessions stopped themselves and had no stream: none to end.
         self.stop_serving(project, false);
-        if !retired.is_empty() {
-            let _ = self.retired.send(retired);
-        }
         if let (Some(leases), Some(generation)) = (&self.leases, generation) {
             leases.hand_back(project, generation);
             self.handing_back.insert(project.to_owned(), generation);
