@@ -105,13 +105,13 @@ pub struct JoinProject {
     pub actor: Addr<SessionActor>,
 }
 
-/// The store to write a session's rows through outside its actor (the retention sweep's
-/// compaction): its project's, fenced with the lease this hub holds it under, the project
-/// taken if it is free. `None`: no such session; `Unavailable` at once while another hub holds
-/// the project (the sweep comes back to it).
+/// The store to write a project's sessions' rows through outside their actors (the retention
+/// sweep's compaction), fenced with the lease this hub holds the project under, the project
+/// taken if it is free; `Unavailable` at once while another hub holds it (the sweep comes
+/// back to it).
 #[derive(Message)]
-#[rtype(result = "Result<Option<Store>, HubError>")]
-pub struct ProjectStore(pub Uuid);
+#[rtype(result = "Result<Store, HubError>")]
+pub struct ProjectStore(pub String);
 
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
@@ -350,7 +350,8 @@ impl Hub {
                 };
                 // A project held elsewhere may be on its way here: a stepped-down owner hands
                 // its projects back a moment after it starts forwarding to this one.
-                for _ in 0..if patient { HANDED_OVER_TRIES } else { 0 } {
+                let tries = if patient { HANDED_OVER_TRIES } else { 0 };
+                for _ in 0..tries {
                     if !matches!(owner, Ok(ProjectOwner::Elsewhere { .. })) {
                         break;
                     }
@@ -417,13 +418,13 @@ impl Hub {
         let mut retired: Vec<Uuid> = served.sessions.keys().copied().collect();
         // With leases another hub may serve the project next, and change the MCP sessions
         // bound to any of its sessions, also those whose actors stopped while idle: the MCP
-        // registry checks their copies against their rows (`mcp::registry`).
+        // registry checks their copies against their rows (`mcp::registry`; it takes the
+        // sessions as a set, so one named twice costs nothing).
         if self.leases.is_some() {
-            let loaded: std::collections::HashSet<Uuid> = retired.iter().copied().collect();
             retired.extend(
                 self.known
                     .iter()
-                    .filter(|(id, of)| of.as_str() == project && !loaded.contains(id))
+                    .filter(|(_, of)| of.as_str() == project)
                     .map(|(id, _)| *id),
             );
         }
@@ -781,25 +782,13 @@ impl Handler<JoinProject> for Hub {
 }
 
 impl Handler<ProjectStore> for Hub {
-    type Result = ResponseActFuture<Self, Result<Option<Store>, HubError>>;
+    type Result = ResponseActFuture<Self, Result<Store, HubError>>;
 
     fn handle(&mut self, msg: ProjectStore, ctx: &mut Self::Context) -> Self::Result {
-        let project_of = <Self as Handler<ProjectOf>>::handle(self, ProjectOf(msg.0), ctx);
-        Box::pin(project_of.then(
-            |project,
-             act,
-             ctx|
-             -> fut::LocalBoxActorFuture<Self, Result<Option<Store>, HubError>> {
-                match project {
-                    Ok(Some(project)) => Box::pin(
-                        act.project_here(project, false, ctx)
-                            .map(|here, _, _| here.map(|here| Some(here.store))),
-                    ),
-                    Ok(None) => Box::pin(fut::ready(Ok(None))),
-                    Err(e) => Box::pin(fut::ready(Err(e))),
-                }
-            },
-        ))
+        Box::pin(
+            self.project_here(msg.0, false, ctx)
+                .map(|here, _, _| here.map(|here| here.store)),
+        )
     }
 }
 

@@ -79,10 +79,13 @@ async fn sweep(store: Store, hub: Addr<Hub>, policy: RetentionPolicy) {
             return;
         }
     };
-    for id in due {
-        let store = match hub.send(ProjectStore(id)).await.map_err(HubError::from) {
-            Ok(Ok(Some(store))) => store,
-            Ok(Ok(None)) => continue,
+    for (id, project) in due {
+        let store = match hub
+            .send(ProjectStore(project))
+            .await
+            .map_err(HubError::from)
+        {
+            Ok(Ok(store)) => store,
             Ok(Err(HubError::Unavailable(why))) => {
                 log::debug!("retention: session {id} left for a later sweep: {why}");
                 continue;

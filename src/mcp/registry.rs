@@ -784,13 +784,7 @@ impl Handler<ReserveBind> for McpRegistry {
     type Result = Result<(), HubError>;
 
     fn handle(&mut self, msg: ReserveBind, _: &mut Self::Context) -> Self::Result {
-        let entry = self
-            .sessions
-            .get_mut(&msg.0)
-            .ok_or_else(|| HubError::NotFound {
-                code: "mcp_session_not_found",
-                message: "MCP session not found".into(),
-            })?;
+        let entry = self.sessions.get_mut(&msg.0).ok_or_else(ended)?;
         if entry.binding_pending || entry.session.binding.is_some() {
             return Err(HubError::Conflict {
                 code: "already_bound",
@@ -888,13 +882,7 @@ impl Handler<OpenStream> for McpRegistry {
                 "this hub is stopping; open the stream again".into(),
             ));
         }
-        let entry = self
-            .sessions
-            .get_mut(&msg.id)
-            .ok_or_else(|| HubError::NotFound {
-                code: "mcp_session_not_found",
-                message: "MCP session not found or ended; initialize a new one".into(),
-            })?;
+        let entry = self.sessions.get_mut(&msg.id).ok_or_else(ended)?;
         let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         entry.control = Some(control_tx);
@@ -959,10 +947,7 @@ impl Handler<Subscribe> for McpRegistry {
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
-            return Box::pin(fut::ready(Err(HubError::NotFound {
-                code: "mcp_session_not_found",
-                message: "MCP session not found".into(),
-            })));
+            return Box::pin(fut::ready(Err(ended())));
         };
         let mut result = Ok(());
         let changed = entry.subscriptions.send_if_modified(|subs| {

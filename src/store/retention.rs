@@ -20,23 +20,24 @@ pub const CHUNK: i64 = 2_000;
 /// Sessions looked at per sweep.
 const SWEEP: i64 = 100;
 
-/// Completed sessions with events left that the policy says to compact.
+/// Completed sessions with events left that the policy says to compact, with their projects
+/// (each is compacted under its project's lease).
 pub fn candidates(
     conn: &mut DbConn,
     policy: &RetentionPolicy,
     now: NaiveDateTime,
-) -> Result<Vec<Uuid>, HubError> {
-    let completed: Vec<(String, NaiveDateTime)> = sessions::table
+) -> Result<Vec<(Uuid, String)>, HubError> {
+    let completed: Vec<(String, String, NaiveDateTime)> = sessions::table
         .filter(sessions::status.eq("completed"))
         .filter(diesel::dsl::exists(
             events::table.filter(events::session_id.eq(sessions::id)),
         ))
         .order(sessions::updated_at.asc())
         .limit(SWEEP)
-        .select((sessions::id, sessions::updated_at))
+        .select((sessions::id, sessions::project, sessions::updated_at))
         .load(conn)?;
     let mut due = Vec::new();
-    for (id, last_active) in completed {
+    for (id, project, last_active) in completed {
         let bytes: i64 = match policy.max_bytes {
             Some(_) => events::table
                 .filter(events::session_id.eq(&id))
@@ -47,7 +48,7 @@ pub fn candidates(
         if policy.due(now, last_active, bytes.max(0) as u64)
             && let Ok(id) = id.parse()
         {
-            due.push(id);
+            due.push((id, project));
         }
     }
     Ok(due)
