@@ -47,6 +47,16 @@ pub enum HubError {
     /// The hub cannot serve this now (store overloaded, database down, shutting down). Retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// The session's project is served by another live hub now, at `url` (answered like
+    /// `Unavailable`: retryable, the url is not shown). Where a request may go on elsewhere
+    /// (a viewer following the session through the event tail), it does.
+    #[error("project {project} is served by another hub right now; retry")]
+    Elsewhere { project: String, url: String },
+    /// What the hub serving the session answered a request passed on to it (a WebSocket
+    /// client's command on a session another hub serves): its status and its error object,
+    /// passed on as it said them.
+    #[error("{}", .error["message"].as_str().unwrap_or("refused by the hub serving the session"))]
+    Relayed { status: u16, error: Value },
     /// The request body did not arrive in time (a stalled or trickling client).
     #[error("{0}")]
     RequestTimeout(String),
@@ -120,7 +130,9 @@ impl HubError {
             HubError::UnsupportedMediaType(_) => "unsupported_media_type",
             HubError::MethodNotAllowed(_) => "method_not_allowed",
             HubError::NotAcceptable(_) => "not_acceptable",
-            HubError::Unavailable(_) => "unavailable",
+            HubError::Unavailable(_) | HubError::Elsewhere { .. } => "unavailable",
+            // The object itself is passed on (`body`).
+            HubError::Relayed { .. } => "relayed",
             HubError::RateLimited { .. } => "rate_limited",
             HubError::RequestTimeout(_) => "request_timeout",
             HubError::Internal(_) => "internal",
@@ -145,7 +157,12 @@ impl HubError {
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HubError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::Unavailable(_) | HubError::Elsewhere { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            HubError::Relayed { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             HubError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,6 +171,9 @@ impl HubError {
 
     /// `{"code", "message", "field"?}`: the inner object of every error answer.
     pub fn body(&self) -> Value {
+        if let HubError::Relayed { error, .. } = self {
+            return error.clone();
+        }
         let mut body = json!({ "code": self.code(), "message": self.to_string() });
         if let Some(field) = self.field() {
             body["field"] = json!(field);
@@ -193,6 +213,8 @@ impl HubError {
             HubError::MethodNotAllowed(_) => -32601,
             HubError::NotAcceptable(_) => -32600,
             HubError::Unavailable(_)
+            | HubError::Elsewhere { .. }
+            | HubError::Relayed { .. }
             | HubError::RateLimited { .. }
             | HubError::RequestTimeout(_) => -32000,
         };

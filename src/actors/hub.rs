@@ -67,9 +67,13 @@ pub struct Hub {
     asking: HashMap<Uuid, Vec<idle::Deferred>>,
     /// Projects the idle sweep is asking as a whole.
     asking_projects: std::collections::HashSet<String>,
+    /// Where sessions another hub serves are followed from (`followed.rs`); None on SQLite.
+    tail: Option<followed::LazyTail>,
 }
 
+mod followed;
 mod idle;
+pub use followed::{FollowElsewhere, Followed};
 pub use idle::{Loaded, Quiet, StopIfQuiet};
 
 /// A project served here.
@@ -96,7 +100,7 @@ pub struct ProjectHere {
 /// A session's actor joins its project here before it reads its session: the project's lease
 /// is taken first (so that nothing its previous holder commits can follow the read), the
 /// actor is stopped with the project if this hub lets it go, and it writes through the
-/// project's store. Answers `Unavailable` while another hub serves the project.
+/// project's store. Answers `Elsewhere` while another hub serves the project.
 #[derive(Message)]
 #[rtype(result = "Result<ProjectHere, HubError>")]
 pub struct JoinProject {
@@ -107,7 +111,7 @@ pub struct JoinProject {
 
 /// The store to write a project's sessions' rows through outside their actors (the retention
 /// sweep's compaction), fenced with the lease this hub holds the project under, the project
-/// taken if it is free; `Unavailable` at once while another hub holds it (the sweep comes
+/// taken if it is free; `Elsewhere` at once while another hub holds it (the sweep comes
 /// back to it).
 #[derive(Message)]
 #[rtype(result = "Result<Store, HubError>")]
@@ -213,6 +217,7 @@ impl Hub {
         evolution: EvolutionSettings,
         leases: Option<ProjectLeases>,
         idle: Option<std::time::Duration>,
+        tail: Option<String>,
     ) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
@@ -233,6 +238,7 @@ impl Hub {
             serving: HashMap::new(),
             asking: HashMap::new(),
             asking_projects: Default::default(),
+            tail: tail.map(followed::LazyTail::new),
         }
     }
 
@@ -321,9 +327,9 @@ impl Hub {
     }
 
     /// Where `project` is served now: here (loaded, under its lease if there are leases), or
-    /// by another hub (`Unavailable`, until requests are routed by project).
+    /// by another hub (`Elsewhere`, until requests are routed by project).
     /// `patient`: a project another live hub holds is asked for again for about 2 s (a
-    /// hand-over may be under way) before it is answered `Unavailable`; otherwise at once.
+    /// hand-over may be under way) before it is answered `Elsewhere`; otherwise at once.
     fn project_here(
         &mut self,
         project: String,
@@ -382,9 +388,7 @@ impl Hub {
                     }
                     Ok(act.serve(&project, Some(generation), ctx))
                 }
-                ProjectOwner::Elsewhere { .. } => Err(HubError::Unavailable(format!(
-                    "project {project} is served by another hub right now; retry"
-                ))),
+                ProjectOwner::Elsewhere { url } => Err(HubError::Elsewhere { project, url }),
             }),
         )
     }

@@ -86,7 +86,7 @@ async fn sweep(store: Store, hub: Addr<Hub>, policy: RetentionPolicy) {
             .map_err(HubError::from)
         {
             Ok(Ok(store)) => store,
-            Ok(Err(HubError::Unavailable(why))) => {
+            Ok(Err(why @ (HubError::Unavailable(_) | HubError::Elsewhere { .. }))) => {
                 log::debug!("retention: session {id} left for a later sweep: {why}");
                 continue;
             }

@@ -313,7 +313,7 @@ impl Serving {
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
         let evolution = settings.evolution()?;
-        let store = Store::open_fenced(target, fence.clone()).await?;
+        let store = Store::open_fenced(target.clone(), fence.clone()).await?;
         // On a thread of their own, so that they all go with this life.
         let actors = ActorThread(Arbiter::new());
         let hub = {
@@ -321,8 +321,13 @@ impl Serving {
             let leases = leases.clone();
             let idle = (settings.idle_secs > 0)
                 .then(|| std::time::Duration::from_secs(settings.idle_secs));
+            // Sessions another hub serves are followed through the database's notices.
+            let tail = match (&target, &leases) {
+                (crate::store::DbTarget::Postgres(url), Some(_)) => Some(url.clone()),
+                _ => None,
+            };
             Hub::start_in_arbiter(&actors.0.handle(), move |_| {
-                Hub::new(store, policy, evolution, leases, idle)
+                Hub::new(store, policy, evolution, leases, idle, tail)
             })
         };
         let retention = (

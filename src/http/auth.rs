@@ -1,5 +1,6 @@
 //! Reads `Authorization: Bearer …` into a `Credential` (already digested: the token itself goes
-//! no further than this function).
+//! no further than this module, but for a WebSocket connection, which keeps it to act as its
+//! caller at the hub serving a session held elsewhere: `ws::relay`).
 
 use std::future::{Ready, ready};
 
@@ -19,6 +20,14 @@ impl FromRequest for Auth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(credential(req).map(Auth))
     }
+}
+
+/// The request's bearer token as it came, if it came well formed.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The request's credential; a malformed `Authorization` header is a 401.

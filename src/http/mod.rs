@@ -19,8 +19,8 @@ use actix_web::web;
 
 use crate::error::HubError;
 
-pub use auth::credential;
-pub use json::{BodyLimit, read_body};
+pub use auth::{bearer_token, credential};
+pub use json::{BodyLimit, JsonBody, read_body};
 
 /// Registers every route. The app data (`Addr<Hub>`, `Addr<McpRegistry>`, `BodyLimit`) is added
 /// by `app`. No transport touches the store: everything goes through the actors.
@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(pages::routes)
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
+    .service(resource(crate::ws::FRAME_ROUTE).route(web::post().to(crate::ws::frame)))
     .service(resource("/metrics").route(web::get().to(crate::ws::metrics)))
     .configure(sessions::routes)
     .configure(context::routes)

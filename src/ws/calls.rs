@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::actors::messages::Whoami;
+use uuid::Uuid;
+
+use crate::actors::messages::{AckEvents, Whoami};
 use crate::api::{self, Call, OpFn};
 use crate::error::HubError;
 use crate::mcp::tools::{self, Run};
@@ -82,4 +84,15 @@ async fn whoami(call: Call) -> Result<Value, HubError> {
         )
         .await?;
     serde_json::to_value(me).map_err(|e| HubError::Internal(e.to_string()))
+}
+
+/// The `ack` frame: moves the caller's event cursor in its session (or `session_id`'s).
+pub async fn ack(call: Call, up_to: i64, session_id: Option<Uuid>) -> Result<Value, HubError> {
+    let session_id = call.session(session_id).await?;
+    let command = AckEvents {
+        credential: call.credential.clone(),
+        up_to,
+    };
+    let acked = call.send(session_id, command).await?;
+    Ok(json!({ "ackedEventId": acked }))
 }

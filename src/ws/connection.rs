@@ -17,15 +17,15 @@ use uuid::Uuid;
 
 use super::WsConfig;
 use super::budget::ViewerBudget;
-use super::calls;
 use super::frames::{
     self, Ack, Auth, CallFrame, ClientFrame, Filter, Ping, Subscribe, Unsubscribe,
 };
 use super::stats::Queued;
 use super::subscription::{Live, Outbound, Subscription};
+use super::{calls, relay};
 use crate::actors::Hub;
-use crate::actors::hub::{Identify, Identity, WatchOpened};
-use crate::actors::messages::{AckEvents, StreamPresence, ToSession, WatchSession, Whoami};
+use crate::actors::hub::{FollowElsewhere, WatchOpened};
+use crate::actors::messages::{StreamPresence, ToSession, WatchSession, Whoami};
 use crate::api::{Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
 use crate::domain::message::RateLimit;
@@ -74,6 +74,9 @@ pub struct Connection {
     ws: actix_ws::Session,
     out: Outbound,
     credential: Credential,
+    /// The token `credential` is the digest of, kept to act as its caller at the hub serving a
+    /// session held elsewhere (`relay`); None: the connection came without one.
+    token: Option<Arc<str>>,
     /// The participant this connection acts as; `None`: a viewer.
     seat: Option<Seat>,
     subscriptions: HashMap<String, Sub>,
@@ -96,7 +99,7 @@ impl Connection {
         hub: Addr<Hub>,
         ws: actix_ws::Session,
         incoming: actix_ws::AggregatedMessageStream,
-        credential: Credential,
+        (credential, token): (Credential, Option<Arc<str>>),
         seat: Option<Seat>,
         config: &WsConfig,
     ) {
@@ -120,6 +123,7 @@ impl Connection {
                     stats,
                 },
                 credential,
+                token,
                 seat,
                 subscriptions: HashMap::new(),
                 next_subscription: 1,
@@ -239,15 +243,15 @@ impl Connection {
                 up_to,
                 session_id,
             }) => {
-                let call = self.call();
+                let (call, token) = (self.call(), self.token.clone());
                 let fut = async move {
-                    let session_id = call.session(session_id).await?;
-                    let command = AckEvents {
-                        credential: call.credential.clone(),
-                        up_to,
-                    };
-                    let acked = call.send(session_id, command).await?;
-                    Ok(json!({ "ackedEventId": acked }))
+                    match calls::ack(call, up_to, session_id).await {
+                        Err(HubError::Elsewhere { url, .. }) => {
+                            let frame = relay::ack_frame(up_to, session_id);
+                            relay::relay(&url, token.as_deref(), frame).await
+                        }
+                        done => done,
+                    }
                 };
                 self.run(id, fut, ctx);
             }
@@ -257,13 +261,20 @@ impl Connection {
                 arguments,
             }) => {
                 let (call, viewer) = (self.call(), self.seat.is_none());
+                let token = self.token.clone();
                 let arguments = arguments.unwrap_or(Value::Null);
                 let pace = viewer.then(|| (self.budget.clone(), self.reads.clone()));
                 let fut = async move {
                     if let Some((budget, reads)) = pace {
                         budget.admit(&reads).await;
                     }
-                    calls::run(call, &operation, arguments, viewer).await
+                    let frame = relay::call_frame(&operation, &arguments);
+                    match calls::run(call, &operation, arguments, viewer).await {
+                        Err(HubError::Elsewhere { url, .. }) => {
+                            relay::relay(&url, token.as_deref(), frame).await
+                        }
+                        done => done,
+                    }
                 };
                 self.run(id, fut, ctx);
             }
@@ -297,30 +308,46 @@ impl Connection {
     /// Takes on the token's participant. Later frames wait for it (`ctx.wait`), so a subscribe
     /// sent right after an auth acts as the participant.
     fn auth(&mut self, id: Value, token: String, ctx: &mut Context<Self>) {
-        let credential = Credential::Bearer(token_digest(token.trim()));
+        let token: Arc<str> = token.trim().into();
+        let credential = Credential::Bearer(token_digest(&token));
         let hub = self.hub.clone();
         let fut = async move {
-            match hub.send(Identify(credential.clone())).await?? {
-                Identity::Operator => Ok((credential, None, json!({ "viewer": true }))),
-                Identity::Participant { session_id, ai_id } => {
-                    let me = hub
+            let (seat, role) = relay::identify(&hub, &credential, Some(&token)).await?;
+            let Some(seat) = seat else {
+                return Ok((credential, None, json!({ "viewer": true }), token));
+            };
+            let role = match role {
+                Some(role) => role,
+                None => {
+                    let command = Whoami {
+                        credential: credential.clone(),
+                    };
+                    let asked = hub
                         .send(ToSession {
-                            session_id,
-                            command: Whoami {
-                                credential: credential.clone(),
-                            },
+                            session_id: seat.session_id,
+                            command,
                         })
-                        .await??;
-                    let ok = json!({ "sessionId": session_id, "aiId": ai_id, "role": me.role });
-                    Ok((credential, Some(Seat { session_id, ai_id }), ok))
+                        .await?;
+                    match asked {
+                        Ok(me) => json!(me.role),
+                        // Its project moved since.
+                        Err(HubError::Elsewhere { url, .. }) => {
+                            let frame = relay::call_frame("whoami", &json!({}));
+                            relay::relay(&url, Some(&token), frame).await?["role"].take()
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
+            };
+            let ok = json!({ "sessionId": seat.session_id, "aiId": seat.ai_id, "role": role });
+            Ok((credential, Some(seat), ok, token))
         };
         ctx.wait(fut.into_actor(self).map(move |r, act, ctx| {
-            let r = r.map(|(credential, seat, ok)| {
+            let r = r.map(|(credential, seat, ok, token)| {
                 act.end_subscriptions(ctx);
                 act.credential = credential;
                 act.seat = seat;
+                act.token = Some(token);
                 ok
             });
             act.reply(&id, r, ctx);
@@ -364,12 +391,9 @@ impl Connection {
             let mut tasks = Vec::with_capacity(planned.len());
             let sessions = planned.iter().map(|p| p.session_id).collect();
             for p in planned {
-                let live = match p.watch {
-                    Some(watch) => Live::Viewer(watch),
-                    None => Live::Participant {
-                        key: format!("ws{conn}-{name}"),
-                    },
-                };
+                let live = p.live.unwrap_or_else(|| Live::Participant {
+                    key: format!("ws{conn}-{name}"),
+                });
                 let task = Subscription {
                     name: name.clone(),
                     hub: act.hub.clone(),
@@ -472,8 +496,9 @@ struct Planned {
     last_event_id: i64,
     /// Where the task starts reading.
     cursor: i64,
-    /// A viewer's feed (joined now, so nothing falls between it and the replay).
-    watch: Option<crate::actors::messages::Watch>,
+    /// A viewer's feed (joined now, so nothing falls between it and the replay), or the tail
+    /// of a session another hub serves; None: a participant's, attached after the replay.
+    live: Option<Live>,
 }
 
 /// Works out which sessions a `subscribe` covers and where each starts.
@@ -514,6 +539,10 @@ async fn plan(
         (named, None) => vec![call.session(named).await?],
     };
     let mut planned = Vec::with_capacity(ids.len());
+    // The project of a project subscription's sessions is served by another hub: the rest of
+    // them are followed through the tail without asking again (each ask waits about 2 s for a
+    // hand-over). The tail serves any session, wherever it is held.
+    let mut elsewhere = false;
     for session_id in ids {
         planned.push(match &call.seat {
             Some(_) => {
@@ -529,23 +558,40 @@ async fn plan(
                     session_id,
                     last_event_id: me.last_event_id,
                     cursor: since.unwrap_or(me.acked_event_id),
-                    watch: None,
+                    live: None,
                 }
             }
             None => {
-                let watch = call
-                    .send(
-                        session_id,
-                        WatchSession {
+                let watched = match elsewhere {
+                    true => None,
+                    false => {
+                        let command = WatchSession {
                             credential: call.credential.clone(),
-                        },
-                    )
-                    .await?;
-                Planned {
-                    session_id,
-                    last_event_id: watch.last_event_id,
-                    cursor: since.unwrap_or(watch.last_event_id),
-                    watch: Some(watch),
+                        };
+                        match call.send(session_id, command).await {
+                            Ok(watch) => Some(watch),
+                            Err(HubError::Elsewhere { .. }) => None,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                };
+                match watched {
+                    Some(watch) => Planned {
+                        session_id,
+                        last_event_id: watch.last_event_id,
+                        cursor: since.unwrap_or(watch.last_event_id),
+                        live: Some(Live::Viewer(watch)),
+                    },
+                    None => {
+                        elsewhere = true;
+                        let followed = call.hub.send(FollowElsewhere(session_id)).await??;
+                        Planned {
+                            session_id,
+                            last_event_id: followed.last_event_id,
+                            cursor: since.unwrap_or(followed.last_event_id),
+                            live: Some(Live::Tail(followed.tail)),
+                        }
+                    }
                 }
             }
         });

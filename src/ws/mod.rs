@@ -7,6 +7,7 @@ mod budget;
 mod calls;
 mod connection;
 mod frames;
+mod relay;
 mod stats;
 mod subscription;
 
@@ -16,13 +17,12 @@ use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::actors::Hub;
-use crate::actors::hub::{Identify, Identity};
-use crate::api::Seat;
 use crate::error::HubError;
 use crate::http::BodyLimit;
 
 pub use budget::ViewerBudget;
 pub use connection::OUTBOUND_FRAMES;
+pub use relay::{ROUTE as FRAME_ROUTE, frame};
 pub use stats::WsStats;
 pub use subscription::OUTBOUND_BYTES;
 
@@ -46,10 +46,8 @@ pub async fn endpoint(
     config: web::Data<WsConfig>,
 ) -> Result<HttpResponse, HubError> {
     let credential = crate::http::credential(&req)?;
-    let seat = match hub.send(Identify(credential.clone())).await?? {
-        Identity::Operator => None,
-        Identity::Participant { session_id, ai_id } => Some(Seat { session_id, ai_id }),
-    };
+    let token = crate::http::bearer_token(&req);
+    let (seat, _) = relay::identify(&hub, &credential, token).await?;
     let limit = req
         .app_data::<BodyLimit>()
         .map_or(BodyLimit::default().bytes, |l| l.bytes);
@@ -67,7 +65,7 @@ pub async fn endpoint(
         hub.get_ref().clone(),
         session,
         incoming,
-        credential,
+        (credential, token.map(Into::into)),
         seat,
         &config,
     );

@@ -18,6 +18,7 @@ use crate::actors::Hub;
 use crate::actors::messages::{AttachStream, Delivery, Published, ReadLog, ToSession, Watch};
 use crate::domain::auth::Credential;
 use crate::domain::event::Priority;
+use crate::store::tail::EventTail;
 
 /// Events read from the log per replay step.
 const REPLAY_PAGE: i64 = 500;
@@ -77,6 +78,9 @@ pub enum Live {
     Viewer(Watch),
     /// A participant: its agent's stream, attached after the replay (the agent fills the gap).
     Participant { key: String },
+    /// A viewer of a session another hub serves: the event tail reads the log from the cursor
+    /// on, then what commits (`actors::hub::FollowElsewhere`).
+    Tail(Arc<EventTail>),
 }
 
 pub struct Subscription {
@@ -111,13 +115,63 @@ enum Sent {
 
 impl Subscription {
     pub async fn run(mut self, live: Live) {
+        if let Live::Tail(tail) = live {
+            return self.follow_tail(tail).await;
+        }
         if !self.replay().await {
             return;
         }
         match live {
             Live::Viewer(watch) => self.follow_viewer(watch.events).await,
             Live::Participant { key } => self.follow_agent(key).await,
+            Live::Tail(_) => unreachable!("followed above"),
         }
+    }
+
+    /// A session another hub serves, followed through the event tail from the cursor on: the
+    /// log first, then each event as it commits, once, in order, whoever wrote it. Events go at
+    /// the client's pace, as a replay does: the tail lets a follower that falls behind go, and
+    /// this one follows again from its cursor, so a slow client costs neither events nor
+    /// memory.
+    async fn follow_tail(mut self, tail: Arc<EventTail>) {
+        loop {
+            let Ok(mut batches) = tail.follow(self.session_id, self.cursor) else {
+                // Too many follows waiting, or the tail stopped with its hub's life.
+                self.resync().await;
+                return;
+            };
+            let from = self.cursor;
+            while let Some(batch) = batches.recv().await {
+                for event in batch {
+                    if event.id > self.cursor && !self.hand_on(event).await {
+                        return;
+                    }
+                }
+            }
+            if self.cursor == from {
+                // Let go without a step forward: the tail is stopping. Not a busy loop.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Hands one event of the tail to the connection once there is room. False: the
+    /// connection is gone.
+    async fn hand_on(&mut self, event: crate::domain::event::Event) -> bool {
+        self.cursor = event.id;
+        if !self.filter.passes(&event) {
+            return true;
+        }
+        let critical = event.priority == Priority::Critical;
+        let published = Published::new(Arc::new(event));
+        if critical {
+            self.out.stats.interrupts.fetch_add(1, Ordering::Relaxed);
+            let frame = frames::event(&self.name, published.json(), true);
+            return self.out.urgent.send(frame).await.is_ok();
+        }
+        self.out
+            .routine(frames::event(&self.name, published.json(), false))
+            .await
     }
 
     /// Reads the log after the cursor up to its end, waiting for room in the queue (a replay

@@ -63,7 +63,7 @@ async fn cli(args: Vec<String>) -> Output {
     .unwrap()
 }
 
-async fn backup(url: &str, file: &Path, sessions: &[&str]) -> Output {
+pub(crate) async fn backup(url: &str, file: &Path, sessions: &[&str]) -> Output {
     let mut args = vec![
         "backup".to_owned(),
         file.display().to_string(),
@@ -76,7 +76,7 @@ async fn backup(url: &str, file: &Path, sessions: &[&str]) -> Output {
     cli(args).await
 }
 
-async fn restore(url: &str, file: &Path, replace: bool) -> Output {
+pub(crate) async fn restore(url: &str, file: &Path, replace: bool) -> Output {
     let mut args = vec![
         "restore".to_owned(),
         file.display().to_string(),
@@ -90,7 +90,7 @@ async fn restore(url: &str, file: &Path, replace: bool) -> Output {
 }
 
 /// Asserts success; returns stdout's one line.
-fn succeeded(out: &Output) -> String {
+pub(crate) fn succeeded(out: &Output) -> String {
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -13,6 +13,7 @@ mod context;
 mod coordination;
 mod crash;
 mod dashboard;
+mod dashboard_elsewhere;
 mod delivery;
 mod disputes;
 mod event_log_size;

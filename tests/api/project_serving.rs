@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, TestDb, assert_error, start_on, without_send_limit};
 
 /// A hub whose leases last 3 s: it renews them, and finds one taken from under it, every second.
-async fn hub() -> Option<TestApp> {
+pub(crate) async fn hub() -> Option<TestApp> {
     let db = TestDb::fresh(Backend::Postgres)?;
     let mut settings = without_send_limit();
     settings.lease_secs = 3;
@@ -54,7 +54,7 @@ fn project_row(app: &TestApp, project: &str) -> Option<ProjectRow> {
 }
 
 /// Runs `sql` on the hub's database from outside it, as another hub would.
-fn run(app: &TestApp, sql: &str) {
+pub(crate) fn run(app: &TestApp, sql: &str) {
     diesel::sql_query(sql)
         .execute(&mut PgConnection::establish(&app.db.url).unwrap())
         .unwrap_or_else(|e| panic!("{sql}: {e}"));

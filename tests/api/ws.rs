@@ -25,6 +25,7 @@ both_backends!(
     a_project_subscription_follows_the_projects_sessions,
     viewers_calls_are_paced_and_participants_calls_are_not,
     a_viewer_reads_every_receipt_and_marks_nothing,
+    a_frame_posted_runs_as_on_the_socket,
 );
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -983,5 +984,87 @@ async fn a_viewer_reads_every_receipt_and_marks_nothing(backend: Backend) {
     assert_eq!(after[0].2, json!(["gemini"]), "{page}");
     assert_eq!(after[1].2, json!(["gemini"]), "{page}");
     assert_eq!(after[0].3, json!([]), "read is not acknowledged: {page}");
+    app.stop().await;
+}
+
+/// `POST /ws/frame` (what a hub sends the hub serving a session for its WebSocket client,
+/// `ws::relay`) runs a `call` or an `ack` as the request's caller exactly as the socket runs it:
+/// the same answers, the same refusals, the same errors; anything else is refused and changes
+/// nothing.
+async fn a_frame_posted_runs_as_on_the_socket(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (session, claude, gemini) = app.create_pair("ws-frame").await;
+    let mut ws = Ws::connect(&app, None).await;
+    let frame = |operation: &str, arguments: Value| json!({"type": "call", "operation": operation, "arguments": arguments});
+    // A viewer's read, and its refusal to act for a participant, as on the socket.
+    let get = frame("session_get", json!({"sessionId": session}));
+    let (status, view) = app.post("/ws/frame", &get).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        view,
+        ws.call("session_get", json!({"sessionId": session})).await
+    );
+    let act = frame("message_send", json!({"sessionId": session, "body": "hi"}));
+    let (status, refused) = app.post("/ws/frame", &act).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let mut on_socket = act.clone();
+    on_socket["id"] = json!(99);
+    assert_eq!(refused["error"], ws.request(on_socket).await["error"]);
+    // A participant's write and its acknowledgement.
+    let send = frame("message_send", json!({"to": "gemini", "body": "posted"}));
+    let (status, sent) = app.post_as(&claude, "/ws/frame", &send).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let id = sent["id"].as_i64().expect("the message's id");
+    let (_, inbox) = app.get_as(&gemini, "/mcp/messages").await;
+    assert!(inbox.to_string().contains("posted"), "{inbox}");
+    let ack = json!({"type": "ack", "upTo": id, "sessionId": session});
+    let (status, acked) = app.post_as(&gemini, "/ws/frame", &ack).await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["ackedEventId"], id, "{acked}");
+    // The same bad argument, the same error as over REST.
+    let bad = frame(
+        "message_send",
+        json!({"body": "x", "priority": "urgent-ish"}),
+    );
+    let (status, over_frame) = app.post_as(&claude, "/ws/frame", &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, over_rest) = app
+        .post_as(
+            &claude,
+            "/mcp/messages/send",
+            &json!({"body": "x", "priority": "urgent-ish"}),
+        )
+        .await;
+    assert_eq!(over_frame["error"], over_rest["error"]);
+    let (status, unknown) = app.post("/ws/frame", &frame("teleport", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown["error"]["field"], "operation", "{unknown}");
+    // Only calls and acks; no stray fields; JSON only; a bad token is refused.
+    for refused in [
+        json!({"type": "subscribe", "sessionId": session}),
+        json!({"type": "auth", "token": claude}),
+        json!({"type": "call"}),
+        json!({"type": "call", "operation": "whoami", "id": 1}),
+        json!({"operation": "whoami"}),
+    ] {
+        let (status, answer) = app.post_as(&claude, "/ws/frame", &refused).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}: {answer}");
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    let (status, _) = app
+        .post_raw("/ws/frame", "application/json", b"{".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .post_raw("/ws/frame", "text/plain", get.to_string().into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = app.post_as("chp_nope", "/ws/frame", &get).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing refused was written: the inbox holds the one message.
+    let (_, inbox) = app.get_as(&gemini, "/mcp/messages").await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
     app.stop().await;
 }

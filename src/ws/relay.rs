@@ -1,0 +1,196 @@
+//! A WebSocket client's command on a session another hub serves (docs/multi-hub.md, routing
+//! prerequisite 3). A dashboard is connected to one hub and works on sessions of every
+//! project, while a session's actor runs only at the hub holding its project's lease. So the
+//! connection's hub passes such a command (a `call` or an `ack` frame answered `Elsewhere`) to
+//! the hub serving the session as one HTTP request, `POST /ws/frame`, with the connection's own
+//! token, and answers the client what that hub answered, error objects untouched. The serving
+//! hub runs the frame exactly as its own WebSocket would (`frame`, below), and never passes it
+//! on again: one hop at most.
+//!
+//! A write is sent with a request key (`api::REQUEST_KEY`). If the connection to the serving hub
+//! breaks after the request went out, it is sent once more with the same key: applied already,
+//! it is answered `already_applied` with the events it committed instead of being applied twice.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, web};
+use awc::error::SendRequestError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::calls;
+use crate::actors::Hub;
+use crate::actors::hub::{Identify, Identity};
+use crate::api::{Call, Seat};
+use crate::domain::auth::Credential;
+use crate::error::HubError;
+use crate::http::JsonBody;
+
+/// Where the serving hub takes frames.
+pub const ROUTE: &str = "/ws/frame";
+
+/// The longest a relayed command may take (a call answers at once; nothing on a WebSocket
+/// long-polls).
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest answer taken back (a page of messages, an export).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    /// One client per thread (awc clients are not `Send`), pooling connections to other hubs.
+    static CLIENT: awc::Client = crate::http::forward::client();
+}
+
+/// A frame as the serving hub runs it: `call` or `ack`, without an id (the answer is the
+/// request's).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Frame {
+    Call {
+        operation: String,
+        #[serde(default)]
+        arguments: Option<Value>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Ack {
+        up_to: i64,
+        #[serde(default)]
+        session_id: Option<Uuid>,
+    },
+}
+
+/// Runs `frame` at the hub at `url` as the holder of `token`: what its reply carries, `ok` or
+/// the error as that hub said it.
+pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value, HubError> {
+    let key = Uuid::new_v4().to_string();
+    let mut resent = false;
+    loop {
+        let request = CLIENT.with(|c| c.post(format!("{url}{ROUTE}")));
+        let mut request = request
+            .timeout(TIMEOUT)
+            .insert_header((crate::api::REQUEST_KEY, key.as_str()));
+        if resent {
+            request = request.insert_header((crate::api::RESENT, "1"));
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut answer = match request.send_json(&frame).await {
+            Ok(answer) => answer,
+            Err(SendRequestError::Connect(e)) => {
+                return Err(HubError::Unavailable(format!(
+                    "the hub serving this session cannot be reached ({e}); nothing was applied; retry"
+                )));
+            }
+            Err(e) if !resent => {
+                log::info!("relaying a frame to {url}: {e}; sending it again with its key");
+                resent = true;
+                continue;
+            }
+            Err(e) => {
+                return Err(HubError::Unavailable(format!(
+                    "the hub serving this session did not answer ({e}); a write may have been applied: read before sending it again"
+                )));
+            }
+        };
+        let status = answer.status();
+        let body: Value = answer.json().limit(MAX_ANSWER).await.map_err(|e| {
+            HubError::Unavailable(format!(
+                "the hub serving this session answered {status} unreadably ({e}); a write may have been applied: read before sending it again"
+            ))
+        })?;
+        return match status.is_success() {
+            true => Ok(body),
+            false => Err(HubError::Relayed {
+                status: status.as_u16(),
+                error: body.get("error").cloned().unwrap_or(body),
+            }),
+        };
+    }
+}
+
+/// `POST /ws/frame`: one `call` or `ack` frame, run as the request's caller exactly as a
+/// WebSocket connection of that caller runs it, answered with what the reply would carry (200
+/// and its `ok`, or the error). Another hub sends it here for its WebSocket client (`relay`).
+/// It is never passed on: a session another hub serves is answered `Elsewhere`, as any request.
+pub async fn frame(
+    req: HttpRequest,
+    hub: web::Data<Addr<Hub>>,
+    JsonBody(frame): JsonBody<Frame>,
+) -> Result<HttpResponse, HubError> {
+    let credential = crate::http::credential(&req)?;
+    let seat = match hub.send(Identify(credential.clone())).await?? {
+        Identity::Operator => None,
+        Identity::Participant { session_id, ai_id } => Some(Seat { session_id, ai_id }),
+    };
+    let viewer = seat.is_none();
+    let key = crate::api::request_key(req.headers())?;
+    let call = Call {
+        hub: hub.get_ref().clone(),
+        credential,
+        seat,
+        critical: None,
+        request_key: std::rc::Rc::new(std::cell::Cell::new(key)),
+    };
+    let ok = match frame {
+        Frame::Call {
+            operation,
+            arguments,
+        } => {
+            let arguments = arguments.unwrap_or(Value::Null);
+            calls::run(call, &operation, arguments, viewer).await?
+        }
+        Frame::Ack { up_to, session_id } => calls::ack(call, up_to, session_id).await?,
+    };
+    Ok(HttpResponse::Ok().json(ok))
+}
+
+/// Who a connection's credential speaks for, as `Identify` answers, but for a participant of a
+/// session another hub serves: that hub is asked (`whoami`, with the token), and its answer
+/// names the seat and its role. `Some(role)`: the role, when it was read on the way.
+pub async fn identify(
+    hub: &Addr<Hub>,
+    credential: &Credential,
+    token: Option<&str>,
+) -> Result<(Option<Seat>, Option<Value>), HubError> {
+    match hub.send(Identify(credential.clone())).await? {
+        Ok(Identity::Operator) => Ok((None, None)),
+        Ok(Identity::Participant { session_id, ai_id }) => {
+            Ok((Some(Seat { session_id, ai_id }), None))
+        }
+        Err(HubError::Elsewhere { url, .. }) => {
+            let mut me = relay(&url, token, call_frame("whoami", &json!({}))).await?;
+            let seat = serde_json::from_value::<Seated>(me.clone()).map_err(|e| {
+                HubError::Unavailable(format!(
+                    "the hub serving this token's session answered whoami unreadably: {e}"
+                ))
+            })?;
+            let seat = Seat {
+                session_id: seat.session_id,
+                ai_id: seat.ai_id,
+            };
+            Ok((Some(seat), Some(me["role"].take())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The seat in a `whoami` answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Seated {
+    session_id: Uuid,
+    ai_id: String,
+}
+
+/// The frame a `call` is relayed as.
+pub fn call_frame(operation: &str, arguments: &Value) -> Value {
+    json!({ "type": "call", "operation": operation, "arguments": arguments })
+}
+
+/// The frame an `ack` is relayed as.
+pub fn ack_frame(up_to: i64, session_id: Option<Uuid>) -> Value {
+    json!({ "type": "ack", "upTo": up_to, "sessionId": session_id })
+}

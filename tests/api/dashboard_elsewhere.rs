@@ -1,0 +1,298 @@
+//! A dashboard connected to one hub watches and steers sessions that another hub serves (issue
+//! 14, docs/multi-hub.md, routing prerequisite 3). A session's actor runs only at the hub
+//! holding its project's lease.
+//! - A viewer's subscription to a session held elsewhere follows it through the event tail
+//!   (`store::tail`): the log from where the viewer asked, then each event as it commits, once,
+//!   in order, whoever wrote it. "Another hub" takes the project's lease row and writes its
+//!   session's events the way a hub does (the session's `last_event_id` and the event in one
+//!   statement), as SQL beside the running hub.
+//! - A command (`call`, `ack`, and the `auth` frame's look at the seat) on a session held
+//!   elsewhere is run at the hub the lease row names (`ws::relay`). No two hubs serve projects
+//!   of one database yet, so that hub is a real one on a database of its own, holding the
+//!   session as `collab-hub restore` put it there.
+//!
+//! PostgreSQL only: the tail is PostgreSQL's, and on SQLite one hub holds the file.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::backup::{backup, restore, succeeded};
+use crate::helpers::{Backend, TestApp, TestDb, assert_error};
+use crate::project_serving::{hub, run, send, session_in};
+use crate::ws::Ws;
+
+/// Another hub, at `url`, takes `project`'s lease, as its take would: its holder, its url, the
+/// next generation.
+fn taken_by(app: &TestApp, project: &str, url: &str) {
+    run(
+        app,
+        &format!(
+            "UPDATE owners SET holder = 'another hub', url = '{url}', life = NULL,
+                    generation = generation + 1, expires_at = now() + interval '1 hour'
+              WHERE kind = 'project' AND key = '{project}'"
+        ),
+    );
+}
+
+fn taken_elsewhere(app: &TestApp, project: &str) {
+    taken_by(app, project, "http://127.0.0.1:9");
+}
+
+/// Until `token`'s request is answered that another hub serves its project: this hub let it go.
+async fn until_let_go(app: &TestApp, token: &str) {
+    let start = Instant::now();
+    loop {
+        let (status, answer) = app.get_as(token, "/mcp/messages?limit=50").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && answer.to_string().contains("served by another hub")
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not let go: {status} {answer}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The hub holding the session writes a copy of its last message with `body`, as one write: the
+/// session's next event id and the event in one statement. Answers the event's id.
+fn written_elsewhere(app: &TestApp, session: &str, body: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    diesel::sql_query(
+        "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = now()
+                     WHERE id = $1 RETURNING last_event_id)
+         INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient)
+         SELECT e.session_id, n.last_event_id, e.actor, e.kind, e.priority,
+                (e.payload::jsonb || jsonb_build_object('body', $2::text))::text, now(), e.recipient
+           FROM n, (SELECT * FROM events WHERE session_id = $1 AND kind = 'message_sent'
+                     ORDER BY id DESC LIMIT 1) e
+         RETURNING id",
+    )
+    .bind::<Text, _>(session)
+    .bind::<Text, _>(body)
+    .get_result::<Written>(&mut PgConnection::establish(&app.db.url).unwrap())
+    .unwrap()
+    .id
+}
+
+/// The session's last event id, as the database has it.
+fn last_event_id(app: &TestApp, session: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    diesel::sql_query("SELECT last_event_id AS id FROM sessions WHERE id = $1")
+        .bind::<Text, _>(session)
+        .get_result::<Last>(&mut PgConnection::establish(&app.db.url).unwrap())
+        .unwrap()
+        .id
+}
+
+fn body_is(body: &'static str) -> impl Fn(&Value) -> bool {
+    move |e: &Value| e["payload"]["body"] == body
+}
+
+/// The ids of event frames, in the order they came.
+fn ids(frames: &[Value]) -> Vec<i64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "event")
+        .filter_map(|f| f["id"].as_i64())
+        .collect()
+}
+
+/// A dashboard watching a session from its first event keeps seeing every event once, in
+/// order, while another hub takes the session's project, writes in it, and hands it back:
+/// - the subscription served from the session's actor here is told to resync when the project
+///   is let go; subscribed again from there, it follows the session through the tail;
+/// - a dashboard subscribing to the whole project while another hub holds it gets the session,
+///   from its last event on;
+/// - once the project is back and this hub writes again, both still follow it.
+#[actix_web::test]
+async fn a_dashboard_follows_a_session_another_hub_serves() {
+    let Some(app) = hub().await else { return };
+    let (session, claude, gemini) = session_in(&app, "alpha").await;
+    let (_, beta_claude, _) = session_in(&app, "beta").await;
+    let (status, answer) = send(&app, &claude, "before").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let wait = Duration::from_secs(15);
+
+    let mut watching = Ws::connect(&app, None).await;
+    let sub = json!({"type": "subscribe", "sessionId": session, "since": 0});
+    watching.ok(sub).await;
+    let mut seen = watching.events_until(wait, body_is("before")).await;
+
+    // Another hub takes alpha. Once this hub lets alpha go, the session's actor here stops, and
+    // the subscription it fed is told where to catch up from.
+    taken_elsewhere(&app, "alpha");
+    let told = watching.events_until(wait, |f| f["type"] == "resync").await;
+    let resync = told.last().unwrap().clone();
+    seen.extend(told);
+    assert_eq!(resync["sessionId"], session.as_str(), "{resync}");
+    let from = resync["from"].as_i64().unwrap();
+    // Let go: a participant's request is answered that another hub serves alpha.
+    let (status, refused) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_error(
+        status,
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert!(
+        refused.to_string().contains("served by another hub"),
+        "{refused}"
+    );
+
+    // Subscribed again from there: served through the tail.
+    let again = json!({"type": "subscribe", "sessionId": session, "since": from - 1});
+    let answer = watching.ok(again).await;
+    assert_eq!(
+        answer["sessions"][0]["lastEventId"],
+        last_event_id(&app, &session),
+        "{answer}"
+    );
+    // And a dashboard opened now, on the whole project.
+    let mut project = Ws::connect(&app, None).await;
+    let answer = project
+        .ok(json!({"type": "subscribe", "project": "alpha"}))
+        .await;
+    let sessions = answer["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{answer}");
+    assert_eq!(sessions[0]["sessionId"], session.as_str(), "{answer}");
+    let project_from = sessions[0]["lastEventId"].as_i64().unwrap();
+
+    // The other hub writes in alpha: both dashboards see it, each once.
+    let first = written_elsewhere(&app, &session, "from the other hub");
+    let second = written_elsewhere(&app, &session, "and again");
+    seen.extend(watching.events_until(wait, body_is("and again")).await);
+    let got = project.events_until(wait, body_is("and again")).await;
+    assert_eq!(ids(&got), [first, second], "{got:?}");
+    assert!(got.iter().all(|f| f["sessionId"] == session.as_str()));
+    assert_eq!(first, project_from + 1);
+    // beta, which this hub still holds, goes on meanwhile.
+    let (status, answer) = send(&app, &beta_claude, "beta goes on").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // The other hub's lease runs out: this hub takes alpha again at its next request, and what
+    // it writes reaches both dashboards too.
+    run(
+        &app,
+        "UPDATE owners SET expires_at = now() - interval '1 second'
+          WHERE kind = 'project' AND key = 'alpha'",
+    );
+    let start = Instant::now();
+    loop {
+        let (status, answer) = send(&app, &claude, "after").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(start.elapsed() < wait, "alpha not served again: {answer}");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen.extend(watching.events_until(wait, body_is("after")).await);
+    let after = ids(&seen).last().copied().unwrap();
+    let got = project.events_until(wait, body_is("after")).await;
+    assert_eq!(ids(&got), (second + 1..=after).collect::<Vec<_>>());
+
+    // Every event of the session once, in order, across the resync.
+    assert_eq!(ids(&seen), (1..=after).collect::<Vec<_>>(), "{seen:?}");
+    app.stop().await;
+}
+
+/// A dashboard's commands on a session another hub serves are run there, as the dashboard's
+/// caller, and answered as that hub answered them:
+/// - a viewer's read (`session_get`);
+/// - a seat taken with a participant's token (`auth`: its role is read there), its message, its
+///   acknowledgement, and a refused call whose error object comes back untouched;
+/// - what was written is at the serving hub, not here.
+/// A command this hub refuses itself (a viewer acting for a participant) is not passed on.
+#[actix_web::test]
+async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
+    let Some(here) = hub().await else { return };
+    let (session, claude, gemini) = session_in(&here, "alpha").await;
+    let (status, answer) = send(&here, &claude, "before").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The hub serving alpha from now on holds the session as it was.
+    let scratch = std::env::temp_dir().join(format!("collab-hub-relay-{}", uuid::Uuid::new_v4()));
+    succeeded(&backup(&here.db.url, &scratch, &[&session]).await);
+    let there_db = TestDb::fresh(Backend::Postgres).unwrap();
+    succeeded(&restore(&there_db.url, &scratch, false).await);
+    let _ = std::fs::remove_file(&scratch);
+    let there = crate::helpers::start_on(there_db, crate::helpers::without_send_limit()).await;
+    taken_by(&here, "alpha", &there.address);
+    until_let_go(&here, &gemini).await;
+
+    // A viewer reads the session through this hub.
+    let mut viewer = Ws::connect(&here, None).await;
+    let view = viewer
+        .call("session_get", json!({"sessionId": session}))
+        .await;
+    assert_eq!(view["sessionId"], session.as_str(), "{view}");
+    // A viewer acting for a participant is refused here, as before.
+    let refused = viewer
+        .request(json!({"type": "call", "operation": "message_send",
+                        "arguments": {"sessionId": session, "body": "as nobody"}}))
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+
+    // gemini takes its seat on the dashboard: its role is read where alpha is served.
+    let mut seat = Ws::connect(&here, None).await;
+    let me = seat.ok(json!({"type": "auth", "token": gemini})).await;
+    assert_eq!(me["aiId"], "gemini", "{me}");
+    assert!(me["role"].is_string(), "{me}");
+    let sent = seat
+        .call(
+            "message_send",
+            json!({"to": "claude", "body": "through this hub"}),
+        )
+        .await;
+    let sent_id = sent["id"].as_i64().expect("the message's id");
+    let acked = seat.ok(json!({"type": "ack", "upTo": sent_id})).await;
+    assert_eq!(acked["ackedEventId"], sent_id, "{acked}");
+    // Refused there: the error object as that hub said it.
+    let unknown = seat
+        .request(json!({"type": "call", "operation": "message_send",
+                        "arguments": {"to": "nobody", "body": "lost"}}))
+        .await;
+    let (status, direct) = there
+        .post_as(
+            &gemini,
+            "/mcp/messages/send",
+            &json!({"to": "nobody", "body": "lost"}),
+        )
+        .await;
+    assert!(status.is_client_error(), "{direct}");
+    assert_eq!(unknown["error"], direct["error"], "{unknown}");
+
+    // Written where alpha is served, and only there.
+    let bodies = |page: &Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["body"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (status, page) = there.get_as(&claude, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        bodies(&page).contains(&"through this hub".to_owned()),
+        "{page}"
+    );
+    let (status, refused) = here.get_as(&claude, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    here.stop().await;
+    there.stop().await;
+}
