@@ -67,13 +67,13 @@ pub struct Hub {
     asking: HashMap<Uuid, Vec<idle::Deferred>>,
     /// Projects the idle sweep is asking as a whole.
     asking_projects: std::collections::HashSet<String>,
-    /// Where sessions another hub serves are followed from (`followed.rs`); None on SQLite.
-    tail: Option<followed::LazyTail>,
+    /// How sessions another hub serves are followed here (`followed.rs`); None on SQLite.
+    following: Option<followed::Following>,
 }
 
 mod followed;
 mod idle;
-pub use followed::{FollowElsewhere, Followed};
+pub use followed::{FollowElsewhere, Followed, LISTED_FOR, ProjectSessions};
 pub use idle::{Loaded, Quiet, StopIfQuiet};
 
 /// A project served here.
@@ -238,7 +238,7 @@ impl Hub {
             serving: HashMap::new(),
             asking: HashMap::new(),
             asking_projects: Default::default(),
-            tail: tail.map(followed::LazyTail::new),
+            following: tail.map(followed::Following::new),
         }
     }
 

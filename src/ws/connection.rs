@@ -24,7 +24,7 @@ use super::stats::Queued;
 use super::subscription::{Live, Outbound, Subscription};
 use super::{calls, relay};
 use crate::actors::Hub;
-use crate::actors::hub::{FollowElsewhere, WatchOpened};
+use crate::actors::hub::{FollowElsewhere, LISTED_FOR, ProjectSessions, WatchOpened};
 use crate::actors::messages::{StreamPresence, ToSession, WatchSession, Whoami};
 use crate::api::{Call, Operation, Seat};
 use crate::domain::auth::{Credential, token_digest};
@@ -49,14 +49,15 @@ struct Sub {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     sessions: std::collections::HashSet<Uuid>,
     filter: Filter,
-    /// A project subscription follows the project's new sessions through this stream.
-    follows: Option<SpawnHandle>,
+    /// A project subscription follows the project's new sessions through the hub's feed of
+    /// those created here, and through the project's list (those created at another hub).
+    follows: Vec<SpawnHandle>,
 }
 
 impl Sub {
     fn end(self, ctx: &mut Context<Connection>) {
         self.tasks.iter().for_each(|t| t.abort());
-        if let Some(h) = self.follows {
+        for h in self.follows {
             ctx.cancel_future(h);
         }
     }
@@ -405,7 +406,11 @@ impl Connection {
                 };
                 tasks.push(actix_web::rt::spawn(task.run(live)));
             }
-            let follows = opened.map(|(project, opened)| {
+            let mut follows = Vec::new();
+            if let Some((project, _)) = &opened {
+                follows.push(act.poll_project(project.clone(), name.clone(), ctx));
+            }
+            follows.extend(opened.map(|(project, opened)| {
                 let subscription = name.clone();
                 let new_sessions = futures::stream::unfold(opened, move |mut opened| {
                     let (project, subscription) = (project.clone(), subscription.clone());
@@ -426,7 +431,7 @@ impl Connection {
                     }
                 });
                 ctx.add_stream(new_sessions)
-            });
+            }));
             act.out.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
             let sub = Sub {
                 tasks,
@@ -437,6 +442,52 @@ impl Connection {
             act.subscriptions.insert(name.to_string(), sub);
             act.set_streaming(true);
         }));
+    }
+}
+
+impl Connection {
+    /// Looks at `project`'s list of sessions every `LISTED_FOR` for sessions another hub
+    /// created, each followed from its first event (those created here come through the hub's
+    /// feed at once). Stops where no other hub serves sessions of the database.
+    fn poll_project(
+        &mut self,
+        project: String,
+        subscription: Arc<str>,
+        ctx: &mut Context<Self>,
+    ) -> SpawnHandle {
+        ctx.run_interval(LISTED_FOR, move |act, ctx| {
+            let (hub, project, subscription) =
+                (act.hub.clone(), project.clone(), subscription.clone());
+            let listed = async move { hub.send(ProjectSessions(project)).await };
+            ctx.spawn(listed.into_actor(act).map(move |listed, act, ctx| {
+                let Some(sub) = act.subscriptions.get_mut(&*subscription) else {
+                    return;
+                };
+                let ids = match listed {
+                    Ok(Ok(Some(ids))) => ids,
+                    Ok(Ok(None)) => {
+                        // Every session is created here: the hub's feed has them all.
+                        if let Some(h) = sub.follows.first().copied() {
+                            ctx.cancel_future(h);
+                        }
+                        return;
+                    }
+                    Ok(Err(_)) | Err(_) => return,
+                };
+                let new: Vec<Uuid> = ids
+                    .iter()
+                    .filter(|id| !sub.sessions.contains(id))
+                    .copied()
+                    .collect();
+                for session_id in new {
+                    let item = NewSession {
+                        subscription: subscription.clone(),
+                        session_id,
+                    };
+                    StreamHandler::handle(act, item, ctx);
+                }
+            }));
+        })
     }
 }
 
@@ -454,16 +505,11 @@ impl StreamHandler<NewSession> for Connection {
         {
             return;
         }
-        let call = self.call();
-        let watch = async move {
-            let command = WatchSession {
-                credential: call.credential.clone(),
-            };
-            call.send(session_id, command).await
-        };
-        ctx.spawn(watch.into_actor(self).map(move |watch, act, _| {
+        let watch = watch_or_follow(self.call(), session_id, false);
+        ctx.spawn(watch.into_actor(self).map(move |watched, act, _| {
             let (hub, credential, out) = (act.hub.clone(), act.credential.clone(), act.out.clone());
-            let (Ok(watch), Some(sub)) = (watch, act.subscriptions.get_mut(&*subscription)) else {
+            let (Ok((_, live)), Some(sub)) = (watched, act.subscriptions.get_mut(&*subscription))
+            else {
                 return;
             };
             if !sub.sessions.insert(session_id) {
@@ -478,8 +524,7 @@ impl StreamHandler<NewSession> for Connection {
                 filter: sub.filter.clone(),
                 out,
             };
-            sub.tasks
-                .push(actix_web::rt::spawn(task.run(Live::Viewer(watch))));
+            sub.tasks.push(actix_web::rt::spawn(task.run(live)));
         }));
     }
 
@@ -562,41 +607,40 @@ async fn plan(
                 }
             }
             None => {
-                let watched = match elsewhere {
-                    true => None,
-                    false => {
-                        let command = WatchSession {
-                            credential: call.credential.clone(),
-                        };
-                        match call.send(session_id, command).await {
-                            Ok(watch) => Some(watch),
-                            Err(HubError::Elsewhere { .. }) => None,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                };
-                match watched {
-                    Some(watch) => Planned {
-                        session_id,
-                        last_event_id: watch.last_event_id,
-                        cursor: since.unwrap_or(watch.last_event_id),
-                        live: Some(Live::Viewer(watch)),
-                    },
-                    None => {
-                        elsewhere = true;
-                        let followed = call.hub.send(FollowElsewhere(session_id)).await??;
-                        Planned {
-                            session_id,
-                            last_event_id: followed.last_event_id,
-                            cursor: since.unwrap_or(followed.last_event_id),
-                            live: Some(Live::Tail(followed.tail)),
-                        }
-                    }
+                let (last_event_id, live) =
+                    watch_or_follow(call.clone(), session_id, elsewhere).await?;
+                elsewhere = matches!(live, Live::Tail(_));
+                Planned {
+                    session_id,
+                    last_event_id,
+                    cursor: since.unwrap_or(last_event_id),
+                    live: Some(live),
                 }
             }
         });
     }
     Ok((planned, opened))
+}
+
+/// A viewer's feed of a session: the session's own (here), or the event tail when another hub
+/// serves it (`elsewhere`: known so already, not asked again); and its last event id now.
+async fn watch_or_follow(
+    call: Call,
+    session_id: Uuid,
+    elsewhere: bool,
+) -> Result<(i64, Live), HubError> {
+    if !elsewhere {
+        let command = WatchSession {
+            credential: call.credential.clone(),
+        };
+        match call.send(session_id, command).await {
+            Ok(watch) => return Ok((watch.last_event_id, Live::Viewer(watch))),
+            Err(HubError::Elsewhere { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let followed = call.hub.send(FollowElsewhere(session_id)).await??;
+    Ok((followed.last_event_id, Live::Tail(followed.tail)))
 }
 
 /// The project's sessions that are not completed, newest activity first.

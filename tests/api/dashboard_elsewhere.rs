@@ -64,6 +64,12 @@ async fn until_let_go(app: &TestApp, token: &str) {
 /// The hub holding the session writes a copy of its last message with `body`, as one write: the
 /// session's next event id and the event in one statement. Answers the event's id.
 fn written_elsewhere(app: &TestApp, session: &str, body: &str) -> i64 {
+    let mut conn = PgConnection::establish(&app.db.url).unwrap();
+    written_on(&mut conn, session, body)
+}
+
+/// `written_elsewhere` on a connection of the caller's.
+fn written_on(conn: &mut PgConnection, session: &str, body: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Written {
         #[diesel(sql_type = BigInt)]
@@ -81,9 +87,35 @@ fn written_elsewhere(app: &TestApp, session: &str, body: &str) -> i64 {
     )
     .bind::<Text, _>(session)
     .bind::<Text, _>(body)
-    .get_result::<Written>(&mut PgConnection::establish(&app.db.url).unwrap())
+    .get_result::<Written>(conn)
     .unwrap()
     .id
+}
+
+/// The hub holding `session`'s project creates a session there, as a copy of `session` (its row
+/// under a new id, and its log), in one statement. Answers the new session's id.
+fn created_elsewhere(app: &TestApp, session: &str) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    diesel::sql_query(
+        "WITH s AS (
+           INSERT INTO sessions (id, name, status, handshake_mode, rotation_policy, save_interval,
+                                 metadata, last_event_id, created_at, updated_at, coordination,
+                                 rotation_interval_secs, review_timeout_secs, task_allocation,
+                                 project, genome)
+           SELECT $2, 'beside', status, handshake_mode, rotation_policy, save_interval, metadata,
+                  last_event_id, now(), now(), coordination, rotation_interval_secs,
+                  review_timeout_secs, task_allocation, project, genome
+             FROM sessions WHERE id = $1
+           RETURNING id)
+         INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient)
+         SELECT s.id, e.id, e.actor, e.kind, e.priority, e.payload, now(), e.recipient
+           FROM s, events e WHERE e.session_id = $1",
+    )
+    .bind::<Text, _>(session)
+    .bind::<Text, _>(&id)
+    .execute(&mut PgConnection::establish(&app.db.url).unwrap())
+    .unwrap();
+    id
 }
 
 /// The session's last event id, as the database has it.
@@ -118,7 +150,7 @@ fn ids(frames: &[Value]) -> Vec<i64> {
 /// - the subscription served from the session's actor here is told to resync when the project
 ///   is let go; subscribed again from there, it follows the session through the tail;
 /// - a dashboard subscribing to the whole project while another hub holds it gets the session,
-///   from its last event on;
+///   from its last event on, and a session the other hub creates in it, from its first event;
 /// - once the project is back and this hub writes again, both still follow it.
 #[actix_web::test]
 async fn a_dashboard_follows_a_session_another_hub_serves() {
@@ -181,6 +213,21 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
     assert_eq!(ids(&got), [first, second], "{got:?}");
     assert!(got.iter().all(|f| f["sessionId"] == session.as_str()));
     assert_eq!(first, project_from + 1);
+    // The other hub creates a session in alpha: the project's dashboard follows it from its
+    // first event.
+    let beside = created_elsewhere(&app, &session);
+    let last_beside = last_event_id(&app, &beside);
+    let got = project
+        .events_until(wait, |f| {
+            f["sessionId"] == beside.as_str() && f["id"] == last_beside
+        })
+        .await;
+    assert!(
+        got.iter().all(|f| f["sessionId"] == beside.as_str()),
+        "{got:?}"
+    );
+    assert_eq!(ids(&got), (1..=last_beside).collect::<Vec<_>>());
+    assert_eq!(got[0]["kind"], "session_created", "{got:?}");
     // beta, which this hub still holds, goes on meanwhile.
     let (status, answer) = send(&app, &beta_claude, "beta goes on").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -208,6 +255,47 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
 
     // Every event of the session once, in order, across the resync.
     assert_eq!(ids(&seen), (1..=after).collect::<Vec<_>>(), "{seen:?}");
+    app.stop().await;
+}
+
+/// A dashboard that stops reading while another hub writes 16 MB into the session it follows
+/// through the tail (far more than its queue, 1 MiB, and the tail's queue for one follower)
+/// gets every event once, in order, when it reads again: the tail lets a follower that falls
+/// behind go, and the subscription follows again from its cursor.
+#[actix_web::test]
+async fn a_dashboard_that_stops_reading_misses_nothing_of_a_session_held_elsewhere() {
+    let Some(app) = hub().await else { return };
+    let (session, claude, gemini) = session_in(&app, "alpha").await;
+    let (status, answer) = send(&app, &claude, "before").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    taken_elsewhere(&app, "alpha");
+    until_let_go(&app, &gemini).await;
+    let mut watching = Ws::connect(&app, None).await;
+    let sub = json!({"type": "subscribe", "sessionId": session, "since": 0});
+    watching.ok(sub).await;
+    let bulk = "x".repeat(40 * 1024);
+    let session_id = session.clone();
+    let db = app.db.url.clone();
+    let last = actix_web::rt::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&db).unwrap();
+        let mut last = 0;
+        // One commit at a time, each read by the tail apart (it looks every 25 ms): far more
+        // batches than a follower may have queued once the subscription waits for room.
+        for n in 0..400 {
+            last = written_on(&mut conn, &session_id, &format!("{n} {bulk}"));
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        last
+    })
+    .await
+    .unwrap();
+    // Not read meanwhile; now read to the end.
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let got = watching
+        .events_until(Duration::from_secs(60), |f| f["id"] == last)
+        .await;
+    assert!(got.iter().all(|f| f["type"] == "event"), "a resync came");
+    assert_eq!(ids(&got), (1..=last).collect::<Vec<_>>());
     app.stop().await;
 }
 

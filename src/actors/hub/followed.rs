@@ -6,35 +6,60 @@
 //!
 //! The tail (one listening connection and one thread) starts at its first use: a hub that never
 //! serves a dashboard watching another hub's sessions never opens it.
+//!
+//! A project subscription also follows the sessions created in its project from then on. The
+//! hub announces those it creates (`WatchOpened`); those created at another hub it learns from
+//! the database, read at most every `LISTED_FOR` per project whatever the number of dashboards
+//! asking (`ProjectSessions`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::Hub;
+use crate::domain::session::SessionStatus;
 use crate::error::HubError;
+use crate::store::queries;
 use crate::store::schema::sessions;
 use crate::store::tail::EventTail;
 
-/// The event tail of this hub's database (PostgreSQL), started when first asked for.
-pub(super) struct LazyTail {
+/// Projects whose session lists are kept, at most (the cache is emptied past it).
+const LISTED_PROJECTS: usize = 10_000;
+
+/// How long a project's list of sessions is answered from memory.
+pub const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Sessions a project's list holds, at most (a project subscription covers as many).
+const LISTED_SESSIONS: i64 = 100;
+
+/// What this hub needs to follow sessions other hubs serve, on a database (PostgreSQL) several
+/// hubs may share: the event tail, started when first asked for, and the projects' lists of
+/// sessions read lately.
+pub(super) struct Following {
     url: String,
-    started: Option<Arc<EventTail>>,
+    tail: Option<Arc<EventTail>>,
+    listed: HashMap<String, (Instant, Arc<Vec<Uuid>>)>,
 }
 
-impl LazyTail {
-    pub(super) fn new(url: String) -> LazyTail {
-        LazyTail { url, started: None }
+impl Following {
+    pub(super) fn new(url: String) -> Following {
+        Following {
+            url,
+            tail: None,
+            listed: HashMap::new(),
+        }
     }
 
-    fn get(&mut self) -> Result<Arc<EventTail>, HubError> {
-        if let Some(tail) = &self.started {
+    fn tail(&mut self) -> Result<Arc<EventTail>, HubError> {
+        if let Some(tail) = &self.tail {
             return Ok(tail.clone());
         }
         let tail = Arc::new(EventTail::start(&self.url).map_err(HubError::Unavailable)?);
-        self.started = Some(tail.clone());
+        self.tail = Some(tail.clone());
         Ok(tail)
     }
 }
@@ -59,7 +84,7 @@ impl Handler<FollowElsewhere> for Hub {
         FollowElsewhere(id): FollowElsewhere,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let tail = self.tail.as_mut().map(LazyTail::get);
+        let tail = self.following.as_mut().map(Following::tail);
         let store = self.store.clone();
         Box::pin(async move {
             let tail = tail.ok_or_else(|| {
@@ -80,5 +105,60 @@ impl Handler<FollowElsewhere> for Hub {
                 tail,
             })
         })
+    }
+}
+
+/// The sessions of a project that are not completed (at most 100, most recently active first),
+/// as read at most `LISTED_FOR` ago: how a project subscription learns of sessions another hub
+/// created. `None`: no other hub serves sessions of this database (SQLite), so every session
+/// is created, and announced, here.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Arc<Vec<Uuid>>>, HubError>")]
+pub struct ProjectSessions(pub String);
+
+impl Handler<ProjectSessions> for Hub {
+    type Result = ResponseActFuture<Self, Result<Option<Arc<Vec<Uuid>>>, HubError>>;
+
+    fn handle(
+        &mut self,
+        ProjectSessions(project): ProjectSessions,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let Some(following) = &self.following else {
+            return Box::pin(fut::ready(Ok(None)));
+        };
+        if let Some((at, ids)) = following.listed.get(&project)
+            && at.elapsed() < LISTED_FOR
+        {
+            return Box::pin(fut::ready(Ok(Some(ids.clone()))));
+        }
+        let (store, key) = (self.store.clone(), project.clone());
+        let read = async move {
+            let filter = queries::SessionFilter {
+                project: Some(key),
+                ..Default::default()
+            };
+            store
+                .read(move |c| queries::list_sessions(c, &filter, LISTED_SESSIONS, 0))
+                .await
+        };
+        Box::pin(read.into_actor(self).map(move |listed, act, _| {
+            let ids: Arc<Vec<Uuid>> = Arc::new(
+                listed?
+                    .into_iter()
+                    .filter(|s| s.status != SessionStatus::Completed)
+                    .map(|s| s.session_id)
+                    .collect(),
+            );
+            if let Some(following) = &mut act.following {
+                if following.listed.len() >= LISTED_PROJECTS {
+                    following.listed.clear();
+                }
+                following
+                    .listed
+                    .insert(project, (Instant::now(), ids.clone()));
+            }
+            Ok(Some(ids))
+        }))
     }
 }
