@@ -101,8 +101,10 @@ pub(super) fn http_server(
     );
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(crate::http::hop::pass_on))
             .wrap(from_fn(guard::check_origin))
             .app_data(AllowedHosts::new(&hosts))
+            .app_data(crate::http::forward::client())
             .app_data(hub.clone())
             .app_data(registry.clone())
             .app_data(limit)

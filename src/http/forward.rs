@@ -37,7 +37,7 @@ pub const FORWARDED: &str = "x-collab-hub-forwarded";
 /// Marks a 421 answer to a forwarded request from a hub that does not own the database: the
 /// sender's idea of the owner is stale (the lease moved, or is being taken), nothing was
 /// applied, and it sends the request again once it knows better.
-const NOT_OWNER: &str = "x-collab-hub-not-owner";
+pub(super) const NOT_OWNER: &str = "x-collab-hub-not-owner";
 
 /// How many times a read that an owner held and lost (it died) is asked again of the next.
 const MAX_LOSSES: u32 = 3;
@@ -75,7 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Headers that describe one connection, not the request: never passed on.
-fn hop_by_hop(name: &HeaderName) -> bool {
+pub(super) fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -290,7 +290,7 @@ pub(super) fn is_event_stream<S>(answer: &awc::ClientResponse<S>) -> bool {
 /// cannot apply it twice: the connection could not be made. Not awc's `Disconnected`, which
 /// it also reports when the connection closed after the request was sent, before the answer's
 /// head (an owner killed after it applied the request): that one may have been applied.
-fn never_delivered(e: &SendRequestError) -> bool {
+pub(super) fn never_delivered(e: &SendRequestError) -> bool {
     use awc::error::ConnectError;
     match e {
         SendRequestError::Connect(ConnectError::Disconnected | ConnectError::H2(_)) => false,
@@ -311,7 +311,7 @@ pub(super) fn head_of<S>(answer: &awc::ClientResponse<S>) -> actix_web::HttpResp
 }
 
 /// The owner's answer, passed on as it arrives.
-fn relay<S>(answer: awc::ClientResponse<S>) -> HttpResponse
+pub(super) fn relay<S>(answer: awc::ClientResponse<S>) -> HttpResponse
 where
     S: futures::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
 {

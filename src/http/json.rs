@@ -5,7 +5,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::BytesMut;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
@@ -47,9 +47,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let limit = BodyLimit::of(req);
         let early = check_headers(req, limit.bytes);
         let payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
             early?;
-            let body = read_body(payload, limit).await?;
+            let body = read_body(payload, limit).await?.freeze();
+            // Kept for the hub serving the request's project, if it is another (`hop`).
+            req.extensions_mut()
+                .insert(super::hop::ReadBody(body.clone()));
             parse(&body).map(JsonBody)
         })
     }

@@ -10,6 +10,7 @@ mod forward_sse;
 mod forward_ws;
 pub mod guard;
 mod health;
+pub mod hop;
 mod json;
 mod operation;
 mod pages;

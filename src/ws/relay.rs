@@ -7,15 +7,15 @@
 //! hub runs the frame exactly as its own WebSocket would (`frame`, below), and never passes it
 //! on again: one hop at most.
 //!
-//! A write is sent with a request key (`api::REQUEST_KEY`). If the connection to the serving hub
-//! breaks after the request went out, it is sent once more with the same key: applied already,
-//! it is answered `already_applied` with the events it committed instead of being applied twice.
-
-use std::time::Duration;
+//! Every frame is sent with a request key (`api::REQUEST_KEY`), through `http::hop::send`: if the
+//! connection to the serving hub breaks after the request went out, it is sent once more with
+//! the same key, and a write applied already is answered `already_applied` with the events it
+//! committed instead of being applied twice.
 
 use actix::Addr;
+use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use awc::error::SendRequestError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -30,10 +30,6 @@ use crate::http::JsonBody;
 
 /// Where the serving hub takes frames.
 pub const ROUTE: &str = "/ws/frame";
-
-/// The longest a relayed command may take (a call answers at once; nothing on a WebSocket
-/// long-polls).
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest answer taken back (a page of messages, an export).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -65,11 +61,11 @@ pub enum Frame {
 /// the error as that hub said it.
 pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value, HubError> {
     let key = Uuid::new_v4().to_string();
-    let mut resent = false;
-    loop {
-        let request = CLIENT.with(|c| c.post(format!("{url}{ROUTE}")));
-        let mut request = request
-            .timeout(TIMEOUT)
+    let target = format!("{}{ROUTE}", url.trim_end_matches('/'));
+    let build = |resent: bool| {
+        let mut request = CLIENT
+            .with(|c| c.post(&target))
+            .insert_header((header::CONTENT_TYPE, "application/json"))
             .insert_header((crate::api::REQUEST_KEY, key.as_str()));
         if resent {
             request = request.insert_header((crate::api::RESENT, "1"));
@@ -77,37 +73,22 @@ pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let mut answer = match request.send_json(&frame).await {
-            Ok(answer) => answer,
-            Err(SendRequestError::Connect(e)) => {
-                return Err(HubError::Unavailable(format!(
-                    "the hub serving this session cannot be reached ({e}); nothing was applied; retry"
-                )));
-            }
-            Err(e) if !resent => {
-                log::info!("relaying a frame to {url}: {e}; sending it again with its key");
-                resent = true;
-                continue;
-            }
-            Err(e) => {
-                return Err(HubError::Unavailable(format!(
-                    "the hub serving this session did not answer ({e}); a write may have been applied: read before sending it again"
-                )));
-            }
-        };
-        let status = answer.status();
-        let body: Value = answer.json().limit(MAX_ANSWER).await.map_err(|e| {
-            HubError::Unavailable(format!(
-                "the hub serving this session answered {status} unreadably ({e}); a write may have been applied: read before sending it again"
-            ))
-        })?;
-        return match status.is_success() {
-            true => Ok(body),
-            false => Err(HubError::Relayed {
-                status: status.as_u16(),
-                error: body.get("error").cloned().unwrap_or(body),
-            }),
-        };
+        request
+    };
+    let body = Bytes::from(frame.to_string());
+    let mut answer = crate::http::hop::send(build, body, true).await?;
+    let status = answer.status();
+    let body: Value = answer.json().limit(MAX_ANSWER).await.map_err(|e| {
+        HubError::Unavailable(format!(
+            "the hub serving this session answered {status} unreadably ({e}); a write may have been applied: read before sending it again"
+        ))
+    })?;
+    match status.is_success() {
+        true => Ok(body),
+        false => Err(HubError::Relayed {
+            status: status.as_u16(),
+            error: body.get("error").cloned().unwrap_or(body),
+        }),
     }
 }
 

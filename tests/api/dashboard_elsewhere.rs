@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::backup::{backup, restore, succeeded};
 use crate::helpers::{Backend, TestApp, TestDb, assert_error};
-use crate::project_serving::{hub, run, send, session_in};
+use crate::project_serving::{get_here_only, hub, run, send, session_in};
 use crate::ws::Ws;
 
 /// Another hub, at `url`, takes `project`'s lease, as its take would: its holder, its url, the
@@ -47,7 +47,7 @@ fn taken_elsewhere(app: &TestApp, project: &str) {
 async fn until_let_go(app: &TestApp, token: &str) {
     let start = Instant::now();
     loop {
-        let (status, answer) = app.get_as(token, "/mcp/messages?limit=50").await;
+        let (status, answer) = get_here_only(app, token, "/mcp/messages?limit=50").await;
         if status == StatusCode::SERVICE_UNAVAILABLE
             && answer.to_string().contains("served by another hub")
         {
@@ -118,6 +118,24 @@ fn created_elsewhere(app: &TestApp, session: &str) -> String {
     id
 }
 
+/// How many events of `session` in `app`'s own database carry a message `body`.
+pub(crate) fn written_here(app: &TestApp, session: &str, body: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM events
+          WHERE session_id = $1 AND payload::jsonb ->> 'body' = $2",
+    )
+    .bind::<Text, _>(session)
+    .bind::<Text, _>(body)
+    .get_result::<Count>(&mut PgConnection::establish(&app.db.url).unwrap())
+    .unwrap()
+    .n
+}
+
 /// The session's last event id, as the database has it.
 fn last_event_id(app: &TestApp, session: &str) -> i64 {
     #[derive(QueryableByName)]
@@ -175,7 +193,7 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
     assert_eq!(resync["sessionId"], session.as_str(), "{resync}");
     let from = resync["from"].as_i64().unwrap();
     // Let go: a participant's request is answered that another hub serves alpha.
-    let (status, refused) = app.get_as(&gemini, "/mcp/messages?limit=50").await;
+    let (status, refused) = get_here_only(&app, &gemini, "/mcp/messages?limit=50").await;
     assert_error(
         status,
         &refused,
@@ -258,6 +276,41 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
     app.stop().await;
 }
 
+/// A session of claude and gemini in project alpha, and two hubs: `here`, where it was created,
+/// and `there`, which serves alpha from now on (alpha's lease row at `here` names it). No two
+/// hubs serve projects of one database yet, so `there` runs on a database of its own, holding
+/// the session as `collab-hub restore` put it there (ids and tokens kept); `here` has let alpha
+/// go.
+pub(crate) struct Moved {
+    pub here: TestApp,
+    pub there: TestApp,
+    pub session: String,
+    pub claude: String,
+    pub gemini: String,
+}
+
+pub(crate) async fn moved() -> Option<Moved> {
+    let here = hub().await?;
+    let (session, claude, gemini) = session_in(&here, "alpha").await;
+    let (status, answer) = send(&here, &claude, "before").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let scratch = std::env::temp_dir().join(format!("collab-hub-moved-{}", uuid::Uuid::new_v4()));
+    succeeded(&backup(&here.db.url, &scratch, &[&session]).await);
+    let there_db = TestDb::fresh(Backend::Postgres).unwrap();
+    succeeded(&restore(&there_db.url, &scratch, false).await);
+    let _ = std::fs::remove_file(&scratch);
+    let there = crate::helpers::start_on(there_db, crate::helpers::without_send_limit()).await;
+    taken_by(&here, "alpha", &there.address);
+    until_let_go(&here, &gemini).await;
+    Some(Moved {
+        here,
+        there,
+        session,
+        claude,
+        gemini,
+    })
+}
+
 /// A dashboard that stops reading while another hub writes 16 MB into the session it follows
 /// through the tail (far more than its queue, 1 MiB, and the tail's queue for one follower)
 /// gets every event once, in order, when it reads again: the tail lets a follower that falls
@@ -308,19 +361,16 @@ async fn a_dashboard_that_stops_reading_misses_nothing_of_a_session_held_elsewhe
 /// A command this hub refuses itself (a viewer acting for a participant) is not passed on.
 #[actix_web::test]
 async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
-    let Some(here) = hub().await else { return };
-    let (session, claude, gemini) = session_in(&here, "alpha").await;
-    let (status, answer) = send(&here, &claude, "before").await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    // The hub serving alpha from now on holds the session as it was.
-    let scratch = std::env::temp_dir().join(format!("collab-hub-relay-{}", uuid::Uuid::new_v4()));
-    succeeded(&backup(&here.db.url, &scratch, &[&session]).await);
-    let there_db = TestDb::fresh(Backend::Postgres).unwrap();
-    succeeded(&restore(&there_db.url, &scratch, false).await);
-    let _ = std::fs::remove_file(&scratch);
-    let there = crate::helpers::start_on(there_db, crate::helpers::without_send_limit()).await;
-    taken_by(&here, "alpha", &there.address);
-    until_let_go(&here, &gemini).await;
+    let Some(Moved {
+        here,
+        there,
+        session,
+        claude,
+        gemini,
+    }) = moved().await
+    else {
+        return;
+    };
 
     // A viewer reads the session through this hub.
     let mut viewer = Ws::connect(&here, None).await;
@@ -379,8 +429,7 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
         bodies(&page).contains(&"through this hub".to_owned()),
         "{page}"
     );
-    let (status, refused) = here.get_as(&claude, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(written_here(&here, &session, "through this hub"), 0);
     here.stop().await;
     there.stop().await;
 }

@@ -46,6 +46,7 @@ mod resume;
 mod retention;
 mod safety;
 mod security;
+mod served_elsewhere;
 mod sessions;
 mod silent_database;
 mod snapshots;

@@ -1,0 +1,161 @@
+//! The one hop between two hubs that serve different projects of one database: a request this
+//! hub cannot serve because another live hub holds its project's lease (`HubError::Elsewhere`)
+//! is sent there, marked `FORWARDED` so that it is never passed on again, and the answer is
+//! passed back (docs/multi-hub.md, "What routing needs").
+//!
+//! - REST (`pass_on`, a middleware of the serving app): a request answered `Elsewhere` is sent
+//!   to the holder as it came (method, path, headers, the body its handler read), and the
+//!   holder's answer relayed as it arrives. Nothing was applied here: `Elsewhere` is answered
+//!   before a session is touched. MCP posts and streams, and WebSocket upgrades, are not passed
+//!   on this way (the MCP registry and the WebSocket connection have their own paths).
+//! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
+//!
+//! A connection that could not be made applied nothing: answered 503, retry. A write with a
+//! request key (`mcp::resend::resent_with_key`), or a request that only reads, whose connection
+//! broke after it was sent goes once more (the key marked `RESENT`: the holder answers
+//! `already_applied` if it was applied); any other is answered 503 saying it may have been
+//! applied. A hub that finds it does not serve the project any more (a hand-over) answers 503;
+//! so does a standby that is not the owner (`421`).
+
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage, HttpRequest, ResponseError};
+use awc::error::SendRequestError;
+
+use super::forward::{self, FORWARDED, NOT_OWNER};
+use crate::error::HubError;
+
+/// What a request answered `Elsewhere` leaves on its response: where its project is served.
+#[derive(Clone, Debug)]
+pub struct ServedElsewhere(pub String);
+
+/// The body a REST handler read (`JsonBody`), kept with the request so that it can be sent on.
+#[derive(Clone, Debug)]
+pub struct ReadBody(pub Bytes);
+
+/// The longest an answer's head may take (a REST read answers at once; an export is large).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sends a request built by `build` (told whether it is a second send) with `body`, once more
+/// after a connection lost with the request out if `again` (a read, or a keyed write).
+pub async fn send(
+    build: impl Fn(bool) -> awc::ClientRequest,
+    body: Bytes,
+    again: bool,
+) -> Result<awc::ClientResponse, HubError> {
+    let mut resent = false;
+    loop {
+        let sent = build(resent)
+            .timeout(HEAD_TIMEOUT)
+            .insert_header((FORWARDED, "1"))
+            .send_body(body.clone())
+            .await;
+        match sent {
+            Ok(answer) if answer.headers().contains_key(NOT_OWNER) => {
+                return Err(HubError::Unavailable(
+                    "the hub that held this session's project is handing it over; retry".into(),
+                ));
+            }
+            Ok(answer) => return Ok(answer),
+            Err(e) if forward::never_delivered(&e) => {
+                return Err(HubError::Unavailable(format!(
+                    "the hub serving this session's project cannot be reached ({e}); nothing was applied; retry"
+                )));
+            }
+            Err(e) if again && !resent => {
+                log::info!("a request to the hub serving its project was lost ({e}); sent again");
+                resent = true;
+            }
+            Err(e) => return Err(lost(e)),
+        }
+    }
+}
+
+fn lost(e: SendRequestError) -> HubError {
+    HubError::Unavailable(format!(
+        "the hub serving this session's project did not answer ({e}); a write may have been applied: read before sending it again"
+    ))
+}
+
+/// Middleware of the serving app: a REST request answered `Elsewhere` is served by the hub
+/// holding its project, and answered as that hub answered it. A request another hub already
+/// passed on is answered here as it is (one hop at most).
+pub async fn pass_on(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let url = res
+        .response()
+        .extensions()
+        .get::<ServedElsewhere>()
+        .cloned();
+    let Some(ServedElsewhere(url)) = url else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let req = res.request().clone();
+    let passable = !req.headers().contains_key(FORWARDED)
+        && !req.headers().contains_key(header::UPGRADE)
+        && !crate::mcp::PATHS.contains(&req.path());
+    let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
+    // A body nobody read (no REST handler takes one unread) cannot be sent on.
+    let body = match (passable, body) {
+        (false, _) => return Ok(res.map_into_boxed_body()),
+        (true, Some(body)) => body,
+        (true, None) if req.method().is_safe() => Bytes::new(),
+        (true, None) => return Ok(res.map_into_boxed_body()),
+    };
+    drop(res);
+    let answer = match to(&url, &req, body).await {
+        Ok(answer) => forward::relay(answer),
+        Err(e) => e.error_response(),
+    };
+    Ok(ServiceResponse::new(req, answer))
+}
+
+/// Sends `req` with `body` to the hub at `url`.
+async fn to(url: &str, req: &HttpRequest, body: Bytes) -> Result<awc::ClientResponse, HubError> {
+    let client = req
+        .app_data::<awc::Client>()
+        .ok_or_else(|| HubError::Internal("no client for other hubs".into()))?;
+    let (method, path) = (req.method(), req.path());
+    let keyed = crate::mcp::resend::resent_with_key(method, path, &body);
+    let again =
+        keyed || method.is_safe() || crate::mcp::resend::rest_bears_applying_twice(method, path);
+    // A write goes with a key: the client's own, or a new one.
+    let key = match req.headers().get(crate::api::REQUEST_KEY) {
+        Some(given) => Some((given.clone(), true)),
+        None if keyed => Some((
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a header value"),
+            false,
+        )),
+        None => None,
+    };
+    let target = format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    let build = |resent: bool| {
+        let mut out = client.request(method.clone(), &target);
+        for (name, value) in req.headers() {
+            if !forward::hop_by_hop(name) {
+                out = out.append_header((name.clone(), value.clone()));
+            }
+        }
+        if let Some((key, given)) = &key {
+            out = out.insert_header((crate::api::REQUEST_KEY, key.clone()));
+            if resent || *given {
+                out = out.insert_header((crate::api::RESENT, "1"));
+            }
+        }
+        out
+    };
+    send(build, body, again).await
+}

@@ -1,0 +1,107 @@
+//! A REST request for a project another hub serves is served by that hub (issue 14,
+//! `http::hop`): the hub it reached passes it on as it came, once, and relays the answer. Nothing
+//! is applied at the hub that passed it on, a keyed write is applied once, and a request another
+//! hub already passed on is not passed on again.
+//!
+//! The two hubs are those of `dashboard_elsewhere::moved`: `there` serves project alpha (on a
+//! database of its own, holding the session as a restore put it there), and alpha's lease row
+//! at `here` names it.
+//!
+//! PostgreSQL only: project leases are PostgreSQL's.
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::dashboard_elsewhere::{Moved, moved, written_here};
+use crate::project_serving::{get_here_only, send, session_in};
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {page}"))
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Posts `body` to `path` as `token` with the client's own request key.
+async fn post_keyed(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let mut answer = crate::helpers::client()
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .insert_header((collab_hub::api::REQUEST_KEY, key))
+        .send_json(body)
+        .await
+        .expect("POST");
+    let bytes = answer.body().await.expect("body");
+    (
+        answer.status(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[actix_web::test]
+async fn a_rest_request_for_a_project_another_hub_serves_is_served_there() {
+    let Some(Moved {
+        here,
+        there,
+        session,
+        claude,
+        gemini,
+    }) = moved().await
+    else {
+        return;
+    };
+    // A read, answered as the hub serving alpha answers it.
+    let (status, page) = here.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), ["before"]);
+    // A write: applied there, not here.
+    let (status, sent) = send(&here, &claude, "through here").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let (status, page) = there.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), ["before", "through here"]);
+    assert_eq!(written_here(&here, &session, "through here"), 0);
+    // The operator's view of the session, named by the path.
+    let (status, view) = here.get(&format!("/mcp/session/{session}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["sessionId"], session.as_str(), "{view}");
+    // A refusal there comes back as it was said: its status, its error object.
+    let bad = json!({"to": "nobody", "body": "lost"});
+    let (status, through) = here.post_as(&claude, "/mcp/messages/send", &bad).await;
+    let (direct_status, direct) = there.post_as(&claude, "/mcp/messages/send", &bad).await;
+    assert!(direct_status.is_client_error(), "{direct}");
+    assert_eq!((status, &through), (direct_status, &direct));
+    // A write the client sends twice with its own key is applied once.
+    let key = uuid::Uuid::new_v4().to_string();
+    let twice = json!({"to": "gemini", "body": "keyed"});
+    let (status, first) = post_keyed(&here, &claude, "/mcp/messages/send", &key, &twice).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = post_keyed(&here, &claude, "/mcp/messages/send", &key, &twice).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "already_applied", "{again}");
+    let (_, page) = there.get_as(&gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(bodies(&page), ["before", "through here", "keyed"]);
+    // Passed on once at most: a request another hub passed on is answered here.
+    let (status, refused) = get_here_only(&here, &gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused.to_string().contains("served by another hub"),
+        "{refused}"
+    );
+    // A project this hub holds is served here as before.
+    let (_, beta_claude, beta_gemini) = session_in(&here, "beta").await;
+    let (status, answer) = send(&here, &beta_claude, "beta here").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, page) = here.get_as(&beta_gemini, "/mcp/messages?limit=50").await;
+    assert_eq!(bodies(&page), ["beta here"]);
+    here.stop().await;
+    there.stop().await;
+}
