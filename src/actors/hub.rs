@@ -69,6 +69,10 @@ pub struct Hub {
     asking_projects: std::collections::HashSet<String>,
     /// How sessions another hub serves are followed here (`followed.rs`); None on SQLite.
     following: Option<followed::Following>,
+    /// Projects a patient ask found held by another hub, and when: asked again without the
+    /// wait for a while (`project_here`), so that only the first of a burst of requests for a
+    /// project served elsewhere waits before it is passed on.
+    elsewhere: HashMap<String, std::time::Instant>,
 }
 
 mod followed;
@@ -116,6 +120,12 @@ pub struct JoinProject {
 #[derive(Message)]
 #[rtype(result = "Result<Store, HubError>")]
 pub struct ProjectStore(pub String);
+
+/// Serve `project` here (its lease taken if it is free), as a request for one of its sessions
+/// would; `Elsewhere` while another hub serves it. What a create checks before it draws a genome.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct ServeProject(pub String);
 
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
@@ -205,6 +215,9 @@ const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const HANDED_OVER_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 const HANDED_OVER_TRIES: u32 = 10;
 
+/// How long a project found held by another hub after that wait is asked again without it.
+const ELSEWHERE_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most token digests the hub remembers.
 const MAX_TOKEN_INDEX: usize = 100_000;
 
@@ -239,6 +252,7 @@ impl Hub {
             asking: HashMap::new(),
             asking_projects: Default::default(),
             following: tail.map(followed::Following::new),
+            elsewhere: HashMap::new(),
         }
     }
 
@@ -345,6 +359,12 @@ impl Hub {
             served.last_used = std::time::Instant::now();
         }
         let handed_back = self.handing_back.contains_key(&project);
+        // Found held elsewhere after a wait a moment ago: a hand-over would have been seen.
+        let patient = patient
+            && self
+                .elsewhere
+                .get(&project)
+                .is_none_or(|at| at.elapsed() >= ELSEWHERE_REMEMBERED);
         Box::pin(
             async move {
                 // Let go while idle a moment ago: asked of the keeper itself, whose queue
@@ -367,7 +387,7 @@ impl Hub {
                 (project, owner)
             }
             .into_actor(self)
-            .map(|(project, owner), act, ctx| match owner? {
+            .map(move |(project, owner), act, ctx| match owner? {
                 ProjectOwner::Here { .. } => {
                     // What counts is what is held now: the answer may be older.
                     let Some(generation) = act.held_generation(&project) else {
@@ -388,7 +408,16 @@ impl Hub {
                     }
                     Ok(act.serve(&project, Some(generation), ctx))
                 }
-                ProjectOwner::Elsewhere { url } => Err(HubError::Elsewhere { project, url }),
+                ProjectOwner::Elsewhere { url } => {
+                    if patient {
+                        if act.elsewhere.len() >= MAX_TOKEN_INDEX {
+                            act.elsewhere.clear();
+                        }
+                        act.elsewhere
+                            .insert(project.clone(), std::time::Instant::now());
+                    }
+                    Err(HubError::Elsewhere { project, url })
+                }
             }),
         )
     }
@@ -792,6 +821,17 @@ impl Handler<ProjectStore> for Hub {
         Box::pin(
             self.project_here(msg.0, false, ctx)
                 .map(|here, _, _| here.map(|here| here.store)),
+        )
+    }
+}
+
+impl Handler<ServeProject> for Hub {
+    type Result = ResponseActFuture<Self, Result<(), HubError>>;
+
+    fn handle(&mut self, msg: ServeProject, ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(
+            self.project_here(msg.0, true, ctx)
+                .map(|here, _, _| here.map(|_| ())),
         )
     }
 }

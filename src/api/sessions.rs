@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::shapes::Participants;
 use super::{Call, Operation};
-use crate::actors::hub::CheckOperator;
+use crate::actors::hub::{CheckOperator, ServeProject};
+
 use crate::actors::messages::DrawGenome;
 use crate::actors::messages::{
     ChangeStatus, CreateAnsweredAgain, CreateSession, GetSession, JoinSession, Joined,
@@ -218,7 +219,10 @@ impl Operation for Create {
                     call.hub
                         .send(CheckOperator(call.credential.clone()))
                         .await??;
-                    self.spec(participants.clone(), SessionGenome::default())?;
+                    let checked = self.spec(participants.clone(), SessionGenome::default())?;
+                    // And drawn only where the session is created: a project another hub serves
+                    // is answered `Elsewhere` before the draw, and the create is run there.
+                    call.hub.send(ServeProject(checked.project)).await??;
                     let drawn = call.hub.send(DrawGenome(task_type.clone())).await??;
                     SessionGenome {
                         task_type,

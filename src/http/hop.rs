@@ -67,7 +67,8 @@ pub async fn send(
                     "the hub serving this session's project cannot be reached ({e}); nothing was applied; retry"
                 )));
             }
-            Err(e) if again && !resent => {
+            // Not after a timeout: the first send may still be running there.
+            Err(e) if again && !resent && !matches!(e, SendRequestError::Timeout) => {
                 log::info!("a request to the hub serving its project was lost ({e}); sent again");
                 resent = true;
             }

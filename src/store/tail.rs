@@ -98,7 +98,18 @@ impl EventTail {
         session: Uuid,
         after: i64,
     ) -> Result<queue::Receiver<Vec<Event>>, crate::error::HubError> {
-        let (to, events) = queue::channel(FOLLOWER_QUEUE);
+        self.follow_queued(session, after, FOLLOWER_QUEUE)
+    }
+
+    /// `follow`, letting the follower go once `batches` batches wait for it (at most 500 events
+    /// each): what a follower that goes at its reader's pace holds, and follows again from.
+    pub fn follow_queued(
+        &self,
+        session: Uuid,
+        after: i64,
+        batches: usize,
+    ) -> Result<queue::Receiver<Vec<Event>>, crate::error::HubError> {
+        let (to, events) = queue::channel(batches.max(1));
         self.commands
             .try_send(Command::Follow { session, after, to })
             .map_err(|_| {
@@ -109,9 +120,15 @@ impl EventTail {
 }
 
 impl Drop for EventTail {
+    /// Stops the thread. Waited for only off the async threads: the last handle may be dropped
+    /// on one (a dashboard's subscription ending), and the thread may be in a call to the
+    /// database for seconds. Never blocks on a full queue: without its handle the thread ends
+    /// anyway, once it has taken what is queued.
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
+        let _ = self.commands.try_send(Command::Stop);
+        if let Some(thread) = self.thread.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
             let _ = thread.join();
         }
     }

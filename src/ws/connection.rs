@@ -39,6 +39,9 @@ const URGENT_FRAMES: usize = 64;
 const MAX_IN_FLIGHT: usize = 32;
 /// Subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 32;
+/// How far apart two hubs' clocks may be for a project subscription to take a session created
+/// at the other one for new.
+const CLOCKS_APART: chrono::Duration = chrono::Duration::seconds(60);
 /// Sessions one project subscription covers.
 const MAX_PROJECT_SESSIONS: i64 = 100;
 
@@ -51,13 +54,14 @@ struct Sub {
     filter: Filter,
     /// A project subscription follows the project's new sessions through the hub's feed of
     /// those created here, and through the project's list (those created at another hub).
-    follows: Vec<SpawnHandle>,
+    follows: Option<SpawnHandle>,
+    polls: Option<SpawnHandle>,
 }
 
 impl Sub {
     fn end(self, ctx: &mut Context<Connection>) {
         self.tasks.iter().for_each(|t| t.abort());
-        for h in self.follows {
+        for h in self.follows.into_iter().chain(self.polls) {
             ctx.cancel_future(h);
         }
     }
@@ -406,11 +410,10 @@ impl Connection {
                 };
                 tasks.push(actix_web::rt::spawn(task.run(live)));
             }
-            let mut follows = Vec::new();
-            if let Some((project, _)) = &opened {
-                follows.push(act.poll_project(project.clone(), name.clone(), ctx));
-            }
-            follows.extend(opened.map(|(project, opened)| {
+            let polls = opened
+                .as_ref()
+                .map(|(project, _)| act.poll_project(project.clone(), name.clone(), ctx));
+            let follows = opened.map(|(project, opened)| {
                 let subscription = name.clone();
                 let new_sessions = futures::stream::unfold(opened, move |mut opened| {
                     let (project, subscription) = (project.clone(), subscription.clone());
@@ -431,13 +434,14 @@ impl Connection {
                     }
                 });
                 ctx.add_stream(new_sessions)
-            }));
+            });
             act.out.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
             let sub = Sub {
                 tasks,
                 sessions,
                 filter,
                 follows,
+                polls,
             };
             act.subscriptions.insert(name.to_string(), sub);
             act.set_streaming(true);
@@ -447,14 +451,18 @@ impl Connection {
 
 impl Connection {
     /// Looks at `project`'s list of sessions every `LISTED_FOR` for sessions another hub
-    /// created, each followed from its first event (those created here come through the hub's
-    /// feed at once). Stops where no other hub serves sessions of the database.
+    /// created since the subscription began, each followed from its first event (those created
+    /// here come through the hub's feed at once). Stops where no other hub serves sessions of
+    /// the database.
     fn poll_project(
         &mut self,
         project: String,
         subscription: Arc<str>,
         ctx: &mut Context<Self>,
     ) -> SpawnHandle {
+        // Created since, by any hub's clock within a minute of this one's: an older session is
+        // one the subscription covered when it began, or chose not to (past the 100 it covers).
+        let since = chrono::Utc::now() - CLOCKS_APART;
         ctx.run_interval(LISTED_FOR, move |act, ctx| {
             let (hub, project, subscription) =
                 (act.hub.clone(), project.clone(), subscription.clone());
@@ -463,21 +471,21 @@ impl Connection {
                 let Some(sub) = act.subscriptions.get_mut(&*subscription) else {
                     return;
                 };
-                let ids = match listed {
-                    Ok(Ok(Some(ids))) => ids,
+                let listed = match listed {
+                    Ok(Ok(Some(listed))) => listed,
                     Ok(Ok(None)) => {
                         // Every session is created here: the hub's feed has them all.
-                        if let Some(h) = sub.follows.first().copied() {
+                        if let Some(h) = sub.polls.take() {
                             ctx.cancel_future(h);
                         }
                         return;
                     }
                     Ok(Err(_)) | Err(_) => return,
                 };
-                let new: Vec<Uuid> = ids
+                let new: Vec<Uuid> = listed
                     .iter()
-                    .filter(|id| !sub.sessions.contains(id))
-                    .copied()
+                    .filter(|(id, created)| *created >= since && !sub.sessions.contains(id))
+                    .map(|(id, _)| *id)
                     .collect();
                 for session_id in new {
                     let item = NewSession {
@@ -609,7 +617,7 @@ async fn plan(
             None => {
                 let (last_event_id, live) =
                     watch_or_follow(call.clone(), session_id, elsewhere).await?;
-                elsewhere = matches!(live, Live::Tail(_));
+                elsewhere = matches!(live, Live::Tail { .. });
                 Planned {
                     session_id,
                     last_event_id,
@@ -639,8 +647,16 @@ async fn watch_or_follow(
             Err(e) => return Err(e),
         }
     }
-    let followed = call.hub.send(FollowElsewhere(session_id)).await??;
-    Ok((followed.last_event_id, Live::Tail(followed.tail)))
+    let follow = FollowElsewhere {
+        session: session_id,
+        credential: call.credential.clone(),
+    };
+    let followed = call.hub.send(follow).await??;
+    let live = Live::Tail {
+        tail: followed.tail,
+        replay_to: followed.last_event_id,
+    };
+    Ok((followed.last_event_id, live))
 }
 
 /// The project's sessions that are not completed, newest activity first.

@@ -79,8 +79,12 @@ pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value
     let mut answer = crate::http::hop::send(build, body, true).await?;
     let status = answer.status();
     let body: Value = answer.json().limit(MAX_ANSWER).await.map_err(|e| {
+        let applied = match status.is_success() {
+            true => "; it was applied",
+            false => "",
+        };
         HubError::Unavailable(format!(
-            "the hub serving this session answered {status} unreadably ({e}); a write may have been applied: read before sending it again"
+            "the hub serving this session answered {status} without a readable body ({e}){applied}"
         ))
     })?;
     match status.is_success() {
@@ -99,6 +103,7 @@ pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value
 pub async fn frame(
     req: HttpRequest,
     hub: web::Data<Addr<Hub>>,
+    config: web::Data<super::WsConfig>,
     JsonBody(frame): JsonBody<Frame>,
 ) -> Result<HttpResponse, HubError> {
     let credential = crate::http::credential(&req)?;
@@ -121,6 +126,12 @@ pub async fn frame(
             arguments,
         } => {
             let arguments = arguments.unwrap_or(Value::Null);
+            if viewer {
+                // Within this hub's budget for all viewers, as a viewer's socket here is: the
+                // hub that sent it paced it by its own, which does not spare this hub's agents.
+                let budget = &config.viewer_budget;
+                budget.admit(&budget.connection()).await;
+            }
             calls::run(call, &operation, arguments, viewer).await?
         }
         Frame::Ack { up_to, session_id } => calls::ack(call, up_to, session_id).await?,

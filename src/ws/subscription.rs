@@ -24,6 +24,12 @@ use crate::store::tail::EventTail;
 const REPLAY_PAGE: i64 = 500;
 /// Live events an agent may hand this subscription before the task takes them.
 const LIVE_BUFFER: usize = 64;
+/// Batches of the event tail (at most 500 events each) a subscription following a session held
+/// elsewhere may have waiting before the tail lets it go (it follows again from its cursor).
+const TAIL_QUEUE: usize = 2;
+/// How often, and how long apart, a follow the tail is too busy to take is asked again.
+const TAIL_BUSY_TRIES: u32 = 50;
+const TAIL_BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Bytes of routine frames one connection may have queued (besides the frame count bound):
 /// a client that stops reading costs at most this much, whatever the size of the events.
@@ -79,8 +85,12 @@ pub enum Live {
     /// A participant: its agent's stream, attached after the replay (the agent fills the gap).
     Participant { key: String },
     /// A viewer of a session another hub serves: the event tail reads the log from the cursor
-    /// on, then what commits (`actors::hub::FollowElsewhere`).
-    Tail(Arc<EventTail>),
+    /// on, then what commits (`actors::hub::FollowElsewhere`). `replay_to`: the session's last
+    /// event when the subscription began; events up to it are the replay.
+    Tail {
+        tail: Arc<EventTail>,
+        replay_to: i64,
+    },
 }
 
 pub struct Subscription {
@@ -115,8 +125,8 @@ enum Sent {
 
 impl Subscription {
     pub async fn run(mut self, live: Live) {
-        if let Live::Tail(tail) = live {
-            return self.follow_tail(tail).await;
+        if let Live::Tail { tail, replay_to } = live {
+            return self.follow_tail(tail, replay_to).await;
         }
         if !self.replay().await {
             return;
@@ -124,54 +134,75 @@ impl Subscription {
         match live {
             Live::Viewer(watch) => self.follow_viewer(watch.events).await,
             Live::Participant { key } => self.follow_agent(key).await,
-            Live::Tail(_) => unreachable!("followed above"),
+            Live::Tail { .. } => unreachable!("followed above"),
         }
     }
 
     /// A session another hub serves, followed through the event tail from the cursor on: the
     /// log first, then each event as it commits, once, in order, whoever wrote it. Events go at
-    /// the client's pace, as a replay does: the tail lets a follower that falls behind go, and
-    /// this one follows again from its cursor, so a slow client costs neither events nor
-    /// memory.
-    async fn follow_tail(mut self, tail: Arc<EventTail>) {
+    /// the client's pace, as a replay does: the tail lets a follower that falls `TAIL_QUEUE`
+    /// batches behind go, and this one follows again from its cursor, so a slow client costs
+    /// no events and at most those batches. Critical events past `replay_to` are live: they
+    /// jump ahead as interrupts, or end the subscription with `resync` if even the urgent
+    /// queue is full, as on the session's own feed.
+    async fn follow_tail(mut self, tail: Arc<EventTail>, replay_to: i64) {
+        let mut busy = 0;
         loop {
-            let Ok(mut batches) = tail.follow(self.session_id, self.cursor) else {
-                // Too many follows waiting, or the tail stopped with its hub's life.
-                self.resync().await;
-                return;
+            let Ok(mut batches) = tail.follow_queued(self.session_id, self.cursor, TAIL_QUEUE)
+            else {
+                // Too many follows waiting for the tail's thread (many dashboards at once), or
+                // the tail stopped with its hub's life: tried again for a while.
+                busy += 1;
+                if busy > TAIL_BUSY_TRIES {
+                    self.resync().await;
+                    return;
+                }
+                tokio::time::sleep(TAIL_BUSY_WAIT).await;
+                continue;
             };
+            busy = 0;
             let from = self.cursor;
             while let Some(batch) = batches.recv().await {
                 for event in batch {
-                    if event.id > self.cursor && !self.hand_on(event).await {
-                        return;
+                    if event.id <= self.cursor {
+                        continue;
+                    }
+                    match self.hand_on(event, replay_to).await {
+                        Sent::Ok => {}
+                        Sent::Behind => {
+                            self.resync().await;
+                            return;
+                        }
+                        Sent::Gone => return,
                     }
                 }
             }
             if self.cursor == from {
                 // Let go without a step forward: the tail is stopping. Not a busy loop.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(TAIL_BUSY_WAIT).await;
             }
         }
     }
 
-    /// Hands one event of the tail to the connection once there is room. False: the
-    /// connection is gone.
-    async fn hand_on(&mut self, event: crate::domain::event::Event) -> bool {
+    /// Hands one event of the tail to the connection once there is room (a critical one past
+    /// `replay_to`: at once, as an interrupt, or `Behind`).
+    async fn hand_on(&mut self, event: crate::domain::event::Event, replay_to: i64) -> Sent {
+        if event.priority == Priority::Critical && event.id > replay_to {
+            return self.forward(&Published::new(Arc::new(event)), false);
+        }
         self.cursor = event.id;
         if !self.filter.passes(&event) {
-            return true;
+            return Sent::Ok;
         }
-        let critical = event.priority == Priority::Critical;
         let published = Published::new(Arc::new(event));
-        if critical {
-            self.out.stats.interrupts.fetch_add(1, Ordering::Relaxed);
-            let frame = frames::event(&self.name, published.json(), true);
-            return self.out.urgent.send(frame).await.is_ok();
-        }
-        self.out
+        match self
+            .out
             .routine(frames::event(&self.name, published.json(), false))
             .await
+        {
+            true => Sent::Ok,
+            false => Sent::Gone,
+        }
     }
 
     /// Reads the log after the cursor up to its end, waiting for room in the queue (a replay

@@ -65,11 +65,11 @@ async fn until_let_go(app: &TestApp, token: &str) {
 /// session's next event id and the event in one statement. Answers the event's id.
 fn written_elsewhere(app: &TestApp, session: &str, body: &str) -> i64 {
     let mut conn = PgConnection::establish(&app.db.url).unwrap();
-    written_on(&mut conn, session, body)
+    written_on(&mut conn, session, body, "routine")
 }
 
-/// `written_elsewhere` on a connection of the caller's.
-fn written_on(conn: &mut PgConnection, session: &str, body: &str) -> i64 {
+/// `written_elsewhere` with the `priority` given, on a connection of the caller's.
+fn written_on(conn: &mut PgConnection, session: &str, body: &str, priority: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Written {
         #[diesel(sql_type = BigInt)]
@@ -79,14 +79,16 @@ fn written_on(conn: &mut PgConnection, session: &str, body: &str) -> i64 {
         "WITH n AS (UPDATE sessions SET last_event_id = last_event_id + 1, updated_at = now()
                      WHERE id = $1 RETURNING last_event_id)
          INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at, recipient)
-         SELECT e.session_id, n.last_event_id, e.actor, e.kind, e.priority,
-                (e.payload::jsonb || jsonb_build_object('body', $2::text))::text, now(), e.recipient
+         SELECT e.session_id, n.last_event_id, e.actor, e.kind, $3,
+                (e.payload::jsonb || jsonb_build_object('body', $2::text, 'priority', $3::text))::text,
+                now(), e.recipient
            FROM n, (SELECT * FROM events WHERE session_id = $1 AND kind = 'message_sent'
                      ORDER BY id DESC LIMIT 1) e
          RETURNING id",
     )
     .bind::<Text, _>(session)
     .bind::<Text, _>(body)
+    .bind::<Text, _>(priority)
     .get_result::<Written>(conn)
     .unwrap()
     .id
@@ -154,11 +156,11 @@ fn body_is(body: &'static str) -> impl Fn(&Value) -> bool {
     move |e: &Value| e["payload"]["body"] == body
 }
 
-/// The ids of event frames, in the order they came.
+/// The ids of event frames (and interrupts), in the order they came.
 fn ids(frames: &[Value]) -> Vec<i64> {
     frames
         .iter()
-        .filter(|f| f["type"] == "event")
+        .filter(|f| f["type"] == "event" || f["type"] == "interrupt")
         .filter_map(|f| f["id"].as_i64())
         .collect()
 }
@@ -205,6 +207,11 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
         "{refused}"
     );
 
+    // Meanwhile the other hub wrote a critical message: part of the log the subscription
+    // catches up with, it comes as an event, in order.
+    let mut conn = PgConnection::establish(&app.db.url).unwrap();
+    let urgent = written_on(&mut conn, &session, "urgent, before", "critical");
+
     // Subscribed again from there: served through the tail.
     let again = json!({"type": "subscribe", "sessionId": session, "since": from - 1});
     let answer = watching.ok(again).await;
@@ -223,12 +230,27 @@ async fn a_dashboard_follows_a_session_another_hub_serves() {
     assert_eq!(sessions[0]["sessionId"], session.as_str(), "{answer}");
     let project_from = sessions[0]["lastEventId"].as_i64().unwrap();
 
-    // The other hub writes in alpha: both dashboards see it, each once.
+    let got = watching.events_until(wait, body_is("urgent, before")).await;
+    assert_eq!(got.last().unwrap()["type"], "event", "{got:?}");
+    assert_eq!(got.last().unwrap()["id"], urgent);
+    seen.extend(got);
+    // The other hub writes in alpha: both dashboards see it, each once; a critical message
+    // written now jumps ahead as an interrupt.
     let first = written_elsewhere(&app, &session, "from the other hub");
+    let live = written_on(&mut conn, &session, "urgent, live", "critical");
     let second = written_elsewhere(&app, &session, "and again");
-    seen.extend(watching.events_until(wait, body_is("and again")).await);
-    let got = project.events_until(wait, body_is("and again")).await;
-    assert_eq!(ids(&got), [first, second], "{got:?}");
+    let mut got = watching.events_until(wait, body_is("and again")).await;
+    // An interrupt comes ahead of what was queued: put back in log order for the count.
+    got.sort_by_key(|f| f["id"].as_i64());
+    assert!(
+        got.iter()
+            .any(|f| f["id"] == live && f["type"] == "interrupt"),
+        "{got:?}"
+    );
+    seen.extend(got);
+    let mut got = project.events_until(wait, body_is("and again")).await;
+    got.sort_by_key(|f| f["id"].as_i64());
+    assert_eq!(ids(&got), [first, live, second], "{got:?}");
     assert!(got.iter().all(|f| f["sessionId"] == session.as_str()));
     assert_eq!(first, project_from + 1);
     // The other hub creates a session in alpha: the project's dashboard follows it from its
@@ -335,7 +357,7 @@ async fn a_dashboard_that_stops_reading_misses_nothing_of_a_session_held_elsewhe
         // One commit at a time, each read by the tail apart (it looks every 25 ms): far more
         // batches than a follower may have queued once the subscription waits for room.
         for n in 0..400 {
-            last = written_on(&mut conn, &session_id, &format!("{n} {bulk}"));
+            last = written_on(&mut conn, &session_id, &format!("{n} {bulk}"), "routine");
             std::thread::sleep(Duration::from_millis(30));
         }
         last
@@ -378,7 +400,7 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
         .call("session_get", json!({"sessionId": session}))
         .await;
     assert_eq!(view["sessionId"], session.as_str(), "{view}");
-    // A viewer acting for a participant is refused here, as before.
+    // A viewer acting for a participant is refused, as before.
     let refused = viewer
         .request(json!({"type": "call", "operation": "message_send",
                         "arguments": {"sessionId": session, "body": "as nobody"}}))
@@ -389,7 +411,7 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     let mut seat = Ws::connect(&here, None).await;
     let me = seat.ok(json!({"type": "auth", "token": gemini})).await;
     assert_eq!(me["aiId"], "gemini", "{me}");
-    assert!(me["role"].is_string(), "{me}");
+    assert_eq!(me["role"], "navigator", "{me}");
     let sent = seat
         .call(
             "message_send",

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -42,7 +43,7 @@ const LISTED_SESSIONS: i64 = 100;
 pub(super) struct Following {
     url: String,
     tail: Option<Arc<EventTail>>,
-    listed: HashMap<String, (Instant, Arc<Vec<Uuid>>)>,
+    listed: HashMap<String, (Instant, Listed)>,
 }
 
 impl Following {
@@ -69,7 +70,11 @@ impl Following {
 /// without a tail (SQLite, one hub per file) answers `Unavailable`.
 #[derive(Message)]
 #[rtype(result = "Result<Followed, HubError>")]
-pub struct FollowElsewhere(pub Uuid);
+pub struct FollowElsewhere {
+    pub session: Uuid,
+    /// Only the operator's viewers follow a session whole (what the tail hands).
+    pub credential: crate::domain::auth::Credential,
+}
 
 pub struct Followed {
     pub last_event_id: i64,
@@ -79,11 +84,11 @@ pub struct Followed {
 impl Handler<FollowElsewhere> for Hub {
     type Result = ResponseFuture<Result<Followed, HubError>>;
 
-    fn handle(
-        &mut self,
-        FollowElsewhere(id): FollowElsewhere,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: FollowElsewhere, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.session;
+        if let Err(e) = self.policy.operator(&msg.credential) {
+            return Box::pin(futures::future::ready(Err(e.into())));
+        }
         let tail = self.following.as_mut().map(Following::tail);
         let store = self.store.clone();
         Box::pin(async move {
@@ -108,30 +113,42 @@ impl Handler<FollowElsewhere> for Hub {
     }
 }
 
+/// A project's sessions that are not completed, with when each was created.
+pub type Listed = Arc<Vec<(Uuid, DateTime<Utc>)>>;
+
 /// The sessions of a project that are not completed (at most 100, most recently active first),
 /// as read at most `LISTED_FOR` ago: how a project subscription learns of sessions another hub
 /// created. `None`: no other hub serves sessions of this database (SQLite), so every session
 /// is created, and announced, here.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Arc<Vec<Uuid>>>, HubError>")]
+#[rtype(result = "Result<Option<Listed>, HubError>")]
 pub struct ProjectSessions(pub String);
 
 impl Handler<ProjectSessions> for Hub {
-    type Result = ResponseActFuture<Self, Result<Option<Arc<Vec<Uuid>>>, HubError>>;
+    type Result = ResponseActFuture<Self, Result<Option<Listed>, HubError>>;
 
     fn handle(
         &mut self,
         ProjectSessions(project): ProjectSessions,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let Some(following) = &self.following else {
+        let Some(following) = &mut self.following else {
             return Box::pin(fut::ready(Ok(None)));
         };
-        if let Some((at, ids)) = following.listed.get(&project)
+        if let Some((at, listed)) = following.listed.get(&project)
             && at.elapsed() < LISTED_FOR
         {
-            return Box::pin(fut::ready(Ok(Some(ids.clone()))));
+            return Box::pin(fut::ready(Ok(Some(listed.clone()))));
         }
+        // Read once: those asking meanwhile get the list as it was (or none yet).
+        if following.listed.len() >= LISTED_PROJECTS {
+            following.listed.clear();
+        }
+        let before = following.listed.get(&project).map(|(_, l)| l.clone());
+        following.listed.insert(
+            project.clone(),
+            (Instant::now(), before.unwrap_or_default()),
+        );
         let (store, key) = (self.store.clone(), project.clone());
         let read = async move {
             let filter = queries::SessionFilter {
@@ -143,22 +160,19 @@ impl Handler<ProjectSessions> for Hub {
                 .await
         };
         Box::pin(read.into_actor(self).map(move |listed, act, _| {
-            let ids: Arc<Vec<Uuid>> = Arc::new(
+            let listed: Listed = Arc::new(
                 listed?
                     .into_iter()
                     .filter(|s| s.status != SessionStatus::Completed)
-                    .map(|s| s.session_id)
+                    .map(|s| (s.session_id, s.created_at))
                     .collect(),
             );
             if let Some(following) = &mut act.following {
-                if following.listed.len() >= LISTED_PROJECTS {
-                    following.listed.clear();
-                }
                 following
                     .listed
-                    .insert(project, (Instant::now(), ids.clone()));
+                    .insert(project, (Instant::now(), listed.clone()));
             }
-            Ok(Some(ids))
+            Ok(Some(listed))
         }))
     }
 }
