@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::backup::{backup, restore, succeeded};
 use crate::helpers::{Backend, TestApp, TestDb, assert_error};
-use crate::project_serving::{get_here_only, hub, run, send, session_in};
+use crate::project_serving::{get_here_only, hub, received, run, send, session_in};
 use crate::ws::Ws;
 
 /// Another hub, at `url`, takes `project`'s lease, as its take would: its holder, its url, the
@@ -437,20 +437,8 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     assert_eq!(unknown["error"], direct["error"], "{unknown}");
 
     // Written where alpha is served, and only there.
-    let bodies = |page: &Value| -> Vec<String> {
-        page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["body"].as_str().map(str::to_owned))
-            .collect()
-    };
-    let (status, page) = there.get_as(&claude, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(
-        bodies(&page).contains(&"through this hub".to_owned()),
-        "{page}"
-    );
+    let got = received(&there, &claude).await;
+    assert!(got.contains(&"through this hub".to_owned()), "{got:?}");
     assert_eq!(written_here(&here, &session, "through this hub"), 0);
     here.stop().await;
     there.stop().await;

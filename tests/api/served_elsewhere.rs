@@ -13,16 +13,7 @@ use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::dashboard_elsewhere::{Moved, moved, written_here};
-use crate::project_serving::{get_here_only, send, session_in};
-
-fn bodies(page: &Value) -> Vec<String> {
-    page["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no messages in {page}"))
-        .iter()
-        .filter_map(|m| m["body"].as_str().map(str::to_owned))
-        .collect()
-}
+use crate::project_serving::{get_here_only, received, send, session_in};
 
 /// Posts `body` to `path` as `token` with the client's own request key.
 async fn post_keyed(
@@ -59,15 +50,11 @@ async fn a_rest_request_for_a_project_another_hub_serves_is_served_there() {
         return;
     };
     // A read, answered as the hub serving alpha answers it.
-    let (status, page) = here.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(bodies(&page), ["before"]);
+    assert_eq!(received(&here, &gemini).await, ["before"]);
     // A write: applied there, not here.
     let (status, sent) = send(&here, &claude, "through here").await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let (status, page) = there.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(bodies(&page), ["before", "through here"]);
+    assert_eq!(received(&there, &gemini).await, ["before", "through here"]);
     assert_eq!(written_here(&here, &session, "through here"), 0);
     // The operator's view of the session, named by the path.
     let (status, view) = here.get(&format!("/mcp/session/{session}")).await;
@@ -87,8 +74,8 @@ async fn a_rest_request_for_a_project_another_hub_serves_is_served_there() {
     let (status, again) = post_keyed(&here, &claude, "/mcp/messages/send", &key, &twice).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(again["error"]["code"], "already_applied", "{again}");
-    let (_, page) = there.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(bodies(&page), ["before", "through here", "keyed"]);
+    let got = received(&there, &gemini).await;
+    assert_eq!(got, ["before", "through here", "keyed"]);
     // Passed on once at most: a request another hub passed on is answered here.
     let (status, refused) = get_here_only(&here, &gemini, "/mcp/messages?limit=50").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
@@ -100,8 +87,7 @@ async fn a_rest_request_for_a_project_another_hub_serves_is_served_there() {
     let (_, beta_claude, beta_gemini) = session_in(&here, "beta").await;
     let (status, answer) = send(&here, &beta_claude, "beta here").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (_, page) = here.get_as(&beta_gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(bodies(&page), ["beta here"]);
+    assert_eq!(received(&here, &beta_gemini).await, ["beta here"]);
     here.stop().await;
     there.stop().await;
 }
