@@ -127,6 +127,12 @@ pub struct ProjectStore(pub String);
 #[rtype(result = "Result<(), HubError>")]
 pub struct ServeProject(pub String);
 
+/// The hub a project was found held by answered that it does not serve it (a hand-over is
+/// under way): the next request for the project waits for the hand-over again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetElsewhere(pub String);
+
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
 #[rtype(result = "Result<Option<String>, HubError>")]
@@ -833,6 +839,14 @@ impl Handler<ServeProject> for Hub {
             self.project_here(msg.0, true, ctx)
                 .map(|here, _, _| here.map(|_| ())),
         )
+    }
+}
+
+impl Handler<ForgetElsewhere> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetElsewhere, _: &mut Self::Context) {
+        self.elsewhere.remove(&msg.0);
     }
 }
 

@@ -19,20 +19,27 @@
 
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{HttpMessage, HttpRequest, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use awc::error::SendRequestError;
 
 use super::forward::{self, FORWARDED, NOT_OWNER};
+use crate::actors::Hub;
+use crate::actors::hub::ForgetElsewhere;
 use crate::error::HubError;
 
-/// What a request answered `Elsewhere` leaves on its response: where its project is served.
+/// What a request answered `Elsewhere` leaves on its response: its project, and where it is
+/// served.
 #[derive(Clone, Debug)]
-pub struct ServedElsewhere(pub String);
+pub struct ServedElsewhere {
+    pub project: String,
+    pub url: String,
+}
 
 /// The body a REST handler read (`JsonBody`), kept with the request so that it can be sent on.
 #[derive(Clone, Debug)]
@@ -41,9 +48,13 @@ pub struct ReadBody(pub Bytes);
 /// The longest an answer's head may take (a REST read answers at once; an export is large).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Sends a request built by `build` (told whether it is a second send) with `body`, once more
-/// after a connection lost with the request out if `again` (a read, or a keyed write).
+/// Sends a request for `project`, built by `build` (told whether it is a second send), with
+/// `body`, once more after a connection lost with the request out if `again` (a read, or a
+/// keyed write). A hub that answers it does not serve the project (a standby: a hand-over is
+/// under way) is answered 503, and `hub` forgets that the project was found elsewhere, so
+/// that its next request waits for the hand-over again (`ForgetElsewhere`).
 pub async fn send(
+    (hub, project): (&Addr<Hub>, &str),
     build: impl Fn(bool) -> awc::ClientRequest,
     body: Bytes,
     again: bool,
@@ -57,6 +68,7 @@ pub async fn send(
             .await;
         match sent {
             Ok(answer) if answer.headers().contains_key(NOT_OWNER) => {
+                hub.do_send(ForgetElsewhere(project.to_owned()));
                 return Err(HubError::Unavailable(
                     "the hub that held this session's project is handing it over; retry".into(),
                 ));
@@ -91,12 +103,12 @@ pub async fn pass_on(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let res = next.call(req).await?;
-    let url = res
+    let served = res
         .response()
         .extensions()
         .get::<ServedElsewhere>()
         .cloned();
-    let Some(ServedElsewhere(url)) = url else {
+    let Some(served) = served else {
         return Ok(res.map_into_boxed_body());
     };
     let req = res.request().clone();
@@ -112,17 +124,22 @@ pub async fn pass_on(
         (true, None) => return Ok(res.map_into_boxed_body()),
     };
     drop(res);
-    let answer = match to(&url, &req, body).await {
+    let answer = match to(&served, &req, body).await {
         Ok(answer) => forward::relay(answer),
         Err(e) => e.error_response(),
     };
     Ok(ServiceResponse::new(req, answer))
 }
 
-/// Sends `req` with `body` to the hub at `url`.
-async fn to(url: &str, req: &HttpRequest, body: Bytes) -> Result<awc::ClientResponse, HubError> {
-    let client = req
+/// Sends `req` with `body` to the hub serving its project.
+async fn to(
+    served: &ServedElsewhere,
+    req: &HttpRequest,
+    body: Bytes,
+) -> Result<awc::ClientResponse, HubError> {
+    let (client, hub) = req
         .app_data::<awc::Client>()
+        .zip(req.app_data::<web::Data<Addr<Hub>>>())
         .ok_or_else(|| HubError::Internal("no client for other hubs".into()))?;
     let (method, path) = (req.method(), req.path());
     let keyed = crate::mcp::resend::resent_with_key(method, path, &body);
@@ -140,7 +157,7 @@ async fn to(url: &str, req: &HttpRequest, body: Bytes) -> Result<awc::ClientResp
     };
     let target = format!(
         "{}{}",
-        url.trim_end_matches('/'),
+        served.url.trim_end_matches('/'),
         req.uri().path_and_query().map_or("/", |p| p.as_str())
     );
     let build = |resent: bool| {
@@ -158,5 +175,5 @@ async fn to(url: &str, req: &HttpRequest, body: Bytes) -> Result<awc::ClientResp
         }
         out
     };
-    send(build, body, again).await
+    send((hub, &served.project), build, body, again).await
 }

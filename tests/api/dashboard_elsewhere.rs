@@ -28,7 +28,7 @@ use crate::ws::Ws;
 
 /// Another hub, at `url`, takes `project`'s lease, as its take would: its holder, its url, the
 /// next generation.
-fn taken_by(app: &TestApp, project: &str, url: &str) {
+pub(crate) fn taken_by(app: &TestApp, project: &str, url: &str) {
     run(
         app,
         &format!(
@@ -44,7 +44,7 @@ fn taken_elsewhere(app: &TestApp, project: &str) {
 }
 
 /// Until `token`'s request is answered that another hub serves its project: this hub let it go.
-async fn until_let_go(app: &TestApp, token: &str) {
+pub(crate) async fn until_let_go(app: &TestApp, token: &str) {
     let start = Instant::now();
     loop {
         let (status, answer) = get_here_only(app, token, "/mcp/messages?limit=50").await;
