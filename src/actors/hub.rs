@@ -69,10 +69,6 @@ pub struct Hub {
     asking_projects: std::collections::HashSet<String>,
     /// How sessions another hub serves are followed here (`followed.rs`); None on SQLite.
     following: Option<followed::Following>,
-    /// Projects a patient ask found held by another hub, and when: asked again without the
-    /// wait for a while (`project_here`), so that only the first of a burst of requests for a
-    /// project served elsewhere waits before it is passed on.
-    elsewhere: HashMap<String, std::time::Instant>,
 }
 
 mod followed;
@@ -126,12 +122,6 @@ pub struct ProjectStore(pub String);
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
 pub struct ServeProject(pub String);
-
-/// The hub a project was found held by answered that it does not serve it (a hand-over is
-/// under way): the next request for the project waits for the hand-over again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ForgetElsewhere(pub String);
 
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
@@ -221,9 +211,6 @@ const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const HANDED_OVER_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 const HANDED_OVER_TRIES: u32 = 10;
 
-/// How long a project found held by another hub after that wait is asked again without it.
-const ELSEWHERE_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Most token digests the hub remembers.
 const MAX_TOKEN_INDEX: usize = 100_000;
 
@@ -258,7 +245,6 @@ impl Hub {
             asking: HashMap::new(),
             asking_projects: Default::default(),
             following: tail.map(followed::Following::new),
-            elsewhere: HashMap::new(),
         }
     }
 
@@ -365,12 +351,6 @@ impl Hub {
             served.last_used = std::time::Instant::now();
         }
         let handed_back = self.handing_back.contains_key(&project);
-        // Found held elsewhere after a wait a moment ago: a hand-over would have been seen.
-        let patient = patient
-            && self
-                .elsewhere
-                .get(&project)
-                .is_none_or(|at| at.elapsed() >= ELSEWHERE_REMEMBERED);
         Box::pin(
             async move {
                 // Let go while idle a moment ago: asked of the keeper itself, whose queue
@@ -414,16 +394,7 @@ impl Hub {
                     }
                     Ok(act.serve(&project, Some(generation), ctx))
                 }
-                ProjectOwner::Elsewhere { url } => {
-                    if patient {
-                        if act.elsewhere.len() >= MAX_TOKEN_INDEX {
-                            act.elsewhere.clear();
-                        }
-                        act.elsewhere
-                            .insert(project.clone(), std::time::Instant::now());
-                    }
-                    Err(HubError::Elsewhere { project, url })
-                }
+                ProjectOwner::Elsewhere { url } => Err(HubError::Elsewhere { project, url }),
             }),
         )
     }
@@ -839,14 +810,6 @@ impl Handler<ServeProject> for Hub {
             self.project_here(msg.0, true, ctx)
                 .map(|here, _, _| here.map(|_| ())),
         )
-    }
-}
-
-impl Handler<ForgetElsewhere> for Hub {
-    type Result = ();
-
-    fn handle(&mut self, msg: ForgetElsewhere, _: &mut Self::Context) {
-        self.elsewhere.remove(&msg.0);
     }
 }
 

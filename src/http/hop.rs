@@ -1,36 +1,34 @@
 //! The one hop between two hubs that serve different projects of one database: a request this
 //! hub cannot serve because another live hub holds its project's lease (`HubError::Elsewhere`)
-//! is sent there, marked `FORWARDED` so that it is never passed on again, and the answer is
-//! passed back (docs/multi-hub.md, "What routing needs").
+//! is sent there, marked `HOP` so that it is never passed on again, and the answer is passed
+//! back (docs/multi-hub.md, "What routing needs").
 //!
 //! - REST (`pass_on`, a middleware of the serving app): a request answered `Elsewhere` is sent
-//!   to the holder as it came (method, path, headers, the body its handler read), and the
-//!   holder's answer relayed as it arrives. Nothing was applied here: `Elsewhere` is answered
+//!   to the holder as it came (method, path, headers, the body its handler read), marked `HOP`,
+//!   and the holder's answer relayed as it arrives. Nothing was applied here: `Elsewhere` is answered
 //!   before a session is touched. MCP posts and streams, and WebSocket upgrades, are not passed
 //!   on this way (the MCP registry and the WebSocket connection have their own paths).
 //! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
 //!
 //! A connection that could not be made applied nothing: answered 503, retry. A write with a
-//! request key (`mcp::resend::resent_with_key`), or a request that only reads, whose connection
-//! broke after it was sent goes once more (the key marked `RESENT`: the holder answers
-//! `already_applied` if it was applied); any other is answered 503 saying it may have been
-//! applied. A hub that finds it does not serve the project any more (a hand-over) answers 503;
-//! so does a standby that is not the owner (`421`).
+//! request key (`mcp::resend::resent_with_key`), a request that only reads, or one that bears
+//! applying twice, whose connection broke after it was sent goes once more (the key marked
+//! `RESENT`: the holder answers `already_applied` if it was applied), but not after a timeout
+//! (it may still be running); any other is answered 503 saying it may have been applied, and
+//! so is any failure of the second send. A standby that is not the owner answers 421 (a
+//! hand-over under way): answered 503, retry.
 
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
+use actix_web::{HttpMessage, HttpRequest, ResponseError};
 use awc::error::SendRequestError;
 
 use super::forward::{self, FORWARDED, NOT_OWNER};
-use crate::actors::Hub;
-use crate::actors::hub::ForgetElsewhere;
 use crate::error::HubError;
 
 /// What a request answered `Elsewhere` leaves on its response: its project, and where it is
@@ -41,6 +39,11 @@ pub struct ServedElsewhere {
     pub url: String,
 }
 
+/// Marks a request one hub passed on to the hub serving its project: answered where it lands,
+/// never passed on again. Apart from `FORWARDED`, which a standby puts on everything it
+/// forwards to the owner (a request that came through a standby may still be passed on once).
+pub const HOP: &str = "x-collab-hub-hop";
+
 /// The body a REST handler read (`JsonBody`), kept with the request so that it can be sent on.
 #[derive(Clone, Debug)]
 pub struct ReadBody(pub Bytes);
@@ -48,13 +51,11 @@ pub struct ReadBody(pub Bytes);
 /// The longest an answer's head may take (a REST read answers at once; an export is large).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Sends a request for `project`, built by `build` (told whether it is a second send), with
-/// `body`, once more after a connection lost with the request out if `again` (a read, or a
-/// keyed write). A hub that answers it does not serve the project (a standby: a hand-over is
-/// under way) is answered 503, and `hub` forgets that the project was found elsewhere, so
-/// that its next request waits for the hand-over again (`ForgetElsewhere`).
+/// Sends a request built by `build` (told whether it is a second send) with `body`, once more
+/// after a connection lost with the request out if `again` (a read, or a keyed write, or one
+/// that bears applying twice). A hub that answers it does not serve the project (a standby: a
+/// hand-over is under way) is answered 503.
 pub async fn send(
-    (hub, project): (&Addr<Hub>, &str),
     build: impl Fn(bool) -> awc::ClientRequest,
     body: Bytes,
     again: bool,
@@ -63,18 +64,23 @@ pub async fn send(
     loop {
         let sent = build(resent)
             .timeout(HEAD_TIMEOUT)
+            // A standby answers a forwarded request 421 rather than send it on to its owner.
             .insert_header((FORWARDED, "1"))
+            .insert_header((HOP, "1"))
             .send_body(body.clone())
             .await;
         match sent {
-            Ok(answer) if answer.headers().contains_key(NOT_OWNER) => {
-                hub.do_send(ForgetElsewhere(project.to_owned()));
+            // Once sent again, the first send may have been applied: only `lost` is true.
+            Ok(answer) if answer.headers().contains_key(NOT_OWNER) && !resent => {
                 return Err(HubError::Unavailable(
                     "the hub that held this session's project is handing it over; retry".into(),
                 ));
             }
+            Ok(answer) if answer.headers().contains_key(NOT_OWNER) => {
+                return Err(lost("handed over meanwhile"));
+            }
             Ok(answer) => return Ok(answer),
-            Err(e) if forward::never_delivered(&e) => {
+            Err(e) if forward::never_delivered(&e) && !resent => {
                 return Err(HubError::Unavailable(format!(
                     "the hub serving this session's project cannot be reached ({e}); nothing was applied; retry"
                 )));
@@ -89,7 +95,7 @@ pub async fn send(
     }
 }
 
-fn lost(e: SendRequestError) -> HubError {
+fn lost(e: impl std::fmt::Display) -> HubError {
     HubError::Unavailable(format!(
         "the hub serving this session's project did not answer ({e}); a write may have been applied: read before sending it again"
     ))
@@ -112,7 +118,7 @@ pub async fn pass_on(
         return Ok(res.map_into_boxed_body());
     };
     let req = res.request().clone();
-    let passable = !req.headers().contains_key(FORWARDED)
+    let passable = !req.headers().contains_key(HOP)
         && !req.headers().contains_key(header::UPGRADE)
         && !crate::mcp::PATHS.contains(&req.path());
     let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
@@ -137,9 +143,8 @@ async fn to(
     req: &HttpRequest,
     body: Bytes,
 ) -> Result<awc::ClientResponse, HubError> {
-    let (client, hub) = req
+    let client = req
         .app_data::<awc::Client>()
-        .zip(req.app_data::<web::Data<Addr<Hub>>>())
         .ok_or_else(|| HubError::Internal("no client for other hubs".into()))?;
     let (method, path) = (req.method(), req.path());
     let keyed = crate::mcp::resend::resent_with_key(method, path, &body);
@@ -175,5 +180,5 @@ async fn to(
         }
         out
     };
-    send((hub, &served.project), build, body, again).await
+    send(build, body, again).await
 }

@@ -250,12 +250,10 @@ impl Connection {
             }) => {
                 let (call, token) = (self.call(), self.token.clone());
                 let fut = async move {
-                    let hub = call.hub.clone();
                     match calls::ack(call, up_to, session_id).await {
-                        Err(HubError::Elsewhere { project, url }) => {
-                            let to = relay::Elsewhere { project, url };
+                        Err(HubError::Elsewhere { url, .. }) => {
                             let frame = relay::ack_frame(up_to, session_id);
-                            relay::relay((&hub, &to), token.as_deref(), frame).await
+                            relay::relay(&url, token.as_deref(), frame).await
                         }
                         done => done,
                     }
@@ -276,11 +274,9 @@ impl Connection {
                         budget.admit(&reads).await;
                     }
                     let frame = relay::call_frame(&operation, &arguments);
-                    let hub = call.hub.clone();
                     match calls::run(call, &operation, arguments, viewer).await {
-                        Err(HubError::Elsewhere { project, url }) => {
-                            let to = relay::Elsewhere { project, url };
-                            relay::relay((&hub, &to), token.as_deref(), frame).await
+                        Err(HubError::Elsewhere { url, .. }) => {
+                            relay::relay(&url, token.as_deref(), frame).await
                         }
                         done => done,
                     }
@@ -340,10 +336,9 @@ impl Connection {
                     match asked {
                         Ok(me) => json!(me.role),
                         // Its project moved since.
-                        Err(HubError::Elsewhere { project, url }) => {
-                            let to = relay::Elsewhere { project, url };
+                        Err(HubError::Elsewhere { url, .. }) => {
                             let frame = relay::call_frame("whoami", &json!({}));
-                            relay::relay((&hub, &to), Some(&token), frame).await?["role"].take()
+                            relay::relay(&url, Some(&token), frame).await?["role"].take()
                         }
                         Err(e) => return Err(e),
                     }

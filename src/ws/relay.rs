@@ -28,12 +28,6 @@ use crate::domain::auth::Credential;
 use crate::error::HubError;
 use crate::http::JsonBody;
 
-/// A project another hub serves, and that hub's url (what `HubError::Elsewhere` names).
-pub struct Elsewhere {
-    pub project: String,
-    pub url: String,
-}
-
 /// Where the serving hub takes frames.
 pub const ROUTE: &str = "/ws/frame";
 
@@ -65,12 +59,7 @@ pub enum Frame {
 
 /// Runs `frame` at the hub at `url` as the holder of `token`: what its reply carries, `ok` or
 /// the error as that hub said it.
-pub async fn relay(
-    to: (&Addr<Hub>, &Elsewhere),
-    token: Option<&str>,
-    frame: Value,
-) -> Result<Value, HubError> {
-    let (hub, Elsewhere { project, url }) = to;
+pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value, HubError> {
     let key = Uuid::new_v4().to_string();
     let target = format!("{}{ROUTE}", url.trim_end_matches('/'));
     let build = |resent: bool| {
@@ -87,7 +76,7 @@ pub async fn relay(
         request
     };
     let body = Bytes::from(frame.to_string());
-    let mut answer = crate::http::hop::send((hub, project), build, body, true).await?;
+    let mut answer = crate::http::hop::send(build, body, true).await?;
     let status = answer.status();
     let body: Value = answer.json().limit(MAX_ANSWER).await.map_err(|e| {
         let applied = match status.is_success() {
@@ -163,9 +152,8 @@ pub async fn identify(
         Ok(Identity::Participant { session_id, ai_id }) => {
             Ok((Some(Seat { session_id, ai_id }), None))
         }
-        Err(HubError::Elsewhere { project, url }) => {
-            let to = Elsewhere { project, url };
-            let mut me = relay((hub, &to), token, call_frame("whoami", &json!({}))).await?;
+        Err(HubError::Elsewhere { url, .. }) => {
+            let mut me = relay(&url, token, call_frame("whoami", &json!({}))).await?;
             let seat = serde_json::from_value::<Seated>(me.clone()).map_err(|e| {
                 HubError::Unavailable(format!(
                     "the hub serving this token's session answered whoami unreadably: {e}"

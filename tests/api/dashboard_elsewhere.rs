@@ -380,7 +380,7 @@ async fn a_dashboard_that_stops_reading_misses_nothing_of_a_session_held_elsewhe
 /// - a seat taken with a participant's token (`auth`: its role is read there), its message, its
 ///   acknowledgement, and a refused call whose error object comes back untouched;
 /// - what was written is at the serving hub, not here.
-/// A command this hub refuses itself (a viewer acting for a participant) is not passed on.
+/// A viewer acting for a participant is refused, as before.
 #[actix_web::test]
 async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     let Some(Moved {

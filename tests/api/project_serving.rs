@@ -90,7 +90,7 @@ pub(crate) async fn get_here_only(app: &TestApp, token: &str, path: &str) -> (St
     let mut answer = crate::helpers::client()
         .get(format!("{}{path}", app.address))
         .bearer_auth(token)
-        .insert_header((collab_hub::http::forward::FORWARDED, "1"))
+        .insert_header((collab_hub::http::hop::HOP, "1"))
         .send()
         .await
         .expect("GET");

@@ -93,11 +93,11 @@ async fn a_rest_request_for_a_project_another_hub_serves_is_served_there() {
 }
 
 /// A project's lease row names a hub that does not serve it (a standby: the hub that held it
-/// stepped down and has not handed it back yet). A request passed on there is answered 503 (a
-/// hand-over), and this hub forgets that it found the project elsewhere: its next request waits
-/// for the hand-over again (up to about 2 s) instead of being passed on at once.
+/// stepped down and has not handed it back yet). A request for it waits for the hand-over (up
+/// to about 2 s), as before requests were passed on, then is passed on, refused there (421: no
+/// owner) and answered 503, saying so.
 #[actix_web::test]
-async fn a_request_for_a_project_being_handed_over_waits_for_it_again() {
+async fn a_request_for_a_project_a_standby_holds_waits_then_says_it_is_handed_over() {
     let Some(here) = crate::project_serving::hub().await else {
         return;
     };
@@ -107,19 +107,17 @@ async fn a_request_for_a_project_being_handed_over_waits_for_it_again() {
     assert!(line.contains("standby"), "{line}");
     crate::dashboard_elsewhere::taken_by(&here, "alpha", &url);
     crate::dashboard_elsewhere::until_let_go(&here, &gemini).await;
-    // Found elsewhere a moment ago: passed on at once, and refused there.
-    let (status, refused) = here.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
-    assert!(refused.to_string().contains("handing it over"), "{refused}");
-    // So the next one waits for the hand-over first (a lower bound only: a slow machine makes
-    // it longer, never shorter).
-    let start = std::time::Instant::now();
-    let (status, refused) = here.get_as(&gemini, "/mcp/messages?limit=50").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
-    assert!(
-        start.elapsed() >= std::time::Duration::from_millis(1500),
-        "not waited for: {:?}",
-        start.elapsed()
-    );
+    for _ in 0..2 {
+        // A lower bound only: a slow machine makes it longer, never shorter.
+        let start = std::time::Instant::now();
+        let (status, refused) = here.get_as(&gemini, "/mcp/messages?limit=50").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+        assert!(refused.to_string().contains("handing it over"), "{refused}");
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(1500),
+            "not waited for: {:?}",
+            start.elapsed()
+        );
+    }
     here.stop().await;
 }
