@@ -1063,6 +1063,13 @@ async fn a_frame_posted_runs_as_on_the_socket(backend: Backend) {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = app.post_as("chp_nope", "/ws/frame", &get).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Past the body limit (1 MiB here): refused before it is read whole.
+    let huge = frame(
+        "message_send",
+        json!({"to": "gemini", "body": "x".repeat(2 << 20)}),
+    );
+    let (status, _) = app.post_as(&claude, "/ws/frame", &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Nothing refused was written: the inbox holds the one message.
     let (_, inbox) = app.get_as(&gemini, "/mcp/messages").await;
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
