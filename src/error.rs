@@ -248,14 +248,11 @@ impl ResponseError for HubError {
             answer.insert_header(("retry-after", retry_after_secs.to_string()));
         }
         let mut answer = answer.json(json!({ "error": self.body() }));
-        if let HubError::Elsewhere { project, url } = self {
+        if let HubError::Elsewhere { url, .. } = self {
             // Where the serving app's middleware sends the request (`http::hop`).
             answer
                 .extensions_mut()
-                .insert(crate::http::hop::ServedElsewhere {
-                    project: project.clone(),
-                    url: url.clone(),
-                });
+                .insert(crate::http::hop::ServedElsewhere(url.clone()));
         }
         answer
     }

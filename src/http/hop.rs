@@ -31,13 +31,9 @@ use awc::error::SendRequestError;
 use super::forward::{self, FORWARDED, NOT_OWNER};
 use crate::error::HubError;
 
-/// What a request answered `Elsewhere` leaves on its response: its project, and where it is
-/// served.
+/// What a request answered `Elsewhere` leaves on its response: where its project is served.
 #[derive(Clone, Debug)]
-pub struct ServedElsewhere {
-    pub project: String,
-    pub url: String,
-}
+pub struct ServedElsewhere(pub String);
 
 /// Marks a request one hub passed on to the hub serving its project: answered where it lands,
 /// never passed on again. Apart from `FORWARDED`, which a standby puts on everything it
@@ -162,7 +158,7 @@ async fn to(
     };
     let target = format!(
         "{}{}",
-        served.url.trim_end_matches('/'),
+        served.0.trim_end_matches('/'),
         req.uri().path_and_query().map_or("/", |p| p.as_str())
     );
     let build = |resent: bool| {

@@ -98,8 +98,9 @@ pub async fn relay(url: &str, token: Option<&str>, frame: Value) -> Result<Value
 
 /// `POST /ws/frame`: one `call` or `ack` frame, run as the request's caller exactly as a
 /// WebSocket connection of that caller runs it, answered with what the reply would carry (200
-/// and its `ok`, or the error). Another hub sends it here for its WebSocket client (`relay`).
-/// It is never passed on: a session another hub serves is answered `Elsewhere`, as any request.
+/// and its `ok`, or the error). Another hub sends it here for its WebSocket client (`relay`),
+/// marked as a hop (`http::hop::HOP`): a session another hub serves is then answered
+/// `Elsewhere`, never passed on again.
 pub async fn frame(
     req: HttpRequest,
     hub: web::Data<Addr<Hub>>,
