@@ -123,6 +123,14 @@ pub struct ProjectStore(pub String);
 #[rtype(result = "Result<(), HubError>")]
 pub struct ServeProject(pub String);
 
+/// Whether `session`'s project is served here (taken if it is free, as a request for the session
+/// would take it), or `Elsewhere`: what an MCP session bound to it asks before this hub serves
+/// its requests (`mcp::registry`, `Lookup`). Answered at once for a session whose actor serves
+/// here, and without leases; `Ok` for no such session (its request says so).
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct ServesSession(pub Uuid);
+
 /// A session's project, from memory or the database (None: no such session).
 #[derive(Message)]
 #[rtype(result = "Result<Option<String>, HubError>")]
@@ -810,6 +818,29 @@ impl Handler<ServeProject> for Hub {
             self.project_here(msg.0, true, ctx)
                 .map(|here, _, _| here.map(|_| ())),
         )
+    }
+}
+
+impl Handler<ServesSession> for Hub {
+    type Result = ResponseActFuture<Self, Result<(), HubError>>;
+
+    fn handle(&mut self, msg: ServesSession, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.0;
+        if self.leases.is_none() || self.serving.contains_key(&id) {
+            return Box::pin(fut::ready(Ok(())));
+        }
+        let project = self.handle(ProjectOf(id), ctx);
+        Box::pin(project.then(move |project, act, ctx| {
+            let here: fut::LocalBoxActorFuture<Self, Result<(), HubError>> = match project {
+                Ok(Some(project)) => Box::pin(
+                    act.project_here(project, true, ctx)
+                        .map(|here, _, _| here.map(|_| ())),
+                ),
+                Ok(None) => Box::pin(fut::ready(Ok(()))),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            };
+            here
+        }))
     }
 }
 

@@ -139,9 +139,7 @@ async fn forward(
         );
     }
     // An MCP post that only reads (a long poll above all) is as safe as a GET.
-    let mcp_read = req.method() == actix_web::http::Method::POST
-        && crate::mcp::PATHS.contains(&req.path())
-        && crate::mcp::resend::safe_to_resend(&body);
+    let mcp_read = crate::mcp::resend::mcp_reads_only(req.method(), req.path(), &body);
     // A write the next owner can tell it applied goes with a key, and is sent again too; so
     // does the read of messages, which marks them read (sent again, it gets its first page).
     let key = crate::mcp::resend::resent_with_key(req.method(), req.path(), &body).then(|| {

@@ -3,11 +3,14 @@
 //! is sent there, marked `HOP` so that it is never passed on again, and the answer is passed
 //! back (docs/multi-hub.md, "What routing needs").
 //!
-//! - REST (`pass_on`, a middleware of the serving app): a request answered `Elsewhere` is sent
-//!   to the holder as it came (method, path, headers, the body its handler read), marked `HOP`,
-//!   and the holder's answer relayed as it arrives. Nothing was applied here: `Elsewhere` is answered
-//!   before a session is touched. MCP posts and streams, and WebSocket upgrades, are not passed
-//!   on this way (the MCP registry and the WebSocket connection have their own paths).
+//! - REST and MCP (`pass_on`, a middleware of the serving app): a request answered `Elsewhere`
+//!   is sent to the holder as it came (method, path, headers, the body its handler read), marked
+//!   `HOP`, and the holder's answer relayed as it arrives (an MCP event stream as long as it
+//!   runs). Nothing was applied here: `Elsewhere` is answered before a session is touched. An MCP
+//!   request finds it when its MCP session is looked up, if it is bound to a participant of such
+//!   a project (`mcp::registry`, `Lookup`), or from its tool (a join or create of an MCP session
+//!   not bound yet). WebSocket upgrades are not passed on this way: a connection serves sessions
+//!   of several projects (`ws::relay`).
 //! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
 //!
 //! A connection that could not be made applied nothing: answered 503, retry. A write with a
@@ -58,13 +61,17 @@ pub async fn send(
 ) -> Result<awc::ClientResponse, HubError> {
     let mut resent = false;
     loop {
-        let sent = build(resent)
-            .timeout(HEAD_TIMEOUT)
-            // A standby answers a forwarded request 421 rather than send it on to its owner.
-            .insert_header((FORWARDED, "1"))
-            .insert_header((HOP, "1"))
-            .send_body(body.clone())
-            .await;
+        // The answer's head within the timeout; its body (an event stream) as long as it runs.
+        let sent = tokio::time::timeout(
+            HEAD_TIMEOUT,
+            build(resent)
+                // A standby answers a forwarded request 421 rather than send it on to its owner.
+                .insert_header((FORWARDED, "1"))
+                .insert_header((HOP, "1"))
+                .send_body(body.clone()),
+        )
+        .await
+        .unwrap_or(Err(SendRequestError::Timeout));
         match sent {
             // Once sent again, the first send may have been applied: only `lost` is true.
             Ok(answer) if answer.headers().contains_key(NOT_OWNER) && !resent => {
@@ -114,9 +121,7 @@ pub async fn pass_on(
         return Ok(res.map_into_boxed_body());
     };
     let req = res.request().clone();
-    let passable = !req.headers().contains_key(HOP)
-        && !req.headers().contains_key(header::UPGRADE)
-        && !crate::mcp::PATHS.contains(&req.path());
+    let passable = !req.headers().contains_key(HOP) && !req.headers().contains_key(header::UPGRADE);
     let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
     // A body nobody read (no REST handler takes one unread) cannot be sent on.
     let body = match (passable, body) {
@@ -128,6 +133,8 @@ pub async fn pass_on(
     drop(res);
     let answer = match to(&served, &req, body).await {
         Ok(answer) => forward::relay(answer),
+        // An MCP client reads a JSON-RPC error.
+        Err(e) if crate::mcp::PATHS.contains(&req.path()) => crate::mcp::transport::hub_failure(e),
         Err(e) => e.error_response(),
     };
     Ok(ServiceResponse::new(req, answer))
@@ -144,8 +151,10 @@ async fn to(
         .ok_or_else(|| HubError::Internal("no client for other hubs".into()))?;
     let (method, path) = (req.method(), req.path());
     let keyed = crate::mcp::resend::resent_with_key(method, path, &body);
-    let again =
-        keyed || method.is_safe() || crate::mcp::resend::rest_bears_applying_twice(method, path);
+    let again = keyed
+        || method.is_safe()
+        || crate::mcp::resend::mcp_reads_only(method, path, &body)
+        || crate::mcp::resend::rest_bears_applying_twice(method, path);
     // A write goes with a key: the client's own, or a new one.
     let key = match req.headers().get(crate::api::REQUEST_KEY) {
         Some(given) => Some((given.clone(), true)),

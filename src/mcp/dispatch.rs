@@ -233,6 +233,9 @@ async fn call_tool(ctx: RequestCtx, params: Value) -> Result<Value, RpcError> {
                 }
             }
         }
+        // Nothing was applied: the request goes to the hub serving the project
+        // (`RpcError::served_elsewhere`), which answers it as it answers its own.
+        Err(e @ HubError::Elsewhere { .. }) => return Err(e.into()),
         Err(e) => tool_error(&e),
     };
     // What waits for the caller goes on top (its unacknowledged critical events in full, counts

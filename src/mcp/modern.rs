@@ -43,8 +43,9 @@ fn supported() -> Vec<&'static str> {
         .collect()
 }
 
+/// As the handshake versions fail: one for a project another hub serves is passed on there.
 fn fail(status: StatusCode, id: Value, err: RpcError) -> HttpResponse {
-    HttpResponse::build(status).json(protocol::error(id, &err))
+    super::transport::rpc_failure(status, id, err)
 }
 
 /// A version header that is neither a handshake version nor ours: the 2026-07-28 answer.
@@ -217,6 +218,8 @@ pub async fn post(
         Err(err) => {
             let status = if err.code == METHOD_NOT_FOUND {
                 StatusCode::NOT_FOUND
+            } else if err.served_elsewhere.is_some() {
+                StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK
             };

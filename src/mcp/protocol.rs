@@ -35,6 +35,10 @@ pub struct RpcError {
     pub code: i32,
     pub message: String,
     pub data: Option<Value>,
+    /// Where the request's project is served, when another hub serves it
+    /// (`HubError::Elsewhere`): the transport passes the request on there (`http::hop`). Not
+    /// part of the error object.
+    pub served_elsewhere: Option<String>,
 }
 
 impl RpcError {
@@ -43,6 +47,7 @@ impl RpcError {
             code,
             message: message.into(),
             data: None,
+            served_elsewhere: None,
         }
     }
 
@@ -62,6 +67,10 @@ impl From<HubError> for RpcError {
             code: v["code"].as_i64().unwrap_or(INTERNAL_ERROR as i64) as i32,
             message: e.to_string(),
             data: v.get("data").cloned(),
+            served_elsewhere: match e {
+                HubError::Elsewhere { url, .. } => Some(url),
+                _ => None,
+            },
         }
     }
 }

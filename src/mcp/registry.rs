@@ -14,15 +14,18 @@
 //!   primary-key read; such requests are few: those of `initialize` up to the join). Another
 //!   hub may have run its `session_join`: a copy older than the row is read again, and a row
 //!   that is gone (ended on another hub) ends it here.
-//! - A bound copy is served from memory: a bound MCP session's requests need its collab
-//!   session, which only the hub holding its project serves. Where another hub may have served
-//!   it since, the copy is marked and checked like an unbound one at its next request: when
-//!   this hub lets its project go (`EndStreams`, also when an idle project is handed back), and
-//!   when its stream cannot be attached (`AttachFailed`). What is left to the switch: a request
-//!   for a bound session reaching a hub that does not hold its project loads a copy that stays
-//!   unmarked; the edge is to forward such requests before they are looked up. Reading the row
-//!   at every request was measured: it cost PostgreSQL two thirds or more of the MCP request
-//!   throughput (BENCHMARKS.md, "an MCP session's row, read per request or not").
+//! - A bound copy is served from memory, once its collab session's project is found served
+//!   here (`placed`: asked of the hub at its first request, taken if free): a bound MCP
+//!   session's requests need its collab session, which only the hub holding its project
+//!   serves. One whose project another hub serves is answered `Elsewhere`, and its request is
+//!   passed on there (`http::hop`), as is a tool's request that finds it so (the join of a copy
+//!   not bound yet). Where another hub may have served it since, the copy is marked, and
+//!   checked like an unbound one (and placed again) at its next request: when this hub lets
+//!   its project go (`EndStreams`, also when an idle project is handed back), when its stream
+//!   cannot be attached (`AttachFailed`), and when a request of it was passed on
+//!   (`FoundElsewhere`). Reading the row at every request was measured: it cost PostgreSQL two
+//!   thirds or more of the MCP request throughput (BENCHMARKS.md, "an MCP session's row, read
+//!   per request or not").
 //! - Whatever slips past, a write catches: each names its writer (the copy: its registry's
 //!   name and a number) and the revision it read, and is applied only over that revision or
 //!   over its own (`mcp_sessions::save`). A stale copy never overwrites another hub's change,
@@ -186,6 +189,9 @@ struct Entry {
     /// How many times it was marked: a check whose read started before the last mark does
     /// not clear it.
     marks: u64,
+    /// Bound, and its collab session's project found served here since it was last marked:
+    /// its requests are served here without asking the hub (`Lookup`).
+    placed: bool,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -217,6 +223,7 @@ impl Entry {
             writer: String::new(),
             check: false,
             marks: 0,
+            placed: false,
             subscriptions: watch::channel(Subscriptions::default()).0,
             log_level: watch::channel(level).0,
             last_seen: Instant::now(),
@@ -617,7 +624,57 @@ impl Handler<Lookup> for McpRegistry {
     type Result =
         ResponseActFuture<Self, Result<Option<(McpSession, Option<Cancellation>)>, HubError>>;
 
-    fn handle(&mut self, mut msg: Lookup, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        let id = msg.id.clone();
+        Box::pin(
+            self.copy(msg)
+                .then(move |found, act, _| act.placed(id, found)),
+        )
+    }
+}
+
+type Found = Result<Option<(McpSession, Option<Cancellation>)>, HubError>;
+
+impl McpRegistry {
+    /// A bound copy found is served here only once its collab session's project is found
+    /// served here (taken if free), which is remembered until the copy is marked. One whose
+    /// project another hub serves is answered `Elsewhere` (its request goes there, `http::hop`)
+    /// and marked: its row may change there.
+    fn placed(&mut self, id: String, found: Found) -> fut::LocalBoxActorFuture<Self, Found> {
+        let session = match &found {
+            Ok(Some((session, _))) => session.binding.as_ref().map(|b| b.session_id),
+            _ => None,
+        };
+        let Some((session, entry)) = session.zip(self.sessions.get(&id)) else {
+            return Box::pin(fut::ready(found));
+        };
+        if entry.placed {
+            return Box::pin(fut::ready(found));
+        }
+        let marks = entry.marks;
+        let ask = self.hub.send(crate::actors::hub::ServesSession(session));
+        Box::pin(ask.into_actor(self).map(move |served, act, _| {
+            let entry = act.sessions.get_mut(&id);
+            match served.map_err(HubError::from).and_then(|served| served) {
+                Ok(()) => {
+                    if let Some(entry) = entry.filter(|e| e.marks == marks) {
+                        entry.placed = true;
+                    }
+                    found
+                }
+                Err(e) => {
+                    if let (HubError::Elsewhere { .. }, Some(entry)) = (&e, entry) {
+                        entry.mark();
+                    }
+                    Err(e)
+                }
+            }
+        }))
+    }
+
+    /// The copy of `msg.id` to serve a request from: from memory if it is current, else read
+    /// again from its row.
+    fn copy(&mut self, mut msg: Lookup) -> fut::LocalBoxActorFuture<Self, Found> {
         // A copy bound to a participant is current (module doc): served from memory.
         if self
             .sessions
@@ -704,6 +761,7 @@ impl Entry {
     /// identity the row no longer holds; the client opens them again with its last event id).
     fn mark(&mut self) {
         self.check = true;
+        self.placed = false;
         self.marks += 1;
         self.control = None;
         self.events = None;
@@ -1009,6 +1067,23 @@ impl Handler<EndStreams> for McpRegistry {
         // Another hub may serve their sessions from now on, and change their rows: each copy
         // is checked against its row at its next request.
         for entry in self.sessions.values_mut().filter(|e| ended(e)) {
+            entry.mark();
+        }
+    }
+}
+
+/// A request of MCP session `id` found its collab session's project served by another hub, and
+/// goes there (`http::hop`): the copy is marked, to be checked against its row (which may
+/// change there) and its placement at its next request here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FoundElsewhere(pub String);
+
+impl Handler<FoundElsewhere> for McpRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: FoundElsewhere, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.0) {
             entry.mark();
         }
     }

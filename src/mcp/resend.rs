@@ -339,6 +339,12 @@ fn on_route(route: &str, path: &str) -> bool {
     }
 }
 
+/// Whether a request is an MCP post that only reads (a long poll above all): as safe to send
+/// twice as a GET.
+pub fn mcp_reads_only(method: &Method, path: &str, body: &[u8]) -> bool {
+    method == Method::POST && super::PATHS.contains(&path) && safe_to_resend(body)
+}
+
 /// Whether a request is a write a standby may send again with its key: one of
 /// `RESENT_WRITES`, alone (an MCP batch is not).
 pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {

@@ -134,6 +134,7 @@ fn not_found(uri: &str, why: impl std::fmt::Display) -> RpcError {
         code: RESOURCE_NOT_FOUND,
         message: format!("resource not found: {uri} ({why})"),
         data: Some(json!({ "uri": uri })),
+        served_elsewhere: None,
     }
 }
 

@@ -5,7 +5,7 @@
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::dispatch::Notifier;
@@ -13,13 +13,15 @@ use super::dispatch::{self, RequestCtx};
 use super::protocol::{self, INVALID_PARAMS, INVALID_REQUEST, Incoming, PARSE_ERROR, RpcError};
 use super::push::{self, ChannelOptIn};
 use super::registry::{
-    Binding, CancelCall, Cancellation, Close, Lookup, McpRegistry, McpSession, Open, OpenStream,
+    Binding, CancelCall, Cancellation, Close, FoundElsewhere, Lookup, McpRegistry, McpSession,
+    Open, OpenStream,
 };
 use super::sse;
 use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
+use crate::http::hop::{ReadBody, ServedElsewhere};
 use crate::http::{BodyLimit, credential, read_body};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -30,12 +32,18 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub struct StreamLifetime(pub Option<std::time::Duration>);
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
-/// An HTTP answer carrying a JSON-RPC error (id null when it could not be read).
-fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpResponse {
-    HttpResponse::build(status).json(protocol::error(id, &err))
+/// An HTTP answer carrying a JSON-RPC error (id null when it could not be read). One for a
+/// project another hub serves says where (`hop::ServedElsewhere`): the serving app's middleware
+/// passes the request on there, unless it was passed on already.
+pub(super) fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpResponse {
+    let mut answer = HttpResponse::build(status).json(protocol::error(id, &err));
+    if let Some(url) = err.served_elsewhere {
+        answer.extensions_mut().insert(ServedElsewhere(url));
+    }
+    answer
 }
 
-fn hub_failure(e: HubError) -> HttpResponse {
+pub(crate) fn hub_failure(e: HubError) -> HttpResponse {
     Refusal::from(e).response()
 }
 
@@ -202,9 +210,11 @@ pub async fn post(
         .filter(|v| !protocol::is_supported(v))
         .map(str::to_owned);
     let body = match read_body(payload.into_inner(), BodyLimit::of(&req)).await {
-        Ok(b) => b,
+        Ok(b) => b.freeze(),
         Err(e) => return hub_failure(e),
     };
+    // Kept with the request, to be sent on should its project be served elsewhere.
+    req.extensions_mut().insert(ReadBody(body.clone()));
     let message: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -357,7 +367,7 @@ async fn call(
     params: Value,
     cancelled: Option<Cancellation>,
 ) -> HttpResponse {
-    let mcp_id = ctx.mcp_id.clone();
+    let (mcp_id, registry) = (ctx.mcp_id.clone(), ctx.registry.clone());
     let progress_token = params.pointer("/_meta/progressToken").cloned();
     let stream = method == "tools/call"
         && ctx.request_key.is_none()
@@ -375,25 +385,33 @@ async fn call(
     // forgets the call the next time it looks.
     let work = async move {
         let work = dispatch::request(ctx, &method, params);
-        let outcome = match cancelled {
+        match cancelled {
             // Only a real cancel counts: a dropped sender (session ended) lets the call finish.
             Some(cancel) => tokio::select! {
                 r = work => Some(r),
                 Ok(()) = cancel => None,
             },
             None => Some(work.await),
-        };
-        outcome.map(|r| match r {
-            Ok(result) => protocol::result(id, result),
-            Err(err) => protocol::error(id, &err),
-        })
+        }
+    };
+    let reply = |id: Value, r: Result<Value, RpcError>| match r {
+        Ok(result) => protocol::result(id, result),
+        Err(err) => protocol::error(id, &err),
     };
     if !stream {
         return match work.await {
-            Some(reply) => respond(req, reply, &mcp_id),
+            // Its project is served by another hub (an MCP session not bound yet joining a
+            // session there, or one whose project moved meanwhile): nothing was applied here,
+            // and the request goes there (`http::hop`).
+            Some(Err(err)) if err.served_elsewhere.is_some() => {
+                registry.do_send(FoundElsewhere(mcp_id));
+                rpc_failure(StatusCode::SERVICE_UNAVAILABLE, id, err)
+            }
+            Some(r) => respond(req, reply(id, r), &mcp_id),
             None => HttpResponse::Accepted().finish(),
         };
     }
+    let work = futures::FutureExt::map(work, move |outcome| outcome.map(|r| reply(id, r)));
     HttpResponse::Ok()
         .insert_header((SESSION_HEADER, mcp_id))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -555,6 +573,8 @@ pub async fn get(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> Ht
 }
 
 pub async fn delete(req: HttpRequest, registry: web::Data<Addr<McpRegistry>>) -> HttpResponse {
+    // Its body is none of ours: passed on empty, should its project be served elsewhere.
+    req.extensions_mut().insert(ReadBody(Default::default()));
     let mcp_id = match existing_session(&req, &registry).await {
         Ok(id) => id,
         Err(refusal) => return refusal.response(),

@@ -27,6 +27,7 @@ mod idle_projects;
 mod lock_concurrency;
 mod locks;
 mod mcp_conformance;
+mod mcp_elsewhere;
 mod mcp_handshake;
 mod mcp_multiday;
 mod mcp_notifications;

@@ -1,0 +1,178 @@
+//! An MCP request for a project another hub serves is served by that hub (issue 14,
+//! `http::hop`): the hub it reached passes it on as it came, once, and relays the answer, an
+//! event stream included. A request finds it out where its project shows: the `initialize` of a
+//! participant's token, the lookup of an MCP session bound to a participant
+//! (`mcp::registry`), or the tool of one not bound yet (`session_join`).
+//!
+//! The two hubs are those of `dashboard_elsewhere::moved`: `there` serves project alpha (on a
+//! database of its own, holding the session as a restore put it there), and alpha's lease row at
+//! `here` names it. An MCP session's row is written where its request is served; the test copies
+//! it to the other database where one database shared by both hubs would simply hold it.
+//!
+//! PostgreSQL only: project leases are PostgreSQL's.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::dashboard_elsewhere::{Moved, moved, written_here};
+use crate::helpers::TestApp;
+use crate::mcp_protocol::Mcp;
+use crate::project_serving::{open_stream, received, session_in};
+
+#[derive(QueryableByName, Debug, Clone, PartialEq)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = BigInt)]
+    rev: i64,
+}
+
+/// The row of MCP session `id` in `app`'s database.
+fn row(app: &TestApp, id: &str) -> Option<Row> {
+    let mut conn = PgConnection::establish(&app.db.url).unwrap();
+    diesel::sql_query("SELECT state, rev FROM mcp_sessions WHERE id = $1")
+        .bind::<Text, _>(id)
+        .load::<Row>(&mut conn)
+        .unwrap()
+        .pop()
+}
+
+/// `from`'s row of MCP session `id`, written into `to`'s database as the one database both
+/// hubs would share holds it.
+fn shared(from: &TestApp, to: &TestApp, id: &str) {
+    let Row { state, rev } = row(from, id).expect("the row");
+    let mut conn = PgConnection::establish(&to.db.url).unwrap();
+    diesel::sql_query(
+        "INSERT INTO mcp_sessions (id, state, rev, created_at, last_seen_at, writer)
+         VALUES ($1, $2, $3, now(), now(), 'the other hub')
+         ON CONFLICT (id) DO UPDATE SET state = $2, rev = $3, writer = 'the other hub'",
+    )
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(&state)
+    .bind::<BigInt, _>(rev)
+    .execute(&mut conn)
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
+    let Some(Moved {
+        here,
+        there,
+        session,
+        claude,
+        gemini,
+    }) = moved().await
+    else {
+        return;
+    };
+    // gemini's agent connects to `here` with its token: its identity is alpha's, so the
+    // `initialize` is served there, and its MCP session is that hub's row.
+    let mut mcp = Mcp::at(&here.address);
+    mcp.token = Some(gemini.clone());
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, id, answer) = mcp.raw(init.to_string().into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let id = id.expect("an Mcp-Session-Id");
+    assert!(row(&there, &id).is_some(), "initialize not served there");
+    assert!(row(&here, &id).is_none(), "initialize served here");
+    shared(&there, &here, &id);
+    mcp.session = Some(id.clone());
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, _) = mcp.raw(initialized.to_string().into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // A read: looked up here, bound to alpha's gemini, served there.
+    let (failed, page) = mcp.tool("messages_read", json!({})).await;
+    assert!(!failed, "{page}");
+    assert!(page.to_string().contains("before"), "{page}");
+    // A write: applied there, not here.
+    let sent = json!({"to": "claude", "body": "mcp through here"});
+    let (failed, answer) = mcp.tool("message_send", sent).await;
+    assert!(!failed, "{answer}");
+    let got = received(&there, &claude).await;
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("mcp through here"),
+        "{got:?}"
+    );
+    assert_eq!(written_here(&here, &session, "mcp through here"), 0);
+
+    // The event stream: opened here, fed there, as long as it runs.
+    let mut stream = open_stream(&here, &mcp, &gemini).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let (status, answer) = crate::project_serving::send(&there, &claude, "streamed").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut seen = String::new();
+    let _ = actix_web::rt::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("streamed") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.contains("streamed"),
+        "not streamed through here: {seen}"
+    );
+
+    // Passed on once at most: a request another hub passed on is answered where it lands.
+    let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}).to_string();
+    let (status, _, refused) = mcp
+        .raw(ping.into_bytes(), &[(collab_hub::http::hop::HOP, "1")])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("served by another hub")),
+        "{refused}"
+    );
+
+    // An MCP session not bound yet joins alpha's session through `here`: the join is served
+    // there, and binds the session there.
+    let mut codex = Mcp::at(&here.address);
+    codex.initialize("2025-11-25").await;
+    let codex_id = codex.session.clone().unwrap();
+    shared(&here, &there, &codex_id);
+    let join = json!({"sessionId": session, "participant": "codex"});
+    let (failed, joined) = codex.tool("session_join", join).await;
+    assert!(!failed, "{joined}");
+    let bound = row(&there, &codex_id).expect("codex's row there");
+    assert!(bound.state.contains("codex"), "{bound:?}");
+    assert!(!row(&here, &codex_id).unwrap().state.contains("codex"));
+
+    // Ended through `here`: ended there.
+    let ended = crate::helpers::client()
+        .delete(format!("{}/mcp", here.address))
+        .insert_header(("mcp-session-id", id.as_str()))
+        .bearer_auth(&gemini)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(ended.status(), StatusCode::OK);
+    assert!(row(&there, &id).is_none(), "not ended there");
+
+    // A project this hub holds is served here as before.
+    let (_, beta_claude, beta_gemini) = session_in(&here, "beta").await;
+    let mut beta = Mcp::at(&here.address);
+    beta.token = Some(beta_claude);
+    beta.initialize("2025-11-25").await;
+    let sent = json!({"to": "gemini", "body": "beta here"});
+    let (failed, answer) = beta.tool("message_send", sent).await;
+    assert!(!failed, "{answer}");
+    assert_eq!(received(&here, &beta_gemini).await, ["beta here"]);
+    assert!(row(&there, beta.session.as_deref().unwrap()).is_none());
+    here.stop().await;
+    there.stop().await;
+}
