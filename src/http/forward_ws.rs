@@ -1,5 +1,6 @@
-//! A standby's WebSocket (`GET /ws`): a connection to the owner's `/ws` with the same path,
-//! query and credentials, and every frame passed on both ways until either side closes.
+//! A WebSocket bridged to another hub's `/ws` (same path, query and credentials), every frame
+//! passed on both ways until either side closes: a standby's (to the owner), and an agent's whose
+//! token is of a session another hub serves (`ws::endpoint`, to that hub, marked `HOP`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,6 +25,17 @@ pub async fn bridge(
                 .into(),
         ));
     };
+    bridge_to(&req, payload, &base, false).await
+}
+
+/// Bridges the WebSocket `req` asks for to `base`'s, marked forwarded (and with `hop`, as one
+/// hop between hubs serving projects: never passed on again, `http::hop`).
+pub async fn bridge_to(
+    req: &HttpRequest,
+    payload: web::Payload,
+    base: &str,
+    hop: bool,
+) -> Result<HttpResponse, HubError> {
     let client = req
         .app_data::<awc::Client>()
         .ok_or_else(|| HubError::Internal("no forwarding client".into()))?;
@@ -32,6 +44,9 @@ pub async fn bridge(
         .ws(format!("{}{path}", base.trim_end_matches('/')))
         .max_frame_size(MAX_FRAME)
         .set_header(FORWARDED, "1");
+    if hop {
+        out = out.set_header(super::hop::HOP, "1");
+    }
     for name in [header::AUTHORIZATION, header::ORIGIN, header::COOKIE] {
         if let Some(value) = req.headers().get(&name) {
             out = out.set_header(name, value.clone());
@@ -45,15 +60,17 @@ pub async fn bridge(
         out = out.protocols(protocols.split(',').map(str::trim));
     }
     let (answer, owner) = out.connect().await.map_err(|e| {
-        HubError::Unavailable(format!("the owning hub refused the WebSocket ({e}); retry"))
+        HubError::Unavailable(format!(
+            "the hub at {base} refused the WebSocket ({e}); retry"
+        ))
     })?;
     if answer.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
         return Err(HubError::Unavailable(format!(
-            "the owning hub answered {}; retry",
+            "the hub at {base} answered {}; retry",
             answer.status()
         )));
     }
-    let (response, mut session, client_frames) = actix_ws::handle(&req, payload)
+    let (response, mut session, client_frames) = actix_ws::handle(req, payload)
         .map_err(|e| HubError::Unavailable(format!("not a WebSocket request: {e}")))?;
     let mut client_frames = client_frames.max_frame_size(MAX_FRAME);
     let (mut to_owner, mut from_owner) = owner.split();

@@ -7,7 +7,7 @@ mod context;
 mod evolution;
 pub mod forward;
 mod forward_sse;
-mod forward_ws;
+pub(crate) mod forward_ws;
 pub mod guard;
 mod health;
 pub mod hop;

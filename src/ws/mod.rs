@@ -17,6 +17,7 @@ use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::actors::Hub;
+use crate::actors::hub::Identify;
 use crate::error::HubError;
 use crate::http::BodyLimit;
 
@@ -47,7 +48,16 @@ pub async fn endpoint(
 ) -> Result<HttpResponse, HubError> {
     let credential = crate::http::credential(&req)?;
     let token = crate::http::bearer_token(&req);
-    let (seat, _) = relay::identify(&hub, &credential, token).await?;
+    let identity = hub.send(Identify(credential.clone())).await?;
+    // An agent's socket whose token is of a session another hub serves is that hub's: its
+    // subscription, its presence and its cursor live where the session does. Bridged whole,
+    // once (a socket another hub bridged here is served here).
+    if let Err(HubError::Elsewhere { url, .. }) = &identity
+        && !req.headers().contains_key(crate::http::hop::HOP)
+    {
+        return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
+    }
+    let (seat, _) = relay::seated(identity, token).await?;
     let limit = req
         .app_data::<BodyLimit>()
         .map_or(BodyLimit::default().bytes, |l| l.bytes);

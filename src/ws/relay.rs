@@ -148,7 +148,15 @@ pub async fn identify(
     credential: &Credential,
     token: Option<&str>,
 ) -> Result<(Option<Seat>, Option<Value>), HubError> {
-    match hub.send(Identify(credential.clone())).await? {
+    seated(hub.send(Identify(credential.clone())).await?, token).await
+}
+
+/// The seat `Identify` answered (`identify`).
+pub async fn seated(
+    identity: Result<Identity, HubError>,
+    token: Option<&str>,
+) -> Result<(Option<Seat>, Option<Value>), HubError> {
+    match identity {
         Ok(Identity::Operator) => Ok((None, None)),
         Ok(Identity::Participant { session_id, ai_id }) => {
             Ok((Some(Seat { session_id, ai_id }), None))

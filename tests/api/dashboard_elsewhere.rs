@@ -443,3 +443,55 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     here.stop().await;
     there.stop().await;
 }
+
+/// An agent's socket, its token on the upgrade, whose session another hub serves is that hub's
+/// socket: bridged there whole, so that its subscription (from its acknowledged cursor), its
+/// calls and its acks are served where the session is.
+#[actix_web::test]
+async fn an_agents_socket_on_a_session_another_hub_serves_is_bridged_there() {
+    let Some(Moved {
+        here,
+        there,
+        session,
+        claude,
+        gemini,
+    }) = moved().await
+    else {
+        return;
+    };
+    let wait = Duration::from_secs(15);
+    let mut agent = Ws::connect(&here, Some(&gemini)).await;
+    agent
+        .ok(json!({"type": "subscribe", "sessionId": session}))
+        .await;
+    // Its log from its acknowledged cursor: what claude sent before alpha moved; then, as it
+    // listens there, its presence as that hub announces it.
+    agent.events_until(wait, body_is("before")).await;
+    agent
+        .events_until(wait, |e| {
+            e["kind"] == "presence_changed"
+                && e["payload"]["aiId"] == "gemini"
+                && e["payload"]["state"] == "connected"
+        })
+        .await;
+    // Live: written there, seen here.
+    let (status, answer) = send(&there, &claude, "live there").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let live = agent.events_until(wait, body_is("live there")).await;
+    let live_id = live.last().unwrap()["id"].as_i64().unwrap();
+    // Its calls and acks run there, and only there.
+    let sent = agent
+        .call(
+            "message_send",
+            json!({"to": "claude", "body": "over the bridge"}),
+        )
+        .await;
+    assert!(sent["id"].as_i64().is_some(), "{sent}");
+    let acked = agent.ok(json!({"type": "ack", "upTo": live_id})).await;
+    assert_eq!(acked["ackedEventId"], live_id, "{acked}");
+    let got = received(&there, &claude).await;
+    assert!(got.contains(&"over the bridge".to_owned()), "{got:?}");
+    assert_eq!(written_here(&here, &session, "over the bridge"), 0);
+    here.stop().await;
+    there.stop().await;
+}
