@@ -14,6 +14,9 @@ use crate::error::HubError;
 /// Frames up to this size pass (a dashboard's log replay arrives in large frames).
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The longest the other hub may take to answer the handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn bridge(
     req: HttpRequest,
     payload: web::Payload,
@@ -59,11 +62,19 @@ pub async fn bridge_to(
     {
         out = out.protocols(protocols.split(',').map(str::trim));
     }
-    let (answer, owner) = out.connect().await.map_err(|e| {
-        HubError::Unavailable(format!(
-            "the hub at {base} refused the WebSocket ({e}); retry"
-        ))
-    })?;
+    let (answer, owner) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, out.connect()).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(e)) => {
+            return Err(HubError::Unavailable(format!(
+                "the hub at {base} refused the WebSocket ({e}); retry"
+            )));
+        }
+        Err(_) => {
+            return Err(HubError::Unavailable(format!(
+                "the hub at {base} did not answer the WebSocket handshake in time; retry"
+            )));
+        }
+    };
     if answer.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
         return Err(HubError::Unavailable(format!(
             "the hub at {base} answered {}; retry",

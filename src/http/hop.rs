@@ -9,8 +9,9 @@
 //!   runs). Nothing was applied here: `Elsewhere` is answered before a session is touched. An MCP
 //!   request finds it when its MCP session is looked up, if it is bound to a participant of such
 //!   a project (`mcp::registry`, `Lookup`), or from its tool (a join or create of an MCP session
-//!   not bound yet). WebSocket upgrades are not passed on this way: a connection serves sessions
-//!   of several projects (`ws::relay`).
+//!   not bound yet). WebSocket upgrades are not passed on this way: an agent's socket is
+//!   bridged whole (`ws::endpoint`, `http::forward_ws`), and a dashboard's serves sessions of
+//!   several projects.
 //! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
 //!
 //! A connection that could not be made applied nothing: answered 503, retry. A write with a
@@ -43,7 +44,8 @@ pub struct ServedElsewhere(pub String);
 /// forwards to the owner (a request that came through a standby may still be passed on once).
 pub const HOP: &str = "x-collab-hub-hop";
 
-/// The body a REST handler read (`JsonBody`), kept with the request so that it can be sent on.
+/// The body a REST handler (`JsonBody`) or the MCP transport read, kept with the request so
+/// that it can be sent on.
 #[derive(Clone, Debug)]
 pub struct ReadBody(pub Bytes);
 
@@ -104,7 +106,7 @@ fn lost(e: impl std::fmt::Display) -> HubError {
     ))
 }
 
-/// Middleware of the serving app: a REST request answered `Elsewhere` is served by the hub
+/// Middleware of the serving app: a REST or MCP request answered `Elsewhere` is served by the hub
 /// holding its project, and answered as that hub answered it. A request another hub already
 /// passed on is answered here as it is (one hop at most).
 pub async fn pass_on(
@@ -123,7 +125,7 @@ pub async fn pass_on(
     let req = res.request().clone();
     let passable = !req.headers().contains_key(HOP) && !req.headers().contains_key(header::UPGRADE);
     let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
-    // A body nobody read (no REST handler takes one unread) cannot be sent on.
+    // A body nobody read (no handler takes one unread) cannot be sent on.
     let body = match (passable, body) {
         (false, _) => return Ok(res.map_into_boxed_body()),
         (true, Some(body)) => body,

@@ -357,8 +357,10 @@ async fn one_classified(
 /// then no answer is sent, as the spec asks (a JSON-mode POST gets an empty 202). A tool call
 /// whose client wants progress or log messages is answered as SSE: those notifications, then
 /// the result; but not a keyed one (a write a standby may send again, `mcp::resend`), which
-/// answers in one piece once it is done: a stream's head goes out at once, and a standby that
-/// has passed a head on can no longer send the call again when the owner dies.
+/// answers in one piece once it is done: a standby that has passed a stream's head on can no
+/// longer send the call again when the owner dies. A stream's head goes out with its first
+/// notification or its answer, whichever comes first: a call whose project another hub serves
+/// (found before any notification) is passed on there, as an unstreamed one is.
 async fn call(
     req: &HttpRequest,
     mut ctx: RequestCtx,
@@ -368,12 +370,13 @@ async fn call(
     cancelled: Option<Cancellation>,
 ) -> HttpResponse {
     let (mcp_id, registry) = (ctx.mcp_id.clone(), ctx.registry.clone());
+    let bound = ctx.session.binding.is_some();
     let progress_token = params.pointer("/_meta/progressToken").cloned();
     let stream = method == "tools/call"
         && ctx.request_key.is_none()
         && accepts(req.headers(), "text/event-stream")
         && (progress_token.is_some() || ctx.session.log_level.is_some());
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     if stream {
         ctx.notify = Some(Notifier {
             tx,
@@ -398,26 +401,57 @@ async fn call(
         Ok(result) => protocol::result(id, result),
         Err(err) => protocol::error(id, &err),
     };
+    // Its project is served by another hub (an MCP session not bound yet joining a session
+    // there, or a bound one whose project moved meanwhile): nothing was applied here, and the
+    // request goes there (`http::hop`). A bound copy is checked again at its next request (an
+    // unbound one always is).
+    let elsewhere = |id: Value, err: RpcError| {
+        if bound {
+            registry.do_send(FoundElsewhere(mcp_id.clone()));
+        }
+        rpc_failure(StatusCode::SERVICE_UNAVAILABLE, id, err)
+    };
+    let mut work = Box::pin(work);
     if !stream {
         return match work.await {
-            // Its project is served by another hub (an MCP session not bound yet joining a
-            // session there, or one whose project moved meanwhile): nothing was applied here,
-            // and the request goes there (`http::hop`).
-            Some(Err(err)) if err.served_elsewhere.is_some() => {
-                registry.do_send(FoundElsewhere(mcp_id));
-                rpc_failure(StatusCode::SERVICE_UNAVAILABLE, id, err)
-            }
+            Some(Err(err)) if err.served_elsewhere.is_some() => elsewhere(id, err),
             Some(r) => respond(req, reply(id, r), &mcp_id),
             None => HttpResponse::Accepted().finish(),
         };
     }
+    // The head waits for the first notification or the answer, so that a call whose project is
+    // served elsewhere (found before any notification) is still passed on.
+    let first = tokio::select! {
+        biased;
+        first = rx.recv() => first,
+        outcome = &mut work => match outcome {
+            Some(Err(err)) if err.served_elsewhere.is_some() => return elsewhere(id, err),
+            outcome => {
+                let head = outcome.map(|r| reply(id, r));
+                return streamed(mcp_id, sse::call_stream(rx, std::future::ready(head)));
+            }
+        },
+    };
     let work = futures::FutureExt::map(work, move |outcome| outcome.map(|r| reply(id, r)));
+    let first = first.map(|n| Ok::<_, actix_web::Error>(sse::frame(None, &n)));
+    let rest = sse::call_stream(rx, work);
+    streamed(
+        mcp_id,
+        futures::StreamExt::chain(futures::stream::iter(first), rest),
+    )
+}
+
+/// A call's answer as an event stream.
+fn streamed(
+    mcp_id: String,
+    body: impl futures::Stream<Item = Result<web::Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((SESSION_HEADER, mcp_id))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .content_type("text/event-stream")
-        .streaming(sse::call_stream(rx, work))
+        .streaming(body)
 }
 
 /// JSON unless the client only takes SSE; then one event carrying the answer.

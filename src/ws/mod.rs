@@ -51,11 +51,15 @@ pub async fn endpoint(
     let identity = hub.send(Identify(credential.clone())).await?;
     // An agent's socket whose token is of a session another hub serves is that hub's: its
     // subscription, its presence and its cursor live where the session does. Bridged whole,
-    // once (a socket another hub bridged here is served here).
-    if let Err(HubError::Elsewhere { url, .. }) = &identity
-        && !req.headers().contains_key(crate::http::hop::HOP)
-    {
-        return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
+    // once: a socket bridged here whose session is not served here either (a hand-over under
+    // way) is refused, and its client connects again.
+    if let Err(e @ HubError::Elsewhere { url, .. }) = &identity {
+        if req.headers().contains_key(crate::http::hop::HOP) {
+            return Err(e.clone());
+        }
+        if is_upgrade(&req) {
+            return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
+        }
     }
     let (seat, _) = relay::seated(identity, token).await?;
     let limit = req
@@ -80,6 +84,14 @@ pub async fn endpoint(
         &config,
     );
     Ok(response)
+}
+
+/// Whether `req` asks for a WebSocket (a plain GET is refused as not one, not bridged).
+fn is_upgrade(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// `GET /metrics`: the WebSocket side's gauges and counters, Prometheus text format.

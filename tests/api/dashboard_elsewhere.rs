@@ -492,6 +492,21 @@ async fn an_agents_socket_on_a_session_another_hub_serves_is_bridged_there() {
     let got = received(&there, &claude).await;
     assert!(got.contains(&"over the bridge".to_owned()), "{got:?}");
     assert_eq!(written_here(&here, &session, "over the bridge"), 0);
+    // A socket another hub bridged here, whose session is not served here either (a hand-over
+    // under way), is refused: never bridged a second time.
+    let again = crate::helpers::client()
+        .ws(format!("{}/ws", here.address.replacen("http", "ws", 1)))
+        .bearer_auth(&gemini)
+        .set_header(collab_hub::http::hop::HOP, "1")
+        .connect()
+        .await;
+    match again {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("bridged a second time"),
+    }
     here.stop().await;
     there.stop().await;
 }

@@ -60,6 +60,35 @@ fn shared(from: &TestApp, to: &TestApp, id: &str) {
     .unwrap();
 }
 
+/// Posts `message` to `app` as `mcp`'s client, which takes JSON or an event stream: the status
+/// and the JSON-RPC messages of the answer (its body, or each event's data).
+async fn post_either(
+    app: &TestApp,
+    mcp: &Mcp,
+    message: &serde_json::Value,
+) -> (StatusCode, Vec<serde_json::Value>) {
+    let mut req = crate::helpers::client()
+        .post(format!("{}/mcp", app.address))
+        .insert_header(("accept", "application/json, text/event-stream"))
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("mcp-session-id", mcp.session.as_deref().unwrap()));
+    if let Some(token) = &mcp.token {
+        req = req.bearer_auth(token);
+    }
+    let mut answer = req.send_body(message.to_string()).await.expect("POST");
+    let body = answer.body().limit(1 << 20).await.expect("body");
+    let text = String::from_utf8_lossy(&body);
+    let messages = match serde_json::from_str(&text) {
+        Ok(one) => vec![one],
+        Err(_) => text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect(),
+    };
+    (answer.status(), messages)
+}
+
 #[actix_web::test]
 async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
     let Some(Moved {
@@ -140,14 +169,29 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
     );
 
     // An MCP session not bound yet joins alpha's session through `here`: the join is served
-    // there, and binds the session there.
+    // there, and binds the session there. Its client asked for log messages, so its tool calls
+    // are answered as event streams: the join's head waits for its answer, and goes with the
+    // join passed on.
     let mut codex = Mcp::at(&here.address);
     codex.initialize("2025-11-25").await;
     let codex_id = codex.session.clone().unwrap();
+    let (status, set) = codex
+        .call(2, "logging/setLevel", json!({"level": "debug"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
     shared(&here, &there, &codex_id);
-    let join = json!({"sessionId": session, "participant": "codex"});
-    let (failed, joined) = codex.tool("session_join", join).await;
-    assert!(!failed, "{joined}");
+    let join = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "session_join", "arguments": {"sessionId": session, "participant": "codex"}}});
+    let (status, answer) = post_either(&here, &codex, &join).await;
+    assert_eq!(status, StatusCode::OK, "{answer:?}");
+    let joined = answer
+        .iter()
+        .find(|m| m["id"] == 3)
+        .expect("the join's answer");
+    assert!(
+        joined.get("error").is_none() && joined["result"]["isError"] != true,
+        "{joined}"
+    );
     let bound = row(&there, &codex_id).expect("codex's row there");
     assert!(bound.state.contains("codex"), "{bound:?}");
     assert!(!row(&here, &codex_id).unwrap().state.contains("codex"));
