@@ -133,10 +133,12 @@ pub async fn pass_on(
         (true, None) => return Ok(res.map_into_boxed_body()),
     };
     drop(res);
-    let answer = match to(&served, &req, body).await {
+    let answer = match to(&served, &req, body.clone()).await {
         Ok(answer) => forward::relay(answer),
-        // An MCP client reads a JSON-RPC error.
-        Err(e) if crate::mcp::PATHS.contains(&req.path()) => crate::mcp::transport::hub_failure(e),
+        // An MCP client reads a JSON-RPC error, with its request's id.
+        Err(e) if crate::mcp::PATHS.contains(&req.path()) => {
+            crate::mcp::transport::hub_failure_to(&body, e)
+        }
         Err(e) => e.error_response(),
     };
     Ok(ServiceResponse::new(req, answer))

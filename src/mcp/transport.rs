@@ -43,7 +43,16 @@ pub(super) fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpR
     answer
 }
 
-pub(crate) fn hub_failure(e: HubError) -> HttpResponse {
+/// `e` as the answer to the JSON-RPC request in `body` (its id, if it has one).
+pub(crate) fn hub_failure_to(body: &[u8], e: HubError) -> HttpResponse {
+    let id = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|m| m.get("id").cloned())
+        .unwrap_or(Value::Null);
+    rpc_failure(e.http_status(), id, e.into())
+}
+
+fn hub_failure(e: HubError) -> HttpResponse {
     Refusal::from(e).response()
 }
 

@@ -207,6 +207,20 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
     assert_eq!(ended.status(), StatusCode::OK);
     assert!(row(&there, &id).is_none(), "not ended there");
 
+    // The hub serving alpha cannot be reached: nothing applied, said to the request it answers.
+    crate::dashboard_elsewhere::taken_by(&here, "alpha", "http://127.0.0.1:9");
+    let mut lost = Mcp::at(&here.address);
+    lost.token = Some(gemini.clone());
+    let (status, _, refused) = lost.raw(init.to_string().into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["id"], 0, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be reached") && m.contains("nothing was applied")),
+        "{refused}"
+    );
+
     // A project this hub holds is served here as before.
     let (_, beta_claude, beta_gemini) = session_in(&here, "beta").await;
     let mut beta = Mcp::at(&here.address);
