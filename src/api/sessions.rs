@@ -236,7 +236,6 @@ impl Operation for Create {
                 }
                 (None, None) => SessionGenome::default(),
             };
-            let drawn = matches!(genome.origin, GenomeOrigin::Population { .. });
             let spec = self.spec(participants, genome)?;
             let credential = call.credential.clone();
             let key = key.map(|k| k.id);
@@ -245,16 +244,7 @@ impl Operation for Create {
                 spec,
                 key,
             };
-            let created = match call.hub.send(create).await? {
-                // The project moved between the draw and the create: passed on, the create
-                // would draw again there. Refused instead (nothing was created).
-                Err(HubError::Elsewhere { project, .. }) if drawn => {
-                    return Err(HubError::Unavailable(format!(
-                        "project {project} moved to another hub while this session was created; nothing was created: send it again"
-                    )));
-                }
-                created => created?,
-            };
+            let created = call.hub.send(create).await??;
             Ok(Created { created, me })
         })
     }

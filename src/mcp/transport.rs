@@ -43,13 +43,28 @@ pub(super) fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpR
     answer
 }
 
-/// `e` as the answer to the JSON-RPC request in `body` (its id, if it has one).
+/// `e` as the answer to the JSON-RPC message in `body`: to its request by its id, to each
+/// request of a batch, or without an id (a notification, or a body it cannot read).
 pub(crate) fn hub_failure_to(body: &[u8], e: HubError) -> HttpResponse {
-    let id = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|m| m.get("id").cloned())
-        .unwrap_or(Value::Null);
-    rpc_failure(e.http_status(), id, e.into())
+    let id = |m: &Value| match m.get("id") {
+        Some(id @ (Value::String(_) | Value::Number(_))) if m.get("method").is_some() => {
+            Some(id.clone())
+        }
+        _ => None,
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(batch)) => {
+            let err = RpcError::from(e.clone());
+            let replies: Vec<Value> = batch
+                .iter()
+                .filter_map(id)
+                .map(|id| protocol::error(id, &err))
+                .collect();
+            HttpResponse::build(e.http_status()).json(replies)
+        }
+        Ok(one) => rpc_failure(e.http_status(), id(&one).unwrap_or(Value::Null), e.into()),
+        Err(_) => hub_failure(e),
+    }
 }
 
 fn hub_failure(e: HubError) -> HttpResponse {
@@ -379,7 +394,14 @@ async fn call(
     cancelled: Option<Cancellation>,
 ) -> HttpResponse {
     let (mcp_id, registry) = (ctx.mcp_id.clone(), ctx.registry.clone());
-    let bound = ctx.session.binding.is_some();
+    // Whose copy may change where its call is passed on: a bound session's, or one binding
+    // there (a join or create).
+    let may_change = ctx.session.binding.is_some()
+        || (method == "tools/call"
+            && matches!(
+                params["name"].as_str(),
+                Some("session_join" | "session_create")
+            ));
     let progress_token = params.pointer("/_meta/progressToken").cloned();
     let stream = method == "tools/call"
         && ctx.request_key.is_none()
@@ -412,10 +434,11 @@ async fn call(
     };
     // Its project is served by another hub (an MCP session not bound yet joining a session
     // there, or a bound one whose project moved meanwhile): nothing was applied here, and the
-    // request goes there (`http::hop`). A bound copy is checked again at its next request (an
-    // unbound one always is).
+    // request goes there (`http::hop`). A copy that may change there is marked: checked again
+    // at its next request, and its stream here ended (the client opens it again, and it is
+    // served where the session is). Not an operator's other calls: its stream stays.
     let elsewhere = |id: Value, err: RpcError| {
-        if bound {
+        if may_change {
             registry.do_send(FoundElsewhere(mcp_id.clone()));
         }
         rpc_failure(StatusCode::SERVICE_UNAVAILABLE, id, err)
@@ -644,4 +667,51 @@ pub async fn other_method() -> HttpResponse {
                 "the MCP endpoint takes POST, GET and DELETE",
             ),
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hub_failure_to;
+    use crate::error::HubError;
+    use serde_json::{Value, json};
+
+    fn answered(body: Value) -> (u16, Value) {
+        let answer = hub_failure_to(
+            body.to_string().as_bytes(),
+            HubError::Unavailable("gone".into()),
+        );
+        let status = answer.status().as_u16();
+        let bytes = futures::executor::block_on(actix_web::body::to_bytes(answer.into_body()))
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[test]
+    fn a_failed_hop_answers_each_request_by_its_id() {
+        let (status, one) = answered(json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}));
+        assert_eq!((status, &one["id"]), (503, &json!(7)), "{one}");
+        assert_eq!(one["error"]["data"]["code"], "unavailable", "{one}");
+        // A batch: one error per request, none for its notification.
+        let (_, batch) = answered(json!([
+            {"jsonrpc": "2.0", "id": "a", "method": "ping"},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        ]));
+        let ids: Vec<&Value> = batch.as_array().unwrap().iter().map(|r| &r["id"]).collect();
+        assert_eq!(ids, [&json!("a"), &json!(2)], "{batch}");
+        // No id to answer: a notification, an id no request may carry, a response, no JSON.
+        for body in [
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            json!({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}),
+            json!({"jsonrpc": "2.0", "id": 3, "result": {}}),
+        ] {
+            let (_, answer) = answered(body);
+            assert_eq!(answer["id"], Value::Null, "{answer}");
+        }
+        let answer = hub_failure_to(b"{not json", HubError::Unavailable("gone".into()));
+        assert_eq!(answer.status().as_u16(), 503);
+    }
 }

@@ -57,20 +57,16 @@ pub async fn endpoint(
         if req.headers().contains_key(crate::http::hop::HOP) {
             return Err(e.clone());
         }
-        if is_upgrade(&req) {
-            return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
+        if !is_upgrade(&req) {
+            return Err(not_a_websocket("no Upgrade: websocket header"));
         }
+        return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
     }
     let (seat, _) = relay::seated(identity, token).await?;
     let limit = req
         .app_data::<BodyLimit>()
         .map_or(BodyLimit::default().bytes, |l| l.bytes);
-    let (response, session, incoming) =
-        actix_ws::handle(&req, body).map_err(|e| HubError::Invalid {
-            code: "not_a_websocket",
-            message: format!("GET /ws upgrades to a WebSocket: {e}"),
-            field: None,
-        })?;
+    let (response, session, incoming) = actix_ws::handle(&req, body).map_err(not_a_websocket)?;
     let incoming = incoming
         .max_frame_size(limit)
         .aggregate_continuations()
@@ -84,6 +80,14 @@ pub async fn endpoint(
         &config,
     );
     Ok(response)
+}
+
+fn not_a_websocket(e: impl std::fmt::Display) -> HubError {
+    HubError::Invalid {
+        code: "not_a_websocket",
+        message: format!("GET /ws upgrades to a WebSocket: {e}"),
+        field: None,
+    }
 }
 
 /// Whether `req` asks for a WebSocket (a plain GET is refused as not one, not bridged).

@@ -179,7 +179,18 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
         .call(2, "logging/setLevel", json!({"level": "debug"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{set}");
+    assert!(set.get("error").is_none(), "{set}");
     shared(&here, &there, &codex_id);
+    // Its stream here: ended once its join is served there (the client opens it again, and
+    // it is served where its session is).
+    let codex_stream = crate::helpers::client()
+        .get(format!("{}/mcp", here.address))
+        .insert_header(("accept", "text/event-stream"))
+        .insert_header(("mcp-session-id", codex_id.as_str()))
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(codex_stream.status(), StatusCode::OK);
     let join = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
         "name": "session_join", "arguments": {"sessionId": session, "participant": "codex"}}});
     let (status, answer) = post_either(&here, &codex, &join).await;
@@ -191,6 +202,10 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
     assert!(
         joined.get("error").is_none() && joined["result"]["isError"] != true,
         "{joined}"
+    );
+    assert!(
+        crate::project_serving::ends_soon(codex_stream).await,
+        "its stream here outlived its join there"
     );
     let bound = row(&there, &codex_id).expect("codex's row there");
     assert!(bound.state.contains("codex"), "{bound:?}");
