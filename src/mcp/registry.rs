@@ -15,7 +15,7 @@
 //!   hub may have run its `session_join`: a copy older than the row is read again, and a row
 //!   that is gone (ended on another hub) ends it here.
 //! - A bound copy is served from memory, once its collab session's project is found served
-//!   here (`placed`: asked of the hub at its first request, taken if free): a bound MCP
+//!   here (`placed`: asked of the hub at its first request but a `ping`, taken if free): a bound MCP
 //!   session's requests need its collab session, which only the hub holding its project
 //!   serves. One whose project another hub serves is answered `Elsewhere`, and its request is
 //!   passed on there (`http::hop`), as is a tool's request that finds it so (the join of a copy
@@ -596,6 +596,10 @@ pub type Cancellation = tokio::sync::oneshot::Receiver<()>;
 pub struct Lookup {
     pub id: String,
     pub track: Option<String>,
+    /// A bound copy is placed before it serves (module doc); not for a `ping`, which needs
+    /// nothing of its collab session, and must not take its project (an idle one let go
+    /// would be taken again by every ping of its clients).
+    pub place: bool,
 }
 
 impl McpRegistry {
@@ -625,6 +629,9 @@ impl Handler<Lookup> for McpRegistry {
         ResponseActFuture<Self, Result<Option<(McpSession, Option<Cancellation>)>, HubError>>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        if !msg.place {
+            return self.copy(msg);
+        }
         let id = msg.id.clone();
         Box::pin(
             self.copy(msg)

@@ -145,6 +145,7 @@ async fn session_of(
     req: &HttpRequest,
     registry: &Addr<McpRegistry>,
     track: Option<String>,
+    place: bool,
 ) -> Result<(String, McpSession, Option<Cancellation>), Refusal> {
     let Some(id) = header(req.headers(), SESSION_HEADER) else {
         return Err(Refusal::new(
@@ -158,6 +159,7 @@ async fn session_of(
     let lookup = Lookup {
         id: id.to_owned(),
         track,
+        place,
     };
     match registry.send(lookup).await {
         Ok(Ok(Some((s, cancel)))) => Ok((id.to_owned(), s, cancel)),
@@ -179,7 +181,7 @@ async fn existing_session(
     registry: &Addr<McpRegistry>,
 ) -> Result<String, Refusal> {
     check_version(req.headers())?;
-    let (mcp_id, session, _) = session_of(req, registry, None).await?;
+    let (mcp_id, session, _) = session_of(req, registry, None, true).await?;
     same_identity(req, &session.credential_at_start)?;
     Ok(mcp_id)
 }
@@ -267,7 +269,9 @@ pub async fn post(
     let track = (message.get("method").and_then(Value::as_str) == Some("tools/call"))
         .then(|| message.get("id").map(Value::to_string))
         .flatten();
-    let (mcp_id, session, cancel) = match session_of(&req, &registry, track).await {
+    // A ping is answered where it lands (`Lookup::place`).
+    let place = message.get("method").and_then(Value::as_str) != Some("ping");
+    let (mcp_id, session, cancel) = match session_of(&req, &registry, track, place).await {
         Ok(s) => s,
         Err(refusal) => return refusal.response(),
     };

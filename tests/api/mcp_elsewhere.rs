@@ -156,9 +156,9 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
     );
 
     // Passed on once at most: a request another hub passed on is answered where it lands.
-    let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}).to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}).to_string();
     let (status, _, refused) = mcp
-        .raw(ping.into_bytes(), &[(collab_hub::http::hop::HOP, "1")])
+        .raw(list.into_bytes(), &[(collab_hub::http::hop::HOP, "1")])
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
     assert!(
