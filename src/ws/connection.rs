@@ -378,7 +378,7 @@ impl Connection {
         let name: Arc<str> = format!("s{}", self.next_subscription).into();
         self.next_subscription += 1;
         let (call, conn) = (self.call(), self.id);
-        let fut = plan(call, session_id, project, since);
+        let fut = plan(call, self.token.clone(), session_id, project, since);
         ctx.wait(fut.into_actor(self).map(move |planned, act, ctx| {
             let (planned, opened) = match planned {
                 Ok(p) => p,
@@ -557,6 +557,7 @@ struct Planned {
 /// Works out which sessions a `subscribe` covers and where each starts.
 async fn plan(
     call: Call,
+    token: Option<Arc<str>>,
     session_id: Option<Uuid>,
     project: Option<String>,
     since: Option<i64>,
@@ -598,20 +599,22 @@ async fn plan(
     let mut elsewhere = false;
     for session_id in ids {
         planned.push(match &call.seat {
-            Some(_) => {
-                let me = call
-                    .send(
+            Some(seat) => {
+                let command = Whoami {
+                    credential: call.credential.clone(),
+                };
+                match call.send(session_id, command).await {
+                    Ok(me) => Planned {
                         session_id,
-                        Whoami {
-                            credential: call.credential.clone(),
-                        },
-                    )
-                    .await?;
-                Planned {
-                    session_id,
-                    last_event_id: me.last_event_id,
-                    cursor: since.unwrap_or(me.acked_event_id),
-                    live: None,
+                        last_event_id: me.last_event_id,
+                        cursor: since.unwrap_or(me.acked_event_id),
+                        live: None,
+                    },
+                    Err(HubError::Elsewhere { url, .. }) => {
+                        let token = token.as_deref();
+                        seat_elsewhere(&call, &url, token, &seat.ai_id, session_id, since).await?
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             None => {
@@ -650,13 +653,59 @@ async fn watch_or_follow(
     let follow = FollowElsewhere {
         session: session_id,
         credential: call.credential.clone(),
+        seat_confirmed: false,
     };
     let followed = call.hub.send(follow).await??;
     let live = Live::Tail {
         tail: followed.tail,
         replay_to: followed.last_event_id,
+        seat: None,
     };
     Ok((followed.last_event_id, live))
+}
+
+/// A participant's own subscription to its session, which the hub at `url` serves: its seat
+/// and cursors read there (`whoami`, with the connection's token), then the session followed
+/// through the tail from its acknowledged cursor, filtered to what it may see. Its presence is
+/// not announced there (no stream of it runs at that hub).
+async fn seat_elsewhere(
+    call: &Call,
+    url: &str,
+    token: Option<&str>,
+    ai_id: &str,
+    session_id: Uuid,
+    since: Option<i64>,
+) -> Result<Planned, HubError> {
+    let me = relay::relay(url, token, relay::call_frame("whoami", &json!({}))).await?;
+    let read = |field: &str| {
+        me[field].as_i64().ok_or_else(|| {
+            HubError::Unavailable(format!(
+                "the hub serving this session answered whoami without {field}: {me}"
+            ))
+        })
+    };
+    let (last_event_id, acked) = (read("lastEventId")?, read("ackedEventId")?);
+    if me["aiId"] != ai_id || me["sessionId"] != session_id.to_string().as_str() {
+        return Err(HubError::Unavailable(
+            "the hub serving this session answered whoami for another seat; retry".into(),
+        ));
+    }
+    let follow = FollowElsewhere {
+        session: session_id,
+        credential: call.credential.clone(),
+        seat_confirmed: true,
+    };
+    let followed = call.hub.send(follow).await??;
+    Ok(Planned {
+        session_id,
+        last_event_id,
+        cursor: since.unwrap_or(acked),
+        live: Some(Live::Tail {
+            tail: followed.tail,
+            replay_to: last_event_id,
+            seat: Some(ai_id.to_owned()),
+        }),
+    })
 }
 
 /// The project's sessions that are not completed, newest activity first.

@@ -84,12 +84,15 @@ pub enum Live {
     Viewer(Watch),
     /// A participant: its agent's stream, attached after the replay (the agent fills the gap).
     Participant { key: String },
-    /// A viewer of a session another hub serves: the event tail reads the log from the cursor
-    /// on, then what commits (`actors::hub::FollowElsewhere`). `replay_to`: the session's last
-    /// event when the subscription began; events up to it are the replay.
+    /// A session another hub serves: the event tail reads the log from the cursor on, then
+    /// what commits (`actors::hub::FollowElsewhere`). `replay_to`: the session's last event
+    /// when the subscription began; events up to it are the replay. `seat`: a participant's
+    /// own subscription, which passes only what that participant may see
+    /// (`Event::visible_to`); None for a viewer, who sees everything.
     Tail {
         tail: Arc<EventTail>,
         replay_to: i64,
+        seat: Option<String>,
     },
 }
 
@@ -125,8 +128,13 @@ enum Sent {
 
 impl Subscription {
     pub async fn run(mut self, live: Live) {
-        if let Live::Tail { tail, replay_to } = live {
-            return self.follow_tail(tail, replay_to).await;
+        if let Live::Tail {
+            tail,
+            replay_to,
+            seat,
+        } = live
+        {
+            return self.follow_tail(tail, replay_to, seat.as_deref()).await;
         }
         if !self.replay().await {
             return;
@@ -145,7 +153,7 @@ impl Subscription {
     /// no events and at most those batches. Critical events past `replay_to` are live: they
     /// jump ahead as interrupts, or end the subscription with `resync` if even the urgent
     /// queue is full, as on the session's own feed.
-    async fn follow_tail(mut self, tail: Arc<EventTail>, replay_to: i64) {
+    async fn follow_tail(mut self, tail: Arc<EventTail>, replay_to: i64, seat: Option<&str>) {
         let mut busy = 0;
         loop {
             let Ok(mut batches) = tail.follow_queued(self.session_id, self.cursor, TAIL_QUEUE)
@@ -167,7 +175,7 @@ impl Subscription {
                     if event.id <= self.cursor {
                         continue;
                     }
-                    match self.hand_on(event, replay_to).await {
+                    match self.hand_on(event, replay_to, seat).await {
                         Sent::Ok => {}
                         Sent::Behind => {
                             self.resync().await;
@@ -186,7 +194,16 @@ impl Subscription {
 
     /// Hands one event of the tail to the connection once there is room (a critical one past
     /// `replay_to`: at once, as an interrupt, or `Behind`).
-    async fn hand_on(&mut self, event: crate::domain::event::Event, replay_to: i64) -> Sent {
+    async fn hand_on(
+        &mut self,
+        event: crate::domain::event::Event,
+        replay_to: i64,
+        seat: Option<&str>,
+    ) -> Sent {
+        if seat.is_some_and(|ai_id| !event.visible_to(ai_id)) {
+            self.cursor = event.id;
+            return Sent::Ok;
+        }
         if event.priority == Priority::Critical && event.id > replay_to {
             return self.forward(&Published::new(Arc::new(event)), false);
         }

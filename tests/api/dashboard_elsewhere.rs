@@ -139,6 +139,63 @@ pub(crate) fn written_here(app: &TestApp, session: &str, body: &str) -> i64 {
 }
 
 /// The session's last event id, as the database has it.
+/// The events `there` wrote in `session` that `here`'s database lacks, copied there with their
+/// ids (and the session's last event id moved with them, in one transaction), as the one
+/// database both hubs would share holds them: what `here`'s tail hands its followers.
+fn mirrored(there: &TestApp, here: &TestApp, session: &str) {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        actor: Option<String>,
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = Text)]
+        priority: String,
+        #[diesel(sql_type = Text)]
+        payload: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        recipient: Option<String>,
+    }
+    let after = last_event_id(here, session);
+    let mut from = PgConnection::establish(&there.db.url).unwrap();
+    let rows = diesel::sql_query(
+        "SELECT id, actor, kind, priority, payload, recipient FROM events
+          WHERE session_id = $1 AND id > $2 ORDER BY id",
+    )
+    .bind::<Text, _>(session)
+    .bind::<BigInt, _>(after)
+    .load::<Row>(&mut from)
+    .unwrap();
+    let mut to = PgConnection::establish(&here.db.url).unwrap();
+    to.transaction::<_, diesel::result::Error, _>(|c| {
+        for row in &rows {
+            diesel::sql_query(
+                "INSERT INTO events (session_id, id, actor, kind, priority, payload, created_at,
+                                     recipient)
+                 VALUES ($1, $2, $3, $4, $5, $6, now(), $7)",
+            )
+            .bind::<Text, _>(session)
+            .bind::<BigInt, _>(row.id)
+            .bind::<diesel::sql_types::Nullable<Text>, _>(&row.actor)
+            .bind::<Text, _>(&row.kind)
+            .bind::<Text, _>(&row.priority)
+            .bind::<Text, _>(&row.payload)
+            .bind::<diesel::sql_types::Nullable<Text>, _>(&row.recipient)
+            .execute(c)?;
+        }
+        diesel::sql_query(
+            "UPDATE sessions SET last_event_id = GREATEST(last_event_id, $2) WHERE id = $1",
+        )
+        .bind::<Text, _>(session)
+        .bind::<BigInt, _>(rows.last().map_or(after, |r| r.id))
+        .execute(c)?;
+        Ok(())
+    })
+    .unwrap();
+}
+
 fn last_event_id(app: &TestApp, session: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Last {
@@ -440,6 +497,33 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     let got = received(&there, &claude).await;
     assert!(got.contains(&"through this hub".to_owned()), "{got:?}");
     assert_eq!(written_here(&here, &session, "through this hub"), 0);
+    // Its own subscription follows the session through the tail, from its acknowledged cursor
+    // (read there), passing only what gemini may see. What `there` writes reaches this hub's
+    // database as it would in one shared database (`mirrored`).
+    mirrored(&there, &here, &session);
+    seat.ok(json!({"type": "subscribe", "sessionId": session}))
+        .await;
+    let codex = json!({"sessionId": session, "participant": "codex"});
+    let (status, joined) = there.post("/mcp/session/join", &codex).await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    let aside = json!({"to": "codex", "body": "not for gemini"});
+    let (status, answer) = there.post_as(&claude, "/mcp/messages/send", &aside).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = send(&there, &claude, "for gemini").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    mirrored(&there, &here, &session);
+    let seen = seat
+        .events_until(Duration::from_secs(15), body_is("for gemini"))
+        .await;
+    assert!(
+        seen.iter()
+            .all(|e| e["payload"]["body"] != "not for gemini"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["id"].as_i64() > Some(sent_id)),
+        "{seen:?}"
+    );
     here.stop().await;
     there.stop().await;
 }
