@@ -84,6 +84,9 @@ pub struct Connection {
     token: Option<Arc<str>>,
     /// The participant this connection acts as; `None`: a viewer.
     seat: Option<Seat>,
+    /// The seat was taken with an `auth` frame (a dashboard), not on the upgrade (an agent):
+    /// its subscription to its session held elsewhere follows the tail (`seat_elsewhere`).
+    seat_by_frame: bool,
     subscriptions: HashMap<String, Sub>,
     next_subscription: u64,
     heartbeat: Duration,
@@ -130,6 +133,7 @@ impl Connection {
                 credential,
                 token,
                 seat,
+                seat_by_frame: false,
                 subscriptions: HashMap::new(),
                 next_subscription: 1,
                 heartbeat,
@@ -351,6 +355,7 @@ impl Connection {
             let r = r.map(|(credential, seat, ok, token)| {
                 act.end_subscriptions(ctx);
                 act.credential = credential;
+                act.seat_by_frame = seat.is_some();
                 act.seat = seat;
                 act.token = Some(token);
                 ok
@@ -378,7 +383,14 @@ impl Connection {
         let name: Arc<str> = format!("s{}", self.next_subscription).into();
         self.next_subscription += 1;
         let (call, conn) = (self.call(), self.id);
-        let fut = plan(call, self.token.clone(), session_id, project, since);
+        let fut = plan(
+            call,
+            self.token.clone(),
+            self.seat_by_frame,
+            session_id,
+            project,
+            since,
+        );
         ctx.wait(fut.into_actor(self).map(move |planned, act, ctx| {
             let (planned, opened) = match planned {
                 Ok(p) => p,
@@ -393,6 +405,11 @@ impl Connection {
                 Ok(json!({ "subscription": &*name, "sessions": sessions })),
                 ctx,
             );
+            // A seat followed through the tail streams nothing at this hub: its presence is
+            // not this hub's to count.
+            let counted = planned
+                .iter()
+                .any(|p| !matches!(p.live, Some(Live::Tail { seat: Some(_), .. })));
             let mut tasks = Vec::with_capacity(planned.len());
             let sessions = planned.iter().map(|p| p.session_id).collect();
             for p in planned {
@@ -444,7 +461,9 @@ impl Connection {
                 polls,
             };
             act.subscriptions.insert(name.to_string(), sub);
-            act.set_streaming(true);
+            if counted {
+                act.set_streaming(true);
+            }
         }));
     }
 }
@@ -558,6 +577,7 @@ struct Planned {
 async fn plan(
     call: Call,
     token: Option<Arc<str>>,
+    seat_by_frame: bool,
     session_id: Option<Uuid>,
     project: Option<String>,
     since: Option<i64>,
@@ -610,7 +630,10 @@ async fn plan(
                         cursor: since.unwrap_or(me.acked_event_id),
                         live: None,
                     },
-                    Err(HubError::Elsewhere { url, .. }) => {
+                    // A seat taken with the `auth` frame; an agent's socket (its token on the
+                    // upgrade) is refused, and bridged where its session is when it connects
+                    // again (`ws::endpoint`).
+                    Err(HubError::Elsewhere { url, .. }) if seat_by_frame => {
                         let token = token.as_deref();
                         seat_elsewhere(&call, &url, token, &seat.ai_id, session_id, since).await?
                     }

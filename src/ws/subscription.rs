@@ -175,7 +175,16 @@ impl Subscription {
                     if event.id <= self.cursor {
                         continue;
                     }
+                    // A seat that left is followed no further, as its agent here would be
+                    // retired: told `resync`, its client subscribes again, and is refused.
+                    let left = seat.is_some_and(|ai_id| {
+                        event.kind == "participant_left" && event.payload["aiId"] == ai_id
+                    });
                     match self.hand_on(event, replay_to, seat).await {
+                        Sent::Ok if left => {
+                            self.resync().await;
+                            return;
+                        }
                         Sent::Ok => {}
                         Sent::Behind => {
                             self.resync().await;

@@ -138,7 +138,6 @@ pub(crate) fn written_here(app: &TestApp, session: &str, body: &str) -> i64 {
     .n
 }
 
-/// The session's last event id, as the database has it.
 /// The events `there` wrote in `session` that `here`'s database lacks, copied there with their
 /// ids (and the session's last event id moved with them, in one transaction), as the one
 /// database both hubs would share holds them: what `here`'s tail hands its followers.
@@ -196,6 +195,7 @@ fn mirrored(there: &TestApp, here: &TestApp, session: &str) {
     .unwrap();
 }
 
+/// The session's last event id, as the database has it.
 fn last_event_id(app: &TestApp, session: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Last {
@@ -500,6 +500,8 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
     // Its own subscription follows the session through the tail, from its acknowledged cursor
     // (read there), passing only what gemini may see. What `there` writes reaches this hub's
     // database as it would in one shared database (`mirrored`).
+    let (status, answer) = send(&there, &claude, "while away").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     mirrored(&there, &here, &session);
     seat.ok(json!({"type": "subscribe", "sessionId": session}))
         .await;
@@ -524,6 +526,25 @@ async fn a_dashboards_commands_on_a_session_another_hub_serves_run_there() {
         seen.iter().all(|e| e["id"].as_i64() > Some(sent_id)),
         "{seen:?}"
     );
+    // From its acknowledged cursor: what it was sent after its ack and before it subscribed.
+    assert!(seen.iter().any(body_is("while away")), "{seen:?}");
+    // It leaves: its subscription ends (`resync`), and subscribing again is refused.
+    let (status, left) = there
+        .post_as(&gemini, "/mcp/session/leave", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    mirrored(&there, &here, &session);
+    let ended = seat
+        .events_until(Duration::from_secs(15), |f| f["type"] == "resync")
+        .await;
+    assert!(
+        ended.iter().any(|e| e["kind"] == "participant_left"),
+        "{ended:?}"
+    );
+    let again = seat
+        .request(json!({"type": "subscribe", "sessionId": session}))
+        .await;
+    assert!(again["error"].is_object(), "{again}");
     here.stop().await;
     there.stop().await;
 }

@@ -65,8 +65,8 @@ impl Following {
     }
 }
 
-/// A session another hub serves, to be followed here by the operator's viewer: its last event
-/// id now, and the tail to follow it through. Only for a session answered `Elsewhere`; a hub
+/// A session another hub serves, to be followed here by the operator's viewer (or a dashboard
+/// seat, `seat_confirmed`): its last event id now, and the tail to follow it through. Only for a session answered `Elsewhere`; a hub
 /// without a tail (SQLite, one hub per file) answers `Unavailable`.
 #[derive(Message)]
 #[rtype(result = "Result<Followed, HubError>")]
@@ -75,7 +75,8 @@ pub struct FollowElsewhere {
     /// Only the operator's viewers follow a session whole (what the tail hands)...
     pub credential: crate::domain::auth::Credential,
     /// ...or a participant its own session, its seat confirmed by the hub serving it, its
-    /// feed filtered to what it may see (`ws::subscription`, `Live::Tail`).
+    /// feed filtered to what it may see (`ws::subscription`, `Live::Tail`). The caller's word
+    /// alone: set only by `ws::connection::seat_elsewhere`, after that hub's `whoami`.
     pub seat_confirmed: bool,
 }
 
