@@ -66,8 +66,9 @@ impl Following {
 }
 
 /// A session another hub serves, to be followed here by the operator's viewer (or a dashboard
-/// seat, `seat_confirmed`): its last event id now, and the tail to follow it through. Only for a session answered `Elsewhere`; a hub
-/// without a tail (SQLite, one hub per file) answers `Unavailable`.
+/// seat, `seat_confirmed`): its last event id now, and the tail to follow it through. Only for
+/// a session answered `Elsewhere`; a hub without a tail (SQLite, one hub per file) answers
+/// `Unavailable`.
 #[derive(Message)]
 #[rtype(result = "Result<Followed, HubError>")]
 pub struct FollowElsewhere {
