@@ -830,16 +830,10 @@ impl Handler<ServesSession> for Hub {
             return Box::pin(fut::ready(Ok(())));
         }
         let project = self.handle(ProjectOf(id), ctx);
-        Box::pin(project.then(move |project, act, ctx| {
-            let here: fut::LocalBoxActorFuture<Self, Result<(), HubError>> = match project {
-                Ok(Some(project)) => Box::pin(
-                    act.project_here(project, true, ctx)
-                        .map(|here, _, _| here.map(|_| ())),
-                ),
-                Ok(None) => Box::pin(fut::ready(Ok(()))),
-                Err(e) => Box::pin(fut::ready(Err(e))),
-            };
-            here
+        Box::pin(project.then(move |project, act, ctx| match project {
+            Ok(Some(project)) => act.handle(ServeProject(project), ctx),
+            Ok(None) => Box::pin(fut::ready(Ok(()))),
+            Err(e) => Box::pin(fut::ready(Err(e))),
         }))
     }
 }
