@@ -482,12 +482,17 @@ fn streamed(
     mcp_id: String,
     body: impl futures::Stream<Item = Result<web::Bytes, actix_web::Error>> + 'static,
 ) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((SESSION_HEADER, mcp_id))
+    event_stream(mcp_id).streaming(body)
+}
+
+/// The head of a POST's answer given as an event stream.
+fn event_stream(mcp_id: String) -> actix_web::HttpResponseBuilder {
+    let mut head = HttpResponse::Ok();
+    head.insert_header((SESSION_HEADER, mcp_id))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .content_type("text/event-stream")
-        .streaming(body)
+        .content_type("text/event-stream");
+    head
 }
 
 /// JSON unless the client only takes SSE; then one event carrying the answer.
@@ -497,12 +502,7 @@ fn respond(req: &HttpRequest, reply: Value, mcp_id: &str) -> HttpResponse {
             .insert_header((SESSION_HEADER, mcp_id.to_owned()))
             .json(reply)
     } else {
-        HttpResponse::Ok()
-            .insert_header((SESSION_HEADER, mcp_id.to_owned()))
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header(("x-accel-buffering", "no"))
-            .content_type("text/event-stream")
-            .body(sse::frame(None, &reply))
+        event_stream(mcp_id.to_owned()).body(sse::frame(None, &reply))
     }
 }
 

@@ -341,8 +341,7 @@ impl Connection {
                         Ok(me) => json!(me.role),
                         // Its project moved since.
                         Err(HubError::Elsewhere { url, .. }) => {
-                            let frame = relay::call_frame("whoami", &json!({}));
-                            relay::relay(&url, Some(&token), frame).await?["role"].take()
+                            relay::whoami(&url, Some(&token)).await?["role"].take()
                         }
                         Err(e) => return Err(e),
                     }
@@ -699,7 +698,7 @@ async fn seat_elsewhere(
     session_id: Uuid,
     since: Option<i64>,
 ) -> Result<Planned, HubError> {
-    let me = relay::relay(url, token, relay::call_frame("whoami", &json!({}))).await?;
+    let me = relay::whoami(url, token).await?;
     let read = |field: &str| {
         me[field].as_i64().ok_or_else(|| {
             HubError::Unavailable(format!(

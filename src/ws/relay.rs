@@ -162,7 +162,7 @@ pub async fn seated(
             Ok((Some(Seat { session_id, ai_id }), None))
         }
         Err(HubError::Elsewhere { url, .. }) => {
-            let mut me = relay(&url, token, call_frame("whoami", &json!({}))).await?;
+            let mut me = whoami(&url, token).await?;
             let seat = serde_json::from_value::<Seated>(me.clone()).map_err(|e| {
                 HubError::Unavailable(format!(
                     "the hub serving this token's session answered whoami unreadably: {e}"
@@ -176,6 +176,11 @@ pub async fn seated(
         }
         Err(e) => Err(e),
     }
+}
+
+/// `whoami` as the token's participant, at the hub at `url` serving its session.
+pub async fn whoami(url: &str, token: Option<&str>) -> Result<Value, HubError> {
+    relay(url, token, call_frame("whoami", &json!({}))).await
 }
 
 /// The seat in a `whoami` answer.
