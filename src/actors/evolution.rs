@@ -1,5 +1,11 @@
-//! `EvolutionActor`: the one owner of every task type's population. It hands a new session a
-//! genome drawn from its task type's population, and scores completed sessions into it.
+//! `EvolutionActor`: hands a new session a genome drawn from its task type's population, and
+//! scores completed sessions into it.
+//!
+//! The populations live in the database only: each draw and each scoring pass is one
+//! transaction that takes the evolution lock (`store::evolution::lock_populations`), reads the
+//! populations as stored and saves what it changed. So every hub sharing a PostgreSQL database
+//! runs one of these, wherever the session is created or completed, and they never breed from
+//! a copy another has moved on from.
 //!
 //! Durability: a session's completion writes its measured outcome in the completion's own
 //! transaction (`store::evolution::record_outcome`); this actor then scores every unscored
@@ -37,24 +43,22 @@ pub struct EvolutionSettings {
 pub struct EvolutionActor {
     store: Store,
     settings: EvolutionSettings,
-    populations: BTreeMap<TaskType, Population>,
-    /// The stored populations are in memory.
-    loaded: bool,
-    /// Stored populations that did not decode: never drawn from, never overwritten.
-    unreadable: std::collections::BTreeSet<String>,
+    /// A scoring pass that failed is tried again (once queued, not once per completion).
+    rescore_queued: bool,
 }
 
 /// Most task types the hub keeps a population for (each is a stored row and memory).
 pub const MAX_TASK_TYPES: usize = 200;
+
+/// How long after a failed scoring pass it is tried again.
+const RESCORE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl EvolutionActor {
     pub fn new(store: Store, settings: EvolutionSettings) -> Self {
         EvolutionActor {
             store,
             settings,
-            populations: BTreeMap::new(),
-            loaded: false,
-            unreadable: Default::default(),
+            rescore_queued: false,
         }
     }
 
@@ -73,20 +77,28 @@ impl EvolutionActor {
             })
     }
 
-    /// Scores every unscored outcome into the populations, in one transaction. A row that
-    /// cannot be scored (unreadable, or a weight that makes the score non-finite) is logged and
-    /// left unscored; it must not stop every later session from being scored.
+    /// Scores every unscored outcome into the populations, in one transaction that holds the
+    /// evolution lock and reads the populations as stored: hubs sharing a database may each
+    /// score (each scores what its own completions left, and whatever another left), and an
+    /// outcome is counted once. A row that cannot be scored (unreadable, or a weight that makes
+    /// the score non-finite) is logged and left unscored; it must not stop every later session
+    /// from being scored. A population that does not decode is neither credited nor saved.
     fn score_pending(&mut self, ctx: &mut Context<Self>) {
-        if !self.loaded {
-            return;
-        }
-        let mut populations = self.populations.clone();
         let weights = self.settings.weights.clone();
         let store = self.store.clone();
         let fut = async move {
             store
                 .write(move |c| {
-                    let mut changed = BTreeMap::new();
+                    store::lock_populations(c)?;
+                    let mut populations: BTreeMap<TaskType, Population> = BTreeMap::new();
+                    for (key, p) in store::load_populations(c)? {
+                        match p {
+                            Ok(p) => {
+                                populations.insert(p.task_type.clone(), p);
+                            }
+                            Err(e) => log::error!("population {key:?} is unreadable: {e}"),
+                        }
+                    }
                     for row in store::unscored(c)? {
                         let scored = row.measured().and_then(|m| {
                             let g = row.session_genome()?;
@@ -117,112 +129,76 @@ impl EvolutionActor {
                         }
                         if p.record(member, scored.score)?.counted {
                             store::save_population(c, p, now())?;
-                            changed.insert(genome.task_type.clone(), p.clone());
                         }
                     }
-                    Ok(changed)
+                    Ok(())
                 })
                 .await
         }
         .into_actor(self)
-        .map(|result, act, _| match result {
-            // Only what this pass changed: nothing else ran meanwhile (`wait`), but say so.
-            Ok(changed) => act.populations.extend(changed),
-            Err(e) => log::error!("scoring completed sessions failed: {e}"),
+        .map(|result, act, ctx| {
+            if let Err(e) = result {
+                log::error!("scoring completed sessions failed (trying again soon): {e}");
+                if !std::mem::replace(&mut act.rescore_queued, true) {
+                    ctx.run_later(RESCORE_AFTER, |act, ctx| {
+                        act.rescore_queued = false;
+                        act.score_pending(ctx);
+                    });
+                }
+            }
         });
         ctx.wait(fut);
-    }
-
-    /// Loads the populations; until that succeeds nothing is drawn or scored (a population
-    /// started afresh would overwrite the stored one). Retries every few seconds.
-    fn load(&mut self, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
-        // Through the writer, whose connection is already open: a reader would be the hub's
-        // first and connect at start, and a process told to stop right then (SIGTERM within
-        // milliseconds) could exit while libpq is still in that handshake (seen once as a
-        // SIGSEGV at exit under load).
-        ctx.wait(
-            async move { store.write(store::load_populations).await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok(list) => {
-                        for (key, p) in list {
-                            match p {
-                                Ok(p) => {
-                                    act.populations.insert(p.task_type.clone(), p);
-                                }
-                                Err(e) => {
-                                    log::error!("population {key:?} is unreadable: {e}");
-                                    act.unreadable.insert(key);
-                                }
-                            }
-                        }
-                        act.loaded = true;
-                        act.score_pending(ctx);
-                    }
-                    Err(e) => {
-                        log::error!("cannot load the populations (retrying): {e}");
-                        ctx.run_later(std::time::Duration::from_secs(5), |act, ctx| act.load(ctx));
-                    }
-                }),
-        );
     }
 }
 
 impl Actor for EvolutionActor {
     type Context = Context<Self>;
 
+    /// What a crash left between a completion and its scoring is scored now.
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.load(ctx);
+        self.score_pending(ctx);
     }
 }
 
 impl Handler<DrawGenome> for EvolutionActor {
     type Result = AtomicResponse<Self, Result<Assignment, HubError>>;
 
-    /// Atomic: no score and no other draw runs between reading the population and storing it.
+    /// One transaction under the evolution lock: the population is read as stored, assigned
+    /// from and saved, so that no score and no other draw (of this hub or another on the same
+    /// database) runs in between.
     fn handle(&mut self, msg: DrawGenome, _: &mut Self::Context) -> Self::Result {
         let task_type = msg.0;
-        let refuse = |e: HubError| AtomicResponse::new(Box::pin(fut::ready(Err(e))));
-        if !self.loaded || self.unreadable.contains(task_type.as_str()) {
-            return refuse(HubError::Unavailable(format!(
-                "the population of {task_type} cannot be read now; create the session with a genome, or retry"
-            )));
-        }
-        let mut population = match self.populations.get(&task_type) {
-            Some(p) => p.clone(),
-            None if self.populations.len() >= MAX_TASK_TYPES => {
-                return refuse(HubError::Conflict {
-                    code: "too_many_task_types",
-                    message: format!(
-                        "the hub breeds at most {MAX_TASK_TYPES} task types; use one of them, or give a genome"
-                    ),
-                });
-            }
-            None => match Population::new(
-                task_type.clone(),
-                self.settings.config.clone(),
-                &[],
-                self.seed_for(&task_type),
-            ) {
-                Ok(p) => p,
-                Err(e) => return refuse(e.into()),
-            },
-        };
-        let assignment = population.assign();
-        let saved = population.clone();
+        let (config, seed) = (self.settings.config.clone(), self.seed_for(&task_type));
         let db = self.store.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                db.write(move |c| store::save_population(c, &saved, now()))
-                    .await
+                db.write(move |c| {
+                    store::lock_populations(c)?;
+                    let mut population = match store::load_population(c, task_type.as_str())? {
+                        Some(Ok(p)) => p,
+                        // Never drawn from, never overwritten.
+                        Some(Err(_)) => {
+                            return Err(HubError::Unavailable(format!(
+                                "the population of {task_type} cannot be read now; create the session with a genome, or retry"
+                            )));
+                        }
+                        None if store::count_populations(c)? >= MAX_TASK_TYPES as i64 => {
+                            return Err(HubError::Conflict {
+                                code: "too_many_task_types",
+                                message: format!(
+                                    "the hub breeds at most {MAX_TASK_TYPES} task types; use one of them, or give a genome"
+                                ),
+                            });
+                        }
+                        None => Population::new(task_type.clone(), config, &[], seed)?,
+                    };
+                    let assignment = population.assign();
+                    store::save_population(c, &population, now())?;
+                    Ok(assignment)
+                })
+                .await
             }
-            .into_actor(self)
-            .map(move |result, act, _| {
-                result?;
-                act.populations.insert(task_type, population);
-                Ok(assignment)
-            }),
+            .into_actor(self),
         ))
     }
 }
@@ -236,15 +212,23 @@ impl Handler<ScoreOutcomes> for EvolutionActor {
 }
 
 impl Handler<EvolutionStatus> for EvolutionActor {
-    type Result = Result<Vec<PopulationView>, HubError>;
+    type Result = ResponseFuture<Result<Vec<PopulationView>, HubError>>;
 
+    /// Read as stored: another hub on the same database may have drawn or scored since.
     fn handle(&mut self, msg: EvolutionStatus, _: &mut Self::Context) -> Self::Result {
-        Ok(self
-            .populations
-            .values()
-            .filter(|p| msg.task_type.as_ref().is_none_or(|t| *t == p.task_type))
-            .map(|p| PopulationView::of(p, msg.members))
-            .collect())
+        let store = self.store.clone();
+        Box::pin(async move {
+            let stored = store.read(store::load_populations).await?;
+            Ok(stored
+                .into_iter()
+                .filter_map(|(key, p)| {
+                    p.map_err(|e| log::error!("population {key:?} is unreadable: {e}"))
+                        .ok()
+                })
+                .filter(|p| msg.task_type.as_ref().is_none_or(|t| *t == p.task_type))
+                .map(|p| PopulationView::of(&p, msg.members))
+                .collect())
+        })
     }
 }
 

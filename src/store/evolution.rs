@@ -180,6 +180,42 @@ pub fn load_populations(conn: &mut DbConn) -> Result<Vec<StoredPopulation>, HubE
         .collect())
 }
 
+/// The advisory lock (class, key) every evolution write takes first on PostgreSQL: the draws and
+/// scoring passes of hubs sharing one database run one at a time, each on the populations as
+/// they are stored then. (SQLite has one writer, in one process.)
+const EVOLUTION_LOCK: (i32, i32) = (7302, 0);
+
+/// Takes the evolution lock until the transaction ends. Call it before reading a population
+/// that the transaction will save.
+pub fn lock_populations(conn: &mut DbConn) -> Result<(), HubError> {
+    use diesel::sql_types::Integer;
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind::<Integer, _>(EVOLUTION_LOCK.0)
+            .bind::<Integer, _>(EVOLUTION_LOCK.1)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// One task type's stored population, decoded or why not; None if it has none yet.
+pub fn load_population(
+    conn: &mut DbConn,
+    task_type: &str,
+) -> Result<Option<Result<Population, HubError>>, HubError> {
+    let state: Option<String> = populations::table
+        .find(task_type)
+        .select(populations::state)
+        .first(conn)
+        .optional()?;
+    Ok(state.map(|s| serde_json::from_str(&s).map_err(|e| json_err("population", e))))
+}
+
+/// How many task types have a stored population.
+pub fn count_populations(conn: &mut DbConn) -> Result<i64, HubError> {
+    Ok(populations::table.count().get_result(conn)?)
+}
+
 pub fn save_population(
     conn: &mut DbConn,
     population: &Population,

@@ -17,6 +17,7 @@ both_backends!(
     populations_breed_persist_and_survive_a_restart,
     the_same_seed_breeds_the_same_way,
     a_workload_with_signal_converges_and_noise_shows_no_insight,
+    hubs_sharing_a_database_draw_from_one_population,
 );
 
 fn evolving(population: usize, per_generation: usize, seed: u64) -> Settings {
@@ -369,6 +370,54 @@ async fn populations_breed_persist_and_survive_a_restart(backend: Backend) {
     let db = app.stop().await;
     let app = start_on(db, evolving(3, 3, 11)).await;
     assert_eq!(populations(&app).await[0]["scoredThisGeneration"], 2);
+}
+
+/// Two evolution actors on one database, as two hubs sharing it run them: their draws come
+/// from the population as stored, never from a copy the other has moved on from. (Each drawing
+/// from its own copy, the stored population would count 12 draws, not 24, and members would be
+/// drawn twice while others were not drawn at all.)
+async fn hubs_sharing_a_database_draw_from_one_population(backend: Backend) {
+    use actix::Actor;
+    use collab_hub::actors::evolution::EvolutionActor;
+    use collab_hub::actors::messages::DrawGenome;
+    use collab_hub::domain::genome::TaskType;
+    use collab_hub::store::{DbTarget, Store, migrate};
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let target = DbTarget::parse(&db.url).unwrap();
+    migrate(&target).expect("migrations");
+    let settings = evolving(12, 100, 5).evolution().unwrap();
+    let mut hubs = Vec::new();
+    for _ in 0..2 {
+        let store = Store::open(target.clone()).await.expect("store");
+        hubs.push(EvolutionActor::new(store, settings.clone()).start());
+    }
+    let task_type = TaskType::parse("codeReview").unwrap();
+    let draws = (0..24).map(|i| hubs[i % 2].send(DrawGenome(task_type.clone())));
+    let mut drawn: Vec<u64> = futures::future::join_all(draws)
+        .await
+        .into_iter()
+        .map(|d| d.expect("mailbox").expect("draw").member_id)
+        .collect();
+    drawn.sort_unstable();
+    let state: Value = serde_json::from_str(&sql_state(backend, &db, "codeReview")).unwrap();
+    let assigned: Vec<u64> = state["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["assigned"].as_u64().unwrap())
+        .collect();
+    assert_eq!(assigned, vec![2; 12], "{state}");
+    // Each member drawn twice: once by each hub, or twice by one.
+    let mut expected: Vec<u64> = state["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| [m["id"].as_u64().unwrap(); 2])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(drawn, expected);
 }
 
 #[derive(diesel::QueryableByName)]
