@@ -17,20 +17,20 @@ use crate::mcp::McpRegistry;
 use crate::mcp::registry::CloseStreams;
 use crate::store::DbTarget;
 use crate::store::claim::claim as claim_database;
-use crate::store::lease::{LeaseConfig, LeaseKeeper, Role};
-use lives::{Base, Mode, Owner, Serving, Standby};
+use crate::store::lease::{LeaseConfig, LeaseKeeper};
+use lives::{Base, Life, Serving};
 
 pub struct Application {
     addr: SocketAddr,
     database: String,
-    mode: Mode,
+    life: Life,
     signals: StopSignals,
 }
 
 impl Application {
     /// Opens the database (applying migrations), starts the actors and binds the listener. Must
     /// run inside an actix system. Errors are one line, fit for a person. On a PostgreSQL
-    /// database another hub owns, the application is a standby that forwards to the owner.
+    /// database other hubs share, it serves the projects it takes and passes the others on.
     pub async fn build(settings: Settings) -> Result<Application, String> {
         // First: a stop sent while the hub starts (it may take the lease meanwhile) is
         // carried out once it runs, not by the signal's default action.
@@ -109,28 +109,15 @@ impl Application {
             policy,
             claim,
         };
-        // The fence is read once: the store is built with it, and the owner steps down when
-        // the lease no longer names it (the keeper may move on meanwhile).
-        let mode = match lease {
-            Some(lease) => match lease.fence() {
-                Some(fence) => Mode::Owner(Owner {
-                    serving: Serving::build(&base, Some(fence), Some(lease.project_leases()))
-                        .await?,
-                    lease: Some(lease),
-                    base,
-                }),
-                None => Mode::Standby(Standby::start(base, lease)?),
-            },
-            None => Mode::Owner(Owner {
-                serving: Serving::build(&base, None, None).await?,
-                lease: None,
-                base,
-            }),
+        let life = Life {
+            serving: Serving::build(&base, lease.as_ref()).await?,
+            lease,
+            base,
         };
         Ok(Application {
             addr,
             database,
-            mode,
+            life,
             signals,
         })
     }
@@ -148,65 +135,27 @@ impl Application {
         &self.database
     }
 
-    /// Where a standby forwards to (None: this hub owns its database).
-    pub fn forwarding_to(&self) -> Option<String> {
-        match &self.mode {
-            Mode::Owner(_) => None,
-            Mode::Standby(s) => match s.lease.role() {
-                Role::Standby { url, .. } => Some(url),
-                _ => Some("the next owner".into()),
-            },
-        }
-    }
-
-    /// The server of this hub's first life (an owner that steps down serves on with another).
+    /// The server this hub serves with.
     pub fn handle(&self) -> ServerHandle {
-        match &self.mode {
-            Mode::Owner(o) => o.serving.server.handle(),
-            Mode::Standby(s) => s.handle.clone(),
-        }
+        self.life.serving.server.handle()
     }
 
     /// What ends the connections that never end by themselves (event streams, WebSockets),
-    /// for a graceful stop (of this hub's first life).
+    /// for a graceful stop.
     pub fn shutdown(&self) -> Shutdown {
-        match &self.mode {
-            Mode::Owner(o) => o.serving.shutdown.clone(),
-            Mode::Standby(_) => Shutdown {
-                registry: None,
-                ws: None,
-            },
-        }
+        self.life.serving.shutdown.clone()
     }
 
-    /// Serves until stopped (Ctrl-C, SIGTERM, or `handle().stop()` in the first life), lets
-    /// in-flight requests finish, then lets every queued write commit before returning. A
-    /// standby serves until it is stopped or becomes the owner, and then serves as the owner;
-    /// an owner that loses its lease becomes a standby again.
+    /// Serves until stopped (Ctrl-C, SIGTERM, or `handle().stop()`), lets in-flight requests
+    /// finish, then lets every queued write commit before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Listened for once, for the process's whole life: a SIGTERM that arrives while a
-        // standby turns into the owner is not lost between the two.
         let (told, stop) = tokio::sync::watch::channel(false);
         let signals = self.signals;
         actix_web::rt::spawn(async move {
             signals.received().await;
             told.send_replace(true);
         });
-        // An owner that loses its lease steps down to a standby, which serves as the owner
-        // again once it takes the lease back: as many lives as that takes, on one socket.
-        let mut mode = self.mode;
-        loop {
-            mode = match mode {
-                Mode::Owner(owner) => match owner.run(stop.clone()).await? {
-                    Some(standby) => Mode::Standby(standby),
-                    None => return Ok(()),
-                },
-                Mode::Standby(standby) => match standby.wait_for_ownership(stop.clone()).await? {
-                    Some(owner) => Mode::Owner(owner),
-                    None => return Ok(()),
-                },
-            };
-        }
+        self.life.run(stop).await
     }
 }
 

@@ -290,11 +290,12 @@ pub struct Settings {
     #[arg(long, env = "COLLAB_HUB_FITNESS_WEIGHTS", global = true)]
     pub fitness_weights: Option<String>,
 
-    /// Hubs on PostgreSQL: seconds an owner's lease lasts without renewal (renewed every
-    /// third). How long an owner may lose the database (a restart of it) and carry on (past
-    /// it, it steps down to a standby and loads again once the database answers), and
-    /// how long an owner gone silent (its machine or network) keeps its sessions from the
-    /// other hubs. A killed owner is replaced at once, whatever this is (its life lock).
+    /// Hubs on PostgreSQL: seconds a hub's leases (its projects', and the `hub` row) last
+    /// without renewal (renewed every third). How long a hub may lose the database (a restart
+    /// of it) and carry on (past it, it lets its projects go and takes them again once the
+    /// database answers), and how long a hub gone silent (its machine or network) keeps its
+    /// projects from the other hubs. A killed hub is replaced at once, whatever this is (its
+    /// life lock).
     #[arg(
         long,
         env = "COLLAB_HUB_LEASE_SECS",

@@ -58,13 +58,10 @@ fn serve(settings: Settings) -> Result<(), String> {
         let app = Application::build(settings).await?;
         // Scripts and tests read this line to find the port (with --bind 127.0.0.1:0).
         println!(
-            "collab-hub {} listening on http://{} (database: {}{})",
+            "collab-hub {} listening on http://{} (database: {})",
             env!("CARGO_PKG_VERSION"),
             app.addr(),
             app.database(),
-            app.forwarding_to()
-                .map(|owner| format!("; standby, forwarding to {owner}"))
-                .unwrap_or_default()
         );
         let _ = std::io::stdout().flush();
         app.run_until_stopped()

@@ -20,7 +20,7 @@ use crate::domain::evolution::Assignment;
 use crate::domain::now;
 use crate::domain::session::{AccessPolicy, Session, SessionSummary};
 use crate::error::HubError;
-use crate::store::lease::{HeldProjects, ProjectLeases, ProjectOwner};
+use crate::store::lease::{HeldProjects, HubRow, ProjectLeases, ProjectOwner};
 use crate::store::{ProjectFence, Store, applied, queries};
 
 pub struct Hub {
@@ -67,6 +67,8 @@ pub struct Hub {
     asking: HashMap<Uuid, Vec<idle::Deferred>>,
     /// Projects the idle sweep is asking as a whole.
     asking_projects: std::collections::HashSet<String>,
+    /// Whether this hub holds the `hub` row, which the vacuum runs under (once per database).
+    hub_row: HubRow,
     /// How sessions another hub serves are followed here (`followed.rs`); None on SQLite.
     following: Option<followed::Following>,
 }
@@ -211,13 +213,11 @@ impl Handler<WatchOpened> for Hub {
     }
 }
 
+/// How often the hub looks for projects whose lease ran out unannounced (`let_go_lapsed`).
+const LAPSE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How often the hub vacuums and analyzes a PostgreSQL that runs without autovacuum.
 const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// How often, and how many times, a request for a project another live hub holds asks again
-/// before it is answered 503: about 2 s for a hand-over under way.
-const HANDED_OVER_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-const HANDED_OVER_TRIES: u32 = 10;
 
 /// Most token digests the hub remembers.
 const MAX_TOKEN_INDEX: usize = 100_000;
@@ -232,6 +232,7 @@ impl Hub {
         leases: Option<ProjectLeases>,
         idle: Option<std::time::Duration>,
         tail: Option<String>,
+        hub_row: HubRow,
     ) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
@@ -253,6 +254,7 @@ impl Hub {
             asking: HashMap::new(),
             asking_projects: Default::default(),
             following: tail.map(followed::Following::new),
+            hub_row,
         }
     }
 
@@ -341,13 +343,10 @@ impl Hub {
     }
 
     /// Where `project` is served now: here (loaded, under its lease if there are leases), or
-    /// by another hub (`Elsewhere`, until requests are routed by project).
-    /// `patient`: a project another live hub holds is asked for again for about 2 s (a
-    /// hand-over may be under way) before it is answered `Elsewhere`; otherwise at once.
+    /// by another hub (`Elsewhere`, with its url: the request is passed on there, `http::hop`).
     fn project_here(
         &mut self,
         project: String,
-        patient: bool,
         ctx: &mut Context<Self>,
     ) -> fut::LocalBoxActorFuture<Self, Result<ProjectHere, HubError>> {
         let Some(leases) = self.leases.clone() else {
@@ -363,21 +362,11 @@ impl Hub {
             async move {
                 // Let go while idle a moment ago: asked of the keeper itself, whose queue
                 // runs the hand-back first (what it last published may still name it held).
-                let mut owner = if handed_back {
+                let owner = if handed_back {
                     leases.take_anew(&project).await
                 } else {
                     leases.project(&project).await
                 };
-                // A project held elsewhere may be on its way here: a stepped-down owner hands
-                // its projects back a moment after it starts forwarding to this one.
-                let tries = if patient { HANDED_OVER_TRIES } else { 0 };
-                for _ in 0..tries {
-                    if !matches!(owner, Ok(ProjectOwner::Elsewhere { .. })) {
-                        break;
-                    }
-                    actix_web::rt::time::sleep(HANDED_OVER_EVERY).await;
-                    owner = leases.project(&project).await;
-                }
                 (project, owner)
             }
             .into_actor(self)
@@ -405,6 +394,32 @@ impl Hub {
                 ProjectOwner::Elsewhere { url } => Err(HubError::Elsewhere { project, url }),
             }),
         )
+    }
+
+    /// Lets go, and hands back, the projects whose lease ran out while the keeper could not say
+    /// so (its call to a database gone silent holds it): none is served past its lease, and
+    /// none again under the generation let go (the next request takes it anew, as after an idle
+    /// hand-back). Until stop 39 the owner's step-down at the `hub` row's deadline did this.
+    fn let_go_lapsed(&mut self) {
+        let Some(leases) = self.leases.clone() else {
+            return;
+        };
+        let held = leases.held().borrow().clone();
+        let lapsed: Vec<(String, i64)> = self
+            .projects
+            .iter()
+            .filter_map(|(project, served)| {
+                let generation = served.generation?;
+                (held.published_generation(project) == Some(generation)
+                    && held.generation(project).is_none())
+                .then(|| (project.clone(), generation))
+            })
+            .collect();
+        for (project, generation) in lapsed {
+            self.let_go(&project);
+            leases.hand_back(&project, generation);
+            self.handing_back.insert(project, generation);
+        }
     }
 
     fn held_generation(&self, project: &str) -> Option<i64> {
@@ -528,10 +543,14 @@ impl Actor for Hub {
                 Some((ProjectsHeld(now), held))
             });
             ctx.add_message_stream(changes);
+            ctx.run_interval(LAPSE_CHECK, |act, _| act.let_go_lapsed());
         }
         self.start_idle_sweep(ctx);
         // Vacuum and statistics where the database server does not keep them.
         ctx.run_interval(VACUUM_EVERY, |act, _| {
+            if !act.hub_row.held() {
+                return;
+            }
             let store = act.store.clone();
             actix::spawn(async move {
                 if let Err(e) = store.vacuum_where_autovacuum_is_off().await {
@@ -570,7 +589,7 @@ impl Handler<CreateSession> for Hub {
         let project = session.project.clone();
         // The project first: the session's first write is fenced with its lease.
         Box::pin(
-            self.project_here(project.clone(), true, ctx)
+            self.project_here(project.clone(), ctx)
                 .then(move |here, act, _| {
                     async move {
                         let here = here?;
@@ -786,7 +805,7 @@ impl Handler<JoinProject> for Hub {
             actor,
         } = msg;
         Box::pin(
-            self.project_here(project.clone(), true, ctx)
+            self.project_here(project.clone(), ctx)
                 .map(move |here, act, _| {
                     let here = here?;
                     if let Some(served) = act.projects.get_mut(&project) {
@@ -804,7 +823,7 @@ impl Handler<ProjectStore> for Hub {
 
     fn handle(&mut self, msg: ProjectStore, ctx: &mut Self::Context) -> Self::Result {
         Box::pin(
-            self.project_here(msg.0, false, ctx)
+            self.project_here(msg.0, ctx)
                 .map(|here, _, _| here.map(|here| here.store)),
         )
     }
@@ -815,7 +834,7 @@ impl Handler<ServeProject> for Hub {
 
     fn handle(&mut self, msg: ServeProject, ctx: &mut Self::Context) -> Self::Result {
         Box::pin(
-            self.project_here(msg.0, true, ctx)
+            self.project_here(msg.0, ctx)
                 .map(|here, _, _| here.map(|_| ())),
         )
     }

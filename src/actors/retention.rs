@@ -1,11 +1,11 @@
 //! The retention sweep: every interval, compacts the completed sessions the policy names, one
 //! at a time and in small transactions, so live sessions' writes never wait long behind it.
 //!
-//! It runs at the hub that holds the `hub` row, but a session's rows are its project's: each
-//! session is compacted through its project's store (`ProjectStore`), fenced with the lease this
-//! hub holds the project under (taken if it is free). A project another hub holds is left for a
-//! later sweep: writes of a project moved mid-compaction are refused by the fence, and a
-//! compaction cut short leaves a session that loads (`store::retention`).
+//! Every hub runs one. A session's rows are its project's: each session is compacted through
+//! its project's store (`ProjectStore`), fenced with the lease this hub holds the project under
+//! (taken if it is free). A project another hub holds is left to that hub's sweep: writes of a
+//! project moved mid-compaction are refused by the fence, and a compaction cut short leaves a
+//! session that loads (`store::retention`).
 
 use std::time::Duration;
 

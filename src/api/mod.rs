@@ -58,15 +58,17 @@ pub struct Call {
     pub request_key: KeySlot,
 }
 
-/// A header a standby puts on each write it forwards (a random UUID): when the owner dies
-/// before answering, the standby sends the write again to the next owner with the same key,
-/// and a write whose key is on record is not applied again (`actors::session::Keyed`). A
-/// client may send one of its own, to the same effect.
+/// A header a hub puts on each write it passes on to the hub serving its project (a random
+/// UUID, `http::hop`): when that hub dies before answering, the write is sent again with the
+/// same key (to it, or run where the project is served next), and a write whose key is on
+/// record is not applied again (`actors::session::Keyed`). A client may send one of its own,
+/// to the same effect.
 pub const REQUEST_KEY: &str = "x-collab-hub-request";
 
-/// Put by a standby on a keyed write it sends again after a loss: the owner looks the key up
-/// before running the command. On the first send of a standby's key nothing can be on record,
-/// so it skips that read (a client's own key is always looked up: it may be sending again).
+/// Put by a hub on a keyed write it sends again after a loss: the hub serving it looks the key
+/// up before running the command. On the first send of a hub's key (marked `http::hop::HOP`)
+/// nothing can be on record, so it skips that read (a client's own key is always looked up:
+/// it may be sending again).
 pub const RESENT: &str = "x-collab-hub-resent";
 
 /// A request's key, as its command carries it.
@@ -94,8 +96,7 @@ pub fn request_key(
         .ok()
         .and_then(|t| Uuid::parse_str(t.trim()).ok())
         .ok_or_else(|| HubError::invalid(REQUEST_KEY, format!("{REQUEST_KEY} must be a UUID")))?;
-    let first_send =
-        headers.contains_key(crate::http::forward::FORWARDED) && !headers.contains_key(RESENT);
+    let first_send = headers.contains_key(crate::http::hop::HOP) && !headers.contains_key(RESENT);
     Ok(Some(RequestKey {
         id,
         maybe_sent: !first_send,

@@ -1,5 +1,5 @@
-//! The two HTTP servers a hub runs on its socket: the owner's (every surface, `http::configure`)
-//! and a standby's (origin checks, then everything forwarded to the owner).
+//! The HTTP server a hub runs on its socket: origin checks, the hop to the hub serving a
+//! request's project (`http::hop`), then every surface (`http::configure`).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -8,15 +8,12 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use super::advertised;
 use crate::actors::Hub;
 use crate::config::Settings;
-use crate::http::forward::{self, Forwarding};
 use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
 use crate::mcp::McpRegistry;
 use crate::mcp::transport::StreamLifetime;
-use crate::store::lease::LeaseKeeper;
 
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -30,48 +27,6 @@ pub(super) fn allowed_hosts(settings: &Settings, addr: SocketAddr) -> Vec<String
         });
     }
     hosts
-}
-
-/// A standby's server: the same origin checks, then everything forwarded to the owner.
-pub(super) fn standby_server(
-    listener: TcpListener,
-    settings: &Settings,
-    lease: &LeaseKeeper,
-    owner_ready: tokio::sync::watch::Receiver<bool>,
-) -> Result<Server, String> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let hosts = allowed_hosts(settings, addr);
-    let forwarding = web::Data::new(Forwarding {
-        role: lease.watch(),
-        own_url: advertised(settings, addr)?,
-        owner_ready,
-        // A killed owner's lease expires, a standby notices within a fifth of it, then loads.
-        patience: std::time::Duration::from_secs(settings.lease_secs * 2 + 10),
-        limit: BodyLimit {
-            bytes: settings.max_body_bytes,
-            timeout: std::time::Duration::from_secs(settings.body_timeout_secs.max(1)),
-        },
-    });
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .wrap(from_fn(guard::check_origin))
-            .app_data(AllowedHosts::new(&hosts))
-            .app_data(forwarding.clone())
-            .app_data(forward::client())
-            .configure(forward::configure)
-    })
-    // Relayed streams never end by themselves; a stopping standby does not wait long for them.
-    .shutdown_timeout(5)
-    .disable_signals()
-    .tcp_nodelay(true)
-    .listen(listener)
-    .map_err(|e| format!("cannot serve: {e}"))?;
-    if let Some(n) = settings.workers {
-        server = server.workers(n.max(1));
-    }
-    Ok(server.run())
 }
 
 pub(super) fn http_server(
@@ -99,12 +54,17 @@ pub(super) fn http_server(
         (settings.stream_max_secs > 0)
             .then(|| std::time::Duration::from_secs(settings.stream_max_secs)),
     );
+    // A killed hub's projects are taken as soon as its lease connection is seen gone; a frozen
+    // or cut one's once its leases expire, and a hub notices within a fifth of one.
+    let patience =
+        crate::http::hop::Patience(std::time::Duration::from_secs(settings.lease_secs * 2 + 10));
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(crate::http::hop::pass_on))
             .wrap(from_fn(guard::check_origin))
             .app_data(AllowedHosts::new(&hosts))
             .app_data(crate::http::forward::client())
+            .app_data(patience)
             .app_data(hub.clone())
             .app_data(registry.clone())
             .app_data(limit)

@@ -1,6 +1,6 @@
 //! A WebSocket bridged to another hub's `/ws` (same path, query and credentials), every frame
-//! passed on both ways until either side closes: a standby's (to the owner), and an agent's whose
-//! token is of a session another hub serves (`ws::endpoint`, to that hub, marked `HOP`).
+//! passed on both ways until either side closes: an agent's whose token is of a session another
+//! hub serves (`ws::endpoint`, to that hub, marked `HOP`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,7 +8,6 @@ use actix_ws::Message;
 use awc::ws::Frame;
 use futures::{SinkExt, StreamExt};
 
-use super::forward::{FORWARDED, Forwarding};
 use crate::error::HubError;
 
 /// Frames up to this size pass (a dashboard's log replay arrives in large frames).
@@ -17,27 +16,12 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// The longest the other hub may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub async fn bridge(
-    req: HttpRequest,
-    payload: web::Payload,
-    fw: web::Data<Forwarding>,
-) -> Result<HttpResponse, HubError> {
-    let Some(base) = fw.target(req.headers().contains_key(FORWARDED)) else {
-        return Err(HubError::Unavailable(
-            "no hub serves as the owner of this database right now (a takeover is under way); retry"
-                .into(),
-        ));
-    };
-    bridge_to(&req, payload, &base, false).await
-}
-
-/// Bridges the WebSocket `req` asks for to `base`'s, marked forwarded (and with `hop`, as one
-/// hop between hubs serving projects: never passed on again, `http::hop`).
+/// Bridges the WebSocket `req` asks for to `base`'s, marked as one hop between hubs serving
+/// projects (`http::hop::HOP`: never passed on again).
 pub async fn bridge_to(
     req: &HttpRequest,
     payload: web::Payload,
     base: &str,
-    hop: bool,
 ) -> Result<HttpResponse, HubError> {
     let client = req
         .app_data::<awc::Client>()
@@ -46,10 +30,7 @@ pub async fn bridge_to(
     let mut out = client
         .ws(format!("{}{path}", base.trim_end_matches('/')))
         .max_frame_size(MAX_FRAME)
-        .set_header(FORWARDED, "1");
-    if hop {
-        out = out.set_header(super::hop::HOP, "1");
-    }
+        .set_header(super::hop::HOP, "1");
     for name in [header::AUTHORIZATION, header::ORIGIN, header::COOKIE] {
         if let Some(value) = req.headers().get(&name) {
             out = out.set_header(name, value.clone());
@@ -62,7 +43,7 @@ pub async fn bridge_to(
     {
         out = out.protocols(protocols.split(',').map(str::trim));
     }
-    let (answer, owner) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, out.connect()).await {
+    let (answer, other) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, out.connect()).await {
         Ok(Ok(connected)) => connected,
         Ok(Err(e)) => {
             return Err(HubError::Unavailable(format!(
@@ -84,18 +65,18 @@ pub async fn bridge_to(
     let (response, mut session, client_frames) = actix_ws::handle(req, payload)
         .map_err(|e| HubError::Unavailable(format!("not a WebSocket request: {e}")))?;
     let mut client_frames = client_frames.max_frame_size(MAX_FRAME);
-    let (mut to_owner, mut from_owner) = owner.split();
+    let (mut to_other, mut from_other) = other.split();
     actix_web::rt::spawn(async move {
         loop {
             tokio::select! {
                 m = client_frames.next() => {
                     let Some(Ok(m)) = m else { break };
                     let closing = matches!(m, Message::Close(_));
-                    if to_owner.send(m).await.is_err() || closing {
+                    if to_other.send(m).await.is_err() || closing {
                         break;
                     }
                 }
-                f = from_owner.next() => {
+                f = from_other.next() => {
                     let sent = match f {
                         Some(Ok(Frame::Text(t))) => match std::str::from_utf8(&t) {
                             Ok(text) => session.text(text.to_owned()).await,
@@ -106,7 +87,7 @@ pub async fn bridge_to(
                         Some(Ok(Frame::Pong(p))) => session.pong(&p).await,
                         Some(Ok(Frame::Close(reason))) => {
                             let _ = session.close(reason).await;
-                            let _ = to_owner.close().await;
+                            let _ = to_other.close().await;
                             return;
                         }
                         _ => break,
@@ -118,7 +99,7 @@ pub async fn bridge_to(
             }
         }
         let _ = session.close(None).await;
-        let _ = to_owner.close().await;
+        let _ = to_other.close().await;
     });
     Ok(response)
 }

@@ -14,25 +14,36 @@
 //!   several projects.
 //! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
 //!
-//! A connection that could not be made applied nothing: answered 503, retry. A write with a
-//! request key (`mcp::resend::resent_with_key`), a request that only reads, or one that bears
-//! applying twice, whose connection broke after it was sent goes once more (the key marked
-//! `RESENT`: the holder answers `already_applied` if it was applied), but not after a timeout
-//! (it may still be running); any other is answered 503 saying it may have been applied, and
-//! so is any failure of the second send. A standby that is not the owner answers 421 (a
-//! hand-over under way): answered 503, retry.
+//! When the holder cannot serve it, the request is run here again, as often as it takes within
+//! `Patience`: its project's lease is taken over here once the holder is gone (at once for a
+//! killed hub, whose lease connection ends with it; once its leases expire for a frozen or cut
+//! one), or the run finds the hub that took it and passes it on there. That is the case when:
+//! - the holder cannot be reached: nothing was applied;
+//! - it answers `NOT_SERVED` (a hop it does not serve either): nothing was applied;
+//! - the connection broke after the request was sent, for a request that may be sent twice (a
+//!   read, a write with a request key, `mcp::resend::resent_with_key`, or one that bears
+//!   applying twice): sent once more to the holder, and if that fails too, run here marked
+//!   `RESENT` with its key (the hub serving it answers `already_applied` if it was applied);
+//! - an MCP read answered as an event stream (a long poll reporting progress) breaks before its
+//!   reply: run again, and that answer's events follow on the same stream (`splice`).
+//!
+//! Any other request whose connection broke after it was sent, or after a timeout (it may still
+//! be running), is answered 503 saying it may have been applied.
 
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{HttpMessage, HttpRequest, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use awc::error::SendRequestError;
+use futures::StreamExt;
 
-use super::forward::{self, FORWARDED, NOT_OWNER};
+use super::forward;
+use super::splice::{self, Again, Chunks};
 use crate::error::HubError;
 
 /// What a request answered `Elsewhere` leaves on its response: where its project is served.
@@ -40,62 +51,102 @@ use crate::error::HubError;
 pub struct ServedElsewhere(pub String);
 
 /// Marks a request one hub passed on to the hub serving its project: answered where it lands,
-/// never passed on again. Apart from `FORWARDED`, which a standby puts on everything it
-/// forwards to the owner (a request that came through a standby may still be passed on once).
+/// never passed on again.
 pub const HOP: &str = "x-collab-hub-hop";
+
+/// On the answer to a request passed on here (`HOP`) that this hub does not serve either (its
+/// project is held by a third hub, or was taken from this one meanwhile): nothing was applied,
+/// and the hub that passed it on runs it again itself.
+const NOT_SERVED: &str = "x-collab-hub-not-served";
 
 /// The body a REST handler (`JsonBody`) or the MCP transport read, kept with the request so
 /// that it can be sent on.
 #[derive(Clone, Debug)]
 pub struct ReadBody(pub Bytes);
 
+/// How long a request whose project's holder cannot serve it keeps being run again here
+/// (app data; 30 s without it).
+#[derive(Clone, Copy, Debug)]
+pub struct Patience(pub Duration);
+
 /// The longest an answer's head may take (a REST read answers at once; an export is large).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a request waits before it is run here again, after its project's holder could not
+/// serve it.
+const RUN_AGAIN_AFTER: Duration = Duration::from_millis(100);
+
+/// What one pass-on came to.
+enum Passed {
+    /// The holder's answer.
+    Answered(awc::ClientResponse),
+    /// Not served there: the holder could not be reached, answered `NOT_SERVED`, or (a request
+    /// that may be sent twice) lost it twice. `maybe_applied`: it may have been applied there.
+    NotThere {
+        error: HubError,
+        maybe_applied: bool,
+    },
+    Failed(HubError),
+}
+
 /// Sends a request built by `build` (told whether it is a second send) with `body`, once more
 /// after a connection lost with the request out if `again` (a read, or a keyed write, or one
-/// that bears applying twice). A hub that answers it does not serve the project (a standby: a
-/// hand-over is under way) is answered 503.
+/// that bears applying twice).
 pub async fn send(
     build: impl Fn(bool) -> awc::ClientRequest,
     body: Bytes,
     again: bool,
 ) -> Result<awc::ClientResponse, HubError> {
+    match attempt(build, body, again).await {
+        Passed::Answered(answer) => Ok(answer),
+        Passed::NotThere { error, .. } | Passed::Failed(error) => Err(error),
+    }
+}
+
+async fn attempt(build: impl Fn(bool) -> awc::ClientRequest, body: Bytes, again: bool) -> Passed {
     let mut resent = false;
     loop {
         // The answer's head within the timeout; its body (an event stream) as long as it runs.
         let sent = tokio::time::timeout(
             HEAD_TIMEOUT,
             build(resent)
-                // A standby answers a forwarded request 421 rather than send it on to its owner.
-                .insert_header((FORWARDED, "1"))
                 .insert_header((HOP, "1"))
                 .send_body(body.clone()),
         )
         .await
         .unwrap_or(Err(SendRequestError::Timeout));
         match sent {
-            // Once sent again, the first send may have been applied: only `lost` is true.
-            Ok(answer) if answer.headers().contains_key(NOT_OWNER) && !resent => {
-                return Err(HubError::Unavailable(
-                    "the hub that held this session's project is handing it over; retry".into(),
-                ));
+            Ok(answer) if answer.headers().contains_key(NOT_SERVED) => {
+                return Passed::NotThere {
+                    error: HubError::Unavailable(
+                        "the hub that held this session's project no longer serves it; retry"
+                            .into(),
+                    ),
+                    maybe_applied: resent,
+                };
             }
-            Ok(answer) if answer.headers().contains_key(NOT_OWNER) => {
-                return Err(lost("handed over meanwhile"));
-            }
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => return Passed::Answered(answer),
             Err(e) if forward::never_delivered(&e) && !resent => {
-                return Err(HubError::Unavailable(format!(
-                    "the hub serving this session's project cannot be reached ({e}); nothing was applied; retry"
-                )));
+                return Passed::NotThere {
+                    error: HubError::Unavailable(format!(
+                        "the hub serving this session's project cannot be reached ({e}); nothing was applied; retry"
+                    )),
+                    maybe_applied: false,
+                };
             }
             // Not after a timeout: the first send may still be running there.
-            Err(e) if again && !resent && !matches!(e, SendRequestError::Timeout) => {
+            Err(SendRequestError::Timeout) => return Passed::Failed(lost("no answer in time")),
+            Err(e) if again && !resent => {
                 log::info!("a request to the hub serving its project was lost ({e}); sent again");
                 resent = true;
             }
-            Err(e) => return Err(lost(e)),
+            Err(e) if again => {
+                return Passed::NotThere {
+                    error: lost(e),
+                    maybe_applied: true,
+                };
+            }
+            Err(e) => return Passed::Failed(lost(e)),
         }
     }
 }
@@ -107,68 +158,259 @@ fn lost(e: impl std::fmt::Display) -> HubError {
 }
 
 /// Middleware of the serving app: a REST or MCP request answered `Elsewhere` is served by the hub
-/// holding its project, and answered as that hub answered it. A request another hub already
-/// passed on is answered here as it is (one hop at most).
-pub async fn pass_on(
+/// holding its project, and answered as that hub answered it; run here again while that hub
+/// cannot serve it (module doc). A request another hub already passed on is answered here as it
+/// is (one hop at most), marked `NOT_SERVED` if it was answered `Elsewhere`.
+pub async fn pass_on<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let patience = req
+        .app_data::<Patience>()
+        .map_or(Duration::from_secs(30), |p| p.0);
     let res = next.call(req).await?;
-    let served = res
-        .response()
-        .extensions()
-        .get::<ServedElsewhere>()
-        .cloned();
-    let Some(served) = served else {
+    if served_elsewhere(&res).is_none() {
         return Ok(res.map_into_boxed_body());
-    };
+    }
     let req = res.request().clone();
-    let passable = !req.headers().contains_key(HOP) && !req.headers().contains_key(header::UPGRADE);
+    if req.headers().contains_key(HOP) {
+        let mut res = res.map_into_boxed_body();
+        res.headers_mut().insert(
+            HeaderName::from_static(NOT_SERVED),
+            HeaderValue::from_static("1"),
+        );
+        return Ok(res);
+    }
     let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
     // A body nobody read (no handler takes one unread) cannot be sent on.
-    let body = match (passable, body) {
-        (false, _) => return Ok(res.map_into_boxed_body()),
-        (true, Some(body)) => body,
-        (true, None) if req.method().is_safe() => Bytes::new(),
-        (true, None) => return Ok(res.map_into_boxed_body()),
+    let body = match (req.headers().contains_key(header::UPGRADE), body) {
+        (false, Some(body)) => body,
+        (false, None) if req.method().is_safe() => Bytes::new(),
+        _ => return Ok(res.map_into_boxed_body()),
     };
-    drop(res);
-    let answer = match to(&served, &req, body.clone()).await {
-        Ok(answer) => forward::relay(answer),
-        // An MCP client reads a JSON-RPC error, with its request's id.
-        Err(e) if crate::mcp::PATHS.contains(&req.path()) => {
-            crate::mcp::transport::hub_failure_to(&body, e)
-        }
-        Err(e) => e.error_response(),
-    };
-    Ok(ServiceResponse::new(req, answer))
-}
-
-/// Sends `req` with `body` to the hub serving its project.
-async fn to(
-    served: &ServedElsewhere,
-    req: &HttpRequest,
-    body: Bytes,
-) -> Result<awc::ClientResponse, HubError> {
-    let client = req
-        .app_data::<awc::Client>()
-        .ok_or_else(|| HubError::Internal("no client for other hubs".into()))?;
     let (method, path) = (req.method(), req.path());
-    let keyed = crate::mcp::resend::resent_with_key(method, path, &body);
-    let again = keyed
+    let key = key_for(&req, &body);
+    // May be sent twice: a read, a write the holder can tell it applied (its key), one that
+    // bears applying twice.
+    let again = key.is_some()
         || method.is_safe()
         || crate::mcp::resend::mcp_reads_only(method, path, &body)
         || crate::mcp::resend::rest_bears_applying_twice(method, path);
-    // A write goes with a key: the client's own, or a new one.
-    let key = match req.headers().get(crate::api::REQUEST_KEY) {
+    let mcp_read = crate::mcp::resend::mcp_reads_only(method, path, &body);
+    drop(req);
+    let passing = Rc::new(Passing {
+        next,
+        body,
+        key,
+        again,
+        until: Instant::now() + patience,
+    });
+    let (req, outcome) = passing.follow(res, false).await?;
+    Ok(match outcome {
+        Outcome::There(answer) if mcp_read && forward::is_event_stream(&answer) => {
+            // A long poll reporting progress: run again if its holder dies before the reply.
+            let head = forward::head_of(&answer);
+            let relayed = splice::relay_resending(
+                head,
+                chunks_of_answer(answer),
+                ask_again(req.clone(), passing.body.clone(), passing.key.clone()),
+                passing.body.clone(),
+            );
+            ServiceResponse::new(req, relayed)
+        }
+        Outcome::There(answer) => ServiceResponse::new(req, forward::relay(answer)),
+        Outcome::Here(res) => res,
+        Outcome::Refused(error) => {
+            let answer = passing.failure(&req, error);
+            ServiceResponse::new(req, answer)
+        }
+    })
+}
+
+/// Where the answer says its request's project is served, if it was answered `Elsewhere`.
+fn served_elsewhere<B>(res: &ServiceResponse<B>) -> Option<ServedElsewhere> {
+    res.response()
+        .extensions()
+        .get::<ServedElsewhere>()
+        .cloned()
+}
+
+/// A request answered `Elsewhere`, on its way to the hub serving its project.
+struct Passing<B> {
+    next: Next<B>,
+    body: Bytes,
+    /// The key it goes on with (`key_for`), and whether the client gave it.
+    key: Option<(HeaderValue, bool)>,
+    /// It may be sent twice (see `pass_on`).
+    again: bool,
+    /// Until when it is run here again while its holder cannot serve it.
+    until: Instant,
+}
+
+/// How a request passed on was answered.
+enum Outcome {
+    /// By the hub serving its project.
+    There(awc::ClientResponse),
+    /// Here, run again once its holder could not serve it.
+    Here(ServiceResponse<BoxBody>),
+    /// Not at all: why.
+    Refused(HubError),
+}
+
+impl<B: MessageBody + 'static> Passing<B> {
+    /// Passes on the request `res` answered `Elsewhere`, and runs it here again (after a pause)
+    /// while the hub holding its project cannot serve it, until it is served here or there, or
+    /// `until` passes. `maybe_applied`: an earlier send may have been applied, so a run here
+    /// goes marked `RESENT`, with its key. Returns the request, and how it was answered.
+    async fn follow(
+        &self,
+        mut res: ServiceResponse<B>,
+        mut maybe_applied: bool,
+    ) -> Result<(HttpRequest, Outcome), actix_web::Error> {
+        loop {
+            let Some(served) = served_elsewhere(&res) else {
+                let req = res.request().clone();
+                return Ok((req, Outcome::Here(res.map_into_boxed_body())));
+            };
+            let req = res.request().clone();
+            drop(res);
+            let key = self.key.as_ref();
+            match to(&served, &req, self.body.clone(), key, self.again).await {
+                Passed::Answered(answer) => return Ok((req, Outcome::There(answer))),
+                Passed::NotThere {
+                    maybe_applied: applied,
+                    error,
+                } => {
+                    if Instant::now() >= self.until {
+                        return Ok((req, Outcome::Refused(error)));
+                    }
+                    log::debug!("{}: {error}; run here again", req.path());
+                    maybe_applied |= applied;
+                }
+                Passed::Failed(error) => return Ok((req, Outcome::Refused(error))),
+            }
+            actix_web::rt::time::sleep(RUN_AGAIN_AFTER).await;
+            res = self.run_here(req, maybe_applied).await?;
+        }
+    }
+
+    /// Runs the request here again, with its body; marked `RESENT` with its key if an earlier
+    /// send may have been applied.
+    async fn run_here(
+        &self,
+        req: HttpRequest,
+        maybe_applied: bool,
+    ) -> Result<ServiceResponse<B>, actix_web::Error> {
+        req.extensions_mut().remove::<ReadBody>();
+        let mut again =
+            ServiceRequest::from_parts(req, actix_web::dev::Payload::from(self.body.clone()));
+        // Routed afresh: the first run's match is still on it.
+        again.match_info_mut().reset();
+        if let (true, Some((key, _))) = (maybe_applied, &self.key) {
+            let headers = again.headers_mut();
+            headers.insert(
+                HeaderName::from_static(crate::api::REQUEST_KEY),
+                key.clone(),
+            );
+            headers.insert(
+                HeaderName::from_static(crate::api::RESENT),
+                HeaderValue::from_static("1"),
+            );
+        }
+        self.next.call(again).await
+    }
+
+    /// A failure's answer: for an MCP client a JSON-RPC error with its request's id.
+    fn failure(&self, req: &HttpRequest, error: HubError) -> HttpResponse {
+        if crate::mcp::PATHS.contains(&req.path()) {
+            crate::mcp::transport::hub_failure_to(&self.body, error)
+        } else {
+            error.error_response()
+        }
+    }
+}
+
+/// What a relayed event stream that broke before its reply does: sends its request again, to
+/// this hub's own address as a client would (its pipeline runs it here, or passes it on to
+/// where its project is served now, `pass_on`), with its key marked `RESENT`, and gives that
+/// answer's events. (Not through the app's service directly: the request is shared with the
+/// answer under way, and routing it again would need it alone.)
+fn ask_again(req: HttpRequest, body: Bytes, key: Option<(HeaderValue, bool)>) -> splice::AskAgain {
+    Box::new(move || {
+        let (req, body, key) = (req.clone(), body.clone(), key.clone());
+        Box::pin(async move {
+            let Some(client) = req.app_data::<awc::Client>() else {
+                return Again::Failed("no client for other hubs".into());
+            };
+            let local = req.app_config().local_addr();
+            let ip = match local.ip() {
+                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            let target = format!(
+                "http://{}{}",
+                std::net::SocketAddr::new(ip, local.port()),
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            );
+            let mut out = client.request(req.method().clone(), &target);
+            for (name, value) in req.headers() {
+                if !forward::hop_by_hop(name) || name == header::HOST {
+                    out = out.append_header((name.clone(), value.clone()));
+                }
+            }
+            if let Some((key, _)) = key {
+                out = out
+                    .insert_header((crate::api::REQUEST_KEY, key))
+                    .insert_header((crate::api::RESENT, "1"));
+            }
+            match tokio::time::timeout(HEAD_TIMEOUT, out.send_body(body)).await {
+                Ok(Ok(answer)) if forward::is_event_stream(&answer) => {
+                    Again::Stream(chunks_of_answer(answer))
+                }
+                Ok(Ok(mut answer)) => Again::Answer {
+                    status: answer.status(),
+                    body: answer.body().await.unwrap_or_default(),
+                },
+                Ok(Err(e)) => Again::Failed(e.to_string()),
+                Err(_) => Again::Failed("no answer in time".into()),
+            }
+        })
+    })
+}
+
+fn chunks_of_answer(answer: awc::ClientResponse) -> Chunks {
+    answer
+        .map(|chunk| chunk.map_err(|e| e.to_string()))
+        .boxed_local()
+}
+
+/// The key a request goes on with: the client's own (`given`), a new one for a write that may
+/// be sent again with its key (`mcp::resend::resent_with_key`), or none.
+fn key_for(req: &HttpRequest, body: &Bytes) -> Option<(HeaderValue, bool)> {
+    match req.headers().get(crate::api::REQUEST_KEY) {
         Some(given) => Some((given.clone(), true)),
-        None if keyed => Some((
+        None if crate::mcp::resend::resent_with_key(req.method(), req.path(), body) => Some((
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .expect("a UUID is a header value"),
             false,
         )),
         None => None,
+    }
+}
+
+/// Sends `req` with `body` to the hub serving its project, with `key` if it has one; once more
+/// after a lost connection if it may be sent `again`.
+async fn to(
+    served: &ServedElsewhere,
+    req: &HttpRequest,
+    body: Bytes,
+    key: Option<&(HeaderValue, bool)>,
+    again: bool,
+) -> Passed {
+    let Some(client) = req.app_data::<awc::Client>() else {
+        return Passed::Failed(HubError::Internal("no client for other hubs".into()));
     };
+    let method = req.method();
     let target = format!(
         "{}{}",
         served.0.trim_end_matches('/'),
@@ -181,7 +423,7 @@ async fn to(
                 out = out.append_header((name.clone(), value.clone()));
             }
         }
-        if let Some((key, given)) = &key {
+        if let Some((key, given)) = key {
             out = out.insert_header((crate::api::REQUEST_KEY, key.clone()));
             if resent || *given {
                 out = out.insert_header((crate::api::RESENT, "1"));
@@ -189,5 +431,5 @@ async fn to(
         }
         out
     };
-    send(build, body, again).await
+    attempt(build, body, again).await
 }

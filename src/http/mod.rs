@@ -6,7 +6,6 @@ mod collaborate;
 mod context;
 mod evolution;
 pub mod forward;
-mod forward_sse;
 pub(crate) mod forward_ws;
 pub mod guard;
 mod health;
@@ -15,6 +14,7 @@ mod json;
 mod operation;
 mod pages;
 mod sessions;
+mod splice;
 
 use actix_web::web;
 

@@ -228,7 +228,7 @@ pub async fn post(
     }
 }
 
-/// A `session_leave` sent again (a standby's resend) after it was applied finds its token gone
+/// A `session_leave` sent again (run again by the hub that passed it on) after it was applied finds its token gone
 /// with the seat: answered as the tool's `already_applied` failure, not 401, when its key is on
 /// record.
 async fn left_already(

@@ -1,7 +1,7 @@
-//! Which MCP posts a standby may send again to the next owner after the owner died with them
-//! in flight (`http::forward`). HTTP calls every POST unsafe, but most MCP traffic is reads
+//! Which MCP posts a hub may run again, where their project is served next, after the hub it
+//! passed them on to died with them in flight (`http::hop`). HTTP calls every POST unsafe, but most MCP traffic is reads
 //! posted as JSON-RPC: above all the long poll (`events_poll {waitSecs}`) that an agent keeps
-//! waiting, which a killed owner would otherwise turn into an error for every waiting agent.
+//! waiting, which a killed hub would otherwise turn into an error for every waiting agent.
 //! A post is resent only if each message in it changes nothing the client could see twice.
 
 use actix_web::http::Method;
@@ -56,9 +56,9 @@ fn safe_message(message: &Value) -> bool {
     }
 }
 
-/// A write a standby sends again, with the key it gave it (`api::REQUEST_KEY`), after the
-/// owner died before answering: its tool (and action) and its REST route (a route ending in
-/// `/` takes a path parameter). The next owner applies it if it was not, and answers
+/// A write a hub runs again, with the key it gave it (`api::REQUEST_KEY`), after the hub
+/// serving it died before answering: its tool (and action) and its REST route (a route ending
+/// in `/` takes a path parameter). Where it runs next it is applied if it was not, and answers
 /// `already_applied` if it was (`actors::session::Keyed`). Each of these is tested to record
 /// its key, whatever turn its write is queued in (`tests/api/resend_writes.rs`); any other
 /// write keeps the 503 "may have been applied". A route's `{}` segment is a path parameter; an
@@ -283,7 +283,7 @@ const RESENT_WRITES: &[ResentWrite] = &[
     },
 ];
 
-/// Writes a standby sends again *without* a key: applied twice, they leave what once would
+/// Writes a hub runs again *without* a key: applied twice, they leave what once would
 /// (an acknowledgement moves a cursor forward only, a receipt is stamped once, a snapshot more
 /// is a snapshot), or the second answer is as good as the lost one (a token reissued again
 /// gives a new token, and the first, lost with its answer, stops working; a resume answers a
@@ -345,7 +345,7 @@ pub fn mcp_reads_only(method: &Method, path: &str, body: &[u8]) -> bool {
     method == Method::POST && super::PATHS.contains(&path) && safe_to_resend(body)
 }
 
-/// Whether a request is a write a standby may send again with its key: one of
+/// Whether a request is a write a hub may run again with its key: one of
 /// `RESENT_WRITES`, alone (an MCP batch is not).
 pub fn resent_with_key(method: &Method, path: &str, body: &[u8]) -> bool {
     // The read that writes (it marks what it returns read) is a GET on REST; the others POSTs.
@@ -415,7 +415,7 @@ mod tests {
         ));
     }
 
-    /// A tool call a standby delivered to an owner that died is sent again, whatever it is: as
+    /// A tool call a hub passed on to a hub that died is run again, whatever it is: as
     /// a read, as a write that bears applying twice, or with a key. None is answered 503.
     #[test]
     fn every_tool_and_action_is_sent_again_one_way_or_another() {

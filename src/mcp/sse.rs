@@ -207,8 +207,8 @@ pub fn get_stream(
 }
 
 /// Ends a call's stream that has no reply (the client cancelled it): an SSE comment, which
-/// clients skip, telling a standby relaying the stream that it ended on purpose and is not to
-/// be asked again of the next owner (`http::forward_sse`).
+/// clients skip, telling a hub relaying the stream that it ended on purpose and is not to be
+/// run again (`http::splice`).
 pub const CANCELLED: &[u8] = b": cancelled\n\n";
 
 /// The SSE answer to one request: its notifications as they come, then the response (or

@@ -384,9 +384,9 @@ async fn one_classified(
 /// One request of an initialized session. It can be cancelled (`notifications/cancelled`):
 /// then no answer is sent, as the spec asks (a JSON-mode POST gets an empty 202). A tool call
 /// whose client wants progress or log messages is answered as SSE: those notifications, then
-/// the result; but not a keyed one (a write a standby may send again, `mcp::resend`), which
-/// answers in one piece once it is done: a standby that has passed a stream's head on can no
-/// longer send the call again when the owner dies. A stream's head goes out with its first
+/// the result; but not a keyed one (a write a hub may run again, `mcp::resend`), which
+/// answers in one piece once it is done: a hub that has passed a stream's head on can no
+/// longer run the call again when the hub serving it dies. A stream's head goes out with its first
 /// notification or its answer, whichever comes first: a call whose project another hub serves
 /// (found before any notification) is passed on there, as an unstreamed one is.
 async fn call(

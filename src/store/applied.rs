@@ -184,8 +184,8 @@ pub fn find(conn: &mut DbConn, key: Uuid) -> Result<Option<Applied>, HubError> {
     }))
 }
 
-/// How long a key is kept: a standby sends a request again within its patience (two leases
-/// and 10 s) of each of at most 3 losses, so minutes; kept longer for a client's own retries.
+/// How long a key is kept: a hub runs a request it passed on again within its patience (two
+/// leases and 10 s), so minutes; kept longer for a client's own retries.
 pub const KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Most keys one prune deletes: each is a write of its own, so that the writer it shares with

@@ -1,26 +1,22 @@
-//! Several hubs on one PostgreSQL: the lease that makes one of them the owner.
+//! Several hubs on one PostgreSQL: the leases that say which hub serves what.
 //!
 //! Every hub process on a PostgreSQL database runs a `LeaseKeeper` thread with a connection of
-//! its own. The keeper takes or renews the `owners` row (kind `hub`, key `''`: today one lease
-//! covers every session and every project's lock table) in one statement, against the
-//! database's clock:
+//! its own. It holds this process's project leases (`projects`: each project's sessions and
+//! lock table are served by the hub holding its row, and every write of a project is fenced
+//! with its row's generation), and takes or renews the `owners` row of kind `hub` (key `''`)
+//! in one statement, against the database's clock:
 //!
 //! - free, expired, or already ours: it becomes (or stays) ours, until `now() + ttl`; taking it
-//!   from someone else raises `generation`, the fencing token;
-//! - held by another live process: this process is a standby and forwards what it receives to
-//!   the holder's `url` (`src/http/forward.rs`).
+//!   from someone else raises `generation`;
+//! - held by another live process: this process is a standby of that row (`Role::Standby`).
 //!
-//! The holder renews every ttl/3. It counts its lease from the instant it *sent* the renewal,
-//! so its own idea of the deadline always falls before the database's. Once that deadline
-//! passes without a renewal, or a renewal finds the row taken, the keeper *steps down*
-//! (`Keeper::step_down`): its memory may hold state another hub has since changed, so the
-//! application drops every part built on it and serves as a standby (`src/app/lives.rs`), and the
-//! keeper goes on as a standby's does under a new holder id. Taken again, the lease comes with
-//! a new generation, and the owner's parts are loaded from the database, as after a restart.
-//! Its writer cannot commit meanwhile either: each
-//! batch begins with `fence_check`, a `FOR SHARE` read of the row that must still show this
-//! holder and generation, and a takeover (an `UPDATE` of that row) waits for a batch holding
-//! it to commit. So a write is acknowledged only while this process owned the database.
+//! The `hub` row decides only what runs once per database (`HubRow`: the vacuum); every hub
+//! serves either way (docs/multi-hub.md, "The switch"). The holder renews every ttl/3. It counts
+//! its lease from the instant it *sent* the renewal, so its own idea of the deadline always
+//! falls before the database's. Once that deadline passes without a renewal, or a renewal
+//! finds the row taken, the keeper *steps down* (`Keeper::step_down`): it goes on as a
+//! standby's does under a new holder id, and a lease it takes again comes with a new
+//! generation.
 //!
 //! Hand-overs are announced: the keepers `LISTEN` on `OWNER_CHANNEL`, and a hub that hands its
 //! lease back (graceful stop) or takes one `NOTIFY`s it, so a standby takes over, and the
@@ -28,10 +24,7 @@
 //! restarts the owner then stalls requests for its drain, not for a fifth of the lease). A
 //! notice only wakes a keeper: what it then does is decided by the same statement as a poll,
 //! so a lost notice (a dropped connection, which the keeper re-opens and listens on again)
-//! costs time, never safety. Before a graceful stop the owner also announces that it is about
-//! to stop serving (`Drainer`): the other keepers report `Role::Unknown` while the row still
-//! names it, so their forwarding holds requests for the next owner instead of sending them
-//! onto connections the stopping server closes.
+//! costs time, never safety.
 //!
 //! A hub that successfully bound the address the holder advertises takes the lease at once:
 //! two live processes cannot listen on one address, so the holder is gone (restarted in place
@@ -76,7 +69,6 @@ mod projects;
 
 pub use projects::{
     HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence,
-    fence_with_hub as project_fence_with_hub,
 };
 
 use std::sync::mpsc;
@@ -88,42 +80,26 @@ use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 use tokio::sync::watch;
 
-use super::DbConn;
 use crate::error::HubError;
 
 /// What the keeper thread is told.
 enum Command {
-    /// This owner is about to stop serving: tell the other hubs to stop sending it requests.
-    Drain,
     /// Hand a held lease back and end.
     Stop,
     /// Take a project's lease, or say who holds it (`LeaseKeeper::project`).
     Project { key: String, reply: projects::Reply },
-    /// Hand every project lease held back (`ProjectLeases::let_go_all`).
-    LetGoProjects,
     /// Hand one project's lease back if it is still held under this generation
     /// (`ProjectLeases::hand_back`).
     HandBack { key: String, generation: i64 },
 }
 
 /// How many project takes may wait for the keeper: one beyond is refused as busy rather than
-/// queued without bound. (A drain or a stop is never refused: there are at most a few.)
+/// queued without bound. (A stop is never refused.)
 const PROJECT_TAKES: usize = 256;
 
 /// How long `LeaseKeeper::project` waits for its answer (a gone holder's row is taken within
 /// about a second; a keeper without a connection answers when it has one again).
 const TAKE_WAIT: Duration = Duration::from_secs(5);
-
-/// Tells the other hubs that this owner is about to stop serving (`LeaseKeeper::drainer`).
-#[derive(Clone)]
-pub struct Drainer(mpsc::Sender<Command>);
-
-impl Drainer {
-    /// Announces the drain (the keeper thread sends the notice; this does not block).
-    pub fn announce(&self) {
-        let _ = self.0.send(Command::Drain);
-    }
-}
 
 /// What this process is, as the keeper last found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +112,24 @@ pub enum Role {
     Owner { generation: i64, holder: String },
     /// Another process holds it; what reaches this one is forwarded to `url`.
     Standby { url: String, holder: String },
+}
+
+/// Whether this process holds the `hub` row, as its keeper last found it. What runs once per
+/// database rather than once per hub (the vacuum) runs only while it does; on SQLite (no
+/// keeper) the one hub always does.
+#[derive(Clone)]
+pub struct HubRow(Option<watch::Receiver<Role>>);
+
+impl HubRow {
+    pub fn of(lease: Option<&LeaseKeeper>) -> HubRow {
+        HubRow(lease.map(LeaseKeeper::watch))
+    }
+
+    pub fn held(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|role| matches!(*role.borrow(), Role::Owner { .. }))
+    }
 }
 
 /// Who this process is to the other hubs.
@@ -171,16 +165,15 @@ pub struct ProjectLeases {
     /// Project takes sent and not yet taken up by the keeper (at most `PROJECT_TAKES`).
     takes_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     commands: mpsc::Sender<Command>,
-    /// Set by `let_go_all`: this handle takes nothing any more. One per handle made by
-    /// `LeaseKeeper::project_leases` (one per life of the application), shared by its clones.
-    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How long a take the keeper cannot answer (the database out of reach) is asked again
+    /// before it is answered `Unavailable`: a request waits through a short outage.
+    patience: Duration,
 }
 
-/// What the writer checks at the start of each batch (`fence_check`).
-#[derive(Clone, Debug)]
-pub struct Fence {
-    pub holder: String,
-    pub generation: i64,
+/// Why a take was not answered: for a while (`Unanswered`: the database), or for good.
+enum Asked {
+    Unanswered(HubError),
+    Refused(HubError),
 }
 
 #[derive(QueryableByName)]
@@ -202,12 +195,8 @@ struct Holder {
 }
 
 /// Where keepers announce a lease handed back or taken over (no payload: the `owners` row says
-/// what happened), and an owner that is about to stop serving (payload `DRAINING` + its holder
-/// id).
+/// what happened).
 const OWNER_CHANNEL: &str = "collab_hub_owner";
-
-/// The payload's start when an owner announces that it is about to stop serving.
-const DRAINING: &str = "draining ";
 
 /// How often a waiting keeper looks for a notice (reading what the socket already holds: no
 /// round trip), and a standby tries the owner's life lock (one round trip).
@@ -297,6 +286,7 @@ impl LeaseKeeper {
         let (first_tx, first_rx) = mpsc::channel();
         let tx = std::sync::Arc::new(tx);
         let grace = (config.ttl / 10).min(Duration::from_secs(1));
+        let patience = config.ttl * 2 + Duration::from_secs(10);
         let deadline = deadline::Deadline::start(tx.clone(), grace)?;
         let (projects, held) = projects::Projects::new(projects::Identity {
             url: config.url.clone(),
@@ -314,7 +304,6 @@ impl LeaseKeeper {
             conn: None,
             role: tx,
             deadline,
-            draining: None,
             life: None,
             watched: None,
             dead: None,
@@ -342,7 +331,7 @@ impl LeaseKeeper {
                 holder: project_holder.into(),
                 takes_queued,
                 commands: stop.clone(),
-                closed: Default::default(),
+                patience,
             },
             stop: Some((stop, thread)),
         })
@@ -355,11 +344,6 @@ impl LeaseKeeper {
 
     pub fn watch(&self) -> watch::Receiver<Role> {
         self.role.clone()
-    }
-
-    /// What announces that this owner is about to stop serving.
-    pub fn drainer(&self) -> Option<Drainer> {
-        self.stop.as_ref().map(|(tx, _)| Drainer(tx.clone()))
     }
 
     /// Where `project` is served (`ProjectLeases::project`).
@@ -377,20 +361,9 @@ impl LeaseKeeper {
         &self.leases.holder
     }
 
-    /// The project half, for one life of the application (closed by its `let_go_all`).
+    /// The project half, for the application.
     pub fn project_leases(&self) -> ProjectLeases {
-        ProjectLeases {
-            closed: Default::default(),
-            ..self.leases.clone()
-        }
-    }
-
-    /// The fence the writer checks, if this process owns the database.
-    pub fn fence(&self) -> Option<Fence> {
-        match self.role() {
-            Role::Owner { generation, holder } => Some(Fence { holder, generation }),
-            _ => None,
-        }
+        self.leases.clone()
     }
 }
 
@@ -398,14 +371,6 @@ impl ProjectLeases {
     /// Where `project` is served: here (its lease taken now if it was free, expired, or held by
     /// a process that is gone), or by the hub at the answer's url.
     pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
-        use std::sync::atomic::Ordering;
-        if self.closed.load(Ordering::Acquire) {
-            // A request still draining in a life that handed its projects back must not take
-            // one again (the next owner would find it held here).
-            return Err(HubError::Unavailable(
-                "this hub is handing its projects over; retry".into(),
-            ));
-        }
         if let Some(generation) = self.projects.borrow().generation(project) {
             return Ok(ProjectOwner::Here { generation });
         }
@@ -416,21 +381,31 @@ impl ProjectLeases {
     /// sent before (`hand_back`) runs first, so a project this process just handed back is
     /// taken anew, under a newer generation.
     pub async fn take_anew(&self, project: &str) -> Result<ProjectOwner, HubError> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(HubError::Unavailable(
-                "this hub is handing its projects over; retry".into(),
-            ));
-        }
         self.ask_keeper(project).await
     }
 
+    /// The keeper's answer; asked again while it has none for lack of a database (each ask
+    /// waits `TAKE_WAIT`), until `patience` has passed.
     async fn ask_keeper(&self, project: &str) -> Result<ProjectOwner, HubError> {
+        let until = Instant::now() + self.patience;
+        loop {
+            match self.ask_keeper_once(project).await {
+                Err(Asked::Unanswered(_)) if Instant::now() < until => {
+                    tokio::time::sleep(PROJECT_RETRY).await;
+                }
+                Ok(owner) => return Ok(owner),
+                Err(Asked::Unanswered(e) | Asked::Refused(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn ask_keeper_once(&self, project: &str) -> Result<ProjectOwner, Asked> {
         use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(HubError::Unavailable(
+            return Err(Asked::Refused(HubError::Unavailable(
                 "the lease thread is busy; retry".into(),
-            ));
+            )));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         if self
@@ -442,19 +417,23 @@ impl ProjectLeases {
             .is_err()
         {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(HubError::Unavailable("the lease thread has stopped".into()));
+            return Err(Asked::Refused(HubError::Unavailable(
+                "the lease thread has stopped".into(),
+            )));
         }
         match tokio::time::timeout(TAKE_WAIT, answer).await {
             Ok(Ok(Ok(owner))) => Ok(owner),
             // The database's words stay in the log (the keeper wrote them there).
-            Ok(Ok(Err(_))) => Err(HubError::Unavailable(format!(
+            Ok(Ok(Err(_))) => Err(Asked::Unanswered(HubError::Unavailable(format!(
                 "this hub cannot take the lease of project {project} right now; retry"
+            )))),
+            Ok(Err(_)) => Err(Asked::Refused(HubError::Unavailable(
+                "the lease thread has stopped".into(),
             ))),
-            Ok(Err(_)) => Err(HubError::Unavailable("the lease thread has stopped".into())),
-            Err(_) => Err(HubError::Unavailable(
+            Err(_) => Err(Asked::Unanswered(HubError::Unavailable(
                 "no answer about the project's lease in time (is the database reachable?); retry"
                     .into(),
-            )),
+            ))),
         }
     }
 
@@ -466,15 +445,6 @@ impl ProjectLeases {
     /// This process's holder id in project rows.
     pub fn holder(&self) -> &std::sync::Arc<str> {
         &self.holder
-    }
-
-    /// Hands every project lease this process holds back, so that the next hub takes each at
-    /// once, and takes none through this handle from now on: for an owner that stepped down
-    /// (its memory of them is dropped). Not waited for.
-    pub fn let_go_all(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
-        let _ = self.commands.send(Command::LetGoProjects);
     }
 
     /// Hands `project`'s lease back if this process still holds it under `generation` (a
@@ -517,9 +487,6 @@ struct Keeper {
     role: std::sync::Arc<watch::Sender<Role>>,
     /// The owner's deadline, enforced by a watchdog while a call to the database hangs.
     deadline: std::sync::Arc<deadline::Deadline>,
-    /// The holder that announced it is stopping: while the row still names it, this process
-    /// sends it nothing (a request on a connection it closes while stopping would be lost).
-    draining: Option<String>,
     /// The owner's side: the generation whose life lock this keeper's connection holds.
     life: Option<i64>,
     /// A standby's side: the owner's generation, and whether its life lock was seen held.
@@ -724,13 +691,11 @@ impl Keeper {
                 let next_look = NOTICE_POLL.saturating_sub(looked.elapsed());
                 match stop.recv_timeout(left.min(next_look)) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(Command::Drain) => self.announce_drain(),
                     Ok(Command::Project { key, reply }) => {
                         self.takes_queued
                             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         self.take_project(key, reply);
                     }
-                    Ok(Command::LetGoProjects) => self.let_go_projects(),
                     Ok(Command::HandBack { key, generation }) => {
                         self.hand_back_project(&key, generation)
                     }
@@ -925,15 +890,10 @@ impl Keeper {
                 },
                 if trusts { "trust them" } else { "not" }
             )),
-            // It is stopping: wait for the next owner rather than send it anything.
-            Some(h) if self.draining.as_deref() == Some(h.holder.as_str()) => Ok(Role::Unknown),
-            Some(h) => {
-                self.draining = None;
-                Ok(Role::Standby {
-                    url: h.url,
-                    holder: h.holder,
-                })
-            }
+            Some(h) => Ok(Role::Standby {
+                url: h.url,
+                holder: h.holder,
+            }),
             // Deleted between the two statements: the next round takes it.
             None => Ok(Role::Unknown),
         }
@@ -962,25 +922,15 @@ impl Keeper {
         }
     }
 
-    /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included), noting
-    /// an owner that announced it is stopping. A broken connection is dropped, to be opened
-    /// again by the next round.
+    /// Whether a notice came on `OWNER_CHANNEL` since the last look (its own included). A
+    /// broken connection is dropped, to be opened again by the next round.
     fn noticed(&mut self) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        let mut draining = None;
-        let drained = conn.notifications_iter().try_fold(0usize, |n, notice| {
-            notice.map(|notice| {
-                if let Some(holder) = notice.payload.strip_prefix(DRAINING) {
-                    draining = Some(holder.to_owned());
-                }
-                n + 1
-            })
-        });
-        if let Some(holder) = draining.filter(|h| *h != self.me) {
-            self.draining = Some(holder);
-        }
+        let drained = conn
+            .notifications_iter()
+            .try_fold(0usize, |n, notice| notice.map(|_| n + 1));
         match drained {
             Ok(n) => n > 0,
             Err(e) => {
@@ -1114,14 +1064,6 @@ impl Keeper {
         self.notify("");
     }
 
-    /// Tells the other hubs that this owner is about to stop serving: they hold what they
-    /// receive for the next owner instead of forwarding it here.
-    fn announce_drain(&mut self) {
-        if matches!(&*self.role.borrow(), Role::Owner { .. }) {
-            self.notify(&format!("{DRAINING}{}", self.me));
-        }
-    }
-
     /// One notice on `OWNER_CHANNEL`. A lost one costs time, never safety: only a warning.
     fn notify(&mut self, payload: &str) {
         if let Ok(conn) = self.connection()
@@ -1201,32 +1143,4 @@ impl Keeper {
 
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The start of every batch the owner's writer commits on PostgreSQL: the lease row must still
-/// name this holder with the generation it loaded under. `FOR SHARE` makes a takeover wait for
-/// this transaction, so nothing commits after the lease moved.
-pub fn fence_check(conn: &mut DbConn, fence: &Fence) -> Result<(), HubError> {
-    let DbConn::Pg(c) = conn else {
-        return Ok(());
-    };
-    let held = diesel::sql_query(
-        "SELECT generation FROM owners
-          WHERE kind = 'hub' AND key = '' AND holder = $1 AND generation = $2 FOR SHARE",
-    )
-    .bind::<Text, _>(&fence.holder)
-    .bind::<BigInt, _>(fence.generation)
-    .get_result::<Generation>(c)
-    .optional()?;
-    match held {
-        Some(_) => Ok(()),
-        None => Err(no_longer_owner()),
-    }
-}
-
-/// What a write batch of an owner whose hub lease moved is answered.
-fn no_longer_owner() -> HubError {
-    HubError::Unavailable(
-        "this hub no longer owns the database (another hub took over); retry".into(),
-    )
 }

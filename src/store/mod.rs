@@ -229,15 +229,6 @@ impl Store {
     /// Connects, applies migrations and starts the writer and readers. Must run inside an actix
     /// system. The connecting happens on the writer thread, never on the caller's async worker.
     pub async fn open(target: DbTarget) -> Result<Store, String> {
-        Store::open_fenced(target, None).await
-    }
-
-    /// `open`, for the owner of a database several hubs share: every batch first checks that
-    /// the lease still names this process with `fence`'s generation (`lease::fence_check`).
-    pub async fn open_fenced(
-        target: DbTarget,
-        fence: Option<lease::Fence>,
-    ) -> Result<Store, String> {
         let count = match target {
             DbTarget::Postgres(_) => PG_WRITERS,
             DbTarget::Sqlite(_) => 1,
@@ -245,7 +236,7 @@ impl Store {
         let mut writes = Vec::with_capacity(count);
         for i in 0..count {
             // The first writer migrates; the others start once it has.
-            writes.push(start_writer(i, target.clone(), fence.clone()).await?);
+            writes.push(start_writer(i, target.clone()).await?);
         }
         let backend = target.backend();
         // Built lazily: the writer just proved the database is there, and a pool that fails
@@ -453,11 +444,7 @@ impl Store {
 }
 
 /// Starts writer `i` (the first one applies the migrations) and waits until it is connected.
-async fn start_writer(
-    i: usize,
-    target: DbTarget,
-    fence: Option<lease::Fence>,
-) -> Result<mpsc::Sender<WriteJob>, String> {
+async fn start_writer(i: usize, target: DbTarget) -> Result<mpsc::Sender<WriteJob>, String> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let (writes, rx) = mpsc::channel(WRITE_QUEUE);
     thread::Builder::new()
@@ -472,7 +459,7 @@ async fn start_writer(
             match conn {
                 Ok(c) => {
                     let _ = ready_tx.send(Ok(()));
-                    writer_loop(target, Some(c), rx, fence);
+                    writer_loop(target, Some(c), rx);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -547,12 +534,7 @@ pub fn shutting_down() -> HubError {
     HubError::Unavailable("the store is shutting down or lost its database; retry".into())
 }
 
-fn writer_loop(
-    target: DbTarget,
-    mut conn: Option<DbConn>,
-    mut rx: mpsc::Receiver<WriteJob>,
-    fence: Option<lease::Fence>,
-) {
+fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receiver<WriteJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut stop = None;
@@ -578,7 +560,7 @@ fn writer_loop(
             }
             match conn.as_mut() {
                 Some(c) => {
-                    if !commit_batch(c, std::mem::take(&mut batch), fence.as_ref(), &target) {
+                    if !commit_batch(c, std::mem::take(&mut batch), &target) {
                         conn = None; // reconnect before the next batch
                     }
                 }
@@ -603,17 +585,12 @@ fn writer_loop(
 type Tm = <DbConn as Connection>::TransactionManager;
 
 /// One transaction for the whole batch. Returns false when the connection looks broken.
-fn commit_batch(
-    conn: &mut DbConn,
-    mut batch: Vec<Job>,
-    fence: Option<&lease::Fence>,
-    target: &DbTarget,
-) -> bool {
+fn commit_batch(conn: &mut DbConn, mut batch: Vec<Job>, target: &DbTarget) -> bool {
     let fast = matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| matches!(j, Job::Again(..)));
     if !fast {
-        return commit_in_savepoints(conn, batch, fence, target);
+        return commit_in_savepoints(conn, batch, target);
     }
-    if let Err(healthy) = begin(conn, fence, target, &mut batch) {
+    if let Err(healthy) = begin(conn, target, &mut batch) {
         return healthy; // dropped: their callers hear `Unavailable`
     }
     let mut jobs: Vec<(Box<dyn Rerunnable>, Fenced)> = batch
@@ -671,7 +648,7 @@ fn commit_batch(
             .into_iter()
             .map(|(job, fenced)| Job::Again(job, fenced))
             .collect();
-        return commit_in_savepoints(conn, again, fence, target);
+        return commit_in_savepoints(conn, again, target);
     }
     let outcome = commit(conn);
     let healthy = outcome.is_ok();
@@ -681,9 +658,9 @@ fn commit_batch(
     healthy
 }
 
-/// Begins the batch's transaction and checks the fences: the hub lease's, and the project
-/// leases the batch's sessions are fenced with (the writes of a project that moved are taken
-/// out of `batch`, unrun: their callers hear `Unavailable`). `Err(healthy)`: nothing may run.
+/// Begins the batch's transaction and checks the project leases the batch's sessions are fenced
+/// with (the writes of a project that moved are taken out of `batch`, unrun: their callers
+/// hear `Unavailable`). `Err(healthy)`: nothing may run.
 ///
 /// On PostgreSQL a connection the database ended while it sat idle (a restart of the database,
 /// a terminated backend) fails its next statement, this `BEGIN`: it is replaced once here, so
@@ -691,12 +668,7 @@ fn commit_batch(
 /// after every restart of the database). Nothing was committed on the broken connection (a
 /// batch retried in savepoints after a failed transaction was rolled back first), so the writes
 /// run on the new one as if for the first time.
-fn begin(
-    conn: &mut DbConn,
-    fence: Option<&lease::Fence>,
-    target: &DbTarget,
-    batch: &mut Vec<Job>,
-) -> Result<(), bool> {
+fn begin(conn: &mut DbConn, target: &DbTarget, batch: &mut Vec<Job>) -> Result<(), bool> {
     let begin_transaction = |conn: &mut DbConn| match conn {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on an
         // upgrade from read to write.
@@ -718,10 +690,10 @@ fn begin(
         log::error!("store writer cannot begin a transaction: {e}");
         return Err(false);
     }
-    if let Err(refused) = fence_projects(conn, fence, batch) {
-        // Not the owner any more (or the check failed): nothing of this batch may commit.
-        // Dropping the jobs unanswered tells their callers `Unavailable`; the connection is
-        // kept after a refusal, dropped after an error.
+    if let Err(refused) = fence_projects(conn, batch) {
+        // The check failed: nothing of this batch may commit. Dropping the jobs unanswered
+        // tells their callers `Unavailable`; the connection is kept after a refusal, dropped
+        // after an error.
         log::error!("store writer: {refused}");
         let _ = Tm::rollback_transaction(conn);
         return Err(matches!(refused, HubError::Unavailable(_)));
@@ -729,15 +701,10 @@ fn begin(
     Ok(())
 }
 
-/// Checks the hub lease (`hub`, an owner's) and leaves out of `batch` the writes of sessions
-/// whose project lease moved (or whose generation is stale), after locking the rows of the
-/// others until the batch commits (`project_fence`). Both in one statement where there are
-/// both. Errs, with nothing left out, when the hub lease moved or the check failed.
-fn fence_projects(
-    conn: &mut DbConn,
-    hub: Option<&lease::Fence>,
-    batch: &mut Vec<Job>,
-) -> Result<(), HubError> {
+/// Leaves out of `batch` the writes of sessions whose project lease moved (or whose generation
+/// is stale), after locking the rows of the others until the batch commits (`project_fence`).
+/// Errs, with nothing left out, when the check failed.
+fn fence_projects(conn: &mut DbConn, batch: &mut Vec<Job>) -> Result<(), HubError> {
     type Pairs = std::collections::BTreeSet<(String, i64)>;
     let mut asked: std::collections::BTreeMap<&str, Pairs> = Default::default();
     for fenced in batch.iter().filter_map(Job::fenced) {
@@ -746,21 +713,13 @@ fn fence_projects(
             .or_default()
             .insert((fenced.project.to_string(), fenced.generation));
     }
-    let mut hub = hub;
     let mut refused: std::collections::BTreeMap<String, Pairs> = Default::default();
     for (holder, projects) in asked {
         let projects: Vec<(String, i64)> = projects.into_iter().collect();
-        let moved = match hub.take() {
-            Some(hub) => lease::project_fence_with_hub(conn, hub, holder, &projects)?,
-            None => lease::project_fence(conn, holder, &projects)?,
-        };
+        let moved = lease::project_fence(conn, holder, &projects)?;
         if !moved.is_empty() {
             refused.insert(holder.to_owned(), moved.into_iter().collect());
         }
-    }
-    // No write of the batch is fenced by a project: the hub lease alone.
-    if let Some(hub) = hub {
-        lease::fence_check(conn, hub)?;
     }
     if refused.is_empty() {
         return Ok(());
@@ -807,13 +766,8 @@ fn commit(conn: &mut DbConn) -> Result<(), HubError> {
 }
 
 /// The batch in one transaction, each write in its own savepoint.
-fn commit_in_savepoints(
-    conn: &mut DbConn,
-    mut batch: Vec<Job>,
-    fence: Option<&lease::Fence>,
-    target: &DbTarget,
-) -> bool {
-    if let Err(healthy) = begin(conn, fence, target, &mut batch) {
+fn commit_in_savepoints(conn: &mut DbConn, mut batch: Vec<Job>, target: &DbTarget) -> bool {
+    if let Err(healthy) = begin(conn, target, &mut batch) {
         return healthy;
     }
     enum Done {

@@ -60,7 +60,7 @@ pub async fn endpoint(
         if !is_upgrade(&req) {
             return Err(not_a_websocket("no Upgrade: websocket header"));
         }
-        return crate::http::forward_ws::bridge_to(&req, body, url, true).await;
+        return crate::http::forward_ws::bridge_to(&req, body, url).await;
     }
     let (seat, _) = relay::seated(identity, token).await?;
     let limit = req

@@ -52,7 +52,10 @@ pub(crate) fn start_hub_on(
     let mut child = Command::new(env!("CARGO_BIN_EXE_collab-hub"))
         .args(["--bind", bind, "--database-url", database_url])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("HUB_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

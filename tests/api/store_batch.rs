@@ -4,7 +4,6 @@
 
 use collab_hub::HubError;
 use collab_hub::store::event_writes::{EventWrite, LockChange, LockWrite};
-use collab_hub::store::lease::Fence;
 use collab_hub::store::{DbTarget, Store, mcp_sessions};
 
 use crate::helpers::{Backend, TestDb, both_backends};
@@ -12,7 +11,6 @@ use crate::helpers::{Backend, TestDb, both_backends};
 both_backends!(
     a_failed_write_in_a_batch_undoes_only_itself,
     a_failed_rerunnable_write_undoes_only_itself,
-    a_stale_owner_commits_nothing,
     sends_queued_together_are_written_as_one_by_one,
     a_lock_write_and_its_event_land_together,
     plain_events_queued_with_sends_take_their_places,
@@ -182,84 +180,6 @@ fn long_ago() -> chrono::NaiveDateTime {
         .unwrap()
         .and_hms_opt(0, 0, 0)
         .unwrap()
-}
-
-/// Several hubs on one PostgreSQL: once another hub took the lease over (a new holder and a
-/// higher generation in `owners`), the old owner's writer commits nothing more, and its callers
-/// hear `Unavailable`. SQLite has no lease (one hub per file): the fence is not checked there.
-async fn a_stale_owner_commits_nothing(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend) else {
-        return;
-    };
-    let target = DbTarget::parse(&db.url).unwrap();
-    collab_hub::store::migrate(&target).expect("migrates");
-    let store = Store::open_fenced(
-        target,
-        Some(Fence {
-            holder: "old".into(),
-            generation: 1,
-        }),
-    )
-    .await
-    .expect("store opens");
-    let save = |key: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .write(move |c| mcp_sessions::create(c, key, "{}", "w"))
-                .await
-        }
-    };
-    let stored = |key: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .read(move |c| mcp_sessions::load(c, key, long_ago()))
-                .await
-                .unwrap()
-        }
-    };
-    let exec = |sql: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .read(move |c| {
-                    let collab_hub::store::DbConn::Pg(pg) = c else {
-                        return Ok(());
-                    };
-                    diesel::RunQueryDsl::execute(diesel::sql_query(sql), pg)?;
-                    Ok(())
-                })
-                .await
-                .unwrap()
-        }
-    };
-    if backend == Backend::Sqlite {
-        assert!(save("k1").await.is_ok());
-        assert!(stored("k1").await.is_some());
-        store.shutdown().await;
-        return;
-    }
-    // Owned: writes commit.
-    exec(
-        "INSERT INTO owners VALUES ('hub', '', 'old', 'http://old', true, 1, now() + interval '1 hour')",
-    )
-    .await;
-    assert!(save("k1").await.is_ok());
-    assert!(stored("k1").await.is_some());
-    // Taken over (as a standby does once the lease expired): refused, nothing stored.
-    exec("UPDATE owners SET holder = 'new', url = 'http://new', generation = 2").await;
-    let refused = save("k2").await;
-    assert!(
-        matches!(refused, Err(HubError::Unavailable(_))),
-        "{refused:?}"
-    );
-    assert_eq!(stored("k2").await, None, "a stale owner committed");
-    // Even were the row handed back under the same holder, the generation moved on.
-    exec("UPDATE owners SET holder = 'old'").await;
-    assert!(save("k3").await.is_err());
-    assert_eq!(stored("k3").await, None, "an old generation committed");
-    store.shutdown().await;
 }
 
 /// PostgreSQL without autovacuum: the hub's periodic refresh leaves the history tables analyzed

@@ -1,5 +1,5 @@
-//! Keyed commands: a write a standby may send again, after its owner died answering it, is
-//! applied once (docs/multi-hub.md, "A write in flight on a killed owner").
+//! Keyed commands: a write a hub passed on and runs again, after the hub serving it died
+//! answering it, is applied once (docs/multi-hub.md, "A write in flight on a killed owner").
 //!
 //! A command that arrives with a request key (`Keyed`) is first looked up: a key on record
 //! means its write committed before, and it is answered `already_applied` (409) without running
@@ -17,7 +17,7 @@
 //! ready future): run from the mailbox handler, its waits would only be merged after actix
 //! polled the actor's other items once, and an expired timer's handler (an ack deadline, a
 //! presence sweep) would have written with the key set (found by a review, stop 30). A write queued outside that window (a command that spawned its work instead of
-//! waiting on it) would not record it; the operations a standby resends are tested one by one
+//! waiting on it) would not record it; the operations sent again are tested one by one
 //! (`tests/api/resend_writes.rs`).
 
 use actix::dev::MessageResponse;
@@ -63,7 +63,7 @@ where
         } = msg;
         let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(shutting_down())) });
         if !key.maybe_sent {
-            // A standby's first send: nothing can be on record yet. Run from the wait queue
+            // A hub's first send of its own key: nothing can be on record yet. Run from the wait queue
             // all the same, not from here: actix merges the waits a handler pushes only after
             // it polled the actor's other items once, and an expired timer among them (an ack
             // deadline, a presence sweep) would write with the key set.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{NoArgs, ToolCtx, ToolOutput, args, call_of, in_session, not_bound, plain, value};
-use crate::actors::hub::FindApplied;
+use crate::actors::hub::{FindApplied, WatchRetired};
 use crate::actors::messages::{AckEvents, AttachStream, GetSession, Joined, PollEvents, Whoami};
 use crate::api::{self, Operation};
 use crate::domain::auth::{Credential, token_digest};
@@ -62,7 +62,8 @@ where
     outcome
 }
 
-/// A create or join sent again by a standby (the owner died before answering) whose first send
+/// A create or join run again by the hub that passed it on (the hub serving it died before
+/// answering) whose first send
 /// was applied and bound this very MCP session (the binding is stored before the answer): it
 /// is answered with what it did, not `already_bound`. A join's answer as the first had it, but
 /// without the onboarding; a create's, the session.
@@ -232,8 +233,13 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
             // The empty page already read: the parts that would read again are going (a stop,
             // a step-down whose database may be out of reach, a project let go). The agent's
             // cursor did not move, so its next poll, to whichever hub serves then, misses
-            // nothing.
-            Woken::Closing => {}
+            // nothing. Nor is the session asked what waits for the caller: loading it again
+            // here would wait for a project this hub may no longer get.
+            Woken::Closing => {
+                ctx.critical
+                    .borrow_mut()
+                    .get_or_insert_with(Default::default);
+            }
         }
     }
     Ok(plain(value(&page)))
@@ -253,6 +259,11 @@ enum Woken {
 /// temporary stream.
 async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Woken, HubError> {
     let mut closing = ctx.registry.send(WhenClosing).await?;
+    // Subscribed before the stream is attached: a retirement after it is seen. The session's
+    // actor may be unable to take its own retirement for a while (a write waiting for a
+    // database out of reach holds it), so the wait does not count on its stream ending.
+    let mut retired = ctx.hub.send(WatchRetired).await?;
+    let session = ctx.session.binding.as_ref().map(|b| b.session_id);
     if *closing.borrow_and_update() {
         // Not an empty answer at once: the agent would poll again at once, in a loop, for as
         // long as this hub finishes its requests.
@@ -290,6 +301,16 @@ async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Wo
             }
             _ = tokio::time::sleep_until(started + wait) => return Ok(Woken::TimedOut),
             _ = closing.wait_for(|closing| *closing) => return Ok(Woken::Closing),
+            gone = retired.recv() => {
+                use tokio::sync::broadcast::error::RecvError;
+                match gone {
+                    Ok(sessions) if !session.is_some_and(|s| sessions.contains(&s)) => {}
+                    // Its project let go (or which sessions went was lost).
+                    Ok(_) | Err(RecvError::Lagged(_) | RecvError::Closed) => {
+                        return Ok(Woken::Closing);
+                    }
+                }
+            }
             _ = tick.tick() => {
                 if let Some(n) = &ctx.notify {
                     let waited = started.elapsed().as_secs_f64().round();

@@ -385,8 +385,8 @@ tables! {
 /// Hub-wide tables that belong to no session and so are in no session backup: the
 /// populations are bred from many sessions' outcomes (which do travel with their sessions);
 /// `mcp_sessions` are the live connections' state of the hub that wrote them (a client of a
-/// restored database initializes again); `applied_requests` are the keys of writes a standby
-/// may send again within seconds (none reaches a restored database).
+/// restored database initializes again); `applied_requests` are the keys of writes a hub may
+/// send again within seconds (none reaches a restored database).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const HUB_WIDE_TABLES: [&str; 3] = ["populations", "mcp_sessions", "applied_requests"];
 

@@ -1,8 +1,7 @@
 //! Project leases: a project's sessions and lock table owned by one hub process at a time, so
-//! that several owners share the load (docs/multi-hub.md, "Next", steps 3 and 4).
-//!
-//! Built and tested at the store's level (`tests/api/project_leases.rs`); no request is routed
-//! by them yet: the hub lease (`super`) still covers everything the application serves.
+//! that several hubs share the load (docs/multi-hub.md, "The switch"). A request for a project
+//! another hub holds is passed on to it (`http::hop`). Tested at the store's level in
+//! `tests/api/project_leases.rs`.
 //!
 //! - A project's row in `owners` has kind `project` and the project as key. The keeper takes it
 //!   on demand (`LeaseKeeper::project`): free, expired, already this process's, or left by a
@@ -175,21 +174,10 @@ const RENEW: &str = "WITH held AS (
 
 /// The fence: the rows of the given projects (with their generations) this process holds,
 /// locked until the transaction ends.
-const FENCE: &str = "SELECT kind, key, generation FROM owners
+const FENCE: &str = "SELECT key, generation FROM owners
      WHERE kind = 'project' AND holder = $1
        AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
      ORDER BY key
-     FOR SHARE OF owners";
-
-/// `FENCE` and the hub lease's check (`lease::fence_check`) in one statement: a batch of an
-/// owner's writes pays one round trip for both, not two (the second cost 14 % of one client's
-/// sends, BENCHMARKS.md "the project fence, used"). Rows are locked in (kind, key) order: the
-/// hub's row first, then the projects' in key order, as the renewals lock them.
-const FENCE_WITH_HUB: &str = "SELECT kind, key, generation FROM owners
-     WHERE (kind = 'hub' AND key = '' AND holder = $4 AND generation = $5)
-        OR (kind = 'project' AND holder = $1
-            AND (key, generation) IN (SELECT * FROM unnest($2::text[], $3::bigint[])))
-     ORDER BY kind, key
      FOR SHARE OF owners";
 
 /// How long a take or a renewal waits for a row's lock: the batches that passed the fence hold
@@ -227,16 +215,6 @@ struct Row {
 }
 
 #[derive(QueryableByName)]
-struct KindRow {
-    #[diesel(sql_type = Text)]
-    kind: String,
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = BigInt)]
-    generation: i64,
-}
-
-#[derive(QueryableByName)]
 struct Seen {
     #[diesel(sql_type = Text)]
     url: String,
@@ -260,51 +238,18 @@ pub fn fence(
     holder: &str,
     projects: &[(String, i64)],
 ) -> Result<Vec<(String, i64)>, HubError> {
-    fenced(conn, None, holder, projects)
-}
-
-/// `fence`, and the hub lease's check (`hub`, as `lease::fence_check` does it) in the same
-/// statement: `Unavailable` if the hub lease no longer names this holder and generation.
-pub fn fence_with_hub(
-    conn: &mut DbConn,
-    hub: &super::Fence,
-    holder: &str,
-    projects: &[(String, i64)],
-) -> Result<Vec<(String, i64)>, HubError> {
-    fenced(conn, Some(hub), holder, projects)
-}
-
-/// `fence`, with the hub lease's check if `hub` is given.
-fn fenced(
-    conn: &mut DbConn,
-    hub: Option<&super::Fence>,
-    holder: &str,
-    projects: &[(String, i64)],
-) -> Result<Vec<(String, i64)>, HubError> {
     let DbConn::Pg(c) = conn else {
         return Ok(Vec::new());
     };
     let (keys, generations): (Vec<String>, Vec<i64>) = projects.iter().cloned().unzip();
-    let query = diesel::sql_query(if hub.is_some() { FENCE_WITH_HUB } else { FENCE })
-        .into_boxed()
+    let held = diesel::sql_query(FENCE)
         .bind::<Text, _>(holder)
         .bind::<Array<Text>, _>(keys)
-        .bind::<Array<BigInt>, _>(generations);
-    let query = match hub {
-        Some(hub) => query
-            .bind::<Text, _>(hub.holder.as_str())
-            .bind::<BigInt, _>(hub.generation),
-        None => query,
-    };
-    let rows = query.load::<KindRow>(c)?;
-    if hub.is_some() && !rows.iter().any(|r| r.kind == "hub") {
-        return Err(super::no_longer_owner());
-    }
-    let held: Vec<(String, i64)> = rows
+        .bind::<Array<BigInt>, _>(generations)
+        .load::<Row>(c)?
         .into_iter()
-        .filter(|r| r.kind == "project")
         .map(|r| (r.key, r.generation))
-        .collect();
+        .collect::<Vec<_>>();
     Ok(not_held(projects, &held))
 }
 

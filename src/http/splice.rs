@@ -1,43 +1,67 @@
-//! A standby's relay of an event-stream answer to an MCP post that only reads (a long poll
-//! that reports progress): if the owner dies before its reply, the post goes to the next
-//! owner and that answer's events follow on the same stream (`forward` decides which posts
-//! only read: `mcp::resend`).
+//! The relay of an event-stream answer to an MCP post that only reads (a long poll that
+//! reports progress), passed on from the hub serving its project (`hop`): if that hub dies
+//! before its reply, the post is run again and that answer's events follow on the same stream
+//! (`mcp::resend` decides which posts only read).
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use futures::stream::LocalBoxStream;
 
-use super::forward::{Answer, Outgoing, head_of, is_event_stream};
+/// An answer's body as it arrives.
+pub(super) type Chunks = LocalBoxStream<'static, Result<web::Bytes, String>>;
 
-/// How many times one read's event stream is sent again (each time an owner died under it).
+/// What asking again came to.
+pub(super) enum Again {
+    /// An event stream: its events follow.
+    Stream(Chunks),
+    /// Any other answer (an error): passed on as the reply.
+    Answer {
+        status: StatusCode,
+        body: web::Bytes,
+    },
+    Failed(String),
+}
+
+/// Runs the request again.
+pub(super) type AskAgain = Box<dyn Fn() -> LocalBoxFuture<'static, Again>>;
+
+/// How many times one read's event stream is run again (each time its hub died under it).
 const MAX_RESENDS: u32 = 3;
 
 /// The largest event held whole (notifications and most replies are far smaller); past it, the
 /// rest of the answer is passed on as it comes, without a resend.
 const MAX_EVENT: usize = 1 << 20;
 
-/// The owner's event-stream answer to an MCP post that only reads (a long poll that reports
-/// progress), passed on event by event; if the owner dies before its reply, the post is sent
-/// again to the next owner and that answer's events follow on the same stream. The client
-/// sees a pause, then one reply; progress the next owner reports below what was already
-/// passed on is dropped (progress must only increase). Whole events only: a cut one is
-/// dropped, since the next owner sends its own.
-pub(super) fn relay_resending(answer: Answer, outgoing: Outgoing) -> HttpResponse {
-    let mut out = head_of(&answer);
+/// An event-stream answer (`head`, `body`) to an MCP post that only reads (a long poll that
+/// reports progress), passed on event by event; if it breaks before its reply, the post is
+/// run again (`ask_again`) and that answer's events follow on the same stream. The client sees
+/// a pause, then one reply; progress the next answer reports below what was already passed on
+/// is dropped (progress must only increase). Whole events only: a cut one is dropped, since
+/// the next answer sends its own. `request`: the post's body (its id answers a failure).
+pub(super) fn relay_resending(
+    mut out: HttpResponseBuilder,
+    body: Chunks,
+    ask_again: AskAgain,
+    request: web::Bytes,
+) -> HttpResponse {
     let splice = Splice {
-        body: Some(answer),
+        body: Some(body),
         pending: web::BytesMut::new(),
         scanned: 0,
         raw: false,
         replied: false,
         progress: None,
         resent: 0,
-        outgoing,
+        ask_again,
+        request,
     };
     out.streaming(futures::stream::unfold(splice, Splice::next_event))
 }
 
 struct Splice {
-    body: Option<Answer>,
+    body: Option<Chunks>,
     /// What arrived of the event under way.
     pending: web::BytesMut,
     /// How much of `pending` holds no event's end.
@@ -50,7 +74,8 @@ struct Splice {
     /// The last progress passed on.
     progress: Option<f64>,
     resent: u32,
-    outgoing: Outgoing,
+    ask_again: AskAgain,
+    request: web::Bytes,
 }
 
 impl Splice {
@@ -88,38 +113,36 @@ impl Splice {
                     let rest = self.pending.split().freeze();
                     return (!rest.is_empty()).then_some((Ok(rest), self));
                 }
-                // The owner's answer to a call ends with its reply, or with `CANCELLED`: an end
-                // before either is an owner that died (awc reports a connection closed
+                // The answer to a call ends with its reply, or with `CANCELLED`: an end before
+                // either is a hub that died (awc reports a connection closed
                 // mid-body as the end).
                 None => "the stream ended before the reply".to_owned(),
-                Some(Err(e)) => e.to_string(),
+                Some(Err(e)) => e,
             };
             if self.replied || self.resent >= MAX_RESENDS {
                 self.body = None;
                 return Some((Err(std::io::Error::other(broke)), self));
             }
-            log::debug!("an event stream from the owner broke ({broke}); sending the read again");
+            log::debug!("an event stream passed on broke ({broke}); running the read again");
             self.pending.clear();
             self.scanned = 0;
             self.resent += 1;
-            match self.outgoing.deliver().await {
-                Ok(again) if is_event_stream(&again) => self.body = Some(again),
-                Ok(mut again) => {
-                    // An error from the next owner (the MCP session is gone, say): its
+            match (self.ask_again)().await {
+                Again::Stream(again) => self.body = Some(again),
+                Again::Answer { status, body } => {
+                    // An error from where it ran again (the MCP session is gone, say): its
                     // JSON-RPC answer, or an error for the request's id, so that the client
                     // is not left waiting.
                     self.body = None;
                     self.replied = true;
-                    let status = again.status();
-                    let answer = again.body().await.unwrap_or_default();
-                    let message = serde_json::from_slice::<serde_json::Value>(&answer)
+                    let message = serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()
                         .filter(|m| !m.get("id").is_none_or(serde_json::Value::is_null));
                     let message = message.unwrap_or_else(|| {
-                        let id = serde_json::from_slice::<serde_json::Value>(&self.outgoing.body)
+                        let id = serde_json::from_slice::<serde_json::Value>(&self.request)
                             .ok()
                             .map_or(serde_json::Value::Null, |r| r["id"].clone());
-                        let text = String::from_utf8_lossy(&answer);
+                        let text = String::from_utf8_lossy(&body);
                         serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
                             "code": -32603,
                             "message": format!("the hub that took over answered {status}: {text}")
@@ -127,9 +150,9 @@ impl Splice {
                     });
                     return Some((Ok(crate::mcp::sse::frame(None, &message)), self));
                 }
-                Err(e) => {
+                Again::Failed(e) => {
                     self.body = None;
-                    return Some((Err(std::io::Error::other(e.to_string())), self));
+                    return Some((Err(std::io::Error::other(e)), self));
                 }
             }
         }
@@ -141,7 +164,7 @@ impl Splice {
 enum Kind {
     /// A JSON-RPC reply (an id, no method), or a batch's replies.
     Reply,
-    /// The owner's mark of a call the client cancelled (`mcp::sse::CANCELLED`).
+    /// The serving hub's mark of a call the client cancelled (`mcp::sse::CANCELLED`).
     Cancelled,
     /// `notifications/progress`, with its progress.
     Progress(f64),
