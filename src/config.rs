@@ -304,8 +304,8 @@ pub struct Settings {
     )]
     pub lease_secs: u64,
 
-    /// Several hubs on one PostgreSQL: the URL the other hubs reach this one at (they forward
-    /// to the owner). Unique per hub. [default: http://<--bind>, 127.0.0.1 for 0.0.0.0]
+    /// Several hubs on one PostgreSQL: the URL the other hubs reach this one at (they pass on
+    /// the requests for the projects it serves). Unique per hub. [default: http://<--bind>, 127.0.0.1 for 0.0.0.0]
     #[arg(long, env = "COLLAB_HUB_ADVERTISE_URL", global = true)]
     pub advertise_url: Option<String>,
 }

@@ -521,8 +521,8 @@ impl Hub {
     }
 }
 
-/// The session threads go with the hub: an owner that steps down (`src/app/lives.rs`) stops the
-/// thread its hub runs on, and nothing of its sessions may run on after it.
+/// The session threads go with the hub: a stopping hub (`src/app/lives.rs`) stops the thread its
+/// hub runs on, and nothing of its sessions may run on after it.
 impl Drop for Hub {
     fn drop(&mut self) {
         for arbiter in &self.arbiters {

@@ -43,7 +43,9 @@
 //! its event stream). Client i is the i-th MCP session of the per-session phases, participant
 //! `r{i-1}` of `deliver` (the sender is client 0), and participant `p{i}` of `lock` and `soak`.
 //! Setup calls that create collab sessions go to the first URL. With one URL every client
-//! talks to it, as before.
+//! talks to it, as before. `--projects N` puts session i of the per-session phases in project
+//! `bench-p{i mod N}` instead, created through client i's URL: with N the number of URLs each
+//! hub takes the projects of its own clients, so that the hubs serve projects apart.
 //!
 //! ```text
 //! cargo build --release
@@ -124,6 +126,11 @@ struct Args {
     /// the phases, so that `ctx` measures writes beside many written paths.
     #[arg(long, default_value_t = 0)]
     context_keys: usize,
+    /// Per-session phases, one session per client: put session i in project `bench-p{i mod N}`,
+    /// created through client i's URL (0: every session in the default project, created
+    /// through the first URL).
+    #[arg(long, default_value_t = 0)]
+    projects: usize,
     /// Resources the lock phase's clients contend for (fewer: more contention).
     #[arg(long, default_value_t = 4)]
     lock_resources: usize,
@@ -592,7 +599,20 @@ fn addr_of(addrs: &[String], i: usize) -> &str {
 
 /// Creates one collab session over REST and returns its `tokens` object (aiId → token).
 fn create_session(conn: &mut Conn, name: &str, participants: &[String]) -> Result<Value, String> {
-    let body = json!({"name": name, "participants": participants});
+    create_session_in(conn, name, participants, None)
+}
+
+/// `create_session`, in `project` if given.
+fn create_session_in(
+    conn: &mut Conn,
+    name: &str,
+    participants: &[String],
+    project: Option<String>,
+) -> Result<Value, String> {
+    let mut body = json!({"name": name, "participants": participants});
+    if let Some(project) = project {
+        body["project"] = json!(project);
+    }
     let r = conn.post("/mcp/session/create", &[], body.to_string().as_bytes())?;
     let mut v: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
     match (r.status, v["tokens"].is_object()) {
@@ -706,6 +726,15 @@ fn main() -> Result<(), String> {
             for i in 0..n {
                 let (tokens, me) = match &shared {
                     Some(tokens) => (tokens.clone(), format!("c{i}")),
+                    None if args.projects > 0 => (
+                        create_session_in(
+                            &mut Conn::open(addr_of(&addrs, i))?,
+                            &format!("bench-{run}-{n}-{i}"),
+                            &pair,
+                            Some(format!("bench-p{}", i % args.projects)),
+                        )?,
+                        "claude".to_owned(),
+                    ),
                     None => (
                         create_session(&mut rest, &format!("bench-{run}-{n}-{i}"), &pair)?,
                         "claude".to_owned(),

@@ -12,7 +12,8 @@
 //!   not bound yet). WebSocket upgrades are not passed on this way: an agent's socket is
 //!   bridged whole (`ws::endpoint`, `http::forward_ws`), and a dashboard's serves sessions of
 //!   several projects.
-//! - A WebSocket client's frame (`ws::relay`) goes through `send` too.
+//! - A WebSocket client's frame (`ws::relay`) goes through `send` too (sent once more after a
+//!   lost connection, but not run here again: its failure is the frame's answer).
 //!
 //! When the holder cannot serve it, the request is run here again, as often as it takes within
 //! `Patience`: its project's lease is taken over here once the holder is gone (at once for a
@@ -118,10 +119,14 @@ async fn attempt(build: impl Fn(bool) -> awc::ClientRequest, body: Bytes, again:
         match sent {
             Ok(answer) if answer.headers().contains_key(NOT_SERVED) => {
                 return Passed::NotThere {
-                    error: HubError::Unavailable(
-                        "the hub that held this session's project no longer serves it; retry"
-                            .into(),
-                    ),
+                    error: if resent {
+                        lost("it no longer serves the project")
+                    } else {
+                        HubError::Unavailable(
+                            "the hub that held this session's project no longer serves it; retry"
+                                .into(),
+                        )
+                    },
                     maybe_applied: resent,
                 };
             }
@@ -281,11 +286,16 @@ impl<B: MessageBody + 'static> Passing<B> {
                     maybe_applied: applied,
                     error,
                 } => {
+                    maybe_applied |= applied;
                     if Instant::now() >= self.until {
+                        // Never "nothing was applied" once an earlier send may have been.
+                        let error = match maybe_applied {
+                            true => lost("and no hub took its project over in time"),
+                            false => error,
+                        };
                         return Ok((req, Outcome::Refused(error)));
                     }
                     log::debug!("{}: {error}; run here again", req.path());
-                    maybe_applied |= applied;
                 }
                 Passed::Failed(error) => return Ok((req, Outcome::Refused(error))),
             }
@@ -384,18 +394,21 @@ fn chunks_of_answer(answer: awc::ClientResponse) -> Chunks {
         .boxed_local()
 }
 
-/// The key a request goes on with: the client's own (`given`), a new one for a write that may
-/// be sent again with its key (`mcp::resend::resent_with_key`), or none.
+/// The key a write that records it (`mcp::resend::resent_with_key`) goes on with: the client's
+/// own (`given`) or a new one. None for any other request: a key it carries is passed on as it
+/// came, and does not make it safe to send twice (its write may not record it).
 fn key_for(req: &HttpRequest, body: &Bytes) -> Option<(HeaderValue, bool)> {
-    match req.headers().get(crate::api::REQUEST_KEY) {
-        Some(given) => Some((given.clone(), true)),
-        None if crate::mcp::resend::resent_with_key(req.method(), req.path(), body) => Some((
+    if !crate::mcp::resend::resent_with_key(req.method(), req.path(), body) {
+        return None;
+    }
+    Some(match req.headers().get(crate::api::REQUEST_KEY) {
+        Some(given) => (given.clone(), true),
+        None => (
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .expect("a UUID is a header value"),
             false,
-        )),
-        None => None,
-    }
+        ),
+    })
 }
 
 /// Sends `req` with `body` to the hub serving its project, with `key` if it has one; once more

@@ -524,7 +524,7 @@ impl Actor for McpRegistry {
                     Err(e) => log::warn!("cannot sweep MCP sessions: {e}"),
                 }
             });
-            // The keys of forwarded requests (`store::applied`), a chunk per write.
+            // The keys of requests passed on between hubs (`store::applied`), a chunk per write.
             let store = act.store.clone();
             actix::spawn(async move {
                 use crate::store::applied::{KEPT, PRUNE_CHUNK, prune};
@@ -942,7 +942,7 @@ impl Handler<OpenStream> for McpRegistry {
 
     fn handle(&mut self, msg: OpenStream, ctx: &mut Self::Context) -> Self::Result {
         if *self.closing.borrow() {
-            // It would be served by parts about to go (a step-down) and hold their stop.
+            // It would be served by parts about to go (a stop) and hold their stop.
             return Err(HubError::Unavailable(
                 "this hub is stopping; open the stream again".into(),
             ));

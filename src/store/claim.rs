@@ -2,8 +2,8 @@
 //!
 //! - SQLite: one hub per file. An exclusive `flock` on `<database>.hub-lock`, a file that also
 //!   says who holds it; a second hub (or a restore) refuses to start with a line naming the first.
-//! - PostgreSQL: several hubs may share one database (the lease in `lease.rs` makes one of them
-//!   the owner and the others forward to it). Each holds a *shared* session-level advisory lock
+//! - PostgreSQL: several hubs may share one database (each serves the projects whose leases it
+//!   holds, `lease.rs`). Each holds a *shared* session-level advisory lock
 //!   on a dedicated connection whose `application_name` says who holds it; a restore takes it
 //!   *exclusive*, so it never runs beside a hub and no hub starts during one. A watchdog pings
 //!   the connection; if it is lost (a database restart) it takes the lock again, and if a

@@ -97,8 +97,8 @@ enum Command {
 /// queued without bound. (A stop is never refused.)
 const PROJECT_TAKES: usize = 256;
 
-/// How long `LeaseKeeper::project` waits for its answer (a gone holder's row is taken within
-/// about a second; a keeper without a connection answers when it has one again).
+/// The least a take waits for the keeper's answer (a gone holder's row is taken within about a
+/// second); it waits up to `ProjectLeases::patience` in all.
 const TAKE_WAIT: Duration = Duration::from_secs(5);
 
 /// What this process is, as the keeper last found it.
@@ -140,14 +140,14 @@ pub struct LeaseConfig {
     /// Where the other hubs reach this one (`--advertise-url`).
     pub url: String,
     /// Whether this hub trusts loopback callers: every hub sharing a database must agree, or a
-    /// standby bound beyond loopback would forward strangers to an owner that trusts them.
+    /// hub bound beyond loopback would pass strangers' requests on to a hub that trusts them.
     pub trusts_loopback: bool,
     /// How long a lease lasts without renewal (`--lease-secs`).
     pub ttl: Duration,
 }
 
-/// The keeper thread and what it found. Dropping it stops the thread; a held lease is handed
-/// back and announced, so that a standby takes over at once.
+/// The keeper thread and what it found. Dropping it stops the thread; the leases held are handed
+/// back (the `hub` row's announced), so that other hubs take them at once.
 pub struct LeaseKeeper {
     role: watch::Receiver<Role>,
     leases: ProjectLeases,
@@ -384,13 +384,15 @@ impl ProjectLeases {
         self.ask_keeper(project).await
     }
 
-    /// The keeper's answer; asked again while it has none for lack of a database (each ask
-    /// waits `TAKE_WAIT`), until `patience` has passed.
+    /// The keeper's answer. One take is queued and waited for, up to `patience` (a keeper stuck
+    /// in a call to a database gone silent answers late; asking it again would only queue more
+    /// takes behind it); one the keeper answers at once for lack of a connection is asked
+    /// again every `PROJECT_RETRY` until then. So a request waits through a short outage.
     async fn ask_keeper(&self, project: &str) -> Result<ProjectOwner, HubError> {
         let until = Instant::now() + self.patience;
         loop {
-            match self.ask_keeper_once(project).await {
-                Err(Asked::Unanswered(_)) if Instant::now() < until => {
+            match self.ask_keeper_once(project, until).await {
+                Err(Asked::Unanswered(_)) if Instant::now() + PROJECT_RETRY < until => {
                     tokio::time::sleep(PROJECT_RETRY).await;
                 }
                 Ok(owner) => return Ok(owner),
@@ -399,7 +401,7 @@ impl ProjectLeases {
         }
     }
 
-    async fn ask_keeper_once(&self, project: &str) -> Result<ProjectOwner, Asked> {
+    async fn ask_keeper_once(&self, project: &str, until: Instant) -> Result<ProjectOwner, Asked> {
         use std::sync::atomic::Ordering;
         if self.takes_queued.fetch_add(1, Ordering::AcqRel) >= PROJECT_TAKES {
             self.takes_queued.fetch_sub(1, Ordering::AcqRel);
@@ -421,7 +423,10 @@ impl ProjectLeases {
                 "the lease thread has stopped".into(),
             )));
         }
-        match tokio::time::timeout(TAKE_WAIT, answer).await {
+        let wait = until
+            .saturating_duration_since(Instant::now())
+            .max(TAKE_WAIT);
+        match tokio::time::timeout(wait, answer).await {
             Ok(Ok(Ok(owner))) => Ok(owner),
             // The database's words stay in the log (the keeper wrote them there).
             Ok(Ok(Err(_))) => Err(Asked::Unanswered(HubError::Unavailable(format!(
@@ -619,16 +624,14 @@ impl Keeper {
                     }
                     if !matches!(role, Role::Owner { .. }) && valid_until.take().is_some() {
                         log::error!(
-                            "another hub took the lease on this database; this hub steps down and forwards to it"
+                            "another hub took the hub lease on this database; this hub steps down from it (it serves its projects on)"
                         );
                         self.step_down();
                     }
                     if let Role::Owner { generation, .. } = role {
                         if valid_until.is_none() {
-                            log::info!(
-                                "this hub owns the database (lease generation {generation})"
-                            );
-                            // The other standbys forward here from now on.
+                            log::info!("this hub holds the hub lease (generation {generation})");
+                            // The others stop trying to take it.
                             self.announce();
                         }
                         valid_until = Some(sent + ttl);

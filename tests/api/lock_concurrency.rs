@@ -181,8 +181,9 @@ impl Agent {
                 return; // counted in `lost`
             }
             if body["error"]["code"] == "already_applied" {
-                // Sent again by a standby after the owner died answering it: it was applied,
-                // and its answer is lost, as a 503's was before (the log says what it did).
+                // Run again by the hub that passed it on after the hub serving it died
+                // answering it: it was applied, and its answer is lost, as a 503's was before
+                // (the log says what it did).
                 self.lost += 1;
                 return;
             }
@@ -891,8 +892,10 @@ async fn storm(backend: Backend, projects: &[&str]) {
 }
 
 /// The two-session storm with its clients spread over three hub processes on one PostgreSQL,
-/// and the owning hub killed (`kill -9`) mid-run: a standby takes the lease over and loads the
-/// lock table from the database. Clients of the killed hub move to another; requests in flight
+/// and the hub serving the project (hub 0, through which the sessions were created) killed
+/// (`kill -9`) mid-run: the other hubs, to which two thirds of the clients talk and which pass
+/// their requests on to it, take the project over at once (its life lock went with it) and
+/// load the lock table from the database. Clients of the killed hub move to another; requests in flight
 /// are lost (not errors). Afterwards the project's log replays with no two conflicting
 /// holders at any point, and fencing tokens strictly increase in the table's order and are
 /// never given twice, across the takeover. (On SQLite a second hub refuses to start: `multi_hub`.)
@@ -910,7 +913,7 @@ async fn two_sessions_over_three_hubs_survive_the_owner_killed(backend: Backend)
     let mut tokens = Vec::new();
     for s in 0..2 {
         let body = crate::helpers::create_session_at(
-            &urls[1],
+            &urls[0],
             &json!({"name": format!("lock storm {s}"), "project": "/repo/storm", "participants": names}),
         )
         .await;

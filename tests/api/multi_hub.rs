@@ -103,8 +103,9 @@ impl Drop for Hubs {
     }
 }
 
-/// `n` hubs on `db`: the first owns it, the others say they forward to it. On SQLite the
-/// second is refused (checked here) and None is returned.
+/// `n` hubs on `db`, started in turn: the first takes the `hub` row, and each serves the projects
+/// whose leases it takes (none yet). On SQLite the second is refused (checked here) and None is
+/// returned.
 pub(crate) fn start_hubs(db: &TestDb, backend: Backend, n: usize) -> Option<Hubs> {
     start_hubs_leasing(db, backend, n, LEASE_SECS)
 }
@@ -193,10 +194,10 @@ async fn three_hubs_run_the_team_scenario(backend: Backend) {
     drop(hubs);
 }
 
-/// A graceful stop (SIGTERM) of the owner hands its lease back and announces it (`NOTIFY`): the
-/// standby takes over at once, not at its next poll. With a 300 s lease a standby polls every
-/// 60 s, so a write through it answered within 15 s of the owner's exit was served after a
-/// takeover on notice (one found by polling would come that soon in one run of four at most).
+/// A graceful stop (SIGTERM) of the owner hands its leases back (their expiry set to the past):
+/// the first write through hub 1 after the owner's exit finds the project free and takes it at
+/// once. With 300 s leases, a write through hub 1 answered within 15 s of the owner's exit did
+/// not wait for an expiry.
 async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
     let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
@@ -205,10 +206,10 @@ async fn a_stopped_owner_hands_over_at_once(backend: Backend) {
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's graceful exit").await;
 }
 
-/// `kill -9` of the owner sends no notice, and its lease (300 s) is far from expiring: the
-/// standby takes over because the owner's life lock went with its connection to the database
-/// (`store::lease`). A write through it answered within 15 s was served by a new owner that did
-/// not wait for the expiry.
+/// `kill -9` of the owner sends no notice, and its leases (300 s) are far from expiring: hub 1
+/// takes the `hub` row over, and the project at the first write through it, because the owner's
+/// life locks went with its connection to the database (`store::lease`). A write through hub 1
+/// answered within 15 s was served by a hub that did not wait for the expiry.
 async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
     let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 3).await else {
         return;
@@ -217,7 +218,7 @@ async fn a_killed_owner_is_replaced_at_once(backend: Backend) {
     owner.kill().expect("SIGKILL");
     owner.wait().unwrap();
     a_write_answers_soon(&hubs.urls[1], &session, &token, "the owner's kill -9").await;
-    // The other standby forwards to the new owner.
+    // Hub 2 passes its write on to hub 1, which took the project.
     a_write_answers_soon(&hubs.urls[2], &session, &token, "the takeover").await;
 }
 
@@ -240,14 +241,16 @@ async fn a_hub_started_after_the_owner_died_takes_over_at_once(backend: Backend)
 
 /// An owner alive but cut from its lease connection (the database ends that backend) lost
 /// its life lock. Two ends are right, never both: it reconnects and renews its lease within
-/// the 100 ms a standby holding the free lock waits, and keeps its lease; or (too slow) a
-/// standby takes the lease, and then the old owner, which may no longer serve what it holds in
-/// memory, steps down: it drops its parts and forwards to the new owner (until stop 28 it
-/// exited with status 1).
+/// the 100 ms hub 1, holding the free lock, waits, and keeps the `hub` row; or (too slow) hub 1
+/// takes the row, and then the old owner's keeper steps down (a new holder id, so that a row it
+/// takes again comes with a new generation). Losing the row changes nothing the old owner
+/// serves (the session's project has a lease of its own): writes through it and through hub 1
+/// are answered. (Until stop 28 it exited with status 1; until stop 39 it dropped what it held
+/// and forwarded every request to the new owner.)
 ///
 /// First the cut alone (the owner keeps its lease, unless the machine stalls it), then the cut
-/// of an owner frozen (SIGSTOP, as a long pause would): the standby must take over, and the
-/// owner, woken, step down and forward.
+/// of an owner frozen (SIGSTOP, as a long pause would): hub 1 must take the `hub` row over, and
+/// the owner, woken, step down and serve on.
 async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: Backend) {
     let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
@@ -319,7 +322,7 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
             assert_eq!(
                 owners_row(&db),
                 as_before,
-                "no standby took the lease meanwhile"
+                "hub 1 did not take the `hub` row meanwhile"
             );
             assert!(owner.0.try_wait().unwrap().is_none(), "it keeps its lease");
 
@@ -334,7 +337,7 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
             while owners_row(&db) == as_before {
                 assert!(
                     since.elapsed() < Duration::from_secs(15),
-                    "no standby took the lease of the cut, frozen owner within 15 s (lease 300 s)"
+                    "hub 1 took no `hub` row from the cut, frozen owner within 15 s (lease 300 s)"
                 );
                 actix_web::rt::time::sleep(Duration::from_millis(20)).await;
             }
@@ -343,8 +346,8 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
                 since.elapsed()
             );
             signal("-CONT");
-            // Woken, it finds the lease taken, drops what it held and forwards: a write
-            // through it lands at the new owner.
+            // Woken, it finds the `hub` row taken and steps down, and serves on: a write
+            // through it is answered (the session's project has a lease of its own).
             once_stepped_down(&hubs.urls[0], &session, &token).await;
             a_write_answers_soon(&hubs.urls[0], &session, &token, "the replaced owner woke").await;
             assert!(
@@ -354,7 +357,7 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
             let new_owner = owners_row(&db);
             assert!(
                 new_owner[0].starts_with(&format!("{} ", hubs.urls[1])),
-                "the standby owns: {new_owner:?}"
+                "hub 1 holds the `hub` row: {new_owner:?}"
             );
         }
     }
@@ -362,12 +365,14 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
 }
 
 /// A database out of reach for longer than the lease (a failover, a restart that takes its
-/// time) stopped the owner (exit status 1), even a lone hub. Now it steps down: it drops what
-/// it held in memory, serves as a standby (a request waits for the next owner), and takes the
-/// lease back once the database answers, under a new generation, loading from the database as
-/// after a restart. The agent's MCP session and every acknowledged write carry on. A long
-/// poll waiting at the step-down is answered then, with nothing new (until stop 29 it read
-/// again through the parts whose database was gone, and still waited 4 s into the outage).
+/// time) stopped the owner (exit status 1), even a lone hub. Now it lets its projects go when
+/// their leases run out (their actors stop) and its keeper steps down from the `hub` row; a
+/// request waits (up to two leases and 10 s) for its project to be taken again, which this hub
+/// does once the database answers, loading it from the database as after a restart, and it
+/// takes the `hub` row back under a new holder id and generation. The agent's MCP session and
+/// every acknowledged write carry on. A long poll waiting when its project is let go is
+/// answered then, with nothing new (until stop 29 it read again through the parts whose
+/// database was gone, and still waited 4 s into the outage).
 async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -392,8 +397,8 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
         )
     };
     let before = lease(&db);
-    // A long poll waiting when the database goes: the step-down answers it (nothing new) rather
-    // than reading again through parts whose database is gone.
+    // A long poll waiting when the database goes: letting the project go answers it (nothing
+    // new) rather than reading again through parts whose database is gone.
     let mut poller = crate::mcp_protocol::Mcp::at(&url);
     poller.token = Some(token.clone());
     poller.initialize("2025-06-18").await;
@@ -426,13 +431,13 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
         "the long poll still waits 4 s into the outage (lease 2 s)"
     );
     let ((failed, page), answered) = polling.await.unwrap();
-    assert!(!failed, "the long poll answered at the step-down: {page}");
+    assert!(!failed, "the poll answered as its project went: {page}");
     assert_eq!(page["events"], json!([]), "{page}");
     eprintln!(
         "multi_hub: the long poll answered {:?} into the outage",
         answered - closed
     );
-    // Past its lease: this write waits for the next owner.
+    // Past its lease: this write waits for the project to be taken again.
     let waiting = a_write_in_the_background(&url, &session, &token, "during", json!(2));
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
@@ -470,10 +475,12 @@ async fn an_owner_that_lost_its_database_serves_again(backend: Backend) {
     stop_gracefully(hub);
 }
 
-/// Three hubs, and the database out of everyone's reach for three leases: the owner steps
-/// down, the standbys lose their owner, and each holds a write sent meanwhile. Once the
-/// database is back, exactly one hub owns it (whichever reconnected first), the others
-/// forward to it, every held write is answered 200 and reads back through every hub.
+/// Three hubs, and the database out of everyone's reach for three leases: hub 1, which serves
+/// the session's project (the session is created through it), lets it go, the holder of the
+/// `hub` row steps down, and each hub holds a write sent meanwhile. Once the database is back,
+/// exactly one hub holds the `hub` row (whichever reconnected first) and one the project
+/// (whichever took it first), the others pass their writes on to it, and every held write is
+/// answered 200 and reads back through every hub.
 async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -542,8 +549,8 @@ async fn a_long_database_outage_leaves_one_owner(backend: Backend) {
     }
 }
 
-/// Two hubs (300 s leases), a session, and its agent's MCP session opened through the standby
-/// (hub 1), with the newest event id it has seen.
+/// Two hubs (300 s leases), a session, and its agent's MCP session opened through hub 1, which
+/// passes its requests on to the owner, with the newest event id it has seen.
 struct Polling {
     _db: TestDb,
     hubs: Hubs,
@@ -570,10 +577,10 @@ async fn an_agent_polling_through_a_standby(backend: Backend) -> Option<Polling>
     })
 }
 
-/// An agent's long poll (`events_poll`, an MCP POST) waits at the owner, through a standby,
-/// when the owner is killed. The standby sends it again to the next owner, as it does a GET:
-/// it only reads. Until stop 29 it answered 503, so every agent waiting on a killed owner got
-/// an error.
+/// An agent's long poll (`events_poll`, an MCP POST) waits at the owner, passed on by hub 1,
+/// when the owner is killed. Hub 1 runs it again itself, as it does a GET (it only reads), and
+/// takes the project over (the killed hub's life lock went with it). Until stop 29 it answered
+/// 503, so every agent waiting on a killed owner got an error.
 async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     let Some(mut p) = an_agent_polling_through_a_standby(backend).await else {
         return;
@@ -593,16 +600,18 @@ async fn a_long_poll_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     assert!(!failed, "{page}");
     assert!(
         page["events"].as_array().is_some_and(|e| !e.is_empty()),
-        "the poll, sent again, answers with the write made after the kill: {page}"
+        "the poll, run again, answers with the write made after the kill: {page}"
     );
 }
 
-/// A write the standby delivered to the owner, which dies before answering it: the standby
-/// sends it again, with the key it gave it, to the next owner, which applies it (the frozen
-/// owner never did) and answers 200. Until stop 30 the client got 503, "it may have been
-/// applied; send it again". A join in flight (a 503 until stop 31) is answered its token. (That
-/// a write which *was* applied is answered `already_applied`, or for a create or a join a new
-/// token, instead of applied twice is `resend_writes`.)
+/// A write hub 1 passed on to the owner, which dies before answering it: hub 1 runs it again
+/// itself, with the key it gave it, takes the project over (the killed hub's life lock went with
+/// it), applies the write (the frozen owner never did) and answers 200. Until stop 30 the client
+/// got 503, "it may have been applied; send it again". A join in flight (a 503 until stop 31)
+/// is answered its token, and a token reissue in a second session (created through hub 1, in
+/// the same project: hub 0 serves it too) its new token. (That a write which *was* applied is
+/// answered `already_applied`, or for a create or a join a new token, instead of applied twice
+/// is `resend_writes`.)
 async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     let Some((_db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
@@ -649,8 +658,8 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     a_write_answers_soon(&standby, &other, c, "c's token reissued").await;
 }
 
-/// Opens `p.agent`'s long poll (request id 9, 30 s) through the standby with a progress
-/// token, so that the owner answers it as an event stream, and reads it until it reported
+/// Opens `p.agent`'s long poll (request id 9, 30 s) through hub 1 with a progress token, so
+/// that the owner answers it as an event stream, and reads it until it reported
 /// progress `upto`: the stream, and what was read of it.
 async fn a_streamed_poll(
     p: &Polling,
@@ -691,9 +700,9 @@ async fn a_streamed_poll(
     (answer, text)
 }
 
-/// A streamed long poll the client cancels ends at once through the standby: the owner marks
-/// the end as a cancel (`: cancelled`), so the standby does not take it for a dead owner and
-/// ask the poll again (which, before the mark, held the stream for another 30 s).
+/// A streamed long poll the client cancels ends at once through hub 1: the owner marks the end
+/// as a cancel (`: cancelled`), so hub 1 does not take it for a dead owner's and run the poll
+/// again (which, before the mark, held the stream for another 30 s).
 async fn a_cancelled_streamed_poll_is_not_asked_again(backend: Backend) {
     use futures::StreamExt;
     let Some(p) = an_agent_polling_through_a_standby(backend).await else {
@@ -735,21 +744,23 @@ async fn a_cancelled_streamed_poll_is_not_asked_again(backend: Backend) {
 
 /// The same long poll with a progress token: the owner answers it as an event stream and
 /// reports progress once a second, so the answer's head has long reached the client when the
-/// owner is killed. The standby sends the post again and the next owner's events follow on
-/// the same stream: the client reads progress, then one reply with the write made after the
-/// kill. Until stop 29 the stream broke off without a reply.
+/// owner is killed. Hub 1 runs the post again (sent to its own address, where the project is
+/// taken over) and that run's events follow on the same stream: the client reads progress,
+/// then one reply with the write made after the kill. Until stop 29 the stream broke off
+/// without a reply.
 async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
     use futures::StreamExt;
     let Some(mut p) = an_agent_polling_through_a_standby(backend).await else {
         return;
     };
     let standby = p.hubs.urls[1].clone();
-    // Two seconds of progress, so that the next owner's first reports repeat them.
+    // Two seconds of progress, so that the first reports of the poll run again repeat them.
     let (mut answer, mut text) = a_streamed_poll(&p, 2).await;
     let mut owner = p.hubs.take(0);
     owner.kill().unwrap();
     owner.wait().unwrap();
-    // The next owner's poll reports progress 1, 2 (not passed on) and 3 meanwhile.
+    // The poll run again reports progress 1, 2 (dropped: not above what was sent) and 3
+    // meanwhile.
     actix_web::rt::time::sleep(Duration::from_millis(3500)).await;
     a_write_answers_soon(&standby, &p.session, &p.token, "the owner's kill").await;
     while let Some(chunk) = answer.next().await {
@@ -770,7 +781,7 @@ async fn a_streamed_long_poll_carries_on_past_a_killed_owner(backend: Backend) {
         .collect();
     assert!(
         progress.windows(2).all(|w| w[0] < w[1]) && progress.len() >= 3,
-        "progress only increases, and goes on with the next owner: {progress:?}"
+        "progress only increases, and goes on after the kill: {progress:?}"
     );
     let replies: Vec<&Value> = messages.iter().filter(|m| m.get("id").is_some()).collect();
     assert_eq!(replies.len(), 1, "one reply: {text}");
@@ -817,10 +828,10 @@ async fn a_passed_on_request_at_a_hub_not_serving_its_project_is_turned_back(bac
 }
 
 /// What a database restart does to the hubs, at the scale of one database: every connection
-/// ends at once, the owner's and the standby's. The standby must see the owner's life lock
-/// held again on its new connection before a free one means anything, so the owner, which
-/// takes its lock again, keeps its lease (it would otherwise lose it to a standby that
-/// reconnected first, and stop), and both hubs serve on.
+/// ends at once, the owner's and hub 1's. Hub 1 must see the owner's life lock held again on
+/// its new connection before a free one means anything, so the owner, which takes its lock
+/// again, keeps the `hub` row (it would otherwise lose it to hub 1, had hub 1 reconnected
+/// first), and both hubs serve on.
 async fn every_connection_ended_keeps_the_owner(backend: Backend) {
     let Some((db, mut hubs, session, token)) = hubs_with_a_session(backend, 2).await else {
         return;
@@ -860,8 +871,8 @@ async fn every_connection_ended_keeps_the_owner(backend: Backend) {
 }
 
 /// A lease whose life lock was never seen held (an owner of an older version, which takes
-/// none) is not taken before it expires, however many standbys look (they look shared: one's
-/// look never passes, to another, for the owner's hold); once its lock has been seen held, the
+/// none) is not taken before it expires, however many hubs look (they look shared: one's look
+/// never passes, to another, for the owner's hold); once its lock has been seen held, the
 /// end of the connection holding it hands the lease over at once. The owner here is this
 /// test: a row and a connection holding its lock.
 async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backend) {
@@ -883,7 +894,8 @@ async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backe
           WHERE kind = 'hub' RETURNING generation::text AS v",
     )[0]
     .clone();
-    // Two standbys: one's look must never pass, to the other, for the owner's hold.
+    // Two hubs, neither holding the row: one's look must never pass, to the other, for the
+    // owner's hold.
     let mut standbys = Vec::new();
     let mut url = String::new();
     for _ in 0..2 {
@@ -895,9 +907,9 @@ async fn a_lease_is_taken_early_only_after_its_life_lock_was_seen(backend: Backe
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ghost(&db), [format!("ghost {generation}")]);
 
-    // Now the "owner" holds its life lock; the standby sees it held, then free.
+    // Now the "owner" holds its life lock; the hubs see it held, then free.
     let mut owner = diesel::PgConnection::establish(&db.url).expect("connect");
-    // A standby's look holds the lock shared for an instant: tried again, as an owner does.
+    // A hub's look holds the lock shared for an instant: tried again, as an owner does.
     let tried = Instant::now();
     while !diesel::sql_query(format!(
         "SELECT pg_try_advisory_lock({}, {generation}) AS v",
@@ -999,8 +1011,8 @@ async fn context_at(url: &str, session: &str, token: &str, path: &str) -> Value 
         .unwrap_or_default()
 }
 
-/// A REST `context_set` of `path` through `url`, sent in the background (it may wait for the
-/// next owner, up to 30 s): its status and body, or why it had none.
+/// A REST `context_set` of `path` through `url`, sent in the background (it may wait, up to
+/// 30 s, for its project to be served again): its status and body, or why it had none.
 fn a_write_in_the_background(
     url: &str,
     session: &str,
@@ -1058,16 +1070,17 @@ async fn a_write_answers_soon(url: &str, session: &str, token: &str, after: &str
             .bearer_auth(token)
             .send()
             .await
-            .expect("the new owner answers");
+            .expect("the read back is answered");
         (res.status(), res.json::<Value>().await.unwrap_or_default())
     };
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["value"], json!(1), "{read}");
 }
 
-/// Waits until the replaced owner at `url` no longer refuses writes (up to 15 s). Between the
-/// takeover and its step-down (milliseconds) its writer is fenced off, then shut: a write is
-/// refused 503 with nothing committed, and sending it again is safe.
+/// Waits until the replaced owner at `url` no longer refuses writes (up to 15 s): a write
+/// refused 503 had nothing committed, and sending it again is safe. Losing the `hub` row fences
+/// none of its writes now (each is fenced by its project's row); until stop 39 its writer was
+/// fenced off, then shut, between the takeover and its step-down (milliseconds).
 async fn once_stepped_down(url: &str, session: &str, token: &str) {
     let since = Instant::now();
     loop {
@@ -1082,10 +1095,10 @@ async fn once_stepped_down(url: &str, session: &str, token: &str) {
                 let body = answer.body().await.unwrap_or_default();
                 let body = String::from_utf8_lossy(&body).into_owned();
                 let unrun =
-                    body.contains("no longer owns") || body.contains("store is shutting down");
+                    body.contains("no longer holds") || body.contains("store is shutting down");
                 if answer.status() != StatusCode::SERVICE_UNAVAILABLE || !unrun {
                     eprintln!(
-                        "multi_hub: the replaced owner forwards {:?} later",
+                        "multi_hub: the replaced owner answers writes {:?} later",
                         since.elapsed()
                     );
                     return;
@@ -1118,12 +1131,15 @@ struct Seen {
     refused: Arc<Mutex<Vec<String>>>,
 }
 
-/// A deploy stops the owner gracefully (SIGTERM) while 16 writers work through the two
-/// standbys: every write is answered 200, none is lost, and the writes go on through the new
-/// owner. With a 300 s lease only the announced hand-over can make that happen within the
-/// test's time. (The owner also tells the standbys it is stopping before its server stops, so
-/// that nothing is forwarded onto a connection it closes; that race is too narrow for this
-/// test to hit reliably: it passed without the drain too.)
+/// A deploy stops hub 0 gracefully (SIGTERM) while 16 writers work through hubs 1 and 2. The
+/// session is created through hub 0, which so serves its project, and hubs 1 and 2 pass the
+/// writes on to it. The stop finishes what hub 0 has in flight, commits its last writes and
+/// hands its leases back; meanwhile hubs 1 and 2 find it gone (connections refused, or closed
+/// under a request) and run their writes again themselves until one of them takes the project
+/// over. Every write is answered 200 (none 503, none `already_applied`), none is lost, and the
+/// writes go on after the stop. (Until stop 39 hub 0 served everything and the others
+/// forwarded to it; the stopping owner then told them before its server stopped, so that
+/// nothing was forwarded onto a connection it closed.)
 async fn a_graceful_stop_under_load_refuses_nothing(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -1131,13 +1147,13 @@ async fn a_graceful_stop_under_load_refuses_nothing(backend: Backend) {
     let Some(mut hubs) = start_hubs_leasing(&db, backend, 3, "300") else {
         return;
     };
-    let body = create_session(&hubs.urls[1], &["a", "b"]).await;
+    let body = create_session(&hubs.urls[0], &["a", "b"]).await;
     let session = body["sessionId"].as_str().unwrap().to_owned();
     let token = body["tokens"]["a"].as_str().unwrap().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Seen::default();
-    // Writers that pause between writes leave the standbys' pooled connections to the owner
-    // idle, as a real team's agents do: those are the ones a stopping owner closes.
+    // Writers that pause between writes, as a real team's agents do, leave the pooled
+    // connections of hubs 1 and 2 to hub 0 idle between them.
     let rng_pause = |i: usize| 5 + (i as u64 * 7) % 25;
     let writers: Vec<_> = (0..16)
         .map(|i| {
@@ -1180,10 +1196,11 @@ async fn a_graceful_stop_under_load_refuses_nothing(backend: Backend) {
     all_acknowledged_writes_read_back(&hubs.urls[1..], &session, &token, &acked).await;
 }
 
-/// A deploy that stops every hub: the owner first, then the standby a few ms after the owner's
-/// exit, the moment the standby takes the lease over and turns into the owner. Whenever its
-/// SIGTERM lands, the standby must stop (a signal that arrived between its two lives was once
-/// lost, and the new owner served on). The delays sweep the takeover.
+/// A deploy that stops every hub: hub 0, the holder of the `hub` row, first, then hub 1 a few
+/// ms after hub 0's exit, the moment hub 1 takes the row over. Whenever its SIGTERM lands, hub 1
+/// must stop (until stop 39 a standby that took the lease turned into the owner, and a signal
+/// that arrived between its two lives was once lost, and the new owner served on). The delays
+/// sweep the takeover.
 async fn stopping_every_hub_at_once_stops_them_all(backend: Backend) {
     for delay_ms in [0, 3, 6, 10, 15, 25] {
         let Some(db) = TestDb::fresh(backend) else {
@@ -1200,7 +1217,7 @@ async fn stopping_every_hub_at_once_stops_them_all(backend: Backend) {
             let _ = standby.kill();
         }
         let stopped = stopped.unwrap_or_else(|| {
-            panic!("the standby, told to stop {delay_ms} ms after the owner's exit, still ran 30 s later")
+            panic!("hub 1, told to stop {delay_ms} ms after hub 0's exit, still ran 30 s later")
         });
         assert!(stopped.success(), "{delay_ms} ms: {stopped:?}");
     }
@@ -1255,7 +1272,7 @@ async fn writer(
     }
 }
 
-/// A client script on a standby, killed if the test ends early.
+/// A client script on a hub other than the owner, killed if the test ends early.
 struct Script {
     child: Child,
     name: &'static str,
@@ -1488,7 +1505,7 @@ async fn all_acknowledged_writes_read_back(
             .bearer_auth(token)
             .send()
             .await
-            .expect("a standby answers");
+            .expect("a surviving hub answers");
         let all: Value =
             serde_json::from_slice(&res.body().limit(64 << 20).await.unwrap()).unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{all}");

@@ -1,6 +1,7 @@
 //! A write sent again with its request key (`x-collab-hub-request`) is applied once: what a
-//! standby relies on when it sends a write again to the next owner after the owner died
-//! before answering (`mcp::resend::resent_with_key`). Each write the standby sends again is
+//! hub relies on when it runs a write it passed on again, where the project is served next,
+//! after the hub serving it died before answering (`mcp::resend::resent_with_key`,
+//! `http::hop`). Each write a hub may run again with its key is
 //! here, on the surface it is sent on: the second send is answered `already_applied` (409, or
 //! an MCP tool error) and the session's log does not grow. Some of them queue their write in a
 //! later turn than the one they are handled in (a reply's parent lookup, a lock table's
@@ -13,7 +14,7 @@ use crate::helpers::{Backend, TestApp, assert_error, both_backends, client, spaw
 use crate::mcp_protocol::Mcp;
 
 both_backends!(
-    every_write_a_standby_resends_is_applied_once,
+    every_write_sent_again_with_its_key_is_applied_once,
     a_tool_call_sent_again_with_its_key_is_applied_once,
     a_key_that_is_not_a_uuid_is_refused,
     one_key_sent_at_once_many_times_is_applied_once,
@@ -30,8 +31,8 @@ both_backends!(
 const KEY: &str = "x-collab-hub-request";
 
 /// POSTs `body` to `path` as `token` (the operator, on loopback, without one) with request key
-/// `key`, as a standby sends it: the first time as a first send (no lookup), then as a resend
-/// (`x-collab-hub-resent`).
+/// `key`, as a hub passing it on sends it (`x-collab-hub-hop`): the first time as a first send
+/// (no lookup), then as a resend (`x-collab-hub-resent`).
 async fn post_keyed(
     app: &TestApp,
     token: Option<&str>,
@@ -46,7 +47,7 @@ async fn post_keyed(
     }
     req = req
         .insert_header((KEY, key))
-        .insert_header(("x-collab-hub-forwarded", "1"));
+        .insert_header(("x-collab-hub-hop", "1"));
     if resent {
         req = req.insert_header(("x-collab-hub-resent", "1"));
     }
@@ -122,7 +123,7 @@ async fn twice(app: &TestApp, session: &str, token: &str, path: &str, body: Valu
     first
 }
 
-async fn every_write_a_standby_resends_is_applied_once(backend: Backend) {
+async fn every_write_sent_again_with_its_key_is_applied_once(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -407,9 +408,9 @@ async fn a_key_that_is_not_a_uuid_is_refused(backend: Backend) {
     assert_eq!(last_event(&app, &session).await, before, "nothing written");
 }
 
-/// A standby's first send of a key is not looked up (nothing can be on record yet): the write
+/// A hub's first send of its own key is not looked up (nothing can be on record yet): the write
 /// records the key, and a second write of it fails alone. Eight sends of one key at once, as
-/// a standby's first sends: they may share one batch (on PostgreSQL one statement, which the
+/// a hub's first sends: they may share one batch (on PostgreSQL one statement, which the
 /// duplicate key fails; the batch then runs one write at a time). Exactly one is applied.
 async fn one_key_sent_at_once_many_times_is_applied_once(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -437,7 +438,7 @@ async fn one_key_sent_at_once_many_times_is_applied_once(backend: Backend) {
                     .post(url)
                     .bearer_auth(token)
                     .insert_header((KEY, key))
-                    .insert_header(("x-collab-hub-forwarded", "1"))
+                    .insert_header(("x-collab-hub-hop", "1"))
                     .send_json(&body)
                     .await
                     .expect("an answer");
@@ -542,7 +543,7 @@ async fn a_read_of_messages_sent_again_gets_its_page_again(backend: Backend) {
     assert_eq!(summary(&pages[1]), summary(&pages[0]), "{}", pages[1]);
 }
 
-/// The writes a standby kept answering 503 until stop 31: a context sync, a role assignment, a
+/// The writes answered 503 when the hub serving them died, until stop 31: a context sync, a role assignment, a
 /// handshake step, a vote, a session's status, leaving.
 async fn coordination_and_membership_writes_are_applied_once(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -836,7 +837,7 @@ async fn a_create_or_join_sent_again_answers_new_tokens(backend: Backend) {
 }
 
 /// Through MCP: the join binds the MCP session that sent it (the operator's, here). Sent again (by a second MCP
-/// session, as a standby would after the first answer was lost), it binds that one with the
+/// session, as a hub running it again would after the first answer was lost), it binds that one with the
 /// new token; the first binding's token no longer works.
 async fn a_join_sent_again_through_mcp_binds_with_a_new_token(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -918,8 +919,8 @@ async fn a_leave_sent_again_through_mcp_unbinds(backend: Backend) {
 }
 
 /// A tool call whose client asks for progress is answered as an event stream, whose head goes
-/// out at once; a standby that passed that head on could not send the call again if the owner
-/// died. A keyed call (a write the standby may send again) is answered in one piece instead.
+/// out at once; a hub that passed that head on could not run the call again if the hub serving
+/// it died. A keyed call (a write a hub may run again) is answered in one piece instead.
 async fn a_keyed_tool_call_is_answered_in_one_piece(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -946,8 +947,9 @@ async fn a_keyed_tool_call_is_answered_in_one_piece(backend: Backend) {
     assert_ne!(whole["result"]["isError"], true, "{whole}");
 }
 
-/// The owner stores a create's or a join's binding of the MCP session before it answers; if it
-/// dies in between, the standby sends the call again on the same MCP session, now bound. It is
+/// The serving hub stores a create's or a join's binding of the MCP session before it answers;
+/// if it dies in between, the hub that passed it on runs the call again on the same MCP
+/// session, now bound. It is
 /// answered with what it did (not `already_bound`), and the seat's token stays as it is.
 async fn a_create_or_join_resent_on_the_mcp_session_it_bound_answers_what_it_did(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {

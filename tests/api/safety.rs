@@ -338,7 +338,7 @@ async fn a_second_hub_on_one_database_refuses_to_start(backend: Backend) {
             .get(format!("{second_url}/mcp/session/list"))
             .send()
             .await
-            .expect("the standby answers");
+            .expect("the second hub answers");
         let listed: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{listed}");
         assert_eq!(

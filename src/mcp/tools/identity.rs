@@ -231,7 +231,7 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
                 page = in_session(&ctx, poll(Some(a.after.unwrap_or(newest).min(newest)))).await?;
             }
             // The empty page already read: the parts that would read again are going (a stop,
-            // a step-down whose database may be out of reach, a project let go). The agent's
+            // a project let go, its database maybe out of reach). The agent's
             // cursor did not move, so its next poll, to whichever hub serves then, misses
             // nothing. Nor is the session asked what waits for the caller: loading it again
             // here would wait for a project this hub may no longer get.
@@ -249,8 +249,7 @@ pub(super) async fn events_poll(ctx: ToolCtx, raw: Value) -> Result<ToolOutput, 
 enum Woken {
     Event,
     TimedOut,
-    /// This hub stops serving (a stop, or an owner stepping down), or the session's actor
-    /// stopped (its project let go).
+    /// This hub stops, or the session's actor stopped (its project let go).
     Closing,
 }
 
@@ -295,7 +294,7 @@ async fn wait_for_event(ctx: &ToolCtx, newest: i64, wait: Duration) -> Result<Wo
         tokio::select! {
             event = events.recv() => {
                 // None: the stream was ended, not woken: the session's actor stopped (its
-                // project let go, or this hub stepping down), and reading again would load it
+                // project let go, or this hub stopping), and reading again would load it
                 // where it may not be served. Answered as a closing hub's wait is.
                 return Ok(if event.is_some() { Woken::Event } else { Woken::Closing });
             }

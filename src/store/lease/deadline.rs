@@ -6,8 +6,8 @@
 //! waits for TCP to give up (minutes). Meanwhile the hub would go on answering reads from
 //! memory while another hub may own the database. So a watchdog steps down for it: once the
 //! deadline (plus `grace`, for the keeper's own last try) has passed, it publishes
-//! `Role::Unknown`, and the application drops its owner's parts at once, as at any step-down
-//! (its writes were fenced all along). The keeper, when its call comes back, finds `passed`
+//! `Role::Unknown`: the hub-wide duties stop (`HubRow`). (The projects this hub serves have
+//! leases of their own, whose validity the hub checks itself: `Hub::let_go_lapsed`.) The keeper, when its call comes back, finds `passed`
 //! and completes the step-down (a new holder id) before anything else.
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -29,8 +29,8 @@
 //!   first `RESTART_GRACE` of its own connection: after a restart of the database every life
 //!   lock is free, and the holders, alive, reconnect and renew. A holder whose row was taken
 //!   while it was cut finds out at its renewal, which it runs as soon as it has reconnected.
-//!   Until then it may still answer reads of that project from memory (as an owner of the hub
-//!   lease does until it steps down); its writes are fenced.
+//!   Until then it may still answer reads of that project from memory, until the validity it
+//!   counted runs out (`Hub::let_go_lapsed`); its writes are fenced.
 //! - The fence (`fence`): a writer's batch first reads, `FOR SHARE`, the rows of the projects
 //!   it writes with the generations it loaded them under. A take is an `UPDATE` of the row, so
 //!   it waits for that batch to commit, and a batch after it finds the generation changed: the
