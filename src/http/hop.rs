@@ -31,7 +31,6 @@
 //! Any other request whose connection broke after it was sent, or after a timeout (it may still
 //! be running), is answered 503 saying it may have been applied.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -195,21 +194,21 @@ pub async fn pass_on<B: MessageBody + 'static>(
     };
     let (method, path) = (req.method(), req.path());
     let key = key_for(&req, &body);
+    let mcp_read = crate::mcp::resend::mcp_reads_only(method, path, &body);
     // May be sent twice: a read, a write the holder can tell it applied (its key), one that
     // bears applying twice.
     let again = key.is_some()
         || method.is_safe()
-        || crate::mcp::resend::mcp_reads_only(method, path, &body)
+        || mcp_read
         || crate::mcp::resend::rest_bears_applying_twice(method, path);
-    let mcp_read = crate::mcp::resend::mcp_reads_only(method, path, &body);
     drop(req);
-    let passing = Rc::new(Passing {
+    let passing = Passing {
         next,
         body,
         key,
         again,
         until: Instant::now() + patience,
-    });
+    };
     let (req, outcome) = passing.follow(res, false).await?;
     Ok(match outcome {
         Outcome::There(answer) if mcp_read && forward::is_event_stream(&answer) => {
@@ -244,7 +243,8 @@ fn served_elsewhere<B>(res: &ServiceResponse<B>) -> Option<ServedElsewhere> {
 struct Passing<B> {
     next: Next<B>,
     body: Bytes,
-    /// The key it goes on with (`key_for`), and whether the client gave it.
+    /// The key it goes on with (`key_for`), and whether the client gave it (then it is always
+    /// sent marked resent: the client may be sending it again).
     key: Option<(HeaderValue, bool)>,
     /// It may be sent twice (see `pass_on`).
     again: bool,
@@ -279,8 +279,12 @@ impl<B: MessageBody + 'static> Passing<B> {
             };
             let req = res.request().clone();
             drop(res);
-            let key = self.key.as_ref();
-            match to(&served, &req, self.body.clone(), key, self.again).await {
+            // Once it may have been applied, the key goes marked resent wherever it goes next.
+            let key = self
+                .key
+                .as_ref()
+                .map(|(key, given)| (key.clone(), *given || maybe_applied));
+            match to(&served, &req, self.body.clone(), key.as_ref(), self.again).await {
                 Passed::Answered(answer) => return Ok((req, Outcome::There(answer))),
                 Passed::NotThere {
                     maybe_applied: applied,
@@ -411,8 +415,9 @@ fn key_for(req: &HttpRequest, body: &Bytes) -> Option<(HeaderValue, bool)> {
     })
 }
 
-/// Sends `req` with `body` to the hub serving its project, with `key` if it has one; once more
-/// after a lost connection if it may be sent `again`.
+/// Sends `req` with `body` to the hub serving its project, with `key` if it has one (and marked
+/// resent from the first send if its flag says so); once more after a lost connection if it may
+/// be sent `again`.
 async fn to(
     served: &ServedElsewhere,
     req: &HttpRequest,
