@@ -401,7 +401,7 @@ impl Hub {
     /// none again under the generation let go (the next request takes it anew, as after an idle
     /// hand-back). Until stop 39 the owner's step-down at the `hub` row's deadline did this.
     fn let_go_lapsed(&mut self) {
-        let Some(leases) = self.leases.clone() else {
+        let Some(leases) = &self.leases else {
             return;
         };
         let held = leases.held().borrow().clone();
@@ -417,8 +417,16 @@ impl Hub {
             .collect();
         for (project, generation) in lapsed {
             self.let_go(&project);
-            leases.hand_back(&project, generation);
-            self.handing_back.insert(project, generation);
+            self.hand_back(&project, generation);
+        }
+    }
+
+    /// Hands `project`'s lease back (held under `generation`, and let go here): the next request
+    /// for it, here or at another hub, takes it anew, under a newer generation.
+    fn hand_back(&mut self, project: &str, generation: i64) {
+        if let Some(leases) = &self.leases {
+            leases.hand_back(project, generation);
+            self.handing_back.insert(project.to_owned(), generation);
         }
     }
 

@@ -104,13 +104,13 @@ const TAKE_WAIT: Duration = Duration::from_secs(5);
 /// What this process is, as the keeper last found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Not known yet (before the first round), or the owner announced that it is stopping and
-    /// no other hub has taken the lease yet: requests wait for the next owner.
+    /// Not known yet (before the first round, or past the deadline while the keeper waits on
+    /// the database): this process does not act as the holder.
     Unknown,
     /// This process holds the lease with this generation, as `holder` (its id until it steps
     /// down: then it takes a new one, so that its next lease has a new generation).
     Owner { generation: i64, holder: String },
-    /// Another process holds it; what reaches this one is forwarded to `url`.
+    /// Another process holds it (at `url`).
     Standby { url: String, holder: String },
 }
 

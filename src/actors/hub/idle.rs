@@ -250,9 +250,8 @@ impl Hub {
         let generation = served.generation;
         // Its sessions stopped themselves and had no stream: none to end.
         self.stop_serving(project, false);
-        if let (Some(leases), Some(generation)) = (&self.leases, generation) {
-            leases.hand_back(project, generation);
-            self.handing_back.insert(project.to_owned(), generation);
+        if let Some(generation) = generation {
+            self.hand_back(project, generation);
         }
     }
 }
