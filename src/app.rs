@@ -177,18 +177,14 @@ fn advertised(settings: &Settings, addr: SocketAddr) -> Result<String, String> {
 /// Ends the connections that stay open until told: MCP event streams and WebSockets.
 #[derive(Clone)]
 pub struct Shutdown {
-    registry: Option<Addr<McpRegistry>>,
-    ws: Option<std::sync::Arc<crate::ws::WsStats>>,
+    registry: Addr<McpRegistry>,
+    ws: std::sync::Arc<crate::ws::WsStats>,
 }
 
 impl Shutdown {
     pub async fn begin(&self) {
-        if let Some(registry) = &self.registry {
-            let _ = registry.send(CloseStreams).await;
-        }
-        if let Some(ws) = &self.ws {
-            ws.close_all();
-        }
+        let _ = self.registry.send(CloseStreams).await;
+        self.ws.close_all();
     }
 }
 

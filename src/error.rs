@@ -248,11 +248,14 @@ impl ResponseError for HubError {
             answer.insert_header(("retry-after", retry_after_secs.to_string()));
         }
         let mut answer = answer.json(json!({ "error": self.body() }));
-        if let HubError::Elsewhere { url, .. } = self {
+        if let HubError::Elsewhere { url, project } = self {
             // Where the serving app's middleware sends the request (`http::hop`).
             answer
                 .extensions_mut()
-                .insert(crate::http::hop::ServedElsewhere(url.clone()));
+                .insert(crate::http::hop::ServedElsewhere {
+                    url: url.clone(),
+                    project: project.clone(),
+                });
         }
         answer
     }

@@ -169,13 +169,11 @@ impl Serving {
             hub,
             registry.clone(),
             ws.clone(),
+            leases,
         )?;
         Ok(Serving {
             server,
-            shutdown: Shutdown {
-                registry: Some(registry),
-                ws: Some(ws),
-            },
+            shutdown: Shutdown { registry, ws },
             store,
             actors,
         })

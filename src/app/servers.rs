@@ -14,6 +14,7 @@ use crate::http::guard::{self, AllowedHosts};
 use crate::http::{self, BodyLimit};
 use crate::mcp::McpRegistry;
 use crate::mcp::transport::StreamLifetime;
+use crate::store::lease::ProjectLeases;
 
 /// Grace period for in-flight requests on SIGINT/SIGTERM before connections are dropped.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -36,6 +37,7 @@ pub(super) fn http_server(
     hub: Addr<Hub>,
     registry: Addr<McpRegistry>,
     ws_stats: std::sync::Arc<crate::ws::WsStats>,
+    leases: Option<ProjectLeases>,
 ) -> Result<Server, String> {
     let hub = web::Data::new(hub);
     let registry = web::Data::new(registry);
@@ -55,9 +57,13 @@ pub(super) fn http_server(
             .then(|| std::time::Duration::from_secs(settings.stream_max_secs)),
     );
     // A killed hub's projects are taken as soon as its lease connection is seen gone; a frozen
-    // or cut one's once its leases expire, and a hub notices within a fifth of one.
-    let patience =
-        crate::http::hop::Patience(std::time::Duration::from_secs(settings.lease_secs * 2 + 10));
+    // or cut one's once its leases expire: the hop waits as long as a take does. (One hub on
+    // SQLite passes nothing on.)
+    let patience = crate::http::hop::Patience(
+        leases
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(30), ProjectLeases::patience),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(crate::http::hop::pass_on))
@@ -65,6 +71,11 @@ pub(super) fn http_server(
             .app_data(AllowedHosts::new(&hosts))
             .app_data(crate::http::forward::client())
             .app_data(patience)
+            .configure(|cfg| {
+                if let Some(leases) = &leases {
+                    cfg.app_data(leases.clone());
+                }
+            })
             .app_data(hub.clone())
             .app_data(registry.clone())
             .app_data(limit)

@@ -45,10 +45,15 @@ use futures::StreamExt;
 use super::forward;
 use super::splice::{self, Again, Chunks};
 use crate::error::HubError;
+use crate::store::lease::{ProjectLeases, ProjectOwner};
 
-/// What a request answered `Elsewhere` leaves on its response: where its project is served.
-#[derive(Clone, Debug)]
-pub struct ServedElsewhere(pub String);
+/// What a request answered `Elsewhere` leaves on its response: its project, and the url of the
+/// hub serving it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServedElsewhere {
+    pub url: String,
+    pub project: String,
+}
 
 /// Marks a request one hub passed on to the hub serving its project: answered where it lands,
 /// never passed on again.
@@ -71,6 +76,10 @@ pub struct Patience(pub Duration);
 
 /// The longest an answer's head may take (a REST read answers at once; an export is large).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a request passed on and not answered for a lease's time asks whether its project
+/// is still held where it went (`moved_from`).
+const MOVED_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a request waits before it is run here again, after its project's holder could not
 /// serve it.
@@ -97,24 +106,41 @@ pub async fn send(
     body: Bytes,
     again: bool,
 ) -> Result<awc::ClientResponse, HubError> {
-    match attempt(build, body, again).await {
+    match attempt(build, body, again, std::future::pending()).await {
         Passed::Answered(answer) => Ok(answer),
         Passed::NotThere { error, .. } | Passed::Failed(error) => Err(error),
     }
 }
 
-async fn attempt(build: impl Fn(bool) -> awc::ClientRequest, body: Bytes, again: bool) -> Passed {
+/// `send`, given up once `moved` resolves (its project was taken from the hub it went to, which
+/// does not answer): run here again if it may be sent twice, else answered "may have been
+/// applied" (the hub it went to can no longer commit it: its lease is gone).
+async fn attempt(
+    build: impl Fn(bool) -> awc::ClientRequest,
+    body: Bytes,
+    again: bool,
+    moved: impl std::future::Future<Output = ()>,
+) -> Passed {
     let mut resent = false;
+    tokio::pin!(moved);
     loop {
         // The answer's head within the timeout; its body (an event stream) as long as it runs.
-        let sent = tokio::time::timeout(
+        let sending = tokio::time::timeout(
             HEAD_TIMEOUT,
             build(resent)
                 .insert_header((HOP, "1"))
                 .send_body(body.clone()),
-        )
-        .await
-        .unwrap_or(Err(SendRequestError::Timeout));
+        );
+        let sent = tokio::select! {
+            sent = sending => sent.unwrap_or(Err(SendRequestError::Timeout)),
+            () = &mut moved => {
+                let error = lost("its hub stopped answering, and its project was taken over");
+                return match again {
+                    true => Passed::NotThere { error, maybe_applied: true },
+                    false => Passed::Failed(error),
+                };
+            }
+        };
         match sent {
             Ok(answer) if answer.headers().contains_key(NOT_SERVED) => {
                 return Passed::NotThere {
@@ -290,6 +316,11 @@ impl<B: MessageBody + 'static> Passing<B> {
                     maybe_applied: applied,
                     error,
                 } => {
+                    // Where the keeper said it was served is not trusted any more: the run
+                    // here asks it again.
+                    if let Some(leases) = req.app_data::<ProjectLeases>() {
+                        leases.seen_elsewhere().forget_hub(&served.url);
+                    }
                     maybe_applied |= applied;
                     if Instant::now() >= self.until {
                         // Never "nothing was applied" once an earlier send may have been.
@@ -431,7 +462,7 @@ async fn to(
     let method = req.method();
     let target = format!(
         "{}{}",
-        served.0.trim_end_matches('/'),
+        served.url.trim_end_matches('/'),
         req.uri().path_and_query().map_or("/", |p| p.as_str())
     );
     let build = |resent: bool| {
@@ -449,5 +480,27 @@ async fn to(
         }
         out
     };
-    attempt(build, body, again).await
+    attempt(build, body, again, moved_from(req, served)).await
+}
+
+/// Resolves once `served`'s project is no longer held by the hub it names, asked after a
+/// lease's time and then every `MOVED_CHECK` (answered from `SeenElsewhere` for a moment, so
+/// the requests waiting on one hub ask the keeper about twice a second between them). A hub
+/// that is frozen (stopped, or its machine stalled) still takes connections and never answers;
+/// once its lease runs out, the project is taken (here, by this very look, or by another hub)
+/// and the request waiting on it goes where the project went. Never, without leases.
+async fn moved_from(req: &HttpRequest, served: &ServedElsewhere) {
+    let Some(leases) = req.app_data::<ProjectLeases>().cloned() else {
+        return std::future::pending().await;
+    };
+    actix_web::rt::time::sleep(leases.ttl()).await;
+    loop {
+        match leases.project(&served.project).await {
+            Ok(ProjectOwner::Elsewhere { url }) if url == served.url => {}
+            // The keeper cannot say now: the answer may still come.
+            Err(_) => {}
+            Ok(_) => return,
+        }
+        actix_web::rt::time::sleep(MOVED_CHECK).await;
+    }
 }

@@ -38,7 +38,7 @@ pub struct RpcError {
     /// Where the request's project is served, when another hub serves it
     /// (`HubError::Elsewhere`): the transport passes the request on there (`http::hop`). Not
     /// part of the error object.
-    pub served_elsewhere: Option<String>,
+    pub served_elsewhere: Option<Box<crate::http::hop::ServedElsewhere>>,
 }
 
 impl RpcError {
@@ -68,7 +68,9 @@ impl From<HubError> for RpcError {
             message: e.to_string(),
             data: v.get("data").cloned(),
             served_elsewhere: match e {
-                HubError::Elsewhere { url, .. } => Some(url),
+                HubError::Elsewhere { url, project } => {
+                    Some(Box::new(crate::http::hop::ServedElsewhere { url, project }))
+                }
                 _ => None,
             },
         }

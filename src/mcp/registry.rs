@@ -192,6 +192,10 @@ struct Entry {
     /// Bound, and its collab session's project found served here since it was last marked:
     /// its requests are served here without asking the hub (`Lookup`).
     placed: bool,
+    /// Bound, and marked because its collab session's project was found served by another
+    /// hub: its next request asks where the project is served before the row is read, and
+    /// goes there unread if it is still elsewhere (`Lookup`).
+    elsewhere: bool,
     /// Resource URIs the client subscribed to; the GET stream watches this set.
     subscriptions: watch::Sender<Subscriptions>,
     /// The `logging/setLevel` level, watched by the GET stream (log entries for events).
@@ -224,6 +228,7 @@ impl Entry {
             check: false,
             marks: 0,
             placed: false,
+            elsewhere: false,
             subscriptions: watch::channel(Subscriptions::default()).0,
             log_level: watch::channel(level).0,
             last_seen: Instant::now(),
@@ -633,6 +638,29 @@ impl Handler<Lookup> for McpRegistry {
             return self.copy(msg);
         }
         let id = msg.id.clone();
+        if let Some(session) = self.passed_on_unread(&id) {
+            // Where its project is served first: a request that goes on to another hub is
+            // served there from the row, and reading it here first cost every such request
+            // a round trip (BENCHMARKS.md, "every hub serves (stop 39)").
+            let ask = self.hub.send(crate::actors::hub::ServesSession(session));
+            return Box::pin(ask.into_actor(self).then(move |served, act, _| {
+                match served.map_err(HubError::from).and_then(|served| served) {
+                    Err(e @ HubError::Elsewhere { .. }) => {
+                        Box::pin(fut::ready(Err(e))) as fut::LocalBoxActorFuture<Self, Found>
+                    }
+                    // Served here now (or the hub could not say): read and placed as usual.
+                    _ => {
+                        if let Some(entry) = act.sessions.get_mut(&id) {
+                            entry.elsewhere = false;
+                        }
+                        Box::pin(
+                            act.copy(msg)
+                                .then(move |found, act, _| act.placed(id, found)),
+                        )
+                    }
+                }
+            }));
+        }
         Box::pin(
             self.copy(msg)
                 .then(move |found, act, _| act.placed(id, found)),
@@ -643,6 +671,18 @@ impl Handler<Lookup> for McpRegistry {
 type Found = Result<Option<(McpSession, Option<Cancellation>)>, HubError>;
 
 impl McpRegistry {
+    /// The collab session of copy `id` if it was marked only because its project was served by
+    /// another hub (`Entry::elsewhere`); counted as used, as a request served from it would be
+    /// (the idle sweep must not end a session whose requests all go on to another hub).
+    fn passed_on_unread(&mut self, id: &str) -> Option<Uuid> {
+        let entry = self
+            .sessions
+            .get_mut(id)
+            .filter(|e| e.check && e.elsewhere)?;
+        entry.last_seen = Instant::now();
+        entry.session.binding.as_ref().map(|b| b.session_id)
+    }
+
     /// A bound copy found is served here only once its collab session's project is found
     /// served here (taken if free), which is remembered until the copy is marked. One whose
     /// project another hub serves is answered `Elsewhere` (its request goes there, `http::hop`)
@@ -671,7 +711,7 @@ impl McpRegistry {
                 }
                 Err(e) => {
                     if let (HubError::Elsewhere { .. }, Some(entry)) = (&e, entry) {
-                        entry.mark();
+                        entry.mark_elsewhere();
                     }
                     Err(e)
                 }
@@ -769,9 +809,18 @@ impl Entry {
     fn mark(&mut self) {
         self.check = true;
         self.placed = false;
+        self.elsewhere = false;
         self.marks += 1;
         self.control = None;
         self.events = None;
+    }
+
+    /// Marked because its collab session's project was found served by another hub, where
+    /// its row may change. A bound copy's binding never changes, so while the project stays
+    /// there its requests are passed on without the row being read (`Lookup`).
+    fn mark_elsewhere(&mut self) {
+        self.mark();
+        self.elsewhere = self.session.binding.is_some();
     }
 }
 
@@ -1091,7 +1140,7 @@ impl Handler<FoundElsewhere> for McpRegistry {
 
     fn handle(&mut self, msg: FoundElsewhere, _: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.0) {
-            entry.mark();
+            entry.mark_elsewhere();
         }
     }
 }

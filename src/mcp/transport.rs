@@ -21,7 +21,7 @@ use crate::actors::Hub;
 use crate::actors::hub::{Identify, Identity};
 use crate::domain::auth::Credential;
 use crate::error::HubError;
-use crate::http::hop::{ReadBody, ServedElsewhere};
+use crate::http::hop::ReadBody;
 use crate::http::{BodyLimit, credential, read_body};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -37,8 +37,8 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// passes the request on there, unless it was passed on already.
 pub(super) fn rpc_failure(status: StatusCode, id: Value, err: RpcError) -> HttpResponse {
     let mut answer = HttpResponse::build(status).json(protocol::error(id, &err));
-    if let Some(url) = err.served_elsewhere {
-        answer.extensions_mut().insert(ServedElsewhere(url));
+    if let Some(served) = err.served_elsewhere {
+        answer.extensions_mut().insert(*served);
     }
     answer
 }

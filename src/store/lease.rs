@@ -66,10 +66,12 @@
 
 mod deadline;
 mod projects;
+mod seen;
 
 pub use projects::{
     HeldProject, HeldProjects, PROCESS_LIFE_CLASS, ProjectOwner, fence as project_fence,
 };
+pub use seen::{SEEN_FOR, SeenElsewhere};
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -168,6 +170,10 @@ pub struct ProjectLeases {
     /// How long a take the keeper cannot answer (the database out of reach) is asked again
     /// before it is answered `Unavailable`: a request waits through a short outage.
     patience: Duration,
+    /// Where other hubs served projects when the keeper last said (`project`).
+    seen: SeenElsewhere,
+    /// How long a lease lasts unrenewed.
+    ttl: Duration,
 }
 
 /// Why a take was not answered: for a while (`Unanswered`: the database), or for good.
@@ -287,6 +293,7 @@ impl LeaseKeeper {
         let tx = std::sync::Arc::new(tx);
         let grace = (config.ttl / 10).min(Duration::from_secs(1));
         let patience = config.ttl * 2 + Duration::from_secs(10);
+        let ttl = config.ttl;
         let deadline = deadline::Deadline::start(tx.clone(), grace)?;
         let (projects, held) = projects::Projects::new(projects::Identity {
             url: config.url.clone(),
@@ -332,6 +339,8 @@ impl LeaseKeeper {
                 takes_queued,
                 commands: stop.clone(),
                 patience,
+                seen: SeenElsewhere::default(),
+                ttl,
             },
             stop: Some((stop, thread)),
         })
@@ -370,18 +379,47 @@ impl LeaseKeeper {
 impl ProjectLeases {
     /// Where `project` is served: here (its lease taken now if it was free, expired, or held by
     /// a process that is gone), or by the hub at the answer's url.
+    /// Another hub seen serving it a moment ago (`SeenElsewhere`) is not asked about again.
     pub async fn project(&self, project: &str) -> Result<ProjectOwner, HubError> {
         if let Some(generation) = self.projects.borrow().generation(project) {
             return Ok(ProjectOwner::Here { generation });
         }
-        self.ask_keeper(project).await
+        if let Some(url) = self.seen.get(project) {
+            return Ok(ProjectOwner::Elsewhere { url });
+        }
+        self.take_anew(project).await
     }
 
     /// `project`, asked of the keeper itself rather than of what it last published: a hand-back
     /// sent before (`hand_back`) runs first, so a project this process just handed back is
     /// taken anew, under a newer generation.
     pub async fn take_anew(&self, project: &str) -> Result<ProjectOwner, HubError> {
-        self.ask_keeper(project).await
+        self.seen.asked();
+        let owner = self.ask_keeper(project).await?;
+        match &owner {
+            ProjectOwner::Elsewhere { url } => self.seen.note(project, url),
+            ProjectOwner::Here { .. } => self.seen.forget(project),
+        }
+        Ok(owner)
+    }
+
+    /// How long a request is kept waiting for its project to be served: through a short
+    /// database outage, or until a holder that is gone has lost its lease (twice the lease,
+    /// and ten seconds more). The hop runs a request here again for as long (`http::hop`).
+    pub fn patience(&self) -> Duration {
+        self.patience
+    }
+
+    /// How long a lease lasts unrenewed: a hub that stopped renewing (frozen, or cut from the
+    /// database) holds its projects this long at most.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Where other hubs served projects when last asked; the hop forgets a hub that did not
+    /// serve a request sent to it.
+    pub fn seen_elsewhere(&self) -> SeenElsewhere {
+        self.seen.clone()
     }
 
     /// The keeper's answer. One take is queued and waited for, up to `patience` (a keeper stuck

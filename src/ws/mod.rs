@@ -98,8 +98,10 @@ fn is_upgrade(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// `GET /metrics`: the WebSocket side's gauges and counters, Prometheus text format.
+/// `GET /metrics`: the WebSocket side's gauges and counters, what the hub has loaded, and (several
+/// hubs) how often its lease keeper was asked where a project is served; Prometheus text format.
 pub async fn metrics(
+    req: HttpRequest,
     config: web::Data<WsConfig>,
     hub: web::Data<actix::Addr<crate::actors::Hub>>,
 ) -> HttpResponse {
@@ -115,7 +117,12 @@ pub async fn metrics(
         ),
         Err(_) => String::new(),
     };
+    // Several hubs: how often the lease keeper was asked where a project is served.
+    let leases = req
+        .app_data::<crate::store::lease::ProjectLeases>()
+        .map(|leases| leases.seen_elsewhere().render())
+        .unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(config.stats.render() + &loaded)
+        .body(config.stats.render() + &loaded + &leases)
 }

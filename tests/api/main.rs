@@ -23,6 +23,7 @@ mod export;
 mod genes_control;
 mod genes_work;
 mod health;
+mod hop_reads;
 mod idle_projects;
 mod lock_concurrency;
 mod locks;

@@ -224,6 +224,9 @@ async fn an_mcp_request_for_a_project_another_hub_serves_is_served_there() {
 
     // The hub serving alpha cannot be reached: nothing applied, said to the request it answers.
     crate::dashboard_elsewhere::taken_by(&here, "alpha", "http://127.0.0.1:9");
+    // Past the moment `here` trusts the route it last looked up (to `there`, which in this
+    // fixture would still serve alpha from a database of its own).
+    actix_web::rt::time::sleep(collab_hub::store::lease::SEEN_FOR * 2).await;
     let mut lost = Mcp::at(&here.address);
     lost.token = Some(gemini.clone());
     let (status, _, refused) = lost.raw(init.to_string().into_bytes(), &[]).await;

@@ -72,6 +72,7 @@ both_backends!(
     a_passed_on_request_at_a_hub_not_serving_its_project_is_turned_back,
     a_cancelled_streamed_poll_is_not_asked_again,
     a_write_in_flight_on_a_killed_owner_is_answered,
+    requests_passed_on_to_a_frozen_owner_go_where_its_project_went,
 );
 
 /// Short, so that a takeover is quick in a test.
@@ -150,7 +151,7 @@ fn start_hubs_leasing(db: &TestDb, backend: Backend, n: usize, lease_secs: &str)
 }
 
 /// SIGTERM (a deploy's stop), and a clean exit.
-fn stop_gracefully(mut hub: Child) {
+pub(crate) fn stop_gracefully(mut hub: Child) {
     let signalled = Command::new("kill")
         .args(["-TERM", &hub.id().to_string()])
         .status()
@@ -658,6 +659,56 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     a_write_answers_soon(&standby, &other, c, "c's token reissued").await;
 }
 
+/// A frozen owner (SIGSTOP: its socket takes requests, nothing answers) is not waited for past
+/// its lease: once it has run out, the requests passed on to it go where the project went
+/// (`http::hop`, `moved_from`): hub 1 takes it over and serves them. The frozen owner can no
+/// longer commit them (its lease is gone), and when it thaws it serves nothing of the project.
+async fn requests_passed_on_to_a_frozen_owner_go_where_its_project_went(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend) else {
+        return;
+    };
+    let Some(mut hubs) = start_hubs(&db, backend, 2) else {
+        return;
+    };
+    let (session, token) = session_through(&hubs.urls[0]).await;
+    let other = hubs.urls[1].clone();
+    let warm = a_write_in_the_background(&other, &session, &token, "warm", json!(1));
+    let (status, body) = warm.await.unwrap().expect("an answer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut owner = hubs.take(0);
+    let froze = Command::new("kill")
+        .args(["-STOP", &owner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(froze.success(), "kill -STOP");
+    let since = Instant::now();
+    // A write with a key (the hop gives it one), and a read.
+    let write = a_write_in_the_background(&other, &session, &token, "frozen", json!(11));
+    let read = actix_web::rt::spawn({
+        let (other, session, token) = (other.clone(), session.clone(), token.clone());
+        async move { context_at(&other, &session, &token, "warm").await }
+    });
+    let (status, body) = write.await.unwrap().expect("an answer within 30 s");
+    let answered = since.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read = read.await.unwrap();
+    assert_eq!(read["value"], json!(1), "the read is answered: {read}");
+    eprintln!("multi_hub: requests on a frozen owner (2 s lease) answered after {answered:?}");
+    let back = context_at(&other, &session, &token, "frozen").await;
+    assert_eq!(back["value"], json!(11), "{back}");
+    // Thawed, the old owner serves the project no more: a write through it goes to hub 1.
+    let thawed = Command::new("kill")
+        .args(["-CONT", &owner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(thawed.success(), "kill -CONT");
+    a_write_answers_soon(&hubs.urls[0], &session, &token, "thawed").await;
+    let back = context_at(&other, &session, &token, "frozen").await;
+    assert_eq!(back["value"], json!(11), "{back}");
+    owner.kill().expect("SIGKILL");
+    owner.wait().unwrap();
+}
+
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through hub 1 with a progress token, so
 /// that the owner answers it as an event stream, and reads it until it reported
 /// progress `upto`: the stream, and what was read of it.
@@ -980,7 +1031,10 @@ fn one_hub(backend: Backend) -> Option<(TestDb, Hubs)> {
 /// `n` hubs with 300 s leases on a fresh database, and a session created through the first,
 /// which so serves its project: its id and a's token. None on SQLite (where a second hub is
 /// refused, checked).
-async fn hubs_with_a_session(backend: Backend, n: usize) -> Option<(TestDb, Hubs, String, String)> {
+pub(crate) async fn hubs_with_a_session(
+    backend: Backend,
+    n: usize,
+) -> Option<(TestDb, Hubs, String, String)> {
     let db = TestDb::fresh(backend)?;
     let hubs = start_hubs_leasing(&db, backend, n, "300")?;
     let (session, token) = session_through(&hubs.urls[0]).await;
