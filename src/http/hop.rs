@@ -64,6 +64,12 @@ pub const HOP: &str = "x-collab-hub-hop";
 /// and the hub that passed it on runs it again itself.
 const NOT_SERVED: &str = "x-collab-hub-not-served";
 
+/// On a request run here again after the hub it was passed on to did not serve it: what this
+/// hub remembered about it may be stale, and is read again (an MCP session's copy passed on
+/// unread, `mcp::registry::Lookup::reread`).
+#[derive(Clone, Copy, Debug)]
+pub struct RunAgain;
+
 /// The body a REST handler (`JsonBody`) or the MCP transport read, kept with the request so
 /// that it can be sent on.
 #[derive(Clone, Debug)]
@@ -347,6 +353,7 @@ impl<B: MessageBody + 'static> Passing<B> {
         maybe_applied: bool,
     ) -> Result<ServiceResponse<B>, actix_web::Error> {
         req.extensions_mut().remove::<ReadBody>();
+        req.extensions_mut().insert(RunAgain);
         let mut again =
             ServiceRequest::from_parts(req, actix_web::dev::Payload::from(self.body.clone()));
         // Routed afresh: the first run's match is still on it.
@@ -485,7 +492,7 @@ async fn to(
 
 /// Resolves once `served`'s project is no longer held by the hub it names, asked after a
 /// lease's time and then every `MOVED_CHECK` (answered from `SeenElsewhere` for a moment, so
-/// the requests waiting on one hub ask the keeper about twice a second between them). A hub
+/// the requests waiting for one project ask the keeper about twice a second between them). A hub
 /// that is frozen (stopped, or its machine stalled) still takes connections and never answers;
 /// once its lease runs out, the project is taken (here, by this very look, or by another hub)
 /// and the request waiting on it goes where the project went. Never, without leases.

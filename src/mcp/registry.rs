@@ -605,6 +605,10 @@ pub struct Lookup {
     /// nothing of its collab session, and must not take its project (an idle one let go
     /// would be taken again by every ping of its clients).
     pub place: bool,
+    /// Run here again after the hub it was passed on to did not serve it (`http::hop::RunAgain`):
+    /// a copy passed on unread is read from its row first (its MCP session may have left its
+    /// collab session there, and joined one of another project).
+    pub reread: bool,
 }
 
 impl McpRegistry {
@@ -638,6 +642,11 @@ impl Handler<Lookup> for McpRegistry {
             return self.copy(msg);
         }
         let id = msg.id.clone();
+        if msg.reread
+            && let Some(entry) = self.sessions.get_mut(&id)
+        {
+            entry.elsewhere = false;
+        }
         if let Some(session) = self.passed_on_unread(&id) {
             // Where its project is served first: a request that goes on to another hub is
             // served there from the row, and reading it here first cost every such request
@@ -645,11 +654,11 @@ impl Handler<Lookup> for McpRegistry {
             let ask = self.hub.send(crate::actors::hub::ServesSession(session));
             return Box::pin(ask.into_actor(self).then(move |served, act, _| {
                 match served.map_err(HubError::from).and_then(|served| served) {
-                    Err(e @ HubError::Elsewhere { .. }) => {
-                        Box::pin(fut::ready(Err(e))) as fut::LocalBoxActorFuture<Self, Found>
-                    }
-                    // Served here now (or the hub could not say): read and placed as usual.
-                    _ => {
+                    // Still elsewhere, or the hub cannot say now (asking again after reading
+                    // the row would only wait twice).
+                    Err(e) => Box::pin(fut::ready(Err(e))) as fut::LocalBoxActorFuture<Self, Found>,
+                    // Served here now: read and placed as usual.
+                    Ok(()) => {
                         if let Some(entry) = act.sessions.get_mut(&id) {
                             entry.elsewhere = false;
                         }
@@ -816,8 +825,11 @@ impl Entry {
     }
 
     /// Marked because its collab session's project was found served by another hub, where
-    /// its row may change. A bound copy's binding never changes, so while the project stays
-    /// there its requests are passed on without the row being read (`Lookup`).
+    /// its row may change. Its binding changes only by a leave (and a join after it), which
+    /// that hub serves; so while the project stays there its requests are passed on without
+    /// the row being read (`Lookup`), and one that hub did not serve (the MCP session left,
+    /// and joined a session of another project) runs here again with the row read
+    /// (`Lookup::reread`).
     fn mark_elsewhere(&mut self) {
         self.mark();
         self.elsewhere = self.session.binding.is_some();

@@ -160,6 +160,7 @@ async fn session_of(
         id: id.to_owned(),
         track,
         place,
+        reread: req.extensions().contains::<crate::http::hop::RunAgain>(),
     };
     match registry.send(lookup).await {
         Ok(Ok(Some((s, cancel)))) => Ok((id.to_owned(), s, cancel)),

@@ -450,7 +450,7 @@ async fn start_writer(i: usize, target: DbTarget) -> Result<mpsc::Sender<WriteJo
     thread::Builder::new()
         .name(format!("store-writer-{i}"))
         .spawn(move || {
-            let conn = target.connect(ConnRole::Writer).and_then(|mut c| {
+            let conn = writer_connection(&target).and_then(|mut c| {
                 if i == 0 {
                     conn::run_migrations(&mut c)?;
                 }
@@ -534,6 +534,29 @@ pub fn shutting_down() -> HubError {
     HubError::Unavailable("the store is shutting down or lost its database; retry".into())
 }
 
+/// Longest a writer's transaction may sit waiting for the hub (PostgreSQL ends the connection
+/// after it, rolling back). A batch runs its statements back to back, so only a stalled hub
+/// (stopped, its machine frozen) waits that long, and meanwhile it holds its projects' rows
+/// `FOR SHARE` (the fence): no other hub could take them over once their leases expire.
+/// Well under the default lease (15 s); the hub finds its connection gone when it thaws and
+/// connects again (its batch, uncommitted, is answered as failed).
+const STALLED_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A writer's connection: on PostgreSQL, with `STALLED_TRANSACTION`.
+fn writer_connection(target: &DbTarget) -> Result<DbConn, String> {
+    let mut conn = target.connect(ConnRole::Writer)?;
+    if let DbConn::Pg(c) = &mut conn {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            STALLED_TRANSACTION.as_millis()
+        ))
+        .execute(c)
+        .map_err(|e| format!("cannot configure the writer's connection: {e}"))?;
+    }
+    Ok(conn)
+}
+
 fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receiver<WriteJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -553,8 +576,7 @@ fn writer_loop(target: DbTarget, mut conn: Option<DbConn>, mut rx: mpsc::Receive
         }
         if !batch.is_empty() {
             if conn.is_none() {
-                conn = target
-                    .connect(ConnRole::Writer)
+                conn = writer_connection(&target)
                     .inspect_err(|e| log::error!("store writer: {e}"))
                     .ok();
             }
@@ -678,7 +700,7 @@ fn begin(conn: &mut DbConn, target: &DbTarget, batch: &mut Vec<Job>) -> Result<(
     let mut begun = begin_transaction(conn);
     if let (Err(e), DbConn::Pg(_)) = (&begun, &conn) {
         log::warn!("store writer cannot begin a transaction ({e}); connecting again");
-        match target.connect(ConnRole::Writer) {
+        match writer_connection(target) {
             Ok(fresh) => {
                 *conn = fresh;
                 begun = begin_transaction(conn);

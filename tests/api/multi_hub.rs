@@ -661,8 +661,12 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
 
 /// A frozen owner (SIGSTOP: its socket takes requests, nothing answers) is not waited for past
 /// its lease: once it has run out, the requests passed on to it go where the project went
-/// (`http::hop`, `moved_from`): hub 1 takes it over and serves them. The frozen owner can no
-/// longer commit them (its lease is gone), and when it thaws it serves nothing of the project.
+/// (`http::hop`, `moved_from`): hub 1 takes it over and serves them. The owner is frozen in
+/// the middle of a write batch (writers keep it busy; frozen again until caught so), holding
+/// its project's row `FOR SHARE`: PostgreSQL ends that stalled transaction
+/// (`store::STALLED_TRANSACTION`), or no hub could take the project. The frozen owner commits
+/// nothing of it, every write it acknowledged is there, and thawed it serves the project no
+/// more.
 async fn requests_passed_on_to_a_frozen_owner_go_where_its_project_went(backend: Backend) {
     let Some(db) = TestDb::fresh(backend) else {
         return;
@@ -675,12 +679,37 @@ async fn requests_passed_on_to_a_frozen_owner_go_where_its_project_went(backend:
     let warm = a_write_in_the_background(&other, &session, &token, "warm", json!(1));
     let (status, body) = warm.await.unwrap().expect("an answer");
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut owner = hubs.take(0);
-    let froze = Command::new("kill")
-        .args(["-STOP", &owner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(froze.success(), "kill -STOP");
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Seen::default();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            actix_web::rt::spawn(writer(
+                i,
+                vec![hubs.urls[0].clone()],
+                session.clone(),
+                token.clone(),
+                stop.clone(),
+                seen.clone(),
+                Duration::from_millis(1),
+            ))
+        })
+        .collect();
+    while seen.acked.lock().unwrap().len() < 50 {
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let owner = Frozen(hubs.take(0));
+    let mut caught = false;
+    for _ in 0..100 {
+        owner.signal("-STOP");
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+        if stalled_in_a_fenced_batch(&db) {
+            caught = true;
+            break;
+        }
+        owner.signal("-CONT");
+        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(caught, "hub 0 was never frozen inside a write batch");
     let since = Instant::now();
     // A write with a key (the hop gives it one), and a read.
     let write = a_write_in_the_background(&other, &session, &token, "frozen", json!(11));
@@ -693,20 +722,71 @@ async fn requests_passed_on_to_a_frozen_owner_go_where_its_project_went(backend:
     assert_eq!(status, StatusCode::OK, "{body}");
     let read = read.await.unwrap();
     assert_eq!(read["value"], json!(1), "the read is answered: {read}");
-    eprintln!("multi_hub: requests on a frozen owner (2 s lease) answered after {answered:?}");
+    eprintln!(
+        "multi_hub: requests on an owner frozen in a write batch (2 s lease) answered after \
+         {answered:?}"
+    );
     let back = context_at(&other, &session, &token, "frozen").await;
     assert_eq!(back["value"], json!(11), "{back}");
-    // Thawed, the old owner serves the project no more: a write through it goes to hub 1.
-    let thawed = Command::new("kill")
-        .args(["-CONT", &owner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(thawed.success(), "kill -CONT");
+    // A newer value through hub 1; then hub 0 thaws, with the writes it held.
+    let newer = a_write_in_the_background(&other, &session, &token, "frozen", json!(12));
+    let (status, body) = newer.await.unwrap().expect("an answer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    owner.signal("-CONT");
     a_write_answers_soon(&hubs.urls[0], &session, &token, "thawed").await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
     let back = context_at(&other, &session, &token, "frozen").await;
-    assert_eq!(back["value"], json!(11), "{back}");
-    owner.kill().expect("SIGKILL");
-    owner.wait().unwrap();
+    assert_eq!(
+        back["value"],
+        json!(12),
+        "nothing of the frozen hub's came after: {back}"
+    );
+    let acked = seen.acked.lock().unwrap().clone();
+    let refused = seen.refused.lock().unwrap().len();
+    eprintln!(
+        "multi_hub: {} writes acknowledged by the frozen owner's writers, {refused} not",
+        acked.len()
+    );
+    all_acknowledged_writes_read_back(&hubs.urls[1..], &session, &token, &acked).await;
+}
+
+/// Whether a connection of the database sits idle inside a transaction that holds a project's
+/// lease row `FOR SHARE` (a write batch's fence), as one of a frozen hub does.
+fn stalled_in_a_fenced_batch(db: &TestDb) -> bool {
+    let n = sql_rows(
+        db,
+        "SELECT count(*)::text AS v FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+         WHERE a.datname = current_database() AND a.state = 'idle in transaction' \
+           AND l.locktype = 'relation' AND l.relation = 'owners'::regclass AND l.granted",
+    );
+    n.first().is_some_and(|n| n != "0")
+}
+
+/// A hub process that may be stopped (SIGSTOP): continued and killed when dropped, so that a
+/// failed test leaves no stopped process holding connections.
+struct Frozen(Child);
+
+impl Frozen {
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal}");
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through hub 1 with a progress token, so
