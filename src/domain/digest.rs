@@ -6,7 +6,11 @@
 //!
 //! The counts come from `Recent`, a bounded ring of the session's newest event headers kept in
 //! memory (no database read per tool call). A cursor older than the ring is counted as far as
-//! the ring reaches and marked `at least`.
+//! the ring reaches and marked `at least`. Each participant's last counts are kept with the
+//! cursor they were counted from (`Tally`), so a tool result counts only the events that came
+//! since: walking the ring back to the cursor at every call cost an agent that never
+//! acknowledges a walk of all 4,096 headers (12 % of the hub's CPU with 32 agents sending into
+//! one session, BENCHMARKS.md "the digest counted as events come").
 //!
 //! The critical block lists the session's newest unacknowledged critical events (the session
 //! keeps `RECENT_CRITICAL` of them in full); older unacknowledged ones are counted from the
@@ -23,7 +27,8 @@
 //! standard a gist of at most 120 characters, detailed the whole text (clipped only to fit
 //! the budget).
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::event::{Event, Priority};
@@ -55,6 +60,47 @@ impl Header {
 pub struct Recent {
     ring: VecDeque<Header>,
     critical: VecDeque<Header>,
+    /// What `waiting` last counted, per participant (a cache: the session's actor asks
+    /// through `&self`).
+    tallies: RefCell<HashMap<String, Tally>>,
+}
+
+/// A participant's counts of the ring's events with ids in `after+1..=through`.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    after: i64,
+    through: i64,
+    counts: Counts,
+}
+
+/// Most participants whose counts are kept; past it they are all counted afresh.
+const MOST_TALLIES: usize = 1024;
+
+impl Counts {
+    /// Counts `h`, one more event waiting.
+    fn add(&mut self, h: &Header) {
+        let slot = match h.priority {
+            Priority::Critical => return, // listed in full instead
+            Priority::Important => &mut self.important,
+            Priority::Routine => &mut self.routine,
+        };
+        slot.0 += 1;
+        slot.1 = slot.1.max(h.id);
+    }
+
+    /// Stops counting `h`, the oldest event counted (it left the ring): the newest id stays,
+    /// unless nothing is left.
+    fn remove_oldest(&mut self, h: &Header) {
+        let slot = match h.priority {
+            Priority::Critical => return,
+            Priority::Important => &mut self.important,
+            Priority::Routine => &mut self.routine,
+        };
+        slot.0 = slot.0.saturating_sub(1);
+        if slot.0 == 0 {
+            slot.1 = 0;
+        }
+    }
 }
 
 impl Recent {
@@ -73,8 +119,14 @@ impl Recent {
         if priority == Priority::Critical {
             self.push_older_critical(header.clone());
         }
-        if self.ring.len() == RECENT_EVENTS {
-            self.ring.pop_front();
+        if self.ring.len() == RECENT_EVENTS
+            && let Some(gone) = self.ring.pop_front()
+        {
+            for (ai_id, tally) in self.tallies.get_mut().iter_mut() {
+                if gone.id > tally.after && gone.id <= tally.through && gone.waits_for(ai_id) {
+                    tally.counts.remove_oldest(&gone);
+                }
+            }
         }
         self.ring.push_back(header);
     }
@@ -117,24 +169,48 @@ impl Recent {
             .count() as u32
     }
 
-    /// Important and routine events after `after` that wait for `ai_id`.
+    /// Important and routine events after `after` that wait for `ai_id`: the events since
+    /// its last counts, added to them if they were counted from the same cursor; else counted
+    /// afresh.
     pub fn waiting(&self, ai_id: &str, after: i64) -> Counts {
+        let mut tallies = self.tallies.borrow_mut();
+        let (mut counts, since) = match tallies.get(ai_id) {
+            Some(t) if t.after == after => (t.counts, t.through),
+            _ => (Counts::default(), after),
+        };
+        // Newest first: stop at what was counted.
+        for h in self.ring.iter().rev().take_while(|h| h.id > since) {
+            if h.waits_for(ai_id) {
+                counts.add(h);
+            }
+        }
+        let through = self.ring.back().map_or(since, |h| h.id.max(since));
+        if tallies.len() >= MOST_TALLIES && !tallies.contains_key(ai_id) {
+            tallies.clear();
+        }
+        tallies.insert(
+            ai_id.to_owned(),
+            Tally {
+                after,
+                through,
+                counts,
+            },
+        );
+        counts.partial = self.ring.front().is_some_and(|h| h.id > after + 1);
+        counts
+    }
+
+    /// `waiting`, by walking the ring back to the cursor: what the counts kept must equal.
+    #[cfg(test)]
+    fn waiting_walked(&self, ai_id: &str, after: i64) -> Counts {
         let mut counts = Counts {
             partial: self.ring.front().is_some_and(|h| h.id > after + 1),
             ..Counts::default()
         };
-        // Newest first: stop at the cursor.
         for h in self.ring.iter().rev().take_while(|h| h.id > after) {
-            if !h.waits_for(ai_id) {
-                continue;
+            if h.waits_for(ai_id) {
+                counts.add(h);
             }
-            let slot = match h.priority {
-                Priority::Critical => continue, // listed in full instead
-                Priority::Important => &mut counts.important,
-                Priority::Routine => &mut counts.routine,
-            };
-            slot.0 += 1;
-            slot.1 = slot.1.max(h.id);
         }
         counts
     }
@@ -301,6 +377,54 @@ fn truncate(text: &str, budget: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The counts kept per participant equal a walk of the ring, whatever comes: events from
+    /// and to anyone, cursors that stay or move (forward, or back after a reload), and more
+    /// events than the ring holds.
+    #[test]
+    fn kept_counts_equal_a_walk_of_the_ring() {
+        let people = ["claude", "gemini", "codex"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut r = Recent::default();
+        let mut cursors = [0i64; 3];
+        let mut id = 0i64;
+        for step in 0..(RECENT_EVENTS as u64 * 3) {
+            id += 1;
+            let priority = match next(10) {
+                0 => Priority::Critical,
+                1..=3 => Priority::Important,
+                _ => Priority::Routine,
+            };
+            let actor = people[next(3) as usize];
+            let to = match next(4) {
+                0 => Some(people[next(3) as usize]),
+                _ => None,
+            };
+            r.push(id, priority, Some(actor), to);
+            let who = next(3) as usize;
+            match next(50) {
+                // Acknowledged up to near the newest; codex never acknowledges, so its cursor
+                // falls behind the ring (the ring's oldest events leave its counts).
+                0 if who != 2 => cursors[who] = id - next(20) as i64,
+                1 => cursors[who] = cursors[who].saturating_sub(next(100) as i64), // back
+                _ => {}
+            }
+            if next(3) == 0 || step % 997 == 0 {
+                let (ai, after) = (people[who], cursors[who]);
+                assert_eq!(
+                    r.waiting(ai, after),
+                    r.waiting_walked(ai, after),
+                    "{ai} after {after}, at event {id}"
+                );
+            }
+        }
+    }
 
     fn event(id: i64, priority: Priority, actor: &str, to: Option<&str>) -> Event {
         Event {
