@@ -443,6 +443,9 @@ async fn a_stopped_keeper_hands_its_projects_back() {
     .get_result::<Expired>(&mut connect(&db))
     .unwrap();
     assert!(row.expired, "the lease was not handed back");
+    // b remembers for a moment where it last found alpha served (`SeenElsewhere`): a hub would
+    // find a gone at its next request there, forget it, and ask again. Past that moment:
+    actix_web::rt::time::sleep(collab_hub::store::lease::SEEN_FOR * 2).await;
     assert_eq!(
         owner(&b, "alpha").await,
         ProjectOwner::Here {
