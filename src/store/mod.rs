@@ -538,9 +538,21 @@ pub fn shutting_down() -> HubError {
 /// after it, rolling back). A batch runs its statements back to back, so only a stalled hub
 /// (stopped, its machine frozen) waits that long, and meanwhile it holds its projects' rows
 /// `FOR SHARE` (the fence): no other hub could take them over once their leases expire.
-/// Well under the default lease (15 s); the hub finds its connection gone when it thaws and
-/// connects again (its batch, uncommitted, is answered as failed).
+/// Well under the default lease (15 s); with a lease of 5 s or less, a hub frozen inside a
+/// batch keeps its projects from the others up to 5 s rather than its lease (shorter would
+/// risk ending a live batch on a loaded machine). The hub finds its connection gone when it
+/// thaws and connects again (its batch, uncommitted, is answered `Unavailable`).
 const STALLED_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the writer's connection no longer answers (PostgreSQL; a SQLite file does not go
+/// away).
+fn connection_lost(conn: &mut DbConn) -> bool {
+    use diesel::RunQueryDsl;
+    match conn {
+        DbConn::Pg(c) => diesel::sql_query("SELECT 1").execute(c).is_err(),
+        DbConn::Sqlite(_) => false,
+    }
+}
 
 /// A writer's connection: on PostgreSQL, with `STALLED_TRANSACTION`.
 fn writer_connection(target: &DbTarget) -> Result<DbConn, String> {
@@ -830,9 +842,17 @@ fn commit_in_savepoints(conn: &mut DbConn, mut batch: Vec<Job>, target: &DbTarge
     }
     let outcome = if broken {
         let _ = Tm::rollback_transaction(conn);
-        Err(HubError::Internal(
-            "a write failed unexpectedly; nothing in its batch was stored".into(),
-        ))
+        // A connection the database ended (a restart, or `STALLED_TRANSACTION` after the hub
+        // was stopped) is no fault of the write: worth a retry, not a 500.
+        Err(match connection_lost(conn) {
+            true => HubError::Unavailable(
+                "the connection to the database was lost; nothing in this write's batch was stored, retry"
+                    .into(),
+            ),
+            false => HubError::Internal(
+                "a write failed unexpectedly; nothing in its batch was stored".into(),
+            ),
+        })
     } else {
         commit(conn)
     };
