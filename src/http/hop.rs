@@ -30,6 +30,16 @@
 //!
 //! Any other request whose connection broke after it was sent, or after a timeout (it may still
 //! be running), is answered 503 saying it may have been applied.
+//!
+//! A holder that takes the request and never answers (frozen: stopped, its machine stalled) is
+//! waited for one lease; then the request asks every second whether its project is still held
+//! there (`moved_from`), and once it is not, it is given up there: run where the project went
+//! if it may be sent twice, else answered 503 "may have been applied" (the holder, its lease
+//! gone, can no longer commit it).
+//!
+//! Where a project is served comes from `ProjectLeases::project`, which remembers another hub's
+//! projects for a moment (`store::lease::SeenElsewhere`); a hub that did not serve a request is
+//! forgotten before the request runs here again, and that run is marked `RunAgain`.
 
 use std::time::{Duration, Instant};
 

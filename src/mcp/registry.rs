@@ -25,7 +25,10 @@
 //!   cannot be attached (`AttachFailed`), and when a request of it was passed on
 //!   (`FoundElsewhere`). Reading the row at every request was measured: it cost PostgreSQL two
 //!   thirds or more of the MCP request throughput (BENCHMARKS.md, "an MCP session's row, read
-//!   per request or not").
+//!   per request or not"). A copy marked because its project was served elsewhere
+//!   (`Entry::elsewhere`) asks first where the project is served, and while that is still
+//!   another hub its request goes there without the row being read (stop 40); a request that
+//!   hub did not serve comes back marked (`Lookup::reread`) and reads the row.
 //! - Whatever slips past, a write catches: each names its writer (the copy: its registry's
 //!   name and a number) and the revision it read, and is applied only over that revision or
 //!   over its own (`mcp_sessions::save`). A stale copy never overwrites another hub's change,
