@@ -77,28 +77,31 @@ struct Tally {
 const MOST_TALLIES: usize = 1024;
 
 impl Counts {
+    /// The count an event of `priority` goes in (none for critical ones: listed in full).
+    fn slot(&mut self, priority: Priority) -> Option<&mut (u32, i64)> {
+        match priority {
+            Priority::Critical => None,
+            Priority::Important => Some(&mut self.important),
+            Priority::Routine => Some(&mut self.routine),
+        }
+    }
+
     /// Counts `h`, one more event waiting.
     fn add(&mut self, h: &Header) {
-        let slot = match h.priority {
-            Priority::Critical => return, // listed in full instead
-            Priority::Important => &mut self.important,
-            Priority::Routine => &mut self.routine,
-        };
-        slot.0 += 1;
-        slot.1 = slot.1.max(h.id);
+        if let Some(slot) = self.slot(h.priority) {
+            slot.0 += 1;
+            slot.1 = slot.1.max(h.id);
+        }
     }
 
     /// Stops counting `h`, the oldest event counted (it left the ring): the newest id stays,
     /// unless nothing is left.
     fn remove_oldest(&mut self, h: &Header) {
-        let slot = match h.priority {
-            Priority::Critical => return,
-            Priority::Important => &mut self.important,
-            Priority::Routine => &mut self.routine,
-        };
-        slot.0 = slot.0.saturating_sub(1);
-        if slot.0 == 0 {
-            slot.1 = 0;
+        if let Some(slot) = self.slot(h.priority) {
+            slot.0 = slot.0.saturating_sub(1);
+            if slot.0 == 0 {
+                slot.1 = 0;
+            }
         }
     }
 }

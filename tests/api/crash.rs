@@ -437,8 +437,20 @@ fn stored_after_kill(
     Ok((row.stuck, row.ungranted))
 }
 
-/// A hub child process that is killed when the test ends, also when it fails.
+/// A hub child process that is killed when the test ends, also when it fails (SIGKILL ends a
+/// stopped one too).
 pub(crate) struct KillOnDrop(pub(crate) Child);
+
+impl KillOnDrop {
+    /// Sends `signal` (`-STOP`, `-CONT`…) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal}");
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -328,12 +328,7 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
             assert!(owner.0.try_wait().unwrap().is_none(), "it keeps its lease");
 
             // Frozen, it cannot win the race.
-            let pid = owner.0.id().to_string();
-            let signal = |sig: &str| {
-                let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
-                assert!(sent.success(), "kill {sig}");
-            };
-            signal("-STOP");
+            owner.signal("-STOP");
             let since = cut();
             while owners_row(&db) == as_before {
                 assert!(
@@ -346,7 +341,7 @@ async fn an_owner_cut_from_its_lease_connection_keeps_it_or_steps_down(backend: 
                 "multi_hub: the cut, frozen owner was replaced {:?} later",
                 since.elapsed()
             );
-            signal("-CONT");
+            owner.signal("-CONT");
             // Woken, it finds the `hub` row taken and steps down, and serves on: a write
             // through it is answered (the session's project has a lease of its own).
             once_stepped_down(&hubs.urls[0], &session, &token).await;
@@ -624,13 +619,9 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
         other["sessionId"].as_str().unwrap().to_owned(),
         other["tokens"]["c"].as_str().unwrap().to_owned(),
     );
-    let mut owner = hubs.take(0);
+    let mut owner = crate::crash::KillOnDrop(hubs.take(0));
     // Frozen, the owner's socket still takes the request: delivered, and not answered.
-    let sent = Command::new("kill")
-        .args(["-STOP", &owner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -STOP");
+    owner.signal("-STOP");
     let write = a_write_in_the_background(&standby, &session, &token, "in_flight", json!(7));
     // A join too: it answers a token, which the resend must carry back.
     let join = json!({"sessionId": session, "participant": "codex", "role": "navigator"});
@@ -641,8 +632,8 @@ async fn a_write_in_flight_on_a_killed_owner_is_answered(backend: Backend) {
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert!(!write.is_finished(), "the frozen owner holds the write");
     assert!(!joining.is_finished(), "and the join");
-    owner.kill().expect("SIGKILL");
-    owner.wait().unwrap();
+    owner.0.kill().expect("SIGKILL");
+    owner.0.wait().unwrap();
     let (status, body) = write.await.unwrap().expect("an answer");
     assert_eq!(status, StatusCode::OK, "{body}");
     let read = context_at(&standby, &session, &token, "in_flight").await;
@@ -697,7 +688,7 @@ async fn requests_passed_on_to_a_frozen_owner_go_where_its_project_went(backend:
     while seen.acked.lock().unwrap().len() < 50 {
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
-    let owner = Frozen(hubs.take(0));
+    let owner = crate::crash::KillOnDrop(hubs.take(0));
     let mut caught = false;
     for _ in 0..100 {
         owner.signal("-STOP");
@@ -763,30 +754,6 @@ fn stalled_in_a_fenced_batch(db: &TestDb) -> bool {
            AND l.locktype = 'relation' AND l.relation = 'owners'::regclass AND l.granted",
     );
     n.first().is_some_and(|n| n != "0")
-}
-
-/// A hub process that may be stopped (SIGSTOP): continued and killed when dropped, so that a
-/// failed test leaves no stopped process holding connections.
-struct Frozen(Child);
-
-impl Frozen {
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill {signal}");
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Opens `p.agent`'s long poll (request id 9, 30 s) through hub 1 with a progress token, so
